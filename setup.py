@@ -1,0 +1,42 @@
+"""Packaging for TOROS Manager: the shared library, the four daemons and the ``toros`` client."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_version():
+    """Read ``__version__`` without importing the package (its dependencies may be absent)."""
+    for line in (HERE / "torosmanager" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("torosmanager/__init__.py has no __version__")
+
+
+setup(
+    name="torosmanager",
+    version=read_version(),
+    description="Observatory automation daemons for small robotic telescopes (TOROS)",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["torosmanager", "torosmanager.*"]),
+    package_data={"torosmanager": ["data/*"]},
+    install_requires=[
+        "pyyaml>=6.0",
+        "astropy>=6.0",
+        "numpy>=1.24",
+        "ccdproc>=2.4",
+        "python-daemon>=3.0",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    scripts=[
+        "services/toros-scheduler",
+        "services/toros-telescope",
+        "services/toros-dome",
+        "services/toros-preprocessor",
+    ],
+    entry_points={"console_scripts": ["toros = torosmanager.cli:main"]},
+)

@@ -1,0 +1,78 @@
+"""Calling a daemon's front desk, from another daemon or from the ``toros`` command.
+
+Examples
+--------
+>>> from torosmanager.config import default_config
+>>> proxy = connect(default_config(), "dome")         # doctest: +SKIP
+>>> proxy.front_desk({"WOType": "Status"})["Service"]  # doctest: +SKIP
+'dome'
+"""
+
+import urllib.parse
+import xmlrpc.client
+
+from .config import address_key
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """The stdlib transport with a socket timeout, so a dead peer cannot hang the caller."""
+
+    def __init__(self, timeout):
+        super().__init__(use_builtin_types=True)
+        self._timeout = timeout
+
+    def make_connection(self, host):
+        connection = super().make_connection(host)
+        connection.timeout = self._timeout
+        return connection
+
+
+class _SafeTimeoutTransport(xmlrpc.client.SafeTransport):
+    """The same for https:// addresses."""
+
+    def __init__(self, timeout):
+        super().__init__(use_builtin_types=True)
+        self._timeout = timeout
+
+    def make_connection(self, host):
+        connection = super().make_connection(host)
+        connection.timeout = self._timeout
+        return connection
+
+
+def url_of(config, service):
+    """The URL of *service*'s front desk, with the configured credentials, if any."""
+    url = config[address_key(service)]["HTTP"]
+    users = config["Server"]["Users"]
+    if users:
+        # Daemons and the CLI authenticate as the first configured user.
+        user, password = next(iter(users.items()))
+        parts = urllib.parse.urlsplit(url)
+        netloc = (f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
+                  f"@{parts.netloc}")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def connect(config, service, timeout=None):
+    """An :class:`xmlrpc.client.ServerProxy` for *service* (``"dome"``, ...).
+
+    Parameters
+    ----------
+    config : dict
+        The loaded configuration: addresses, credentials and ``Server → Peer Timeout``.
+    service : str
+        One of :data:`torosmanager.config.SERVICES`.
+    timeout : float, optional
+        Seconds to wait for an answer; default ``Server → Peer Timeout``.
+    """
+    url = url_of(config, service)
+    timeout = config["Server"]["Peer Timeout"] if timeout is None else timeout
+    transport_class = _SafeTimeoutTransport if url.startswith("https://") else _TimeoutTransport
+    return xmlrpc.client.ServerProxy(url, transport=transport_class(timeout), allow_none=True,
+                                     use_builtin_types=True)
+
+
+def describe(config, service):
+    """*service*'s address without credentials, for messages."""
+    return config[address_key(service)]["HTTP"]

@@ -1,0 +1,104 @@
+"""One clock for every daemon: real UTC, or a simulated night shared by separate processes.
+
+A simulated clock is fixed by three settings (``Clock`` in the configuration): the simulated
+instant ``Start`` that corresponds to the real instant ``Anchor``, and a ``Speed`` factor. Every
+process that reads the same configuration computes the same simulated time, with no messages
+between them::
+
+    simulated now = Start + Speed × (real now − Anchor)
+
+This module also sets astropy up for an observatory without internet (:func:`use_astropy_offline`).
+"""
+
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+
+
+class Clock:
+    """Real or simulated UTC time.
+
+    Parameters
+    ----------
+    start : datetime, optional
+        The simulated instant at *anchor*; ``None`` for real time.
+    anchor : datetime, optional
+        The real UTC instant *start* corresponds to.
+    speed : float
+        Simulated seconds per real second.
+    """
+
+    def __init__(self, start=None, anchor=None, speed=1.0):
+        if (start is None) != (anchor is None):
+            raise ValueError("a simulated clock needs both start and anchor")
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.start = start
+        self.anchor = anchor
+        self.speed = float(speed)
+
+    @classmethod
+    def from_config(cls, config):
+        """The clock the ``Clock`` section of a loaded configuration describes."""
+        section = config["Clock"]
+        if section["Mode"] == "real":
+            return cls()
+        return cls(section["Start"], section["Anchor"], section["Speed"])
+
+    @property
+    def simulated(self):
+        """Whether this clock runs on simulated time."""
+        return self.start is not None
+
+    def now(self):
+        """The current UTC time (timezone-aware)."""
+        real = datetime.now(timezone.utc)
+        if not self.simulated:
+            return real
+        return self.start + (real - self.anchor) * self.speed
+
+    def sleep(self, seconds):
+        """Wait *seconds* of clock time."""
+        time.sleep(self.real_seconds(seconds))
+
+    def wait(self, event, seconds):
+        """Wait up to *seconds* of clock time for a :class:`threading.Event`; return its state."""
+        return event.wait(self.real_seconds(seconds))
+
+    def real_seconds(self, seconds):
+        """How many real seconds *seconds* of clock time take."""
+        return max(seconds, 0.0) / self.speed if self.simulated else max(seconds, 0.0)
+
+    def describe(self):
+        """A short description for health reports and logs."""
+        if not self.simulated:
+            return "real UTC"
+        return (f"simulated, {self.speed:g}× from {self.start.isoformat()} "
+                f"at real {self.anchor.isoformat()}")
+
+
+_astropy_lock = threading.Lock()
+
+
+def use_astropy_offline():
+    """Make astropy work without the network, once per process.
+
+    astropy would otherwise try to download IERS Earth-rotation tables for recent or future
+    times, and raise once its bundled IERS-A table is more than ``auto_max_age`` days old.
+    Observatories are often offline, so: never download, accept stale tables (with a warning in
+    the log, not an exception), and forbid any other download.
+    """
+    from astropy.utils import iers
+    from astropy.utils.data import conf as data_conf
+
+    with _astropy_lock:
+        data_conf.allow_internet = False
+        iers.conf.auto_download = False
+        iers.conf.auto_max_age = None
+        iers.conf.iers_degraded_accuracy = "warn"
+    # Beyond the bundled tables' end astropy warns for every transformation; once in the log is
+    # enough, and the accuracy lost (under a second of time) does not matter for scheduling.
+    warnings.filterwarnings("once", module="astropy.utils.iers")
+    warnings.filterwarnings("once", message=".*(IERS|leap-second).*")
+

@@ -1,0 +1,332 @@
+"""Load and validate ``toros.conf.yaml``.
+
+Every setting, its type, its allowed values and its default live in :data:`SCHEMA`, in one place.
+:func:`load_config` reads a file, rejects unknown keys, wrong types and out-of-range values with one
+message that names the file, the key and what is allowed, and returns the configuration with every
+default filled in.
+
+The file is found, in this order, from the ``--config`` option, the ``TOROS_CONFIG`` environment
+variable, or :data:`DEFAULT_PATH`.
+"""
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import yaml
+
+DEFAULT_PATH = "/etc/toros/toros.conf.yaml"
+ENVIRONMENT_VARIABLE = "TOROS_CONFIG"
+
+#: The daemons, in the order a night needs them.
+SERVICES = ("scheduler", "telescope", "dome", "preprocessor")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One leaf of the configuration: its type, default and what is allowed.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"ip"``, ``"datetime"``,
+        ``"path"``, ``"paths"`` (a list of absolute paths) or ``"credentials"`` (a mapping of
+        user name to password).
+    default : object
+        The value used when the key is absent; ``None`` means "not set".
+    doc : str
+        One line for the configuration reference.
+    minimum, maximum : float, optional
+        Inclusive bounds for numbers.
+    choices : tuple of str, optional
+        The accepted values for a string.
+    """
+
+    kind: str
+    default: Any
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+
+    def allowed(self):
+        """Describe the accepted values, for error messages."""
+        if self.choices:
+            return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        if self.kind in ("int", "float"):
+            noun = "an integer" if self.kind == "int" else "a number"
+            if self.minimum is not None and self.maximum is not None:
+                return f"{noun} from {self.minimum:g} to {self.maximum:g}"
+            if self.minimum is not None:
+                return f"{noun} of at least {self.minimum:g}"
+            return noun
+        return {
+            "str": "a string",
+            "bool": "true or false",
+            "ip": "an IPv4 or IPv6 address such as 127.0.0.1",
+            "datetime": "an ISO 8601 UTC date and time such as 2026-11-21T00:30:00",
+            "path": "a file path ({service} is replaced by the daemon's name)",
+            "paths": "a list of absolute paths",
+            "credentials": "a mapping of user name to password",
+        }[self.kind]
+
+
+def _address(port):
+    return {
+        "HTTP": Setting("str", None, "URL clients use to reach the daemon; default http://IP:Port/"),
+        "IP": Setting("ip", "127.0.0.1", "address the daemon listens on"),
+        "Port": Setting("int", port, "TCP port the daemon listens on", 1, 65535),
+    }
+
+
+#: The whole configuration: nested mappings of keys to :class:`Setting`.
+SCHEMA = {
+    "Scheduler Address": _address(8010),
+    "Telescope Address": _address(8011),
+    "Dome Address": _address(8012),
+    "Preprocessor Address": _address(8013),
+    "Logging": {
+        "File": Setting("path", "/var/log/toros/{service}.log",
+                        "log file of each daemon; rotated by size"),
+        "Log Level": Setting("str", "INFO", "least severe level logged",
+                             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "Max Bytes": Setting("int", 10_000_000, "size at which the log file is rotated",
+                             1_000, None),
+        "Backup Count": Setting("int", 5, "rotated log files kept", 0, 1000),
+    },
+    "Database": {
+        "File": Setting("path", "/var/lib/toros/{service}.sqlite3",
+                        "SQLite journal of each daemon's work orders"),
+    },
+    "Site": {
+        "Name": Setting("str", "CTMO", "observatory name, written to FITS headers"),
+        "Latitude": Setting("float", 25.9958, "geodetic latitude, degrees north", -90, 90),
+        "Longitude": Setting("float", -97.5690, "longitude, degrees east", -180, 180),
+        "Elevation": Setting("float", 12.0, "height above sea level, metres", -500, 9000),
+    },
+    "Clock": {
+        "Mode": Setting("str", "real", "real UTC, or a simulated clock shared by all daemons",
+                        choices=("real", "simulated")),
+        "Start": Setting("datetime", None, "simulated: the simulated instant at the anchor"),
+        "Anchor": Setting("datetime", None,
+                          "simulated: the real UTC instant the simulated start corresponds to"),
+        "Speed": Setting("float", 1.0, "simulated: simulated seconds per real second",
+                         0.001, 100_000),
+    },
+    "Server": {
+        "Max Request Bytes": Setting("int", 1_000_000, "larger request bodies are refused",
+                                     1_000, 1_000_000_000),
+        "Request Timeout": Setting("float", 10.0,
+                                   "seconds a client may take to send its request", 0.1, 3600),
+        "Peer Timeout": Setting("float", 10.0,
+                                "seconds a daemon waits for another daemon's answer", 0.1, 3600),
+        "Users": Setting("credentials", None,
+                         "HTTP Basic credentials, user name: password; required off loopback"),
+        "Allow Unauthenticated": Setting("bool", False,
+                                         "serve a non-loopback address without credentials"),
+    },
+    "Scheduler": {
+        "Default Priority": Setting("float", 5.0, "priority of an order that requests none",
+                                    0, 10),
+        "Dispatch Attempts": Setting("int", 5,
+                                     "tries to hand an order to the telescope or dome daemon",
+                                     1, 1000),
+        "Dispatch Retry Interval": Setting("float", 5.0,
+                                           "seconds between those tries", 0.01, 3600),
+    },
+    "Telescope": {
+        "Name": Setting("str", "CTMO", "this telescope's name; orders for others are refused"),
+        "Data Directory": Setting("path", "/var/lib/toros/data", "where FITS files are written"),
+    },
+    "Dome": {
+        "Auxiliary Outputs": Setting("int", 8, "auxiliary outputs (BlinkNN keys) the dome has",
+                                     0, 99),
+    },
+    "Preprocessor": {
+        "Allowed Directories": Setting("paths", ["/var/lib/toros/data"],
+                                       "directories a File Location may point into"),
+    },
+}
+
+
+def _defaults(schema):
+    return {
+        key: _defaults(value) if isinstance(value, dict) else value.default
+        for key, value in schema.items()
+    }
+
+
+def default_config():
+    """The configuration with every default, as :func:`load_config` would return for ``{}``."""
+    return _finish(_defaults(SCHEMA), "<defaults>")
+
+
+def resolve_path(path=None):
+    """Which file to read: *path*, else ``$TOROS_CONFIG``, else :data:`DEFAULT_PATH`."""
+    return path or os.environ.get(ENVIRONMENT_VARIABLE) or DEFAULT_PATH
+
+
+def load_config(path=None):
+    """Read, validate and complete a configuration file.
+
+    Parameters
+    ----------
+    path : str, optional
+        The file; see :func:`resolve_path` for what happens when it is not given.
+
+    Returns
+    -------
+    dict
+        The nested configuration with every key of :data:`SCHEMA` present.
+
+    Raises
+    ------
+    ConfigError
+        For a missing or unreadable file, bad YAML, an unknown key, a wrong type or an
+        out-of-range value. The message names the file and the key.
+    """
+    path = resolve_path(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, "
+                          f"got {type(data).__name__}")
+    return _finish(_merge(SCHEMA, data, path, ()), path)
+
+
+def _merge(schema, data, path, where):
+    result = {}
+    for key in data:
+        if key not in schema:
+            place = f" in {' → '.join(where)}" if where else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{place}; allowed: "
+                              + ", ".join(repr(name) for name in schema))
+    for key, rule in schema.items():
+        here = where + (key,)
+        if isinstance(rule, dict):
+            section = data.get(key)
+            if section is None:
+                section = {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"{path}: {' → '.join(here)} must be a mapping of settings, "
+                                  f"got {section!r}")
+            result[key] = _merge(rule, section, path, here)
+        elif key in data and data[key] is not None:
+            result[key] = _check(rule, data[key], path, here)
+        else:
+            result[key] = rule.default
+    return result
+
+
+def _check(rule, value, path, where):
+    def fail():
+        return ConfigError(f"{path}: {' → '.join(where)}: {value!r} is not allowed; "
+                           f"allowed: {rule.allowed()}")
+
+    kind = rule.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        if kind == "int" and not float(value).is_integer():
+            raise fail()
+        value = int(value) if kind == "int" else float(value)
+        if (rule.minimum is not None and value < rule.minimum) or (
+                rule.maximum is not None and value > rule.maximum):
+            raise fail()
+        return value
+    if kind == "datetime":
+        if isinstance(value, datetime):
+            parsed = value
+        else:
+            try:
+                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            except ValueError:
+                raise fail() from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    if kind == "credentials":
+        if not isinstance(value, dict) or not value or not all(
+                isinstance(user, str) and isinstance(password, (str, int))
+                for user, password in value.items()):
+            raise fail()
+        return {user: str(password) for user, password in value.items()}
+    if kind == "paths":
+        paths = [value] if isinstance(value, str) else value
+        if not isinstance(paths, list) or not paths or not all(
+                isinstance(path, str) and path.startswith("/") for path in paths):
+            raise fail()
+        return paths
+    if not isinstance(value, str) or not value:
+        raise fail()
+    if rule.choices and value not in rule.choices:
+        raise fail()
+    if kind == "ip":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise fail() from None
+    return value
+
+
+def _finish(config, path):
+    """Derive what depends on several keys, and check the rules that span sections."""
+    for service in SERVICES:
+        address = config[address_key(service)]
+        if address["HTTP"] is None:
+            host = address["IP"]
+            if host in ("0.0.0.0", "::"):
+                host = "127.0.0.1"  # a wildcard bind is reached locally through loopback
+            elif ":" in host:
+                host = f"[{host}]"
+            address["HTTP"] = f"http://{host}:{address['Port']}/"
+        elif not address["HTTP"].startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: {address_key(service)} → HTTP: {address['HTTP']!r} is "
+                              "not allowed; allowed: a URL starting with http:// or https://")
+        server = config["Server"]
+        if (not is_loopback(address["IP"]) and not server["Users"]
+                and not server["Allow Unauthenticated"]):
+            raise ConfigError(
+                f"{path}: {address_key(service)} → IP: {address['IP']} is not a loopback address, "
+                "so the daemon needs credentials: set Server → Users (user name: password), "
+                "or Server → Allow Unauthenticated: true to serve it without them")
+    clock = config["Clock"]
+    if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
+        raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "
+                          "Clock → Anchor are required (ISO 8601 UTC instants) so that every "
+                          "daemon agrees on the simulated time")
+    return config
+
+
+def address_key(service):
+    """The configuration section holding *service*'s address, e.g. ``"Dome Address"``."""
+    return f"{service.capitalize()} Address"
+
+
+def service_path(template, service):
+    """Fill the ``{service}`` placeholder of a path setting."""
+    return template.replace("{service}", service)
+
+
+def is_loopback(ip):
+    """Whether *ip* is reachable only from this machine."""
+    return ipaddress.ip_address(ip).is_loopback

@@ -1,0 +1,198 @@
+"""The front desk: what every daemon does with a work order before its own work begins.
+
+Validate it, refuse it with a clear :class:`xmlrpc.client.Fault` or journal it, and answer with a
+receipt, in milliseconds. ``Status`` and ``Cancel`` queries are answered here for every daemon.
+What a daemon then does with the order is its :class:`~torosmanager.handler.Handler`'s business.
+"""
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from xmlrpc.client import Fault
+
+from . import __version__
+from .config import address_key
+from .journal import CANCELLED, FINAL_STATES, UNFINISHED_STATES
+from .workorders import SCHEMAS, FaultCode, WorkOrderError, format_utc, validate, wotype_of
+
+log = logging.getLogger(__name__)
+
+
+class FrontDesk:
+    """Receives work orders for one daemon.
+
+    Parameters
+    ----------
+    handler : Handler
+        The daemon's own logic (which WOTypes it takes, what it does with them).
+    journal : Journal
+        Where accepted orders and their states are kept.
+    clock : Clock
+        The time written to the journal.
+    config : dict
+        The loaded configuration (for the other daemons' addresses in messages).
+    """
+
+    def __init__(self, handler, journal, clock, config):
+        self.handler = handler
+        self.journal = journal
+        self.clock = clock
+        self.config = config
+        self.started = time.monotonic()
+        self.started_at = datetime.now(timezone.utc)
+
+    def front_desk(self, work_order):
+        """Submit a work order (a struct) to this daemon, or ask about one.
+
+        Work orders ({"WOType": "Observation", ...}) are validated and kept, and a receipt
+        struct is returned at once: ID, WOType, Status, Priority, Message. A work order the
+        daemon cannot take raises a Fault that names the key, the value received and what is
+        allowed. Queries: {"WOType": "Status", "ID": id} returns that order's state and history;
+        {"WOType": "Status"} returns the daemon's health; {"WOType": "Cancel", "ID": id} cancels.
+        """
+        try:
+            return self._serve(work_order)
+        except WorkOrderError as error:
+            log.info("refused a work order: %s", error)
+            raise Fault(int(error.code), str(error)) from None
+        except Exception as error:
+            log.exception("internal error while handling %r", work_order)
+            raise Fault(int(FaultCode.INTERNAL),
+                        f"internal error in the {self.handler.service} daemon "
+                        f"({type(error).__name__}: {error}); its log has the details") from None
+
+    def _serve(self, work_order):
+        if not isinstance(work_order, dict):
+            raise WorkOrderError(f"a work order must be a struct (dict); received "
+                                 f"{type(work_order).__name__} {work_order!r}")
+        wotype = wotype_of(work_order)
+        if wotype not in self.handler.wotypes and wotype not in ("Status", "Cancel"):
+            raise WorkOrderError(self._wrong_daemon(wotype), FaultCode.WRONG_DAEMON)
+        order = validate(work_order, now=self.clock.now())
+        if wotype == "Status":
+            return self.status(order.get("ID"))
+        if wotype == "Cancel":
+            return self.cancel(order["ID"], order.get("User", "unknown"))
+        return self.accept(order, work_order)
+
+    def _wrong_daemon(self, wotype):
+        places = [f"the {service} daemon ({self.config[address_key(service)]['HTTP']})"
+                  for service in SCHEMAS[wotype].services]
+        return (f"'WOType': received {wotype!r}, which this {self.handler.service} daemon does "
+                f"not take; send it to " + " or ".join(places) + "; this daemon takes: "
+                + ", ".join(repr(name) for name in self.handler.wotypes + ("Status", "Cancel")))
+
+    def accept(self, order, received):
+        """Journal a validated work order and hand it to the handler; return the receipt."""
+        self.handler.check(order)
+        priority, reason = self.handler.assign_priority(order)
+        order["Priority"] = priority
+        submitted = _canonical(received)
+        now = format_utc(self.clock.now())
+        record, created = self.journal.add(order, submitted, priority, reason, now,
+                                           f"received from {order['User']}")
+        if not created:
+            if record.submitted != submitted:
+                raise WorkOrderError(_conflict(record, received), FaultCode.CONFLICT)
+            log.info("[WO %s] resubmitted unchanged; receipt repeated", record.id)
+            return self._receipt(record, f"already received at {record.created}; "
+                                         f"now {record.state}: {record.message}")
+        log.info("[WO %s] accepted %s from %s, priority %.2f (%s)", record.id, record.wotype,
+                 order["User"], priority, reason)
+        self.handler.accepted(record)
+        record = self.journal.get(record.id)
+        return self._receipt(record, record.message)
+
+    def status(self, order_id=None):
+        """The state and history of one order, or, without *order_id*, the daemon's health."""
+        if order_id is None:
+            return self.health()
+        record = self._find(order_id)
+        answer = self._receipt(record, record.message)
+        answer.update({
+            "Priority Reason": record.priority_reason,
+            "Work Order": _without_none(record.work_order),
+            "History": self.journal.history(record.id),
+            "Progress": record.progress,
+            "Created": record.created,
+            "Updated": record.updated,
+        })
+        return answer
+
+    def cancel(self, order_id, user):
+        """Cancel an order that has not ended; return its receipt."""
+        record = self._find(order_id)
+        if record.finished:
+            raise WorkOrderError(f"'ID': received {order_id!r}, an order that is already "
+                                 f"{record.state} ({record.message}); only orders that have not "
+                                 "ended can be cancelled", FaultCode.NOT_CANCELLABLE)
+        reason = f"cancelled by {user}"
+        previous = self.journal.transition(record.id, CANCELLED, reason,
+                                           format_utc(self.clock.now()),
+                                           only_from=UNFINISHED_STATES)
+        if previous is None:  # it ended while we looked
+            record = self.journal.get(record.id)
+            raise WorkOrderError(f"'ID': received {order_id!r}, an order that has just ended "
+                                 f"({record.state})", FaultCode.NOT_CANCELLABLE)
+        log.info("[WO %s] %s (was %s)", record.id, reason, previous)
+        self.handler.cancelled(record, previous)
+        return self._receipt(self.journal.get(record.id), reason)
+
+    def health(self):
+        """The daemon's health: version, uptime, clock, queue and devices."""
+        counts = self.journal.counts()
+        active = sum(n for state, n in counts.items() if state not in FINAL_STATES)
+        uptime = time.monotonic() - self.started
+        return {
+            "Service": self.handler.service,
+            "Version": __version__,
+            "Status": "running",
+            "Message": f"{self.handler.service} daemon up {uptime:.0f} s, {active} order(s) "
+                       "not ended",
+            "Address": self.config[address_key(self.handler.service)]["HTTP"],
+            "Started": format_utc(self.started_at),
+            "Uptime": round(uptime, 3),
+            "Clock": self.clock.describe(),
+            "Now": format_utc(self.clock.now()),
+            "Queue": counts,
+            "Devices": self.handler.devices(),
+            "Takes": list(self.handler.wotypes),
+        }
+
+    def _find(self, order_id):
+        record = self.journal.get(order_id)
+        if record is None:
+            raise WorkOrderError(f"'ID': received {order_id!r}; the {self.handler.service} "
+                                 "daemon has no work order with this ID", FaultCode.NOT_FOUND)
+        return record
+
+    def _receipt(self, record, message):
+        return {
+            "ID": record.id,
+            "WOType": record.wotype,
+            "Status": record.state,
+            "Priority": record.priority,
+            "Message": message,
+            "Service": self.handler.service,
+        }
+
+
+def _canonical(order):
+    """The order as received, without its ID, as comparable text."""
+    content = {key: value for key, value in order.items() if key != "ID"}
+    return json.dumps(content, sort_keys=True, default=str)
+
+
+def _conflict(record, received):
+    before = json.loads(record.submitted)
+    now = json.loads(_canonical(received))
+    differing = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    return (f"'ID': received {record.id!r}, already used on {record.created} for a different "
+            f"work order (differing keys: {', '.join(repr(key) for key in differing)}); "
+            "resubmit it unchanged, or use a new ID")
+
+
+def _without_none(order):
+    # XML-RPC has no null in its base standard: leave absent what is not set.
+    return {key: value for key, value in order.items() if value is not None}

@@ -1,0 +1,137 @@
+"""What a daemon does with the work orders its front desk accepted.
+
+Each daemon subclasses :class:`Handler`: it names the WOTypes it takes, may add checks of its
+own (those that need its configuration), assigns priorities, starts the work and resumes it
+after a restart. Everything here is called from the front desk's thread and must return quickly:
+long work belongs in :class:`Workers`.
+"""
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .journal import ACCEPTED, FAILED, QUEUED, RUNNING
+from .workorders import clip_priority, format_utc
+
+log = logging.getLogger(__name__)
+
+
+class Handler:
+    """The base of every daemon's logic.
+
+    Parameters
+    ----------
+    config : dict
+        The loaded configuration.
+    journal : Journal
+        This daemon's journal.
+    clock : Clock
+        The shared clock.
+    """
+
+    #: The daemon's name, as in ``systemctl start <service>``.
+    service = ""
+    #: The WOTypes this daemon takes (Status and Cancel are answered by every daemon).
+    wotypes = ()
+
+    def __init__(self, config, journal, clock):
+        self.config = config
+        self.journal = journal
+        self.clock = clock
+
+    # --- called by the front desk ---------------------------------------------------------
+
+    def check(self, order):
+        """Refuse (raise :class:`~torosmanager.workorders.WorkOrderError`) what the schema
+        allows but this daemon's configuration does not. The default accepts everything."""
+
+    def assign_priority(self, order):
+        """The priority of a new order and a one-line reason.
+
+        A requested priority is kept, clipped to 0–10; otherwise the configured default.
+        """
+        requested = order.get("Priority")
+        if requested is None:
+            default = self.config["Scheduler"]["Default Priority"]
+            return default, f"default priority: {default:g}"
+        clipped = clip_priority(requested)
+        if clipped != requested:
+            return clipped, f"requested {requested:g}, clipped to {clipped:g}"
+        return clipped, f"requested: {clipped:g}"
+
+    def accepted(self, record):
+        """Start work on a newly journaled order. The default queues it."""
+        self.transition(record.id, QUEUED, "queued")
+
+    def cancelled(self, record, previous_state):
+        """Stop work on an order the front desk has just marked cancelled."""
+
+    def devices(self):
+        """The devices (or peers) this daemon drives, for the health report."""
+        return {}
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self):
+        """Resume the orders that had not ended when the daemon last stopped."""
+        for record in self.journal.unfinished():
+            self.resume(record)
+
+    def resume(self, record):
+        """Pick up one unfinished order after a restart.
+
+        An order caught between ``accepted`` and ``queued`` is queued; one that was running
+        cannot be continued half-way and is marked failed with the reason. Subclasses extend
+        this for their own states.
+        """
+        if record.state == ACCEPTED:
+            self.transition(record.id, QUEUED, "queued after a restart")
+        elif record.state == RUNNING:
+            self.transition(record.id, FAILED,
+                            f"the {self.service} daemon stopped while this order was running")
+
+    def stop(self):
+        """Stop taking new work; let work in progress finish or leave it journaled."""
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def transition(self, order_id, state, reason, **options):
+        """Journal a change of state at the clock's time and log it under the order's ID."""
+        previous = self.journal.transition(order_id, state, reason,
+                                           format_utc(self.clock.now()), **options)
+        if previous is not None:
+            log.info("[WO %s] %s → %s: %s", order_id, previous, state, reason)
+        return previous
+
+
+class Workers:
+    """A small pool of threads for long work, stoppable at once.
+
+    Parameters
+    ----------
+    name : str
+        Used in thread names, for the logs.
+    count : int
+        Threads in the pool.
+    """
+
+    def __init__(self, name, count):
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
+
+    def submit(self, function, *args):
+        """Run ``function(*args)`` in a worker; its exceptions are logged, never lost."""
+        future = self._pool.submit(function, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def stop(self):
+        """Tell running work to stop (:attr:`stopping`), drop what has not started, and wait."""
+        self.stopping.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _log_failure(future):
+    if not future.cancelled() and future.exception() is not None:
+        error = future.exception()
+        log.error("a worker failed", exc_info=(type(error), error, error.__traceback__))

@@ -1,0 +1,5 @@
+"""The preprocessor daemon: calibrates CCD exposures."""
+
+from .handler import PreprocessorHandler
+
+__all__ = ["PreprocessorHandler"]

@@ -1,0 +1,141 @@
+"""The threaded XML-RPC server every daemon runs.
+
+It publishes one application method, ``front_desk(work_order)``, plus the standard
+``system.listMethods``, ``system.methodHelp``, ``system.methodSignature`` and
+``system.multicall``, at ``POST /`` and ``POST /RPC2``. Around the stdlib's
+:class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a networked observatory needs: a thread per
+connection with a socket timeout (a slow client stalls only itself), a limit on request size,
+and HTTP Basic authentication.
+"""
+
+import base64
+import binascii
+import hmac
+import logging
+import socket
+import socketserver
+from xmlrpc.client import gzip_decode
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+log = logging.getLogger(__name__)
+
+
+class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
+    """One HTTP connection: checks size and credentials before reading the body."""
+
+    rpc_paths = ("/", "/RPC2")
+
+    def setup(self):
+        # StreamRequestHandler applies self.timeout to the socket: a client that stops sending
+        # loses its connection instead of holding a thread for ever.
+        self.timeout = self.server.request_timeout
+        super().setup()
+
+    def do_POST(self):
+        if not self.is_rpc_path_valid():
+            self.report_404()
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.strip().isdigit():
+            self._refuse(411, "Length Required", "send a Content-Length header")
+            return
+        if int(length) > self.server.max_request_bytes:
+            self._refuse(413, "Payload Too Large",
+                         f"request body of {int(length)} bytes; the limit is "
+                         f"{self.server.max_request_bytes} bytes (Server → Max Request Bytes)")
+            return
+        if not self._authorized():
+            self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
+                         {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
+            return
+        super().do_POST()
+
+    def decode_request_content(self, data):
+        # A gzip body may expand far beyond Content-Length: hold it to the same limit.
+        if self.headers.get("content-encoding", "identity").lower() == "gzip":
+            try:
+                return gzip_decode(data, max_decode=self.server.max_request_bytes)
+            except ValueError:
+                self._refuse(413, "Payload Too Large", "decompressed body exceeds the limit")
+                return None
+        return super().decode_request_content(data)
+
+    def _authorized(self):
+        users = self.server.users
+        if not users:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(token.strip(), validate=True).decode(
+                "utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        expected = users.get(user)
+        # Compare in constant time so the answer's timing says nothing about the password.
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    def _refuse(self, code, title, detail, headers=None):
+        body = f"{code} {title}: {detail}\n".encode()
+        log.warning("refused a request from %s: %s %s", self.client_address[0], code, detail)
+        self.send_response(code, title)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, format, *args):  # noqa: A002 (the stdlib's signature)
+        log.debug("%s %s", self.client_address[0], format % args)
+
+
+class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
+    """The XML-RPC server of one daemon.
+
+    Parameters
+    ----------
+    service : str
+        The daemon's name, for logs and the authentication realm.
+    host, port : str, int
+        Where to listen.
+    max_request_bytes : int
+        Larger request bodies are refused with HTTP 413.
+    request_timeout : float
+        Seconds a client may take to send its request.
+    users : dict, optional
+        User name to password; when given every request needs HTTP Basic credentials.
+    """
+
+    # On shutdown, wait for requests in progress (each bounded by the request timeout) so that
+    # no receipt is cut off and nothing writes to a closed journal.
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, service, host, port, *, max_request_bytes, request_timeout, users=None):
+        self.service = service
+        self.max_request_bytes = max_request_bytes
+        self.request_timeout = request_timeout
+        self.users = dict(users or {})
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, port), requestHandler=FrontDeskRequestHandler, logRequests=False,
+                         allow_none=True, use_builtin_types=True)
+
+    def publish(self, front_desk):
+        """Serve *front_desk* as ``front_desk``, with the ``system.*`` methods.
+
+        Its docstring is what ``system.methodHelp("front_desk")`` returns.
+        """
+        self.register_function(front_desk, "front_desk")
+        self.register_introspection_functions()
+        self.register_multicall_functions()
+
+    @property
+    def port(self):
+        """The port actually bound (useful when 0 asked for any free port)."""
+        return self.server_address[1]

@@ -1,0 +1,174 @@
+"""Running a daemon: the program behind ``toros-scheduler``, ``toros-telescope``, ...
+
+``run(service, argv)`` parses the command line, loads and validates the configuration (a bad one
+stops the program with one clear message and exit status 78, ``EX_CONFIG``, which the systemd
+units do not restart on), binds the port, optionally detaches as a classic Unix daemon, opens the
+journal, resumes unfinished work, tells systemd it is ready, and serves until SIGTERM or SIGINT.
+SIGHUP reopens the log file.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+
+from . import __version__
+from .clock import Clock, use_astropy_offline
+from .config import ConfigError, address_key, load_config, service_path, DEFAULT_PATH
+from .dome import DomeHandler
+from .frontdesk import FrontDesk
+from .journal import Journal
+from .logs import setup_logging
+from .preprocessor import PreprocessorHandler
+from .scheduler import SchedulerHandler
+from .server import FrontDeskServer
+from .telescope import TelescopeHandler
+
+log = logging.getLogger(__name__)
+
+HANDLERS = {handler.service: handler for handler in
+            (SchedulerHandler, TelescopeHandler, DomeHandler, PreprocessorHandler)}
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a restart cannot help
+
+
+def parse_arguments(service, argv):
+    """The command line of ``toros-<service>``."""
+    parser = argparse.ArgumentParser(
+        prog=f"toros-{service}",
+        description=f"The TOROS Manager {service} daemon. Runs in the foreground unless "
+                    "--daemon is given.")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"configuration file (default: $TOROS_CONFIG, else {DEFAULT_PATH})")
+    parser.add_argument("--daemon", action="store_true",
+                        help="detach from the terminal as a classic Unix daemon (needs --pidfile)")
+    parser.add_argument("--pidfile", metavar="PATH",
+                        help="with --daemon, the file that holds the daemon's process ID")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    arguments = parser.parse_args(argv)
+    if arguments.daemon != bool(arguments.pidfile):
+        parser.error("--daemon and --pidfile PATH go together")
+    return arguments
+
+
+def run(service, argv):
+    """Run the *service* daemon until it is told to stop; return the exit status."""
+    arguments = parse_arguments(service, argv)
+    try:
+        config = load_config(arguments.config)
+    except ConfigError as error:
+        print(f"toros-{service}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    address = config[address_key(service)]
+    server_settings = config["Server"]
+    try:
+        # Bind before detaching, so that a port in use is reported where the operator looks.
+        server = FrontDeskServer(service, address["IP"], address["Port"],
+                                 max_request_bytes=server_settings["Max Request Bytes"],
+                                 request_timeout=server_settings["Request Timeout"],
+                                 users=server_settings["Users"])
+    except OSError as error:
+        print(f"toros-{service}: cannot listen on {address['IP']} port {address['Port']} "
+              f"({address_key(service)}): {error.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    if arguments.daemon:
+        return _run_detached(service, config, server, arguments.pidfile)
+    return serve(service, config, server)
+
+
+def _run_detached(service, config, server, pidfile):
+    import daemon
+    import daemon.pidfile
+
+    _remove_stale_pidfile(pidfile)
+    context = daemon.DaemonContext(
+        pidfile=daemon.pidfile.TimeoutPIDLockFile(os.path.abspath(pidfile), acquire_timeout=0),
+        files_preserve=[server.fileno()], umask=0o027)
+    try:
+        context.open()
+    except Exception as error:  # lockfile raises its own classes; report any, then give up
+        print(f"toros-{service}: cannot detach with pidfile {pidfile}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        return serve(service, config, server)
+    finally:
+        context.close()
+
+
+def _remove_stale_pidfile(path):
+    """Remove a pidfile left by a daemon that is no longer running."""
+    try:
+        with open(path, encoding="ascii") as stream:
+            pid = int(stream.read().strip() or 0)
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        os.unlink(path)
+    except PermissionError:
+        pass  # alive, under another user: the lock will refuse to start a second daemon
+
+
+def serve(service, config, server):
+    """Open the journal, build the daemon, and serve on *server* until SIGTERM or SIGINT."""
+    log_file = setup_logging(config, service)
+    use_astropy_offline()
+    clock = Clock.from_config(config)
+    database = service_path(config["Database"]["File"], service)
+    try:
+        journal = Journal(database)
+    except Exception as error:  # sqlite3 and OS errors alike end here, with the file named
+        log.critical("cannot open the journal %s (Database → File): %s", database, error)
+        server.server_close()
+        return EXIT_FAILURE
+    handler = HANDLERS[service](config, journal, clock)
+    desk = FrontDesk(handler, journal, clock, config)
+    server.publish(desk.front_desk)
+
+    def stop(signum, frame):
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        # shutdown() waits for serve_forever(), which runs in this very thread: ask from another.
+        threading.Thread(target=server.shutdown, name="shutdown").start()
+
+    def reopen_log(signum, frame):
+        threading.Thread(target=log_file.reopen, name="reopen-log").start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reopen_log)
+
+    handler.start()
+    log.info("%s daemon %s listening on %s (clock: %s; journal: %s)", service, __version__,
+             config[address_key(service)]["HTTP"], clock.describe(), database)
+    notify_systemd("READY=1\nSTATUS=accepting work orders")
+    try:
+        server.serve_forever()
+    finally:
+        notify_systemd("STOPPING=1")
+        server.server_close()  # waits for requests in progress
+        handler.stop()
+        journal.close()
+        log.info("%s daemon stopped", service)
+    return EXIT_OK
+
+
+def notify_systemd(message):
+    """Send *message* to systemd's notification socket, when started by systemd (``Type=notify``).
+
+    See sd_notify(3): a datagram to the path in ``$NOTIFY_SOCKET`` (``@`` means the abstract
+    namespace).
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as connection:
+        connection.connect(address)
+        connection.sendall(message.encode())

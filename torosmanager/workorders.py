@@ -1,0 +1,472 @@
+"""The work orders: every WOType's keys, types, units and ranges, in one place.
+
+A work order is a dict. :func:`validate` checks one against its :class:`Schema` and returns it
+normalised (angles in decimal degrees, ``Datetime`` as ISO 8601 UTC, ``Calibration Frames`` as a
+bool, a generated ``ID`` where none was given), or raises :class:`WorkOrderError`, whose message
+names the key, the value received and what is allowed. Keys keep the user's spelling.
+
+Examples
+--------
+>>> order = validate({"WOType": "Observation", "RA": "23:06:00", "Dec": "+13:12:00",
+...                   "Filter": "I", "Exposure Time": 30})
+>>> order["RA"], order["Dec"]
+(346.5, 13.2)
+"""
+
+import difflib
+import enum
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+#: Priorities are floats on this scale (the manual: "a float number in the range 0-10").
+PRIORITY_RANGE = (0.0, 10.0)
+
+
+class FaultCode(enum.IntEnum):
+    """The ``faultCode`` of every :class:`xmlrpc.client.Fault` a front desk raises."""
+
+    INVALID = 1          #: a key is missing, unknown, or has a value that is not allowed
+    UNKNOWN_WOTYPE = 2   #: the WOType is not one this project knows
+    WRONG_DAEMON = 3     #: the WOType is handled by another daemon
+    CONFLICT = 4         #: the ID was used before for a different work order
+    NOT_FOUND = 5        #: Status or Cancel of an ID this daemon never accepted
+    NOT_CANCELLABLE = 6  #: Cancel of an order that has already ended
+    INTERNAL = 7         #: the daemon failed; its log says why
+    UNAUTHORIZED = 8     #: not used in Faults (HTTP 401), listed for completeness
+
+
+class WorkOrderError(Exception):
+    """A work order the front desk refuses.
+
+    Parameters
+    ----------
+    message : str
+        The whole explanation, shown to the client as the Fault's message.
+    code : FaultCode
+        What kind of refusal it is.
+    """
+
+    def __init__(self, message, code=FaultCode.INVALID):
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidValue(ValueError):
+    """Raised by a value parser; the front desk adds the key and the value received."""
+
+
+def refuse(key, value, allowed):
+    """A :class:`WorkOrderError` for *key*, naming the value received and what is allowed."""
+    return WorkOrderError(f"{key!r}: received {value!r}; allowed: {allowed}")
+
+
+# --- value parsers: each returns the normalised value or raises InvalidValue ------------------
+
+def text(value):
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue("a non-empty string")
+    return value.strip()
+
+
+def identifier(value):
+    """An order ID: a non-empty string or an integer (kept as a string)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise InvalidValue("a non-empty string or an integer")
+    return str(value).strip()
+
+
+def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
+    """A parser for a real number within inclusive (*minimum*, *maximum*) or exclusive
+    (*above*, *below*) bounds."""
+    bounds = []
+    if minimum is not None:
+        bounds.append(f"≥ {minimum:g}")
+    if above is not None:
+        bounds.append(f"> {above:g}")
+    if maximum is not None:
+        bounds.append(f"≤ {maximum:g}")
+    if below is not None:
+        bounds.append(f"< {below:g}")
+    description = "a number" + (" " + " and ".join(bounds) if bounds else "") + (
+        f" ({unit})" if unit else "")
+
+    def parse(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value):
+            raise InvalidValue(description)
+        value = float(value)
+        if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
+                or (above is not None and value <= above) or (below is not None and value >= below)):
+            raise InvalidValue(description)
+        return value
+
+    parse.description = description
+    return parse
+
+
+def count(minimum=1):
+    """A parser for a whole number of at least *minimum*."""
+    def parse(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not float(value).is_integer() or value < minimum):
+            raise InvalidValue(f"a whole number ≥ {minimum}")
+        return int(value)
+    return parse
+
+
+_SEXAGESIMAL = re.compile(r"^\s*([+-])?\s*(\d{1,3})[:\s](\d{1,2})(?:[:\s](\d{1,2}(?:\.\d*)?))?\s*$")
+
+
+def _sexagesimal(value):
+    """Split ``"+13:12:00"`` into its sign and its value in units of the first field."""
+    match = _SEXAGESIMAL.match(value)
+    if not match:
+        return None
+    sign, first, minutes, seconds = match.groups()
+    minutes, seconds = int(minutes), float(seconds or 0)
+    if minutes >= 60 or seconds >= 60:
+        return None
+    magnitude = int(first) + minutes / 60 + seconds / 3600
+    return -magnitude if sign == "-" else magnitude
+
+
+def right_ascension(value):
+    """RA in decimal degrees [0, 360), or a sexagesimal string of hours (``"23:06:00"``)."""
+    allowed = "decimal degrees from 0 to below 360, or hours as 'HH:MM:SS'"
+    if isinstance(value, str):
+        hours = _sexagesimal(value)
+        if hours is None or not 0 <= hours < 24:
+            raise InvalidValue(allowed)
+        return round(hours * 15, 9)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 360:
+        raise InvalidValue(allowed)
+    return float(value)
+
+
+def declination(value):
+    """Dec in decimal degrees [−90, +90], or a sexagesimal string (``"+13:12:00"``)."""
+    allowed = "decimal degrees from -90 to +90, or '±DD:MM:SS'"
+    if isinstance(value, str):
+        degrees = _sexagesimal(value)
+        if degrees is None or not -90 <= degrees <= 90:
+            raise InvalidValue(allowed)
+        return round(degrees, 9)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -90 <= value <= 90:
+        raise InvalidValue(allowed)
+    return float(value)
+
+
+_YES = {"yes", "true", "y", "1"}
+_NO = {"no", "false", "n", "0"}
+
+
+def yes_no(value):
+    """``True``/``False`` or ``"Yes"``/``"No"`` (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _YES | _NO:
+        return value.strip().lower() in _YES
+    raise InvalidValue("true or false, or 'Yes' or 'No'")
+
+
+def utc_datetime(value):
+    """An ISO 8601 instant; without an offset it is read as UTC. Returned as ``...Z`` text."""
+    allowed = "an ISO 8601 UTC date and time such as '2019-03-05T14:34:54.234'"
+    if isinstance(value, datetime):
+        instant = value
+    elif isinstance(value, str):
+        try:
+            instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidValue(allowed) from None
+    else:
+        raise InvalidValue(allowed)
+    return format_utc(instant)
+
+
+def format_utc(instant):
+    """Format a datetime as ISO 8601 UTC with milliseconds and a ``Z``."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    return instant.astimezone(timezone.utc).replace(tzinfo=None).isoformat(
+        timespec="milliseconds") + "Z"
+
+
+def priority(value):
+    """``None`` (let the scheduler assign one) or a number; it is clipped to 0–10 on arrival."""
+    if value is None:
+        return None
+    return number(unit="0–10, clipped")(value)
+
+
+def choice(*options):
+    """A parser accepting one of *options*, whatever its case; returns the canonical spelling."""
+    canonical = {option.lower(): option for option in options}
+    description = "one of " + ", ".join(repr(option) for option in options)
+
+    def parse(value):
+        if not isinstance(value, str) or value.strip().lower() not in canonical:
+            raise InvalidValue(description)
+        return canonical[value.strip().lower()]
+    return parse
+
+
+def file_location(value):
+    """A path or ``file://`` URL, or a non-empty list of them."""
+    allowed = "an absolute path or file:// URL, or a list of them"
+    locations = value if isinstance(value, list) else [value]
+    if not locations:
+        raise InvalidValue(allowed)
+    result = []
+    for location in locations:
+        if not isinstance(location, str):
+            raise InvalidValue(allowed)
+        path = location.strip()
+        if path.startswith("file://"):
+            path = path[len("file://"):]
+            if not path.startswith("/"):  # file://host/path names another machine
+                raise InvalidValue(allowed)
+        if not path.startswith("/"):
+            raise InvalidValue(allowed)
+        result.append(path)
+    return result if isinstance(value, list) else result[0]
+
+
+# --- schemas --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a work order.
+
+    Parameters
+    ----------
+    key : str
+        The key as users spell it, or a regular expression when *pattern* is true.
+    parse : callable
+        Turns the received value into the normalised one, or raises :class:`InvalidValue`.
+    required : bool
+        Whether the key must be present (and not ``None``).
+    default : object
+        The value used when an optional key is absent.
+    doc : str
+        One line for the work-order reference.
+    """
+
+    key: str
+    parse: Callable
+    required: bool = False
+    default: object = None
+    doc: str = ""
+    pattern: bool = False
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The keys of one WOType and the daemons that take it."""
+
+    wotype: str
+    services: tuple
+    fields: tuple
+    doc: str = ""
+    at_least_one_of: tuple = field(default_factory=tuple)
+
+    def field_for(self, key):
+        """The :class:`Field` that *key* belongs to, or ``None``."""
+        for candidate in self.fields:
+            if candidate.pattern:
+                if re.fullmatch(candidate.key, key):
+                    return candidate
+            elif candidate.key == key:
+                return candidate
+        return None
+
+    def field_for_key(self, key):
+        """The :class:`Field` whose key (or pattern) is exactly *key*."""
+        return next(f for f in self.fields if f.key == key)
+
+    @staticmethod
+    def display_name(rule):
+        """How a key is written in messages and docs (``BlinkNN`` for the pattern)."""
+        return rule.doc.split(":")[0] if rule.pattern else rule.key
+
+    def key_names(self):
+        """The keys, for messages."""
+        return [self.display_name(f) for f in self.fields]
+
+
+COMMON = (
+    Field("ID", identifier, doc="the order's identifier; assigned (and returned) when missing"),
+    Field("WOType", text, required=True, doc="the kind of work order"),
+    Field("Priority", priority,
+          doc="0–10; assigned by the scheduler on arrival, a requested value is clipped"),
+    Field("Datetime", utc_datetime, doc="when the order was issued, ISO 8601 UTC; default now"),
+    Field("User", text, default="unknown", doc="who submitted the order"),
+)
+
+OBSERVATION = Schema(
+    "Observation", ("scheduler", "telescope"), COMMON + (
+        Field("Telescope Name", text, doc="the telescope that must take it; default this one"),
+        Field("RA", right_ascension, required=True,
+              doc="right ascension, decimal degrees 0–360 or 'HH:MM:SS' hours"),
+        Field("Dec", declination, required=True,
+              doc="declination, decimal degrees −90…+90 or '±DD:MM:SS'"),
+        Field("Object Name", text, doc="target name, written to OBJECT in the FITS header"),
+        Field("Filter", text, required=True, doc="filter name, e.g. 'I'"),
+        Field("Exposure Time", number(above=0, unit="seconds"), required=True,
+              doc="seconds per exposure"),
+        Field("Number of Exposures", count(1), default=1, doc="frames to take"),
+        Field("Type of job", text, doc="e.g. 'ToO', 'Research', 'Calibration', 'Test'"),
+        Field("Type of object", text, doc="e.g. 'Galaxy', 'Kilonova candidate'"),
+        Field("Calibration Frames", yes_no, default=False,
+              doc="'Yes' to also take bias frames and matching darks"),
+        Field("Output", choice("Raw", "Analysis"), default="Raw",
+              doc="'Analysis' hands the frames to the preprocessor when done"),
+    ),
+    doc="Observe a target: slew, filter, exposures (telescope daemon, through the scheduler).",
+)
+
+DOME = Schema(
+    "Dome", ("scheduler", "dome"), COMMON + (
+        Field("Shutter", choice("Open", "Close"), doc="open or close the shutter"),
+        Field("Park", yes_no, doc="true to park the dome"),
+        Field("Azimuth", number(0, below=360, unit="degrees"), doc="rotate to this azimuth"),
+        Field("Follow Telescope", yes_no, doc="true to keep the slit on the telescope"),
+        Field(r"Blink\d\d", yes_no, pattern=True,
+              doc="BlinkNN: true to blink auxiliary output NN (01 is the warning light)"),
+    ),
+    doc="Move the dome or switch its auxiliary outputs (dome daemon, through the scheduler).",
+    at_least_one_of=("Shutter", "Park", "Azimuth", "Follow Telescope", r"Blink\d\d"),
+)
+
+PREPROCESSING = Schema(
+    "Preprocessing", ("preprocessor",), COMMON + (
+        Field("File Location", file_location, required=True,
+              doc="a night directory or file:// URL, or a list of FITS files"),
+        Field("Request", choice("Exposure Calibration"), default="Exposure Calibration",
+              doc="what to do; only 'Exposure Calibration' exists"),
+    ),
+    doc="Calibrate raw CCD frames (preprocessor daemon).",
+)
+
+STATUS = Schema(
+    "Status", (), (
+        Field("ID", identifier, doc="the order to report on; without it, the daemon's health"),
+        Field("WOType", text, required=True, doc="'Status'"),
+        Field("User", text, doc="who asks"),
+    ),
+    doc="Report on one order (state and history) or, without ID, on the daemon.",
+)
+
+CANCEL = Schema(
+    "Cancel", (), (
+        Field("ID", identifier, required=True, doc="the order to cancel"),
+        Field("WOType", text, required=True, doc="'Cancel'"),
+        Field("User", text, doc="who cancels"),
+    ),
+    doc="Cancel an order that has not ended.",
+)
+
+#: Every WOType a daemon may receive.
+SCHEMAS = {schema.wotype: schema for schema in (OBSERVATION, DOME, PREPROCESSING, STATUS, CANCEL)}
+
+#: Queries every daemon answers, whatever work it does.
+QUERIES = ("Status", "Cancel")
+
+#: The original TOROS Manager's preprocessing request, without a WOType.
+LEGACY_REQUEST = "Exposure Calibration"
+
+
+def wotype_of(order):
+    """The WOType of *order*, reading the original ``{"Request": "Exposure Calibration"}`` form
+    as ``Preprocessing``."""
+    if "WOType" not in order and order.get("Request") == LEGACY_REQUEST:
+        return PREPROCESSING.wotype
+    wotype = order.get("WOType")
+    if not isinstance(wotype, str) or wotype not in SCHEMAS:
+        raise WorkOrderError(
+            f"'WOType': received {wotype!r}; allowed: one of "
+            + ", ".join(repr(name) for name in SCHEMAS), FaultCode.UNKNOWN_WOTYPE)
+    return wotype
+
+
+def validate(order, now=None):
+    """Check a work order against its schema and return it normalised.
+
+    Parameters
+    ----------
+    order : dict
+        The work order as received.
+    now : datetime, optional
+        The clock's time, used for a missing ``Datetime``; default the real UTC now.
+
+    Returns
+    -------
+    dict
+        A new dict: the same keys with normalised values, defaults for missing optional keys,
+        and ``ID`` and ``Datetime`` filled in for a work (non-query) order.
+
+    Raises
+    ------
+    WorkOrderError
+        Naming the key, the value received and what is allowed.
+    """
+    if not isinstance(order, dict):
+        raise WorkOrderError(f"a work order must be a dict (an XML-RPC struct); "
+                             f"received {type(order).__name__} {order!r}")
+    wotype = wotype_of(order)
+    schema = SCHEMAS[wotype]
+    order = dict(order, WOType=wotype)
+    result = {}
+    for key, value in order.items():
+        if not isinstance(key, str):
+            raise WorkOrderError(f"work-order keys must be strings; received {key!r}")
+        rule = schema.field_for(key)
+        if rule is None:
+            raise WorkOrderError(_unknown_key_message(schema, key, value))
+        if value is None and not rule.required:
+            continue
+        try:
+            result[key] = rule.parse(value)
+        except InvalidValue as error:
+            raise refuse(key, value, str(error)) from None
+    for rule in schema.fields:
+        if rule.pattern:
+            continue
+        if rule.required and result.get(rule.key) is None:
+            raise WorkOrderError(f"{rule.key!r} is required in {wotype} work orders "
+                                 f"({rule.doc})")
+        if rule.key not in result and rule.default is not None:
+            result[rule.key] = rule.default
+    if schema.at_least_one_of and not any(
+            schema.field_for(key).key in schema.at_least_one_of for key in result):
+        raise WorkOrderError(f"{wotype} work orders need at least one action; allowed keys: "
+                             + ", ".join(repr(schema.display_name(schema.field_for_key(key)))
+                                         for key in schema.at_least_one_of))
+    if schema.services:  # work, not a query: it gets an identity and a time
+        result.setdefault("ID", new_id())
+        result.setdefault("Datetime", format_utc(now or datetime.now(timezone.utc)))
+    return result
+
+
+def _unknown_key_message(schema, key, value):
+    names = schema.key_names()
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"{key!r}: received {value!r}; this key is not part of {schema.wotype} work "
+            f"orders{hint}; allowed keys: " + ", ".join(repr(name) for name in names))
+
+
+def new_id():
+    """A fresh, unique order ID."""
+    return uuid.uuid4().hex[:12]
+
+
+def clip_priority(value):
+    """Clip a requested priority into :data:`PRIORITY_RANGE`."""
+    low, high = PRIORITY_RANGE
+    return min(max(float(value), low), high)
