@@ -234,8 +234,10 @@ def _merge(schema, data, path, where):
 
 
 def _check(rule, value, path, where):
+    received = value
+
     def fail():
-        return ConfigError(f"{path}: {' → '.join(where)}: {value!r} is not allowed; "
+        return ConfigError(f"{path}: {' → '.join(where)}: {received!r} is not allowed; "
                            f"allowed: {rule.allowed()}")
 
     kind = rule.kind

@@ -11,6 +11,7 @@ and HTTP Basic authentication.
 import base64
 import binascii
 import hmac
+import io
 import logging
 import socket
 import socketserver
@@ -48,7 +49,20 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
             self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
                          {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
             return
-        super().do_POST()
+        try:
+            body = self.rfile.read(int(length))
+        except TimeoutError:
+            self._refuse(408, "Request Timeout",
+                         f"the request body did not arrive within {self.server.request_timeout:g} s"
+                         " (Server → Request Timeout)")
+            return
+        # The stdlib handler reads the body itself: give it the bytes already read, then put
+        # the connection's stream back for the next request on this connection.
+        connection_stream, self.rfile = self.rfile, io.BytesIO(body)
+        try:
+            super().do_POST()
+        finally:
+            self.rfile = connection_stream
 
     def decode_request_content(self, data):
         # A gzip body may expand far beyond Content-Length: hold it to the same limit.

@@ -169,6 +169,10 @@ def notify_systemd(message):
         return
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as connection:
-        connection.connect(address)
-        connection.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as connection:
+            connection.connect(address)
+            connection.sendall(message.encode())
+    except OSError as error:
+        # The supervisor has gone away; serving (or stopping) must not depend on telling it.
+        log.warning("could not notify %s of %r: %s", os.environ["NOTIFY_SOCKET"], message, error)

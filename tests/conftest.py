@@ -1,0 +1,71 @@
+"""Shared fixtures: daemons started as real processes on free loopback ports."""
+
+import xmlrpc.client
+
+import pytest
+
+from torosmanager.config import address_key, load_config
+from torosmanager.launcher import DaemonProcess, local_config
+
+
+class Site:
+    """A set of daemons sharing one configuration in a temporary directory."""
+
+    def __init__(self, directory, overrides=None):
+        self.directory = directory
+        self.config_path = local_config(str(directory), overrides)
+        self.config = load_config(self.config_path)
+        self.daemons = {}
+
+    def start(self, *services):
+        """Start the named daemons (each as its own process) and wait until they are ready."""
+        for service in services:
+            self.daemons[service] = DaemonProcess(service, self.config_path).start()
+        return self
+
+    def url(self, service):
+        return self.config[address_key(service)]["HTTP"]
+
+    def proxy(self, service, **options):
+        """An XML-RPC client of *service*, as any program would make one."""
+        return xmlrpc.client.ServerProxy(self.url(service), allow_none=True, **options)
+
+    def log(self, service):
+        with open(self.directory / f"{service}.log", encoding="utf-8") as stream:
+            return stream.read()
+
+    def stop(self):
+        return {service: daemon.stop() for service, daemon in self.daemons.items()}
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A fresh site; the test starts the daemons it needs. All are stopped by PID at the end."""
+    made = Site(tmp_path)
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def make_site(tmp_path):
+    """A factory for sites with configuration overrides."""
+    made = []
+
+    def make(overrides=None, name="site"):
+        directory = tmp_path / name
+        directory.mkdir()
+        made.append(Site(directory, overrides))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.stop()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """The four daemons, shared by the tests of a module (each test uses its own order IDs)."""
+    made = Site(tmp_path_factory.mktemp("running")).start(
+        "scheduler", "telescope", "dome", "preprocessor")
+    yield made
+    made.stop()

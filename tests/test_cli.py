@@ -1,0 +1,124 @@
+"""The `toros` command, run as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_front_desk import wait_for_state
+
+TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+
+
+def toros(site, *arguments, stdin=None):
+    return subprocess.run([TOROS, "--config", site.config_path, *arguments], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def orders_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("orders") / "night.yaml"
+    path.write_text("""\
+- ID: cli-1
+  WOType: Observation
+  Datetime: 2026-11-21T23:00:00.5
+  User: Main Module
+  RA: "23:06:00"
+  Dec: "+13:12:00"
+  Filter: I
+  Exposure Time: 30.0
+  Calibration Frames: "Yes"
+- ID: cli-2
+  WOType: Dome
+  Shutter: Open
+""")
+    return path
+
+
+def test_submit_a_yaml_list_prints_a_receipt_table(running, orders_file):
+    result = toros(running, "submit", str(orders_file))
+    assert result.returncode == 0, result.stderr
+    header, rule, *rows = result.stdout.splitlines()
+    assert header.split() == ["ID", "WOType", "Status", "Priority", "Message"]
+    assert [row.split()[0] for row in rows] == ["cli-1", "cli-2"]
+    status = running.proxy("scheduler").front_desk({"WOType": "Status", "ID": "cli-1"})
+    assert status["Work Order"]["Datetime"] == "2026-11-21T23:00:00.500Z"
+
+
+def test_submit_json_from_stdin_to_a_chosen_daemon(running):
+    order = {"ID": "cli-3", "WOType": "Dome", "Park": True}
+    result = toros(running, "submit", "-", "--to", "dome", stdin=json.dumps(order))
+    assert result.returncode == 0 and "cli-3" in result.stdout
+    assert running.proxy("dome").front_desk({"WOType": "Status", "ID": "cli-3"})
+
+
+def test_a_refused_order_is_shown_and_the_exit_status_is_1(running, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"ID": "cli-bad", "WOType": "Observation", "RA": 999,
+                                 "Dec": 0, "Filter": "I", "Exposure Time": 1}]))
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 1
+    assert "refused" in result.stdout and "'RA': received 999" in result.stdout
+
+
+def test_status_of_an_order_shows_its_history(running, orders_file):
+    toros(running, "submit", str(orders_file))
+    wait_for_state(running.proxy("scheduler"), "cli-1", "dispatched")
+    result = toros(running, "status", "cli-1")
+    assert result.returncode == 0
+    assert "Status:           dispatched" in result.stdout
+    assert "History:" in result.stdout and "accepted" in result.stdout
+
+
+def test_status_without_id_is_the_daemons_health(running):
+    result = toros(running, "status", "--to", "telescope")
+    assert result.returncode == 0 and "Service:   telescope" in result.stdout
+
+
+def test_cancel(running):
+    toros(running, "submit", "-", "--to", "dome",
+          stdin=json.dumps({"ID": "cli-4", "WOType": "Dome", "Park": True}))
+    result = toros(running, "cancel", "cli-4", "--to", "dome")
+    assert result.returncode == 0 and "cancelled" in result.stdout
+    again = toros(running, "cancel", "cli-4", "--to", "dome")
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+
+
+def test_services_lists_all_four(running):
+    result = toros(running, "services")
+    assert result.returncode == 0
+    for service in ("scheduler", "telescope", "dome", "preprocessor"):
+        line = next(line for line in result.stdout.splitlines() if line.startswith(service))
+        assert "yes" in line.split() and running.url(service) in line
+
+
+def test_services_says_which_daemon_does_not_answer(site):
+    site.start("dome")
+    result = toros(site, "services")
+    assert result.returncode == 1
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
+    assert "no: Connection refused" in lines["telescope"]
+    assert " yes " in lines["dome"]
+
+
+def test_an_unreachable_daemon_is_explained(site):
+    result = toros(site, "status")
+    assert result.returncode == 1
+    assert "the scheduler daemon does not answer at" in result.stderr
+
+
+def test_a_bad_config_is_exit_78(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("Nonsense: 1\n")
+    result = subprocess.run([TOROS, "--config", str(path), "services"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 78 and "unknown key 'Nonsense'" in result.stderr
+
+
+def test_a_file_that_is_not_orders(running, tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("just a string\n")
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 1 and "expected a work order" in result.stderr

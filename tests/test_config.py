@@ -1,0 +1,142 @@
+"""Configuration: defaults in one place, and one clear message for anything wrong."""
+
+import pathlib
+import subprocess
+
+import pytest
+import yaml
+
+from torosmanager.config import (SCHEMA, ConfigError, default_config, load_config,
+                                 resolve_path, service_path)
+from torosmanager.launcher import executable
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "etc" / "toros" / "toros.conf.yaml"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "toros.conf.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def error_for(tmp_path, text):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    return str(caught.value)
+
+
+class TestTheShippedConfiguration:
+    def test_it_states_every_default(self):
+        assert load_config(str(EXAMPLE)) == default_config()
+
+    def test_it_mentions_every_key(self):
+        text = EXAMPLE.read_text()
+
+        def keys(schema):
+            for key, rule in schema.items():
+                yield key
+                if isinstance(rule, dict):
+                    yield from keys(rule)
+
+        missing = [key for key in keys(SCHEMA) if f"{key}:" not in text]
+        assert not missing, f"not documented in {EXAMPLE}: {missing}"
+
+    def test_the_manuals_keys_are_kept(self):
+        config = default_config()
+        assert set(config["Preprocessor Address"]) == {"HTTP", "IP", "Port"}
+        assert {"File", "Log Level"} <= set(config["Logging"])
+        assert "Database" in config
+
+
+def test_an_empty_file_means_all_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")) == default_config()
+
+
+def test_defaults_are_safe():
+    config = default_config()
+    assert all(config[f"{name} Address"]["IP"] == "127.0.0.1"
+               for name in ("Scheduler", "Telescope", "Dome", "Preprocessor"))
+    assert config["Server"]["Allow Unauthenticated"] is False
+    assert config["Clock"]["Mode"] == "real"
+
+
+def test_http_is_derived_from_ip_and_port(tmp_path):
+    config = load_config(write(tmp_path, "Dome Address: {Port: 9000}\n"))
+    assert config["Dome Address"]["HTTP"] == "http://127.0.0.1:9000/"
+
+
+def test_values_are_merged_over_defaults(tmp_path):
+    config = load_config(write(tmp_path, "Site:\n  Name: Cordon Macon\n  Latitude: -24.62\n"))
+    assert config["Site"]["Name"] == "Cordon Macon"
+    assert config["Site"]["Latitude"] == -24.62
+    assert config["Site"]["Longitude"] == default_config()["Site"]["Longitude"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Sight:\n  Name: x\n", "unknown key 'Sight'; allowed: 'Scheduler Address'"),
+    ("Site:\n  Lat: 3\n", "unknown key 'Lat' in Site; allowed: 'Name', 'Latitude'"),
+    ("Site:\n  Latitude: 91\n", "Site → Latitude: 91 is not allowed; allowed: a number from -90 to 90"),
+    ("Dome Address:\n  Port: 70000\n", "Dome Address → Port: 70000 is not allowed; allowed: an integer from 1 to 65535"),
+    ("Dome Address:\n  Port: '8012'\n", "Dome Address → Port: '8012' is not allowed"),
+    ("Dome Address:\n  IP: localhost\n", "allowed: an IPv4 or IPv6 address"),
+    ("Logging:\n  Log Level: LOUD\n", "allowed: one of 'DEBUG', 'INFO', 'WARNING', 'ERROR'"),
+    ("Server:\n  Allow Unauthenticated: 'yes'\n", "allowed: true or false"),
+    ("Site: 5\n", "Site must be a mapping of settings"),
+    ("- a list\n", "the top level must be a mapping"),
+    ("Site: {Name: [unclosed\n", "not valid YAML"),
+    ("Clock:\n  Mode: simulated\n", "Clock → Start and Clock → Anchor are required"),
+    ("Dome Address:\n  IP: 0.0.0.0\n", "is not a loopback address, so the daemon needs credentials"),
+    ("Dome Address:\n  HTTP: dome-pc:8012\n", "a URL starting with http://"),
+])
+def test_each_mistake_is_named(tmp_path, text, expected):
+    message = error_for(tmp_path, text)
+    assert message.startswith(str(tmp_path / "toros.conf.yaml") + ": ")
+    assert expected in message
+
+
+def test_off_loopback_is_allowed_with_credentials_or_explicit_consent(tmp_path):
+    base = "Dome Address:\n  IP: 0.0.0.0\nServer:\n"
+    assert load_config(write(tmp_path, base + "  Users: {toros: secret}\n"))
+    config = load_config(write(tmp_path, base + "  Allow Unauthenticated: true\n"))
+    assert config["Dome Address"]["HTTP"] == "http://127.0.0.1:8012/"
+
+
+def test_a_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="absent.yaml: cannot read the configuration file"):
+        load_config(str(tmp_path / "absent.yaml"))
+
+
+def test_the_file_is_found_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.setenv("TOROS_CONFIG", "/from/environment.yaml")
+    assert resolve_path("/from/option.yaml") == "/from/option.yaml"
+    assert resolve_path(None) == "/from/environment.yaml"
+    monkeypatch.delenv("TOROS_CONFIG")
+    assert resolve_path(None) == "/etc/toros/toros.conf.yaml"
+
+
+def test_service_placeholder():
+    assert service_path("/var/log/toros/{service}.log", "dome") == "/var/log/toros/dome.log"
+
+
+@pytest.mark.parametrize("service", ["scheduler", "telescope", "dome", "preprocessor"])
+def test_a_daemon_with_a_bad_config_stops_with_status_78_and_one_message(tmp_path, service):
+    path = write(tmp_path, "Site:\n  Elevation: high\n")
+    result = subprocess.run([executable(service), "--config", path], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        f"toros-{service}: {path}: Site → Elevation: 'high' is not allowed; "
+        "allowed: a number from -500 to 9000")
+
+
+def test_a_daemon_reads_toros_config_from_the_environment(tmp_path):
+    path = write(tmp_path, "Unknown: 1\n")
+    result = subprocess.run([executable("dome")], capture_output=True, text=True, timeout=60,
+                            env={"TOROS_CONFIG": path, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 78 and path in result.stderr
+
+
+def test_the_example_is_valid_yaml_without_tabs():
+    text = EXAMPLE.read_text()
+    assert "\t" not in text
+    assert isinstance(yaml.safe_load(text), dict)

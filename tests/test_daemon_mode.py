@@ -1,0 +1,53 @@
+"""`--daemon --pidfile`: a classic Unix daemon, through python-daemon."""
+
+import os
+import signal
+import subprocess
+import time
+import xmlrpc.client
+
+import pytest
+
+from torosmanager.launcher import executable
+
+STOP_SECONDS = 30
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_it_detaches_writes_its_pid_and_stops_on_sigterm(site):
+    pidfile = site.directory / "dome.pid"
+    result = subprocess.run([executable("dome"), "--config", site.config_path, "--daemon",
+                             "--pidfile", str(pidfile)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + STOP_SECONDS
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        assert os.getsid(pid) != os.getsid(0)  # its own session: detached from our terminal
+        # The port was bound before detaching: a request waits in its backlog until served.
+        health = xmlrpc.client.ServerProxy(site.url("dome")).front_desk({"WOType": "Status"})
+        assert health["Service"] == "dome"
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+    assert not pidfile.exists()
+    assert "dome daemon stopped" in site.log("dome")
+
+
+@pytest.mark.parametrize("arguments", [["--daemon"], ["--pidfile", "/tmp/x.pid"]])
+def test_daemon_and_pidfile_go_together(arguments):
+    result = subprocess.run([executable("dome"), *arguments], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "--daemon and --pidfile PATH go together" in result.stderr

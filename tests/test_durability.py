@@ -1,0 +1,92 @@
+"""Nothing accepted is lost: kill -9 and restart, SIGTERM, SIGHUP."""
+
+import os
+import signal
+import threading
+import time
+
+from test_front_desk import observation, wait_for_state
+from torosmanager.journal import Journal, RUNNING
+
+ORDERS = 60
+CLIENT_THREADS = 6
+
+
+def test_kill_9_loses_no_accepted_order(site):
+    """Receipts returned before a kill -9 all survive it, with their history."""
+    site.start("scheduler")  # the telescope daemon is down: orders wait, queued, in the journal
+    receipts, lock = [], threading.Lock()
+
+    def submit(offset):
+        proxy = site.proxy("scheduler")
+        for n in range(offset, ORDERS, CLIENT_THREADS):
+            receipt = proxy.front_desk(observation(f"durable-{n}"))
+            with lock:
+                receipts.append(receipt)
+
+    threads = [threading.Thread(target=submit, args=(k,)) for k in range(CLIENT_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    site.daemons["scheduler"].kill()  # SIGKILL: no chance to tidy up
+
+    assert len(receipts) == ORDERS
+    site.start("telescope", "scheduler")
+    scheduler = site.proxy("scheduler")
+    for receipt in receipts:
+        status = wait_for_state(scheduler, receipt["ID"], "dispatched")
+        assert status["History"][0]["Status"] == "accepted"
+    health = site.proxy("telescope").front_desk({"WOType": "Status"})
+    assert health["Queue"] == {"queued": ORDERS}
+
+
+def test_an_order_running_when_the_daemon_died_is_failed_with_the_reason(site):
+    site.start("telescope")
+    site.proxy("telescope").front_desk(observation("midway"))
+    site.daemons["telescope"].kill()
+    # The telescope executor had started the order when the power went.
+    journal = Journal(str(site.directory / "telescope.sqlite3"))
+    journal.transition("midway", RUNNING, "exposing 1/1", "2026-11-21T23:00:00.000Z")
+    journal.close()
+    site.start("telescope")
+    status = site.proxy("telescope").front_desk({"WOType": "Status", "ID": "midway"})
+    assert status["Status"] == "failed"
+    assert status["Message"] == "the telescope daemon stopped while this order was running"
+
+
+def test_sigterm_stops_cleanly_with_status_0(site):
+    site.start("dome")
+    site.proxy("dome").front_desk({"ID": "kept", "WOType": "Dome", "Park": True})
+    assert site.daemons["dome"].stop() == 0
+    log = site.log("dome")
+    assert "received SIGTERM; stopping" in log and "dome daemon stopped" in log
+    assert not (site.directory / "dome.sqlite3-wal").exists() or \
+        (site.directory / "dome.sqlite3-wal").stat().st_size == 0  # checkpointed on close
+    site.start("dome")
+    assert site.proxy("dome").front_desk({"WOType": "Status", "ID": "kept"})["Status"] == "queued"
+
+
+def test_sigterm_during_dispatch_retries_leaves_the_order_queued(make_site):
+    site = make_site({"Scheduler": {"Dispatch Attempts": 1000, "Dispatch Retry Interval": 60}})
+    site.start("scheduler")
+    site.proxy("scheduler").front_desk(observation("waiting"))
+    started = time.monotonic()
+    assert site.daemons["scheduler"].stop() == 0
+    assert time.monotonic() - started < 10  # a waiting retry does not hold up the stop
+    site.start("telescope", "scheduler")
+    wait_for_state(site.proxy("scheduler"), "waiting", "dispatched")
+
+
+def test_sighup_reopens_the_log_file(site):
+    site.start("dome")
+    log_path = site.directory / "dome.log"
+    rotated = site.directory / "dome.log.old"
+    os.rename(log_path, rotated)  # what logrotate does
+    os.kill(site.daemons["dome"].pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not log_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    site.proxy("dome").front_desk({"ID": "after-hup", "WOType": "Dome", "Park": True})
+    assert "[WO after-hup]" in site.log("dome")
+    assert "[WO after-hup]" not in rotated.read_text()

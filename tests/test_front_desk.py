@@ -1,0 +1,245 @@
+"""The front desk of every daemon, as a client in any language meets it over XML-RPC."""
+
+import http.client
+import time
+import xmlrpc.client
+
+import pytest
+
+from torosmanager.examples import MANUAL_DOME, MANUAL_OBSERVATION
+from torosmanager.workorders import FaultCode
+
+RECEIPT_KEYS = {"ID", "WOType", "Status", "Priority", "Message"}
+
+
+def observation(order_id, **changes):
+    order = {"ID": order_id, "WOType": "Observation", "RA": "23:06:00", "Dec": "+13:12:00",
+             "Filter": "I", "Exposure Time": 30.0, "User": "test"}
+    order.update(changes)
+    return order
+
+
+def fault(call, order):
+    with pytest.raises(xmlrpc.client.Fault) as caught:
+        call(order)
+    return caught.value
+
+
+def wait_for_state(proxy, order_id, state, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = proxy.front_desk({"WOType": "Status", "ID": order_id})
+        if status["Status"] == state:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"order {order_id} still {status['Status']} after {timeout} s: {status}")
+
+
+class TestTheManualsExamples:
+    def test_the_observation_goes_through_the_scheduler_to_the_telescope(self, running):
+        receipt = running.proxy("scheduler").front_desk(MANUAL_OBSERVATION)
+        assert RECEIPT_KEYS <= set(receipt)
+        assert receipt["ID"] == "1" and receipt["Priority"] == 1.3
+        assert receipt["Status"] in ("queued", "dispatched")
+        status = wait_for_state(running.proxy("scheduler"), "1", "dispatched")
+        assert [step["Status"] for step in status["History"]] == [
+            "accepted", "queued", "dispatched"]
+        at_telescope = running.proxy("telescope").front_desk({"WOType": "Status", "ID": "1"})
+        assert at_telescope["Work Order"]["RA"] == 23.1
+        assert at_telescope["Work Order"]["Calibration Frames"] is True
+
+    def test_the_dome_example_goes_to_the_dome(self, running):
+        receipt = running.proxy("dome").front_desk(MANUAL_DOME)
+        assert receipt["ID"] == "1" and receipt["Priority"] == 2.0
+        assert receipt["Status"] == "queued"
+
+    def test_a_client_without_allow_none_can_use_every_receipt(self, running):
+        """Receipts carry no nil, which many XML-RPC libraries cannot read."""
+        strict = xmlrpc.client.ServerProxy(running.url("telescope"))
+        receipt = strict.front_desk(observation("strict-1"))
+        status = strict.front_desk({"WOType": "Status", "ID": "strict-1"})
+        assert "<nil/>" not in xmlrpc.client.dumps((receipt, status), allow_none=True)
+
+
+def test_a_hand_written_xml_request_as_any_language_would_send_it(running):
+    body = """<?xml version="1.0"?>
+<methodCall><methodName>front_desk</methodName><params><param><value><struct>
+<member><name>WOType</name><value><string>Dome</string></value></member>
+<member><name>ID</name><value><int>77</int></value></member>
+<member><name>Shutter</name><value><string>Open</string></value></member>
+</struct></value></param></params></methodCall>"""
+    connection = http.client.HTTPConnection("127.0.0.1", running.config["Dome Address"]["Port"],
+                                            timeout=10)
+    connection.request("POST", "/RPC2", body, {"Content-Type": "text/xml"})
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("Access-Control-Allow-Origin") is None
+    (receipt,), _ = xmlrpc.client.loads(response.read())
+    assert receipt["ID"] == "77" and receipt["Status"] == "queued"
+
+
+class TestReceipts:
+    def test_a_missing_id_is_assigned_and_returned(self, running):
+        order = observation(None)
+        del order["ID"]
+        receipt = running.proxy("telescope").front_desk(order)
+        assert receipt["ID"]
+        status = running.proxy("telescope").front_desk({"WOType": "Status", "ID": receipt["ID"]})
+        assert status["Work Order"]["Datetime"].endswith("Z")
+
+    def test_the_scheduler_assigns_a_priority_with_a_reason(self, running):
+        scheduler = running.proxy("scheduler")
+        receipt = scheduler.front_desk(observation("prio-1", Priority=None))
+        status = scheduler.front_desk({"WOType": "Status", "ID": "prio-1"})
+        assert receipt["Priority"] == 5.0 and status["Priority Reason"] == "default priority: 5"
+        receipt = scheduler.front_desk(observation("prio-2", Priority=14))
+        assert receipt["Priority"] == 10.0
+
+    def test_resubmitting_the_same_order_is_idempotent(self, running):
+        telescope = running.proxy("telescope")
+        first = telescope.front_desk(observation("same-1"))
+        second = telescope.front_desk(observation("same-1"))
+        assert second["ID"] == first["ID"] and second["Status"] == first["Status"]
+        assert "already received" in second["Message"]
+        status = telescope.front_desk({"WOType": "Status", "ID": "same-1"})
+        assert [step["Status"] for step in status["History"]] == ["accepted", "queued"]
+
+    def test_reusing_an_id_for_a_different_order_is_refused(self, running):
+        telescope = running.proxy("telescope")
+        telescope.front_desk(observation("conflict-1"))
+        refusal = fault(telescope.front_desk, observation("conflict-1", Filter="R"))
+        assert refusal.faultCode == FaultCode.CONFLICT
+        assert "'Filter'" in refusal.faultString and "new ID" in refusal.faultString
+
+
+class TestRefusals:
+    @pytest.mark.parametrize("changes, names", [
+        ({"RA": 400}, "'RA': received 400"),
+        ({"Dec": "+95:00:00"}, "'Dec': received '+95:00:00'"),
+        ({"Exposure Time": -1}, "'Exposure Time': received -1"),
+        ({"Number of Exposures": "five"}, "'Number of Exposures': received 'five'"),
+        ({"Filter": None}, "'Filter': received None; allowed: a non-empty string"),
+        ({"Colour": "red"}, "'Colour': received 'red'"),
+    ])
+    def test_bad_values_are_named(self, running, changes, names):
+        refusal = fault(running.proxy("scheduler").front_desk, observation("bad", **changes))
+        assert refusal.faultCode == FaultCode.INVALID
+        assert names in refusal.faultString
+
+    def test_an_unknown_wotype_lists_the_accepted_ones(self, running):
+        refusal = fault(running.proxy("scheduler").front_desk, {"WOType": "Focus"})
+        assert refusal.faultCode == FaultCode.UNKNOWN_WOTYPE
+        assert "'Observation'" in refusal.faultString and "'Dome'" in refusal.faultString
+
+    def test_the_wrong_daemon_says_which_daemon_takes_it(self, running):
+        order = {"WOType": "Preprocessing", "File Location": "/tmp"}
+        refusal = fault(running.proxy("telescope").front_desk, order)
+        assert refusal.faultCode == FaultCode.WRONG_DAEMON
+        assert f"the preprocessor daemon ({running.url('preprocessor')})" in refusal.faultString
+
+    def test_not_a_struct(self, running):
+        refusal = fault(running.proxy("dome").front_desk, ["WOType", "Dome"])
+        assert refusal.faultCode == FaultCode.INVALID and "struct" in refusal.faultString
+
+    def test_another_telescope_is_refused(self, running):
+        refusal = fault(running.proxy("telescope").front_desk,
+                        observation("other", **{"Telescope Name": "Macon"}))
+        assert "'Telescope Name': received 'Macon'; allowed: 'CTMO'" in refusal.faultString
+
+    def test_outputs_the_dome_does_not_have(self, running):
+        refusal = fault(running.proxy("dome").front_desk, {"WOType": "Dome", "Blink09": True})
+        assert "'Blink09': received True; allowed: Blink01 to Blink08" in refusal.faultString
+
+    def test_a_file_location_outside_the_allowed_directories(self, running):
+        refusal = fault(running.proxy("preprocessor").front_desk,
+                        {"WOType": "Preprocessing", "File Location": "file:///etc"})
+        assert "'File Location': received '/etc'; allowed: a path inside" in refusal.faultString
+
+    def test_a_file_location_that_does_not_exist(self, running):
+        missing = running.config["Telescope"]["Data Directory"] + "/20991231"
+        refusal = fault(running.proxy("preprocessor").front_desk,
+                        {"WOType": "Preprocessing", "File Location": missing})
+        assert "nothing is there" in refusal.faultString
+
+    def test_the_original_managers_preprocessing_request(self, running):
+        night = running.directory / "data" / "20261121"
+        night.mkdir()
+        receipt = running.proxy("preprocessor").front_desk(
+            {"Request": "Exposure Calibration", "File Location": f"file://{night}"})
+        assert receipt["WOType"] == "Preprocessing" and receipt["Status"] == "queued"
+
+
+class TestQueries:
+    def test_health(self, running):
+        for service in ("scheduler", "telescope", "dome", "preprocessor"):
+            health = running.proxy(service).front_desk({"WOType": "Status"})
+            assert health["Service"] == service
+            assert health["Version"] and health["Uptime"] >= 0
+            assert isinstance(health["Queue"], dict) and isinstance(health["Devices"], dict)
+
+    def test_status_of_an_unknown_id(self, running):
+        refusal = fault(running.proxy("dome").front_desk, {"WOType": "Status", "ID": "nope"})
+        assert refusal.faultCode == FaultCode.NOT_FOUND and "'nope'" in refusal.faultString
+
+    def test_cancel_a_queued_order(self, running):
+        dome = running.proxy("dome")
+        dome.front_desk({"ID": "cancel-1", "WOType": "Dome", "Park": True})
+        receipt = dome.front_desk({"WOType": "Cancel", "ID": "cancel-1", "User": "operator"})
+        assert receipt["Status"] == "cancelled" and "operator" in receipt["Message"]
+        refusal = fault(dome.front_desk, {"WOType": "Cancel", "ID": "cancel-1"})
+        assert refusal.faultCode == FaultCode.NOT_CANCELLABLE
+
+    def test_cancelling_at_the_scheduler_cancels_at_the_executor(self, running):
+        scheduler, dome = running.proxy("scheduler"), running.proxy("dome")
+        scheduler.front_desk({"ID": "cancel-2", "WOType": "Dome", "Shutter": "Close"})
+        wait_for_state(scheduler, "cancel-2", "dispatched")
+        scheduler.front_desk({"WOType": "Cancel", "ID": "cancel-2"})
+        wait_for_state(dome, "cancel-2", "cancelled")
+
+    def test_introspection(self, running):
+        proxy = running.proxy("telescope")
+        assert proxy.system.listMethods() == [
+            "front_desk", "system.listMethods", "system.methodHelp", "system.methodSignature",
+            "system.multicall"]
+        assert "work order" in proxy.system.methodHelp("front_desk")
+        calls = xmlrpc.client.MultiCall(proxy)
+        calls.front_desk({"WOType": "Status"})
+        calls.front_desk({"WOType": "Status", "ID": "missing"})
+        results = calls()
+        assert results[0]["Service"] == "telescope"
+        with pytest.raises(xmlrpc.client.Fault):
+            results[1]
+
+    def test_only_front_desk_is_published(self, running):
+        with pytest.raises(xmlrpc.client.Fault, match="not supported"):
+            running.proxy("dome").accept({"WOType": "Dome"})
+
+
+def test_the_scheduler_fails_an_order_its_executor_refuses(running):
+    scheduler = running.proxy("scheduler")
+    scheduler.front_desk(observation("refused-1", **{"Telescope Name": "Macon"}))
+    status = wait_for_state(scheduler, "refused-1", "failed")
+    assert "the telescope daemon refused it" in status["Message"]
+    assert "'Telescope Name': received 'Macon'" in status["Message"]
+
+
+def test_the_scheduler_retries_an_absent_executor_then_says_why(make_site):
+    site = make_site({"Scheduler": {"Dispatch Attempts": 3, "Dispatch Retry Interval": 0.1}})
+    site.start("scheduler")  # no telescope daemon
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("lonely"))
+    status = wait_for_state(scheduler, "lonely", "failed")
+    assert "did not answer after 3 attempts" in status["Message"]
+    assert site.log("scheduler").count("[WO lonely] the telescope daemon did not answer") == 3
+
+
+def test_every_line_about_an_order_carries_its_id(running):
+    running.proxy("scheduler").front_desk(observation("traced-1"))
+    wait_for_state(running.proxy("scheduler"), "traced-1", "dispatched")
+    scheduler_lines = [line for line in running.log("scheduler").splitlines()
+                       if "[WO traced-1]" in line]
+    telescope_lines = [line for line in running.log("telescope").splitlines()
+                       if "[WO traced-1]" in line]
+    assert any("accepted" in line for line in scheduler_lines)
+    assert any("→ dispatched" in line for line in scheduler_lines)
+    assert any("→ queued" in line for line in telescope_lines)

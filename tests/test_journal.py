@@ -1,0 +1,96 @@
+"""The journal: orders and their history on disk, shared safely between threads."""
+
+import sqlite3
+import threading
+
+import pytest
+
+from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, QUEUED, RUNNING, Journal)
+
+TIME = "2026-11-21T23:00:00.000Z"
+
+
+@pytest.fixture
+def journal(tmp_path):
+    opened = Journal(str(tmp_path / "state" / "journal.sqlite3"))
+    yield opened
+    opened.close()
+
+
+def add(journal, order_id="1", submitted="{}"):
+    return journal.add({"ID": order_id, "WOType": "Dome", "Blink01": True}, submitted, 2.0,
+                       "requested: 2", TIME, "received from test")
+
+
+def test_an_order_and_its_history_are_kept(journal):
+    record, created = add(journal)
+    assert created and record.state == ACCEPTED and record.work_order["Blink01"] is True
+    journal.transition("1", QUEUED, "queued", TIME)
+    assert [entry["Status"] for entry in journal.history("1")] == [ACCEPTED, QUEUED]
+    assert journal.get("1").message == "queued"
+
+
+def test_a_known_id_returns_the_earlier_order(journal):
+    add(journal, submitted='{"a": 1}')
+    record, created = add(journal, submitted='{"a": 2}')
+    assert not created and record.submitted == '{"a": 1}'
+
+
+def test_it_is_on_disk_in_wal_mode_with_synchronous_writes(tmp_path):
+    path = str(tmp_path / "j.sqlite3")
+    journal = Journal(path)
+    add(journal)
+    assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    # Another connection (another process would do the same) sees the committed order at once.
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT state FROM orders WHERE id = '1'").fetchone() == (ACCEPTED,)
+    other.close()
+    journal.close()
+    reopened = Journal(path)
+    assert reopened.get("1").state == ACCEPTED
+    reopened.close()
+
+
+def test_conditional_transitions_do_not_overwrite_each_other(journal):
+    add(journal)
+    journal.transition("1", QUEUED, "queued", TIME)
+    assert journal.transition("1", CANCELLED, "by a user", TIME, only_from={QUEUED}) == QUEUED
+    assert journal.transition("1", RUNNING, "worker", TIME, only_from={QUEUED}) is None
+    assert journal.get("1").state == CANCELLED
+
+
+def test_unfinished_and_counts(journal):
+    for order_id in "123":
+        add(journal, order_id)
+    journal.transition("2", DONE, "done", TIME)
+    assert [record.id for record in journal.unfinished()] == ["1", "3"]
+    assert journal.counts() == {ACCEPTED: 2, DONE: 1}
+
+
+def test_progress_is_kept(journal):
+    add(journal)
+    journal.transition("1", RUNNING, "exposing", TIME, progress={"Frames Done": 2})
+    assert journal.get("1").progress == {"Frames Done": 2}
+
+
+def test_unknown_states_and_ids_are_errors(journal):
+    add(journal)
+    with pytest.raises(ValueError):
+        journal.transition("1", "finished", "typo", TIME)
+    with pytest.raises(KeyError):
+        journal.transition("nope", DONE, "x", TIME)
+
+
+def test_threads_can_share_it(journal):
+    def work(start):
+        for n in range(start, start + 50):
+            add(journal, str(n))
+            journal.transition(str(n), QUEUED, "queued", TIME)
+
+    threads = [threading.Thread(target=work, args=(k * 100,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert journal.counts() == {QUEUED: 200}

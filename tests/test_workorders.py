@@ -1,0 +1,169 @@
+"""Work-order schemas: what is accepted, how it is normalised, and what each refusal says."""
+
+import ast
+import pathlib
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from torosmanager.examples import MANUAL_DOME, MANUAL_OBSERVATION
+from torosmanager.workorders import FaultCode, WorkOrderError, clip_priority, validate
+
+MANUAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / \
+    "toros-manager-docs.txt"
+
+
+def observation(**changes):
+    order = {"WOType": "Observation", "RA": 10.0, "Dec": -20.0, "Filter": "V",
+             "Exposure Time": 60}
+    order.update(changes)
+    return order
+
+
+def refusal(order):
+    with pytest.raises(WorkOrderError) as caught:
+        validate(order)
+    return caught.value
+
+
+class TestTheManualsExamples:
+    def test_observation_is_accepted_as_written(self):
+        order = validate(MANUAL_OBSERVATION)
+        assert order["ID"] == "1"
+        assert order["RA"] == 23.1 and order["Dec"] == 13.2
+        assert order["Calibration Frames"] is True  # "Yes"
+        assert order["Datetime"] == "2019-03-05T14:34:54.234Z"
+
+    def test_dome_is_accepted_as_written(self):
+        order = validate(MANUAL_DOME)
+        assert order["Blink01"] is True and order["Priority"] == 2.0
+
+    def test_a_none_priority_is_left_for_the_scheduler(self):
+        assert "Priority" not in validate(dict(MANUAL_OBSERVATION, Priority=None))
+
+    @pytest.mark.skipif(not MANUAL.exists(), reason=f"the manual is not at {MANUAL}")
+    def test_the_manuals_own_text_is_accepted(self):
+        """The two examples are read from the manual itself, as Python literals."""
+        text = MANUAL.read_text(encoding="utf-8")
+        blocks = re.findall(r"```\n(\{.*?\})\n```", text, flags=re.S)
+        examples = [ast.literal_eval(block) for block in blocks if "..." not in block]
+        assert [example["WOType"] for example in examples] == ["Observation", "Dome"]
+        for example in examples:
+            assert validate(example)["ID"] == "1"
+
+
+class TestCoordinates:
+    @pytest.mark.parametrize("ra, degrees", [(0, 0.0), (359.999, 359.999), ("23:06:00", 346.5),
+                                             ("00:00:36", 0.15), ("12 30 00", 187.5)])
+    def test_ra_in_degrees_or_hours(self, ra, degrees):
+        assert validate(observation(RA=ra))["RA"] == pytest.approx(degrees)
+
+    @pytest.mark.parametrize("dec, degrees", [(-90, -90.0), (90, 90.0), ("+13:12:00", 13.2),
+                                              ("-00:30:00", -0.5), ("-05:15:36", -5.26)])
+    def test_dec_in_degrees_or_sexagesimal(self, dec, degrees):
+        assert validate(observation(Dec=dec))["Dec"] == pytest.approx(degrees)
+
+    @pytest.mark.parametrize("key, value", [("RA", 360), ("RA", -1), ("RA", "24:00:00"),
+                                            ("RA", "12:61:00"), ("RA", "twelve"), ("RA", True),
+                                            ("Dec", 90.5), ("Dec", "+91:00:00"), ("Dec", None)])
+    def test_out_of_range_or_malformed_angles_are_refused_by_name(self, key, value):
+        error = refusal(observation(**{key: value}))
+        assert error.code == FaultCode.INVALID
+        assert repr(key) in str(error)
+        if value is not None:
+            assert f"received {value!r}" in str(error)
+            assert "allowed:" in str(error)
+
+
+class TestRefusals:
+    def test_unknown_wotype_lists_the_accepted_ones(self):
+        error = refusal({"WOType": "Observe"})
+        assert error.code == FaultCode.UNKNOWN_WOTYPE
+        for name in ("Observation", "Dome", "Preprocessing", "Status", "Cancel"):
+            assert repr(name) in str(error)
+
+    def test_missing_wotype(self):
+        assert refusal({"RA": 1}).code == FaultCode.UNKNOWN_WOTYPE
+
+    def test_a_misspelt_key_is_refused_with_a_suggestion(self):
+        order = observation()
+        order["Exposure time"] = order.pop("Exposure Time")
+        message = str(refusal(order))
+        assert "'Exposure time': received 60" in message
+        assert "did you mean 'Exposure Time'?" in message
+
+    @pytest.mark.parametrize("key", ["RA", "Dec", "Filter", "Exposure Time"])
+    def test_required_keys(self, key):
+        order = observation()
+        del order[key]
+        assert f"{key!r} is required" in str(refusal(order))
+
+    @pytest.mark.parametrize("key, value", [
+        ("Exposure Time", 0), ("Exposure Time", -5), ("Exposure Time", "30"),
+        ("Number of Exposures", 0), ("Number of Exposures", 1.5),
+        ("Calibration Frames", "Maybe"), ("Output", "Print"), ("Priority", "high"),
+        ("Datetime", "yesterday"), ("User", ""), ("ID", ""), ("ID", 1.5)])
+    def test_values_not_allowed(self, key, value):
+        message = str(refusal(observation(**{key: value})))
+        assert message.startswith(f"{key!r}: received {value!r}; allowed: ")
+
+    def test_not_a_dict(self):
+        assert "must be a dict" in str(refusal(["WOType", "Observation"]))
+
+    def test_a_dome_order_needs_an_action(self):
+        assert "at least one action" in str(refusal({"WOType": "Dome", "User": "x"}))
+
+    def test_blink_keys_are_two_digits(self):
+        assert "'Blink1'" in str(refusal({"WOType": "Dome", "Blink1": True}))
+
+
+class TestNormalisation:
+    def test_missing_id_and_datetime_are_assigned(self):
+        now = datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc)
+        first, second = validate(observation(), now=now), validate(observation(), now=now)
+        assert first["ID"] and first["ID"] != second["ID"]
+        assert first["Datetime"] == "2026-11-21T23:00:00.000Z"
+
+    def test_datetime_with_an_offset_is_converted_to_utc(self):
+        order = validate(observation(Datetime="2026-11-21T18:00:00-06:00"))
+        assert order["Datetime"] == "2026-11-22T00:00:00.000Z"
+
+    def test_integer_ids_become_strings(self):
+        assert validate(observation(ID=42))["ID"] == "42"
+
+    def test_defaults(self):
+        order = validate(observation())
+        assert order["Number of Exposures"] == 1
+        assert order["Calibration Frames"] is False
+        assert order["Output"] == "Raw"
+        assert order["User"] == "unknown"
+
+    def test_choices_ignore_case(self):
+        assert validate(observation(Output="analysis"))["Output"] == "Analysis"
+
+    @pytest.mark.parametrize("requested, clipped", [(-3, 0.0), (11, 10.0), (7.5, 7.5)])
+    def test_priorities_are_clipped_to_0_10(self, requested, clipped):
+        assert clip_priority(requested) == clipped
+
+
+class TestPreprocessing:
+    def test_the_original_managers_request_form(self):
+        order = validate({"Request": "Exposure Calibration",
+                          "File Location": "file:///data/20261121"})
+        assert order["WOType"] == "Preprocessing"
+        assert order["File Location"] == "/data/20261121"
+
+    def test_a_list_of_files(self):
+        order = validate({"WOType": "Preprocessing", "File Location": ["/a.fits", "/b.fits"]})
+        assert order["File Location"] == ["/a.fits", "/b.fits"]
+
+    @pytest.mark.parametrize("location", ["relative/dir", "file://host/dir", [], 5])
+    def test_only_absolute_local_paths(self, location):
+        assert "'File Location'" in str(refusal({"WOType": "Preprocessing",
+                                                  "File Location": location}))
+
+
+def test_queries_get_no_id_assigned():
+    assert validate({"WOType": "Status"}) == {"WOType": "Status"}
+    assert "'ID' is required" in str(refusal({"WOType": "Cancel"}))

@@ -1,0 +1,190 @@
+"""Starting daemons as child processes on this machine: for the demo and the tests.
+
+:class:`DaemonProcess` starts ``toros-<service>`` and waits for it the way systemd does, on a
+``NOTIFY_SOCKET`` datagram saying ``READY=1``; it stops the daemon by its own PID.
+:func:`local_config` writes a configuration for a set of daemons on free loopback ports.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from .config import SERVICES, address_key
+
+#: Seconds to wait for a daemon's READY=1 (astropy's first import dominates).
+START_TIMEOUT = 60.0
+#: Seconds a daemon gets to stop after SIGTERM before it is killed.
+STOP_TIMEOUT = 30.0
+LOOPBACK = "127.0.0.1"
+
+
+def free_port():
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def local_config(directory, overrides=None):
+    """Write a configuration for daemons on loopback, keeping all their files in *directory*.
+
+    Parameters
+    ----------
+    directory : str
+        Holds the journals, the logs, the data and the configuration file itself.
+    overrides : dict, optional
+        Sections to merge over the generated ones, e.g. ``{"Clock": {...}}``.
+
+    Returns
+    -------
+    str
+        The path of the configuration file.
+    """
+    data_directory = os.path.join(directory, "data")
+    os.makedirs(data_directory, exist_ok=True)
+    config = {address_key(service): {"IP": LOOPBACK, "Port": free_port()} for service in SERVICES}
+    config.update({
+        "Logging": {"File": os.path.join(directory, "{service}.log")},
+        "Database": {"File": os.path.join(directory, "{service}.sqlite3")},
+        "Telescope": {"Data Directory": data_directory},
+        "Preprocessor": {"Allowed Directories": [data_directory]},
+    })
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    path = os.path.join(directory, "toros.conf.yaml")
+    with open(path, "w", encoding="utf-8") as stream:
+        yaml.safe_dump(config, stream, sort_keys=False)
+    return path
+
+
+def executable(service):
+    """The path of ``toros-<service>`` installed beside this Python."""
+    name = f"toros-{service}"
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} is not installed (run `make` or `pip install .`)")
+    return found
+
+
+class DaemonProcess:
+    """One daemon running as a child process.
+
+    Parameters
+    ----------
+    service : str
+        Which daemon.
+    config_path : str
+        Its configuration file.
+    log_path : str, optional
+        Where its stderr goes; default ``<config dir>/<service>.stderr``.
+    """
+
+    def __init__(self, service, config_path, log_path=None):
+        self.service = service
+        self.config_path = config_path
+        self.log_path = log_path or os.path.join(os.path.dirname(config_path),
+                                                 f"{service}.stderr")
+        self.process = None
+        self._notify_directory = None
+        self._listener = None
+
+    @property
+    def pid(self):
+        """The daemon's process ID."""
+        return self.process.pid
+
+    def start(self, timeout=START_TIMEOUT):
+        """Start the daemon and wait for its ``READY=1``; return ``self``.
+
+        Raises
+        ------
+        RuntimeError
+            If it exits or is not ready within *timeout* seconds; the message holds the end of
+            its stderr.
+        """
+        # Kept until stop(): the daemon also reports STOPPING=1 there, as it would to systemd.
+        self._notify_directory = tempfile.mkdtemp(prefix="toros-notify-")
+        address = os.path.join(self._notify_directory, "notify")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._listener.bind(address)
+        environment = dict(os.environ, NOTIFY_SOCKET=address)
+        with open(self.log_path, "ab") as stderr:
+            self.process = subprocess.Popen(
+                [executable(self.service), "--config", self.config_path],
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=environment)
+        try:
+            self._wait_ready(self._listener, timeout)
+        except RuntimeError:
+            self._close_listener()
+            raise
+        return self
+
+    def _wait_ready(self, listener, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"toros-{self.service} exited with status "
+                                   f"{self.process.returncode}: {self.stderr_tail()}")
+            listener.settimeout(min(0.2, max(deadline - time.monotonic(), 0.01)))
+            try:
+                message = listener.recv(4096).decode()
+            except socket.timeout:
+                continue
+            if "READY=1" in message.split("\n"):
+                return
+        self.kill()
+        raise RuntimeError(f"toros-{self.service} was not ready within {timeout:g} s: "
+                           f"{self.stderr_tail()}")
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM the daemon and wait; kill it if it has not stopped in time.
+
+        Returns
+        -------
+        int
+            Its exit status (negative: killed by that signal).
+        """
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_listener()
+        return self.process.returncode
+
+    def kill(self):
+        """SIGKILL the daemon (as a power cut would stop it) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._close_listener()
+
+    def _close_listener(self):
+        if self._listener is not None:
+            self._listener.close()
+            shutil.rmtree(self._notify_directory, ignore_errors=True)
+            self._listener = None
+
+    def stderr_tail(self, lines=20):
+        """The last *lines* lines the daemon wrote to stderr."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as stream:
+                return "".join(stream.readlines()[-lines:])
+        except OSError:
+            return ""
