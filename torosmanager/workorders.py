@@ -36,7 +36,6 @@ class FaultCode(enum.IntEnum):
     NOT_FOUND = 5        #: Status or Cancel of an ID this daemon never accepted
     NOT_CANCELLABLE = 6  #: Cancel of an order that has already ended
     INTERNAL = 7         #: the daemon failed; its log says why
-    UNAUTHORIZED = 8     #: not used in Faults (HTTP 401), listed for completeness
 
 
 class WorkOrderError(Exception):
@@ -111,11 +110,15 @@ def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
 
 def count(minimum=1):
     """A parser for a whole number of at least *minimum*."""
+    description = f"a whole number ≥ {minimum}"
+
     def parse(value):
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or not float(value).is_integer() or value < minimum):
-            raise InvalidValue(f"a whole number ≥ {minimum}")
+            raise InvalidValue(description)
         return int(value)
+
+    parse.description = description
     return parse
 
 
@@ -213,6 +216,8 @@ def choice(*options):
         if not isinstance(value, str) or value.strip().lower() not in canonical:
             raise InvalidValue(description)
         return canonical[value.strip().lower()]
+
+    parse.description = description
     return parse
 
 
