@@ -36,8 +36,9 @@ class Setting:
     ----------
     kind : str
         One of ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"ip"``, ``"datetime"``,
-        ``"path"``, ``"paths"`` (a list of absolute paths) or ``"credentials"`` (a mapping of
-        user name to password).
+        ``"path"``, ``"paths"`` (a list of absolute paths), ``"names"`` (a list of strings),
+        ``"intervals"`` (a list of ``"START/END"`` ISO 8601 strings, read as pairs of datetimes)
+        or ``"credentials"`` (a mapping of user name to password).
     default : object
         The value used when the key is absent; ``None`` means "not set".
     doc : str
@@ -73,8 +74,21 @@ class Setting:
             "datetime": "an ISO 8601 UTC date and time such as 2026-11-21T00:30:00",
             "path": "a file path ({service} is replaced by the daemon's name)",
             "paths": "a list of absolute paths",
+            "names": "a list of names",
+            "intervals": "a list of 'START/END' ISO 8601 UTC intervals",
             "credentials": "a mapping of user name to password",
         }[self.kind]
+
+
+def _device():
+    return {
+        "Driver": Setting("str", "simulator", "the built-in simulator, or an ASCOM Alpaca device",
+                          choices=("simulator", "alpaca")),
+        "Host": Setting("str", "127.0.0.1", "alpaca: the Alpaca server's host name or address"),
+        "Port": Setting("int", 11111, "alpaca: the Alpaca server's port", 1, 65535),
+        "Device Number": Setting("int", 0, "alpaca: the device number on that server", 0, 1000),
+        "Timeout": Setting("float", 10.0, "alpaca: seconds to wait for one request", 0.1, 600),
+    }
 
 
 def _address(port):
@@ -143,10 +157,73 @@ SCHEMA = {
     "Telescope": {
         "Name": Setting("str", "CTMO", "this telescope's name; orders for others are refused"),
         "Data Directory": Setting("path", "/var/lib/toros/data", "where FITS files are written"),
+        "Minimum Altitude": Setting("float", 20.0, "lowest altitude observed, degrees", 0, 89),
+        "Max Exposure Time": Setting("float", 3600.0, "longest exposure accepted, seconds",
+                                     0.001, 86400),
+        "Max Number of Exposures": Setting("int", 500, "most frames one order may ask for",
+                                           1, 100_000),
+        "Bias Frames": Setting("int", 5, "bias frames taken when Calibration Frames is Yes",
+                               0, 1000),
+        "Dark Frames": Setting("int", 3, "darks (of the exposure time) taken with them",
+                               0, 1000),
+        "Slew Timeout": Setting("float", 300.0, "seconds a slew or park may take", 1, 3600),
+        "Readout Timeout": Setting("float", 120.0,
+                                   "seconds past the exposure time before a frame is late",
+                                   1, 3600),
+        "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
+        "Mount": _device(),
+        "Camera": _device(),
+        "Filter Wheel": _device(),
     },
     "Dome": {
         "Auxiliary Outputs": Setting("int", 8, "auxiliary outputs (BlinkNN keys) the dome has",
                                      0, 99),
+        "Shutter Timeout": Setting("float", 180.0, "seconds the shutter may take to move",
+                                   1, 3600),
+        "Sun Altitude Limit": Setting("float", -6.0,
+                                      "the dome closes when the Sun is above this, degrees",
+                                      -30, 10),
+        "Weather Max Age": Setting("float", 300.0,
+                                   "seconds after which weather data count as missing", 1,
+                                   86400),
+        "Heartbeat Timeout": Setting("float", 900.0,
+                                     "seconds without word from the scheduler before closing",
+                                     1, 86400),
+        "Reopen Delay": Setting("float", 1200.0,
+                                "seconds conditions must stay good before reopening", 0, 86400),
+        "Check Interval": Setting("float", 10.0, "seconds between safety checks", 0.01, 3600),
+        "Enclosure": _device(),
+        "Safety Monitor": _device(),
+    },
+    "Simulator": {
+        "Seed": Setting("int", 1, "random seed: the same seed gives the same frames", 0, None),
+        "Slew Rate": Setting("float", 3.0, "mount slew speed, degrees per second", 0.01, 100),
+        "Settle Time": Setting("float", 2.0, "seconds the mount settles after a slew", 0, 600),
+        "Filters": Setting("names", ["U", "B", "V", "R", "I", "Clear"],
+                           "the simulated filter wheel's filters, by slot"),
+        "Filter Change Time": Setting("float", 1.0, "seconds to change filter", 0, 600),
+        "Width": Setting("int", 1024, "simulated CCD columns", 8, 20_000),
+        "Height": Setting("int", 1024, "simulated CCD rows", 8, 20_000),
+        "Pixel Scale": Setting("float", 1.0, "arcseconds per pixel", 0.01, 100),
+        "Readout Time": Setting("float", 2.0, "seconds to read a frame out", 0, 600),
+        "Gain": Setting("float", 1.5, "electrons per ADU", 0.01, 100),
+        "Read Noise": Setting("float", 8.0, "electrons RMS", 0, 1000),
+        "Bias Level": Setting("float", 1000.0, "ADU", 0, 60000),
+        "Dark Current": Setting("float", 0.05, "electrons per second per pixel", 0, 1000),
+        "Sky Background": Setting("float", 20.0,
+                                  "electrons per second per pixel through a clear filter",
+                                  0, 100_000),
+        "Flat Level": Setting("float", 20000.0, "electrons per pixel in a flat at the centre",
+                              1, 1_000_000),
+        "Vignetting": Setting("float", 0.2, "fractional light loss at the corners", 0, 0.99),
+        "Star Density": Setting("float", 2000.0, "stars per square degree", 0, 1_000_000),
+        "Seeing": Setting("float", 2.0, "star FWHM, arcseconds", 0.1, 30),
+        "Shutter Travel Time": Setting("float", 30.0, "seconds for the dome shutter to move",
+                                       0, 3600),
+        "Dome Rotation Rate": Setting("float", 5.0, "dome rotation, degrees per second",
+                                      0.01, 100),
+        "Unsafe Periods": Setting("intervals", [],
+                                  "simulated bad weather, as 'START/END' UTC intervals"),
     },
     "Preprocessor": {
         "Allowed Directories": Setting("paths", ["/var/lib/toros/data"],
@@ -263,15 +340,33 @@ def _check(rule, value, path, where):
                 parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
             except ValueError:
                 raise fail() from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+        return _utc(parsed)
     if kind == "credentials":
         if not isinstance(value, dict) or not value or not all(
                 isinstance(user, str) and isinstance(password, (str, int))
                 for user, password in value.items()):
             raise fail()
         return {user: str(password) for user, password in value.items()}
+    if kind == "names":
+        if not isinstance(value, list) or not value or not all(
+                isinstance(name, str) and name for name in value) or len(set(value)) != len(value):
+            raise fail()
+        return list(value)
+    if kind == "intervals":
+        if not isinstance(value, list):
+            raise fail()
+        intervals = []
+        for interval in value:
+            start, _, end = str(interval).partition("/")
+            try:
+                pair = tuple(_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+                             for text in (start, end))
+            except ValueError:
+                raise fail() from None
+            if pair[0] >= pair[1]:
+                raise fail()
+            intervals.append(pair)
+        return intervals
     if kind == "paths":
         paths = [value] if isinstance(value, str) else value
         if not isinstance(paths, list) or not paths or not all(
@@ -288,6 +383,13 @@ def _check(rule, value, path, where):
         except ValueError:
             raise fail() from None
     return value
+
+
+def _utc(instant):
+    """A datetime in UTC; one without a time zone is taken to be UTC."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    return instant.astimezone(timezone.utc)
 
 
 def _finish(config, path):

@@ -1,0 +1,36 @@
+"""Devices: one small interface per kind, a dataclass for its state, drivers behind them.
+
+=================  =====================  ==========================================
+kind               interface              state
+=================  =====================  ==========================================
+mount              :class:`Mount`         :class:`MountState`
+camera             :class:`Camera`        :class:`CameraState`, :class:`CameraInfo`
+filter wheel       :class:`FilterWheel`   :class:`FilterWheelState`
+dome (enclosure)   :class:`Dome`          :class:`DomeState`
+safety monitor     :class:`SafetyMonitor` :class:`SafetyState`
+=================  =====================  ==========================================
+
+Long operations (slew, park, shutter, filter change, exposure) are *started* by a method that
+returns at once and then followed through the device's ``state()``; :func:`wait_for` does the
+polling with a timeout, so a device that stops answering fails the work order instead of
+hanging it. Every device failure is a :class:`DeviceError`.
+
+Drivers: ``simulator`` (in-process, the default) and ``alpaca`` (ASCOM Alpaca devices through
+alpyca), chosen per device in the configuration.
+"""
+
+from .base import Device, DeviceError, wait_for
+from .camera import Camera, CameraInfo, CameraState, FrameType
+from .dome import Dome, DomeState, ShutterState
+from .filterwheel import FilterWheel, FilterWheelState
+from .mount import Mount, MountState
+from .safety import SafetyMonitor, SafetyState
+
+__all__ = [
+    "Device", "DeviceError", "wait_for",
+    "Mount", "MountState",
+    "Camera", "CameraInfo", "CameraState", "FrameType",
+    "FilterWheel", "FilterWheelState",
+    "Dome", "DomeState", "ShutterState",
+    "SafetyMonitor", "SafetyState",
+]

@@ -1,0 +1,80 @@
+"""What every device has in common, and waiting for a long operation to finish."""
+
+import time
+from abc import ABC, abstractmethod
+
+
+class DeviceError(Exception):
+    """A device failed, refused, or did not finish in time; the message says which and why."""
+
+
+class Device(ABC):
+    """The base of every device interface.
+
+    Parameters
+    ----------
+    name : str
+        How logs and health reports call this device, e.g. ``"camera"``.
+    """
+
+    #: The device kind, e.g. ``"mount"``.
+    kind = ""
+
+    def __init__(self, name=None):
+        self.name = name or self.kind
+
+    @abstractmethod
+    def connect(self):
+        """Open the connection to the device (idempotent). Raises :class:`DeviceError`."""
+
+    @abstractmethod
+    def disconnect(self):
+        """Close the connection (idempotent); never raises for a device already gone."""
+
+    @abstractmethod
+    def describe(self):
+        """A dict for health reports: at least ``Driver`` and ``Connected``."""
+
+
+def wait_for(condition, timeout, what, poll_interval, stop=None, clock_sleep=None):
+    """Poll *condition* until it returns a true value; return that value.
+
+    Parameters
+    ----------
+    condition : callable
+        Called with no arguments; may raise :class:`DeviceError`.
+    timeout : float
+        Real seconds before giving up.
+    what : str
+        Describes the wait for the error message, e.g. ``"the mount to finish slewing"``.
+    poll_interval : float
+        Real seconds between polls.
+    stop : threading.Event, optional
+        When set, the wait ends at once with :class:`Interrupted`.
+    clock_sleep : callable, optional
+        ``sleep(seconds)``; default :func:`time.sleep` (tests pass a faster one).
+
+    Raises
+    ------
+    DeviceError
+        When *timeout* passes first.
+    Interrupted
+        When *stop* is set.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if stop is not None and stop.is_set():
+            raise Interrupted(f"stopped while waiting for {what}")
+        if time.monotonic() >= deadline:
+            raise DeviceError(f"timed out after {timeout:g} s waiting for {what}")
+        if stop is not None:
+            stop.wait(poll_interval)
+        else:
+            (clock_sleep or time.sleep)(poll_interval)
+
+
+class Interrupted(Exception):
+    """A wait or an operation was stopped from outside (Cancel, safety, shutdown)."""

@@ -1,0 +1,101 @@
+"""The CCD camera."""
+
+import enum
+from abc import abstractmethod
+from dataclasses import dataclass
+
+from .base import Device
+
+
+class FrameType(str, enum.Enum):
+    """What a frame is for; also the FITS ``IMAGETYP``."""
+
+    LIGHT = "LIGHT"
+    BIAS = "BIAS"
+    DARK = "DARK"
+    FLAT = "FLAT"
+
+    @property
+    def shutter_open(self):
+        """Whether the shutter opens for this kind of frame."""
+        return self in (FrameType.LIGHT, FrameType.FLAT)
+
+
+@dataclass
+class CameraInfo:
+    """What does not change while connected.
+
+    Attributes
+    ----------
+    name : str
+        The camera's model, for ``INSTRUME``.
+    width, height : int
+        Pixels of a frame at the current binning.
+    binning : int
+        Binning factor, the same on both axes.
+    gain : float
+        Electrons per ADU.
+    read_noise : float
+        Electrons RMS.
+    pixel_size : float
+        Micrometres, unbinned.
+    max_adu : int
+        Saturation level.
+    """
+
+    name: str
+    width: int
+    height: int
+    binning: int
+    gain: float
+    read_noise: float
+    pixel_size: float
+    max_adu: int
+
+
+@dataclass
+class CameraState:
+    """What the camera is doing.
+
+    Attributes
+    ----------
+    exposing : bool
+        An exposure (or its readout) is under way.
+    image_ready : bool
+        The last exposure can be read with :meth:`Camera.image`.
+    percent_complete : float or None
+        Progress of the exposure, when the camera reports it.
+    temperature : float or None
+        CCD temperature, °C.
+    """
+
+    exposing: bool
+    image_ready: bool
+    percent_complete: float | None = None
+    temperature: float | None = None
+
+
+class Camera(Device):
+    """A CCD camera."""
+
+    kind = "camera"
+
+    @abstractmethod
+    def info(self):
+        """The :class:`CameraInfo`."""
+
+    @abstractmethod
+    def state(self):
+        """The :class:`CameraState` now."""
+
+    @abstractmethod
+    def start_exposure(self, seconds, frame_type):
+        """Start an exposure of *seconds* of the :class:`FrameType`; returns at once."""
+
+    @abstractmethod
+    def abort(self):
+        """Abort the exposure under way (its image is discarded)."""
+
+    @abstractmethod
+    def image(self):
+        """The last image: a 2-D :class:`numpy.ndarray` indexed ``[y, x]`` of unsigned ADU."""

@@ -1,0 +1,68 @@
+"""The dome (enclosure): shutter, azimuth, park."""
+
+import enum
+from abc import abstractmethod
+from dataclasses import dataclass
+
+from .base import Device
+
+
+class ShutterState(str, enum.Enum):
+    """The shutter's state (the ASCOM ``ShutterStatus`` values)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    OPENING = "opening"
+    CLOSING = "closing"
+    ERROR = "error"
+
+
+@dataclass
+class DomeState:
+    """The dome's shutter and position.
+
+    Attributes
+    ----------
+    shutter : ShutterState
+    azimuth : float or None
+        Degrees from north through east; ``None`` when the dome cannot tell.
+    slewing : bool
+        Rotating (or the shutter moving).
+    parked : bool
+        At its park position.
+    """
+
+    shutter: ShutterState
+    azimuth: float | None
+    slewing: bool
+    parked: bool
+
+
+class Dome(Device):
+    """A dome or roll-off roof."""
+
+    kind = "dome"
+
+    @abstractmethod
+    def state(self):
+        """The :class:`DomeState` now."""
+
+    @abstractmethod
+    def start_open(self):
+        """Start opening the shutter; returns at once."""
+
+    @abstractmethod
+    def start_close(self):
+        """Start closing the shutter; returns at once."""
+
+    @abstractmethod
+    def start_slew(self, azimuth):
+        """Start rotating to *azimuth* degrees; returns at once."""
+
+    @abstractmethod
+    def start_park(self):
+        """Start moving to the park position; returns at once."""
+
+    @abstractmethod
+    def abort(self):
+        """Stop any rotation or shutter motion at once."""

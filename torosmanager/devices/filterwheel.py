@@ -1,0 +1,44 @@
+"""The filter wheel."""
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+from .base import Device
+
+
+@dataclass
+class FilterWheelState:
+    """Which filter is in the beam.
+
+    Attributes
+    ----------
+    names : list of str
+        The filters, by slot.
+    position : int or None
+        The slot in the beam; ``None`` while the wheel turns.
+    """
+
+    names: list
+    position: int | None
+
+    @property
+    def current(self):
+        """The name of the filter in the beam, or ``None`` while moving."""
+        return None if self.position is None else self.names[self.position]
+
+
+class FilterWheel(Device):
+    """A filter wheel with named filters."""
+
+    kind = "filter wheel"
+
+    @abstractmethod
+    def state(self):
+        """The :class:`FilterWheelState` now."""
+
+    @abstractmethod
+    def start_move(self, name):
+        """Start turning to the filter called *name*; returns at once.
+
+        Raises :class:`DeviceError` for a name the wheel does not have.
+        """
