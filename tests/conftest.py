@@ -1,6 +1,8 @@
 """Shared fixtures: daemons started as real processes on free loopback ports."""
 
+import copy
 import xmlrpc.client
+from datetime import datetime, timezone
 
 import pytest
 
@@ -8,19 +10,37 @@ from torosmanager.config import address_key, load_config
 from torosmanager.launcher import DaemonProcess, local_config
 
 
+#: Every test site runs on a simulated clock from an evening at CTMO (dusk was 00:10 UTC), so
+#: what is visible "tonight" does not depend on the day the tests run.
+EVENING = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+
+
+def simulated_clock(start=EVENING, speed=1.0):
+    """Clock settings for a simulated clock at *start*, anchored now."""
+    return {"Mode": "simulated", "Start": start.isoformat(),
+            "Anchor": datetime.now(timezone.utc).isoformat(), "Speed": speed}
+
+
 class Site:
     """A set of daemons sharing one configuration in a temporary directory."""
 
     def __init__(self, directory, overrides=None):
         self.directory = directory
-        self.config_path = local_config(str(directory), overrides)
+        settings = {"Clock": simulated_clock()}
+        for section, values in copy.deepcopy(overrides or {}).items():
+            settings.setdefault(section, {}).update(values)
+        self.config_path = local_config(str(directory), settings)
         self.config = load_config(self.config_path)
         self.daemons = {}
 
     def start(self, *services):
-        """Start the named daemons (each as its own process) and wait until they are ready."""
-        for service in services:
-            self.daemons[service] = DaemonProcess(service, self.config_path).start()
+        """Start the named daemons (each as its own process, all at once) and wait until each
+        is ready."""
+        launched = [DaemonProcess(service, self.config_path).launch() for service in services]
+        for daemon in launched:
+            self.daemons[daemon.service] = daemon
+        for daemon in launched:
+            daemon.wait_ready()
         return self
 
     def url(self, service):

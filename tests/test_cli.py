@@ -32,7 +32,7 @@ def orders_file(tmp_path_factory):
   Calibration Frames: "Yes"
 - ID: cli-2
   WOType: Dome
-  Shutter: Open
+  Blink01: true
 """)
     return path
 
@@ -78,11 +78,13 @@ def test_status_without_id_is_the_daemons_health(running):
 
 
 def test_cancel(running):
-    toros(running, "submit", "-", "--to", "dome",
-          stdin=json.dumps({"ID": "cli-4", "WOType": "Dome", "Park": True}))
-    result = toros(running, "cancel", "cli-4", "--to", "dome")
+    night = running.directory / "data" / "20261123"
+    night.mkdir()
+    toros(running, "submit", "-", "--to", "preprocessor",
+          stdin=json.dumps({"ID": "cli-4", "WOType": "Preprocessing", "File Location": str(night)}))
+    result = toros(running, "cancel", "cli-4", "--to", "preprocessor")
     assert result.returncode == 0 and "cancelled" in result.stdout
-    again = toros(running, "cancel", "cli-4", "--to", "dome")
+    again = toros(running, "cancel", "cli-4", "--to", "preprocessor")
     assert again.returncode == 1 and "already cancelled" in again.stderr
 
 

@@ -19,5 +19,5 @@ def test_the_work_order_reference_is_current():
 def test_every_fault_code_is_explained():
     text = work_order_reference()
     for code in ("INVALID", "UNKNOWN_WOTYPE", "WRONG_DAEMON", "CONFLICT", "NOT_FOUND",
-                 "NOT_CANCELLABLE", "INTERNAL"):
+                 "NOT_CANCELLABLE", "INTERNAL", "UNSAFE"):
         assert f"`{code}`" in text

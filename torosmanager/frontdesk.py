@@ -14,7 +14,7 @@ from xmlrpc.client import Fault
 from . import __version__
 from .config import address_key
 from .journal import CANCELLED, FINAL_STATES, UNFINISHED_STATES
-from .workorders import SCHEMAS, FaultCode, WorkOrderError, format_utc, validate, wotype_of
+from .workorders import QUERIES, SCHEMAS, FaultCode, WorkOrderError, format_utc, validate, wotype_of
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,15 @@ class FrontDesk:
             raise WorkOrderError(f"a work order must be a struct (dict); received "
                                  f"{type(work_order).__name__} {work_order!r}")
         wotype = wotype_of(work_order)
-        if wotype not in self.handler.wotypes and wotype not in ("Status", "Cancel"):
+        if wotype not in self.handler.wotypes and wotype not in QUERIES:
             raise WorkOrderError(self._wrong_daemon(wotype), FaultCode.WRONG_DAEMON)
         order = validate(work_order, now=self.clock.now())
         if wotype == "Status":
             return self.status(order.get("ID"))
         if wotype == "Cancel":
             return self.cancel(order["ID"], order.get("User", "unknown"))
+        if not SCHEMAS[wotype].journaled:
+            return self.handler.signal(order)
         return self.accept(order, work_order)
 
     def _wrong_daemon(self, wotype):
@@ -81,7 +83,7 @@ class FrontDesk:
                   for service in SCHEMAS[wotype].services]
         return (f"'WOType': received {wotype!r}, which this {self.handler.service} daemon does "
                 f"not take; send it to " + " or ".join(places) + "; this daemon takes: "
-                + ", ".join(repr(name) for name in self.handler.wotypes + ("Status", "Cancel")))
+                + ", ".join(repr(name) for name in self.handler.wotypes + QUERIES))
 
     def accept(self, order, received):
         """Journal a validated work order and hand it to the handler; return the receipt."""

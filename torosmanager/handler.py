@@ -59,6 +59,10 @@ class Handler:
             return clipped, f"requested {requested:g}, clipped to {clipped:g}"
         return clipped, f"requested: {clipped:g}"
 
+    def signal(self, order):
+        """Answer a work order that is not journaled (a ``Heartbeat``); return a dict."""
+        raise NotImplementedError(f"the {self.service} daemon takes no {order['WOType']} signal")
+
     def accepted(self, record):
         """Start work on a newly journaled order. The default queues it."""
         self.transition(record.id, QUEUED, "queued")

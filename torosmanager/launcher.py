@@ -115,6 +115,10 @@ class DaemonProcess:
             If it exits or is not ready within *timeout* seconds; the message holds the end of
             its stderr.
         """
+        return self.launch().wait_ready(timeout)
+
+    def launch(self):
+        """Start the daemon without waiting (see :meth:`wait_ready`); return ``self``."""
         # Kept until stop(): the daemon also reports STOPPING=1 there, as it would to systemd.
         self._notify_directory = tempfile.mkdtemp(prefix="toros-notify-")
         address = os.path.join(self._notify_directory, "notify")
@@ -125,6 +129,10 @@ class DaemonProcess:
             self.process = subprocess.Popen(
                 [executable(self.service), "--config", self.config_path],
                 stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=environment)
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        """Wait for the launched daemon's ``READY=1``; return ``self``."""
         try:
             self._wait_ready(self._listener, timeout)
         except RuntimeError:

@@ -29,13 +29,30 @@ PRIORITY_RANGE = (0.0, 10.0)
 class FaultCode(enum.IntEnum):
     """The ``faultCode`` of every :class:`xmlrpc.client.Fault` a front desk raises."""
 
-    INVALID = 1          #: a key is missing, unknown, or has a value that is not allowed
-    UNKNOWN_WOTYPE = 2   #: the WOType is not one this project knows
-    WRONG_DAEMON = 3     #: the WOType is handled by another daemon
-    CONFLICT = 4         #: the ID was used before for a different work order
-    NOT_FOUND = 5        #: Status or Cancel of an ID this daemon never accepted
-    NOT_CANCELLABLE = 6  #: Cancel of an order that has already ended
-    INTERNAL = 7         #: the daemon failed; its log says why
+    INVALID = 1
+    UNKNOWN_WOTYPE = 2
+    WRONG_DAEMON = 3
+    CONFLICT = 4
+    NOT_FOUND = 5
+    NOT_CANCELLABLE = 6
+    INTERNAL = 7
+    UNSAFE = 8
+
+
+#: When each Fault is raised, for the documentation.
+FAULT_MEANINGS = {
+    FaultCode.INVALID: "a key is missing or unknown, or its value is not allowed",
+    FaultCode.UNKNOWN_WOTYPE: "the WOType is not one this project knows (the message lists them)",
+    FaultCode.WRONG_DAEMON: "the WOType belongs to another daemon (the message says which, and "
+                            "where)",
+    FaultCode.CONFLICT: "the ID was used before for a different work order",
+    FaultCode.NOT_FOUND: "Status or Cancel of an ID this daemon never accepted",
+    FaultCode.NOT_CANCELLABLE: "Cancel of an order that has already ended",
+    FaultCode.INTERNAL: "the daemon failed; its log has the details",
+    FaultCode.UNSAFE: "refused for safety now: the dome will not open while it is unsafe "
+                      "(weather, daylight, no heartbeat) or before conditions have been good for "
+                      "Dome → Reopen Delay",
+}
 
 
 class WorkOrderError(Exception):
@@ -279,6 +296,8 @@ class Schema:
     fields: tuple
     doc: str = ""
     at_least_one_of: tuple = field(default_factory=tuple)
+    #: False for queries and signals: answered at once, never kept in the journal.
+    journaled: bool = True
 
     def field_for(self, key):
         """The :class:`Field` that *key* belongs to, or ``None``."""
@@ -358,6 +377,26 @@ PREPROCESSING = Schema(
     doc="Calibrate raw CCD frames (preprocessor daemon).",
 )
 
+PARK = Schema(
+    "Park", ("telescope",), COMMON + (
+        Field("Reason", text, default="requested", doc="why, for the log and the interrupted "
+                                                       "order's history"),
+    ),
+    doc="Abort the observation under way (it is marked interrupted, to be retried) and park "
+        "the telescope. The dome daemon sends it when it closes for safety.",
+)
+
+HEARTBEAT = Schema(
+    "Heartbeat", ("dome",), (
+        Field("WOType", text, required=True, doc="'Heartbeat'"),
+        Field("User", text, default="unknown", doc="who is alive (the scheduler)"),
+        Field("Datetime", utc_datetime, doc="when it was sent, ISO 8601 UTC"),
+    ),
+    doc="The scheduler's dead-man signal: a dome that hears none for Dome → Heartbeat Timeout "
+        "closes. Answered at once, not journaled.",
+    journaled=False,
+)
+
 STATUS = Schema(
     "Status", (), (
         Field("ID", identifier, doc="the order to report on; without it, the daemon's health"),
@@ -365,6 +404,7 @@ STATUS = Schema(
         Field("User", text, doc="who asks"),
     ),
     doc="Report on one order (state and history) or, without ID, on the daemon.",
+    journaled=False,
 )
 
 CANCEL = Schema(
@@ -374,10 +414,12 @@ CANCEL = Schema(
         Field("User", text, doc="who cancels"),
     ),
     doc="Cancel an order that has not ended.",
+    journaled=False,
 )
 
 #: Every WOType a daemon may receive.
-SCHEMAS = {schema.wotype: schema for schema in (OBSERVATION, DOME, PREPROCESSING, STATUS, CANCEL)}
+SCHEMAS = {schema.wotype: schema for schema in (OBSERVATION, DOME, PREPROCESSING, PARK, HEARTBEAT,
+                                                STATUS, CANCEL)}
 
 #: Queries every daemon answers, whatever work it does.
 QUERIES = ("Status", "Cancel")
@@ -452,7 +494,7 @@ def validate(order, now=None):
         raise WorkOrderError(f"{wotype} work orders need at least one action; allowed keys: "
                              + ", ".join(repr(schema.display_name(schema.field_for_key(key)))
                                          for key in schema.at_least_one_of))
-    if schema.services:  # work, not a query: it gets an identity and a time
+    if schema.journaled:  # work, not a query: it gets an identity and a time
         result.setdefault("ID", new_id())
         result.setdefault("Datetime", format_utc(now or datetime.now(timezone.utc)))
     return result

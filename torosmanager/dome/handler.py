@@ -1,20 +1,238 @@
-"""The dome daemon's checks on Dome orders."""
+"""The dome daemon: executes Dome orders, and keeps the instrument safe on its own.
 
-from ..handler import Handler
-from ..workorders import refuse
+Dome orders run one at a time in a worker: shutter, azimuth, park, following the telescope,
+and the auxiliary outputs (``Blink01`` is the warning light; the outputs are kept as state and
+logged). Safety (:class:`~torosmanager.dome.safety.SafetyGuard`) beats every order: an order to
+open is refused while it is unsafe, and the dome closes by itself when conditions turn.
+The dome starts closed after a restart, and closes when its daemon stops.
+"""
+
+import logging
+import threading
+import xmlrpc.client
+
+from ..client import connect
+from ..devices import DeviceError, ShutterState, wait_for
+from ..devices.factory import dome_devices
+from ..handler import Handler, Workers
+from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
+from ..workorders import FaultCode, WorkOrderError, format_utc, refuse
+from .safety import SafetyGuard
+
+log = logging.getLogger(__name__)
 
 BLINK_PREFIX = "Blink"
+#: Dome orders run one after another: the shutter and the rotation are one machine.
+DOME_WORKERS = 1
+#: Shortest real pause between two polls of the dome (see the telescope's executor).
+MIN_REAL_POLL_SECONDS = 0.005
 
 
 class DomeHandler(Handler):
-    """Accept Dome orders for outputs this dome has."""
+    """Execute Dome orders; answer the scheduler's Heartbeat; close when unsafe."""
 
     service = "dome"
-    wotypes = ("Dome",)
+    wotypes = ("Dome", "Heartbeat")
+
+    def __init__(self, config, journal, clock):
+        super().__init__(config, journal, clock)
+        self.settings = config["Dome"]
+        self.enclosure, self.safety_monitor = dome_devices(config, clock)
+        self.guard = SafetyGuard(self)
+        self.workers = Workers("dome", DOME_WORKERS)
+        self.outputs = {}
+        self.following = False
+        self.closed_by = ""
+        # The guard and the orders both move the shutter: one at a time.
+        self._motion = threading.Lock()
+
+    # --- the front desk ----------------------------------------------------------------
 
     def check(self, order):
-        outputs = self.config["Dome"]["Auxiliary Outputs"]
+        if order["WOType"] != "Dome":
+            return
+        outputs = self.settings["Auxiliary Outputs"]
         for key, value in order.items():
             if key.startswith(BLINK_PREFIX) and not 1 <= int(key[len(BLINK_PREFIX):]) <= outputs:
                 raise refuse(key, value, f"Blink01 to Blink{outputs:02d}: this dome has "
                                          f"{outputs} auxiliary outputs (Dome → Auxiliary Outputs)")
+        if order.get("Shutter") == "Open":
+            may_open, why_not = self.guard.may_open()
+            if not may_open:
+                raise WorkOrderError(f"'Shutter': received 'Open'; the dome refuses to open: "
+                                     f"{why_not}", FaultCode.UNSAFE)
+
+    def signal(self, order):
+        self.guard.heartbeat(order.get("User", "unknown"))
+        return {"Status": "received", "Message": "heartbeat recorded",
+                "Service": self.service, "Time": format_utc(self.clock.now())}
+
+    def accepted(self, record):
+        self.transition(record.id, QUEUED, "queued for the dome")
+        self.workers.submit(self.execute, record.id)
+
+    def devices(self):
+        report = {"Safety": self.guard.report(), "Outputs": dict(self.outputs),
+                  "Following Telescope": self.following}
+        try:
+            state = self.enclosure.state()
+            report["Enclosure"] = {"Shutter": state.shutter.value, "Slewing": state.slewing,
+                                   "Parked": state.parked, "Closed By": self.closed_by}
+            if state.azimuth is not None:
+                report["Enclosure"]["Azimuth"] = round(state.azimuth, 3)
+        except DeviceError as error:
+            report["Enclosure"] = {"Shutter": "unknown", "Error": str(error)}
+        try:
+            report["Safety Monitor"] = self.safety_monitor.describe()
+        except DeviceError as error:
+            report["Safety Monitor"] = {"Connected": False, "Error": str(error)}
+        return report
+
+    # --- executing orders ---------------------------------------------------------------
+
+    def execute(self, order_id):
+        """Carry out one Dome order's actions, in the order shutter, azimuth, park, follow,
+        outputs."""
+        record = self.journal.get(order_id)
+        if record is None or record.state != QUEUED:
+            return
+        order = record.work_order
+        if self.transition(order_id, RUNNING, "moving the dome", only_from={QUEUED}) is None:
+            return
+        done = []
+        try:
+            if "Shutter" in order:
+                done.append(self._shutter(order["Shutter"]))
+            if "Azimuth" in order:
+                done.append(self._rotate(order["Azimuth"]))
+            if order.get("Park"):
+                done.append(self._park())
+            if "Follow Telescope" in order:
+                self.following = order["Follow Telescope"]
+                done.append("following the telescope" if self.following
+                            else "no longer following the telescope")
+            for key in sorted(k for k in order if k.startswith(BLINK_PREFIX)):
+                done.append(self._output(key[len(BLINK_PREFIX):], order[key], order_id))
+        except DeviceError as error:
+            self.transition(order_id, FAILED, f"{error}", only_from={RUNNING})
+            return
+        self.transition(order_id, DONE, "; ".join(done), only_from={RUNNING})
+
+    def _shutter(self, action):
+        timeout = self.clock.real_seconds(self.settings["Shutter Timeout"])
+        if action == "Open":
+            with self._motion:
+                may_open, why_not = self.guard.may_open()
+                if not may_open:
+                    raise DeviceError(f"refused to open: {why_not}")
+                self.enclosure.start_open()
+                self.closed_by = ""
+
+            def opened():
+                if not self.guard.may_open()[0]:
+                    raise DeviceError(f"closed for safety while opening: {self.closed_by}")
+                shutter = self.enclosure.state().shutter
+                if shutter == ShutterState.ERROR:
+                    raise DeviceError("the shutter reports an error while opening")
+                return shutter == ShutterState.OPEN
+
+            wait_for(opened, timeout, "the shutter to open", self._poll())
+            return "shutter open"
+        with self._motion:
+            self.enclosure.start_close()
+        wait_for(lambda: self.enclosure.state().shutter == ShutterState.CLOSED, timeout,
+                 "the shutter to close", self._poll())
+        return "shutter closed"
+
+    def _rotate(self, azimuth):
+        self.enclosure.start_slew(azimuth)
+        wait_for(lambda: not self.enclosure.state().slewing,
+                 self.clock.real_seconds(self.settings["Shutter Timeout"]),
+                 f"the dome to reach azimuth {azimuth:g}°", self._poll())
+        return f"at azimuth {azimuth:g}°"
+
+    def _park(self):
+        self.enclosure.start_park()
+        wait_for(lambda: self.enclosure.state().parked,
+                 self.clock.real_seconds(self.settings["Shutter Timeout"]), "the dome to park",
+                 self._poll())
+        return "parked"
+
+    def _output(self, number, on, order_id):
+        name = "warning light" if number == "01" else f"auxiliary output {number}"
+        self.outputs[number] = on
+        log.info("[WO %s] %s (output %s) %s", order_id, name, number,
+                 "blinking" if on else "off")
+        return f"{name} {'blinking' if on else 'off'}"
+
+    def _poll(self):
+        return max(self.clock.real_seconds(self.config["Telescope"]["Poll Interval"]),
+                   MIN_REAL_POLL_SECONDS)
+
+    # --- safety -------------------------------------------------------------------------
+
+    def close_for_safety(self, reason):
+        """Close the shutter (unless closed or closing) and tell the telescope to park."""
+        with self._motion:
+            try:
+                shutter = self.enclosure.state().shutter
+                if shutter in (ShutterState.CLOSED, ShutterState.CLOSING):
+                    return
+                log.warning("closing the dome: %s", reason)
+                self.enclosure.start_close()
+            except DeviceError as error:
+                log.critical("cannot close the dome (%s): %s", reason, error)
+                return
+            self.closed_by = f"{reason}, at {format_utc(self.clock.now())}"
+        self._park_telescope(reason)
+
+    def follow_telescope(self):
+        """When following, turn the slit to the telescope's azimuth if it lags too far."""
+        if not self.following:
+            return
+        try:
+            pointing = connect(self.config, "telescope").front_desk(
+                {"WOType": "Status"})["Devices"]["Pointing"]
+            azimuth = pointing["Azimuth"]
+            state = self.enclosure.state()
+            if state.slewing or state.azimuth is None:
+                return
+            lag = abs((azimuth - state.azimuth + 180) % 360 - 180)
+            if lag > self.settings["Follow Tolerance"]:
+                self.enclosure.start_slew(azimuth)
+        except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
+            log.warning("cannot follow the telescope: %s", error)
+
+    def _park_telescope(self, reason):
+        try:
+            connect(self.config, "telescope").front_desk(
+                {"WOType": "Park", "User": "dome", "Reason": f"dome closing: {reason}"})
+        except (OSError, xmlrpc.client.Error) as error:
+            log.error("could not tell the telescope to park: %s", error)
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self):
+        for device in (self.enclosure, self.safety_monitor):
+            try:
+                device.connect()
+            except DeviceError as error:
+                log.error("cannot connect the %s: %s", device.name, error)
+        self.close_for_safety("the dome daemon started; it starts closed")
+        super().start()
+        self.guard.start()
+
+    def resume(self, record):
+        if record.state in (ACCEPTED, QUEUED):
+            self.transition(record.id, QUEUED, "queued after a restart")
+            self.workers.submit(self.execute, record.id)
+        elif record.state == RUNNING:
+            self.transition(record.id, FAILED, "the dome daemon stopped while this order ran; "
+                            "it starts closed")
+
+    def stop(self):
+        self.guard.stop()
+        self.workers.stop()
+        self.close_for_safety("the dome daemon is stopping")
+        for device in (self.enclosure, self.safety_monitor):
+            device.disconnect()

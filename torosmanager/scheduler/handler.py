@@ -1,5 +1,8 @@
 """The scheduler's work: hand each accepted order to the daemon that executes it.
 
+It also sends the dome daemon its heartbeat (``Scheduler → Heartbeat Interval``): a dome that
+stops hearing it closes.
+
 An order is forwarded, in a worker, to the telescope daemon (Observation) or the dome daemon
 (Dome) with its assigned Priority. A daemon that does not answer is tried again
 (``Scheduler → Dispatch Attempts``, ``Dispatch Retry Interval``); one that refuses the order
@@ -7,6 +10,7 @@ fails it with the refusal's message. Cancelling a dispatched order cancels it th
 """
 
 import logging
+import threading
 import xmlrpc.client
 
 from ..client import connect
@@ -33,6 +37,8 @@ class SchedulerHandler(Handler):
         super().__init__(config, journal, clock)
         self.settings = config["Scheduler"]
         self.workers = Workers("dispatch", DISPATCH_THREADS)
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
     def accepted(self, record):
         self.transition(record.id, QUEUED, f"queued for the {EXECUTOR[record.wotype]} daemon")
@@ -51,8 +57,33 @@ class SchedulerHandler(Handler):
         return {service: self.config[address_key(service)]["HTTP"]
                 for service in sorted(set(EXECUTOR.values()))}
 
+    def start(self):
+        super().start()
+        self._heartbeat.start()
+
     def stop(self):
         self.workers.stop()
+        self._heartbeat_stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
+
+    def _send_heartbeats(self):
+        """Tell the dome daemon, every Heartbeat Interval, that the scheduler is alive."""
+        failing = False
+        while True:
+            try:
+                connect(self.config, "dome").front_desk({"WOType": "Heartbeat",
+                                                         "User": "scheduler"})
+                if failing:
+                    log.info("the dome daemon hears the heartbeat again")
+                failing = False
+            except (OSError, xmlrpc.client.Error) as error:
+                if not failing:  # once per outage, not every interval
+                    log.warning("cannot send the heartbeat to the dome daemon: %s", error)
+                failing = True
+            if self._heartbeat_stop.wait(
+                    self.clock.real_seconds(self.settings["Heartbeat Interval"])):
+                return
 
     def dispatch(self, order_id):
         """Hand one queued order to its executor, trying again while it does not answer."""

@@ -1,22 +1,139 @@
-"""The telescope daemon's checks on Observation orders.
+"""The telescope daemon: checks Observation orders against this telescope, and runs them.
 
-Orders are journaled and queued here; executing them (slew, filter, exposures, FITS files) is
-the job of the telescope executor.
+Refused at the front desk, with the reason: another ``Telescope Name``, a filter the wheel does
+not have, an exposure time or count beyond the configured limits, and a target that never rises
+above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun below
+``Dome → Sun Altitude Limit``, when the dome may be open).
 """
 
+import logging
+
+from ..devices import DeviceError
+from ..devices.factory import telescope_devices
 from ..handler import Handler
-from ..workorders import refuse
+from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
+from ..night import Night
+from ..workorders import WorkOrderError, refuse
+from .executor import Executor
+
+log = logging.getLogger(__name__)
 
 
 class TelescopeHandler(Handler):
-    """Accept Observation orders meant for this telescope."""
+    """Accept Observation orders meant for this telescope and execute them; park on demand."""
 
     service = "telescope"
-    wotypes = ("Observation",)
+    wotypes = ("Observation", "Park")
+
+    def __init__(self, config, journal, clock):
+        super().__init__(config, journal, clock)
+        self.settings = config["Telescope"]
+        self.mount, self.camera, self.filter_wheel = telescope_devices(config, clock)
+        self.night = Night(config["Site"])
+        self.filters = None  # the wheel's names, once it has answered
+        self.executor = Executor(self)
+
+    # --- the front desk's checks -------------------------------------------------------
 
     def check(self, order):
-        name = self.config["Telescope"]["Name"]
+        if order["WOType"] != "Observation":
+            return
+        name = self.settings["Name"]
         requested = order.setdefault("Telescope Name", name)
         if requested.casefold() != name.casefold():
             raise refuse("Telescope Name", requested,
                          f"{name!r}, the telescope this daemon drives (Telescope → Name)")
+        if self.filters is not None and order["Filter"] not in self.filters:
+            raise refuse("Filter", order["Filter"], "one of " + ", ".join(
+                repr(name) for name in self.filters) + " (the filter wheel's filters)")
+        longest = self.settings["Max Exposure Time"]
+        if order["Exposure Time"] > longest:
+            raise refuse("Exposure Time", order["Exposure Time"],
+                         f"at most {longest:g} seconds (Telescope → Max Exposure Time)")
+        most = self.settings["Max Number of Exposures"]
+        if order["Number of Exposures"] > most:
+            raise refuse("Number of Exposures", order["Number of Exposures"],
+                         f"at most {most} (Telescope → Max Number of Exposures)")
+        self._check_visible(order)
+
+    def _check_visible(self, order):
+        sun_limit = self.config["Dome"]["Sun Altitude Limit"]
+        night = self.night.window(self.clock.now(), sun_limit)
+        if night is None:
+            raise WorkOrderError(f"no night (Sun below {sun_limit:g}°) at the site in the "
+                                 "coming day and a half; nothing can be observed")
+        highest, when = self.night.max_altitude(night, order["RA"], order["Dec"])
+        limit = self.settings["Minimum Altitude"]
+        if highest < limit:
+            raise WorkOrderError(
+                f"'RA', 'Dec': received {order['RA']:.4f}, {order['Dec']:+.4f}; allowed: a target "
+                f"that rises above {limit:g}° (Telescope → Minimum Altitude) tonight, "
+                f"{night.start:%Y-%m-%d %H:%M}–{night.end:%H:%M} UTC; this one reaches at most "
+                f"{highest:.1f}° (at {when:%H:%M} UTC)")
+
+    # --- work ---------------------------------------------------------------------------
+
+    def accepted(self, record):
+        if record.wotype == "Park":
+            self.transition(record.id, RUNNING, "parking: " + record.work_order["Reason"])
+            self.executor.park(record)
+            return
+        self.transition(record.id, QUEUED, "queued for the telescope")
+        self.executor.enqueue(self.journal.get(record.id))
+
+    def cancelled(self, record, previous_state):
+        self.executor.cancel(record.id, f"cancelled (was {previous_state})")
+
+    def devices(self):
+        report = {}
+        for label, device in (("Mount", self.mount), ("Camera", self.camera),
+                              ("Filter Wheel", self.filter_wheel)):
+            try:
+                report[label] = device.describe()
+            except DeviceError as error:
+                report[label] = {"Connected": False, "Error": str(error)}
+        try:
+            pointing = self.mount.state()
+            report["Pointing"] = {"RA": round(pointing.ra, 6), "Dec": round(pointing.dec, 6),
+                                  "Altitude": round(pointing.altitude, 4),
+                                  "Azimuth": round(pointing.azimuth, 4),
+                                  "Slewing": pointing.slewing, "Parked": pointing.parked,
+                                  "Tracking": pointing.tracking}
+        except DeviceError as error:
+            report["Pointing"] = {"Error": str(error)}
+        report["Executor"] = self.executor.current()
+        return report
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self):
+        for device in (self.mount, self.camera, self.filter_wheel):
+            try:
+                device.connect()
+            except DeviceError as error:
+                log.error("cannot connect the %s: %s (orders will fail until it answers)",
+                          device.name, error)
+        try:
+            self.filters = list(self.filter_wheel.state().names)
+        except DeviceError as error:
+            log.error("cannot read the filter names: %s (filters are not checked)", error)
+        # Tonight's ephemeris takes about a second to compute: do it now, not on the front desk.
+        self.night.window(self.clock.now(), self.config["Dome"]["Sun Altitude Limit"])
+        super().start()
+        self.executor.start()
+
+    def resume(self, record):
+        if record.wotype == "Park":  # parking is always safe to do again
+            self.transition(record.id, RUNNING, "parking again after a restart")
+            self.executor.park(self.journal.get(record.id))
+        elif record.state == RUNNING:
+            self.transition(record.id, INTERRUPTED,
+                            "the telescope daemon stopped during the observation")
+        elif record.state in (ACCEPTED, QUEUED):
+            self.transition(record.id, QUEUED, "queued after a restart")
+            self.executor.enqueue(self.journal.get(record.id))
+
+    def stop(self):
+        self.executor.stop()
+        for device in (self.camera, self.filter_wheel, self.mount):
+            device.disconnect()

@@ -1,0 +1,73 @@
+"""Helpers for tests that run a whole simulated observatory on a fast clock."""
+
+import time
+import xmlrpc.client
+
+from conftest import EVENING, simulated_clock
+
+#: Simulated seconds per real second in these tests: a 30 s exposure takes 0.3 s.
+SPEED = 100
+#: Real seconds a test waits for a state before it fails.
+PATIENCE = 60
+
+
+def settings(speed=SPEED, start=EVENING, **sections):
+    """Configuration overrides for a small, fast simulated observatory."""
+    overrides = {
+        "Clock": simulated_clock(start, speed),
+        "Dome": {"Reopen Delay": 0, "Heartbeat Timeout": 3600},
+        "Scheduler": {"Heartbeat Interval": 30},
+        "Telescope": {"Bias Frames": 2, "Dark Frames": 2},
+        "Simulator": {"Width": 256, "Height": 256},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return overrides
+
+
+def wait_until(predicate, what, patience=PATIENCE):
+    """Poll *predicate* until it returns a true value; fail naming *what* after *patience* s."""
+    deadline = time.monotonic() + patience
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"gave up after {patience} s waiting for {what}; last: {last!r}")
+
+
+def status(proxy, order_id):
+    return proxy.front_desk({"WOType": "Status", "ID": order_id})
+
+
+def ended(proxy, order_id, state):
+    """Wait for *order_id* to reach *state*; fail early if it ends in another final state."""
+    def check():
+        answer = status(proxy, order_id)
+        if answer["Status"] == state:
+            return answer
+        if answer["Status"] in ("done", "failed", "cancelled") and answer["Status"] != state:
+            raise AssertionError(f"order {order_id} ended {answer['Status']}: "
+                                 f"{answer['Message']}")
+        return None
+    return wait_until(check, f"order {order_id} to be {state}")
+
+
+def dome_safety(site):
+    return site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]["Safety"]
+
+
+def open_dome(site, order_id="open"):
+    """Wait until the dome may open, open it, and wait until it is open."""
+    wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
+    site.proxy("dome").front_desk({"ID": order_id, "WOType": "Dome", "Shutter": "Open"})
+    return ended(site.proxy("dome"), order_id, "done")
+
+
+def refusal(call, order):
+    try:
+        call(order)
+    except xmlrpc.client.Fault as fault:
+        return fault
+    raise AssertionError(f"{order} was accepted")

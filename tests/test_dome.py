@@ -1,0 +1,105 @@
+"""The dome daemon executes Dome orders, and keeps the instrument safe by itself."""
+
+from datetime import timedelta
+
+import pytest
+
+from conftest import EVENING
+from observatory import (dome_safety, ended, open_dome, refusal, settings, status, wait_until)
+from torosmanager.examples import MANUAL_DOME
+from torosmanager.workorders import FaultCode
+
+
+def heartbeat(site):
+    return site.proxy("dome").front_desk({"WOType": "Heartbeat", "User": "scheduler"})
+
+
+def enclosure(site):
+    return site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]["Enclosure"]
+
+
+def test_it_starts_closed_and_refuses_to_open_without_the_schedulers_heartbeat(make_site):
+    site = make_site(settings()).start("dome")
+    assert enclosure(site)["Shutter"] == "closed"
+    fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Shutter": "Open"})
+    assert fault.faultCode == FaultCode.UNSAFE
+    assert "no heartbeat from the scheduler yet" in fault.faultString
+
+
+def test_orders_move_the_dome(make_site):
+    site = make_site(settings()).start("dome")
+    heartbeat(site)
+    open_dome(site, "open-1")
+    assert enclosure(site)["Shutter"] == "open"
+    dome = site.proxy("dome")
+    dome.front_desk({"ID": "turn", "WOType": "Dome", "Azimuth": 120})
+    assert ended(dome, "turn", "done")["Message"] == "at azimuth 120°"
+    assert enclosure(site)["Azimuth"] == pytest.approx(120, abs=0.5)
+    dome.front_desk(dict(MANUAL_DOME, ID="blink"))
+    assert ended(dome, "blink", "done")["Message"] == "warning light blinking"
+    assert dome.front_desk({"WOType": "Status"})["Devices"]["Outputs"] == {"01": True}
+    dome.front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close", "Park": True})
+    assert ended(dome, "close", "done")["Message"] == "shutter closed; parked"
+    assert enclosure(site)["Shutter"] == "closed" and enclosure(site)["Parked"]
+
+
+def test_an_output_the_dome_does_not_have(make_site):
+    site = make_site(settings(Dome={"Auxiliary Outputs": 2})).start("dome")
+    fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Blink03": True})
+    assert "'Blink03': received True; allowed: Blink01 to Blink02" in fault.faultString
+
+
+def test_it_reopens_only_after_conditions_have_been_good_for_the_reopen_delay(make_site):
+    site = make_site(settings(Dome={"Reopen Delay": 600, "Heartbeat Timeout": 3600})).start(
+        "dome")  # the delay is 6 s real
+    heartbeat(site)
+    wait_until(lambda: dome_safety(site)["Safe"], "safe conditions")
+    fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Shutter": "Open"})
+    assert fault.faultCode == FaultCode.UNSAFE and "(Dome → Reopen Delay)" in fault.faultString
+    heartbeat(site)
+    open_dome(site)  # waits for May Open, then opens
+
+
+def test_daylight_is_unsafe(make_site):
+    noon = EVENING.replace(hour=18)  # local noon at CTMO
+    site = make_site(settings(start=noon)).start("dome")
+    heartbeat(site)
+    wait_until(lambda: "daylight: Sun at" in dome_safety(site)["Reason"], "the daylight verdict")
+    assert not dome_safety(site)["May Open"]
+
+
+def test_a_silent_scheduler_closes_the_dome_and_parks_the_telescope(make_site):
+    site = make_site(settings(Dome={"Heartbeat Timeout": 120})).start("telescope", "dome")
+    heartbeat(site)
+    open_dome(site)
+    # No more heartbeats: after 120 simulated seconds the dome closes by itself.
+    wait_until(lambda: enclosure(site)["Shutter"] in ("closing", "closed"), "the dome to close")
+    assert "no heartbeat from the scheduler since" in enclosure(site)["Closed By"]
+    telescope_log = site.log("telescope")
+    assert "Park" in telescope_log or "parked" in telescope_log
+    wait_until(lambda: "parked (dome closing: no heartbeat" in site.log("telescope"),
+               "the telescope's Park order to be done")
+
+
+def test_bad_weather_interrupts_the_observation_and_the_dome_closes_itself(make_site):
+    # At 100× the storm comes 9 s after the clock starts: time to start the daemons, open the
+    # dome and begin exposing; the observation lasts well past it.
+    storm = (EVENING + timedelta(minutes=15), EVENING + timedelta(minutes=20))
+    site = make_site(settings(Simulator={
+        "Unsafe Periods": [f"{storm[0].isoformat()}/{storm[1].isoformat()}"]}))
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk({"ID": "storm", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
+                          "Filter": "R", "Exposure Time": 120, "Number of Exposures": 20})
+    interrupted = wait_until(
+        lambda: status(telescope, "storm")["Status"] == "interrupted" and status(telescope,
+                                                                                  "storm"),
+        "the storm to interrupt the observation")
+    assert "dome closing: weather unsafe" in interrupted["Message"]
+    assert any(entry["Reason"].startswith("exposing") for entry in interrupted["History"])
+    assert "weather unsafe" in enclosure(site)["Closed By"]
+    wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Parked"],
+               "the mount to park")
+    # After the storm, conditions are good again and the dome may reopen.
+    wait_until(lambda: dome_safety(site)["May Open"], "the end of the storm", patience=90)

@@ -1,0 +1,134 @@
+"""The telescope daemon executes Observation orders end to end on the simulated observatory."""
+
+import os
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from observatory import ended, open_dome, refusal, settings, status, wait_until
+from conftest import EVENING
+from torosmanager.examples import MANUAL_OBSERVATION
+from torosmanager.workorders import FaultCode
+
+REQUIRED_HEADERS = ("DATE-OBS", "EXPTIME", "IMAGETYP", "FILTER", "OBJECT", "RA", "DEC", "AIRMASS",
+                    "TELESCOP", "INSTRUME", "OBSERVAT", "SITELAT", "SITELONG", "SITEELEV", "GAIN",
+                    "RDNOISE", "XBINNING", "YBINNING", "ORDERID", "OBSERVER")
+
+
+@pytest.fixture(scope="module")
+def observatory(tmp_path_factory):
+    from conftest import Site
+    site = Site(tmp_path_factory.mktemp("observatory"), settings()).start(
+        "preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    yield site
+    site.stop()
+
+
+def observation(order_id, **changes):
+    order = {"ID": order_id, "WOType": "Observation", "RA": 23.1, "Dec": 13.2, "Filter": "V",
+             "Exposure Time": 30.0, "User": "test"}
+    order.update(changes)
+    return order
+
+
+@pytest.fixture(scope="module")
+def result(observatory):
+    """The manual's example, submitted to the scheduler, with calibration frames and analysis."""
+    observatory.proxy("scheduler").front_desk(MANUAL_OBSERVATION)
+    return ended(observatory.proxy("telescope"), "1", "done")
+
+
+class TestTheManualsObservation:
+
+    def test_it_takes_the_light_then_bias_and_darks(self, result):
+        steps = [entry["Reason"] for entry in result["History"]]
+        for expected in ("slewing to RA 23.1000° Dec +13.2000°", "filter I", "exposing 1/1",
+                         "bias 1/2", "bias 2/2", "dark 1/2", "dark 2/2"):
+            assert expected in steps
+        assert steps.index("exposing 1/1") < steps.index("bias 1/2") < steps.index("dark 1/2")
+        assert result["Progress"]["Frames Done"] == 1
+        assert len(result["Progress"]["Files"]) == 5
+
+    def test_frames_are_in_the_night_directory_with_complete_headers(self, observatory, result):
+        night = observatory.directory / "data" / "20261121" / "raw"  # the evening of Nov 21
+        files = result["Progress"]["Files"]
+        assert sorted(os.listdir(night)) == sorted(os.path.basename(path) for path in files)
+        kinds = []
+        for path in files:
+            with fits.open(path) as hdus:
+                header, data = hdus[0].header, hdus[0].data
+            missing = [key for key in REQUIRED_HEADERS if key not in header]
+            assert not missing, f"{path} lacks {missing}"
+            assert data.shape == (256, 256) and data.dtype == np.uint16
+            assert header["ORDERID"] == "1" and header["OBSERVER"] == "Main Module"
+            assert header["TELESCOP"] == "CTMO" and header["OBSERVAT"] == "CTMO"
+            assert header["FILTER"] == "I"
+            assert header["SITELAT"] == pytest.approx(25.9958)
+            assert header["RA"] == pytest.approx(23.1, abs=1e-3)
+            assert header["DEC"] == pytest.approx(13.2, abs=1e-3)
+            assert header["AIRMASS"] >= 1.0
+            start = datetime.fromisoformat(header["DATE-OBS"])
+            assert EVENING - timedelta(minutes=1) <= start.replace(tzinfo=EVENING.tzinfo)
+            kinds.append((header["IMAGETYP"], header["EXPTIME"]))
+        assert sorted(kinds) == sorted([("LIGHT", 30.0), ("BIAS", 0.0), ("BIAS", 0.0),
+                                        ("DARK", 30.0), ("DARK", 30.0)])
+
+    def test_the_frames_look_like_their_kind(self, result):
+        images = {}
+        for path in result["Progress"]["Files"]:
+            with fits.open(path) as hdus:
+                images.setdefault(hdus[0].header["IMAGETYP"], []).append(
+                    hdus[0].data.astype(float))
+        bias, dark, light = (np.median(images[kind][0]) for kind in ("BIAS", "DARK", "LIGHT"))
+        assert bias < dark < light  # dark current, then sky on top
+
+    def test_no_half_written_file_is_left(self, observatory, result):
+        night = observatory.directory / "data" / "20261121" / "raw"
+        assert not [name for name in os.listdir(night) if name.endswith(".part")]
+
+    def test_the_frames_are_handed_to_the_preprocessor(self, observatory, result):
+        handed = result["Progress"]["Preprocessing ID"]
+        order = status(observatory.proxy("preprocessor"), handed)
+        assert order["Work Order"]["File Location"] == result["Progress"]["Files"]
+        assert "handed to the preprocessor" in result["Message"]
+
+
+class TestRefusals:
+    @pytest.mark.parametrize("changes, message", [
+        ({"Telescope Name": "Macon"}, "'Telescope Name': received 'Macon'; allowed: 'CTMO'"),
+        ({"Filter": "Z"}, "'Filter': received 'Z'; allowed: one of 'U', 'B', 'V', 'R', 'I'"),
+        ({"Exposure Time": 3601}, "'Exposure Time': received 3601.0; allowed: at most 3600 seconds"),
+        ({"Number of Exposures": 501}, "'Number of Exposures': received 501; allowed: at most 500"),
+        ({"Dec": -85.0}, "allowed: a target that rises above 20° (Telescope → Minimum Altitude)"),
+    ])
+    def test_at_the_front_desk(self, observatory, changes, message):
+        fault = refusal(observatory.proxy("telescope").front_desk,
+                        observation("refused", **changes))
+        assert fault.faultCode == FaultCode.INVALID
+        assert message in fault.faultString
+
+
+def test_progress_is_visible_and_cancel_aborts_and_parks(observatory):
+    telescope = observatory.proxy("telescope")
+    telescope.front_desk(observation("long", **{"Exposure Time": 600,
+                                                "Number of Exposures": 3}))
+    wait_until(lambda: status(telescope, "long")["Progress"].get("Step") == "exposing 1/3",
+               "the first exposure")
+    receipt = telescope.front_desk({"WOType": "Cancel", "ID": "long", "User": "operator"})
+    assert receipt["Status"] == "cancelled"
+    wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Parked"],
+               "the mount to park")
+    final = status(telescope, "long")
+    assert final["Status"] == "cancelled" and final["Progress"]["Frames Done"] == 0
+    assert final["Progress"]["Files"] == []
+
+
+def test_a_closed_dome_interrupts_instead_of_exposing(make_site):
+    site = make_site(settings()).start("dome", "telescope")  # no scheduler: no heartbeat
+    site.proxy("telescope").front_desk(observation("blind"))
+    result = ended(site.proxy("telescope"), "blind", "interrupted")
+    assert result["Message"].startswith("not started: the dome reports unsafe conditions")
+    assert "no heartbeat from the scheduler yet" in result["Message"]

@@ -1,0 +1,153 @@
+"""The dome's safety guard: it keeps the instrument safe whatever the work orders say.
+
+Every ``Dome → Check Interval`` it looks at four things:
+
+- the safety monitor's verdict (unsafe, or not answering, is unsafe);
+- the age of its weather data (older than ``Weather Max Age``, or missing, is unsafe);
+- the Sun (above ``Sun Altitude Limit`` is unsafe);
+- the scheduler's heartbeat (none for ``Heartbeat Timeout``, or none yet, is unsafe).
+
+When anything is unsafe it closes the shutter and tells the telescope to park, and it refuses to
+open. Once everything is good it still refuses to open until conditions have stayed good for
+``Reopen Delay`` (hysteresis: a passing gap in the clouds does not open the dome).
+"""
+
+import logging
+import threading
+from datetime import timedelta
+
+from ..devices import DeviceError
+from ..night import Night, sun_altitude
+from ..workorders import format_utc
+
+log = logging.getLogger(__name__)
+
+
+class SafetyGuard:
+    """Decides whether the dome may be open, and closes it when it may not.
+
+    Parameters
+    ----------
+    handler : DomeHandler
+        Gives the configuration, the clock and the safety monitor, and closes the dome.
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.settings = handler.config["Dome"]
+        self.site = handler.config["Site"]
+        self.clock = handler.clock
+        self.night = Night(self.site)
+        self._lock = threading.Lock()
+        self._last_heartbeat = None
+        self._heartbeat_from = ""
+        self._reasons = ["not checked yet"]
+        self._unsafe_since = self.clock.now()
+        self._good_since = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dome-safety")
+
+    def start(self):
+        """Check once now, then every ``Check Interval`` in a thread of its own."""
+        self.check()
+        self._thread.start()
+
+    def stop(self):
+        """Stop checking."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def heartbeat(self, sender):
+        """Record the scheduler's dead-man signal."""
+        with self._lock:
+            self._last_heartbeat = self.clock.now()
+            self._heartbeat_from = sender
+
+    def _run(self):
+        interval = self.clock.real_seconds(self.settings["Check Interval"])
+        while not self._stop.wait(interval):
+            try:
+                self.check()
+            except Exception:  # the guard must outlive any bug in one check
+                log.exception("the safety check failed; trying again")
+
+    def check(self):
+        """Evaluate the conditions once and close the dome if anything is unsafe."""
+        now = self.clock.now()
+        reasons = self.evaluate(now)
+        with self._lock:
+            if reasons and not self._reasons:
+                self._unsafe_since, self._good_since = now, None
+                log.warning("unsafe: %s", "; ".join(reasons))
+            elif not reasons and self._reasons:
+                self._good_since = now
+                log.info("conditions good since %s (were: %s)", format_utc(now),
+                         "; ".join(self._reasons))
+            self._reasons = reasons
+        if reasons:
+            self.handler.close_for_safety(f"{'; '.join(reasons)} (since "
+                                          f"{format_utc(self._unsafe_since)})")
+        else:
+            self.handler.follow_telescope()
+
+    def evaluate(self, now):
+        """The reasons it is unsafe at *now*: an empty list when all is well."""
+        reasons = []
+        try:
+            verdict = self.handler.safety_monitor.state()
+        except DeviceError as error:
+            reasons.append(f"safety monitor not answering: {error}")
+        else:
+            if not verdict.safe:
+                reasons.append(f"weather unsafe: {verdict.reason}")
+            if verdict.updated is None:
+                reasons.append("weather data missing")
+            elif (now - verdict.updated).total_seconds() > self.settings["Weather Max Age"]:
+                reasons.append(f"weather data stale since {format_utc(verdict.updated)}")
+        limit = self.settings["Sun Altitude Limit"]
+        night = self.night.window(now, limit)
+        if night is None or not night.contains(now):
+            reasons.append(f"daylight: Sun at {sun_altitude(self.site, now):.1f}° "
+                           f"(limit {limit:g}°)")
+        with self._lock:
+            last = self._last_heartbeat
+        timeout = self.settings["Heartbeat Timeout"]
+        if last is None:
+            reasons.append("no heartbeat from the scheduler yet")
+        elif now - last > timedelta(seconds=timeout):
+            reasons.append(f"no heartbeat from the scheduler since {format_utc(last)}")
+        return reasons
+
+    def may_open(self):
+        """Whether the dome may open now: ``(True, "")`` or ``(False, why not)``."""
+        now = self.clock.now()
+        with self._lock:
+            if self._reasons:
+                return False, (f"unsafe since {format_utc(self._unsafe_since)}: "
+                               + "; ".join(self._reasons))
+            ready = self._good_since + timedelta(seconds=self.settings["Reopen Delay"])
+        if now < ready:
+            return False, (f"conditions good only since {format_utc(self._good_since)}; the "
+                           f"dome may open from {format_utc(ready)} (Dome → Reopen Delay)")
+        return True, ""
+
+    def report(self):
+        """The guard's view, for the health report (XML-RPC types only)."""
+        may_open, why_not = self.may_open()
+        with self._lock:
+            report = {
+                "Safe": not self._reasons,
+                "Reason": "; ".join(self._reasons) or "safe",
+                "May Open": may_open,
+                "Last Heartbeat": (f"{format_utc(self._last_heartbeat)} from "
+                                   f"{self._heartbeat_from}" if self._last_heartbeat
+                                   else "never"),
+            }
+            if self._reasons:
+                report["Unsafe Since"] = format_utc(self._unsafe_since)
+            if self._good_since is not None:
+                report["Good Since"] = format_utc(self._good_since)
+        if why_not:
+            report["Why Not"] = why_not
+        return report

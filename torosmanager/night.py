@@ -1,0 +1,182 @@
+"""Tonight at the site: when it is dark, and how high a target gets.
+
+astropy computes, once per night, the Sun's altitude and the local sidereal time on a grid of
+times; a target's altitude on that grid is then a few vectorised numpy operations (the hour
+angle formula), fast enough for the front desk. Targets are precessed from ICRS to the equinox
+of the night with astropy; what is left out (refraction, nutation, aberration) moves a target by
+well under 0.1°, which is negligible against altitude limits of degrees.
+
+The night is the stretch of the grid during which the Sun is below the given altitude: the one
+in progress, or else the next one.
+"""
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+#: Spacing of the grid, minutes: fine enough that the Sun's altitude (≤ 0.25°/min) and a
+#: target's (≤ 0.25°/min) move under 1.5° between samples.
+GRID_MINUTES = 5
+#: How far ahead to look for the next night, hours (more than a day, so one is always found
+#: outside the polar regions).
+SEARCH_HOURS = 36
+
+
+@dataclass(frozen=True)
+class NightWindow:
+    """One night: from *start* to *end* (UTC), the Sun below *sun_limit* degrees."""
+
+    start: datetime
+    end: datetime
+    sun_limit: float
+    times: np.ndarray        # the grid's instants, as datetime64[s] (UTC)
+    lst_radians: np.ndarray  # local apparent sidereal time on the grid
+    equinox_jyear: float     # the equinox targets are precessed to
+
+    def contains(self, instant):
+        """Whether *instant* falls inside this night."""
+        return self.start <= instant <= self.end
+
+
+class Night:
+    """The nights at one site.
+
+    Parameters
+    ----------
+    site : dict
+        The configuration's ``Site`` section (``Latitude``, ``Longitude``, ``Elevation``).
+    """
+
+    def __init__(self, site):
+        self.latitude = float(site["Latitude"])
+        self.longitude = float(site["Longitude"])
+        self.elevation = float(site["Elevation"])
+        self._lock = threading.Lock()
+        self._cache = {}
+
+    def window(self, now, sun_limit):
+        """The night in progress at *now*, or else the next one (``None`` if none is found).
+
+        Parameters
+        ----------
+        now : datetime
+            Timezone-aware UTC.
+        sun_limit : float
+            The Sun's altitude below which it counts as night, degrees.
+        """
+        with self._lock:
+            for (limit, _), night in self._cache.items():
+                if limit == sun_limit and night is not None and night.start - timedelta(
+                        minutes=GRID_MINUTES) <= now <= night.end:
+                    return night
+            key = (sun_limit, now.replace(minute=0, second=0, microsecond=0))
+            if key not in self._cache:
+                self._cache[key] = self._compute(now, sun_limit)
+                if len(self._cache) > 16:  # a daemon runs for weeks: keep only recent nights
+                    self._cache.pop(next(iter(self._cache)))
+            night = self._cache[key]
+        if night is not None and night.end < now:
+            return None
+        return night
+
+    def _compute(self, now, sun_limit):
+        import astropy.units as u
+        from astropy.coordinates import AltAz, EarthLocation, get_body
+        from astropy.time import Time
+
+        location = EarthLocation(lat=self.latitude * u.deg, lon=self.longitude * u.deg,
+                                 height=self.elevation * u.m)
+        start = now.replace(second=0, microsecond=0)
+        steps = np.arange(0, SEARCH_HOURS * 60 + GRID_MINUTES, GRID_MINUTES)
+        times = Time(start) + steps * u.min
+        sun = get_body("sun", times, location).transform_to(AltAz(obstime=times, location=location))
+        dark = sun.alt.deg < sun_limit
+        if not dark.any():
+            return None
+        first = int(np.argmax(dark))
+        after = np.nonzero(~dark[first:])[0]
+        last = first + (int(after[0]) - 1 if after.size else dark.size - first - 1)
+        chosen = times[first:last + 1]
+        lst = chosen.sidereal_time("apparent", longitude=self.longitude * u.deg).radian
+        night_start = now if first == 0 else _to_datetime(chosen[0])
+        return NightWindow(start=night_start, end=_to_datetime(chosen[-1]), sun_limit=sun_limit,
+                           times=chosen.datetime64.astype("datetime64[s]"),
+                           lst_radians=np.asarray(lst), equinox_jyear=float(chosen[0].jyear))
+
+    def altitudes(self, night, ra, dec):
+        """Altitudes (degrees) of targets over the night's grid.
+
+        Parameters
+        ----------
+        night : NightWindow
+        ra, dec : float or array
+            ICRS degrees.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(night.times),)`` for one target, ``(n_targets, len(night.times))``
+            for arrays.
+        """
+        ra_now, dec_now = precess(np.atleast_1d(ra), np.atleast_1d(dec), night.equinox_jyear)
+        latitude = np.radians(self.latitude)
+        hour_angle = night.lst_radians[None, :] - np.radians(ra_now)[:, None]
+        dec_now = np.radians(dec_now)[:, None]
+        sine = (np.sin(latitude) * np.sin(dec_now)
+                + np.cos(latitude) * np.cos(dec_now) * np.cos(hour_angle))
+        altitude = np.degrees(np.arcsin(np.clip(sine, -1, 1)))
+        return altitude[0] if np.ndim(ra) == 0 else altitude
+
+    def max_altitude(self, night, ra, dec):
+        """The highest altitude a target reaches during *night*, and when (UTC datetime)."""
+        altitude = self.altitudes(night, ra, dec)
+        best = int(np.argmax(altitude))
+        return float(altitude[best]), _to_datetime(night.times[best])
+
+
+def precess(ra, dec, jyear):
+    """ICRS degrees to the mean equator and equinox of Julian year *jyear* (astropy FK5)."""
+    import astropy.units as u
+    from astropy.coordinates import FK5, SkyCoord
+    from astropy.time import Time
+
+    coordinates = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").transform_to(
+        FK5(equinox=Time(jyear, format="jyear")))
+    return coordinates.ra.deg, coordinates.dec.deg
+
+
+def airmass(altitude):
+    """Airmass at *altitude* degrees (Pickering 2002; good to the horizon)."""
+    altitude = np.clip(np.asarray(altitude, dtype=float), 0.0, 90.0)
+    return 1.0 / np.sin(np.radians(altitude + 244.0 / (165.0 + 47.0 * altitude ** 1.1)))
+
+
+def sun_altitude(site, instant):
+    """The Sun's altitude (degrees) at *site* and *instant*, with astropy."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, get_body
+    from astropy.time import Time
+
+    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
+                             height=site["Elevation"] * u.m)
+    when = Time(instant)
+    return float(get_body("sun", when, location).transform_to(
+        AltAz(obstime=when, location=location)).alt.deg)
+
+
+def local_night_date(instant, longitude):
+    """The date of the evening a night began, at the site's local solar time (``YYYYMMDD``).
+
+    Frames taken before local noon belong to the previous evening's night.
+    """
+    local = instant.astimezone(timezone.utc) + timedelta(hours=longitude / 15.0 - 12.0)
+    return local.strftime("%Y%m%d")
+
+
+def _to_datetime(value):
+    if hasattr(value, "to_datetime"):
+        return value.to_datetime(timezone=timezone.utc)
+    return datetime.fromisoformat(str(np.datetime_as_string(value, unit="s"))).replace(
+        tzinfo=timezone.utc)

@@ -1,0 +1,317 @@
+"""The telescope's executor: Observation orders one at a time, and parking on demand.
+
+For each order, in a worker thread: ask the dome daemon whether the dome is open and safe,
+unpark, slew, set the filter, take the exposures (and, when asked, bias and dark frames), write
+each frame as a FITS file, and with ``Output: Analysis`` hand the frames to the preprocessor.
+Every step is journaled as the order's progress, so ``Status`` shows it.
+
+An order is stopped from outside by Cancel (it ends ``cancelled``), by a ``Park`` order from the
+dome closing for safety, or by the daemon stopping (it ends ``interrupted``, to be tried again).
+Either way the slew or exposure is aborted at once, and the mount parks if nothing else waits.
+"""
+
+import heapq
+import itertools
+import logging
+import threading
+import xmlrpc.client
+
+from ..client import connect
+from ..devices import DeviceError, FrameType, wait_for
+from ..devices.base import Interrupted
+from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
+from ..night import airmass
+from .fits import Exposure, night_directory, write_frame
+
+log = logging.getLogger(__name__)
+
+#: Shortest real pause between two polls of a device: a fast simulated clock must not turn
+#: polling into a busy loop.
+MIN_REAL_POLL_SECONDS = 0.005
+
+
+class DomeNotReady(Exception):
+    """The dome is closed, unsafe, or its daemon does not answer."""
+
+
+class Job:
+    """One order under way, and how to stop it."""
+
+    def __init__(self, record):
+        self.record = record
+        self.stop = threading.Event()
+        self.reason = None
+        self.final_state = INTERRUPTED
+
+    def interrupt(self, reason, final_state=INTERRUPTED):
+        """Stop the job; it ends in *final_state* with *reason*."""
+        if not self.stop.is_set():
+            self.reason, self.final_state = reason, final_state
+            self.stop.set()
+
+
+class Executor:
+    """Runs a telescope daemon's Observation and Park orders.
+
+    Parameters
+    ----------
+    handler : TelescopeHandler
+        Gives the configuration, the clock, the journal and the devices.
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.config = handler.config
+        self.settings = handler.config["Telescope"]
+        self.clock = handler.clock
+        self.mount, self.camera, self.filter_wheel = (handler.mount, handler.camera,
+                                                      handler.filter_wheel)
+        self._queue = []
+        self._order = itertools.count()
+        self._park_requests = []
+        self._condition = threading.Condition()
+        self._current = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="telescope-executor")
+
+    # --- called from the front desk ------------------------------------------------------
+
+    def start(self):
+        """Start the worker thread."""
+        self._thread.start()
+
+    def enqueue(self, record):
+        """Queue an Observation; higher priority first, then first come, first served."""
+        with self._condition:
+            heapq.heappush(self._queue, (-record.priority, next(self._order), record.id))
+            self._condition.notify()
+
+    def cancel(self, order_id, reason):
+        """Stop *order_id* if it is under way (a queued one is skipped when its turn comes)."""
+        with self._condition:
+            if self._current is not None and self._current.record.id == order_id:
+                self._current.interrupt(reason, CANCELLED)
+
+    def park(self, record):
+        """Interrupt the observation under way and park (a ``Park`` order)."""
+        reason = record.work_order.get("Reason", "requested")
+        with self._condition:
+            if self._current is not None:
+                self._current.interrupt(f"interrupted: {reason} (Park order {record.id})")
+            self._park_requests.append(record)
+            self._condition.notify()
+
+    def stop(self):
+        """Interrupt the order under way, stop the worker, and start parking the mount."""
+        with self._condition:
+            self._stopping = True
+            if self._current is not None:
+                self._current.interrupt("the telescope daemon stopped during the observation")
+            self._condition.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def current(self):
+        """What the executor is doing, for the health report."""
+        with self._condition:
+            job = self._current
+            queued = len(self._queue)
+        if job is None:
+            return {"Current": "", "Queued": queued}
+        return {"Current": job.record.id, "Queued": queued}
+
+    # --- the worker ---------------------------------------------------------------------
+
+    def _run(self):
+        while True:
+            with self._condition:
+                while not (self._stopping or self._park_requests or self._queue):
+                    self._condition.wait()
+                if self._stopping:
+                    break
+                if self._park_requests:
+                    park_record, job = self._park_requests.pop(0), None
+                else:
+                    _, _, order_id = heapq.heappop(self._queue)
+                    record = self.handler.journal.get(order_id)
+                    if record is None or record.state != QUEUED:
+                        continue  # cancelled while it waited
+                    job = self._current = Job(record)
+            try:
+                if job is None:
+                    self._execute_park(park_record)
+                else:
+                    self._observe(job)
+            except Exception:  # a bug must not kill the executor and strand the queue
+                log.exception("the telescope executor failed")
+            finally:
+                with self._condition:
+                    self._current = None
+        self._start_park_quietly("the telescope daemon is stopping")
+
+    def _observe(self, job):
+        record, order = job.record, job.record.work_order
+        order_id = record.id
+        total = order["Number of Exposures"]
+        progress = {"Step": "checking the dome", "Frames Done": 0, "Frames Total": total,
+                    "Files": []}
+        if self._step(order_id, progress, only_from={QUEUED}) is None:
+            return  # cancelled a moment ago
+        try:
+            self._check_dome()
+            self._point(job, order, progress)
+            for number in range(1, total + 1):
+                if number > 1:
+                    self._check_dome()
+                progress["Step"] = f"exposing {number}/{total}"
+                self._step(order_id, progress)
+                progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
+                                                      number))
+                progress["Frames Done"] = number
+            if order["Calibration Frames"]:
+                self._calibrate(job, order, progress)
+        except Interrupted:
+            self._abort()
+            if job.final_state == INTERRUPTED:
+                self.handler.transition(order_id, INTERRUPTED, job.reason, only_from={RUNNING},
+                                        progress=progress)
+            self._park_if_idle(job.reason)
+            return
+        except DomeNotReady as reason:
+            self.handler.transition(order_id, INTERRUPTED, f"not started: {reason}",
+                                    only_from={RUNNING}, progress=progress)
+            return
+        except (DeviceError, OSError) as error:
+            self._abort()
+            self.handler.transition(order_id, FAILED, f"{progress['Step']}: {error}",
+                                    only_from={RUNNING}, progress=progress)
+            self._park_if_idle("the observation failed")
+            return
+        files = progress["Files"]
+        progress["Step"] = "done"
+        message = f"{len(files)} frame(s) written to {self._directory()}"
+        if order["Output"] == "Analysis":
+            message += "; " + self._hand_off(order_id, files, progress)
+        self.handler.transition(order_id, DONE, message, only_from={RUNNING}, progress=progress)
+
+    def _step(self, order_id, progress, only_from=frozenset({RUNNING})):
+        return self.handler.transition(order_id, RUNNING, progress["Step"], only_from=only_from,
+                                       progress=dict(progress))
+
+    def _point(self, job, order, progress):
+        if self.mount.state().parked:
+            self.mount.unpark()
+        progress["Step"] = f"slewing to RA {order['RA']:.4f}° Dec {order['Dec']:+.4f}°"
+        self._step(job.record.id, progress)
+        self.mount.start_slew(order["RA"], order["Dec"])
+        self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
+                   "the mount to finish its slew")
+        progress["Step"] = f"filter {order['Filter']}"
+        self._step(job.record.id, progress)
+        self._set_filter(job, order["Filter"])
+
+    def _set_filter(self, job, name):
+        if self.filter_wheel.state().current == name:
+            return
+        self.filter_wheel.start_move(name)
+        self._wait(job, lambda: self.filter_wheel.state().current == name,
+                   self.settings["Slew Timeout"], f"the filter wheel to reach {name}")
+
+    def _calibrate(self, job, order, progress):
+        plan = [(FrameType.BIAS, 0.0, self.settings["Bias Frames"]),
+                (FrameType.DARK, order["Exposure Time"], self.settings["Dark Frames"])]
+        for frame_type, seconds, count in plan:
+            for number in range(1, count + 1):
+                progress["Step"] = f"{frame_type.value.lower()} {number}/{count}"
+                self._step(job.record.id, progress)
+                progress["Files"].append(self._expose(job, frame_type, seconds, number))
+
+    def _expose(self, job, frame_type, seconds, number):
+        """Take one frame and write it; return the file's path."""
+        order = job.record.work_order
+        pointing = self.mount.state()
+        start = self.clock.now()
+        self.camera.start_exposure(seconds, frame_type)
+        self._wait(job, lambda: self.camera.state().image_ready,
+                   seconds + self.settings["Readout Timeout"], f"the {frame_type.value} frame")
+        data = self.camera.image()
+        exposure = Exposure(
+            start=start, seconds=seconds, frame_type=frame_type.value,
+            filter_name=self.filter_wheel.state().current or "unknown",
+            target=order.get("Object Name", f"RA{order['RA']:.3f}_Dec{order['Dec']:+.3f}"),
+            ra=pointing.ra, dec=pointing.dec, altitude=pointing.altitude,
+            airmass=float(airmass(pointing.altitude)), order=order, number=number)
+        path = write_frame(self._directory(start), exposure, data, self.camera.info(),
+                           self.config["Site"], self.settings["Name"])
+        log.info("[WO %s] wrote %s", job.record.id, path)
+        return path
+
+    def _directory(self, instant=None):
+        return night_directory(self.settings["Data Directory"], instant or self.clock.now(),
+                               self.config["Site"]["Longitude"])
+
+    def _wait(self, job, condition, clock_seconds, what):
+        wait_for(condition, self.clock.real_seconds(clock_seconds), what,
+                 max(self.clock.real_seconds(self.settings["Poll Interval"]),
+                     MIN_REAL_POLL_SECONDS), stop=job.stop)
+
+    def _check_dome(self):
+        """Raise :class:`DomeNotReady` unless the dome daemon says open and safe."""
+        try:
+            health = connect(self.config, "dome").front_desk({"WOType": "Status"})
+        except (OSError, xmlrpc.client.Error) as error:
+            raise DomeNotReady(f"the dome daemon does not answer: {error}") from None
+        enclosure = health["Devices"].get("Enclosure", {})
+        safety = health["Devices"].get("Safety", {})
+        if not safety.get("Safe", False):
+            raise DomeNotReady(f"the dome reports unsafe conditions: {safety.get('Reason')}")
+        if enclosure.get("Shutter") != "open":
+            raise DomeNotReady(f"the dome shutter is {enclosure.get('Shutter', 'unknown')}")
+
+    def _hand_off(self, order_id, files, progress):
+        order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope"}
+        try:
+            receipt = connect(self.config, "preprocessor").front_desk(order)
+        except (OSError, xmlrpc.client.Error) as error:
+            log.error("[WO %s] could not hand the frames to the preprocessor: %s", order_id,
+                      error)
+            return f"the hand-off to the preprocessor failed: {error}"
+        progress["Preprocessing ID"] = receipt["ID"]
+        return f"handed to the preprocessor as order {receipt['ID']}"
+
+    def _execute_park(self, record):
+        reason = record.work_order.get("Reason", "requested")
+        try:
+            self._abort()
+            self.mount.start_park()
+            wait_for(lambda: self.mount.state().parked,
+                     self.clock.real_seconds(self.settings["Slew Timeout"]), "the mount to park",
+                     max(self.clock.real_seconds(self.settings["Poll Interval"]),
+                         MIN_REAL_POLL_SECONDS))
+        except DeviceError as error:
+            self.handler.transition(record.id, FAILED, f"could not park: {error}",
+                                    only_from={RUNNING})
+            return
+        self.handler.transition(record.id, DONE, f"parked ({reason})", only_from={RUNNING})
+
+    def _abort(self):
+        for device in (self.camera, self.mount):
+            try:
+                device.abort()
+            except DeviceError as error:
+                log.error("could not abort the %s: %s", device.name, error)
+
+    def _park_if_idle(self, reason):
+        with self._condition:
+            idle = not self._queue and not self._park_requests
+        if idle:
+            self._start_park_quietly(reason)
+
+    def _start_park_quietly(self, reason):
+        """Start parking without waiting; a failure is logged (there is no order to fail)."""
+        try:
+            if not self.mount.state().parked:
+                log.info("parking the mount: %s", reason)
+                self.mount.start_park()
+        except DeviceError as error:
+            log.error("could not park the mount (%s): %s", reason, error)

@@ -1,0 +1,145 @@
+"""Writing one exposure as a FITS file, with complete headers, atomically.
+
+The file is written under a temporary name in the same directory, flushed to the disk, and only
+then renamed to its final name: a reader (the preprocessor, an astronomer's script) never sees a
+half-written frame under a final name, even after a power cut.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from astropy.io import fits
+
+from .. import __version__
+from ..night import local_night_date
+from ..workorders import format_utc
+
+#: Characters allowed in file names made from work-order IDs and filter names.
+_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+@dataclass
+class Exposure:
+    """What is known about one frame when it is written.
+
+    Attributes
+    ----------
+    start : datetime
+        When the shutter opened (UTC).
+    seconds : float
+        Exposure time.
+    frame_type : str
+        ``IMAGETYP``: LIGHT, BIAS, DARK or FLAT.
+    filter_name : str
+    target : str
+        ``OBJECT``.
+    ra, dec : float
+        Where the telescope pointed, ICRS degrees.
+    altitude : float
+        Altitude at the start, degrees (for ``AIRMASS``).
+    order : dict
+        The work order (its ``ID`` and ``User`` go into the header).
+    number : int
+        The frame's number within its kind in the order (1, 2, ...).
+    """
+
+    start: datetime
+    seconds: float
+    frame_type: str
+    filter_name: str
+    target: str
+    ra: float
+    dec: float
+    altitude: float
+    airmass: float
+    order: dict
+    number: int
+
+
+def night_directory(data_directory, instant, longitude):
+    """``<data>/<YYYYMMDD of the local evening>/raw``."""
+    return os.path.join(data_directory, local_night_date(instant, longitude), "raw")
+
+
+def file_name(exposure):
+    """A unique, sortable name: ``<UTC start>_<ID>_<IMAGETYP>_<filter>_<NNN>.fits``."""
+    stamp = exposure.start.strftime("%Y%m%dT%H%M%S")
+    parts = (stamp, str(exposure.order["ID"]), exposure.frame_type, exposure.filter_name,
+             f"{exposure.number:03d}")
+    return "_".join(_UNSAFE_CHARACTERS.sub("-", part) for part in parts) + ".fits"
+
+
+def header(exposure, camera, site, telescope_name):
+    """The FITS header of *exposure*.
+
+    Parameters
+    ----------
+    camera : CameraInfo
+    site : dict
+        The configuration's ``Site`` section.
+    telescope_name : str
+    """
+    cards = [
+        ("DATE-OBS", format_utc(exposure.start)[:-1], "UTC start of exposure"),
+        ("EXPTIME", float(exposure.seconds), "[s] exposure time"),
+        ("IMAGETYP", exposure.frame_type, "LIGHT, BIAS, DARK or FLAT"),
+        ("FILTER", exposure.filter_name, "filter in the beam"),
+        ("OBJECT", exposure.target, "target name"),
+        ("RA", round(float(exposure.ra), 6), "[deg] pointing right ascension (ICRS)"),
+        ("DEC", round(float(exposure.dec), 6), "[deg] pointing declination (ICRS)"),
+        ("RADESYS", "ICRS", "coordinate frame of RA and DEC"),
+        ("EQUINOX", 2000.0, "equinox of RA and DEC"),
+        ("ALTITUDE", round(float(exposure.altitude), 4), "[deg] altitude at start"),
+        ("AIRMASS", round(float(exposure.airmass), 4), "airmass at start"),
+        ("TELESCOP", telescope_name, "telescope"),
+        ("INSTRUME", camera.name, "camera"),
+        ("OBSERVAT", site["Name"], "observatory"),
+        ("SITELAT", float(site["Latitude"]), "[deg] site latitude, north positive"),
+        ("SITELONG", float(site["Longitude"]), "[deg] site longitude, east positive"),
+        ("SITEELEV", float(site["Elevation"]), "[m] site elevation"),
+        ("GAIN", float(camera.gain), "[e-/ADU] detector gain"),
+        ("RDNOISE", float(camera.read_noise), "[e-] read noise"),
+        ("XBINNING", int(camera.binning), "binning along columns"),
+        ("YBINNING", int(camera.binning), "binning along rows"),
+        ("XPIXSZ", float(camera.pixel_size) * camera.binning, "[um] pixel size, binned"),
+        ("SATURATE", int(camera.max_adu), "[ADU] saturation level"),
+        ("ORDERID", str(exposure.order["ID"]), "TOROS work order ID"),
+        ("OBSERVER", str(exposure.order.get("User", "unknown")), "who submitted the order"),
+        ("FRAMENO", int(exposure.number), "frame number of this type in the order"),
+        ("SOFTWARE", f"TOROS Manager {__version__}", "acquisition software"),
+    ]
+    result = fits.Header()
+    for key, value, comment in cards:
+        result[key] = (value, comment)
+    return result
+
+
+def write_frame(directory, exposure, data, camera, site, telescope_name):
+    """Write one frame atomically; return its path.
+
+    Parameters
+    ----------
+    directory : str
+        Created if missing.
+    data : numpy.ndarray
+        The image, ``[y, x]``, unsigned ADU (uint16 is stored with ``BZERO = 32768``, the
+        FITS convention for unsigned 16-bit data).
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, file_name(exposure))
+    temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")
+    hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name))
+    with open(temporary, "wb") as stream:
+        hdu.writeto(stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+    # The rename itself is durable only once the directory is flushed.
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return path
