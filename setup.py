@@ -30,8 +30,12 @@ setup(
         "numpy>=1.24",
         "ccdproc>=2.4",
         "python-daemon>=3.0",
+        # ASCOM's own Alpaca client: the protocol, its error numbers and image transfer,
+        # maintained with the standard, rather than HTTP calls written by hand.
+        "alpyca>=3.0",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # alpaca-simulators: a real third-party Alpaca server the device tests drive.
+    extras_require={"test": ["pytest>=7", "alpaca-simulators>=1.3"]},
     scripts=[
         "services/toros-scheduler",
         "services/toros-telescope",

@@ -22,6 +22,8 @@ GRID_MINUTES = 5
 #: How far ahead to look for the next night, hours (more than a day, so one is always found
 #: outside the polar regions).
 SEARCH_HOURS = 36
+#: Nights remembered: a daemon runs for weeks, and a few recent nights cover every caller.
+MAX_CACHED_NIGHTS = 16
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,20 @@ class Night:
         sun_limit : float
             The Sun's altitude below which it counts as night, degrees.
         """
+        night = self._cached(now, sun_limit)
+        if night is None or night.end < now:
+            return None
+        if night.start < now:  # the rest of the night in progress
+            keep = night.times >= np.datetime64(now.replace(tzinfo=None), "s")
+            if not keep.any():  # in its last few minutes: nothing left to plan in
+                return None
+            night = NightWindow(start=now, end=night.end, sun_limit=sun_limit,
+                                times=night.times[keep], lst_radians=night.lst_radians[keep],
+                                equinox_jyear=night.equinox_jyear)
+        return night
+
+    def _cached(self, now, sun_limit):
+        """The whole night around or after *now*, computed at most once an hour."""
         with self._lock:
             for (limit, _), night in self._cache.items():
                 if limit == sun_limit and night is not None and night.start - timedelta(
@@ -74,12 +90,9 @@ class Night:
             key = (sun_limit, now.replace(minute=0, second=0, microsecond=0))
             if key not in self._cache:
                 self._cache[key] = self._compute(now, sun_limit)
-                if len(self._cache) > 16:  # a daemon runs for weeks: keep only recent nights
+                if len(self._cache) > MAX_CACHED_NIGHTS:
                     self._cache.pop(next(iter(self._cache)))
-            night = self._cache[key]
-        if night is not None and night.end < now:
-            return None
-        return night
+            return self._cache[key]
 
     def _compute(self, now, sun_limit):
         import astropy.units as u

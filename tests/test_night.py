@@ -1,0 +1,75 @@
+"""Tonight at the site: dark hours, target altitudes (checked against astropy), airmass."""
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from torosmanager.clock import use_astropy_offline
+from torosmanager.config import default_config
+from torosmanager.night import Night, airmass, local_night_date, sun_altitude
+
+SITE = default_config()["Site"]  # CTMO, Brownsville
+AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)  # 14:00 local
+
+
+@pytest.fixture(scope="module")
+def night():
+    use_astropy_offline()
+    nights = Night(SITE)
+    return nights, nights.window(AFTERNOON, -18.0)
+
+
+def test_the_next_night_is_bounded_by_astronomical_twilight(night):
+    nights, window = night
+    assert window.start > AFTERNOON
+    for edge in (window.start, window.end):
+        assert sun_altitude(SITE, edge) == pytest.approx(-18, abs=1.5)  # a 5-minute grid
+    assert sun_altitude(SITE, window.start + (window.end - window.start) / 2) < -18
+    assert timedelta(hours=9) < window.end - window.start < timedelta(hours=12)
+
+
+def test_during_the_night_the_window_is_the_rest_of_it(night):
+    nights, window = night
+    midnight = window.start + timedelta(hours=4)
+    current = nights.window(midnight, -18.0)
+    assert current.start == midnight and current.end == window.end
+
+
+def test_altitudes_agree_with_astropy(night):
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    nights, window = night
+    rng = np.random.default_rng(7)
+    ra, dec = rng.uniform(0, 360, 20), rng.uniform(-40, 80, 20)
+    ours = nights.altitudes(window, ra, dec)
+    location = EarthLocation(lat=SITE["Latitude"] * u.deg, lon=SITE["Longitude"] * u.deg,
+                             height=SITE["Elevation"] * u.m)
+    every = slice(None, None, 15)
+    times = Time(window.times[every])
+    reference = SkyCoord(ra * u.deg, dec * u.deg)[:, None].transform_to(
+        AltAz(obstime=times[None, :], location=location)).alt.deg
+    above = reference > 10  # refraction, which astropy leaves out too, matters only lower
+    assert np.abs(ours[:, every] - reference)[above].max() < 0.05
+
+
+def test_max_altitude_of_a_target_that_never_rises(night):
+    nights, window = night
+    highest, _ = nights.max_altitude(window, 0.0, -85.0)
+    assert highest < 0  # from latitude 26° north, Dec −85° stays below the horizon
+
+
+@pytest.mark.parametrize("altitude, expected", [(90, 1.0), (30, 1.995), (10, 5.6)])
+def test_airmass(altitude, expected):
+    assert airmass(altitude) == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("instant, date", [
+    (datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc), "20261121"),   # 20:00 local
+    (datetime(2026, 11, 22, 11, 0, tzinfo=timezone.utc), "20261121"),  # 05:00 local
+    (datetime(2026, 11, 22, 19, 0, tzinfo=timezone.utc), "20261122"),  # 13:00 local
+])
+def test_frames_belong_to_the_evening_the_night_began(instant, date):
+    assert local_night_date(instant, SITE["Longitude"]) == date
