@@ -32,10 +32,10 @@ setup(
         "python-daemon>=3.0",
         # ASCOM's own Alpaca client: the protocol, its error numbers and image transfer,
         # maintained with the standard, rather than HTTP calls written by hand.
-        "alpyca>=3.0",
+        "alpyca>=3.1,<4",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
-    extras_require={"test": ["pytest>=7", "alpaca-simulators>=1.3"]},
+    extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2"]},
     scripts=[
         "services/toros-scheduler",
         "services/toros-telescope",

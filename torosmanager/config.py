@@ -175,7 +175,9 @@ SCHEMA = {
                                    1, 3600),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
         "Mount": _device(),
-        "Camera": _device(),
+        "Camera": dict(_device(), **{
+            "Read Noise": Setting("float", 0.0, "alpaca: electrons RMS, for RDNOISE (ASCOM does "
+                                  "not report it); 0 means unknown", 0, 1000)}),
         "Filter Wheel": _device(),
     },
     "Dome": {

@@ -1,0 +1,102 @@
+"""An ASCOM Alpaca dome (or roll-off roof) as a :class:`~torosmanager.devices.Dome`."""
+
+import logging
+
+from alpaca.dome import Dome as AlpacaDomeDevice
+from alpaca.dome import ShutterState as AlpacaShutterState
+
+from ..dome import Dome, DomeState, ShutterState
+from .connection import AlpacaConnection
+
+logger = logging.getLogger(__name__)
+
+DEGREES_PER_TURN = 360.0
+
+#: ASCOM ``ShutterStatus`` → :class:`ShutterState`.
+SHUTTER_STATES = {
+    AlpacaShutterState.shutterOpen: ShutterState.OPEN,
+    AlpacaShutterState.shutterClosed: ShutterState.CLOSED,
+    AlpacaShutterState.shutterOpening: ShutterState.OPENING,
+    AlpacaShutterState.shutterClosing: ShutterState.CLOSING,
+    AlpacaShutterState.shutterError: ShutterState.ERROR,
+}
+
+#: Shutter states in which something moves.
+MOVING_SHUTTER = (ShutterState.OPENING, ShutterState.CLOSING)
+
+
+class AlpacaDome(Dome):
+    """An ASCOM Alpaca dome.
+
+    Azimuth is ``None`` for a dome that does not report it (a roll-off roof), and ``parked`` is
+    false for one that cannot park.
+
+    Parameters
+    ----------
+    device_settings : dict
+        ``Host``, ``Port``, ``Device Number``, ``Timeout`` (seconds per request).
+    """
+
+    def __init__(self, device_settings):
+        super().__init__()
+        self.connection = AlpacaConnection(self.kind, AlpacaDomeDevice, device_settings)
+
+    def connect(self):
+        self.connection.connect()
+
+    def disconnect(self):
+        self.connection.disconnect()
+
+    def describe(self):
+        def fields():
+            state = self.state()
+            report = {"Shutter": state.shutter.value, "Slewing": state.slewing,
+                      "Parked": state.parked}
+            if state.azimuth is not None:
+                report["Azimuth"] = state.azimuth
+            return report
+        return self.connection.describe(fields)
+
+    def state(self):
+        connection = self.connection
+        connection.require_connected("reading the state")
+        shutter = SHUTTER_STATES[AlpacaShutterState(connection.get("ShutterStatus"))]
+        azimuth = connection.optional("Azimuth")
+        return DomeState(
+            shutter=shutter,
+            azimuth=None if azimuth is None else float(azimuth),
+            slewing=bool(connection.get("Slewing")) or shutter in MOVING_SHUTTER,
+            parked=bool(connection.optional("AtPark", False)),
+        )
+
+    def start_open(self):
+        self._start_shutter("opening the shutter", "OpenShutter")
+
+    def start_close(self):
+        self._start_shutter("closing the shutter", "CloseShutter")
+
+    def start_slew(self, azimuth):
+        connection = self.connection
+        # ASCOM accepts [0, 360): 360 is north again.
+        azimuth = float(azimuth) % DEGREES_PER_TURN
+        operation = f"slewing to azimuth {azimuth:.2f}°"
+        connection.require_connected(operation)
+        connection.capable("CanSetAzimuth", operation)
+        connection.start(operation, connection.device.SlewToAzimuth, azimuth)
+
+    def start_park(self):
+        connection = self.connection
+        connection.require_connected("parking")
+        connection.capable("CanPark", "parking")
+        connection.start("parking", connection.device.Park)
+
+    def abort(self):
+        # ASCOM's AbortSlew stops the shutter too.
+        self.connection.require_connected("aborting")
+        self.connection.run("AbortSlew")
+
+    def _start_shutter(self, operation, method):
+        connection = self.connection
+        connection.require_connected(operation)
+        connection.capable("CanSetShutter", operation)
+        connection.start(operation, getattr(connection.device, method))
