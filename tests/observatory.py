@@ -4,6 +4,7 @@ import time
 import xmlrpc.client
 
 from conftest import EVENING, simulated_clock
+from torosmanager.workorders import FaultCode
 
 #: Simulated seconds per real second in these tests: a 30 s exposure takes 0.3 s.
 SPEED = 100
@@ -42,9 +43,17 @@ def status(proxy, order_id):
 
 
 def ended(proxy, order_id, state):
-    """Wait for *order_id* to reach *state*; fail early if it ends in another final state."""
+    """Wait for *order_id* to reach *state*; fail early if it ends in another final state.
+
+    An order the daemon does not know yet (still being handed over) is waited for too.
+    """
     def check():
-        answer = status(proxy, order_id)
+        try:
+            answer = status(proxy, order_id)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == FaultCode.NOT_FOUND:
+                return None
+            raise
         if answer["Status"] == state:
             return answer
         if answer["Status"] in ("done", "failed", "cancelled") and answer["Status"] != state:
