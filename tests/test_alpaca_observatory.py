@@ -1,0 +1,85 @@
+"""The telescope and dome daemons on real ASCOM Alpaca devices (alpaca-simulators).
+
+The target, Dec +85°, is always between 21° and 31° above the horizon from the test site, so
+these tests hold whatever the real time of day (the Alpaca mount follows the real sky) and on
+the simulated evening the daemons' clock shows.
+"""
+
+import os
+import sys
+
+import pytest
+from astropy.io import fits
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
+
+from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES,  # noqa: E402
+                           alpaca_server, simulators)
+from observatory import ended, open_dome, settings, status, wait_until  # noqa: E402
+
+__all__ = ["alpaca_server", "simulators"]  # fixtures, imported for pytest
+
+TARGET = {"RA": 30.0, "Dec": 85.0}
+FILTER = FILTER_NAMES[0]
+
+
+@pytest.fixture
+def observatory(simulators, make_site):
+    def device(number=0):
+        return simulators.settings(number)
+
+    site = make_site(settings(
+        speed=1,
+        Telescope={"Mount": device(), "Camera": device(), "Filter Wheel": device(),
+                   "Bias Frames": 1, "Dark Frames": 1, "Poll Interval": 0.2},
+        Dome={"Enclosure": device(), "Safety Monitor": device(), "Check Interval": 0.5}))
+    simulators.catalogue.add_field(TARGET["RA"], TARGET["Dec"])
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    yield site
+    simulators.set_safe(True)
+
+
+def observe(site, order_id, **changes):
+    order = {"ID": order_id, "WOType": "Observation", "Filter": FILTER, "Exposure Time": 1.0,
+             "User": "test", **TARGET, **changes}
+    site.proxy("telescope").front_desk(order)
+
+
+def test_an_observation_slews_exposes_and_writes_fits(observatory):
+    observe(observatory, "alpaca-1", **{"Number of Exposures": 2, "Calibration Frames": "Yes"})
+    result = ended(observatory.proxy("telescope"), "alpaca-1", "done")
+    files = result["Progress"]["Files"]
+    assert len(files) == 4  # 2 lights, 1 bias, 1 dark
+    kinds = []
+    for path in files:
+        with fits.open(path) as hdus:
+            header, data = hdus[0].header, hdus[0].data
+        assert data.shape == (CAMERA_HEIGHT, CAMERA_WIDTH)
+        assert header["FILTER"] == FILTER and header["ORDERID"] == "alpaca-1"
+        kinds.append(header["IMAGETYP"])
+    assert sorted(kinds) == ["BIAS", "DARK", "LIGHT", "LIGHT"]
+    pointing = observatory.proxy("telescope").front_desk({"WOType": "Status"})["Devices"][
+        "Pointing"]
+    assert pointing["Dec"] == pytest.approx(TARGET["Dec"], abs=0.05)
+
+
+def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observatory,
+                                                                            simulators):
+    observe(observatory, "alpaca-2", **{"Exposure Time": 5.0, "Number of Exposures": 20})
+    telescope = observatory.proxy("telescope")
+    wait_until(lambda: status(telescope, "alpaca-2")["Progress"].get("Step", "").startswith(
+        "exposing"), "the first exposure")
+    simulators.set_safe(False)
+
+    def interrupted():
+        answer = status(telescope, "alpaca-2")
+        return answer if answer["Status"] == "interrupted" else None
+
+    result = wait_until(interrupted, "the unsafe signal to interrupt the observation")
+    assert "weather unsafe: IsSafe false reported by" in result["Message"]
+    dome = observatory.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    assert dome["Enclosure"]["Shutter"] in ("closing", "closed")
+    assert "weather unsafe" in dome["Enclosure"]["Closed By"]
+    wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Parked"],
+               "the mount to park")
