@@ -236,6 +236,21 @@ SCHEMA = {
     "Preprocessor": {
         "Allowed Directories": Setting("paths", ["/var/lib/toros/data"],
                                        "directories a File Location may point into"),
+        "Workers": Setting("int", 2, "processes calibrating frames in parallel", 1, 256),
+        "Executor": Setting("str", "local", "'local' worker processes, or the address of a "
+                            "dask.distributed scheduler such as tcp://10.0.0.5:8786"),
+        "Master Library": Setting("path", "/var/lib/toros/masters",
+                                  "where masters are kept for nights that lack their own"),
+        "Gain": Setting("float", 1.0, "electrons per ADU when a frame's header has no GAIN",
+                        0.001, 1000),
+        "Overscan": Setting("str", None, "FITS section subtracted as overscan, e.g. "
+                            "'[1025:1056,1:1024]'; not set: none"),
+        "Trim": Setting("str", None, "FITS section kept after calibration, e.g. "
+                        "'[1:1024,1:1024]'; not set: the whole frame"),
+        "Cosmic Rays": Setting("bool", False, "clean cosmic rays (astroscrappy) in science "
+                               "frames"),
+        "Block Rows": Setting("int", 512, "rows combined at a time when making masters (bounds "
+                              "memory)", 1, 100_000),
     },
 }
 
