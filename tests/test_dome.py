@@ -43,6 +43,26 @@ def test_orders_move_the_dome(make_site):
     assert enclosure(site)["Shutter"] == "closed" and enclosure(site)["Parked"]
 
 
+def test_following_keeps_the_slit_on_the_telescope(make_site):
+    site = make_site(settings(Dome={"Follow Tolerance": 2.0})).start("dome", "telescope",
+                                                                        "scheduler")
+    open_dome(site)
+    dome = site.proxy("dome")
+    dome.front_desk({"ID": "follow", "WOType": "Dome", "Follow Telescope": True})
+    ended(dome, "follow", "done")
+    site.proxy("telescope").front_desk({"ID": "point", "WOType": "Observation", "RA": 23.1,
+                                        "Dec": 13.2, "Filter": "V", "Exposure Time": 600})
+    telescope = site.proxy("telescope")
+
+    def aligned():
+        pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+        state = enclosure(site)
+        lag = abs((pointing["Azimuth"] - state["Azimuth"] + 180) % 360 - 180)
+        return pointing["Tracking"] and not state["Slewing"] and lag <= 2.0 + 1.0
+
+    wait_until(aligned, "the slit to follow the telescope")
+
+
 def test_an_output_the_dome_does_not_have(make_site):
     site = make_site(settings(Dome={"Auxiliary Outputs": 2})).start("dome")
     fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Blink03": True})

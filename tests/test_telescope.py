@@ -46,11 +46,11 @@ class TestTheManualsObservation:
     def test_it_takes_the_light_then_bias_and_darks(self, result):
         steps = [entry["Reason"] for entry in result["History"]]
         for expected in ("slewing to RA 23.1000° Dec +13.2000°", "filter I", "exposing 1/1",
-                         "bias 1/2", "bias 2/2", "dark 1/2", "dark 2/2"):
+                         "bias 1/2", "bias 2/2", "dark 1/2", "dark 2/2", "flat 1/1"):
             assert expected in steps
         assert steps.index("exposing 1/1") < steps.index("bias 1/2") < steps.index("dark 1/2")
         assert result["Progress"]["Frames Done"] == 1
-        assert len(result["Progress"]["Files"]) == 5
+        assert len(result["Progress"]["Files"]) == 6
 
     def test_frames_are_in_the_night_directory_with_complete_headers(self, observatory, result):
         night = observatory.directory / "data" / "20261121" / "raw"  # the evening of Nov 21
@@ -74,7 +74,7 @@ class TestTheManualsObservation:
             assert EVENING - timedelta(minutes=1) <= start.replace(tzinfo=EVENING.tzinfo)
             kinds.append((header["IMAGETYP"], header["EXPTIME"]))
         assert sorted(kinds) == sorted([("LIGHT", 30.0), ("BIAS", 0.0), ("BIAS", 0.0),
-                                        ("DARK", 30.0), ("DARK", 30.0)])
+                                        ("DARK", 30.0), ("DARK", 30.0), ("FLAT", 2.0)])
 
     def test_the_frames_look_like_their_kind(self, result):
         images = {}
@@ -82,8 +82,9 @@ class TestTheManualsObservation:
             with fits.open(path) as hdus:
                 images.setdefault(hdus[0].header["IMAGETYP"], []).append(
                     hdus[0].data.astype(float))
-        bias, dark, light = (np.median(images[kind][0]) for kind in ("BIAS", "DARK", "LIGHT"))
-        assert bias < dark < light  # dark current, then sky on top
+        bias, dark, light, flat = (np.median(images[kind][0])
+                                   for kind in ("BIAS", "DARK", "LIGHT", "FLAT"))
+        assert bias < dark < light < flat  # dark current, then sky; a flat is bright
 
     def test_no_half_written_file_is_left(self, observatory, result):
         night = observatory.directory / "data" / "20261121" / "raw"

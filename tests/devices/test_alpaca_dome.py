@@ -117,3 +117,10 @@ def test_without_a_weather_station_the_clock_dates_the_verdict(simulators):
         < CLOCK_TOLERANCE * SIMULATED_SPEED
     assert monitor.describe()["Dated By"] == "clock"
     monitor.disconnect()
+
+
+def test_auxiliary_outputs_are_recorded_with_a_warning(dome, caplog):
+    """ASCOM domes have no auxiliary outputs: the driver keeps them as state and says so."""
+    dome.set_output(1, True)
+    assert dome.state().outputs == {1: True}
+    assert "has no auxiliary outputs: output 01 is recorded, not switched" in caplog.text

@@ -176,3 +176,15 @@ def test_the_factory_builds_the_simulated_dome_and_safety_monitor(clock):
     dome, safety_monitor = dome_devices(default_config(), clock)
     assert isinstance(dome, SimulatedDome)
     assert isinstance(safety_monitor, SimulatedSafetyMonitor)
+
+
+def test_auxiliary_outputs_are_state():
+    from torosmanager.config import default_config
+    from torosmanager.clock import Clock
+    from torosmanager.devices.simulator import SimulatedDome
+
+    dome = SimulatedDome(default_config()["Simulator"], Clock())
+    dome.connect()
+    dome.set_output(1, True)
+    dome.set_output(2, False)
+    assert dome.state().outputs == {1: True, 2: False}

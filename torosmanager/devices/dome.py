@@ -1,8 +1,8 @@
-"""The dome (enclosure): shutter, azimuth, park."""
+"""The dome (enclosure): shutter, azimuth, park, auxiliary outputs."""
 
 import enum
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .base import Device
 
@@ -30,12 +30,15 @@ class DomeState:
         Rotating (or the shutter moving).
     parked : bool
         At its park position.
+    outputs : dict
+        Auxiliary output number (1 is the warning light) to whether it is on.
     """
 
     shutter: ShutterState
     azimuth: float | None
     slewing: bool
     parked: bool
+    outputs: dict = field(default_factory=dict)
 
 
 class Dome(Device):
@@ -66,3 +69,7 @@ class Dome(Device):
     @abstractmethod
     def abort(self):
         """Stop any rotation or shutter motion at once."""
+
+    @abstractmethod
+    def set_output(self, number, on):
+        """Switch auxiliary output *number* (1 is the warning light) on (blinking) or off."""

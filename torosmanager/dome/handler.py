@@ -40,7 +40,6 @@ class DomeHandler(Handler):
         self.enclosure, self.safety_monitor = dome_devices(config, clock)
         self.guard = SafetyGuard(self)
         self.workers = Workers("dome", DOME_WORKERS)
-        self.outputs = {}
         self.following = False
         self.closed_by = ""
         # The guard and the orders both move the shutter: one at a time.
@@ -72,12 +71,12 @@ class DomeHandler(Handler):
         self.workers.submit(self.execute, record.id)
 
     def devices(self):
-        report = {"Safety": self.guard.report(), "Outputs": dict(self.outputs),
-                  "Following Telescope": self.following}
+        report = {"Safety": self.guard.report(), "Following Telescope": self.following}
         try:
             state = self.enclosure.state()
             report["Enclosure"] = {"Shutter": state.shutter.value, "Slewing": state.slewing,
                                    "Parked": state.parked, "Closed By": self.closed_by}
+            report["Outputs"] = {f"{number:02d}": on for number, on in state.outputs.items()}
             if state.azimuth is not None:
                 report["Enclosure"]["Azimuth"] = round(state.azimuth, 3)
         except DeviceError as error:
@@ -160,7 +159,7 @@ class DomeHandler(Handler):
 
     def _output(self, number, on, order_id):
         name = "warning light" if number == "01" else f"auxiliary output {number}"
-        self.outputs[number] = on
+        self.enclosure.set_output(int(number), on)
         log.info("[WO %s] %s (output %s) %s", order_id, name, number,
                  "blinking" if on else "off")
         return f"{name} {'blinking' if on else 'off'}"

@@ -1,7 +1,8 @@
 """The telescope's executor: Observation orders one at a time, and parking on demand.
 
 For each order, in a worker thread: ask the dome daemon whether the dome is open and safe,
-unpark, slew, set the filter, take the exposures (and, when asked, bias and dark frames), write
+unpark, slew, set the filter, take the exposures (and, when asked, bias, dark and flat frames
+in the numbers configured), write
 each frame as a FITS file, and with ``Output: Analysis`` hand the frames to the preprocessor.
 Every step is journaled as the order's progress, so ``Status`` shows it.
 
@@ -219,7 +220,9 @@ class Executor:
 
     def _calibrate(self, job, order, progress):
         plan = [(FrameType.BIAS, 0.0, self.settings["Bias Frames"]),
-                (FrameType.DARK, order["Exposure Time"], self.settings["Dark Frames"])]
+                (FrameType.DARK, order["Exposure Time"], self.settings["Dark Frames"]),
+                (FrameType.FLAT, self.settings["Flat Exposure Time"],
+                 self.settings["Flat Frames"])]
         for frame_type, seconds, count in plan:
             for number in range(1, count + 1):
                 progress["Step"] = f"{frame_type.value.lower()} {number}/{count}"

@@ -25,6 +25,9 @@ SHUTTER_STATES = {
 MOVING_SHUTTER = (ShutterState.OPENING, ShutterState.CLOSING)
 
 
+log = logging.getLogger(__name__)
+
+
 class AlpacaDome(Dome):
     """An ASCOM Alpaca dome.
 
@@ -40,6 +43,7 @@ class AlpacaDome(Dome):
     def __init__(self, device_settings):
         super().__init__()
         self.connection = AlpacaConnection(self.kind, AlpacaDomeDevice, device_settings)
+        self._outputs = {}
 
     def connect(self):
         self.connection.connect()
@@ -67,7 +71,16 @@ class AlpacaDome(Dome):
             azimuth=None if azimuth is None else float(azimuth),
             slewing=bool(connection.get("Slewing")) or shutter in MOVING_SHUTTER,
             parked=bool(connection.optional("AtPark", False)),
+            outputs=dict(self._outputs),
         )
+
+    def set_output(self, number, on):
+        """Record auxiliary output *number*. The ASCOM Dome standard has no outputs (an ASCOM
+        Switch device drives them), so this is state and a warning in the log, not a switch."""
+        if number not in self._outputs:
+            log.warning("the Alpaca dome has no auxiliary outputs: output %02d is recorded, not "
+                        "switched (drive it through an ASCOM Switch device)", number)
+        self._outputs[int(number)] = bool(on)
 
     def start_open(self):
         self._start_shutter("opening the shutter", "OpenShutter")

@@ -56,6 +56,7 @@ class SimulatedDome(SimulatedDevice, Dome):
         self._rotation_since = now
         self._parking = False
         self._parked = True
+        self._outputs = {}
 
     # -- the interface -------------------------------------------------------------------------
 
@@ -74,7 +75,14 @@ class SimulatedDome(SimulatedDevice, Dome):
             shutter_moving = self._shutter_target is not None
             rotating = self._turn != 0.0
             return DomeState(shutter=self._shutter_state(), azimuth=self._azimuth_at(now),
-                             slewing=shutter_moving or rotating, parked=self._parked)
+                             slewing=shutter_moving or rotating, parked=self._parked,
+                             outputs=dict(self._outputs))
+
+    def set_output(self, number, on):
+        """Switch auxiliary output *number*: on the simulator it is only state."""
+        with self._lock:
+            self._require_connected()
+            self._outputs[int(number)] = bool(on)
 
     def start_open(self):
         """Start opening the shutter; no-op when open or opening."""
