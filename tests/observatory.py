@@ -42,6 +42,16 @@ def status(proxy, order_id):
     return proxy.front_desk({"WOType": "Status", "ID": order_id})
 
 
+def step(proxy, order_id):
+    """The current step of an order, or "" while the daemon does not know it yet."""
+    try:
+        return status(proxy, order_id)["Progress"].get("Step", "")
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode == FaultCode.NOT_FOUND:
+            return ""
+        raise
+
+
 def ended(proxy, order_id, state):
     """Wait for *order_id* to reach *state*; fail early if it ends in another final state.
 

@@ -37,8 +37,8 @@ class Setting:
     kind : str
         One of ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"ip"``, ``"datetime"``,
         ``"path"``, ``"paths"`` (a list of absolute paths), ``"names"`` (a list of strings),
-        ``"intervals"`` (a list of ``"START/END"`` ISO 8601 strings, read as pairs of datetimes)
-        or ``"credentials"`` (a mapping of user name to password).
+        ``"intervals"`` (a list of ``"START/END"`` ISO 8601 strings, read as pairs of datetimes),
+        ``"mapping"`` (names to numbers within *minimum*–*maximum*) or ``"credentials"`` (a mapping of user name to password).
     default : object
         The value used when the key is absent; ``None`` means "not set".
     doc : str
@@ -76,6 +76,9 @@ class Setting:
             "paths": "a list of absolute paths",
             "names": "a list of names",
             "intervals": "a list of 'START/END' ISO 8601 UTC intervals",
+            "mapping": "a mapping of names to numbers" + (
+                f" from {self.minimum:g} to {self.maximum:g}"
+                if self.minimum is not None and self.maximum is not None else ""),
             "credentials": "a mapping of user name to password",
         }[self.kind]
 
@@ -146,8 +149,35 @@ SCHEMA = {
                                          "serve a non-loopback address without credentials"),
     },
     "Scheduler": {
-        "Default Priority": Setting("float", 5.0, "priority of an order that requests none",
-                                    0, 10),
+        "Default Priority": Setting("float", 5.0, "priority of an order whose Type of job has no "
+                                    "rule and that requests none", 0, 10),
+        "Job Priorities": Setting("mapping", {"ToO": 9.0, "Research": 5.0, "Calibration": 3.0,
+                                              "Test": 1.0},
+                                  "priority by Type of job", 0, 10),
+        "Object Adjustments": Setting("mapping", {"Kilonova candidate": 1.0,
+                                                  "GRB afterglow": 1.0},
+                                      "added to the priority by Type of object", -10, 10),
+        "User Adjustments": Setting("mapping", {}, "added to the priority by User", -10, 10),
+        "ToO Threshold": Setting("float", 9.0, "orders at or above this priority interrupt the "
+                                 "observation under way when observable now", 0, 10),
+        "Sun Altitude": Setting("float", -18.0, "observe while the Sun is below this, degrees "
+                                "(astronomical twilight)", -30, 0),
+        "Max Airmass": Setting("float", 2.0, "observe only below this airmass (sec z)", 1.01, 10),
+        "Moon Separation": Setting("float", 30.0, "least distance from the Moon, degrees", 0,
+                                   180),
+        "Slew Rate": Setting("float", 2.0, "mount slew speed the plan assumes, degrees per "
+                             "second", 0.01, 100),
+        "Settle Time": Setting("float", 10.0, "seconds the plan adds after each slew", 0, 3600),
+        "Readout Time": Setting("float", 10.0, "seconds the plan adds per frame", 0, 3600),
+        "Replan Interval": Setting("float", 300.0, "seconds between plans when nothing else "
+                                   "prompts one", 1, 86400),
+        "Follow Interval": Setting("float", 10.0, "seconds between Status queries of a "
+                                   "dispatched order", 0.01, 3600),
+        "Max Retries": Setting("int", 3, "times an interrupted or failed order is tried again",
+                               0, 100),
+        "Stall Timeout": Setting("float", 900.0, "seconds a running order may go without "
+                                 "progress before it is given up", 1, 86400),
+        "Manage Dome": Setting("bool", True, "open the dome at dusk when safe, close it at dawn"),
         "Dispatch Attempts": Setting("int", 5,
                                      "tries to hand an order to the telescope or dome daemon",
                                      1, 1000),
@@ -235,6 +265,9 @@ SCHEMA = {
                                       0.01, 100),
         "Unsafe Periods": Setting("intervals", [],
                                   "simulated bad weather, as 'START/END' UTC intervals"),
+        "Weather File": Setting("path", None, "simulated bad weather while this file exists "
+                                "and begins with 'unsafe' (its text is the reason): to "
+                                "rehearse a storm at a moment of your choosing"),
     },
     "Preprocessor": {
         "Allowed Directories": Setting("paths", ["/var/lib/toros/data"],
@@ -373,6 +406,15 @@ def _check(rule, value, path, where):
                 for user, password in value.items()):
             raise fail()
         return {user: str(password) for user, password in value.items()}
+    if kind == "mapping":
+        if not isinstance(value, dict) or not all(
+                isinstance(name, str) and not isinstance(number, bool)
+                and isinstance(number, (int, float))
+                and (rule.minimum is None or number >= rule.minimum)
+                and (rule.maximum is None or number <= rule.maximum)
+                for name, number in value.items()):
+            raise fail()
+        return {name: float(number) for name, number in value.items()}
     if kind == "names":
         if not isinstance(value, list) or not value or not all(
                 isinstance(name, str) and name for name in value) or len(set(value)) != len(value):

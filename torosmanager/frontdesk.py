@@ -97,7 +97,9 @@ class FrontDesk:
         if not created:
             if record.submitted != submitted:
                 raise WorkOrderError(_conflict(record, received), FaultCode.CONFLICT)
-            log.info("[WO %s] resubmitted unchanged; receipt repeated", record.id)
+            log.info("[WO %s] resubmitted unchanged", record.id)
+            self.handler.resubmitted(record)
+            record = self.journal.get(record.id)
             return self._receipt(record, f"already received at {record.created}; "
                                          f"now {record.state}: {record.message}")
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)", record.id, record.wotype,

@@ -67,6 +67,10 @@ class Handler:
         """Start work on a newly journaled order. The default queues it."""
         self.transition(record.id, QUEUED, "queued")
 
+    def resubmitted(self, record):
+        """The same order arrived again, unchanged. The default does nothing (idempotent);
+        a daemon may take it as a request to try an interrupted order again."""
+
     def cancelled(self, record, previous_state):
         """Stop work on an order the front desk has just marked cancelled."""
 

@@ -50,6 +50,8 @@ def _default(setting: Setting):
         return "not set"
     if isinstance(setting.default, bool):
         return f"`{str(setting.default).lower()}`"
+    if isinstance(setting.default, dict):
+        return ", ".join(f"`{key}: {value:g}`" for key, value in setting.default.items()) or "none"
     if isinstance(setting.default, list):
         return ", ".join(f"`{item}`" for item in setting.default) or "none"
     return f"`{setting.default}`"

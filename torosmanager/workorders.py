@@ -350,6 +350,9 @@ OBSERVATION = Schema(
               doc="'Yes' to also take bias frames and matching darks"),
         Field("Output", choice("Raw", "Analysis"), default="Raw",
               doc="'Analysis' hands the frames to the preprocessor when done"),
+        Field("Not Before", utc_datetime, doc="do not start before this instant, ISO 8601 UTC"),
+        Field("Not After", utc_datetime,
+              doc="finish by this instant, ISO 8601 UTC; after it the order expires"),
     ),
     doc="Observe a target: slew, filter, exposures (telescope daemon, through the scheduler).",
 )

@@ -110,3 +110,19 @@ def test_describe_holds_only_xml_rpc_types(monitor):
     description = monitor.describe()
     assert description["Driver"] == "simulator" and description["Safe"] is True
     xmlrpc.client.dumps((description,), allow_none=False)
+
+
+def test_a_weather_file_brings_bad_weather_when_it_says_unsafe(tmp_path):
+    from torosmanager.clock import Clock
+    from torosmanager.config import default_config
+    from torosmanager.devices.simulator import SimulatedSafetyMonitor
+
+    weather = tmp_path / "weather"
+    monitor = SimulatedSafetyMonitor(dict(default_config()["Simulator"],
+                                          **{"Weather File": str(weather)}), Clock())
+    monitor.connect()
+    assert monitor.state().safe  # no file: fair weather
+    weather.write_text("unsafe: hail\n")
+    assert monitor.state().safe is False and monitor.state().reason == "unsafe: hail"
+    weather.write_text("clear skies")
+    assert monitor.state().safe

@@ -1,12 +1,10 @@
-"""The scheduler's work: hand each accepted order to the daemon that executes it.
+"""The scheduler daemon: priorities on arrival, then the night (see :mod:`.dispatcher`).
 
-It also sends the dome daemon its heartbeat (``Scheduler → Heartbeat Interval``): a dome that
-stops hearing it closes.
-
-An order is forwarded, in a worker, to the telescope daemon (Observation) or the dome daemon
-(Dome) with its assigned Priority. A daemon that does not answer is tried again
-(``Scheduler → Dispatch Attempts``, ``Dispatch Retry Interval``); one that refuses the order
-fails it with the refusal's message. Cancelling a dispatched order cancels it there too.
+Observation orders are queued, planned and dispatched to the telescope daemon at their time by
+the :class:`~torosmanager.scheduler.dispatcher.Dispatcher`. Dome orders are handed to the dome
+daemon at once (trying again while it does not answer: ``Dispatch Attempts``,
+``Dispatch Retry Interval``) and followed to their end. The scheduler also sends the dome daemon
+its heartbeat (``Heartbeat Interval``): a dome that stops hearing it closes.
 """
 
 import logging
@@ -16,19 +14,18 @@ import xmlrpc.client
 from ..client import connect
 from ..config import address_key
 from ..handler import Handler, Workers
-from ..journal import DISPATCHED, FAILED, QUEUED
+from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED
+from . import priority
+from .dispatcher import EXECUTOR, Dispatcher
 
 log = logging.getLogger(__name__)
 
-#: Which daemon executes each WOType the scheduler takes.
-EXECUTOR = {"Observation": "telescope", "Dome": "dome"}
-
-#: Orders handed over at once; forwarding is quick, so a few threads are plenty.
+#: Dome orders handed over at once; forwarding is quick, so a few threads are plenty.
 DISPATCH_THREADS = 4
 
 
 class SchedulerHandler(Handler):
-    """Forward Observation orders to the telescope daemon and Dome orders to the dome daemon."""
+    """Prioritise, plan and dispatch Observation orders; forward Dome orders."""
 
     service = "scheduler"
     wotypes = ("Observation", "Dome")
@@ -37,35 +34,102 @@ class SchedulerHandler(Handler):
         super().__init__(config, journal, clock)
         self.settings = config["Scheduler"]
         self.workers = Workers("dispatch", DISPATCH_THREADS)
+        self.dispatcher = Dispatcher(self)
         self._heartbeat_stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
-    def accepted(self, record):
-        self.transition(record.id, QUEUED, f"queued for the {EXECUTOR[record.wotype]} daemon")
-        self.workers.submit(self.dispatch, record.id)
+    def assign_priority(self, order):
+        return priority.assign(order, self.settings)
 
-    def resume(self, record):
-        super().resume(record)
-        if self.journal.get(record.id).state == QUEUED:
-            self.workers.submit(self.dispatch, record.id)
+    def accepted(self, record):
+        if record.wotype == "Observation":
+            self.transition(record.id, QUEUED, "queued; waiting for the next plan")
+            self.dispatcher.wake()
+        else:
+            self.transition(record.id, QUEUED, "queued for the dome daemon")
+            self.workers.submit(self.forward, record.id)
 
     def cancelled(self, record, previous_state):
-        if previous_state == DISPATCHED:
+        if previous_state not in (ACCEPTED, QUEUED):
             self.workers.submit(self._cancel_at_executor, record)
+        self.dispatcher.wake()
 
     def devices(self):
-        return {service: self.config[address_key(service)]["HTTP"]
-                for service in sorted(set(EXECUTOR.values()))}
+        report = {service: self.config[address_key(service)]["HTTP"]
+                  for service in sorted(set(EXECUTOR.values()))}
+        report["Plan"] = self.dispatcher.plan_report()
+        return report
+
+    # --- life cycle ---------------------------------------------------------------------
 
     def start(self):
         super().start()
         self._heartbeat.start()
+        self.dispatcher.start()
+
+    def resume(self, record):
+        # An order "running" here runs at the telescope or dome: the dispatcher follows it
+        # again, as it does queued and dispatched ones, from the journal.
+        if record.state == ACCEPTED:
+            self.transition(record.id, QUEUED, "queued after a restart")
+        if record.wotype == "Dome" and self.journal.get(record.id).state == QUEUED:
+            self.workers.submit(self.forward, record.id)
 
     def stop(self):
+        self.dispatcher.stop()
         self.workers.stop()
         self._heartbeat_stop.set()
         if self._heartbeat.is_alive():
             self._heartbeat.join()
+
+    # --- Dome orders --------------------------------------------------------------------
+
+    def forward(self, order_id):
+        """Hand one queued Dome order to the dome daemon, trying again while it does not
+        answer."""
+        record = self.journal.get(order_id)
+        if record is None or record.state != QUEUED:
+            return
+        attempts = self.settings["Dispatch Attempts"]
+        for attempt in range(1, attempts + 1):
+            if self.workers.stopping.is_set():
+                return  # still queued in the journal: handed over after the restart
+            try:
+                receipt = connect(self.config, "dome").front_desk(record.work_order)
+            except xmlrpc.client.Fault as refusal:
+                self.transition(order_id, FAILED, f"the dome daemon refused it: "
+                                f"{refusal.faultString}", only_from={QUEUED})
+                return
+            except (OSError, xmlrpc.client.ProtocolError) as error:
+                log.warning("[WO %s] the dome daemon did not answer (attempt %d of %d): %s",
+                            order_id, attempt, attempts, error)
+                last_error = error
+                if attempt < attempts:
+                    self.workers.stopping.wait(
+                        self.clock.real_seconds(self.settings["Dispatch Retry Interval"]))
+                continue
+            reason = (f"dispatched to the dome daemon, which answered "
+                      f"{receipt.get('Status')}: {receipt.get('Message')}")
+            if self.transition(order_id, DISPATCHED, reason, only_from={QUEUED}) is None:
+                self._cancel_at_executor(self.journal.get(order_id))  # cancelled meanwhile
+            self.dispatcher.wake(replan=False)
+            return
+        self.transition(order_id, FAILED, f"the dome daemon did not answer after "
+                        f"{attempts} attempts: {last_error}", only_from={QUEUED})
+
+    def _cancel_at_executor(self, record):
+        executor = EXECUTOR[record.wotype]
+        try:
+            connect(self.config, executor).front_desk(
+                {"WOType": "Cancel", "ID": record.id, "User": "scheduler"})
+        except xmlrpc.client.Fault as refusal:
+            log.warning("[WO %s] the %s daemon did not cancel it: %s", record.id, executor,
+                        refusal.faultString)
+        except (OSError, xmlrpc.client.ProtocolError) as error:
+            log.error("[WO %s] could not tell the %s daemon to cancel it: %s", record.id,
+                      executor, error)
+
+    # --- heartbeat ----------------------------------------------------------------------
 
     def _send_heartbeats(self):
         """Tell the dome daemon, every Heartbeat Interval, that the scheduler is alive."""
@@ -84,48 +148,3 @@ class SchedulerHandler(Handler):
             if self._heartbeat_stop.wait(
                     self.clock.real_seconds(self.settings["Heartbeat Interval"])):
                 return
-
-    def dispatch(self, order_id):
-        """Hand one queued order to its executor, trying again while it does not answer."""
-        record = self.journal.get(order_id)
-        if record is None or record.state != QUEUED:
-            return
-        executor = EXECUTOR[record.wotype]
-        attempts = self.settings["Dispatch Attempts"]
-        for attempt in range(1, attempts + 1):
-            if self.workers.stopping.is_set():
-                return  # still queued in the journal: dispatched after the restart
-            try:
-                receipt = connect(self.config, executor).front_desk(record.work_order)
-            except xmlrpc.client.Fault as refusal:
-                self.transition(order_id, FAILED, f"the {executor} daemon refused it: "
-                                f"{refusal.faultString}", only_from={QUEUED})
-                return
-            except (OSError, xmlrpc.client.ProtocolError) as error:
-                log.warning("[WO %s] the %s daemon did not answer (attempt %d of %d): %s",
-                            order_id, executor, attempt, attempts, error)
-                last_error = error
-                if attempt < attempts:
-                    self.workers.stopping.wait(
-                        self.clock.real_seconds(self.settings["Dispatch Retry Interval"]))
-                continue
-            reason = (f"dispatched to the {executor} daemon, which answered "
-                      f"{receipt.get('Status')}: {receipt.get('Message')}")
-            if self.transition(order_id, DISPATCHED, reason, only_from={QUEUED}) is None:
-                # Cancelled while we were handing it over: cancel it there too.
-                self._cancel_at_executor(self.journal.get(order_id))
-            return
-        self.transition(order_id, FAILED, f"the {executor} daemon did not answer after "
-                        f"{attempts} attempts: {last_error}", only_from={QUEUED})
-
-    def _cancel_at_executor(self, record):
-        executor = EXECUTOR[record.wotype]
-        try:
-            connect(self.config, executor).front_desk(
-                {"WOType": "Cancel", "ID": record.id, "User": "scheduler"})
-        except xmlrpc.client.Fault as refusal:
-            log.warning("[WO %s] the %s daemon did not cancel it: %s", record.id, executor,
-                        refusal.faultString)
-        except (OSError, xmlrpc.client.ProtocolError) as error:
-            log.error("[WO %s] could not tell the %s daemon to cancel it: %s", record.id,
-                      executor, error)

@@ -43,11 +43,13 @@ class Job:
         self.stop = threading.Event()
         self.reason = None
         self.final_state = INTERRUPTED
+        self.interrupted_by = None
 
-    def interrupt(self, reason, final_state=INTERRUPTED):
-        """Stop the job; it ends in *final_state* with *reason*."""
+    def interrupt(self, reason, final_state=INTERRUPTED, by=None):
+        """Stop the job; it ends in *final_state* with *reason* (*by*: the order that took
+        its place)."""
         if not self.stop.is_set():
-            self.reason, self.final_state = reason, final_state
+            self.reason, self.final_state, self.interrupted_by = reason, final_state, by
             self.stop.set()
 
 
@@ -92,6 +94,15 @@ class Executor:
         with self._condition:
             if self._current is not None and self._current.record.id == order_id:
                 self._current.interrupt(reason, CANCELLED)
+
+    def preempt(self, record):
+        """Interrupt the observation under way if *record* (a target of opportunity) outranks
+        it; *record* is next, being first in the queue."""
+        with self._condition:
+            job = self._current
+            if job is not None and job.record.priority < record.priority:
+                job.interrupt(f"interrupted by target of opportunity {record.id} "
+                              f"(priority {record.priority:g})", by=record.id)
 
     def park(self, record):
         """Interrupt the observation under way and park (a ``Park`` order)."""
@@ -174,6 +185,8 @@ class Executor:
         except Interrupted:
             self._abort()
             if job.final_state == INTERRUPTED:
+                if job.interrupted_by:
+                    progress["Interrupted By"] = job.interrupted_by
                 self.handler.transition(order_id, INTERRUPTED, job.reason, only_from={RUNNING},
                                         progress=progress)
             self._park_if_idle(job.reason)

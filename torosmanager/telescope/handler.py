@@ -1,5 +1,9 @@
 """The telescope daemon: checks Observation orders against this telescope, and runs them.
 
+An order at or above ``Scheduler → ToO Threshold`` (a target of opportunity) interrupts an
+observation of lower priority under way; the interrupted order ends ``interrupted``, for the
+scheduler to try again. An interrupted order sent again unchanged is queued again.
+
 Refused at the front desk, with the reason: another ``Telescope Name``, a filter the wheel does
 not have, an exposure time or count beyond the configured limits, and a target that never rises
 above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun below
@@ -79,7 +83,19 @@ class TelescopeHandler(Handler):
             self.executor.park(record)
             return
         self.transition(record.id, QUEUED, "queued for the telescope")
-        self.executor.enqueue(self.journal.get(record.id))
+        self._run(self.journal.get(record.id))
+
+    def resubmitted(self, record):
+        if record.wotype == "Observation" and record.state == INTERRUPTED:
+            self.transition(record.id, QUEUED, "queued again: resubmitted after its "
+                            "interruption", only_from={INTERRUPTED})
+            self._run(self.journal.get(record.id))
+
+    def _run(self, record):
+        """Queue an Observation; a target of opportunity interrupts a lesser one under way."""
+        self.executor.enqueue(record)
+        if record.priority >= self.config["Scheduler"]["ToO Threshold"]:
+            self.executor.preempt(record)
 
     def cancelled(self, record, previous_state):
         self.executor.cancel(record.id, f"cancelled (was {previous_state})")
@@ -131,7 +147,7 @@ class TelescopeHandler(Handler):
                             "the telescope daemon stopped during the observation")
         elif record.state in (ACCEPTED, QUEUED):
             self.transition(record.id, QUEUED, "queued after a restart")
-            self.executor.enqueue(self.journal.get(record.id))
+            self._run(self.journal.get(record.id))
 
     def stop(self):
         self.executor.stop()

@@ -1,7 +1,9 @@
 """The simulated safety monitor: bad weather during the configured periods, and test controls.
 
 It is unsafe while the clock is inside one of the ``Unsafe Periods`` (``start <= now < end``),
-safe otherwise; its data are always fresh (``updated`` is the clock's now).
+or while the ``Weather File`` (if set) exists and begins with ``unsafe``, safe otherwise; its
+data are always fresh (``updated`` is the clock's now). The file lets an operator rehearsing a
+night, or a test, bring a storm at a moment of their choosing: ``echo "unsafe: rain" > FILE``.
 
 Simulator controls (plain methods, no real monitor has them) let tests and demos force it:
 :meth:`~SimulatedSafetyMonitor.set_unsafe`, :meth:`~SimulatedSafetyMonitor.set_safe` and
@@ -16,6 +18,10 @@ from datetime import timezone
 from ..safety import SafetyMonitor, SafetyState
 from .common import SimulatedDevice
 
+#: A weather file whose text begins with this word means bad weather.
+UNSAFE_WORD = "unsafe"
+#: Characters of the weather file read (its first line is the reason).
+WEATHER_FILE_MAX_CHARACTERS = 200
 #: The reason given when conditions are safe.
 SAFE_REASON = "safe"
 #: The reason given by :meth:`SimulatedSafetyMonitor.set_unsafe` when none is.
@@ -46,6 +52,7 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
         super().__init__(clock)
         self._periods = sorted((_utc(start), _utc(end))
                                for start, end in simulator_settings["Unsafe Periods"])
+        self._weather_file = simulator_settings.get("Weather File")
         self._forced = None        # (safe, reason) while a simulator control overrides
         self._stale_since = None   # the clock time the data stopped refreshing, if they did
 
@@ -64,11 +71,25 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
             if self._forced is not None:
                 safe, reason = self._forced
                 return SafetyState(safe=safe, updated=updated, reason=reason)
+            storm = self._weather_from_file()
+            if storm:
+                return SafetyState(safe=False, updated=updated, reason=storm)
             ends = [end for start, end in self._periods if start <= now < end]
             if ends:
                 return SafetyState(safe=False, updated=updated,
                                    reason=f"simulated bad weather until {max(ends).isoformat()}")
             return SafetyState(safe=True, updated=updated, reason=SAFE_REASON)
+
+    def _weather_from_file(self):
+        """The weather file's text when it announces bad weather, else ``""``."""
+        if not self._weather_file:
+            return ""
+        try:
+            with open(self._weather_file, encoding="utf-8") as stream:
+                text = stream.read(WEATHER_FILE_MAX_CHARACTERS).strip()
+        except FileNotFoundError:
+            return ""
+        return text if text.lower().startswith(UNSAFE_WORD) else ""
 
     def describe(self):
         """``Driver``, ``Connected`` and, when connected, the verdict."""

@@ -1,0 +1,141 @@
+"""The night planner: windows, reasons, priorities first, overheads, and offline operation."""
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from torosmanager.clock import use_astropy_offline
+from torosmanager.config import default_config
+from torosmanager.scheduler.planner import Constraints, Planner, Target, duration_of
+
+CONFIG = default_config()
+AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)
+#: Transits around 05:30 UTC, high in the sky all night from Brownsville in November.
+HIGH = {"ra": 30.0, "dec": 20.0}
+
+
+@pytest.fixture(scope="module")
+def planner():
+    use_astropy_offline()
+    settings = dict(CONFIG["Scheduler"], **{"Moon Separation": 0.0})
+    return Planner(CONFIG["Site"], Constraints.from_settings(settings))
+
+
+def target(name, priority=5.0, duration=600.0, **where):
+    return Target(name, where.get("ra", HIGH["ra"]), where.get("dec", HIGH["dec"]), priority,
+                  duration, where.get("not_before"), where.get("not_after"))
+
+
+def test_an_empty_night(planner):
+    plan = planner.plan([], AFTERNOON)
+    assert plan.entries == [] and plan.night_start > AFTERNOON
+
+
+def test_entries_keep_their_full_length_and_do_not_overlap_with_slews(planner):
+    targets = [target(f"t{i}", duration=300 + 30 * i, ra=20 + 5 * i) for i in range(8)]
+    plan = planner.plan(targets, AFTERNOON)
+    assert len(plan.entries) == 8
+    for entry, source in zip(sorted(plan.entries, key=lambda e: e.id), sorted(
+            targets, key=lambda t: t.id)):
+        assert (entry.end - entry.start).total_seconds() == pytest.approx(source.duration)
+    for first, second in zip(plan.entries, plan.entries[1:]):
+        assert (second.start - first.end).total_seconds() >= second.slew - 1e-6
+        assert second.slew >= CONFIG["Scheduler"]["Settle Time"]
+    assert plan.entries[0].start >= plan.night_start
+
+
+def test_higher_priority_wins_when_both_cannot_fit(planner):
+    window = {"not_before": datetime(2026, 11, 22, 4, 0, tzinfo=timezone.utc),
+              "not_after": datetime(2026, 11, 22, 4, 20, tzinfo=timezone.utc)}
+    low, high = target("low", 3.0, 900, **window), target("high", 8.0, 900, **window)
+    plan = planner.plan([low, high], AFTERNOON)
+    assert [entry.id for entry in plan.entries] == ["high"]
+    assert plan.unscheduled == {"low": "no room left tonight after orders of higher priority"}
+
+
+def test_an_order_stays_inside_its_own_window(planner):
+    window = {"not_before": datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc),
+              "not_after": datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)}
+    entry, = planner.plan([target("w", **window)], AFTERNOON).entries
+    assert window["not_before"] <= entry.start and entry.end <= window["not_after"]
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"dec": -85.0}, "never below airmass 2 (altitude 30°) in tonight's dark hours; it reaches"),
+    ({"duration": 15 * 3600.0}, "needs 900 min without a break but is observable for at most"),
+    ({"not_after": datetime(2026, 11, 21, 22, 0, tzinfo=timezone.utc)},
+     "its window ended at 2026-11-21 22:00 UTC"),
+    ({"not_before": datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)},
+     "its window opens at 2026-11-23 00:00 UTC, after tonight"),
+])
+def test_what_cannot_be_observed_is_explained(planner, changes, reason):
+    duration = changes.pop("duration", 600.0)
+    plan = planner.plan([target("x", duration=duration, **changes)], AFTERNOON)
+    assert plan.entries == [] and plan.unscheduled["x"].startswith(reason)
+
+
+def test_the_moon_is_kept_at_a_distance():
+    use_astropy_offline()
+    from astropy.coordinates import SkyCoord, get_body
+    from astropy.time import Time
+
+    midnight = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+    moon = get_body("moon", Time(midnight)).icrs
+    planner = Planner(CONFIG["Site"], Constraints.from_settings(CONFIG["Scheduler"]))
+    plan = planner.plan([target("near", ra=moon.ra.deg, dec=moon.dec.deg, duration=300)],
+                        AFTERNOON)
+    for entry in plan.entries:
+        separation = get_body("moon", Time(entry.start)).icrs.separation(
+            SkyCoord(entry.ra, entry.dec, unit="deg")).deg
+        assert separation >= CONFIG["Scheduler"]["Moon Separation"]
+    if not plan.entries:
+        assert "too close to the Moon" in plan.unscheduled["near"]
+
+
+def test_nothing_is_planned_before_the_telescope_is_free(planner):
+    during = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+    free = during + timedelta(minutes=40)
+    entry, = planner.plan([target("next")], during, free_from=free).entries
+    assert entry.start >= free
+
+
+def test_duration_counts_frames_readouts_and_calibration():
+    scheduler, telescope = CONFIG["Scheduler"], CONFIG["Telescope"]
+    order = {"Exposure Time": 30.0, "Number of Exposures": 4, "Calibration Frames": True}
+    readout = scheduler["Readout Time"]
+    expected = (4 * (30 + readout) + telescope["Bias Frames"] * readout
+                + telescope["Dark Frames"] * (30 + readout)
+                + telescope["Flat Frames"] * (telescope["Flat Exposure Time"] + readout))
+    assert duration_of(order, scheduler, telescope) == expected
+
+
+OFFLINE_PLAN = """
+import socket
+def refuse(*args, **kwargs):
+    raise AssertionError("tried to reach the network")
+socket.socket.connect = refuse
+from datetime import datetime, timezone
+from torosmanager.clock import use_astropy_offline
+use_astropy_offline()
+from torosmanager.config import default_config
+from torosmanager.scheduler.planner import Constraints, Planner, Target
+config = default_config()
+planner = Planner(config["Site"], Constraints.from_settings(config["Scheduler"]))
+# Two years on, the bundled IERS tables are stale: planning must still work.
+now = datetime(2028, 11, 21, 20, 0, tzinfo=timezone.utc)
+plan = planner.plan([Target(str(i), 10.0 * i, 20.0, 5.0, 600.0) for i in range(12)], now)
+print(len(plan.entries))
+"""
+
+
+def test_planning_works_with_the_network_off():
+    command = [sys.executable, "-c", OFFLINE_PLAN]
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        command = ["unshare", "--net"] + command  # a namespace with no network at all
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 0

@@ -1,0 +1,122 @@
+"""The scheduler runs a simulated night: plans, opens the dome, dispatches, follows, recovers."""
+
+import pytest
+
+from conftest import EVENING
+from observatory import ended, settings, status, step, wait_until
+
+#: Research targets high in the sky on the simulated evening (the manual's is RA 23.1°), all
+#: more than 30° from that night's Moon (RA 57°, Dec +20°).
+FIELDS = {"gal-a": (23.1, 13.2), "gal-b": (350.0, 40.0), "gal-c": (10.0, 30.0)}
+#: A target of opportunity's field, also clear of the Moon.
+ALERT = (0.0, 50.0)
+
+
+def night(make_site, **sections):
+    """All four daemons on a simulated evening at 100×; the scheduler manages the dome."""
+    site = make_site(settings(**sections))
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    return site
+
+
+def observation(order_id, ra, dec, **changes):
+    order = {"ID": order_id, "WOType": "Observation", "RA": ra, "Dec": dec, "Filter": "V",
+             "Exposure Time": 60.0, "Number of Exposures": 2, "User": "test",
+             "Type of job": "Research"}
+    order.update(changes)
+    return order
+
+
+def test_a_night_from_orders_to_frames(make_site):
+    site = night(make_site)
+    scheduler = site.proxy("scheduler")
+    for order_id, (ra, dec) in FIELDS.items():
+        receipt = scheduler.front_desk(observation(order_id, ra, dec))
+        assert receipt["Priority"] == 5.0
+    for order_id in FIELDS:
+        result = ended(scheduler, order_id, "done")
+        assert "frame(s) written" in result["Message"]
+        assert len(result["Progress"]["Files"]) == 2
+        steps = [entry["Status"] for entry in result["History"]]
+        assert steps[:2] == ["accepted", "queued"] and "dispatched" in steps
+        assert "running" in steps
+    dome_orders = [entry for entry in site.log("dome").splitlines()
+                   if "[WO scheduler-" in entry and "shutter open" in entry]
+    assert dome_orders, "the scheduler opened the dome itself"
+    health = scheduler.front_desk({"WOType": "Status"})
+    assert health["Devices"]["Plan"]["Night Start"] < health["Devices"]["Plan"]["Night End"]
+
+
+def test_plan_and_reasons_are_shown(make_site):
+    site = night(make_site, Scheduler={"Manage Dome": False})  # keep the dome shut: just plan
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("south", 0.0, -85.0))
+    scheduler.front_desk(observation("fine", 23.1, 13.2))
+    never = wait_until(lambda: "not observable tonight" in status(scheduler, "south")["Message"]
+                       and status(scheduler, "south"), "the reason")
+    assert "never below airmass 2" in never["Message"] and never["Status"] == "queued"
+    fine = wait_until(lambda: "planned for" in status(scheduler, "fine")["Message"]
+                      and status(scheduler, "fine"), "the plan")
+    plan = scheduler.front_desk({"WOType": "Status"})["Devices"]["Plan"]
+    assert [entry["ID"] for entry in plan["Entries"]] == ["fine"]
+    assert plan["Unscheduled"][0]["ID"] == "south"
+    assert 1.0 <= plan["Entries"][0]["Airmass"] <= 2.0
+    assert fine["Priority Reason"] == "Type of job 'Research': 5"
+
+
+def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_site):
+    site = night(make_site)
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    scheduler.front_desk(observation("long", 23.1, 13.2, **{"Exposure Time": 300.0,
+                                                            "Number of Exposures": 6}))
+    wait_until(lambda: step(telescope, "long").startswith("exposing"),
+               "the long observation to expose")
+    receipt = scheduler.front_desk(observation("alert", *ALERT, **{
+        "Type of job": "ToO", "Type of object": "Kilonova candidate",
+        "Exposure Time": 60.0, "Number of Exposures": 1}))
+    assert receipt["Priority"] == 10.0
+    ended(scheduler, "alert", "done")
+    history = [entry["Reason"] for entry in status(scheduler, "long")["History"]]
+    assert any("interrupted by target of opportunity alert" in reason for reason in history)
+    assert any(reason.endswith("queued again") for reason in history)
+    done = ended(scheduler, "long", "done")
+    assert done["Progress"]["Attempts"] == 1  # the interruption did not count as a try
+
+
+def test_cancel_a_queued_and_a_running_order(make_site):
+    site = night(make_site)
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    scheduler.front_desk(observation("first", 23.1, 13.2, **{"Exposure Time": 300.0,
+                                                             "Number of Exposures": 5}))
+    scheduler.front_desk(observation("second", *FIELDS["gal-b"], **{"Type of job": "Test"}))
+    wait_until(lambda: status(scheduler, "first")["Status"] == "running", "the first to run")
+    scheduler.front_desk({"WOType": "Cancel", "ID": "second", "User": "operator"})
+    scheduler.front_desk({"WOType": "Cancel", "ID": "first", "User": "operator"})
+    wait_until(lambda: status(telescope, "first")["Status"] == "cancelled",
+               "the telescope to cancel it")
+    assert status(scheduler, "second")["Status"] == "cancelled"
+    with pytest.raises(Exception):
+        status(telescope, "second")  # never dispatched
+
+
+def test_a_restart_mid_night_loses_nothing(make_site):
+    site = night(make_site)
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("during", 23.1, 13.2, **{"Exposure Time": 120.0,
+                                                              "Number of Exposures": 4}))
+    scheduler.front_desk(observation("after", *FIELDS["gal-b"]))
+    wait_until(lambda: status(scheduler, "during")["Status"] == "running", "the first to run")
+    site.daemons["scheduler"].kill()  # kill -9, mid-observation
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+    assert ended(scheduler, "during", "done")["Progress"]["Frames Done"] == 4
+    ended(scheduler, "after", "done")
+
+
+def test_an_order_past_its_deadline_expires(make_site):
+    site = night(make_site, Scheduler={"Manage Dome": False})
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("late", 23.1, 13.2, **{
+        "Not After": EVENING.replace(hour=1).isoformat()}))
+    result = ended(scheduler, "late", "failed")
+    assert result["Message"].startswith("expired: its window ended at")

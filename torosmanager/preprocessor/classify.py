@@ -1,0 +1,200 @@
+"""What each frame is: its kind (from ``IMAGETYP``), detector geometry, filter and exposure.
+
+``IMAGETYP`` is read without regard to case, spaces, ``-`` or ``_``, and with the words other
+acquisition programs add (MaxIm DL's "Light Frame", "Flat Field"...):
+
+=======  =====================================================================
+kind     IMAGETYP
+=======  =====================================================================
+light    LIGHT, OBJECT, SCIENCE
+bias     BIAS, ZERO
+dark     DARK
+flat     FLAT, SKYFLAT, DOMEFLAT, TWILIGHTFLAT
+=======  =====================================================================
+
+A frame of any other type, or without ``IMAGETYP``, is skipped with the reason (a warning in
+the log), never fatal; so is a file that cannot be read as a frame.
+"""
+
+import enum
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+from .reading import FrameError, read_header
+
+log = logging.getLogger(__name__)
+
+
+class Kind(str, enum.Enum):
+    """The kinds of frame, as the products and Status name them."""
+
+    BIAS = "bias"
+    DARK = "dark"
+    FLAT = "flat"
+    LIGHT = "light"
+
+
+#: IMAGETYP (upper case, without spaces, '-' or '_') → kind.
+IMAGETYP_KINDS = {
+    "LIGHT": Kind.LIGHT, "OBJECT": Kind.LIGHT, "SCIENCE": Kind.LIGHT,
+    "BIAS": Kind.BIAS, "ZERO": Kind.BIAS,
+    "DARK": Kind.DARK,
+    "FLAT": Kind.FLAT, "SKYFLAT": Kind.FLAT, "DOMEFLAT": Kind.FLAT, "TWILIGHTFLAT": Kind.FLAT,
+}
+#: Words acquisition programs append to the type ("Light Frame", "Flat Field").
+_DECORATIONS = ("FRAME", "FIELD")
+_SEPARATORS = re.compile(r"[\s_\-]+")
+#: What the messages list as accepted.
+ACCEPTED_TYPES = "LIGHT/OBJECT/SCIENCE, BIAS/ZERO, DARK, FLAT/SKYFLAT/DOMEFLAT"
+#: Keys giving the exposure time, in order of preference.
+EXPTIME_KEYS = ("EXPTIME", "EXPOSURE")
+#: Exposure times closer than this are the same (seconds): headers round them differently.
+EXPTIME_TOLERANCE = 1e-3
+
+
+def kind_of(imagetyp):
+    """The :class:`Kind` an ``IMAGETYP`` value names, or ``None``."""
+    if not isinstance(imagetyp, str):
+        return None
+    key = _SEPARATORS.sub("", imagetyp.upper())
+    for word in _DECORATIONS:
+        if key.endswith(word) and key != word:
+            key = key[:-len(word)]
+    return IMAGETYP_KINDS.get(key)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The detector readout a frame comes from: its size in pixels and its binning."""
+
+    width: int
+    height: int
+    xbin: int = 1
+    ybin: int = 1
+
+    @property
+    def shape(self):
+        """``(rows, columns)``."""
+        return (self.height, self.width)
+
+    @property
+    def label(self):
+        """For people: ``2048x2048 bin 1x1``."""
+        return f"{self.width}x{self.height} bin {self.xbin}x{self.ybin}"
+
+    @property
+    def tag(self):
+        """For file names: ``2048x2048_1x1``."""
+        return f"{self.width}x{self.height}_{self.xbin}x{self.ybin}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One raw frame, as its header describes it.
+
+    Attributes
+    ----------
+    path : str
+    kind : Kind
+    geometry : Geometry
+    exptime : float
+        Seconds (0 for a bias without ``EXPTIME``).
+    filter : str
+        ``FILTER``, stripped; ``""`` when there is none.
+    gain : float or None
+        ``GAIN`` (electrons per ADU) when the header gives a positive one.
+    rdnoise : float or None
+        ``RDNOISE`` (electrons) when the header gives one.
+    date_obs : str
+        ``DATE-OBS`` as written, or ``""``.
+    saturate : float or None
+        ``SATURATE`` (ADU).
+    """
+
+    path: str
+    kind: Kind
+    geometry: Geometry
+    exptime: float
+    filter: str = ""
+    gain: float | None = None
+    rdnoise: float | None = None
+    date_obs: str = ""
+    saturate: float | None = None
+
+
+def describe(path):
+    """The :class:`Frame` of *path*.
+
+    Raises
+    ------
+    FrameError
+        When the file cannot be read, or its header does not make it a usable frame; the
+        message is the reason, for the Status report.
+    """
+    header = read_header(path)
+    imagetyp = header.get("IMAGETYP")
+    kind = kind_of(imagetyp)
+    if kind is None:
+        if imagetyp is None:
+            raise FrameError(f"no IMAGETYP in its header (expected {ACCEPTED_TYPES})")
+        raise FrameError(f"unknown IMAGETYP {imagetyp!r} (expected {ACCEPTED_TYPES})")
+    exptime = _number(header, EXPTIME_KEYS)
+    if exptime is None:
+        if kind != Kind.BIAS:
+            raise FrameError(f"a {kind.value} frame without EXPTIME")
+        exptime = 0.0
+    if exptime < 0:
+        raise FrameError(f"EXPTIME {exptime:g} is negative")
+    if kind == Kind.DARK and exptime <= 0:
+        raise FrameError("a dark frame of 0 s: it measures no dark current (call it BIAS)")
+    geometry = Geometry(int(header["NAXIS1"]), int(header["NAXIS2"]),
+                        _binning(header, "XBINNING"), _binning(header, "YBINNING"))
+    gain = _number(header, ("GAIN", "EGAIN"))
+    filter_name = header.get("FILTER", "")
+    return Frame(path=path, kind=kind, geometry=geometry, exptime=exptime,
+                 filter=str(filter_name).strip() if filter_name is not None else "",
+                 gain=gain if gain is not None and gain > 0 else None,
+                 rdnoise=_number(header, ("RDNOISE",)),
+                 date_obs=str(header.get("DATE-OBS", "") or ""),
+                 saturate=_number(header, ("SATURATE",)))
+
+
+def classify(paths):
+    """Describe every file of *paths*.
+
+    Returns
+    -------
+    (list of Frame, list of (str, str))
+        The usable frames, and the skipped files with the reason for each.
+    """
+    frames, skipped = [], []
+    for path in paths:
+        try:
+            frames.append(describe(path))
+        except FrameError as error:
+            log.warning("skipping %s: %s", path, error)
+            skipped.append((path, str(error)))
+    return frames, skipped
+
+
+def same_exptime(first, second):
+    """Whether two exposure times are the same, within :data:`EXPTIME_TOLERANCE`."""
+    return abs(first - second) <= EXPTIME_TOLERANCE
+
+
+def _number(header, keys):
+    for key in keys:
+        value = header.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def _binning(header, key):
+    value = header.get(key, 1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise FrameError(f"{key} {value!r} is not a binning factor")
+    return int(value)

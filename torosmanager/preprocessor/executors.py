@@ -1,0 +1,207 @@
+"""Where the preprocessor's tasks run: local worker processes, or a Dask cluster.
+
+``Preprocessor → Executor`` is ``local`` (the default): ``Preprocessor → Workers`` processes on
+this machine. They are started with ``forkserver`` (``spawn`` where that is missing), never a
+plain ``fork``: the daemon is multi-threaded, and a forked child of a threaded process can
+inherit a lock held by another thread and hang. Any other value is the address of a
+``dask.distributed`` scheduler (``tcp://10.0.0.5:8786``): a whole archive can then be handed to
+a cluster. Its workers must see the frames under the same paths (a shared file system) and
+have TOROS Manager installed; ``dask[distributed]`` is imported only in that case.
+
+Both run the same task functions (``task_*`` in :mod:`.masters` and :mod:`.calibrate`), through
+:meth:`TaskRunner.run`, which keeps a few tasks per worker in flight, yields results as they
+come, and stops early when told to.
+"""
+
+import concurrent.futures
+import multiprocessing
+import signal
+from concurrent.futures.process import BrokenProcessPool
+
+#: Tasks in flight per worker: one running, one ready to start the moment it ends.
+IN_FLIGHT_PER_WORKER = 2
+#: Seconds between checks of the stop flag while waiting for tasks.
+POLL_SECONDS = 0.2
+#: Seconds to wait for a Dask scheduler to answer when connecting.
+DASK_CONNECT_TIMEOUT = 10.0
+#: The ``Executor`` value meaning local worker processes.
+LOCAL = "local"
+
+
+class Stopped(Exception):
+    """The job was told to stop (cancelled, or the daemon is stopping)."""
+
+
+class RunnerError(Exception):
+    """The executor cannot run tasks (a worker died, the cluster is unreachable...)."""
+
+
+class TaskRunner:
+    """Runs task functions on workers; see :class:`LocalRunner` and :class:`DaskRunner`."""
+
+    #: How many tasks run at once.
+    workers = 1
+    #: For Status and logs.
+    description = ""
+
+    def run(self, function, arguments, stop=None):
+        """Run ``function(*args)`` for each ``args`` of *arguments*.
+
+        Parameters
+        ----------
+        function : callable
+            A module-level function (it is sent to the workers by name).
+        arguments : iterable of tuple
+        stop : threading.Event, optional
+            When set, pending tasks are dropped and :class:`Stopped` is raised.
+
+        Yields
+        ------
+        (int, object, Exception or None)
+            The index of the arguments, the result (``None`` on error), and the exception the
+            task raised, as tasks finish, in any order.
+
+        Raises
+        ------
+        Stopped
+            When *stop* was set.
+        RunnerError
+            When the executor itself failed.
+        """
+        window = max(1, self.workers * IN_FLIGHT_PER_WORKER)
+        waiting = enumerate(arguments)
+        pending = {}
+        exhausted = False
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    raise Stopped()
+                while not exhausted and len(pending) < window:
+                    try:
+                        index, args = next(waiting)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[self._submit(function, args)] = index
+                if not pending:
+                    return
+                for future in self._wait(list(pending), POLL_SECONDS):
+                    index = pending.pop(future)
+                    error = self._exception(future)
+                    yield index, None if error else future.result(), error
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self):
+        """Stop the workers (tasks under way are finished first)."""
+
+    def _submit(self, function, args):
+        raise NotImplementedError
+
+    def _wait(self, futures, timeout):
+        raise NotImplementedError
+
+    def _exception(self, future):
+        raise NotImplementedError
+
+
+class LocalRunner(TaskRunner):
+    """*workers* processes on this machine.
+
+    The processes start when the first task is submitted and stay for the next jobs.
+    """
+
+    def __init__(self, workers):
+        self.workers = int(workers)
+        self.description = f"{self.workers} local worker process(es)"
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=context, initializer=_ignore_interrupts)
+        self.broken = False
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, function, args):
+        try:
+            return self._pool.submit(function, *args)
+        except (BrokenProcessPool, RuntimeError) as error:
+            self.broken = True
+            raise RunnerError(f"the worker processes are gone: {error}") from None
+
+    def _wait(self, futures, timeout):
+        done, _ = concurrent.futures.wait(futures, timeout=timeout,
+                                          return_when=concurrent.futures.FIRST_COMPLETED)
+        return done
+
+    def _exception(self, future):
+        error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            self.broken = True
+            raise RunnerError("a worker process died (killed, or out of memory?) while "
+                              "calibrating") from None
+        return error
+
+
+class DaskRunner(TaskRunner):
+    """The workers of the ``dask.distributed`` scheduler at *address*.
+
+    Raises
+    ------
+    RunnerError
+        When ``dask.distributed`` is not installed or the scheduler does not answer.
+    """
+
+    def __init__(self, address, timeout=DASK_CONNECT_TIMEOUT):
+        try:
+            import distributed
+        except ImportError:
+            raise RunnerError(f"Preprocessor → Executor is {address!r}, a Dask scheduler, but "
+                              "dask.distributed is not installed here (pip install "
+                              "'dask[distributed]')") from None
+        self._distributed = distributed
+        try:
+            self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as error:
+            raise RunnerError(f"cannot reach the Dask scheduler at {address} "
+                              f"(Preprocessor → Executor): {error}") from None
+        threads = sum(self._client.nthreads().values())
+        self.workers = max(1, threads)
+        self.address = address
+        self.description = f"Dask scheduler {address} ({threads} worker thread(s))"
+        self.broken = False
+
+    def close(self):
+        self._client.close()
+
+    def _submit(self, function, args):
+        return self._client.submit(function, *args, pure=False)
+
+    def _wait(self, futures, timeout):
+        try:
+            done, _ = self._distributed.wait(futures, timeout=timeout,
+                                             return_when="FIRST_COMPLETED")
+        except TimeoutError:  # distributed raises where concurrent.futures returns
+            return set()
+        return done
+
+    def _exception(self, future):
+        if future.status == "cancelled":
+            raise RunnerError("the Dask cluster dropped a task (a worker or the scheduler "
+                              "was lost)")
+        return future.exception()
+
+
+def make_runner(settings):
+    """The :class:`TaskRunner` the ``Preprocessor`` settings ask for."""
+    if settings.executor == LOCAL:
+        return LocalRunner(settings.workers)
+    return DaskRunner(settings.executor)
+
+
+def _ignore_interrupts():
+    # Ctrl-C in a terminal reaches the whole process group: the command that started the
+    # workers decides what to do, not each worker with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

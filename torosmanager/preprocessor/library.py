@@ -1,0 +1,122 @@
+"""The master library: masters kept from earlier nights, for nights that lack their own.
+
+Layout, under ``Preprocessor → Master Library``::
+
+    bias/<geometry>/<night>_<digest>.fits
+    dark/<geometry>/<exptime>s/<night>_<digest>.fits
+    flat/<geometry>/<filter>/<night>_<digest>.fits
+
+where ``<geometry>`` is the raw frames' ``<width>x<height>_<xbin>x<ybin>``. After a night's
+masters are made they are copied here. A night without its own master of a kind uses the
+library's *newest* matching one (same raw geometry and trimmed size; same filter for a flat)
+taken on or before that night, or, for a night older than every master, the oldest after it:
+re-running an old night then keeps using the same masters as more nights are added.
+"""
+
+import logging
+import os
+import shutil
+
+from .classify import Kind, same_exptime
+from .masters import master_from_file, safe_name
+from .writing import sync_directory, temporary_name
+
+log = logging.getLogger(__name__)
+
+
+class MasterLibrary:
+    """The masters kept under *root* (created when the first master is stored)."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def store(self, master):
+        """Copy *master* (a :class:`~.masters.Master`) into the library; return its path there.
+
+        Raises
+        ------
+        OSError
+            When the library cannot be written.
+        """
+        directory = self._directory(master.kind, master.geometry, master.exptime, master.filter)
+        os.makedirs(directory, exist_ok=True)
+        digest = os.path.splitext(master.name)[0].rsplit("_", 1)[-1]
+        path = os.path.join(directory, f"{master.night}_{digest}.fits")
+        temporary = temporary_name(path)
+        try:
+            shutil.copyfile(master.path, temporary)
+            with open(temporary, "rb+") as stream:
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        sync_directory(directory)
+        return path
+
+    def find(self, kind, geometry, shape, night, filter_name=""):
+        """The library's master of *kind* for *geometry* and trimmed *shape* (and the filter,
+        for a flat) to use on *night*, or ``None``."""
+        if kind == Kind.DARK:
+            raise ValueError("darks are chosen by exposure time: use darks()")
+        directory = self._directory(kind, geometry, 0.0, filter_name)
+        chosen = _by_night(self._masters(directory, kind, geometry, shape, filter_name), night)
+        return chosen
+
+    def darks(self, geometry, shape, night):
+        """The library's darks for *geometry* and *shape*: the one to use on *night* for each
+        exposure time."""
+        base = os.path.join(self.root, Kind.DARK.value, geometry.tag)
+        found = []
+        for entry in _listdir(base):
+            masters = self._masters(os.path.join(base, entry), Kind.DARK, geometry, shape)
+            chosen = _by_night(masters, night)
+            if chosen is not None and not any(same_exptime(chosen.exptime, other.exptime)
+                                              for other in found):
+                found.append(chosen)
+        return found
+
+    def _directory(self, kind, geometry, exptime, filter_name):
+        parts = [self.root, kind.value, geometry.tag]
+        if kind == Kind.DARK:
+            parts.append(f"{exptime:g}s")
+        elif kind == Kind.FLAT:
+            parts.append(safe_name(filter_name))
+        return os.path.join(*parts)
+
+    def _masters(self, directory, kind, geometry, shape, filter_name=None):
+        masters = []
+        for name in _listdir(directory):
+            if not name.endswith(".fits") or name.startswith("."):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                master = master_from_file(path, "library")
+            except (ValueError, KeyError, OSError) as error:
+                log.warning("the master library's %s is not usable: %s", path, error)
+                continue
+            if (master.kind == kind and master.geometry == geometry
+                    and tuple(master.shape) == tuple(shape)
+                    and (filter_name is None or master.filter == filter_name)):
+                masters.append(master)
+        return masters
+
+
+def _by_night(masters, night):
+    """The newest of *masters* from *night* or before, else the oldest after it."""
+    if not masters:
+        return None
+    # Among masters of one night, the one of most frames, then by name (deterministic).
+    ordered = sorted(masters, key=lambda master: (master.night, master.ncombine, master.path))
+    before = [master for master in ordered if master.night <= night]
+    if before:
+        return before[-1]
+    return min(ordered, key=lambda master: (master.night, -master.ncombine, master.path))
+
+
+def _listdir(directory):
+    try:
+        return sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []

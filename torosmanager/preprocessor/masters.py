@@ -1,0 +1,332 @@
+"""Master calibration frames: bias, dark and flat, combined a block of rows at a time.
+
+Definitions (``A`` is a raw frame in ADU after the overscan and trim of :mod:`.layout`, ``g``
+its gain in electrons per ADU, ``t`` its exposure time in seconds; every combination is the
+sigma-clipped mean of :mod:`.combine`):
+
+bias, ADU
+    ``B = combine(A_i)``.
+dark, electrons per second
+    ``D = combine((A_i - B) × g_i / t_i)``: the dark current, bias-subtracted, so that a frame
+    of any exposure time ``t`` has ``D × t`` electrons of it. Masters are made per exposure
+    time; a science frame uses the one of its own time, else the closest longer one (scaled
+    down by the ratio of times), else the longest shorter one (scaled up, said in Status).
+flat, dimensionless
+    ``F = combine(((A_i - B) × g_i - D × t_i) / m_i)`` normalised by its own median, where
+    ``m_i`` is the median of flat ``i`` after its bias and dark, so that flats of different
+    brightness (twilight) weigh alike. Pixels below :data:`MIN_FLAT_RESPONSE` of the median
+    are dead; they are set to NaN, and come out NaN in the science frames.
+
+Memory: a worker holds one block of rows of every input frame (``frames × rows × width ×
+4`` bytes, at most :data:`MAX_STACK_BYTES`), never whole frames; the process that assembles
+the master holds the master itself.
+
+The functions whose names start with ``task_`` run in the worker processes (or on a Dask
+cluster); the others in the process that runs the night.
+"""
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData
+
+from .classify import Kind
+from .combine import CLIP_MAXITERS, CLIP_SIGMA, METHOD, clipped_mean
+from .reading import RawFrame, read_header
+from .writing import write_hdus
+
+#: Largest stack of rows one worker combines at a time, bytes: ``Block Rows`` is lowered for
+#: large sets of frames so that memory stays bounded whatever their number.
+MAX_STACK_BYTES = 512 * 2 ** 20
+#: Pixels sampled to measure a flat's level (its median): a regular grid of about this many.
+LEVEL_SAMPLE_PIXELS = 1_000_000
+#: Flat-field responses below this fraction of the median are dead pixels.
+MIN_FLAT_RESPONSE = 0.05
+#: The unit of each kind of master, as ``BUNIT`` says.
+UNITS = {Kind.BIAS: u.adu, Kind.DARK: u.electron / u.s, Kind.FLAT: u.dimensionless_unscaled}
+#: ``IMAGETYP`` of masters: not a raw type, so that a master is never taken for a raw frame.
+MASTER_TYPES = {Kind.BIAS: "MASTER BIAS", Kind.DARK: "MASTER DARK", Kind.FLAT: "MASTER FLAT"}
+#: Characters allowed in file names made from filter names.
+_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9.+-]")
+#: Hex digits of the digest of a master's inputs kept in its file name.
+DIGEST_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Master:
+    """A master frame on the disk.
+
+    Attributes
+    ----------
+    kind : Kind
+    geometry : Geometry
+        The raw frames' readout it calibrates.
+    shape : tuple of int
+        Its own ``(rows, columns)`` (after trimming).
+    path : str
+    exptime : float
+        The dark's exposure time; the flats' mean; 0 for a bias.
+    filter : str
+    ncombine : int
+    night : str
+        ``YYYYMMDD`` of the night its frames were taken.
+    source : str
+        ``"night"`` (made from this job's frames) or ``"library"``.
+    level : float
+        A bias's median (ADU), used to convert ``SATURATE``; 0 otherwise.
+    """
+
+    kind: Kind
+    geometry: object
+    shape: tuple
+    path: str
+    exptime: float
+    filter: str
+    ncombine: int
+    night: str
+    source: str = "night"
+    level: float = 0.0
+
+    @property
+    def label(self):
+        """For people: ``flat R 2048x2048 bin 1x1``."""
+        middle = {Kind.DARK: f" {self.exptime:g} s", Kind.FLAT: f" {self.filter or 'no filter'}"}
+        return f"{self.kind.value}{middle.get(self.kind, '')} {self.geometry.label}"
+
+    @property
+    def name(self):
+        """The file's name."""
+        return os.path.basename(self.path)
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What a worker needs to combine rows of a set of frames into a master.
+
+    Attributes
+    ----------
+    kind : Kind
+    paths : tuple of str
+    exptimes, gains, scales : tuple of float
+        Per input frame; ``scales`` are the flats' ``1 / m_i`` (1 for the other kinds).
+    layout : Layout
+    bias, dark : str or None
+        The master bias and dark the inputs are corrected with (darks and flats).
+    sigma, maxiters : float, int
+        Clipping parameters.
+    """
+
+    kind: Kind
+    paths: tuple
+    exptimes: tuple
+    gains: tuple
+    scales: tuple
+    layout: object
+    bias: str | None = None
+    dark: str | None = None
+    sigma: float = CLIP_SIGMA
+    maxiters: int = CLIP_MAXITERS
+
+
+# --- in the workers -----------------------------------------------------------------------
+
+def task_combine_rows(spec, start, stop):
+    """Rows ``[start, stop)`` of the master *spec* describes: a float32 array."""
+    width = spec.layout.shape[1]
+    stack = np.empty((len(spec.paths), stop - start, width), dtype=np.float32)
+    with _Masters(spec) as masters:
+        bias, dark = masters.rows(start, stop)
+        for index, path in enumerate(spec.paths):
+            with RawFrame(path) as frame:
+                plane = spec.layout.reader(frame).rows(start, stop)
+            _correct(spec, index, plane, bias, dark)
+            stack[index] = plane
+    return clipped_mean(stack, spec.sigma, spec.maxiters)
+
+
+def task_flat_level(spec, index):
+    """The median of flat *index* of *spec* after its bias and dark, on a grid of pixels."""
+    height, width = spec.layout.shape
+    step = max(1, int(np.sqrt(height * width / LEVEL_SAMPLE_PIXELS)))
+    samples = []
+    with _Masters(spec) as masters, RawFrame(spec.paths[index]) as frame:
+        reader = spec.layout.reader(frame)
+        for row in range(step // 2, height, step):
+            plane = reader.rows(row, row + 1)
+            bias, dark = masters.rows(row, row + 1)
+            _correct(spec, index, plane, bias, dark, scale=False)
+            samples.append(plane[0, step // 2::step].copy())
+    return float(np.nanmedian(np.concatenate(samples)))
+
+
+def _correct(spec, index, plane, bias, dark, scale=True):
+    """Turn one input's rows into what is combined (see the module notes), in place."""
+    if spec.kind == Kind.BIAS:
+        return
+    plane -= bias
+    plane *= np.float32(spec.gains[index])
+    if spec.kind == Kind.DARK:
+        plane *= np.float32(1.0 / spec.exptimes[index])
+        return
+    if dark is not None:
+        plane -= dark * np.float32(spec.exptimes[index])
+    if scale:
+        plane *= np.float32(spec.scales[index])
+
+
+class _Masters:
+    """The rows of a spec's master bias and dark, read from their files."""
+
+    def __init__(self, spec):
+        self._frames = [RawFrame(path) if path else None for path in (spec.bias, spec.dark)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        for frame in self._frames:
+            if frame is not None:
+                frame.close()
+        return False
+
+    def rows(self, start, stop):
+        return tuple(None if frame is None else frame.rows(start, stop)
+                     for frame in self._frames)
+
+
+# --- in the process running the night ----------------------------------------------------
+
+def stack_rows(count, width, block_rows):
+    """Rows combined per task: ``Block Rows``, lowered to keep a stack within
+    :data:`MAX_STACK_BYTES`."""
+    fitting = MAX_STACK_BYTES // max(1, count * width * np.dtype(np.float32).itemsize)
+    return max(1, min(block_rows, fitting))
+
+
+def master_digest(kind, paths, layout):
+    """A short digest naming a master by its inputs, so that re-running a night rewrites the
+    same file and another set of frames makes another file."""
+    text = "\n".join([kind.value, str(layout.overscan_text), str(layout.trim_text)]
+                     + sorted(os.path.basename(path) for path in paths))
+    return hashlib.sha1(text.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+def master_name(kind, geometry, digest, exptime=0.0, filter_name=""):
+    """``dark_2048x2048_1x1_30s_1a2b3c4d.fits`` and the like."""
+    parts = [kind.value, geometry.tag]
+    if kind == Kind.DARK:
+        parts.append(f"{exptime:g}s")
+    elif kind == Kind.FLAT:
+        parts.append(safe_name(filter_name))
+    return "_".join(parts + [digest]) + ".fits"
+
+
+def safe_name(filter_name):
+    """A filter name usable in a file name (``nofilter`` for none)."""
+    return _UNSAFE_CHARACTERS.sub("-", filter_name) or "nofilter"
+
+
+def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=None,
+                  software="", when=""):
+    """The header of a master made of *frames* (a list of :class:`~.classify.Frame`)."""
+    geometry = frames[0].geometry
+    exptimes = [frame.exptime for frame in frames]
+    header = fits.Header()
+    cards = [
+        ("IMAGETYP", MASTER_TYPES[kind], "master calibration frame"),
+        ("EXPTIME", float(np.mean(exptimes)) if kind != Kind.BIAS else 0.0,
+         "[s] exposure time of the inputs" + (" (mean)" if kind == Kind.FLAT else "")),
+        ("FILTER", frames[0].filter if kind == Kind.FLAT else "", "filter of the inputs"),
+        ("NCOMBINE", len(frames), "number of frames combined"),
+        ("COMBINE", METHOD, "how the frames were combined"),
+        ("CLIPCEN", "median", "clipping centre"),
+        ("CLIPDEV", "std", "clipping deviation"),
+        ("CLIPSIG", CLIP_SIGMA, "clipping threshold, standard deviations"),
+        ("CLIPITER", CLIP_MAXITERS, "most clipping rounds"),
+        ("NIGHT", night, "night of the inputs (YYYYMMDD)"),
+        ("RAWNX", geometry.width, "columns of the raw frames"),
+        ("RAWNY", geometry.height, "rows of the raw frames"),
+        ("XBINNING", geometry.xbin, "binning along columns"),
+        ("YBINNING", geometry.ybin, "binning along rows"),
+        ("DATE-OBS", min((frame.date_obs for frame in frames if frame.date_obs), default=""),
+         "start of the earliest input"),
+    ]
+    if gains is not None:
+        cards.append(("GAINUSED", float(np.mean(gains)), "[e-/ADU] gain applied to the inputs"))
+    if bias is not None:
+        cards += [("BIASCOR", bias.name, "master bias subtracted"),
+                  ("BIASSRC", bias.source, "where the master bias came from")]
+    if kind == Kind.FLAT:
+        cards += [("DARKCOR", dark.name if dark else "none", "master dark subtracted"),
+                  ("FLATNORM", "median", "normalised to median 1"),
+                  ("FLATMIN", MIN_FLAT_RESPONSE, "responses below this are dead (NaN)")]
+    cards += layout.cards()
+    cards += [("CALSOFT", software, "software that made this master"),
+              ("CALDATE", when, "UTC when this master was made")]
+    for key, value, comment in cards:
+        header[key] = (value, comment)
+    for number, frame in enumerate(frames, start=1):
+        name = os.path.basename(frame.path)
+        if number <= 999:
+            header[f"IMCMB{number:03d}"] = (name, "input frame")
+        else:
+            header.add_history(f"input: {name}")
+    header.add_history(f"{METHOD} of {len(frames)} {kind.value} frame(s), clipped at "
+                       f"{CLIP_SIGMA:g} std about the median, at most {CLIP_MAXITERS} rounds")
+    return header
+
+
+def write_master(path, kind, data, header):
+    """Write a master as a :class:`~astropy.nddata.CCDData` with its unit, atomically."""
+    ccd = CCDData(data, unit=UNITS[kind], header=header)
+    write_hdus(path, ccd.to_hdu())
+
+
+def normalise_flat(data):
+    """Divide a combined flat by its median and mark dead pixels NaN, in place.
+
+    Returns
+    -------
+    (float, int)
+        The median before normalising, and the number of dead pixels.
+    """
+    median = float(np.nanmedian(data))
+    if not np.isfinite(median) or median <= 0:
+        raise ValueError(f"the combined flat's median is {median:g}: not a flat field")
+    data /= np.float32(median)
+    dead = ~(data >= MIN_FLAT_RESPONSE)  # NaN counts as dead too
+    data[dead] = np.nan
+    return median, int(np.count_nonzero(dead))
+
+
+def master_from_file(path, source):
+    """Describe the master in *path* (one this module wrote) as a :class:`Master`.
+
+    Raises
+    ------
+    ValueError
+        When the file is not such a master.
+    """
+    from .classify import Geometry
+
+    header = read_header(path)
+    kinds = {value: kind for kind, value in MASTER_TYPES.items()}
+    kind = kinds.get(header.get("IMAGETYP"))
+    if kind is None:
+        raise ValueError(f"{path}: IMAGETYP {header.get('IMAGETYP')!r} is not a master's")
+    unit = u.Unit(header.get("BUNIT", ""), parse_strict="silent")
+    if unit != UNITS[kind]:
+        raise ValueError(f"{path}: BUNIT {header.get('BUNIT')!r}, expected {UNITS[kind]}")
+    geometry = Geometry(int(header["RAWNX"]), int(header["RAWNY"]),
+                        int(header.get("XBINNING", 1)), int(header.get("YBINNING", 1)))
+    return Master(kind=kind, geometry=geometry,
+                  shape=(int(header["NAXIS2"]), int(header["NAXIS1"])), path=path,
+                  exptime=float(header.get("EXPTIME", 0.0)),
+                  filter=str(header.get("FILTER", "")).strip(),
+                  ncombine=int(header.get("NCOMBINE", 1)), night=str(header.get("NIGHT", "")),
+                  source=source, level=float(header.get("BIASLEV", 0.0)))

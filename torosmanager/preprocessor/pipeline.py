@@ -1,0 +1,590 @@
+"""A night's calibration, from raw frames to products, with progress: the daemon's job and the
+``toros calibrate`` command both run :func:`calibrate`.
+
+Steps
+-----
+1. Find the frames: a night directory (its ``raw/`` subdirectory when there is one), a FITS
+   file, or a list of files; products go to ``<night>/reduced/``, where ``<night>`` is the
+   parent of ``raw/`` (or the frames' own directory), masters to ``<night>/reduced/masters/``.
+2. Read every header and classify (:mod:`.classify`); unreadable files and unknown types are
+   skipped with the reason, the rest goes on.
+3. Per detector geometry: the master bias, a master dark per exposure time, a master flat per
+   filter (:mod:`.masters`), each combined by the workers in blocks of rows. A geometry without
+   its own master of a kind takes the master library's (:mod:`.library`), said in the headers
+   and the notes; the night's masters are copied to the library.
+4. Each science frame is calibrated by a worker (:mod:`.calibrate`). A frame without a bias
+   is skipped; one without a dark or a flat is calibrated without it, said in its header and
+   the notes. Raw files are only ever read.
+
+Re-running a night rewrites the same products (the same names, the same pixels).
+"""
+
+import logging
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import astropy
+import ccdproc
+import numpy as np
+
+from .. import __version__
+from .calibrate import ScienceTask, task_calibrate
+from .classify import Kind, classify, same_exptime
+from .executors import RunnerError, Stopped
+from .layout import Layout, LayoutError
+from .library import MasterLibrary
+from .masters import (Master, StackSpec, master_digest, master_header, master_name,
+                      normalise_flat, stack_rows, task_combine_rows, task_flat_level,
+                      write_master)
+from .reading import is_fits_name
+
+log = logging.getLogger(__name__)
+
+#: The subdirectory of a night holding the raw frames.
+RAW_DIRECTORY = "raw"
+#: The subdirectory of a night receiving the products.
+REDUCED_DIRECTORY = "reduced"
+#: The subdirectory of ``reduced/`` receiving the masters.
+MASTERS_DIRECTORY = "masters"
+#: A night directory's name: the date of its evening.
+NIGHT_NAME = re.compile(r"^\d{8}$")
+#: The software, for the products' headers.
+SOFTWARE = f"TOROS Manager {__version__}"
+VERSIONS = f"ccdproc {ccdproc.__version__}, astropy {astropy.__version__}, numpy {np.__version__}"
+
+
+class PreprocessingError(Exception):
+    """Nothing can be calibrated (no such directory, no frames...); the message says why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``Preprocessor`` settings a night's calibration uses."""
+
+    workers: int = 2
+    executor: str = "local"
+    library: str | None = None
+    gain: float = 1.0
+    overscan: str | None = None
+    trim: str | None = None
+    cosmic_rays: bool = False
+    block_rows: int = 512
+
+    @classmethod
+    def from_config(cls, config):
+        """The settings of a loaded configuration's ``Preprocessor`` section."""
+        section = config["Preprocessor"]
+        return cls(workers=section["Workers"], executor=section["Executor"],
+                   library=section["Master Library"], gain=section["Gain"],
+                   overscan=section["Overscan"], trim=section["Trim"],
+                   cosmic_rays=section["Cosmic Rays"], block_rows=section["Block Rows"])
+
+
+@dataclass
+class Outcome:
+    """What a night's calibration made, and what it could not.
+
+    Attributes
+    ----------
+    products : list of str
+        Calibrated science frames.
+    masters : dict
+        Label → path of each master made from this job's frames.
+    skipped : list of str
+        ``"file: reason"`` for each file not calibrated.
+    notes : list of str
+        What a person should know: masters from the library, missing flats or darks.
+    total, done : int
+        FITS files found, and files dealt with.
+    """
+
+    products: list = field(default_factory=list)
+    masters: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    total: int = 0
+    done: int = 0
+
+    @property
+    def succeeded(self):
+        """Whether anything was made."""
+        return bool(self.products or self.masters)
+
+    def summary(self):
+        """One line for Status and the command's last words."""
+        places = sorted({os.path.dirname(path) for path in self.products})
+        parts = [f"{len(self.products)} frame(s) calibrated"
+                 + (f" into {', '.join(places)}" if places else "")]
+        parts.append(f"{len(self.masters)} master(s) made")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} file(s) skipped")
+        if self.notes:
+            parts.append(f"{len(self.notes)} note(s)")
+        return "; ".join(parts)
+
+
+def calibrate(location, settings, runner, progress=None, stop=None):
+    """Calibrate the frames at *location*.
+
+    Parameters
+    ----------
+    location : str or list of str
+        A night directory, a FITS file, or a list of files (``file://`` URLs too).
+    settings : Settings
+    runner : TaskRunner
+        Where the work runs (:mod:`.executors`).
+    progress : callable, optional
+        Called as ``progress(step, done, total)`` as the work advances.
+    stop : threading.Event, optional
+        When set, the job stops between tasks (raising :class:`~.executors.Stopped`).
+
+    Returns
+    -------
+    Outcome
+
+    Raises
+    ------
+    PreprocessingError
+        When there is nothing to calibrate.
+    Stopped
+        When *stop* was set.
+    RunnerError
+        When the workers failed.
+    """
+    return _Night(location, settings, runner, progress, stop).run()
+
+
+def find_frames(location):
+    """The FITS files *location* names, and files named that do not exist.
+
+    Returns
+    -------
+    (list of str, list of (str, str))
+
+    Raises
+    ------
+    PreprocessingError
+        When nothing at all is there.
+    """
+    locations = location if isinstance(location, list) else [location]
+    paths, missing = [], []
+    for place in locations:
+        place = _path_of(place)
+        if os.path.isdir(place):
+            raw = os.path.join(place, RAW_DIRECTORY)
+            directory = raw if os.path.isdir(raw) else place
+            names = sorted(name for name in os.listdir(directory)
+                           if is_fits_name(name) and not name.startswith("."))
+            if not names and len(locations) == 1:
+                raise PreprocessingError(f"no FITS files (.fits, .fit, .fts) in {directory}")
+            paths.extend(os.path.join(directory, name) for name in names)
+        elif os.path.isfile(place):
+            paths.append(place)
+        else:
+            missing.append((place, "no such file or directory"))
+    if not paths:
+        if missing:
+            raise PreprocessingError("nothing to calibrate: "
+                                     + "; ".join(f"{path}: {why}" for path, why in missing))
+        raise PreprocessingError(f"no FITS files in {', '.join(map(str, locations))}")
+    return list(dict.fromkeys(paths)), missing
+
+
+def night_directory(path):
+    """The night a raw frame belongs to: the parent of its ``raw/`` directory, or its own."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(directory) == RAW_DIRECTORY:
+        return os.path.dirname(directory)
+    return directory
+
+
+def product_path(path):
+    """Where the calibrated frame of raw *path* goes: ``<night>/reduced/<same name>``."""
+    return os.path.join(night_directory(path), REDUCED_DIRECTORY, os.path.basename(path))
+
+
+def choose_dark(darks, exptime):
+    """The dark to use for *exptime* seconds: the same time, else the closest longer, else
+    the longest shorter.
+
+    Returns
+    -------
+    (Master or None, str)
+        The dark, and ``"exact"``, ``"longer"``, ``"shorter"`` or ``"none"``.
+    """
+    exact = [dark for dark in darks if same_exptime(dark.exptime, exptime)]
+    if exact:
+        return exact[0], "exact"
+    longer = [dark for dark in darks if dark.exptime > exptime]
+    if longer:
+        return min(longer, key=lambda dark: dark.exptime), "longer"
+    if darks:
+        return max(darks, key=lambda dark: dark.exptime), "shorter"
+    return None, "none"
+
+
+def _path_of(location):
+    text = str(location).strip()
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+class _Night:
+    """One run of :func:`calibrate`."""
+
+    def __init__(self, location, settings, runner, progress, stop):
+        self.location = location
+        self.settings = settings
+        self.runner = runner
+        self.report = progress or (lambda step, done, total: None)
+        self.stop = stop
+        self.library = MasterLibrary(settings.library) if settings.library else None
+        self.when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        self.outcome = Outcome()
+        self.made = []          # masters made from this job's frames, for the library
+        self._notes = set()
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def run(self):
+        paths, missing = find_frames(self.location)
+        outcome = self.outcome
+        outcome.total = len(paths) + len(missing)
+        for path, reason in missing:
+            self._skip(path, reason)
+        self._step("reading headers")
+        frames, unusable = classify(paths)
+        for path, reason in unusable:
+            self._skip(path, reason)
+        self.night = _night_name(frames, paths)
+        by_geometry = defaultdict(list)
+        for frame in frames:
+            by_geometry[frame.geometry].append(frame)
+        for geometry in sorted(by_geometry, key=lambda each: each.label):
+            self._geometry(geometry, by_geometry[geometry])
+        self._keep_in_library()
+        self._step("done")
+        return outcome
+
+    def _geometry(self, geometry, frames):
+        """Masters, then science frames, of one detector geometry."""
+        try:
+            layout = Layout.for_frame(geometry.shape, self.settings.overscan, self.settings.trim)
+        except LayoutError as error:
+            for frame in frames:
+                self._skip(frame.path, str(error))
+            return
+        kinds = defaultdict(list)
+        for frame in frames:
+            kinds[frame.kind].append(frame)
+        bias = self._bias(geometry, layout, kinds[Kind.BIAS])
+        darks = self._darks(geometry, layout, kinds[Kind.DARK], bias)
+        flats = self._flats(geometry, layout, kinds[Kind.FLAT], bias, darks)
+        self._lights(geometry, layout, kinds[Kind.LIGHT], bias, darks, flats)
+
+    def _bias(self, geometry, layout, frames):
+        if frames:
+            spec = StackSpec(Kind.BIAS, tuple(f.path for f in frames),
+                             tuple(f.exptime for f in frames), (1.0,) * len(frames),
+                             (1.0,) * len(frames), layout)
+            label = f"bias {geometry.label}"
+            made = self._master(spec, frames, label, layout)
+            if made is not None:
+                return made
+        return self._from_library(Kind.BIAS, geometry, layout, f"bias {geometry.label}")
+
+    def _darks(self, geometry, layout, frames, bias):
+        groups = _group(frames, lambda frame: round(frame.exptime, 3))
+        darks = []
+        for exptime in sorted(groups):
+            group = groups[exptime]
+            label = f"dark {group[0].exptime:g} s {geometry.label}"
+            if bias is None:
+                self._skip_all(group, f"no bias for {geometry.label}, in this night or the "
+                                      "master library, to subtract from the dark")
+                continue
+            spec = StackSpec(Kind.DARK, tuple(f.path for f in group),
+                             tuple(f.exptime for f in group), self._gains(group),
+                             (1.0,) * len(group), layout, bias=bias.path)
+            made = self._master(spec, group, label, layout, bias=bias)
+            if made is not None:
+                darks.append(made)
+        if darks or self.library is None:
+            return darks
+        found = self.library.darks(geometry, layout.shape, self.night)
+        for dark in found:
+            self._note(f"dark {dark.exptime:g} s {geometry.label}: none in this night; using "
+                       f"the master library's {dark.path} (night {dark.night})")
+        return found
+
+    def _flats(self, geometry, layout, frames, bias, darks):
+        groups = _group(frames, lambda frame: frame.filter)
+        flats = {}
+        for filter_name in sorted(groups):
+            group = groups[filter_name]
+            label = f"flat {filter_name or 'no filter'} {geometry.label}"
+            if bias is None:
+                self._skip_all(group, f"no bias for {geometry.label}, in this night or the "
+                                      "master library, to subtract from the flat")
+                continue
+            dark, how = choose_dark(darks, float(np.median([f.exptime for f in group])))
+            made = self._flat(geometry, layout, group, label, bias, dark)
+            if made is not None:
+                flats[filter_name] = made
+        return flats
+
+    def _flat(self, geometry, layout, group, label, bias, dark):
+        paths = tuple(f.path for f in group)
+        base = StackSpec(Kind.FLAT, paths, tuple(f.exptime for f in group), self._gains(group),
+                         (1.0,) * len(group), layout, bias=bias.path,
+                         dark=dark.path if dark else None)
+        self._step(f"{label}: measuring {len(group)} flat(s)")
+        levels = {}
+        for index, level, error in self.runner.run(task_flat_level,
+                                                   [(base, i) for i in range(len(group))],
+                                                   self.stop):
+            if error is not None or not np.isfinite(level) or level <= 0:
+                why = str(error) if error else f"its level after bias and dark is {level:g}"
+                self._skip(group[index].path, f"not usable as a flat: {why}")
+            else:
+                levels[index] = level
+        if not levels:
+            return None
+        kept = [group[index] for index in sorted(levels)]
+        spec = StackSpec(Kind.FLAT, tuple(f.path for f in kept), tuple(f.exptime for f in kept),
+                         self._gains(kept), tuple(1.0 / levels[i] for i in sorted(levels)),
+                         layout, bias=bias.path, dark=dark.path if dark else None)
+        return self._master(spec, kept, label, layout, bias=bias, dark=dark)
+
+    def _lights(self, geometry, layout, frames, bias, darks, flats):
+        if not frames:
+            return
+        if bias is None:
+            self._skip_all(frames, f"no bias for {geometry.label}, in this night or the master "
+                                   "library")
+            return
+        tasks = []
+        for frame in sorted(frames, key=lambda f: (f.filter, f.exptime, self._gain(f)[0],
+                                                   f.path)):
+            dark, how = choose_dark(darks, frame.exptime)
+            flat = flats.get(frame.filter)
+            if flat is None and self.library is not None:
+                flat = self._from_library(Kind.FLAT, geometry, layout,
+                                          f"flat {frame.filter or 'no filter'} {geometry.label}",
+                                          frame.filter)
+                if flat is not None:
+                    flats[frame.filter] = flat
+            self._explain(geometry, frame, dark, how, flat)
+            tasks.append(self._science_task(frame, layout, bias, dark, flat))
+        for directory in {os.path.dirname(task.output) for task in tasks}:
+            os.makedirs(directory, exist_ok=True)
+        total = len(tasks)
+        self._step(f"calibrating {total} frame(s) of {geometry.label}")
+        finished = 0
+        for index, _, error in self.runner.run(task_calibrate, [(task,) for task in tasks],
+                                               self.stop):
+            task = tasks[index]
+            finished += 1
+            if error is not None:
+                self._skip(task.path, _reason(error))
+            else:
+                self.outcome.products.append(task.output)
+                self.outcome.done += 1
+            self._step(f"calibrating {geometry.label}: {finished}/{total}")
+        self.outcome.products.sort()
+
+    # --- masters ---------------------------------------------------------------------------
+
+    def _master(self, spec, frames, label, layout, bias=None, dark=None):
+        """Combine *spec*'s frames into a master and write it; ``None`` if that failed."""
+        geometry = frames[0].geometry
+        height, width = layout.shape
+        rows = stack_rows(len(spec.paths), width, self.settings.block_rows)
+        blocks = [(spec, start, min(height, start + rows)) for start in range(0, height, rows)]
+        data = np.empty((height, width), dtype=np.float32)
+        self._step(f"{label}: combining {len(frames)} frame(s)")
+        for count, (index, block, error) in enumerate(
+                self.runner.run(task_combine_rows, blocks, self.stop), start=1):
+            if error is not None:
+                self._skip_all(frames, f"the {label} could not be made: {_reason(error)}")
+                return None
+            _, start, stop = blocks[index]
+            data[start:stop] = block
+            self._step(f"{label}: combining {len(frames)} frame(s), rows {count}/{len(blocks)}")
+        header = master_header(spec.kind, frames, layout, self.night,
+                               gains=spec.gains if spec.kind != Kind.BIAS else None,
+                               bias=bias, dark=dark, software=SOFTWARE, when=self.when)
+        level = 0.0
+        if spec.kind == Kind.BIAS:
+            level = float(np.median(data))
+            header["BIASLEV"] = (level, "[ADU] median of the master bias")
+        elif spec.kind == Kind.FLAT:
+            try:
+                median, dead = normalise_flat(data)
+            except ValueError as error:
+                self._skip_all(frames, f"the {label} could not be made: {error}")
+                return None
+            header["FLATMED"] = (median, "[e-] median before normalising")
+            header["NDEAD"] = (dead, "dead pixels (NaN)")
+        digest = master_digest(spec.kind, spec.paths, layout)
+        exptime = frames[0].exptime if spec.kind == Kind.DARK else 0.0
+        directory = os.path.join(night_directory(frames[0].path), REDUCED_DIRECTORY,
+                                 MASTERS_DIRECTORY)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, master_name(spec.kind, geometry, digest, exptime,
+                                                   frames[0].filter))
+        write_master(path, spec.kind, data, header)
+        master = Master(kind=spec.kind, geometry=geometry, shape=layout.shape, path=path,
+                        exptime=float(header["EXPTIME"]), filter=str(header["FILTER"]),
+                        ncombine=len(frames), night=self.night, level=level)
+        log.info("made the %s from %d frame(s): %s", label, len(frames), path)
+        self.outcome.masters[label] = path
+        self.made.append(master)
+        self.outcome.done += len(frames)
+        self._step(f"{label}: written")
+        return master
+
+    def _from_library(self, kind, geometry, layout, label, filter_name=""):
+        if self.library is None:
+            return None
+        master = self.library.find(kind, geometry, layout.shape, self.night, filter_name)
+        if master is not None:
+            self._note(f"{label}: none in this night; using the master library's {master.path} "
+                       f"(night {master.night})")
+        return master
+
+    def _keep_in_library(self):
+        if self.library is None or not self.made:
+            return
+        self._step("keeping the masters in the library")
+        for master in self.made:
+            try:
+                self.library.store(master)
+            except OSError as error:
+                self._note(f"the masters could not be kept in the master library "
+                           f"{self.library.root}: {error}")
+                log.error("cannot write the master library %s: %s", self.library.root, error)
+                return
+
+    # --- science frames ------------------------------------------------------------------
+
+    def _science_task(self, frame, layout, bias, dark, flat):
+        gain, gain_source = self._gain(frame)
+        cards = [
+            ("BUNIT", "electron", "pixel values are electrons"),
+            ("GAIN", 1.0, "[e-/e-] pixel values are electrons (GAINCOR applied)"),
+            ("GAINCOR", gain, f"[e-/ADU] gain applied, {gain_source}"),
+            ("BIASCOR", bias.name, "master bias subtracted"),
+            ("BIASSRC", _source(bias), "where the master bias came from"),
+            ("DARKCOR", dark.name if dark else "none", "master dark subtracted"),
+            ("DARKSRC", _source(dark), "where the master dark came from"),
+            ("FLATCOR", flat.name if flat else "none", "master flat divided"),
+            ("FLATSRC", _source(flat), "where the master flat came from"),
+        ]
+        history = [f"bias subtracted: {bias.name} ({_source(bias)})"]
+        if dark is not None:
+            scale = frame.exptime / dark.exptime
+            cards += [("DARKEXP", dark.exptime, "[s] exposure time of the master dark"),
+                      ("DARKSCAL", scale, "dark scaled by EXPTIME / DARKEXP")]
+            history.append(f"dark subtracted: {dark.name} ({_source(dark)}), "
+                           f"{frame.exptime:g} s of dark current (x{scale:.4g})")
+        else:
+            history.append("no master dark: dark current not subtracted")
+        history.append(f"flat-fielded: {flat.name} ({_source(flat)})" if flat else
+                       f"no master flat for filter {frame.filter or 'none'}: not flat-fielded")
+        history.append(f"converted to electrons with gain {gain:g} e-/ADU ({gain_source})")
+        saturation = None
+        if frame.saturate is not None:
+            saturation = (frame.saturate - bias.level) * gain
+            cards.append(("SATURATE", round(saturation, 1),
+                          "[e-] raw saturation less the bias, times the gain"))
+        cards += layout.cards()
+        cards += [("RAWFILE", os.path.basename(frame.path), "raw frame calibrated"),
+                  ("CALSOFT", SOFTWARE, "calibration software"),
+                  ("CALVERS", VERSIONS, "libraries"),
+                  ("CALDATE", self.when, "UTC when calibrated")]
+        return ScienceTask(
+            path=frame.path, output=product_path(frame.path), layout=layout, bias=bias.path,
+            dark=dark.path if dark else None, flat=flat.path if flat else None,
+            exptime=frame.exptime, gain=gain, cards=tuple(cards), history=tuple(history),
+            cosmic_rays=self.settings.cosmic_rays,
+            read_noise=frame.rdnoise if frame.rdnoise is not None else 0.0,
+            saturation=saturation)
+
+    def _explain(self, geometry, frame, dark, how, flat):
+        """Notes on what a science frame lacks."""
+        if flat is None:
+            self._note(f"light frame(s) in filter {frame.filter or 'none'} ({geometry.label}): "
+                       "no flat in this night or the master library; bias- and dark-corrected "
+                       "only, not flat-fielded (FLATCOR = 'none')")
+        if dark is None:
+            self._note(f"light frame(s) of {frame.exptime:g} s ({geometry.label}): no dark in "
+                       "this night or the master library; dark current not subtracted "
+                       "(DARKCOR = 'none')")
+        elif how == "shorter":
+            self._note(f"light frame(s) of {frame.exptime:g} s ({geometry.label}): no dark as "
+                       f"long; the {dark.exptime:g} s dark is scaled up")
+
+    def _gain(self, frame):
+        if frame.gain is not None:
+            return frame.gain, "from the header's GAIN"
+        return self.settings.gain, "from Preprocessor → Gain (none in the header)"
+
+    def _gains(self, frames):
+        return tuple(self._gain(frame)[0] for frame in frames)
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _skip(self, path, reason):
+        self.outcome.skipped.append(f"{path}: {reason}")
+        self.outcome.done += 1
+        log.warning("skipped %s: %s", path, reason)
+
+    def _skip_all(self, frames, reason):
+        for frame in frames:
+            self._skip(frame.path, reason)
+
+    def _note(self, text):
+        if text not in self._notes:
+            self._notes.add(text)
+            self.outcome.notes.append(text)
+            log.info("%s", text)
+
+    def _step(self, text):
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped()
+        self.report(text, self.outcome.done, self.outcome.total)
+
+
+def _group(frames, key):
+    groups = defaultdict(list)
+    for frame in frames:
+        groups[key(frame)].append(frame)
+    return groups
+
+
+def _source(master):
+    if master is None:
+        return "none"
+    return "night" if master.source == "night" else f"library {master.night}"
+
+
+def _reason(error):
+    """The message of a task's exception, for Status."""
+    if isinstance(error, (OSError, ValueError)) or type(error).__name__ == "FrameError":
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _night_name(frames, paths):
+    """``YYYYMMDD`` of the night: the night directory's name, else the first frame's date."""
+    for path in paths:
+        name = os.path.basename(night_directory(path))
+        if NIGHT_NAME.match(name):
+            return name
+    for frame in frames:
+        if frame.date_obs[:10].count("-") == 2:
+            return frame.date_obs[:10].replace("-", "")
+    return "00000000"

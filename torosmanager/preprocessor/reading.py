@@ -1,0 +1,200 @@
+"""Reading raw frames fast: the header with astropy, the pixels straight from the file.
+
+A camera's 16-bit frames are stored as signed integers with ``BZERO = 32768`` (the FITS way of
+writing unsigned data). astropy 8 refuses to memory-map such scaled data, and reading it
+without a map makes a full-frame copy in memory (and a second one to scale it). Here the
+header is parsed by astropy, the data's place in the file is computed from it, and the pixels
+are mapped read-only with :class:`numpy.memmap` in their stored (big-endian) type: a block of
+rows costs only the pages it touches, and ``BZERO``/``BSCALE`` are applied by the caller on
+that block, in the same pass that converts it to ``float32``.
+
+The file is opened read-only: raw frames are never modified.
+"""
+
+import os
+
+import numpy as np
+from astropy.io import fits
+
+#: FITS files are made of blocks of this many bytes.
+FITS_BLOCK = 2880
+#: The numpy type of stored FITS pixels, by BITPIX (FITS data are big-endian).
+STORED_TYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"),
+                64: np.dtype(">i8"), -32: np.dtype(">f4"), -64: np.dtype(">f8")}
+#: File name endings taken for FITS frames (compared without regard to case).
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
+#: Header keys that describe how the pixels are stored, not what they show.
+STRUCTURAL_KEYS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND",
+                   "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM",
+                   "ZIMAGE")
+
+
+class FrameError(Exception):
+    """A file that cannot be used as a frame; the message says why, for the Status report."""
+
+
+def is_fits_name(name):
+    """Whether *name* ends like a FITS file (``.fits``, ``.fit``, ``.fts``)."""
+    return name.lower().endswith(FITS_SUFFIXES)
+
+
+class RawFrame:
+    """One frame's header and pixels, mapped from its file.
+
+    Parameters
+    ----------
+    path : str
+        A FITS file whose primary HDU, or first image extension, is a 2-D image.
+
+    Raises
+    ------
+    FrameError
+        For a file that cannot be read, is not FITS, is truncated, or holds no 2-D image.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.header, offset, self.stored_type = _locate_image(path)
+        self.shape = (int(self.header["NAXIS2"]), int(self.header["NAXIS1"]))
+        self.bzero = float(self.header.get("BZERO", 0.0))
+        self.bscale = float(self.header.get("BSCALE", 1.0))
+        try:
+            self.stored = np.memmap(path, dtype=self.stored_type, mode="r", offset=offset,
+                                    shape=self.shape)
+        except (OSError, ValueError) as error:
+            raise FrameError(f"cannot map its pixels: {error}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.close()
+        return False
+
+    def close(self):
+        """Release the map (the pages stay in the system's cache)."""
+        stored, self.stored = self.stored, None
+        if stored is not None:
+            mapping = getattr(stored, "_mmap", None)
+            del stored
+            if mapping is not None:
+                try:
+                    mapping.close()
+                except BufferError:
+                    pass  # a caller still holds a view; the map goes with it
+
+    @property
+    def unit_scale(self):
+        """Whether the physical value is the stored one plus ``BZERO`` (``BSCALE`` is 1)."""
+        return self.bscale == 1.0
+
+    def rows(self, start, stop, out=None):
+        """Rows ``[start, stop)`` in physical units (``stored × BSCALE + BZERO``), float32.
+
+        Parameters
+        ----------
+        out : numpy.ndarray, optional
+            A float32 ``(stop - start, width)`` array to fill instead of a new one.
+        """
+        block = self.stored[start:stop]
+        if out is None:
+            out = np.empty(block.shape, dtype=np.float32)
+        out[...] = block
+        if self.bscale != 1.0:
+            out *= np.float32(self.bscale)
+        if self.bzero:
+            out += np.float32(self.bzero)
+        return out
+
+    def region(self, rows, columns):
+        """A rectangle of the frame in physical units, float32 (a new array)."""
+        block = self.stored[rows, columns].astype(np.float32)
+        if self.bscale != 1.0:
+            block *= np.float32(self.bscale)
+        if self.bzero:
+            block += np.float32(self.bzero)
+        return block
+
+    def image(self):
+        """The whole frame in physical units, float32 (a new array)."""
+        return self.rows(0, self.shape[0])
+
+
+def read_header(path):
+    """The header of *path*'s image (primary HDU, or first image extension).
+
+    Raises
+    ------
+    FrameError
+        As :class:`RawFrame` does.
+    """
+    header, _, _ = _locate_image(path)
+    return header
+
+
+def read_image(path):
+    """The image of *path* as a float32 array in physical units, and its header."""
+    with RawFrame(path) as frame:
+        return frame.image(), frame.header
+
+
+def _locate_image(path):
+    """``(header, data offset, stored dtype)`` of the first 2-D image in *path*."""
+    try:
+        size = os.path.getsize(path)
+        stream = open(path, "rb")
+    except OSError as error:
+        raise FrameError(f"cannot read it: {error.strerror or error}") from None
+    with stream:
+        if size == 0:
+            raise FrameError("an empty file")
+        position = 0
+        first = True
+        while position < size:
+            stream.seek(position)
+            try:
+                header = fits.Header.fromfile(stream)
+            except (OSError, ValueError, UnicodeDecodeError) as error:
+                if first:
+                    raise FrameError(f"not a FITS file ({_short(error)})") from None
+                break
+            offset = stream.tell()
+            if offset % FITS_BLOCK:  # fromfile stops at the END card; data start on a block
+                offset += FITS_BLOCK - offset % FITS_BLOCK
+            if first and header.get("SIMPLE") is not True:
+                raise FrameError("not a FITS file (no SIMPLE = T)")
+            first = False
+            data_bytes = _data_bytes(header)
+            if header.get("ZIMAGE") is True:
+                raise FrameError("a tile-compressed image (fpack): decompress it with funpack")
+            if header.get("NAXIS", 0) == 2 and data_bytes:
+                if header.get("BITPIX") not in STORED_TYPES:
+                    raise FrameError(f"BITPIX {header.get('BITPIX')!r} is not a FITS pixel type")
+                if offset + data_bytes > size:
+                    raise FrameError(f"truncated: its header announces {data_bytes} bytes of "
+                                     f"pixels, the file has {max(size - offset, 0)}")
+                return header, offset, STORED_TYPES[header["BITPIX"]]
+            position = offset + _padded(data_bytes)
+    raise FrameError("holds no 2-D image")
+
+
+def _data_bytes(header):
+    """Bytes of data after *header* (before padding), per the FITS standard."""
+    axes = int(header.get("NAXIS", 0) or 0)
+    if axes == 0:
+        return 0
+    count = 1
+    for axis in range(1, axes + 1):
+        count *= int(header.get(f"NAXIS{axis}", 0) or 0)
+    count = (count + int(header.get("PCOUNT", 0) or 0)) * int(header.get("GCOUNT", 1) or 1)
+    return abs(int(header.get("BITPIX", 8))) // 8 * count
+
+
+def _padded(size):
+    return -(-size // FITS_BLOCK) * FITS_BLOCK
+
+
+def _short(error):
+    """The first line of an error, trimmed: astropy's messages can be long."""
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,387 @@
+"""The scheduler's night: plan, dispatch at the planned time, follow, retry, open and close.
+
+One thread does it all, a tick at a time (every ``Follow Interval``, or at once when an order
+arrives or is cancelled):
+
+1. the dome (``Manage Dome``): ask it to open when it is dark (Sun below ``Sun Altitude``) and
+   the dome allows it, to close and park, with the telescope, when it is not;
+2. follow every dispatched order with Status queries until it ends; an interrupted or failed
+   observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
+   target of opportunity does not count); one that makes no progress for ``Stall Timeout`` is
+   stopped and retried;
+3. expire queued orders whose ``Not After`` has passed;
+4. plan the queued observations (when prompted, or every ``Replan Interval``), and show each its
+   planned time or the reason it cannot be observed;
+5. dispatch the first planned observation when its slew should begin, one at a time; a target of
+   opportunity observable now is dispatched at once and the telescope interrupts what it does.
+
+Everything it knows is in the journal, so a restart loses nothing.
+"""
+
+import json
+import logging
+import threading
+import xmlrpc.client
+from datetime import datetime, timedelta
+
+from ..client import connect
+from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
+from ..night import airmass
+from ..workorders import FaultCode, format_utc
+from .planner import Constraints, Planner, target_of
+
+log = logging.getLogger(__name__)
+
+#: The executor of each WOType the scheduler takes.
+EXECUTOR = {"Observation": "telescope", "Dome": "dome"}
+#: States of an order handed to its executor.
+ACTIVE = (DISPATCHED, RUNNING)
+#: Shortest real pause between ticks: a fast simulated clock must not spin the loop.
+MIN_REAL_TICK_SECONDS = 0.02
+
+
+class Dispatcher:
+    """Runs the night for a :class:`~torosmanager.scheduler.handler.SchedulerHandler`."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.config = handler.config
+        self.settings = handler.config["Scheduler"]
+        self.clock = handler.clock
+        self.journal = handler.journal
+        self.planner = Planner(handler.config["Site"], Constraints.from_settings(self.settings))
+        self.plan = None
+        self._plan_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._replan = threading.Event()
+        self._stop = threading.Event()
+        self._last_plan = None
+        self._last_progress = {}   # order ID -> (signature, clock time it last changed)
+        self._last_follow = {}     # order ID -> clock time of its last Status query
+        self._dome_request = None  # the ID of the dome order the scheduler is waiting on
+        self._dome_open = None
+        self._thread = threading.Thread(target=self._run, name="dispatcher")
+
+    # --- called from other threads ------------------------------------------------------
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def wake(self, replan=True):
+        """Run a tick now (an order arrived, ended or was cancelled)."""
+        if replan:
+            self._replan.set()
+        self._wake.set()
+
+    def plan_report(self):
+        """The current plan, for the health report (XML-RPC types only)."""
+        with self._plan_lock:
+            plan, made = self.plan, self._last_plan
+        if plan is None:
+            return {"Entries": [], "Unscheduled": [], "Made": "never"}
+        names = {}
+        for entry in plan.entries:
+            record = self.journal.get(entry.id)
+            order = record.work_order if record else {}
+            names[entry.id] = order.get("Object Name") or f"RA {entry.ra:.3f} Dec {entry.dec:+.3f}"
+        report = {
+            "Entries": [{"ID": entry.id, "Start": format_utc(entry.start),
+                         "End": format_utc(entry.end), "Priority": entry.priority,
+                         "RA": entry.ra, "Dec": entry.dec,
+                         "Altitude": round(entry.altitude, 3),
+                         "Airmass": round(float(airmass(entry.altitude)), 3),
+                         "Target": names[entry.id]} for entry in plan.entries],
+            "Unscheduled": [{"ID": order_id, "Reason": reason}
+                            for order_id, reason in plan.unscheduled.items()],
+            "Made": format_utc(made),
+            "Sun Altitude": self.settings["Sun Altitude"],
+        }
+        if plan.night_start is not None:
+            report["Night Start"] = format_utc(plan.night_start)
+            report["Night End"] = format_utc(plan.night_end)
+        return report
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _run(self):
+        tick = max(self.clock.real_seconds(self.settings["Follow Interval"]),
+                   MIN_REAL_TICK_SECONDS)
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the night must go on; the log says what went wrong
+                log.exception("the scheduler's tick failed; trying again")
+            self._wake.wait(tick)
+            self._wake.clear()
+
+    def tick(self):
+        """One pass: dome, follow-up, expiry, plan, dispatch."""
+        now = self.clock.now()
+        dome_open = self._manage_dome(now) if self.settings["Manage Dome"] else True
+        orders = self.journal.unfinished()
+        for record in orders:
+            if record.state in ACTIVE:
+                self._follow(record, now)
+        queued = [record for record in self.journal.unfinished()
+                  if record.wotype == "Observation" and record.state == QUEUED]
+        queued = [record for record in queued if not self._expired(record, now)]
+        replan_every = timedelta(seconds=self.settings["Replan Interval"])
+        if (self._replan.is_set() or self._last_plan is None
+                or now - self._last_plan >= replan_every):
+            self._replan.clear()
+            self._make_plan(queued, now)
+        if dome_open:
+            self._dispatch(queued, now)
+
+    # --- the dome -----------------------------------------------------------------------
+
+    def _manage_dome(self, now):
+        """Open at dusk, close at dawn; return whether the dome is open."""
+        try:
+            dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
+        except (OSError, xmlrpc.client.Error, KeyError) as error:
+            log.warning("cannot ask the dome daemon how the dome is: %s", error)
+            return False
+        shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
+        is_open = shutter == "open"
+        if self._dome_open is not None and is_open != self._dome_open:
+            log.info("the dome is now %s: re-planning", shutter)
+            self._replan.set()
+        self._dome_open = is_open
+        if self._dome_request is not None and not self._request_pending():
+            self._dome_request = None
+        if self._dome_request is not None:
+            return is_open
+        night = self.planner.night.window(now, self.settings["Sun Altitude"])
+        dark = night is not None and night.contains(now)
+        if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
+            self._dome_request = self._send_dome({"Shutter": "Open"}, now,
+                                                 "dark and safe: opening the dome")
+        elif not dark and shutter in ("open", "opening"):
+            self._dome_request = self._send_dome({"Shutter": "Close", "Park": True}, now,
+                                                 "dawn: closing the dome")
+            self._park_telescope("dawn")
+        return is_open
+
+    def _send_dome(self, actions, now, why):
+        order = dict(actions, WOType="Dome", User="scheduler",
+                     ID=f"scheduler-{now.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            connect(self.config, "dome").front_desk(order)
+        except xmlrpc.client.Fault as refusal:
+            log.warning("the dome refused %s: %s", actions, refusal.faultString)
+            return None
+        except (OSError, xmlrpc.client.Error) as error:
+            log.warning("cannot reach the dome daemon: %s", error)
+            return None
+        log.info("%s (dome order %s)", why, order["ID"])
+        return order["ID"]
+
+    def _request_pending(self):
+        try:
+            state = connect(self.config, "dome").front_desk(
+                {"WOType": "Status", "ID": self._dome_request})["Status"]
+        except (OSError, xmlrpc.client.Error):
+            return False
+        return state not in (DONE, FAILED, CANCELLED)
+
+    def _park_telescope(self, reason):
+        try:
+            connect(self.config, "telescope").front_desk(
+                {"WOType": "Park", "User": "scheduler", "Reason": reason})
+        except (OSError, xmlrpc.client.Error) as error:
+            log.warning("cannot tell the telescope to park: %s", error)
+
+    # --- follow-up ----------------------------------------------------------------------
+
+    def _follow(self, record, now):
+        last = self._last_follow.get(record.id)
+        if last is not None and (now - last).total_seconds() < self.settings["Follow Interval"]:
+            return
+        self._last_follow[record.id] = now
+        executor = EXECUTOR[record.wotype]
+        try:
+            status = connect(self.config, executor).front_desk(
+                {"WOType": "Status", "ID": record.id})
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == FaultCode.NOT_FOUND:  # it never arrived: hand it over again
+                self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
+                                        "know it; queued again", only_from=ACTIVE)
+                self.wake()
+            return
+        except (OSError, xmlrpc.client.Error) as error:
+            log.warning("[WO %s] cannot follow it at the %s daemon: %s", record.id, executor,
+                        error)
+            return
+        state, message = status["Status"], status["Message"]
+        progress = dict(record.progress, **status.get("Progress", {}))
+        if state == RUNNING:
+            self._running(record, message, progress, now)
+        elif state == DONE:
+            self._end(record, DONE, f"done at the {executor}: {message}", progress)
+        elif state == CANCELLED:
+            self._end(record, CANCELLED, f"cancelled at the {executor}: {message}", progress)
+        elif state in (FAILED, INTERRUPTED) and record.wotype == "Dome":
+            self._end(record, FAILED, f"{state} at the dome: {message}", progress)
+        elif state in (FAILED, INTERRUPTED):
+            self._retry(record, state, message, progress)
+
+    def _running(self, record, message, progress, now):
+        signature = json.dumps([message, progress], sort_keys=True, default=str)
+        previous = self._last_progress.get(record.id)
+        if previous is None or previous[0] != signature:
+            self._last_progress[record.id] = (signature, now)
+            if record.state != RUNNING or record.message != message:
+                self.handler.transition(record.id, RUNNING, message, only_from=ACTIVE,
+                                        progress=progress)
+            return
+        stalled = (now - previous[1]).total_seconds()
+        if stalled > self.settings["Stall Timeout"]:
+            log.warning("[WO %s] no progress for %.0f s: stopping it", record.id, stalled)
+            self._last_progress.pop(record.id, None)
+            try:
+                connect(self.config, "telescope").front_desk(
+                    {"WOType": "Park", "User": "scheduler",
+                     "Reason": f"order {record.id} made no progress for {stalled:.0f} s"})
+            except (OSError, xmlrpc.client.Error) as error:
+                log.error("[WO %s] cannot stop the stalled order: %s", record.id, error)
+
+    def _retry(self, record, state, message, progress):
+        attempts = progress.get("Attempts", 1)
+        if state == INTERRUPTED and progress.pop("Interrupted By", None):
+            progress["Attempts"] = attempts - 1  # a target of opportunity's turn is not a try
+            self.handler.transition(record.id, QUEUED, f"interrupted ({message}); queued "
+                                    "again", only_from=ACTIVE, progress=progress)
+        elif attempts <= self.settings["Max Retries"]:
+            self.handler.transition(record.id, QUEUED, f"{state} at the telescope ({message}); "
+                                    f"will try again (try {attempts + 1} of "
+                                    f"{self.settings['Max Retries'] + 1})", only_from=ACTIVE,
+                                    progress=progress)
+        else:
+            self._end(record, FAILED, f"{state} at the telescope after {attempts} tries: "
+                                      f"{message}", progress)
+            return
+        self._forget(record.id)
+        self.wake()
+
+    def _end(self, record, state, message, progress):
+        self.handler.transition(record.id, state, message, only_from=ACTIVE, progress=progress)
+        self._forget(record.id)
+        self.wake()
+
+    def _forget(self, order_id):
+        self._last_progress.pop(order_id, None)
+        self._last_follow.pop(order_id, None)
+
+    # --- expiry, plan, dispatch -----------------------------------------------------------
+
+    def _expired(self, record, now):
+        deadline = record.work_order.get("Not After")
+        if deadline and format_utc(now) > deadline:
+            self.handler.transition(record.id, FAILED, f"expired: its window ended at "
+                                    f"{deadline}", only_from={QUEUED})
+            return True
+        return False
+
+    def _make_plan(self, queued, now):
+        telescope = self.config["Telescope"]
+        targets = [target_of(record.work_order, record.priority, self.settings, telescope)
+                   for record in queued]
+        active = [record for record in self.journal.unfinished()
+                  if record.wotype == "Observation" and record.state in ACTIVE]
+        free_from = now
+        for record in active:  # the order under way keeps the telescope until it ends
+            duration = target_of(record.work_order, record.priority, self.settings,
+                                 telescope).duration
+            started = _parse(record.progress.get("Dispatched At", format_utc(now)))
+            free_from = max(free_from, started + timedelta(seconds=duration))
+        plan = self.planner.plan(targets, now, self._pointing(), free_from)
+        with self._plan_lock:
+            self.plan, self._last_plan = plan, now
+        by_id = {record.id: record for record in queued}
+        for entry in plan.entries:
+            self._tell(by_id[entry.id], f"planned for {entry.start:%H:%M} UTC "
+                                        f"(altitude {entry.altitude:.0f}°)")
+        for order_id, reason in plan.unscheduled.items():
+            self._tell(by_id[order_id], f"not observable tonight: {reason}")
+        log.info("planned %d of %d queued observation(s), sum of priorities %.1f",
+                 len(plan.entries), len(queued), plan.total_priority)
+
+    def _tell(self, record, message):
+        """Show *message* as a queued order's state, journaling it only when it changes."""
+        if record.message != message:
+            self.handler.transition(record.id, QUEUED, message, only_from={QUEUED})
+
+    def _pointing(self):
+        try:
+            pointing = connect(self.config, "telescope").front_desk(
+                {"WOType": "Status"})["Devices"]["Pointing"]
+            return pointing["RA"], pointing["Dec"]
+        except (OSError, KeyError, xmlrpc.client.Error):
+            return None
+
+    def _dispatch(self, queued, now):
+        active = [record for record in self.journal.unfinished()
+                  if record.wotype == "Observation" and record.state in ACTIVE]
+        if self._target_of_opportunity(queued, active, now):
+            return
+        with self._plan_lock:
+            plan = self.plan
+        if active or plan is None:
+            return  # one observation at a time
+        by_id = {record.id: record for record in queued}
+        for entry in plan.entries:  # in time order
+            if entry.id not in by_id or self.journal.get(entry.id).state != QUEUED:
+                continue
+            if entry.start - timedelta(seconds=entry.slew) <= now:
+                self._send(by_id[entry.id], now, f"its planned time, {entry.start:%H:%M:%S} UTC")
+            return
+
+    def _target_of_opportunity(self, queued, active, now):
+        """Dispatch the most urgent target of opportunity that is observable now, over a
+        running order of lower priority; return whether one was sent."""
+        threshold = self.settings["ToO Threshold"]
+        soon = now + timedelta(seconds=self.settings["Follow Interval"])
+        telescope = self.config["Telescope"]
+        for record in sorted(queued, key=lambda each: -each.priority):
+            if record.priority < threshold:
+                return False
+            if any(other.priority >= record.priority for other in active):
+                return False
+            alone = self.planner.plan(
+                [target_of(record.work_order, record.priority, self.settings, telescope)],
+                now, self._pointing(), now)
+            if alone.entries and alone.entries[0].start - timedelta(
+                    seconds=alone.entries[0].slew) <= soon:
+                self._send(record, now, "once: a target of opportunity, observable now")
+                return True
+        return False
+
+    def _send(self, record, now, why):
+        attempts = record.progress.get("Attempts", 0) + 1
+        try:
+            receipt = connect(self.config, "telescope").front_desk(record.work_order)
+        except xmlrpc.client.Fault as refusal:
+            self.handler.transition(record.id, FAILED, f"the telescope daemon refused it: "
+                                    f"{refusal.faultString}", only_from={QUEUED})
+            self.wake()
+            return
+        except (OSError, xmlrpc.client.Error) as error:
+            log.warning("[WO %s] the telescope daemon did not answer: %s", record.id, error)
+            return
+        self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the telescope "
+                                f"answered {receipt['Status']}: {receipt['Message']}",
+                                only_from={QUEUED},
+                                progress=dict(record.progress, Attempts=attempts,
+                                              **{"Dispatched At": format_utc(now)}))
+        self._replan.set()
+
+
+def _parse(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

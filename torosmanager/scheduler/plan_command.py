@@ -1,0 +1,157 @@
+"""``toros plan``: tonight's plan, as the scheduler daemon made it.
+
+::
+
+    toros plan                    # the planned observations in time order, and the others
+    toros plan --plot night.png   # ... and an altitude chart of the night
+
+The scheduler publishes its plan in its health report (``front_desk({"WOType": "Status"})``)
+under ``Plan``::
+
+    {"Night Start": "2026-11-22T01:00:00.000Z", "Night End": ..., "Sun Altitude": -18.0,
+     "Entries": [{"ID", "Start", "End", "Priority", "RA", "Dec", "Altitude", "Airmass",
+                  "Target"}, ...],                       # in time order; Altitude at the start
+     "Unscheduled": [{"ID", "Reason"}, ...],
+     "Made": "2026-11-22T00:55:00.000Z"}                 # or "never"
+
+:func:`as_dict` makes that from a :class:`~torosmanager.scheduler.planner.Plan`. This module
+imports neither the CLI nor matplotlib until it runs, so the daemon can use :func:`as_dict`.
+"""
+
+import sys
+
+from ..night import airmass
+from ..workorders import format_utc
+
+#: The columns of the plan's table.
+PLAN_COLUMNS = ("Start", "End", "ID", "Target", "Priority", "Altitude", "Airmass")
+#: The columns of the table of orders left out.
+UNSCHEDULED_COLUMNS = ("ID", "Reason")
+#: Decimals of the altitude and airmass sent, and shown.
+ALTITUDE_DECIMALS = 3
+SHOWN_ALTITUDE_DECIMALS = 1
+SHOWN_AIRMASS_DECIMALS = 2
+#: What ``Made`` says before the scheduler has planned.
+NEVER = "never"
+
+
+def as_dict(plan, names, made, sun_altitude):
+    """The ``Plan`` of the scheduler's health report (XML-RPC types only).
+
+    Parameters
+    ----------
+    plan : Plan or None
+        The planner's latest plan; ``None`` before the first.
+    names : dict
+        Order ID to the order's ``Object Name``; an ID not in it is named by its position.
+    made : datetime or None
+        When *plan* was made.
+    sun_altitude : float
+        ``Scheduler → Sun Altitude``: the plan's night is when the Sun is below it.
+    """
+    if plan is None:
+        return {"Entries": [], "Unscheduled": [], "Made": NEVER, "Sun Altitude": sun_altitude}
+    report = {
+        "Entries": [{"ID": entry.id, "Start": format_utc(entry.start),
+                     "End": format_utc(entry.end), "Priority": entry.priority,
+                     "RA": entry.ra, "Dec": entry.dec,
+                     "Altitude": round(entry.altitude, ALTITUDE_DECIMALS),
+                     "Airmass": round(float(airmass(entry.altitude)), ALTITUDE_DECIMALS),
+                     "Target": names.get(entry.id) or f"RA {entry.ra:.3f} Dec {entry.dec:+.3f}"}
+                    for entry in plan.entries],
+        "Unscheduled": [{"ID": order_id, "Reason": reason}
+                        for order_id, reason in plan.unscheduled.items()],
+        "Made": NEVER if made is None else format_utc(made),
+        "Sun Altitude": sun_altitude,
+    }
+    if plan.night_start is not None:
+        report["Night Start"] = format_utc(plan.night_start)
+        report["Night End"] = format_utc(plan.night_end)
+    return report
+
+
+def add_arguments(parser):
+    """The options of ``toros plan``."""
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw the altitude of every planned target against time, "
+                             "with the night and twilights marked, into this PNG file")
+
+
+def run(config, arguments):
+    """``toros plan [--plot FILE.png]``: ask the scheduler for its plan and show it.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when the plan was shown (and drawn), 1 when the scheduler did not
+        answer, has no plan to give, or the chart could not be written.
+    """
+    from ..cli import EXIT_FAILED, EXIT_OK, _ask
+
+    health = _ask(config, "scheduler", {"WOType": "Status"})
+    if health is None:
+        return EXIT_FAILED
+    plan = health.get("Plan")
+    if plan is None:
+        print(f"toros: the scheduler daemon (version {health.get('Version', '?')}) does not "
+              "publish a plan", file=sys.stderr)
+        return EXIT_FAILED
+    print(text(plan))
+    if arguments.plot:
+        from . import chart
+
+        try:
+            chart.draw(plan, config["Site"], arguments.plot,
+                       max_airmass=config["Scheduler"]["Max Airmass"])
+        except (OSError, ValueError) as error:
+            print(f"toros: no chart: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"\nChart: {arguments.plot}")
+    return EXIT_OK
+
+
+def text(plan):
+    """The plan as a few lines and tables, for people."""
+    from ..cli import table
+
+    entries = sorted(plan.get("Entries", []), key=lambda entry: entry["Start"])
+    unscheduled = plan.get("Unscheduled", [])
+    lines = [_heading(plan), ""]
+    if entries:
+        lines.append(table([_row(entry) for entry in entries], PLAN_COLUMNS))
+        total = sum(entry["Priority"] for entry in entries)
+        lines.append(f"\n{len(entries)} planned, sum of priorities {total:g}.")
+    else:
+        lines.append("Nothing planned.")
+    if unscheduled:
+        lines += ["", f"Not planned ({len(unscheduled)}):",
+                  table(unscheduled, UNSCHEDULED_COLUMNS)]
+    return "\n".join(lines)
+
+
+def _heading(plan):
+    made = plan.get("Made", NEVER)
+    if made == NEVER:
+        return "The scheduler has not planned yet."
+    sun = plan.get("Sun Altitude")
+    if not plan.get("Night Start"):
+        return f"Plan made {made}: no dark hours (Sun below {sun:g}°) in the coming day."
+    return (f"Night {_short(plan['Night Start'])} to {_short(plan['Night End'])} UTC "
+            f"(Sun below {sun:g}°); plan made {made}. Times are UTC.")
+
+
+def _row(entry):
+    return {"Start": _clock(entry["Start"]), "End": _clock(entry["End"]), "ID": entry["ID"],
+            "Target": entry.get("Target", ""), "Priority": f"{entry['Priority']:g}",
+            "Altitude": f"{entry['Altitude']:.{SHOWN_ALTITUDE_DECIMALS}f}",
+            "Airmass": f"{entry['Airmass']:.{SHOWN_AIRMASS_DECIMALS}f}"}
+
+
+def _clock(text_):
+    """``HH:MM:SS`` of an ISO 8601 instant."""
+    return text_[11:19]
+
+
+def _short(text_):
+    """``YYYY-MM-DD HH:MM`` of an ISO 8601 instant."""
+    return f"{text_[:10]} {text_[11:16]}"

@@ -1,0 +1,370 @@
+"""Planning a night: which orders to observe, when, to maximise the sum of priorities.
+
+Visibility
+    For every order, on a one-minute grid over tonight's dark hours (the Sun below
+    ``Sun Altitude``): the target is below ``Max Airmass`` (with a small altitude margin, so no
+    instant between grid points breaks the limit), farther than ``Moon Separation`` from the
+    Moon, and inside the order's own ``Not Before`` / ``Not After``. Altitudes come from
+    :class:`~torosmanager.night.Night` (astropy for the Sun and sidereal time, numpy per target).
+
+Plan
+    Orders are taken in order of priority (the more constrained first among equals) and each is
+    put at the earliest instant where its whole duration is observable and it fits between the
+    orders already placed, counting the slew from the one before and to the one after
+    (``Slew Rate``, ``Settle Time``) and a readout per frame (``Readout Time``). Exposures are
+    never shortened. What cannot be placed is reported with the reason.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from ..night import Night, precess
+
+#: The visibility grid's spacing, seconds.
+GRID_SECONDS = 60.0
+#: Degrees added to the altitude limit: between two grid points a target moves at most 0.25°,
+#: and the fast altitude formula differs from astropy's full transform by under 0.05°.
+ALTITUDE_MARGIN = 0.3
+#: Degrees added to the Moon limit (the Moon moves 0.5° an hour; it is sampled coarsely).
+MOON_MARGIN = 0.5
+#: Moon positions computed over a night; in between they are interpolated.
+MOON_SAMPLES = 13
+
+
+@dataclass
+class Target:
+    """What the planner needs to know of one order.
+
+    Attributes
+    ----------
+    id : str
+    ra, dec : float
+        ICRS degrees.
+    priority : float
+        0–10, higher first.
+    duration : float
+        Seconds, all frames and readouts included (see :func:`duration_of`).
+    not_before, not_after : datetime or None
+        The order's own window.
+    """
+
+    id: str
+    ra: float
+    dec: float
+    priority: float
+    duration: float
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+
+
+@dataclass
+class PlanEntry:
+    """One order in the plan."""
+
+    id: str
+    start: datetime
+    end: datetime
+    priority: float
+    ra: float
+    dec: float
+    altitude: float     #: degrees, at the start
+    slew: float         #: seconds of slew and settle before the start
+
+
+@dataclass
+class Plan:
+    """A night's plan: the entries in time order, and why the others are not in it."""
+
+    night_start: datetime | None
+    night_end: datetime | None
+    entries: list = field(default_factory=list)
+    unscheduled: dict = field(default_factory=dict)
+
+    @property
+    def total_priority(self):
+        """The sum of the priorities observed."""
+        return sum(entry.priority for entry in self.entries)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The limits a plan keeps (from the ``Scheduler`` section)."""
+
+    sun_altitude: float
+    max_airmass: float
+    moon_separation: float
+    slew_rate: float
+    settle_time: float
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(settings["Sun Altitude"], settings["Max Airmass"], settings["Moon Separation"],
+                   settings["Slew Rate"], settings["Settle Time"])
+
+    @property
+    def min_altitude(self):
+        """The altitude at which sec z equals the airmass limit, degrees."""
+        return math.degrees(math.asin(1.0 / self.max_airmass))
+
+
+def duration_of(order, scheduler_settings, telescope_settings):
+    """Seconds an Observation order occupies the telescope, slews excluded."""
+    readout = scheduler_settings["Readout Time"]
+    seconds = order["Exposure Time"]
+    total = order.get("Number of Exposures", 1) * (seconds + readout)
+    if order.get("Calibration Frames"):
+        total += telescope_settings["Bias Frames"] * readout
+        total += telescope_settings["Dark Frames"] * (seconds + readout)
+        total += telescope_settings["Flat Frames"] * (telescope_settings["Flat Exposure Time"]
+                                                      + readout)
+    return total
+
+
+def target_of(order, priority, scheduler_settings, telescope_settings):
+    """The :class:`Target` of a validated Observation order."""
+    def instant(key):
+        text = order.get(key)
+        return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return Target(order["ID"], order["RA"], order["Dec"], priority,
+                  duration_of(order, scheduler_settings, telescope_settings),
+                  instant("Not Before"), instant("Not After"))
+
+
+class Planner:
+    """Plans nights at one site.
+
+    Parameters
+    ----------
+    site : dict
+        The configuration's ``Site`` section.
+    constraints : Constraints
+    """
+
+    def __init__(self, site, constraints):
+        self.night = Night(site)
+        self.constraints = constraints
+
+    def plan(self, targets, now, start_position=None, free_from=None):
+        """Plan the rest of tonight (or the next night) for *targets*.
+
+        Parameters
+        ----------
+        targets : list of Target
+        now : datetime
+            The clock's time; nothing is planned before it.
+        start_position : (float, float), optional
+            Where the telescope points (ICRS degrees), for the first slew.
+        free_from : datetime, optional
+            When the telescope is free (the order under way ends); default *now*.
+
+        Returns
+        -------
+        Plan
+        """
+        window = self.night.window(now, self.constraints.sun_altitude)
+        if window is None:
+            return Plan(None, None, unscheduled={
+                target.id: f"no dark hours (Sun below {self.constraints.sun_altitude:g}°) at "
+                           "the site in the coming day and a half" for target in targets})
+        plan = Plan(window.start, window.end)
+        if not targets:
+            return plan
+        grid = _Grid(window, self)
+        visible, altitude = grid.visibility(targets)
+        highest = altitude.max(axis=1)
+        begin = max(free_from or now, window.start)
+        timeline = _Timeline(grid.seconds(begin), grid.seconds(window.end), start_position,
+                             self.constraints)
+        order = sorted(range(len(targets)), key=lambda i: (-targets[i].priority,
+                                                           visible[i].sum(),
+                                                           targets[i].duration))
+        for i in order:
+            target = targets[i]
+            steps = math.ceil(target.duration / GRID_SECONDS)
+            if not visible[i].any() or steps >= visible.shape[1]:
+                plan.unscheduled[target.id] = self._why_not(target, visible[i], highest[i],
+                                                            window)
+                continue
+            placed = timeline.insert(target, visible[i], steps)
+            if placed is None:
+                plan.unscheduled[target.id] = (
+                    self._why_not(target, visible[i], highest[i], window, steps)
+                    or "no room left tonight after orders of higher priority")
+        row = {target.id: i for i, target in enumerate(targets)}
+        for start, end, target, slew in timeline.entries:
+            at_start = float(np.interp(start, grid.offsets, altitude[row[target.id]]))
+            plan.entries.append(PlanEntry(target.id, grid.instant(start), grid.instant(end),
+                                          target.priority, target.ra, target.dec, at_start, slew))
+        return plan
+
+    def _why_not(self, target, visible, highest, window, steps=None):
+        """Why *target* cannot be observed tonight, or ``""`` when it could be but for others."""
+        limit = self.constraints.min_altitude
+        if target.not_after is not None and target.not_after <= window.start:
+            return f"its window ended at {target.not_after:%Y-%m-%d %H:%M} UTC"
+        if target.not_before is not None and target.not_before >= window.end:
+            return f"its window opens at {target.not_before:%Y-%m-%d %H:%M} UTC, after tonight"
+        if highest < limit + ALTITUDE_MARGIN:
+            return (f"never below airmass {self.constraints.max_airmass:g} (altitude "
+                    f"{limit:.0f}°) in tonight's dark hours; it reaches {highest:.1f}°")
+        if not visible.any():
+            return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
+                    "whenever it is high enough")
+        longest = _longest_run(visible) * GRID_SECONDS
+        if longest < target.duration + GRID_SECONDS:
+            return (f"needs {target.duration / 60:.0f} min without a break but is observable "
+                    f"for at most {longest / 60:.0f} min at a stretch tonight")
+        return ""
+
+
+class _Grid:
+    """The one-minute grid over a night, and each target's visibility on it."""
+
+    def __init__(self, window, planner):
+        self.window, self.planner = window, planner
+        self.start = window.start
+        span = (window.end - window.start).total_seconds()
+        self.offsets = np.arange(0.0, span + 1e-9, GRID_SECONDS)
+        origin = np.datetime64(window.start.replace(tzinfo=None), "s")
+        coarse = (window.times - origin).astype("timedelta64[s]").astype(float)
+        # Sidereal time grows linearly: interpolate it, unwrapped, on the fine grid.
+        self.lst = np.interp(self.offsets, coarse, np.unwrap(window.lst_radians))
+        self.latitude = math.radians(planner.night.latitude)
+
+    def seconds(self, instant):
+        return (instant - self.start).total_seconds()
+
+    def instant(self, seconds):
+        return self.start + timedelta(seconds=float(seconds))
+
+    def altitudes(self, ra, dec, lst):
+        """Altitudes (degrees) of targets (arrays, ICRS degrees) at sidereal times *lst*."""
+        ra_now, dec_now = precess(ra, dec, self.window.equinox_jyear)
+        hour_angle = np.asarray(lst)[None, :] - np.radians(ra_now)[:, None]
+        dec_now = np.radians(dec_now)[:, None]
+        return np.degrees(np.arcsin(np.clip(
+            math.sin(self.latitude) * np.sin(dec_now)
+            + math.cos(self.latitude) * np.cos(dec_now) * np.cos(hour_angle), -1, 1)))
+
+    def visibility(self, targets):
+        """A boolean array (targets × grid), and the altitudes (degrees) on the grid."""
+        constraints = self.planner.constraints
+        ra = np.array([target.ra for target in targets])
+        dec = np.array([target.dec for target in targets])
+        altitude = self.altitudes(ra, dec, self.lst)
+        visible = altitude >= constraints.min_altitude + ALTITUDE_MARGIN
+        if constraints.moon_separation > 0:
+            visible &= self._moon_distance(ra, dec) >= constraints.moon_separation + MOON_MARGIN
+        instants = self.offsets
+        for i, target in enumerate(targets):
+            if target.not_before is not None:
+                visible[i] &= instants >= self.seconds(target.not_before)
+            if target.not_after is not None:
+                visible[i] &= instants <= self.seconds(target.not_after)
+        return visible, altitude
+
+    def _moon_distance(self, ra, dec):
+        import astropy.units as u
+        from astropy.coordinates import get_body
+        from astropy.time import Time
+
+        samples = np.linspace(0, self.offsets[-1], MOON_SAMPLES)
+        moon = get_body("moon", Time(self.start) + samples * u.s).icrs
+        moon_ra = np.interp(self.offsets, samples, np.unwrap(moon.ra.radian))
+        moon_dec = np.interp(self.offsets, samples, moon.dec.radian)
+        ra, dec = np.radians(ra)[:, None], np.radians(dec)[:, None]
+        cosine = (np.sin(dec) * np.sin(moon_dec)[None, :]
+                  + np.cos(dec) * np.cos(moon_dec)[None, :] * np.cos(ra - moon_ra[None, :]))
+        return np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+
+
+class _Timeline:
+    """The orders placed so far, as (start, end, target, slew) in seconds from the night's start,
+    kept in time order."""
+
+    def __init__(self, begin, end, start_position, constraints):
+        self.begin, self.end = begin, end
+        self.start_position = None if start_position is None else _unit(*start_position)
+        self.constraints = constraints
+        self.entries = []
+        self._vectors = {}
+
+    def slew(self, before, after):
+        """Seconds to slew between two unit vectors (``None``: unknown) and settle."""
+        if before is None or after is None:
+            return self.constraints.settle_time
+        angle = math.degrees(math.acos(max(-1.0, min(1.0, sum(a * b for a, b in
+                                                              zip(before, after))))))
+        return angle / self.constraints.slew_rate + self.constraints.settle_time
+
+    def vector(self, target):
+        if target.id not in self._vectors:
+            self._vectors[target.id] = _unit(target.ra, target.dec)
+        return self._vectors[target.id]
+
+    def insert(self, target, visible, steps):
+        """Place *target* at its earliest possible start; return that start or ``None``."""
+        blocked = np.concatenate(([0], np.cumsum(~visible)))
+        last = len(visible) - 1
+        grid_starts = np.flatnonzero(blocked[steps + 1:] - blocked[:-steps - 1] == 0)
+        if not len(grid_starts):
+            return None
+        # Starts between grid points are checked on the grid points around them.
+        first_start = max(grid_starts[0] - 1, 0) * GRID_SECONDS
+        last_start = (grid_starts[-1] + 1) * GRID_SECONDS
+        settle = self.constraints.settle_time
+        here = self.vector(target)
+
+        def observable(start):
+            first = int(math.floor(start / GRID_SECONDS))
+            final = int(math.ceil((start + target.duration) / GRID_SECONDS))
+            return final <= last and blocked[final + 1] - blocked[first] == 0
+
+        previous_end, previous_vector = self.begin, self.start_position
+        for index in range(len(self.entries) + 1):
+            following = self.entries[index] if index < len(self.entries) else None
+            gap_end = following[0] if following else self.end
+            if previous_end > last_start:
+                return None  # this gap and all later ones begin after the target has set
+            if (gap_end - previous_end >= target.duration + settle * (2 if following else 1)
+                    and gap_end >= first_start + target.duration):
+                start = self._start_in_gap(target, here, previous_end, previous_vector,
+                                           following, gap_end, observable, grid_starts)
+                if start is not None:
+                    self.entries.insert(index, (start, start + target.duration, target,
+                                                self.slew(previous_vector, here)))
+                    return start
+            if following is not None:
+                previous_end, previous_vector = following[1], self.vector(following[2])
+        return None
+
+    def _start_in_gap(self, target, here, previous_end, previous_vector, following, gap_end,
+                      observable, grid_starts):
+        earliest = previous_end + self.slew(previous_vector, here)
+        latest_end = (gap_end - self.slew(here, self.vector(following[2])) if following
+                      else gap_end)
+        if earliest + target.duration > latest_end:
+            return None
+        if observable(earliest):
+            return earliest
+        k = int(np.searchsorted(grid_starts, math.ceil(earliest / GRID_SECONDS)))
+        if k < len(grid_starts) and grid_starts[k] * GRID_SECONDS + target.duration <= latest_end:
+            return grid_starts[k] * GRID_SECONDS
+        return None
+
+
+def _unit(ra, dec):
+    """The unit vector of an ICRS position (degrees)."""
+    ra, dec = math.radians(ra), math.radians(dec)
+    return (math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec))
+
+
+def _longest_run(mask):
+    """The length of the longest run of ``True`` in a boolean array."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max()) if len(starts) else 0
