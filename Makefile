@@ -1,0 +1,348 @@
+# TOROS Manager: a development venv and its tests, and the system install of
+# the four daemons with their systemd units (Linux) or launchd plists (macOS).
+# `make help` lists the targets; variables are set as `make VAR=value`.
+
+.DEFAULT_GOAL := all
+
+# ---------------------------------------------------------------------------
+# Variables you may set
+# ---------------------------------------------------------------------------
+
+# Interpreter for the development venv, and the venv itself.
+PYTHON ?= python3
+VENV ?= .venv
+# Extra arguments for `make test`, e.g. PYTEST_ARGS="-k units -x".
+PYTEST_ARGS ?=
+
+# Where `make install` puts things. DESTDIR stages the whole tree below
+# another directory (packaging, tests): nothing outside it is touched then.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_VENV ?= $(PREFIX)/lib/toros-manager/venv
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/toros-manager
+CONFIG_FILE ?= $(CONFIG_DIR)/toros.conf.yaml
+SYSTEMD_UNIT_DIR ?= /etc/systemd/system
+LAUNCHD_DIR ?= /Library/LaunchAgents
+# Where `make` renders the units and plists.
+BUILD ?= build
+# `make uninstall PURGE=1` also removes config, data, logs and the user.
+PURGE ?=
+
+# The interpreter the install venv is made from; empty means: $(PYTHON),
+# unless that lives under /root or /home (pyenv's default), then
+# /usr/bin/python3. Why: a venv only links to its interpreter and standard
+# library, and the services run as user toros with ProtectHome=yes, which
+# hides /root and /home (and /root is mode 0700 anyway). Copying the
+# interpreter (`venv --copies`) does not copy the standard library, and
+# ProtectHome=read-only would not help with 0700, so the install is made from
+# a Python outside /root and /home; one inside them is refused.
+INSTALL_PYTHON ?=
+
+UNAME := $(shell uname -s)
+ifeq ($(UNAME),Darwin)
+INIT_SYSTEM ?= launchd
+else
+INIT_SYSTEM ?= systemd
+endif
+
+# ---------------------------------------------------------------------------
+# Fixed names: they must agree with the units (StateDirectory=toros,
+# LogsDirectory=toros, User=toros) and with etc/toros/toros.conf.yaml.
+# ---------------------------------------------------------------------------
+TOROS_USER := toros
+CONFIG_DIR := /etc/toros
+STATE_DIR := /var/lib/toros
+DATA_DIR := $(STATE_DIR)/data
+LOG_DIR := /var/log/toros
+SERVICES := scheduler telescope dome preprocessor
+PROGRAMS := $(addprefix toros-,$(SERVICES)) toros
+SHIPPED_CONFIG := etc/toros/toros.conf.yaml
+
+VENV_PY := $(VENV)/bin/python
+# Marks the editable install; redone when setup.py changes.
+DEV_STAMP := $(VENV)/.toros-dev-installed
+# DESTDIR made absolute: the venv writes absolute paths into its scripts,
+# which install-venv rewrites from $(DEST)$(INSTALL_VENV) to $(INSTALL_VENV).
+DEST := $(if $(strip $(DESTDIR)),$(abspath $(DESTDIR)))
+STAGED_VENV := $(DEST)$(INSTALL_VENV)
+
+# Shell snippet: stop unless the interpreter $(1) can make a venv. Debian
+# ships ensurepip apart (python3-venv), so `python3 -m venv` fails without
+# it; as root we install it for Debian's own /usr/bin/python3*.
+define require_venv_module
+if ! $(1) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+  case "`command -v $(1)`" in /usr/bin/python3*|/bin/python3*) \
+    if [ "`id -u`" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+      echo "$(1) has no venv module: installing Debian's python3-venv"; \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv \
+        || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv; }; \
+    fi;; \
+  esac; \
+  $(1) -c 'import ensurepip, venv' >/dev/null 2>&1 || { \
+    echo "error: $(1) cannot create virtual environments (no ensurepip/venv module)." >&2; \
+    echo "       On Debian/Ubuntu: sudo apt-get install python3-venv" >&2; \
+    exit 1; }; \
+fi
+endef
+
+# Shell snippet: fail unless the path variable $(1) is absolute, without
+# spaces (a unit's ExecStart= would split it).
+define require_absolute
+case "$($(1))" in \
+  *" "*) echo "error: $(1)='$($(1))' contains a space" >&2; exit 1;; \
+  /*) ;; \
+  *) echo "error: $(1)='$($(1))' is empty or not an absolute path: the units' ExecStart would be wrong" >&2; exit 1;; \
+esac
+endef
+
+# Only root can chown, and only to a user that exists.
+CAN_CHOWN = [ "`id -u`" = 0 ] && id $(TOROS_USER) >/dev/null 2>&1
+
+.PHONY: all help dev units test demo install install-check install-venv \
+        install-links install-init install-user install-dirs install-config \
+        install-docs uninstall clean distclean
+
+all: dev units ## dev venv with the package (editable) + rendered units/plists
+
+help: ## list the targets
+	@echo "Targets:"
+	@sed -n 's/^\([a-z-]*\):.*## \(.*\)/  \1: \2/p' $(MAKEFILE_LIST)
+	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
+	@echo "  INSTALL_VENV=$(INSTALL_VENV) BINDIR=$(BINDIR) CONFIG_FILE=$(CONFIG_FILE)"
+	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
+	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) PURGE=$(PURGE)"
+
+# ---------------------------------------------------------------------------
+# Development
+# ---------------------------------------------------------------------------
+
+dev: $(DEV_STAMP) ## create the dev venv (VENV) and install the package editable, with pytest
+
+$(VENV_PY):
+	@$(call require_venv_module,$(PYTHON))
+	$(PYTHON) -m venv $(VENV)
+
+$(DEV_STAMP): setup.py | $(VENV_PY)
+	$(VENV_PY) -m pip install --disable-pip-version-check -e ".[test]"
+	@touch $@
+
+test: dev ## install what the tests need, then run pytest (PYTEST_ARGS)
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+demo: dev ## run the demo night (toros demo)
+	$(VENV)/bin/toros demo
+
+# ---------------------------------------------------------------------------
+# Units and plists, rendered with the INSTALL's paths (not the dev venv's).
+# Always re-rendered (cheap), so a changed PREFIX is never left stale; the old
+# files are unlinked first, in case `sudo make install` left them root-owned.
+# ---------------------------------------------------------------------------
+
+RENDER = sed -e 's|@VENV@|$(INSTALL_VENV)|g' -e 's|@CONFIG@|$(CONFIG_FILE)|g' \
+             -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@STATE_DIR@|$(STATE_DIR)|g' \
+             -e 's|@LOG_DIR@|$(LOG_DIR)|g'
+
+units: ## render build/systemd/*.service and build/launchd/*.plist
+	@$(call require_absolute,PREFIX)
+	@$(call require_absolute,INSTALL_VENV)
+	@$(call require_absolute,CONFIG_FILE)
+	@mkdir -p $(BUILD)/systemd $(BUILD)/launchd
+	@set -e; for s in $(SERVICES); do \
+	  unit=$(BUILD)/systemd/$$s.service; plist=$(BUILD)/launchd/org.toros.$$s.plist; \
+	  rm -f $$unit $$plist; \
+	  $(RENDER) systemd/$$s.service.in > $$unit; \
+	  $(RENDER) launchd/org.toros.$$s.plist.in > $$plist; \
+	  if ! grep -Eq "^ExecStart=/[^ ]+/bin/toros-$$s --config /" $$unit; then \
+	    echo "error: $$unit: ExecStart is missing, empty or not an absolute path to toros-$$s" >&2; \
+	    rm -f $$unit $$plist; exit 1; fi; \
+	  if ! grep -Eq "<string>/[^<]+/bin/toros-$$s</string>" $$plist; then \
+	    echo "error: $$plist: ProgramArguments lacks an absolute path to toros-$$s" >&2; \
+	    rm -f $$unit $$plist; exit 1; fi; \
+	  if grep -n '@[A-Z_]*@' $$unit $$plist >&2; then \
+	    echo "error: placeholders left unrendered (above)" >&2; rm -f $$unit $$plist; exit 1; fi; \
+	done
+	@echo "rendered $(BUILD)/systemd and $(BUILD)/launchd for $(INSTALL_VENV)"
+
+# ---------------------------------------------------------------------------
+# Install. Each step may be run alone (e.g. `make install-config`).
+# ---------------------------------------------------------------------------
+
+install: install-venv install-links install-docs install-init install-user install-dirs install-config ## install venv, links, units, user, dirs, config (root, or DESTDIR=)
+	@echo "installed TOROS Manager into $(DEST)$(INSTALL_VENV)"
+
+install-check:
+	@if [ -z "$(DEST)" ] && [ "`id -u`" != 0 ]; then \
+	  echo "error: installing into / needs root: sudo make install (or stage it: make install DESTDIR=/some/dir)" >&2; \
+	  exit 1; fi
+
+# The venv is made once and upgraded in place; pip does not compile here so
+# that the bytecode can be compiled with the final paths (compileall -s/-p).
+install-venv: install-check
+	@$(call require_absolute,INSTALL_VENV)
+	@set -e; py='$(INSTALL_PYTHON)'; \
+	if [ -z "$$py" ]; then \
+	  py=`$(PYTHON) -c 'import sys; print(sys.executable)'`; \
+	  case "`$$py -c 'import sys; print(sys.base_prefix)'`/" in /root/*|/home/*) \
+	    if [ "$(UNAME)" = Linux ] && [ -x /usr/bin/python3 ]; then \
+	      echo "note: $$py lives under /root or /home, hidden from the services (ProtectHome=yes);"; \
+	      echo "      making the install venv from /usr/bin/python3 (set INSTALL_PYTHON to choose)"; \
+	      py=/usr/bin/python3; fi;; \
+	  esac; \
+	fi; \
+	$(call require_venv_module,$$py); \
+	if [ "$(UNAME)" = Linux ]; then \
+	  case "`$$py -c 'import sys; print(sys.base_prefix)'`/" in /root/*|/home/*) \
+	    echo "error: INSTALL_PYTHON=$$py lives under /root or /home, which the services cannot read;" >&2; \
+	    echo "       set INSTALL_PYTHON to a Python outside them (e.g. /usr/bin/python3)" >&2; \
+	    exit 1;; \
+	  esac; \
+	fi; \
+	if [ ! -x "$(STAGED_VENV)/bin/python" ]; then \
+	  echo "creating $(STAGED_VENV) with $$py"; \
+	  "$$py" -m venv "$(STAGED_VENV)"; \
+	fi
+	@# pip builds in the source tree; from a copy, so that `sudo make install`
+	@# leaves no root-owned build/ or *.egg-info behind.
+	@set -e; src=`mktemp -d`; trap 'rm -rf "$$src"' EXIT; \
+	tar -cf - --exclude=./.git --exclude=./$(VENV) --exclude=./build --exclude=./$(BUILD) \
+	  $(if $(DESTDIR),--exclude=./$(DESTDIR)) --exclude='*.egg-info' --exclude=__pycache__ . | tar -xf - -C "$$src"; \
+	echo "pip install --upgrade . (into $(STAGED_VENV))"; \
+	PIP_ROOT_USER_ACTION=ignore "$(STAGED_VENV)/bin/python" -m pip install \
+	  --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src"
+	-@"$(STAGED_VENV)/bin/python" -m compileall -qq -j 0 \
+	  $(if $(DEST),-s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
+	@# Scripts staged under DESTDIR name the staged python; point them (and
+	@# bin/activate*, pyvenv.cfg) at the final $(INSTALL_VENV).
+	@if [ -n "$(DEST)" ]; then \
+	  for f in `grep -rlIF "$(STAGED_VENV)" "$(STAGED_VENV)/bin" "$(STAGED_VENV)/pyvenv.cfg"`; do \
+	    sed -e 's|$(STAGED_VENV)|$(INSTALL_VENV)|g' "$$f" > "$$f.tmp" && cat "$$f.tmp" > "$$f" && rm -f "$$f.tmp"; \
+	  done; \
+	  echo "rewrote script paths from $(STAGED_VENV) to $(INSTALL_VENV)"; \
+	fi
+
+install-links: install-check ## symlink the five programs into BINDIR
+	@mkdir -p "$(DEST)$(BINDIR)"
+	@for p in $(PROGRAMS); do \
+	  ln -sfn "$(INSTALL_VENV)/bin/$$p" "$(DEST)$(BINDIR)/$$p"; \
+	  echo "$(DEST)$(BINDIR)/$$p -> $(INSTALL_VENV)/bin/$$p"; \
+	done
+
+# The units' Documentation= points here.
+install-docs: install-check
+	@mkdir -p "$(DEST)$(DOCDIR)"
+	@for f in README.md docs/*.md; do \
+	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/"; fi; \
+	done
+
+install-init: install-check units ## install the units (Linux) or plists (macOS)
+ifeq ($(INIT_SYSTEM),launchd)
+	@mkdir -p "$(DEST)$(LAUNCHD_DIR)"
+	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/launchd/org.toros.$(s).plist) "$(DEST)$(LAUNCHD_DIR)/"
+	@echo "load a service with: sudo launchctl load $(LAUNCHD_DIR)/org.toros.<service>.plist"
+else
+	@mkdir -p "$(DEST)$(SYSTEMD_UNIT_DIR)"
+	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/systemd/$(s).service) "$(DEST)$(SYSTEMD_UNIT_DIR)/"
+	@# Only a live systemd on this very machine needs (and can do) a reload.
+	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
+	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
+	@echo "start the services with: sudo systemctl enable --now $(SERVICES)"
+endif
+
+# Linux: a system user and group. macOS: LaunchAgents run as the logged-in
+# user, so only a group `toros` is made and the installing user (SUDO_USER)
+# joins it; the directories and config are then group-writable/readable.
+install-user: install-check
+	@if [ -n "$(DEST)" ]; then \
+	  echo "DESTDIR is set: not creating user $(TOROS_USER) (the target system must)"; \
+	elif [ "$(UNAME)" = Darwin ]; then \
+	  dseditgroup -o read $(TOROS_USER) >/dev/null 2>&1 \
+	    || dseditgroup -o create -r "TOROS Manager" $(TOROS_USER); \
+	  if [ -n "$$SUDO_USER" ]; then dseditgroup -o edit -a "$$SUDO_USER" -t user $(TOROS_USER); fi; \
+	elif id $(TOROS_USER) >/dev/null 2>&1; then \
+	  echo "user $(TOROS_USER) exists"; \
+	else \
+	  echo "creating system user $(TOROS_USER)"; \
+	  useradd --system --user-group --home-dir $(STATE_DIR) --shell /usr/sbin/nologin $(TOROS_USER); \
+	fi
+
+install-dirs: install-check install-user
+	@mkdir -p "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"
+	@if [ "$(UNAME)" = Darwin ]; then \
+	  chmod 0770 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
+	  if [ "`id -u`" = 0 ] && dseditgroup -o read $(TOROS_USER) >/dev/null 2>&1; then \
+	    chown root:$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; fi; \
+	else \
+	  chmod 0750 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
+	  if $(CAN_CHOWN); then \
+	    chown $(TOROS_USER):$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
+	  else echo "not root or no user $(TOROS_USER): left $(DEST)$(STATE_DIR) and $(DEST)$(LOG_DIR) unowned"; fi; \
+	fi
+
+# Never overwrites: the config is the operator's once installed. It may hold
+# HTTP credentials, hence 0640 root:toros.
+install-config: install-check install-user
+	@cfg="$(DEST)$(CONFIG_FILE)"; mkdir -p "`dirname $$cfg`"; \
+	if [ -e "$$cfg" ]; then \
+	  echo "kept the existing $$cfg (not overwritten); the shipped default is $(SHIPPED_CONFIG)"; \
+	  if [ -n "`find "$$cfg" -perm -004`" ]; then \
+	    echo "warning: $$cfg is world-readable; it may hold credentials: chmod 0640 $$cfg" >&2; fi; \
+	else \
+	  cp $(SHIPPED_CONFIG) "$$cfg" && chmod 0640 "$$cfg"; \
+	  echo "installed $$cfg (mode 0640)"; \
+	  if [ "`id -u`" = 0 ] && { id $(TOROS_USER) >/dev/null 2>&1 || dseditgroup -o read $(TOROS_USER) >/dev/null 2>&1; }; then \
+	    chown root:$(TOROS_USER) "$$cfg"; \
+	  else echo "not root or no group $(TOROS_USER): $$cfg not chowned to root:$(TOROS_USER)"; fi; \
+	fi
+
+# ---------------------------------------------------------------------------
+# Uninstall: config, data and logs stay unless PURGE=1.
+# ---------------------------------------------------------------------------
+
+uninstall: install-check ## stop and remove services, venv, links (PURGE=1: also config, data, user)
+ifeq ($(INIT_SYSTEM),launchd)
+	@for s in $(SERVICES); do \
+	  plist="$(DEST)$(LAUNCHD_DIR)/org.toros.$$s.plist"; \
+	  if [ -z "$(DEST)" ] && [ -f "$$plist" ]; then launchctl unload "$$plist" 2>/dev/null || true; fi; \
+	  rm -f "$$plist"; \
+	done
+else
+	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
+	  for s in $(SERVICES); do \
+	    systemctl stop $$s.service 2>/dev/null || true; \
+	    systemctl disable $$s.service 2>/dev/null || true; \
+	  done; fi
+	@for s in $(SERVICES); do rm -f "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service"; done
+	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+endif
+	@# Only what install put there: a path that is not a venv is left alone.
+	@if [ -f "$(STAGED_VENV)/pyvenv.cfg" ]; then \
+	  echo "rm -rf $(STAGED_VENV)"; rm -rf "$(STAGED_VENV)"; \
+	elif [ -e "$(STAGED_VENV)" ]; then \
+	  echo "warning: $(STAGED_VENV) is not a venv (no pyvenv.cfg): left in place" >&2; fi
+	@rmdir "`dirname $(STAGED_VENV)`" 2>/dev/null || true
+	@for f in README.md docs/*.md; do rm -f "$(DEST)$(DOCDIR)/`basename $$f`"; done
+	@rmdir "$(DEST)$(DOCDIR)" 2>/dev/null || true
+	@for p in $(PROGRAMS); do rm -f "$(DEST)$(BINDIR)/$$p"; done
+ifeq ($(PURGE),1)
+	rm -rf "$(DEST)$(CONFIG_FILE)" "$(DEST)$(CONFIG_DIR)" "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)"
+	@if [ -z "$(DEST)" ]; then \
+	  if [ "$(UNAME)" = Darwin ]; then dseditgroup -o delete $(TOROS_USER) 2>/dev/null || true; \
+	  else \
+	    if id $(TOROS_USER) >/dev/null 2>&1; then userdel $(TOROS_USER); fi; \
+	    if getent group $(TOROS_USER) >/dev/null 2>&1; then groupdel $(TOROS_USER); fi; \
+	  fi; fi
+else
+	@echo "kept $(CONFIG_FILE), $(STATE_DIR) and $(LOG_DIR) (make uninstall PURGE=1 removes them and the user)"
+endif
+
+# ---------------------------------------------------------------------------
+# Cleaning. `clean` keeps the venv (slow to remake); `distclean` removes it.
+# ---------------------------------------------------------------------------
+
+clean: ## remove build/, egg-info and caches (keeps the venv)
+	rm -rf $(BUILD) build dist *.egg-info .pytest_cache
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean ## clean, and remove the dev venv too
+	rm -rf $(VENV)

@@ -1,0 +1,103 @@
+"""Helpers for the install tests: run the Makefile, and stage one install per test session.
+
+A staged install (`make install DESTDIR=<tmp>`) runs pip, so it is made once and shared by
+tests/test_units.py and tests/test_systemd_container.py.
+"""
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = ("scheduler", "telescope", "dome", "preprocessor")
+PROGRAMS = tuple(f"toros-{service}" for service in SERVICES) + ("toros",)
+
+# The final (not staged) paths the staged install is made for: the Makefile's defaults.
+PREFIX = "/usr/local"
+INSTALL_VENV = f"{PREFIX}/lib/toros-manager/venv"
+CONFIG_FILE = "/etc/toros/toros.conf.yaml"
+SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+STATE_DIR = "/var/lib/toros"
+DATA_DIR = f"{STATE_DIR}/data"
+LOG_DIR = "/var/log/toros"
+
+# What the host must look like after a staged install, exactly as before it.
+HOST_PATHS = (
+    f"{PREFIX}/lib/toros-manager", f"{PREFIX}/bin/toros", "/etc/toros",
+    f"{SYSTEMD_UNIT_DIR}/scheduler.service", STATE_DIR, LOG_DIR,
+)
+
+# A cold install downloads astropy, numpy, scipy...; a warm one takes well under a minute.
+INSTALL_TIMEOUT_S = 900
+# Rendering or copying files.
+QUICK_MAKE_TIMEOUT_S = 60
+
+
+def make(*args, cwd=REPO, timeout=QUICK_MAKE_TIMEOUT_S):
+    """Run `make -C cwd args...` and return the CompletedProcess (text output captured).
+
+    The variables of an outer `make test` (MAKEFLAGS carries its command-line variables)
+    must not leak into these runs, so the make-related environment is dropped.
+    """
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(cwd), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+    )
+
+
+def describe(result):
+    """The command, exit status and output of a CompletedProcess, for assertion messages."""
+    return (f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+
+
+def host_snapshot():
+    """Which of the install's paths exist on this host, and whether a toros user exists."""
+    try:
+        pwd.getpwnam("toros")
+        has_user = True
+    except KeyError:
+        has_user = False
+    return {"toros user": has_user, **{path: os.path.lexists(path) for path in HOST_PATHS}}
+
+
+@dataclass(frozen=True)
+class StagedInstall:
+    root: Path          # DESTDIR: the staged tree
+    build: Path         # BUILD: where make rendered the units and plists
+    install_log: str    # output of the first `make install`
+    host_before: dict   # host_snapshot() taken just before it
+
+    def path(self, final_path):
+        """The staged location of a final absolute path such as /usr/local/bin/toros."""
+        return self.root / str(final_path).lstrip("/")
+
+    def install_args(self):
+        """The make arguments that redo this staged install."""
+        return ("install", f"DESTDIR={self.root}", f"PREFIX={PREFIX}", f"BUILD={self.build}")
+
+
+_staged = {}
+
+
+def staged_install(tmp_path_factory):
+    """Stage `make install DESTDIR=<tmp> PREFIX=/usr/local` once per session; fail with its output."""
+    if "install" not in _staged:
+        root = tmp_path_factory.mktemp("destdir")
+        build = tmp_path_factory.mktemp("build")
+        args = ("install", f"DESTDIR={root}", f"PREFIX={PREFIX}", f"BUILD={build}")
+        before = host_snapshot()
+        result = make(*args, timeout=INSTALL_TIMEOUT_S)
+        _staged["install"] = (StagedInstall(root, build, result.stdout + result.stderr, before), result)
+    staged, result = _staged["install"]
+    if result.returncode != 0:
+        pytest.fail("the staged install failed:\n" + describe(result))
+    return staged

@@ -1,0 +1,435 @@
+"""Under a real systemd, in a throwaway container: the installed units start the four daemons
+(Type=notify, sandboxed, as user toros); the daemons answer work orders on loopback, reach each
+other, write FITS frames into /var/lib/toros/data on a simulated night, reload on SIGHUP, stop
+cleanly with status 0, and are not restarted after a bad config (status 78).
+
+The container is `systemd-nspawn --volatile=yes -D /`: this machine's own /usr, read-only, on an
+empty tmpfs root, booted with its own systemd and a private network. Read-only into it go the
+staged install's /usr/local (`make install DESTDIR=...`: the venv, the program links) and this
+source tree; inside it, `make install-user install-dirs install-config install-init` does the
+root-only steps of `sudo make install` for real (useradd, chown, daemon-reload). Nothing of it
+outlives the container.
+
+Needs root and systemd-nspawn (Debian package systemd-container, which .ci/run installs);
+otherwise every test skips, saying why.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers_install import (  # noqa: E402
+    CONFIG_FILE, INSTALL_VENV, LOG_DIR, PREFIX, REPO, SERVICES, STATE_DIR, staged_install,
+)
+
+BOOT_TIMEOUT_S = 60        # until the container's systemd has finished booting
+INIT_APPEAR_TIMEOUT_S = 15  # until nspawn has started the container's PID 1
+COMMAND_TIMEOUT_S = 60     # one command inside the container
+START_TIMEOUT_S = 120      # all four daemons to start (each imports astropy) and send READY=1
+TEARDOWN_TIMEOUT_S = 30    # the container to power off after SIGTERM, before it is killed
+POLL_INTERVAL_S = 0.2
+
+SOURCE_IN_CONTAINER = "/srv/toros-source"
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Units that would wait for a network or a console that the container does not have.
+MASKED_UNITS = ("systemd-firstboot.service", "systemd-networkd-wait-online.service",
+                "console-getty.service")
+SHIPPED_CONFIG = yaml.safe_load((REPO / "etc/toros/toros.conf.yaml").read_text())
+# The manual's example of a dome work order.
+MANUAL_DOME_ORDER = {"ID": "1", "WOType": "Dome", "Priority": 2,
+                     "Datetime": "2019-03-05T14:34:54.234", "User": "John Doe", "Blink01": True}
+# The manual's example of an observation, under an ID of its own (the dome example has "1").
+OBSERVATION_ORDER = {"ID": "101", "WOType": "Observation", "Priority": 1.3,
+                     "Datetime": "2019-03-05T14:34:54.234", "User": "Main Module",
+                     "Telescope Name": "CTMO", "RA": 23.1, "Dec": 13.2, "Filter": "I",
+                     "Exposure Time": 30.0, "Number of Exposures": 1, "Type of job": "Research",
+                     "Type of object": "Galaxy", "Calibration Frames": "Yes", "Output": "Analysis"}
+RECEIPT_KEYS = {"ID", "Status", "Priority", "Message"}
+DISPATCH_TIMEOUT_S = 30    # the scheduler to hand an order to the telescope daemon
+NIGHT_TIMEOUT_S = 60       # the dome to open, then the observation to be taken, on the fast clock
+# A simulated night, as tests/observatory.py runs one: dark at CTMO, 100 simulated s per real s,
+# so that the manual's 30 s exposure and its calibration frames take about a second.
+NIGHT_SETTINGS = {
+    "Clock": {"Mode": "simulated", "Start": "2026-11-22T02:00:00+00:00", "Speed": 100},
+    "Dome": {"Reopen Delay": 0, "Heartbeat Timeout": 3600},
+    "Scheduler": {"Heartbeat Interval": 30},
+    "Telescope": {"Bias Frames": 2, "Dark Frames": 2},
+    "Simulator": {"Width": 256, "Height": 256},
+}
+
+
+def address(service):
+    """(IP, port) of *service* in the shipped config."""
+    entry = SHIPPED_CONFIG[f"{service.capitalize()} Address"]
+    return entry["IP"], entry["Port"]
+
+
+def container_init_pid(nspawn, deadline):
+    """The PID (on this host) of the container's systemd: the child of systemd-nspawn."""
+    while time.monotonic() < deadline and nspawn.poll() is None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                lines = (entry / "status").read_text().splitlines()
+                status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+            except OSError:
+                continue  # it ended meanwhile
+            if (status.get("PPid", "").strip() == str(nspawn.pid)
+                    and status.get("Name", "").strip() == "systemd"):
+                return int(entry.name)
+        time.sleep(POLL_INTERVAL_S)
+    return None
+
+
+class Container:
+    """A booted container; commands run in it with nsenter."""
+
+    def __init__(self, nspawn, init_pid, console_log):
+        self.nspawn = nspawn
+        self.init_pid = init_pid
+        self.console_log = console_log
+
+    def run(self, *command, timeout=COMMAND_TIMEOUT_S):
+        """Run *command* inside the container, in a clean environment; return the CompletedProcess."""
+        return subprocess.run(
+            ["nsenter", "--target", str(self.init_pid), "--all",
+             "env", "-i", f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", "HOME=/root", *command],
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def output(self, *command):
+        """The stripped stdout of *command*, whatever its exit status."""
+        return self.run(*command).stdout.strip()
+
+    def diagnostics(self, *services):
+        """What an operator would look at when a service misbehaves."""
+        parts = []
+        for service in services:
+            unit = f"{service}.service"
+            parts.append(self.run("systemctl", "status", "--no-pager", "--full", unit).stdout)
+            parts.append(self.run("journalctl", "--no-pager", "-n", "40", "-u", unit).stdout)
+            log = self.run("tail", "-n", "20", f"{LOG_DIR}/{service}.log")
+            parts.append(f"--- {LOG_DIR}/{service}.log\n{log.stdout}{log.stderr}")
+        return "\n".join(parts)
+
+    def teardown(self):
+        """Power the container off (SIGTERM to nspawn); kill it, by its own PIDs, if it hangs."""
+        if self.nspawn.poll() is None:
+            self.nspawn.terminate()
+        try:
+            self.nspawn.wait(timeout=TEARDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for pid in (self.init_pid, self.nspawn.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)  # the container's PID 1 takes its namespace along
+                except ProcessLookupError:
+                    pass
+            self.nspawn.wait(timeout=TEARDOWN_TIMEOUT_S)
+
+
+def skip_unless_containers_possible():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to boot a systemd-nspawn container")
+    for tool, package in (("systemd-nspawn", "systemd-container"), ("nsenter", "util-linux")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian package {package}; .ci/run installs it)")
+    if not Path("/usr/lib/systemd/systemd").exists():
+        pytest.skip("systemd is not installed (Debian package systemd)")
+
+
+def boot(staged, workdir):
+    """Boot the container with the staged install; skip if this machine cannot."""
+    console_log = workdir / "console.log"
+    binds = [f"--bind-ro={staged.path(PREFIX)}:{PREFIX}",
+             f"--bind-ro={REPO}:{SOURCE_IN_CONTAINER}"]
+    # The venv links to its base interpreter; outside /usr (which the container has) bind it too.
+    python = staged.path(f"{INSTALL_VENV}/bin/python")
+    base_prefix = subprocess.run([str(python), "-c", "import sys; print(sys.base_prefix)"],
+                                 capture_output=True, text=True, check=True,
+                                 timeout=COMMAND_TIMEOUT_S).stdout.strip()
+    if not (base_prefix == "/usr" or base_prefix.startswith("/usr/")):
+        binds.append(f"--bind-ro={base_prefix}")
+    command = [
+        "systemd-nspawn", "--quiet", "--volatile=yes", "--directory=/", "--boot",
+        "--private-network", "--register=no", "--keep-unit", "--console=read-only",
+        f"--machine=toros-test-{os.getpid()}", *binds,
+        # Arguments after the options go to the container's systemd.
+        "systemd.unit=multi-user.target", *(f"systemd.mask={unit}" for unit in MASKED_UNITS),
+    ]
+    with open(console_log, "wb") as console:
+        nspawn = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console,
+                                  stderr=subprocess.STDOUT)
+    init_pid = container_init_pid(nspawn, time.monotonic() + INIT_APPEAR_TIMEOUT_S)
+    if init_pid is None:
+        if nspawn.poll() is None:
+            nspawn.kill()
+        nspawn.wait()
+        pytest.skip("systemd-nspawn could not start a container here:\n"
+                    + console_log.read_text()[-2000:])
+    container = Container(nspawn, init_pid, console_log)
+    # Until its systemd listens, systemctl fails at once: retry until the boot is over.
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    state = ""
+    while time.monotonic() < deadline:
+        try:
+            state = container.run("systemctl", "is-system-running", "--wait",
+                                  timeout=max(1.0, deadline - time.monotonic())).stdout.strip()
+        except subprocess.TimeoutExpired:
+            break
+        if state in ("running", "degraded"):
+            return container
+        time.sleep(POLL_INTERVAL_S)
+    failed = container.output("systemctl", "--failed", "--no-pager")
+    container.teardown()
+    pytest.fail(f"the container did not finish booting in {BOOT_TIMEOUT_S} s (state {state!r}):\n"
+                f"{failed}\n{console_log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory):
+    skip_unless_containers_possible()
+    staged = staged_install(tmp_path_factory)
+    booted = boot(staged, tmp_path_factory.mktemp("container"))
+    try:
+        yield booted
+    finally:
+        booted.teardown()
+
+
+@pytest.fixture(scope="module")
+def installed(container):
+    """`make install`'s root-only steps, run inside the container as root."""
+    result = container.run("make", "--no-print-directory", "-C", SOURCE_IN_CONTAINER,
+                           "install-user", "install-dirs", "install-config", "install-init",
+                           "BUILD=/tmp/toros-build", f"PREFIX={PREFIX}")
+    assert result.returncode == 0, f"make install steps failed:\n{result.stdout}\n{result.stderr}"
+    return container
+
+
+@pytest.fixture(scope="module")
+def started(installed):
+    """All four services enabled and started, as `make install` tells the operator to.
+
+    Starting a Type=notify unit waits for the daemon's READY=1. Enabled, a unit also stays
+    loaded once stopped, so that its exit status can be read.
+    """
+    units = [f"{service}.service" for service in SERVICES]
+    result = installed.run("systemctl", "enable", "--now", *units, timeout=START_TIMEOUT_S)
+    assert result.returncode == 0, \
+        f"systemctl enable --now failed: {result.stderr}\n{installed.diagnostics(*SERVICES)}"
+    return installed
+
+
+def call_front_desk(container, service, work_order):
+    """Send *work_order* to *service*'s front_desk over XML-RPC, from inside the container.
+
+    Returns the answer, or {"Fault": code, "Message": text} when the daemon refuses.
+    """
+    ip, port = address(service)
+    script = ("import json, sys, xmlrpc.client\n"
+              f"proxy = xmlrpc.client.ServerProxy('http://{ip}:{port}/', allow_none=True)\n"
+              "try:\n"
+              "    answer = proxy.front_desk(json.loads(sys.argv[1]))\n"
+              "except xmlrpc.client.Fault as fault:\n"
+              "    answer = {'Fault': fault.faultCode, 'Message': fault.faultString}\n"
+              "print(json.dumps(answer, default=str))\n")
+    result = container.run(f"{INSTALL_VENV}/bin/python", "-c", script, json.dumps(work_order))
+    assert result.returncode == 0, f"{result.stderr}\n{container.diagnostics(service)}"
+    return json.loads(result.stdout)
+
+
+def wait_for(check, what, timeout, diagnostics):
+    """Poll *check* until it returns a true value; fail naming *what* after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, \
+            f"gave up after {timeout} s waiting for {what}\n{diagnostics()}"
+        time.sleep(POLL_INTERVAL_S)
+    return result
+
+
+def unit_properties(container, unit, *names):
+    """{name: value} of `systemctl show` properties of *unit*."""
+    shown = container.output("systemctl", "show", "-p", ",".join(names), unit)
+    return dict(line.split("=", 1) for line in shown.splitlines())
+
+
+def listening_sockets(pid):
+    """(IP, port) of every TCP socket listening in the network namespace of *pid*."""
+    listen_state = "0A"
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != listen_state:
+                continue
+            hex_ip, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_ip)
+            # /proc shows addresses as native-endian 32-bit words.
+            words = [raw[i:i + 4] for i in range(0, len(raw), 4)]
+            packed = b"".join(word[::-1] if sys.byteorder == "little" else word for word in words)
+            ip = ".".join(str(b) for b in packed) if len(packed) == 4 else packed.hex(":", 2)
+            found.add((ip, int(hex_port, 16)))
+    return found
+
+
+# --- the install's root-only steps -------------------------------------------------------------
+
+def test_install_creates_the_toros_system_user(installed):
+    entry = installed.output("getent", "passwd", "toros").split(":")
+    assert entry[0] == "toros" and entry[5] == STATE_DIR and entry[6] == "/usr/sbin/nologin", entry
+
+
+def test_install_makes_the_config_readable_by_root_and_the_toros_group_only(installed):
+    assert installed.output("stat", "-c", "%a %U %G", CONFIG_FILE) == "640 root toros"
+
+
+def test_install_gives_the_data_and_log_directories_to_toros(installed):
+    for directory in (STATE_DIR, f"{STATE_DIR}/data", LOG_DIR):
+        assert installed.output("stat", "-c", "%U %G", directory) == "toros toros", directory
+
+
+# --- the services under systemd ----------------------------------------------------------------
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_is_active_after_start_and_runs_as_toros(started, service):
+    unit = f"{service}.service"
+    assert started.output("systemctl", "is-active", unit) == "active", started.diagnostics(service)
+    main_pid = started.output("systemctl", "show", "--value", "-p", "MainPID", unit)
+    assert started.output("ps", "-o", "user=", "-p", main_pid) == "toros"
+
+
+def test_state_and_log_directories_stay_private_to_toros(started):
+    for directory in (STATE_DIR, LOG_DIR):
+        assert started.output("stat", "-c", "%a %U", directory) == "750 toros", directory
+
+
+def test_daemons_listen_on_loopback_only(started):
+    listening = listening_sockets(started.init_pid)
+    for service in SERVICES:
+        ip, port = address(service)
+        assert ip == "127.0.0.1", f"the shipped config has {service} listen on {ip}"
+        assert {entry for entry in listening if entry[1] == port} == {(ip, port)}, listening
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_daemon_answers_a_status_work_order(started, service):
+    health = call_front_desk(started, service, {"WOType": "Status"})
+    assert health["Service"] == service
+    assert health["Status"] == "running"
+
+
+def test_dome_accepts_the_manuals_work_order(started):
+    receipt = call_front_desk(started, "dome", MANUAL_DOME_ORDER)
+    assert RECEIPT_KEYS <= receipt.keys(), receipt
+    assert receipt["ID"] == MANUAL_DOME_ORDER["ID"]
+
+
+def test_scheduler_hands_an_observation_to_the_telescope_daemon(started):
+    """The sandboxed daemons reach each other on loopback."""
+    receipt = call_front_desk(started, "scheduler", OBSERVATION_ORDER)
+    assert RECEIPT_KEYS <= receipt.keys(), receipt
+    query = {"WOType": "Status", "ID": OBSERVATION_ORDER["ID"]}
+
+    def known_to_the_telescope():
+        answer = call_front_desk(started, "telescope", query)
+        return "Fault" not in answer and answer
+
+    at_telescope = wait_for(known_to_the_telescope, "the order to reach the telescope daemon",
+                            DISPATCH_TIMEOUT_S, lambda: started.diagnostics("scheduler", "telescope"))
+    assert at_telescope["ID"] == OBSERVATION_ORDER["ID"]
+
+
+def test_reload_keeps_the_daemon_running_in_the_same_process(started):
+    unit = "dome.service"
+    before = started.output("systemctl", "show", "--value", "-p", "MainPID", unit)
+    result = started.run("systemctl", "reload", unit)
+    assert result.returncode == 0, result.stderr
+    assert started.output("systemctl", "is-active", unit) == "active", started.diagnostics("dome")
+    assert started.output("systemctl", "show", "--value", "-p", "MainPID", unit) == before
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_stops_cleanly_with_exit_status_0(started, service):
+    unit = f"{service}.service"
+    result = started.run("systemctl", "stop", unit)
+    assert result.returncode == 0, result.stderr
+    assert started.output("systemctl", "is-active", unit) == "inactive", started.diagnostics(service)
+    shown = unit_properties(started, unit, "Result", "ExecMainCode", "ExecMainStatus")
+    # ExecMainCode 1 is CLD_EXITED: the daemon exited by itself on SIGTERM, not killed by it.
+    assert shown == {"Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0"}, \
+        started.diagnostics(service)
+
+
+def test_a_bad_config_fails_with_status_78_and_is_not_restarted(started):
+    """RestartPreventExitStatus=78: systemd must not restart a daemon whose config is unusable."""
+    unit = "dome.service"
+    drop_in = f"/run/systemd/system/{unit}.d/bad-config.conf"
+    bad_config = "/run/toros-bad.conf.yaml"
+    exec_start = f"{INSTALL_VENV}/bin/toros-dome --config {bad_config}"
+    setup = (f"printf 'No Such Setting: 1\\n' > {bad_config} && chmod 0644 {bad_config} && "
+             f"mkdir -p $(dirname {drop_in}) && "
+             f"printf '[Service]\\nExecStart=\\nExecStart={exec_start}\\n' > {drop_in} && "
+             "systemctl daemon-reload")
+    assert started.run("sh", "-c", setup).returncode == 0
+    try:
+        assert started.run("systemctl", "start", unit).returncode != 0
+        shown = unit_properties(started, unit, "ActiveState", "SubState", "ExecMainStatus", "NRestarts")
+        # A restart would show SubState=auto-restart (waiting RestartSec) and then NRestarts > 0.
+        assert shown == {"ActiveState": "failed", "SubState": "failed", "ExecMainStatus": "78",
+                         "NRestarts": "0"}, started.diagnostics("dome")
+    finally:
+        started.run("sh", "-c", f"rm -f {drop_in} {bad_config} && systemctl daemon-reload "
+                                f"&& systemctl reset-failed {unit}")
+
+
+def test_a_simulated_night_writes_fits_frames_into_the_data_directory(started):
+    """The whole chain under the sandbox: scheduler, dome, telescope writing FITS into
+    /var/lib/toros/data (the only writable data path), and the hand-over to the preprocessor."""
+    # The operator edits the installed config (in place: it stays 0640 root:toros).
+    reconfigure = ("import json, sys, yaml\n"
+                   "from datetime import datetime, timezone\n"
+                   "path, settings = sys.argv[1], json.loads(sys.argv[2])\n"
+                   "settings['Clock']['Anchor'] = datetime.now(timezone.utc).isoformat()\n"
+                   "config = yaml.safe_load(open(path))\n"
+                   "for section, values in settings.items():\n"
+                   "    config.setdefault(section, {}).update(values)\n"
+                   "yaml.safe_dump(config, open(path, 'w'), sort_keys=False)\n")
+    result = started.run(f"{INSTALL_VENV}/bin/python", "-c", reconfigure, CONFIG_FILE,
+                         json.dumps(NIGHT_SETTINGS))
+    assert result.returncode == 0, result.stderr
+    units = [f"{service}.service" for service in SERVICES]
+    result = started.run("systemctl", "restart", *units, timeout=START_TIMEOUT_S)
+    assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics(*SERVICES)}"
+
+    def diagnostics():
+        return started.diagnostics("dome", "telescope")
+
+    def status(service, order_id=None):
+        query = {"WOType": "Status"} if order_id is None else {"WOType": "Status", "ID": order_id}
+        return call_front_desk(started, service, query)
+
+    wait_for(lambda: status("dome")["Devices"]["Safety"]["May Open"],
+             "the dome to be allowed to open", NIGHT_TIMEOUT_S, diagnostics)
+    call_front_desk(started, "dome", {"ID": "open", "WOType": "Dome", "Shutter": "Open"})
+    wait_for(lambda: status("dome", "open").get("Status") == "done",
+             "the dome to open", NIGHT_TIMEOUT_S, diagnostics)
+
+    order = dict(OBSERVATION_ORDER, ID="201")
+    call_front_desk(started, "scheduler", order)
+    taken = wait_for(lambda: (answer := status("telescope", order["ID"])).get("Status") == "done" and answer,
+                     "the telescope to take the observation", NIGHT_TIMEOUT_S, diagnostics)
+
+    files = taken["Progress"]["Files"]
+    assert files and all(path.startswith(f"{STATE_DIR}/data/") for path in files), files
+    assert started.output("stat", "-c", "%U %a", *files).splitlines() == ["toros 640"] * len(files)
+    handed = status("preprocessor", taken["Progress"]["Preprocessing ID"])
+    assert handed["Work Order"]["File Location"] == files, handed
