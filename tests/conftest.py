@@ -84,8 +84,11 @@ def make_site(tmp_path):
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
-    """The four daemons, shared by the tests of a module (each test uses its own order IDs)."""
-    made = Site(tmp_path_factory.mktemp("running")).start(
+    """The four daemons on a fast simulated evening, the dome opened by the scheduler, shared by
+    the tests of a module (each test uses its own order IDs)."""
+    from observatory import settings  # beside this file; it builds on the names above
+
+    made = Site(tmp_path_factory.mktemp("running"), settings()).start(
         "scheduler", "telescope", "dome", "preprocessor")
     yield made
     made.stop()

@@ -31,7 +31,7 @@ def observatory(simulators, make_site):
     site = make_site(settings(
         speed=1,
         Telescope={"Mount": device(), "Camera": device(), "Filter Wheel": device(),
-                   "Bias Frames": 1, "Dark Frames": 1, "Poll Interval": 0.2},
+                   "Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1, "Poll Interval": 0.2},
         Dome={"Enclosure": device(), "Safety Monitor": device(), "Check Interval": 0.5}))
     simulators.catalogue.add_field(TARGET["RA"], TARGET["Dec"])
     site.start("preprocessor", "dome", "telescope", "scheduler")
@@ -50,7 +50,7 @@ def test_an_observation_slews_exposes_and_writes_fits(observatory):
     observe(observatory, "alpaca-1", **{"Number of Exposures": 2, "Calibration Frames": "Yes"})
     result = ended(observatory.proxy("telescope"), "alpaca-1", "done")
     files = result["Progress"]["Files"]
-    assert len(files) == 4  # 2 lights, 1 bias, 1 dark
+    assert len(files) == 5  # 2 lights, 1 bias, 1 dark, 1 flat
     kinds = []
     for path in files:
         with fits.open(path) as hdus:
@@ -58,7 +58,7 @@ def test_an_observation_slews_exposes_and_writes_fits(observatory):
         assert data.shape == (CAMERA_HEIGHT, CAMERA_WIDTH)
         assert header["FILTER"] == FILTER and header["ORDERID"] == "alpaca-1"
         kinds.append(header["IMAGETYP"])
-    assert sorted(kinds) == ["BIAS", "DARK", "LIGHT", "LIGHT"]
+    assert sorted(kinds) == ["BIAS", "DARK", "FLAT", "LIGHT", "LIGHT"]
     pointing = observatory.proxy("telescope").front_desk({"WOType": "Status"})["Devices"][
         "Pointing"]
     assert pointing["Dec"] == pytest.approx(TARGET["Dec"], abs=0.05)

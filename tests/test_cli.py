@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from test_front_desk import wait_for_state
+from observatory import ended
 
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
 
@@ -65,10 +65,10 @@ def test_a_refused_order_is_shown_and_the_exit_status_is_1(running, tmp_path):
 
 def test_status_of_an_order_shows_its_history(running, orders_file):
     toros(running, "submit", str(orders_file))
-    wait_for_state(running.proxy("scheduler"), "cli-1", "dispatched")
+    ended(running.proxy("scheduler"), "cli-1", "done")
     result = toros(running, "status", "cli-1")
     assert result.returncode == 0
-    assert "Status:           dispatched" in result.stdout
+    assert "Status:           done" in result.stdout
     assert "History:" in result.stdout and "accepted" in result.stdout
 
 
@@ -78,13 +78,12 @@ def test_status_without_id_is_the_daemons_health(running):
 
 
 def test_cancel(running):
-    night = running.directory / "data" / "20261123"
-    night.mkdir()
-    toros(running, "submit", "-", "--to", "preprocessor",
-          stdin=json.dumps({"ID": "cli-4", "WOType": "Preprocessing", "File Location": str(night)}))
-    result = toros(running, "cancel", "cli-4", "--to", "preprocessor")
+    toros(running, "submit", "-", "--to", "telescope",
+          stdin=json.dumps({"ID": "cli-4", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
+                            "Filter": "V", "Exposure Time": 3600}))
+    result = toros(running, "cancel", "cli-4", "--to", "telescope")
     assert result.returncode == 0 and "cancelled" in result.stdout
-    again = toros(running, "cancel", "cli-4", "--to", "preprocessor")
+    again = toros(running, "cancel", "cli-4", "--to", "telescope")
     assert again.returncode == 1 and "already cancelled" in again.stderr
 
 

@@ -8,8 +8,10 @@ import xmlrpc.client
 
 import pytest
 
-from test_front_desk import observation, wait_for_state
+from observatory import settings, wait_until
+from test_front_desk import observation
 from torosmanager.launcher import executable
+from torosmanager.workorders import FaultCode
 
 USERS = {"toros": "s3cret-pass", "observer": "other"}
 
@@ -33,7 +35,8 @@ def basic(user, password):
 class TestCredentials:
     @pytest.fixture
     def guarded(self, make_site):
-        return make_site({"Server": {"Users": USERS}}).start("scheduler", "telescope")
+        return make_site(settings(Server={"Users": USERS}, Scheduler={"Manage Dome": False})
+                         ).start("scheduler", "telescope")
 
     def test_without_credentials_the_answer_is_401(self, guarded):
         status, body, response = post(guarded, "telescope", status_body())
@@ -51,7 +54,20 @@ class TestCredentials:
         url = guarded.url("scheduler").replace("http://", "http://toros:s3cret-pass@")
         scheduler = xmlrpc.client.ServerProxy(url, allow_none=True)
         scheduler.front_desk(observation("with-auth"))
-        wait_for_state(scheduler, "with-auth", "dispatched")
+        # Handed over with the credentials: the telescope has it (and, its dome being shut,
+        # has interrupted it).
+        telescope = xmlrpc.client.ServerProxy(
+            guarded.url("telescope").replace("http://", "http://toros:s3cret-pass@"))
+        wait_until(lambda: _known(telescope, "with-auth"), "the order to reach the telescope")
+
+
+def _known(proxy, order_id):
+    try:
+        return proxy.front_desk({"WOType": "Status", "ID": order_id})
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode == FaultCode.NOT_FOUND:
+            return None
+        raise
 
 
 def test_a_non_loopback_address_without_credentials_does_not_start(tmp_path):

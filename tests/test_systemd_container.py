@@ -333,19 +333,21 @@ def test_dome_accepts_the_manuals_work_order(started):
     assert receipt["ID"] == MANUAL_DOME_ORDER["ID"]
 
 
-def test_scheduler_hands_an_observation_to_the_telescope_daemon(started):
-    """The sandboxed daemons reach each other on loopback."""
-    receipt = call_front_desk(started, "scheduler", OBSERVATION_ORDER)
+def test_scheduler_hands_a_dome_order_to_the_dome_daemon(started):
+    """The sandboxed daemons reach each other on loopback. (A Dome order is handed over at
+    once; an Observation waits for its planned time tonight: the simulated night below.)"""
+    order = {"ID": "handed-over", "WOType": "Dome", "User": "test", "Blink02": True}
+    receipt = call_front_desk(started, "scheduler", order)
     assert RECEIPT_KEYS <= receipt.keys(), receipt
-    query = {"WOType": "Status", "ID": OBSERVATION_ORDER["ID"]}
+    query = {"WOType": "Status", "ID": order["ID"]}
 
-    def known_to_the_telescope():
-        answer = call_front_desk(started, "telescope", query)
+    def known_to_the_dome():
+        answer = call_front_desk(started, "dome", query)
         return "Fault" not in answer and answer
 
-    at_telescope = wait_for(known_to_the_telescope, "the order to reach the telescope daemon",
-                            DISPATCH_TIMEOUT_S, lambda: started.diagnostics("scheduler", "telescope"))
-    assert at_telescope["ID"] == OBSERVATION_ORDER["ID"]
+    at_dome = wait_for(known_to_the_dome, "the order to reach the dome daemon",
+                       DISPATCH_TIMEOUT_S, lambda: started.diagnostics("scheduler", "dome"))
+    assert at_dome["ID"] == order["ID"]
 
 
 def test_reload_keeps_the_daemon_running_in_the_same_process(started):

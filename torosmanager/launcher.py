@@ -54,7 +54,8 @@ def local_config(directory, overrides=None):
         "Logging": {"File": os.path.join(directory, "{service}.log")},
         "Database": {"File": os.path.join(directory, "{service}.sqlite3")},
         "Telescope": {"Data Directory": data_directory},
-        "Preprocessor": {"Allowed Directories": [data_directory]},
+        "Preprocessor": {"Allowed Directories": [data_directory],
+                         "Master Library": os.path.join(directory, "masters")},
     })
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
