@@ -78,6 +78,14 @@ class Handler:
         """The devices (or peers) this daemon drives, for the health report."""
         return {}
 
+    def page_sections(self):
+        """Extra ``(title, HTML)`` sections for the daemon's status page; none by default."""
+        return []
+
+    def page_asset(self, path):
+        """``(content type, bytes)`` served at *path* beside the status page, or ``None``."""
+        return None
+
     # --- life cycle ----------------------------------------------------------------------
 
     def start(self):

@@ -209,6 +209,13 @@ class Journal:
                                     "ORDER BY created, rowid", tuple(FINAL_STATES)).fetchall()
         return [_record(row) for row in rows]
 
+    def recent(self, limit):
+        """The *limit* orders changed most recently, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM orders ORDER BY updated DESC, rowid DESC "
+                                    "LIMIT ?", (limit,)).fetchall()
+        return [_record(row) for row in rows]
+
     def counts(self):
         """How many orders are in each state: a dict of state to count."""
         with self._lock:

@@ -4,12 +4,34 @@ stderr is what journald (systemd) and launchd capture; the file is for operators
 Every line about a work order carries ``[WO <ID>]``, so ``grep '\\[WO 42\\]'`` traces its life.
 """
 
+import collections
 import logging
 import logging.handlers
 import os
 import sys
 
 FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+#: Log lines kept in memory for the daemon's status page.
+RECENT_LINES = 40
+
+
+class RecentLines(logging.Handler):
+    """The last few formatted log lines, for the status page."""
+
+    def __init__(self, capacity=RECENT_LINES):
+        super().__init__()
+        self.lines = collections.deque(maxlen=capacity)
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+    def snapshot(self):
+        """The lines, oldest first."""
+        self.acquire()
+        try:
+            return list(self.lines)
+        finally:
+            self.release()
 
 
 class ReopenableFileHandler(logging.handlers.RotatingFileHandler):
@@ -38,8 +60,8 @@ def setup_logging(config, service):
 
     Returns
     -------
-    ReopenableFileHandler
-        The file handler, to reopen on SIGHUP.
+    (ReopenableFileHandler, RecentLines)
+        The file handler, to reopen on SIGHUP, and the recent lines, for the status page.
     """
     settings = config["Logging"]
     path = settings["File"].replace("{service}", service)
@@ -48,12 +70,13 @@ def setup_logging(config, service):
     file_handler = ReopenableFileHandler(path, maxBytes=settings["Max Bytes"],
                                          backupCount=settings["Backup Count"], encoding="utf-8")
     console = logging.StreamHandler(sys.stderr)
+    recent = RecentLines()
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    for handler in (file_handler, console):
+    for handler in (file_handler, console, recent):
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(settings["Log Level"])
     logging.captureWarnings(True)
-    return file_handler
+    return file_handler, recent

@@ -2,7 +2,8 @@
 
 It publishes one application method, ``front_desk(work_order)``, plus the standard
 ``system.listMethods``, ``system.methodHelp``, ``system.methodSignature`` and
-``system.multicall``, at ``POST /`` and ``POST /RPC2``. Around the stdlib's
+``system.multicall``, at ``POST /`` and ``POST /RPC2``, and the daemon's status page at
+``GET /``. Around the stdlib's
 :class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a networked observatory needs: a thread per
 connection with a socket timeout (a slow client stalls only itself), a limit on request size,
 and HTTP Basic authentication.
@@ -63,6 +64,32 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
             super().do_POST()
         finally:
             self.rfile = connection_stream
+
+    def do_GET(self):
+        """The daemon's status page at ``/`` (and what it links to): HTML for a browser."""
+        if not self._authorized():
+            self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
+                         {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
+            return
+        pages = self.server.pages
+        path = self.path.split("?", 1)[0]
+        found = None
+        if pages is not None:
+            found = ("text/html; charset=utf-8", pages.index().encode()) if path == "/" else \
+                pages.asset(path)
+        if found is None:
+            self.report_404()
+            return
+        content_type, body = found
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        # Only this page's own resources: no scripts, no frames, nothing from elsewhere.
+        self.send_header("Content-Security-Policy", "default-src 'none'; img-src 'self'; "
+                                                    "style-src 'unsafe-inline'")
+        self.end_headers()
+        self.wfile.write(body)
 
     def decode_request_content(self, data):
         # A gzip body may expand far beyond Content-Length: hold it to the same limit.
@@ -136,15 +163,18 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         self.max_request_bytes = max_request_bytes
         self.request_timeout = request_timeout
         self.users = dict(users or {})
+        self.pages = None
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), requestHandler=FrontDeskRequestHandler, logRequests=False,
                          allow_none=True, use_builtin_types=True)
 
-    def publish(self, front_desk):
-        """Serve *front_desk* as ``front_desk``, with the ``system.*`` methods.
+    def publish(self, front_desk, pages=None):
+        """Serve *front_desk* as ``front_desk``, with the ``system.*`` methods, and *pages*
+        (a :class:`~torosmanager.pages.StatusPages`) at ``GET /``.
 
-        Its docstring is what ``system.methodHelp("front_desk")`` returns.
+        The function's docstring is what ``system.methodHelp("front_desk")`` returns.
         """
+        self.pages = pages
         self.register_function(front_desk, "front_desk")
         self.register_introspection_functions()
         self.register_multicall_functions()

@@ -22,6 +22,7 @@ from .dome import DomeHandler
 from .frontdesk import FrontDesk
 from .journal import Journal
 from .logs import setup_logging
+from .pages import StatusPages
 from .preprocessor import PreprocessorHandler
 from .scheduler import SchedulerHandler
 from .server import FrontDeskServer
@@ -117,7 +118,7 @@ def _remove_stale_pidfile(path):
 
 def serve(service, config, server):
     """Open the journal, build the daemon, and serve on *server* until SIGTERM or SIGINT."""
-    log_file = setup_logging(config, service)
+    log_file, recent_lines = setup_logging(config, service)
     use_astropy_offline()
     clock = Clock.from_config(config)
     database = service_path(config["Database"]["File"], service)
@@ -129,7 +130,7 @@ def serve(service, config, server):
         return EXIT_FAILURE
     handler = HANDLERS[service](config, journal, clock)
     desk = FrontDesk(handler, journal, clock, config)
-    server.publish(desk.front_desk)
+    server.publish(desk.front_desk, StatusPages(desk, recent_lines))
 
     def stop(signum, frame):
         log.info("received %s; stopping", signal.Signals(signum).name)

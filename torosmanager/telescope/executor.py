@@ -75,6 +75,8 @@ class Executor:
         self._condition = threading.Condition()
         self._current = None
         self._stopping = False
+        #: The path of the last frame written, for the status page.
+        self.latest_frame = None
         self._thread = threading.Thread(target=self._run, name="telescope-executor")
 
     # --- called from the front desk ------------------------------------------------------
@@ -260,6 +262,7 @@ class Executor:
         path = write_frame(self._directory(start), exposure, data, self.camera.info(),
                            self.config["Site"], self.settings["Name"])
         log.info("[WO %s] wrote %s", job.record.id, path)
+        self.latest_frame = path
         return path
 
     def _directory(self, instant=None):

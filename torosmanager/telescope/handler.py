@@ -10,7 +10,9 @@ above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun be
 ``Dome → Sun Altitude Limit``, when the dome may be open).
 """
 
+import html
 import logging
+import os
 
 from ..devices import DeviceError
 from ..devices.factory import telescope_devices
@@ -19,8 +21,12 @@ from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
 from ..workorders import WorkOrderError, refuse
 from .executor import Executor
+from .preview import preview_png
 
 log = logging.getLogger(__name__)
+
+#: Width, pixels, the status page shows the latest frame at.
+PREVIEW_WIDTH = 512
 
 
 class TelescopeHandler(Handler):
@@ -119,6 +125,24 @@ class TelescopeHandler(Handler):
             report["Pointing"] = {"Error": str(error)}
         report["Executor"] = self.executor.current()
         return report
+
+    def page_sections(self):
+        path = self.executor.latest_frame
+        if path is None:
+            return [("Latest frame", "<p>No frame yet.</p>")]
+        from astropy.io import fits
+
+        from ..pages import header_table
+        name = html.escape(os.path.basename(path))
+        return [("Latest frame", f"<p id='latest-frame'>{name}</p>"
+                                 f"<img id='preview' src='/latest.png' alt='{name}' "
+                                 f"width='{PREVIEW_WIDTH}'>"
+                                 + header_table(fits.getheader(path)))]
+
+    def page_asset(self, path):
+        if path == "/latest.png" and self.executor.latest_frame is not None:
+            return "image/png", preview_png(self.executor.latest_frame)
+        return None
 
     # --- life cycle ---------------------------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""Each daemon's status page: GET / on its port, read by plain HTTP and by headless Chromium."""
+
+import http.client
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from observatory import ended, open_dome, settings
+
+#: Seconds Chromium may take to render a page.
+BROWSER_TIMEOUT = 90
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory):
+    """A site where the telescope has taken a frame."""
+    from conftest import Site
+    site = Site(tmp_path_factory.mktemp("pages"), settings()).start("dome", "telescope",
+                                                                     "scheduler")
+    open_dome(site)
+    site.proxy("telescope").front_desk({"ID": "paged", "WOType": "Observation", "RA": 23.1,
+                                        "Dec": 13.2, "Filter": "V", "Exposure Time": 30.0,
+                                        "User": "page test"})
+    ended(site.proxy("telescope"), "paged", "done")
+    yield site
+    site.stop()
+
+
+def get(site, service, path):
+    port = site.config[f"{service.capitalize()} Address"]["Port"]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    return response.status, response.getheader("Content-Type"), response.read()
+
+
+@pytest.mark.parametrize("service", ["scheduler", "telescope", "dome"])
+def test_every_daemon_serves_its_page_beside_xml_rpc(observed, service):
+    status, content_type, body = get(observed, service, "/")
+    assert status == 200 and content_type.startswith("text/html")
+    page = body.decode()
+    assert f"TOROS Manager — {service} daemon" in page
+    assert "id='health'" in page and "id='log'" in page
+    assert observed.proxy(service).front_desk({"WOType": "Status"})["Service"] == service
+
+
+def test_the_telescope_page_shows_its_latest_frame_and_header(observed):
+    page = get(observed, "telescope", "/")[2].decode()
+    assert "<img id='preview' src='/latest.png'" in page
+    assert "EXPTIME" in page and "page test" in page  # the header, with the order's User
+    status, content_type, png = get(observed, "telescope", "/latest.png")
+    assert status == 200 and content_type == "image/png"
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (256, 256)  # the simulated CCD of these tests
+
+
+def test_other_paths_are_not_found(observed):
+    assert get(observed, "dome", "/etc/passwd")[0] == 404
+
+
+def test_a_page_needs_the_credentials_when_the_daemon_does(make_site):
+    site = make_site({"Server": {"Users": {"toros": "secret"}}}).start("dome")
+    assert get(site, "dome", "/")[0] == 401
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian package chromium): "
+                                             "apt-get install chromium")
+def test_the_telescope_page_in_headless_chromium(observed, tmp_path):
+    url = observed.url("telescope")
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True,
+                         timeout=BROWSER_TIMEOUT)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = dom.stdout
+    assert "TOROS Manager — telescope daemon" in rendered
+    assert 'id="preview"' in rendered and 'id="fits-header"' in rendered
+    assert ">paged<" in rendered  # the order in the orders table
+    screenshot = tmp_path / "page.png"
+    shot = subprocess.run(flags + [f"--screenshot={screenshot}", "--window-size=1200,1600",
+                                   url], capture_output=True, text=True,
+                          timeout=BROWSER_TIMEOUT)
+    assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,109 @@
+"""Each daemon's status page, ``GET /`` on its port (XML-RPC stays at ``POST /`` and ``/RPC2``).
+
+A small HTML page, refreshed every :data:`REFRESH_SECONDS`, with the daemon's health, the orders
+it is working on or has just finished, its devices, anything of its own (the telescope shows its
+latest frame and that frame's FITS header), and its last log lines. Self-contained: no scripts,
+no outside resources, so it works on an observatory's offline network.
+"""
+
+import html
+
+#: Seconds between automatic reloads of the page.
+REFRESH_SECONDS = 10
+#: Orders shown, the most recently changed first.
+RECENT_ORDERS = 25
+
+STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px;
+text-align: left; vertical-align: top; font-size: 0.9em; }
+pre { background: #f4f4f4; padding: 0.5em; font-size: 0.8em; overflow-x: auto; }
+.state-done { color: #070; } .state-failed, .state-interrupted { color: #b00; }
+"""
+
+
+class StatusPages:
+    """Renders one daemon's page.
+
+    Parameters
+    ----------
+    desk : FrontDesk
+        The daemon's front desk (health, journal, handler).
+    recent : RecentLines
+        The daemon's last log lines.
+    """
+
+    def __init__(self, desk, recent):
+        self.desk = desk
+        self.recent = recent
+
+    def index(self):
+        """The page, as HTML text."""
+        health = self.desk.health()
+        service = health["Service"]
+        parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+                 f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>"
+                 f"<title>TOROS {_e(service)}</title><style>{STYLE}</style></head><body>",
+                 f"<h1>TOROS Manager — {_e(service)} daemon</h1>",
+                 f"<p id='summary'>{_e(health['Message'])}</p>",
+                 "<h2>Health</h2>",
+                 _table([(key, health[key]) for key in
+                         ("Status", "Version", "Address", "Started", "Clock", "Now")]
+                        + [("Uptime", f"{health['Uptime']:.0f} s"), ("Queue", ", ".join(f"{n} {state}" for state, n in
+                                               sorted(health["Queue"].items())) or "empty")],
+                        table_id="health"),
+                 "<h2>Orders</h2>", self._orders()]
+        for title, fragment in self.desk.handler.page_sections():
+            parts += [f"<h2>{_e(title)}</h2>", fragment]
+        parts += ["<h2>Devices</h2>", _nested(health["Devices"]),
+                  "<h2>Log</h2>", f"<pre id='log'>{_e(chr(10).join(self.recent.snapshot()))}"
+                                  "</pre>",
+                  "</body></html>"]
+        return "".join(parts)
+
+    def asset(self, path):
+        """``(content type, bytes)`` for another path of the page (the telescope's preview), or
+        ``None``."""
+        return self.desk.handler.page_asset(path)
+
+    def _orders(self):
+        records = self.desk.journal.recent(RECENT_ORDERS)
+        if not records:
+            return "<p>No orders yet.</p>"
+        rows = ["<table id='orders'><tr><th>ID</th><th>WOType</th><th>Status</th>"
+                "<th>Priority</th><th>Message</th><th>Updated</th></tr>"]
+        for record in records:
+            rows.append(f"<tr><td>{_e(record.id)}</td><td>{_e(record.wotype)}</td>"
+                        f"<td class='state-{_e(record.state)}'>{_e(record.state)}</td>"
+                        f"<td>{record.priority:g}</td><td>{_e(record.message)}</td>"
+                        f"<td>{_e(record.updated)}</td></tr>")
+        return "".join(rows) + "</table>"
+
+
+def _e(value):
+    return html.escape(str(value))
+
+
+def _table(pairs, table_id=None):
+    identity = f" id='{table_id}'" if table_id else ""
+    return (f"<table{identity}>" + "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>"
+                                           for key, value in pairs) + "</table>")
+
+
+def _nested(mapping):
+    """A dict of dicts as nested tables."""
+    rows = []
+    for key, value in mapping.items():
+        cell = _nested(value) if isinstance(value, dict) else _e(value)
+        if isinstance(value, list):
+            cell = "<br>".join(_e(item) for item in value) or "none"
+        rows.append(f"<tr><th>{_e(key)}</th><td>{cell}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>" if rows else "<p>none</p>"
+
+
+def header_table(header):
+    """A FITS header as an HTML table (the telescope's latest frame)."""
+    return _table([(card.keyword, f"{card.value}  / {card.comment}" if card.comment
+                    else card.value) for card in header.cards if card.keyword],
+                  table_id="fits-header")
