@@ -33,9 +33,13 @@ setup(
         # ASCOM's own Alpaca client: the protocol, its error numbers and image transfer,
         # maintained with the standard, rather than HTTP calls written by hand.
         "alpyca>=3.1,<4",
+        # The plan's altitude chart (toros plan --plot, the night report).
+        "matplotlib>=3.6",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
-    extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2"]},
+    extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2"],
+                    # astroplan: the scheduler benchmark compares the planner with it.
+                    "bench": ["astroplan>=0.10"]},
     scripts=[
         "services/toros-scheduler",
         "services/toros-telescope",

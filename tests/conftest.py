@@ -10,9 +10,10 @@ from torosmanager.config import address_key, load_config
 from torosmanager.launcher import DaemonProcess, local_config
 
 
-#: Every test site runs on a simulated clock from an evening at CTMO (dusk was 00:10 UTC), so
-#: what is visible "tonight" does not depend on the day the tests run.
-EVENING = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+#: Every test site runs on a simulated clock from an evening at CTMO (astronomical dusk was at
+#: 01:05 UTC), so what is visible "tonight" does not depend on the day the tests run. That night
+#: the Moon is down and far from the manual's target (RA 23.1°, Dec 13.2°), high in the sky.
+EVENING = datetime(2026, 11, 10, 2, 0, tzinfo=timezone.utc)
 
 
 def simulated_clock(start=EVENING, speed=1.0):

@@ -167,10 +167,16 @@ class TestRefusals:
         assert "nothing is there" in refusal.faultString
 
     def test_the_original_managers_preprocessing_request(self, running):
-        night = running.directory / "data" / "20261121"
-        night.mkdir(exist_ok=True)
+        import numpy as np
+        from astropy.io import fits
+
+        night = running.directory / "data" / "20261121" / "raw"
+        night.mkdir(parents=True, exist_ok=True)
+        frame = fits.PrimaryHDU(np.zeros((8, 8), dtype=np.uint16))
+        frame.header["IMAGETYP"], frame.header["EXPTIME"] = "BIAS", 0.0
+        frame.writeto(night / "bias.fits")
         receipt = running.proxy("preprocessor").front_desk(
-            {"Request": "Exposure Calibration", "File Location": f"file://{night}"})
+            {"Request": "Exposure Calibration", "File Location": f"file://{night.parent}"})
         assert receipt["WOType"] == "Preprocessing"
         assert receipt["Status"] in ("queued", "running", "done", "failed")
 

@@ -79,19 +79,27 @@ def test_what_cannot_be_observed_is_explained(planner, changes, reason):
 
 
 def test_the_moon_is_kept_at_a_distance():
+    """A target beside the Moon, as seen from the site, is never observed while near it."""
     use_astropy_offline()
-    from astropy.coordinates import SkyCoord, get_body
+    import astropy.units as u
+    from astropy.coordinates import EarthLocation, SkyCoord, get_body
     from astropy.time import Time
 
-    midnight = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
-    moon = get_body("moon", Time(midnight)).icrs
+    site = CONFIG["Site"]
+    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
+                             height=site["Elevation"] * u.m)
+    midnight = Time(datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc))
+    # The Moon's direction from the site (GCRS: ICRS axes), not `.icrs`, whose origin is the
+    # solar system's barycentre.
+    moon = get_body("moon", midnight, location)
     planner = Planner(CONFIG["Site"], Constraints.from_settings(CONFIG["Scheduler"]))
     plan = planner.plan([target("near", ra=moon.ra.deg, dec=moon.dec.deg, duration=300)],
                         AFTERNOON)
     for entry in plan.entries:
-        separation = get_body("moon", Time(entry.start)).icrs.separation(
-            SkyCoord(entry.ra, entry.dec, unit="deg")).deg
-        assert separation >= CONFIG["Scheduler"]["Moon Separation"]
+        there = get_body("moon", Time(entry.start), location)
+        distance = there.separation(SkyCoord(entry.ra, entry.dec, unit="deg").transform_to(
+            there.frame)).deg
+        assert distance >= CONFIG["Scheduler"]["Moon Separation"]
     if not plan.entries:
         assert "too close to the Moon" in plan.unscheduled["near"]
 

@@ -1,15 +1,18 @@
 """The scheduler runs a simulated night: plans, opens the dome, dispatches, follows, recovers."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from conftest import EVENING
 from observatory import ended, settings, status, step, wait_until
 
-#: Research targets high in the sky on the simulated evening (the manual's is RA 23.1°), all
-#: more than 30° from that night's Moon (RA 57°, Dec +20°).
-FIELDS = {"gal-a": (23.1, 13.2), "gal-b": (350.0, 40.0), "gal-c": (10.0, 30.0)}
+#: Research targets high in the sky on the simulated evening, far from that night's Moon.
+FIELDS = {"gal-a": (330.0, 35.0), "gal-b": (340.0, 50.0), "gal-c": (355.0, 60.0)}
 #: A target of opportunity's field, also clear of the Moon.
-ALERT = (0.0, 50.0)
+ALERT = (20.0, 60.0)
 
 
 def night(make_site, **sections):
@@ -51,7 +54,7 @@ def test_plan_and_reasons_are_shown(make_site):
     site = night(make_site, Scheduler={"Manage Dome": False})  # keep the dome shut: just plan
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(observation("south", 0.0, -85.0))
-    scheduler.front_desk(observation("fine", 23.1, 13.2))
+    scheduler.front_desk(observation("fine", *FIELDS["gal-a"]))
     never = wait_until(lambda: "not observable tonight" in status(scheduler, "south")["Message"]
                        and status(scheduler, "south"), "the reason")
     assert "never below airmass 2" in never["Message"] and never["Status"] == "queued"
@@ -62,12 +65,20 @@ def test_plan_and_reasons_are_shown(make_site):
     assert plan["Unscheduled"][0]["ID"] == "south"
     assert 1.0 <= plan["Entries"][0]["Airmass"] <= 2.0
     assert fine["Priority Reason"] == "Type of job 'Research': 5"
+    # `toros plan` shows the same plan, and draws it.
+    chart = site.directory / "plan.png"
+    shown = subprocess.run([os.path.join(os.path.dirname(sys.executable), "toros"), "--config",
+                            site.config_path, "plan", "--plot", str(chart)],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "fine" in shown.stdout and "never below airmass 2" in shown.stdout
+    assert chart.read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_site):
     site = night(make_site)
     scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
-    scheduler.front_desk(observation("long", 23.1, 13.2, **{"Exposure Time": 300.0,
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 300.0,
                                                             "Number of Exposures": 6}))
     wait_until(lambda: step(telescope, "long").startswith("exposing"),
                "the long observation to expose")
@@ -86,7 +97,7 @@ def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_
 def test_cancel_a_queued_and_a_running_order(make_site):
     site = night(make_site)
     scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
-    scheduler.front_desk(observation("first", 23.1, 13.2, **{"Exposure Time": 300.0,
+    scheduler.front_desk(observation("first", *FIELDS["gal-a"], **{"Exposure Time": 300.0,
                                                              "Number of Exposures": 5}))
     scheduler.front_desk(observation("second", *FIELDS["gal-b"], **{"Type of job": "Test"}))
     wait_until(lambda: status(scheduler, "first")["Status"] == "running", "the first to run")
@@ -102,7 +113,7 @@ def test_cancel_a_queued_and_a_running_order(make_site):
 def test_a_restart_mid_night_loses_nothing(make_site):
     site = night(make_site)
     scheduler = site.proxy("scheduler")
-    scheduler.front_desk(observation("during", 23.1, 13.2, **{"Exposure Time": 120.0,
+    scheduler.front_desk(observation("during", *FIELDS["gal-a"], **{"Exposure Time": 120.0,
                                                               "Number of Exposures": 4}))
     scheduler.front_desk(observation("after", *FIELDS["gal-b"]))
     wait_until(lambda: status(scheduler, "during")["Status"] == "running", "the first to run")
@@ -116,7 +127,7 @@ def test_a_restart_mid_night_loses_nothing(make_site):
 def test_an_order_past_its_deadline_expires(make_site):
     site = night(make_site, Scheduler={"Manage Dome": False})
     scheduler = site.proxy("scheduler")
-    scheduler.front_desk(observation("late", 23.1, 13.2, **{
+    scheduler.front_desk(observation("late", *FIELDS["gal-a"], **{
         "Not After": EVENING.replace(hour=1).isoformat()}))
     result = ended(scheduler, "late", "failed")
     assert result["Message"].startswith("expired: its window ended at")

@@ -53,7 +53,7 @@ class TestTheManualsObservation:
         assert len(result["Progress"]["Files"]) == 6
 
     def test_frames_are_in_the_night_directory_with_complete_headers(self, observatory, result):
-        night = observatory.directory / "data" / "20261121" / "raw"  # the evening of Nov 21
+        night = observatory.directory / "data" / "20261109" / "raw"  # the evening of Nov 9
         files = result["Progress"]["Files"]
         assert sorted(os.listdir(night)) == sorted(os.path.basename(path) for path in files)
         kinds = []
@@ -87,7 +87,7 @@ class TestTheManualsObservation:
         assert bias < dark < light < flat  # dark current, then sky; a flat is bright
 
     def test_no_half_written_file_is_left(self, observatory, result):
-        night = observatory.directory / "data" / "20261121" / "raw"
+        night = observatory.directory / "data" / "20261109" / "raw"
         assert not [name for name in os.listdir(night) if name.endswith(".part")]
 
     def test_the_frames_are_handed_to_the_preprocessor(self, observatory, result):

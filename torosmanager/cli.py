@@ -7,6 +7,7 @@
     toros status                      # the scheduler's health (--to another daemon)
     toros cancel 42
     toros services                    # which daemons answer, where, their health
+    toros plan                        # tonight's plan from the scheduler (--plot FILE.png)
     toros demo                        # the four daemons on this machine, with the manual's orders
 
 Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or did not answer
@@ -26,6 +27,7 @@ from . import __version__
 from .client import connect
 from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, SERVICES, ConfigError, address_key,
                      default_config, load_config, resolve_path)
+from .scheduler import plan_command
 from .workorders import SCHEMAS, format_utc
 
 EXIT_OK = 0
@@ -43,7 +45,7 @@ def main(argv=None):
         return EXIT_FAILED
     if arguments.command == "demo":
         from .demo import run_demo
-        return run_demo(keep=arguments.keep)
+        return run_demo()
     try:
         config = _load(arguments.config)
     except ConfigError as error:
@@ -82,10 +84,13 @@ def _parser():
     services = commands.add_parser("services", help="which daemons answer, and their health")
     services.set_defaults(action=list_services)
 
-    demo = commands.add_parser("demo", help="run the four daemons here with the manual's "
-                                            "example orders")
-    demo.add_argument("--keep", action="store_true",
-                      help="keep the demo's directory (config, journals, logs)")
+    plan = commands.add_parser("plan", help="tonight's plan from the scheduler (--plot: an "
+                                            "altitude chart)")
+    plan_command.add_arguments(plan)
+    plan.set_defaults(action=plan_command.run)
+
+    commands.add_parser("demo", help="a whole simulated night with the four daemons, here, in "
+                                      "a few minutes")
     return parser
 
 
@@ -172,7 +177,7 @@ def show_status(config, arguments):
     query = {"WOType": "Status"}
     if arguments.id is not None:
         query["ID"] = arguments.id
-    answer = _ask(config, arguments.to, query)
+    answer = ask(config, arguments.to, query)
     if answer is None:
         return EXIT_FAILED
     if arguments.id is None:
@@ -192,7 +197,7 @@ def show_status(config, arguments):
 
 def cancel_order(config, arguments):
     """``toros cancel ID``."""
-    answer = _ask(config, arguments.to, {"WOType": "Cancel", "ID": arguments.id})
+    answer = ask(config, arguments.to, {"WOType": "Cancel", "ID": arguments.id})
     if answer is None:
         return EXIT_FAILED
     print(table([answer], RECEIPT_COLUMNS))
@@ -221,7 +226,7 @@ def list_services(config, arguments):
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _ask(config, service, query):
+def ask(config, service, query):
     try:
         return connect(config, service).front_desk(query)
     except xmlrpc.client.Fault as refusal:

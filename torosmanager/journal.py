@@ -187,6 +187,13 @@ class Journal:
                              "VALUES (?, ?, ?, ?)", (order_id, time, state, reason))
             return previous
 
+    def set_message(self, order_id, message, time):
+        """Change an order's current message without a history entry (e.g. a planned time
+        that moves a little at every plan)."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE orders SET message = ?, updated = ? WHERE id = ?",
+                             (message, time, order_id))
+
     def get(self, order_id):
         """The :class:`OrderRecord` of *order_id*, or ``None``."""
         with self._lock:

@@ -22,6 +22,8 @@ GRID_MINUTES = 5
 #: How far ahead to look for the next night, hours (more than a day, so one is always found
 #: outside the polar regions).
 SEARCH_HOURS = 36
+#: Instants over the search span at which astropy computes the Sun and sidereal time.
+ANCHORS = 7
 #: Nights remembered: a daemon runs for weeks, and a few recent nights cover every caller.
 MAX_CACHED_NIGHTS = 16
 
@@ -96,27 +98,43 @@ class Night:
 
     def _compute(self, now, sun_limit):
         import astropy.units as u
-        from astropy.coordinates import AltAz, EarthLocation, get_body
+        from astropy.coordinates import TETE, EarthLocation, get_body
         from astropy.time import Time
 
         location = EarthLocation(lat=self.latitude * u.deg, lon=self.longitude * u.deg,
                                  height=self.elevation * u.m)
         start = now.replace(second=0, microsecond=0)
         steps = np.arange(0, SEARCH_HOURS * 60 + GRID_MINUTES, GRID_MINUTES)
-        times = Time(start) + steps * u.min
-        sun = get_body("sun", times, location).transform_to(AltAz(obstime=times, location=location))
-        dark = sun.alt.deg < sun_limit
+        # astropy only at a few instants: the Sun moves 1° a day and sidereal time is linear,
+        # so both are interpolated on the grid, and the Sun's altitude is the hour-angle
+        # formula (full transforms at every grid point were 90 % of a cold plan's time).
+        anchors = np.linspace(0, steps[-1], ANCHORS)
+        times = Time(start) + anchors * u.min
+        # The Sun's apparent place on the true equator and equinox of date, seen from the site:
+        # the frame apparent sidereal time refers to.
+        sun = get_body("sun", times, location).transform_to(TETE(obstime=times,
+                                                                 location=location))
+        lst = np.interp(steps, anchors, np.unwrap(
+            times.sidereal_time("apparent", longitude=self.longitude * u.deg).radian))
+        sun_ra = np.interp(steps, anchors, np.unwrap(sun.ra.radian))
+        sun_dec = np.interp(steps, anchors, sun.dec.radian)
+        latitude = np.radians(self.latitude)
+        altitude = np.degrees(np.arcsin(
+            np.sin(latitude) * np.sin(sun_dec)
+            + np.cos(latitude) * np.cos(sun_dec) * np.cos(lst - sun_ra)))
+        dark = altitude < sun_limit
         if not dark.any():
             return None
         first = int(np.argmax(dark))
         after = np.nonzero(~dark[first:])[0]
         last = first + (int(after[0]) - 1 if after.size else dark.size - first - 1)
-        chosen = times[first:last + 1]
-        lst = chosen.sidereal_time("apparent", longitude=self.longitude * u.deg).radian
-        night_start = now if first == 0 else _to_datetime(chosen[0])
-        return NightWindow(start=night_start, end=_to_datetime(chosen[-1]), sun_limit=sun_limit,
-                           times=chosen.datetime64.astype("datetime64[s]"),
-                           lst_radians=np.asarray(lst), equinox_jyear=float(chosen[0].jyear))
+        grid = (np.datetime64(start.replace(tzinfo=None), "s")
+                + (steps[first:last + 1] * 60).astype("timedelta64[s]"))
+        night_start = now if first == 0 else _to_datetime(grid[0])
+        equinox = float((Time(start) + steps[first] * u.min).jyear)
+        return NightWindow(start=night_start, end=_to_datetime(grid[-1]), sun_limit=sun_limit,
+                           times=grid, lst_radians=np.mod(lst[first:last + 1], 2 * np.pi),
+                           equinox_jyear=equinox)
 
     def altitudes(self, night, ra, dec):
         """Altitudes (degrees) of targets over the night's grid.

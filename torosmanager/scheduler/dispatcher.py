@@ -20,6 +20,7 @@ Everything it knows is in the journal, so a restart loses nothing.
 
 import json
 import logging
+import re
 import threading
 import xmlrpc.client
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from ..workorders import FaultCode, format_utc
 from .planner import Constraints, Planner, target_of
 
 log = logging.getLogger(__name__)
+
+_NUMBERS = re.compile(r"[-+]?\d+(?:[.:]\d+)*")
 
 #: The executor of each WOType the scheduler takes.
 EXECUTOR = {"Observation": "telescope", "Dome": "dome"}
@@ -132,12 +135,14 @@ class Dispatcher:
                   if record.wotype == "Observation" and record.state == QUEUED]
         queued = [record for record in queued if not self._expired(record, now)]
         replan_every = timedelta(seconds=self.settings["Replan Interval"])
+        # The queries above may have waited on a daemon that was busy starting: read the clock
+        # again, so that nothing is planned or dispatched for a moment already past.
         if (self._replan.is_set() or self._last_plan is None
-                or now - self._last_plan >= replan_every):
+                or self.clock.now() - self._last_plan >= replan_every):
             self._replan.clear()
-            self._make_plan(queued, now)
+            self._make_plan(queued)
         if dome_open:
-            self._dispatch(queued, now)
+            self._dispatch(queued, self.clock.now())
 
     # --- the dome -----------------------------------------------------------------------
 
@@ -289,8 +294,10 @@ class Dispatcher:
             return True
         return False
 
-    def _make_plan(self, queued, now):
+    def _make_plan(self, queued):
         telescope = self.config["Telescope"]
+        pointing = self._pointing()
+        now = self.clock.now()
         targets = [target_of(record.work_order, record.priority, self.settings, telescope)
                    for record in queued]
         active = [record for record in self.journal.unfinished()
@@ -301,7 +308,7 @@ class Dispatcher:
                                  telescope).duration
             started = _parse(record.progress.get("Dispatched At", format_utc(now)))
             free_from = max(free_from, started + timedelta(seconds=duration))
-        plan = self.planner.plan(targets, now, self._pointing(), free_from)
+        plan = self.planner.plan(targets, now, pointing, free_from)
         with self._plan_lock:
             self.plan, self._last_plan = plan, now
         by_id = {record.id: record for record in queued}
@@ -314,8 +321,14 @@ class Dispatcher:
                  len(plan.entries), len(queued), plan.total_priority)
 
     def _tell(self, record, message):
-        """Show *message* as a queued order's state, journaling it only when it changes."""
-        if record.message != message:
+        """Show *message* as a queued order's state. Its history gets an entry only when the
+        kind of message changes: the numbers in it (a planned time, an altitude) move a little
+        at every plan, and a night of those would bury what matters."""
+        if record.message == message:
+            return
+        if _kind(record.message) == _kind(message):
+            self.journal.set_message(record.id, message, format_utc(self.clock.now()))
+        else:
             self.handler.transition(record.id, QUEUED, message, only_from={QUEUED})
 
     def _pointing(self):
@@ -381,6 +394,11 @@ class Dispatcher:
                                 progress=dict(record.progress, Attempts=attempts,
                                               **{"Dispatched At": format_utc(now)}))
         self._replan.set()
+
+
+def _kind(message):
+    """A message without its numbers."""
+    return _NUMBERS.sub("#", message)
 
 
 def _parse(text):

@@ -15,12 +15,12 @@ under ``Plan``::
      "Made": "2026-11-22T00:55:00.000Z"}                 # or "never"
 
 :func:`as_dict` makes that from a :class:`~torosmanager.scheduler.planner.Plan`. This module
-imports neither the CLI nor matplotlib until it runs, so the daemon can use :func:`as_dict`.
+imports the CLI, numpy and matplotlib only when they are needed, so the daemon can use
+:func:`as_dict` (and the CLI can import this module) without a cycle or a display.
 """
 
 import sys
 
-from ..night import airmass
 from ..workorders import format_utc
 
 #: The columns of the plan's table.
@@ -51,6 +51,8 @@ def as_dict(plan, names, made, sun_altitude):
     """
     if plan is None:
         return {"Entries": [], "Unscheduled": [], "Made": NEVER, "Sun Altitude": sun_altitude}
+    from ..night import airmass
+
     report = {
         "Entries": [{"ID": entry.id, "Start": format_utc(entry.start),
                      "End": format_utc(entry.end), "Priority": entry.priority,
@@ -86,9 +88,9 @@ def run(config, arguments):
         The exit status: 0 when the plan was shown (and drawn), 1 when the scheduler did not
         answer, has no plan to give, or the chart could not be written.
     """
-    from ..cli import EXIT_FAILED, EXIT_OK, _ask
+    from ..cli import EXIT_FAILED, EXIT_OK, ask
 
-    health = _ask(config, "scheduler", {"WOType": "Status"})
+    health = ask(config, "scheduler", {"WOType": "Status"})
     if health is None:
         return EXIT_FAILED
     plan = health.get("Plan")

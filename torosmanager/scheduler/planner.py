@@ -32,6 +32,10 @@ ALTITUDE_MARGIN = 0.3
 MOON_MARGIN = 0.5
 #: Moon positions computed over a night; in between they are interpolated.
 MOON_SAMPLES = 13
+#: Seconds of added slew below which two places for an order count as equal.
+SLEW_TIE = 1e-6
+#: Sidereal time advances 2π radians per sidereal day (86164.0905 s).
+SIDEREAL_RADIANS_PER_SECOND = 2 * math.pi / 86164.0905
 
 
 @dataclass
@@ -231,8 +235,11 @@ class _Grid:
         self.offsets = np.arange(0.0, span + 1e-9, GRID_SECONDS)
         origin = np.datetime64(window.start.replace(tzinfo=None), "s")
         coarse = (window.times - origin).astype("timedelta64[s]").astype(float)
-        # Sidereal time grows linearly: interpolate it, unwrapped, on the fine grid.
-        self.lst = np.interp(self.offsets, coarse, np.unwrap(window.lst_radians))
+        # Sidereal time grows linearly. During the night a cached window's grid starts up to
+        # one grid step after `now`: extrapolate from its first point (interpolating would hold
+        # it constant before that point and misplace every target by up to 1.25°).
+        self.lst = window.lst_radians[0] + SIDEREAL_RADIANS_PER_SECOND * (self.offsets
+                                                                          - coarse[0])
         self.latitude = math.radians(planner.night.latitude)
 
     def seconds(self, instant):
@@ -269,11 +276,17 @@ class _Grid:
 
     def _moon_distance(self, ra, dec):
         import astropy.units as u
-        from astropy.coordinates import get_body
+        from astropy.coordinates import EarthLocation, get_body
         from astropy.time import Time
 
+        night = self.planner.night
+        location = EarthLocation(lat=night.latitude * u.deg, lon=night.longitude * u.deg,
+                                 height=night.elevation * u.m)
         samples = np.linspace(0, self.offsets[-1], MOON_SAMPLES)
-        moon = get_body("moon", Time(self.start) + samples * u.s).icrs
+        # The Moon as seen from the site, in GCRS, whose axes are ICRS's. Not `.icrs`: that
+        # moves the origin to the solar system's barycentre, and the Moon (at 0.0026 au) then
+        # appears near the anti-solar point.
+        moon = get_body("moon", Time(self.start) + samples * u.s, location)
         moon_ra = np.interp(self.offsets, samples, np.unwrap(moon.ra.radian))
         moon_dec = np.interp(self.offsets, samples, moon.dec.radian)
         ra, dec = np.radians(ra)[:, None], np.radians(dec)[:, None]
@@ -324,23 +337,39 @@ class _Timeline:
             final = int(math.ceil((start + target.duration) / GRID_SECONDS))
             return final <= last and blocked[final + 1] - blocked[first] == 0
 
+        # Of the gaps it fits in, the one where it adds the least slew time (the earliest of
+        # equals): slews are most of the time lost between observations.
+        best = None
         previous_end, previous_vector = self.begin, self.start_position
         for index in range(len(self.entries) + 1):
             following = self.entries[index] if index < len(self.entries) else None
             gap_end = following[0] if following else self.end
             if previous_end > last_start:
-                return None  # this gap and all later ones begin after the target has set
+                break  # this gap and all later ones begin after the target has set
             if (gap_end - previous_end >= target.duration + settle * (2 if following else 1)
                     and gap_end >= first_start + target.duration):
                 start = self._start_in_gap(target, here, previous_end, previous_vector,
                                            following, gap_end, observable, grid_starts)
                 if start is not None:
-                    self.entries.insert(index, (start, start + target.duration, target,
-                                                self.slew(previous_vector, here)))
-                    return start
+                    added = self.slew(previous_vector, here)
+                    if following is not None:
+                        after = self.vector(following[2])
+                        added += self.slew(here, after) - self.slew(previous_vector, after)
+                    if best is None or added < best[0] - SLEW_TIE:
+                        best = (added, index, start, previous_vector)
             if following is not None:
                 previous_end, previous_vector = following[1], self.vector(following[2])
-        return None
+        if best is None:
+            return None
+        _, index, start, previous_vector = best
+        self.entries.insert(index, (start, start + target.duration, target,
+                                    self.slew(previous_vector, here)))
+        if index + 1 < len(self.entries):
+            # The order after it now slews from it.
+            begin, end, following_target, _ = self.entries[index + 1]
+            self.entries[index + 1] = (begin, end, following_target,
+                                       self.slew(here, self.vector(following_target)))
+        return start
 
     def _start_in_gap(self, target, here, previous_end, previous_vector, following, gap_end,
                       observable, grid_starts):

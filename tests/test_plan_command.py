@@ -1,0 +1,154 @@
+"""`toros plan`: the plan as a table, and its altitude chart, from a real planner's plan.
+
+The scheduler here is a small stand-in XML-RPC server answering the health query with the
+``Plan`` contract; the real daemon is tested against the same contract elsewhere.
+"""
+
+import argparse
+import copy
+import socket
+import struct
+import threading
+from datetime import datetime, timezone
+from xmlrpc.server import SimpleXMLRPCServer
+
+import pytest
+
+from torosmanager.clock import use_astropy_offline
+from torosmanager.config import default_config
+from torosmanager.scheduler import chart, plan_command
+from torosmanager.scheduler.planner import Constraints, Planner, Target
+
+CONFIG = default_config()
+SITE = CONFIG["Site"]  # CTMO
+AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)  # before that night's dusk
+#: Targets up at CTMO on that night: (ID, RA, Dec, priority, seconds).
+TARGETS = [("ngc-253", 11.888, -25.288, 7.0, 600.0), ("m31", 10.685, 41.269, 5.0, 300.0),
+           ("m33", 23.462, 30.660, 6.0, 420.0), ("m42", 83.822, -5.391, 9.0, 120.0),
+           ("m1", 83.633, 22.015, 4.0, 900.0), ("m44", 130.100, 19.667, 3.0, 240.0),
+           ("m81", 148.888, 69.065, 8.0, 600.0), ("m51", 202.470, 47.195, 2.0, 300.0),
+           ("m15", 322.493, 12.167, 6.5, 180.0), ("never-up", 10.0, -80.0, 9.5, 60.0)]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: A chart smaller than this cannot hold the curves, shading and legend.
+MIN_PNG_BYTES = 20_000
+MIN_WIDTH, MIN_HEIGHT = 800, 400
+
+
+@pytest.fixture(scope="module")
+def plan():
+    """The Plan dict of a real plan of :data:`TARGETS`, made in the afternoon."""
+    use_astropy_offline()
+    settings = CONFIG["Scheduler"]
+    made = Planner(SITE, Constraints.from_settings(settings)).plan(
+        [Target(*target) for target in TARGETS], AFTERNOON)
+    assert len(made.entries) >= 5 and "never-up" in made.unscheduled
+    names = {"m15": "Pegasus globular", "m42": "Orion Nebula"}
+    return plan_command.as_dict(made, names, AFTERNOON, settings["Sun Altitude"])
+
+
+def png_size(path):
+    """(width, height) from a PNG's header, after checking its signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_chart_is_a_png_of_a_reasonable_size(plan, tmp_path):
+    path = tmp_path / "night.png"
+    chart.draw(plan, SITE, str(path))
+    width, height = png_size(path)
+    assert width >= MIN_WIDTH and height >= MIN_HEIGHT
+    assert path.stat().st_size > MIN_PNG_BYTES
+
+
+def test_a_plan_without_a_night_cannot_be_drawn(tmp_path):
+    empty = plan_command.as_dict(None, {}, None, -18.0)
+    with pytest.raises(ValueError, match="no night"):
+        chart.draw(empty, SITE, str(tmp_path / "none.png"))
+
+
+def test_curves_are_the_targets_altitudes(plan):
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    start = chart.parse_utc(plan["Entries"][0]["Start"])
+    sun, altitudes = chart.curves(plan, SITE, [start])
+    assert sun[0] < plan["Sun Altitude"]
+    location = EarthLocation(lat=SITE["Latitude"] * u.deg, lon=SITE["Longitude"] * u.deg,
+                             height=SITE["Elevation"] * u.m)
+    for entry, curve in zip(plan["Entries"], altitudes):
+        truth = SkyCoord(entry["RA"] * u.deg, entry["Dec"] * u.deg).transform_to(
+            AltAz(obstime=Time(start), location=location)).alt.deg
+        assert curve[0] == pytest.approx(truth, abs=0.1)
+
+
+def test_the_table_lists_the_entries_in_time_order(plan):
+    shuffled = dict(plan, Entries=list(reversed(plan["Entries"])))
+    text = plan_command.text(shuffled)
+    listed = [line.split()[2] for line in text.splitlines()
+              if line[:2].isdigit() and line[2] == ":"]
+    by_time = [entry["ID"] for entry in sorted(plan["Entries"], key=lambda e: e["Start"])]
+    assert listed == by_time
+    assert "Pegasus globular" in text and "Orion Nebula" in text
+    assert "Sun below -18°" in text
+    unscheduled = text.split("Not planned")[1]
+    assert "never-up" in unscheduled and "never below airmass 2" in unscheduled
+
+
+def test_before_the_first_plan():
+    text = plan_command.text(plan_command.as_dict(None, {}, None, -18.0))
+    assert "not planned yet" in text and "Nothing planned" in text
+
+
+class StandIn:
+    """A scheduler answering ``{"WOType": "Status"}`` with *health*, on a free loopback port."""
+
+    def __init__(self, health):
+        self.server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False, allow_none=True)
+        self.server.register_function(lambda order: health, "front_desk")
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        config = copy.deepcopy(CONFIG)
+        config["Scheduler Address"]["HTTP"] = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        return config
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def arguments(*argv):
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_run_prints_the_plan_and_draws_it(plan, tmp_path, capsys):
+    path = tmp_path / "plan.png"
+    with StandIn({"Service": "scheduler", "Version": "test", "Plan": plan}) as config:
+        status = plan_command.run(config, arguments("--plot", str(path)))
+    out = capsys.readouterr().out
+    assert status == 0
+    assert all(entry["ID"] in out for entry in plan["Entries"])
+    assert str(path) in out
+    png_size(path)
+
+
+def test_a_scheduler_without_a_plan(capsys):
+    with StandIn({"Service": "scheduler", "Version": "0.2.0"}) as config:
+        assert plan_command.run(config, arguments()) == 1
+    assert "does not publish a plan" in capsys.readouterr().err
+
+
+def test_an_unreachable_scheduler_is_a_clear_failure(capsys):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = copy.deepcopy(CONFIG)
+    config["Scheduler Address"]["HTTP"] = f"http://127.0.0.1:{port}/"
+    assert plan_command.run(config, arguments()) == 1
+    assert "the scheduler daemon does not answer" in capsys.readouterr().err
