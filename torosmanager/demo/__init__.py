@@ -1,0 +1,148 @@
+"""``make demo`` / ``toros demo``: a whole night at CTMO, simulated, in a few minutes.
+
+Everything runs from a new directory on free loopback ports, with simulated devices and a
+simulated clock (tonight at CTMO, from shortly before astronomical dusk to dawn, about
+:data:`~.scenario.NIGHT_REAL_SECONDS` seconds for the dark hours): no root, no network, nothing
+touched outside that directory. The four daemons start; the orders of :mod:`.scenario` arrive;
+the scheduler opens the dome at dusk, plans and dispatches; a target of opportunity interrupts
+the night; a storm closes the dome for a while; frames are calibrated as they come. One line per
+event is printed as it happens, then a summary table; a night report (HTML, with the plan chart
+and a calibrated frame) is written, and every daemon is stopped.
+"""
+
+import time
+import xmlrpc.client
+from datetime import datetime, timedelta, timezone
+
+from ..cli import table
+from ..client import connect
+from ..clock import Clock, use_astropy_offline
+from ..config import SERVICES, address_key, default_config, load_config
+from ..launcher import DaemonProcess, local_config
+from ..night import Night
+from . import report, scenario
+from .watch import Watcher
+
+#: Real seconds between two looks at the daemons.
+POLL_SECONDS = 0.25
+#: Real seconds to wait, after dawn, for the last calibrations.
+PATIENCE = 120
+#: Where the target of opportunity may be put: hour angles and declination offsets (degrees)
+#: from the zenith; the one farthest from the Moon is chosen.
+TOO_HOUR_ANGLES = (-30.0, -15.0, 0.0, 15.0, 30.0)
+TOO_DEC_OFFSETS = (-20.0, 0.0, 20.0)
+
+
+def run_demo():
+    """Run the demo night; return 0 when it ran to its end."""
+    import tempfile
+
+    use_astropy_offline()
+    defaults = default_config()
+    now = datetime.now(timezone.utc)
+    window = Night(defaults["Site"]).window(now, defaults["Scheduler"]["Sun Altitude"])
+    if window is None:
+        print("The demo needs a night at the site in the coming day and a half.")
+        return 1
+    night = scenario.timetable(window)
+    directory = tempfile.mkdtemp(prefix="toros-demo-")
+    overrides = scenario.settings(night, directory)
+    # The simulated night begins once the daemons are up, not while they start.
+    overrides["Clock"]["Anchor"] = (now + timedelta(seconds=scenario.STARTUP_SECONDS)).isoformat()
+    config = load_config(local_config(directory, overrides))
+    clock = Clock.from_config(config)
+    site = config["Site"]
+    print(f"TOROS Manager demo: a night at {site['Name']} (latitude {site['Latitude']}, longitude "
+          f"{site['Longitude']}), dark from {night.dusk:%Y-%m-%d %H:%M} to {night.dawn:%H:%M} "
+          f"UTC, simulated at {night.speed:g}× real time.\nEverything is in {directory}\n")
+    daemons = [DaemonProcess(service, f"{directory}/toros.conf.yaml").launch()
+               for service in SERVICES]
+    result = 1
+    try:
+        for daemon in daemons:
+            daemon.wait_ready()
+            print(f"started {daemon.service:12} pid {daemon.pid:<7} "
+                  f"{config[address_key(daemon.service)]['HTTP']}  (status page: open it in a "
+                  "browser)")
+        result = _night(config, clock, night, directory)
+    except (OSError, RuntimeError, xmlrpc.client.Error) as error:
+        print(f"\nThe demo failed: {error}")
+    finally:
+        for daemon in reversed(daemons):
+            print(f"stopped {daemon.service:12} exit status {daemon.stop()}")
+        print(f"\nLogs, journals, FITS files and the report stay in {directory} "
+              f"(remove it with: rm -r {directory})")
+    return result
+
+
+def _night(config, clock, night, directory):
+    scheduler = connect(config, "scheduler")
+    watcher = Watcher(config, print)
+    refused = {}
+    print("\nThe evening's orders arrive at the scheduler:")
+    rows = []
+    for order in scenario.evening_orders():
+        try:
+            receipt = scheduler.front_desk(order)
+        except xmlrpc.client.Fault as fault:
+            refused[order["ID"]] = fault.faultString
+            rows.append({"ID": order["ID"], "Status": "refused", "Message": fault.faultString})
+            continue
+        watcher.follow(receipt["ID"])
+        rows.append(receipt)
+    print(table(rows, ("ID", "Status", "Priority", "Message")))
+    print("\nThe night (simulated UTC):")
+    plan, too_sent = None, False
+    while clock.now() < night.end:
+        watcher.poll()
+        plan = _fullest(plan, scheduler.front_desk({"WOType": "Status"})["Devices"]["Plan"])
+        if not too_sent and clock.now() >= night.at(scenario.TOO_AT):
+            order = scenario.target_of_opportunity(*_overhead(config["Site"], clock.now()))
+            receipt = scheduler.front_desk(order)
+            watcher.event(None, f"{order['ID']:10} {'alert':11} a target of opportunity "
+                                f"arrives: priority {receipt['Priority']:g}")
+            watcher.follow(order["ID"])
+            too_sent = True
+        if clock.now() > night.dawn and not watcher.busy():
+            break
+        time.sleep(POLL_SECONDS)
+    deadline = time.monotonic() + PATIENCE
+    while watcher.busy() and time.monotonic() < deadline:
+        watcher.poll()
+        time.sleep(POLL_SECONDS)
+    summary = watcher.summary(refused)
+    print("\nThe night's orders:")
+    print(table(summary, ("ID", "Priority", "State", "Frames", "Calibrated", "Why")))
+    calibrated = next((path for _, status in watcher.preprocessing.values() if status
+                       for path in status.get("Progress", {}).get("Products", [])), None)
+    path = report.write(f"{directory}/report", f"The night of {night.dusk:%Y-%m-%d} at "
+                        f"{config['Site']['Name']}", summary, watcher.events, plan,
+                        config["Site"], calibrated)
+    print(f"\nNight report: {path}")
+    return 0
+
+
+def _fullest(kept, plan):
+    """The plan with the most entries seen so far: the night as first planned."""
+    if kept is None or len(plan.get("Entries", [])) > len(kept.get("Entries", [])):
+        return plan
+    return kept
+
+
+def _overhead(site, instant):
+    """An ICRS position high in the sky at *site* and *instant*, and far from the Moon: where a
+    kilonova candidate worth interrupting the night for would be."""
+    import astropy.units as u
+    from astropy.coordinates import EarthLocation, SkyCoord, get_body
+    from astropy.time import Time
+
+    when = Time(instant)
+    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
+                             height=site["Elevation"] * u.m)
+    sidereal = float(when.sidereal_time("apparent", longitude=site["Longitude"] * u.deg).deg)
+    moon = get_body("moon", when, location)  # from the site (not .icrs: the barycentre's)
+    candidates = [(round((sidereal + hour_angle) % 360, 4), site["Latitude"] + offset)
+                  for hour_angle in TOO_HOUR_ANGLES for offset in TOO_DEC_OFFSETS]
+    separations = [moon.separation(SkyCoord(ra, dec, unit="deg")).deg
+                   for ra, dec in candidates]
+    return candidates[max(range(len(candidates)), key=separations.__getitem__)]

@@ -1,0 +1,61 @@
+"""The night report: one HTML page with the plan chart, a calibrated frame, and what happened."""
+
+import html
+import os
+
+from ..telescope.preview import preview_png
+
+STYLE = """body { font-family: sans-serif; margin: 2em; max-width: 70em; color: #222; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px;
+text-align: left; font-size: 0.9em; vertical-align: top; }
+pre { background: #f4f4f4; padding: 0.5em; font-size: 0.8em; }"""
+
+
+def write(directory, title, summary, events, plan, site, calibrated_frame):
+    """Write ``index.html`` (and its pictures) into *directory*; return its path.
+
+    Parameters
+    ----------
+    summary : list of dict
+        The summary table's rows.
+    events : list of str
+        The night, one line per event.
+    plan : dict or None
+        The scheduler's plan (its Status ``Plan``), drawn as altitude against time.
+    site : dict
+        The configuration's ``Site``.
+    calibrated_frame : str or None
+        A calibrated FITS frame to show.
+    """
+    os.makedirs(directory, exist_ok=True)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>", "<h2>Orders</h2>", _table(summary)]
+    if plan and plan.get("Entries"):
+        from ..scheduler.chart import draw
+        draw(plan, site, os.path.join(directory, "plan.png"))
+        parts += ["<h2>The plan</h2>", "<p>Altitude of every planned target through the night, "
+                  "its planned slot highlighted; twilights shaded.</p>",
+                  "<img src='plan.png' alt='the plan' style='max-width: 100%'>"]
+    if calibrated_frame:
+        with open(os.path.join(directory, "calibrated.png"), "wb") as stream:
+            stream.write(preview_png(calibrated_frame))
+        parts += ["<h2>A calibrated frame</h2>",
+                  f"<p>{html.escape(calibrated_frame)}</p>",
+                  "<img src='calibrated.png' alt='a calibrated frame'>"]
+    parts += ["<h2>The night</h2>", f"<pre>{html.escape(chr(10).join(events))}</pre>",
+              "</body></html>"]
+    path = os.path.join(directory, "index.html")
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write("".join(parts))
+    return path
+
+
+def _table(rows):
+    if not rows:
+        return "<p>none</p>"
+    columns = list(rows[0])
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[column]))}</td>"
+                                    for column in columns) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"

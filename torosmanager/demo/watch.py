@@ -1,0 +1,134 @@
+"""Following the demo's night: one line per event, and the summary at the end.
+
+Events come from the daemons' own Status answers: the scheduler's history of every order (which
+mirrors the telescope's steps), the dome's shutter and why it moved, and the preprocessor's jobs.
+"""
+
+import xmlrpc.client
+
+from ..client import connect
+from ..workorders import FaultCode
+
+FINAL = ("done", "failed", "cancelled")
+ACTIVE = ("dispatched", "running")
+#: How a planned order's repeated "planned for ..." lines are recognised (shown once).
+PLANNED = "planned for "
+
+
+class Watcher:
+    """Prints what happens, once, as it happens.
+
+    Parameters
+    ----------
+    config : dict
+        The demo's configuration (addresses).
+    say : callable
+        Prints one line.
+    """
+
+    def __init__(self, config, say):
+        self.config = config
+        self.say = say
+        self.orders = {}          # ID -> the scheduler's last Status answer
+        self.preprocessing = {}   # preprocessor order ID -> (observation ID, last Status)
+        self._shown = {}          # ID -> history entries shown
+        self._planned_once = set()
+        self._shutter = None
+        self.events = []
+
+    def follow(self, order_id):
+        self.orders.setdefault(order_id, None)
+
+    def poll(self):
+        """Query the daemons once and print what is new."""
+        scheduler = connect(self.config, "scheduler")
+        for order_id in self.orders:
+            status = _status(scheduler, order_id)
+            if status is None:
+                continue
+            self.orders[order_id] = status
+            for entry in status["History"][self._shown.get(order_id, 0):]:
+                self._history(order_id, entry)
+            self._shown[order_id] = len(status["History"])
+            handed = status.get("Progress", {}).get("Preprocessing ID")
+            if handed and handed not in self.preprocessing:
+                self.preprocessing[handed] = (order_id, None)
+        self._dome()
+        self._preprocessor()
+
+    def _history(self, order_id, entry):
+        reason = entry["Reason"]
+        if reason.startswith(PLANNED):
+            if order_id in self._planned_once:
+                return
+            self._planned_once.add(order_id)
+        self.event(entry["Time"], f"{order_id:10} {entry['Status']:11} {reason}")
+
+    def _dome(self):
+        try:
+            enclosure = connect(self.config, "dome").front_desk(
+                {"WOType": "Status"})["Devices"]["Enclosure"]
+        except (OSError, xmlrpc.client.Error, KeyError):
+            return
+        shutter = enclosure["Shutter"]
+        if shutter != self._shutter and shutter in ("open", "closed"):
+            why = f" (closed by: {enclosure['Closed By']})" if enclosure.get("Closed By") else ""
+            self.event(None, f"{'dome':10} {shutter:11} shutter {shutter}{why}")
+        self._shutter = shutter
+
+    def _preprocessor(self):
+        preprocessor = connect(self.config, "preprocessor")
+        for job_id, (order_id, last) in list(self.preprocessing.items()):
+            status = _status(preprocessor, job_id)
+            if status is None or (last is not None and status["Status"] == last["Status"]
+                                  and status["Message"] == last["Message"]):
+                continue
+            self.preprocessing[job_id] = (order_id, status)
+            if status["Status"] in FINAL or last is None:
+                self.event(status["Updated"], f"{order_id:10} {'calibrate':11} "
+                                              f"{status['Status']}: {status['Message']}")
+
+    def event(self, when, text):
+        stamp = (when or "")[11:16] or "     "
+        line = f"{stamp}  {text}"
+        self.events.append(line)
+        self.say(line)
+
+    def busy(self):
+        """Whether an order is under way at the telescope or a calibration job is unfinished
+        (orders that wait for another night do not count)."""
+        return (any(status is not None and status["Status"] in ACTIVE
+                    for status in self.orders.values())
+                or any(last is None or last["Status"] not in FINAL
+                       for _, last in self.preprocessing.values()))
+
+    def summary(self, refused):
+        """Rows for the summary table: every order, its priority, how it ended and why."""
+        calibrated = {}
+        for order_id, last in self.preprocessing.values():
+            if last is not None:
+                calibrated[order_id] = len(last.get("Progress", {}).get("Products", []))
+        rows = []
+        for order_id, status in self.orders.items():
+            if status is None:
+                continue
+            progress = status.get("Progress", {})
+            rows.append({"ID": order_id, "Priority": status["Priority"],
+                         "State": status["Status"], "Why": status["Message"],
+                         "Frames": len(progress.get("Files", [])),
+                         "Calibrated": calibrated.get(order_id, 0)})
+        for order_id, message in refused.items():
+            rows.append({"ID": order_id, "Priority": "", "State": "refused", "Why": message,
+                         "Frames": 0, "Calibrated": 0})
+        return rows
+
+
+def _status(proxy, order_id):
+    try:
+        return proxy.front_desk({"WOType": "Status", "ID": order_id})
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode == FaultCode.NOT_FOUND:
+            return None
+        raise
+    except OSError:
+        return None
