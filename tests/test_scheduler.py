@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -47,20 +48,21 @@ def test_a_night_from_orders_to_frames(make_site):
                    if "[WO scheduler-" in entry and "shutter open" in entry]
     assert dome_orders, "the scheduler opened the dome itself"
     health = scheduler.front_desk({"WOType": "Status"})
-    assert health["Devices"]["Plan"]["Night Start"] < health["Devices"]["Plan"]["Night End"]
+    assert health["Plan"]["Night Start"] < health["Plan"]["Night End"]
 
 
 def test_plan_and_reasons_are_shown(make_site):
     site = night(make_site, Scheduler={"Manage Dome": False})  # keep the dome shut: just plan
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(observation("south", 0.0, -85.0))
-    scheduler.front_desk(observation("fine", *FIELDS["gal-a"]))
+    later = (EVENING + timedelta(hours=3)).isoformat()  # planned, and waiting for its time
+    scheduler.front_desk(observation("fine", *FIELDS["gal-a"], **{"Not Before": later}))
     never = wait_until(lambda: "not observable tonight" in status(scheduler, "south")["Message"]
                        and status(scheduler, "south"), "the reason")
     assert "never below airmass 2" in never["Message"] and never["Status"] == "queued"
     fine = wait_until(lambda: "planned for" in status(scheduler, "fine")["Message"]
                       and status(scheduler, "fine"), "the plan")
-    plan = scheduler.front_desk({"WOType": "Status"})["Devices"]["Plan"]
+    plan = scheduler.front_desk({"WOType": "Status"})["Plan"]
     assert [entry["ID"] for entry in plan["Entries"]] == ["fine"]
     assert plan["Unscheduled"][0]["ID"] == "south"
     assert 1.0 <= plan["Entries"][0]["Airmass"] <= 2.0

@@ -162,6 +162,7 @@ class FrontDesk:
             "Queue": counts,
             "Devices": self.handler.devices(),
             "Takes": list(self.handler.wotypes),
+            **self.handler.health(),
         }
 
     def _find(self, order_id):

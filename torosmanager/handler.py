@@ -78,6 +78,10 @@ class Handler:
         """The devices (or peers) this daemon drives, for the health report."""
         return {}
 
+    def health(self):
+        """Fields of the daemon's own added to its health report (the scheduler's plan)."""
+        return {}
+
     def page_sections(self):
         """Extra ``(title, HTML)`` sections for the daemon's status page; none by default."""
         return []

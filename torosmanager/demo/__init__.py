@@ -95,7 +95,7 @@ def _night(config, clock, night, directory):
     plan, too_sent = None, False
     while clock.now() < night.end:
         watcher.poll()
-        plan = _fullest(plan, scheduler.front_desk({"WOType": "Status"})["Devices"]["Plan"])
+        plan = _fullest(plan, scheduler.front_desk({"WOType": "Status"})["Plan"])
         if not too_sent and clock.now() >= night.at(scenario.TOO_AT):
             order = scenario.target_of_opportunity(*_overhead(config["Site"], clock.now()))
             receipt = scheduler.front_desk(order)

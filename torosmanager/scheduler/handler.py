@@ -55,10 +55,11 @@ class SchedulerHandler(Handler):
         self.dispatcher.wake()
 
     def devices(self):
-        report = {service: self.config[address_key(service)]["HTTP"]
-                  for service in sorted(set(EXECUTOR.values()))}
-        report["Plan"] = self.dispatcher.plan_report()
-        return report
+        return {service: self.config[address_key(service)]["HTTP"]
+                for service in sorted(set(EXECUTOR.values()))}
+
+    def health(self):
+        return {"Plan": self.dispatcher.plan_report()}
 
     # --- life cycle ---------------------------------------------------------------------
 
