@@ -4,7 +4,7 @@ after an abort, raises; a second exposure cannot start during the first.
 """
 
 import xmlrpc.client
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -15,25 +15,12 @@ from torosmanager.devices import DeviceError, FrameType, wait_for
 from torosmanager.devices.simulator import (SimulatedCamera, SimulatedFilterWheel,
                                             SimulatedMount)
 
-NIGHT = datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc)
+from stepped_clock import NIGHT, SteppedClock
+
 #: Seconds: a moment, to step past an instant that sums of steps may miss by a microsecond.
 MOMENT = 0.001
 #: A small CCD keeps these tests quick; the frame model is checked in test_simulator_frames.
 SIZE = 64
-
-
-class SteppedClock(Clock):
-    """A simulated clock that moves only when the test says so."""
-
-    def __init__(self, start=NIGHT):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="module", autouse=True)

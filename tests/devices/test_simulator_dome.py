@@ -5,33 +5,18 @@ ERROR (ASCOM's shutterError) until it is opened or closed again.
 """
 
 import xmlrpc.client
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from torosmanager.clock import Clock
 from torosmanager.config import default_config
 from torosmanager.devices import DeviceError, ShutterState
 from torosmanager.devices.factory import dome_devices
 from torosmanager.devices.simulator import SimulatedDome, SimulatedSafetyMonitor
 
-NIGHT = datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc)
+from stepped_clock import SteppedClock
+
 #: Seconds: a moment, to step past an instant that sums of steps may miss by a microsecond.
 MOMENT = 0.001
-
-
-class SteppedClock(Clock):
-    """A simulated clock that moves only when the test says so."""
-
-    def __init__(self, start=NIGHT):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 @pytest.fixture

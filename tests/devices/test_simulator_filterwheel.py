@@ -3,32 +3,17 @@ any change takes ``Filter Change Time`` of clock time (position ``None`` meanwhi
 wheel does not have is refused with the names it does have.
 """
 
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from torosmanager.clock import Clock
 from torosmanager.config import default_config
 from torosmanager.devices import DeviceError
 from torosmanager.devices.simulator import SimulatedFilterWheel
 
-NIGHT = datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc)
+from stepped_clock import SteppedClock
+
 #: Seconds: a moment, to step past an instant that sums of steps may miss by a microsecond.
 MOMENT = 0.001
-
-
-class SteppedClock(Clock):
-    """A simulated clock that moves only when the test says so."""
-
-    def __init__(self, start=NIGHT):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 @pytest.fixture

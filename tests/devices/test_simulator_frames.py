@@ -11,17 +11,16 @@ Statistical tolerances are several standard errors wide; the seed is fixed, so t
 deterministic anyway.
 """
 
-from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from torosmanager.clock import Clock
 from torosmanager.config import default_config
 from torosmanager.devices import FilterWheelState, FrameType, MountState
 from torosmanager.devices.simulator import SimulatedCamera
 
-NIGHT = datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc)
+from stepped_clock import SteppedClock
+
 #: Pixels on a side: enough pixels for tight statistics, quick to make.
 SIZE = 512
 #: Where the light frames point (ICRS degrees).
@@ -30,20 +29,6 @@ TARGET = (45.0, 20.0)
 ARCSEC = 3600.0
 #: The standard deviation of a normal distribution per unit of median absolute deviation.
 MAD_TO_SIGMA = 1.4826
-
-
-class SteppedClock(Clock):
-    """A simulated clock that moves only when the test says so."""
-
-    def __init__(self, start=NIGHT):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 class FixedMount:

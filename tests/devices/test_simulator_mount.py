@@ -7,7 +7,7 @@ runs a real simulated clock at speed 1000 to show the mount works with it.
 """
 
 import xmlrpc.client
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from astropy import units as u
@@ -21,28 +21,15 @@ from torosmanager.devices.factory import telescope_devices
 from torosmanager.devices.simulator import SimulatedMount
 from torosmanager.devices.simulator.coords import angle_between, unit_vector
 
+from stepped_clock import NIGHT, SteppedClock
+
 #: A night instant at the default site (CTMO, 23:00 local time).
-NIGHT = datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc)
 #: Never rises at the default site (latitude 26° N).
 BELOW_HORIZON_DEC = -80.0
 #: Degrees: positions the simulator computes exactly (same formulas, same instant).
 EXACT = 1e-6
 #: Seconds: a moment, to step past an instant that sums of steps may miss by a microsecond.
 MOMENT = 0.001
-
-
-class SteppedClock(Clock):
-    """A simulated clock that moves only when the test says so."""
-
-    def __init__(self, start=NIGHT):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="module", autouse=True)

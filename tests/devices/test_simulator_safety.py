@@ -4,31 +4,17 @@ unsafe or safe, or make its data stale.
 """
 
 import xmlrpc.client
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from torosmanager.clock import Clock
 from torosmanager.config import default_config
 from torosmanager.devices import DeviceError
 from torosmanager.devices.simulator import SimulatedSafetyMonitor
 
-NIGHT = datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc)
+from stepped_clock import NIGHT, SteppedClock
+
 STORM = (NIGHT + timedelta(hours=1), NIGHT + timedelta(hours=2))
-
-
-class SteppedClock(Clock):
-    """A simulated clock that moves only when the test says so."""
-
-    def __init__(self, start=NIGHT):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 @pytest.fixture
