@@ -10,6 +10,7 @@ event is printed as it happens, then a summary table; a night report (HTML, with
 and a calibrated frame) is written, and every daemon is stopped.
 """
 
+import os
 import time
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
@@ -45,6 +46,8 @@ def run_demo():
         print("The demo needs a night at the site in the coming day and a half.")
         return 1
     night = scenario.timetable(window)
+    galaxies = scenario.galaxies_for(Night(defaults["Site"]), window,
+                                     _moon(defaults["Site"], night.at(0.5)))
     directory = tempfile.mkdtemp(prefix="toros-demo-")
     overrides = scenario.settings(night, directory)
     # The simulated night begins once the daemons are up, not while they start.
@@ -64,7 +67,7 @@ def run_demo():
             print(f"started {daemon.service:12} pid {daemon.pid:<7} "
                   f"{config[address_key(daemon.service)]['HTTP']}  (status page: open it in a "
                   "browser)")
-        result = _night(config, clock, night, directory)
+        result = _night(config, clock, night, directory, galaxies)
     except (OSError, RuntimeError, xmlrpc.client.Error) as error:
         print(f"\nThe demo failed: {error}")
     finally:
@@ -75,13 +78,13 @@ def run_demo():
     return result
 
 
-def _night(config, clock, night, directory):
+def _night(config, clock, night, directory, galaxies):
     scheduler = connect(config, "scheduler")
     watcher = Watcher(config, print)
     refused = {}
     print("\nThe evening's orders arrive at the scheduler:")
     rows = []
-    for order in scenario.evening_orders():
+    for order in scenario.evening_orders(galaxies):
         try:
             receipt = scheduler.front_desk(order)
         except xmlrpc.client.Fault as fault:
@@ -92,17 +95,29 @@ def _night(config, clock, night, directory):
         rows.append(receipt)
     print(table(rows, ("ID", "Status", "Priority", "Message")))
     print("\nThe night (simulated UTC):")
-    plan, too_sent = None, False
+    plan, too_sent, storm_ends = None, False, None
+    weather = scenario.weather_file(directory)
     while clock.now() < night.end:
         watcher.poll()
         plan = _fullest(plan, scheduler.front_desk({"WOType": "Status"})["Plan"])
-        if not too_sent and clock.now() >= night.at(scenario.TOO_AT):
-            order = scenario.target_of_opportunity(*_overhead(config["Site"], clock.now()))
+        now, running = clock.now(), watcher.running()
+        if not too_sent and now >= night.at(scenario.TOO_AT) and running:
+            order = scenario.target_of_opportunity(*_overhead(config["Site"], now))
             receipt = scheduler.front_desk(order)
             watcher.event(None, f"{order['ID']:10} {'alert':11} a target of opportunity "
                                 f"arrives: priority {receipt['Priority']:g}")
             watcher.follow(order["ID"])
             too_sent = True
+        if storm_ends is None and watcher.ended(scenario.TOO_ID) and now >= night.at(
+                scenario.STORM_FROM) and (running or now >= night.at(scenario.STORM_LATEST)):
+            with open(weather, "w", encoding="utf-8") as stream:
+                stream.write(scenario.STORM_WEATHER)
+            storm_ends = now + (night.dawn - night.dusk) * scenario.STORM_LENGTH
+            watcher.event(None, f"{'weather':10} {'storm':11} a thunderstorm reaches the site "
+                                f"(until about {storm_ends:%H:%M})")
+        if storm_ends is not None and now >= storm_ends and os.path.exists(weather):
+            os.unlink(weather)
+            watcher.event(None, f"{'weather':10} {'clear':11} the storm has passed")
         if clock.now() > night.dawn and not watcher.busy():
             break
         time.sleep(POLL_SECONDS)
@@ -129,18 +144,27 @@ def _fullest(kept, plan):
     return kept
 
 
+def _moon(site, instant):
+    """The Moon seen from *site* at *instant* (GCRS, ICRS axes)."""
+    import astropy.units as u
+    from astropy.coordinates import EarthLocation, get_body
+    from astropy.time import Time
+
+    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
+                             height=site["Elevation"] * u.m)
+    return get_body("moon", Time(instant), location)
+
+
 def _overhead(site, instant):
     """An ICRS position high in the sky at *site* and *instant*, and far from the Moon: where a
     kilonova candidate worth interrupting the night for would be."""
     import astropy.units as u
-    from astropy.coordinates import EarthLocation, SkyCoord, get_body
+    from astropy.coordinates import SkyCoord
     from astropy.time import Time
 
     when = Time(instant)
-    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
-                             height=site["Elevation"] * u.m)
     sidereal = float(when.sidereal_time("apparent", longitude=site["Longitude"] * u.deg).deg)
-    moon = get_body("moon", when, location)  # from the site (not .icrs: the barycentre's)
+    moon = _moon(site, instant)
     candidates = [(round((sidereal + hour_angle) % 360, 4), site["Latitude"] + offset)
                   for hour_angle in TOO_HOUR_ANGLES for offset in TOO_DEC_OFFSETS]
     separations = [moon.separation(SkyCoord(ra, dec, unit="deg")).deg

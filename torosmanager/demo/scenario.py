@@ -4,7 +4,8 @@ Tonight at CTMO, from shortly before astronomical dusk to dawn, on a simulated c
 for the night to pass in a few minutes. The orders: the manual's Observation example, real
 galaxies of different priorities, a target of opportunity (a kilonova candidate) arriving in the
 middle of the night, one target that never rises high enough (the Large Magellanic Cloud), and
-one malformed order. The weather turns bad for a while in the middle of the night.
+one malformed order. The galaxies are chosen among bright ones for being high tonight and far
+from tonight's Moon; the manual's target is asked for as written, Moon or not. The weather turns bad for a while in the middle of the night.
 """
 
 from dataclasses import dataclass
@@ -18,22 +19,36 @@ NIGHT_REAL_SECONDS = 180
 BEFORE_DUSK = timedelta(minutes=20)
 #: The clock stops this long after dawn (the dome closes, the last frames are calibrated).
 AFTER_DAWN = timedelta(minutes=20)
-#: When the target of opportunity arrives and when the storm comes, as fractions of the night.
+#: From when the target of opportunity may arrive, as a fraction of the night: the first moment
+#: after it that an observation is under way (for it to interrupt).
 TOO_AT = 0.22
-STORM = (0.28, 0.35)
+#: From when the storm may come (the first moment after it that an observation is under way, or
+#: at :data:`STORM_LATEST` at the latest), and how long it lasts, as fractions of the night.
+STORM_FROM, STORM_LATEST, STORM_LENGTH = 0.28, 0.6, 0.07
+#: What the simulated weather station says during the storm.
+STORM_WEATHER = "unsafe: thunderstorm over the site"
 #: Real seconds the daemons may take to start: the simulated clock begins after them.
 STARTUP_SECONDS = 15
 
-#: Real galaxies well placed on November evenings from 26° N: (name, RA, Dec, priority).
-GALAXIES = [
-    ("M31", 10.6847, 41.2690, 6.5),
-    ("M33", 23.4621, 30.6602, 6.0),
-    ("NGC 891", 35.6392, 42.3491, 5.0),
-    ("NGC 7331", 339.2671, 34.4159, 4.5),
-    ("M74", 24.1740, 15.7836, 4.0),
-    ("NGC 253", 11.8880, -25.2882, 3.5),
-    ("M77", 40.6696, -0.0133, 3.0),
+#: Bright real galaxies around the sky: (name, RA, Dec), degrees. The demo observes those well
+#: placed tonight and far from tonight's Moon (:func:`galaxies_for`).
+CATALOGUE = [
+    ("M31", 10.6847, 41.2690), ("M33", 23.4621, 30.6602), ("NGC 891", 35.6392, 42.3491),
+    ("NGC 7331", 339.2671, 34.4159), ("M74", 24.1740, 15.7836), ("NGC 253", 11.8880, -25.2882),
+    ("M77", 40.6696, -0.0133), ("NGC 1023", 40.1000, 39.0633), ("NGC 7479", 346.2359, 12.3229),
+    ("NGC 6946", 308.7180, 60.1539), ("NGC 2403", 114.2142, 65.6026),
+    ("NGC 2841", 140.5108, 50.9765), ("NGC 2903", 143.0421, 21.5008),
+    ("M81", 148.8882, 69.0653), ("M82", 148.9685, 69.6797), ("M106", 184.7396, 47.3040),
+    ("M87", 187.7059, 12.3911), ("NGC 4565", 189.0865, 25.9877), ("M104", 189.9976, -11.6231),
+    ("NGC 4631", 190.5334, 32.5415), ("M64", 194.1821, 21.6830), ("M63", 198.9555, 42.0293),
+    ("M51", 202.4696, 47.1952), ("M101", 210.8023, 54.3490),
 ]
+#: How many galaxies the demo asks for, and their priorities, highest first.
+PRIORITIES = (6.5, 6.0, 5.5, 5.0, 4.5, 4.0, 3.5)
+#: A galaxy is chosen when it rises this high tonight (degrees) ...
+HIGH_ENOUGH = 40.0
+#: ... and stays this far from the Moon (degrees).
+MOON_CLEARANCE = 40.0
 #: Never above airmass 2 from Brownsville.
 NEVER = ("LMC", 80.8942, -69.7561)
 
@@ -60,12 +75,16 @@ def timetable(window):
                  speed)
 
 
+def weather_file(directory):
+    """The simulated weather station's file: a storm while it says unsafe."""
+    return f"{directory}/weather"
+
+
 def settings(night, directory):
     """Configuration overrides for the demo (the launcher adds addresses and paths)."""
-    storm = [f"{night.at(STORM[0]).isoformat()}/{night.at(STORM[1]).isoformat()}"]
     return {
         "Clock": {"Mode": "simulated", "Start": night.start.isoformat(), "Speed": night.speed},
-        "Simulator": {"Width": 512, "Height": 512, "Unsafe Periods": storm},
+        "Simulator": {"Width": 512, "Height": 512, "Weather File": weather_file(directory)},
         "Telescope": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
         "Dome": {"Reopen Delay": 600.0},
         "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
@@ -82,19 +101,46 @@ def observation(name, ra, dec, priority, **changes):
     return order
 
 
-def evening_orders():
+def galaxies_for(nights, window, moon):
+    """The galaxies of :data:`CATALOGUE` well placed tonight, with their priorities.
+
+    Parameters
+    ----------
+    nights : Night
+        The site's nights.
+    window : NightWindow
+        Tonight's dark hours.
+    moon : SkyCoord
+        The Moon, seen from the site, in the middle of the night.
+    """
+    from astropy.coordinates import SkyCoord
+
+    chosen = []
+    for name, ra, dec in CATALOGUE:
+        highest, _ = nights.max_altitude(window, ra, dec)
+        distance = moon.separation(SkyCoord(ra, dec, unit="deg").transform_to(moon.frame)).deg
+        if highest >= HIGH_ENOUGH and distance >= MOON_CLEARANCE:
+            chosen.append((name, ra, dec))
+    return [galaxy + (priority,) for galaxy, priority in zip(chosen, PRIORITIES)]
+
+
+def evening_orders(galaxies):
     """What arrives at the start of the night, in order."""
     orders = [MANUAL_OBSERVATION]
-    orders += [observation(*galaxy) for galaxy in GALAXIES]
+    orders += [observation(*galaxy) for galaxy in galaxies]
     orders.append(observation(*NEVER, 5.0))
     orders.append({"ID": "typo", "WOType": "Observation", "RA": 400.0, "Dec": 10.0,
                    "Filter": "R", "Exposure Time": 60.0, "User": "demo"})
     return orders
 
 
+#: The target of opportunity's order ID.
+TOO_ID = "AT2026kn"
+
+
 def target_of_opportunity(ra, dec):
     """The kilonova candidate of the night, where the sky is best when it arrives."""
-    return {"ID": "AT2026kn", "WOType": "Observation", "User": "LVK alert broker",
+    return {"ID": TOO_ID, "WOType": "Observation", "User": "LVK alert broker",
             "Object Name": "AT 2026kn (kilonova candidate)", "RA": ra, "Dec": dec,
             "Filter": "R", "Exposure Time": 120.0, "Number of Exposures": 4,
             "Type of job": "ToO", "Type of object": "Kilonova candidate",

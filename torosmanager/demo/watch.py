@@ -94,6 +94,16 @@ class Watcher:
         self.events.append(line)
         self.say(line)
 
+    def running(self):
+        """The ID of the order under way at the telescope, or ``None``."""
+        return next((order_id for order_id, status in self.orders.items()
+                     if status is not None and status["Status"] == "running"), None)
+
+    def ended(self, order_id):
+        """Whether *order_id* is followed and has ended."""
+        status = self.orders.get(order_id)
+        return status is not None and status["Status"] in FINAL
+
     def busy(self):
         """Whether an order is under way at the telescope or a calibration job is unfinished
         (orders that wait for another night do not count)."""
