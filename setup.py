@@ -37,7 +37,12 @@ setup(
         "matplotlib>=3.6",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
-    extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2"],
+    extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2",
+                             "dask[distributed]>=2024.1", "astroscrappy>=1.1"],
+                    # Preprocessor → Executor: a dask.distributed scheduler's address.
+                    "dask": ["dask[distributed]>=2024.1"],
+                    # Preprocessor → Cosmic Rays: true.
+                    "cosmics": ["astroscrappy>=1.1"],
                     # astroplan: the scheduler benchmark compares the planner with it.
                     "bench": ["astroplan>=0.10"]},
     scripts=[

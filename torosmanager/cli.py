@@ -8,6 +8,7 @@
     toros cancel 42
     toros services                    # which daemons answer, where, their health
     toros plan                        # tonight's plan from the scheduler (--plot FILE.png)
+    toros calibrate NIGHT_DIR         # calibrate a night offline, with a progress bar
     toros demo                        # the four daemons on this machine, with the manual's orders
 
 Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or did not answer
@@ -27,6 +28,7 @@ from . import __version__
 from .client import connect
 from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, SERVICES, ConfigError, address_key,
                      default_config, load_config, resolve_path)
+from .preprocessor import command as calibrate_command
 from .scheduler import plan_command
 from .workorders import SCHEMAS, format_utc
 
@@ -88,6 +90,11 @@ def _parser():
                                             "altitude chart)")
     plan_command.add_arguments(plan)
     plan.set_defaults(action=plan_command.run)
+
+    calibrate = commands.add_parser("calibrate", help="calibrate a night of raw frames here, "
+                                                      "offline, with a progress bar")
+    calibrate_command.add_arguments(calibrate)
+    calibrate.set_defaults(action=calibrate_command.run)
 
     commands.add_parser("demo", help="a whole simulated night with the four daemons, here, in "
                                       "a few minutes")

@@ -9,28 +9,31 @@ electrons per second, flat ``F`` normalised to median 1)::
 which is what ccdproc's ``subtract_bias``, ``gain_correct``, ``subtract_dark`` (scaled by
 exposure time) and ``flat_correct`` (``norm_value=1``) give, one after the other. Here it is
 computed as ``(A - O) × S`` with ``O = B + D × t / g`` and ``S = g / F``, two whole frames
-that depend only on the masters, ``t`` and ``g``: each worker computes them once for a group
-of frames and keeps them (:data:`TERMS_CACHE_SIZE`), so a frame costs one subtraction and one
-multiplication per pixel on top of reading and writing it. Rows are read from the file's map,
+that depend only on the masters, ``t`` and ``g``: computed once per group of frames, by the
+night's process into shared memory that the local workers map (:func:`share_terms`), or by
+each worker (a Dask cluster's), and kept while the group lasts; so a frame costs one
+subtraction and one multiplication per pixel on top of reading and writing it. Rows are read from the file's map,
 calibrated and written a block at a time (:data:`BLOCK_BYTES`), so a frame is never held whole
-in memory, except for cosmic-ray cleaning, which looks at the whole image.
+in memory, except for cosmic-ray cleaning, which looks at the whole image. Products are flushed
+to the disk by the night's job, all together, at the end (see :mod:`.writing`).
 """
 
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from .reading import FrameError, RawFrame, read_image
+from .reading import FrameError, RawFrame
 from .writing import ImageWriter
 
 #: Bytes of one block of rows calibrated and written at a time: large enough that a write is
 #: efficient, small enough to stay in the CPU cache.
 BLOCK_BYTES = 4 * 2 ** 20
-#: Groups of (offset, scale) terms a worker keeps: a night's frames are sent group by group.
-TERMS_CACHE_SIZE = 2
+#: Where local workers find the terms the night's process shares with them (Linux's shared
+#: memory): computed once and held once, whatever the number of workers.
+SHARED_MEMORY = "/dev/shm"
+OFFSET_SUFFIX, SCALE_SUFFIX = "-offset.npy", "-scale.npy"
 #: astroscrappy's settings: its defaults, with the cleaned pixels replaced by the mean of the
 #: unmasked neighbours.
 COSMIC_SIGCLIP = 4.5
@@ -60,6 +63,11 @@ class ScienceTask:
         Electrons, for the cosmic-ray noise model.
     saturation : float or None
         Electrons, for the cosmic-ray cleaning (saturated stars are left alone).
+    terms : str or None
+        Where :func:`share_terms` left this group's terms, or ``None``: the worker computes
+        them itself.
+    terms_bzero : float
+        The ``BZERO`` folded into those terms.
     """
 
     path: str
@@ -75,6 +83,8 @@ class ScienceTask:
     cosmic_rays: bool = False
     read_noise: float = 0.0
     saturation: float | None = None
+    terms: str | None = None
+    terms_bzero: float = 0.0
 
 
 def task_calibrate(task):
@@ -95,7 +105,7 @@ def task_calibrate(task):
         header = _product_header(frame.header, task)
         blocks = _calibrated_blocks(frame, task, rows)
         if not task.cosmic_rays:
-            with ImageWriter(task.output, header, (height, width)) as writer:
+            with ImageWriter(task.output, header, (height, width), durable=False) as writer:
                 for _, block in blocks:
                     writer.write(block)
             return 0
@@ -104,7 +114,7 @@ def task_calibrate(task):
             image[start:start + len(block)] = block
     cleaned = _clean_cosmic_rays(image, task)
     header["NCOSMIC"] = (cleaned, "pixels cleaned of cosmic rays")
-    with ImageWriter(task.output, header, (height, width)) as writer:
+    with ImageWriter(task.output, header, (height, width), durable=False) as writer:
         for start in range(0, height, rows):
             writer.write(image[start:start + rows])
     return cleaned
@@ -115,7 +125,7 @@ def _calibrated_blocks(frame, task, rows):
     reused: consume each before asking for the next)."""
     # The fast path folds BZERO into the offset: stored + BZERO - O = stored - (O - BZERO).
     fast = task.layout.identity and frame.unit_scale
-    offset, scale = _terms(task, frame.bzero if fast else 0.0)
+    offset, scale = _terms(task, folded_bzero(task.layout, frame.bzero, frame.bscale))
     reader = None if fast else task.layout.reader(frame)
     height, width = task.layout.shape
     buffer = np.empty((rows, width), dtype=np.float32)
@@ -160,46 +170,107 @@ def _clean_cosmic_rays(image, task):
 
 # --- the per-group terms, cached in each worker ----------------------------------------------
 
-_terms_cache = OrderedDict()
+#: The terms of the group of frames last calibrated by this worker: a night's frames are sent
+#: group by group, so one group is enough (two frames, 0.9 GB at 10560², shared or its own).
+_terms_cache = {}
 _terms_lock = threading.Lock()  # a Dask worker runs tasks in threads
 
 
+def folded_bzero(layout, bzero, bscale):
+    """The ``BZERO`` folded into the offset term for frames stored so: only on the fast path
+    (no overscan or trim, ``BSCALE`` 1), where stored values are used as they are."""
+    return float(bzero) if layout.identity and bscale == 1.0 else 0.0
+
+
+def share_terms(task, bzero, prefix):
+    """Compute *task*'s group's terms once, into files named *prefix*… (in a private directory
+    in shared memory) that every local worker maps instead of computing its own; return
+    *prefix*, for :attr:`ScienceTask.terms`."""
+    shape = tuple(task.layout.shape)
+    offset = np.lib.format.open_memmap(prefix + OFFSET_SUFFIX, mode="w+", dtype=np.float32,
+                                       shape=shape)
+    scale = np.lib.format.open_memmap(prefix + SCALE_SUFFIX, mode="w+", dtype=np.float32,
+                                      shape=shape)
+    _fill_terms(task, bzero, offset, scale)
+    del offset, scale
+    return prefix
+
+
+def remove_terms(prefix):
+    """Delete the files :func:`share_terms` made (workers' maps keep their pages meanwhile)."""
+    for suffix in (OFFSET_SUFFIX, SCALE_SUFFIX):
+        try:
+            os.unlink(prefix + suffix)
+        except FileNotFoundError:
+            pass
+
+
 def _terms(task, bzero):
-    """``(O - bzero, S)`` for *task*'s masters, exposure time and gain (see the module notes)."""
-    key = (_identity(task.bias), _identity(task.dark), _identity(task.flat),
-           float(task.exptime), float(task.gain), float(bzero))
+    """``(O - bzero, S)`` for *task*'s masters, exposure time and gain (see the module notes):
+    the shared ones when the night's process made them, else computed here."""
+    if task.terms is not None and bzero == task.terms_bzero:
+        key = ("shared",) + _identity(task.terms + OFFSET_SUFFIX)
+    else:
+        key = (_identity(task.bias), _identity(task.dark), _identity(task.flat),
+               float(task.exptime), float(task.gain), float(bzero))
     with _terms_lock:
-        if key in _terms_cache:
-            _terms_cache.move_to_end(key)
-            return _terms_cache[key]
-    terms = _compute_terms(task, bzero)
+        terms = _terms_cache.get(key)
+        if terms is not None:
+            return terms
+        _terms_cache.clear()  # let the last group's terms go before making these
+    if key[0] == "shared":
+        terms = tuple(np.load(task.terms + suffix, mmap_mode="r")
+                      for suffix in (OFFSET_SUFFIX, SCALE_SUFFIX))
+    else:
+        shape = tuple(task.layout.shape)
+        terms = (np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32))
+        _fill_terms(task, bzero, *terms)
     with _terms_lock:
         _terms_cache[key] = terms
-        while len(_terms_cache) > TERMS_CACHE_SIZE:
-            _terms_cache.popitem(last=False)
     return terms
 
 
-def _compute_terms(task, bzero):
+def _fill_terms(task, bzero, offset, scale):
+    """Compute the terms into *offset* and *scale*, a block of rows at a time, straight from
+    the masters' files: no full-frame temporaries."""
     shape = tuple(task.layout.shape)
-    offset = _master(task.bias, shape)
-    if task.dark:
-        offset += _master(task.dark, shape) * np.float32(task.exptime / task.gain)
-    if bzero:
-        offset -= np.float32(bzero)
-    if task.flat:
-        scale = np.float32(task.gain) / _master(task.flat, shape)
-    else:
-        scale = np.full(shape, task.gain, dtype=np.float32)
-    return offset, scale
+    dark_factor = np.float32(task.exptime / task.gain)
+    gain = np.float32(task.gain)
+    masters = [_open_master(path, shape) for path in (task.bias, task.dark, task.flat)]
+    bias, dark, flat = masters
+    try:
+        rows = max(1, BLOCK_BYTES // (shape[1] * np.dtype(np.float32).itemsize))
+        work = np.empty((rows, shape[1]), dtype=np.float32)
+        for start in range(0, shape[0], rows):
+            stop = min(shape[0], start + rows)
+            block = offset[start:stop]
+            block[...] = bias.stored[start:stop]
+            if dark is not None:
+                product = work[:stop - start]
+                np.multiply(dark.stored[start:stop], dark_factor, out=product)
+                block += product
+            if bzero:
+                block -= np.float32(bzero)
+            if flat is not None:
+                np.divide(gain, flat.stored[start:stop], out=scale[start:stop])
+            else:
+                scale[start:stop] = gain
+    finally:
+        for master in masters:
+            if master is not None:
+                master.close()
 
 
-def _master(path, shape):
-    data, _ = read_image(path)
-    if data.shape != shape:
-        raise FrameError(f"the master {os.path.basename(path)} is {data.shape[1]}x"
-                         f"{data.shape[0]}, the calibrated frame {shape[1]}x{shape[0]}")
-    return data
+def _open_master(path, shape):
+    """A master's file, mapped; its stored values are its values (float32, unscaled)."""
+    if path is None:
+        return None
+    frame = RawFrame(path)
+    if tuple(frame.shape) != shape or frame.bzero or not frame.unit_scale:
+        frame.close()
+        raise FrameError(f"the master {os.path.basename(path)} is not an unscaled "
+                         f"{shape[1]}x{shape[0]} image")
+    return frame
 
 
 def _identity(path):

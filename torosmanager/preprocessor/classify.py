@@ -111,6 +111,8 @@ class Frame:
         ``DATE-OBS`` as written, or ``""``.
     saturate : float or None
         ``SATURATE`` (ADU).
+    bzero, bscale : float
+        How the pixels are stored (``physical = stored × BSCALE + BZERO``).
     """
 
     path: str
@@ -122,6 +124,8 @@ class Frame:
     rdnoise: float | None = None
     date_obs: str = ""
     saturate: float | None = None
+    bzero: float = 0.0
+    bscale: float = 1.0
 
 
 def describe(path):
@@ -158,7 +162,8 @@ def describe(path):
                  gain=gain if gain is not None and gain > 0 else None,
                  rdnoise=_number(header, ("RDNOISE",)),
                  date_obs=str(header.get("DATE-OBS", "") or ""),
-                 saturate=_number(header, ("SATURATE",)))
+                 saturate=_number(header, ("SATURATE",)),
+                 bzero=float(header.get("BZERO", 0.0)), bscale=float(header.get("BSCALE", 1.0)))
 
 
 def classify(paths):

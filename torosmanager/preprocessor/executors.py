@@ -16,14 +16,19 @@ come, and stops early when told to.
 import concurrent.futures
 import multiprocessing
 import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 #: Tasks in flight per worker: one running, one ready to start the moment it ends.
 IN_FLIGHT_PER_WORKER = 2
 #: Seconds between checks of the stop flag while waiting for tasks.
 POLL_SECONDS = 0.2
+#: Seconds between two looks at Dask tasks under way.
+DASK_POLL_SECONDS = 0.01
 #: Seconds to wait for a Dask scheduler to answer when connecting.
 DASK_CONNECT_TIMEOUT = 10.0
+#: The modules holding the task functions, imported once by the fork server.
+TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.calibrate")
 #: The ``Executor`` value meaning local worker processes.
 LOCAL = "local"
 
@@ -116,7 +121,13 @@ class LocalRunner(TaskRunner):
         self.workers = int(workers)
         self.description = f"{self.workers} local worker process(es)"
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            context = multiprocessing.get_context("forkserver")
+            # The server imports the task modules (astropy, ccdproc: seconds) once; each
+            # worker forked from it starts at once, for this pool and the next.
+            context.set_forkserver_preload(list(TASK_MODULES))
+        else:
+            context = multiprocessing.get_context("spawn")
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.workers, mp_context=context, initializer=_ignore_interrupts)
         self.broken = False
@@ -161,7 +172,6 @@ class DaskRunner(TaskRunner):
             raise RunnerError(f"Preprocessor → Executor is {address!r}, a Dask scheduler, but "
                               "dask.distributed is not installed here (pip install "
                               "'dask[distributed]')") from None
-        self._distributed = distributed
         try:
             self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as error:
@@ -180,12 +190,14 @@ class DaskRunner(TaskRunner):
         return self._client.submit(function, *args, pure=False)
 
     def _wait(self, futures, timeout):
-        try:
-            done, _ = self._distributed.wait(futures, timeout=timeout,
-                                             return_when="FIRST_COMPLETED")
-        except TimeoutError:  # distributed raises where concurrent.futures returns
-            return set()
-        return done
+        # distributed.wait() needs a default client, which this one is not (the daemon must
+        # not change global state): poll, finely enough for tasks that take seconds.
+        deadline = time.monotonic() + timeout
+        while True:
+            done = {future for future in futures if future.done()}
+            if done or time.monotonic() >= deadline:
+                return done
+            time.sleep(DASK_POLL_SECONDS)
 
     def _exception(self, future):
         if future.status == "cancelled":

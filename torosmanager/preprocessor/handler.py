@@ -1,21 +1,39 @@
-"""The preprocessor daemon's checks on Preprocessing orders.
+"""The preprocessor daemon: checks Preprocessing orders, and calibrates their frames.
 
 A ``File Location`` must exist and lie inside one of the configured
 ``Preprocessor → Allowed Directories``: the daemon writes its products next to the frames it
-reads, so a client must not be able to point it anywhere on the disk.
+reads, so a client must not be able to point it anywhere on the disk. A directory must hold
+FITS frames (in its ``raw/``, or in itself when it has none): an empty one is refused at
+once, with the reason.
+
+Accepted orders are queued and run by :class:`~.jobs.JobQueue`, one at a time, in a worker
+thread; the front desk answers at once. An order that was running when the daemon stopped is
+run again from the beginning at the next start (re-running a night is safe and gives the same
+products), rather than marked failed.
 """
 
 import os
 
 from ..handler import Handler
+from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
 from ..workorders import refuse
+from .jobs import JobQueue
+from .pipeline import RAW_DIRECTORY, Settings
+from .reading import is_fits_name
 
 
 class PreprocessorHandler(Handler):
-    """Accept Preprocessing orders for files this daemon may read."""
+    """Accept Preprocessing orders for files this daemon may read, and calibrate them."""
 
     service = "preprocessor"
     wotypes = ("Preprocessing",)
+
+    def __init__(self, config, journal, clock):
+        super().__init__(config, journal, clock)
+        self.settings = Settings.from_config(config)
+        self.jobs = JobQueue(self)
+
+    # --- the front desk's checks -------------------------------------------------------
 
     def check(self, order):
         location = order["File Location"]
@@ -28,3 +46,48 @@ class PreprocessorHandler(Handler):
             if not os.path.exists(real):
                 raise refuse("File Location", path, "an existing directory or FITS file; "
                                                     "nothing is there")
+            if os.path.isdir(real) and not _holds_frames(real):
+                raise refuse("File Location", path, "a directory with FITS frames (.fits, "
+                                                    ".fit, .fts) in its raw/ or, without one, "
+                                                    "in itself; this one has none")
+
+    # --- work ---------------------------------------------------------------------------
+
+    def accepted(self, record):
+        self.transition(record.id, QUEUED, "queued for calibration")
+        self.jobs.enqueue(self.journal.get(record.id))
+
+    def cancelled(self, record, previous_state):
+        self.jobs.cancel(record.id)
+
+    def devices(self):
+        return {"Calibration": self.jobs.describe()}
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self):
+        super().start()
+        self.jobs.start()
+
+    def resume(self, record):
+        if record.state == RUNNING:
+            self.transition(record.id, QUEUED, "the preprocessor daemon stopped while this "
+                                               "order was running; queued again, to run from "
+                                               "the beginning")
+        elif record.state in (ACCEPTED, QUEUED, INTERRUPTED):
+            self.transition(record.id, QUEUED, "queued after a restart")
+        else:
+            return
+        self.jobs.enqueue(self.journal.get(record.id))
+
+    def stop(self):
+        self.jobs.stop()
+
+
+def _holds_frames(directory):
+    """Whether *directory*'s ``raw/``, or without one *directory* itself, has a FITS file
+    (stops at the first one)."""
+    raw = os.path.join(directory, RAW_DIRECTORY)
+    with os.scandir(raw if os.path.isdir(raw) else directory) as entries:
+        return any(is_fits_name(entry.name) and not entry.name.startswith(".")
+                   and entry.is_file() for entry in entries)

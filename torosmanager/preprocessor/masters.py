@@ -49,6 +49,8 @@ LEVEL_SAMPLE_PIXELS = 1_000_000
 MIN_FLAT_RESPONSE = 0.05
 #: The unit of each kind of master, as ``BUNIT`` says.
 UNITS = {Kind.BIAS: u.adu, Kind.DARK: u.electron / u.s, Kind.FLAT: u.dimensionless_unscaled}
+#: ``BUNIT`` of a master flat.
+FLAT_BUNIT = "electron/electron"
 #: ``IMAGETYP`` of masters: not a raw type, so that a master is never taken for a raw frame.
 MASTER_TYPES = {Kind.BIAS: "MASTER BIAS", Kind.DARK: "MASTER DARK", Kind.FLAT: "MASTER FLAT"}
 #: Characters allowed in file names made from filter names.
@@ -284,7 +286,12 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
 def write_master(path, kind, data, header):
     """Write a master as a :class:`~astropy.nddata.CCDData` with its unit, atomically."""
     ccd = CCDData(data, unit=UNITS[kind], header=header)
-    write_hdus(path, ccd.to_hdu())
+    hdus = ccd.to_hdu()
+    if kind == Kind.FLAT:
+        # astropy writes no BUNIT for dimensionless data, and then cannot read it back into a
+        # CCDData; a ratio of electrons is dimensionless and says so.
+        hdus[0].header["BUNIT"] = (FLAT_BUNIT, "dimensionless: a ratio of responses")
+    write_hdus(path, hdus)
 
 
 def normalise_flat(data):

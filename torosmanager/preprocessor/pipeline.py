@@ -14,14 +14,19 @@ Steps
    and the notes; the night's masters are copied to the library.
 4. Each science frame is calibrated by a worker (:mod:`.calibrate`). A frame without a bias
    is skipped; one without a dark or a flat is calibrated without it, said in its header and
-   the notes. Raw files are only ever read.
+   the notes. Raw files are only ever read. The products are flushed to the disk before the
+   job ends.
 
 Re-running a night rewrites the same products (the same names, the same pixels).
 """
 
+import dataclasses
+import itertools
 import logging
 import os
 import re
+import shutil
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,15 +36,17 @@ import ccdproc
 import numpy as np
 
 from .. import __version__
-from .calibrate import ScienceTask, task_calibrate
+from .calibrate import (SHARED_MEMORY, ScienceTask, folded_bzero, remove_terms, share_terms,
+                        task_calibrate)
 from .classify import Kind, classify, same_exptime
-from .executors import RunnerError, Stopped
+from .executors import LOCAL, Stopped
 from .layout import Layout, LayoutError
 from .library import MasterLibrary
-from .masters import (Master, StackSpec, master_digest, master_header, master_name,
-                      normalise_flat, stack_rows, task_combine_rows, task_flat_level,
-                      write_master)
+from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, master_header,
+                      master_name, normalise_flat, stack_rows, task_combine_rows,
+                      task_flat_level, write_master)
 from .reading import is_fits_name
+from .writing import sync_files
 
 log = logging.getLogger(__name__)
 
@@ -245,10 +252,20 @@ class _Night:
         self.outcome = Outcome()
         self.made = []          # masters made from this job's frames, for the library
         self._notes = set()
+        self._shared = None
+        self._group_numbers = itertools.count()  # names of the shared terms, unique per job
 
     # --- the steps ----------------------------------------------------------------------
 
     def run(self):
+        self._shared = _shared_directory(self.settings)
+        try:
+            return self._run()
+        finally:
+            if self._shared is not None:
+                shutil.rmtree(self._shared, ignore_errors=True)
+
+    def _run(self):
         paths, missing = find_frames(self.location)
         outcome = self.outcome
         outcome.total = len(paths) + len(missing)
@@ -264,6 +281,7 @@ class _Night:
             by_geometry[frame.geometry].append(frame)
         for geometry in sorted(by_geometry, key=lambda each: each.label):
             self._geometry(geometry, by_geometry[geometry])
+        self._flush()
         self._keep_in_library()
         self._step("done")
         return outcome
@@ -313,11 +331,7 @@ class _Night:
                 darks.append(made)
         if darks or self.library is None:
             return darks
-        found = self.library.darks(geometry, layout.shape, self.night)
-        for dark in found:
-            self._note(f"dark {dark.exptime:g} s {geometry.label}: none in this night; using "
-                       f"the master library's {dark.path} (night {dark.night})")
-        return found
+        return self.library.darks(geometry, layout.shape, self.night)  # noted when used
 
     def _flats(self, geometry, layout, frames, bias, darks):
         groups = _group(frames, lambda frame: frame.filter)
@@ -329,7 +343,8 @@ class _Night:
                 self._skip_all(group, f"no bias for {geometry.label}, in this night or the "
                                       "master library, to subtract from the flat")
                 continue
-            dark, how = choose_dark(darks, float(np.median([f.exptime for f in group])))
+            dark, _ = choose_dark(darks, float(np.median([f.exptime for f in group])))
+            self._note_library(dark, geometry)
             made = self._flat(geometry, layout, group, label, bias, dark)
             if made is not None:
                 flats[filter_name] = made
@@ -356,7 +371,8 @@ class _Night:
         spec = StackSpec(Kind.FLAT, tuple(f.path for f in kept), tuple(f.exptime for f in kept),
                          self._gains(kept), tuple(1.0 / levels[i] for i in sorted(levels)),
                          layout, bias=bias.path, dark=dark.path if dark else None)
-        return self._master(spec, kept, label, layout, bias=bias, dark=dark)
+        return self._master(spec, kept, label, layout, bias=bias, dark=dark,
+                            flat_level=float(np.mean(list(levels.values()))))
 
     def _lights(self, geometry, layout, frames, bias, darks, flats):
         if not frames:
@@ -367,7 +383,7 @@ class _Night:
             return
         tasks = []
         for frame in sorted(frames, key=lambda f: (f.filter, f.exptime, self._gain(f)[0],
-                                                   f.path)):
+                                                   f.bzero, f.path)):
             dark, how = choose_dark(darks, frame.exptime)
             flat = flats.get(frame.filter)
             if flat is None and self.library is not None:
@@ -380,24 +396,46 @@ class _Night:
             tasks.append(self._science_task(frame, layout, bias, dark, flat))
         for directory in {os.path.dirname(task.output) for task in tasks}:
             os.makedirs(directory, exist_ok=True)
-        total = len(tasks)
-        self._step(f"calibrating {total} frame(s) of {geometry.label}")
-        finished = 0
+        self._calibrated, total = 0, len(tasks)
+        self._step(f"calibrating {geometry.label}: 0/{total}")
+        if self._shared is None:
+            self._calibrate(tasks, geometry, total)
+            return
+        # Frames of one group share their terms: computed here once, mapped by the workers.
+        groups = _group(tasks, lambda task: (task.bias, task.dark, task.flat, task.exptime,
+                                             task.gain, task.terms_bzero))
+        for group in groups.values():
+            prefix = os.path.join(self._shared, f"group{next(self._group_numbers)}")
+            try:
+                share_terms(group[0], group[0].terms_bzero, prefix)
+                self._calibrate([dataclasses.replace(task, terms=prefix) for task in group],
+                                geometry, total)
+            finally:
+                remove_terms(prefix)
+
+    def _calibrate(self, tasks, geometry, total):
+        """Run the science *tasks* on the workers; count and report them."""
         for index, _, error in self.runner.run(task_calibrate, [(task,) for task in tasks],
                                                self.stop):
             task = tasks[index]
-            finished += 1
+            self._calibrated += 1
             if error is not None:
                 self._skip(task.path, _reason(error))
             else:
                 self.outcome.products.append(task.output)
                 self.outcome.done += 1
-            self._step(f"calibrating {geometry.label}: {finished}/{total}")
+            self._step(f"calibrating {geometry.label}: {self._calibrated}/{total}")
         self.outcome.products.sort()
+
+    def _flush(self):
+        """Put every product on the disk before the job says it is done."""
+        if self.outcome.products:
+            self._step(f"flushing {len(self.outcome.products)} product(s) to the disk")
+            sync_files(self.outcome.products)
 
     # --- masters ---------------------------------------------------------------------------
 
-    def _master(self, spec, frames, label, layout, bias=None, dark=None):
+    def _master(self, spec, frames, label, layout, bias=None, dark=None, flat_level=None):
         """Combine *spec*'s frames into a master and write it; ``None`` if that failed."""
         geometry = frames[0].geometry
         height, width = layout.shape
@@ -418,15 +456,16 @@ class _Night:
                                bias=bias, dark=dark, software=SOFTWARE, when=self.when)
         level = 0.0
         if spec.kind == Kind.BIAS:
-            level = float(np.median(data))
+            step = max(1, int(np.sqrt(data.size / LEVEL_SAMPLE_PIXELS)))
+            level = float(np.median(data[::step, ::step]))  # for SATURATE: a grid will do
             header["BIASLEV"] = (level, "[ADU] median of the master bias")
         elif spec.kind == Kind.FLAT:
             try:
-                median, dead = normalise_flat(data)
+                _, dead = normalise_flat(data)
             except ValueError as error:
                 self._skip_all(frames, f"the {label} could not be made: {error}")
                 return None
-            header["FLATMED"] = (median, "[e-] median before normalising")
+            header["FLATLEV"] = (flat_level, "[e-] mean level of the input flats")
             header["NDEAD"] = (dead, "dead pixels (NaN)")
         digest = master_digest(spec.kind, spec.paths, layout)
         exptime = frames[0].exptime if spec.kind == Kind.DARK else 0.0
@@ -450,10 +489,14 @@ class _Night:
         if self.library is None:
             return None
         master = self.library.find(kind, geometry, layout.shape, self.night, filter_name)
-        if master is not None:
-            self._note(f"{label}: none in this night; using the master library's {master.path} "
-                       f"(night {master.night})")
+        self._note_library(master, geometry)
         return master
+
+    def _note_library(self, master, geometry):
+        """Say that a master from the library is used (once per master)."""
+        if master is not None and master.source == "library":
+            self._note(f"{master.label}: none in this night; using the master library's "
+                       f"{master.path} (night {master.night})")
 
     def _keep_in_library(self):
         if self.library is None or not self.made:
@@ -474,7 +517,7 @@ class _Night:
         gain, gain_source = self._gain(frame)
         cards = [
             ("BUNIT", "electron", "pixel values are electrons"),
-            ("GAIN", 1.0, "[e-/e-] pixel values are electrons (GAINCOR applied)"),
+            ("GAIN", 1.0, "[e-/e-] data are in electrons: see GAINCOR"),
             ("GAINCOR", gain, f"[e-/ADU] gain applied, {gain_source}"),
             ("BIASCOR", bias.name, "master bias subtracted"),
             ("BIASSRC", _source(bias), "where the master bias came from"),
@@ -499,7 +542,7 @@ class _Night:
         if frame.saturate is not None:
             saturation = (frame.saturate - bias.level) * gain
             cards.append(("SATURATE", round(saturation, 1),
-                          "[e-] raw saturation less the bias, times the gain"))
+                          "[e-] (raw SATURATE - bias) x gain"))
         cards += layout.cards()
         cards += [("RAWFILE", os.path.basename(frame.path), "raw frame calibrated"),
                   ("CALSOFT", SOFTWARE, "calibration software"),
@@ -511,10 +554,12 @@ class _Night:
             exptime=frame.exptime, gain=gain, cards=tuple(cards), history=tuple(history),
             cosmic_rays=self.settings.cosmic_rays,
             read_noise=frame.rdnoise if frame.rdnoise is not None else 0.0,
-            saturation=saturation)
+            saturation=saturation,
+            terms_bzero=folded_bzero(layout, frame.bzero, frame.bscale))
 
     def _explain(self, geometry, frame, dark, how, flat):
-        """Notes on what a science frame lacks."""
+        """Notes on what a science frame lacks, and on masters from the library."""
+        self._note_library(dark, geometry)
         if flat is None:
             self._note(f"light frame(s) in filter {frame.filter or 'none'} ({geometry.label}): "
                        "no flat in this night or the master library; bias- and dark-corrected "
@@ -530,7 +575,7 @@ class _Night:
     def _gain(self, frame):
         if frame.gain is not None:
             return frame.gain, "from the header's GAIN"
-        return self.settings.gain, "from Preprocessor → Gain (none in the header)"
+        return self.settings.gain, "from Preprocessor -> Gain (no GAIN in the header)"
 
     def _gains(self, frames):
         return tuple(self._gain(frame)[0] for frame in frames)
@@ -556,6 +601,19 @@ class _Night:
         if self.stop is not None and self.stop.is_set():
             raise Stopped()
         self.report(text, self.outcome.done, self.outcome.total)
+
+
+def _shared_directory(settings):
+    """A private directory in shared memory for the terms, when the workers are local
+    processes of this machine and it has shared memory; else ``None``."""
+    if settings.executor != LOCAL or not os.path.isdir(SHARED_MEMORY):
+        return None
+    try:
+        return tempfile.mkdtemp(prefix="toros-calibration-", dir=SHARED_MEMORY)
+    except OSError as error:
+        log.warning("no shared memory for the calibration terms (%s): each worker computes "
+                    "its own", error)
+        return None
 
 
 def _group(frames, key):

@@ -12,9 +12,11 @@ The file is opened read-only: raw frames are never modified.
 """
 
 import os
+import warnings
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 
 #: FITS files are made of blocks of this many bytes.
 FITS_BLOCK = 2880
@@ -153,8 +155,11 @@ def _locate_image(path):
         while position < size:
             stream.seek(position)
             try:
-                header = fits.Header.fromfile(stream)
-            except (OSError, ValueError, UnicodeDecodeError) as error:
+                with warnings.catch_warnings():
+                    # astropy warns, then fails, on a file of zeros: the failure is the news.
+                    warnings.simplefilter("ignore", AstropyUserWarning)
+                    header = fits.Header.fromfile(stream)
+            except (OSError, ValueError, EOFError, UnicodeDecodeError) as error:
                 if first:
                     raise FrameError(f"not a FITS file ({_short(error)})") from None
                 break

@@ -1,9 +1,14 @@
-"""Writing products atomically: under a temporary name, flushed to the disk, then renamed.
+"""Writing products atomically: under a temporary name, then renamed.
 
 As for the telescope's raw frames (:mod:`torosmanager.telescope.fits`), a reader never sees a
-half-written product under its final name, and a product whose job was journaled as done is on
-the disk, even after a power cut. A calibrated frame is written as it is computed, a block of
-rows at a time (:class:`ImageWriter`), so no full-frame copy is made for the write.
+half-written product under its final name. A calibrated frame is written as it is computed, a
+block of rows at a time (:class:`ImageWriter`), so no full-frame copy is made for the write.
+
+Masters are flushed to the disk before they are renamed. Science frames are not, one by one: a
+flush per file makes every worker wait for the disk in turn, while the system's own write-back
+keeps the disk busy all the time. The night's job flushes them all (:func:`sync_files`) before
+it says it is done; a product left unflushed by a power cut belongs to a job that was not done,
+which runs again from the beginning at the next start.
 """
 
 import os
@@ -53,12 +58,16 @@ class ImageWriter:
     shape : tuple of int
         ``(rows, columns)`` of the image.
 
+    durable : bool
+        Flush the file to the disk before renaming it (else see :func:`sync_files`).
+
     Use as a context manager: the file appears under *path* only if the block exits without
     an exception, after every row has been written.
     """
 
-    def __init__(self, path, header, shape):
+    def __init__(self, path, header, shape, durable=True):
         self.path = path
+        self.durable = durable
         self.shape = tuple(shape)
         self._header = image_header(header, self.shape)
         self._temporary = temporary_name(path)
@@ -93,7 +102,8 @@ class ImageWriter:
                     raise ValueError(f"{self._rows} rows written of {self.shape[0]}")
                 stream.write(b"\0" * (-stream.tell() % FITS_BLOCK))
                 stream.flush()
-                os.fsync(stream.fileno())
+                if self.durable:
+                    os.fsync(stream.fileno())
         except BaseException:
             stream.close()
             _remove(self._temporary)
@@ -103,7 +113,8 @@ class ImageWriter:
             _remove(self._temporary)
             return False
         os.replace(self._temporary, self.path)
-        sync_directory(os.path.dirname(self.path))
+        if self.durable:
+            sync_directory(os.path.dirname(self.path))
         return False
 
 
@@ -120,6 +131,18 @@ def write_hdus(path, hdus):
         _remove(temporary)
         raise
     sync_directory(os.path.dirname(path))
+
+
+def sync_files(paths):
+    """Flush *paths* (and the directories holding them) to the disk."""
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    for directory in sorted({os.path.dirname(path) for path in paths}):
+        sync_directory(directory)
 
 
 def sync_directory(directory):

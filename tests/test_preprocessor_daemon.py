@@ -1,0 +1,187 @@
+"""The preprocessor daemon, a real process over XML-RPC, as a specification: a Preprocessing
+order calibrates a night in the background while Status follows it; bad inputs are refused at
+the front desk or reported in Status; Cancel stops a job; a job under way when the daemon stops
+runs again from the beginning at the next start."""
+
+import shutil
+import xmlrpc.client
+
+import pytest
+
+from conftest import Site
+from observatory import ended, status, wait_until
+from preprocessing_data import make_night
+from torosmanager.workorders import FaultCode
+
+#: Copies of a light frame that make a job last a few seconds here (each is written and
+#: flushed to the disk).
+MANY_LIGHTS = 400
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("preprocessor")
+    made = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters"),
+                                             "Workers": 2}})
+    made.start("preprocessor")
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def data(site):
+    return site.directory / "data"
+
+
+@pytest.fixture(scope="module")
+def night(data):
+    made = make_night(data)
+    (made.raw / "garbage.fits").write_bytes(b"this is not FITS" * 300)
+    return made
+
+
+def big_night(data, name):
+    """A night of 256x256 frames with :data:`MANY_LIGHTS` lights."""
+    made = make_night(data, name=name, lights=[("R", 30.0, 1)],
+                      simulator={"Width": 256, "Height": 256})
+    light = made.files["LIGHT"][0]
+    for number in range(MANY_LIGHTS):
+        shutil.copy(light, made.raw / f"copy{number:03d}.fits")
+    return made
+
+
+def submit(site, order):
+    return site.proxy("preprocessor").front_desk(order)
+
+
+def fault(call, order):
+    with pytest.raises(xmlrpc.client.Fault) as caught:
+        call(order)
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def result(site, night):
+    """The night, submitted as a Preprocessing order, once it is done."""
+    receipt = submit(site, {"ID": "p-1", "WOType": "Preprocessing", "User": "test",
+                            "File Location": str(night.directory)})
+    assert receipt["Status"] in ("queued", "running")
+    return ended(site.proxy("preprocessor"), "p-1", "done")
+
+
+class TestANight:
+    def test_status_reports_the_products(self, night, result):
+        progress = result["Progress"]
+        assert sorted(progress["Products"]) == sorted(
+            str(night.reduced / path.rsplit("/", 1)[1]) for path in night.files["LIGHT"])
+        assert all((night.reduced / path.rsplit("/", 1)[1]).exists()
+                   for path in progress["Products"])
+        assert sorted(progress["Masters"]) == ["bias 128x128 bin 1x1",
+                                               "dark 30 s 128x128 bin 1x1",
+                                               "flat R 128x128 bin 1x1"]
+        assert result["Message"].startswith(f"3 frame(s) calibrated into {night.reduced}")
+
+    def test_status_reports_what_was_skipped_and_why(self, night, result):
+        skipped = result["Progress"]["Skipped"]
+        assert len(skipped) == 1
+        assert skipped[0].startswith(f"{night.raw / 'garbage.fits'}: not a FITS file")
+
+    def test_status_followed_the_steps(self, result):
+        progress = result["Progress"]
+        assert progress["Frames Done"] == progress["Frames Total"] == 17
+        steps = [entry["Reason"] for entry in result["History"] if entry["Status"] == "running"]
+        for expected in ("reading headers", "bias 128x128 bin 1x1: combining 5 frame(s)",
+                         "flat R 128x128 bin 1x1: measuring 5 flat(s)",
+                         "calibrating 128x128 bin 1x1: 0/3"):
+            assert expected in steps
+        assert steps.index("reading headers") < steps.index("calibrating 128x128 bin 1x1: 0/3")
+
+    def test_the_original_managers_request(self, site, night):
+        receipt = submit(site, {"Request": "Exposure Calibration",
+                                "File Location": f"file://{night.directory}"})
+        assert receipt["WOType"] == "Preprocessing"
+        done = ended(site.proxy("preprocessor"), receipt["ID"], "done")
+        assert len(done["Progress"]["Products"]) == 3
+
+    def test_the_masters_went_to_the_library(self, site, result):
+        library = site.directory / "masters"
+        assert sorted(path.parent.name for path in library.rglob("*.fits")) == [
+            "128x128_1x1", "30s", "R"]
+
+
+class TestRefusals:
+    def test_an_empty_directory_is_refused_at_once(self, site, data):
+        empty = data / "20261130"
+        (empty / "raw").mkdir(parents=True)
+        refusal = fault(site.proxy("preprocessor").front_desk,
+                        {"WOType": "Preprocessing", "File Location": str(empty)})
+        assert refusal.faultCode == FaultCode.INVALID
+        assert f"'File Location': received '{empty}'" in refusal.faultString
+        assert "this one has none" in refusal.faultString
+
+    def test_a_list_with_a_file_outside_the_allowed_directories(self, site, night):
+        refusal = fault(site.proxy("preprocessor").front_desk,
+                        {"WOType": "Preprocessing",
+                         "File Location": [night.files["LIGHT"][0], "/etc/passwd"]})
+        assert "'File Location': received '/etc/passwd'; allowed: a path inside" in \
+            refusal.faultString
+
+    def test_a_night_of_nothing_usable_fails_with_the_reasons(self, site, data):
+        raw = data / "20261129" / "raw"
+        raw.mkdir(parents=True)
+        (raw / "zeros.fits").write_bytes(b"\0" * 5760)
+        submit(site, {"ID": "p-bad", "WOType": "Preprocessing", "File Location": str(raw)})
+        failed = ended(site.proxy("preprocessor"), "p-bad", "failed")
+        assert failed["Message"].startswith("nothing could be calibrated")
+        skipped = failed["Progress"]["Skipped"]
+        assert len(skipped) == 1 and skipped[0].startswith(f"{raw / 'zeros.fits'}: not a FITS")
+
+
+class TestHealth:
+    def test_reports_the_executor_and_the_queue(self, site):
+        health = site.proxy("preprocessor").front_desk({"WOType": "Status"})
+        calibration = health["Devices"]["Calibration"]
+        assert calibration["Workers"] == 2 and "Queued" in calibration
+        assert "local" in calibration["Executor"]
+
+
+class TestStopping:
+    def test_cancel_stops_a_running_job_and_drops_a_queued_one(self, site, data):
+        big = big_night(data, "20261126")
+        proxy = site.proxy("preprocessor")
+        submit(site, {"ID": "long", "WOType": "Preprocessing", "File Location": str(big.directory)})
+        small = make_night(data, name="20261127", lights=[("R", 30.0, 1)])
+        submit(site, {"ID": "waiting", "WOType": "Preprocessing",
+                      "File Location": str(small.directory)})
+        assert proxy.front_desk({"WOType": "Cancel", "ID": "waiting"})["Status"] == "cancelled"
+        wait_until(lambda: status(proxy, "long")["Progress"].get("Step", "")
+                   .startswith("calibrating"), "the long job to calibrate")
+        assert proxy.front_desk({"WOType": "Cancel", "ID": "long"})["Status"] == "cancelled"
+        # The queue goes on with the next order.
+        submit(site, {"ID": "after", "WOType": "Preprocessing",
+                      "File Location": str(small.directory)})
+        ended(proxy, "after", "done")
+        assert status(proxy, "long")["Status"] == "cancelled"
+        assert "Products" not in status(proxy, "long")["Progress"]
+        assert status(proxy, "waiting")["History"][-1]["Status"] == "cancelled"
+
+
+def test_a_job_under_way_when_the_daemon_stops_runs_again_at_the_next_start(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("restart")
+    site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters")}})
+    try:
+        site.start("preprocessor")
+        big = big_night(directory / "data", "20261128")
+        proxy = site.proxy("preprocessor")
+        submit(site, {"ID": "r-1", "WOType": "Preprocessing", "File Location": str(big.directory)})
+        wait_until(lambda: status(proxy, "r-1")["Progress"].get("Step", "")
+                   .startswith("calibrating"), "the job to calibrate")
+        assert site.stop() == {"preprocessor": 0}, site.log("preprocessor")[-3000:]
+        site.start("preprocessor")
+        result = ended(site.proxy("preprocessor"), "r-1", "done")
+        reasons = [entry["Reason"] for entry in result["History"]]
+        assert any("stopped while this order was running; queued again" in reason
+                   for reason in reasons), reasons
+        assert len(result["Progress"]["Products"]) == MANY_LIGHTS + 1
+    finally:
+        site.stop()

@@ -1,0 +1,336 @@
+"""A night's calibration, as a specification: what is made of which frames, where it goes,
+what is said about what is missing, and how bad inputs are reported without losing the night.
+Also ``toros calibrate``, the same pipeline from the command line."""
+
+import hashlib
+import logging
+import os
+import shutil
+import types
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from preprocessing_data import make_night
+from torosmanager.config import default_config
+from torosmanager.preprocessor import command
+from torosmanager.preprocessor.classify import Kind, kind_of
+from torosmanager.preprocessor.executors import LocalRunner
+from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate
+
+
+@pytest.fixture(scope="module")
+def runner():
+    made = LocalRunner(2)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """5 biases, 3 darks of 30 s, 5 flats in R, 3 lights of 30 s in R; copied by `night`."""
+    return make_night(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture
+def night(base, tmp_path):
+    directory = tmp_path / base.directory.name
+    shutil.copytree(base.directory, directory)
+    return directory
+
+
+@pytest.fixture
+def library(tmp_path):
+    return str(tmp_path / "masters")
+
+
+def run(location, runner, **settings):
+    return calibrate(location if isinstance(location, list) else str(location),
+                     Settings(**settings), runner)
+
+
+def raw_files(night, kind=None):
+    names = sorted(os.listdir(night / "raw"))
+    return [night / "raw" / name for name in names if kind is None or f"_{kind}_" in name]
+
+
+def digest(paths):
+    return {str(path): hashlib.sha256(open(path, "rb").read()).hexdigest() for path in paths}
+
+
+class TestWhereThingsGo:
+    def test_products_and_masters_go_to_the_nights_reduced_directory(self, night, runner,
+                                                                     library):
+        outcome = run(night, runner, library=library)
+        assert sorted(os.path.basename(path) for path in outcome.products) == \
+            sorted(path.name for path in raw_files(night, "LIGHT"))
+        assert all(os.path.dirname(path) == str(night / "reduced") for path in outcome.products)
+        assert sorted(outcome.masters) == ["bias 128x128 bin 1x1", "dark 30 s 128x128 bin 1x1",
+                                           "flat R 128x128 bin 1x1"]
+        assert all(os.path.dirname(path) == str(night / "reduced" / "masters")
+                   for path in outcome.masters.values())
+        assert outcome.done == outcome.total == 16 and not outcome.skipped
+        assert "3 frame(s) calibrated" in outcome.summary()
+
+    def test_the_masters_are_kept_in_the_library(self, night, runner, library):
+        run(night, runner, library=library)
+        kept = sorted(os.path.relpath(os.path.join(root, name), library)
+                      for root, _, names in os.walk(library) for name in names)
+        assert [path.rsplit("_", 1)[0] for path in kept] == [
+            "bias/128x128_1x1/20261121", "dark/128x128_1x1/30s/20261121",
+            "flat/128x128_1x1/R/20261121"]
+
+    def test_a_list_of_files_as_the_telescope_hands_them_over(self, night, runner):
+        files = [str(path) for path in raw_files(night)]
+        outcome = run(files, runner)
+        assert len(outcome.products) == 3 and len(outcome.masters) == 3
+        assert all(path.startswith(str(night / "reduced")) for path in outcome.products)
+
+    def test_one_file_and_a_file_url(self, night, runner, library):
+        run(night, runner, library=library)      # its masters go to the library
+        light = raw_files(night, "LIGHT")[0]
+        outcome = run(f"file://{light}", runner, library=library)
+        assert outcome.products == [str(night / "reduced" / light.name)]
+
+    def test_progress_goes_from_nothing_to_everything(self, night, runner):
+        reports = []
+        calibrate(str(night), Settings(), runner, progress=lambda *report: reports.append(report))
+        done = [count for _, count, _ in reports]
+        assert done == sorted(done) and done[0] == 0
+        assert reports[-1] == ("done", 16, 16)
+        steps = [step for step, _, _ in reports]
+        assert "reading headers" in steps and any(s.startswith("calibrating") for s in steps)
+
+
+class TestRerunning:
+    def test_gives_the_same_products_and_never_touches_the_raw_frames(self, night, runner,
+                                                                       library):
+        before = digest(raw_files(night))
+        first = run(night, runner, library=library)
+        pixels = {path: fits.getdata(path) for path in first.products}
+        again = run(night, runner, library=library)
+        assert again.products == first.products and again.masters == first.masters
+        for path in again.products:
+            np.testing.assert_array_equal(fits.getdata(path), pixels[path])
+        assert digest(raw_files(night)) == before
+        leftovers = [name for _, _, names in os.walk(night) for name in names
+                     if name.endswith(".part")]
+        assert not leftovers
+
+    def test_the_block_size_does_not_change_the_masters(self, night, runner):
+        whole = run(night, runner, block_rows=512)
+        first = {label: fits.getdata(path) for label, path in whole.masters.items()}
+        blocks = run(night, runner, block_rows=7)
+        for label, path in blocks.masters.items():
+            np.testing.assert_array_equal(fits.getdata(path), first[label])
+
+
+class TestBadInputs:
+    def test_a_missing_directory(self, tmp_path, runner):
+        with pytest.raises(PreprocessingError, match="no such file or directory"):
+            run(tmp_path / "20991231", runner)
+
+    def test_an_empty_directory(self, tmp_path, runner):
+        (tmp_path / "20991231" / "raw").mkdir(parents=True)
+        with pytest.raises(PreprocessingError, match=r"no FITS files .* in .*20991231/raw"):
+            run(tmp_path / "20991231", runner)
+
+    def test_corrupt_and_truncated_files_are_reported_and_the_rest_calibrated(self, night,
+                                                                              runner):
+        (night / "raw" / "garbage.fits").write_bytes(b"not a FITS file at all" * 200)
+        light = raw_files(night, "LIGHT")[0]
+        content = light.read_bytes()
+        (night / "raw" / "truncated.fits").write_bytes(content[:len(content) // 2])
+        outcome = run(night, runner)
+        assert len(outcome.products) == 3
+        reasons = dict(line.split(": ", 1) for line in outcome.skipped)
+        assert reasons[str(night / "raw" / "garbage.fits")].startswith("not a FITS file")
+        assert reasons[str(night / "raw" / "truncated.fits")].startswith("truncated")
+        assert outcome.done == outcome.total == 18
+
+    def test_frames_of_unknown_type_are_skipped_with_a_warning(self, night, runner, caplog):
+        light = raw_files(night, "LIGHT")[0]
+        with fits.open(light) as hdus:
+            hdus[0].header["IMAGETYP"] = "FOCUS"
+            hdus.writeto(night / "raw" / "focus.fits")
+        with caplog.at_level(logging.WARNING):
+            outcome = run(night, runner)
+        assert outcome.skipped == [f"{night / 'raw' / 'focus.fits'}: unknown IMAGETYP 'FOCUS' "
+                                   "(expected LIGHT/OBJECT/SCIENCE, BIAS/ZERO, DARK, "
+                                   "FLAT/SKYFLAT/DOMEFLAT)"]
+        assert len(outcome.products) == 3
+        assert "focus.fits" in caplog.text
+
+    def test_frames_of_mixed_sizes_get_masters_of_their_own_size(self, night, runner):
+        make_night(night.parent, name=night.name, biases=3, darks={30.0: 2}, flats={"R": 3},
+                   lights=[("R", 30.0, 2)], simulator={"Width": 96, "Height": 64},
+                   order_id="small")
+        outcome = run(night, runner)
+        assert sorted(outcome.masters) == [
+            "bias 128x128 bin 1x1", "bias 96x64 bin 1x1", "dark 30 s 128x128 bin 1x1",
+            "dark 30 s 96x64 bin 1x1", "flat R 128x128 bin 1x1", "flat R 96x64 bin 1x1"]
+        shapes = sorted(fits.getdata(path).shape for path in outcome.products)
+        assert shapes == [(64, 96)] * 2 + [(128, 128)] * 3
+        for path in outcome.products:
+            header = fits.getheader(path)
+            small = header["NAXIS1"] == 96
+            assert ("96x64" in header["BIASCOR"]) == small
+
+    def test_a_light_without_a_matching_flat_is_calibrated_and_said_so(self, night, runner):
+        before = digest(raw_files(night))
+        make_night(night.parent, name=night.name, biases=0, darks={}, flats={},
+                   lights=[("V", 30.0, 2)], order_id="vee")
+        outcome = run(night, runner)
+        assert len(outcome.products) == 5 and not outcome.skipped
+        assert any("filter V" in note and "not flat-fielded" in note for note in outcome.notes)
+        for path in outcome.products:
+            header = fits.getheader(path)
+            flattened = header["FILTER"] == "R"
+            assert (header["FLATCOR"] != "none") == flattened
+            assert header["BIASCOR"] != "none" and header["DARKCOR"] != "none"
+        assert all(digest([path]) == {path: sha} for path, sha in before.items())
+
+    def test_a_light_without_any_bias_is_skipped_with_the_reason(self, tmp_path, runner):
+        lonely = make_night(tmp_path, biases=0, darks={}, flats={}, lights=[("R", 10.0, 2)])
+        outcome = run(lonely.directory, runner)
+        assert not outcome.products and not outcome.succeeded
+        assert all(line.endswith("no bias for 128x128 bin 1x1, in this night or the master "
+                                 "library") for line in outcome.skipped)
+        assert len(outcome.skipped) == 2
+
+
+class TestDarks:
+    def test_the_closest_longer_dark_is_scaled(self, tmp_path, runner):
+        made = make_night(tmp_path, darks={20.0: 3, 60.0: 3}, lights=[("R", 30.0, 2)])
+        outcome = run(made.directory, runner)
+        for path in outcome.products:
+            header = fits.getheader(path)
+            assert header["DARKEXP"] == 60.0 and header["DARKSCAL"] == pytest.approx(0.5)
+            assert "_60s_" in header["DARKCOR"]
+        assert not outcome.notes
+
+    def test_a_shorter_dark_is_scaled_up_and_said_so(self, tmp_path, runner):
+        made = make_night(tmp_path, darks={20.0: 3}, lights=[("R", 30.0, 1)])
+        outcome = run(made.directory, runner)
+        header = fits.getheader(outcome.products[0])
+        assert header["DARKSCAL"] == pytest.approx(1.5)
+        assert any("the 20 s dark is scaled up" in note for note in outcome.notes)
+
+    def test_the_dark_current_is_removed_whatever_the_dark_used(self, tmp_path, runner):
+        made = make_night(tmp_path, darks={60.0: 4}, lights=[("R", 30.0, 2)])
+        outcome = run(made.directory, runner)
+        camera = made.camera
+        response = camera.truth_flat("R")
+        expected = camera.truth_sky_electrons_per_second("R") * 30.0 * np.median(response)
+        for path in outcome.products:
+            assert np.median(fits.getdata(path)) == pytest.approx(expected, rel=0.01)
+
+
+class TestLibrary:
+    def test_a_night_without_flats_or_darks_uses_the_librarys(self, night, runner, library,
+                                                               tmp_path):
+        run(night, runner, library=library)
+        later = make_night(tmp_path, name="20261125", darks={}, flats={},
+                           lights=[("R", 30.0, 2)])
+        outcome = run(later.directory, runner, library=library)
+        assert len(outcome.products) == 2 and not outcome.skipped
+        assert sorted(outcome.masters) == ["bias 128x128 bin 1x1"]
+        header = fits.getheader(outcome.products[0])
+        assert header["FLATSRC"] == "library 20261121" and header["DARKSRC"] == "library 20261121"
+        assert header["BIASSRC"] == "night"
+        assert any("flat R 128x128 bin 1x1: none in this night; using the master library's"
+                   in note for note in outcome.notes)
+        assert any(line.startswith("flat-fielded") and "library 20261121" in line
+                   for line in header["HISTORY"])
+
+    def test_the_newest_master_not_after_the_night_is_used(self, night, runner, library,
+                                                          tmp_path):
+        run(night, runner, library=library)
+        newer = make_night(tmp_path / "newer", name="20261123", lights=[])
+        run(newer.directory, runner, library=library)
+        between = make_night(tmp_path, name="20261124", darks={}, flats={},
+                             lights=[("R", 30.0, 1)])
+        header = fits.getheader(run(between.directory, runner, library=library).products[0])
+        assert header["FLATSRC"] == "library 20261123"
+        older = make_night(tmp_path, name="20261101", darks={}, flats={},
+                           lights=[("R", 30.0, 1)])
+        header = fits.getheader(run(older.directory, runner, library=library).products[0])
+        assert header["FLATSRC"] == "library 20261121"      # the closest after it
+
+    def test_an_unwritable_library_is_a_note_not_a_failure(self, night, runner, tmp_path):
+        blocker = tmp_path / "file-not-directory"
+        blocker.write_text("")
+        outcome = run(night, runner, library=str(blocker / "masters"))
+        assert len(outcome.products) == 3
+        assert any("could not be kept in the master library" in note for note in outcome.notes)
+
+
+@pytest.mark.parametrize("imagetyp, kind", [
+    ("LIGHT", Kind.LIGHT), ("Light Frame", Kind.LIGHT), ("object", Kind.LIGHT),
+    ("SCIENCE", Kind.LIGHT), ("Bias Frame", Kind.BIAS), ("zero", Kind.BIAS),
+    ("Dark Frame", Kind.DARK), ("FLAT", Kind.FLAT), ("Flat Field", Kind.FLAT),
+    ("SkyFlat", Kind.FLAT), ("dome-flat", Kind.FLAT), ("Twilight Flat", Kind.FLAT),
+    ("FOCUS", None), ("MASTER FLAT", None), ("", None), (None, None),
+])
+def test_imagetyp_is_read_without_regard_to_case_or_decoration(imagetyp, kind):
+    assert kind_of(imagetyp) == kind
+
+
+class TestCosmicRays:
+    def test_are_cleaned_when_configured(self, night, runner):
+        light = raw_files(night, "LIGHT")[0]
+        hits = [(20, 30), (64, 64), (100, 17)]
+        with fits.open(light) as hdus:
+            data = hdus[0].data.astype(np.int32)
+            for y, x in hits:
+                data[y, x] += 8000
+            hdus[0].data = data.astype(np.uint16)
+            hdus.writeto(light, overwrite=True)
+        outcome = run(night, runner, cosmic_rays=True)
+        product = night / "reduced" / light.name
+        header, data = fits.getheader(product), fits.getdata(product)
+        assert header["CRCLEAN"] is True and header["NCOSMIC"] >= len(hits)
+        sky, noise = np.median(data), 1.4826 * np.median(np.abs(data - np.median(data)))
+        for y, x in hits:
+            assert abs(data[y, x] - sky) < 5 * noise
+        assert len(outcome.products) == 3
+
+
+class TestCommand:
+    """``toros calibrate NIGHT_DIR`` (its run() function; the ``toros`` command calls it)."""
+
+    def arguments(self, *locations, **options):
+        values = {"workers": 2, "executor": None, "library": None, "no_library": True,
+                  "quiet": False}
+        values.update(options)
+        return types.SimpleNamespace(locations=[str(path) for path in locations], **values)
+
+    def test_calibrates_a_night_with_a_progress_report(self, night, capsys):
+        status = command.run(default_config(), self.arguments(night))
+        out, err = capsys.readouterr()
+        assert status == command.EXIT_OK
+        assert "3 frame(s) calibrated into" in out and "master flat R 128x128 bin 1x1" in out
+        assert "reading headers" in err and "16/16 frames  done" in err
+        assert len(os.listdir(night / "reduced")) == 4     # 3 frames and masters/
+
+    def test_reports_skipped_files_and_still_succeeds(self, night, capsys):
+        (night / "raw" / "broken.fits").write_bytes(b"\0" * 100)
+        status = command.run(default_config(), self.arguments(night, quiet=True))
+        out, err = capsys.readouterr()
+        assert status == command.EXIT_OK and not err
+        assert "skipped (1):" in out and "broken.fits: not a FITS file" in out
+
+    def test_a_missing_directory_fails_with_the_reason(self, tmp_path, capsys):
+        status = command.run(default_config(), self.arguments(tmp_path / "nope"))
+        assert status == command.EXIT_FAILED
+        assert "no such file or directory" in capsys.readouterr().err
+
+    def test_its_options(self):
+        import argparse
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        parsed = parser.parse_args(["/data/20261121", "--workers", "3", "--no-library"])
+        assert parsed.locations == ["/data/20261121"] and parsed.workers == 3
+        with pytest.raises(SystemExit):
+            parser.parse_args(["/data", "--workers", "0"])

@@ -1,0 +1,183 @@
+"""``toros calibrate NIGHT_DIR``: a night's calibration on this machine, without the daemon.
+
+The same pipeline as a Preprocessing order (:func:`.pipeline.calibrate`), with the
+``Preprocessor`` settings of the configuration (options override a few), a progress bar on
+stderr, and a summary on stdout::
+
+    toros calibrate /var/lib/toros/data/20261121
+    toros calibrate /data/20261121 --workers 2 --no-library
+    toros calibrate /data/20261121 --executor tcp://10.0.0.5:8786    # on a Dask cluster
+
+Exit status: 0 when something was calibrated (skipped files are listed), 1 when nothing could
+be, 130 when interrupted.
+"""
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+
+from .executors import RunnerError, Stopped, make_runner
+from .pipeline import PreprocessingError, Settings, calibrate
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+EXIT_CONFIG = 78
+#: Characters of the progress bar itself.
+BAR_WIDTH = 30
+#: Least seconds between two redraws of the bar.
+REDRAW_INTERVAL = 0.1
+
+
+def add_arguments(parser):
+    """Add ``calibrate``'s arguments to *parser* (an :class:`argparse.ArgumentParser`)."""
+    parser.add_argument("locations", nargs="+", metavar="NIGHT_DIR",
+                        help="a night directory (its raw/ is used when there is one), or FITS "
+                             "files; products go to <night>/reduced/")
+    parser.add_argument("--workers", type=_positive, metavar="N",
+                        help="worker processes (default: Preprocessor → Workers)")
+    parser.add_argument("--executor", metavar="ADDRESS",
+                        help="'local', or a dask.distributed scheduler's address (default: "
+                             "Preprocessor → Executor)")
+    library = parser.add_mutually_exclusive_group()
+    library.add_argument("--library", metavar="DIR",
+                         help="master library (default: Preprocessor → Master Library)")
+    library.add_argument("--no-library", action="store_true",
+                         help="neither use nor fill a master library")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(config, arguments):
+    """Run ``toros calibrate``; return the exit status."""
+    settings = _settings(config, arguments)
+    location = arguments.locations if len(arguments.locations) > 1 else arguments.locations[0]
+    bar = None if arguments.quiet else ProgressBar(sys.stderr)
+    runner = None
+    try:
+        runner = make_runner(settings)
+        outcome = calibrate(location, settings, runner, progress=bar)
+    except (PreprocessingError, RunnerError) as error:
+        _finish(bar)
+        print(f"toros calibrate: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (KeyboardInterrupt, Stopped):
+        _finish(bar)
+        print("toros calibrate: interrupted; products already written are complete, the rest "
+              "were not made (run it again: it is safe)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as error:
+        _finish(bar)
+        print(f"toros calibrate: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if runner is not None:
+            runner.close()
+    _finish(bar)
+    _report(outcome)
+    return EXIT_OK if outcome.succeeded else EXIT_FAILED
+
+
+class ProgressBar:
+    """``[#########-----] 12/40 frames  calibrating ...`` on a terminal, redrawn in place; one
+    line per new step elsewhere (a log file, a pipe)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.terminal = stream.isatty()
+        self._drawn = 0.0
+        self._phase = None
+        self._line = ""
+
+    def __call__(self, step, done, total):
+        if self.terminal:
+            now = time.monotonic()
+            if now - self._drawn < REDRAW_INTERVAL and step != "done":
+                return
+            self._drawn = now
+            filled = BAR_WIDTH * done // total if total else 0
+            columns = shutil.get_terminal_size().columns
+            line = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{total} frames  {step}"
+            line = line[:max(columns - 1, BAR_WIDTH)]
+            self.stream.write("\r" + line.ljust(len(self._line)))
+            self._line = line
+        else:
+            phase = step.split(":", 1)[0]
+            if phase == self._phase:
+                return
+            self._phase = phase
+            self.stream.write(f"{done}/{total} frames  {step}\n")
+        self.stream.flush()
+
+    def finish(self):
+        """End the bar's line."""
+        if self.terminal and self._line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._line = ""
+
+
+def _finish(bar):
+    if bar is not None:
+        bar.finish()
+
+
+def _report(outcome):
+    print(outcome.summary())
+    for label, path in outcome.masters.items():
+        print(f"  master {label}: {path}")
+    if outcome.skipped:
+        print(f"skipped ({len(outcome.skipped)}):")
+        for line in outcome.skipped:
+            print(f"  {line}")
+    if outcome.notes:
+        print("notes:")
+        for line in outcome.notes:
+            print(f"  {line}")
+
+
+def _settings(config, arguments):
+    settings = Settings.from_config(config)
+    changes = {}
+    if arguments.workers is not None:
+        changes["workers"] = arguments.workers
+    if arguments.executor is not None:
+        changes["executor"] = arguments.executor
+    if arguments.library is not None:
+        changes["library"] = arguments.library
+    if arguments.no_library:
+        changes["library"] = None
+    return dataclasses.replace(settings, **changes)
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def main(argv=None):
+    """Run as ``python -m torosmanager.preprocessor.command`` (before ``toros`` has it)."""
+    from ..config import ConfigError, default_config, load_config
+
+    parser = argparse.ArgumentParser(prog="toros calibrate",
+                                     description="Calibrate a night of raw frames.")
+    parser.add_argument("--config", metavar="PATH", help="configuration file (default: "
+                                                         "built-in defaults)")
+    add_arguments(parser)
+    arguments = parser.parse_args(argv)
+    try:
+        config = load_config(arguments.config) if arguments.config else default_config()
+    except ConfigError as error:
+        print(f"toros calibrate: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run(config, arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

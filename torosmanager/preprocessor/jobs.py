@@ -1,0 +1,220 @@
+"""The preprocessor daemon's jobs: Preprocessing orders run one at a time, in a thread of their
+own, their frames spread over the workers.
+
+The front desk only queues an order (:meth:`JobQueue.enqueue`) and answers. The job thread
+takes the orders by priority, then first come first served, runs :func:`.pipeline.calibrate`,
+and journals its progress as the order's ``Progress``: ``Step``, ``Frames Done`` of ``Frames
+Total``, and at the end ``Products``, ``Masters``, ``Skipped`` (``"file: reason"``) and
+``Notes``. Progress is journaled at each new step and otherwise at most every
+:data:`PROGRESS_INTERVAL` seconds, so a night of thousands of frames does not write thousands
+of history rows.
+
+A Cancel stops the job between two tasks. When the daemon stops, the job under way is stopped
+the same way but stays ``running`` in the journal; at the next start it is queued again and
+run from the beginning (re-running a night is safe).
+"""
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+
+from ..journal import DONE, FAILED, QUEUED, RUNNING
+from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
+from .pipeline import PreprocessingError, calibrate
+
+log = logging.getLogger(__name__)
+
+#: Least real seconds between two journaled progress reports within one step.
+PROGRESS_INTERVAL = 1.0
+
+
+class Job:
+    """One order under way, and how to stop it."""
+
+    def __init__(self, record):
+        self.record = record
+        self.stop = threading.Event()
+        self.cancelled = False
+
+    def cancel(self):
+        """Stop the job for good (a Cancel)."""
+        self.cancelled = True
+        self.stop.set()
+
+
+class JobQueue:
+    """Runs a preprocessor daemon's orders.
+
+    Parameters
+    ----------
+    handler : PreprocessorHandler
+        Gives the journal, the transitions and the settings.
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.settings = handler.settings
+        self._queue = []
+        self._order = itertools.count()
+        self._condition = threading.Condition()
+        self._current = None
+        self._stopping = False
+        self._runner = None
+        self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
+
+    # --- called from the front desk and the service -------------------------------------
+
+    def start(self):
+        """Start the job thread."""
+        self._thread.start()
+
+    def enqueue(self, record):
+        """Queue an order: higher priority first, then first come, first served."""
+        with self._condition:
+            heapq.heappush(self._queue, (-record.priority, next(self._order), record.id))
+            self._condition.notify()
+
+    def cancel(self, order_id):
+        """Stop *order_id* if it is under way (a queued one is dropped when its turn comes)."""
+        with self._condition:
+            if self._current is not None and self._current.record.id == order_id:
+                self._current.cancel()
+
+    def stop(self):
+        """Stop the job under way (it stays journaled as running), then the workers."""
+        with self._condition:
+            self._stopping = True
+            if self._current is not None:
+                self._current.stop.set()
+            self._condition.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+    def describe(self):
+        """For the health report: the executor, the order under way, how many wait."""
+        with self._condition:
+            current = self._current.record.id if self._current is not None else ""
+            queued = len(self._queue)
+        if self._runner is not None:
+            executor = self._runner.description
+        elif self.settings.executor == LOCAL:
+            executor = f"{self.settings.workers} local worker process(es), started for each job"
+        else:
+            executor = f"Dask scheduler {self.settings.executor} (reached with the first job)"
+        return {"Executor": executor, "Workers": self.settings.workers, "Current": current,
+                "Queued": queued}
+
+    # --- the job thread ------------------------------------------------------------------
+
+    def _run(self):
+        while True:
+            with self._condition:
+                while not (self._stopping or self._queue):
+                    self._condition.wait()
+                if self._stopping:
+                    return
+                _, _, order_id = heapq.heappop(self._queue)
+                record = self.handler.journal.get(order_id)
+                if record is None or record.state != QUEUED:
+                    continue  # cancelled while it waited
+                job = self._current = Job(record)
+            try:
+                self._execute(job)
+            except Exception:  # a bug must not kill the thread and strand the queue
+                log.exception("[WO %s] the preprocessor job failed", job.record.id)
+                self.handler.transition(job.record.id, FAILED,
+                                        "internal error in the preprocessor; its log has the "
+                                        "details", only_from={RUNNING})
+            finally:
+                with self._condition:
+                    self._current = None
+                    idle = not self._queue
+                if idle and isinstance(self._runner, LocalRunner):
+                    # Local workers hold a group's terms (up to two frames); let them go while
+                    # nothing waits. New ones fork from the fork server in a moment.
+                    self._drop_runner()
+
+    def _execute(self, job):
+        order_id = job.record.id
+        location = job.record.work_order["File Location"]
+        reporter = _Reporter(self.handler, job)
+        if not reporter.start():
+            return  # cancelled a moment ago
+        try:
+            runner = self._runner_for_job()
+            outcome = calibrate(location, self.settings, runner, progress=reporter, stop=job.stop)
+        except Stopped:
+            if not job.cancelled:
+                log.info("[WO %s] stopped with the daemon; it will run again from the "
+                         "beginning at the next start", order_id)
+            return
+        except (PreprocessingError, RunnerError, OSError) as error:
+            if isinstance(error, RunnerError):
+                self._drop_runner()
+            self.handler.transition(order_id, FAILED, str(error), only_from={RUNNING},
+                                    progress=reporter.progress)
+            return
+        progress = dict(reporter.progress, **{
+            "Step": "done", "Frames Done": outcome.done, "Frames Total": outcome.total,
+            "Products": outcome.products, "Masters": outcome.masters,
+            "Skipped": outcome.skipped, "Notes": outcome.notes})
+        if outcome.succeeded:
+            self.handler.transition(order_id, DONE, outcome.summary(), only_from={RUNNING},
+                                    progress=progress)
+        else:
+            self.handler.transition(order_id, FAILED, "nothing could be calibrated: "
+                                    + outcome.summary() + " (see Skipped)", only_from={RUNNING},
+                                    progress=progress)
+
+    def _runner_for_job(self):
+        if self._runner is not None and getattr(self._runner, "broken", False):
+            self._drop_runner()
+        if self._runner is None:
+            self._runner = make_runner(self.settings)
+            log.info("preprocessor tasks run on %s", self._runner.description)
+        return self._runner
+
+    def _drop_runner(self):
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            try:
+                runner.close()
+            except (RunnerError, OSError, RuntimeError) as error:
+                log.warning("closing the broken executor: %s", error)
+
+
+class _Reporter:
+    """Journals a job's progress as :func:`.pipeline.calibrate` reports it."""
+
+    def __init__(self, handler, job):
+        self.handler = handler
+        self.job = job
+        self.progress = {"Step": "starting", "Frames Done": 0, "Frames Total": 0}
+        self._phase = None
+        self._written = 0.0
+
+    def start(self):
+        """Mark the order running; ``False`` if it was cancelled meanwhile."""
+        return self._write(self.job.record.id, {QUEUED})
+
+    def __call__(self, step, done, total):
+        self.progress.update({"Step": step, "Frames Done": done, "Frames Total": total})
+        if step == "done":
+            return  # the final state follows at once, with the whole report
+        phase = step.split(":", 1)[0]
+        now = time.monotonic()
+        if phase != self._phase or now - self._written >= PROGRESS_INTERVAL:
+            self._phase = phase
+            if not self._write(self.job.record.id, {RUNNING}):
+                self.job.cancel()  # it was cancelled at the front desk: stop at once
+
+    def _write(self, order_id, only_from):
+        self._written = time.monotonic()
+        previous = self.handler.transition(order_id, RUNNING, self.progress["Step"],
+                                           only_from=only_from, progress=dict(self.progress))
+        return previous is not None
