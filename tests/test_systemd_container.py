@@ -58,7 +58,8 @@ NIGHT_TIMEOUT_S = 60       # the dome to open, then the observation to be taken,
 # A simulated night, as tests/observatory.py runs one: dark at CTMO, 100 simulated s per real s,
 # so that the manual's 30 s exposure and its calibration frames take about a second.
 NIGHT_SETTINGS = {
-    "Clock": {"Mode": "simulated", "Start": "2026-11-22T02:00:00+00:00", "Speed": 100},
+    # The tests' evening (conftest.EVENING): the Moon is down, far from the manual's target.
+    "Clock": {"Mode": "simulated", "Start": "2026-11-10T02:00:00+00:00", "Speed": 100},
     "Dome": {"Reopen Delay": 0, "Heartbeat Timeout": 3600},
     "Scheduler": {"Heartbeat Interval": 30},
     "Telescope": {"Bias Frames": 2, "Dark Frames": 2},
