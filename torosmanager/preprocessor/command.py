@@ -19,7 +19,6 @@ import sys
 import time
 
 from .executors import RunnerError, Stopped, make_runner
-from .pipeline import PreprocessingError, Settings, calibrate
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -51,6 +50,10 @@ def add_arguments(parser):
 
 def run(config, arguments):
     """Run ``toros calibrate``; return the exit status."""
+    # Here, not above: the pipeline brings astropy and ccdproc, which `toros` need not load
+    # for its other commands.
+    from .pipeline import PreprocessingError, calibrate
+
     settings = _settings(config, arguments)
     location = arguments.locations if len(arguments.locations) > 1 else arguments.locations[0]
     bar = None if arguments.quiet else ProgressBar(sys.stderr)
@@ -138,6 +141,8 @@ def _report(outcome):
 
 
 def _settings(config, arguments):
+    from .pipeline import Settings
+
     settings = Settings.from_config(config)
     changes = {}
     if arguments.workers is not None:

@@ -144,10 +144,13 @@ def task_combine_rows(spec, start, stop):
     with _Masters(spec) as masters:
         bias, dark = masters.rows(start, stop)
         for index, path in enumerate(spec.paths):
+            plane = stack[index]
             with RawFrame(path) as frame:
-                plane = spec.layout.reader(frame).rows(start, stop)
+                if spec.layout.identity:
+                    frame.rows(start, stop, out=plane)
+                else:
+                    plane[...] = spec.layout.reader(frame).rows(start, stop)
             _correct(spec, index, plane, bias, dark)
-            stack[index] = plane
     return clipped_mean(stack, spec.sigma, spec.maxiters)
 
 

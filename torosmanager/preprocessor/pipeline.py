@@ -45,7 +45,7 @@ from .library import MasterLibrary
 from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, master_header,
                       master_name, normalise_flat, stack_rows, task_combine_rows,
                       task_flat_level, write_master)
-from .reading import is_fits_name
+from .reading import FrameError, is_fits_name
 from .writing import sync_files
 
 log = logging.getLogger(__name__)
@@ -407,9 +407,14 @@ class _Night:
         for group in groups.values():
             prefix = os.path.join(self._shared, f"group{next(self._group_numbers)}")
             try:
-                share_terms(group[0], group[0].terms_bzero, prefix)
-                self._calibrate([dataclasses.replace(task, terms=prefix) for task in group],
-                                geometry, total)
+                try:
+                    share_terms(group[0], group[0].terms_bzero, prefix)
+                except (FrameError, OSError, ValueError) as error:
+                    # The workers compute them, or say per frame what is wrong.
+                    log.warning("cannot share the terms of %s: %s", group[0].path, error)
+                else:
+                    group = [dataclasses.replace(task, terms=prefix) for task in group]
+                self._calibrate(group, geometry, total)
             finally:
                 remove_terms(prefix)
 
@@ -631,7 +636,7 @@ def _source(master):
 
 def _reason(error):
     """The message of a task's exception, for Status."""
-    if isinstance(error, (OSError, ValueError)) or type(error).__name__ == "FrameError":
+    if isinstance(error, (FrameError, OSError, ValueError)):
         return str(error)
     return f"{type(error).__name__}: {error}"
 
