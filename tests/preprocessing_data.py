@@ -8,15 +8,17 @@ frames takes a fraction of a second and is the same every time for the same seed
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from torosmanager.clock import Clock, use_astropy_offline
+from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.devices import FrameType
 from torosmanager.devices.simulator import (SimulatedCamera, SimulatedFilterWheel,
                                             SimulatedMount)
 from torosmanager.night import airmass
 from torosmanager.telescope.fits import Exposure, write_frame
+
+from stepped_clock import SteppedClock
 
 #: The evening the frames are taken (CTMO, 2026-11-21 local).
 EVENING = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
@@ -29,20 +31,6 @@ SIMULATOR = {"Width": 128, "Height": 128, "Gain": 1.5, "Read Noise": 8.0, "Bias 
              "Vignetting": 0.3, "Star Density": 500.0, "Readout Time": 1.0, "Seed": 7}
 #: Clock seconds between two frames, beyond their exposure and readout.
 GAP = 1.0
-
-
-class SteppedClock(Clock):
-    """A clock that moves only when :meth:`advance` is called."""
-
-    def __init__(self, start=EVENING):
-        super().__init__(start=start, anchor=start, speed=1.0)
-        self.current = start
-
-    def now(self):
-        return self.current
-
-    def advance(self, seconds):
-        self.current += timedelta(seconds=seconds)
 
 
 @dataclass

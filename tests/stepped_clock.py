@@ -1,4 +1,4 @@
-"""A clock that moves only when a test says so, for the simulated devices' tests."""
+"""A clock that moves only when a test says so: for the simulated devices and the nights they make."""
 
 from datetime import datetime, timedelta, timezone
 
