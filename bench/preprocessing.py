@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -47,7 +48,7 @@ DEFAULT_SIZES = (2048, 4096, 10560)
 DEFAULT_FRAMES = 10
 DEFAULT_WORKERS = 2
 DEFAULT_WORKDIR = "/var/tmp/toros-bench-preprocessing"
-DEFAULT_REPEAT = 3
+DEFAULT_REPEAT = 5
 #: Seconds between two samples of the stages' memory.
 SAMPLE_SECONDS = 0.05
 #: The detector of the generated frames.
@@ -111,14 +112,18 @@ def bench_size(arguments, size):
             for name in runs:
                 runs[name].append(stage(arguments, name, size))
         floor, floor2, ours = (median_run(runs[name]) for name in runs)
+        # Each run of ours against the floors run beside it: the disk's pace drifts between
+        # repetitions more than between neighbours.
+        ratios = [statistics.median(runs[name][index]["seconds"] / run["seconds"]
+                         for index, run in enumerate(runs["pipeline"]))
+                  for name in ("floor", "floor-parallel")]
         rows.append(row(size, "I/O floor, 1 process (read raw, write float32)", floor,
                         floor["seconds"], frames))
         rows.append(row(size, f"I/O floor, {arguments.workers} processes", floor2,
                         floor2["seconds"], frames))
         ours_row = row(size, f"ours: calibrate, {arguments.workers} workers", ours,
                        ours["seconds"], frames)
-        ours_row["vs floor"] = (f"{floor['seconds'] / ours['seconds']:.2f} / "
-                                f"{floor2['seconds'] / ours['seconds']:.2f}")
+        ours_row["vs floor"] = f"{ratios[0]:.2f} / {ratios[1]:.2f}"
         rows.append(ours_row)
         if not arguments.skip_naive:
             naive = stage(arguments, "naive-process", size, frames=naive_frames)
@@ -136,6 +141,7 @@ def stage(arguments, name, size, frames=None):
                "--frames", str(frames or arguments.frames), "--workers", str(arguments.workers),
                "--workdir", arguments.workdir]
     log(f"  {name} ...")
+    os.sync()  # no stage pays for the write-back of the one before
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     sampler = MemorySampler(child.pid)
     sampler.start()
@@ -194,7 +200,8 @@ def machine_notes(arguments, elapsed, load_before):
             f"{platform.python_version()}, numpy {np.__version__}, astropy {astropy.__version__}, "
             f"ccdproc {ccdproc.__version__}. Frames per size: {arguments.frames} lights, "
             f"{arguments.frames} biases, {DARKS} darks, {FLATS} flats; floor and ours run "
-            f"{arguments.repeat} times, alternated, median shown. Whole run: {elapsed / 60:.1f} "
+            f"{arguments.repeat} times, alternated: median times, and the median of each run's "
+            f"ratio to the floors run beside it. Whole run: {elapsed / 60:.1f} "
             f"min; load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
             "after (other work on the machine slows the two-process stages most).")
 

@@ -8,14 +8,15 @@ electrons per second, flat ``F`` normalised to median 1)::
 
 which is what ccdproc's ``subtract_bias``, ``gain_correct``, ``subtract_dark`` (scaled by
 exposure time) and ``flat_correct`` (``norm_value=1``) give, one after the other. Here it is
-computed as ``(A - O) × S`` with ``O = B + D × t / g`` and ``S = g / F``, two whole frames
-that depend only on the masters, ``t`` and ``g``: computed once per group of frames, by the
-night's process into shared memory that the local workers map (:func:`share_terms`), or by
-each worker (a Dask cluster's), and kept while the group lasts; so a frame costs one
-subtraction and one multiplication per pixel on top of reading and writing it. Rows are read from the file's map,
-calibrated and written a block at a time (:data:`BLOCK_BYTES`), so a frame is never held whole
-in memory, except for cosmic-ray cleaning, which looks at the whole image. Products are flushed
-to the disk by the night's job, all together, at the end (see :mod:`.writing`).
+computed as ``(A - O) × S`` with ``O = B + D × t / g`` and ``S = g / F``, two whole frames that
+depend only on the masters, ``t`` and ``g``: computed once per group of frames, by the local
+workers together (a band of rows each) into shared memory that they all map
+(:func:`share_terms`), or by each worker (a Dask cluster's), and kept while the group lasts; so
+a frame costs one subtraction and one multiplication per pixel on top of reading and writing
+it. Rows are read from the file's map, calibrated and written a block at a time
+(:data:`BLOCK_BYTES`), so a frame is never held whole in memory, except for cosmic-ray
+cleaning, which looks at the whole image. Products are flushed to the disk by the night's job,
+all together, at the end (see :mod:`.writing`).
 """
 
 import os
@@ -102,10 +103,10 @@ def task_calibrate(task):
         if tuple(frame.shape) != tuple(task.layout.raw_shape):
             raise FrameError(f"a {frame.shape[1]}x{frame.shape[0]} frame, while its masters "
                              f"are for {task.layout.raw_shape[1]}x{task.layout.raw_shape[0]}")
-        header = _product_header(frame.header, task)
         blocks = _calibrated_blocks(frame, task, rows)
         if not task.cosmic_rays:
-            with ImageWriter(task.output, header, (height, width), durable=False) as writer:
+            with ImageWriter(task.output, frame.header, (height, width), durable=False,
+                             cards=task.cards, history=task.history) as writer:
                 for _, block in blocks:
                     writer.write(block)
             return 0
@@ -113,8 +114,10 @@ def task_calibrate(task):
         for start, block in blocks:
             image[start:start + len(block)] = block
     cleaned = _clean_cosmic_rays(image, task)
-    header["NCOSMIC"] = (cleaned, "pixels cleaned of cosmic rays")
-    with ImageWriter(task.output, header, (height, width), durable=False) as writer:
+    cards = task.cards + (("CRCLEAN", True, "cosmic rays cleaned (astroscrappy, L.A.Cosmic)"),
+                          ("NCOSMIC", cleaned, "pixels cleaned of cosmic rays"))
+    with ImageWriter(task.output, frame.header, (height, width), durable=False, cards=cards,
+                     history=task.history) as writer:
         for start in range(0, height, rows):
             writer.write(image[start:start + rows])
     return cleaned
@@ -139,17 +142,6 @@ def _calibrated_blocks(frame, task, rows):
         block -= offset[start:stop]
         block *= scale[start:stop]
         yield start, block
-
-
-def _product_header(raw, task):
-    header = raw.copy()
-    for key, value, comment in task.cards:
-        header[key] = (value, comment)
-    if task.cosmic_rays:
-        header["CRCLEAN"] = (True, "cosmic rays cleaned (astroscrappy, L.A.Cosmic)")
-    for line in task.history:
-        header.add_history(line)
-    return header
 
 
 def _clean_cosmic_rays(image, task):
@@ -182,18 +174,41 @@ def folded_bzero(layout, bzero, bscale):
     return float(bzero) if layout.identity and bscale == 1.0 else 0.0
 
 
-def share_terms(task, bzero, prefix):
+def share_terms(task, bzero, prefix, runner, stop=None):
     """Compute *task*'s group's terms once, into files named *prefix*… (in a private directory
     in shared memory) that every local worker maps instead of computing its own; return
-    *prefix*, for :attr:`ScienceTask.terms`."""
+    *prefix*, for :attr:`ScienceTask.terms`.
+
+    The files are made here and filled by *runner*'s workers, a band of rows each, so that
+    the first frames wait for these terms as little as possible.
+
+    Raises
+    ------
+    FrameError, OSError, ValueError
+        When a master cannot be read (as a worker raised it).
+    Stopped
+        When *stop* was set meanwhile.
+    """
     shape = tuple(task.layout.shape)
-    offset = np.lib.format.open_memmap(prefix + OFFSET_SUFFIX, mode="w+", dtype=np.float32,
-                                       shape=shape)
-    scale = np.lib.format.open_memmap(prefix + SCALE_SUFFIX, mode="w+", dtype=np.float32,
-                                      shape=shape)
-    _fill_terms(task, bzero, offset, scale)
-    del offset, scale
+    for suffix in (OFFSET_SUFFIX, SCALE_SUFFIX):
+        # Only made and sized here: tmpfs gives the pages as the workers fill them.
+        empty = np.lib.format.open_memmap(prefix + suffix, mode="w+", dtype=np.float32,
+                                          shape=shape)
+        del empty
+    band = -(-shape[0] // max(1, runner.workers))
+    bands = [(task, bzero, prefix, first, min(shape[0], first + band))
+             for first in range(0, shape[0], band)]
+    for _, _, error in runner.run(task_fill_terms, bands, stop):
+        if error is not None:
+            raise error
     return prefix
+
+
+def task_fill_terms(task, bzero, prefix, first, last):
+    """Fill rows *first* to *last* of the terms :func:`share_terms` made at *prefix*."""
+    offset, scale = (np.load(prefix + suffix, mmap_mode="r+")
+                     for suffix in (OFFSET_SUFFIX, SCALE_SUFFIX))
+    _fill_terms(task, bzero, offset, scale, first, last)
 
 
 def remove_terms(prefix):
@@ -230,9 +245,10 @@ def _terms(task, bzero):
     return terms
 
 
-def _fill_terms(task, bzero, offset, scale):
-    """Compute the terms into *offset* and *scale*, a block of rows at a time, straight from
-    the masters' files: no full-frame temporaries."""
+def _fill_terms(task, bzero, offset, scale, first=0, last=None):
+    """Compute rows *first* to *last* (all by default) of the terms into *offset* and
+    *scale*, a block of rows at a time, straight from the masters' files: no full-frame
+    temporaries."""
     shape = tuple(task.layout.shape)
     dark_factor = np.float32(task.exptime / task.gain)
     gain = np.float32(task.gain)
@@ -241,8 +257,9 @@ def _fill_terms(task, bzero, offset, scale):
     try:
         rows = max(1, BLOCK_BYTES // (shape[1] * np.dtype(np.float32).itemsize))
         work = np.empty((rows, shape[1]), dtype=np.float32)
-        for start in range(0, shape[0], rows):
-            stop = min(shape[0], start + rows)
+        last = shape[0] if last is None else last
+        for start in range(first, last, rows):
+            stop = min(last, start + rows)
             block = offset[start:stop]
             block[...] = bias.stored[start:stop]
             if dark is not None:

@@ -28,7 +28,8 @@ DASK_POLL_SECONDS = 0.01
 #: Seconds to wait for a Dask scheduler to answer when connecting.
 DASK_CONNECT_TIMEOUT = 10.0
 #: The modules holding the task functions, imported once by the fork server.
-TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.calibrate")
+TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.calibrate",
+                "torosmanager.preprocessor.layout")
 #: The ``Executor`` value meaning local worker processes.
 LOCAL = "local"
 

@@ -28,22 +28,24 @@ def temporary_name(path):
     return os.path.join(directory, f".{name}.{os.getpid()}.part")
 
 
-def image_header(header, shape):
+def image_header(header, shape, cards=(), history=()):
     """A primary header for a float32 image of *shape* carrying *header*'s descriptive cards.
 
     The structural keys of *header* (``BITPIX``, ``NAXISn``, ``BZERO``...) are dropped: they
-    described the raw file's pixels.
+    described the raw file's pixels. *cards*, ``(key, value, comment)`` each, come after
+    them and replace *header*'s cards of the same key; *history* lines come last.
     """
-    result = fits.Header()
-    result["SIMPLE"] = (True, "conforms to FITS standard")
-    result["BITPIX"] = (-32, "32-bit IEEE floating point")
-    result["NAXIS"] = 2
-    result["NAXIS1"] = shape[1]
-    result["NAXIS2"] = shape[0]
-    for card in header.cards:
-        if card.keyword not in STRUCTURAL_KEYS and not card.keyword.startswith("NAXIS"):
-            result.append(card, end=True)
-    return result
+    replaced = {key.upper() for key, _, _ in cards}
+    result = [fits.Card("SIMPLE", True, "conforms to FITS standard"),
+              fits.Card("BITPIX", -32, "32-bit IEEE floating point"),
+              fits.Card("NAXIS", 2), fits.Card("NAXIS1", shape[1]), fits.Card("NAXIS2", shape[0])]
+    # One list made into a Header at once: adding cards one by one re-indexes it each time.
+    result += [card for card in header.cards
+               if card.keyword not in STRUCTURAL_KEYS and not card.keyword.startswith("NAXIS")
+               and card.keyword not in replaced]
+    result += [fits.Card(key, value, comment) for key, value, comment in cards]
+    result += [fits.Card("HISTORY", line) for line in history]
+    return fits.Header(result)
 
 
 class ImageWriter:
@@ -57,6 +59,8 @@ class ImageWriter:
         Descriptive cards (see :func:`image_header`).
     shape : tuple of int
         ``(rows, columns)`` of the image.
+    cards, history : sequence
+        Cards to add or replace, and ``HISTORY`` lines (see :func:`image_header`).
 
     durable : bool
         Flush the file to the disk before renaming it (else see :func:`sync_files`).
@@ -65,11 +69,11 @@ class ImageWriter:
     an exception, after every row has been written.
     """
 
-    def __init__(self, path, header, shape, durable=True):
+    def __init__(self, path, header, shape, durable=True, cards=(), history=()):
         self.path = path
         self.durable = durable
         self.shape = tuple(shape)
-        self._header = image_header(header, self.shape)
+        self._header = image_header(header, self.shape, cards, history)
         self._temporary = temporary_name(path)
         self._stream = None
         self._rows = 0

@@ -1,0 +1,51 @@
+"""The preprocessor's local worker processes start ready to work.
+
+Workers are forked from a server that imported :data:`TASK_MODULES` once. Whatever a task
+brings with it (its function, a :class:`ScienceTask` with its :class:`Layout`, a
+:class:`StackSpec`) must be unpicklable without importing anything more: an import there
+(ccdproc, astropy: a fraction of a second) would delay the first frame of every new worker.
+"""
+
+import pickle
+import subprocess
+import sys
+
+from torosmanager.preprocessor.calibrate import ScienceTask, task_calibrate, task_fill_terms
+from torosmanager.preprocessor.classify import Kind
+from torosmanager.preprocessor.executors import TASK_MODULES, LocalRunner
+from torosmanager.preprocessor.layout import Layout
+from torosmanager.preprocessor.masters import StackSpec, task_combine_rows, task_flat_level
+
+
+def tasks():
+    layout = Layout.for_frame((64, 80), overscan="[1:8,1:64]", trim="[9:80,1:64]")
+    science = ScienceTask(path="light.fits", output="light_reduced.fits", layout=layout,
+                          bias="bias.fits", dark=None, flat="flat.fits", exptime=30.0,
+                          gain=1.5, cards=(("GAINCOR", 1.5, "e-/ADU"),), history=("x",))
+    stack = StackSpec(Kind.FLAT, ("a.fits", "b.fits"), (2.0, 2.0), (1.5, 1.5), (1.0, 1.0),
+                      layout, bias="bias.fits")
+    return [task_calibrate, task_fill_terms, task_combine_rows, task_flat_level, science, stack]
+
+
+def test_a_task_needs_no_import_beyond_the_preloaded_modules():
+    program = (
+        "import pickle, sys\n"
+        f"for name in {list(TASK_MODULES)!r}:\n"
+        "    __import__(name)\n"
+        "before = set(sys.modules)\n"
+        f"pickle.loads({pickle.dumps(tasks())!r})\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n")
+    imported = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                              check=True, timeout=120).stdout.split()
+    assert imported == []
+
+
+def test_workers_start_with_the_task_modules_imported():
+    runner = LocalRunner(1)
+    try:
+        # A builtin and a string: nothing of this test's own is imported in the worker.
+        [(_, loaded, error)] = list(runner.run(eval, [("sorted(__import__('sys').modules)",)]))
+    finally:
+        runner.close()
+    assert error is None
+    assert set(TASK_MODULES) <= set(loaded)
