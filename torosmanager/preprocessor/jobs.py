@@ -14,13 +14,12 @@ the same way but stays ``running`` in the journal; at the next start it is queue
 run from the beginning (re-running a night is safe).
 """
 
-import heapq
-import itertools
 import logging
 import threading
 import time
 
 from ..journal import DONE, FAILED, QUEUED, RUNNING
+from ..order_queue import OrderQueue
 from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
 from .pipeline import PreprocessingError, calibrate
 
@@ -56,11 +55,7 @@ class JobQueue:
     def __init__(self, handler):
         self.handler = handler
         self.settings = handler.settings
-        self._queue = []
-        self._order = itertools.count()
-        self._condition = threading.Condition()
-        self._current = None
-        self._stopping = False
+        self.orders = OrderQueue(handler.journal, Job)
         self._runner = None
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
 
@@ -72,23 +67,19 @@ class JobQueue:
 
     def enqueue(self, record):
         """Queue an order: higher priority first, then first come, first served."""
-        with self._condition:
-            heapq.heappush(self._queue, (-record.priority, next(self._order), record.id))
-            self._condition.notify()
+        self.orders.put(record)
 
     def cancel(self, order_id):
         """Stop *order_id* if it is under way (a queued one is dropped when its turn comes)."""
-        with self._condition:
-            if self._current is not None and self._current.record.id == order_id:
-                self._current.cancel()
+        job = self.orders.current_if(order_id)
+        if job is not None:
+            job.cancel()
 
     def stop(self):
         """Stop the job under way (it stays journaled as running), then the workers."""
-        with self._condition:
-            self._stopping = True
-            if self._current is not None:
-                self._current.stop.set()
-            self._condition.notify()
+        job = self.orders.stop()
+        if job is not None:
+            job.stop.set()
         if self._thread.is_alive():
             self._thread.join()
         if self._runner is not None:
@@ -97,32 +88,22 @@ class JobQueue:
 
     def describe(self):
         """For the health report: the executor, the order under way, how many wait."""
-        with self._condition:
-            current = self._current.record.id if self._current is not None else ""
-            queued = len(self._queue)
         if self._runner is not None:
             executor = self._runner.description
         elif self.settings.executor == LOCAL:
             executor = f"{self.settings.workers} local worker process(es), started for each job"
         else:
             executor = f"Dask scheduler {self.settings.executor} (reached with the first job)"
-        return {"Executor": executor, "Workers": self.settings.workers, "Current": current,
-                "Queued": queued}
+        return dict({"Executor": executor, "Workers": self.settings.workers},
+                    **self.orders.describe())
 
     # --- the job thread ------------------------------------------------------------------
 
     def _run(self):
         while True:
-            with self._condition:
-                while not (self._stopping or self._queue):
-                    self._condition.wait()
-                if self._stopping:
-                    return
-                _, _, order_id = heapq.heappop(self._queue)
-                record = self.handler.journal.get(order_id)
-                if record is None or record.state != QUEUED:
-                    continue  # cancelled while it waited
-                job = self._current = Job(record)
+            job = self.orders.take()
+            if job is None:
+                return
             try:
                 self._execute(job)
             except Exception:  # a bug must not kill the thread and strand the queue
@@ -131,9 +112,7 @@ class JobQueue:
                                         "internal error in the preprocessor; its log has the "
                                         "details", only_from={RUNNING})
             finally:
-                with self._condition:
-                    self._current = None
-                    idle = not self._queue
+                idle = self.orders.finished()
                 if idle and isinstance(self._runner, LocalRunner):
                     # Local workers hold a group's terms (up to two frames); let them go while
                     # nothing waits. New ones fork from the fork server in a moment.

@@ -11,8 +11,6 @@ dome closing for safety, or by the daemon stopping (it ends ``interrupted``, to 
 Either way the slew or exposure is aborted at once, and the mount parks if nothing else waits.
 """
 
-import heapq
-import itertools
 import logging
 import threading
 import xmlrpc.client
@@ -22,6 +20,7 @@ from ..devices import DeviceError, FrameType, wait_for
 from ..devices.base import Interrupted
 from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
+from ..order_queue import OrderQueue
 from .fits import Exposure, night_directory, write_frame
 
 log = logging.getLogger(__name__)
@@ -69,12 +68,8 @@ class Executor:
         self.clock = handler.clock
         self.mount, self.camera, self.filter_wheel = (handler.mount, handler.camera,
                                                       handler.filter_wheel)
-        self._queue = []
-        self._order = itertools.count()
+        self.orders = OrderQueue(handler.journal, Job)
         self._park_requests = []
-        self._condition = threading.Condition()
-        self._current = None
-        self._stopping = False
         #: The path of the last frame written, for the status page.
         self.latest_frame = None
         self._thread = threading.Thread(target=self._run, name="telescope-executor")
@@ -87,81 +82,66 @@ class Executor:
 
     def enqueue(self, record):
         """Queue an Observation; higher priority first, then first come, first served."""
-        with self._condition:
-            heapq.heappush(self._queue, (-record.priority, next(self._order), record.id))
-            self._condition.notify()
+        self.orders.put(record)
 
     def cancel(self, order_id, reason):
         """Stop *order_id* if it is under way (a queued one is skipped when its turn comes)."""
-        with self._condition:
-            if self._current is not None and self._current.record.id == order_id:
-                self._current.interrupt(reason, CANCELLED)
+        job = self.orders.current_if(order_id)
+        if job is not None:
+            job.interrupt(reason, CANCELLED)
 
     def preempt(self, record):
         """Interrupt the observation under way if *record* (a target of opportunity) outranks
         it; *record* is next, being first in the queue."""
-        with self._condition:
-            job = self._current
-            if job is not None and job.record.priority < record.priority:
-                job.interrupt(f"interrupted by target of opportunity {record.id} "
-                              f"(priority {record.priority:g})", by=record.id)
+        job = self.orders.current
+        if job is not None and job.record.priority < record.priority:
+            job.interrupt(f"interrupted by target of opportunity {record.id} "
+                          f"(priority {record.priority:g})", by=record.id)
 
     def park(self, record):
         """Interrupt the observation under way and park (a ``Park`` order)."""
         reason = record.work_order.get("Reason", "requested")
-        with self._condition:
-            if self._current is not None:
-                self._current.interrupt(f"interrupted: {reason} (Park order {record.id})")
+        with self.orders.condition:
+            job = self.orders.current
+            if job is not None:
+                job.interrupt(f"interrupted: {reason} (Park order {record.id})")
             self._park_requests.append(record)
-            self._condition.notify()
+            self.orders.condition.notify()
 
     def stop(self):
         """Interrupt the order under way, stop the worker, and start parking the mount."""
-        with self._condition:
-            self._stopping = True
-            if self._current is not None:
-                self._current.interrupt("the telescope daemon stopped during the observation")
-            self._condition.notify()
+        job = self.orders.stop()
+        if job is not None:
+            job.interrupt("the telescope daemon stopped during the observation")
         if self._thread.is_alive():
             self._thread.join()
 
     def current(self):
         """What the executor is doing, for the health report."""
-        with self._condition:
-            job = self._current
-            queued = len(self._queue)
-        if job is None:
-            return {"Current": "", "Queued": queued}
-        return {"Current": job.record.id, "Queued": queued}
+        return self.orders.describe()
 
     # --- the worker ---------------------------------------------------------------------
 
     def _run(self):
         while True:
-            with self._condition:
-                while not (self._stopping or self._park_requests or self._queue):
-                    self._condition.wait()
-                if self._stopping:
-                    break
-                if self._park_requests:
-                    park_record, job = self._park_requests.pop(0), None
-                else:
-                    _, _, order_id = heapq.heappop(self._queue)
-                    record = self.handler.journal.get(order_id)
-                    if record is None or record.state != QUEUED:
-                        continue  # cancelled while it waited
-                    job = self._current = Job(record)
+            work = self.orders.take(first=self._next_park)
+            if work is None:
+                break
             try:
-                if job is None:
-                    self._execute_park(park_record)
+                if isinstance(work, Job):
+                    self._observe(work)
                 else:
-                    self._observe(job)
+                    self._execute_park(work)
             except Exception:  # a bug must not kill the executor and strand the queue
                 log.exception("the telescope executor failed")
             finally:
-                with self._condition:
-                    self._current = None
+                if isinstance(work, Job):
+                    self.orders.finished()
         self._start_park_quietly("the telescope daemon is stopping")
+
+    def _next_park(self):
+        # Called by the queue with its lock held: a Park goes before any observation.
+        return self._park_requests.pop(0) if self._park_requests else None
 
     def _observe(self, job):
         record, order = job.record, job.record.work_order
@@ -321,8 +301,8 @@ class Executor:
                 log.error("could not abort the %s: %s", device.name, error)
 
     def _park_if_idle(self, reason):
-        with self._condition:
-            idle = not self._queue and not self._park_requests
+        with self.orders.condition:
+            idle = not self.orders.waiting() and not self._park_requests
         if idle:
             self._start_park_quietly(reason)
 
