@@ -14,8 +14,8 @@ import xmlrpc.client
 from .config import address_key
 
 
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """The stdlib transport with a socket timeout, so a dead peer cannot hang the caller."""
+class _SocketTimeout:
+    """Gives a stdlib transport a socket timeout, so a dead peer cannot hang the caller."""
 
     def __init__(self, timeout):
         super().__init__(use_builtin_types=True)
@@ -27,17 +27,12 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         return connection
 
 
-class _SafeTimeoutTransport(xmlrpc.client.SafeTransport):
-    """The same for https:// addresses."""
+class _TimeoutTransport(_SocketTimeout, xmlrpc.client.Transport):
+    """http:// addresses."""
 
-    def __init__(self, timeout):
-        super().__init__(use_builtin_types=True)
-        self._timeout = timeout
 
-    def make_connection(self, host):
-        connection = super().make_connection(host)
-        connection.timeout = self._timeout
-        return connection
+class _SafeTimeoutTransport(_SocketTimeout, xmlrpc.client.SafeTransport):
+    """https:// addresses."""
 
 
 def url_of(config, service):
