@@ -29,8 +29,9 @@ from .reading import FrameError, RawFrame
 from .writing import ImageWriter
 
 #: Bytes of one block of rows calibrated and written at a time: large enough that a write is
-#: efficient, small enough to stay in the CPU cache.
-BLOCK_BYTES = 4 * 2 ** 20
+#: efficient, small enough that a worker's block, the terms' rows it uses and its big-endian
+#: copy stay in the CPU's cache (two workers on 4 MB blocks took 1.4 times as long).
+BLOCK_BYTES = 2 ** 20
 #: Where local workers find the terms the night's process shares with them (Linux's shared
 #: memory): computed once and held once, whatever the number of workers.
 SHARED_MEMORY = "/dev/shm"
