@@ -30,7 +30,8 @@ class OrderQueue:
     def __init__(self, journal, make_job):
         self.journal = journal
         self.make_job = make_job
-        #: The lock the job thread waits on; held by :meth:`take`'s *first* callback.
+        #: The lock :meth:`take` waits on and calls its *first* callback under: hold it to
+        #: change what that callback looks at.
         self.condition = threading.Condition()
         self._heap = []
         self._arrivals = itertools.count()
