@@ -328,14 +328,13 @@ def _flat_response(size, rng):
     return response
 
 
-def stage_masters(arguments):
-    """The pipeline on the calibration frames: the master bias's time, and every master."""
+def timed_calibrate(arguments, location, inputs):
+    """The pipeline on *location* (its *inputs* read once first) with already started workers:
+    its outcome, when each step began (``{step: time}``), and when it started and ended."""
     from torosmanager.preprocessor.pipeline import Settings, calibrate
 
-    places = paths(arguments)
     runner = warmed_runner(arguments.workers)
-    raw = os.path.join(places["calibration"], "raw")
-    warm([os.path.join(raw, name) for name in os.listdir(raw)])
+    warm(inputs)
     marks = {}
 
     def progress(step, done, total):
@@ -343,12 +342,21 @@ def stage_masters(arguments):
 
     try:
         started = time.monotonic()
-        outcome = calibrate(places["calibration"], Settings(workers=arguments.workers,
-                                                            library=places["library"]),
+        outcome = calibrate(location, Settings(workers=arguments.workers,
+                                               library=paths(arguments)["library"]),
                             runner, progress=progress)
         ended = time.monotonic()
     finally:
         runner.close()
+    return outcome, marks, started, ended
+
+
+def stage_masters(arguments):
+    """The pipeline on the calibration frames: the master bias's time, and every master."""
+    places = paths(arguments)
+    raw = os.path.join(places["calibration"], "raw")
+    outcome, marks, started, ended = timed_calibrate(
+        arguments, places["calibration"], [os.path.join(raw, name) for name in os.listdir(raw)])
     first = next(mark for step, mark in marks.items() if step.startswith("bias")
                  and "combining" in step)
     written = next(mark for step, mark in marks.items() if step.startswith("bias")
@@ -458,23 +466,9 @@ def stage_floor_parallel(arguments):
 
 def stage_pipeline(arguments):
     """The pipeline on the lights, with the masters of the library; the lights' time."""
-    from torosmanager.preprocessor.pipeline import Settings, calibrate
-
     places = paths(arguments)
-    runner = warmed_runner(arguments.workers)
-    warm(_lights(arguments) + _library(arguments))
-    marks = {}
-
-    def progress(step, done, total):
-        marks.setdefault(step, time.monotonic())
-
-    try:
-        outcome = calibrate(places["lights"], Settings(workers=arguments.workers,
-                                                       library=places["library"]),
-                            runner, progress=progress)
-        ended = time.monotonic()
-    finally:
-        runner.close()
+    outcome, marks, _, ended = timed_calibrate(arguments, places["lights"],
+                                               _lights(arguments) + _library(arguments))
     assert len(outcome.products) == arguments.frames and not outcome.skipped, outcome.skipped
     first = next(mark for step, mark in marks.items() if step.startswith("calibrating"))
     for step, mark in marks.items():

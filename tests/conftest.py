@@ -8,6 +8,7 @@ import pytest
 
 from torosmanager.config import address_key, load_config
 from torosmanager.launcher import DaemonProcess, local_config
+from torosmanager.preprocessor.executors import LocalRunner
 
 
 #: Every test site runs on a simulated clock from an evening at CTMO (astronomical dusk was at
@@ -93,3 +94,11 @@ def running(tmp_path_factory):
         "scheduler", "telescope", "dome", "preprocessor")
     yield made
     made.stop()
+
+
+@pytest.fixture(scope="module")
+def runner():
+    """Two local preprocessor worker processes, shared by a test module."""
+    made = LocalRunner(2)
+    yield made
+    made.close()

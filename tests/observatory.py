@@ -4,7 +4,7 @@ import time
 import xmlrpc.client
 
 from conftest import EVENING, simulated_clock
-from torosmanager.workorders import FaultCode
+from torosmanager.client import status_of
 
 #: Simulated seconds per real second in these tests: a 30 s exposure takes 0.3 s.
 SPEED = 100
@@ -44,12 +44,8 @@ def status(proxy, order_id):
 
 def step(proxy, order_id):
     """The current step of an order, or "" while the daemon does not know it yet."""
-    try:
-        return status(proxy, order_id)["Progress"].get("Step", "")
-    except xmlrpc.client.Fault as fault:
-        if fault.faultCode == FaultCode.NOT_FOUND:
-            return ""
-        raise
+    answer = status_of(proxy, order_id)
+    return answer["Progress"].get("Step", "") if answer is not None else ""
 
 
 def ended(proxy, order_id, state):
@@ -58,13 +54,8 @@ def ended(proxy, order_id, state):
     An order the daemon does not know yet (still being handed over) is waited for too.
     """
     def check():
-        try:
-            answer = status(proxy, order_id)
-        except xmlrpc.client.Fault as fault:
-            if fault.faultCode == FaultCode.NOT_FOUND:
-                return None
-            raise
-        if answer["Status"] == state:
+        answer = status_of(proxy, order_id)
+        if answer is None or answer["Status"] == state:
             return answer
         if answer["Status"] in ("done", "failed", "cancelled") and answer["Status"] != state:
             raise AssertionError(f"order {order_id} ended {answer['Status']}: "

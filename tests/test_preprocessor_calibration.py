@@ -17,7 +17,6 @@ from astropy.stats import sigma_clip
 import ccdproc
 from preprocessing_data import SIMULATOR, make_night
 from torosmanager.devices import FrameType
-from torosmanager.preprocessor.executors import LocalRunner
 from torosmanager.preprocessor.pipeline import Settings, calibrate
 from torosmanager.preprocessor.reading import RawFrame
 
@@ -30,13 +29,6 @@ TOLERANCE_SIGMAS = 5.0
 SIZE = {"Width": 160, "Height": 128}
 BIASES, DARKS, FLATS = 6, 4, 5
 DARK_TIME, LIGHT_TIME = 60.0, 30.0
-
-
-@pytest.fixture(scope="module")
-def runner():
-    made = LocalRunner(2)
-    yield made
-    made.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,7 @@ from preprocessing_data import make_night
 from torosmanager.config import default_config
 from torosmanager.preprocessor import command
 from torosmanager.preprocessor.classify import Kind, kind_of
-from torosmanager.preprocessor.executors import LocalRunner
 from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate
-
-
-@pytest.fixture(scope="module")
-def runner():
-    made = LocalRunner(2)
-    yield made
-    made.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from observatory import settings, wait_until
 from test_front_desk import observation
+from torosmanager.client import status_of
 from torosmanager.launcher import executable
-from torosmanager.workorders import FaultCode
 
 USERS = {"toros": "s3cret-pass", "observer": "other"}
 
@@ -58,16 +58,8 @@ class TestCredentials:
         # has interrupted it).
         telescope = xmlrpc.client.ServerProxy(
             guarded.url("telescope").replace("http://", "http://toros:s3cret-pass@"))
-        wait_until(lambda: _known(telescope, "with-auth"), "the order to reach the telescope")
-
-
-def _known(proxy, order_id):
-    try:
-        return proxy.front_desk({"WOType": "Status", "ID": order_id})
-    except xmlrpc.client.Fault as fault:
-        if fault.faultCode == FaultCode.NOT_FOUND:
-            return None
-        raise
+        wait_until(lambda: status_of(telescope, "with-auth"),
+                   "the order to reach the telescope")
 
 
 def test_a_non_loopback_address_without_credentials_does_not_start(tmp_path):

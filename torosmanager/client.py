@@ -12,6 +12,7 @@ import urllib.parse
 import xmlrpc.client
 
 from .config import address_key
+from .workorders import FaultCode
 
 
 class _SocketTimeout:
@@ -66,6 +67,25 @@ def connect(config, service, timeout=None):
     transport_class = _SafeTimeoutTransport if url.startswith("https://") else _TimeoutTransport
     return xmlrpc.client.ServerProxy(url, transport=transport_class(timeout), allow_none=True,
                                      use_builtin_types=True)
+
+
+def status_of(proxy, order_id):
+    """*order_id*'s Status at the daemon behind *proxy*, or ``None`` when the daemon does not
+    know it (yet: an order being handed over).
+
+    Raises
+    ------
+    xmlrpc.client.Fault
+        For any other refusal.
+    OSError
+        When the daemon does not answer.
+    """
+    try:
+        return proxy.front_desk({"WOType": "Status", "ID": order_id})
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode == FaultCode.NOT_FOUND:
+            return None
+        raise
 
 
 def describe(config, service):

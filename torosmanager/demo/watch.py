@@ -6,8 +6,7 @@ mirrors the telescope's steps), the dome's shutter and why it moved, and the pre
 
 import xmlrpc.client
 
-from ..client import connect
-from ..workorders import FaultCode
+from ..client import connect, status_of
 
 FINAL = ("done", "failed", "cancelled")
 ACTIVE = ("dispatched", "running")
@@ -135,10 +134,6 @@ class Watcher:
 
 def _status(proxy, order_id):
     try:
-        return proxy.front_desk({"WOType": "Status", "ID": order_id})
-    except xmlrpc.client.Fault as fault:
-        if fault.faultCode == FaultCode.NOT_FOUND:
-            return None
-        raise
+        return status_of(proxy, order_id)
     except OSError:
         return None

@@ -31,13 +31,16 @@ class PreprocessorHandler(Handler):
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)
         self.settings = Settings.from_config(config)
+        # Resolved once: the front desk compares every File Location with them.
+        self.allowed_roots = [os.path.realpath(root)
+                              for root in config["Preprocessor"]["Allowed Directories"]]
         self.jobs = JobQueue(self)
 
     # --- the front desk's checks -------------------------------------------------------
 
     def check(self, order):
         location = order["File Location"]
-        allowed = [os.path.realpath(root) for root in self.config["Preprocessor"]["Allowed Directories"]]
+        allowed = self.allowed_roots
         for path in location if isinstance(location, list) else [location]:
             real = os.path.realpath(path)
             if not any(real == root or real.startswith(root + os.sep) for root in allowed):

@@ -25,10 +25,10 @@ import threading
 import xmlrpc.client
 from datetime import datetime, timedelta
 
-from ..client import connect
+from ..client import connect, status_of
 from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
-from ..workorders import FaultCode, format_utc
+from ..workorders import format_utc
 from .planner import Constraints, Planner, target_of
 
 log = logging.getLogger(__name__)
@@ -212,17 +212,15 @@ class Dispatcher:
         self._last_follow[record.id] = now
         executor = EXECUTOR[record.wotype]
         try:
-            status = connect(self.config, executor).front_desk(
-                {"WOType": "Status", "ID": record.id})
-        except xmlrpc.client.Fault as fault:
-            if fault.faultCode == FaultCode.NOT_FOUND:  # it never arrived: hand it over again
-                self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
-                                        "know it; queued again", only_from=ACTIVE)
-                self.wake()
-            return
+            status = status_of(connect(self.config, executor), record.id)
         except (OSError, xmlrpc.client.Error) as error:
             log.warning("[WO %s] cannot follow it at the %s daemon: %s", record.id, executor,
                         error)
+            return
+        if status is None:  # it never arrived: hand it over again
+            self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
+                                    "know it; queued again", only_from=ACTIVE)
+            self.wake()
             return
         state, message = status["Status"], status["Message"]
         progress = dict(record.progress, **status.get("Progress", {}))
