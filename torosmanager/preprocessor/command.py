@@ -23,7 +23,6 @@ from .executors import RunnerError, Stopped, make_runner
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-EXIT_CONFIG = 78
 #: Characters of the progress bar itself.
 BAR_WIDTH = 30
 #: Least seconds between two redraws of the bar.
@@ -59,25 +58,20 @@ def run(config, arguments):
     bar = None if arguments.quiet else ProgressBar(sys.stderr)
     runner = None
     try:
-        runner = make_runner(settings)
-        outcome = calibrate(location, settings, runner, progress=bar)
-    except (PreprocessingError, RunnerError) as error:
-        _finish(bar)
+        try:
+            runner = make_runner(settings)
+            outcome = calibrate(location, settings, runner, progress=bar)
+        finally:
+            _finish(bar)  # end the bar's line before anything else is printed
+            if runner is not None:
+                runner.close()
+    except (PreprocessingError, RunnerError, OSError) as error:
         print(f"toros calibrate: {error}", file=sys.stderr)
         return EXIT_FAILED
     except (KeyboardInterrupt, Stopped):
-        _finish(bar)
         print("toros calibrate: interrupted; products already written are complete, the rest "
               "were not made (run it again: it is safe)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as error:
-        _finish(bar)
-        print(f"toros calibrate: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        if runner is not None:
-            runner.close()
-    _finish(bar)
     _report(outcome)
     return EXIT_OK if outcome.succeeded else EXIT_FAILED
 
@@ -164,25 +158,3 @@ def _positive(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not at least 1")
     return value
-
-
-def main(argv=None):
-    """Run as ``python -m torosmanager.preprocessor.command`` (before ``toros`` has it)."""
-    from ..config import ConfigError, default_config, load_config
-
-    parser = argparse.ArgumentParser(prog="toros calibrate",
-                                     description="Calibrate a night of raw frames.")
-    parser.add_argument("--config", metavar="PATH", help="configuration file (default: "
-                                                         "built-in defaults)")
-    add_arguments(parser)
-    arguments = parser.parse_args(argv)
-    try:
-        config = load_config(arguments.config) if arguments.config else default_config()
-    except ConfigError as error:
-        print(f"toros calibrate: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    return run(config, arguments)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
