@@ -6,7 +6,6 @@ The scheduler here is a small stand-in XML-RPC server answering the health query
 
 import argparse
 import copy
-import socket
 import struct
 import threading
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ import pytest
 
 from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
+from torosmanager.launcher import free_port
 from torosmanager.scheduler import chart, plan_command
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 
@@ -145,9 +145,7 @@ def test_a_scheduler_without_a_plan(capsys):
 
 
 def test_an_unreachable_scheduler_is_a_clear_failure(capsys):
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it
     config = copy.deepcopy(CONFIG)
     config["Scheduler Address"]["HTTP"] = f"http://127.0.0.1:{port}/"
     assert plan_command.run(config, arguments()) == 1

@@ -5,7 +5,10 @@
 :func:`local_config` writes a configuration for a set of daemons on free loopback ports.
 """
 
+import functools
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,13 +26,59 @@ START_TIMEOUT = 60.0
 #: Seconds a daemon gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 30.0
 LOOPBACK = "127.0.0.1"
+#: The lowest port :func:`free_port` hands out (above the well-known and most registered ones).
+LOWEST_PORT = 10000
+#: The kernel's first ephemeral port where it does not say: IANA's dynamic range, which is also
+#: macOS's default (``sysctl net.inet.ip.portrange.first``).
+DYNAMIC_PORTS_START = 49152
+#: Linux's ephemeral port range: "first last".
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_ports_start():
+    """The first port of the range the kernel gives outgoing connections (and ``bind`` to 0)."""
+    try:
+        with open(EPHEMERAL_RANGE_FILE, encoding="ascii") as stream:
+            return int(stream.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return DYNAMIC_PORTS_START
+
+
+@functools.cache
+def _port_walk():
+    """The ports from LOWEST_PORT up to the ephemeral range, endlessly, from a random start:
+    distinct ports within this process, and unlikely to meet another process's walk.
+
+    Returns
+    -------
+    (int, iterator)
+        How many ports there are, and the walk.
+    """
+    first, end = LOWEST_PORT, max(ephemeral_ports_start(), LOWEST_PORT + 1)
+    start = random.randrange(first, end)
+    return end - first, itertools.cycle(itertools.chain(range(start, end), range(first, start)))
 
 
 def free_port():
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
+    """A TCP port on the loopback interface that nothing listens on now.
+
+    The port lies below the kernel's ephemeral range. A port from that range (what binding to
+    port 0 gives) can be taken as the source port of any outgoing connection between this call
+    and the daemon's own ``bind``, which then fails with "Address already in use". Below the
+    range, only an explicit ``bind`` takes a port.
+    """
+    count, walk = _port_walk()
+    for port in itertools.islice(walk, count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the daemons bind: a port left in TIME_WAIT by an earlier daemon is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port on {LOOPBACK} from {LOWEST_PORT} up to the "
+                       "ephemeral range")
 
 
 def local_config(directory, overrides=None):

@@ -36,7 +36,7 @@ import yaml
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
 
-HOST = "127.0.0.1"
+from torosmanager.launcher import LOOPBACK as HOST, free_port
 
 #: Seconds the server may take to answer after it is started (it imports astropy and cabaret).
 STARTUP_TIMEOUT = 60.0
@@ -90,13 +90,6 @@ CATALOGUE_COLUMNS = ("ra", "dec", "pmra", "pmdec", "phot_g_mean_mag")
 
 class ServerError(Exception):
     """The server could not be started; the message quotes its log."""
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
