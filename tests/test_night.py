@@ -7,7 +7,7 @@ import pytest
 
 from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
-from torosmanager.night import Night, airmass, local_night_date, sun_altitude
+from torosmanager.night import GRID_MINUTES, Night, airmass, local_night_date, sun_altitude
 
 SITE = default_config()["Site"]  # CTMO, Brownsville
 AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)  # 14:00 local
@@ -34,6 +34,24 @@ def test_during_the_night_the_window_is_the_rest_of_it(night):
     midnight = window.start + timedelta(hours=4)
     current = nights.window(midnight, -18.0)
     assert current.start == midnight and current.end == window.end
+
+
+@pytest.mark.parametrize("asked", [
+    [timedelta(minutes=-1), timedelta(minutes=1)],    # a daemon asking through dawn
+    [timedelta(minutes=1), timedelta(minutes=3)],     # first asked just after dawn
+    [timedelta(minutes=-30), timedelta(minutes=-3)],  # too little left to plan in
+    [timedelta(minutes=-30), timedelta(hours=2)],     # hours later, the same Night
+])
+def test_at_dawn_the_window_moves_to_the_next_night(night, asked):
+    _, tonight = night
+    nights = Night(SITE)
+    for offset in asked:
+        window = nights.window(tonight.end + offset, -18.0)
+        if offset <= -timedelta(minutes=GRID_MINUTES):
+            assert window.end == tonight.end  # the rest of tonight
+        else:
+            assert timedelta(hours=12) < window.start - tonight.end < timedelta(hours=15)
+            assert timedelta(hours=9) < window.end - window.start < timedelta(hours=12)
 
 
 def test_altitudes_agree_with_astropy(night):

@@ -26,6 +26,8 @@ SEARCH_HOURS = 36
 ANCHORS = 7
 #: Nights remembered: a daemon runs for weeks, and a few recent nights cover every caller.
 MAX_CACHED_NIGHTS = 16
+#: Hours after a search that found no night (a polar summer) before searching again.
+NO_NIGHT_RETRY_HOURS = 1
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Night:
     def window(self, now, sun_limit):
         """The night in progress at *now*, or else the next one (``None`` if none is found).
 
+        A night with less than one grid step left counts as over: there is no time left in it
+        to plan, and the next night is returned. So the dark of dawn ends up to one grid step
+        early, which errs on the safe side for the dome.
+
         Parameters
         ----------
         now : datetime
@@ -70,31 +76,39 @@ class Night:
         sun_limit : float
             The Sun's altitude below which it counts as night, degrees.
         """
+        step = timedelta(minutes=GRID_MINUTES)
         night = self._cached(now, sun_limit)
-        if night is None or night.end < now:
+        if night is not None and night.end - now < step:
+            # One step after a night's last dark sample the Sun is above the limit (that
+            # sample's successor was light), so the night found from there is the next one.
+            night = self._cached(max(now, night.end) + step, sun_limit)
+        if night is None:
             return None
         if night.start < now:  # the rest of the night in progress
             keep = night.times >= np.datetime64(now.replace(tzinfo=None), "s")
-            if not keep.any():  # in its last few minutes: nothing left to plan in
-                return None
             night = NightWindow(start=now, end=night.end, sun_limit=sun_limit,
                                 times=night.times[keep], lst_radians=night.lst_radians[keep],
                                 equinox_jyear=night.equinox_jyear)
         return night
 
     def _cached(self, now, sun_limit):
-        """The whole night around or after *now*, computed at most once an hour."""
+        """The whole night in progress at *now*, or else the next one.
+
+        A night found from an instant is the answer for every instant from then until its end,
+        so it is computed once a night; a search that finds no night is redone after
+        ``NO_NIGHT_RETRY_HOURS``.
+        """
         with self._lock:
-            for (limit, _), night in self._cache.items():
-                if limit == sun_limit and night is not None and night.start - timedelta(
-                        minutes=GRID_MINUTES) <= now <= night.end:
+            for (limit, found_at, valid_until), night in self._cache.items():
+                if limit == sun_limit and found_at <= now <= valid_until:
                     return night
-            key = (sun_limit, now.replace(minute=0, second=0, microsecond=0))
-            if key not in self._cache:
-                self._cache[key] = self._compute(now, sun_limit)
-                if len(self._cache) > MAX_CACHED_NIGHTS:
-                    self._cache.pop(next(iter(self._cache)))
-            return self._cache[key]
+            night = self._compute(now, sun_limit)
+            valid_until = (night.end if night is not None
+                           else now + timedelta(hours=NO_NIGHT_RETRY_HOURS))
+            self._cache[sun_limit, now, valid_until] = night
+            if len(self._cache) > MAX_CACHED_NIGHTS:
+                self._cache.pop(next(iter(self._cache)))
+            return night
 
     def _compute(self, now, sun_limit):
         import astropy.units as u
