@@ -18,15 +18,15 @@ import threading
 from . import __version__
 from .clock import Clock, use_astropy_offline
 from .config import ConfigError, address_key, load_config, service_path, DEFAULT_PATH
-from .dome import DomeHandler
+from .dome.handler import DomeHandler
 from .frontdesk import FrontDesk
 from .journal import Journal
 from .logs import setup_logging
 from .pages import StatusPages
-from .preprocessor import PreprocessorHandler
-from .scheduler import SchedulerHandler
+from .preprocessor.handler import PreprocessorHandler
+from .scheduler.handler import SchedulerHandler
 from .server import FrontDeskServer
-from .telescope import TelescopeHandler
+from .telescope.handler import TelescopeHandler
 
 log = logging.getLogger(__name__)
 
