@@ -135,11 +135,11 @@ def _calibrated_blocks(frame, task, rows):
     buffer = np.empty((rows, width), dtype=np.float32)
     for start in range(0, height, rows):
         stop = min(height, start + rows)
+        block = buffer[:stop - start]
         if fast:
-            block = buffer[:stop - start]
             block[...] = frame.stored[start:stop]
         else:
-            block = reader.rows(start, stop)
+            reader.rows(start, stop, out=block)
         block -= offset[start:stop]
         block *= scale[start:stop]
         yield start, block

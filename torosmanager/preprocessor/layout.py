@@ -121,16 +121,27 @@ class LayoutReader:
             strip = frame.region(*layout.overscan)
             self._column_levels = np.median(strip, axis=0)[layout.columns]
 
-    def rows(self, start, stop):
-        """Trimmed rows ``[start, stop)`` in ADU, overscan subtracted: a new float32 array."""
+    def rows(self, start, stop, out=None):
+        """Trimmed rows ``[start, stop)`` in ADU, overscan subtracted, float32.
+
+        Parameters
+        ----------
+        out : numpy.ndarray, optional
+            A float32 ``(stop - start, trimmed width)`` array to fill instead of a new one.
+        """
         layout = self.layout
         first = layout.rows.start + start
-        block = self.frame.rows(first, first + (stop - start))
+        whole_rows = layout.columns == slice(0, layout.raw_shape[1])
+        # Read straight into *out* when no column is trimmed away.
+        block = self.frame.rows(first, first + (stop - start), out=out if whole_rows else None)
         if layout.overscan_axis == PER_ROW:
             levels = np.median(block[:, layout.overscan[1]], axis=1)
             block -= levels[:, np.newaxis]
-        if layout.columns != slice(0, layout.raw_shape[1]):
-            block = np.ascontiguousarray(block[:, layout.columns])
+        if not whole_rows:
+            if out is None:
+                out = np.empty((stop - start, layout.shape[1]), dtype=np.float32)
+            out[...] = block[:, layout.columns]
+            block = out
         if self._column_levels is not None:
             block -= self._column_levels
         return block

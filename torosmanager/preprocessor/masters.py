@@ -146,10 +146,7 @@ def task_combine_rows(spec, start, stop):
         for index, path in enumerate(spec.paths):
             plane = stack[index]
             with RawFrame(path) as frame:
-                if spec.layout.identity:
-                    frame.rows(start, stop, out=plane)
-                else:
-                    plane[...] = spec.layout.reader(frame).rows(start, stop)
+                spec.layout.reader(frame).rows(start, stop, out=plane)
             _correct(spec, index, plane, bias, dark)
     return clipped_mean(stack, spec.sigma, spec.maxiters)
 
