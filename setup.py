@@ -37,8 +37,10 @@ setup(
         "matplotlib>=3.6",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
+    # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.
     extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2",
-                             "dask[distributed]>=2024.1", "astroscrappy>=1.1"],
+                             "dask[distributed]>=2024.1", "astroscrappy>=1.1",
+                             "libfaketime>=3.0"],
                     # Preprocessor → Executor: a dask.distributed scheduler's address.
                     "dask": ["dask[distributed]>=2024.1"],
                     # Preprocessor → Cosmic Rays: true.

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from torosmanager.clock import use_astropy_offline
+from torosmanager.earth_rotation import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 

@@ -7,8 +7,14 @@ from datetime import datetime, timezone
 import pytest
 
 from torosmanager.config import address_key, load_config
+from torosmanager.earth_rotation import use_astropy_offline
 from torosmanager.launcher import DaemonProcess, local_config
 from torosmanager.preprocessor.executors import LocalRunner
+
+
+def pytest_configure(config):
+    """astropy in the tests' own process goes through the daemons' offline set-up."""
+    use_astropy_offline()
 
 
 #: Every test site runs on a simulated clock from an evening at CTMO (astronomical dusk was at

@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.devices import FrameType
 from torosmanager.devices.simulator import (SimulatedCamera, SimulatedFilterWheel,
@@ -76,7 +75,6 @@ class Observatory:
     """
 
     def __init__(self, directory, simulator=None, start=EVENING):
-        use_astropy_offline()
         config = default_config()
         config["Simulator"].update(SIMULATOR)
         config["Simulator"].update(simulator or {})

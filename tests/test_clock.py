@@ -54,7 +54,7 @@ import socket, warnings
 def refuse(*args, **kwargs):
     raise AssertionError("tried to reach the network")
 socket.socket.connect = refuse
-from torosmanager.clock import use_astropy_offline
+from torosmanager.earth_rotation import use_astropy_offline
 use_astropy_offline()
 import astropy.units as u
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_sun

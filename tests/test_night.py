@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.night import GRID_MINUTES, Night, airmass, local_night_date, sun_altitude
 
@@ -15,7 +14,6 @@ AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)  # 14:00 local
 
 @pytest.fixture(scope="module")
 def night():
-    use_astropy_offline()
     nights = Night(SITE)
     return nights, nights.window(AFTERNOON, -18.0)
 

@@ -13,7 +13,6 @@ from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
 
-from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.launcher import free_port
 from torosmanager.scheduler import chart, plan_command
@@ -37,7 +36,6 @@ MIN_WIDTH, MIN_HEIGHT = 800, 400
 @pytest.fixture(scope="module")
 def plan():
     """The Plan dict of a real plan of :data:`TARGETS`, made in the afternoon."""
-    use_astropy_offline()
     settings = CONFIG["Scheduler"]
     made = Planner(SITE, Constraints.from_settings(settings)).plan(
         [Target(*target) for target in TARGETS], AFTERNOON)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target, duration_of
 
@@ -20,7 +19,6 @@ HIGH = {"ra": 30.0, "dec": 20.0}
 
 @pytest.fixture(scope="module")
 def planner():
-    use_astropy_offline()
     settings = dict(CONFIG["Scheduler"], **{"Moon Separation": 0.0})
     return Planner(CONFIG["Site"], Constraints.from_settings(settings))
 
@@ -80,7 +78,6 @@ def test_what_cannot_be_observed_is_explained(planner, changes, reason):
 
 def test_the_moon_is_kept_at_a_distance():
     """A target beside the Moon, as seen from the site, is never observed while near it."""
-    use_astropy_offline()
     import astropy.units as u
     from astropy.coordinates import EarthLocation, SkyCoord, get_body
     from astropy.time import Time
@@ -127,7 +124,7 @@ def refuse(*args, **kwargs):
     raise AssertionError("tried to reach the network")
 socket.socket.connect = refuse
 from datetime import datetime, timezone
-from torosmanager.clock import use_astropy_offline
+from torosmanager.earth_rotation import use_astropy_offline
 use_astropy_offline()
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target

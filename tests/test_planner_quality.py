@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from torosmanager.clock import use_astropy_offline
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 
@@ -57,7 +56,6 @@ def random_targets():
 
 @pytest.fixture(scope="module")
 def planned():
-    use_astropy_offline()
     targets = random_targets()
     plan = Planner(SITE, Constraints.from_settings(SETTINGS)).plan(targets, AFTERNOON)
     assert len(plan.entries) >= TARGETS // 2
@@ -146,8 +144,6 @@ def test_a_plan_made_during_the_night_keeps_the_airmass_limit():
     import astropy.units as u
     from astropy.coordinates import AltAz, SkyCoord
     from astropy.time import Time
-
-    use_astropy_offline()
     planner = Planner(SITE, Constraints.from_settings(dict(SETTINGS, **{"Moon Separation": 0})))
     planner.plan([], AFTERNOON)  # as the daemon does: the night is now cached
     now = datetime(2026, 11, 22, 4, 0, 10, tzinfo=timezone.utc)  # 4 min 50 s before a grid point

@@ -6,13 +6,9 @@ process that reads the same configuration computes the same simulated time, with
 between them::
 
     simulated now = Start + Speed × (real now − Anchor)
-
-This module also sets astropy up for an observatory without internet (:func:`use_astropy_offline`).
 """
 
-import threading
 import time
-import warnings
 from datetime import datetime, timezone
 
 
@@ -76,29 +72,3 @@ class Clock:
             return "real UTC"
         return (f"simulated, {self.speed:g}× from {self.start.isoformat()} "
                 f"at real {self.anchor.isoformat()}")
-
-
-_astropy_lock = threading.Lock()
-
-
-def use_astropy_offline():
-    """Make astropy work without the network, once per process.
-
-    astropy would otherwise try to download IERS Earth-rotation tables for recent or future
-    times, and raise once its bundled IERS-A table is more than ``auto_max_age`` days old.
-    Observatories are often offline, so: never download, accept stale tables (with a warning in
-    the log, not an exception), and forbid any other download.
-    """
-    from astropy.utils import iers
-    from astropy.utils.data import conf as data_conf
-
-    with _astropy_lock:
-        data_conf.allow_internet = False
-        iers.conf.auto_download = False
-        iers.conf.auto_max_age = None
-        iers.conf.iers_degraded_accuracy = "warn"
-    # Beyond the bundled tables' end astropy warns for every transformation; once in the log is
-    # enough, and the accuracy lost (under a second of time) does not matter for scheduling.
-    warnings.filterwarnings("once", module="astropy.utils.iers")
-    warnings.filterwarnings("once", message=".*(IERS|leap-second).*")
-

@@ -32,10 +32,13 @@ class FrontDesk:
         The time written to the journal.
     config : dict
         The loaded configuration (for the other daemons' addresses in messages).
+    earth_rotation : EarthRotationTable
+        The IERS table astropy uses here, whose age the health report states.
     """
 
-    def __init__(self, handler, journal, clock, config):
+    def __init__(self, handler, journal, clock, config, earth_rotation):
         self.handler = handler
+        self.earth_rotation = earth_rotation
         self.journal = journal
         self.clock = clock
         self.config = config
@@ -144,8 +147,9 @@ class FrontDesk:
         return self._receipt(self.journal.get(record.id), reason)
 
     def health(self):
-        """The daemon's health: version, uptime, clock, queue and devices."""
+        """The daemon's health: version, uptime, clock, Earth-rotation table, queue, devices."""
         counts = self.journal.counts()
+        now = self.clock.now()
         active = sum(n for state, n in counts.items() if state not in FINAL_STATES)
         uptime = time.monotonic() - self.started
         return {
@@ -158,7 +162,8 @@ class FrontDesk:
             "Started": format_utc(self.started_at),
             "Uptime": round(uptime, 3),
             "Clock": self.clock.describe(),
-            "Now": format_utc(self.clock.now()),
+            "Now": format_utc(now),
+            "Earth Rotation": self.earth_rotation.health(now),
             "Queue": counts,
             "Devices": self.handler.devices(),
             "Takes": list(self.handler.wotypes),

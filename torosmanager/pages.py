@@ -50,7 +50,9 @@ class StatusPages:
                  "<h2>Health</h2>",
                  _table([(key, health[key]) for key in
                          ("Status", "Version", "Address", "Started", "Clock", "Now")]
-                        + [("Uptime", f"{health['Uptime']:.0f} s"), ("Queue", ", ".join(f"{n} {state}" for state, n in
+                        + [("Uptime", f"{health['Uptime']:.0f} s"),
+                           ("Earth Rotation", health["Earth Rotation"]["Message"]),
+                           ("Queue", ", ".join(f"{n} {state}" for state, n in
                                                sorted(health["Queue"].items())) or "empty")],
                         table_id="health"),
                  "<h2>Orders</h2>", self._orders()]

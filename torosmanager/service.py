@@ -16,7 +16,8 @@ import sys
 import threading
 
 from . import __version__
-from .clock import Clock, use_astropy_offline
+from .clock import Clock
+from .earth_rotation import EarthRotationTable, use_astropy_offline
 from .config import ConfigError, address_key, load_config, service_path, DEFAULT_PATH
 from .dome.handler import DomeHandler
 from .frontdesk import FrontDesk
@@ -129,7 +130,10 @@ def serve(service, config, server):
         server.server_close()
         return EXIT_FAILURE
     handler = HANDLERS[service](config, journal, clock)
-    desk = FrontDesk(handler, journal, clock, config)
+    earth_rotation = EarthRotationTable()
+    threading.Thread(target=_report_earth_rotation, args=(earth_rotation, clock),
+                     name="iers-table", daemon=True).start()
+    desk = FrontDesk(handler, journal, clock, config, earth_rotation)
     server.publish(desk.front_desk, StatusPages(desk, recent_lines))
 
     def stop(signum, frame):
@@ -157,6 +161,15 @@ def serve(service, config, server):
         journal.close()
         log.info("%s daemon stopped", service)
     return EXIT_OK
+
+
+def _report_earth_rotation(table, clock):
+    """Read the Earth-rotation table and say once in the log how old it is."""
+    table.load()
+    try:
+        log.info("Earth rotation: %s", table.status(clock.now()).summary())
+    except RuntimeError as error:
+        log.error("%s; astropy will fail where it needs it", error)
 
 
 def notify_systemd(message):

@@ -36,6 +36,7 @@ import yaml
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
 
+from torosmanager.earth_rotation import offline_environment
 from torosmanager.launcher import LOOPBACK as HOST, free_port
 
 #: Seconds the server may take to answer after it is started (it imports astropy and cabaret).
@@ -183,6 +184,8 @@ class AlpacaServer:
         self.port = None
         self.http = requests.Session()
         self.http.trust_env = False  # loopback only: never through a proxy
+        # The server uses astropy too: it gets the daemons' offline settings from a file.
+        self.environment = dict(os.environ, **offline_environment(directory / "config"))
 
     @property
     def url(self):
@@ -201,7 +204,7 @@ class AlpacaServer:
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(command, cwd=self.directory, stdout=log,
                                                 stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL)
+                                                stdin=subprocess.DEVNULL, env=self.environment)
             if self._wait_until_ready():
                 return self
             status = self.process.poll()

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from torosmanager.clock import Clock, use_astropy_offline
+from torosmanager.clock import Clock
 from torosmanager.config import default_config
 from torosmanager.devices import DeviceError, FrameType, wait_for
 from torosmanager.devices.simulator import (SimulatedCamera, SimulatedFilterWheel,
@@ -21,11 +21,6 @@ from stepped_clock import NIGHT, SteppedClock
 MOMENT = 0.001
 #: A small CCD keeps these tests quick; the frame model is checked in test_simulator_frames.
 SIZE = 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_astropy():
-    use_astropy_offline()
 
 
 @pytest.fixture

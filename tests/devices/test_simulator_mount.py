@@ -14,7 +14,7 @@ from astropy import units as u
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
 
-from torosmanager.clock import Clock, use_astropy_offline
+from torosmanager.clock import Clock
 from torosmanager.config import default_config
 from torosmanager.devices import DeviceError, wait_for
 from torosmanager.devices.factory import telescope_devices
@@ -30,11 +30,6 @@ BELOW_HORIZON_DEC = -80.0
 EXACT = 1e-6
 #: Seconds: a moment, to step past an instant that sums of steps may miss by a microsecond.
 MOMENT = 0.001
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_astropy():
-    use_astropy_offline()
 
 
 @pytest.fixture

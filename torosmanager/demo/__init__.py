@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 from ..cli import table
 from ..client import connect
-from ..clock import Clock, use_astropy_offline
+from ..clock import Clock
+from ..earth_rotation import use_astropy_offline
 from ..config import SERVICES, address_key, default_config, load_config
 from ..launcher import DaemonProcess, local_config
 from ..night import Night

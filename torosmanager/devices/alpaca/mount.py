@@ -28,7 +28,7 @@ from alpaca.telescope import EquatorialCoordinateType, Telescope
 from astropy.coordinates import FK4, FK5, ICRS, TETE, AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
 
-from ...clock import use_astropy_offline
+from ...earth_rotation import use_astropy_offline
 from ..base import wait_for
 from ..mount import Mount, MountState
 from .connection import AlpacaConnection

@@ -72,7 +72,7 @@ class Horizon:
     Notes
     -----
     Each conversion costs a few milliseconds; call
-    :func:`torosmanager.clock.use_astropy_offline` once first so astropy never tries the network.
+    :func:`torosmanager.earth_rotation.use_astropy_offline` once first so astropy never tries the network.
     """
 
     def __init__(self, site):

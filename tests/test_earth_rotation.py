@@ -1,0 +1,169 @@
+"""The Earth-rotation table: nothing fails because of its age, and its age is reported.
+
+astropy's bundled IERS-A table ages by a day every day, and an observatory computer may have no
+network for months. The last test here runs the paths that broke when the table passed 30 days
+(the CLI's chart, a whole observation, a third-party Alpaca server) years in the future, with
+the network cut and an empty astropy cache.
+"""
+
+import html
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from observatory import wait_until
+from torosmanager.earth_rotation import (EarthRotationTable, astropy_config_text,
+                                         offline_environment, prediction_errors)
+
+TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: How far the stale world's clock is set ahead: the bundled table is then years old.
+YEARS_AHEAD = 3
+#: The tests that failed on 2026-11-30 when the table was 38 days old, and a whole night's
+#: path through all four daemons; run again in the stale world.
+STALE_WORLD_TESTS = [
+    "tests/test_scheduler.py::test_plan_and_reasons_are_shown",
+    "tests/test_scheduler.py::test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back",
+    "tests/devices/test_alpaca_camera.py::test_a_light_frame_of_the_field_the_mount_points_at",
+    "tests/test_dome.py::test_daylight_is_unsafe",
+    "tests/test_earth_rotation.py::test_every_daemon_reports_the_tables_age",
+]
+#: Seconds the stale world's tests may take together.
+STALE_WORLD_TIMEOUT = 600
+
+
+@pytest.fixture(scope="module")
+def table():
+    loaded = EarthRotationTable()
+    loaded.load()
+    return loaded
+
+
+def test_errors_follow_bulletin_a():
+    """σ(UT1−UTC) = 0.00025 s·d^0.75 and σ(x, y) = 0.00068″·d^0.80, d days after the last
+    measurement; none on a measured day."""
+    assert prediction_errors(0.0) == (0.0, 0.0)
+    assert prediction_errors(-5.0) == (0.0, 0.0)
+    ut1, pole = prediction_errors(365.0)
+    assert ut1 == pytest.approx(0.02088, rel=1e-3)
+    assert pole == pytest.approx(0.07627, rel=1e-3)
+
+
+def test_status_says_the_age_and_the_error_it_implies(table):
+    measured = table.status(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert measured.age_days == 0 and measured.pointing_error == 0
+    later = measured.last_measured + timedelta(days=100)
+    status = table.status(later)
+    assert status.age_days == pytest.approx(100.0)
+    ut1, pole = prediction_errors(100.0)
+    assert status.pointing_error == pytest.approx(((15 * ut1) ** 2 + pole ** 2) ** 0.5)
+    assert not status.beyond_table
+    assert "100 d before" in status.summary() and "pointing ±" in status.summary()
+    ended = table.status(status.table_end + timedelta(days=1))
+    assert ended.beyond_table and "past the table's end" in ended.summary()
+    assert ended.as_dict()["Age"] == pytest.approx(ended.age_days, abs=0.1)
+
+
+def test_other_processes_get_the_same_settings(tmp_path):
+    """A third-party program started with :func:`offline_environment` reads the settings from
+    the file it names; without it, astropy's defaults (download, 30 days) apply."""
+    script = ("from astropy.utils import iers; from astropy.utils.data import conf; "
+              "print(iers.conf.auto_download, iers.conf.auto_max_age, "
+              "iers.conf.iers_degraded_accuracy, conf.allow_internet)")
+    clean = {key: value for key, value in os.environ.items()
+             if key not in ("ASTROPY_CONFIG_DIR", "XDG_CONFIG_HOME")}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    default = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env=dict(clean, ASTROPY_CONFIG_DIR=str(empty)), check=True)
+    assert default.stdout.split() == ["True", "30.0", "error", "True"]
+    offline = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env=dict(clean, **offline_environment(tmp_path / "config")),
+                             check=True)
+    assert offline.stdout.split() == ["False", "inf", "warn", "False"]
+    assert "auto_max_age = inf" in astropy_config_text()
+
+
+def test_every_daemon_reports_the_tables_age(make_site):
+    """Health Status and the status page say the table's age and the pointing error."""
+    site = make_site()
+    site.start("dome", "preprocessor")
+    for service in ("dome", "preprocessor"):
+        proxy = site.proxy(service)
+        health = wait_until(lambda: _health_once_read(proxy), "the table to be read")
+        report = health["Earth Rotation"]
+        now = datetime.fromisoformat(health["Now"])
+        measured = datetime.fromisoformat(report["Last Measured"]).replace(tzinfo=timezone.utc)
+        assert report["Age"] == pytest.approx(max((now - measured).total_seconds() / 86400, 0),
+                                              abs=0.2)
+        assert report["Pointing Error"] >= 0 and "pointing ±" in report["Message"]
+        with urllib.request.urlopen(site.url(service).rstrip("/") + "/", timeout=30) as answer:
+            page = html.unescape(answer.read().decode())
+        assert f"measured until {report['Last Measured']}" in page
+        assert "Earth rotation: IERS-A table" in site.log(service)
+
+
+def _health_once_read(proxy):
+    health = proxy.front_desk({"WOType": "Status"})
+    return health if "Age" in health["Earth Rotation"] else None
+
+
+def test_toros_iers_says_the_age():
+    shown = subprocess.run([TOROS, "iers"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "IERS-A table" in shown.stdout and "pointing ±" in shown.stdout
+
+
+def test_an_update_without_a_network_leaves_the_table_and_says_why(tmp_path):
+    if not _can_cut_network():
+        pytest.skip("needs root and unshare(1) to cut the network")
+    # No pip configuration file (this machine's names local mirrors), the real index, no retries.
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="", PIP_RETRIES="0",
+               PIP_TIMEOUT="5")
+    result = subprocess.run(["unshare", "--net", TOROS, "iers", "--update"], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 1
+    assert "pip could not reach the package index (exit 1; no network" in result.stderr
+    assert "the table is unchanged" in result.stderr
+
+
+def _can_cut_network():
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def test_nothing_fails_years_later_offline_with_an_empty_cache(tmp_path):
+    """The clock set years ahead (libfaketime), the network cut (unshare --net, loopback up)
+    and an empty astropy cache: the paths that broke on 2026-11-30 work, and ``toros iers``
+    says how old the table is."""
+    if not _can_cut_network() or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare(1) and ip(8) to cut the network")
+    libfaketime = pytest.importorskip("libfaketime")
+    cache = tmp_path / "astropy-cache"
+    cache.mkdir()
+    _, preload = libfaketime.get_reload_information()
+    env = dict(os.environ, **preload, FAKETIME=f"+{365 * YEARS_AHEAD}d",
+               ASTROPY_CACHE_DIR=str(cache), XDG_CACHE_HOME=str(cache))
+    for variable in ("ASTROPY_CONFIG_DIR", "XDG_CONFIG_HOME"):
+        env.pop(variable, None)  # the programs must set astropy up themselves
+
+    def in_stale_world(*command):
+        return subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"',
+                               "sh", *command], capture_output=True, text=True, env=env,
+                              cwd=os.path.dirname(HERE), timeout=STALE_WORLD_TIMEOUT)
+
+    shown = in_stale_world(TOROS, "iers")
+    assert shown.returncode == 0, shown.stderr
+    assert "past the table's end" in shown.stdout
+    age = int(shown.stdout.split(" d before ")[0].rsplit(" ", 1)[1])
+    assert age > 365 * (YEARS_AHEAD - 1)
+    run = in_stale_world(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         f"--basetemp={tmp_path / 'inner'}", *STALE_WORLD_TESTS)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert f"{len(STALE_WORLD_TESTS)} passed" in run.stdout
+    assert not list(cache.rglob("*finals*")), "astropy downloaded a table"

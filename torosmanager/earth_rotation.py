@@ -1,0 +1,266 @@
+"""Earth-rotation data (IERS) for an observatory that may stay offline for months.
+
+astropy needs UT1−UTC and the polar motion to turn sky coordinates into altitudes and hour
+angles. It reads them from the IERS-A table that ships in the ``astropy-iers-data`` package and,
+by default, downloads a newer one whenever that table's predictions are more than 30 days old,
+raising an error when it cannot. An observatory computer often has no route to the IERS
+servers, so every TOROS program, and every program the tests start, runs astropy with the one
+set of settings below: never download, and keep working on the bundled table however old it
+is. What that costs is reported instead of failing: :func:`table_status` says how old the
+table is and how large an error its age implies, and ``toros iers --update`` brings a newer
+table when a network is there.
+
+The error estimates are the standard deviations IERS Bulletin A gives for its own predictions,
+*d* days after the last measured value:
+
+    σ(UT1−UTC) = 0.00025 s · d^0.75        σ(x, y) = 0.00068″ · d^0.80
+
+One second of UT1 is 15″ of hour angle on the equator, so the pointing error is about
+``hypot(15″/s · σ(UT1−UTC), σ(x, y))``. Bulletin A gives these formulae for one year of
+predictions; past the table's end astropy holds its last values, and the estimate is a lower
+bound.
+"""
+
+import math
+import threading
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+#: astropy's settings for every process: applied in this one by :func:`use_astropy_offline`,
+#: written as an astropy configuration file for others by :func:`offline_environment`.
+#: ``auto_max_age`` infinite: a table of any age is used (with a warning), never refused.
+ASTROPY_SETTINGS = {
+    "utils.data": {"allow_internet": False},
+    "utils.iers.iers": {"auto_download": False, "auto_max_age": math.inf,
+                        "iers_degraded_accuracy": "warn"},
+}
+
+#: IERS Bulletin A's prediction errors: coefficient and exponent of days since the last
+#: measured value; UT1−UTC in seconds, polar motion in arcseconds.
+UT1_ERROR_COEFFICIENT = 0.00025
+UT1_ERROR_EXPONENT = 0.75
+POLAR_MOTION_ERROR_COEFFICIENT = 0.00068
+POLAR_MOTION_ERROR_EXPONENT = 0.80
+#: Arcseconds of hour angle per second of time (360° in 86400 s).
+ARCSEC_PER_SECOND_OF_TIME = 15.0
+#: The package that ships the table, upgraded by ``toros iers --update``.
+IERS_DATA_PACKAGE = "astropy-iers-data"
+
+_MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
+_setup_lock = threading.Lock()
+
+
+def use_astropy_offline():
+    """Make astropy work without the network in this process (idempotent, thread-safe).
+
+    Never download, use the bundled tables whatever their age, and warn (once in the log, not
+    for every transformation) rather than raise beyond their end.
+    """
+    with _setup_lock:
+        for section, settings in _astropy_namespaces().items():
+            for name, value in settings.items():
+                setattr(section, name, value)
+    warnings.filterwarnings("once", module="astropy.utils.iers")
+    warnings.filterwarnings("once", message=".*(IERS|leap-second).*")
+    # Once the leap-second list has expired, astropy's attempt to update it computes with NaN
+    # on its way to giving up (and says so in one warning): the NaN warnings add nothing.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="astropy.time.utils")
+
+
+def _astropy_namespaces():
+    from astropy.utils import iers
+    from astropy.utils.data import conf as data_conf
+    namespaces = {"utils.data": data_conf, "utils.iers.iers": iers.conf}
+    return {namespaces[name]: settings for name, settings in ASTROPY_SETTINGS.items()}
+
+
+def astropy_config_text():
+    """:data:`ASTROPY_SETTINGS` as an ``astropy.cfg`` file."""
+    lines = []
+    for section, settings in ASTROPY_SETTINGS.items():
+        lines.append(f"[{section}]")
+        lines += [f"{name} = {value}" for name, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def offline_environment(directory):
+    """Environment variables that give another process (a third-party server, say) the same
+    astropy settings: an ``astropy.cfg`` written below *directory*.
+
+    astropy ≥ 7.1 reads ``ASTROPY_CONFIG_DIR``; older versions ``$XDG_CONFIG_HOME/astropy``.
+    """
+    config_dir = Path(directory) / "astropy"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "astropy.cfg").write_text(astropy_config_text(), encoding="utf-8")
+    return {"ASTROPY_CONFIG_DIR": str(config_dir), "XDG_CONFIG_HOME": str(directory)}
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """How old the Earth-rotation table is at a given instant, and what that costs.
+
+    Attributes
+    ----------
+    source : str
+        The file the table was read from.
+    package_version : str
+        The version of ``astropy-iers-data`` installed (empty when unknown).
+    last_measured : datetime
+        The first day the table only predicts.
+    table_end : datetime
+        The last day the table covers; astropy holds the values of that day after it.
+    age_days : float
+        Days from *last_measured* to the instant asked about (0 when it is measured).
+    ut1_utc_error : float
+        Estimated error of UT1−UTC, seconds.
+    polar_motion_error : float
+        Estimated error of the pole's position, arcseconds.
+    leap_seconds_expire : datetime or None
+        When the leap-second list stops being known to be complete.
+    """
+
+    source: str
+    package_version: str
+    last_measured: datetime
+    table_end: datetime
+    age_days: float
+    ut1_utc_error: float
+    polar_motion_error: float
+    leap_seconds_expire: datetime | None
+    at: datetime
+
+    @property
+    def pointing_error(self):
+        """Estimated pointing error, arcseconds (UT1 on the equator and the pole together)."""
+        return math.hypot(ARCSEC_PER_SECOND_OF_TIME * self.ut1_utc_error,
+                          self.polar_motion_error)
+
+    @property
+    def beyond_table(self):
+        """Whether the instant is after the last day of the table."""
+        return self.at > self.table_end
+
+    def summary(self):
+        """One sentence for a log line, a status page or ``toros iers``."""
+        text = (f"IERS-A table ({self.package_version or self.source}) measured until "
+                f"{self.last_measured:%Y-%m-%d}, {self.age_days:.0f} d before "
+                f"{self.at:%Y-%m-%d}: UT1−UTC ±{self.ut1_utc_error * 1000:.0f} ms, pole "
+                f"±{self.polar_motion_error:.3f}″, pointing ±{self.pointing_error:.2f}″")
+        if self.beyond_table:
+            text += (f"; past the table's end ({self.table_end:%Y-%m-%d}), so the error is "
+                     "larger than this estimate")
+        if self.leap_seconds_expire is not None and self.at > self.leap_seconds_expire:
+            text += (f"; leap-second list expired {self.leap_seconds_expire:%Y-%m-%d} "
+                     "(a leap second announced since would be missed)")
+        return text
+
+    def as_dict(self):
+        """The status as a health-report field (XML-RPC types only)."""
+        return {
+            "Table": self.source,
+            "Package Version": self.package_version,
+            "Last Measured": self.last_measured.date().isoformat(),
+            "Table End": self.table_end.date().isoformat(),
+            "Age": round(self.age_days, 1),
+            "UT1-UTC Error": round(self.ut1_utc_error, 4),
+            "Polar Motion Error": round(self.polar_motion_error, 4),
+            "Pointing Error": round(self.pointing_error, 3),
+            "Leap Seconds Expire": (self.leap_seconds_expire.date().isoformat()
+                                    if self.leap_seconds_expire else ""),
+            "Message": self.summary(),
+        }
+
+
+def prediction_errors(days):
+    """Bulletin A's error estimates *days* after the last measured value.
+
+    Returns
+    -------
+    tuple of float
+        σ(UT1−UTC) in seconds and σ(x, y) in arcseconds; both 0 for a measured day.
+    """
+    days = max(days, 0.0)
+    return (UT1_ERROR_COEFFICIENT * days ** UT1_ERROR_EXPONENT,
+            POLAR_MOTION_ERROR_COEFFICIENT * days ** POLAR_MOTION_ERROR_EXPONENT)
+
+
+def _from_mjd(mjd):
+    return _MJD_EPOCH + timedelta(days=float(mjd))
+
+
+class EarthRotationTable:
+    """The Earth-rotation table astropy uses in this process, read once.
+
+    Reading it takes seconds, so a daemon reads it in a thread of its own at start-up, and its
+    health report says so until it is read.
+    """
+
+    def __init__(self):
+        self._loaded = threading.Event()
+        self._lock = threading.Lock()
+        self._facts = None
+        self._error = None
+
+    def load(self):
+        """Read the table (in this thread); the facts :meth:`status` needs are kept."""
+        with self._lock:
+            if self._loaded.is_set():
+                return
+            try:
+                self._facts = _read_table()
+            except Exception as error:  # noqa: BLE001 - reported in the health, never fatal
+                self._error = f"{type(error).__name__}: {error}"
+            self._loaded.set()
+
+    def status(self, at):
+        """The :class:`TableStatus` at *at*, or ``None`` while the table is being read.
+
+        Raises
+        ------
+        RuntimeError
+            When the table could not be read (the message says why).
+        """
+        if not self._loaded.is_set():
+            return None
+        if self._error is not None:
+            raise RuntimeError(f"the Earth-rotation table could not be read: {self._error}")
+        source, version, last_measured, table_end, leap_expiry = self._facts
+        age = max((at - last_measured).total_seconds() / 86400.0, 0.0)
+        ut1_error, pole_error = prediction_errors(age)
+        return TableStatus(source=source, package_version=version, last_measured=last_measured,
+                           table_end=table_end, age_days=age, ut1_utc_error=ut1_error,
+                           polar_motion_error=pole_error, leap_seconds_expire=leap_expiry,
+                           at=at)
+
+    def health(self, at):
+        """The ``Earth Rotation`` field of a health report at *at*."""
+        try:
+            status = self.status(at)
+        except RuntimeError as error:
+            return {"Message": str(error)}
+        if status is None:
+            return {"Message": "reading the IERS-A table"}
+        return status.as_dict()
+
+
+def _read_table():
+    from importlib import metadata
+
+    from astropy.utils import iers
+
+    use_astropy_offline()
+    table = iers.IERS_Auto.open()
+    try:
+        version = metadata.version(IERS_DATA_PACKAGE)
+    except metadata.PackageNotFoundError:
+        version = ""
+    with warnings.catch_warnings():
+        # An expired list warns; its expiry date is what is reported.
+        warnings.simplefilter("ignore")
+        expires = iers.LeapSeconds.auto_open().expires
+    leap_expiry = expires.utc.to_datetime(timezone=timezone.utc) if expires else None
+    return (str(table.meta.get("data_path", "")), version,
+            _from_mjd(table.meta["predictive_mjd"]), _from_mjd(table["MJD"][-1].value),
+            leap_expiry)
