@@ -229,12 +229,22 @@ class TestQueries:
             running.proxy("dome").accept({"WOType": "Dome"})
 
 
-def test_the_scheduler_fails_an_order_its_executor_refuses(running):
-    scheduler = running.proxy("scheduler")
-    scheduler.front_desk(observation("refused-1", **{"Telescope Name": "Macon"}))
-    status = wait_for_state(scheduler, "refused-1", "failed")
-    assert "the telescope daemon refused it" in status["Message"]
-    assert "'Telescope Name': received 'Macon'" in status["Message"]
+@pytest.mark.parametrize("key, value", [("Telescope Name", "Macon"), ("Filter", "Z"),
+                                        ("Exposure Time", 3601.0),
+                                        ("Number of Exposures", 501)])
+def test_the_scheduler_refuses_what_its_telescope_would_in_the_telescopes_words(running, key,
+                                                                                   value):
+    """The limits are learned from the telescope's health Status, not from the scheduler's
+    configuration: an order refused at dispatch, hours later, would be lost to the night."""
+    scheduler, telescope = running.proxy("scheduler"), running.proxy("telescope")
+    limits = wait_until(lambda: scheduler.front_desk({"WOType": "Status"})["Telescope Limits"],
+                        "the scheduler to learn the telescope's limits")
+    assert limits == telescope.front_desk({"WOType": "Status"})["Limits"]
+    at_scheduler = fault(scheduler.front_desk, observation(f"refused-{key}", **{key: value}))
+    at_telescope = fault(telescope.front_desk, observation(f"refused-{key}", **{key: value}))
+    assert at_scheduler.faultString == at_telescope.faultString
+    assert at_scheduler.faultString.startswith(f"'{key}': received {value!r}; allowed:")
+    assert at_scheduler.faultCode == FaultCode.INVALID
 
 
 def test_the_scheduler_retries_an_absent_dome_daemon_then_says_why(make_site):

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES
+
 DEFAULT_PATH = "/etc/toros/toros.conf.yaml"
 ENVIRONMENT_VARIABLE = "TOROS_CONFIG"
 
@@ -192,9 +194,9 @@ SCHEMA = {
         "Data Directory": Setting("path", "/var/lib/toros/data", "where FITS files are written"),
         "Minimum Altitude": Setting("float", 20.0, "lowest altitude observed, degrees", 0, 89),
         "Max Exposure Time": Setting("float", 3600.0, "longest exposure accepted, seconds",
-                                     0.001, 86400),
+                                     0.001, MAX_EXPOSURE_TIME),
         "Max Number of Exposures": Setting("int", 500, "most frames one order may ask for",
-                                           1, 100_000),
+                                           1, MAX_NUMBER_OF_EXPOSURES),
         "Bias Frames": Setting("int", 5, "bias frames taken when Calibration Frames is Yes",
                                0, 1000),
         "Dark Frames": Setting("int", 3, "darks (of the exposure time) taken with them",

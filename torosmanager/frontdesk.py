@@ -14,7 +14,8 @@ from xmlrpc.client import Fault
 from . import __version__
 from .config import address_key
 from .journal import CANCELLED, FINAL_STATES, UNFINISHED_STATES
-from .workorders import QUERIES, SCHEMAS, FaultCode, WorkOrderError, format_utc, validate, wotype_of
+from .workorders import (QUERIES, SCHEMAS, FaultCode, WorkOrderError, clip, format_utc,
+                         shorten, validate, wotype_of)
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,16 @@ class FrontDesk:
             log.info("refused a work order: %s", error)
             raise Fault(int(error.code), str(error)) from None
         except Exception as error:
-            log.exception("internal error while handling %r", work_order)
+            log.exception("internal error while handling %s", shorten(work_order))
             raise Fault(int(FaultCode.INTERNAL),
                         f"internal error in the {self.handler.service} daemon "
-                        f"({type(error).__name__}: {error}); its log has the details") from None
+                        f"({type(error).__name__}: {clip(str(error))}); its log has the "
+                        "details") from None
 
     def _serve(self, work_order):
         if not isinstance(work_order, dict):
             raise WorkOrderError(f"a work order must be a struct (dict); received "
-                                 f"{type(work_order).__name__} {work_order!r}")
+                                 f"{type(work_order).__name__} {shorten(work_order)}")
         wotype = wotype_of(work_order)
         if wotype not in self.handler.wotypes and wotype not in QUERIES:
             raise WorkOrderError(self._wrong_daemon(wotype), FaultCode.WRONG_DAEMON)
@@ -81,6 +83,15 @@ class FrontDesk:
             return self.handler.signal(order)
         return self.accept(order, work_order)
 
+    def _resubmitted(self, record, submitted, received):
+        if record.submitted != submitted:
+            raise WorkOrderError(_conflict(record, received), FaultCode.CONFLICT)
+        log.info("[WO %s] resubmitted unchanged", record.id)
+        self.handler.resubmitted(record)
+        record = self.journal.get(record.id)
+        return self._receipt(record, f"already received at {record.created}; "
+                                     f"now {record.state}: {record.message}")
+
     def _wrong_daemon(self, wotype):
         places = [f"the {service} daemon ({self.config[address_key(service)]['HTTP']})"
                   for service in SCHEMAS[wotype].services]
@@ -90,21 +101,20 @@ class FrontDesk:
 
     def accept(self, order, received):
         """Journal a validated work order and hand it to the handler; return the receipt."""
+        submitted = _canonical(received)
+        # A resubmission is answered from the journal before the daemon's own checks: what
+        # they allow may have changed since (a filter removed, a night ended).
+        existing = self.journal.get(order["ID"])
+        if existing is not None:
+            return self._resubmitted(existing, submitted, received)
         self.handler.check(order)
         priority, reason = self.handler.assign_priority(order)
         order["Priority"] = priority
-        submitted = _canonical(received)
         now = format_utc(self.clock.now())
         record, created = self.journal.add(order, submitted, priority, reason, now,
                                            f"received from {order['User']}")
-        if not created:
-            if record.submitted != submitted:
-                raise WorkOrderError(_conflict(record, received), FaultCode.CONFLICT)
-            log.info("[WO %s] resubmitted unchanged", record.id)
-            self.handler.resubmitted(record)
-            record = self.journal.get(record.id)
-            return self._receipt(record, f"already received at {record.created}; "
-                                         f"now {record.state}: {record.message}")
+        if not created:  # the same ID arrived in another thread meanwhile
+            return self._resubmitted(record, submitted, received)
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)", record.id, record.wotype,
                  order["User"], priority, reason)
         self.handler.accepted(record)
@@ -131,7 +141,7 @@ class FrontDesk:
         """Cancel an order that has not ended; return its receipt."""
         record = self._find(order_id)
         if record.finished:
-            raise WorkOrderError(f"'ID': received {order_id!r}, an order that is already "
+            raise WorkOrderError(f"'ID': received {shorten(order_id)}, an order that is already "
                                  f"{record.state} ({record.message}); only orders that have not "
                                  "ended can be cancelled", FaultCode.NOT_CANCELLABLE)
         reason = f"cancelled by {user}"
@@ -140,7 +150,7 @@ class FrontDesk:
                                            only_from=UNFINISHED_STATES)
         if previous is None:  # it ended while we looked
             record = self.journal.get(record.id)
-            raise WorkOrderError(f"'ID': received {order_id!r}, an order that has just ended "
+            raise WorkOrderError(f"'ID': received {shorten(order_id)}, an order that has just ended "
                                  f"({record.state})", FaultCode.NOT_CANCELLABLE)
         log.info("[WO %s] %s (was %s)", record.id, reason, previous)
         self.handler.cancelled(record, previous)
@@ -173,7 +183,7 @@ class FrontDesk:
     def _find(self, order_id):
         record = self.journal.get(order_id)
         if record is None:
-            raise WorkOrderError(f"'ID': received {order_id!r}; the {self.handler.service} "
+            raise WorkOrderError(f"'ID': received {shorten(order_id)}; the {self.handler.service} "
                                  "daemon has no work order with this ID", FaultCode.NOT_FOUND)
         return record
 
@@ -198,7 +208,7 @@ def _conflict(record, received):
     before = json.loads(record.submitted)
     now = json.loads(_canonical(received))
     differing = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
-    return (f"'ID': received {record.id!r}, already used on {record.created} for a different "
+    return (f"'ID': received {shorten(record.id)}, already used on {record.created} for a different "
             f"work order (differing keys: {', '.join(repr(key) for key in differing)}); "
             "resubmit it unchanged, or use a new ID")
 

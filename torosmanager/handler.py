@@ -6,12 +6,13 @@ after a restart. Everything here is called from the front desk's thread and must
 long work belongs in :class:`Workers`.
 """
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .journal import ACCEPTED, FAILED, QUEUED, RUNNING
-from .workorders import clip_priority, format_utc
+from .journal import ACCEPTED, FAILED, QUEUED, RUNNING, UNFINISHED_STATES
+from .workorders import clip, clip_priority, format_utc
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,22 @@ class Handler:
         """Stop taking new work; let work in progress finish or leave it journaled."""
 
     # --- helpers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def failing_on_error(self, order_id, doing):
+        """Work on one order, *doing* something: any exception ends that order ``failed`` with
+        the reason (and its traceback once in the log), and the daemon goes on with the others.
+
+        Every worker of every daemon runs its orders inside this, so that no bug leaves an
+        order ``running`` for ever.
+        """
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 - the order ends failed, saying why
+            log.exception("[WO %s] failed while %s", order_id, doing)
+            self.transition(order_id, FAILED, f"internal error in the {self.service} daemon "
+                            f"while {doing} ({type(error).__name__}: {clip(str(error))}); its "
+                            "log has the details", only_from=set(UNFINISHED_STATES))
 
     def transition(self, order_id, state, reason, **options):
         """Journal a change of state at the clock's time and log it under the order's ID."""

@@ -17,6 +17,7 @@ import difflib
 import enum
 import math
 import re
+import reprlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,20 @@ from typing import Callable
 
 #: Priorities are floats on this scale (the manual: "a float number in the range 0-10").
 PRIORITY_RANGE = (0.0, 10.0)
+#: The longest exposure any order may ask for, seconds: a whole day. Each telescope has a
+#: lower limit of its own (Telescope → Max Exposure Time); this one keeps every duration the
+#: scheduler computes finite, whatever the configuration.
+MAX_EXPOSURE_TIME = 86400.0
+#: The most frames any order may ask for (Telescope → Max Number of Exposures is lower).
+MAX_NUMBER_OF_EXPOSURES = 100_000
+#: The longest ID: it is in every log line about the order.
+MAX_ID_CHARACTERS = 128
+#: The longest text value (a name, a user, a reason).
+MAX_TEXT_CHARACTERS = 1024
+#: Characters of a received value quoted in a Fault or a log line; the rest is summarised.
+QUOTED_VALUE_CHARACTERS = 80
+#: Nesting quoted of a received array or struct.
+QUOTED_VALUE_DEPTH = 3
 
 
 class FaultCode(enum.IntEnum):
@@ -77,23 +92,65 @@ class InvalidValue(ValueError):
 
 def refuse(key, value, allowed):
     """A :class:`WorkOrderError` for *key*, naming the value received and what is allowed."""
-    return WorkOrderError(f"{key!r}: received {value!r}; allowed: {allowed}")
+    return WorkOrderError(f"{shorten(key)}: received {shorten(value)}; allowed: {allowed}")
+
+
+_QUOTE = reprlib.Repr()  # its settings are attributes (keyword arguments only from 3.12)
+_QUOTE.maxlevel = QUOTED_VALUE_DEPTH
+_QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = QUOTED_VALUE_CHARACTERS
+
+
+def clip(text):
+    """*text* cut to :data:`QUOTED_VALUE_CHARACTERS`, with its length when it was longer."""
+    if len(text) <= QUOTED_VALUE_CHARACTERS:
+        return text
+    return f"{text[:QUOTED_VALUE_CHARACTERS]}… ({len(text):,} characters)"
+
+
+def shorten(value):
+    """*value*'s repr for a message: at most about :data:`QUOTED_VALUE_CHARACTERS`, with the
+    size of what was left out. Safe for values nested to any depth or of any size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        # repr() of an int of over 4,300 digits raises; its size is what matters here.
+        return f"an integer of {value.bit_length() * math.log10(2):,.0f} digits"
+    quoted = _QUOTE.repr(value)
+    if len(quoted) > QUOTED_VALUE_CHARACTERS:
+        quoted = quoted[:QUOTED_VALUE_CHARACTERS] + "…"
+    if isinstance(value, (str, bytes)) and len(value) > QUOTED_VALUE_CHARACTERS:
+        quoted += f" ({len(value):,} characters)"
+    elif isinstance(value, (list, dict)) and quoted.endswith(("…", "...]", "...}")):
+        quoted += f" ({len(value):,} items)"
+    return quoted
 
 
 # --- value parsers: each returns the normalised value or raises InvalidValue ------------------
 
 def text(value):
-    """A non-empty string."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidValue("a non-empty string")
+    """A non-empty string of at most :data:`MAX_TEXT_CHARACTERS`."""
+    if (not isinstance(value, str) or not value.strip()
+            or len(value.strip()) > MAX_TEXT_CHARACTERS):
+        raise InvalidValue(text.description)
     return value.strip()
 
 
+text.description = f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters"
+
+
 def identifier(value):
-    """An order ID: a non-empty string or an integer (kept as a string)."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise InvalidValue("a non-empty string or an integer")
-    return str(value).strip()
+    """An order ID: a non-empty string of at most :data:`MAX_ID_CHARACTERS`, or an integer
+    (kept as a string)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidValue(identifier.description)
+    if isinstance(value, int) and value.bit_length() > MAX_ID_CHARACTERS:
+        raise InvalidValue(identifier.description)  # str() of it would be longer anyway
+    value = str(value).strip()
+    if not value or len(value) > MAX_ID_CHARACTERS:
+        raise InvalidValue(identifier.description)
+    return value
+
+
+identifier.description = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, or "
+                          "an integer (kept as a string)")
 
 
 def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
@@ -112,10 +169,7 @@ def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
         f" ({unit})" if unit else "")
 
     def parse(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
-            raise InvalidValue(description)
-        value = float(value)
+        value = _finite(value, description)
         if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
                 or (above is not None and value <= above) or (below is not None and value >= below)):
             raise InvalidValue(description)
@@ -125,15 +179,29 @@ def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
     return parse
 
 
-def count(minimum=1):
-    """A parser for a whole number of at least *minimum*."""
-    description = f"a whole number ≥ {minimum}"
+def _finite(value, description):
+    """*value* as a finite float, or :class:`InvalidValue` (integers too large included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidValue(description)
+    try:
+        value = float(value)
+    except OverflowError:  # an XML-RPC <int> or <i8> may have hundreds of digits
+        raise InvalidValue(description) from None
+    if not math.isfinite(value):
+        raise InvalidValue(description)
+    return value
+
+
+def count(minimum=1, maximum=None):
+    """A parser for a whole number from *minimum* to *maximum* (inclusive)."""
+    description = f"a whole number ≥ {minimum}" + (f" and ≤ {maximum:,}" if maximum else "")
 
     def parse(value):
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not float(value).is_integer() or value < minimum):
+        number_ = _finite(value, description)
+        if (not number_.is_integer() or number_ < minimum
+                or (maximum is not None and number_ > maximum)):
             raise InvalidValue(description)
-        return int(value)
+        return int(number_)
 
     parse.description = description
     return parse
@@ -163,9 +231,10 @@ def right_ascension(value):
         if hours is None or not 0 <= hours < 24:
             raise InvalidValue(allowed)
         return round(hours * 15, 9)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 360:
+    value = _finite(value, allowed)
+    if not 0 <= value < 360:
         raise InvalidValue(allowed)
-    return float(value)
+    return value
 
 
 def declination(value):
@@ -176,9 +245,10 @@ def declination(value):
         if degrees is None or not -90 <= degrees <= 90:
             raise InvalidValue(allowed)
         return round(degrees, 9)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -90 <= value <= 90:
+    value = _finite(value, allowed)
+    if not -90 <= value <= 90:
         raise InvalidValue(allowed)
-    return float(value)
+    return value
 
 
 _YES = {"yes", "true", "y", "1"}
@@ -206,7 +276,10 @@ def utc_datetime(value):
             raise InvalidValue(allowed) from None
     else:
         raise InvalidValue(allowed)
-    return format_utc(instant)
+    try:
+        return format_utc(instant)
+    except (OverflowError, ValueError):  # year 1 or 9999 with an offset: not a UTC instant
+        raise InvalidValue(allowed) from None
 
 
 def format_utc(instant):
@@ -341,9 +414,12 @@ OBSERVATION = Schema(
               doc="declination, decimal degrees −90…+90 or '±DD:MM:SS'"),
         Field("Object Name", text, doc="target name, written to OBJECT in the FITS header"),
         Field("Filter", text, required=True, doc="filter name, e.g. 'I'"),
-        Field("Exposure Time", number(above=0, unit="seconds"), required=True,
-              doc="seconds per exposure"),
-        Field("Number of Exposures", count(1), default=1, doc="frames to take"),
+        Field("Exposure Time", number(above=0, maximum=MAX_EXPOSURE_TIME, unit="seconds"),
+              required=True, doc="seconds per exposure; the telescope's own limit is lower "
+                                 "(Telescope → Max Exposure Time)"),
+        Field("Number of Exposures", count(1, MAX_NUMBER_OF_EXPOSURES), default=1,
+              doc="frames to take; the telescope's own limit is lower (Telescope → Max Number "
+                  "of Exposures)"),
         Field("Type of job", text, doc="e.g. 'ToO', 'Research', 'Calibration', 'Test'"),
         Field("Type of object", text, doc="e.g. 'Galaxy', 'Kilonova candidate'"),
         Field("Calibration Frames", yes_no, default=False,
@@ -439,7 +515,7 @@ def wotype_of(order):
     wotype = order.get("WOType")
     if not isinstance(wotype, str) or wotype not in SCHEMAS:
         raise WorkOrderError(
-            f"'WOType': received {wotype!r}; allowed: one of "
+            f"'WOType': received {shorten(wotype)}; allowed: one of "
             + ", ".join(repr(name) for name in SCHEMAS), FaultCode.UNKNOWN_WOTYPE)
     return wotype
 
@@ -467,14 +543,14 @@ def validate(order, now=None):
     """
     if not isinstance(order, dict):
         raise WorkOrderError(f"a work order must be a dict (an XML-RPC struct); "
-                             f"received {type(order).__name__} {order!r}")
+                             f"received {type(order).__name__} {shorten(order)}")
     wotype = wotype_of(order)
     schema = SCHEMAS[wotype]
     order = dict(order, WOType=wotype)
     result = {}
     for key, value in order.items():
         if not isinstance(key, str):
-            raise WorkOrderError(f"work-order keys must be strings; received {key!r}")
+            raise WorkOrderError(f"work-order keys must be strings; received {shorten(key)}")
         rule = schema.field_for(key)
         if rule is None:
             raise WorkOrderError(_unknown_key_message(schema, key, value))
@@ -507,8 +583,9 @@ def _unknown_key_message(schema, key, value):
     names = schema.key_names()
     close = difflib.get_close_matches(key, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (f"{key!r}: received {value!r}; this key is not part of {schema.wotype} work "
-            f"orders{hint}; allowed keys: " + ", ".join(repr(name) for name in names))
+    return (f"{shorten(key)}: received {shorten(value)}; this key is not part of "
+            f"{schema.wotype} work orders{hint}; allowed keys: "
+            + ", ".join(repr(name) for name in names))
 
 
 def new_id():

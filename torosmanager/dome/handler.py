@@ -91,7 +91,11 @@ class DomeHandler(Handler):
 
     def execute(self, order_id):
         """Carry out one Dome order's actions, in the order shutter, azimuth, park, follow,
-        outputs."""
+        outputs (in a worker)."""
+        with self.failing_on_error(order_id, "moving the dome"):
+            self._execute(order_id)
+
+    def _execute(self, order_id):
         record = self.journal.get(order_id)
         if record is None or record.state != QUEUED:
             return

@@ -105,12 +105,8 @@ class JobQueue:
             if job is None:
                 return
             try:
-                self._execute(job)
-            except Exception:  # a bug must not kill the thread and strand the queue
-                log.exception("[WO %s] the preprocessor job failed", job.record.id)
-                self.handler.transition(job.record.id, FAILED,
-                                        "internal error in the preprocessor; its log has the "
-                                        "details", only_from={RUNNING})
+                with self.handler.failing_on_error(job.record.id, "calibrating"):
+                    self._execute(job)
             finally:
                 idle = self.orders.finished()
                 if idle and isinstance(self._runner, LocalRunner):

@@ -63,6 +63,8 @@ class Dispatcher:
         self._last_follow = {}     # order ID -> clock time of its last Status query
         self._dome_request = None  # the ID of the dome order the scheduler is waiting on
         self._dome_open = None
+        #: What the telescope takes, from its last health Status (``None`` until it answers).
+        self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
 
     # --- called from other threads ------------------------------------------------------
@@ -127,10 +129,12 @@ class Dispatcher:
         """One pass: dome, follow-up, expiry, plan, dispatch."""
         now = self.clock.now()
         dome_open = self._manage_dome(now) if self.settings["Manage Dome"] else True
-        orders = self.journal.unfinished()
-        for record in orders:
+        # What goes wrong with one order (a bug, an order journaled by an older release that
+        # this one would refuse) ends that order failed, with the reason; the night goes on.
+        for record in self.journal.unfinished():
             if record.state in ACTIVE:
-                self._follow(record, now)
+                with self.handler.failing_on_error(record.id, "following it"):
+                    self._follow(record, now)
         queued = [record for record in self.journal.unfinished()
                   if record.wotype == "Observation" and record.state == QUEUED]
         queued = [record for record in queued if not self._expired(record, now)]
@@ -141,6 +145,7 @@ class Dispatcher:
                 or self.clock.now() - self._last_plan >= replan_every):
             self._replan.clear()
             self._make_plan(queued)
+            queued = [record for record in queued if self.journal.get(record.id).state == QUEUED]
         if dome_open:
             self._dispatch(queued, self.clock.now())
 
@@ -293,20 +298,21 @@ class Dispatcher:
         return False
 
     def _make_plan(self, queued):
-        telescope = self.config["Telescope"]
         pointing = self._pointing()
         now = self.clock.now()
-        targets = [target_of(record.work_order, record.priority, self.settings, telescope)
-                   for record in queued]
+        targets = []
+        for record in queued:
+            with self.handler.failing_on_error(record.id, "planning it"):
+                targets.append(self._target(record))
         active = [record for record in self.journal.unfinished()
                   if record.wotype == "Observation" and record.state in ACTIVE]
         free_from = now
         for record in active:  # the order under way keeps the telescope until it ends
-            duration = target_of(record.work_order, record.priority, self.settings,
-                                 telescope).duration
-            started = _parse(record.progress.get("Dispatched At", format_utc(now)))
-            free_from = max(free_from, started + timedelta(seconds=duration))
-        plan = self.planner.plan(targets, now, pointing, free_from)
+            with self.handler.failing_on_error(record.id, "planning around it"):
+                started = _parse(record.progress.get("Dispatched At", format_utc(now)))
+                free_from = max(free_from,
+                                started + timedelta(seconds=self._target(record).duration))
+        plan = self._plan_each_failing_alone(targets, now, pointing, free_from)
         with self._plan_lock:
             self.plan, self._last_plan = plan, now
         by_id = {record.id: record for record in queued}
@@ -317,6 +323,24 @@ class Dispatcher:
             self._tell(by_id[order_id], f"not observable tonight: {reason}")
         log.info("planned %d of %d queued observation(s), sum of priorities %.1f",
                  len(plan.entries), len(queued), plan.total_priority)
+
+    def _target(self, record):
+        return target_of(record.work_order, record.priority, self.settings,
+                         self.config["Telescope"])
+
+    def _plan_each_failing_alone(self, targets, now, pointing, free_from):
+        """The plan of *targets*. When planning them raises, each target is planned alone: an
+        order whose planning raises alone ends failed (saying why), the rest are planned."""
+        try:
+            return self.planner.plan(targets, now, pointing, free_from)
+        except Exception:  # noqa: BLE001 - the culprit is found below, and its error logged
+            log.warning("planning %d order(s) failed: planning each alone", len(targets))
+        planned = []
+        for target in targets:
+            with self.handler.failing_on_error(target.id, "planning it"):
+                self.planner.plan([target], now, pointing, free_from)
+                planned.append(target)
+        return self.planner.plan(planned, now, pointing, free_from)
 
     def _tell(self, record, message):
         """Show *message* as a queued order's state. Its history gets an entry only when the
@@ -330,9 +354,12 @@ class Dispatcher:
             self.handler.transition(record.id, QUEUED, message, only_from={QUEUED})
 
     def _pointing(self):
+        """Where the telescope points (``None`` when it does not say); what it takes is
+        learned from the same answer (:attr:`telescope_limits`)."""
         try:
-            pointing = connect(self.config, "telescope").front_desk(
-                {"WOType": "Status"})["Devices"]["Pointing"]
+            health = connect(self.config, "telescope").front_desk({"WOType": "Status"})
+            self.telescope_limits = health.get("Limits", self.telescope_limits)
+            pointing = health["Devices"]["Pointing"]
             return pointing["RA"], pointing["Dec"]
         except (OSError, KeyError, xmlrpc.client.Error):
             return None
@@ -351,7 +378,9 @@ class Dispatcher:
             if entry.id not in by_id or self.journal.get(entry.id).state != QUEUED:
                 continue
             if entry.start - timedelta(seconds=entry.slew) <= now:
-                self._send(by_id[entry.id], now, f"its planned time, {entry.start:%H:%M:%S} UTC")
+                with self.handler.failing_on_error(entry.id, "dispatching it"):
+                    self._send(by_id[entry.id], now,
+                               f"its planned time, {entry.start:%H:%M:%S} UTC")
             return
 
     def _target_of_opportunity(self, queued, active, now):
@@ -359,19 +388,18 @@ class Dispatcher:
         running order of lower priority; return whether one was sent."""
         threshold = self.settings["ToO Threshold"]
         soon = now + timedelta(seconds=self.settings["Follow Interval"])
-        telescope = self.config["Telescope"]
         for record in sorted(queued, key=lambda each: -each.priority):
             if record.priority < threshold:
                 return False
             if any(other.priority >= record.priority for other in active):
                 return False
-            alone = self.planner.plan(
-                [target_of(record.work_order, record.priority, self.settings, telescope)],
-                now, self._pointing(), now)
-            if alone.entries and alone.entries[0].start - timedelta(
-                    seconds=alone.entries[0].slew) <= soon:
-                self._send(record, now, "once: a target of opportunity, observable now")
-                return True
+            with self.handler.failing_on_error(record.id, "planning it as a target of "
+                                                          "opportunity"):
+                alone = self.planner.plan([self._target(record)], now, self._pointing(), now)
+                if alone.entries and alone.entries[0].start - timedelta(
+                        seconds=alone.entries[0].slew) <= soon:
+                    self._send(record, now, "once: a target of opportunity, observable now")
+                    return True
         return False
 
     def _send(self, record, now, why):

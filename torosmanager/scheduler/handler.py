@@ -15,6 +15,7 @@ from ..client import connect
 from ..config import address_key
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED
+from ..telescope import limits as telescope_limits
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
 
@@ -38,6 +39,12 @@ class SchedulerHandler(Handler):
         self._heartbeat_stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
+    def check(self, order):
+        # Refused here, at once, what the telescope would refuse at dispatch, in its words.
+        limits = self.dispatcher.telescope_limits
+        if order["WOType"] == "Observation" and limits is not None:
+            telescope_limits.check(order, limits)
+
     def assign_priority(self, order):
         return priority.assign(order, self.settings)
 
@@ -59,7 +66,8 @@ class SchedulerHandler(Handler):
                 for service in sorted(set(EXECUTOR.values()))}
 
     def health(self):
-        return {"Plan": self.dispatcher.plan_report()}
+        return {"Plan": self.dispatcher.plan_report(),
+                "Telescope Limits": self.dispatcher.telescope_limits or {}}
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -87,7 +95,11 @@ class SchedulerHandler(Handler):
 
     def forward(self, order_id):
         """Hand one queued Dome order to the dome daemon, trying again while it does not
-        answer."""
+        answer (in a worker)."""
+        with self.failing_on_error(order_id, "handing it to the dome daemon"):
+            self._forward(order_id)
+
+    def _forward(self, order_id):
         record = self.journal.get(order_id)
         if record is None or record.state != QUEUED:
             return

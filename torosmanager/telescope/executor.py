@@ -129,11 +129,11 @@ class Executor:
                 break
             try:
                 if isinstance(work, Job):
-                    self._observe(work)
+                    with self.handler.failing_on_error(work.record.id, "observing"):
+                        self._observe(work)
                 else:
-                    self._execute_park(work)
-            except Exception:  # a bug must not kill the executor and strand the queue
-                log.exception("the telescope executor failed")
+                    with self.handler.failing_on_error(work.id, "parking"):
+                        self._execute_park(work)
             finally:
                 if isinstance(work, Job):
                     self.orders.finished()

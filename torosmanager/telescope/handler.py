@@ -19,8 +19,9 @@ from ..devices.factory import telescope_devices
 from ..handler import Handler
 from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
-from ..workorders import WorkOrderError, refuse
+from ..workorders import WorkOrderError
 from .executor import Executor
+from .limits import check as check_limits, limits_of
 from .preview import preview_png
 
 log = logging.getLogger(__name__)
@@ -48,23 +49,13 @@ class TelescopeHandler(Handler):
     def check(self, order):
         if order["WOType"] != "Observation":
             return
-        name = self.settings["Name"]
-        requested = order.setdefault("Telescope Name", name)
-        if requested.casefold() != name.casefold():
-            raise refuse("Telescope Name", requested,
-                         f"{name!r}, the telescope this daemon drives (Telescope → Name)")
-        if self.filters is not None and order["Filter"] not in self.filters:
-            raise refuse("Filter", order["Filter"], "one of " + ", ".join(
-                repr(name) for name in self.filters) + " (the filter wheel's filters)")
-        longest = self.settings["Max Exposure Time"]
-        if order["Exposure Time"] > longest:
-            raise refuse("Exposure Time", order["Exposure Time"],
-                         f"at most {longest:g} seconds (Telescope → Max Exposure Time)")
-        most = self.settings["Max Number of Exposures"]
-        if order["Number of Exposures"] > most:
-            raise refuse("Number of Exposures", order["Number of Exposures"],
-                         f"at most {most} (Telescope → Max Number of Exposures)")
+        check_limits(order, self.limits())
+        order.setdefault("Telescope Name", self.settings["Name"])
         self._check_visible(order)
+
+    def limits(self):
+        """What this telescope takes (published in the health Status for the scheduler)."""
+        return limits_of(self.settings, self.filters)
 
     def _check_visible(self, order):
         sun_limit = self.config["Dome"]["Sun Altitude Limit"]
@@ -125,6 +116,9 @@ class TelescopeHandler(Handler):
             report["Pointing"] = {"Error": str(error)}
         report["Executor"] = self.executor.current()
         return report
+
+    def health(self):
+        return {"Limits": self.limits()}
 
     def page_sections(self):
         path = self.executor.latest_frame

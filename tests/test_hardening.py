@@ -1,0 +1,290 @@
+"""One bad work order never stops the night: hostile values, broken requests, failing workers.
+
+Each daemon is a real process on loopback; requests a well-behaved client library would never
+send (integers of hundreds of digits, arrays nested thousands deep, broken XML) are written by
+hand and posted over a plain HTTP connection.
+"""
+
+import gzip
+import http.client
+import random
+import xmlrpc.client
+import zlib
+from urllib.parse import urlsplit
+
+import pytest
+
+from observatory import ended, settings, wait_until
+from observatory import status as status_of
+from torosmanager.config import service_path
+from torosmanager.journal import FAILED, QUEUED, Journal
+from torosmanager.workorders import (MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES,
+                                     QUOTED_VALUE_CHARACTERS, FaultCode)
+
+#: An order the scheduler and the telescope both take, on the tests' evening.
+GOOD = {"WOType": "Observation", "RA": 330.0, "Dec": 35.0, "Filter": "V", "Exposure Time": 30.0,
+        "Number of Exposures": 1, "User": "test", "Type of job": "Research"}
+#: Longest Fault message or log line expected for a refused value, whatever its size.
+SHORT_MESSAGE = 1000
+#: Orders the fuzz test sends, and its seed.
+FUZZ_ORDERS = 10_000
+FUZZ_SEED = 20261130
+
+
+def post(url, body, headers=None):
+    """POST *body* to a daemon; return (HTTP status, body text)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("POST", "/RPC2", body, dict({"Content-Type": "text/xml"},
+                                                       **(headers or {})))
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def call_raw(url, members):
+    """Call front_desk with a struct written by hand (``name: XML of the value``); return the
+    Fault, or the answer."""
+    struct = "".join(f"<member><name>{name}</name><value>{value}</value></member>"
+                     for name, value in members.items())
+    body = ("<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params>"
+            f"<param><value><struct>{struct}</struct></value></param></params></methodCall>")
+    status, text = post(url, body.encode())
+    assert status == 200, text
+    try:
+        return xmlrpc.client.loads(text.encode())[0][0]
+    except xmlrpc.client.Fault as fault:
+        return fault
+
+
+def good_members(**changes):
+    members = {"WOType": "<string>Observation</string>", "RA": "<double>330</double>",
+               "Dec": "<double>35</double>", "Filter": "<string>V</string>",
+               "Exposure Time": "<double>30</double>"}
+    members.update(changes)
+    return members
+
+
+def deep_array(depth):
+    return "<array><data><value>" * depth + "<int>1</int>" + "</value></data></array>" * depth
+
+
+@pytest.fixture
+def scheduler_site(make_site):
+    site = make_site(settings(Scheduler={"Manage Dome": False}))
+    site.start("scheduler")
+    return site
+
+
+# --- values: a Fault naming the key, never an internal error ----------------------------------
+
+@pytest.mark.parametrize("key, value", [
+    ("Exposure Time", "<int>" + "9" * 400 + "</int>"),
+    ("Number of Exposures", "<int>" + "9" * 400 + "</int>"),
+    ("RA", "<int>" + "9" * 400 + "</int>"),
+    ("Priority", "<int>" + "9" * 400 + "</int>"),
+    ("Exposure Time", "<double>1e308</double>"),
+    ("Number of Exposures", "<double>1e308</double>"),
+    ("Datetime", "<string>0001-01-01T00:00:00+01:00</string>"),
+    ("Not Before", "<string>9999-12-31T23:59:59-01:00</string>"),
+    ("Not After", "<string>0001-01-01T00:00:00+01:00</string>"),
+    ("Filter", deep_array(5000)),
+    ("Object Name", "<string>" + "x" * 900_000 + "</string>"),
+    ("ID", "<string>" + "y" * 10_000 + "</string>"),
+])
+def test_a_hostile_value_gets_a_short_fault_naming_its_key(scheduler_site, key, value):
+    url = scheduler_site.url("scheduler")
+    fault = call_raw(url, good_members(**{key: value}))
+    assert isinstance(fault, xmlrpc.client.Fault), fault
+    assert fault.faultCode == FaultCode.INVALID
+    assert fault.faultString.startswith(f"'{key}': received ")
+    assert "allowed:" in fault.faultString
+    assert len(fault.faultString) < SHORT_MESSAGE
+    log = scheduler_site.log("scheduler")
+    assert "Traceback" not in log and "Logging error" not in log
+    assert max(len(line) for line in log.splitlines()) < SHORT_MESSAGE
+
+
+def test_every_numeric_key_has_a_finite_documented_range():
+    from torosmanager.workorders import validate, WorkOrderError
+
+    for key, beyond in (("Exposure Time", MAX_EXPOSURE_TIME * 2),
+                        ("Number of Exposures", MAX_NUMBER_OF_EXPOSURES + 1)):
+        with pytest.raises(WorkOrderError, match=f"'{key}': received .*; allowed: .*≤"):
+            validate(dict(GOOD, **{key: beyond}))
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b"<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params><param>"
+     b"<value><string>\x01</string></value></param></params></methodCall>", "not well-formed"),
+    (b"<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params><param>"
+     b"<value><boolean>2</boolean></value></param></params></methodCall>", "bad boolean"),
+    (b"<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params><param>"
+     b"<value><int>" + b"7" * 4400 + b"</int></value></param></params></methodCall>", "digits"),
+])
+def test_a_malformed_request_is_said_plainly(scheduler_site, body, expected):
+    status, text = post(scheduler_site.url("scheduler"), body)
+    assert status == 200
+    with pytest.raises(xmlrpc.client.Fault) as caught:
+        xmlrpc.client.loads(text.encode())
+    assert caught.value.faultCode == FaultCode.INVALID
+    assert caught.value.faultString.startswith("malformed XML-RPC request: ")
+    assert expected in caught.value.faultString and "<class" not in caught.value.faultString
+
+
+def test_content_encodings(scheduler_site):
+    url = scheduler_site.url("scheduler")
+    body = xmlrpc.client.dumps(({"WOType": "Status"},), "front_desk").encode()
+    assert post(url, gzip.compress(body), {"Content-Encoding": "gzip"})[0] == 200
+    status, text = post(url, body, {"Content-Encoding": "gzip"})
+    assert status == 400 and "not gzip data" in text
+    status, text = post(url, zlib.compress(body), {"Content-Encoding": "deflate"})
+    assert status == 415 and "'deflate' is not supported" in text
+
+
+# --- isolation: one order fails, the others go on ------------------------------------------
+
+def test_an_unplannable_order_from_an_older_journal_fails_alone(make_site):
+    """An order journaled by an older release, which this one refuses (1e308 exposures: its
+    duration is infinite), ends failed with the reason, once in the log; the night goes on."""
+    site = make_site(settings())
+    poison = dict(GOOD, ID="poison", **{"Number of Exposures": 1e308})
+    journal = Journal(service_path(site.config["Database"]["File"], "scheduler"))
+    journal.add(poison, "{}", 5.0, "test", "2026-11-10T02:00:00.000Z", "received from test")
+    journal.transition("poison", QUEUED, "queued", "2026-11-10T02:00:00.000Z")
+    journal.close()
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(dict(GOOD, ID="good"))
+    failed = ended(scheduler, "poison", FAILED)
+    assert "internal error in the scheduler daemon while planning it" in failed["Message"]
+    assert "OverflowError" in failed["Message"]
+    done = ended(scheduler, "good", "done")
+    assert "frame(s) written" in done["Message"]
+    assert site.log("scheduler").count("[WO poison] failed while planning it") == 1
+
+
+def test_a_resubmission_is_answered_before_the_daemons_own_checks(make_site):
+    """The scheduler took an order before it knew the telescope's filters; sent again
+    unchanged once it knows them, the order gets its receipt, not a refusal."""
+    site = make_site(settings(Scheduler={"Manage Dome": False}))
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+    order = dict(GOOD, ID="no-such-filter", Filter="Z")
+    scheduler.front_desk(order)
+    site.start("telescope")
+    wait_until(lambda: scheduler.front_desk({"WOType": "Status"})["Telescope Limits"],
+               "the scheduler to learn the telescope's limits")
+    with pytest.raises(xmlrpc.client.Fault, match="'Filter': received 'Z'"):
+        scheduler.front_desk(dict(order, ID="new-with-no-such-filter"))
+    receipt = scheduler.front_desk(order)
+    assert receipt["ID"] == "no-such-filter"
+    assert receipt["Message"].startswith("already received at")
+
+
+# --- workers: an exception ends the order failed -----------------------------------------
+
+def test_an_exception_in_any_worker_ends_its_order_failed(tmp_path, caplog):
+    """The telescope's job, the dome's execute and the scheduler's hand-over all run inside
+    Handler.failing_on_error: a bug ends the order failed with the reason, never running."""
+    from torosmanager.clock import Clock
+    from torosmanager.config import load_config
+    from torosmanager.dome.handler import DomeHandler
+    from torosmanager.launcher import local_config
+    from torosmanager.telescope.handler import TelescopeHandler
+
+    config = load_config(local_config(str(tmp_path), settings()))
+    clock = Clock.from_config(config)
+    for handler_class, order, broken in (
+            (TelescopeHandler, dict(GOOD, ID="broken-observation"), "_observe"),
+            (DomeHandler, {"ID": "broken-dome", "WOType": "Dome", "Park": True}, "_execute")):
+        journal = Journal(str(tmp_path / f"{handler_class.service}.sqlite3"))
+        handler = handler_class(config, journal, clock)
+        target = handler.executor if handler_class is TelescopeHandler else handler
+
+        def fail(*args, **kwargs):
+            raise RuntimeError("a bug")
+
+        setattr(target, broken, fail)
+        handler.start()
+        try:
+            record, _ = journal.add(dict(order, Datetime="2026-11-10T02:00:00.000Z"), "{}", 5.0,
+                                    "test", "2026-11-10T02:00:00.000Z", "received")
+            handler.accepted(record)
+            final = wait_until(lambda: journal.get(order["ID"]).state == FAILED
+                               and journal.get(order["ID"]), f"{order['ID']} to fail")
+            assert "internal error in the" in final.message
+            assert "(RuntimeError: a bug)" in final.message
+        finally:
+            handler.stop()
+            journal.close()
+
+
+# --- fuzz: 10,000 generated orders ---------------------------------------------------------
+
+HOSTILE_VALUES = [None, True, False, 0, -1, 1, 2 ** 31 - 1, -2 ** 31, 0.0, -0.0, 1e308, -1e308,
+                  float("inf"), float("-inf"), float("nan"), 1e-308, "", " ", "x" * 5000,
+                  "23:06:00", "+13:12:00", "99:99:99", "2026-11-10T02:00:00Z",
+                  "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "Yes", "no",
+                  "\u202e\u0000", [], [1, [2, [3]]], {}, {"a": {"b": 1}},
+                  xmlrpc.client.Binary(b"\x00\xff"), "Observation", "Dome", "Status"]
+
+
+def fuzzed_order(rng, keys):
+    order = dict(GOOD)
+    for _ in range(rng.randint(1, 3)):
+        key = rng.choice(keys)
+        if rng.random() < 0.2:
+            order.pop(key, None)
+        else:
+            order[key] = rng.choice(HOSTILE_VALUES)
+    if rng.random() < 0.1:
+        order[rng.choice(["Bogus", "Exposure time", "ra", ""])] = rng.choice(HOSTILE_VALUES)
+    order["ID"] = f"fuzz-{rng.getrandbits(40):010x}"
+    return order
+
+
+def test_fuzz_every_order_gets_a_receipt_or_a_fault_naming_its_key(scheduler_site):
+    """Seeded: every order gets a receipt or a Fault other than INTERNAL; the log has no
+    traceback; a valid order sent afterwards is planned."""
+    rng = random.Random(FUZZ_SEED)
+    keys = sorted(set(GOOD) | {"ID", "Priority", "Datetime", "Telescope Name", "Object Name",
+                               "Type of object", "Calibration Frames", "Output", "Not Before",
+                               "Not After", "WOType"})
+    parts = urlsplit(scheduler_site.url("scheduler"))
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    outcomes = {"receipt": 0, "fault": 0}
+    try:
+        for _ in range(FUZZ_ORDERS):
+            order = fuzzed_order(rng, keys)
+            body = xmlrpc.client.dumps((order,), "front_desk", allow_none=True)
+            connection.request("POST", "/RPC2", body.encode(), {"Content-Type": "text/xml"})
+            answer = connection.getresponse().read()
+            try:
+                receipt = xmlrpc.client.loads(answer)[0][0]
+            except xmlrpc.client.Fault as fault:
+                assert fault.faultCode != FaultCode.INTERNAL, (order, fault.faultString)
+                assert len(fault.faultString) < SHORT_MESSAGE
+                if fault.faultCode == FaultCode.INVALID:
+                    assert fault.faultString.startswith((
+                        "'", "a work order", "work-order keys", "Observation work orders",
+                        "malformed XML-RPC request")), \
+                        fault.faultString
+                outcomes["fault"] += 1
+                continue
+            assert receipt["ID"] == order["ID"] or "ID" not in order
+            outcomes["receipt"] += 1
+    finally:
+        connection.close()
+    assert outcomes["receipt"] > 0 and outcomes["fault"] > 0, outcomes
+    log = scheduler_site.log("scheduler")
+    assert "Traceback" not in log and "Logging error" not in log
+    scheduler = scheduler_site.proxy("scheduler")
+    # The fuzz filled the night with accepted orders; this one goes before them (not as a
+    # target of opportunity, which is dispatched rather than planned).
+    receipt = scheduler.front_desk(dict(GOOD, ID="after-the-fuzz", Priority=8.5))
+    assert receipt["Priority"] == 8.5
+    wait_until(lambda: "planned for" in status_of(scheduler, "after-the-fuzz")["Message"],
+               "the valid order to be planned")
