@@ -8,6 +8,9 @@ hand and posted over a plain HTTP connection.
 import gzip
 import http.client
 import random
+import socket
+import subprocess
+import time
 import xmlrpc.client
 import zlib
 from urllib.parse import urlsplit
@@ -142,6 +145,114 @@ def test_content_encodings(scheduler_site):
     assert status == 400 and "not gzip data" in text
     status, text = post(url, zlib.compress(body), {"Content-Encoding": "deflate"})
     assert status == 415 and "'deflate' is not supported" in text
+
+
+# --- slow and many clients ----------------------------------------------------------------
+
+#: Request Timeout for the slow-client tests, seconds.
+SHORT_TIMEOUT = 1.0
+#: Seconds between the bytes of a dripping client: each read is well within the timeout.
+DRIP_INTERVAL = 0.3
+
+
+def test_the_request_timeout_bounds_the_whole_request(make_site):
+    """A client dripping a byte every 0.3 s never trips a per-read timeout of 1 s; it is cut
+    off (408) once the whole request has taken 1 s."""
+    site = make_site({"Server": {"Request Timeout": SHORT_TIMEOUT}}).start("dome")
+    port = site.config["Dome Address"]["Port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as drip:
+        started = time.monotonic()
+        answer = b""
+        for byte in b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789":
+            try:
+                drip.sendall(bytes([byte]))
+            except OSError:
+                break  # cut off
+            time.sleep(DRIP_INTERVAL)
+            if time.monotonic() - started > 3 * SHORT_TIMEOUT:
+                break
+        drip.settimeout(5)
+        try:
+            answer = drip.recv(1000)
+        except OSError:
+            pass
+    assert answer.startswith(b"HTTP/1.0 408"), answer
+    assert time.monotonic() - started < 3 * SHORT_TIMEOUT + 1
+
+
+def test_connections_beyond_the_limit_get_503_and_retry_after(make_site):
+    site = make_site({"Server": {"Max Connections": 3, "Request Timeout": 5.0}}).start("dome")
+    port = site.config["Dome Address"]["Port"]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    try:
+        time.sleep(0.2)  # the server has accepted them
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+            extra.sendall(b"POST /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            answer = extra.recv(1000)
+        assert answer.startswith(b"HTTP/1.0 503")
+        assert b"Retry-After: 1" in answer and b"Server \xe2\x86\x92 Max Connections" in answer
+    finally:
+        for connection in idle:
+            connection.close()
+    # Once they are gone, new clients are served again.
+    proxy = site.proxy("dome")
+    assert wait_until(lambda: _answers(proxy), "the dome to serve again")
+    assert site.log("dome").count("answering 503") == 1
+
+
+def _answers(proxy):
+    try:
+        return proxy.front_desk({"WOType": "Status"})["Status"] == "running"
+    except (OSError, xmlrpc.client.ProtocolError):
+        return False
+
+
+def test_the_listen_backlog_is_at_least_128(make_site):
+    site = make_site().start("dome")
+    port = site.config["Dome Address"]["Port"]
+    listing = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert int(listing[2]) >= 128  # ss shows a listening socket's backlog as its Send-Q
+
+
+# --- the health Status stays small ----------------------------------------------------------
+
+#: Orders queued for the health-size test, and the most the health answer may weigh.
+MANY_ORDERS = 2000
+HEALTH_BYTES = 64 * 1024
+
+
+def test_the_health_stays_small_and_the_plan_is_paged(scheduler_site):
+    """With thousands of queued orders the health Status holds counts and the first few plan
+    entries; the whole plan comes page by page from Plan queries."""
+    from torosmanager.scheduler.plan_command import fetch
+
+    url = scheduler_site.url("scheduler")
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        for number in range(MANY_ORDERS):
+            order = dict(GOOD, ID=f"many-{number}", RA=(number * 0.17) % 360.0,
+                         Dec=-30.0 + (number % 90))
+            connection.request("POST", "/RPC2", xmlrpc.client.dumps((order,), "front_desk"),
+                               {"Content-Type": "text/xml"})
+            xmlrpc.client.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    scheduler = scheduler_site.proxy("scheduler")
+    wait_until(lambda: scheduler.front_desk({"WOType": "Status"})["Plan"]["Planned"]
+               + scheduler.front_desk({"WOType": "Status"})["Plan"]["Not Planned"]
+               == MANY_ORDERS, "every order to be planned or explained")
+    body = xmlrpc.client.dumps(({"WOType": "Status"},), "front_desk")
+    status, text = post(url, body.encode())
+    assert status == 200 and len(text.encode()) < HEALTH_BYTES
+    health = xmlrpc.client.loads(text.encode())[0][0]
+    assert health["Queue"]["queued"] == MANY_ORDERS
+    assert len(health["Plan"]["Entries"]) <= 10 and len(health["Plan"]["Unscheduled"]) <= 10
+    plan = fetch(scheduler)
+    ids = [entry["ID"] for entry in plan["Entries"]] + [
+        entry["ID"] for entry in plan["Unscheduled"]]
+    assert sorted(ids) == sorted(f"many-{number}" for number in range(MANY_ORDERS))
 
 
 # --- isolation: one order fails, the others go on ------------------------------------------

@@ -8,6 +8,7 @@ import argparse
 import copy
 import struct
 import threading
+import xmlrpc.client
 from datetime import datetime, timezone
 from xmlrpc.server import SimpleXMLRPCServer
 
@@ -101,12 +102,22 @@ def test_before_the_first_plan():
 
 
 class StandIn:
-    """A scheduler answering ``{"WOType": "Status"}`` with *health*, on a free loopback port."""
+    """A scheduler answering Plan queries with pages of *plan* (or, without one, refusing
+    them as an older release would), on a free loopback port."""
 
-    def __init__(self, health):
+    def __init__(self, plan):
         self.server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False, allow_none=True)
-        self.server.register_function(lambda order: health, "front_desk")
+        self.server.register_function(lambda order: self.page(plan, order), "front_desk")
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.queries = []
+
+    def page(self, plan, order):
+        self.queries.append(order)
+        if plan is None:
+            raise xmlrpc.client.Fault(2, "'WOType': received 'Plan'; allowed: one of ...")
+        start, end = order["Offset"], order["Offset"] + order["Limit"]
+        return dict(plan, Entries=plan["Entries"][start:end],
+                    Unscheduled=plan["Unscheduled"][start:end])
 
     def __enter__(self):
         self.thread.start()
@@ -127,7 +138,7 @@ def arguments(*argv):
 
 def test_run_prints_the_plan_and_draws_it(plan, tmp_path, capsys):
     path = tmp_path / "plan.png"
-    with StandIn({"Service": "scheduler", "Version": "test", "Plan": plan}) as config:
+    with StandIn(plan) as config:
         status = plan_command.run(config, arguments("--plot", str(path)))
     out = capsys.readouterr().out
     assert status == 0
@@ -136,10 +147,21 @@ def test_run_prints_the_plan_and_draws_it(plan, tmp_path, capsys):
     png_size(path)
 
 
+def test_the_whole_plan_is_read_page_by_page(plan, monkeypatch):
+    monkeypatch.setattr(plan_command, "MAX_PLAN_PAGE", 2)
+    stand_in = StandIn(plan)
+    with stand_in as config:
+        fetched = plan_command.fetch(xmlrpc.client.ServerProxy(
+            config["Scheduler Address"]["HTTP"], allow_none=True))
+    assert fetched["Entries"] == plan["Entries"] and fetched["Unscheduled"] == plan["Unscheduled"]
+    pages = max(len(plan["Entries"]), len(plan["Unscheduled"]))
+    assert len(stand_in.queries) == -(-pages // 2)  # ceil: one query per page, no more
+
+
 def test_a_scheduler_without_a_plan(capsys):
-    with StandIn({"Service": "scheduler", "Version": "0.2.0"}) as config:
+    with StandIn(None) as config:
         assert plan_command.run(config, arguments()) == 1
-    assert "does not publish a plan" in capsys.readouterr().err
+    assert "the scheduler daemon refused" in capsys.readouterr().err
 
 
 def test_an_unreachable_scheduler_is_a_clear_failure(capsys):

@@ -5,10 +5,12 @@ runs again from the beginning at the next start."""
 
 import shutil
 import xmlrpc.client
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from astropy.io import fits
 
-from conftest import Site
+from conftest import EVENING, Site
 from observatory import ended, status, wait_until
 from preprocessing_data import make_night
 from torosmanager.workorders import FaultCode
@@ -103,6 +105,12 @@ class TestANight:
         done = ended(site.proxy("preprocessor"), receipt["ID"], "done")
         assert len(done["Progress"]["Products"]) == 3
 
+    def test_caldate_is_the_sites_clock_time(self, result):
+        # The site runs on a simulated clock from EVENING, weeks from the wall clock's date.
+        for path in result["Progress"]["Products"]:
+            written = datetime.fromisoformat(fits.getheader(path)["CALDATE"])
+            assert EVENING <= written.replace(tzinfo=timezone.utc) < EVENING + timedelta(hours=1)
+
     def test_the_masters_went_to_the_library(self, site, result):
         library = site.directory / "masters"
         assert sorted(path.parent.name for path in library.rglob("*.fits")) == [
@@ -135,6 +143,23 @@ class TestRefusals:
         assert failed["Message"].startswith("nothing could be calibrated")
         skipped = failed["Progress"]["Skipped"]
         assert len(skipped) == 1 and skipped[0].startswith(f"{raw / 'zeros.fits'}: not a FITS")
+
+
+    def test_a_night_whose_light_frames_were_all_skipped_fails_naming_each(self, site, data):
+        night = make_night(data, name="20261124", biases=3, darks={}, flats={}, lights=[])
+        lights = make_night(data, name="20261124", biases=0, darks={}, flats={},
+                            lights=[("R", 10.0, 2)], simulator={"Width": 96, "Height": 64},
+                            order_id="small").files["LIGHT"]
+        submit(site, {"ID": "p-no-lights", "WOType": "Preprocessing",
+                      "File Location": str(night.directory)})
+        failed = ended(site.proxy("preprocessor"), "p-no-lights", "failed")
+        message = failed["Message"]
+        assert message.startswith("nothing could be calibrated: all 2 light frame(s) were "
+                                  "skipped")
+        for light in lights:
+            assert f"{light}: no bias for 96x64 bin 1x1, in this night or the master library" \
+                in message
+        assert list(failed["Progress"]["Masters"]) == ["bias 128x128 bin 1x1"]
 
 
 class TestHealth:

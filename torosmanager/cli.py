@@ -10,6 +10,7 @@
     toros plan                        # tonight's plan from the scheduler (--plot FILE.png)
     toros calibrate NIGHT_DIR         # calibrate a night offline, with a progress bar
     toros iers                        # the Earth-rotation table's age (--update: a newer one)
+    toros passwd                      # a password hash for Server → Users
     toros demo                        # the four daemons on this machine, with the manual's orders
 
 Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or did not answer
@@ -17,6 +18,7 @@ Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or d
 """
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -31,6 +33,7 @@ from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, SERVICES, ConfigError, 
                      default_config, load_config, resolve_path)
 from .preprocessor import command as calibrate_command
 from .earth_rotation import use_astropy_offline
+from .passwords import hash_password
 from .scheduler import plan_command
 from .workorders import SCHEMAS, format_utc
 
@@ -53,6 +56,8 @@ def main(argv=None):
     if arguments.command == "demo":
         from .demo import run_demo
         return run_demo()
+    if not arguments.needs_config:
+        return arguments.action(None, arguments)
     try:
         config = _load(arguments.config)
     except ConfigError as error:
@@ -67,7 +72,7 @@ def _parser():
                         help=f"configuration file (default: ${ENVIRONMENT_VARIABLE}, else "
                              f"{DEFAULT_PATH}, else built-in defaults)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.set_defaults(uses_astropy=False)
+    parser.set_defaults(uses_astropy=False, needs_config=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     submit = commands.add_parser("submit", help="submit work orders from a YAML or JSON file")
@@ -107,9 +112,31 @@ def _parser():
     iers_command.add_arguments(iers)
     iers.set_defaults(action=iers_command.run, uses_astropy=True)
 
+    passwd = commands.add_parser("passwd", help="make a salted hash of a password, for "
+                                                "Server → Users")
+    passwd.add_argument("--stdin", action="store_true",
+                        help="read the password from standard input instead of asking twice")
+    passwd.set_defaults(action=make_password_hash, needs_config=False)
+
     commands.add_parser("demo", help="a whole simulated night with the four daemons, here, in "
                                       "a few minutes")
     return parser
+
+
+def make_password_hash(config, arguments):
+    """``toros passwd``: print a hash of a password typed twice (or read from stdin)."""
+    if arguments.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("The same again: ") != password:
+            print("toros: the two passwords differ; nothing made", file=sys.stderr)
+            return EXIT_FAILED
+    if not password:
+        print("toros: an empty password; nothing made", file=sys.stderr)
+        return EXIT_FAILED
+    print(hash_password(password))
+    return EXIT_OK
 
 
 def _load(path):
@@ -245,8 +272,15 @@ def list_services(config, arguments):
 
 
 def ask(config, service, query):
+    """The *service* daemon's answer to *query*, or ``None`` (said why on stderr)."""
+    return call(config, service, lambda daemon: daemon.front_desk(query))
+
+
+def call(config, service, conversation):
+    """``conversation(proxy)`` with the *service* daemon's front desk, or ``None`` when the
+    daemon refused or did not answer (said why on stderr)."""
     try:
-        return connect(config, service).front_desk(query)
+        return conversation(connect(config, service))
     except xmlrpc.client.Fault as refusal:
         print(f"toros: the {service} daemon refused: {refusal.faultString}", file=sys.stderr)
     except (OSError, xmlrpc.client.ProtocolError) as error:

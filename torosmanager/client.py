@@ -8,18 +8,19 @@ Examples
 'dome'
 """
 
-import urllib.parse
+import base64
 import xmlrpc.client
 
 from .config import address_key
+from .passwords import client_credentials
 from .workorders import FaultCode
 
 
 class _SocketTimeout:
     """Gives a stdlib transport a socket timeout, so a dead peer cannot hang the caller."""
 
-    def __init__(self, timeout):
-        super().__init__(use_builtin_types=True)
+    def __init__(self, timeout, headers=()):
+        super().__init__(use_builtin_types=True, headers=headers)
         self._timeout = timeout
 
     def make_connection(self, host):
@@ -36,22 +37,12 @@ class _SafeTimeoutTransport(_SocketTimeout, xmlrpc.client.SafeTransport):
     """https:// addresses."""
 
 
-def url_of(config, service):
-    """The URL of *service*'s front desk, with the configured credentials, if any."""
-    url = config[address_key(service)]["HTTP"]
-    users = config["Server"]["Users"]
-    if users:
-        # Daemons and the CLI authenticate as the first configured user.
-        user, password = next(iter(users.items()))
-        parts = urllib.parse.urlsplit(url)
-        netloc = (f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
-                  f"@{parts.netloc}")
-        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def connect(config, service, timeout=None):
     """An :class:`xmlrpc.client.ServerProxy` for *service* (``"dome"``, ...).
+
+    The credentials (:func:`~torosmanager.passwords.client_credentials`) travel in an
+    Authorization header, not in the URL, so that no error message, which quotes the URL,
+    ever shows the password.
 
     Parameters
     ----------
@@ -61,12 +52,23 @@ def connect(config, service, timeout=None):
         One of :data:`torosmanager.config.SERVICES`.
     timeout : float, optional
         Seconds to wait for an answer; default ``Server → Peer Timeout``.
+
+    Raises
+    ------
+    CredentialsError
+        When ``Server → Credentials File`` cannot be read (an :class:`OSError`, like any
+        other failure to reach the daemon).
     """
-    url = url_of(config, service)
+    url = describe(config, service)
     timeout = config["Server"]["Peer Timeout"] if timeout is None else timeout
+    headers = []
+    credentials = client_credentials(config["Server"])
+    if credentials is not None:
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        headers.append(("Authorization", f"Basic {token}"))
     transport_class = _SafeTimeoutTransport if url.startswith("https://") else _TimeoutTransport
-    return xmlrpc.client.ServerProxy(url, transport=transport_class(timeout), allow_none=True,
-                                     use_builtin_types=True)
+    return xmlrpc.client.ServerProxy(url, transport=transport_class(timeout, headers),
+                                     allow_none=True, use_builtin_types=True)
 
 
 def status_of(proxy, order_id):

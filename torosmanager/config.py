@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .passwords import has_plain_passwords
 from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES
 
 DEFAULT_PATH = "/etc/toros/toros.conf.yaml"
@@ -142,11 +143,20 @@ SCHEMA = {
         "Max Request Bytes": Setting("int", 1_000_000, "larger request bodies are refused",
                                      1_000, 1_000_000_000),
         "Request Timeout": Setting("float", 10.0,
-                                   "seconds a client may take to send its request", 0.1, 3600),
+                                   "seconds a client may take to send its whole request "
+                                   "(408 after it)", 0.1, 3600),
+        "Max Connections": Setting("int", 64, "connections served at once, a thread each; "
+                                   "more are answered 503 with Retry-After", 1, 100_000),
+        "Concurrent Requests": Setting("int", 4, "requests parsed and answered at once (parsing "
+                                       "takes memory); the others wait their turn", 1, 1000),
         "Peer Timeout": Setting("float", 10.0,
                                 "seconds a daemon waits for another daemon's answer", 0.1, 3600),
         "Users": Setting("credentials", None,
-                         "HTTP Basic credentials, user name: password; required off loopback"),
+                         "HTTP Basic credentials, user name: password or a hash from `toros "
+                         "passwd`; required off loopback"),
+        "Credentials File": Setting("path", None,
+                                    "file with one line 'user:password' that the daemons and "
+                                    "toros send to each other; needed when Users holds hashes"),
         "Allow Unauthenticated": Setting("bool", False,
                                          "serve a non-loopback address without credentials"),
     },
@@ -483,6 +493,11 @@ def _finish(config, path):
                 f"{path}: {address_key(service)} → IP: {address['IP']} is not a loopback address, "
                 "so the daemon needs credentials: set Server → Users (user name: password), "
                 "or Server → Allow Unauthenticated: true to serve it without them")
+    server = config["Server"]
+    if server["Users"] and not server["Credentials File"] and not has_plain_passwords(server):
+        raise ConfigError(f"{path}: Server → Users holds only password hashes, so the daemons "
+                          "cannot reach each other: set Server → Credentials File (a file with "
+                          "one line 'user:password', readable only by the toros group)")
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "

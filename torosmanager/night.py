@@ -66,8 +66,9 @@ class Night:
         """The night in progress at *now*, or else the next one (``None`` if none is found).
 
         A night with less than one grid step left counts as over: there is no time left in it
-        to plan, and the next night is returned. So the dark of dawn ends up to one grid step
-        early, which errs on the safe side for the dome.
+        to plan, and the next night is returned. So the dark of dawn ends up to two grid steps
+        early, which errs on the safe side for planning. The dome's daylight verdict does not
+        use this grid: it computes the Sun at each instant (:mod:`torosmanager.dome.safety`).
 
         Parameters
         ----------

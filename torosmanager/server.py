@@ -5,23 +5,63 @@ It publishes one application method, ``front_desk(work_order)``, plus the standa
 ``system.multicall``, at ``POST /`` and ``POST /RPC2``, and the daemon's status page at
 ``GET /``. Around the stdlib's
 :class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a networked observatory needs: a thread per
-connection with a socket timeout (a slow client stalls only itself), a limit on request size,
-and HTTP Basic authentication.
+connection, up to a limit (503 beyond it), a deadline for each whole request (a slow client
+stalls only itself, and not for long), a limit on request size, a bound on the requests parsed
+at once, and HTTP Basic authentication.
 """
 
 import base64
 import binascii
-import hmac
 import io
 import logging
 import socket
 import socketserver
+import threading
+import time
 from xmlrpc.client import Fault, dumps, gzip_decode, loads
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from .passwords import Authenticator
 from .workorders import FaultCode, clip, shorten
 
 log = logging.getLogger(__name__)
+
+#: Connections waiting to be accepted (listen(2) backlog); socketserver's default is 5.
+LISTEN_BACKLOG = 128
+#: Seconds a client refused for too many connections is asked to wait (Retry-After).
+RETRY_AFTER_SECONDS = 1
+#: Seconds the busy answer may take to send: it is written by the thread that accepts.
+BUSY_ANSWER_TIMEOUT = 0.5
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The reading side of a connection, with one deadline for a whole request.
+
+    A socket timeout bounds each read, so a client sending a byte every few seconds would never
+    be cut off; here each read may only take the time left until :attr:`deadline`.
+    """
+
+    def __init__(self, connection):
+        super().__init__()
+        self.connection = connection
+        self.deadline = None
+        self.expired = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.expired = True
+                raise TimeoutError("the request did not arrive in time")
+            self.connection.settimeout(left)
+        try:
+            return self.connection.recv_into(buffer)
+        except TimeoutError:
+            self.expired = self.deadline is not None
+            raise
 
 
 class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
@@ -30,10 +70,33 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/", "/RPC2")
 
     def setup(self):
-        # StreamRequestHandler applies self.timeout to the socket: a client that stops sending
-        # loses its connection instead of holding a thread for ever.
+        # StreamRequestHandler applies self.timeout to the socket (it bounds writing the
+        # answer); reading a request is bounded as a whole by the deadline reader.
         self.timeout = self.server.request_timeout
         super().setup()
+        self.rfile.close()
+        self.reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self):
+        # From now (waiting for the request on a kept-alive connection included) the request
+        # must have arrived within Server → Request Timeout.
+        self.reader.deadline = time.monotonic() + self.server.request_timeout
+        self.reader.expired = False
+        # What a 408 answer needs, should the request line itself not arrive.
+        self.request_version, self.requestline, self.command = "HTTP/1.0", "", ""
+        super().handle_one_request()  # a timeout ends it, and the connection
+        if self.reader.expired:
+            try:
+                self._refuse(408, "Request Timeout", f"the request did not arrive within "
+                             f"{self.server.request_timeout:g} s (Server → Request Timeout)")
+            except OSError:
+                pass  # the client has gone: nobody to tell
+
+    def _request_read(self):
+        """The whole request is in: no deadline for the rest (the answer has its timeout)."""
+        self.reader.deadline = None
+        self.connection.settimeout(self.server.request_timeout)
 
     def do_POST(self):
         if not self.is_rpc_path_valid():
@@ -52,13 +115,8 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
             self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
                          {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
             return
-        try:
-            body = self.rfile.read(int(length))
-        except TimeoutError:
-            self._refuse(408, "Request Timeout",
-                         f"the request body did not arrive within {self.server.request_timeout:g} s"
-                         " (Server → Request Timeout)")
-            return
+        body = self.rfile.read(int(length))  # a timeout here is answered 408 (above)
+        self._request_read()
         # The stdlib handler reads the body itself: give it the bytes already read, then put
         # the connection's stream back for the next request on this connection.
         connection_stream, self.rfile = self.rfile, io.BytesIO(body)
@@ -69,6 +127,7 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
 
     def do_GET(self):
         """The daemon's status page at ``/`` (and what it links to): HTML for a browser."""
+        self._request_read()
         if not self._authorized():
             self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
                          {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
@@ -113,8 +172,7 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
             return None
 
     def _authorized(self):
-        users = self.server.users
-        if not users:
+        if self.server.authenticator is None:
             return True
         header = self.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -125,9 +183,7 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
                 "utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        expected = users.get(user)
-        # Compare in constant time so the answer's timing says nothing about the password.
-        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+        return self.server.authenticator.check(user, password)
 
     def _refuse(self, code, title, detail, headers=None):
         body = f"{code} {title}: {detail}\n".encode()
@@ -159,8 +215,13 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         Larger request bodies are refused with HTTP 413.
     request_timeout : float
         Seconds a client may take to send its request.
+    max_connections : int
+        Connections served at once; more are answered 503.
+    concurrent_requests : int
+        Requests parsed and answered at once; the others wait.
     users : dict, optional
-        User name to password; when given every request needs HTTP Basic credentials.
+        User name to password or hash; when given every request needs HTTP Basic
+        credentials.
     """
 
     # On shutdown, wait for requests in progress (each bounded by the request timeout) so that
@@ -168,12 +229,20 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, service, host, port, *, max_request_bytes, request_timeout, users=None):
+    def __init__(self, service, host, port, *, max_request_bytes, request_timeout,
+                 max_connections, concurrent_requests, users=None):
         self.service = service
         self.max_request_bytes = max_request_bytes
         self.request_timeout = request_timeout
-        self.users = dict(users or {})
+        self.max_connections = max_connections
+        self._connection_slots = threading.BoundedSemaphore(max_connections)
+        self._busy_since = None  # when the connection limit was last reached, for the log
+        # Parsing a request can take many times its size in memory: a few at a time.
+        self._request_slots = threading.BoundedSemaphore(concurrent_requests)
+        # Constant-time checks of plain passwords and scrypt hashes alike.
+        self.authenticator = Authenticator(users) if users else None
         self.pages = None
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), requestHandler=FrontDeskRequestHandler, logRequests=False,
@@ -190,9 +259,53 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         self.register_introspection_functions()
         self.register_multicall_functions()
 
+    def process_request(self, request, client_address):
+        """A thread for the connection, or, beyond ``Server → Max Connections``, a 503."""
+        if not self._connection_slots.acquire(blocking=False):
+            self._refuse_busy(request, client_address)
+            return
+        if self._busy_since is not None:
+            log.info("connections below Server → Max Connections (%d) again",
+                     self.max_connections)
+            self._busy_since = None
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connection_slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_slots.release()
+
+    def _refuse_busy(self, request, client_address):
+        if self._busy_since is None:  # once while busy, not for every refused connection
+            self._busy_since = time.monotonic()
+            log.warning("%d connections open (Server → Max Connections): answering 503 to new "
+                        "ones, such as %s", self.max_connections, client_address[0])
+        body = (f"503 Service Unavailable: {self.max_connections} connections are open "
+                "(Server → Max Connections); try again\n").encode()
+        head = (f"HTTP/1.0 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        try:
+            request.settimeout(BUSY_ANSWER_TIMEOUT)
+            request.sendall(head + body)
+        except OSError:
+            pass  # the client has gone, or does not read: it is closed all the same
+        finally:
+            self.shutdown_request(request)
+
     def _marshaled_dispatch(self, data, dispatch_method=None, path=None):
         """The stdlib's, with the parser's own errors said plainly: "malformed XML-RPC request:
-        ..." rather than "<class 'ValueError'>:...", and unexpected errors logged."""
+        ..." rather than "<class 'ValueError'>:...", unexpected errors logged, and at most
+        ``Server → Concurrent Requests`` parsed and answered at once."""
+        with self._request_slots:
+            return self._dispatch_request(data, dispatch_method)
+
+    def _dispatch_request(self, data, dispatch_method):
         try:
             params, method = loads(data, use_builtin_types=self.use_builtin_types)
         except Exception as error:  # noqa: BLE001 - expat's and the unmarshaller's many kinds

@@ -12,17 +12,20 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 
 from . import __version__
 from .clock import Clock
+from .config import (DEFAULT_PATH, ConfigError, address_key, load_config, resolve_path,
+                     service_path)
 from .earth_rotation import EarthRotationTable, use_astropy_offline
-from .config import ConfigError, address_key, load_config, service_path, DEFAULT_PATH
 from .dome.handler import DomeHandler
 from .frontdesk import FrontDesk
 from .journal import Journal
 from .logs import setup_logging
+from .passwords import has_plain_passwords
 from .pages import StatusPages
 from .preprocessor.handler import PreprocessorHandler
 from .scheduler.handler import SchedulerHandler
@@ -73,17 +76,19 @@ def run(service, argv):
         server = FrontDeskServer(service, address["IP"], address["Port"],
                                  max_request_bytes=server_settings["Max Request Bytes"],
                                  request_timeout=server_settings["Request Timeout"],
+                                 max_connections=server_settings["Max Connections"],
+                                 concurrent_requests=server_settings["Concurrent Requests"],
                                  users=server_settings["Users"])
     except OSError as error:
         print(f"toros-{service}: cannot listen on {address['IP']} port {address['Port']} "
               f"({address_key(service)}): {error.strerror}", file=sys.stderr)
         return EXIT_FAILURE
     if arguments.daemon:
-        return _run_detached(service, config, server, arguments.pidfile)
-    return serve(service, config, server)
+        return _run_detached(service, config, server, arguments.pidfile, arguments.config)
+    return serve(service, config, server, arguments.config)
 
 
-def _run_detached(service, config, server, pidfile):
+def _run_detached(service, config, server, pidfile, config_path):
     import daemon
     import daemon.pidfile
 
@@ -97,7 +102,7 @@ def _run_detached(service, config, server, pidfile):
         print(f"toros-{service}: cannot detach with pidfile {pidfile}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        return serve(service, config, server)
+        return serve(service, config, server, config_path)
     finally:
         context.close()
 
@@ -117,9 +122,10 @@ def _remove_stale_pidfile(path):
         pass  # alive, under another user: the lock will refuse to start a second daemon
 
 
-def serve(service, config, server):
+def serve(service, config, server, config_path=None):
     """Open the journal, build the daemon, and serve on *server* until SIGTERM or SIGINT."""
     log_file, recent_lines = setup_logging(config, service)
+    _warn_if_passwords_are_readable(resolve_path(config_path), config["Server"])
     use_astropy_offline()
     clock = Clock.from_config(config)
     database = service_path(config["Database"]["File"], service)
@@ -161,6 +167,18 @@ def serve(service, config, server):
         journal.close()
         log.info("%s daemon stopped", service)
     return EXIT_OK
+
+
+def _warn_if_passwords_are_readable(path, server_settings):
+    """Say so when the configuration holds plain passwords and anyone may read it."""
+    try:
+        readable = os.stat(path).st_mode & stat.S_IROTH
+    except OSError:
+        return  # built-in defaults: no file, no passwords
+    if readable and has_plain_passwords(server_settings):
+        log.warning("%s holds plain passwords (Server → Users) and every user of this machine "
+                    "may read it: `chmod o-r %s`, or store hashes made by `toros passwd`",
+                    path, path)
 
 
 def _report_earth_rotation(table, clock):

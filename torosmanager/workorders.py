@@ -31,6 +31,8 @@ PRIORITY_RANGE = (0.0, 10.0)
 MAX_EXPOSURE_TIME = 86400.0
 #: The most frames any order may ask for (Telescope → Max Number of Exposures is lower).
 MAX_NUMBER_OF_EXPOSURES = 100_000
+#: The most plan entries (and unscheduled orders) in one answer to a Plan query.
+MAX_PLAN_PAGE = 500
 #: The longest ID: it is in every log line about the order.
 MAX_ID_CHARACTERS = 128
 #: The longest text value (a name, a user, a reason).
@@ -476,6 +478,20 @@ HEARTBEAT = Schema(
     journaled=False,
 )
 
+PLAN = Schema(
+    "Plan", ("scheduler",), (
+        Field("WOType", text, required=True, doc="'Plan'"),
+        Field("Offset", count(0), default=0,
+              doc="planned entries (in time order) and unscheduled orders to skip"),
+        Field("Limit", count(1, MAX_PLAN_PAGE), default=MAX_PLAN_PAGE,
+              doc="at most this many entries, and as many unscheduled orders"),
+        Field("User", text, doc="who asks"),
+    ),
+    doc="A page of the scheduler's plan for tonight: its entries and why the other orders are "
+        "not in it (`toros plan` reads them all). Answered at once, not journaled.",
+    journaled=False,
+)
+
 STATUS = Schema(
     "Status", (), (
         Field("ID", identifier, doc="the order to report on; without it, the daemon's health"),
@@ -498,7 +514,7 @@ CANCEL = Schema(
 
 #: Every WOType a daemon may receive.
 SCHEMAS = {schema.wotype: schema for schema in (OBSERVATION, DOME, PREPROCESSING, PARK, HEARTBEAT,
-                                                STATUS, CANCEL)}
+                                                PLAN, STATUS, CANCEL)}
 
 #: Queries every daemon answers, whatever work it does.
 QUERIES = ("Status", "Cancel")
@@ -573,10 +589,45 @@ def validate(order, now=None):
         raise WorkOrderError(f"{wotype} work orders need at least one action; allowed keys: "
                              + ", ".join(repr(schema.display_name(schema.field_for_key(key)))
                                          for key in schema.at_least_one_of))
+    _check_time_window(order, result)
     if schema.journaled:  # work, not a query: it gets an identity and a time
         result.setdefault("ID", new_id())
         result.setdefault("Datetime", format_utc(now or datetime.now(timezone.utc)))
     return result
+
+
+def _check_time_window(received, result):
+    """Refuse a ``Not Before`` that is not earlier than ``Not After``.
+
+    No instant would satisfy both, so the order could never run; refused here, it is not
+    left to the planner to explain as some other obstacle (the Moon, the night).
+
+    Parameters
+    ----------
+    received : dict
+        The order as received: its values are quoted in the message.
+    result : dict
+        The normalised order (``...Z`` ISO 8601 UTC instants).
+
+    Raises
+    ------
+    WorkOrderError
+        Naming both keys, the values received and what is allowed.
+    """
+    not_before, not_after = result.get("Not Before"), result.get("Not After")
+    if not_before is None or not_after is None:
+        return
+    if _instant(not_before) < _instant(not_after):
+        return
+    raise WorkOrderError(
+        f"'Not Before' and 'Not After': received {shorten(received['Not Before'])} and "
+        f"{shorten(received['Not After'])}; allowed: 'Not Before' must be earlier than "
+        "'Not After'")
+
+
+def _instant(normalised):
+    """The datetime of an instant :func:`utc_datetime` returned."""
+    return datetime.fromisoformat(normalised.replace("Z", "+00:00"))
 
 
 def _unknown_key_message(schema, key, value):

@@ -18,10 +18,11 @@ from datetime import datetime, timedelta, timezone
 from ..cli import table
 from ..client import connect
 from ..clock import Clock
-from ..earth_rotation import use_astropy_offline
 from ..config import SERVICES, address_key, default_config, load_config
+from ..earth_rotation import use_astropy_offline
 from ..launcher import DaemonProcess, local_config
 from ..night import Night
+from ..scheduler import plan_command
 from . import report, scenario
 from .watch import Watcher
 
@@ -100,7 +101,7 @@ def _night(config, clock, night, directory, galaxies):
     weather = scenario.weather_file(directory)
     while clock.now() < night.end:
         watcher.poll()
-        plan = _fullest(plan, scheduler.front_desk({"WOType": "Status"})["Plan"])
+        plan = _fullest(plan, plan_command.fetch(scheduler))
         now, running = clock.now(), watcher.running()
         if not too_sent and now >= night.at(scenario.TOO_AT) and running:
             order = scenario.target_of_opportunity(*_overhead(config["Site"], now))

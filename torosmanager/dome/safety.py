@@ -4,7 +4,10 @@ Every ``Dome → Check Interval`` it looks at four things:
 
 - the safety monitor's verdict (unsafe, or not answering, is unsafe);
 - the age of its weather data (older than ``Weather Max Age``, or missing, is unsafe);
-- the Sun (above ``Sun Altitude Limit`` is unsafe);
+- the Sun (at or above ``Sun Altitude Limit`` is unsafe), computed for the instant of the
+  check rather than read from :class:`~torosmanager.night.Night`'s grid: its samples are
+  minutes apart, and the dome must say daylight when the Sun crosses the limit, not minutes
+  before or after;
 - the scheduler's heartbeat (none for ``Heartbeat Timeout``, or none yet, is unsafe).
 
 When anything is unsafe it closes the shutter and tells the telescope to park, and it refuses to
@@ -17,7 +20,7 @@ import threading
 from datetime import timedelta
 
 from ..devices import DeviceError
-from ..night import Night, sun_altitude
+from ..night import sun_altitude
 from ..workorders import format_utc
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,6 @@ class SafetyGuard:
         self.settings = handler.config["Dome"]
         self.site = handler.config["Site"]
         self.clock = handler.clock
-        self.night = Night(self.site)
         self._lock = threading.Lock()
         self._last_heartbeat = None
         self._heartbeat_from = ""
@@ -105,11 +107,9 @@ class SafetyGuard:
                 reasons.append("weather data missing")
             elif (now - verdict.updated).total_seconds() > self.settings["Weather Max Age"]:
                 reasons.append(f"weather data stale since {format_utc(verdict.updated)}")
-        limit = self.settings["Sun Altitude Limit"]
-        night = self.night.window(now, limit)
-        if night is None or not night.contains(now):
-            reasons.append(f"daylight: Sun at {sun_altitude(self.site, now):.1f}° "
-                           f"(limit {limit:g}°)")
+        daylight = self._daylight(now)
+        if daylight:
+            reasons.append(daylight)
         with self._lock:
             last = self._last_heartbeat
         timeout = self.settings["Heartbeat Timeout"]
@@ -118,6 +118,19 @@ class SafetyGuard:
         elif now - last > timedelta(seconds=timeout):
             reasons.append(f"no heartbeat from the scheduler since {format_utc(last)}")
         return reasons
+
+    def _daylight(self, now):
+        """``"daylight: ..."`` when the Sun is at or above the limit at *now*, else ``""``.
+
+        The Sun's altitude is computed for *now* itself (tens of milliseconds of astropy, once
+        per check): the verdict changes at the crossing, and the altitude it reports is the one
+        it was decided on.
+        """
+        limit = self.settings["Sun Altitude Limit"]
+        altitude = sun_altitude(self.site, now)
+        if altitude < limit:
+            return ""
+        return f"daylight: Sun at {altitude:.1f}° (limit {limit:g}°)"
 
     def may_open(self):
         """Whether the dome may open now: ``(True, "")`` or ``(False, why not)``."""

@@ -8,8 +8,9 @@ stderr, and a summary on stdout::
     toros calibrate /data/20261121 --workers 2 --no-library
     toros calibrate /data/20261121 --executor tcp://10.0.0.5:8786    # on a Dask cluster
 
-Exit status: 0 when something was calibrated (skipped files are listed), 1 when nothing could
-be, 130 when interrupted.
+Exit status: 0 when light frames were calibrated, or masters made from a night without any
+(skipped files are listed), 1 when nothing could be (the reason on stderr), 130 when
+interrupted.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import shutil
 import sys
 import time
 
+from ..clock import Clock
 from .executors import RunnerError, Stopped, make_runner
 
 EXIT_OK = 0
@@ -60,7 +62,8 @@ def run(config, arguments):
     try:
         try:
             runner = make_runner(settings)
-            outcome = calibrate(location, settings, runner, progress=bar)
+            outcome = calibrate(location, settings, runner, progress=bar,
+                                clock=Clock.from_config(config))
         finally:
             _finish(bar)  # end the bar's line before anything else is printed
             if runner is not None:
@@ -73,7 +76,10 @@ def run(config, arguments):
               "were not made (run it again: it is safe)", file=sys.stderr)
         return EXIT_INTERRUPTED
     _report(outcome)
-    return EXIT_OK if outcome.succeeded else EXIT_FAILED
+    if not outcome.succeeded:
+        print(f"toros calibrate: {outcome.failure()}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 class ProgressBar:

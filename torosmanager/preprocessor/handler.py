@@ -2,7 +2,11 @@
 
 A ``File Location`` must exist and lie inside one of the configured
 ``Preprocessor → Allowed Directories``: the daemon writes its products next to the frames it
-reads, so a client must not be able to point it anywhere on the disk. A directory must hold
+reads, so a client must not be able to point it anywhere on the disk. The check is made on the
+resolved path (symbolic links and ``..`` followed), and the order keeps that resolved path, the
+one checked: a link re-pointed after the check cannot move the job elsewhere. The job checks
+it once more when it starts (:meth:`PreprocessorHandler.resolve`), for a directory replaced by
+a link while the order waited. A directory must hold
 FITS frames (in its ``raw/``, or in itself when it has none): an empty one is refused at
 once, with the reason.
 
@@ -40,12 +44,8 @@ class PreprocessorHandler(Handler):
 
     def check(self, order):
         location = order["File Location"]
-        allowed = self.allowed_roots
-        for path in location if isinstance(location, list) else [location]:
-            real = os.path.realpath(path)
-            if not any(real == root or real.startswith(root + os.sep) for root in allowed):
-                raise refuse("File Location", path, "a path inside " + " or ".join(allowed)
-                             + " (Preprocessor → Allowed Directories)")
+        resolved = self.resolve(location)
+        for path, real in zip(_as_list(location), _as_list(resolved)):
             if not os.path.exists(real):
                 raise refuse("File Location", path, "an existing directory or FITS file; "
                                                     "nothing is there")
@@ -53,6 +53,38 @@ class PreprocessorHandler(Handler):
                 raise refuse("File Location", path, "a directory with FITS frames (.fits, "
                                                     ".fit, .fts) in its raw/ or, without one, "
                                                     "in itself; this one has none")
+        # Journaled as checked: the job uses this path, not one a link may re-point.
+        order["File Location"] = resolved
+
+    def resolve(self, location):
+        """*location* with each path resolved (symbolic links and ``..`` followed), every one
+        inside an allowed directory.
+
+        Parameters
+        ----------
+        location : str or list of str
+            A validated ``File Location``.
+
+        Returns
+        -------
+        str or list of str
+            The resolved path(s), in the same form: what was checked, to be used as is.
+
+        Raises
+        ------
+        WorkOrderError
+            Naming the path that resolves outside ``Preprocessor → Allowed Directories``.
+        """
+        resolved = []
+        for path in _as_list(location):
+            real = os.path.realpath(path)
+            if not any(real == root or real.startswith(root + os.sep)
+                       for root in self.allowed_roots):
+                raise refuse("File Location", path, "a path inside "
+                             + " or ".join(self.allowed_roots)
+                             + " (Preprocessor → Allowed Directories)")
+            resolved.append(real)
+        return resolved if isinstance(location, list) else resolved[0]
 
     # --- work ---------------------------------------------------------------------------
 
@@ -85,6 +117,11 @@ class PreprocessorHandler(Handler):
 
     def stop(self):
         self.jobs.stop()
+
+
+def _as_list(location):
+    """A ``File Location``'s paths, as a list."""
+    return location if isinstance(location, list) else [location]
 
 
 def _holds_frames(directory):

@@ -9,6 +9,10 @@ Total``, and at the end ``Products``, ``Masters``, ``Skipped`` (``"file: reason"
 :data:`PROGRESS_INTERVAL` seconds, so a night of thousands of frames does not write thousands
 of history rows.
 
+The job calibrates the location as the front desk resolved and checked it, checked again
+when the job starts (:meth:`~.handler.PreprocessorHandler.resolve`): a symbolic link changed
+meanwhile cannot send the job, and its products, outside ``Allowed Directories``.
+
 A Cancel stops the job between two tasks. When the daemon stops, the job under way is stopped
 the same way but stays ``running`` in the journal; at the next start it is queued again and
 run from the beginning (re-running a night is safe).
@@ -20,6 +24,7 @@ import time
 
 from ..journal import DONE, FAILED, QUEUED, RUNNING
 from ..order_queue import OrderQueue
+from ..workorders import WorkOrderError
 from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
 from .pipeline import PreprocessingError, calibrate
 
@@ -116,13 +121,19 @@ class JobQueue:
 
     def _execute(self, job):
         order_id = job.record.id
-        location = job.record.work_order["File Location"]
         reporter = _Reporter(self.handler, job)
         if not reporter.start():
             return  # cancelled a moment ago
         try:
+            location = self.handler.resolve(job.record.work_order["File Location"])
+        except WorkOrderError as error:
+            self.handler.transition(order_id, FAILED, f"refused when the job started: {error}",
+                                    only_from={RUNNING}, progress=reporter.progress)
+            return
+        try:
             runner = self._runner_for_job()
-            outcome = calibrate(location, self.settings, runner, progress=reporter, stop=job.stop)
+            outcome = calibrate(location, self.settings, runner, progress=reporter,
+                                stop=job.stop, clock=self.handler.clock)
         except Stopped:
             if not job.cancelled:
                 log.info("[WO %s] stopped with the daemon; it will run again from the "
@@ -142,8 +153,7 @@ class JobQueue:
             self.handler.transition(order_id, DONE, outcome.summary(), only_from={RUNNING},
                                     progress=progress)
         else:
-            self.handler.transition(order_id, FAILED, "nothing could be calibrated: "
-                                    + outcome.summary() + " (see Skipped)", only_from={RUNNING},
+            self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
 
     def _runner_for_job(self):

@@ -29,13 +29,13 @@ import shutil
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import astropy
 import ccdproc
 import numpy as np
 
 from .. import __version__
+from ..clock import Clock
 from .calibrate import (SHARED_MEMORY, ScienceTask, folded_bzero, remove_terms, share_terms,
                         task_calibrate)
 from .classify import Kind, classify, same_exptime
@@ -61,6 +61,11 @@ NIGHT_NAME = re.compile(r"^\d{8}$")
 #: The software, for the products' headers.
 SOFTWARE = f"TOROS Manager {__version__}"
 VERSIONS = f"ccdproc {ccdproc.__version__}, astropy {astropy.__version__}, numpy {np.__version__}"
+#: ``CALDATE``'s format: UTC to the second.
+CALDATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+#: Skipped files a failure's message names, with their reasons; Status's ``Skipped`` and the
+#: command list them all.
+LISTED_SKIPPED = 5
 
 
 class PreprocessingError(Exception):
@@ -106,6 +111,10 @@ class Outcome:
         What a person should know: masters from the library, missing flats or darks.
     total, done : int
         FITS files found, and files dealt with.
+    lights : int
+        Light (science) frames found.
+    skipped_lights : list of str
+        The lines of *skipped* that are about light frames.
     """
 
     products: list = field(default_factory=list)
@@ -114,11 +123,40 @@ class Outcome:
     notes: list = field(default_factory=list)
     total: int = 0
     done: int = 0
+    lights: int = 0
+    skipped_lights: list = field(default_factory=list)
 
     @property
     def succeeded(self):
-        """Whether anything was made."""
-        return bool(self.products or self.masters)
+        """Whether the job did what it was for: light frames calibrated or, when there were
+        none (a night of calibration frames), masters made.
+
+        Masters made while every light frame was skipped are not a success: the science
+        frames, what the order was for, are not calibrated.
+        """
+        if self.lights:
+            return bool(self.products)
+        return bool(self.masters)
+
+    def failure(self):
+        """Why the job did not succeed, for a failed order's message and the command.
+
+        Names each skipped light frame (or, without lights, each skipped file) with its
+        reason: the first :data:`LISTED_SKIPPED`, then how many more; ``skipped`` has them
+        all.
+        """
+        if self.lights:
+            why = f"all {self.lights} light frame(s) were skipped"
+            lines = self.skipped_lights
+        else:
+            why = "no light frames, and no master could be made"
+            lines = self.skipped
+        listed = "; ".join(lines[:LISTED_SKIPPED])
+        if len(lines) > LISTED_SKIPPED:
+            listed += f"; and {len(lines) - LISTED_SKIPPED} more"
+        made = f"; {len(self.masters)} master(s) made" if self.masters else ""
+        return (f"nothing could be calibrated: {why}" + (f": {listed}" if listed else "")
+                + made + (" (see Skipped)" if self.skipped else ""))
 
     def summary(self):
         """One line for Status and the command's last words."""
@@ -133,7 +171,7 @@ class Outcome:
         return "; ".join(parts)
 
 
-def calibrate(location, settings, runner, progress=None, stop=None):
+def calibrate(location, settings, runner, progress=None, stop=None, clock=None):
     """Calibrate the frames at *location*.
 
     Parameters
@@ -147,6 +185,9 @@ def calibrate(location, settings, runner, progress=None, stop=None):
         Called as ``progress(step, done, total)`` as the work advances.
     stop : threading.Event, optional
         When set, the job stops between tasks (raising :class:`~.executors.Stopped`).
+    clock : Clock, optional
+        The configured clock (``Clock``), for ``CALDATE``: the daemons may run on simulated
+        time. Default real UTC.
 
     Returns
     -------
@@ -161,7 +202,7 @@ def calibrate(location, settings, runner, progress=None, stop=None):
     RunnerError
         When the workers failed.
     """
-    return _Night(location, settings, runner, progress, stop).run()
+    return _Night(location, settings, runner, progress, stop, clock or Clock()).run()
 
 
 def find_frames(location):
@@ -241,15 +282,16 @@ def _path_of(location):
 class _Night:
     """One run of :func:`calibrate`."""
 
-    def __init__(self, location, settings, runner, progress, stop):
+    def __init__(self, location, settings, runner, progress, stop, clock):
         self.location = location
         self.settings = settings
         self.runner = runner
         self.report = progress or (lambda step, done, total: None)
         self.stop = stop
         self.library = MasterLibrary(settings.library) if settings.library else None
-        self.when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        self.when = clock.now().strftime(CALDATE_FORMAT)
         self.outcome = Outcome()
+        self._light_paths = set()  # to tell skipped light frames from other skipped files
         self.made = []          # masters made from this job's frames, for the library
         self._notes = set()
         self._shared = None
@@ -275,6 +317,8 @@ class _Night:
         frames, unusable = classify(paths)
         for path, reason in unusable:
             self._skip(path, reason)
+        self._light_paths = {frame.path for frame in frames if frame.kind == Kind.LIGHT}
+        outcome.lights = len(self._light_paths)
         self.night = _night_name(frames, paths)
         by_geometry = defaultdict(list)
         for frame in frames:
@@ -588,7 +632,10 @@ class _Night:
     # --- bookkeeping -----------------------------------------------------------------------
 
     def _skip(self, path, reason):
-        self.outcome.skipped.append(f"{path}: {reason}")
+        line = f"{path}: {reason}"
+        self.outcome.skipped.append(line)
+        if path in self._light_paths:
+            self.outcome.skipped_lights.append(line)
         self.outcome.done += 1
         log.warning("skipped %s: %s", path, reason)
 

@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 
 from ..client import connect, status_of
 from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
-from ..night import airmass
 from ..workorders import format_utc
+from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
 
 log = logging.getLogger(__name__)
@@ -84,33 +84,13 @@ class Dispatcher:
             self._replan.set()
         self._wake.set()
 
-    def plan_report(self):
-        """The current plan, for the health report (XML-RPC types only)."""
+    def plan_report(self, offset=0, limit=None):
+        """The current plan, or a page of it (see
+        :func:`~torosmanager.scheduler.plan_command.as_dict`), in XML-RPC types."""
         with self._plan_lock:
             plan, made = self.plan, self._last_plan
-        if plan is None:
-            return {"Entries": [], "Unscheduled": [], "Made": "never"}
-        names = {}
-        for entry in plan.entries:
-            record = self.journal.get(entry.id)
-            order = record.work_order if record else {}
-            names[entry.id] = order.get("Object Name") or f"RA {entry.ra:.3f} Dec {entry.dec:+.3f}"
-        report = {
-            "Entries": [{"ID": entry.id, "Start": format_utc(entry.start),
-                         "End": format_utc(entry.end), "Priority": entry.priority,
-                         "RA": entry.ra, "Dec": entry.dec,
-                         "Altitude": round(entry.altitude, 3),
-                         "Airmass": round(float(airmass(entry.altitude)), 3),
-                         "Target": names[entry.id]} for entry in plan.entries],
-            "Unscheduled": [{"ID": order_id, "Reason": reason}
-                            for order_id, reason in plan.unscheduled.items()],
-            "Made": format_utc(made),
-            "Sun Altitude": self.settings["Sun Altitude"],
-        }
-        if plan.night_start is not None:
-            report["Night Start"] = format_utc(plan.night_start)
-            report["Night End"] = format_utc(plan.night_end)
-        return report
+        return as_dict(plan, _ObjectNames(self.journal), made, self.settings["Sun Altitude"],
+                       offset, limit)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -420,6 +400,17 @@ class Dispatcher:
                                 progress=dict(record.progress, Attempts=attempts,
                                               **{"Dispatched At": format_utc(now)}))
         self._replan.set()
+
+
+class _ObjectNames:
+    """Order ID → its ``Object Name``, read from the journal only for the IDs asked about."""
+
+    def __init__(self, journal):
+        self.journal = journal
+
+    def get(self, order_id):
+        record = self.journal.get(order_id)
+        return record.work_order.get("Object Name") if record else None
 
 
 def _kind(message):

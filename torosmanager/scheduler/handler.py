@@ -23,13 +23,15 @@ log = logging.getLogger(__name__)
 
 #: Dome orders handed over at once; forwarding is quick, so a few threads are plenty.
 DISPATCH_THREADS = 4
+#: Plan entries (and unscheduled orders) in the health report; the rest by Plan queries.
+HEALTH_PLAN_ENTRIES = 10
 
 
 class SchedulerHandler(Handler):
     """Prioritise, plan and dispatch Observation orders; forward Dome orders."""
 
     service = "scheduler"
-    wotypes = ("Observation", "Dome")
+    wotypes = ("Observation", "Dome", "Plan")
 
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)
@@ -66,8 +68,14 @@ class SchedulerHandler(Handler):
                 for service in sorted(set(EXECUTOR.values()))}
 
     def health(self):
-        return {"Plan": self.dispatcher.plan_report(),
+        # The first few entries: the health stays small whatever the queue holds (a Plan
+        # query pages through the rest).
+        return {"Plan": self.dispatcher.plan_report(limit=HEALTH_PLAN_ENTRIES),
                 "Telescope Limits": self.dispatcher.telescope_limits or {}}
+
+    def signal(self, order):
+        """Answer a Plan query: a page of tonight's plan."""
+        return self.dispatcher.plan_report(order["Offset"], order["Limit"])
 
     # --- life cycle ---------------------------------------------------------------------
 

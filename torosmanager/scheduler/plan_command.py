@@ -5,23 +5,26 @@
     toros plan                    # the planned observations in time order, and the others
     toros plan --plot night.png   # ... and an altitude chart of the night
 
-The scheduler publishes its plan in its health report (``front_desk({"WOType": "Status"})``)
-under ``Plan``::
+The scheduler answers ``front_desk({"WOType": "Plan", "Offset": 0, "Limit": 500})`` with a
+page of its plan::
 
     {"Night Start": "2026-11-22T01:00:00.000Z", "Night End": ..., "Sun Altitude": -18.0,
      "Entries": [{"ID", "Start", "End", "Priority", "RA", "Dec", "Altitude", "Airmass",
                   "Target"}, ...],                       # in time order; Altitude at the start
      "Unscheduled": [{"ID", "Reason"}, ...],
+     "Planned": 812, "Not Planned": 4587,                # all of them, not just this page
      "Made": "2026-11-22T00:55:00.000Z"}                 # or "never"
 
-:func:`as_dict` makes that from a :class:`~torosmanager.scheduler.planner.Plan`. This module
+Its health report carries the first page of a few entries (``Plan``), whatever the queue holds;
+:func:`fetch` reads the whole plan page by page. :func:`as_dict` makes a page from a
+:class:`~torosmanager.scheduler.planner.Plan`. This module
 imports the CLI, numpy and matplotlib only when they are needed, so the daemon can use
 :func:`as_dict` (and the CLI can import this module) without a cycle or a display.
 """
 
 import sys
 
-from ..workorders import format_utc
+from ..workorders import MAX_PLAN_PAGE, format_utc
 
 #: The columns of the plan's table.
 PLAN_COLUMNS = ("Start", "End", "ID", "Target", "Priority", "Altitude", "Airmass")
@@ -35,24 +38,31 @@ SHOWN_AIRMASS_DECIMALS = 2
 NEVER = "never"
 
 
-def as_dict(plan, names, made, sun_altitude):
-    """The ``Plan`` of the scheduler's health report (XML-RPC types only).
+def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
+    """The ``Plan`` of the scheduler's health report, or a page of it (XML-RPC types only).
 
     Parameters
     ----------
     plan : Plan or None
         The planner's latest plan; ``None`` before the first.
-    names : dict
-        Order ID to the order's ``Object Name``; an ID not in it is named by its position.
+    names : mapping
+        Order ID to the order's ``Object Name`` (anything with ``get``; asked only for the
+        entries on the page); an ID not in it is named by its position.
     made : datetime or None
         When *plan* was made.
     sun_altitude : float
         ``Scheduler → Sun Altitude``: the plan's night is when the Sun is below it.
+    offset, limit : int
+        The page: entries (in time order) and unscheduled orders from *offset*, at most
+        *limit* of each (all when ``None``). ``Planned`` and ``Not Planned`` count them all.
     """
     if plan is None:
-        return {"Entries": [], "Unscheduled": [], "Made": NEVER, "Sun Altitude": sun_altitude}
+        return {"Entries": [], "Unscheduled": [], "Planned": 0, "Not Planned": 0, "Made": NEVER,
+                "Sun Altitude": sun_altitude}
     from ..night import airmass
 
+    end = None if limit is None else offset + limit
+    unscheduled = list(plan.unscheduled.items())
     report = {
         "Entries": [{"ID": entry.id, "Start": format_utc(entry.start),
                      "End": format_utc(entry.end), "Priority": entry.priority,
@@ -60,9 +70,11 @@ def as_dict(plan, names, made, sun_altitude):
                      "Altitude": round(entry.altitude, ALTITUDE_DECIMALS),
                      "Airmass": round(float(airmass(entry.altitude)), ALTITUDE_DECIMALS),
                      "Target": names.get(entry.id) or f"RA {entry.ra:.3f} Dec {entry.dec:+.3f}"}
-                    for entry in plan.entries],
+                    for entry in plan.entries[offset:end]],
         "Unscheduled": [{"ID": order_id, "Reason": reason}
-                        for order_id, reason in plan.unscheduled.items()],
+                        for order_id, reason in unscheduled[offset:end]],
+        "Planned": len(plan.entries),
+        "Not Planned": len(unscheduled),
         "Made": NEVER if made is None else format_utc(made),
         "Sun Altitude": sun_altitude,
     }
@@ -70,6 +82,27 @@ def as_dict(plan, names, made, sun_altitude):
         report["Night Start"] = format_utc(plan.night_start)
         report["Night End"] = format_utc(plan.night_end)
     return report
+
+
+def fetch(scheduler):
+    """The scheduler's whole plan, read page by page with ``Plan`` queries.
+
+    Parameters
+    ----------
+    scheduler : xmlrpc.client.ServerProxy
+        The scheduler daemon's front desk.
+    """
+    plan = scheduler.front_desk({"WOType": "Plan", "Offset": 0, "Limit": MAX_PLAN_PAGE})
+    while (len(plan["Entries"]) < plan["Planned"]
+           or len(plan["Unscheduled"]) < plan["Not Planned"]):
+        offset = max(len(plan["Entries"]), len(plan["Unscheduled"]))
+        page = scheduler.front_desk({"WOType": "Plan", "Offset": offset,
+                                     "Limit": MAX_PLAN_PAGE})
+        if not page["Entries"] and not page["Unscheduled"]:
+            break  # re-planned meanwhile, with fewer entries: what was read is shown
+        plan["Entries"] += page["Entries"]
+        plan["Unscheduled"] += page["Unscheduled"]
+    return plan
 
 
 def add_arguments(parser):
@@ -88,15 +121,10 @@ def run(config, arguments):
         The exit status: 0 when the plan was shown (and drawn), 1 when the scheduler did not
         answer, has no plan to give, or the chart could not be written.
     """
-    from ..cli import EXIT_FAILED, EXIT_OK, ask
+    from ..cli import EXIT_FAILED, EXIT_OK, call
 
-    health = ask(config, "scheduler", {"WOType": "Status"})
-    if health is None:
-        return EXIT_FAILED
-    plan = health.get("Plan")
+    plan = call(config, "scheduler", fetch)
     if plan is None:
-        print(f"toros: the scheduler daemon (version {health.get('Version', '?')}) does not "
-              "publish a plan", file=sys.stderr)
         return EXIT_FAILED
     print(text(plan))
     if arguments.plot:
