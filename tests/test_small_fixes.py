@@ -225,3 +225,34 @@ def test_the_daylight_verdict_changes_at_the_suns_crossing(edge):
     [verdict] = daylight(guard, light_side)
     reported = float(re.match(r"daylight: Sun at (-?[\d.]+)° \(limit -6°\)$", verdict)[1])
     assert reported == pytest.approx(limit, abs=ALTITUDE_TOLERANCE)
+
+
+def test_the_schedulers_dome_orders_never_share_an_id():
+    """Two Dome orders sent within the same second (a close right after an open, a fast
+    simulated clock) get different IDs; the time stays readable in them."""
+    from datetime import datetime, timezone
+
+    from torosmanager.scheduler.dispatcher import dome_order_id
+
+    now = datetime(2026, 11, 10, 2, 0, 0, tzinfo=timezone.utc)
+    ids = {dome_order_id(now) for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(order_id.startswith("scheduler-20261110T020000-") for order_id in ids)
+
+
+def test_a_reason_never_prints_a_number_of_many_digits():
+    """The longest order the schema allows (100,000 exposures of a day) is explained in days."""
+    import re
+    from datetime import datetime, timezone
+
+    from torosmanager.config import default_config
+    from torosmanager.scheduler.planner import Constraints, Planner, Target
+    from torosmanager.workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES
+
+    config = default_config()
+    planner = Planner(config["Site"], Constraints.from_settings(config["Scheduler"]))
+    longest = Target("longest", 330.0, 35.0, 5.0, MAX_EXPOSURE_TIME * MAX_NUMBER_OF_EXPOSURES)
+    plan = planner.plan([longest], datetime(2026, 11, 9, 20, 0, tzinfo=timezone.utc))
+    reason = plan.unscheduled["longest"]
+    assert "days without a break" in reason
+    assert max(len(digits) for digits in re.findall(r"[\d,.]+", reason)) <= 12

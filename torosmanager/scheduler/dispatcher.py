@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from ..client import connect, status_of
 from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
-from ..workorders import format_utc
+from ..workorders import format_utc, new_id
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
 
@@ -39,6 +39,8 @@ _NUMBERS = re.compile(r"[-+]?\d+(?:[.:]\d+)*")
 EXECUTOR = {"Observation": "telescope", "Dome": "dome"}
 #: States of an order handed to its executor.
 ACTIVE = (DISPATCHED, RUNNING)
+#: Random hexadecimal characters in the IDs of the scheduler's Dome orders.
+DOME_ID_RANDOM_CHARACTERS = 6
 #: Shortest real pause between ticks: a fast simulated clock must not spin the loop.
 MIN_REAL_TICK_SECONDS = 0.02
 
@@ -160,8 +162,7 @@ class Dispatcher:
         return is_open
 
     def _send_dome(self, actions, now, why):
-        order = dict(actions, WOType="Dome", User="scheduler",
-                     ID=f"scheduler-{now.strftime('%Y%m%dT%H%M%S')}")
+        order = dict(actions, WOType="Dome", User="scheduler", ID=dome_order_id(now))
         try:
             connect(self.config, "dome").front_desk(order)
         except xmlrpc.client.Fault as refusal:
@@ -400,6 +401,13 @@ class Dispatcher:
                                 progress=dict(record.progress, Attempts=attempts,
                                               **{"Dispatched At": format_utc(now)}))
         self._replan.set()
+
+
+def dome_order_id(now):
+    """A new ID for a Dome order of the scheduler's: its time, readable, and a random part,
+    since two may be sent within a second (a fast simulated clock, a close right after an
+    open)."""
+    return f"scheduler-{now:%Y%m%dT%H%M%S}-{new_id()[:DOME_ID_RANDOM_CHARACTERS]}"
 
 
 class _ObjectNames:

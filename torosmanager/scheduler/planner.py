@@ -34,6 +34,9 @@ MOON_MARGIN = 0.5
 MOON_SAMPLES = 13
 #: Seconds of added slew below which two places for an order count as equal.
 SLEW_TIE = 1e-6
+#: Reasons give a duration in minutes up to this many, then in hours up to this many, then days.
+SPAN_MINUTES_UP_TO = 120
+SPAN_HOURS_UP_TO = 48
 #: Sidereal time advances 2π radians per sidereal day (86164.0905 s).
 SIDEREAL_RADIANS_PER_SECOND = 2 * math.pi / 86164.0905
 
@@ -220,9 +223,20 @@ class Planner:
                     "whenever it is high enough")
         longest = _longest_run(visible) * GRID_SECONDS
         if longest < target.duration + GRID_SECONDS:
-            return (f"needs {target.duration / 60:.0f} min without a break but is observable "
-                    f"for at most {longest / 60:.0f} min at a stretch tonight")
+            return (f"needs {_span(target.duration)} without a break but is observable "
+                    f"for at most {_span(longest)} at a stretch tonight")
         return ""
+
+
+def _span(seconds):
+    """A duration for people: minutes, hours or days, never a number of many digits."""
+    minutes = seconds / 60
+    if minutes < SPAN_MINUTES_UP_TO:
+        return f"{minutes:.0f} min"
+    hours = minutes / 60
+    if hours < SPAN_HOURS_UP_TO:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:,.0f} days"
 
 
 class _Grid:

@@ -6,6 +6,11 @@ in the numbers configured), write
 each frame as a FITS file, and with ``Output: Analysis`` hand the frames to the preprocessor.
 Every step is journaled as the order's progress, so ``Status`` shows it.
 
+An order run again (the scheduler resubmits it after an interruption or a failure, or this
+daemon was restarted under it) continues from that progress: it keeps every file already
+written and takes only the light and calibration frames still missing; the preprocessor gets
+all of the order's frames.
+
 An order is stopped from outside by Cancel (it ends ``cancelled``), by a ``Park`` order from the
 dome closing for safety, or by the daemon stopping (it ends ``interrupted``, to be tried again).
 Either way the slew or exposure is aborted at once, and the mount parks if nothing else waits.
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Shortest real pause between two polls of a device: a fast simulated clock must not turn
 #: polling into a busy loop.
 MIN_REAL_POLL_SECONDS = 0.005
+#: The Progress key of the calibration frames an order has taken: a count by ``IMAGETYP``.
+CALIBRATION_DONE = "Calibration Done"
 
 
 class DomeNotReady(Exception):
@@ -146,22 +153,16 @@ class Executor:
     def _observe(self, job):
         record, order = job.record, job.record.work_order
         order_id = record.id
-        total = order["Number of Exposures"]
-        progress = {"Step": "checking the dome", "Frames Done": 0, "Frames Total": total,
-                    "Files": []}
+        progress = self._progress_so_far(record)
         if self._step(order_id, progress, only_from={QUEUED}) is None:
             return  # cancelled a moment ago
         try:
-            self._check_dome()
-            self._point(job, order, progress)
-            for number in range(1, total + 1):
-                if number > 1:
-                    self._check_dome()
-                progress["Step"] = f"exposing {number}/{total}"
-                self._step(order_id, progress)
-                progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
-                                                      number))
-                progress["Frames Done"] = number
+            # Calibration frames need neither the sky nor the target: an attempt that has
+            # only those left neither waits for the dome nor slews.
+            if progress["Frames Done"] < progress["Frames Total"]:
+                self._check_dome()
+                self._point(job, order, progress)
+                self._take_lights(job, order, progress)
             if order["Calibration Frames"]:
                 self._calibrate(job, order, progress)
         except Interrupted:
@@ -184,11 +185,56 @@ class Executor:
             self._park_if_idle("the observation failed")
             return
         files = progress["Files"]
-        progress["Step"] = "done"
         message = f"{len(files)} frame(s) written to {self._directory()}"
         if order["Output"] == "Analysis":
+            # The last frame is journaled before the wait for the preprocessor.
+            progress["Step"] = f"handing {len(files)} frame(s) to the preprocessor"
+            if self._step(order_id, progress) is None:
+                return  # cancelled a moment ago: its frames are not analysed
             message += "; " + self._hand_off(order_id, files, progress)
+        progress["Step"] = "done"
         self.handler.transition(order_id, DONE, message, only_from={RUNNING}, progress=progress)
+
+    def _progress_so_far(self, record):
+        """The progress an attempt at *record* starts from.
+
+        An order tried again (after an interruption, a failure or a restart of this daemon)
+        continues from what its earlier attempts journaled, so that no frame is taken twice
+        and none written is dropped from the order.
+
+        Returns
+        -------
+        dict
+            ``Step``; ``Frames Done`` of ``Frames Total`` light frames; ``Files``, every frame
+            written for the order; ``Calibration Done``, the calibration frames taken, by
+            ``IMAGETYP``. What concerned only the earlier attempt (``Interrupted By``) is left
+            out.
+        """
+        earlier, total = record.progress, record.work_order["Number of Exposures"]
+        progress = {"Step": "checking the dome",
+                    "Frames Done": min(earlier.get("Frames Done", 0), total),
+                    "Frames Total": total, "Files": list(earlier.get("Files", [])),
+                    CALIBRATION_DONE: dict(earlier.get(CALIBRATION_DONE, {}))}
+        if progress["Files"]:
+            progress["Step"] = (f"continuing after {progress['Frames Done']}/{total} frame(s) "
+                                f"and {sum(progress[CALIBRATION_DONE].values())} calibration "
+                                "frame(s) taken before")
+            log.info("[WO %s] %s", record.id, progress["Step"])
+        return progress
+
+    def _take_lights(self, job, order, progress):
+        """Take the light frames still missing, numbered on from those taken before."""
+        total, first = progress["Frames Total"], progress["Frames Done"] + 1
+        for number in range(first, total + 1):
+            # Journaled first, with the frame just written: a daemon killed while it waits
+            # for the dome keeps that frame in the order.
+            progress["Step"] = f"exposing {number}/{total}"
+            self._step(job.record.id, progress)
+            if number > first:  # the first was checked just before the slew
+                self._check_dome()
+            progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
+                                                  number))
+            progress["Frames Done"] = number
 
     def _step(self, order_id, progress, only_from=frozenset({RUNNING})):
         return self.handler.transition(order_id, RUNNING, progress["Step"], only_from=only_from,
@@ -214,15 +260,21 @@ class Executor:
                    self.settings["Slew Timeout"], f"the filter wheel to reach {name}")
 
     def _calibrate(self, job, order, progress):
+        """Take the bias, dark and flat frames still missing, numbered on from those taken
+        before."""
         plan = [(FrameType.BIAS, 0.0, self.settings["Bias Frames"]),
                 (FrameType.DARK, order["Exposure Time"], self.settings["Dark Frames"]),
                 (FrameType.FLAT, self.settings["Flat Exposure Time"],
                  self.settings["Flat Frames"])]
+        taken = progress[CALIBRATION_DONE]
         for frame_type, seconds, count in plan:
-            for number in range(1, count + 1):
+            for number in range(taken.get(frame_type.value, 0) + 1, count + 1):
                 progress["Step"] = f"{frame_type.value.lower()} {number}/{count}"
                 self._step(job.record.id, progress)
+                if frame_type.shutter_open:  # an attempt that did not point set no filter
+                    self._set_filter(job, order["Filter"])
                 progress["Files"].append(self._expose(job, frame_type, seconds, number))
+                taken[frame_type.value] = number
 
     def _expose(self, job, frame_type, seconds, number):
         """Take one frame and write it; return the file's path."""

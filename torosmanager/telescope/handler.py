@@ -2,7 +2,8 @@
 
 An order at or above ``Scheduler → ToO Threshold`` (a target of opportunity) interrupts an
 observation of lower priority under way; the interrupted order ends ``interrupted``, for the
-scheduler to try again. An interrupted order sent again unchanged is queued again.
+scheduler to try again. An interrupted or failed order sent again unchanged (the scheduler's
+retry) is queued again, and continues where it stopped: it takes only the frames still missing.
 
 Refused at the front desk, with the reason: another ``Telescope Name``, a filter the wheel does
 not have, an exposure time or count beyond the configured limits, and a target that never rises
@@ -17,7 +18,7 @@ import os
 from ..devices import DeviceError
 from ..devices.factory import telescope_devices
 from ..handler import Handler
-from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
+from ..journal import ACCEPTED, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
 from ..workorders import WorkOrderError
 from .executor import Executor
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Width, pixels, the status page shows the latest frame at.
 PREVIEW_WIDTH = 512
+#: States of an Observation that a resubmission tries again (the scheduler's retries).
+RETRIED_STATES = frozenset({INTERRUPTED, FAILED})
 
 
 class TelescopeHandler(Handler):
@@ -83,9 +86,11 @@ class TelescopeHandler(Handler):
         self._run(self.journal.get(record.id))
 
     def resubmitted(self, record):
-        if record.wotype == "Observation" and record.state == INTERRUPTED:
-            self.transition(record.id, QUEUED, "queued again: resubmitted after its "
-                            "interruption", only_from={INTERRUPTED})
+        if record.wotype == "Observation" and record.state in RETRIED_STATES:
+            frames = record.progress.get("Files", [])
+            self.transition(record.id, QUEUED, f"queued again: resubmitted after it was "
+                            f"{record.state}; the {len(frames)} frame(s) taken before are "
+                            "kept", only_from=RETRIED_STATES)
             self._run(self.journal.get(record.id))
 
     def _run(self, record):
