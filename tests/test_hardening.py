@@ -207,6 +207,55 @@ def _answers(proxy):
         return False
 
 
+#: Requests sent at once, and how many the server may parse and answer at once.
+SIMULTANEOUS = 6
+CONCURRENT = 2
+#: Seconds each request holds its slot in the concurrency test.
+HOLD_SECONDS = 0.2
+
+
+def test_at_most_concurrent_requests_are_parsed_and_answered_at_once():
+    """Parsing takes memory (eight billion-laughs requests took the scheduler from 212 to
+    642 MB): beyond Server → Concurrent Requests, requests wait their turn; none is lost."""
+    import threading
+
+    from torosmanager.server import FrontDeskServer
+
+    server = FrontDeskServer("test", "127.0.0.1", 0, max_request_bytes=100_000,
+                             request_timeout=10.0, max_connections=SIMULTANEOUS * 2,
+                             concurrent_requests=CONCURRENT)
+    lock, inside, peak = threading.Lock(), [0], [0]
+
+    def front_desk(order):
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(HOLD_SECONDS)
+        with lock:
+            inside[0] -= 1
+        return {"Answered": order["N"]}
+
+    server.publish(front_desk)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    answers = []
+    try:
+        def ask(number):
+            proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{server.port}/")
+            answers.append(proxy.front_desk({"N": number})["Answered"])
+
+        clients = [threading.Thread(target=ask, args=(n,)) for n in range(SIMULTANEOUS)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(answers) == list(range(SIMULTANEOUS))
+    assert peak[0] == CONCURRENT
+
+
 def test_the_listen_backlog_is_at_least_128(make_site):
     site = make_site().start("dome")
     port = site.config["Dome Address"]["Port"]
