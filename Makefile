@@ -58,6 +58,9 @@ LOG_DIR := /var/log/toros
 SERVICES := scheduler telescope dome preprocessor
 PROGRAMS := $(addprefix toros-,$(SERVICES)) toros
 SHIPPED_CONFIG := etc/toros/toros.conf.yaml
+# The drop-in that keeps the services on loopback (systemd/loopback-only.conf),
+# installed as $(SYSTEMD_UNIT_DIR)/<service>.service.d/$(LOOPBACK_DROP_IN).
+LOOPBACK_DROP_IN := loopback-only.conf
 
 VENV_PY := $(VENV)/bin/python
 # Marks the editable install; redone when setup.py changes.
@@ -101,7 +104,7 @@ CAN_CHOWN = [ "`id -u`" = 0 ] && id $(TOROS_USER) >/dev/null 2>&1
 
 .PHONY: all help dev units test demo install install-check install-venv \
         install-links install-init install-user install-dirs install-config \
-        install-docs uninstall clean distclean
+        install-docs install-loopback-only uninstall-loopback-only uninstall clean distclean
 
 all: dev units ## dev venv with the package (editable) + rendered units/plists
 
@@ -249,6 +252,54 @@ else
 	@echo "start the services with: sudo systemctl enable --now $(SERVICES)"
 endif
 
+# The loopback-only drop-in (Linux): the services may then exchange packets with
+# this machine only. Opt-in, since the addresses are the configuration's: it is
+# refused while the installed configuration names an address, an Alpaca Host or
+# a Dask Executor that is not loopback (the dome could not reach its devices).
+# Lines without a comment, then each "IP:", "Host:" or "Executor:" value, also
+# in flow style ({IP: ..., Port: ...}); what remains after the loopback ones is
+# an error.
+define refuse_non_loopback_config
+cfg="$(DEST)$(CONFIG_FILE)"; \
+if [ ! -f "$$cfg" ]; then \
+  echo "note: no $$cfg: the daemons' defaults are all loopback"; \
+else \
+  others=`sed -e 's/#.*//' "$$cfg" \
+    | grep -oE '(^|[{,[:space:]])(IP|Host|Executor):[[:space:]]*[^],}[:space:]]+' \
+    | sed -E 's/^[{,[:space:]]+//' | tr -d "\"'" \
+    | grep -vE ':[[:space:]]*(127\.[0-9.]+|::1|\[::1\]|localhost|local|tcp://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?/?)$$'`; \
+  if [ -n "$$others" ]; then \
+    echo "error: $$cfg names addresses that are not loopback:" >&2; \
+    echo "$$others" | sed 's/^/         /' >&2; \
+    echo "       the loopback-only drop-in would cut the daemons off from them; allow them" >&2; \
+    echo "       in a drop-in of your own instead (sudo systemctl edit <service>: IPAddressAllow=...)" >&2; \
+    exit 1; \
+  fi; \
+fi
+endef
+
+install-loopback-only: install-check ## Linux: let the services talk to this machine only (a drop-in; loopback-only config)
+	@if [ "$(INIT_SYSTEM)" != systemd ]; then \
+	  echo "error: the loopback-only drop-in is for systemd (INIT_SYSTEM=$(INIT_SYSTEM))" >&2; exit 1; fi
+	@$(call refuse_non_loopback_config)
+	@for s in $(SERVICES); do \
+	  dir="$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service.d"; mkdir -p "$$dir"; \
+	  install -m 0644 systemd/$(LOOPBACK_DROP_IN) "$$dir/$(LOOPBACK_DROP_IN)"; \
+	  echo "installed $$dir/$(LOOPBACK_DROP_IN)"; \
+	done
+	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
+	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
+	@echo "restart the services for it to apply: sudo systemctl restart $(SERVICES)"
+
+uninstall-loopback-only: install-check ## Linux: remove that drop-in
+	@for s in $(SERVICES); do \
+	  dir="$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service.d"; \
+	  rm -f "$$dir/$(LOOPBACK_DROP_IN)"; rmdir "$$dir" 2>/dev/null || true; \
+	done
+	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
+	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
+	@echo "removed the loopback-only drop-in; restart the services for it to apply: sudo systemctl restart $(SERVICES)"
+
 # Linux: a system user and group. macOS: LaunchAgents run as the logged-in
 # user, so only a group `toros` is made and the installing user (SUDO_USER)
 # joins it; the directories and config are then group-writable/readable.
@@ -312,7 +363,12 @@ else
 	    systemctl stop $$s.service 2>/dev/null || true; \
 	    systemctl disable $$s.service 2>/dev/null || true; \
 	  done; fi
-	@for s in $(SERVICES); do rm -f "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service"; done
+	@# The units, and the loopback-only drop-in if installed (a drop-in
+	@# directory is removed only when nothing else is left in it).
+	@for s in $(SERVICES); do \
+	  rm -f "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service" "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service.d/$(LOOPBACK_DROP_IN)"; \
+	  rmdir "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service.d" 2>/dev/null || true; \
+	done
 	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 endif
 	@# Only what install put there: a path that is not a venv is left alone.
