@@ -64,7 +64,7 @@ def test_an_order_stays_inside_its_own_window(planner):
 
 @pytest.mark.parametrize("changes, reason", [
     ({"dec": -85.0}, "never below airmass 2 (altitude 30°) in tonight's dark hours; it reaches"),
-    ({"duration": 15 * 3600.0}, "needs 900 min without a break but is observable for at most"),
+    ({"duration": 15 * 3600.0}, "needs 15.0 h without a break but is observable for at most"),
     ({"not_after": datetime(2026, 11, 21, 22, 0, tzinfo=timezone.utc)},
      "its window ended at 2026-11-21 22:00 UTC"),
     ({"not_before": datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)},
