@@ -28,6 +28,10 @@ LAUNCHD_DIR ?= /Library/LaunchAgents
 BUILD ?= build
 # `make uninstall PURGE=1` also removes config, data, logs and the user.
 PURGE ?=
+# Users who may run `toros` and read the daemons' journal without sudo:
+# `sudo make install OPERATORS="alice bob"` adds them to the groups toros and
+# systemd-journal (Linux; macOS: toros). They log in again for it to apply.
+OPERATORS ?=
 
 # The interpreter the install venv is made from; empty means: $(PYTHON),
 # unless that lives under /root or /home (pyenv's default), then
@@ -56,6 +60,8 @@ STATE_DIR := /var/lib/toros
 DATA_DIR := $(STATE_DIR)/data
 LOG_DIR := /var/log/toros
 SERVICES := scheduler telescope dome preprocessor
+# The systemd target that starts and stops the four together (systemd/toros.target.in).
+TARGET := toros.target
 PROGRAMS := $(addprefix toros-,$(SERVICES)) toros
 SHIPPED_CONFIG := etc/toros/toros.conf.yaml
 # The drop-in that keeps the services on loopback (systemd/loopback-only.conf),
@@ -102,11 +108,22 @@ endef
 # Only root can chown, and only to a user that exists.
 CAN_CHOWN = [ "`id -u`" = 0 ] && id $(TOROS_USER) >/dev/null 2>&1
 
+# The groups an operator joins to use `toros` (the config is 0640 root:toros)
+# and `journalctl -u <service>` without sudo, and how.
+ifeq ($(UNAME),Darwin)
+OPERATOR_GROUPS := $(TOROS_USER)
+ADD_OPERATOR_HOW := sudo dseditgroup -o edit -a NAME -t user $(TOROS_USER)
+else
+OPERATOR_GROUPS := $(TOROS_USER),systemd-journal
+ADD_OPERATOR_HOW := sudo usermod -aG $(OPERATOR_GROUPS) NAME
+endif
+
 .PHONY: all help dev units test demo install install-check install-venv \
-        install-links install-init install-user install-dirs install-config \
+        install-links install-init install-user install-operators install-dirs install-config \
         install-docs install-loopback-only uninstall-loopback-only uninstall clean distclean
 
-all: dev units ## dev venv with the package (editable) + rendered units/plists
+# Only what `make install` uses: no venv (`make test` and `make demo` make theirs).
+all: units ## render the units, target and plists the install uses (no venv; needs only sed)
 
 help: ## list the targets
 	@echo "Targets:"
@@ -115,6 +132,7 @@ help: ## list the targets
 	@echo "  INSTALL_VENV=$(INSTALL_VENV) BINDIR=$(BINDIR) CONFIG_FILE=$(CONFIG_FILE)"
 	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
 	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) PURGE=$(PURGE)"
+	@echo "  OPERATORS=$(OPERATORS)"
 
 # ---------------------------------------------------------------------------
 # Development
@@ -130,28 +148,40 @@ $(DEV_STAMP): setup.py | $(VENV_PY)
 	$(VENV_PY) -m pip install --disable-pip-version-check -e ".[test]"
 	@touch $@
 
-test: dev ## install what the tests need, then run pytest (PYTEST_ARGS)
+test: dev ## make the dev venv with what the tests need, then run pytest (PYTEST_ARGS)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-demo: dev ## run the demo night (toros demo)
+demo: dev ## make the dev venv, then run the demo night (toros demo)
 	$(VENV)/bin/toros demo
 
 # ---------------------------------------------------------------------------
-# Units and plists, rendered with the INSTALL's paths (not the dev venv's).
-# Always re-rendered (cheap), so a changed PREFIX is never left stale; the old
-# files are unlinked first, in case `sudo make install` left them root-owned.
+# Units, target and plists, rendered with the INSTALL's paths (not the dev
+# venv's). Always re-rendered (cheap), so a changed PREFIX is never left stale.
+# Rendered by root (`sudo make install` before any `make`), $(BUILD) is then
+# given to the owner of the directory it is in, so that a later `make` as that
+# user can render again; a $(BUILD) that an older install left to root is
+# named, with the fix.
 # ---------------------------------------------------------------------------
 
 RENDER = sed -e 's|@VENV@|$(INSTALL_VENV)|g' -e 's|@CONFIG@|$(CONFIG_FILE)|g' \
              -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@STATE_DIR@|$(STATE_DIR)|g' \
              -e 's|@LOG_DIR@|$(LOG_DIR)|g'
 
-units: ## render build/systemd/*.service and build/launchd/*.plist
+units: ## render build/systemd/*.service, build/systemd/toros.target and build/launchd/*.plist
 	@$(call require_absolute,PREFIX)
 	@$(call require_absolute,INSTALL_VENV)
 	@$(call require_absolute,CONFIG_FILE)
+	@for d in $(BUILD) $(BUILD)/systemd $(BUILD)/launchd; do \
+	  if [ -e "$$d" ] && [ ! -w "$$d" ]; then \
+	    echo "error: $$d is not writable by `id -un` (left to root by an older sudo make install?)" >&2; \
+	    echo "       remove it once: sudo rm -rf $(BUILD)" >&2; exit 1; fi; \
+	done
 	@mkdir -p $(BUILD)/systemd $(BUILD)/launchd
-	@set -e; for s in $(SERVICES); do \
+	@set -e; target=$(BUILD)/systemd/$(TARGET); rm -f $$target; \
+	$(RENDER) systemd/$(TARGET).in > $$target; \
+	if grep -n '@[A-Z_]*@' $$target >&2; then \
+	  echo "error: placeholders left unrendered (above)" >&2; rm -f $$target; exit 1; fi; \
+	for s in $(SERVICES); do \
 	  unit=$(BUILD)/systemd/$$s.service; plist=$(BUILD)/launchd/org.toros.$$s.plist; \
 	  rm -f $$unit $$plist; \
 	  $(RENDER) systemd/$$s.service.in > $$unit; \
@@ -165,14 +195,27 @@ units: ## render build/systemd/*.service and build/launchd/*.plist
 	  if grep -n '@[A-Z_]*@' $$unit $$plist >&2; then \
 	    echo "error: placeholders left unrendered (above)" >&2; rm -f $$unit $$plist; exit 1; fi; \
 	done
+	@if [ "`id -u`" = 0 ]; then \
+	  owner=`ls -nd "$(BUILD)/.." | awk '{print $$3 ":" $$4}'`; \
+	  if [ "$$owner" != "0:0" ]; then chown -R "$$owner" "$(BUILD)"; fi; \
+	fi
 	@echo "rendered $(BUILD)/systemd and $(BUILD)/launchd for $(INSTALL_VENV)"
 
 # ---------------------------------------------------------------------------
 # Install. Each step may be run alone (e.g. `make install-config`).
 # ---------------------------------------------------------------------------
 
-install: install-venv install-links install-docs install-init install-user install-dirs install-config ## install venv, links, units, user, dirs, config (root, or DESTDIR=)
+install: install-venv install-links install-docs install-init install-user install-operators install-dirs install-config ## install venv, links, units, user, dirs, config, OPERATORS (root, or DESTDIR=)
 	@echo "installed TOROS Manager into $(DEST)$(INSTALL_VENV)"
+ifeq ($(INIT_SYSTEM),launchd)
+	@echo "start each daemon (and at every boot): sudo launchctl load $(LAUNCHD_DIR)/org.toros.<service>.plist"
+	@echo "  for <service> in: $(SERVICES)"
+else
+	@echo "start the four daemons in order (and at every boot): sudo systemctl enable --now $(TARGET)"
+endif
+	@echo "operators: to run toros and read the logs without sudo, a user joins the group(s) $(OPERATOR_GROUPS):"
+	@echo "  $(ADD_OPERATOR_HOW)   (or: sudo make install OPERATORS=\"NAME ...\")"
+	@echo "  then logs out and in again: groups are read at login"
 
 install-check:
 	@if [ -z "$(DEST)" ] && [ "`id -u`" != 0 ]; then \
@@ -238,18 +281,16 @@ install-docs: install-check
 	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/"; fi; \
 	done
 
-install-init: install-check units ## install the units (Linux) or plists (macOS)
+install-init: install-check units ## install the units and toros.target (Linux) or the plists (macOS)
 ifeq ($(INIT_SYSTEM),launchd)
 	@mkdir -p "$(DEST)$(LAUNCHD_DIR)"
 	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/launchd/org.toros.$(s).plist) "$(DEST)$(LAUNCHD_DIR)/"
-	@echo "load a service with: sudo launchctl load $(LAUNCHD_DIR)/org.toros.<service>.plist"
 else
 	@mkdir -p "$(DEST)$(SYSTEMD_UNIT_DIR)"
-	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/systemd/$(s).service) "$(DEST)$(SYSTEMD_UNIT_DIR)/"
+	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/systemd/$(s).service) $(BUILD)/systemd/$(TARGET) "$(DEST)$(SYSTEMD_UNIT_DIR)/"
 	@# Only a live systemd on this very machine needs (and can do) a reload.
 	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
 	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
-	@echo "start the services with: sudo systemctl enable --now $(SERVICES)"
 endif
 
 # The loopback-only drop-in (Linux): the services may then exchange packets with
@@ -289,7 +330,7 @@ install-loopback-only: install-check ## Linux: let the services talk to this mac
 	done
 	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
 	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
-	@echo "restart the services for it to apply: sudo systemctl restart $(SERVICES)"
+	@echo "restart the services for it to apply: sudo systemctl restart $(TARGET)"
 
 uninstall-loopback-only: install-check ## Linux: remove that drop-in
 	@for s in $(SERVICES); do \
@@ -298,7 +339,7 @@ uninstall-loopback-only: install-check ## Linux: remove that drop-in
 	done
 	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
 	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
-	@echo "removed the loopback-only drop-in; restart the services for it to apply: sudo systemctl restart $(SERVICES)"
+	@echo "removed the loopback-only drop-in; restart the services for it to apply: sudo systemctl restart $(TARGET)"
 
 # Linux: a system user and group. macOS: LaunchAgents run as the logged-in
 # user, so only a group `toros` is made and the installing user (SUDO_USER)
@@ -315,6 +356,29 @@ install-user: install-check
 	else \
 	  echo "creating system user $(TOROS_USER)"; \
 	  useradd --system --user-group --home-dir $(STATE_DIR) --shell /usr/sbin/nologin $(TOROS_USER); \
+	fi
+
+# OPERATORS join the groups of OPERATOR_GROUPS; every name must be a user
+# that exists, or nobody is added. Not under DESTDIR (another system's users).
+install-operators: install-check install-user ## add OPERATORS="alice bob" to the groups toros, systemd-journal (Linux; macOS: toros)
+	@if [ -z "$(strip $(OPERATORS))" ]; then :; \
+	elif [ -n "$(DEST)" ]; then \
+	  echo "DESTDIR is set: not adding OPERATORS ($(strip $(OPERATORS))) to groups here (on the target system: $(ADD_OPERATOR_HOW))"; \
+	else \
+	  for u in $(OPERATORS); do \
+	    if ! id "$$u" >/dev/null 2>&1; then \
+	      echo "error: OPERATORS: no user '$$u' on this machine; nobody was added" >&2; exit 1; fi; \
+	  done; \
+	  for u in $(OPERATORS); do \
+	    if [ "$(UNAME)" = Darwin ]; then \
+	      dseditgroup -o edit -a "$$u" -t user $(TOROS_USER) || exit 1; groups=$(TOROS_USER); \
+	    else \
+	      groups=$(TOROS_USER); \
+	      if getent group systemd-journal >/dev/null 2>&1; then groups=$$groups,systemd-journal; fi; \
+	      usermod -aG $$groups "$$u" || exit 1; \
+	    fi; \
+	    echo "added $$u to the group(s) $$groups: effective at $$u's next login"; \
+	  done; \
 	fi
 
 install-dirs: install-check install-user
@@ -350,7 +414,7 @@ install-config: install-check install-user
 # Uninstall: config, data and logs stay unless PURGE=1.
 # ---------------------------------------------------------------------------
 
-uninstall: install-check ## stop and remove services, venv, links (PURGE=1: also config, data, user)
+uninstall: install-check ## stop and remove services, toros.target, venv, links (PURGE=1: also config, data, user)
 ifeq ($(INIT_SYSTEM),launchd)
 	@for s in $(SERVICES); do \
 	  plist="$(DEST)$(LAUNCHD_DIR)/org.toros.$$s.plist"; \
@@ -359,12 +423,13 @@ ifeq ($(INIT_SYSTEM),launchd)
 	done
 else
 	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
-	  for s in $(SERVICES); do \
-	    systemctl stop $$s.service 2>/dev/null || true; \
-	    systemctl disable $$s.service 2>/dev/null || true; \
+	  for u in $(TARGET) $(addsuffix .service,$(SERVICES)); do \
+	    systemctl stop $$u 2>/dev/null || true; \
+	    systemctl disable $$u 2>/dev/null || true; \
 	  done; fi
-	@# The units, and the loopback-only drop-in if installed (a drop-in
-	@# directory is removed only when nothing else is left in it).
+	@# The units, the target, and the loopback-only drop-in if installed (a
+	@# drop-in directory is removed only when nothing else is left in it).
+	@rm -f "$(DEST)$(SYSTEMD_UNIT_DIR)/$(TARGET)"
 	@for s in $(SERVICES); do \
 	  rm -f "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service" "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service.d/$(LOOPBACK_DROP_IN)"; \
 	  rmdir "$(DEST)$(SYSTEMD_UNIT_DIR)/$$s.service.d" 2>/dev/null || true; \

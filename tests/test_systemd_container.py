@@ -1,7 +1,10 @@
 """Under a real systemd, in a throwaway container: the installed units start the four daemons
-(Type=notify, sandboxed, as user toros); the daemons answer work orders on loopback, reach each
-other, write FITS frames into /var/lib/toros/data on a simulated night, reload on SIGHUP, stop
-cleanly with status 0, and are not restarted after a bad config (status 78).
+(Type=notify, sandboxed, as user toros), and toros.target starts them together, dome first and
+scheduler last, and stops them together; the daemons answer work orders on loopback, reach each
+other, write FITS frames into /var/lib/toros/data on a simulated night, reopen their log file on
+`systemctl reload` without /bin/kill (procps, which a minimal Debian lacks, is hidden), stop
+cleanly with status 0, and are not restarted after a bad config (status 78). Operators added by
+`make install-operators OPERATORS=...` use `toros` and `journalctl` without sudo.
 
 The container is `systemd-nspawn --volatile=yes -D /`: this machine's own /usr, read-only, on an
 empty tmpfs root, booted with its own systemd and a private network. Read-only into it go the
@@ -51,6 +54,13 @@ CONNECT_TIMEOUT_S = 2      # a dropped SYN is retried after 1 s: 2 s tells dropp
 # The scores of `systemd-analyze security` the units must keep (issue 10).
 MAX_EXPOSURE = 1.4
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# procps's kill(1), hidden in the container: a minimal Debian 12 has no procps (issue 13).
+# The container has this machine's /usr only, so a /bin/kill outside it is not there anyway.
+KILL = os.path.realpath("/bin/kill")
+# The target that starts and stops the four services together, and their start order.
+TARGET = "toros.target"
+# Ordinary users made in the container, who become operators with `make install-operators`.
+OPERATORS = ("alice", "bob")
 # Units that would wait for a network or a console that the container does not have.
 MASKED_UNITS = ("systemd-firstboot.service", "systemd-networkd-wait-online.service",
                 "console-getty.service")
@@ -66,6 +76,7 @@ OBSERVATION_ORDER = {"ID": "101", "WOType": "Observation", "Priority": 1.3,
                      "Type of object": "Galaxy", "Calibration Frames": "Yes", "Output": "Analysis"}
 RECEIPT_KEYS = {"ID", "Status", "Priority", "Message"}
 DISPATCH_TIMEOUT_S = 30    # the scheduler to hand an order to the telescope daemon
+STOP_TIMEOUT_S = 30        # a daemon to stop after SIGTERM (it finishes requests, closes the dome)
 NIGHT_TIMEOUT_S = 60       # the dome to open, then the observation to be taken, on the fast clock
 # A simulated night, as tests/observatory.py runs one: dark at CTMO, 100 simulated s per real s,
 # so that the manual's 30 s exposure and its calibration frames take about a second.
@@ -170,6 +181,12 @@ def boot(staged, workdir):
                                  timeout=COMMAND_TIMEOUT_S).stdout.strip()
     if not (base_prefix == "/usr" or base_prefix.startswith("/usr/")):
         binds.append(f"--bind-ro={base_prefix}")
+    if os.path.exists(KILL) and KILL.startswith("/usr/"):
+        # An empty file that nobody may read or run, over it (as nspawn's --inaccessible=, which
+        # needs the host's systemd to be running).
+        hidden = workdir / "no-kill"
+        hidden.touch(mode=0o000)
+        binds.append(f"--bind-ro={hidden}:{KILL}")
     command = [
         "systemd-nspawn", "--quiet", "--volatile=yes", "--directory=/", "--boot",
         "--private-network", "--register=no", "--keep-unit", "--console=read-only",
@@ -232,15 +249,16 @@ def installed(container):
 
 @pytest.fixture(scope="module")
 def started(installed):
-    """All four services enabled and started, as `make install` tells the operator to.
+    """The four services started by toros.target, enabled, as `make install` tells the operator
+    to (`systemctl enable --now toros.target`).
 
-    Starting a Type=notify unit waits for the daemon's READY=1. Enabled, a unit also stays
-    loaded once stopped, so that its exit status can be read.
+    Starting a Type=notify unit waits for the daemon's READY=1, and the target waits for the
+    four. Wanted by the enabled target, a unit also stays loaded once stopped, so that its exit
+    status can be read.
     """
-    units = [f"{service}.service" for service in SERVICES]
-    result = installed.run("systemctl", "enable", "--now", *units, timeout=START_TIMEOUT_S)
+    result = installed.run("systemctl", "enable", "--now", TARGET, timeout=START_TIMEOUT_S)
     assert result.returncode == 0, \
-        f"systemctl enable --now failed: {result.stderr}\n{installed.diagnostics(*SERVICES)}"
+        f"systemctl enable --now {TARGET} failed: {result.stderr}\n{installed.diagnostics(*SERVICES)}"
     return installed
 
 
@@ -276,6 +294,32 @@ def unit_properties(container, unit, *names):
     """{name: value} of `systemctl show` properties of *unit*."""
     shown = container.output("systemctl", "show", "-p", ",".join(names), unit)
     return dict(line.split("=", 1) for line in shown.splitlines())
+
+
+def timestamps(container, service, *names):
+    """{name: int} of monotonic timestamps (µs) of *service*'s unit, such as
+    ActiveEnterTimestampMonotonic (ready) or ExecMainStartTimestampMonotonic (started)."""
+    return {name: int(value) for name, value in
+            unit_properties(container, f"{service}.service", *names).items()}
+
+
+def assert_started_in_order(container):
+    """Each service started (ExecMainStart) only once those it is ordered after were ready
+    (ActiveEnter): dome before telescope, and the scheduler after the three others."""
+    times = {service: timestamps(container, service, "ExecMainStartTimestampMonotonic",
+                                 "ActiveEnterTimestampMonotonic") for service in SERVICES}
+    ready = {service: times[service]["ActiveEnterTimestampMonotonic"] for service in SERVICES}
+    started = {service: times[service]["ExecMainStartTimestampMonotonic"] for service in SERVICES}
+    assert all(ready.values()) and all(started.values()), times
+    assert ready["dome"] <= started["telescope"], times
+    for service in ("dome", "telescope", "preprocessor"):
+        assert ready[service] <= started["scheduler"], (service, times)
+
+
+def main_pids(container):
+    """{service: MainPID} (0 when it does not run)."""
+    return {service: unit_properties(container, f"{service}.service", "MainPID")["MainPID"]
+            for service in SERVICES}
 
 
 def unit_template_setting(service, key):
@@ -449,13 +493,93 @@ def test_scheduler_hands_a_dome_order_to_the_dome_daemon(started):
     assert at_dome["ID"] == order["ID"]
 
 
-def test_reload_keeps_the_daemon_running_in_the_same_process(started):
-    unit = "dome.service"
+def test_the_container_has_no_kill_program_as_a_minimal_debian(container):
+    for path in ("/bin/kill", "/usr/bin/kill"):
+        assert container.run("test", "-x", path).returncode != 0, f"{path} is there"
+
+
+def test_reload_reopens_the_log_in_the_same_process_without_bin_kill(started):
+    """As after logrotate: the log file is moved away, `systemctl reload` makes the daemon open
+    a new one under its name (issue 13: ExecReload=/bin/kill failed with 203/EXEC)."""
+    unit, log = "dome.service", f"{LOG_DIR}/dome.log"
     before = started.output("systemctl", "show", "--value", "-p", "MainPID", unit)
+    assert started.run("mv", log, f"{log}.1").returncode == 0
     result = started.run("systemctl", "reload", unit)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics('dome')}"
     assert started.output("systemctl", "is-active", unit) == "active", started.diagnostics("dome")
     assert started.output("systemctl", "show", "--value", "-p", "MainPID", unit) == before
+    wait_for(lambda: started.run("test", "-f", log).returncode == 0, f"the dome daemon to reopen {log}",
+             DISPATCH_TIMEOUT_S, lambda: started.diagnostics("dome"))
+    assert started.output("stat", "-c", "%U", log) == "toros"
+
+
+def test_the_target_started_the_four_dome_first_and_scheduler_last(started):
+    """Issue 13: `systemctl start scheduler telescope dome preprocessor` started the scheduler
+    first, whose heartbeat then found no dome daemon ('Connection refused')."""
+    assert started.output("systemctl", "is-active", TARGET) == "active"
+    assert started.output("systemctl", "is-enabled", TARGET) == "enabled"
+    assert_started_in_order(started)
+
+
+def test_the_target_stops_the_four_scheduler_first_and_starts_and_restarts_them(started):
+    """`systemctl stop toros.target` returns once the target is down; the four then stop (the
+    target is ordered after them, so it stops first), while `start` and `restart` return once
+    the four are ready."""
+    result = started.run("systemctl", "stop", TARGET, timeout=START_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    for service in SERVICES:
+        unit = f"{service}.service"
+        wait_for(lambda: started.output("systemctl", "is-active", unit) == "inactive",
+                 f"{unit} to stop", STOP_TIMEOUT_S, lambda: started.diagnostics(service))
+        shown = unit_properties(started, unit, "Result", "ExecMainStatus")
+        assert shown == {"Result": "success", "ExecMainStatus": "0"}, started.diagnostics(service)
+    # The scheduler (ordered after the others) is stopped before the dome begins to stop.
+    assert timestamps(started, "scheduler", "InactiveEnterTimestampMonotonic")["InactiveEnterTimestampMonotonic"] \
+        <= timestamps(started, "dome", "ActiveExitTimestampMonotonic")["ActiveExitTimestampMonotonic"]
+
+    result = started.run("systemctl", "start", TARGET, timeout=START_TIMEOUT_S)
+    assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics(*SERVICES)}"
+    assert [started.output("systemctl", "is-active", f"{s}.service") for s in SERVICES] == \
+        ["active"] * len(SERVICES), started.diagnostics(*SERVICES)
+    assert_started_in_order(started)
+
+    before = main_pids(started)
+    result = started.run("systemctl", "restart", TARGET, timeout=START_TIMEOUT_S)
+    assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics(*SERVICES)}"
+    after = main_pids(started)
+    assert all(after[s] != "0" and after[s] != before[s] for s in SERVICES), (before, after)
+    assert_started_in_order(started)
+
+
+def test_operators_use_toros_and_journalctl_without_sudo(started):
+    """`make install-operators OPERATORS=...` (what `sudo make install OPERATORS=...` runs): the
+    users join the groups toros and systemd-journal, and in a new session (setpriv reads their
+    groups afresh, as a login does) read the configuration and the daemons' journal."""
+    for user in OPERATORS:
+        assert started.run("useradd", "--create-home", "--user-group", user).returncode == 0
+    alice = OPERATORS[0]
+    as_alice = ("setpriv", f"--reuid={alice}", f"--regid={alice}", "--init-groups", "--",
+                "env", f"HOME=/home/{alice}")
+    status = (*as_alice, f"{PREFIX}/bin/toros", "status", "--to", "dome")
+    refused = started.run(*status)
+    assert refused.returncode != 0 and "toros group" in refused.stderr, refused
+
+    make_operators = ("make", "--no-print-directory", "-C", SOURCE_IN_CONTAINER, f"PREFIX={PREFIX}",
+                      "install-operators")
+    result = started.run(*make_operators, f"OPERATORS={alice} no-such-user")
+    assert result.returncode != 0 and "no user 'no-such-user'" in result.stderr, result
+    assert "toros" not in started.output("id", "-nG", alice).split()
+
+    result = started.run(*make_operators, f"OPERATORS={' '.join(OPERATORS)}")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    for user in OPERATORS:
+        assert {"toros", "systemd-journal"} <= set(started.output("id", "-nG", user).split())
+        assert f"added {user}" in result.stdout and "next login" in result.stdout
+
+    answered = started.run(*status)
+    assert answered.returncode == 0, answered
+    journal = started.run(*as_alice, "journalctl", "--no-pager", "-n", "20", "-u", "dome.service")
+    assert journal.returncode == 0 and "toros-dome" in journal.stdout, journal
 
 
 @pytest.mark.parametrize("service", SERVICES)

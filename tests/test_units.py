@@ -1,15 +1,19 @@
-"""The install machinery: `make units` renders valid systemd units and launchd plists for the
-installed daemons, and `make install DESTDIR=...` stages a complete, relocatable install.
+"""The install machinery: `make units` renders valid systemd units, the toros.target that starts
+and stops them together, and launchd plists for the installed daemons, and
+`make install DESTDIR=...` stages a complete, relocatable install.
 
 The staged install runs pip once per session (tests/helpers_install.py); the rest is quick.
 """
 import os
 import plistlib
+import pwd
 import re
+import shlex
 import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,18 @@ MAX_EXPOSURE = 1.4
 LOOPBACK_DROP_IN = REPO / "systemd" / "loopback-only.conf"
 RESOURCE_LIMITS = ("MemoryMax", "TasksMax", "LimitNOFILE")
 SHIPPED_SERVER = yaml.safe_load((REPO / "etc/toros/toros.conf.yaml").read_text())["Server"]
+# The systemd target that starts and stops the four services together.
+TARGET = "toros.target"
+# The unit settings that run a program; their first word is the program.
+EXEC_KEYS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost",
+             "ExecCondition")
+# An unprivileged user owning a copy of the checkout, as the operator's own account would.
+CHECKOUT_OWNER = "nobody"
+# A process that exits 7 on SIGHUP; it prints "ready" once its handler is set.
+SIGHUP_CATCHER = ("import signal, sys, time\n"
+                  "signal.signal(signal.SIGHUP, lambda *_: sys.exit(7))\n"
+                  "print('ready', flush=True)\n"
+                  "time.sleep(60)\n")
 
 
 def parse_unit(text):
@@ -97,6 +113,12 @@ def units(staged):
 
 
 @pytest.fixture(scope="module")
+def target(staged):
+    """The installed toros.target, parsed."""
+    return parse_unit(staged.path(f"{SYSTEMD_UNIT_DIR}/{TARGET}").read_text())
+
+
+@pytest.fixture(scope="module")
 def units_for_verify(staged, tmp_path_factory):
     """Units rendered for the staged venv, whose executables exist here (verify checks them)."""
     build = tmp_path_factory.mktemp("verify")
@@ -113,8 +135,8 @@ def units_with_loopback_drop_in(staged, units_for_verify, tmp_path_factory):
     result = make("install-loopback-only", f"DESTDIR={root}")
     assert result.returncode == 0, describe(result)
     unit_dir = root / SYSTEMD_UNIT_DIR.lstrip("/")
-    for service in SERVICES:
-        shutil.copy(units_for_verify / f"{service}.service", unit_dir)
+    for unit in (*(f"{service}.service" for service in SERVICES), TARGET):
+        shutil.copy(units_for_verify / unit, unit_dir)
     return unit_dir
 
 
@@ -125,6 +147,15 @@ def test_unit_passes_systemd_analyze_verify_without_any_warning(units_for_verify
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     result = subprocess.run(["systemd-analyze", "verify", str(units_for_verify / f"{service}.service")],
+                            capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S)
+    assert result.returncode == 0 and result.stderr == "", describe(result)
+
+
+def test_target_passes_systemd_analyze_verify_without_any_warning(units_for_verify):
+    """Verified beside the four units, as installed: verify loads what the target wants."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    result = subprocess.run(["systemd-analyze", "verify", str(units_for_verify / TARGET)],
                             capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S)
     assert result.returncode == 0 and result.stderr == "", describe(result)
 
@@ -243,6 +274,59 @@ def test_unit_is_sandboxed_with_only_state_and_log_directories_writable(units, s
     assert single(section, "LogsDirectory") == "toros"
     assert single(section, "RestrictAddressFamilies").split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
     assert single(section, "CapabilityBoundingSet") == ""
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_program_a_unit_runs_comes_with_the_install(units, staged, service):
+    """Issue 13: ExecReload=/bin/kill failed (203/EXEC) where procps is not installed."""
+    section = units[service]["Service"]
+    for key in EXEC_KEYS:
+        for value in section.get(key, []):
+            program = shlex.split(value)[0].lstrip("-@+!:")
+            assert program.startswith(f"{INSTALL_VENV}/bin/"), f"{key}={value}"
+            assert os.access(staged.path(program), os.X_OK), f"{key}: {program} is not installed"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_reload_sends_sighup_to_the_main_process(units_for_verify, service):
+    """ExecReload= as systemd runs it (rendered for the staged venv), $MAINPID a process that
+    exits 7 on SIGHUP: the daemons reopen their log file on SIGHUP."""
+    [reload] = parse_unit((units_for_verify / f"{service}.service").read_text())["Service"]["ExecReload"]
+    catcher = subprocess.Popen([sys.executable, "-c", SIGHUP_CATCHER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert catcher.stdout.readline().strip() == "ready"
+        command = [str(catcher.pid) if word == "$MAINPID" else word for word in shlex.split(reload)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S,
+                                env={"PATH": "/nonexistent"})  # no kill(1) to fall back on
+        assert result.returncode == 0, describe(result)
+        assert catcher.wait(timeout=VERIFY_TIMEOUT_S) == 7
+    finally:
+        if catcher.poll() is None:
+            catcher.kill()
+            catcher.wait()
+
+
+def test_target_wants_the_four_services_and_is_installable(target):
+    assert set(" ".join(target["Unit"]["Wants"]).split()) == {f"{s}.service" for s in SERVICES}
+    assert all(re.match(r"(https?|file|man|info):", uri)
+               for value in target["Unit"]["Documentation"] for uri in value.split())
+    assert single(target["Install"], "WantedBy") == "multi-user.target"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_unit_is_part_of_the_target_so_stopping_or_restarting_it_does_the_four(units, service):
+    assert single(units[service]["Unit"], "PartOf") == TARGET
+
+
+def test_units_start_the_dome_first_and_the_scheduler_last(units):
+    """The target starts the four in the units' order (After=): the scheduler's first heartbeat
+    must find the dome daemon listening (issue 13: 'Connection refused')."""
+    after = {service: set(" ".join(units[service]["Unit"].get("After", [])).split())
+             for service in SERVICES}
+    assert after["scheduler"] >= {"dome.service", "telescope.service", "preprocessor.service"}
+    assert "dome.service" in after["telescope"]
+    assert not after["dome"] & {f"{s}.service" for s in SERVICES}
+    assert not after["preprocessor"] & {f"{s}.service" for s in SERVICES}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -435,9 +519,27 @@ def test_staged_scripts_name_the_final_interpreter_not_the_staging_directory(sta
     assert mentioning_stage == []
 
 
-def test_staged_install_puts_the_units_in_the_systemd_unit_directory(staged):
+def test_staged_install_puts_the_units_and_the_target_in_the_systemd_unit_directory(staged):
     installed = sorted(path.name for path in staged.path(SYSTEMD_UNIT_DIR).iterdir())
-    assert installed == sorted(f"{service}.service" for service in SERVICES)
+    assert installed == sorted([f"{service}.service" for service in SERVICES] + [TARGET])
+
+
+def test_install_ends_saying_how_to_start_the_target_and_how_operators_get_access(staged):
+    tail = staged.install_log.split("installed TOROS Manager into", 1)[1]
+    assert f"sudo systemctl enable --now {TARGET}" in tail
+    assert "sudo usermod -aG toros,systemd-journal NAME" in tail
+    assert 'OPERATORS="NAME ...' in tail
+    assert "logs out and in again" in tail
+
+
+def test_operators_are_not_added_to_groups_under_destdir(tmp_path):
+    """Another system's users: it says what to run there, and changes nothing here."""
+    before = host_snapshot()
+    result = make("install-operators", "OPERATORS=alice bob", f"DESTDIR={tmp_path / 'root'}")
+    assert result.returncode == 0, describe(result)
+    assert "not adding OPERATORS (alice bob)" in result.stdout
+    assert "usermod -aG toros,systemd-journal" in result.stdout
+    assert host_snapshot() == before
 
 
 def test_staged_install_creates_the_data_and_log_directories(staged):
@@ -501,4 +603,99 @@ def test_help_lists_the_targets():
     assert result.returncode == 0, describe(result)
     listed = set(re.findall(r"^  ([a-z-]+):", result.stdout, re.MULTILINE))
     assert {"all", "test", "demo", "units", "install", "uninstall", "clean", "distclean",
-            "install-loopback-only", "uninstall-loopback-only"} <= listed
+            "install-loopback-only", "uninstall-loopback-only", "install-operators"} <= listed
+    assert "OPERATORS=" in result.stdout
+
+
+# --- `make`: only what the install uses --------------------------------------------------------
+
+def test_make_renders_the_units_and_makes_no_venv(tmp_path):
+    """Issue 13: `make` built a 664 MB development venv that `sudo make install` never uses.
+    (PYTHON=/bin/false: a venv could not even be made.)"""
+    venv, build = tmp_path / "venv", tmp_path / "build"
+    result = make(f"VENV={venv}", f"BUILD={build}", "PYTHON=/bin/false")
+    assert result.returncode == 0, describe(result)
+    assert not venv.exists()
+    rendered = sorted(path.name for path in (build / "systemd").iterdir())
+    assert rendered == sorted([f"{service}.service" for service in SERVICES] + [TARGET])
+    assert len(list((build / "launchd").iterdir())) == len(SERVICES)
+
+
+@pytest.mark.parametrize("goal", ["test", "demo"])
+def test_make_test_and_make_demo_make_the_dev_venv_themselves(tmp_path, goal):
+    venv = tmp_path / "venv"
+    result = make("--dry-run", goal, f"VENV={venv}")
+    assert result.returncode == 0, describe(result)
+    assert f"-m venv {venv}" in result.stdout and "pip install" in result.stdout, describe(result)
+
+
+def test_readme_variables_are_the_makefiles():
+    """The README's table of make variables names only variables `make help` shows."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Installing the services", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^\| `([A-Z_]+)`(?:, `([A-Z_]+)`)? \|", section, re.MULTILINE))
+    variables = {name for pair in named for name in pair if name}
+    shown = set(re.findall(r"\b([A-Z_]+)=", make("help").stdout))
+    assert "OPERATORS" in variables and "INSTALL_PYTHON" in variables
+    assert variables <= shown, variables - shown
+
+
+# --- `sudo make install` before `make` leaves the checkout to its owner ------------------------
+
+def test_make_as_the_checkouts_owner_still_renders_after_sudo_make_install(staged, tmp_path):
+    """Issue 13: `sudo make install` run before `make` left build/ to root, and every later
+    `make` failed ("rm: cannot remove 'build/systemd/scheduler.service': Permission denied").
+    Here the checkout (a copy) belongs to an unprivileged user; root runs `make install` in it,
+    then that user runs `make units` there."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run make install as root and make as another user")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is not installed (Debian package util-linux)")
+    owner = pwd.getpwnam(CHECKOUT_OWNER)
+    # Outside pytest's tmp_path, which is private to root (mode 0700).
+    checkout = Path(tempfile.mkdtemp(prefix="toros-checkout-")) / "torosmanager"
+    try:
+        shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+        for path in (checkout.parent, checkout, *checkout.rglob("*")):
+            os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+        # The staged venv, copied: make install upgrades it in place (pip only builds the package).
+        root = tmp_path / "root"
+        shutil.copytree(staged.path(INSTALL_VENV), root / INSTALL_VENV.lstrip("/"), symlinks=True)
+        result = make("install", f"DESTDIR={root}", cwd=checkout, timeout=INSTALL_TIMEOUT_S)
+        assert result.returncode == 0, describe(result)
+        assert (checkout / "build/systemd/dome.service").is_file()
+        left_to_root = [str(path.relative_to(checkout)) for path in checkout.rglob("*")
+                        if path.lstat().st_uid != owner.pw_uid]
+        assert left_to_root == []
+
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+        result = subprocess.run(["runuser", "-u", CHECKOUT_OWNER, "--", "make", "--no-print-directory",
+                                 "-C", str(checkout), "units"], capture_output=True, text=True,
+                                env=env, timeout=VERIFY_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, describe(result)
+        assert (checkout / "build/systemd/dome.service").stat().st_uid == owner.pw_uid
+    finally:
+        shutil.rmtree(checkout.parent)
+
+
+def test_make_names_a_build_directory_left_to_root_and_the_fix(tmp_path):
+    """A checkout broken by an older `sudo make install`: one command repairs it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to leave a build directory to root")
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is not installed (Debian package util-linux)")
+    base = Path(tempfile.mkdtemp(prefix="toros-build-"))
+    try:
+        os.chmod(base, 0o755)
+        (base / "build/systemd").mkdir(parents=True)  # root's, as the old install left it
+        result = subprocess.run(
+            ["runuser", "-u", CHECKOUT_OWNER, "--", "make", "--no-print-directory", "-C", str(REPO),
+             "units", f"BUILD={base / 'build'}"], capture_output=True, text=True,
+            timeout=VERIFY_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        assert result.returncode != 0, describe(result)
+        assert f"not writable by {CHECKOUT_OWNER}" in result.stderr, describe(result)
+        assert f"sudo rm -rf {base / 'build'}" in result.stderr, describe(result)
+    finally:
+        shutil.rmtree(base)

@@ -11,6 +11,7 @@
     toros calibrate NIGHT_DIR         # calibrate a night offline, with a progress bar
     toros iers                        # the Earth-rotation table's age (--update: a newer one)
     toros passwd                      # a password hash for Server → Users
+    toros backup DIR                  # a copy of each daemon's journal, safe while they run
     toros demo                        # the four daemons on this machine, with the manual's orders
 
 Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or did not answer
@@ -27,7 +28,7 @@ from datetime import date, datetime
 
 import yaml
 
-from . import __version__, iers_command
+from . import __version__, backup as backup_command, iers_command
 from .client import connect
 from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, SERVICES, ConfigError, address_key,
                      default_config, load_config, resolve_path)
@@ -117,6 +118,11 @@ def _parser():
     passwd.add_argument("--stdin", action="store_true",
                         help="read the password from standard input instead of asking twice")
     passwd.set_defaults(action=make_password_hash, needs_config=False)
+
+    backup = commands.add_parser("backup", help="copy each daemon's journal into DIR with a "
+                                                "time-stamped name, safely while they run")
+    backup_command.add_arguments(backup)
+    backup.set_defaults(action=backup_command.run)
 
     commands.add_parser("demo", help="a whole simulated night with the four daemons, here, in "
                                       "a few minutes")

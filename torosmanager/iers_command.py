@@ -20,7 +20,7 @@ PIP_OUTPUT_LINES = 5
 #: Seconds pip may take to upgrade the package.
 PIP_TIMEOUT = 600
 #: The daemons to restart after an update (in the README's `systemctl` spelling).
-RESTART_HINT = "systemctl restart scheduler telescope dome preprocessor"
+RESTART_HINT = "sudo systemctl restart toros.target"
 
 
 def add_arguments(parser):

@@ -1,13 +1,14 @@
 """``make demo`` / ``toros demo``: a whole night at CTMO, simulated, in a few minutes.
 
-Everything runs from a new directory on free loopback ports, with simulated devices and a
-simulated clock (tonight at CTMO, from shortly before astronomical dusk to dawn, about
-:data:`~.scenario.NIGHT_REAL_SECONDS` seconds for the dark hours): no root, no network, nothing
-touched outside that directory. The four daemons start; the orders of :mod:`.scenario` arrive;
-the scheduler opens the dome at dusk, plans and dispatches; a target of opportunity interrupts
-the night; a storm closes the dome for a while; frames are calibrated as they come. One line per
-event is printed as it happens, then a summary table; a night report (HTML, with the plan chart
-and a calibrated frame) is written, and every daemon is stopped.
+Everything runs from a new temporary directory on free loopback ports, with simulated devices and
+a simulated clock (tonight at CTMO, from shortly before astronomical dusk to dawn, at
+:data:`~.scenario.SPEED` times real time): no root, no network. The four daemons start; the
+orders of :mod:`.scenario` arrive; the scheduler opens the dome at dusk, plans and dispatches; a
+target of opportunity interrupts the night; a storm closes the dome for a while; frames are
+calibrated as they come. One line per event is printed as it happens, then a summary table; a
+night report (HTML, with the plan chart and a calibrated frame) is written, and every daemon is
+stopped. The report and the daemons' logs are kept in :data:`~.workspace.REPORT_DIRECTORY`; the
+temporary directory, with the journals and the FITS frames, is removed (:mod:`.workspace`).
 """
 
 import os
@@ -23,7 +24,7 @@ from ..earth_rotation import use_astropy_offline
 from ..launcher import DaemonProcess, local_config
 from ..night import Night
 from ..scheduler import plan_command
-from . import report, scenario
+from . import report, scenario, workspace
 from .watch import Watcher
 
 #: Real seconds between two looks at the daemons.
@@ -36,10 +37,16 @@ TOO_HOUR_ANGLES = (-30.0, -15.0, 0.0, 15.0, 30.0)
 TOO_DEC_OFFSETS = (-20.0, 0.0, 20.0)
 
 
-def run_demo():
-    """Run the demo night; return 0 when it ran to its end."""
-    import tempfile
+def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
+    """Run the demo night; return 0 when it ran to its end.
 
+    Parameters
+    ----------
+    speed : float
+        How many times faster than real time the simulated night runs (the tests run it faster).
+    report_directory : str
+        Where the night report and the daemons' logs are kept.
+    """
     use_astropy_offline()
     defaults = default_config()
     now = datetime.now(timezone.utc)
@@ -47,19 +54,40 @@ def run_demo():
     if window is None:
         print("The demo needs a night at the site in the coming day and a half.")
         return 1
-    night = scenario.timetable(window)
+    night = scenario.timetable(window, speed)
     galaxies = scenario.galaxies_for(Night(defaults["Site"]), window,
                                      _moon(defaults["Site"], night.at(0.5)))
-    directory = tempfile.mkdtemp(prefix="toros-demo-")
-    overrides = scenario.settings(night, directory)
-    # The simulated night begins once the daemons are up, not while they start.
-    overrides["Clock"]["Anchor"] = (now + timedelta(seconds=scenario.STARTUP_SECONDS)).isoformat()
-    config = load_config(local_config(directory, overrides))
-    clock = Clock.from_config(config)
-    site = config["Site"]
-    print(f"TOROS Manager demo: a night at {site['Name']} (latitude {site['Latitude']}, longitude "
-          f"{site['Longitude']}), dark from {night.dusk:%Y-%m-%d %H:%M} to {night.dawn:%H:%M} "
-          f"UTC, simulated at {night.speed:g}× real time.\nEverything is in {directory}\n")
+    with workspace.workspace() as directory:
+        overrides = scenario.settings(night, directory)
+        # The simulated night begins once the daemons are up, not while they start.
+        overrides["Clock"]["Anchor"] = (now + timedelta(seconds=scenario.STARTUP_SECONDS)
+                                        ).isoformat()
+        config = load_config(local_config(directory, overrides))
+        print(f"TOROS Manager demo: a night at {config['Site']['Name']} (latitude "
+              f"{config['Site']['Latitude']}, longitude {config['Site']['Longitude']}), dark "
+              f"from {night.dusk:%Y-%m-%d %H:%M} to {night.dawn:%H:%M} UTC, simulated at "
+              f"{night.speed:g}× real time: about {scenario.real_seconds(night) / 60:.0f} "
+              f"minutes.\nEverything is in {directory} until the demo ends.\n")
+        try:
+            result = _run(config, night, directory, galaxies)
+        finally:
+            # Even when the demo failed or was interrupted: the logs then say why.
+            try:
+                kept = workspace.keep(directory, report_directory)
+            except OSError as error:
+                print(f"\nThe report and logs could not be kept in {report_directory}: {error}")
+                kept, result = None, 1
+    if kept is not None:
+        page = os.path.join(kept, report.PAGE)
+        if os.path.exists(page):
+            print(f"\nNight report: {page}")
+        print(f"The daemons' logs are in {kept}.")
+    print(f"The journals and FITS files were removed with {directory}.")
+    return result
+
+
+def _run(config, night, directory, galaxies):
+    """Start the daemons, run the night, stop them; return the demo's exit status."""
     daemons = [DaemonProcess(service, f"{directory}/toros.conf.yaml").launch()
                for service in SERVICES]
     result = 1
@@ -69,14 +97,12 @@ def run_demo():
             print(f"started {daemon.service:12} pid {daemon.pid:<7} "
                   f"{config[address_key(daemon.service)]['HTTP']}  (status page: open it in a "
                   "browser)")
-        result = _night(config, clock, night, directory, galaxies)
+        result = _night(config, Clock.from_config(config), night, directory, galaxies)
     except (OSError, RuntimeError, xmlrpc.client.Error) as error:
         print(f"\nThe demo failed: {error}")
     finally:
         for daemon in reversed(daemons):
             print(f"stopped {daemon.service:12} exit status {daemon.stop()}")
-        print(f"\nLogs, journals, FITS files and the report stay in {directory} "
-              f"(remove it with: rm -r {directory})")
     return result
 
 
@@ -132,10 +158,9 @@ def _night(config, clock, night, directory, galaxies):
     print(table(summary, ("ID", "Priority", "State", "Frames", "Calibrated", "Why")))
     calibrated = next((path for _, status in watcher.preprocessing.values() if status
                        for path in status.get("Progress", {}).get("Products", [])), None)
-    path = report.write(f"{directory}/report", f"The night of {night.dusk:%Y-%m-%d} at "
-                        f"{config['Site']['Name']}", summary, watcher.events, plan,
-                        config["Site"], calibrated)
-    print(f"\nNight report: {path}")
+    report.write(os.path.join(directory, workspace.REPORT),
+                 f"The night of {night.dusk:%Y-%m-%d} at {config['Site']['Name']}", summary,
+                 watcher.events, plan, config["Site"], calibrated)
     return 0
 
 

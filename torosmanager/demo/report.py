@@ -3,16 +3,16 @@
 import html
 import os
 
-from ..telescope.preview import preview_png
-
 STYLE = """body { font-family: sans-serif; margin: 2em; max-width: 70em; color: #222; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px;
 text-align: left; font-size: 0.9em; vertical-align: top; }
 pre { background: #f4f4f4; padding: 0.5em; font-size: 0.8em; }"""
+#: The report's page, in its directory.
+PAGE = "index.html"
 
 
 def write(directory, title, summary, events, plan, site, calibrated_frame):
-    """Write ``index.html`` (and its pictures) into *directory*; return its path.
+    """Write :data:`PAGE` (and its pictures) into *directory*; return its path.
 
     Parameters
     ----------
@@ -38,6 +38,10 @@ def write(directory, title, summary, events, plan, site, calibrated_frame):
                   "its planned slot highlighted; twilights shaded.</p>",
                   "<img src='plan.png' alt='the plan' style='max-width: 100%'>"]
     if calibrated_frame:
+        # Imported here, not with this module: it imports matplotlib (through
+        # astropy.visualization), which makes its configuration directory at once, and the demo
+        # points that into its own directory only once it runs.
+        from ..telescope.preview import preview_png
         with open(os.path.join(directory, "calibrated.png"), "wb") as stream:
             stream.write(preview_png(calibrated_frame))
         parts += ["<h2>A calibrated frame</h2>",
@@ -45,7 +49,7 @@ def write(directory, title, summary, events, plan, site, calibrated_frame):
                   "<img src='calibrated.png' alt='a calibrated frame'>"]
     parts += ["<h2>The night</h2>", f"<pre>{html.escape(chr(10).join(events))}</pre>",
               "</body></html>"]
-    path = os.path.join(directory, "index.html")
+    path = os.path.join(directory, PAGE)
     with open(path, "w", encoding="utf-8") as stream:
         stream.write("".join(parts))
     return path

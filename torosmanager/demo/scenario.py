@@ -1,7 +1,7 @@
 """The demo's night: the site's settings and the orders an observatory would receive.
 
-Tonight at CTMO, from shortly before astronomical dusk to dawn, on a simulated clock fast enough
-for the night to pass in a few minutes. The orders: the manual's Observation example, real
+Tonight at CTMO, from shortly before astronomical dusk to dawn, on a simulated clock
+:data:`SPEED` times faster than real time: the night passes in a few minutes. The orders: the manual's Observation example, real
 galaxies of different priorities, a target of opportunity (a kilonova candidate) arriving in the
 middle of the night, one target that never rises high enough (the Large Magellanic Cloud), and
 one malformed order. The galaxies are chosen among bright ones for being high tonight and far
@@ -13,8 +13,11 @@ from datetime import timedelta
 
 from ..examples import MANUAL_OBSERVATION
 
-#: Real seconds the dark hours should take.
-NIGHT_REAL_SECONDS = 180
+#: How many times faster than real time the simulated clock runs (the README says so, and
+#: tests/test_demo.py holds the two together). The dark hours at CTMO, 7 to 11 hours by season,
+#: then pass in 2 to 3½ minutes, while a 240 s exposure still lasts a second: slow enough to
+#: follow, every step still printed as it happens.
+SPEED = 200
 #: The clock starts this long before astronomical dusk: the dome opens when it is dark.
 BEFORE_DUSK = timedelta(minutes=20)
 #: The clock stops this long after dawn (the dome closes, the last frames are calibrated).
@@ -68,11 +71,17 @@ class Night:
         return self.dusk + (self.dawn - self.dusk) * fraction
 
 
-def timetable(window):
-    """The demo's :class:`Night` from tonight's dark hours (a NightWindow)."""
-    speed = round((window.end - window.start).total_seconds() / NIGHT_REAL_SECONDS)
+def timetable(window, speed=SPEED):
+    """The demo's :class:`Night` from tonight's dark hours (a NightWindow), at *speed* times
+    real time."""
     return Night(window.start - BEFORE_DUSK, window.start, window.end, window.end + AFTER_DAWN,
                  speed)
+
+
+def real_seconds(night):
+    """About how long the demo of *night* takes, in real seconds: the daemons' start, then the
+    simulated night from its start to its end (it ends earlier when all is done after dawn)."""
+    return STARTUP_SECONDS + (night.end - night.start).total_seconds() / night.speed
 
 
 def weather_file(directory):

@@ -1,0 +1,125 @@
+"""`toros backup DIR`: copies of the daemons' journals, taken while they run."""
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+
+from observatory import settings, wait_until
+from torosmanager.config import service_path
+from torosmanager.launcher import local_config
+
+TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+#: Orders acknowledged before the first backup, so that every copy has some to hold.
+FIRST_ORDERS = 20
+#: Backups taken one after the other while orders keep arriving.
+BACKUPS = 3
+#: What `toros backup` prints for each copy: its path first.
+WROTE = re.compile(r"^wrote (?P<path>\S+) \(\d+ bytes\), a copy of (?P<journal>\S+)$", re.M)
+#: A copy's name: the daemon, then the UTC time.
+COPY_NAME = re.compile(r"^dome-\d{8}T\d{6}Z\.sqlite3$")
+
+
+def toros(config_path, *arguments):
+    return subprocess.run([TOROS, "--config", str(config_path), *arguments],
+                          capture_output=True, text=True, timeout=60)
+
+
+def dome_order(number):
+    return {"ID": f"backup-{number}", "WOType": "Dome", "Blink01": True}
+
+
+def journal_ids(path):
+    """The order IDs in a journal, and those with no history (there should be none)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as copy:
+        ids = {row[0] for row in copy.execute("SELECT id FROM orders")}
+        orphans = {row[0] for row in copy.execute(
+            "SELECT id FROM orders WHERE id NOT IN (SELECT order_id FROM history)")}
+        verdict = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+    return ids, orphans, verdict
+
+
+def test_backups_taken_while_orders_arrive_hold_every_acknowledged_order(make_site, tmp_path):
+    site = make_site(settings()).start("dome")
+    acknowledged, stop = [], threading.Event()
+
+    def submit():
+        dome = site.proxy("dome")  # a proxy of its own: they are not shared between threads
+        number = 0
+        while not stop.is_set():
+            acknowledged.append(dome.front_desk(dome_order(number))["ID"])
+            number += 1
+
+    submitter = threading.Thread(target=submit)
+    submitter.start()
+    backups = []
+    try:
+        wait_until(lambda: len(acknowledged) >= FIRST_ORDERS, "the first orders")
+        for index in range(BACKUPS):
+            before = set(acknowledged)
+            result = toros(site.config_path, "backup", str(tmp_path / f"backup-{index}"),
+                           "--service", "dome")
+            assert result.returncode == 0, result.stderr
+            backups.append((before, len(acknowledged), WROTE.search(result.stdout)))
+    finally:
+        stop.set()
+        submitter.join()
+    journal = service_path(site.config["Database"]["File"], "dome")
+    for index, (before, count_after, wrote) in enumerate(backups):
+        assert wrote and wrote["journal"] == journal
+        path = wrote["path"]
+        assert os.listdir(tmp_path / f"backup-{index}") == [os.path.basename(path)]
+        assert COPY_NAME.match(os.path.basename(path))
+        ids, orphans, verdict = journal_ids(path)
+        assert verdict == ["ok"]
+        assert before <= ids, "an order acknowledged before the backup began is missing"
+        assert not orphans
+    # The daemon went on taking orders while each copy was made.
+    assert any(count_after > len(before) for before, count_after, _ in backups)
+
+
+def test_a_stopped_daemons_journal_is_copied_and_left_as_it_was(make_site, tmp_path):
+    site = make_site(settings()).start("dome")
+    site.proxy("dome").front_desk(dome_order(1))
+    site.stop()
+    journal = service_path(site.config["Database"]["File"], "dome")
+    beside = sorted(os.listdir(os.path.dirname(journal)))
+    result = toros(site.config_path, "backup", str(tmp_path / "copies"), "--service", "dome")
+    assert result.returncode == 0, result.stderr
+    # No -wal or -shm left beside the journal: made by root, they would lock the daemon out.
+    assert sorted(os.listdir(os.path.dirname(journal))) == beside
+    ids, _, verdict = journal_ids(WROTE.search(result.stdout)["path"])
+    assert ids == {"backup-1"} and verdict == ["ok"]
+
+
+def test_a_journal_that_is_missing_is_named_and_the_exit_status_is_1(tmp_path):
+    config_path = local_config(str(tmp_path / "site"))
+    result = toros(config_path, "backup", str(tmp_path / "copies"))
+    assert result.returncode == 1
+    for service in ("scheduler", "telescope", "dome", "preprocessor"):
+        assert f"{tmp_path / 'site' / service}.sqlite3 cannot be read: there is no such file" \
+            in result.stderr
+    assert os.listdir(tmp_path / "copies") == []
+
+
+def test_a_journal_that_is_not_a_database_leaves_no_partial_copy(tmp_path):
+    config_path = local_config(str(tmp_path / "site"))
+    (tmp_path / "site" / "dome.sqlite3").write_text("not a database\n" * 100)
+    result = toros(config_path, "backup", str(tmp_path / "copies"), "--service", "dome")
+    assert result.returncode == 1
+    assert "dome.sqlite3 cannot be read: file is not a database" in result.stderr
+    assert os.listdir(tmp_path / "copies") == []
+
+
+def test_a_directory_that_cannot_be_written_is_named_and_the_exit_status_is_1(make_site,
+                                                                              tmp_path):
+    site = make_site(settings()).start("dome")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "copies"  # a directory below a file cannot be made, even by root
+    result = toros(site.config_path, "backup", str(target), "--service", "dome")
+    assert result.returncode == 1
+    assert f"cannot write to {target}: Not a directory" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,103 @@
+"""`make demo`: what the README says of it holds, and it leaves nothing behind but its report."""
+
+import inspect
+import os
+import pathlib
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from torosmanager.config import default_config
+from torosmanager.demo import run_demo, scenario, workspace
+from torosmanager.night import Night
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+#: Noon at CTMO on the solstices: the shortest and the longest night of the year follow.
+SOLSTICES = ((6, 21), (12, 21))
+#: UTC hour of noon at CTMO.
+NOON_UTC = 18
+#: A speed at which the demo's night passes in seconds: the same code path, in a test's time.
+FAST = 2000
+#: Real seconds the fast demo may take (it takes about 40).
+FAST_TIMEOUT = 300
+#: Variables that would send files somewhere other than HOME and TMPDIR, unset for the demo.
+ELSEWHERE = ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "ASTROPY_CONFIG_DIR",
+             "ASTROPY_CACHE_DIR")
+
+
+def two_commands():
+    """The README's "Two commands" section, its lines joined."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Two commands")
+    return " ".join(text[start:text.index("\n## ", start)].split())
+
+
+def solstice_nights():
+    """The demo's timetables for the shortest and the longest night of this year."""
+    config = default_config()
+    nights = Night(config["Site"])
+    year = datetime.now(timezone.utc).year
+    return [scenario.timetable(nights.window(
+        datetime(year, month, day, NOON_UTC, tzinfo=timezone.utc),
+        config["Scheduler"]["Sun Altitude"])) for month, day in SOLSTICES]
+
+
+def test_the_readme_gives_the_speed_and_the_duration_of_the_demo():
+    section = two_commands()
+    speed = re.search(r"runs (\d+) times faster than real time", section)
+    assert speed, "the README says how fast the demo's clock runs"
+    assert inspect.signature(run_demo).parameters["speed"].default == int(speed[1])
+    nights = solstice_nights()
+    assert all(night.speed == int(speed[1]) for night in nights)
+
+    dark = re.search(r"the dark hours \((\d+) to (\d+) hours at CTMO", section)
+    hours = [(night.dawn - night.dusk).total_seconds() / 3600 for night in nights]
+    assert dark and int(dark[1]) <= min(hours) and max(hours) <= int(dark[2])
+
+    takes = re.search(r"the whole demo takes (\d+) to (\d+) minutes", section)
+    minutes = [scenario.real_seconds(night) / 60 for night in nights]
+    assert takes and int(takes[1]) <= min(minutes) and max(minutes) <= int(takes[2])
+
+
+def test_the_readme_says_where_the_report_is_kept():
+    assert f"`{workspace.REPORT_DIRECTORY}/index.html`" in two_commands()
+
+
+def test_the_workspace_is_removed_and_the_environment_restored_even_after_an_error(tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mine"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with pytest.raises(RuntimeError):
+        with workspace.workspace() as directory:
+            assert os.environ["MPLCONFIGDIR"].startswith(directory)
+            assert os.environ["XDG_CACHE_HOME"].startswith(directory)
+            raise RuntimeError("the demo failed")
+    assert not os.path.exists(directory)
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "mine")
+    assert "XDG_CACHE_HOME" not in os.environ
+
+
+def files_below(directory):
+    return sorted(str(path.relative_to(directory)) for path in directory.rglob("*"))
+
+
+def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
+    home, temporary, checkout = (tmp_path / name for name in ("home", "tmp", "checkout"))
+    for directory in (home, temporary, checkout):
+        directory.mkdir()
+    environment = {name: value for name, value in os.environ.items() if name not in ELSEWHERE}
+    environment.update(HOME=str(home), TMPDIR=str(temporary))
+    # As `toros demo` runs it (the command's module first), only faster.
+    program = (f"import sys, torosmanager.cli; from torosmanager.demo import run_demo; "
+               f"sys.exit(run_demo(speed={FAST}))")
+    result = subprocess.run([sys.executable, "-c", program], cwd=checkout, env=environment,
+                            capture_output=True, text=True, timeout=FAST_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert files_below(home) == []
+    assert files_below(temporary) == []
+    kept = checkout / workspace.REPORT_DIRECTORY
+    assert f"Night report: {kept / 'index.html'}" in result.stdout
+    assert {"index.html", "plan.png", "scheduler.log"} <= set(files_below(kept))
