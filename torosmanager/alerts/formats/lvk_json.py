@@ -1,0 +1,90 @@
+"""The LVK's JSON alerts (``igwn.gwalert`` on GCN Kafka and SCiMMA), read into an Alert.
+
+An alert is ``{"superevent_id", "alert_type", "time_created", "event", "external_coinc",
+"urls"}``; ``event`` holds ``time``, ``far``, ``significant``, ``instruments``, ``group``,
+``pipeline``, ``search``, ``properties`` (HasNS, HasRemnant, HasMassGap), ``classification``
+(BNS, NSBH, BBH, Terrestrial) and ``skymap``, a base64 multi-order HEALPix FITS file. A
+RETRACTION has ``"event": null``. Only ``superevent_id``, ``alert_type`` and ``time_created`` are
+required; a missing optional field is simply absent from the Alert's properties.
+
+Mock and test superevents are flagged ``test``: an id starting with ``M`` (``MS230101a``) or
+``T`` (``TS230101a``), group ``Test`` or search ``MDC`` (the mock data challenge).
+"""
+
+import base64
+import binascii
+
+from torosmanager.alerts.event import ALERT_TYPES, Alert
+from torosmanager.alerts.formats import AlertFormatError, load_json, number, parse_time
+
+FORMAT = "lvk_json"
+#: Search names that mark a mock event.
+TEST_SEARCHES = {"MDC"}
+#: Group names that mark a test event.
+TEST_GROUPS = {"TEST"}
+
+
+def read(payload):
+    """The Alert in an LVK JSON alert (bytes, str or parsed dict); see the module docstring."""
+    data = load_json(FORMAT, payload)
+    event_id = _text(data, "superevent_id")
+    alert_type = _text(data, "alert_type").upper()
+    if alert_type not in ALERT_TYPES:
+        raise AlertFormatError(FORMAT, f"alert_type must be one of {', '.join(ALERT_TYPES)}",
+                               data["alert_type"])
+    issued = parse_time(FORMAT, "time_created", _text(data, "time_created"))
+    event = data.get("event")
+    if event is None:
+        event = {}
+        if alert_type != "RETRACTION":
+            raise AlertFormatError(FORMAT, f"{alert_type} alert without 'event'",
+                                   sorted(data))
+    elif not isinstance(event, dict):
+        raise AlertFormatError(FORMAT, "'event' must be an object or null", event)
+
+    properties = {}
+    if isinstance(event.get("properties"), dict):
+        properties.update(event["properties"])
+    if isinstance(event.get("classification"), dict):
+        properties["classification"] = dict(event["classification"])
+    if event.get("far") is not None:
+        properties["far"] = number(FORMAT, "event.far", event["far"], 0)
+    if event.get("time"):
+        properties["event_time"] = parse_time(FORMAT, "event.time", event["time"])
+    for key in ("significant", "instruments", "group", "pipeline", "search", "duration",
+                "central_frequency", "mchirp_source"):
+        if event.get(key) is not None:
+            properties[key] = event[key]
+    if data.get("external_coinc") is not None:
+        properties["external_coinc"] = data["external_coinc"]
+    urls = data.get("urls") if isinstance(data.get("urls"), dict) else {}
+    if urls.get("gracedb"):
+        properties["gracedb_url"] = urls["gracedb"]
+
+    skymap = None
+    if event.get("skymap") is not None:
+        try:
+            skymap = base64.b64decode(event["skymap"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise AlertFormatError(FORMAT, "event.skymap is not base64", event["skymap"]) from None
+    skymap_url = urls.get("skymap") or None
+    if alert_type != "RETRACTION" and skymap is None and skymap_url is None:
+        raise AlertFormatError(FORMAT, f"{alert_type} alert without a skymap (event.skymap)",
+                               sorted(event))
+
+    test = (event_id[:1] in ("M", "T")
+            or str(event.get("group", "")).upper() in TEST_GROUPS
+            or str(event.get("search", "")).upper() in TEST_SEARCHES)
+    return Alert(event_id=event_id, kind="gw", alert_type=alert_type, serial=0, issued=issued,
+                 source=str(event.get("pipeline") or "LVK"), test=test, skymap=skymap,
+                 skymap_url=skymap_url, properties=properties)
+
+
+def _text(data, key):
+    """The non-empty string *data[key]*, or AlertFormatError naming what is missing."""
+    if key not in data or data[key] is None:
+        raise AlertFormatError(FORMAT, f"missing {key!r}", sorted(data))
+    value = data[key]
+    if not isinstance(value, str) or not value.strip():
+        raise AlertFormatError(FORMAT, f"{key!r} must be a non-empty string", value)
+    return value.strip()
