@@ -35,6 +35,9 @@ setup(
         "alpyca>=3.1,<4",
         # The plan's altitude chart (toros plan --plot, the night report).
         "matplotlib>=3.6",
+        # HEALPix skymaps of alerts (multi-order and flat): astropy's own, light, where
+        # ligo.skymap and healpy pull in much more.
+        "astropy-healpix>=1.0",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
     # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.

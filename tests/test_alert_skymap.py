@@ -1,0 +1,305 @@
+"""Skymaps and tiles: synthetic maps whose answers are known, then real LVK maps.
+
+The synthetic maps are Gaussian blobs, density ∝ exp(-θ² / 2σ²) at angular distance θ from a
+centre: for σ of a few degrees the sky is nearly flat there, so the region holding a fraction p
+of the probability is the disc of radius σ √(-2 ln(1 - p)), of area -2π σ² ln(1 - p) (90 %:
+2π σ² ln 10).
+"""
+
+import base64
+import gzip
+import io
+import json
+import math
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy_healpix import healpix_to_lonlat, level_to_nside, nside_to_pixel_area
+from astropy_healpix.core import nested_to_ring
+
+from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from torosmanager.alerts.skymap import Skymap, angular_separation, distance_moments
+from torosmanager.alerts.tiles import Tile, in_field, pointing, tiles
+
+#: The synthetic blob: centre and width, degrees.
+RA0, DEC0, SIGMA = 40.0, -20.0, 3.0
+#: The synthetic flat maps' order (nside 128, 0.46° pixels) and the multi-order map's coarse
+#: order away from the blob (nside 16).
+FINE, COARSE = 7, 4
+
+
+def centres(level, ipix):
+    lon, lat = healpix_to_lonlat(ipix, level_to_nside(level), order="nested")
+    return lon.to_value(u.deg), lat.to_value(u.deg)
+
+
+def blob(ra, dec, ra0=RA0, dec0=DEC0, sigma=SIGMA):
+    return np.exp(-angular_separation(ra0, dec0, ra, dec) ** 2 / (2 * sigma ** 2))
+
+
+def pixel_area_sr(level):
+    return nside_to_pixel_area(level_to_nside(level)).to_value(u.sr)
+
+
+def gaussian_area(level, sigma=SIGMA):
+    return -2 * math.pi * sigma ** 2 * math.log(1 - level)
+
+
+def flat_hdu(prob, ordering, distance=None):
+    """A flat map's FITS table, as LVK wrote them (PROB per pixel, NSIDE, ORDERING)."""
+    nside = int(round(math.sqrt(prob.size / 12)))
+    columns = [fits.Column("PROB", "D", array=prob)]
+    for name, values in (distance or {}).items():
+        columns.append(fits.Column(name, "D", array=values))
+    hdu = fits.BinTableHDU.from_columns(columns)
+    hdu.header.update(PIXTYPE="HEALPIX", ORDERING=ordering, NSIDE=nside, INDXSCHM="IMPLICIT")
+    return hdu
+
+
+def flat_nested(density_function, level=FINE):
+    ipix = np.arange(12 * 4 ** level)
+    prob = density_function(*centres(level, ipix))
+    return prob / prob.sum()
+
+
+def write(tmp_path, name, hdu):
+    path = tmp_path / name
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    """The blob as a flat NESTED map of order FINE, read from the bytes of its file."""
+    return Skymap.read(to_bytes(flat_hdu(flat_nested(blob), "NESTED")))
+
+
+def to_bytes(hdu):
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------ a Gaussian blob, known
+def test_credible_areas_of_a_gaussian_blob_are_2_pi_sigma_squared_ln_10_and_ln_2(gaussian):
+    assert gaussian.credible_area(0.9) == pytest.approx(gaussian_area(0.9), rel=0.03)
+    assert gaussian.credible_area(0.5) == pytest.approx(gaussian_area(0.5), rel=0.03)
+
+
+def test_the_probability_in_a_cone_on_the_blob_is_one_minus_exp_of_minus_r2_over_2_sigma2(
+        gaussian):
+    for radius in (1.0, SIGMA, SIGMA * math.sqrt(2 * math.log(10))):
+        expected = 1 - math.exp(-radius ** 2 / (2 * SIGMA ** 2))
+        assert gaussian.cone_probability(RA0, DEC0, radius) == pytest.approx(expected, abs=0.01)
+    assert gaussian.cone_probability(RA0 + 180, -DEC0, 10) < 1e-12
+    assert gaussian.cone_probability(0, 0, 180) == pytest.approx(1, abs=1e-9)
+
+
+def test_resampling_sums_fine_pixels_into_coarse_ones_and_shares_coarse_among_fine(gaussian):
+    fine = gaussian.flat(level_to_nside(FINE))
+    coarse = gaussian.flat(level_to_nside(FINE - 2))
+    np.testing.assert_allclose(coarse, fine.reshape(-1, 16).sum(axis=1), rtol=0, atol=1e-15)
+    finer = gaussian.flat(level_to_nside(FINE + 1))
+    np.testing.assert_allclose(finer.reshape(-1, 4), np.repeat(fine[:, None], 4, axis=1) / 4)
+    for level in (FINE - 3, FINE, FINE + 1):
+        assert gaussian.flat(level_to_nside(level)).sum() == pytest.approx(1, abs=1e-12)
+    # Finer than the map, the region may end part-way through one of its pixels.
+    one_pixel = nside_to_pixel_area(level_to_nside(FINE)).to_value(u.deg ** 2)
+    assert gaussian.credible_area(0.9, nside=level_to_nside(FINE + 1)) == pytest.approx(
+        gaussian.credible_area(0.9), abs=one_pixel)
+
+
+def test_a_map_without_distance_layers_says_so(gaussian):
+    assert not gaussian.has_distance
+    with pytest.raises(ValueError, match="no distance layers"):
+        gaussian.distance(RA0, DEC0)
+
+
+# ------------------------------------------------------------------ flat and multi-order
+def multi_order_blob():
+    """The blob at order FINE within 5σ, at order COARSE elsewhere: UNIQ and PROBDENSITY."""
+    coarse = np.arange(12 * 4 ** COARSE)
+    near = angular_separation(RA0, DEC0, *centres(COARSE, coarse)) < 5 * SIGMA
+    children = ((coarse[near, None] << 2 * (FINE - COARSE))
+                + np.arange(4 ** (FINE - COARSE))).ravel()
+    uniq = np.concatenate([4 * 4 ** COARSE + coarse[~near], 4 * 4 ** FINE + children])
+    density = np.concatenate([blob(*centres(COARSE, coarse[~near])),
+                              blob(*centres(FINE, children))])
+    area = np.concatenate([np.full((~near).sum(), pixel_area_sr(COARSE)),
+                           np.full(children.size, pixel_area_sr(FINE))])
+    return uniq, density / np.sum(density * area)
+
+
+def flat_of_multi_order():
+    """The same function as :func:`multi_order_blob` sampled on the flat order FINE grid:
+    the blob near it, the coarse pixel's value elsewhere."""
+    ipix = np.arange(12 * 4 ** FINE)
+    parent = ipix >> 2 * (FINE - COARSE)
+    near = angular_separation(RA0, DEC0, *centres(COARSE, parent)) < 5 * SIGMA
+    density = np.where(near, blob(*centres(FINE, ipix)), blob(*centres(COARSE, parent)))
+    return density / density.sum()
+
+
+@pytest.fixture(scope="module")
+def three_files(tmp_path_factory):
+    """The same map as multi-order, flat NESTED and flat RING files."""
+    directory = tmp_path_factory.mktemp("maps")
+    uniq, density = multi_order_blob()
+    moc = fits.BinTableHDU.from_columns([fits.Column("UNIQ", "K", array=uniq),
+                                         fits.Column("PROBDENSITY", "D", array=density)])
+    moc.header.update(PIXTYPE="HEALPIX", ORDERING="NUNIQ", INDXSCHM="EXPLICIT", MOC=True)
+    nested = flat_of_multi_order()
+    ring = np.empty_like(nested)
+    ring[nested_to_ring(np.arange(nested.size), level_to_nside(FINE))] = nested
+    return {"multi-order": Skymap.read(write(directory, "moc.fits", moc)),
+            "nested": Skymap.read(write(directory, "nested.fits", flat_hdu(nested, "NESTED"))),
+            "ring": Skymap.read(write(directory, "ring.fits", flat_hdu(ring, "RING")))}
+
+
+def test_a_flat_map_and_the_same_map_as_multi_order_give_the_same_credible_areas(three_files):
+    moc = three_files["multi-order"]
+    assert moc.level.min() == COARSE and moc.level.max() == FINE
+    for name in ("nested", "ring"):
+        flat = three_files[name]
+        for level in (0.5, 0.9):
+            assert flat.credible_area(level) == pytest.approx(moc.credible_area(level), rel=1e-9)
+        np.testing.assert_allclose(flat.flat(128), moc.flat(128), rtol=1e-9, atol=1e-15)
+    assert moc.credible_area(0.9) == pytest.approx(gaussian_area(0.9), rel=0.03)
+
+
+def test_a_ring_map_is_read_in_ring_order(three_files):
+    nested, ring = three_files["nested"], three_files["ring"]
+    np.testing.assert_array_equal(nested.uniq, ring.uniq)
+    np.testing.assert_allclose(nested.probability, ring.probability, rtol=0, atol=0)
+
+
+def test_a_map_is_refused_when_it_is_not_one(tmp_path):
+    prob = flat_nested(blob, level=2)
+    with pytest.raises(ValueError, match="ORDERING"):
+        Skymap.read(write(tmp_path, "bad.fits", flat_hdu(prob, "SIDEWAYS")))
+    with pytest.raises(ValueError, match="add up to"):
+        Skymap.read(write(tmp_path, "half.fits", flat_hdu(prob / 2, "NESTED")))
+
+
+# ------------------------------------------------------------------ distance
+def test_distance_moments_are_those_of_r2_times_a_normal():
+    r = np.linspace(0, 2000, 200001)
+    for mu, sigma in ((100.0, 30.0), (50.0, 80.0), (-20.0, 60.0)):
+        weight = r ** 2 * np.exp(-(r - mu) ** 2 / (2 * sigma ** 2))
+        mean = np.sum(r * weight) / np.sum(weight)
+        std = math.sqrt(np.sum((r - mean) ** 2 * weight) / np.sum(weight))
+        assert distance_moments(mu, sigma) == pytest.approx((mean, std), rel=1e-5)
+    assert distance_moments(math.inf, 1.0)[0] == math.inf
+
+
+def test_a_flat_map_with_distance_layers_gives_the_distance_along_a_direction(tmp_path):
+    prob = flat_nested(blob, level=5)
+    mu, sigma = np.full(prob.size, 100.0), np.full(prob.size, 30.0)
+    mu[:prob.size // 2] = 300.0            # the first half of the NESTED pixels: farther
+    hdu = flat_hdu(prob, "NESTED", {"DISTMU": mu, "DISTSIGMA": sigma,
+                                    "DISTNORM": np.full(prob.size, 1e-4)})
+    skymap = Skymap.read(write(tmp_path, "distance.fits", hdu))
+    assert skymap.has_distance
+    ra, dec = centres(5, np.array([0, prob.size - 1]))
+    assert skymap.distance(ra[0], dec[0]) == pytest.approx(distance_moments(300.0, 30.0))
+    assert skymap.distance(ra[1], dec[1]) == pytest.approx(distance_moments(100.0, 30.0))
+
+
+# ------------------------------------------------------------------ tiles
+@pytest.fixture(scope="module")
+def two_blobs():
+    """70 % of the probability at (30°, +10°), 30 % at (200°, -40°), σ = 2°."""
+    def density(ra, dec):
+        return (0.7 * blob(ra, dec, 30, 10, 2.0) + 0.3 * blob(ra, dec, 200, -40, 2.0))
+    return Skymap.read(to_bytes(flat_hdu(flat_nested(density), "NESTED")))
+
+
+def test_the_first_tile_is_on_the_heavier_blob_and_the_lighter_one_gets_a_tile(two_blobs):
+    chosen = tiles(two_blobs, fov=3.0, max_tiles=10)
+    assert len(chosen) == 10 and all(isinstance(tile, Tile) for tile in chosen)
+    assert angular_separation(30, 10, chosen[0].ra, chosen[0].dec) < 1.0
+    # A 3° field on a σ = 2° blob holds erf(0.75/√2)² ≈ 0.30 of it.
+    assert chosen[0].probability == pytest.approx(0.7 * 0.30, abs=0.02)
+    assert any(angular_separation(200, -40, tile.ra, tile.dec) < 1.5 for tile in chosen)
+
+
+def test_tiles_are_ranked_and_count_no_probability_twice(two_blobs):
+    chosen = tiles(two_blobs, fov=3.0, max_tiles=10)
+    added = [tile.probability for tile in chosen]
+    assert added == sorted(added, reverse=True)
+    assert sum(added) <= 1 + 1e-12
+    # What the tiles add up to is the probability of the union of their fields, each pixel once.
+    nside = level_to_nside(7)
+    ra, dec = centres(7, np.arange(12 * nside ** 2))
+    covered = np.zeros(ra.size, dtype=bool)
+    for tile in chosen:
+        covered |= in_field(tile.ra, tile.dec, ra, dec, 3.0)
+    assert sum(added) == pytest.approx(two_blobs.flat(nside)[covered].sum(), rel=1e-9)
+
+
+def test_tiling_stops_when_the_candidates_cover_everything(gaussian):
+    chosen = tiles(gaussian, fov=30.0, max_tiles=50)
+    assert len(chosen) < 50
+    assert sum(tile.probability for tile in chosen) == pytest.approx(1, abs=1e-6)
+
+
+def test_a_small_error_circle_is_one_pointing_at_its_centre():
+    assert pointing(123.4, -56.7, 0.4, fov=1.0) == Tile(123.4, -56.7, 1.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        pointing(123.4, -56.7, 0.6, fov=1.0)
+
+
+# ------------------------------------------------------------------ real LVK maps
+@pytest.fixture(scope="module")
+def bayestar():
+    return Skymap.read(alert_file("MS220722v_bayestar.multiorder.fits"))
+
+
+def test_a_real_multi_order_map_reads_with_int64_uniq_and_sums_to_one(bayestar):
+    assert bayestar.uniq.dtype == np.int64
+    assert bayestar.probability.sum() == pytest.approx(1, abs=1e-6)
+    assert bayestar.max_nside == 512 and bayestar.has_distance
+    assert bayestar.header["OBJECT"] == "M252714"
+
+
+def test_a_real_map_has_plausible_credible_areas_at_every_nside(bayestar):
+    native = {level: bayestar.credible_area(level) for level in (0.5, 0.9)}
+    assert 150 < native[0.5] < 400 and 1000 < native[0.9] < 1500     # 258 and 1262 deg²
+    for nside in (128, 256, 512):
+        for level, area in native.items():
+            assert bayestar.credible_area(level, nside=nside) == pytest.approx(area, rel=0.02)
+        assert bayestar.flat(nside).sum() == pytest.approx(1, abs=1e-6)
+
+
+def test_a_real_map_gives_a_distance_near_its_header_mean_where_it_is_most_probable(bayestar):
+    best = int(np.argmax(bayestar.probdensity))
+    ra, dec = centres(int(bayestar.level[best]), bayestar.ipix[best])
+    mean, std = bayestar.distance(float(ra), float(dec))
+    assert bayestar.header["DISTMEAN"] / 2 < mean < 2 * bayestar.header["DISTMEAN"]
+    assert 0 < std < mean
+    assert bayestar.cone_probability(float(ra), float(dec), 5) > 0.05
+
+
+def test_tiles_on_a_real_map_cover_increasing_probability(bayestar):
+    chosen = tiles(bayestar, fov=5.0, max_tiles=20)
+    assert len(chosen) == 20
+    covered = np.cumsum([tile.probability for tile in chosen])
+    assert np.all(np.diff(covered) > 0) and covered[-1] <= 1
+    # Twenty 25 deg² fields cover about 500 deg², well inside the 90 % region of 1262 deg².
+    assert 0.3 < covered[-1] < 0.9
+
+
+def test_the_skymap_of_an_lvk_json_alert_is_read_from_its_bytes(tmp_path):
+    alert = json.loads(alert_file("S1234/files/S1234-2-initial.json", FOLLOWUP_ADVOCATE)
+                       .read_text())
+    data = base64.b64decode(alert["event"]["skymap"])
+    skymap = Skymap.read(data)
+    assert skymap.uniq.dtype == np.int64
+    assert skymap.probability.sum() == pytest.approx(1, abs=1e-6)
+    (tmp_path / "skymap.fits").write_bytes(data)
+    from_file, from_gzip = Skymap.read(tmp_path / "skymap.fits"), Skymap.read(gzip.compress(data))
+    for other in (from_file, from_gzip):
+        np.testing.assert_array_equal(other.uniq, skymap.uniq)
+        assert other.credible_area(0.9) == skymap.credible_area(0.9)

@@ -1,0 +1,409 @@
+"""A HEALPix localisation: where on the sky (and how far) a gravitational-wave source may be.
+
+LVK alerts carry a *multi-order* map (``ORDERING = NUNIQ``: a ``UNIQ`` column of pixel ids of
+mixed resolution and a ``PROBDENSITY`` column in sr⁻¹); older and other maps are *flat* (one
+``NSIDE``, ``ORDERING`` RING or NESTED, a ``PROB`` column of probability per pixel). Both may
+add the distance layers ``DISTMU``, ``DISTSIGMA``, ``DISTNORM`` (Singer et al. 2016, ApJS 226,
+10: along each direction the distance posterior is ∝ r² N(r; DISTMU, DISTSIGMA)).
+
+:class:`Skymap` reads either kind, from a file or from bytes (an LVK JSON alert holds the map
+base64-encoded in ``event.skymap``), and keeps it as multi-order pixels: a flat map is a
+multi-order map whose pixels all have the same order. Only ``astropy-healpix``, astropy and
+numpy are used.
+
+Examples
+--------
+>>> skymap = Skymap.read("bayestar.multiorder.fits")            # doctest: +SKIP
+>>> skymap.credible_area(0.9)                                    # doctest: +SKIP
+1234.5
+>>> skymap.flat(64).sum()                                        # doctest: +SKIP
+1.0
+"""
+
+import gzip
+import io
+import math
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy_healpix import (healpix_to_lonlat, level_to_nside, lonlat_to_healpix,
+                             nside_to_level, nside_to_pixel_area,
+                             uniq_to_level_ipix)
+from astropy_healpix.core import ring_to_nested
+
+#: The distance layers of a map, in the order of the FITS columns.
+DISTANCE_COLUMNS = ("DISTMU", "DISTSIGMA", "DISTNORM")
+#: How far the probabilities in a file may add up from 1 before the map is refused.
+TOTAL_TOLERANCE = 1e-3
+#: The finest order (nside 2**order) at which cones are integrated: nside 8192, 0.4′ pixels.
+MAX_CONE_ORDER = 13
+#: Pixels across a cone's radius when it is integrated (the map's own resolution if finer).
+CONE_PIXELS_PER_RADIUS = 8
+#: A pixel's farthest point from its centre, at most this many times its side (healpy's
+#: max_pixrad is at most 0.83 times the side, at nside 1).
+PIXEL_RADIUS_FACTOR = 1.0
+#: The magic bytes of a gzip stream (``bayestar.fits.gz``).
+GZIP_MAGIC = b"\x1f\x8b"
+#: The side of an order-0 (nside 1) pixel, degrees: sqrt(4π / 12) rad.
+ORDER_0_RESOLUTION = math.degrees(math.sqrt(4 * math.pi / 12))
+#: The smallest resolution :func:`order_for_resolution` is asked for, degrees (avoids 0).
+MIN_RESOLUTION = 1e-6
+#: Square degrees in a steradian.
+DEG2_PER_SR = (180 / math.pi) ** 2
+
+
+class Skymap:
+    """A sky localisation as multi-order HEALPix pixels (NESTED), with optional distance layers.
+
+    Build one with :meth:`read` (a path or the bytes of a FITS file); the constructor takes the
+    pixels themselves.
+
+    Parameters
+    ----------
+    uniq : array of int
+        NUNIQ pixel ids, ``4 * nside**2 + nested index``.
+    probdensity : array of float
+        Probability per steradian in each pixel.
+    distance : tuple of three arrays, optional
+        ``DISTMU``, ``DISTSIGMA`` (Mpc), ``DISTNORM`` (Mpc⁻²) per pixel.
+    header : astropy.io.fits.Header, optional
+        The FITS header the map came with (``OBJECT``, ``DATE-OBS``, ``DISTMEAN``...).
+
+    Attributes
+    ----------
+    uniq : ndarray of int64
+        The pixels' NUNIQ ids, in increasing order.
+    level, ipix : ndarray of int64
+        Each pixel's order (nside = 2**level) and NESTED index at that order.
+    probdensity, probability : ndarray of float64
+        Probability per steradian, and probability in the pixel (density × pixel area).
+    """
+
+    def __init__(self, uniq, probdensity, distance=None, header=None):
+        uniq = np.asarray(uniq, dtype=np.int64)
+        order = np.argsort(uniq, kind="stable")
+        self.uniq = uniq[order]
+        self.probdensity = np.asarray(probdensity, dtype=np.float64)[order]
+        self.distance_layers = (None if distance is None else
+                                tuple(np.asarray(layer, dtype=np.float64)[order]
+                                      for layer in distance))
+        self.header = header if header is not None else fits.Header()
+        level, ipix = uniq_to_level_ipix(self.uniq)
+        self.level, self.ipix = level.astype(np.int64), ipix.astype(np.int64)
+        self.probability = self.probdensity * _pixel_area_sr(self.level)
+        self._flat = {}
+
+    # ----------------------------------------------------------------------------- reading
+    @classmethod
+    def read(cls, source):
+        """Read a skymap from a FITS file (a path) or from its bytes (plain or gzip).
+
+        Parameters
+        ----------
+        source : str, os.PathLike or bytes
+            A path, or the content of the file, e.g. ``base64.b64decode(alert["event"]
+            ["skymap"])`` for an LVK JSON alert.
+
+        Returns
+        -------
+        Skymap
+
+        Raises
+        ------
+        ValueError
+            The file is not a HEALPix map this module reads, or its probabilities do not add up
+            to 1.
+        """
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            if data[:2] == GZIP_MAGIC:
+                data = gzip.decompress(data)
+            with fits.open(io.BytesIO(data)) as hdus:
+                return cls._from_hdus(hdus)
+        with fits.open(source) as hdus:
+            return cls._from_hdus(hdus)
+
+    @classmethod
+    def _from_hdus(cls, hdus):
+        table = next((hdu for hdu in hdus if isinstance(hdu, fits.BinTableHDU)), None)
+        if table is None:
+            raise ValueError("no binary table in the FITS file: not a HEALPix map")
+        header = table.header.copy()
+        names = [name.upper() for name in table.columns.names]
+        if "UNIQ" in names:
+            skymap = cls._multi_order(table.data, names, header)
+        else:
+            skymap = cls._flat_map(table.data, names, header)
+        total = float(skymap.probability.sum())
+        if not abs(total - 1) <= TOTAL_TOLERANCE:
+            raise ValueError(f"the map's probabilities add up to {total}, not 1")
+        return skymap
+
+    @classmethod
+    def _multi_order(cls, data, names, header):
+        if "PROBDENSITY" not in names:
+            raise ValueError(f"multi-order map without a PROBDENSITY column (columns: {names})")
+        uniq = np.asarray(data["UNIQ"]).astype(np.int64)   # native int64, whatever the file
+        return cls(uniq, _column(data, "PROBDENSITY"), _distance_columns(data, names), header)
+
+    @classmethod
+    def _flat_map(cls, data, names, header):
+        if str(header.get("INDXSCHM", "IMPLICIT")).upper() == "EXPLICIT":
+            raise ValueError("partial-sky flat maps (INDXSCHM = EXPLICIT) are not supported")
+        prob = np.nan_to_num(_column(data, "PROB" if "PROB" in names else names[0]), nan=0.0)
+        nside = int(header.get("NSIDE", 0)) or _npix_to_nside(prob.size)
+        if prob.size != 12 * nside ** 2 or nside & (nside - 1):
+            raise ValueError(f"flat map of {prob.size} pixels with NSIDE {nside}: NSIDE must be "
+                             "a power of 2 and the map cover the whole sky")
+        ordering = str(header.get("ORDERING", "")).upper()
+        if ordering == "RING":
+            nested = ring_to_nested(np.arange(prob.size), nside)
+        elif ordering == "NESTED":
+            nested = np.arange(prob.size)
+        else:
+            raise ValueError(f"flat map with ORDERING {ordering!r}: RING or NESTED expected")
+        uniq = 4 * nside ** 2 + np.asarray(nested, dtype=np.int64)
+        density = prob / nside_to_pixel_area(nside).to_value(u.sr)
+        return cls(uniq, density, _distance_columns(data, names), header)
+
+    # ----------------------------------------------------------------------------- queries
+    @property
+    def has_distance(self):
+        """bool: whether the map carries the distance layers DISTMU, DISTSIGMA, DISTNORM."""
+        return self.distance_layers is not None
+
+    @property
+    def max_nside(self):
+        """int: the nside of the map's finest pixels."""
+        return int(level_to_nside(int(self.level.max())))
+
+    def flat(self, nside):
+        """The map resampled to a flat NESTED grid: probability per pixel.
+
+        Finer pixels are summed into the coarser pixel that holds them; coarser pixels share
+        their probability equally among the finer pixels they hold.
+
+        Parameters
+        ----------
+        nside : int
+            A power of 2.
+
+        Returns
+        -------
+        ndarray of float64, 12 * nside**2
+            Probability per NESTED pixel (a read-only view; copy it to change it).
+        """
+        if nside not in self._flat:
+            self._flat[nside] = self._resample(nside)
+            self._flat[nside].flags.writeable = False
+        return self._flat[nside]
+
+    def _resample(self, nside):
+        target = int(nside_to_level(nside))
+        flat = np.zeros(12 * nside ** 2)
+        for level in np.unique(self.level):
+            mine = self.level == level
+            ipix, prob = self.ipix[mine], self.probability[mine]
+            shift = 2 * (int(level) - target)
+            if shift >= 0:
+                # Many fine pixels fall in one coarse pixel: np.add.at sums repeated indices
+                # (flat[index] += prob would keep only one of them).
+                np.add.at(flat, ipix >> shift, prob)
+            else:
+                children = 1 << -shift
+                index = (ipix[:, None] << -shift) + np.arange(children)
+                np.add.at(flat, index.ravel(), np.repeat(prob / children, children))
+        return flat
+
+    def credible_area(self, level=0.9, nside=None):
+        """The area of the smallest region holding *level* of the probability, in deg².
+
+        Parameters
+        ----------
+        level : float
+            Credible level, between 0 and 1 (0.5 and 0.9 are the usual).
+        nside : int, optional
+            Count pixels of the map resampled to this nside; by default the map's own pixels.
+
+        Returns
+        -------
+        float
+        """
+        if not 0 < level <= 1:
+            raise ValueError(f"credible level {level}: between 0 and 1 expected")
+        if nside is None:
+            density, area = self.probdensity, _pixel_area_sr(self.level) * DEG2_PER_SR
+        else:
+            density = self.flat(nside)
+            area = np.full(density.size, nside_to_pixel_area(nside).to_value(u.deg ** 2))
+        order = np.argsort(density, kind="stable")[::-1]
+        cumulative = np.cumsum(density[order] * area[order])
+        count = credible_count(cumulative / cumulative[-1], level)
+        return float(area[order][:count].sum())
+
+    def cone_probability(self, ra, dec, radius):
+        """The probability enclosed in a cone on the sky.
+
+        Pixels wholly inside the cone count whole, pixels wholly outside not at all; pixels on
+        its edge are split into their four children until they are fine enough for
+        :data:`CONE_PIXELS_PER_RADIUS` across the radius (and at least as fine as the map's
+        own pixels, at most order :data:`MAX_CONE_ORDER`), where a pixel counts when its
+        centre is in the cone.
+
+        Parameters
+        ----------
+        ra, dec, radius : float
+            Centre and radius, degrees.
+
+        Returns
+        -------
+        float
+        """
+        finest = min(MAX_CONE_ORDER, max(int(self.level.max()),
+                                         order_for_resolution(radius / CONE_PIXELS_PER_RADIUS)))
+        level, ipix, density = self.level, self.ipix, self.probdensity
+        total = 0.0
+        while level.size:
+            distance = angular_separation(ra, dec, *_centres(level, ipix))
+            reach = PIXEL_RADIUS_FACTOR * ORDER_0_RESOLUTION / 2.0 ** level
+            counted = (distance + reach <= radius) | ((level >= finest) & (distance <= radius))
+            total += float(np.sum(density[counted] * _pixel_area_sr(level[counted])))
+            split = ~counted & (distance - reach <= radius) & (level < finest)
+            level = np.repeat(level[split] + 1, 4)
+            ipix = (4 * ipix[split, None] + np.arange(4)).ravel()
+            density = np.repeat(density[split], 4)
+        return total
+
+    def distance(self, ra, dec):
+        """The distance posterior's mean and standard deviation along a direction.
+
+        These are the moments of ∝ r² N(r; DISTMU, DISTSIGMA) in the pixel holding the
+        direction, not the DISTMU/DISTSIGMA parameters themselves.
+
+        Parameters
+        ----------
+        ra, dec : float
+            Degrees.
+
+        Returns
+        -------
+        (float, float)
+            Mean and standard deviation, Mpc (``inf`` and ``nan`` where the map has no
+            distance information, e.g. outside the localisation).
+
+        Raises
+        ------
+        ValueError
+            The map has no distance layers.
+        """
+        if not self.has_distance:
+            raise ValueError("this skymap has no distance layers (DISTMU, DISTSIGMA, DISTNORM)")
+        target = int(self.level.max())
+        pixel = lonlat_to_healpix(ra * u.deg, dec * u.deg, level_to_nside(target),
+                                  order="nested")
+        index = int(self._containing(np.atleast_1d(pixel), target)[0])
+        mu, sigma = self.distance_layers[0][index], self.distance_layers[1][index]
+        return distance_moments(mu, sigma)
+
+    def _containing(self, pixels, target):
+        """Index into the map's pixels of the pixel holding each NESTED pixel at order
+        *target* (no finer than the map's finest pixels); -1 where there is none."""
+        pixels = np.asarray(pixels, dtype=np.int64)
+        index = np.full(pixels.size, -1, dtype=np.int64)
+        for level in np.unique(self.level):
+            uniq = 4 * 4 ** int(level) + (pixels >> 2 * (target - int(level)))
+            position = np.minimum(np.searchsorted(self.uniq, uniq), self.uniq.size - 1)
+            match = self.uniq[position] == uniq
+            index[match] = position[match]
+        return index
+
+
+def distance_moments(mu, sigma):
+    """Mean and standard deviation of the distance ansatz ∝ r² N(r; mu, sigma), r > 0.
+
+    Parameters
+    ----------
+    mu, sigma : float
+        The DISTMU and DISTSIGMA of a pixel, Mpc.
+
+    Returns
+    -------
+    (float, float)
+        Mean and standard deviation, Mpc; ``(inf, nan)`` when the parameters are not finite.
+    """
+    if not (np.isfinite(mu) and np.isfinite(sigma) and sigma > 0):
+        return math.inf, math.nan
+    x = mu / sigma
+    # Moments m_k of the normal N(mu, sigma) truncated to r > 0 (m_0 = 1); the ansatz's
+    # moments are m_{k+2} / m_2.
+    inverse_mills = (math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+                     / (0.5 * math.erfc(-x / math.sqrt(2))))
+    m1 = mu + sigma * inverse_mills
+    m2 = mu * m1 + sigma ** 2
+    m3 = mu * m2 + 2 * sigma ** 2 * m1
+    m4 = mu * m3 + 3 * sigma ** 2 * m2
+    mean = m3 / m2
+    return float(mean), float(math.sqrt(max(m4 / m2 - mean ** 2, 0.0)))
+
+
+def angular_separation(ra1, dec1, ra2, dec2):
+    """Angle between directions, degrees (arrays broadcast); the haversine formula."""
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(value, dtype=float))
+                            for value in (ra1, dec1, ra2, dec2))
+    h = (np.sin((dec2 - dec1) / 2) ** 2
+         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+
+
+def _centres(level, ipix):
+    """RA and Dec of the centres of NESTED pixels of mixed orders, degrees."""
+    ra, dec = np.empty(level.size), np.empty(level.size)
+    for one in np.unique(level):
+        mine = level == one
+        lon, lat = healpix_to_lonlat(ipix[mine], level_to_nside(int(one)), order="nested")
+        ra[mine], dec[mine] = lon.to_value(u.deg), lat.to_value(u.deg)
+    return ra, dec
+
+
+def order_for_resolution(resolution):
+    """The coarsest HEALPix order whose pixels are at most *resolution* degrees across.
+
+    Parameters
+    ----------
+    resolution : float
+        Degrees (the square root of a pixel's area).
+
+    Returns
+    -------
+    int
+        An order ≥ 0 (nside = 2**order).
+    """
+    ratio = ORDER_0_RESOLUTION / max(resolution, MIN_RESOLUTION)
+    return max(0, math.ceil(math.log2(ratio)))
+
+
+def credible_count(cumulative, level):
+    """How many pixels, taken in decreasing density, it takes for *cumulative* to reach
+    *level*."""
+    return int(min(np.searchsorted(cumulative, level, side="left") + 1, cumulative.size))
+
+
+def _pixel_area_sr(level):
+    """Area of a HEALPix pixel of order *level*, steradians (arrays allowed)."""
+    return 4 * math.pi / (12 * 4.0 ** np.asarray(level))
+
+
+def _npix_to_nside(npix):
+    return int(round(math.sqrt(npix / 12)))
+
+
+def _column(data, name):
+    """A column as a flat float64 array (old flat maps store rows of 1024 pixels)."""
+    return np.asarray(data[name], dtype=np.float64).ravel()
+
+
+def _distance_columns(data, names):
+    if not all(name in names for name in DISTANCE_COLUMNS):
+        return None
+    return tuple(_column(data, name) for name in DISTANCE_COLUMNS)

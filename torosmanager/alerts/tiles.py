@@ -1,0 +1,197 @@
+"""Fields of view that cover the most probability of a localisation.
+
+:func:`tiles` covers a :class:`~torosmanager.alerts.skymap.Skymap` with a camera's square field,
+greedily: among candidate centres on the map's high-probability pixels it picks the field that
+encloses the most probability, removes what that field covers from the map, and repeats. A
+probability covered by two fields therefore counts once, for the first; the tiles come out
+ranked by the probability they add, and their probabilities add up to at most 1.
+
+:func:`pointing` is the one field for a small error circle (a GRB, a neutrino): centred on it.
+
+A field is a square of side ``fov`` degrees aligned with RA and Dec, in the tangent plane at
+its centre (the gnomonic projection); a pixel is in the field when its centre is.
+
+Examples
+--------
+>>> best = tiles(skymap, fov=1.5, max_tiles=10)                # doctest: +SKIP
+>>> best[0].ra, best[0].dec, best[0].probability               # doctest: +SKIP
+(98.4, -27.4, 0.012)
+"""
+
+import math
+from dataclasses import dataclass
+
+import astropy.units as u
+import numpy as np
+from astropy_healpix import healpix_to_lonlat, level_to_nside
+from astropy_healpix.core import healpix_cone_search
+
+from .skymap import credible_count, order_for_resolution
+
+#: Probability pixels across a field's side (the finer, the closer a field's edge is followed).
+PIXELS_PER_FIELD_SIDE = 6
+#: Candidate centres across a field's side (their spacing is the field's side over this).
+CANDIDATES_PER_FIELD_SIDE = 2
+#: Candidate centres lie in this credible region of the map.
+CANDIDATE_LEVEL = 0.99
+#: At most this many candidate centres, the most probable (bounds the time taken).
+MAX_CANDIDATES = 3000
+#: The finest order of the probability pixels (nside 1024, 3.4′): fields smaller than about
+#: 0.35° are tiled with coarser pixels than :data:`PIXELS_PER_FIELD_SIDE` asks.
+MAX_TILING_ORDER = 10
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A field of view to observe.
+
+    Attributes
+    ----------
+    ra, dec : float
+        Centre, degrees (ICRS).
+    probability : float
+        The probability this field adds: what it encloses, less what earlier tiles cover.
+    """
+
+    ra: float
+    dec: float
+    probability: float
+
+
+def tiles(skymap, fov, max_tiles):
+    """The fields of view covering the most probability, best first (greedy).
+
+    Parameters
+    ----------
+    skymap : Skymap
+        The localisation.
+    fov : float
+        The side of the camera's square field, degrees.
+    max_tiles : int
+        At most this many tiles; fewer when the candidates cover all the probability.
+
+    Returns
+    -------
+    list of Tile
+        Ranked by the probability each adds (non-increasing); no probability counted twice.
+    """
+    if not fov > 0 or max_tiles < 1:
+        raise ValueError(f"fov {fov}° and max_tiles {max_tiles}: both must be positive")
+    order = min(MAX_TILING_ORDER, order_for_resolution(fov / PIXELS_PER_FIELD_SIDE))
+    remaining = skymap.flat(int(level_to_nside(order))).copy()
+    ra, dec = candidate_centres(skymap, fov, order)
+    members, starts = _field_members(ra, dec, fov, order)
+    candidate = np.repeat(np.arange(ra.size), np.diff(starts))
+    chosen = []
+    while len(chosen) < max_tiles:
+        enclosed = np.bincount(candidate, weights=remaining[members], minlength=ra.size)
+        best = int(np.argmax(enclosed))
+        if enclosed[best] <= 0:
+            break
+        chosen.append(Tile(float(ra[best]), float(dec[best]), float(enclosed[best])))
+        remaining[members[starts[best]:starts[best + 1]]] = 0.0
+    return chosen
+
+
+def pointing(ra, dec, radius, fov):
+    """The single field for an error circle smaller than the field: centred on the circle.
+
+    Parameters
+    ----------
+    ra, dec, radius : float
+        The error circle's centre and radius, degrees.
+    fov : float
+        The side of the camera's square field, degrees.
+
+    Returns
+    -------
+    Tile
+        Centred on the circle, with probability 1 (the whole circle is in the field).
+
+    Raises
+    ------
+    ValueError
+        The circle does not fit in the field (radius more than half its side): tile a skymap.
+    """
+    if not 0 <= radius <= fov / 2:
+        raise ValueError(f"an error circle of radius {radius}° does not fit in a {fov}° field "
+                         f"(at most {fov / 2}°): tile a skymap instead")
+    return Tile(float(ra), float(dec), 1.0)
+
+
+def candidate_centres(skymap, fov, finest):
+    """Centres of the pixels, :data:`CANDIDATES_PER_FIELD_SIDE` across a field, in the map's
+    :data:`CANDIDATE_LEVEL` credible region (at most :data:`MAX_CANDIDATES`, most probable
+    first).
+
+    Parameters
+    ----------
+    skymap : Skymap
+    fov : float
+        Field side, degrees.
+    finest : int
+        The candidates' pixels are no finer than this order.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        RA and Dec, degrees.
+    """
+    order = min(finest, order_for_resolution(fov / CANDIDATES_PER_FIELD_SIDE))
+    nside = int(level_to_nside(order))
+    probability = skymap.flat(nside)
+    ranked = np.argsort(probability, kind="stable")[::-1]
+    cumulative = np.cumsum(probability[ranked])
+    count = min(credible_count(cumulative / cumulative[-1], CANDIDATE_LEVEL), MAX_CANDIDATES)
+    lon, lat = healpix_to_lonlat(ranked[:count], nside, order="nested")
+    return lon.to_value(u.deg), lat.to_value(u.deg)
+
+
+def in_field(ra0, dec0, ra, dec, fov):
+    """Whether directions fall in the square field of side *fov* centred on (ra0, dec0).
+
+    Parameters
+    ----------
+    ra0, dec0 : float
+        The field's centre, degrees.
+    ra, dec : array of float
+        Directions, degrees.
+    fov : float
+        The field's side, degrees.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    xi, eta, cos_c = _gnomonic(ra0, dec0, ra, dec)
+    half = math.tan(math.radians(fov / 2))
+    return (cos_c > 0) & (np.abs(xi) <= half) & (np.abs(eta) <= half)
+
+
+def _gnomonic(ra0, dec0, ra, dec):
+    """Tangent-plane coordinates (ξ towards +RA, η towards +Dec) about (ra0, dec0), and the
+    cosine of the distance from it."""
+    ra0, dec0 = math.radians(ra0), math.radians(dec0)
+    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
+    cos_c = (math.sin(dec0) * np.sin(dec)
+             + math.cos(dec0) * np.cos(dec) * np.cos(ra - ra0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
+        eta = (math.cos(dec0) * np.sin(dec)
+               - math.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    return xi, eta, cos_c
+
+
+def _field_members(ra, dec, fov, order):
+    """The NESTED pixels of *order* in each candidate's field, concatenated, and where each
+    candidate's run starts (``starts[i]:starts[i + 1]``)."""
+    nside = int(level_to_nside(order))
+    reach = math.degrees(math.atan(math.sqrt(2) * math.tan(math.radians(fov / 2))))
+    runs = []
+    for ra0, dec0 in zip(ra, dec):
+        pixels = healpix_cone_search(ra0 * u.deg, dec0 * u.deg, reach * u.deg, nside, "nested")
+        lon, lat = healpix_to_lonlat(pixels, nside, order="nested")
+        runs.append(pixels[in_field(ra0, dec0, lon.to_value(u.deg), lat.to_value(u.deg), fov)])
+    starts = np.concatenate(([0], np.cumsum([run.size for run in runs]))).astype(np.int64)
+    members = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
+    return members, starts
