@@ -21,8 +21,7 @@ from observatory import ended, settings, wait_until
 from observatory import status as status_of
 from torosmanager.config import service_path
 from torosmanager.journal import FAILED, QUEUED, Journal
-from torosmanager.workorders import (MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES,
-                                     QUOTED_VALUE_CHARACTERS, FaultCode)
+from torosmanager.workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, FaultCode
 
 #: An order the scheduler and the telescope both take, on the tests' evening.
 GOOD = {"WOType": "Observation", "RA": 330.0, "Dec": 35.0, "Filter": "V", "Exposure Time": 30.0,

@@ -119,6 +119,8 @@ class TableStatus:
         Estimated error of the pole's position, arcseconds.
     leap_seconds_expire : datetime or None
         When the leap-second list stops being known to be complete.
+    at : datetime
+        The instant the status is for.
     """
 
     source: str
