@@ -51,6 +51,7 @@ from array import array
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+from cpu import processor_name
 from torosmanager.examples import MANUAL_OBSERVATION
 
 DEFAULT_CLIENTS = 16
@@ -478,13 +479,7 @@ def filesystem_of(path):
 
 
 def machine(workdir):
-    processor = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            processor = next(line.split(":", 1)[1].strip() for line in stream
-                             if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    processor = processor_name(platform.machine())
     usable = len(os.sched_getaffinity(0))
     return (f"{platform.system()} {platform.release()}, {processor}, {os.cpu_count()} CPUs "
             f"({usable} usable by this process, as `nproc` says); Python "

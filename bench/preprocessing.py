@@ -44,6 +44,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from cpu import processor_name
+
 DEFAULT_SIZES = (2048, 4096, 10560)
 DEFAULT_FRAMES = 10
 DEFAULT_WORKERS = 2
@@ -185,13 +187,7 @@ def machine_notes(arguments, elapsed, load_before):
     import astropy
     import ccdproc
 
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as stream:
-            cpu = next(line.split(":", 1)[1].strip() for line in stream
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = processor_name("unknown CPU")
     with open("/proc/meminfo", encoding="ascii") as stream:
         memory = int(stream.readline().split()[1]) * 1024 / 2 ** 30
     disk = shutil.disk_usage(arguments.workdir)

@@ -27,8 +27,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from torosmanager.earth_rotation import use_astropy_offline
+from cpu import processor_name
 from torosmanager.config import default_config
+from torosmanager.earth_rotation import use_astropy_offline
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 
 #: The benchmark's night begins after this instant (14:00 local time at CTMO).
@@ -381,13 +382,7 @@ def environment():
         versions.append(f"astroplan {astroplan.__version__}")
     except ImportError:
         pass
-    processor = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            processor = next(line.split(":", 1)[1].strip() for line in stream
-                             if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    processor = processor_name(platform.processor() or platform.machine())
     return (f"{platform.system()} {platform.release()}, {processor}, {os.cpu_count()} CPUs; "
             + ", ".join(versions))
 

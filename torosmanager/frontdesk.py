@@ -102,12 +102,16 @@ class FrontDesk:
     def accept(self, order, received):
         """Journal a validated work order and hand it to the handler; return the receipt."""
         submitted = _canonical(received)
-        # A resubmission is answered from the journal before the daemon's own checks: what
-        # they allow may have changed since (a filter removed, a night ended).
-        existing = self.journal.get(order["ID"])
-        if existing is not None:
+        try:
+            self.handler.check(order)
+        except WorkOrderError:
+            # A resubmission gets its receipt even when the daemon's own checks would refuse
+            # it now (a filter removed, a night ended). Looked up only here: a new order costs
+            # no extra journal read.
+            existing = self.journal.get(order["ID"])
+            if existing is None:
+                raise
             return self._resubmitted(existing, submitted, received)
-        self.handler.check(order)
         priority, reason = self.handler.assign_priority(order)
         order["Priority"] = priority
         now = format_utc(self.clock.now())
