@@ -408,19 +408,25 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def fastest(rates, *systems):
+    """The highest median rate among *systems* (any keep-alive setting): every ratio is taken
+    against the fastest baseline in the table, or ``None`` when none was measured."""
+    return max((rate for (system, _), rate in rates.items() if system in systems),
+               default=None)
+
+
 def table(runs, clients):
     """The Markdown table: medians over repeats, the spread of the rate, ratios from the
     medians shown."""
     header = ("system", "keep-alive", "requests/s (median)", "spread over repeats (min–max)",
               "p50 ms", "p99 ms", "max ms", "TCP connections per request", "errors",
-              "server CPU ms/request", "clients' CPU ms/request", "÷ bare server requests/s",
-              "÷ fsync/s, 1 thread")
+              "server CPU ms/request", "clients' CPU ms/request",
+              "÷ fastest bare server requests/s", "÷ fastest fsync/s")
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     rates = {key: median([r["rate"] for r in values]) for key, values in runs.items()}
-    fsync_rate = rates.get((FSYNC_1, None))
+    bare, fsync_rate = fastest(rates, BARE), fastest(rates, FSYNC_1, FSYNC_N)
     for (system, keep_alive), values in runs.items():
         rate = rates[(system, keep_alive)]
-        bare = rates.get((BARE, keep_alive))
 
         def cell(key, scale=1.0, digits=1):
             value = median([r[key] for r in values])
@@ -446,7 +452,7 @@ def verdict(runs, rates):
         key = (ORDERS, keep_alive)
         if key not in runs:
             continue
-        rate, bare = rates[key], rates[(BARE, keep_alive)]
+        rate, bare = rates[key], fastest(rates, BARE)
         p99 = median([r["p99"] for r in runs[key]])
         checks = [
             (rate >= GOAL_ORDERS_PER_SECOND,
