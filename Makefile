@@ -1,5 +1,5 @@
 # TOROS Manager: a development venv and its tests, and the system install of
-# the four daemons with their systemd units (Linux) or launchd plists (macOS).
+# the five daemons with their systemd units (Linux) or launchd plists (macOS).
 # `make help` lists the targets; variables are set as `make VAR=value`.
 
 .DEFAULT_GOAL := all
@@ -59,8 +59,8 @@ CONFIG_DIR := /etc/toros
 STATE_DIR := /var/lib/toros
 DATA_DIR := $(STATE_DIR)/data
 LOG_DIR := /var/log/toros
-SERVICES := scheduler telescope dome preprocessor
-# The systemd target that starts and stops the four together (systemd/toros.target.in).
+SERVICES := scheduler telescope dome preprocessor alerts
+# The systemd target that starts and stops the five together (systemd/toros.target.in).
 TARGET := toros.target
 PROGRAMS := $(addprefix toros-,$(SERVICES)) toros
 SHIPPED_CONFIG := etc/toros/toros.conf.yaml
@@ -211,7 +211,7 @@ ifeq ($(INIT_SYSTEM),launchd)
 	@echo "start each daemon (and at every boot): sudo launchctl load $(LAUNCHD_DIR)/org.toros.<service>.plist"
 	@echo "  for <service> in: $(SERVICES)"
 else
-	@echo "start the four daemons in order (and at every boot): sudo systemctl enable --now $(TARGET)"
+	@echo "start the five daemons in order (and at every boot): sudo systemctl enable --now $(TARGET)"
 endif
 	@echo "operators: to run toros and read the logs without sudo, a user joins the group(s) $(OPERATOR_GROUPS):"
 	@echo "  $(ADD_OPERATOR_HOW)   (or: sudo make install OPERATORS=\"NAME ...\")"

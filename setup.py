@@ -43,7 +43,13 @@ setup(
     # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.
     extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2",
                              "dask[distributed]>=2024.1", "astroscrappy>=1.1",
-                             "libfaketime>=3.0"],
+                             "libfaketime>=3.0", "pygcn>=1.1.3"],
+                    # Alerts → Kafka: GCN's own Kafka client (OAuth, topics, its broker's
+                    # settings), rather than confluent-kafka configured by hand.
+                    "kafka": ["gcn-kafka>=0.3"],
+                    # Alerts → VOEvent Transport: GCN's VTP client (pygcn), which keeps the
+                    # connection, answers the broker's iamalive and acknowledges each event.
+                    "vtp": ["pygcn>=1.1.3"],
                     # Preprocessor → Executor: a dask.distributed scheduler's address.
                     "dask": ["dask[distributed]>=2024.1"],
                     # Preprocessor → Cosmic Rays: true.
@@ -55,6 +61,7 @@ setup(
         "services/toros-telescope",
         "services/toros-dome",
         "services/toros-preprocessor",
+        "services/toros-alerts",
     ],
     entry_points={"console_scripts": ["toros = torosmanager.cli:main"]},
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SERVICES = ("scheduler", "telescope", "dome", "preprocessor")
+SERVICES = ("scheduler", "telescope", "dome", "preprocessor", "alerts")
 PROGRAMS = tuple(f"toros-{service}" for service in SERVICES) + ("toros",)
 
 # The final (not staged) paths the staged install is made for: the Makefile's defaults.

@@ -33,7 +33,7 @@ MAX_EXPOSURE = 1.4
 LOOPBACK_DROP_IN = REPO / "systemd" / "loopback-only.conf"
 RESOURCE_LIMITS = ("MemoryMax", "TasksMax", "LimitNOFILE")
 SHIPPED_SERVER = yaml.safe_load((REPO / "etc/toros/toros.conf.yaml").read_text())["Server"]
-# The systemd target that starts and stops the four services together.
+# The systemd target that starts and stops the five services together.
 TARGET = "toros.target"
 # The unit settings that run a program; their first word is the program.
 EXEC_KEYS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost",
@@ -152,7 +152,7 @@ def test_unit_passes_systemd_analyze_verify_without_any_warning(units_for_verify
 
 
 def test_target_passes_systemd_analyze_verify_without_any_warning(units_for_verify):
-    """Verified beside the four units, as installed: verify loads what the target wants."""
+    """Verified beside the five units, as installed: verify loads what the target wants."""
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     result = subprocess.run(["systemd-analyze", "verify", str(units_for_verify / TARGET)],
@@ -306,7 +306,7 @@ def test_reload_sends_sighup_to_the_main_process(units_for_verify, service):
             catcher.wait()
 
 
-def test_target_wants_the_four_services_and_is_installable(target):
+def test_target_wants_the_five_services_and_is_installable(target):
     assert set(" ".join(target["Unit"]["Wants"]).split()) == {f"{s}.service" for s in SERVICES}
     assert all(re.match(r"(https?|file|man|info):", uri)
                for value in target["Unit"]["Documentation"] for uri in value.split())
@@ -314,19 +314,21 @@ def test_target_wants_the_four_services_and_is_installable(target):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_unit_is_part_of_the_target_so_stopping_or_restarting_it_does_the_four(units, service):
+def test_unit_is_part_of_the_target_so_stopping_or_restarting_it_does_the_five(units, service):
     assert single(units[service]["Unit"], "PartOf") == TARGET
 
 
-def test_units_start_the_dome_first_and_the_scheduler_last(units):
-    """The target starts the four in the units' order (After=): the scheduler's first heartbeat
-    must find the dome daemon listening (issue 13: 'Connection refused')."""
+def test_units_start_the_dome_first_and_the_alerts_daemon_last(units):
+    """The target starts the five in the units' order (After=): the scheduler's first heartbeat
+    must find the dome daemon listening (issue 13: 'Connection refused'), and the alerts
+    daemon's first orders a scheduler that listens."""
     after = {service: set(" ".join(units[service]["Unit"].get("After", [])).split())
              for service in SERVICES}
     assert after["scheduler"] >= {"dome.service", "telescope.service", "preprocessor.service"}
     assert "dome.service" in after["telescope"]
     assert not after["dome"] & {f"{s}.service" for s in SERVICES}
     assert not after["preprocessor"] & {f"{s}.service" for s in SERVICES}
+    assert "scheduler.service" in after["alerts"]
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -166,4 +166,5 @@ class TestPreprocessing:
 
 def test_queries_get_no_id_assigned():
     assert validate({"WOType": "Status"}) == {"WOType": "Status"}
-    assert "'ID' is required" in str(refusal({"WOType": "Cancel"}))
+    assert "need what to cancel; allowed keys: 'ID', 'Group ID'" in str(
+        refusal({"WOType": "Cancel"}))

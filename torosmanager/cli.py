@@ -12,7 +12,10 @@
     toros iers                        # the Earth-rotation table's age (--update: a newer one)
     toros passwd                      # a password hash for Server → Users
     toros backup DIR                  # a copy of each daemon's journal, safe while they run
-    toros demo                        # the four daemons on this machine, with the manual's orders
+    toros alert FILE                  # hand an alert to the alerts daemon (--dry-run: see what
+                                      # it would submit, here)
+    toros alerts [EVENT]              # the events the alerts daemon has read, or one's report
+    toros demo                        # the five daemons on this machine, with the manual's orders
 
 Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or did not answer
 (its message is printed), 2 for a wrong command line, 78 for an unusable configuration file.
@@ -32,6 +35,7 @@ from . import __version__, backup as backup_command, iers_command
 from .client import connect
 from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, SERVICES, ConfigError, address_key,
                      default_config, load_config, resolve_path)
+from .alerts import command as alerts_command
 from .preprocessor import command as calibrate_command
 from .earth_rotation import use_astropy_offline
 from .passwords import hash_password
@@ -124,7 +128,17 @@ def _parser():
     backup_command.add_arguments(backup)
     backup.set_defaults(action=backup_command.run)
 
-    commands.add_parser("demo", help="a whole simulated night with the four daemons, here, in "
+    alert = commands.add_parser("alert", help="hand an alert file to the alerts daemon "
+                                              "(--dry-run: the orders it would make)")
+    alerts_command.add_alert_arguments(alert)
+    alert.set_defaults(action=alerts_command.run_alert, uses_astropy=True)
+
+    alerts = commands.add_parser("alerts", help="the events the alerts daemon has read, or "
+                                                "one event's report")
+    alerts_command.add_events_arguments(alerts)
+    alerts.set_defaults(action=alerts_command.run_events)
+
+    commands.add_parser("demo", help="a whole simulated night with the five daemons, here, in "
                                       "a few minutes")
     return parser
 

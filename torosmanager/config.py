@@ -24,7 +24,12 @@ DEFAULT_PATH = "/etc/toros/toros.conf.yaml"
 ENVIRONMENT_VARIABLE = "TOROS_CONFIG"
 
 #: The daemons, in the order a night needs them.
-SERVICES = ("scheduler", "telescope", "dome", "preprocessor")
+SERVICES = ("scheduler", "telescope", "dome", "preprocessor", "alerts")
+
+#: The kinds of alert, as :class:`torosmanager.alerts.event.Alert` names them, each with a
+#: section of its own under ``Alerts`` (what to observe, at which priority).
+ALERT_KINDS = {"gw": "Gravitational Waves", "grb": "Gamma-Ray Bursts", "neutrino": "Neutrinos",
+               "x-ray": "X-Rays"}
 
 
 class ConfigError(Exception):
@@ -97,6 +102,20 @@ def _device():
     }
 
 
+def _alert_kind(act, filter_name, exposure_time, exposures, priority):
+    return {
+        "Act": Setting("bool", act, "turn these alerts into observations"),
+        "Filter": Setting("str", filter_name, "filter of their observations"),
+        "Exposure Time": Setting("float", exposure_time, "seconds per exposure", 0.001,
+                                 MAX_EXPOSURE_TIME),
+        "Number of Exposures": Setting("int", exposures, "frames per target", 1,
+                                       MAX_NUMBER_OF_EXPOSURES),
+        "Priority": Setting("float", priority, "priority of their orders (at or above "
+                            "Scheduler → ToO Threshold they interrupt the observation under "
+                            "way)", 0, 10),
+    }
+
+
 def _address(port):
     return {
         "HTTP": Setting("str", None, "URL clients use to reach the daemon; default http://IP:Port/"),
@@ -111,6 +130,7 @@ SCHEMA = {
     "Telescope Address": _address(8011),
     "Dome Address": _address(8012),
     "Preprocessor Address": _address(8013),
+    "Alerts Address": _address(8014),
     "Logging": {
         "File": Setting("path", "/var/log/toros/{service}.log",
                         "log file of each daemon; rotated by size"),
@@ -280,6 +300,97 @@ SCHEMA = {
         "Weather File": Setting("path", None, "simulated bad weather while this file exists "
                                 "and begins with 'unsafe' (its text is the reason): to "
                                 "rehearse a storm at a moment of your choosing"),
+    },
+    "Alerts": {
+        "Alert Types": Setting("names", ["EARLYWARNING", "PRELIMINARY", "INITIAL", "UPDATE"],
+                               "alert types acted on (a RETRACTION is always acted on: it "
+                               "cancels its event's orders)"),
+        "Accept Test Alerts": Setting("bool", False, "act on test, mock and injected alerts "
+                                      "(the demo and rehearsals do)"),
+        "Max False Alarm Rate": Setting("float", 3.9e-7, "gravitational waves whose false "
+                                        "alarms are more frequent are ignored, Hz (default: "
+                                        "about one per month)", 0, None),
+        "Min Probability of Neutron Star": Setting(
+            "float", 0.0, "gravitational waves: least HasNS, or else least non-BBH astrophysical "
+            "probability (BNS + NSBH) from the classification", 0, 1),
+        "Min Probability of Remnant": Setting("float", 0.0, "gravitational waves: least "
+                                              "HasRemnant", 0, 1),
+        "Max Distance": Setting("float", 1000.0, "gravitational waves farther than this "
+                                "(mean distance), Mpc, are ignored", 0, None),
+        "Max Area": Setting("float", 10_000.0, "localisations whose 90 % area is larger, "
+                            "square degrees, are ignored", 0, 41_253),
+        "Credible Level": Setting("float", 0.9, "targets lie in this credible region (or "
+                                  "volume) of the localisation", 0.01, 0.999),
+        "Field of View": Setting("float", 1.0, "side of the camera's square field, degrees",
+                                 0.01, 90),
+        "Max Targets": Setting("int", 20, "most targets observed per alert", 1, 10_000),
+        "Budget Hours": Setting("float", 4.0, "telescope time an alert may take tonight, "
+                                "hours", 0.01, 24),
+        "Skymap Download Timeout": Setting("float", 30.0, "seconds to fetch a skymap an "
+                                           "alert only links to", 0.1, 3600),
+        "Max Request Bytes": Setting("int", 64_000_000, "the alerts daemon takes requests up "
+                                     "to this size (an LVK alert's skymap, base64, is a few "
+                                     "MB) or Server → Max Request Bytes if larger", 1_000,
+                                     1_000_000_000),
+        "Retraction Deadline": Setting("float", 2.0, "seconds within which a retraction "
+                                       "must have cancelled its event's orders (logged as an "
+                                       "error when missed)", 0.1, 3600),
+        **{title: _alert_kind(*defaults) for title, defaults in (
+            ("Gravitational Waves", (True, "Clear", 60.0, 3, 9.5)),
+            ("Gamma-Ray Bursts", (True, "R", 60.0, 5, 9.5)),
+            ("Neutrinos", (True, "R", 120.0, 3, 9.0)),
+            ("X-Rays", (True, "R", 60.0, 3, 9.0)))},
+        "Galaxy Catalog": {
+            "File": Setting("path", None, "a galaxy table astropy reads (CSV, ECSV, FITS, VOTable),"
+                            " e.g. an extract of GLADE+; not set: gravitational-wave maps are "
+                            "tiled"),
+            "Luminosity Weight": Setting("str", "none", "weigh galaxies by their B- or K-band "
+                                         "luminosity, or not at all",
+                                         choices=("none", "B", "K")),
+            "Columns": {
+                "Name": Setting("str", "Name", "the file's column of galaxy names"),
+                "RA": Setting("str", "RA", "the file's column of right ascension, degrees"),
+                "Dec": Setting("str", "Dec", "the file's column of declination, degrees"),
+                "Distance": Setting("str", "Distance", "the file's column of luminosity "
+                                    "distance, Mpc"),
+                "B Magnitude": Setting("str", None, "the file's column of B absolute or "
+                                       "apparent magnitude (for Luminosity Weight: B)"),
+                "K Magnitude": Setting("str", None, "the file's column of K magnitude (for "
+                                       "Luminosity Weight: K)"),
+            },
+        },
+        "Kafka": {
+            "Enabled": Setting("bool", False, "listen to GCN Kafka (needs the kafka extra: "
+                               "pip install 'toros-manager[kafka]')"),
+            "Client ID": Setting("str", None, "GCN client id; else $GCN_KAFKA_CLIENT_ID"),
+            "Client Secret": Setting("str", None, "GCN client secret; else "
+                                     "$GCN_KAFKA_CLIENT_SECRET (never logged)"),
+            "Domain": Setting("str", "gcn.nasa.gov", "the GCN Kafka domain"),
+            "Topics": Setting("names", ["igwn.gwalert",
+                                        "gcn.notices.icecube.lvk_nu_track_search",
+                                        "gcn.notices.einstein_probe.wxt.alert",
+                                        "gcn.notices.swift.bat.guano",
+                                        "gcn.classic.voevent.FERMI_GBM_GND_POS",
+                                        "gcn.classic.voevent.SWIFT_BAT_GRB_POS_ACK"],
+                              "topics subscribed to"),
+            "Reconnect Delay": Setting("float", 1.0, "seconds before the first reconnection; "
+                                       "doubled after each failure", 0.01, 3600),
+            "Max Reconnect Delay": Setting("float", 300.0, "longest wait between reconnections, "
+                                           "seconds", 0.01, 86400),
+        },
+        "VOEvent Transport": {
+            "Enabled": Setting("bool", False, "receive VOEvents over the VOEvent Transport "
+                               "Protocol (needs the vtp extra: pip install "
+                               "'toros-manager[vtp]')"),
+            "Host": Setting("str", "45.58.43.186", "the VTP broker (GCN Classic's)"),
+            "Port": Setting("int", 8099, "the broker's port", 1, 65535),
+        },
+        "GCN Socket": {
+            "Enabled": Setting("bool", False, "listen for GCN Classic 160-byte socket notices"),
+            "IP": Setting("ip", "127.0.0.1", "address the socket listens on (GCN connects to "
+                          "it; register it with GCN)"),
+            "Port": Setting("int", 5134, "the port registered with GCN", 1, 65535),
+        },
     },
     "Preprocessor": {
         "Allowed Directories": Setting("paths", ["/var/lib/toros/data"],

@@ -39,6 +39,7 @@ class FrontDesk:
 
     def __init__(self, handler, journal, clock, config, earth_rotation):
         self.handler = handler
+        handler.desk = self  # a handler may take orders from sources of its own (alerts)
         self.earth_rotation = earth_rotation
         self.journal = journal
         self.clock = clock
@@ -78,6 +79,9 @@ class FrontDesk:
         if wotype == "Status":
             return self.status(order.get("ID"))
         if wotype == "Cancel":
+            if "ID" not in order:
+                return self.cancel_group(order["Group ID"], order.get("User", "unknown"),
+                                         order["Keep Running"])
             return self.cancel(order["ID"], order.get("User", "unknown"))
         if not SCHEMAS[wotype].journaled:
             return self.handler.signal(order)
@@ -159,6 +163,33 @@ class FrontDesk:
         log.info("[WO %s] %s (was %s)", record.id, reason, previous)
         self.handler.cancelled(record, previous)
         return self._receipt(self.journal.get(record.id), reason)
+
+    def cancel_group(self, group_id, user, keep_running=False):
+        """Cancel every order of *group_id* that has not ended (with *keep_running*, only those
+        not yet started); return what was cancelled and what was left."""
+        cancelled, kept = [], []
+        started = self.handler.started_states
+        for record in self.journal.unfinished():
+            if record.work_order.get("Group ID") != group_id:
+                continue
+            if keep_running and record.state in started:
+                kept.append(record.id)
+                continue
+            reason = f"cancelled by {user} with its group {group_id}"
+            previous = self.journal.transition(record.id, CANCELLED, reason,
+                                               format_utc(self.clock.now()),
+                                               only_from=UNFINISHED_STATES)
+            if previous is None:
+                continue  # it ended meanwhile
+            log.info("[WO %s] %s (was %s)", record.id, reason, previous)
+            self.handler.cancelled(record, previous)
+            cancelled.append(record.id)
+        message = (f"{len(cancelled)} order(s) of group {group_id} cancelled"
+                   + (f"; {len(kept)} already started left running" if kept else ""))
+        log.info("%s by %s", message, user)
+        return {"WOType": "Cancel", "Group ID": group_id, "Status": "cancelled",
+                "Cancelled": cancelled, "Kept": kept, "Message": message,
+                "Service": self.handler.service}
 
     def health(self):
         """The daemon's health: version, uptime, clock, Earth-rotation table, queue, devices."""

@@ -34,6 +34,9 @@ class Handler:
     service = ""
     #: The WOTypes this daemon takes (Status and Cancel are answered by every daemon).
     wotypes = ()
+    #: The states in which an order's work has begun (a Cancel of a group with Keep Running
+    #: leaves these alone).
+    started_states = (RUNNING,)
 
     def __init__(self, config, journal, clock):
         self.config = config

@@ -21,6 +21,7 @@ from .clock import Clock
 from .config import (DEFAULT_PATH, ConfigError, address_key, load_config, resolve_path,
                      service_path)
 from .earth_rotation import EarthRotationTable, use_astropy_offline
+from .alerts.handler import AlertsHandler
 from .dome.handler import DomeHandler
 from .frontdesk import FrontDesk
 from .journal import Journal
@@ -35,7 +36,8 @@ from .telescope.handler import TelescopeHandler
 log = logging.getLogger(__name__)
 
 HANDLERS = {handler.service: handler for handler in
-            (SchedulerHandler, TelescopeHandler, DomeHandler, PreprocessorHandler)}
+            (SchedulerHandler, TelescopeHandler, DomeHandler, PreprocessorHandler,
+             AlertsHandler)}
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -74,7 +76,7 @@ def run(service, argv):
     try:
         # Bind before detaching, so that a port in use is reported where the operator looks.
         server = FrontDeskServer(service, address["IP"], address["Port"],
-                                 max_request_bytes=server_settings["Max Request Bytes"],
+                                 max_request_bytes=max_request_bytes(config, service),
                                  request_timeout=server_settings["Request Timeout"],
                                  max_connections=server_settings["Max Connections"],
                                  concurrent_requests=server_settings["Concurrent Requests"],
@@ -86,6 +88,15 @@ def run(service, argv):
     if arguments.daemon:
         return _run_detached(service, config, server, arguments.pidfile, arguments.config)
     return serve(service, config, server, arguments.config)
+
+
+def max_request_bytes(config, service):
+    """The largest request *service* takes: an LVK alert with its skymap is a few MB, more
+    than any other work order."""
+    limit = config["Server"]["Max Request Bytes"]
+    if service == "alerts":
+        return max(limit, config["Alerts"]["Max Request Bytes"])
+    return limit
 
 
 def _run_detached(service, config, server, pidfile, config_path):

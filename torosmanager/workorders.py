@@ -13,12 +13,14 @@ Examples
 (346.5, 13.2)
 """
 
+import base64
 import difflib
 import enum
 import math
 import re
 import reprlib
 import uuid
+import xmlrpc.client
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -299,6 +301,39 @@ def priority(value):
     return number(unit="0–10, clipped")(value)
 
 
+def probability(value):
+    """A probability, 0–1."""
+    return number(0, 1)(value)
+
+
+def identifiers(value):
+    """A non-empty list of order IDs."""
+    if not isinstance(value, list) or not value:
+        raise InvalidValue(identifiers.description)
+    return [identifier(item) for item in value]
+
+
+identifiers.description = "a non-empty list of order IDs"
+
+
+def alert_payload(value):
+    """An alert as text (JSON, XML), or as base64 text (or an XML-RPC binary) for a binary
+    format; the Alert order's ``Format`` says which. Kept as text."""
+    if isinstance(value, xmlrpc.client.Binary):
+        value = value.data
+    if isinstance(value, (bytes, bytearray)):  # an XML-RPC base64 value
+        if not value:
+            raise InvalidValue(alert_payload.description)
+        return base64.b64encode(value).decode("ascii")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(alert_payload.description)
+    return value
+
+
+alert_payload.description = ("the alert as a non-empty string: its text, or base64 for a "
+                             "binary format (or an XML-RPC base64 value)")
+
+
 def choice(*options):
     """A parser accepting one of *options*, whatever its case; returns the canonical spelling."""
     canonical = {option.lower(): option for option in options}
@@ -371,6 +406,8 @@ class Schema:
     fields: tuple
     doc: str = ""
     at_least_one_of: tuple = field(default_factory=tuple)
+    #: What the keys of *at_least_one_of* say, for the message when none is given.
+    at_least_one_of_means: str = "at least one action"
     #: False for queries and signals: answered at once, never kept in the journal.
     journaled: bool = True
 
@@ -431,6 +468,13 @@ OBSERVATION = Schema(
         Field("Not Before", utc_datetime, doc="do not start before this instant, ISO 8601 UTC"),
         Field("Not After", utc_datetime,
               doc="finish by this instant, ISO 8601 UTC; after it the order expires"),
+        Field("Group ID", text, doc="the group the order belongs to (the alerts daemon: the "
+                                    "event); a Cancel may name the group"),
+        Field("Probability", probability,
+              doc="the share of the event's localisation probability (or galaxy score) the "
+                  "target covers, 0–1"),
+        Field("Supersedes", identifiers, doc="IDs of the orders this one replaces (an alert's "
+                                             "update)"),
     ),
     doc="Observe a target: slew, filter, exposures (telescope daemon, through the scheduler).",
 )
@@ -504,17 +548,52 @@ STATUS = Schema(
 
 CANCEL = Schema(
     "Cancel", (), (
-        Field("ID", identifier, required=True, doc="the order to cancel"),
+        Field("ID", identifier, doc="the order to cancel"),
+        Field("Group ID", text, doc="or: cancel every order of this group that has not ended"),
+        Field("Keep Running", yes_no, default=False,
+              doc="with Group ID: 'Yes' cancels only the orders not yet started"),
         Field("WOType", text, required=True, doc="'Cancel'"),
         Field("User", text, doc="who cancels"),
     ),
-    doc="Cancel an order that has not ended.",
+    doc="Cancel an order, or a group of orders, that has not ended.",
+    at_least_one_of=("ID", "Group ID"),
+    at_least_one_of_means="what to cancel",
+    journaled=False,
+)
+
+#: The formats an Alert order's Payload may be in; the last two are binary (sent as base64).
+ALERT_FORMATS = ("lvk_json", "voevent", "gcn_json", "gcn_socket", "skymap")
+#: Of :data:`ALERT_FORMATS`, those whose Payload is base64.
+BINARY_ALERT_FORMATS = ("gcn_socket", "skymap")
+
+ALERT = Schema(
+    "Alert", ("alerts",), COMMON + (
+        Field("Format", choice(*ALERT_FORMATS), required=True,
+              doc="lvk_json (igwn.gwalert), voevent (VOEvent 2.0), gcn_json (GCN JSON notice), "
+                  "gcn_socket (160-byte GCN notice, base64) or skymap (HEALPix FITS, base64)"),
+        Field("Payload", alert_payload, required=True,
+              doc="the alert: text, or base64 for gcn_socket and skymap"),
+        Field("Event ID", text, doc="skymap: the event the map belongs to (required)"),
+        Field("Origin", text, doc="where the alert came from, e.g. 'kafka:igwn.gwalert'"),
+    ),
+    doc="An alert for the alerts daemon to turn into target-of-opportunity orders (or to "
+        "cancel them: a retraction).",
+)
+
+EVENTS = Schema(
+    "Events", ("alerts",), (
+        Field("WOType", text, required=True, doc="'Events'"),
+        Field("Event ID", text, doc="one event's report; without it, the list of events"),
+        Field("User", text, doc="who asks"),
+    ),
+    doc="The alerts daemon's events (`toros alerts` reads them): each one's state, or one "
+        "event's report. Answered at once, not journaled.",
     journaled=False,
 )
 
 #: Every WOType a daemon may receive.
 SCHEMAS = {schema.wotype: schema for schema in (OBSERVATION, DOME, PREPROCESSING, PARK, HEARTBEAT,
-                                                PLAN, STATUS, CANCEL)}
+                                                PLAN, ALERT, EVENTS, STATUS, CANCEL)}
 
 #: Queries every daemon answers, whatever work it does.
 QUERIES = ("Status", "Cancel")
@@ -586,7 +665,8 @@ def validate(order, now=None):
             result[rule.key] = rule.default
     if schema.at_least_one_of and not any(
             schema.field_for(key).key in schema.at_least_one_of for key in result):
-        raise WorkOrderError(f"{wotype} work orders need at least one action; allowed keys: "
+        raise WorkOrderError(f"{wotype} work orders need {schema.at_least_one_of_means}; "
+                             "allowed keys: "
                              + ", ".join(repr(schema.display_name(schema.field_for_key(key)))
                                          for key in schema.at_least_one_of))
     _check_time_window(order, result)

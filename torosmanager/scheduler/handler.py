@@ -14,7 +14,7 @@ import xmlrpc.client
 from ..client import connect
 from ..config import address_key
 from ..handler import Handler, Workers
-from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED
+from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
@@ -32,6 +32,8 @@ class SchedulerHandler(Handler):
 
     service = "scheduler"
     wotypes = ("Observation", "Dome", "Plan")
+    # Dispatched: handed to the telescope, which may be slewing to it already.
+    started_states = (DISPATCHED, RUNNING)
 
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)

@@ -12,7 +12,9 @@ Plan
     put at the earliest instant where its whole duration is observable and it fits between the
     orders already placed, counting the slew from the one before and to the one after
     (``Slew Rate``, ``Settle Time``) and a readout per frame (``Readout Time``). Exposures are
-    never shortened. What cannot be placed is reported with the reason.
+    never shortened. What cannot be placed is reported with the reason. A plan may also be
+    held to a budget of telescope time (durations and slews) and a number of entries: an order
+    that would break either is left out and the next one tried (the alerts' pick uses this).
 """
 
 import math
@@ -116,6 +118,21 @@ class Constraints:
         """The altitude at which sec z equals the airmass limit, degrees."""
         return math.degrees(math.asin(1.0 / self.max_airmass))
 
+    def slew_seconds(self, before, after):
+        """Seconds a plan counts to slew from *before* to *after* and settle.
+
+        Parameters
+        ----------
+        before, after : (float, float) or None
+            ICRS positions (RA, Dec degrees); ``None`` (unknown): the settle time alone, as
+            for a plan's first slew without a start position.
+        """
+        if before is None or after is None:
+            return self.settle_time
+        cosine = sum(a * b for a, b in zip(_unit(*before), _unit(*after)))
+        return (math.degrees(math.acos(max(-1.0, min(1.0, cosine)))) / self.slew_rate
+                + self.settle_time)
+
 
 def duration_of(order, scheduler_settings, telescope_settings):
     """Seconds an Observation order occupies the telescope, slews excluded."""
@@ -141,6 +158,53 @@ def target_of(order, priority, scheduler_settings, telescope_settings):
                   instant("Not Before"), instant("Not After"))
 
 
+@dataclass
+class Visibility:
+    """Targets' visibility over tonight's dark hours, on the planner's one-minute grid.
+
+    Attributes
+    ----------
+    night_start, night_end : datetime
+        Tonight's dark hours (from *now* when the night is in progress).
+    offsets : numpy.ndarray
+        The grid's instants, seconds from *night_start*.
+    visible : numpy.ndarray
+        Boolean, targets × grid: every constraint of the plan is met.
+    altitude : numpy.ndarray
+        Degrees, targets × grid.
+    reasons : dict
+        Target ID → why it cannot be observed tonight for its whole duration; only the
+        targets that cannot.
+    """
+
+    night_start: datetime
+    night_end: datetime
+    offsets: np.ndarray
+    visible: np.ndarray
+    altitude: np.ndarray
+    reasons: dict = field(default_factory=dict)
+
+    def instant(self, seconds):
+        """The UTC instant *seconds* after the night's start."""
+        return self.night_start + timedelta(seconds=float(seconds))
+
+    def seconds(self, instant):
+        """Seconds from the night's start to *instant*."""
+        return (instant - self.night_start).total_seconds()
+
+    def observable(self, index, start, duration):
+        """Whether target *index* is visible from *start* (seconds) for *duration* seconds,
+        judged on the grid points around that span (as :meth:`Planner.plan` places orders)."""
+        first = math.floor(start / GRID_SECONDS)
+        final = math.ceil((start + duration) / GRID_SECONDS)
+        return 0 <= first and final < self.visible.shape[1] and bool(
+            self.visible[index, first:final + 1].all())
+
+    def altitude_at(self, index, seconds):
+        """Target *index*'s altitude (degrees) *seconds* after the night's start."""
+        return float(np.interp(seconds, self.offsets, self.altitude[index]))
+
+
 class Planner:
     """Plans nights at one site.
 
@@ -155,7 +219,8 @@ class Planner:
         self.night = Night(site)
         self.constraints = constraints
 
-    def plan(self, targets, now, start_position=None, free_from=None):
+    def plan(self, targets, now, start_position=None, free_from=None, budget=None,
+             max_entries=None):
         """Plan the rest of tonight (or the next night) for *targets*.
 
         Parameters
@@ -167,6 +232,12 @@ class Planner:
             Where the telescope points (ICRS degrees), for the first slew.
         free_from : datetime, optional
             When the telescope is free (the order under way ends); default *now*.
+        budget : float, optional
+            Seconds of telescope time the plan may take: its entries' durations and the slews
+            before them. An order that would take the plan over it is left out (a later,
+            lower one may still fit). Default: no limit but the night.
+        max_entries : int, optional
+            At most this many entries, the first placed. Default: no limit.
 
         Returns
         -------
@@ -196,17 +267,52 @@ class Planner:
                 plan.unscheduled[target.id] = self._why_not(target, visible[i], highest[i],
                                                             window)
                 continue
-            placed = timeline.insert(target, visible[i], steps)
+            refusal = _refusal(timeline, budget, max_entries)
+            before = list(timeline.entries)
+            placed = None if refusal else timeline.insert(target, visible[i], steps)
+            if placed is not None and budget is not None and timeline.used() > budget:
+                timeline.entries = before  # it fitted the night, not the budget: undone
+                placed, refusal = None, _over_budget(budget)
             if placed is None:
                 plan.unscheduled[target.id] = (
                     self._why_not(target, visible[i], highest[i], window, steps)
-                    or "no room left tonight after orders of higher priority")
+                    or refusal or "no room left tonight after orders of higher priority")
         row = {target.id: i for i, target in enumerate(targets)}
         for start, end, target, slew in timeline.entries:
             at_start = float(np.interp(start, grid.offsets, altitude[row[target.id]]))
             plan.entries.append(PlanEntry(target.id, grid.instant(start), grid.instant(end),
                                           target.priority, target.ra, target.dec, at_start, slew))
         return plan
+
+    def visibility(self, targets, now):
+        """Where and when each target can be observed tonight, as :meth:`plan` sees it.
+
+        Parameters
+        ----------
+        targets : list of Target
+        now : datetime
+            The clock's time: tonight is the rest of the night in progress, or the next one.
+
+        Returns
+        -------
+        Visibility or None
+            ``None`` when the site has no dark hours in the coming day and a half.
+        """
+        window = self.night.window(now, self.constraints.sun_altitude)
+        if window is None:
+            return None
+        grid = _Grid(window, self)
+        if not targets:
+            empty = np.zeros((0, len(grid.offsets)))
+            return Visibility(window.start, window.end, grid.offsets, empty.astype(bool), empty)
+        visible, altitude = grid.visibility(targets)
+        highest = altitude.max(axis=1)
+        reasons = {}
+        for i, target in enumerate(targets):
+            reason = self._why_not(target, visible[i], highest[i], window)
+            if reason:
+                reasons[target.id] = reason
+        return Visibility(window.start, window.end, grid.offsets, visible, altitude, reasons)
 
     def _why_not(self, target, visible, highest, window, steps=None):
         """Why *target* cannot be observed tonight, or ``""`` when it could be but for others."""
@@ -237,6 +343,20 @@ def _span(seconds):
     if hours < SPAN_HOURS_UP_TO:
         return f"{hours:.1f} h"
     return f"{hours / 24:,.0f} days"
+
+
+def _refusal(timeline, budget, max_entries):
+    """Why no order can be added to *timeline* at all (its limits are reached), or ``""``."""
+    if max_entries is not None and len(timeline.entries) >= max_entries:
+        return f"the plan already has the most entries allowed ({max_entries})"
+    if budget is not None and budget - timeline.used() < timeline.constraints.settle_time:
+        return _over_budget(budget)  # not even a settle fits, let alone an observation
+    return ""
+
+
+def _over_budget(budget):
+    """The reason an order is left out of a plan whose *budget* (seconds) it would exceed."""
+    return f"over the budget of {_span(budget)} of telescope time"
 
 
 class _Grid:
@@ -332,6 +452,10 @@ class _Timeline:
         if target.id not in self._vectors:
             self._vectors[target.id] = _unit(target.ra, target.dec)
         return self._vectors[target.id]
+
+    def used(self):
+        """Seconds of telescope time the entries take: their durations and slews."""
+        return sum(end - start + slew for start, end, _, slew in self.entries)
 
     def insert(self, target, visible, steps):
         """Place *target* at its earliest possible start; return that start or ``None``."""

@@ -4,7 +4,9 @@
 
 - :mod:`.lvk_json`: the LVK's ``igwn.gwalert`` JSON (GCN Kafka, SCiMMA), skymap included;
 - :mod:`.voevent`: VOEvent 2.0 XML (LVK, Fermi, Swift, ... over VTP or GCN Classic);
-- :mod:`.gcn_json`: GCN's JSON notices (IceCube, Swift, Einstein Probe, Fermi, ...).
+- :mod:`.gcn_json`: GCN's JSON notices (IceCube, Swift, Einstein Probe, Fermi, ...);
+- :mod:`.gcn_socket`: GCN Classic's 160-byte binary notices (Swift BAT and Fermi GBM
+  positions; the GCN socket and GCN Kafka's ``gcn.classic.binary.*``).
 
 Whatever is wrong with a payload, a reader raises :class:`AlertFormatError` naming the format,
 what was missing or wrong, and the value received (shortened).
@@ -16,7 +18,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 #: The formats :func:`read` knows, each a module of this package with ``read(payload)``.
-FORMATS = ("lvk_json", "voevent", "gcn_json")
+FORMATS = ("lvk_json", "voevent", "gcn_json", "gcn_socket")
 #: The largest payload read, in bytes: an LVK JSON alert with its skymap is a few MB.
 MAX_PAYLOAD = 64 * 1024 * 1024
 #: How long the received value may be in an error message.

@@ -1,0 +1,224 @@
+"""The alerts daemon as a real process: alerts in, target-of-opportunity orders at a real
+scheduler, updates that supersede, retractions that cancel, duplicates that do nothing, and a
+restart in the middle of an event that loses nothing.
+
+The alerts are real ones (see ``alert_fixtures``): LVK S2498 (a 2-D map, ligo-followup-advocate
+2.2.0), Einstein Probe and IceCube (gwcelery 3.0.0). The clock is noon at CTMO, so the orders
+wait for tonight at the scheduler and nothing is dispatched while the tests look at them.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from conftest import simulated_clock
+from observatory import refusal, wait_until
+
+#: Noon at CTMO (18:00 UTC): tonight is ahead, nothing is dispatched during the tests.
+NOON = datetime(2026, 11, 10, 18, 0, tzinfo=timezone.utc)
+#: The LVK alert used throughout: a 2-D map (cWB), superevent S2498 (a mock: "search": "MDC").
+S2498 = "S2469/files/S2469-1-initial.json"
+TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+
+
+def settings(**alerts):
+    return {"Clock": simulated_clock(NOON, 1.0),
+            "Alerts": dict({"Accept Test Alerts": True, "Max Targets": 5}, **alerts)}
+
+
+@pytest.fixture
+def observatory(make_site):
+    return make_site(settings()).start("scheduler", "alerts")
+
+
+def lvk(**changes):
+    """The S2498 INITIAL alert as text, with *changes* to its top-level keys."""
+    data = json.loads(alert_file(S2498, FOLLOWUP_ADVOCATE).read_text())
+    data.update(changes)
+    return json.dumps(data)
+
+
+def later(minutes):
+    return (datetime(2023, 4, 30, 18, 55, 35, tzinfo=timezone.utc)
+            + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def send(site, payload, format_name="lvk_json", order_id=None, **keys):
+    order = dict({"WOType": "Alert", "Format": format_name, "Payload": payload,
+                  "User": "test"}, **keys)
+    if order_id:
+        order["ID"] = order_id
+    return site.proxy("alerts").front_desk(order)
+
+
+def finished(site, order_id):
+    """Wait for an alert order to end; its Status."""
+    def check():
+        answer = site.proxy("alerts").front_desk({"WOType": "Status", "ID": order_id})
+        return answer if answer["Status"] in ("done", "failed", "cancelled") else None
+    return wait_until(check, f"alert order {order_id} to end")
+
+
+def event_orders(site, event_id):
+    """The event's orders at the scheduler: ID → Status answer."""
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": event_id})
+    return {order["ID"]: site.proxy("scheduler").front_desk({"WOType": "Status",
+                                                             "ID": order["ID"]})
+            for order in report["Orders"] if order["Here"] != "refused"}
+
+
+def test_an_lvk_alert_becomes_target_of_opportunity_orders_at_the_scheduler(observatory):
+    receipt = send(observatory, lvk(), order_id="first")
+    assert receipt["Status"] in ("accepted", "queued", "running", "done")
+    done = finished(observatory, "first")
+    assert done["Status"] == "done", done["Message"]
+    assert "S2498 INITIAL (test)" in done["Message"] and "accepted by the scheduler" in \
+        done["Message"]
+    orders = event_orders(observatory, "S2498")
+    assert 1 <= len(orders) <= 5
+    for answer in orders.values():
+        order = answer["Work Order"]
+        assert answer["Status"] == "queued"
+        assert order["Group ID"] == "S2498" and order["Type of job"] == "ToO"
+        assert order["Type of object"] == "Kilonova candidate" and order["User"] == "alerts"
+        assert 0 < order["Probability"] <= 1
+        assert answer["Priority"] == 10.0  # 9.5 requested, +1 for a kilonova candidate
+    # The event's report, as `toros alerts` shows it.
+    listed = subprocess.run([TOROS, "--config", observatory.config_path, "alerts"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "S2498" in listed.stdout and "observing" in listed.stdout
+    report = json.loads(subprocess.run(
+        [TOROS, "--config", observatory.config_path, "alerts", "S2498", "--json"],
+        capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert {order["Scheduler"] for order in report["Orders"]} == {"queued"}
+    planned = sum(order["Probability"] for order in report["Orders"])
+    assert report["Coverage"]["Planned"] == pytest.approx(planned, abs=1e-5)
+    assert report["Coverage"]["Observed"] == 0
+
+
+def test_the_same_alert_again_creates_nothing(observatory):
+    finished(observatory, send(observatory, lvk(), order_id="once")["ID"])
+    before = event_orders(observatory, "S2498")
+    again = finished(observatory, send(observatory, lvk(), order_id="twice")["ID"])
+    assert again["Status"] == "done"
+    assert "was read before (alert order once)" in again["Message"]
+    assert event_orders(observatory, "S2498").keys() == before.keys()
+
+
+def test_an_update_replaces_the_orders_not_started(observatory):
+    finished(observatory, send(observatory, lvk(), order_id="initial")["ID"])
+    first = event_orders(observatory, "S2498")
+    update = finished(observatory, send(observatory, lvk(alert_type="UPDATE",
+                                                         time_created=later(10)),
+                                        order_id="update")["ID"])
+    assert update["Status"] == "done", update["Message"]
+    now = event_orders(observatory, "S2498")
+    old = {order_id: now[order_id] for order_id in first}
+    new = {order_id: answer for order_id, answer in now.items() if order_id not in first}
+    assert {answer["Status"] for answer in old.values()} == {"cancelled"}
+    assert new and {answer["Status"] for answer in new.values()} == {"queued"}
+    for answer in new.values():
+        assert sorted(answer["Work Order"]["Supersedes"]) == sorted(first)
+
+
+def test_a_retraction_cancels_every_pending_order_within_two_seconds(observatory):
+    finished(observatory, send(observatory, lvk(), order_id="seen")["ID"])
+    orders = event_orders(observatory, "S2498")
+    assert orders
+    retraction = json.dumps({"superevent_id": "S2498", "alert_type": "RETRACTION",
+                             "time_created": later(30), "event": None, "urls": {}})
+    sent = time.monotonic()
+    send(observatory, retraction, order_id="withdrawn")
+    scheduler = observatory.proxy("scheduler")
+
+    def all_cancelled():
+        return all(scheduler.front_desk({"WOType": "Status", "ID": order_id})["Status"]
+                   == "cancelled" for order_id in orders)
+    wait_until(all_cancelled, "every order of S2498 to be cancelled")
+    assert time.monotonic() - sent < 2.0
+    done = finished(observatory, "withdrawn")
+    assert f"{len(orders)} order(s) of the event cancelled" in done["Message"]
+    # A later alert of a retracted event submits nothing.
+    late = finished(observatory, send(observatory, lvk(alert_type="UPDATE",
+                                                       time_created=later(40)))["ID"])
+    assert "retracted; nothing submitted" in late["Message"]
+    assert event_orders(observatory, "S2498").keys() == orders.keys()
+
+
+def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
+    site = make_site(settings(), name="restart")
+    site.start("alerts")  # no scheduler yet: the planned orders cannot be handed over
+    send(site, lvk(), order_id="interrupted")
+    wait_until(lambda: "does not answer" in site.log("alerts"), "the alerts daemon to retry")
+    site.daemons.pop("alerts").kill()  # as a power cut would stop it
+    site.start("scheduler", "alerts")
+    done = finished(site, "interrupted")
+    assert done["Status"] == "done", done["Message"]
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    assert report["Orders"] and {order["Here"] for order in report["Orders"]} == {"submitted"}
+    assert {order["Scheduler"] for order in report["Orders"]} == {"queued"}
+    history = [entry["Reason"] for entry in done["History"]]
+    assert "to be read again after a restart" in history
+
+
+def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):
+    bad = finished(observatory, send(observatory, '{"alert_type": "INITIAL"}')["ID"])
+    assert bad["Status"] == "failed"
+    assert "not a valid alert: lvk_json: missing 'superevent_id'" in bad["Message"]
+    # GW170817's Initial VOEvent only links its skymap; this machine cannot reach GraceDB.
+    voevent = alert_file("G298048-1-Initial.xml").read_text()
+    unreachable = finished(observatory, send(observatory, voevent, "voevent")["ID"])
+    assert unreachable["Status"] == "failed"
+    assert "G298048" in unreachable["Message"] and "cannot be reached" in unreachable["Message"]
+    # A skymap without its event is refused at the front desk, naming the key.
+    message = refusal(observatory.proxy("alerts").front_desk,
+                      {"WOType": "Alert", "Format": "skymap", "Payload": "AAAA"}).faultString
+    assert "'Event ID' is required with Format 'skymap'" in message
+    health = observatory.proxy("alerts").front_desk({"WOType": "Status"})
+    assert health["Status"] == "running" and health["Events"] == 1
+
+
+def test_a_bare_skymap_with_its_event_id(observatory):
+    data = alert_file("MS220722v_bayestar.multiorder.fits").read_bytes()
+    done = finished(observatory, send(observatory, base64.b64encode(data).decode(), "skymap",
+                                      **{"Event ID": "MS220722v"})["ID"])
+    assert done["Status"] == "done", done["Message"]
+    assert event_orders(observatory, "MS220722v")
+
+
+def test_a_neutrino_and_its_retraction(observatory):
+    gold = alert_file("kafka_alert_icecube_gold.json").read_text()
+    done = finished(observatory, send(observatory, gold, "gcn_json")["ID"])
+    assert done["Status"] == "done", done["Message"]
+    orders = event_orders(observatory, "IceCube-230416A")
+    assert len(orders) == 1
+    (answer,) = orders.values()
+    assert answer["Work Order"]["Type of object"] == "Neutrino counterpart"
+    retraction = alert_file("kafka_alert_icecube_retraction.json").read_text()
+    withdrawn = finished(observatory, send(observatory, retraction, "gcn_json")["ID"])
+    assert "1 order(s) of the event cancelled" in withdrawn["Message"]
+    assert event_orders(observatory, "IceCube-230416A")[answer["ID"]]["Status"] == "cancelled"
+
+
+def test_the_scheduler_cancels_a_group(site):
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+    for number in range(3):
+        scheduler.front_desk({"ID": f"g{number}", "WOType": "Observation", "RA": 10.0 * number,
+                              "Dec": 5.0, "Filter": "R", "Exposure Time": 10,
+                              "Group ID": "S1"})
+    scheduler.front_desk({"ID": "other", "WOType": "Observation", "RA": 1.0, "Dec": 5.0,
+                          "Filter": "R", "Exposure Time": 10, "Group ID": "S2"})
+    answer = scheduler.front_desk({"WOType": "Cancel", "Group ID": "S1", "User": "test"})
+    assert sorted(answer["Cancelled"]) == ["g0", "g1", "g2"] and answer["Kept"] == []
+    assert scheduler.front_desk({"WOType": "Status", "ID": "other"})["Status"] != "cancelled"
+    message = refusal(scheduler.front_desk, {"WOType": "Cancel"}).faultString
+    assert "need what to cancel" in message and "'Group ID'" in message

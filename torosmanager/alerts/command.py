@@ -1,0 +1,148 @@
+"""``toros alert FILE`` and ``toros alerts``: hand an alert to the alerts daemon, see what it
+would do (``--dry-run``), and list the events.
+
+::
+
+    toros alert S230518h-2-Initial.json              # submit it to the alerts daemon
+    toros alert bayestar.multiorder.fits --event-id S230518h
+    toros alert G298048-1-Initial.xml --dry-run --json --night-after 2017-08-17T22:00:00
+    toros alerts                                     # the events and their state
+    toros alerts S230518h                            # one event's report
+
+The file's format is recognised from its content: a VOEvent (XML), an LVK or GCN JSON alert,
+a 160-byte GCN socket notice, or a bare HEALPix skymap (FITS, flat or multi-order; it needs
+``--event-id``). ``--dry-run`` submits nothing: it reads the alert here, with the configuration's
+policy, catalogue and site, and prints the orders it would submit (``--json``: one JSON object
+with ``Event``, ``Orders`` and ``Coverage``).
+"""
+
+import json
+import sys
+from datetime import datetime, timezone
+
+from ..clock import Clock
+from ..workorders import format_utc
+from .formats import AlertFormatError
+from .intake import alert_of, guess_format, payload_of
+
+#: Columns of `toros alerts` and of the dry run's orders.
+EVENT_COLUMNS = ("ID", "Kind", "State", "Latest Alert", "Orders", "Planned", "Updated")
+ORDER_COLUMNS = ("ID", "Object Name", "RA", "Dec", "Probability", "Priority")
+REPORT_ORDER_COLUMNS = ("ID", "Object Name", "Probability", "Here", "Scheduler")
+
+
+def add_alert_arguments(parser):
+    """The arguments of ``toros alert``."""
+    parser.add_argument("file", metavar="FILE", help="an alert: VOEvent, LVK or GCN JSON, "
+                                                     "160-byte GCN notice, or a skymap FITS")
+    parser.add_argument("--event-id", metavar="ID", help="the event a bare skymap belongs to")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="submit nothing; print the orders the alert would make")
+    parser.add_argument("--night-after", metavar="ISO-TIME",
+                        help="with --dry-run: plan the night after this UTC instant (default: "
+                             "now, by the configured clock)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_events_arguments(parser):
+    """The arguments of ``toros alerts``."""
+    parser.add_argument("event", nargs="?", metavar="EVENT", help="one event's report")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run_alert(config, arguments):
+    """``toros alert FILE``."""
+    from ..cli import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, ask, table
+    try:
+        with open(arguments.file, "rb") as stream:
+            data = stream.read()
+        format_name = guess_format(data)
+    except (OSError, AlertFormatError) as error:
+        print(f"toros: {arguments.file}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    order = {"WOType": "Alert", "Format": format_name, "Payload": payload_of(data, format_name),
+             "Origin": f"file:{arguments.file}", "User": "toros alert"}
+    if arguments.event_id:
+        order["Event ID"] = arguments.event_id
+    if arguments.dry_run:
+        return _dry_run(config, arguments, order)
+    if arguments.night_after:
+        print("toros: --night-after goes with --dry-run (the daemon plans by its clock)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    receipt = ask(config, "alerts", order)
+    if receipt is None:
+        return EXIT_FAILED
+    print(json.dumps(receipt, indent=1) if arguments.json else table([receipt], RECEIPT_COLUMNS))
+    return EXIT_OK
+
+
+def _dry_run(config, arguments, order):
+    from ..cli import EXIT_FAILED, EXIT_OK, table
+    from .galaxies import CatalogError, GalaxyCatalog
+    from .response import Response, respond
+    from .targets import TargetError
+    try:
+        now = _instant(arguments.night_after) if arguments.night_after else \
+            Clock.from_config(config).now()
+        alert = alert_of(order, now)
+        if alert.is_retraction:
+            response = Response(alert, ignored="a retraction: it cancels the event's orders")
+        else:
+            catalog = GalaxyCatalog.load(config["Alerts"]["Galaxy Catalog"])
+            response = respond(alert, config, now, catalog)
+    except (ValueError, AlertFormatError, CatalogError, TargetError) as error:
+        print(f"toros: {arguments.file}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    result = {"Event": response.event(), "Orders": response.orders,
+              "Coverage": response.coverage(), "Targets": response.targets,
+              "Summary": response.summary()}
+    if response.ignored:
+        result["Ignored"] = response.ignored
+    if response.pick is not None:
+        result["Night"] = {"Start": _time(response.pick.night_start),
+                           "End": _time(response.pick.night_end)}
+    if arguments.json:
+        print(json.dumps(result, indent=1, default=str))
+        return EXIT_OK
+    event = result["Event"]
+    print(f"{event['ID']} {event['Alert Type']} ({event['Kind']}, {event['Source']}): "
+          f"{response.summary()}")
+    if response.orders:
+        print(table(response.orders, ORDER_COLUMNS))
+    return EXIT_OK
+
+
+def run_events(config, arguments):
+    """``toros alerts [EVENT]``."""
+    from ..cli import EXIT_FAILED, EXIT_OK, ask, table
+    query = {"WOType": "Events"}
+    if arguments.event:
+        query["Event ID"] = arguments.event
+    answer = ask(config, "alerts", query)
+    if answer is None:
+        return EXIT_FAILED
+    if arguments.json:
+        print(json.dumps(answer, indent=1))
+    elif arguments.event:
+        coverage = ", ".join(f"{key} {value:.1%}" for key, value in answer["Coverage"].items())
+        print(f"{answer['Event']} ({answer['Kind']}): {answer['State']}; {coverage}")
+        for alert in answer["Alerts"]:
+            print(f"  {alert['Received']}  {alert['Alert Type']:12} {alert['Summary']}")
+        print(table(answer["Orders"], REPORT_ORDER_COLUMNS))
+    elif not answer["Events"]:
+        print("No alerts yet.")
+    else:
+        rows = [dict(event, Planned=f"{event['Planned']:.1%}") for event in answer["Events"]]
+        print(table(rows, EVENT_COLUMNS))
+    return EXIT_OK
+
+
+def _instant(text):
+    """An ISO 8601 instant, UTC when it names no zone."""
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+
+
+def _time(instant):
+    return None if instant is None else format_utc(instant)

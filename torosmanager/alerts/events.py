@@ -1,0 +1,190 @@
+"""The alerts daemon's book of events: each alert read, and the orders each one planned.
+
+The journal keeps every Alert order as received and its state, like every daemon's. This book
+keeps what the daemon made of it, in two tables of the same SQLite file (synchronous, WAL):
+
+``alerts``
+    one row per Alert order read: its event, type, serial, issue time, kind, whether it is a
+    test, and the outcome (targets, coverage, or why it was ignored);
+``event_orders``
+    one row per Observation order an alert planned, with the work order itself, written
+    *before* the order is sent to the scheduler, and its state here: ``planned`` (not yet
+    accepted by the scheduler), ``submitted``, ``refused``, ``superseded`` (cancelled by a
+    later alert of the event) or ``cancelled`` (by a retraction).
+
+So a daemon stopped half-way through an event submits, after its restart, exactly the orders
+it had planned (the scheduler takes a resubmitted order by its ID, once).
+"""
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+PLANNED = "planned"
+SUBMITTED = "submitted"
+REFUSED = "refused"
+SUPERSEDED = "superseded"
+CANCELLED = "cancelled"
+#: Orders that still stand for their event (their fate is the scheduler's).
+STANDING = (PLANNED, SUBMITTED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    order_id TEXT PRIMARY KEY,      -- the Alert work order's ID in the journal
+    event_id TEXT NOT NULL,
+    alert_type TEXT NOT NULL,
+    serial INTEGER NOT NULL,
+    issued TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    test INTEGER NOT NULL,
+    received TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT '{}'   -- JSON: Targets, Coverage, Ignored, ...
+);
+CREATE INDEX IF NOT EXISTS alerts_by_event ON alerts (event_id);
+CREATE TABLE IF NOT EXISTS event_orders (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    alert_order_id TEXT NOT NULL REFERENCES alerts (order_id),
+    work_order TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_orders_by_event ON event_orders (event_id);
+"""
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """One alert read, as the book keeps it."""
+
+    order_id: str
+    event_id: str
+    alert_type: str
+    serial: int
+    issued: str
+    kind: str
+    test: bool
+    received: str
+    outcome: dict
+
+
+@dataclass(frozen=True)
+class EventOrder:
+    """One Observation order an alert planned."""
+
+    id: str
+    event_id: str
+    alert_order_id: str
+    work_order: dict
+    state: str
+    message: str
+
+
+class EventBook:
+    """Alerts and the orders they planned, in SQLite.
+
+    Parameters
+    ----------
+    path : str
+        The SQLite file (the alerts daemon's journal file: one file to back up).
+    """
+
+    def __init__(self, path):
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+    # --- alerts --------------------------------------------------------------------------
+    def record_alert(self, order_id, alert, received):
+        """Keep what alert order *order_id* is (idempotent: a resumed order keeps its row)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO alerts (order_id, event_id, alert_type, serial, issued, "
+                "kind, test, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (order_id, alert.event_id, alert.alert_type, alert.serial,
+                 alert.issued.isoformat(), alert.kind, int(alert.test), received))
+
+    def duplicate_of(self, order_id, alert):
+        """The ID of an earlier alert order that carried the same alert (event, type, serial
+        and issue time), or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT order_id FROM alerts WHERE event_id = ? AND alert_type = ? AND serial = ?"
+                " AND issued = ? AND rowid < (SELECT rowid FROM alerts WHERE order_id = ?) "
+                "ORDER BY rowid LIMIT 1",
+                (alert.event_id, alert.alert_type, alert.serial, alert.issued.isoformat(),
+                 order_id)).fetchone()
+        return None if row is None else row["order_id"]
+
+    def retracted(self, event_id):
+        """Whether a retraction of *event_id* has been read."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM alerts WHERE event_id = ? AND alert_type = "
+                                   "'RETRACTION' LIMIT 1", (event_id,)).fetchone()
+        return row is not None
+
+    def set_outcome(self, order_id, outcome):
+        """Keep what came of an alert (targets, coverage, or why it was ignored)."""
+        with self._lock:
+            self._db.execute("UPDATE alerts SET outcome = ? WHERE order_id = ?",
+                             (json.dumps(outcome, default=str), order_id))
+
+    def alerts(self, event_id=None):
+        """The alerts read, oldest first; only *event_id*'s when given."""
+        query = "SELECT * FROM alerts" + (" WHERE event_id = ?" if event_id else "")
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY received, rowid",
+                                    (event_id,) if event_id else ()).fetchall()
+        return [AlertRow(row["order_id"], row["event_id"], row["alert_type"], row["serial"],
+                         row["issued"], row["kind"], bool(row["test"]), row["received"],
+                         json.loads(row["outcome"])) for row in rows]
+
+    # --- the orders they planned ------------------------------------------------------------
+    def plan(self, alert_order_id, event_id, work_orders):
+        """Keep the Observation orders an alert is about to submit, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO event_orders (id, event_id, alert_order_id, "
+                    "work_order, state, message) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(order["ID"], event_id, alert_order_id, json.dumps(order), PLANNED,
+                      "planned") for order in work_orders])
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def orders(self, *, event_id=None, alert_order_id=None, states=None):
+        """The planned orders of an event or of one alert, in the order planned."""
+        clauses, values = [], []
+        if event_id is not None:
+            clauses.append("event_id = ?")
+            values.append(event_id)
+        if alert_order_id is not None:
+            clauses.append("alert_order_id = ?")
+            values.append(alert_order_id)
+        if states is not None:
+            clauses.append(f"state IN ({', '.join('?' for _ in states)})")
+            values.extend(states)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM event_orders{where} ORDER BY rowid",
+                                    values).fetchall()
+        return [EventOrder(row["id"], row["event_id"], row["alert_order_id"],
+                           json.loads(row["work_order"]), row["state"], row["message"])
+                for row in rows]
+
+    def mark(self, order_ids, state, message):
+        """Set the state of planned orders here (what the scheduler made of them)."""
+        with self._lock:
+            self._db.executemany("UPDATE event_orders SET state = ?, message = ? WHERE id = ?",
+                                 [(state, message, order_id) for order_id in order_ids])

@@ -1,0 +1,318 @@
+"""The alerts daemon: alerts in, target-of-opportunity orders out, with nobody in the loop.
+
+An Alert order (from any program, ``toros alert``, or one of the daemon's own sources: GCN
+Kafka, the VOEvent Transport Protocol, GCN Classic socket notices) is journaled by the front
+desk before it is answered, like every order. A worker then reads it and acts:
+
+- **a duplicate** (an alert of the same event, type, serial and issue time already read) does
+  nothing more;
+- **a retraction** marks its event retracted, then cancels every order of the event at the
+  scheduler (``Cancel`` by ``Group ID``, running ones included): no exposure of it starts
+  afterwards. It does not wait for other work on the event (the deadline is
+  ``Alerts → Retraction Deadline``); an alert of the event still being submitted checks for
+  the retraction after each order and cancels again;
+- **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
+  tonight's pick (:mod:`.response`). The orders are written to the events book
+  (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
+  yet started (their IDs go into the new orders' ``Supersedes``). Alerts of one event are
+  handled one at a time, in arrival order.
+
+After a restart, an alert that was being handled is handled again: the orders it had planned
+are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
+"""
+
+import logging
+import threading
+import time
+import xmlrpc.client
+
+from ..client import connect
+from ..handler import Handler, Workers
+from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
+from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError, clip
+from . import report
+from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDED, EventBook)
+from .formats import AlertFormatError
+from .galaxies import CatalogError, GalaxyCatalog
+from .intake import alert_of
+from .response import USER, respond
+from .sources import make_sources
+from .targets import TargetError
+
+log = logging.getLogger(__name__)
+
+#: Alerts handled at once: a retraction must not wait behind a large skymap being tiled.
+ALERT_WORKERS = 4
+#: The priority journaled with an Alert order: alerts are read as they arrive, so it only
+#: orders them in the journal's reports.
+ALERT_ORDER_PRIORITY = 10.0
+
+
+class AlertsHandler(Handler):
+    """Read alerts, submit (or cancel) their events' Observation orders at the scheduler."""
+
+    service = "alerts"
+    wotypes = ("Alert", "Events")
+
+    def __init__(self, config, journal, clock):
+        super().__init__(config, journal, clock)
+        self.settings = config["Alerts"]
+        self.book = EventBook(journal.path)
+        self.workers = Workers("alert", ALERT_WORKERS)
+        self.catalog = None
+        self.catalog_problem = None
+        self.sources = {}  # title of its section under Alerts → source
+        self.desk = None  # the front desk the sources hand their alerts to (set by it)
+        self._event_locks = {}
+        self._event_locks_lock = threading.Lock()
+        self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
+        self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
+
+    # --- front desk ------------------------------------------------------------------------
+    def check(self, order):
+        if order["Format"] == "skymap" and not order.get("Event ID"):
+            raise WorkOrderError("'Event ID' is required with Format 'skymap': a bare skymap "
+                                 "does not say which event it locates")
+
+    def assign_priority(self, order):
+        return ALERT_ORDER_PRIORITY, "alerts are read in the order they arrive"
+
+    def accepted(self, record):
+        self._received[record.id] = time.monotonic()
+        self.transition(record.id, QUEUED, "queued to be read")
+        self.workers.submit(self.process, record.id)
+
+    def cancelled(self, record, previous_state):
+        # Cancelling an alert withdraws what it asked for.
+        self.workers.submit(self._withdraw, record.id)
+
+    def signal(self, order):
+        """Answer an Events query: every event's state, or one event's report."""
+        event_id = order.get("Event ID")
+        if event_id is None:
+            return {"Events": report.events(self)}
+        found = report.event_report(self, event_id)
+        if found is None:
+            raise WorkOrderError(f"'Event ID': received {event_id!r}; the alerts daemon has "
+                                 "read no alert of this event", FaultCode.NOT_FOUND)
+        return found
+
+    def health(self):
+        events = {row.event_id for row in self.book.alerts()}
+        return {"Events": len(events),
+                "Galaxy Catalog": self._catalog_health(),
+                "Sources": {title: source.health() for title, source in self.sources.items()}}
+
+    def page_sections(self):
+        return report.page_sections(self)
+
+    def page_asset(self, path):
+        return report.page_asset(self, path)
+
+    # --- life cycle -------------------------------------------------------------------------
+    def start(self):
+        self._load_catalog()
+        super().start()
+        self.sources = make_sources(self.settings, self._deliver)
+        for title, source in self.sources.items():
+            source.start()
+            log.info("listening for alerts: %s", title)
+
+    def resume(self, record):
+        if record.state in (ACCEPTED, QUEUED, RUNNING):
+            self.transition(record.id, QUEUED, "to be read again after a restart")
+            self.workers.submit(self.process, record.id)
+
+    def stop(self):
+        for source in self.sources.values():
+            source.stop()
+        self.workers.stop()
+        self.book.close()
+
+    # --- one alert ----------------------------------------------------------------------------
+    def process(self, order_id):
+        """Read and act on one queued alert order (in a worker)."""
+        with self.failing_on_error(order_id, "handling the alert"):
+            self._process(order_id)
+
+    def _process(self, order_id):
+        record = self.journal.get(order_id)
+        if self.transition(order_id, RUNNING, "reading the alert", only_from={QUEUED}) is None:
+            return  # cancelled meanwhile
+        try:
+            alert = alert_of(record.work_order, self.clock.now())
+        except AlertFormatError as error:
+            self.transition(order_id, FAILED, f"not a valid alert: {error}")
+            return
+        self.book.record_alert(order_id, alert, record.created)
+        duplicate = self.book.duplicate_of(order_id, alert)
+        if duplicate is not None:
+            self._finish(order_id, f"{_name(alert)} was read before (alert order {duplicate}): "
+                         "nothing more to do")
+        elif alert.is_retraction:
+            self._retract(order_id, alert)
+        else:
+            with self._event_lock(alert.event_id):
+                self._respond(order_id, alert)
+
+    def _respond(self, order_id, alert):
+        if not self.book.orders(alert_order_id=order_id):  # not planned before a restart
+            if self.book.retracted(alert.event_id):
+                self._finish(order_id, f"{_name(alert)}: its event was retracted; nothing "
+                             "submitted")
+                return
+            standing = [order.id for order in
+                        self.book.orders(event_id=alert.event_id, states=STANDING)]
+            try:
+                response = respond(alert, self.config, self.clock.now(), self.catalog,
+                                   id_prefix=order_id, supersedes=standing)
+            except TargetError as error:
+                self.book.set_outcome(order_id, {"Problem": str(error)})
+                self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+                return
+            self.book.set_outcome(order_id, response.outcome())
+            if response.ignored:
+                self._finish(order_id, f"{_name(alert)} {response.summary()}")
+                return
+            if standing:
+                self._supersede(alert.event_id, standing, order_id)
+            self.book.plan(order_id, alert.event_id, response.orders)
+            log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
+        accepted = self._submit(order_id, alert.event_id)
+        if accepted is None:
+            return  # stopping: still running in the journal, resumed after the restart
+        outcome = self.book.alerts(alert.event_id)
+        summary = next(row.outcome.get("Summary", "") for row in outcome
+                       if row.order_id == order_id)
+        self._finish(order_id, f"{_name(alert)}: {summary}; {accepted} accepted by the "
+                     "scheduler")
+
+    def _submit(self, order_id, event_id):
+        """Submit the alert's planned orders; the number accepted, or ``None`` if stopping."""
+        accepted = 0
+        for planned in self.book.orders(alert_order_id=order_id, states=(PLANNED,)):
+            if self.book.retracted(event_id):
+                break
+            try:
+                receipt = self._ask_scheduler(planned.work_order)
+            except xmlrpc.client.Fault as refusal:
+                log.warning("[WO %s] the scheduler refused %s: %s", order_id, planned.id,
+                            refusal.faultString)
+                self.book.mark([planned.id], REFUSED, refusal.faultString)
+                continue
+            if receipt is None:
+                return None
+            self.book.mark([planned.id], SUBMITTED,
+                           f"{receipt.get('Status')}: {receipt.get('Message')}")
+            accepted += 1
+        if self.book.retracted(event_id):
+            self._cancel_event(event_id)  # retracted while these were being submitted
+        return accepted
+
+    def _supersede(self, event_id, standing, order_id):
+        """Cancel the event's orders not yet started; the running ones finish."""
+        answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id,
+                                      "Keep Running": True, "User": USER})
+        kept = set(answer.get("Kept", [])) if answer else set()
+        replaced = [order for order in standing if order not in kept]
+        self.book.mark(replaced, SUPERSEDED, f"cancelled: superseded by alert order {order_id}")
+        log.info("[WO %s] %s: %d earlier order(s) cancelled, %d already started left running",
+                 order_id, event_id, len(replaced), len(kept))
+
+    def _retract(self, order_id, alert):
+        cancelled = self._cancel_event(alert.event_id)
+        received = self._received.pop(order_id, None)
+        elapsed = None if received is None else time.monotonic() - received
+        took = "" if elapsed is None else f" {elapsed:.2f} s after it arrived"
+        message = (f"{_name(alert)}: {cancelled} order(s) of the event cancelled at the "
+                   f"scheduler{took}")
+        deadline = self.settings["Retraction Deadline"]
+        if elapsed is not None and elapsed > deadline:
+            log.error("[WO %s] %s, over Alerts → Retraction Deadline (%g s)", order_id, message,
+                      deadline)
+        self.book.set_outcome(order_id, {"Event": {"ID": alert.event_id,
+                                                   "Alert Type": alert.alert_type},
+                                         "Summary": message, "Cancelled": cancelled})
+        self._finish(order_id, message)
+
+    def _cancel_event(self, event_id):
+        """Cancel every order of *event_id* at the scheduler; the number cancelled there."""
+        answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id, "User": USER})
+        standing = [order.id for order in self.book.orders(event_id=event_id, states=STANDING)]
+        self.book.mark(standing, CANCELLED, "cancelled: the event was retracted")
+        return len(answer.get("Cancelled", [])) if answer else 0
+
+    def _withdraw(self, order_id):
+        """An Alert order was cancelled: cancel the orders it had submitted."""
+        for planned in self.book.orders(alert_order_id=order_id, states=STANDING):
+            if planned.state == SUBMITTED:
+                try:
+                    self._ask_scheduler({"WOType": "Cancel", "ID": planned.id, "User": USER})
+                except xmlrpc.client.Fault as refusal:
+                    log.info("[WO %s] %s: %s", order_id, planned.id, refusal.faultString)
+            self.book.mark([planned.id], CANCELLED, "cancelled with its alert order")
+
+    def _ask_scheduler(self, order):
+        """The scheduler's answer to *order*, trying again while it does not answer; ``None``
+        when the daemon is stopping first. A refusal (Fault) is raised."""
+        attempt = 0
+        while not self.workers.stopping.is_set():
+            attempt += 1
+            try:
+                return connect(self.config, "scheduler").front_desk(order)
+            except (OSError, xmlrpc.client.ProtocolError) as error:
+                # Nothing planned is dropped: keep trying, and say so now and then.
+                if attempt == 1 or attempt % self.config["Scheduler"]["Dispatch Attempts"] == 0:
+                    log.warning("the scheduler does not answer (attempt %d): %s", attempt,
+                                clip(str(error)))
+                self.workers.stopping.wait(self.clock.real_seconds(
+                    self.config["Scheduler"]["Dispatch Retry Interval"]))
+        return None
+
+    def _finish(self, order_id, message):
+        self.transition(order_id, DONE, message, only_from={RUNNING})
+
+    def _event_lock(self, event_id):
+        with self._event_locks_lock:
+            return self._event_locks.setdefault(event_id, threading.Lock())
+
+    # --- sources and catalogue -------------------------------------------------------------
+    def _deliver(self, format_name, payload, origin):
+        """Hand an alert from a source to the front desk, as any client would."""
+        if isinstance(payload, bytes) and format_name not in BINARY_ALERT_FORMATS:
+            payload = payload.decode("utf-8")
+        receipt = self.desk.front_desk({"WOType": "Alert", "Format": format_name,
+                                        "Payload": payload, "Origin": origin,
+                                        "User": origin.split(":")[0]})
+        log.info("[WO %s] alert from %s: %s", receipt["ID"], origin, receipt["Message"])
+
+    def _load_catalog(self):
+        settings = self.settings["Galaxy Catalog"]
+        if settings["File"] is None:
+            return
+        started = time.monotonic()
+        try:
+            self.catalog = GalaxyCatalog.load(settings)
+        except (CatalogError, OSError) as error:
+            self.catalog_problem = str(error)
+            log.error("the galaxy catalogue cannot be used; gravitational-wave maps will be "
+                      "tiled: %s", error)
+            return
+        log.info("galaxy catalogue %s: %d galaxies loaded in %.1f s", settings["File"],
+                 len(self.catalog), time.monotonic() - started)
+
+    def _catalog_health(self):
+        settings = self.settings["Galaxy Catalog"]
+        if settings["File"] is None:
+            return {"File": None, "Message": "not configured: maps are tiled"}
+        if self.catalog is None:
+            return {"File": settings["File"], "Message": self.catalog_problem or "loading"}
+        return {"File": settings["File"], "Galaxies": len(self.catalog),
+                "Luminosity Weight": settings["Luminosity Weight"]}
+
+
+def _name(alert):
+    """How an alert is named in messages: ``S230518h INITIAL #1``."""
+    serial = f" #{alert.serial}" if alert.serial else ""
+    test = " (test)" if alert.test else ""
+    return f"{alert.event_id} {alert.alert_type}{serial}{test}"

@@ -1,0 +1,100 @@
+"""From what arrives to an :class:`~torosmanager.alerts.event.Alert`: an Alert work order's
+``Format`` and ``Payload``, or a file whose format is recognised from its first bytes.
+
+Examples
+--------
+>>> alert = alert_of({"Format": "voevent", "Payload": xml_text}, now)   # doctest: +SKIP
+>>> guess_format(open("S1234-2-initial.json", "rb").read())            # doctest: +SKIP
+'lvk_json'
+"""
+
+import base64
+import binascii
+import json
+
+from ..workorders import BINARY_ALERT_FORMATS
+from . import formats
+from .event import Alert
+from .formats import AlertFormatError
+
+#: The first bytes of a FITS file (a bare skymap), and of a gzipped one.
+FITS_MAGIC = b"SIMPLE"
+GZIP_MAGIC = b"\x1f\x8b"
+#: The size of a GCN Classic socket notice: 40 four-byte integers.
+GCN_SOCKET_PACKET_BYTES = 160
+#: A bare skymap is taken as this alert type: it locates an event, as an INITIAL alert does.
+SKYMAP_ALERT_TYPE = "INITIAL"
+#: A bare skymap is a gravitational-wave localisation (the formats of other kinds carry
+#: positions of their own).
+SKYMAP_KIND = "gw"
+
+
+def alert_of(order, now):
+    """The Alert in a validated Alert work order.
+
+    Parameters
+    ----------
+    order : dict
+        With ``Format``, ``Payload`` and, for a skymap, ``Event ID``.
+    now : datetime
+        The issue time of a bare skymap (it carries none).
+
+    Raises
+    ------
+    AlertFormatError
+    """
+    format_name = order["Format"]
+    payload = order["Payload"]
+    if format_name in BINARY_ALERT_FORMATS:
+        try:
+            payload = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise AlertFormatError(format_name, "the Payload of a binary format must be base64",
+                                   payload) from None
+    if format_name == "skymap":
+        return skymap_alert(payload, order.get("Event ID"), now)
+    return formats.read(format_name, payload)
+
+
+def skymap_alert(data, event_id, now):
+    """An alert made of a bare skymap file's bytes: event *event_id*, issued *now*."""
+    if not event_id:
+        raise AlertFormatError("skymap", "a bare skymap needs its event's ID ('Event ID', "
+                               "or --event-id)", event_id)
+    return Alert(event_id=event_id, kind=SKYMAP_KIND, alert_type=SKYMAP_ALERT_TYPE, serial=0,
+                 issued=now, source="skymap file", skymap=bytes(data))
+
+
+def guess_format(data):
+    """The format of a file's bytes: ``skymap``, ``voevent``, ``lvk_json``, ``gcn_json`` or
+    ``gcn_socket``.
+
+    Raises
+    ------
+    AlertFormatError
+        None of them.
+    """
+    if data.startswith(FITS_MAGIC) or data.startswith(GZIP_MAGIC):
+        return "skymap"
+    text = data.lstrip()
+    if text.startswith(b"<"):
+        return "voevent"
+    if text.startswith(b"{"):
+        try:
+            parsed = json.loads(data)
+        except (UnicodeDecodeError, ValueError):
+            raise AlertFormatError("alert file", "it begins like JSON but is not valid JSON",
+                                   data[:80]) from None
+        return "lvk_json" if isinstance(parsed, dict) and "superevent_id" in parsed else "gcn_json"
+    if len(data) == GCN_SOCKET_PACKET_BYTES:
+        return "gcn_socket"
+    raise AlertFormatError("alert file", "not a skymap (FITS), VOEvent (XML), JSON alert or "
+                           "160-byte GCN notice", data[:80])
+
+
+def payload_of(data, format_name):
+    """*data* (a file's bytes) as an Alert order's Payload: text, or base64 for a binary
+    format."""
+    if format_name in BINARY_ALERT_FORMATS:
+        return base64.b64encode(data).decode("ascii")
+    return data.decode("utf-8")

@@ -1,0 +1,109 @@
+"""Which alerts to act on: the ``Alerts`` section of the configuration, applied to one alert.
+
+:func:`reason_to_ignore` returns ``None`` for an alert to observe, or the sentence that says
+why not (it is journaled with the alert and shown on the event's report). A retraction is
+never ignored: it cancels what its event started.
+
+Examples
+--------
+>>> reason_to_ignore(alert, config["Alerts"])                      # doctest: +SKIP
+'a test alert (Alerts → Accept Test Alerts is false)'
+"""
+
+from ..config import ALERT_KINDS
+
+#: The classification keys of the astrophysical sources that contain a neutron star.
+NEUTRON_STAR_CLASSES = ("BNS", "NSBH")
+
+
+def kind_settings(alert, settings):
+    """The ``Alerts`` subsection for *alert*'s kind (filter, exposures, priority), or ``None``
+    for a kind no section covers."""
+    title = ALERT_KINDS.get(alert.kind)
+    return None if title is None else settings[title]
+
+
+def reason_to_ignore(alert, settings, area=None, distance=None):
+    """Why *alert* is not to be observed, or ``None`` to observe it.
+
+    Parameters
+    ----------
+    alert : Alert
+    settings : dict
+        The configuration's ``Alerts`` section.
+    area : float, optional
+        The localisation's credible area (at ``Credible Level``), square degrees, once known.
+    distance : float, optional
+        The source's mean distance, Mpc, once known (a 3-D skymap's ``DISTMEAN``).
+
+    Returns
+    -------
+    str or None
+    """
+    if alert.is_retraction:
+        return None
+    if alert.test and not settings["Accept Test Alerts"]:
+        return "a test alert (Alerts → Accept Test Alerts is false)"
+    kind = kind_settings(alert, settings)
+    if kind is None:
+        return f"a {alert.kind} alert: no section of Alerts covers this kind"
+    if not kind["Act"]:
+        return f"{ALERT_KINDS[alert.kind]} → Act is false"
+    if alert.alert_type not in settings["Alert Types"]:
+        return (f"a {alert.alert_type} alert; Alerts → Alert Types: "
+                + ", ".join(settings["Alert Types"]))
+    if not alert.has_location:
+        return "the alert says nothing of where to look"
+    if alert.kind == "gw":
+        reason = _gravitational_wave_reason(alert.properties, settings, distance)
+        if reason:
+            return reason
+    if area is not None and area > settings["Max Area"]:
+        return (f"its {settings['Credible Level']:.0%} area is {area:,.0f} deg², over "
+                f"Alerts → Max Area ({settings['Max Area']:,.0f} deg²)")
+    return None
+
+
+def _gravitational_wave_reason(properties, settings, distance):
+    far = properties.get("far")
+    if far is not None and far > settings["Max False Alarm Rate"]:
+        return (f"false-alarm rate {far:.3g} Hz (one per {_period(far)}) is over Alerts → Max "
+                f"False Alarm Rate ({settings['Max False Alarm Rate']:.3g} Hz)")
+    least_ns = settings["Min Probability of Neutron Star"]
+    if least_ns > 0:
+        has_ns = neutron_star_probability(properties)
+        if has_ns is None or has_ns < least_ns:
+            return (f"probability of a neutron star {_fraction(has_ns)} is under Alerts → Min "
+                    f"Probability of Neutron Star ({least_ns:g})")
+    least_remnant = settings["Min Probability of Remnant"]
+    if least_remnant > 0:
+        remnant = properties.get("HasRemnant")
+        if remnant is None or remnant < least_remnant:
+            return (f"HasRemnant {_fraction(remnant)} is under Alerts → Min Probability of "
+                    f"Remnant ({least_remnant:g})")
+    if distance is not None and distance > settings["Max Distance"]:
+        return (f"mean distance {distance:,.0f} Mpc is over Alerts → Max Distance "
+                f"({settings['Max Distance']:,.0f} Mpc)")
+    return None
+
+
+def neutron_star_probability(properties):
+    """HasNS, or else the BNS + NSBH share of the classification; ``None`` when neither is
+    given."""
+    if properties.get("HasNS") is not None:
+        return float(properties["HasNS"])
+    classification = properties.get("classification")
+    if isinstance(classification, dict):
+        return float(sum(classification.get(name, 0.0) for name in NEUTRON_STAR_CLASSES))
+    return None
+
+
+def _fraction(value):
+    return "unknown" if value is None else f"{value:.2f}"
+
+
+def _period(rate):
+    """A false-alarm rate as 'N days/years'."""
+    seconds = 1 / rate if rate > 0 else float("inf")
+    days = seconds / 86400
+    return f"{days / 365.25:,.1f} years" if days >= 365.25 else f"{days:,.1f} days"

@@ -1,0 +1,254 @@
+"""What a person sees of the alerts: each event's state, orders and coverage.
+
+- :func:`events` lists the events (``toros alerts``, the status page);
+- :func:`event_report` is one event: its alerts, each planned order with its state at the
+  scheduler (asked at the scheduler's front desk: the alerts daemon reads no other database),
+  and the probability planned, observed so far and visible tonight;
+- the status page links each event's report as JSON (``/events/<ID>.json``), HTML
+  (``/events/<ID>.html``) and its map with the chosen targets (``/events/<ID>.png``).
+"""
+
+import html
+import io
+import json
+import logging
+import urllib.parse
+import xmlrpc.client
+
+import astropy.units as u
+import numpy as np
+from astropy_healpix import lonlat_to_healpix
+
+from ..client import connect
+from ..journal import DONE as ORDER_DONE
+from .events import STANDING, SUBMITTED
+from .intake import alert_of
+
+log = logging.getLogger(__name__)
+
+#: Events listed on the status page, the most recent first.
+PAGE_EVENTS = 20
+#: The map's grid, degrees per cell (the PNG is drawn from it), and the HEALPix resolution it
+#: samples (nside 64: 0.9° pixels).
+MAP_CELL_DEGREES = 1.0
+MAP_NSIDE = 64
+#: The map's figure size (inches) and resolution (dots per inch).
+MAP_FIGURE_SIZE = (9.0, 5.0)
+MAP_DPI = 90
+#: Maps kept drawn, by event and latest alert (drawing one reads its skymap again).
+MAP_CACHE_SIZE = 8
+#: Seconds to wait for the scheduler's answer about one order on a report.
+STATUS_TIMEOUT = 2.0
+
+
+def events(handler):
+    """Every event, the most recent first: a list of dicts (ID, Kind, State, Alerts, Latest
+    Alert, Orders, Planned, Updated)."""
+    by_event = {}
+    for row in handler.book.alerts():
+        by_event.setdefault(row.event_id, []).append(row)
+    listed = []
+    for event_id, rows in by_event.items():
+        latest = rows[-1]
+        standing = handler.book.orders(event_id=event_id, states=STANDING)
+        coverage = _latest_coverage(rows)
+        listed.append({"ID": event_id, "Kind": latest.kind, "State": _state(rows, standing),
+                       "Alerts": len(rows), "Latest Alert": _alert_name(latest),
+                       "Orders": len(standing), "Planned": coverage.get("Planned", 0.0),
+                       "Updated": latest.received, "Test": latest.test})
+    return sorted(listed, key=lambda event: event["Updated"], reverse=True)
+
+
+def event_report(handler, event_id):
+    """One event's report (a dict), or ``None`` for an event never seen."""
+    rows = handler.book.alerts(event_id)
+    if not rows:
+        return None
+    planned = handler.book.orders(event_id=event_id)
+    orders, observed = [], 0.0
+    for order in planned:
+        at_scheduler = _scheduler_status(handler.config, order) if order.state == SUBMITTED \
+            else None
+        if at_scheduler == ORDER_DONE:
+            observed += order.work_order.get("Probability", 0.0)
+        orders.append({"ID": order.id, "Object Name": order.work_order.get("Object Name"),
+                       "RA": order.work_order["RA"], "Dec": order.work_order["Dec"],
+                       "Probability": order.work_order.get("Probability"),
+                       "Alert Order": order.alert_order_id, "Here": order.state,
+                       "Scheduler": at_scheduler, "Message": order.message})
+    standing = [order for order in planned if order.state in STANDING]
+    coverage = dict(_latest_coverage(rows))
+    coverage["Observed"] = round(observed, 6)
+    return {"Event": event_id, "Kind": rows[-1].kind, "State": _state(rows, standing),
+            "Coverage": coverage,
+            "Alerts": [{"Alert Order": row.order_id, "Alert Type": row.alert_type,
+                        "Serial": row.serial, "Issued": row.issued, "Received": row.received,
+                        "Test": row.test, "Summary": row.outcome.get("Summary"),
+                        "Targets": row.outcome.get("Targets"),
+                        "Area": row.outcome.get("Area")} for row in rows],
+            "Orders": orders}
+
+
+def page_sections(handler):
+    """The status page's Events section."""
+    listed = events(handler)[:PAGE_EVENTS]
+    if not listed:
+        return [("Events", "<p>No alerts yet.</p>")]
+    rows = ["<table id='events'><tr><th>Event</th><th>Kind</th><th>State</th><th>Latest "
+            "alert</th><th>Orders</th><th>Planned</th><th>Report</th></tr>"]
+    for event in listed:
+        quoted = urllib.parse.quote(event["ID"], safe="")
+        rows.append(f"<tr><td>{_e(event['ID'])}</td><td>{_e(event['Kind'])}</td>"
+                    f"<td>{_e(event['State'])}</td><td>{_e(event['Latest Alert'])}</td>"
+                    f"<td>{event['Orders']}</td><td>{event['Planned']:.1%}</td>"
+                    f"<td><a href='/events/{quoted}.html'>HTML</a> "
+                    f"<a href='/events/{quoted}.json'>JSON</a></td></tr>")
+    return [("Events", "".join(rows) + "</table>")]
+
+
+def page_asset(handler, path):
+    """``/events/<ID>.json``, ``.html`` or ``.png``: ``(content type, bytes)`` or ``None``."""
+    if not path.startswith("/events/"):
+        return None
+    name, _, suffix = urllib.parse.unquote(path[len("/events/"):]).rpartition(".")
+    report = event_report(handler, name)
+    if report is None:
+        return None
+    if suffix == "json":
+        return "application/json", json.dumps(report, indent=1, default=str).encode()
+    if suffix == "html":
+        return "text/html; charset=utf-8", event_html(report).encode()
+    if suffix == "png":
+        picture = event_map(handler, name)
+        return None if picture is None else ("image/png", picture)
+    return None
+
+
+def event_html(report):
+    """A report (from :func:`event_report`) as a self-contained HTML page."""
+    quoted = urllib.parse.quote(report["Event"], safe="")
+    coverage = report["Coverage"]
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+             f"{_e(report['Event'])}</title></head><body><h1>{_e(report['Event'])} "
+             f"({_e(report['Kind'])}): {_e(report['State'])}</h1>",
+             "<p id='coverage'>" + ", ".join(f"{_e(key)}: {value:.1%}" for key, value in
+                                             coverage.items()) + "</p>",
+             f"<img src='/events/{quoted}.png' alt='the localisation and the targets'>",
+             "<h2>Alerts</h2><table id='alerts'><tr><th>Alert order</th><th>Type</th>"
+             "<th>Issued</th><th>What came of it</th></tr>"]
+    for alert in report["Alerts"]:
+        parts.append(f"<tr><td>{_e(alert['Alert Order'])}</td><td>{_e(alert['Alert Type'])}"
+                     f"</td><td>{_e(alert['Issued'])}</td><td>{_e(alert['Summary'])}</td></tr>")
+    parts.append("</table><h2>Orders</h2><table id='orders'><tr><th>ID</th><th>Target</th>"
+                 "<th>RA</th><th>Dec</th><th>Probability</th><th>Here</th><th>Scheduler</th>"
+                 "</tr>")
+    for order in report["Orders"]:
+        parts.append(f"<tr><td>{_e(order['ID'])}</td><td>{_e(order['Object Name'])}</td>"
+                     f"<td>{order['RA']:.4f}</td><td>{order['Dec']:.4f}</td>"
+                     f"<td>{order['Probability'] or 0:.2%}</td><td>{_e(order['Here'])}</td>"
+                     f"<td>{_e(order['Scheduler'] or '')}</td></tr>")
+    parts.append("</table></body></html>")
+    return "".join(parts)
+
+
+def event_map(handler, event_id):
+    """A PNG of the event's latest localisation with its standing targets, or ``None``."""
+    rows = [row for row in handler.book.alerts(event_id) if row.outcome.get("Targets")]
+    if not rows:
+        return None
+    key = (event_id, rows[-1].order_id)
+    cache = handler.drawn_maps
+    if key not in cache:
+        record = handler.journal.get(rows[-1].order_id)
+        alert = alert_of(record.work_order, handler.clock.now())
+        targets = [order.work_order for order in
+                   handler.book.orders(event_id=event_id, states=STANDING)]
+        cache[key] = draw_map(alert, targets, handler.settings)
+        while len(cache) > MAP_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def draw_map(alert, orders, settings):
+    """The localisation (a skymap, or the error circle) and the orders' fields, as PNG bytes.
+
+    matplotlib's object interface with the Agg renderer: no display, no global state.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+
+    from .targets import TargetError, localisation
+    figure = Figure(figsize=MAP_FIGURE_SIZE, dpi=MAP_DPI)
+    axes = figure.add_subplot(projection="mollweide")
+    try:
+        skymap = localisation(alert, settings["Skymap Download Timeout"],
+                              settings["Field of View"])
+    except TargetError as error:
+        skymap = None
+        log.warning("%s: no map for the report: %s", alert.event_id, error)
+    if skymap is not None:
+        ra = np.arange(-180, 180, MAP_CELL_DEGREES) + MAP_CELL_DEGREES / 2
+        dec = np.arange(-90, 90, MAP_CELL_DEGREES) + MAP_CELL_DEGREES / 2
+        grid_ra, grid_dec = np.meshgrid(ra, dec)
+        flat = skymap.flat(MAP_NSIDE)
+        density = flat[lonlat_to_healpix((grid_ra % 360) * u.deg, grid_dec * u.deg, MAP_NSIDE,
+                                         order="nested")]
+        axes.pcolormesh(np.radians(-grid_ra), np.radians(grid_dec), density, cmap="Blues",
+                        shading="auto")
+    elif alert.ra is not None:
+        axes.add_patch(Circle((np.radians(-_wrap(alert.ra)), np.radians(alert.dec)),
+                              np.radians(max(alert.error_radius or 0, MAP_CELL_DEGREES)),
+                              fill=False, color="tab:blue"))
+    for order in orders:
+        axes.plot(np.radians(-_wrap(order["RA"])), np.radians(order["Dec"]), marker="s",
+                  markersize=4, color="tab:red", linestyle="none")
+    axes.set_xticklabels([f"{(-tick) % 360:.0f}°" for tick in range(-150, 180, 30)])
+    axes.grid(True, linewidth=0.3)
+    axes.set_title(f"{alert.event_id} {alert.alert_type}: {len(orders)} target(s)")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _scheduler_status(config, order):
+    try:
+        answer = connect(config, "scheduler", timeout=STATUS_TIMEOUT).front_desk(
+            {"WOType": "Status", "ID": order.id})
+    except (OSError, xmlrpc.client.Error) as error:
+        log.debug("no status of %s from the scheduler: %s", order.id, error)
+        return "unknown (the scheduler did not answer)"
+    return answer.get("Status")
+
+
+def _latest_coverage(rows):
+    for row in reversed(rows):
+        if "Coverage" in row.outcome:
+            return row.outcome["Coverage"]
+    return {}
+
+
+def _state(rows, standing):
+    """An event's state in a word: retracted, ignored, observing or failed."""
+    if any(row.alert_type == "RETRACTION" for row in rows):
+        return "retracted"
+    if standing:
+        return "observing"
+    latest = rows[-1].outcome
+    if latest.get("Ignored"):
+        return "ignored"
+    if latest.get("Problem"):
+        return "failed"
+    return "nothing observable" if latest.get("Targets") else "received"
+
+
+def _alert_name(row):
+    return f"{row.alert_type} #{row.serial}" if row.serial else row.alert_type
+
+
+def _wrap(ra):
+    """RA in degrees as −180…180 (the Mollweide axes' longitude)."""
+    return (ra + 180) % 360 - 180
+
+
+def _e(value):
+    return html.escape(str(value))

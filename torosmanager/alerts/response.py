@@ -1,0 +1,170 @@
+"""An alert's answer: the Observation orders it calls for, and the probability they cover.
+
+:func:`respond` is the whole decision for one alert, with no side effect: the policy
+(:mod:`.policy`), the localisation and its targets (:mod:`.targets`), tonight's pick
+(:mod:`.pick`) and the work orders. The alerts daemon journals and submits what it returns;
+``toros alert FILE --dry-run`` prints it.
+
+Examples
+--------
+>>> response = respond(alert, config, now)                           # doctest: +SKIP
+>>> response.coverage()                                              # doctest: +SKIP
+{'Planned': 0.41, 'Visible Tonight': 0.63, 'Total': 0.97}
+"""
+
+from dataclasses import dataclass, field
+
+from ..scheduler.planner import duration_of
+from ..workorders import format_utc
+from .pick import pick
+from .policy import kind_settings, reason_to_ignore
+from .targets import candidates, localisation
+
+#: Who the orders are from, in the scheduler's journal and its User Adjustments.
+USER = "alerts"
+#: The Type of job of every order: the scheduler's target-of-opportunity rules apply.
+TYPE_OF_JOB = "ToO"
+#: Type of object by alert kind: the names the scheduler's Object Adjustments know.
+TYPE_OF_OBJECT = {"gw": "Kilonova candidate", "grb": "GRB afterglow",
+                  "neutrino": "Neutrino counterpart", "x-ray": "X-ray transient"}
+#: Decimal places kept of a target's coordinates (0.0036″) and weight.
+COORDINATE_DECIMALS = 6
+WEIGHT_DECIMALS = 6
+
+
+@dataclass
+class Response:
+    """What to do about one alert.
+
+    Attributes
+    ----------
+    alert : Alert
+    ignored : str or None
+        Why nothing is to be observed (the policy), or ``None``.
+    targets : str or None
+        ``"galaxies"``, ``"fields"`` or ``"pointing"``.
+    area : float or None
+        The localisation's credible area (at ``Alerts → Credible Level``), deg².
+    skymap : Skymap or None
+    pick : Pick or None
+        Tonight's choice among the candidates.
+    orders : list of dict
+        The Observation work orders, in the pick's time order.
+    """
+
+    alert: object
+    ignored: str | None = None
+    targets: str | None = None
+    area: float | None = None
+    skymap: object = None
+    pick: object = None
+    orders: list = field(default_factory=list)
+
+    def event(self):
+        """The alert's identity, as reports and ``--json`` show it."""
+        alert = self.alert
+        return {"ID": alert.event_id, "Kind": alert.kind, "Alert Type": alert.alert_type,
+                "Serial": alert.serial, "Issued": format_utc(alert.issued),
+                "Source": alert.source, "Test": alert.test}
+
+    def coverage(self):
+        """``Planned``, ``Visible Tonight`` and ``Total``: probability (or galaxy score)."""
+        if self.pick is None:
+            return {"Planned": 0.0, "Visible Tonight": 0.0, "Total": 0.0}
+        return {"Planned": round(self.pick.covered, WEIGHT_DECIMALS),
+                "Visible Tonight": round(self.pick.visible_tonight, WEIGHT_DECIMALS),
+                "Total": round(self.pick.total, WEIGHT_DECIMALS)}
+
+    def summary(self):
+        """One sentence for the journal and the log."""
+        if self.ignored:
+            return f"ignored: {self.ignored}"
+        coverage = self.coverage()
+        return (f"{len(self.orders)} order(s) on {self.targets} covering "
+                f"{coverage['Planned']:.1%} tonight (visible tonight "
+                f"{coverage['Visible Tonight']:.1%} of {coverage['Total']:.1%})")
+
+    def outcome(self):
+        """What the events book and the report keep of it."""
+        outcome = {"Event": self.event(), "Summary": self.summary()}
+        if self.ignored:
+            outcome["Ignored"] = self.ignored
+        else:
+            outcome.update({"Targets": self.targets, "Coverage": self.coverage(),
+                            "Area": None if self.area is None else round(self.area, 1),
+                            "Not Chosen": dict(list(self.pick.not_chosen.items())[:50])})
+        return outcome
+
+
+def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()):
+    """Decide what *alert* calls for tonight.
+
+    Parameters
+    ----------
+    alert : Alert
+        Not a retraction (those cancel; they plan nothing).
+    config : dict
+        The whole configuration (``Alerts``, ``Site``, ``Scheduler``, ``Telescope``).
+    now : datetime
+        The clock's time: tonight is the night in progress, or the next one.
+    catalog : GalaxyCatalog, optional
+    id_prefix : str
+        The orders' IDs are ``<id_prefix>-01``, ``-02``...
+    supersedes : sequence of str
+        IDs of the event's earlier orders these replace.
+
+    Returns
+    -------
+    Response
+
+    Raises
+    ------
+    TargetError
+        The localisation cannot be had (a skymap URL that cannot be reached...).
+    """
+    settings = config["Alerts"]
+    reason = reason_to_ignore(alert, settings)
+    if reason:
+        return Response(alert, ignored=reason)
+    skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"])
+    area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
+    distance = None if skymap is None else skymap.header.get("DISTMEAN")
+    reason = reason_to_ignore(alert, settings, area, distance)
+    if reason:
+        return Response(alert, ignored=reason, area=area, skymap=skymap)
+    targets, offered = candidates(alert, skymap, settings, catalog)
+    kind = kind_settings(alert, settings)
+    duration = duration_of(kind, config["Scheduler"], config["Telescope"])
+    chosen = pick(offered, now, config, duration, budget_hours=settings["Budget Hours"],
+                  max_targets=settings["Max Targets"])
+    night_end = chosen.night_end
+    orders = [observation(alert, choice.candidate, kind, f"{id_prefix}-{number:02d}",
+                          night_end, supersedes)
+              for number, choice in enumerate(chosen.chosen, start=1)]
+    return Response(alert, targets=targets, area=area, skymap=skymap, pick=chosen,
+                    orders=orders)
+
+
+def observation(alert, candidate, kind, order_id, not_after=None, supersedes=()):
+    """The Observation work order for one target of *alert*."""
+    order = {
+        "ID": order_id,
+        "WOType": "Observation",
+        "RA": round(candidate.ra % 360.0, COORDINATE_DECIMALS) % 360.0,
+        "Dec": round(candidate.dec, COORDINATE_DECIMALS),
+        "Object Name": candidate.name,
+        "Filter": kind["Filter"],
+        "Exposure Time": kind["Exposure Time"],
+        "Number of Exposures": kind["Number of Exposures"],
+        "Type of job": TYPE_OF_JOB,
+        "Type of object": TYPE_OF_OBJECT[alert.kind],
+        "Priority": kind["Priority"],
+        "User": USER,
+        "Group ID": alert.event_id,
+        "Probability": round(min(max(candidate.weight, 0.0), 1.0), WEIGHT_DECIMALS),
+    }
+    if not_after is not None:
+        order["Not After"] = format_utc(not_after)
+    if supersedes:
+        order["Supersedes"] = list(supersedes)
+    return order

@@ -1,0 +1,247 @@
+"""GCN Kafka as an alert source: every message of the subscribed topics, handed to the daemon.
+
+Why: GCN Kafka is where GCN publishes everything today (the LVK's ``igwn.gwalert``, GCN's JSON
+notices, and every GCN Classic notice as VOEvent, binary and text), over one authenticated
+connection the site opens itself (no port to open in a firewall).
+
+The client is NASA's ``gcn-kafka`` (``gcn_kafka.Consumer``, a thin wrapper of confluent-kafka
+that sets up GCN's OpenID Connect authentication and brokers from ``domain``), an optional extra:
+``pip install 'toros-manager[kafka]'``. It is imported only when the source connects; missing, the
+source says so in its health and log and does nothing else.
+
+A topic's format comes from its name (:func:`format_for_topic`): ``igwn.gwalert*`` LVK JSON,
+``gcn.classic.voevent.*`` VOEvent, ``gcn.classic.binary.*`` GCN socket notices,
+``gcn.notices.*`` GCN JSON (but ``gcn.notices.*.voevent.*``, as SVOM's, VOEvent). A message of any
+other topic (``gcn.classic.text.*``, ``gcn.heartbeat``, ...) is skipped, logged once per topic.
+
+When the consumer fails (broker lost, authentication refused), it is closed and the source
+waits, then connects again: ``Reconnect Delay`` seconds at first, doubled after each failure up
+to ``Max Reconnect Delay``, back to the first delay once a message arrives. The wait ends at once
+on :meth:`KafkaSource.stop`, as does the consumer's poll (:data:`POLL_SECONDS`). The consumer
+group is the same across reconnections, so Kafka resumes where the source stopped reading; it is
+new for each source (a random name), so a restarted daemon starts from the newest messages.
+
+The client secret is never logged: it is masked in every error message the source keeps or logs.
+"""
+
+import logging
+import os
+import uuid
+
+from torosmanager.alerts.sources import MissingExtraError, Source
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables read when the settings leave the credentials out.
+CLIENT_ID_VARIABLE = "GCN_KAFKA_CLIENT_ID"
+CLIENT_SECRET_VARIABLE = "GCN_KAFKA_CLIENT_SECRET"
+#: GCN's production domain (gcn-kafka's default).
+DEFAULT_DOMAIN = "gcn.nasa.gov"
+#: Seconds one poll of the broker may wait: how long :meth:`KafkaSource.stop` may take to notice.
+POLL_SECONDS = 0.5
+#: Most messages taken from the client per poll.
+BATCH_MESSAGES = 100
+#: Reconnection delays when the settings leave them out (the configuration's defaults).
+DEFAULT_RECONNECT_DELAY = 1.0
+DEFAULT_MAX_RECONNECT_DELAY = 300.0
+#: The consumer group's name starts with this; a random part makes it unique per source.
+GROUP_PREFIX = "toros-manager"
+#: What replaces the client secret in any text the source logs or keeps.
+MASK = "********"
+#: Topic name prefixes → format (the first that matches wins).
+TOPIC_FORMATS = (("igwn.gwalert", "lvk_json"),
+                 ("gcn.classic.voevent.", "voevent"),
+                 ("gcn.classic.binary.", "gcn_socket"),
+                 ("gcn.notices.", "gcn_json"))
+#: Under ``gcn.notices.``, a topic with this part carries VOEvents (SVOM's, for instance).
+VOEVENT_PART = ".voevent."
+
+
+def format_for_topic(topic):
+    """The format of *topic*'s messages, or None for a topic whose messages are not alerts read
+    here.
+
+    Examples
+    --------
+    >>> format_for_topic("gcn.classic.binary.SWIFT_BAT_GRB_POS_ACK")
+    'gcn_socket'
+    >>> format_for_topic("gcn.classic.text.FERMI_GBM_FIN_POS") is None
+    True
+    """
+    if topic.startswith("gcn.notices.") and VOEVENT_PART in topic:
+        return "voevent"
+    for prefix, format_name in TOPIC_FORMATS:
+        if topic.startswith(prefix):
+            return format_name
+    return None
+
+
+def default_consumer_factory(**options):
+    """A ``gcn_kafka.Consumer`` made with *options* (``client_id``, ``client_secret``,
+    ``domain``, ``config``).
+
+    Raises
+    ------
+    MissingExtraError
+        gcn-kafka is not installed.
+    """
+    try:
+        from gcn_kafka import Consumer
+    except ImportError as error:
+        raise MissingExtraError("gcn-kafka", "kafka") from error
+    return Consumer(**options)
+
+
+class KafkaSource(Source):
+    """Messages of GCN Kafka topics, each handed to *deliver* with its topic's format.
+
+    Parameters
+    ----------
+    settings : dict
+        ``config["Alerts"]["Kafka"]``: ``Client ID``, ``Client Secret``, ``Domain``,
+        ``Topics``, ``Reconnect Delay``, ``Max Reconnect Delay``.
+    deliver : callable
+        ``deliver(format_name, payload, origin)``; *origin* is ``"kafka:<topic>"``.
+    consumer_factory : callable, optional
+        Makes a consumer from keyword arguments ``client_id``, ``client_secret``, ``domain`` and
+        ``config`` (a dict of librdkafka settings); the consumer has confluent-kafka's
+        ``subscribe(topics)``, ``consume(num_messages, timeout)`` and ``close()``. Default:
+        :func:`default_consumer_factory`.
+    wait : callable, optional
+        ``wait(seconds)`` before a reconnection, returning True when the source is stopping.
+        Default: wait on the stop flag.
+    """
+
+    label = "kafka"
+
+    def __init__(self, settings, deliver, consumer_factory=None, wait=None):
+        super().__init__(settings, deliver)
+        self.topics = list(settings.get("Topics") or [])
+        self._factory = consumer_factory or default_consumer_factory
+        self._wait = wait or self._stopping.wait
+        self._first_delay = float(settings.get("Reconnect Delay") or DEFAULT_RECONNECT_DELAY)
+        self._max_delay = float(settings.get("Max Reconnect Delay")
+                                or DEFAULT_MAX_RECONNECT_DELAY)
+        self._delay = self._first_delay
+        self._group_id = f"{GROUP_PREFIX}-{uuid.uuid4()}"
+        self._skipped_topics = set()
+        self._reconnections = 0
+
+    def start(self):
+        """Connect and consume in a daemon thread; return at once (nothing without topics)."""
+        if not self.topics:
+            self._record_error("no Topics to subscribe to")
+            logger.error("kafka: no Topics to subscribe to (Alerts/Kafka/Topics)")
+            return
+        if not self._credentials()[0]:
+            logger.warning("kafka: no client id (set Alerts/Kafka/Client ID or $%s); GCN "
+                           "Kafka will refuse the connection", CLIENT_ID_VARIABLE)
+        self._spawn(self._run)
+
+    def _more_health(self):
+        """The topics, how often the source reconnected, the topics it skips."""
+        return {"Topics": list(self.topics), "Reconnections": self._reconnections,
+                "Skipped Topics": sorted(self._skipped_topics)}
+
+    def _credentials(self):
+        """(client id, client secret): the settings', else the environment's."""
+        client_id = self.settings.get("Client ID") or os.environ.get(CLIENT_ID_VARIABLE)
+        secret = self.settings.get("Client Secret") or os.environ.get(CLIENT_SECRET_VARIABLE)
+        return client_id, secret
+
+    def _masked(self, text):
+        """*text* with the client secret replaced by :data:`MASK`."""
+        secret = self._credentials()[1]
+        return text.replace(secret, MASK) if secret else text
+
+    def _run(self):
+        """Connect, consume until failure or stop, back off, again."""
+        while not self._stopping.is_set():
+            try:
+                consumer = self._connect()
+            except MissingExtraError as error:
+                self._fail(str(error))
+                return                  # installing the extra needs a restart anyway
+            if consumer is not None:
+                self._pump(consumer)
+                self._close(consumer)
+            if self._stopping.is_set() or self._back_off():
+                return
+
+    def _connect(self):
+        """A subscribed consumer, or None after a failure (recorded and logged)."""
+        client_id, secret = self._credentials()
+        consumer = None
+        try:
+            consumer = self._factory(client_id=client_id, client_secret=secret,
+                                     domain=self.settings.get("Domain") or DEFAULT_DOMAIN,
+                                     config={"group.id": self._group_id})
+            consumer.subscribe(self.topics)
+        except MissingExtraError:
+            raise
+        except Exception as error:      # anything the client raises: retried after a delay
+            self._fail(f"cannot connect to GCN Kafka: {error}")
+            if consumer is not None:
+                self._close(consumer)
+            return None
+        self._set_connected(True)
+        logger.info("kafka: subscribed to %s", ", ".join(self.topics))
+        return consumer
+
+    def _pump(self, consumer):
+        """Hand over messages until the consumer fails or the source stops."""
+        while not self._stopping.is_set():
+            try:
+                messages = consumer.consume(num_messages=BATCH_MESSAGES, timeout=POLL_SECONDS)
+            except Exception as error:  # the broker is lost, or the client is broken
+                self._fail(f"GCN Kafka consumer failed: {error}")
+                return
+            for message in messages:
+                self._take(message)
+
+    def _take(self, message):
+        """One message: an error is logged, an unknown topic skipped, an alert handed over."""
+        error = message.error()
+        if error is not None:
+            text = self._masked(f"GCN Kafka message error: {error}")
+            self._record_error(text)
+            logger.warning("kafka: %s", text)
+            return
+        topic = message.topic()
+        format_name = format_for_topic(topic)
+        if format_name is None:
+            self._skip(topic)
+            return
+        self._delay = self._first_delay     # the connection works: start the back-off afresh
+        self.hand_over(format_name, message.value(), f"kafka:{topic}")
+
+    def _skip(self, topic):
+        """Drop a message of *topic*, saying so the first time only."""
+        if topic not in self._skipped_topics:
+            self._skipped_topics.add(topic)
+            logger.warning("kafka: messages of topic %s are skipped: no alert format is known "
+                           "for it", topic)
+
+    def _back_off(self):
+        """Wait before reconnecting; True if the source is stopping."""
+        self._reconnections += 1
+        logger.info("kafka: reconnecting in %.3g s", self._delay)
+        if self._wait(self._delay):
+            return True
+        self._delay = min(self._delay * 2, self._max_delay)
+        return False
+
+    def _fail(self, text):
+        """Note a failure: disconnected, *text* (secret masked) kept and logged."""
+        text = self._masked(text)
+        self._set_connected(False)
+        self._record_error(text)
+        logger.error("kafka: %s", text)
+
+    def _close(self, consumer):
+        """Close *consumer*; a client that fails to close is dropped all the same."""
+        try:
+            consumer.close()
+        except Exception as error:      # a broken client may fail to close: it is dropped
+            logger.warning("kafka: closing the consumer failed: %s", self._masked(str(error)))
+        self._set_connected(False)

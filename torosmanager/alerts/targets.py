@@ -1,0 +1,166 @@
+"""What to point at for one alert: galaxies, tiled fields or a single pointing.
+
+:func:`localisation` gives the alert's skymap: the one it carries, the one it links to
+(downloaded with a time limit), or, for an error circle wider than the camera's field, a
+Gaussian map built from the circle. :func:`candidates` then chooses the kind of targets:
+
+- a 3-D map (distance layers) and a galaxy catalogue → galaxies, by 3-D probability and
+  luminosity (:mod:`.galaxies`);
+- a 2-D map, or a 3-D map without a catalogue, or an error region wider than the field →
+  camera fields tiled over the map, by enclosed probability (:mod:`.tiles`);
+- an error circle that fits in the field → one pointing at its centre.
+
+Each candidate's weight is the probability (or galaxy score) it covers; :mod:`.pick` then
+chooses those observable tonight within the budget.
+"""
+
+import logging
+import math
+import urllib.error
+import urllib.request
+
+import astropy.units as u
+import numpy as np
+from astropy_healpix import healpix_to_lonlat, level_to_nside, nside_to_pixel_area
+
+from .formats import MAX_PAYLOAD
+from .pick import Candidate
+from .skymap import Skymap, angular_separation, order_for_resolution
+from .tiles import pointing, tiles
+
+log = logging.getLogger(__name__)
+
+#: Candidates offered to the pick per target the budget allows: enough to choose among those
+#: visible tonight, few enough that the pick stays fast.
+CANDIDATES_PER_TARGET = 5
+#: At most this many candidates whatever the budget (the pick's cost grows with them).
+MAX_CANDIDATES = 300
+#: Containment probability of an error radius whose sender does not say (GCN's usual 90 %).
+DEFAULT_CONTAINMENT = 0.9
+#: Pixels across a Gaussian error region's σ when it is drawn as a map.
+PIXELS_PER_SIGMA = 4
+#: The finest order of such a map (nside 512, 7′): error circles wider than the field are
+#: at least tens of arcminutes.
+MAX_CIRCLE_ORDER = 9
+#: The map extends to this many σ (beyond, the Gaussian holds under 1e-11).
+CIRCLE_EXTENT_SIGMAS = 7
+
+
+class TargetError(Exception):
+    """The alert's targets cannot be worked out (e.g. its skymap cannot be fetched); the
+    message says why."""
+
+
+def localisation(alert, download_timeout, field_of_view):
+    """The skymap of *alert*, or ``None`` when a single pointing covers it.
+
+    Parameters
+    ----------
+    alert : Alert
+    download_timeout : float
+        Seconds allowed to fetch a skymap the alert only links to.
+    field_of_view : float
+        The camera field's side, degrees: an error circle fitting in it needs no map.
+
+    Raises
+    ------
+    TargetError
+        The map cannot be fetched or read.
+    """
+    if alert.skymap is not None:
+        return _read(alert.skymap, "the alert's skymap")
+    if alert.skymap_url is not None:
+        try:
+            return _read(_download(alert.skymap_url, download_timeout),
+                         f"the skymap at {alert.skymap_url}")
+        except TargetError as error:
+            if alert.ra is None:
+                raise
+            # A neutrino or GRB notice links a map but states its error region as well.
+            log.warning("[%s] %s; using the alert's error circle", alert.event_id, error)
+    if alert.ra is None:
+        raise TargetError("the alert has neither a skymap nor a position")
+    radius = alert.error_radius or 0.0
+    if radius <= field_of_view / 2:
+        return None
+    containment = alert.properties.get("containment_probability") or DEFAULT_CONTAINMENT
+    return circle_skymap(alert.ra, alert.dec, radius, containment)
+
+
+def candidates(alert, skymap, settings, catalog=None):
+    """The targets to choose from, each weighted by what it covers.
+
+    Parameters
+    ----------
+    alert : Alert
+    skymap : Skymap or None
+        From :func:`localisation`; ``None`` for a single pointing.
+    settings : dict
+        The configuration's ``Alerts`` section.
+    catalog : GalaxyCatalog, optional
+        Loaded once at start; used for 3-D maps.
+
+    Returns
+    -------
+    (str, list of Candidate)
+        The kind of targets (``"galaxies"``, ``"fields"`` or ``"pointing"``) and the
+        candidates, best first.
+    """
+    fov = settings["Field of View"]
+    count = min(MAX_CANDIDATES, CANDIDATES_PER_TARGET * settings["Max Targets"])
+    if skymap is None:
+        containment = alert.properties.get("containment_probability") or DEFAULT_CONTAINMENT
+        tile = pointing(alert.ra, alert.dec, alert.error_radius or 0.0, fov)
+        return "pointing", [Candidate(alert.event_id, tile.ra, tile.dec, containment)]
+    if catalog is not None and skymap.has_distance:
+        galaxies = catalog.rank(skymap, level=settings["Credible Level"], max_targets=count)
+        if galaxies:
+            return "galaxies", [Candidate(galaxy.name, galaxy.ra, galaxy.dec, galaxy.score)
+                                for galaxy in galaxies]
+        log.info("[%s] no catalogue galaxy in the %.0f %% volume: tiling the map instead",
+                 alert.event_id, 100 * settings["Credible Level"])
+    fields = tiles(skymap, fov, count)
+    return "fields", [Candidate(f"{alert.event_id} field {number}", tile.ra, tile.dec,
+                                tile.probability)
+                      for number, tile in enumerate(fields, start=1)]
+
+
+def circle_skymap(ra, dec, radius, containment):
+    """A map of a circular Gaussian error region: *containment* of the probability within
+    *radius* degrees of (*ra*, *dec*).
+
+    A 2-D Gaussian holds ``1 − exp(−r² / 2σ²)`` within r, so σ = r / √(−2 ln(1 − p)).
+    """
+    sigma = radius / math.sqrt(-2 * math.log(1 - min(containment, 1 - 1e-9)))
+    order = min(MAX_CIRCLE_ORDER, order_for_resolution(sigma / PIXELS_PER_SIGMA))
+    nside = int(level_to_nside(order))
+    ipix = np.arange(12 * nside ** 2, dtype=np.int64)
+    lon, lat = healpix_to_lonlat(ipix, nside, order="nested")
+    separation = angular_separation(ra, dec, lon.to_value(u.deg), lat.to_value(u.deg))
+    weight = np.where(separation <= CIRCLE_EXTENT_SIGMAS * sigma,
+                      np.exp(-0.5 * (separation / sigma) ** 2), 0.0)
+    probability = weight / weight.sum()
+    density = probability / nside_to_pixel_area(nside).to_value(u.sr)
+    return Skymap(4 * nside ** 2 + ipix, density)
+
+
+def _read(data, what):
+    try:
+        return Skymap.read(data)
+    except (ValueError, OSError) as error:
+        raise TargetError(f"{what} cannot be read: {error}") from None
+
+
+def _download(url, timeout):
+    """The bytes at *url* (at most :data:`~.formats.MAX_PAYLOAD`), or :class:`TargetError`."""
+    if not url.startswith(("https://", "http://")):
+        raise TargetError(f"the skymap URL {url!r} is not http(s)")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read(MAX_PAYLOAD + 1)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TargetError(f"the skymap at {url} cannot be reached: {reason}") from None
+    if len(data) > MAX_PAYLOAD:
+        raise TargetError(f"the skymap at {url} is larger than {MAX_PAYLOAD:,} bytes")
+    return data
