@@ -35,6 +35,11 @@ setup(
         "alpyca>=3.1,<4",
         # The plan's altitude chart (toros plan --plot, the night report).
         "matplotlib>=3.6",
+        # The LVK's own alert schema (only its JSON file is read; the package is GPL data, no
+        # code) and JSON Schema's reference validator: what in an LVK alert does not fit the
+        # schema is listed and logged, where a checker written here would lag the schema.
+        "igwn-gwalert-schema>=1.3,<2",
+        "jsonschema>=4.18",
         # HEALPix skymaps of alerts (multi-order and flat): astropy's own, light, where
         # ligo.skymap and healpy pull in much more.
         "astropy-healpix>=1.0",

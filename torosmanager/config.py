@@ -353,10 +353,10 @@ SCHEMA = {
                 "Dec": Setting("str", "Dec", "the file's column of declination, degrees"),
                 "Distance": Setting("str", "Distance", "the file's column of luminosity "
                                     "distance, Mpc"),
-                "B Magnitude": Setting("str", None, "the file's column of B absolute or "
-                                       "apparent magnitude (for Luminosity Weight: B)"),
-                "K Magnitude": Setting("str", None, "the file's column of K magnitude (for "
-                                       "Luminosity Weight: K)"),
+                "B Magnitude": Setting("str", None, "the file's column of apparent B magnitude "
+                                       "(for Luminosity Weight: B; GLADE+'s)"),
+                "K Magnitude": Setting("str", None, "the file's column of apparent K magnitude "
+                                       "(for Luminosity Weight: K)"),
             },
         },
         "Kafka": {

@@ -1,11 +1,15 @@
-"""Alerts: gravitational-wave, GRB and neutrino alerts, read and turned into targets.
+"""Alerts: gravitational-wave, GRB, neutrino and X-ray alerts turned into observations.
 
-The building blocks of the coming ``alerts`` daemon (see ``shared/design.md``):
+The alerts daemon (:mod:`.handler`) and what it is made of, in the order an alert travels:
 
-- :mod:`.event`, :mod:`.formats`: an alert as it arrives (LVK JSON, VOEvent 2.0, GCN JSON
-  notices) read into one :class:`~torosmanager.alerts.event.Alert`;
-- :mod:`.skymap`, :mod:`.tiles`: a HEALPix localisation (multi-order or flat) and the fields of
-  view that cover most of its probability.
-
-Nothing here talks to a daemon yet.
+- :mod:`.sources`: GCN Kafka, the VOEvent Transport Protocol, GCN Classic socket notices;
+- :mod:`.intake`, :mod:`.formats`, :mod:`.event`: what arrives (LVK JSON, VOEvent 2.0, GCN JSON,
+  160-byte GCN notices, bare skymaps) read into one :class:`~torosmanager.alerts.event.Alert`;
+- :mod:`.policy`: which alerts to act on (the ``Alerts`` section of the configuration);
+- :mod:`.skymap`, :mod:`.targets`, :mod:`.galaxies`, :mod:`.tiles`: the localisation, and the
+  galaxies, fields or single pointing that cover it;
+- :mod:`.pick`: what of those is observable tonight, within a budget;
+- :mod:`.response`: the Observation orders an alert calls for (``toros alert --dry-run``);
+- :mod:`.events`: the book of alerts read and orders planned, kept before anything is sent;
+- :mod:`.report`, :mod:`.command`: what a person sees (status page, ``toros alerts``).
 """

@@ -2,9 +2,10 @@
 
 Everything runs from a new temporary directory on free loopback ports, with simulated devices and
 a simulated clock (tonight at CTMO, from shortly before astronomical dusk to dawn, at
-:data:`~.scenario.SPEED` times real time): no root, no network. The four daemons start; the
-orders of :mod:`.scenario` arrive; the scheduler opens the dome at dusk, plans and dispatches; a
-target of opportunity interrupts the night; a storm closes the dome for a while; frames are
+:data:`~.scenario.SPEED` times real time): no root; the network only once, to fetch the real
+alert it replays (:mod:`.alert`). The five daemons start; the orders of :mod:`.scenario` arrive;
+the scheduler opens the dome at dusk, plans and dispatches; a real LVK alert reaches the alerts
+daemon, whose targets interrupt the night; a storm closes the dome for a while; frames are
 calibrated as they come. One line per event is printed as it happens, then a summary table; a
 night report (HTML, with the plan chart and a calibrated frame) is written, and every daemon is
 stopped. The report and the daemons' logs are kept in :data:`~.workspace.REPORT_DIRECTORY`; the
@@ -12,10 +13,12 @@ temporary directory, with the journals and the FITS frames, is removed (:mod:`.w
 """
 
 import os
+import subprocess
 import time
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
 
+from ..alerts.published import FOLLOWUP_ADVOCATE, data_file
 from ..cli import table
 from ..client import connect
 from ..clock import Clock
@@ -24,8 +27,8 @@ from ..earth_rotation import use_astropy_offline
 from ..launcher import DaemonProcess, local_config
 from ..night import Night
 from ..scheduler import plan_command
-from . import report, scenario, workspace
-from .watch import Watcher
+from . import alert as demo_alert, report, scenario, workspace
+from .watch import FINAL, Watcher
 
 #: Real seconds between two looks at the daemons.
 POLL_SECONDS = 0.25
@@ -57,6 +60,12 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
     night = scenario.timetable(window, speed)
     galaxies = scenario.galaxies_for(Night(defaults["Site"]), window,
                                      _moon(defaults["Site"], night.at(0.5)))
+    try:
+        data_file(demo_alert.ALERT, FOLLOWUP_ADVOCATE, demo_alert.CACHE)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        print(f"The demo needs the LVK alert it replays, from PyPI (ligo-followup-advocate "
+              f"{FOLLOWUP_ADVOCATE.version}), once: {error}")
+        return 1
     with workspace.workspace() as directory:
         overrides = scenario.settings(night, directory)
         # The simulated night begins once the daemons are up, not while they start.
@@ -123,20 +132,17 @@ def _night(config, clock, night, directory, galaxies):
         rows.append(receipt)
     print(table(rows, ("ID", "Status", "Priority", "Message")))
     print("\nThe night (simulated UTC):")
-    plan, too_sent, storm_ends = None, False, None
+    plan, storm_ends = None, None
+    alert = Alert(config, watcher)
     weather = scenario.weather_file(directory)
     while clock.now() < night.end:
         watcher.poll()
         plan = _fullest(plan, plan_command.fetch(scheduler))
         now, running = clock.now(), watcher.running()
-        if not too_sent and now >= night.at(scenario.TOO_AT) and running:
-            order = scenario.target_of_opportunity(*_overhead(config["Site"], now))
-            receipt = scheduler.front_desk(order)
-            watcher.event(None, f"{order['ID']:10} {'alert':11} a target of opportunity "
-                                f"arrives: priority {receipt['Priority']:g}")
-            watcher.follow(order["ID"])
-            too_sent = True
-        if storm_ends is None and watcher.ended(scenario.TOO_ID) and now >= night.at(
+        if alert.order_id is None and now >= night.at(scenario.TOO_AT) and running:
+            alert.send(*_overhead(config["Site"], now), now)
+        alert.follow()
+        if storm_ends is None and alert.over() and now >= night.at(
                 scenario.STORM_FROM) and (running or now >= night.at(scenario.STORM_LATEST)):
             with open(weather, "w", encoding="utf-8") as stream:
                 stream.write(scenario.STORM_WEATHER)
@@ -162,6 +168,44 @@ def _night(config, clock, night, directory, galaxies):
                  f"The night of {night.dusk:%Y-%m-%d} at {config['Site']['Name']}", summary,
                  watcher.events, plan, config["Site"], calibrated)
     return 0
+
+
+class Alert:
+    """The night's LVK alert: sent to the alerts daemon, then its orders followed."""
+
+    def __init__(self, config, watcher):
+        self.config, self.watcher = config, watcher
+        self.order_id = None
+        self.orders = None  # the Observation orders it made, once the alerts daemon is done
+
+    def send(self, ra, dec, now):
+        payload = demo_alert.overhead_alert(ra, dec, now, demo_alert.CACHE)
+        receipt = connect(self.config, "alerts").front_desk(
+            {"WOType": "Alert", "Format": "lvk_json", "Payload": payload,
+             "User": "GCN Kafka (replayed)"})
+        self.order_id = receipt["ID"]
+        self.watcher.event(None, f"{demo_alert.EVENT:10} {'alert':11} an LVK alert arrives at "
+                                 "the alerts daemon: a neutron star–black hole merger")
+
+    def follow(self):
+        """Once the alerts daemon has answered, follow the orders it submitted."""
+        if self.order_id is None or self.orders is not None:
+            return
+        alerts = connect(self.config, "alerts")
+        status = alerts.front_desk({"WOType": "Status", "ID": self.order_id})
+        if status["Status"] not in FINAL:
+            return
+        self.watcher.event(None, f"{demo_alert.EVENT:10} {status['Status']:11} "
+                                 f"{status['Message']}")
+        event = alerts.front_desk({"WOType": "Events", "Event ID": demo_alert.EVENT})
+        self.orders = [order["ID"] for order in event["Orders"] if order["Here"] == "submitted"]
+        for order_id in self.orders:
+            self.watcher.follow(order_id)
+
+    def over(self):
+        """Whether the alert's orders have all ended (or it made none)."""
+        return self.orders is not None and all(self.watcher.ended(order_id)
+                                               for order_id in self.orders)
 
 
 def _fullest(kept, plan):
@@ -194,6 +238,7 @@ def _overhead(site, instant):
     moon = _moon(site, instant)
     candidates = [(round((sidereal + hour_angle) % 360, 4), site["Latitude"] + offset)
                   for hour_angle in TOO_HOUR_ANGLES for offset in TOO_DEC_OFFSETS]
-    separations = [moon.separation(SkyCoord(ra, dec, unit="deg")).deg
+    # Compared in the Moon's own frame (GCRS at the site): astropy warns otherwise.
+    separations = [moon.separation(SkyCoord(ra, dec, unit="deg").transform_to(moon.frame)).deg
                    for ra, dec in candidates]
     return candidates[max(range(len(candidates)), key=separations.__getitem__)]

@@ -2,8 +2,8 @@
 
 Tonight at CTMO, from shortly before astronomical dusk to dawn, on a simulated clock
 :data:`SPEED` times faster than real time: the night passes in a few minutes. The orders: the manual's Observation example, real
-galaxies of different priorities, a target of opportunity (a kilonova candidate) arriving in the
-middle of the night, one target that never rises high enough (the Large Magellanic Cloud), and
+galaxies of different priorities, an LVK alert arriving in the middle of the night (its targets
+interrupt), one target that never rises high enough (the Large Magellanic Cloud), and
 one malformed order. The galaxies are chosen among bright ones for being high tonight and far
 from tonight's Moon; the manual's target is asked for as written, Moon or not. The weather turns bad for a while in the middle of the night.
 """
@@ -22,8 +22,8 @@ SPEED = 200
 BEFORE_DUSK = timedelta(minutes=20)
 #: The clock stops this long after dawn (the dome closes, the last frames are calibrated).
 AFTER_DAWN = timedelta(minutes=20)
-#: From when the target of opportunity may arrive, as a fraction of the night: the first moment
-#: after it that an observation is under way (for it to interrupt).
+#: From when the LVK alert may arrive, as a fraction of the night: the first moment after it
+#: that an observation is under way (for its targets to interrupt).
 TOO_AT = 0.22
 #: From when the storm may come (the first moment after it that an observation is under way, or
 #: at :data:`STORM_LATEST` at the latest), and how long it lasts, as fractions of the night.
@@ -93,7 +93,11 @@ def settings(night, directory):
     """Configuration overrides for the demo (the launcher adds addresses and paths)."""
     return {
         "Clock": {"Mode": "simulated", "Start": night.start.isoformat(), "Speed": night.speed},
-        "Simulator": {"Width": 512, "Height": 512, "Weather File": weather_file(directory)},
+        # 512 pixels of 7″: the camera's field is 1°, the alerts daemon's Field of View.
+        "Simulator": {"Width": 512, "Height": 512, "Pixel Scale": 7.0,
+                      "Weather File": weather_file(directory)},
+        # The replayed alert is a mock (its search is "MDC"): accepted here, as in a rehearsal.
+        "Alerts": {"Accept Test Alerts": True, "Max Targets": 4, "Field of View": 1.0},
         "Telescope": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
         "Dome": {"Reopen Delay": 600.0},
         "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
@@ -141,16 +145,3 @@ def evening_orders(galaxies):
     orders.append({"ID": "typo", "WOType": "Observation", "RA": 400.0, "Dec": 10.0,
                    "Filter": "R", "Exposure Time": 60.0, "User": "demo"})
     return orders
-
-
-#: The target of opportunity's order ID.
-TOO_ID = "AT2026kn"
-
-
-def target_of_opportunity(ra, dec):
-    """The kilonova candidate of the night, where the sky is best when it arrives."""
-    return {"ID": TOO_ID, "WOType": "Observation", "User": "LVK alert broker",
-            "Object Name": "AT 2026kn (kilonova candidate)", "RA": ra, "Dec": dec,
-            "Filter": "R", "Exposure Time": 120.0, "Number of Exposures": 4,
-            "Type of job": "ToO", "Type of object": "Kilonova candidate",
-            "Calibration Frames": "Yes", "Output": "Analysis"}

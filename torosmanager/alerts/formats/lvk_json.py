@@ -5,17 +5,26 @@ An alert is ``{"superevent_id", "alert_type", "time_created", "event", "external
 ``pipeline``, ``search``, ``properties`` (HasNS, HasRemnant, HasMassGap), ``classification``
 (BNS, NSBH, BBH, Terrestrial) and ``skymap``, a base64 multi-order HEALPix FITS file. A
 RETRACTION has ``"event": null``. Only ``superevent_id``, ``alert_type`` and ``time_created`` are
-required; a missing optional field is simply absent from the Alert's properties.
+required here (and, but in a RETRACTION, ``event`` with a skymap or its URL); a missing optional
+field is simply absent from the Alert's properties.
 
 Mock and test superevents are flagged ``test``: an id starting with ``M`` (``MS230101a``) or
 ``T`` (``TS230101a``), group ``Test`` or search ``MDC`` (the mock data challenge).
+
+The alert is also checked against the LVK's schema, ``igwn-gwalert-schema``
+(:mod:`.lvk_schema`), which real alerts do not always pass: what does not fit but does not stop
+the reading is kept as ``properties["schema_problems"]`` (short lines, ``"path: what is
+wrong"``) and logged once at WARNING; only what the reader needs refuses the alert.
 """
 
 import base64
 import binascii
+import logging
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
-from torosmanager.alerts.formats import AlertFormatError, load_json, number, parse_time
+from torosmanager.alerts.formats import AlertFormatError, load_json, lvk_schema, number, parse_time
+
+log = logging.getLogger(__name__)
 
 FORMAT = "lvk_json"
 #: Search names that mark a mock event.
@@ -71,6 +80,13 @@ def read(payload):
     if alert_type != "RETRACTION" and skymap is None and skymap_url is None:
         raise AlertFormatError(FORMAT, f"{alert_type} alert without a skymap (event.skymap)",
                                sorted(event))
+
+    schema_problems = lvk_schema.problems(data)
+    if schema_problems:
+        properties["schema_problems"] = schema_problems
+        log.warning("LVK alert %s %s does not fit %s %s, read all the same: %s", event_id,
+                    alert_type, lvk_schema.SCHEMA_DISTRIBUTION, lvk_schema.schema_version(),
+                    "; ".join(schema_problems))
 
     test = (event_id[:1] in ("M", "T")
             or str(event.get("group", "")).upper() in TEST_GROUPS

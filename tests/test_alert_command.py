@@ -1,0 +1,107 @@
+"""``toros alert FILE --dry-run --json``: the contract the issue states, on every real fixture.
+
+One JSON object: ``Event`` (ID, kind, alert type, serial), ``Orders`` (the Observation orders it
+would submit, with RA and Dec in decimal degrees, Priority, Group ID, Probability and the
+target's name) and ``Coverage`` (Planned, Visible Tonight, Total). Nothing is submitted: no
+daemon runs in these tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from torosmanager.workorders import validate
+
+TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+#: Evening of 2026-12-01 at CTMO (dusk at about 01:10 UTC): the night after it is planned.
+NIGHT_AFTER = "2026-12-01T20:00:00"
+
+#: Fixture → (file, package, event ID, kind, alert type, targets or None when ignored).
+FIXTURES = {
+    "lvk 2-D": ("S2469/files/S2469-1-initial.json", FOLLOWUP_ADVOCATE, "S2498", "gw", "INITIAL",
+                "fields"),
+    "lvk 3-D": ("S3456/files/S3456-1-initial.json", FOLLOWUP_ADVOCATE, "S3456", "gw", "INITIAL",
+                "fields"),
+    "bare skymap": ("MS220722v_bayestar.multiorder.fits", None, "MS220722v", "gw", "INITIAL",
+                    "fields"),
+    "einstein probe": ("kafka_alert_einteinprobe.json", None, "01709015181", "x-ray",
+                       "INITIAL", "pointing"),
+    "icecube": ("kafka_alert_icecube_gold.json", None, "IceCube-230416A", "neutrino",
+                "INITIAL", "pointing"),
+    "fermi gbm": ("fermi_grb_gcn.xml", None, "548848711", "grb", "INITIAL", "fields"),
+}
+
+
+def dry_run(tmp_path, path, *extra, config=None):
+    config_file = tmp_path / "toros.conf.yaml"
+    config_file.write_text(config or "Alerts:\n  Accept Test Alerts: true\n")
+    return subprocess.run([TOROS, "--config", str(config_file), "alert", str(path), "--dry-run",
+                           "--json", "--night-after", NIGHT_AFTER, *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_the_dry_run_prints_the_event_its_orders_and_their_coverage(tmp_path, name):
+    file, package, event_id, kind, alert_type, targets = FIXTURES[name]
+    path = alert_file(file, package) if package else alert_file(file)
+    extra = ("--event-id", event_id) if file.endswith(".fits") else ()
+    result = dry_run(tmp_path, path, *extra)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    event = answer["Event"]
+    assert (event["ID"], event["Kind"], event["Alert Type"]) == (event_id, kind, alert_type)
+    assert isinstance(event["Serial"], int)
+    assert answer["Targets"] == targets
+    coverage = answer["Coverage"]
+    assert 0 <= coverage["Planned"] <= coverage["Visible Tonight"] <= coverage["Total"] <= 1
+    orders = answer["Orders"]
+    assert coverage["Planned"] == pytest.approx(sum(order["Probability"] for order in orders),
+                                                abs=1e-5)
+    for order in orders:
+        assert validate(order)["WOType"] == "Observation"  # valid: validate raises otherwise
+        assert 0 <= order["RA"] < 360 and -90 <= order["Dec"] <= 90
+        assert order["Group ID"] == event_id and order["Object Name"]
+        assert order["Type of job"] == "ToO" and 0 <= order["Priority"] <= 10
+    assert len({order["ID"] for order in orders}) == len(orders)
+
+
+def test_orders_lie_in_their_localisation(tmp_path):
+    """The Einstein Probe's one pointing is its error circle's centre."""
+    result = dry_run(tmp_path, alert_file("kafka_alert_einteinprobe.json"))
+    data = json.loads(alert_file("kafka_alert_einteinprobe.json").read_text())
+    (order,) = json.loads(result.stdout)["Orders"]
+    assert (order["RA"], order["Dec"]) == pytest.approx((data["ra"], data["dec"]), abs=1e-5)
+
+
+def test_a_test_alert_is_ignored_unless_configured(tmp_path):
+    result = dry_run(tmp_path, alert_file("S2469/files/S2469-1-initial.json",
+                                          FOLLOWUP_ADVOCATE), config="{}\n")
+    answer = json.loads(result.stdout)
+    assert answer["Orders"] == [] and answer["Coverage"]["Planned"] == 0
+    assert answer["Ignored"] == "a test alert (Alerts → Accept Test Alerts is false)"
+
+
+def test_policy_thresholds_are_applied(tmp_path):
+    s1234 = alert_file("S1234/files/S1234-2-initial.json", FOLLOWUP_ADVOCATE)
+    answer = json.loads(dry_run(tmp_path, s1234).stdout)
+    assert answer["Ignored"].startswith("its 90% area is 24,219 deg², over Alerts → Max Area")
+    strict = "Alerts:\n  Accept Test Alerts: true\n  Min Probability of Neutron Star: 0.5\n"
+    s2498 = alert_file("S2469/files/S2469-1-initial.json", FOLLOWUP_ADVOCATE)
+    answer = json.loads(dry_run(tmp_path, s2498, config=strict).stdout)
+    assert answer["Ignored"] == ("probability of a neutron star 0.00 is under Alerts → Min "
+                                 "Probability of Neutron Star (0.5)")
+
+
+def test_a_bare_skymap_needs_its_event_and_garbage_is_refused(tmp_path):
+    skymap = alert_file("MS220722v_bayestar.multiorder.fits")
+    result = dry_run(tmp_path, skymap)
+    assert result.returncode == 1
+    assert "a bare skymap needs its event's ID ('Event ID', or --event-id)" in result.stderr
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_text("hello")
+    result = dry_run(tmp_path, garbage)
+    assert result.returncode == 1 and "not a skymap (FITS), VOEvent (XML)" in result.stderr
