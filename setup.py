@@ -43,6 +43,9 @@ setup(
         # HEALPix skymaps of alerts (multi-order and flat): astropy's own, light, where
         # ligo.skymap and healpy pull in much more.
         "astropy-healpix>=1.0",
+        # k-d trees: the pixels in each candidate field of an alert's map, found at once
+        # (already installed with ccdproc, named here because the alerts use it directly).
+        "scipy>=1.10",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
     # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.

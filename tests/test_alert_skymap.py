@@ -21,7 +21,7 @@ from astropy_healpix.core import nested_to_ring
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from torosmanager.alerts.skymap import Skymap, angular_separation, distance_moments
-from torosmanager.alerts.tiles import Tile, in_field, pointing, tiles
+from torosmanager.alerts.tiles import MEMBER_LEVEL, Tile, in_field, pointing, tiles
 
 #: The synthetic blob: centre and width, degrees.
 RA0, DEC0, SIGMA = 40.0, -20.0, 3.0
@@ -242,7 +242,8 @@ def test_tiles_are_ranked_and_count_no_probability_twice(two_blobs):
 def test_tiling_stops_when_the_candidates_cover_everything(gaussian):
     chosen = tiles(gaussian, fov=30.0, max_tiles=50)
     assert len(chosen) < 50
-    assert sum(tile.probability for tile in chosen) == pytest.approx(1, abs=1e-6)
+    # Everything, but for the thin tail outside the region the fields' sums are taken over.
+    assert MEMBER_LEVEL <= sum(tile.probability for tile in chosen) <= 1 + 1e-9
 
 
 def test_a_small_error_circle_is_one_pointing_at_its_centre():

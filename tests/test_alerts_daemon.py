@@ -10,16 +10,24 @@ wait for tonight at the scheduler and nothing is dispatched while the tests look
 import base64
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from astropy.io import fits
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from conftest import simulated_clock
-from observatory import refusal, wait_until
+from observatory import ended, refusal, status, step, wait_until
+from observatory import settings as observatory_settings
+from test_alert_gcn_socket import SWIFT_BAT_1227767
+from torosmanager.launcher import free_port
 
 #: Noon at CTMO (18:00 UTC): tonight is ahead, nothing is dispatched during the tests.
 NOON = datetime(2026, 11, 10, 18, 0, tzinfo=timezone.utc)
@@ -222,3 +230,70 @@ def test_the_scheduler_cancels_a_group(site):
     assert scheduler.front_desk({"WOType": "Status", "ID": "other"})["Status"] != "cancelled"
     message = refusal(scheduler.front_desk, {"WOType": "Cancel"}).faultString
     assert "need what to cancel" in message and "'Group ID'" in message
+
+
+def test_the_status_page_shows_each_event_with_its_report_and_map(observatory):
+    finished(observatory, send(observatory, lvk(), order_id="seen")["ID"])
+    page = urllib.request.urlopen(observatory.url("alerts"), timeout=30).read().decode()
+    assert "<table id='events'>" in page and "S2498" in page and "observing" in page
+    report = json.loads(urllib.request.urlopen(observatory.url("alerts") + "events/S2498.json",
+                                                timeout=30).read())
+    assert report["Event"] == "S2498" and report["Orders"]
+    html = urllib.request.urlopen(observatory.url("alerts") + "events/S2498.html",
+                                  timeout=30).read().decode()
+    assert all(order["ID"] in html for order in report["Orders"])
+    assert "<img src='/events/S2498.png'" in html
+    picture = urllib.request.urlopen(observatory.url("alerts") + "events/S2498.png",
+                                     timeout=60).read()
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(observatory.url("alerts") + "events/S0000.json", timeout=30)
+
+
+def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):
+    port = free_port()
+    site = make_site(settings(**{"GCN Socket": {"Enabled": True, "IP": "127.0.0.1",
+                                                "Port": port}}), name="socket")
+    site.start("scheduler", "alerts")
+    notice = struct.pack(">40i", *SWIFT_BAT_1227767)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as gcn:
+        gcn.sendall(notice)
+        echo = b""
+        while len(echo) < len(notice):
+            echo += gcn.recv(len(notice) - len(echo))
+    assert echo == notice  # GCN's socket protocol: every notice is echoed back
+
+    def orders():
+        report = site.proxy("alerts").front_desk({"WOType": "Events"})
+        event = [event for event in report["Events"] if event["ID"] == "1227767"]
+        return event and event[0]["Orders"] and event_orders(site, "1227767")
+    (answer,) = wait_until(orders, "the Swift notice's order at the scheduler").values()
+    order = answer["Work Order"]
+    assert (order["RA"], order["Dec"]) == pytest.approx((336.6645, 8.5135))
+    assert order["Type of object"] == "GRB afterglow" and order["Group ID"] == "1227767"
+    health = site.proxy("alerts").front_desk({"WOType": "Status"})
+    assert health["Sources"]["GCN Socket"]["Messages"] == 1
+
+
+def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
+    """Alert to photons: an Einstein Probe alert, its position moved high in the sky of the
+    simulated evening, interrupts a long exposure and ends in FITS frames of its own."""
+    site = make_site(observatory_settings(Alerts={"Accept Test Alerts": True}))
+    site.start("preprocessor", "dome", "telescope", "scheduler", "alerts")
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    scheduler.front_desk({"ID": "long", "WOType": "Observation", "RA": 330.0, "Dec": 35.0,
+                          "Filter": "V", "Exposure Time": 300.0, "Number of Exposures": 6,
+                          "Type of job": "Research", "User": "test"})
+    wait_until(lambda: step(telescope, "long").startswith("exposing"), "the long exposure")
+    alert = json.loads(alert_file("kafka_alert_einteinprobe.json").read_text())
+    alert.update(ra=20.0, dec=60.0)  # high in the sky of the simulated evening
+    done = finished(site, send(site, json.dumps(alert), "gcn_json")["ID"])
+    assert done["Status"] == "done", done["Message"]
+    (order_id,) = event_orders(site, "01709015181")
+    result = ended(scheduler, order_id, "done")
+    assert len(result["Progress"]["Files"]) == 3  # X-Rays → Number of Exposures
+    with fits.open(result["Progress"]["Files"][0]) as frames:
+        assert frames[0].header["OBJECT"] == "01709015181"
+    history = [entry["Reason"] for entry in status(scheduler, "long")["History"]]
+    assert any(f"interrupted by target of opportunity {order_id}" in reason
+               for reason in history)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import astropy.units as u
 import numpy as np
 from astropy_healpix import healpix_to_lonlat, level_to_nside
-from astropy_healpix.core import healpix_cone_search
+from scipy.spatial import cKDTree
 
 from .skymap import credible_count, order_for_resolution
 
@@ -36,6 +36,9 @@ CANDIDATES_PER_FIELD_SIDE = 2
 CANDIDATE_LEVEL = 0.99
 #: At most this many candidate centres, the most probable (bounds the time taken).
 MAX_CANDIDATES = 3000
+#: A field's probability is summed over the pixels of this credible region of the map (the rest
+#: holds at most 0.1 % of the probability, spread thin).
+MEMBER_LEVEL = 0.999
 #: The finest order of the probability pixels (nside 1024, 3.4′): fields smaller than about
 #: 0.35° are tiled with coarser pixels than :data:`PIXELS_PER_FIELD_SIDE` asks.
 MAX_TILING_ORDER = 10
@@ -80,7 +83,7 @@ def tiles(skymap, fov, max_tiles):
     order = min(MAX_TILING_ORDER, order_for_resolution(fov / PIXELS_PER_FIELD_SIDE))
     remaining = skymap.flat(int(level_to_nside(order))).copy()
     ra, dec = candidate_centres(skymap, fov, order)
-    members, starts = _field_members(ra, dec, fov, order)
+    members, starts = _field_members(ra, dec, fov, order, remaining)
     candidate = np.repeat(np.arange(ra.size), np.diff(starts))
     chosen = []
     while len(chosen) < max_tiles:
@@ -152,8 +155,8 @@ def in_field(ra0, dec0, ra, dec, fov):
 
     Parameters
     ----------
-    ra0, dec0 : float
-        The field's centre, degrees.
+    ra0, dec0 : float or array of float
+        The field's centre (or each direction's field's centre), degrees.
     ra, dec : array of float
         Directions, degrees.
     fov : float
@@ -170,28 +173,45 @@ def in_field(ra0, dec0, ra, dec, fov):
 
 def _gnomonic(ra0, dec0, ra, dec):
     """Tangent-plane coordinates (ξ towards +RA, η towards +Dec) about (ra0, dec0), and the
-    cosine of the distance from it."""
-    ra0, dec0 = math.radians(ra0), math.radians(dec0)
-    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
-    cos_c = (math.sin(dec0) * np.sin(dec)
-             + math.cos(dec0) * np.cos(dec) * np.cos(ra - ra0))
+    cosine of the distance from it (centres and directions broadcast)."""
+    ra0, dec0, ra, dec = (np.radians(np.asarray(value, dtype=float))
+                          for value in (ra0, dec0, ra, dec))
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
     with np.errstate(divide="ignore", invalid="ignore"):
         xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
-        eta = (math.cos(dec0) * np.sin(dec)
-               - math.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+        eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
     return xi, eta, cos_c
 
 
-def _field_members(ra, dec, fov, order):
+def _field_members(ra, dec, fov, order, probability):
     """The NESTED pixels of *order* in each candidate's field, concatenated, and where each
-    candidate's run starts (``starts[i]:starts[i + 1]``)."""
+    candidate's run starts (``starts[i]:starts[i + 1]``).
+
+    Only the pixels of the map's :data:`MEMBER_LEVEL` credible region are considered: the others
+    hold at most 1 − MEMBER_LEVEL of the probability between them. Their neighbours within a
+    field's reach are found at once with a k-d tree of unit vectors (chord distances), then kept
+    when in the square field.
+    """
     nside = int(level_to_nside(order))
-    reach = math.degrees(math.atan(math.sqrt(2) * math.tan(math.radians(fov / 2))))
-    runs = []
-    for ra0, dec0 in zip(ra, dec):
-        pixels = healpix_cone_search(ra0 * u.deg, dec0 * u.deg, reach * u.deg, nside, "nested")
-        lon, lat = healpix_to_lonlat(pixels, nside, order="nested")
-        runs.append(pixels[in_field(ra0, dec0, lon.to_value(u.deg), lat.to_value(u.deg), fov)])
-    starts = np.concatenate(([0], np.cumsum([run.size for run in runs]))).astype(np.int64)
-    members = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
-    return members, starts
+    ranked = np.argsort(probability, kind="stable")[::-1]
+    cumulative = np.cumsum(probability[ranked])
+    pixels = np.sort(ranked[:credible_count(cumulative / cumulative[-1], MEMBER_LEVEL)])
+    lon, lat = healpix_to_lonlat(pixels, nside, order="nested")
+    pixel_ra, pixel_dec = lon.to_value(u.deg), lat.to_value(u.deg)
+    reach = math.atan(math.sqrt(2) * math.tan(math.radians(fov / 2)))  # the field's corner
+    tree = cKDTree(_unit_vectors(pixel_ra, pixel_dec).T)
+    near = tree.query_ball_point(_unit_vectors(ra, dec).T, 2 * math.sin(reach / 2))
+    counts = np.fromiter((len(found) for found in near), dtype=np.int64, count=len(near))
+    index = (np.concatenate([np.asarray(found, dtype=np.int64) for found in near])
+             if counts.sum() else np.zeros(0, np.int64))
+    owner = np.repeat(np.arange(len(near)), counts)
+    inside = in_field(ra[owner], dec[owner], pixel_ra[index], pixel_dec[index], fov)
+    owner, members = owner[inside], pixels[index[inside]]
+    starts = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=len(near)))))
+    return members.astype(np.int64), starts.astype(np.int64)
+
+
+def _unit_vectors(ra, dec):
+    """Unit vectors (3, n) of directions in degrees."""
+    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
+    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
