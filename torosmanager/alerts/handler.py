@@ -163,9 +163,15 @@ class AlertsHandler(Handler):
                 return
             standing = [order.id for order in
                         self.book.orders(event_id=alert.event_id, states=STANDING)]
+            # Orders are named by event, alert and target: S230518h-2-07 is the seventh
+            # target of the second alert read of S230518h.
+            number = next(position for position, row in
+                          enumerate(self.book.alerts(alert.event_id), start=1)
+                          if row.order_id == order_id)
+            prefix = f"{alert.event_id}-{number}"
             try:
                 response = respond(alert, self.config, self.clock.now(), self.catalog,
-                                   id_prefix=order_id, supersedes=standing)
+                                   id_prefix=prefix, supersedes=standing)
             except TargetError as error:
                 self.book.set_outcome(order_id, {"Problem": str(error)})
                 self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
