@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from torosmanager.config import address_key, load_config
+from torosmanager.config import SERVICES, address_key, load_config
 from torosmanager.earth_rotation import use_astropy_offline
 from torosmanager.launcher import DaemonProcess, local_config
 from torosmanager.preprocessor.executors import LocalRunner
@@ -92,12 +92,11 @@ def make_site(tmp_path):
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
-    """The four daemons on a fast simulated evening, the dome opened by the scheduler, shared by
+    """The five daemons on a fast simulated evening, the dome opened by the scheduler, shared by
     the tests of a module (each test uses its own order IDs)."""
     from observatory import settings  # beside this file; it builds on the names above
 
-    made = Site(tmp_path_factory.mktemp("running"), settings()).start(
-        "scheduler", "telescope", "dome", "preprocessor")
+    made = Site(tmp_path_factory.mktemp("running"), settings()).start(*SERVICES)
     yield made
     made.stop()
 

@@ -11,9 +11,14 @@ import os
 import subprocess
 import sys
 
+import astropy.units as u
+import numpy as np
 import pytest
+from astropy_healpix import healpix_to_lonlat, level_to_nside
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from torosmanager.alerts.formats import read
+from torosmanager.alerts.skymap import Skymap
 from torosmanager.workorders import validate
 
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
@@ -105,3 +110,30 @@ def test_a_bare_skymap_needs_its_event_and_garbage_is_refused(tmp_path):
     garbage.write_text("hello")
     result = dry_run(tmp_path, garbage)
     assert result.returncode == 1 and "not a skymap (FITS), VOEvent (XML)" in result.stderr
+
+
+def test_a_3d_map_and_a_catalogue_give_galaxies_in_the_volume(tmp_path):
+    """Galaxies placed on S3456's most probable pixels at their most probable distance are the
+    targets; the same directions five standard deviations farther are not."""
+    path = alert_file("S3456/files/S3456-1-initial.json", FOLLOWUP_ADVOCATE)
+    skymap = Skymap.read(read("lvk_json", path.read_bytes()).skymap)
+    mu, sigma, _ = skymap.distance_layers
+    usable = np.flatnonzero(np.isfinite(mu) & (sigma > 0))
+    best = usable[np.argsort(skymap.probdensity[usable])[::-1][:5]]
+    centres = [healpix_to_lonlat(skymap.ipix[pixel], level_to_nside(skymap.level[pixel]),
+                                 order="nested") for pixel in best]
+    ra = [lon.to_value(u.deg) for lon, _ in centres]
+    dec = [lat.to_value(u.deg) for _, lat in centres]
+    rows = ["Galaxy,RAJ2000,DEJ2000,dL"]
+    rows += [f"near{i},{ra[i]},{dec[i]},{mu[best][i]}" for i in range(5)]
+    rows += [f"far{i},{ra[i]},{dec[i]},{mu[best][i] + 5 * sigma[best][i]}" for i in range(5)]
+    catalogue = tmp_path / "galaxies.csv"
+    catalogue.write_text("\n".join(rows) + "\n")
+    config = ("Alerts:\n  Accept Test Alerts: true\n  Budget Hours: 24\n"
+              "  Galaxy Catalog:\n    File: " + str(catalogue) + "\n    Columns: {Name: Galaxy, "
+              "RA: RAJ2000, Dec: DEJ2000, Distance: dL}\n"
+              "Scheduler:\n  Max Airmass: 10\n  Moon Separation: 0\n  Sun Altitude: -0.5\n")
+    answer = json.loads(dry_run(tmp_path, path, config=config).stdout)
+    assert answer["Targets"] == "galaxies"
+    names = {order["Object Name"] for order in answer["Orders"]}
+    assert names and names <= {f"near{i}" for i in range(5)}

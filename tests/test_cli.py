@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from observatory import ended
+from torosmanager.config import SERVICES
 
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
 
@@ -87,10 +88,10 @@ def test_cancel(running):
     assert again.returncode == 1 and "already cancelled" in again.stderr
 
 
-def test_services_lists_all_four(running):
+def test_services_lists_all_five(running):
     result = toros(running, "services")
     assert result.returncode == 0
-    for service in ("scheduler", "telescope", "dome", "preprocessor"):
+    for service in SERVICES:
         line = next(line for line in result.stdout.splitlines() if line.startswith(service))
         assert "yes" in line.split() and running.url(service) in line
 

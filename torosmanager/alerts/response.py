@@ -27,6 +27,9 @@ TYPE_OF_JOB = "ToO"
 #: Type of object by alert kind: the names the scheduler's Object Adjustments know.
 TYPE_OF_OBJECT = {"gw": "Kilonova candidate", "grb": "GRB afterglow",
                   "neutrino": "Neutrino counterpart", "x-ray": "X-ray transient"}
+#: Where the frames go once taken: the preprocessor (calibrated with the night's or the
+#: library's masters).
+OUTPUT = "Analysis"
 #: Decimal places kept of a target's coordinates (0.0036″) and weight.
 COORDINATE_DECIMALS = 6
 WEIGHT_DECIMALS = 6
@@ -161,6 +164,8 @@ def observation(alert, candidate, kind, order_id, not_after=None, supersedes=())
         "Priority": kind["Priority"],
         "User": USER,
         "Group ID": alert.event_id,
+        # Calibrated as they come: the frames a counterpart is searched for in.
+        "Output": OUTPUT,
         "Probability": round(min(max(candidate.weight, 0.0), 1.0), WEIGHT_DECIMALS),
     }
     if not_after is not None:
