@@ -180,8 +180,8 @@ class AlertsHandler(Handler):
             if response.ignored:
                 self._finish(order_id, f"{_name(alert)} {response.summary()}")
                 return
-            if standing:
-                self._supersede(alert.event_id, standing, order_id)
+            if standing and not self._supersede(alert.event_id, standing, order_id):
+                return  # stopping: read again after the restart
             self.book.plan(order_id, alert.event_id, response.orders)
             log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
         accepted = self._submit(order_id, alert.event_id)
@@ -216,17 +216,23 @@ class AlertsHandler(Handler):
         return accepted
 
     def _supersede(self, event_id, standing, order_id):
-        """Cancel the event's orders not yet started; the running ones finish."""
+        """Cancel the event's orders not yet started (the running ones finish); ``False`` if
+        the daemon is stopping first."""
         answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id,
                                       "Keep Running": True, "User": USER})
-        kept = set(answer.get("Kept", [])) if answer else set()
+        if answer is None:
+            return False
+        kept = set(answer.get("Kept", []))
         replaced = [order for order in standing if order not in kept]
         self.book.mark(replaced, SUPERSEDED, f"cancelled: superseded by alert order {order_id}")
         log.info("[WO %s] %s: %d earlier order(s) cancelled, %d already started left running",
                  order_id, event_id, len(replaced), len(kept))
+        return True
 
     def _retract(self, order_id, alert):
         cancelled = self._cancel_event(alert.event_id)
+        if cancelled is None:
+            return  # stopping: read again after the restart
         received = self._received.pop(order_id, None)
         elapsed = None if received is None else time.monotonic() - received
         took = "" if elapsed is None else f" {elapsed:.2f} s after it arrived"
@@ -242,11 +248,14 @@ class AlertsHandler(Handler):
         self._finish(order_id, message)
 
     def _cancel_event(self, event_id):
-        """Cancel every order of *event_id* at the scheduler; the number cancelled there."""
+        """Cancel every order of *event_id* at the scheduler; the number cancelled there, or
+        ``None`` if the daemon is stopping first."""
         answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id, "User": USER})
+        if answer is None:
+            return None
         standing = [order.id for order in self.book.orders(event_id=event_id, states=STANDING)]
         self.book.mark(standing, CANCELLED, "cancelled: the event was retracted")
-        return len(answer.get("Cancelled", [])) if answer else 0
+        return len(answer.get("Cancelled", []))
 
     def _withdraw(self, order_id):
         """An Alert order was cancelled: cancel the orders it had submitted."""
