@@ -28,7 +28,8 @@ def test_it_detaches_writes_its_pid_and_stops_on_sigterm(site):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     deadline = time.monotonic() + STOP_SECONDS
-    while not pidfile.exists() and time.monotonic() < deadline:
+    # The lock file appears first, empty, and the PID is written into it a moment later.
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     try:
