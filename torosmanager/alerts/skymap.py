@@ -49,6 +49,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 ORDER_0_RESOLUTION = math.degrees(math.sqrt(4 * math.pi / 12))
 #: The smallest resolution :func:`order_for_resolution` is asked for, degrees (avoids 0).
 MIN_RESOLUTION = 1e-6
+#: A flat map keeps its resolution in this credible region; beyond it, pixels are merged
+#: (:func:`coarsened`).
+KEEP_LEVEL = 0.9999
+#: Pixel areas by order (0 to 29, HEALPix's deepest), steradians.
+PIXEL_AREAS_SR = 4 * math.pi / (12 * 4.0 ** np.arange(30))
 #: Square degrees in a steradian.
 DEG2_PER_SR = (180 / math.pi) ** 2
 
@@ -163,9 +168,14 @@ class Skymap:
             nested = np.arange(prob.size)
         else:
             raise ValueError(f"flat map with ORDERING {ordering!r}: RING or NESTED expected")
-        uniq = 4 * nside ** 2 + np.asarray(nested, dtype=np.int64)
-        density = prob / nside_to_pixel_area(nside).to_value(u.sr)
-        return cls(uniq, density, _distance_columns(data, names), header)
+        in_nested = np.empty_like(prob)
+        in_nested[np.asarray(nested, dtype=np.int64)] = prob
+        distance = _distance_columns(data, names)
+        if distance is not None:
+            distance = tuple(_reordered(layer, nested) for layer in distance)
+        uniq, prob, distance = coarsened(in_nested, distance)
+        level, _ = uniq_to_level_ipix(uniq)
+        return cls(uniq, prob / _pixel_area_sr(level), distance, header)
 
     # ----------------------------------------------------------------------------- queries
     @property
@@ -391,7 +401,72 @@ def credible_count(cumulative, level):
 
 def _pixel_area_sr(level):
     """Area of a HEALPix pixel of order *level*, steradians (arrays allowed)."""
-    return 4 * math.pi / (12 * 4.0 ** np.asarray(level))
+    return PIXEL_AREAS_SR[np.asarray(level)]
+
+
+def coarsened(probability, distance=None, keep_level=KEEP_LEVEL):
+    """A flat NESTED map as multi-order pixels: full resolution in its *keep_level* credible
+    region, the rest merged into the coarsest pixels that do not overlap it.
+
+    A flat nside-1024 map has 12.6 million pixels, nearly all of them in the tail of the
+    probability; kept as they are they cost seconds and gigabytes in every step after. Merging
+    four siblings into their parent keeps their probability (summed) and their distance layers
+    (probability-weighted means: in the tail, where only the probability counts).
+
+    Parameters
+    ----------
+    probability : ndarray
+        Probability per pixel, NESTED order, 12 × nside² of them.
+    distance : tuple of three ndarrays, optional
+        DISTMU, DISTSIGMA, DISTNORM per pixel, NESTED order.
+    keep_level : float
+        Pixels of this credible region keep the map's resolution.
+
+    Returns
+    -------
+    (ndarray of int64, ndarray, tuple or None)
+        NUNIQ ids, probability per pixel and distance layers of the multi-order map.
+    """
+    level = int(round(math.log2(math.sqrt(probability.size / 12))))
+    ranked = np.argsort(probability, kind="stable")[::-1]
+    cumulative = np.cumsum(probability[ranked])
+    keep = np.zeros(probability.size, dtype=bool)
+    keep[ranked[:credible_count(cumulative / cumulative[-1], keep_level)]] = True
+    layers = [] if distance is None else [layer * probability for layer in distance]
+    uniq, kept_probability, kept_layers = [], [], [[] for _ in layers]
+
+    def emit(order, pixels, weights, weighted_layers):
+        uniq.append(4 * 4 ** order + pixels)
+        kept_probability.append(weights[pixels])
+        for kept, layer in zip(kept_layers, weighted_layers):
+            kept.append(layer[pixels])
+
+    pixels = np.flatnonzero(keep)
+    emit(level, pixels, probability, layers)
+    covered = keep
+    for order in range(level, 0, -1):
+        # Siblings of a pixel already emitted cannot merge into their parent: emit them here.
+        group_covered = covered.reshape(-1, 4).any(axis=1)
+        emit(order, np.flatnonzero(np.repeat(group_covered, 4) & ~covered), probability,
+             layers)
+        probability = probability.reshape(-1, 4).sum(axis=1)
+        layers = [layer.reshape(-1, 4).sum(axis=1) for layer in layers]
+        covered = group_covered
+    emit(0, np.flatnonzero(~covered), probability, layers)
+    weights = np.concatenate(kept_probability)
+    if distance is None:
+        return np.concatenate(uniq).astype(np.int64), weights, None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        merged = tuple(np.where(weights > 0, np.concatenate(layer) / weights, np.nan)
+                       for layer in kept_layers)
+    return np.concatenate(uniq).astype(np.int64), weights, merged
+
+
+def _reordered(values, nested):
+    """*values* given in the order of *nested* indices, put in NESTED order."""
+    result = np.empty_like(values)
+    result[np.asarray(nested, dtype=np.int64)] = values
+    return result
 
 
 def _npix_to_nside(npix):
