@@ -44,9 +44,12 @@ class Site:
     def start(self, *services):
         """Start the named daemons (each as its own process, all at once) and wait until each
         is ready."""
-        launched = [DaemonProcess(service, self.config_path).launch() for service in services]
-        for daemon in launched:
-            self.daemons[daemon.service] = daemon
+        launched = []
+        for service in services:
+            # Kept as soon as launched: if a later one cannot start, stop() still stops these.
+            daemon = DaemonProcess(service, self.config_path).launch()
+            self.daemons[service] = daemon
+            launched.append(daemon)
         for daemon in launched:
             daemon.wait_ready()
         return self
