@@ -297,3 +297,10 @@ def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
     history = [entry["Reason"] for entry in status(scheduler, "long")["History"]]
     assert any(f"interrupted by target of opportunity {order_id}" in reason
                for reason in history)
+
+
+def test_the_status_of_an_alert_order_does_not_repeat_its_payload(observatory):
+    payload = lvk()
+    done = finished(observatory, send(observatory, payload, order_id="big")["ID"])
+    shown = done["Work Order"]["Payload"]
+    assert shown == f"({len(payload):,} characters: the alert as received, kept in the journal)"

@@ -137,7 +137,7 @@ class FrontDesk:
         answer = self._receipt(record, record.message)
         answer.update({
             "Priority Reason": record.priority_reason,
-            "Work Order": _without_none(record.work_order),
+            "Work Order": _without_none(self.handler.shown(record.work_order)),
             "History": self.journal.history(record.id),
             "Progress": record.progress,
             "Created": record.created,

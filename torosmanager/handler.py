@@ -78,6 +78,10 @@ class Handler:
     def cancelled(self, record, previous_state):
         """Stop work on an order the front desk has just marked cancelled."""
 
+    def shown(self, work_order):
+        """*work_order* as a Status answer shows it; the default shows it all."""
+        return work_order
+
     def devices(self):
         """The devices (or peers) this daemon drives, for the health report."""
         return {}

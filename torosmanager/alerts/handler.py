@@ -86,6 +86,12 @@ class AlertsHandler(Handler):
         # Cancelling an alert withdraws what it asked for.
         self.workers.submit(self._withdraw, record.id)
 
+    def shown(self, work_order):
+        # The payload may be megabytes (a skymap): its size, not its content, in a Status.
+        payload = work_order.get("Payload", "")
+        return dict(work_order, Payload=f"({len(payload):,} characters: the alert as received, "
+                                        "kept in the journal)")
+
     def signal(self, order):
         """Answer an Events query: every event's state, or one event's report."""
         event_id = order.get("Event ID")
