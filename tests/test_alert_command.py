@@ -37,7 +37,7 @@ FIXTURES = {
                        "INITIAL", "pointing"),
     "icecube": ("kafka_alert_icecube_gold.json", None, "IceCube-230416A", "neutrino",
                 "INITIAL", "pointing"),
-    "fermi gbm": ("fermi_grb_gcn.xml", None, "548848711", "grb", "INITIAL", "fields"),
+    "fermi gbm": ("fermi_grb_gcn.xml", None, "548848711", "grb", "PRELIMINARY", "fields"),
 }
 
 

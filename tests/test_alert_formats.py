@@ -3,6 +3,7 @@ Einstein Probe, and broken ones refused with a message that says what is wrong."
 
 import base64
 import json
+import math
 from datetime import datetime, timezone
 
 import pytest
@@ -43,7 +44,11 @@ def test_the_gw170817_initial_voevent_names_its_superevent_and_points_to_its_sky
 def test_the_fermi_gbm_position_of_grb_170817a_is_a_circle_and_an_update():
     alert = read("voevent", fixture("externaltrigger_original_data.xml"))
     assert (alert.event_id, alert.kind, alert.serial) == ("524666471", "grb", 1)
-    assert (alert.ra, alert.dec, alert.error_radius) == (186.62, -48.84, 17.45)
+    # A ground position (Packet_Type 112): its 17.45° is statistical, GBM's 3.7° systematic is
+    # added as for the same notice from GCN's socket.
+    assert (alert.ra, alert.dec) == (186.62, -48.84)
+    assert alert.properties["statistical_error"] == 17.45
+    assert alert.error_radius == pytest.approx(math.hypot(17.45, 3.7))
     assert alert.alert_type == "UPDATE"        # it cites the GBM_Alert as its "followup"
     assert alert.issued == utc(2017, 8, 17, 12, 41, 43)
     assert alert.properties["event_time"] == utc(2017, 8, 17, 12, 41, 6, 470000)
@@ -53,8 +58,9 @@ def test_the_fermi_gbm_position_of_grb_170817a_is_a_circle_and_an_update():
 
 def test_a_swift_bat_grb_position():
     alert = read("voevent", fixture("swift_grb_gcn.xml"))
+    # Packet_Type 61, read as GCN's socket notice of that type is.
     assert (alert.event_id, alert.kind, alert.alert_type, alert.serial) == (
-        "1123129", "grb", "INITIAL", 1)
+        "1123129", "grb", "PRELIMINARY", 1)
     assert (alert.ra, alert.dec, alert.error_radius) == (268.87, -20.3153, 0.05)
     assert alert.issued == utc(2022, 9, 7, 14, 5, 40)
     assert alert.properties["event_time"] == utc(2022, 9, 7, 14, 5, 25, 760000)
@@ -65,7 +71,7 @@ def test_a_swift_bat_grb_position():
 def test_a_fermi_gbm_flight_position():
     alert = read("voevent", fixture("fermi_grb_gcn.xml"))
     assert (alert.event_id, alert.kind, alert.alert_type, alert.serial) == (
-        "548848711", "grb", "INITIAL", 15)
+        "548848711", "grb", "PRELIMINARY", 15)    # Packet_Type 111, as from the socket
     assert (alert.ra, alert.dec, alert.error_radius) == (140.05, -39.0499, 5.6)
     assert alert.issued == utc(2018, 5, 24, 18, 35, 45)
     assert alert.properties["params"]["Most_Likely_Prob"] == "98"

@@ -86,7 +86,8 @@ def voevent_packet(voevent_name):
     values[BURST_SOD] = round(float(params["Burst_SOD"]) * 100)
     values[BURST_RA] = round(alert.ra * 10_000)
     values[BURST_DEC] = round(alert.dec * 10_000)
-    values[BURST_ERROR] = round(alert.error_radius * 10_000)
+    values[BURST_ERROR] = round(alert.properties.get("statistical_error", alert.error_radius)
+                                * 10_000)
     values[TRIGGER_ID] = int(flags, 16)
     values[MISC] = struct.unpack(">i", struct.pack(">I", int(params["Misc_flags"], 16)))[0]
     values[39] = NEWLINE_TERMINATOR
@@ -176,8 +177,9 @@ def test_grb_170817a_ground_position_agrees_with_its_voevent_plus_the_systematic
     binary = read("gcn_socket", binary_packet)
     assert_same_event(binary, voevent)
     assert (binary.ra, binary.dec) == (186.62, -48.84)
-    assert binary.properties["statistical_error"] == voevent.error_radius == 17.45
-    assert binary.error_radius == pytest.approx(math.hypot(17.45, 3.7))
+    assert binary.properties["statistical_error"] == voevent.properties["statistical_error"]
+    assert binary.properties["statistical_error"] == 17.45
+    assert binary.error_radius == voevent.error_radius == pytest.approx(math.hypot(17.45, 3.7))
     assert binary.properties["event_time"] == utc(2017, 8, 17, 12, 41, 6, 470000)
     assert binary.alert_type == "UPDATE"
 

@@ -226,12 +226,10 @@ def read(payload):
     trigger_flags = fields[TRIGGER_ID] & UNSIGNED_32
     event_time = tjd_to_datetime(_tjd(fields), _centiseconds(fields, BURST_SOD, "burst_sod"))
     ra, dec = _position(fields)
-    statistical = _angle(fields, BURST_ERROR, "burst_error", 0, 180)
-    systematic = GBM_SYSTEMATIC.get(fields[PKT_TYPE])
+    error_radius, error_properties = position_error(
+        fields[PKT_TYPE], _angle(fields, BURST_ERROR, "burst_error", 0, 180))
     properties = {"Packet_Type": fields[PKT_TYPE], "packet_name": notice.name,
-                  "event_time": event_time, "containment_probability": notice.containment,
-                  "statistical_error": statistical, "systematic_error": systematic,
-                  "systematic_included": notice.systematic_included or systematic is not None,
+                  "event_time": event_time, **error_properties,
                   "trigger_flags": trigger_flags, "misc_flags": fields[MISC] & UNSIGNED_32}
     event_id = _event_id(fields, notice, properties)
     return Alert(event_id=event_id, kind="grb",
@@ -239,8 +237,28 @@ def read(payload):
                  serial=_serial(fields), issued=_issued(fields, event_time),
                  source=notice.source,
                  test=notice.test or bool(trigger_flags & TEST_SUBMISSION_BIT),
-                 ra=ra, dec=dec, error_radius=_total_error(statistical, systematic),
-                 properties=properties)
+                 ra=ra, dec=dec, error_radius=error_radius, properties=properties)
+
+
+def position_error(number, statistical):
+    """The error radius of a position notice of type *number* whose statistical error is
+    *statistical* degrees, and the properties that say what it is made of.
+
+    The GBM systematic is added in quadrature where the notice leaves it out. Shared with the
+    VOEvent reader, so that a notice reads the same whichever way it came.
+
+    Returns
+    -------
+    (float, dict)
+        Degrees; ``containment_probability``, ``statistical_error``, ``systematic_error`` (None
+        when nothing was added) and ``systematic_included``.
+    """
+    notice = NOTICE_TYPES[number]
+    systematic = GBM_SYSTEMATIC.get(number)
+    return _total_error(statistical, systematic), {
+        "containment_probability": notice.containment, "statistical_error": statistical,
+        "systematic_error": systematic,
+        "systematic_included": notice.systematic_included or systematic is not None}
 
 
 def tjd_to_datetime(tjd, centiseconds_of_day):

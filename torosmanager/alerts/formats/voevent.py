@@ -27,6 +27,7 @@ entity, internal or external, is ever expanded: a VOEvent never needs one.
 import xml.etree.ElementTree as ElementTree
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
+from torosmanager.alerts.formats import gcn_socket
 from torosmanager.alerts.formats import (AlertFormatError, check_size, number, parse_time,
                                          position)
 
@@ -110,10 +111,20 @@ def read(payload):
         raise AlertFormatError(FORMAT, "no position (WhereWhen Position2D) and no skymap URL",
                                ivorn)
 
+    notice = gcn_socket.NOTICE_TYPES.get(properties.get("Packet_Type"))
+    if notice is not None:
+        # A GCN notice as a VOEvent reads as the same notice from the socket does.
+        if "AlertType" not in params and alert_type == "INITIAL":
+            alert_type = notice.alert_type
+        if radius is not None:
+            radius, error_properties = gcn_socket.position_error(properties["Packet_Type"],
+                                                                 radius)
+            properties.update(error_properties)
     serial = params.get("Pkt_Ser_Num", "0")
     if not serial.isdigit():
         raise AlertFormatError(FORMAT, "Param Pkt_Ser_Num is not a whole number", serial)
-    test = (role in TEST_ROLES or params.get("Test_Submission", "").lower() == "true")
+    test = (role in TEST_ROLES or params.get("Test_Submission", "").lower() == "true"
+            or (notice is not None and notice.test))
     return Alert(event_id=_event_id(params, ivorn), kind="gw" if is_gw else _kind(root, ivorn),
                  alert_type=alert_type, serial=int(serial), issued=issued,
                  source=_source(root, params, ivorn), test=test, ra=ra, dec=dec,
