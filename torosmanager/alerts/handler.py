@@ -142,6 +142,7 @@ class AlertsHandler(Handler):
             self._process(order_id)
 
     def _process(self, order_id):
+        received = self._received.pop(order_id, None)  # None: queued before a restart
         record = self.journal.get(order_id)
         if self.transition(order_id, RUNNING, "reading the alert", only_from={QUEUED}) is None:
             return  # cancelled meanwhile
@@ -156,7 +157,7 @@ class AlertsHandler(Handler):
             self._finish(order_id, f"{_name(alert)} was read before (alert order {duplicate}): "
                          "nothing more to do")
         elif alert.is_retraction:
-            self._retract(order_id, alert)
+            self._retract(order_id, alert, received)
         else:
             with self._event_lock(alert.event_id):
                 self._respond(order_id, alert)
@@ -235,11 +236,10 @@ class AlertsHandler(Handler):
                  order_id, event_id, len(replaced), len(kept))
         return True
 
-    def _retract(self, order_id, alert):
+    def _retract(self, order_id, alert, received):
         cancelled = self._cancel_event(alert.event_id)
         if cancelled is None:
             return  # stopping: read again after the restart
-        received = self._received.pop(order_id, None)
         elapsed = None if received is None else time.monotonic() - received
         took = "" if elapsed is None else f" {elapsed:.2f} s after it arrived"
         message = (f"{_name(alert)}: {cancelled} order(s) of the event cancelled at the "
