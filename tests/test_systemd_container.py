@@ -1,4 +1,4 @@
-"""Under a real systemd, in a throwaway container: the installed units start the four daemons
+"""Under a real systemd, in a throwaway container: the installed units start the five daemons
 (Type=notify, sandboxed, as user toros), and toros.target starts them together, dome first and
 scheduler last, and stops them together; the daemons answer work orders on loopback, reach each
 other, write FITS frames into /var/lib/toros/data on a simulated night, reopen their log file on
@@ -42,7 +42,7 @@ from helpers_install import (  # noqa: E402
 BOOT_TIMEOUT_S = 60        # until the container's systemd has finished booting
 INIT_APPEAR_TIMEOUT_S = 15  # until nspawn has started the container's PID 1
 COMMAND_TIMEOUT_S = 60     # one command inside the container
-START_TIMEOUT_S = 120      # all four daemons to start (each imports astropy) and send READY=1
+START_TIMEOUT_S = 120      # all five daemons to start (each imports astropy) and send READY=1
 TEARDOWN_TIMEOUT_S = 30    # the container to power off after SIGTERM, before it is killed
 POLL_INTERVAL_S = 0.2
 
@@ -57,7 +57,7 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # procps's kill(1), hidden in the container: a minimal Debian 12 has no procps (issue 13).
 # The container has this machine's /usr only, so a /bin/kill outside it is not there anyway.
 KILL = os.path.realpath("/bin/kill")
-# The target that starts and stops the four services together, and their start order.
+# The target that starts and stops the five services together, and their start order.
 TARGET = "toros.target"
 # Ordinary users made in the container, who become operators with `make install-operators`.
 OPERATORS = ("alice", "bob")
@@ -249,11 +249,11 @@ def installed(container):
 
 @pytest.fixture(scope="module")
 def started(installed):
-    """The four services started by toros.target, enabled, as `make install` tells the operator
+    """The five services started by toros.target, enabled, as `make install` tells the operator
     to (`systemctl enable --now toros.target`).
 
     Starting a Type=notify unit waits for the daemon's READY=1, and the target waits for the
-    four. Wanted by the enabled target, a unit also stays loaded once stopped, so that its exit
+    five. Wanted by the enabled target, a unit also stays loaded once stopped, so that its exit
     status can be read.
     """
     result = installed.run("systemctl", "enable", "--now", TARGET, timeout=START_TIMEOUT_S)
@@ -305,7 +305,8 @@ def timestamps(container, service, *names):
 
 def assert_started_in_order(container):
     """Each service started (ExecMainStart) only once those it is ordered after were ready
-    (ActiveEnter): dome before telescope, and the scheduler after the three others."""
+    (ActiveEnter): dome before telescope, the scheduler after the three others, the alerts
+    daemon after the scheduler."""
     times = {service: timestamps(container, service, "ExecMainStartTimestampMonotonic",
                                  "ActiveEnterTimestampMonotonic") for service in SERVICES}
     ready = {service: times[service]["ActiveEnterTimestampMonotonic"] for service in SERVICES}
@@ -314,6 +315,7 @@ def assert_started_in_order(container):
     assert ready["dome"] <= started["telescope"], times
     for service in ("dome", "telescope", "preprocessor"):
         assert ready[service] <= started["scheduler"], (service, times)
+    assert ready["scheduler"] <= started["alerts"], times
 
 
 def main_pids(container):
@@ -513,7 +515,7 @@ def test_reload_reopens_the_log_in_the_same_process_without_bin_kill(started):
     assert started.output("stat", "-c", "%U", log) == "toros"
 
 
-def test_the_target_started_the_four_dome_first_and_scheduler_last(started):
+def test_the_target_started_the_five_dome_first_and_alerts_last(started):
     """Issue 13: `systemctl start scheduler telescope dome preprocessor` started the scheduler
     first, whose heartbeat then found no dome daemon ('Connection refused')."""
     assert started.output("systemctl", "is-active", TARGET) == "active"
@@ -521,10 +523,10 @@ def test_the_target_started_the_four_dome_first_and_scheduler_last(started):
     assert_started_in_order(started)
 
 
-def test_the_target_stops_the_four_scheduler_first_and_starts_and_restarts_them(started):
-    """`systemctl stop toros.target` returns once the target is down; the four then stop (the
+def test_the_target_stops_the_five_scheduler_first_and_starts_and_restarts_them(started):
+    """`systemctl stop toros.target` returns once the target is down; the five then stop (the
     target is ordered after them, so it stops first), while `start` and `restart` return once
-    the four are ready."""
+    the five are ready."""
     result = started.run("systemctl", "stop", TARGET, timeout=START_TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     for service in SERVICES:
