@@ -1,4 +1,4 @@
-"""Packaging for TOROS Manager: the shared library, the four daemons and the ``toros`` client."""
+"""Packaging for TOROS Manager: the shared library, the five daemons and the ``toros`` client."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
