@@ -32,6 +32,10 @@ PURGE ?=
 # `sudo make install OPERATORS="alice bob"` adds them to the groups toros and
 # systemd-journal (Linux; macOS: toros). They log in again for it to apply.
 OPERATORS ?=
+# Optional parts installed with the daemons, comma-separated: kafka (GCN Kafka
+# for the alerts daemon, gcn-kafka), vtp (the VOEvent Transport Protocol, pygcn).
+# `sudo make install EXTRAS=kafka,vtp`.
+EXTRAS ?=
 
 # The interpreter the install venv is made from; empty means: $(PYTHON),
 # unless that lives under /root or /home (pyenv's default), then
@@ -132,7 +136,7 @@ help: ## list the targets
 	@echo "  INSTALL_VENV=$(INSTALL_VENV) BINDIR=$(BINDIR) CONFIG_FILE=$(CONFIG_FILE)"
 	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
 	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) PURGE=$(PURGE)"
-	@echo "  OPERATORS=$(OPERATORS)"
+	@echo "  OPERATORS=$(OPERATORS) EXTRAS=$(EXTRAS)"
 
 # ---------------------------------------------------------------------------
 # Development
@@ -253,9 +257,9 @@ install-venv: install-check
 	@set -e; src=`mktemp -d`; trap 'rm -rf "$$src"' EXIT; \
 	tar -cf - --exclude=./.git --exclude=./$(VENV) --exclude=./build --exclude=./$(BUILD) \
 	  $(if $(DESTDIR),--exclude=./$(DESTDIR)) --exclude='*.egg-info' --exclude=__pycache__ . | tar -xf - -C "$$src"; \
-	echo "pip install --upgrade . (into $(STAGED_VENV))"; \
+	echo "pip install --upgrade .$(if $(strip $(EXTRAS)),[$(strip $(EXTRAS))]) (into $(STAGED_VENV))"; \
 	PIP_ROOT_USER_ACTION=ignore "$(STAGED_VENV)/bin/python" -m pip install \
-	  --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src"
+	  --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src$(if $(strip $(EXTRAS)),[$(strip $(EXTRAS))])"
 	-@"$(STAGED_VENV)/bin/python" -m compileall -qq -j 0 \
 	  $(if $(DEST),-s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
 	@# Scripts staged under DESTDIR name the staged python; point them (and

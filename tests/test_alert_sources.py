@@ -280,9 +280,9 @@ def test_without_gcn_kafka_the_source_says_how_to_install_it(monkeypatch, caplog
     source.start()
     eventually(lambda: source.health()["Last Error"] is not None)
     source.stop()
-    assert "pip install 'toros-manager[kafka]'" in source.health()["Last Error"]
+    assert "sudo make install EXTRAS=kafka" in source.health()["Last Error"]
     assert source.health()["Connected"] is False
-    assert any("pip install 'toros-manager[kafka]'" in record.getMessage()
+    assert any("sudo make install EXTRAS=kafka" in record.getMessage()
                and record.levelno == logging.ERROR for record in caplog.records)
     assert not any(thread.is_alive() for thread in source._threads)
 
@@ -428,9 +428,9 @@ def test_without_pygcn_the_source_says_how_to_install_it(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "gcn", None)            # import gcn fails
     source = VoeventTransportSource({"Host": LOOPBACK, "Port": 8099}, Deliveries())
     source.start()
-    assert "pip install 'toros-manager[vtp]'" in source.health()["Last Error"]
+    assert "sudo make install EXTRAS=vtp" in source.health()["Last Error"]
     assert source._threads == []
-    assert any("pip install 'toros-manager[vtp]'" in record.getMessage()
+    assert any("sudo make install EXTRAS=vtp" in record.getMessage()
                for record in caplog.records)
     source.stop()
 

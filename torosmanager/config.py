@@ -360,8 +360,8 @@ SCHEMA = {
             },
         },
         "Kafka": {
-            "Enabled": Setting("bool", False, "listen to GCN Kafka (needs the kafka extra: "
-                               "pip install 'toros-manager[kafka]')"),
+            "Enabled": Setting("bool", False, "listen to GCN Kafka (needs gcn-kafka: sudo make "
+                               "install EXTRAS=kafka)"),
             "Client ID": Setting("str", None, "GCN client id; else $GCN_KAFKA_CLIENT_ID"),
             "Client Secret": Setting("str", None, "GCN client secret; else "
                                      "$GCN_KAFKA_CLIENT_SECRET (never logged)"),
@@ -380,8 +380,8 @@ SCHEMA = {
         },
         "VOEvent Transport": {
             "Enabled": Setting("bool", False, "receive VOEvents over the VOEvent Transport "
-                               "Protocol (needs the vtp extra: pip install "
-                               "'toros-manager[vtp]')"),
+                               "Protocol (needs pygcn: sudo make install "
+                               "EXTRAS=vtp)"),
             "Host": Setting("str", "45.58.43.186", "the VTP broker (GCN Classic's)"),
             "Port": Setting("int", 8099, "the broker's port", 1, 65535),
         },

@@ -6,7 +6,7 @@ connection the site opens itself (no port to open in a firewall).
 
 The client is NASA's ``gcn-kafka`` (``gcn_kafka.Consumer``, a thin wrapper of confluent-kafka
 that sets up GCN's OpenID Connect authentication and brokers from ``domain``), an optional extra:
-``pip install 'toros-manager[kafka]'``. It is imported only when the source connects; missing, the
+``sudo make install EXTRAS=kafka``. It is imported only when the source connects; missing, the
 source says so in its health and log and does nothing else.
 
 A topic's format comes from its name (:func:`format_for_topic`): ``igwn.gwalert*`` LVK JSON,
