@@ -18,7 +18,7 @@ from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from torosmanager.alerts.formats import read
 from torosmanager.alerts.sources import make_sources
 from torosmanager.alerts.sources.gcn_socket import GcnSocketSource
-from torosmanager.alerts.sources.kafka import (KafkaSource, default_consumer_factory,
+from torosmanager.alerts.sources.kafka import (MASK, KafkaSource, default_consumer_factory,
                                                format_for_topic)
 from torosmanager.alerts.sources.vtp import VoeventTransportSource
 
@@ -532,3 +532,24 @@ def test_make_sources_makes_the_enabled_sources_only():
     assert isinstance(sources["VOEvent Transport"], VoeventTransportSource)
     assert set(sources["GCN Socket"].health()) >= {"Connected", "Messages", "Last Message",
                                                    "Last Error"}
+
+
+def test_kafka_client_errors_in_the_background_show_in_the_health_report(caplog):
+    """librdkafka reports some failures (an OAuth token refused, every broker down) through
+    the error_cb it is given, not by raising: the source is then not connected, and says why."""
+    broker = FakeBroker([])
+    source = KafkaSource({"Enabled": True, "Topics": ["igwn.gwalert"], "Client ID": "id",
+                          "Client Secret": SECRET}, Deliveries(), consumer_factory=broker.factory)
+    source.start()
+    try:
+        eventually(lambda: source.health()["Connected"])
+        config = broker.factory_options[0]["config"]
+        config["error_cb"](f"OIDC token refused for client id, secret {SECRET}")
+        health = source.health()
+        assert not health["Connected"]
+        assert health["Last Error"] == ("GCN Kafka: OIDC token refused for client id, secret "
+                                        + MASK)
+        assert config["logger"].name == "torosmanager.alerts.sources.kafka"
+    finally:
+        source.stop()
+    assert SECRET not in caplog.text

@@ -175,7 +175,12 @@ class KafkaSource(Source):
         try:
             consumer = self._factory(client_id=client_id, client_secret=secret,
                                      domain=self.settings.get("Domain") or DEFAULT_DOMAIN,
-                                     config={"group.id": self._group_id})
+                                     config={"group.id": self._group_id,
+                                             # librdkafka's own errors (an OAuth token refused,
+                                             # every broker unreachable) and log lines, into
+                                             # the health report and the daemon's log.
+                                             "error_cb": self._client_error,
+                                             "logger": logger})
             consumer.subscribe(self.topics)
         except MissingExtraError:
             raise
@@ -199,6 +204,13 @@ class KafkaSource(Source):
             for message in messages:
                 self._take(message)
 
+    def _client_error(self, error):
+        """An error librdkafka reports in the background: not connected until a message comes."""
+        text = self._masked(f"GCN Kafka: {error}")
+        self._set_connected(False)
+        self._record_error(text)
+        logger.warning("kafka: %s", text)
+
     def _take(self, message):
         """One message: an error is logged, an unknown topic skipped, an alert handed over."""
         error = message.error()
@@ -213,6 +225,7 @@ class KafkaSource(Source):
             self._skip(topic)
             return
         self._delay = self._first_delay     # the connection works: start the back-off afresh
+        self._set_connected(True)
         self.hand_over(format_name, message.value(), f"kafka:{topic}")
 
     def _skip(self, topic):
