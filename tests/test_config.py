@@ -87,6 +87,9 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("Clock:\n  Mode: simulated\n", "Clock → Start and Clock → Anchor are required"),
     ("Dome Address:\n  IP: 0.0.0.0\n", "is not a loopback address, so the daemon needs credentials"),
     ("Dome Address:\n  HTTP: dome-pc:8012\n", "a URL starting with http://"),
+    ("Alerts:\n  Alert Types: [INITAL]\n", "Alerts → Alert Types: ['INITAL'] is not allowed; "
+     "allowed: a list of EARLYWARNING, PRELIMINARY, INITIAL, UPDATE"),
+    ("Alerts:\n  Galaxy Catalog:\n    Luminosity Weight: V\n", "allowed: one of 'none', 'B', 'K'"),
 ])
 def test_each_mistake_is_named(tmp_path, text, expected):
     message = error_for(tmp_path, text)

@@ -26,6 +26,8 @@ ENVIRONMENT_VARIABLE = "TOROS_CONFIG"
 #: The daemons, in the order a night needs them.
 SERVICES = ("scheduler", "telescope", "dome", "preprocessor", "alerts")
 
+#: The alert types the alerts daemon may be told to act on (a RETRACTION always is).
+ALERT_TYPES_ACTED_ON = ("EARLYWARNING", "PRELIMINARY", "INITIAL", "UPDATE")
 #: The kinds of alert, as :class:`torosmanager.alerts.event.Alert` names them, each with a
 #: section of its own under ``Alerts`` (what to observe, at which priority).
 ALERT_KINDS = {"gw": "Gravitational Waves", "grb": "Gamma-Ray Bursts", "neutrino": "Neutrinos",
@@ -302,7 +304,7 @@ SCHEMA = {
                                 "rehearse a storm at a moment of your choosing"),
     },
     "Alerts": {
-        "Alert Types": Setting("names", ["EARLYWARNING", "PRELIMINARY", "INITIAL", "UPDATE"],
+        "Alert Types": Setting("names", list(ALERT_TYPES_ACTED_ON),
                                "alert types acted on (a RETRACTION is always acted on: it "
                                "cancels its event's orders)"),
         "Accept Test Alerts": Setting("bool", False, "act on test, mock and injected alerts "
@@ -609,6 +611,12 @@ def _finish(config, path):
         raise ConfigError(f"{path}: Server → Users holds only password hashes, so the daemons "
                           "cannot reach each other: set Server → Credentials File (a file with "
                           "one line 'user:password', readable only by the toros group)")
+    unknown = [name for name in config["Alerts"]["Alert Types"]
+               if name not in ALERT_TYPES_ACTED_ON]
+    if unknown:
+        raise ConfigError(f"{path}: Alerts → Alert Types: {unknown!r} is not allowed; allowed: "
+                          "a list of " + ", ".join(ALERT_TYPES_ACTED_ON) + " (a RETRACTION is "
+                          "always acted on)")
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "

@@ -46,12 +46,12 @@ def reason_to_ignore(alert, settings, area=None, distance=None):
         return "a test alert (Alerts → Accept Test Alerts is false)"
     kind = kind_settings(alert, settings)
     if kind is None:
-        return f"a {alert.kind} alert: no section of Alerts covers this kind"
+        return f"kind {alert.kind!r}: no section of Alerts covers it"
     if not kind["Act"]:
         return f"{ALERT_KINDS[alert.kind]} → Act is false"
     if alert.alert_type not in settings["Alert Types"]:
-        return (f"a {alert.alert_type} alert; Alerts → Alert Types: "
-                + ", ".join(settings["Alert Types"]))
+        return (f"alert type {alert.alert_type} is not in Alerts → Alert Types ("
+                + ", ".join(settings["Alert Types"]) + ")")
     if not alert.has_location:
         return "the alert says nothing of where to look"
     if alert.kind == "gw":
