@@ -113,6 +113,7 @@ class FakeBroker:
         self.fail_consume, self.fail_connect = set(fail_consume), set(fail_connect)
         self.factory_options = []
         self.closed = 0
+        self.stored = []   # offsets the source marked read, in order
 
     def factory(self, **options):
         self.connections += 1
@@ -147,6 +148,9 @@ class FakeConsumer:
         batch = broker.messages[broker.position:broker.position + 1]
         broker.position += len(batch)
         return batch
+
+    def store_offsets(self, message):
+        self.broker.stored.append(message.offset())
 
     def close(self):
         self.broker.closed += 1
@@ -553,3 +557,39 @@ def test_kafka_client_errors_in_the_background_show_in_the_health_report(caplog)
     finally:
         source.stop()
     assert SECRET not in caplog.text
+
+
+def test_kafka_marks_each_message_read_once_the_daemon_has_it_in_a_stable_group(monkeypatch):
+    """A restarted daemon resumes where it stopped reading: the consumer group is the same
+    (the configured one, or toros-manager-<host name>), and an offset is stored only after
+    the message was handed over (automatic storing is off)."""
+    monkeypatch.setattr("socket.gethostname", lambda: "ctmo")
+    records = [("igwn.gwalert", b"{}", None), ("gcn.heartbeat", b"beat", None),
+               ("igwn.gwalert", b"{}", None)]
+    broker = FakeBroker(records)
+    handed = []
+
+    def deliver(format_name, payload, origin):
+        handed.append(len(broker.stored))  # how many were marked read when this one came
+    source = KafkaSource({"Enabled": True, "Topics": ["igwn.gwalert"]}, deliver,
+                         consumer_factory=broker.factory)
+    source.start()
+    try:
+        eventually(lambda: len(broker.stored) == len(records))
+    finally:
+        source.stop()
+    assert broker.stored == [0, 1, 2]   # the skipped heartbeat too, so it is not read again
+    assert handed == [0, 2]             # each stored only after it was handed over
+    config = broker.factory_options[0]["config"]
+    assert config["group.id"] == "toros-manager-ctmo"
+    assert config["enable.auto.offset.store"] is False
+    named = FakeBroker([])
+    other = KafkaSource({"Enabled": True, "Topics": ["igwn.gwalert"],
+                         "Consumer Group": "toros-cordon-macon"}, Deliveries(),
+                        consumer_factory=named.factory)
+    other.start()
+    try:
+        eventually(lambda: named.factory_options)
+    finally:
+        other.stop()
+    assert named.factory_options[0]["config"]["group.id"] == "toros-cordon-macon"

@@ -368,6 +368,9 @@ SCHEMA = {
             "Client Secret": Setting("str", None, "GCN client secret; else "
                                      "$GCN_KAFKA_CLIENT_SECRET (never logged)"),
             "Domain": Setting("str", "gcn.nasa.gov", "the GCN Kafka domain"),
+            "Consumer Group": Setting("str", None, "Kafka consumer group: a restarted daemon "
+                                      "resumes where it stopped reading; default "
+                                      "toros-manager-<host name>"),
             "Topics": Setting("names", ["igwn.gwalert",
                                         "gcn.notices.icecube.lvk_nu_track_search",
                                         "gcn.notices.einstein_probe.wxt.alert",

@@ -18,15 +18,18 @@ When the consumer fails (broker lost, authentication refused), it is closed and 
 waits, then connects again: ``Reconnect Delay`` seconds at first, doubled after each failure up
 to ``Max Reconnect Delay``, back to the first delay once a message arrives. The wait ends at once
 on :meth:`KafkaSource.stop`, as does the consumer's poll (:data:`POLL_SECONDS`). The consumer
-group is the same across reconnections, so Kafka resumes where the source stopped reading; it is
-new for each source (a random name), so a restarted daemon starts from the newest messages.
+group (``Consumer Group``, by default ``toros-manager-<host name>``) is the same across
+reconnections and restarts, and a message's offset is stored only once the daemon has it
+(journaled by its front desk, or refused): a daemon stopped or restarted during an event resumes
+where it stopped reading, and no alert sent meanwhile is missed. A message may come twice after a
+crash; the daemon recognises the duplicate. A new group starts from the newest messages.
 
 The client secret is never logged: it is masked in every error message the source keeps or logs.
 """
 
 import logging
 import os
-import uuid
+import socket
 
 from torosmanager.alerts.sources import MissingExtraError, Source
 
@@ -123,7 +126,8 @@ class KafkaSource(Source):
         self._max_delay = float(settings.get("Max Reconnect Delay")
                                 or DEFAULT_MAX_RECONNECT_DELAY)
         self._delay = self._first_delay
-        self._group_id = f"{GROUP_PREFIX}-{uuid.uuid4()}"
+        self._group_id = (settings.get("Consumer Group")
+                          or f"{GROUP_PREFIX}-{socket.gethostname()}")
         self._skipped_topics = set()
         self._reconnections = 0
 
@@ -176,6 +180,8 @@ class KafkaSource(Source):
             consumer = self._factory(client_id=client_id, client_secret=secret,
                                      domain=self.settings.get("Domain") or DEFAULT_DOMAIN,
                                      config={"group.id": self._group_id,
+                                             # stored by _take once the daemon has the alert
+                                             "enable.auto.offset.store": False,
                                              # librdkafka's own errors (an OAuth token refused,
                                              # every broker unreachable) and log lines, into
                                              # the health report and the daemon's log.
@@ -202,7 +208,7 @@ class KafkaSource(Source):
                 self._fail(f"GCN Kafka consumer failed: {error}")
                 return
             for message in messages:
-                self._take(message)
+                self._take(consumer, message)
 
     def _client_error(self, error):
         """An error librdkafka reports in the background: not connected until a message comes."""
@@ -211,7 +217,7 @@ class KafkaSource(Source):
         self._record_error(text)
         logger.warning("kafka: %s", text)
 
-    def _take(self, message):
+    def _take(self, consumer, message):
         """One message: an error is logged, an unknown topic skipped, an alert handed over."""
         error = message.error()
         if error is not None:
@@ -223,10 +229,20 @@ class KafkaSource(Source):
         format_name = format_for_topic(topic)
         if format_name is None:
             self._skip(topic)
+            self._store(consumer, message)
             return
         self._delay = self._first_delay     # the connection works: start the back-off afresh
         self._set_connected(True)
         self.hand_over(format_name, message.value(), f"kafka:{topic}")
+        self._store(consumer, message)
+
+    def _store(self, consumer, message):
+        """Mark *message* read for the group (committed with the next automatic commit)."""
+        try:
+            consumer.store_offsets(message=message)
+        except Exception as error:      # read again after a restart: a duplicate, recognised
+            logger.warning("kafka: storing the offset of %s failed: %s", message.topic(),
+                           self._masked(str(error)))
 
     def _skip(self, topic):
         """Drop a message of *topic*, saying so the first time only."""
