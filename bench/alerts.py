@@ -285,22 +285,12 @@ def through_daemons(site, fixture, order_id, clock):
     the parts read afterwards from the alerts daemon's and the scheduler's journals.
 
     The end is watched with the daemon's health (``{"WOType": "Status"}``, its journal's
-    count of orders by state, about 1 ms of the daemon's CPU) every :data:`POLL_SECONDS`: the
-    Status of the Alert order itself returns the whole order, its payload included (50 ms of
-    the daemon's CPU for S3456's 2 MB, most of it gzip-compressing the answer), so polling it
-    every 10 ms would slow the daemon measured. The order's Status is read once, after.
+    count of orders by state, about 1 ms of the daemon's CPU) every :data:`POLL_SECONDS`, the
+    lightest query there is: polling every 10 ms must not slow the daemon measured. The order's
+    Status (its history) is read once, after.
     """
     alerts = site.proxy("alerts")
-    order = dict(fixture.order, WOType="Alert", ID=order_id, User="bench")
-    ended_before = ended_count(alerts)
-    sent = clock.now()
-    began = time.perf_counter()
-    alerts.front_desk(order)
-    receipt = time.perf_counter() - began
-    while ended_count(alerts) == ended_before:
-        if time.perf_counter() - began > ALERT_TIMEOUT:
-            raise RuntimeError(f"{fixture.label}: not done after {ALERT_TIMEOUT:g} s")
-        time.sleep(POLL_SECONDS)
+    sent, began, receipt = send_and_wait(alerts, fixture, order_id, clock, ALERT_TIMEOUT)
     seen = time.perf_counter() - began
     answer = alerts.front_desk({"WOType": "Status", "ID": order_id})
     if answer["Status"] != "done":
@@ -316,6 +306,24 @@ def through_daemons(site, fixture, order_id, clock):
         times = [clock.seconds_after(text, sent) for text in accepted]
         result.update(first=min(times), last=max(times), orders=len(times))
     return result
+
+
+def send_and_wait(alerts, fixture, order_id, clock, timeout):
+    """Send *fixture*'s Alert order as *order_id* and wait until the daemon's health shows one
+    more order ended; the clock's instant of sending, the perf_counter then, and the seconds
+    to the receipt."""
+    order = dict(fixture.order, WOType="Alert", ID=order_id, User="bench")
+    ended_before = ended_count(alerts)
+    sent = clock.now()
+    began = time.perf_counter()
+    alerts.front_desk(order)
+    receipt = time.perf_counter() - began
+    while ended_count(alerts) == ended_before:
+        if time.perf_counter() - began > timeout:
+            raise RuntimeError(f"{fixture.label}: the alert order {order_id} has not ended "
+                               f"after {timeout:g} s")
+        time.sleep(POLL_SECONDS)
+    return sent, began, receipt
 
 
 def ended_count(proxy):
@@ -470,17 +478,7 @@ def one_target_of_opportunity(site, fixture, order_id, clock):
     from torosmanager.alerts.intake import alert_of
 
     alerts, telescope = site.proxy("alerts"), site.proxy("telescope")
-    order = dict(fixture.order, WOType="Alert", ID=order_id, User="bench")
-    ended_before = ended_count(alerts)
-    sent = clock.now()
-    began = time.perf_counter()
-    alerts.front_desk(order)
-    receipt = time.perf_counter() - began
-    while ended_count(alerts) == ended_before:
-        if time.perf_counter() - began > SLEWING_TIMEOUT:
-            raise RuntimeError(f"the alert order {order_id} has not ended after "
-                               f"{SLEWING_TIMEOUT:g} s")
-        time.sleep(POLL_SECONDS)
+    sent, began, receipt = send_and_wait(alerts, fixture, order_id, clock, SLEWING_TIMEOUT)
     submitted = submitted_orders(site, order_id, alert_of(fixture.order, sent).event_id)
     if len(submitted) != 1:
         state = alerts.front_desk({"WOType": "Status", "ID": order_id})
