@@ -132,28 +132,15 @@ def flat_nside_1024(nside=FLAT_NSIDE):
     The multi-order map's probability is spread equally over the finer pixels each of its
     pixels holds (``Skymap.flat``); the distance layers are left out (a 2-D map, tiled).
     """
-    from astropy.io import fits
-
-    from torosmanager.alerts.skymap import Skymap
+    from torosmanager.alerts.skymap import Skymap, flat_fits
 
     path = CACHE / f"{BAYESTAR_EVENT}_flat_nside{nside}.fits.gz"
     if path.exists():
         return path
     skymap = Skymap.read(str(alert_file(BAYESTAR_MAP, GWCELERY)))
-    probability = np.asarray(skymap.flat(nside), dtype=np.float64)
-    column = fits.Column(name="PROB", format="D", unit="pix-1", array=probability)
-    table = fits.BinTableHDU.from_columns([column])
-    header = table.header
-    header["PIXTYPE"] = ("HEALPIX", "HEALPIX pixelisation")
-    header["ORDERING"] = ("NESTED", "Pixel ordering scheme: RING, NESTED, or NUNIQ")
-    header["COORDSYS"] = ("C", "Ecliptic, Galactic or Celestial (equatorial)")
-    header["NSIDE"] = (nside, "Resolution parameter of HEALPIX")
-    header["INDXSCHM"] = ("IMPLICIT", "Indexing: IMPLICIT or EXPLICIT")
-    header["OBJECT"] = (FLAT_EVENT, "Unique identifier for this event")
-    header["DISTMEAN"] = (skymap.header["DISTMEAN"], "Posterior mean distance (Mpc)")
-    buffer = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), table]).writeto(buffer)
-    _write(path, gzip.compress(buffer.getvalue(), compresslevel=6))
+    data = flat_fits(np.asarray(skymap.flat(nside), dtype=np.float64), OBJECT=FLAT_EVENT,
+                     DISTMEAN=skymap.header["DISTMEAN"])
+    _write(path, gzip.compress(data, compresslevel=6))
     log.info("wrote %s (%d bytes)", path, path.stat().st_size)
     return path
 

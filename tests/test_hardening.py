@@ -220,7 +220,8 @@ def test_at_most_concurrent_requests_are_parsed_and_answered_at_once():
 
     from torosmanager.server import FrontDeskServer
 
-    server = FrontDeskServer("test", "127.0.0.1", 0, max_request_bytes=100_000,
+    server = FrontDeskServer("test", "127.0.0.1", 0,
+                             request_limit=(100_000, "Server → Max Request Bytes"),
                              request_timeout=10.0, max_connections=SIMULTANEOUS * 2,
                              concurrent_requests=CONCURRENT)
     lock, inside, peak = threading.Lock(), [0], [0]

@@ -153,15 +153,10 @@ class FrontDesk:
                                  f"{record.state} ({record.message}); only orders that have not "
                                  "ended can be cancelled", FaultCode.NOT_CANCELLABLE)
         reason = f"cancelled by {user}"
-        previous = self.journal.transition(record.id, CANCELLED, reason,
-                                           format_utc(self.clock.now()),
-                                           only_from=UNFINISHED_STATES)
-        if previous is None:  # it ended while we looked
+        if not self._cancel(record, reason):  # it ended while we looked
             record = self.journal.get(record.id)
             raise WorkOrderError(f"'ID': received {shorten(order_id)}, an order that has just ended "
                                  f"({record.state})", FaultCode.NOT_CANCELLABLE)
-        log.info("[WO %s] %s (was %s)", record.id, reason, previous)
-        self.handler.cancelled(record, previous)
         return self._receipt(self.journal.get(record.id), reason)
 
     def cancel_group(self, group_id, user, keep_running=False):
@@ -175,21 +170,25 @@ class FrontDesk:
             if keep_running and record.state in started:
                 kept.append(record.id)
                 continue
-            reason = f"cancelled by {user} with its group {group_id}"
-            previous = self.journal.transition(record.id, CANCELLED, reason,
-                                               format_utc(self.clock.now()),
-                                               only_from=UNFINISHED_STATES)
-            if previous is None:
-                continue  # it ended meanwhile
-            log.info("[WO %s] %s (was %s)", record.id, reason, previous)
-            self.handler.cancelled(record, previous)
-            cancelled.append(record.id)
+            if self._cancel(record, f"cancelled by {user} with its group {group_id}"):
+                cancelled.append(record.id)  # (one that ended meanwhile is left as it ended)
         message = (f"{len(cancelled)} order(s) of group {group_id} cancelled"
                    + (f"; {len(kept)} already started left running" if kept else ""))
         log.info("%s by %s", message, user)
         return {"WOType": "Cancel", "Group ID": group_id, "Status": "cancelled",
                 "Cancelled": cancelled, "Kept": kept, "Message": message,
                 "Service": self.handler.service}
+
+    def _cancel(self, record, reason):
+        """Mark *record* cancelled unless it has ended, and tell the handler; whether it was."""
+        previous = self.journal.transition(record.id, CANCELLED, reason,
+                                           format_utc(self.clock.now()),
+                                           only_from=UNFINISHED_STATES)
+        if previous is None:
+            return False
+        log.info("[WO %s] %s (was %s)", record.id, reason, previous)
+        self.handler.cancelled(record, previous)
+        return True
 
     def health(self):
         """The daemon's health: version, uptime, clock, Earth-rotation table, queue, devices."""

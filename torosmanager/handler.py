@@ -38,6 +38,15 @@ class Handler:
     #: leaves these alone).
     started_states = (RUNNING,)
 
+    #: The front desk, once it is made: a daemon may hand it orders of its own (the alerts
+    #: daemon's sources).
+    desk = None
+
+    @classmethod
+    def request_limit(cls, config):
+        """The largest request this daemon takes, bytes, and the setting that says so."""
+        return config["Server"]["Max Request Bytes"], "Server → Max Request Bytes"
+
     def __init__(self, config, journal, clock):
         self.config = config
         self.journal = journal

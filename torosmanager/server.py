@@ -109,7 +109,7 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
         if int(length) > self.server.max_request_bytes:
             self._refuse(413, "Payload Too Large",
                          f"request body of {int(length)} bytes; the limit is "
-                         f"{self.server.max_request_bytes} bytes (Server → Max Request Bytes)")
+                         f"{self.server.max_request_bytes} bytes ({self.server.limit_setting})")
             return
         if not self._authorized():
             self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
@@ -211,8 +211,10 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         The daemon's name, for logs and the authentication realm.
     host, port : str, int
         Where to listen.
-    max_request_bytes : int
-        Larger request bodies are refused with HTTP 413.
+    request_limit : (int, str)
+        Larger request bodies are refused with HTTP 413, naming the setting (the second item)
+        that sets the limit (see :meth:`Handler.request_limit
+        <torosmanager.handler.Handler.request_limit>`).
     request_timeout : float
         Seconds a client may take to send its request.
     max_connections : int
@@ -231,10 +233,10 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, service, host, port, *, max_request_bytes, request_timeout,
+    def __init__(self, service, host, port, *, request_limit, request_timeout,
                  max_connections, concurrent_requests, users=None):
         self.service = service
-        self.max_request_bytes = max_request_bytes
+        self.max_request_bytes, self.limit_setting = request_limit
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self._connection_slots = threading.BoundedSemaphore(max_connections)

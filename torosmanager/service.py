@@ -76,7 +76,7 @@ def run(service, argv):
     try:
         # Bind before detaching, so that a port in use is reported where the operator looks.
         server = FrontDeskServer(service, address["IP"], address["Port"],
-                                 max_request_bytes=max_request_bytes(config, service),
+                                 request_limit=HANDLERS[service].request_limit(config),
                                  request_timeout=server_settings["Request Timeout"],
                                  max_connections=server_settings["Max Connections"],
                                  concurrent_requests=server_settings["Concurrent Requests"],
@@ -88,15 +88,6 @@ def run(service, argv):
     if arguments.daemon:
         return _run_detached(service, config, server, arguments.pidfile, arguments.config)
     return serve(service, config, server, arguments.config)
-
-
-def max_request_bytes(config, service):
-    """The largest request *service* takes: an LVK alert with its skymap is a few MB, more
-    than any other work order."""
-    limit = config["Server"]["Max Request Bytes"]
-    if service == "alerts":
-        return max(limit, config["Alerts"]["Max Request Bytes"])
-    return limit
 
 
 def _run_detached(service, config, server, pidfile, config_path):

@@ -137,6 +137,11 @@ class EventBook:
             self._db.execute("UPDATE alerts SET outcome = ? WHERE order_id = ?",
                              (json.dumps(outcome, default=str), order_id))
 
+    def event_count(self):
+        """How many events the alerts read are about."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(DISTINCT event_id) FROM alerts").fetchone()[0]
+
     def alerts(self, event_id=None):
         """The alerts read, oldest first; only *event_id*'s when given."""
         query = "SELECT * FROM alerts" + (" WHERE event_id = ?" if event_id else "")

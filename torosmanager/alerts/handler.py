@@ -54,6 +54,15 @@ class AlertsHandler(Handler):
     service = "alerts"
     wotypes = ("Alert", "Events")
 
+    @classmethod
+    def request_limit(cls, config):
+        # An LVK alert with its skymap, in base64, is a few MB: more than any other order.
+        server = config["Server"]["Max Request Bytes"]
+        alerts = config["Alerts"]["Max Request Bytes"]
+        if alerts > server:
+            return alerts, "Alerts → Max Request Bytes"
+        return server, "Server → Max Request Bytes"
+
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)
         self.settings = config["Alerts"]
@@ -62,7 +71,6 @@ class AlertsHandler(Handler):
         self.catalog = None
         self.catalog_problem = None
         self.sources = {}  # title of its section under Alerts → source
-        self.desk = None  # the front desk the sources hand their alerts to (set by it)
         self._event_locks = {}
         self._event_locks_lock = threading.Lock()
         self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
@@ -104,8 +112,8 @@ class AlertsHandler(Handler):
         return found
 
     def health(self):
-        events = {row.event_id for row in self.book.alerts()}
-        return {"Events": len(events),
+        # Every Status without an ID asks: a count, not every alert read.
+        return {"Events": self.book.event_count(),
                 "Galaxy Catalog": self._catalog_health(),
                 "Sources": {title: source.health() for title, source in self.sources.items()}}
 

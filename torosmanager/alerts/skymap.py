@@ -32,6 +32,8 @@ from astropy_healpix import (healpix_to_lonlat, level_to_nside, lonlat_to_healpi
                              uniq_to_level_ipix)
 from astropy_healpix.core import ring_to_nested
 
+from .intake import GZIP_MAGIC  # a gzipped map (bayestar.fits.gz)
+
 #: The distance layers of a map, in the order of the FITS columns.
 DISTANCE_COLUMNS = ("DISTMU", "DISTSIGMA", "DISTNORM")
 #: How far the probabilities in a file may add up from 1 before the map is refused.
@@ -43,8 +45,6 @@ CONE_PIXELS_PER_RADIUS = 8
 #: A pixel's farthest point from its centre, at most this many times its side (healpy's
 #: max_pixrad is at most 0.83 times the side, at nside 1).
 PIXEL_RADIUS_FACTOR = 1.0
-#: The magic bytes of a gzip stream (``bayestar.fits.gz``).
-GZIP_MAGIC = b"\x1f\x8b"
 #: The side of an order-0 (nside 1) pixel, degrees: sqrt(4π / 12) rad.
 ORDER_0_RESOLUTION = math.degrees(math.sqrt(4 * math.pi / 12))
 #: The smallest resolution :func:`order_for_resolution` is asked for, degrees (avoids 0).
@@ -168,12 +168,10 @@ class Skymap:
             nested = np.arange(prob.size)
         else:
             raise ValueError(f"flat map with ORDERING {ordering!r}: RING or NESTED expected")
-        in_nested = np.empty_like(prob)
-        in_nested[np.asarray(nested, dtype=np.int64)] = prob
         distance = _distance_columns(data, names)
         if distance is not None:
             distance = tuple(_reordered(layer, nested) for layer in distance)
-        uniq, prob, distance = coarsened(in_nested, distance)
+        uniq, prob, distance = coarsened(_reordered(prob, nested), distance)
         level, _ = uniq_to_level_ipix(uniq)
         return cls(uniq, prob / _pixel_area_sr(level), distance, header)
 
@@ -357,6 +355,12 @@ def distance_moments(mu, sigma):
     return float(mean), float(math.sqrt(max(m4 / m2 - mean ** 2, 0.0)))
 
 
+def unit_vectors(ra, dec):
+    """Unit vectors (3, n) of directions given in degrees (arrays or numbers)."""
+    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
+    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+
+
 def angular_separation(ra1, dec1, ra2, dec2):
     """Angle between directions, degrees (arrays broadcast); the haversine formula."""
     ra1, dec1, ra2, dec2 = (np.radians(np.asarray(value, dtype=float))
@@ -402,6 +406,19 @@ def credible_count(cumulative, level):
 def _pixel_area_sr(level):
     """Area of a HEALPix pixel of order *level*, steradians (arrays allowed)."""
     return PIXEL_AREAS_SR[np.asarray(level)]
+
+
+def flat_fits(probability, **cards):
+    """A flat NESTED HEALPix map (probability per pixel) as FITS bytes: a ``PROB`` column, as
+    LVK flat maps have it, and *cards* added to its header (``OBJECT``, ``DISTMEAN``...)."""
+    nside = int(round(math.sqrt(probability.size / 12)))
+    table = fits.BinTableHDU.from_columns([fits.Column("PROB", "D", unit="pix-1",
+                                                       array=probability)])
+    table.header.update({"PIXTYPE": "HEALPIX", "ORDERING": "NESTED", "COORDSYS": "C",
+                         "NSIDE": nside, "INDXSCHM": "IMPLICIT", **cards})
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(buffer)
+    return buffer.getvalue()
 
 
 def coarsened(probability, distance=None, keep_level=KEEP_LEVEL):

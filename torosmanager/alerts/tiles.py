@@ -26,7 +26,7 @@ import numpy as np
 from astropy_healpix import healpix_to_lonlat, level_to_nside
 from scipy.spatial import cKDTree
 
-from .skymap import credible_count, order_for_resolution
+from .skymap import credible_count, order_for_resolution, unit_vectors
 
 #: Probability pixels across a field's side (the finer, the closer a field's edge is followed).
 PIXELS_PER_FIELD_SIDE = 6
@@ -199,8 +199,8 @@ def _field_members(ra, dec, fov, order, probability):
     lon, lat = healpix_to_lonlat(pixels, nside, order="nested")
     pixel_ra, pixel_dec = lon.to_value(u.deg), lat.to_value(u.deg)
     reach = math.atan(math.sqrt(2) * math.tan(math.radians(fov / 2)))  # the field's corner
-    tree = cKDTree(_unit_vectors(pixel_ra, pixel_dec).T)
-    near = tree.query_ball_point(_unit_vectors(ra, dec).T, 2 * math.sin(reach / 2))
+    tree = cKDTree(unit_vectors(pixel_ra, pixel_dec).T)
+    near = tree.query_ball_point(unit_vectors(ra, dec).T, 2 * math.sin(reach / 2))
     counts = np.fromiter((len(found) for found in near), dtype=np.int64, count=len(near))
     index = (np.concatenate([np.asarray(found, dtype=np.int64) for found in near])
              if counts.sum() else np.zeros(0, np.int64))
@@ -209,9 +209,3 @@ def _field_members(ra, dec, fov, order, probability):
     owner, members = owner[inside], pixels[index[inside]]
     starts = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=len(near)))))
     return members.astype(np.int64), starts.astype(np.int64)
-
-
-def _unit_vectors(ra, dec):
-    """Unit vectors (3, n) of directions in degrees."""
-    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
-    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])

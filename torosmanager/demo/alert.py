@@ -9,16 +9,14 @@ left out). Everything else is the alert as published.
 """
 
 import base64
-import io
 import json
 
 import astropy.units as u
 import numpy as np
-from astropy.io import fits
 from astropy_healpix import healpix_to_lonlat, lonlat_to_healpix
 
 from ..alerts.published import FOLLOWUP_ADVOCATE, data_file
-from ..alerts.skymap import Skymap
+from ..alerts.skymap import Skymap, flat_fits, unit_vectors
 from ..workorders import format_utc
 
 #: The published alert the demo replays, and its event.
@@ -37,7 +35,8 @@ def overhead_alert(ra, dec, instant, cache):
     data = json.loads(data_file(ALERT, FOLLOWUP_ADVOCATE, cache).read_text())
     skymap = Skymap.read(base64.b64decode(data["event"]["skymap"]))
     probability = rotated(skymap.flat(NSIDE), ra, dec)
-    data["event"]["skymap"] = base64.b64encode(flat_fits(probability)).decode("ascii")
+    fits_bytes = flat_fits(probability, OBJECT="S3456 (moved for the demo)")
+    data["event"]["skymap"] = base64.b64encode(fits_bytes).decode("ascii")
     data["time_created"] = format_utc(instant)
     data["event"]["time"] = format_utc(instant)
     return json.dumps(data)
@@ -52,30 +51,14 @@ def rotated(probability, ra, dec):
     nside = int(round(np.sqrt(probability.size / 12)))
     lon, lat = healpix_to_lonlat(np.arange(probability.size), nside, order="nested")
     peak_lon, peak_lat = healpix_to_lonlat(int(np.argmax(probability)), nside, order="nested")
-    source = _rotate(_unit(lon.to_value(u.rad), lat.to_value(u.rad)),
-                     _unit(np.radians(ra), np.radians(dec)),
-                     _unit(peak_lon.to_value(u.rad), peak_lat.to_value(u.rad)))
+    source = _rotate(unit_vectors(lon.to_value(u.deg), lat.to_value(u.deg)),
+                     unit_vectors(ra, dec),
+                     unit_vectors(peak_lon.to_value(u.deg), peak_lat.to_value(u.deg)))
     source_lon = np.arctan2(source[1], source[0]) % (2 * np.pi)
     source_lat = np.arcsin(np.clip(source[2], -1, 1))
     pixels = lonlat_to_healpix(source_lon * u.rad, source_lat * u.rad, nside, order="nested")
     moved = probability[pixels]
     return moved / moved.sum()
-
-
-def flat_fits(probability):
-    """A flat NESTED HEALPix map as FITS bytes (a ``PROB`` column)."""
-    nside = int(round(np.sqrt(probability.size / 12)))
-    table = fits.BinTableHDU.from_columns([fits.Column("PROB", "D", array=probability)])
-    table.header.update({"PIXTYPE": "HEALPIX", "ORDERING": "NESTED", "NSIDE": nside,
-                         "INDXSCHM": "IMPLICIT", "OBJECT": "S3456 (moved for the demo)"})
-    buffer = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), table]).writeto(buffer)
-    return buffer.getvalue()
-
-
-def _unit(lon, lat):
-    """Unit vectors (3, n) of directions, radians."""
-    return np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
 
 
 def _rotate(vectors, frm, to):

@@ -127,11 +127,16 @@ class Constraints:
             ICRS positions (RA, Dec degrees); ``None`` (unknown): the settle time alone, as
             for a plan's first slew without a start position.
         """
+        return self.slew_between(None if before is None else _unit(*before),
+                                 None if after is None else _unit(*after))
+
+    def slew_between(self, before, after):
+        """The same as :meth:`slew_seconds`, between unit vectors (``None``: unknown)."""
         if before is None or after is None:
             return self.settle_time
-        cosine = sum(a * b for a, b in zip(_unit(*before), _unit(*after)))
-        return (math.degrees(math.acos(max(-1.0, min(1.0, cosine)))) / self.slew_rate
-                + self.settle_time)
+        angle = math.degrees(math.acos(max(-1.0, min(1.0, sum(a * b for a, b in
+                                                              zip(before, after))))))
+        return angle / self.slew_rate + self.settle_time
 
 
 def duration_of(order, scheduler_settings, telescope_settings):
@@ -195,8 +200,7 @@ class Visibility:
     def observable(self, index, start, duration):
         """Whether target *index* is visible from *start* (seconds) for *duration* seconds,
         judged on the grid points around that span (as :meth:`Planner.plan` places orders)."""
-        first = math.floor(start / GRID_SECONDS)
-        final = math.ceil((start + duration) / GRID_SECONDS)
+        first, final = grid_span(start, duration)
         return 0 <= first and final < self.visible.shape[1] and bool(
             self.visible[index, first:final + 1].all())
 
@@ -442,11 +446,7 @@ class _Timeline:
 
     def slew(self, before, after):
         """Seconds to slew between two unit vectors (``None``: unknown) and settle."""
-        if before is None or after is None:
-            return self.constraints.settle_time
-        angle = math.degrees(math.acos(max(-1.0, min(1.0, sum(a * b for a, b in
-                                                              zip(before, after))))))
-        return angle / self.constraints.slew_rate + self.constraints.settle_time
+        return self.constraints.slew_between(before, after)
 
     def vector(self, target):
         if target.id not in self._vectors:
@@ -471,8 +471,7 @@ class _Timeline:
         here = self.vector(target)
 
         def observable(start):
-            first = int(math.floor(start / GRID_SECONDS))
-            final = int(math.ceil((start + target.duration) / GRID_SECONDS))
+            first, final = grid_span(start, target.duration)
             return final <= last and blocked[final + 1] - blocked[first] == 0
 
         # Of the gaps it fits in, the one where it adds the least slew time (the earliest of
@@ -522,6 +521,13 @@ class _Timeline:
         if k < len(grid_starts) and grid_starts[k] * GRID_SECONDS + target.duration <= latest_end:
             return grid_starts[k] * GRID_SECONDS
         return None
+
+
+def grid_span(start, duration):
+    """The first and last grid points around the span from *start* for *duration* seconds:
+    an observation is observable when the target is visible at all of them."""
+    return int(math.floor(start / GRID_SECONDS)), int(math.ceil((start + duration)
+                                                                / GRID_SECONDS))
 
 
 def _unit(ra, dec):
