@@ -32,10 +32,14 @@ PURGE ?=
 # `sudo make install OPERATORS="alice bob"` adds them to the groups toros and
 # systemd-journal (Linux; macOS: toros). They log in again for it to apply.
 OPERATORS ?=
-# Optional parts installed with the daemons, comma-separated: kafka (GCN Kafka
-# for the alerts daemon, gcn-kafka), vtp (the VOEvent Transport Protocol, pygcn).
-# `sudo make install EXTRAS=kafka,vtp`.
-EXTRAS ?=
+# The lock file: the exact version and sha256 of every package the installed
+# daemons use, optional parts included, so that two sites installing a month
+# apart run the same code. `make lock` refreshes it; `make test` uses it too.
+# LOCK= (empty) installs the newest versions setup.py allows instead.
+LOCK ?= requirements/install.txt
+# A folder holding every file of LOCK (`make wheelhouse WHEELHOUSE=DIR`), so
+# that `sudo make install WHEELHOUSE=DIR` needs no network (pip --no-index).
+WHEELHOUSE ?=
 
 # The interpreter the install venv is made from; empty means: $(PYTHON),
 # unless that lives under /root or /home (pyenv's default), then
@@ -109,6 +113,40 @@ case "$($(1))" in \
 esac
 endef
 
+# setup.py's optional parts that the lock (and so every install) includes:
+# kafka (GCN Kafka, gcn-kafka) and vtp (VOEvent Transport, pygcn) for the
+# alerts daemon, dask and cosmics (astroscrappy) for the preprocessor. Each is
+# off until the configuration turns it on.
+LOCKED_EXTRAS := kafka vtp dask cosmics
+comma := ,
+OPTIONAL_EXTRAS := $(subst $() $(),$(comma),$(LOCKED_EXTRAS))
+# pip-tools, which writes the lock, in a venv of its own under $(BUILD).
+TOOLS_VENV := $(BUILD)/tools-venv
+PIP_TOOLS := pip-tools==7.6.2
+# pip's options for installing from the lock: no index, only WHEELHOUSE, when set.
+PIP_SOURCE = $(if $(strip $(WHEELHOUSE)),--no-index --find-links "$(abspath $(WHEELHOUSE))")
+
+# Shell snippet: install LOCK into the venv whose python is $(1), then the
+# checkout $(2) (a directory) without its dependencies, and `pip check` that
+# nothing is missing. setuptools, the checkout's build backend, is in LOCK
+# and goes first, so that builds need no index (--no-build-isolation).
+define install_locked
+pip="$(1) -m pip --disable-pip-version-check"; \
+lockdir=`mktemp -d`; \
+awk '/^setuptools==/{p=1} p{print; if ($$0 !~ /\\$$/) exit}' "$(LOCK)" > "$$lockdir/build.txt"; \
+test -s "$$lockdir/build.txt" || { echo "error: $(LOCK) pins no setuptools (make lock)" >&2; rm -rf "$$lockdir"; exit 1; }; \
+echo "pip install -r $(LOCK) (exact versions, sha256-checked$(if $(strip $(WHEELHOUSE)), from $(WHEELHOUSE) with no index))"; \
+PIP_ROOT_USER_ACTION=ignore $$pip install --no-compile --require-hashes --no-deps $(PIP_SOURCE) -r "$$lockdir/build.txt" \
+  && PIP_ROOT_USER_ACTION=ignore $$pip install --no-compile --require-hashes --no-deps --no-build-isolation --use-pep517 $(PIP_SOURCE) -r "$(LOCK)" \
+  && PIP_ROOT_USER_ACTION=ignore $$pip install --no-compile --no-deps --no-build-isolation --use-pep517 --no-index $(3) "$(2)" \
+  && $$pip check; status=$$?; rm -rf "$$lockdir"; test $$status = 0
+endef
+
+# Shell snippet: stop unless LOCK names a file.
+define require_lock
+if [ -z "$(LOCK)" ]; then echo "error: LOCK is empty: name the lock file" >&2; exit 1; fi
+endef
+
 # Only root can chown, and only to a user that exists.
 CAN_CHOWN = [ "`id -u`" = 0 ] && id $(TOROS_USER) >/dev/null 2>&1
 
@@ -122,7 +160,7 @@ OPERATOR_GROUPS := $(TOROS_USER),systemd-journal
 ADD_OPERATOR_HOW := sudo usermod -aG $(OPERATOR_GROUPS) NAME
 endif
 
-.PHONY: all help dev units test demo install install-check install-venv \
+.PHONY: all help dev lock wheelhouse deb units test demo install install-check install-venv \
         install-links install-init install-user install-operators install-dirs install-config \
         install-docs install-loopback-only uninstall-loopback-only uninstall clean distclean
 
@@ -136,7 +174,7 @@ help: ## list the targets
 	@echo "  INSTALL_VENV=$(INSTALL_VENV) BINDIR=$(BINDIR) CONFIG_FILE=$(CONFIG_FILE)"
 	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
 	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) PURGE=$(PURGE)"
-	@echo "  OPERATORS=$(OPERATORS) EXTRAS=$(EXTRAS)"
+	@echo "  OPERATORS=$(OPERATORS) LOCK=$(LOCK) WHEELHOUSE=$(WHEELHOUSE)"
 
 # ---------------------------------------------------------------------------
 # Development
@@ -148,7 +186,10 @@ $(VENV_PY):
 	@$(call require_venv_module,$(PYTHON))
 	$(PYTHON) -m venv $(VENV)
 
-$(DEV_STAMP): setup.py | $(VENV_PY)
+# The locked versions first (those the install uses), then pytest and the
+# other test tools around them.
+$(DEV_STAMP): setup.py $(LOCK) | $(VENV_PY)
+	@set -e; if [ -n "$(LOCK)" ]; then $(call install_locked,$(VENV_PY),.,-e); fi
 	$(VENV_PY) -m pip install --disable-pip-version-check -e ".[test]"
 	@touch $@
 
@@ -157,6 +198,33 @@ test: dev ## make the dev venv with what the tests need, then run pytest (PYTEST
 
 demo: dev ## make the dev venv, then run the demo night (toros demo)
 	$(VENV)/bin/toros demo
+
+# ---------------------------------------------------------------------------
+# The lock file, and a wheelhouse of its files for installing offline
+# ---------------------------------------------------------------------------
+
+$(TOOLS_VENV)/bin/pip-compile:
+	@$(call require_venv_module,$(PYTHON))
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(PIP_TOOLS)"
+
+lock: $(TOOLS_VENV)/bin/pip-compile ## refresh LOCK: the newest versions setup.py allows, with sha256 (pip-compile); then make test
+	@$(call require_lock)
+	CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS_VENV)/bin/pip-compile --quiet --upgrade \
+	  --generate-hashes --allow-unsafe --all-build-deps --strip-extras \
+	  --no-emit-index-url --no-emit-find-links \
+	  $(addprefix --extra=,$(LOCKED_EXTRAS)) --output-file=$(LOCK) setup.py
+	@echo "wrote $(LOCK): `grep -c '^[A-Za-z0-9]' $(LOCK)` packages"
+
+wheelhouse: $(TOOLS_VENV)/bin/pip-compile ## download every file of LOCK into WHEELHOUSE=DIR, for an install with no network
+	@$(call require_lock)
+	@if [ -z "$(strip $(WHEELHOUSE))" ]; then \
+	  echo "error: name the folder: make wheelhouse WHEELHOUSE=DIR" >&2; exit 1; fi
+	$(TOOLS_VENV)/bin/python -m pip download --disable-pip-version-check --no-deps \
+	  --require-hashes --dest "$(WHEELHOUSE)" -r $(LOCK)
+	@echo "$(WHEELHOUSE): `ls "$(WHEELHOUSE)" | wc -l` files for $(LOCK), for `uname -sm` and" \
+	  "`$(TOOLS_VENV)/bin/python -c 'import sys; print("Python %d.%d" % sys.version_info[:2])'`;" \
+	  "on a machine like this one, with the checkout: sudo make install WHEELHOUSE=$(WHEELHOUSE)"
 
 # ---------------------------------------------------------------------------
 # Units, target and plists, rendered with the INSTALL's paths (not the dev
@@ -257,11 +325,18 @@ install-venv: install-check
 	@set -e; src=`mktemp -d`; trap 'rm -rf "$$src"' EXIT; \
 	tar -cf - --exclude=./.git --exclude=./$(VENV) --exclude=./build --exclude=./$(BUILD) \
 	  $(if $(DESTDIR),--exclude=./$(DESTDIR)) --exclude='*.egg-info' --exclude=__pycache__ . | tar -xf - -C "$$src"; \
-	echo "pip install --upgrade .$(if $(strip $(EXTRAS)),[$(strip $(EXTRAS))]) (into $(STAGED_VENV))"; \
-	PIP_ROOT_USER_ACTION=ignore "$(STAGED_VENV)/bin/python" -m pip install \
-	  --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src$(if $(strip $(EXTRAS)),[$(strip $(EXTRAS))])"
+	echo "installing into $(STAGED_VENV)"; \
+	if [ -n "$(LOCK)" ]; then \
+	  $(call install_locked,"$(STAGED_VENV)/bin/python",$$src,); \
+	else \
+	  echo "LOCK is empty: pip install --upgrade .[$(OPTIONAL_EXTRAS)], the newest versions setup.py allows"; \
+	  PIP_ROOT_USER_ACTION=ignore "$(STAGED_VENV)/bin/python" -m pip install $(PIP_SOURCE) \
+	    --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src[$(OPTIONAL_EXTRAS)]"; \
+	fi
+	@# Staged, every file is compiled again (-f): the bytecode pip and setuptools wrote
+	@# of themselves while they ran names the staged path.
 	-@"$(STAGED_VENV)/bin/python" -m compileall -qq -j 0 \
-	  $(if $(DEST),-s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
+	  $(if $(DEST),-f -s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
 	@# Scripts staged under DESTDIR name the staged python; point them (and
 	@# bin/activate*, pyvenv.cfg) at the final $(INSTALL_VENV).
 	@if [ -n "$(DEST)" ]; then \
@@ -415,6 +490,54 @@ install-config: install-check install-user
 	fi
 
 # ---------------------------------------------------------------------------
+# A Debian package of the same install: `make deb`, then
+# `sudo apt install ./dist/toros-manager_<version>_<arch>.deb`.
+# It holds the locked venv made from Debian's own Python (so it depends on
+# that python3.X), the units in /lib/systemd/system, the configuration as a
+# conffile and the maintainer scripts of packaging/deb/.
+# ---------------------------------------------------------------------------
+
+DIST ?= dist
+# The package's Maintainer field: whoever builds it, unless set.
+DEB_MAINTAINER ?= $(shell git config user.name 2>/dev/null || echo "$$USER") <$(shell git config user.email 2>/dev/null || echo "$$USER@`hostname`")>
+# dpkg-deb's compression, xz (the smallest) or gzip (faster to build), and its
+# level, 0-9 (empty: dpkg-deb's default).
+DEB_COMPRESSION ?= xz
+DEB_COMPRESSION_LEVEL ?=
+DEB_BUILD := $(BUILD)/deb
+DEB_ROOT := $(DEB_BUILD)/root
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' torosmanager/__init__.py)
+
+deb: ## build dist/toros-manager_<version>_<arch>.deb (Debian/Ubuntu, dpkg-deb): the locked venv, units, config
+	@command -v dpkg-deb >/dev/null || { echo "error: make deb needs dpkg-deb (Debian or Ubuntu)" >&2; exit 1; }
+	@$(call require_lock)
+	rm -rf "$(DEB_BUILD)"
+	$(MAKE) --no-print-directory install-venv install-links install-docs install-init \
+	  DESTDIR="$(abspath $(DEB_ROOT))" PREFIX=/usr SYSTEMD_UNIT_DIR=/lib/systemd/system \
+	  INSTALL_PYTHON=/usr/bin/python3 INIT_SYSTEM=systemd BUILD="$(DEB_BUILD)/units" \
+	  LOCK="$(LOCK)" WHEELHOUSE="$(WHEELHOUSE)"
+	install -D -m 0640 $(SHIPPED_CONFIG) "$(DEB_ROOT)$(CONFIG_FILE)"
+	install -m 0644 packaging/deb/copyright "$(DEB_ROOT)/usr/share/doc/toros-manager/copyright"
+	install -D -m 0644 packaging/deb/lintian-overrides "$(DEB_ROOT)/usr/share/lintian/overrides/toros-manager"
+	@# Debian's links within /usr are relative.
+	@for p in $(PROGRAMS); do ln -sfn "../lib/toros-manager/venv/bin/$$p" "$(DEB_ROOT)/usr/bin/$$p"; done
+	printf 'toros-manager (%s) unstable; urgency=medium\n\n  * Built by make deb from the TOROS Manager checkout (%s).\n\n -- %s  %s\n' \
+	  "$(VERSION)" "`git rev-parse --short HEAD 2>/dev/null || echo unknown`" "$(DEB_MAINTAINER)" "`date -R`" \
+	  | gzip -9n > "$(DEB_ROOT)/usr/share/doc/toros-manager/changelog.gz"
+	install -d "$(DEB_ROOT)/DEBIAN"
+	install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$(DEB_ROOT)/DEBIAN/"
+	echo "$(CONFIG_FILE)" > "$(DEB_ROOT)/DEBIAN/conffiles"
+	@set -e; python=`sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/python\1/p' "$(DEB_ROOT)/usr/lib/toros-manager/venv/pyvenv.cfg"`; \
+	arch=`dpkg --print-architecture`; size=`du -sk --exclude=DEBIAN "$(DEB_ROOT)" | cut -f1`; \
+	sed -e 's|@VERSION@|$(VERSION)|' -e "s|@ARCH@|$$arch|" -e "s|@INSTALLED_SIZE@|$$size|" \
+	    -e "s|@PYTHON@|$$python|" -e 's|@MAINTAINER@|$(DEB_MAINTAINER)|' \
+	    packaging/deb/control.in > "$(DEB_ROOT)/DEBIAN/control"; \
+	mkdir -p "$(DIST)"; \
+	deb="$(DIST)/toros-manager_$(VERSION)_$$arch.deb"; \
+	dpkg-deb --root-owner-group -Z$(DEB_COMPRESSION) $(if $(DEB_COMPRESSION_LEVEL),-z$(DEB_COMPRESSION_LEVEL)) --build "$(DEB_ROOT)" "$$deb"; \
+	echo "built $$deb (depends on $$python): sudo apt install ./$$deb"
+
+# ---------------------------------------------------------------------------
 # Uninstall: config, data and logs stay unless PURGE=1.
 # ---------------------------------------------------------------------------
 
@@ -466,7 +589,7 @@ endif
 # ---------------------------------------------------------------------------
 
 clean: ## remove build/, egg-info and caches (keeps the venv)
-	rm -rf $(BUILD) build dist *.egg-info .pytest_cache
+	rm -rf $(BUILD) build $(DIST) *.egg-info .pytest_cache
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean ## clean, and remove the dev venv too

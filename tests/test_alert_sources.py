@@ -284,9 +284,9 @@ def test_without_gcn_kafka_the_source_says_how_to_install_it(monkeypatch, caplog
     source.start()
     eventually(lambda: source.health()["Last Error"] is not None)
     source.stop()
-    assert "sudo make install EXTRAS=kafka" in source.health()["Last Error"]
+    assert "pip install 'torosmanager[kafka]'" in source.health()["Last Error"]
     assert source.health()["Connected"] is False
-    assert any("sudo make install EXTRAS=kafka" in record.getMessage()
+    assert any("pip install 'torosmanager[kafka]'" in record.getMessage()
                and record.levelno == logging.ERROR for record in caplog.records)
     assert not any(thread.is_alive() for thread in source._threads)
 
@@ -432,9 +432,9 @@ def test_without_pygcn_the_source_says_how_to_install_it(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "gcn", None)            # import gcn fails
     source = VoeventTransportSource({"Host": LOOPBACK, "Port": 8099}, Deliveries())
     source.start()
-    assert "sudo make install EXTRAS=vtp" in source.health()["Last Error"]
+    assert "pip install 'torosmanager[vtp]'" in source.health()["Last Error"]
     assert source._threads == []
-    assert any("sudo make install EXTRAS=vtp" in record.getMessage()
+    assert any("pip install 'torosmanager[vtp]'" in record.getMessage()
                for record in caplog.records)
     source.stop()
 

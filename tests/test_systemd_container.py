@@ -24,8 +24,6 @@ otherwise every test skips, saying why.
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -38,13 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_install import (  # noqa: E402
     CONFIG_FILE, INSTALL_VENV, LOG_DIR, PREFIX, REPO, SERVICES, STATE_DIR, staged_install,
 )
+from helpers_container import (  # noqa: E402
+    COMMAND_TIMEOUT_S, POLL_INTERVAL_S, boot_container, skip_unless_containers_possible,
+)
 
-BOOT_TIMEOUT_S = 60        # until the container's systemd has finished booting
-INIT_APPEAR_TIMEOUT_S = 15  # until nspawn has started the container's PID 1
-COMMAND_TIMEOUT_S = 60     # one command inside the container
 START_TIMEOUT_S = 120      # all five daemons to start (each imports astropy) and send READY=1
-TEARDOWN_TIMEOUT_S = 30    # the container to power off after SIGTERM, before it is killed
-POLL_INTERVAL_S = 0.2
 
 SOURCE_IN_CONTAINER = "/srv/toros-source"
 # An address of the container that is not loopback (TEST-NET-1, RFC 5737), put on its loopback
@@ -53,7 +49,6 @@ OTHER_ADDRESS = "192.0.2.1"
 CONNECT_TIMEOUT_S = 2      # a dropped SYN is retried after 1 s: 2 s tells dropped from accepted
 # The scores of `systemd-analyze security` the units must keep (issue 10).
 MAX_EXPOSURE = 1.4
-CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # procps's kill(1), hidden in the container: a minimal Debian 12 has no procps (issue 13).
 # The container has this machine's /usr only, so a /bin/kill outside it is not there anyway.
 KILL = os.path.realpath("/bin/kill")
@@ -61,9 +56,6 @@ KILL = os.path.realpath("/bin/kill")
 TARGET = "toros.target"
 # Ordinary users made in the container, who become operators with `make install-operators`.
 OPERATORS = ("alice", "bob")
-# Units that would wait for a network or a console that the container does not have.
-MASKED_UNITS = ("systemd-firstboot.service", "systemd-networkd-wait-online.service",
-                "console-getty.service")
 SHIPPED_CONFIG = yaml.safe_load((REPO / "etc/toros/toros.conf.yaml").read_text())
 # The manual's example of a dome work order.
 MANUAL_DOME_ORDER = {"ID": "1", "WOType": "Dome", "Priority": 2,
@@ -96,82 +88,8 @@ def address(service):
     return entry["IP"], entry["Port"]
 
 
-def container_init_pid(nspawn, deadline):
-    """The PID (on this host) of the container's systemd: the child of systemd-nspawn."""
-    while time.monotonic() < deadline and nspawn.poll() is None:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                lines = (entry / "status").read_text().splitlines()
-                status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
-            except OSError:
-                continue  # it ended meanwhile
-            if (status.get("PPid", "").strip() == str(nspawn.pid)
-                    and status.get("Name", "").strip() == "systemd"):
-                return int(entry.name)
-        time.sleep(POLL_INTERVAL_S)
-    return None
-
-
-class Container:
-    """A booted container; commands run in it with nsenter."""
-
-    def __init__(self, nspawn, init_pid, console_log):
-        self.nspawn = nspawn
-        self.init_pid = init_pid
-        self.console_log = console_log
-
-    def run(self, *command, timeout=COMMAND_TIMEOUT_S):
-        """Run *command* inside the container, in a clean environment; return the CompletedProcess."""
-        return subprocess.run(
-            ["nsenter", "--target", str(self.init_pid), "--all",
-             "env", "-i", f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", "HOME=/root", *command],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def output(self, *command):
-        """The stripped stdout of *command*, whatever its exit status."""
-        return self.run(*command).stdout.strip()
-
-    def diagnostics(self, *services):
-        """What an operator would look at when a service misbehaves."""
-        parts = []
-        for service in services:
-            unit = f"{service}.service"
-            parts.append(self.run("systemctl", "status", "--no-pager", "--full", unit).stdout)
-            parts.append(self.run("journalctl", "--no-pager", "-n", "40", "-u", unit).stdout)
-            log = self.run("tail", "-n", "20", f"{LOG_DIR}/{service}.log")
-            parts.append(f"--- {LOG_DIR}/{service}.log\n{log.stdout}{log.stderr}")
-        return "\n".join(parts)
-
-    def teardown(self):
-        """Power the container off (SIGTERM to nspawn); kill it, by its own PIDs, if it hangs."""
-        if self.nspawn.poll() is None:
-            self.nspawn.terminate()
-        try:
-            self.nspawn.wait(timeout=TEARDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            for pid in (self.init_pid, self.nspawn.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)  # the container's PID 1 takes its namespace along
-                except ProcessLookupError:
-                    pass
-            self.nspawn.wait(timeout=TEARDOWN_TIMEOUT_S)
-
-
-def skip_unless_containers_possible():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to boot a systemd-nspawn container")
-    for tool, package in (("systemd-nspawn", "systemd-container"), ("nsenter", "util-linux")):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian package {package}; .ci/run installs it)")
-    if not Path("/usr/lib/systemd/systemd").exists():
-        pytest.skip("systemd is not installed (Debian package systemd)")
-
-
 def boot(staged, workdir):
     """Boot the container with the staged install; skip if this machine cannot."""
-    console_log = workdir / "console.log"
     binds = [f"--bind-ro={staged.path(PREFIX)}:{PREFIX}",
              f"--bind-ro={REPO}:{SOURCE_IN_CONTAINER}"]
     # The venv links to its base interpreter; outside /usr (which the container has) bind it too.
@@ -187,43 +105,7 @@ def boot(staged, workdir):
         hidden = workdir / "no-kill"
         hidden.touch(mode=0o000)
         binds.append(f"--bind-ro={hidden}:{KILL}")
-    command = [
-        "systemd-nspawn", "--quiet", "--volatile=yes", "--directory=/", "--boot",
-        "--private-network", "--register=no", "--keep-unit", "--console=read-only",
-        # The container's systemd filters IPAddressDeny=/IPAddressAllow= with BPF programs on the
-        # units' cgroups: let it load them (nspawn's seccomp filter refuses bpf() otherwise).
-        "--system-call-filter=bpf",
-        f"--machine=toros-test-{os.getpid()}", *binds,
-        # Arguments after the options go to the container's systemd.
-        "systemd.unit=multi-user.target", *(f"systemd.mask={unit}" for unit in MASKED_UNITS),
-    ]
-    with open(console_log, "wb") as console:
-        nspawn = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console,
-                                  stderr=subprocess.STDOUT)
-    init_pid = container_init_pid(nspawn, time.monotonic() + INIT_APPEAR_TIMEOUT_S)
-    if init_pid is None:
-        if nspawn.poll() is None:
-            nspawn.kill()
-        nspawn.wait()
-        pytest.skip("systemd-nspawn could not start a container here:\n"
-                    + console_log.read_text()[-2000:])
-    container = Container(nspawn, init_pid, console_log)
-    # Until its systemd listens, systemctl fails at once: retry until the boot is over.
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
-    state = ""
-    while time.monotonic() < deadline:
-        try:
-            state = container.run("systemctl", "is-system-running", "--wait",
-                                  timeout=max(1.0, deadline - time.monotonic())).stdout.strip()
-        except subprocess.TimeoutExpired:
-            break
-        if state in ("running", "degraded"):
-            return container
-        time.sleep(POLL_INTERVAL_S)
-    failed = container.output("systemctl", "--failed", "--no-pager")
-    container.teardown()
-    pytest.fail(f"the container did not finish booting in {BOOT_TIMEOUT_S} s (state {state!r}):\n"
-                f"{failed}\n{console_log.read_text()[-3000:]}")
+    return boot_container(workdir, binds)
 
 
 @pytest.fixture(scope="module")

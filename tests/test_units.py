@@ -702,14 +702,3 @@ def test_make_names_a_build_directory_left_to_root_and_the_fix(tmp_path):
     finally:
         shutil.rmtree(base)
 
-
-def test_extras_are_installed_with_the_daemons():
-    """`sudo make install EXTRAS=kafka,vtp` installs the package with those extras (shown by
-    `make -n`, which runs nothing)."""
-    shown = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), "install-venv",
-                            "EXTRAS=kafka,vtp"], capture_output=True, text=True, timeout=60)
-    assert shown.returncode == 0, shown.stderr
-    assert '"$src[kafka,vtp]"' in shown.stdout
-    plain = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), "install-venv"],
-                           capture_output=True, text=True, timeout=60)
-    assert '--upgrade "$src"' in plain.stdout

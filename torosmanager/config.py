@@ -362,8 +362,8 @@ SCHEMA = {
             },
         },
         "Kafka": {
-            "Enabled": Setting("bool", False, "listen to GCN Kafka (needs gcn-kafka: sudo make "
-                               "install EXTRAS=kafka)"),
+            "Enabled": Setting("bool", False, "listen to GCN Kafka (gcn-kafka, which sudo make "
+                               "install includes)"),
             "Client ID": Setting("str", None, "GCN client id; else $GCN_KAFKA_CLIENT_ID"),
             "Client Secret": Setting("str", None, "GCN client secret; else "
                                      "$GCN_KAFKA_CLIENT_SECRET (never logged)"),
@@ -385,8 +385,8 @@ SCHEMA = {
         },
         "VOEvent Transport": {
             "Enabled": Setting("bool", False, "receive VOEvents over the VOEvent Transport "
-                               "Protocol (needs pygcn: sudo make install "
-                               "EXTRAS=vtp)"),
+                               "Protocol (pygcn, which sudo make install "
+                               "includes)"),
             "Host": Setting("str", "45.58.43.186", "the VTP broker (GCN Classic's)"),
             "Port": Setting("int", 8099, "the broker's port", 1, 65535),
         },

@@ -55,8 +55,8 @@ class MissingExtraError(RuntimeError):
     def __init__(self, package, extra):
         self.package, self.extra = package, extra
         super().__init__(f"the {package} package is not installed: "
-                         f"sudo make install EXTRAS={extra} (from the checkout), or "
-                         f"pip install {package} into the daemons' venv")
+                         f"sudo make install (from the checkout) includes it, or "
+                         f"pip install 'torosmanager[{extra}]' into the daemons' venv")
 
 
 class Source:

@@ -5,8 +5,8 @@ notices, and every GCN Classic notice as VOEvent, binary and text), over one aut
 connection the site opens itself (no port to open in a firewall).
 
 The client is NASA's ``gcn-kafka`` (``gcn_kafka.Consumer``, a thin wrapper of confluent-kafka
-that sets up GCN's OpenID Connect authentication and brokers from ``domain``), an optional extra:
-``sudo make install EXTRAS=kafka``. It is imported only when the source connects; missing, the
+that sets up GCN's OpenID Connect authentication and brokers from ``domain``), an optional extra
+(``torosmanager[kafka]``) that ``sudo make install`` includes. It is imported only when the source connects; missing, the
 source says so in its health and log and does nothing else.
 
 A topic's format comes from its name (:func:`format_for_topic`): ``igwn.gwalert*`` LVK JSON,

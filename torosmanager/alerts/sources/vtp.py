@@ -6,7 +6,7 @@ as a 4-byte big-endian length and the XML, the client acknowledges it with a ``T
 message, and both exchange "iamalive" messages to know the link is up.
 
 The client is NASA's ``pygcn`` (``gcn.listen(host, port, handler=..., log=...)``), an optional
-extra: ``sudo make install EXTRAS=vtp``. It is imported only when the source starts; missing,
+extra (``torosmanager[vtp]``) that ``sudo make install`` includes. It is imported only when the source starts; missing,
 the source says so in its health and log and does nothing else. pygcn answers the broker,
 reconnects with its own back-off, and calls the handler with each VOEvent's bytes, handed over
 here as ``("voevent", payload, "vtp:<host>:<port>")``.
