@@ -175,12 +175,13 @@ help: ## list the targets
 	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
 	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) PURGE=$(PURGE)"
 	@echo "  OPERATORS=$(OPERATORS) LOCK=$(LOCK) WHEELHOUSE=$(WHEELHOUSE)"
+	@echo "  DIST=$(DIST) DEB_COMPRESSION=$(DEB_COMPRESSION) DEB_MAINTAINER=$(DEB_MAINTAINER)"
 
 # ---------------------------------------------------------------------------
 # Development
 # ---------------------------------------------------------------------------
 
-dev: $(DEV_STAMP) ## create the dev venv (VENV) and install the package editable, with pytest
+dev: $(DEV_STAMP) ## create the dev venv (VENV): the locked versions (LOCK), the package editable, pytest
 
 $(VENV_PY):
 	@$(call require_venv_module,$(PYTHON))
@@ -277,7 +278,7 @@ units: ## render build/systemd/*.service, build/systemd/toros.target and build/l
 # Install. Each step may be run alone (e.g. `make install-config`).
 # ---------------------------------------------------------------------------
 
-install: install-venv install-links install-docs install-init install-user install-operators install-dirs install-config ## install venv, links, units, user, dirs, config, OPERATORS (root, or DESTDIR=)
+install: install-venv install-links install-docs install-init install-user install-operators install-dirs install-config ## install the locked venv (LOCK, WHEELHOUSE), links, units, user, dirs, config, OPERATORS (root, or DESTDIR=)
 	@echo "installed TOROS Manager into $(DEST)$(INSTALL_VENV)"
 ifeq ($(INIT_SYSTEM),launchd)
 	@echo "start each daemon (and at every boot): sudo launchctl load $(LAUNCHD_DIR)/org.toros.<service>.plist"
