@@ -5,6 +5,7 @@ tests/test_units.py and tests/test_systemd_container.py.
 """
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ HOST_PATHS = (
     f"{PREFIX}/lib/toros-manager", f"{PREFIX}/bin/toros", "/etc/toros",
     f"{SYSTEMD_UNIT_DIR}/scheduler.service", STATE_DIR, LOG_DIR,
 )
+
+# The lock file of exact versions that the install, the package and the dev venv use.
+LOCK = REPO / "requirements" / "install.txt"
 
 # A cold install downloads astropy, numpy, scipy...; a warm one takes well under a minute.
 INSTALL_TIMEOUT_S = 900
@@ -101,3 +105,19 @@ def staged_install(tmp_path_factory):
     if result.returncode != 0:
         pytest.fail("the staged install failed:\n" + describe(result))
     return staged
+
+
+def normalized(name):
+    """A distribution's name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_pins():
+    """{normalized name: (version, [sha256, ...])} of the lock file."""
+    found = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text()):
+        head = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", block)
+        if head:
+            found[normalized(head.group(1))] = (head.group(2),
+                                                re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return found

@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_container import (  # noqa: E402
     POLL_INTERVAL_S, boot_container, overlay_root, skip_unless_containers_possible,
 )
-from helpers_install import INSTALL_TIMEOUT_S, REPO, SERVICES, describe, make  # noqa: E402
+from helpers_install import (  # noqa: E402
+    INSTALL_TIMEOUT_S, REPO, SERVICES, describe, locked_pins, make, normalized,
+)
 
 import torosmanager  # noqa: E402
 
-LOCK = REPO / "requirements" / "install.txt"
 # Where the package puts things (the Makefile's deb target).
 VENV = "/usr/lib/toros-manager/venv"
 CONFIG = "/etc/toros/toros.conf.yaml"
@@ -40,17 +41,6 @@ DIST_IN_CONTAINER = "/srv/dist"
 APT_TIMEOUT_S = 300         # apt installing or removing the 600 MB package
 START_TIMEOUT_S = 120       # the five daemons to start (each imports astropy)
 STOP_TIMEOUT_S = 60
-
-
-def normalized(name):
-    """A distribution's name as PEP 503 compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def locked_versions():
-    """{normalized name: version} of every pin in the lock file."""
-    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", LOCK.read_text(), re.MULTILINE)
-    return {normalized(name): version for name, version in pins}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +132,7 @@ def test_the_venv_holds_exactly_the_locked_versions(deb):
         installed[normalized(name)] = version
     assert installed.pop("torosmanager") == torosmanager.__version__
     installed.pop("pip")  # the venv's own, from Debian's ensurepip
-    assert installed == locked_versions()
+    assert installed == {name: version for name, (version, _) in locked_pins().items()}
 
 
 def test_no_path_of_the_build_leaks_into_the_package(deb):

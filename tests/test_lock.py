@@ -19,31 +19,14 @@ from packaging.requirements import Requirement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_install import (  # noqa: E402
-    INSTALL_TIMEOUT_S, INSTALL_VENV, REPO, describe, make, staged_install,
+    INSTALL_TIMEOUT_S, INSTALL_VENV, LOCK, REPO, describe, locked_pins as pins, make, normalized,
+    staged_install,
 )
 
-LOCK = REPO / "requirements" / "install.txt"
 OPTIONAL_PARTS = re.search(r"^LOCKED_EXTRAS := (.+)$", (REPO / "Makefile").read_text(),
                            re.MULTILINE).group(1).split()
 # No pip configuration file at all: pip's documented meaning of PIP_CONFIG_FILE=/dev/null.
 NO_PIP_CONFIG = {"PIP_CONFIG_FILE": os.devnull}
-
-
-def normalized(name):
-    """A distribution's name as PEP 503 compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def pins():
-    """{normalized name: (version, [sha256, ...])} of the lock file."""
-    text = LOCK.read_text()
-    found = {}
-    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
-        head = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", block)
-        if head:
-            found[normalized(head.group(1))] = (head.group(2),
-                                                re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
-    return found
 
 
 def test_every_package_is_pinned_to_one_version_with_its_sha256():
