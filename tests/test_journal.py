@@ -68,6 +68,38 @@ def test_unfinished_and_counts(journal):
     assert journal.counts() == {ACCEPTED: 2, DONE: 1}
 
 
+def test_orders_in_given_states_and_of_a_kind(journal):
+    for order_id in "123":
+        add(journal, order_id)
+    journal.add({"ID": "obs", "WOType": "Observation"}, "{}", 5.0, "r", TIME, "received")
+    journal.transition("1", QUEUED, "queued", TIME)
+    journal.transition("obs", QUEUED, "queued", TIME)
+    journal.transition("2", RUNNING, "exposing", TIME)
+    assert [record.id for record in journal.in_states([QUEUED, RUNNING])] == ["1", "2", "obs"]
+    assert [record.id for record in journal.in_states([QUEUED], "Observation")] == ["obs"]
+    assert journal.in_states([DONE]) == []
+    assert journal.ids_in_state(QUEUED) == {"1", "obs"}
+
+
+def test_a_batch_commits_its_writes_together_or_not_at_all(journal, tmp_path):
+    for order_id in "12":
+        add(journal, order_id)
+    with journal.batch():
+        journal.set_message("1", "planned for 23:10 UTC", TIME)
+        journal.transition("2", QUEUED, "planned for 23:20 UTC", TIME)
+        # Not yet on disk for another connection: one commit at the end.
+        other = sqlite3.connect(journal.path)
+        assert other.execute("SELECT message FROM orders WHERE id = '1'").fetchone()[0] \
+            == "received from test"
+        other.close()
+    with pytest.raises(KeyError):
+        with journal.batch():
+            journal.set_message("1", "a message that must not stay", TIME)
+            journal.transition("nope", DONE, "an unknown order", TIME)
+    assert journal.get("1").message == "planned for 23:10 UTC"
+    assert journal.get("2").state == QUEUED
+
+
 def test_progress_is_kept(journal):
     add(journal)
     journal.transition("1", RUNNING, "exposing", TIME, progress={"Frames Done": 2})

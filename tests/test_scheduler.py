@@ -77,6 +77,25 @@ def test_plan_and_reasons_are_shown(make_site):
     assert chart.read_bytes().startswith(b"\x89PNG")
 
 
+def test_orders_arriving_together_are_planned_together(make_site):
+    """Thirty orders one after the other: every one goes through a plan, in a few plans rather
+    than one per arrival (the scheduler waits Replan Delay for more to come)."""
+    site = night(make_site, Scheduler={"Manage Dome": False, "Replan Delay": 2.0})
+    scheduler = site.proxy("scheduler")
+    later = (EVENING + timedelta(hours=3)).isoformat()  # planned, none dispatched meanwhile
+    order_ids = [f"burst-{number:02d}" for number in range(30)]
+    for order_id in order_ids:
+        receipt = scheduler.front_desk(observation(order_id, *FIELDS["gal-a"],
+                                                   **{"Not Before": later}))
+        assert receipt["Status"] == "queued"
+    for order_id in order_ids:  # planned for a time, or found not to fit tonight
+        wait_until(lambda: "waiting for the next plan" not in status(scheduler, order_id)["Message"],
+                   f"{order_id} to be planned")
+    plans = [line for line in site.log("scheduler").splitlines()
+             if "queued observation(s)" in line and " of 0 queued" not in line]
+    assert 1 <= len(plans) <= 3, plans
+
+
 def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_site):
     site = night(make_site)
     scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")

@@ -205,6 +205,9 @@ SCHEMA = {
         "Readout Time": Setting("float", 10.0, "seconds the plan adds per frame", 0, 3600),
         "Replan Interval": Setting("float", 300.0, "seconds between plans when nothing else "
                                    "prompts one", 1, 86400),
+        "Replan Delay": Setting("float", 0.25, "real seconds the scheduler waits after an "
+                                "order arrives for others, to plan those arriving together "
+                                "once (a target of opportunity does not wait)", 0, 10),
         "Follow Interval": Setting("float", 10.0, "seconds between Status queries of a "
                                    "dispatched order", 0.01, 3600),
         "Max Retries": Setting("int", 3, "times an interrupted or failed order is tried again",

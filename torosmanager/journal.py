@@ -10,6 +10,7 @@ accepted → queued → dispatched (scheduler) / running → done | failed | can
 tried again.
 """
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -215,6 +216,32 @@ class Journal:
             rows = self._db.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks}) "
                                     "ORDER BY created, rowid", tuple(FINAL_STATES)).fetchall()
         return [_record(row) for row in rows]
+
+    def in_states(self, states, wotype=None):
+        """Orders in one of *states* (of *wotype*, if given), oldest first: the few active
+        ones without reading (and decoding) the whole queue."""
+        states = tuple(states)
+        marks = ", ".join("?" for _ in states)
+        query = f"SELECT * FROM orders WHERE state IN ({marks})"
+        if wotype is not None:
+            query += " AND wotype = ?"
+            states += (wotype,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created, rowid", states).fetchall()
+        return [_record(row) for row in rows]
+
+    def ids_in_state(self, state):
+        """The set of IDs of the orders in *state* (nothing decoded)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM orders WHERE state = ?", (state,)).fetchall()
+        return {row["id"] for row in rows}
+
+    @contextlib.contextmanager
+    def batch(self):
+        """One transaction for the writes made inside it (from this thread): one commit, one
+        fsync, for many small changes such as a plan's messages. Other threads wait."""
+        with self._lock, self._transaction():
+            yield self
 
     def recent(self, limit):
         """The *limit* orders changed most recently, newest first."""

@@ -59,6 +59,9 @@ class Dispatcher:
         self._plan_lock = threading.Lock()
         self._wake = threading.Event()
         self._replan = threading.Event()
+        # Set by a wake that must not wait (anything but an ordinary arrival), and by arrivals.
+        self._at_once = threading.Event()
+        self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
@@ -76,14 +79,29 @@ class Dispatcher:
 
     def stop(self):
         self._stop.set()
+        self._at_once.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
 
-    def wake(self, replan=True):
-        """Run a tick now (an order arrived, ended or was cancelled)."""
+    def wake(self, replan=True, gather=False):
+        """Run a tick now (an order arrived, ended or was cancelled).
+
+        Parameters
+        ----------
+        replan : bool
+            Plan the queue again in that tick.
+        gather : bool
+            An ordinary arrival: wait up to ``Replan Delay`` (real seconds) for others, so
+            that orders arriving together are planned once, not once each. A target of
+            opportunity, an order ending or a cancel wakes at once.
+        """
         if replan:
             self._replan.set()
+        if gather:
+            self._arrived.set()
+        else:
+            self._at_once.set()
         self._wake.set()
 
     def plan_report(self, offset=0, limit=None):
@@ -105,7 +123,11 @@ class Dispatcher:
             except Exception:  # the night must go on; the log says what went wrong
                 log.exception("the scheduler's tick failed; trying again")
             self._wake.wait(tick)
+            if self._arrived.is_set() and not self._at_once.is_set():
+                self._at_once.wait(self.settings["Replan Delay"])
             self._wake.clear()
+            self._arrived.clear()
+            self._at_once.clear()
 
     def tick(self):
         """One pass: dome, follow-up, expiry, plan, dispatch."""
@@ -113,13 +135,11 @@ class Dispatcher:
         dome_open = self._manage_dome(now) if self.settings["Manage Dome"] else True
         # What goes wrong with one order (a bug, an order journaled by an older release that
         # this one would refuse) ends that order failed, with the reason; the night goes on.
-        for record in self.journal.unfinished():
-            if record.state in ACTIVE:
-                with self.handler.failing_on_error(record.id, "following it"):
-                    self._follow(record, now)
-        queued = [record for record in self.journal.unfinished()
-                  if record.wotype == "Observation" and record.state == QUEUED]
-        queued = [record for record in queued if not self._expired(record, now)]
+        for record in self.journal.in_states(ACTIVE):
+            with self.handler.failing_on_error(record.id, "following it"):
+                self._follow(record, now)
+        queued = [record for record in self.journal.in_states([QUEUED], "Observation")
+                  if not self._expired(record, now)]
         replan_every = timedelta(seconds=self.settings["Replan Interval"])
         # The queries above may have waited on a daemon that was busy starting: read the clock
         # again, so that nothing is planned or dispatched for a moment already past.
@@ -127,7 +147,8 @@ class Dispatcher:
                 or self.clock.now() - self._last_plan >= replan_every):
             self._replan.clear()
             self._make_plan(queued)
-            queued = [record for record in queued if self.journal.get(record.id).state == QUEUED]
+            still_queued = self.journal.ids_in_state(QUEUED)
+            queued = [record for record in queued if record.id in still_queued]
         if dome_open:
             self._dispatch(queued, self.clock.now())
 
@@ -285,8 +306,7 @@ class Dispatcher:
         for record in queued:
             with self.handler.failing_on_error(record.id, "planning it"):
                 targets.append(self._target(record))
-        active = [record for record in self.journal.unfinished()
-                  if record.wotype == "Observation" and record.state in ACTIVE]
+        active = self.journal.in_states(ACTIVE, "Observation")
         free_from = now
         for record in active:  # the order under way keeps the telescope until it ends
             with self.handler.failing_on_error(record.id, "planning around it"):
@@ -297,11 +317,12 @@ class Dispatcher:
         with self._plan_lock:
             self.plan, self._last_plan = plan, now
         by_id = {record.id: record for record in queued}
-        for entry in plan.entries:
-            self._tell(by_id[entry.id], f"planned for {entry.start:%H:%M} UTC "
-                                        f"(altitude {entry.altitude:.0f}°)")
-        for order_id, reason in plan.unscheduled.items():
-            self._tell(by_id[order_id], f"not observable tonight: {reason}")
+        with self.journal.batch():  # the messages of a plan: one commit, not one each
+            for entry in plan.entries:
+                self._tell(by_id[entry.id], f"planned for {entry.start:%H:%M} UTC "
+                                            f"(altitude {entry.altitude:.0f}°)")
+            for order_id, reason in plan.unscheduled.items():
+                self._tell(by_id[order_id], f"not observable tonight: {reason}")
         log.info("planned %d of %d queued observation(s), sum of priorities %.1f",
                  len(plan.entries), len(queued), plan.total_priority)
 
@@ -346,8 +367,7 @@ class Dispatcher:
             return None
 
     def _dispatch(self, queued, now):
-        active = [record for record in self.journal.unfinished()
-                  if record.wotype == "Observation" and record.state in ACTIVE]
+        active = self.journal.in_states(ACTIVE, "Observation")
         if self._target_of_opportunity(queued, active, now):
             return
         with self._plan_lock:

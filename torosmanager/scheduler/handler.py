@@ -55,7 +55,8 @@ class SchedulerHandler(Handler):
     def accepted(self, record):
         if record.wotype == "Observation":
             self.transition(record.id, QUEUED, "queued; waiting for the next plan")
-            self.dispatcher.wake()
+            # A target of opportunity is planned at once; other arrivals are gathered.
+            self.dispatcher.wake(gather=record.priority < self.settings["ToO Threshold"])
         else:
             self.transition(record.id, QUEUED, "queued for the dome daemon")
             self.workers.submit(self.forward, record.id)
