@@ -115,6 +115,28 @@ def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_
     assert done["Progress"]["Attempts"] == 1  # the interruption did not count as a try
 
 
+def test_after_a_target_of_opportunity_the_schedulers_status_follows_at_once(make_site):
+    """With a Follow Interval of an hour, only the quick follow-up of a dispatched order (and of
+    the one it interrupted) can show, within moments, the target of opportunity running and the
+    interrupted order queued again at the scheduler, as at the telescope."""
+    site = night(make_site, Scheduler={"Follow Interval": 3600.0})
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 300.0,
+                                                            "Number of Exposures": 6}))
+    wait_until(lambda: step(telescope, "long").startswith("exposing"),
+               "the long observation to expose")
+    wait_until(lambda: status(scheduler, "long")["Status"] == "running",
+               "the scheduler to show the long observation running")
+    scheduler.front_desk(observation("alert", *ALERT, **{
+        "Type of job": "ToO", "Type of object": "Kilonova candidate",
+        "Exposure Time": 300.0, "Number of Exposures": 6}))
+    wait_until(lambda: status(scheduler, "alert")["Status"] == "running",
+               "the scheduler to show the target of opportunity running", patience=10)
+    wait_until(lambda: status(scheduler, "long")["Status"] == "queued",
+               "the scheduler to show the interrupted order queued again", patience=10)
+    assert status(telescope, "long")["Status"] == "interrupted"
+
+
 def test_cancel_a_queued_and_a_running_order(make_site):
     site = night(make_site)
     scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")

@@ -208,6 +208,9 @@ SCHEMA = {
         "Replan Delay": Setting("float", 0.25, "real seconds the scheduler waits after an "
                                 "order arrives for others, to plan those arriving together "
                                 "once (a target of opportunity does not wait)", 0, 10),
+        "Dispatched Follow Interval": Setting("float", 0.2, "real seconds between Status "
+                                              "queries of an order dispatched and not yet "
+                                              "running (it starts within moments)", 0.01, 60),
         "Follow Interval": Setting("float", 10.0, "seconds between Status queries of a "
                                    "dispatched order", 0.01, 3600),
         "Max Retries": Setting("int", 3, "times an interrupted or failed order is tried again",

@@ -64,6 +64,9 @@ class Dispatcher:
         self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
+        self._pointing_this_tick = None  # (RA, Dec) or None once asked in a tick; see _pointing
+        self._asked_pointing = False
+        self._awaiting_start = False     # an order is dispatched and not yet running
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
         self._last_follow = {}     # order ID -> clock time of its last Status query
         self._dome_request = None  # the ID of the dome order the scheduler is waiting on
@@ -122,7 +125,10 @@ class Dispatcher:
                 self.tick()
             except Exception:  # the night must go on; the log says what went wrong
                 log.exception("the scheduler's tick failed; trying again")
-            self._wake.wait(tick)
+            # An order dispatched but not yet running is followed again soon, so that this
+            # daemon's Status agrees with the executor's within moments, not a Follow Interval.
+            self._wake.wait(min(tick, self.settings["Dispatched Follow Interval"])
+                            if self._awaiting_start else tick)
             if self._arrived.is_set() and not self._at_once.is_set():
                 self._at_once.wait(self.settings["Replan Delay"])
             self._wake.clear()
@@ -130,14 +136,21 @@ class Dispatcher:
             self._at_once.clear()
 
     def tick(self):
-        """One pass: dome, follow-up, expiry, plan, dispatch."""
+        """One pass: dome, targets of opportunity, follow-up, expiry, plan, dispatch."""
         now = self.clock.now()
+        self._asked_pointing = False
         dome_open = self._manage_dome(now) if self.settings["Manage Dome"] else True
+        if dome_open:
+            # Before anything else: a target of opportunity is planned alone, and following
+            # the other orders or planning the queue would only delay it.
+            self._dispatch_target_of_opportunity(now)
         # What goes wrong with one order (a bug, an order journaled by an older release that
         # this one would refuse) ends that order failed, with the reason; the night goes on.
-        for record in self.journal.in_states(ACTIVE):
+        active = self.journal.in_states(ACTIVE)
+        for record in active:
             with self.handler.failing_on_error(record.id, "following it"):
                 self._follow(record, now)
+        self._awaiting_start = any(record.state == DISPATCHED for record in active)
         queued = [record for record in self.journal.in_states([QUEUED], "Observation")
                   if not self._expired(record, now)]
         replan_every = timedelta(seconds=self.settings["Replan Interval"])
@@ -214,7 +227,8 @@ class Dispatcher:
 
     def _follow(self, record, now):
         last = self._last_follow.get(record.id)
-        if last is not None and (now - last).total_seconds() < self.settings["Follow Interval"]:
+        if (record.state != DISPATCHED and last is not None
+                and (now - last).total_seconds() < self.settings["Follow Interval"]):
             return
         self._last_follow[record.id] = now
         executor = EXECUTOR[record.wotype]
@@ -356,15 +370,20 @@ class Dispatcher:
             self.handler.transition(record.id, QUEUED, message, only_from={QUEUED})
 
     def _pointing(self):
-        """Where the telescope points (``None`` when it does not say); what it takes is
-        learned from the same answer (:attr:`telescope_limits`)."""
+        """Where the telescope points (``None`` when it does not say), asked once per tick;
+        what it takes is learned from the same answer (:attr:`telescope_limits`)."""
+        if self._asked_pointing:
+            return self._pointing_this_tick
+        self._asked_pointing = True
+        self._pointing_this_tick = None
         try:
             health = connect(self.config, "telescope").front_desk({"WOType": "Status"})
             self.telescope_limits = health.get("Limits", self.telescope_limits)
             pointing = health["Devices"]["Pointing"]
-            return pointing["RA"], pointing["Dec"]
+            self._pointing_this_tick = pointing["RA"], pointing["Dec"]
         except (OSError, KeyError, xmlrpc.client.Error):
-            return None
+            pass
+        return self._pointing_this_tick
 
     def _dispatch(self, queued, now):
         active = self.journal.in_states(ACTIVE, "Observation")
@@ -384,6 +403,16 @@ class Dispatcher:
                                f"its planned time, {entry.start:%H:%M:%S} UTC")
             return
 
+    def _dispatch_target_of_opportunity(self, now):
+        """Send a queued target of opportunity now if one is observable (see
+        :meth:`_target_of_opportunity`), reading only such orders and the active ones."""
+        threshold = self.settings["ToO Threshold"]
+        urgent = [record for record in self.journal.in_states([QUEUED], "Observation")
+                  if record.priority >= threshold and not self._expired(record, now)]
+        if urgent:
+            self._target_of_opportunity(urgent, self.journal.in_states(ACTIVE, "Observation"),
+                                        now)
+
     def _target_of_opportunity(self, queued, active, now):
         """Dispatch the most urgent target of opportunity that is observable now, over a
         running order of lower priority; return whether one was sent."""
@@ -400,6 +429,9 @@ class Dispatcher:
                 if alone.entries and alone.entries[0].start - timedelta(
                         seconds=alone.entries[0].slew) <= soon:
                     self._send(record, now, "once: a target of opportunity, observable now")
+                    # Follow the order it interrupts at once: the scheduler's Status then
+                    # shows it queued again within moments.
+                    self._last_follow.clear()
                     return True
         return False
 
@@ -420,6 +452,7 @@ class Dispatcher:
                                 only_from={QUEUED},
                                 progress=dict(record.progress, Attempts=attempts,
                                               **{"Dispatched At": format_utc(now)}))
+        self._awaiting_start = True
         self._replan.set()
 
 
