@@ -57,6 +57,7 @@ from pathlib import Path
 
 import alert_data
 from cpu import processor_name
+from docs_section import DOCS, update_docs
 
 log = logging.getLogger("bench.alerts")
 
@@ -100,9 +101,6 @@ FINAL = ("done", "failed", "cancelled")
 #: Functions shown of the profile.
 PROFILE_LINES = 14
 #: The markers of this benchmark's results in docs/benchmarks.md (``--update-docs``).
-DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN_MARK = "<!-- bench/alerts.py results: begin -->"
-END_MARK = "<!-- bench/alerts.py results: end -->"
 
 
 # --- the clock and the daemons ------------------------------------------------------------------
@@ -807,18 +805,6 @@ def machine():
             f"{astropy.__version__}")
 
 
-def update_docs(text):
-    """Replace this benchmark's results in docs/benchmarks.md (between its markers)."""
-    document = DOCS.read_text(encoding="utf-8")
-    begin, end = document.find(BEGIN_MARK), document.find(END_MARK)
-    if begin < 0 or end < begin:
-        raise RuntimeError(f"{DOCS} has no {BEGIN_MARK} … {END_MARK} section to update")
-    updated = document[:begin + len(BEGIN_MARK)] + "\n\n" + text + "\n\n" + document[end:]
-    partial = DOCS.with_suffix(".md.partial")
-    partial.write_text(updated, encoding="utf-8")
-    partial.replace(DOCS)
-
-
 # --- running it ---------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -905,7 +891,7 @@ def main(argv=None):
     text = "\n".join(out)
     print(text)
     if arguments.update_docs:
-        update_docs(text)
+        update_docs("alerts.py", text)
     return 0
 
 

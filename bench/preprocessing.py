@@ -1,35 +1,63 @@
-"""Benchmark: the preprocessor against naive ccdproc and against the I/O floor, side by side.
+"""Benchmark: the preprocessor against the I/O floor and naive ccdproc, side by side.
 
 For each frame size it generates a night of raw frames as the telescope writes them (uint16,
 ``BZERO = 32768``), then runs, each in a process of its own whose memory is sampled:
 
-* **I/O floor**: read each raw light and write it back as float32, nothing else, in one
-  process, with the very reader and (atomic) writer the pipeline uses, and flush them all to
-  the disk at the end as the pipeline does; and the same in two processes.
-* **ours, calibrate**: the preprocessor's pipeline on the lights (masters from its library),
-  ``--workers`` processes; the time from the first frame to the last.
-* **naive ccdproc, ccd_process**: ``CCDData.read``, ``ccd_process`` with uncertainty and a bad
-  pixel mask, ``CCDData.write``, one frame after the other.
+* **I/O floor**: the same window of work as ours and nothing else: find the light frames
+  (list the directory), open each, parse its header, read its pixels, write them as float32
+  under a temporary name, rename it, and flush every product (and its directory) to the disk
+  before the end, as the pipeline does. Plain numpy and astropy; of the pipeline's code only
+  the file objects it writes with (:func:`torosmanager.preprocessor.writing.open_output`), so
+  that the floor writes as ours can: through the page cache, each file's write-back started
+  when it is written, or around it (``O_DIRECT``); each in 1 process and in ``--workers``
+  processes. The fastest of the four (the smallest median time) is *the* floor every ratio is
+  taken against.
+* **ours, calibrate**: the whole ``pipeline.calibrate`` call on the night of lights, with the
+  masters of its library, ``--workers`` local processes already started: finding the frames,
+  reading every header, the library lookup, the group's shared terms, calibrating and writing
+  each frame, and flushing the products to the disk.
+* **naive ccdproc, ccd_process**: ``CCDData.read``, ``ccd_process``, ``CCDData.write``, one
+  frame after the other in one process: with an uncertainty frame and a bad-pixel mask (it
+  writes float64 data, the uncertainty and the mask), and without them.
 * **ours, master bias**: the pipeline's master bias of ``--frames`` bias frames.
-* **naive ccdproc, combine**: ``ccdproc.combine(method="median")`` of the same bias frames
-  (with ``mem_limit`` lowered above :data:`NAIVE_FULL_SIZE`, where its default would take most
-  of this machine's memory).
+* **naive ccdproc, combine**: ``ccdproc.combine`` of the same bias frames with its default
+  method, ``average``, and with ``median`` (with ``mem_limit`` lowered above
+  :data:`NAIVE_FULL_SIZE`, where its default would take most of this machine's memory).
 
-Each stage first reads its input files once, untimed, so that it finds them in the page cache,
-as a night's job finds the frames the camera has just written and the masters it has just
-made; the writes are timed until they are flushed to the disk. Peak memory is the largest sum,
-sampled every :data:`SAMPLE_SECONDS`, of the memory the stage's process and its descendants
-(the worker processes) own: anonymous and shared memory, each page counted once between the
-processes that map it (``Pss_Anon + Pss_Shmem``), not the page cache of the files they read.
+The floors and ours run ``--repeat`` times, alternated (the disk's pace drifts), after a
+``sync``; each row shows the median time and the spread (min–max) of its runs. The naive
+rows are one run each. The ratio shown is the faster floor's median s/frame divided by the
+row's median s/frame, both as printed. Each stage first reads its input files once, untimed,
+so that it finds them in the page cache, as a night's job finds the frames the camera has
+just written and the masters it has just made.
+
+Memory, both sampled every :data:`SAMPLE_SECONDS` over the stage's process and its
+descendants (the workers) and shown at their largest; the owned memory is sampled in one more,
+untimed run of each repeated stage (reading it costs the kernel a walk of every mapping, which
+would slow the timed runs, ours most), and in the one run of the others:
+
+* **peak RSS**: the sum of the processes' resident set sizes (``VmRSS``): what ``top`` shows,
+  counting a page shared by two processes twice and the mapped files' cached pages too;
+* **peak owned memory**: ``Pss_Anon + Pss_Shmem``, the anonymous and shared memory the stage
+  owns, each page counted once between the processes that map it, not the page cache of
+  the files they read (the metric used before both were shown).
+
 MB/s counts the raw frames' bytes. Linux only (``/proc``).
+
+``--profile`` times the phases of calibrating one frame (by default 4096²) in one process,
+with the pipeline's own functions: opening it, the shared full-frame terms (read the master
+bias, dark and flat, compute ``O`` and ``S``; once per group of frames), reading the pixels,
+the arithmetic, writing, and its fsync.
 
 Usage::
 
-    .venv/bin/python bench/preprocessing.py                       # 2048, 4096 and 10560
-    .venv/bin/python bench/preprocessing.py --sizes 2048 --frames 5
+    .venv/bin/python bench/preprocessing.py --profile --update-docs   # what the docs show
+    .venv/bin/python bench/preprocessing.py --sizes 2048 4096 --skip-naive
+    .venv/bin/python bench/preprocessing.py --sizes 4096 --repeat 3 --skip-naive --profile
 """
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -38,19 +66,26 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 
 from cpu import processor_name
+from docs_section import update_docs
 
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (2048, 4096, 10560)
 DEFAULT_FRAMES = 10
 DEFAULT_WORKERS = 2
 DEFAULT_WORKDIR = "/var/tmp/toros-bench-preprocessing"
 DEFAULT_REPEAT = 5
+DEFAULT_PROFILE_SIZE = 4096
+#: Frames timed by ``--profile`` (the median of each phase is shown).
+PROFILE_FRAMES = 5
 #: Seconds between two samples of the stages' memory.
 SAMPLE_SECONDS = 0.05
 #: The detector of the generated frames.
@@ -65,8 +100,17 @@ NAIVE_MEM_LIMIT_BIG = 4e9
 NAIVE_FRAMES_BIG = 3
 #: Raw and output bytes per pixel, to check the free space before a size.
 RAW_BYTES, FLOAT_BYTES, NAIVE_BYTES = 2, 4, 17
+#: The floor's blocks of rows: about a megabyte of float32, as the pipeline's.
+FLOOR_BLOCK_BYTES = 2 ** 20
+#: The goal of issue 12: ours at least this fraction of the faster floor's throughput.
+GOAL_RATIO = 0.8
 MEGABYTE = 1e6
 GIGABYTE = 1e9
+#: The markers of this benchmark's results in docs/benchmarks.md (``--update-docs``).
+#: The rows' names.
+FLOOR = "I/O floor: read raw, write float32,"
+OURS_BIAS = "ours: master bias (sigma-clipped mean), {workers} workers"
+OURS = "ours: calibrate, {workers} workers"
 
 
 # --- the parent: runs the stages, samples memory, prints the table ----------------------------
@@ -78,14 +122,27 @@ def main(argv=None):
         print(json.dumps(result))
         return 0
     os.makedirs(arguments.workdir, exist_ok=True)
-    rows = []
+    command = " ".join([".venv/bin/python bench/preprocessing.py"] + list(
+        sys.argv[1:] if argv is None else argv))
     started = time.monotonic()
-    load_before = os.getloadavg()[0]
+    load_before = os.getloadavg()
+    sections = []
+    rows = []
     for size in arguments.sizes:
         rows += bench_size(arguments, size)
-    print(table(rows))
-    print()
-    print(machine_notes(arguments, time.monotonic() - started, load_before))
+    if rows:
+        sections += [table(rows), "", verdicts(arguments, rows)]
+    if arguments.profile:
+        profile = stage_in_child(arguments, "profile", arguments.profile_size)
+        sections += ["", profile_table(arguments, profile)]
+    load_after = os.getloadavg()
+    text = "\n".join([header(arguments, command, time.monotonic() - started, load_before,
+                             load_after), ""] + sections)
+    print(text)
+    if arguments.update_docs:
+        update_docs("preprocessing.py", text)
+    if not arguments.keep:
+        shutil.rmtree(os.path.join(arguments.workdir, "profile"), ignore_errors=True)
     return 0
 
 
@@ -95,95 +152,158 @@ def bench_size(arguments, size):
     shutil.rmtree(base, ignore_errors=True)
     check_space(arguments, size)
     frames = arguments.frames
+    workers = arguments.workers
     naive_frames = frames if size <= NAIVE_FULL_SIZE else min(frames, NAIVE_FRAMES_BIG)
     log(f"{size}x{size}: generating {2 * frames + DARKS + FLATS} frames in {base}")
-    stage(arguments, "generate", size)
+    stage_in_child(arguments, "generate", size)
     rows = []
     try:
-        masters = stage(arguments, "masters", size)
-        rows.append(row(size, "ours: master bias (sigma-clipped mean)", masters,
-                        masters["bias_seconds"], frames))
+        masters = stage_in_child(arguments, "masters", size)
+        rows.append(row(size, OURS_BIAS.format(workers=workers), [masters], frames,
+                        key="bias_seconds"))
         if not arguments.skip_naive:
-            combine = stage(arguments, "naive-combine", size)
-            label = "naive: ccdproc.combine, median" + (
-                "" if size <= NAIVE_FULL_SIZE else f", mem_limit {NAIVE_MEM_LIMIT_BIG / 1e9:g} GB")
-            rows.append(row(size, label, combine, combine["seconds"], frames))
-        # Alternated and repeated: the disk's flushes vary with everything else on it.
-        runs = {"floor": [], "floor-parallel": [], "pipeline": []}
+            limit = ("" if size <= NAIVE_FULL_SIZE
+                     else f", mem_limit {NAIVE_MEM_LIMIT_BIG / GIGABYTE:g} GB")
+            for method, what in (("average", "average (its default)"), ("median", "median")):
+                combine = stage_in_child(arguments, "naive-combine", size, method=method)
+                rows.append(row(size, f"naive: ccdproc.combine, {what}{limit}, 1 process",
+                                [combine], frames))
+        # Alternated and repeated: the disk's pace drifts with everything else on it.
+        names = {"floor-1-cache": f"{FLOOR} through the page cache, 1 process",
+                 "floor-n-cache": f"{FLOOR} through the page cache, {workers} processes",
+                 "floor-1-direct": f"{FLOOR} around the page cache (O_DIRECT), 1 process",
+                 "floor-n-direct": f"{FLOOR} around the page cache (O_DIRECT), {workers} "
+                                   "processes",
+                 "pipeline": OURS.format(workers=workers)}
+        runs = {name: [] for name in names}
         for _ in range(arguments.repeat):
             for name in runs:
-                runs[name].append(stage(arguments, name, size))
-        floor, floor2, ours = (median_run(runs[name]) for name in runs)
-        # Each run of ours against the floors run beside it: the disk's pace drifts between
-        # repetitions more than between neighbours.
-        ratios = [statistics.median(runs[name][index]["seconds"] / run["seconds"]
-                         for index, run in enumerate(runs["pipeline"]))
-                  for name in ("floor", "floor-parallel")]
-        rows.append(row(size, "I/O floor, 1 process (read raw, write float32)", floor,
-                        floor["seconds"], frames))
-        rows.append(row(size, f"I/O floor, {arguments.workers} processes", floor2,
-                        floor2["seconds"], frames))
-        ours_row = row(size, f"ours: calibrate, {arguments.workers} workers", ours,
-                       ours["seconds"], frames)
-        ours_row["vs floor"] = f"{ratios[0]:.2f} / {ratios[1]:.2f}"
-        rows.append(ours_row)
+                runs[name].append(stage_in_child(arguments, name, size, owned=False))
+        # The owned memory in one more run of each, untimed: reading it perturbs the stage.
+        memory = {name: stage_in_child(arguments, name, size) for name in names}
+        for name, what in names.items():
+            rows.append(row(size, what, runs[name], frames, memory=memory[name]))
         if not arguments.skip_naive:
-            naive = stage(arguments, "naive-process", size, frames=naive_frames)
-            rows.append(row(size, "naive: ccd_process + uncertainty + mask", naive,
-                            naive["seconds"], naive_frames))
+            for uncertainty in (True, False):
+                naive = stage_in_child(arguments, "naive-process", size, frames=naive_frames,
+                                       uncertainty=uncertainty)
+                what = ("with uncertainty and mask" if uncertainty
+                        else "without uncertainty or mask")
+                rows.append(row(size, f"naive: ccd_process {what}, writes {naive['written']}, "
+                                      "1 process", [naive], naive_frames, calibrates=True))
     finally:
         if not arguments.keep:
             shutil.rmtree(base, ignore_errors=True)
-    return rows
+    return with_ratios(rows)
 
 
-def stage(arguments, name, size, frames=None):
-    """Run one stage in a child process, sampling its memory; its result with ``peak_gb``."""
+def stage_in_child(arguments, name, size, frames=None, method=None, uncertainty=None,
+                   owned=True):
+    """Run one stage in a child process, sampling its memory (its owned memory too when
+    *owned*); its result with the peaks."""
     command = [sys.executable, os.path.abspath(__file__), "--stage", name, "--size", str(size),
                "--frames", str(frames or arguments.frames), "--workers", str(arguments.workers),
                "--workdir", arguments.workdir]
-    log(f"  {name} ...")
+    if method:
+        command += ["--method", method]
+    if uncertainty is not None:
+        command += ["--uncertainty", "yes" if uncertainty else "no"]
+    log(f"  {name} {method or ''}{'' if uncertainty is None else uncertainty} ...")
     os.sync()  # no stage pays for the write-back of the one before
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    sampler = MemorySampler(child.pid)
+    sampler = MemorySampler(child.pid, owned)
     sampler.start()
     output, _ = child.communicate()
     sampler.stop()
     if child.returncode != 0:
         raise SystemExit(f"stage {name} at {size} failed with status {child.returncode}")
     result = json.loads(output.strip().splitlines()[-1])
-    result["peak_gb"] = sampler.peak / GIGABYTE
-    log(f"  {name}: {result.get('seconds', 0):.2f} s, peak {result['peak_gb']:.2f} GB")
+    result["rss_gb"] = sampler.peak_rss / GIGABYTE
+    result["owned_gb"] = sampler.peak_owned / GIGABYTE if owned else None
+    log(f"  {name}: {result.get('seconds', 0):.3f} s, peak RSS {result['rss_gb']:.2f} GB"
+        + (f", owned {result['owned_gb']:.2f} GB" if owned else ""))
     return result
 
 
-def median_run(results):
-    """The run of median time, with the largest peak memory of all the runs."""
-    ordered = sorted(results, key=lambda result: result["seconds"])
-    chosen = dict(ordered[len(ordered) // 2])
-    chosen["peak_gb"] = max(result["peak_gb"] for result in results)
-    return chosen
-
-
-def row(size, what, result, seconds, frames):
+def row(size, what, results, frames, key="seconds", calibrates=None, memory=None):
+    """A row of the table from the runs *results* of one stage (times per frame, rounded as
+    printed, so that the ratios follow from the printed columns) and, for the owned memory,
+    its untimed *memory* run (default: the runs themselves)."""
+    memory = [memory] if memory is not None else results
+    per_frame = [result[key] / frames for result in results]
+    median = statistics.median(per_frame)
     raw_mb = size * size * RAW_BYTES / MEGABYTE
-    return {"size": f"{size}²", "what": what, "frames": frames,
-            "s/frame": seconds / frames, "MB/s": raw_mb * frames / seconds,
-            "peak GB": result["peak_gb"], "vs floor": ""}
+    return {"size": size, "what": what, "frames": frames, "runs": len(results),
+            "median": seconds_shown(median), "low": seconds_shown(min(per_frame)),
+            "high": seconds_shown(max(per_frame)), "MB/s": raw_mb / median,
+            "rss": max(result["rss_gb"] for result in results + memory),
+            "owned": max(result["owned_gb"] for result in memory),
+            "calibrates": what.startswith(("ours: calibrate", "naive: ccd_process"))
+            if calibrates is None else calibrates,
+            "floor": what.startswith("I/O floor"), "ratio": None}
+
+
+def seconds_shown(value):
+    """*value* rounded as the table prints it: four significant digits."""
+    return float(f"{value:.4g}")
+
+
+def with_ratios(rows):
+    """Mark the faster floor of the size and give each calibrating row its ratio to it."""
+    floors = [each for each in rows if each["floor"]]
+    if not floors:
+        return rows
+    faster = min(floors, key=lambda each: each["median"])
+    faster["faster"] = True
+    for each in rows:
+        if each["calibrates"]:
+            each["ratio"] = faster["median"] / each["median"]
+            each["against"] = faster
+    return rows
 
 
 def table(rows):
-    lines = ["| frames | what | n | s/frame | MB/s (raw) | peak memory (GB) | "
-             "throughput vs I/O floor (1 / 2 processes) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| frames | what | n | runs | s/frame, median | spread (min–max) | MB/s (raw) "
+             "| peak RSS, sum over processes (GB) | peak owned memory, Pss_Anon + Pss_Shmem (GB) "
+             "| faster floor's s/frame ÷ this row's (medians shown) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for each in rows:
-        lines.append(f"| {each['size']} | {each['what']} | {each['frames']} | "
-                     f"{each['s/frame']:.3f} | {each['MB/s']:.0f} | {each['peak GB']:.2f} | "
-                     f"{each['vs floor']} |")
+        what = each["what"] + (" — **the faster floor**" if each.get("faster") else "")
+        spread = (f"{each['low']:.4g}–{each['high']:.4g}" if each["runs"] > 1 else "1 run")
+        ratio = f"{each['ratio']:.2f}" if each["ratio"] is not None else ""
+        lines.append(f"| {each['size']}² | {what} | {each['frames']} | {each['runs']} | "
+                     f"{each['median']:.4g} | {spread} | {each['MB/s']:.0f} | "
+                     f"{each['rss']:.2f} | {each['owned']:.2f} | {ratio} |")
     return "\n".join(lines)
 
 
-def machine_notes(arguments, elapsed, load_before):
+def verdicts(arguments, rows):
+    """The goals of issue 12, one line each, from the table's columns."""
+    lines = []
+    for each in rows:
+        if not each["what"].startswith("ours: calibrate"):
+            continue
+        floor = each["against"]
+        low = floor["low"] / each["high"]
+        high = floor["high"] / each["low"]
+        met = each["ratio"] >= GOAL_RATIO
+        verdict = ("met" if met else
+                   f"NOT met: {GOAL_RATIO - each['ratio']:.2f} short, ours would need "
+                   f"≤ {floor['median'] / GOAL_RATIO:.4g} s/frame")
+        lines.append(f"- {each['size']}²: ours {each['median']:.4g} s/frame against the faster "
+                     f"floor ({floor['what']}) {floor['median']:.4g}: **{each['ratio']:.2f}×** "
+                     f"(from the spreads: {low:.2f}–{high:.2f}×). Goal ≥ {GOAL_RATIO}×: "
+                     f"{verdict}.")
+    for each in rows:
+        if each["what"].startswith("ours: master bias") and each["size"] == max(
+                row_["size"] for row_ in rows):
+            lines.append(f"- Master bias of {each['frames']} {each['size']}² frames: "
+                         f"{each['median'] * each['frames']:.2f} s, peak RSS {each['rss']:.2f} "
+                         f"GB, peak owned memory {each['owned']:.2f} GB.")
+    return "\n".join(lines)
+
+
+def header(arguments, command, elapsed, load_before, load_after):
     import astropy
     import ccdproc
 
@@ -191,15 +311,74 @@ def machine_notes(arguments, elapsed, load_before):
     with open("/proc/meminfo", encoding="ascii") as stream:
         memory = int(stream.readline().split()[1]) * 1024 / 2 ** 30
     disk = shutil.disk_usage(arguments.workdir)
-    return (f"Machine: {os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, work directory "
-            f"{arguments.workdir} ({disk.free / 2 ** 30:.0f} GiB free); Python "
-            f"{platform.python_version()}, numpy {np.__version__}, astropy {astropy.__version__}, "
-            f"ccdproc {ccdproc.__version__}. Frames per size: {arguments.frames} lights, "
-            f"{arguments.frames} biases, {DARKS} darks, {FLATS} flats; floor and ours run "
-            f"{arguments.repeat} times, alternated: median times, and the median of each run's "
-            f"ratio to the floors run beside it. Whole run: {elapsed / 60:.1f} "
-            f"min; load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
-            "after (other work on the machine slows the two-process stages most).")
+    load = " ".join(f"{value:.2f}" for value in load_before)
+    after = " ".join(f"{value:.2f}" for value in load_after)
+    sizes = ", ".join(f"{size}²" for size in arguments.sizes) or "none"
+    return (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `{command}`. Sizes "
+            f"measured in this run: {sizes}; {arguments.frames} lights and "
+            f"{arguments.frames} biases per size ({DARKS} darks, {FLATS} flats), "
+            f"{arguments.workers} workers; the floors and ours run {arguments.repeat} times, "
+            f"alternated, then once more each, untimed, for their owned memory"
+            f"{'' if arguments.skip_naive else '; the naive stages and masters once'}. Machine: "
+            f"`nproc` {len(os.sched_getaffinity(0))} ({os.cpu_count()} CPUs, {cpu}), "
+            f"{memory:.0f} GiB; disk: {disk_description(arguments.workdir)}, "
+            f"{disk.free / 2 ** 30:.0f} GiB free in {arguments.workdir}; Python "
+            f"{platform.python_version()}, numpy {np.__version__}, astropy "
+            f"{astropy.__version__}, ccdproc {ccdproc.__version__}. Whole run "
+            f"{elapsed / 60:.1f} min; load average (1, 5, 15 min) {load} before, {after} after. "
+            "Times run from the first thing each does (listing the frames) to the last product "
+            "flushed to the disk; the ratio column is the faster floor's median s/frame divided "
+            "by the row's median s/frame, both as shown.")
+
+
+def disk_description(path):
+    """The device and file system holding *path*, from ``/proc/self/mounts`` and sysfs."""
+    best, device, kind = "", "?", "?"
+    try:
+        with open("/proc/self/mounts", encoding="ascii", errors="replace") as stream:
+            for line in stream:
+                fields = line.split()
+                if len(fields) > 2 and os.path.realpath(path).startswith(fields[1]) and len(
+                        fields[1]) > len(best):
+                    best, device, kind = fields[1], fields[0], fields[2]
+    except OSError:
+        pass
+    name = os.path.basename(device)
+    rotational = _read(f"/sys/block/{name}/queue/rotational")
+    model = _read(f"/sys/block/{name}/device/model")
+    what = "virtio disk" if name.startswith("vd") else "disk"
+    return (f"{device} ({kind}, {what}{', ' + model if model else ''}"
+            f"{', rotational ' + rotational if rotational else ''})")
+
+
+def _read(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as stream:
+            return stream.read().strip()
+    except OSError:
+        return ""
+
+
+def profile_table(arguments, profile):
+    phases = profile["phases"]
+    total = sum(statistics.median(values) for name, values in phases.items()
+                if name != "shared terms (once per group)")
+    lines = [f"**Profile of one {arguments.profile_size}² frame** (`--profile`: one process, "
+             f"the pipeline's own functions, {PROFILE_FRAMES} frames, median and spread of each "
+             "phase; the first frame maps the terms' pages). The shared terms (read the master "
+             "bias, dark and flat, compute O and S, write them to shared memory) are made once "
+             "per group of frames, here by one process, in the pipeline by the workers together, "
+             "a band of rows each:", "",
+             "| phase | ms, median | spread (min–max) | share of a frame |",
+             "|---|---:|---:|---:|"]
+    for name, values in phases.items():
+        median = statistics.median(values) * 1000
+        share = ("" if name == "shared terms (once per group)"
+                 else f"{median / 1000 / total:.0%}")
+        lines.append(f"| {name} | {median:.1f} | {min(values) * 1000:.1f}–"
+                     f"{max(values) * 1000:.1f} | {share} |")
+    lines.append(f"| **a frame, without the shared terms** | {total * 1000:.1f} | | 100% |")
+    return "\n".join(lines)
 
 
 def check_space(arguments, size):
@@ -214,18 +393,24 @@ def check_space(arguments, size):
 
 
 class MemorySampler(threading.Thread):
-    """The peak of the memory a process and its descendants own: anonymous memory and shared
-    memory, each page counted once (``Pss_Anon + Pss_Shmem``); not the page cache of files."""
+    """The peaks of the memory of a process and its descendants: the sum of their resident
+    set sizes (``VmRSS``, cheap to read), and, when *owned*, the memory they own
+    (``Pss_Anon + Pss_Shmem``, from ``smaps_rollup``: the kernel walks every mapping for it,
+    about 13 ms for a worker mapping 3 GB, so it is sampled only in the untimed memory runs)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, owned):
         super().__init__(daemon=True)
         self.pid = pid
-        self.peak = 0
+        self.owned = owned
+        self.peak_rss = 0
+        self.peak_owned = 0
         self._halt = threading.Event()
 
     def run(self):
         while not self._halt.is_set():
-            self.peak = max(self.peak, tree_anonymous_bytes(self.pid))
+            rss, owned = tree_memory(self.pid, self.owned)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_owned = max(self.peak_owned, owned)
             self._halt.wait(SAMPLE_SECONDS)
 
     def stop(self):
@@ -233,7 +418,8 @@ class MemorySampler(threading.Thread):
         self.join()
 
 
-def tree_anonymous_bytes(root):
+def tree_memory(root, owned_too):
+    """``(VmRSS, Pss_Anon + Pss_Shmem or 0)`` summed over *root* and its descendants, bytes."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -250,16 +436,21 @@ def tree_anonymous_bytes(root):
             if ppid == parent and pid not in tree:
                 tree.add(pid)
                 frontier.append(pid)
-    total = 0
+    rss = owned = 0
     for pid in tree:
         try:
-            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as stream:
+            with open(f"/proc/{pid}/status", encoding="ascii") as stream:
                 for line in stream:
-                    if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
-                        total += int(line.split()[1]) * 1024
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1]) * 1024
+            if owned_too:
+                with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as stream:
+                    for line in stream:
+                        if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
+                            owned += int(line.split()[1]) * 1024
         except OSError:
             continue
-    return total
+    return rss, owned
 
 
 def log(text):
@@ -381,7 +572,7 @@ def stage_naive_combine(arguments):
     options = {} if arguments.size <= NAIVE_FULL_SIZE else {"mem_limit": NAIVE_MEM_LIMIT_BIG}
     warm(files)
     started = time.monotonic()
-    ccdproc.combine(files, method="median", unit="adu", **options)
+    ccdproc.combine(files, method=arguments.method, unit="adu", **options)
     return {"seconds": time.monotonic() - started}
 
 
@@ -405,81 +596,105 @@ def _lights(arguments):
     return sorted(os.path.join(raw, name) for name in os.listdir(raw) if name.endswith(".fits"))
 
 
-def floor_one(path, output):
-    """Read a raw frame and write it as float32, the pipeline's way, and nothing else (the
-    products are flushed to the disk together at the end, as the pipeline does)."""
-    from torosmanager.preprocessor.calibrate import BLOCK_BYTES
-    from torosmanager.preprocessor.reading import RawFrame
-    from torosmanager.preprocessor.writing import ImageWriter
+def floor_frame(path, output, direct):
+    """Read the raw frame *path* and write it to *output* as float32 (physical values), the
+    plainest way, under a temporary name then renamed; flushed later (:func:`stage_floor`).
 
-    with RawFrame(path) as frame:
-        height, width = frame.shape
-        rows = max(1, BLOCK_BYTES // (width * 4))
-        with ImageWriter(output, frame.header, frame.shape, durable=False) as writer:
+    The file is written with the pipeline's file classes only (through the page cache, its
+    write-back started at the end, or around it, *direct*): the floor writes as ours does,
+    and does nothing else.
+    """
+    from astropy.io import fits
+
+    from torosmanager.preprocessor.writing import open_output, start_writeback
+
+    block = 2880
+    with open(path, "rb", buffering=0) as source:
+        header = fits.Header.fromfile(source)
+        source.seek(-(-source.tell() // block) * block)
+        height, width = int(header["NAXIS2"]), int(header["NAXIS1"])
+        stored = np.dtype(">i2") if header["BITPIX"] == 16 else np.dtype(">f4")
+        bzero = np.float32(header.get("BZERO", 0.0))
+        header["BITPIX"] = -32
+        for key in ("BZERO", "BSCALE"):
+            header.remove(key, ignore_missing=True)
+        rows = max(1, FLOOR_BLOCK_BYTES // (width * 4))
+        raw = np.empty((rows, width), dtype=stored)
+        pixels = np.empty((rows, width), dtype=np.float32)
+        temporary = output + ".part"
+        target = open_output(temporary, direct)
+        try:
+            target.write_bytes(header.tostring().encode("ascii"))
             for start in range(0, height, rows):
-                writer.write(frame.rows(start, min(height, start + rows)))
+                count = min(rows, height - start)
+                view = memoryview(raw[:count]).cast("B")
+                done = 0
+                while done < len(view):
+                    done += source.readinto(view[done:])
+                np.add(raw[:count], bzero, out=pixels[:count])
+                target.write_pixels(pixels[:count])
+            target.write_bytes(b"\0" * (-target.tell() % block))
+            target.finish()
+            start_writeback(target.fileno())
+        finally:
+            target.close()
+        os.replace(temporary, output)
 
 
-def stage_floor(arguments):
-    importlib.import_module("torosmanager.preprocessor.calibrate")  # imports are not timed
-    output = paths(arguments)["floor"]
-    os.makedirs(output, exist_ok=True)
-    lights = _lights(arguments)
+def stage_floor(arguments, processes, direct):
+    importlib.import_module("astropy.io.fits")  # imports are not timed
     from torosmanager.preprocessor.writing import sync_files
 
-    outputs = [os.path.join(output, os.path.basename(path)) for path in lights]
-    warm(lights)
-    started = time.monotonic()
-    for path, made in zip(lights, outputs):
-        floor_one(path, made)
-    sync_files(outputs)
-    seconds = time.monotonic() - started
-    shutil.rmtree(output)
-    return {"seconds": seconds}
-
-
-def stage_floor_parallel(arguments):
     output = paths(arguments)["floor"]
+    raw = os.path.join(paths(arguments)["lights"], "raw")
     os.makedirs(output, exist_ok=True)
-    lights = _lights(arguments)
-    from torosmanager.preprocessor.writing import sync_files
-
-    outputs = [os.path.join(output, os.path.basename(path)) for path in lights]
-    runner = warmed_runner(arguments.workers)
-    warm(lights)
+    runner = warmed_runner(processes) if processes > 1 else None
+    warm(_lights(arguments))
     try:
         started = time.monotonic()
-        for _, _, error in runner.run(floor_one, list(zip(lights, outputs))):
-            if error is not None:
-                raise error
-        sync_files(outputs)
+        lights = sorted(os.path.join(raw, name) for name in os.listdir(raw)
+                        if name.lower().endswith((".fits", ".fit", ".fts")))
+        work = [(path, os.path.join(output, os.path.basename(path)), direct)
+                for path in lights]
+        if runner is None:
+            for each in work:
+                floor_frame(*each)
+        else:
+            for _, _, error in runner.run(floor_frame, work):
+                if error is not None:
+                    raise error
+        sync_files([made for _, made, _ in work])
         seconds = time.monotonic() - started
     finally:
-        runner.close()
+        if runner is not None:
+            runner.close()
+    assert len(lights) == arguments.frames
     shutil.rmtree(output)
     return {"seconds": seconds}
 
 
 def stage_pipeline(arguments):
-    """The pipeline on the lights, with the masters of the library; the lights' time."""
+    """The pipeline on the lights, with the masters of the library: the whole call."""
     places = paths(arguments)
-    outcome, marks, _, ended = timed_calibrate(arguments, places["lights"],
-                                               _lights(arguments) + _library(arguments))
+    outcome, marks, started, ended = timed_calibrate(arguments, places["lights"],
+                                                     _lights(arguments) + _library(arguments))
     assert len(outcome.products) == arguments.frames and not outcome.skipped, outcome.skipped
-    first = next(mark for step, mark in marks.items() if step.startswith("calibrating"))
     for step, mark in marks.items():
-        log(f"    {mark - first:7.2f} s  {step}")
+        log(f"    {mark - started:7.3f} s  {step}")
     shutil.rmtree(os.path.join(places["lights"], "reduced"))
-    return {"seconds": ended - first}
+    return {"seconds": ended - started}
 
 
 def stage_naive_process(arguments):
-    """``ccd_process`` with uncertainty and mask, frame after frame, as a first try would."""
+    """``ccd_process`` frame after frame, as a first try would: with an uncertainty frame and
+    a bad-pixel mask, or without them."""
     import astropy.units as u
     import ccdproc
+    from astropy.io import fits
     from astropy.nddata import CCDData
 
     quiet_astropy()
+    uncertainty = arguments.uncertainty == "yes"
     places = paths(arguments)
     masters = os.path.join(places["calibration"], "reduced", "masters")
     found = {name.split("_", 1)[0]: os.path.join(masters, name) for name in os.listdir(masters)}
@@ -488,23 +703,124 @@ def stage_naive_process(arguments):
     dark = CCDData(dark_rate.data * DARK_SECONDS / GAIN, unit=u.adu,
                    meta={"EXPTIME": DARK_SECONDS})
     flat = CCDData.read(found["flat"])
-    mask = flat.data < 0.5
+    mask = flat.data < 0.5 if uncertainty else None
     output = places["naive"]
     os.makedirs(output, exist_ok=True)
     lights = _lights(arguments)[:arguments.frames]
     warm(lights)
+    options = ({"error": True, "readnoise": READ_NOISE * u.electron, "bad_pixel_mask": mask}
+               if uncertainty else {})
     started = time.monotonic()
     for path in lights:
         ccd = CCDData.read(path, unit="adu")
-        ccd = ccdproc.ccd_process(ccd, error=True, gain=GAIN * u.electron / u.adu,
-                                  readnoise=READ_NOISE * u.electron, master_bias=bias,
-                                  dark_frame=dark, master_flat=flat, bad_pixel_mask=mask,
-                                  exposure_key="EXPTIME", exposure_unit=u.s, dark_scale=True,
-                                  gain_corrected=False)
+        ccd = ccdproc.ccd_process(ccd, gain=GAIN * u.electron / u.adu, master_bias=bias,
+                                  dark_frame=dark, master_flat=flat, exposure_key="EXPTIME",
+                                  exposure_unit=u.s, dark_scale=True, gain_corrected=False,
+                                  **options)
         ccd.write(os.path.join(output, os.path.basename(path)), overwrite=True)
     seconds = time.monotonic() - started
+    with fits.open(os.path.join(output, os.path.basename(lights[0]))) as written:
+        kinds = [f"{hdu.data.dtype.name}" + (f" {hdu.name.lower()}" if index else " data")
+                 for index, hdu in enumerate(written) if hdu.data is not None]
     shutil.rmtree(output)
-    return {"seconds": seconds}
+    return {"seconds": seconds, "written": " + ".join(kinds)}
+
+
+def stage_profile(arguments):
+    """Each phase of calibrating one frame, in this process, with the pipeline's functions."""
+    from torosmanager.preprocessor import calibrate
+    from torosmanager.preprocessor.layout import Layout
+    from torosmanager.preprocessor.reading import RawFrame
+    from torosmanager.preprocessor.writing import ImageWriter
+
+    arguments.frames = PROFILE_FRAMES
+    arguments.workdir = os.path.join(arguments.workdir, "profile")  # its own night
+    places = paths(arguments)
+    if not os.path.isdir(places["library"]):
+        stage_generate(arguments)
+        stage_masters(arguments)
+    lights = _lights(arguments)
+    library = {kind: next(path for path in _library(arguments) if f"/{kind}/" in path)
+               for kind in ("bias", "dark", "flat")}
+    warm(lights + list(library.values()))
+    layout = Layout.for_frame((arguments.size, arguments.size))
+    output = os.path.join(paths(arguments)["lights"], "profile")
+    os.makedirs(output, exist_ok=True)
+    phases = {name: [] for name in (
+        "shared terms (once per group)", "open, parse the header", "read (raw → float32)",
+        "arithmetic (− O, × S)", "write (big-endian float32, handed to the disk)",
+        "finish, start write-back, close, rename", "fsync")}
+    clock = time.perf_counter
+    task = calibrate.ScienceTask(path=lights[0], output="", layout=layout,
+                                 bias=library["bias"], dark=library["dark"],
+                                 flat=library["flat"], exptime=LIGHT_SECONDS, gain=GAIN)
+    with RawFrame(lights[0]) as frame:
+        bzero = calibrate.folded_bzero(layout, frame.bzero, frame.bscale)
+    directory = tempfile.mkdtemp(prefix="toros-bench-", dir=calibrate.SHARED_MEMORY)
+    prefix = os.path.join(directory, "group")
+    try:
+        # The group's terms, made as many times as frames are timed, for their spread; the
+        # frames then use the last ones, as a worker's frames use their group's (in the
+        # pipeline the workers fill them as their first frames need them).
+        for _ in lights:
+            calibrate.forget_terms()
+            calibrate.remove_terms(prefix)
+            begin = clock()
+            calibrate.share_terms(task, bzero, prefix)
+            group = calibrate.terms(dataclasses.replace(task, terms=prefix, terms_bzero=bzero),
+                                    bzero)
+            group.fill_all()
+            phases["shared terms (once per group)"].append(clock() - begin)
+    finally:
+        calibrate.remove_terms(prefix)  # the maps keep their pages meanwhile
+        os.rmdir(directory)
+    height, width = layout.shape
+    rows = calibrate.block_rows(width)
+    buffer = np.empty((rows, width), dtype=np.float32)
+    for path in lights:
+        task = dataclasses.replace(task, path=path,
+                                   output=os.path.join(output, os.path.basename(path)))
+        times = dict.fromkeys(phases, 0.0)
+        del times["shared terms (once per group)"]
+        begin = clock()
+        frame = RawFrame(path)
+        scratch = calibrate.native_scratch(frame, (rows, width))
+        writer = ImageWriter(task.output, frame.header, layout.shape, durable=False,
+                             cards=task.cards, history=task.history,
+                             direct=calibrate.writes_direct(layout.shape))
+        times["open, parse the header"] = clock() - begin
+        with writer:
+            for start in range(0, height, rows):
+                stop = min(height, start + rows)
+                block = buffer[:stop - start]
+                mark = clock()
+                calibrate.read_block(frame, None, start, stop, block, scratch)
+                read = clock()
+                calibrate.apply_terms(block, *group.rows(start, stop))
+                computed = clock()
+                writer.write(block)
+                written = clock()
+                times["read (raw → float32)"] += read - mark
+                times["arithmetic (− O, × S)"] += computed - read
+                times["write (big-endian float32, handed to the disk)"] += written - computed
+            closing = clock()
+        frame.close()
+        synced = clock()
+        descriptor = os.open(task.output, os.O_RDONLY)
+        os.fsync(descriptor)
+        os.close(descriptor)
+        times["finish, start write-back, close, rename"] = synced - closing
+        times["fsync"] = clock() - synced
+        for name, value in times.items():
+            phases[name].append(value)
+    shutil.rmtree(output)
+    return {"phases": phases}
+
+
+def floor_stage(processes, direct):
+    """The stage of the floor in 1 or ``"n"`` (``--workers``) processes, *direct* or not."""
+    return lambda arguments: stage_floor(
+        arguments, arguments.workers if processes == "n" else 1, direct)
 
 
 def warmed_runner(workers):
@@ -518,28 +834,39 @@ def warmed_runner(workers):
 
 
 STAGES = {"generate": stage_generate, "masters": stage_masters,
-          "naive-combine": stage_naive_combine, "floor": stage_floor,
-          "floor-parallel": stage_floor_parallel, "pipeline": stage_pipeline,
-          "naive-process": stage_naive_process}
+          "naive-combine": stage_naive_combine, "pipeline": stage_pipeline,
+          "naive-process": stage_naive_process, "profile": stage_profile,
+          "floor-1-cache": floor_stage(1, False), "floor-n-cache": floor_stage("n", False),
+          "floor-1-direct": floor_stage(1, True), "floor-n-direct": floor_stage("n", True)}
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
-                        metavar="N", help="frame sizes, N x N pixels (default: %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(DEFAULT_SIZES),
+                        metavar="N", help="frame sizes, N x N pixels (default: %(default)s; "
+                                          "none with --profile alone)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                         help="lights, and biases for the master (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help="the pipeline's worker processes (default: %(default)s)")
+                        help="the pipeline's worker processes, and the floor's second count "
+                             "of processes (default: %(default)s)")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR,
                         help="where frames are written (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
-                        help="runs of the floor and of ours, alternated; the median is shown "
-                             "(default: %(default)s)")
+                        help="runs of the floors and of ours, alternated; the median and the "
+                             "spread are shown (default: %(default)s)")
     parser.add_argument("--skip-naive", action="store_true", help="do not run ccdproc naively")
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the phases of calibrating one frame")
+    parser.add_argument("--profile-size", type=int, default=DEFAULT_PROFILE_SIZE,
+                        help="the profiled frame's size (default: %(default)s)")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="rewrite the results in docs/benchmarks.md (between its markers)")
     parser.add_argument("--keep", action="store_true", help="keep the frames afterwards")
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    parser.add_argument("--uncertainty", choices=("yes", "no"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

@@ -10,7 +10,7 @@ import pickle
 import subprocess
 import sys
 
-from torosmanager.preprocessor.calibrate import ScienceTask, task_calibrate, task_fill_terms
+from torosmanager.preprocessor.calibrate import ScienceTask, task_calibrate
 from torosmanager.preprocessor.classify import Kind
 from torosmanager.preprocessor.executors import TASK_MODULES, LocalRunner
 from torosmanager.preprocessor.layout import Layout
@@ -24,7 +24,7 @@ def tasks():
                           gain=1.5, cards=(("GAINCOR", 1.5, "e-/ADU"),), history=("x",))
     stack = StackSpec(Kind.FLAT, ("a.fits", "b.fits"), (2.0, 2.0), (1.5, 1.5), (1.0, 1.0),
                       layout, bias="bias.fits")
-    return [task_calibrate, task_fill_terms, task_combine_rows, task_flat_level, science, stack]
+    return [task_calibrate, task_combine_rows, task_flat_level, science, stack]
 
 
 def test_a_task_needs_no_import_beyond_the_preloaded_modules():

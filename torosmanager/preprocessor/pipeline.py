@@ -445,16 +445,17 @@ class _Night:
         if self._shared is None:
             self._calibrate(tasks, geometry, total)
             return
-        # Frames of one group share their terms: computed once, mapped by the workers.
+        # Frames of one group share their terms: computed once, by the workers as their first
+        # frames need them, and mapped by all.
         groups = _group(tasks, lambda task: (task.bias, task.dark, task.flat, task.exptime,
                                              task.gain, task.terms_bzero))
         for group in groups.values():
             prefix = os.path.join(self._shared, f"group{next(self._group_numbers)}")
             try:
                 try:
-                    share_terms(group[0], group[0].terms_bzero, prefix, self.runner, self.stop)
-                except (FrameError, OSError, ValueError) as error:
-                    # The workers compute them, or say per frame what is wrong.
+                    share_terms(group[0], group[0].terms_bzero, prefix)
+                except OSError as error:
+                    # Each worker computes its own.
                     log.warning("cannot share the terms of %s: %s", group[0].path, error)
                 else:
                     group = [dataclasses.replace(task, terms=prefix) for task in group]

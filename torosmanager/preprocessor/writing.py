@@ -5,13 +5,27 @@ half-written product under its final name. A calibrated frame is written as it i
 block of rows at a time (:class:`ImageWriter`), so no full-frame copy is made for the write.
 
 Masters are flushed to the disk before they are renamed. Science frames are not, one by one: a
-flush per file makes every worker wait for the disk in turn, while the system's own write-back
-keeps the disk busy all the time. The night's job flushes them all (:func:`sync_files`) before
-it says it is done; a product left unflushed by a power cut belongs to a job that was not done,
-which runs again from the beginning at the next start.
+flush per file makes every worker wait for the disk in turn. They are written around the page
+cache where the file system allows it (:class:`DirectFile`, ``O_DIRECT``): the bytes go to the
+disk as they are written, from one reused buffer, while the other workers calibrate. Otherwise
+(:class:`BufferedFile`) each product's write-back is started as soon as it is written
+(:func:`start_writeback`, without waiting for it): the system's own write-back would wait until
+the dirty pages are ``vm.dirty_expire_centisecs`` old (30 s by default) or a tenth of the
+memory, and a night's products would then all be written during the final flush. Either way the
+night's job flushes them all (:func:`sync_files`) before it says it is done, which waits only
+for what is still on its way; a product left unflushed by a power cut belongs to a job that was
+not done, which runs again from the beginning at the next start.
 """
 
+import concurrent.futures
+import ctypes
+import errno
+import fcntl
+import functools
+import mmap
 import os
+import sys
+import threading
 
 import numpy as np
 from astropy.io import fits
@@ -20,6 +34,32 @@ from .reading import FITS_BLOCK, STRUCTURAL_KEYS
 
 #: Big-endian float32, the FITS ``BITPIX = -32`` pixel.
 FITS_FLOAT32 = np.dtype(">f4")
+#: Bytes gathered before one write to the disk when writing around the page cache
+#: (:class:`DirectFile`): a few times a block of rows, so that each write keeps the disk
+#: busy long enough to be worth its wait.
+DIRECT_WRITE_BYTES = 4 * 2 ** 20
+#: The alignment ``O_DIRECT`` asks of buffers, file offsets and lengths: a memory page, which
+#: is a multiple of every disk's logical block (512 bytes or 4 kB).
+DIRECT_ALIGNMENT = mmap.PAGESIZE
+#: Linux's ``sync_file_range`` flag that starts writing a file's dirty pages and returns at
+#: once (``<linux/fs.h>``).
+SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.lru_cache(maxsize=None)
+def _sync_file_range():
+    """Linux's ``sync_file_range`` from the C library, or ``None`` (other systems); looked up
+    once, at its first use."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
 
 
 def temporary_name(path):
@@ -61,33 +101,123 @@ class ImageWriter:
         ``(rows, columns)`` of the image.
     cards, history : sequence
         Cards to add or replace, and ``HISTORY`` lines (see :func:`image_header`).
-
     durable : bool
         Flush the file to the disk before renaming it (else see :func:`sync_files`).
+    direct : bool
+        Write around the system's page cache (``O_DIRECT``, see :class:`DirectFile`) where the
+        file system allows it; else, or where it does not, through the page cache.
 
     Use as a context manager: the file appears under *path* only if the block exits without
     an exception, after every row has been written.
     """
 
-    def __init__(self, path, header, shape, durable=True, cards=(), history=()):
+    def __init__(self, path, header, shape, durable=True, cards=(), history=(), direct=False):
         self.path = path
         self.durable = durable
+        self.direct = direct
         self.shape = tuple(shape)
         self._header = image_header(header, self.shape, cards, history)
         self._temporary = temporary_name(path)
-        self._stream = None
+        self._file = None
         self._rows = 0
-        self._buffer = None
 
     def __enter__(self):
-        self._stream = open(self._temporary, "wb")
-        self._stream.write(self._header.tostring().encode("ascii"))
+        self._file = open_output(self._temporary, self.direct)
+        try:
+            self._file.write_bytes(self._header.tostring().encode("ascii"))
+        except BaseException:
+            self._file.close()
+            _remove(self._temporary)
+            raise
         return self
 
     def write(self, rows):
         """Append *rows*, a float32 ``(n, columns)`` array (any byte order)."""
         if rows.shape[1:] != self.shape[1:]:
             raise ValueError(f"rows of width {rows.shape[1]} for an image {self.shape[1]} wide")
+        self._file.write_pixels(rows)
+        self._rows += rows.shape[0]
+
+    def __exit__(self, kind, value, traceback):
+        output, self._file = self._file, None
+        try:
+            if kind is None:
+                if self._rows != self.shape[0]:
+                    raise ValueError(f"{self._rows} rows written of {self.shape[0]}")
+                output.write_bytes(b"\0" * (-output.tell() % FITS_BLOCK))
+                output.finish()
+                if self.durable:
+                    os.fsync(output.fileno())
+                else:
+                    start_writeback(output.fileno())
+        except BaseException:
+            output.close()
+            _remove(self._temporary)
+            raise
+        output.close()
+        if kind is not None:
+            _remove(self._temporary)
+            return False
+        os.replace(self._temporary, self.path)
+        if self.durable:
+            sync_directory(os.path.dirname(self.path))
+        return False
+
+
+#: Aligned buffers of :class:`DirectFile`, kept for the next file: a fresh buffer's pages cost
+#: the system more than the copy into them (a worker writes one product after another).
+_free_staging = []
+_staging_lock = threading.Lock()  # a Dask worker runs tasks in threads
+#: Buffers kept at most: two per file, and a process rarely writes more than two files at once.
+KEPT_STAGING_BUFFERS = 4
+
+
+def _take_staging():
+    with _staging_lock:
+        if _free_staging:
+            return _free_staging.pop()
+    return mmap.mmap(-1, DIRECT_WRITE_BYTES)  # anonymous maps are page-aligned
+
+
+def _give_back_staging(staging):
+    with _staging_lock:
+        if len(_free_staging) < KEPT_STAGING_BUFFERS:
+            _free_staging.append(staging)
+            return
+    staging.close()
+
+
+def open_output(path, direct):
+    """A new file at *path* to write a FITS image into: a :class:`DirectFile` when *direct*
+    and the file system takes ``O_DIRECT``, else a :class:`BufferedFile`."""
+    if direct and hasattr(os, "O_DIRECT"):
+        try:
+            return DirectFile(path)
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
+                raise
+    return BufferedFile(path)
+
+
+class BufferedFile:
+    """A new file written through the page cache; pixels converted to big-endian in a
+    reused buffer on their way."""
+
+    def __init__(self, path):
+        self._stream = open(path, "wb")
+        self._buffer = None
+
+    def tell(self):
+        return self._stream.tell()
+
+    def fileno(self):
+        return self._stream.fileno()
+
+    def write_bytes(self, data):
+        self._stream.write(data)
+
+    def write_pixels(self, rows):
+        """Append *rows* (float32, any byte order) as big-endian float32."""
         if rows.dtype == FITS_FLOAT32:
             block = rows
         else:
@@ -96,30 +226,143 @@ class ImageWriter:
             block = self._buffer[:rows.shape[0]]
             block[...] = rows
         self._stream.write(memoryview(np.ascontiguousarray(block)).cast("B"))
-        self._rows += rows.shape[0]
 
-    def __exit__(self, kind, value, traceback):
-        stream, self._stream = self._stream, None
+    def finish(self):
+        """Hand everything written to the system."""
+        self._stream.flush()
+
+    def close(self):
+        self._stream.close()
+
+
+class DirectFile:
+    """A new file written with ``O_DIRECT``: from this process's memory straight to the disk,
+    around the page cache, while the caller goes on computing.
+
+    Writing a product through the page cache costs the system a fresh page of memory for every
+    4 kB written, filled, later written to the disk and kept until memory is wanted; on a
+    virtual machine whose host lends memory on demand, getting those pages is what writing
+    costs most, and it varies from one run to the next. Written directly, the bytes go from
+    two reused buffers to the disk: while a thread of this file writes one (the write returns
+    once the disk has the bytes, and lets go of Python's lock meanwhile), the caller fills the
+    other, so that calibrating and writing overlap within each worker. ``fsync`` is still
+    needed (the file's size and blocks, the disk's own cache), and :func:`sync_files` does it.
+
+    ``O_DIRECT`` wants the buffer, the file offsets and the lengths aligned
+    (:data:`DIRECT_ALIGNMENT`): bytes are gathered in an aligned buffer of
+    :data:`DIRECT_WRITE_BYTES` and written whole; the last, partial block is written padded,
+    and the file cut back to its length. Where a write is refused (``EINVAL``: a file system
+    that takes the flag at open but not the writes), the rest goes through the page cache.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be made (``EINVAL``: the file system does not allow O_DIRECT).
+    """
+
+    def __init__(self, path):
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT,
+                                   0o666)
+        self._buffers = (_take_staging(), _take_staging())
+        self._staging = self._buffers[0]   # the one being filled
+        self._fill = 0        # bytes gathered in it
+        self._written = 0     # bytes handed to the writer
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._pending = None  # the writer's work on the other buffer
+
+    def tell(self):
+        return self._written + self._fill
+
+    def fileno(self):
+        return self._descriptor
+
+    def write_bytes(self, data):
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            count = min(len(view) - done, len(self._staging) - self._fill)
+            self._staging[self._fill:self._fill + count] = view[done:done + count]
+            self._fill += count
+            done += count
+            if self._fill == len(self._staging):
+                self._hand_over()
+
+    def write_pixels(self, rows):
+        """Append *rows* (float32, any byte order) as big-endian float32, converted straight
+        into the aligned buffer."""
+        values = np.ascontiguousarray(rows).reshape(-1)
+        itemsize = FITS_FLOAT32.itemsize
+        done = 0
+        while done < values.size:
+            # The header is whole FITS blocks and every pixel 4 bytes: the fill stays a
+            # multiple of 4, so the buffer always has room for a whole pixel.
+            count = min(values.size - done, (len(self._staging) - self._fill) // itemsize)
+            target = np.frombuffer(self._staging, dtype=FITS_FLOAT32, count=count,
+                                   offset=self._fill)
+            target[...] = values[done:done + count]
+            del target  # the buffer cannot be closed while a view of it lives
+            self._fill += count * itemsize
+            done += count
+            if self._fill == len(self._staging):
+                self._hand_over()
+
+    def finish(self):
+        """Write what is left, padded to the alignment, wait for every write, and cut the file
+        to its length."""
+        length = self.tell()
+        padded = -(-self._fill // DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT
+        self._staging[self._fill:padded] = bytes(padded - self._fill)
+        self._fill = padded
+        self._hand_over()
+        self._wait()
+        os.ftruncate(self._descriptor, length)
+
+    def close(self):
+        """Stop the writer (after its write under way) and close the file."""
+        self._writer.shutdown(wait=True)
+        buffers, self._buffers = self._buffers, ()
         try:
-            if kind is None:
-                if self._rows != self.shape[0]:
-                    raise ValueError(f"{self._rows} rows written of {self.shape[0]}")
-                stream.write(b"\0" * (-stream.tell() % FITS_BLOCK))
-                stream.flush()
-                if self.durable:
-                    os.fsync(stream.fileno())
-        except BaseException:
-            stream.close()
-            _remove(self._temporary)
-            raise
-        stream.close()
-        if kind is not None:
-            _remove(self._temporary)
+            os.close(self._descriptor)
+        finally:
+            for staging in buffers:
+                _give_back_staging(staging)
+
+    def _hand_over(self):
+        """Give the buffer's whole aligned blocks to the writer and go on in the other buffer,
+        which starts with the rest."""
+        count = self._fill - self._fill % DIRECT_ALIGNMENT
+        self._wait()  # the other buffer is free again
+        full = self._staging
+        other = self._buffers[1] if full is self._buffers[0] else self._buffers[0]
+        rest = self._fill - count
+        other[:rest] = full[count:self._fill]
+        self._pending = self._writer.submit(self._write, full, count, self._written)
+        self._staging, self._fill = other, rest
+        self._written += count
+
+    def _wait(self):
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # the writer's error, if any, is the caller's
+
+    def _write(self, staging, count, position):
+        """In the writer's thread: bytes ``[0, count)`` of *staging* at *position*."""
+        with memoryview(staging) as view:
+            done = 0
+            while done < count:
+                try:
+                    done += os.pwrite(self._descriptor, view[done:count], position + done)
+                except OSError as error:
+                    if error.errno != errno.EINVAL or not self._through_page_cache():
+                        raise
+
+    def _through_page_cache(self):
+        """Clear ``O_DIRECT`` on the file; whether it was set."""
+        flags = fcntl.fcntl(self._descriptor, fcntl.F_GETFL)
+        if not flags & os.O_DIRECT:
             return False
-        os.replace(self._temporary, self.path)
-        if self.durable:
-            sync_directory(os.path.dirname(self.path))
-        return False
+        fcntl.fcntl(self._descriptor, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        return True
 
 
 def write_hdus(path, hdus):
@@ -135,6 +378,18 @@ def write_hdus(path, hdus):
         _remove(temporary)
         raise
     sync_directory(os.path.dirname(path))
+
+
+def start_writeback(descriptor):
+    """Start writing the open file *descriptor*'s dirty pages to the disk, without waiting
+    (Linux; elsewhere nothing: the later fsync does it all). It makes nothing durable: a
+    later :func:`sync_files` does, and finds less left to write.
+    """
+    sync_file_range = _sync_file_range()
+    if sync_file_range is None:
+        return
+    # A failure costs only speed: the fsync that follows writes what this did not start.
+    sync_file_range(descriptor, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
 def sync_files(paths):
