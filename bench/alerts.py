@@ -41,7 +41,6 @@ import io
 import json
 import logging
 import os
-import platform
 import pstats
 import re
 import shutil
@@ -56,7 +55,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import alert_data
-from cpu import processor_name
+from cpu import machine_line
 from docs_section import DOCS, update_docs
 
 log = logging.getLogger("bench.alerts")
@@ -798,11 +797,7 @@ def machine():
     import astropy
     import numpy
 
-    usable = len(os.sched_getaffinity(0))
-    return (f"{platform.system()} {platform.release()}, {processor_name(platform.machine())}, "
-            f"{os.cpu_count()} CPUs ({usable} usable, as `nproc` says); Python "
-            f"{platform.python_version()}, numpy {numpy.__version__}, astropy "
-            f"{astropy.__version__}")
+    return f"{machine_line()}, numpy {numpy.__version__}, astropy {astropy.__version__}"
 
 
 # --- running it ---------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The processor's name, for the machine line of every benchmark's table."""
+"""The machine line of every benchmark's table: system, processor, CPUs, Python."""
+import os
+import platform
 
 
 def processor_name(default):
@@ -9,3 +11,13 @@ def processor_name(default):
                         if line.startswith("model name"))
     except (OSError, StopIteration):
         return default
+
+
+def machine_line():
+    """``"Linux 6.18, <CPU model>, 2 CPUs (2 usable by this process, as `nproc` says);
+    Python 3.11.7"``: what the benchmarks' tables say of the machine, before their own
+    additions (libraries, the work directory's disk)."""
+    usable = len(os.sched_getaffinity(0))
+    return (f"{platform.system()} {platform.release()}, {processor_name(platform.machine())}, "
+            f"{os.cpu_count()} CPUs ({usable} usable by this process, as `nproc` says); "
+            f"Python {platform.python_version()}")

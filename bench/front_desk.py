@@ -36,7 +36,6 @@ import collections
 import http.client
 import multiprocessing
 import os
-import platform
 import random
 import shutil
 import signal
@@ -51,7 +50,7 @@ from array import array
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from cpu import processor_name
+from cpu import machine_line
 from torosmanager.examples import MANUAL_OBSERVATION
 
 DEFAULT_CLIENTS = 16
@@ -485,12 +484,7 @@ def filesystem_of(path):
 
 
 def machine(workdir):
-    processor = processor_name(platform.machine())
-    usable = len(os.sched_getaffinity(0))
-    return (f"{platform.system()} {platform.release()}, {processor}, {os.cpu_count()} CPUs "
-            f"({usable} usable by this process, as `nproc` says); Python "
-            f"{platform.python_version()}; work directory {workdir} on "
-            f"{filesystem_of(workdir)}")
+    return f"{machine_line()}; work directory {workdir} on {filesystem_of(workdir)}"
 
 
 # --- running it -------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ ACTIVE = (DISPATCHED, RUNNING)
 DOME_ID_RANDOM_CHARACTERS = 6
 #: Shortest real pause between ticks: a fast simulated clock must not spin the loop.
 MIN_REAL_TICK_SECONDS = 0.02
+#: The telescope's pointing not yet asked in this tick (``None`` means it did not say).
+_NOT_ASKED = object()
 
 
 class Dispatcher:
@@ -64,8 +66,7 @@ class Dispatcher:
         self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
-        self._pointing_this_tick = None  # (RA, Dec) or None once asked in a tick; see _pointing
-        self._asked_pointing = False
+        self._pointing_this_tick = _NOT_ASKED  # see _pointing
         self._awaiting_start = False     # an order is dispatched and not yet running
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
         self._last_follow = {}     # order ID -> clock time of its last Status query
@@ -138,7 +139,7 @@ class Dispatcher:
     def tick(self):
         """One pass: dome, targets of opportunity, follow-up, expiry, plan, dispatch."""
         now = self.clock.now()
-        self._asked_pointing = False
+        self._pointing_this_tick = _NOT_ASKED
         dome_open = self._manage_dome(now) if self.settings["Manage Dome"] else True
         if dome_open:
             # Before anything else: a target of opportunity is planned alone, and following
@@ -372,9 +373,8 @@ class Dispatcher:
     def _pointing(self):
         """Where the telescope points (``None`` when it does not say), asked once per tick;
         what it takes is learned from the same answer (:attr:`telescope_limits`)."""
-        if self._asked_pointing:
+        if self._pointing_this_tick is not _NOT_ASKED:
             return self._pointing_this_tick
-        self._asked_pointing = True
         self._pointing_this_tick = None
         try:
             health = connect(self.config, "telescope").front_desk({"WOType": "Status"})
