@@ -115,9 +115,10 @@ endef
 
 # setup.py's optional parts that the lock (and so every install) includes:
 # kafka (GCN Kafka, gcn-kafka) and vtp (VOEvent Transport, pygcn) for the
-# alerts daemon, dask and cosmics (astroscrappy) for the preprocessor. Each is
-# off until the configuration turns it on.
-LOCKED_EXTRAS := kafka vtp dask cosmics
+# alerts daemon, indi (indipyclient) and lx200 (pyserial) for the device
+# drivers, dask and cosmics (astroscrappy) for the preprocessor. Each is off
+# until the configuration turns it on.
+LOCKED_EXTRAS := kafka vtp indi lx200 dask cosmics
 comma := ,
 OPTIONAL_EXTRAS := $(subst $() $(),$(comma),$(LOCKED_EXTRAS))
 # pip-tools, which writes the lock, in a venv of its own under $(BUILD).

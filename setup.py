@@ -58,6 +58,12 @@ setup(
                     # Alerts → VOEvent Transport: GCN's VTP client (pygcn), which keeps the
                     # connection, answers the broker's iamalive and acknowledges each event.
                     "vtp": ["pygcn>=1.1.3"],
+                    # Driver: indi. A maintained pure-Python INDI client (XML over TCP, BLOBs),
+                    # rather than the XML protocol parsed here or pyindi-client's C++ build.
+                    "indi": ["indipyclient>=0.9"],
+                    # Driver: lx200. pyserial's URLs (/dev/ttyUSB0, socket://host:port) reach a
+                    # mount on a serial line or behind a TCP bridge through one interface.
+                    "lx200": ["pyserial>=3.5"],
                     # Preprocessor → Executor: a dask.distributed scheduler's address.
                     "dask": ["dask[distributed]>=2024.1"],
                     # Preprocessor → Cosmic Rays: true.

@@ -104,6 +104,36 @@ def test_off_loopback_is_allowed_with_credentials_or_explicit_consent(tmp_path):
     assert config["Dome Address"]["HTTP"] == "http://127.0.0.1:8012/"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("Telescope: {Camera: {Driver: lx200, URL: /dev/ttyUSB0}}",
+     "Telescope → Camera → Driver: 'lx200' is not allowed for a camera; allowed: one of "
+     "'simulator', 'alpaca', 'indi'"),
+    ("Dome: {Enclosure: {Driver: text-tcp}}",
+     "Dome → Enclosure → Driver: 'text-tcp' is not allowed for a dome"),
+    ("Telescope: {Mount: {Driver: indi}}",
+     "Telescope → Mount → Device is required with Driver: indi"),
+    ("Telescope: {Mount: {Driver: lx200}}",
+     "Telescope → Mount → URL is required with Driver: lx200"),
+])
+def test_a_driver_must_drive_its_device_and_have_what_it_needs(tmp_path, text, expected):
+    assert expected in error_for(tmp_path, text)
+
+
+def test_each_networked_driver_has_its_own_default_port(tmp_path):
+    config = load_config(write(tmp_path, """
+Telescope:
+  Mount: {Driver: text-tcp}
+  Camera: {Driver: indi, Device: CCD Simulator}
+  Filter Wheel: {Driver: alpaca}
+Dome:
+  Enclosure: {Driver: indi, Device: Dome Simulator, Port: 7777}
+"""))
+    assert [config["Telescope"][name]["Port"] for name in ("Mount", "Camera", "Filter Wheel")] \
+        == [5240, 7624, 11111]
+    assert config["Dome"]["Enclosure"]["Port"] == 7777
+    assert config["Dome"]["Safety Monitor"]["Port"] is None  # the simulator has none
+
+
 def test_a_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="absent.yaml: cannot read the configuration file"):
         load_config(str(tmp_path / "absent.yaml"))

@@ -48,7 +48,8 @@ class Setting:
         One of ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"ip"``, ``"datetime"``,
         ``"path"``, ``"paths"`` (a list of absolute paths), ``"names"`` (a list of strings),
         ``"intervals"`` (a list of ``"START/END"`` ISO 8601 strings, read as pairs of datetimes),
-        ``"mapping"`` (names to numbers within *minimum*–*maximum*) or ``"credentials"`` (a mapping of user name to password).
+        ``"mapping"`` (names to numbers within *minimum*–*maximum*), ``"labels"`` (names to
+        strings) or ``"credentials"`` (a mapping of user name to password).
     default : object
         The value used when the key is absent; ``None`` means "not set".
     doc : str
@@ -89,18 +90,56 @@ class Setting:
             "mapping": "a mapping of names to numbers" + (
                 f" from {self.minimum:g} to {self.maximum:g}"
                 if self.minimum is not None and self.maximum is not None else ""),
+            "labels": "a mapping of names to strings",
             "credentials": "a mapping of user name to password",
         }[self.kind]
 
 
+#: The drivers of each device kind, and the section that configures it.
+DEVICE_DRIVERS = {
+    "mount": ("simulator", "alpaca", "indi", "lx200", "text-tcp"),
+    "camera": ("simulator", "alpaca", "indi"),
+    "filter wheel": ("simulator", "alpaca", "indi"),
+    "dome": ("simulator", "alpaca", "indi"),
+    "safety monitor": ("simulator", "alpaca", "indi"),
+}
+DEVICE_SECTIONS = {
+    ("Telescope", "Mount"): "mount",
+    ("Telescope", "Camera"): "camera",
+    ("Telescope", "Filter Wheel"): "filter wheel",
+    ("Dome", "Enclosure"): "dome",
+    ("Dome", "Safety Monitor"): "safety monitor",
+}
+#: The server port each networked driver uses when ``Port`` is not set: Alpaca's and INDI's
+#: registered ports, and the mount computer's (the user's mount-tcp-protocol document).
+DEFAULT_DEVICE_PORTS = {"alpaca": 11111, "indi": 7624, "text-tcp": 5240}
+#: What each driver needs set, beyond ``Driver``.
+REQUIRED_DEVICE_SETTINGS = {"indi": ("Device",), "lx200": ("URL",)}
+
+
 def _device():
     return {
-        "Driver": Setting("str", "simulator", "the built-in simulator, or an ASCOM Alpaca device",
-                          choices=("simulator", "alpaca")),
-        "Host": Setting("str", "127.0.0.1", "alpaca: the Alpaca server's host name or address"),
-        "Port": Setting("int", 11111, "alpaca: the Alpaca server's port", 1, 65535),
+        "Driver": Setting("str", "simulator", "the built-in simulator, an ASCOM Alpaca device, "
+                          "an INDI device, an LX200 mount or a plain-text TCP mount",
+                          choices=DEVICE_DRIVERS["mount"]),
+        "Host": Setting("str", "127.0.0.1", "alpaca, indi, text-tcp: the server's host name or "
+                        "address"),
+        "Port": Setting("int", None, "alpaca, indi, text-tcp: the server's port; default 11111 "
+                        "(alpaca), 7624 (indi), 5240 (text-tcp)", 1, 65535),
         "Device Number": Setting("int", 0, "alpaca: the device number on that server", 0, 1000),
-        "Timeout": Setting("float", 10.0, "alpaca: seconds to wait for one request", 0.1, 600),
+        "Device": Setting("str", None, "indi: the INDI device name, e.g. 'Telescope Simulator' "
+                          "(required)"),
+        "Properties": Setting("labels", {}, "indi: INDI property names where the device's "
+                              "driver departs from the standard ones (standard name: its name)"),
+        "URL": Setting("str", None, "lx200: the serial port (/dev/ttyUSB0) or "
+                       "socket://HOST:PORT of a mount reached over TCP (required)"),
+        "Baud Rate": Setting("int", 9600, "lx200: the serial port's speed, bits per second",
+                             300, 1_000_000),
+        "Dialect": Setting("str", "meade", "lx200: which LX200 the mount speaks",
+                           choices=("meade", "onstep", "10micron")),
+        "Command Interval": Setting("float", 1.0, "text-tcp: least seconds between two "
+                                    "commands to the mount computer", 0.01, 60),
+        "Timeout": Setting("float", 10.0, "seconds to wait for one request", 0.1, 600),
     }
 
 
@@ -249,8 +288,8 @@ SCHEMA = {
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
         "Mount": _device(),
         "Camera": dict(_device(), **{
-            "Read Noise": Setting("float", 0.0, "alpaca: electrons RMS, for RDNOISE (ASCOM does "
-                                  "not report it); 0 means unknown", 0, 1000)}),
+            "Read Noise": Setting("float", 0.0, "alpaca, indi: electrons RMS, for RDNOISE (neither "
+                                  "reports it); 0 means unknown", 0, 1000)}),
         "Filter Wheel": _device(),
     },
     "Dome": {
@@ -549,6 +588,12 @@ def _check(rule, value, path, where):
                 for name, number in value.items()):
             raise fail()
         return {name: float(number) for name, number in value.items()}
+    if kind == "labels":
+        if not isinstance(value, dict) or not all(
+                isinstance(name, str) and name and isinstance(label, str) and label
+                for name, label in value.items()):
+            raise fail()
+        return dict(value)
     if kind == "names":
         if not isinstance(value, list) or not value or not all(
                 isinstance(name, str) and name for name in value) or len(set(value)) != len(value):
@@ -626,12 +671,30 @@ def _finish(config, path):
         raise ConfigError(f"{path}: Alerts → Alert Types: {unknown!r} is not allowed; allowed: "
                           "a list of " + ", ".join(ALERT_TYPES_ACTED_ON) + " (a RETRACTION is "
                           "always acted on)")
+    _finish_devices(config, path)
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "
                           "Clock → Anchor are required (ISO 8601 UTC instants) so that every "
                           "daemon agrees on the simulated time")
     return config
+
+
+def _finish_devices(config, path):
+    """Check each device's driver drives its kind and has what it needs; fill in its port."""
+    for (section, name), kind in DEVICE_SECTIONS.items():
+        device = config[section][name]
+        driver = device["Driver"]
+        where = f"{path}: {section} → {name}"
+        if driver not in DEVICE_DRIVERS[kind]:
+            raise ConfigError(f"{where} → Driver: {driver!r} is not allowed for a {kind}; "
+                              "allowed: one of " + ", ".join(map(repr, DEVICE_DRIVERS[kind])))
+        for key in REQUIRED_DEVICE_SETTINGS.get(driver, ()):
+            if device[key] is None:
+                raise ConfigError(f"{where} → {key} is required with Driver: {driver} "
+                                  f"({SCHEMA[section][name][key].doc})")
+        if device["Port"] is None:
+            device["Port"] = DEFAULT_DEVICE_PORTS.get(driver)
 
 
 def address_key(service):

@@ -1,11 +1,15 @@
 """Building the devices a daemon drives, with the driver the configuration names for each.
 
-Drivers are imported only when chosen, so the simulator needs nothing of alpyca and the Alpaca
-drivers nothing of the simulator.
+Drivers are imported only when chosen, so the simulator needs nothing of alpyca, INDI or
+pyserial, and each driver nothing of the others. Which driver may drive which kind of device is
+checked when the configuration is loaded (:data:`torosmanager.config.DEVICE_DRIVERS`).
 """
 
 SIMULATOR = "simulator"
 ALPACA = "alpaca"
+INDI = "indi"
+LX200 = "lx200"
+TEXT_TCP = "text-tcp"
 
 
 def telescope_devices(config, clock):
@@ -19,43 +23,92 @@ def telescope_devices(config, clock):
         The shared clock; simulated devices move in its time.
     """
     settings = config["Telescope"]
-    simulator, site = config["Simulator"], config["Site"]
-    if settings["Mount"]["Driver"] == SIMULATOR:
-        from .simulator import SimulatedMount
-        mount = SimulatedMount(simulator, site, clock)
-    else:
-        from .alpaca import AlpacaMount
-        mount = AlpacaMount(settings["Mount"], site)
-    if settings["Filter Wheel"]["Driver"] == SIMULATOR:
-        from .simulator import SimulatedFilterWheel
-        filter_wheel = SimulatedFilterWheel(simulator, clock)
-    else:
-        from .alpaca import AlpacaFilterWheel
-        filter_wheel = AlpacaFilterWheel(settings["Filter Wheel"])
-    if settings["Camera"]["Driver"] == SIMULATOR:
-        from .simulator import SimulatedCamera
-        # The simulated sky is seen through whichever mount and filter wheel are in use.
-        camera = SimulatedCamera(simulator, site, clock, mount=mount, filter_wheel=filter_wheel)
-    else:
-        from .alpaca import AlpacaCamera
-        camera = AlpacaCamera(settings["Camera"])
+    mount = _mount(settings["Mount"], config, clock)
+    filter_wheel = _filter_wheel(settings["Filter Wheel"], config, clock)
+    camera = _camera(settings["Camera"], config, clock, mount, filter_wheel)
     return mount, camera, filter_wheel
 
 
 def dome_devices(config, clock):
     """The dome daemon's ``(dome, safety_monitor)``, not yet connected."""
     settings = config["Dome"]
-    simulator = config["Simulator"]
-    if settings["Enclosure"]["Driver"] == SIMULATOR:
+    return (_dome(settings["Enclosure"], config, clock),
+            _safety_monitor(settings["Safety Monitor"], config, clock))
+
+
+def _mount(settings, config, clock):
+    driver, site = settings["Driver"], config["Site"]
+    if driver == SIMULATOR:
+        from .simulator import SimulatedMount
+        return SimulatedMount(config["Simulator"], site, clock)
+    if driver == ALPACA:
+        from .alpaca import AlpacaMount
+        return AlpacaMount(settings, site)
+    if driver == INDI:
+        from .indi import IndiMount
+        return IndiMount(settings, site)
+    if driver == LX200:
+        from .lx200 import Lx200Mount
+        return Lx200Mount(settings, site)
+    if driver == TEXT_TCP:
+        from .text_tcp import TextTcpMount
+        return TextTcpMount(settings, site)
+    raise ValueError(f"no mount driver {driver!r}")
+
+
+def _camera(settings, config, clock, mount, filter_wheel):
+    driver = settings["Driver"]
+    if driver == SIMULATOR:
+        from .simulator import SimulatedCamera
+        # The simulated sky is seen through whichever mount and filter wheel are in use.
+        return SimulatedCamera(config["Simulator"], config["Site"], clock, mount=mount,
+                               filter_wheel=filter_wheel)
+    if driver == ALPACA:
+        from .alpaca import AlpacaCamera
+        return AlpacaCamera(settings)
+    if driver == INDI:
+        from .indi import IndiCamera
+        return IndiCamera(settings)
+    raise ValueError(f"no camera driver {driver!r}")
+
+
+def _filter_wheel(settings, config, clock):
+    driver = settings["Driver"]
+    if driver == SIMULATOR:
+        from .simulator import SimulatedFilterWheel
+        return SimulatedFilterWheel(config["Simulator"], clock)
+    if driver == ALPACA:
+        from .alpaca import AlpacaFilterWheel
+        return AlpacaFilterWheel(settings)
+    if driver == INDI:
+        from .indi import IndiFilterWheel
+        return IndiFilterWheel(settings)
+    raise ValueError(f"no filter wheel driver {driver!r}")
+
+
+def _dome(settings, config, clock):
+    driver = settings["Driver"]
+    if driver == SIMULATOR:
         from .simulator import SimulatedDome
-        dome = SimulatedDome(simulator, clock)
-    else:
+        return SimulatedDome(config["Simulator"], clock)
+    if driver == ALPACA:
         from .alpaca import AlpacaDome
-        dome = AlpacaDome(settings["Enclosure"])
-    if settings["Safety Monitor"]["Driver"] == SIMULATOR:
+        return AlpacaDome(settings)
+    if driver == INDI:
+        from .indi import IndiDome
+        return IndiDome(settings)
+    raise ValueError(f"no dome driver {driver!r}")
+
+
+def _safety_monitor(settings, config, clock):
+    driver = settings["Driver"]
+    if driver == SIMULATOR:
         from .simulator import SimulatedSafetyMonitor
-        safety_monitor = SimulatedSafetyMonitor(simulator, clock)
-    else:
+        return SimulatedSafetyMonitor(config["Simulator"], clock)
+    if driver == ALPACA:
         from .alpaca import AlpacaSafetyMonitor
-        safety_monitor = AlpacaSafetyMonitor(settings["Safety Monitor"], clock)
-    return dome, safety_monitor
+        return AlpacaSafetyMonitor(settings, clock)
+    if driver == INDI:
+        from .indi import IndiSafetyMonitor
+        return IndiSafetyMonitor(settings, clock)
+    raise ValueError(f"no safety monitor driver {driver!r}")
