@@ -173,3 +173,15 @@ def test_the_example_is_valid_yaml_without_tabs():
     text = EXAMPLE.read_text()
     assert "\t" not in text
     assert isinstance(yaml.safe_load(text), dict)
+
+
+def test_changing_a_configuration_leaves_the_defaults_alone(tmp_path):
+    changed = default_config()
+    changed["Scheduler"]["Job Priorities"]["ToO"] = 0.0
+    changed["Simulator"]["Filters"].append("Hα")
+    loaded = load_config(write(tmp_path, ""))
+    loaded["Telescope"]["Mount"]["Properties"]["x"] = "y"
+    for fresh in (default_config(), load_config(write(tmp_path, ""))):
+        assert fresh["Scheduler"]["Job Priorities"]["ToO"] == 9.0
+        assert "Hα" not in fresh["Simulator"]["Filters"]
+        assert fresh["Telescope"]["Mount"]["Properties"] == {}

@@ -9,6 +9,7 @@ The file is found, in this order, from the ``--config`` option, the ``TOROS_CONF
 variable, or :data:`DEFAULT_PATH`.
 """
 
+import copy
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -466,7 +467,7 @@ SCHEMA = {
 
 def _defaults(schema):
     return {
-        key: _defaults(value) if isinstance(value, dict) else value.default
+        key: _defaults(value) if isinstance(value, dict) else copy.deepcopy(value.default)
         for key, value in schema.items()
     }
 
@@ -538,7 +539,8 @@ def _merge(schema, data, path, where):
         elif key in data and data[key] is not None:
             result[key] = _check(rule, data[key], path, here)
         else:
-            result[key] = rule.default
+            # A copy: a caller changing its configuration must not change the defaults.
+            result[key] = copy.deepcopy(rule.default)
     return result
 
 

@@ -8,6 +8,7 @@ SIGHUP reopens the log file.
 """
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -21,23 +22,30 @@ from .clock import Clock
 from .config import (DEFAULT_PATH, ConfigError, address_key, load_config, resolve_path,
                      service_path)
 from .earth_rotation import EarthRotationTable, use_astropy_offline
-from .alerts.handler import AlertsHandler
-from .dome.handler import DomeHandler
 from .frontdesk import FrontDesk
 from .journal import Journal
 from .logs import setup_logging
 from .passwords import has_plain_passwords
 from .pages import StatusPages
-from .preprocessor.handler import PreprocessorHandler
-from .scheduler.handler import SchedulerHandler
 from .server import FrontDeskServer
-from .telescope.handler import TelescopeHandler
 
 log = logging.getLogger(__name__)
 
-HANDLERS = {handler.service: handler for handler in
-            (SchedulerHandler, TelescopeHandler, DomeHandler, PreprocessorHandler,
-             AlertsHandler)}
+#: Each daemon's handler: ``(module, class)``, imported only by the daemon that runs it (the
+#: dome need not load ccdproc, nor the telescope the alerts' skymap code).
+HANDLERS = {
+    "scheduler": ("torosmanager.scheduler.handler", "SchedulerHandler"),
+    "telescope": ("torosmanager.telescope.handler", "TelescopeHandler"),
+    "dome": ("torosmanager.dome.handler", "DomeHandler"),
+    "preprocessor": ("torosmanager.preprocessor.handler", "PreprocessorHandler"),
+    "alerts": ("torosmanager.alerts.handler", "AlertsHandler"),
+}
+
+
+def handler_class(service):
+    """The handler class of *service*, imported now."""
+    module, name = HANDLERS[service]
+    return getattr(importlib.import_module(module), name)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -76,7 +84,7 @@ def run(service, argv):
     try:
         # Bind before detaching, so that a port in use is reported where the operator looks.
         server = FrontDeskServer(service, address["IP"], address["Port"],
-                                 request_limit=HANDLERS[service].request_limit(config),
+                                 request_limit=handler_class(service).request_limit(config),
                                  request_timeout=server_settings["Request Timeout"],
                                  max_connections=server_settings["Max Connections"],
                                  concurrent_requests=server_settings["Concurrent Requests"],
@@ -137,7 +145,7 @@ def serve(service, config, server, config_path=None):
         log.critical("cannot open the journal %s (Database → File): %s", database, error)
         server.server_close()
         return EXIT_FAILURE
-    handler = HANDLERS[service](config, journal, clock)
+    handler = handler_class(service)(config, journal, clock)
     earth_rotation = EarthRotationTable()
     threading.Thread(target=_report_earth_rotation, args=(earth_rotation, clock),
                      name="iers-table", daemon=True).start()
