@@ -51,14 +51,13 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from cpu import machine_line
+from daemons import EVENING, process_cpu
 from torosmanager.examples import MANUAL_OBSERVATION
 
 DEFAULT_CLIENTS = 16
 DEFAULT_DURATION = 3.0
 DEFAULT_REPEAT = 3
 DEFAULT_WORKDIR = "/var/tmp"
-#: The tests' simulated evening at CTMO (tests/conftest.py EVENING): dark, the Moon down.
-EVENING = datetime(2026, 11, 10, 2, 0, tzinfo=timezone.utc)
 #: The issue's goal.
 GOAL_ORDERS_PER_SECOND = 1000
 GOAL_P99_MS = 50.0
@@ -228,13 +227,6 @@ def client(kind, port, index, keep_alive, tag, known, ready, go, stop_at, result
                  "last": last, "opened": CountingConnection.opened, "accepted": accepted,
                  "prefix": f"{tag}-{index}",
                  "cpu": (after.user - before.user) + (after.system - before.system)})
-
-
-def process_cpu(pid):
-    """CPU seconds (user + system) a process has used, from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
-        fields = stream.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drive(kind, port, server_pid, arguments, keep_alive, tag, known=None):
