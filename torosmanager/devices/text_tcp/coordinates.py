@@ -1,0 +1,91 @@
+"""The mount computer's coordinates: sexagesimal text, and apparent place (JNow) ↔ ICRS.
+
+The mount computer points in apparent coordinates: right ascension and declination referred to
+the true equator and equinox of date, topocentric, without refraction. astropy calls that frame
+:class:`~astropy.coordinates.TETE`; the conversion from and to ICRS takes a few milliseconds and
+is exact to well under an arcsecond. Times are real UTC (the mount follows the real sky even when
+the daemons run on a simulated clock).
+"""
+
+import astropy.units as u
+from astropy.coordinates import TETE, AltAz, SkyCoord
+
+DEGREES_PER_HOUR = 15.0
+HOURS_PER_DAY = 24.0
+DEGREES_PER_TURN = 360.0
+MINUTES_PER_UNIT = 60
+SECONDS_PER_UNIT = 3600
+
+#: Decimal places of the seconds sent: 0.01 s of right ascension (0.15") and 0.1" of
+#: declination, finer than any pointing model.
+RA_SECOND_DECIMALS = 2
+DEC_SECOND_DECIMALS = 1
+
+
+def _split(value, decimals):
+    """``(units, minutes, seconds)`` of a non-negative *value*, seconds rounded to *decimals*
+    without ever printing 60 seconds or 60 minutes."""
+    scale = 10 ** decimals
+    ticks = round(value * SECONDS_PER_UNIT * scale)
+    units, ticks = divmod(ticks, SECONDS_PER_UNIT * scale)
+    minutes, ticks = divmod(ticks, MINUTES_PER_UNIT * scale)
+    return units, minutes, ticks / scale
+
+
+def format_ra(hours):
+    """Right ascension in hours → ``HH:MM:SS.SS`` (0 ≤ HH < 24)."""
+    hours_part, minutes, seconds = _split(hours % HOURS_PER_DAY, RA_SECOND_DECIMALS)
+    hours_part %= int(HOURS_PER_DAY)  # 23:59:59.999 rounds up to 24:00:00.00 = 00:00:00.00
+    width = 3 + RA_SECOND_DECIMALS
+    return f"{hours_part:02d}:{minutes:02d}:{seconds:0{width}.{RA_SECOND_DECIMALS}f}"
+
+
+def format_dec(degrees):
+    """Declination in degrees → ``sDD:MM:SS.S`` (sign always written)."""
+    sign = "-" if degrees < 0 else "+"
+    degrees_part, minutes, seconds = _split(abs(degrees), DEC_SECOND_DECIMALS)
+    width = 3 + DEC_SECOND_DECIMALS
+    return f"{sign}{degrees_part:02d}:{minutes:02d}:{seconds:0{width}.{DEC_SECOND_DECIMALS}f}"
+
+
+def parse_sexagesimal(text):
+    """``[s]DD:MM:SS.S``, ``[s]DD:MM`` or a plain decimal number → a float in the same unit.
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
+    text = text.strip()
+    negative = text.startswith("-")
+    parts = text.lstrip("+-").split(":")
+    if not 1 <= len(parts) <= 3 or any(not part for part in parts):
+        raise ValueError(f"not a sexagesimal number: {text!r}")
+    value = 0.0
+    for place, part in enumerate(parts):
+        number = float(part)
+        if number < 0 or (place > 0 and number >= MINUTES_PER_UNIT):
+            raise ValueError(f"not a sexagesimal number: {text!r}")
+        value += number / MINUTES_PER_UNIT ** place
+    return -value if negative else value
+
+
+def icrs_to_apparent(ra, dec, location, obstime):
+    """ICRS degrees → apparent ``(right ascension [0, 24) hours, declination degrees)``."""
+    apparent = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
+        TETE(obstime=obstime, location=location))
+    return (float(apparent.ra.deg) / DEGREES_PER_HOUR) % HOURS_PER_DAY, float(apparent.dec.deg)
+
+
+def apparent_to_icrs(ra_hours, dec, location, obstime):
+    """Apparent right ascension (hours) and declination (degrees) → ICRS ``(ra, dec)`` degrees."""
+    where = SkyCoord(ra_hours * DEGREES_PER_HOUR * u.deg, dec * u.deg,
+                     frame=TETE(obstime=obstime, location=location)).icrs
+    return float(where.ra.deg) % DEGREES_PER_TURN, float(where.dec.deg)
+
+
+def horizontal(ra, dec, location, obstime):
+    """Geometric ``(altitude, azimuth)`` degrees of ICRS *ra*, *dec* at *location*, *obstime*."""
+    where = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
+        AltAz(obstime=obstime, location=location))
+    return float(where.alt.deg), float(where.az.deg)
