@@ -16,7 +16,7 @@ from astropy.time import Time
 from lx200_simulator import SimulatorProcess
 from torosmanager.devices import DeviceError
 from torosmanager.devices.lx200 import Lx200Mount
-from torosmanager.devices.lx200.coordinates import site_location
+from torosmanager.devices.coordinates import site_location
 
 SITE = {"Name": "CTMO", "Latitude": 25.9958, "Longitude": -97.5690, "Elevation": 12.0}
 SITE_OPTIONS = ("--latitude", str(SITE["Latitude"]), "--longitude", str(SITE["Longitude"]))

@@ -25,19 +25,17 @@ import logging
 
 import astropy.units as u
 from alpaca.telescope import EquatorialCoordinateType, Telescope
-from astropy.coordinates import FK4, FK5, ICRS, TETE, AltAz, EarthLocation, SkyCoord
+from astropy.coordinates import FK4, FK5, ICRS, SkyCoord
 from astropy.time import Time
 
 from ...earth_rotation import use_astropy_offline
 from ..base import wait_for
+from ..coordinates import (DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY, apparent_frame,
+                           horizontal, site_location)
 from ..mount import Mount, MountState
 from .connection import AlpacaConnection
 
 logger = logging.getLogger(__name__)
-
-DEGREES_PER_HOUR = 15.0
-HOURS_PER_DAY = 24.0
-DEGREES_PER_TURN = 360.0
 
 #: Targets below this altitude (degrees, geometric) are refused before the mount is asked.
 HORIZON_ALTITUDE = 0.0
@@ -71,7 +69,7 @@ def mount_frame(system, location, obstime):
         The instant, for topocentric coordinates.
     """
     if system == EquatorialCoordinateType.equTopocentric:
-        return TETE(obstime=obstime, location=location)
+        return apparent_frame(location, obstime)
     if system == EquatorialCoordinateType.equJ2050:
         return FK5(equinox="J2050")
     if system == EquatorialCoordinateType.equB1950:
@@ -116,9 +114,7 @@ class AlpacaMount(Mount):
         use_astropy_offline()
         self.connection = AlpacaConnection(self.kind, Telescope, device_settings)
         self.site = site
-        self.location = EarthLocation.from_geodetic(
-            lon=site["Longitude"] * u.deg, lat=site["Latitude"] * u.deg,
-            height=site["Elevation"] * u.m)
+        self.location = site_location(site)
         #: The mount's :class:`EquatorialCoordinateType`, read at :meth:`connect`.
         self.system = None
 
@@ -150,7 +146,7 @@ class AlpacaMount(Mount):
         altitude = connection.optional("Altitude")
         azimuth = connection.optional("Azimuth")
         if altitude is None or azimuth is None:
-            altitude, azimuth = self._horizontal(ra, dec, now)
+            altitude, azimuth = horizontal(ra, dec, self.location, now)
         return MountState(
             ra=ra, dec=dec, altitude=float(altitude), azimuth=float(azimuth),
             slewing=bool(connection.get("Slewing")),
@@ -176,7 +172,7 @@ class AlpacaMount(Mount):
         if connection.get("AtPark"):
             raise connection.error(operation, "the mount is parked (unpark it first)")
         now = Time.now()
-        altitude, _ = self._horizontal(ra, dec, now)
+        altitude, _ = horizontal(ra, dec, self.location, now)
         if altitude < HORIZON_ALTITUDE:
             raise connection.error(operation, f"the target is below the horizon at "
                                               f"{self.site['Name']} (altitude {altitude:.1f}°)")
@@ -215,12 +211,6 @@ class AlpacaMount(Mount):
         connection.require_connected(operation)
         connection.capable("CanSetTracking", operation)
         connection.set("Tracking", bool(enabled))
-
-    def _horizontal(self, ra, dec, now):
-        """Geometric ``(altitude, azimuth)`` of ICRS *ra*, *dec* at the site at *now*."""
-        where = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
-            AltAz(obstime=now, location=self.location))
-        return float(where.alt.deg), float(where.az.deg)
 
     def _read_system(self):
         connection = self.connection

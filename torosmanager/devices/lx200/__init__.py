@@ -8,7 +8,7 @@ setting, and every failure is a :class:`~torosmanager.devices.DeviceError` namin
 the operation, the command and the cause.
 
 Modules: :mod:`.protocol` (pure formatting and parsing), :mod:`.connection` (the port),
-:mod:`.coordinates` (ICRS ↔ JNow), :mod:`.dialects`, :mod:`.mount`.
+:mod:`.dialects`, :mod:`.mount`.
 """
 
 from .mount import Lx200Mount

@@ -1,6 +1,6 @@
 """An LX200 mount as a :class:`~torosmanager.devices.Mount`.
 
-The mount's coordinates are JNow (see :mod:`.coordinates`); they are read with ``:GR#`` /
+The mount's coordinates are JNow (see :mod:`torosmanager.devices.coordinates`); they are read with ``:GR#`` /
 ``:GD#`` in whichever precision the mount answers, set with ``:Sr`` / ``:Sd`` in the precision
 it last answered in, and the slew started with ``:MS#``. At connect the driver asks for high
 precision (``:U#`` toggles it, so it is sent only when the mount answers in low precision).
@@ -15,7 +15,7 @@ from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError, wait_for
 from ..mount import Mount, MountState
 from .connection import DRIVER, Lx200Connection
-from .coordinates import horizontal, icrs_to_jnow, jnow_to_icrs, site_location
+from ..coordinates import apparent_to_icrs, horizontal, icrs_to_apparent, site_location
 from .dialects import DIALECTS
 from .protocol import (BOOLEAN, NO_REPLY, SLEW_STARTED, TERMINATED, Precision, ProtocolError,
                        format_dec, format_ra, parse_boolean, parse_dec, parse_ra,
@@ -105,7 +105,7 @@ class Lx200Mount(Mount):
         mount_dec, _ = self._read_dec()
         status = self.dialect.status()
         now = Time.now()
-        ra, dec = jnow_to_icrs(ra_hours, mount_dec, self.location, now)
+        ra, dec = apparent_to_icrs(ra_hours, mount_dec, self.location, now)
         altitude, azimuth = horizontal(ra, dec, self.location, now)
         return MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
                           slewing=status.slewing, parked=status.parked,
@@ -135,7 +135,7 @@ class Lx200Mount(Mount):
         if not status.tracking:
             # OnStep refuses a goto in standby; every mount should track at the target.
             self.dialect.set_tracking(True)
-        ra_hours, mount_dec = icrs_to_jnow(ra, dec, self.location, now)
+        ra_hours, mount_dec = icrs_to_apparent(ra, dec, self.location, now)
         precision = self.precision or Precision.HIGH
         for command in (set_ra_command(ra_hours, precision),
                         set_dec_command(mount_dec, precision)):

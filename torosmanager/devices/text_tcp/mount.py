@@ -20,22 +20,14 @@ a state read within an interval of the previous one is answered from that one.
 import logging
 import threading
 
-import astropy.units as u
-from astropy.coordinates import EarthLocation
 from astropy.time import Time
 
 from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError, wait_for
 from ..mount import Mount, MountState
 from .connection import TextTcpConnection
-from .coordinates import (
-    apparent_to_icrs,
-    format_dec,
-    format_ra,
-    horizontal,
-    icrs_to_apparent,
-    parse_sexagesimal,
-)
+from ..coordinates import apparent_to_icrs, horizontal, icrs_to_apparent, site_location
+from .sexagesimal import format_dec, format_ra, parse_sexagesimal
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +62,7 @@ class TextTcpMount(Mount):
         use_astropy_offline()
         self.connection = TextTcpConnection(self.kind, device_settings)
         self.site = site
-        self.location = EarthLocation.from_geodetic(
-            lon=site["Longitude"] * u.deg, lat=site["Latitude"] * u.deg,
-            height=site["Elevation"] * u.m)
+        self.location = site_location(site)
         # The state made from the latest answer: answers repeated from the connection's cache
         # are not converted again (a few milliseconds of astropy each).
         self._converted = (None, None)

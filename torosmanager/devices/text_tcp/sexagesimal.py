@@ -1,18 +1,11 @@
-"""The mount computer's coordinates: sexagesimal text, and apparent place (JNow) ↔ ICRS.
+"""The mount computer's coordinates as text: sexagesimal hours and degrees.
 
-The mount computer points in apparent coordinates: right ascension and declination referred to
-the true equator and equinox of date, topocentric, without refraction. astropy calls that frame
-:class:`~astropy.coordinates.TETE`; the conversion from and to ICRS takes a few milliseconds and
-is exact to well under an arcsecond. Times are real UTC (the mount follows the real sky even when
-the daemons run on a simulated clock).
+The mount computer points in apparent coordinates (JNow, see
+:mod:`torosmanager.devices.coordinates`).
 """
 
-import astropy.units as u
-from astropy.coordinates import TETE, AltAz, SkyCoord
+from ..coordinates import HOURS_PER_DAY
 
-DEGREES_PER_HOUR = 15.0
-HOURS_PER_DAY = 24.0
-DEGREES_PER_TURN = 360.0
 MINUTES_PER_UNIT = 60
 SECONDS_PER_UNIT = 3600
 
@@ -68,24 +61,3 @@ def parse_sexagesimal(text):
             raise ValueError(f"not a sexagesimal number: {text!r}")
         value += number / MINUTES_PER_UNIT ** place
     return -value if negative else value
-
-
-def icrs_to_apparent(ra, dec, location, obstime):
-    """ICRS degrees → apparent ``(right ascension [0, 24) hours, declination degrees)``."""
-    apparent = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
-        TETE(obstime=obstime, location=location))
-    return (float(apparent.ra.deg) / DEGREES_PER_HOUR) % HOURS_PER_DAY, float(apparent.dec.deg)
-
-
-def apparent_to_icrs(ra_hours, dec, location, obstime):
-    """Apparent right ascension (hours) and declination (degrees) → ICRS ``(ra, dec)`` degrees."""
-    where = SkyCoord(ra_hours * DEGREES_PER_HOUR * u.deg, dec * u.deg,
-                     frame=TETE(obstime=obstime, location=location)).icrs
-    return float(where.ra.deg) % DEGREES_PER_TURN, float(where.dec.deg)
-
-
-def horizontal(ra, dec, location, obstime):
-    """Geometric ``(altitude, azimuth)`` degrees of ICRS *ra*, *dec* at *location*, *obstime*."""
-    where = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
-        AltAz(obstime=obstime, location=location))
-    return float(where.alt.deg), float(where.az.deg)

@@ -1,0 +1,52 @@
+"""ICRS ↔ a mount's apparent coordinates, and the horizontal position, with astropy.
+
+TOROS speaks ICRS degrees. Most mounts (LX200, INDI, a mount computer, an Alpaca telescope in
+its topocentric system) point in apparent coordinates of date, "JNow": right ascension and
+declination referred to the true equator and equinox of date, topocentric, without refraction
+(a mount applies refraction itself, if it does). astropy calls that frame
+:class:`~astropy.coordinates.TETE`; a conversion takes a few milliseconds and is exact to well
+under an arcsecond.
+
+Times are real UTC, not the TOROS clock: a real mount tracks the real sky even when the daemons
+run on a simulated clock.
+"""
+
+import astropy.units as u
+from astropy.coordinates import TETE, AltAz, EarthLocation, SkyCoord
+
+DEGREES_PER_HOUR = 15.0
+HOURS_PER_DAY = 24.0
+DEGREES_PER_TURN = 360.0
+
+
+def site_location(site):
+    """The :class:`EarthLocation` of the configuration's ``Site`` dict."""
+    return EarthLocation.from_geodetic(lon=site["Longitude"] * u.deg,
+                                       lat=site["Latitude"] * u.deg,
+                                       height=site["Elevation"] * u.m)
+
+
+def apparent_frame(location, obstime):
+    """The apparent (JNow) frame at *location* and *obstime*."""
+    return TETE(obstime=obstime, location=location)
+
+
+def icrs_to_apparent(ra, dec, location, obstime):
+    """ICRS degrees → apparent ``(right ascension [0, 24) hours, declination degrees)``."""
+    apparent = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
+        apparent_frame(location, obstime))
+    return (float(apparent.ra.deg) / DEGREES_PER_HOUR) % HOURS_PER_DAY, float(apparent.dec.deg)
+
+
+def apparent_to_icrs(ra_hours, dec, location, obstime):
+    """Apparent right ascension (hours) and declination (degrees) → ICRS ``(ra, dec)`` degrees."""
+    where = SkyCoord(ra_hours * DEGREES_PER_HOUR * u.deg, dec * u.deg,
+                     frame=apparent_frame(location, obstime)).icrs
+    return float(where.ra.deg) % DEGREES_PER_TURN, float(where.dec.deg)
+
+
+def horizontal(ra, dec, location, obstime):
+    """Geometric ``(altitude, azimuth)`` degrees of ICRS *ra*, *dec* at *location*, *obstime*."""
+    where = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
+        AltAz(obstime=obstime, location=location))
+    return float(where.alt.deg), float(where.az.deg)
