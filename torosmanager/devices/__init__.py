@@ -15,8 +15,11 @@ returns at once and then followed through the device's ``state()``; :func:`wait_
 polling with a timeout, so a device that stops answering fails the work order instead of
 hanging it. Every device failure is a :class:`DeviceError`.
 
-Drivers: ``simulator`` (in-process, the default) and ``alpaca`` (ASCOM Alpaca devices through
-alpyca), chosen per device in the configuration.
+Drivers, chosen per device in the configuration (``Driver``; see the README's table and
+docs/devices/): ``simulator`` (in-process, the default), ``alpaca`` (ASCOM Alpaca devices
+through alpyca), ``indi`` (INDI devices through indipyclient), ``lx200`` (an LX200 mount on a
+serial line or TCP, through pyserial) and ``text-tcp`` (a mount computer's plain-text protocol).
+Mounts share :mod:`.coordinates` (ICRS ↔ apparent place).
 """
 
 from .base import Device, DeviceError, wait_for
