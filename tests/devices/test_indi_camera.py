@@ -1,0 +1,111 @@
+"""The indi driver's camera against INDI's CCD simulator: exposures arrive as FITS BLOBs."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torosmanager.devices import DeviceError, FrameType, wait_for
+from torosmanager.devices.indi import IndiCamera
+
+# The helpers sit beside this file; make them importable however pytest was started.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from indi_server import (  # noqa: E402,F401
+    CAMERA_BINNING,
+    CAMERA_HEIGHT,
+    CAMERA_WIDTH,
+    SENSOR_HEIGHT,
+    SENSOR_WIDTH,
+    indi_server,
+    make_device,
+)
+
+POLL_INTERVAL = 0.05
+#: Seconds of the test exposures, and what a readout may add on the simulator.
+EXPOSURE = 0.5
+READOUT_TIMEOUT = 10.0
+#: The read noise given in the settings (INDI does not report one).
+READ_NOISE = 7.5
+#: The simulator's pixels, micrometres.
+PIXEL_SIZE = 5.2
+#: The simulator's shortest exposure, seconds.
+SHORTEST_EXPOSURE = 0.01
+#: An exposure long enough to be aborted mid-way.
+LONG_EXPOSURE = 30.0
+
+
+@pytest.fixture
+def camera(make_device):
+    return make_device(IndiCamera, "camera", **{"Read Noise": READ_NOISE})
+
+
+def expose(camera, seconds, frame_type):
+    camera.start_exposure(seconds, frame_type)
+    wait_for(lambda: camera.state().image_ready, seconds + READOUT_TIMEOUT,
+             f"the {frame_type.value} frame", POLL_INTERVAL)
+    return camera.image()
+
+
+def test_the_description_comes_from_ccd_info_and_the_binning(camera):
+    info = camera.info()
+    assert (info.width, info.height, info.binning) == (CAMERA_WIDTH, CAMERA_HEIGHT,
+                                                       CAMERA_BINNING)
+    assert info.name == "CCD Simulator"
+    assert info.max_adu == 2 ** 16 - 1
+    assert info.pixel_size == pytest.approx(PIXEL_SIZE, abs=1e-3)
+    assert info.read_noise == READ_NOISE
+    assert camera.describe()["Driver"] == "indi"
+
+
+def test_a_light_frame_arrives_as_the_simulated_ccd_s_pixels(camera):
+    camera.start_exposure(EXPOSURE, FrameType.LIGHT)
+    during = camera.state()
+    assert during.exposing and not during.image_ready
+    assert during.temperature is not None
+    # From the seconds left that CCD_EXPOSURE counts down.
+    assert 0 <= during.percent_complete <= 100
+    wait_for(lambda: camera.state().image_ready, EXPOSURE + READOUT_TIMEOUT, "the frame",
+             POLL_INTERVAL)
+    assert not camera.state().exposing
+    pixels = camera.image()
+    assert pixels.shape == (CAMERA_HEIGHT, CAMERA_WIDTH)
+    assert pixels.dtype == np.uint16 and pixels.flags["C_CONTIGUOUS"]
+    # The simulator's sky glow and noise: not a blank frame.
+    assert pixels.std() > 0 and pixels.max() > 0
+
+
+def test_a_bias_takes_the_shortest_exposure_with_the_bias_frame_type(camera, indi_server):
+    pixels = expose(camera, 0.0, FrameType.BIAS)
+    assert pixels.shape == (CAMERA_HEIGHT, CAMERA_WIDTH)
+    assert indi_server.get("camera", "CCD_FRAME_TYPE", "FRAME_BIAS") == "On"
+    dark = expose(camera, SHORTEST_EXPOSURE, FrameType.DARK)
+    assert dark.shape == pixels.shape
+    assert indi_server.get("camera", "CCD_FRAME_TYPE", "FRAME_DARK") == "On"
+
+
+def test_no_image_is_ready_before_an_exposure(camera):
+    assert not camera.state().image_ready
+    with pytest.raises(DeviceError, match=r"camera \(INDI device 'CCD Simulator'.*"
+                                          r"reading the image failed: no image is ready"):
+        camera.image()
+
+
+def test_an_aborted_exposure_gives_no_image(camera):
+    camera.start_exposure(LONG_EXPOSURE, FrameType.LIGHT)
+    assert camera.state().exposing
+    camera.abort()
+    wait_for(lambda: not camera.state().exposing, READOUT_TIMEOUT, "the exposure to stop",
+             POLL_INTERVAL)
+    time.sleep(EXPOSURE)
+    assert not camera.state().image_ready
+
+
+def test_a_subframe_left_by_another_client_is_reset_to_the_full_frame(make_device, indi_server):
+    indi_server.set("camera", "CCD_FRAME", X=8, Y=8, WIDTH=SENSOR_WIDTH // 2,
+                    HEIGHT=SENSOR_HEIGHT // 2)
+    indi_server.wait_for("camera", "CCD_FRAME", "WIDTH", str(SENSOR_WIDTH // 2))
+    camera = make_device(IndiCamera, "camera")
+    assert expose(camera, SHORTEST_EXPOSURE, FrameType.LIGHT).shape == (CAMERA_HEIGHT,
+                                                                        CAMERA_WIDTH)

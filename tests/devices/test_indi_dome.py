@@ -1,0 +1,79 @@
+"""The indi driver's dome against INDI's dome simulator (its shutter takes about 5 s)."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from torosmanager.devices import DeviceError, ShutterState, wait_for
+from torosmanager.devices.indi import IndiDome
+
+# The helpers sit beside this file; make them importable however pytest was started.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from indi_server import indi_server, make_device  # noqa: E402,F401
+
+POLL_INTERVAL = 0.1
+#: Seconds the simulated shutter or rotation may take.
+MOTION_TIMEOUT = 20.0
+#: A short rotation (the simulator turns a few degrees a second).
+NEARBY_AZIMUTH = 8.0
+#: Degrees of a rotation that is aborted, and seconds after which it is.
+FAR_ROTATION = 150.0
+ABORT_AFTER = 0.3
+
+
+@pytest.fixture
+def dome(make_device):
+    return make_device(IndiDome, "dome")
+
+
+def settled(dome, what):
+    """Wait until nothing moves; the dome's state then."""
+    def still():
+        state = dome.state()
+        return None if state.slewing else state
+    return wait_for(still, MOTION_TIMEOUT, what, POLL_INTERVAL)
+
+
+def test_the_dome_rotates_to_an_azimuth(dome):
+    dome.start_slew(NEARBY_AZIMUTH)
+    state = settled(dome, "the rotation to end")
+    assert state.azimuth == pytest.approx(NEARBY_AZIMUTH, abs=0.5)
+
+
+def test_abort_stops_a_rotation_on_the_way(dome):
+    start = dome.state().azimuth
+    dome.start_slew(start + FAR_ROTATION)
+    time.sleep(ABORT_AFTER)
+    dome.abort()
+    stopped = settled(dome, "the aborted rotation to stop")
+    assert stopped.azimuth != pytest.approx((start + FAR_ROTATION) % 360, abs=1.0)
+
+
+def test_outputs_are_recorded_since_an_indi_dome_has_none(dome):
+    dome.set_output(1, True)
+    assert dome.state().outputs == {1: True}
+
+
+def test_a_dome_that_cannot_rotate_refuses_a_slew(make_device):
+    roof = make_device(IndiDome, "dome", Properties={"ABS_DOME_POSITION": "NO_ROTATION"})
+    assert roof.state().azimuth is None
+    with pytest.raises(DeviceError, match=r"dome \(INDI device 'Dome Simulator'.*slewing to "
+                                          r"azimuth 90.00° failed: .*defines no NO_ROTATION"):
+        roof.start_slew(90.0)
+
+
+def test_the_shutter_opens_then_starts_closing(dome):
+    # (The whole close is seen in tests/test_indi_observatory.py: rain closes the dome.)
+    assert dome.state().shutter is ShutterState.CLOSED
+    dome.start_open()
+    opening = dome.state()
+    assert opening.shutter is ShutterState.OPENING and opening.slewing
+    assert settled(dome, "the shutter to open").shutter is ShutterState.OPEN
+    assert dome.describe()["Shutter"] == "open"
+    dome.start_open()  # already open: nothing moves
+    assert dome.state().shutter is ShutterState.OPEN
+    dome.start_close()
+    closing = dome.state()
+    assert closing.shutter is ShutterState.CLOSING and closing.slewing
