@@ -1,11 +1,19 @@
 """The dome daemon executes Dome orders, and keeps the instrument safe by itself."""
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from conftest import EVENING
 from observatory import (dome_safety, ended, open_dome, refusal, settings, status, wait_until)
+from torosmanager.client import status_of
 from torosmanager.examples import MANUAL_DOME
-from torosmanager.workorders import FaultCode
+from torosmanager.workorders import FaultCode, format_utc
+
+#: Simulated seconds of Dome → Reopen Delay (6 real seconds at the tests' 100×).
+REOPEN_DELAY = 600
+#: Simulated seconds of Dome → Heartbeat Timeout (1.2 real seconds at 100×).
+HEARTBEAT_TIMEOUT = 120
 
 
 def heartbeat(site):
@@ -14,6 +22,18 @@ def heartbeat(site):
 
 def enclosure(site):
     return site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]["Enclosure"]
+
+
+def ended_now(proxy, order_id, state):
+    """Whether *order_id* is in *state* at *proxy*'s daemon now (not waiting: see ``ended``)."""
+    answer = status_of(proxy, order_id)
+    if answer is not None and answer["Status"] in ("failed", "cancelled"):
+        raise AssertionError(f"order {order_id} ended {answer['Status']}: {answer['Message']}")
+    return answer is not None and answer["Status"] == state
+
+
+def instant(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_it_starts_closed_and_refuses_to_open_without_the_schedulers_heartbeat(make_site):
@@ -68,14 +88,21 @@ def test_an_output_the_dome_does_not_have(make_site):
 
 
 def test_it_reopens_only_after_conditions_have_been_good_for_the_reopen_delay(make_site):
-    site = make_site(settings(Dome={"Reopen Delay": 600, "Heartbeat Timeout": 3600})).start(
-        "dome")  # the delay is 6 s real
+    site = make_site(settings(Dome={"Reopen Delay": REOPEN_DELAY,
+                                    "Heartbeat Timeout": 3600})).start("dome")
     heartbeat(site)
-    wait_until(lambda: dome_safety(site)["Safe"], "safe conditions")
+    good_since = instant(wait_until(lambda: dome_safety(site).get("Good Since"),
+                                    "safe conditions"))
+    ready = good_since + timedelta(seconds=REOPEN_DELAY)
+    # Asked at once, within the delay's REOPEN_DELAY / SPEED real seconds.
     fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Shutter": "Open"})
-    assert fault.faultCode == FaultCode.UNSAFE and "(Dome → Reopen Delay)" in fault.faultString
+    assert fault.faultCode == FaultCode.UNSAFE
+    assert f"the dome may open from {format_utc(ready)} (Dome → Reopen Delay)" in \
+        fault.faultString
     heartbeat(site)
-    open_dome(site)  # waits for May Open, then opens
+    opened = open_dome(site)  # waits for May Open, then opens
+    # By the dome's own clock, whenever this test got to ask: not before the delay was over.
+    assert instant(opened["History"][0]["Time"]) >= ready
 
 
 def test_daylight_is_unsafe(make_site):
@@ -87,12 +114,22 @@ def test_daylight_is_unsafe(make_site):
 
 
 def test_a_silent_scheduler_closes_the_dome_and_parks_the_telescope(make_site):
-    site = make_site(settings(Dome={"Heartbeat Timeout": 120})).start("telescope", "dome")
+    site = make_site(settings(Dome={"Heartbeat Timeout": HEARTBEAT_TIMEOUT})).start(
+        "telescope", "dome")
     heartbeat(site)
-    open_dome(site)
-    # No more heartbeats: after 120 simulated seconds the dome closes by itself.
+    wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
+    dome = site.proxy("dome")
+    dome.front_desk({"ID": "open", "WOType": "Dome", "Shutter": "Open"})
+    # The scheduler's heartbeats go on while the dome opens, however slowly this machine runs
+    # (the timeout is HEARTBEAT_TIMEOUT / SPEED real seconds).
+    wait_until(lambda: heartbeat(site) and ended_now(dome, "open", "done"), "the dome to open")
+    # No more heartbeats: HEARTBEAT_TIMEOUT simulated seconds later the dome closes by itself.
     wait_until(lambda: enclosure(site)["Shutter"] in ("closing", "closed"), "the dome to close")
-    assert "no heartbeat from the scheduler since" in enclosure(site)["Closed By"]
+    closed_by = enclosure(site)["Closed By"]
+    assert "no heartbeat from the scheduler since" in closed_by
+    last = instant(dome_safety(site)["Last Heartbeat"].split(" from ", 1)[0])
+    closed_at = instant(closed_by.rsplit(", at ", 1)[1])
+    assert closed_at - last >= timedelta(seconds=HEARTBEAT_TIMEOUT)
     # The Park order follows the close: wait for it rather than read the log at once.
     wait_until(lambda: "parked (dome closing: no heartbeat" in site.log("telescope"),
                "the telescope's Park order to be done")

@@ -14,6 +14,7 @@ from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
 
+from torosmanager.commands import plan as toros_plan
 from torosmanager.config import default_config
 from torosmanager.launcher import free_port
 from torosmanager.scheduler import chart, plan_command
@@ -85,7 +86,7 @@ def test_curves_are_the_targets_altitudes(plan):
 
 def test_the_table_lists_the_entries_in_time_order(plan):
     shuffled = dict(plan, Entries=list(reversed(plan["Entries"])))
-    text = plan_command.text(shuffled)
+    text = toros_plan.text(shuffled)
     listed = [line.split()[2] for line in text.splitlines()
               if line[:2].isdigit() and line[2] == ":"]
     by_time = [entry["ID"] for entry in sorted(plan["Entries"], key=lambda e: e["Start"])]
@@ -97,7 +98,7 @@ def test_the_table_lists_the_entries_in_time_order(plan):
 
 
 def test_before_the_first_plan():
-    text = plan_command.text(plan_command.as_dict(None, {}, None, -18.0))
+    text = toros_plan.text(plan_command.as_dict(None, {}, None, -18.0))
     assert "not planned yet" in text and "Nothing planned" in text
 
 
@@ -132,14 +133,14 @@ class StandIn:
 
 def arguments(*argv):
     parser = argparse.ArgumentParser()
-    plan_command.add_arguments(parser)
+    toros_plan.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_run_prints_the_plan_and_draws_it(plan, tmp_path, capsys):
     path = tmp_path / "plan.png"
     with StandIn(plan) as config:
-        status = plan_command.run(config, arguments("--plot", str(path)))
+        status = toros_plan.run(config, arguments("--plot", str(path)))
     out = capsys.readouterr().out
     assert status == 0
     assert all(entry["ID"] in out for entry in plan["Entries"])
@@ -160,7 +161,7 @@ def test_the_whole_plan_is_read_page_by_page(plan, monkeypatch):
 
 def test_a_scheduler_without_a_plan(capsys):
     with StandIn(None) as config:
-        assert plan_command.run(config, arguments()) == 1
+        assert toros_plan.run(config, arguments()) == 1
     assert "the scheduler daemon refused" in capsys.readouterr().err
 
 
@@ -168,5 +169,5 @@ def test_an_unreachable_scheduler_is_a_clear_failure(capsys):
     port = free_port()  # nothing listens on it
     config = copy.deepcopy(CONFIG)
     config["Scheduler Address"]["HTTP"] = f"http://127.0.0.1:{port}/"
-    assert plan_command.run(config, arguments()) == 1
+    assert toros_plan.run(config, arguments()) == 1
     assert "the scheduler daemon does not answer" in capsys.readouterr().err

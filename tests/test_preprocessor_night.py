@@ -13,8 +13,8 @@ import pytest
 from astropy.io import fits
 
 from preprocessing_data import make_night
+from torosmanager.commands import calibrate as command
 from torosmanager.config import default_config
-from torosmanager.preprocessor import command
 from torosmanager.preprocessor.classify import Kind, kind_of
 from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate
 
@@ -100,6 +100,7 @@ class TestRerunning:
                                                                        library):
         before = digest(raw_files(night))
         first = run(night, runner, library=library)
+        assert len(first.products) == 3 and len(first.masters) == 3  # something to compare
         pixels = {path: fits.getdata(path) for path in first.products}
         again = run(night, runner, library=library)
         assert again.products == first.products and again.masters == first.masters
@@ -114,6 +115,9 @@ class TestRerunning:
         whole = run(night, runner, block_rows=512)
         first = {label: fits.getdata(path) for label, path in whole.masters.items()}
         blocks = run(night, runner, block_rows=7)
+        # Every master of the night made both ways, so that each one is compared below.
+        assert sorted(blocks.masters) == sorted(first) == [
+            "bias 128x128 bin 1x1", "dark 30 s 128x128 bin 1x1", "flat R 128x128 bin 1x1"]
         for label, path in blocks.masters.items():
             np.testing.assert_array_equal(fits.getdata(path), first[label])
 
@@ -196,6 +200,7 @@ class TestDarks:
     def test_the_closest_longer_dark_is_scaled(self, tmp_path, runner):
         made = make_night(tmp_path, darks={20.0: 3, 60.0: 3}, lights=[("R", 30.0, 2)])
         outcome = run(made.directory, runner)
+        assert len(outcome.products) == 2
         for path in outcome.products:
             header = fits.getheader(path)
             assert header["DARKEXP"] == 60.0 and header["DARKSCAL"] == pytest.approx(0.5)
@@ -212,6 +217,7 @@ class TestDarks:
     def test_the_dark_current_is_removed_whatever_the_dark_used(self, tmp_path, runner):
         made = make_night(tmp_path, darks={60.0: 4}, lights=[("R", 30.0, 2)])
         outcome = run(made.directory, runner)
+        assert len(outcome.products) == 2
         camera = made.camera
         response = camera.truth_flat("R")
         expected = camera.truth_sky_electrons_per_second("R") * 30.0 * np.median(response)

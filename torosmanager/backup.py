@@ -1,28 +1,17 @@
-"""``toros backup DIR``: a consistent copy of each daemon's journal, safe while the daemons run.
+"""A consistent copy of a daemon's journal, safe while the daemon runs (``toros backup``,
+:mod:`torosmanager.commands.backup`).
 
-::
-
-    toros backup /backup                       # every daemon's journal
-    toros backup /backup --service scheduler   # only some (a machine that runs only those)
-
-Each journal (``Database → File``, one per daemon) is copied with SQLite's online backup API
-(:meth:`sqlite3.Connection.backup`) into ``DIR/<service>-<UTC time>.sqlite3``: a snapshot of one
-instant that holds every order acknowledged before the copy began, taken while the daemon goes
-on writing. The copy is a single file (rollback journal mode, no ``-wal``), checked with
-``PRAGMA integrity_check`` before it gets its name, so a file with that name is a whole backup.
+A journal (``Database → File``, one per daemon) is copied with SQLite's online backup API
+(:meth:`sqlite3.Connection.backup`) into a new file: a snapshot of one instant that holds every
+order acknowledged before the copy began, taken while the daemon goes on writing. The copy is
+a single file (rollback journal mode, no ``-wal``), checked with ``PRAGMA integrity_check``
+before it gets its name, so a file with that name is a whole backup.
 """
 
 import os
 import sqlite3
-import sys
-from datetime import datetime, timezone
 from urllib.parse import quote
 
-from .config import SERVICES, service_path
-
-#: The UTC time in the copies' names: sortable, and free of characters that file systems or
-#: shells mind.
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 #: Seconds to wait for a lock the daemon holds (a checkpoint) before giving up.
 BUSY_TIMEOUT = 30.0
 #: Pages copied per step: all of them in one step, i.e. in one read transaction. In WAL mode a
@@ -35,45 +24,6 @@ INTEGRITY_OK = "ok"
 
 class BackupError(Exception):
     """A journal could not be read, or the copy could not be written; the message says which."""
-
-
-def add_arguments(parser):
-    """The arguments of ``toros backup``."""
-    parser.add_argument("directory", metavar="DIR",
-                        help="where the copies go (made if missing)")
-    parser.add_argument("--service", choices=SERVICES, action="append",
-                        help="back up only this daemon's journal (repeatable; default: all "
-                             "four)")
-
-
-def run(config, arguments):
-    """Copy the journals; print each copy written, or why one was not.
-
-    Returns
-    -------
-    int
-        0 when every journal asked for was copied; 1 otherwise.
-    """
-    from .cli import EXIT_FAILED, EXIT_OK
-
-    try:
-        os.makedirs(arguments.directory, exist_ok=True)
-    except OSError as error:
-        print(f"toros: cannot write to {arguments.directory}: {error.strerror}", file=sys.stderr)
-        return EXIT_FAILED
-    stamp = datetime.now(timezone.utc).strftime(STAMP_FORMAT)
-    failed = False
-    for service in arguments.service or SERVICES:
-        journal = service_path(config["Database"]["File"], service)
-        target = os.path.join(arguments.directory, f"{service}-{stamp}.sqlite3")
-        try:
-            size = copy_journal(journal, target)
-        except BackupError as error:
-            print(f"toros: the {service} journal: {error}", file=sys.stderr)
-            failed = True
-            continue
-        print(f"wrote {target} ({size} bytes), a copy of {journal}")
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 def copy_journal(journal, target):

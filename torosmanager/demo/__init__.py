@@ -19,10 +19,10 @@ import xmlrpc.client
 from datetime import datetime, timedelta, timezone
 
 from ..alerts.published import FOLLOWUP_ADVOCATE, data_file
-from ..cli import table
 from ..client import connect
 from ..clock import Clock
 from ..config import SERVICES, address_key, default_config, load_config
+from ..console import table
 from ..earth_rotation import use_astropy_offline
 from ..launcher import DaemonProcess, local_config
 from ..night import Night

@@ -1,9 +1,6 @@
-"""``toros plan``: tonight's plan, as the scheduler daemon made it.
-
-::
-
-    toros plan                    # the planned observations in time order, and the others
-    toros plan --plot night.png   # ... and an altitude chart of the night
+"""The scheduler's plan as its front desk gives it, page by page: :func:`as_dict` makes a page
+(the daemon), :func:`fetch` reads them all (``toros plan``, :mod:`torosmanager.commands.plan`;
+the demo).
 
 The scheduler answers ``front_desk({"WOType": "Plan", "Offset": 0, "Limit": 500})`` with a
 page of its plan::
@@ -15,25 +12,16 @@ page of its plan::
      "Planned": 812, "Not Planned": 4587,                # all of them, not just this page
      "Made": "2026-11-22T00:55:00.000Z"}                 # or "never"
 
-Its health report carries the first page of a few entries (``Plan``), whatever the queue holds;
-:func:`fetch` reads the whole plan page by page. :func:`as_dict` makes a page from a
-:class:`~torosmanager.scheduler.planner.Plan`. This module
-imports the CLI, numpy and matplotlib only when they are needed, so the daemon can use
-:func:`as_dict` (and the CLI can import this module) without a cycle or a display.
+Its health report carries the first page of a few entries (``Plan``), whatever the queue holds.
+:func:`as_dict` makes a page from a :class:`~torosmanager.scheduler.planner.Plan`. This module
+imports numpy (through :mod:`~torosmanager.night`) only when a page is made, so the ``toros``
+command can import it quickly.
 """
-
-import sys
 
 from ..workorders import MAX_PLAN_PAGE, format_utc
 
-#: The columns of the plan's table.
-PLAN_COLUMNS = ("Start", "End", "ID", "Target", "Priority", "Altitude", "Airmass")
-#: The columns of the table of orders left out.
-UNSCHEDULED_COLUMNS = ("ID", "Reason")
-#: Decimals of the altitude and airmass sent, and shown.
+#: Decimals of the altitude and airmass sent.
 ALTITUDE_DECIMALS = 3
-SHOWN_ALTITUDE_DECIMALS = 1
-SHOWN_AIRMASS_DECIMALS = 2
 #: What ``Made`` says before the scheduler has planned.
 NEVER = "never"
 
@@ -103,85 +91,3 @@ def fetch(scheduler):
         plan["Entries"] += page["Entries"]
         plan["Unscheduled"] += page["Unscheduled"]
     return plan
-
-
-def add_arguments(parser):
-    """The options of ``toros plan``."""
-    parser.add_argument("--plot", metavar="FILE.png",
-                        help="also draw the altitude of every planned target against time, "
-                             "with the night and twilights marked, into this PNG file")
-
-
-def run(config, arguments):
-    """``toros plan [--plot FILE.png]``: ask the scheduler for its plan and show it.
-
-    Returns
-    -------
-    int
-        The exit status: 0 when the plan was shown (and drawn), 1 when the scheduler did not
-        answer, has no plan to give, or the chart could not be written.
-    """
-    from ..cli import EXIT_FAILED, EXIT_OK, call
-
-    plan = call(config, "scheduler", fetch)
-    if plan is None:
-        return EXIT_FAILED
-    print(text(plan))
-    if arguments.plot:
-        from . import chart
-
-        try:
-            chart.draw(plan, config["Site"], arguments.plot,
-                       max_airmass=config["Scheduler"]["Max Airmass"])
-        except (OSError, ValueError) as error:
-            print(f"toros: no chart: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"\nChart: {arguments.plot}")
-    return EXIT_OK
-
-
-def text(plan):
-    """The plan as a few lines and tables, for people."""
-    from ..cli import table
-
-    entries = sorted(plan.get("Entries", []), key=lambda entry: entry["Start"])
-    unscheduled = plan.get("Unscheduled", [])
-    lines = [_heading(plan), ""]
-    if entries:
-        lines.append(table([_row(entry) for entry in entries], PLAN_COLUMNS))
-        total = sum(entry["Priority"] for entry in entries)
-        lines.append(f"\n{len(entries)} planned, sum of priorities {total:g}.")
-    else:
-        lines.append("Nothing planned.")
-    if unscheduled:
-        lines += ["", f"Not planned ({len(unscheduled)}):",
-                  table(unscheduled, UNSCHEDULED_COLUMNS)]
-    return "\n".join(lines)
-
-
-def _heading(plan):
-    made = plan.get("Made", NEVER)
-    if made == NEVER:
-        return "The scheduler has not planned yet."
-    sun = plan.get("Sun Altitude")
-    if not plan.get("Night Start"):
-        return f"Plan made {made}: no dark hours (Sun below {sun:g}°) in the coming day."
-    return (f"Night {_short(plan['Night Start'])} to {_short(plan['Night End'])} UTC "
-            f"(Sun below {sun:g}°); plan made {made}. Times are UTC.")
-
-
-def _row(entry):
-    return {"Start": _clock(entry["Start"]), "End": _clock(entry["End"]), "ID": entry["ID"],
-            "Target": entry.get("Target", ""), "Priority": f"{entry['Priority']:g}",
-            "Altitude": f"{entry['Altitude']:.{SHOWN_ALTITUDE_DECIMALS}f}",
-            "Airmass": f"{entry['Airmass']:.{SHOWN_AIRMASS_DECIMALS}f}"}
-
-
-def _clock(text_):
-    """``HH:MM:SS`` of an ISO 8601 instant."""
-    return text_[11:19]
-
-
-def _short(text_):
-    """``YYYY-MM-DD HH:MM`` of an ISO 8601 instant."""
-    return f"{text_[:10]} {text_[11:16]}"

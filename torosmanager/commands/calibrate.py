@@ -1,8 +1,9 @@
 """``toros calibrate NIGHT_DIR``: a night's calibration on this machine, without the daemon.
 
-The same pipeline as a Preprocessing order (:func:`.pipeline.calibrate`), with the
-``Preprocessor`` settings of the configuration (options override a few), a progress bar on
-stderr, and a summary on stdout::
+The same pipeline as a Preprocessing order
+(:func:`torosmanager.preprocessor.pipeline.calibrate`), with the ``Preprocessor`` settings of
+the configuration (options override a few), a progress bar on stderr, and a summary on
+stdout::
 
     toros calibrate /var/lib/toros/data/20261121
     toros calibrate /data/20261121 --workers 2 --no-library
@@ -20,11 +21,9 @@ import sys
 import time
 
 from ..clock import Clock
-from .executors import RunnerError, Stopped, make_runner
+from ..console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ..preprocessor.executors import RunnerError, Stopped, make_runner
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 #: Characters of the progress bar itself.
 BAR_WIDTH = 30
 #: Least seconds between two redraws of the bar.
@@ -53,7 +52,7 @@ def run(config, arguments):
     """Run ``toros calibrate``; return the exit status."""
     # Here, not above: the pipeline brings astropy and ccdproc, which `toros` need not load
     # for its other commands.
-    from .pipeline import PreprocessingError, calibrate
+    from ..preprocessor.pipeline import PreprocessingError, calibrate
 
     settings = _settings(config, arguments)
     location = arguments.locations if len(arguments.locations) > 1 else arguments.locations[0]
@@ -141,7 +140,7 @@ def _report(outcome):
 
 
 def _settings(config, arguments):
-    from .pipeline import Settings
+    from ..preprocessor.pipeline import Settings
 
     settings = Settings.from_config(config)
     changes = {}

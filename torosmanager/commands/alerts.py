@@ -20,10 +20,12 @@ import json
 import sys
 from datetime import datetime, timezone
 
+from ..alerts.formats import AlertFormatError
+from ..alerts.intake import alert_of, guess_format, payload_of
 from ..clock import Clock
+from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
 from ..workorders import format_utc
-from .formats import AlertFormatError
-from .intake import alert_of, guess_format, payload_of
+from .front_desk import ask
 
 #: Columns of `toros alerts` and of the dry run's orders.
 EVENT_COLUMNS = ("ID", "Kind", "State", "Latest Alert", "Orders", "Planned", "Updated")
@@ -52,7 +54,6 @@ def add_events_arguments(parser):
 
 def run_alert(config, arguments):
     """``toros alert FILE``."""
-    from ..cli import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, ask, table
     try:
         with open(arguments.file, "rb") as stream:
             data = stream.read()
@@ -78,10 +79,10 @@ def run_alert(config, arguments):
 
 
 def _dry_run(config, arguments, order):
-    from ..cli import EXIT_FAILED, EXIT_OK, table
-    from .galaxies import CatalogError, GalaxyCatalog
-    from .response import Response, respond
-    from .targets import TargetError
+    from ..alerts.galaxies import CatalogError, GalaxyCatalog
+    from ..alerts.response import Response, respond
+    from ..alerts.targets import TargetError
+
     try:
         now = _instant(arguments.night_after) if arguments.night_after else \
             Clock.from_config(config).now()
@@ -115,7 +116,6 @@ def _dry_run(config, arguments, order):
 
 def run_events(config, arguments):
     """``toros alerts [EVENT]``."""
-    from ..cli import EXIT_FAILED, EXIT_OK, ask, table
     query = {"WOType": "Events"}
     if arguments.event:
         query["Event ID"] = arguments.event

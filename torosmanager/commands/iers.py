@@ -12,8 +12,9 @@ The daemons read the table once, at start-up: restart them after an update.
 import subprocess
 import sys
 
-from .clock import Clock
-from .earth_rotation import IERS_DATA_PACKAGE, EarthRotationTable
+from ..clock import Clock
+from ..console import EXIT_FAILED, EXIT_OK
+from ..earth_rotation import IERS_DATA_PACKAGE, EarthRotationTable
 
 #: Lines of pip's output quoted when it fails.
 PIP_OUTPUT_LINES = 5
@@ -40,8 +41,6 @@ def run(config, arguments):
     int
         0 when the status was shown (and the update, if asked, succeeded); 1 otherwise.
     """
-    from .cli import EXIT_FAILED, EXIT_OK
-
     if arguments.update:
         if not _update(arguments.dry_run):
             return EXIT_FAILED

@@ -1,0 +1,29 @@
+"""``toros passwd``: a salted hash of a password, for ``Server → Users``."""
+
+import getpass
+import sys
+
+from ..console import EXIT_FAILED, EXIT_OK
+from ..passwords import hash_password
+
+
+def add_arguments(parser):
+    """The arguments of ``toros passwd``."""
+    parser.add_argument("--stdin", action="store_true",
+                        help="read the password from standard input instead of asking twice")
+
+
+def run(config, arguments):
+    """``toros passwd``: print a hash of a password typed twice (or read from stdin)."""
+    if arguments.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("The same again: ") != password:
+            print("toros: the two passwords differ; nothing made", file=sys.stderr)
+            return EXIT_FAILED
+    if not password:
+        print("toros: an empty password; nothing made", file=sys.stderr)
+        return EXIT_FAILED
+    print(hash_password(password))
+    return EXIT_OK

@@ -1,0 +1,85 @@
+"""``toros submit FILE``: send work orders from a YAML or JSON file, print a receipt table."""
+
+import json
+import sys
+import xmlrpc.client
+from datetime import date, datetime
+
+import yaml
+
+from ..client import connect
+from ..config import SERVICES
+from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
+from ..workorders import SCHEMAS, format_utc
+from .front_desk import unreachable
+
+
+def add_arguments(parser):
+    """The arguments of ``toros submit``."""
+    parser.add_argument("file", metavar="FILE", help="one work order, or a list ('-': stdin)")
+    parser.add_argument("--to", choices=SERVICES,
+                        help="daemon to send to (default: the one each WOType goes to)")
+
+
+def run(config, arguments):
+    """``toros submit FILE``: send each order, print a receipt table."""
+    try:
+        orders = _read_orders(arguments.file)
+    except (OSError, ValueError) as error:
+        print(f"toros: {arguments.file}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    rows, failed = [], False
+    for order in orders:
+        service = arguments.to or _destination(order)
+        try:
+            receipt = connect(config, service).front_desk(order)
+        except xmlrpc.client.Fault as refusal:
+            failed = True
+            rows.append({"ID": order.get("ID", ""), "WOType": order.get("WOType", ""),
+                         "Status": "refused", "Message": refusal.faultString})
+            continue
+        except (OSError, xmlrpc.client.ProtocolError) as error:
+            print(unreachable(config, service, error), file=sys.stderr)
+            return EXIT_FAILED
+        rows.append(receipt)
+    print(table(rows, RECEIPT_COLUMNS))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _read_orders(path):
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {error}")
+    orders = data if isinstance(data, list) else [data]
+    if not orders or not all(isinstance(order, dict) for order in orders):
+        raise ValueError("expected a work order (a mapping) or a list of them")
+    return [_plain(order) for order in orders]
+
+
+def _plain(value):
+    """YAML reads unquoted timestamps as datetimes; send them as ISO 8601 text (XML-RPC's own
+    date type has no fractions of a second)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return format_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _destination(order):
+    wotype = order.get("WOType")
+    if wotype is None and order.get("Request") == "Exposure Calibration":
+        wotype = "Preprocessing"
+    schema = SCHEMAS.get(wotype)
+    # Unknown types go to the scheduler, whose refusal lists the accepted ones.
+    return schema.services[0] if schema and schema.services else "scheduler"
