@@ -1,14 +1,17 @@
-"""Benchmark: our night planner against astropy's affiliated scheduler, astroplan.
+"""Benchmark: our night planner, greedy and refined, against astropy's affiliated scheduler,
+astroplan.
 
-One night at CTMO (the configuration's default ``Site``), the night after
-2026-11-21T20:00Z, is planned for N random targets that are observable that night, once by
-:class:`torosmanager.scheduler.planner.Planner` and once by astroplan's ``PriorityScheduler`` on
-the same targets with the same constraints and (no larger) overheads, then once more by
-astroplan with its blocks rounded up so that it shortens no exposure. Every schedule is then
-checked independently with astropy, and Markdown tables are printed::
+One night (the night after 2026-11-21T20:00Z) at two sites, CTMO (the configuration's default
+``Site``, northern) and Cordón Macón (southern, 4,650 m), is planned for N random targets that
+are observable that night, several target lists (seeds) per size: by
+:class:`torosmanager.scheduler.planner.Planner` greedy only (today's planner, ``refine=False``),
+by the same planner with its local search (``refine=True``, the default) and by astroplan's
+``PriorityScheduler`` as it runs by default (20 s resolution, blocks rounded down to it), on the
+same targets with the same constraints and (no larger) overheads. Every schedule is then checked
+independently with astropy, and Markdown tables are printed::
 
-    .venv/bin/python bench/scheduling.py                      # 50, 200 and 1000 targets
-    .venv/bin/python bench/scheduling.py --sizes 1000 --seed 3 --repeat 1
+    .venv/bin/python bench/scheduling.py --update-docs        # the full set, about 10 minutes
+    .venv/bin/python bench/scheduling.py --sites ctmo --sizes 200 --seeds 1
     .venv/bin/python bench/scheduling.py --skip-astroplan     # ours only, in seconds
 
 astroplan (``pip install astroplan``) is needed only here, not by the daemons. bench/README.md
@@ -18,7 +21,7 @@ explains the choices made to keep the comparison fair.
 import argparse
 import math
 import os
-import platform
+import statistics
 import sys
 import time
 import warnings
@@ -27,7 +30,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cpu import processor_name
+from cpu import machine_line
+from docs_section import update_docs
 from torosmanager.config import default_config
 from torosmanager.earth_rotation import use_astropy_offline
 from torosmanager.scheduler.planner import Constraints, Planner, Target
@@ -35,10 +39,16 @@ from torosmanager.scheduler.planner import Constraints, Planner, Target
 #: The benchmark's night begins after this instant (14:00 local time at CTMO).
 NIGHT_AFTER = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)
 DEFAULT_SIZES = (50, 200, 1000)
-DEFAULT_SEED = 2026
-#: Runs of each scheduler per size; the shortest time is reported (as timeit does: the others
-#: only add what other processes took from it).
+#: Target lists per site and size: each size N uses seed + N.
+DEFAULT_SEEDS = (2026, 2027, 2028)
+#: Timed runs of our planner per target list (the median is reported) and of astroplan (about
+#: a minute per run at 1,000 targets: one by default).
 DEFAULT_REPEAT = 3
+DEFAULT_REPEAT_ASTROPLAN = 1
+#: The sites: the configuration's default (CTMO, Brownsville, northern) and a southern one.
+CORDON_MACON = {"Name": "Cordón Macón", "Latitude": -24.62, "Longitude": -67.32,
+                "Elevation": 4650.0}
+SITE_NAMES = {"ctmo": "CTMO", "macon": "Cordón Macón"}
 #: Priorities are drawn uniformly from 0 to this (ours: higher is better).
 MAX_PRIORITY = 10.0
 #: Exposure times are drawn uniformly from this range, seconds (one exposure per order).
@@ -49,8 +59,8 @@ SUN_ALTITUDE = -18.0    # astronomical twilight
 #: Our Moon constraint is switched off: astroplan is given no Moon constraint either.
 MOON_SEPARATION = 0.0
 #: astroplan's time resolution, seconds: its grid of possible start times, to which it rounds
-#: block durations down and transitions up.
-TIME_RESOLUTION = 60.0
+#: block durations down and transitions up. Its default (``Scheduler.time_resolution``).
+TIME_RESOLUTION = 20.0
 #: Spacing of the samples at which every scheduled block is checked, seconds.
 CHECK_SECONDS = 30.0
 #: Spacing of the samples used to select observable targets, minutes.
@@ -65,10 +75,15 @@ WARM_UP_TARGETS = 5
 SEARCH_HOURS = 24
 
 
-#: The names of the rows: ours, astroplan as asked, astroplan with blocks rounded up.
-OURS = "ours"
+#: Decimals of the times printed; every ratio printed is computed from the printed times.
+TIME_DECIMALS = 3
+#: The goals of issue 12 (part 3): at least this many times faster than astroplan.
+GOAL_SPEED_UP = 100.0
+
+#: The names of the rows.
+GREEDY = "ours, greedy"
+REFINED = "ours, refined"
 ASTROPLAN = "astroplan"
-ASTROPLAN_WHOLE = "astroplan, blocks rounded up"
 
 
 @dataclass(frozen=True)
@@ -165,27 +180,27 @@ def random_orders(count, seed, site, readout):
 
 # --- the two schedulers ---------------------------------------------------------------------
 
-def run_ours(orders, site, scheduler_settings):
-    """Plan with a new :class:`Planner` (its Night cache cold); return a :class:`Result`."""
+def run_ours(orders, site, scheduler_settings, refine=True):
+    """Plan with a new :class:`Planner` (its Night cache cold), refined or greedy only;
+    return a :class:`Result`."""
     began, began_cpu = time.perf_counter(), time.process_time()
     planner = Planner(site, Constraints.from_settings(scheduler_settings))
     readout = scheduler_settings["Readout Time"]
     # One exposure per order: the block is the exposure and its readout (duration_of).
     targets = [Target(order.id, order.ra, order.dec, order.priority, order.exposure + readout)
                for order in orders]
-    plan = planner.plan(targets, NIGHT_AFTER)
+    plan = planner.plan(targets, NIGHT_AFTER, refine=refine)
     seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
-    return Result(OURS, seconds, [Block(entry.id, entry.start, entry.end)
-                                  for entry in plan.entries], cpu)
+    return Result(REFINED if refine else GREEDY, seconds,
+                  [Block(entry.id, entry.start, entry.end) for entry in plan.entries], cpu)
 
 
-def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION, whole=False):
+def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION):
     """Schedule with astroplan's ``PriorityScheduler``; return a :class:`Result`.
 
     The night's edges come from astroplan's own twilight functions, inside the timing, as ours
     come from :class:`~torosmanager.night.Night`. astroplan rounds each block's duration down to
-    *resolution*; with *whole*, each block is first lengthened to a whole number of
-    resolution steps, so that no exposure is shortened.
+    *resolution*, as it does by default.
     """
     import astropy.units as u
     from astroplan import (AirmassConstraint, AtNightConstraint, FixedTarget, ObservingBlock,
@@ -203,8 +218,6 @@ def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION, 
     blocks = []
     for order, position in zip(orders, positions):
         exposure = order.exposure
-        if whole:
-            exposure = math.ceil((exposure + readout) / resolution) * resolution - readout
         # astroplan: a LOWER number is a HIGHER priority.
         blocks.append(ObservingBlock.from_exposures(
             FixedTarget(position, name=order.id), MAX_PRIORITY - order.priority,
@@ -219,7 +232,7 @@ def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION, 
     placed = [Block(block.target.name, block.start_time.to_datetime(timezone.utc),
                     block.end_time.to_datetime(timezone.utc))
               for block in schedule.observing_blocks]
-    return Result(ASTROPLAN_WHOLE if whole else ASTROPLAN, seconds, placed, cpu)
+    return Result(ASTROPLAN, seconds, placed, cpu)
 
 
 def _flooring_transitioner(scheduler_settings, resolution):
@@ -267,7 +280,9 @@ def check(blocks, orders, site, scheduler_settings):
         ``airmass``, ``sun``: blocks with a sample breaking the limit; ``overlaps``: consecutive
         pairs that overlap; ``violations``: their sum; ``full length``: blocks at least as long as
         their exposure and readout; ``short gaps``: consecutive pairs closer than slew and
-        settle; ``shortfall``: seconds of exposure lost to shortened blocks.
+        settle; ``shortfall``: seconds of exposure lost to shortened blocks; ``mean airmass``:
+        the mean over blocks of each block's mean sec z over its samples; ``worst airmass``:
+        the largest sec z of any sample (both ``nan`` for an empty schedule).
     """
     import astropy.units as u
     from astropy.coordinates import AltAz, SkyCoord, get_body
@@ -276,7 +291,7 @@ def check(blocks, orders, site, scheduler_settings):
     by_id = {order.id: order for order in orders}
     readout = scheduler_settings["Readout Time"]
     result = {"airmass": 0, "sun": 0, "overlaps": 0, "full length": 0, "short gaps": 0,
-              "shortfall": 0.0}
+              "shortfall": 0.0, "mean airmass": math.nan, "worst airmass": math.nan}
     if blocks:
         location = location_of(site)
         owner, offsets = [], []
@@ -294,6 +309,10 @@ def check(blocks, orders, site, scheduler_settings):
         bad_airmass = (target.alt.deg <= 0) | (target.secz.value > MAX_AIRMASS)
         bad_sun = get_body("sun", times, location).transform_to(frame).alt.deg > SUN_ALTITUDE
         result["airmass"] = len(np.unique(owner[bad_airmass]))
+        secz = np.where(target.alt.deg > 0, target.secz.value, np.inf)
+        per_block = np.bincount(owner, weights=secz) / np.bincount(owner)
+        result["mean airmass"] = float(per_block.mean())
+        result["worst airmass"] = float(secz.max())
         result["sun"] = len(np.unique(owner[bad_sun]))
     ordered = sorted(blocks, key=lambda block: block.start)
     rate, settle = scheduler_settings["Slew Rate"], scheduler_settings["Settle Time"]
@@ -328,118 +347,245 @@ def warm_up(site, scheduler_settings, with_astroplan):
         run_astroplan(orders, site, scheduler_settings)
 
 
-def measure(runner, repeat, *args):
+def measure(runner, repeat, *args, **options):
     """Run *runner* *repeat* times; the first run's schedule (every run makes the same), with
-    the shortest wall and CPU times."""
-    results = [runner(*args) for _ in range(repeat)]
+    the median wall and CPU times (not the best: the machine is shared)."""
+    results = [runner(*args, **options) for _ in range(repeat)]
     first = results[0]
-    first.seconds = min(result.seconds for result in results)
-    first.cpu_seconds = min(result.cpu_seconds for result in results)
+    first.seconds = statistics.median(result.seconds for result in results)
+    first.cpu_seconds = statistics.median(result.cpu_seconds for result in results)
     return first
 
 
-def markdown(rows):
-    """The benchmark's Markdown table."""
-    header = ("targets", "scheduler", "wall time (s)", "speed-up", "scheduled",
-              "sum of priorities", "full-length blocks", "violations")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for size, result, speed_up, total in rows:
-        check_ = result.check
-        lines.append("| " + " | ".join((
-            str(size), result.scheduler, f"{result.seconds:.3f}",
-            "—" if speed_up is None else f"{speed_up:.0f}×", str(len(result.blocks)),
-            f"{total:.1f}", f"{check_['full length']} / {len(result.blocks)}",
-            str(check_["violations"]))) + " |")
-    return "\n".join(lines)
+@dataclass
+class Row:
+    """One scheduler's run on one target list, checked."""
+
+    site: str
+    size: int
+    seed: int
+    result: Result
+    total: float     #: sum of (our) priorities of the blocks placed
+
+    @property
+    def wall(self):
+        """Wall time as printed (the ratios are computed from what is printed)."""
+        return round(self.result.seconds, TIME_DECIMALS)
+
+    @property
+    def cpu(self):
+        return round(self.result.cpu_seconds, TIME_DECIMALS)
+
+    @property
+    def printed_total(self):
+        return round(self.total, 1)
 
 
-def details(rows):
-    """CPU times, what the violations column adds up, and the overheads each schedule kept."""
-    header = ("targets", "scheduler", "CPU time (s)", "speed-up (CPU)", "airmass", "Sun",
-              "overlaps", "gaps shorter than slew + settle", "exposure time lost (min)")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    reference = {size: result.cpu_seconds for size, result, _, _ in rows
-                 if result.scheduler == ASTROPLAN}
-    for size, result, _, _ in rows:
-        check_ = result.check
-        speed_up = (f"{reference[size] / result.cpu_seconds:.0f}×"
-                    if result.scheduler == OURS and size in reference else "—")
+def _ratio(numerator, denominator):
+    return numerator / denominator if denominator else math.inf
+
+
+def _spread(values, form):
+    """``median (min–max)`` of *values* with *form* (a format spec)."""
+    values = sorted(values)
+    if len(values) == 1:
+        return format(values[0], form)
+    return (f"{format(statistics.median(values), form)} "
+            f"({format(values[0], form)}–{format(values[-1], form)})")
+
+
+def cases_table(rows):
+    """Every run: one line per scheduler, site, size and seed."""
+    header = ("site", "targets", "seed", "scheduler", "wall (s)", "CPU (s)",
+              "speed-up (wall)", "speed-up (CPU)", "scheduled", "sum of priorities",
+              "sum ÷ astroplan's", "full-length blocks", "violations", "mean airmass",
+              "worst airmass", "gaps < slew + settle", "exposure lost (min)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---|" + "---:|" * 13]
+    reference = {(row.site, row.size, row.seed): row for row in rows
+                 if row.result.scheduler == ASTROPLAN}
+    for row in rows:
+        check_ = row.result.check
+        other = reference.get((row.site, row.size, row.seed))
+        ours = row.result.scheduler != ASTROPLAN and other is not None
         lines.append("| " + " | ".join((
-            str(size), result.scheduler, f"{result.cpu_seconds:.3f}", speed_up,
-            str(check_["airmass"]), str(check_["sun"]), str(check_["overlaps"]),
+            row.site, str(row.size), str(row.seed), row.result.scheduler,
+            f"{row.wall:.{TIME_DECIMALS}f}", f"{row.cpu:.{TIME_DECIMALS}f}",
+            f"{_ratio(other.wall, row.wall):.0f}×" if ours else "—",
+            f"{_ratio(other.cpu, row.cpu):.0f}×" if ours else "—",
+            str(len(row.result.blocks)), f"{row.printed_total:.1f}",
+            f"{_ratio(row.printed_total, other.printed_total):.3f}" if ours else "—",
+            f"{check_['full length']} / {len(row.result.blocks)}", str(check_["violations"]),
+            f"{check_['mean airmass']:.3f}", f"{check_['worst airmass']:.3f}",
             str(check_["short gaps"]), f"{check_['shortfall'] / 60:.1f}")) + " |")
     return "\n".join(lines)
 
 
-def environment():
-    """One line on the machine and the versions measured."""
+def summary_table(rows):
+    """Per site and size, over the seeds: median (min–max) of each figure, from the cases
+    table's printed columns."""
+    header = ("site", "targets", "scheduler", "seeds", "wall (s)", "speed-up (wall)",
+              "speed-up (CPU)", "sum of priorities", "sum ÷ astroplan's", "full-length blocks",
+              "violations", "mean airmass", "worst airmass")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * 10]
+    groups = {}
+    for row in rows:
+        groups.setdefault((row.site, row.size, row.result.scheduler), []).append(row)
+    reference = {(row.site, row.size, row.seed): row for row in rows
+                 if row.result.scheduler == ASTROPLAN}
+    for (site, size, scheduler), group in groups.items():
+        others = [reference.get((row.site, row.size, row.seed)) for row in group]
+        ours = scheduler != ASTROPLAN and all(other is not None for other in others)
+        pairs = list(zip(group, others))
+        full = sum(row.result.check["full length"] for row in group)
+        blocks = sum(len(row.result.blocks) for row in group)
+        lines.append("| " + " | ".join((
+            site, str(size), scheduler, str(len(group)),
+            _spread([row.wall for row in group], f".{TIME_DECIMALS}f"),
+            _spread([_ratio(o.wall, r.wall) for r, o in pairs], ".0f") + "×" if ours else "—",
+            _spread([_ratio(o.cpu, r.cpu) for r, o in pairs], ".0f") + "×" if ours else "—",
+            _spread([row.printed_total for row in group], ".1f"),
+            _spread([_ratio(r.printed_total, o.printed_total) for r, o in pairs], ".3f")
+            if ours else "—",
+            f"{full} / {blocks}", str(sum(row.result.check["violations"] for row in group)),
+            _spread([row.result.check["mean airmass"] for row in group], ".3f"),
+            _spread([row.result.check["worst airmass"] for row in group], ".3f"))) + " |")
+    return "\n".join(lines)
+
+
+def goals(rows):
+    """Issue 12's goals for the refined planner, case by case, in words."""
+    by_case = {}
+    for row in rows:
+        by_case.setdefault((row.site, row.size, row.seed), {})[row.result.scheduler] = row
+    keys = [key for key, case in by_case.items() if ASTROPLAN in case and REFINED in case]
+    cases = [by_case[key] for key in keys]
+    if not cases:
+        return "No goal can be judged without astroplan's runs."
+    count = len(cases)
+
+    def met(test):
+        passed = [key for key, case in zip(keys, cases) if test(case)]
+        failing = [f"{site} {size} seed {seed}" for site, size, seed in keys
+                   if (site, size, seed) not in passed]
+        return (f"{len(passed)} of {count} target lists" + (": met" if not failing else
+                                                            f": not met ({', '.join(failing)})"))
+
+    def speed_up(case, which):
+        # As printed: a whole number of times, from the printed times.
+        return round(_ratio(getattr(case[ASTROPLAN], which), getattr(case[REFINED], which)))
+
+    def airmass(case, name):
+        return round(case[name].result.check["mean airmass"], 3)
+
+    lines = [
+        "- Sum of priorities at least astroplan's: "
+        + met(lambda c: c[REFINED].printed_total >= c[ASTROPLAN].printed_total) + ".",
+        "- Every block full length: " + met(lambda c: c[REFINED].result.check["full length"]
+                                            == len(c[REFINED].result.blocks)) + ".",
+        "- No violation: " + met(lambda c: c[REFINED].result.check["violations"] == 0) + ".",
+        f"- At least {GOAL_SPEED_UP:.0f}× faster, in wall time: "
+        + met(lambda c: speed_up(c, "wall") >= GOAL_SPEED_UP) + "; in CPU time: "
+        + met(lambda c: speed_up(c, "cpu") >= GOAL_SPEED_UP) + ".",
+        "- A lower mean airmass than astroplan's and the greedy plan's, at an equal or higher "
+        "sum of priorities than both: "
+        + met(lambda c: airmass(c, REFINED) < min(airmass(c, ASTROPLAN), airmass(c, GREEDY))
+              and c[REFINED].printed_total >= max(c[ASTROPLAN].printed_total,
+                                                  c[GREEDY].printed_total)) + ".",
+    ]
+    return "\n".join(lines)
+
+
+def versions():
+    """The libraries measured."""
     import astropy
 
-    versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}",
-                f"astropy {astropy.__version__}"]
+    names = [f"numpy {np.__version__}", f"astropy {astropy.__version__}"]
     try:
         import astroplan
-        versions.append(f"astroplan {astroplan.__version__}")
+        names.append(f"astroplan {astroplan.__version__}")
     except ImportError:
         pass
-    processor = processor_name(platform.processor() or platform.machine())
-    return (f"{platform.system()} {platform.release()}, {processor}, {os.cpu_count()} CPUs; "
-            + ", ".join(versions))
+    return ", ".join(names)
+
+
+def sites(names):
+    """The sites asked for, by their short names: {printed name: Site dict}."""
+    known = {"ctmo": default_config()["Site"], "macon": CORDON_MACON}
+    return {SITE_NAMES[name]: known[name] for name in names}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sites", nargs="+", choices=sorted(SITE_NAMES),
+                        default=["ctmo", "macon"], help="(default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
                         metavar="N", help="numbers of targets (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help="random seed of the targets (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
+                        metavar="SEED", help="random seeds of the target lists; size N uses "
+                                             "SEED + N (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
-                        help="timed runs of each scheduler per size; the shortest is reported "
+                        help="timed runs of our planner per list; the median is reported "
                              "(default: %(default)s)")
+    parser.add_argument("--repeat-astroplan", type=int, default=DEFAULT_REPEAT_ASTROPLAN,
+                        help="timed runs of astroplan per list (default: %(default)s)")
     parser.add_argument("--time-resolution", type=float, default=TIME_RESOLUTION,
                         metavar="SECONDS", help="astroplan's time resolution "
-                                                "(default: %(default)s)")
+                                                "(default: %(default)s, astroplan's own)")
     parser.add_argument("--skip-astroplan", action="store_true",
                         help="run our planner only")
-    parser.add_argument("--skip-rounded-up", action="store_true",
-                        help="do not run astroplan a second time with its blocks rounded up to "
-                             "whole time steps")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="rewrite this benchmark's results in docs/benchmarks.md")
     arguments = parser.parse_args(argv)
 
+    load_before = os.getloadavg()
+    began = time.monotonic()
     use_astropy_offline()
     # Stale-table notices from astropy and astroplan say nothing about the comparison.
     warnings.simplefilter("ignore")
-    site = default_config()["Site"]
     scheduler_settings = settings()
     readout = scheduler_settings["Readout Time"]
-    warm_up(site, scheduler_settings, not arguments.skip_astroplan)
+    chosen = sites(arguments.sites)
+    warm_up(next(iter(chosen.values())), scheduler_settings, not arguments.skip_astroplan)
 
     rows = []
-    for size in arguments.sizes:
-        orders = random_orders(size, arguments.seed + size, site, readout)
-        priority = {order.id: order.priority for order in orders}
-        ours = measure(run_ours, arguments.repeat, orders, site, scheduler_settings)
-        results = [ours]
-        if not arguments.skip_astroplan:
-            results.append(measure(run_astroplan, arguments.repeat, orders, site,
-                                   scheduler_settings, arguments.time_resolution))
-            if not arguments.skip_rounded_up:
-                results.append(measure(run_astroplan, arguments.repeat, orders, site,
-                                       scheduler_settings, arguments.time_resolution, True))
-        for result in results:
-            result.check = check(result.blocks, orders, site, scheduler_settings)
-            total = sum(priority[block.id] for block in result.blocks)
-            # The speed-up is ours against astroplan as the issue asks it to be run.
-            speed_up = (results[1].seconds / result.seconds
-                        if result is ours and len(results) > 1 else None)
-            rows.append((size, result, speed_up, total))
-        print(f"{size} targets done", file=sys.stderr, flush=True)
+    for site_name, site in chosen.items():
+        for size in arguments.sizes:
+            for seed in arguments.seeds:
+                orders = random_orders(size, seed + size, site, readout)
+                priority = {order.id: order.priority for order in orders}
+                results = [measure(run_ours, arguments.repeat, orders, site, scheduler_settings,
+                                   refine=False),
+                           measure(run_ours, arguments.repeat, orders, site, scheduler_settings)]
+                if not arguments.skip_astroplan:
+                    results.append(measure(run_astroplan, arguments.repeat_astroplan, orders,
+                                           site, scheduler_settings, arguments.time_resolution))
+                for result in results:
+                    result.check = check(result.blocks, orders, site, scheduler_settings)
+                    rows.append(Row(site_name, size, seed, result,
+                                    sum(priority[block.id] for block in result.blocks)))
+                print(f"{site_name}, {size} targets, seed {seed} done", file=sys.stderr,
+                      flush=True)
 
-    print(environment())
-    print()
-    print(markdown(rows))
-    print()
-    print(details(rows))
+    elapsed = time.monotonic() - began
+    command = "bench/scheduling.py" + (" " + " ".join(argv if argv is not None else
+                                                       sys.argv[1:])).rstrip()
+    text = "\n".join([
+        f"{datetime.now(timezone.utc):%Y-%m-%d}, {machine_line()}, {versions()}. Command: "
+        f"`.venv/bin/python {command}`; sites {', '.join(chosen)}; sizes "
+        f"{', '.join(map(str, arguments.sizes))}; seeds {', '.join(map(str, arguments.seeds))}; "
+        f"our planner {arguments.repeat} runs per list (median), astroplan "
+        f"{arguments.repeat_astroplan} (time resolution {arguments.time_resolution:g} s); whole "
+        f"run {elapsed:.0f} s; load average (1, 5, 15 min) "
+        f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after.", "",
+        "**Per site and size, over the seeds** (median (min–max); the ratios are each seed's, "
+        "from the table below):", "", summary_table(rows), "",
+        "**Goals of issue 12 (part 3), for the refined planner:**", "", goals(rows), "",
+        "**Every run** (speed-ups and *sum ÷ astroplan's* are computed from the printed columns "
+        "of the same site, size and seed):", "", cases_table(rows)])
+    print(text)
+    if arguments.update_docs:
+        update_docs("scheduling.py", text)
     return 0
 
 

@@ -15,6 +15,14 @@ Plan
     never shortened. What cannot be placed is reported with the reason. A plan may also be
     held to a budget of telescope time (durations and slews) and a number of entries: an order
     that would break either is left out and the next one tried (the alerts' pick uses this).
+
+Refinement
+    The greedy plan is then improved by local search (:mod:`.refine`), within the same
+    constraints: orders left out are slipped in, and placed orders exchanged for others when
+    the sum of priorities grows (never for orders all lower than one taken out); then orders
+    are moved and reordered toward their targets' transits (lower airmass). The first
+    observation starts when the greedy plan's would. Plans held to a budget or a number of
+    entries (the alerts' pick) stay greedy unless asked.
 """
 
 import math
@@ -24,6 +32,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from ..night import Night, precess
+from .refine import Refiner
 
 #: The visibility grid's spacing, seconds.
 GRID_SECONDS = 60.0
@@ -39,6 +48,8 @@ SLEW_TIE = 1e-6
 #: Reasons give a duration in minutes up to this many, then in hours up to this many, then days.
 SPAN_MINUTES_UP_TO = 120
 SPAN_HOURS_UP_TO = 48
+#: Why an order the greedy plan held is left out of the refined one.
+EXCHANGED = "no room left tonight: orders of more priority together take its time"
 #: Sidereal time advances 2π radians per sidereal day (86164.0905 s).
 SIDEREAL_RADIANS_PER_SECOND = 2 * math.pi / 86164.0905
 
@@ -224,7 +235,7 @@ class Planner:
         self.constraints = constraints
 
     def plan(self, targets, now, start_position=None, free_from=None, budget=None,
-             max_entries=None):
+             max_entries=None, refine=None):
         """Plan the rest of tonight (or the next night) for *targets*.
 
         Parameters
@@ -242,6 +253,11 @@ class Planner:
             lower one may still fit). Default: no limit but the night.
         max_entries : int, optional
             At most this many entries, the first placed. Default: no limit.
+        refine : bool, optional
+            Improve the greedy plan by local search (:mod:`.refine`): more priority where
+            orders can be exchanged or slipped in, then lower airmass; the first observation
+            still starts when the greedy plan's would. Default: yes, but for a plan held to a
+            *budget* or *max_entries* (the alerts' pick, which is the greedy plan by design).
 
         Returns
         -------
@@ -258,6 +274,7 @@ class Planner:
         grid = _Grid(window, self)
         visible, altitude = grid.visibility(targets)
         highest = altitude.max(axis=1)
+        longest = _longest_runs(visible)
         begin = max(free_from or now, window.start)
         timeline = _Timeline(grid.seconds(begin), grid.seconds(window.end), start_position,
                              self.constraints)
@@ -269,7 +286,7 @@ class Planner:
             steps = math.ceil(target.duration / GRID_SECONDS)
             if not visible[i].any() or steps >= visible.shape[1]:
                 plan.unscheduled[target.id] = self._why_not(target, visible[i], highest[i],
-                                                            window)
+                                                            longest[i], window)
                 continue
             refusal = _refusal(timeline, budget, max_entries)
             before = list(timeline.entries)
@@ -279,14 +296,44 @@ class Planner:
                 placed, refusal = None, _over_budget(budget)
             if placed is None:
                 plan.unscheduled[target.id] = (
-                    self._why_not(target, visible[i], highest[i], window, steps)
+                    self._why_not(target, visible[i], highest[i], longest[i], window)
                     or refusal or "no room left tonight after orders of higher priority")
         row = {target.id: i for i, target in enumerate(targets)}
+        if refine is None:
+            refine = budget is None and max_entries is None
+        if refine and timeline.entries:
+            self._refine(timeline, targets, visible, altitude, row, plan.unscheduled, budget,
+                         max_entries)
         for start, end, target, slew in timeline.entries:
             at_start = float(np.interp(start, grid.offsets, altitude[row[target.id]]))
             plan.entries.append(PlanEntry(target.id, grid.instant(start), grid.instant(end),
                                           target.priority, target.ra, target.dec, at_start, slew))
         return plan
+
+    def _refine(self, timeline, targets, visible, altitude, row, unscheduled, budget,
+                max_entries):
+        """Replace *timeline*'s entries with the refined plan's, and *unscheduled*'s reasons
+        with the refined plan's (orders added, orders exchanged for others)."""
+        placed = [row[target.id] for _, _, target, _ in timeline.entries]
+        left_out = [row[order_id] for order_id in unscheduled if order_id in row]
+        refiner = Refiner(targets, visible, altitude, GRID_SECONDS,
+                          self.constraints.slew_between, [_unit(t.ra, t.dec) for t in targets],
+                          timeline.begin, timeline.end, timeline.start_position, budget,
+                          max_entries, first_start=timeline.entries[0][0])
+        rows, starts = refiner.run(placed, [start for start, _, _, _ in timeline.entries],
+                                   left_out)
+        entries, before = [], timeline.start_position
+        for index, start in zip(rows, starts):
+            target = targets[index]
+            here = timeline.vector(target)
+            entries.append((start, start + target.duration, target,
+                            timeline.slew(before, here)))
+            before = here
+        timeline.entries = entries
+        for index in rows:
+            unscheduled.pop(targets[index].id, None)
+        for index in sorted(set(placed) - set(rows)):
+            unscheduled[targets[index].id] = EXCHANGED
 
     def visibility(self, targets, now):
         """Where and when each target can be observed tonight, as :meth:`plan` sees it.
@@ -311,15 +358,17 @@ class Planner:
             return Visibility(window.start, window.end, grid.offsets, empty.astype(bool), empty)
         visible, altitude = grid.visibility(targets)
         highest = altitude.max(axis=1)
+        longest = _longest_runs(visible)
         reasons = {}
         for i, target in enumerate(targets):
-            reason = self._why_not(target, visible[i], highest[i], window)
+            reason = self._why_not(target, visible[i], highest[i], longest[i], window)
             if reason:
                 reasons[target.id] = reason
         return Visibility(window.start, window.end, grid.offsets, visible, altitude, reasons)
 
-    def _why_not(self, target, visible, highest, window, steps=None):
-        """Why *target* cannot be observed tonight, or ``""`` when it could be but for others."""
+    def _why_not(self, target, visible, highest, longest_run, window):
+        """Why *target* cannot be observed tonight, or ``""`` when it could be but for others
+        (*longest_run*: grid points in its longest observable stretch)."""
         limit = self.constraints.min_altitude
         if target.not_after is not None and target.not_after <= window.start:
             return f"its window ended at {target.not_after:%Y-%m-%d %H:%M} UTC"
@@ -331,7 +380,7 @@ class Planner:
         if not visible.any():
             return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
                     "whenever it is high enough")
-        longest = _longest_run(visible) * GRID_SECONDS
+        longest = longest_run * GRID_SECONDS
         if longest < target.duration + GRID_SECONDS:
             return (f"needs {_span(target.duration)} without a break but is observable "
                     f"for at most {_span(longest)} at a stretch tonight")
@@ -536,8 +585,16 @@ def _unit(ra, dec):
     return (math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec))
 
 
-def _longest_run(mask):
-    """The length of the longest run of ``True`` in a boolean array."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return int((ends - starts).max()) if len(starts) else 0
+def _longest_runs(mask):
+    """The length of the longest run of ``True`` in each row of a boolean array (all rows at
+    once: a plan of a thousand targets asks for most of them)."""
+    rows, columns = mask.shape
+    padded = np.zeros((rows, columns + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    # Row-major order: the n-th rise and the n-th fall of a row belong to the same run.
+    rising_rows, rises = np.nonzero(edges == 1)
+    _, falls = np.nonzero(edges == -1)
+    longest = np.zeros(rows, dtype=int)
+    np.maximum.at(longest, rising_rows, falls - rises)
+    return longest
