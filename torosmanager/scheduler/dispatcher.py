@@ -3,8 +3,9 @@
 One thread does it all, a tick at a time (every ``Follow Interval``, or at once when an order
 arrives or is cancelled):
 
-1. the dome (``Manage Dome``): ask it to open when it is dark (Sun below ``Sun Altitude``) and
-   the dome allows it, to close and park, with the telescope, when it is not;
+1. the dome (``Manage Dome``): the :class:`~torosmanager.scheduler.dome_keeper.DomeKeeper` asks
+   it to open when it is dark (Sun below ``Sun Altitude``) and the dome allows it, to close and
+   park, with the telescope, when it is not;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
    target of opportunity does not count); one that makes no progress for ``Stall Timeout`` is
@@ -27,7 +28,8 @@ from datetime import datetime, timedelta
 
 from ..client import connect, status_of
 from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
-from ..workorders import format_utc, new_id
+from ..workorders import format_utc
+from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
 
@@ -39,8 +41,6 @@ _NUMBERS = re.compile(r"[-+]?\d+(?:[.:]\d+)*")
 EXECUTOR = {"Observation": "telescope", "Dome": "dome"}
 #: States of an order handed to its executor.
 ACTIVE = (DISPATCHED, RUNNING)
-#: Random hexadecimal characters in the IDs of the scheduler's Dome orders.
-DOME_ID_RANDOM_CHARACTERS = 6
 #: Shortest real pause between ticks: a fast simulated clock must not spin the loop.
 MIN_REAL_TICK_SECONDS = 0.02
 #: The telescope's pointing not yet asked in this tick (``None`` means it did not say).
@@ -57,6 +57,7 @@ class Dispatcher:
         self.clock = handler.clock
         self.journal = handler.journal
         self.planner = Planner(handler.config["Site"], Constraints.from_settings(self.settings))
+        self.dome = DomeKeeper(self.config, self.clock, self.planner.night)
         self.plan = None
         self._plan_lock = threading.Lock()
         self._wake = threading.Event()
@@ -70,8 +71,6 @@ class Dispatcher:
         self._awaiting_start = False     # an order is dispatched and not yet running
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
         self._last_follow = {}     # order ID -> clock time of its last Status query
-        self._dome_request = None  # the ID of the dome order the scheduler is waiting on
-        self._dome_open = None
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -79,6 +78,7 @@ class Dispatcher:
     # --- called from other threads ------------------------------------------------------
 
     def start(self):
+        self.dome.start()
         self._thread.start()
 
     def stop(self):
@@ -87,6 +87,7 @@ class Dispatcher:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        self.dome.stop()
 
     def wake(self, replan=True, gather=False):
         """Run a tick now (an order arrived, ended or was cancelled).
@@ -140,7 +141,7 @@ class Dispatcher:
         """One pass: dome, targets of opportunity, follow-up, expiry, plan, dispatch."""
         now = self.clock.now()
         self._pointing_this_tick = _NOT_ASKED
-        dome_open = self._manage_dome(now) if self.settings["Manage Dome"] else True
+        dome_open = self._keep_dome(now) if self.settings["Manage Dome"] else True
         if dome_open:
             # Before anything else: a target of opportunity is planned alone, and following
             # the other orders or planning the queue would only delay it.
@@ -166,63 +167,13 @@ class Dispatcher:
         if dome_open:
             self._dispatch(queued, self.clock.now())
 
-    # --- the dome -----------------------------------------------------------------------
-
-    def _manage_dome(self, now):
-        """Open at dusk, close at dawn; return whether the dome is open."""
-        try:
-            dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
-        except (OSError, xmlrpc.client.Error, KeyError) as error:
-            log.warning("cannot ask the dome daemon how the dome is: %s", error)
-            return False
-        shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
-        is_open = shutter == "open"
-        if self._dome_open is not None and is_open != self._dome_open:
-            log.info("the dome is now %s: re-planning", shutter)
+    def _keep_dome(self, now):
+        """Whether the dome is open, after the :class:`DomeKeeper` has done what dusk or dawn
+        asks; a dome that opened or closed since the last tick needs a new plan."""
+        is_open, changed = self.dome.keep(now)
+        if changed:
             self._replan.set()
-        self._dome_open = is_open
-        if self._dome_request is not None and not self._request_pending():
-            self._dome_request = None
-        if self._dome_request is not None:
-            return is_open
-        night = self.planner.night.window(now, self.settings["Sun Altitude"])
-        dark = night is not None and night.contains(now)
-        if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
-            self._dome_request = self._send_dome({"Shutter": "Open"}, now,
-                                                 "dark and safe: opening the dome")
-        elif not dark and shutter in ("open", "opening"):
-            self._dome_request = self._send_dome({"Shutter": "Close", "Park": True}, now,
-                                                 "dawn: closing the dome")
-            self._park_telescope("dawn")
         return is_open
-
-    def _send_dome(self, actions, now, why):
-        order = dict(actions, WOType="Dome", User="scheduler", ID=dome_order_id(now))
-        try:
-            connect(self.config, "dome").front_desk(order)
-        except xmlrpc.client.Fault as refusal:
-            log.warning("the dome refused %s: %s", actions, refusal.faultString)
-            return None
-        except (OSError, xmlrpc.client.Error) as error:
-            log.warning("cannot reach the dome daemon: %s", error)
-            return None
-        log.info("%s (dome order %s)", why, order["ID"])
-        return order["ID"]
-
-    def _request_pending(self):
-        try:
-            state = connect(self.config, "dome").front_desk(
-                {"WOType": "Status", "ID": self._dome_request})["Status"]
-        except (OSError, xmlrpc.client.Error):
-            return False
-        return state not in (DONE, FAILED, CANCELLED)
-
-    def _park_telescope(self, reason):
-        try:
-            connect(self.config, "telescope").front_desk(
-                {"WOType": "Park", "User": "scheduler", "Reason": reason})
-        except (OSError, xmlrpc.client.Error) as error:
-            log.warning("cannot tell the telescope to park: %s", error)
 
     # --- follow-up ----------------------------------------------------------------------
 
@@ -370,6 +321,15 @@ class Dispatcher:
         else:
             self.handler.transition(record.id, QUEUED, message, only_from={QUEUED})
 
+    def _pointing_for_interruption(self, active):
+        """Where the telescope points when a target of opportunity comes: at the observation
+        under way, if one is, without asking (the telescope's answer, with its coordinate
+        transforms, would cost the target of opportunity milliseconds); else asked."""
+        running = [record for record in active if record.state == RUNNING]
+        if running:
+            return running[0].work_order["RA"], running[0].work_order["Dec"]
+        return self._pointing()
+
     def _pointing(self):
         """Where the telescope points (``None`` when it does not say), asked once per tick;
         what it takes is learned from the same answer (:attr:`telescope_limits`)."""
@@ -425,7 +385,11 @@ class Dispatcher:
                 return False
             with self.handler.failing_on_error(record.id, "planning it as a target of "
                                                           "opportunity"):
-                alone = self.planner.plan([self._target(record)], now, self._pointing(), now)
+                # Unrefined: a target of opportunity is wanted at its earliest, not at its
+                # lowest airmass.
+                alone = self.planner.plan([self._target(record)], now,
+                                          self._pointing_for_interruption(active), now,
+                                          refine=False)
                 if alone.entries and alone.entries[0].start - timedelta(
                         seconds=alone.entries[0].slew) <= soon:
                     self._send(record, now, "once: a target of opportunity, observable now")
@@ -454,13 +418,6 @@ class Dispatcher:
                                               **{"Dispatched At": format_utc(now)}))
         self._awaiting_start = True
         self._replan.set()
-
-
-def dome_order_id(now):
-    """A new ID for a Dome order of the scheduler's: its time, readable, and a random part,
-    since two may be sent within a second (a fast simulated clock, a close right after an
-    open)."""
-    return f"scheduler-{now:%Y%m%dT%H%M%S}-{new_id()[:DOME_ID_RANDOM_CHARACTERS]}"
 
 
 class _ObjectNames:

@@ -3,12 +3,12 @@
 Observation orders are queued, planned and dispatched to the telescope daemon at their time by
 the :class:`~torosmanager.scheduler.dispatcher.Dispatcher`. Dome orders are handed to the dome
 daemon at once (trying again while it does not answer: ``Dispatch Attempts``,
-``Dispatch Retry Interval``) and followed to their end. The scheduler also sends the dome daemon
-its heartbeat (``Heartbeat Interval``): a dome that stops hearing it closes.
+``Dispatch Retry Interval``) and followed to their end. The dispatcher's
+:class:`~torosmanager.scheduler.dome_keeper.DomeKeeper` opens and closes the dome with the night
+and sends the dome daemon its heartbeat.
 """
 
 import logging
-import threading
 import xmlrpc.client
 
 from ..client import connect
@@ -40,8 +40,6 @@ class SchedulerHandler(Handler):
         self.settings = config["Scheduler"]
         self.workers = Workers("dispatch", DISPATCH_THREADS)
         self.dispatcher = Dispatcher(self)
-        self._heartbeat_stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
     def check(self, order):
         # Refused here, at once, what the telescope would refuse at dispatch, in its words.
@@ -84,7 +82,6 @@ class SchedulerHandler(Handler):
 
     def start(self):
         super().start()
-        self._heartbeat.start()
         self.dispatcher.start()
 
     def resume(self, record):
@@ -98,9 +95,6 @@ class SchedulerHandler(Handler):
     def stop(self):
         self.dispatcher.stop()
         self.workers.stop()
-        self._heartbeat_stop.set()
-        if self._heartbeat.is_alive():
-            self._heartbeat.join()
 
     # --- Dome orders --------------------------------------------------------------------
 
@@ -152,23 +146,3 @@ class SchedulerHandler(Handler):
         except (OSError, xmlrpc.client.ProtocolError) as error:
             log.error("[WO %s] could not tell the %s daemon to cancel it: %s", record.id,
                       executor, error)
-
-    # --- heartbeat ----------------------------------------------------------------------
-
-    def _send_heartbeats(self):
-        """Tell the dome daemon, every Heartbeat Interval, that the scheduler is alive."""
-        failing = False
-        while True:
-            try:
-                connect(self.config, "dome").front_desk({"WOType": "Heartbeat",
-                                                         "User": "scheduler"})
-                if failing:
-                    log.info("the dome daemon hears the heartbeat again")
-                failing = False
-            except (OSError, xmlrpc.client.Error) as error:
-                if not failing:  # once per outage, not every interval
-                    log.warning("cannot send the heartbeat to the dome daemon: %s", error)
-                failing = True
-            if self._heartbeat_stop.wait(
-                    self.clock.real_seconds(self.settings["Heartbeat Interval"])):
-                return

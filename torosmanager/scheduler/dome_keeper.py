@@ -1,0 +1,146 @@
+"""The scheduler's care of the dome: open it at dusk, close it at dawn, keep its heartbeat.
+
+The dome daemon keeps the instrument safe by itself; the scheduler only tells it when the night
+begins and ends, and proves it is alive (a dome that stops hearing the heartbeat closes):
+
+* :meth:`DomeKeeper.keep`, once per dispatcher tick (``Manage Dome``): ask the dome daemon how
+  the dome is; when it is dark (Sun below ``Sun Altitude``), closed and safe, send it a Dome
+  order to open; when it is not dark and the dome is open, one to close, and park the telescope.
+  One such order at a time: the next waits until the dome daemon has ended it.
+* a thread sends a Heartbeat every ``Heartbeat Interval``.
+"""
+
+import logging
+import threading
+import xmlrpc.client
+
+from ..client import connect
+from ..journal import CANCELLED, DONE, FAILED
+from ..workorders import new_id
+
+log = logging.getLogger(__name__)
+
+#: Random hexadecimal characters in the IDs of the scheduler's Dome orders.
+DOME_ID_RANDOM_CHARACTERS = 6
+
+
+def dome_order_id(now):
+    """A new ID for a Dome order of the scheduler's: its time, readable, and a random part,
+    since two may be sent within a second (a fast simulated clock, a close right after an
+    open)."""
+    return f"scheduler-{now:%Y%m%dT%H%M%S}-{new_id()[:DOME_ID_RANDOM_CHARACTERS]}"
+
+
+class DomeKeeper:
+    """Opens and closes the dome with the night, and sends the dome daemon its heartbeat.
+
+    Parameters
+    ----------
+    config : dict
+        The configuration (the ``Scheduler`` section, and the daemons' addresses).
+    clock : Clock
+        The shared clock.
+    night : Night
+        The site's night (:class:`torosmanager.night.Night`), for dusk and dawn.
+    """
+
+    def __init__(self, config, clock, night):
+        self.config = config
+        self.settings = config["Scheduler"]
+        self.clock = clock
+        self.night = night
+        #: Whether the dome was open at the last :meth:`keep` (``None`` before the first).
+        self.is_open = None
+        self._request = None  # the ID of the Dome order being waited on
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self):
+        """Start sending heartbeats."""
+        self._heartbeat.start()
+
+    def stop(self):
+        self._heartbeat_stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
+
+    # --- dusk and dawn ------------------------------------------------------------------
+
+    def keep(self, now):
+        """Open at dusk, close at dawn; return ``(open, changed)``: whether the dome is open
+        now, and whether that differs from the last call (the plan then needs redoing)."""
+        try:
+            dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
+        except (OSError, xmlrpc.client.Error, KeyError) as error:
+            log.warning("cannot ask the dome daemon how the dome is: %s", error)
+            return False, False
+        shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
+        is_open = shutter == "open"
+        changed = self.is_open is not None and is_open != self.is_open
+        if changed:
+            log.info("the dome is now %s: re-planning", shutter)
+        self.is_open = is_open
+        if self._request is not None and not self._request_pending():
+            self._request = None
+        if self._request is not None:
+            return is_open, changed
+        night = self.night.window(now, self.settings["Sun Altitude"])
+        dark = night is not None and night.contains(now)
+        if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
+            self._request = self._send({"Shutter": "Open"}, now,
+                                       "dark and safe: opening the dome")
+        elif not dark and shutter in ("open", "opening"):
+            self._request = self._send({"Shutter": "Close", "Park": True}, now,
+                                       "dawn: closing the dome")
+            self._park_telescope("dawn")
+        return is_open, changed
+
+    def _send(self, actions, now, why):
+        order = dict(actions, WOType="Dome", User="scheduler", ID=dome_order_id(now))
+        try:
+            connect(self.config, "dome").front_desk(order)
+        except xmlrpc.client.Fault as refusal:
+            log.warning("the dome refused %s: %s", actions, refusal.faultString)
+            return None
+        except (OSError, xmlrpc.client.Error) as error:
+            log.warning("cannot reach the dome daemon: %s", error)
+            return None
+        log.info("%s (dome order %s)", why, order["ID"])
+        return order["ID"]
+
+    def _request_pending(self):
+        try:
+            state = connect(self.config, "dome").front_desk(
+                {"WOType": "Status", "ID": self._request})["Status"]
+        except (OSError, xmlrpc.client.Error):
+            return False
+        return state not in (DONE, FAILED, CANCELLED)
+
+    def _park_telescope(self, reason):
+        try:
+            connect(self.config, "telescope").front_desk(
+                {"WOType": "Park", "User": "scheduler", "Reason": reason})
+        except (OSError, xmlrpc.client.Error) as error:
+            log.warning("cannot tell the telescope to park: %s", error)
+
+    # --- heartbeat ----------------------------------------------------------------------
+
+    def _send_heartbeats(self):
+        """Tell the dome daemon, every Heartbeat Interval, that the scheduler is alive."""
+        failing = False
+        while True:
+            try:
+                connect(self.config, "dome").front_desk({"WOType": "Heartbeat",
+                                                         "User": "scheduler"})
+                if failing:
+                    log.info("the dome daemon hears the heartbeat again")
+                failing = False
+            except (OSError, xmlrpc.client.Error) as error:
+                if not failing:  # once per outage, not every interval
+                    log.warning("cannot send the heartbeat to the dome daemon: %s", error)
+                failing = True
+            if self._heartbeat_stop.wait(
+                    self.clock.real_seconds(self.settings["Heartbeat Interval"])):
+                return
