@@ -101,6 +101,29 @@ def test_the_moon_is_kept_at_a_distance():
         assert "too close to the Moon" in plan.unscheduled["near"]
 
 
+def test_a_planner_replanning_the_night_plans_as_a_fresh_one_would():
+    """The Moon's track is computed once a night and reused by later plans of that night (the
+    scheduler's re-plans): a later plan is the one a new planner makes, and a new night gets a
+    new track."""
+    settings = dict(CONFIG["Scheduler"], **{"Moon Separation": 30.0})
+    reused = Planner(CONFIG["Site"], Constraints.from_settings(settings))
+    targets = [target(f"t{number}", ra=number * 24.0, dec=number * 6.0 - 30.0, duration=900)
+               for number in range(15)]
+    reused.plan(targets, AFTERNOON)
+    first_track = reused.moon_track(reused.night.window(AFTERNOON, settings["Sun Altitude"]))
+    for hours in (3.0, 7.5):
+        later = AFTERNOON + timedelta(hours=hours)
+        fresh = Planner(CONFIG["Site"], Constraints.from_settings(settings))
+        again, anew = reused.plan(targets, later), fresh.plan(targets, later)
+        assert [(e.id, e.start) for e in again.entries] == [(e.id, e.start)
+                                                            for e in anew.entries]
+        assert again.unscheduled == anew.unscheduled
+    window = reused.night.window(AFTERNOON + timedelta(hours=7.5), settings["Sun Altitude"])
+    assert reused.moon_track(window)[0] == first_track[0]  # the same night's track
+    next_night = reused.night.window(AFTERNOON + timedelta(days=1), settings["Sun Altitude"])
+    assert reused.moon_track(next_night)[0] > first_track[0] + timedelta(hours=20)
+
+
 def test_nothing_is_planned_before_the_telescope_is_free(planner):
     during = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
     free = during + timedelta(minutes=40)

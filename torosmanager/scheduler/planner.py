@@ -26,6 +26,7 @@ Refinement
 """
 
 import math
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -233,6 +234,40 @@ class Planner:
     def __init__(self, site, constraints):
         self.night = Night(site)
         self.constraints = constraints
+        # The Moon's track over the night being planned (see moon_track): the scheduler plans
+        # the same night again and again, and astropy's Moon is most of a small plan's time.
+        self._moon = None
+        self._moon_lock = threading.Lock()
+
+    def moon_track(self, window):
+        """The Moon's place seen from the site over *window*'s night: ``(start, seconds,
+        ra, dec)``, at :data:`MOON_SAMPLES` instants (*seconds* after the datetime *start*;
+        right ascension unwrapped and declination in radians, GCRS).
+
+        Computed once a night, from the first window asked for until the night's end, and
+        reused for the later, shorter windows of the same night.
+        """
+        import astropy.units as u
+        from astropy.coordinates import EarthLocation, get_body
+        from astropy.time import Time
+
+        with self._moon_lock:
+            cached = self._moon
+            if cached is None or cached[0] != window.end or window.start < cached[1]:
+                night = self.night
+                location = EarthLocation(lat=night.latitude * u.deg,
+                                         lon=night.longitude * u.deg,
+                                         height=night.elevation * u.m)
+                seconds = np.linspace(0, (window.end - window.start).total_seconds(),
+                                      MOON_SAMPLES)
+                # The Moon as seen from the site, in GCRS, whose axes are ICRS's. Not `.icrs`:
+                # that moves the origin to the solar system's barycentre, and the Moon (at
+                # 0.0026 au) then appears near the anti-solar point.
+                moon = get_body("moon", Time(window.start) + seconds * u.s, location)
+                cached = (window.end, window.start, seconds, np.unwrap(moon.ra.radian),
+                          np.asarray(moon.dec.radian))
+                self._moon = cached
+            return cached[1:]
 
     def plan(self, targets, now, start_position=None, free_from=None, budget=None,
              max_entries=None, refine=None):
@@ -462,20 +497,10 @@ class _Grid:
         return visible, altitude
 
     def _moon_distance(self, ra, dec):
-        import astropy.units as u
-        from astropy.coordinates import EarthLocation, get_body
-        from astropy.time import Time
-
-        night = self.planner.night
-        location = EarthLocation(lat=night.latitude * u.deg, lon=night.longitude * u.deg,
-                                 height=night.elevation * u.m)
-        samples = np.linspace(0, self.offsets[-1], MOON_SAMPLES)
-        # The Moon as seen from the site, in GCRS, whose axes are ICRS's. Not `.icrs`: that
-        # moves the origin to the solar system's barycentre, and the Moon (at 0.0026 au) then
-        # appears near the anti-solar point.
-        moon = get_body("moon", Time(self.start) + samples * u.s, location)
-        moon_ra = np.interp(self.offsets, samples, np.unwrap(moon.ra.radian))
-        moon_dec = np.interp(self.offsets, samples, moon.dec.radian)
+        start, seconds, track_ra, track_dec = self.planner.moon_track(self.window)
+        instants = self.offsets + (self.start - start).total_seconds()
+        moon_ra = np.interp(instants, seconds, track_ra)
+        moon_dec = np.interp(instants, seconds, track_dec)
         ra, dec = np.radians(ra)[:, None], np.radians(dec)[:, None]
         cosine = (np.sin(dec) * np.sin(moon_dec)[None, :]
                   + np.cos(dec) * np.cos(moon_dec)[None, :] * np.cos(ra - moon_ra[None, :]))
