@@ -13,6 +13,10 @@ PYTHON ?= python3
 VENV ?= .venv
 # Extra arguments for `make test`, e.g. PYTEST_ARGS="-k units -x".
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist), each taking whole test files. Most tests wait on daemons,
+# so three share two cores well: the suite takes about 14 min instead of 25 on 2 cores.
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
 
 # Where `make install` puts things. DESTDIR stages the whole tree below
 # another directory (packaging, tests): nothing outside it is touched then.
@@ -174,7 +178,7 @@ help: ## list the targets
 	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
 	@echo "  INSTALL_VENV=$(INSTALL_VENV) BINDIR=$(BINDIR) CONFIG_FILE=$(CONFIG_FILE)"
 	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
-	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) PURGE=$(PURGE)"
+	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) TEST_WORKERS=$(TEST_WORKERS) PURGE=$(PURGE)"
 	@echo "  OPERATORS=$(OPERATORS) LOCK=$(LOCK) WHEELHOUSE=$(WHEELHOUSE)"
 	@echo "  DIST=$(DIST) DEB_COMPRESSION=$(DEB_COMPRESSION) DEB_MAINTAINER=$(DEB_MAINTAINER)"
 
@@ -196,7 +200,7 @@ $(DEV_STAMP): setup.py $(LOCK) | $(VENV_PY)
 	@touch $@
 
 test: dev ## make the dev venv with what the tests need, then run pytest (PYTEST_ARGS)
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: dev ## make the dev venv, then run the demo night (toros demo)
 	$(VENV)/bin/toros demo

@@ -49,7 +49,8 @@ setup(
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
     # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.
-    extras_require={"test": ["pytest>=7", "alpaca-simulators~=1.3.2",
+    # pytest-xdist: make test runs the test files in three processes.
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "alpaca-simulators~=1.3.2",
                              "dask[distributed]>=2024.1", "astroscrappy>=1.1",
                              "libfaketime>=3.0", "pygcn>=1.1.3"],
                     # Alerts → Kafka: GCN's own Kafka client (OAuth, topics, its broker's
