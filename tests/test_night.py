@@ -89,3 +89,24 @@ def test_airmass(altitude, expected):
 ])
 def test_frames_belong_to_the_evening_the_night_began(instant, date):
     assert local_night_date(instant, SITE["Longitude"]) == date
+
+
+def test_precession_is_astropys_fk5():
+    """`precess` applies astropy's ICRS → FK5 rotation, computed once per equinox: the same
+    places as astropy's own transform, to well under a micro-arcsecond, poles included."""
+    import astropy.units as u
+    from astropy.coordinates import FK5, SkyCoord
+    from astropy.time import Time
+
+    from torosmanager.night import precess
+
+    rng = np.random.default_rng(12)
+    ra = np.concatenate([rng.uniform(0, 360, 500), [0.0, 359.9999, 123.0]])
+    dec = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, 500))),
+                          [89.9999, -89.9999, 0.0]])
+    for jyear in (2000.0, 2026.9, 2051.3):
+        ours = SkyCoord(*precess(ra, dec, jyear), unit="deg")
+        theirs = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").transform_to(
+            FK5(equinox=Time(jyear, format="jyear")))
+        separation = ours.separation(SkyCoord(theirs.ra, theirs.dec)).to(u.arcsec).value
+        assert separation.max() < 1e-6

@@ -10,6 +10,7 @@ The night is the stretch of the grid during which the Sun is below the given alt
 in progress, or else the next one.
 """
 
+import functools
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,8 @@ ANCHORS = 7
 MAX_CACHED_NIGHTS = 16
 #: Hours after a search that found no night (a polar summer) before searching again.
 NO_NIGHT_RETRY_HOURS = 1
+#: Precession matrices kept (one per equinox, that is per night; see :func:`precess`).
+PRECESSION_MATRICES = 16
 
 
 @dataclass(frozen=True)
@@ -183,14 +186,30 @@ class Night:
 
 
 def precess(ra, dec, jyear):
-    """ICRS degrees to the mean equator and equinox of Julian year *jyear* (astropy FK5)."""
+    """ICRS degrees to the mean equator and equinox of Julian year *jyear* (astropy FK5).
+
+    ICRS → FK5 is a rotation (frame bias, then precession), so it is computed by astropy once
+    per equinox (:func:`_precession_matrix`) and applied to the targets with numpy: the
+    scheduler and the telescope check targets against the night's equinox many times a night.
+    """
+    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
+    vectors = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+    x, y, z = np.tensordot(_precession_matrix(float(jyear)), vectors, axes=1)
+    return (np.degrees(np.arctan2(y, x)) % 360.0,
+            np.degrees(np.arctan2(z, np.hypot(x, y))))
+
+
+@functools.lru_cache(maxsize=PRECESSION_MATRICES)
+def _precession_matrix(jyear):
+    """The rotation from ICRS to FK5 at the equinox *jyear*: its columns are the ICRS axes
+    transformed by astropy."""
     import astropy.units as u
     from astropy.coordinates import FK5, SkyCoord
     from astropy.time import Time
 
-    coordinates = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").transform_to(
-        FK5(equinox=Time(jyear, format="jyear")))
-    return coordinates.ra.deg, coordinates.dec.deg
+    axes = SkyCoord(ra=[0.0, 90.0, 0.0] * u.deg, dec=[0.0, 0.0, 90.0] * u.deg,
+                    frame="icrs").transform_to(FK5(equinox=Time(jyear, format="jyear")))
+    return axes.cartesian.xyz.value
 
 
 def airmass(altitude):
