@@ -141,10 +141,15 @@ class Dispatcher:
         """One pass: dome, targets of opportunity, follow-up, expiry, plan, dispatch."""
         now = self.clock.now()
         self._pointing_this_tick = _NOT_ASKED
-        dome_open = self._keep_dome(now) if self.settings["Manage Dome"] else True
-        if dome_open:
-            # Before anything else: a target of opportunity is planned alone, and following
-            # the other orders or planning the queue would only delay it.
+        manage_dome = self.settings["Manage Dome"]
+        # Before anything else, a target of opportunity is planned alone and sent: following
+        # the other orders or planning the queue would only delay it. So is asking the dome,
+        # when it was open at the last tick (a Follow Interval ago at most): the telescope
+        # asks the dome itself before it points, so a dome closed since is still respected.
+        sent_early = (not manage_dome or self.dome.is_open) and \
+            self._dispatch_target_of_opportunity(now)
+        dome_open = self._keep_dome(now) if manage_dome else True
+        if dome_open and not sent_early:
             self._dispatch_target_of_opportunity(now)
         # What goes wrong with one order (a bug, an order journaled by an older release that
         # this one would refuse) ends that order failed, with the reason; the night goes on.
@@ -365,13 +370,13 @@ class Dispatcher:
 
     def _dispatch_target_of_opportunity(self, now):
         """Send a queued target of opportunity now if one is observable (see
-        :meth:`_target_of_opportunity`), reading only such orders and the active ones."""
+        :meth:`_target_of_opportunity`), reading only such orders and the active ones; return
+        whether one was sent."""
         threshold = self.settings["ToO Threshold"]
         urgent = [record for record in self.journal.in_states([QUEUED], "Observation")
                   if record.priority >= threshold and not self._expired(record, now)]
-        if urgent:
-            self._target_of_opportunity(urgent, self.journal.in_states(ACTIVE, "Observation"),
-                                        now)
+        return bool(urgent) and self._target_of_opportunity(
+            urgent, self.journal.in_states(ACTIVE, "Observation"), now)
 
     def _target_of_opportunity(self, queued, active, now):
         """Dispatch the most urgent target of opportunity that is observable now, over a
