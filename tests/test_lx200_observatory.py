@@ -8,6 +8,7 @@ simulated evening the daemons' clock shows.
 
 import os
 import sys
+import urllib.request
 
 import pytest
 from astropy.io import fits
@@ -63,4 +64,8 @@ def test_an_observation_through_an_lx200_mount_slews_exposes_and_writes_fits(obs
     assert mount["Driver"] == "lx200" and mount["Connected"] is True
     assert mount["Dialect"] == "onstep" and mount["URL"] == simulator.url
     assert mount["Tracking"] is True and mount["Parked"] is False
+    # The status page says which driver each device uses.
+    with urllib.request.urlopen(observatory.url("telescope"), timeout=30) as answer:
+        page = answer.read().decode()
+    assert "lx200" in page and "onstep" in page and "simulator" in page
     assert "goto" in simulator.stop()  # the simulator itself was sent the goto
