@@ -34,6 +34,10 @@ from .watch import FINAL, Watcher
 POLL_SECONDS = 0.25
 #: Real seconds to wait, after dawn, for the last calibrations.
 PATIENCE = 120
+#: Real seconds between two looks for the night's first plan (it is made within a second), and
+#: how long to look before the report goes without it.
+PLAN_POLL_SECONDS = 0.05
+FIRST_PLAN_PATIENCE = 30
 #: Where the target of opportunity may be put: hour angles and declination offsets (degrees)
 #: from the zenith; the one farthest from the Moon is chosen.
 TOO_HOUR_ANGLES = (-30.0, -15.0, 0.0, 15.0, 30.0)
@@ -132,7 +136,10 @@ def _night(config, clock, night, directory, galaxies):
         rows.append(receipt)
     print(table(rows, ("ID", "Status", "Priority", "Message")))
     print("\nThe night (simulated UTC):")
-    plan, storm_ends = None, None
+    # The night's first plan, for the report: on a fast clock its entries are dispatched, and
+    # the plan shrinks, within moments of its making.
+    plan = _first_plan(scheduler)
+    storm_ends = None
     alert = Alert(config, watcher)
     weather = scenario.weather_file(directory)
     while clock.now() < night.end:
@@ -206,6 +213,18 @@ class Alert:
         """Whether the alert's orders have all ended (or it made none)."""
         return self.orders is not None and all(self.watcher.ended(order_id)
                                                for order_id in self.orders)
+
+
+def _first_plan(scheduler):
+    """The scheduler's plan once it holds entries (``None`` if none within
+    FIRST_PLAN_PATIENCE s)."""
+    deadline = time.monotonic() + FIRST_PLAN_PATIENCE
+    while time.monotonic() < deadline:
+        plan = plan_command.fetch(scheduler)
+        if plan.get("Entries"):
+            return plan
+        time.sleep(PLAN_POLL_SECONDS)
+    return None
 
 
 def _fullest(kept, plan):
