@@ -14,6 +14,12 @@ run on a simulated clock.
 import astropy.units as u
 from astropy.coordinates import TETE, AltAz, EarthLocation, SkyCoord
 
+#: Targets below this altitude (degrees, geometric) are refused before a mount is asked.
+HORIZON_ALTITUDE = 0.0
+
+#: A mount's own site may differ from the configured one by this much (degrees) unwarned.
+SITE_TOLERANCE = 0.01
+
 DEGREES_PER_HOUR = 15.0
 HOURS_PER_DAY = 24.0
 DEGREES_PER_TURN = 360.0
@@ -50,3 +56,21 @@ def horizontal(ra, dec, location, obstime):
     where = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
         AltAz(obstime=obstime, location=location))
     return float(where.alt.deg), float(where.az.deg)
+
+
+def below_horizon(ra, dec, location, obstime, site_name):
+    """Why a mount must not be sent to ICRS *ra*, *dec* at *obstime*: ``"the target is below
+    the horizon at SITE (altitude -3.2°)"``, or ``""`` when it is above
+    :data:`HORIZON_ALTITUDE`."""
+    altitude, _ = horizontal(ra, dec, location, obstime)
+    if altitude < HORIZON_ALTITUDE:
+        return f"the target is below the horizon at {site_name} (altitude {altitude:.1f}°)"
+    return ""
+
+
+def differs_from_site(value, configured):
+    """Whether a mount's own latitude or longitude *value* (degrees) differs from the
+    *configured* one by more than :data:`SITE_TOLERANCE`, around the circle (mounts give
+    longitudes as 0–360 or ±180)."""
+    difference = (float(value) - configured + DEGREES_PER_TURN / 2) % DEGREES_PER_TURN
+    return abs(difference - DEGREES_PER_TURN / 2) > SITE_TOLERANCE

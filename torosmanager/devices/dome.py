@@ -40,6 +40,13 @@ class DomeState:
     parked: bool
     outputs: dict = field(default_factory=dict)
 
+    def report(self):
+        """The state for a health report (XML-RPC types), the azimuth only when known."""
+        report = {"Shutter": self.shutter.value, "Slewing": self.slewing, "Parked": self.parked}
+        if self.azimuth is not None:
+            report["Azimuth"] = self.azimuth
+        return report
+
 
 class Dome(Device):
     """A dome or roll-off roof."""

@@ -26,6 +26,10 @@ class FilterWheelState:
         """The name of the filter in the beam, or ``None`` while moving."""
         return None if self.position is None else self.names[self.position]
 
+    def report(self):
+        """The state for a health report: the filter in the beam, or ``"(moving)"``."""
+        return {"Filter": "(moving)" if self.current is None else self.current}
+
 
 class FilterWheel(Device):
     """A filter wheel with named filters."""

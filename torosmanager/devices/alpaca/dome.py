@@ -52,14 +52,7 @@ class AlpacaDome(Dome):
         self.connection.disconnect()
 
     def describe(self):
-        def fields():
-            state = self.state()
-            report = {"Shutter": state.shutter.value, "Slewing": state.slewing,
-                      "Parked": state.parked}
-            if state.azimuth is not None:
-                report["Azimuth"] = state.azimuth
-            return report
-        return self.connection.describe(fields)
+        return self.connection.describe(lambda: self.state().report())
 
     def state(self):
         connection = self.connection

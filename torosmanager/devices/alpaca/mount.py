@@ -31,17 +31,11 @@ from astropy.time import Time
 from ...earth_rotation import use_astropy_offline
 from ..base import wait_for
 from ..coordinates import (DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY, apparent_frame,
-                           horizontal, site_location)
+                           below_horizon, differs_from_site, horizontal, site_location)
 from ..mount import Mount, MountState
 from .connection import AlpacaConnection
 
 logger = logging.getLogger(__name__)
-
-#: Targets below this altitude (degrees, geometric) are refused before the mount is asked.
-HORIZON_ALTITUDE = 0.0
-
-#: The mount's own site may differ from the configured one by this much (degrees) unwarned.
-SITE_TOLERANCE = 0.01
 
 #: Seconds between polls of ``AtPark`` after ``Unpark``.
 UNPARK_POLL_INTERVAL = 0.2
@@ -172,10 +166,9 @@ class AlpacaMount(Mount):
         if connection.get("AtPark"):
             raise connection.error(operation, "the mount is parked (unpark it first)")
         now = Time.now()
-        altitude, _ = horizontal(ra, dec, self.location, now)
-        if altitude < HORIZON_ALTITUDE:
-            raise connection.error(operation, f"the target is below the horizon at "
-                                              f"{self.site['Name']} (altitude {altitude:.1f}°)")
+        refusal = below_horizon(ra, dec, self.location, now, self.site["Name"])
+        if refusal:
+            raise connection.error(operation, refusal)
         # The synchronous SlewToCoordinates would block past the request timeout.
         connection.capable("CanSlewAsync", operation)
         if not connection.get("Tracking"):
@@ -234,9 +227,7 @@ class AlpacaMount(Mount):
             value = connection.optional(name)
             if value is None:
                 continue
-            # Longitudes may come as 0–360 or ±180: compare the difference around the circle.
-            difference = (float(value) - self.site[key] + DEGREES_PER_TURN / 2) % DEGREES_PER_TURN
-            if abs(difference - DEGREES_PER_TURN / 2) > SITE_TOLERANCE:
+            if differs_from_site(value, self.site[key]):
                 logger.warning("%s: its %s is %.4f° but Site → %s is %.4f°; horizon checks and "
                                "topocentric coordinates use the configured site",
                                connection.label, name, value, key, self.site[key])

@@ -49,10 +49,7 @@ class IndiFilterWheel(FilterWheel):
         self.connection.disconnect()
 
     def describe(self):
-        def fields():
-            current = self.state().current
-            return {"Filter": "(moving)" if current is None else current}
-        return self.connection.describe(fields)
+        return self.connection.describe(lambda: self.state().report())
 
     def state(self):
         connection = self.connection

@@ -20,18 +20,12 @@ from astropy.time import Time
 
 from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError
-from ..coordinates import (DEGREES_PER_TURN, apparent_to_icrs, horizontal, icrs_to_apparent,
-                           site_location)
+from ..coordinates import (apparent_to_icrs, below_horizon, differs_from_site, horizontal,
+                           icrs_to_apparent, site_location)
 from ..mount import Mount, MountState
 from .connection import ALERT, BUSY, OK, ON, IndiConnection
 
 logger = logging.getLogger(__name__)
-
-#: Targets below this altitude (degrees, geometric) are refused before the mount is asked.
-HORIZON_ALTITUDE = 0.0
-
-#: The mount's own site may differ from the configured one by this much (degrees) unwarned.
-SITE_TOLERANCE = 0.01
 
 #: Standard property and member names (INDI telescope standard properties).
 EQUATORIAL = "EQUATORIAL_EOD_COORD"
@@ -131,10 +125,9 @@ class IndiMount(Mount):
         if self._parked():
             raise connection.error(operation, "the mount is parked (unpark it first)")
         now = Time.now()
-        altitude, _ = horizontal(ra, dec, self.location, now)
-        if altitude < HORIZON_ALTITUDE:
-            raise connection.error(operation, f"the target is below the horizon at "
-                                              f"{self.site['Name']} (altitude {altitude:.1f}°)")
+        refusal = below_horizon(ra, dec, self.location, now, self.site["Name"])
+        if refusal:
+            raise connection.error(operation, refusal)
         if connection.optional(ON_COORD_SET, operation) is not None:
             # Slew, then track there (rather than stop, or sync).
             connection.switch(ON_COORD_SET, "TRACK", operation)
@@ -190,9 +183,7 @@ class IndiMount(Mount):
             value = site.values.get(member)
             if value is None:
                 continue
-            # INDI longitudes run 0–360 east: compare the difference around the circle.
-            difference = (float(value) - self.site[key] + DEGREES_PER_TURN / 2) % DEGREES_PER_TURN
-            if abs(difference - DEGREES_PER_TURN / 2) > SITE_TOLERANCE:
-                logger.warning("%s: its %s %s is %.4f° but Site → %s is %.4f°; horizon checks and "
-                               "coordinates of date use the configured site",
+            if differs_from_site(value, self.site[key]):
+                logger.warning("%s: its %s %s is %.4f° but Site → %s is %.4f°; horizon checks "
+                               "and coordinates of date use the configured site",
                                connection.label, site.name, member, value, key, self.site[key])

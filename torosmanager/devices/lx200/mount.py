@@ -15,16 +15,14 @@ from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError, wait_for
 from ..mount import Mount, MountState
 from .connection import DRIVER, Lx200Connection
-from ..coordinates import apparent_to_icrs, horizontal, icrs_to_apparent, site_location
+from ..coordinates import (apparent_to_icrs, below_horizon, horizontal, icrs_to_apparent,
+                           site_location)
 from .dialects import DIALECTS
 from .protocol import (BOOLEAN, NO_REPLY, SLEW_STARTED, TERMINATED, Precision, ProtocolError,
                        format_dec, format_ra, parse_boolean, parse_dec, parse_ra,
                        set_dec_command, set_ra_command, slew_refusal)
 
 logger = logging.getLogger(__name__)
-
-#: Targets below this altitude (degrees, geometric) are refused before the mount is asked.
-HORIZON_ALTITUDE = 0.0
 
 #: Seconds between polls of the status after an unpark.
 UNPARK_POLL_INTERVAL = 0.2
@@ -128,10 +126,9 @@ class Lx200Mount(Mount):
         if status.parked:
             raise connection.error(operation, "the mount is parked (unpark it first)")
         now = Time.now()
-        altitude, _ = horizontal(ra, dec, self.location, now)
-        if altitude < HORIZON_ALTITUDE:
-            raise connection.error(operation, f"the target is below the horizon at "
-                                              f"{self.site['Name']} (altitude {altitude:.1f}°)")
+        refusal = below_horizon(ra, dec, self.location, now, self.site["Name"])
+        if refusal:
+            raise connection.error(operation, refusal)
         if not status.tracking:
             # OnStep refuses a goto in standby; every mount should track at the target.
             self.dialect.set_tracking(True)

@@ -26,7 +26,8 @@ from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError, wait_for
 from ..mount import Mount, MountState
 from .connection import TextTcpConnection
-from ..coordinates import apparent_to_icrs, horizontal, icrs_to_apparent, site_location
+from ..coordinates import (apparent_to_icrs, below_horizon, horizontal, icrs_to_apparent,
+                           site_location)
 from .sexagesimal import format_dec, format_ra, parse_sexagesimal
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,6 @@ RA_TAG, DEC_TAG, ALTITUDE_TAG, AZIMUTH_TAG = "ra", "dec", "alt", "az"
 SLEWING_TAG, PARKED_TAG, TRACKING_TAG = "slewing", "parked", "tracking"
 #: How the mount computer writes a yes/no value.
 FLAGS = {"0": False, "1": True}
-
-#: Targets below this altitude (degrees, geometric) are refused before the mount is asked.
-HORIZON_ALTITUDE = 0.0
 
 #: How health reports name the coordinates the mount computer uses.
 COORDINATES = "apparent (JNow: true equator and equinox of date)"
@@ -134,10 +132,9 @@ class TextTcpMount(Mount):
         if self._flag(self._answer(operation), PARKED_TAG):
             raise connection.error(operation, "the mount is parked (unpark it first)")
         now = Time.now()
-        altitude, _ = horizontal(ra, dec, self.location, now)
-        if altitude < HORIZON_ALTITUDE:
-            raise connection.error(operation, f"the target is below the horizon at "
-                                              f"{self.site['Name']} (altitude {altitude:.1f}°)")
+        refusal = below_horizon(ra, dec, self.location, now, self.site["Name"])
+        if refusal:
+            raise connection.error(operation, refusal)
         ra_hours, apparent_dec = icrs_to_apparent(ra, dec, self.location, now)
         logger.info("%s: slewing to ICRS %.5f %+.5f = apparent RA %s Dec %s", connection.label,
                     ra, dec, format_ra(ra_hours), format_dec(apparent_dec))
