@@ -400,8 +400,7 @@ def measure_coverage(local, fixtures, nights):
         distance = None if skymap is None else skymap.header.get("DISTMEAN")
         ignored = reason_to_ignore(alert, settings, area, distance)
         kind, offered = candidates(alert, skymap, settings, local.catalog)
-        duration = duration_of(kind_settings(alert, settings), config["Scheduler"],
-                               config["Telescope"])
+        duration = duration_of(kind_settings(alert, settings), config["Observing"])
         for night in nights:
             ours = pick(offered, night, config, duration)
             reference = reference_pick(offered, night, config, duration)

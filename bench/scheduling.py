@@ -118,8 +118,8 @@ class Result:
 
 
 def settings():
-    """The configuration's Scheduler section with the benchmark's constraints."""
-    section = dict(default_config()["Scheduler"])
+    """The configuration's Observing section with the benchmark's constraints."""
+    section = dict(default_config()["Observing"])
     section.update({"Max Airmass": MAX_AIRMASS, "Sun Altitude": SUN_ALTITUDE,
                     "Moon Separation": MOON_SEPARATION})
     return section
@@ -180,12 +180,12 @@ def random_orders(count, seed, site, readout):
 
 # --- the two schedulers ---------------------------------------------------------------------
 
-def run_ours(orders, site, scheduler_settings, refine=True):
+def run_ours(orders, site, observing, refine=True):
     """Plan with a new :class:`Planner` (its Night cache cold), refined or greedy only;
     return a :class:`Result`."""
     began, began_cpu = time.perf_counter(), time.process_time()
-    planner = Planner(site, Constraints.from_settings(scheduler_settings))
-    readout = scheduler_settings["Readout Time"]
+    planner = Planner(site, Constraints.from_settings(observing))
+    readout = observing["Readout Time"]
     # One exposure per order: the block is the exposure and its readout (duration_of).
     targets = [Target(order.id, order.ra, order.dec, order.priority, order.exposure + readout)
                for order in orders]
@@ -195,7 +195,7 @@ def run_ours(orders, site, scheduler_settings, refine=True):
                   [Block(entry.id, entry.start, entry.end) for entry in plan.entries], cpu)
 
 
-def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION):
+def run_astroplan(orders, site, observing, resolution=TIME_RESOLUTION):
     """Schedule with astroplan's ``PriorityScheduler``; return a :class:`Result`.
 
     The night's edges come from astroplan's own twilight functions, inside the timing, as ours
@@ -208,7 +208,7 @@ def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION):
     from astropy.coordinates import SkyCoord
     from astropy.time import Time
 
-    readout = scheduler_settings["Readout Time"]
+    readout = observing["Readout Time"]
     began, began_cpu = time.perf_counter(), time.process_time()
     observer = Observer(location=location_of(site), name=site["Name"])
     dusk = observer.twilight_evening_astronomical(Time(NIGHT_AFTER), which="next")
@@ -224,7 +224,7 @@ def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION):
             exposure * u.s, 1, readout * u.s, configuration={"pointing": order.id}))
     constraints = [AirmassConstraint(max=MAX_AIRMASS, boolean_constraint=True),
                    AtNightConstraint.twilight_astronomical()]
-    transitioner = _flooring_transitioner(scheduler_settings, resolution)
+    transitioner = _flooring_transitioner(observing, resolution)
     scheduler = PriorityScheduler(constraints=constraints, observer=observer,
                                   transitioner=transitioner, time_resolution=resolution * u.s)
     schedule = scheduler(blocks, Schedule(dusk, dawn))
@@ -235,7 +235,7 @@ def run_astroplan(orders, site, scheduler_settings, resolution=TIME_RESOLUTION):
     return Result(ASTROPLAN, seconds, placed, cpu)
 
 
-def _flooring_transitioner(scheduler_settings, resolution):
+def _flooring_transitioner(observing, resolution):
     """astroplan's Transitioner with our slew rate and settle time, never longer than ours.
 
     astroplan rounds every transition *up* to its time resolution; to keep astroplan's
@@ -259,14 +259,14 @@ def _flooring_transitioner(scheduler_settings, resolution):
 
     # The settle time is a "reconfiguration" between any two different pointings.
     return FlooringTransitioner(
-        slew_rate=scheduler_settings["Slew Rate"] * u.deg / u.s,
+        slew_rate=observing["Slew Rate"] * u.deg / u.s,
         instrument_reconfig_times={"pointing": {"default":
-                                                scheduler_settings["Settle Time"] * u.s}})
+                                                observing["Settle Time"] * u.s}})
 
 
 # --- the independent check --------------------------------------------------------------------
 
-def check(blocks, orders, site, scheduler_settings):
+def check(blocks, orders, site, observing):
     """Check a schedule with astropy alone (none of our code).
 
     Every block is sampled every ``CHECK_SECONDS`` from its start to its end (both included):
@@ -289,7 +289,7 @@ def check(blocks, orders, site, scheduler_settings):
     from astropy.time import Time
 
     by_id = {order.id: order for order in orders}
-    readout = scheduler_settings["Readout Time"]
+    readout = observing["Readout Time"]
     result = {"airmass": 0, "sun": 0, "overlaps": 0, "full length": 0, "short gaps": 0,
               "shortfall": 0.0, "mean airmass": math.nan, "worst airmass": math.nan}
     if blocks:
@@ -315,7 +315,7 @@ def check(blocks, orders, site, scheduler_settings):
         result["worst airmass"] = float(secz.max())
         result["sun"] = len(np.unique(owner[bad_sun]))
     ordered = sorted(blocks, key=lambda block: block.start)
-    rate, settle = scheduler_settings["Slew Rate"], scheduler_settings["Settle Time"]
+    rate, settle = observing["Slew Rate"], observing["Settle Time"]
     for block in ordered:
         wanted = by_id[block.id].exposure + readout
         length = (block.end - block.start).total_seconds()
@@ -338,13 +338,13 @@ def check(blocks, orders, site, scheduler_settings):
 
 # --- running it -------------------------------------------------------------------------------
 
-def warm_up(site, scheduler_settings, with_astroplan):
+def warm_up(site, observing, with_astroplan):
     """Untimed runs on a few targets: imports, astropy's tables and erfa are then warm (each
     timed run still builds its own Planner, Night and Observer, so nothing of the night is)."""
-    orders = random_orders(WARM_UP_TARGETS, 0, site, scheduler_settings["Readout Time"])
-    run_ours(orders, site, scheduler_settings)
+    orders = random_orders(WARM_UP_TARGETS, 0, site, observing["Readout Time"])
+    run_ours(orders, site, observing)
     if with_astroplan:
-        run_astroplan(orders, site, scheduler_settings)
+        run_astroplan(orders, site, observing)
 
 
 def measure(runner, repeat, *args, **options):
@@ -542,10 +542,10 @@ def main(argv=None):
     use_astropy_offline()
     # Stale-table notices from astropy and astroplan say nothing about the comparison.
     warnings.simplefilter("ignore")
-    scheduler_settings = settings()
-    readout = scheduler_settings["Readout Time"]
+    observing = settings()
+    readout = observing["Readout Time"]
     chosen = sites(arguments.sites)
-    warm_up(next(iter(chosen.values())), scheduler_settings, not arguments.skip_astroplan)
+    warm_up(next(iter(chosen.values())), observing, not arguments.skip_astroplan)
 
     rows = []
     for site_name, site in chosen.items():
@@ -553,14 +553,14 @@ def main(argv=None):
             for seed in arguments.seeds:
                 orders = random_orders(size, seed + size, site, readout)
                 priority = {order.id: order.priority for order in orders}
-                results = [measure(run_ours, arguments.repeat, orders, site, scheduler_settings,
+                results = [measure(run_ours, arguments.repeat, orders, site, observing,
                                    refine=False),
-                           measure(run_ours, arguments.repeat, orders, site, scheduler_settings)]
+                           measure(run_ours, arguments.repeat, orders, site, observing)]
                 if not arguments.skip_astroplan:
                     results.append(measure(run_astroplan, arguments.repeat_astroplan, orders,
-                                           site, scheduler_settings, arguments.time_resolution))
+                                           site, observing, arguments.time_resolution))
                 for result in results:
-                    result.check = check(result.blocks, orders, site, scheduler_settings)
+                    result.check = check(result.blocks, orders, site, observing)
                     rows.append(Row(site_name, size, seed, result,
                                     sum(priority[block.id] for block in result.blocks)))
                 print(f"{site_name}, {size} targets, seed {seed} done", file=sys.stderr,

@@ -18,7 +18,7 @@ def settings(speed=SPEED, start=EVENING, **sections):
         "Clock": simulated_clock(start, speed),
         "Dome": {"Reopen Delay": 0, "Heartbeat Timeout": 3600},
         "Scheduler": {"Heartbeat Interval": 30},
-        "Telescope": {"Bias Frames": 2, "Dark Frames": 2, "Flat Frames": 1},
+        "Observing": {"Bias Frames": 2, "Dark Frames": 2, "Flat Frames": 1},
         "Simulator": {"Width": 256, "Height": 256},
     }
     for section, values in sections.items():

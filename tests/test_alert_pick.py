@@ -18,7 +18,7 @@ from torosmanager.scheduler.planner import Plan, Planner
 
 CONFIG = default_config()
 SITE = CONFIG["Site"]
-SCHEDULER = CONFIG["Scheduler"]
+OBSERVING = CONFIG["Observing"]
 EVENING = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)   # an hour before dusk
 AFTERNOON = datetime(2026, 12, 1, 18, 0, tzinfo=timezone.utc)  # local noon: the next night
 MIDNIGHT = datetime(2026, 12, 1, 6, 0, tzinfo=timezone.utc)    # the night half gone
@@ -65,7 +65,7 @@ def slews(chosen, start_position=None):
     for before, after in zip(positions, positions[1:]):
         angle = 0.0 if before is None else SkyCoord(*before, unit="deg").separation(
             SkyCoord(*after, unit="deg")).to_value(u.deg)
-        seconds.append(angle / SCHEDULER["Slew Rate"] + SCHEDULER["Settle Time"])
+        seconds.append(angle / OBSERVING["Slew Rate"] + OBSERVING["Settle Time"])
     return seconds
 
 
@@ -163,9 +163,9 @@ def test_the_slots_are_dark_above_the_airmass_limit_and_within_the_budget(scenar
     used = sum((c.end - c.start).total_seconds() for c in chosen) + sum(before)
     assert used <= BUDGET_HOURS * 3600 + SECONDS_SLACK
     target, sun = altitudes(*sampled(chosen))
-    limit = math.degrees(math.asin(1 / SCHEDULER["Max Airmass"]))
+    limit = math.degrees(math.asin(1 / OBSERVING["Max Airmass"]))
     assert target.min() >= limit
-    assert sun.max() <= SCHEDULER["Sun Altitude"]
+    assert sun.max() <= OBSERVING["Sun Altitude"]
     at_start, _ = altitudes(np.array([c.candidate.ra for c in chosen]),
                             np.array([c.candidate.dec for c in chosen]), astropy_times(starts))
     assert np.abs(at_start - [c.altitude for c in chosen]).max() < ALTITUDE_AGREEMENT
@@ -261,7 +261,7 @@ def random_candidates(count, seed):
 def test_two_hundred_candidates_are_picked_better_than_the_reference():
     # (How fast: bench/alerts.py, not a unit test.)
     candidates = random_candidates(200, seed=3)
-    duration = 3 * (60.0 + SCHEDULER["Readout Time"])  # the GW default: 3 × 60 s
+    duration = 3 * (60.0 + OBSERVING["Readout Time"])  # the GW default: 3 × 60 s
     result = pick(candidates, EVENING, CONFIG, duration)
     assert len(result.chosen) == CONFIG["Alerts"]["Max Targets"]
     assert result.covered > reference_pick(candidates, EVENING, CONFIG, duration).covered

@@ -31,7 +31,8 @@ def observatory(simulators, make_site):
     site = make_site(settings(
         speed=1,
         Telescope={"Mount": device(), "Camera": device(), "Filter Wheel": device(),
-                   "Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1, "Poll Interval": 0.2},
+                   "Poll Interval": 0.2},
+        Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1},
         Dome={"Enclosure": device(), "Safety Monitor": device(), "Check Interval": 0.5}))
     simulators.catalogue.add_field(TARGET["RA"], TARGET["Dec"])
     site.start("preprocessor", "dome", "telescope", "scheduler")

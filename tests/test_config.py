@@ -177,11 +177,48 @@ def test_the_example_is_valid_yaml_without_tabs():
 
 def test_changing_a_configuration_leaves_the_defaults_alone(tmp_path):
     changed = default_config()
-    changed["Scheduler"]["Job Priorities"]["ToO"] = 0.0
+    changed["Priorities"]["Job Priorities"]["ToO"] = 0.0
     changed["Simulator"]["Filters"].append("Hα")
     loaded = load_config(write(tmp_path, ""))
     loaded["Telescope"]["Mount"]["Properties"]["x"] = "y"
     for fresh in (default_config(), load_config(write(tmp_path, ""))):
-        assert fresh["Scheduler"]["Job Priorities"]["ToO"] == 9.0
+        assert fresh["Priorities"]["Job Priorities"]["ToO"] == 9.0
         assert "Hα" not in fresh["Simulator"]["Filters"]
         assert fresh["Telescope"]["Mount"]["Properties"] == {}
+
+
+class TestEachDaemonReadsItsOwnSection:
+    """Each daemon reads its own section and the shared ones (Site, Clock, Server, Priorities,
+    Observing, the addresses...); what two daemons must agree on is shared, not read from
+    another daemon's section."""
+
+    OWN_SECTIONS = {"scheduler": "Scheduler", "telescope": "Telescope", "dome": "Dome",
+                    "preprocessor": "Preprocessor", "alerts": "Alerts"}
+
+    @pytest.mark.parametrize("package", sorted(OWN_SECTIONS))
+    def test_no_daemon_reads_another_daemons_section(self, package):
+        root = pathlib.Path(__file__).resolve().parents[1] / "torosmanager"
+        others = [section for name, section in self.OWN_SECTIONS.items() if name != package]
+        found = [f"{path.relative_to(root)}: {line.strip()}"
+                 for path in sorted((root / package).rglob("*.py")) + [root / "handler.py"]
+                 for line in path.read_text().splitlines()
+                 for section in others if f'config["{section}"]' in line]
+        assert found == []
+
+    @pytest.mark.parametrize("old, key, new", [
+        ("Scheduler", "Default Priority", "Priorities"),
+        ("Scheduler", "ToO Threshold", "Priorities"),
+        ("Scheduler", "Sun Altitude", "Observing"),
+        ("Telescope", "Bias Frames", "Observing"),
+        ("Dome", "Sun Altitude Limit", "Observing")])
+    def test_a_moved_key_in_its_old_place_is_read_with_a_warning(self, tmp_path, caplog,
+                                                                 old, key, new):
+        value = -3 if "Sun" in key else 7
+        config = load_config(write(tmp_path, f"{old}:\n  {key}: {value}\n"))
+        assert config[new][key] == value
+        assert key not in config[old]
+        assert f"{old} → {key} has moved to {new} → {key}" in caplog.text
+
+    def test_a_moved_key_set_in_both_places_is_refused(self, tmp_path):
+        message = error_for(tmp_path, "Scheduler:\n  Max Airmass: 3\nObserving:\n  Max Airmass: 2\n")
+        assert "Scheduler → Max Airmass and Observing → Max Airmass are both set" in message

@@ -42,7 +42,7 @@ def solstice_nights():
     year = datetime.now(timezone.utc).year
     return [scenario.timetable(nights.window(
         datetime(year, month, day, NOON_UTC, tzinfo=timezone.utc),
-        config["Scheduler"]["Sun Altitude"])) for month, day in SOLSTICES]
+        config["Observing"]["Sun Altitude"])) for month, day in SOLSTICES]
 
 
 def test_the_readme_gives_the_speed_and_the_duration_of_the_demo():

@@ -38,7 +38,7 @@ MIN_WIDTH, MIN_HEIGHT = 800, 400
 @pytest.fixture(scope="module")
 def plan():
     """The Plan dict of a real plan of :data:`TARGETS`, made in the afternoon."""
-    settings = CONFIG["Scheduler"]
+    settings = CONFIG["Observing"]
     made = Planner(SITE, Constraints.from_settings(settings)).plan(
         [Target(*target) for target in TARGETS], AFTERNOON)
     assert len(made.entries) >= 5 and "never-up" in made.unscheduled

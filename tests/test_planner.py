@@ -19,7 +19,7 @@ HIGH = {"ra": 30.0, "dec": 20.0}
 
 @pytest.fixture(scope="module")
 def planner():
-    settings = dict(CONFIG["Scheduler"], **{"Moon Separation": 0.0})
+    settings = dict(CONFIG["Observing"], **{"Moon Separation": 0.0})
     return Planner(CONFIG["Site"], Constraints.from_settings(settings))
 
 
@@ -42,7 +42,7 @@ def test_entries_keep_their_full_length_and_do_not_overlap_with_slews(planner):
         assert (entry.end - entry.start).total_seconds() == pytest.approx(source.duration)
     for first, second in zip(plan.entries, plan.entries[1:]):
         assert (second.start - first.end).total_seconds() >= second.slew - 1e-6
-        assert second.slew >= CONFIG["Scheduler"]["Settle Time"]
+        assert second.slew >= CONFIG["Observing"]["Settle Time"]
     assert plan.entries[0].start >= plan.night_start
 
 
@@ -89,14 +89,14 @@ def test_the_moon_is_kept_at_a_distance():
     # The Moon's direction from the site (GCRS: ICRS axes), not `.icrs`, whose origin is the
     # solar system's barycentre.
     moon = get_body("moon", midnight, location)
-    planner = Planner(CONFIG["Site"], Constraints.from_settings(CONFIG["Scheduler"]))
+    planner = Planner(CONFIG["Site"], Constraints.from_settings(CONFIG["Observing"]))
     plan = planner.plan([target("near", ra=moon.ra.deg, dec=moon.dec.deg, duration=300)],
                         AFTERNOON)
     for entry in plan.entries:
         there = get_body("moon", Time(entry.start), location)
         distance = there.separation(SkyCoord(entry.ra, entry.dec, unit="deg").transform_to(
             there.frame)).deg
-        assert distance >= CONFIG["Scheduler"]["Moon Separation"]
+        assert distance >= CONFIG["Observing"]["Moon Separation"]
     if not plan.entries:
         assert "too close to the Moon" in plan.unscheduled["near"]
 
@@ -105,7 +105,7 @@ def test_a_planner_replanning_the_night_plans_as_a_fresh_one_would():
     """The Moon's track is computed once a night and reused by later plans of that night (the
     scheduler's re-plans): a later plan is the one a new planner makes, and a new night gets a
     new track."""
-    settings = dict(CONFIG["Scheduler"], **{"Moon Separation": 30.0})
+    settings = dict(CONFIG["Observing"], **{"Moon Separation": 30.0})
     reused = Planner(CONFIG["Site"], Constraints.from_settings(settings))
     targets = [target(f"t{number}", ra=number * 24.0, dec=number * 6.0 - 30.0, duration=900)
                for number in range(15)]
@@ -132,13 +132,13 @@ def test_nothing_is_planned_before_the_telescope_is_free(planner):
 
 
 def test_duration_counts_frames_readouts_and_calibration():
-    scheduler, telescope = CONFIG["Scheduler"], CONFIG["Telescope"]
+    observing = dict(CONFIG["Observing"], **{"Flat Frames": 2})
     order = {"Exposure Time": 30.0, "Number of Exposures": 4, "Calibration Frames": True}
-    readout = scheduler["Readout Time"]
-    expected = (4 * (30 + readout) + telescope["Bias Frames"] * readout
-                + telescope["Dark Frames"] * (30 + readout)
-                + telescope["Flat Frames"] * (telescope["Flat Exposure Time"] + readout))
-    assert duration_of(order, scheduler, telescope) == expected
+    readout = observing["Readout Time"]
+    expected = (4 * (30 + readout) + observing["Bias Frames"] * readout
+                + observing["Dark Frames"] * (30 + readout)
+                + 2 * (observing["Flat Exposure Time"] + readout))
+    assert duration_of(order, observing) == expected
 
 
 OFFLINE_PLAN = """
@@ -152,7 +152,7 @@ use_astropy_offline()
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 config = default_config()
-planner = Planner(config["Site"], Constraints.from_settings(config["Scheduler"]))
+planner = Planner(config["Site"], Constraints.from_settings(config["Observing"]))
 # Two years on, the bundled IERS tables are stale: planning must still work.
 now = datetime(2028, 11, 21, 20, 0, tzinfo=timezone.utc)
 plan = planner.plan([Target(str(i), 10.0 * i, 20.0, 5.0, 600.0) for i in range(12)], now)

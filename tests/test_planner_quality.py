@@ -16,7 +16,7 @@ from torosmanager.scheduler.planner import Constraints, Planner, Target
 
 CONFIG = default_config()
 SITE = CONFIG["Site"]
-SETTINGS = CONFIG["Scheduler"]  # airmass 2, Sun -18°, Moon 30°, 2°/s, 10 s settle and readout
+SETTINGS = CONFIG["Observing"]  # airmass 2, Sun -18°, Moon 30°, 2°/s, 10 s settle and readout
 AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)
 TARGETS = 30
 SEED = 11
@@ -47,7 +47,7 @@ def random_targets():
     while len(targets) < TARGETS:
         ra, dec = rng.uniform(0, 360), math.degrees(math.asin(rng.uniform(-1, 1)))
         secz = SkyCoord(ra * u.deg, dec * u.deg).transform_to(frame).secz.value
-        if ((secz > 0) & (secz <= CONFIG["Scheduler"]["Max Airmass"])).any():
+        if ((secz > 0) & (secz <= CONFIG["Observing"]["Max Airmass"])).any():
             seconds = rng.uniform(*EXPOSURE_RANGE) + SETTINGS["Readout Time"]
             targets.append(Target(f"q{len(targets)}", ra, dec, round(rng.uniform(0, 10), 2),
                                   seconds))

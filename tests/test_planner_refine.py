@@ -17,7 +17,7 @@ from torosmanager.scheduler.planner import Constraints, Planner, Target
 
 CONFIG = default_config()
 #: Airmass 2, Sun -18°, Moon 30°, 2°/s, 10 s settle and readout.
-SETTINGS = CONFIG["Scheduler"]
+SETTINGS = CONFIG["Observing"]
 SITES = {"CTMO": CONFIG["Site"],
          "Cordón Macón": {"Name": "Cordón Macón", "Latitude": -24.62, "Longitude": -67.32,
                           "Elevation": 4650.0}}

@@ -5,7 +5,7 @@ import pytest
 from torosmanager.config import default_config
 from torosmanager.scheduler.priority import assign
 
-SETTINGS = default_config()["Scheduler"]
+SETTINGS = default_config()["Priorities"]
 
 
 @pytest.mark.parametrize("order, expected", [

@@ -25,9 +25,9 @@ ALERT = (20.0, 60.0)
 FRAME_STEP = re.compile(r"^(exposing|bias|dark|flat) (\d+)/(\d+)$")
 
 
-def night(make_site, **telescope):
+def night(make_site, **observing):
     """All four daemons on a simulated evening at 100×; the scheduler manages the dome."""
-    site = make_site(settings(Telescope=telescope))
+    site = make_site(settings(Observing=observing))
     site.start("preprocessor", "dome", "telescope", "scheduler")
     return site
 

@@ -189,7 +189,7 @@ class _FineWeather:
 
 def guard_at(limit, clock):
     config = default_config()
-    config["Dome"]["Sun Altitude Limit"] = limit
+    config["Observing"]["Sun Altitude Limit"] = limit
     handler = SimpleNamespace(config=config, clock=clock, safety_monitor=_FineWeather(clock))
     return SafetyGuard(handler)
 
@@ -252,7 +252,7 @@ def test_a_reason_never_prints_a_number_of_many_digits():
     from torosmanager.workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES
 
     config = default_config()
-    planner = Planner(config["Site"], Constraints.from_settings(config["Scheduler"]))
+    planner = Planner(config["Site"], Constraints.from_settings(config["Observing"]))
     longest = Target("longest", 330.0, 35.0, 5.0, MAX_EXPOSURE_TIME * MAX_NUMBER_OF_EXPOSURES)
     plan = planner.plan([longest], datetime(2026, 11, 9, 20, 0, tzinfo=timezone.utc))
     reason = plan.unscheduled["longest"]

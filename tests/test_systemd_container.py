@@ -77,7 +77,7 @@ NIGHT_SETTINGS = {
     "Clock": {"Mode": "simulated", "Start": "2026-11-10T02:00:00+00:00", "Speed": 100},
     "Dome": {"Reopen Delay": 0, "Heartbeat Timeout": 3600},
     "Scheduler": {"Heartbeat Interval": 30},
-    "Telescope": {"Bias Frames": 2, "Dark Frames": 2},
+    "Observing": {"Bias Frames": 2, "Dark Frames": 2},
     "Simulator": {"Width": 256, "Height": 256},
 }
 

@@ -11,6 +11,7 @@ variable, or :data:`DEFAULT_PATH`.
 
 import copy
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,8 @@ import yaml
 
 from .passwords import has_plain_passwords
 from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/etc/toros/toros.conf.yaml"
 ENVIRONMENT_VARIABLE = "TOROS_CONFIG"
@@ -153,7 +156,7 @@ def _alert_kind(act, filter_name, exposure_time, exposures, priority):
         "Number of Exposures": Setting("int", exposures, "frames per target", 1,
                                        MAX_NUMBER_OF_EXPOSURES),
         "Priority": Setting("float", priority, "priority of their orders (at or above "
-                            "Scheduler → ToO Threshold they interrupt the observation under "
+                            "Priorities → ToO Threshold they interrupt the observation under "
                             "way)", 0, 10),
     }
 
@@ -222,7 +225,7 @@ SCHEMA = {
         "Allow Unauthenticated": Setting("bool", False,
                                          "serve a non-loopback address without credentials"),
     },
-    "Scheduler": {
+    "Priorities": {
         "Default Priority": Setting("float", 5.0, "priority of an order whose Type of job has no "
                                     "rule and that requests none", 0, 10),
         "Job Priorities": Setting("mapping", {"ToO": 9.0, "Research": 5.0, "Calibration": 3.0,
@@ -234,8 +237,14 @@ SCHEMA = {
         "User Adjustments": Setting("mapping", {}, "added to the priority by User", -10, 10),
         "ToO Threshold": Setting("float", 9.0, "orders at or above this priority interrupt the "
                                  "observation under way when observable now", 0, 10),
+    },
+    "Observing": {
         "Sun Altitude": Setting("float", -18.0, "observe while the Sun is below this, degrees "
                                 "(astronomical twilight)", -30, 0),
+        "Sun Altitude Limit": Setting("float", -6.0,
+                                      "the dome closes when the Sun is above this, degrees; "
+                                      "the telescope takes only targets that rise above its "
+                                      "Minimum Altitude while the Sun is below it", -30, 10),
         "Max Airmass": Setting("float", 2.0, "observe only below this airmass (sec z)", 1.01, 10),
         "Moon Separation": Setting("float", 30.0, "least distance from the Moon, degrees", 0,
                                    180),
@@ -243,6 +252,16 @@ SCHEMA = {
                              "second", 0.01, 100),
         "Settle Time": Setting("float", 10.0, "seconds the plan adds after each slew", 0, 3600),
         "Readout Time": Setting("float", 10.0, "seconds the plan adds per frame", 0, 3600),
+        "Bias Frames": Setting("int", 5, "bias frames the telescope takes (and the plan "
+                               "counts) when an order's Calibration Frames is Yes",
+                               0, 1000),
+        "Dark Frames": Setting("int", 3, "darks (of the exposure time) taken with them",
+                               0, 1000),
+        "Flat Frames": Setting("int", 0, "flats (in the order's filter) taken with them",
+                               0, 1000),
+        "Flat Exposure Time": Setting("float", 2.0, "seconds per flat", 0.001, 3600),
+    },
+    "Scheduler": {
         "Replan Interval": Setting("float", 300.0, "seconds between plans when nothing else "
                                    "prompts one", 1, 86400),
         "Replan Delay": Setting("float", 0.25, "real seconds the scheduler waits after an "
@@ -275,13 +294,6 @@ SCHEMA = {
                                      0.001, MAX_EXPOSURE_TIME),
         "Max Number of Exposures": Setting("int", 500, "most frames one order may ask for",
                                            1, MAX_NUMBER_OF_EXPOSURES),
-        "Bias Frames": Setting("int", 5, "bias frames taken when Calibration Frames is Yes",
-                               0, 1000),
-        "Dark Frames": Setting("int", 3, "darks (of the exposure time) taken with them",
-                               0, 1000),
-        "Flat Frames": Setting("int", 0, "flats (in the order's filter) taken with them",
-                               0, 1000),
-        "Flat Exposure Time": Setting("float", 2.0, "seconds per flat", 0.001, 3600),
         "Slew Timeout": Setting("float", 300.0, "seconds a slew or park may take", 1, 3600),
         "Readout Timeout": Setting("float", 120.0,
                                    "seconds past the exposure time before a frame is late",
@@ -298,9 +310,6 @@ SCHEMA = {
                                      0, 99),
         "Shutter Timeout": Setting("float", 180.0, "seconds the shutter may take to move",
                                    1, 3600),
-        "Sun Altitude Limit": Setting("float", -6.0,
-                                      "the dome closes when the Sun is above this, degrees",
-                                      -30, 10),
         "Weather Max Age": Setting("float", 300.0,
                                    "seconds after which weather data count as missing", 1,
                                    86400),
@@ -310,6 +319,8 @@ SCHEMA = {
         "Reopen Delay": Setting("float", 1200.0,
                                 "seconds conditions must stay good before reopening", 0, 86400),
         "Check Interval": Setting("float", 10.0, "seconds between safety checks", 0.01, 3600),
+        "Poll Interval": Setting("float", 0.5, "seconds between polls of the enclosure "
+                                 "while it moves", 0.01, 60),
         "Follow Tolerance": Setting("float", 3.0,
                                     "degrees the slit may lag the telescope when following",
                                     0.1, 180),
@@ -380,6 +391,9 @@ SCHEMA = {
                                      "to this size (an LVK alert's skymap, base64, is a few "
                                      "MB) or Server → Max Request Bytes if larger", 1_000,
                                      1_000_000_000),
+        "Scheduler Retry Interval": Setting("float", 5.0, "seconds between tries to hand an "
+                                            "order to the scheduler while it does not answer "
+                                            "(orders are kept until it does)", 0.01, 3600),
         "Retraction Deadline": Setting("float", 2.0, "seconds within which a retraction "
                                        "must have cancelled its event's orders (logged as an "
                                        "error when missed)", 0.1, 3600),
@@ -465,6 +479,22 @@ SCHEMA = {
 }
 
 
+#: Settings that moved to a shared section (old section, key) → new section. Every daemon now
+#: reads only its own section and the shared ones; a file that still has a key in its old
+#: place is read as before, with a warning that says where the key now lives.
+MOVED_SETTINGS = {
+    **{("Scheduler", key): "Priorities" for key in (
+        "Default Priority", "Job Priorities", "Object Adjustments", "User Adjustments",
+        "ToO Threshold")},
+    **{("Scheduler", key): "Observing" for key in (
+        "Sun Altitude", "Max Airmass", "Moon Separation", "Slew Rate", "Settle Time",
+        "Readout Time")},
+    **{("Telescope", key): "Observing" for key in (
+        "Bias Frames", "Dark Frames", "Flat Frames", "Flat Exposure Time")},
+    ("Dome", "Sun Altitude Limit"): "Observing",
+}
+
+
 def _defaults(schema):
     return {
         key: _defaults(value) if isinstance(value, dict) else copy.deepcopy(value.default)
@@ -516,7 +546,29 @@ def load_config(path=None):
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, "
                           f"got {type(data).__name__}")
-    return _finish(_merge(SCHEMA, data, path, ()), path)
+    return _finish(_merge(SCHEMA, _move_settings(data, path), path, ()), path)
+
+
+def _move_settings(data, path):
+    """*data* with the keys of :data:`MOVED_SETTINGS` taken from their old place to their
+    shared section, each with a warning; a key set in both places is refused."""
+    for (old_section, key), new_section in MOVED_SETTINGS.items():
+        section = data.get(old_section)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        target = data.get(new_section)
+        if target is None:
+            target = data[new_section] = {}
+        if not isinstance(target, dict):
+            continue  # _merge says what is wrong with it
+        if key in target:
+            raise ConfigError(f"{path}: {old_section} → {key} and {new_section} → {key} are "
+                              f"both set; keep only {new_section} → {key} (the setting moved "
+                              "there)")
+        target[key] = section.pop(key)
+        log.warning("%s: %s → %s has moved to %s → %s; it is read from its old place for now: "
+                    "move it in the file", path, old_section, key, new_section, key)
+    return data
 
 
 def _merge(schema, data, path, where):

@@ -65,7 +65,7 @@ class Handler:
         """
         requested = order.get("Priority")
         if requested is None:
-            default = self.config["Scheduler"]["Default Priority"]
+            default = self.config["Priorities"]["Default Priority"]
             return default, f"default priority: {default:g}"
         clipped = clip_priority(requested)
         if clipped != requested:

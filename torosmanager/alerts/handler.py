@@ -291,11 +291,11 @@ class AlertsHandler(Handler):
                 return connect(self.config, "scheduler").front_desk(order)
             except (OSError, xmlrpc.client.ProtocolError) as error:
                 # Nothing planned is dropped: keep trying, and say so now and then.
-                if attempt == 1 or attempt % self.config["Scheduler"]["Dispatch Attempts"] == 0:
+                if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8...: less often in time
                     log.warning("the scheduler does not answer (attempt %d): %s", attempt,
                                 clip(str(error)))
                 self.workers.stopping.wait(self.clock.real_seconds(
-                    self.config["Scheduler"]["Dispatch Retry Interval"]))
+                    self.settings["Scheduler Retry Interval"]))
         return None
 
     def _finish(self, order_id, message):

@@ -8,7 +8,7 @@ time (hours) and of targets, and plans when to observe each.
 Method
     *Visibility* is the scheduler's own: :meth:`Planner.visibility
     <torosmanager.scheduler.planner.Planner.visibility>` on its one-minute grid over tonight's
-    dark hours (Sun, airmass, Moon from the ``Scheduler`` section; :mod:`torosmanager.night`).
+    dark hours (Sun, airmass, Moon from the shared ``Observing`` section; :mod:`torosmanager.night`).
     A candidate that is not observable for one target's whole duration at some time tonight
     cannot be chosen, and the reason is given.
 
@@ -143,7 +143,7 @@ def pick(candidates, now, config, duration, budget_hours=None, max_targets=None,
     now : datetime
         Timezone-aware UTC. Tonight is the night in progress at *now* (its rest), or the next.
     config : dict
-        The whole configuration: ``Site``, ``Scheduler`` (Sun Altitude, Max Airmass, Moon
+        The whole configuration: ``Site``, ``Observing`` (Sun Altitude, Max Airmass, Moon
         Separation, Slew Rate, Settle Time) and ``Alerts`` (the budget's defaults).
     duration : float
         Seconds one target takes, exposures and readouts (``planner.duration_of`` of the
@@ -199,10 +199,10 @@ def reference_pick(candidates, now, config, duration, budget_hours=None, max_tar
 
 
 def planner_for(config):
-    """The (shared) :class:`Planner` of *config*'s ``Site`` and ``Scheduler`` sections."""
+    """The (shared) :class:`Planner` of *config*'s ``Site`` and ``Observing`` sections."""
     site = config["Site"]
     return _planner((site["Latitude"], site["Longitude"], site["Elevation"]),
-                    Constraints.from_settings(config["Scheduler"]))
+                    Constraints.from_settings(config["Observing"]))
 
 
 @lru_cache(maxsize=CACHED_PLANNERS)

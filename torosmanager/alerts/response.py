@@ -107,7 +107,7 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
     alert : Alert
         Not a retraction (those cancel; they plan nothing).
     config : dict
-        The whole configuration (``Alerts``, ``Site``, ``Scheduler``, ``Telescope``).
+        The whole configuration (``Alerts``, ``Site``, ``Observing``).
     now : datetime
         The clock's time: tonight is the night in progress, or the next one.
     catalog : GalaxyCatalog, optional
@@ -137,7 +137,7 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
         return Response(alert, ignored=reason, area=area, skymap=skymap)
     targets, offered = candidates(alert, skymap, settings, catalog)
     kind = kind_settings(alert, settings)
-    duration = duration_of(kind, config["Scheduler"], config["Telescope"])
+    duration = duration_of(kind, config["Observing"])
     chosen = pick(offered, now, config, duration, budget_hours=settings["Budget Hours"],
                   max_targets=settings["Max Targets"])
     night_end = chosen.night_end

@@ -49,7 +49,7 @@ def run(config, arguments):
 
         try:
             chart.draw(plan, config["Site"], arguments.plot,
-                       max_airmass=config["Scheduler"]["Max Airmass"])
+                       max_airmass=config["Observing"]["Max Airmass"])
         except (OSError, ValueError) as error:
             print(f"toros: no chart: {error}", file=sys.stderr)
             return EXIT_FAILED

@@ -57,7 +57,7 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
     use_astropy_offline()
     defaults = default_config()
     now = datetime.now(timezone.utc)
-    window = Night(defaults["Site"]).window(now, defaults["Scheduler"]["Sun Altitude"])
+    window = Night(defaults["Site"]).window(now, defaults["Observing"]["Sun Altitude"])
     if window is None:
         print("The demo needs a night at the site in the coming day and a half.")
         return 1

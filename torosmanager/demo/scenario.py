@@ -98,7 +98,7 @@ def settings(night, directory):
                       "Weather File": weather_file(directory)},
         # The replayed alert is a mock (its search is "MDC"): accepted here, as in a rehearsal.
         "Alerts": {"Accept Test Alerts": True, "Max Targets": 4, "Field of View": 1.0},
-        "Telescope": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
+        "Observing": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
         "Dome": {"Reopen Delay": 600.0},
         "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
     }

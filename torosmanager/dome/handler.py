@@ -169,7 +169,7 @@ class DomeHandler(Handler):
         return f"{name} {'blinking' if on else 'off'}"
 
     def _poll(self):
-        return max(self.clock.real_seconds(self.config["Telescope"]["Poll Interval"]),
+        return max(self.clock.real_seconds(self.settings["Poll Interval"]),
                    MIN_REAL_POLL_SECONDS)
 
     # --- safety -------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Every ``Dome → Check Interval`` it looks at four things:
 
 - the safety monitor's verdict (unsafe, or not answering, is unsafe);
 - the age of its weather data (older than ``Weather Max Age``, or missing, is unsafe);
-- the Sun (at or above ``Sun Altitude Limit`` is unsafe), computed for the instant of the
+- the Sun (at or above ``Observing → Sun Altitude Limit`` is unsafe), computed for the instant of the
   check rather than read from :class:`~torosmanager.night.Night`'s grid: its samples are
   minutes apart, and the dome must say daylight when the Sun crosses the limit, not minutes
   before or after;
@@ -126,7 +126,7 @@ class SafetyGuard:
         per check): the verdict changes at the crossing, and the altitude it reports is the one
         it was decided on.
         """
-        limit = self.settings["Sun Altitude Limit"]
+        limit = self.handler.config["Observing"]["Sun Altitude Limit"]
         altitude = sun_altitude(self.site, now)
         if altitude < limit:
             return ""

@@ -105,7 +105,7 @@ def draw(plan, site, path, max_airmass=DEFAULT_MAX_AIRMASS):
     path : str
         The PNG file to write.
     max_airmass : float
-        The airmass limit drawn (``Scheduler → Max Airmass``).
+        The airmass limit drawn (``Observing → Max Airmass``).
 
     Raises
     ------

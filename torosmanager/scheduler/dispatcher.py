@@ -56,7 +56,8 @@ class Dispatcher:
         self.settings = handler.config["Scheduler"]
         self.clock = handler.clock
         self.journal = handler.journal
-        self.planner = Planner(handler.config["Site"], Constraints.from_settings(self.settings))
+        self.observing = handler.config["Observing"]
+        self.planner = Planner(handler.config["Site"], Constraints.from_settings(self.observing))
         self.dome = DomeKeeper(self.config, self.clock, self.planner.night)
         self.plan = None
         self._plan_lock = threading.Lock()
@@ -114,7 +115,7 @@ class Dispatcher:
         :func:`~torosmanager.scheduler.plan_command.as_dict`), in XML-RPC types."""
         with self._plan_lock:
             plan, made = self.plan, self._last_plan
-        return as_dict(plan, _ObjectNames(self.journal), made, self.settings["Sun Altitude"],
+        return as_dict(plan, _ObjectNames(self.journal), made, self.observing["Sun Altitude"],
                        offset, limit)
 
     # --- the loop -----------------------------------------------------------------------
@@ -298,8 +299,7 @@ class Dispatcher:
                  len(plan.entries), len(queued), plan.total_priority)
 
     def _target(self, record):
-        return target_of(record.work_order, record.priority, self.settings,
-                         self.config["Telescope"])
+        return target_of(record.work_order, record.priority, self.observing)
 
     def _plan_each_failing_alone(self, targets, now, pointing, free_from):
         """The plan of *targets*. When planning them raises, each target is planned alone: an
@@ -372,7 +372,7 @@ class Dispatcher:
         """Send a queued target of opportunity now if one is observable (see
         :meth:`_target_of_opportunity`), reading only such orders and the active ones; return
         whether one was sent."""
-        threshold = self.settings["ToO Threshold"]
+        threshold = self.config["Priorities"]["ToO Threshold"]
         urgent = [record for record in self.journal.in_states([QUEUED], "Observation")
                   if record.priority >= threshold and not self._expired(record, now)]
         return bool(urgent) and self._target_of_opportunity(
@@ -381,7 +381,7 @@ class Dispatcher:
     def _target_of_opportunity(self, queued, active, now):
         """Dispatch the most urgent target of opportunity that is observable now, over a
         running order of lower priority; return whether one was sent."""
-        threshold = self.settings["ToO Threshold"]
+        threshold = self.config["Priorities"]["ToO Threshold"]
         soon = now + timedelta(seconds=self.settings["Follow Interval"])
         for record in sorted(queued, key=lambda each: -each.priority):
             if record.priority < threshold:

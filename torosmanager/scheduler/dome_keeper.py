@@ -37,7 +37,8 @@ class DomeKeeper:
     Parameters
     ----------
     config : dict
-        The configuration (the ``Scheduler`` section, and the daemons' addresses).
+        The configuration (its ``Scheduler`` and ``Observing`` sections, and the daemons'
+        addresses).
     clock : Clock
         The shared clock.
     night : Night
@@ -86,7 +87,7 @@ class DomeKeeper:
             self._request = None
         if self._request is not None:
             return is_open, changed
-        night = self.night.window(now, self.settings["Sun Altitude"])
+        night = self.night.window(now, self.config["Observing"]["Sun Altitude"])
         dark = night is not None and night.contains(now)
         if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
             self._request = self._send({"Shutter": "Open"}, now,

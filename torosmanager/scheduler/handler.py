@@ -48,13 +48,14 @@ class SchedulerHandler(Handler):
             telescope_limits.check(order, limits)
 
     def assign_priority(self, order):
-        return priority.assign(order, self.settings)
+        return priority.assign(order, self.config["Priorities"])
 
     def accepted(self, record):
         if record.wotype == "Observation":
             self.transition(record.id, QUEUED, "queued; waiting for the next plan")
             # A target of opportunity is planned at once; other arrivals are gathered.
-            self.dispatcher.wake(gather=record.priority < self.settings["ToO Threshold"])
+            threshold = self.config["Priorities"]["ToO Threshold"]
+            self.dispatcher.wake(gather=record.priority < threshold)
         else:
             self.transition(record.id, QUEUED, "queued for the dome daemon")
             self.workers.submit(self.forward, record.id)

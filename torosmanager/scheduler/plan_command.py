@@ -39,7 +39,7 @@ def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
     made : datetime or None
         When *plan* was made.
     sun_altitude : float
-        ``Scheduler → Sun Altitude``: the plan's night is when the Sun is below it.
+        ``Observing → Sun Altitude``: the plan's night is when the Sun is below it.
     offset, limit : int
         The page: entries (in time order) and unscheduled orders from *offset*, at most
         *limit* of each (all when ``None``). ``Planned`` and ``Not Planned`` count them all.

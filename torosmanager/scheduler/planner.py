@@ -112,7 +112,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class Constraints:
-    """The limits a plan keeps (from the ``Scheduler`` section)."""
+    """The limits a plan keeps (from the shared ``Observing`` section)."""
 
     sun_altitude: float
     max_airmass: float
@@ -151,27 +151,35 @@ class Constraints:
         return angle / self.slew_rate + self.settle_time
 
 
-def duration_of(order, scheduler_settings, telescope_settings):
-    """Seconds an Observation order occupies the telescope, slews excluded."""
-    readout = scheduler_settings["Readout Time"]
+def duration_of(order, observing):
+    """Seconds an Observation order occupies the telescope, slews excluded.
+
+    Parameters
+    ----------
+    order : dict
+        A validated Observation order.
+    observing : dict
+        The ``Observing`` section: ``Readout Time`` per frame, and the calibration frames the
+        telescope takes when the order asks for them.
+    """
+    readout = observing["Readout Time"]
     seconds = order["Exposure Time"]
     total = order.get("Number of Exposures", 1) * (seconds + readout)
     if order.get("Calibration Frames"):
-        total += telescope_settings["Bias Frames"] * readout
-        total += telescope_settings["Dark Frames"] * (seconds + readout)
-        total += telescope_settings["Flat Frames"] * (telescope_settings["Flat Exposure Time"]
-                                                      + readout)
+        total += observing["Bias Frames"] * readout
+        total += observing["Dark Frames"] * (seconds + readout)
+        total += observing["Flat Frames"] * (observing["Flat Exposure Time"] + readout)
     return total
 
 
-def target_of(order, priority, scheduler_settings, telescope_settings):
+def target_of(order, priority, observing):
     """The :class:`Target` of a validated Observation order."""
     def instant(key):
         text = order.get(key)
         return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
     return Target(order["ID"], order["RA"], order["Dec"], priority,
-                  duration_of(order, scheduler_settings, telescope_settings),
+                  duration_of(order, observing),
                   instant("Not Before"), instant("Not After"))
 
 

@@ -1,6 +1,6 @@
 """Priorities: a float from 0 to 10 for every order, by rules in the configuration.
 
-The rules (``Scheduler`` section), in order:
+The rules (the shared ``Priorities`` section), in order:
 
 1. the priority the submitter requested, or else the priority of the order's ``Type of job``
    (``Job Priorities``), or else ``Default Priority``;
@@ -15,7 +15,7 @@ Examples
 --------
 >>> from torosmanager.config import default_config
 >>> assign({"Type of job": "ToO", "Type of object": "Kilonova candidate", "User": "LVK"},
-...        default_config()["Scheduler"])
+...        default_config()["Priorities"])
 (10.0, "Type of job 'ToO': 9; Type of object 'Kilonova candidate': +1")
 """
 
@@ -30,7 +30,7 @@ def assign(order, settings):
     order : dict
         A validated work order.
     settings : dict
-        The configuration's ``Scheduler`` section.
+        The configuration's ``Priorities`` section.
 
     Returns
     -------

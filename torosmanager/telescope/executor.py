@@ -262,10 +262,10 @@ class Executor:
     def _calibrate(self, job, order, progress):
         """Take the bias, dark and flat frames still missing, numbered on from those taken
         before."""
-        plan = [(FrameType.BIAS, 0.0, self.settings["Bias Frames"]),
-                (FrameType.DARK, order["Exposure Time"], self.settings["Dark Frames"]),
-                (FrameType.FLAT, self.settings["Flat Exposure Time"],
-                 self.settings["Flat Frames"])]
+        frames = self.handler.config["Observing"]  # what the scheduler's plan counts too
+        plan = [(FrameType.BIAS, 0.0, frames["Bias Frames"]),
+                (FrameType.DARK, order["Exposure Time"], frames["Dark Frames"]),
+                (FrameType.FLAT, frames["Flat Exposure Time"], frames["Flat Frames"])]
         taken = progress[CALIBRATION_DONE]
         for frame_type, seconds, count in plan:
             for number in range(taken.get(frame_type.value, 0) + 1, count + 1):

@@ -1,6 +1,6 @@
 """The telescope daemon: checks Observation orders against this telescope, and runs them.
 
-An order at or above ``Scheduler → ToO Threshold`` (a target of opportunity) interrupts an
+An order at or above ``Priorities → ToO Threshold`` (a target of opportunity) interrupts an
 observation of lower priority under way; the interrupted order ends ``interrupted``, for the
 scheduler to try again. An interrupted or failed order sent again unchanged (the scheduler's
 retry) is queued again, and continues where it stopped: it takes only the frames still missing.
@@ -8,7 +8,7 @@ retry) is queued again, and continues where it stopped: it takes only the frames
 Refused at the front desk, with the reason: another ``Telescope Name``, a filter the wheel does
 not have, an exposure time or count beyond the configured limits, and a target that never rises
 above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun below
-``Dome → Sun Altitude Limit``, when the dome may be open).
+``Observing → Sun Altitude Limit``, when the dome may be open).
 """
 
 import html
@@ -61,7 +61,7 @@ class TelescopeHandler(Handler):
         return limits_of(self.settings, self.filters)
 
     def _check_visible(self, order):
-        sun_limit = self.config["Dome"]["Sun Altitude Limit"]
+        sun_limit = self.config["Observing"]["Sun Altitude Limit"]
         night = self.night.window(self.clock.now(), sun_limit)
         if night is None:
             raise WorkOrderError(f"no night (Sun below {sun_limit:g}°) at the site in the "
@@ -96,7 +96,7 @@ class TelescopeHandler(Handler):
     def _run(self, record):
         """Queue an Observation; a target of opportunity interrupts a lesser one under way."""
         self.executor.enqueue(record)
-        if record.priority >= self.config["Scheduler"]["ToO Threshold"]:
+        if record.priority >= self.config["Priorities"]["ToO Threshold"]:
             self.executor.preempt(record)
 
     def cancelled(self, record, previous_state):
@@ -157,7 +157,7 @@ class TelescopeHandler(Handler):
         except DeviceError as error:
             log.error("cannot read the filter names: %s (filters are not checked)", error)
         # Tonight's ephemeris takes about a second to compute: do it now, not on the front desk.
-        self.night.window(self.clock.now(), self.config["Dome"]["Sun Altitude Limit"])
+        self.night.window(self.clock.now(), self.config["Observing"]["Sun Altitude Limit"])
         super().start()
         self.executor.start()
 
