@@ -27,6 +27,9 @@ setup(
     install_requires=[
         "pyyaml>=6.0",
         "astropy>=6.0",
+        # ERFA (astropy's own dependency), called directly for the Sun and the Moon the
+        # planner needs a few times a night: astropy's frame machinery cost 10 ms a call.
+        "pyerfa>=2.0.1",
         "numpy>=1.24",
         "ccdproc>=2.4",
         "python-daemon>=3.0",

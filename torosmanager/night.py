@@ -1,8 +1,9 @@
 """Tonight at the site: when it is dark, and how high a target gets.
 
-astropy computes, once per night, the Sun's altitude and the local sidereal time on a grid of
-times; a target's altitude on that grid is then a few vectorised numpy operations (the hour
-angle formula), fast enough for the front desk. Targets are precessed from ICRS to the equinox
+ERFA computes, once per night, the Sun's place and the local sidereal time at a few instants
+(:mod:`torosmanager.ephemeris`), interpolated on a grid of times; a target's altitude on that
+grid is then a few vectorised numpy operations (the hour angle formula), fast enough for the
+front desk. Targets are precessed from ICRS to the equinox
 of the night with astropy; what is left out (refraction, nutation, aberration) moves a target by
 well under 0.1°, which is negligible against altitude limits of degrees.
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+
+from . import ephemeris
 
 #: Spacing of the grid, minutes: fine enough that the Sun's altitude (≤ 0.25°/min) and a
 #: target's (≤ 0.25°/min) move under 1.5° between samples.
@@ -115,27 +118,19 @@ class Night:
             return night
 
     def _compute(self, now, sun_limit):
-        import astropy.units as u
-        from astropy.coordinates import TETE, EarthLocation, get_body
-        from astropy.time import Time
-
-        location = EarthLocation(lat=self.latitude * u.deg, lon=self.longitude * u.deg,
-                                 height=self.elevation * u.m)
         start = now.replace(second=0, microsecond=0)
         steps = np.arange(0, SEARCH_HOURS * 60 + GRID_MINUTES, GRID_MINUTES)
-        # astropy only at a few instants: the Sun moves 1° a day and sidereal time is linear,
-        # so both are interpolated on the grid, and the Sun's altitude is the hour-angle
-        # formula (full transforms at every grid point were 90 % of a cold plan's time).
+        # The Sun and sidereal time only at a few instants: the Sun moves 1° a day and
+        # sidereal time is linear, so both are interpolated on the grid, and the Sun's
+        # altitude is the hour-angle formula. The Sun's place is on the true equator and
+        # equinox of date, the frame apparent sidereal time refers to.
         anchors = np.linspace(0, steps[-1], ANCHORS)
-        times = Time(start) + anchors * u.min
-        # The Sun's apparent place on the true equator and equinox of date, seen from the site:
-        # the frame apparent sidereal time refers to.
-        sun = get_body("sun", times, location).transform_to(TETE(obstime=times,
-                                                                 location=location))
+        utc1, utc2 = ephemeris.julian_dates(start, anchors * 60)
+        sun_ra, sun_dec = ephemeris.sun_of_date(utc1, utc2)
         lst = np.interp(steps, anchors, np.unwrap(
-            times.sidereal_time("apparent", longitude=self.longitude * u.deg).radian))
-        sun_ra = np.interp(steps, anchors, np.unwrap(sun.ra.radian))
-        sun_dec = np.interp(steps, anchors, sun.dec.radian)
+            ephemeris.apparent_sidereal_time(utc1, utc2, self.longitude)))
+        sun_ra = np.interp(steps, anchors, np.unwrap(sun_ra))
+        sun_dec = np.interp(steps, anchors, sun_dec)
         latitude = np.radians(self.latitude)
         altitude = np.degrees(np.arcsin(
             np.sin(latitude) * np.sin(sun_dec)
@@ -149,7 +144,7 @@ class Night:
         grid = (np.datetime64(start.replace(tzinfo=None), "s")
                 + (steps[first:last + 1] * 60).astype("timedelta64[s]"))
         night_start = now if first == 0 else _to_datetime(grid[0])
-        equinox = float((Time(start) + steps[first] * u.min).jyear)
+        equinox = float(ephemeris.julian_year(*ephemeris.julian_dates(start, steps[first] * 60)))
         return NightWindow(start=night_start, end=_to_datetime(grid[-1]), sun_limit=sun_limit,
                            times=grid, lst_radians=np.mod(lst[first:last + 1], 2 * np.pi),
                            equinox_jyear=equinox)

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from .. import ephemeris
 from ..night import Night, precess
 from .refine import Refiner
 
@@ -255,25 +256,16 @@ class Planner:
         Computed once a night, from the first window asked for until the night's end, and
         reused for the later, shorter windows of the same night.
         """
-        import astropy.units as u
-        from astropy.coordinates import EarthLocation, get_body
-        from astropy.time import Time
-
         with self._moon_lock:
             cached = self._moon
             if cached is None or cached[0] != window.end or window.start < cached[1]:
                 night = self.night
-                location = EarthLocation(lat=night.latitude * u.deg,
-                                         lon=night.longitude * u.deg,
-                                         height=night.elevation * u.m)
                 seconds = np.linspace(0, (window.end - window.start).total_seconds(),
                                       MOON_SAMPLES)
-                # The Moon as seen from the site, in GCRS, whose axes are ICRS's. Not `.icrs`:
-                # that moves the origin to the solar system's barycentre, and the Moon (at
-                # 0.0026 au) then appears near the anti-solar point.
-                moon = get_body("moon", Time(window.start) + seconds * u.s, location)
-                cached = (window.end, window.start, seconds, np.unwrap(moon.ra.radian),
-                          np.asarray(moon.dec.radian))
+                ra, dec = ephemeris.moon_from_site(
+                    *ephemeris.julian_dates(window.start, seconds), night.latitude,
+                    night.longitude, night.elevation)
+                cached = (window.end, window.start, seconds, np.unwrap(ra), dec)
                 self._moon = cached
             return cached[1:]
 
