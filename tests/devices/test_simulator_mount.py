@@ -238,3 +238,33 @@ def test_with_a_fast_real_clock_a_slew_is_over_in_a_fraction_of_a_second(config)
              poll_interval=0.01)
     state = mount.state()
     assert (state.ra, state.dec) == (pytest.approx(ra, abs=EXACT), pytest.approx(dec, abs=EXACT))
+
+
+@pytest.mark.parametrize("when", [NIGHT, datetime(2032, 6, 1, 4, 30, 15, tzinfo=timezone.utc)],
+                         ids=["in the IERS table", "years past it"])
+def test_the_horizon_converts_as_astropy_does_both_ways(config, when):
+    """The simulator's horizon (ERFA, as under astropy) is astropy's ICRS <-> AltAz, at a date
+    the IERS table covers and at one years past it (where both assume UT1 = UTC)."""
+    import warnings
+
+    import numpy as np
+    from astropy.coordinates import ICRS
+
+    from torosmanager.devices.simulator.coords import Horizon
+
+    site = config["Site"]
+    horizon = Horizon(site)
+    location = EarthLocation.from_geodetic(site["Longitude"] * u.deg, site["Latitude"] * u.deg,
+                                           site["Elevation"] * u.m)
+    frame = AltAz(obstime=Time(when), location=location)
+    rng = np.random.default_rng(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ERFA's and astropy's "dubious year" past the table
+        for ra, dec in zip(rng.uniform(0, 360, 10), rng.uniform(-40, 89, 10)):
+            altitude, azimuth = astropy_altaz(site, ra, dec, when)
+            assert horizon.altaz(ra, dec, when) == (pytest.approx(altitude, abs=EXACT),
+                                                    pytest.approx(azimuth, abs=EXACT))
+            sky = SkyCoord(alt=altitude * u.deg, az=azimuth * u.deg,
+                           frame=frame).transform_to(ICRS())
+            assert horizon.radec(altitude, azimuth, when) == (
+                pytest.approx(sky.ra.deg % 360, abs=EXACT), pytest.approx(sky.dec.deg, abs=EXACT))
