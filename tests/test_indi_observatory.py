@@ -42,8 +42,9 @@ def observatory(indi_server, tmp_path_factory):
     site = Site(tmp_path_factory.mktemp("indi-site"), settings(
         speed=1,
         Telescope={"Mount": device("mount"), "Camera": device("camera"),
-                   "Filter Wheel": device("filter wheel"), "Bias Frames": 1, "Dark Frames": 1,
-                   "Flat Frames": 1, "Flat Exposure Time": FLAT_EXPOSURE, "Poll Interval": 0.2},
+                   "Filter Wheel": device("filter wheel"), "Poll Interval": 0.2},
+        Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1,
+                   "Flat Exposure Time": FLAT_EXPOSURE},
         Dome={"Enclosure": device("dome"), "Safety Monitor": device("safety monitor"),
               "Check Interval": 0.5}))
     try:

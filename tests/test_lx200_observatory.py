@@ -1,44 +1,61 @@
 """The telescope daemon driving an LX200 (OnStep) mount: the simulator over TCP, and the built-in
 simulated camera and filter wheel.
 
-The target, Dec +85°, is always between 21° and 31° above the horizon from the test site, so the
-test holds whatever the real time of day (the LX200 mount follows the real sky) and on the
-simulated evening the daemons' clock shows.
+The simulator runs on the daemons' clock (the simulated evening, :data:`SPEED` times faster than
+real time), as the driver does: both see the same sky, and a slew takes simulated seconds.
 """
 
 import os
 import sys
 import urllib.request
+from datetime import datetime, timezone
 
 import pytest
 from astropy.io import fits
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
+from conftest import EVENING  # noqa: E402
 from lx200_simulator import SimulatorProcess  # noqa: E402
 from observatory import ended, open_dome, settings  # noqa: E402
+from torosmanager.clock import Clock  # noqa: E402
 
 TARGET = {"RA": 30.0, "Dec": 85.0}
-#: Simulated seconds per real second: exposures are quick, the mount slews in real time.
+#: Simulated seconds per real second: exposures and slews are quick.
 SPEED = 100
-#: Simulated seconds a slew may take: 30 real seconds at :data:`SPEED`, ample for a real-time
-#: slew at the simulator's 90°/s.
-SLEW_TIMEOUT = 3000
+#: Degrees per simulated second the simulator slews at, a real mount's pace: the slew from the
+#: celestial equator to Dec +85° takes about 30 simulated seconds, 0.3 real seconds.
+SLEW_RATE = 3.0
+#: Simulated seconds a slew may take: 6 real seconds at :data:`SPEED`, ample for the slew in
+#: simulated time, and too short for it in real time (about 30 real seconds).
+SLEW_TIMEOUT = 600
 SITE_OPTIONS = ("--latitude", "25.9958", "--longitude", "-97.5690")
 
 
 @pytest.fixture
-def simulator():
-    started = SimulatorProcess("onstep", "--slew-rate", "90", *SITE_OPTIONS)
+def clock():
+    """The daemons' clock: the simulated evening, anchored now."""
+    return Clock(EVENING, datetime.now(timezone.utc), SPEED)
+
+
+@pytest.fixture
+def simulator(clock):
+    started = SimulatorProcess("onstep", "--slew-rate", str(SLEW_RATE), *SITE_OPTIONS,
+                               clock=clock)
     yield started
     started.stop()
 
 
 @pytest.fixture
-def observatory(simulator, make_site):
+def observatory(clock, simulator, make_site):
     mount = {"Driver": "lx200", "URL": simulator.url, "Dialect": "onstep", "Timeout": 5.0}
-    site = make_site(settings(speed=SPEED,
+    clock_settings = {"Mode": "simulated", "Start": clock.start.isoformat(),
+                      "Anchor": clock.anchor.isoformat(), "Speed": clock.speed}
+    site = make_site(settings(Clock=clock_settings,
                               Telescope={"Mount": mount, "Slew Timeout": SLEW_TIMEOUT}))
+    daemons_clock = Clock.from_config(site.config)
+    assert (daemons_clock.start, daemons_clock.anchor, daemons_clock.speed) == \
+        (clock.start, clock.anchor, clock.speed)
     # The dome opens only after a heartbeat from the scheduler, and the telescope exposes only
     # with the dome open.
     site.start("dome", "telescope", "scheduler")

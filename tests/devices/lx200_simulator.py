@@ -19,18 +19,28 @@ It keeps the real protocol's quirks, so that a driver that passes against it has
 * commands without a reply (``:Q#``, ``:U#``, ``:AP#``...) get none, and unknown commands are
   ignored, as real mounts do.
 
-The mount moves in real time: a goto moves both axes at ``--slew-rate`` degrees per second,
-then tracks; without tracking the pointing stays fixed on the ground (its right ascension
+The mount moves in the time of a clock, real by default, or the daemons' simulated one
+(``--clock-start``, ``--clock-anchor``, ``--clock-speed``: the configuration's ``Clock``
+settings, so that ``simulated now = Start + Speed × (real now − Anchor)``, as in
+:mod:`torosmanager.clock`). Its sidereal time and its motion follow that clock: a goto moves both
+axes at ``--slew-rate`` degrees per clock second (at speed 100 a 30 s slew takes 0.3 real
+seconds), then tracks; without tracking the pointing stays fixed on the ground (its right ascension
 grows with sidereal time). Coordinates are apparent (JNow). Targets below ``--horizon-limit``
 degrees (or above ``--overhead-limit``) at ``--latitude``/``--longitude`` are refused with
 ``1`` (``2``); ``:ShDD#`` and ``:SoDD#`` change the limits, as on Meade mounts. It starts on
 the meridian at the equator, not tracking. Parking moves to the celestial pole (hour angle 0)
 and stops tracking. ``:Gr#``/``:Gd#`` answer the target last set.
 
+In the OnStep dialect it also answers what INDI's ``indi_lx200_OnStep`` asks when it connects
+and polls (firmware, site, date and time on its clock, tracking rate, status, alignment, ambient
+conditions; see :data:`ONSTEP_FIXED_REPLIES`), as OnStep 4.24 on a fork mount (``K`` in
+``:GU#``) without rotator, focusers or sensors.
+
 It uses only the standard library and shares no code with the driver it tests.
 """
 
 import argparse
+import datetime
 import logging
 import math
 import os
@@ -65,17 +75,75 @@ BAR = "\x7f"
 GSTAT_TRACKING, GSTAT_PARKING, GSTAT_PARKED, GSTAT_SLEWING, GSTAT_NOT_TRACKING = 0, 2, 5, 6, 7
 #: Seconds between two updates of the mount's motion when no client asks.
 TICK = 0.05
+#: What OnStep (firmware 4.24) says of itself and of what it does not have, with the replies
+#: of its command reference: product, version, firmware date and time, the clock's format
+#: (24 h), no rotator (``N``), no focusers (a bare ``0``), backlash (arc seconds), the pulse
+#: guide rate (× sidereal), the pier side (``N``: none, as on a fork mount), the ambient
+#: conditions it assumes without sensors (°C, mbar, %, and the dew point they give, °C), the
+#: alignment status (at most 6 stars, none under way) and polar alignment error (none, arc
+#: seconds), and ``0``, OnStep's answer to a command it does not know, to OnStepX's queries
+#: (auxiliary features, stepper drivers, CPU temperature).
+ONSTEP_FIXED_REPLIES = {
+    "GVP": "On-Step#", "GVN": "4.24s#", "GVD": "Nov 30 2022#", "GVT": "12:00:00#",
+    "Gc": "24#", "GX98": "N#", "FA": "0", "fA": "0", "%BD": "0#", "%BR": "0#",
+    "GX90": "0.50#", "Gm": "N#", "GX9A": "10.0#", "GX9B": "1010.0#", "GX9C": "70.0#",
+    "GX9E": "4.8#", "A?": "600#", "GX02": "0.0#",
+    "GXY0": "0", "GXU1": "0", "GXU2": "0", "GX9F": "0",
+}
+#: OnStep's site names (``:GM#`` … ``:GP#``: sites 1 to 4).
+ONSTEP_SITE_NAMES = {"GM": "Site 1#", "GN": "Site 2#", "GO": "Site 3#", "GP": "Site 4#"}
+#: The sidereal tracking rate, as OnStep's ``:GT#`` gives it: Hz of a 60 Hz clock.
+SIDEREAL_TRACKING_HZ = 60.16427
+
+
+class SimulatedTime:
+    """The clock the mount moves by: Unix seconds, real or simulated.
+
+    The same rule as the daemons' clock (written again here: the simulator shares no code with
+    what it tests): ``Start + Speed × (real now − Anchor)``.
+
+    Parameters
+    ----------
+    start, anchor : datetime.datetime, optional
+        The simulated instant at the real instant *anchor*; ``None`` (both) for real time.
+    speed : float
+        Clock seconds per real second.
+    """
+
+    def __init__(self, start=None, anchor=None, speed=1.0):
+        if (start is None) != (anchor is None) or speed <= 0:
+            raise ValueError("a simulated clock needs a start, an anchor and a positive speed")
+        self.start = None if start is None else start.timestamp()
+        self.anchor = None if anchor is None else anchor.timestamp()
+        self.speed = float(speed) if start is not None else 1.0
+
+    def __call__(self):
+        """Now, Unix seconds on this clock."""
+        real = time.time()
+        if self.start is None:
+            return real
+        return self.start + self.speed * (real - self.anchor)
+
+
+REAL_TIME = SimulatedTime()
+
+
+def utc_instant(text):
+    """A datetime from ISO 8601 *text*; UTC when it names no zone."""
+    instant = datetime.datetime.fromisoformat(text)
+    return instant if instant.tzinfo else instant.replace(tzinfo=datetime.timezone.utc)
 
 
 def local_sidereal_degrees(longitude, unix_time=None):
-    """Local mean sidereal time, degrees, at *longitude* (east) and the real time."""
+    """Local mean sidereal time, degrees, at *longitude* (east) and *unix_time* (default: the
+    real time now)."""
     jd = UNIX_EPOCH_JD + (time.time() if unix_time is None else unix_time) / SECONDS_PER_DAY
     return (GMST_AT_J2000 + GMST_RATE * (jd - J2000_JD) + longitude) % 360.0
 
 
-def altitude_of(ra, dec, latitude, longitude):
-    """Altitude, degrees, of apparent *ra*, *dec* (degrees) now."""
-    hour_angle = math.radians(local_sidereal_degrees(longitude) - ra)
+def altitude_of(ra, dec, latitude, longitude, unix_time):
+    """Altitude, degrees, of apparent *ra*, *dec* (degrees) at *unix_time*."""
+    hour_angle = math.radians(local_sidereal_degrees(longitude, unix_time) - ra)
     lat, dec = math.radians(latitude), math.radians(dec)
     sine = math.sin(lat) * math.sin(dec) + math.cos(lat) * math.cos(dec) * math.cos(hour_angle)
     return math.degrees(math.asin(max(-1.0, min(1.0, sine))))
@@ -104,6 +172,15 @@ def write_dec(degrees, high):
     return text + (f":{seconds % 60:02d}" if high else "")
 
 
+def write_angle(degrees, digits, high):
+    """``sDD*MM`` (or ``sDDD*MM`` with *digits* 3), and ``:SS.S`` when *high*: OnStep's site
+    latitude and longitude."""
+    tenths = round(abs(degrees) * 36000) if high else round(abs(degrees) * 60) * 600
+    sign = "-" if degrees < 0 and tenths else "+"
+    text = f"{sign}{tenths // 36000:0{digits}d}*{tenths // 600 % 60:02d}"
+    return text + (f":{tenths % 600 / 10:04.1f}" if high else "")
+
+
 def read_sexagesimal(text):
     """Degrees (or hours) from ``[s]A<sep>B[<sep>C]``, any separators; ``None`` if not that."""
     number = r"(\d{1,2}(?:\.\d+)?)"
@@ -115,10 +192,12 @@ def read_sexagesimal(text):
 
 
 class Mount:
-    """The simulated mount: where it points and what it does, moving in real time."""
+    """The simulated mount: where it points and what it does, moving in *clock*'s time
+    (a :class:`SimulatedTime`)."""
 
     def __init__(self, dialect, latitude, longitude, slew_rate, horizon_limit, overhead_limit,
-                 high_precision, parked):
+                 high_precision, parked, clock=REAL_TIME):
+        self.clock = clock
         self.dialect = dialect
         self.latitude, self.longitude = latitude, longitude
         self.slew_rate = slew_rate
@@ -126,23 +205,28 @@ class Mount:
         self.high_precision = high_precision
         self.lock = threading.Lock()
         self.pole = 90.0 if latitude >= 0 else -90.0
+        self.updated = clock()
         # Starts on the meridian at the celestial equator, not tracking.
-        self.ra = local_sidereal_degrees(longitude)
+        self.ra = self.sidereal_degrees()
         self.dec = 0.0
         self.tracking = False
         self.parked = parked
         self.parking = False
         self.goto = None  # (ra, dec) of a goto under way
         self.target_ra, self.target_dec = 0.0, 0.0
-        self.updated = time.monotonic()
+
+    def sidereal_degrees(self):
+        """The local sidereal time, degrees, at the last update."""
+        return local_sidereal_degrees(self.longitude, self.updated)
 
     # Motion -----------------------------------------------------------------------------
 
     def update(self):
-        now = time.monotonic()
-        elapsed, self.updated = now - self.updated, now
+        now = self.clock()
+        # max(): a wall clock stepped back must not run the mount backwards.
+        elapsed, self.updated = max(0.0, now - self.updated), now
         if self.parking:
-            self.goto = (local_sidereal_degrees(self.longitude), self.pole)
+            self.goto = (self.sidereal_degrees(), self.pole)
         if self.goto is None:
             if not self.tracking:
                 self.ra = (self.ra + SIDEREAL_DEGREES_PER_SECOND * elapsed) % 360.0
@@ -237,7 +321,8 @@ class Mount:
             return "4" if not with_message else "1Parked#"
         if self.dialect == "onstep" and not self.tracking:
             return "3"
-        altitude = altitude_of(self.target_ra, self.target_dec, self.latitude, self.longitude)
+        altitude = altitude_of(self.target_ra, self.target_dec, self.latitude, self.longitude,
+                               self.updated)
         if altitude < self.horizon_limit:
             logger.info("goto refused: altitude %.1f below %.1f", altitude, self.horizon_limit)
             return "1Object Below Horizon#" if with_message else "1"
@@ -248,10 +333,24 @@ class Mount:
         return "0"
 
     def _onstep(self, command):
+        fixed = ONSTEP_FIXED_REPLIES.get(command) or ONSTEP_SITE_NAMES.get(command)
+        if fixed is not None:
+            return fixed
+        if command in ("GC", "GL", "GG"):
+            # The mount's clock is the one it moves by, kept in UTC (offset 0).
+            now = datetime.datetime.fromtimestamp(self.updated, datetime.timezone.utc)
+            return {"GC": f"{now:%m/%d/%y}#", "GL": f"{now:%H:%M:%S}#", "GG": "+00#"}[command]
+        if command in ("Gt", "GtH"):
+            return write_angle(self.latitude, 2, command == "GtH") + "#"
+        if command in ("Gg", "GgH"):  # LX200 longitudes are positive west
+            return write_angle(-wrap180(self.longitude), 3, command == "GgH") + "#"
+        if command == "GT":
+            return f"{SIDEREAL_TRACKING_HZ if self.tracking else 0.0:.5f}#"
         if command == "GU":
             letters = ("n" if not self.tracking else "") + ("N" if self.goto is None else "")
             letters += "P" if self.parked else "I" if self.parking else "p"
-            return letters + "#"
+            # K: a fork mount (no meridian flip, no pier side).
+            return letters + "K#"
         if command == "hR":
             self.parked = False
             return "1"
@@ -363,13 +462,19 @@ class SimulatorProcess:
     dialect : str
     options : str
         More command-line options, e.g. ``"--horizon-limit", "40"``.
+    clock : torosmanager.clock.Clock, optional
+        The clock to move in (its settings go on the command line); real time by default.
     """
 
     #: Real seconds the process has to print its port.
     START_TIMEOUT = 10.0
 
-    def __init__(self, dialect, *options):
+    def __init__(self, dialect, *options, clock=None):
         self.dialect = dialect
+        if clock is not None and clock.simulated:
+            options += ("--clock-start", clock.start.isoformat(),
+                        "--clock-anchor", clock.anchor.isoformat(),
+                        "--clock-speed", repr(clock.speed))
         # A file, not a pipe: a pipe nobody reads would block a talkative simulator.
         self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         self._errors = None
@@ -417,12 +522,21 @@ def main(argv=None):
     parser.add_argument("--overhead-limit", type=float, default=90.0, help="degrees")
     parser.add_argument("--precision", choices=("low", "high"), default="low")
     parser.add_argument("--parked", action="store_true", help="start parked")
+    parser.add_argument("--clock-start", type=utc_instant,
+                        help="the simulated UTC instant at --clock-anchor (ISO 8601)")
+    parser.add_argument("--clock-anchor", type=utc_instant,
+                        help="the real UTC instant --clock-start corresponds to (ISO 8601)")
+    parser.add_argument("--clock-speed", type=float, default=1.0,
+                        help="simulated seconds per real second")
     options = parser.parse_args(argv)
+    if (options.clock_start is None) != (options.clock_anchor is None):
+        parser.error("--clock-start and --clock-anchor go together")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="lx200-simulator %(levelname)s %(message)s")
     mount = Mount(options.dialect, options.latitude, options.longitude, options.slew_rate,
                   options.horizon_limit, options.overhead_limit, options.precision == "high",
-                  options.parked)
+                  options.parked,
+                  SimulatedTime(options.clock_start, options.clock_anchor, options.clock_speed))
     with Server((options.host, options.port), Handler) as server:
         server.mount = mount
         print(f"PORT {server.server_address[1]}", flush=True)

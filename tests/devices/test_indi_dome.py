@@ -1,4 +1,5 @@
-"""The indi driver's dome against INDI's dome simulator (its shutter takes about 5 s)."""
+"""The indi driver's dome against INDI's dome simulator (its shutter takes about 5 s, and it turns
+10° a second, one step a second)."""
 
 import sys
 import time
@@ -21,6 +22,10 @@ NEARBY_AZIMUTH = 8.0
 #: Degrees of a rotation that is aborted, and seconds after which it is.
 FAR_ROTATION = 150.0
 ABORT_AFTER = 0.3
+#: The simulator's park azimuth (its default), and where the park test starts from: far enough
+#: that parking takes a few of the simulator's one-second steps.
+PARK_AZIMUTH = 90.0
+BEFORE_PARK_AZIMUTH = 130.0
 
 
 @pytest.fixture
@@ -77,3 +82,22 @@ def test_the_shutter_opens_then_starts_closing(dome):
     dome.start_close()
     closing = dome.state()
     assert closing.shutter is ShutterState.CLOSING and closing.slewing
+
+
+def test_the_dome_parks_at_its_park_azimuth_and_reads_parked(dome, indi_server):
+    # Last in the module: INDI refuses to move a parked dome, and this one stays parked.
+    dome.start_slew(BEFORE_PARK_AZIMUTH)
+    assert not settled(dome, "the rotation to end").parked
+    dome.start_park()
+    parking = dome.state()
+    assert parking.slewing and not parking.parked  # DOME_PARK is Busy until it is there
+    parked = wait_for(lambda: (state := dome.state()).parked and state, MOTION_TIMEOUT,
+                      "the dome to park", POLL_INTERVAL)
+    assert parked.azimuth == pytest.approx(PARK_AZIMUTH, abs=0.5)
+    # The simulator closes the shutter while it turns, and calls the dome parked as soon as it
+    # is at the azimuth: the shutter may still be closing (the state says it is moving).
+    still = settled(dome, "the shutter to close")
+    assert still.parked and still.shutter is ShutterState.CLOSED
+    # What the driver reads is what INDI's own client reads.
+    assert indi_server.get("dome", "DOME_PARK", "PARK") == "On"
+    assert dome.describe()["Parked"] is True

@@ -58,6 +58,10 @@ PARK_HOUR_ANGLE, PARK_DEC = 0.0, 0.0
 DEFAULT_LATITUDE, DEFAULT_LONGITUDE = 25.9958, -97.5690
 DEFAULT_SLEW_RATE = 30.0  # degrees per second on each axis
 DEFAULT_MIN_INTERVAL = 1.0  # seconds, the real mount computer's rule
+#: ``struct tcp_info`` begins with the connection's state, one byte; 1 is ESTABLISHED
+#: (<netinet/tcp.h>), which a connection leaves when its peer closes or resets it.
+TCP_INFO_STATE_BYTES = 1
+TCP_ESTABLISHED = 1
 #: Seconds between looks at whether the process has stopped.
 PAUSE_POLL_INTERVAL = 0.01
 #: A longer command line is refused (and the connection closed).
@@ -294,13 +298,13 @@ class Server:
 
 def _open(client):
     """Whether *client*'s peer still has the connection open (its thread may not have seen
-    the end yet, e.g. right after the process was stopped and continued)."""
+    the end yet, e.g. right after the process was stopped and continued). Linux's TCP state
+    tells, even when unread data (a command sent before the peer closed) precedes the end."""
     try:
-        return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except BlockingIOError:
-        return True  # open, nothing to read
+        state = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_STATE_BYTES)[0]
     except OSError:
-        return False  # reset or already closed
+        return False  # already closed
+    return state == TCP_ESTABLISHED
 
 
 class SimulatorProcess:

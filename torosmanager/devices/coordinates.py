@@ -7,8 +7,9 @@ declination referred to the true equator and equinox of date, topocentric, witho
 :class:`~astropy.coordinates.TETE`; a conversion takes a few milliseconds and is exact to well
 under an arcsecond.
 
-Times are real UTC, not the TOROS clock: a real mount tracks the real sky even when the daemons
-run on a simulated clock.
+Each function takes the time (*obstime*) it converts at. The Alpaca and INDI drivers pass the
+real UTC time (those mounts keep the real time, and their simulators run in it); the LX200 driver
+passes its daemon's clock's time, which is real UTC in operation (see its module).
 """
 
 import astropy.units as u

@@ -49,7 +49,7 @@ def _mount(settings, config, clock):
         return IndiMount(settings, site)
     if driver == LX200:
         from .lx200 import Lx200Mount
-        return Lx200Mount(settings, site)
+        return Lx200Mount(settings, site, clock)
     if driver == TEXT_TCP:
         from .text_tcp import TextTcpMount
         return TextTcpMount(settings, site)

@@ -98,9 +98,9 @@ class IndiMount(Mount):
         return MountState(
             ra=ra, dec=dec, altitude=float(altitude), azimuth=float(azimuth),
             slewing=slewing, parked=parked,
-            # A mount without the property tracks whenever it is not parked (ON_COORD_SET TRACK).
-            tracking=(tracking.values.get("TRACK_ON") == ON) if tracking is not None
-            else not parked,
+            # A mount without the property tracks whenever it is not parked (ON_COORD_SET TRACK);
+            # a parked one never does, though INDI may announce TRACK_OFF a moment after PARK.
+            tracking=not parked and (tracking is None or tracking.values.get("TRACK_ON") == ON),
         )
 
     def _parked(self):

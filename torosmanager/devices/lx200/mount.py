@@ -1,16 +1,23 @@
 """An LX200 mount as a :class:`~torosmanager.devices.Mount`.
 
-The mount's coordinates are JNow (see :mod:`torosmanager.devices.coordinates`); they are read with ``:GR#`` /
-``:GD#`` in whichever precision the mount answers, set with ``:Sr`` / ``:Sd`` in the precision
-it last answered in, and the slew started with ``:MS#``. At connect the driver asks for high
-precision (``:U#`` toggles it, so it is sent only when the mount answers in low precision).
+The mount's coordinates are JNow (see :mod:`torosmanager.devices.coordinates`); they are read
+with ``:GR#`` / ``:GD#`` in whichever precision the mount answers, set with ``:Sr`` / ``:Sd``
+in the precision it last answered in, and the slew started with ``:MS#``. At connect the driver
+asks for high precision (``:U#`` toggles it, so it is sent only when the mount answers in low
+precision).
 What the dialects do differently (status, park, unpark, tracking) is in :mod:`.dialects`.
+
+Conversions and the horizon check are made at the daemons' clock's time: an LX200 mount keeps
+the time it was set to (the driver does not set it), and the daemons plan the night by their
+clock, so on a simulated clock the driver points where the simulated sky is. On a real clock
+that is the real UTC time.
 """
 
 import logging
 
 from astropy.time import Time
 
+from ...clock import Clock
 from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError, wait_for
 from ..mount import Mount, MountState
@@ -38,10 +45,13 @@ class Lx200Mount(Mount):
         (meade, onstep, 10micron), ``Timeout`` (seconds per request).
     site : dict
         ``Name``, ``Latitude``, ``Longitude`` (degrees east), ``Elevation`` (metres).
+    clock : Clock, optional
+        The daemons' clock, whose time the coordinates are converted at; real UTC by default.
     """
 
-    def __init__(self, device_settings, site):
+    def __init__(self, device_settings, site, clock=None):
         super().__init__()
+        self.clock = Clock() if clock is None else clock
         use_astropy_offline()
         self.connection = Lx200Connection(self.kind, device_settings)
         dialect = DIALECTS.get(self.connection.dialect)
@@ -102,7 +112,7 @@ class Lx200Mount(Mount):
         ra_hours, _ = self._read_ra()
         mount_dec, _ = self._read_dec()
         status = self.dialect.status()
-        now = Time.now()
+        now = Time(self.clock.now())
         ra, dec = apparent_to_icrs(ra_hours, mount_dec, self.location, now)
         altitude, azimuth = horizontal(ra, dec, self.location, now)
         return MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
@@ -125,7 +135,7 @@ class Lx200Mount(Mount):
         status = self.dialect.status()
         if status.parked:
             raise connection.error(operation, "the mount is parked (unpark it first)")
-        now = Time.now()
+        now = Time(self.clock.now())
         refusal = below_horizon(ra, dec, self.location, now, self.site["Name"])
         if refusal:
             raise connection.error(operation, refusal)
