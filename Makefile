@@ -199,7 +199,8 @@ $(DEV_STAMP): setup.py $(LOCK) | $(VENV_PY)
 	$(VENV_PY) -m pip install --disable-pip-version-check -e ".[test]"
 	@touch $@
 
-test: dev ## make the dev venv with what the tests need, then run pytest (PYTEST_ARGS)
+test: dev ## make the dev venv with what the tests need, check the type hints (mypy), run pytest (PYTEST_ARGS)
+	$(VENV_PY) -m mypy torosmanager
 	$(VENV_PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: dev ## make the dev venv, then run the demo night (toros demo)
@@ -595,7 +596,7 @@ endif
 # ---------------------------------------------------------------------------
 
 clean: ## remove build/, egg-info and caches (keeps the venv)
-	rm -rf $(BUILD) build $(DIST) *.egg-info .pytest_cache
+	rm -rf $(BUILD) build $(DIST) *.egg-info .pytest_cache .mypy_cache
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean ## clean, and remove the dev venv too

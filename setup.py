@@ -53,9 +53,11 @@ setup(
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
     # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.
     # pytest-xdist: make test runs the test files in three processes.
+    # mypy (with PyYAML's stubs): make test checks the type hints first (mypy.ini).
     extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "alpaca-simulators~=1.3.2",
                              "dask[distributed]>=2024.1", "astroscrappy>=1.1",
-                             "libfaketime>=3.0", "pygcn>=1.1.3"],
+                             "libfaketime>=3.0", "pygcn>=1.1.3", "mypy>=1.8",
+                             "types-PyYAML>=6.0"],
                     # Alerts → Kafka: GCN's own Kafka client (OAuth, topics, its broker's
                     # settings), rather than confluent-kafka configured by hand.
                     "kafka": ["gcn-kafka>=0.3"],

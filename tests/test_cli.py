@@ -26,7 +26,8 @@ def orders_file(tmp_path_factory):
   WOType: Observation
   Datetime: 2026-11-21T23:00:00.5
   User: Main Module
-  RA: "23:06:00"
+  # the manual's RA 23.1 is degrees: '01:32:24' in hours ('23:06:00' would be 346.5°)
+  RA: "01:32:24"
   Dec: "+13:12:00"
   Filter: I
   Exposure Time: 30.0

@@ -15,6 +15,8 @@ RECEIPT_KEYS = {"ID", "WOType", "Status", "Priority", "Message"}
 
 
 def observation(order_id, **changes):
+    # Sexagesimal RA is hours: '23:06:00' is 346.5°, not the manual's RA 23.1, which is
+    # degrees ('01:32:24'); test_durability checks the 346.5.
     order = {"ID": order_id, "WOType": "Observation", "RA": "23:06:00", "Dec": "+13:12:00",
              "Filter": "I", "Exposure Time": 30.0, "User": "test"}
     order.update(changes)
@@ -201,6 +203,10 @@ class TestQueries:
         assert receipt["Status"] == "cancelled" and "operator" in receipt["Message"]
         refusal = fault(telescope.front_desk, {"WOType": "Cancel", "ID": "cancel-1"})
         assert refusal.faultCode == FaultCode.NOT_CANCELLABLE
+        # Every state in an answer arrives as its value (the journal's are an enum).
+        status = telescope.front_desk({"WOType": "Status", "ID": "cancel-1"})
+        assert status["Status"] == status["History"][-1]["Status"] == "cancelled"
+        assert telescope.front_desk({"WOType": "Status"})["Queue"]["cancelled"] >= 1
 
     def test_cancelling_at_the_scheduler_cancels_at_the_executor(self, running):
         scheduler, telescope = running.proxy("scheduler"), running.proxy("telescope")

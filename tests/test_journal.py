@@ -2,10 +2,12 @@
 
 import sqlite3
 import threading
+import xmlrpc.client
 
 import pytest
 
-from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, QUEUED, RUNNING, Journal)
+from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, QUEUED, RUNNING, STATES, Journal,
+                                  OrderState)
 
 TIME = "2026-11-21T23:00:00.000Z"
 
@@ -112,6 +114,33 @@ def test_unknown_states_and_ids_are_errors(journal):
         journal.transition("1", "finished", "typo", TIME)
     with pytest.raises(KeyError):
         journal.transition("nope", DONE, "x", TIME)
+
+
+def test_states_are_an_enum_stored_and_shown_as_their_values(journal):
+    add(journal)
+    assert journal.transition("1", "queued", "a state's value is taken too", TIME) == ACCEPTED
+    record = journal.get("1")
+    assert record.state is OrderState.QUEUED is QUEUED and record.state == "queued"
+    # Logs and messages read as before: "queued", not "OrderState.QUEUED".
+    assert str(record.state) == f"{record.state}" == "%s" % record.state == "queued"
+    assert f"{record.state:>8}" == "  queued"
+    assert [type(entry["Status"]) for entry in journal.history("1")] == [OrderState] * 2
+    assert [type(state) for state in journal.counts()] == [OrderState]
+    # Stored as the plain value, so the journal file reads as it always did.
+    other = sqlite3.connect(journal.path)
+    assert other.execute("SELECT state FROM orders WHERE id = '1'").fetchone() == ("queued",)
+    other.close()
+    # Plain strings and members are interchangeable in sets, as only_from gets them.
+    assert journal.transition("1", DONE, "done", TIME, only_from={"queued"}) is QUEUED
+    assert STATES == tuple(OrderState) and len(STATES) == 8
+
+
+def test_xmlrpc_marshals_a_state_only_as_its_value():
+    """Why the front desk answers with ``state.value``: xmlrpc.client refuses str subclasses."""
+    with pytest.raises(TypeError, match="cannot marshal"):
+        xmlrpc.client.dumps(({"Status": QUEUED},), methodresponse=True)
+    answer = xmlrpc.client.dumps(({"Status": QUEUED.value},), methodresponse=True)
+    assert xmlrpc.client.loads(answer)[0][0] == {"Status": "queued"}
 
 
 def test_threads_can_share_it(journal):

@@ -54,10 +54,30 @@ class TestTheManualsExamples:
 
 
 class TestCoordinates:
+    # A number is degrees, a sexagesimal string is hours: "23:06:00" is 23.1 h, 346.5°.
     @pytest.mark.parametrize("ra, degrees", [(0, 0.0), (359.999, 359.999), ("23:06:00", 346.5),
                                              ("00:00:36", 0.15), ("12 30 00", 187.5)])
     def test_ra_in_degrees_or_hours(self, ra, degrees):
         assert validate(observation(RA=ra))["RA"] == pytest.approx(degrees)
+
+    def test_the_manuals_ra_is_degrees_and_its_sexagesimal_form_is_hours(self):
+        """The manual's 23.1 is 23.1°; the same target as a string is '01:32:24' (hours), not
+        '23:06:00' (346.5°, 323° away)."""
+        manual = validate(MANUAL_OBSERVATION)["RA"]
+        assert manual == 23.1
+        assert validate(observation(RA="01:32:24"))["RA"] == pytest.approx(manual)
+        assert validate(observation(RA="23:06:00"))["RA"] == pytest.approx(manual + 323.4)
+
+    @pytest.mark.parametrize("key, forms", [
+        ("RA", ["decimal degrees from 0 to below 360 (a number)",
+                "hours as a sexagesimal string 'HH:MM:SS'"]),
+        ("Dec", ["decimal degrees from -90 to +90 (a number)",
+                 "degrees as a sexagesimal string '±DD:MM:SS'"]),
+    ])
+    def test_a_refused_angle_names_the_unit_of_each_form(self, key, forms):
+        for value in (400, "99:99:99"):
+            message = str(refusal(observation(**{key: value})))
+            assert all(form in message for form in forms), message
 
     @pytest.mark.parametrize("dec, degrees", [(-90, -90.0), (90, 90.0), ("+13:12:00", 13.2),
                                               ("-00:30:00", -0.5), ("-05:15:36", -5.26)])

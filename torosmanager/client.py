@@ -10,15 +10,19 @@ Examples
 
 import base64
 import xmlrpc.client
+from collections.abc import Mapping
+from typing import Any, cast
 
 from .config import address_key
 from .passwords import client_credentials
+from .units import Seconds
 from .workorders import FaultCode
 
 
 class _SocketTimeout:
     """Gives a stdlib transport a socket timeout, so a dead peer cannot hang the caller."""
 
+    # Not annotated: a mixin of either transport, whose signatures differ in their types.
     def __init__(self, timeout, headers=()):
         super().__init__(use_builtin_types=True, headers=headers)
         self._timeout = timeout
@@ -37,7 +41,8 @@ class _SafeTimeoutTransport(_SocketTimeout, xmlrpc.client.SafeTransport):
     """https:// addresses."""
 
 
-def connect(config, service, timeout=None):
+def connect(config: Mapping[str, Any], service: str,
+            timeout: Seconds | None = None) -> xmlrpc.client.ServerProxy:
     """An :class:`xmlrpc.client.ServerProxy` for *service* (``"dome"``, ...).
 
     The credentials (:func:`~torosmanager.passwords.client_credentials`) travel in an
@@ -71,7 +76,7 @@ def connect(config, service, timeout=None):
                                      allow_none=True, use_builtin_types=True)
 
 
-def status_of(proxy, order_id):
+def status_of(proxy: xmlrpc.client.ServerProxy, order_id: str) -> dict[str, Any] | None:
     """*order_id*'s Status at the daemon behind *proxy*, or ``None`` when the daemon does not
     know it (yet: an order being handed over).
 
@@ -83,13 +88,14 @@ def status_of(proxy, order_id):
         When the daemon does not answer.
     """
     try:
-        return proxy.front_desk({"WOType": "Status", "ID": order_id})
+        # A front desk's Status answer is a struct.
+        return cast(dict[str, Any], proxy.front_desk({"WOType": "Status", "ID": order_id}))
     except xmlrpc.client.Fault as fault:
         if fault.faultCode == FaultCode.NOT_FOUND:
             return None
         raise
 
 
-def describe(config, service):
+def describe(config: Mapping[str, Any], service: str) -> str:
     """*service*'s address without credentials, for messages."""
     return config[address_key(service)]["HTTP"]

@@ -8,8 +8,13 @@ between them::
     simulated now = Start + Speed × (real now − Anchor)
 """
 
+import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
+
+from .units import Seconds
 
 
 class Clock:
@@ -25,7 +30,8 @@ class Clock:
         Simulated seconds per real second.
     """
 
-    def __init__(self, start=None, anchor=None, speed=1.0):
+    def __init__(self, start: datetime | None = None, anchor: datetime | None = None,
+                 speed: float = 1.0) -> None:
         if (start is None) != (anchor is None):
             raise ValueError("a simulated clock needs both start and anchor")
         if speed <= 0:
@@ -35,7 +41,7 @@ class Clock:
         self.speed = float(speed)
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> "Clock":
         """The clock the ``Clock`` section of a loaded configuration describes."""
         section = config["Clock"]
         if section["Mode"] == "real":
@@ -43,32 +49,32 @@ class Clock:
         return cls(section["Start"], section["Anchor"], section["Speed"])
 
     @property
-    def simulated(self):
+    def simulated(self) -> bool:
         """Whether this clock runs on simulated time."""
         return self.start is not None
 
-    def now(self):
+    def now(self) -> datetime:
         """The current UTC time (timezone-aware)."""
         real = datetime.now(timezone.utc)
-        if not self.simulated:
+        if self.start is None or self.anchor is None:
             return real
         return self.start + (real - self.anchor) * self.speed
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: Seconds) -> None:
         """Wait *seconds* of clock time."""
         time.sleep(self.real_seconds(seconds))
 
-    def wait(self, event, seconds):
+    def wait(self, event: threading.Event, seconds: Seconds) -> bool:
         """Wait up to *seconds* of clock time for a :class:`threading.Event`; return its state."""
         return event.wait(self.real_seconds(seconds))
 
-    def real_seconds(self, seconds):
+    def real_seconds(self, seconds: Seconds) -> Seconds:
         """How many real seconds *seconds* of clock time take."""
         return max(seconds, 0.0) / self.speed if self.simulated else max(seconds, 0.0)
 
-    def describe(self):
+    def describe(self) -> str:
         """A short description for health reports and logs."""
-        if not self.simulated:
+        if self.start is None or self.anchor is None:
             return "real UTC"
         return (f"simulated, {self.speed:g}× from {self.start.isoformat()} "
                 f"at real {self.anchor.isoformat()}")

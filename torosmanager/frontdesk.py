@@ -138,7 +138,9 @@ class FrontDesk:
         answer.update({
             "Priority Reason": record.priority_reason,
             "Work Order": _without_none(self.handler.shown(record.work_order)),
-            "History": self.journal.history(record.id),
+            # xmlrpc.client marshals no str subclass: each state as its plain value.
+            "History": [dict(entry, Status=entry["Status"].value)
+                        for entry in self.journal.history(record.id)],
             "Progress": record.progress,
             "Created": record.created,
             "Updated": record.updated,
@@ -208,7 +210,7 @@ class FrontDesk:
             "Clock": self.clock.describe(),
             "Now": format_utc(now),
             "Earth Rotation": self.earth_rotation.health(now),
-            "Queue": counts,
+            "Queue": {state.value: n for state, n in counts.items()},
             "Devices": self.handler.devices(),
             "Takes": list(self.handler.wotypes),
             **self.handler.health(),
@@ -225,7 +227,7 @@ class FrontDesk:
         return {
             "ID": record.id,
             "WOType": record.wotype,
-            "Status": record.state,
+            "Status": record.state.value,  # a plain str: xmlrpc.client marshals no subclass
             "Priority": record.priority,
             "Message": message,
             "Service": self.handler.service,

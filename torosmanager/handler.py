@@ -11,7 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .journal import ACCEPTED, FAILED, QUEUED, RUNNING, UNFINISHED_STATES
+from .journal import ACCEPTED, FAILED, QUEUED, RUNNING, UNFINISHED_STATES, OrderState
 from .workorders import clip, clip_priority, format_utc
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,10 @@ class Handler:
     #: The daemon's name, as in ``systemctl start <service>``.
     service = ""
     #: The WOTypes this daemon takes (Status and Cancel are answered by every daemon).
-    wotypes = ()
+    wotypes: tuple[str, ...] = ()
     #: The states in which an order's work has begun (a Cancel of a group with Keep Running
     #: leaves these alone).
-    started_states = (RUNNING,)
+    started_states: tuple[OrderState, ...] = (RUNNING,)
 
     #: The front desk, once it is made: a daemon may hand it orders of its own (the alerts
     #: daemon's sources).

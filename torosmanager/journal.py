@@ -7,29 +7,61 @@ States
 ------
 accepted → queued → dispatched (scheduler) / running → done | failed | cancelled;
 ``interrupted`` marks work stopped from outside (weather, a target of opportunity) that may be
-tried again.
+tried again. A state is an :class:`OrderState`, a ``str``: it equals, and is stored and
+printed as, its value (``QUEUED == "queued"``).
 """
 
 import contextlib
+import enum
 import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
 
-ACCEPTED = "accepted"
-QUEUED = "queued"
-DISPATCHED = "dispatched"
-RUNNING = "running"
-INTERRUPTED = "interrupted"
-DONE = "done"
-FAILED = "failed"
-CANCELLED = "cancelled"
+
+class OrderState(str, enum.Enum):
+    """Where a work order stands.
+
+    A ``str``, so that it compares equal to, hashes like and is written to SQLite as its
+    value. It reads as its value in f-strings and logs too (``str()`` and ``format()``). One
+    thing does not take it: :mod:`xmlrpc.client` marshals no subclass of ``str``, so an
+    answer carries :attr:`value` (the front desk does this).
+    """
+
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.value, format_spec)
+
+
+# The states by their names, as importers have always used them.
+ACCEPTED = OrderState.ACCEPTED
+QUEUED = OrderState.QUEUED
+DISPATCHED = OrderState.DISPATCHED
+RUNNING = OrderState.RUNNING
+INTERRUPTED = OrderState.INTERRUPTED
+DONE = OrderState.DONE
+FAILED = OrderState.FAILED
+CANCELLED = OrderState.CANCELLED
 
 #: States after which nothing more happens to an order.
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
 #: Every state, in the order an order usually passes through them.
-STATES = (ACCEPTED, QUEUED, DISPATCHED, RUNNING, INTERRUPTED, DONE, FAILED, CANCELLED)
+STATES = tuple(OrderState)
 #: States of an order that has not ended.
 UNFINISHED_STATES = tuple(state for state in STATES if state not in FINAL_STATES)
 
@@ -66,18 +98,22 @@ class OrderRecord:
 
     id: str
     wotype: str
+    #: The order as received, canonical JSON.
     submitted: str
-    work_order: dict
+    #: The validated, normalised order.
+    work_order: dict[str, Any]
     priority: float
     priority_reason: str
-    state: str
+    state: OrderState
     message: str
+    #: ISO 8601 UTC, the daemon's clock.
     created: str
     updated: str
-    progress: dict = field(default_factory=dict)
+    #: What the daemon reports of the work under way (frames done, current step...).
+    progress: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def finished(self):
+    def finished(self) -> bool:
         """Whether the order has reached a final state."""
         return self.state in FINAL_STATES
 
@@ -91,7 +127,7 @@ class Journal:
         The database file; its directory is created if missing.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self.path = path
@@ -110,13 +146,14 @@ class Journal:
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def close(self):
+    def close(self) -> None:
         """Close the database (after a checkpoint, so the WAL file is folded in)."""
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
-    def add(self, work_order, submitted, priority, priority_reason, time, reason):
+    def add(self, work_order: dict[str, Any], submitted: str, priority: float,
+            priority_reason: str, time: str, reason: str) -> tuple["OrderRecord", bool]:
         """Journal a newly accepted order, unless its ID is known already.
 
         Parameters
@@ -150,14 +187,20 @@ class Journal:
                  priority_reason, ACCEPTED, reason, time, time))
             self._db.execute("INSERT INTO history (order_id, time, state, reason) "
                              "VALUES (?, ?, ?, ?)", (order_id, time, ACCEPTED, reason))
-            return self.get(order_id), True
+            return self._get(order_id), True
 
-    def transition(self, order_id, state, reason, time, *, only_from=None, progress=None):
+    def transition(self, order_id: str, state: OrderState | str, reason: str, time: str, *,
+                   only_from: Iterable[str] | None = None,
+                   progress: dict[str, Any] | None = None) -> OrderState | None:
         """Move an order to *state*, recording *reason* in its history.
 
         Parameters
         ----------
-        only_from : iterable of str, optional
+        state : OrderState or str
+            The new state (a plain string is accepted when it is a state's value).
+        time : str
+            The clock's time, ISO 8601.
+        only_from : iterable of OrderState or str, optional
             Apply the change only if the order is in one of these states now; this is how two
             threads (a worker and a Cancel) avoid overwriting each other.
         progress : dict, optional
@@ -165,16 +208,24 @@ class Journal:
 
         Returns
         -------
-        str or None
+        OrderState or None
             The state the order was in before, or ``None`` when nothing was changed.
+
+        Raises
+        ------
+        ValueError
+            For a *state* that is not one of :class:`OrderState`.
+        KeyError
+            For an *order_id* the journal does not have.
         """
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
+        state = OrderState(state)
         with self._lock, self._transaction():
             row = self._db.execute("SELECT state FROM orders WHERE id = ?", (order_id,)).fetchone()
             if row is None:
                 raise KeyError(order_id)
-            previous = row["state"]
+            previous = OrderState(row["state"])
             if only_from is not None and previous not in only_from:
                 return None
             if progress is None:
@@ -188,28 +239,36 @@ class Journal:
                              "VALUES (?, ?, ?, ?)", (order_id, time, state, reason))
             return previous
 
-    def set_message(self, order_id, message, time):
+    def set_message(self, order_id: str, message: str, time: str) -> None:
         """Change an order's current message without a history entry (e.g. a planned time
         that moves a little at every plan)."""
         with self._lock, self._transaction():
             self._db.execute("UPDATE orders SET message = ?, updated = ? WHERE id = ?",
                              (message, time, order_id))
 
-    def get(self, order_id):
+    def get(self, order_id: str) -> OrderRecord | None:
         """The :class:`OrderRecord` of *order_id*, or ``None``."""
         with self._lock:
             row = self._db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
         return None if row is None else _record(row)
 
-    def history(self, order_id):
-        """Every state an order has been in: a list of dicts with Time, Status and Reason."""
+    def _get(self, order_id: str) -> OrderRecord:
+        """The :class:`OrderRecord` of *order_id*, known to exist."""
+        record = self.get(order_id)
+        if record is None:
+            raise KeyError(order_id)
+        return record
+
+    def history(self, order_id: str) -> list[dict[str, Any]]:
+        """Every state an order has been in: a list of dicts with Time, Status (an
+        :class:`OrderState`) and Reason."""
         with self._lock:
             rows = self._db.execute("SELECT time, state, reason FROM history WHERE order_id = ? "
                                     "ORDER BY seq", (order_id,)).fetchall()
-        return [{"Time": row["time"], "Status": row["state"], "Reason": row["reason"]}
-                for row in rows]
+        return [{"Time": row["time"], "Status": OrderState(row["state"]),
+                 "Reason": row["reason"]} for row in rows]
 
-    def unfinished(self):
+    def unfinished(self) -> list[OrderRecord]:
         """Orders not in a final state, oldest first."""
         marks = ", ".join("?" for _ in FINAL_STATES)
         with self._lock:
@@ -217,71 +276,73 @@ class Journal:
                                     "ORDER BY created, rowid", tuple(FINAL_STATES)).fetchall()
         return [_record(row) for row in rows]
 
-    def in_states(self, states, wotype=None):
+    def in_states(self, states: Iterable[str], wotype: str | None = None) -> list[OrderRecord]:
         """Orders in one of *states* (of *wotype*, if given), oldest first: the few active
         ones without reading (and decoding) the whole queue."""
-        states = tuple(states)
-        marks = ", ".join("?" for _ in states)
+        values = tuple(states)
+        marks = ", ".join("?" for _ in values)
         query = f"SELECT * FROM orders WHERE state IN ({marks})"
         if wotype is not None:
             query += " AND wotype = ?"
-            states += (wotype,)
+            values += (wotype,)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY created, rowid", states).fetchall()
+            rows = self._db.execute(query + " ORDER BY created, rowid", values).fetchall()
         return [_record(row) for row in rows]
 
-    def ids_in_state(self, state):
+    def ids_in_state(self, state: str) -> set[str]:
         """The set of IDs of the orders in *state* (nothing decoded)."""
         with self._lock:
             rows = self._db.execute("SELECT id FROM orders WHERE state = ?", (state,)).fetchall()
         return {row["id"] for row in rows}
 
     @contextlib.contextmanager
-    def batch(self):
+    def batch(self) -> Iterator["Journal"]:
         """One transaction for the writes made inside it (from this thread): one commit, one
         fsync, for many small changes such as a plan's messages. Other threads wait."""
         with self._lock, self._transaction():
             yield self
 
-    def recent(self, limit):
+    def recent(self, limit: int) -> list[OrderRecord]:
         """The *limit* orders changed most recently, newest first."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM orders ORDER BY updated DESC, rowid DESC "
                                     "LIMIT ?", (limit,)).fetchall()
         return [_record(row) for row in rows]
 
-    def counts(self):
+    def counts(self) -> dict[OrderState, int]:
         """How many orders are in each state: a dict of state to count."""
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) AS n FROM orders GROUP BY state")
-            return {row["state"]: row["n"] for row in rows}
+            return {OrderState(row["state"]): row["n"] for row in rows}
 
-    def _transaction(self):
+    def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)
 
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on an exception."""
 
-    def __init__(self, db):
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._began = False
 
-    def __enter__(self):
+    def __enter__(self) -> "_Transaction":
         if not self._db.in_transaction:
             self._db.execute("BEGIN IMMEDIATE")
             self._began = True
         return self
 
-    def __exit__(self, kind, value, traceback):
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
         if self._began:
             self._db.execute("ROLLBACK" if kind else "COMMIT")
         return False
 
 
-def _record(row):
+def _record(row: sqlite3.Row) -> OrderRecord:
     return OrderRecord(
         id=row["id"], wotype=row["wotype"], submitted=row["submitted"],
         work_order=json.loads(row["work_order"]), priority=row["priority"],
-        priority_reason=row["priority_reason"], state=row["state"], message=row["message"],
+        priority_reason=row["priority_reason"], state=OrderState(row["state"]),
+        message=row["message"],
         created=row["created"], updated=row["updated"], progress=json.loads(row["progress"]))

@@ -5,12 +5,19 @@ normalised (angles in decimal degrees, ``Datetime`` as ISO 8601 UTC, ``Calibrati
 bool, a generated ``ID`` where none was given), or raises :class:`WorkOrderError`, whose message
 names the key, the value received and what is allowed. Keys keep the user's spelling.
 
+Angles come in two forms, each with its own unit: a number is decimal degrees, for RA as for
+Dec; a sexagesimal string is hours for RA (``"23:06:00"`` is 23.1 h, 346.5°) and degrees for
+Dec. The manual's ``"RA": 23.1`` is therefore 23.1°, which is ``"01:32:24"`` in hours.
+
 Examples
 --------
 >>> order = validate({"WOType": "Observation", "RA": "23:06:00", "Dec": "+13:12:00",
 ...                   "Filter": "I", "Exposure Time": 30})
 >>> order["RA"], order["Dec"]
 (346.5, 13.2)
+>>> validate({"WOType": "Observation", "RA": 23.1, "Dec": 13.2, "Filter": "I",
+...           "Exposure Time": 30})["RA"]
+23.1
 """
 
 import base64
@@ -21,9 +28,19 @@ import re
 import reprlib
 import uuid
 import xmlrpc.client
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, TypeAlias, TypeVar
+
+from .units import DEGREES_PER_HOUR, Degrees
+
+#: A work order: key (the user's spelling) to value, as XML-RPC delivers it or as
+#: :func:`validate` normalises it.
+WorkOrder: TypeAlias = dict[str, Any]
+#: A value parser: it returns the normalised value or raises :class:`InvalidValue`.
+Parse: TypeAlias = Callable[[Any], Any]
+_Parser = TypeVar("_Parser", bound=Parse)
 
 #: Priorities are floats on this scale (the manual: "a float number in the range 0-10").
 PRIORITY_RANGE = (0.0, 10.0)
@@ -85,7 +102,7 @@ class WorkOrderError(Exception):
         What kind of refusal it is.
     """
 
-    def __init__(self, message, code=FaultCode.INVALID):
+    def __init__(self, message: str, code: FaultCode = FaultCode.INVALID) -> None:
         super().__init__(message)
         self.code = code
 
@@ -94,7 +111,7 @@ class InvalidValue(ValueError):
     """Raised by a value parser; the front desk adds the key and the value received."""
 
 
-def refuse(key, value, allowed):
+def refuse(key: str, value: object, allowed: str) -> WorkOrderError:
     """A :class:`WorkOrderError` for *key*, naming the value received and what is allowed."""
     return WorkOrderError(f"{shorten(key)}: received {shorten(value)}; allowed: {allowed}")
 
@@ -104,14 +121,14 @@ _QUOTE.maxlevel = QUOTED_VALUE_DEPTH
 _QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = QUOTED_VALUE_CHARACTERS
 
 
-def clip(text):
+def clip(text: str) -> str:
     """*text* cut to :data:`QUOTED_VALUE_CHARACTERS`, with its length when it was longer."""
     if len(text) <= QUOTED_VALUE_CHARACTERS:
         return text
     return f"{text[:QUOTED_VALUE_CHARACTERS]}… ({len(text):,} characters)"
 
 
-def shorten(value):
+def shorten(value: object) -> str:
     """*value*'s repr for a message: at most about :data:`QUOTED_VALUE_CHARACTERS`, with the
     size of what was left out. Safe for values nested to any depth or of any size."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
@@ -129,35 +146,51 @@ def shorten(value):
 
 # --- value parsers: each returns the normalised value or raises InvalidValue ------------------
 
-def text(value):
+def allowing(description: str) -> Callable[[_Parser], _Parser]:
+    """Decorate a parser with the ``description`` of what it allows.
+
+    The front desk's Faults and the work-order reference (docs/work-orders.md) quote it; a
+    parser without one is described by the first line of its docstring.
+    """
+    def describe(parse: _Parser) -> _Parser:
+        setattr(parse, "description", description)  # a function's attribute: not typed
+        return parse
+    return describe
+
+
+_TEXT = f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters"
+
+
+@allowing(_TEXT)
+def text(value: object) -> str:
     """A non-empty string of at most :data:`MAX_TEXT_CHARACTERS`."""
     if (not isinstance(value, str) or not value.strip()
             or len(value.strip()) > MAX_TEXT_CHARACTERS):
-        raise InvalidValue(text.description)
+        raise InvalidValue(_TEXT)
     return value.strip()
 
 
-text.description = f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters"
+_IDENTIFIER = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, or an integer "
+               "(kept as a string)")
 
 
-def identifier(value):
+@allowing(_IDENTIFIER)
+def identifier(value: object) -> str:
     """An order ID: a non-empty string of at most :data:`MAX_ID_CHARACTERS`, or an integer
     (kept as a string)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidValue(identifier.description)
+        raise InvalidValue(_IDENTIFIER)
     if isinstance(value, int) and value.bit_length() > MAX_ID_CHARACTERS:
-        raise InvalidValue(identifier.description)  # str() of it would be longer anyway
-    value = str(value).strip()
-    if not value or len(value) > MAX_ID_CHARACTERS:
-        raise InvalidValue(identifier.description)
-    return value
+        raise InvalidValue(_IDENTIFIER)  # str() of it would be longer anyway
+    result = str(value).strip()
+    if not result or len(result) > MAX_ID_CHARACTERS:
+        raise InvalidValue(_IDENTIFIER)
+    return result
 
 
-identifier.description = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, or "
-                          "an integer (kept as a string)")
-
-
-def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
+def number(minimum: float | None = None, maximum: float | None = None, *,
+           above: float | None = None, below: float | None = None,
+           unit: str = "") -> Callable[[object], float]:
     """A parser for a real number within inclusive (*minimum*, *maximum*) or exclusive
     (*above*, *below*) bounds."""
     bounds = []
@@ -172,94 +205,115 @@ def number(minimum=None, maximum=None, *, above=None, below=None, unit=""):
     description = "a number" + (" " + " and ".join(bounds) if bounds else "") + (
         f" ({unit})" if unit else "")
 
-    def parse(value):
-        value = _finite(value, description)
-        if ((minimum is not None and value < minimum) or (maximum is not None and value > maximum)
-                or (above is not None and value <= above) or (below is not None and value >= below)):
+    @allowing(description)
+    def parse(value: object) -> float:
+        result = _finite(value, description)
+        if ((minimum is not None and result < minimum)
+                or (maximum is not None and result > maximum)
+                or (above is not None and result <= above)
+                or (below is not None and result >= below)):
             raise InvalidValue(description)
-        return value
+        return result
 
-    parse.description = description
     return parse
 
 
-def _finite(value, description):
+def _finite(value: object, description: str) -> float:
     """*value* as a finite float, or :class:`InvalidValue` (integers too large included)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidValue(description)
     try:
-        value = float(value)
+        result = float(value)
     except OverflowError:  # an XML-RPC <int> or <i8> may have hundreds of digits
         raise InvalidValue(description) from None
-    if not math.isfinite(value):
+    if not math.isfinite(result):
         raise InvalidValue(description)
-    return value
+    return result
 
 
-def count(minimum=1, maximum=None):
+def count(minimum: int = 1, maximum: int | None = None) -> Callable[[object], int]:
     """A parser for a whole number from *minimum* to *maximum* (inclusive)."""
     description = f"a whole number ≥ {minimum}" + (f" and ≤ {maximum:,}" if maximum else "")
 
-    def parse(value):
+    @allowing(description)
+    def parse(value: object) -> int:
         number_ = _finite(value, description)
         if (not number_.is_integer() or number_ < minimum
                 or (maximum is not None and number_ > maximum)):
             raise InvalidValue(description)
         return int(number_)
 
-    parse.description = description
     return parse
 
 
 _SEXAGESIMAL = re.compile(r"^\s*([+-])?\s*(\d{1,3})[:\s](\d{1,2})(?:[:\s](\d{1,2}(?:\.\d*)?))?\s*$")
 
 
-def _sexagesimal(value):
-    """Split ``"+13:12:00"`` into its sign and its value in units of the first field."""
+def _sexagesimal(value: str) -> float | None:
+    """``"+13:12:00"`` as a signed number in the unit of its first field (hours or degrees);
+    ``None`` when it is not sexagesimal."""
     match = _SEXAGESIMAL.match(value)
     if not match:
         return None
-    sign, first, minutes, seconds = match.groups()
-    minutes, seconds = int(minutes), float(seconds or 0)
+    sign, first, minutes_text, seconds_text = match.groups()
+    minutes, seconds = int(minutes_text), float(seconds_text or 0)
     if minutes >= 60 or seconds >= 60:
         return None
     magnitude = int(first) + minutes / 60 + seconds / 3600
     return -magnitude if sign == "-" else magnitude
 
 
-def right_ascension(value):
-    """RA in decimal degrees [0, 360), or a sexagesimal string of hours (``"23:06:00"``)."""
-    allowed = "decimal degrees from 0 to below 360, or hours as 'HH:MM:SS'"
+#: What RA allows: each form names its unit, because the same digits mean different angles
+#: (RA 23.1 is 23.1°; "23:06:00" is 23.1 h, 346.5°).
+_RIGHT_ASCENSION = ("decimal degrees from 0 to below 360 (a number), or hours as a sexagesimal "
+                    "string 'HH:MM:SS' ('01:32:24' is 23.1°)")
+
+
+@allowing(_RIGHT_ASCENSION)
+def right_ascension(value: object) -> Degrees:
+    """RA, returned in decimal degrees [0, 360).
+
+    A number is decimal degrees; a sexagesimal string (``"01:32:24"``) is hours, converted
+    to degrees.
+    """
     if isinstance(value, str):
         hours = _sexagesimal(value)
         if hours is None or not 0 <= hours < 24:
-            raise InvalidValue(allowed)
-        return round(hours * 15, 9)
-    value = _finite(value, allowed)
-    if not 0 <= value < 360:
-        raise InvalidValue(allowed)
-    return value
+            raise InvalidValue(_RIGHT_ASCENSION)
+        return round(hours * DEGREES_PER_HOUR, 9)
+    degrees = _finite(value, _RIGHT_ASCENSION)
+    if not 0 <= degrees < 360:
+        raise InvalidValue(_RIGHT_ASCENSION)
+    return degrees
 
 
-def declination(value):
-    """Dec in decimal degrees [−90, +90], or a sexagesimal string (``"+13:12:00"``)."""
-    allowed = "decimal degrees from -90 to +90, or '±DD:MM:SS'"
+#: What Dec allows: degrees in both forms.
+_DECLINATION = ("decimal degrees from -90 to +90 (a number), or degrees as a sexagesimal "
+                "string '±DD:MM:SS'")
+
+
+@allowing(_DECLINATION)
+def declination(value: object) -> Degrees:
+    """Dec, returned in decimal degrees [−90, +90].
+
+    A number is decimal degrees; a sexagesimal string (``"+13:12:00"``) is degrees too.
+    """
     if isinstance(value, str):
         degrees = _sexagesimal(value)
         if degrees is None or not -90 <= degrees <= 90:
-            raise InvalidValue(allowed)
+            raise InvalidValue(_DECLINATION)
         return round(degrees, 9)
-    value = _finite(value, allowed)
-    if not -90 <= value <= 90:
-        raise InvalidValue(allowed)
-    return value
+    result = _finite(value, _DECLINATION)
+    if not -90 <= result <= 90:
+        raise InvalidValue(_DECLINATION)
+    return result
 
 
 _YES = {"yes", "true", "y", "1"}
 _NO = {"no", "false", "n", "0"}
 
 
-def yes_no(value):
+def yes_no(value: object) -> bool:
     """``True``/``False`` or ``"Yes"``/``"No"`` (any case)."""
     if isinstance(value, bool):
         return value
@@ -268,7 +322,7 @@ def yes_no(value):
     raise InvalidValue("true or false, or 'Yes' or 'No'")
 
 
-def utc_datetime(value):
+def utc_datetime(value: object) -> str:
     """An ISO 8601 instant; without an offset it is read as UTC. Returned as ``...Z`` text."""
     allowed = "an ISO 8601 UTC date and time such as '2019-03-05T14:34:54.234'"
     if isinstance(value, datetime):
@@ -286,7 +340,7 @@ def utc_datetime(value):
         raise InvalidValue(allowed) from None
 
 
-def format_utc(instant):
+def format_utc(instant: datetime) -> str:
     """Format a datetime as ISO 8601 UTC with milliseconds and a ``Z``."""
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=timezone.utc)
@@ -294,61 +348,63 @@ def format_utc(instant):
         timespec="milliseconds") + "Z"
 
 
-def priority(value):
+def priority(value: object) -> float | None:
     """``None`` (let the scheduler assign one) or a number; it is clipped to 0–10 on arrival."""
     if value is None:
         return None
     return number(unit="0–10, clipped")(value)
 
 
-def probability(value):
+def probability(value: object) -> float:
     """A probability, 0–1."""
     return number(0, 1)(value)
 
 
-def identifiers(value):
+_IDENTIFIERS = "a non-empty list of order IDs"
+
+
+@allowing(_IDENTIFIERS)
+def identifiers(value: object) -> list[str]:
     """A non-empty list of order IDs."""
     if not isinstance(value, list) or not value:
-        raise InvalidValue(identifiers.description)
+        raise InvalidValue(_IDENTIFIERS)
     return [identifier(item) for item in value]
 
 
-identifiers.description = "a non-empty list of order IDs"
+_ALERT_PAYLOAD = ("the alert as a non-empty string: its text, or base64 for a binary format (or "
+                  "an XML-RPC base64 value)")
 
 
-def alert_payload(value):
+@allowing(_ALERT_PAYLOAD)
+def alert_payload(value: object) -> str:
     """An alert as text (JSON, XML), or as base64 text (or an XML-RPC binary) for a binary
     format; the Alert order's ``Format`` says which. Kept as text."""
     if isinstance(value, xmlrpc.client.Binary):
         value = value.data
     if isinstance(value, (bytes, bytearray)):  # an XML-RPC base64 value
         if not value:
-            raise InvalidValue(alert_payload.description)
+            raise InvalidValue(_ALERT_PAYLOAD)
         return base64.b64encode(value).decode("ascii")
     if not isinstance(value, str) or not value.strip():
-        raise InvalidValue(alert_payload.description)
+        raise InvalidValue(_ALERT_PAYLOAD)
     return value
 
 
-alert_payload.description = ("the alert as a non-empty string: its text, or base64 for a "
-                             "binary format (or an XML-RPC base64 value)")
-
-
-def choice(*options):
+def choice(*options: str) -> Callable[[object], str]:
     """A parser accepting one of *options*, whatever its case; returns the canonical spelling."""
     canonical = {option.lower(): option for option in options}
     description = "one of " + ", ".join(repr(option) for option in options)
 
-    def parse(value):
+    @allowing(description)
+    def parse(value: object) -> str:
         if not isinstance(value, str) or value.strip().lower() not in canonical:
             raise InvalidValue(description)
         return canonical[value.strip().lower()]
 
-    parse.description = description
     return parse
 
 
-def file_location(value):
+def file_location(value: object) -> str | list[str]:
     """A path or ``file://`` URL, or a non-empty list of them."""
     allowed = "an absolute path or file:// URL, or a list of them"
     locations = value if isinstance(value, list) else [value]
@@ -390,7 +446,7 @@ class Field:
     """
 
     key: str
-    parse: Callable
+    parse: Parse
     required: bool = False
     default: object = None
     doc: str = ""
@@ -402,16 +458,16 @@ class Schema:
     """The keys of one WOType and the daemons that take it."""
 
     wotype: str
-    services: tuple
-    fields: tuple
+    services: tuple[str, ...]
+    fields: tuple[Field, ...]
     doc: str = ""
-    at_least_one_of: tuple = field(default_factory=tuple)
+    at_least_one_of: tuple[str, ...] = field(default_factory=tuple)
     #: What the keys of *at_least_one_of* say, for the message when none is given.
     at_least_one_of_means: str = "at least one action"
     #: False for queries and signals: answered at once, never kept in the journal.
     journaled: bool = True
 
-    def field_for(self, key):
+    def field_for(self, key: str) -> Field | None:
         """The :class:`Field` that *key* belongs to, or ``None``."""
         for candidate in self.fields:
             if candidate.pattern:
@@ -421,16 +477,16 @@ class Schema:
                 return candidate
         return None
 
-    def field_for_key(self, key):
+    def field_for_key(self, key: str) -> Field:
         """The :class:`Field` whose key (or pattern) is exactly *key*."""
         return next(f for f in self.fields if f.key == key)
 
     @staticmethod
-    def display_name(rule):
+    def display_name(rule: Field) -> str:
         """How a key is written in messages and docs (``BlinkNN`` for the pattern)."""
         return rule.doc.split(":")[0] if rule.pattern else rule.key
 
-    def key_names(self):
+    def key_names(self) -> list[str]:
         """The keys, for messages."""
         return [self.display_name(f) for f in self.fields]
 
@@ -448,9 +504,10 @@ OBSERVATION = Schema(
     "Observation", ("scheduler", "telescope"), COMMON + (
         Field("Telescope Name", text, doc="the telescope that must take it; default this one"),
         Field("RA", right_ascension, required=True,
-              doc="right ascension, decimal degrees 0–360 or 'HH:MM:SS' hours"),
+              doc="right ascension: a number is decimal degrees, a 'HH:MM:SS' string is "
+                  "hours (the manual's 23.1 is 23.1°, '01:32:24')"),
         Field("Dec", declination, required=True,
-              doc="declination, decimal degrees −90…+90 or '±DD:MM:SS'"),
+              doc="declination: a number or a '±DD:MM:SS' string, both degrees"),
         Field("Object Name", text, doc="target name, written to OBJECT in the FITS header"),
         Field("Filter", text, required=True, doc="filter name, e.g. 'I'"),
         Field("Exposure Time", number(above=0, maximum=MAX_EXPOSURE_TIME, unit="seconds"),
@@ -602,7 +659,7 @@ QUERIES = ("Status", "Cancel")
 LEGACY_REQUEST = "Exposure Calibration"
 
 
-def wotype_of(order):
+def wotype_of(order: Mapping[str, Any]) -> str:
     """The WOType of *order*, reading the original ``{"Request": "Exposure Calibration"}`` form
     as ``Preprocessing``."""
     if "WOType" not in order and order.get("Request") == LEGACY_REQUEST:
@@ -615,7 +672,7 @@ def wotype_of(order):
     return wotype
 
 
-def validate(order, now=None):
+def validate(order: object, now: datetime | None = None) -> WorkOrder:
     """Check a work order against its schema and return it normalised.
 
     Parameters
@@ -642,7 +699,7 @@ def validate(order, now=None):
     wotype = wotype_of(order)
     schema = SCHEMAS[wotype]
     order = dict(order, WOType=wotype)
-    result = {}
+    result: WorkOrder = {}
     for key, value in order.items():
         if not isinstance(key, str):
             raise WorkOrderError(f"work-order keys must be strings; received {shorten(key)}")
@@ -663,8 +720,9 @@ def validate(order, now=None):
                                  f"({rule.doc})")
         if rule.key not in result and rule.default is not None:
             result[rule.key] = rule.default
+    given = [schema.field_for(key) for key in result]  # every key has its field by now
     if schema.at_least_one_of and not any(
-            schema.field_for(key).key in schema.at_least_one_of for key in result):
+            rule is not None and rule.key in schema.at_least_one_of for rule in given):
         raise WorkOrderError(f"{wotype} work orders need {schema.at_least_one_of_means}; "
                              "allowed keys: "
                              + ", ".join(repr(schema.display_name(schema.field_for_key(key)))
@@ -676,7 +734,7 @@ def validate(order, now=None):
     return result
 
 
-def _check_time_window(received, result):
+def _check_time_window(received: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     """Refuse a ``Not Before`` that is not earlier than ``Not After``.
 
     No instant would satisfy both, so the order could never run; refused here, it is not
@@ -705,12 +763,12 @@ def _check_time_window(received, result):
         "'Not After'")
 
 
-def _instant(normalised):
+def _instant(normalised: str) -> datetime:
     """The datetime of an instant :func:`utc_datetime` returned."""
     return datetime.fromisoformat(normalised.replace("Z", "+00:00"))
 
 
-def _unknown_key_message(schema, key, value):
+def _unknown_key_message(schema: Schema, key: str, value: object) -> str:
     names = schema.key_names()
     close = difflib.get_close_matches(key, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -719,12 +777,12 @@ def _unknown_key_message(schema, key, value):
             + ", ".join(repr(name) for name in names))
 
 
-def new_id():
+def new_id() -> str:
     """A fresh, unique order ID."""
     return uuid.uuid4().hex[:12]
 
 
-def clip_priority(value):
+def clip_priority(value: float) -> float:
     """Clip a requested priority into :data:`PRIORITY_RANGE`."""
     low, high = PRIORITY_RANGE
     return min(max(float(value), low), high)

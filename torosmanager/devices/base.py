@@ -1,7 +1,14 @@
 """What every device has in common, and waiting for a long operation to finish."""
 
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..units import Seconds
+
+_Result = TypeVar("_Result")
 
 
 class DeviceError(Exception):
@@ -20,29 +27,32 @@ class Device(ABC):
     #: The device kind, e.g. ``"mount"``.
     kind = ""
 
-    def __init__(self, name=None):
+    def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind
 
     @abstractmethod
-    def connect(self):
+    def connect(self) -> None:
         """Open the connection to the device (idempotent). Raises :class:`DeviceError`."""
 
     @abstractmethod
-    def disconnect(self):
+    def disconnect(self) -> None:
         """Close the connection (idempotent); never raises for a device already gone."""
 
     @abstractmethod
-    def describe(self):
-        """A dict for health reports: at least ``Driver`` and ``Connected``."""
+    def describe(self) -> dict[str, Any]:
+        """A dict for health reports (XML-RPC types): at least ``Driver`` and ``Connected``."""
 
 
-def wait_for(condition, timeout, what, poll_interval, stop=None, clock_sleep=None):
+def wait_for(condition: Callable[[], _Result | None], timeout: Seconds, what: str,
+             poll_interval: Seconds, stop: threading.Event | None = None,
+             clock_sleep: Callable[[Seconds], object] | None = None) -> _Result:
     """Poll *condition* until it returns a true value; return that value.
 
     Parameters
     ----------
     condition : callable
-        Called with no arguments; may raise :class:`DeviceError`.
+        Called with no arguments; may raise :class:`DeviceError`. Its first true value is
+        returned.
     timeout : float
         Real seconds before giving up.
     what : str

@@ -3,8 +3,17 @@
 import enum
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from ..units import Celsius, Micrometres, Seconds
 from .base import Device
+
+if TYPE_CHECKING:  # for the checker only: numpy is loaded by the drivers that make images
+    import numpy as np
+    from numpy.typing import NDArray
+
+    #: A frame: a 2-D array indexed ``[y, x]`` of unsigned ADU.
+    Image = NDArray[np.unsignedinteger[Any]]
 
 
 class FrameType(str, enum.Enum):
@@ -16,7 +25,7 @@ class FrameType(str, enum.Enum):
     FLAT = "FLAT"
 
     @property
-    def shutter_open(self):
+    def shutter_open(self) -> bool:
         """Whether the shutter opens for this kind of frame."""
         return self in (FrameType.LIGHT, FrameType.FLAT)
 
@@ -49,7 +58,7 @@ class CameraInfo:
     binning: int
     gain: float
     read_noise: float
-    pixel_size: float
+    pixel_size: Micrometres
     max_adu: int
 
 
@@ -72,7 +81,7 @@ class CameraState:
     exposing: bool
     image_ready: bool
     percent_complete: float | None = None
-    temperature: float | None = None
+    temperature: Celsius | None = None
 
 
 class Camera(Device):
@@ -81,21 +90,21 @@ class Camera(Device):
     kind = "camera"
 
     @abstractmethod
-    def info(self):
+    def info(self) -> CameraInfo:
         """The :class:`CameraInfo`."""
 
     @abstractmethod
-    def state(self):
+    def state(self) -> CameraState:
         """The :class:`CameraState` now."""
 
     @abstractmethod
-    def start_exposure(self, seconds, frame_type):
+    def start_exposure(self, seconds: Seconds, frame_type: FrameType) -> None:
         """Start an exposure of *seconds* of the :class:`FrameType`; returns at once."""
 
     @abstractmethod
-    def abort(self):
+    def abort(self) -> None:
         """Abort the exposure under way (its image is discarded)."""
 
     @abstractmethod
-    def image(self):
+    def image(self) -> "Image":
         """The last image: a 2-D :class:`numpy.ndarray` indexed ``[y, x]`` of unsigned ADU."""

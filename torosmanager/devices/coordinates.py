@@ -15,15 +15,14 @@ passes its daemon's clock's time, which is real UTC in operation (see its module
 import astropy.units as u
 from astropy.coordinates import TETE, AltAz, EarthLocation, SkyCoord
 
+from ..units import DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY
+
 #: Targets below this altitude (degrees, geometric) are refused before a mount is asked.
 HORIZON_ALTITUDE = 0.0
 
 #: A mount's own site may differ from the configured one by this much (degrees) unwarned.
 SITE_TOLERANCE = 0.01
 
-DEGREES_PER_HOUR = 15.0
-HOURS_PER_DAY = 24.0
-DEGREES_PER_TURN = 360.0
 
 
 def site_location(site):

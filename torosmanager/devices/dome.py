@@ -3,7 +3,9 @@
 import enum
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..units import Degrees
 from .base import Device
 
 
@@ -35,14 +37,14 @@ class DomeState:
     """
 
     shutter: ShutterState
-    azimuth: float | None
+    azimuth: Degrees | None
     slewing: bool
     parked: bool
-    outputs: dict = field(default_factory=dict)
+    outputs: dict[int, bool] = field(default_factory=dict)
 
-    def report(self):
+    def report(self) -> dict[str, Any]:
         """The state for a health report (XML-RPC types), the azimuth only when known."""
-        report = {"Shutter": self.shutter.value, "Slewing": self.slewing, "Parked": self.parked}
+        report: dict[str, Any] = {"Shutter": self.shutter.value, "Slewing": self.slewing, "Parked": self.parked}
         if self.azimuth is not None:
             report["Azimuth"] = self.azimuth
         return report
@@ -54,29 +56,29 @@ class Dome(Device):
     kind = "dome"
 
     @abstractmethod
-    def state(self):
+    def state(self) -> DomeState:
         """The :class:`DomeState` now."""
 
     @abstractmethod
-    def start_open(self):
+    def start_open(self) -> None:
         """Start opening the shutter; returns at once."""
 
     @abstractmethod
-    def start_close(self):
+    def start_close(self) -> None:
         """Start closing the shutter; returns at once."""
 
     @abstractmethod
-    def start_slew(self, azimuth):
+    def start_slew(self, azimuth: Degrees) -> None:
         """Start rotating to *azimuth* degrees; returns at once."""
 
     @abstractmethod
-    def start_park(self):
+    def start_park(self) -> None:
         """Start moving to the park position; returns at once."""
 
     @abstractmethod
-    def abort(self):
+    def abort(self) -> None:
         """Stop any rotation or shutter motion at once."""
 
     @abstractmethod
-    def set_output(self, number, on):
+    def set_output(self, number: int, on: bool) -> None:
         """Switch auxiliary output *number* (1 is the warning light) on (blinking) or off."""

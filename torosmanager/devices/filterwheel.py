@@ -18,15 +18,15 @@ class FilterWheelState:
         The slot in the beam; ``None`` while the wheel turns.
     """
 
-    names: list
+    names: list[str]
     position: int | None
 
     @property
-    def current(self):
+    def current(self) -> str | None:
         """The name of the filter in the beam, or ``None`` while moving."""
         return None if self.position is None else self.names[self.position]
 
-    def report(self):
+    def report(self) -> dict[str, str]:
         """The state for a health report: the filter in the beam, or ``"(moving)"``."""
         return {"Filter": "(moving)" if self.current is None else self.current}
 
@@ -37,11 +37,11 @@ class FilterWheel(Device):
     kind = "filter wheel"
 
     @abstractmethod
-    def state(self):
+    def state(self) -> FilterWheelState:
         """The :class:`FilterWheelState` now."""
 
     @abstractmethod
-    def start_move(self, name):
+    def start_move(self, name: str) -> None:
         """Start turning to the filter called *name*; returns at once.
 
         Raises :class:`DeviceError` for a name the wheel does not have.

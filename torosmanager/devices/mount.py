@@ -3,6 +3,7 @@
 from abc import abstractmethod
 from dataclasses import dataclass
 
+from ..units import Degrees
 from .base import Device
 
 
@@ -20,10 +21,10 @@ class MountState:
         What it is doing.
     """
 
-    ra: float
-    dec: float
-    altitude: float
-    azimuth: float
+    ra: Degrees
+    dec: Degrees
+    altitude: Degrees
+    azimuth: Degrees
     slewing: bool
     parked: bool
     tracking: bool
@@ -35,28 +36,28 @@ class Mount(Device):
     kind = "mount"
 
     @abstractmethod
-    def state(self):
+    def state(self) -> MountState:
         """The :class:`MountState` now."""
 
     @abstractmethod
-    def unpark(self):
+    def unpark(self) -> None:
         """Leave the park position (quick; returns when unparked)."""
 
     @abstractmethod
-    def start_slew(self, ra, dec):
+    def start_slew(self, ra: Degrees, dec: Degrees) -> None:
         """Start slewing to ICRS *ra*, *dec* (degrees) and track there; returns at once.
 
         Raises :class:`DeviceError` when parked, or for a target below the horizon limit.
         """
 
     @abstractmethod
-    def start_park(self):
+    def start_park(self) -> None:
         """Start moving to the park position; returns at once."""
 
     @abstractmethod
-    def abort(self):
+    def abort(self) -> None:
         """Stop any slew at once."""
 
     @abstractmethod
-    def set_tracking(self, enabled):
+    def set_tracking(self, enabled: bool) -> None:
         """Switch sidereal tracking on or off."""

@@ -33,5 +33,5 @@ class SafetyMonitor(Device):
     kind = "safety monitor"
 
     @abstractmethod
-    def state(self):
+    def state(self) -> SafetyState:
         """The :class:`SafetyState` now."""

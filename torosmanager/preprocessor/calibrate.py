@@ -225,7 +225,7 @@ def _clean_cosmic_rays(image, task):
 
 #: The terms of the group of frames last calibrated by this worker: a night's frames are sent
 #: group by group, so one group is enough (two frames, 0.9 GB at 10560², shared or its own).
-_terms_cache = {}
+_terms_cache: dict = {}
 _terms_lock = threading.Lock()  # a Dask worker runs tasks in threads
 
 

@@ -166,7 +166,7 @@ class ImageWriter:
 
 #: Aligned buffers of :class:`DirectFile`, kept for the next file: a fresh buffer's pages cost
 #: the system more than the copy into them (a worker writes one product after another).
-_free_staging = []
+_free_staging: list = []
 _staging_lock = threading.Lock()  # a Dask worker runs tasks in threads
 #: Buffers kept at most: two per file, and a process rarely writes more than two files at once.
 KEPT_STAGING_BUFFERS = 4

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from ..night import Night, NightWindow
+from ..units import DEGREES_PER_HOUR, HOURS_PER_DAY
 
 #: Hours shown before the night starts and after it ends, so the twilights are in the chart.
 MARGIN_HOURS = 2.0
@@ -40,9 +41,6 @@ LABEL_SIZE = 6
 LABEL_OFFSET = 4
 #: Legend rows per column: past this, the legend grows another column.
 LEGEND_ROWS = 28
-#: Degrees of longitude per hour of time.
-DEGREES_PER_HOUR = 15.0
-HOURS_PER_DAY = 24.0
 
 
 def parse_utc(text):

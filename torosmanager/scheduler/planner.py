@@ -27,13 +27,16 @@ Refinement
 
 import math
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
 from .. import ephemeris
 from ..night import Night, precess
+from ..units import Degrees, Seconds
 from .refine import Refiner
 
 #: The visibility grid's spacing, seconds.
@@ -74,10 +77,10 @@ class Target:
     """
 
     id: str
-    ra: float
-    dec: float
+    ra: Degrees
+    dec: Degrees
     priority: float
-    duration: float
+    duration: Seconds
     not_before: datetime | None = None
     not_after: datetime | None = None
 
@@ -90,10 +93,10 @@ class PlanEntry:
     start: datetime
     end: datetime
     priority: float
-    ra: float
-    dec: float
-    altitude: float     #: degrees, at the start
-    slew: float         #: seconds of slew and settle before the start
+    ra: Degrees
+    dec: Degrees
+    altitude: Degrees   #: at the start
+    slew: Seconds       #: of slew and settle before the start
 
 
 @dataclass
@@ -102,11 +105,12 @@ class Plan:
 
     night_start: datetime | None
     night_end: datetime | None
-    entries: list = field(default_factory=list)
-    unscheduled: dict = field(default_factory=dict)
+    entries: list[PlanEntry] = field(default_factory=list)
+    #: Order ID → why it is not in the plan.
+    unscheduled: dict[str, str] = field(default_factory=dict)
 
     @property
-    def total_priority(self):
+    def total_priority(self) -> float:
         """The sum of the priorities observed."""
         return sum(entry.priority for entry in self.entries)
 
@@ -115,23 +119,24 @@ class Plan:
 class Constraints:
     """The limits a plan keeps (from the shared ``Observing`` section)."""
 
-    sun_altitude: float
+    sun_altitude: Degrees
     max_airmass: float
-    moon_separation: float
-    slew_rate: float
-    settle_time: float
+    moon_separation: Degrees
+    slew_rate: float    #: degrees per second
+    settle_time: Seconds
 
     @classmethod
-    def from_settings(cls, settings):
+    def from_settings(cls, settings: Mapping[str, Any]) -> "Constraints":
         return cls(settings["Sun Altitude"], settings["Max Airmass"], settings["Moon Separation"],
                    settings["Slew Rate"], settings["Settle Time"])
 
     @property
-    def min_altitude(self):
+    def min_altitude(self) -> Degrees:
         """The altitude at which sec z equals the airmass limit, degrees."""
         return math.degrees(math.asin(1.0 / self.max_airmass))
 
-    def slew_seconds(self, before, after):
+    def slew_seconds(self, before: tuple[Degrees, Degrees] | None,
+                     after: tuple[Degrees, Degrees] | None) -> Seconds:
         """Seconds a plan counts to slew from *before* to *after* and settle.
 
         Parameters
@@ -143,7 +148,8 @@ class Constraints:
         return self.slew_between(None if before is None else _unit(*before),
                                  None if after is None else _unit(*after))
 
-    def slew_between(self, before, after):
+    def slew_between(self, before: Sequence[float] | None,
+                     after: Sequence[float] | None) -> Seconds:
         """The same as :meth:`slew_seconds`, between unit vectors (``None``: unknown)."""
         if before is None or after is None:
             return self.settle_time
@@ -152,7 +158,7 @@ class Constraints:
         return angle / self.slew_rate + self.settle_time
 
 
-def duration_of(order, observing):
+def duration_of(order: Mapping[str, Any], observing: Mapping[str, Any]) -> Seconds:
     """Seconds an Observation order occupies the telescope, slews excluded.
 
     Parameters
@@ -173,7 +179,8 @@ def duration_of(order, observing):
     return total
 
 
-def target_of(order, priority, observing):
+def target_of(order: Mapping[str, Any], priority: float,
+              observing: Mapping[str, Any]) -> Target:
     """The :class:`Target` of a validated Observation order."""
     def instant(key):
         text = order.get(key)
@@ -208,24 +215,24 @@ class Visibility:
     offsets: np.ndarray
     visible: np.ndarray
     altitude: np.ndarray
-    reasons: dict = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
 
-    def instant(self, seconds):
+    def instant(self, seconds: Seconds) -> datetime:
         """The UTC instant *seconds* after the night's start."""
         return self.night_start + timedelta(seconds=float(seconds))
 
-    def seconds(self, instant):
+    def seconds(self, instant: datetime) -> Seconds:
         """Seconds from the night's start to *instant*."""
         return (instant - self.night_start).total_seconds()
 
-    def observable(self, index, start, duration):
+    def observable(self, index: int, start: Seconds, duration: Seconds) -> bool:
         """Whether target *index* is visible from *start* (seconds) for *duration* seconds,
         judged on the grid points around that span (as :meth:`Planner.plan` places orders)."""
         first, final = grid_span(start, duration)
         return 0 <= first and final < self.visible.shape[1] and bool(
             self.visible[index, first:final + 1].all())
 
-    def altitude_at(self, index, seconds):
+    def altitude_at(self, index: int, seconds: Seconds) -> Degrees:
         """Target *index*'s altitude (degrees) *seconds* after the night's start."""
         return float(np.interp(seconds, self.offsets, self.altitude[index]))
 
@@ -240,7 +247,7 @@ class Planner:
     constraints : Constraints
     """
 
-    def __init__(self, site, constraints):
+    def __init__(self, site: Mapping[str, Any], constraints: Constraints) -> None:
         self.night = Night(site)
         self.constraints = constraints
         # The Moon's track over the night being planned (see moon_track): the scheduler plans
@@ -269,8 +276,10 @@ class Planner:
                 self._moon = cached
             return cached[1:]
 
-    def plan(self, targets, now, start_position=None, free_from=None, budget=None,
-             max_entries=None, refine=None):
+    def plan(self, targets: Sequence[Target], now: datetime,
+             start_position: tuple[Degrees, Degrees] | None = None,
+             free_from: datetime | None = None, budget: Seconds | None = None,
+             max_entries: int | None = None, refine: bool | None = None) -> Plan:
         """Plan the rest of tonight (or the next night) for *targets*.
 
         Parameters
@@ -370,7 +379,7 @@ class Planner:
         for index in sorted(set(placed) - set(rows)):
             unscheduled[targets[index].id] = EXCHANGED
 
-    def visibility(self, targets, now):
+    def visibility(self, targets: Sequence[Target], now: datetime) -> Visibility | None:
         """Where and when each target can be observed tonight, as :meth:`plan` sees it.
 
         Parameters
@@ -597,7 +606,7 @@ class _Timeline:
         return None
 
 
-def grid_span(start, duration):
+def grid_span(start: Seconds, duration: Seconds) -> tuple[int, int]:
     """The first and last grid points around the span from *start* for *duration* seconds:
     an observation is observable when the target is visible at all of them."""
     return int(math.floor(start / GRID_SECONDS)), int(math.ceil((start + duration)

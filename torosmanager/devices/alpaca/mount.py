@@ -30,8 +30,9 @@ from astropy.time import Time
 
 from ...earth_rotation import use_astropy_offline
 from ..base import wait_for
-from ..coordinates import (DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY, apparent_frame,
-                           below_horizon, differs_from_site, horizontal, site_location)
+from ...units import DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY
+from ..coordinates import (apparent_frame, below_horizon, differs_from_site, horizontal,
+                           site_location)
 from ..mount import Mount, MountState
 from .connection import AlpacaConnection
 

@@ -4,7 +4,7 @@ The mount computer points in apparent coordinates (JNow, see
 :mod:`torosmanager.devices.coordinates`).
 """
 
-from ..coordinates import HOURS_PER_DAY
+from ...units import HOURS_PER_DAY
 
 MINUTES_PER_UNIT = 60
 SECONDS_PER_UNIT = 3600
