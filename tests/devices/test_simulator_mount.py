@@ -256,10 +256,10 @@ def test_the_horizon_converts_as_astropy_does_both_ways(config, when):
     horizon = Horizon(site)
     location = EarthLocation.from_geodetic(site["Longitude"] * u.deg, site["Latitude"] * u.deg,
                                            site["Elevation"] * u.m)
-    frame = AltAz(obstime=Time(when), location=location)
     rng = np.random.default_rng(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ERFA's and astropy's "dubious year" past the table
+        frame = AltAz(obstime=Time(when), location=location)
         for ra, dec in zip(rng.uniform(0, 360, 10), rng.uniform(-40, 89, 10)):
             altitude, azimuth = astropy_altaz(site, ra, dec, when)
             assert horizon.altaz(ra, dec, when) == (pytest.approx(altitude, abs=EXACT),
