@@ -14,13 +14,14 @@ import pytest
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 
+from plan_samples import samples
+
 CONFIG = default_config()
 SITE = CONFIG["Site"]
 SETTINGS = CONFIG["Observing"]  # airmass 2, Sun -18°, Moon 30°, 2°/s, 10 s settle and readout
 AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)
 TARGETS = 30
 SEED = 11
-CHECK_SECONDS = 30.0
 EXPOSURE_RANGE = (60.0, 600.0)
 #: Floating-point slack when comparing instants, seconds.
 TOLERANCE = 1e-3
@@ -62,26 +63,12 @@ def planned():
     return {target.id: target for target in targets}, plan
 
 
-def samples(entries):
-    """Every entry's instants, every CHECK_SECONDS and its end: (entry index, Time) arrays."""
-    import astropy.units as u
-    from astropy.time import Time
-
-    owner, offsets = [], []
-    for index, entry in enumerate(entries):
-        length = (entry.end - entry.start).total_seconds()
-        steps = np.append(np.arange(0.0, length, CHECK_SECONDS), length)
-        owner += [index] * len(steps)
-        offsets += [(entry.start - AFTERNOON).total_seconds() + step for step in steps]
-    return np.array(owner), Time(AFTERNOON) + np.array(offsets) * u.s
-
-
 def test_every_observation_keeps_the_airmass_and_sun_limits(planned):
     import astropy.units as u
     from astropy.coordinates import AltAz, SkyCoord, get_body
 
     _, plan = planned
-    owner, times = samples(plan.entries)
+    owner, times = samples(plan.entries, AFTERNOON)
     frame = AltAz(obstime=times, location=location())
     ra = np.array([plan.entries[i].ra for i in owner])
     dec = np.array([plan.entries[i].dec for i in owner])
@@ -119,7 +106,7 @@ def test_every_observation_keeps_away_from_the_moon(planned):
     from astropy.coordinates import SkyCoord, get_body
 
     _, plan = planned
-    owner, times = samples(plan.entries)
+    owner, times = samples(plan.entries, AFTERNOON)
     ra = np.array([plan.entries[i].ra for i in owner])
     dec = np.array([plan.entries[i].dec for i in owner])
     # The Moon as seen from the site; the targets (no distance) are carried into its frame.

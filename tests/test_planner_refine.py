@@ -15,6 +15,8 @@ import pytest
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 
+from plan_samples import samples
+
 CONFIG = default_config()
 #: Airmass 2, Sun -18°, Moon 30°, 2°/s, 10 s settle and readout.
 SETTINGS = CONFIG["Observing"]
@@ -29,7 +31,6 @@ EXPOSURE_RANGE = (60.0, 600.0)
 #: One target in this many gets a window of its own (Not Before / Not After).
 WINDOW_EVERY = 7
 WINDOW_HOURS = 2.5
-CHECK_SECONDS = 30.0
 #: Floating-point slack when comparing instants, seconds.
 TOLERANCE = 1e-3
 
@@ -82,20 +83,6 @@ def plans(request):
     greedy = planner.plan(targets, AFTERNOON, refine=False)
     refined = planner.plan(targets, AFTERNOON)
     return site, {target.id: target for target in targets}, greedy, refined
-
-
-def samples(entries, since):
-    """Every entry's instants, every CHECK_SECONDS and its end: (entry index, Time) arrays."""
-    import astropy.units as u
-    from astropy.time import Time
-
-    owner, offsets = [], []
-    for index, entry in enumerate(entries):
-        length = (entry.end - entry.start).total_seconds()
-        steps = np.append(np.arange(0.0, length, CHECK_SECONDS), length)
-        owner += [index] * len(steps)
-        offsets += [(entry.start - since).total_seconds() + step for step in steps]
-    return np.array(owner), Time(since) + np.array(offsets) * u.s
 
 
 def test_refined_plans_keep_the_airmass_sun_and_moon_limits(plans):

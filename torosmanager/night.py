@@ -26,7 +26,7 @@ GRID_MINUTES = 5
 #: How far ahead to look for the next night, hours (more than a day, so one is always found
 #: outside the polar regions).
 SEARCH_HOURS = 36
-#: Instants over the search span at which astropy computes the Sun and sidereal time.
+#: Instants over the search span at which ERFA gives the Sun and sidereal time.
 ANCHORS = 7
 #: Nights remembered: a daemon runs for weeks, and a few recent nights cover every caller.
 MAX_CACHED_NIGHTS = 16
