@@ -462,7 +462,7 @@ SPY_PARTS = {
         ("worker: the rest of handler.py", ("/alerts/handler.py",)),
     ),
     "scheduler": (
-        ("dispatcher thread: planning (astropy: Sun, Moon, altitudes)",
+        ("dispatcher thread: planning (the planner: Sun, Moon, altitudes, search)",
          ("/scheduler/dispatcher.py", "/scheduler/planner.py")),
         ("dispatcher thread: journal (SQLite, commits)",
          ("/scheduler/dispatcher.py", "/torosmanager/journal.py")),
