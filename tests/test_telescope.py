@@ -133,3 +133,27 @@ def test_a_closed_dome_interrupts_instead_of_exposing(make_site):
     result = ended(site.proxy("telescope"), "blind", "interrupted")
     assert result["Message"].startswith("not started: the dome reports unsafe conditions")
     assert "no heartbeat from the scheduler yet" in result["Message"]
+
+
+def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
+    """A telescope already observing starts the slew to a target of opportunity before the
+    dome daemon answers; a dome found closed then stops the slew, and no frame is taken."""
+    site = make_site(settings(Scheduler={"Manage Dome": False})).start(
+        "dome", "telescope", "scheduler")  # the scheduler's heartbeat keeps the dome safe
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("long", **{"Exposure Time": 600}))
+    wait_until(lambda: status(telescope, "long")["Progress"].get("Step") == "exposing 1/1",
+               "the long exposure")
+    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close"})
+    ended(site.proxy("dome"), "close", "done")  # closed by hand: the telescope is not parked
+
+    telescope.front_desk(observation("too", RA=60.0, **{"Type of job": "ToO"}))
+    result = ended(telescope, "too", "interrupted")
+    steps = [entry["Reason"] for entry in result["History"]]
+    assert "slewing to RA 60.0000° Dec +13.2000°" in steps
+    assert result["Message"] == "not started: the dome shutter is closed"
+    assert result["Progress"]["Files"] == []
+    pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    assert not pointing["Slewing"] and not pointing["Parked"]
+    assert abs(pointing["RA"] - 60.0) > 1.0  # stopped on the way

@@ -3,11 +3,11 @@
 It publishes one application method, ``front_desk(work_order)``, plus the standard
 ``system.listMethods``, ``system.methodHelp``, ``system.methodSignature`` and
 ``system.multicall``, at ``POST /`` and ``POST /RPC2``, and the daemon's status page at
-``GET /``. Around the stdlib's
-:class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a networked observatory needs: a thread per
-connection, up to a limit (503 beyond it), a deadline for each whole request (a slow client
-stalls only itself, and not for long), a limit on request size, a bound on the requests parsed
-at once, and HTTP Basic authentication.
+``GET /``. Around the stdlib's :class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a
+networked observatory needs: a thread per connection, up to a limit (503 beyond it), kept for a
+later connection once done; a deadline for each whole request (a slow client stalls only
+itself, and not for long), a limit on request size, a bound on the requests parsed at once, and
+HTTP Basic authentication.
 """
 
 import base64
@@ -15,9 +15,9 @@ import binascii
 import io
 import logging
 import socket
-import socketserver
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from xmlrpc.client import Fault, dumps, gzip_decode, loads
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
@@ -202,7 +202,7 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
         log.debug("%s %s", self.client_address[0], format % args)
 
 
-class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
+class FrontDeskServer(SimpleXMLRPCServer):
     """The XML-RPC server of one daemon.
 
     Parameters
@@ -226,10 +226,6 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         credentials.
     """
 
-    # On shutdown, wait for requests in progress (each bounded by the request timeout) so that
-    # no receipt is cut off and nothing writes to a closed journal.
-    daemon_threads = False
-    block_on_close = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
@@ -240,6 +236,10 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self._connection_slots = threading.BoundedSemaphore(max_connections)
+        # A connection is served by a thread done with an earlier one when there is one:
+        # starting a thread costs a request up to milliseconds on a busy machine.
+        self._threads = ThreadPoolExecutor(max_workers=max_connections,
+                                           thread_name_prefix=f"{service}-request")
         self._busy_since = None  # when the connection limit was last reached, for the log
         # Parsing a request can take many times its size in memory: a few at a time.
         self._request_slots = threading.BoundedSemaphore(concurrent_requests)
@@ -271,16 +271,25 @@ class FrontDeskServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
                      self.max_connections)
             self._busy_since = None
         try:
-            super().process_request(request, client_address)
+            self._threads.submit(self._serve_connection, request, client_address)
         except BaseException:
             self._connection_slots.release()
             raise
 
-    def process_request_thread(self, request, client_address):
+    def _serve_connection(self, request, client_address):
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - logged; the other connections go on
+            log.exception("error while serving a connection from %s", client_address[0])
         finally:
+            self.shutdown_request(request)
             self._connection_slots.release()
+
+    def server_close(self):
+        """Close the socket, then wait for the requests in progress (each bounded by the
+        request timeout): no receipt is cut off, and nothing writes to a closed journal."""
+        super().server_close()
+        self._threads.shutdown(wait=True)
 
     def _refuse_busy(self, request, client_address):
         if self._busy_since is None:  # once while busy, not for every refused connection

@@ -146,7 +146,7 @@ class Dispatcher:
         # Before anything else, a target of opportunity is planned alone and sent: following
         # the other orders or planning the queue would only delay it. So is asking the dome,
         # when it was open at the last tick (a Follow Interval ago at most): the telescope
-        # asks the dome itself before it points, so a dome closed since is still respected.
+        # asks the dome itself before it exposes, so a dome closed since is still respected.
         sent_early = (not manage_dome or self.dome.is_open) and \
             self._dispatch_target_of_opportunity(now)
         dome_open = self._keep_dome(now) if manage_dome else True

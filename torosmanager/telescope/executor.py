@@ -160,7 +160,6 @@ class Executor:
             # Calibration frames need neither the sky nor the target: an attempt that has
             # only those left neither waits for the dome nor slews.
             if progress["Frames Done"] < progress["Frames Total"]:
-                self._check_dome()
                 self._point(job, order, progress)
                 self._take_lights(job, order, progress)
             if order["Calibration Frames"]:
@@ -230,7 +229,7 @@ class Executor:
             # for the dome keeps that frame in the order.
             progress["Step"] = f"exposing {number}/{total}"
             self._step(job.record.id, progress)
-            if number > first:  # the first was checked just before the slew
+            if number > first:  # the first was checked with the slew
                 self._check_dome()
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
@@ -241,11 +240,27 @@ class Executor:
                                        progress=dict(progress))
 
     def _point(self, job, order, progress):
-        if self.mount.state().parked:
+        """Slew to the target once the dome says open and safe.
+
+        A parked mount leaves park only after the dome's answer. A mount already out of park
+        (observing a moment ago, under a dome found open before its last frame) starts the slew
+        first and the dome is asked while it moves: a slew inside a closed dome harms nothing,
+        and a target of opportunity does not wait for the dome daemon's answer. A dome that
+        is not ready stops that slew, and no frame is taken.
+        """
+        parked = self.mount.state().parked
+        if parked:
+            self._check_dome()
             self.mount.unpark()
         progress["Step"] = f"slewing to RA {order['RA']:.4f}° Dec {order['Dec']:+.4f}°"
         self._step(job.record.id, progress)
         self.mount.start_slew(order["RA"], order["Dec"])
+        if not parked:
+            try:
+                self._check_dome()
+            except DomeNotReady:
+                self._abort()
+                raise
         self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
                    "the mount to finish its slew")
         progress["Step"] = f"filter {order['Filter']}"
