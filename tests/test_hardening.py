@@ -371,7 +371,8 @@ def test_an_exception_in_any_worker_ends_its_order_failed(tmp_path, caplog):
         handler.start()
         try:
             record, _ = journal.add(dict(order, Datetime="2026-11-10T02:00:00.000Z"), "{}", 5.0,
-                                    "test", "2026-11-10T02:00:00.000Z", "received")
+                                    "test", "2026-11-10T02:00:00.000Z", "received",
+                                    handler.queued_reason(order))
             handler.accepted(record)
             final = wait_until(lambda: journal.get(order["ID"]).state == FAILED
                                and journal.get(order["ID"]), f"{order['ID']} to fail")

@@ -32,6 +32,19 @@ def test_an_order_and_its_history_are_kept(journal):
     assert journal.get("1").message == "queued"
 
 
+def test_an_order_can_arrive_queued_in_one_commit(journal):
+    commits = []
+    journal._db.set_trace_callback(lambda statement: commits.append(statement)
+                                   if statement == "COMMIT" else None)
+    record, created = journal.add({"ID": "2", "WOType": "Dome", "Blink01": True}, "{}", 2.0,
+                                  "requested: 2", TIME, "received from test",
+                                  queued="queued for the dome")
+    assert created and record.state == QUEUED and record.message == "queued for the dome"
+    assert [(entry["Status"], entry["Reason"], entry["Time"]) for entry in journal.history("2")] \
+        == [(ACCEPTED, "received from test", TIME), (QUEUED, "queued for the dome", TIME)]
+    assert commits == ["COMMIT"]
+
+
 def test_a_known_id_returns_the_earlier_order(journal):
     add(journal, submitted='{"a": 1}')
     record, created = add(journal, submitted='{"a": 2}')

@@ -107,7 +107,8 @@ def checked(handler, location):
 
 def run_checked(handler, order):
     """Journal a checked order, hand it to the handler, and wait for its end."""
-    record, _ = handler.journal.add(order, "{}", 5.0, "test", order["Datetime"], "received")
+    record, _ = handler.journal.add(order, "{}", 5.0, "test", order["Datetime"], "received",
+                                    handler.queued_reason(order))
     handler.accepted(record)
     return wait_until(lambda: handler.journal.get(record.id).state in (DONE, FAILED)
                       and handler.journal.get(record.id), f"order {record.id} to end")

@@ -13,7 +13,7 @@ from xmlrpc.client import Fault
 
 from . import __version__
 from .config import address_key
-from .journal import CANCELLED, FINAL_STATES, UNFINISHED_STATES
+from .journal import CANCELLED, FINAL_STATES, QUEUED, UNFINISHED_STATES
 from .workorders import (QUERIES, SCHEMAS, FaultCode, WorkOrderError, clip, format_utc,
                          shorten, validate, wotype_of)
 
@@ -119,12 +119,13 @@ class FrontDesk:
         priority, reason = self.handler.assign_priority(order)
         order["Priority"] = priority
         now = format_utc(self.clock.now())
+        queued = self.handler.queued_reason(order)
         record, created = self.journal.add(order, submitted, priority, reason, now,
-                                           f"received from {order['User']}")
+                                           f"received from {order['User']}", queued)
         if not created:  # the same ID arrived in another thread meanwhile
             return self._resubmitted(record, submitted, received)
-        log.info("[WO %s] accepted %s from %s, priority %.2f (%s)", record.id, record.wotype,
-                 order["User"], priority, reason)
+        log.info("[WO %s] accepted %s from %s, priority %.2f (%s)%s", record.id, record.wotype,
+                 order["User"], priority, reason, f" → {QUEUED}: {queued}" if queued else "")
         self.handler.accepted(record)
         record = self.journal.get(record.id)
         return self._receipt(record, record.message)

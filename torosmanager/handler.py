@@ -76,9 +76,15 @@ class Handler:
         """Answer a work order that is not journaled (a ``Heartbeat``); return a dict."""
         raise NotImplementedError(f"the {self.service} daemon takes no {order['WOType']} signal")
 
+    def queued_reason(self, order):
+        """What a new order waits for: it is journaled ``queued`` with this reason, in the
+        commit that journals its receipt (one fsync, not two). ``None`` leaves it
+        ``accepted``, for :meth:`accepted` to move on. The default: ``"queued"``."""
+        return "queued"
+
     def accepted(self, record):
-        """Start work on a newly journaled order. The default queues it."""
-        self.transition(record.id, QUEUED, "queued")
+        """Start work on a newly journaled order (``queued`` unless :meth:`queued_reason`
+        said otherwise). The default does nothing more."""
 
     def resubmitted(self, record):
         """The same order arrived again, unchanged. The default does nothing (idempotent);

@@ -153,7 +153,8 @@ class Journal:
             self._db.close()
 
     def add(self, work_order: dict[str, Any], submitted: str, priority: float,
-            priority_reason: str, time: str, reason: str) -> tuple["OrderRecord", bool]:
+            priority_reason: str, time: str, reason: str,
+            queued: str | None = None) -> tuple["OrderRecord", bool]:
         """Journal a newly accepted order, unless its ID is known already.
 
         Parameters
@@ -168,6 +169,9 @@ class Journal:
             The clock's time, ISO 8601.
         reason : str
             Recorded with the ``accepted`` state.
+        queued : str, optional
+            When given, the order is also ``queued``, with this reason, in the same
+            commit: its history shows both states, at *time*.
 
         Returns
         -------
@@ -180,13 +184,17 @@ class Journal:
             existing = self.get(order_id)
             if existing is not None:
                 return existing, False
+            history = [(order_id, time, ACCEPTED, reason)]
+            if queued is not None:
+                history.append((order_id, time, QUEUED, queued))
+            state, message = history[-1][2:]
             self._db.execute(
                 "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
                 " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (order_id, work_order["WOType"], submitted, json.dumps(work_order), priority,
-                 priority_reason, ACCEPTED, reason, time, time))
-            self._db.execute("INSERT INTO history (order_id, time, state, reason) "
-                             "VALUES (?, ?, ?, ?)", (order_id, time, ACCEPTED, reason))
+                 priority_reason, state, message, time, time))
+            self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
+                                 "VALUES (?, ?, ?, ?)", history)
             return self._get(order_id), True
 
     def transition(self, order_id: str, state: OrderState | str, reason: str, time: str, *,

@@ -85,9 +85,11 @@ class AlertsHandler(Handler):
     def assign_priority(self, order):
         return ALERT_ORDER_PRIORITY, "alerts are read in the order they arrive"
 
+    def queued_reason(self, order):
+        return "queued to be read"
+
     def accepted(self, record):
         self._received[record.id] = time.monotonic()
-        self.transition(record.id, QUEUED, "queued to be read")
         self.workers.submit(self.process, record.id)
 
     def cancelled(self, record, previous_state):

@@ -66,8 +66,10 @@ class DomeHandler(Handler):
         return {"Status": "received", "Message": "heartbeat recorded",
                 "Service": self.service, "Time": format_utc(self.clock.now())}
 
+    def queued_reason(self, order):
+        return "queued for the dome"
+
     def accepted(self, record):
-        self.transition(record.id, QUEUED, "queued for the dome")
         self.workers.submit(self.execute, record.id)
 
     def devices(self):

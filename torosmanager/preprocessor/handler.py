@@ -88,9 +88,11 @@ class PreprocessorHandler(Handler):
 
     # --- work ---------------------------------------------------------------------------
 
+    def queued_reason(self, order):
+        return "queued for calibration"
+
     def accepted(self, record):
-        self.transition(record.id, QUEUED, "queued for calibration")
-        self.jobs.enqueue(self.journal.get(record.id))
+        self.jobs.enqueue(record)
 
     def cancelled(self, record, previous_state):
         self.jobs.cancel(record.id)

@@ -50,14 +50,17 @@ class SchedulerHandler(Handler):
     def assign_priority(self, order):
         return priority.assign(order, self.config["Priorities"])
 
+    def queued_reason(self, order):
+        if order["WOType"] == "Observation":
+            return "queued; waiting for the next plan"
+        return "queued for the dome daemon"
+
     def accepted(self, record):
         if record.wotype == "Observation":
-            self.transition(record.id, QUEUED, "queued; waiting for the next plan")
             # A target of opportunity is planned at once; other arrivals are gathered.
             threshold = self.config["Priorities"]["ToO Threshold"]
             self.dispatcher.wake(gather=record.priority < threshold)
         else:
-            self.transition(record.id, QUEUED, "queued for the dome daemon")
             self.workers.submit(self.forward, record.id)
 
     def cancelled(self, record, previous_state):

@@ -77,13 +77,15 @@ class TelescopeHandler(Handler):
 
     # --- work ---------------------------------------------------------------------------
 
+    def queued_reason(self, order):
+        return None if order["WOType"] == "Park" else "queued for the telescope"
+
     def accepted(self, record):
         if record.wotype == "Park":
             self.transition(record.id, RUNNING, "parking: " + record.work_order["Reason"])
             self.executor.park(record)
             return
-        self.transition(record.id, QUEUED, "queued for the telescope")
-        self._run(self.journal.get(record.id))
+        self._run(record)
 
     def resubmitted(self, record):
         if record.wotype == "Observation" and record.state in RETRIED_STATES:
