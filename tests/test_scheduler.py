@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 
 from conftest import EVENING
@@ -121,6 +122,26 @@ def test_orders_arriving_together_are_planned_together(make_site):
     plans = [line for line in site.log("scheduler").splitlines()
              if "queued observation(s)" in line and " of 0 queued" not in line]
     assert 1 <= len(plans) <= 3, plans
+
+
+def test_a_steady_stream_of_orders_is_planned_every_max_replan_delay(make_site):
+    """Orders that never pause for Replan Delay are still planned, Max Replan Delay after the
+    first of them, while the others keep coming."""
+    site = night(make_site, Scheduler={"Manage Dome": False, "Replan Delay": 5.0,
+                                       "Max Replan Delay": 1.0})
+    scheduler = site.proxy("scheduler")
+    later = (EVENING + timedelta(hours=3)).isoformat()
+    planned_after, number, began = None, 0, time.monotonic()
+    while time.monotonic() - began < 4.0:  # an order every 0.2 s or so: never a 5 s pause
+        scheduler.front_desk(observation(f"stream-{number:02d}", *FIELDS["gal-a"],
+                                         **{"Not Before": later}))
+        number += 1
+        if planned_after is None and \
+                "waiting for the next plan" not in status(scheduler, "stream-00")["Message"]:
+            planned_after = time.monotonic() - began
+        time.sleep(0.2)
+    assert planned_after is not None, "the first order waited for the stream to pause"
+    assert number >= 10
 
 
 def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_site):

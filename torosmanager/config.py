@@ -266,7 +266,10 @@ SCHEMA = {
                                    "prompts one", 1, 86400),
         "Replan Delay": Setting("float", 0.25, "real seconds the scheduler waits after an "
                                 "order arrives for others, to plan those arriving together "
-                                "once (a target of opportunity does not wait)", 0, 10),
+                                "once: it plans when none has come for this long (a target "
+                                "of opportunity does not wait)", 0, 10),
+        "Max Replan Delay": Setting("float", 2.0, "real seconds a plan waits at most for "
+                                    "orders that keep arriving", 0, 60),
         "Dispatched Follow Interval": Setting("float", 0.2, "real seconds between Status "
                                               "queries of an order dispatched and not yet "
                                               "running (it starts within moments)", 0.01, 60),

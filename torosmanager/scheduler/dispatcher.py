@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import threading
+import time
 import xmlrpc.client
 from datetime import datetime, timedelta
 
@@ -98,8 +99,8 @@ class Dispatcher:
         replan : bool
             Plan the queue again in that tick.
         gather : bool
-            An ordinary arrival: wait up to ``Replan Delay`` (real seconds) for others, so
-            that orders arriving together are planned once, not once each. A target of
+            An ordinary arrival: wait for others (see :meth:`_gather_arrivals`), so that
+            orders arriving together are planned once, not once each. A target of
             opportunity, an order ending or a cancel wakes at once.
         """
         if replan:
@@ -133,10 +134,23 @@ class Dispatcher:
             self._wake.wait(min(tick, self.settings["Dispatched Follow Interval"])
                             if self._awaiting_start else tick)
             if self._arrived.is_set() and not self._at_once.is_set():
-                self._at_once.wait(self.settings["Replan Delay"])
+                self._gather_arrivals()
             self._wake.clear()
             self._arrived.clear()
             self._at_once.clear()
+
+    def _gather_arrivals(self):
+        """Wait until no order has arrived for ``Replan Delay`` (real seconds), for at most
+        ``Max Replan Delay`` in all, or until a wake that must not wait: a steady stream of
+        arrivals is planned every ``Max Replan Delay``, not after each pause between two."""
+        deadline = time.monotonic() + self.settings["Max Replan Delay"]
+        while True:
+            self._arrived.clear()
+            left = deadline - time.monotonic()
+            if left <= 0 or self._at_once.wait(min(self.settings["Replan Delay"], left)):
+                return
+            if not self._arrived.is_set():
+                return
 
     def tick(self):
         """One pass: dome, targets of opportunity, follow-up, expiry, plan, dispatch."""
