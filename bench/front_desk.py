@@ -355,16 +355,24 @@ PROFILE_PARTS = (
 )
 
 
+#: The innermost frame of a connection thread waiting for its next connection: py-spy cannot
+#: tell that wait (``SimpleQueue.get``) from work, so these samples are counted apart.
+IDLE_CONNECTION_THREAD = "/concurrent/futures/thread.py"
+
+
 def summarize_profile(stacks, result):
     """Samples by part (the innermost listed frame decides) and the top leaf functions."""
-    total = 0
+    total = idle = 0
     parts = collections.Counter()
     leaves = collections.Counter()
     for stack, count in stacks:
         count = int(count)
-        total += count
         frames = stack.split(";")
         leaf = frames[-1]
+        if IDLE_CONNECTION_THREAD in leaf:
+            idle += count
+            continue
+        total += count
         for prefix in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        os.path.dirname(os.__file__)):
             leaf = leaf.replace(prefix + "/", "")
@@ -381,7 +389,8 @@ def summarize_profile(stacks, result):
                 break
         parts[part] += count
     lines = [f"py-spy, {total} samples of the scheduler's busy threads (100/s) while "
-             f"{result['rate']:.0f} orders/s (p99 {result['p99']:.0f} ms) were accepted:", "",
+             f"{result['rate']:.0f} orders/s (p99 {result['p99']:.0f} ms) were accepted "
+             f"(and {idle} of connection threads waiting for a connection, left out):", "",
              "| where (innermost frame of ours or the stdlib's) | share of samples |",
              "|---|---:|"]
     for name, count in parts.most_common():
