@@ -92,6 +92,10 @@ def test_orders_in_given_states_and_of_a_kind(journal):
     journal.transition("2", RUNNING, "exposing", TIME)
     assert [record.id for record in journal.in_states([QUEUED, RUNNING])] == ["1", "2", "obs"]
     assert [record.id for record in journal.in_states([QUEUED], "Observation")] == ["obs"]
+    # Priority 2.0 for "1" and "2", 5.0 for "obs": the urgent ones only.
+    assert [record.id for record in journal.in_states([QUEUED, RUNNING], None, 5.0)] == ["obs"]
+    assert [record.id for record in journal.in_states([QUEUED, RUNNING], None, 2.0)] \
+        == ["1", "2", "obs"]
     assert journal.in_states([DONE]) == []
     assert journal.ids_in_state(QUEUED) == {"1", "obs"}
 

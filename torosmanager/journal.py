@@ -284,15 +284,20 @@ class Journal:
                                     "ORDER BY created, rowid", tuple(FINAL_STATES)).fetchall()
         return [_record(row) for row in rows]
 
-    def in_states(self, states: Iterable[str], wotype: str | None = None) -> list[OrderRecord]:
-        """Orders in one of *states* (of *wotype*, if given), oldest first: the few active
-        ones without reading (and decoding) the whole queue."""
-        values = tuple(states)
+    def in_states(self, states: Iterable[str], wotype: str | None = None,
+                  min_priority: float | None = None) -> list[OrderRecord]:
+        """Orders in one of *states* (of *wotype*, and of at least *min_priority*, if given),
+        oldest first: the few active or urgent ones without reading (and decoding) the whole
+        queue."""
+        values: tuple[Any, ...] = tuple(states)
         marks = ", ".join("?" for _ in values)
         query = f"SELECT * FROM orders WHERE state IN ({marks})"
         if wotype is not None:
             query += " AND wotype = ?"
             values += (wotype,)
+        if min_priority is not None:
+            query += " AND priority >= ?"
+            values += (min_priority,)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created, rowid", values).fetchall()
         return [_record(row) for row in rows]

@@ -387,8 +387,8 @@ class Dispatcher:
         :meth:`_target_of_opportunity`), reading only such orders and the active ones; return
         whether one was sent."""
         threshold = self.config["Priorities"]["ToO Threshold"]
-        urgent = [record for record in self.journal.in_states([QUEUED], "Observation")
-                  if record.priority >= threshold and not self._expired(record, now)]
+        urgent = [record for record in self.journal.in_states([QUEUED], "Observation", threshold)
+                  if not self._expired(record, now)]
         return bool(urgent) and self._target_of_opportunity(
             urgent, self.journal.in_states(ACTIVE, "Observation"), now)
 
