@@ -56,7 +56,8 @@ from pathlib import Path
 import alert_data
 from cpu import machine_line
 from daemons import (EVENING, IDLE_WINDOW, LONG_ORDER, REOPEN_DELAY, SETTLE_TIMEOUT, Clock,
-                     Site, history_time, start_observatory, status, wait_exposing)
+                     Site, history_time, idle_pool_thread, start_observatory, status,
+                     wait_exposing)
 from docs_section import DOCS, update_docs
 
 log = logging.getLogger("bench.alerts")
@@ -532,7 +533,8 @@ def spy_daemons(site, directory, fixtures, clock):
 
 
 def spy_counts(path, parts):
-    """py-spy's raw samples of *path* sorted into *parts*: ((label, samples) ..., total)."""
+    """py-spy's raw samples of *path* sorted into *parts*: ((label, samples) ..., total); the
+    samples of pool threads waiting for work are left out."""
     counts = dict.fromkeys([label for label, _ in parts] + ["other"], 0)
     total = 0
     with open(path, encoding="utf-8") as stream:
@@ -540,6 +542,8 @@ def spy_counts(path, parts):
             if not line.strip():
                 continue
             stack, count = line.rsplit(" ", 1)
+            if idle_pool_thread(stack):
+                continue
             total += int(count)
             label = next((label for label, marks in parts
                           if all(mark in stack for mark in marks)), "other")

@@ -133,6 +133,13 @@ def wait_exposing(site):
     site.wait_idle()
 
 
+def idle_pool_thread(stack):
+    """Whether a py-spy sample (its frames, ``;``-separated) is a pool thread waiting for
+    work: a daemon's connection threads and workers wait in ``SimpleQueue.get``, which py-spy
+    cannot tell from work, so such samples are left out of the busy ones (and counted)."""
+    return "/concurrent/futures/thread.py" in stack.rsplit(";", 1)[-1]
+
+
 def process_cpu(pid):
     """CPU seconds (user + system) a process has used, from /proc."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stream:

@@ -51,7 +51,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from cpu import machine_line
-from daemons import EVENING, process_cpu
+from daemons import EVENING, idle_pool_thread, process_cpu
 from torosmanager.examples import MANUAL_OBSERVATION
 
 DEFAULT_CLIENTS = 16
@@ -355,11 +355,6 @@ PROFILE_PARTS = (
 )
 
 
-#: The innermost frame of a connection thread waiting for its next connection: py-spy cannot
-#: tell that wait (``SimpleQueue.get``) from work, so these samples are counted apart.
-IDLE_CONNECTION_THREAD = "/concurrent/futures/thread.py"
-
-
 def summarize_profile(stacks, result):
     """Samples by part (the innermost listed frame decides) and the top leaf functions."""
     total = idle = 0
@@ -367,11 +362,11 @@ def summarize_profile(stacks, result):
     leaves = collections.Counter()
     for stack, count in stacks:
         count = int(count)
-        frames = stack.split(";")
-        leaf = frames[-1]
-        if IDLE_CONNECTION_THREAD in leaf:
+        if idle_pool_thread(stack):
             idle += count
             continue
+        frames = stack.split(";")
+        leaf = frames[-1]
         total += count
         for prefix in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        os.path.dirname(os.__file__)):
