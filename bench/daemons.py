@@ -136,7 +136,7 @@ def wait_exposing(site):
 def idle_pool_thread(stack):
     """Whether a py-spy sample (its frames, ``;``-separated) is a pool thread waiting for
     work: a daemon's connection threads and workers wait in ``SimpleQueue.get``, which py-spy
-    cannot tell from work, so such samples are left out of the busy ones (and counted)."""
+    cannot tell from work, so such samples are left out of the busy ones."""
     return "/concurrent/futures/thread.py" in stack.rsplit(";", 1)[-1]
 
 
