@@ -188,14 +188,19 @@ class Journal:
             if queued is not None:
                 history.append((order_id, time, QUEUED, queued))
             state, message = history[-1][2:]
+            encoded = json.dumps(work_order)
             self._db.execute(
                 "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
                 " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (order_id, work_order["WOType"], submitted, json.dumps(work_order), priority,
-                 priority_reason, state, message, time, time))
+                (order_id, work_order["WOType"], submitted, encoded, priority, priority_reason,
+                 state, message, time, time))
             self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
                                  "VALUES (?, ?, ?, ?)", history)
-            return self._get(order_id), True
+        # The record as written, not read back: the front desk's every new order.
+        return OrderRecord(id=order_id, wotype=work_order["WOType"], submitted=submitted,
+                           work_order=json.loads(encoded), priority=priority,
+                           priority_reason=priority_reason, state=state, message=message,
+                           created=time, updated=time), True
 
     def transition(self, order_id: str, state: OrderState | str, reason: str, time: str, *,
                    only_from: Iterable[str] | None = None,
@@ -259,13 +264,6 @@ class Journal:
         with self._lock:
             row = self._db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
         return None if row is None else _record(row)
-
-    def _get(self, order_id: str) -> OrderRecord:
-        """The :class:`OrderRecord` of *order_id*, known to exist."""
-        record = self.get(order_id)
-        if record is None:
-            raise KeyError(order_id)
-        return record
 
     def history(self, order_id: str) -> list[dict[str, Any]]:
         """Every state an order has been in: a list of dicts with Time, Status (an
