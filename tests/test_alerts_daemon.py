@@ -264,9 +264,15 @@ def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):
     assert echo == notice  # GCN's socket protocol: every notice is echoed back
 
     def orders():
+        # The event's orders are journaled as planned before they are sent: wait for the
+        # scheduler's acceptance, not for the plan.
         report = site.proxy("alerts").front_desk({"WOType": "Events"})
-        event = [event for event in report["Events"] if event["ID"] == "1227767"]
-        return event and event[0]["Orders"] and event_orders(site, "1227767")
+        if not any(event["ID"] == "1227767" for event in report["Events"]):
+            return None
+        planned = site.proxy("alerts").front_desk({"WOType": "Events",
+                                                   "Event ID": "1227767"})["Orders"]
+        return planned and all(order["Here"] == "submitted" for order in planned) and \
+            event_orders(site, "1227767")
     (answer,) = wait_until(orders, "the Swift notice's order at the scheduler").values()
     order = answer["Work Order"]
     assert (order["RA"], order["Dec"]) == pytest.approx((336.6645, 8.5135))

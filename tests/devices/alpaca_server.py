@@ -49,6 +49,9 @@ STOP_TIMEOUT = 10.0
 START_ATTEMPTS = 3
 #: Seconds the test harness waits for one request of its own.
 HARNESS_REQUEST_TIMEOUT = 5.0
+#: Seconds the harness waits for ``GET /reload``: it rebuilds every device and, on a loaded
+#: machine, waits behind requests still in flight from the previous test (5 s was seen to miss).
+RELOAD_TIMEOUT = 30.0
 #: The ``Timeout`` the drivers get in these tests (seconds per request).
 DEVICE_TIMEOUT = 5.0
 #: Lines of the server's log quoted when it fails.
@@ -259,7 +262,7 @@ class AlpacaServer:
 
     def reload(self):
         """Reset every simulated device to its configuration (``GET /reload``)."""
-        self.http.get(f"{self.url}/reload", timeout=HARNESS_REQUEST_TIMEOUT).raise_for_status()
+        self.http.get(f"{self.url}/reload", timeout=RELOAD_TIMEOUT).raise_for_status()
 
     def set_safe(self, safe, device_number=0):
         """Set the safety monitor's verdict (``PUT /api/v1/safetymonitor/N/issafe``)."""
