@@ -21,7 +21,7 @@ from astropy_healpix.core import nested_to_ring
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from torosmanager.alerts.skymap import (KEEP_LEVEL, Skymap, angular_separation, credible_count,
-                                       distance_moments)
+                                       credible_region, distance_moments)
 from torosmanager.alerts.tiles import MEMBER_LEVEL, Tile, in_field, pointing, tiles
 
 #: The synthetic blob: centre and width, degrees.
@@ -189,6 +189,46 @@ def test_a_map_is_refused_when_it_is_not_one(tmp_path):
         Skymap.read(write(tmp_path, "bad.fits", flat_hdu(prob, "SIDEWAYS")))
     with pytest.raises(ValueError, match="add up to"):
         Skymap.read(write(tmp_path, "half.fits", flat_hdu(prob / 2, "NESTED")))
+
+
+def test_a_nan_pixel_of_a_flat_map_holds_no_probability(tmp_path):
+    prob = flat_nested(blob, level=3)
+    prob[np.argmax(prob)] = np.nan
+    prob /= np.nansum(prob)
+    skymap = Skymap.read(write(tmp_path, "nan.fits", flat_hdu(prob, "NESTED")))
+    zero = Skymap.read(write(tmp_path, "zero.fits", flat_hdu(np.nan_to_num(prob), "NESTED")))
+    assert skymap.probability.sum() == pytest.approx(1, abs=1e-12)
+    np.testing.assert_array_equal(skymap.uniq, zero.uniq)
+    np.testing.assert_array_equal(skymap.probability, zero.probability)
+
+
+# ------------------------------------------------------------------ credible regions
+@pytest.mark.parametrize("values", [
+    pytest.param(np.random.default_rng(1).lognormal(-12, 4, 100_000), id="a long tail"),
+    pytest.param(np.round(np.random.default_rng(2).random(10_000), 2), id="ties"),
+    pytest.param(np.repeat(np.random.default_rng(3).random(2_500), 4), id="equal siblings"),
+    pytest.param(np.where(np.arange(1_000) % 2, 0.0, np.random.default_rng(4).random(1_000)),
+                 id="zeros"),
+])
+@pytest.mark.parametrize("level", [0.1, 0.5, 0.9, 0.9999, 1.0])
+def test_a_credible_region_is_the_fewest_largest_values_holding_the_level(values, level):
+    region = credible_region(values, level)
+    held = values[region].sum() / values.sum()
+    assert held >= level * (1 - 1e-12)
+    assert values[region[:-1]].sum() / values.sum() < level        # none can be left out
+    assert (np.diff(values[region]) <= 0).all()                      # largest first
+    outside = np.delete(values, region)
+    assert outside.size == 0 or values[region].min() >= outside.max()
+    plain = np.argsort(values, kind="stable")[::-1]                  # ties: the later index first
+    np.testing.assert_array_equal(region, plain[:region.size])
+
+
+def test_a_credible_region_of_densities_counts_what_each_pixel_holds():
+    density = np.array([4.0, 3.0, 2.0, 1.0])
+    area = np.array([0.01, 0.01, 1.0, 10.0])       # the least dense pixel holds the most
+    held = density * area
+    assert credible_region(density, 0.5, held).tolist() == [0, 1, 2, 3]
+    assert credible_region(density, 0.05, held).tolist() == [0, 1, 2]
 
 
 # ------------------------------------------------------------------ distance

@@ -26,7 +26,7 @@ import numpy as np
 from astropy_healpix import healpix_to_lonlat, level_to_nside
 from scipy.spatial import cKDTree
 
-from .skymap import credible_count, order_for_resolution, unit_vectors
+from .skymap import credible_region, order_for_resolution, unit_vectors
 
 #: Probability pixels across a field's side (the finer, the closer a field's edge is followed).
 PIXELS_PER_FIELD_SIDE = 6
@@ -143,10 +143,8 @@ def candidate_centres(skymap, fov, finest):
     order = min(finest, order_for_resolution(fov / CANDIDATES_PER_FIELD_SIDE))
     nside = int(level_to_nside(order))
     probability = skymap.flat(nside)
-    ranked = np.argsort(probability, kind="stable")[::-1]
-    cumulative = np.cumsum(probability[ranked])
-    count = min(credible_count(cumulative / cumulative[-1], CANDIDATE_LEVEL), MAX_CANDIDATES)
-    lon, lat = healpix_to_lonlat(ranked[:count], nside, order="nested")
+    ranked = credible_region(probability, CANDIDATE_LEVEL)[:MAX_CANDIDATES]
+    lon, lat = healpix_to_lonlat(ranked, nside, order="nested")
     return lon.to_value(u.deg), lat.to_value(u.deg)
 
 
@@ -193,9 +191,7 @@ def _field_members(ra, dec, fov, order, probability):
     when in the square field.
     """
     nside = int(level_to_nside(order))
-    ranked = np.argsort(probability, kind="stable")[::-1]
-    cumulative = np.cumsum(probability[ranked])
-    pixels = np.sort(ranked[:credible_count(cumulative / cumulative[-1], MEMBER_LEVEL)])
+    pixels = np.sort(credible_region(probability, MEMBER_LEVEL))
     lon, lat = healpix_to_lonlat(pixels, nside, order="nested")
     pixel_ra, pixel_dec = lon.to_value(u.deg), lat.to_value(u.deg)
     reach = math.atan(math.sqrt(2) * math.tan(math.radians(fov / 2)))  # the field's corner
