@@ -191,15 +191,32 @@ def test_a_map_is_refused_when_it_is_not_one(tmp_path):
         Skymap.read(write(tmp_path, "half.fits", flat_hdu(prob / 2, "NESTED")))
 
 
-def test_a_nan_pixel_of_a_flat_map_holds_no_probability(tmp_path):
+@pytest.mark.parametrize("missing", [np.nan, -1.6375e30], ids=["NaN", "UNSEEN"])
+def test_a_pixel_without_a_value_in_a_flat_map_holds_no_probability(tmp_path, missing):
     prob = flat_nested(blob, level=3)
-    prob[np.argmax(prob)] = np.nan
-    prob /= np.nansum(prob)
-    skymap = Skymap.read(write(tmp_path, "nan.fits", flat_hdu(prob, "NESTED")))
-    zero = Skymap.read(write(tmp_path, "zero.fits", flat_hdu(np.nan_to_num(prob), "NESTED")))
+    peak = np.argmax(prob)
+    prob[peak] = 0.0
+    prob /= prob.sum()
+    zero = Skymap.read(write(tmp_path, "zero.fits", flat_hdu(prob, "NESTED")))
+    prob[peak] = missing
+    skymap = Skymap.read(write(tmp_path, "missing.fits", flat_hdu(prob, "NESTED")))
     assert skymap.probability.sum() == pytest.approx(1, abs=1e-12)
     np.testing.assert_array_equal(skymap.uniq, zero.uniq)
     np.testing.assert_array_equal(skymap.probability, zero.probability)
+
+
+def test_a_map_with_negative_probabilities_is_refused_saying_where(tmp_path):
+    prob = flat_nested(blob, level=2)
+    prob[[5, 7]] = -1e-3
+    with pytest.raises(ValueError, match=r"PROB: 2 pixel\(s\) of negative probability \(the "
+                                         r"least -0\.001, pixel 5 the first\)"):
+        Skymap.read(write(tmp_path, "negative.fits", flat_hdu(prob, "NESTED")))
+    uniq, density = multi_order_blob()
+    density[0] = -density[0]
+    moc = fits.BinTableHDU.from_columns([fits.Column("UNIQ", "K", array=uniq),
+                                         fits.Column("PROBDENSITY", "D", array=density)])
+    with pytest.raises(ValueError, match=r"PROBDENSITY: 1 pixel\(s\) of negative probability"):
+        Skymap.read(write(tmp_path, "negative-moc.fits", moc))
 
 
 # ------------------------------------------------------------------ credible regions

@@ -54,6 +54,8 @@ MIN_RESOLUTION = 1e-6
 KEEP_LEVEL = 0.9999
 #: Pixel areas by order (0 to 29, HEALPix's deepest), steradians.
 PIXEL_AREAS_SR = 4 * math.pi / (12 * 4.0 ** np.arange(30))
+#: HEALPix's mark of a pixel without a value (healpy.UNSEEN).
+HEALPIX_UNSEEN = -1.6375e30
 #: The layout of a float64 (IEEE 754): 52 bits of mantissa below the exponent, biased by 1023.
 FLOAT64_MANTISSA_BITS, FLOAT64_EXPONENT_BIAS = 52, 1023
 #: Square degrees in a steradian.
@@ -152,14 +154,19 @@ class Skymap:
         if "PROBDENSITY" not in names:
             raise ValueError(f"multi-order map without a PROBDENSITY column (columns: {names})")
         uniq = np.asarray(data["UNIQ"]).astype(np.int64)   # native int64, whatever the file
-        return cls(uniq, _column(data, "PROBDENSITY"), _distance_columns(data, names), header)
+        density = _column(data, "PROBDENSITY")
+        _refuse_negative(density, "PROBDENSITY")
+        return cls(uniq, density, _distance_columns(data, names), header)
 
     @classmethod
     def _flat_map(cls, data, names, header):
         if str(header.get("INDXSCHM", "IMPLICIT")).upper() == "EXPLICIT":
             raise ValueError("partial-sky flat maps (INDXSCHM = EXPLICIT) are not supported")
-        prob = _column(data, "PROB" if "PROB" in names else names[0])
-        prob[np.isnan(prob)] = 0.0   # some maps write NaN in the pixels they have no value for
+        column = "PROB" if "PROB" in names else names[0]
+        prob = _column(data, column)
+        # Pixels without a value (NaN, or HEALPix's UNSEEN) hold no probability.
+        prob[np.isnan(prob) | (prob == HEALPIX_UNSEEN)] = 0.0
+        _refuse_negative(prob, column)
         nside = int(header.get("NSIDE", 0)) or _npix_to_nside(prob.size)
         if prob.size != 12 * nside ** 2 or nside & (nside - 1):
             raise ValueError(f"flat map of {prob.size} pixels with NSIDE {nside}: NSIDE must be "
@@ -534,6 +541,14 @@ def _column(data, name):
     """A column as a flat float64 array of its own (old flat maps store rows of 1024
     pixels)."""
     return np.array(data[name], dtype=np.float64).ravel()
+
+
+def _refuse_negative(values, column):
+    negative = np.flatnonzero(values < 0)
+    if negative.size:
+        raise ValueError(f"{column}: {negative.size} pixel(s) of negative probability (the "
+                         f"least {values[negative].min():g}, pixel {negative[0]} the first); "
+                         "a probability is 0 or more")
 
 
 def _distance_columns(data, names):
