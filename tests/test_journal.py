@@ -40,6 +40,7 @@ def test_an_order_can_arrive_queued_in_one_commit(journal):
                                   "requested: 2", TIME, "received from test",
                                   queued="queued for the dome")
     assert created and record.state == QUEUED and record.message == "queued for the dome"
+    assert record == journal.get("2")  # the record returned is the one written
     assert [(entry["Status"], entry["Reason"], entry["Time"]) for entry in journal.history("2")] \
         == [(ACCEPTED, "received from test", TIME), (QUEUED, "queued for the dome", TIME)]
     assert commits == ["COMMIT"]

@@ -188,17 +188,17 @@ class Journal:
             if queued is not None:
                 history.append((order_id, time, QUEUED, queued))
             state, message = history[-1][2:]
-            encoded = json.dumps(work_order)
             self._db.execute(
                 "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
                 " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (order_id, work_order["WOType"], submitted, encoded, priority, priority_reason,
-                 state, message, time, time))
+                (order_id, work_order["WOType"], submitted, json.dumps(work_order), priority,
+                 priority_reason, state, message, time, time))
             self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
                                  "VALUES (?, ?, ?, ?)", history)
-        # The record as written, not read back: the front desk's every new order.
+        # The record as written, neither read back nor decoded: the front desk's every new
+        # order (the validated order holds only what JSON keeps as it is).
         return OrderRecord(id=order_id, wotype=work_order["WOType"], submitted=submitted,
-                           work_order=json.loads(encoded), priority=priority,
+                           work_order=dict(work_order), priority=priority,
                            priority_reason=priority_reason, state=state, message=message,
                            created=time, updated=time), True
 
