@@ -54,8 +54,9 @@ MIN_RESOLUTION = 1e-6
 KEEP_LEVEL = 0.9999
 #: Pixel areas by order (0 to 29, HEALPix's deepest), steradians.
 PIXEL_AREAS_SR = 4 * math.pi / (12 * 4.0 ** np.arange(30))
-#: HEALPix's mark of a pixel without a value (healpy.UNSEEN).
-HEALPIX_UNSEEN = -1.6375e30
+#: HEALPix's mark of a pixel without a value (healpy.UNSEEN), and how near a value must be to
+#: it to be that mark (a float32 column holds it as -1.6374999963e30; healpy allows 1e-5).
+HEALPIX_UNSEEN, UNSEEN_TOLERANCE = -1.6375e30, 1e-5
 #: The layout of a float64 (IEEE 754): 52 bits of mantissa below the exponent, biased by 1023.
 FLOAT64_MANTISSA_BITS, FLOAT64_EXPONENT_BIAS = 52, 1023
 #: Square degrees in a steradian.
@@ -165,7 +166,10 @@ class Skymap:
         column = "PROB" if "PROB" in names else names[0]
         prob = _column(data, column)
         # Pixels without a value (NaN, or HEALPix's UNSEEN) hold no probability.
-        prob[np.isnan(prob) | (prob == HEALPIX_UNSEEN)] = 0.0
+        prob[np.isnan(prob)] = 0.0
+        negative = np.flatnonzero(prob < 0)
+        prob[negative[np.isclose(prob[negative], HEALPIX_UNSEEN, rtol=UNSEEN_TOLERANCE,
+                                 atol=0)]] = 0.0
         _refuse_negative(prob, column)
         nside = int(header.get("NSIDE", 0)) or _npix_to_nside(prob.size)
         if prob.size != 12 * nside ** 2 or nside & (nside - 1):
