@@ -6,6 +6,9 @@ GIL) call ``front_desk`` over HTTP on 127.0.0.1 for ``--duration`` seconds again
 
 * **bare stdlib server**: a threaded :class:`xmlrpc.server.SimpleXMLRPCServer` in a process of
   its own whose ``front_desk`` returns a constant receipt: no validation, no journal, no log.
+* **our server, front_desk returning a constant**: the daemons' own
+  :class:`~torosmanager.server.FrontDeskServer` (default ``Server`` settings) returning the
+  same constant: what their HTTP and XML-RPC layer costs apart from the front desk's work.
 * **scheduler, Observation orders**: the real ``toros-scheduler`` daemon, started as the tests
   start it (:func:`torosmanager.launcher.local_config`, :class:`DaemonProcess`, a simulated
   clock on the tests' evening at CTMO, ``Manage Dome: False``), its journal in a temporary
@@ -75,6 +78,7 @@ BARE_RECEIPT = {"ID": "bench", "WOType": "Observation", "Status": "queued", "Pri
                 "Message": "queued; waiting for the next plan", "Service": "bare"}
 
 BARE = "bare stdlib server"
+OURS = "our server, front_desk returning a constant"
 ORDERS = "scheduler: Observation orders"
 STATUS = "scheduler: Status of one order"
 HEALTH = "scheduler: health Status"
@@ -82,7 +86,7 @@ FSYNC_1 = "disk: write + fsync, 1 thread"
 FSYNC_N = "disk: write + fsync, {n} threads"
 
 
-# --- the bare server (a process of its own: `front_desk.py --bare-server PORT`) ---------------
+# --- the constant servers (processes of their own: `front_desk.py --bare-server PORT`) --------
 
 def serve_bare(port):
     """A threaded stdlib XML-RPC server whose front_desk returns a constant; until SIGTERM."""
@@ -105,12 +109,31 @@ def serve_bare(port):
     server.serve_forever()
 
 
-def start_bare(port):
-    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--bare-server",
-                                str(port)], stdout=subprocess.PIPE, text=True)
+def serve_ours(port):
+    """The daemons' own server (:class:`~torosmanager.server.FrontDeskServer`, with the default
+    ``Server`` settings) whose front_desk returns the bare server's constant: what the HTTP
+    and XML-RPC layer of a daemon costs, without the work the front desk does; until SIGTERM."""
+    from torosmanager.config import default_config
+    from torosmanager.server import FrontDeskServer
+
+    settings = default_config()["Server"]
+    server = FrontDeskServer("bench", "127.0.0.1", port, request_limit=(2 ** 20, "bench"),
+                             request_timeout=settings["Request Timeout"],
+                             max_connections=settings["Max Connections"],
+                             concurrent_requests=settings["Concurrent Requests"])
+    server.publish(lambda work_order: BARE_RECEIPT)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+def start_server(option, port):
+    """``front_desk.py --bare-server PORT`` or ``--ours-server PORT``, once it listens."""
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), option, str(port)],
+                               stdout=subprocess.PIPE, text=True)
     if process.stdout.readline().strip() != "ready":
         process.kill()
-        raise RuntimeError("the bare server did not start")
+        raise RuntimeError(f"the server of {option} did not start")
     return process
 
 
@@ -435,7 +458,7 @@ def table(runs, clients):
             cell("connections", digits=2),
             "—" if keep_alive is None else str(sum(r["errors"] for r in values)),
             cell("server cpu", 1e3, 2), cell("client cpu", 1e3, 2),
-            f"{rate / bare:.2f}" if system.startswith("scheduler") and bare else "—",
+            f"{rate / bare:.2f}" if system != BARE and keep_alive is not None and bare else "—",
             f"{rate / fsync_rate:.2f}" if system == ORDERS and fsync_rate else "—")) + " |")
     return "\n".join(lines), rates
 
@@ -503,9 +526,13 @@ def main(argv=None):
                         help="after the table, sample the scheduler with py-spy for SECONDS "
                              "while orders arrive (keep-alive off)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--ours-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.bare_server:
         serve_bare(arguments.bare_server)
+        return 0
+    if arguments.ours_server:
+        serve_ours(arguments.ours_server)
         return 0
 
     from torosmanager.launcher import free_port
@@ -514,8 +541,8 @@ def main(argv=None):
     load_before = os.getloadavg()
     began = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="toros-bench-front-desk-", dir=arguments.workdir)
-    bare = start_bare(free_port())
-    bare_port = int(bare.args[-1])
+    bare = start_server("--bare-server", free_port())
+    ours = start_server("--ours-server", free_port())
     runs = collections.defaultdict(list)
     journal_orders = []
     try:
@@ -529,8 +556,10 @@ def main(argv=None):
                 order = settings if repeat % 2 == 0 else tuple(reversed(settings))
                 for keep_alive in order:
                     tag = f"r{repeat}{'k' if keep_alive else 'c'}"
-                    runs[(BARE, keep_alive)].append(
-                        drive("bare", bare_port, bare.pid, arguments, keep_alive, tag + "b"))
+                    for system, server, letter in ((BARE, bare, "b"), (OURS, ours, "o")):
+                        runs[(system, keep_alive)].append(
+                            drive("bare", int(server.args[-1]), server.pid, arguments,
+                                  keep_alive, tag + letter))
                     result = drive("orders", port, daemon.pid, arguments, keep_alive, tag)
                     runs[(ORDERS, keep_alive)].append(result)
                     if result["known"]:  # Status of orders accepted in this repeat
@@ -550,14 +579,15 @@ def main(argv=None):
             finally:
                 daemon.stop()
         # Sorted for the table: the systems in a fixed order, keep-alive off first.
-        names = (BARE, ORDERS, STATUS, HEALTH, FSYNC_1, FSYNC_N)
+        names = (BARE, OURS, ORDERS, STATUS, HEALTH, FSYNC_1, FSYNC_N)
         runs = dict(sorted(runs.items(), key=lambda item: (
             item[0][1] is not None and item[0][1], names.index(item[0][0]))))
         text, rates = table(runs, arguments.clients)
         profile_text = profile(arguments, workdir) if arguments.profile else None
     finally:
-        bare.terminate()
-        bare.wait(timeout=30)
+        for server in (bare, ours):
+            server.terminate()
+            server.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
     print(f"{datetime.now(timezone.utc):%Y-%m-%d}, {machine(arguments.workdir)}.")
