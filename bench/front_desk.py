@@ -114,10 +114,13 @@ def serve_ours(port):
     ``Server`` settings) whose front_desk returns the bare server's constant: what the HTTP
     and XML-RPC layer of a daemon costs, without the work the front desk does; until SIGTERM."""
     from torosmanager.config import default_config
+    from torosmanager.handler import Handler
     from torosmanager.server import FrontDeskServer
 
-    settings = default_config()["Server"]
-    server = FrontDeskServer("bench", "127.0.0.1", port, request_limit=(2 ** 20, "bench"),
+    config = default_config()
+    settings = config["Server"]
+    server = FrontDeskServer("bench", "127.0.0.1", port,
+                             request_limit=Handler.request_limit(config),
                              request_timeout=settings["Request Timeout"],
                              max_connections=settings["Max Connections"],
                              concurrent_requests=settings["Concurrent Requests"])
