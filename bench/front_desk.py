@@ -86,10 +86,10 @@ FSYNC_1 = "disk: write + fsync, 1 thread"
 FSYNC_N = "disk: write + fsync, {n} threads"
 
 
-# --- the constant servers (processes of their own: `front_desk.py --bare-server PORT`) --------
+# --- the constant servers (processes of their own: `--bare-server PORT`, `--ours-server PORT`) --
 
-def serve_bare(port):
-    """A threaded stdlib XML-RPC server whose front_desk returns a constant; until SIGTERM."""
+def bare_server(port):
+    """A threaded stdlib XML-RPC server whose front_desk returns a constant."""
     import socketserver
     from xmlrpc.server import SimpleXMLRPCServer
 
@@ -104,15 +104,13 @@ def serve_bare(port):
 
     server = BareServer(("127.0.0.1", port), logRequests=False, allow_none=True)
     server.register_function(lambda work_order: BARE_RECEIPT, "front_desk")
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    print("ready", flush=True)
-    server.serve_forever()
+    return server
 
 
-def serve_ours(port):
+def our_server(port):
     """The daemons' own server (:class:`~torosmanager.server.FrontDeskServer`, with the default
     ``Server`` settings) whose front_desk returns the bare server's constant: what the HTTP
-    and XML-RPC layer of a daemon costs, without the work the front desk does; until SIGTERM."""
+    and XML-RPC layer of a daemon costs, without the work the front desk does."""
     from torosmanager.config import default_config
     from torosmanager.handler import Handler
     from torosmanager.server import FrontDeskServer
@@ -125,6 +123,11 @@ def serve_ours(port):
                              max_connections=settings["Max Connections"],
                              concurrent_requests=settings["Concurrent Requests"])
     server.publish(lambda work_order: BARE_RECEIPT)
+    return server
+
+
+def serve_until_sigterm(server):
+    """Say "ready" (the server listens), then serve until SIGTERM."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     print("ready", flush=True)
     server.serve_forever()
@@ -532,10 +535,10 @@ def main(argv=None):
     parser.add_argument("--ours-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.bare_server:
-        serve_bare(arguments.bare_server)
+        serve_until_sigterm(bare_server(arguments.bare_server))
         return 0
     if arguments.ours_server:
-        serve_ours(arguments.ours_server)
+        serve_until_sigterm(our_server(arguments.ours_server))
         return 0
 
     from torosmanager.launcher import free_port
