@@ -2,6 +2,7 @@
 
 import sqlite3
 import threading
+import time
 import xmlrpc.client
 
 import pytest
@@ -173,3 +174,38 @@ def test_threads_can_share_it(journal):
     for thread in threads:
         thread.join()
     assert journal.counts() == {QUEUED: 200}
+
+
+def test_orders_added_together_share_a_commit_and_fail_alone(journal):
+    """Group commit: orders arriving while the journal is busy go to the disk together, in one
+    commit; one that cannot be written fails alone, and the others are kept."""
+    journal._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON orders WHEN NEW.id = 'bad' "
+                        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    commits = []
+    journal._db.set_trace_callback(lambda statement: commits.append(statement)
+                                   if statement == "COMMIT" else None)
+    ids = [str(n) for n in range(8)] + ["bad", "3"]  # "3" twice: the second is not created
+    outcomes = {}
+
+    def submit(index, order_id):
+        try:
+            outcomes[index] = add(journal, order_id)[1]
+        except sqlite3.IntegrityError as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=submit, args=pair) for pair in enumerate(ids)]
+    with journal.batch():  # the journal is busy: every order waits for the next commit
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(journal._additions) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert commits == ["COMMIT", "COMMIT"]  # the batch's, then all the orders'
+    assert "refused by the test" in str(outcomes.pop(ids.index("bad")))
+    assert sorted(outcomes.values()) == [False] + [True] * 8
+    other = sqlite3.connect(journal.path)
+    assert sorted(row[0] for row in other.execute("SELECT id FROM orders")) == sorted(ids[:8])
+    assert other.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 8
+    other.close()

@@ -1,7 +1,8 @@
 """The journal: every accepted work order and each change of its state, in SQLite.
 
 Each daemon keeps its own journal file (``Database → File``). Writes are synchronous in WAL mode,
-so an order whose receipt was sent survives ``kill -9`` and a power cut.
+so an order whose receipt was sent survives ``kill -9`` and a power cut. New orders arriving
+from several threads at once share a commit and its fsync (:meth:`Journal.add`).
 
 States
 ------
@@ -132,6 +133,11 @@ class Journal:
         os.makedirs(directory, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        # New orders waiting for the next commit, and whether one is under way (see add).
+        self._additions: list[_Addition] = []
+        self._additions_changed = threading.Condition()
+        self._committing = False
+        self._batching = threading.local()
         # One connection behind a lock: SQLite serialises writers anyway, and the front desk's
         # transactions are a few rows.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -157,6 +163,10 @@ class Journal:
             queued: str | None = None) -> tuple["OrderRecord", bool]:
         """Journal a newly accepted order, unless its ID is known already.
 
+        Orders added from several threads at once are committed together, in one
+        transaction and one fsync (group commit); each call still returns only once its own
+        order's commit has reached the disk, and an order that cannot be written fails alone.
+
         Parameters
         ----------
         work_order : dict
@@ -179,28 +189,83 @@ class Journal:
             The journaled order, and whether this call created it (``False``: the ID existed,
             and the returned record is the earlier one).
         """
-        order_id = work_order["ID"]
-        with self._lock, self._transaction():
-            existing = self.get(order_id)
-            if existing is not None:
-                return existing, False
-            history = [(order_id, time, ACCEPTED, reason)]
-            if queued is not None:
-                history.append((order_id, time, QUEUED, queued))
-            state, message = history[-1][2:]
-            self._db.execute(
-                "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
-                " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (order_id, work_order["WOType"], submitted, json.dumps(work_order), priority,
-                 priority_reason, state, message, time, time))
-            self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
-                                 "VALUES (?, ?, ?, ?)", history)
+        state, message = (QUEUED, queued) if queued is not None else (ACCEPTED, reason)
         # The record as written, neither read back nor decoded: the front desk's every new
-        # order (the validated order holds only what JSON keeps as it is).
-        return OrderRecord(id=order_id, wotype=work_order["WOType"], submitted=submitted,
-                           work_order=dict(work_order), priority=priority,
-                           priority_reason=priority_reason, state=state, message=message,
-                           created=time, updated=time), True
+        # order (the validated order holds only what JSON keeps as it is). Encoded here,
+        # before the lock: the threads waiting for the disk do this work meanwhile.
+        record = OrderRecord(id=work_order["ID"], wotype=work_order["WOType"],
+                             submitted=submitted, work_order=dict(work_order),
+                             priority=priority, priority_reason=priority_reason, state=state,
+                             message=message, created=time, updated=time)
+        history = [(record.id, time, ACCEPTED, reason)]
+        if queued is not None:
+            history.append((record.id, time, QUEUED, queued))
+        addition = _Addition(record, json.dumps(work_order), history)
+        if getattr(self._batching, "active", False):  # in this thread's batch(): it commits
+            with self._lock:
+                return self._insert(addition)
+        with self._additions_changed:
+            self._additions.append(addition)
+            while addition.outcome is None and self._committing:
+                self._additions_changed.wait()
+            leading = addition.outcome is None
+            if leading:
+                self._committing = True
+        if leading:
+            try:
+                self._commit_additions()
+            finally:
+                with self._additions_changed:
+                    self._committing = False
+                    self._additions_changed.notify_all()
+        if isinstance(addition.outcome, BaseException):
+            raise addition.outcome
+        return addition.outcome
+
+    def _commit_additions(self) -> None:
+        """Write every addition waiting (this thread's, and those that arrived while the
+        previous commit went to the disk) in one transaction; set each one's outcome."""
+        with self._lock:  # (taken first: orders arriving while it is waited for come too)
+            with self._additions_changed:
+                waiting, self._additions = self._additions, []
+            try:
+                with self._transaction():
+                    if len(waiting) == 1:  # alone: its error, if any, rolls back everything
+                        waiting[0].outcome = self._insert(waiting[0])
+                    else:
+                        for addition in waiting:
+                            self._insert_alone(addition)
+            except Exception as error:  # noqa: BLE001 - the commit failed: every caller raises it
+                if self._db.in_transaction:  # a failed COMMIT may leave it open
+                    self._db.execute("ROLLBACK")
+                for addition in waiting:
+                    addition.outcome = error
+
+    def _insert_alone(self, addition: "_Addition") -> None:
+        """Insert *addition* among others: an error undoes it alone, and is its outcome."""
+        self._db.execute("SAVEPOINT addition")
+        try:
+            addition.outcome = self._insert(addition)
+        except Exception as error:  # noqa: BLE001 - its own caller raises it
+            self._db.execute("ROLLBACK TO addition")
+            addition.outcome = error
+        finally:
+            self._db.execute("RELEASE addition")
+
+    def _insert(self, addition: "_Addition") -> tuple["OrderRecord", bool]:
+        record = addition.record
+        existing = self.get(record.id)
+        if existing is not None:
+            return existing, False
+        self._db.execute(
+            "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
+            " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.id, record.wotype, record.submitted, addition.encoded, record.priority,
+             record.priority_reason, record.state, record.message, record.created,
+             record.updated))
+        self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
+                             "VALUES (?, ?, ?, ?)", addition.history)
+        return record, True
 
     def transition(self, order_id: str, state: OrderState | str, reason: str, time: str, *,
                    only_from: Iterable[str] | None = None,
@@ -311,7 +376,11 @@ class Journal:
         """One transaction for the writes made inside it (from this thread): one commit, one
         fsync, for many small changes such as a plan's messages. Other threads wait."""
         with self._lock, self._transaction():
-            yield self
+            self._batching.active = True
+            try:
+                yield self
+            finally:
+                self._batching.active = False
 
     def recent(self, limit: int) -> list[OrderRecord]:
         """The *limit* orders changed most recently, newest first."""
@@ -328,6 +397,17 @@ class Journal:
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)
+
+
+@dataclass
+class _Addition:
+    """An order waiting for its commit, and then the commit's outcome for it."""
+
+    record: OrderRecord
+    encoded: str
+    history: list[tuple[str, str, OrderState, str]]
+    #: The (record, created) pair, or the exception its caller raises.
+    outcome: tuple[OrderRecord, bool] | BaseException | None = None
 
 
 class _Transaction:
