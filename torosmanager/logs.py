@@ -15,6 +15,17 @@ FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 RECENT_LINES = 40
 
 
+class SharedFormatter(logging.Formatter):
+    """Formats each record once for all the handlers that share it (the file, stderr, the
+    status page): a daemon logs a line for every order it takes."""
+
+    def format(self, record):
+        line = getattr(record, "toros_line", None)
+        if line is None:
+            line = record.toros_line = super().format(record)
+        return line
+
+
 class RecentLines(logging.Handler):
     """The last few formatted log lines, for the status page."""
 
@@ -66,7 +77,7 @@ def setup_logging(config, service):
     settings = config["Logging"]
     path = settings["File"].replace("{service}", service)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    formatter = logging.Formatter(FORMAT)
+    formatter = SharedFormatter(FORMAT)
     file_handler = ReopenableFileHandler(path, maxBytes=settings["Max Bytes"],
                                          backupCount=settings["Backup Count"], encoding="utf-8")
     console = logging.StreamHandler(sys.stderr)
