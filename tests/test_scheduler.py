@@ -6,6 +6,8 @@ import sys
 import time
 from datetime import datetime, timedelta
 
+import pytest
+
 from conftest import EVENING
 from observatory import ended, refusal, settings, status, step, wait_until
 from torosmanager.workorders import FaultCode
@@ -59,8 +61,11 @@ def instant(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_a_night_from_orders_to_frames(make_site):
-    site = night(make_site)
+@pytest.mark.parametrize("planned_apart", [False, True], ids=["planned in the daemon",
+                                                          "planned in a process of its own"])
+def test_a_night_from_orders_to_frames(make_site, planned_apart):
+    # Scheduler → Planning Process From: 1 plans even these three orders in the child process.
+    site = night(make_site, Scheduler={"Planning Process From": 1 if planned_apart else 0})
     scheduler = site.proxy("scheduler")
     for order_id, (ra, dec) in FIELDS.items():
         receipt = scheduler.front_desk(observation(order_id, ra, dec))
@@ -77,6 +82,7 @@ def test_a_night_from_orders_to_frames(make_site):
     assert dome_orders, "the scheduler opened the dome itself"
     health = scheduler.front_desk({"WOType": "Status"})
     assert health["Plan"]["Night Start"] < health["Plan"]["Night End"]
+    assert ("starting the planning process" in site.log("scheduler")) == planned_apart
 
 
 def test_plan_and_reasons_are_shown(make_site):

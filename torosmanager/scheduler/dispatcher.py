@@ -11,8 +11,10 @@ arrives or is cancelled):
    target of opportunity does not count); one that makes no progress for ``Stall Timeout`` is
    stopped and retried;
 3. expire queued orders whose ``Not After`` has passed;
-4. plan the queued observations (when prompted, or every ``Replan Interval``), and show each its
-   planned time or the reason it cannot be observed;
+4. plan the queued observations (when prompted, or every ``Replan Interval``; a queue of
+   ``Planning Process From`` orders or more in a child process, see
+   :mod:`.planning_process`), and show each its planned time or the reason it cannot be
+   observed;
 5. dispatch the first planned observation when its slew should begin, one at a time; a target of
    opportunity observable now is dispatched at once and the telescope interrupts what it does.
 
@@ -33,6 +35,7 @@ from ..workorders import format_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
+from .planning_process import PlanningProcess
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,10 @@ class Dispatcher:
         self.clock = handler.clock
         self.journal = handler.journal
         self.observing = handler.config["Observing"]
-        self.planner = Planner(handler.config["Site"], Constraints.from_settings(self.observing))
+        constraints = Constraints.from_settings(self.observing)
+        self.planner = Planner(handler.config["Site"], constraints)
+        # A large queue's plan, made apart so that the front desk does not wait for it.
+        self.planning_process = PlanningProcess(handler.config["Site"], constraints)
         self.dome = DomeKeeper(self.config, self.clock, self.planner.night)
         self.plan = None
         self._plan_lock = threading.Lock()
@@ -89,6 +95,7 @@ class Dispatcher:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        self.planning_process.stop()
         self.dome.stop()
 
     def wake(self, replan=True, gather=False):
@@ -318,7 +325,10 @@ class Dispatcher:
     def _plan_each_failing_alone(self, targets, now, pointing, free_from):
         """The plan of *targets*. When planning them raises, each target is planned alone: an
         order whose planning raises alone ends failed (saying why), the rest are planned."""
+        apart_from = self.settings["Planning Process From"]
         try:
+            if apart_from and len(targets) >= apart_from:
+                return self.planning_process.plan(targets, now, pointing, free_from)
             return self.planner.plan(targets, now, pointing, free_from)
         except Exception:  # noqa: BLE001 - the culprit is found below, and its error logged
             log.warning("planning %d order(s) failed: planning each alone", len(targets))

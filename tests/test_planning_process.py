@@ -1,0 +1,70 @@
+"""A large queue is planned in a process of its own: the same plan as the daemon's own planner,
+its errors raised where it was asked, and a new process when the old one is killed."""
+
+import multiprocessing
+import os
+import signal
+from datetime import timedelta
+
+import pytest
+
+from conftest import EVENING
+from torosmanager.config import default_config
+from torosmanager.scheduler.planner import Constraints, Planner, Target
+from torosmanager.scheduler.planning_process import PlanningProcess
+
+#: Fields high on the tests' simulated evening at CTMO, each a 10-minute observation.
+TARGETS = [Target(f"field-{n}", 330.0 + 3 * n, 30.0 + 2 * n, 1.0 + n % 5, 600.0)
+           for n in range(12)]
+
+
+@pytest.fixture
+def planners():
+    config = default_config()
+    constraints = Constraints.from_settings(config["Observing"])
+    apart = PlanningProcess(config["Site"], constraints)
+    yield Planner(config["Site"], constraints), apart
+    apart.stop()
+
+
+def summary(plan):
+    return ([(entry.id, entry.start, entry.slew) for entry in plan.entries],
+            plan.unscheduled, plan.total_priority)
+
+
+def test_the_plan_made_apart_is_the_daemons_own(planners):
+    here, apart = planners
+    pointing, free_from = (300.0, 20.0), EVENING + timedelta(minutes=20)
+    expected = summary(here.plan(TARGETS, EVENING, pointing, free_from))
+    assert expected[0], "some of the targets are planned"
+    assert summary(apart.plan(TARGETS, EVENING, pointing, free_from)) == expected
+
+
+def test_an_error_in_planning_is_raised_to_the_caller(planners):
+    here, apart = planners
+    broken = TARGETS[:2] + [Target("broken", "not an angle", 30.0, 1.0, 600.0)]
+    with pytest.raises(Exception) as in_the_daemon:
+        here.plan(broken, EVENING)
+    with pytest.raises(type(in_the_daemon.value)):
+        apart.plan(broken, EVENING)
+    assert summary(apart.plan(TARGETS, EVENING)) == summary(here.plan(TARGETS, EVENING))
+
+
+def test_a_killed_planning_process_is_replaced(planners):
+    here, apart = planners
+    apart.plan(TARGETS, EVENING)
+    children = multiprocessing.active_children()
+    assert len(children) == 1
+    os.kill(children[0].pid, signal.SIGKILL)
+    children[0].join(timeout=10)
+    assert summary(apart.plan(TARGETS, EVENING)) == summary(here.plan(TARGETS, EVENING))
+    assert [child.pid for child in multiprocessing.active_children()] != [children[0].pid]
+
+
+def test_stop_ends_the_process(planners):
+    _, apart = planners
+    apart.plan(TARGETS[:1], EVENING)
+    child = multiprocessing.active_children()[0]
+    apart.stop()
+    child.join(timeout=10)
+    assert not child.is_alive()
