@@ -209,3 +209,26 @@ def test_orders_added_together_share_a_commit_and_fail_alone(journal):
     assert sorted(row[0] for row in other.execute("SELECT id FROM orders")) == sorted(ids[:8])
     assert other.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 8
     other.close()
+
+
+def test_an_order_is_committed_when_add_returns_whatever_the_threads(journal):
+    """The receipt promise: once add returns, another connection (another process, or the
+    journal after a power cut) finds the order, however many threads add at once."""
+    missing = []
+
+    def work(thread):
+        other = sqlite3.connect(journal.path)
+        for n in range(100):
+            order_id = f"{thread}-{n}"
+            add(journal, order_id)
+            if other.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is None:
+                missing.append(order_id)
+        other.close()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert missing == []
+    assert journal.counts() == {ACCEPTED: 1600}

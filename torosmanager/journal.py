@@ -224,31 +224,33 @@ class Journal:
 
     def _commit_additions(self) -> None:
         """Write every addition waiting (this thread's, and those that arrived while the
-        previous commit went to the disk) in one transaction; set each one's outcome."""
+        previous commit went to the disk) in one transaction; then set each one's outcome.
+        Not before the commit: a thread woken for another reason may look at its outcome at
+        any moment, and must not answer before its order is on the disk."""
         with self._lock:  # (taken first: orders arriving while it is waited for come too)
             with self._additions_changed:
                 waiting, self._additions = self._additions, []
             try:
                 with self._transaction():
                     if len(waiting) == 1:  # alone: its error, if any, rolls back everything
-                        waiting[0].outcome = self._insert(waiting[0])
+                        outcomes = [self._insert(waiting[0])]
                     else:
-                        for addition in waiting:
-                            self._insert_alone(addition)
+                        outcomes = [self._insert_alone(addition) for addition in waiting]
             except Exception as error:  # noqa: BLE001 - the commit failed: every caller raises it
                 if self._db.in_transaction:  # a failed COMMIT may leave it open
                     self._db.execute("ROLLBACK")
-                for addition in waiting:
-                    addition.outcome = error
+                outcomes = [error] * len(waiting)
+        for addition, outcome in zip(waiting, outcomes):
+            addition.outcome = outcome
 
-    def _insert_alone(self, addition: "_Addition") -> None:
-        """Insert *addition* among others: an error undoes it alone, and is its outcome."""
+    def _insert_alone(self, addition: "_Addition") -> tuple["OrderRecord", bool] | Exception:
+        """Insert *addition* among others: an error undoes it alone, and is returned."""
         self._db.execute("SAVEPOINT addition")
         try:
-            addition.outcome = self._insert(addition)
+            return self._insert(addition)
         except Exception as error:  # noqa: BLE001 - its own caller raises it
             self._db.execute("ROLLBACK TO addition")
-            addition.outcome = error
+            return error
         finally:
             self._db.execute("RELEASE addition")
 
