@@ -106,7 +106,7 @@ def test_a_batch_commits_its_writes_together_or_not_at_all(journal, tmp_path):
     for order_id in "12":
         add(journal, order_id)
     with journal.batch():
-        journal.set_message("1", "planned for 23:10 UTC", TIME)
+        journal.set_messages([("1", "planned for 23:10 UTC", False)], ACCEPTED, TIME)
         journal.transition("2", QUEUED, "planned for 23:20 UTC", TIME)
         # Not yet on disk for another connection: one commit at the end.
         other = sqlite3.connect(journal.path)
@@ -115,10 +115,32 @@ def test_a_batch_commits_its_writes_together_or_not_at_all(journal, tmp_path):
         other.close()
     with pytest.raises(KeyError):
         with journal.batch():
-            journal.set_message("1", "a message that must not stay", TIME)
+            journal.set_messages([("1", "a message that must not stay", False)], ACCEPTED, TIME)
             journal.transition("nope", DONE, "an unknown order", TIME)
     assert journal.get("1").message == "planned for 23:10 UTC"
     assert journal.get("2").state == QUEUED
+
+
+def test_a_plans_messages_change_only_orders_still_queued_in_one_commit(journal):
+    for order_id in "123":
+        add(journal, order_id)
+        journal.transition(order_id, QUEUED, "queued; waiting for the next plan", TIME)
+    journal.transition("3", CANCELLED, "cancelled by test", TIME)  # since the plan read it
+    commits = []
+    journal._db.set_trace_callback(lambda statement: commits.append(statement)
+                                   if statement == "COMMIT" else None)
+    later = "2026-11-21T23:05:00.000Z"
+    journal.set_messages([("1", "planned for 23:10 UTC", True),
+                          ("2", "planned for 23:20 UTC", False),
+                          ("3", "planned for 23:30 UTC", True)], QUEUED, later)
+    assert commits == ["COMMIT"]
+    assert [(journal.get(n).message, journal.get(n).updated) for n in "123"] == [
+        ("planned for 23:10 UTC", later), ("planned for 23:20 UTC", later),
+        ("cancelled by test", TIME)]
+    assert journal.history("1")[-1] == {"Time": later, "Status": QUEUED,
+                                        "Reason": "planned for 23:10 UTC"}
+    assert journal.history("2")[-1]["Reason"] == "queued; waiting for the next plan"
+    assert journal.history("3")[-1]["Status"] == CANCELLED
 
 
 def test_progress_is_kept(journal):

@@ -319,12 +319,34 @@ class Journal:
                              "VALUES (?, ?, ?, ?)", (order_id, time, state, reason))
             return previous
 
-    def set_message(self, order_id: str, message: str, time: str) -> None:
-        """Change an order's current message without a history entry (e.g. a planned time
-        that moves a little at every plan)."""
+    def set_messages(self, messages: Iterable[tuple[str, str, bool]], state: OrderState | str,
+                     time: str) -> None:
+        """Change the current messages of many orders in one commit (a plan's: each order's
+        planned time, or why it cannot be observed).
+
+        Parameters
+        ----------
+        messages : iterable of (str, str, bool)
+            Order ID, its new message, and whether the message also enters the order's
+            history (a new kind of message), or only replaces the current one (a planned time
+            that moves a little at every plan).
+        state : OrderState or str
+            Only orders still in this state are changed: one cancelled or dispatched since
+            keeps the message that says so.
+        time : str
+            The clock's time, ISO 8601.
+        """
+        messages = list(messages)
         with self._lock, self._transaction():
-            self._db.execute("UPDATE orders SET message = ?, updated = ? WHERE id = ?",
-                             (message, time, order_id))
+            self._db.executemany("UPDATE orders SET message = ?, updated = ? "
+                                 "WHERE id = ? AND state = ?",
+                                 [(message, time, order_id, state)
+                                  for order_id, message, _ in messages])
+            self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
+                                 "SELECT id, ?, state, message FROM orders "
+                                 "WHERE id = ? AND state = ?",
+                                 [(time, order_id, state)
+                                  for order_id, _, recorded in messages if recorded])
 
     def get(self, order_id: str) -> OrderRecord | None:
         """The :class:`OrderRecord` of *order_id*, or ``None``."""

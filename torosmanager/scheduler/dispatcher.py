@@ -309,13 +309,11 @@ class Dispatcher:
         plan = self._plan_each_failing_alone(targets, now, pointing, free_from)
         with self._plan_lock:
             self.plan, self._last_plan = plan, now
-        by_id = {record.id: record for record in queued}
-        with self.journal.batch():  # the messages of a plan: one commit, not one each
-            for entry in plan.entries:
-                self._tell(by_id[entry.id], f"planned for {entry.start:%H:%M} UTC "
-                                            f"(altitude {entry.altitude:.0f}°)")
-            for order_id, reason in plan.unscheduled.items():
-                self._tell(by_id[order_id], f"not observable tonight: {reason}")
+        messages = {entry.id: f"planned for {entry.start:%H:%M} UTC "
+                              f"(altitude {entry.altitude:.0f}°)" for entry in plan.entries}
+        messages.update((order_id, f"not observable tonight: {reason}")
+                        for order_id, reason in plan.unscheduled.items())
+        self._tell(queued, messages)
         log.info("planned %d of %d queued observation(s), sum of priorities %.1f",
                  len(plan.entries), len(queued), plan.total_priority)
 
@@ -339,16 +337,22 @@ class Dispatcher:
                 planned.append(target)
         return self.planner.plan(planned, now, pointing, free_from)
 
-    def _tell(self, record, message):
-        """Show *message* as a queued order's state. Its history gets an entry only when the
-        kind of message changes: the numbers in it (a planned time, an altitude) move a little
-        at every plan, and a night of those would bury what matters."""
-        if record.message == message:
-            return
-        if _kind(record.message) == _kind(message):
-            self.journal.set_message(record.id, message, format_utc(self.clock.now()))
-        else:
-            self.handler.transition(record.id, QUEUED, message, only_from={QUEUED})
+    def _tell(self, queued, messages):
+        """Show each queued order its message from *messages* (order ID to message), all in
+        one commit. An order's history gets an entry only when the kind of message changes:
+        the numbers in it (a planned time, an altitude) move a little at every plan, and a
+        night of those would bury what matters."""
+        changes = []
+        for record in queued:
+            message = messages.get(record.id)
+            if message is None or message == record.message:
+                continue
+            recorded = _kind(record.message) != _kind(message)
+            changes.append((record.id, message, recorded))
+            if recorded:  # a message, not a change of state: in the log when asked for
+                log.debug("[WO %s] %s: %s", record.id, QUEUED, message)
+        if changes:
+            self.journal.set_messages(changes, QUEUED, format_utc(self.clock.now()))
 
     def _pointing_for_interruption(self, active):
         """Where the telescope points when a target of opportunity comes: at the observation
