@@ -729,8 +729,11 @@ def validate(order: object, now: datetime | None = None) -> WorkOrder:
                                          for key in schema.at_least_one_of))
     _check_time_window(order, result)
     if schema.journaled:  # work, not a query: it gets an identity and a time
-        result.setdefault("ID", new_id())
-        result.setdefault("Datetime", format_utc(now or datetime.now(timezone.utc)))
+        # (made only when missing: a new ID costs the system's random source a read)
+        if "ID" not in result:
+            result["ID"] = new_id()
+        if "Datetime" not in result:
+            result["Datetime"] = format_utc(now or datetime.now(timezone.utc))
     return result
 
 
