@@ -10,6 +10,7 @@ import http.client
 import random
 import socket
 import subprocess
+import threading
 import time
 import xmlrpc.client
 import zlib
@@ -216,8 +217,6 @@ HOLD_SECONDS = 0.2
 def test_at_most_concurrent_requests_are_parsed_and_answered_at_once():
     """Parsing takes memory (eight billion-laughs requests took the scheduler from 212 to
     642 MB): beyond Server → Concurrent Requests, requests wait their turn; none is lost."""
-    import threading
-
     from torosmanager.server import FrontDeskServer
 
     server = FrontDeskServer("test", "127.0.0.1", 0,
@@ -254,6 +253,46 @@ def test_at_most_concurrent_requests_are_parsed_and_answered_at_once():
         server.server_close()
     assert sorted(answers) == list(range(SIMULTANEOUS))
     assert peak[0] == CONCURRENT
+
+
+def test_slow_clients_beyond_the_concurrent_requests_hold_up_no_one():
+    """Requests are served a few at a time (Server → Concurrent Requests), but a client slow
+    to send its request does not hold a turn: with more such clients than turns, a quick
+    client is still answered at once, and the slow ones are answered when their bytes come."""
+    from torosmanager.server import FrontDeskServer
+
+    server = FrontDeskServer("test", "127.0.0.1", 0,
+                             request_limit=(100_000, "Server → Max Request Bytes"),
+                             request_timeout=30.0, max_connections=SIMULTANEOUS * 2,
+                             concurrent_requests=CONCURRENT)
+    server.publish(lambda order: {"Answered": order["N"]})
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    body = xmlrpc.client.dumps(({"N": 7},), "front_desk").encode()
+    head = (f"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            for _ in range(CONCURRENT + 2)]
+    try:
+        for connection in slow:
+            connection.sendall(head + body[:10])  # the rest of the body later
+        time.sleep(0.5)  # each is being read by a thread of the server
+        started = time.monotonic()
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{server.port}/")
+        assert proxy.front_desk({"N": 1}) == {"Answered": 1}
+        assert time.monotonic() - started < 5.0  # not after the slow ones' 30 s timeout
+        for connection in slow:
+            connection.sendall(body[10:])
+        for connection in slow:
+            answer = b""
+            while chunk := connection.recv(10_000):  # until the server closes it
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.0 200") and b"<int>7</int>" in answer
+    finally:
+        for connection in slow:
+            connection.close()
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_listen_backlog_is_at_least_128(make_site):

@@ -210,10 +210,12 @@ SCHEMA = {
         "Request Timeout": Setting("float", 10.0,
                                    "seconds a client may take to send its whole request "
                                    "(408 after it)", 0.1, 3600),
-        "Max Connections": Setting("int", 64, "connections served at once, a thread each; "
-                                   "more are answered 503 with Retry-After", 1, 100_000),
-        "Concurrent Requests": Setting("int", 4, "requests parsed and answered at once (parsing "
-                                       "takes memory); the others wait their turn", 1, 1000),
+        "Max Connections": Setting("int", 64, "connections served at once, a thread each at "
+                                   "most; more are answered 503 with Retry-After", 1, 100_000),
+        "Concurrent Requests": Setting("int", 4, "requests parsed and answered at once, in the "
+                                       "order they came (parsing takes memory, and Python "
+                                       "runs one thread at a time); a client slow to send or "
+                                       "to read does not count", 1, 1000),
         "Peer Timeout": Setting("float", 10.0,
                                 "seconds a daemon waits for another daemon's answer", 0.1, 3600),
         "Users": Setting("credentials", None,

@@ -4,20 +4,23 @@ It publishes one application method, ``front_desk(work_order)``, plus the standa
 ``system.listMethods``, ``system.methodHelp``, ``system.methodSignature`` and
 ``system.multicall``, at ``POST /`` and ``POST /RPC2``, and the daemon's status page at
 ``GET /``. Around the stdlib's :class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a
-networked observatory needs: a thread per connection, up to a limit (503 beyond it), kept for a
-later connection once done; a deadline for each whole request (a slow client stalls only
-itself, and not for long), a limit on request size, a bound on the requests parsed at once, and
-HTTP Basic authentication.
+networked observatory needs: a few requests served at once, first come, first served, by
+threads kept for later connections, and more threads only while some wait for slow clients (up
+to a limit of connections, 503 beyond it); a deadline for each whole request (a slow client
+stalls only itself, and not for long), a limit on request size, and HTTP Basic
+authentication.
 """
 
 import base64
 import binascii
+import collections
+import contextlib
 import io
 import logging
+import select
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from xmlrpc.client import Fault, dumps, gzip_decode, loads
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
@@ -32,20 +35,124 @@ LISTEN_BACKLOG = 128
 RETRY_AFTER_SECONDS = 1
 #: Seconds the busy answer may take to send: it is written by the thread that accepts.
 BUSY_ANSWER_TIMEOUT = 0.5
+#: Answers up to this size are sent without counting as a wait for the client when the
+#: socket has room: the kernel's send buffer (16 KB or more by default) takes them at once.
+SEND_AT_ONCE_BYTES = 4096
+
+
+class _ConnectionThreads:
+    """The threads that serve connections, first come, first served.
+
+    At most *serving* of them work at once (``Server → Concurrent Requests``): more would only
+    take turns at the one processor Python gives a process, each request slower, and the last
+    ones much slower. A thread that waits for its client's bytes does not count: another starts
+    in its place, up to *most* threads (``Server → Max Connections``), so that a slow client
+    holds up no one but itself. Threads are kept for later connections.
+
+    Parameters
+    ----------
+    serving : int
+        Threads at work at once.
+    most : int
+        Threads in all.
+    name : str
+        The threads' name prefix, for the logs.
+    """
+
+    def __init__(self, serving, most, name):
+        self._serving = serving
+        self._most = most
+        self._name = name
+        self._queue = collections.deque()
+        self._changed = threading.Condition()
+        self._threads = set()
+        self._idle = 0
+        self._waiting = 0  # for their clients' bytes
+        self._started = 0
+        self._closed = False
+
+    def submit(self, function, *args):
+        """Call ``function(*args)`` in a thread, in turn."""
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the server is closed")
+            self._queue.append((function, args))
+            self._take_up()
+
+    @contextlib.contextmanager
+    def waiting_for_client(self):
+        """The calling thread waits for its client, not for the processor, meanwhile."""
+        with self._changed:
+            self._waiting += 1
+            self._take_up()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._waiting -= 1
+
+    def shutdown(self):
+        """Serve what was submitted, then end the threads; return once they have ended."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            while self._threads:
+                self._changed.wait()
+
+    def _working(self):
+        return len(self._threads) - self._idle - self._waiting
+
+    def _take_up(self):
+        """(Holding the lock.) Have the queued work taken up by an idle thread or a new one,
+        unless *serving* threads are at work."""
+        if not self._queue or self._working() >= self._serving:
+            return
+        if self._idle:
+            self._changed.notify()
+        elif len(self._threads) < self._most:
+            self._started += 1
+            thread = threading.Thread(target=self._run, daemon=True,
+                                      name=f"{self._name}_{self._started}")
+            self._threads.add(thread)
+            thread.start()
+
+    def _run(self):
+        with self._changed:
+            while True:
+                if self._queue and self._working() <= self._serving:
+                    function, args = self._queue.popleft()
+                    self._changed.release()
+                    try:
+                        function(*args)
+                    finally:
+                        self._changed.acquire()
+                elif self._working() > self._serving or (self._closed and not self._queue):
+                    break  # back from a slow client, others took its turn; or closed
+                else:
+                    self._idle += 1
+                    self._changed.wait()
+                    self._idle -= 1
+            self._threads.discard(threading.current_thread())
+            self._changed.notify_all()  # shutdown() waits for this; an idle thread may serve
 
 
 class _DeadlineReader(io.RawIOBase):
     """The reading side of a connection, with one deadline for a whole request.
 
     A socket timeout bounds each read, so a client sending a byte every few seconds would never
-    be cut off; here each read may only take the time left until :attr:`deadline`.
+    be cut off; here each read may only take the time left until :attr:`deadline`. A read
+    that must wait for the client's bytes lets another thread serve meanwhile
+    (:class:`_ConnectionThreads`).
     """
 
-    def __init__(self, connection):
+    def __init__(self, connection, waiting_for_client):
         super().__init__()
         self.connection = connection
         self.deadline = None
         self.expired = False
+        self._waiting_for_client = waiting_for_client
+        self._arrived = select.poll()
+        self._arrived.register(connection, select.POLLIN)
 
     def readable(self):
         return True
@@ -58,10 +165,40 @@ class _DeadlineReader(io.RawIOBase):
                 raise TimeoutError("the request did not arrive in time")
             self.connection.settimeout(left)
         try:
-            return self.connection.recv_into(buffer)
+            if self._arrived.poll(0):
+                return self.connection.recv_into(buffer)
+            with self._waiting_for_client():
+                return self.connection.recv_into(buffer)
         except TimeoutError:
             self.expired = self.deadline is not None
             raise
+
+
+class _AnswerWriter(io.BufferedIOBase):
+    """The writing side of a connection: a client slow to take its answer is waited for as
+    one slow to send its request is (see :class:`_DeadlineReader`)."""
+
+    def __init__(self, connection, waiting_for_client):
+        super().__init__()
+        self.connection = connection
+        self._waiting_for_client = waiting_for_client
+        self._room = select.poll()
+        self._room.register(connection, select.POLLOUT)
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        with memoryview(data) as view:
+            if view.nbytes <= SEND_AT_ONCE_BYTES and self._room.poll(0):
+                self.connection.sendall(view)
+            else:
+                with self._waiting_for_client():
+                    self.connection.sendall(view)
+            return view.nbytes
+
+    def fileno(self):
+        return self.connection.fileno()
 
 
 class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
@@ -75,8 +212,10 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
         self.timeout = self.server.request_timeout
         super().setup()
         self.rfile.close()
-        self.reader = _DeadlineReader(self.connection)
+        waiting = self.server.connection_threads.waiting_for_client
+        self.reader = _DeadlineReader(self.connection, waiting)
         self.rfile = io.BufferedReader(self.reader)
+        self.wfile = _AnswerWriter(self.connection, waiting)
 
     def handle_one_request(self):
         # From now (waiting for the request on a kept-alive connection included) the request
@@ -236,13 +375,11 @@ class FrontDeskServer(SimpleXMLRPCServer):
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self._connection_slots = threading.BoundedSemaphore(max_connections)
-        # A connection is served by a thread done with an earlier one when there is one:
-        # starting a thread costs a request up to milliseconds on a busy machine.
-        self._threads = ThreadPoolExecutor(max_workers=max_connections,
-                                           thread_name_prefix=f"{service}-request")
+        # A few connections served at once, in turn; more only while some wait for their
+        # clients. Parsing a request can also take many times its size in memory.
+        self.connection_threads = _ConnectionThreads(concurrent_requests, max_connections,
+                                                     f"{service}-request")
         self._busy_since = None  # when the connection limit was last reached, for the log
-        # Parsing a request can take many times its size in memory: a few at a time.
-        self._request_slots = threading.BoundedSemaphore(concurrent_requests)
         # Constant-time checks of plain passwords and scrypt hashes alike.
         self.authenticator = Authenticator(users) if users else None
         self.pages = None
@@ -271,7 +408,7 @@ class FrontDeskServer(SimpleXMLRPCServer):
                      self.max_connections)
             self._busy_since = None
         try:
-            self._threads.submit(self._serve_connection, request, client_address)
+            self.connection_threads.submit(self._serve_connection, request, client_address)
         except BaseException:
             self._connection_slots.release()
             raise
@@ -289,7 +426,7 @@ class FrontDeskServer(SimpleXMLRPCServer):
         """Close the socket, then wait for the requests in progress (each bounded by the
         request timeout): no receipt is cut off, and nothing writes to a closed journal."""
         super().server_close()
-        self._threads.shutdown(wait=True)
+        self.connection_threads.shutdown()
 
     def _refuse_busy(self, request, client_address):
         if self._busy_since is None:  # once while busy, not for every refused connection
@@ -312,11 +449,8 @@ class FrontDeskServer(SimpleXMLRPCServer):
     def _marshaled_dispatch(self, data, dispatch_method=None, path=None):
         """The stdlib's, with the parser's own errors said plainly: "malformed XML-RPC request:
         ..." rather than "<class 'ValueError'>:...", unexpected errors logged, and at most
-        ``Server → Concurrent Requests`` parsed and answered at once."""
-        with self._request_slots:
-            return self._dispatch_request(data, dispatch_method)
-
-    def _dispatch_request(self, data, dispatch_method):
+        ``Server → Concurrent Requests`` parsed and answered at once (see
+        :class:`_ConnectionThreads`)."""
         try:
             params, method = loads(data, use_builtin_types=self.use_builtin_types)
         except Exception as error:  # noqa: BLE001 - expat's and the unmarshaller's many kinds
