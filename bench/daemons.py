@@ -135,9 +135,14 @@ def wait_exposing(site):
 
 def idle_pool_thread(stack):
     """Whether a py-spy sample (its frames, ``;``-separated) is a pool thread waiting for
-    work: a daemon's connection threads and workers wait in ``SimpleQueue.get``, which py-spy
-    cannot tell from work, so such samples are left out of the busy ones."""
-    return "/concurrent/futures/thread.py" in stack.rsplit(";", 1)[-1]
+    work: a daemon's workers wait in ``SimpleQueue.get``, its connection threads in
+    ``_ConnectionThreads._run``'s ``Condition.wait``, which py-spy cannot tell from work, so
+    such samples are left out of the busy ones."""
+    frames = stack.split(";")
+    if "/concurrent/futures/thread.py" in frames[-1]:
+        return True
+    return (len(frames) >= 2 and "/threading.py" in frames[-1]
+            and frames[-2].startswith("_run (") and "/torosmanager/server.py" in frames[-2])
 
 
 def process_cpu(pid):
