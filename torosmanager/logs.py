@@ -48,6 +48,21 @@ class RecentLines(logging.Handler):
 class ReopenableFileHandler(logging.handlers.RotatingFileHandler):
     """A size-rotated log file that can also be reopened (after an external logrotate)."""
 
+    def _open(self):
+        stream = super()._open()
+        # Only a regular file is rotated (not /dev/null): asked once per opening, where the
+        # stdlib asks the file system twice for every line a daemon logs.
+        self._regular = os.path.isfile(self.baseFilename)
+        return stream
+
+    def shouldRollover(self, record):
+        if self.stream is None:  # (opened on first use: delay)
+            self.stream = self._open()
+        if not self._regular or self.maxBytes <= 0:
+            return False
+        self.stream.seek(0, os.SEEK_END)
+        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+
     def reopen(self):
         """Close the file and open it again under its name."""
         self.acquire()
