@@ -127,7 +127,8 @@ class FrontDesk:
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)%s", record.id, record.wotype,
                  order["User"], priority, reason, f" → {QUEUED}: {queued}" if queued else "")
         self.handler.accepted(record)
-        record = self.journal.get(record.id)
+        if self.handler.accepting_changes_state:
+            record = self.journal.get(record.id)
         return self._receipt(record, record.message)
 
     def status(self, order_id=None):

@@ -41,6 +41,10 @@ class Handler:
     #: The front desk, once it is made: a daemon may hand it orders of its own (the alerts
     #: daemon's sources).
     desk = None
+    #: Whether :meth:`accepted` may change the order's state before it returns (the receipt
+    #: then shows the state read again from the journal); ``False`` for a daemon whose
+    #: :meth:`accepted` only hands the order to other threads.
+    accepting_changes_state = True
 
     @classmethod
     def request_limit(cls, config):

@@ -34,6 +34,9 @@ class SchedulerHandler(Handler):
     wotypes = ("Observation", "Dome", "Plan")
     # Dispatched: handed to the telescope, which may be slewing to it already.
     started_states = (DISPATCHED, RUNNING)
+    # accepted() wakes the dispatcher or hands a Dome order to a worker: the receipt shows
+    # the order as journaled, without reading it again.
+    accepting_changes_state = False
 
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)
