@@ -102,25 +102,6 @@ def test_orders_in_given_states_and_of_a_kind(journal):
     assert journal.ids_in_state(QUEUED) == {"1", "obs"}
 
 
-def test_a_batch_commits_its_writes_together_or_not_at_all(journal, tmp_path):
-    for order_id in "12":
-        add(journal, order_id)
-    with journal.batch():
-        journal.set_messages([("1", "planned for 23:10 UTC", False)], ACCEPTED, TIME)
-        journal.transition("2", QUEUED, "planned for 23:20 UTC", TIME)
-        # Not yet on disk for another connection: one commit at the end.
-        other = sqlite3.connect(journal.path)
-        assert other.execute("SELECT message FROM orders WHERE id = '1'").fetchone()[0] \
-            == "received from test"
-        other.close()
-    with pytest.raises(KeyError):
-        with journal.batch():
-            journal.set_messages([("1", "a message that must not stay", False)], ACCEPTED, TIME)
-            journal.transition("nope", DONE, "an unknown order", TIME)
-    assert journal.get("1").message == "planned for 23:10 UTC"
-    assert journal.get("2").state == QUEUED
-
-
 def test_a_plans_messages_change_only_orders_still_queued_in_one_commit(journal):
     for order_id in "123":
         add(journal, order_id)
@@ -216,7 +197,7 @@ def test_orders_added_together_share_a_commit_and_fail_alone(journal):
             outcomes[index] = error
 
     threads = [threading.Thread(target=submit, args=pair) for pair in enumerate(ids)]
-    with journal.batch():  # the journal is busy: every order waits for the next commit
+    with journal._lock:  # the journal is busy: every order waits for the next commit
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
@@ -224,7 +205,7 @@ def test_orders_added_together_share_a_commit_and_fail_alone(journal):
             time.sleep(0.01)
     for thread in threads:
         thread.join(timeout=10)
-    assert commits == ["COMMIT", "COMMIT"]  # the batch's, then all the orders'
+    assert commits == ["COMMIT"]  # all the orders in one
     assert "refused by the test" in str(outcomes.pop(ids.index("bad")))
     assert sorted(outcomes.values()) == [False] + [True] * 8
     other = sqlite3.connect(journal.path)

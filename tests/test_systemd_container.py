@@ -76,7 +76,8 @@ NIGHT_SETTINGS = {
     # The tests' evening (conftest.EVENING): the Moon is down, far from the manual's target.
     "Clock": {"Mode": "simulated", "Start": "2026-11-10T02:00:00+00:00", "Speed": 100},
     "Dome": {"Reopen Delay": 0, "Heartbeat Timeout": 3600},
-    "Scheduler": {"Heartbeat Interval": 30},
+    # Every plan made in the scheduler's planning process, under the unit's sandbox.
+    "Scheduler": {"Heartbeat Interval": 30, "Planning Process From": 1},
     "Observing": {"Bias Frames": 2, "Dark Frames": 2},
     "Simulator": {"Width": 256, "Height": 256},
 }
@@ -542,6 +543,10 @@ def test_a_simulated_night_writes_fits_frames_into_the_data_directory(started):
     assert started.output("stat", "-c", "%U %a", *files).splitlines() == ["toros 640"] * len(files)
     handed = status("preprocessor", taken["Progress"]["Preprocessing ID"])
     assert handed["Work Order"]["File Location"] == files, handed
+    # Planned in the child process, not in the daemon after the child failed.
+    log = started.output("journalctl", "--no-pager", "-u", "scheduler.service")
+    assert "starting the planning process" in log, log[-3000:]
+    assert "planning each alone" not in log and "ended unexpectedly" not in log, log[-3000:]
 
 
 def test_loopback_only_drop_in_keeps_the_daemons_on_loopback_and_drops_other_addresses(started):

@@ -12,13 +12,12 @@ tried again. A state is an :class:`OrderState`, a ``str``: it equals, and is sto
 printed as, its value (``QUEUED == "queued"``).
 """
 
-import contextlib
 import enum
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -137,7 +136,6 @@ class Journal:
         self._additions: list[_Addition] = []
         self._additions_changed = threading.Condition()
         self._committing = False
-        self._batching = threading.local()
         # One connection behind a lock: SQLite serialises writers anyway, and the front desk's
         # transactions are a few rows.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -201,9 +199,6 @@ class Journal:
         if queued is not None:
             history.append((record.id, time, QUEUED, queued))
         addition = _Addition(record, json.dumps(work_order), history)
-        if getattr(self._batching, "active", False):  # in this thread's batch(): it commits
-            with self._lock:
-                return self._insert(addition)
         with self._additions_changed:
             self._additions.append(addition)
             while addition.outcome is None and self._committing:
@@ -218,15 +213,18 @@ class Journal:
                 with self._additions_changed:
                     self._committing = False
                     self._additions_changed.notify_all()
-        if isinstance(addition.outcome, BaseException):
-            raise addition.outcome
-        return addition.outcome
+        outcome = addition.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None  # set by the commit that took the addition
+        return outcome
 
     def _commit_additions(self) -> None:
         """Write every addition waiting (this thread's, and those that arrived while the
         previous commit went to the disk) in one transaction; then set each one's outcome.
         Not before the commit: a thread woken for another reason may look at its outcome at
         any moment, and must not answer before its order is on the disk."""
+        outcomes: list[tuple[OrderRecord, bool] | BaseException]
         with self._lock:  # (taken first: orders arriving while it is waited for come too)
             with self._additions_changed:
                 waiting, self._additions = self._additions, []
@@ -243,7 +241,8 @@ class Journal:
         for addition, outcome in zip(waiting, outcomes):
             addition.outcome = outcome
 
-    def _insert_alone(self, addition: "_Addition") -> tuple["OrderRecord", bool] | Exception:
+    def _insert_alone(self,
+                      addition: "_Addition") -> tuple["OrderRecord", bool] | BaseException:
         """Insert *addition* among others: an error undoes it alone, and is returned."""
         self._db.execute("SAVEPOINT addition")
         try:
@@ -394,17 +393,6 @@ class Journal:
         with self._lock:
             rows = self._db.execute("SELECT id FROM orders WHERE state = ?", (state,)).fetchall()
         return {row["id"] for row in rows}
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator["Journal"]:
-        """One transaction for the writes made inside it (from this thread): one commit, one
-        fsync, for many small changes such as a plan's messages. Other threads wait."""
-        with self._lock, self._transaction():
-            self._batching.active = True
-            try:
-                yield self
-            finally:
-                self._batching.active = False
 
     def recent(self, limit: int) -> list[OrderRecord]:
         """The *limit* orders changed most recently, newest first."""
