@@ -118,22 +118,24 @@ class _ConnectionThreads:
 
     def _run(self):
         with self._changed:
-            while True:
-                if self._queue and self._working() <= self._serving:
-                    function, args = self._queue.popleft()
-                    self._changed.release()
-                    try:
-                        function(*args)
-                    finally:
-                        self._changed.acquire()
-                elif self._working() > self._serving or (self._closed and not self._queue):
-                    break  # back from a slow client, others took its turn; or closed
-                else:
-                    self._idle += 1
-                    self._changed.wait()
-                    self._idle -= 1
-            self._threads.discard(threading.current_thread())
-            self._changed.notify_all()  # shutdown() waits for this; an idle thread may serve
+            try:
+                while True:
+                    if self._queue and self._working() <= self._serving:
+                        function, args = self._queue.popleft()
+                        self._changed.release()
+                        try:
+                            function(*args)
+                        finally:
+                            self._changed.acquire()
+                    elif self._working() > self._serving or (self._closed and not self._queue):
+                        break  # back from a slow client, others took its turn; or closed
+                    else:
+                        self._idle += 1
+                        self._changed.wait()
+                        self._idle -= 1
+            finally:
+                self._threads.discard(threading.current_thread())
+                self._changed.notify_all()  # shutdown() waits for this; an idle thread may serve
 
 
 class _DeadlineReader(io.RawIOBase):
