@@ -488,3 +488,21 @@ def test_fuzz_every_order_gets_a_receipt_or_a_fault_naming_its_key(scheduler_sit
     assert receipt["Priority"] == 8.5
     wait_until(lambda: "planned for" in status_of(scheduler, "after-the-fuzz")["Message"],
                "the valid order to be planned")
+
+
+@pytest.mark.parametrize("with_poll", [True, False], ids=["poll", "select (no poll)"])
+def test_a_connection_is_ready_when_its_bytes_have_come(monkeypatch, with_poll):
+    """How the server tells a client slow to send from one whose request is there, with
+    select.poll where Python has it, and with select.select where it has not."""
+    import select
+
+    from torosmanager.server import _Readiness
+
+    if not with_poll:
+        monkeypatch.delattr(select, "poll")
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        readable, writable = _Readiness(server_side), _Readiness(server_side, writing=True)
+        assert not readable.now() and writable.now()
+        client_side.sendall(b"POST /RPC2 HTTP/1.0\r\n")
+        assert readable.now()

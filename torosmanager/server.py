@@ -138,6 +138,31 @@ class _ConnectionThreads:
                 self._changed.notify_all()  # shutdown() waits for this; an idle thread may serve
 
 
+class _Readiness:
+    """Whether a connection can be read from (or written to) at once, without waiting.
+
+    ``poll`` where Python has it (Linux, most macOS builds), ``select`` where it has not:
+    descriptors stay under select's limit of 1024 under the units' LimitNOFILE.
+    """
+
+    def __init__(self, connection, writing=False):
+        self.connection = connection
+        self.writing = writing
+        self._poll = None
+        if hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(connection, select.POLLOUT if writing else select.POLLIN)
+
+    def now(self):
+        """Whether the connection is ready now."""
+        if self._poll is not None:
+            return bool(self._poll.poll(0))
+        watched = [self.connection]
+        readable, writable, _ = select.select([] if self.writing else watched,
+                                              watched if self.writing else [], [], 0)
+        return bool(readable or writable)
+
+
 class _DeadlineReader(io.RawIOBase):
     """The reading side of a connection, with one deadline for a whole request.
 
@@ -153,8 +178,7 @@ class _DeadlineReader(io.RawIOBase):
         self.deadline = None
         self.expired = False
         self._waiting_for_client = waiting_for_client
-        self._arrived = select.poll()
-        self._arrived.register(connection, select.POLLIN)
+        self._arrived = _Readiness(connection)
 
     def readable(self):
         return True
@@ -167,7 +191,7 @@ class _DeadlineReader(io.RawIOBase):
                 raise TimeoutError("the request did not arrive in time")
             self.connection.settimeout(left)
         try:
-            if self._arrived.poll(0):
+            if self._arrived.now():
                 return self.connection.recv_into(buffer)
             with self._waiting_for_client():
                 return self.connection.recv_into(buffer)
@@ -184,15 +208,14 @@ class _AnswerWriter(io.BufferedIOBase):
         super().__init__()
         self.connection = connection
         self._waiting_for_client = waiting_for_client
-        self._room = select.poll()
-        self._room.register(connection, select.POLLOUT)
+        self._room = _Readiness(connection, writing=True)
 
     def writable(self):
         return True
 
     def write(self, data):
         with memoryview(data) as view:
-            if view.nbytes <= SEND_AT_ONCE_BYTES and self._room.poll(0):
+            if view.nbytes <= SEND_AT_ONCE_BYTES and self._room.now():
                 self.connection.sendall(view)
             else:
                 with self._waiting_for_client():
