@@ -139,27 +139,33 @@ class _ConnectionThreads:
 
 
 class _Readiness:
-    """Whether a connection can be read from (or written to) at once, without waiting.
+    """Whether a connection can be read from, or written to, at once, without waiting.
 
     ``poll`` where Python has it (Linux, most macOS builds), ``select`` where it has not:
     descriptors stay under select's limit of 1024 under the units' LimitNOFILE.
     """
 
-    def __init__(self, connection, writing=False):
+    def __init__(self, connection):
         self.connection = connection
-        self.writing = writing
         self._poll = None
         if hasattr(select, "poll"):
             self._poll = select.poll()
-            self._poll.register(connection, select.POLLOUT if writing else select.POLLIN)
+            self._poll.register(connection, select.POLLIN | select.POLLOUT)
 
-    def now(self):
-        """Whether the connection is ready now."""
+    def readable(self):
+        """Whether the client's bytes are there to be read."""
+        return self._ready(select.POLLIN, reading=True)
+
+    def writable(self):
+        """Whether the connection has room for an answer."""
+        return self._ready(select.POLLOUT, reading=False)
+
+    def _ready(self, event, reading):
         if self._poll is not None:
-            return bool(self._poll.poll(0))
+            return any(mask & event for _, mask in self._poll.poll(0))
         watched = [self.connection]
-        readable, writable, _ = select.select([] if self.writing else watched,
-                                              watched if self.writing else [], [], 0)
+        readable, writable, _ = select.select(watched if reading else [],
+                                              [] if reading else watched, [], 0)
         return bool(readable or writable)
 
 
@@ -172,13 +178,13 @@ class _DeadlineReader(io.RawIOBase):
     (:class:`_ConnectionThreads`).
     """
 
-    def __init__(self, connection, waiting_for_client):
+    def __init__(self, connection, readiness, waiting_for_client):
         super().__init__()
         self.connection = connection
         self.deadline = None
         self.expired = False
+        self._readiness = readiness
         self._waiting_for_client = waiting_for_client
-        self._arrived = _Readiness(connection)
 
     def readable(self):
         return True
@@ -191,7 +197,7 @@ class _DeadlineReader(io.RawIOBase):
                 raise TimeoutError("the request did not arrive in time")
             self.connection.settimeout(left)
         try:
-            if self._arrived.now():
+            if self._readiness.readable():
                 return self.connection.recv_into(buffer)
             with self._waiting_for_client():
                 return self.connection.recv_into(buffer)
@@ -204,26 +210,23 @@ class _AnswerWriter(io.BufferedIOBase):
     """The writing side of a connection: a client slow to take its answer is waited for as
     one slow to send its request is (see :class:`_DeadlineReader`)."""
 
-    def __init__(self, connection, waiting_for_client):
+    def __init__(self, connection, readiness, waiting_for_client):
         super().__init__()
         self.connection = connection
+        self._readiness = readiness
         self._waiting_for_client = waiting_for_client
-        self._room = _Readiness(connection, writing=True)
 
     def writable(self):
         return True
 
     def write(self, data):
         with memoryview(data) as view:
-            if view.nbytes <= SEND_AT_ONCE_BYTES and self._room.now():
+            if view.nbytes <= SEND_AT_ONCE_BYTES and self._readiness.writable():
                 self.connection.sendall(view)
             else:
                 with self._waiting_for_client():
                     self.connection.sendall(view)
             return view.nbytes
-
-    def fileno(self):
-        return self.connection.fileno()
 
 
 class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
@@ -237,10 +240,11 @@ class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
         self.timeout = self.server.request_timeout
         super().setup()
         self.rfile.close()
+        readiness = _Readiness(self.connection)
         waiting = self.server.connection_threads.waiting_for_client
-        self.reader = _DeadlineReader(self.connection, waiting)
+        self.reader = _DeadlineReader(self.connection, readiness, waiting)
         self.rfile = io.BufferedReader(self.reader)
-        self.wfile = _AnswerWriter(self.connection, waiting)
+        self.wfile = _AnswerWriter(self.connection, readiness, waiting)
 
     def handle_one_request(self):
         # From now (waiting for the request on a kept-alive connection included) the request
@@ -382,9 +386,10 @@ class FrontDeskServer(SimpleXMLRPCServer):
     request_timeout : float
         Seconds a client may take to send its request.
     max_connections : int
-        Connections served at once; more are answered 503.
+        Connections open at once, a thread each at most; more are answered 503.
     concurrent_requests : int
-        Requests parsed and answered at once; the others wait.
+        Requests parsed and answered at once, in the order they came; the others wait.
+        A connection waiting for its client does not count (see :class:`_ConnectionThreads`).
     users : dict, optional
         User name to password or hash; when given every request needs HTTP Basic
         credentials.
