@@ -484,6 +484,10 @@ SCHEMA = {
                                "frames"),
         "Block Rows": Setting("int", 512, "rows combined at a time when making masters (bounds "
                               "memory)", 1, 100_000),
+        "Kept Terms": Setting("int", 1024, "megabytes of shared memory keeping the "
+                              "calibration terms of one job for the next with the same masters, "
+                              "exposure time and gain (a 2048x2048 camera's take 32, a "
+                              "10560x10560 one's 892); 0: none kept", 0, 100_000),
     },
 }
 

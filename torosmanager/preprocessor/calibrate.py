@@ -256,7 +256,7 @@ def share_terms(task, bzero, prefix):
         with open(prefix + suffix, "wb") as stream:
             stream.truncate(height * width * np.dtype(np.float32).itemsize)
     with open(prefix + BANDS_SUFFIX, "wb") as stream:
-        stream.truncate(_band_count(task.layout.shape))
+        stream.truncate(band_count(task.layout.shape))
     return prefix
 
 
@@ -291,9 +291,9 @@ def terms(task, bzero):
     their files, else computed here (:class:`OwnTerms`). Either gives a block's rows with
     ``rows(start, stop)``."""
     if task.terms is not None and bzero == task.terms_bzero:
-        key = ("shared",) + _identity(task.terms + OFFSET_SUFFIX)
+        key = ("shared",) + file_identity(task.terms + OFFSET_SUFFIX)
     else:
-        key = (_identity(task.bias), _identity(task.dark), _identity(task.flat),
+        key = (file_identity(task.bias), file_identity(task.dark), file_identity(task.flat),
                float(task.exptime), float(task.gain), float(bzero))
     with _terms_lock:
         found = _terms_cache.get(key)
@@ -352,7 +352,7 @@ class SharedTerms:
                                    for suffix in (OFFSET_SUFFIX, SCALE_SUFFIX))
         self._rows = block_rows(shape[1])
         self._row_bytes = shape[1] * np.dtype(np.float32).itemsize
-        self._count = _band_count(shape)
+        self._count = band_count(shape)
         self._ready = np.zeros(self._count, dtype=bool)      # known to be filled
         self._elsewhere = np.zeros(self._count, dtype=bool)  # known to be claimed by others
         self._maker = None
@@ -459,7 +459,8 @@ class SharedTerms:
         return self._descriptors
 
 
-def _band_count(shape):
+def band_count(shape):
+    """How many bands of :func:`block_rows` rows the terms of frames of *shape* are made in."""
     return -(-shape[0] // block_rows(shape[1]))
 
 
@@ -524,7 +525,7 @@ def _open_master(path, shape):
     return frame
 
 
-def _identity(path):
+def file_identity(path):
     """A master file's identity: its name, and its time and size, so that a master rewritten
     by a re-run is read again."""
     if path is None:

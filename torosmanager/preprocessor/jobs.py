@@ -26,7 +26,8 @@ from ..journal import DONE, FAILED, QUEUED, RUNNING
 from ..order_queue import OrderQueue
 from ..workorders import WorkOrderError
 from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
-from .pipeline import PreprocessingError, calibrate
+from .pipeline import PreprocessingError, calibrate, shares_terms
+from .terms_store import TermsStore
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class JobQueue:
         self.settings = handler.settings
         self.orders = OrderQueue(handler.journal, Job)
         self._runner = None
+        # The terms of a job's groups of frames, kept in shared memory for the next jobs:
+        # a night's observations are jobs of their own, mostly with the same masters.
+        self._terms = (TermsStore(self.settings.kept_terms * 2 ** 20)
+                       if shares_terms(self.settings) else None)
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
 
     # --- called from the front desk and the service -------------------------------------
@@ -90,6 +95,8 @@ class JobQueue:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
+        if self._terms is not None:
+            self._terms.close()
 
     def describe(self):
         """For the health report: the executor, the order under way, how many wait."""
@@ -133,7 +140,8 @@ class JobQueue:
         try:
             runner = self._runner_for_job()
             outcome = calibrate(location, self.settings, runner, progress=reporter,
-                                stop=job.stop, clock=self.handler.clock)
+                                stop=job.stop, clock=self.handler.clock,
+                                terms_store=self._terms)
         except Stopped:
             if not job.cancelled:
                 log.info("[WO %s] stopped with the daemon; it will run again from the "

@@ -21,12 +21,9 @@ Re-running a night rewrites the same products (the same names, the same pixels).
 """
 
 import dataclasses
-import itertools
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -36,8 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..clock import Clock
-from .calibrate import (SHARED_MEMORY, ScienceTask, folded_bzero, remove_terms, share_terms,
-                        task_calibrate)
+from .calibrate import SHARED_MEMORY, ScienceTask, file_identity, folded_bzero, task_calibrate
 from .classify import Kind, classify, same_exptime
 from .executors import LOCAL, Stopped
 from .layout import Layout, LayoutError
@@ -46,6 +42,7 @@ from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, mas
                       master_name, normalise_flat, stack_rows, task_combine_rows,
                       task_flat_level, write_master)
 from .reading import FrameError, is_fits_name
+from .terms_store import TermsStore
 from .writing import sync_files
 
 log = logging.getLogger(__name__)
@@ -84,6 +81,8 @@ class Settings:
     trim: str | None = None
     cosmic_rays: bool = False
     block_rows: int = 512
+    #: Megabytes of calibration terms a daemon keeps from one job to the next.
+    kept_terms: int = 1024
 
     @classmethod
     def from_config(cls, config):
@@ -92,7 +91,8 @@ class Settings:
         return cls(workers=section["Workers"], executor=section["Executor"],
                    library=section["Master Library"], gain=section["Gain"],
                    overscan=section["Overscan"], trim=section["Trim"],
-                   cosmic_rays=section["Cosmic Rays"], block_rows=section["Block Rows"])
+                   cosmic_rays=section["Cosmic Rays"], block_rows=section["Block Rows"],
+                   kept_terms=section["Kept Terms"])
 
 
 @dataclass
@@ -171,7 +171,8 @@ class Outcome:
         return "; ".join(parts)
 
 
-def calibrate(location, settings, runner, progress=None, stop=None, clock=None):
+def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
+              terms_store=None):
     """Calibrate the frames at *location*.
 
     Parameters
@@ -188,6 +189,9 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None):
     clock : Clock, optional
         The configured clock (``Clock``), for ``CALDATE``: the daemons may run on simulated
         time. Default real UTC.
+    terms_store : TermsStore, optional
+        Where the terms of local workers are put, and kept for later jobs
+        (:mod:`.terms_store`). Default: a store of this job's own, which keeps none.
 
     Returns
     -------
@@ -202,7 +206,8 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None):
     RunnerError
         When the workers failed.
     """
-    return _Night(location, settings, runner, progress, stop, clock or Clock()).run()
+    return _Night(location, settings, runner, progress, stop, clock or Clock(),
+                  terms_store).run()
 
 
 def find_frames(location):
@@ -282,7 +287,7 @@ def _path_of(location):
 class _Night:
     """One run of :func:`calibrate`."""
 
-    def __init__(self, location, settings, runner, progress, stop, clock):
+    def __init__(self, location, settings, runner, progress, stop, clock, terms_store):
         self.location = location
         self.settings = settings
         self.runner = runner
@@ -294,18 +299,19 @@ class _Night:
         self._light_paths = set()  # to tell skipped light frames from other skipped files
         self.made = []          # masters made from this job's frames, for the library
         self._notes = set()
-        self._shared = None
-        self._group_numbers = itertools.count()  # names of the shared terms, unique per job
+        self.terms = terms_store
 
     # --- the steps ----------------------------------------------------------------------
 
     def run(self):
-        self._shared = _shared_directory(self.settings)
+        own = None
+        if self.terms is None and shares_terms(self.settings):
+            own = self.terms = TermsStore(0)
         try:
             return self._run()
         finally:
-            if self._shared is not None:
-                shutil.rmtree(self._shared, ignore_errors=True)
+            if own is not None:
+                own.close()
 
     def _run(self):
         paths, missing = find_frames(self.location)
@@ -442,26 +448,23 @@ class _Night:
             os.makedirs(directory, exist_ok=True)
         self._calibrated, total = 0, len(tasks)
         self._step(f"calibrating {geometry.label}: 0/{total}")
-        if self._shared is None:
+        if self.terms is None:
             self._calibrate(tasks, geometry, total)
             return
         # Frames of one group share their terms: computed once, by the workers as their first
-        # frames need them, and mapped by all.
-        groups = _group(tasks, lambda task: (task.bias, task.dark, task.flat, task.exptime,
-                                             task.gain, task.terms_bzero))
-        for group in groups.values():
-            prefix = os.path.join(self._shared, f"group{next(self._group_numbers)}")
+        # frames need them, and mapped by all; or kept from an earlier job.
+        for key, group in _group(tasks, _terms_key).items():
             try:
-                try:
-                    share_terms(group[0], group[0].terms_bzero, prefix)
-                except OSError as error:
-                    # Each worker computes its own.
-                    log.warning("cannot share the terms of %s: %s", group[0].path, error)
-                else:
-                    group = [dataclasses.replace(task, terms=prefix) for task in group]
+                prefix = self.terms.place(key, group[0], group[0].terms_bzero)
+            except OSError as error:  # each worker computes its own
+                log.warning("cannot share the terms of %s: %s", group[0].path, error)
                 self._calibrate(group, geometry, total)
+                continue
+            try:
+                self._calibrate([dataclasses.replace(task, terms=prefix) for task in group],
+                                geometry, total)
             finally:
-                remove_terms(prefix)
+                self.terms.release(key, prefix, tuple(group[0].layout.shape))
 
     def _calibrate(self, tasks, geometry, total):
         """Run the science *tasks* on the workers; count and report them."""
@@ -656,17 +659,17 @@ class _Night:
         self.report(text, self.outcome.done, self.outcome.total)
 
 
-def _shared_directory(settings):
-    """A private directory in shared memory for the terms, when the workers are local
-    processes of this machine and it has shared memory; else ``None``."""
-    if settings.executor != LOCAL or not os.path.isdir(SHARED_MEMORY):
-        return None
-    try:
-        return tempfile.mkdtemp(prefix="toros-calibration-", dir=SHARED_MEMORY)
-    except OSError as error:
-        log.warning("no shared memory for the calibration terms (%s): each worker computes "
-                    "its own", error)
-        return None
+def shares_terms(settings):
+    """Whether the workers share their terms in shared memory: they are local processes of
+    this machine, and it has shared memory."""
+    return settings.executor == LOCAL and os.path.isdir(SHARED_MEMORY)
+
+
+def _terms_key(task):
+    """What a science task's terms depend on: its masters (each file's identity, so that a
+    master rewritten is read again), exposure time, gain, folded ``BZERO`` and shape."""
+    return (file_identity(task.bias), file_identity(task.dark), file_identity(task.flat),
+            task.exptime, task.gain, task.terms_bzero, tuple(task.layout.shape))
 
 
 def _group(frames, key):
