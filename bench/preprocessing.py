@@ -291,7 +291,7 @@ def verdicts(arguments, rows):
         high = floor["high"] / each["low"]
         met = each["ratio"] >= GOAL_RATIO
         verdict = ("met" if met else
-                   f"NOT met: {GOAL_RATIO - each['ratio']:.2f} short, ours would need "
+                   f"NOT met: {GOAL_RATIO - each['ratio']:.3f} short, ours would need "
                    f"≤ {floor['median'] / GOAL_RATIO:.4g} s/frame")
         lines.append(f"- {each['size']}², {each['what']}: {each['median']:.4g} s/frame against "
                      f"the faster floor ({floor['what']}) {floor['median']:.4g}: "

@@ -3,6 +3,7 @@ order calibrates a night in the background while Status follows it; bad inputs a
 the front desk or reported in Status; Cancel stops a job; a job under way when the daemon stops
 runs again from the beginning at the next start."""
 
+import os
 import shutil
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
@@ -168,6 +169,14 @@ class TestHealth:
         calibration = health["Devices"]["Calibration"]
         assert calibration["Workers"] == 2 and "Queued" in calibration
         assert "local" in calibration["Executor"]
+
+    @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="terms are kept in /dev/shm")
+    def test_reports_the_terms_kept_for_the_next_job(self, site, result):
+        calibration = site.proxy("preprocessor").front_desk({"WOType": "Status"})["Devices"][
+            "Calibration"]
+        kept = calibration["Kept Terms"]  # at least the night's lights': 128x128, one group
+        assert kept["Sets"] >= 1 and kept["Megabytes"] >= 0.1
+        assert kept["Budget Megabytes"] == 1024.0
 
 
 class TestStopping:

@@ -106,8 +106,11 @@ class JobQueue:
             executor = f"{self.settings.workers} local worker process(es), started for each job"
         else:
             executor = f"Dask scheduler {self.settings.executor} (reached with the first job)"
-        return dict({"Executor": executor, "Workers": self.settings.workers},
-                    **self.orders.describe())
+        described = dict({"Executor": executor, "Workers": self.settings.workers},
+                         **self.orders.describe())
+        if self._terms is not None:
+            described["Kept Terms"] = self._terms.describe()
+        return described
 
     # --- the job thread ------------------------------------------------------------------
 

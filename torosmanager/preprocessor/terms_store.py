@@ -101,6 +101,13 @@ class TermsStore:
             _, oldest = self._kept.popitem(last=False)
             remove_terms(oldest.prefix)
 
+    def describe(self):
+        """For the health report: the sets of terms kept, the megabytes they hold, and the
+        budget."""
+        held = sum(kept.size for kept in self._kept.values())
+        return {"Sets": len(self._kept), "Megabytes": round(held / 2 ** 20, 1),
+                "Budget Megabytes": round(self.budget / 2 ** 20, 1)}
+
     def close(self):
         """Delete every term kept, and the store's directory."""
         self._kept.clear()
