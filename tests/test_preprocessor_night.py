@@ -16,7 +16,9 @@ from preprocessing_data import make_night
 from torosmanager.commands import calibrate as command
 from torosmanager.config import default_config
 from torosmanager.preprocessor.classify import Kind, kind_of
+from torosmanager.preprocessor.calibrate import OFFSET_SUFFIX
 from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate
+from torosmanager.preprocessor.terms_store import TermsStore
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,65 @@ class TestWhereThingsGo:
         assert reports[-1] == ("done", 16, 16)
         steps = [step for step, _, _ in reports]
         assert "reading headers" in steps and any(s.startswith("calibrating") for s in steps)
+
+
+class TestTermsKeptBetweenJobs:
+    """A night's observations reach the preprocessor as jobs of their own, mostly with the
+    same masters, exposure time and gain: a later job maps the terms an earlier one made
+    (``Preprocessor → Kept Terms``) instead of making them again, and makes the very bytes it
+    would have made alone; a master rewritten gives new terms."""
+
+    @staticmethod
+    def lights(night):
+        return [str(path) for path in raw_files(night, "LIGHT")]
+
+    @staticmethod
+    def products(outcome):
+        """The products' digests by name; the products are then deleted."""
+        found = {os.path.basename(path): digest([path])[path] for path in outcome.products}
+        for path in outcome.products:
+            os.unlink(path)
+        return found
+
+    @staticmethod
+    def kept_offsets(store):
+        return {kept.prefix: os.stat(kept.prefix + OFFSET_SUFFIX).st_mtime_ns
+                for kept in store._kept.values()}
+
+    def test_a_later_job_maps_the_terms_an_earlier_one_made(self, night, runner, library):
+        settings = Settings(library=library)
+        calibrate(str(night), settings, runner)  # the night's masters, into the library
+        alone = self.products(calibrate(self.lights(night), settings, runner))  # none kept
+        store = TermsStore(2 ** 20)
+        try:
+            first = self.products(calibrate(self.lights(night), settings, runner,
+                                            terms_store=store))
+            made = self.kept_offsets(store)
+            assert len(made) == 1  # one group: the lights share masters, exposure and gain
+            later = self.products(calibrate(self.lights(night), settings, runner,
+                                            terms_store=store))
+            assert self.kept_offsets(store) == made  # mapped, not written again
+            assert first == later == alone and len(alone) == 3
+        finally:
+            store.close()
+
+    def test_terms_are_made_again_for_a_master_rewritten(self, night, runner, library):
+        settings = Settings(library=library)
+        calibrate(str(night), settings, runner)
+        store = TermsStore(2 ** 20)
+        try:
+            before = self.products(calibrate(self.lights(night), settings, runner,
+                                             terms_store=store))
+            bias = next(os.path.join(root, name) for root, _, names in os.walk(library)
+                        for name in names if root.split(os.sep)[-2] == "bias")
+            with fits.open(bias, mode="update") as hdus:  # a re-run replaced the master
+                hdus[0].data = hdus[0].data + np.float32(5.0)
+            after = self.products(calibrate(self.lights(night), settings, runner,
+                                            terms_store=store))
+            alone = self.products(calibrate(self.lights(night), settings, runner))
+            assert after == alone and after != before
+        finally:
+            store.close()
 
 
 class TestRerunning:

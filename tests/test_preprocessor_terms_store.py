@@ -1,27 +1,14 @@
-"""Calibration terms kept from one job to the next (``Preprocessor → Kept Terms``).
+"""The store of calibration terms kept from one job to the next (``Preprocessor → Kept
+Terms``): terms are kept only when complete, only within the budget (the least recently used
+let go first), and those of a process that is gone are deleted. Jobs using it, with real
+workers: ``test_preprocessor_night.py``, ``TestTermsKeptBetweenJobs``."""
 
-A night's observations reach the preprocessor as jobs of their own, mostly with the same
-masters, exposure time and gain: a later job maps the terms an earlier one made instead of
-making them again, and its products are the very bytes it would have made alone. Terms are
-kept only when complete, only within the budget (the least recently used let go first), and
-never for masters other than their own.
-"""
-
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-from astropy.io import fits
-
-from preprocessing_data import make_night
-from torosmanager.preprocessor.calibrate import (BAND_DONE, BANDS_SUFFIX, OFFSET_SUFFIX,
-                                                 ScienceTask, band_count)
+from torosmanager.preprocessor.calibrate import BAND_DONE, BANDS_SUFFIX, ScienceTask, band_count
 from torosmanager.preprocessor.layout import Layout
-from torosmanager.preprocessor.pipeline import Settings, calibrate
 from torosmanager.preprocessor.terms_store import TermsStore
 
 SHAPE = (40, 30)
@@ -102,71 +89,4 @@ class TestTheStore:
         store.place("key", task(tmp_path), 0.0)
         assert not (tmp_path / f"toros-calibration-{gone}-abc").exists()
         assert (tmp_path / f"toros-calibration-{os.getpid()}-abc").exists()
-        store.close()
-
-
-# --- jobs of a night, with real workers ----------------------------------------------------
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return make_night(tmp_path_factory.mktemp("base"))
-
-
-@pytest.fixture
-def night(base, tmp_path):
-    directory = tmp_path / base.directory.name
-    shutil.copytree(base.directory, directory)
-    return directory
-
-
-def lights(night):
-    raw = night / "raw"
-    return [str(raw / name) for name in sorted(os.listdir(raw)) if "_LIGHT_" in name]
-
-
-def products(outcome):
-    found = {os.path.basename(path): hashlib.sha256(open(path, "rb").read()).hexdigest()
-             for path in outcome.products}
-    for path in outcome.products:
-        os.unlink(path)
-    return found
-
-
-def kept_offsets(store):
-    return {kept.prefix: os.stat(kept.prefix + OFFSET_SUFFIX).st_mtime_ns
-            for kept in store._kept.values()}
-
-
-def test_a_later_job_maps_the_terms_an_earlier_one_made(night, runner, tmp_path):
-    library = str(tmp_path / "masters")
-    settings = Settings(library=library)
-    calibrate(str(night), settings, runner)  # the night's masters, into the library
-    alone = products(calibrate(lights(night), settings, runner))  # no terms kept
-    store = TermsStore(2 ** 20)
-    try:
-        first = products(calibrate(lights(night), settings, runner, terms_store=store))
-        made = kept_offsets(store)
-        assert len(made) == 1  # one group: the lights share masters, exposure and gain
-        later = products(calibrate(lights(night), settings, runner, terms_store=store))
-        assert kept_offsets(store) == made  # mapped, not written again
-        assert first == later == alone and len(alone) == 3
-    finally:
-        store.close()
-
-
-def test_terms_are_made_again_for_a_master_rewritten(night, runner, tmp_path):
-    library = str(tmp_path / "masters")
-    settings = Settings(library=library)
-    calibrate(str(night), settings, runner)
-    store = TermsStore(2 ** 20)
-    try:
-        before = products(calibrate(lights(night), settings, runner, terms_store=store))
-        bias = next(os.path.join(root, name) for root, _, names in os.walk(library)
-                    for name in names if root.split(os.sep)[-2] == "bias")
-        with fits.open(bias, mode="update") as hdus:  # a re-run replaced the master
-            hdus[0].data = hdus[0].data + np.float32(5.0)
-        after = products(calibrate(lights(night), settings, runner, terms_store=store))
-        alone = products(calibrate(lights(night), settings, runner))
-        assert after == alone and after != before
-    finally:
         store.close()
