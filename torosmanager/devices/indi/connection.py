@@ -60,6 +60,13 @@ MESSAGES_KEPT = 5
 #: Seconds the background thread may take to stop once asked.
 STOP_TIMEOUT = 5.0
 
+#: Seconds after connecting during which a property the device has not defined yet is waited
+#: for before it is taken as absent: a driver defines its properties in a burst once
+#: connected, the ones it cannot work without (waited for by :meth:`IndiConnection.connect`)
+#: not always first. (The INDI Telescope Simulator defined TELESCOPE_PARK after
+#: EQUATORIAL_EOD_COORD, and a park asked at once was refused as "not defined".)
+DEFINITION_GRACE_SECONDS = 2.0
+
 #: The setting that renames properties: standard name → the device's own name.
 PROPERTIES_SETTING = "Properties"
 
@@ -181,6 +188,7 @@ class IndiConnection:
         self.connected = False
         # True while connect() runs: its own requests are allowed before `connected`.
         self._connecting = False
+        self._connected_at = float("-inf")  # time.monotonic() when connect() succeeded
         self._loop = None
         self._thread = None
         self._client = None
@@ -236,6 +244,7 @@ class IndiConnection:
         finally:
             self._connecting = False
         self.connected = True
+        self._connected_at = time.monotonic()
         logger.info("%s: connected", self.label)
 
     def _connect(self, operation, required):
@@ -474,9 +483,14 @@ class IndiConnection:
                                         + (f" ({cause})" if cause else ""))
 
     def optional(self, standard, operation=None):
-        """A :class:`Reading` of *standard*, or ``None`` when the device does not define it."""
+        """A :class:`Reading` of *standard*, or ``None`` when the device does not define it
+        (waited for while the device may still be defining its properties, see
+        :data:`DEFINITION_GRACE_SECONDS`)."""
         operation = operation or f"reading {self.property_name(standard)}"
         self._check_reachable(operation)
+        grace = self._connected_at + DEFINITION_GRACE_SECONDS - time.monotonic()
+        if grace > 0:
+            self.wait(lambda: self._defined(standard), grace)
         return self._in_loop(lambda: self._copy(standard), operation)
 
     def read(self, standard, operation=None):
