@@ -291,10 +291,9 @@ def terms(task, bzero):
     their files, else computed here (:class:`OwnTerms`). Either gives a block's rows with
     ``rows(start, stop)``."""
     if task.terms is not None and bzero == task.terms_bzero:
-        key = ("shared",) + file_identity(task.terms + OFFSET_SUFFIX)
+        key = ("shared",) + _identity(task.terms + OFFSET_SUFFIX)
     else:
-        key = (file_identity(task.bias), file_identity(task.dark), file_identity(task.flat),
-               float(task.exptime), float(task.gain), float(bzero))
+        key = terms_key(task, bzero)
     with _terms_lock:
         found = _terms_cache.get(key)
         if found is not None:
@@ -304,6 +303,14 @@ def terms(task, bzero):
     with _terms_lock:
         _terms_cache[key] = found
     return found
+
+
+def terms_key(task, bzero):
+    """What the terms of *task* depend on, and nothing else: its masters (each file's identity,
+    so that a master rewritten is read again), exposure time, gain, the folded *bzero* and the
+    frame's shape."""
+    return (_identity(task.bias), _identity(task.dark), _identity(task.flat),
+            float(task.exptime), float(task.gain), float(bzero), tuple(task.layout.shape))
 
 
 class OwnTerms:
@@ -525,7 +532,7 @@ def _open_master(path, shape):
     return frame
 
 
-def file_identity(path):
+def _identity(path):
     """A master file's identity: its name, and its time and size, so that a master rewritten
     by a re-run is read again."""
     if path is None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..clock import Clock
-from .calibrate import SHARED_MEMORY, ScienceTask, file_identity, folded_bzero, task_calibrate
+from .calibrate import SHARED_MEMORY, ScienceTask, folded_bzero, task_calibrate, terms_key
 from .classify import Kind, classify, same_exptime
 from .executors import LOCAL, Stopped
 from .layout import Layout, LayoutError
@@ -453,7 +453,8 @@ class _Night:
             return
         # Frames of one group share their terms: computed once, by the workers as their first
         # frames need them, and mapped by all; or kept from an earlier job.
-        for key, group in _group(tasks, _terms_key).items():
+        groups = _group(tasks, lambda task: terms_key(task, task.terms_bzero))
+        for key, group in groups.items():
             try:
                 prefix = self.terms.place(key, group[0], group[0].terms_bzero)
             except OSError as error:  # each worker computes its own
@@ -663,13 +664,6 @@ def shares_terms(settings):
     """Whether the workers share their terms in shared memory: they are local processes of
     this machine, and it has shared memory."""
     return settings.executor == LOCAL and os.path.isdir(SHARED_MEMORY)
-
-
-def _terms_key(task):
-    """What a science task's terms depend on: its masters (each file's identity, so that a
-    master rewritten is read again), exposure time, gain, folded ``BZERO`` and shape."""
-    return (file_identity(task.bias), file_identity(task.dark), file_identity(task.flat),
-            task.exptime, task.gain, task.terms_bzero, tuple(task.layout.shape))
 
 
 def _group(frames, key):
