@@ -210,49 +210,92 @@ def _answers(proxy):
 #: Requests sent at once, and how many the server may parse and answer at once.
 SIMULTANEOUS = 6
 CONCURRENT = 2
-#: Seconds each request holds its slot in the concurrency test.
+#: Seconds each request holds its turn in the concurrency tests.
 HOLD_SECONDS = 0.2
+
+
+class CountingServer:
+    """A FrontDeskServer whose front desk holds each request for *hold* seconds and counts
+    how many were inside it at once (``peak``)."""
+
+    def __init__(self, hold=HOLD_SECONDS):
+        from torosmanager.server import FrontDeskServer
+
+        self.server = FrontDeskServer("test", "127.0.0.1", 0,
+                                      request_limit=(100_000, "Server → Max Request Bytes"),
+                                      request_timeout=10.0, max_connections=SIMULTANEOUS * 2,
+                                      concurrent_requests=CONCURRENT)
+        self.hold = hold
+        self.peak = 0
+        self._inside = 0
+        self._lock = threading.Lock()
+        self.server.publish(self.front_desk)
+
+    def front_desk(self, order):
+        with self._lock:
+            self._inside += 1
+            self.peak = max(self.peak, self._inside)
+        time.sleep(self.hold)
+        with self._lock:
+            self._inside -= 1
+        return {"Answered": order["N"]}
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exception):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def ask_all(self, numbers):
+        """Send one order per number, each from its own thread; return the answers."""
+        answers = []
+
+        def ask(number):
+            proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.server.port}/")
+            answers.append(proxy.front_desk({"N": number})["Answered"])
+
+        clients = [threading.Thread(target=ask, args=(n,)) for n in numbers]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=30)
+        return answers
 
 
 def test_at_most_concurrent_requests_are_parsed_and_answered_at_once():
     """Parsing takes memory (eight billion-laughs requests took the scheduler from 212 to
     642 MB): beyond Server → Concurrent Requests, requests wait their turn; none is lost."""
-    from torosmanager.server import FrontDeskServer
-
-    server = FrontDeskServer("test", "127.0.0.1", 0,
-                             request_limit=(100_000, "Server → Max Request Bytes"),
-                             request_timeout=10.0, max_connections=SIMULTANEOUS * 2,
-                             concurrent_requests=CONCURRENT)
-    lock, inside, peak = threading.Lock(), [0], [0]
-
-    def front_desk(order):
-        with lock:
-            inside[0] += 1
-            peak[0] = max(peak[0], inside[0])
-        time.sleep(HOLD_SECONDS)
-        with lock:
-            inside[0] -= 1
-        return {"Answered": order["N"]}
-
-    server.publish(front_desk)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    answers = []
-    try:
-        def ask(number):
-            proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{server.port}/")
-            answers.append(proxy.front_desk({"N": number})["Answered"])
-
-        clients = [threading.Thread(target=ask, args=(n,)) for n in range(SIMULTANEOUS)]
-        for client in clients:
-            client.start()
-        for client in clients:
-            client.join(timeout=30)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with CountingServer() as counting:
+        answers = counting.ask_all(range(SIMULTANEOUS))
     assert sorted(answers) == list(range(SIMULTANEOUS))
-    assert peak[0] == CONCURRENT
+    assert counting.peak == CONCURRENT
+
+
+def test_a_client_back_with_its_bytes_waits_for_a_turn():
+    """A thread waiting for a slow client gives its turn away; when the client's bytes come
+    while every turn is taken, its request waits, and is answered after."""
+    with CountingServer(hold=1.0) as counting:
+        body = xmlrpc.client.dumps(({"N": 99},), "front_desk").encode()
+        head = (f"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=30) as slow:
+            slow.sendall(head + body[:10])
+            time.sleep(0.3)  # its thread now waits for the rest of the body
+            quick = threading.Thread(target=lambda: answers.extend(
+                counting.ask_all(range(CONCURRENT))))
+            answers = []
+            quick.start()
+            time.sleep(0.3)  # the quick ones hold every turn
+            slow.sendall(body[10:])
+            answer = b""
+            while chunk := slow.recv(10_000):  # until the server closes it
+                answer += chunk
+            quick.join(timeout=30)
+    assert answer.startswith(b"HTTP/1.0 200") and b"<int>99</int>" in answer
+    assert sorted(answers) == list(range(CONCURRENT))
+    assert counting.peak == CONCURRENT
 
 
 def test_slow_clients_beyond_the_concurrent_requests_hold_up_no_one():

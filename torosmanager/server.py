@@ -45,9 +45,11 @@ class _ConnectionThreads:
 
     At most *serving* of them work at once (``Server → Concurrent Requests``): more would only
     take turns at the one processor Python gives a process, each request slower, and the last
-    ones much slower. A thread that waits for its client's bytes does not count: another starts
-    in its place, up to *most* threads (``Server → Max Connections``), so that a slow client
-    holds up no one but itself. Threads are kept for later connections.
+    ones much slower, and parsing takes memory. A thread that waits for its client's bytes
+    gives up its turn: another starts in its place, up to *most* threads (``Server → Max
+    Connections``), so that a slow client holds up no one but itself. Back from its client, a
+    thread waits for a turn again, ahead of connections not yet begun. Threads are kept for
+    later connections.
 
     Parameters
     ----------
@@ -64,10 +66,13 @@ class _ConnectionThreads:
         self._most = most
         self._name = name
         self._queue = collections.deque()
-        self._changed = threading.Condition()
+        lock = threading.Lock()
+        self._changed = threading.Condition(lock)  # idle threads, and shutdown(), wait on it
+        self._turn_free = threading.Condition(lock)  # threads back from their clients wait on it
         self._threads = set()
         self._idle = 0
         self._waiting = 0  # for their clients' bytes
+        self._returning = 0  # back from their clients, waiting for a turn
         self._started = 0
         self._closed = False
 
@@ -81,7 +86,8 @@ class _ConnectionThreads:
 
     @contextlib.contextmanager
     def waiting_for_client(self):
-        """The calling thread waits for its client, not for the processor, meanwhile."""
+        """The calling thread waits for its client, not for the processor, meanwhile; then
+        for a turn."""
         with self._changed:
             self._waiting += 1
             self._take_up()
@@ -90,6 +96,10 @@ class _ConnectionThreads:
         finally:
             with self._changed:
                 self._waiting -= 1
+                self._returning += 1
+                while self._working() >= self._serving:
+                    self._turn_free.wait()
+                self._returning -= 1
 
     def shutdown(self):
         """Serve what was submitted, then end the threads; return once they have ended."""
@@ -100,14 +110,18 @@ class _ConnectionThreads:
                 self._changed.wait()
 
     def _working(self):
-        return len(self._threads) - self._idle - self._waiting
+        return len(self._threads) - self._idle - self._waiting - self._returning
 
     def _take_up(self):
-        """(Holding the lock.) Have the queued work taken up by an idle thread or a new one,
-        unless *serving* threads are at work."""
-        if not self._queue or self._working() >= self._serving:
+        """(Holding the lock.) Give a free turn to a thread back from its client or, failing
+        that, to queued work: an idle thread or a new one."""
+        if self._working() >= self._serving:
             return
-        if self._idle:
+        if self._returning:
+            self._turn_free.notify()
+        elif not self._queue:
+            return
+        elif self._idle:
             self._changed.notify()
         elif len(self._threads) < self._most:
             self._started += 1
@@ -119,23 +133,24 @@ class _ConnectionThreads:
     def _run(self):
         with self._changed:
             try:
-                while True:
-                    if self._queue and self._working() <= self._serving:
+                while self._queue or not self._closed:
+                    # This thread counts as working: it may start if the others leave a turn.
+                    if self._queue and not self._returning and self._working() <= self._serving:
                         function, args = self._queue.popleft()
                         self._changed.release()
                         try:
                             function(*args)
                         finally:
                             self._changed.acquire()
-                    elif self._working() > self._serving or (self._closed and not self._queue):
-                        break  # back from a slow client, others took its turn; or closed
                     else:
                         self._idle += 1
+                        self._take_up()  # this thread's turn to another
                         self._changed.wait()
                         self._idle -= 1
             finally:
                 self._threads.discard(threading.current_thread())
-                self._changed.notify_all()  # shutdown() waits for this; an idle thread may serve
+                self._take_up()
+                self._changed.notify_all()  # shutdown() waits for this
 
 
 class _Readiness:
