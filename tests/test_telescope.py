@@ -135,10 +135,19 @@ def test_a_closed_dome_interrupts_instead_of_exposing(make_site):
     assert "no heartbeat from the scheduler yet" in result["Message"]
 
 
+#: Degrees per simulated second the mount slews in the test below: slow enough that the
+#: 37° slew (370 s simulated, 3.7 s real) outlasts the dome's answer on a loaded machine;
+#: and the simulated seconds a slew may then take.
+SLOW_SLEW_RATE = 0.1
+SLOW_SLEW_TIMEOUT = 3600
+
+
 def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
     """A telescope already observing starts the slew to a target of opportunity before the
     dome daemon answers; a dome found closed then stops the slew, and no frame is taken."""
-    site = make_site(settings(Scheduler={"Manage Dome": False})).start(
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Slew Rate": SLOW_SLEW_RATE},
+                              Telescope={"Slew Timeout": SLOW_SLEW_TIMEOUT})).start(
         "dome", "telescope", "scheduler")  # the scheduler's heartbeat keeps the dome safe
     open_dome(site)
     telescope = site.proxy("telescope")
