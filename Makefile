@@ -542,7 +542,8 @@ deb: ## build dist/toros-manager_<version>_<arch>.deb (Debian/Ubuntu, dpkg-deb):
 	mkdir -p "$(DIST)"; \
 	deb="$(DIST)/toros-manager_$(VERSION)_$$arch.deb"; \
 	dpkg-deb --root-owner-group -Z$(DEB_COMPRESSION) $(if $(DEB_COMPRESSION_LEVEL),-z$(DEB_COMPRESSION_LEVEL)) --build "$(DEB_ROOT)" "$$deb"; \
-	echo "built $$deb (depends on $$python): sudo apt install ./$$deb"
+	case "$$deb" in /*) at="$$deb" ;; *) at="./$$deb" ;; esac; \
+	echo "built $$deb (depends on $$python): sudo apt install $$at"
 
 # ---------------------------------------------------------------------------
 # Uninstall: config, data and logs stay unless PURGE=1.

@@ -81,7 +81,8 @@ def test_the_package_is_named_for_its_version_and_architecture(deb):
     assert fields["Package"] == "toros-manager"
     assert fields["Version"] == torosmanager.__version__
     assert fields["Architecture"] == arch
-    assert "sudo apt install ./" in deb["log"]
+    # The command to install it, as apt needs it: a path (DIST is absolute here).
+    assert f"sudo apt install {deb['path']}\n" in deb["log"]
 
 
 def test_it_depends_on_the_debian_python_its_venv_was_made_from(deb):
