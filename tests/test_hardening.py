@@ -283,9 +283,9 @@ def test_a_client_back_with_its_bytes_waits_for_a_turn():
         with socket.create_connection(("127.0.0.1", counting.server.port), timeout=30) as slow:
             slow.sendall(head + body[:10])
             time.sleep(0.3)  # its thread now waits for the rest of the body
+            answers = []
             quick = threading.Thread(target=lambda: answers.extend(
                 counting.ask_all(range(CONCURRENT))))
-            answers = []
             quick.start()
             time.sleep(0.3)  # the quick ones hold every turn
             slow.sendall(body[10:])
