@@ -91,9 +91,11 @@ def test_the_dome_parks_at_its_park_azimuth_and_reads_parked(dome, indi_server):
     dome.start_park()
     parking = dome.state()
     assert parking.slewing and not parking.parked  # DOME_PARK is Busy until it is there
-    parked = wait_for(lambda: (state := dome.state()).parked and state, MOTION_TIMEOUT,
-                      "the dome to park", POLL_INTERVAL)
-    assert parked.azimuth == pytest.approx(PARK_AZIMUTH, abs=0.5)
+    # DOME_PARK and the last azimuth come from the simulator as two messages: in CI, under
+    # load, a read between them found the dome parked at the azimuth before (110°).
+    wait_for(lambda: (state := dome.state()).parked
+             and abs(state.azimuth - PARK_AZIMUTH) <= 0.5, MOTION_TIMEOUT,
+             f"the dome to be parked at {PARK_AZIMUTH}°", POLL_INTERVAL)
     # The simulator closes the shutter while it turns, and calls the dome parked as soon as it
     # is at the azimuth: the shutter may still be closing (the state says it is moving).
     still = settled(dome, "the shutter to close")
