@@ -218,12 +218,13 @@ class CountingServer:
     """A FrontDeskServer whose front desk holds each request for *hold* seconds and counts
     how many were inside it at once (``peak``)."""
 
-    def __init__(self, hold=HOLD_SECONDS):
+    def __init__(self, hold=HOLD_SECONDS, request_timeout=10.0):
         from torosmanager.server import FrontDeskServer
 
         self.server = FrontDeskServer("test", "127.0.0.1", 0,
                                       request_limit=(100_000, "Server → Max Request Bytes"),
-                                      request_timeout=10.0, max_connections=SIMULTANEOUS * 2,
+                                      request_timeout=request_timeout,
+                                      max_connections=SIMULTANEOUS * 2,
                                       concurrent_requests=CONCURRENT)
         self.hold = hold
         self.peak = 0
@@ -302,40 +303,31 @@ def test_slow_clients_beyond_the_concurrent_requests_hold_up_no_one():
     """Requests are served a few at a time (Server → Concurrent Requests), but a client slow
     to send its request does not hold a turn: with more such clients than turns, a quick
     client is still answered at once, and the slow ones are answered when their bytes come."""
-    from torosmanager.server import FrontDeskServer
-
-    server = FrontDeskServer("test", "127.0.0.1", 0,
-                             request_limit=(100_000, "Server → Max Request Bytes"),
-                             request_timeout=30.0, max_connections=SIMULTANEOUS * 2,
-                             concurrent_requests=CONCURRENT)
-    server.publish(lambda order: {"Answered": order["N"]})
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
     body = xmlrpc.client.dumps(({"N": 7},), "front_desk").encode()
     head = (f"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
-    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=30)
-            for _ in range(CONCURRENT + 2)]
-    try:
-        for connection in slow:
-            connection.sendall(head + body[:10])  # the rest of the body later
-        time.sleep(0.5)  # each is being read by a thread of the server
-        started = time.monotonic()
-        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{server.port}/")
-        assert proxy.front_desk({"N": 1}) == {"Answered": 1}
-        assert time.monotonic() - started < 5.0  # not after the slow ones' 30 s timeout
-        for connection in slow:
-            connection.sendall(body[10:])
-        for connection in slow:
-            answer = b""
-            while chunk := connection.recv(10_000):  # until the server closes it
-                answer += chunk
-            assert answer.startswith(b"HTTP/1.0 200") and b"<int>7</int>" in answer
-    finally:
-        for connection in slow:
-            connection.close()
-        server.shutdown()
-        server.server_close()
+    with CountingServer(hold=0, request_timeout=30.0) as counting:
+        port = counting.server.port
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=30)
+                for _ in range(CONCURRENT + 2)]
+        try:
+            for connection in slow:
+                connection.sendall(head + body[:10])  # the rest of the body later
+            time.sleep(0.5)  # each is being read by a thread of the server
+            started = time.monotonic()
+            proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
+            assert proxy.front_desk({"N": 1}) == {"Answered": 1}
+            assert time.monotonic() - started < 5.0  # not after the slow ones' 30 s timeout
+            for connection in slow:
+                connection.sendall(body[10:])
+            for connection in slow:
+                answer = b""
+                while chunk := connection.recv(10_000):  # until the server closes it
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.0 200") and b"<int>7</int>" in answer
+        finally:
+            for connection in slow:
+                connection.close()
 
 
 def test_the_listen_backlog_is_at_least_128(make_site):
