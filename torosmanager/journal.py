@@ -255,15 +255,19 @@ class Journal:
 
     def _insert(self, addition: "_Addition") -> tuple["OrderRecord", bool]:
         record = addition.record
-        existing = self.get(record.id)
-        if existing is not None:
-            return existing, False
-        self._db.execute(
+        # A known ID is found by the insert itself: a new order, nearly every one, costs no
+        # separate lookup.
+        inserted = self._db.execute(
             "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
-            " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING",
             (record.id, record.wotype, record.submitted, addition.encoded, record.priority,
              record.priority_reason, record.state, record.message, record.created,
-             record.updated))
+             record.updated)).rowcount
+        if not inserted:
+            existing = self.get(record.id)
+            assert existing is not None  # (the conflict was on its ID)
+            return existing, False
         self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
                              "VALUES (?, ?, ?, ?)", addition.history)
         return record, True

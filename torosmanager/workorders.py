@@ -30,6 +30,7 @@ import uuid
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, TypeAlias, TypeVar
 
@@ -469,13 +470,16 @@ class Schema:
 
     def field_for(self, key: str) -> Field | None:
         """The :class:`Field` that *key* belongs to, or ``None``."""
-        for candidate in self.fields:
-            if candidate.pattern:
-                if re.fullmatch(candidate.key, key):
-                    return candidate
-            elif candidate.key == key:
-                return candidate
-        return None
+        rule = self._fields_by_key.get(key)
+        if rule is not None:
+            return rule
+        return next((candidate for candidate in self.fields
+                     if candidate.pattern and re.fullmatch(candidate.key, key)), None)
+
+    @cached_property
+    def _fields_by_key(self) -> dict[str, Field]:
+        # Looked up for every key of every order the front desk receives: a dict, not a scan.
+        return {rule.key: rule for rule in self.fields if not rule.pattern}
 
     def field_for_key(self, key: str) -> Field:
         """The :class:`Field` whose key (or pattern) is exactly *key*."""
@@ -700,6 +704,7 @@ def validate(order: object, now: datetime | None = None) -> WorkOrder:
     schema = SCHEMAS[wotype]
     order = dict(order, WOType=wotype)
     result: WorkOrder = {}
+    given = set()  # the keys of the fields given
     for key, value in order.items():
         if not isinstance(key, str):
             raise WorkOrderError(f"work-order keys must be strings; received {shorten(key)}")
@@ -708,6 +713,7 @@ def validate(order: object, now: datetime | None = None) -> WorkOrder:
             raise WorkOrderError(_unknown_key_message(schema, key, value))
         if value is None and not rule.required:
             continue
+        given.add(rule.key)
         try:
             result[key] = rule.parse(value)
         except InvalidValue as error:
@@ -720,9 +726,7 @@ def validate(order: object, now: datetime | None = None) -> WorkOrder:
                                  f"({rule.doc})")
         if rule.key not in result and rule.default is not None:
             result[rule.key] = rule.default
-    given = [schema.field_for(key) for key in result]  # every key has its field by now
-    if schema.at_least_one_of and not any(
-            rule is not None and rule.key in schema.at_least_one_of for rule in given):
+    if schema.at_least_one_of and given.isdisjoint(schema.at_least_one_of):
         raise WorkOrderError(f"{wotype} work orders need {schema.at_least_one_of_means}; "
                              "allowed keys: "
                              + ", ".join(repr(schema.display_name(schema.field_for_key(key)))
