@@ -30,8 +30,8 @@ import uuid
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any, TypeAlias, TypeVar
 
 from .units import DEGREES_PER_HOUR, Degrees
@@ -704,7 +704,7 @@ def validate(order: object, now: datetime | None = None) -> WorkOrder:
     schema = SCHEMAS[wotype]
     order = dict(order, WOType=wotype)
     result: WorkOrder = {}
-    given = set()  # the keys of the fields given
+    given: set[str] = set()  # the keys (or patterns) of the fields given
     for key, value in order.items():
         if not isinstance(key, str):
             raise WorkOrderError(f"work-order keys must be strings; received {shorten(key)}")
