@@ -85,6 +85,38 @@ def test_unfinished_and_counts(journal):
     assert journal.counts() == {ACCEPTED: 2, DONE: 1}
 
 
+def test_the_counts_follow_every_commit_and_only_commits(journal):
+    for order_id in "1234":
+        add(journal, order_id)
+    add(journal, "1")  # known already: not counted again
+    journal.transition("1", QUEUED, "queued", TIME)
+    journal.transition("2", QUEUED, "queued", TIME)
+    journal.transition("2", RUNNING, "running", TIME)
+    journal.transition("3", QUEUED, "queued again", TIME, only_from={DONE})  # not applied
+    journal.transition("4", ACCEPTED, "the same state again", TIME)
+    with pytest.raises(sqlite3.IntegrityError):  # a commit that fails changes no count
+        with journal._lock, journal._transaction():
+            journal.transition("3", DONE, "done", TIME)
+            journal._db.execute("INSERT INTO history (order_id, time, state, reason) "
+                                "VALUES ('no such order', '', '', '')")
+    assert journal.counts() == {ACCEPTED: 2, QUEUED: 1, RUNNING: 1}
+
+
+def test_the_counts_of_a_journal_from_before_them_are_made_at_its_opening(tmp_path):
+    path = str(tmp_path / "journal.sqlite3")
+    older = Journal(path)
+    for order_id in "123":
+        add(older, order_id)
+    older.transition("3", DONE, "done", TIME)
+    older._db.executescript("DROP TRIGGER count_new_order; DROP TRIGGER count_new_state; "
+                            "DROP TABLE state_counts")
+    add(older, "4")  # written by software that kept no counts
+    older.close()
+    reopened = Journal(path)
+    assert reopened.counts() == {ACCEPTED: 3, DONE: 1}
+    reopened.close()
+
+
 def test_orders_in_given_states_and_of_a_kind(journal):
     for order_id in "123":
         add(journal, order_id)
