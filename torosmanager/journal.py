@@ -430,8 +430,8 @@ class Journal:
     def counts(self) -> dict[OrderState, int]:
         """How many orders are in each state: a dict of state to count."""
         with self._lock:
-            rows = self._db.execute("SELECT state, n FROM state_counts WHERE n > 0 "
-                                   "ORDER BY state")
+            rows = self._db.execute(
+                "SELECT state, n FROM state_counts WHERE n > 0 ORDER BY state")
             return {OrderState(row["state"]): row["n"] for row in rows}
 
     def _transaction(self) -> "_Transaction":
