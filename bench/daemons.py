@@ -134,15 +134,15 @@ def wait_exposing(site):
 
 
 def idle_pool_thread(stack):
-    """Whether a py-spy sample (its frames, ``;``-separated) is a pool thread waiting for
-    work: a daemon's workers wait in ``SimpleQueue.get``, its connection threads in
-    ``_ConnectionThreads._run``'s ``Condition.wait``, which py-spy cannot tell from work, so
-    such samples are left out of the busy ones."""
+    """Whether a py-spy sample (its frames, ``;``-separated) is a thread waiting: a daemon's
+    workers wait in ``SimpleQueue.get`` (in ``_Workers._run`` for the server's), the server's
+    own thread in the selector, which py-spy cannot tell from work, so such samples are left
+    out of the busy ones."""
     frames = stack.split(";")
-    if "/concurrent/futures/thread.py" in frames[-1]:
-        return True
-    return (len(frames) >= 2 and "/threading.py" in frames[-1]
-            and frames[-2].startswith("_run (") and "/torosmanager/server.py" in frames[-2])
+    last = frames[-1]
+    return ("/concurrent/futures/thread.py" in last
+            or (last.startswith("_run (") and "/torosmanager/server.py" in last)
+            or (last.startswith("select (") and "/selectors.py" in last))
 
 
 def process_cpu(pid):

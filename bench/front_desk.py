@@ -373,14 +373,17 @@ def profile(arguments, workdir):
 #: The dispatcher's thread: everything in it counts as its own (its journal reads and writes,
 #: planning, messages), whatever frame is innermost.
 DISPATCHER = "/torosmanager/scheduler/dispatcher.py"
-#: For the request threads, where a sample is, by the innermost of these frames it holds.
+#: For the server's thread and its workers, where a sample is, by the innermost of these
+#: frames it holds.
 PROFILE_PARTS = (
-    ("request threads: the journal (sqlite3, commits with fsync)", ("/torosmanager/journal.py",)),
-    ("request threads: validation (workorders.py)", ("/torosmanager/workorders.py",)),
-    ("request threads: logging", ("/logging/",)),
-    ("request threads: XML-RPC parse and answer", ("/xmlrpc/",)),
-    ("request threads: HTTP and sockets", ("/http/", "/socketserver.py", "/socket.py")),
-    ("request threads: the rest of ours", ("/torosmanager/",)),
+    ("the journal (sqlite3, commits with fsync)", ("/torosmanager/journal.py",)),
+    ("validation (workorders.py)", ("/torosmanager/workorders.py",)),
+    ("logging", ("/logging/",)),
+    ("XML-RPC parse and answer", ("/xmlrpc/",)),
+    ("HTTP and sockets (the server, the selector)", ("/torosmanager/server.py", "/http/",
+                                                      "/email/", "/selectors.py",
+                                                      "/socket.py")),
+    ("the rest of ours (the front desk, the handler)", ("/torosmanager/",)),
 )
 
 
@@ -414,7 +417,8 @@ def summarize_profile(stacks, result):
         parts[part] += count
     lines = [f"py-spy, {total} samples of the scheduler's busy threads (100/s) while "
              f"{result['rate']:.0f} orders/s (p99 {result['p99']:.0f} ms) were accepted "
-             f"(and {idle} of connection threads waiting for a connection, left out):", "",
+             f"(and {idle} of threads waiting, the server's in its selector or a worker for "
+             "work, left out):", "",
              "| where (innermost frame of ours or the stdlib's) | share of samples |",
              "|---|---:|"]
     for name, count in parts.most_common():

@@ -286,3 +286,37 @@ def test_every_line_about_an_order_carries_its_id(running):
     assert any("→ queued" in line for line in telescope_lines)
     assert any("→ running: exposing 1/1" in line for line in telescope_lines)
     assert any("wrote" in line for line in telescope_lines)
+
+
+def test_orders_served_together_share_one_commit_and_each_gets_its_answer(tmp_path):
+    """FrontDesk.front_desks, as the server calls it with the orders that came together:
+    the new ones are journaled in one commit; a refused one, a resubmission in the same
+    batch and a query each get their own answer, in order."""
+    from torosmanager.clock import Clock
+    from torosmanager.config import load_config
+    from torosmanager.earth_rotation import EarthRotationTable
+    from torosmanager.frontdesk import FrontDesk
+    from torosmanager.journal import Journal
+    from torosmanager.launcher import local_config
+    from torosmanager.service import handler_class
+
+    config = load_config(local_config(str(tmp_path)))
+    clock = Clock.from_config(config)
+    journal = Journal(str(tmp_path / "journal.sqlite"))
+    desk = FrontDesk(handler_class("scheduler")(config, journal, clock), journal, clock,
+                     config, EarthRotationTable())
+    commits = []
+    journal._db.set_trace_callback(lambda statement: commits.append(statement)
+                                   if statement == "COMMIT" else None)
+    orders = [observation("a"), observation("b"), observation("c", **{"Exposure Time": -1.0}),
+              observation("a"), {"WOType": "Status"}]
+    assert all(desk.serves_at_once(order) for order in orders[:4])
+    assert not desk.serves_at_once(orders[4])
+    first, second, refused, again, health = desk.front_desks(orders)
+    assert commits == ["COMMIT"]
+    assert (first["ID"], first["Status"]) == ("a", "queued")
+    assert (second["ID"], second["Status"]) == ("b", "queued")
+    assert isinstance(refused, xmlrpc.client.Fault) and "'Exposure Time'" in refused.faultString
+    assert again["ID"] == "a" and again["Message"].startswith("already received at")
+    assert health["Queue"] == {"queued": 2}
+    journal.close()

@@ -218,7 +218,7 @@ class CountingServer:
     """A FrontDeskServer whose front desk holds each request for *hold* seconds and counts
     how many were inside it at once (``peak``)."""
 
-    def __init__(self, hold=HOLD_SECONDS, request_timeout=10.0):
+    def __init__(self, hold=HOLD_SECONDS, request_timeout=10.0, orders_at_once=None):
         from torosmanager.server import FrontDeskServer
 
         self.server = FrontDeskServer("test", "127.0.0.1", 0,
@@ -230,7 +230,7 @@ class CountingServer:
         self.peak = 0
         self._inside = 0
         self._lock = threading.Lock()
-        self.server.publish(self.front_desk)
+        self.server.publish(self.front_desk, orders_at_once=orders_at_once)
 
     def front_desk(self, order):
         with self._lock:
@@ -239,7 +239,9 @@ class CountingServer:
         time.sleep(self.hold)
         with self._lock:
             self._inside -= 1
-        return {"Answered": order["N"]}
+        if "Padding" in order:  # an answer of that many bytes, and more
+            return {"Answered": order["N"], "Padding": "x" * order["Padding"]}
+        return {"Answered": order.get("N")}
 
     def __enter__(self):
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -525,19 +527,90 @@ def test_fuzz_every_order_gets_a_receipt_or_a_fault_naming_its_key(scheduler_sit
                "the valid order to be planned")
 
 
-@pytest.mark.parametrize("with_poll", [True, False], ids=["poll", "select (no poll)"])
-def test_a_connection_is_ready_when_its_bytes_have_come(monkeypatch, with_poll):
-    """How the server tells a client slow to send from one whose request is there, with
-    select.poll where Python has it, and with select.select where it has not."""
-    import select
+#: Bytes of an answer its client does not read: more than the sockets' buffers hold.
+UNREAD_ANSWER_BYTES = 32 * 1024 * 1024
 
-    from torosmanager.server import _Readiness
 
-    if not with_poll:
-        monkeypatch.delattr(select, "poll")
-    server_side, client_side = socket.socketpair()
-    with server_side, client_side:
-        readiness = _Readiness(server_side)
-        assert not readiness.readable() and readiness.writable()
-        client_side.sendall(b"POST /RPC2 HTTP/1.0\r\n")
-        assert readiness.readable()
+def test_a_client_slow_to_take_its_answer_holds_up_no_one_and_is_cut_off(caplog):
+    """The server's thread never waits for a client: one that does not read its answer
+    (larger than the sockets' buffers) holds up no one, and is closed once Server → Request
+    Timeout has passed."""
+    body = xmlrpc.client.dumps(({"N": 5, "Padding": UNREAD_ANSWER_BYTES},),
+                               "front_desk").encode()
+    head = (f"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with CountingServer(hold=0, request_timeout=SHORT_TIMEOUT) as counting:
+        with socket.socket() as unread:
+            unread.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            unread.settimeout(10)
+            unread.connect(("127.0.0.1", counting.server.port))
+            unread.sendall(head + body)
+            time.sleep(0.3)  # its answer fills the buffers; the rest waits in the server
+            started = time.monotonic()
+            assert sorted(counting.ask_all([1, 2])) == [1, 2]
+            assert time.monotonic() - started < SHORT_TIMEOUT
+            time.sleep(2 * SHORT_TIMEOUT)  # the server gives up on it meanwhile
+            received = 0
+            while chunk := unread.recv(1 << 20):  # what was in the buffers, then the end
+                received += len(chunk)
+    assert 0 < received < UNREAD_ANSWER_BYTES
+    assert "did not take its answer within 1 s" in caplog.text
+
+
+class Batches:
+    """Serves the calls of front_desk with an "N" as new work orders are served: together,
+    in one call; records how many came in each, and holds the first for HOLD_SECONDS."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def serves_at_once(self, work_order):
+        return isinstance(work_order, dict) and "N" in work_order
+
+    def front_desks(self, work_orders):
+        self.sizes.append(len(work_orders))
+        if len(self.sizes) == 1:
+            time.sleep(HOLD_SECONDS)
+        return [{"Answered": order["N"]} if order["N"] >= 0 else
+                xmlrpc.client.Fault(int(FaultCode.INVALID), f"'N': received {order['N']}")
+                for order in work_orders]
+
+
+def test_work_orders_that_come_together_are_served_together():
+    """New work orders whose requests came while the server was busy are served in one call
+    (one journal commit, in a daemon), each answered on its own connection; other calls go to
+    the workers."""
+    batches = Batches()
+    numbers = [3, 4, -1, 5, 6]
+    with CountingServer(hold=0, orders_at_once=batches) as counting:
+        first = threading.Thread(target=counting.ask_all, args=([0],))
+        first.start()
+        assert wait_until(lambda: batches.sizes == [1], "the first order to be served")
+        # Sent while the server's thread serves the first: the kernel takes them meanwhile.
+        waiting = []
+        for number in numbers:
+            connection = socket.create_connection(("127.0.0.1", counting.server.port),
+                                                  timeout=10)
+            body = xmlrpc.client.dumps(({"N": number},), "front_desk").encode()
+            connection.sendall(f"POST / HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n"
+                               .encode() + body)
+            waiting.append(connection)
+        answers = []
+        for connection in waiting:
+            with connection:
+                answer = b""
+                while chunk := connection.recv(10_000):
+                    answer += chunk
+            answers.append(answer)
+        first.join(timeout=10)
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{counting.server.port}/")
+        assert proxy.front_desk({"Not": "an order"}) == {"Answered": None}  # by a worker
+    assert batches.sizes == [1, len(numbers)]
+    for number, answer in zip(numbers, answers):
+        status, _, xml = answer.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.0 200")
+        if number < 0:
+            with pytest.raises(xmlrpc.client.Fault, match="'N': received -1"):
+                xmlrpc.client.loads(xml)
+        else:
+            assert xmlrpc.client.loads(xml)[0][0] == {"Answered": number}

@@ -215,10 +215,11 @@ def test_memory_limits_fit_the_daemons_the_preprocessor_has_several_gigabytes():
 def test_thread_and_file_limits_leave_room_for_every_connection_the_server_accepts(service):
     section = parse_unit("\n".join(template(service)))["Service"]
     connections = SHIPPED_SERVER["Max Connections"]
-    # A thread per connection, the daemon's own threads, two OpenBLAS pools of up to 63; the
+    # The server's workers, the daemon's own threads, two OpenBLAS pools of up to 63; the
     # scheduler's planning process has a third, and multiprocessing's resource tracker.
     pools = 3 if service == "scheduler" else 2
-    assert int(single(section, "TasksMax")) >= connections + pools * 63 + 20
+    workers = SHIPPED_SERVER["Concurrent Requests"]
+    assert int(single(section, "TasksMax")) >= workers + pools * 63 + 20
     # A descriptor per connection, the journal, the log, calls to other daemons and devices.
     assert int(single(section, "LimitNOFILE")) >= connections + 100
     # One number: soft and hard alike, so the daemon cannot raise it.

@@ -209,13 +209,14 @@ SCHEMA = {
                                      1_000, 1_000_000_000),
         "Request Timeout": Setting("float", 10.0,
                                    "seconds a client may take to send its whole request "
-                                   "(408 after it)", 0.1, 3600),
-        "Max Connections": Setting("int", 64, "connections served at once, a thread each at "
-                                   "most; more are answered 503 with Retry-After", 1, 100_000),
-        "Concurrent Requests": Setting("int", 4, "requests parsed and answered at once, in the "
-                                       "order they came (parsing takes memory, and Python "
-                                       "runs one thread at a time); a client slow to send or "
-                                       "to read does not count", 1, 1000),
+                                   "(408 after it), and to take its answer", 0.1, 3600),
+        "Max Connections": Setting("int", 64, "connections open at once; more are answered "
+                                   "503 with Retry-After", 1, 100_000),
+        "Concurrent Requests": Setting("int", 4, "worker threads: queries (Status, Cancel, "
+                                       "the status page, system.* calls) answered at once, in "
+                                       "the order they came; new work orders are served by "
+                                       "the server's own thread, those that came together in "
+                                       "one journal commit", 1, 1000),
         "Peer Timeout": Setting("float", 10.0,
                                 "seconds a daemon waits for another daemon's answer", 0.1, 3600),
         "Users": Setting("credentials", None,

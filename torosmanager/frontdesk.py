@@ -56,8 +56,54 @@ class FrontDesk:
         allowed. Queries: {"WOType": "Status", "ID": id} returns that order's state and history;
         {"WOType": "Status"} returns the daemon's health; {"WOType": "Cancel", "ID": id} cancels.
         """
+        (answer,) = self.front_desks([work_order])
+        if isinstance(answer, Fault):
+            raise answer
+        return answer
+
+    def front_desks(self, work_orders):
+        """Serve several work orders at once, as :meth:`front_desk` serves each: the new ones
+        are journaled in one commit, and each answer is ready only after it.
+
+        Returns
+        -------
+        list
+            For each work order, in order, its answer or the :class:`~xmlrpc.client.Fault`
+            that refuses it.
+        """
+        answers = [None] * len(work_orders)
+        steps = {}
+        waiting = {}  # index → its addition, for the coming commit
+
+        def commit():
+            while waiting:  # (each order waits for one commit at most)
+                self.journal.commit(list(waiting.values()))
+                committed = list(waiting)
+                waiting.clear()
+                for index in committed:
+                    _advance(steps[index], index, answers, waiting)
+
+        for index, work_order in enumerate(work_orders):
+            if not self.serves_at_once(work_order):
+                commit()  # a query sees the orders that came before it
+            steps[index] = self._steps(work_order)
+            _advance(steps[index], index, answers, waiting)
+        commit()
+        return answers
+
+    def serves_at_once(self, work_order):
+        """Whether *work_order* is one to journal (not a query): its answer takes no more than
+        checks and a commit, which may be shared (see :meth:`front_desks`)."""
+        if not isinstance(work_order, dict):
+            return False
+        wotype = work_order.get("WOType")
+        return wotype in self.handler.wotypes and SCHEMAS[wotype].journaled
+
+    def _steps(self, work_order):
+        """Serve *work_order*: a generator that yields the journal addition it waits for, and
+        returns the answer or raises the Fault that refuses the order."""
         try:
-            return self._serve(work_order)
+            return (yield from self._serve(work_order))
         except WorkOrderError as error:
             log.info("refused a work order: %s", error)
             raise Fault(int(error.code), str(error)) from None
@@ -85,7 +131,7 @@ class FrontDesk:
             return self.cancel(order["ID"], order.get("User", "unknown"))
         if not SCHEMAS[wotype].journaled:
             return self.handler.signal(order)
-        return self.accept(order, work_order)
+        return (yield from self._accept(order, work_order))
 
     def _resubmitted(self, record, submitted, received):
         if record.submitted != submitted:
@@ -103,8 +149,9 @@ class FrontDesk:
                 f"not take; send it to " + " or ".join(places) + "; this daemon takes: "
                 + ", ".join(repr(name) for name in self.handler.wotypes + QUERIES))
 
-    def accept(self, order, received):
-        """Journal a validated work order and hand it to the handler; return the receipt."""
+    def _accept(self, order, received):
+        """Journal a validated work order and hand it to the handler: a generator that yields
+        the order's journal addition, and returns the receipt once it is committed."""
         submitted = _canonical(received)
         try:
             self.handler.check(order)
@@ -120,9 +167,11 @@ class FrontDesk:
         order["Priority"] = priority
         now = format_utc(self.clock.now())
         queued = self.handler.queued_reason(order)
-        record, created = self.journal.add(order, submitted, priority, reason, now,
-                                           f"received from {order['User']}", queued)
-        if not created:  # the same ID arrived in another thread meanwhile
+        addition = self.journal.prepare(order, submitted, priority, reason, now,
+                                        f"received from {order['User']}", queued)
+        yield addition
+        record, created = addition.result()
+        if not created:  # the same ID arrived meanwhile, or in the same commit
             return self._resubmitted(record, submitted, received)
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)%s", record.id, record.wotype,
                  order["User"], priority, reason, f" → {QUEUED}: {queued}" if queued else "")
@@ -234,6 +283,17 @@ class FrontDesk:
             "Message": message,
             "Service": self.handler.service,
         }
+
+
+def _advance(step, index, answers, waiting):
+    """Run the generator *step* (a work order being served, see :meth:`FrontDesk._steps`) on
+    to its next addition, put in *waiting* under *index*, or to its answer, put in *answers*."""
+    try:
+        waiting[index] = next(step)
+    except StopIteration as stop:
+        answers[index] = stop.value
+    except Fault as fault:
+        answers[index] = fault
 
 
 def _canonical(order):

@@ -2,7 +2,7 @@
 
 Each daemon keeps its own journal file (``Database → File``). Writes are synchronous in WAL mode,
 so an order whose receipt was sent survives ``kill -9`` and a power cut. New orders arriving
-from several threads at once share a commit and its fsync (:meth:`Journal.add`).
+together share a commit and its fsync (:meth:`Journal.commit`).
 
 States
 ------
@@ -149,7 +149,7 @@ class Journal:
         self.path = path
         self._lock = threading.RLock()
         # New orders waiting for the next commit, and whether one is under way (see add).
-        self._additions: list[_Addition] = []
+        self._additions: list[Addition] = []
         self._additions_changed = threading.Condition()
         self._committing = False
         # One connection behind a lock: SQLite serialises writers anyway, and the front desk's
@@ -184,9 +184,24 @@ class Journal:
             queued: str | None = None) -> tuple["OrderRecord", bool]:
         """Journal a newly accepted order, unless its ID is known already.
 
-        Orders added from several threads at once are committed together, in one
-        transaction and one fsync (group commit); each call still returns only once its own
-        order's commit has reached the disk, and an order that cannot be written fails alone.
+        :meth:`prepare` then :meth:`commit`, for one order; the parameters are
+        :meth:`prepare`'s.
+
+        Returns
+        -------
+        (OrderRecord, bool)
+            The journaled order, and whether this call created it (``False``: the ID existed,
+            and the returned record is the earlier one).
+        """
+        addition = self.prepare(work_order, submitted, priority, priority_reason, time, reason,
+                                queued)
+        self.commit([addition])
+        return addition.result()
+
+    def prepare(self, work_order: dict[str, Any], submitted: str, priority: float,
+                priority_reason: str, time: str, reason: str,
+                queued: str | None = None) -> "Addition":
+        """A newly accepted order, ready for :meth:`commit` (nothing is written yet).
 
         Parameters
         ----------
@@ -203,17 +218,10 @@ class Journal:
         queued : str, optional
             When given, the order is also ``queued``, with this reason, in the same
             commit: its history shows both states, at *time*.
-
-        Returns
-        -------
-        (OrderRecord, bool)
-            The journaled order, and whether this call created it (``False``: the ID existed,
-            and the returned record is the earlier one).
         """
         state, message = (QUEUED, queued) if queued is not None else (ACCEPTED, reason)
         # The record as written, neither read back nor decoded: the front desk's every new
-        # order (the validated order holds only what JSON keeps as it is). Encoded here,
-        # before the lock: the threads waiting for the disk do this work meanwhile.
+        # order (the validated order holds only what JSON keeps as it is).
         record = OrderRecord(id=work_order["ID"], wotype=work_order["WOType"],
                              submitted=submitted, work_order=dict(work_order),
                              priority=priority, priority_reason=priority_reason, state=state,
@@ -221,26 +229,30 @@ class Journal:
         history = [(record.id, time, ACCEPTED, reason)]
         if queued is not None:
             history.append((record.id, time, QUEUED, queued))
-        addition = _Addition(record, json.dumps(work_order), history)
+        return Addition(record, json.dumps(work_order), history)
+
+    def commit(self, additions: list["Addition"]) -> None:
+        """Write *additions*, each unless its ID is known already; return once their commit
+        has reached the disk, with each one's :meth:`Addition.result` set.
+
+        Additions committed from several threads at once are written together, in one
+        transaction and one fsync (group commit), and an order that cannot be written fails
+        alone.
+        """
         with self._additions_changed:
-            self._additions.append(addition)
-            while addition.outcome is None and self._committing:
+            self._additions.extend(additions)
+            while self._committing and any(addition.outcome is None for addition in additions):
                 self._additions_changed.wait()
-            leading = addition.outcome is None
+            leading = any(addition.outcome is None for addition in additions)
             if leading:
                 self._committing = True
-        if leading:
+        if leading:  # (its commit takes every addition waiting, these among them)
             try:
                 self._commit_additions()
             finally:
                 with self._additions_changed:
                     self._committing = False
                     self._additions_changed.notify_all()
-        outcome = addition.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        assert outcome is not None  # set by the commit that took the addition
-        return outcome
 
     def _commit_additions(self) -> None:
         """Write every addition waiting (this thread's, and those that arrived while the
@@ -265,7 +277,7 @@ class Journal:
             addition.outcome = outcome
 
     def _insert_alone(self,
-                      addition: "_Addition") -> tuple["OrderRecord", bool] | BaseException:
+                      addition: "Addition") -> tuple["OrderRecord", bool] | BaseException:
         """Insert *addition* among others: an error undoes it alone, and is returned."""
         self._db.execute("SAVEPOINT addition")
         try:
@@ -276,7 +288,7 @@ class Journal:
         finally:
             self._db.execute("RELEASE addition")
 
-    def _insert(self, addition: "_Addition") -> tuple["OrderRecord", bool]:
+    def _insert(self, addition: "Addition") -> tuple["OrderRecord", bool]:
         record = addition.record
         # A known ID is found by the insert itself: a new order, nearly every one, costs no
         # separate lookup.
@@ -440,14 +452,24 @@ class Journal:
 
 
 @dataclass
-class _Addition:
-    """An order waiting for its commit, and then the commit's outcome for it."""
+class Addition:
+    """A new order waiting for its commit (:meth:`Journal.prepare`), and then the commit's
+    outcome for it."""
 
     record: OrderRecord
     encoded: str
     history: list[tuple[str, str, OrderState, str]]
-    #: The (record, created) pair, or the exception its caller raises.
+    #: The (record, created) pair, or the exception :meth:`result` raises.
     outcome: tuple[OrderRecord, bool] | BaseException | None = None
+
+    def result(self) -> tuple[OrderRecord, bool]:
+        """The journaled order and whether this addition created it (``False``: the ID
+        existed, and the record is the earlier one); or raise the error that kept it out."""
+        outcome = self.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None, "not committed yet"
+        return outcome
 
 
 class _Transaction:

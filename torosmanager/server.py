@@ -1,29 +1,44 @@
-"""The threaded XML-RPC server every daemon runs.
+"""The XML-RPC server every daemon runs.
 
 It publishes one application method, ``front_desk(work_order)``, plus the standard
 ``system.listMethods``, ``system.methodHelp``, ``system.methodSignature`` and
 ``system.multicall``, at ``POST /`` and ``POST /RPC2``, and the daemon's status page at
-``GET /``. Around the stdlib's :class:`xmlrpc.server.SimpleXMLRPCServer` it adds what a
-networked observatory needs: a few requests served at once, first come, first served, by
-threads kept for later connections, and more threads only while some wait for slow clients (up
-to a limit of connections, 503 beyond it); a deadline for each whole request (a slow client
-stalls only itself, and not for long), a limit on request size, and HTTP Basic
-authentication.
+``GET /``; HTTP/1.0, one request per connection.
+
+One thread, the server's own, does the networking of every connection: it never waits for a
+client (non-blocking sockets and a selector), so a client slow to send its request or to take
+its answer holds up no one. It also serves the new work orders itself: those whose requests
+came in together are checked one after the other, journaled in one commit, and answered once
+it is on the disk (:meth:`FrontDesk.front_desks <torosmanager.frontdesk.FrontDesk.front_desks>`).
+Threads would only take turns at the one processor Python gives a process, and each hand-off
+costs about as much as the work. What may wait for something else (Status and Cancel queries,
+which may ask the devices, the status pages, ``system.*`` calls, a password not checked before)
+is served by ``Server → Concurrent Requests`` worker threads, in the order it came, so that it
+holds up no new order.
+
+Around this it adds what a networked observatory needs: a limit on connections open at once
+(503 beyond it), a deadline for each whole request (408), a limit on request size (413), and
+HTTP Basic authentication (401).
 """
 
 import base64
 import binascii
 import collections
-import contextlib
+import http.client
 import io
 import logging
-import select
+import math
+import queue
+import re
+import selectors
 import socket
 import threading
 import time
-from xmlrpc.client import Fault, dumps, gzip_decode, loads
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from email.utils import formatdate
+from xmlrpc.client import Fault, dumps, gzip_decode, gzip_encode, loads
+from xmlrpc.server import SimpleXMLRPCDispatcher
 
+from . import __version__
 from .passwords import Authenticator
 from .workorders import FaultCode, clip, shorten
 
@@ -33,359 +48,89 @@ log = logging.getLogger(__name__)
 LISTEN_BACKLOG = 128
 #: Seconds a client refused for too many connections is asked to wait (Retry-After).
 RETRY_AFTER_SECONDS = 1
-#: Seconds the busy answer may take to send: it is written by the thread that accepts.
-BUSY_ANSWER_TIMEOUT = 0.5
-#: Answers up to this size are sent without counting as a wait for the client when the
-#: socket has room: the kernel's send buffer (16 KB or more by default) takes them at once.
-SEND_AT_ONCE_BYTES = 4096
+#: Bytes read from a connection at a time.
+RECEIVE_BYTES = 65536
+#: The request line and headers, at most: the stdlib's limit for one line
+#: (``http.client._MAXLINE``), which is larger than any real request's whole head.
+MAX_HEAD_BYTES = 65536
+#: Answers larger than this are compressed for a client that accepts gzip: the stdlib
+#: server's threshold (``SimpleXMLRPCRequestHandler.encode_threshold``, a common MTU).
+GZIP_ABOVE_BYTES = 1400
+#: Where XML-RPC calls are taken.
+RPC_PATHS = ("/", "/RPC2")
+
+#: The end of a request's head: the first empty line (bare LF line ends accepted, as the
+#: stdlib does).
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+_HTTP_VERSION = re.compile(r"HTTP/(\d+)\.(\d+)")
+_GZIP_ACCEPTED = re.compile(r"\s*gzip\s*(;\s*q\s*=\s*([0-9.]+))?\s*$", re.IGNORECASE)
+
+_READING, _SERVING, _WRITING = "reading", "serving", "writing"
 
 
-class _ConnectionThreads:
-    """The threads that serve connections, first come, first served.
+class _Connection:
+    """One client's connection, from the first byte of its request to the last of its
+    answer."""
 
-    At most *serving* of them work at once (``Server → Concurrent Requests``): more would only
-    take turns at the one processor Python gives a process, each request slower, and the last
-    ones much slower, and parsing takes memory. A thread that waits for its client's bytes
-    gives up its turn: another starts in its place, up to *most* threads (``Server → Max
-    Connections``), so that a slow client holds up no one but itself. Back from its client, a
-    thread waits for a turn again, ahead of connections not yet begun. Threads are kept for
-    later connections.
+    __slots__ = ("socket", "host", "state", "watched", "received", "head_end", "body_length",
+                 "method", "path", "headers", "deadline", "unsent")
+
+    def __init__(self, sock, host, deadline):
+        self.socket = sock
+        self.host = host
+        self.state = _READING
+        self.watched = False  # registered with the selector
+        self.received = bytearray()
+        self.head_end = None  # where the body begins, once the head has come
+        self.body_length = 0
+        self.method = self.path = self.headers = None
+        self.deadline = deadline  # monotonic seconds; None while the request is served
+        self.unsent = None  # the rest of the answer, while the client takes it
+
+    @property
+    def body(self):
+        return bytes(self.received[self.head_end:self.head_end + self.body_length])
+
+
+class _Workers:
+    """Threads serving, in the order they came, the requests that may take long.
 
     Parameters
     ----------
-    serving : int
-        Threads at work at once.
-    most : int
-        Threads in all.
+    count : int
+        Threads, and so requests served at once (``Server → Concurrent Requests``).
     name : str
         The threads' name prefix, for the logs.
     """
 
-    def __init__(self, serving, most, name):
-        self._serving = serving
-        self._most = most
-        self._name = name
-        self._queue = collections.deque()
-        lock = threading.Lock()
-        self._changed = threading.Condition(lock)  # idle threads, and shutdown(), wait on it
-        self._turn_free = threading.Condition(lock)  # threads back from their clients wait on it
-        self._threads = set()
-        self._idle = 0
-        self._waiting = 0  # for their clients' bytes
-        self._returning = 0  # back from their clients, waiting for a turn
-        self._started = 0
-        self._closed = False
+    def __init__(self, count, name):
+        self._tasks = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}_{number}",
+                                          daemon=True) for number in range(1, count + 1)]
+
+    def start(self):
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, function, *args):
         """Call ``function(*args)`` in a thread, in turn."""
-        with self._changed:
-            if self._closed:
-                raise RuntimeError("the server is closed")
-            self._queue.append((function, args))
-            self._take_up()
+        self._tasks.put((function, args))
 
-    @contextlib.contextmanager
-    def waiting_for_client(self):
-        """The calling thread waits for its client, not for the processor, meanwhile; then
-        for a turn."""
-        with self._changed:
-            self._waiting += 1
-            self._take_up()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._waiting -= 1
-                self._returning += 1
-                while self._working() >= self._serving:
-                    self._turn_free.wait()
-                self._returning -= 1
-
-    def shutdown(self):
-        """Serve what was submitted, then end the threads; return once they have ended."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-            while self._threads:
-                self._changed.wait()
-
-    def _working(self):
-        return len(self._threads) - self._idle - self._waiting - self._returning
-
-    def _take_up(self):
-        """(Holding the lock.) Give a free turn to a thread back from its client or, failing
-        that, to queued work: an idle thread or a new one."""
-        if self._working() >= self._serving:
-            return
-        if self._returning:
-            self._turn_free.notify()
-        elif not self._queue:
-            return
-        elif self._idle:
-            self._changed.notify()
-        elif len(self._threads) < self._most:
-            self._started += 1
-            thread = threading.Thread(target=self._run, daemon=True,
-                                      name=f"{self._name}_{self._started}")
-            self._threads.add(thread)
-            thread.start()
+    def stop(self):
+        """End the threads once they have served what was submitted."""
+        started = [thread for thread in self._threads if thread.ident is not None]
+        for _ in started:
+            self._tasks.put(None)
+        for thread in started:
+            thread.join()
 
     def _run(self):
-        with self._changed:
-            try:
-                while self._queue or not self._closed:
-                    # This thread counts as working: it may start if the others leave a turn.
-                    if self._queue and not self._returning and self._working() <= self._serving:
-                        function, args = self._queue.popleft()
-                        self._changed.release()
-                        try:
-                            function(*args)
-                        finally:
-                            self._changed.acquire()
-                    else:
-                        self._idle += 1
-                        self._take_up()  # this thread's turn to another
-                        self._changed.wait()
-                        self._idle -= 1
-            finally:
-                self._threads.discard(threading.current_thread())
-                self._take_up()
-                self._changed.notify_all()  # shutdown() waits for this
+        while (task := self._tasks.get()) is not None:
+            function, args = task
+            function(*args)
 
 
-class _Readiness:
-    """Whether a connection can be read from, or written to, at once, without waiting.
-
-    ``poll`` where Python has it (Linux, most macOS builds), ``select`` where it has not:
-    descriptors stay under select's limit of 1024 under the units' LimitNOFILE.
-    """
-
-    def __init__(self, connection):
-        self.connection = connection
-        self._poll = None
-        if hasattr(select, "poll"):
-            self._poll = select.poll()
-            self._poll.register(connection, select.POLLIN | select.POLLOUT)
-
-    def readable(self):
-        """Whether the client's bytes are there to be read."""
-        return self._ready(select.POLLIN, reading=True)
-
-    def writable(self):
-        """Whether the connection has room for an answer."""
-        return self._ready(select.POLLOUT, reading=False)
-
-    def _ready(self, event, reading):
-        if self._poll is not None:
-            return any(mask & event for _, mask in self._poll.poll(0))
-        watched = [self.connection]
-        readable, writable, _ = select.select(watched if reading else [],
-                                              [] if reading else watched, [], 0)
-        return bool(readable or writable)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The reading side of a connection, with one deadline for a whole request.
-
-    A socket timeout bounds each read, so a client sending a byte every few seconds would never
-    be cut off; here each read may only take the time left until :attr:`deadline`. A read
-    that must wait for the client's bytes lets another thread serve meanwhile
-    (:class:`_ConnectionThreads`).
-    """
-
-    def __init__(self, connection, readiness, waiting_for_client):
-        super().__init__()
-        self.connection = connection
-        self.deadline = None
-        self.expired = False
-        self._readiness = readiness
-        self._waiting_for_client = waiting_for_client
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                self.expired = True
-                raise TimeoutError("the request did not arrive in time")
-            self.connection.settimeout(left)
-        try:
-            if self._readiness.readable():
-                return self.connection.recv_into(buffer)
-            with self._waiting_for_client():
-                return self.connection.recv_into(buffer)
-        except TimeoutError:
-            self.expired = self.deadline is not None
-            raise
-
-
-class _AnswerWriter(io.BufferedIOBase):
-    """The writing side of a connection: a client slow to take its answer is waited for as
-    one slow to send its request is (see :class:`_DeadlineReader`)."""
-
-    def __init__(self, connection, readiness, waiting_for_client):
-        super().__init__()
-        self.connection = connection
-        self._readiness = readiness
-        self._waiting_for_client = waiting_for_client
-
-    def writable(self):
-        return True
-
-    def write(self, data):
-        with memoryview(data) as view:
-            if view.nbytes <= SEND_AT_ONCE_BYTES and self._readiness.writable():
-                self.connection.sendall(view)
-            else:
-                with self._waiting_for_client():
-                    self.connection.sendall(view)
-            return view.nbytes
-
-
-class FrontDeskRequestHandler(SimpleXMLRPCRequestHandler):
-    """One HTTP connection: checks size and credentials before reading the body."""
-
-    rpc_paths = ("/", "/RPC2")
-
-    def setup(self):
-        # StreamRequestHandler applies self.timeout to the socket (it bounds writing the
-        # answer); reading a request is bounded as a whole by the deadline reader.
-        self.timeout = self.server.request_timeout
-        super().setup()
-        self.rfile.close()
-        readiness = _Readiness(self.connection)
-        waiting = self.server.connection_threads.waiting_for_client
-        self.reader = _DeadlineReader(self.connection, readiness, waiting)
-        self.rfile = io.BufferedReader(self.reader)
-        self.wfile = _AnswerWriter(self.connection, readiness, waiting)
-
-    def handle_one_request(self):
-        # From now (waiting for the request on a kept-alive connection included) the request
-        # must have arrived within Server → Request Timeout.
-        self.reader.deadline = time.monotonic() + self.server.request_timeout
-        self.reader.expired = False
-        # What a 408 answer needs, should the request line itself not arrive.
-        self.request_version, self.requestline, self.command = "HTTP/1.0", "", ""
-        super().handle_one_request()  # a timeout ends it, and the connection
-        if self.reader.expired:
-            try:
-                self._refuse(408, "Request Timeout", f"the request did not arrive within "
-                             f"{self.server.request_timeout:g} s (Server → Request Timeout)")
-            except OSError:
-                pass  # the client has gone: nobody to tell
-
-    def _request_read(self):
-        """The whole request is in: no deadline for the rest (the answer has its timeout)."""
-        self.reader.deadline = None
-        self.connection.settimeout(self.server.request_timeout)
-
-    def do_POST(self):
-        if not self.is_rpc_path_valid():
-            self.report_404()
-            return
-        length = self.headers.get("Content-Length")
-        if length is None or not length.strip().isdigit():
-            self._refuse(411, "Length Required", "send a Content-Length header")
-            return
-        if int(length) > self.server.max_request_bytes:
-            self._refuse(413, "Payload Too Large",
-                         f"request body of {int(length)} bytes; the limit is "
-                         f"{self.server.max_request_bytes} bytes ({self.server.limit_setting})")
-            return
-        if not self._authorized():
-            self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
-                         {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
-            return
-        body = self.rfile.read(int(length))  # a timeout here is answered 408 (above)
-        self._request_read()
-        # The stdlib handler reads the body itself: give it the bytes already read, then put
-        # the connection's stream back for the next request on this connection.
-        connection_stream, self.rfile = self.rfile, io.BytesIO(body)
-        try:
-            super().do_POST()
-        finally:
-            self.rfile = connection_stream
-
-    def do_GET(self):
-        """The daemon's status page at ``/`` (and what it links to): HTML for a browser."""
-        self._request_read()
-        if not self._authorized():
-            self._refuse(401, "Unauthorized", "HTTP Basic credentials required",
-                         {"WWW-Authenticate": f'Basic realm="TOROS {self.server.service}"'})
-            return
-        pages = self.server.pages
-        path = self.path.split("?", 1)[0]
-        found = None
-        if pages is not None:
-            found = ("text/html; charset=utf-8", pages.index().encode()) if path == "/" else \
-                pages.asset(path)
-        if found is None:
-            self.report_404()
-            return
-        content_type, body = found
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        # Only this page's own resources: no scripts, no frames, nothing from elsewhere.
-        self.send_header("Content-Security-Policy", "default-src 'none'; img-src 'self'; "
-                                                    "style-src 'unsafe-inline'")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def decode_request_content(self, data):
-        encoding = self.headers.get("content-encoding", "identity").lower()
-        if encoding == "identity":
-            return data
-        if encoding != "gzip":
-            self._refuse(415, "Unsupported Media Type", f"Content-Encoding {shorten(encoding)} "
-                         "is not supported; send the body as it is, or gzip")
-            return None
-        # A gzip body may expand far beyond Content-Length: hold it to the same limit.
-        try:
-            return gzip_decode(data, max_decode=self.server.max_request_bytes)
-        except ValueError as error:
-            if "exceeded" in str(error):
-                self._refuse(413, "Payload Too Large", "decompressed body exceeds the limit")
-            else:
-                self._refuse(400, "Bad Request", "Content-Encoding gzip, but the body is not "
-                             "gzip data")
-            return None
-
-    def _authorized(self):
-        if self.server.authenticator is None:
-            return True
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(token.strip(), validate=True).decode(
-                "utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return self.server.authenticator.check(user, password)
-
-    def _refuse(self, code, title, detail, headers=None):
-        body = f"{code} {title}: {detail}\n".encode()
-        log.warning("refused a request from %s: %s %s", self.client_address[0], code, detail)
-        self.send_response(code, title)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-        self.close_connection = True
-
-    def log_message(self, format, *args):  # noqa: A002 (the stdlib's signature)
-        log.debug("%s %s", self.client_address[0], format % args)
-
-
-class FrontDeskServer(SimpleXMLRPCServer):
+class FrontDeskServer(SimpleXMLRPCDispatcher):
     """The XML-RPC server of one daemon.
 
     Parameters
@@ -399,124 +144,539 @@ class FrontDeskServer(SimpleXMLRPCServer):
         that sets the limit (see :meth:`Handler.request_limit
         <torosmanager.handler.Handler.request_limit>`).
     request_timeout : float
-        Seconds a client may take to send its request.
+        Seconds a client may take to send its whole request, and to take its answer.
     max_connections : int
-        Connections open at once, a thread each at most; more are answered 503.
+        Connections open at once; more are answered 503.
     concurrent_requests : int
-        Requests parsed and answered at once, in the order they came; the others wait.
-        A connection waiting for its client does not count (see :class:`_ConnectionThreads`).
+        Worker threads: requests other than new work orders served at once, in the order
+        they came; the others wait.
     users : dict, optional
         User name to password or hash; when given every request needs HTTP Basic
         credentials.
     """
 
-    allow_reuse_address = True
-    request_queue_size = LISTEN_BACKLOG
-
     def __init__(self, service, host, port, *, request_limit, request_timeout,
                  max_connections, concurrent_requests, users=None):
+        super().__init__(allow_none=True, encoding="utf-8", use_builtin_types=True)
         self.service = service
         self.max_request_bytes, self.limit_setting = request_limit
         self.request_timeout = request_timeout
         self.max_connections = max_connections
-        self._connection_slots = threading.BoundedSemaphore(max_connections)
-        # A few connections served at once, in turn; more only while some wait for their
-        # clients. Parsing a request can also take many times its size in memory.
-        self.connection_threads = _ConnectionThreads(concurrent_requests, max_connections,
-                                                     f"{service}-request")
-        self._busy_since = None  # when the connection limit was last reached, for the log
         # Constant-time checks of plain passwords and scrypt hashes alike.
         self.authenticator = Authenticator(users) if users else None
         self.pages = None
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, port), requestHandler=FrontDeskRequestHandler, logRequests=False,
-                         allow_none=True, use_builtin_types=True)
+        self._orders_at_once = None
+        self._workers = _Workers(concurrent_requests, f"{service}-request")
+        self._connections = set()
+        self._orders = []  # (connection, work order) read in this turn of the loop
+        self._finished = collections.deque()  # (connection, answer) from the workers
+        self._next_deadline = math.inf
+        self._busy_since = None  # when the connection limit was last reached, for the log
+        self._stopping = False
+        self._stopped = threading.Event()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+            self.socket.listen(LISTEN_BACKLOG)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+        # Made in serve_forever: a daemon detaching closes every descriptor but the socket's.
+        self._selector = None
+        self._wake_reader = self._wake_writer = None  # the workers wake the loop through them
 
-    def publish(self, front_desk, pages=None):
+    def publish(self, front_desk, pages=None, orders_at_once=None):
         """Serve *front_desk* as ``front_desk``, with the ``system.*`` methods, and *pages*
         (a :class:`~torosmanager.pages.StatusPages`) at ``GET /``.
 
-        The function's docstring is what ``system.methodHelp("front_desk")`` returns.
+        The function's docstring is what ``system.methodHelp("front_desk")`` returns. With
+        *orders_at_once* (a :class:`~torosmanager.frontdesk.FrontDesk`), the calls of
+        ``front_desk`` it ``serves_at_once`` are served by the server's own thread, those
+        that came together in one call of its ``front_desks``; every other call, by a worker.
         """
         self.pages = pages
+        self._orders_at_once = orders_at_once
         self.register_function(front_desk, "front_desk")
         self.register_introspection_functions()
         self.register_multicall_functions()
-
-    def process_request(self, request, client_address):
-        """A thread for the connection, or, beyond ``Server → Max Connections``, a 503."""
-        if not self._connection_slots.acquire(blocking=False):
-            self._refuse_busy(request, client_address)
-            return
-        if self._busy_since is not None:
-            log.info("connections below Server → Max Connections (%d) again",
-                     self.max_connections)
-            self._busy_since = None
-        try:
-            self.connection_threads.submit(self._serve_connection, request, client_address)
-        except BaseException:
-            self._connection_slots.release()
-            raise
-
-    def _serve_connection(self, request, client_address):
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - logged; the other connections go on
-            log.exception("error while serving a connection from %s", client_address[0])
-        finally:
-            self.shutdown_request(request)
-            self._connection_slots.release()
-
-    def server_close(self):
-        """Close the socket, then wait for the requests in progress (each bounded by the
-        request timeout): no receipt is cut off, and nothing writes to a closed journal."""
-        super().server_close()
-        self.connection_threads.shutdown()
-
-    def _refuse_busy(self, request, client_address):
-        if self._busy_since is None:  # once while busy, not for every refused connection
-            self._busy_since = time.monotonic()
-            log.warning("%d connections open (Server → Max Connections): answering 503 to new "
-                        "ones, such as %s", self.max_connections, client_address[0])
-        body = (f"503 Service Unavailable: {self.max_connections} connections are open "
-                "(Server → Max Connections); try again\n").encode()
-        head = (f"HTTP/1.0 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\n"
-                "Content-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-        try:
-            request.settimeout(BUSY_ANSWER_TIMEOUT)
-            request.sendall(head + body)
-        except OSError:
-            pass  # the client has gone, or does not read: it is closed all the same
-        finally:
-            self.shutdown_request(request)
-
-    def _marshaled_dispatch(self, data, dispatch_method=None, path=None):
-        """The stdlib's, with the parser's own errors said plainly: "malformed XML-RPC request:
-        ..." rather than "<class 'ValueError'>:...", unexpected errors logged, and at most
-        ``Server → Concurrent Requests`` parsed and answered at once (see
-        :class:`_ConnectionThreads`)."""
-        try:
-            params, method = loads(data, use_builtin_types=self.use_builtin_types)
-        except Exception as error:  # noqa: BLE001 - expat's and the unmarshaller's many kinds
-            return self._answer(Fault(int(FaultCode.INVALID), "malformed XML-RPC request: "
-                                      f"{clip(str(error))}"))
-        try:
-            result = (dispatch_method or self._dispatch)(method, params)
-            return self._answer((result,), methodresponse=True)
-        except Fault as fault:
-            return self._answer(fault)
-        except Exception as error:  # noqa: BLE001 - answered as a Fault, and logged
-            log.exception("internal error in %s", shorten(method))
-            return self._answer(Fault(int(FaultCode.INTERNAL), f"internal error in the "
-                                      f"{self.service} daemon ({type(error).__name__}: "
-                                      f"{clip(str(error))}); its log has the details"))
-
-    def _answer(self, response, methodresponse=None):
-        return dumps(response, methodresponse=methodresponse, allow_none=self.allow_none,
-                     encoding=self.encoding).encode(self.encoding, "xmlcharrefreplace")
 
     @property
     def port(self):
         """The port actually bound (useful when 0 asked for any free port)."""
         return self.server_address[1]
+
+    def fileno(self):
+        """The listening socket's file descriptor."""
+        return self.socket.fileno()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def serve_forever(self):
+        """Serve until :meth:`shutdown`, then finish the requests under way and return."""
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._workers.start()
+        self._selector.register(self.socket, selectors.EVENT_READ)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+        try:
+            while not self._stopping or self._connections:
+                if self._stopping and self.socket.fileno() >= 0:
+                    self._stop_accepting()
+                timeout = None
+                if self._next_deadline < math.inf:
+                    timeout = max(0.0, self._next_deadline - time.monotonic())
+                for key, events in self._selector.select(timeout):
+                    if key.fileobj is self.socket:
+                        self._accept()
+                    elif key.fileobj is self._wake_reader:
+                        self._take_finished()
+                    elif events & selectors.EVENT_WRITE:
+                        self._write(key.data)
+                    else:
+                        self._read(key.data)
+                if self._orders:
+                    self._serve_orders()
+                if time.monotonic() >= self._next_deadline:
+                    self._expire()
+        finally:
+            self._stopped.set()
+
+    def shutdown(self):
+        """Stop accepting connections, and return once the requests under way are answered
+        and :meth:`serve_forever` has returned."""
+        self._stopping = True
+        self._wake()
+        self._stopped.wait()
+
+    def server_close(self):
+        """Close the sockets and end the worker threads (after what they were given)."""
+        self._stop_accepting()
+        self._workers.stop()
+        for resource in (self._selector, self._wake_reader, self._wake_writer):
+            if resource is not None:
+                resource.close()
+
+    def _stop_accepting(self):
+        if self.socket.fileno() < 0:
+            return
+        if self._selector is not None:  # (serve_forever ran)
+            self._selector.unregister(self.socket)
+        self.socket.close()
+        # Requests not all come yet are owed nothing: nothing of them was accepted.
+        for connection in [c for c in self._connections if c.state == _READING]:
+            self._close(connection)
+
+    def _accept(self):
+        while True:
+            try:
+                sock, address = self.socket.accept()
+            except BlockingIOError:
+                return
+            except OSError as error:  # out of file descriptors, say: tried again next turn
+                log.warning("cannot accept a connection: %s", error)
+                return
+            if len(self._connections) >= self.max_connections:
+                self._refuse_busy(sock, address[0])
+                continue
+            if self._busy_since is not None:
+                log.info("connections below Server → Max Connections (%d) again",
+                         self.max_connections)
+                self._busy_since = None
+            sock.setblocking(False)
+            connection = _Connection(sock, address[0], self._deadline())
+            self._connections.add(connection)
+            self._watch(connection, selectors.EVENT_READ)
+
+    def _deadline(self):
+        deadline = time.monotonic() + self.request_timeout
+        self._next_deadline = min(self._next_deadline, deadline)
+        return deadline
+
+    def _expire(self):
+        """Cut off the connections past their deadline: 408 to a request not all come."""
+        now = time.monotonic()
+        self._next_deadline = math.inf
+        for connection in list(self._connections):
+            if connection.deadline is None:
+                continue
+            if connection.deadline > now:
+                self._next_deadline = min(self._next_deadline, connection.deadline)
+            elif connection.state == _READING:
+                answer = self._refusal(connection, 408, "Request Timeout",
+                                       f"the request did not arrive within "
+                                       f"{self.request_timeout:g} s (Server → Request Timeout)")
+                try:
+                    connection.socket.send(answer)  # all it takes at once; then closed
+                except OSError:
+                    pass  # the client has gone: nobody to tell
+                self._close(connection)
+            else:
+                log.warning("closed the connection of %s: it did not take its answer within "
+                            "%g s (Server → Request Timeout)", connection.host,
+                            self.request_timeout)
+                self._close(connection)
+
+    def _watch(self, connection, events):
+        self._selector.register(connection.socket, events, connection)
+        connection.watched = True
+
+    def _unwatch(self, connection):
+        if connection.watched:
+            self._selector.unregister(connection.socket)
+            connection.watched = False
+
+    def _close(self, connection):
+        self._unwatch(connection)
+        try:
+            connection.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the client has gone
+        connection.socket.close()
+        self._connections.discard(connection)
+
+    def _refuse_busy(self, sock, host):
+        if self._busy_since is None:  # once while busy, not for every refused connection
+            self._busy_since = time.monotonic()
+            log.warning("%d connections open (Server → Max Connections): answering 503 to new "
+                        "ones, such as %s", self.max_connections, host)
+        body = (f"503 Service Unavailable: {self.max_connections} connections are open "
+                "(Server → Max Connections); try again\n").encode()
+        answer = _http_answer(503, "Service Unavailable",
+                              [("Retry-After", str(RETRY_AFTER_SECONDS)),
+                               ("Content-Type", "text/plain; charset=utf-8"),
+                               ("Connection", "close")], body)
+        try:
+            sock.setblocking(False)
+            sock.send(answer)  # what the socket takes at once: this thread waits for no one
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the client has gone, or does not read: it is closed all the same
+        finally:
+            sock.close()
+
+    # --- reading a request ------------------------------------------------------------------
+
+    def _read(self, connection):
+        try:
+            data = connection.socket.recv(RECEIVE_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close(connection)
+            return
+        if not data:  # the client closed its side before its request was whole
+            self._close(connection)
+            return
+        connection.received += data
+        if connection.head_end is None:
+            end = _END_OF_HEAD.search(connection.received)
+            if end is None:
+                if len(connection.received) > MAX_HEAD_BYTES:
+                    self._answer(connection, self._refusal(
+                        connection, 431, "Request Header Fields Too Large",
+                        f"the request line and headers exceed {MAX_HEAD_BYTES} bytes"))
+                return
+            refusal = self._read_head(connection, end.end())
+            if refusal is not None:
+                self._answer(connection, refusal)
+                return
+        if len(connection.received) >= connection.head_end + connection.body_length:
+            self._request_read(connection)
+
+    def _read_head(self, connection, end):
+        """Parse the request line and headers; the refusal, or None."""
+        head = bytes(connection.received[:end])
+        request_line, _, header_lines = head.partition(b"\n")
+        request_line = request_line.rstrip(b"\r").decode("iso-8859-1")
+        connection.head_end = end
+        words = request_line.split()
+        if len(words) != 3:
+            return self._refusal(connection, 400, "Bad Request",
+                                 f"request line {shorten(request_line)} is not 'METHOD PATH "
+                                 "HTTP/1.x'")
+        connection.method, connection.path, version = words
+        matched = _HTTP_VERSION.fullmatch(version)
+        if matched is None:
+            return self._refusal(connection, 400, "Bad Request",
+                                 f"bad HTTP version {shorten(version)}")
+        if matched.group(1) != "1":
+            return self._refusal(connection, 505, "HTTP Version Not Supported",
+                                 f"{shorten(version)}; this server speaks HTTP/1.0 and 1.1")
+        try:
+            connection.headers = http.client.parse_headers(io.BytesIO(header_lines))
+        except http.client.HTTPException as error:
+            return self._refusal(connection, 431, "Request Header Fields Too Large",
+                                 clip(str(error)))
+        if connection.method == "GET":
+            return None
+        if connection.method != "POST":
+            return self._refusal(connection, 501, "Not Implemented",
+                                 f"method {shorten(connection.method)}; use POST for XML-RPC "
+                                 "calls, GET for the status page")
+        if connection.path not in RPC_PATHS:
+            return self._not_found(connection.path)
+        length = connection.headers.get("Content-Length")
+        if length is None or not length.strip().isdigit():
+            return self._refusal(connection, 411, "Length Required",
+                                 "send a Content-Length header")
+        if int(length) > self.max_request_bytes:
+            return self._refusal(connection, 413, "Payload Too Large",
+                                 f"request body of {int(length)} bytes; the limit is "
+                                 f"{self.max_request_bytes} bytes ({self.limit_setting})")
+        connection.body_length = int(length)
+        return None
+
+    def _request_read(self, connection):
+        """The whole request is in: serve it."""
+        self._unwatch(connection)
+        connection.state = _SERVING
+        connection.deadline = None
+        if self.authenticator is not None:
+            credentials = _credentials(connection.headers)
+            if credentials is None:
+                self._answer(connection, self._unauthorized(connection))
+                return
+            if not self.authenticator.remembers(*credentials):
+                # Checking a hash takes tens of milliseconds: not in this thread.
+                self._workers.submit(self._work, connection, self._serve_checked, connection,
+                                     credentials)
+                return
+        if connection.method == "GET":
+            self._workers.submit(self._work, connection, self._page, connection.path)
+            return
+        call, answer = self._rpc_call(connection)
+        if answer is not None:  # refused, or not XML-RPC
+            self._answer(connection, answer)
+            return
+        method, params = call
+        if (method == "front_desk" and len(params) == 1 and self._orders_at_once is not None
+                and self._orders_at_once.serves_at_once(params[0])):
+            self._orders.append((connection, params[0]))
+        else:
+            self._workers.submit(self._work, connection, self._call, connection, method,
+                                 params)
+
+    def _rpc_call(self, connection):
+        """``((method, params), None)``; or ``(None, answer)``, the HTTP answer to a body
+        that is not an XML-RPC call."""
+        body, refusal = self._decoded_body(connection)
+        if refusal is not None:
+            return None, refusal
+        try:
+            params, method = loads(body, use_builtin_types=True)
+        except Exception as error:  # noqa: BLE001 - expat's and the unmarshaller's many kinds
+            return None, self._xml_answer(connection, Fault(int(FaultCode.INVALID),
+                                                            f"malformed XML-RPC request: "
+                                                            f"{clip(str(error))}"))
+        return (method, params), None
+
+    def _decoded_body(self, connection):
+        """``(body, None)``, the body decompressed if it came gzipped; or ``(None, refusal)``,
+        an HTTP answer."""
+        body = connection.body
+        encoding = connection.headers.get("Content-Encoding", "identity").lower()
+        if encoding == "identity":
+            return body, None
+        if encoding != "gzip":
+            return None, self._refusal(connection, 415, "Unsupported Media Type",
+                                       f"Content-Encoding {shorten(encoding)} is not supported; "
+                                       "send the body as it is, or gzip")
+        # A gzip body may expand far beyond Content-Length: hold it to the same limit.
+        try:
+            return gzip_decode(body, max_decode=self.max_request_bytes), None
+        except ValueError as error:
+            if "exceeded" in str(error):
+                return None, self._refusal(connection, 413, "Payload Too Large",
+                                           "decompressed body exceeds the limit")
+            return None, self._refusal(connection, 400, "Bad Request",
+                                       "Content-Encoding gzip, but the body is not gzip data")
+
+    # --- serving ------------------------------------------------------------------------------
+
+    def _serve_orders(self):
+        """Serve the new work orders read in this turn of the loop, in one call (and one
+        journal commit)."""
+        orders, self._orders = self._orders, []
+        try:
+            answers = self._orders_at_once.front_desks([order for _, order in orders])
+        except Exception as error:  # noqa: BLE001 - answered as a Fault, and logged
+            log.exception("internal error in front_desk")
+            answers = [self._internal_fault("front_desk", error)] * len(orders)
+        for (connection, _), answer in zip(orders, answers):
+            self._answer(connection, self._xml_answer(connection, answer))
+
+    def _work(self, connection, function, *args):
+        """(In a worker.) Answer *connection* with ``function(*args)``: its HTTP answer."""
+        try:
+            answer = function(*args)
+        except Exception:  # noqa: BLE001 - logged; the client gets a 500, the others go on
+            log.exception("error while serving a request from %s", connection.host)
+            answer = _http_answer(500, "Internal Server Error",
+                                  [("Content-Type", "text/plain; charset=utf-8")],
+                                  f"500 Internal Server Error: the {self.service} daemon's log "
+                                  "has the details\n".encode())
+        self._finished.append((connection, answer))
+        self._wake()
+
+    def _serve_checked(self, connection, credentials):
+        """(In a worker.) Serve a request once its credentials are checked."""
+        if not self.authenticator.check(*credentials):
+            return self._unauthorized(connection)
+        if connection.method == "GET":
+            return self._page(connection.path)
+        call, answer = self._rpc_call(connection)
+        return answer if answer is not None else self._call(connection, *call)
+
+    def _call(self, connection, method, params):
+        """(In a worker.) The answer to an XML-RPC call."""
+        try:
+            result = self._dispatch(method, params)
+        except Fault as fault:
+            result = fault
+        except Exception as error:  # noqa: BLE001 - answered as a Fault, and logged
+            log.exception("internal error in %s", shorten(method))
+            result = self._internal_fault(method, error)
+        return self._xml_answer(connection, result)
+
+    def _internal_fault(self, method, error):
+        return Fault(int(FaultCode.INTERNAL), f"internal error in the {self.service} daemon "
+                                              f"({type(error).__name__} in {shorten(method)}: "
+                                              f"{clip(str(error))}); its log has the details")
+
+    def _page(self, path):
+        """(In a worker.) The status page at *path*, or what it links to."""
+        path = path.split("?", 1)[0]
+        found = None
+        if self.pages is not None:
+            found = (("text/html; charset=utf-8", self.pages.index().encode()) if path == "/"
+                     else self.pages.asset(path))
+        if found is None:
+            return self._not_found(path)
+        content_type, body = found
+        # Only this page's own resources: no scripts, no frames, nothing from elsewhere.
+        return _http_answer(200, "OK", [("Content-Type", content_type),
+                                        ("Cache-Control", "no-store"),
+                                        ("Content-Security-Policy",
+                                         "default-src 'none'; img-src 'self'; "
+                                         "style-src 'unsafe-inline'")], body)
+
+    # --- answering ----------------------------------------------------------------------------
+
+    def _take_finished(self):
+        try:
+            while self._wake_reader.recv(RECEIVE_BYTES):
+                pass
+        except BlockingIOError:
+            pass
+        while self._finished:
+            self._answer(*self._finished.popleft())
+
+    def _wake(self):
+        if self._wake_writer is None:
+            return  # serve_forever has not begun: nothing to wake
+        try:
+            self._wake_writer.send(b"\0")
+        except OSError:
+            pass  # already woken (its buffer is full), or closed: the loop has ended
+
+    def _answer(self, connection, answer):
+        """Send *answer*: what the socket takes now, the rest as the client takes it."""
+        self._unwatch(connection)
+        connection.state = _WRITING
+        try:
+            sent = connection.socket.send(answer)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the client has gone
+            self._close(connection)
+            return
+        if sent == len(answer):
+            self._close(connection)
+            return
+        connection.unsent = memoryview(answer)[sent:]
+        connection.deadline = self._deadline()
+        self._watch(connection, selectors.EVENT_WRITE)
+
+    def _write(self, connection):
+        try:
+            sent = connection.socket.send(connection.unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close(connection)
+            return
+        connection.unsent = connection.unsent[sent:]
+        if not connection.unsent:
+            self._close(connection)
+
+    def _xml_answer(self, connection, result):
+        """The HTTP answer carrying *result* (a value, or a Fault)."""
+        try:
+            if isinstance(result, Fault):
+                text = dumps(result, allow_none=True)
+            else:
+                text = dumps((result,), methodresponse=True, allow_none=True)
+        except Exception as error:  # noqa: BLE001 - a value XML-RPC cannot carry
+            log.exception("cannot marshal the answer to %s", connection.host)
+            text = dumps(self._internal_fault("front_desk", error), allow_none=True)
+        body = text.encode("utf-8", "xmlcharrefreplace")
+        headers = [("Content-Type", "text/xml")]
+        if len(body) > GZIP_ABOVE_BYTES and _accepts_gzip(connection.headers):
+            body = gzip_encode(body)
+            headers.append(("Content-Encoding", "gzip"))
+        return _http_answer(200, "OK", headers, body)
+
+    def _refusal(self, connection, code, title, detail, headers=()):
+        log.warning("refused a request from %s: %s %s", connection.host, code, detail)
+        return _http_answer(code, title, [*headers, ("Content-Type", "text/plain; charset=utf-8"),
+                                          ("Connection", "close")],
+                            f"{code} {title}: {detail}\n".encode())
+
+    def _unauthorized(self, connection):
+        return self._refusal(connection, 401, "Unauthorized", "HTTP Basic credentials required",
+                             [("WWW-Authenticate", f'Basic realm="TOROS {self.service}"')])
+
+    def _not_found(self, path):
+        # Not logged: browsers ask for /favicon.ico and the like.
+        return _http_answer(404, "Not Found", [("Content-Type", "text/plain; charset=utf-8")],
+                            f"404 Not Found: nothing at {shorten(path)}\n".encode())
+
+
+def _http_answer(code, title, headers, body):
+    """An HTTP/1.0 answer, as bytes."""
+    lines = [f"HTTP/1.0 {code} {title}", f"Server: TOROS-Manager/{__version__}",
+             f"Date: {formatdate(usegmt=True)}",
+             *(f"{name}: {value}" for name, value in headers),
+             f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(lines).encode("iso-8859-1") + body
+
+
+def _credentials(headers):
+    """The (user, password) of an HTTP Basic ``Authorization`` header, or None."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(token.strip(), validate=True).decode(
+            "utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+def _accepts_gzip(headers):
+    for coding in headers.get("Accept-Encoding", "").split(","):
+        matched = _GZIP_ACCEPTED.match(coding)
+        if matched:
+            quality = matched.group(2)
+            try:
+                return quality is None or float(quality) > 0
+            except ValueError:
+                return False
+    return False

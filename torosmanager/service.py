@@ -151,7 +151,7 @@ def serve(service, config, server, config_path=None):
     threading.Thread(target=_report_earth_rotation, args=(earth_rotation, clock),
                      name="iers-table", daemon=True).start()
     desk = FrontDesk(handler, journal, clock, config, earth_rotation)
-    server.publish(desk.front_desk, StatusPages(desk, recent_lines))
+    server.publish(desk.front_desk, StatusPages(desk, recent_lines), orders_at_once=desk)
 
     def stop(signum, frame):
         log.info("received %s; stopping", signal.Signals(signum).name)
