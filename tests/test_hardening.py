@@ -614,3 +614,20 @@ def test_work_orders_that_come_together_are_served_together():
                 xmlrpc.client.loads(xml)
         else:
             assert xmlrpc.client.loads(xml)[0][0] == {"Answered": number}
+
+
+@pytest.mark.parametrize("headers, expected", [
+    (b"Content-Length: 0\r\nNot a header\r\n", b"HTTP/1.0 400 Bad Request"),
+    (b"Content-Length: 0\r\n folded: onto the line before\r\n", b"HTTP/1.0 400 Bad Request"),
+    (b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"Content-Length: 0\r\n",
+     b"HTTP/1.0 431 Request Header Fields Too Large"),
+    (b"Content-Length: 0\r\n", b"HTTP/1.0 200 OK"),  # the same request, well formed
+])
+def test_a_malformed_head_is_refused_by_its_http_code(headers, expected):
+    with CountingServer(hold=0) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw:
+            raw.sendall(b"POST /RPC2 HTTP/1.0\r\n" + headers + b"\r\n")
+            answer = b""
+            while chunk := raw.recv(10_000):
+                answer += chunk
+    assert answer.startswith(expected), answer

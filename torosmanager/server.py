@@ -24,8 +24,6 @@ HTTP Basic authentication (401).
 import base64
 import binascii
 import collections
-import http.client
-import io
 import logging
 import math
 import queue
@@ -53,6 +51,8 @@ RECEIVE_BYTES = 65536
 #: The request line and headers, at most: the stdlib's limit for one line
 #: (``http.client._MAXLINE``), which is larger than any real request's whole head.
 MAX_HEAD_BYTES = 65536
+#: Header lines in a request, at most (the stdlib's ``http.client._MAXHEADERS``).
+MAX_HEADERS = 100
 #: Answers larger than this are compressed for a client that accepts gzip: the stdlib
 #: server's threshold (``SimpleXMLRPCRequestHandler.encode_threshold``, a common MTU).
 GZIP_ABOVE_BYTES = 1400
@@ -409,10 +409,12 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             return self._refusal(connection, 505, "HTTP Version Not Supported",
                                  f"{shorten(version)}; this server speaks HTTP/1.0 and 1.1")
         try:
-            connection.headers = http.client.parse_headers(io.BytesIO(header_lines))
-        except http.client.HTTPException as error:
+            connection.headers = _parse_headers(header_lines)
+        except ValueError as error:
+            return self._refusal(connection, 400, "Bad Request", str(error))
+        if len(connection.headers) > MAX_HEADERS:
             return self._refusal(connection, 431, "Request Header Fields Too Large",
-                                 clip(str(error)))
+                                 f"more than {MAX_HEADERS} headers")
         if connection.method == "GET":
             return None
         if connection.method != "POST":
@@ -421,7 +423,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                                  "calls, GET for the status page")
         if connection.path not in RPC_PATHS:
             return self._not_found(connection.path)
-        length = connection.headers.get("Content-Length")
+        length = connection.headers.get("content-length")
         if length is None or not length.strip().isdigit():
             return self._refusal(connection, 411, "Length Required",
                                  "send a Content-Length header")
@@ -480,7 +482,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         """``(body, None)``, the body decompressed if it came gzipped; or ``(None, refusal)``,
         an HTTP answer."""
         body = connection.body
-        encoding = connection.headers.get("Content-Encoding", "identity").lower()
+        encoding = connection.headers.get("content-encoding", "identity").lower()
         if encoding == "identity":
             return body, None
         if encoding != "gzip":
@@ -657,9 +659,25 @@ def _http_answer(code, title, headers, body):
     return "\r\n".join(lines).encode("iso-8859-1") + body
 
 
+def _parse_headers(lines):
+    """A request's header lines (bytes, up to the empty line) as a dict of lower-case name
+    to value; the first of a repeated name. Raises ValueError for a line that is not a header.
+    """
+    headers = {}
+    for line in lines.decode("iso-8859-1").splitlines():
+        if not line:
+            break
+        name, colon, value = line.partition(":")
+        # No space before the colon, and no continuation lines (RFC 9112, 5.1 and 5.2).
+        if not colon or not name or name != name.strip():
+            raise ValueError(f"header line {shorten(line)} is not 'Name: value'")
+        headers.setdefault(name.lower(), value.strip())
+    return headers
+
+
 def _credentials(headers):
     """The (user, password) of an HTTP Basic ``Authorization`` header, or None."""
-    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
@@ -671,7 +689,7 @@ def _credentials(headers):
 
 
 def _accepts_gzip(headers):
-    for coding in headers.get("Accept-Encoding", "").split(","):
+    for coding in headers.get("accept-encoding", "").split(","):
         matched = _GZIP_ACCEPTED.match(coding)
         if matched:
             quality = matched.group(2)
