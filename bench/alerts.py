@@ -56,7 +56,7 @@ from pathlib import Path
 import alert_data
 from cpu import machine_line
 from daemons import (EVENING, IDLE_WINDOW, LONG_ORDER, REOPEN_DELAY, SETTLE_TIMEOUT, Clock,
-                     Site, history_time, idle_pool_thread, start_observatory, status,
+                     Site, history_time, idle_pool_thread, raw_stacks, start_observatory, status,
                      wait_exposing)
 from docs_section import DOCS, update_docs
 
@@ -538,10 +538,7 @@ def spy_counts(path, parts):
     counts = dict.fromkeys([label for label, _ in parts] + ["other"], 0)
     total = 0
     with open(path, encoding="utf-8") as stream:
-        for line in stream:
-            if not line.strip():
-                continue
-            stack, count = line.rsplit(" ", 1)
+        for stack, count in raw_stacks(stream):
             if idle_pool_thread(stack):
                 continue
             total += int(count)

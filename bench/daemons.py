@@ -145,6 +145,21 @@ def idle_pool_thread(stack):
             or (last.startswith("select (") and "/selectors.py" in last))
 
 
+def raw_stacks(lines):
+    """py-spy's raw output as (stack, count) pairs. A frame's text may hold a line break (a
+    name py-spy read mid-update): such a line is joined to the next."""
+    stacks, pending = [], ""
+    for line in lines:
+        line = pending + line.rstrip("\n")
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            stacks.append((stack, count))
+            pending = ""
+        else:
+            pending = line
+    return stacks
+
+
 def process_cpu(pid):
     """CPU seconds (user + system) a process has used, from /proc."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stream:

@@ -54,7 +54,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from cpu import machine_line
-from daemons import EVENING, idle_pool_thread, process_cpu
+from daemons import EVENING, idle_pool_thread, process_cpu, raw_stacks
 from torosmanager.examples import MANUAL_OBSERVATION
 
 DEFAULT_CLIENTS = 16
@@ -363,7 +363,7 @@ def profile(arguments, workdir):
         result = drive("orders", port, daemon.pid, options, False, "profile")
         spy.wait(timeout=60)
         with open(raw, encoding="utf-8") as stream:
-            stacks = [line.rsplit(" ", 1) for line in stream if line.strip()]
+            stacks = raw_stacks(stream)
     finally:
         daemon.stop()
         shutil.rmtree(directory, ignore_errors=True)
