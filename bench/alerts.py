@@ -458,7 +458,7 @@ SPY_PARTS = {
         ("worker: localise (the skymap read)", ("/alerts/targets.py",)),
         ("worker: parse (alert_of)", ("/alerts/intake.py",)),
         ("journal (SQLite, commits)", ("/torosmanager/journal.py",)),
-        ("request threads: HTTP, XML-RPC (the 2 MB order in, health polls)",
+        ("server and its workers: HTTP, XML-RPC (the 2 MB order in, health polls)",
          ("/torosmanager/server.py",)),
         ("worker: the rest of handler.py", ("/alerts/handler.py",)),
     ),
@@ -469,8 +469,8 @@ SPY_PARTS = {
          ("/scheduler/dispatcher.py", "/torosmanager/journal.py")),
         ("dispatcher thread: the rest (XML-RPC to the absent telescope...)",
          ("/scheduler/dispatcher.py",)),
-        ("request threads: journal (SQLite, commits)", ("/torosmanager/journal.py",)),
-        ("request threads: HTTP, XML-RPC, validation", ("/torosmanager/server.py",)),
+        ("server and its workers: journal (SQLite, commits)", ("/torosmanager/journal.py",)),
+        ("server and its workers: HTTP, XML-RPC, validation", ("/torosmanager/server.py",)),
     ),
 }
 
