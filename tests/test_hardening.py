@@ -631,3 +631,101 @@ def test_a_malformed_head_is_refused_by_its_http_code(headers, expected):
             while chunk := raw.recv(10_000):
                 answer += chunk
     assert answer.startswith(expected), answer
+
+
+# --- HTTP/1.1: a connection kept for the next request -------------------------------------------
+
+def _rpc_request(number, version="HTTP/1.1", extra=b""):
+    body = xmlrpc.client.dumps(({"N": number},), "front_desk").encode()
+    return (f"POST /RPC2 {version}\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+            + extra + b"\r\n" + body)
+
+
+def _read_answer(stream):
+    """One HTTP answer from a file made by socket.makefile("rb"): (status line, XML)."""
+    status = stream.readline()
+    length = None
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return status, stream.read(length)
+
+
+def test_an_http_1_1_connection_serves_request_after_request_and_pipelined_ones_in_order():
+    with CountingServer(hold=0) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw, \
+                raw.makefile("rb") as stream:
+            for number in (1, 2):  # one after the other
+                raw.sendall(_rpc_request(number))
+                status, xml = _read_answer(stream)
+                assert status.startswith(b"HTTP/1.1 200")
+                assert xmlrpc.client.loads(xml)[0][0] == {"Answered": number}
+            raw.sendall(_rpc_request(3) + _rpc_request(4))  # the second before the first's answer
+            assert [xmlrpc.client.loads(_read_answer(stream)[1])[0][0]["Answered"]
+                    for _ in range(2)] == [3, 4]
+            raw.sendall(_rpc_request(5, extra=b"Connection: close\r\n"))
+            status, xml = _read_answer(stream)
+            assert xmlrpc.client.loads(xml)[0][0] == {"Answered": 5}
+            assert stream.read() == b""  # closed after the answer, as asked
+
+
+def test_an_http_1_0_connection_is_closed_after_its_answer():
+    with CountingServer(hold=0) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw, \
+                raw.makefile("rb") as stream:
+            raw.sendall(_rpc_request(1, "HTTP/1.0"))
+            status, _ = _read_answer(stream)
+            assert status.startswith(b"HTTP/1.0 200") and stream.read() == b""
+
+
+def test_a_kept_connection_idle_past_the_request_timeout_is_closed_without_a_word():
+    with CountingServer(hold=0, request_timeout=SHORT_TIMEOUT) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw, \
+                raw.makefile("rb") as stream:
+            raw.sendall(_rpc_request(1))
+            assert _read_answer(stream)[0].startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert stream.read() == b""  # no 408: no request was begun
+            assert SHORT_TIMEOUT * 0.9 < time.monotonic() - started < SHORT_TIMEOUT + 2
+
+
+def test_kept_connections_idle_make_room_for_new_ones_before_any_503():
+    """At Server → Max Connections, a connection kept alive and idle is closed for a new
+    client, which is served; xmlrpc.client's proxy, whose connection that was, reconnects."""
+    with CountingServer(hold=0) as counting:
+        port = counting.server.port
+        proxies = [xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
+                   for _ in range(counting.server.max_connections)]
+        for number, proxy in enumerate(proxies):  # each keeps its connection open
+            assert proxy.front_desk({"N": number}) == {"Answered": number}
+        newcomer = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
+        assert newcomer.front_desk({"N": 99}) == {"Answered": 99}
+        assert [proxy.front_desk({"N": 7})["Answered"] for proxy in proxies] == \
+            [7] * len(proxies)
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body():
+    """curl asks before sending a body over 1 KB, and waits a second for the answer."""
+    body = xmlrpc.client.dumps(({"N": 8},), "front_desk").encode()
+    with CountingServer(hold=0) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw, \
+                raw.makefile("rb") as stream:
+            raw.sendall(f"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                        "Expect: 100-continue\r\n\r\n".encode())
+            assert stream.readline() == b"HTTP/1.1 100 Continue\r\n"
+            assert stream.readline() == b"\r\n"
+            raw.sendall(body)
+            status, xml = _read_answer(stream)
+            assert xmlrpc.client.loads(xml)[0][0] == {"Answered": 8}
+
+
+def test_a_chunked_body_is_refused_not_misread():
+    with CountingServer(hold=0) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw, \
+                raw.makefile("rb") as stream:
+            raw.sendall(b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                        b"Content-Length: 5\r\n\r\n0\r\n\r\n")
+            status, text = _read_answer(stream)
+            assert status.startswith(b"HTTP/1.1 501") and b"Transfer-Encoding" in text
+            assert stream.read() == b""

@@ -3,7 +3,8 @@
 It publishes one application method, ``front_desk(work_order)``, plus the standard
 ``system.listMethods``, ``system.methodHelp``, ``system.methodSignature`` and
 ``system.multicall``, at ``POST /`` and ``POST /RPC2``, and the daemon's status page at
-``GET /``; HTTP/1.0, one request per connection.
+``GET /``. HTTP/1.1 connections are kept for the client's next request (HTTP/1.0 ones are
+closed after the answer).
 
 One thread, the server's own, does the networking of every connection: it never waits for a
 client (non-blocking sockets and a selector), so a client slow to send its request or to take
@@ -73,7 +74,8 @@ class _Connection:
     answer."""
 
     __slots__ = ("socket", "host", "state", "watched", "received", "head_end", "body_length",
-                 "method", "path", "headers", "deadline", "unsent")
+                 "method", "path", "version", "headers", "keep_alive", "served", "deadline",
+                 "unsent")
 
     def __init__(self, sock, host, deadline):
         self.socket = sock
@@ -84,8 +86,21 @@ class _Connection:
         self.head_end = None  # where the body begins, once the head has come
         self.body_length = 0
         self.method = self.path = self.headers = None
+        self.version = "HTTP/1.0"  # the request's, once its line has come; the answer's
+        self.keep_alive = False  # kept for the next request after this one's answer
+        self.served = 0  # requests answered on this connection
         self.deadline = deadline  # monotonic seconds; None while the request is served
         self.unsent = None  # the rest of the answer, while the client takes it
+
+    def next_request(self, deadline):
+        """Forget the request answered; the bytes after it (a request sent before the answer
+        came) stay."""
+        del self.received[:self.head_end + self.body_length]
+        self.head_end, self.body_length = None, 0
+        self.method = self.path = self.headers = self.unsent = None
+        self.version, self.keep_alive = "HTTP/1.0", False
+        self.state, self.deadline = _READING, deadline
+        self.served += 1
 
     @property
     def body(self):
@@ -281,7 +296,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             except OSError as error:  # out of file descriptors, say: tried again next turn
                 log.warning("cannot accept a connection: %s", error)
                 return
-            if len(self._connections) >= self.max_connections:
+            if len(self._connections) >= self.max_connections and not self._close_an_idle():
                 self._refuse_busy(sock, address[0])
                 continue
             if self._busy_since is not None:
@@ -292,6 +307,14 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             connection = _Connection(sock, address[0], self._deadline())
             self._connections.add(connection)
             self._watch(connection, selectors.EVENT_READ)
+
+    def _close_an_idle(self):
+        """Close a connection kept alive and idle since its last answer, to make room; whether
+        there was one."""
+        idle = next((connection for connection in self._connections if _idle(connection)), None)
+        if idle is not None:
+            self._close(idle)
+        return idle is not None
 
     def _deadline(self):
         deadline = time.monotonic() + self.request_timeout
@@ -307,6 +330,8 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                 continue
             if connection.deadline > now:
                 self._next_deadline = min(self._next_deadline, connection.deadline)
+            elif _idle(connection):
+                self._close(connection)  # kept alive, and idle since: closed without a word
             elif connection.state == _READING:
                 answer = self._refusal(connection, 408, "Request Timeout",
                                        f"the request did not arrive within "
@@ -347,7 +372,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                         "ones, such as %s", self.max_connections, host)
         body = (f"503 Service Unavailable: {self.max_connections} connections are open "
                 "(Server → Max Connections); try again\n").encode()
-        answer = _http_answer(503, "Service Unavailable",
+        answer = _http_answer("HTTP/1.0", 503, "Service Unavailable",
                               [("Retry-After", str(RETRY_AFTER_SECONDS)),
                                ("Content-Type", "text/plain; charset=utf-8"),
                                ("Connection", "close")], body)
@@ -374,6 +399,10 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             self._close(connection)
             return
         connection.received += data
+        self._parse_received(connection)
+
+    def _parse_received(self, connection):
+        """Serve the request once all of it has come; refuse it as soon as its head says."""
         if connection.head_end is None:
             end = _END_OF_HEAD.search(connection.received)
             if end is None:
@@ -386,6 +415,13 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             if refusal is not None:
                 self._answer(connection, refusal)
                 return
+            if (connection.headers.get("expect", "").lower() == "100-continue"
+                    and connection.version == "HTTP/1.1"
+                    and len(connection.received) < end.end() + connection.body_length):
+                try:  # the client waits for this before it sends the body (curl does)
+                    connection.socket.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                except OSError:
+                    pass  # the client goes on after its own wait, or has gone
         if len(connection.received) >= connection.head_end + connection.body_length:
             self._request_read(connection)
 
@@ -408,6 +444,8 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if matched.group(1) != "1":
             return self._refusal(connection, 505, "HTTP Version Not Supported",
                                  f"{shorten(version)}; this server speaks HTTP/1.0 and 1.1")
+        if matched.group(2) != "0":
+            connection.version = "HTTP/1.1"
         try:
             connection.headers = _parse_headers(header_lines)
         except ValueError as error:
@@ -415,6 +453,13 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if len(connection.headers) > MAX_HEADERS:
             return self._refusal(connection, 431, "Request Header Fields Too Large",
                                  f"more than {MAX_HEADERS} headers")
+        # HTTP/1.1 keeps the connection unless the client says close (RFC 9112, 9.3).
+        connection.keep_alive = (connection.version == "HTTP/1.1" and "close" not in
+                                 connection.headers.get("connection", "").lower())
+        if "transfer-encoding" in connection.headers:
+            return self._refusal(connection, 501, "Not Implemented",
+                                 "Transfer-Encoding is not supported; send the body with a "
+                                 "Content-Length")
         if connection.method == "GET":
             return None
         if connection.method != "POST":
@@ -422,7 +467,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                                  f"method {shorten(connection.method)}; use POST for XML-RPC "
                                  "calls, GET for the status page")
         if connection.path not in RPC_PATHS:
-            return self._not_found(connection.path)
+            return self._not_found(connection, connection.path)
         length = connection.headers.get("content-length")
         if length is None or not length.strip().isdigit():
             return self._refusal(connection, 411, "Length Required",
@@ -450,7 +495,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                                      credentials)
                 return
         if connection.method == "GET":
-            self._workers.submit(self._work, connection, self._page, connection.path)
+            self._workers.submit(self._work, connection, self._page, connection)
             return
         call, answer = self._rpc_call(connection)
         if answer is not None:  # refused, or not XML-RPC
@@ -519,8 +564,10 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             answer = function(*args)
         except Exception:  # noqa: BLE001 - logged; the client gets a 500, the others go on
             log.exception("error while serving a request from %s", connection.host)
-            answer = _http_answer(500, "Internal Server Error",
-                                  [("Content-Type", "text/plain; charset=utf-8")],
+            connection.keep_alive = False
+            answer = _http_answer(connection.version, 500, "Internal Server Error",
+                                  [("Content-Type", "text/plain; charset=utf-8"),
+                                   ("Connection", "close")],
                                   f"500 Internal Server Error: the {self.service} daemon's log "
                                   "has the details\n".encode())
         self._finished.append((connection, answer))
@@ -531,7 +578,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if not self.authenticator.check(*credentials):
             return self._unauthorized(connection)
         if connection.method == "GET":
-            return self._page(connection.path)
+            return self._page(connection)
         call, answer = self._rpc_call(connection)
         return answer if answer is not None else self._call(connection, *call)
 
@@ -551,18 +598,18 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                                               f"({type(error).__name__} in {shorten(method)}: "
                                               f"{clip(str(error))}); its log has the details")
 
-    def _page(self, path):
-        """(In a worker.) The status page at *path*, or what it links to."""
-        path = path.split("?", 1)[0]
+    def _page(self, connection):
+        """(In a worker.) The status page the request asks for, or what it links to."""
+        path = connection.path.split("?", 1)[0]
         found = None
         if self.pages is not None:
             found = (("text/html; charset=utf-8", self.pages.index().encode()) if path == "/"
                      else self.pages.asset(path))
         if found is None:
-            return self._not_found(path)
+            return self._not_found(connection, path)
         content_type, body = found
         # Only this page's own resources: no scripts, no frames, nothing from elsewhere.
-        return _http_answer(200, "OK", [("Content-Type", content_type),
+        return self._http(connection, 200, "OK", [("Content-Type", content_type),
                                         ("Cache-Control", "no-store"),
                                         ("Content-Security-Policy",
                                          "default-src 'none'; img-src 'self'; "
@@ -599,7 +646,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             self._close(connection)
             return
         if sent == len(answer):
-            self._close(connection)
+            self._answered(connection)
             return
         connection.unsent = memoryview(answer)[sent:]
         connection.deadline = self._deadline()
@@ -615,7 +662,18 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             return
         connection.unsent = connection.unsent[sent:]
         if not connection.unsent:
+            self._answered(connection)
+
+    def _answered(self, connection):
+        """The whole answer has gone: close the connection, or wait for its next request."""
+        if not connection.keep_alive or self._stopping:
             self._close(connection)
+            return
+        self._unwatch(connection)
+        connection.next_request(self._deadline())
+        self._watch(connection, selectors.EVENT_READ)
+        if connection.received:  # sent before this answer came
+            self._parse_received(connection)
 
     def _xml_answer(self, connection, result):
         """The HTTP answer carrying *result* (a value, or a Fault)."""
@@ -632,27 +690,39 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if len(body) > GZIP_ABOVE_BYTES and _accepts_gzip(connection.headers):
             body = gzip_encode(body)
             headers.append(("Content-Encoding", "gzip"))
-        return _http_answer(200, "OK", headers, body)
+        return self._http(connection, 200, "OK", headers, body)
+
+    def _http(self, connection, code, title, headers, body):
+        """An answer to *connection*'s request, saying so if the connection ends with it."""
+        if connection.version == "HTTP/1.1" and (not connection.keep_alive or self._stopping):
+            headers = [*headers, ("Connection", "close")]
+        return _http_answer(connection.version, code, title, headers, body)
 
     def _refusal(self, connection, code, title, detail, headers=()):
         log.warning("refused a request from %s: %s %s", connection.host, code, detail)
-        return _http_answer(code, title, [*headers, ("Content-Type", "text/plain; charset=utf-8"),
-                                          ("Connection", "close")],
-                            f"{code} {title}: {detail}\n".encode())
+        connection.keep_alive = False  # what follows in the connection may not be a request
+        return _http_answer(connection.version, code, title,
+                            [*headers, ("Content-Type", "text/plain; charset=utf-8"),
+                             ("Connection", "close")], f"{code} {title}: {detail}\n".encode())
 
     def _unauthorized(self, connection):
         return self._refusal(connection, 401, "Unauthorized", "HTTP Basic credentials required",
                              [("WWW-Authenticate", f'Basic realm="TOROS {self.service}"')])
 
-    def _not_found(self, path):
+    def _not_found(self, connection, path):
         # Not logged: browsers ask for /favicon.ico and the like.
-        return _http_answer(404, "Not Found", [("Content-Type", "text/plain; charset=utf-8")],
+        return self._http(connection, 404, "Not Found", [("Content-Type", "text/plain; charset=utf-8")],
                             f"404 Not Found: nothing at {shorten(path)}\n".encode())
 
 
-def _http_answer(code, title, headers, body):
-    """An HTTP/1.0 answer, as bytes."""
-    lines = [f"HTTP/1.0 {code} {title}", f"Server: TOROS-Manager/{__version__}",
+def _idle(connection):
+    """Whether *connection* is kept alive after an answer, with nothing of a new request."""
+    return connection.state == _READING and connection.served and not connection.received
+
+
+def _http_answer(version, code, title, headers, body):
+    """An HTTP answer, as bytes."""
+    lines = [f"{version} {code} {title}", f"Server: TOROS-Manager/{__version__}",
              f"Date: {formatdate(usegmt=True)}",
              *(f"{name}: {value}" for name, value in headers),
              f"Content-Length: {len(body)}", "", ""]
