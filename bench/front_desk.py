@@ -5,7 +5,8 @@ and the disk's own fsync rate, side by side in one run.
 GIL) call ``front_desk`` over HTTP on 127.0.0.1 for ``--duration`` seconds against:
 
 * **bare stdlib server**: a threaded :class:`xmlrpc.server.SimpleXMLRPCServer` in a process of
-  its own whose ``front_desk`` returns a constant receipt: no validation, no journal, no log.
+  its own whose ``front_desk`` returns a constant receipt: no validation, no journal, no log;
+  HTTP/1.1, so that it keeps a connection its client keeps, as the daemons' server does.
 * **our server, front_desk returning a constant**: the daemons' own
   :class:`~torosmanager.server.FrontDeskServer` (default ``Server`` settings) returning the
   same constant: what their HTTP and XML-RPC layer costs apart from the front desk's work.
@@ -91,7 +92,7 @@ FSYNC_N = "disk: write + fsync, {n} threads"
 def bare_server(port):
     """A threaded stdlib XML-RPC server whose front_desk returns a constant."""
     import socketserver
-    from xmlrpc.server import SimpleXMLRPCServer
+    from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
     from torosmanager.server import LISTEN_BACKLOG
 
@@ -102,7 +103,13 @@ def bare_server(port):
         # retried by the client's kernel after 1 s, which would measure the backlog only.
         request_queue_size = LISTEN_BACKLOG
 
-    server = BareServer(("127.0.0.1", port), logRequests=False, allow_none=True)
+    class BareHandler(SimpleXMLRPCRequestHandler):
+        # As ours: a client keeping its connection (the keep-alive rows) keeps it here too;
+        # "Connection: close" (the other rows) still closes it after the answer.
+        protocol_version = "HTTP/1.1"
+
+    server = BareServer(("127.0.0.1", port), requestHandler=BareHandler, logRequests=False,
+                        allow_none=True)
     server.register_function(lambda work_order: BARE_RECEIPT, "front_desk")
     return server
 

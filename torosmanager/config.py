@@ -209,9 +209,11 @@ SCHEMA = {
                                      1_000, 1_000_000_000),
         "Request Timeout": Setting("float", 10.0,
                                    "seconds a client may take to send its whole request "
-                                   "(408 after it), and to take its answer", 0.1, 3600),
-        "Max Connections": Setting("int", 64, "connections open at once; more are answered "
-                                   "503 with Retry-After", 1, 100_000),
+                                   "(408 after it), and to take its answer; a connection kept "
+                                   "alive (HTTP/1.1) and idle this long is closed", 0.1, 3600),
+        "Max Connections": Setting("int", 64, "connections open at once; beyond it an idle "
+                                   "kept-alive one is closed to make room, else the new one "
+                                   "is answered 503 with Retry-After", 1, 100_000),
         "Concurrent Requests": Setting("int", 4, "worker threads: queries (Status, Cancel, "
                                        "the status page, system.* calls) answered at once, in "
                                        "the order they came; new work orders are served by "
