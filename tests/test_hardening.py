@@ -621,6 +621,7 @@ def test_work_orders_that_come_together_are_served_together():
     (b"Content-Length: 0\r\n folded: onto the line before\r\n", b"HTTP/1.0 400 Bad Request"),
     (b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"Content-Length: 0\r\n",
      b"HTTP/1.0 431 Request Header Fields Too Large"),
+    (b"Content-Length: 0\r\nContent-Length: 9\r\n", b"HTTP/1.0 400 Bad Request"),
     (b"Content-Length: 0\r\n", b"HTTP/1.0 200 OK"),  # the same request, well formed
 ])
 def test_a_malformed_head_is_refused_by_its_http_code(headers, expected):
@@ -729,3 +730,16 @@ def test_a_chunked_body_is_refused_not_misread():
             status, text = _read_answer(stream)
             assert status.startswith(b"HTTP/1.1 501") and b"Transfer-Encoding" in text
             assert stream.read() == b""
+
+
+def test_a_body_left_unread_ends_the_kept_connection():
+    """A POST to a path without XML-RPC is answered 404 without reading its body: the
+    connection is closed, so that the body is never read as a next request."""
+    body = xmlrpc.client.dumps(({"N": 1},), "front_desk").encode()
+    with CountingServer(hold=0) as counting:
+        with socket.create_connection(("127.0.0.1", counting.server.port), timeout=10) as raw, \
+                raw.makefile("rb") as stream:
+            raw.sendall(f"POST /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
+                        "\r\n\r\n".encode() + body)
+            status, _ = _read_answer(stream)
+            assert status.startswith(b"HTTP/1.1 404") and stream.read() == b""

@@ -395,7 +395,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         except OSError:
             self._close(connection)
             return
-        if not data:  # the client closed its side before its request was whole
+        if not data:  # the client has closed its side: no request will come whole
             self._close(connection)
             return
         connection.received += data
@@ -461,12 +461,15 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                                  "Transfer-Encoding is not supported; send the body with a "
                                  "Content-Length")
         if connection.method == "GET":
+            # A body, which a GET should not have, is not read: nothing after it is either.
+            connection.keep_alive &= connection.headers.get("content-length", "0") == "0"
             return None
         if connection.method != "POST":
             return self._refusal(connection, 501, "Not Implemented",
                                  f"method {shorten(connection.method)}; use POST for XML-RPC "
                                  "calls, GET for the status page")
         if connection.path not in RPC_PATHS:
+            connection.keep_alive = False  # its body is not read
             return self._not_found(connection, connection.path)
         length = connection.headers.get("content-length")
         if length is None or not length.strip().isdigit():
@@ -741,7 +744,10 @@ def _parse_headers(lines):
         # No space before the colon, and no continuation lines (RFC 9112, 5.1 and 5.2).
         if not colon or not name or name != name.strip():
             raise ValueError(f"header line {shorten(line)} is not 'Name: value'")
-        headers.setdefault(name.lower(), value.strip())
+        name, value = name.lower(), value.strip()
+        if name == "content-length" and headers.get(name, value) != value:
+            raise ValueError("two different Content-Length headers")  # which body is it?
+        headers.setdefault(name, value)
     return headers
 
 
