@@ -743,3 +743,14 @@ def test_a_body_left_unread_ends_the_kept_connection():
                         "\r\n\r\n".encode() + body)
             status, _ = _read_answer(stream)
             assert status.startswith(b"HTTP/1.1 404") and stream.read() == b""
+
+
+def test_shutdown_does_not_wait_for_a_kept_connection_to_idle_out():
+    """A client's connection kept after its answer owes it nothing: the server stops at once,
+    not after Server → Request Timeout."""
+    with CountingServer(hold=0, request_timeout=30.0) as counting:
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{counting.server.port}/")
+        assert proxy.front_desk({"N": 1}) == {"Answered": 1}  # its connection stays open
+        started = time.monotonic()
+        counting.server.shutdown()
+        assert time.monotonic() - started < 5.0

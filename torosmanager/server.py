@@ -240,9 +240,11 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         self._selector.register(self.socket, selectors.EVENT_READ)
         self._selector.register(self._wake_reader, selectors.EVENT_READ)
         try:
-            while not self._stopping or self._connections:
-                if self._stopping and self.socket.fileno() >= 0:
+            while True:
+                if self._stopping:
                     self._stop_accepting()
+                    if not self._connections:
+                        break
                 timeout = None
                 if self._next_deadline < math.inf:
                     timeout = max(0.0, self._next_deadline - time.monotonic())
