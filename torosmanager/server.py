@@ -70,8 +70,8 @@ _READING, _SERVING, _WRITING = "reading", "serving", "writing"
 
 
 class _Connection:
-    """One client's connection, from the first byte of its request to the last of its
-    answer."""
+    """One client's connection: the request being read, served or answered, and, kept alive,
+    the bytes of the next."""
 
     __slots__ = ("socket", "host", "state", "watched", "received", "head_end", "body_length",
                  "method", "path", "version", "headers", "keep_alive", "served", "deadline",
@@ -159,9 +159,11 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         that sets the limit (see :meth:`Handler.request_limit
         <torosmanager.handler.Handler.request_limit>`).
     request_timeout : float
-        Seconds a client may take to send its whole request, and to take its answer.
+        Seconds a client may take to send its whole request, and to take its answer; a kept
+        connection idle this long is closed.
     max_connections : int
-        Connections open at once; more are answered 503.
+        Connections open at once; beyond it, a kept connection idle since its last answer is
+        closed to make room, or else the new one is answered 503.
     concurrent_requests : int
         Worker threads: requests other than new work orders served at once, in the order
         they came; the others wait.
