@@ -135,13 +135,11 @@ def wait_exposing(site):
 
 def idle_pool_thread(stack):
     """Whether a py-spy sample (its frames, ``;``-separated) is a thread waiting: a daemon's
-    workers wait in ``SimpleQueue.get`` (in ``_Workers._run`` for the server's), the server's
-    own thread in the selector, which py-spy cannot tell from work, so such samples are left
-    out of the busy ones."""
-    frames = stack.split(";")
-    last = frames[-1]
+    workers (the server's among them) wait in ``SimpleQueue.get``, the server's own thread in
+    the selector, which py-spy cannot tell from work, so such samples are left out of the busy
+    ones."""
+    last = stack.split(";")[-1]
     return ("/concurrent/futures/thread.py" in last
-            or (last.startswith("_run (") and "/torosmanager/server.py" in last)
             or (last.startswith("select (") and "/selectors.py" in last))
 
 

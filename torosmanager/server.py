@@ -27,7 +27,6 @@ import binascii
 import collections
 import logging
 import math
-import queue
 import re
 import selectors
 import socket
@@ -38,6 +37,7 @@ from xmlrpc.client import Fault, dumps, gzip_decode, gzip_encode, loads
 from xmlrpc.server import SimpleXMLRPCDispatcher
 
 from . import __version__
+from .handler import Workers
 from .passwords import Authenticator
 from .workorders import FaultCode, clip, shorten
 
@@ -107,44 +107,6 @@ class _Connection:
         return bytes(self.received[self.head_end:self.head_end + self.body_length])
 
 
-class _Workers:
-    """Threads serving, in the order they came, the requests that may take long.
-
-    Parameters
-    ----------
-    count : int
-        Threads, and so requests served at once (``Server → Concurrent Requests``).
-    name : str
-        The threads' name prefix, for the logs.
-    """
-
-    def __init__(self, count, name):
-        self._tasks = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}_{number}",
-                                          daemon=True) for number in range(1, count + 1)]
-
-    def start(self):
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, function, *args):
-        """Call ``function(*args)`` in a thread, in turn."""
-        self._tasks.put((function, args))
-
-    def stop(self):
-        """End the threads once they have served what was submitted."""
-        started = [thread for thread in self._threads if thread.ident is not None]
-        for _ in started:
-            self._tasks.put(None)
-        for thread in started:
-            thread.join()
-
-    def _run(self):
-        while (task := self._tasks.get()) is not None:
-            function, args = task
-            function(*args)
-
-
 class FrontDeskServer(SimpleXMLRPCDispatcher):
     """The XML-RPC server of one daemon.
 
@@ -183,7 +145,8 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         self.authenticator = Authenticator(users) if users else None
         self.pages = None
         self._orders_at_once = None
-        self._workers = _Workers(concurrent_requests, f"{service}-request")
+        # Served in the order they came; by the time the server closes, all have been.
+        self._workers = Workers(f"{service}-request", concurrent_requests)
         self._connections = set()
         self._orders = []  # (connection, work order) read in this turn of the loop
         self._finished = collections.deque()  # (connection, answer) from the workers
@@ -238,7 +201,6 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
-        self._workers.start()
         self._selector.register(self.socket, selectors.EVENT_READ)
         self._selector.register(self._wake_reader, selectors.EVENT_READ)
         try:
@@ -274,7 +236,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         self._stopped.wait()
 
     def server_close(self):
-        """Close the sockets and end the worker threads (after what they were given)."""
+        """Close the sockets and end the worker threads (serve_forever has answered all)."""
         self._stop_accepting()
         self._workers.stop()
         for resource in (self._selector, self._wake_reader, self._wake_writer):
