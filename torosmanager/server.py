@@ -33,13 +33,14 @@ import socket
 import threading
 import time
 from email.utils import formatdate
-from xmlrpc.client import Fault, dumps, gzip_decode, gzip_encode, loads
+from xmlrpc.client import Fault, dumps, gzip_decode, gzip_encode
 from xmlrpc.server import SimpleXMLRPCDispatcher
 
 from . import __version__
 from .handler import Workers
 from .passwords import Authenticator
 from .workorders import FaultCode, clip, shorten
+from .xmlrpc_call import parse_call
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +486,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if refusal is not None:
             return None, refusal
         try:
-            params, method = loads(body, use_builtin_types=True)
+            params, method = parse_call(body)
         except Exception as error:  # noqa: BLE001 - expat's and the unmarshaller's many kinds
             return None, self._xml_answer(connection, Fault(int(FaultCode.INVALID),
                                                             f"malformed XML-RPC request: "

@@ -1,0 +1,101 @@
+"""Reading an XML-RPC call: what :func:`xmlrpc.client.loads` returns, in half its time.
+
+The stdlib's unmarshaller calls back into Python for every element and every piece of text;
+an Observation order's call has about sixty of them, and reading it was a sixth of the
+scheduler's time per order under load (docs/benchmarks.md). Here expat builds the element
+tree in C (:class:`xml.etree.ElementTree.XMLParser`) and a few lines walk it.
+
+The walk takes only the plain forms of a call (methodCall, params, and values of the types
+clients send: string, int, double, boolean, nil, struct, array). Anything else, from a
+``dateTime.iso8601`` to a malformed document, is read by :func:`xmlrpc.client.loads` itself,
+so that every call is read, or refused, exactly as the stdlib does.
+"""
+
+from xml.etree.ElementTree import ParseError, XMLParser
+from xmlrpc.client import loads
+
+#: The XML-RPC integer types (``i8``, ``biginteger`` and the others are extensions the
+#: stdlib reads too).
+_INTEGERS = frozenset(("int", "i4", "i8", "i1", "i2", "biginteger"))
+
+
+class _NotPlain(Exception):
+    """The call has a form the walk leaves to :func:`xmlrpc.client.loads`."""
+
+
+def parse_call(body):
+    """The parameters and method name of an XML-RPC call.
+
+    Parameters
+    ----------
+    body : bytes
+        The request's body: a ``methodCall`` document.
+
+    Returns
+    -------
+    (tuple, str)
+        As :func:`xmlrpc.client.loads` with ``use_builtin_types=True`` returns them, and with
+        the same exceptions for a body it cannot read.
+    """
+    try:
+        parser = XMLParser()
+        parser.feed(body)
+        call = parser.close()
+        return _params(call), _method(call)
+    except (ParseError, _NotPlain, ValueError, TypeError, RecursionError):
+        return loads(body, use_builtin_types=True)
+
+
+def _method(call):
+    if call.tag != "methodCall" or len(call) != 2 or call[0].tag != "methodName" \
+            or len(call[0]):
+        raise _NotPlain
+    return call[0].text or ""
+
+
+def _params(call):
+    if len(call) != 2 or call[1].tag != "params":
+        raise _NotPlain
+    values = []
+    for param in call[1]:
+        if param.tag != "param" or len(param) != 1:
+            raise _NotPlain
+        values.append(_value(param[0]))
+    return tuple(values)
+
+
+def _value(element):
+    """The Python value of a ``<value>`` element."""
+    if element.tag != "value" or len(element) > 1:
+        raise _NotPlain
+    if not len(element):
+        return element.text or ""  # a value without a type is a string
+    if element.text is not None and element.text.strip():
+        raise _NotPlain  # text beside a typed value: left to the stdlib's rules
+    typed = element[0]
+    kind, text = typed.tag, typed.text
+    if kind == "struct":
+        return {_name(member): _value(member[1]) for member in typed}
+    if kind == "array":
+        if len(typed) != 1 or typed[0].tag != "data":
+            raise _NotPlain
+        return [_value(item) for item in typed[0]]
+    if len(typed):
+        raise _NotPlain
+    if kind == "string":
+        return text or ""
+    if kind == "double":
+        return float(text)
+    if kind in _INTEGERS:
+        return int(text)
+    if kind == "boolean" and text in ("0", "1"):
+        return text == "1"
+    if kind == "nil":
+        return None
+    raise _NotPlain
+
+
+def _name(member):
+    if member.tag != "member" or len(member) != 2 or member[0].tag != "name" or len(member[0]):
+        raise _NotPlain
+    return member[0].text or ""
