@@ -93,7 +93,8 @@ def test_plan_and_reasons_are_shown(make_site):
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(observation("south", 0.0, -85.0))
     later = (EVENING + timedelta(hours=3)).isoformat()  # planned, and waiting for its time
-    scheduler.front_desk(observation("fine", *FIELDS["gal-a"], **{"Not Before": later}))
+    scheduler.front_desk(observation("fine", *FIELDS["gal-a"], **{"Not Before": later,
+                                                               "Object Name": "NGC 7331"}))
     never = wait_until(lambda: "not observable tonight" in status(scheduler, "south")["Message"]
                        and status(scheduler, "south"), "the reason")
     assert "never below airmass 2" in never["Message"] and never["Status"] == "queued"
@@ -103,6 +104,7 @@ def test_plan_and_reasons_are_shown(make_site):
     assert [entry["ID"] for entry in plan["Entries"]] == ["fine"]
     assert plan["Unscheduled"][0]["ID"] == "south"
     assert 1.0 <= plan["Entries"][0]["Airmass"] <= 2.0
+    assert plan["Entries"][0]["Target"] == "NGC 7331"
     assert fine["Priority Reason"] == "Type of job 'Research': 5"
     # `toros plan` shows the same plan, and draws it.
     chart = site.directory / "plan.png"

@@ -67,6 +67,9 @@ class Dispatcher:
         self.planning_process = PlanningProcess(handler.config["Site"], constraints)
         self.dome = DomeKeeper(self.config, self.clock, self.planner.night)
         self.plan = None
+        # Each planned order's Object Name, read with the queue when the plan was made: the
+        # health report, asked hundreds of times a second, reads nothing from the journal.
+        self._plan_names = {}
         self._plan_lock = threading.Lock()
         self._wake = threading.Event()
         self._replan = threading.Event()
@@ -122,8 +125,8 @@ class Dispatcher:
         """The current plan, or a page of it (see
         :func:`~torosmanager.scheduler.plan_command.as_dict`), in XML-RPC types."""
         with self._plan_lock:
-            plan, made = self.plan, self._last_plan
-        return as_dict(plan, _ObjectNames(self.journal), made, self.observing["Sun Altitude"],
+            plan, made, names = self.plan, self._last_plan, self._plan_names
+        return as_dict(plan, names, made, self.observing["Sun Altitude"],
                        offset, limit)
 
     # --- the loop -----------------------------------------------------------------------
@@ -307,8 +310,11 @@ class Dispatcher:
                 free_from = max(free_from,
                                 started + timedelta(seconds=self._target(record).duration))
         plan = self._plan_each_failing_alone(targets, now, pointing, free_from)
+        planned = {entry.id for entry in plan.entries}
+        names = {record.id: record.work_order.get("Object Name") for record in queued
+                 if record.id in planned}
         with self._plan_lock:
-            self.plan, self._last_plan = plan, now
+            self.plan, self._last_plan, self._plan_names = plan, now, names
         messages = {entry.id: f"planned for {entry.start:%H:%M} UTC "
                               f"(altitude {entry.altitude:.0f}°)" for entry in plan.entries}
         messages.update((order_id, f"not observable tonight: {reason}")
@@ -451,17 +457,6 @@ class Dispatcher:
                                               **{"Dispatched At": format_utc(now)}))
         self._awaiting_start = True
         self._replan.set()
-
-
-class _ObjectNames:
-    """Order ID → its ``Object Name``, read from the journal only for the IDs asked about."""
-
-    def __init__(self, journal):
-        self.journal = journal
-
-    def get(self, order_id):
-        record = self.journal.get(order_id)
-        return record.work_order.get("Object Name") if record else None
 
 
 def _kind(message):

@@ -18,6 +18,8 @@ imports numpy (through :mod:`~torosmanager.night`) only when a page is made, so 
 command can import it quickly.
 """
 
+from itertools import islice
+
 from ..workorders import MAX_PLAN_PAGE, format_utc
 
 #: Decimals of the altitude and airmass sent.
@@ -35,7 +37,7 @@ def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
         The planner's latest plan; ``None`` before the first.
     names : mapping
         Order ID to the order's ``Object Name`` (anything with ``get``; asked only for the
-        entries on the page); an ID not in it is named by its position.
+        entries on the page); an ID not in it, or named ``None``, is named by its position.
     made : datetime or None
         When *plan* was made.
     sun_altitude : float
@@ -50,7 +52,6 @@ def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
     from ..night import airmass
 
     end = None if limit is None else offset + limit
-    unscheduled = list(plan.unscheduled.items())
     report = {
         "Entries": [{"ID": entry.id, "Start": format_utc(entry.start),
                      "End": format_utc(entry.end), "Priority": entry.priority,
@@ -60,9 +61,9 @@ def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
                      "Target": names.get(entry.id) or f"RA {entry.ra:.3f} Dec {entry.dec:+.3f}"}
                     for entry in plan.entries[offset:end]],
         "Unscheduled": [{"ID": order_id, "Reason": reason}
-                        for order_id, reason in unscheduled[offset:end]],
+                        for order_id, reason in islice(plan.unscheduled.items(), offset, end)],
         "Planned": len(plan.entries),
-        "Not Planned": len(unscheduled),
+        "Not Planned": len(plan.unscheduled),
         "Made": NEVER if made is None else format_utc(made),
         "Sun Altitude": sun_altitude,
     }
