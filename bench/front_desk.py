@@ -386,7 +386,7 @@ PROFILE_PARTS = (
     ("the journal (sqlite3, commits with fsync)", ("/torosmanager/journal.py",)),
     ("validation (workorders.py)", ("/torosmanager/workorders.py",)),
     ("logging", ("/logging/",)),
-    ("XML-RPC parse and answer", ("/xmlrpc/",)),
+    ("XML-RPC parse and answer", ("/xmlrpc/", "/torosmanager/xmlrpc_call.py", "/xml/etree/")),
     ("HTTP and sockets (the server, the selector)", ("/torosmanager/server.py", "/http/",
                                                       "/email/", "/selectors.py",
                                                       "/socket.py")),
