@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from torosmanager.xmlrpc_call import parse_call
+from torosmanager.xmlrpc_call import TREE_MAX_BYTES, parse_call
 
 
 def stdlib(body):
@@ -107,10 +107,12 @@ def test_what_the_stdlib_refuses_is_refused_with_its_exception(body):
 
 
 def test_deep_nesting_is_read_as_the_stdlib_reads_it():
-    deep = 2000  # deeper than Python's recursion limit allows a recursive walk
+    deep = 1200  # deeper than Python's recursion limit allows a recursive walk
     text = "<value><array><data>" * deep + "<value><int>1</int></value>" + \
         "</data></array></value>" * deep
-    (value,), method = parse_call(call(None, text))
+    body = call(None, text)
+    assert len(body) <= TREE_MAX_BYTES  # (so that the walk tries it)
+    (value,), method = parse_call(body)
     assert method == "front_desk"
     for _ in range(deep):  # (unwrapped in a loop: comparing whole would recurse as deep)
         assert isinstance(value, list) and len(value) == 1
@@ -125,3 +127,14 @@ def test_a_plain_call_is_read_without_the_stdlibs_slower_reader(monkeypatch):
 
     monkeypatch.setattr("torosmanager.xmlrpc_call.loads", refuse)
     assert parse_call(call(ORDER)) == stdlib(call(ORDER))
+
+
+def test_a_large_body_is_read_by_the_stdlib_whose_values_take_less_memory(monkeypatch):
+    read = []
+    monkeypatch.setattr("torosmanager.xmlrpc_call.loads",
+                        lambda body, **options: read.append(body) or stdlib(body))
+    small = call(["x"] * 100)
+    large = call(["x"] * (TREE_MAX_BYTES // 20))  # ~30 bytes a value
+    assert len(small) <= TREE_MAX_BYTES < len(large)
+    assert parse_call(small) == stdlib(small) and read == []
+    assert parse_call(large) == stdlib(large) and read == [large]
