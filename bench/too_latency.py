@@ -158,7 +158,12 @@ def measure(arguments, workdir):
 
 
 def milliseconds(value):
-    return "—" if value is None else f"{value * 1000:.0f}"
+    if value is None:
+        return "—"
+    # The journals keep milliseconds: a step within one of the client's send can come out
+    # a fraction before it, which prints as 0, not -0.
+    text = f"{value * 1000:.0f}"
+    return "0" if text == "-0" else text
 
 
 def spread(values):
