@@ -158,12 +158,9 @@ def measure(arguments, workdir):
 
 
 def milliseconds(value):
-    if value is None:
-        return "—"
-    # The journals keep milliseconds: a step within one of the client's send can come out
-    # a fraction before it, which prints as 0, not -0.
-    text = f"{value * 1000:.0f}"
-    return "0" if text == "-0" else text
+    # round() gives an int: a step a fraction of a millisecond before the client's send (the
+    # journals keep milliseconds) prints as 0, not -0.
+    return "—" if value is None else str(round(value * 1000))
 
 
 def spread(values):

@@ -42,33 +42,28 @@ def parse_call(body):
         As :func:`xmlrpc.client.loads` with ``use_builtin_types=True`` returns them, and with
         the same exceptions for a body it cannot read.
     """
-    if len(body) > TREE_MAX_BYTES:
-        return loads(body, use_builtin_types=True)
-    try:
-        parser = XMLParser()
-        parser.feed(body)
-        call = parser.close()
-        return _params(call), _method(call)
-    except (ParseError, _NotPlain, ValueError, TypeError, RecursionError):
-        return loads(body, use_builtin_types=True)
+    if len(body) <= TREE_MAX_BYTES:
+        try:
+            parser = XMLParser()
+            parser.feed(body)
+            return _call(parser.close())
+        except (ParseError, _NotPlain, ValueError, TypeError, RecursionError):
+            pass  # read again below, as the stdlib reads it, or refused as it refuses it
+    return loads(body, use_builtin_types=True)
 
 
-def _method(call):
-    if call.tag != "methodCall" or len(call) != 2 or call[0].tag != "methodName" \
-            or len(call[0]):
+def _call(call):
+    """``(params, method)`` of a ``methodCall`` element."""
+    if (call.tag != "methodCall" or len(call) != 2 or call[0].tag != "methodName"
+            or len(call[0]) or call[1].tag != "params"):
         raise _NotPlain
-    return call[0].text or ""
+    return tuple(_param(param) for param in call[1]), call[0].text or ""
 
 
-def _params(call):
-    if len(call) != 2 or call[1].tag != "params":
+def _param(param):
+    if param.tag != "param" or len(param) != 1:
         raise _NotPlain
-    values = []
-    for param in call[1]:
-        if param.tag != "param" or len(param) != 1:
-            raise _NotPlain
-        values.append(_value(param[0]))
-    return tuple(values)
+    return _value(param[0])
 
 
 def _value(element):
