@@ -90,6 +90,44 @@ def test_other_processes_get_the_same_settings(tmp_path):
     assert "auto_max_age = inf" in astropy_config_text()
 
 
+#: Threads that need the IERS table at once, as in a daemon's first seconds: the start-up read,
+#: the simulated mount (a health report), the dome's Sun, an Alpaca mount's apparent place.
+READ_TOGETHER = """
+import sys, threading
+from datetime import datetime, timezone
+from astropy.utils import iers
+from torosmanager.devices import coordinates
+from torosmanager.devices.simulator.coords import earth_orientation
+from torosmanager.earth_rotation import EarthRotationTable, use_astropy_offline
+from torosmanager.night import sun_altitude
+
+use_astropy_offline()
+reads = []
+read = iers.IERS_A.read.__func__
+iers.IERS_A.read = classmethod(lambda cls, *a, **k: reads.append(1) or read(cls, *a, **k))
+now = datetime.now(timezone.utc)
+site = {"Latitude": 26.0, "Longitude": -97.5, "Elevation": 10.0}
+location = coordinates.site_location(site)
+readers = [EarthRotationTable().load, lambda: earth_orientation(now),
+           lambda: sun_altitude(site, now),
+           lambda: coordinates.icrs_to_apparent(10.0, 20.0, location, now)]
+threads = [threading.Thread(target=reader) for reader in readers]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(reads))
+"""
+
+
+def test_threads_needing_the_table_together_read_it_once():
+    """Reading the table takes seconds of CPU: a daemon's first health report waits for the
+    start-up read under way rather than reading the table a second time beside it."""
+    result = subprocess.run([sys.executable, "-c", READ_TOGETHER], capture_output=True,
+                            text=True, timeout=300, check=True)
+    assert result.stdout.split() == ["1"], result.stderr
+
+
 def test_every_daemon_reports_the_tables_age(make_site):
     """Health Status and the status page say the table's age and the pointing error."""
     site = make_site()

@@ -18,7 +18,7 @@ USERS = {"toros": "s3cret-pass", "observer": "other"}
 
 def post(site, service, body, headers=None):
     connection = http.client.HTTPConnection(
-        "127.0.0.1", site.config[f"{service.capitalize()} Address"]["Port"], timeout=10)
+        "127.0.0.1", site.config[f"{service.capitalize()} Address"]["Port"], timeout=30)
     connection.request("POST", "/", body, {"Content-Type": "text/xml", **(headers or {})})
     response = connection.getresponse()
     return response.status, response.read(), response

@@ -50,6 +50,7 @@ IERS_DATA_PACKAGE = "astropy-iers-data"
 
 _MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 _setup_lock = threading.Lock()
+_table_lock = threading.Lock()
 
 
 def use_astropy_offline():
@@ -67,6 +68,21 @@ def use_astropy_offline():
     # Once the leap-second list has expired, astropy's attempt to update it computes with NaN
     # on its way to giving up (and says so in one warning): the NaN warnings add nothing.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="astropy.time.utils")
+
+
+def iers_table():
+    """astropy's Earth-rotation table (``IERS_Auto``) for this process, read once.
+
+    astropy reads the table on first use, in whichever thread needs it, without a lock: threads
+    starting together (a daemon's start-up read and its first health report, say) would each
+    spend seconds reading it, side by side on the same cores. Code that needs the table calls
+    this first, and waits for the one reading under way instead.
+    """
+    from astropy.utils import iers
+
+    use_astropy_offline()
+    with _table_lock:
+        return iers.IERS_Auto.open()
 
 
 def _astropy_namespaces():
@@ -252,8 +268,7 @@ def _read_table():
 
     from astropy.utils import iers
 
-    use_astropy_offline()
-    table = iers.IERS_Auto.open()
+    table = iers_table()
     try:
         version = metadata.version(IERS_DATA_PACKAGE)
     except metadata.PackageNotFoundError:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from . import ephemeris
+from .earth_rotation import iers_table
 
 #: Spacing of the grid, minutes: fine enough that the Sun's altitude (≤ 0.25°/min) and a
 #: target's (≤ 0.25°/min) move under 1.5° between samples.
@@ -219,6 +220,7 @@ def sun_altitude(site, instant):
     from astropy.coordinates import AltAz, EarthLocation, get_body
     from astropy.time import Time
 
+    iers_table()  # read once per process, not once per thread that needs it
     location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
                              height=site["Elevation"] * u.m)
     when = Time(instant)

@@ -15,6 +15,7 @@ passes its daemon's clock's time, which is real UTC in operation (see its module
 import astropy.units as u
 from astropy.coordinates import TETE, AltAz, EarthLocation, SkyCoord
 
+from ..earth_rotation import iers_table
 from ..units import DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY
 
 #: Targets below this altitude (degrees, geometric) are refused before a mount is asked.
@@ -34,6 +35,7 @@ def site_location(site):
 
 def apparent_frame(location, obstime):
     """The apparent (JNow) frame at *location* and *obstime*."""
+    iers_table()  # read once per process, not once per thread that needs it
     return TETE(obstime=obstime, location=location)
 
 
@@ -53,6 +55,7 @@ def apparent_to_icrs(ra_hours, dec, location, obstime):
 
 def horizontal(ra, dec, location, obstime):
     """Geometric ``(altitude, azimuth)`` degrees of ICRS *ra*, *dec* at *location*, *obstime*."""
+    iers_table()  # read once per process, not once per thread that needs it
     where = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").transform_to(
         AltAz(obstime=obstime, location=location))
     return float(where.alt.deg), float(where.az.deg)

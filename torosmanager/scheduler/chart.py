@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from ..earth_rotation import iers_table
 from ..night import Night, NightWindow
 from ..units import DEGREES_PER_HOUR, HOURS_PER_DAY
 
@@ -71,6 +72,7 @@ def curves(plan, site, times):
     from astropy.coordinates import AltAz, EarthLocation, get_body
     from astropy.time import Time
 
+    iers_table()  # read once per process, not once per thread that needs it
     location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
                              height=site["Elevation"] * u.m)
     instants = Time(times)

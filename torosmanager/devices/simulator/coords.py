@@ -13,7 +13,7 @@ from astropy import units as u
 from astropy.time import Time
 from astropy.utils import iers
 
-from ... import ephemeris
+from ... import earth_rotation, ephemeris
 
 #: Below this angle (radians) two directions count as the same: no path to interpolate.
 SAME_DIRECTION = 1e-12
@@ -87,8 +87,8 @@ class Horizon:
 
     Notes
     -----
-    Call :func:`torosmanager.earth_rotation.use_astropy_offline` once first so astropy never
-    tries the network for its IERS table.
+    The IERS table is read through :func:`torosmanager.earth_rotation.iers_table`: offline,
+    and once per process.
     """
 
     def __init__(self, site):
@@ -125,11 +125,12 @@ def earth_orientation(minute):
     rotation. Outside the table (a simulated clock years ahead), as astropy's
     transformations: UT1 − UTC 0, and the polar motion's 50-year mean."""
     instant = Time(minute)
+    table = earth_rotation.iers_table()
     try:
-        dut1 = float(instant.delta_ut1_utc)
+        dut1 = float(table.ut1_utc(instant).to_value(u.s))
     except iers.IERSRangeError:
         dut1 = 0.0
-    xp, yp, status = iers.earth_orientation_table.get().pm_xy(instant, return_status=True)
+    xp, yp, status = table.pm_xy(instant, return_status=True)
     if status in (iers.TIME_BEFORE_IERS_RANGE, iers.TIME_BEYOND_IERS_RANGE):
         xp, yp = MEAN_POLAR_MOTION * u.arcsec
     return dut1, float(xp.to_value(u.radian)), float(yp.to_value(u.radian))
