@@ -1,4 +1,5 @@
-"""A daemon imports its own handler only: the dome does not load ccdproc or the skymap code."""
+"""A daemon imports its own handler only: the dome does not load ccdproc or the skymap code,
+and none loads matplotlib at start-up."""
 
 import subprocess
 import sys
@@ -8,13 +9,14 @@ import pytest
 from torosmanager.config import SERVICES
 from torosmanager.service import HANDLERS
 
-#: What each daemon must not load: the other daemons' heavy libraries.
+#: What each daemon must not load: the other daemons' heavy libraries, and matplotlib (only
+#: the pages' pictures need it, drawn when asked for).
 NOT_LOADED = {
-    "dome": ("ccdproc", "astropy_healpix", "torosmanager.scheduler.planner"),
-    "telescope": ("ccdproc", "astropy_healpix"),
-    "scheduler": ("ccdproc", "astropy_healpix"),
-    "preprocessor": ("astropy_healpix", "torosmanager.scheduler.planner"),
-    "alerts": ("ccdproc",),
+    "dome": ("ccdproc", "astropy_healpix", "torosmanager.scheduler.planner", "matplotlib"),
+    "telescope": ("ccdproc", "astropy_healpix", "matplotlib"),
+    "scheduler": ("ccdproc", "astropy_healpix", "matplotlib"),
+    "preprocessor": ("astropy_healpix", "torosmanager.scheduler.planner", "matplotlib"),
+    "alerts": ("ccdproc", "matplotlib"),
 }
 
 

@@ -3,6 +3,8 @@
 import html
 import os
 
+from ..telescope.preview import preview_png
+
 STYLE = """body { font-family: sans-serif; margin: 2em; max-width: 70em; color: #222; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px;
 text-align: left; font-size: 0.9em; vertical-align: top; }
@@ -38,10 +40,6 @@ def write(directory, title, summary, events, plan, site, calibrated_frame):
                   "its planned slot highlighted; twilights shaded.</p>",
                   "<img src='plan.png' alt='the plan' style='max-width: 100%'>"]
     if calibrated_frame:
-        # Imported here, not with this module: it imports matplotlib (through
-        # astropy.visualization), which makes its configuration directory at once, and the demo
-        # points that into its own directory only once it runs.
-        from ..telescope.preview import preview_png
         with open(os.path.join(directory, "calibrated.png"), "wb") as stream:
             stream.write(preview_png(calibrated_frame))
         parts += ["<h2>A calibrated frame</h2>",

@@ -10,7 +10,6 @@ import zlib
 
 import numpy as np
 from astropy.io import fits
-from astropy.visualization import ZScaleInterval
 
 #: The longest side of a preview, pixels.
 MAX_SIDE = 512
@@ -20,6 +19,10 @@ COMPRESSION = 6
 
 def preview_png(path, max_side=MAX_SIDE):
     """A PNG (bytes) of the FITS image at *path*, north up as stored (row 0 at the bottom)."""
+    # Imported here: astropy.visualization imports matplotlib, a second of every telescope
+    # daemon's start-up for a page that may never be looked at.
+    from astropy.visualization import ZScaleInterval
+
     with fits.open(path, memmap=False) as hdus:
         data = np.asarray(hdus[0].data, dtype=np.float32)
     factor = max(1, int(np.ceil(max(data.shape) / max_side)))
