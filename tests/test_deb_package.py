@@ -41,6 +41,7 @@ DIST_IN_CONTAINER = "/srv/dist"
 APT_TIMEOUT_S = 300         # apt installing or removing the 600 MB package
 START_TIMEOUT_S = 120       # the five daemons to start (each imports astropy)
 STOP_TIMEOUT_S = 60
+LINTIAN_TIMEOUT_S = 1800    # 4-6 min here for 17,000 files; over 10 min on a loaded CI machine
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +147,24 @@ def test_no_path_of_the_build_leaks_into_the_package(deb):
 
 def test_lintian_finds_nothing_but_what_the_overrides_explain(deb):
     """Lintian's errors and warnings, with packaging/deb/lintian-overrides: those that come from
-    shipping PyPI's wheels unchanged in the venv are overridden there, each with its reason."""
+    shipping PyPI's wheels unchanged in the venv are overridden there, each with its reason.
+
+    Two checks are left out, which took 150 of lintian's 350 s on this package's 17,000 files:
+    ``binaries/spelling``, whose one tag is at level info (it cannot fail this test), reads
+    every string of the venv's 288 shared libraries; ``languages/javascript/embedded`` looks
+    for known JavaScript libraries by file name, and the package's own files have no
+    JavaScript at all (checked here), only PyPI's wheels do.
+    """
     if shutil.which("lintian") is None:
         pytest.skip("lintian is not installed (Debian package lintian; .ci/run installs it)")
-    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb["path"])],
-                            capture_output=True, text=True, timeout=600)
+    site_packages = next(deb["root"].glob(VENV.lstrip("/") + "/lib/python3*/site-packages"))
+    own_javascript = [path for path in deb["root"].rglob("*.js")
+                      if not path.is_relative_to(site_packages)
+                      or path.is_relative_to(site_packages / "torosmanager")]
+    assert not own_javascript
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", "--dont-check-part",
+                             "binaries/spelling,languages/javascript/embedded", str(deb["path"])],
+                            capture_output=True, text=True, timeout=LINTIAN_TIMEOUT_S)
     findings = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
     assert result.returncode == 0 and not findings, result.stdout + result.stderr
 
