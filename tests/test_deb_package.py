@@ -41,7 +41,7 @@ DIST_IN_CONTAINER = "/srv/dist"
 APT_TIMEOUT_S = 300         # apt installing or removing the 600 MB package
 START_TIMEOUT_S = 120       # the five daemons to start (each imports astropy)
 STOP_TIMEOUT_S = 60
-LINTIAN_TIMEOUT_S = 1800    # 4-6 min here for 17,000 files; over 10 min on a loaded CI machine
+LINTIAN_TIMEOUT_S = 1800    # 2-4 min here for 17,000 files; it passed 10 min on a loaded CI machine
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 The image is scaled with astropy's zscale (as ds9 shows a raw frame), shrunk by averaging blocks
 of pixels to at most :data:`MAX_SIDE` pixels a side, and encoded as an 8-bit greyscale PNG with
-the standard library's zlib: no plotting library is needed in the daemon.
+the standard library's zlib: no plotting library draws it (astropy.visualization, for zscale,
+does import matplotlib, at the first preview).
 """
 
 import struct
@@ -19,8 +20,8 @@ COMPRESSION = 6
 
 def preview_png(path, max_side=MAX_SIDE):
     """A PNG (bytes) of the FITS image at *path*, north up as stored (row 0 at the bottom)."""
-    # Imported here: astropy.visualization imports matplotlib, a second of every telescope
-    # daemon's start-up for a page that may never be looked at.
+    # Imported here: astropy.visualization imports matplotlib, which took a second of every
+    # telescope daemon's start-up, for a page that may never be looked at.
     from astropy.visualization import ZScaleInterval
 
     with fits.open(path, memmap=False) as hdus:
