@@ -76,13 +76,17 @@ def iers_table():
     astropy reads the table on first use, in whichever thread needs it, without a lock: threads
     starting together (a daemon's start-up read and its first health report, say) would each
     spend seconds reading it, side by side on the same cores. Code that needs the table calls
-    this first, and waits for the one reading under way instead.
+    this first, and waits for the one reading under way instead. Once read, it is astropy's
+    own cache (``IERS_Auto.iers_table``) that answers, without the lock or the set-up.
     """
     from astropy.utils import iers
 
-    use_astropy_offline()
-    with _table_lock:
-        return iers.IERS_Auto.open()
+    table = iers.IERS_Auto.iers_table
+    if table is None:
+        use_astropy_offline()
+        with _table_lock:
+            table = iers.IERS_Auto.open()
+    return table
 
 
 def _astropy_namespaces():
