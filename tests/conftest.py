@@ -17,6 +17,17 @@ def pytest_configure(config):
     use_astropy_offline()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """The per-user cache (the parsed Earth-rotation table) of this test process and of every
+    program it starts: in the test run's own directory, not the home directory. The first daemon
+    parses the table; the others load it."""
+    with pytest.MonkeyPatch.context() as patch:
+        directory = tmp_path_factory.mktemp("user-cache")
+        patch.setenv("XDG_CACHE_HOME", str(directory))
+        yield directory
+
+
 #: Every test site runs on a simulated clock from an evening at CTMO (astronomical dusk was at
 #: 01:05 UTC), so what is visible "tonight" does not depend on the day the tests run. That night
 #: the Moon is down and far from the manual's target (RA 23.1°, Dec 13.2°), high in the sky.

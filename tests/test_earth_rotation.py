@@ -7,6 +7,8 @@ the network cut and an empty astropy cache.
 """
 
 import html
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,9 +16,15 @@ import sys
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
+import astropy.units as u
+import numpy as np
 import pytest
+from astropy.table import Table
+from astropy.time import Time
+from astropy.utils import iers
 
 from observatory import wait_until
+from torosmanager import earth_rotation_cache
 from torosmanager.earth_rotation import (EarthRotationTable, astropy_config_text,
                                          offline_environment, prediction_errors)
 
@@ -120,12 +128,101 @@ print(len(reads))
 """
 
 
-def test_threads_needing_the_table_together_read_it_once():
+def test_threads_needing_the_table_together_read_it_once(tmp_path):
     """Reading the table takes seconds of CPU: a daemon's first health report waits for the
     start-up read under way rather than reading the table a second time beside it."""
     result = subprocess.run([sys.executable, "-c", READ_TOGETHER], capture_output=True,
-                            text=True, timeout=300, check=True)
+                            text=True, timeout=300, check=True,
+                            env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
     assert result.stdout.split() == ["1"], result.stderr
+
+
+#: A process's first UT1−UTC, how many times it parsed astropy's table to get it, and where the
+#: table came from (its cache, or astropy's reading of the files).
+FIRST_UT1 = """
+from astropy.time import Time
+from astropy.utils import iers
+from torosmanager.earth_rotation import iers_table, use_astropy_offline
+
+use_astropy_offline()
+reads = []
+read = iers.IERS_A.read.__func__
+iers.IERS_A.read = classmethod(lambda cls, *a, **k: reads.append(1) or read(cls, *a, **k))
+iers_table()
+print(len(reads), repr(Time("2026-11-10T02:00:00").delta_ut1_utc),
+      repr(Time("2031-01-01").delta_ut1_utc))
+"""
+
+
+def first_ut1(cache_home):
+    result = subprocess.run([sys.executable, "-c", FIRST_UT1], capture_output=True, text=True,
+                            timeout=300, check=True,
+                            env=dict(os.environ, XDG_CACHE_HOME=str(cache_home)))
+    return result.stdout.split()
+
+
+def test_the_next_process_takes_the_table_from_the_cache_with_the_same_numbers(tmp_path):
+    """The first process parses astropy's files and caches the table; the next one parses
+    nothing, and gets the same UT1−UTC inside the table and beyond its end."""
+    first = first_ut1(tmp_path)
+    assert (tmp_path / "toros" / earth_rotation_cache.CACHE_FILE_NAME).is_file()
+    second = first_ut1(tmp_path)
+    assert first[0] == "1" and second[0] == "0"
+    assert first[1:] == second[1:]
+
+
+@pytest.fixture(scope="module")
+def astropy_reading():
+    """The table as astropy's own reader makes it from the files (seconds)."""
+    return iers.IERS_Auto.read()
+
+
+def test_the_cached_table_is_the_one_astropy_reads(tmp_path, astropy_reading):
+    """Every column (kind, dtype, unit, values, mask), the table's metadata and astropy's
+    interpolations come back from the cache as astropy's own reading made them."""
+    read = astropy_reading
+    earth_rotation_cache.save(read, tmp_path / "table.npz", "the key")
+    cached = earth_rotation_cache.load(tmp_path / "table.npz", "the key")
+    assert type(cached) is iers.IERS_Auto and cached.colnames == read.colnames
+    for name in read.colnames:
+        expected, got = read[name], cached[name]
+        assert type(got) is type(expected) and got.dtype == expected.dtype, name
+        assert getattr(got, "unit", None) == getattr(expected, "unit", None), name
+        assert np.array_equal(np.asarray(got), np.asarray(expected),
+                              equal_nan=expected.dtype.kind == "f"), name
+        assert np.array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(expected)), name
+    assert cached.meta == read.meta
+    times = Time("2020-01-01") + np.linspace(0, 2500, 50) * u.day
+    assert np.array_equal(cached.ut1_utc(times), read.ut1_utc(times))
+    assert np.array_equal(cached.pm_xy(times), read.pm_xy(times))
+
+
+def test_a_cache_made_from_other_files_is_not_used(tmp_path, caplog, astropy_reading):
+    """A new table (``toros iers --update``) or another astropy changes the key."""
+    earth_rotation_cache.save(astropy_reading, tmp_path / "table.npz", "the old files")
+    with caplog.at_level(logging.INFO):
+        assert earth_rotation_cache.load(tmp_path / "table.npz", "the new files") is None
+    assert "made from other files" in caplog.text
+    key = json.loads(earth_rotation_cache.source_key())
+    assert key["astropy"] and [path for path, _, _ in key["Files"]] == [
+        os.path.abspath(path) for path in (iers.IERS_A_FILE, iers.IERS_A_README,
+                                           iers.IERS_B_FILE, iers.IERS_B_README)]
+
+
+def test_a_damaged_or_unwritable_cache_costs_only_the_parse(tmp_path, caplog):
+    damaged, empty = tmp_path / "table.npz", tmp_path / "empty.npz"
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    empty.write_bytes(b"")
+    with caplog.at_level(logging.INFO):
+        assert earth_rotation_cache.load(damaged, "a key") is None
+        assert earth_rotation_cache.load(empty, "a key") is None
+        assert earth_rotation_cache.load(tmp_path / "absent.npz", "a key") is None
+        blocked = tmp_path / "a file, not a directory"
+        blocked.write_text("")
+        earth_rotation_cache.save(Table({"MJD": [61000.0]}), blocked / "table.npz", "a key")
+    assert "Could not load the Earth-rotation table's cache" in caplog.text
+    assert "Could not cache the Earth-rotation table" in caplog.text
+    assert sorted(tmp_path.iterdir()) == sorted([damaged, empty, blocked])
 
 
 def test_every_daemon_reports_the_tables_age(make_site):

@@ -21,8 +21,10 @@ predictions; past the table's end astropy holds its last values, and the estimat
 bound.
 """
 
+import logging
 import math
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -47,6 +49,8 @@ POLAR_MOTION_ERROR_EXPONENT = 0.80
 ARCSEC_PER_SECOND_OF_TIME = 15.0
 #: The package that ships the table, upgraded by ``toros iers --update``.
 IERS_DATA_PACKAGE = "astropy-iers-data"
+
+log = logging.getLogger(__name__)
 
 _MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 _setup_lock = threading.Lock()
@@ -78,6 +82,10 @@ def iers_table():
     spend seconds reading it, side by side on the same cores. Code that needs the table calls
     this first, and waits for the one reading under way instead. Once read, it is astropy's
     own cache (``IERS_Auto.iers_table``) that answers, without the lock or the set-up.
+
+    The first call in a process loads the table from this user's cache
+    (:mod:`torosmanager.earth_rotation_cache`) when it was made from the same files, and
+    otherwise parses astropy's files (a second or more of CPU) and caches the result.
     """
     from astropy.utils import iers
 
@@ -85,7 +93,36 @@ def iers_table():
     if table is None:
         use_astropy_offline()
         with _table_lock:
-            table = iers.IERS_Auto.open()
+            table = iers.IERS_Auto.iers_table
+            if table is None:
+                table = _open_table()
+    return table
+
+
+def _open_table():
+    """Read astropy's table from this user's cache, or parse it and cache it; astropy's
+    ``IERS_Auto`` (and so every transformation) then uses it."""
+    from astropy.utils import iers
+
+    from torosmanager import earth_rotation_cache
+
+    started = time.monotonic()
+    directory = earth_rotation_cache.cache_directory()
+    table = path = None
+    if directory is not None:
+        key = earth_rotation_cache.source_key()
+        path = directory / earth_rotation_cache.CACHE_FILE_NAME
+        table = earth_rotation_cache.load(path, key)
+    if table is not None:
+        log.info("Earth-rotation table loaded from %s in %.2f s", path,
+                    time.monotonic() - started)
+    else:
+        table = iers.IERS_Auto.open()
+        log.info("Earth-rotation table read from %s in %.1f s",
+                    table.meta.get("data_path", "astropy's files"), time.monotonic() - started)
+        if path is not None:
+            earth_rotation_cache.save(table, path, key)
+    iers.IERS_Auto.iers_table = table
     return table
 
 
