@@ -99,7 +99,7 @@ def test_other_processes_get_the_same_settings(tmp_path):
 
 
 #: Threads that need the IERS table at once, as in a daemon's first seconds: the start-up read,
-#: the simulated mount (a health report), the dome's Sun, an Alpaca mount's apparent place.
+#: the simulated mount (a health report), an Alpaca mount's apparent place, its altitude.
 READ_TOGETHER = """
 import sys, threading
 from datetime import datetime, timezone
@@ -107,7 +107,6 @@ from astropy.utils import iers
 from torosmanager.devices import coordinates
 from torosmanager.devices.simulator.coords import earth_orientation
 from torosmanager.earth_rotation import EarthRotationTable, use_astropy_offline
-from torosmanager.night import sun_altitude
 
 use_astropy_offline()
 reads = []
@@ -117,8 +116,8 @@ now = datetime.now(timezone.utc)
 site = {"Latitude": 26.0, "Longitude": -97.5, "Elevation": 10.0}
 location = coordinates.site_location(site)
 readers = [EarthRotationTable().load, lambda: earth_orientation(now),
-           lambda: sun_altitude(site, now),
-           lambda: coordinates.icrs_to_apparent(10.0, 20.0, location, now)]
+           lambda: coordinates.icrs_to_apparent(10.0, 20.0, location, now),
+           lambda: coordinates.horizontal(10.0, 20.0, location, now)]
 threads = [threading.Thread(target=reader) for reader in readers]
 for thread in threads:
     thread.start()

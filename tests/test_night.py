@@ -27,6 +27,32 @@ def test_the_next_night_is_bounded_by_astronomical_twilight(night):
     assert timedelta(hours=9) < window.end - window.start < timedelta(hours=12)
 
 
+#: The observatories of the collaboration and one far north, where the Sun stays low.
+SITES = [SITE, {"Latitude": -24.62, "Longitude": -67.32, "Elevation": 4650.0},
+         {"Latitude": 69.0, "Longitude": 20.0, "Elevation": 0.0}]
+
+
+@pytest.mark.parametrize("site", SITES, ids=["CTMO", "Cordón Macón", "69° N"])
+def test_the_suns_altitude_is_astropys_within_a_hundredth_of_a_degree(site):
+    """The dome decides daylight on this Sun: astropy's apparent Sun in ``AltAz`` (without
+    refraction), at instants over four years, some after the IERS table's end."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, get_body
+    from astropy.time import Time
+
+    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
+                             height=site["Elevation"] * u.m)
+    offsets = np.random.default_rng(7).uniform(0, 4 * 365 * 86400, 40)
+    instants = [datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=float(offset))
+                for offset in offsets]
+    times = Time(instants)
+    expected = get_body("sun", times, location).transform_to(
+        AltAz(obstime=times, location=location)).alt.deg
+    ours = [sun_altitude(site, instant) for instant in instants]
+    assert np.max(np.abs(np.array(ours) - expected)) < 0.01
+    assert np.ptp(expected) > 60  # day and night, not one instant repeated
+
+
 def test_during_the_night_the_window_is_the_rest_of_it(night):
     nights, window = night
     midnight = window.start + timedelta(hours=4)
