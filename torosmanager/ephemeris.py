@@ -1,7 +1,8 @@
 """The Sun's and the Moon's places and the sidereal time at a few instants, for planning.
 
 The planner needs them once a night, at a handful of instants (:mod:`torosmanager.night`,
-:meth:`torosmanager.scheduler.planner.Planner.moon_track`). astropy's ``get_body`` and frame
+:meth:`torosmanager.scheduler.planner.Planner.moon_track`), and the dome the Sun at every safety
+check (:func:`torosmanager.night.sun_altitude`). astropy's ``get_body`` and frame
 transforms give them through its frame machinery, about 10 ms a call, which was most of a cold
 plan's time for a short target list. These functions call ERFA (pyerfa: the IAU's SOFA
 routines, which astropy itself calls underneath) directly, with the IAU 2006/2000A models.
