@@ -340,10 +340,16 @@ install-venv: install-check
 	  PIP_ROOT_USER_ACTION=ignore "$(STAGED_VENV)/bin/python" -m pip install $(PIP_SOURCE) \
 	    --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src[$(OPTIONAL_EXTRAS)]"; \
 	fi
-	@# Staged, every file is compiled again (-f): the bytecode pip and setuptools wrote
-	@# of themselves while they ran names the staged path.
+	@# Staged, the bytecode pip and setuptools wrote of themselves while they ran names the
+	@# staged path: removed, and compiled again below with the final one. (Forcing every
+	@# file instead, -f, took 25 s of each staged install: 7,000 files.)
+	@if [ -n "$(DEST)" ]; then \
+	  "$(STAGED_VENV)/bin/python" -c 'import pathlib, sys; staged = sys.argv[1].encode(); \
+	    [path.unlink() for path in pathlib.Path(sys.argv[1], "lib").rglob("*.pyc") \
+	     if staged in path.read_bytes()]' "$(STAGED_VENV)"; \
+	fi
 	-@"$(STAGED_VENV)/bin/python" -m compileall -qq -j 0 \
-	  $(if $(DEST),-f -s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
+	  $(if $(DEST),-s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
 	@# Scripts staged under DESTDIR name the staged python; point them (and
 	@# bin/activate*, pyvenv.cfg) at the final $(INSTALL_VENV).
 	@if [ -n "$(DEST)" ]; then \

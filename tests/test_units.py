@@ -524,6 +524,17 @@ def test_staged_scripts_name_the_final_interpreter_not_the_staging_directory(sta
     assert mentioning_stage == []
 
 
+def test_staged_bytecode_covers_every_module_and_names_the_final_paths(staged):
+    """Every module of the venv comes compiled (the toros user cannot write bytecode there),
+    and no bytecode names the staging directory in its tracebacks, pip's own included."""
+    lib = staged.path(f"{INSTALL_VENV}/lib")
+    uncompiled = [path for path in lib.rglob("*.py")
+                  if not any((path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"))]
+    assert uncompiled == []
+    naming_stage = [path for path in lib.rglob("*.pyc") if str(staged.root).encode() in path.read_bytes()]
+    assert naming_stage == []
+
+
 def test_staged_install_puts_the_units_and_the_target_in_the_systemd_unit_directory(staged):
     installed = sorted(path.name for path in staged.path(SYSTEMD_UNIT_DIR).iterdir())
     assert installed == sorted([f"{service}.service" for service in SERVICES] + [TARGET])
