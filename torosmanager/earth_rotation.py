@@ -304,16 +304,21 @@ class EarthRotationTable:
         return status.as_dict()
 
 
-def _read_table():
+def tables_version():
+    """The installed version of :data:`IERS_DATA_PACKAGE` (empty when unknown)."""
     from importlib import metadata
 
+    try:
+        return metadata.version(IERS_DATA_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _read_table():
     from astropy.utils import iers
 
     table = iers_table()
-    try:
-        version = metadata.version(IERS_DATA_PACKAGE)
-    except metadata.PackageNotFoundError:
-        version = ""
+    version = tables_version()
     with warnings.catch_warnings():
         # An expired list warns; its expiry date is what is reported.
         warnings.simplefilter("ignore")

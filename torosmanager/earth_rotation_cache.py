@@ -47,10 +47,13 @@ def cache_directory():
 
 
 def source_key():
-    """What the table would be read from, as a JSON string: astropy's version and the path,
-    size and modification time of each file astropy's ``IERS_Auto`` reads offline."""
+    """What the table would be read from, as a JSON string: the versions of astropy and of the
+    package of tables, and the path, size and modification time of each file astropy's
+    ``IERS_Auto`` reads offline."""
     import astropy
     from astropy.utils import iers
+
+    from .earth_rotation import IERS_DATA_PACKAGE, tables_version
 
     # IERS_A.read prefers a finals2000A.all in the working directory to the bundled one.
     iers_a_file = "finals2000A.all" if os.path.exists("finals2000A.all") else iers.IERS_A_FILE
@@ -60,7 +63,7 @@ def source_key():
         status = os.stat(path)
         files.append([path, status.st_size, status.st_mtime_ns])
     return json.dumps({"Format": FORMAT_VERSION, "astropy": astropy.__version__,
-                       "Files": files}, sort_keys=True)
+                       IERS_DATA_PACKAGE: tables_version(), "Files": files}, sort_keys=True)
 
 
 def load(path, key):
