@@ -104,7 +104,7 @@ def _open_table():
     ``IERS_Auto`` (and so every transformation) then uses it."""
     from astropy.utils import iers
 
-    from torosmanager import earth_rotation_cache
+    from . import earth_rotation_cache
 
     started = time.monotonic()
     directory = earth_rotation_cache.cache_directory()
@@ -115,11 +115,11 @@ def _open_table():
         table = earth_rotation_cache.load(path, key)
     if table is not None:
         log.info("Earth-rotation table loaded from %s in %.2f s", path,
-                    time.monotonic() - started)
+                 time.monotonic() - started)
     else:
         table = iers.IERS_Auto.open()
         log.info("Earth-rotation table read from %s in %.1f s",
-                    table.meta.get("data_path", "astropy's files"), time.monotonic() - started)
+                 table.meta.get("data_path", "astropy's files"), time.monotonic() - started)
         if path is not None:
             earth_rotation_cache.save(table, path, key)
     iers.IERS_Auto.iers_table = table

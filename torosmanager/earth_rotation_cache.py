@@ -3,13 +3,14 @@
 astropy parses its IERS-A and IERS-B text files (about 20,000 lines each) in pure Python: a
 second or more of CPU in every process that transforms coordinates, which every TOROS daemon
 does at start-up. The table that reading produces is saved here once, as plain numpy arrays
-(``.npz``, loaded without pickle), and loaded in about 10 ms by the next process.
+(``.npz``, loaded without pickle), and loaded in a few tens of milliseconds by the next process.
 
 The cache is a file in ``$XDG_CACHE_HOME/toros`` (``~/.cache/toros`` by default; for the
 daemons' ``toros`` user that is below its home, ``/var/lib/toros``). It is used only when the
-files it was made from are unchanged (their paths, sizes and modification times) and astropy is
-the same version, so ``toros iers --update`` or an astropy upgrade makes it be read afresh. A
-cache that is missing, stale, unreadable or unwritable only costs the parse.
+files it was made from are unchanged (their paths, sizes and modification times) and astropy and
+``astropy-iers-data`` are the same versions, so ``toros iers --update`` or an astropy upgrade
+makes it be read afresh. A cache that is missing, stale, unreadable or unwritable only costs
+the parse.
 """
 
 import json
@@ -72,14 +73,14 @@ def load(path, key):
         with np.load(path, allow_pickle=False) as saved:
             if str(saved["key"]) != key:
                 log.info("The Earth-rotation table's cache %s was made from other files; "
-                            "reading the table afresh", path)
+                         "reading the table afresh", path)
                 return None
             return _table_from_arrays(saved)
     except FileNotFoundError:
         return None
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
         log.warning("Could not load the Earth-rotation table's cache %s (%s); reading the "
-                       "table afresh", path, error)
+                    "table afresh", path, error)
         return None
 
 
@@ -106,7 +107,7 @@ def save(table, path, key):
             raise
     except OSError as error:
         log.info("Could not cache the Earth-rotation table at %s (%s): each start will read "
-                    "it afresh", path, error)
+                 "it afresh", path, error)
 
 
 def _arrays_from_table(table):

@@ -20,6 +20,7 @@ from ..workorders import new_id
 
 log = logging.getLogger(__name__)
 
+
 def dome_order_id(now):
     """A new ID for a Dome order of the scheduler's: its time, readable, and a random part,
     since two may be sent within a second (a fast simulated clock, a close right after an
