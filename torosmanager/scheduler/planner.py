@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .. import ephemeris
-from ..night import Night, precess
+from ..night import Night, hour_angle_altitude, precess
 from ..units import Degrees, Seconds
 from .refine import Refiner
 
@@ -471,7 +471,7 @@ class _Grid:
         # it constant before that point and misplace every target by up to 1.25°).
         self.lst = window.lst_radians[0] + SIDEREAL_RADIANS_PER_SECOND * (self.offsets
                                                                           - coarse[0])
-        self.latitude = math.radians(planner.night.latitude)
+        self.latitude = planner.night.latitude
 
     def seconds(self, instant):
         return (instant - self.start).total_seconds()
@@ -483,10 +483,7 @@ class _Grid:
         """Altitudes (degrees) of targets (arrays, ICRS degrees) at sidereal times *lst*."""
         ra_now, dec_now = precess(ra, dec, self.window.equinox_jyear)
         hour_angle = np.asarray(lst)[None, :] - np.radians(ra_now)[:, None]
-        dec_now = np.radians(dec_now)[:, None]
-        return np.degrees(np.arcsin(np.clip(
-            math.sin(self.latitude) * np.sin(dec_now)
-            + math.cos(self.latitude) * np.cos(dec_now) * np.cos(hour_angle), -1, 1)))
+        return hour_angle_altitude(self.latitude, np.radians(dec_now)[:, None], hour_angle)
 
     def visibility(self, targets):
         """A boolean array (targets × grid), and the altitudes (degrees) on the grid."""
