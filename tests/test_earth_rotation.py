@@ -98,20 +98,36 @@ def test_other_processes_get_the_same_settings(tmp_path):
     assert "auto_max_age = inf" in astropy_config_text()
 
 
-#: Threads that need the IERS table at once, as in a daemon's first seconds: the start-up read,
-#: the simulated mount (a health report), an Alpaca mount's apparent place, its altitude.
-READ_TOGETHER = """
-import sys, threading
-from datetime import datetime, timezone
+#: The start of a script that counts how many times its process parses astropy's IERS-A file
+#: (in ``reads``), run with a cache directory of the test's own.
+COUNTING_READS = """
 from astropy.utils import iers
-from torosmanager.devices import coordinates
-from torosmanager.devices.simulator.coords import earth_orientation
-from torosmanager.earth_rotation import EarthRotationTable, use_astropy_offline
+from torosmanager.earth_rotation import use_astropy_offline
 
 use_astropy_offline()
 reads = []
 read = iers.IERS_A.read.__func__
 iers.IERS_A.read = classmethod(lambda cls, *a, **k: reads.append(1) or read(cls, *a, **k))
+"""
+
+
+def run_counting_reads(script, cache_home):
+    """The printed words of *script*, run after :data:`COUNTING_READS` in a new process."""
+    result = subprocess.run([sys.executable, "-c", COUNTING_READS + script],
+                            capture_output=True, text=True, timeout=300, check=True,
+                            env=dict(os.environ, XDG_CACHE_HOME=str(cache_home)))
+    return result.stdout.split()
+
+
+#: Threads that need the IERS table at once, as in a daemon's first seconds: the start-up read,
+#: the simulated mount (a health report), an Alpaca mount's apparent place, its altitude.
+READ_TOGETHER = """
+import threading
+from datetime import datetime, timezone
+from torosmanager.devices import coordinates
+from torosmanager.devices.simulator.coords import earth_orientation
+from torosmanager.earth_rotation import EarthRotationTable
+
 now = datetime.now(timezone.utc)
 site = {"Latitude": 26.0, "Longitude": -97.5, "Elevation": 10.0}
 location = coordinates.site_location(site)
@@ -130,42 +146,27 @@ print(len(reads))
 def test_threads_needing_the_table_together_read_it_once(tmp_path):
     """Reading the table takes seconds of CPU: a daemon's first health report waits for the
     start-up read under way rather than reading the table a second time beside it."""
-    result = subprocess.run([sys.executable, "-c", READ_TOGETHER], capture_output=True,
-                            text=True, timeout=300, check=True,
-                            env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
-    assert result.stdout.split() == ["1"], result.stderr
+    assert run_counting_reads(READ_TOGETHER, tmp_path) == ["1"]
 
 
-#: A process's first UT1−UTC, how many times it parsed astropy's table to get it, and where the
-#: table came from (its cache, or astropy's reading of the files).
+#: How many times a process parsed astropy's table, and its first UT1−UTC inside the table and
+#: beyond its end.
 FIRST_UT1 = """
 from astropy.time import Time
-from astropy.utils import iers
-from torosmanager.earth_rotation import iers_table, use_astropy_offline
+from torosmanager.earth_rotation import iers_table
 
-use_astropy_offline()
-reads = []
-read = iers.IERS_A.read.__func__
-iers.IERS_A.read = classmethod(lambda cls, *a, **k: reads.append(1) or read(cls, *a, **k))
 iers_table()
 print(len(reads), repr(Time("2026-11-10T02:00:00").delta_ut1_utc),
       repr(Time("2031-01-01").delta_ut1_utc))
 """
 
 
-def first_ut1(cache_home):
-    result = subprocess.run([sys.executable, "-c", FIRST_UT1], capture_output=True, text=True,
-                            timeout=300, check=True,
-                            env=dict(os.environ, XDG_CACHE_HOME=str(cache_home)))
-    return result.stdout.split()
-
-
 def test_the_next_process_takes_the_table_from_the_cache_with_the_same_numbers(tmp_path):
     """The first process parses astropy's files and caches the table; the next one parses
     nothing, and gets the same UT1−UTC inside the table and beyond its end."""
-    first = first_ut1(tmp_path)
+    first = run_counting_reads(FIRST_UT1, tmp_path)
     assert (tmp_path / "toros" / earth_rotation_cache.CACHE_FILE_NAME).is_file()
-    second = first_ut1(tmp_path)
+    second = run_counting_reads(FIRST_UT1, tmp_path)
     assert first[0] == "1" and second[0] == "0"
     assert first[1:] == second[1:]
 
