@@ -1,6 +1,7 @@
 """The scheduler runs a simulated night: plans, opens the dome, dispatches, follows, recovers."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -160,8 +161,8 @@ def test_a_steady_stream_of_orders_is_planned_every_max_replan_delay(make_site):
 def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_site):
     site = night(make_site)
     scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
-    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 300.0,
-                                                            "Number of Exposures": 6}))
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 120.0,
+                                                            "Number of Exposures": 3}))
     wait_until(lambda: step(telescope, "long").startswith("exposing"),
                "the long observation to expose")
     receipt = scheduler.front_desk(observation("alert", *ALERT, **{
@@ -179,15 +180,20 @@ def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_
 def test_after_a_target_of_opportunity_the_schedulers_status_follows_at_once(make_site):
     """With a Follow Interval of an hour, only the quick follow-up of a dispatched order (and of
     the one it interrupted) can show, within moments, the target of opportunity running and the
-    interrupted order queued again at the scheduler, as at the telescope."""
+    interrupted order queued again at the scheduler, as at the telescope. So, at dusk, the
+    scheduler sees the dome it opened open within moments, and dispatches."""
     site = night(make_site, Scheduler={"Follow Interval": FOLLOW_INTERVAL})
     scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
-    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 300.0,
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 120.0,
                                                             "Number of Exposures": 6}))
     wait_until(lambda: step(telescope, "long").startswith("exposing"),
                "the long observation to expose")
     wait_until(lambda: status(scheduler, "long")["Status"] == "running",
                "the scheduler to show the long observation running")
+    opening = re.search(r"opening the dome \(dome order (\S+)\)", site.log("scheduler"))
+    opened = first_entered(site.proxy("dome"), opening.group(1), "done")
+    assert first_entered(scheduler, "long", "dispatched") - opened < timedelta(
+        seconds=QUICK_FOLLOW_UP)
     scheduler.front_desk(observation("alert", *ALERT, **{
         "Type of job": "ToO", "Type of object": "Kilonova candidate",
         "Exposure Time": 300.0, "Number of Exposures": 6}))

@@ -140,9 +140,11 @@ class Dispatcher:
             except Exception:  # the night must go on; the log says what went wrong
                 log.exception("the scheduler's tick failed; trying again")
             # An order dispatched but not yet running is followed again soon, so that this
-            # daemon's Status agrees with the executor's within moments, not a Follow Interval.
+            # daemon's Status agrees with the executor's within moments, not a Follow Interval;
+            # so is the dome while it opens or closes, so that the night starts when it is open.
+            soon = self._awaiting_start or self.dome.request_under_way
             self._wake.wait(min(tick, self.settings["Dispatched Follow Interval"])
-                            if self._awaiting_start else tick)
+                            if soon else tick)
             if self._arrived.is_set() and not self._at_once.is_set():
                 self._gather_arrivals()
             self._wake.clear()

@@ -68,6 +68,11 @@ class DomeKeeper:
 
     # --- dusk and dawn ------------------------------------------------------------------
 
+    @property
+    def request_under_way(self):
+        """Whether a Dome order of this keeper's has been sent and not yet seen ended."""
+        return self._request is not None
+
     def keep(self, now):
         """Open at dusk, close at dawn; return ``(open, changed)``: whether the dome is open
         now, and whether that differs from the last call (the plan then needs redoing)."""
