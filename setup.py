@@ -30,6 +30,9 @@ setup(
         # ERFA (astropy's own dependency), called directly for the Sun and the Moon the
         # planner needs a few times a night: astropy's frame machinery cost 10 ms a call.
         "pyerfa>=2.0.1",
+        # astropy's IERS tables (astropy's own dependency): the Earth-rotation cache is keyed
+        # by its files' paths, and `toros iers --update` upgrades it.
+        "astropy-iers-data>=0.2023.10.30",
         "numpy>=1.24",
         "ccdproc>=2.4",
         "python-daemon>=3.0",

@@ -26,7 +26,7 @@ from astropy.utils import iers
 from observatory import wait_until
 from torosmanager import earth_rotation_cache
 from torosmanager.earth_rotation import (EarthRotationTable, astropy_config_text,
-                                         offline_environment, prediction_errors)
+                                         offline_environment, prediction_errors, table_facts)
 
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +96,15 @@ def test_other_processes_get_the_same_settings(tmp_path):
                              check=True)
     assert offline.stdout.split() == ["False", "inf", "warn", "False"]
     assert "auto_max_age = inf" in astropy_config_text()
+    # In a TOROS program, use_astropy_offline() sets astropy up before the modules the settings
+    # belong to are imported (a daemon may never import them): they find the settings there.
+    own = subprocess.run([sys.executable, "-c",
+                          "import sys; from torosmanager.earth_rotation import "
+                          "use_astropy_offline; use_astropy_offline(); "
+                          "print('astropy.utils.iers' in sys.modules); " + script],
+                         capture_output=True, text=True,
+                         env=dict(clean, ASTROPY_CONFIG_DIR=str(empty)), check=True)
+    assert own.stdout.split() == ["False", "False", "inf", "warn", "False"]
 
 
 #: The start of a script that counts how many times its process parses astropy's IERS-A file
@@ -181,7 +190,7 @@ def test_the_cached_table_is_the_one_astropy_reads(tmp_path, astropy_reading):
     """Every column (kind, dtype, unit, values, mask), the table's metadata and astropy's
     interpolations come back from the cache as astropy's own reading made them."""
     read = astropy_reading
-    earth_rotation_cache.save(read, tmp_path / "table.npz", "the key")
+    earth_rotation_cache.save(read, table_facts(read), tmp_path / "table.npz", "the key")
     cached = earth_rotation_cache.load(tmp_path / "table.npz", "the key")
     assert type(cached) is iers.IERS_Auto and cached.colnames == read.colnames
     for name in read.colnames:
@@ -199,15 +208,51 @@ def test_the_cached_table_is_the_one_astropy_reads(tmp_path, astropy_reading):
 
 def test_a_cache_made_from_other_files_is_not_used(tmp_path, caplog, astropy_reading):
     """A new table (``toros iers --update``) or another astropy changes the key."""
-    earth_rotation_cache.save(astropy_reading, tmp_path / "table.npz", "the old files")
+    earth_rotation_cache.save(astropy_reading, table_facts(astropy_reading),
+                              tmp_path / "table.npz", "the old files")
     with caplog.at_level(logging.INFO):
         assert earth_rotation_cache.load(tmp_path / "table.npz", "the new files") is None
+        assert earth_rotation_cache.load_facts(tmp_path / "table.npz", "the new files") is None
     assert "made from other files" in caplog.text
     key = json.loads(earth_rotation_cache.source_key())
-    assert key["astropy"] and key["astropy-iers-data"]
+    assert key["astropy"] and key["astropy-iers-data"] and key["pyerfa"]
     assert [path for path, _, _ in key["Files"]] == [
         os.path.abspath(path) for path in (iers.IERS_A_FILE, iers.IERS_A_README,
-                                           iers.IERS_B_FILE, iers.IERS_B_README)]
+                                           iers.IERS_B_FILE, iers.IERS_B_README,
+                                           iers.IERS_LEAP_SECOND_FILE)]
+
+
+#: A program that only reports the table's age: whether it imported astropy's tables (which
+#: reading the table does), and what it says.
+REPORT_AGE = """
+import json, sys
+from datetime import datetime, timezone
+from torosmanager.earth_rotation import EarthRotationTable
+
+table = EarthRotationTable(with_table=False)
+table.load()
+print("astropy.table" in sys.modules, json.dumps(
+    table.status(datetime(2026, 11, 10, 2, tzinfo=timezone.utc)).as_dict()))
+"""
+
+
+def test_the_tables_age_comes_from_the_cache_without_reading_the_table(tmp_path, table):
+    """The first program reads the table and caches it with its facts; the next one that only
+    reports the age (the dome, the scheduler, ``toros iers``) takes them from the cache without
+    reading the table or even importing astropy's tables, and says what a reading says."""
+    def report():
+        result = subprocess.run([sys.executable, "-c", REPORT_AGE], capture_output=True,
+                                text=True, timeout=300, check=True,
+                                env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+        imported, said = result.stdout.split(maxsplit=1)
+        return imported, json.loads(said)
+
+    expected = table.status(datetime(2026, 11, 10, 2, tzinfo=timezone.utc)).as_dict()
+    first = report()
+    assert (tmp_path / "toros" / earth_rotation_cache.CACHE_FILE_NAME).is_file()
+    second = report()
+    assert first[0] == "True" and second[0] == "False"
+    assert first[1] == second[1] == json.loads(json.dumps(expected))
 
 
 def test_a_damaged_or_unwritable_cache_costs_only_the_parse(tmp_path, caplog):
@@ -220,7 +265,8 @@ def test_a_damaged_or_unwritable_cache_costs_only_the_parse(tmp_path, caplog):
         assert earth_rotation_cache.load(tmp_path / "absent.npz", "a key") is None
         blocked = tmp_path / "a file, not a directory"
         blocked.write_text("")
-        earth_rotation_cache.save(Table({"MJD": [61000.0]}), blocked / "table.npz", "a key")
+        earth_rotation_cache.save(Table({"MJD": [61000.0]}), {}, blocked / "table.npz",
+                                  "a key")
     assert "Could not load the Earth-rotation table's cache" in caplog.text
     assert "Could not cache the Earth-rotation table" in caplog.text
     assert sorted(tmp_path.iterdir()) == sorted([damaged, empty, blocked])

@@ -62,11 +62,20 @@ def use_astropy_offline():
 
     Never download, use the bundled tables whatever their age, and warn (once in the log, not
     for every transformation) rather than raise beyond their end.
+
+    The settings are written into astropy's configuration, as ``conf.name = value`` would write
+    them, without importing the modules they belong to: those modules read them whenever they
+    are imported, and a daemon that never transforms coordinates (the dome, the scheduler)
+    never imports ``astropy.utils.iers``, which brings ``astropy.table`` and its readers (two
+    seconds of CPU and 30 MB).
     """
+    from astropy.config import get_config
+
     with _setup_lock:
-        for section, settings in _astropy_namespaces().items():
+        for section, settings in ASTROPY_SETTINGS.items():
+            configuration = get_config(f"astropy.{section}")
             for name, value in settings.items():
-                setattr(section, name, value)
+                configuration[name] = value
     warnings.filterwarnings("once", module="astropy.utils.iers")
     warnings.filterwarnings("once", message=".*(IERS|leap-second).*")
     # Once the leap-second list has expired, astropy's attempt to update it computes with NaN
@@ -121,16 +130,41 @@ def _open_table():
         log.info("Earth-rotation table read from %s in %.1f s",
                  table.meta.get("data_path", "astropy's files"), time.monotonic() - started)
         if path is not None:
-            earth_rotation_cache.save(table, path, key)
+            earth_rotation_cache.save(table, table_facts(table), path, key)
     iers.IERS_Auto.iers_table = table
     return table
 
 
-def _astropy_namespaces():
+def _cached_facts():
+    """The facts of the table this process would read, from this user's cache; ``None`` when
+    the cache has none made from the same files."""
+    from . import earth_rotation_cache
+
+    directory = earth_rotation_cache.cache_directory()
+    if directory is None:
+        return None
+    path = directory / earth_rotation_cache.CACHE_FILE_NAME
+    facts = earth_rotation_cache.load_facts(path, earth_rotation_cache.source_key())
+    if facts is not None:
+        log.info("Earth-rotation table's age read from its cache %s", path)
+    return facts
+
+
+def table_facts(table):
+    """What :class:`TableStatus` says of astropy's *table*, as JSON values: the file it was read
+    from, the MJD of its last measured day and of its last row, and when the leap-second list
+    astropy uses expires (ISO 8601, ``None`` when it does not say)."""
     from astropy.utils import iers
-    from astropy.utils.data import conf as data_conf
-    namespaces = {"utils.data": data_conf, "utils.iers.iers": iers.conf}
-    return {namespaces[name]: settings for name, settings in ASTROPY_SETTINGS.items()}
+
+    with warnings.catch_warnings():
+        # An expired list warns; its expiry date is what is reported.
+        warnings.simplefilter("ignore")
+        expires = iers.LeapSeconds.auto_open().expires
+    return {"Source": str(table.meta.get("data_path", "")),
+            "Last Measured MJD": float(table.meta["predictive_mjd"]),
+            "Table End MJD": float(table["MJD"][-1].value),
+            "Leap Seconds Expire": (expires.utc.to_datetime(timezone=timezone.utc).isoformat()
+                                    if expires else None)}
 
 
 def astropy_config_text():
@@ -250,16 +284,25 @@ def _from_mjd(mjd):
 
 
 class EarthRotationTable:
-    """The Earth-rotation table astropy uses in this process, read once.
+    """The Earth-rotation table astropy uses in this process: how old it is, read once.
 
     Reading it takes seconds, so a daemon reads it in a thread of its own at start-up, and its
     health report says so until it is read.
+
+    Parameters
+    ----------
+    with_table : bool
+        Whether :meth:`load` also makes astropy's table ready in this process (:func:`iers_table`),
+        for a program that transforms coordinates. Otherwise only the facts are read, from this
+        user's cache when it has them (milliseconds, without importing astropy's tables), and
+        the table is read only when the cache has no facts made from the same files.
     """
 
-    def __init__(self):
+    def __init__(self, with_table=True):
+        self.with_table = with_table
         self._loaded = threading.Event()
         self._lock = threading.Lock()
-        self._facts = None
+        self._facts = self._package_version = None
         self._error = None
 
     def load(self):
@@ -268,7 +311,9 @@ class EarthRotationTable:
             if self._loaded.is_set():
                 return
             try:
-                self._facts = _read_table()
+                facts = None if self.with_table else _cached_facts()
+                self._facts = facts if facts is not None else table_facts(iers_table())
+                self._package_version = tables_version()
             except Exception as error:  # noqa: BLE001 - reported in the health, never fatal
                 self._error = f"{type(error).__name__}: {error}"
             self._loaded.set()
@@ -285,12 +330,17 @@ class EarthRotationTable:
             return None
         if self._error is not None:
             raise RuntimeError(f"the Earth-rotation table could not be read: {self._error}")
-        source, version, last_measured, table_end, leap_expiry = self._facts
+        facts = self._facts
+        last_measured = _from_mjd(facts["Last Measured MJD"])
+        leap_expiry = facts["Leap Seconds Expire"]
         age = max((at - last_measured).total_seconds() / 86400.0, 0.0)
         ut1_error, pole_error = prediction_errors(age)
-        return TableStatus(source=source, package_version=version, last_measured=last_measured,
-                           table_end=table_end, age_days=age, ut1_utc_error=ut1_error,
-                           polar_motion_error=pole_error, leap_seconds_expire=leap_expiry,
+        return TableStatus(source=facts["Source"], package_version=self._package_version,
+                           last_measured=last_measured,
+                           table_end=_from_mjd(facts["Table End MJD"]), age_days=age,
+                           ut1_utc_error=ut1_error, polar_motion_error=pole_error,
+                           leap_seconds_expire=(datetime.fromisoformat(leap_expiry)
+                                                if leap_expiry else None),
                            at=at)
 
     def health(self, at):
@@ -312,18 +362,3 @@ def tables_version():
         return metadata.version(IERS_DATA_PACKAGE)
     except metadata.PackageNotFoundError:
         return ""
-
-
-def _read_table():
-    from astropy.utils import iers
-
-    table = iers_table()
-    version = tables_version()
-    with warnings.catch_warnings():
-        # An expired list warns; its expiry date is what is reported.
-        warnings.simplefilter("ignore")
-        expires = iers.LeapSeconds.auto_open().expires
-    leap_expiry = expires.utc.to_datetime(timezone=timezone.utc) if expires else None
-    return (str(table.meta.get("data_path", "")), version,
-            _from_mjd(table.meta["predictive_mjd"]), _from_mjd(table["MJD"][-1].value),
-            leap_expiry)

@@ -11,6 +11,10 @@ files it was made from are unchanged (their paths, sizes and modification times)
 ``astropy-iers-data`` are the same versions, so ``toros iers --update`` or an astropy upgrade
 makes it be read afresh. A cache that is missing, stale, unreadable or unwritable only costs
 the parse.
+
+Beside the table the file keeps its facts (:func:`torosmanager.earth_rotation.table_facts`:
+where it was read from, how old it is, when the leap seconds expire), so that a daemon that
+only reports the table's age reads them without importing astropy's tables at all.
 """
 
 import json
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 #: The cache file's name inside the cache directory.
 CACHE_FILE_NAME = "iers-table.npz"
 #: Bumped when the file's layout changes, so that an older file is read afresh.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def cache_directory():
@@ -48,34 +52,52 @@ def cache_directory():
 
 
 def source_key():
-    """What the table would be read from, as a JSON string: the versions of astropy and of the
-    package of tables, and the path, size and modification time of each file astropy's
-    ``IERS_Auto`` reads offline."""
+    """What the table would be read from, as a JSON string: the versions of astropy, of the
+    package of tables and of pyerfa (whose built-in leap seconds astropy compares with the
+    package's), and the path, size and modification time of each file astropy reads offline.
+
+    Made without importing astropy's IERS module, which loads ``astropy.table``."""
     import astropy
-    from astropy.utils import iers
+    import astropy_iers_data
+    import erfa
 
     from .earth_rotation import IERS_DATA_PACKAGE, tables_version
 
     # IERS_A.read prefers a finals2000A.all in the working directory to the bundled one.
-    iers_a_file = "finals2000A.all" if os.path.exists("finals2000A.all") else iers.IERS_A_FILE
+    iers_a_file = ("finals2000A.all" if os.path.exists("finals2000A.all")
+                   else astropy_iers_data.IERS_A_FILE)
     files = []
-    for path in (iers_a_file, iers.IERS_A_README, iers.IERS_B_FILE, iers.IERS_B_README):
+    for path in (iers_a_file, astropy_iers_data.IERS_A_README, astropy_iers_data.IERS_B_FILE,
+                 astropy_iers_data.IERS_B_README, astropy_iers_data.IERS_LEAP_SECOND_FILE):
         path = os.path.abspath(os.fspath(path))
         status = os.stat(path)
         files.append([path, status.st_size, status.st_mtime_ns])
     return json.dumps({"Format": FORMAT_VERSION, "astropy": astropy.__version__,
-                       IERS_DATA_PACKAGE: tables_version(), "Files": files}, sort_keys=True)
+                       IERS_DATA_PACKAGE: tables_version(), "pyerfa": erfa.__version__,
+                       "Files": files}, sort_keys=True)
 
 
 def load(path, key):
     """The table saved at *path* if it was made from *key*'s sources, else ``None``."""
+    return _read(path, key, _table_from_arrays)
+
+
+def load_facts(path, key):
+    """The facts of the table saved at *path* (a dict) if it was made from *key*'s sources,
+    else ``None``. Only they are read, not the table."""
+    return _read(path, key, lambda saved: json.loads(str(saved["facts"])))
+
+
+def _read(path, key, take):
+    """``take(arrays)`` of the file at *path* if it was made from *key*'s sources, else
+    ``None`` (said in the log, except for a file not there yet)."""
     try:
         with np.load(path, allow_pickle=False) as saved:
             if str(saved["key"]) != key:
                 log.info("The Earth-rotation table's cache %s was made from other files; "
                          "reading the table afresh", path)
                 return None
-            return _table_from_arrays(saved)
+            return take(saved)
     except FileNotFoundError:
         return None
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
@@ -84,15 +106,17 @@ def load(path, key):
         return None
 
 
-def save(table, path, key):
-    """Save *table* at *path*, made from *key*'s sources (atomically: a process reading it at the
-    same time sees the old file or the new one). Failing to write is logged, never raised."""
+def save(table, facts, path, key):
+    """Save *table* and its *facts* at *path*, made from *key*'s sources (atomically: a process
+    reading it at the same time sees the old file or the new one). Failing to write is logged,
+    never raised."""
     try:
         arrays = _arrays_from_table(table)
     except TypeError as error:
         log.info("The Earth-rotation table is not cached: %s", error)
         return
     arrays["key"] = np.array(key)
+    arrays["facts"] = np.array(json.dumps(facts))
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,10 @@ class Handler:
     #: then shows the state read again from the journal); ``False`` for a daemon whose
     #: :meth:`accepted` only hands the order to other threads.
     accepting_changes_state = True
+    #: Whether this daemon transforms coordinates with astropy, and so reads astropy's
+    #: Earth-rotation table at start-up, in the background, rather than at its first
+    #: observation (the others only report the table's age, from the cache).
+    transforms_coordinates = False
 
     @classmethod
     def request_limit(cls, config):

@@ -147,7 +147,7 @@ def serve(service, config, server, config_path=None):
         server.server_close()
         return EXIT_FAILURE
     handler = handler_class(service)(config, journal, clock)
-    earth_rotation = EarthRotationTable()
+    earth_rotation = EarthRotationTable(with_table=handler.transforms_coordinates)
     threading.Thread(target=_report_earth_rotation, args=(earth_rotation, clock),
                      name="iers-table", daemon=True).start()
     desk = FrontDesk(handler, journal, clock, config, earth_rotation)

@@ -49,7 +49,7 @@ def run(config, arguments):
         # This process has the old table's module loaded: read the new one in a fresh process.
         return subprocess.call([sys.executable, "-m", "torosmanager.cli", "iers"]
                                + (["--config", arguments.config] if arguments.config else []))
-    table = EarthRotationTable()
+    table = EarthRotationTable(with_table=False)
     table.load()
     try:
         status = table.status(Clock.from_config(config).now())

@@ -27,9 +27,10 @@ POLL_SECONDS = 0.2
 DASK_POLL_SECONDS = 0.01
 #: Seconds to wait for a Dask scheduler to answer when connecting.
 DASK_CONNECT_TIMEOUT = 10.0
-#: The modules holding the task functions, imported once by the fork server.
+#: The modules holding the task functions, and astropy's NDData, which writing a master
+#: imports on first use: imported once by the fork server, not by each worker.
 TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.calibrate",
-                "torosmanager.preprocessor.layout")
+                "torosmanager.preprocessor.layout", "astropy.nddata")
 #: The ``Executor`` value meaning local worker processes.
 LOCAL = "local"
 
@@ -124,7 +125,7 @@ class LocalRunner(TaskRunner):
         methods = multiprocessing.get_all_start_methods()
         if "forkserver" in methods:
             context = multiprocessing.get_context("forkserver")
-            # The server imports the task modules (astropy, ccdproc: seconds) once; each
+            # The server imports the task modules (astropy: seconds) once; each
             # worker forked from it starts at once, for this pool and the next.
             context.set_forkserver_preload(list(TASK_MODULES))
         else:

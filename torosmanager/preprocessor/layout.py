@@ -14,7 +14,6 @@ Masters and science frames go through the same layout, so they match pixel for p
 from dataclasses import dataclass
 
 import numpy as np
-from ccdproc.utils.slices import slice_from_string
 
 #: Per-row levels (median across the strip's columns), as ccdproc's ``overscan_axis=1``.
 PER_ROW = 1
@@ -149,6 +148,10 @@ class LayoutReader:
 
 def _section(text, raw_shape, key):
     """The Python slices of the FITS section *text*, checked against *raw_shape*."""
+    # Imported here: ccdproc's package loads astropy's NDData, WCS and coordinates (seconds),
+    # and only a camera with an overscan or a trim section needs its parser.
+    from ccdproc.utils.slices import slice_from_string
+
     try:
         rows, columns = slice_from_string(text, fits_convention=True)
     except (ValueError, TypeError, IndexError) as error:

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import CCDData
 
 from .classify import Kind
 from .combine import CLIP_MAXITERS, CLIP_SIGMA, METHOD, clipped_mean
@@ -285,6 +284,10 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
 
 def write_master(path, kind, data, header):
     """Write a master as a :class:`~astropy.nddata.CCDData` with its unit, atomically."""
+    # Imported here: astropy.nddata loads its WCS and coordinates (seconds of CPU at the
+    # daemon's start), and only making a master needs it.
+    from astropy.nddata import CCDData
+
     ccd = CCDData(data, unit=UNITS[kind], header=header)
     hdus = ccd.to_hdu()
     if kind == Kind.FLAT:

@@ -26,9 +26,8 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from importlib import metadata
 
-import astropy
-import ccdproc
 import numpy as np
 
 from .. import __version__
@@ -57,7 +56,10 @@ MASTERS_DIRECTORY = "masters"
 NIGHT_NAME = re.compile(r"^\d{8}$")
 #: The software, for the products' headers.
 SOFTWARE = f"TOROS Manager {__version__}"
-VERSIONS = f"ccdproc {ccdproc.__version__}, astropy {astropy.__version__}, numpy {np.__version__}"
+#: The libraries whose conventions the products follow, by their installed versions (read
+#: without importing ccdproc, which the daemon does not otherwise load: seconds of CPU).
+VERSIONS = ", ".join(f"{name} {metadata.version(name)}" for name in ("ccdproc", "astropy",
+                                                                     "numpy"))
 #: ``CALDATE``'s format: UTC to the second.
 CALDATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 #: Skipped files a failure's message names, with their reasons; Status's ``Skipped`` and the

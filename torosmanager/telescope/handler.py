@@ -38,6 +38,7 @@ class TelescopeHandler(Handler):
 
     service = "telescope"
     wotypes = ("Observation", "Park")
+    transforms_coordinates = True
 
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)

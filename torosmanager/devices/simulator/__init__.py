@@ -12,11 +12,18 @@ tests can check calibration against the known truth (the camera's ``truth_*`` me
 * :class:`SimulatedSafetyMonitor` (:mod:`.safety`): unsafe periods, and test controls.
 """
 
-from .camera import SimulatedCamera
-from .dome import SimulatedDome
-from .filterwheel import SimulatedFilterWheel
-from .mount import SimulatedMount
-from .safety import SimulatedSafetyMonitor
+import importlib
 
-__all__ = ["SimulatedMount", "SimulatedCamera", "SimulatedFilterWheel", "SimulatedDome",
-           "SimulatedSafetyMonitor"]
+#: Each device's class and its module, imported on first use: the dome daemon, which needs
+#: only the dome and the safety monitor, does not load the mount's astropy or the camera's sky.
+_MODULES = {"SimulatedMount": "mount", "SimulatedCamera": "camera",
+            "SimulatedFilterWheel": "filterwheel", "SimulatedDome": "dome",
+            "SimulatedSafetyMonitor": "safety"}
+
+__all__ = list(_MODULES)
+
+
+def __getattr__(name):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULES[name]}", __name__), name)
