@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import Site
 from observatory import ended, settings, wait_until
 from observatory import status as status_of
 from torosmanager.config import service_path
@@ -81,6 +82,14 @@ def scheduler_site(make_site):
     return site
 
 
+@pytest.fixture(scope="module")
+def refusing_scheduler(tmp_path_factory):
+    """One scheduler for the tests of requests it refuses: none of them leaves anything in it."""
+    site = Site(tmp_path_factory.mktemp("refusing"), settings(Scheduler={"Manage Dome": False}))
+    yield site.start("scheduler")
+    site.stop()
+
+
 # --- values: a Fault naming the key, never an internal error ----------------------------------
 
 @pytest.mark.parametrize("key, value", [
@@ -97,15 +106,15 @@ def scheduler_site(make_site):
     ("Object Name", "<string>" + "x" * 900_000 + "</string>"),
     ("ID", "<string>" + "y" * 10_000 + "</string>"),
 ])
-def test_a_hostile_value_gets_a_short_fault_naming_its_key(scheduler_site, key, value):
-    url = scheduler_site.url("scheduler")
+def test_a_hostile_value_gets_a_short_fault_naming_its_key(refusing_scheduler, key, value):
+    url = refusing_scheduler.url("scheduler")
     fault = call_raw(url, good_members(**{key: value}))
     assert isinstance(fault, xmlrpc.client.Fault), fault
     assert fault.faultCode == FaultCode.INVALID
     assert fault.faultString.startswith(f"'{key}': received ")
     assert "allowed:" in fault.faultString
     assert len(fault.faultString) < SHORT_MESSAGE
-    log = scheduler_site.log("scheduler")
+    log = refusing_scheduler.log("scheduler")
     assert "Traceback" not in log and "Logging error" not in log
     assert max(len(line) for line in log.splitlines()) < SHORT_MESSAGE
 
@@ -127,8 +136,8 @@ def test_every_numeric_key_has_a_finite_documented_range():
     (b"<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params><param>"
      b"<value><int>" + b"7" * 4400 + b"</int></value></param></params></methodCall>", "digits"),
 ])
-def test_a_malformed_request_is_said_plainly(scheduler_site, body, expected):
-    status, text = post(scheduler_site.url("scheduler"), body)
+def test_a_malformed_request_is_said_plainly(refusing_scheduler, body, expected):
+    status, text = post(refusing_scheduler.url("scheduler"), body)
     assert status == 200
     with pytest.raises(xmlrpc.client.Fault) as caught:
         xmlrpc.client.loads(text.encode())
@@ -137,8 +146,8 @@ def test_a_malformed_request_is_said_plainly(scheduler_site, body, expected):
     assert expected in caught.value.faultString and "<class" not in caught.value.faultString
 
 
-def test_content_encodings(scheduler_site):
-    url = scheduler_site.url("scheduler")
+def test_content_encodings(refusing_scheduler):
+    url = refusing_scheduler.url("scheduler")
     body = xmlrpc.client.dumps(({"WOType": "Status"},), "front_desk").encode()
     assert post(url, gzip.compress(body), {"Content-Encoding": "gzip"})[0] == 200
     status, text = post(url, body, {"Content-Encoding": "gzip"})
