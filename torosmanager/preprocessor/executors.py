@@ -27,10 +27,9 @@ POLL_SECONDS = 0.2
 DASK_POLL_SECONDS = 0.01
 #: Seconds to wait for a Dask scheduler to answer when connecting.
 DASK_CONNECT_TIMEOUT = 10.0
-#: The modules holding the task functions, and astropy's NDData, which writing a master
-#: imports on first use: imported once by the fork server, not by each worker.
+#: The modules holding the task functions, imported once by the fork server.
 TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.calibrate",
-                "torosmanager.preprocessor.layout", "astropy.nddata")
+                "torosmanager.preprocessor.layout")
 #: The ``Executor`` value meaning local worker processes.
 LOCAL = "local"
 

@@ -284,8 +284,9 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
 
 def write_master(path, kind, data, header):
     """Write a master as a :class:`~astropy.nddata.CCDData` with its unit, atomically."""
-    # Imported here: astropy.nddata loads its WCS and coordinates (seconds of CPU at the
-    # daemon's start), and only making a master needs it.
+    # Imported here: astropy.nddata loads its WCS and coordinates (seconds of CPU), which the
+    # daemon then pays at its first master rather than at every start; the workers, which
+    # only combine rows, never do.
     from astropy.nddata import CCDData
 
     ccd = CCDData(data, unit=UNITS[kind], header=header)
