@@ -86,8 +86,10 @@ def scheduler_site(make_site):
 def refusing_scheduler(tmp_path_factory):
     """One scheduler for the tests of requests it refuses: none of them leaves anything in it."""
     site = Site(tmp_path_factory.mktemp("refusing"), settings(Scheduler={"Manage Dome": False}))
-    yield site.start("scheduler")
-    site.stop()
+    try:
+        yield site.start("scheduler")
+    finally:
+        site.stop()  # by PID, also when it failed to start
 
 
 # --- values: a Fault naming the key, never an internal error ----------------------------------
