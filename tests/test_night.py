@@ -62,6 +62,16 @@ def test_during_the_night_the_window_is_the_rest_of_it(night):
     assert current.start == midnight and current.end == window.end
 
 
+@pytest.mark.parametrize("hours", [0.5, 4, 9])
+def test_the_whole_night_in_progress_is_given_from_its_start_when_asked(night, hours):
+    """What the demo replays when it is started during the night: asked of a Night that has
+    not seen that night yet (no cache), the same night as found from the afternoon."""
+    _, window = night
+    whole = Night(SITE).window(window.start + timedelta(hours=hours), -18.0, whole=True)
+    assert (whole.start, whole.end) == (window.start, window.end)
+    assert np.array_equal(whole.times, window.times)
+
+
 @pytest.mark.parametrize("asked", [
     [timedelta(minutes=-1), timedelta(minutes=1)],    # a daemon asking through dawn
     [timedelta(minutes=1), timedelta(minutes=3)],     # first asked just after dawn

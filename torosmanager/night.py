@@ -32,6 +32,9 @@ ANCHORS = 7
 MAX_CACHED_NIGHTS = 16
 #: Hours after a search that found no night (a polar summer) before searching again.
 NO_NIGHT_RETRY_HOURS = 1
+#: Hours before an instant of the night from which its start is looked for, nearest first
+#: (for the whole night in progress; a night is found from an instant of daylight before it).
+LOOKBACK_HOURS = (6, 12, 18, 24)
 #: Precession matrices kept (one per equinox, that is per night; see :func:`precess`).
 PRECESSION_MATRICES = 16
 
@@ -68,7 +71,7 @@ class Night:
         self._lock = threading.Lock()
         self._cache = {}
 
-    def window(self, now, sun_limit):
+    def window(self, now, sun_limit, whole=False):
         """The night in progress at *now*, or else the next one (``None`` if none is found).
 
         A night with less than one grid step left counts as over: there is no time left in it
@@ -82,6 +85,9 @@ class Night:
             Timezone-aware UTC.
         sun_limit : float
             The Sun's altitude below which it counts as night, degrees.
+        whole : bool
+            Give the night in progress from its start (the demo replays it whole), rather than
+            what is left of it.
         """
         step = timedelta(minutes=GRID_MINUTES)
         night = self._cached(now, sun_limit)
@@ -91,12 +97,24 @@ class Night:
             night = self._cached(max(now, night.end) + step, sun_limit)
         if night is None:
             return None
-        if night.start < now:  # the rest of the night in progress
+        if whole and night.start == now:  # dark now, and searched from now: find its start
+            night = self._started_before(now, sun_limit) or night
+        if night.start < now and not whole:  # the rest of the night in progress
             keep = night.times >= np.datetime64(now.replace(tzinfo=None), "s")
             night = NightWindow(start=now, end=night.end, sun_limit=sun_limit,
                                 times=night.times[keep], lst_radians=night.lst_radians[keep],
                                 equinox_jyear=night.equinox_jyear)
         return night
+
+    def _started_before(self, now, sun_limit):
+        """The night in progress at *now*, whole: found from an instant of daylight before it
+        (``None`` when every instant looked at was dark, as in a polar night)."""
+        for hours in LOOKBACK_HOURS:
+            earlier = now - timedelta(hours=hours)
+            night = self._cached(earlier, sun_limit)
+            if night is not None and earlier < night.start <= now <= night.end:
+                return night
+        return None
 
     def _cached(self, now, sun_limit):
         """The whole night in progress at *now*, or else the next one.

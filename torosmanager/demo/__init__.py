@@ -57,7 +57,10 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
     use_astropy_offline()
     defaults = default_config()
     now = datetime.now(timezone.utc)
-    window = Night(defaults["Site"]).window(now, defaults["Observing"]["Sun Altitude"])
+    # Started during the night, the demo replays that night from its dusk: what is left of it
+    # may be too short for the manual's example, whose target may have set.
+    window = Night(defaults["Site"]).window(now, defaults["Observing"]["Sun Altitude"],
+                                            whole=True)
     if window is None:
         print("The demo needs a night at the site in the coming day and a half.")
         return 1
