@@ -67,9 +67,14 @@ def test_the_whole_night_in_progress_is_given_from_its_start_when_asked(night, h
     """What the demo replays when it is started during the night: asked of a Night that has
     not seen that night yet (no cache), the same night as found from the afternoon."""
     _, window = night
-    whole = Night(SITE).window(window.start + timedelta(hours=hours), -18.0, whole=True)
+    asked = window.start + timedelta(hours=hours)
+    whole = Night(SITE).window(asked, -18.0, whole=True)
     assert (whole.start, whole.end) == (window.start, window.end)
     assert np.array_equal(whole.times, window.times)
+    # Also after the rest of it was asked for first (and remembered).
+    nights = Night(SITE)
+    assert nights.window(asked, -18.0).start == asked
+    assert nights.window(asked + timedelta(minutes=20), -18.0, whole=True).start == window.start
 
 
 @pytest.mark.parametrize("asked", [

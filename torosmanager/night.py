@@ -97,14 +97,20 @@ class Night:
             night = self._cached(max(now, night.end) + step, sun_limit)
         if night is None:
             return None
-        if whole and night.start == now:  # dark now, and searched from now: find its start
-            night = self._started_before(now, sun_limit) or night
+        if whole and night.start <= now and self._dark_before(night.start, sun_limit):
+            # Found from an instant already dark (now, or an earlier call's): look back.
+            night = self._started_before(night.start, sun_limit) or night
         if night.start < now and not whole:  # the rest of the night in progress
             keep = night.times >= np.datetime64(now.replace(tzinfo=None), "s")
             night = NightWindow(start=now, end=night.end, sun_limit=sun_limit,
                                 times=night.times[keep], lst_radians=night.lst_radians[keep],
                                 equinox_jyear=night.equinox_jyear)
         return night
+
+    def _dark_before(self, instant, sun_limit):
+        """Whether the Sun was below *sun_limit* one grid step before *instant*."""
+        site = {"Latitude": self.latitude, "Longitude": self.longitude}
+        return sun_altitude(site, instant - timedelta(minutes=GRID_MINUTES)) < sun_limit
 
     def _started_before(self, now, sun_limit):
         """The night in progress at *now*, whole: found from an instant of daylight before it
