@@ -95,10 +95,17 @@ class TextTcpMount(Mount):
 
     def state(self):
         answer = self._answer("reading the state")
+        # Converted under the lock: threads asking together for the same new answer wait for
+        # one conversion rather than each doing it (on a busy computer, side by side).
         with self._conversion_lock:
-            source, converted = self._converted
-            if source is answer:
-                return MountState(**converted.__dict__)
+            source, state = self._converted
+            if source is not answer:
+                state = self._convert(answer)
+                self._converted = (answer, state)
+        return MountState(**state.__dict__)
+
+    def _convert(self, answer):
+        """The :class:`MountState` of the mount computer's *answer* (apparent place → ICRS)."""
         now = Time.now()
         ra_hours = self._angle(answer, RA_TAG)
         apparent_dec = self._angle(answer, DEC_TAG)
@@ -108,13 +115,10 @@ class TextTcpMount(Mount):
                                                                                  AZIMUTH_TAG)
         else:
             altitude, azimuth = horizontal(ra, dec, self.location, now)
-        state = MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
-                           slewing=self._flag(answer, SLEWING_TAG),
-                           parked=self._flag(answer, PARKED_TAG),
-                           tracking=self._flag(answer, TRACKING_TAG))
-        with self._conversion_lock:
-            self._converted = (answer, state)
-        return MountState(**state.__dict__)
+        return MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
+                          slewing=self._flag(answer, SLEWING_TAG),
+                          parked=self._flag(answer, PARKED_TAG),
+                          tracking=self._flag(answer, TRACKING_TAG))
 
     def unpark(self):
         if not self._flag(self._answer("unparking"), PARKED_TAG):
