@@ -526,6 +526,9 @@ def timed_calibrate(arguments, location, inputs, terms_store=None):
     from torosmanager.preprocessor.pipeline import Settings, calibrate
 
     runner = warmed_runner(arguments.workers)
+    # A daemon imports astropy's NDData once, at its first master (seconds), as it starts its
+    # workers once: neither is a job's own time.
+    importlib.import_module("astropy.nddata")
     warm(inputs)
     marks = {}
 
