@@ -1,6 +1,13 @@
 """The machine line of every benchmark's table: system, processor, CPUs, Python."""
 import os
 import platform
+import time
+
+#: The machine's speed at the moment, as the benchmarks' notes give it: this virtual machine's
+#: host lends it more or less of a CPU from one minute to the next (about 1.3 s when it is
+#: quiet, 2–3.6 s in a slow window).
+LOOP_TEXT = "a Python loop (`sum(range(10**8))`)"
+LOOP_COUNT = 10 ** 8
 
 
 def processor_name(default):
@@ -21,3 +28,10 @@ def machine_line():
     return (f"{platform.system()} {platform.release()}, {processor_name(platform.machine())}, "
             f"{os.cpu_count()} CPUs ({usable} usable by this process, as `nproc` says); "
             f"Python {platform.python_version()}")
+
+
+def loop_seconds():
+    """Seconds this process takes for :data:`LOOP_TEXT`: how fast the machine is now."""
+    started = time.perf_counter()
+    sum(range(LOOP_COUNT))
+    return time.perf_counter() - started

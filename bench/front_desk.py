@@ -31,6 +31,8 @@ not the best. Linux only (``/proc``)::
     .venv/bin/python bench/front_desk.py                      # 3 repeats of 3 s each: about 2 min
     .venv/bin/python bench/front_desk.py --duration 5 --repeat 5 --clients 32
     .venv/bin/python bench/front_desk.py --profile 5          # also py-spy the scheduler 5 s
+    .venv/bin/python bench/front_desk.py --profile 5 --update-docs   # and rewrite its part of
+                                                                      # docs/benchmarks.md
 
 bench/README.md explains the choices made to keep the comparison fair.
 """
@@ -54,8 +56,9 @@ from array import array
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from cpu import machine_line
+from cpu import LOOP_TEXT, loop_seconds, machine_line
 from daemons import EVENING, idle_pool_thread, process_cpu, raw_stacks
+from docs_section import DOCS, update_docs
 from torosmanager.examples import MANUAL_OBSERVATION
 
 DEFAULT_CLIENTS = 16
@@ -542,6 +545,8 @@ def main(argv=None):
     parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                         help="after the table, sample the scheduler with py-spy for SECONDS "
                              "while orders arrive (keep-alive off)")
+    parser.add_argument("--update-docs", action="store_true",
+                        help=f"also write the results into {DOCS.relative_to(DOCS.parents[1])}")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--ours-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
@@ -556,6 +561,7 @@ def main(argv=None):
 
     settings = {"both": (False, True), "off": (False,), "on": (True,)}[arguments.keep_alive]
     load_before = os.getloadavg()
+    loop_before = loop_seconds()
     began = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="toros-bench-front-desk-", dir=arguments.workdir)
     bare = start_server("--bare-server", free_port())
@@ -607,32 +613,37 @@ def main(argv=None):
             server.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d}, {machine(arguments.workdir)}.")
-    print(f"{arguments.clients} client processes, {arguments.duration:g} s per measurement, "
-          f"{arguments.repeat} repeats alternated (a fresh scheduler each; orders in its journal "
-          f"at the end of each repeat: {', '.join(map(str, journal_orders))}). Whole run "
-          f"{elapsed:.0f} s; load average (1, 5, 15 min) "
-          f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after.")
-    print()
-    print(text)
-    print()
-    print("requests/s: answers received ÷ time from the start to the last answer; p50, p99: "
-          "median over repeats; max: the largest of any repeat; the ratios: of the medians "
-          "shown.")
+    loop_after = loop_seconds()
+    command = " ".join(["bench/front_desk.py", *(argv if argv is not None else sys.argv[1:])])
+    lines = [
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `.venv/bin/python "
+        f"{command}`. Machine: {machine(arguments.workdir)}. {arguments.clients} client "
+        f"processes, {arguments.duration:g} s per measurement, {arguments.repeat} repeats "
+        f"alternated (a fresh scheduler each; orders in its journal at the end of each repeat: "
+        f"{', '.join(map(str, journal_orders))}). Whole run {elapsed:.0f} s; load average "
+        f"(1, 5, 15 min) {' '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
+        f"{loop_before:.1f} s before, {loop_after:.1f} s after.",
+        "", text, "",
+        "requests/s: answers received ÷ time from the start to the last answer; p50, p99: "
+        "median over repeats; max: the largest of any repeat; the ratios: of the medians "
+        "shown."]
     errors = collections.Counter()
     for values in runs.values():
         for r in values:
             errors.update(r.get("error kinds", {}))
     if errors:
-        print("Errors by kind: " + ", ".join(f"{kind} × {n}" for kind, n in errors.items()))
-    print()
-    print(f"Goal (issue 12): ≥ {GOAL_ORDERS_PER_SECOND} durable orders/s with p99 < "
-          f"{GOAL_P99_MS:.0f} ms, and ≥ {GOAL_VS_BARE}× the bare stdlib server's throughput:")
-    print(verdict(runs, rates))
+        lines.append("Errors by kind: " + ", ".join(f"{kind} × {n}"
+                                                    for kind, n in errors.items()))
+    lines += ["", f"Goal (issue 12): ≥ {GOAL_ORDERS_PER_SECOND} durable orders/s with p99 < "
+                  f"{GOAL_P99_MS:.0f} ms, and ≥ {GOAL_VS_BARE}× the bare stdlib server's "
+                  "throughput:", verdict(runs, rates)]
     if profile_text:
-        print()
-        print(profile_text)
+        lines += ["", profile_text]
+    report = "\n".join(lines)
+    print(report)
+    if arguments.update_docs:
+        update_docs("front_desk.py", report)
     return 0
 
 
