@@ -40,9 +40,10 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from cpu import machine_line
+from cpu import LOOP_TEXT, loop_seconds, machine_line
 from daemons import (LONG_ORDER, REOPEN_DELAY, Clock, Site, history_time, start_observatory,
                      status, wait_exposing, wait_until)
 from docs_section import DOCS, update_docs
@@ -215,16 +216,19 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     load_before = os.getloadavg()
+    loop_before = loop_seconds()
     workdir = Path(tempfile.mkdtemp(prefix="toros-bench-too-", dir=arguments.workdir))
     try:
         runs = measure(arguments, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     command = " ".join(["bench/too_latency.py", *(argv if argv is not None else sys.argv[1:])])
+    loop_after = loop_seconds()
     text = "\n".join([
-        f"`.venv/bin/python {command}` on {machine_line()}; load average "
-        f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after.", "",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. `.venv/bin/python {command}` on "
+        f"{machine_line()}; load average {' '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
+        f"{loop_before:.1f} s before, {loop_after:.1f} s after.", "",
         table(runs)])
     print(text)
     if arguments.update_docs:
