@@ -74,7 +74,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpu import processor_name
+from cpu import LOOP_TEXT, loop_seconds, processor_name
 from docs_section import update_docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +128,7 @@ def main(argv=None):
         sys.argv[1:] if argv is None else argv))
     started = time.monotonic()
     load_before = os.getloadavg()
+    loops = [loop_seconds()]
     sections = []
     rows = []
     for size in arguments.sizes:
@@ -138,8 +139,9 @@ def main(argv=None):
         profile = stage_in_child(arguments, "profile", arguments.profile_size)
         sections += ["", profile_table(arguments, profile)]
     load_after = os.getloadavg()
+    loops.append(loop_seconds())
     text = "\n".join([header(arguments, command, time.monotonic() - started, load_before,
-                             load_after), ""] + sections)
+                             load_after, loops), ""] + sections)
     print(text)
     if arguments.update_docs:
         update_docs("preprocessing.py", text)
@@ -307,7 +309,7 @@ def verdicts(arguments, rows):
     return "\n".join(lines)
 
 
-def header(arguments, command, elapsed, load_before, load_after):
+def header(arguments, command, elapsed, load_before, load_after, loops):
     import astropy
     import ccdproc
 
@@ -329,7 +331,8 @@ def header(arguments, command, elapsed, load_before, load_after):
             f"{disk.free / 2 ** 30:.0f} GiB free in {arguments.workdir}; Python "
             f"{platform.python_version()}, numpy {np.__version__}, astropy "
             f"{astropy.__version__}, ccdproc {ccdproc.__version__}. Whole run "
-            f"{elapsed / 60:.1f} min; load average (1, 5, 15 min) {load} before, {after} after. "
+            f"{elapsed / 60:.1f} min; load average (1, 5, 15 min) {load} before, {after} after; "
+            f"{LOOP_TEXT} took {loops[0]:.1f} s before, {loops[1]:.1f} s after. "
             "Times run from the first thing each does (listing the frames) to the last product "
             "flushed to the disk; the ratio column is the faster floor's median s/frame divided "
             "by the row's median s/frame, both as shown.")
