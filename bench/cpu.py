@@ -1,4 +1,5 @@
-"""The machine line of every benchmark's table: system, processor, CPUs, Python."""
+"""What the benchmarks say of the machine: the line of every table (system, processor, CPUs,
+Python) and how fast it is at the moment (a Python loop timed)."""
 import os
 import platform
 import time
