@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cpu import machine_line
+from cpu import LOOP_TEXT, loop_seconds, machine_line
 from docs_section import update_docs
 from torosmanager.config import default_config
 from torosmanager.earth_rotation import use_astropy_offline
@@ -538,6 +538,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
 
     load_before = os.getloadavg()
+    loop_before = loop_seconds()
     began = time.monotonic()
     use_astropy_offline()
     # Stale-table notices from astropy and astroplan say nothing about the comparison.
@@ -567,17 +568,19 @@ def main(argv=None):
                       flush=True)
 
     elapsed = time.monotonic() - began
+    loop_after = loop_seconds()
     command = "bench/scheduling.py" + (" " + " ".join(argv if argv is not None else
                                                        sys.argv[1:])).rstrip()
     text = "\n".join([
-        f"{datetime.now(timezone.utc):%Y-%m-%d}, {machine_line()}, {versions()}. Command: "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_line()}, {versions()}. Command: "
         f"`.venv/bin/python {command}`; sites {', '.join(chosen)}; sizes "
         f"{', '.join(map(str, arguments.sizes))}; seeds {', '.join(map(str, arguments.seeds))}; "
         f"our planner {arguments.repeat} runs per list (median), astroplan "
         f"{arguments.repeat_astroplan} (time resolution {arguments.time_resolution:g} s); whole "
         f"run {elapsed:.0f} s; load average (1, 5, 15 min) "
         f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after.", "",
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
+        f"{loop_before:.1f} s before, {loop_after:.1f} s after.", "",
         "**Per site and size, over the seeds** (median (min–max); the ratios are each seed's, "
         "from the table below):", "", summary_table(rows), "",
         "**Goals of issue 12 (part 3), for the refined planner:**", "", goals(rows), "",
