@@ -32,8 +32,8 @@ ANCHORS = 7
 MAX_CACHED_NIGHTS = 16
 #: Hours after a search that found no night (a polar summer) before searching again.
 NO_NIGHT_RETRY_HOURS = 1
-#: Hours before an instant of the night from which its start is looked for, nearest first
-#: (for the whole night in progress; a night is found from an instant of daylight before it).
+#: Hours before an instant of the night from which its start is looked for, nearest first: a
+#: night is found whole from an instant of daylight before it.
 LOOKBACK_HOURS = (6, 12, 18, 24)
 #: Precession matrices kept (one per equinox, that is per night; see :func:`precess`).
 PRECESSION_MATRICES = 16
@@ -97,30 +97,12 @@ class Night:
             night = self._cached(max(now, night.end) + step, sun_limit)
         if night is None:
             return None
-        if whole and night.start <= now and self._dark_before(night.start, sun_limit):
-            # Found from an instant already dark (now, or an earlier call's): look back.
-            night = self._started_before(night.start, sun_limit) or night
         if night.start < now and not whole:  # the rest of the night in progress
             keep = night.times >= np.datetime64(now.replace(tzinfo=None), "s")
             night = NightWindow(start=now, end=night.end, sun_limit=sun_limit,
                                 times=night.times[keep], lst_radians=night.lst_radians[keep],
                                 equinox_jyear=night.equinox_jyear)
         return night
-
-    def _dark_before(self, instant, sun_limit):
-        """Whether the Sun was below *sun_limit* one grid step before *instant*."""
-        site = {"Latitude": self.latitude, "Longitude": self.longitude}
-        return sun_altitude(site, instant - timedelta(minutes=GRID_MINUTES)) < sun_limit
-
-    def _started_before(self, now, sun_limit):
-        """The night in progress at *now*, whole: found from an instant of daylight before it
-        (``None`` when every instant looked at was dark, as in a polar night)."""
-        for hours in LOOKBACK_HOURS:
-            earlier = now - timedelta(hours=hours)
-            night = self._cached(earlier, sun_limit)
-            if night is not None and earlier < night.start <= now <= night.end:
-                return night
-        return None
 
     def _cached(self, now, sun_limit):
         """The whole night in progress at *now*, or else the next one.
@@ -142,6 +124,21 @@ class Night:
             return night
 
     def _compute(self, now, sun_limit):
+        """The whole night in progress at *now*, or else the next one."""
+        night = self._search(now, sun_limit)
+        if night is not None and night.start == now:
+            # The search began in the dark: the night began earlier. It is found whole from an
+            # instant of daylight before it (none in a polar night: then it begins now).
+            for hours in LOOKBACK_HOURS:
+                earlier = now - timedelta(hours=hours)
+                whole = self._search(earlier, sun_limit)
+                if whole is not None and earlier < whole.start <= now <= whole.end:
+                    return whole
+        return night
+
+    def _search(self, now, sun_limit):
+        """The first dark stretch of the grid from *now* on (beginning at *now* when it is
+        already dark), or ``None``."""
         start = now.replace(second=0, microsecond=0)
         steps = np.arange(0, SEARCH_HOURS * 60 + GRID_MINUTES, GRID_MINUTES)
         # The Sun and sidereal time only at a few instants: the Sun moves 1° a day and
