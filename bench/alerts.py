@@ -54,7 +54,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import alert_data
-from cpu import LOOP_TEXT, loop_seconds, machine_line
+from cpu import Conditions, machine_line
 from daemons import (EVENING, IDLE_WINDOW, LONG_ORDER, REOPEN_DELAY, SETTLE_TIMEOUT, Clock,
                      Site, history_time, idle_pool_thread, raw_stacks, start_observatory, status,
                      wait_exposing)
@@ -695,8 +695,7 @@ def main(argv=None):
     from torosmanager.earth_rotation import use_astropy_offline
     use_astropy_offline()
 
-    load_before = os.getloadavg()
-    loop_before = loop_seconds()
+    conditions = Conditions()
     began = time.monotonic()
     catalogue = alert_data.galaxy_catalogue()
     fixtures = alert_data.fixture_alerts() + [alert_data.flat_alert()]
@@ -713,17 +712,13 @@ def main(argv=None):
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
-    loop_after = loop_seconds()
 
     latency, verdicts = latency_table(fixtures, daemon_runs, local_runs)
     command = " ".join(["bench/alerts.py", *(argv if argv is not None else sys.argv[1:])])
     out = [f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}. Command: "
            f"`.venv/bin/python {command}`; {arguments.repeat} "
            f"repeats (fresh daemons each), {arguments.too} targets of opportunity; whole run "
-           f"{elapsed:.0f} s; load average (1, 5, 15 min) "
-           f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
-           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
-           f"{loop_before:.1f} s before, {loop_after:.1f} s after.", "",
+           f"{elapsed:.0f} s; {conditions.text()}.", "",
            "**Alert received → every Observation order accepted by the scheduler** "
            f"(catalogue of {alert_data.CATALOGUE_GALAXIES:,} galaxies loaded; the in-process "
            f"baseline loads it in {local.catalog_seconds:.2f} s):", "", latency, "",

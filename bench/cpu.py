@@ -36,3 +36,25 @@ def loop_seconds():
     started = time.perf_counter()
     sum(range(LOOP_COUNT))
     return time.perf_counter() - started
+
+
+class Conditions:
+    """The machine's load and speed when a benchmark starts (made then) and ends
+    (:meth:`text`, called once, after the run)."""
+
+    def __init__(self):
+        self.load_before = os.getloadavg()
+        self.loop_before = loop_seconds()
+
+    def text(self):
+        """``"load average (1, 5, 15 min) … before, … after; a Python loop … took … s before,
+        … s after"``."""
+        load_after = os.getloadavg()
+        loop_after = loop_seconds()
+        return (f"load average (1, 5, 15 min) {_loads(self.load_before)} before, "
+                f"{_loads(load_after)} after; {LOOP_TEXT} took {self.loop_before:.1f} s "
+                f"before, {loop_after:.1f} s after")
+
+
+def _loads(values):
+    return " ".join(f"{value:.2f}" for value in values)

@@ -56,7 +56,7 @@ from array import array
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from cpu import LOOP_TEXT, loop_seconds, machine_line
+from cpu import Conditions, machine_line
 from daemons import EVENING, idle_pool_thread, process_cpu, raw_stacks
 from docs_section import DOCS, update_docs
 from torosmanager.examples import MANUAL_OBSERVATION
@@ -560,8 +560,7 @@ def main(argv=None):
     from torosmanager.launcher import free_port
 
     settings = {"both": (False, True), "off": (False,), "on": (True,)}[arguments.keep_alive]
-    load_before = os.getloadavg()
-    loop_before = loop_seconds()
+    conditions = Conditions()
     began = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="toros-bench-front-desk-", dir=arguments.workdir)
     bare = start_server("--bare-server", free_port())
@@ -613,17 +612,14 @@ def main(argv=None):
             server.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
-    loop_after = loop_seconds()
     command = " ".join(["bench/front_desk.py", *(argv if argv is not None else sys.argv[1:])])
     lines = [
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `.venv/bin/python "
         f"{command}`. Machine: {machine(arguments.workdir)}. {arguments.clients} client "
         f"processes, {arguments.duration:g} s per measurement, {arguments.repeat} repeats "
         f"alternated (a fresh scheduler each; orders in its journal at the end of each repeat: "
-        f"{', '.join(map(str, journal_orders))}). Whole run {elapsed:.0f} s; load average "
-        f"(1, 5, 15 min) {' '.join(f'{v:.2f}' for v in load_before)} before, "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
-        f"{loop_before:.1f} s before, {loop_after:.1f} s after.",
+        f"{', '.join(map(str, journal_orders))}). Whole run {elapsed:.0f} s; "
+        f"{conditions.text()}.",
         "", text, "",
         "requests/s: answers received ÷ time from the start to the last answer; p50, p99: "
         "median over repeats; max: the largest of any repeat; the ratios: of the medians "

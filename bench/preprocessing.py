@@ -74,7 +74,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpu import LOOP_TEXT, loop_seconds, processor_name
+from cpu import Conditions, processor_name
 from docs_section import update_docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,8 +127,7 @@ def main(argv=None):
     command = " ".join([".venv/bin/python bench/preprocessing.py"] + list(
         sys.argv[1:] if argv is None else argv))
     started = time.monotonic()
-    load_before = os.getloadavg()
-    loops = [loop_seconds()]
+    conditions = Conditions()
     sections = []
     rows = []
     for size in arguments.sizes:
@@ -138,10 +137,8 @@ def main(argv=None):
     if arguments.profile:
         profile = stage_in_child(arguments, "profile", arguments.profile_size)
         sections += ["", profile_table(arguments, profile)]
-    load_after = os.getloadavg()
-    loops.append(loop_seconds())
-    text = "\n".join([header(arguments, command, time.monotonic() - started, load_before,
-                             load_after, loops), ""] + sections)
+    text = "\n".join([header(arguments, command, time.monotonic() - started,
+                             conditions), ""] + sections)
     print(text)
     if arguments.update_docs:
         update_docs("preprocessing.py", text)
@@ -309,7 +306,7 @@ def verdicts(arguments, rows):
     return "\n".join(lines)
 
 
-def header(arguments, command, elapsed, load_before, load_after, loops):
+def header(arguments, command, elapsed, conditions):
     import astropy
     import ccdproc
 
@@ -317,8 +314,6 @@ def header(arguments, command, elapsed, load_before, load_after, loops):
     with open("/proc/meminfo", encoding="ascii") as stream:
         memory = int(stream.readline().split()[1]) * 1024 / 2 ** 30
     disk = shutil.disk_usage(arguments.workdir)
-    load = " ".join(f"{value:.2f}" for value in load_before)
-    after = " ".join(f"{value:.2f}" for value in load_after)
     sizes = ", ".join(f"{size}²" for size in arguments.sizes) or "none"
     return (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Command: `{command}`. Sizes "
             f"measured in this run: {sizes}; {arguments.frames} lights and "
@@ -331,8 +326,7 @@ def header(arguments, command, elapsed, load_before, load_after, loops):
             f"{disk.free / 2 ** 30:.0f} GiB free in {arguments.workdir}; Python "
             f"{platform.python_version()}, numpy {np.__version__}, astropy "
             f"{astropy.__version__}, ccdproc {ccdproc.__version__}. Whole run "
-            f"{elapsed / 60:.1f} min; load average (1, 5, 15 min) {load} before, {after} after; "
-            f"{LOOP_TEXT} took {loops[0]:.1f} s before, {loops[1]:.1f} s after. "
+            f"{elapsed / 60:.1f} min; {conditions.text()}. "
             "Times run from the first thing each does (listing the frames) to the last product "
             "flushed to the disk; the ratio column is the faster floor's median s/frame divided "
             "by the row's median s/frame, both as shown.")

@@ -20,7 +20,6 @@ explains the choices made to keep the comparison fair.
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cpu import LOOP_TEXT, loop_seconds, machine_line
+from cpu import Conditions, machine_line
 from docs_section import update_docs
 from torosmanager.config import default_config
 from torosmanager.earth_rotation import use_astropy_offline
@@ -537,8 +536,7 @@ def main(argv=None):
                         help="rewrite this benchmark's results in docs/benchmarks.md")
     arguments = parser.parse_args(argv)
 
-    load_before = os.getloadavg()
-    loop_before = loop_seconds()
+    conditions = Conditions()
     began = time.monotonic()
     use_astropy_offline()
     # Stale-table notices from astropy and astroplan say nothing about the comparison.
@@ -568,19 +566,16 @@ def main(argv=None):
                       flush=True)
 
     elapsed = time.monotonic() - began
-    loop_after = loop_seconds()
     command = "bench/scheduling.py" + (" " + " ".join(argv if argv is not None else
                                                        sys.argv[1:])).rstrip()
     text = "\n".join([
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_line()}, {versions()}. Command: "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_line()}, {versions()}. "
+        f"Command: "
         f"`.venv/bin/python {command}`; sites {', '.join(chosen)}; sizes "
         f"{', '.join(map(str, arguments.sizes))}; seeds {', '.join(map(str, arguments.seeds))}; "
         f"our planner {arguments.repeat} runs per list (median), astroplan "
         f"{arguments.repeat_astroplan} (time resolution {arguments.time_resolution:g} s); whole "
-        f"run {elapsed:.0f} s; load average (1, 5, 15 min) "
-        f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
-        f"{loop_before:.1f} s before, {loop_after:.1f} s after.", "",
+        f"run {elapsed:.0f} s; {conditions.text()}.", "",
         "**Per site and size, over the seeds** (median (min–max); the ratios are each seed's, "
         "from the table below):", "", summary_table(rows), "",
         "**Goals of issue 12 (part 3), for the refined planner:**", "", goals(rows), "",

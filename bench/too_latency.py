@@ -34,7 +34,6 @@ the ToOs are given, not the best. Linux only (``/proc``)::
 
 import argparse
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -43,7 +42,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cpu import LOOP_TEXT, loop_seconds, machine_line
+from cpu import Conditions, machine_line
 from daemons import (LONG_ORDER, REOPEN_DELAY, Clock, Site, history_time, start_observatory,
                      status, wait_exposing, wait_until)
 from docs_section import DOCS, update_docs
@@ -215,20 +214,16 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
-    load_before = os.getloadavg()
-    loop_before = loop_seconds()
+    conditions = Conditions()
     workdir = Path(tempfile.mkdtemp(prefix="toros-bench-too-", dir=arguments.workdir))
     try:
         runs = measure(arguments, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     command = " ".join(["bench/too_latency.py", *(argv if argv is not None else sys.argv[1:])])
-    loop_after = loop_seconds()
     text = "\n".join([
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. `.venv/bin/python {command}` on "
-        f"{machine_line()}; load average {' '.join(f'{v:.2f}' for v in load_before)} before, "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after; {LOOP_TEXT} took "
-        f"{loop_before:.1f} s before, {loop_after:.1f} s after.", "",
+        f"{machine_line()}; {conditions.text()}.", "",
         table(runs)])
     print(text)
     if arguments.update_docs:
