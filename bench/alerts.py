@@ -559,6 +559,11 @@ def seconds(value, digits=3):
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def ratio_of_shown(numerator, denominator):
+    """The ratio of two numbers as the table shows them (so that it follows from its columns)."""
+    return f"{float(numerator) / float(denominator):.2f}"
+
+
 def spread(values, digits=3):
     values = [value for value in values if value is not None]
     return "—" if not values else f"{min(values):.{digits}f}–{max(values):.{digits}f}"
@@ -599,7 +604,7 @@ def latency_table(fixtures, daemon_runs, local_runs):
             seconds(total), spread([r["total"] for r in local]),
             *(seconds(median([r[step] for r in local]))
               for step in ("parse", "localise", "candidates", "pick")),
-            f"{seen / total:.2f}", verdict)) + " |")
+            ratio_of_shown(seconds(seen), seconds(total)), verdict)) + " |")
     return "\n".join(lines), verdicts
 
 
@@ -632,13 +637,14 @@ def coverage_table(rows):
             lines.append(f"| {row['alert']} | " + "— | " * 10 +
                          f"{row['problem']} |")
             continue
-        if row["reference"] > 0:
-            ratio = f"{row['ours'] / row['reference']:.2f}"
+        ours, reference = f"{row['ours']:.4f}", f"{row['reference']:.4f}"
+        if float(reference) > 0:
+            ratio = ratio_of_shown(ours, reference)
         else:
-            ratio = "— (reference 0)" if row["ours"] > 0 else "— (both 0)"
+            ratio = "— (reference 0)" if float(ours) > 0 else "— (both 0)"
         lines.append("| " + " | ".join((
             row["alert"], f"{row['night']:%Y-%m-%d %H:%M}", row["kind"], str(row["candidates"]),
-            f"{row['ours']:.4f}", str(row["ours n"]), f"{row['reference']:.4f}",
+            ours, str(row["ours n"]), reference,
             str(row["reference n"]), f"{row['visible']:.4f}", f"{row['total']:.4f}", ratio,
             f"ignored: {row['ignored']}" if row["ignored"] else "acted on")) + " |")
     return "\n".join(lines)

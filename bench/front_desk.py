@@ -461,7 +461,8 @@ def table(runs, clients):
               "server CPU ms/request", "clients' CPU ms/request",
               "÷ fastest bare server requests/s", "÷ fastest fsync/s")
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
-    rates = {key: median([r["rate"] for r in values]) for key, values in runs.items()}
+    # Whole requests a second, as shown: every ratio is of two numbers in the table.
+    rates = {key: round(median([r["rate"] for r in values])) for key, values in runs.items()}
     bare, fsync_rate = fastest(rates, BARE), fastest(rates, FSYNC_1, FSYNC_N)
     for (system, keep_alive), values in runs.items():
         rate = rates[(system, keep_alive)]
