@@ -110,9 +110,9 @@ GIGABYTE = 1e9
 #: The rows' names.
 FLOOR = "I/O floor: read raw, write float32,"
 OURS_BIAS = "ours: master bias (sigma-clipped mean), {workers} workers"
-OURS = "ours: calibrate, {workers} workers"
+OURS = "ours: calibrate, {workers} workers{writes}"
 OURS_LATER = ("ours: calibrate, a later job of the night (the terms kept from the job before), "
-              "{workers} workers")
+              "{workers} workers{writes}")
 
 
 # --- the parent: runs the stages, samples memory, prints the table ----------------------------
@@ -149,6 +149,8 @@ def main(argv=None):
 
 def bench_size(arguments, size):
     """Every stage at one frame size; the table's rows."""
+    from torosmanager.preprocessor.calibrate import writes_direct
+
     base = os.path.join(arguments.workdir, str(size))
     shutil.rmtree(base, ignore_errors=True)
     check_space(arguments, size)
@@ -170,13 +172,16 @@ def bench_size(arguments, size):
                 rows.append(row(size, f"naive: ccdproc.combine, {what}{limit}, 1 process",
                                 [combine], frames))
         # Alternated and repeated: the disk's pace drifts with everything else on it.
+        writes = (", writing around the page cache (O_DIRECT)"
+                  if writes_direct((size, size), arguments.direct_writes_from)
+                  else ", writing through the page cache")
         names = {"floor-1-cache": f"{FLOOR} through the page cache, 1 process",
                  "floor-n-cache": f"{FLOOR} through the page cache, {workers} processes",
                  "floor-1-direct": f"{FLOOR} around the page cache (O_DIRECT), 1 process",
                  "floor-n-direct": f"{FLOOR} around the page cache (O_DIRECT), {workers} "
                                    "processes",
-                 "pipeline": OURS.format(workers=workers),
-                 "pipeline-later": OURS_LATER.format(workers=workers)}
+                 "pipeline": OURS.format(workers=workers, writes=writes),
+                 "pipeline-later": OURS_LATER.format(workers=workers, writes=writes)}
         runs = {name: [] for name in names}
         for _ in range(arguments.repeat):
             for name in runs:
@@ -205,7 +210,8 @@ def stage_in_child(arguments, name, size, frames=None, method=None, uncertainty=
     *owned*); its result with the peaks."""
     command = [sys.executable, os.path.abspath(__file__), "--stage", name, "--size", str(size),
                "--frames", str(frames or arguments.frames), "--workers", str(arguments.workers),
-               "--workdir", arguments.workdir]
+               "--workdir", arguments.workdir,
+               "--direct-writes-from", str(arguments.direct_writes_from)]
     if method:
         command += ["--method", method]
     if uncertainty is not None:
@@ -534,8 +540,9 @@ def timed_calibrate(arguments, location, inputs, terms_store=None):
 
     try:
         started = time.monotonic()
-        outcome = calibrate(location, Settings(workers=arguments.workers,
-                                               library=paths(arguments)["library"]),
+        outcome = calibrate(location, Settings(
+            workers=arguments.workers, library=paths(arguments)["library"],
+            direct_writes_from=arguments.direct_writes_from),
                             runner, progress=progress, terms_store=terms_store)
         ended = time.monotonic()
     finally:
@@ -817,7 +824,8 @@ def stage_profile(arguments):
         scratch = calibrate.native_scratch(frame, (rows, width))
         writer = ImageWriter(task.output, frame.header, layout.shape, durable=False,
                              cards=task.cards, history=task.history,
-                             direct=calibrate.writes_direct(layout.shape))
+                             direct=calibrate.writes_direct(layout.shape,
+                                                            arguments.direct_writes_from))
         times["open, parse the header"] = clock() - begin
         with writer:
             for start in range(0, height, rows):
@@ -872,6 +880,8 @@ STAGES = {"generate": stage_generate, "masters": stage_masters,
 
 
 def parse_arguments(argv):
+    from torosmanager.config import default_config
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=list(DEFAULT_SIZES),
                         metavar="N", help="frame sizes, N x N pixels (default: %(default)s; "
@@ -887,6 +897,11 @@ def parse_arguments(argv):
                         help="runs of the floors and of ours, alternated; the median and the "
                              "spread are shown (default: %(default)s)")
     parser.add_argument("--skip-naive", action="store_true", help="do not run ccdproc naively")
+    parser.add_argument("--direct-writes-from", type=int, metavar="MB",
+                        default=default_config()["Preprocessor"]["Direct Writes From"],
+                        help="ours writes products of at least MB megabytes around the page "
+                             "cache, 0: none (Preprocessor -> Direct Writes From; default: the "
+                             "configuration's, %(default)s)")
     parser.add_argument("--profile", action="store_true",
                         help="also time the phases of calibrating one frame")
     parser.add_argument("--profile-size", type=int, default=DEFAULT_PROFILE_SIZE,

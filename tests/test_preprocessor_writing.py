@@ -230,23 +230,43 @@ def test_products_written_around_the_page_cache_are_the_same(tmp_path, monkeypat
 
     monkeypatch.setattr(writing, "open_output", open_output)
 
+    # 512x512 float32 products are 1 MB: from 1 MB on, every product goes around the cache.
     made = make_night(tmp_path, biases=3, darks={30.0: 2}, flats={"R": 2},
-                      lights=[("R", 30.0, 2)], simulator={"Width": 96, "Height": 64})
+                      lights=[("R", 30.0, 2)], simulator={"Width": 512, "Height": 512})
     products = {}
-    for smallest in (0, 2 ** 40):  # every product direct, then none
-        monkeypatch.setattr(calibrate, "DIRECT_MIN_BYTES", smallest)
-        outcome = calibrate_night(str(made.directory), Settings(library=None), runner)
+    for direct_writes_from in (1, 0):  # every product around the cache, then none
+        outcome = calibrate_night(str(made.directory),
+                                  Settings(library=None, direct_writes_from=direct_writes_from),
+                                  runner)
         assert len(outcome.products) == 2 and not outcome.skipped
-        products[smallest] = {}
+        products[direct_writes_from] = {}
         for path in outcome.products:
             with fits.open(path) as hdus:
                 header = hdus[0].header
                 del header["CALDATE"]
-                products[smallest][path] = (header.tostring(), hdus[0].data.copy())
-    direct, cached = products[0], products[2 ** 40]
+                products[direct_writes_from][path] = (header.tostring(), hdus[0].data.copy())
+    direct, cached = products[1], products[0]
     if hasattr(os, "O_DIRECT"):
         assert written == ["DirectFile", "DirectFile", "BufferedFile", "BufferedFile"]
     assert direct.keys() == cached.keys()
     for path, (header, data) in direct.items():
         assert header == cached[path][0]
         np.testing.assert_array_equal(data, cached[path][1])
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("", {4096: False, 10560: True}),  # the default, 256 MB: 64 MB through, 446 MB around
+    ("Direct Writes From: 0", {4096: False, 10560: False}),
+    ("Direct Writes From: 64", {4096: True, 10560: True}),
+    ("Direct Writes From: 65", {4096: False, 10560: True}),
+])
+def test_the_configured_size_decides_which_products_go_around_the_page_cache(
+        tmp_path, setting, expected):
+    from torosmanager.config import load_config
+    from torosmanager.preprocessor.pipeline import Settings
+
+    path = tmp_path / "toros.conf.yaml"
+    path.write_text(f"Preprocessor:\n  {setting}\n" if setting else "")
+    settings = Settings.from_config(load_config(str(path)))
+    assert {size: calibrate.writes_direct((size, size), settings.direct_writes_from)
+            for size in expected} == expected

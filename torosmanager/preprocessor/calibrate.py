@@ -16,9 +16,9 @@ by each worker (a Dask cluster's, :class:`OwnTerms`), and kept while the group l
 costs one subtraction and one multiplication per pixel on top of reading and writing it. Rows
 are read from the file's map, calibrated and written a block at a time (:data:`BLOCK_BYTES`),
 so a frame is never held whole in memory, except for cosmic-ray cleaning, which looks at the
-whole image. Large products are written around the page cache where the file system allows
-it (:data:`DIRECT_MIN_BYTES`), and flushed to the disk by the night's job, all together, at the
-end (see :mod:`.writing`).
+whole image. Products go through the page cache, or around it where configured
+(``Preprocessor → Direct Writes From``, :func:`writes_direct`), and are flushed to the disk by the
+night's job, all together, at the end (see :mod:`.writing`).
 """
 
 import os
@@ -35,14 +35,6 @@ from .writing import ImageWriter
 #: efficient, small enough that a worker's block, the terms' rows it uses and its big-endian
 #: copy stay in the CPU's cache (two workers on 4 MB blocks took 1.4 times as long).
 BLOCK_BYTES = 2 ** 20
-#: Products of at least this many bytes are written around the page cache (``O_DIRECT``,
-#: :class:`~.writing.DirectFile`) where the file system allows it: their bytes go from the
-#: worker's buffers to the disk while it calibrates the next rows, instead of first filling
-#: fresh pages of the system's memory, which for large frames is the costliest and least
-#: steady part of writing them. Smaller products go through the page cache, their write-back
-#: started at once: in ``bench/preprocessing.py`` that was about a fifth faster for 2048²
-#: frames (16 MB), even for 4096² (64 MB) and a fifth slower for 10560² (446 MB).
-DIRECT_MIN_BYTES = 32 * 2 ** 20
 #: Where local workers find the terms the night's process shares with them (Linux's shared
 #: memory): computed once and held once, whatever the number of workers.
 SHARED_MEMORY = "/dev/shm"
@@ -107,6 +99,8 @@ class ScienceTask:
     saturation: float | None = None
     terms: str | None = None
     terms_bzero: float = 0.0
+    #: Write the product around the page cache (:func:`writes_direct`).
+    direct: bool = False
 
 
 def task_calibrate(task):
@@ -128,7 +122,7 @@ def task_calibrate(task):
         if not task.cosmic_rays:
             with ImageWriter(task.output, frame.header, (height, width), durable=False,
                              cards=task.cards, history=task.history,
-                             direct=writes_direct((height, width))) as writer:
+                             direct=task.direct) as writer:
                 for _, block in blocks:
                     writer.write(block)
             return 0
@@ -139,16 +133,27 @@ def task_calibrate(task):
     cards = task.cards + (("CRCLEAN", True, "cosmic rays cleaned (astroscrappy, L.A.Cosmic)"),
                           ("NCOSMIC", cleaned, "pixels cleaned of cosmic rays"))
     with ImageWriter(task.output, frame.header, (height, width), durable=False, cards=cards,
-                     history=task.history, direct=writes_direct((height, width))) as writer:
+                     history=task.history, direct=task.direct) as writer:
         for start in range(0, height, rows):
             writer.write(image[start:start + rows])
     return cleaned
 
 
-def writes_direct(shape):
-    """Whether a product of *shape* is written around the page cache (see
-    :data:`DIRECT_MIN_BYTES`)."""
-    return shape[0] * shape[1] * np.dtype(np.float32).itemsize >= DIRECT_MIN_BYTES
+def writes_direct(shape, from_megabytes):
+    """Whether a product of *shape* is written around the page cache (``O_DIRECT``,
+    :class:`~.writing.DirectFile`): when it has at least *from_megabytes* (``Preprocessor →
+    Direct Writes From``; 0: never).
+
+    Around the cache, a product's bytes go from the worker's buffers to the disk while it
+    calibrates the next rows, instead of first filling fresh pages of the system's memory.
+    Which way is faster depends on the disk and on how fast the system hands out memory
+    (``bench/preprocessing.py`` measures both), hence a setting. Its default, 256 MB, follows
+    our 2-CPU virtual machines: through the cache was up to a third faster for 4096² frames
+    (64 MB), and around it as fast or up to a fifth faster for 10560² frames (446 MB).
+    """
+    if from_megabytes == 0:
+        return False
+    return shape[0] * shape[1] * np.dtype(np.float32).itemsize >= from_megabytes * 2 ** 20
 
 
 def block_rows(width):

@@ -32,7 +32,8 @@ import numpy as np
 
 from .. import __version__
 from ..clock import Clock
-from .calibrate import SHARED_MEMORY, ScienceTask, folded_bzero, task_calibrate, terms_key
+from .calibrate import (SHARED_MEMORY, ScienceTask, folded_bzero, task_calibrate, terms_key,
+                        writes_direct)
 from .classify import Kind, classify, same_exptime
 from .executors import LOCAL, Stopped
 from .layout import Layout, LayoutError
@@ -85,6 +86,8 @@ class Settings:
     block_rows: int = 512
     #: Megabytes of calibration terms a daemon keeps from one job to the next.
     kept_terms: int = 1024
+    #: Megabytes from which a product is written around the page cache (0: none).
+    direct_writes_from: int = 256
 
     @classmethod
     def from_config(cls, config):
@@ -94,7 +97,8 @@ class Settings:
                    library=section["Master Library"], gain=section["Gain"],
                    overscan=section["Overscan"], trim=section["Trim"],
                    cosmic_rays=section["Cosmic Rays"], block_rows=section["Block Rows"],
-                   kept_terms=section["Kept Terms"])
+                   kept_terms=section["Kept Terms"],
+                   direct_writes_from=section["Direct Writes From"])
 
 
 @dataclass
@@ -611,7 +615,8 @@ class _Night:
             cosmic_rays=self.settings.cosmic_rays,
             read_noise=frame.rdnoise if frame.rdnoise is not None else 0.0,
             saturation=saturation,
-            terms_bzero=folded_bzero(layout, frame.bzero, frame.bscale))
+            terms_bzero=folded_bzero(layout, frame.bzero, frame.bscale),
+            direct=writes_direct(layout.shape, self.settings.direct_writes_from))
 
     def _explain(self, geometry, frame, dark, how, flat):
         """Notes on what a science frame lacks, and on masters from the library."""
