@@ -19,6 +19,7 @@ explains the choices made to keep the comparison fair.
 """
 
 import argparse
+import importlib.util
 import math
 import statistics
 import sys
@@ -536,6 +537,9 @@ def main(argv=None):
                         help="rewrite this benchmark's results in docs/benchmarks.md")
     arguments = parser.parse_args(argv)
 
+    if not arguments.skip_astroplan and importlib.util.find_spec("astroplan") is None:
+        raise SystemExit("bench/scheduling.py compares with astroplan, which is not installed: "
+                         ".venv/bin/pip install astroplan (or run with --skip-astroplan)")
     conditions = Conditions()
     began = time.monotonic()
     use_astropy_offline()
@@ -570,8 +574,7 @@ def main(argv=None):
                                                        sys.argv[1:])).rstrip()
     text = "\n".join([
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_line()}, {versions()}. "
-        f"Command: "
-        f"`.venv/bin/python {command}`; sites {', '.join(chosen)}; sizes "
+        f"Command: `.venv/bin/python {command}`; sites {', '.join(chosen)}; sizes "
         f"{', '.join(map(str, arguments.sizes))}; seeds {', '.join(map(str, arguments.seeds))}; "
         f"our planner {arguments.repeat} runs per list (median), astroplan "
         f"{arguments.repeat_astroplan} (time resolution {arguments.time_resolution:g} s); whole "
