@@ -38,3 +38,49 @@ def test_each_record_is_formatted_once_for_every_handler():
     line = formatter.format(one)
     one.msg = "changed after the first handler"  # a second handler gets the same line
     assert formatter.format(one) == line and "[WO 1] accepted" in line
+
+
+def test_a_file_reopened_counts_what_it_already_holds(tmp_path):
+    path = tmp_path / "scheduler.log"
+    path.write_text("x" * 450 + "\n")  # left by the daemon's previous run
+    handler = ReopenableFileHandler(str(path), maxBytes=500, backupCount=1, encoding="utf-8")
+    handler.setFormatter(SharedFormatter(FORMAT))
+    handler.handle(record(1))  # would take it past 500 bytes: rotated first
+    handler.close()
+    assert (tmp_path / "scheduler.log.1").read_text() == "x" * 450 + "\n"
+    assert "[WO 1] accepted" in path.read_text()
+
+
+def test_a_file_truncated_by_logrotate_is_not_rotated_early(tmp_path):
+    path = tmp_path / "scheduler.log"
+    handler = ReopenableFileHandler(str(path), maxBytes=500, backupCount=1, encoding="utf-8")
+    handler.setFormatter(SharedFormatter(FORMAT))
+    for number in range(5):
+        handler.handle(record(number))
+    written = path.stat().st_size
+    assert written > 250
+    with open(path, "r+b") as stream:  # logrotate's copytruncate, behind the daemon's back
+        stream.truncate(0)
+    for number in range(5, 10):
+        handler.handle(record(number))
+    handler.close()
+    assert not (tmp_path / "scheduler.log.1").exists()
+    assert "[WO 9] accepted" in path.read_text() and "[WO 4]" not in path.read_text()
+
+
+def test_a_log_written_to_a_pipe_is_written_and_never_rotated(tmp_path):
+    import os
+    import threading
+
+    path = tmp_path / "scheduler.log"
+    os.mkfifo(path)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(open(path, encoding="utf-8")))
+    reader.start()
+    handler = ReopenableFileHandler(str(path), maxBytes=100, backupCount=1, encoding="utf-8")
+    handler.setFormatter(SharedFormatter(FORMAT))
+    for number in range(3):
+        handler.handle(record(number))
+    handler.close()
+    reader.join(timeout=10)
+    assert [line.split("INFO ")[1] for line in lines] == [f"[WO {n}] accepted\n" for n in range(3)]

@@ -46,22 +46,37 @@ class RecentLines(logging.Handler):
 
 
 class ReopenableFileHandler(logging.handlers.RotatingFileHandler):
-    """A size-rotated log file that can also be reopened (after an external logrotate)."""
+    """A size-rotated log file that can also be reopened (after an external logrotate).
+
+    The file's size is counted as lines are written, where the stdlib asks the file for its
+    position (a flush and two system calls) before every line: a daemon logs a line for
+    every order it takes. The file itself is asked only when the count says the line would
+    reach ``maxBytes``, so that a file truncated meanwhile (``copytruncate``) is not rotated
+    early.
+    """
 
     def _open(self):
         stream = super()._open()
         # Only a regular file is rotated (not /dev/null): asked once per opening, where the
         # stdlib asks the file system twice for every line a daemon logs.
         self._regular = os.path.isfile(self.baseFilename)
+        self._size = stream.seek(0, os.SEEK_END) if self._regular else 0
         return stream
+
+    def emit(self, record):
+        super().emit(record)  # (rotated first if this line would pass maxBytes)
+        self._size += len(self.format(record)) + 1
 
     def shouldRollover(self, record):
         if self.stream is None:  # (opened on first use: delay)
             self.stream = self._open()
         if not self._regular or self.maxBytes <= 0:
             return False
-        self.stream.seek(0, os.SEEK_END)
-        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+        length = len(self.format(record)) + 1
+        if self._size + length < self.maxBytes:
+            return False
+        self._size = self.stream.seek(0, os.SEEK_END)  # truncated meanwhile, perhaps
+        return self._size + length >= self.maxBytes
 
     def reopen(self):
         """Close the file and open it again under its name."""
@@ -104,5 +119,10 @@ def setup_logging(config, service):
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(settings["Log Level"])
+    # FORMAT names neither the caller's file or line nor the thread or process name: not
+    # looked up for every line (the stdlib's logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     logging.captureWarnings(True)
     return file_handler, recent
