@@ -55,6 +55,23 @@ def test_higher_priority_wins_when_both_cannot_fit(planner):
     assert plan.unscheduled == {"low": "no room left tonight after orders of higher priority"}
 
 
+def test_an_order_goes_into_a_gap_it_fits_and_one_too_long_for_every_gap_is_left_out(planner):
+    def between(start, end):
+        return {"not_before": datetime(2026, 11, 22, *start, tzinfo=timezone.utc),
+                "not_after": datetime(2026, 11, 22, *end, tzinfo=timezone.utc)}
+
+    first = target("first", 9.0, 1200, **between((4, 0), (4, 30)))
+    second = target("second", 8.0, 1200, **between((5, 0), (6, 0)))
+    short = target("short", 5.0, 1200, **between((4, 0), (6, 0)))
+    long = target("long", 4.0, 2700, **between((4, 0), (6, 0)))
+    plan = planner.plan([long, short, second, first], AFTERNOON, refine=False)
+    starts = {entry.id: entry for entry in plan.entries}
+    assert list(starts) == ["first", "short", "second"]
+    assert starts["first"].end <= starts["short"].start
+    assert starts["short"].end <= starts["second"].start
+    assert plan.unscheduled == {"long": "no room left tonight after orders of higher priority"}
+
+
 def test_an_order_stays_inside_its_own_window(planner):
     window = {"not_before": datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc),
               "not_after": datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)}

@@ -336,7 +336,7 @@ class Planner:
             before = list(timeline.entries)
             placed = None if refusal else timeline.insert(target, visible[i], steps)
             if placed is not None and budget is not None and timeline.used() > budget:
-                timeline.entries = before  # it fitted the night, not the budget: undone
+                timeline.restore(before)  # it fitted the night, not the budget: undone
                 placed, refusal = None, _over_budget(budget)
             if placed is None:
                 plan.unscheduled[target.id] = (
@@ -523,6 +523,7 @@ class _Timeline:
         self.constraints = constraints
         self.entries = []
         self._vectors = {}
+        self._gaps = None  # see gaps()
 
     def slew(self, before, after):
         """Seconds to slew between two unit vectors (``None``: unknown) and settle."""
@@ -536,6 +537,20 @@ class _Timeline:
     def used(self):
         """Seconds of telescope time the entries take: their durations and slews."""
         return sum(end - start + slew for start, end, _, slew in self.entries)
+
+    def restore(self, entries):
+        """Put back *entries*, a copy of :attr:`entries` taken before an insertion."""
+        self.entries = entries
+        self._gaps = None
+
+    def gaps(self):
+        """The free spans: arrays of their beginnings (the night's start, or an entry's end)
+        and their ends (the next entry's start, or the night's end), gap *i* before entry
+        *i*; made again after each change."""
+        if self._gaps is None:
+            self._gaps = (np.array([self.begin] + [end for _, end, _, _ in self.entries]),
+                          np.array([start for start, _, _, _ in self.entries] + [self.end]))
+        return self._gaps
 
     def insert(self, target, visible, steps):
         """Place *target* at its earliest possible start; return that start or ``None``."""
@@ -555,30 +570,36 @@ class _Timeline:
             return final <= last and blocked[final + 1] - blocked[first] == 0
 
         # Of the gaps it fits in, the one where it adds the least slew time (the earliest of
-        # equals): slews are most of the time lost between observations.
+        # equals): slews are most of the time lost between observations. Gaps too short, or
+        # beginning after the target has set or ending before it rises, are left out at once
+        # (with a settle before it only: one after it too is asked below): in a full night
+        # a large queue would otherwise go through every gap for every order left.
+        begins, ends = self.gaps()
+        candidates = np.flatnonzero((begins <= last_start)
+                                    & (ends - begins >= target.duration + settle)
+                                    & (ends >= first_start + target.duration))
         best = None
-        previous_end, previous_vector = self.begin, self.start_position
-        for index in range(len(self.entries) + 1):
+        for index in candidates.tolist():
             following = self.entries[index] if index < len(self.entries) else None
+            previous_end = self.entries[index - 1][1] if index else self.begin
+            previous_vector = (self.vector(self.entries[index - 1][2]) if index
+                               else self.start_position)
             gap_end = following[0] if following else self.end
-            if previous_end > last_start:
-                break  # this gap and all later ones begin after the target has set
-            if (gap_end - previous_end >= target.duration + settle * (2 if following else 1)
-                    and gap_end >= first_start + target.duration):
-                start = self._start_in_gap(target, here, previous_end, previous_vector,
-                                           following, gap_end, observable, grid_starts)
-                if start is not None:
-                    added = self.slew(previous_vector, here)
-                    if following is not None:
-                        after = self.vector(following[2])
-                        added += self.slew(here, after) - self.slew(previous_vector, after)
-                    if best is None or added < best[0] - SLEW_TIE:
-                        best = (added, index, start, previous_vector)
-            if following is not None:
-                previous_end, previous_vector = following[1], self.vector(following[2])
+            if following is not None and gap_end - previous_end < target.duration + 2 * settle:
+                continue
+            start = self._start_in_gap(target, here, previous_end, previous_vector, following,
+                                       gap_end, observable, grid_starts)
+            if start is not None:
+                added = self.slew(previous_vector, here)
+                if following is not None:
+                    after = self.vector(following[2])
+                    added += self.slew(here, after) - self.slew(previous_vector, after)
+                if best is None or added < best[0] - SLEW_TIE:
+                    best = (added, index, start, previous_vector)
         if best is None:
             return None
         _, index, start, previous_vector = best
+        self._gaps = None
         self.entries.insert(index, (start, start + target.duration, target,
                                     self.slew(previous_vector, here)))
         if index + 1 < len(self.entries):
