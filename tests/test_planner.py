@@ -72,6 +72,22 @@ def test_an_order_goes_into_a_gap_it_fits_and_one_too_long_for_every_gap_is_left
     assert plan.unscheduled == {"long": "no room left tonight after orders of higher priority"}
 
 
+def test_refining_slips_in_an_order_for_which_placed_ones_make_room(planner):
+    def between(start, end):
+        return {"not_before": datetime(2026, 11, 22, *start, tzinfo=timezone.utc),
+                "not_after": datetime(2026, 11, 22, *end, tzinfo=timezone.utc)}
+
+    targets = [target("early", 9.0, 1200, **between((4, 0), (4, 40))),
+               target("late", 8.0, 1200, **between((4, 35), (5, 40))),  # 15 min after early
+               target("slipped", 5.0, 1200, **between((4, 0), (5, 0)))]
+    greedy = planner.plan(targets, AFTERNOON, refine=False)
+    assert [entry.id for entry in greedy.entries] == ["early", "late"]
+    assert "slipped" in greedy.unscheduled
+    refined = planner.plan(targets, AFTERNOON)
+    assert sorted(entry.id for entry in refined.entries) == ["early", "late", "slipped"]
+    assert refined.unscheduled == {}
+
+
 def test_an_order_stays_inside_its_own_window(planner):
     window = {"not_before": datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc),
               "not_after": datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)}

@@ -325,6 +325,9 @@ class Planner:
         order = sorted(range(len(targets)), key=lambda i: (-targets[i].priority,
                                                            visible[i].sum(),
                                                            targets[i].duration))
+        # Each target's first and last visible grid points (see _Timeline.insert).
+        first_visible = visible.argmax(axis=1).tolist()
+        last_visible = (visible.shape[1] - 1 - visible[:, ::-1].argmax(axis=1)).tolist()
         for i in order:
             target = targets[i]
             steps = math.ceil(target.duration / GRID_SECONDS)
@@ -334,7 +337,8 @@ class Planner:
                 continue
             refusal = _refusal(timeline, budget, max_entries)
             before = list(timeline.entries)
-            placed = None if refusal else timeline.insert(target, visible[i], steps)
+            placed = None if refusal else timeline.insert(target, visible[i], steps,
+                                                          (first_visible[i], last_visible[i]))
             if placed is not None and budget is not None and timeline.used() > budget:
                 timeline.restore(before)  # it fitted the night, not the budget: undone
                 placed, refusal = None, _over_budget(budget)
@@ -552,8 +556,19 @@ class _Timeline:
                           np.array([start for start, _, _, _ in self.entries] + [self.end]))
         return self._gaps
 
-    def insert(self, target, visible, steps):
-        """Place *target* at its earliest possible start; return that start or ``None``."""
+    def insert(self, target, visible, steps, visible_span):
+        """Place *target* at its earliest possible start; return that start or ``None``.
+        *visible_span* is its first and last visible grid points."""
+        settle = self.constraints.settle_time
+        begins, ends = self.gaps()
+        # First, without the grid of its starts: a gap it could fit by its first and last
+        # visible points alone (its starts lie between the first and the last minus its
+        # steps). In a full night most orders left fit none.
+        first_seen, last_seen = visible_span
+        if not ((begins <= (last_seen - steps + 1) * GRID_SECONDS)
+                & (ends - begins >= target.duration + settle)
+                & (ends >= max(first_seen - 1, 0) * GRID_SECONDS + target.duration)).any():
+            return None
         blocked = np.concatenate(([0], np.cumsum(~visible)))
         last = len(visible) - 1
         grid_starts = np.flatnonzero(blocked[steps + 1:] - blocked[:-steps - 1] == 0)
@@ -562,7 +577,6 @@ class _Timeline:
         # Starts between grid points are checked on the grid points around them.
         first_start = max(grid_starts[0] - 1, 0) * GRID_SECONDS
         last_start = (grid_starts[-1] + 1) * GRID_SECONDS
-        settle = self.constraints.settle_time
         here = self.vector(target)
 
         def observable(start):
@@ -574,7 +588,6 @@ class _Timeline:
         # beginning after the target has set or ending before it rises, are left out at once
         # (with a settle before it only: one after it too is asked below): in a full night
         # a large queue would otherwise go through every gap for every order left.
-        begins, ends = self.gaps()
         candidates = np.flatnonzero((begins <= last_start)
                                     & (ends - begins >= target.duration + settle)
                                     & (ends >= first_start + target.duration))

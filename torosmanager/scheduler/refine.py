@@ -529,9 +529,15 @@ class Refiner:
         gained = False
         earliest, latest = self._chains()
         gaps = self._gaps(earliest, latest)
-        for row in sorted(self.left_out, key=self._rank):
+        order = sorted(self.left_out, key=self._rank)
+        # Which of them some gap could hold, all at once: in a full night most fit none, and
+        # the gaps change only when one goes in.
+        might_fit = self._might_fit(order, *gaps)
+        for index, row in enumerate(order):
             if self.max_entries is not None and len(self.rows) >= self.max_entries:
                 break
+            if not might_fit[index]:
+                continue
             duration = self.duration[row]
             left_ends, right_starts = gaps
             fitting = np.flatnonzero((right_starts - left_ends >= duration + self.settle)
@@ -552,9 +558,21 @@ class Refiner:
                     continue
                 earliest, latest = self._chains()
                 gaps = self._gaps(earliest, latest)
+                might_fit = self._might_fit(order, *gaps)
                 gained = True
                 break
         return gained
+
+    def _might_fit(self, rows, left_ends, right_starts):
+        """For each of *rows*, whether a gap passes :meth:`_insert_sweep`'s first test (room
+        for it, inside its window): an array of bools."""
+        rows = np.asarray(rows, dtype=int)
+        if not len(rows):
+            return np.zeros(0, dtype=bool)
+        duration = self.durations[rows][:, None]
+        return ((right_starts - left_ends >= duration + self.settle)
+                & (self.first_start[rows][:, None] + duration <= right_starts)
+                & (self.last_end[rows][:, None] - duration >= left_ends)).any(axis=1)
 
     def _gaps(self, earliest, latest):
         """Every gap's room, entries pushed apart: (ends before, starts after) as arrays."""
