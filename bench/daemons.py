@@ -159,10 +159,32 @@ def raw_stacks(lines):
 
 
 def process_cpu(pid):
-    """CPU seconds (user + system) a process has used, from /proc."""
+    """CPU seconds (user + system) a process has used, with those of its child processes, live
+    (the scheduler's planning process) or ended, from /proc: the daemon's work, wherever it
+    runs."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
         fields = stream.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # utime, stime, and cutime, cstime: those of the children it has waited for.
+    own = sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_child_cpu(child) for child in _children(pid))
+
+
+def _children(pid):
+    children = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as stream:
+                children += [int(child) for child in stream.read().split()]
+    except FileNotFoundError:  # it, or one of its threads, has just ended
+        pass
+    return children
+
+
+def _child_cpu(pid):
+    try:
+        return process_cpu(pid)
+    except FileNotFoundError:  # ended between the two reads; its parent now counts it
+        return 0.0
 
 
 def wait_until(predicate, what, timeout):

@@ -170,7 +170,8 @@ def start_scheduler(directory):
 
 def wait_idle(pid, timeout=SETTLE_TIMEOUT):
     """Wait until *pid* has finished starting (it reads its Earth-rotation table in a thread
-    after READY=1): until it uses under IDLE_CPU of a core over IDLE_WINDOW seconds."""
+    after READY=1, and its planning process starts): until it and its child processes use
+    under IDLE_CPU of a core over IDLE_WINDOW seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         before = process_cpu(pid)
@@ -623,8 +624,9 @@ def main(argv=None):
         f"{conditions.text()}.",
         "", text, "",
         "requests/s: answers received ÷ time from the start to the last answer; p50, p99: "
-        "median over repeats; max: the largest of any repeat; the ratios: of the medians "
-        "shown."]
+        "median over repeats; max: the largest of any repeat; server CPU: the server's "
+        "process and its children (the scheduler's planning process); the ratios: of the "
+        "medians shown."]
     errors = collections.Counter()
     for values in runs.values():
         for r in values:

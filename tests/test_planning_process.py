@@ -4,6 +4,7 @@ its errors raised where it was asked, and a new process when the old one is kill
 import multiprocessing
 import os
 import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -68,3 +69,26 @@ def test_stop_ends_the_process(planners):
     apart.stop()
     child.join(timeout=10)
     assert not child.is_alive()
+
+
+def spawned_children(pid):
+    """The processes *pid* has spawned with multiprocessing (their command lines say so)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as stream:
+            for child in stream.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as command:
+                    if b"spawn_main" in command.read():
+                        found.append(int(child))
+    return found
+
+
+def test_the_scheduler_starts_its_planning_process_with_it_unless_told_never(make_site):
+    usual = make_site(name="usual").start("scheduler")
+    never = make_site({"Scheduler": {"Planning Process From": 0}}, name="never")
+    never.start("scheduler")
+    deadline = time.monotonic() + 30
+    while not spawned_children(usual.daemons["scheduler"].pid):
+        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
+        time.sleep(0.1)
+    assert spawned_children(never.daemons["scheduler"].pid) == []

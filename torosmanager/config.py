@@ -276,9 +276,10 @@ SCHEMA = {
         "Max Replan Delay": Setting("float", 2.0, "real seconds a plan waits at most for "
                                     "orders that keep arriving", 0, 60),
         "Planning Process From": Setting("int", 200, "queued observations from which the "
-                                         "plan is made in a process of its own, so that "
-                                         "orders arriving meanwhile do not wait for it (0: "
-                                         "never)", 0, 1_000_000),
+                                         "plan is made in a process of its own, started "
+                                         "with the daemon, so that orders arriving "
+                                         "meanwhile do not wait for it (0: never, and no "
+                                         "such process)", 0, 1_000_000),
         "Dispatched Follow Interval": Setting("float", 0.2, "real seconds between Status "
                                               "queries of an order dispatched and not yet "
                                               "running (it starts within moments), and of the "

@@ -90,6 +90,8 @@ class Dispatcher:
 
     def start(self):
         self.dome.start()
+        if self.settings["Planning Process From"]:
+            self.planning_process.start()
         self._thread.start()
 
     def stop(self):

@@ -4,8 +4,11 @@ Planning is Python, and Python runs one thread at a time in a process: while the
 thousands of queued orders (130 ms for 2,000 here), the threads of its front desk wait their
 turn, and orders arriving meanwhile wait with them. A child process plans on another core
 instead. It is *spawned*, not forked: it inherits none of the daemon's sockets, threads or
-locks, and starts once, the first time a queue is large enough (``Scheduler → Planning Process
-From``); a small queue is planned in the daemon, where it takes a few milliseconds.
+locks. It starts with the daemon, in the background: its start-up (importing astropy and numpy,
+about three quarters of a second of CPU; it then holds about 50 MB) is then not paid when the queue first grows large
+enough (``Scheduler → Planning Process From``), which is when orders are pouring in and the
+front desk needs the CPU. A small queue is planned in the daemon, where it takes a few
+milliseconds.
 """
 
 import logging
@@ -24,7 +27,7 @@ _planner = None
 
 class PlanningProcess:
     """Plans with a :class:`~torosmanager.scheduler.planner.Planner` of the same site and
-    constraints, in a child process started on first use.
+    constraints, in a child process (see :meth:`start`).
 
     Parameters
     ----------
@@ -55,6 +58,11 @@ class PlanningProcess:
                     raise
                 log.error("the planning process ended unexpectedly; starting a new one")
 
+    def start(self):
+        """Start the child process now, without waiting for it to be ready (it plans once it
+        is); :meth:`plan` starts it too if it is not."""
+        self._started().submit(_ready)
+
     def stop(self):
         """End the child process, if started."""
         with self._lock:
@@ -75,6 +83,10 @@ class PlanningProcess:
 def _start(site, constraints):
     global _planner
     _planner = Planner(site, constraints)
+
+
+def _ready():
+    return True
 
 
 def _plan(targets, now, start_position, free_from):
