@@ -5,6 +5,13 @@ import logging
 from torosmanager.logs import FORMAT, ReopenableFileHandler, SharedFormatter
 
 
+def file_handler(path, max_bytes, backups):
+    handler = ReopenableFileHandler(str(path), maxBytes=max_bytes, backupCount=backups,
+                                    encoding="utf-8")
+    handler.setFormatter(SharedFormatter(FORMAT))
+    return handler
+
+
 def record(number):
     return logging.LogRecord("test", logging.INFO, __file__, 1, "[WO %d] accepted", (number,),
                              None)
@@ -12,8 +19,7 @@ def record(number):
 
 def test_the_file_rolls_over_before_it_passes_max_bytes(tmp_path):
     path = tmp_path / "scheduler.log"
-    handler = ReopenableFileHandler(str(path), maxBytes=500, backupCount=2, encoding="utf-8")
-    handler.setFormatter(SharedFormatter(FORMAT))
+    handler = file_handler(path, 500, 2)
     for number in range(30):
         handler.handle(record(number))
     handler.close()
@@ -43,8 +49,7 @@ def test_each_record_is_formatted_once_for_every_handler():
 def test_a_file_reopened_counts_what_it_already_holds(tmp_path):
     path = tmp_path / "scheduler.log"
     path.write_text("x" * 450 + "\n")  # left by the daemon's previous run
-    handler = ReopenableFileHandler(str(path), maxBytes=500, backupCount=1, encoding="utf-8")
-    handler.setFormatter(SharedFormatter(FORMAT))
+    handler = file_handler(path, 500, 1)
     handler.handle(record(1))  # would take it past 500 bytes: rotated first
     handler.close()
     assert (tmp_path / "scheduler.log.1").read_text() == "x" * 450 + "\n"
@@ -53,8 +58,7 @@ def test_a_file_reopened_counts_what_it_already_holds(tmp_path):
 
 def test_a_file_truncated_by_logrotate_is_not_rotated_early(tmp_path):
     path = tmp_path / "scheduler.log"
-    handler = ReopenableFileHandler(str(path), maxBytes=500, backupCount=1, encoding="utf-8")
-    handler.setFormatter(SharedFormatter(FORMAT))
+    handler = file_handler(path, 500, 1)
     for number in range(5):
         handler.handle(record(number))
     written = path.stat().st_size
@@ -77,8 +81,7 @@ def test_a_log_written_to_a_pipe_is_written_and_never_rotated(tmp_path):
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(open(path, encoding="utf-8")))
     reader.start()
-    handler = ReopenableFileHandler(str(path), maxBytes=100, backupCount=1, encoding="utf-8")
-    handler.setFormatter(SharedFormatter(FORMAT))
+    handler = file_handler(path, 100, 1)
     for number in range(3):
         handler.handle(record(number))
     handler.close()

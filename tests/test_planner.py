@@ -28,6 +28,12 @@ def target(name, priority=5.0, duration=600.0, **where):
                   duration, where.get("not_before"), where.get("not_after"))
 
 
+def between(start, end):
+    """A window on the night of the tests, from (hour, minute) *start* to *end* UTC."""
+    return {"not_before": datetime(2026, 11, 22, *start, tzinfo=timezone.utc),
+            "not_after": datetime(2026, 11, 22, *end, tzinfo=timezone.utc)}
+
+
 def test_an_empty_night(planner):
     plan = planner.plan([], AFTERNOON)
     assert plan.entries == [] and plan.night_start > AFTERNOON
@@ -56,10 +62,6 @@ def test_higher_priority_wins_when_both_cannot_fit(planner):
 
 
 def test_an_order_goes_into_a_gap_it_fits_and_one_too_long_for_every_gap_is_left_out(planner):
-    def between(start, end):
-        return {"not_before": datetime(2026, 11, 22, *start, tzinfo=timezone.utc),
-                "not_after": datetime(2026, 11, 22, *end, tzinfo=timezone.utc)}
-
     first = target("first", 9.0, 1200, **between((4, 0), (4, 30)))
     second = target("second", 8.0, 1200, **between((5, 0), (6, 0)))
     short = target("short", 5.0, 1200, **between((4, 0), (6, 0)))
@@ -73,10 +75,6 @@ def test_an_order_goes_into_a_gap_it_fits_and_one_too_long_for_every_gap_is_left
 
 
 def test_refining_slips_in_an_order_for_which_placed_ones_make_room(planner):
-    def between(start, end):
-        return {"not_before": datetime(2026, 11, 22, *start, tzinfo=timezone.utc),
-                "not_after": datetime(2026, 11, 22, *end, tzinfo=timezone.utc)}
-
     targets = [target("early", 9.0, 1200, **between((4, 0), (4, 40))),
                target("late", 8.0, 1200, **between((4, 35), (5, 40))),  # 15 min after early
                target("slipped", 5.0, 1200, **between((4, 0), (5, 0)))]
