@@ -149,6 +149,12 @@ class TestNormalisation:
         order = validate(observation(Datetime="2026-11-21T18:00:00-06:00"))
         assert order["Datetime"] == "2026-11-22T00:00:00.000Z"
 
+    @pytest.mark.parametrize("received", ["0001-01-01T00:30:00+01:00",
+                                          "9999-12-31T23:30:00-01:00"])
+    def test_a_datetime_with_no_utc_instant_is_refused(self, received):
+        with pytest.raises(WorkOrderError, match="'Datetime': received"):
+            validate(observation(Datetime=received))
+
     def test_integer_ids_become_strings(self):
         assert validate(observation(ID=42))["ID"] == "42"
 

@@ -342,11 +342,11 @@ def utc_datetime(value: object) -> str:
 
 
 def format_utc(instant: datetime) -> str:
-    """Format a datetime as ISO 8601 UTC with milliseconds and a ``Z``."""
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=timezone.utc)
-    return instant.astimezone(timezone.utc).replace(tzinfo=None).isoformat(
-        timespec="milliseconds") + "Z"
+    """Format a datetime as ISO 8601 UTC with milliseconds and a ``Z``; a naive one is UTC."""
+    if instant.tzinfo is not None:  # (a naive one, every order's Datetime, needs no copy)
+        offset = instant.utcoffset()
+        instant = (instant - offset if offset else instant).replace(tzinfo=None)
+    return instant.isoformat(timespec="milliseconds") + "Z"
 
 
 def priority(value: object) -> float | None:
