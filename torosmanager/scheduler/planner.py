@@ -561,13 +561,17 @@ class _Timeline:
         *visible_span* is its first and last visible grid points."""
         settle = self.constraints.settle_time
         begins, ends = self.gaps()
-        # First, without the grid of its starts: a gap it could fit by its first and last
-        # visible points alone (its starts lie between the first and the last minus its
-        # steps). In a full night most orders left fit none.
+        # The gaps it could fit in: long enough (with a settle before it; one after it too is
+        # asked below), beginning before its last start and ending after its first start plus
+        # its duration. First by its first and last visible points alone, between which its
+        # starts lie: in a full night most orders left fit none, and are refused without the
+        # grid of their starts, or a look at each gap.
         first_seen, last_seen = visible_span
-        if not ((begins <= (last_seen - steps + 1) * GRID_SECONDS)
-                & (ends - begins >= target.duration + settle)
-                & (ends >= max(first_seen - 1, 0) * GRID_SECONDS + target.duration)).any():
+        candidates = np.flatnonzero(
+            (ends - begins >= target.duration + settle)
+            & (begins <= (last_seen - steps + 1) * GRID_SECONDS)
+            & (ends >= max(first_seen - 1, 0) * GRID_SECONDS + target.duration))
+        if not len(candidates):
             return None
         blocked = np.concatenate(([0], np.cumsum(~visible)))
         last = len(visible) - 1
@@ -583,14 +587,11 @@ class _Timeline:
             first, final = grid_span(start, target.duration)
             return final <= last and blocked[final + 1] - blocked[first] == 0
 
+        # Then by its starts.
+        candidates = candidates[(begins[candidates] <= last_start)
+                                & (ends[candidates] >= first_start + target.duration)]
         # Of the gaps it fits in, the one where it adds the least slew time (the earliest of
-        # equals): slews are most of the time lost between observations. Gaps too short, or
-        # beginning after the target has set or ending before it rises, are left out at once
-        # (with a settle before it only: one after it too is asked below): in a full night
-        # a large queue would otherwise go through every gap for every order left.
-        candidates = np.flatnonzero((begins <= last_start)
-                                    & (ends - begins >= target.duration + settle)
-                                    & (ends >= first_start + target.duration))
+        # equals): slews are most of the time lost between observations.
         best = None
         for index in candidates.tolist():
             following = self.entries[index] if index < len(self.entries) else None

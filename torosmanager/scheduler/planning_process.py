@@ -5,10 +5,10 @@ thousands of queued orders (130 ms for 2,000 here), the threads of its front des
 turn, and orders arriving meanwhile wait with them. A child process plans on another core
 instead. It is *spawned*, not forked: it inherits none of the daemon's sockets, threads or
 locks. It starts with the daemon, in the background: its start-up (importing astropy and numpy,
-about three quarters of a second of CPU; it then holds about 50 MB) is then not paid when the queue first grows large
-enough (``Scheduler → Planning Process From``), which is when orders are pouring in and the
-front desk needs the CPU. A small queue is planned in the daemon, where it takes a few
-milliseconds.
+about three quarters of a second of CPU; it then holds about 50 MB) is not paid when the queue
+first grows large enough (``Scheduler → Planning Process From``), which is when orders are
+pouring in and the front desk needs the CPU. A small queue is planned in the daemon, where it
+takes a few milliseconds.
 """
 
 import logging
