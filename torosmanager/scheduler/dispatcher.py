@@ -92,6 +92,8 @@ class Dispatcher:
         self.dome.start()
         if self.settings["Planning Process From"]:
             self.planning_process.start()
+        # Beside the loop, whose first tick (the dome at dusk) does not wait for it.
+        threading.Thread(target=self._warm_up, name="planner-warm-up", daemon=True).start()
         self._thread.start()
 
     def stop(self):
@@ -130,6 +132,14 @@ class Dispatcher:
             plan, made, names = self.plan, self._last_plan, self._plan_names
         return as_dict(plan, names, made, self.observing["Sun Altitude"],
                        offset, limit)
+
+    def _warm_up(self):
+        """Prepare the planner before the first order arrives, not with it (see
+        :meth:`Planner.warm_up <torosmanager.scheduler.planner.Planner.warm_up>`)."""
+        try:
+            self.planner.warm_up(self.clock.now())
+        except Exception:  # noqa: BLE001 - the first real plan will say what is wrong
+            log.exception("planning a first target, to prepare the planner, failed")
 
     # --- the loop -----------------------------------------------------------------------
 

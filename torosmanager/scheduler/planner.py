@@ -276,6 +276,13 @@ class Planner:
                 self._moon = cached
             return cached[1:]
 
+    def warm_up(self, now: datetime) -> None:
+        """Plan one target at *now*, and forget the plan: the first plan of a process imports
+        what it computes with (astropy's coordinates, for the precession; about two seconds
+        of CPU here), better done before orders arrive than by the first of them, or by a
+        flood of them."""
+        self.plan([Target("warm-up", 0.0, 0.0, 1.0, GRID_SECONDS)], now)
+
     def plan(self, targets: Sequence[Target], now: datetime,
              start_position: tuple[Degrees, Degrees] | None = None,
              free_from: datetime | None = None, budget: Seconds | None = None,

@@ -4,11 +4,12 @@ Planning is Python, and Python runs one thread at a time in a process: while the
 thousands of queued orders (130 ms for 2,000 here), the threads of its front desk wait their
 turn, and orders arriving meanwhile wait with them. A child process plans on another core
 instead. It is *spawned*, not forked: it inherits none of the daemon's sockets, threads or
-locks. It starts with the daemon, in the background: its start-up (importing astropy and numpy,
-about three quarters of a second of CPU; it then holds about 50 MB) is not paid when the queue
-first grows large enough (``Scheduler → Planning Process From``), which is when orders are
-pouring in and the front desk needs the CPU. A small queue is planned in the daemon, where it
-takes a few milliseconds.
+locks. It starts with the daemon, in the background, and plans one target at once
+(:meth:`Planner.warm_up <torosmanager.scheduler.planner.Planner.warm_up>`): its start-up and
+its first plan's imports (a few seconds of CPU) are not paid when the queue first grows large
+enough (``Scheduler → Planning Process From``), which is when orders are pouring in and the
+front desk needs the CPU. A small queue is planned in the daemon, where it takes a few
+milliseconds.
 """
 
 import logging
@@ -16,6 +17,7 @@ import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime, timezone
 
 from .planner import Planner
 
@@ -83,6 +85,7 @@ class PlanningProcess:
 def _start(site, constraints):
     global _planner
     _planner = Planner(site, constraints)
+    _planner.warm_up(datetime.now(timezone.utc))
 
 
 def _ready():
