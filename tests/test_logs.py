@@ -1,6 +1,8 @@
 """The daemons' log file: rotated by size, never when it is not a regular file."""
 
 import logging
+import os
+import threading
 
 from torosmanager.logs import FORMAT, ReopenableFileHandler, SharedFormatter
 
@@ -73,9 +75,6 @@ def test_a_file_truncated_by_logrotate_is_not_rotated_early(tmp_path):
 
 
 def test_a_log_written_to_a_pipe_is_written_and_never_rotated(tmp_path):
-    import os
-    import threading
-
     path = tmp_path / "scheduler.log"
     os.mkfifo(path)
     lines = []
