@@ -92,3 +92,26 @@ def test_the_scheduler_starts_its_planning_process_with_it_unless_told_never(mak
         assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
         time.sleep(0.1)
     assert spawned_children(never.daemons["scheduler"].pid) == []
+
+
+def test_the_planning_process_ends_when_its_daemon_is_killed(make_site):
+    site = make_site(name="killed").start("scheduler")
+    daemon = site.daemons["scheduler"]
+    deadline = time.monotonic() + 30
+    while not spawned_children(daemon.pid):
+        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
+        time.sleep(0.1)
+    (child,) = spawned_children(daemon.pid)
+    daemon.kill()  # as a power cut, or the OOM killer, would: it cannot stop its child
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{child}") and not _zombie(child):
+        assert time.monotonic() < deadline, "the planning process outlived its daemon by 10 s"
+        time.sleep(0.1)
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

@@ -14,7 +14,9 @@ milliseconds.
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: The planner of the child process (see _start).
 _planner = None
+#: Seconds between the child's looks at whether the daemon that started it is still there.
+PARENT_POLL_SECONDS = 1.0
 
 
 class PlanningProcess:
@@ -39,7 +43,8 @@ class PlanningProcess:
     """
 
     def __init__(self, site, constraints):
-        self._arguments = (dict(site), constraints)
+        # (the daemon's PID given, not asked by the child: it may already be gone by then)
+        self._arguments = (dict(site), constraints, os.getpid())
         self._pool = None
         self._lock = threading.Lock()
 
@@ -82,10 +87,21 @@ class PlanningProcess:
             return self._pool
 
 
-def _start(site, constraints):
+def _start(site, constraints, daemon):
     global _planner
+    threading.Thread(target=_end_with, args=(daemon,), name="end-with-the-daemon",
+                     daemon=True).start()
     _planner = Planner(site, constraints)
     _planner.warm_up(datetime.now(timezone.utc))
+
+
+def _end_with(daemon):
+    """End this process once the daemon that started it is gone: a daemon killed (SIGKILL,
+    the OOM killer) cannot stop it, and the pool's worker, which holds both ends of its own
+    queue, would wait for work for ever."""
+    while os.getppid() == daemon:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _ready():
