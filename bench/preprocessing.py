@@ -899,7 +899,7 @@ def parse_arguments(argv):
     parser.add_argument("--skip-naive", action="store_true", help="do not run ccdproc naively")
     parser.add_argument("--direct-writes-from", type=int, metavar="MB",
                         default=default_config()["Preprocessor"]["Direct Writes From"],
-                        help="ours writes products of at least MB megabytes around the page "
+                        help="ours writes products of at least MB MiB around the page "
                              "cache, 0: none (Preprocessor -> Direct Writes From; default: the "
                              "configuration's, %(default)s)")
     parser.add_argument("--profile", action="store_true",

@@ -255,7 +255,7 @@ def test_products_written_around_the_page_cache_are_the_same(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("setting, expected", [
-    ("", {4096: False, 10560: True}),  # the default, 256 MB: 64 MB through, 446 MB around
+    ("", {4096: False, 10560: True}),  # the default, 256 MiB: 64 MiB through, 425 MiB around
     ("Direct Writes From: 0", {4096: False, 10560: False}),
     ("Direct Writes From: 64", {4096: True, 10560: True}),
     ("Direct Writes From: 65", {4096: False, 10560: True}),

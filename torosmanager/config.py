@@ -493,10 +493,10 @@ SCHEMA = {
                               "calibration terms of one job for the next with the same masters, "
                               "exposure time and gain (a 2048x2048 camera's take 32, a "
                               "10560x10560 one's 892); 0: none kept", 0, 100_000),
-        "Direct Writes From": Setting("int", 256, "megabytes from which a calibrated frame is "
-                                      "written around the page cache (O_DIRECT) where the file "
-                                      "system allows it, rather than through it (a 4096x4096 "
-                                      "frame is 64, a 10560x10560 one 446); 0: none",
+        "Direct Writes From": Setting("int", 256, "megabytes (MiB) from which a calibrated "
+                                      "frame is written around the page cache (O_DIRECT) where "
+                                      "the file system allows it, rather than through it (a "
+                                      "4096x4096 frame is 64, a 10560x10560 one 425); 0: none",
                                       0, 1_000_000),
     },
 }

@@ -141,15 +141,15 @@ def task_calibrate(task):
 
 def writes_direct(shape, from_megabytes):
     """Whether a product of *shape* is written around the page cache (``O_DIRECT``,
-    :class:`~.writing.DirectFile`): when it has at least *from_megabytes* (``Preprocessor →
+    :class:`~.writing.DirectFile`): when it has at least *from_megabytes* MiB (``Preprocessor →
     Direct Writes From``; 0: never).
 
     Around the cache, a product's bytes go from the worker's buffers to the disk while it
     calibrates the next rows, instead of first filling fresh pages of the system's memory.
     Which way is faster depends on the disk and on how fast the system hands out memory
-    (``bench/preprocessing.py`` measures both), hence a setting. Its default, 256 MB, follows
+    (``bench/preprocessing.py`` measures both), hence a setting. Its default, 256 MiB, follows
     our 2-CPU virtual machines: through the cache was up to a third faster for 4096² frames
-    (64 MB), and around it as fast or up to a fifth faster for 10560² frames (446 MB).
+    (64 MiB), and around it as fast or up to a fifth faster for 10560² frames (425 MiB).
     """
     if from_megabytes == 0:
         return False

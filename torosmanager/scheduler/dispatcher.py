@@ -21,7 +21,6 @@ arrives or is cancelled):
 Everything it knows is in the journal, so a restart loses nothing.
 """
 
-import gc
 import json
 import logging
 import re
@@ -93,8 +92,7 @@ class Dispatcher:
         self.dome.start()
         if self.settings["Planning Process From"]:
             self.planning_process.start()
-        # Beside the loop, whose first tick (the dome at dusk) does not wait for it.
-        threading.Thread(target=self._warm_up, name="planner-warm-up", daemon=True).start()
+        self._warm_up()
         self._thread.start()
 
     def stop(self):
@@ -135,18 +133,14 @@ class Dispatcher:
                        offset, limit)
 
     def _warm_up(self):
-        """Prepare the planner before the first order arrives, not with it (see
-        :meth:`Planner.warm_up <torosmanager.scheduler.planner.Planner.warm_up>`)."""
+        """Prepare the planner as the daemon starts, not with the first order (see
+        :meth:`Planner.warm_up <torosmanager.scheduler.planner.Planner.warm_up>`): what it
+        imports is then among what start-up made, which the service keeps out of the
+        garbage collector's passes."""
         try:
             self.planner.warm_up(self.clock.now())
         except Exception:  # noqa: BLE001 - the first real plan will say what is wrong
             log.exception("planning a first target, to prepare the planner, failed")
-            return
-        # What it imported (astropy's coordinates, some 50,000 objects) lives as long as the
-        # daemon: frozen out of the collector's full passes, as start-up's objects are
-        # (service.serve), instead of gone through again in each (14 ms here).
-        gc.collect()
-        gc.freeze()
 
     # --- the loop -----------------------------------------------------------------------
 
