@@ -165,13 +165,12 @@ def serve(service, config, server, config_path=None):
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reopen_log)
 
-    handler.start()
-    # What start-up made (modules, astropy's and numpy's tables, what the handler's start
-    # imported) lives as long as the daemon: frozen, the collector's full passes skip it,
-    # instead of pausing every thread for tens of milliseconds to go through it again while
-    # orders arrive.
+    # What start-up made (modules, astropy's and numpy's tables) lives as long as the daemon:
+    # frozen, the collector's full passes skip it, instead of pausing every thread for tens
+    # of milliseconds to go through it again while orders arrive.
     gc.collect()
     gc.freeze()
+    handler.start()
     log.info("%s daemon %s listening on %s (clock: %s; journal: %s)", service, __version__,
              config[address_key(service)]["HTTP"], clock.describe(), database)
     notify_systemd("READY=1\nSTATUS=accepting work orders")

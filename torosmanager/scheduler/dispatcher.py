@@ -92,7 +92,6 @@ class Dispatcher:
         self.dome.start()
         if self.settings["Planning Process From"]:
             self.planning_process.start()
-        self._warm_up()
         self._thread.start()
 
     def stop(self):
@@ -131,16 +130,6 @@ class Dispatcher:
             plan, made, names = self.plan, self._last_plan, self._plan_names
         return as_dict(plan, names, made, self.observing["Sun Altitude"],
                        offset, limit)
-
-    def _warm_up(self):
-        """Prepare the planner as the daemon starts, not with the first order (see
-        :meth:`Planner.warm_up <torosmanager.scheduler.planner.Planner.warm_up>`): what it
-        imports is then among what start-up made, which the service keeps out of the
-        garbage collector's passes."""
-        try:
-            self.planner.warm_up(self.clock.now())
-        except Exception:  # noqa: BLE001 - the first real plan will say what is wrong
-            log.exception("planning a first target, to prepare the planner, failed")
 
     # --- the loop -----------------------------------------------------------------------
 

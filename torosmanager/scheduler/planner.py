@@ -279,8 +279,9 @@ class Planner:
     def warm_up(self, now: datetime) -> None:
         """Plan one target at *now*, and forget the plan: the first plan of a process imports
         what it computes with (astropy's coordinates, for the precession; about two seconds
-        of CPU here), better done before orders arrive than by the first of them, or by a
-        flood of them."""
+        of CPU here). The scheduler's planning process does it as it starts, so that its
+        first plan, a flood's, does not. (The daemon's own planner does not: a scheduler
+        that plans nothing never loads astropy's coordinates, IERS and table modules.)"""
         self.plan([Target("warm-up", 0.0, 0.0, 1.0, GRID_SECONDS)], now)
 
     def plan(self, targets: Sequence[Target], now: datetime,
