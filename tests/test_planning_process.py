@@ -94,6 +94,30 @@ def test_the_scheduler_starts_its_planning_process_with_it_unless_told_never(mak
     assert spawned_children(never.daemons["scheduler"].pid) == []
 
 
+def test_the_planning_process_yields_the_processors_to_the_front_desk(make_site):
+    site = make_site({"Scheduler": {"Planning Process Niceness": 7}}, name="nice")
+    daemon = site.start("scheduler").daemons["scheduler"]
+    deadline = time.monotonic() + 30
+    while not spawned_children(daemon.pid):
+        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
+        time.sleep(0.1)
+    (child,) = spawned_children(daemon.pid)
+    # Every thread: Linux gives each its own nice value. (Set as the child starts: waited for.)
+    while set(_nice_values(child)) != {_nice_values(daemon.pid)[0] + 7}:
+        assert time.monotonic() < deadline, f"the planning process's threads are at nice " \
+                                            f"{_nice_values(child)}"
+        time.sleep(0.1)
+    assert set(_nice_values(daemon.pid)) == {os.getpriority(os.PRIO_PROCESS, 0)}
+
+
+def _nice_values(pid):
+    values = []
+    for task in sorted(os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii") as stream:
+            values.append(int(stream.read().rsplit(")", 1)[1].split()[16]))
+    return values
+
+
 def test_the_planning_process_ends_when_its_daemon_is_killed(make_site):
     site = make_site(name="killed").start("scheduler")
     daemon = site.daemons["scheduler"]

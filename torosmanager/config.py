@@ -280,6 +280,10 @@ SCHEMA = {
                                          "with the daemon, so that orders arriving "
                                          "meanwhile do not wait for it (0: never, and no "
                                          "such process)", 0, 1_000_000),
+        "Planning Process Niceness": Setting("int", 10, "how much less of the processors the "
+                                             "planning process takes while the front desk "
+                                             "needs them (nice(1); 0: the same share as the "
+                                             "daemon)", 0, 19),
         "Dispatched Follow Interval": Setting("float", 0.2, "real seconds between Status "
                                               "queries of an order dispatched and not yet "
                                               "running (it starts within moments), and of the "

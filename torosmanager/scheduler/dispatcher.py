@@ -64,7 +64,8 @@ class Dispatcher:
         constraints = Constraints.from_settings(self.observing)
         self.planner = Planner(handler.config["Site"], constraints)
         # A large queue's plan, made apart so that the front desk does not wait for it.
-        self.planning_process = PlanningProcess(handler.config["Site"], constraints)
+        self.planning_process = PlanningProcess(handler.config["Site"], constraints,
+                                                self.settings["Planning Process Niceness"])
         self.dome = DomeKeeper(self.config, self.clock, self.planner.night)
         self.plan = None
         # Each planned order's Object Name, read with the queue when the plan was made: the

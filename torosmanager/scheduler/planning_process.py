@@ -8,8 +8,10 @@ locks. It starts with the daemon, in the background, and plans one target at onc
 (:meth:`Planner.warm_up <torosmanager.scheduler.planner.Planner.warm_up>`): its start-up and
 its first plan's imports (a few seconds of CPU) are not paid when the queue first grows large
 enough (``Scheduler → Planning Process From``), which is when orders are pouring in and the
-front desk needs the CPU. A small queue is planned in the daemon, where it takes a few
-milliseconds.
+front desk needs the CPU. It runs with a lower priority (``Scheduler → Planning Process
+Niceness``): on a machine whose processors the front desk's clients keep busy, a plan of
+thousands of orders is background work, and the processor time it would take is orders not
+answered. A small queue is planned in the daemon, where it takes a few milliseconds.
 """
 
 import logging
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 _planner = None
 #: Seconds between the child's looks at whether the daemon that started it is still there.
 PARENT_POLL_SECONDS = 1.0
+#: The largest nice value (the lowest priority) there is.
+MAX_NICE = 19
 
 
 class PlanningProcess:
@@ -40,11 +44,13 @@ class PlanningProcess:
     site : dict
         The configuration's ``Site`` section.
     constraints : Constraints
+    niceness : int, optional
+        Added to the child's nice value (0: none).
     """
 
-    def __init__(self, site, constraints):
+    def __init__(self, site, constraints, niceness=0):
         # (the daemon's PID given, not asked by the child: it may already be gone by then)
-        self._arguments = (dict(site), constraints, os.getpid())
+        self._arguments = (dict(site), constraints, niceness, os.getpid())
         self._pool = None
         self._lock = threading.Lock()
 
@@ -87,12 +93,25 @@ class PlanningProcess:
             return self._pool
 
 
-def _start(site, constraints, daemon):
+def _start(site, constraints, niceness, daemon):
     global _planner
+    _lower_priority(niceness)
     threading.Thread(target=_end_with, args=(daemon,), name="end-with-the-daemon",
                      daemon=True).start()
     _planner = Planner(site, constraints)
     _planner.warm_up(datetime.now(timezone.utc))
+
+
+def _lower_priority(niceness):
+    """Add *niceness* to this process's nice value: to each of its threads on Linux, which
+    gives each its own (numpy's BLAS starts some as it is imported)."""
+    value = min(os.getpriority(os.PRIO_PROCESS, 0) + niceness, MAX_NICE)
+    try:
+        threads = [int(thread) for thread in os.listdir("/proc/self/task")]
+    except FileNotFoundError:  # one value for the whole process (macOS)
+        threads = [0]
+    for thread in threads:
+        os.setpriority(os.PRIO_PROCESS, thread, value)
 
 
 def _end_with(daemon):
