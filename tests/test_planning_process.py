@@ -83,26 +83,30 @@ def spawned_children(pid):
     return found
 
 
+def planning_process_of(daemon):
+    """The PID of *daemon*'s planning process, once it has spawned it (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while not (children := spawned_children(daemon.pid)):
+        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
+        time.sleep(0.1)
+    (child,) = children
+    return child
+
+
 def test_the_scheduler_starts_its_planning_process_with_it_unless_told_never(make_site):
     usual = make_site(name="usual").start("scheduler")
     never = make_site({"Scheduler": {"Planning Process From": 0}}, name="never")
     never.start("scheduler")
-    deadline = time.monotonic() + 30
-    while not spawned_children(usual.daemons["scheduler"].pid):
-        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
-        time.sleep(0.1)
+    planning_process_of(usual.daemons["scheduler"])
     assert spawned_children(never.daemons["scheduler"].pid) == []
 
 
 def test_the_planning_process_yields_the_processors_to_the_front_desk(make_site):
     site = make_site({"Scheduler": {"Planning Process Niceness": 7}}, name="nice")
     daemon = site.start("scheduler").daemons["scheduler"]
-    deadline = time.monotonic() + 30
-    while not spawned_children(daemon.pid):
-        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
-        time.sleep(0.1)
-    (child,) = spawned_children(daemon.pid)
+    child = planning_process_of(daemon)
     # Every thread: Linux gives each its own nice value. (Set as the child starts: waited for.)
+    deadline = time.monotonic() + 30
     while set(_nice_values(child)) != {_nice_values(daemon.pid)[0] + 7}:
         assert time.monotonic() < deadline, f"the planning process's threads are at nice " \
                                             f"{_nice_values(child)}"
@@ -111,21 +115,14 @@ def test_the_planning_process_yields_the_processors_to_the_front_desk(make_site)
 
 
 def _nice_values(pid):
-    values = []
-    for task in sorted(os.listdir(f"/proc/{pid}/task")):
-        with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii") as stream:
-            values.append(int(stream.read().rsplit(")", 1)[1].split()[16]))
-    return values
+    return [int(_stat_fields(f"/proc/{pid}/task/{task}")[16])
+            for task in sorted(os.listdir(f"/proc/{pid}/task"))]
 
 
 def test_the_planning_process_ends_when_its_daemon_is_killed(make_site):
     site = make_site(name="killed").start("scheduler")
     daemon = site.daemons["scheduler"]
-    deadline = time.monotonic() + 30
-    while not spawned_children(daemon.pid):
-        assert time.monotonic() < deadline, "no planning process 30 s after the daemon started"
-        time.sleep(0.1)
-    (child,) = spawned_children(daemon.pid)
+    child = planning_process_of(daemon)
     daemon.kill()  # as a power cut, or the OOM killer, would: it cannot stop its child
     deadline = time.monotonic() + 10
     while os.path.exists(f"/proc/{child}") and not _zombie(child):
@@ -135,7 +132,12 @@ def test_the_planning_process_ends_when_its_daemon_is_killed(make_site):
 
 def _zombie(pid):
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
-            return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
+        return _stat_fields(f"/proc/{pid}")[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def _stat_fields(directory):
+    """The fields of *directory*'s ``stat`` after the command's name: the state first."""
+    with open(f"{directory}/stat", encoding="ascii") as stream:
+        return stream.read().rsplit(")", 1)[1].split()
