@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .. import ephemeris
-from ..night import Night, hour_angle_altitude, precess
+from ..night import Night, altitude_grid, precess, unit_vectors
 from ..units import Degrees, Seconds
 from .refine import Refiner
 
@@ -330,16 +330,17 @@ class Planner:
         begin = max(free_from or now, window.start)
         timeline = _Timeline(grid.seconds(begin), grid.seconds(window.end), start_position,
                              self.constraints)
-        order = sorted(range(len(targets)), key=lambda i: (-targets[i].priority,
-                                                           visible[i].sum(),
+        # Each target's count of visible grid points, whether it has any, and its first and
+        # last (see _Timeline.insert): for all targets at once, not in the loop below.
+        seen = visible.sum(axis=1).tolist()
+        order = sorted(range(len(targets)), key=lambda i: (-targets[i].priority, seen[i],
                                                            targets[i].duration))
-        # Each target's first and last visible grid points (see _Timeline.insert).
         first_visible = visible.argmax(axis=1).tolist()
         last_visible = (visible.shape[1] - 1 - visible[:, ::-1].argmax(axis=1)).tolist()
         for i in order:
             target = targets[i]
             steps = math.ceil(target.duration / GRID_SECONDS)
-            if not visible[i].any() or steps >= visible.shape[1]:
+            if not seen[i] or steps >= visible.shape[1]:
                 plan.unscheduled[target.id] = self._why_not(target, visible[i], highest[i],
                                                             longest[i], window)
                 continue
@@ -494,8 +495,7 @@ class _Grid:
     def altitudes(self, ra, dec, lst):
         """Altitudes (degrees) of targets (arrays, ICRS degrees) at sidereal times *lst*."""
         ra_now, dec_now = precess(ra, dec, self.window.equinox_jyear)
-        hour_angle = np.asarray(lst)[None, :] - np.radians(ra_now)[:, None]
-        return hour_angle_altitude(self.latitude, np.radians(dec_now)[:, None], hour_angle)
+        return altitude_grid(self.latitude, np.radians(ra_now), np.radians(dec_now), lst)
 
     def visibility(self, targets):
         """A boolean array (targets × grid), and the altitudes (degrees) on the grid."""
@@ -505,7 +505,7 @@ class _Grid:
         altitude = self.altitudes(ra, dec, self.lst)
         visible = altitude >= constraints.min_altitude + ALTITUDE_MARGIN
         if constraints.moon_separation > 0:
-            visible &= self._moon_distance(ra, dec) >= constraints.moon_separation + MOON_MARGIN
+            visible &= self._far_from_moon(ra, dec, constraints.moon_separation + MOON_MARGIN)
         instants = self.offsets
         for i, target in enumerate(targets):
             if target.not_before is not None:
@@ -514,15 +514,18 @@ class _Grid:
                 visible[i] &= instants <= self.seconds(target.not_after)
         return visible, altitude
 
-    def _moon_distance(self, ra, dec):
+    def _far_from_moon(self, ra, dec, limit):
+        """A boolean array (targets × grid): whether each target (ICRS degrees) is at least
+        *limit* degrees from the Moon. The cosine of the distance is the dot product of the
+        two unit vectors, compared with the cosine of the limit (a distance grows as its
+        cosine falls): no trigonometry on the whole grid, which took a flood's plan of
+        thousands of orders 50 ms (as :func:`~torosmanager.night.altitude_grid`)."""
         start, seconds, track_ra, track_dec = self.planner.moon_track(self.window)
         instants = self.offsets + (self.start - start).total_seconds()
-        moon_ra = np.interp(instants, seconds, track_ra)
-        moon_dec = np.interp(instants, seconds, track_dec)
-        ra, dec = np.radians(ra)[:, None], np.radians(dec)[:, None]
-        cosine = (np.sin(dec) * np.sin(moon_dec)[None, :]
-                  + np.cos(dec) * np.cos(moon_dec)[None, :] * np.cos(ra - moon_ra[None, :]))
-        return np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+        moon = unit_vectors(np.interp(instants, seconds, track_ra),
+                            np.interp(instants, seconds, track_dec))
+        targets = unit_vectors(np.radians(ra), np.radians(dec))
+        return np.einsum("ki,kj->ij", targets, moon) <= math.cos(math.radians(limit))
 
 
 class _Timeline:
@@ -558,17 +561,20 @@ class _Timeline:
     def gaps(self):
         """The free spans: arrays of their beginnings (the night's start, or an entry's end)
         and their ends (the next entry's start, or the night's end), gap *i* before entry
-        *i*; made again after each change."""
+        *i*; and the longest gap's length. Made again after each change."""
         if self._gaps is None:
-            self._gaps = (np.array([self.begin] + [end for _, end, _, _ in self.entries]),
-                          np.array([start for start, _, _, _ in self.entries] + [self.end]))
+            begins = np.array([self.begin] + [end for _, end, _, _ in self.entries])
+            ends = np.array([start for start, _, _, _ in self.entries] + [self.end])
+            self._gaps = (begins, ends, float((ends - begins).max()))
         return self._gaps
 
     def insert(self, target, visible, steps, visible_span):
         """Place *target* at its earliest possible start; return that start or ``None``.
         *visible_span* is its first and last visible grid points."""
         settle = self.constraints.settle_time
-        begins, ends = self.gaps()
+        begins, ends, longest = self.gaps()
+        if target.duration + settle > longest:  # (no gap is long enough: in a full night, many)
+            return None
         # The gaps it could fit in: long enough (with a settle before it; one after it too is
         # asked below), beginning before its last start and ending after its first start plus
         # its duration. First by its first and last visible points alone, between which its
