@@ -7,8 +7,8 @@ import xmlrpc.client
 
 import pytest
 
-from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, QUEUED, RUNNING, STATES, Journal,
-                                  OrderState)
+from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, MESSAGES_PER_COMMIT, QUEUED,
+                                  RUNNING, STATES, Journal, OrderState)
 
 TIME = "2026-11-21T23:00:00.000Z"
 
@@ -154,6 +154,50 @@ def test_a_plans_messages_change_only_orders_still_queued_in_one_commit(journal)
                                         "Reason": "planned for 23:10 UTC"}
     assert journal.history("2")[-1]["Reason"] == "queued; waiting for the next plan"
     assert journal.history("3")[-1]["Status"] == CANCELLED
+
+
+def test_many_messages_are_set_a_few_hundred_to_a_commit(journal):
+    """A flood's plan tells thousands of orders why they wait: in commits of
+    MESSAGES_PER_COMMIT orders, so that the front desk's commits go in between."""
+    count = 2 * MESSAGES_PER_COMMIT + 1
+    for n in range(count):
+        add(journal, str(n))
+        journal.transition(str(n), QUEUED, "queued; waiting for the next plan", TIME)
+    commits = []
+    journal._db.set_trace_callback(lambda statement: commits.append(statement)
+                                   if statement == "COMMIT" else None)
+    later = "2026-11-21T23:05:00.000Z"
+    journal.set_messages([(str(n), f"not observable tonight: reason {n}", True)
+                          for n in range(count)], QUEUED, later)
+    assert commits == ["COMMIT"] * 3
+    assert all(journal.get(str(n)).message == f"not observable tonight: reason {n}"
+               and journal.history(str(n))[-1]["Reason"] == f"not observable tonight: reason {n}"
+               for n in range(count))
+
+
+def test_reads_of_many_orders_do_not_wait_for_a_commit(journal):
+    """The dispatcher reads the whole queue at each plan; it reads on a connection of its own,
+    so that it neither waits for the front desk's commits nor makes them wait. It sees what
+    was committed before it read."""
+    add(journal, "1")
+    journal.transition("1", QUEUED, "queued", TIME)
+    answers = {}
+
+    def read():
+        answers["in_states"] = [record.id for record in journal.in_states([QUEUED])]
+        answers["ids_in_state"] = journal.ids_in_state(QUEUED)
+        answers["unfinished"] = [record.id for record in journal.unfinished()]
+        answers["recent"] = [record.id for record in journal.recent(5)]
+
+    with journal._lock, journal._transaction():  # a commit under way, not yet committed
+        journal._db.execute("UPDATE orders SET state = 'done' WHERE id = '1'")
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive()
+    assert answers == {"in_states": ["1"], "ids_in_state": {"1"}, "unfinished": ["1"],
+                       "recent": ["1"]}
+    assert journal.in_states([QUEUED]) == [] and journal.ids_in_state(DONE) == {"1"}
 
 
 def test_progress_is_kept(journal):
