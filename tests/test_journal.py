@@ -200,6 +200,30 @@ def test_reads_of_many_orders_do_not_wait_for_a_commit(journal):
     assert journal.in_states([QUEUED]) == [] and journal.ids_in_state(DONE) == {"1"}
 
 
+def test_a_record_read_again_has_its_own_work_order(journal):
+    """Work orders are decoded once while their orders are unfinished (the dispatcher reads the
+    whole queue at every tick); a caller changing one record's copy changes no other."""
+    add(journal, "1")
+    journal.transition("1", QUEUED, "queued", TIME)
+    first = journal.in_states([QUEUED])[0]
+    first.work_order["Blink01"] = False
+    assert journal.in_states([QUEUED])[0].work_order["Blink01"] is True
+    assert journal.unfinished()[0].work_order == {"ID": "1", "WOType": "Dome", "Blink01": True}
+
+
+def test_only_unfinished_orders_keep_a_decoded_work_order(journal):
+    for order_id in "123":
+        add(journal, order_id)
+        journal.transition(order_id, QUEUED, "queued", TIME)
+    journal.in_states([QUEUED])
+    assert set(journal._work_orders) == {"1", "2", "3"}
+    journal.transition("2", DONE, "done", TIME)
+    assert set(journal._work_orders) == {"1", "3"}
+    done = [record for record in journal.recent(5) if record.id == "2"]
+    assert done[0].work_order["ID"] == "2"  # still read, decoded afresh
+    assert set(journal._work_orders) == {"1", "3"}
+
+
 def test_progress_is_kept(journal):
     add(journal)
     journal.transition("1", RUNNING, "exposing", TIME, progress={"Frames Done": 2})
