@@ -183,8 +183,7 @@ class Night:
             for arrays.
         """
         ra_now, dec_now = precess(np.atleast_1d(ra), np.atleast_1d(dec), night.equinox_jyear)
-        altitude = altitude_grid(self.latitude, np.radians(ra_now), np.radians(dec_now),
-                                 night.lst_radians)
+        altitude = altitude_grid(self.latitude, ra_now, dec_now, night.lst_radians)
         return altitude[0] if np.ndim(ra) == 0 else altitude
 
     def max_altitude(self, night, ra, dec):
@@ -201,9 +200,7 @@ def precess(ra, dec, jyear):
     per equinox (:func:`_precession_matrix`) and applied to the targets with numpy: the
     scheduler and the telescope check targets against the night's equinox many times a night.
     """
-    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
-    vectors = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
-    x, y, z = np.tensordot(_precession_matrix(float(jyear)), vectors, axes=1)
+    x, y, z = np.tensordot(_precession_matrix(float(jyear)), unit_vectors(ra, dec), axes=1)
     return (np.degrees(np.arctan2(y, x)) % 360.0,
             np.degrees(np.arctan2(z, np.hypot(x, y))))
 
@@ -237,25 +234,33 @@ def hour_angle_altitude(latitude, declination, hour_angle):
 
 
 def altitude_grid(latitude, ra, dec, lst):
-    """Altitudes (degrees), targets × times, of places at *ra*, *dec* (arrays, radians, on the
+    """Altitudes (degrees), targets × times, of places at *ra*, *dec* (arrays, degrees, on the
     equator of date) at local sidereal times *lst* (an array, radians), from a site at
     *latitude* (degrees).
 
     :func:`hour_angle_altitude`'s formula as the dot product of each place's unit vector with
     the zenith's: no cosine over the whole grid, half the time of the hour angles' for a
-    plan's thousands of targets (and numpy's own loop, :func:`numpy.einsum`, not a BLAS
-    matrix product, whose threads keep every core busy for a while after it returns).
+    plan's thousands of targets.
     """
     latitude = np.radians(latitude)
     zenith = np.stack([np.cos(latitude) * np.cos(lst), np.cos(latitude) * np.sin(lst),
                        np.full(np.shape(lst), np.sin(latitude))])
-    sine = np.einsum("ki,kj->ij", unit_vectors(ra, dec), zenith)
+    sine = dot_products(unit_vectors(ra, dec), zenith)
     return np.degrees(np.arcsin(np.clip(sine, -1.0, 1.0)))
 
 
 def unit_vectors(ra, dec):
-    """The unit vectors (3 × n) of places at *ra*, *dec* (arrays, radians)."""
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+    """Unit vectors (3, n) of directions given in degrees (arrays or numbers)."""
+    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
+    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+
+
+def dot_products(first, second):
+    """The dot product of every vector of *first* (3, n) with every vector of *second* (3, m):
+    an array (n, m). By :func:`numpy.einsum`'s own loop, not a BLAS matrix product, whose
+    threads keep every core busy for a while after it returns (a flood's plan took 40 % more
+    CPU that way)."""
+    return np.einsum("ki,kj->ij", first, second)
 
 
 def sun_altitude(site, instant):

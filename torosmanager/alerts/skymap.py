@@ -365,10 +365,6 @@ def distance_moments(mu, sigma):
     return float(mean), float(math.sqrt(max(m4 / m2 - mean ** 2, 0.0)))
 
 
-def unit_vectors(ra, dec):
-    """Unit vectors (3, n) of directions given in degrees (arrays or numbers)."""
-    ra, dec = np.radians(np.asarray(ra, dtype=float)), np.radians(np.asarray(dec, dtype=float))
-    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
 
 
 def angular_separation(ra1, dec1, ra2, dec2):

@@ -26,7 +26,8 @@ import numpy as np
 from astropy_healpix import healpix_to_lonlat, level_to_nside
 from scipy.spatial import cKDTree
 
-from .skymap import credible_region, order_for_resolution, unit_vectors
+from ..night import unit_vectors
+from .skymap import credible_region, order_for_resolution
 
 #: Probability pixels across a field's side (the finer, the closer a field's edge is followed).
 PIXELS_PER_FIELD_SIDE = 6

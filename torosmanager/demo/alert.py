@@ -16,7 +16,8 @@ import numpy as np
 from astropy_healpix import healpix_to_lonlat, lonlat_to_healpix
 
 from ..alerts.published import FOLLOWUP_ADVOCATE, data_file
-from ..alerts.skymap import Skymap, flat_fits, unit_vectors
+from ..alerts.skymap import Skymap, flat_fits
+from ..night import unit_vectors
 from ..workorders import format_utc
 
 #: The published alert the demo replays, and its event.

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .. import ephemeris
-from ..night import Night, altitude_grid, precess, unit_vectors
+from ..night import Night, altitude_grid, dot_products, precess, unit_vectors
 from ..units import Degrees, Seconds
 from .refine import Refiner
 
@@ -495,7 +495,7 @@ class _Grid:
     def altitudes(self, ra, dec, lst):
         """Altitudes (degrees) of targets (arrays, ICRS degrees) at sidereal times *lst*."""
         ra_now, dec_now = precess(ra, dec, self.window.equinox_jyear)
-        return altitude_grid(self.latitude, np.radians(ra_now), np.radians(dec_now), lst)
+        return altitude_grid(self.latitude, ra_now, dec_now, lst)
 
     def visibility(self, targets):
         """A boolean array (targets × grid), and the altitudes (degrees) on the grid."""
@@ -522,10 +522,9 @@ class _Grid:
         thousands of orders 50 ms (as :func:`~torosmanager.night.altitude_grid`)."""
         start, seconds, track_ra, track_dec = self.planner.moon_track(self.window)
         instants = self.offsets + (self.start - start).total_seconds()
-        moon = unit_vectors(np.interp(instants, seconds, track_ra),
-                            np.interp(instants, seconds, track_dec))
-        targets = unit_vectors(np.radians(ra), np.radians(dec))
-        return np.einsum("ki,kj->ij", targets, moon) <= math.cos(math.radians(limit))
+        moon = unit_vectors(np.degrees(np.interp(instants, seconds, track_ra)),
+                            np.degrees(np.interp(instants, seconds, track_dec)))
+        return dot_products(unit_vectors(ra, dec), moon) <= math.cos(math.radians(limit))
 
 
 class _Timeline:
@@ -561,20 +560,17 @@ class _Timeline:
     def gaps(self):
         """The free spans: arrays of their beginnings (the night's start, or an entry's end)
         and their ends (the next entry's start, or the night's end), gap *i* before entry
-        *i*; and the longest gap's length. Made again after each change."""
+        *i*; made again after each change."""
         if self._gaps is None:
-            begins = np.array([self.begin] + [end for _, end, _, _ in self.entries])
-            ends = np.array([start for start, _, _, _ in self.entries] + [self.end])
-            self._gaps = (begins, ends, float((ends - begins).max()))
+            self._gaps = (np.array([self.begin] + [end for _, end, _, _ in self.entries]),
+                          np.array([start for start, _, _, _ in self.entries] + [self.end]))
         return self._gaps
 
     def insert(self, target, visible, steps, visible_span):
         """Place *target* at its earliest possible start; return that start or ``None``.
         *visible_span* is its first and last visible grid points."""
         settle = self.constraints.settle_time
-        begins, ends, longest = self.gaps()
-        if target.duration + settle > longest:  # (no gap is long enough: in a full night, many)
-            return None
+        begins, ends = self.gaps()
         # The gaps it could fit in: long enough (with a settle before it; one after it too is
         # asked below), beginning before its last start and ending after its first start plus
         # its duration. First by its first and last visible points alone, between which its
