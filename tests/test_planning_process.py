@@ -4,6 +4,7 @@ its errors raised where it was asked, and a new process when the old one is kill
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ import pytest
 from conftest import EVENING
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
-from torosmanager.scheduler.planning_process import PlanningProcess
+from torosmanager.scheduler.planning_process import PlanningProcess, PlanningStopped
 
 #: Fields high on the tests' simulated evening at CTMO, each a 10-minute observation.
 TARGETS = [Target(f"field-{n}", 330.0 + 3 * n, 30.0 + 2 * n, 1.0 + n % 5, 600.0)
@@ -69,6 +70,39 @@ def test_stop_ends_the_process(planners):
     apart.stop()
     child.join(timeout=10)
     assert not child.is_alive()
+
+
+def test_stop_does_not_wait_for_a_child_still_starting(planners):
+    _, apart = planners
+    apart.start()  # its imports and first plan take seconds: far from done when stopped
+    (child,) = multiprocessing.active_children()
+    apart.stop()
+    assert not child.is_alive()
+    assert child.exitcode == -signal.SIGTERM  # ended, not waited for until it was ready
+
+
+def test_a_plan_under_way_when_stopped_raises_planning_stopped(planners):
+    _, apart = planners
+    outcome = []
+
+    def plan():
+        try:
+            outcome.append(apart.plan(TARGETS, EVENING))
+        except PlanningStopped as stopped:
+            outcome.append(stopped)
+
+    asking = threading.Thread(target=plan)
+    asking.start()
+    deadline = time.monotonic() + 10
+    while not multiprocessing.active_children():  # the plan is submitted to a starting child
+        assert time.monotonic() < deadline, "no planning process 10 s after the plan was asked"
+        time.sleep(0.01)
+    apart.stop()
+    asking.join(timeout=10)
+    assert isinstance(outcome[0], PlanningStopped)
+    assert multiprocessing.active_children() == []  # and no new child started for it
+    with pytest.raises(PlanningStopped):
+        apart.plan(TARGETS, EVENING)
 
 
 def spawned_children(pid):

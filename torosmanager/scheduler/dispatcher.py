@@ -35,7 +35,7 @@ from ..workorders import format_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
-from .planning_process import PlanningProcess
+from .planning_process import PlanningProcess, PlanningStopped
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,9 @@ class Dispatcher:
         self._stop.set()
         self._at_once.set()
         self._wake.set()
+        self.planning_process.stop()  # first: a plan under way there is abandoned, not waited for
         if self._thread.is_alive():
             self._thread.join()
-        self.planning_process.stop()
         self.dome.stop()
 
     def wake(self, replan=True, gather=False):
@@ -140,6 +140,8 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 self.tick()
+            except PlanningStopped:
+                log.info("a plan under way abandoned: the scheduler is stopping")
             except Exception:  # the night must go on; the log says what went wrong
                 log.exception("the scheduler's tick failed; trying again")
             # An order dispatched but not yet running is followed again soon, so that this
@@ -339,6 +341,8 @@ class Dispatcher:
             if apart_from and len(targets) >= apart_from:
                 return self.planning_process.plan(targets, now, pointing, free_from)
             return self.planner.plan(targets, now, pointing, free_from)
+        except PlanningStopped:
+            raise
         except Exception:  # noqa: BLE001 - the culprit is found below, and its error logged
             log.warning("planning %d order(s) failed: planning each alone", len(targets))
         planned = []

@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 
@@ -33,6 +33,10 @@ _planner = None
 PARENT_POLL_SECONDS = 1.0
 #: The largest nice value (the lowest priority) there is.
 MAX_NICE = 19
+
+
+class PlanningStopped(Exception):
+    """A plan asked of a :class:`PlanningProcess` that was stopped before it answered."""
 
 
 class PlanningProcess:
@@ -52,6 +56,7 @@ class PlanningProcess:
         # (the daemon's PID given, not asked by the child: it may already be gone by then)
         self._arguments = (dict(site), constraints, niceness, os.getpid())
         self._pool = None
+        self._stopped = False
         self._lock = threading.Lock()
 
     def plan(self, targets, now, start_position=None, free_from=None):
@@ -77,14 +82,22 @@ class PlanningProcess:
         self._started().submit(_ready)
 
     def stop(self):
-        """End the child process, if started."""
+        """End the child process, if started, at once: neither its start (seconds of imports
+        on a busy machine) nor a plan under way is waited for; a plan is only a proposal, and
+        :meth:`plan` raises :class:`PlanningStopped` to whoever waits for one."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool, self._pool, self._stopped = self._pool, None, True
+        if pool is None:
+            return
+        # (Python 3.14 has pool.terminate_workers(); None: the pool found its child dead first)
+        for child in list((pool._processes or {}).values()):
+            child.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)  # its own thread reaps the child
 
     def _started(self):
         with self._lock:
+            if self._stopped:
+                raise PlanningStopped("the planning process was stopped")
             if self._pool is None:
                 log.info("starting the planning process")
                 self._pool = ProcessPoolExecutor(
