@@ -81,7 +81,7 @@ def test_stop_does_not_wait_for_a_child_still_starting(planners):
     assert child.exitcode == -signal.SIGTERM  # ended, not waited for until it was ready
 
 
-def test_a_plan_under_way_when_stopped_raises_planning_stopped(planners):
+def test_a_plan_under_way_when_stopped_raises_planning_stopped(planners, caplog):
     _, apart = planners
     outcome = []
 
@@ -101,6 +101,7 @@ def test_a_plan_under_way_when_stopped_raises_planning_stopped(planners):
     asking.join(timeout=10)
     assert isinstance(outcome[0], PlanningStopped)
     assert multiprocessing.active_children() == []  # and no new child started for it
+    assert "ended unexpectedly" not in caplog.text  # a stop is no failure
     with pytest.raises(PlanningStopped):
         apart.plan(TARGETS, EVENING)
 

@@ -62,12 +62,20 @@ class PlanningProcess:
     def plan(self, targets, now, start_position=None, free_from=None):
         """:meth:`Planner.plan <torosmanager.scheduler.planner.Planner.plan>` in the child
         process; its exceptions are raised here. A child that died (killed, out of memory) is
-        replaced by a new one for this plan, which is tried once more."""
+        replaced by a new one for this plan, which is tried once more.
+
+        Raises
+        ------
+        PlanningStopped
+            :meth:`stop` was called before the plan was made.
+        """
         for attempt in (1, 2):
             pool = self._started()
             try:
                 return pool.submit(_plan, targets, now, start_position, free_from).result()
-            except BrokenProcessPool:
+            except (BrokenProcessPool, CancelledError) as error:
+                if self._stopped:
+                    raise PlanningStopped("the planning process was stopped") from error
                 with self._lock:
                     if self._pool is pool:
                         self._pool = None
