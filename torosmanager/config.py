@@ -275,6 +275,13 @@ SCHEMA = {
                                 "of opportunity does not wait)", 0, 10),
         "Max Replan Delay": Setting("float", 2.0, "real seconds a plan waits at most for "
                                     "orders that keep arriving", 0, 60),
+        "Max Planning Share": Setting("float", 0.1, "the largest share of the time the "
+                                      "scheduler spends planning orders that keep arriving: "
+                                      "after a plan that took t seconds, the next waits up to "
+                                      "t / share for them, if longer than Max Replan Delay "
+                                      "(a flood's plan of thousands takes a large part of a "
+                                      "second, and is replaced by the next within seconds)",
+                                      0.001, 1),
         "Planning Process From": Setting("int", 200, "queued observations from which the "
                                          "plan is made in a process of its own, started "
                                          "with the daemon, so that orders arriving "

@@ -79,6 +79,7 @@ class Dispatcher:
         self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
+        self._gather_seconds = self.settings["Max Replan Delay"]  # see _make_plan
         self._pointing_this_tick = _NOT_ASKED  # see _pointing
         self._awaiting_start = False     # an order is dispatched and not yet running
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
@@ -158,9 +159,10 @@ class Dispatcher:
 
     def _gather_arrivals(self):
         """Wait until no order has arrived for ``Replan Delay`` (real seconds), for at most
-        ``Max Replan Delay`` in all, or until a wake that must not wait: a steady stream of
-        arrivals is planned every ``Max Replan Delay``, not after each pause between two."""
-        deadline = time.monotonic() + self.settings["Max Replan Delay"]
+        ``Max Replan Delay`` in all (longer after a long plan, see :meth:`_make_plan`), or
+        until a wake that must not wait: a steady stream of arrivals is planned every ``Max
+        Replan Delay``, not after each pause between two."""
+        deadline = time.monotonic() + self._gather_seconds
         while True:
             self._arrived.clear()
             left = deadline - time.monotonic()
@@ -303,7 +305,12 @@ class Dispatcher:
         return False
 
     def _make_plan(self, queued):
+        """Plan *queued*, and show each order what the plan says of it. A plan that took t
+        real seconds makes the next wait up to t / ``Max Planning Share`` for orders that
+        keep arriving (``Max Replan Delay`` if longer): in a flood, each plan of the growing
+        queue takes longer, and is out of date within moments."""
         pointing = self._pointing()
+        began = time.monotonic()  # (the telescope's answer is no planning)
         now = self.clock.now()
         targets = []
         for record in queued:
@@ -327,8 +334,12 @@ class Dispatcher:
         messages.update((order_id, f"not observable tonight: {reason}")
                         for order_id, reason in plan.unscheduled.items())
         self._tell(queued, messages)
-        log.info("planned %d of %d queued observation(s), sum of priorities %.1f",
-                 len(plan.entries), len(queued), plan.total_priority)
+        took = time.monotonic() - began
+        self._gather_seconds = max(self.settings["Max Replan Delay"],
+                                   took / self.settings["Max Planning Share"])
+        log.info("planned %d of %d queued observation(s) in %.3f s, sum of priorities %.1f; "
+                 "orders that keep arriving are planned again within %.1f s", len(plan.entries),
+                 len(queued), took, plan.total_priority, self._gather_seconds)
 
     def _target(self, record):
         return target_of(record.work_order, record.priority, self.observing)
