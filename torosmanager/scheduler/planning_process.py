@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 
@@ -73,9 +73,13 @@ class PlanningProcess:
             pool = self._started()
             try:
                 return pool.submit(_plan, targets, now, start_position, free_from).result()
-            except (BrokenProcessPool, CancelledError) as error:
+            except Exception as error:
+                # Stopped meanwhile, the pool says so in several ways: broken (its child
+                # terminated), the plan cancelled, or shut down before the plan was submitted.
                 if self._stopped:
                     raise PlanningStopped("the planning process was stopped") from error
+                if not isinstance(error, BrokenProcessPool):
+                    raise  # the planner's own error
                 with self._lock:
                     if self._pool is pool:
                         self._pool = None
