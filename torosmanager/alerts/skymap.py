@@ -365,8 +365,6 @@ def distance_moments(mu, sigma):
     return float(mean), float(math.sqrt(max(m4 / m2 - mean ** 2, 0.0)))
 
 
-
-
 def angular_separation(ra1, dec1, ra2, dec2):
     """Angle between directions, degrees (arrays broadcast); the haversine formula."""
     ra1, dec1, ra2, dec2 = (np.radians(np.asarray(value, dtype=float))
