@@ -293,8 +293,10 @@ SCHEMA = {
                                              "daemon)", 0, 19),
         "Dispatched Follow Interval": Setting("float", 0.2, "real seconds between Status "
                                               "queries of an order dispatched and not yet "
-                                              "running (it starts within moments), and of the "
-                                              "dome while it opens or closes", 0.01, 60),
+                                              "running (it starts within moments), of one a "
+                                              "target of opportunity interrupts until it "
+                                              "shows so, and of the dome while it opens or "
+                                              "closes", 0.01, 60),
         "Follow Interval": Setting("float", 10.0, "seconds between Status queries of a "
                                    "dispatched order", 0.01, 3600),
         "Max Retries": Setting("int", 3, "times an interrupted or failed order is tried again",

@@ -9,7 +9,8 @@ arrives or is cancelled):
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
    target of opportunity does not count); one that makes no progress for ``Stall Timeout`` is
-   stopped and retried;
+   stopped and retried; an order dispatched and not yet running, or interrupted by a target of
+   opportunity and not yet shown so, is followed every ``Dispatched Follow Interval``;
 3. expire queued orders whose ``Not After`` has passed;
 4. plan the queued observations (when prompted, or every ``Replan Interval``; a queue of
    ``Planning Process From`` orders or more in a child process, see
@@ -84,6 +85,7 @@ class Dispatcher:
         self._awaiting_start = False     # an order is dispatched and not yet running
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
         self._last_follow = {}     # order ID -> clock time of its last Status query
+        self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -147,8 +149,9 @@ class Dispatcher:
                 log.exception("the scheduler's tick failed; trying again")
             # An order dispatched but not yet running is followed again soon, so that this
             # daemon's Status agrees with the executor's within moments, not a Follow Interval;
-            # so is the dome while it opens or closes, so that the night starts when it is open.
-            soon = self._awaiting_start or self.dome.request_under_way
+            # so is an order a target of opportunity interrupts, until it shows so, and the
+            # dome while it opens or closes, so that the night starts when it is open.
+            soon = self._awaiting_start or self._interrupting or self.dome.request_under_way
             self._wake.wait(min(tick, self.settings["Dispatched Follow Interval"])
                             if soon else tick)
             if self._arrived.is_set() and not self._at_once.is_set():
@@ -218,7 +221,8 @@ class Dispatcher:
 
     def _follow(self, record, now):
         last = self._last_follow.get(record.id)
-        if (record.state != DISPATCHED and last is not None
+        if (record.state != DISPATCHED and record.id not in self._interrupting
+                and last is not None
                 and (now - last).total_seconds() < self.settings["Follow Interval"]):
             return
         self._last_follow[record.id] = now
@@ -232,6 +236,7 @@ class Dispatcher:
         if status is None:  # it never arrived: hand it over again
             self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
                                     "know it; queued again", only_from=ACTIVE)
+            self._forget(record.id)
             self.wake()
             return
         state, message = status["Status"], status["Message"]
@@ -293,6 +298,7 @@ class Dispatcher:
     def _forget(self, order_id):
         self._last_progress.pop(order_id, None)
         self._last_follow.pop(order_id, None)
+        self._interrupting.discard(order_id)
 
     # --- expiry, plan, dispatch -----------------------------------------------------------
 
@@ -451,14 +457,17 @@ class Dispatcher:
                                           refine=False)
                 if alone.entries and alone.entries[0].start - timedelta(
                         seconds=alone.entries[0].slew) <= soon:
-                    self._send(record, now, "once: a target of opportunity, observable now")
-                    # Follow the order it interrupts at once: the scheduler's Status then
-                    # shows it queued again within moments.
-                    self._last_follow.clear()
+                    if self._send(record, now, "once: a target of opportunity, observable "
+                                               "now"):
+                        # The telescope stops what it does in its own time: follow the
+                        # orders it interrupts until they show it, so that the scheduler's
+                        # Status shows them queued again within moments.
+                        self._interrupting.update(other.id for other in active)
                     return True
         return False
 
     def _send(self, record, now, why):
+        """Hand ``record`` to the telescope; return whether it took it."""
         attempts = record.progress.get("Attempts", 0) + 1
         try:
             receipt = connect(self.config, "telescope").front_desk(record.work_order)
@@ -466,10 +475,10 @@ class Dispatcher:
             self.handler.transition(record.id, FAILED, f"the telescope daemon refused it: "
                                     f"{refusal.faultString}", only_from={QUEUED})
             self.wake()
-            return
+            return False
         except (OSError, xmlrpc.client.Error) as error:
             log.warning("[WO %s] the telescope daemon did not answer: %s", record.id, error)
-            return
+            return False
         self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the telescope "
                                 f"answered {receipt['Status']}: {receipt['Message']}",
                                 only_from={QUEUED},
@@ -477,6 +486,7 @@ class Dispatcher:
                                               **{"Dispatched At": format_utc(now)}))
         self._awaiting_start = True
         self._replan.set()
+        return True
 
 
 def _kind(message):
