@@ -36,7 +36,7 @@ def journal_ids(path):
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as copy:
         ids = {row[0] for row in copy.execute("SELECT id FROM orders")}
         orphans = {row[0] for row in copy.execute(
-            "SELECT id FROM orders WHERE id NOT IN (SELECT order_id FROM history)")}
+            "SELECT id FROM orders WHERE key NOT IN (SELECT order_key FROM history)")}
         verdict = [row[0] for row in copy.execute("PRAGMA integrity_check")]
     return ids, orphans, verdict
 

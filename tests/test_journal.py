@@ -1,5 +1,6 @@
 """The journal: orders and their history on disk, shared safely between threads."""
 
+import json
 import sqlite3
 import threading
 import time
@@ -8,7 +9,7 @@ import xmlrpc.client
 import pytest
 
 from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, MESSAGES_PER_COMMIT, QUEUED,
-                                  RUNNING, STATES, Journal, OrderState)
+                                  RUNNING, SCHEMA_VERSION, STATES, Journal, OrderState)
 
 TIME = "2026-11-21T23:00:00.000Z"
 
@@ -97,8 +98,8 @@ def test_the_counts_follow_every_commit_and_only_commits(journal):
     with pytest.raises(sqlite3.IntegrityError):  # a commit that fails changes no count
         with journal._lock, journal._transaction():
             journal.transition("3", DONE, "done", TIME)
-            journal._db.execute("INSERT INTO history (order_id, time, state, reason) "
-                                "VALUES ('no such order', '', '', '')")
+            journal._db.execute("INSERT INTO history (order_key, time, state, reason) "
+                                "VALUES (-1, '', '', '')")  # no such order
     assert journal.counts() == {ACCEPTED: 2, QUEUED: 1, RUNNING: 1}
 
 
@@ -115,6 +116,93 @@ def test_the_counts_of_a_journal_from_before_them_are_made_at_its_opening(tmp_pa
     reopened = Journal(path)
     assert reopened.counts() == {ACCEPTED: 3, DONE: 1}
     reopened.close()
+
+
+#: The tables of a journal of schema 1 (releases until December 2026), as they made them.
+SCHEMA_1 = """
+CREATE TABLE orders (id TEXT PRIMARY KEY, wotype TEXT NOT NULL, submitted TEXT NOT NULL,
+    work_order TEXT NOT NULL, priority REAL NOT NULL, priority_reason TEXT NOT NULL,
+    state TEXT NOT NULL, message TEXT NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE INDEX orders_by_state ON orders (state);
+CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT NOT NULL REFERENCES orders (id), time TEXT NOT NULL, state TEXT NOT NULL,
+    reason TEXT NOT NULL);
+CREATE INDEX history_by_order ON history (order_id);
+PRAGMA user_version=1;
+"""
+COUNTS_1 = """
+CREATE TABLE state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TRIGGER count_new_order AFTER INSERT ON orders BEGIN
+    INSERT INTO state_counts (state, n) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+"""
+
+
+@pytest.mark.parametrize("counts", [COUNTS_1, ""], ids=["with counts", "before the counts"])
+def test_a_journal_of_schema_1_is_made_schema_2_keeping_every_order_and_its_history(
+        tmp_path, counts):
+    path = str(tmp_path / "journal.sqlite3")
+    older = sqlite3.connect(path)
+    older.executescript(SCHEMA_1 + counts)
+    # Inserted out of their IDs' order, with histories interleaved, as orders arrive.
+    orders = [("b", QUEUED, '{"Frames Done": 1}'), ("a", DONE, "{}"), ("c", ACCEPTED, "{}")]
+    for order_id, state, progress in orders:
+        older.execute("INSERT INTO orders VALUES (?, 'Dome', '{}', ?, 2.0, 'requested: 2', ?, "
+                      "?, ?, ?, ?)", (order_id, f'{{"ID": "{order_id}", "WOType": "Dome"}}',
+                                      state, f"{order_id} is {state}", progress, TIME, TIME))
+    history = [("b", ACCEPTED), ("a", ACCEPTED), ("b", QUEUED), ("c", ACCEPTED), ("a", DONE)]
+    for number, (order_id, state) in enumerate(history):
+        older.execute("INSERT INTO history (order_id, time, state, reason) VALUES (?, ?, ?, ?)",
+                      (order_id, TIME, state, f"step {number}"))
+    older.commit()
+    older.close()
+
+    journal = Journal(path)
+    for order_id, state, progress in orders:
+        record = journal.get(order_id)
+        assert (record.state, record.message, record.progress, record.work_order) == (
+            state, f"{order_id} is {state}", json.loads(progress),
+            {"ID": order_id, "WOType": "Dome"})
+        assert [(entry["Status"], entry["Reason"]) for entry in journal.history(order_id)] == [
+            (state, f"step {number}") for number, (each, state) in enumerate(history)
+            if each == order_id]
+    assert [record.id for record in journal.unfinished()] == ["b", "c"]  # oldest first
+    assert journal.counts() == {ACCEPTED: 1, QUEUED: 1, DONE: 1}
+    # It goes on as a journal of today: new orders, new states, counted.
+    add(journal, "d")
+    journal.transition("c", QUEUED, "queued", TIME)
+    assert [entry["Status"] for entry in journal.history("c")] == [ACCEPTED, QUEUED]
+    assert [entry["Status"] for entry in journal.history("d")] == [ACCEPTED]
+    assert journal.counts() == {ACCEPTED: 1, QUEUED: 2, DONE: 1}
+    journal.close()
+
+    check = sqlite3.connect(path)
+    tables = {row[0] for row in check.execute("SELECT name FROM sqlite_master "
+                                              "WHERE type = 'table'")}
+    assert tables == {"orders", "history", "state_counts", "sqlite_sequence"}
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert check.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    check.close()
+    reopened = Journal(path)  # opened again: nothing made twice
+    assert [entry["Reason"] for entry in reopened.history("a")] == ["step 1", "step 4"]
+    reopened.close()
+
+
+def test_a_journal_of_a_newer_schema_is_refused_untouched(tmp_path):
+    path = str(tmp_path / "journal.sqlite3")
+    newer = sqlite3.connect(path)
+    newer.executescript("CREATE TABLE orders (anything); "
+                        f"PRAGMA user_version={SCHEMA_VERSION + 1};")
+    newer.close()
+    with pytest.raises(RuntimeError, match=f"journal schema version {SCHEMA_VERSION + 1} is "
+                                           "newer than this software's"):
+        Journal(path)
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA table_info(orders)").fetchall()[0][1] == "anything"
+    check.close()
 
 
 def test_orders_in_given_states_and_of_a_kind(journal):

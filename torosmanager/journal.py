@@ -14,13 +14,16 @@ printed as, its value (``QUEUED == "queued"``).
 
 import enum
 import json
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 
 class OrderState(str, enum.Enum):
@@ -65,7 +68,8 @@ STATES = tuple(OrderState)
 #: States of an order that has not ended.
 UNFINISHED_STATES = tuple(state for state in STATES if state not in FINAL_STATES)
 
-SCHEMA_VERSION = 1
+#: 2: each order has an integer key, which its history refers to (1: the order's ID).
+SCHEMA_VERSION = 2
 #: Orders whose messages :meth:`Journal.set_messages` changes in one commit. A flood's plan
 #: tells thousands of orders why they wait (about 20 µs each): in one commit, every order
 #: arriving meanwhile would wait for it (0.1 s for 5,000). A few milliseconds at a time, the
@@ -73,7 +77,8 @@ SCHEMA_VERSION = 1
 MESSAGES_PER_COMMIT = 200
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
-    id TEXT PRIMARY KEY,
+    key INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     wotype TEXT NOT NULL,
     submitted TEXT NOT NULL,        -- the order as received, to recognise a resubmission
     work_order TEXT NOT NULL,       -- the validated, normalised order (JSON)
@@ -88,12 +93,12 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_state ON orders (state);
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    order_id TEXT NOT NULL REFERENCES orders (id),
+    order_key INTEGER NOT NULL REFERENCES orders (key),
     time TEXT NOT NULL,
     state TEXT NOT NULL,
     reason TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_by_order ON history (order_id);
+CREATE INDEX IF NOT EXISTS history_by_order ON history (order_key);
 -- How many orders are in each state, kept by the database itself in every commit: a health
 -- report reads a few rows, not the whole journal, however long the observatory has run.
 CREATE TABLE IF NOT EXISTS state_counts (
@@ -110,6 +115,27 @@ WHEN OLD.state IS NOT NEW.state BEGIN
     INSERT INTO state_counts (state, n) VALUES (NEW.state, 1)
         ON CONFLICT (state) DO UPDATE SET n = n + 1;
 END;
+"""
+#: A journal of schema 1 made one of schema 2, in one transaction. Its history was indexed by
+#: order ID, so a new order's rows went to a random page of that index: a commit of ten new
+#: orders took 1.0-1.2 ms, against 0.7-0.9 ms with the integer key (rows appended at the end).
+_FROM_SCHEMA_1 = """
+DROP TRIGGER IF EXISTS count_new_order;  -- (a journal from before the counts has none)
+DROP TRIGGER IF EXISTS count_new_state;
+DROP INDEX IF EXISTS orders_by_state;
+DROP INDEX IF EXISTS history_by_order;
+ALTER TABLE history RENAME TO history_1;
+ALTER TABLE orders RENAME TO orders_1;
+""" + _SCHEMA + """
+INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason, state, message,
+                    progress, created, updated)
+    SELECT id, wotype, submitted, work_order, priority, priority_reason, state, message,
+           progress, created, updated FROM orders_1 ORDER BY rowid;
+INSERT INTO history (seq, order_key, time, state, reason)
+    SELECT history_1.seq, orders.key, history_1.time, history_1.state, history_1.reason
+    FROM history_1 JOIN orders ON orders.id = history_1.order_id ORDER BY history_1.seq;
+DROP TABLE history_1;
+DROP TABLE orders_1;
 """
 
 
@@ -168,8 +194,17 @@ class Journal:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{path}: journal schema version {version} is newer than this "
                                f"software's ({SCHEMA_VERSION}); upgrade TOROS Manager")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        with self._transaction():
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(orders)")}
+            if columns and "key" not in columns:
+                log.info("%s: the journal of schema %d converted to schema %d", path, version,
+                         SCHEMA_VERSION)
+                statements = _FROM_SCHEMA_1
+            else:
+                statements = _SCHEMA
+            for statement in _statements(statements):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         # Counted afresh at each opening, once (an index scan, about 0.1 ms per 1,000 orders):
         # a journal made before the counts starts right, and any drift ends with a restart.
         # The triggers keep them from then on, whichever program writes.
@@ -244,9 +279,9 @@ class Journal:
                              submitted=submitted, work_order=dict(work_order),
                              priority=priority, priority_reason=priority_reason, state=state,
                              message=message, created=time, updated=time)
-        history = [(record.id, time, ACCEPTED, reason)]
+        history = [(time, ACCEPTED, reason)]
         if queued is not None:
-            history.append((record.id, time, QUEUED, queued))
+            history.append((time, QUEUED, queued))
         return Addition(record, json.dumps(work_order), history)
 
     def commit(self, additions: list["Addition"]) -> None:
@@ -322,19 +357,20 @@ class Journal:
         record = addition.record
         # A known ID is found by the insert itself: a new order, nearly every one, costs no
         # separate lookup.
-        inserted = self._db.execute(
+        cursor = self._db.execute(
             "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
             " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO NOTHING",
             (record.id, record.wotype, record.submitted, addition.encoded, record.priority,
              record.priority_reason, record.state, record.message, record.created,
-             record.updated)).rowcount
-        if not inserted:
+             record.updated))
+        if not cursor.rowcount:
             existing = self.get(record.id)
             assert existing is not None  # (the conflict was on its ID)
             return existing, False
-        self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
-                             "VALUES (?, ?, ?, ?)", addition.history)
+        self._db.executemany("INSERT INTO history (order_key, time, state, reason) "
+                             "VALUES (?, ?, ?, ?)",
+                             [(cursor.lastrowid, *entry) for entry in addition.history])
         return record, True
 
     def transition(self, order_id: str, state: OrderState | str, reason: str, time: str, *,
@@ -370,7 +406,8 @@ class Journal:
             raise ValueError(f"unknown state {state!r}")
         state = OrderState(state)
         with self._lock, self._transaction():
-            row = self._db.execute("SELECT state FROM orders WHERE id = ?", (order_id,)).fetchone()
+            row = self._db.execute("SELECT key, state FROM orders WHERE id = ?",
+                                   (order_id,)).fetchone()
             if row is None:
                 raise KeyError(order_id)
             previous = OrderState(row["state"])
@@ -383,8 +420,8 @@ class Journal:
                 self._db.execute("UPDATE orders SET state = ?, message = ?, updated = ?, "
                                  "progress = ? WHERE id = ?",
                                  (state, reason, time, json.dumps(progress), order_id))
-            self._db.execute("INSERT INTO history (order_id, time, state, reason) "
-                             "VALUES (?, ?, ?, ?)", (order_id, time, state, reason))
+            self._db.execute("INSERT INTO history (order_key, time, state, reason) "
+                             "VALUES (?, ?, ?, ?)", (row["key"], time, state, reason))
             if state in FINAL_STATES:
                 self._work_orders.pop(order_id, None)
             return previous
@@ -414,8 +451,8 @@ class Journal:
                                      "WHERE id = ? AND state = ?",
                                      [(message, time, order_id, state)
                                       for order_id, message, _ in chunk])
-                self._db.executemany("INSERT INTO history (order_id, time, state, reason) "
-                                     "SELECT id, ?, state, message FROM orders "
+                self._db.executemany("INSERT INTO history (order_key, time, state, reason) "
+                                     "SELECT key, ?, state, message FROM orders "
                                      "WHERE id = ? AND state = ?",
                                      [(time, order_id, state)
                                       for order_id, _, recorded in chunk if recorded])
@@ -430,8 +467,9 @@ class Journal:
         """Every state an order has been in: a list of dicts with Time, Status (an
         :class:`OrderState`) and Reason."""
         with self._lock:
-            rows = self._db.execute("SELECT time, state, reason FROM history WHERE order_id = ? "
-                                    "ORDER BY seq", (order_id,)).fetchall()
+            rows = self._db.execute("SELECT time, history.state, reason FROM history "
+                                    "JOIN orders ON orders.key = history.order_key "
+                                    "WHERE orders.id = ? ORDER BY seq", (order_id,)).fetchall()
         return [{"Time": row["time"], "Status": OrderState(row["state"]),
                  "Reason": row["reason"]} for row in rows]
 
@@ -513,7 +551,8 @@ class Addition:
 
     record: OrderRecord
     encoded: str
-    history: list[tuple[str, str, OrderState, str]]
+    #: (time, state, reason) of each history entry it starts with.
+    history: list[tuple[str, OrderState, str]]
     #: The (record, created) pair, or the exception :meth:`result` raises.
     outcome: tuple[OrderRecord, bool] | BaseException | None = None
 
@@ -525,6 +564,19 @@ class Addition:
             raise outcome
         assert outcome is not None, "not committed yet"
         return outcome
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of *script*, one at a time: ``executescript`` would commit the
+    transaction they belong to first."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"an incomplete SQL statement: {statement!r}")
 
 
 class _Transaction:
