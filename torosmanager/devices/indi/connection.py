@@ -190,6 +190,7 @@ class IndiConnection:
         self._connecting = False
         self._connected_at = float("-inf")  # time.monotonic() when connect() succeeded
         self._loop = None
+        self._main_task = None
         self._thread = None
         self._client = None
         # Guards the counters below; notified whenever anything arrives from the server.
@@ -311,18 +312,24 @@ class IndiConnection:
 
     async def _main(self, ready):
         self._loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
         self._client = _Client(self, self.host, self.port)
         ready.set()
-        await self._client.asyncrun()
+        try:
+            await self._client.asyncrun()
+        except asyncio.CancelledError:  # how _stop_client stops it
+            pass
 
     def _stop_client(self):
-        thread, loop, client = self._thread, self._loop, self._client
-        self._thread = self._loop = None
+        thread, loop, task = self._thread, self._loop, self._main_task
+        self._thread = self._loop = self._main_task = None
         if thread is None:
             return
-        if loop is not None and client is not None and not loop.is_closed():
+        if loop is not None and task is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(client.shutdown)
+                # Cancelled, not only told to stop (indipyclient's shutdown): between two
+                # tries to reach the server, it looks at its stop flag only every 0.5 s.
+                loop.call_soon_threadsafe(task.cancel)
             except RuntimeError:  # the loop ended meanwhile: nothing left to stop
                 pass
         thread.join(STOP_TIMEOUT)
