@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -194,17 +194,18 @@ class Journal:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{path}: journal schema version {version} is newer than this "
                                f"software's ({SCHEMA_VERSION}); upgrade TOROS Manager")
-        with self._transaction():
-            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(orders)")}
-            if columns and "key" not in columns:
-                log.info("%s: the journal of schema %d converted to schema %d", path, version,
-                         SCHEMA_VERSION)
-                statements = _FROM_SCHEMA_1
-            else:
-                statements = _SCHEMA
-            for statement in _statements(statements):
-                self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(orders)")}
+        schema = _FROM_SCHEMA_1 if columns and "key" not in columns else _SCHEMA
+        try:  # in one transaction (the daemon's lock keeps any other writer away meanwhile)
+            self._db.executescript(f"BEGIN IMMEDIATE; {schema}; "
+                                   f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        if schema is _FROM_SCHEMA_1:
+            log.info("%s: the journal of schema %d converted to schema %d", path, version,
+                     SCHEMA_VERSION)
         # Counted afresh at each opening, once (an index scan, about 0.1 ms per 1,000 orders):
         # a journal made before the counts starts right, and any drift ends with a restart.
         # The triggers keep them from then on, whichever program writes.
@@ -564,19 +565,6 @@ class Addition:
             raise outcome
         assert outcome is not None, "not committed yet"
         return outcome
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The SQL statements of *script*, one at a time: ``executescript`` would commit the
-    transaction they belong to first."""
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            yield statement
-            statement = ""
-    if statement.strip():
-        raise ValueError(f"an incomplete SQL statement: {statement!r}")
 
 
 class _Transaction:
