@@ -199,9 +199,11 @@ $(DEV_STAMP): setup.py $(LOCK) | $(VENV_PY)
 	$(VENV_PY) -m pip install --disable-pip-version-check -e ".[test]"
 	@touch $@
 
+# -rs: each test skipped on this machine is listed with why (a Debian package to install, say);
+# a later -r in PYTEST_ARGS (.ci/run's -ra) replaces it.
 test: dev ## make the dev venv with what the tests need, check the type hints (mypy), run pytest (PYTEST_ARGS)
 	$(VENV_PY) -m mypy torosmanager
-	$(VENV_PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -rs $(PYTEST_ARGS)
 
 demo: dev ## make the dev venv, then run the demo night (toros demo)
 	$(VENV)/bin/toros demo
