@@ -321,15 +321,15 @@ class IndiConnection:
             pass
 
     def _stop_client(self):
-        thread, loop, task = self._thread, self._loop, self._main_task
+        thread, task = self._thread, self._main_task
         self._thread = self._loop = self._main_task = None
         if thread is None:
             return
-        if loop is not None and task is not None and not loop.is_closed():
+        if task is not None and not task.get_loop().is_closed():
             try:
                 # Cancelled, not only told to stop (indipyclient's shutdown): between two
                 # tries to reach the server, it looks at its stop flag only every 0.5 s.
-                loop.call_soon_threadsafe(task.cancel)
+                task.get_loop().call_soon_threadsafe(task.cancel)
             except RuntimeError:  # the loop ended meanwhile: nothing left to stop
                 pass
         thread.join(STOP_TIMEOUT)
