@@ -7,8 +7,10 @@ to the page cache where a file system refuses ``O_DIRECT``. The group's terms wr
 workers into shared memory must be the terms a worker computes for itself.
 """
 
+import ctypes
 import errno
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from torosmanager.preprocessor.writing import (BufferedFile, DirectFile, ImageWr
                                                open_output, start_writeback)
 
 needs_direct = pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT here")
+#: Linux's ``cachestat`` system call (the same number on every architecture).
+CACHESTAT = 451
 
 
 def header():
@@ -102,13 +106,42 @@ def test_a_failed_product_leaves_nothing_behind(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_starting_the_write_back_is_harmless(tmp_path):
-    path = tmp_path / "file"
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the write-back is started early on Linux only")
+def test_the_write_back_goes_on_after_the_writer_has_closed_the_file(tmp_path):
+    # A worker closes each product as soon as it has asked for its write-back, which a thread
+    # starts, on its own copy of the descriptor, perhaps later (the disk's queue may be full).
+    path = tmp_path / "product"
+    data = os.urandom(8 * 2 ** 20)
     with open(path, "wb") as stream:
-        stream.write(b"x" * 10000)
+        stream.write(data)
         stream.flush()
         start_writeback(stream.fileno())
-    assert path.read_bytes() == b"x" * 10000
+    writing._writeback_starter().wait()
+    with open(path, "rb") as stream:
+        # Without the start, the pages would stay dirty for 30 s (vm.dirty_expire_centisecs).
+        assert dirty_pages(stream.fileno()) == 0
+    assert path.read_bytes() == data
+
+
+def dirty_pages(descriptor):
+    """Pages of the open file *descriptor* dirty in the page cache (Linux's ``cachestat``)."""
+    class Range(ctypes.Structure):
+        _fields_ = [("offset", ctypes.c_uint64), ("length", ctypes.c_uint64)]
+
+    class Counts(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint64) for name in (
+            "cached", "dirty", "writeback", "evicted", "recently_evicted")]
+
+    counts = Counts()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(CACHESTAT, descriptor, ctypes.byref(Range(0, 0)), ctypes.byref(counts),
+                    0) != 0:
+        error = ctypes.get_errno()
+        if error == errno.ENOSYS:
+            pytest.skip("this kernel has no cachestat (Linux 6.5 and later)")
+        raise OSError(error, os.strerror(error))
+    return counts.dirty
 
 
 @needs_direct

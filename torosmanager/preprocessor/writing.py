@@ -381,15 +381,62 @@ def write_hdus(path, hdus):
 
 
 def start_writeback(descriptor):
-    """Start writing the open file *descriptor*'s dirty pages to the disk, without waiting
-    (Linux; elsewhere nothing: the later fsync does it all). It makes nothing durable: a
-    later :func:`sync_files` does, and finds less left to write.
+    """Start writing the open file *descriptor*'s dirty pages to the disk, and return without
+    waiting for it (Linux; elsewhere nothing: the later fsync does it all). It makes nothing
+    durable: a later :func:`sync_files` does, and finds less left to write.
+
+    The start is made by a thread of this process, on a duplicate of *descriptor* (the caller
+    may close it at once): handing the pages to the disk can itself wait, when the disk's queue
+    is full (Linux's write-back throttling, ``/sys/block/*/queue/wbt_lat_usec``), and a worker
+    that waited there instead of calibrating its next frame left a CPU idle (a sixth of a first
+    4096² job's time, docs/benchmarks.md). One start waits at most: the next one waits for it,
+    so that a slow disk holds back the workers instead of gathering open files.
     """
     sync_file_range = _sync_file_range()
     if sync_file_range is None:
         return
-    # A failure costs only speed: the fsync that follows writes what this did not start.
-    sync_file_range(descriptor, 0, 0, SYNC_FILE_RANGE_WRITE)
+    _writeback_starter().start(sync_file_range, os.dup(descriptor))
+
+
+@functools.lru_cache(maxsize=None)
+def _writeback_starter():
+    """This process's :class:`_WritebackStarter`, made at its first use."""
+    return _WritebackStarter()
+
+
+class _WritebackStarter:
+    """A thread that starts files' write-back, one at a time (see :func:`start_writeback`)."""
+
+    def __init__(self):
+        self._thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="writeback")
+        self._pending = None
+        self._lock = threading.Lock()  # a Dask worker runs tasks in threads
+
+    def start(self, sync_file_range, descriptor):
+        """Start *descriptor*'s write-back once the start before it is done; the descriptor is
+        closed when it is."""
+        with self._lock:
+            self._wait()
+            self._pending = self._thread.submit(_start_and_close, sync_file_range, descriptor)
+
+    def wait(self):
+        """Wait until the last start is done."""
+        with self._lock:
+            self._wait()
+
+    def _wait(self):
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+
+def _start_and_close(sync_file_range, descriptor):
+    try:
+        # A failure costs only speed: the fsync that follows writes what this did not start.
+        sync_file_range(descriptor, 0, 0, SYNC_FILE_RANGE_WRITE)
+    finally:
+        os.close(descriptor)
 
 
 def sync_files(paths):
