@@ -164,13 +164,6 @@ def bench_size(arguments, size):
         masters = stage_in_child(arguments, "masters", size)
         rows.append(row(size, OURS_BIAS.format(workers=workers), [masters], frames,
                         key="bias_seconds"))
-        if not arguments.skip_naive:
-            limit = ("" if size <= NAIVE_FULL_SIZE
-                     else f", mem_limit {NAIVE_MEM_LIMIT_BIG / GIGABYTE:g} GB")
-            for method, what in (("average", "average (its default)"), ("median", "median")):
-                combine = stage_in_child(arguments, "naive-combine", size, method=method)
-                rows.append(row(size, f"naive: ccdproc.combine, {what}{limit}, 1 process",
-                                [combine], frames))
         # Alternated and repeated: the disk's pace drifts with everything else on it.
         writes = (", writing around the page cache (O_DIRECT)"
                   if writes_direct((size, size), arguments.direct_writes_from)
@@ -190,7 +183,17 @@ def bench_size(arguments, size):
         memory = {name: stage_in_child(arguments, name, size) for name in names}
         for name, what in names.items():
             rows.append(row(size, what, runs[name], frames, memory=memory[name]))
+        # The naive stages come after the timed runs: ccdproc.combine takes 4-7 GB, which the
+        # machine gives back to its host, and the runs that followed it were slower while the
+        # memory came back (docs/benchmarks.md, 2026-12-03 14:59).
         if not arguments.skip_naive:
+            limit = ("" if size <= NAIVE_FULL_SIZE
+                     else f", mem_limit {NAIVE_MEM_LIMIT_BIG / GIGABYTE:g} GB")
+            for index, (method, what) in enumerate((("average", "average (its default)"),
+                                                    ("median", "median")), start=1):
+                combine = stage_in_child(arguments, "naive-combine", size, method=method)
+                rows.insert(index, row(size, f"naive: ccdproc.combine, {what}{limit}, "
+                                             "1 process", [combine], frames))
             for uncertainty in (True, False):
                 naive = stage_in_child(arguments, "naive-process", size, frames=naive_frames,
                                        uncertainty=uncertainty)
