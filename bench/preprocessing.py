@@ -183,9 +183,8 @@ def bench_size(arguments, size):
         memory = {name: stage_in_child(arguments, name, size) for name in names}
         for name, what in names.items():
             rows.append(row(size, what, runs[name], frames, memory=memory[name]))
-        # The naive stages come after the timed runs: ccdproc.combine takes 4-7 GB, which the
-        # machine gives back to its host, and the runs that followed it were slower while the
-        # memory came back (docs/benchmarks.md, 2026-12-03 14:59).
+        # The naive stages come after the timed runs: at 10560² the round right after
+        # ccdproc.combine (4-7 GB) was slower (bench/README.md).
         if not arguments.skip_naive:
             limit = ("" if size <= NAIVE_FULL_SIZE
                      else f", mem_limit {NAIVE_MEM_LIMIT_BIG / GIGABYTE:g} GB")

@@ -388,7 +388,7 @@ def start_writeback(descriptor):
     The start is made by a thread of this process, on a duplicate of *descriptor* (the caller
     may close it at once): handing the pages to the disk can itself wait, when the disk's queue
     is full (Linux's write-back throttling, ``/sys/block/*/queue/wbt_lat_usec``), and a worker
-    that waited there instead of calibrating its next frame left a CPU idle (a sixth of a first
+    that waited there instead of calibrating its next frame left a CPU idle (14-15 % of a first
     4096² job's time, docs/benchmarks.md). One start waits at most: the next one waits for it,
     so that a slow disk holds back the workers instead of gathering open files.
     """
