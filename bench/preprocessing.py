@@ -159,10 +159,11 @@ def bench_size(arguments, size):
     naive_frames = frames if size <= NAIVE_FULL_SIZE else min(frames, NAIVE_FRAMES_BIG)
     log(f"{size}x{size}: generating {2 * frames + DARKS + FLATS} frames in {base}")
     stage_in_child(arguments, "generate", size)
-    rows = []
+    # The table's rows, in its order: masters, ccdproc.combine, timed stages, ccd_process.
+    made, combined, timed, processed = [], [], [], []
     try:
         masters = stage_in_child(arguments, "masters", size)
-        rows.append(row(size, OURS_BIAS.format(workers=workers), [masters], frames,
+        made.append(row(size, OURS_BIAS.format(workers=workers), [masters], frames,
                         key="bias_seconds"))
         # Alternated and repeated: the disk's pace drifts with everything else on it.
         writes = (", writing around the page cache (O_DIRECT)"
@@ -182,28 +183,28 @@ def bench_size(arguments, size):
         # The owned memory in one more run of each, untimed: reading it perturbs the stage.
         memory = {name: stage_in_child(arguments, name, size) for name in names}
         for name, what in names.items():
-            rows.append(row(size, what, runs[name], frames, memory=memory[name]))
+            timed.append(row(size, what, runs[name], frames, memory=memory[name]))
         # The naive stages come after the timed runs: at 10560² the round right after
         # ccdproc.combine (4-7 GB) was slower (bench/README.md).
         if not arguments.skip_naive:
             limit = ("" if size <= NAIVE_FULL_SIZE
                      else f", mem_limit {NAIVE_MEM_LIMIT_BIG / GIGABYTE:g} GB")
-            for index, (method, what) in enumerate((("average", "average (its default)"),
-                                                    ("median", "median")), start=1):
+            for method, what in (("average", "average (its default)"), ("median", "median")):
                 combine = stage_in_child(arguments, "naive-combine", size, method=method)
-                rows.insert(index, row(size, f"naive: ccdproc.combine, {what}{limit}, "
-                                             "1 process", [combine], frames))
+                combined.append(row(size, f"naive: ccdproc.combine, {what}{limit}, 1 process",
+                                    [combine], frames))
             for uncertainty in (True, False):
                 naive = stage_in_child(arguments, "naive-process", size, frames=naive_frames,
                                        uncertainty=uncertainty)
                 what = ("with uncertainty and mask" if uncertainty
                         else "without uncertainty or mask")
-                rows.append(row(size, f"naive: ccd_process {what}, writes {naive['written']}, "
-                                      "1 process", [naive], naive_frames, calibrates=True))
+                processed.append(row(size, f"naive: ccd_process {what}, writes "
+                                           f"{naive['written']}, 1 process", [naive],
+                                     naive_frames, calibrates=True))
     finally:
         if not arguments.keep:
             shutil.rmtree(base, ignore_errors=True)
-    return with_ratios(rows)
+    return with_ratios(made + combined + timed + processed)
 
 
 def stage_in_child(arguments, name, size, frames=None, method=None, uncertainty=None,

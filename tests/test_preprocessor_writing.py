@@ -117,7 +117,7 @@ def test_the_write_back_goes_on_after_the_writer_has_closed_the_file(tmp_path):
         stream.write(data)
         stream.flush()
         start_writeback(stream.fileno())
-    writing._writeback_starter().wait()
+    writing._writeback_thread().wait()
     with open(path, "rb") as stream:
         # Without the start, the pages would stay dirty for 30 s (vm.dirty_expire_centisecs).
         assert dirty_pages(stream.fileno()) == 0

@@ -267,8 +267,7 @@ class DirectFile:
         self._staging = self._buffers[0]   # the one being filled
         self._fill = 0        # bytes gathered in it
         self._written = 0     # bytes handed to the writer
-        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._pending = None  # the writer's work on the other buffer
+        self._writer = SerialThread("direct-write")  # its write is on the other buffer
 
     def tell(self):
         return self._written + self._fill
@@ -314,12 +313,12 @@ class DirectFile:
         self._staging[self._fill:padded] = bytes(padded - self._fill)
         self._fill = padded
         self._hand_over()
-        self._wait()
+        self._writer.wait()
         os.ftruncate(self._descriptor, length)
 
     def close(self):
         """Stop the writer (after its write under way) and close the file."""
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown()
         buffers, self._buffers = self._buffers, ()
         try:
             os.close(self._descriptor)
@@ -331,19 +330,14 @@ class DirectFile:
         """Give the buffer's whole aligned blocks to the writer and go on in the other buffer,
         which starts with the rest."""
         count = self._fill - self._fill % DIRECT_ALIGNMENT
-        self._wait()  # the other buffer is free again
+        self._writer.wait()  # the other buffer is free again
         full = self._staging
         other = self._buffers[1] if full is self._buffers[0] else self._buffers[0]
         rest = self._fill - count
         other[:rest] = full[count:self._fill]
-        self._pending = self._writer.submit(self._write, full, count, self._written)
+        self._writer.submit(self._write, full, count, self._written)
         self._staging, self._fill = other, rest
         self._written += count
-
-    def _wait(self):
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()  # the writer's error, if any, is the caller's
 
     def _write(self, staging, count, position):
         """In the writer's thread: bytes ``[0, count)`` of *staging* at *position*."""
@@ -395,40 +389,24 @@ def start_writeback(descriptor):
     sync_file_range = _sync_file_range()
     if sync_file_range is None:
         return
-    _writeback_starter().start(sync_file_range, os.dup(descriptor))
+    duplicate = os.dup(descriptor)
+    try:
+        with _writeback_lock:
+            _writeback_thread().submit(_start_and_close, sync_file_range, duplicate)
+    except BaseException:
+        os.close(duplicate)
+        raise
+
+
+#: Held while a write-back start is handed over: a Dask worker runs tasks in threads.
+_writeback_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
-def _writeback_starter():
-    """This process's :class:`_WritebackStarter`, made at its first use."""
-    return _WritebackStarter()
-
-
-class _WritebackStarter:
-    """A thread that starts files' write-back, one at a time (see :func:`start_writeback`)."""
-
-    def __init__(self):
-        self._thread = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="writeback")
-        self._pending = None
-        self._lock = threading.Lock()  # a Dask worker runs tasks in threads
-
-    def start(self, sync_file_range, descriptor):
-        """Start *descriptor*'s write-back once the start before it is done; the descriptor is
-        closed when it is."""
-        with self._lock:
-            self._wait()
-            self._pending = self._thread.submit(_start_and_close, sync_file_range, descriptor)
-
-    def wait(self):
-        """Wait until the last start is done."""
-        with self._lock:
-            self._wait()
-
-    def _wait(self):
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+def _writeback_thread():
+    """This process's thread starting write-backs (:func:`start_writeback`), made at its first
+    use."""
+    return SerialThread("writeback")
 
 
 def _start_and_close(sync_file_range, descriptor):
@@ -437,6 +415,32 @@ def _start_and_close(sync_file_range, descriptor):
         sync_file_range(descriptor, 0, 0, SYNC_FILE_RANGE_WRITE)
     finally:
         os.close(descriptor)
+
+
+class SerialThread:
+    """A thread of its own that runs its owner's tasks one at a time: a task handed over waits
+    for the one before, so that the owner never has more than one under way; a task's error
+    is raised to the owner when it next waits (:meth:`wait`, :meth:`submit`)."""
+
+    def __init__(self, name):
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                             thread_name_prefix=name)
+        self._pending = None
+
+    def submit(self, function, *args):
+        """Run ``function(*args)`` in the thread once the task before it is done."""
+        self.wait()
+        self._pending = self._thread.submit(function, *args)
+
+    def wait(self):
+        """Wait until the last task handed over is done."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def shutdown(self):
+        """Stop the thread, after its task under way."""
+        self._thread.shutdown(wait=True)
 
 
 def sync_files(paths):
