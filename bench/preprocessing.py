@@ -291,33 +291,36 @@ def table(rows):
     return "\n".join(lines)
 
 
-def rounds(rows, size):
-    """The round-by-round rows of *size*: ``(round, floor, [(ours, ratio), ...])``, each
-    s/frame as printed and each ratio the faster floor's over ours in the same round."""
-    at_size = [each for each in rows if each["size"] == size]
-    floor = next((each for each in at_size if each.get("faster")), None)
-    ours = [each for each in at_size if each["what"].startswith("ours: calibrate")]
-    if floor is None or not ours:
-        return []
-    return [(index + 1, shown, [(each["per_run"][index], shown / each["per_run"][index])
-                                for each in ours])
-            for index, shown in enumerate(floor["per_run"])]
+def paired(floor, ours):
+    """Round by round, the faster floor's s/frame divided by ours in the same round (the
+    stages' runs in the order they ran), both as printed."""
+    return [shown / mine for shown, mine in zip(floor["per_run"], ours["per_run"])]
 
 
 def rounds_table(rows):
     """Ours beside the faster floor, round by round. A round runs the floors and ours one after
     the other, seconds apart, so its ratio compares them in the same state of the machine;
     the medians' ratio above pairs runs minutes apart."""
+    def kind(each):
+        return "later" if "later job" in each["what"] else "first"
+
+    ours = sorted((each for each in rows if each["what"].startswith("ours: calibrate")),
+                  key=kind)
+    kinds = sorted({kind(each) for each in ours})
     lines = ["Round by round (each stage's runs in the order they ran; a round runs the floors, "
              "then ours, seconds apart): the faster floor's s/frame divided by ours in the same "
              "round, both as shown.", "",
-             "| frames | round | the faster floor (s/frame) | ours, a first job (s/frame) | "
-             "floor ÷ ours | ours, a later job (s/frame) | floor ÷ ours |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for size in sorted({each["size"] for each in rows}):
-        for number, floor, ours in rounds(rows, size):
-            cells = " | ".join(f"{seconds:.4g} | {ratio:.3f}" for seconds, ratio in ours)
-            lines.append(f"| {size}² | {number} | {floor:.4g} | {cells} |")
+             "| frames | round | the faster floor (s/frame) | "
+             + " | ".join(f"ours, a {kind} job (s/frame) | floor ÷ ours" for kind in kinds)
+             + " |", "|---|---:|---:|" + "---:|---:|" * len(kinds)]
+    for size in sorted({each["size"] for each in ours}):
+        at_size = [each for each in ours if each["size"] == size]
+        floor = at_size[0]["against"]
+        columns = [(each["per_run"], paired(floor, each)) for each in at_size]
+        for index, shown in enumerate(floor["per_run"]):
+            cells = " | ".join(f"{mine[index]:.4g} | {ratios[index]:.3f}"
+                               for mine, ratios in columns)
+            lines.append(f"| {size}² | {index + 1} | {shown:.4g} | {cells} |")
     return "\n".join(lines)
 
 
@@ -328,18 +331,16 @@ def verdicts(arguments, rows):
         if not each["what"].startswith("ours: calibrate"):
             continue
         floor = each["against"]
-        which = [row_ for row_ in rows if row_["size"] == each["size"]
-                 and row_["what"].startswith("ours: calibrate")].index(each)
-        paired = [ours[which][1] for _, _, ours in rounds(rows, each["size"])]
+        ratios = paired(floor, each)
         met = each["ratio"] >= GOAL_RATIO
         verdict = ("met" if met else
                    f"NOT met: {GOAL_RATIO - each['ratio']:.3f} short, ours would need "
                    f"≤ {floor['median'] / GOAL_RATIO:.4g} s/frame")
         lines.append(f"- {each['size']}², {each['what']}: {each['median']:.4g} s/frame against "
                      f"the faster floor ({floor['what']}) {floor['median']:.4g}: "
-                     f"**{each['ratio']:.2f}×** (round by round {min(paired):.3f}–"
-                     f"{max(paired):.3f}×, ≥ {GOAL_RATIO}× in "
-                     f"{sum(ratio >= GOAL_RATIO for ratio in paired)} of {len(paired)} rounds). "
+                     f"**{each['ratio']:.2f}×** (round by round {min(ratios):.3f}–"
+                     f"{max(ratios):.3f}×, ≥ {GOAL_RATIO}× in "
+                     f"{sum(ratio >= GOAL_RATIO for ratio in ratios)} of {len(ratios)} rounds). "
                      f"Goal ≥ {GOAL_RATIO}×: {verdict}.")
     for each in rows:
         if each["what"].startswith("ours: master bias") and each["size"] == max(
