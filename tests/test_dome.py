@@ -152,7 +152,7 @@ def test_bad_weather_interrupts_the_observation_and_the_dome_closes_itself(make_
         return answer if answer["Status"] == "interrupted" else None
 
     result = wait_until(interrupted, "the storm to interrupt the observation")
-    assert "dome closing: weather unsafe: unsafe: rain on the weather station" in result["Message"]
+    assert "dome closing: weather unsafe: rain on the weather station" in result["Message"]
     assert "weather unsafe" in enclosure(site)["Closed By"]
     wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Parked"],
                "the mount to park")

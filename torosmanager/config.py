@@ -384,8 +384,8 @@ SCHEMA = {
         "Unsafe Periods": Setting("intervals", [],
                                   "simulated bad weather, as 'START/END' UTC intervals"),
         "Weather File": Setting("path", None, "simulated bad weather while this file exists "
-                                "and begins with 'unsafe' (its text is the reason): to "
-                                "rehearse a storm at a moment of your choosing"),
+                                "and begins with 'unsafe' (the text after it is the reason): "
+                                "to rehearse a storm at a moment of your choosing"),
     },
     "Alerts": {
         "Alert Types": Setting("names", list(ALERT_TYPES_ACTED_ON),

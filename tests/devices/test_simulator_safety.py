@@ -109,6 +109,9 @@ def test_a_weather_file_brings_bad_weather_when_it_says_unsafe(tmp_path):
     monitor.connect()
     assert monitor.state().safe  # no file: fair weather
     weather.write_text("unsafe: hail\n")
-    assert monitor.state().safe is False and monitor.state().reason == "unsafe: hail"
+    assert monitor.state().safe is False and monitor.state().reason == "hail"
+    weather.write_text("UNSAFE")  # the word alone: unsafe, and a reason that says why
+    assert monitor.state().safe is False
+    assert monitor.state().reason == "the weather file says unsafe"
     weather.write_text("clear skies")
     assert monitor.state().safe

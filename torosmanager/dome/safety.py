@@ -81,7 +81,7 @@ class SafetyGuard:
         with self._lock:
             if reasons and not self._reasons:
                 self._unsafe_since, self._good_since = now, None
-                log.warning("unsafe: %s", "; ".join(reasons))
+                log.warning("conditions bad: %s", "; ".join(reasons))
             elif not reasons and self._reasons:
                 self._good_since = now
                 log.info("conditions good since %s (were: %s)", format_utc(now),

@@ -1,7 +1,8 @@
 """The simulated safety monitor: bad weather during the configured periods, and test controls.
 
 It is unsafe while the clock is inside one of the ``Unsafe Periods`` (``start <= now < end``),
-or while the ``Weather File`` (if set) exists and begins with ``unsafe``, safe otherwise; its
+or while the ``Weather File`` (if set) exists and begins with ``unsafe`` (what follows the word
+is the reason), safe otherwise; its
 data are always fresh (``updated`` is the clock's now). The file lets an operator rehearsing a
 night, or a test, bring a storm at a moment of their choosing: ``echo "unsafe: rain" > FILE``.
 
@@ -20,6 +21,10 @@ from .common import SimulatedDevice
 
 #: A weather file whose text begins with this word means bad weather.
 UNSAFE_WORD = "unsafe"
+#: What may stand between that word and the reason (``unsafe: rain``, ``unsafe - rain``).
+UNSAFE_SEPARATORS = " \t:-"
+#: The reason given when the weather file says ``unsafe`` and nothing more.
+WEATHER_FILE_REASON = "the weather file says unsafe"
 #: Characters of the weather file read (its first line is the reason).
 WEATHER_FILE_MAX_CHARACTERS = 200
 #: The reason given when conditions are safe.
@@ -72,7 +77,7 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
                 safe, reason = self._forced
                 return SafetyState(safe=safe, updated=updated, reason=reason)
             storm = self._weather_from_file()
-            if storm:
+            if storm is not None:
                 return SafetyState(safe=False, updated=updated, reason=storm)
             ends = [end for start, end in self._periods if start <= now < end]
             if ends:
@@ -81,15 +86,19 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
             return SafetyState(safe=True, updated=updated, reason=SAFE_REASON)
 
     def _weather_from_file(self):
-        """The weather file's text when it announces bad weather, else ``""``."""
+        """The reason the weather file gives for bad weather (its text after the word
+        ``unsafe``), or ``None`` when it announces none."""
         if not self._weather_file:
-            return ""
+            return None
         try:
             with open(self._weather_file, encoding="utf-8") as stream:
                 text = stream.read(WEATHER_FILE_MAX_CHARACTERS).strip()
         except FileNotFoundError:
-            return ""
-        return text if text.lower().startswith(UNSAFE_WORD) else ""
+            return None
+        if not text.lower().startswith(UNSAFE_WORD):
+            return None
+        # The word is the flag, not part of the reason: the dome says "weather unsafe: rain".
+        return text[len(UNSAFE_WORD):].lstrip(UNSAFE_SEPARATORS) or WEATHER_FILE_REASON
 
     def describe(self):
         """``Driver``, ``Connected`` and, when connected, the verdict."""
