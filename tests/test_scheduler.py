@@ -136,6 +136,26 @@ def test_orders_arriving_together_are_planned_together(make_site):
     assert 1 <= len(plans) <= 3, plans
 
 
+def test_the_plans_of_an_unchanged_queue_are_logged_once(make_site):
+    """Every Replan Interval the scheduler plans its queue again; while the queue and what is
+    planned of it stay the same, only the first of those plans is logged at INFO (the others at
+    DEBUG), so that a night's log is not the same line again and again."""
+    site = make_site(settings(Scheduler={"Manage Dome": False, "Replan Interval": 60.0},
+                              Logging={"Log Level": "DEBUG"}))
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+    # Never above airmass 2 from the site (latitude 26° N): planned 0 of 1, again and again.
+    scheduler.front_desk(observation("south", 0.0, -80.0))
+
+    def plan_lines():
+        return [line for line in site.log("scheduler").splitlines()
+                if "planned 0 of 1 queued observation(s)" in line]
+
+    wait_until(lambda: len(plan_lines()) >= 3, "three plans of the same queue")
+    levels = [line.split("] ", 1)[1].split(" ", 1)[0] for line in plan_lines()]
+    assert levels[0] == "INFO" and set(levels[1:]) == {"DEBUG"}, plan_lines()
+
+
 def test_a_steady_stream_of_orders_is_planned_every_max_replan_delay(make_site):
     """Orders that never pause for Replan Delay are still planned, Max Replan Delay after the
     first of them, while the others keep coming."""

@@ -80,6 +80,7 @@ class Dispatcher:
         self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
+        self._last_outcome = None  # (queued IDs, planned IDs) of the last plan logged at INFO
         self._gather_seconds = self.settings["Max Replan Delay"]  # see _make_plan
         self._pointing_this_tick = _NOT_ASKED  # see _pointing
         self._awaiting_start = False     # an order is dispatched and not yet running
@@ -343,9 +344,13 @@ class Dispatcher:
         took = time.monotonic() - began
         self._gather_seconds = max(self.settings["Max Replan Delay"],
                                    took / self.settings["Max Planning Share"])
-        log.info("planned %d of %d queued observation(s) in %.3f s, sum of priorities %.1f; "
-                 "orders that keep arriving are planned again within %.1f s", len(plan.entries),
-                 len(queued), took, plan.total_priority, self._gather_seconds)
+        # The plans every Replan Interval of an unchanged queue say the same: once is enough.
+        outcome = (frozenset(record.id for record in queued), frozenset(planned))
+        level = logging.DEBUG if outcome == self._last_outcome else logging.INFO
+        self._last_outcome = outcome
+        log.log(level, "planned %d of %d queued observation(s) in %.3f s, sum of priorities "
+                "%.1f; orders that keep arriving are planned again within %.1f s",
+                len(plan.entries), len(queued), took, plan.total_priority, self._gather_seconds)
 
     def _target(self, record):
         return target_of(record.work_order, record.priority, self.observing)
