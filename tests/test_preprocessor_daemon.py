@@ -106,6 +106,16 @@ class TestANight:
         done = ended(site.proxy("preprocessor"), receipt["ID"], "done")
         assert len(done["Progress"]["Products"]) == 3
 
+    def test_where_tasks_run_is_logged_once_for_the_nights_jobs(self, site, night, result):
+        # Local workers start for each job (they are let go while nothing waits): the log
+        # says where tasks run at the first job, not again at each.
+        submit(site, {"ID": "p-again", "WOType": "Preprocessing", "User": "test",
+                      "File Location": str(night.directory)})
+        ended(site.proxy("preprocessor"), "p-again", "done")
+        said = [line for line in site.log("preprocessor").splitlines()
+                if "preprocessor tasks run on 2 local worker process(es)" in line]
+        assert len(said) == 1, said
+
     def test_caldate_is_the_sites_clock_time(self, result):
         # The site runs on a simulated clock from EVENING, weeks from the wall clock's date.
         for path in result["Progress"]["Products"]:

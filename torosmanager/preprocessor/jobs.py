@@ -63,6 +63,7 @@ class JobQueue:
         self.settings = handler.settings
         self.orders = OrderQueue(handler.journal, Job)
         self._runner = None
+        self._announced = None  # the executor last logged at INFO
         # The terms of a job's groups of frames, kept in shared memory for the next jobs:
         # a night's observations are jobs of their own, mostly with the same masters.
         self._terms = (TermsStore(self.settings.kept_terms * 2 ** 20)
@@ -172,7 +173,12 @@ class JobQueue:
             self._drop_runner()
         if self._runner is None:
             self._runner = make_runner(self.settings)
-            log.info("preprocessor tasks run on %s", self._runner.description)
+            # Local workers start for each job after a pause: say where tasks run once, and
+            # again only if that changes.
+            described = self._runner.description
+            log.log(logging.DEBUG if described == self._announced else logging.INFO,
+                    "preprocessor tasks run on %s", described)
+            self._announced = described
         return self._runner
 
     def _drop_runner(self):
