@@ -5,6 +5,7 @@ runs again from the beginning at the next start."""
 
 import os
 import shutil
+import signal
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
 
@@ -227,5 +228,56 @@ def test_a_job_under_way_when_the_daemon_stops_runs_again_at_the_next_start(tmp_
         assert any("stopped while this order was running; queued again" in reason
                    for reason in reasons), reasons
         assert len(result["Progress"]["Products"]) == MANY_LIGHTS + 1
+    finally:
+        site.stop()
+
+
+def _descendants(pid):
+    """The PIDs of the processes descended from *pid*, each with its depth below it."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stream:
+                    parents[int(entry)] = int(stream.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = {}, [(pid, 0)]
+    while frontier:
+        parent, depth = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in found:
+                found[child] = depth + 1
+                frontier.append((child, depth + 1))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers in /proc")
+def test_a_worker_killed_fails_its_job_and_the_next_job_gets_new_workers(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("killed")
+    site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters"),
+                                             "Workers": 2}})
+    try:
+        site.start("preprocessor")
+        big = big_night(directory / "data", "20261128")
+        proxy = site.proxy("preprocessor")
+        submit(site, {"ID": "k-1", "WOType": "Preprocessing", "File Location": str(big.directory)})
+        wait_until(lambda: status(proxy, "k-1")["Progress"].get("Step", "")
+                   .startswith("calibrating"), "the job to calibrate")
+        # The workers are the fork server's children: the daemon's grandchildren.
+        workers = [pid for pid, depth in _descendants(site.daemons["preprocessor"].pid).items()
+                   if depth == 2]
+        assert workers, "no worker process found"
+        os.kill(workers[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        failed = ended(proxy, "k-1", "failed")
+        assert "a worker process died" in failed["Message"], failed["Message"]
+        # The daemon goes on: the next job starts new workers, and the log says so.
+        small = make_night(directory / "data", name="20261129")
+        submit(site, {"ID": "k-2", "WOType": "Preprocessing",
+                      "File Location": str(small.directory)})
+        assert len(ended(proxy, "k-2", "done")["Progress"]["Products"]) == 3
+        said = [line for line in site.log("preprocessor").splitlines()
+                if "preprocessor tasks run on 2 local worker process(es)" in line]
+        assert len(said) == 2 and all(" INFO " in line for line in said), said
     finally:
         site.stop()

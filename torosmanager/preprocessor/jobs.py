@@ -153,7 +153,7 @@ class JobQueue:
             return
         except (PreprocessingError, RunnerError, OSError) as error:
             if isinstance(error, RunnerError):
-                self._drop_runner()
+                self._drop_runner(broken=True)
             self.handler.transition(order_id, FAILED, str(error), only_from={RUNNING},
                                     progress=reporter.progress)
             return
@@ -170,19 +170,21 @@ class JobQueue:
 
     def _runner_for_job(self):
         if self._runner is not None and getattr(self._runner, "broken", False):
-            self._drop_runner()
+            self._drop_runner(broken=True)
         if self._runner is None:
             self._runner = make_runner(self.settings)
             # Local workers start for each job after a pause: say where tasks run once, and
-            # again only if that changes.
+            # again only if that changes or the last executor broke.
             described = self._runner.description
             log.log(logging.DEBUG if described == self._announced else logging.INFO,
                     "preprocessor tasks run on %s", described)
             self._announced = described
         return self._runner
 
-    def _drop_runner(self):
+    def _drop_runner(self, broken=False):
         runner, self._runner = self._runner, None
+        if broken:
+            self._announced = None  # the next executor is said again, whatever it is
         if runner is not None:
             try:
                 runner.close()
