@@ -1,5 +1,6 @@
 """The dome daemon executes Dome orders, and keeps the instrument safe by itself."""
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -159,3 +160,22 @@ def test_bad_weather_interrupts_the_observation_and_the_dome_closes_itself(make_
     assert not dome_safety(site)["May Open"]
     weather.unlink()  # the storm passes: conditions are good again and the dome may reopen
     wait_until(lambda: dome_safety(site)["May Open"], "the end of the storm")
+
+
+#: Real seconds the scheduler is left without its dome daemon: some ten ticks at 100× (a tick
+#: is Follow Interval, 10 s of the simulated clock).
+DOME_ABSENT_SECONDS = 1.0
+
+
+def test_a_dome_daemon_not_answering_is_said_once_and_its_return_too(make_site):
+    site = make_site(settings())
+    site.start("scheduler")  # and no dome daemon: the scheduler asks it every tick
+    wait_until(lambda: "cannot ask the dome daemon how the dome is" in site.log("scheduler"),
+               "the scheduler to find the dome daemon absent")
+    time.sleep(DOME_ABSENT_SECONDS)
+    log = site.log("scheduler")
+    assert log.count("cannot ask the dome daemon how the dome is") == 1, log
+    assert log.count("cannot send the heartbeat to the dome daemon") <= 1, log
+    site.start("dome")
+    wait_until(lambda: "the dome daemon answers again" in site.log("scheduler"),
+               "the scheduler to say the dome daemon answers")

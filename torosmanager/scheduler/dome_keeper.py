@@ -52,6 +52,7 @@ class DomeKeeper:
         #: Whether the dome was open at the last :meth:`keep` (``None`` before the first).
         self.is_open = None
         self._request = None  # the ID of the Dome order being waited on
+        self._unreachable = False  # the dome daemon did not answer the last Status query
         self._heartbeat_stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
@@ -79,8 +80,13 @@ class DomeKeeper:
         try:
             dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
         except (OSError, xmlrpc.client.Error, KeyError) as error:
-            log.warning("cannot ask the dome daemon how the dome is: %s", error)
+            if not self._unreachable:  # once per outage, not every tick
+                log.warning("cannot ask the dome daemon how the dome is: %s", error)
+            self._unreachable = True
             return False, False
+        if self._unreachable:
+            log.info("the dome daemon answers again")
+        self._unreachable = False
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
         is_open = shutter == "open"
         changed = self.is_open is not None and is_open != self.is_open
