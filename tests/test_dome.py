@@ -15,6 +15,9 @@ from torosmanager.workorders import FaultCode, format_utc
 REOPEN_DELAY = 600
 #: Simulated seconds of Dome → Heartbeat Timeout (1.2 real seconds at 100×).
 HEARTBEAT_TIMEOUT = 120
+#: Real seconds a daemon is left without another it asks, in the tests of outages said once:
+#: some ten of its checks at 100× (Check Interval and Follow Interval are 10 s of the clock).
+DAEMON_ABSENT_SECONDS = 1.0
 
 
 def heartbeat(site):
@@ -80,6 +83,15 @@ def test_following_keeps_the_slit_on_the_telescope(make_site):
         return pointing["Tracking"] and not state["Slewing"] and lag <= 2.0 + 1.0
 
     wait_until(aligned, "the slit to follow the telescope")
+    # The telescope daemon goes away a while: said once, not at every safety check.
+    assert site.daemons["telescope"].stop() == 0
+    wait_until(lambda: "cannot follow the telescope" in site.log("dome"),
+               "the dome to find the telescope daemon gone")
+    time.sleep(DAEMON_ABSENT_SECONDS)
+    assert site.log("dome").count("cannot follow the telescope") == 1, site.log("dome")
+    site.start("telescope")
+    wait_until(lambda: "following the telescope again" in site.log("dome"),
+               "the dome to follow the telescope again")
 
 
 def test_an_output_the_dome_does_not_have(make_site):
@@ -162,9 +174,6 @@ def test_bad_weather_interrupts_the_observation_and_the_dome_closes_itself(make_
     wait_until(lambda: dome_safety(site)["May Open"], "the end of the storm")
 
 
-#: Real seconds the scheduler is left without its dome daemon: some ten ticks at 100× (a tick
-#: is Follow Interval, 10 s of the simulated clock).
-DOME_ABSENT_SECONDS = 1.0
 
 
 def test_a_dome_daemon_not_answering_is_said_once_and_its_return_too(make_site):
@@ -172,7 +181,7 @@ def test_a_dome_daemon_not_answering_is_said_once_and_its_return_too(make_site):
     site.start("scheduler")  # and no dome daemon: the scheduler asks it every tick
     wait_until(lambda: "cannot ask the dome daemon how the dome is" in site.log("scheduler"),
                "the scheduler to find the dome daemon absent")
-    time.sleep(DOME_ABSENT_SECONDS)
+    time.sleep(DAEMON_ABSENT_SECONDS)
     log = site.log("scheduler")
     assert log.count("cannot ask the dome daemon how the dome is") == 1, log
     assert log.count("cannot send the heartbeat to the dome daemon") <= 1, log

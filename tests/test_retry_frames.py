@@ -6,6 +6,7 @@ wrote; the next attempt takes only the light and calibration frames still missin
 """
 
 import re
+import time
 from collections import Counter
 
 from astropy.io import fits
@@ -15,6 +16,8 @@ from torosmanager.client import status_of
 
 #: Simulated seconds per exposure: 3 s real at the tests' 100×, long enough to interrupt one.
 LONG_EXPOSURE = 300.0
+#: Real seconds the telescope daemon stays down in the restart test: some ten Follow Intervals.
+TELESCOPE_ABSENT_SECONDS = 1.0
 #: Dark frames configured in the calibration test: several, so the alert arrives among them.
 DARK_FRAMES = 3
 #: Fields high in the sky on the simulated evening, far from that night's Moon.
@@ -145,6 +148,9 @@ def test_after_a_telescope_restart_the_order_continues(make_site):
     wait_until(lambda: step(telescope, "restarted") == f"exposing 2/{total}",
                "the second frame to be under way")
     site.daemons["telescope"].kill()  # kill -9, during the second exposure
+    # Gone a while: the scheduler, which follows the order every Follow Interval (0.1 s here),
+    # says it once, not each time.
+    time.sleep(TELESCOPE_ABSENT_SECONDS)
     site.start("telescope")
 
     done = ended(scheduler, "restarted", "done")
@@ -152,3 +158,6 @@ def test_after_a_telescope_restart_the_order_continues(make_site):
     after = steps_after(status(site.proxy("telescope"), "restarted")["History"],
                         "queued again")
     assert after == [("exposing", number) for number in range(2, total + 1)]
+    log = site.log("scheduler")
+    assert log.count("[WO restarted] cannot follow it at the telescope daemon") == 1, log
+    assert "[WO restarted] the telescope daemon answers again" in log

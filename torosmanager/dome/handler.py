@@ -41,6 +41,7 @@ class DomeHandler(Handler):
         self.guard = SafetyGuard(self)
         self.workers = Workers("dome", DOME_WORKERS)
         self.following = False
+        self._follow_failing = False  # the last attempt to follow the telescope failed
         self.closed_by = ""
         # The guard and the orders both move the shutter: one at a time.
         self._motion = threading.Lock()
@@ -196,17 +197,26 @@ class DomeHandler(Handler):
         if not self.following:
             return
         try:
-            pointing = connect(self.config, "telescope").front_desk(
-                {"WOType": "Status"})["Devices"]["Pointing"]
-            azimuth = pointing["Azimuth"]
-            state = self.enclosure.state()
-            if state.slewing or state.azimuth is None:
-                return
-            lag = abs((azimuth - state.azimuth + 180) % 360 - 180)
-            if lag > self.settings["Follow Tolerance"]:
-                self.enclosure.start_slew(azimuth)
+            self._turn_to_the_telescope()
         except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
-            log.warning("cannot follow the telescope: %s", error)
+            if not self._follow_failing:  # once until it works again, not at every poll
+                log.warning("cannot follow the telescope: %s", error)
+            self._follow_failing = True
+            return
+        if self._follow_failing:
+            log.info("following the telescope again")
+        self._follow_failing = False
+
+    def _turn_to_the_telescope(self):
+        pointing = connect(self.config, "telescope").front_desk(
+            {"WOType": "Status"})["Devices"]["Pointing"]
+        azimuth = pointing["Azimuth"]
+        state = self.enclosure.state()
+        if state.slewing or state.azimuth is None:
+            return
+        lag = abs((azimuth - state.azimuth + 180) % 360 - 180)
+        if lag > self.settings["Follow Tolerance"]:
+            self.enclosure.start_slew(azimuth)
 
     def _park_telescope(self, reason):
         try:

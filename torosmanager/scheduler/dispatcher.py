@@ -87,6 +87,7 @@ class Dispatcher:
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
         self._last_follow = {}     # order ID -> clock time of its last Status query
         self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
+        self._unreachable = set()   # daemons whose last Status query about an order failed
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -231,9 +232,14 @@ class Dispatcher:
         try:
             status = status_of(connect(self.config, executor), record.id)
         except (OSError, xmlrpc.client.Error) as error:
-            log.warning("[WO %s] cannot follow it at the %s daemon: %s", record.id, executor,
-                        error)
+            if executor not in self._unreachable:  # once per outage, not every Follow Interval
+                log.warning("[WO %s] cannot follow it at the %s daemon: %s", record.id,
+                            executor, error)
+            self._unreachable.add(executor)
             return
+        if executor in self._unreachable:
+            log.info("[WO %s] the %s daemon answers again", record.id, executor)
+            self._unreachable.discard(executor)
         if status is None:  # it never arrived: hand it over again
             self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
                                     "know it; queued again", only_from=ACTIVE)
