@@ -110,6 +110,11 @@ def test_an_lvk_alert_becomes_target_of_opportunity_orders_at_the_scheduler(obse
     planned = sum(order["Probability"] for order in report["Orders"])
     assert report["Coverage"]["Planned"] == pytest.approx(planned, abs=1e-5)
     assert report["Coverage"]["Observed"] == 0
+    # The order's message names what its percentages are of.
+    coverage = report["Coverage"]
+    assert (f"covering {coverage['Planned']:.1%} tonight (visible tonight "
+            f"{coverage['Visible Tonight']:.1%} of the candidates' {coverage['Total']:.1%})"
+            in done["Message"]), (done["Message"], coverage)
 
 
 def test_the_same_alert_again_creates_nothing(observatory):

@@ -85,7 +85,8 @@ class Response:
         coverage = self.coverage()
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "
-                f"{coverage['Visible Tonight']:.1%} of {coverage['Total']:.1%})")
+                f"{coverage['Visible Tonight']:.1%} of the candidates' "
+                f"{coverage['Total']:.1%})")
 
     def outcome(self):
         """What the events book and the report keep of it."""
