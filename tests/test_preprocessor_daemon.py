@@ -54,6 +54,18 @@ def big_night(data, name):
     return made
 
 
+def calibrating_a_big_night(site, directory, order_id):
+    """Start *site*'s preprocessor and submit a :func:`big_night` as *order_id*; once its
+    frames are being calibrated, the daemon's proxy."""
+    site.start("preprocessor")
+    big = big_night(directory / "data", "20261128")
+    proxy = site.proxy("preprocessor")
+    submit(site, {"ID": order_id, "WOType": "Preprocessing", "File Location": str(big.directory)})
+    wait_until(lambda: status(proxy, order_id)["Progress"].get("Step", "")
+               .startswith("calibrating"), "the job to calibrate")
+    return proxy
+
+
 def submit(site, order):
     return site.proxy("preprocessor").front_desk(order)
 
@@ -215,12 +227,7 @@ def test_a_job_under_way_when_the_daemon_stops_runs_again_at_the_next_start(tmp_
     directory = tmp_path_factory.mktemp("restart")
     site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters")}})
     try:
-        site.start("preprocessor")
-        big = big_night(directory / "data", "20261128")
-        proxy = site.proxy("preprocessor")
-        submit(site, {"ID": "r-1", "WOType": "Preprocessing", "File Location": str(big.directory)})
-        wait_until(lambda: status(proxy, "r-1")["Progress"].get("Step", "")
-                   .startswith("calibrating"), "the job to calibrate")
+        calibrating_a_big_night(site, directory, "r-1")
         assert site.stop() == {"preprocessor": 0}, site.log("preprocessor")[-3000:]
         site.start("preprocessor")
         result = ended(site.proxy("preprocessor"), "r-1", "done")
@@ -258,12 +265,7 @@ def test_a_worker_killed_fails_its_job_and_the_next_job_gets_new_workers(tmp_pat
     site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters"),
                                              "Workers": 2}})
     try:
-        site.start("preprocessor")
-        big = big_night(directory / "data", "20261128")
-        proxy = site.proxy("preprocessor")
-        submit(site, {"ID": "k-1", "WOType": "Preprocessing", "File Location": str(big.directory)})
-        wait_until(lambda: status(proxy, "k-1")["Progress"].get("Step", "")
-                   .startswith("calibrating"), "the job to calibrate")
+        proxy = calibrating_a_big_night(site, directory, "k-1")
         # The workers are the fork server's children: the daemon's grandchildren.
         workers = [pid for pid, depth in _descendants(site.daemons["preprocessor"].pid).items()
                    if depth == 2]

@@ -208,6 +208,7 @@ class DomeHandler(Handler):
         self._follow_failing = False
 
     def _turn_to_the_telescope(self):
+        """Ask the telescope daemon where it points; start a slew if the slit lags too far."""
         pointing = connect(self.config, "telescope").front_desk(
             {"WOType": "Status"})["Devices"]["Pointing"]
         azimuth = pointing["Azimuth"]

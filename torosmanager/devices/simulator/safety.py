@@ -2,9 +2,9 @@
 
 It is unsafe while the clock is inside one of the ``Unsafe Periods`` (``start <= now < end``),
 or while the ``Weather File`` (if set) exists and begins with ``unsafe`` (what follows the word
-is the reason), safe otherwise; its
-data are always fresh (``updated`` is the clock's now). The file lets an operator rehearsing a
-night, or a test, bring a storm at a moment of their choosing: ``echo "unsafe: rain" > FILE``.
+is the reason), safe otherwise; its data are always fresh (``updated`` is the clock's now). The
+file lets an operator rehearsing a night, or a test, bring a storm at a moment of their
+choosing: ``echo "unsafe: rain" > FILE``.
 
 Simulator controls (plain methods, no real monitor has them) let tests and demos force it:
 :meth:`~SimulatedSafetyMonitor.set_unsafe`, :meth:`~SimulatedSafetyMonitor.set_safe` and
