@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from torosmanager.config import default_config
+from torosmanager.config import SERVICES, default_config
 from torosmanager.demo import run_demo, scenario, workspace
 from torosmanager.night import Night
 
@@ -101,3 +101,13 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     kept = checkout / workspace.REPORT_DIRECTORY
     assert f"Night report: {kept / 'index.html'}" in result.stdout
     assert {"index.html", "plan.png", "scheduler.log"} <= set(files_below(kept))
+    # Started after the daemons it calls and stopped before them, the scheduler never finds
+    # the dome daemon gone.
+    scheduler_log = (kept / "scheduler.log").read_text()
+    assert "cannot ask the dome daemon" not in scheduler_log
+    assert "cannot send the heartbeat" not in scheduler_log
+
+
+def test_the_demo_starts_every_daemon():
+    started = [service for wave in scenario.START_WAVES for service in wave]
+    assert sorted(started) == sorted(SERVICES)

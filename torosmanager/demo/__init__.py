@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from ..alerts.published import FOLLOWUP_ADVOCATE, data_file
 from ..client import connect
 from ..clock import Clock
-from ..config import SERVICES, address_key, default_config, load_config
+from ..config import address_key, default_config, load_config
 from ..console import table
 from ..earth_rotation import use_astropy_offline
 from ..launcher import DaemonProcess, local_config
@@ -104,15 +104,18 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
 
 def _run(config, night, directory, galaxies):
     """Start the daemons, run the night, stop them; return the demo's exit status."""
-    daemons = [DaemonProcess(service, f"{directory}/toros.conf.yaml").launch()
-               for service in SERVICES]
+    daemons = []
     result = 1
     try:
-        for daemon in daemons:
-            daemon.wait_ready()
-            print(f"started {daemon.service:12} pid {daemon.pid:<7} "
-                  f"{config[address_key(daemon.service)]['HTTP']}  (status page: open it in a "
-                  "browser)")
+        for wave in scenario.START_WAVES:
+            launched = [DaemonProcess(service, f"{directory}/toros.conf.yaml").launch()
+                        for service in wave]
+            daemons += launched  # kept as soon as launched, to be stopped whatever happens
+            for daemon in launched:
+                daemon.wait_ready()
+                print(f"started {daemon.service:12} pid {daemon.pid:<7} "
+                      f"{config[address_key(daemon.service)]['HTTP']}  (status page: open it "
+                      "in a browser)")
         result = _night(config, Clock.from_config(config), night, directory, galaxies)
     except (OSError, RuntimeError, xmlrpc.client.Error) as error:
         print(f"\nThe demo failed: {error}")

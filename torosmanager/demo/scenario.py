@@ -32,6 +32,10 @@ STORM_FROM, STORM_LATEST, STORM_LENGTH = 0.28, 0.6, 0.07
 STORM_WEATHER = "unsafe: thunderstorm over the site"
 #: Real seconds the daemons may take to start: the simulated clock begins after them.
 STARTUP_SECONDS = 15
+#: The daemons started wave after wave, as their units are ordered (``After=``): the scheduler
+#: and the alerts daemon call the others, so those are ready first. They stop in the reverse
+#: order, so that none is left calling a daemon already gone.
+START_WAVES = (("dome", "telescope", "preprocessor"), ("scheduler", "alerts"))
 
 #: Bright real galaxies around the sky: (name, RA, Dec), degrees. The demo observes those well
 #: placed tonight and far from tonight's Moon (:func:`galaxies_for`).
