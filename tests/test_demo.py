@@ -106,6 +106,15 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     scheduler_log = (kept / "scheduler.log").read_text()
     assert "cannot ask the dome daemon" not in scheduler_log
     assert "cannot send the heartbeat" not in scheduler_log
+    # Every order done has frames calibrated (with the demo's TMPDIR, inside this test's, the
+    # fork server's socket path was once too long: every job failed).
+    table = result.stdout.split("The night's orders:", 1)[1].splitlines()[3:]
+    rows = [re.split(r"\s{2,}", line, maxsplit=5) for line in table if "  done  " in line]
+    assert rows and all(int(row[4]) >= 1 for row in rows), "\n".join(table)
+    # The report names the night as its frames' directory does: by the evening's local date.
+    night = re.search(r"/data/(\d{4})(\d{2})(\d{2})/raw", result.stdout)
+    assert night, result.stdout[-2000:]
+    assert f"The night of {'-'.join(night.groups())} at " in (kept / "index.html").read_text()
 
 
 def test_the_demo_starts_every_daemon():

@@ -6,6 +6,7 @@ brings with it (its function, a :class:`ScienceTask` with its :class:`Layout`, a
 (ccdproc, astropy: a fraction of a second) would delay the first frame of every new worker.
 """
 
+import os
 import pickle
 import subprocess
 import sys
@@ -49,3 +50,22 @@ def test_workers_start_with_the_task_modules_imported():
         runner.close()
     assert error is None
     assert set(TASK_MODULES) <= set(loaded)
+
+
+def test_workers_start_under_a_temporary_directory_too_long_for_a_socket(tmp_path):
+    # The fork server's socket goes in TMPDIR/pymp-XXXXXXXX/: here past any Unix socket's
+    # limit (103 characters on macOS, 107 on Linux), as under the demo's TMPDIR on macOS.
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    program = ("from torosmanager.preprocessor.executors import LocalRunner\n"
+               "runner = LocalRunner(1)\n"
+               "try:\n"
+               "    [(_, answer, error)] = list(runner.run(abs, [(-3,)]))\n"
+               "finally:\n"
+               "    runner.close()\n"
+               "print(answer, error)\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, TMPDIR=str(deep)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3", "None"]
+    assert list(deep.iterdir()) == []  # nothing left in TMPDIR

@@ -25,7 +25,7 @@ from ..config import address_key, default_config, load_config
 from ..console import table
 from ..earth_rotation import use_astropy_offline
 from ..launcher import DaemonProcess, local_config
-from ..night import Night
+from ..night import Night, local_night_date
 from ..scheduler import plan_command
 from . import alert as demo_alert, report, scenario, workspace
 from .watch import FINAL, Watcher
@@ -125,6 +125,14 @@ def _run(config, night, directory, galaxies):
     return result
 
 
+def _title(night, site):
+    """The report's title: the night named by its evening's local date, as its frames'
+    directory is (a night at CTMO begins after midnight UTC)."""
+    evening = datetime.strptime(local_night_date(night.dusk, site["Longitude"]), "%Y%m%d")
+    return (f"The night of {evening:%Y-%m-%d} at {site['Name']} (dusk "
+            f"{night.dusk:%Y-%m-%d %H:%M} UTC)")
+
+
 def _night(config, clock, night, directory, galaxies):
     scheduler = connect(config, "scheduler")
     watcher = Watcher(config, print)
@@ -178,7 +186,7 @@ def _night(config, clock, night, directory, galaxies):
     calibrated = next((path for _, status in watcher.preprocessing.values() if status
                        for path in status.get("Progress", {}).get("Products", [])), None)
     report.write(os.path.join(directory, workspace.REPORT),
-                 f"The night of {night.dusk:%Y-%m-%d} at {config['Site']['Name']}", summary,
+                 _title(night, config["Site"]), summary,
                  watcher.events, plan, config["Site"], calibrated)
     return 0
 

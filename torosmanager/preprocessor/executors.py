@@ -15,7 +15,10 @@ come, and stops early when told to.
 
 import concurrent.futures
 import multiprocessing
+import multiprocessing.util
+import os
 import signal
+import tempfile
 import time
 from concurrent.futures.process import BrokenProcessPool
 
@@ -32,6 +35,14 @@ TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.
                 "torosmanager.preprocessor.layout")
 #: The ``Executor`` value meaning local worker processes.
 LOCAL = "local"
+#: The longest path a Unix socket may have (``sun_path`` less its final NUL: 103 on macOS, 107
+#: on Linux; the smaller).
+UNIX_SOCKET_PATH_MAX = 103
+#: What multiprocessing adds to the temporary directory for the fork server's socket:
+#: ``/pymp-XXXXXXXX/listener-XXXXXXXX``.
+FORKSERVER_SOCKET_SUFFIX = 32
+#: Where the fork server's socket goes when the temporary directory's path is too long.
+SHORT_TEMPORARY_DIRECTORIES = ("/tmp", "/var/tmp", "/usr/tmp")
 
 
 class Stopped(Exception):
@@ -123,6 +134,7 @@ class LocalRunner(TaskRunner):
         self.description = f"{self.workers} local worker process(es)"
         methods = multiprocessing.get_all_start_methods()
         if "forkserver" in methods:
+            _socket_directory_short_enough()
             context = multiprocessing.get_context("forkserver")
             # The server imports the task modules (astropy: seconds) once; each
             # worker forked from it starts at once, for this pool and the next.
@@ -212,6 +224,27 @@ def make_runner(settings):
     if settings.executor == LOCAL:
         return LocalRunner(settings.workers)
     return DaskRunner(settings.executor)
+
+
+def _socket_directory_short_enough():
+    """Make the fork server's socket bindable whatever ``TMPDIR`` is.
+
+    multiprocessing puts it in ``<TMPDIR>/pymp-XXXXXXXX/``; a long ``TMPDIR`` (the demo's own,
+    inside macOS's ``/var/folders/…``, or a deep one of a user's) makes the path too long for
+    a Unix socket, and every job would fail with "AF_UNIX path too long". multiprocessing's
+    directory is then made once, for this process, in the first of
+    :data:`SHORT_TEMPORARY_DIRECTORIES` that can be written to, as Python 3.13 does by itself.
+    """
+    if len(tempfile.gettempdir()) + FORKSERVER_SOCKET_SUFFIX <= UNIX_SOCKET_PATH_MAX:
+        return
+    usable = [each for each in SHORT_TEMPORARY_DIRECTORIES if os.access(each, os.W_OK | os.X_OK)]
+    if not usable:
+        return  # nowhere shorter: binding the socket will say why
+    saved, tempfile.tempdir = tempfile.tempdir, usable[0]
+    try:
+        multiprocessing.util.get_temp_dir()  # made now, and kept by the process
+    finally:
+        tempfile.tempdir = saved
 
 
 def _ignore_interrupts():
