@@ -1,5 +1,6 @@
 """Helpers for tests that run a whole simulated observatory on a fast clock."""
 
+import os
 import time
 import xmlrpc.client
 
@@ -83,3 +84,12 @@ def refusal(call, order):
     except xmlrpc.client.Fault as fault:
         return fault
     raise AssertionError(f"{order} was accepted")
+
+
+def children(pid):
+    """The PIDs of the processes *pid* started (Linux's ``/proc``), by any of its threads."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as stream:
+            found += [int(child) for child in stream.read().split()]
+    return found

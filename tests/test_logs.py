@@ -4,7 +4,8 @@ import logging
 import os
 import threading
 
-from torosmanager.logs import FORMAT, ReopenableFileHandler, SharedFormatter
+from torosmanager.logs import (FORMAT, Outage, ReopenableFileHandler, SaidOnChange,
+                               SharedFormatter)
 
 
 def file_handler(path, max_bytes, backups):
@@ -86,3 +87,26 @@ def test_a_log_written_to_a_pipe_is_written_and_never_rotated(tmp_path):
     handler.close()
     reader.join(timeout=10)
     assert [line.split("INFO ")[1] for line in lines] == [f"[WO {n}] accepted\n" for n in range(3)]
+
+
+def test_an_outage_is_said_when_it_begins_and_when_it_ends(caplog):
+    outage = Outage(logging.getLogger("test.outage"))
+    with caplog.at_level(logging.DEBUG, logger="test.outage"):
+        outage.answered("back")        # nothing was failing: nothing to say
+        for attempt in range(3):
+            outage.failed("down: attempt %d", attempt)
+        outage.answered("back")
+        outage.answered("back")
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("WARNING", "down: attempt 0"), ("INFO", "back")]
+
+
+def test_a_line_that_repeats_is_at_info_only_when_what_it_says_changed(caplog):
+    line = SaidOnChange(logging.getLogger("test.repeats"))
+    with caplog.at_level(logging.DEBUG, logger="test.repeats"):
+        for what in ("a", "a", "b", "a"):
+            line.log(what, "it is %s", what)
+        line.forget()
+        line.log("a", "it is %s", "a")
+    assert [record.levelname for record in caplog.records] == [
+        "INFO", "DEBUG", "INFO", "INFO", "INFO"]

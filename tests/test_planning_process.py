@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import EVENING
+from observatory import children
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 from torosmanager.scheduler.planning_process import PlanningProcess, PlanningStopped
@@ -55,12 +56,12 @@ def test_an_error_in_planning_is_raised_to_the_caller(planners):
 def test_a_killed_planning_process_is_replaced(planners):
     here, apart = planners
     apart.plan(TARGETS, EVENING)
-    children = multiprocessing.active_children()
-    assert len(children) == 1
-    os.kill(children[0].pid, signal.SIGKILL)
-    children[0].join(timeout=10)
+    processes = multiprocessing.active_children()
+    assert len(processes) == 1
+    os.kill(processes[0].pid, signal.SIGKILL)
+    processes[0].join(timeout=10)
     assert summary(apart.plan(TARGETS, EVENING)) == summary(here.plan(TARGETS, EVENING))
-    assert [child.pid for child in multiprocessing.active_children()] != [children[0].pid]
+    assert [child.pid for child in multiprocessing.active_children()] != [processes[0].pid]
 
 
 def test_stop_ends_the_process(planners):
@@ -109,12 +110,10 @@ def test_a_plan_under_way_when_stopped_raises_planning_stopped(planners, caplog)
 def spawned_children(pid):
     """The processes *pid* has spawned with multiprocessing (their command lines say so)."""
     found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as stream:
-            for child in stream.read().split():
-                with open(f"/proc/{child}/cmdline", "rb") as command:
-                    if b"spawn_main" in command.read():
-                        found.append(int(child))
+    for child in children(pid):
+        with open(f"/proc/{child}/cmdline", "rb") as command:
+            if b"spawn_main" in command.read():
+                found.append(child)
     return found
 
 

@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import EVENING, Site
-from observatory import ended, status, wait_until
+from observatory import children, ended, status, wait_until
 from preprocessing_data import make_night
 from torosmanager.workorders import FaultCode
 
@@ -239,26 +239,6 @@ def test_a_job_under_way_when_the_daemon_stops_runs_again_at_the_next_start(tmp_
         site.stop()
 
 
-def _descendants(pid):
-    """The PIDs of the processes descended from *pid*, each with its depth below it."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stream:
-                    parents[int(entry)] = int(stream.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = {}, [(pid, 0)]
-    while frontier:
-        parent, depth = frontier.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent and child not in found:
-                found[child] = depth + 1
-                frontier.append((child, depth + 1))
-    return found
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers in /proc")
 def test_a_worker_killed_fails_its_job_and_the_next_job_gets_new_workers(tmp_path_factory):
     directory = tmp_path_factory.mktemp("killed")
@@ -267,8 +247,8 @@ def test_a_worker_killed_fails_its_job_and_the_next_job_gets_new_workers(tmp_pat
     try:
         proxy = calibrating_a_big_night(site, directory, "k-1")
         # The workers are the fork server's children: the daemon's grandchildren.
-        workers = [pid for pid, depth in _descendants(site.daemons["preprocessor"].pid).items()
-                   if depth == 2]
+        workers = [worker for server in children(site.daemons["preprocessor"].pid)
+                   for worker in children(server)]
         assert workers, "no worker process found"
         os.kill(workers[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
         failed = ended(proxy, "k-1", "failed")

@@ -45,6 +45,56 @@ class RecentLines(logging.Handler):
             self.release()
 
 
+class Outage:
+    """A daemon this one calls, said once when it stops answering and once when it answers
+    again, not at every poll or tick in between.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    """
+
+    def __init__(self, logger):
+        self._logger = logger
+        self.ongoing = False
+
+    def failed(self, message, *args):
+        """A call failed: *message* as a warning if the calls before it succeeded."""
+        if not self.ongoing:
+            self._logger.warning(message, *args)
+        self.ongoing = True
+
+    def answered(self, message, *args):
+        """A call succeeded: *message* at INFO if the calls before it failed."""
+        if self.ongoing:
+            self._logger.info(message, *args)
+        self.ongoing = False
+
+
+class SaidOnChange:
+    """A line that repeats (a periodic plan, workers started for each job): at INFO when what
+    it reports differs from the last time it was logged, at DEBUG when it is the same.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    """
+
+    def __init__(self, logger):
+        self._logger = logger
+        self._last = None
+
+    def log(self, what, message, *args):
+        """Log *message*, about *what* (any value compared with ``==``)."""
+        same = self._last is not None and self._last == what
+        self._logger.log(logging.DEBUG if same else logging.INFO, message, *args)
+        self._last = what
+
+    def forget(self):
+        """Log the next line at INFO whatever it reports."""
+        self._last = None
+
+
 class ReopenableFileHandler(logging.handlers.RotatingFileHandler):
     """A size-rotated log file that can also be reopened (after an external logrotate).
 

@@ -16,6 +16,7 @@ from ..devices import DeviceError, ShutterState, wait_for
 from ..devices.factory import dome_devices
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
+from ..logs import Outage
 from ..workorders import FaultCode, WorkOrderError, format_utc, refuse
 from .safety import SafetyGuard
 
@@ -41,7 +42,7 @@ class DomeHandler(Handler):
         self.guard = SafetyGuard(self)
         self.workers = Workers("dome", DOME_WORKERS)
         self.following = False
-        self._follow_failing = False  # the last attempt to follow the telescope failed
+        self._follow_outage = Outage(log)  # the telescope daemon not saying where it points
         self.closed_by = ""
         # The guard and the orders both move the shutter: one at a time.
         self._motion = threading.Lock()
@@ -199,13 +200,9 @@ class DomeHandler(Handler):
         try:
             self._turn_to_the_telescope()
         except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
-            if not self._follow_failing:  # once until it works again, not at every poll
-                log.warning("cannot follow the telescope: %s", error)
-            self._follow_failing = True
+            self._follow_outage.failed("cannot follow the telescope: %s", error)
             return
-        if self._follow_failing:
-            log.info("following the telescope again")
-        self._follow_failing = False
+        self._follow_outage.answered("following the telescope again")
 
     def _turn_to_the_telescope(self):
         """Ask the telescope daemon where it points; start a slew if the slit lags too far."""

@@ -23,6 +23,7 @@ import threading
 import time
 
 from ..journal import DONE, FAILED, QUEUED, RUNNING
+from ..logs import SaidOnChange
 from ..order_queue import OrderQueue
 from ..workorders import WorkOrderError
 from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
@@ -63,7 +64,7 @@ class JobQueue:
         self.settings = handler.settings
         self.orders = OrderQueue(handler.journal, Job)
         self._runner = None
-        self._announced = None  # the executor last logged at INFO
+        self._executor_line = SaidOnChange(log)  # where tasks run: at each job's start
         # The terms of a job's groups of frames, kept in shared memory for the next jobs:
         # a night's observations are jobs of their own, mostly with the same masters.
         self._terms = (TermsStore(self.settings.kept_terms * 2 ** 20)
@@ -175,16 +176,14 @@ class JobQueue:
             self._runner = make_runner(self.settings)
             # Local workers start for each job after a pause: say where tasks run once, and
             # again only if that changes or the last executor broke.
-            described = self._runner.description
-            log.log(logging.DEBUG if described == self._announced else logging.INFO,
-                    "preprocessor tasks run on %s", described)
-            self._announced = described
+            self._executor_line.log(self._runner.description, "preprocessor tasks run on %s",
+                                    self._runner.description)
         return self._runner
 
     def _drop_runner(self, broken=False):
         runner, self._runner = self._runner, None
         if broken:
-            self._announced = None  # the next executor is said again, whatever it is
+            self._executor_line.forget()  # the next executor is said, whatever it is
         if runner is not None:
             try:
                 runner.close()

@@ -22,6 +22,7 @@ arrives or is cancelled):
 Everything it knows is in the journal, so a restart loses nothing.
 """
 
+import collections
 import json
 import logging
 import re
@@ -32,6 +33,7 @@ from datetime import datetime, timedelta
 
 from ..client import connect, status_of
 from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
+from ..logs import Outage, SaidOnChange
 from ..workorders import format_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
@@ -80,14 +82,14 @@ class Dispatcher:
         self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
-        self._last_outcome = None  # (queued IDs, planned IDs) of the last plan logged at INFO
+        self._plan_line = SaidOnChange(log)  # a plan of an unchanged queue: at DEBUG
         self._gather_seconds = self.settings["Max Replan Delay"]  # see _make_plan
         self._pointing_this_tick = _NOT_ASKED  # see _pointing
         self._awaiting_start = False     # an order is dispatched and not yet running
         self._last_progress = {}   # order ID -> (signature, clock time it last changed)
         self._last_follow = {}     # order ID -> clock time of its last Status query
         self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
-        self._unreachable = set()   # daemons whose last Status query about an order failed
+        self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -232,14 +234,11 @@ class Dispatcher:
         try:
             status = status_of(connect(self.config, executor), record.id)
         except (OSError, xmlrpc.client.Error) as error:
-            if executor not in self._unreachable:  # once per outage, not every Follow Interval
-                log.warning("[WO %s] cannot follow it at the %s daemon: %s", record.id,
-                            executor, error)
-            self._unreachable.add(executor)
+            self._outages[executor].failed("[WO %s] cannot follow it at the %s daemon: %s",
+                                           record.id, executor, error)
             return
-        if executor in self._unreachable:
-            log.info("[WO %s] the %s daemon answers again", record.id, executor)
-            self._unreachable.discard(executor)
+        self._outages[executor].answered("[WO %s] the %s daemon answers again", record.id,
+                                         executor)
         if status is None:  # it never arrived: hand it over again
             self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
                                     "know it; queued again", only_from=ACTIVE)
@@ -351,12 +350,11 @@ class Dispatcher:
         self._gather_seconds = max(self.settings["Max Replan Delay"],
                                    took / self.settings["Max Planning Share"])
         # The plans every Replan Interval of an unchanged queue say the same: once is enough.
-        outcome = (frozenset(record.id for record in queued), frozenset(planned))
-        level = logging.DEBUG if outcome == self._last_outcome else logging.INFO
-        self._last_outcome = outcome
-        log.log(level, "planned %d of %d queued observation(s) in %.3f s, sum of priorities "
-                "%.1f; orders that keep arriving are planned again within %.1f s",
-                len(plan.entries), len(queued), took, plan.total_priority, self._gather_seconds)
+        self._plan_line.log((frozenset(record.id for record in queued), frozenset(planned)),
+                            "planned %d of %d queued observation(s) in %.3f s, sum of "
+                            "priorities %.1f; orders that keep arriving are planned again "
+                            "within %.1f s", len(plan.entries), len(queued), took,
+                            plan.total_priority, self._gather_seconds)
 
     def _target(self, record):
         return target_of(record.work_order, record.priority, self.observing)

@@ -16,6 +16,7 @@ import xmlrpc.client
 
 from ..client import connect
 from ..journal import CANCELLED, DONE, FAILED
+from ..logs import Outage
 from ..workorders import new_id
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class DomeKeeper:
         #: Whether the dome was open at the last :meth:`keep` (``None`` before the first).
         self.is_open = None
         self._request = None  # the ID of the Dome order being waited on
-        self._unreachable = False  # the dome daemon did not answer the last Status query
+        self._status_outage = Outage(log)     # the dome daemon not answering Status
+        self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
         self._heartbeat_stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
@@ -80,13 +82,9 @@ class DomeKeeper:
         try:
             dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
         except (OSError, xmlrpc.client.Error, KeyError) as error:
-            if not self._unreachable:  # once per outage, not every tick
-                log.warning("cannot ask the dome daemon how the dome is: %s", error)
-            self._unreachable = True
+            self._status_outage.failed("cannot ask the dome daemon how the dome is: %s", error)
             return False, False
-        if self._unreachable:
-            log.info("the dome daemon answers again")
-        self._unreachable = False
+        self._status_outage.answered("the dome daemon answers again")
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
         is_open = shutter == "open"
         changed = self.is_open is not None and is_open != self.is_open
@@ -140,18 +138,14 @@ class DomeKeeper:
 
     def _send_heartbeats(self):
         """Tell the dome daemon, every Heartbeat Interval, that the scheduler is alive."""
-        failing = False
         while True:
             try:
                 connect(self.config, "dome").front_desk({"WOType": "Heartbeat",
                                                          "User": "scheduler"})
-                if failing:
-                    log.info("the dome daemon hears the heartbeat again")
-                failing = False
+                self._heartbeat_outage.answered("the dome daemon hears the heartbeat again")
             except (OSError, xmlrpc.client.Error) as error:
-                if not failing:  # once per outage, not every interval
-                    log.warning("cannot send the heartbeat to the dome daemon: %s", error)
-                failing = True
+                self._heartbeat_outage.failed("cannot send the heartbeat to the dome daemon: "
+                                              "%s", error)
             if self._heartbeat_stop.wait(
                     self.clock.real_seconds(self.settings["Heartbeat Interval"])):
                 return
