@@ -248,8 +248,7 @@ def row(size, what, results, frames, key="seconds", calibrates=None, memory=None
     raw_mb = size * size * RAW_BYTES / MEGABYTE
     return {"size": size, "what": what, "frames": frames, "runs": len(results),
             "per_run": [seconds_shown(value) for value in per_frame],
-            "median": seconds_shown(median), "low": seconds_shown(min(per_frame)),
-            "high": seconds_shown(max(per_frame)), "MB/s": raw_mb / median,
+            "median": seconds_shown(median), "MB/s": raw_mb / median,
             "rss": max(result["rss_gb"] for result in results + memory),
             "owned": max(result["owned_gb"] for result in memory),
             "calibrates": what.startswith(("ours: calibrate", "naive: ccd_process"))
@@ -283,7 +282,8 @@ def table(rows):
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for each in rows:
         what = each["what"] + (" — **the faster floor**" if each.get("faster") else "")
-        spread = (f"{each['low']:.4g}–{each['high']:.4g}" if each["runs"] > 1 else "1 run")
+        spread = (f"{min(each['per_run']):.4g}–{max(each['per_run']):.4g}" if each["runs"] > 1
+                  else "1 run")
         ratio = f"{each['ratio']:.2f}" if each["ratio"] is not None else ""
         lines.append(f"| {each['size']}² | {what} | {each['frames']} | {each['runs']} | "
                      f"{each['median']:.4g} | {spread} | {each['MB/s']:.0f} | "
