@@ -22,7 +22,7 @@ Three tables, from one run:
 * **Coverage.** For each fixture alert, the probability (or galaxy score) covered tonight by
   ``pick.pick`` and by the plain reference ``pick.reference_pick`` (heaviest first, ignoring
   visibility windows and slews) on the same candidates, with the same budget (the
-  configuration's defaults), on two fixed nights.
+  configuration's defaults), at the two TOROS sites (``bench/sites.py``) on two fixed nights.
 
 Alerts are alternated (each repeat in another order, daemons and in-process in turn first),
 each repeat with fresh daemons; the tables give the median and the spread (min–max) over
@@ -59,6 +59,7 @@ from daemons import (EVENING, IDLE_WINDOW, LONG_ORDER, REOPEN_DELAY, SETTLE_TIME
                      Site, history_time, idle_pool_thread, raw_stacks, start_observatory, status,
                      wait_exposing)
 from docs_section import DOCS, update_docs
+from sites import sites
 
 log = logging.getLogger("bench.alerts")
 
@@ -378,8 +379,9 @@ def one_target_of_opportunity(site, fixture, order_id, clock):
 
 # --- coverage -----------------------------------------------------------------------------------
 
-def measure_coverage(local, fixtures, nights):
-    """``pick`` against ``reference_pick`` on the same candidates, per alert and night."""
+def measure_coverage(local, fixtures, nights, site_sections):
+    """``pick`` against ``reference_pick`` on the same candidates, per alert, site and night
+    (*site_sections*: ``{printed name: Site section}``)."""
     from torosmanager.alerts.intake import alert_of
     from torosmanager.alerts.pick import pick, reference_pick
     from torosmanager.alerts.policy import kind_settings, reason_to_ignore
@@ -402,14 +404,17 @@ def measure_coverage(local, fixtures, nights):
         ignored = reason_to_ignore(alert, settings, area, distance)
         kind, offered = candidates(alert, skymap, settings, local.catalog)
         duration = duration_of(kind_settings(alert, settings), config["Observing"])
-        for night in nights:
-            ours = pick(offered, night, config, duration)
-            reference = reference_pick(offered, night, config, duration)
-            rows.append({"alert": fixture.label, "night": night, "kind": kind,
-                         "candidates": len(offered), "ignored": ignored,
-                         "ours": ours.covered, "ours n": len(ours.chosen),
-                         "reference": reference.covered, "reference n": len(reference.chosen),
-                         "visible": ours.visible_tonight, "total": ours.total})
+        for site_name, site in site_sections.items():
+            at_site = dict(config, Site=site)
+            for night in nights:
+                ours = pick(offered, night, at_site, duration)
+                reference = reference_pick(offered, night, at_site, duration)
+                rows.append({"alert": fixture.label, "site": site_name, "night": night,
+                             "kind": kind, "candidates": len(offered), "ignored": ignored,
+                             "ours": ours.covered, "ours n": len(ours.chosen),
+                             "reference": reference.covered,
+                             "reference n": len(reference.chosen),
+                             "visible": ours.visible_tonight, "total": ours.total})
     return rows
 
 
@@ -628,13 +633,13 @@ def slewing_table(runs):
 
 
 def coverage_table(rows):
-    lines = ["| alert | night (UTC) | targets | candidates | ours: covered | ours: chosen | "
-             "reference: covered | reference: chosen | visible tonight | total | ours ÷ "
+    lines = ["| alert | site | night (UTC) | targets | candidates | ours: covered | ours: chosen "
+             "| reference: covered | reference: chosen | visible tonight | total | ours ÷ "
              "reference | the daemon's policy |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         if "problem" in row:
-            lines.append(f"| {row['alert']} | " + "— | " * 10 +
+            lines.append(f"| {row['alert']} | " + "— | " * 11 +
                          f"{row['problem']} |")
             continue
         ours, reference = f"{row['ours']:.4f}", f"{row['reference']:.4f}"
@@ -643,7 +648,8 @@ def coverage_table(rows):
         else:
             ratio = "— (reference 0)" if float(ours) > 0 else "— (both 0)"
         lines.append("| " + " | ".join((
-            row["alert"], f"{row['night']:%Y-%m-%d %H:%M}", row["kind"], str(row["candidates"]),
+            row["alert"], row["site"], f"{row['night']:%Y-%m-%d %H:%M}", row["kind"],
+            str(row["candidates"]),
             ours, str(row["ours n"]), reference,
             str(row["reference n"]), f"{row['visible']:.4f}", f"{row['total']:.4f}", ratio,
             f"ignored: {row['ignored']}" if row["ignored"] else "acted on")) + " |")
@@ -655,13 +661,16 @@ def coverage_verdict(rows):
     better = [row for row in measured if row["ours"] > row["reference"]]
     equal = [row for row in measured if row["ours"] == row["reference"]]
     worse = [row for row in measured if row["ours"] < row["reference"]]
-    ties = ", ".join(f"{row['alert']} {row['night']:%Y-%m-%d}: both {row['ours']:.4f}"
-                     for row in equal)
+
+    def named(row):
+        return f"{row['alert']} at {row['site']} {row['night']:%Y-%m-%d}"
+
+    ties = ", ".join(f"{named(row)}: both {row['ours']:.4f}" for row in equal)
     text = (f"Ours covers more than the reference in {len(better)} of {len(measured)} "
-            f"alert-nights, as much in {len(equal)}{f' ({ties})' if ties else ''}, less in "
-            f"{len(worse)}.")
+            f"alert-site-nights, as much in {len(equal)}{f' ({ties})' if ties else ''}, less "
+            f"in {len(worse)}.")
     if worse:
-        text += " Less: " + ", ".join(f"{row['alert']} {row['night']:%Y-%m-%d}" for row in worse)
+        text += " Less: " + ", ".join(named(row) for row in worse)
     return text
 
 
@@ -712,7 +721,7 @@ def main(argv=None):
             arguments, workdir, fixtures, clock, catalogue, spy=not arguments.quick)
         slewing = (None if arguments.skip_slewing
                    else measure_slewing(arguments, workdir, fixtures, Clock()))
-        coverage = measure_coverage(local, fixtures[:-1], (EVENING, MAY_NIGHT))
+        coverage = measure_coverage(local, fixtures[:-1], (EVENING, MAY_NIGHT), sites())
         slowest = max(fixtures, key=lambda f: median([r["total"] for r in local_runs[f.label]]))
         profile_text = None if arguments.quick else profile(local, slowest, clock)
     finally:

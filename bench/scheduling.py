@@ -32,6 +32,7 @@ import numpy as np
 
 from cpu import Conditions, machine_line
 from docs_section import update_docs
+from sites import SITE_NAMES, sites
 from torosmanager.config import default_config
 from torosmanager.earth_rotation import use_astropy_offline
 from torosmanager.scheduler.planner import Constraints, Planner, Target
@@ -45,10 +46,6 @@ DEFAULT_SEEDS = (2026, 2027, 2028)
 #: a minute per run at 1,000 targets: one by default).
 DEFAULT_REPEAT = 3
 DEFAULT_REPEAT_ASTROPLAN = 1
-#: The sites: the configuration's default (CTMO, Brownsville, northern) and a southern one.
-CORDON_MACON = {"Name": "Cordón Macón", "Latitude": -24.62, "Longitude": -67.32,
-                "Elevation": 4650.0}
-SITE_NAMES = {"ctmo": "CTMO", "macon": "Cordón Macón"}
 #: Priorities are drawn uniformly from 0 to this (ours: higher is better).
 MAX_PRIORITY = 10.0
 #: Exposure times are drawn uniformly from this range, seconds (one exposure per order).
@@ -506,12 +503,6 @@ def versions():
     except ImportError:
         pass
     return ", ".join(names)
-
-
-def sites(names):
-    """The sites asked for, by their short names: {printed name: Site dict}."""
-    known = {"ctmo": default_config()["Site"], "macon": CORDON_MACON}
-    return {SITE_NAMES[name]: known[name] for name in names}
 
 
 def main(argv=None):
