@@ -56,19 +56,19 @@ class Outage:
 
     def __init__(self, logger):
         self._logger = logger
-        self.ongoing = False
+        self._ongoing = False
 
     def failed(self, message, *args):
         """A call failed: *message* as a warning if the calls before it succeeded."""
-        if not self.ongoing:
+        if not self._ongoing:
             self._logger.warning(message, *args)
-        self.ongoing = True
+        self._ongoing = True
 
     def answered(self, message, *args):
         """A call succeeded: *message* at INFO if the calls before it failed."""
-        if self.ongoing:
+        if self._ongoing:
             self._logger.info(message, *args)
-        self.ongoing = False
+        self._ongoing = False
 
 
 class SaidOnChange:
