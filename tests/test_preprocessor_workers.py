@@ -11,9 +11,12 @@ import pickle
 import subprocess
 import sys
 
+import pytest
+
 from torosmanager.preprocessor.calibrate import ScienceTask, task_calibrate
 from torosmanager.preprocessor.classify import Kind
-from torosmanager.preprocessor.executors import TASK_MODULES, LocalRunner
+from torosmanager.preprocessor.executors import (TASK_MODULES, WORKER_DIED, LocalRunner,
+                                                 RunnerError)
 from torosmanager.preprocessor.layout import Layout
 from torosmanager.preprocessor.masters import StackSpec, task_combine_rows, task_flat_level
 
@@ -69,3 +72,18 @@ def test_workers_start_under_a_temporary_directory_too_long_for_a_socket(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["3", "None"]
     assert list(deep.iterdir()) == []  # nothing left in TMPDIR
+
+
+def test_a_dead_worker_is_said_so_whether_a_result_or_the_next_task_finds_it():
+    runner = LocalRunner(1)
+    try:
+        # A worker that ends abruptly (os._exit: as SIGKILL or the out-of-memory killer would).
+        with pytest.raises(RunnerError) as from_result:
+            list(runner.run(os._exit, [(1,)]))
+        # The pool is now unusable: the next task's submission finds it so.
+        with pytest.raises(RunnerError) as from_submission:
+            list(runner.run(abs, [(-3,)]))
+    finally:
+        runner.close()
+    assert str(from_result.value) == str(from_submission.value) == WORKER_DIED
+    assert runner.broken

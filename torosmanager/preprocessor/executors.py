@@ -41,6 +41,9 @@ UNIX_SOCKET_PATH_MAX = 103
 #: What multiprocessing adds to the temporary directory for the fork server's socket:
 #: ``/pymp-XXXXXXXX/listener-XXXXXXXX``.
 FORKSERVER_SOCKET_SUFFIX = 32
+#: Why a job failed when one of its local workers ended abruptly (the pool is then unusable),
+#: whether its tasks' results or the next task's submission found it.
+WORKER_DIED = "a worker process died (killed, or out of memory?) while calibrating"
 #: Where the fork server's socket goes when the temporary directory's path is too long.
 SHORT_TEMPORARY_DIRECTORIES = ("/tmp", "/var/tmp", "/usr/tmp")
 
@@ -151,7 +154,11 @@ class LocalRunner(TaskRunner):
     def _submit(self, function, args):
         try:
             return self._pool.submit(function, *args)
-        except (BrokenProcessPool, RuntimeError) as error:
+        except BrokenProcessPool:
+            # A worker died since the last task ended: the same news as from a task's result.
+            self.broken = True
+            raise RunnerError(WORKER_DIED) from None
+        except RuntimeError as error:  # the pool was shut down
             self.broken = True
             raise RunnerError(f"the worker processes are gone: {error}") from None
 
@@ -164,8 +171,7 @@ class LocalRunner(TaskRunner):
         error = future.exception()
         if isinstance(error, BrokenProcessPool):
             self.broken = True
-            raise RunnerError("a worker process died (killed, or out of memory?) while "
-                              "calibrating") from None
+            raise RunnerError(WORKER_DIED) from None
         return error
 
 
