@@ -88,6 +88,25 @@ DEV_STAMP := $(VENV)/.toros-dev-installed
 DEST := $(if $(strip $(DESTDIR)),$(abspath $(DESTDIR)))
 STAGED_VENV := $(DEST)$(INSTALL_VENV)
 
+# The oldest Python the lock installs on (astropy 8 and numpy 2.4 need 3.11):
+# setup.py's python_requires, and the README, say the same.
+MIN_PYTHON := 3.11
+
+# Shell snippet: stop, saying why, unless the interpreter $(1) is at least
+# MIN_PYTHON; $(2) is the variable that names another (PYTHON, INSTALL_PYTHON).
+# Without it pip fails later, on the first locked package that has no files
+# for that Python.
+define require_python
+command -v $(1) >/dev/null 2>&1 || { \
+  echo "error: no $(1) here; TOROS Manager needs Python $(MIN_PYTHON) or newer: set $(2)=" >&2; \
+  exit 1; }; \
+$(1) -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, "$(MIN_PYTHON)".split("."))))' || { \
+  echo "error: $(1) is Python `$(1) -c 'import platform; print(platform.python_version())'`; TOROS Manager needs Python $(MIN_PYTHON) or newer." >&2; \
+  echo "       Debian 12 and later have one as python3; on macOS, install one (python.org, or brew install python)" >&2; \
+  echo "       and name it, e.g. $(2)=python3.13" >&2; \
+  exit 1; }
+endef
+
 # Shell snippet: stop unless the interpreter $(1) can make a venv. Debian
 # ships ensurepip apart (python3-venv), so `python3 -m venv` fails without
 # it; as root we install it for Debian's own /usr/bin/python3*.
@@ -189,6 +208,7 @@ help: ## list the targets
 dev: $(DEV_STAMP) ## create the dev venv (VENV): the locked versions (LOCK), the package editable, pytest
 
 $(VENV_PY):
+	@$(call require_python,$(PYTHON),PYTHON)
 	@$(call require_venv_module,$(PYTHON))
 	$(PYTHON) -m venv $(VENV)
 
@@ -213,6 +233,7 @@ demo: dev ## make the dev venv, then run the demo night (toros demo)
 # ---------------------------------------------------------------------------
 
 $(TOOLS_VENV)/bin/pip-compile:
+	@$(call require_python,$(PYTHON),PYTHON)
 	@$(call require_venv_module,$(PYTHON))
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(PIP_TOOLS)"
@@ -317,6 +338,7 @@ install-venv: install-check
 	      py=/usr/bin/python3; fi;; \
 	  esac; \
 	fi; \
+	$(call require_python,$$py,INSTALL_PYTHON); \
 	$(call require_venv_module,$$py); \
 	if [ "$(UNAME)" = Linux ]; then \
 	  case "`$$py -c 'import sys; print(sys.base_prefix)'`/" in /root/*|/home/*) \

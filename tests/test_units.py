@@ -493,6 +493,51 @@ def test_install_venv_without_ensurepip_stops_with_the_package_to_install(tmp_pa
     assert not (tmp_path / "root").exists()
 
 
+# --- a Python older than the lock's (Ubuntu 22.04's 3.10, macOS's own 3.9) -------------------
+
+def min_python():
+    """The Makefile's ``MIN_PYTHON``: the oldest Python the lock installs on."""
+    found = re.search(r"^MIN_PYTHON := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert found, "the Makefile names the oldest Python it takes (MIN_PYTHON)"
+    return found.group(1)
+
+
+@pytest.fixture
+def python_3_10(tmp_path):
+    """An interpreter that says it is Python 3.10.13 to the code it is given with ``-c``."""
+    fake = tmp_path / "python3.10"
+    fake.write_text("#!/bin/sh\n"
+                    '[ "$1" = -c ] || exit 99  # nothing but the version check may run it\n'
+                    f'exec {sys.executable} -c "import sys, platform\n'
+                    "sys.version_info = (3, 10, 13, 'final', 0)\n"
+                    "platform.python_version = lambda: '3.10.13'\n"
+                    '$2"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def test_dev_venv_with_an_old_python_stops_naming_its_version_and_the_one_needed(tmp_path, python_3_10):
+    result = make("dev", f"PYTHON={python_3_10}", f"VENV={tmp_path / 'venv'}")
+    assert result.returncode != 0, describe(result)
+    assert (f"is Python 3.10.13; TOROS Manager needs Python {min_python()} or newer"
+            in result.stderr)
+    assert "PYTHON=python3" in result.stderr  # how to name another
+    assert not (tmp_path / "venv").exists()
+
+
+def test_install_venv_with_an_old_python_stops_naming_its_version(tmp_path, python_3_10):
+    result = make("install-venv", f"INSTALL_PYTHON={python_3_10}", f"DESTDIR={tmp_path / 'root'}")
+    assert result.returncode != 0, describe(result)
+    assert "is Python 3.10.13" in result.stderr and "INSTALL_PYTHON=python3" in result.stderr
+    assert not (tmp_path / "root").exists()
+
+
+def test_the_makefile_setup_py_and_readme_want_the_same_python():
+    oldest = min_python()
+    assert f'python_requires=">={oldest}"' in (REPO / "setup.py").read_text()
+    assert f"Python ≥ {oldest}," in (REPO / "README.md").read_text()
+
+
 # --- the staged install ------------------------------------------------------------------------
 
 def test_staged_install_has_a_venv_with_the_package(staged, tmp_path):

@@ -47,6 +47,9 @@ class Package:
                 subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
                                 "--disable-pip-version-check", "--only-binary", ":all:",
                                 "--no-cache-dir",  # the wheel is kept in *cache*: once is enough
+                                # Its code never runs here, so the Pythons it says it runs on
+                                # do not matter (gwcelery 3.0.0: < 3.13).
+                                "--ignore-requires-python",
                                 "--dest", str(cache), f"{self.name}=={self.version}"],
                                check=True, capture_output=True, timeout=DOWNLOAD_TIMEOUT,
                                env=environment)
