@@ -107,6 +107,21 @@ $(1) -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, "$(MIN_PYTHO
   exit 1; }
 endef
 
+# Shell snippet: set the shell variable py to the interpreter the install venv
+# is made from (see INSTALL_PYTHON); `make wheelhouse` fetches files for it.
+define install_python
+py='$(INSTALL_PYTHON)'; \
+if [ -z "$$py" ]; then \
+  py=`$(PYTHON) -c 'import sys; print(sys.executable)'`; \
+  case "`$$py -c 'import sys; print(sys.base_prefix)'`/" in /root/*|/home/*) \
+    if [ "$(UNAME)" = Linux ] && [ -x /usr/bin/python3 ]; then \
+      echo "note: $$py lives under /root or /home, hidden from the services (ProtectHome=yes):"; \
+      echo "      the install venv is made from /usr/bin/python3 (set INSTALL_PYTHON to choose)"; \
+      py=/usr/bin/python3; fi;; \
+  esac; \
+fi
+endef
+
 # Shell snippet: stop unless the interpreter $(1) can make a venv. Debian
 # ships ensurepip apart (python3-venv), so `python3 -m venv` fails without
 # it; as root we install it for Debian's own /usr/bin/python3*.
@@ -250,11 +265,15 @@ wheelhouse: $(TOOLS_VENV)/bin/pip-compile ## download every file of LOCK into WH
 	@$(call require_lock)
 	@if [ -z "$(strip $(WHEELHOUSE))" ]; then \
 	  echo "error: name the folder: make wheelhouse WHEELHOUSE=DIR" >&2; exit 1; fi
+	@set -e; $(install_python); \
+	$(call require_python,$$py,INSTALL_PYTHON); \
+	version=`$$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'`; \
+	echo "pip download -r $(LOCK), the files for Python $$version ($$py)"; \
 	$(TOOLS_VENV)/bin/python -m pip download --disable-pip-version-check --no-deps \
-	  --require-hashes --dest "$(WHEELHOUSE)" -r $(LOCK)
-	@echo "$(WHEELHOUSE): `ls "$(WHEELHOUSE)" | wc -l` files for $(LOCK), for `uname -sm` and" \
-	  "`$(TOOLS_VENV)/bin/python -c 'import sys; print("Python %d.%d" % sys.version_info[:2])'`;" \
-	  "on a machine like this one, with the checkout: sudo make install WHEELHOUSE=$(WHEELHOUSE)"
+	  --python-version "$$version" --require-hashes --dest "$(WHEELHOUSE)" -r $(LOCK); \
+	echo "$(WHEELHOUSE): `ls "$(WHEELHOUSE)" | wc -l` files for $(LOCK), for `uname -sm` and" \
+	  "Python $$version; on a machine like this one, with the checkout:" \
+	  "sudo make install WHEELHOUSE=$(WHEELHOUSE)"
 
 # ---------------------------------------------------------------------------
 # Units, target and plists, rendered with the INSTALL's paths (not the dev
@@ -328,16 +347,7 @@ install-check:
 # that the bytecode can be compiled with the final paths (compileall -s/-p).
 install-venv: install-check
 	@$(call require_absolute,INSTALL_VENV)
-	@set -e; py='$(INSTALL_PYTHON)'; \
-	if [ -z "$$py" ]; then \
-	  py=`$(PYTHON) -c 'import sys; print(sys.executable)'`; \
-	  case "`$$py -c 'import sys; print(sys.base_prefix)'`/" in /root/*|/home/*) \
-	    if [ "$(UNAME)" = Linux ] && [ -x /usr/bin/python3 ]; then \
-	      echo "note: $$py lives under /root or /home, hidden from the services (ProtectHome=yes);"; \
-	      echo "      making the install venv from /usr/bin/python3 (set INSTALL_PYTHON to choose)"; \
-	      py=/usr/bin/python3; fi;; \
-	  esac; \
-	fi; \
+	@set -e; $(install_python); \
 	$(call require_python,$$py,INSTALL_PYTHON); \
 	$(call require_venv_module,$$py); \
 	if [ "$(UNAME)" = Linux ]; then \
