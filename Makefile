@@ -88,20 +88,23 @@ DEV_STAMP := $(VENV)/.toros-dev-installed
 DEST := $(if $(strip $(DESTDIR)),$(abspath $(DESTDIR)))
 STAGED_VENV := $(DEST)$(INSTALL_VENV)
 
-# The oldest Python the lock installs on (astropy 8 and numpy 2.4 need 3.11):
-# setup.py's python_requires, and the README, say the same.
-MIN_PYTHON := 3.11
+# The oldest Python the lock installs on (astropy 8 and numpy 2.4 need 3.11),
+# as setup.py's python_requires says it; the README says the same. Read only
+# where a venv is made (`=`): rendering the units needs no setup.py.
+MIN_PYTHON = $(shell sed -n 's/^ *python_requires=">=\([0-9.]*\)",$$/\1/p' setup.py)
 
 # Shell snippet: stop, saying why, unless the interpreter $(1) is at least
 # MIN_PYTHON; $(2) is the variable that names another (PYTHON, INSTALL_PYTHON).
 # Without it pip fails later, on the first locked package that has no files
 # for that Python.
 define require_python
+min='$(MIN_PYTHON)'; [ -n "$$min" ] || { \
+  echo "error: setup.py names no python_requires=\">=X.Y\"" >&2; exit 1; }; \
 command -v $(1) >/dev/null 2>&1 || { \
-  echo "error: no $(1) here; TOROS Manager needs Python $(MIN_PYTHON) or newer: set $(2)=" >&2; \
+  echo "error: no $(1) here; TOROS Manager needs Python $$min or newer: set $(2)=" >&2; \
   exit 1; }; \
-$(1) -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, "$(MIN_PYTHON)".split("."))))' || { \
-  echo "error: $(1) is Python `$(1) -c 'import platform; print(platform.python_version())'`; TOROS Manager needs Python $(MIN_PYTHON) or newer." >&2; \
+$(1) -c "import sys; sys.exit(sys.version_info[:2] < tuple(map(int, '$$min'.split('.'))))" || { \
+  echo "error: $(1) is Python `$(1) -c 'import platform; print(platform.python_version())'`; TOROS Manager needs Python $$min or newer." >&2; \
   echo "       Debian 12 and later have one as python3; on macOS, install one (python.org, or brew install python)" >&2; \
   echo "       and name it, e.g. $(2)=python3.13" >&2; \
   exit 1; }
