@@ -379,13 +379,15 @@ install-venv: install-check
 	fi
 	@# Staged, the bytecode pip and setuptools wrote of themselves while they ran names the
 	@# staged path: removed, and compiled again below with the final one. (Forcing every
-	@# file instead, -f, took 25 s of each staged install: 7,000 files.)
+	@# file instead, -f, took 25 s of each staged install: 7,000 files.) Both run with -B:
+	@# their own start imports setuptools' _distutils_hack (its .pth), and bytecode written
+	@# then would name the staged path and look up to date to compileall.
 	@if [ -n "$(DEST)" ]; then \
-	  "$(STAGED_VENV)/bin/python" -c 'import pathlib, sys; staged = sys.argv[1].encode(); \
+	  "$(STAGED_VENV)/bin/python" -B -c 'import pathlib, sys; staged = sys.argv[1].encode(); \
 	    [path.unlink() for path in pathlib.Path(sys.argv[1], "lib").rglob("*.pyc") \
 	     if staged in path.read_bytes()]' "$(STAGED_VENV)"; \
 	fi
-	-@"$(STAGED_VENV)/bin/python" -m compileall -qq -j 0 \
+	-@"$(STAGED_VENV)/bin/python" -B -m compileall -qq -j 0 \
 	  $(if $(DEST),-s "$(DEST)" -p /) "$(STAGED_VENV)/lib"
 	@# Scripts staged under DESTDIR name the staged python; point them (and
 	@# bin/activate*, pyvenv.cfg) at the final $(INSTALL_VENV).

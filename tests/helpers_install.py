@@ -45,12 +45,14 @@ def make(*args, cwd=REPO, timeout=QUICK_MAKE_TIMEOUT_S):
     """Run `make -C cwd args...` and return the CompletedProcess (text output captured).
 
     The variables of an outer `make test` (MAKEFLAGS carries its command-line variables)
-    must not leak into these runs, so the make-related environment is dropped.
+    must not leak into these runs, so the make-related environment is dropped; and so is
+    PYTHONDONTWRITEBYTECODE, which some machines set and a user's shell does not, so that the
+    install's own Python runs write bytecode on import as they would for the user.
     """
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = {key: value for key, value in os.environ.items()
-           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHONDONTWRITEBYTECODE")}
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(cwd), *args],
         capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,

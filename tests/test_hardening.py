@@ -8,6 +8,7 @@ hand and posted over a plain HTTP connection.
 import gzip
 import http.client
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -344,6 +345,8 @@ def test_slow_clients_beyond_the_concurrent_requests_hold_up_no_one():
 
 
 def test_the_listen_backlog_is_at_least_128(make_site):
+    if shutil.which("ss") is None:
+        pytest.skip("ss is not installed (Debian package iproute2; .ci/run installs it)")
     site = make_site().start("dome")
     port = site.config["Dome Address"]["Port"]
     listing = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
