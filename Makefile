@@ -17,6 +17,10 @@ PYTEST_ARGS ?=
 # so three share two cores well: the suite takes about 14 min instead of 25 on 2 cores.
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
+# Where the tests write (TMPDIR): about 2 GB at once, 3 GB as root (staged installs of the
+# venv). On disk, /var/tmp, unless TMPDIR names a place: Debian 13 keeps /tmp in memory,
+# half the RAM at most, and a 4 GB machine's /tmp could not hold them.
+TEST_TMPDIR ?= $(or $(TMPDIR),/var/tmp)
 
 # Where `make install` puts things. DESTDIR stages the whole tree below
 # another directory (packaging, tests): nothing outside it is touched then.
@@ -215,8 +219,8 @@ help: ## list the targets
 	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
 	@echo "  INSTALL_VENV=$(INSTALL_VENV) BINDIR=$(BINDIR) CONFIG_FILE=$(CONFIG_FILE)"
 	@echo "  SYSTEMD_UNIT_DIR=$(SYSTEMD_UNIT_DIR) LAUNCHD_DIR=$(LAUNCHD_DIR) INIT_SYSTEM=$(INIT_SYSTEM)"
-	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) TEST_WORKERS=$(TEST_WORKERS) PURGE=$(PURGE)"
-	@echo "  OPERATORS=$(OPERATORS) LOCK=$(LOCK) WHEELHOUSE=$(WHEELHOUSE)"
+	@echo "  INSTALL_PYTHON=$(INSTALL_PYTHON) BUILD=$(BUILD) PYTEST_ARGS=$(PYTEST_ARGS) TEST_WORKERS=$(TEST_WORKERS) TEST_TMPDIR=$(TEST_TMPDIR)"
+	@echo "  PURGE=$(PURGE) OPERATORS=$(OPERATORS) LOCK=$(LOCK) WHEELHOUSE=$(WHEELHOUSE)"
 	@echo "  DIST=$(DIST) DEB_COMPRESSION=$(DEB_COMPRESSION) DEB_MAINTAINER=$(DEB_MAINTAINER)"
 
 # ---------------------------------------------------------------------------
@@ -241,7 +245,7 @@ $(DEV_STAMP): setup.py $(LOCK) | $(VENV_PY)
 # a later -r in PYTEST_ARGS (.ci/run's -ra) replaces it.
 test: dev ## make the dev venv with what the tests need, check the type hints (mypy), run pytest (PYTEST_ARGS)
 	$(VENV_PY) -m mypy torosmanager
-	$(VENV_PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -rs $(PYTEST_ARGS)
+	TMPDIR="$(TEST_TMPDIR)" $(VENV_PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -rs $(PYTEST_ARGS)
 
 demo: dev ## make the dev venv, then run the demo night (toros demo)
 	$(VENV)/bin/toros demo
