@@ -1,14 +1,18 @@
 """The ports the demo's and the tests' daemons get: free, distinct, and never ones an outgoing
-connection can take before the daemon binds them."""
+connection can take before the daemon binds them; and the daemons start whatever TMPDIR is."""
 
 import itertools
+import os
 import socket
+import tempfile
 
 import pytest
 
 from torosmanager import launcher
 from torosmanager.config import SERVICES, address_key, load_config
-from torosmanager.launcher import LOOPBACK, LOWEST_PORT, ephemeral_ports_start, free_port
+from torosmanager.launcher import (LOOPBACK, LOWEST_PORT, DaemonProcess, ephemeral_ports_start,
+                                   free_port)
+from torosmanager.unix_sockets import UNIX_SOCKET_PATH_MAX
 
 
 def test_ports_lie_below_the_kernels_ephemeral_range():
@@ -46,3 +50,23 @@ def test_a_local_configuration_gives_each_daemon_its_own_loopback_port(tmp_path)
     addresses = [config[address_key(service)] for service in SERVICES]
     assert {address["IP"] for address in addresses} == {LOOPBACK}
     assert len({address["Port"] for address in addresses}) == len(SERVICES)
+
+
+def test_a_daemon_starts_under_a_temporary_directory_too_long_for_its_notify_socket(
+        tmp_path, monkeypatch):
+    # Its NOTIFY_SOCKET goes in TMPDIR/toros-notify-XXXXXXXX/notify: here past any Unix socket's
+    # limit, as under a deep TMPDIR (the demo's inside a test's in /var/tmp once was).
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    assert len(str(deep)) > UNIX_SOCKET_PATH_MAX
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    config_path = launcher.local_config(str(tmp_path))
+    daemon = DaemonProcess("dome", config_path).start()
+    try:
+        notify_directory = os.path.dirname(daemon._listener.getsockname())
+        assert os.path.isdir(notify_directory)
+    finally:
+        status = daemon.stop()
+    assert status == 0, daemon.stderr_tail()
+    assert list(deep.iterdir()) == []  # nothing left in TMPDIR
+    assert not os.path.exists(notify_directory)  # nor where the socket went instead

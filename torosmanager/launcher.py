@@ -20,6 +20,7 @@ import time
 import yaml
 
 from .config import SERVICES, address_key
+from .unix_sockets import socket_temporary_directory
 
 #: Seconds to wait for a daemon's READY=1 (astropy's first import dominates).
 START_TIMEOUT = 60.0
@@ -33,6 +34,11 @@ LOWEST_PORT = 10000
 DYNAMIC_PORTS_START = 49152
 #: Linux's ephemeral port range: "first last".
 EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+#: The directory (made by ``mkdtemp``, a random suffix of 8) and name of a daemon's
+#: ``NOTIFY_SOCKET``, below the temporary directory.
+NOTIFY_DIRECTORY_PREFIX = "toros-notify-"
+NOTIFY_SOCKET_NAME = "notify"
+NOTIFY_SOCKET_SUFFIX = len(f"/{NOTIFY_DIRECTORY_PREFIX}XXXXXXXX/{NOTIFY_SOCKET_NAME}")
 
 
 def ephemeral_ports_start():
@@ -170,8 +176,9 @@ class DaemonProcess:
     def launch(self):
         """Start the daemon without waiting (see :meth:`wait_ready`); return ``self``."""
         # Kept until stop(): the daemon also reports STOPPING=1 there, as it would to systemd.
-        self._notify_directory = tempfile.mkdtemp(prefix="toros-notify-")
-        address = os.path.join(self._notify_directory, "notify")
+        self._notify_directory = tempfile.mkdtemp(
+            prefix=NOTIFY_DIRECTORY_PREFIX, dir=socket_temporary_directory(NOTIFY_SOCKET_SUFFIX))
+        address = os.path.join(self._notify_directory, NOTIFY_SOCKET_NAME)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._listener.bind(address)
         environment = dict(os.environ, NOTIFY_SOCKET=address)

@@ -16,11 +16,12 @@ come, and stops early when told to.
 import concurrent.futures
 import multiprocessing
 import multiprocessing.util
-import os
 import signal
 import tempfile
 import time
 from concurrent.futures.process import BrokenProcessPool
+
+from ..unix_sockets import socket_temporary_directory
 
 #: Tasks in flight per worker: one running, one ready to start the moment it ends.
 IN_FLIGHT_PER_WORKER = 2
@@ -35,17 +36,12 @@ TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.
                 "torosmanager.preprocessor.layout")
 #: The ``Executor`` value meaning local worker processes.
 LOCAL = "local"
-#: The longest path a Unix socket may have (``sun_path`` less its final NUL: 103 on macOS, 107
-#: on Linux; the smaller).
-UNIX_SOCKET_PATH_MAX = 103
 #: What multiprocessing adds to the temporary directory for the fork server's socket:
 #: ``/pymp-XXXXXXXX/listener-XXXXXXXX``.
 FORKSERVER_SOCKET_SUFFIX = 32
 #: Why a job failed when one of its local workers ended abruptly (the pool is then unusable),
 #: whether its tasks' results or the next task's submission found it.
 WORKER_DIED = "a worker process died (killed, or out of memory?) while calibrating"
-#: Where the fork server's socket goes when the temporary directory's path is too long.
-SHORT_TEMPORARY_DIRECTORIES = ("/tmp", "/var/tmp", "/usr/tmp")
 
 
 class Stopped(Exception):
@@ -238,15 +234,13 @@ def _socket_directory_short_enough():
     multiprocessing puts it in ``<TMPDIR>/pymp-XXXXXXXX/``; a long ``TMPDIR`` (the demo's own,
     inside macOS's ``/var/folders/…``, or a deep one of a user's) makes the path too long for
     a Unix socket, and every job would fail with "AF_UNIX path too long". multiprocessing's
-    directory is then made once, for this process, in the first of
-    :data:`SHORT_TEMPORARY_DIRECTORIES` that can be written to, as Python 3.13 does by itself.
+    directory is then made once, for this process, in a shorter one
+    (:func:`~torosmanager.unix_sockets.socket_temporary_directory`), as Python 3.13 does by itself.
     """
-    if len(tempfile.gettempdir()) + FORKSERVER_SOCKET_SUFFIX <= UNIX_SOCKET_PATH_MAX:
+    directory = socket_temporary_directory(FORKSERVER_SOCKET_SUFFIX)
+    if directory == tempfile.gettempdir():
         return
-    usable = [each for each in SHORT_TEMPORARY_DIRECTORIES if os.access(each, os.W_OK | os.X_OK)]
-    if not usable:
-        return  # nowhere shorter: binding the socket will say why
-    saved, tempfile.tempdir = tempfile.tempdir, usable[0]
+    saved, tempfile.tempdir = tempfile.tempdir, directory
     try:
         multiprocessing.util.get_temp_dir()  # made now, and kept by the process
     finally:
