@@ -17,9 +17,9 @@ PYTEST_ARGS ?=
 # so three share two cores well: the suite takes about 14 min instead of 25 on 2 cores.
 # TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
-# Where the tests write (TMPDIR): about 2 GB at once, 3 GB as root (staged installs of the
-# venv). On disk, /var/tmp, unless TMPDIR names a place: Debian 13 keeps /tmp in memory,
-# half the RAM at most, and a 4 GB machine's /tmp could not hold them.
+# Where the tests write (TMPDIR): about 2 GB at once, nearly 4 GB as root (staged installs
+# of the venv). On disk, /var/tmp, unless TMPDIR names a place: Debian 13 keeps /tmp in
+# memory, half the RAM at most, and a 4 GB machine's /tmp could not hold them.
 TEST_TMPDIR ?= $(or $(TMPDIR),/var/tmp)
 
 # Where `make install` puts things. DESTDIR stages the whole tree below

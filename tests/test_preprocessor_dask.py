@@ -15,17 +15,21 @@ from torosmanager.preprocessor.pipeline import Settings, calibrate
 distributed = pytest.importorskip(
     "distributed", reason="dask.distributed is not installed: pip install 'dask[distributed]' "
                           "(in the test extra) to test the Dask executor")
+dask = pytest.importorskip("dask")  # installed with distributed
 
 #: Seconds the test waits for the local cluster's scheduler to answer.
 CONNECT_TIMEOUT = 20.0
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    # Threads in this process, but a real TCP scheduler, reached as a remote one would be.
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  protocol="tcp://", host="127.0.0.1",
-                                  dashboard_address=None) as made:
+def cluster(tmp_path_factory):
+    # Threads in this process, but a real TCP scheduler, reached as a remote one would be; its
+    # scratch space in this test's directory, not left in TMPDIR.
+    scratch = str(tmp_path_factory.mktemp("dask"))
+    with dask.config.set({"temporary-directory": scratch}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                     protocol="tcp://", host="127.0.0.1",
+                                     dashboard_address=None) as made:
         yield made
 
 
