@@ -6,6 +6,8 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -23,9 +25,13 @@ NOON_UTC = 18
 FAST = 2000
 #: Real seconds the fast demo may take (it takes about 40).
 FAST_TIMEOUT = 300
-#: Variables that would send files somewhere other than HOME and TMPDIR, unset for the demo.
+#: Variables that would send files somewhere other than HOME and TMPDIR, unset for the demo;
+#: and PYTHONUNBUFFERED, which some machines set and a user's shell does not.
 ELSEWHERE = ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "ASTROPY_CONFIG_DIR",
-             "ASTROPY_CACHE_DIR")
+             "ASTROPY_CACHE_DIR", "PYTHONUNBUFFERED")
+#: Real seconds at least between the demo's first line and the night's heading: the daemons
+#: start in between (several seconds: astropy's first import).
+DAEMONS_START_SECONDS = 1.0
 
 
 def two_commands():
@@ -84,6 +90,24 @@ def files_below(directory):
     return sorted(str(path.relative_to(directory)) for path in directory.rglob("*"))
 
 
+def run_reading_lines(command, timeout, **popen_arguments):
+    """Run *command*, reading its stdout as it comes; return its exit status, its stdout, and
+    when (seconds after the start) each line was read."""
+    started = time.monotonic()
+    lines, read_at = [], []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, **popen_arguments) as process:
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                read_at.append(time.monotonic() - started)
+        finally:
+            timer.cancel()
+        status = process.wait()
+    return status, "".join(lines), read_at
+
+
 def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     home, temporary, checkout = (tmp_path / name for name in ("home", "tmp", "checkout"))
     for directory in (home, temporary, checkout):
@@ -93,13 +117,19 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     # As `toros demo` runs it (the command's module first), only faster.
     program = (f"import sys, torosmanager.cli; from torosmanager.demo import run_demo; "
                f"sys.exit(run_demo(speed={FAST}))")
-    result = subprocess.run([sys.executable, "-c", program], cwd=checkout, env=environment,
-                            capture_output=True, text=True, timeout=FAST_TIMEOUT)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with open(tmp_path / "stderr", "w+") as stderr:
+        status, stdout, read_at = run_reading_lines(
+            [sys.executable, "-c", program], FAST_TIMEOUT, cwd=checkout, env=environment,
+            stderr=stderr)
+        stderr.seek(0)
+        assert status == 0, stdout[-2000:] + stderr.read()[-2000:]
+    # Each line comes as it is printed, into a pipe too: the first, long before the night.
+    heading = stdout.splitlines().index("The night (simulated UTC):")
+    assert read_at[heading] - read_at[0] > DAEMONS_START_SECONDS, stdout[:2000]
     assert files_below(home) == []
     assert files_below(temporary) == []
     kept = checkout / workspace.REPORT_DIRECTORY
-    assert f"Night report: {kept / 'index.html'}" in result.stdout
+    assert f"Night report: {kept / 'index.html'}" in stdout
     assert {"index.html", "plan.png", "scheduler.log"} <= set(files_below(kept))
     # Started after the daemons it calls and stopped before them, the scheduler never finds
     # the dome daemon gone.
@@ -108,12 +138,12 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     assert "cannot send the heartbeat" not in scheduler_log
     # Every order done has frames calibrated (with the demo's TMPDIR, inside this test's, the
     # fork server's socket path was once too long: every job failed).
-    table = result.stdout.split("The night's orders:", 1)[1].splitlines()[3:]
+    table = stdout.split("The night's orders:", 1)[1].splitlines()[3:]
     rows = [re.split(r"\s{2,}", line, maxsplit=5) for line in table if "  done  " in line]
     assert rows and all(int(row[4]) >= 1 for row in rows), "\n".join(table)
     # The report names the night as its frames' directory does: by the evening's local date.
-    night = re.search(r"/data/(\d{4})(\d{2})(\d{2})/raw", result.stdout)
-    assert night, result.stdout[-2000:]
+    night = re.search(r"/data/(\d{4})(\d{2})(\d{2})/raw", stdout)
+    assert night, stdout[-2000:]
     assert f"The night of {'-'.join(night.groups())} at " in (kept / "index.html").read_text()
 
 

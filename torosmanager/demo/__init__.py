@@ -12,8 +12,10 @@ stopped. The report and the daemons' logs are kept in :data:`~.workspace.REPORT_
 temporary directory, with the journals and the FITS frames, is removed (:mod:`.workspace`).
 """
 
+import io
 import os
 import subprocess
+import sys
 import time
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
@@ -54,6 +56,10 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
     report_directory : str
         Where the night report and the daemons' logs are kept.
     """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A line per event as it happens into a pipe too (make demo | tee demo.log), where
+        # Python would hold the lines back until some kilobytes or the end.
+        sys.stdout.reconfigure(line_buffering=True)
     use_astropy_offline()
     defaults = default_config()
     now = datetime.now(timezone.utc)
