@@ -52,7 +52,8 @@ def make(*args, cwd=REPO, timeout=QUICK_MAKE_TIMEOUT_S):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = {key: value for key, value in os.environ.items()
-           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHONDONTWRITEBYTECODE")}
+           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
+                          "PYTHONDONTWRITEBYTECODE")}
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(cwd), *args],
         capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
