@@ -206,9 +206,10 @@ OPERATOR_GROUPS := $(TOROS_USER),systemd-journal
 ADD_OPERATOR_HOW := sudo usermod -aG $(OPERATOR_GROUPS) NAME
 endif
 
-.PHONY: all help dev lock wheelhouse deb units test demo install install-check install-venv \
-        install-links install-init install-user install-operators install-dirs install-config \
-        install-docs install-loopback-only uninstall-loopback-only uninstall clean distclean
+.PHONY: all help dev lock wheelhouse deb units test demo install install-check install-umask \
+        install-venv install-links install-init install-user install-operators install-dirs \
+        install-config install-docs install-loopback-only uninstall-loopback-only uninstall clean \
+        distclean
 
 # Only what `make install` uses: no venv (`make test` and `make demo` make theirs).
 all: units ## render the units, target and plists the install uses (no venv; needs only sed)
@@ -345,6 +346,25 @@ endif
 	@echo "  $(ADD_OPERATOR_HOW)   (or: sudo make install OPERATORS=\"NAME ...\")"
 	@echo "  then logs out and in again: groups are read at login"
 
+# Whatever umask the one installing has (a hardened root's 027 or 077), what the install and
+# `make deb` write gets the modes of umask 022, as dpkg-buildpackage does: the services' user,
+# toros, must read the venv, the units and /etc/toros (else the services fail to start), and
+# a package's files are read by everyone. What is private gets its mode explicitly (the config
+# 0640, the state and log directories 0750). Target-specific .SHELLFLAGS needs GNU make 3.82
+# or newer; with an older one (macOS's /usr/bin/make is 3.81) install-umask stops instead.
+INSTALL_UMASK := 022
+install install-check install-umask install-venv install-links install-docs install-init \
+install-user install-operators install-dirs install-config install-loopback-only deb: \
+  .SHELLFLAGS = -c 'umask $(INSTALL_UMASK) && eval "$$1"' sh
+
+install-umask:
+	@if [ $$(( 0`umask` & ~0$(INSTALL_UMASK) & 0777 )) != 0 ]; then \
+	  echo "error: umask `umask` would leave the installed files unreadable to user $(TOROS_USER)" \
+	    "(this make, `$(MAKE) --version | head -n 1`, cannot set it for the install:" \
+	    "GNU make 3.82 or newer does)" >&2; \
+	  echo "       install with umask $(INSTALL_UMASK): (umask $(INSTALL_UMASK) && sudo make install)" >&2; \
+	  exit 1; fi
+
 install-check:
 	@if [ -z "$(DEST)" ] && [ "`id -u`" != 0 ]; then \
 	  echo "error: installing into / needs root: sudo make install (or stage it: make install DESTDIR=/some/dir)" >&2; \
@@ -352,7 +372,7 @@ install-check:
 
 # The venv is made once and upgraded in place; pip does not compile here so
 # that the bytecode can be compiled with the final paths (compileall -s/-p).
-install-venv: install-check
+install-venv: install-check install-umask
 	@$(call require_absolute,INSTALL_VENV)
 	@set -e; $(install_python); \
 	$(call require_python,$$py,INSTALL_PYTHON); \
@@ -404,7 +424,7 @@ install-venv: install-check
 	  echo "rewrote script paths from $(STAGED_VENV) to $(INSTALL_VENV)"; \
 	fi
 
-install-links: install-check ## symlink the five programs into BINDIR
+install-links: install-check install-umask ## symlink the five programs into BINDIR
 	@mkdir -p "$(DEST)$(BINDIR)"
 	@for p in $(PROGRAMS); do \
 	  ln -sfn "$(INSTALL_VENV)/bin/$$p" "$(DEST)$(BINDIR)/$$p"; \
@@ -412,13 +432,13 @@ install-links: install-check ## symlink the five programs into BINDIR
 	done
 
 # The units' Documentation= points here.
-install-docs: install-check
+install-docs: install-check install-umask
 	@mkdir -p "$(DEST)$(DOCDIR)"
 	@for f in README.md docs/*.md; do \
 	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/"; fi; \
 	done
 
-install-init: install-check units ## install the units and toros.target (Linux) or the plists (macOS)
+install-init: install-check install-umask units ## install the units and toros.target (Linux) or the plists (macOS)
 ifeq ($(INIT_SYSTEM),launchd)
 	@mkdir -p "$(DEST)$(LAUNCHD_DIR)"
 	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/launchd/org.toros.$(s).plist) "$(DEST)$(LAUNCHD_DIR)/"
@@ -456,7 +476,7 @@ else \
 fi
 endef
 
-install-loopback-only: install-check ## Linux: let the services talk to this machine only (a drop-in; loopback-only config)
+install-loopback-only: install-check install-umask ## Linux: let the services talk to this machine only (a drop-in; loopback-only config)
 	@if [ "$(INIT_SYSTEM)" != systemd ]; then \
 	  echo "error: the loopback-only drop-in is for systemd (INIT_SYSTEM=$(INIT_SYSTEM))" >&2; exit 1; fi
 	@$(call refuse_non_loopback_config)
@@ -518,7 +538,7 @@ install-operators: install-check install-user ## add OPERATORS="alice bob" to th
 	  done; \
 	fi
 
-install-dirs: install-check install-user
+install-dirs: install-check install-umask install-user
 	@mkdir -p "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"
 	@if [ "$(UNAME)" = Darwin ]; then \
 	  chmod 0770 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
@@ -533,7 +553,7 @@ install-dirs: install-check install-user
 
 # Never overwrites: the config is the operator's once installed. It may hold
 # HTTP credentials, hence 0640 root:toros.
-install-config: install-check install-user
+install-config: install-check install-umask install-user
 	@cfg="$(DEST)$(CONFIG_FILE)"; mkdir -p "`dirname $$cfg`"; \
 	if [ -e "$$cfg" ]; then \
 	  echo "kept the existing $$cfg (not overwritten); the shipped default is $(SHIPPED_CONFIG)"; \

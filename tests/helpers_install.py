@@ -37,12 +37,22 @@ LOCK = REPO / "requirements" / "install.txt"
 
 # A cold install downloads astropy, numpy, scipy...; a warm one takes well under a minute.
 INSTALL_TIMEOUT_S = 900
+
+# The umask the staged install, the package and the container's install steps are made with:
+# a hardened root's, under which files are readable by their owner only. What the install
+# writes must not depend on it (the Makefile runs its steps with umask 022).
+STRICT_UMASK = 0o077
+# What the install keeps from everyone but root and the group toros, on purpose.
+PRIVATE_PATHS = {CONFIG_FILE: 0o640, STATE_DIR: 0o750, DATA_DIR: 0o750, LOG_DIR: 0o750}
+
 # Rendering or copying files.
 QUICK_MAKE_TIMEOUT_S = 60
 
 
-def make(*args, cwd=REPO, timeout=QUICK_MAKE_TIMEOUT_S):
+def make(*args, cwd=REPO, timeout=QUICK_MAKE_TIMEOUT_S, umask=-1):
     """Run `make -C cwd args...` and return the CompletedProcess (text output captured).
+
+    *umask*, if given, is make's (-1: this process's).
 
     The variables of an outer `make test` (MAKEFLAGS carries its command-line variables)
     must not leak into these runs, so the make-related environment is dropped; and so is
@@ -57,7 +67,14 @@ def make(*args, cwd=REPO, timeout=QUICK_MAKE_TIMEOUT_S):
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(cwd), *args],
         capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+        umask=umask,
     )
+
+
+def not_as_umask_022_makes_it(mode, is_dir):
+    """Whether a file's or directory's *mode* differs from what umask 022 gives: others cannot
+    read it (or enter the directory), or the group or others can write to it."""
+    return bool(mode & 0o022) or ((mode & 0o005 != 0o005) if is_dir else not mode & 0o004)
 
 
 def describe(result):
@@ -96,13 +113,14 @@ _staged = {}
 
 
 def staged_install(tmp_path_factory):
-    """Stage `make install DESTDIR=<tmp> PREFIX=/usr/local` once per session; fail with its output."""
+    """Stage `make install DESTDIR=<tmp> PREFIX=/usr/local` once per session, with
+    :data:`STRICT_UMASK`; fail with its output."""
     if "install" not in _staged:
         root = tmp_path_factory.mktemp("destdir")
         build = tmp_path_factory.mktemp("build")
         args = ("install", f"DESTDIR={root}", f"PREFIX={PREFIX}", f"BUILD={build}")
         before = host_snapshot()
-        result = make(*args, timeout=INSTALL_TIMEOUT_S)
+        result = make(*args, timeout=INSTALL_TIMEOUT_S, umask=STRICT_UMASK)
         _staged["install"] = (StagedInstall(root, build, result.stdout + result.stderr, before), result)
     staged, result = _staged["install"]
     if result.returncode != 0:

@@ -28,7 +28,8 @@ from helpers_container import (  # noqa: E402
     POLL_INTERVAL_S, boot_container, overlay_root, skip_unless_containers_possible,
 )
 from helpers_install import (  # noqa: E402
-    INSTALL_TIMEOUT_S, REPO, SERVICES, describe, locked_pins, make, normalized,
+    INSTALL_TIMEOUT_S, REPO, SERVICES, STRICT_UMASK, describe, locked_pins, make, normalized,
+    not_as_umask_022_makes_it,
 )
 
 import torosmanager  # noqa: E402
@@ -46,13 +47,14 @@ LINTIAN_TIMEOUT_S = 1800    # 2-4 min here for 17,000 files; it passed 10 min on
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
-    """`make deb` into a temporary DIST and BUILD, with gzip -1 (much faster to build than xz)."""
+    """`make deb` into a temporary DIST and BUILD, with gzip -1 (much faster to build than xz),
+    by someone whose umask is strict (:data:`STRICT_UMASK`)."""
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb is not installed (Debian package dpkg)")
     dist = tmp_path_factory.mktemp("dist")
     build = tmp_path_factory.mktemp("deb-build")
     result = make("deb", f"DIST={dist}", f"BUILD={build}", "DEB_COMPRESSION=gzip", "DEB_COMPRESSION_LEVEL=1",
-                  timeout=INSTALL_TIMEOUT_S)
+                  timeout=INSTALL_TIMEOUT_S, umask=STRICT_UMASK)
     assert result.returncode == 0, "make deb failed:\n" + describe(result)
     packages = list(dist.glob("*.deb"))
     assert len(packages) == 1, packages
@@ -113,6 +115,19 @@ def test_the_configuration_is_a_conffile_and_the_units_are_systemds(deb):
         assert control.extractfile(members["conffiles"]).read().decode().split() == [CONFIG]
         for script in ("postinst", "prerm", "postrm"):
             assert members[script].mode & 0o111, f"{script} is not executable"
+
+
+def test_built_under_a_strict_umask_every_file_is_readable_by_all_but_the_configuration(deb):
+    """The daemons (user toros) read the venv and the units, whatever the builder's umask."""
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb["path"])],
+                          capture_output=True, check=True, timeout=300).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tree:
+        modes = {member.name.removeprefix("."): (member.mode, member.isdir())
+                 for member in tree.getmembers() if not member.issym()}
+    assert modes.pop(CONFIG) == (0o640, False)
+    wrong = [f"{mode:o} {name}" for name, (mode, is_dir) in modes.items()
+             if not_as_umask_022_makes_it(mode, is_dir)]
+    assert wrong == [], f"{len(wrong)} of {len(modes)} hidden from others or writable, e.g. {wrong[:5]}"
 
 
 @pytest.mark.parametrize("script", ["postinst", "prerm", "postrm"])

@@ -24,6 +24,7 @@ otherwise every test skips, saying why.
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_install import (  # noqa: E402
-    CONFIG_FILE, INSTALL_VENV, LOG_DIR, PREFIX, REPO, SERVICES, STATE_DIR, staged_install,
+    CONFIG_FILE, INSTALL_VENV, LOG_DIR, PREFIX, REPO, SERVICES, STATE_DIR, STRICT_UMASK,
+    staged_install,
 )
 from helpers_container import (  # noqa: E402
     COMMAND_TIMEOUT_S, POLL_INTERVAL_S, boot_container, skip_unless_containers_possible,
@@ -122,10 +124,12 @@ def container(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def installed(container):
-    """`make install`'s root-only steps, run inside the container as root."""
-    result = container.run("make", "--no-print-directory", "-C", SOURCE_IN_CONTAINER,
-                           "install-user", "install-dirs", "install-config", "install-init",
-                           "BUILD=/tmp/toros-build", f"PREFIX={PREFIX}")
+    """`make install`'s root-only steps, run inside the container as root with a strict umask
+    (as the staged install was): the services must start all the same."""
+    make_steps = shlex.join(["make", "--no-print-directory", "-C", SOURCE_IN_CONTAINER,
+                             "install-user", "install-dirs", "install-config", "install-init",
+                             "BUILD=/tmp/toros-build", f"PREFIX={PREFIX}"])
+    result = container.run("sh", "-c", f"umask {STRICT_UMASK:03o} && exec {make_steps}")
     assert result.returncode == 0, f"make install steps failed:\n{result.stdout}\n{result.stderr}"
     return container
 

@@ -22,8 +22,9 @@ import yaml
 # The helpers sit beside this file; make them importable however pytest was started.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_install import (  # noqa: E402
-    CONFIG_FILE, DATA_DIR, INSTALL_TIMEOUT_S, INSTALL_VENV, LOG_DIR, PREFIX, PROGRAMS, REPO,
-    SERVICES, STATE_DIR, SYSTEMD_UNIT_DIR, describe, host_snapshot, make, staged_install,
+    CONFIG_FILE, DATA_DIR, INSTALL_TIMEOUT_S, INSTALL_VENV, LOG_DIR, PREFIX, PRIVATE_PATHS, PROGRAMS,
+    REPO, SERVICES, STATE_DIR, STRICT_UMASK, SYSTEMD_UNIT_DIR, describe, host_snapshot, make,
+    not_as_umask_022_makes_it, staged_install,
 )
 
 VERIFY_TIMEOUT_S = 60
@@ -611,6 +612,35 @@ def test_staged_install_copies_the_shipped_config_readable_by_owner_and_group_on
     config = staged.path(CONFIG_FILE)
     assert config.read_bytes() == (REPO / "etc/toros/toros.conf.yaml").read_bytes()
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
+
+
+def test_under_a_strict_umask_the_install_is_readable_by_all_but_what_is_private(staged):
+    # Made with umask 077 (STRICT_UMASK): before the Makefile set its own, 17,016 of its 17,062
+    # files were root's alone, and the services, user toros, could not start.
+    wrong, private = [], {}
+    for path in staged.root.rglob("*"):
+        if path.is_symlink():
+            continue
+        final = "/" + str(path.relative_to(staged.root))
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if final in PRIVATE_PATHS:
+            private[final] = mode
+        elif not_as_umask_022_makes_it(mode, path.is_dir()):
+            wrong.append(f"{mode:o} {final}")
+    assert wrong == [], f"{len(wrong)} paths hidden from others or writable, e.g. {wrong[:5]}"
+    assert private == PRIVATE_PATHS
+
+
+def test_a_make_that_cannot_set_the_umask_stops_before_installing_under_a_strict_one(tmp_path):
+    root = tmp_path / "root"
+    # A command-line .SHELLFLAGS overrides the Makefile's, as a make older than 3.82 ignores it.
+    result = make("install-venv", "install-config", ".SHELLFLAGS=-c", f"DESTDIR={root}",
+                  umask=STRICT_UMASK)
+    assert result.returncode != 0
+    assert "error: umask 0077 would leave the installed files unreadable to user toros" in result.stderr
+    assert "(umask 022 && sudo make install)" in result.stderr
+    assert not root.exists()
+    assert make("install-umask", ".SHELLFLAGS=-c", umask=0o022).returncode == 0
 
 
 def test_staged_install_changes_nothing_outside_destdir(staged):
