@@ -8,7 +8,7 @@ import yaml
 
 from torosmanager.config import (SCHEMA, ConfigError, default_config, load_config,
                                  resolve_path, service_path)
-from torosmanager.launcher import executable
+from torosmanager.launcher import daemon_command
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "etc" / "toros" / "toros.conf.yaml"
 
@@ -154,7 +154,7 @@ def test_service_placeholder():
 @pytest.mark.parametrize("service", ["scheduler", "telescope", "dome", "preprocessor"])
 def test_a_daemon_with_a_bad_config_stops_with_status_78_and_one_message(tmp_path, service):
     path = write(tmp_path, "Site:\n  Elevation: high\n")
-    result = subprocess.run([executable(service), "--config", path], capture_output=True,
+    result = subprocess.run([*daemon_command(service), "--config", path], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 78
     assert result.stderr.strip() == (
@@ -164,7 +164,7 @@ def test_a_daemon_with_a_bad_config_stops_with_status_78_and_one_message(tmp_pat
 
 def test_a_daemon_reads_toros_config_from_the_environment(tmp_path):
     path = write(tmp_path, "Unknown: 1\n")
-    result = subprocess.run([executable("dome")], capture_output=True, text=True, timeout=60,
+    result = subprocess.run([*daemon_command("dome")], capture_output=True, text=True, timeout=60,
                             env={"TOROS_CONFIG": path, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 78 and path in result.stderr
 

@@ -8,7 +8,7 @@ import xmlrpc.client
 
 import pytest
 
-from torosmanager.launcher import executable
+from torosmanager.launcher import daemon_command
 
 STOP_SECONDS = 30
 
@@ -23,7 +23,7 @@ def alive(pid):
 
 def test_it_detaches_writes_its_pid_and_stops_on_sigterm(site):
     pidfile = site.directory / "dome.pid"
-    result = subprocess.run([executable("dome"), "--config", site.config_path, "--daemon",
+    result = subprocess.run([*daemon_command("dome"), "--config", site.config_path, "--daemon",
                              "--pidfile", str(pidfile)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
@@ -52,6 +52,6 @@ def test_it_detaches_writes_its_pid_and_stops_on_sigterm(site):
 
 @pytest.mark.parametrize("arguments", [["--daemon"], ["--pidfile", "/tmp/x.pid"]])
 def test_daemon_and_pidfile_go_together(arguments):
-    result = subprocess.run([executable("dome"), *arguments], capture_output=True, text=True,
+    result = subprocess.run([*daemon_command("dome"), *arguments], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2 and "--daemon and --pidfile PATH go together" in result.stderr

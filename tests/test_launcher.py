@@ -3,8 +3,12 @@ connection can take before the daemon binds them; and the daemons start whatever
 
 import itertools
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +74,41 @@ def test_a_daemon_starts_under_a_temporary_directory_too_long_for_its_notify_soc
     assert status == 0, daemon.stderr_tail()
     assert list(deep.iterdir()) == []  # nothing left in TMPDIR
     assert not os.path.exists(notify_directory)  # nor where the socket went instead
+
+
+# A pip install into a new venv, from a copy of the package's sources.
+PIP_INSTALL_TIMEOUT_S = 120
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_a_daemon_starts_from_a_venv_whose_path_has_a_space(tmp_path):
+    # As for a checkout in "My Projects": pip writes the daemon programs' #! line naming the venv's
+    # Python as it is, space and all, which the kernel cannot run (`make demo` failed so).
+    venv = tmp_path / "My Projects" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=PIP_INSTALL_TIMEOUT_S)
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    # What the package needs (astropy, numpy...) comes from the venv running these tests.
+    (site_packages / "dependencies.pth").write_text(
+        "".join(f"{path}\n" for path in sys.path if path.endswith("site-packages")))
+    sources = tmp_path / "sources"  # pip builds in the tree it installs: not in this checkout
+    sources.mkdir()
+    for name in ("setup.py", "README.md"):  # (setup.py reads the README)
+        shutil.copy(REPO / name, sources)
+    for folder in ("services", "torosmanager"):
+        shutil.copytree(REPO / folder, sources / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--quiet", "--no-deps", "--no-build-isolation", "--no-index", str(sources)],
+        capture_output=True, text=True, timeout=PIP_INSTALL_TIMEOUT_S)
+    assert installed.returncode == 0, installed.stderr
+    assert " " in (venv / "bin" / "toros-dome").read_text().splitlines()[0]
+
+    config_path = launcher.local_config(str(tmp_path))
+    started = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "import sys; from torosmanager.launcher import DaemonProcess; "
+         "daemon = DaemonProcess('dome', sys.argv[1]).start(); "
+         "sys.exit(daemon.stop())", config_path],
+        capture_output=True, text=True, timeout=PIP_INSTALL_TIMEOUT_S)
+    assert started.returncode == 0, started.stderr + (tmp_path / "dome.stderr").read_text()

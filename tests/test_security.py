@@ -11,7 +11,7 @@ import pytest
 from observatory import settings, wait_until
 from test_front_desk import observation
 from torosmanager.client import status_of
-from torosmanager.launcher import executable
+from torosmanager.launcher import daemon_command
 
 USERS = {"toros": "s3cret-pass", "observer": "other"}
 
@@ -65,7 +65,7 @@ class TestCredentials:
 def test_a_non_loopback_address_without_credentials_does_not_start(tmp_path):
     config = tmp_path / "toros.conf.yaml"
     config.write_text("Telescope Address:\n  IP: 0.0.0.0\n")
-    result = subprocess.run([executable("telescope"), "--config", str(config)],
+    result = subprocess.run([*daemon_command("telescope"), "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 78
     assert "not a loopback address, so the daemon needs credentials" in result.stderr

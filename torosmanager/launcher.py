@@ -123,16 +123,21 @@ def local_config(directory, overrides=None):
     return path
 
 
-def executable(service):
-    """The path of ``toros-<service>`` installed beside this Python."""
+def daemon_command(service):
+    """The command (a list) that runs ``toros-<service>``.
+
+    The program installed beside this Python is run by this Python, which its ``#!`` line names
+    too; but a ``#!`` line cannot name a path with a space in it (a checkout in "My Projects"),
+    and pip writes it as it is. Otherwise, the program found on ``PATH``.
+    """
     name = f"toros-{service}"
     beside = os.path.join(os.path.dirname(sys.executable), name)
-    if os.access(beside, os.X_OK):
-        return beside
+    if os.path.isfile(beside):
+        return [sys.executable, beside]
     found = shutil.which(name)
     if found is None:
         raise FileNotFoundError(f"{name} is not installed (run `make` or `pip install .`)")
-    return found
+    return [found]
 
 
 class DaemonProcess:
@@ -184,7 +189,7 @@ class DaemonProcess:
         environment = dict(os.environ, NOTIFY_SOCKET=address)
         with open(self.log_path, "ab") as stderr:
             self.process = subprocess.Popen(
-                [executable(self.service), "--config", self.config_path],
+                [*daemon_command(self.service), "--config", self.config_path],
                 stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=environment)
         return self
 
