@@ -474,7 +474,7 @@ def python_without_ensurepip(tmp_path):
     fake = tmp_path / "python-without-venv"
     fake.write_text("#!/bin/sh\n"
                     'case "$*" in *ensurepip*) echo "No module named ensurepip" >&2; exit 1;; esac\n'
-                    f'exec {sys.executable} "$@"\n')
+                    f'exec {shlex.quote(sys.executable)} "$@"\n')
     fake.chmod(0o755)
     return fake
 
@@ -510,7 +510,7 @@ def python_3_10(tmp_path):
     fake = tmp_path / "python3.10"
     fake.write_text("#!/bin/sh\n"
                     '[ "$1" = -c ] || exit 99  # nothing but the version check may run it\n'
-                    f'exec {sys.executable} -c "import sys, platform\n'
+                    f'exec {shlex.quote(sys.executable)} -c "import sys, platform\n'
                     "sys.version_info = (3, 10, 13, 'final', 0)\n"
                     "platform.python_version = lambda: '3.10.13'\n"
                     '$2"\n')
