@@ -3,6 +3,8 @@
 import logging
 import os
 import threading
+import time
+from datetime import datetime, timezone
 
 from torosmanager.logs import (FORMAT, Outage, ReopenableFileHandler, SaidOnChange,
                                SharedFormatter)
@@ -47,6 +49,20 @@ def test_each_record_is_formatted_once_for_every_handler():
     line = formatter.format(one)
     one.msg = "changed after the first handler"  # a second handler gets the same line
     assert formatter.format(one) == line and "[WO 1] accepted" in line
+
+
+def test_times_are_utc_as_the_work_orders_whatever_the_machines_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/Argentina/Salta")  # UTC−3, as at Cordón Macón
+    time.tzset()
+    try:
+        one = record(1)
+        one.created = datetime(2026, 12, 4, 1, 30, tzinfo=timezone.utc).timestamp() + 0.25
+        one.msecs = 250.0
+        line = SharedFormatter(FORMAT).format(one)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert line.startswith("2026-12-04T01:30:00.250Z test["), line  # not 2026-12-03 22:30
 
 
 def test_a_file_reopened_counts_what_it_already_holds(tmp_path):

@@ -184,7 +184,7 @@ def test_a_steady_stream_of_orders_is_planned_every_max_replan_delay(make_site):
 MAX_REPLAN_DELAY, FLOOD_SECONDS, FLOOD_MARGIN, FLOOD_LIMIT = 0.2, 90.0, 30.0, 300.0
 #: A log line of the scheduler's plan: when it ended, and how long at most the next waits for
 #: orders that keep arriving.
-PLAN_LINE = re.compile(r"^(\S+ \S+) .* planned \d+ of \d+ queued observation\(s\) in [\d.]+ s, "
+PLAN_LINE = re.compile(r"^(\S+) .* planned \d+ of \d+ queued observation\(s\) in [\d.]+ s, "
                        r".* planned again within ([\d.]+) s$", re.MULTILINE)
 
 
@@ -212,7 +212,7 @@ def test_a_plan_that_took_long_waits_longer_for_a_stream_of_orders(make_site):
         number += 1
         time.sleep(0.1)
         seen = len(plans)
-        plans = [(datetime.strptime(ended_at, "%Y-%m-%d %H:%M:%S,%f"), float(wait))
+        plans = [(datetime.strptime(ended_at, "%Y-%m-%dT%H:%M:%S.%fZ"), float(wait))
                  for ended_at, wait in PLAN_LINE.findall(site.log("scheduler"))]
         if len(plans) > seen:  # a new plan: the next one is due within its wait
             deadline = min(began + FLOOD_LIMIT,

@@ -9,6 +9,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 
 FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 #: Log lines kept in memory for the daemon's status page.
@@ -17,7 +18,16 @@ RECENT_LINES = 40
 
 class SharedFormatter(logging.Formatter):
     """Formats each record once for all the handlers that share it (the file, stderr, the
-    status page): a daemon logs a line for every order it takes."""
+    status page): a daemon logs a line for every order it takes.
+
+    Times are UTC, written as the work orders' are (ISO 8601, milliseconds, ``Z``): in the
+    machine's own time zone an operator would have to convert one of the two to match a line
+    with an order's ``Datetime``.
+    """
+
+    converter = staticmethod(time.gmtime)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
 
     def format(self, record):
         line = getattr(record, "toros_line", None)
