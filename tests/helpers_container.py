@@ -172,7 +172,9 @@ def overlay_root(workdir):
     mounted = []
     try:
         for command in (["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(changes)],
-                        ["mkdir", str(changes / "upper"), str(changes / "work")],
+                        # The container's / takes the upper directory's mode: 0755, whatever
+                        # the umask of whoever runs the tests (0700 left it unbootable).
+                        ["mkdir", "-m", "0755", str(changes / "upper"), str(changes / "work")],
                         ["mount", "-t", "overlay", "overlay", "-o",
                          f"lowerdir=/,upperdir={changes / 'upper'},workdir={changes / 'work'}",
                          str(merged)]):
