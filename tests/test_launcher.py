@@ -18,6 +18,10 @@ from torosmanager.launcher import (LOOPBACK, LOWEST_PORT, DaemonProcess, ephemer
                                    free_port)
 from torosmanager.unix_sockets import UNIX_SOCKET_PATH_MAX
 
+REPO = Path(__file__).resolve().parent.parent
+#: Seconds for a pip install into a new venv, from a copy of the package's sources.
+PIP_INSTALL_TIMEOUT_S = 120
+
 
 def test_ports_lie_below_the_kernels_ephemeral_range():
     ports = [free_port() for _ in range(200)]
@@ -74,11 +78,6 @@ def test_a_daemon_starts_under_a_temporary_directory_too_long_for_its_notify_soc
     assert status == 0, daemon.stderr_tail()
     assert list(deep.iterdir()) == []  # nothing left in TMPDIR
     assert not os.path.exists(notify_directory)  # nor where the socket went instead
-
-
-# A pip install into a new venv, from a copy of the package's sources.
-PIP_INSTALL_TIMEOUT_S = 120
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_a_daemon_starts_from_a_venv_whose_path_has_a_space(tmp_path):
