@@ -1,6 +1,7 @@
 """The journal: orders and their history on disk, shared safely between threads."""
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -8,8 +9,10 @@ import xmlrpc.client
 
 import pytest
 
+from helpers_small_disk import fill, small_disk
 from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, MESSAGES_PER_COMMIT, QUEUED,
-                                  RUNNING, SCHEMA_VERSION, STATES, Journal, OrderState)
+                                  RUNNING, SCHEMA_VERSION, STATES, Journal, JournalUnwritable,
+                                  OrderState)
 
 TIME = "2026-11-21T23:00:00.000Z"
 
@@ -423,3 +426,29 @@ def test_an_order_is_committed_when_add_returns_whatever_the_threads(journal):
         thread.join()
     assert missing == []
     assert journal.counts() == {ACCEPTED: 1600}
+
+
+def test_a_full_disk_refuses_a_write_by_name_and_the_journal_goes_on_when_there_is_room(
+        tmp_path):
+    with small_disk(tmp_path / "disk", 4) as disk:
+        journal = Journal(str(disk / "journal.sqlite3"))
+        try:
+            add(journal, "before")
+            filler = fill(disk)
+            with pytest.raises(JournalUnwritable) as refused:
+                add(journal, "while-full")
+            assert str(refused.value).startswith(
+                f"the journal {disk / 'journal.sqlite3'} cannot be written (database or disk "
+                "is full; 0.0 MB free on its disk)")
+            with pytest.raises(JournalUnwritable):
+                journal.transition("before", RUNNING, "started", TIME)
+            os.remove(filler)
+            # The failed commits left no transaction open: these are on the disk, as any
+            # other connection sees.
+            add(journal, "after")
+            journal.transition("before", RUNNING, "started", TIME)
+        finally:
+            journal.close()
+        with sqlite3.connect(disk / "journal.sqlite3") as other:
+            assert dict(other.execute("SELECT id, state FROM orders")) == {
+                "before": "running", "after": "accepted"}

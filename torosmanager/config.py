@@ -316,6 +316,10 @@ SCHEMA = {
     "Telescope": {
         "Name": Setting("str", "CTMO", "this telescope's name; orders for others are refused"),
         "Data Directory": Setting("path", "/var/lib/toros/data", "where FITS files are written"),
+        "Minimum Free Bytes": Setting("int", 1_000_000_000,
+                                      "bytes left free on the data directory's disk: a frame "
+                                      "that would leave less is not taken (room for the "
+                                      "journals, logs and calibrated frames)", 0),
         "Minimum Altitude": Setting("float", 20.0, "lowest altitude observed, degrees", 0, 89),
         "Max Exposure Time": Setting("float", 3600.0, "longest exposure accepted, seconds",
                                      0.001, MAX_EXPOSURE_TIME),
@@ -421,6 +425,10 @@ SCHEMA = {
         "Scheduler Retry Interval": Setting("float", 5.0, "seconds between tries to hand an "
                                             "order to the scheduler while it does not answer "
                                             "(orders are kept until it does)", 0.01, 3600),
+        "Delivery Retry Interval": Setting("float", 5.0, "seconds between tries to keep an "
+                                           "alert a source received while this daemon's "
+                                           "journal cannot (its disk full): the source waits, "
+                                           "and the alert is not lost", 0.01, 3600),
         "Retraction Deadline": Setting("float", 2.0, "seconds within which a retraction "
                                        "must have cancelled its event's orders (logged as an "
                                        "error when missed)", 0.1, 3600),

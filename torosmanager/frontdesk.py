@@ -13,7 +13,8 @@ from xmlrpc.client import Fault
 
 from . import __version__
 from .config import address_key
-from .journal import CANCELLED, FINAL_STATES, QUEUED, UNFINISHED_STATES
+from .journal import CANCELLED, FINAL_STATES, QUEUED, UNFINISHED_STATES, JournalUnwritable
+from .logs import Outage
 from .workorders import (QUERIES, SCHEMAS, FaultCode, WorkOrderError, clip, format_utc,
                          shorten, validate, wotype_of)
 
@@ -46,6 +47,8 @@ class FrontDesk:
         self.config = config
         self.started = time.monotonic()
         self.started_at = datetime.now(timezone.utc)
+        # A full disk refuses every order until there is room: said once, and when it ends.
+        self._journal_outage = Outage(log)
 
     def front_desk(self, work_order):
         """Submit a work order (a struct) to this daemon, or ask about one.
@@ -107,6 +110,14 @@ class FrontDesk:
         except WorkOrderError as error:
             log.info("refused a work order: %s", error)
             raise Fault(int(error.code), str(error)) from None
+        except JournalUnwritable as error:
+            # The disk, not the order nor this software: said plainly, with no traceback,
+            # and as a Fault a client may send again later.
+            self._journal_outage.failed("refusing work orders: %s", error)
+            raise Fault(int(FaultCode.UNAVAILABLE),
+                        f"the {self.handler.service} daemon cannot keep work orders now: "
+                        f"{error}; the order was not accepted: send it again later"
+                        ) from None
         except Exception as error:
             log.exception("internal error while handling %s", shorten(work_order))
             raise Fault(int(FaultCode.INTERNAL),
@@ -170,7 +181,15 @@ class FrontDesk:
         addition = self.journal.prepare(order, submitted, priority, reason, now,
                                         f"received from {order['User']}", queued)
         yield addition
-        record, created = addition.result()
+        try:
+            record, created = addition.result()
+        except JournalUnwritable as error:
+            done = self.handler.unrecorded(order)
+            if done is None:
+                raise
+            raise JournalUnwritable(f"{error}; {done} all the same") from error
+        self._journal_outage.answered("the journal %s takes work orders again",
+                                      self.journal.path)
         if not created:  # the same ID arrived meanwhile, or in the same commit
             return self._resubmitted(record, submitted, received)
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)%s", record.id, record.wotype,
@@ -262,6 +281,8 @@ class FrontDesk:
             "Now": format_utc(now),
             "Earth Rotation": self.earth_rotation.health(now),
             "Queue": {state.value: n for state, n in counts.items()},
+            "Journal": {"File": self.journal.path,
+                        "Free MB": round(self.journal.free_bytes() / 1e6, 1)},
             "Devices": self.handler.devices(),
             "Takes": list(self.handler.wotypes),
             **self.handler.health(),

@@ -8,10 +8,13 @@ long work belongs in :class:`Workers`.
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .journal import ACCEPTED, FAILED, QUEUED, RUNNING, UNFINISHED_STATES, OrderState
+from .journal import (ACCEPTED, FAILED, QUEUED, RUNNING, UNFINISHED_STATES, JournalUnwritable,
+                      OrderState)
+from .logs import Outage
 from .workorders import clip, clip_priority, format_utc
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,13 @@ class Handler:
         self.config = config
         self.journal = journal
         self.clock = clock
+        # Order ID → (state, reason): ends that the journal could not take, written with the
+        # next change it takes (see failing_on_error).
+        self._unjournaled = {}
+        self._unjournaled_lock = threading.Lock()
+        # A journal that cannot be written fails every worker's step until there is room:
+        # said once, and when it takes changes again.
+        self._journal_outage = Outage(log)
 
     # --- called by the front desk ---------------------------------------------------------
 
@@ -93,6 +103,12 @@ class Handler:
     def accepted(self, record):
         """Start work on a newly journaled order (``queued`` unless :meth:`queued_reason`
         said otherwise). The default does nothing more."""
+
+    def unrecorded(self, order):
+        """Act on a validated *order* that the journal cannot keep (its disk is full), when
+        waiting would be unsafe; return what was done, or ``None``. The order is refused
+        either way. The default does nothing."""
+        return None
 
     def resubmitted(self, record):
         """The same order arrived again, unchanged. The default does nothing (idempotent);
@@ -147,20 +163,36 @@ class Handler:
     # --- helpers -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def failing_on_error(self, order_id, doing):
+    def failing_on_error(self, order_id, doing, unjournaled=None):
         """Work on one order, *doing* something: any exception ends that order ``failed`` with
         the reason (and its traceback once in the log), and the daemon goes on with the others.
 
         Every worker of every daemon runs its orders inside this, so that no bug leaves an
-        order ``running`` for ever.
+        order ``running`` for ever. A journal that cannot be written (its disk full) is no
+        fault of the order: it keeps its last journaled state, and with *unjournaled* (a
+        state) it is moved there, saying why, by the next change this daemon journals.
         """
         try:
             yield
+        except JournalUnwritable as error:
+            during = _recording(error)
+            self._journal_outage.failed(
+                "[WO %s] stopped while %s%s: %s", order_id, doing,
+                "" if during is None else f" ({type(during).__name__}: {during})", error)
+            if unjournaled is not None:
+                with self._unjournaled_lock:
+                    self._unjournaled[order_id] = (unjournaled,
+                                                   f"stopped while {doing}: {error}")
         except Exception as error:  # noqa: BLE001 - the order ends failed, saying why
             log.exception("[WO %s] failed while %s", order_id, doing)
-            self.transition(order_id, FAILED, f"internal error in the {self.service} daemon "
-                            f"while {doing} ({type(error).__name__}: {clip(str(error))}); its "
-                            "log has the details", only_from=set(UNFINISHED_STATES))
+            try:
+                self.transition(order_id, FAILED, f"internal error in the {self.service} "
+                                f"daemon while {doing} ({type(error).__name__}: "
+                                f"{clip(str(error))}); its log has the details",
+                                only_from=set(UNFINISHED_STATES))
+            except JournalUnwritable as unwritable:
+                log.error("[WO %s] its failure could not be journaled: %s", order_id,
+                          unwritable)
 
     def transition(self, order_id, state, reason, **options):
         """Journal a change of state at the clock's time and log it under the order's ID."""
@@ -168,7 +200,37 @@ class Handler:
                                            format_utc(self.clock.now()), **options)
         if previous is not None:
             log.info("[WO %s] %s → %s: %s", order_id, previous, state, reason)
+        self._journal_outage.answered("the journal %s takes changes again", self.journal.path)
+        if self._unjournaled:  # the journal takes changes again
+            self._journal_unjournaled()
         return previous
+
+    def _journal_unjournaled(self):
+        """Write the ends of the orders stopped while the journal could not be written."""
+        with self._unjournaled_lock:
+            waiting, self._unjournaled = self._unjournaled, {}
+        while waiting:
+            order_id, (state, reason) = next(iter(waiting.items()))
+            try:
+                previous = self.journal.transition(order_id, state, reason,
+                                                   format_utc(self.clock.now()),
+                                                   only_from=set(UNFINISHED_STATES))
+            except JournalUnwritable:  # full again: kept for the next change
+                with self._unjournaled_lock:
+                    self._unjournaled = {**waiting, **self._unjournaled}
+                return
+            del waiting[order_id]
+            if previous is not None:
+                log.info("[WO %s] %s → %s: %s", order_id, previous, state, reason)
+
+
+def _recording(error):
+    """What was being recorded when the journal refused *error*'s write: the first exception
+    before it that is not SQLite's own (a frame that could not be written), or ``None``."""
+    context = error.__context__
+    while isinstance(context, sqlite3.Error):
+        context = context.__context__
+    return context
 
 
 class Workers:

@@ -16,6 +16,7 @@ import enum
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -24,6 +25,20 @@ from types import TracebackType
 from typing import Any, Literal
 
 log = logging.getLogger(__name__)
+
+#: SQLite's primary result codes that mean the journal's file cannot be written now, however
+#: good the data: SQLITE_READONLY (a file system remounted read-only after errors),
+#: SQLITE_IOERR, SQLITE_FULL (its disk is full). Extended codes carry them in the low byte.
+UNWRITABLE_CODES = frozenset({8, 10, 13})
+
+
+class JournalUnwritable(sqlite3.OperationalError):
+    """The journal's file cannot be written now (its disk is full, read-only, failing); what
+    was being written is rolled back. The message names the file and its disk's free space.
+
+    Nothing is wrong with the order being written: the same write succeeds once there is
+    room again.
+    """
 
 
 class OrderState(str, enum.Enum):
@@ -522,8 +537,12 @@ class Journal:
                 "SELECT state, n FROM state_counts WHERE n > 0 ORDER BY state")
             return {OrderState(row["state"]): row["n"] for row in rows}
 
+    def free_bytes(self) -> int:
+        """Bytes free on the disk that holds the journal (for the health report)."""
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+
     def _transaction(self) -> "_Transaction":
-        return _Transaction(self._db)
+        return _Transaction(self)
 
     def _record(self, row: sqlite3.Row) -> OrderRecord:
         """The :class:`OrderRecord` of *row*, its work order decoded once while the order is
@@ -568,10 +587,14 @@ class Addition:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on an exception."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on an exception or a failed ``COMMIT``
+    (which SQLite may leave open: every later write would then join a transaction never
+    committed). An error that means the file cannot be written is raised as
+    :class:`JournalUnwritable`."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._db = journal._db
         self._began = False
 
     def __enter__(self) -> "_Transaction":
@@ -583,5 +606,27 @@ class _Transaction:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> Literal[False]:
         if self._began:
-            self._db.execute("ROLLBACK" if kind else "COMMIT")
+            try:
+                self._db.execute("ROLLBACK" if kind else "COMMIT")
+            except sqlite3.OperationalError as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise self._named(error) from error
+        if isinstance(value, sqlite3.OperationalError):
+            named = self._named(value)
+            if named is not value:
+                raise named from value
         return False
+
+    def _named(self, error: sqlite3.OperationalError) -> sqlite3.OperationalError:
+        """*error* as a :class:`JournalUnwritable` when it means the file cannot be written."""
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(error, JournalUnwritable) or code is None or \
+                code & 0xFF not in UNWRITABLE_CODES:
+            return error
+        try:
+            free = f"{self._journal.free_bytes() / 1e6:,.1f} MB free on its disk"
+        except OSError as failure:
+            free = f"its disk's free space unknown: {failure}"
+        return JournalUnwritable(f"the journal {self._journal.path} cannot be written "
+                                 f"({error}; {free})")

@@ -53,7 +53,10 @@ class StatusPages:
                         + [("Uptime", f"{health['Uptime']:.0f} s"),
                            ("Earth Rotation", health["Earth Rotation"]["Message"]),
                            ("Queue", ", ".join(f"{n} {state}" for state, n in
-                                               sorted(health["Queue"].items())) or "empty")],
+                                               sorted(health["Queue"].items())) or "empty"),
+                           ("Journal", f"{health['Journal']['File']} "
+                                       f"({health['Journal']['Free MB']:,.1f} MB free on its "
+                                       "disk)")],
                         table_id="health"),
                  "<h2>Orders</h2>", self._orders()]
         for title, fragment in self.desk.handler.page_sections():

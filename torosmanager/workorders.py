@@ -74,6 +74,7 @@ class FaultCode(enum.IntEnum):
     NOT_CANCELLABLE = 6
     INTERNAL = 7
     UNSAFE = 8
+    UNAVAILABLE = 9
 
 
 #: When each Fault is raised, for the documentation.
@@ -89,6 +90,10 @@ FAULT_MEANINGS = {
     FaultCode.UNSAFE: "refused for safety now: the dome will not open while it is unsafe "
                       "(weather, daylight, no heartbeat) or before conditions have been good for "
                       "Dome → Reopen Delay",
+    FaultCode.UNAVAILABLE: "the daemon cannot take the order now, for a reason that passes "
+                           "(its journal's disk is full or read-only; the telescope's data "
+                           "disk has no room for a frame); nothing was accepted: send it "
+                           "again later",
 }
 
 

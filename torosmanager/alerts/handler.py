@@ -29,7 +29,7 @@ import xmlrpc.client
 from ..client import connect
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
-from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError, clip
+from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
 from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDED, EventBook)
 from .formats import AlertFormatError
@@ -291,11 +291,15 @@ class AlertsHandler(Handler):
             attempt += 1
             try:
                 return connect(self.config, "scheduler").front_desk(order)
-            except (OSError, xmlrpc.client.ProtocolError) as error:
+            except (OSError, xmlrpc.client.ProtocolError, xmlrpc.client.Fault) as error:
+                if isinstance(error, xmlrpc.client.Fault) and \
+                        error.faultCode != FaultCode.UNAVAILABLE:
+                    raise  # a refusal; an UNAVAILABLE one passes (the scheduler's disk full)
                 # Nothing planned is dropped: keep trying, and say so now and then.
                 if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8...: less often in time
-                    log.warning("the scheduler does not answer (attempt %d): %s", attempt,
-                                clip(str(error)))
+                    log.warning("the scheduler %s (attempt %d): %s",
+                                "cannot take it now" if isinstance(error, xmlrpc.client.Fault)
+                                else "does not answer", attempt, error)
                 self.workers.stopping.wait(self.clock.real_seconds(
                     self.settings["Scheduler Retry Interval"]))
         return None
@@ -312,9 +316,19 @@ class AlertsHandler(Handler):
         """Hand an alert from a source to the front desk, as any client would."""
         if isinstance(payload, bytes) and format_name not in BINARY_ALERT_FORMATS:
             payload = payload.decode("utf-8")
-        receipt = self.desk.front_desk({"WOType": "Alert", "Format": format_name,
-                                        "Payload": payload, "Origin": origin,
-                                        "User": origin.split(":")[0]})
+        order = {"WOType": "Alert", "Format": format_name, "Payload": payload,
+                 "Origin": origin, "User": origin.split(":")[0]}
+        while True:
+            try:
+                receipt = self.desk.front_desk(order)
+                break
+            except xmlrpc.client.Fault as refusal:
+                # The journal cannot keep it now (its disk full): the source holds the alert,
+                # and what comes after it, until it can; a Kafka offset stays unstored.
+                if refusal.faultCode != FaultCode.UNAVAILABLE or \
+                        self.workers.stopping.wait(self.clock.real_seconds(
+                            self.settings["Delivery Retry Interval"])):
+                    raise
         log.info("[WO %s] alert from %s: %s", receipt["ID"], origin, receipt["Message"])
 
     def _load_catalog(self):

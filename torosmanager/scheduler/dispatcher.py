@@ -32,9 +32,10 @@ import xmlrpc.client
 from datetime import datetime, timedelta
 
 from ..client import connect, status_of
-from ..journal import CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
+from ..journal import (CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING,
+                       JournalUnwritable)
 from ..logs import Outage, SaidOnChange
-from ..workorders import format_utc
+from ..workorders import FaultCode, format_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
@@ -90,6 +91,7 @@ class Dispatcher:
         self._last_follow = {}     # order ID -> clock time of its last Status query
         self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
         self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
+        self._journal_outage = Outage(log)
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -149,8 +151,12 @@ class Dispatcher:
                 self.tick()
             except PlanningStopped:
                 log.info("a plan under way abandoned: the scheduler is stopping")
+            except JournalUnwritable as error:  # its disk full: said once, tried each tick
+                self._journal_outage.failed("the scheduler's tick cannot journal: %s", error)
             except Exception:  # the night must go on; the log says what went wrong
                 log.exception("the scheduler's tick failed; trying again")
+            else:
+                self._journal_outage.answered("the scheduler's tick journals again")
             # An order dispatched but not yet running is followed again soon, so that this
             # daemon's Status agrees with the executor's within moments, not a Follow Interval;
             # so is an order a target of opportunity interrupts, until it shows so, and the
@@ -481,6 +487,14 @@ class Dispatcher:
         try:
             receipt = connect(self.config, "telescope").front_desk(record.work_order)
         except xmlrpc.client.Fault as refusal:
+            if refusal.faultCode == FaultCode.UNAVAILABLE:  # not now: tried again next tick
+                self._outages["telescope"].failed("[WO %s] the telescope cannot take "
+                                                  "orders now: %s", record.id,
+                                                  refusal.faultString)
+                waiting = f"waiting: the telescope cannot take it now: {refusal.faultString}"
+                if _kind(record.message) != _kind(waiting):  # (not each MB freed or used)
+                    self.handler.transition(record.id, QUEUED, waiting, only_from={QUEUED})
+                return False
             self.handler.transition(record.id, FAILED, f"the telescope daemon refused it: "
                                     f"{refusal.faultString}", only_from={QUEUED})
             self.wake()
@@ -488,6 +502,8 @@ class Dispatcher:
         except (OSError, xmlrpc.client.Error) as error:
             log.warning("[WO %s] the telescope daemon did not answer: %s", record.id, error)
             return False
+        self._outages["telescope"].answered("[WO %s] the telescope takes orders again",
+                                            record.id)
         self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the telescope "
                                 f"answered {receipt['Status']}: {receipt['Message']}",
                                 only_from={QUEUED},

@@ -16,6 +16,7 @@ from ..config import address_key
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
+from ..workorders import FaultCode
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
 
@@ -121,13 +122,15 @@ class SchedulerHandler(Handler):
                 return  # still queued in the journal: handed over after the restart
             try:
                 receipt = connect(self.config, "dome").front_desk(record.work_order)
-            except xmlrpc.client.Fault as refusal:
-                self.transition(order_id, FAILED, f"the dome daemon refused it: "
-                                f"{refusal.faultString}", only_from={QUEUED})
-                return
-            except (OSError, xmlrpc.client.ProtocolError) as error:
-                log.warning("[WO %s] the dome daemon did not answer (attempt %d of %d): %s",
-                            order_id, attempt, attempts, error)
+            except (OSError, xmlrpc.client.ProtocolError, xmlrpc.client.Fault) as error:
+                if isinstance(error, xmlrpc.client.Fault) and \
+                        error.faultCode != FaultCode.UNAVAILABLE:  # (that one passes)
+                    self.transition(order_id, FAILED, f"the dome daemon refused it: "
+                                    f"{error.faultString}", only_from={QUEUED})
+                    return
+                log.warning("[WO %s] the dome daemon %s (attempt %d of %d): %s", order_id,
+                            "cannot take it now" if isinstance(error, xmlrpc.client.Fault)
+                            else "did not answer", attempt, attempts, error)
                 last_error = error
                 if attempt < attempts:
                     self.workers.stopping.wait(
@@ -139,8 +142,10 @@ class SchedulerHandler(Handler):
                 self._cancel_at_executor(self.journal.get(order_id))  # cancelled meanwhile
             self.dispatcher.wake(replan=False)
             return
-        self.transition(order_id, FAILED, f"the dome daemon did not answer after "
-                        f"{attempts} attempts: {last_error}", only_from={QUEUED})
+        outcome = ("did not take it" if isinstance(last_error, xmlrpc.client.Fault)
+                   else "did not answer")
+        self.transition(order_id, FAILED, f"the dome daemon {outcome} after {attempts} "
+                        f"attempts: {last_error}", only_from={QUEUED})
 
     def _cancel_at_executor(self, record):
         executor = EXECUTOR[record.wotype]

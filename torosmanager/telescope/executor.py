@@ -27,6 +27,7 @@ from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
 from ..order_queue import OrderQueue
 from .fits import Exposure, night_directory, write_frame
+from .room import NoRoom, describe, frame_bytes, require_room
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,15 @@ class Executor:
             job.interrupt(f"interrupted by target of opportunity {record.id} "
                           f"(priority {record.priority:g})", by=record.id)
 
-    def park(self, record):
-        """Interrupt the observation under way and park (a ``Park`` order)."""
-        reason = record.work_order.get("Reason", "requested")
+    def park(self, reason, order_id=None):
+        """Interrupt the observation under way and park: a ``Park`` order (*order_id*), or
+        one its journal could not keep (``None``: the parking is only logged)."""
+        by = f" (Park order {order_id})" if order_id else ""
         with self.orders.condition:
             job = self.orders.current
             if job is not None:
-                job.interrupt(f"interrupted: {reason} (Park order {record.id})")
-            self._park_requests.append(record)
+                job.interrupt(f"interrupted: {reason}{by}")
+            self._park_requests.append((reason, order_id))
             self.orders.condition.notify()
 
     def stop(self):
@@ -136,11 +138,11 @@ class Executor:
                 break
             try:
                 if isinstance(work, Job):
-                    with self.handler.failing_on_error(work.record.id, "observing"):
+                    with self.handler.failing_on_error(work.record.id, "observing",
+                                                       unjournaled=INTERRUPTED):
                         self._observe(work)
                 else:
-                    with self.handler.failing_on_error(work.id, "parking"):
-                        self._execute_park(work)
+                    self._park_for(*work)
             finally:
                 if isinstance(work, Job):
                     self.orders.finished()
@@ -160,6 +162,7 @@ class Executor:
             # Calibration frames need neither the sky nor the target: an attempt that has
             # only those left neither waits for the dome nor slews.
             if progress["Frames Done"] < progress["Frames Total"]:
+                self.require_room()  # before the slew, which would be for nothing
                 self._point(job, order, progress)
                 self._take_lights(job, order, progress)
             if order["Calibration Frames"]:
@@ -176,6 +179,11 @@ class Executor:
         except DomeNotReady as reason:
             self.handler.transition(order_id, INTERRUPTED, f"not started: {reason}",
                                     only_from={RUNNING}, progress=progress)
+            return
+        except NoRoom as reason:
+            self.handler.transition(order_id, INTERRUPTED, f"stopped at {progress['Step']}: "
+                                    f"{reason}", only_from={RUNNING}, progress=progress)
+            self._park_if_idle("no room for frames")
             return
         except (DeviceError, OSError) as error:
             self._abort()
@@ -294,6 +302,7 @@ class Executor:
     def _expose(self, job, frame_type, seconds, number):
         """Take one frame and write it; return the file's path."""
         order = job.record.work_order
+        self.require_room()
         pointing = self.mount.state()
         start = self.clock.now()
         self.camera.start_exposure(seconds, frame_type)
@@ -311,6 +320,23 @@ class Executor:
         log.info("[WO %s] wrote %s", job.record.id, path)
         self.latest_frame = path
         return path
+
+    def require_room(self):
+        """Raise :class:`~.room.NoRoom` unless the data disk has room for the next frame."""
+        require_room(self.settings["Data Directory"], self._frame_bytes(),
+                     self.settings["Minimum Free Bytes"])
+
+    def data_disk(self):
+        """The data disk's free space and the frames it has room for (the health report)."""
+        return describe(self.settings["Data Directory"], self._frame_bytes(),
+                        self.settings["Minimum Free Bytes"])
+
+    def _frame_bytes(self):
+        """Bytes of the camera's next frame; 0 while the camera does not answer."""
+        try:
+            return frame_bytes(self.camera.info())
+        except DeviceError:
+            return 0
 
     def _directory(self, instant=None):
         return night_directory(self.settings["Data Directory"], instant or self.clock.now(),
@@ -345,8 +371,17 @@ class Executor:
         progress["Preprocessing ID"] = receipt["ID"]
         return f"handed to the preprocessor as order {receipt['ID']}"
 
-    def _execute_park(self, record):
-        reason = record.work_order.get("Reason", "requested")
+    def _park_for(self, reason, order_id):
+        if order_id is not None:
+            with self.handler.failing_on_error(order_id, "parking"):
+                self._execute_park(reason, order_id)
+            return
+        try:  # no order to end failed: the log says what went wrong
+            self._execute_park(reason, None)
+        except Exception:  # noqa: BLE001 - the worker goes on with the next order
+            log.exception("could not park (%s)", reason)
+
+    def _execute_park(self, reason, order_id):
         try:
             self._abort()
             self.mount.start_park()
@@ -355,10 +390,16 @@ class Executor:
                      max(self.clock.real_seconds(self.settings["Poll Interval"]),
                          MIN_REAL_POLL_SECONDS))
         except DeviceError as error:
-            self.handler.transition(record.id, FAILED, f"could not park: {error}",
-                                    only_from={RUNNING})
+            if order_id is None:
+                log.error("could not park (%s): %s", reason, error)
+            else:
+                self.handler.transition(order_id, FAILED, f"could not park: {error}",
+                                        only_from={RUNNING})
             return
-        self.handler.transition(record.id, DONE, f"parked ({reason})", only_from={RUNNING})
+        if order_id is None:
+            log.info("parked (%s)", reason)
+        else:
+            self.handler.transition(order_id, DONE, f"parked ({reason})", only_from={RUNNING})
 
     def _abort(self):
         for device in (self.camera, self.mount):

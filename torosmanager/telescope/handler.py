@@ -56,6 +56,7 @@ class TelescopeHandler(Handler):
         check_limits(order, self.limits())
         order.setdefault("Telescope Name", self.settings["Name"])
         self._check_visible(order)
+        self.executor.require_room()
 
     def limits(self):
         """What this telescope takes (published in the health Status for the scheduler)."""
@@ -84,12 +85,22 @@ class TelescopeHandler(Handler):
     def accepted(self, record):
         if record.wotype == "Park":
             self.transition(record.id, RUNNING, "parking: " + record.work_order["Reason"])
-            self.executor.park(record)
+            self.executor.park(record.work_order["Reason"], record.id)
             return
         self._run(record)
 
+    def unrecorded(self, order):
+        # The dome closing for safety must not wait for a disk to have room again.
+        if order["WOType"] != "Park":
+            return None
+        log.error("parking though the journal cannot keep the Park order: %s",
+                  order["Reason"])
+        self.executor.park(order["Reason"])
+        return "the telescope is parking"
+
     def resubmitted(self, record):
         if record.wotype == "Observation" and record.state in RETRIED_STATES:
+            self.executor.require_room()  # (refused now, as a new order would be)
             frames = record.progress.get("Files", [])
             self.transition(record.id, QUEUED, f"queued again: resubmitted after it was "
                             f"{record.state}; the {len(frames)} frame(s) taken before are "
@@ -126,20 +137,25 @@ class TelescopeHandler(Handler):
         return report
 
     def health(self):
-        return {"Limits": self.limits()}
+        return {"Limits": self.limits(), "Data Disk": self.executor.data_disk()}
 
     def page_sections(self):
+        disk = self.executor.data_disk()
+        room = ("" if disk["Frames Left"] is None else
+                f", room for {disk['Frames Left']:,} frame(s) of {disk['Frame MB']:,.1f} MB")
+        sections = [("Data disk", f"<p id='data-disk'>{html.escape(disk['Directory'])}: "
+                                  f"{disk['Free MB']:,.1f} MB free{room}</p>")]
         path = self.executor.latest_frame
         if path is None:
-            return [("Latest frame", "<p>No frame yet.</p>")]
+            return sections + [("Latest frame", "<p>No frame yet.</p>")]
         from astropy.io import fits
 
         from ..pages import header_table
         name = html.escape(os.path.basename(path))
-        return [("Latest frame", f"<p id='latest-frame'>{name}</p>"
-                                 f"<img id='preview' src='/latest.png' alt='{name}' "
-                                 f"width='{PREVIEW_WIDTH}'>"
-                                 + header_table(fits.getheader(path)))]
+        return sections + [("Latest frame", f"<p id='latest-frame'>{name}</p>"
+                                            f"<img id='preview' src='/latest.png' alt='{name}' "
+                                            f"width='{PREVIEW_WIDTH}'>"
+                                            + header_table(fits.getheader(path)))]
 
     def page_asset(self, path):
         if path == "/latest.png" and self.executor.latest_frame is not None:
@@ -167,7 +183,7 @@ class TelescopeHandler(Handler):
     def resume(self, record):
         if record.wotype == "Park":  # parking is always safe to do again
             self.transition(record.id, RUNNING, "parking again after a restart")
-            self.executor.park(self.journal.get(record.id))
+            self.executor.park(record.work_order.get("Reason", "requested"), record.id)
         elif record.state == RUNNING:
             self.transition(record.id, INTERRUPTED,
                             "the telescope daemon stopped during the observation")

@@ -1,0 +1,209 @@
+"""A full disk stops no night: no frame is taken that could not be written, a journal that
+cannot be written refuses orders saying so (and why) without losing any, the dome's closing
+still parks the telescope, and everything goes on once there is room.
+
+Each test fills a small disk of its own (a tmpfs: see helpers_small_disk.py).
+"""
+
+import os
+import re
+import shutil
+import socket
+import struct
+import time
+
+from helpers_small_disk import fill, small_disk
+from observatory import (dome_safety, ended, open_dome, refusal, settings, status, step,
+                         wait_until)
+from test_alert_gcn_socket import SWIFT_BAT_1227767
+from test_alerts_daemon import event_orders, settings as alert_settings
+from test_front_desk import observation
+from torosmanager.launcher import free_port
+from torosmanager.workorders import FaultCode
+
+#: A simulated frame of 1024 × 1024 16-bit pixels is 2.1 MB as a FITS file.
+FRAME_SIDE = 1024
+#: The data disk, and what the telescope leaves free on it: room for 7 such frames.
+DATA_DISK_MB = 48
+MINIMUM_FREE_BYTES = 32_000_000
+#: More frames than that room holds.
+EXPOSURES = 12
+#: A disk for journals: filled by the test, not by the daemons.
+JOURNAL_DISK_MB = 8
+#: Seconds between a daemon's tries while the other's journal is full, and tries watched.
+RETRY_SECONDS = 0.2
+RETRIES = 3
+
+
+def test_frames_stop_short_of_the_minimum_free_and_the_order_goes_on_once_there_is_room(
+        make_site, tmp_path):
+    with small_disk(tmp_path / "disk", DATA_DISK_MB) as disk:
+        site = make_site(settings(
+            Simulator={"Width": FRAME_SIDE, "Height": FRAME_SIDE},
+            Telescope={"Data Directory": str(disk / "data"),
+                       "Minimum Free Bytes": MINIMUM_FREE_BYTES}))
+        site.start("dome", "telescope", "scheduler")
+        scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+        scheduler.front_desk(observation("long", **{"Number of Exposures": EXPOSURES}))
+
+        def waiting():
+            answer = status(scheduler, "long")
+            return answer if answer["Message"].startswith("waiting: ") else None
+
+        message = wait_until(waiting, "the scheduler to wait for room")["Message"]
+        assert re.fullmatch(r"waiting: the telescope cannot take it now: no room for a frame: "
+                            rf"the data directory {disk}/data has [\d.]+ MB free; a frame "
+                            r"needs 2\.1 MB and Telescope → Minimum Free Bytes keeps 32\.0 MB "
+                            r"free", message), message
+        stopped = status(telescope, "long")
+        taken = stopped["Progress"]["Frames Done"]
+        assert 0 < taken < EXPOSURES
+        assert stopped["Status"] == "interrupted"
+        assert stopped["Message"].startswith(f"stopped at exposing {taken + 1}/{EXPOSURES}: "
+                                             "no room for a frame")
+        assert shutil.disk_usage(disk).free >= MINIMUM_FREE_BYTES
+        assert telescope.front_desk({"WOType": "Status"})["Data Disk"]["Frames Left"] == 0
+
+        shutil.move(disk / "data", tmp_path / "moved")  # the operator makes room
+        done = ended(scheduler, "long", "done")
+        assert done["Progress"]["Frames Done"] == EXPOSURES
+        assert done["Progress"]["Attempts"] == 2
+        frames = (list((tmp_path / "moved").rglob("*.fits"))
+                  + list((disk / "data").rglob("*.fits")))
+        assert len(frames) == EXPOSURES
+
+
+def test_a_full_journal_refuses_orders_saying_so_and_takes_them_once_there_is_room(
+        make_site, tmp_path):
+    with small_disk(tmp_path / "disk", JOURNAL_DISK_MB) as disk:
+        site = make_site({"Database": {"File": str(disk / "{service}.sqlite3")}})
+        site.start("scheduler")
+        scheduler = site.proxy("scheduler")
+        filler = fill(disk)
+        for _ in range(3):
+            refused = refusal(scheduler.front_desk, observation("kept"))
+        assert refused.faultCode == FaultCode.UNAVAILABLE
+        journal = disk / "scheduler.sqlite3"
+        assert refused.faultString == (
+            f"the scheduler daemon cannot keep work orders now: the journal {journal} cannot "
+            "be written (database or disk is full; 0.0 MB free on its disk); the order was "
+            "not accepted: send it again later")
+        health = scheduler.front_desk({"WOType": "Status"})
+        assert health["Journal"] == {"File": str(journal), "Free MB": 0.0}
+
+        os.remove(filler)
+        assert scheduler.front_desk(observation("kept"))["Status"] == "queued"
+        log = site.log("scheduler")
+        assert log.count("refusing work orders: the journal") == 1  # said once, not each time
+        assert f"the journal {journal} takes work orders again" in log
+        assert "Traceback" not in log
+
+
+def test_the_dome_closing_parks_the_telescope_though_its_journal_is_full(make_site, tmp_path):
+    weather = tmp_path / "weather"
+    with small_disk(tmp_path / "disk", JOURNAL_DISK_MB) as disk:
+        site = make_site(settings(Simulator={"Weather File": str(weather)},
+                                  Database={"File": str(disk / "{service}.sqlite3")}))
+        site.start("dome", "telescope", "scheduler")
+        open_dome(site)
+        telescope = site.proxy("telescope")
+        telescope.front_desk({"ID": "storm", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
+                              "Filter": "R", "Exposure Time": 120, "Number of Exposures": 30})
+        wait_until(lambda: step(telescope, "storm").startswith("exposing"),
+                   "the observation to expose")
+        filler = fill(disk)  # every daemon's journal: none can record anything now
+        weather.write_text("unsafe: rain on the weather station")
+
+        wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+                   ["Parked"], "the mount to park")
+        assert not dome_safety(site)["May Open"]
+        assert "weather unsafe" in site.proxy("dome").front_desk(
+            {"WOType": "Status"})["Devices"]["Enclosure"]["Closed By"]
+        assert "the telescope is parking all the same" in site.log("dome")
+        assert "parking though the journal cannot keep the Park order" in site.log("telescope")
+
+        # Once there is room, the next change the telescope journals also ends the
+        # observation its journal could not end.
+        os.remove(filler)
+        telescope.front_desk({"ID": "park", "WOType": "Park", "Reason": "test"})
+        storm = ended(telescope, "storm", "interrupted")
+        assert storm["Message"].startswith(
+            f"stopped while observing: the journal {disk / 'telescope.sqlite3'} cannot be "
+            "written (database or disk is full")
+
+
+def test_an_alert_received_while_the_disks_are_full_reaches_the_scheduler_once_there_is_room(
+        make_site, tmp_path):
+    """Neither the alerts daemon's full journal nor the scheduler's loses a GCN notice."""
+    journals, port = tmp_path / "journals", free_port()
+    with small_disk(journals / "alerts", JOURNAL_DISK_MB) as alerts_disk, \
+            small_disk(journals / "scheduler", JOURNAL_DISK_MB) as scheduler_disk:
+        site = make_site(alert_settings(**{
+            "GCN Socket": {"Enabled": True, "IP": "127.0.0.1", "Port": port},
+            "Delivery Retry Interval": RETRY_SECONDS, "Scheduler Retry Interval": RETRY_SECONDS,
+        }) | {"Database": {"File": str(journals / "{service}" / "journal.sqlite3")}})
+        site.start("scheduler", "alerts")
+        alerts = site.proxy("alerts")
+        fillers = [fill(alerts_disk), fill(scheduler_disk)]
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as gcn:
+            gcn.sendall(struct.pack(">40i", *SWIFT_BAT_1227767))
+            wait_until(lambda: alerts.front_desk({"WOType": "Status"})["Sources"]["GCN Socket"]
+                       ["Messages"] == 1, "the notice to arrive")
+            time.sleep(RETRIES * RETRY_SECONDS)  # the source tries again, and again
+            assert alerts.front_desk({"WOType": "Events"})["Events"] == []
+
+            os.remove(fillers[0])  # the alert is kept, and its order waits for the scheduler
+            wait_until(lambda: alerts.front_desk({"WOType": "Events"})["Events"],
+                       "the alert to be kept")
+            time.sleep(RETRIES * RETRY_SECONDS)
+            (planned,) = alerts.front_desk({"WOType": "Events", "Event ID": "1227767"})["Orders"]
+            assert planned["Here"] == "planned"
+
+            os.remove(fillers[1])
+            wait_until(lambda: alerts.front_desk({"WOType": "Events", "Event ID": "1227767"})
+                       ["Orders"][0]["Here"] == "submitted", "the order at the scheduler")
+        (answer,) = event_orders(site, "1227767").values()
+        assert answer["Status"] == "queued"
+        assert answer["Work Order"]["Type of object"] == "GRB afterglow"
+        health = alerts.front_desk({"WOType": "Status"})
+        assert health["Sources"]["GCN Socket"]["Delivery Errors"] == 0
+        assert "the scheduler cannot take it now (attempt 1): <Fault 9:" in site.log("alerts")
+
+
+def test_a_dome_order_waits_at_the_scheduler_while_the_domes_journal_is_full(make_site,
+                                                                             tmp_path):
+    journals = tmp_path / "journals"
+    with small_disk(journals / "dome", JOURNAL_DISK_MB) as dome_disk:
+        site = make_site({
+            "Scheduler": {"Dispatch Attempts": 1000, "Dispatch Retry Interval": RETRY_SECONDS},
+            "Database": {"File": str(journals / "{service}" / "journal.sqlite3")}})
+        site.start("dome", "scheduler")
+        scheduler = site.proxy("scheduler")
+        filler = fill(dome_disk)
+        scheduler.front_desk({"ID": "lights", "WOType": "Dome", "Blink01": True})
+        wait_until(lambda: "[WO lights] the dome daemon cannot take it now (attempt 2 of 1000)"
+                   in site.log("scheduler"), "the scheduler to try again")
+        assert status(scheduler, "lights")["Status"] == "queued"
+        os.remove(filler)
+        assert ended(scheduler, "lights", "done")["Message"].startswith("done at the dome")
+
+
+def test_the_night_goes_on_after_the_schedulers_own_journal_was_full(make_site, tmp_path):
+    journals = tmp_path / "journals"
+    with small_disk(journals / "scheduler", JOURNAL_DISK_MB) as scheduler_disk:
+        site = make_site(settings(
+            Database={"File": str(journals / "{service}" / "journal.sqlite3")}))
+        site.start("dome", "telescope", "scheduler")
+        scheduler = site.proxy("scheduler")
+        for order_id in ("first", "second"):
+            scheduler.front_desk(observation(order_id, **{"Number of Exposures": 5}))
+        wait_until(lambda: step(scheduler, "first").startswith("exposing"),
+                   "the first observation to expose")
+        filler = fill(scheduler_disk)
+        time.sleep(RETRIES)  # (some 30 ticks at the tests' speed)
+        os.remove(filler)
+        for order_id in ("first", "second"):
+            assert ended(scheduler, order_id, "done")["Progress"]["Frames Done"] == 5
+        log = site.log("scheduler")
+        assert log.count("cannot journal") + log.count("stopped while") <= 2  # said once each
+        assert "Traceback" not in log

@@ -1,0 +1,68 @@
+"""Room on the data disk for the next frame.
+
+A 10k × 10k camera writes 200 MB a frame: a night can fill a disk. No exposure is started that
+could not be written, and the disk keeps ``Telescope → Minimum Free Bytes`` for what shares it
+(the journals, the logs, the preprocessor's products). An order that finds no room is refused
+for now, or stops before its next frame, keeping the frames it took, to be tried again once
+there is room.
+"""
+
+import math
+import os
+import shutil
+
+from ..workorders import FaultCode, WorkOrderError
+
+#: Bytes of a FITS block: a file is a whole number of them.
+FITS_BLOCK = 2880
+#: FITS blocks of a frame's header (its 40-odd cards fill two; the rest is margin).
+HEADER_BLOCKS = 4
+#: The largest ADU a 16-bit frame holds; a camera that counts higher writes 32-bit pixels.
+MAX_16_BIT_ADU = 65535
+
+
+class NoRoom(WorkOrderError):
+    """The data disk has no room for the next frame (a Fault the client may send again)."""
+
+    def __init__(self, message):
+        super().__init__(message, FaultCode.UNAVAILABLE)
+
+
+def frame_bytes(camera):
+    """Bytes of one frame of *camera* (a :class:`~torosmanager.devices.camera.CameraInfo`)
+    as a FITS file."""
+    pixel_bytes = 2 if camera.max_adu <= MAX_16_BIT_ADU else 4
+    data_blocks = math.ceil(camera.width * camera.height * pixel_bytes / FITS_BLOCK)
+    return (HEADER_BLOCKS + data_blocks) * FITS_BLOCK
+
+
+def require_room(directory, needed, minimum):
+    """Raise :class:`NoRoom` unless the disk of *directory* (created later if missing) has
+    *needed* bytes free over *minimum*."""
+    free = free_bytes(directory)
+    if free - needed < minimum:
+        raise NoRoom(f"no room for a frame: the data directory {directory} has "
+                     f"{free / 1e6:,.1f} MB free; a frame needs {needed / 1e6:,.1f} MB and "
+                     f"Telescope → Minimum Free Bytes keeps {minimum / 1e6:,.1f} MB free")
+
+
+def describe(directory, needed, minimum):
+    """The data disk, for the health report: free MB, a frame's MB, the frames it has room
+    for (MB: XML-RPC's integers stop at 2³¹)."""
+    free = free_bytes(directory)
+    return {"Directory": directory, "Free MB": round(free / 1e6, 1),
+            "Frame MB": round(needed / 1e6, 3),
+            "Frames Left": max(0, (free - minimum) // needed) if needed else None}
+
+
+def free_bytes(directory):
+    """Bytes free on the disk that holds (or will hold) *directory*."""
+    return shutil.disk_usage(_existing(directory)).free
+
+
+def _existing(directory):
+    """*directory*, or its nearest ancestor that exists (the disk it will be made on)."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
