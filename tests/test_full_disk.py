@@ -1,6 +1,6 @@
 """A full disk stops no night: no frame is taken that could not be written, a journal that
-cannot be written refuses orders saying so (and why) without losing any, the dome's closing
-still parks the telescope, and everything goes on once there is room.
+cannot be written refuses orders saying so (and why) without losing any, but still closes the
+dome and parks the telescope when asked, and everything goes on once there is room.
 
 Each test fills a small disk of its own (a tmpfs: see helpers_small_disk.py).
 """
@@ -207,3 +207,24 @@ def test_the_night_goes_on_after_the_schedulers_own_journal_was_full(make_site, 
         log = site.log("scheduler")
         assert log.count("cannot journal") + log.count("stopped while") <= 2  # said once each
         assert "Traceback" not in log
+
+
+def test_a_close_order_closes_the_dome_though_its_journal_is_full(make_site, tmp_path):
+    journals = tmp_path / "journals"
+    with small_disk(journals / "dome", JOURNAL_DISK_MB) as dome_disk:
+        site = make_site(settings(
+            Database={"File": str(journals / "{service}" / "journal.sqlite3")}))
+        site.start("telescope", "dome", "scheduler")
+        open_dome(site)
+        filler = fill(dome_disk)
+        dome = site.proxy("dome")
+        refused = refusal(dome.front_desk, {"WOType": "Dome", "Shutter": "Close",
+                                            "User": "operator"})
+        assert refused.faultCode == FaultCode.UNAVAILABLE
+        assert "; the dome is closing all the same; the order was not accepted" in \
+            refused.faultString
+        wait_until(lambda: dome.front_desk({"WOType": "Status"})["Devices"]["Enclosure"]
+                   ["Shutter"] == "closed", "the dome to close")
+        assert "closing the dome: a Dome order from operator that the journal cannot keep" in \
+            site.log("dome")
+        os.remove(filler)

@@ -74,6 +74,14 @@ class DomeHandler(Handler):
     def accepted(self, record):
         self.workers.submit(self.execute, record.id)
 
+    def unrecorded(self, order):
+        # Closing is always safe: it must not wait for a disk to have room again.
+        if order["WOType"] != "Dome" or order.get("Shutter") != "Close":
+            return None
+        self.close_for_safety(f"a Dome order from {order['User']} that the journal cannot "
+                              "keep")
+        return "the dome is closing"
+
     def devices(self):
         report = {"Safety": self.guard.report(), "Following Telescope": self.following}
         try:
