@@ -27,6 +27,8 @@ from conftest import simulated_clock
 from observatory import ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
 from test_alert_gcn_socket import SWIFT_BAT_1227767
+from torosmanager.alerts.handler import READING, REREAD
+from torosmanager.journal import QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
 
 #: Noon at CTMO (18:00 UTC): tonight is ahead, nothing is dispatched during the tests.
@@ -34,6 +36,8 @@ NOON = datetime(2026, 11, 10, 18, 0, tzinfo=timezone.utc)
 #: The LVK alert used throughout: a 2-D map (cWB), superevent S2498 (a mock: "search": "MDC").
 S2498 = "S2469/files/S2469-1-initial.json"
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+#: When the orders a test writes in a journal itself were received.
+TIME = "2026-11-10T17:59:00.000Z"
 
 
 def settings(**alerts):
@@ -180,6 +184,30 @@ def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
     assert {order["Scheduler"] for order in report["Orders"]} == {"queued"}
     history = [entry["Reason"] for entry in done["History"]]
     assert "to be read again after a restart" in history
+
+
+def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make_site):
+    """An alert read when the daemon died (an out-of-memory kill, a power cut) is read again,
+    but one it died on Max Stops While Reading times is not: no crash loop."""
+    site = make_site(settings(**{"Max Stops While Reading": 2}), name="stops")
+    journal = Journal(str(site.directory / "alerts.sqlite3"))
+    for order_id, earlier_stops in (("stopped-once", 0), ("stopped-twice", 1)):
+        order = {"ID": order_id, "WOType": "Alert", "Format": "lvk_json", "Payload": lvk(),
+                 "User": "test"}
+        journal.add(order, json.dumps(order), 10.0, "requested: 10", TIME, "received",
+                    "queued to be read")
+        for _ in range(earlier_stops):
+            journal.transition(order_id, RUNNING, READING, TIME)
+            journal.transition(order_id, QUEUED, REREAD, TIME)
+        journal.transition(order_id, RUNNING, READING, TIME)  # when the daemon died
+    journal.close()
+    site.start("scheduler", "alerts")
+    assert finished(site, "stopped-once")["Status"] == "done"
+    given_up = finished(site, "stopped-twice")
+    assert given_up["Status"] == "failed"
+    assert given_up["Message"].startswith(
+        "the alerts daemon stopped 2 times while reading this alert (Alerts → Max Stops While "
+        "Reading: 2); not read again")
 
 
 def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):

@@ -429,6 +429,10 @@ SCHEMA = {
                                            "alert a source received while this daemon's "
                                            "journal cannot (its disk full): the source waits, "
                                            "and the alert is not lost", 0.01, 3600),
+        "Max Stops While Reading": Setting("int", 3, "times the daemon may stop (killed: out "
+                                           "of memory, a power cut) while reading one alert "
+                                           "before that alert is given up, so that one alert "
+                                           "cannot keep the daemon restarting", 1, 100),
         "Retraction Deadline": Setting("float", 2.0, "seconds within which a retraction "
                                        "must have cancelled its event's orders (logged as an "
                                        "error when missed)", 0.1, 3600),

@@ -46,6 +46,10 @@ ALERT_WORKERS = 4
 #: The priority journaled with an Alert order: alerts are read as they arrive, so it only
 #: orders them in the journal's reports.
 ALERT_ORDER_PRIORITY = 10.0
+#: An Alert order's message while it is read, and after a restart: how its history tells a
+#: daemon stopped while reading it (see resume).
+READING = "reading the alert"
+REREAD = "to be read again after a restart"
 
 
 class AlertsHandler(Handler):
@@ -135,9 +139,26 @@ class AlertsHandler(Handler):
             log.info("listening for alerts: %s", title)
 
     def resume(self, record):
+        if record.state == RUNNING and record.message == READING:
+            stops = 1 + self._stops_while_reading(record.id)
+            limit = self.settings["Max Stops While Reading"]
+            if stops >= limit:  # the alert itself may stop the daemon (memory): not again
+                self.transition(record.id, FAILED, f"the alerts daemon stopped {stops} times "
+                                f"while reading this alert (Alerts → Max Stops While Reading: "
+                                f"{limit}); not read again, lest it stop the daemon again: "
+                                "the daemon's log and the system's (an out-of-memory kill?) "
+                                "say why")
+                return
         if record.state in (ACCEPTED, QUEUED, RUNNING):
-            self.transition(record.id, QUEUED, "to be read again after a restart")
+            self.transition(record.id, QUEUED, REREAD)
             self.workers.submit(self.process, record.id)
+
+    def _stops_while_reading(self, order_id):
+        """How many times the daemon stopped before while reading *order_id* (its history: a
+        :data:`READING` state followed by :data:`REREAD`)."""
+        history = self.journal.history(order_id)
+        return sum(1 for before, after in zip(history, history[1:])
+                   if before["Reason"] == READING and after["Reason"] == REREAD)
 
     def stop(self):
         for source in self.sources.values():
@@ -154,7 +175,7 @@ class AlertsHandler(Handler):
     def _process(self, order_id):
         received = self._received.pop(order_id, None)  # None: queued before a restart
         record = self.journal.get(order_id)
-        if self.transition(order_id, RUNNING, "reading the alert", only_from={QUEUED}) is None:
+        if self.transition(order_id, RUNNING, READING, only_from={QUEUED}) is None:
             return  # cancelled meanwhile
         try:
             alert = alert_of(record.work_order, self.clock.now())
@@ -201,6 +222,9 @@ class AlertsHandler(Handler):
                 return  # stopping: read again after the restart
             self.book.plan(order_id, alert.event_id, response.orders)
             log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
+        # Read: a stop from now on is not the alert's doing (the scheduler may be away).
+        self.transition(order_id, RUNNING, "submitting its orders to the scheduler",
+                        only_from={RUNNING})
         accepted = self._submit(order_id, alert.event_id)
         if accepted is None:
             return  # stopping: still running in the journal, resumed after the restart
