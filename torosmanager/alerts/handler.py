@@ -188,10 +188,16 @@ class AlertsHandler(Handler):
             self._finish(order_id, f"{_name(alert)} was read before (alert order {duplicate}): "
                          "nothing more to do")
         elif alert.is_retraction:
+            self._read(order_id, "cancelling its event's orders")
             self._retract(order_id, alert, received)
         else:
             with self._event_lock(alert.event_id):
                 self._respond(order_id, alert)
+
+    def _read(self, order_id, next_step):
+        """Say the alert is read: a stop from now on is not the alert's doing (the scheduler
+        may be away), and does not count against it (see :meth:`resume`)."""
+        self.transition(order_id, RUNNING, f"read; {next_step}", only_from={RUNNING})
 
     def _respond(self, order_id, alert):
         if not self.book.orders(alert_order_id=order_id):  # not planned before a restart
@@ -218,13 +224,13 @@ class AlertsHandler(Handler):
             if response.ignored:
                 self._finish(order_id, f"{_name(alert)} {response.summary()}")
                 return
+            self._read(order_id, "submitting its orders to the scheduler")
             if standing and not self._supersede(alert.event_id, standing, order_id):
                 return  # stopping: read again after the restart
             self.book.plan(order_id, alert.event_id, response.orders)
             log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
-        # Read: a stop from now on is not the alert's doing (the scheduler may be away).
-        self.transition(order_id, RUNNING, "submitting its orders to the scheduler",
-                        only_from={RUNNING})
+        else:
+            self._read(order_id, "submitting its orders to the scheduler")
         accepted = self._submit(order_id, alert.event_id)
         if accepted is None:
             return  # stopping: still running in the journal, resumed after the restart
