@@ -33,6 +33,14 @@ JOURNAL_DISK_MB = 8
 #: Seconds between a daemon's tries while the other's journal is full, and tries watched.
 RETRY_SECONDS = 0.2
 RETRIES = 3
+#: Real seconds the scheduler's journal stays full: some 30 of its ticks at the tests' 100×.
+FULL_SECONDS = 3
+
+
+def journals_apart(directory):
+    """The Database section that gives each daemon's journal a directory of its own under
+    *directory*, where a test mounts a small disk for the one it fills."""
+    return {"File": str(directory / "{service}" / "journal.sqlite3")}
 
 
 def test_frames_stop_short_of_the_minimum_free_and_the_order_goes_on_once_there_is_room(
@@ -141,7 +149,7 @@ def test_an_alert_received_while_the_disks_are_full_reaches_the_scheduler_once_t
         site = make_site(alert_settings(**{
             "GCN Socket": {"Enabled": True, "IP": "127.0.0.1", "Port": port},
             "Delivery Retry Interval": RETRY_SECONDS, "Scheduler Retry Interval": RETRY_SECONDS,
-        }) | {"Database": {"File": str(journals / "{service}" / "journal.sqlite3")}})
+        }) | {"Database": journals_apart(journals)})
         site.start("scheduler", "alerts")
         alerts = site.proxy("alerts")
         fillers = [fill(alerts_disk), fill(scheduler_disk)]
@@ -176,7 +184,7 @@ def test_a_dome_order_waits_at_the_scheduler_while_the_domes_journal_is_full(mak
     with small_disk(journals / "dome", JOURNAL_DISK_MB) as dome_disk:
         site = make_site({
             "Scheduler": {"Dispatch Attempts": 1000, "Dispatch Retry Interval": RETRY_SECONDS},
-            "Database": {"File": str(journals / "{service}" / "journal.sqlite3")}})
+            "Database": journals_apart(journals)})
         site.start("dome", "scheduler")
         scheduler = site.proxy("scheduler")
         filler = fill(dome_disk)
@@ -191,8 +199,7 @@ def test_a_dome_order_waits_at_the_scheduler_while_the_domes_journal_is_full(mak
 def test_the_night_goes_on_after_the_schedulers_own_journal_was_full(make_site, tmp_path):
     journals = tmp_path / "journals"
     with small_disk(journals / "scheduler", JOURNAL_DISK_MB) as scheduler_disk:
-        site = make_site(settings(
-            Database={"File": str(journals / "{service}" / "journal.sqlite3")}))
+        site = make_site(settings(Database=journals_apart(journals)))
         site.start("dome", "telescope", "scheduler")
         scheduler = site.proxy("scheduler")
         for order_id in ("first", "second"):
@@ -200,7 +207,7 @@ def test_the_night_goes_on_after_the_schedulers_own_journal_was_full(make_site, 
         wait_until(lambda: step(scheduler, "first").startswith("exposing"),
                    "the first observation to expose")
         filler = fill(scheduler_disk)
-        time.sleep(RETRIES)  # (some 30 ticks at the tests' speed)
+        time.sleep(FULL_SECONDS)
         os.remove(filler)
         for order_id in ("first", "second"):
             assert ended(scheduler, order_id, "done")["Progress"]["Frames Done"] == 5
@@ -212,8 +219,7 @@ def test_the_night_goes_on_after_the_schedulers_own_journal_was_full(make_site, 
 def test_a_close_order_closes_the_dome_though_its_journal_is_full(make_site, tmp_path):
     journals = tmp_path / "journals"
     with small_disk(journals / "dome", JOURNAL_DISK_MB) as dome_disk:
-        site = make_site(settings(
-            Database={"File": str(journals / "{service}" / "journal.sqlite3")}))
+        site = make_site(settings(Database=journals_apart(journals)))
         site.start("telescope", "dome", "scheduler")
         open_dome(site)
         filler = fill(dome_disk)
