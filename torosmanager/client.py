@@ -96,6 +96,13 @@ def status_of(proxy: xmlrpc.client.ServerProxy, order_id: str) -> dict[str, Any]
         raise
 
 
+def unavailable(error: BaseException) -> bool:
+    """Whether *error*, from a call of a daemon's front desk, says it cannot take the order
+    now (Fault UNAVAILABLE: its disk is full): to be sent again later, as to a daemon that did
+    not answer, rather than taken as a refusal."""
+    return isinstance(error, xmlrpc.client.Fault) and error.faultCode == FaultCode.UNAVAILABLE
+
+
 def describe(config: Mapping[str, Any], service: str) -> str:
     """*service*'s address without credentials, for messages."""
     return config[address_key(service)]["HTTP"]

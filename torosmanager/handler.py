@@ -196,13 +196,17 @@ class Handler:
 
     def transition(self, order_id, state, reason, **options):
         """Journal a change of state at the clock's time and log it under the order's ID."""
+        previous = self._journal_change(order_id, state, reason, **options)
+        self._journal_outage.answered("the journal %s takes changes again", self.journal.path)
+        if self._unjournaled:  # the journal takes changes again
+            self._journal_unjournaled()
+        return previous
+
+    def _journal_change(self, order_id, state, reason, **options):
         previous = self.journal.transition(order_id, state, reason,
                                            format_utc(self.clock.now()), **options)
         if previous is not None:
             log.info("[WO %s] %s → %s: %s", order_id, previous, state, reason)
-        self._journal_outage.answered("the journal %s takes changes again", self.journal.path)
-        if self._unjournaled:  # the journal takes changes again
-            self._journal_unjournaled()
         return previous
 
     def _journal_unjournaled(self):
@@ -212,16 +216,12 @@ class Handler:
         while waiting:
             order_id, (state, reason) = next(iter(waiting.items()))
             try:
-                previous = self.journal.transition(order_id, state, reason,
-                                                   format_utc(self.clock.now()),
-                                                   only_from=set(UNFINISHED_STATES))
+                self._journal_change(order_id, state, reason, only_from=set(UNFINISHED_STATES))
             except JournalUnwritable:  # full again: kept for the next change
                 with self._unjournaled_lock:
                     self._unjournaled = {**waiting, **self._unjournaled}
                 return
             del waiting[order_id]
-            if previous is not None:
-                log.info("[WO %s] %s → %s: %s", order_id, previous, state, reason)
 
 
 def _recording(error):

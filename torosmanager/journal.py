@@ -620,9 +620,8 @@ class _Transaction:
 
     def _named(self, error: sqlite3.OperationalError) -> sqlite3.OperationalError:
         """*error* as a :class:`JournalUnwritable` when it means the file cannot be written."""
-        code = getattr(error, "sqlite_errorcode", None)
-        if isinstance(error, JournalUnwritable) or code is None or \
-                code & 0xFF not in UNWRITABLE_CODES:
+        code = getattr(error, "sqlite_errorcode", 0)  # (typeshed here does not know it)
+        if isinstance(error, JournalUnwritable) or code & 0xFF not in UNWRITABLE_CODES:
             return error
         try:
             free = f"{self._journal.free_bytes() / 1e6:,.1f} MB free on its disk"

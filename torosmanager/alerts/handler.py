@@ -26,7 +26,7 @@ import threading
 import time
 import xmlrpc.client
 
-from ..client import connect
+from ..client import connect, unavailable
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
 from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
@@ -322,14 +322,13 @@ class AlertsHandler(Handler):
             try:
                 return connect(self.config, "scheduler").front_desk(order)
             except (OSError, xmlrpc.client.ProtocolError, xmlrpc.client.Fault) as error:
-                if isinstance(error, xmlrpc.client.Fault) and \
-                        error.faultCode != FaultCode.UNAVAILABLE:
-                    raise  # a refusal; an UNAVAILABLE one passes (the scheduler's disk full)
+                if isinstance(error, xmlrpc.client.Fault) and not unavailable(error):
+                    raise  # a refusal
                 # Nothing planned is dropped: keep trying, and say so now and then.
                 if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8...: less often in time
                     log.warning("the scheduler %s (attempt %d): %s",
-                                "cannot take it now" if isinstance(error, xmlrpc.client.Fault)
-                                else "does not answer", attempt, error)
+                                "cannot take it now" if unavailable(error) else "does not answer",
+                                attempt, error)
                 self.workers.stopping.wait(self.clock.real_seconds(
                     self.settings["Scheduler Retry Interval"]))
         return None
@@ -355,7 +354,7 @@ class AlertsHandler(Handler):
             except xmlrpc.client.Fault as refusal:
                 # The journal cannot keep it now (its disk full): the source holds the alert,
                 # and what comes after it, until it can; a Kafka offset stays unstored.
-                if refusal.faultCode != FaultCode.UNAVAILABLE or \
+                if not unavailable(refusal) or \
                         self.workers.stopping.wait(self.clock.real_seconds(
                             self.settings["Delivery Retry Interval"])):
                     raise

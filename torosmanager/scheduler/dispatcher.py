@@ -31,11 +31,11 @@ import time
 import xmlrpc.client
 from datetime import datetime, timedelta
 
-from ..client import connect, status_of
+from ..client import connect, status_of, unavailable
 from ..journal import (CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING,
                        JournalUnwritable)
 from ..logs import Outage, SaidOnChange
-from ..workorders import FaultCode, format_utc
+from ..workorders import format_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
@@ -92,6 +92,7 @@ class Dispatcher:
         self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
         self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
         self._journal_outage = Outage(log)
+        self._telescope_unavailable = Outage(log)  # its data disk, or journal, full
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -487,10 +488,9 @@ class Dispatcher:
         try:
             receipt = connect(self.config, "telescope").front_desk(record.work_order)
         except xmlrpc.client.Fault as refusal:
-            if refusal.faultCode == FaultCode.UNAVAILABLE:  # not now: tried again next tick
-                self._outages["telescope"].failed("[WO %s] the telescope cannot take "
-                                                  "orders now: %s", record.id,
-                                                  refusal.faultString)
+            if unavailable(refusal):  # not now: tried again next tick
+                self._telescope_unavailable.failed("[WO %s] the telescope cannot take orders "
+                                                   "now: %s", record.id, refusal.faultString)
                 waiting = f"waiting: the telescope cannot take it now: {refusal.faultString}"
                 if _kind(record.message) != _kind(waiting):  # (not each MB freed or used)
                     self.handler.transition(record.id, QUEUED, waiting, only_from={QUEUED})
@@ -502,8 +502,8 @@ class Dispatcher:
         except (OSError, xmlrpc.client.Error) as error:
             log.warning("[WO %s] the telescope daemon did not answer: %s", record.id, error)
             return False
-        self._outages["telescope"].answered("[WO %s] the telescope takes orders again",
-                                            record.id)
+        self._telescope_unavailable.answered("[WO %s] the telescope takes orders again",
+                                             record.id)
         self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the telescope "
                                 f"answered {receipt['Status']}: {receipt['Message']}",
                                 only_from={QUEUED},

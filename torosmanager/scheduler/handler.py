@@ -11,12 +11,11 @@ and sends the dome daemon its heartbeat.
 import logging
 import xmlrpc.client
 
-from ..client import connect
+from ..client import connect, unavailable
 from ..config import address_key
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
-from ..workorders import FaultCode
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
 
@@ -123,14 +122,13 @@ class SchedulerHandler(Handler):
             try:
                 receipt = connect(self.config, "dome").front_desk(record.work_order)
             except (OSError, xmlrpc.client.ProtocolError, xmlrpc.client.Fault) as error:
-                if isinstance(error, xmlrpc.client.Fault) and \
-                        error.faultCode != FaultCode.UNAVAILABLE:  # (that one passes)
+                if isinstance(error, xmlrpc.client.Fault) and not unavailable(error):
                     self.transition(order_id, FAILED, f"the dome daemon refused it: "
                                     f"{error.faultString}", only_from={QUEUED})
                     return
                 log.warning("[WO %s] the dome daemon %s (attempt %d of %d): %s", order_id,
-                            "cannot take it now" if isinstance(error, xmlrpc.client.Fault)
-                            else "did not answer", attempt, attempts, error)
+                            "cannot take it now" if unavailable(error) else "did not answer",
+                            attempt, attempts, error)
                 last_error = error
                 if attempt < attempts:
                     self.workers.stopping.wait(
@@ -142,8 +140,7 @@ class SchedulerHandler(Handler):
                 self._cancel_at_executor(self.journal.get(order_id))  # cancelled meanwhile
             self.dispatcher.wake(replan=False)
             return
-        outcome = ("did not take it" if isinstance(last_error, xmlrpc.client.Fault)
-                   else "did not answer")
+        outcome = "did not take it" if unavailable(last_error) else "did not answer"
         self.transition(order_id, FAILED, f"the dome daemon {outcome} after {attempts} "
                         f"attempts: {last_error}", only_from={QUEUED})
 

@@ -372,16 +372,30 @@ class Executor:
         return f"handed to the preprocessor as order {receipt['ID']}"
 
     def _park_for(self, reason, order_id):
+        """Park for a Park order (*order_id*), or for one its journal could not keep
+        (``None``: there is only the log to say how it went)."""
         if order_id is not None:
             with self.handler.failing_on_error(order_id, "parking"):
-                self._execute_park(reason, order_id)
+                error = self._park_mount()
+                if error is None:
+                    self.handler.transition(order_id, DONE, f"parked ({reason})",
+                                            only_from={RUNNING})
+                else:
+                    self.handler.transition(order_id, FAILED, f"could not park: {error}",
+                                            only_from={RUNNING})
             return
-        try:  # no order to end failed: the log says what went wrong
-            self._execute_park(reason, None)
+        try:
+            error = self._park_mount()
         except Exception:  # noqa: BLE001 - the worker goes on with the next order
             log.exception("could not park (%s)", reason)
+            return
+        if error is None:
+            log.info("parked (%s)", reason)
+        else:
+            log.error("could not park (%s): %s", reason, error)
 
-    def _execute_park(self, reason, order_id):
+    def _park_mount(self):
+        """Stop whatever moves, park, and wait; the DeviceError that stopped it, or ``None``."""
         try:
             self._abort()
             self.mount.start_park()
@@ -390,16 +404,8 @@ class Executor:
                      max(self.clock.real_seconds(self.settings["Poll Interval"]),
                          MIN_REAL_POLL_SECONDS))
         except DeviceError as error:
-            if order_id is None:
-                log.error("could not park (%s): %s", reason, error)
-            else:
-                self.handler.transition(order_id, FAILED, f"could not park: {error}",
-                                        only_from={RUNNING})
-            return
-        if order_id is None:
-            log.info("parked (%s)", reason)
-        else:
-            self.handler.transition(order_id, DONE, f"parked ({reason})", only_from={RUNNING})
+            return error
+        return None
 
     def _abort(self):
         for device in (self.camera, self.mount):
