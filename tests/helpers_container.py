@@ -124,7 +124,10 @@ def boot_container(workdir, binds, volatile="yes", directory="/", machine=None):
         "--private-network", "--register=no", "--keep-unit", "--console=read-only",
         # The container's systemd filters IPAddressDeny=/IPAddressAllow= with BPF programs on the
         # units' cgroups: let it load them (nspawn's seccomp filter refuses bpf() otherwise).
-        "--system-call-filter=bpf",
+        # The dome daemon asks the kernel whether a time service keeps the clock (adjtimex,
+        # changing nothing), which nspawn's filter refuses too, as a machine's systemd does not;
+        # without CAP_SYS_TIME the container still cannot set the clock.
+        "--system-call-filter=bpf adjtimex clock_adjtime clock_adjtime64",
         f"--machine={machine}", *binds,
         # Arguments after the options go to the container's systemd.
         "systemd.unit=multi-user.target", *(f"systemd.mask={unit}" for unit in MASKED_UNITS),

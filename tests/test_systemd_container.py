@@ -41,6 +41,7 @@ from helpers_install import (  # noqa: E402
 from helpers_container import (  # noqa: E402
     COMMAND_TIMEOUT_S, POLL_INTERVAL_S, boot_container, skip_unless_containers_possible,
 )
+from torosmanager.clock_sync import system_clock_sync  # noqa: E402
 
 START_TIMEOUT_S = 120      # all five daemons to start (each imports astropy) and send READY=1
 
@@ -359,6 +360,25 @@ def test_daemon_answers_a_status_work_order(started, service):
     assert health["Status"] == "running"
 
 
+def test_the_dome_asks_the_kernel_whether_a_time_service_keeps_the_clock(started):
+    """Under its unit's sandbox the dome daemon reads the kernel's word on the clock (this
+    machine's kernel: the container shares it) and stays closed while no time service keeps
+    it; under ProtectClock=yes, which the dome's unit leaves out, the same question is refused,
+    and said so."""
+    kernel = system_clock_sync()
+    safety = call_front_desk(started, "dome", {"WOType": "Status"})["Devices"]["Safety"]
+    assert safety["Clock"].startswith("synchronized" if kernel.synchronized
+                                      else "NOT synchronized"), safety
+    assert ("system clock not synchronized" in safety["Reason"]) == (not kernel.synchronized), \
+        safety
+    asked = ("from torosmanager.clock_sync import system_clock_sync\n"
+             "print(system_clock_sync().describe())\n")
+    refused = started.output("systemd-run", "--wait", "--pipe", "--quiet", "-p", "User=toros",
+                             "-p", "ProtectClock=yes", f"{INSTALL_VENV}/bin/python", "-c", asked)
+    assert refused.startswith("not known whether synchronized: adjtimex refused: Operation "
+                              "not permitted"), refused
+
+
 def test_dome_accepts_the_manuals_work_order(started):
     receipt = call_front_desk(started, "dome", MANUAL_DOME_ORDER)
     assert RECEIPT_KEYS <= receipt.keys(), receipt
@@ -629,3 +649,4 @@ def test_loopback_only_drop_in_keeps_the_daemons_on_loopback_and_drops_other_add
     for unit in units:
         assert unit_properties(started, unit, "IPAddressDeny", "DropInPaths") == \
             {"IPAddressDeny": "", "DropInPaths": ""}
+

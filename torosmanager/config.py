@@ -350,6 +350,10 @@ SCHEMA = {
         "Reopen Delay": Setting("float", 1200.0,
                                 "seconds conditions must stay good before reopening", 0, 86400),
         "Check Interval": Setting("float", 10.0, "seconds between safety checks", 0.01, 3600),
+        "Require Synchronized Clock": Setting(
+            "bool", True, "on a real clock, keep the dome closed while the kernel says no time "
+            "service (systemd-timesyncd, chrony) keeps the system clock: the Sun's altitude "
+            "comes from it. Off only where the clock is kept some other way"),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of the enclosure "
                                  "while it moves", 0.01, 60),
         "Follow Tolerance": Setting("float", 3.0,

@@ -88,8 +88,8 @@ FAULT_MEANINGS = {
     FaultCode.NOT_CANCELLABLE: "Cancel of an order that has already ended",
     FaultCode.INTERNAL: "the daemon failed; its log has the details",
     FaultCode.UNSAFE: "refused for safety now: the dome will not open while it is unsafe "
-                      "(weather, daylight, no heartbeat) or before conditions have been good for "
-                      "Dome → Reopen Delay",
+                      "(weather, daylight, an unsynchronized clock, no heartbeat) or before "
+                      "conditions have been good for Dome → Reopen Delay",
     FaultCode.UNAVAILABLE: "the daemon cannot take the order now, for a reason that passes "
                            "(its journal's disk is full or read-only; the telescope's data "
                            "disk has no room for a frame); nothing was accepted: send it "

@@ -1,6 +1,6 @@
 """The dome's safety guard: it keeps the instrument safe whatever the work orders say.
 
-Every ``Dome → Check Interval`` it looks at four things:
+Every ``Dome → Check Interval`` it looks at five things:
 
 - the safety monitor's verdict (unsafe, or not answering, is unsafe);
 - the age of its weather data (older than ``Weather Max Age``, or missing, is unsafe);
@@ -8,6 +8,11 @@ Every ``Dome → Check Interval`` it looks at four things:
   check rather than read from :class:`~torosmanager.night.Night`'s grid: its samples are
   minutes apart, and the dome must say daylight when the Sun crosses the limit, not minutes
   before or after;
+- on a real clock, whether the kernel says the system clock is synchronized
+  (:mod:`~torosmanager.clock_sync`; ``Require Synchronized Clock``): the Sun's altitude is only
+  as right as the clock, and a clock no time service has set may be hours wrong. Where it
+  cannot be known (not Linux, or a sandbox forbids asking) the guard says so once and trusts
+  the clock;
 - the scheduler's heartbeat (none for ``Heartbeat Timeout``, or none yet, is unsafe).
 
 When anything is unsafe it closes the shutter and tells the telescope to park, and it refuses to
@@ -19,6 +24,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from ..clock_sync import system_clock_sync
 from ..devices import DeviceError
 from ..night import sun_altitude
 from ..workorders import format_utc
@@ -33,10 +39,16 @@ class SafetyGuard:
     ----------
     handler : DomeHandler
         Gives the configuration, the clock and the safety monitor, and closes the dome.
+    clock_sync : callable, optional
+        Returns the system clock's :class:`~torosmanager.clock_sync.ClockSync` (the kernel's
+        word, by default).
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, clock_sync=system_clock_sync):
         self.handler = handler
+        self._clock_sync = clock_sync
+        self._sync = None  # the last reading, for the report
+        self._unknown_said = False
         self.settings = handler.config["Dome"]
         self.site = handler.config["Site"]
         self.clock = handler.clock
@@ -110,6 +122,9 @@ class SafetyGuard:
         daylight = self._daylight(now)
         if daylight:
             reasons.append(daylight)
+        unsynchronized = self._unsynchronized()
+        if unsynchronized:
+            reasons.append(unsynchronized)
         with self._lock:
             last = self._last_heartbeat
         timeout = self.settings["Heartbeat Timeout"]
@@ -132,6 +147,35 @@ class SafetyGuard:
             return ""
         return f"daylight: Sun at {altitude:.1f}° (limit {limit:g}°)"
 
+    def _unsynchronized(self):
+        """``"system clock not synchronized: ..."`` when the kernel says so (and the guard is to
+        ask it: a real clock, ``Require Synchronized Clock`` on), else ``""``."""
+        if self.clock.simulated or not self.settings["Require Synchronized Clock"]:
+            return ""
+        sync = self._clock_sync()
+        with self._lock:
+            self._sync = sync
+        if sync.synchronized is None:
+            if not self._unknown_said:
+                log.warning("the system clock: %s; the Sun's altitude is computed from it "
+                            "as it is", sync.describe())
+                self._unknown_said = True
+            return ""
+        if sync.synchronized:
+            return ""
+        return ("system clock not synchronized: no time service (systemd-timesyncd, chrony) "
+                "keeps it, so the Sun's altitude cannot be trusted (see Dome → Require "
+                "Synchronized Clock)")
+
+    def _describe_clock(self):
+        if self.clock.simulated:
+            return "simulated: not checked"
+        if not self.settings["Require Synchronized Clock"]:
+            return "not checked (Dome → Require Synchronized Clock is off)"
+        with self._lock:
+            sync = self._sync
+        return sync.describe() if sync is not None else "not checked yet"
+
     def may_open(self):
         """Whether the dome may open now: ``(True, "")`` or ``(False, why not)``."""
         now = self.clock.now()
@@ -148,11 +192,13 @@ class SafetyGuard:
     def report(self):
         """The guard's view, for the health report (XML-RPC types only)."""
         may_open, why_not = self.may_open()
+        clock = self._describe_clock()
         with self._lock:
             report = {
                 "Safe": not self._reasons,
                 "Reason": "; ".join(self._reasons) or "safe",
                 "May Open": may_open,
+                "Clock": clock,
                 "Last Heartbeat": (f"{format_utc(self._last_heartbeat)} from "
                                    f"{self._heartbeat_from}" if self._last_heartbeat
                                    else "never"),
