@@ -15,10 +15,13 @@ import time
 from helpers_small_disk import fill, small_disk
 from observatory import (dome_safety, ended, open_dome, refusal, settings, status, step,
                          wait_until)
+from preprocessing_data import NIGHT, make_night
 from test_alert_gcn_socket import SWIFT_BAT_1227767
 from test_alerts_daemon import event_orders, settings as alert_settings
 from test_front_desk import observation
 from torosmanager.launcher import free_port
+from torosmanager.preprocessor.pipeline import Settings, calibrate
+from torosmanager.preprocessor.room import NoRoom
 from torosmanager.workorders import FaultCode
 
 #: A simulated frame of 1024 × 1024 16-bit pixels is 2.1 MB as a FITS file.
@@ -35,6 +38,11 @@ RETRY_SECONDS = 0.2
 RETRIES = 3
 #: Real seconds the scheduler's journal stays full: some 30 of its ticks at the tests' 100×.
 FULL_SECONDS = 3
+#: A night for the preprocessor, of 256 × 256 frames (a product is counted 0.36 MB: float32
+#: and 100 kB for its header), on a disk of its own; and what a job leaves free there.
+PREPROCESSING_FRAME = {"Width": 256, "Height": 256}
+PREPROCESSING_DISK_MB = 16
+PREPROCESSING_MINIMUM_FREE_BYTES = 1_000_000
 
 
 def journals_apart(directory):
@@ -234,3 +242,70 @@ def test_a_close_order_closes_the_dome_though_its_journal_is_full(make_site, tmp
         assert "closing the dome: a Dome order from operator that the journal cannot keep" in \
             site.log("dome")
         os.remove(filler)
+
+
+def test_a_calibration_without_room_waits_queued_and_runs_once_there_is_room(make_site,
+                                                                             tmp_path):
+    with small_disk(tmp_path / "disk", PREPROCESSING_DISK_MB) as disk:
+        night = make_night(disk / "data", simulator=PREPROCESSING_FRAME)
+        site = make_site({"Preprocessor": {
+            "Allowed Directories": [str(disk / "data")],
+            "Master Library": str(tmp_path / "masters"),
+            "Minimum Free Bytes": PREPROCESSING_MINIMUM_FREE_BYTES,
+            "Room Retry Interval": RETRY_SECONDS}})
+        site.start("preprocessor")
+        filler = fill(disk)
+        proxy = site.proxy("preprocessor")
+        proxy.front_desk({"ID": "night", "WOType": "Preprocessing",
+                          "File Location": str(night.directory)})
+
+        def waiting():
+            answer = status(proxy, "night")
+            return answer if answer["Message"].startswith("waiting for room") else None
+
+        waited = wait_until(waiting, "the job to wait for room")
+        assert waited["Status"] == "queued"
+        # 3 products and 3 masters (bias, dark, flat), before any is written.
+        assert re.fullmatch(
+            rf"waiting for room: no room for this job's 6 file\(s\): the disk of "
+            rf"{disk}/data/{NIGHT} has 0\.0 MB free; they need [\d.]+ MB and Preprocessor → "
+            r"Minimum Free Bytes keeps 1\.0 MB free; looked at again every 0\.2 s, then run "
+            r"from the beginning \(Preprocessor → Room Retry Interval\)",
+            waited["Message"]), waited["Message"]
+        time.sleep(RETRY_SECONDS * RETRIES)
+        still = status(proxy, "night")
+        assert still["History"] == waited["History"]  # looked again, journaled nothing
+        health = proxy.front_desk({"WOType": "Status"})
+        assert health["Devices"]["Calibration"]["Waiting for Room"] == "night", health
+        assert not night.reduced.exists()
+
+        os.remove(filler)  # the operator makes room
+        done = ended(proxy, "night", "done")
+        assert len(done["Progress"]["Products"]) == 3
+        assert shutil.disk_usage(disk).free >= PREPROCESSING_MINIMUM_FREE_BYTES
+        assert "Traceback" not in site.log("preprocessor")
+
+
+def test_a_disk_that_fills_while_frames_are_calibrated_stops_the_job_saying_so(runner,
+                                                                               tmp_path):
+    with small_disk(tmp_path / "disk", PREPROCESSING_DISK_MB) as disk:
+        night = make_night(disk / "data", simulator=PREPROCESSING_FRAME)
+        filler = []
+
+        def fill_at_the_first_frame(step, done, total):
+            if step.startswith("calibrating") and not filler:
+                filler.append(fill(disk))  # as another program would
+
+        settings = Settings(library=None)
+        try:
+            calibrate(str(night.directory), settings, runner, progress=fill_at_the_first_frame)
+        except NoRoom as error:
+            message = str(error)
+        else:
+            raise AssertionError("the job went on with its disk full")
+        assert re.fullmatch(rf"the disk filled while {night.reduced}/\S+\.fits was written: "
+                            r"\[Errno 28\] No space left on device", message), message
+
+        os.remove(filler[0])
+        outcome = calibrate(str(night.directory), settings, runner)  # run again: it is safe
+        assert outcome.succeeded and len(outcome.products) == 3 and not outcome.skipped

@@ -5,6 +5,7 @@ Also ``toros calibrate``, the same pipeline from the command line."""
 import hashlib
 import logging
 import os
+import re
 import shutil
 import types
 
@@ -389,6 +390,18 @@ class TestCommand:
         status = command.run(default_config(), self.arguments(tmp_path / "nope"))
         assert status == command.EXIT_FAILED
         assert "no such file or directory" in capsys.readouterr().err
+
+    def test_a_disk_without_room_for_the_products_fails_before_writing_saying_so(self, night,
+                                                                                 capsys):
+        config = default_config()
+        config["Preprocessor"]["Minimum Free Bytes"] = 10 ** 18  # more than any disk has
+        status = command.run(config, self.arguments(night, quiet=True))
+        assert status == command.EXIT_FAILED
+        assert re.fullmatch(rf"toros calibrate: no room for this job's 6 file\(s\): the disk "
+                            rf"of {night} has [\d,.]+ MB free; they need [\d.]+ MB and "
+                            r"Preprocessor → Minimum Free Bytes keeps 1,000,000,000,000\.0 MB "
+                            r"free\n", capsys.readouterr().err)
+        assert not (night / "reduced").exists()
 
     def test_its_options(self):
         import argparse

@@ -527,6 +527,13 @@ SCHEMA = {
                                       "the file system allows it, rather than through it (a "
                                       "4096x4096 frame is 64, a 10560x10560 one 425); 0: none",
                                       0, 1_000_000),
+        "Minimum Free Bytes": Setting("int", 1_000_000_000,
+                                      "bytes left free on each disk a job writes to: a job whose "
+                                      "products would leave less waits, queued, until there is "
+                                      "room (room for the journals, logs and the telescope's "
+                                      "frames)", 0),
+        "Room Retry Interval": Setting("float", 60.0, "seconds between two looks for room by a "
+                                       "job waiting for it", 0.01, 86400),
     },
 }
 

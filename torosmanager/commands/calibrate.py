@@ -53,6 +53,7 @@ def run(config, arguments):
     # Here, not above: the pipeline brings astropy and ccdproc, which `toros` need not load
     # for its other commands.
     from ..preprocessor.pipeline import PreprocessingError, calibrate
+    from ..preprocessor.room import NoRoom
 
     settings = _settings(config, arguments)
     location = arguments.locations if len(arguments.locations) > 1 else arguments.locations[0]
@@ -67,7 +68,7 @@ def run(config, arguments):
             _finish(bar)  # end the bar's line before anything else is printed
             if runner is not None:
                 runner.close()
-    except (PreprocessingError, RunnerError, OSError) as error:
+    except (PreprocessingError, NoRoom, RunnerError, OSError) as error:
         print(f"toros calibrate: {error}", file=sys.stderr)
         return EXIT_FAILED
     except (KeyboardInterrupt, Stopped):

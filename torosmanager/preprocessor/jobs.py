@@ -16,6 +16,12 @@ meanwhile cannot send the job, and its products, outside ``Allowed Directories``
 A Cancel stops the job between two tasks. When the daemon stops, the job under way is stopped
 the same way but stays ``running`` in the journal; at the next start it is queued again and
 run from the beginning (re-running a night is safe).
+
+A job that finds no room on its disks (:mod:`.room`), before it writes or on the way, is queued
+again saying so, and the job thread looks again every ``Preprocessor → Room Retry Interval``
+(reading the frames' headers, writing nothing, journaling nothing) and takes no other order
+meanwhile (it would most likely write to the same disk). Once there is room the order runs
+again from the beginning.
 """
 
 import logging
@@ -27,7 +33,8 @@ from ..logs import SaidOnChange
 from ..order_queue import OrderQueue
 from ..workorders import WorkOrderError
 from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
-from .pipeline import PreprocessingError, calibrate, shares_terms
+from .pipeline import PreprocessingError, calibrate, check_room, shares_terms
+from .room import NoRoom, is_full_disk
 from .terms_store import TermsStore
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,7 @@ class Job:
         self.record = record
         self.stop = threading.Event()
         self.cancelled = False
+        self.location = None  # where the frames are, once resolved
 
     def cancel(self):
         """Stop the job for good (a Cancel)."""
@@ -70,6 +78,8 @@ class JobQueue:
         self._terms = (TermsStore(self.settings.kept_terms * 2 ** 20)
                        if shares_terms(self.settings) else None)
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
+        self._stopping = threading.Event()  # ends a wait for room
+        self._waiting = None  # the order waiting for room
 
     # --- called from the front desk and the service -------------------------------------
 
@@ -92,6 +102,7 @@ class JobQueue:
         job = self.orders.stop()
         if job is not None:
             job.stop.set()
+        self._stopping.set()
         if self._thread.is_alive():
             self._thread.join()
         if self._runner is not None:
@@ -101,7 +112,8 @@ class JobQueue:
             self._terms.close()
 
     def describe(self):
-        """For the health report: the executor, the order under way, how many wait."""
+        """For the health report: the executor, the order under way, how many wait, and the
+        order waiting for room."""
         if self._runner is not None:
             executor = self._runner.description
         elif self.settings.executor == LOCAL:
@@ -112,6 +124,8 @@ class JobQueue:
                          **self.orders.describe())
         if self._terms is not None:
             described["Kept Terms"] = self._terms.describe()
+        if self._waiting is not None:
+            described["Waiting for Room"] = self._waiting
         return described
 
     # --- the job thread ------------------------------------------------------------------
@@ -121,27 +135,35 @@ class JobQueue:
             job = self.orders.take()
             if job is None:
                 return
+            waits = False
             try:
                 with self.handler.failing_on_error(job.record.id, "calibrating"):
-                    self._execute(job)
+                    waits = self._execute(job)
             finally:
                 idle = self.orders.finished()
-                if idle and isinstance(self._runner, LocalRunner):
+                if (idle or waits) and isinstance(self._runner, LocalRunner):
                     # Local workers hold a group's terms (up to two frames); let them go while
                     # nothing waits. New ones fork from the fork server in a moment.
                     self._drop_runner()
+            if waits:
+                self._waiting = job.record.id
+                self._wait_for_room(job)
+                self._waiting = None
+                self.orders.put(job.record)  # taken again only if still queued then
 
     def _execute(self, job):
+        """Run *job*; return whether it waits for room."""
         order_id = job.record.id
         reporter = _Reporter(self.handler, job)
         if not reporter.start():
-            return  # cancelled a moment ago
+            return False  # cancelled a moment ago
         try:
             location = self.handler.resolve(job.record.work_order["File Location"])
         except WorkOrderError as error:
             self.handler.transition(order_id, FAILED, f"refused when the job started: {error}",
                                     only_from={RUNNING}, progress=reporter.progress)
-            return
+            return False
+        job.location = location
         try:
             runner = self._runner_for_job()
             outcome = calibrate(location, self.settings, runner, progress=reporter,
@@ -151,13 +173,18 @@ class JobQueue:
             if not job.cancelled:
                 log.info("[WO %s] stopped with the daemon; it will run again from the "
                          "beginning at the next start", order_id)
-            return
-        except (PreprocessingError, RunnerError, OSError) as error:
+            return False
+        except (NoRoom, PreprocessingError, RunnerError, OSError) as error:
+            if isinstance(error, NoRoom):
+                return self._queue_for_room(job, error, reporter.progress)
+            if is_full_disk(error):
+                return self._queue_for_room(job, f"a disk filled while the job wrote: {error}",
+                                            reporter.progress)
             if isinstance(error, RunnerError):
                 self._drop_runner(broken=True)
             self.handler.transition(order_id, FAILED, str(error), only_from={RUNNING},
                                     progress=reporter.progress)
-            return
+            return False
         progress = dict(reporter.progress, **{
             "Step": "done", "Frames Done": outcome.done, "Frames Total": outcome.total,
             "Products": outcome.products, "Masters": outcome.masters,
@@ -168,6 +195,30 @@ class JobQueue:
         else:
             self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
+        return False
+
+    def _queue_for_room(self, job, error, progress):
+        """Queue *job*'s order again, saying why; return whether it now waits for room."""
+        waiting = (f"waiting for room: {error}; looked at again every "
+                   f"{self.settings.room_retry_interval:g} s, then run from the beginning "
+                   "(Preprocessor → Room Retry Interval)")
+        changed = self.handler.transition(job.record.id, QUEUED, waiting, only_from={RUNNING},
+                                          progress=dict(progress, Step="waiting for room"))
+        return changed is not None
+
+    def _wait_for_room(self, job):
+        """Wait until the disks have room for *job*, it is cancelled or the daemon stops."""
+        while not self._stopping.wait(self.settings.room_retry_interval):
+            record = self.handler.journal.get(job.record.id)
+            if record is None or record.state != QUEUED:
+                return  # cancelled meanwhile
+            try:
+                check_room(job.location, self.settings)
+            except NoRoom:
+                continue
+            except (PreprocessingError, OSError):
+                pass  # the job will say what is wrong
+            return
 
     def _runner_for_job(self):
         if self._runner is not None and getattr(self._runner, "broken", False):

@@ -42,6 +42,7 @@ from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, mas
                       master_name, normalise_flat, stack_rows, task_combine_rows,
                       task_flat_level, write_master)
 from .reading import FrameError, is_fits_name
+from .room import NoRoom, image_bytes, is_full_disk, require_room
 from .terms_store import TermsStore
 from .writing import sync_files
 
@@ -88,6 +89,10 @@ class Settings:
     kept_terms: int = 1024
     #: Megabytes from which a product is written around the page cache (0: none).
     direct_writes_from: int = 256
+    #: Bytes a job leaves free on each disk it writes to (:mod:`.room`).
+    minimum_free_bytes: int = 0
+    #: Seconds between two looks for room by a job waiting for it (the daemon's).
+    room_retry_interval: float = 60.0
 
     @classmethod
     def from_config(cls, config):
@@ -98,7 +103,9 @@ class Settings:
                    overscan=section["Overscan"], trim=section["Trim"],
                    cosmic_rays=section["Cosmic Rays"], block_rows=section["Block Rows"],
                    kept_terms=section["Kept Terms"],
-                   direct_writes_from=section["Direct Writes From"])
+                   direct_writes_from=section["Direct Writes From"],
+                   minimum_free_bytes=section["Minimum Free Bytes"],
+                   room_retry_interval=section["Room Retry Interval"])
 
 
 @dataclass
@@ -207,6 +214,9 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
     ------
     PreprocessingError
         When there is nothing to calibrate.
+    NoRoom
+        When a disk has no room for what the job would write (before it writes anything), or
+        fills while it calibrates.
     Stopped
         When *stop* was set.
     RunnerError
@@ -250,6 +260,42 @@ def find_frames(location):
                                      + "; ".join(f"{path}: {why}" for path, why in missing))
         raise PreprocessingError(f"no FITS files in {', '.join(map(str, locations))}")
     return list(dict.fromkeys(paths)), missing
+
+
+def check_room(location, settings):
+    """Raise :class:`~.room.NoRoom` unless the disks have room for what calibrating
+    *location* would write, as :func:`calibrate` checks before it writes anything (without
+    calibrating: for a job waiting for room).
+
+    Raises
+    ------
+    NoRoom
+    PreprocessingError, OSError
+        When *location* cannot be read as :func:`calibrate` would.
+    """
+    paths, _ = find_frames(location)
+    frames, _ = classify(paths)
+    require_room(_outputs(frames), settings.minimum_free_bytes, in_flight=settings.workers)
+
+
+def _outputs(frames):
+    """What a job on *frames* may write, for :func:`~.room.require_room`: a product per light
+    frame, at most the size of its frame as float32 (replacing the one a run before made), and
+    a master per group of calibration frames."""
+    outputs, groups = [], set()
+    for frame in frames:
+        size = image_bytes(frame.geometry.width, frame.geometry.height)
+        if frame.kind == Kind.LIGHT:
+            product = product_path(frame.path)
+            outputs.append((os.path.dirname(product), size, product))
+            continue
+        group = (frame.kind, frame.geometry,
+                 round(frame.exptime, 3) if frame.kind == Kind.DARK else frame.filter)
+        if group not in groups:
+            groups.add(group)
+            outputs.append((os.path.join(night_directory(frame.path), REDUCED_DIRECTORY,
+                                         MASTERS_DIRECTORY), size, None))
+    return outputs
 
 
 def night_directory(path):
@@ -332,6 +378,8 @@ class _Night:
         self._light_paths = {frame.path for frame in frames if frame.kind == Kind.LIGHT}
         outcome.lights = len(self._light_paths)
         self.night = _night_name(frames, paths)
+        require_room(_outputs(frames), self.settings.minimum_free_bytes,
+                     in_flight=self.settings.workers)
         by_geometry = defaultdict(list)
         for frame in frames:
             by_geometry[frame.geometry].append(frame)
@@ -479,6 +527,8 @@ class _Night:
                                                self.stop):
             task = tasks[index]
             self._calibrated += 1
+            if is_full_disk(error):  # so would every frame after it: the job waits
+                raise NoRoom(f"the disk filled while {task.output} was written: {error}")
             if error is not None:
                 self._skip(task.path, _reason(error))
             else:

@@ -8,9 +8,8 @@ there is room.
 """
 
 import math
-import os
-import shutil
 
+from ..disk_space import free_bytes
 from ..workorders import FaultCode, WorkOrderError
 
 #: Bytes of a FITS block: a file is a whole number of them.
@@ -54,15 +53,3 @@ def describe(directory, needed, minimum):
             "Frame MB": round(needed / 1e6, 3),
             "Frames Left": max(0, (free - minimum) // needed) if needed else None}
 
-
-def free_bytes(directory):
-    """Bytes free on the disk that holds (or will hold) *directory*."""
-    return shutil.disk_usage(_existing(directory)).free
-
-
-def _existing(directory):
-    """*directory*, or its nearest ancestor that exists (the disk it will be made on)."""
-    path = os.path.abspath(directory)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path

@@ -1,0 +1,17 @@
+"""Free space on the disk that holds (or will hold) a directory."""
+
+import os
+import shutil
+
+
+def free_bytes(directory):
+    """Bytes free on the disk that holds (or will hold) *directory*."""
+    return shutil.disk_usage(existing_ancestor(directory)).free
+
+
+def existing_ancestor(directory):
+    """*directory*, or its nearest ancestor that exists (the disk it will be made on)."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
