@@ -1,8 +1,9 @@
 """A full disk stops no night: no frame is taken that could not be written, a journal that
 cannot be written refuses orders saying so (and why) without losing any, but still closes the
-dome and parks the telescope when asked, and everything goes on once there is room.
+dome and parks the telescope when asked, and everything goes on once there is room. A disk
+whose file system fails (remounted read-only) is refused the same way.
 
-Each test fills a small disk of its own (a tmpfs: see helpers_small_disk.py).
+Each test fills (or breaks) a small disk of its own: see helpers_small_disk.py.
 """
 
 import os
@@ -12,7 +13,7 @@ import socket
 import struct
 import time
 
-from helpers_small_disk import fill, small_disk
+from helpers_small_disk import failing_disk, fill, small_disk
 from observatory import (dome_safety, ended, open_dome, refusal, settings, status, step,
                          wait_until)
 from preprocessing_data import NIGHT, make_night
@@ -242,6 +243,31 @@ def test_a_close_order_closes_the_dome_though_its_journal_is_full(make_site, tmp
         assert "closing the dome: a Dome order from operator that the journal cannot keep" in \
             site.log("dome")
         os.remove(filler)
+
+
+def test_a_journal_whose_disk_fails_refuses_orders_saying_so_and_the_daemon_answers(
+        make_site, tmp_path):
+    with failing_disk(tmp_path / "disk", tmp_path / "disk.img", JOURNAL_DISK_MB) as fail:
+        site = make_site({"Database": {"File": str(tmp_path / "disk" / "{service}.sqlite3")}})
+        site.start("scheduler")
+        scheduler = site.proxy("scheduler")
+        assert scheduler.front_desk(observation("before"))["Status"] == "queued"
+        fail()  # the kernel remounts the journal's file system read-only
+        for _ in range(3):
+            refused = refusal(scheduler.front_desk, observation("after"))
+        assert refused.faultCode == FaultCode.UNAVAILABLE
+        journal = tmp_path / "disk" / "scheduler.sqlite3"
+        assert re.fullmatch(rf"the scheduler daemon cannot keep work orders now: the journal "
+                            rf"{journal} cannot be written \(disk I/O error; [\d.,]+ MB free "
+                            r"on its disk\); the order was not accepted: send it again later",
+                            refused.faultString), refused.faultString
+        # What it had it still tells.
+        assert status(scheduler, "before")["Status"] == "queued"
+        assert scheduler.front_desk({"WOType": "Status"})["Journal"]["File"] == str(journal)
+        time.sleep(FULL_SECONDS)  # its own ticks and plans meanwhile
+        log = site.log("scheduler")
+        assert log.count("refusing work orders: the journal") == 1
+        assert "Traceback" not in log
 
 
 def test_a_calibration_without_room_waits_queued_and_runs_once_there_is_room(make_site,
