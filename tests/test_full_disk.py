@@ -44,6 +44,8 @@ FULL_SECONDS = 3
 PREPROCESSING_FRAME = {"Width": 256, "Height": 256}
 PREPROCESSING_DISK_MB = 16
 PREPROCESSING_MINIMUM_FREE_BYTES = 1_000_000
+#: Light frames that make a calibration last seconds here (each is written and flushed).
+MANY_LIGHTS = 300
 
 
 def journals_apart(directory):
@@ -139,14 +141,13 @@ def test_the_dome_closing_parks_the_telescope_though_its_journal_is_full(make_si
         assert "the telescope is parking all the same" in site.log("dome")
         assert "parking though the journal cannot keep the Park order" in site.log("telescope")
 
-        # Once there is room, the next change the telescope journals also ends the
-        # observation its journal could not end.
+        # Once there is room, the observation's end, which its journal could not take when
+        # it happened, is journaled with its own reason.
         os.remove(filler)
         telescope.front_desk({"ID": "park", "WOType": "Park", "Reason": "test"})
         storm = ended(telescope, "storm", "interrupted")
         assert storm["Message"].startswith(
-            f"stopped while observing: the journal {disk / 'telescope.sqlite3'} cannot be "
-            "written (database or disk is full")
+            "interrupted: dome closing: weather unsafe: rain on the weather station"), storm
 
 
 def test_an_alert_received_while_the_disks_are_full_reaches_the_scheduler_once_there_is_room(
@@ -335,3 +336,40 @@ def test_a_disk_that_fills_while_frames_are_calibrated_stops_the_job_saying_so(r
         os.remove(filler[0])
         outcome = calibrate(str(night.directory), settings, runner)  # run again: it is safe
         assert outcome.succeeded and len(outcome.products) == 3 and not outcome.skipped
+
+
+def test_a_calibration_that_ends_while_its_journal_is_full_is_journaled_done_afterwards(
+        make_site, tmp_path):
+    journals = tmp_path / "journals"
+    with small_disk(journals / "preprocessor", JOURNAL_DISK_MB) as journal_disk:
+        night = make_night(tmp_path / "data", lights=[("R", 30.0, 1)],
+                           simulator=PREPROCESSING_FRAME)
+        for number in range(MANY_LIGHTS):
+            shutil.copy(night.files["LIGHT"][0], night.raw / f"copy{number:03d}.fits")
+        site = make_site({"Database": journals_apart(journals), "Preprocessor": {
+            "Allowed Directories": [str(tmp_path / "data")],
+            "Master Library": str(tmp_path / "masters")}})
+        site.start("preprocessor")
+        proxy = site.proxy("preprocessor")
+        proxy.front_desk({"ID": "long", "WOType": "Preprocessing",
+                          "File Location": str(night.directory)})
+        wait_until(lambda: status(proxy, "long")["Progress"].get("Step", "")
+                   .startswith("calibrating"), "the job to calibrate")
+        filler = fill(journal_disk)
+        wait_until(lambda: "journaled once the journal takes changes again" in
+                   site.log("preprocessor"), "the job to end, its end unjournaled")
+        assert status(proxy, "long")["Status"] == "running"  # the journal's last word
+        log = site.log("preprocessor")
+        assert "[WO long] calibrating on, its progress unjournaled: the journal" in log
+        assert re.search(r"\[WO long\] done \(301 frame\(s\) calibrated into \S+; 3 "
+                         r"master\(s\) made.*\), journaled once the journal takes changes "
+                         r"again: the journal \S+ cannot be written \(database or disk is "
+                         r"full", log), log[-2000:]
+
+        os.remove(filler)
+        proxy.front_desk({"ID": "next", "WOType": "Preprocessing",
+                          "File Location": night.files["LIGHT"][0]})
+        done = status(proxy, "long")
+        assert done["Status"] == "done", done
+        assert len(done["Progress"]["Products"]) == MANY_LIGHTS + 1
+        assert "Traceback" not in site.log("preprocessor")

@@ -190,6 +190,7 @@ class FrontDesk:
             raise JournalUnwritable(f"{error}; {done} all the same") from error
         self._journal_outage.answered("the journal %s takes work orders again",
                                       self.journal.path)
+        self.handler.journal_waiting_ends()
         if not created:  # the same ID arrived meanwhile, or in the same commit
             return self._resubmitted(record, submitted, received)
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)%s", record.id, record.wotype,

@@ -12,12 +12,15 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .journal import (ACCEPTED, FAILED, QUEUED, RUNNING, UNFINISHED_STATES, JournalUnwritable,
-                      OrderState)
+from .journal import (ACCEPTED, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING,
+                      UNFINISHED_STATES, JournalUnwritable, OrderState)
 from .logs import Outage
 from .workorders import clip, clip_priority, format_utc
 
 log = logging.getLogger(__name__)
+
+#: The states that end a run of an order (an interrupted observation's run too).
+ENDINGS = FINAL_STATES | {INTERRUPTED}
 
 
 class Handler:
@@ -62,8 +65,8 @@ class Handler:
         self.config = config
         self.journal = journal
         self.clock = clock
-        # Order ID → (state, reason): ends that the journal could not take, written with the
-        # next change it takes (see failing_on_error).
+        # Order ID → (state, reason, options): ends that the journal could not take, written
+        # before the next change it takes (see transition and failing_on_error).
         self._unjournaled = {}
         self._unjournaled_lock = threading.Lock()
         # A journal that cannot be written fails every worker's step until there is room:
@@ -169,20 +172,27 @@ class Handler:
 
         Every worker of every daemon runs its orders inside this, so that no bug leaves an
         order ``running`` for ever. A journal that cannot be written (its disk full) is no
-        fault of the order: it keeps its last journaled state, and with *unjournaled* (a
-        state) it is moved there, saying why, by the next change this daemon journals.
+        fault of the order: it keeps its last journaled state; its own end, if it got that far,
+        is journaled later (:meth:`transition`), else with *unjournaled* (a state) it is moved
+        there, saying why, with the next change this daemon journals.
         """
         try:
             yield
         except JournalUnwritable as error:
+            with self._unjournaled_lock:
+                ending = self._unjournaled.get(order_id)  # its own end, kept by transition
+                if ending is None and unjournaled is not None:
+                    self._unjournaled[order_id] = (unjournaled, f"stopped while {doing}: {error}",
+                                                   {"only_from": set(UNFINISHED_STATES)})
+            if ending is not None:
+                self._journal_outage.failed("[WO %s] %s (%s), journaled once the journal takes "
+                                            "changes again: %s", order_id, ending[0],
+                                            ending[1], error)
+                return
             during = _recording(error)
             self._journal_outage.failed(
                 "[WO %s] stopped while %s%s: %s", order_id, doing,
                 "" if during is None else f" ({type(during).__name__}: {during})", error)
-            if unjournaled is not None:
-                with self._unjournaled_lock:
-                    self._unjournaled[order_id] = (unjournaled,
-                                                   f"stopped while {doing}: {error}")
         except Exception as error:  # noqa: BLE001 - the order ends failed, saying why
             log.exception("[WO %s] failed while %s", order_id, doing)
             try:
@@ -195,11 +205,26 @@ class Handler:
                           unwritable)
 
     def transition(self, order_id, state, reason, **options):
-        """Journal a change of state at the clock's time and log it under the order's ID."""
-        previous = self._journal_change(order_id, state, reason, **options)
+        """Journal a change of state at the clock's time and log it under the order's ID.
+
+        An order's end (:data:`ENDINGS`) that the journal cannot take now (its disk full) is
+        kept, and written before the next change it takes: the work is done, whatever the
+        journal's disk, and its end is not lost while the daemon runs.
+
+        Raises
+        ------
+        JournalUnwritable
+            When the journal cannot take the change now.
+        """
+        self.journal_waiting_ends()  # first, in the order they happened
+        try:
+            previous = self._journal_change(order_id, state, reason, **options)
+        except JournalUnwritable:
+            if state in ENDINGS:
+                with self._unjournaled_lock:
+                    self._unjournaled[order_id] = (state, reason, options)
+            raise
         self._journal_outage.answered("the journal %s takes changes again", self.journal.path)
-        if self._unjournaled:  # the journal takes changes again
-            self._journal_unjournaled()
         return previous
 
     def _journal_change(self, order_id, state, reason, **options):
@@ -209,14 +234,20 @@ class Handler:
             log.info("[WO %s] %s → %s: %s", order_id, previous, state, reason)
         return previous
 
+    def journal_waiting_ends(self):
+        """Write the ends the journal could not take when they happened, if any (the front
+        desk calls this once the journal takes an order again)."""
+        if self._unjournaled:
+            self._journal_unjournaled()
+
     def _journal_unjournaled(self):
         """Write the ends of the orders stopped while the journal could not be written."""
         with self._unjournaled_lock:
             waiting, self._unjournaled = self._unjournaled, {}
         while waiting:
-            order_id, (state, reason) = next(iter(waiting.items()))
+            order_id, (state, reason, options) = next(iter(waiting.items()))
             try:
-                self._journal_change(order_id, state, reason, only_from=set(UNFINISHED_STATES))
+                self._journal_change(order_id, state, reason, **options)
             except JournalUnwritable:  # full again: kept for the next change
                 with self._unjournaled_lock:
                     self._unjournaled = {**waiting, **self._unjournaled}

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 
-from ..journal import DONE, FAILED, QUEUED, RUNNING
+from ..journal import DONE, FAILED, QUEUED, RUNNING, JournalUnwritable
 from ..logs import SaidOnChange
 from ..order_queue import OrderQueue
 from ..workorders import WorkOrderError
@@ -251,6 +251,7 @@ class _Reporter:
         self.progress = {"Step": "starting", "Frames Done": 0, "Frames Total": 0}
         self._phase = None
         self._written = 0.0
+        self._unjournaled = False  # a progress report the journal could not take, said
 
     def start(self):
         """Mark the order running; ``False`` if it was cancelled meanwhile."""
@@ -264,7 +265,17 @@ class _Reporter:
         now = time.monotonic()
         if phase != self._phase or now - self._written >= PROGRESS_INTERVAL:
             self._phase = phase
-            if not self._write(self.job.record.id, {RUNNING}):
+            try:
+                written = self._write(self.job.record.id, {RUNNING})
+            except JournalUnwritable as error:
+                # Its disk is full: the frames, on theirs, go on; the order's end is journaled
+                # once the journal takes changes again (Handler.transition).
+                if not self._unjournaled:
+                    log.warning("[WO %s] calibrating on, its progress unjournaled: %s",
+                                self.job.record.id, error)
+                    self._unjournaled = True
+                return
+            if not written:
                 self.job.cancel()  # it was cancelled at the front desk: stop at once
 
     def _write(self, order_id, only_from):
