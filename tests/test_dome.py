@@ -1,5 +1,6 @@
 """The dome daemon executes Dome orders, and keeps the instrument safe by itself."""
 
+import os
 import time
 from datetime import datetime, timedelta
 
@@ -15,6 +16,11 @@ from torosmanager.workorders import FaultCode, format_utc
 REOPEN_DELAY = 600
 #: Simulated seconds of Dome → Heartbeat Timeout (1.2 real seconds at 100×).
 HEARTBEAT_TIMEOUT = 120
+#: systemd's watchdog period for the dome daemon in the watchdog's test (WATCHDOG_USEC): the
+#: guard says it is alive every 0.1 real second (its Check Interval at 100×), half of this at most.
+WATCHDOG_USEC = 400_000
+#: Real seconds the watchdog's test listens: at least five Check Intervals.
+LISTEN_SECONDS = 1.0
 #: Real seconds a daemon is left without another it asks, in the tests of outages said once:
 #: some ten of its checks at 100× (Check Interval and Follow Interval are 10 s of the clock).
 DAEMON_ABSENT_SECONDS = 1.0
@@ -188,3 +194,25 @@ def test_a_dome_daemon_not_answering_is_said_once_and_its_return_too(make_site):
     site.start("dome")
     wait_until(lambda: "the dome daemon answers again" in site.log("scheduler"),
                "the scheduler to say the dome daemon answers")
+
+
+def test_the_guard_tells_systemds_watchdog_it_is_alive_and_falls_silent_if_it_hangs(
+        make_site, tmp_path, monkeypatch):
+    """Under WatchdogSec= the guard's own thread says WATCHDOG=1 between its checks; a check
+    that never returns (here, reading a weather file that is a FIFO nobody writes) silences it,
+    while the front desk still answers, so that systemd kills and restarts the daemon."""
+    monkeypatch.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))  # as systemd sets it
+    weather = tmp_path / "weather"
+    site = make_site(settings(Simulator={"Weather File": str(weather)})).start("dome")
+    dome = site.daemons["dome"]
+    assert dome.notifications(LISTEN_SECONDS).count("WATCHDOG=1") >= 5
+
+    os.mkfifo(weather)  # the next check blocks opening it
+    dome.notifications(LISTEN_SECONDS / 2)  # what it said before it hung
+    assert dome.notifications(LISTEN_SECONDS) == []
+    assert "Status" in heartbeat(site)  # the front desk answers
+
+    with open(weather, "w", encoding="utf-8") as stream:  # the guard reads it, and goes on
+        stream.write("fine\n")
+    os.remove(weather)
+    assert "WATCHDOG=1" in dome.notifications(LISTEN_SECONDS)

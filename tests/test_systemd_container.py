@@ -44,6 +44,10 @@ from helpers_container import (  # noqa: E402
 from torosmanager.clock_sync import system_clock_sync  # noqa: E402
 
 START_TIMEOUT_S = 120      # all five daemons to start (each imports astropy) and send READY=1
+# WatchdogSec= (and TimeoutAbortSec=) in the watchdog's test; the time systemd then takes to
+# kill the hung daemon, wait RestartSec=5 and start a new one that is ready.
+WATCHDOG_TEST_SECONDS = 2
+WATCHDOG_RESTART_TIMEOUT_S = 60
 
 SOURCE_IN_CONTAINER = "/srv/toros-source"
 # An address of the container that is not loopback (TEST-NET-1, RFC 5737), put on its loopback
@@ -377,6 +381,44 @@ def test_the_dome_asks_the_kernel_whether_a_time_service_keeps_the_clock(started
                              "-p", "ProtectClock=yes", f"{INSTALL_VENV}/bin/python", "-c", asked)
     assert refused.startswith("not known whether synchronized: adjtimex refused: Operation "
                               "not permitted"), refused
+
+
+def test_systemds_watchdog_restarts_a_dome_daemon_that_hangs(started):
+    """WatchdogSec=: under its sandbox the dome daemon tells the watchdog it is alive, often
+    enough not to be killed; stopped (SIGSTOP), it is killed and started again by systemd."""
+    unit = "dome.service"
+    assert unit_properties(started, unit, "WatchdogUSec") == {"WatchdogUSec": "2min"}
+    drop_in = f"/run/systemd/system/{unit}.d/watchdog-test.conf"
+    try:
+        started.run("sh", "-c", f"mkdir -p {os.path.dirname(drop_in)} && printf "
+                                f"'[Service]\\nWatchdogSec={WATCHDOG_TEST_SECONDS}\\n"
+                                f"TimeoutAbortSec={WATCHDOG_TEST_SECONDS}\\n' > {drop_in} "
+                                "&& systemctl daemon-reload")
+        result = started.run("systemctl", "restart", unit, timeout=START_TIMEOUT_S)
+        assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics('dome')}"
+        time.sleep(3 * WATCHDOG_TEST_SECONDS)
+        shown = unit_properties(started, unit, "ActiveState", "NRestarts", "MainPID")
+        assert shown["ActiveState"] == "active" and shown["NRestarts"] == "0", \
+            started.diagnostics("dome")
+        hung = shown["MainPID"]
+        started.run(f"{INSTALL_VENV}/bin/python", "-c",
+                    f"import os, signal; os.kill({hung}, signal.SIGSTOP)")
+        wait_for(lambda: _restarted(started, unit, hung),
+                 "systemd to restart the hung dome daemon", WATCHDOG_RESTART_TIMEOUT_S,
+                 lambda: started.diagnostics("dome"))
+        log = started.output("journalctl", "--no-pager", "-u", unit)
+        assert "Watchdog timeout" in log, log[-3000:]
+    finally:
+        started.run("sh", "-c", f"rm -f {drop_in} && systemctl daemon-reload && "
+                                f"systemctl reset-failed {unit}; systemctl restart {unit}",
+                    timeout=START_TIMEOUT_S)
+
+
+def _restarted(container, unit, old_pid):
+    """Whether *unit* runs again, in a new process, after one restart."""
+    shown = unit_properties(container, unit, "ActiveState", "NRestarts", "MainPID")
+    return (shown["ActiveState"] == "active" and shown["NRestarts"] == "1"
+            and shown["MainPID"] not in ("0", old_pid))
 
 
 def test_dome_accepts_the_manuals_work_order(started):

@@ -38,6 +38,8 @@ EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 #: ``NOTIFY_SOCKET``, below the temporary directory.
 NOTIFY_DIRECTORY_PREFIX = "toros-notify-"
 NOTIFY_SOCKET_NAME = "notify"
+#: The longest notification read (sd_notify's are a few short lines).
+NOTIFICATION_BYTES = 4096
 NOTIFY_SOCKET_SUFFIX = len(f"/{NOTIFY_DIRECTORY_PREFIX}XXXXXXXX/{NOTIFY_SOCKET_NAME}")
 
 
@@ -210,7 +212,7 @@ class DaemonProcess:
                                    f"{self.process.returncode}: {self.stderr_tail()}")
             listener.settimeout(min(0.2, max(deadline - time.monotonic(), 0.01)))
             try:
-                message = listener.recv(4096).decode()
+                message = listener.recv(NOTIFICATION_BYTES).decode()
             except socket.timeout:
                 continue
             if "READY=1" in message.split("\n"):
@@ -218,6 +220,18 @@ class DaemonProcess:
         self.kill()
         raise RuntimeError(f"toros-{self.service} was not ready within {timeout:g} s: "
                            f"{self.stderr_tail()}")
+
+    def notifications(self, seconds):
+        """The messages the daemon sends its supervisor (sd_notify, as systemd would receive
+        them) over the next *seconds*, in order; those sent since the last call come first."""
+        received = []
+        deadline = time.monotonic() + seconds
+        while True:
+            self._listener.settimeout(max(deadline - time.monotonic(), 0.0))
+            try:
+                received.append(self._listener.recv(NOTIFICATION_BYTES).decode())
+            except (socket.timeout, BlockingIOError):
+                return received
 
     def stop(self, timeout=STOP_TIMEOUT):
         """SIGTERM the daemon and wait; kill it if it has not stopped in time.

@@ -13,7 +13,6 @@ import importlib
 import logging
 import os
 import signal
-import socket
 import stat
 import sys
 import threading
@@ -29,6 +28,7 @@ from .logs import setup_logging
 from .passwords import has_plain_passwords
 from .pages import StatusPages
 from .server import FrontDeskServer
+from .systemd_notify import notify_systemd
 
 log = logging.getLogger(__name__)
 
@@ -204,23 +204,3 @@ def _report_earth_rotation(table, clock):
         log.info("Earth rotation: %s", table.status(clock.now()).summary())
     except RuntimeError as error:
         log.error("%s; astropy will fail where it needs it", error)
-
-
-def notify_systemd(message):
-    """Send *message* to systemd's notification socket, when started by systemd (``Type=notify``).
-
-    See sd_notify(3): a datagram to the path in ``$NOTIFY_SOCKET`` (``@`` means the abstract
-    namespace).
-    """
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as connection:
-            connection.connect(address)
-            connection.sendall(message.encode())
-    except OSError as error:
-        # The supervisor has gone away; serving (or stopping) must not depend on telling it.
-        log.warning("could not notify %s of %r: %s", os.environ["NOTIFY_SOCKET"], message, error)

@@ -18,15 +18,21 @@ Every ``Dome → Check Interval`` it looks at five things:
 When anything is unsafe it closes the shutter and tells the telescope to park, and it refuses to
 open. Once everything is good it still refuses to open until conditions have stayed good for
 ``Reopen Delay`` (hysteresis: a passing gap in the clouds does not open the dome).
+
+Under systemd the guard's own thread tells the watchdog (``WatchdogSec=`` in the dome's unit)
+that it is alive: if it ever hangs (a device call that never returns, a bug), systemd kills the
+daemon and starts it again, and the new guard, hearing no heartbeat yet, closes the dome.
 """
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from ..clock_sync import system_clock_sync
 from ..devices import DeviceError
 from ..night import sun_altitude
+from ..systemd_notify import tell_watchdog_alive, watchdog_interval
 from ..workorders import format_utc
 
 log = logging.getLogger(__name__)
@@ -80,11 +86,21 @@ class SafetyGuard:
 
     def _run(self):
         interval = self.clock.real_seconds(self.settings["Check Interval"])
-        while not self._stop.wait(interval):
-            try:
-                self.check()
-            except Exception:  # the guard must outlive any bug in one check
-                log.exception("the safety check failed; trying again")
+        # Under systemd's watchdog (the dome's unit sets WatchdogSec=), this thread alone says
+        # the daemon is alive, between its checks: a guard that hangs is killed and restarted
+        # by systemd, and the new one closes the dome.
+        alive_every = watchdog_interval()
+        wake = interval if alive_every is None else min(interval, alive_every)
+        due = time.monotonic() + interval
+        while not self._stop.wait(wake):
+            if time.monotonic() >= due:
+                due = time.monotonic() + interval
+                try:
+                    self.check()
+                except Exception:  # the guard must outlive any bug in one check
+                    log.exception("the safety check failed; trying again")
+            if alive_every is not None:
+                tell_watchdog_alive()
 
     def check(self):
         """Evaluate the conditions once and close the dome if anything is unsafe."""
