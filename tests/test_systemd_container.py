@@ -383,44 +383,6 @@ def test_the_dome_asks_the_kernel_whether_a_time_service_keeps_the_clock(started
                               "not permitted"), refused
 
 
-def test_systemds_watchdog_restarts_a_dome_daemon_that_hangs(started):
-    """WatchdogSec=: under its sandbox the dome daemon tells the watchdog it is alive, often
-    enough not to be killed; stopped (SIGSTOP), it is killed and started again by systemd."""
-    unit = "dome.service"
-    assert unit_properties(started, unit, "WatchdogUSec") == {"WatchdogUSec": "2min"}
-    drop_in = f"/run/systemd/system/{unit}.d/watchdog-test.conf"
-    try:
-        started.run("sh", "-c", f"mkdir -p {os.path.dirname(drop_in)} && printf "
-                                f"'[Service]\\nWatchdogSec={WATCHDOG_TEST_SECONDS}\\n"
-                                f"TimeoutAbortSec={WATCHDOG_TEST_SECONDS}\\n' > {drop_in} "
-                                "&& systemctl daemon-reload")
-        result = started.run("systemctl", "restart", unit, timeout=START_TIMEOUT_S)
-        assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics('dome')}"
-        time.sleep(3 * WATCHDOG_TEST_SECONDS)
-        shown = unit_properties(started, unit, "ActiveState", "NRestarts", "MainPID")
-        assert shown["ActiveState"] == "active" and shown["NRestarts"] == "0", \
-            started.diagnostics("dome")
-        hung = shown["MainPID"]
-        started.run(f"{INSTALL_VENV}/bin/python", "-c",
-                    f"import os, signal; os.kill({hung}, signal.SIGSTOP)")
-        wait_for(lambda: _restarted(started, unit, hung),
-                 "systemd to restart the hung dome daemon", WATCHDOG_RESTART_TIMEOUT_S,
-                 lambda: started.diagnostics("dome"))
-        log = started.output("journalctl", "--no-pager", "-u", unit)
-        assert "Watchdog timeout" in log, log[-3000:]
-    finally:
-        started.run("sh", "-c", f"rm -f {drop_in} && systemctl daemon-reload && "
-                                f"systemctl reset-failed {unit}; systemctl restart {unit}",
-                    timeout=START_TIMEOUT_S)
-
-
-def _restarted(container, unit, old_pid):
-    """Whether *unit* runs again, in a new process, after one restart."""
-    shown = unit_properties(container, unit, "ActiveState", "NRestarts", "MainPID")
-    return (shown["ActiveState"] == "active" and shown["NRestarts"] == "1"
-            and shown["MainPID"] not in ("0", old_pid))
-
-
 def test_dome_accepts_the_manuals_work_order(started):
     receipt = call_front_desk(started, "dome", MANUAL_DOME_ORDER)
     assert RECEIPT_KEYS <= receipt.keys(), receipt
@@ -586,6 +548,44 @@ def test_a_bad_config_fails_with_status_78_and_is_not_restarted(started):
     finally:
         started.run("sh", "-c", f"rm -f {drop_in} {bad_config} && systemctl daemon-reload "
                                 f"&& systemctl reset-failed {unit}")
+
+
+def test_systemds_watchdog_restarts_a_dome_daemon_that_hangs(started):
+    """WatchdogSec=: under its sandbox the dome daemon tells the watchdog it is alive, often
+    enough not to be killed; stopped (SIGSTOP), it is killed and started again by systemd."""
+    unit = "dome.service"
+    assert unit_properties(started, unit, "WatchdogUSec") == {"WatchdogUSec": "2min"}
+    drop_in = f"/run/systemd/system/{unit}.d/watchdog-test.conf"
+    try:
+        started.run("sh", "-c", f"mkdir -p {os.path.dirname(drop_in)} && printf "
+                                f"'[Service]\\nWatchdogSec={WATCHDOG_TEST_SECONDS}\\n"
+                                f"TimeoutAbortSec={WATCHDOG_TEST_SECONDS}\\n' > {drop_in} "
+                                "&& systemctl daemon-reload")
+        result = started.run("systemctl", "restart", unit, timeout=START_TIMEOUT_S)
+        assert result.returncode == 0, f"{result.stderr}\n{started.diagnostics('dome')}"
+        time.sleep(3 * WATCHDOG_TEST_SECONDS)
+        shown = unit_properties(started, unit, "ActiveState", "NRestarts", "MainPID")
+        assert shown["ActiveState"] == "active" and shown["NRestarts"] == "0", \
+            started.diagnostics("dome")
+        hung = shown["MainPID"]
+        started.run(f"{INSTALL_VENV}/bin/python", "-c",
+                    f"import os, signal; os.kill({hung}, signal.SIGSTOP)")
+        wait_for(lambda: _restarted(started, unit, hung),
+                 "systemd to restart the hung dome daemon", WATCHDOG_RESTART_TIMEOUT_S,
+                 lambda: started.diagnostics("dome"))
+        log = started.output("journalctl", "--no-pager", "-u", unit)
+        assert "Watchdog timeout" in log, log[-3000:]
+    finally:
+        started.run("sh", "-c", f"rm -f {drop_in} && systemctl daemon-reload && "
+                                f"systemctl reset-failed {unit}; systemctl restart {unit}",
+                    timeout=START_TIMEOUT_S)
+
+
+def _restarted(container, unit, old_pid):
+    """Whether *unit* runs again, in a new process, after one restart."""
+    shown = unit_properties(container, unit, "ActiveState", "NRestarts", "MainPID")
+    return (shown["ActiveState"] == "active" and shown["NRestarts"] == "1"
+            and shown["MainPID"] not in ("0", old_pid))
 
 
 def test_a_simulated_night_writes_fits_frames_into_the_data_directory(started):
