@@ -4,16 +4,15 @@ real-time clock, booted offline, may be hours wrong and open the dome at noon)."
 
 import logging
 import sys
-from types import SimpleNamespace
 
 import pytest
 
+from helpers_guard import guard_with
 from observatory import dome_safety, settings, wait_until
 from stepped_clock import NIGHT, SteppedClock
 from torosmanager.clock import Clock
 from torosmanager.clock_sync import ClockSync, system_clock_sync
 from torosmanager.config import default_config
-from torosmanager.dome.safety import SafetyGuard
 
 SYNCHRONIZED = ClockSync(True, max_error=0.05)
 UNSYNCHRONIZED = ClockSync(False, max_error=16.0)
@@ -32,16 +31,6 @@ class RealClockAt(Clock):
         return self.instant
 
 
-class FineWeather:
-    """A safety monitor that always reports fresh, safe weather."""
-
-    def __init__(self, clock):
-        self.clock = clock
-
-    def state(self):
-        return SimpleNamespace(safe=True, reason="", updated=self.clock.now())
-
-
 class Kernel:
     """Answers what the kernel is made to say, and counts the questions."""
 
@@ -56,8 +45,7 @@ class Kernel:
 def guard(clock, kernel, require=True):
     config = default_config()
     config["Dome"]["Require Synchronized Clock"] = require
-    handler = SimpleNamespace(config=config, clock=clock, safety_monitor=FineWeather(clock))
-    made = SafetyGuard(handler, clock_sync=kernel)
+    made = guard_with(config, clock, clock_sync=kernel)
     made.heartbeat("scheduler")
     return made
 

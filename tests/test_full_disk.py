@@ -20,6 +20,7 @@ from preprocessing_data import NIGHT, make_night
 from test_alert_gcn_socket import SWIFT_BAT_1227767
 from test_alerts_daemon import event_orders, settings as alert_settings
 from test_front_desk import observation
+from test_preprocessor_daemon import MANY_LIGHTS, big_night
 from torosmanager.launcher import free_port
 from torosmanager.preprocessor.pipeline import Settings, calibrate
 from torosmanager.preprocessor.room import NoRoom
@@ -44,8 +45,6 @@ FULL_SECONDS = 3
 PREPROCESSING_FRAME = {"Width": 256, "Height": 256}
 PREPROCESSING_DISK_MB = 16
 PREPROCESSING_MINIMUM_FREE_BYTES = 1_000_000
-#: Light frames that make a calibration last seconds here (each is written and flushed).
-MANY_LIGHTS = 300
 
 
 def journals_apart(directory):
@@ -342,10 +341,7 @@ def test_a_calibration_that_ends_while_its_journal_is_full_is_journaled_done_aft
         make_site, tmp_path):
     journals = tmp_path / "journals"
     with small_disk(journals / "preprocessor", JOURNAL_DISK_MB) as journal_disk:
-        night = make_night(tmp_path / "data", lights=[("R", 30.0, 1)],
-                           simulator=PREPROCESSING_FRAME)
-        for number in range(MANY_LIGHTS):
-            shutil.copy(night.files["LIGHT"][0], night.raw / f"copy{number:03d}.fits")
+        night = big_night(tmp_path / "data", NIGHT)
         site = make_site({"Database": journals_apart(journals), "Preprocessor": {
             "Allowed Directories": [str(tmp_path / "data")],
             "Master Library": str(tmp_path / "masters")}})
@@ -361,8 +357,8 @@ def test_a_calibration_that_ends_while_its_journal_is_full_is_journaled_done_aft
         assert status(proxy, "long")["Status"] == "running"  # the journal's last word
         log = site.log("preprocessor")
         assert "[WO long] calibrating on, its progress unjournaled: the journal" in log
-        assert re.search(r"\[WO long\] done \(301 frame\(s\) calibrated into \S+; 3 "
-                         r"master\(s\) made.*\), journaled once the journal takes changes "
+        assert re.search(rf"\[WO long\] done \({MANY_LIGHTS + 1} frame\(s\) calibrated into "
+                         r"\S+; 3 master\(s\) made.*\), journaled once the journal takes changes "
                          r"again: the journal \S+ cannot be written \(database or disk is "
                          r"full", log), log[-2000:]
 

@@ -5,17 +5,16 @@ the dome's daylight verdict changes when the Sun crosses its limit, not on a 5-m
 
 import re
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 from astropy.io import fits
 
+from helpers_guard import guard_with
 from observatory import wait_until
 from preprocessing_data import make_night
 from stepped_clock import SteppedClock
 from torosmanager.clock import Clock
 from torosmanager.config import default_config, load_config
-from torosmanager.dome.safety import SafetyGuard
 from torosmanager.journal import DONE, FAILED, Journal
 from torosmanager.launcher import local_config
 from torosmanager.night import GRID_MINUTES, Night, sun_altitude
@@ -178,21 +177,10 @@ PRECISION = timedelta(seconds=0.5)
 ALTITUDE_TOLERANCE = 0.05
 
 
-class _FineWeather:
-    """A safety monitor that always reports fresh, safe weather."""
-
-    def __init__(self, clock):
-        self.clock = clock
-
-    def state(self):
-        return SimpleNamespace(safe=True, reason="", updated=self.clock.now())
-
-
 def guard_at(limit, clock):
     config = default_config()
     config["Observing"]["Sun Altitude Limit"] = limit
-    handler = SimpleNamespace(config=config, clock=clock, safety_monitor=_FineWeather(clock))
-    return SafetyGuard(handler)
+    return guard_with(config, clock)
 
 
 def daylight(guard, instant):

@@ -4,12 +4,12 @@ import os
 import shutil
 
 
-def free_bytes(directory):
+def free_bytes(directory: str) -> int:
     """Bytes free on the disk that holds (or will hold) *directory*."""
     return shutil.disk_usage(existing_ancestor(directory)).free
 
 
-def existing_ancestor(directory):
+def existing_ancestor(directory: str) -> str:
     """*directory*, or its nearest ancestor that exists (the disk it will be made on)."""
     path = os.path.abspath(directory)
     while not os.path.exists(path):

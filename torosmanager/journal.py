@@ -16,13 +16,14 @@ import enum
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
+
+from .disk_space import free_bytes
 
 log = logging.getLogger(__name__)
 
@@ -539,7 +540,7 @@ class Journal:
 
     def free_bytes(self) -> int:
         """Bytes free on the disk that holds the journal (for the health report)."""
-        return shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        return free_bytes(os.path.dirname(os.path.abspath(self.path)))
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self)

@@ -163,10 +163,19 @@ class SafetyGuard:
             return ""
         return f"daylight: Sun at {altitude:.1f}° (limit {limit:g}°)"
 
+    def _clock_not_asked(self):
+        """Why the kernel is not asked about the clock (a simulated clock, or ``Require
+        Synchronized Clock`` off), or ``""`` when it is."""
+        if self.clock.simulated:
+            return "simulated: not checked"
+        if not self.settings["Require Synchronized Clock"]:
+            return "not checked (Dome → Require Synchronized Clock is off)"
+        return ""
+
     def _unsynchronized(self):
-        """``"system clock not synchronized: ..."`` when the kernel says so (and the guard is to
-        ask it: a real clock, ``Require Synchronized Clock`` on), else ``""``."""
-        if self.clock.simulated or not self.settings["Require Synchronized Clock"]:
+        """``"system clock not synchronized: ..."`` when the kernel, asked, says so; else
+        ``""``."""
+        if self._clock_not_asked():
             return ""
         sync = self._clock_sync()
         with self._lock:
@@ -184,10 +193,9 @@ class SafetyGuard:
                 "Synchronized Clock)")
 
     def _describe_clock(self):
-        if self.clock.simulated:
-            return "simulated: not checked"
-        if not self.settings["Require Synchronized Clock"]:
-            return "not checked (Dome → Require Synchronized Clock is off)"
+        not_asked = self._clock_not_asked()
+        if not_asked:
+            return not_asked
         with self._lock:
             sync = self._sync
         return sync.describe() if sync is not None else "not checked yet"

@@ -12,9 +12,8 @@ import errno
 import math
 import os
 
-from astropy.io.fits.header import BLOCK_SIZE
-
 from ..disk_space import existing_ancestor, free_bytes
+from .reading import FITS_BLOCK
 
 #: FITS blocks counted for a product's header: the raw frame's header, the provenance cards
 #: and the ``HISTORY`` lines, with a wide margin (100 kB, against 64 MB for a 4096² product).
@@ -30,7 +29,7 @@ class NoRoom(Exception):
 
 def image_bytes(width, height):
     """Bytes of a float32 image of *width* × *height* as a FITS file, header included."""
-    return (HEADER_BLOCKS + math.ceil(width * height * 4 / BLOCK_SIZE)) * BLOCK_SIZE
+    return (HEADER_BLOCKS + math.ceil(width * height * 4 / FITS_BLOCK)) * FITS_BLOCK
 
 
 def is_full_disk(error):
