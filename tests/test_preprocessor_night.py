@@ -17,6 +17,7 @@ from preprocessing_data import make_night
 from torosmanager.commands import calibrate as command
 from torosmanager.config import default_config
 from torosmanager.preprocessor.classify import Kind, kind_of
+from torosmanager.preprocessor.masters import master_from_file
 from torosmanager.preprocessor.calibrate import OFFSET_SUFFIX
 from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate
 from torosmanager.preprocessor.terms_store import TermsStore
@@ -48,6 +49,12 @@ def run(location, runner, **settings):
 def raw_files(night, kind=None):
     names = sorted(os.listdir(night / "raw"))
     return [night / "raw" / name for name in names if kind is None or f"_{kind}_" in name]
+
+
+def library_masters(library, kind=""):
+    """The masters' files in *library* (under ``<kind>/``, if given), sorted."""
+    return sorted(os.path.join(root, name)
+                  for root, _, names in os.walk(os.path.join(library, kind)) for name in names)
 
 
 def digest(paths):
@@ -320,6 +327,55 @@ class TestLibrary:
                            lights=[("R", 30.0, 1)])
         header = fits.getheader(run(older.directory, runner, library=library).products[0])
         assert header["FLATSRC"] == "library 20261121"      # the closest after it
+
+    def test_a_bad_file_in_the_library_is_logged_once_and_the_others_are_used(
+            self, night, runner, library, tmp_path, caplog):
+        run(night, runner, library=library)
+        bias_directory = os.path.dirname(library_masters(library, "bias")[0])
+        bad = os.path.join(bias_directory, "20261122_deadbeef.fits")
+        with open(bad, "wb") as stream:
+            stream.write(b"\0" * 2880)      # a newer night's name: it would be chosen
+        later = make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
+                           lights=[("R", 30.0, 1)])
+        with caplog.at_level(logging.WARNING, logger="torosmanager.preprocessor.library"):
+            for _ in range(2):
+                outcome = run(later.directory, runner, library=library)
+                assert len(outcome.products) == 1 and not outcome.skipped
+                assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261121"
+        warnings = [record.getMessage() for record in caplog.records if bad in record.getMessage()]
+        assert warnings == [f"the master library's {bad} is not usable: not a FITS file "
+                            "(EOFError)"]
+
+    def test_a_masters_header_is_read_again_only_when_its_file_changes(
+            self, night, runner, library, tmp_path, monkeypatch):
+        from torosmanager.preprocessor import library as library_module
+
+        run(night, runner, library=library)
+        read = []
+        monkeypatch.setattr(library_module, "master_from_file",
+                            lambda path, source: read.append(path) or master_from_file(path,
+                                                                                       source))
+        later = make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
+                           lights=[("R", 30.0, 1)])
+        run(later.directory, runner, library=library)
+        assert sorted(read) == library_masters(library)
+        read.clear()
+        run(later.directory, runner, library=library)
+        assert read == []
+        # A master replaced in place (its header now says another night) is read again, and
+        # what it says now is used.
+        (bias,) = library_masters(library, "bias")
+        with fits.open(bias) as hdus:
+            hdus[0].header["NIGHT"] = "20261124"
+            hdus.writeto(bias + ".new")
+        os.replace(bias + ".new", bias)
+        outcome = run(later.directory, runner, library=library)
+        assert read == [bias]
+        assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261124"
+        # One removed is no longer used: the job has no bias.
+        os.unlink(bias)
+        outcome = run(later.directory, runner, library=library)
+        assert outcome.products == [] and "no bias" in outcome.skipped[0]
 
     def test_an_unwritable_library_is_a_note_not_a_failure(self, night, runner, tmp_path):
         blocker = tmp_path / "file-not-directory"
