@@ -12,11 +12,11 @@ library's *newest* matching one (same raw geometry and trimmed size; same filter
 taken on or before that night, or, for a night older than every master, the oldest after it:
 re-running an old night then keeps using the same masters as more nights are added.
 
-Every job looks at all the library's masters of its geometry: after a year of nights, thousands
-of files. Their headers are read once and kept while the files are unchanged (:func:`_described`),
-so that a job pays a ``stat`` per master (a header costs 0.5 ms: 0.5 s a job for 365 nights of
-a bias, a dark and a flat, docs/benchmarks.md), and the daemon's log says once that a file is
-unusable, not at every job.
+Every job looks at all the library's masters of its geometry: after a year of nights, a
+thousand files or more. Their headers are read once and kept while the files are unchanged
+(:func:`_described`), so that a job pays a ``stat`` per master (a header costs 0.5 ms: 0.5 s a
+job for 365 nights of a bias, a dark and a flat, docs/benchmarks.md), and the daemon's log says
+once that a file is unusable, not at every job.
 """
 
 import logging
@@ -118,7 +118,10 @@ def _described(directory):
         path = os.path.join(directory, name)
         try:
             identity = _identity(path)
-        except OSError:  # removed since listed
+        except FileNotFoundError:  # removed since listed
+            continue
+        except OSError as error:  # not kept: said again at the next job, until it is fixed
+            log.warning("the master library's %s cannot be read: %s", path, error)
             continue
         known = before.get(name)
         if known is None or known[0] != identity:
