@@ -229,6 +229,41 @@ class TestBadInputs:
         assert len(outcome.products) == 3
         assert "focus.fits" in caplog.text
 
+    def test_cards_astropy_cannot_parse_skip_their_frame_alone_naming_the_card(
+            self, night, runner, caplog):
+        """Other cameras' software writes cards astropy cannot parse (a number with two
+        points, a date without quotes) or a BZERO that is text: that frame is skipped, saying
+        which card, and the night goes on. One whose bad card the pipeline does not need is
+        calibrated, the card written as the standard has it."""
+        light = raw_files(night, "LIGHT")[0]
+        content = light.read_bytes()
+        header_end = content.index(b"END" + b" " * 77)
+
+        def with_card(name, key, written):
+            at = content.index(key.ljust(8).encode("ascii"), 0, header_end)
+            card = written.ljust(80).encode("ascii")
+            (night / "raw" / name).write_bytes(content[:at] + card + content[at + 80:])
+
+        with_card("exptime.fits", "EXPTIME", "EXPTIME = 30.0.0 / broken")
+        with_card("bzero.fits", "BZERO", "BZERO   = 'thirty-two thousand'")
+        with_card("naxis.fits", "NAXIS1", "NAXIS1  = 'wide'")
+        with_card("object.fits", "OBJECT", "OBJECT  = M 31 without quotes")
+        with caplog.at_level(logging.WARNING):
+            outcome = run(night, runner)
+        reasons = dict(line.split(": ", 1) for line in outcome.skipped)
+        assert reasons == {
+            str(night / "raw" / "exptime.fits"):
+                "its EXPTIME card cannot be parsed: 'EXPTIME = 30.0.0 / broken'",
+            str(night / "raw" / "bzero.fits"): "BZERO 'thirty-two thousand' is not a number",
+            str(night / "raw" / "naxis.fits"): "its header does not describe its data "
+                                               "(invalid literal for int() with base 10: "
+                                               "'wide')"}
+        assert len(outcome.products) == 4 and outcome.succeeded
+        product = str(night / "reduced" / "object.fits")
+        assert product in outcome.products
+        assert fits.getheader(product)["OBJECT"] == "M 31 without quotes"  # now quoted
+        assert "exptime.fits" in caplog.text
+
     def test_frames_of_mixed_sizes_get_masters_of_their_own_size(self, night, runner):
         make_night(night.parent, name=night.name, biases=3, darks={30.0: 2}, flats={"R": 3},
                    lights=[("R", 30.0, 2)], simulator={"Width": 96, "Height": 64},

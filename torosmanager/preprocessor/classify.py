@@ -22,7 +22,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from .reading import FrameError, read_header
+from astropy.io.fits.verify import VerifyError
+
+from .reading import FrameError, pixel_scaling, read_header, unparsable
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,13 @@ def describe(path):
         message is the reason, for the Status report.
     """
     header = read_header(path)
+    try:
+        return _frame(path, header)
+    except VerifyError as error:  # a card astropy cannot parse: this file alone is skipped
+        raise unparsable(header, error) from None
+
+
+def _frame(path, header):
     imagetyp = header.get("IMAGETYP")
     kind = kind_of(imagetyp)
     if kind is None:
@@ -157,13 +166,14 @@ def describe(path):
                         _binning(header, "XBINNING"), _binning(header, "YBINNING"))
     gain = _number(header, ("GAIN", "EGAIN"))
     filter_name = header.get("FILTER", "")
+    bzero, bscale = pixel_scaling(header)
     return Frame(path=path, kind=kind, geometry=geometry, exptime=exptime,
                  filter=str(filter_name).strip() if filter_name is not None else "",
                  gain=gain if gain is not None and gain > 0 else None,
                  rdnoise=_number(header, ("RDNOISE",)),
                  date_obs=str(header.get("DATE-OBS", "") or ""),
                  saturate=_number(header, ("SATURATE",)),
-                 bzero=float(header.get("BZERO", 0.0)), bscale=float(header.get("BSCALE", 1.0)))
+                 bzero=bzero, bscale=bscale)
 
 
 def classify(paths):

@@ -11,11 +11,14 @@ that block, in the same pass that converts it to ``float32``.
 The file is opened read-only: raw frames are never modified.
 """
 
+import math
 import os
+import re
 import warnings
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.utils.exceptions import AstropyUserWarning
 
 #: FITS files are made of blocks of this many bytes.
@@ -58,8 +61,7 @@ class RawFrame:
         self.path = path
         self.header, offset, self.stored_type = _locate_image(path)
         self.shape = (int(self.header["NAXIS2"]), int(self.header["NAXIS1"]))
-        self.bzero = float(self.header.get("BZERO", 0.0))
-        self.bscale = float(self.header.get("BSCALE", 1.0))
+        self.bzero, self.bscale = pixel_scaling(self.header)
         try:
             self.stored = np.memmap(path, dtype=self.stored_type, mode="r", offset=offset,
                                     shape=self.shape)
@@ -134,6 +136,51 @@ def read_header(path):
     return header
 
 
+def pixel_scaling(header):
+    """``(BZERO, BSCALE)`` of *header* (defaults 0 and 1), as floats.
+
+    Raises
+    ------
+    FrameError
+        When either is not a finite number: the pixels' values cannot be known.
+    """
+    values = []
+    for key, default in (("BZERO", 0.0), ("BSCALE", 1.0)):
+        try:
+            value = header.get(key, default)
+        except VerifyError as error:
+            raise unparsable(header, error) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise FrameError(f"{key} {value!r} is not a number")
+        values.append(float(value))
+    return tuple(values)
+
+
+#: How astropy names a card it cannot parse, in its error.
+_UNPARSABLE_CARD = re.compile(r"Unparsable card \(([^)]*)\)")
+
+
+def unparsable(header, error):
+    """The :class:`FrameError` for astropy's *error* about a card of *header* it cannot parse
+    (``EXPTIME = 1.0.0``, a date without quotes): the card as written, for the person who will
+    fix the file. Such a file is skipped, saying why, instead of failing its night's job."""
+    found = _UNPARSABLE_CARD.search(str(error))
+    if found is None:
+        return FrameError(f"its header cannot be read: {_short(error)}")
+    key = found.group(1)
+    try:
+        card = header.cards[key]
+    except (KeyError, IndexError):
+        card = None
+    # The card as the file has it: astropy keeps it only privately; its public ``image``
+    # is a "fixed" card, not what the file says.
+    written = getattr(card, "_image", None)
+    if not isinstance(written, str):
+        return FrameError(f"its {key} card cannot be parsed")
+    return FrameError(f"its {key} card cannot be parsed: {written.rstrip()!r}")
+
+
 def read_image(path):
     """The image of *path* as a float32 array in physical units, and its header."""
     with RawFrame(path) as frame:
@@ -166,21 +213,42 @@ def _locate_image(path):
             offset = stream.tell()
             if offset % FITS_BLOCK:  # fromfile stops at the END card; data start on a block
                 offset += FITS_BLOCK - offset % FITS_BLOCK
-            if first and header.get("SIMPLE") is not True:
-                raise FrameError("not a FITS file (no SIMPLE = T)")
+            try:
+                found = _image_in(header, first, offset, size)
+            except VerifyError as error:
+                raise unparsable(header, error) from None
+            except (TypeError, ValueError) as error:  # a structural card that is not a number
+                raise FrameError(f"its header does not describe its data ({_short(error)})") \
+                    from None
+            if found is not None:
+                return found
             first = False
-            data_bytes = _data_bytes(header)
-            if header.get("ZIMAGE") is True:
-                raise FrameError("a tile-compressed image (fpack): decompress it with funpack")
-            if header.get("NAXIS", 0) == 2 and data_bytes:
-                if header.get("BITPIX") not in STORED_TYPES:
-                    raise FrameError(f"BITPIX {header.get('BITPIX')!r} is not a FITS pixel type")
-                if offset + data_bytes > size:
-                    raise FrameError(f"truncated: its header announces {data_bytes} bytes of "
-                                     f"pixels, the file has {max(size - offset, 0)}")
-                return header, offset, STORED_TYPES[header["BITPIX"]]
-            position = offset + _padded(data_bytes)
+            position = offset + _padded(_data_bytes(header))
     raise FrameError("holds no 2-D image")
+
+
+def _image_in(header, first, offset, size):
+    """``(header, data offset, stored dtype)`` if *header* (of the HDU whose data start at
+    *offset*, in a file of *size* bytes) describes a 2-D image, else ``None``.
+
+    Raises
+    ------
+    FrameError
+        When it cannot be one (not FITS, compressed, truncated, an unknown BITPIX).
+    """
+    if first and header.get("SIMPLE") is not True:
+        raise FrameError("not a FITS file (no SIMPLE = T)")
+    data_bytes = _data_bytes(header)
+    if header.get("ZIMAGE") is True:
+        raise FrameError("a tile-compressed image (fpack): decompress it with funpack")
+    if header.get("NAXIS", 0) == 2 and data_bytes:
+        if header.get("BITPIX") not in STORED_TYPES:
+            raise FrameError(f"BITPIX {header.get('BITPIX')!r} is not a FITS pixel type")
+        if offset + data_bytes > size:
+            raise FrameError(f"truncated: its header announces {data_bytes} bytes of "
+                             f"pixels, the file has {max(size - offset, 0)}")
+        return header, offset, STORED_TYPES[header["BITPIX"]]
+    return None
 
 
 def _data_bytes(header):
