@@ -255,9 +255,8 @@ class TestBadInputs:
             str(night / "raw" / "exptime.fits"):
                 "its EXPTIME card cannot be parsed: 'EXPTIME = 30.0.0 / broken'",
             str(night / "raw" / "bzero.fits"): "BZERO 'thirty-two thousand' is not a number",
-            str(night / "raw" / "naxis.fits"): "its header does not describe its data "
-                                               "(invalid literal for int() with base 10: "
-                                               "'wide')"}
+            str(night / "raw" / "naxis.fits"): "NAXIS1 'wide' is not a whole number: its "
+                                               "header does not describe its data"}
         assert len(outcome.products) == 4 and outcome.succeeded
         product = str(night / "reduced" / "object.fits")
         assert product in outcome.products

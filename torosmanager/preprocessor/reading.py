@@ -217,9 +217,6 @@ def _locate_image(path):
                 found = _image_in(header, first, offset, size)
             except VerifyError as error:
                 raise unparsable(header, error) from None
-            except (TypeError, ValueError) as error:  # a structural card that is not a number
-                raise FrameError(f"its header does not describe its data ({_short(error)})") \
-                    from None
             if found is not None:
                 return found
             first = False
@@ -252,15 +249,32 @@ def _image_in(header, first, offset, size):
 
 
 def _data_bytes(header):
-    """Bytes of data after *header* (before padding), per the FITS standard."""
-    axes = int(header.get("NAXIS", 0) or 0)
+    """Bytes of data after *header* (before padding), per the FITS standard.
+
+    Raises
+    ------
+    FrameError
+        When a card it needs is not a whole number.
+    """
+    axes = _whole(header, "NAXIS", 0)
     if axes == 0:
         return 0
     count = 1
     for axis in range(1, axes + 1):
-        count *= int(header.get(f"NAXIS{axis}", 0) or 0)
-    count = (count + int(header.get("PCOUNT", 0) or 0)) * int(header.get("GCOUNT", 1) or 1)
-    return abs(int(header.get("BITPIX", 8))) // 8 * count
+        count *= _whole(header, f"NAXIS{axis}", 0)
+    count = (count + _whole(header, "PCOUNT", 0)) * _whole(header, "GCOUNT", 1)
+    return abs(_whole(header, "BITPIX", 8)) // 8 * count
+
+
+def _whole(header, key, default):
+    """The structural card *key* of *header* as an ``int`` (*default* when absent, blank or
+    0): taken as leniently as ``int()`` takes it, or a :class:`FrameError` naming it."""
+    value = header.get(key, default)
+    try:
+        return int(value or default)
+    except (TypeError, ValueError):
+        raise FrameError(f"{key} {value!r} is not a whole number: its header does not "
+                         "describe its data") from None
 
 
 def _padded(size):
