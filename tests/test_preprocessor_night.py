@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import types
 
 import numpy as np
@@ -49,6 +50,21 @@ def run(location, runner, **settings):
 def raw_files(night, kind=None):
     names = sorted(os.listdir(night / "raw"))
     return [night / "raw" / name for name in names if kind is None or f"_{kind}_" in name]
+
+
+def run_unless_it_waits_on(fifo, location, runner, **settings):
+    """:func:`run`, failing the test if the job is still waiting after a minute, as it would
+    for good while opening *fifo* (it is then let go: a non-blocking open for writing does)."""
+    outcomes = []
+    job = threading.Thread(target=lambda: outcomes.append(run(location, runner, **settings)))
+    job.start()
+    job.join(timeout=60)
+    waited = job.is_alive()
+    if waited:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        job.join()
+    assert not waited, f"the job waited on {fifo}"
+    return outcomes[0]
 
 
 def library_masters(library, kind=""):
@@ -216,6 +232,16 @@ class TestBadInputs:
         assert reasons[str(night / "raw" / "truncated.fits")].startswith("truncated")
         assert outcome.done == outcome.total == 18
 
+    def test_a_fifo_named_like_a_frame_is_skipped_not_waited_for(self, night, runner):
+        """Opening a FIFO waits until something writes to it: the job would wait for good,
+        and every order queued after it."""
+        fifo = night / "raw" / "pipe.fits"
+        os.mkfifo(fifo)
+        outcome = run_unless_it_waits_on(fifo, night, runner)
+        assert outcome.skipped == [f"{fifo}: not a regular file (a directory, a FIFO, a "
+                                   "device): not read"]
+        assert len(outcome.products) == 3
+
     def test_frames_of_unknown_type_are_skipped_with_a_warning(self, night, runner, caplog):
         light = raw_files(night, "LIGHT")[0]
         with fits.open(light) as hdus:
@@ -379,6 +405,18 @@ class TestLibrary:
         warnings = [record.getMessage() for record in caplog.records if bad in record.getMessage()]
         assert warnings == [f"the master library's {bad} is not usable: not a FITS file "
                             "(EOFError)"]
+
+    def test_a_fifo_in_the_library_is_skipped_not_waited_for(self, night, runner, library,
+                                                             tmp_path):
+        run(night, runner, library=library)
+        fifo = os.path.join(os.path.dirname(library_masters(library, "bias")[0]),
+                            "20261122_fifo.fits")
+        os.mkfifo(fifo)
+        later = make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
+                           lights=[("R", 30.0, 1)])
+        outcome = run_unless_it_waits_on(fifo, later.directory, runner, library=library)
+        assert len(outcome.products) == 1 and not outcome.skipped
+        assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261121"
 
     def test_a_masters_header_is_read_again_only_when_its_file_changes(
             self, night, runner, library, tmp_path, monkeypatch):

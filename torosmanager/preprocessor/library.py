@@ -22,6 +22,7 @@ once that a file is unusable, not at every job.
 import logging
 import os
 import shutil
+import stat
 import threading
 
 from .classify import Kind, same_exptime
@@ -117,31 +118,36 @@ def _described(directory):
             continue
         path = os.path.join(directory, name)
         try:
-            identity = _identity(path)
+            status = os.stat(path)
         except FileNotFoundError:  # removed since listed
             continue
         except OSError as error:  # not kept: said again at the next job, until it is fixed
             log.warning("the master library's %s cannot be read: %s", path, error)
             continue
+        identity = _identity(status)
         known = before.get(name)
         if known is None or known[0] != identity:
-            known = (identity, _describe(path))
+            known = (identity, _describe(path, status))
         now[name] = known
     with _known_lock:
         _known[directory] = now
     return [master for _, master in now.values() if master is not None]
 
 
-def _identity(path):
-    """What changes when *path* is rewritten or replaced: its inode, size, and times (the
-    change time too, which a copy keeping the modification time cannot set back)."""
-    status = os.stat(path)
+def _identity(status):
+    """What changes when a file of *status* (``os.stat``) is rewritten or replaced: its
+    inode, size, and times (the change time too, which a copy keeping the modification time
+    cannot set back)."""
     return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
-def _describe(path):
-    """The master in *path*, or ``None`` (logged) when the file is not one of ours or cannot
-    be read: one bad file must not stop every job that looks at its directory."""
+def _describe(path, status):
+    """The master in *path* (of *status*), or ``None`` (logged) when the file is not one of
+    ours or cannot be read: one bad file must not stop every job that looks at its
+    directory."""
+    if not stat.S_ISREG(status.st_mode):  # opening a FIFO would wait for a writer
+        log.warning("the master library's %s is not usable: not a regular file", path)
+        return None
     try:
         return master_from_file(path, "library")
     except (FrameError, ValueError, KeyError) as error:

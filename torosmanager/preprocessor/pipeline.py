@@ -227,11 +227,13 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
 
 
 def find_frames(location):
-    """The FITS files *location* names, and files named that do not exist.
+    """The FITS files *location* names, and those it names that are not files to read.
 
     Returns
     -------
     (list of str, list of (str, str))
+        The regular files; and the paths that do not exist or are not regular files (a FIFO
+        would block its reader until something writes to it), each with the reason.
 
     Raises
     ------
@@ -249,17 +251,29 @@ def find_frames(location):
                            if is_fits_name(name) and not name.startswith("."))
             if not names and len(locations) == 1:
                 raise PreprocessingError(f"no FITS files (.fits, .fit, .fts) in {directory}")
-            paths.extend(os.path.join(directory, name) for name in names)
+            for name in names:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    paths.append(path)
+                else:
+                    missing.append((path, _not_a_file(path)))
         elif os.path.isfile(place):
             paths.append(place)
         else:
-            missing.append((place, "no such file or directory"))
+            missing.append((place, _not_a_file(place)))
     if not paths:
         if missing:
             raise PreprocessingError("nothing to calibrate: "
                                      + "; ".join(f"{path}: {why}" for path, why in missing))
         raise PreprocessingError(f"no FITS files in {', '.join(map(str, locations))}")
     return list(dict.fromkeys(paths)), missing
+
+
+def _not_a_file(path):
+    """Why *path*, not a regular file, is not read: a FIFO would block the job for good."""
+    if not os.path.exists(path):
+        return "no such file or directory"
+    return "not a regular file (a directory, a FIFO, a device): not read"
 
 
 def check_room(location, settings):
