@@ -52,6 +52,14 @@ def raw_files(night, kind=None):
     return [night / "raw" / name for name in names if kind is None or f"_{kind}_" in name]
 
 
+def with_card(source, target, key, written):
+    """Write *target*, a copy of the FITS file *source* whose *key* card reads *written*
+    (80 characters as the file has them, whatever astropy would make of them)."""
+    content = source.read_bytes()
+    at = content.index(key.ljust(8).encode("ascii"), 0, content.index(b"END" + b" " * 77))
+    target.write_bytes(content[:at] + written.ljust(80).encode("ascii") + content[at + 80:])
+
+
 def run_unless_it_waits_on(fifo, location, runner, **settings):
     """:func:`run`, failing the test if the job is still waiting after a minute, as it would
     for good while opening *fifo* (it is then let go: a non-blocking open for writing does)."""
@@ -232,6 +240,29 @@ class TestBadInputs:
         assert reasons[str(night / "raw" / "truncated.fits")].startswith("truncated")
         assert outcome.done == outcome.total == 18
 
+    def test_an_exposure_time_written_as_text_and_a_cube(self, night, runner):
+        """``EXPTIME = '30'`` is 30 s and ``BZERO = '32768'`` 32768; ``EXPTIME = 'long'`` is
+        said to be no number, not missing; a cube is said to be one, with its shape."""
+        light = raw_files(night, "LIGHT")[0]
+        with fits.open(light) as hdus:
+            header, data = hdus[0].header, hdus[0].data
+            for name, value in (("text.fits", "30"), ("long.fits", "long")):
+                changed = header.copy()
+                changed["EXPTIME"] = value
+                fits.PrimaryHDU(data, changed).writeto(night / "raw" / name)
+            fits.PrimaryHDU(data[None], header).writeto(night / "raw" / "cube.fits")
+        with_card(light, night / "raw" / "bzero.fits", "BZERO", "BZERO   = '32768'")
+        outcome = run(night, runner)
+        assert str(night / "reduced" / "text.fits") in outcome.products
+        assert fits.getheader(night / "reduced" / "text.fits")["DARKSCAL"] == pytest.approx(1.0)
+        np.testing.assert_array_equal(fits.getdata(night / "reduced" / "bzero.fits"),
+                                      fits.getdata(night / "reduced" / light.name))
+        reasons = dict(line.split(": ", 1) for line in outcome.skipped)
+        assert reasons == {
+            str(night / "raw" / "long.fits"): "EXPTIME 'long' is not a number of seconds",
+            str(night / "raw" / "cube.fits"): "holds no 2-D image (it holds 3-D data of 1 × 128 "
+                                              "× 128; a 2-D frame is expected)"}
+
     def test_a_fifo_named_like_a_frame_is_skipped_not_waited_for(self, night, runner):
         """Opening a FIFO waits until something writes to it: the job would wait for good,
         and every order queued after it."""
@@ -262,18 +293,12 @@ class TestBadInputs:
         which card, and the night goes on. One whose bad card the pipeline does not need is
         calibrated, the card written as the standard has it."""
         light = raw_files(night, "LIGHT")[0]
-        content = light.read_bytes()
-        header_end = content.index(b"END" + b" " * 77)
-
-        def with_card(name, key, written):
-            at = content.index(key.ljust(8).encode("ascii"), 0, header_end)
-            card = written.ljust(80).encode("ascii")
-            (night / "raw" / name).write_bytes(content[:at] + card + content[at + 80:])
-
-        with_card("exptime.fits", "EXPTIME", "EXPTIME = 30.0.0 / broken")
-        with_card("bzero.fits", "BZERO", "BZERO   = 'thirty-two thousand'")
-        with_card("naxis.fits", "NAXIS1", "NAXIS1  = 'wide'")
-        with_card("object.fits", "OBJECT", "OBJECT  = M 31 without quotes")
+        with_card(light, night / "raw" / "exptime.fits", "EXPTIME", "EXPTIME = 30.0.0 / broken")
+        with_card(light, night / "raw" / "bzero.fits", "BZERO",
+                  "BZERO   = 'thirty-two thousand'")
+        with_card(light, night / "raw" / "naxis.fits", "NAXIS1", "NAXIS1  = 'wide'")
+        with_card(light, night / "raw" / "object.fits", "OBJECT",
+                  "OBJECT  = M 31 without quotes")
         with caplog.at_level(logging.WARNING):
             outcome = run(night, runner)
         reasons = dict(line.split(": ", 1) for line in outcome.skipped)

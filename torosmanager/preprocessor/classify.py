@@ -18,13 +18,12 @@ the log), never fatal; so is a file that cannot be read as a frame.
 
 import enum
 import logging
-import math
 import re
 from dataclasses import dataclass
 
 from astropy.io.fits.verify import VerifyError
 
-from .reading import FrameError, pixel_scaling, read_header, unparsable
+from .reading import FrameError, as_number, pixel_scaling, read_header, unparsable
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +155,9 @@ def _frame(path, header):
     exptime = _number(header, EXPTIME_KEYS)
     if exptime is None:
         if kind != Kind.BIAS:
+            for key in EXPTIME_KEYS:
+                if header.get(key) is not None:
+                    raise FrameError(f"{key} {header[key]!r} is not a number of seconds")
             raise FrameError(f"a {kind.value} frame without EXPTIME")
         exptime = 0.0
     if exptime < 0:
@@ -200,11 +202,12 @@ def same_exptime(first, second):
 
 
 def _number(header, keys):
+    """The first of *keys* whose value in *header* is a number (:func:`~.reading.as_number`),
+    as a float, or ``None``."""
     for key in keys:
-        value = header.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and math.isfinite(value):
-            return float(value)
+        value = as_number(header.get(key))
+        if value is not None:
+            return value
     return None
 
 

@@ -137,7 +137,7 @@ def read_header(path):
 
 
 def pixel_scaling(header):
-    """``(BZERO, BSCALE)`` of *header* (defaults 0 and 1), as floats.
+    """``(BZERO, BSCALE)`` of *header* (defaults 0 and 1; numeric text taken), as floats.
 
     Raises
     ------
@@ -150,11 +150,25 @@ def pixel_scaling(header):
             value = header.get(key, default)
         except VerifyError as error:
             raise unparsable(header, error) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
+        number = as_number(value)
+        if number is None:
             raise FrameError(f"{key} {value!r} is not a number")
-        values.append(float(value))
+        values.append(number)
     return tuple(values)
+
+
+def as_number(value):
+    """*value* of a header card as a finite ``float``: a number, or numeric text as some
+    cameras' software writes it (``EXPTIME = '30'``); ``None`` for anything else."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 #: How astropy names a card it cannot parse, in its error.
@@ -199,6 +213,7 @@ def _locate_image(path):
             raise FrameError("an empty file")
         position = 0
         first = True
+        others = []  # what the file holds instead, for the message
         while position < size:
             stream.seek(position)
             try:
@@ -220,7 +235,14 @@ def _locate_image(path):
             if found is not None:
                 return found
             first = False
+            if _data_bytes(header):
+                axes = [_whole(header, f"NAXIS{axis}", 0)
+                        for axis in range(_whole(header, "NAXIS", 0), 0, -1)]
+                others.append(f"{len(axes)}-D data of {' × '.join(map(str, axes))}")
             position = offset + _padded(_data_bytes(header))
+    if others:
+        raise FrameError(f"holds no 2-D image (it holds {', '.join(others)}; a 2-D frame "
+                         "is expected)")
     raise FrameError("holds no 2-D image")
 
 
