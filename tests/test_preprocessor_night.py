@@ -42,6 +42,14 @@ def library(tmp_path):
     return str(tmp_path / "masters")
 
 
+@pytest.fixture
+def later(tmp_path):
+    """A night after the base's, of one R light and no masters of its own: it takes the
+    library's."""
+    return make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
+                      lights=[("R", 30.0, 1)]).directory
+
+
 def run(location, runner, **settings):
     return calibrate(location if isinstance(location, list) else str(location),
                      Settings(**settings), runner)
@@ -414,17 +422,15 @@ class TestLibrary:
         assert header["FLATSRC"] == "library 20261121"      # the closest after it
 
     def test_a_bad_file_in_the_library_is_logged_once_and_the_others_are_used(
-            self, night, runner, library, tmp_path, caplog):
+            self, night, runner, library, later, caplog):
         run(night, runner, library=library)
         bias_directory = os.path.dirname(library_masters(library, "bias")[0])
         bad = os.path.join(bias_directory, "20261122_deadbeef.fits")
         with open(bad, "wb") as stream:
             stream.write(b"\0" * 2880)      # a newer night's name: it would be chosen
-        later = make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
-                           lights=[("R", 30.0, 1)])
         with caplog.at_level(logging.WARNING, logger="torosmanager.preprocessor.library"):
             for _ in range(2):
-                outcome = run(later.directory, runner, library=library)
+                outcome = run(later, runner, library=library)
                 assert len(outcome.products) == 1 and not outcome.skipped
                 assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261121"
         warnings = [record.getMessage() for record in caplog.records if bad in record.getMessage()]
@@ -432,19 +438,17 @@ class TestLibrary:
                             "(EOFError)"]
 
     def test_a_fifo_in_the_library_is_skipped_not_waited_for(self, night, runner, library,
-                                                             tmp_path):
+                                                             later):
         run(night, runner, library=library)
         fifo = os.path.join(os.path.dirname(library_masters(library, "bias")[0]),
                             "20261122_fifo.fits")
         os.mkfifo(fifo)
-        later = make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
-                           lights=[("R", 30.0, 1)])
-        outcome = run_unless_it_waits_on(fifo, later.directory, runner, library=library)
+        outcome = run_unless_it_waits_on(fifo, later, runner, library=library)
         assert len(outcome.products) == 1 and not outcome.skipped
         assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261121"
 
     def test_a_masters_header_is_read_again_only_when_its_file_changes(
-            self, night, runner, library, tmp_path, monkeypatch):
+            self, night, runner, library, later, monkeypatch):
         from torosmanager.preprocessor import library as library_module
 
         run(night, runner, library=library)
@@ -452,12 +456,10 @@ class TestLibrary:
         monkeypatch.setattr(library_module, "master_from_file",
                             lambda path, source: read.append(path) or master_from_file(path,
                                                                                        source))
-        later = make_night(tmp_path / "later", name="20261125", biases=0, darks={}, flats={},
-                           lights=[("R", 30.0, 1)])
-        run(later.directory, runner, library=library)
+        run(later, runner, library=library)
         assert sorted(read) == library_masters(library)
         read.clear()
-        run(later.directory, runner, library=library)
+        run(later, runner, library=library)
         assert read == []
         # A master replaced in place (its header now says another night) is read again, and
         # what it says now is used.
@@ -466,12 +468,12 @@ class TestLibrary:
             hdus[0].header["NIGHT"] = "20261124"
             hdus.writeto(bias + ".new")
         os.replace(bias + ".new", bias)
-        outcome = run(later.directory, runner, library=library)
+        outcome = run(later, runner, library=library)
         assert read == [bias]
         assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261124"
         # One removed is no longer used: the job has no bias.
         os.unlink(bias)
-        outcome = run(later.directory, runner, library=library)
+        outcome = run(later, runner, library=library)
         assert outcome.products == [] and "no bias" in outcome.skipped[0]
 
     def test_an_unwritable_library_is_a_note_not_a_failure(self, night, runner, tmp_path):

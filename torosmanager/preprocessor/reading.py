@@ -146,10 +146,7 @@ def pixel_scaling(header):
     """
     values = []
     for key, default in (("BZERO", 0.0), ("BSCALE", 1.0)):
-        try:
-            value = header.get(key, default)
-        except VerifyError as error:
-            raise unparsable(header, error) from None
+        value = header.get(key, default)
         number = as_number(value)
         if number is None:
             raise FrameError(f"{key} {value!r} is not a number")
@@ -229,35 +226,35 @@ def _locate_image(path):
             if offset % FITS_BLOCK:  # fromfile stops at the END card; data start on a block
                 offset += FITS_BLOCK - offset % FITS_BLOCK
             try:
-                found = _image_in(header, first, offset, size)
+                if first and header.get("SIMPLE") is not True:
+                    raise FrameError("not a FITS file (no SIMPLE = T)")
+                data_bytes = _data_bytes(header)
+                found = _image_in(header, offset, size, data_bytes)
             except VerifyError as error:
                 raise unparsable(header, error) from None
             if found is not None:
                 return found
             first = False
-            if _data_bytes(header):
+            if data_bytes:
                 axes = [_whole(header, f"NAXIS{axis}", 0)
                         for axis in range(_whole(header, "NAXIS", 0), 0, -1)]
                 others.append(f"{len(axes)}-D data of {' × '.join(map(str, axes))}")
-            position = offset + _padded(_data_bytes(header))
+            position = offset + _padded(data_bytes)
     if others:
         raise FrameError(f"holds no 2-D image (it holds {', '.join(others)}; a 2-D frame "
                          "is expected)")
     raise FrameError("holds no 2-D image")
 
 
-def _image_in(header, first, offset, size):
-    """``(header, data offset, stored dtype)`` if *header* (of the HDU whose data start at
-    *offset*, in a file of *size* bytes) describes a 2-D image, else ``None``.
+def _image_in(header, offset, size, data_bytes):
+    """``(header, data offset, stored dtype)`` if *header* (of the HDU whose *data_bytes*
+    start at *offset*, in a file of *size* bytes) describes a 2-D image, else ``None``.
 
     Raises
     ------
     FrameError
-        When it cannot be one (not FITS, compressed, truncated, an unknown BITPIX).
+        When it cannot be one (compressed, truncated, an unknown BITPIX).
     """
-    if first and header.get("SIMPLE") is not True:
-        raise FrameError("not a FITS file (no SIMPLE = T)")
-    data_bytes = _data_bytes(header)
     if header.get("ZIMAGE") is True:
         raise FrameError("a tile-compressed image (fpack): decompress it with funpack")
     if header.get("NAXIS", 0) == 2 and data_bytes:
