@@ -332,7 +332,10 @@ def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
     result = ended(scheduler, order_id, "done")
     assert len(result["Progress"]["Files"]) == 3  # X-Rays → Number of Exposures
     with fits.open(result["Progress"]["Files"][0]) as frames:
-        assert frames[0].header["OBJECT"] == "01709015181"
+        header = frames[0].header
+    # The frames name the event they were taken for, and the kind of work.
+    assert (header["OBJECT"], header["GROUPID"], header["JOBTYPE"]) == (
+        "01709015181", "01709015181", "ToO")
     history = [entry["Reason"] for entry in status(scheduler, "long")["History"]]
     assert any(f"interrupted by target of opportunity {order_id}" in reason
                for reason in history)

@@ -271,6 +271,20 @@ class TestBadInputs:
             str(night / "raw" / "cube.fits"): "holds no 2-D image (it holds 3-D data of 1 × 128 "
                                               "× 128; a 2-D frame is expected)"}
 
+    def test_frames_named_in_any_language_are_calibrated_their_names_ascii_in_the_headers(
+            self, night, runner, library):
+        """FITS cards hold ASCII only; a raw frame's name goes into its product's RAWFILE and
+        into its master's IMCMBnnn cards."""
+        for path in raw_files(night):
+            path.rename(path.with_name("Cordón_Hα_" + path.name))
+        outcome = run(night, runner, library=library)
+        assert not outcome.skipped and len(outcome.products) == 3
+        product = fits.getheader(outcome.products[0])
+        assert product["RAWFILE"] == "Cordon_Halpha_" + os.path.basename(
+            outcome.products[0]).removeprefix("Cordón_Hα_")
+        (bias,) = library_masters(library, "bias")
+        assert fits.getheader(bias)["IMCMB001"].startswith("Cordon_Halpha_")
+
     def test_a_fifo_named_like_a_frame_is_skipped_not_waited_for(self, night, runner):
         """Opening a FIFO waits until something writes to it: the job would wait for good,
         and every order queued after it."""

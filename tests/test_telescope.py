@@ -5,16 +5,21 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from astropy.coordinates import Angle
 from astropy.io import fits
+from astropy.time import Time
 
 from observatory import ended, open_dome, refusal, settings, status, wait_until
 from conftest import EVENING
+from torosmanager.devices.simulator.camera import CCD_TEMPERATURE
 from torosmanager.examples import MANUAL_OBSERVATION
 from torosmanager.workorders import FaultCode
 
-REQUIRED_HEADERS = ("DATE-OBS", "EXPTIME", "IMAGETYP", "FILTER", "OBJECT", "RA", "DEC", "AIRMASS",
+REQUIRED_HEADERS = ("DATE-OBS", "DATE-END", "TIMESYS", "MJD-OBS", "MJD-AVG", "EXPTIME",
+                    "IMAGETYP", "FILTER", "OBJECT", "RA", "DEC", "OBJCTRA", "OBJCTDEC", "AIRMASS",
                     "TELESCOP", "INSTRUME", "OBSERVAT", "SITELAT", "SITELONG", "SITEELEV", "GAIN",
-                    "RDNOISE", "XBINNING", "YBINNING", "ORDERID", "OBSERVER")
+                    "RDNOISE", "XBINNING", "YBINNING", "CCD-TEMP", "ORDERID", "OBSERVER",
+                    "JOBTYPE")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +77,17 @@ class TestTheManualsObservation:
             assert header["AIRMASS"] >= 1.0
             start = datetime.fromisoformat(header["DATE-OBS"])
             assert EVENING - timedelta(minutes=1) <= start.replace(tzinfo=EVENING.tzinfo)
+            end = datetime.fromisoformat(header["DATE-END"])
+            assert (end - start).total_seconds() == pytest.approx(header["EXPTIME"])
+            assert header["MJD-OBS"] == pytest.approx(Time(start, scale="utc").mjd, abs=1e-7)
+            assert (header["MJD-AVG"] - header["MJD-OBS"]) * 86400 == pytest.approx(
+                header["EXPTIME"] / 2, abs=0.01)
+            assert Angle(header["OBJCTRA"], unit="hourangle").degree == pytest.approx(
+                header["RA"], abs=1e-4)
+            assert Angle(header["OBJCTDEC"], unit="deg").degree == pytest.approx(
+                header["DEC"], abs=1e-4)
+            assert header["CCD-TEMP"] == CCD_TEMPERATURE
+            assert header["JOBTYPE"] == "Research" and "GROUPID" not in header
             kinds.append((header["IMAGETYP"], header["EXPTIME"]))
         assert sorted(kinds) == sorted([("LIGHT", 30.0), ("BIAS", 0.0), ("BIAS", 0.0),
                                         ("DARK", 30.0), ("DARK", 30.0), ("FLAT", 2.0)])
@@ -166,3 +182,23 @@ def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
     pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
     assert not pointing["Slewing"] and not pointing["Parked"]
     assert abs(pointing["RA"] - 60.0) > 1.0  # stopped on the way
+
+
+def test_names_in_any_language_reach_the_header_as_their_closest_ascii(make_site):
+    """FITS cards hold printable ASCII only; a site, a filter and a target named in Spanish,
+    Greek or Portuguese still give frames, their names spelled without accents."""
+    site = make_site(settings(Site={"Name": "Cordón Macón"},
+                              Simulator={"Filters": ["V", "Hα"]})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("hα", Filter="Hα",
+                                     **{"Object Name": "Galáxia de Andrômeda",
+                                        "User": "José", "Calibration Frames": "No"}))
+    result = ended(telescope, "hα", "done")
+    (path,) = result["Progress"]["Files"]
+    with fits.open(path) as hdus:
+        header = hdus[0].header
+    assert (header["OBSERVAT"], header["FILTER"], header["OBJECT"], header["OBSERVER"],
+            header["ORDERID"]) == ("Cordon Macon", "Halpha", "Galaxia de Andromeda", "Jose",
+                                   "halpha")

@@ -21,7 +21,7 @@ from astropy.time import Time
 
 from torosmanager.devices import DeviceError, wait_for
 from torosmanager.devices.text_tcp import TextTcpMount
-from torosmanager.devices.text_tcp.sexagesimal import (
+from torosmanager.sexagesimal import (
     format_dec,
     format_ra,
     parse_sexagesimal,

@@ -34,6 +34,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 
+from ..fits_text import fits_text
 from .classify import Kind
 from .combine import CLIP_MAXITERS, CLIP_SIGMA, METHOD, clipped_mean
 from .reading import RawFrame, read_header
@@ -270,9 +271,9 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
     cards += [("CALSOFT", software, "software that made this master"),
               ("CALDATE", when, "UTC when this master was made")]
     for key, value, comment in cards:
-        header[key] = (value, comment)
+        header[key] = (fits_text(value) if isinstance(value, str) else value, comment)
     for number, frame in enumerate(frames, start=1):
-        name = os.path.basename(frame.path)
+        name = fits_text(os.path.basename(frame.path))  # a raw frame named in any language
         if number <= 999:
             header[f"IMCMB{number:03d}"] = (name, "input frame")
         else:

@@ -304,6 +304,7 @@ class Executor:
         order = job.record.work_order
         self.require_room()
         pointing = self.mount.state()
+        temperature = self.camera.state().temperature
         start = self.clock.now()
         self.camera.start_exposure(seconds, frame_type)
         self._wait(job, lambda: self.camera.state().image_ready,
@@ -314,7 +315,8 @@ class Executor:
             filter_name=self.filter_wheel.state().current or "unknown",
             target=order.get("Object Name", f"RA{order['RA']:.3f}_Dec{order['Dec']:+.3f}"),
             ra=pointing.ra, dec=pointing.dec, altitude=pointing.altitude,
-            airmass=float(airmass(pointing.altitude)), order=order, number=number)
+            airmass=float(airmass(pointing.altitude)), order=order, number=number,
+            ccd_temperature=temperature)
         path = write_frame(self._directory(start), exposure, data, self.camera.info(),
                            self.config["Site"], self.settings["Name"])
         log.info("[WO %s] wrote %s", job.record.id, path)

@@ -8,13 +8,24 @@ half-written frame under a final name, even after a power cut.
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from astropy.io import fits
 
 from .. import __version__
+from ..ephemeris import julian_dates
+from ..fits_text import fits_text
 from ..night import local_night_date
+from ..sexagesimal import format_dec, format_ra
+from ..units import DEGREES_PER_HOUR
 from ..workorders import format_utc
+
+#: The Julian date of MJD 0 (1858-11-17 00:00).
+MJD_ZERO = 2_400_000.5
+#: Work-order keys copied into the header when the order has them: what ties a frame to its
+#: group (an alert's event) and to the kind of work it was taken for.
+ORDER_CARDS = (("GROUPID", "Group ID", "work order's group (an alert: its event)"),
+               ("JOBTYPE", "Type of job", "work order's type of job (ToO: target of opportunity)"))
 
 #: Characters allowed in file names made from work-order IDs and filter names.
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
@@ -40,9 +51,12 @@ class Exposure:
     altitude : float
         Altitude at the start, degrees (for ``AIRMASS``).
     order : dict
-        The work order (its ``ID`` and ``User`` go into the header).
+        The work order (its ``ID``, ``User``, and ``Group ID`` and ``Type of job`` when it has
+        them, go into the header).
     number : int
         The frame's number within its kind in the order (1, 2, ...).
+    ccd_temperature : float or None
+        The CCD's temperature at the start, °C, when the camera reports it.
     """
 
     start: datetime
@@ -56,6 +70,7 @@ class Exposure:
     airmass: float
     order: dict
     number: int
+    ccd_temperature: float | None = None
 
 
 def night_directory(data_directory, instant, longitude):
@@ -74,6 +89,12 @@ def file_name(exposure):
 def header(exposure, camera, site, telescope_name):
     """The FITS header of *exposure*.
 
+    Times follow the FITS standard's time keywords (UTC; the end and the middle are the start
+    plus the exposure time asked, and half of it); ``OBJCTRA`` and ``OBJCTDEC`` are the
+    pointing again as sexagesimal text, as many observatory programs write and read them.
+    Names (the site, the filter, the target...) are written as their closest ASCII
+    (:func:`~torosmanager.fits_text.fits_text`).
+
     Parameters
     ----------
     camera : CameraInfo
@@ -81,14 +102,25 @@ def header(exposure, camera, site, telescope_name):
         The configuration's ``Site`` section.
     telescope_name : str
     """
+    seconds = float(exposure.seconds)
+    day, fraction = julian_dates(exposure.start, [0.0, seconds / 2])
+    start_mjd, middle_mjd = day - MJD_ZERO + fraction  # the day part first: no digit is lost
     cards = [
         ("DATE-OBS", format_utc(exposure.start)[:-1], "UTC start of exposure"),
-        ("EXPTIME", float(exposure.seconds), "[s] exposure time"),
+        ("DATE-END", format_utc(exposure.start + timedelta(seconds=seconds))[:-1],
+         "UTC end of exposure"),
+        ("TIMESYS", "UTC", "time scale of the DATE and MJD cards"),
+        ("MJD-OBS", round(float(start_mjd), 8), "[d] MJD at start of exposure"),
+        ("MJD-AVG", round(float(middle_mjd), 8), "[d] MJD at middle of exposure"),
+        ("EXPTIME", seconds, "[s] exposure time"),
         ("IMAGETYP", exposure.frame_type, "LIGHT, BIAS, DARK or FLAT"),
         ("FILTER", exposure.filter_name, "filter in the beam"),
         ("OBJECT", exposure.target, "target name"),
         ("RA", round(float(exposure.ra), 6), "[deg] pointing right ascension (ICRS)"),
         ("DEC", round(float(exposure.dec), 6), "[deg] pointing declination (ICRS)"),
+        ("OBJCTRA", format_ra(exposure.ra / DEGREES_PER_HOUR, " "),
+         "[h m s] RA as sexagesimal text"),
+        ("OBJCTDEC", format_dec(exposure.dec, " "), "[d m s] DEC as sexagesimal text"),
         ("RADESYS", "ICRS", "coordinate frame of RA and DEC"),
         ("EQUINOX", 2000.0, "equinox of RA and DEC"),
         ("ALTITUDE", round(float(exposure.altitude), 4), "[deg] altitude at start"),
@@ -105,14 +137,23 @@ def header(exposure, camera, site, telescope_name):
         ("YBINNING", int(camera.binning), "binning along rows"),
         ("XPIXSZ", float(camera.pixel_size) * camera.binning, "[um] pixel size, binned"),
         ("SATURATE", int(camera.max_adu), "[ADU] saturation level"),
+    ]
+    if exposure.ccd_temperature is not None:
+        cards.append(("CCD-TEMP", round(float(exposure.ccd_temperature), 2),
+                      "[C] CCD temperature at start"))
+    cards += [
         ("ORDERID", str(exposure.order["ID"]), "TOROS work order ID"),
         ("OBSERVER", str(exposure.order.get("User", "unknown")), "who submitted the order"),
+    ]
+    cards += [(card, str(exposure.order[key]), comment) for card, key, comment in ORDER_CARDS
+              if exposure.order.get(key) is not None]
+    cards += [
         ("FRAMENO", int(exposure.number), "frame number of this type in the order"),
         ("SOFTWARE", f"TOROS Manager {__version__}", "acquisition software"),
     ]
     result = fits.Header()
     for key, value, comment in cards:
-        result[key] = (value, comment)
+        result[key] = (fits_text(value) if isinstance(value, str) else value, comment)
     return result
 
 

@@ -23,12 +23,12 @@ import threading
 from astropy.time import Time
 
 from ...earth_rotation import use_astropy_offline
+from ...sexagesimal import format_dec, format_ra, parse_sexagesimal
 from ..base import DeviceError, wait_for
 from ..mount import Mount, MountState
 from .connection import TextTcpConnection
 from ..coordinates import (apparent_to_icrs, below_horizon, horizontal, icrs_to_apparent,
                            site_location)
-from .sexagesimal import format_dec, format_ra, parse_sexagesimal
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,16 @@
-"""The mount computer's coordinates as text: sexagesimal hours and degrees.
+"""Angles as sexagesimal text: hours and degrees, minutes and seconds.
 
-The mount computer points in apparent coordinates (JNow, see
-:mod:`torosmanager.devices.coordinates`).
+A mount computer's protocol (:mod:`torosmanager.devices.text_tcp`) and the ``OBJCTRA`` and
+``OBJCTDEC`` cards of the telescope's FITS headers (:mod:`torosmanager.telescope.fits`) write
+them.
 """
 
-from ...units import HOURS_PER_DAY
+from .units import HOURS_PER_DAY
 
 MINUTES_PER_UNIT = 60
 SECONDS_PER_UNIT = 3600
 
-#: Decimal places of the seconds sent: 0.01 s of right ascension (0.15") and 0.1" of
+#: Decimal places of the seconds written: 0.01 s of right ascension (0.15") and 0.1" of
 #: declination, finer than any pointing model.
 RA_SECOND_DECIMALS = 2
 DEC_SECOND_DECIMALS = 1
@@ -25,20 +26,24 @@ def _split(value, decimals):
     return units, minutes, ticks / scale
 
 
-def format_ra(hours):
-    """Right ascension in hours → ``HH:MM:SS.SS`` (0 ≤ HH < 24)."""
+def format_ra(hours, separator=":"):
+    """Right ascension in hours → ``HH:MM:SS.SS`` (0 ≤ HH < 24), the fields joined by
+    *separator*."""
     hours_part, minutes, seconds = _split(hours % HOURS_PER_DAY, RA_SECOND_DECIMALS)
     hours_part %= int(HOURS_PER_DAY)  # 23:59:59.999 rounds up to 24:00:00.00 = 00:00:00.00
     width = 3 + RA_SECOND_DECIMALS
-    return f"{hours_part:02d}:{minutes:02d}:{seconds:0{width}.{RA_SECOND_DECIMALS}f}"
+    return separator.join((f"{hours_part:02d}", f"{minutes:02d}",
+                           f"{seconds:0{width}.{RA_SECOND_DECIMALS}f}"))
 
 
-def format_dec(degrees):
-    """Declination in degrees → ``sDD:MM:SS.S`` (sign always written)."""
-    sign = "-" if degrees < 0 else "+"
+def format_dec(degrees, separator=":"):
+    """Declination in degrees → ``sDD:MM:SS.S`` (sign always written), the fields joined by
+    *separator*."""
     degrees_part, minutes, seconds = _split(abs(degrees), DEC_SECOND_DECIMALS)
+    sign = "-" if degrees < 0 and (degrees_part or minutes or seconds) else "+"
     width = 3 + DEC_SECOND_DECIMALS
-    return f"{sign}{degrees_part:02d}:{minutes:02d}:{seconds:0{width}.{DEC_SECOND_DECIMALS}f}"
+    return sign + separator.join((f"{degrees_part:02d}", f"{minutes:02d}",
+                                  f"{seconds:0{width}.{DEC_SECOND_DECIMALS}f}"))
 
 
 def parse_sexagesimal(text):

@@ -1,0 +1,104 @@
+"""A raw frame's FITS header: the cards an astronomer's tools look for, each as documented."""
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from torosmanager.devices.camera import CameraInfo
+from torosmanager.fits_text import fits_text
+from torosmanager.telescope.fits import Exposure, header
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
+CAMERA = CameraInfo(name="a CCD", width=64, height=64, binning=1, gain=1.5, read_noise=8.0,
+                    pixel_size=9.0, max_adu=65535)
+SITE = {"Name": "CTMO", "Latitude": 25.9958, "Longitude": -97.5689, "Elevation": 12.0}
+
+
+def exposure(**changes):
+    fields = dict(start=datetime(2026, 11, 9, 3, 0, tzinfo=timezone.utc), seconds=30.0,
+                  frame_type="LIGHT", filter_name="V", target="M31", ra=10.6847, dec=41.2687,
+                  altitude=60.0, airmass=1.1547, order={"ID": "7", "User": "test"}, number=1)
+    fields.update(changes)
+    return Exposure(**fields)
+
+
+def cards(**changes):
+    return header(exposure(**changes), CAMERA, SITE, "CTMO")
+
+
+def test_times_are_the_fits_standards_start_end_and_middle():
+    written = cards()
+    assert (written["DATE-OBS"], written["DATE-END"]) == (
+        "2026-11-09T03:00:00.000", "2026-11-09T03:00:30.000")
+    assert written["TIMESYS"] == "UTC"
+    # 2026-11-09 is MJD 61353; 03:00 is an eighth of its day; 15 s more in the middle.
+    assert written["MJD-OBS"] == 61353.125
+    assert written["MJD-AVG"] == pytest.approx(61353.125 + 15 / 86400, abs=1e-8)
+
+
+def test_a_bias_starts_and_ends_at_once():
+    written = cards(seconds=0.0, frame_type="BIAS")
+    assert written["DATE-END"] == written["DATE-OBS"]
+    assert written["MJD-AVG"] == written["MJD-OBS"]
+
+
+@pytest.mark.parametrize("ra, dec, objctra, objctdec", [
+    (10.6847, 41.2687, "00 42 44.33", "+41 16 07.3"),
+    (359.99999999, -0.5, "00 00 00.00", "-00 30 00.0"),    # 24h wraps to 0h
+    (180.0, -1e-9, "12 00 00.00", "+00 00 00.0"),          # no "-00" for what rounds to 0
+    (0.0, -90.0, "00 00 00.00", "-90 00 00.0"),
+])
+def test_the_pointing_is_also_written_as_sexagesimal_text(ra, dec, objctra, objctdec):
+    written = cards(ra=ra, dec=dec)
+    assert (written["OBJCTRA"], written["OBJCTDEC"]) == (objctra, objctdec)
+
+
+def test_the_ccd_temperature_is_written_only_when_the_camera_reports_it():
+    assert cards(ccd_temperature=-20.004)["CCD-TEMP"] == -20.0
+    assert "CCD-TEMP" not in cards()
+
+
+def test_a_target_of_opportunity_frame_names_its_event_and_its_kind_of_work():
+    written = cards(order={"ID": "S230518h-01", "User": "alerts", "Group ID": "S230518h",
+                           "Type of job": "ToO"})
+    assert (written["GROUPID"], written["JOBTYPE"]) == ("S230518h", "ToO")
+    assert "GROUPID" not in cards() and "JOBTYPE" not in cards()
+
+
+@pytest.mark.parametrize("name, spelled", [
+    ("CTMO", "CTMO"),                                   # ASCII stays as it is
+    ("Cordón Macón", "Cordon Macon"),                   # accents dropped
+    ("Galáxia de Andrômeda", "Galaxia de Andromeda"),
+    ("Hα", "Halpha"),                                   # Greek letters spelled out
+    ("Ω Cen", "Omega Cen"),
+    ("ς", "sigma"),
+    ("1 µm", "1 mum"),                                  # the micro sign is Greek mu
+    ("line\nbreak\tand tab", "line break and tab"),
+    ("20 °C", "20 ?C"),                                 # no ASCII spelling
+    ("東京", "??"),
+])
+def test_names_are_written_as_their_closest_printable_ascii(name, spelled):
+    assert fits_text(name) == spelled
+
+
+def test_a_header_holds_a_site_a_filter_and_a_target_named_in_any_language():
+    written = header(exposure(filter_name="Hα", target="Galáxia de Andrômeda",
+                              order={"ID": "ñ-1", "User": "José", "Group ID": "S1"}),
+                     CAMERA, dict(SITE, Name="Cordón Macón"), "Cerro Macón 1.5 m")
+    assert (written["OBSERVAT"], written["TELESCOP"], written["FILTER"], written["OBJECT"],
+            written["ORDERID"], written["OBSERVER"]) == (
+        "Cordon Macon", "Cerro Macon 1.5 m", "Halpha", "Galaxia de Andromeda", "n-1", "Jose")
+    written.tostring().encode("ascii")  # what is written to the file
+
+
+def test_every_card_written_is_documented_and_every_card_documented_is_written():
+    written = set(cards(ccd_temperature=-20.0,
+                        order={"ID": "7", "User": "test", "Group ID": "S1",
+                               "Type of job": "ToO"}))
+    section = DOCS.read_text().split("## The frames and their headers")[1].split("\n## ")[0]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for line in table for name in re.findall(r"`([A-Z][A-Z0-9-]*)`",
+                                                                 line.split("|")[1])}
+    assert documented == written
