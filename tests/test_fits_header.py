@@ -1,13 +1,14 @@
 """A raw frame's FITS header: the cards an astronomer's tools look for, each as documented."""
 
 import re
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from torosmanager.devices.camera import CameraInfo
-from torosmanager.fits_text import fits_text
+from torosmanager.fits_text import fits_card, fits_text
 from torosmanager.telescope.fits import Exposure, header
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
@@ -91,6 +92,23 @@ def test_a_header_holds_a_site_a_filter_and_a_target_named_in_any_language():
             written["ORDERID"], written["OBSERVER"]) == (
         "Cordon Macon", "Cerro Macon 1.5 m", "Halpha", "Galaxia de Andromeda", "n-1", "Jose")
     written.tostring().encode("ascii")  # what is written to the file
+
+
+@pytest.mark.parametrize("value", ["M31", "x" * 50, "x" * 58, "x" * 68, 1.5, -20.25, True])
+def test_a_comment_is_cut_to_the_room_its_value_leaves_and_never_warned_about(value):
+    comment = "a comment of forty-seven characters, and more " * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy's VerifyWarning: "comment will be truncated"
+        card = fits_card("OBJECT", value, comment)
+        image = card.image
+    assert len(image) == 80 and card.value == value
+    assert comment.startswith(card.comment) and image.rstrip().endswith(card.comment)
+
+
+def test_a_value_longer_than_a_card_keeps_its_whole_comment_on_continue_cards():
+    card = fits_card("OBJECT", "y" * 100, "target name")
+    assert card.value == "y" * 100 and card.comment == "target name"
+    assert len(card.image) % 80 == 0 and "CONTINUE" in card.image
 
 
 def test_every_card_written_is_documented_and_every_card_documented_is_written():

@@ -192,13 +192,17 @@ def test_names_in_any_language_reach_the_header_as_their_closest_ascii(make_site
         "dome", "telescope", "scheduler")
     open_dome(site)
     telescope = site.proxy("telescope")
+    target = "Galáxia de Andrômeda, campo norte do halo, segunda noite"  # 57 characters
     telescope.front_desk(observation("hα", Filter="Hα",
-                                     **{"Object Name": "Galáxia de Andrômeda",
-                                        "User": "José", "Calibration Frames": "No"}))
+                                     **{"Object Name": target, "User": "José",
+                                        "Calibration Frames": "No"}))
     result = ended(telescope, "hα", "done")
     (path,) = result["Progress"]["Files"]
     with fits.open(path) as hdus:
         header = hdus[0].header
     assert (header["OBSERVAT"], header["FILTER"], header["OBJECT"], header["OBSERVER"],
-            header["ORDERID"]) == ("Cordon Macon", "Halpha", "Galaxia de Andromeda", "Jose",
-                                   "halpha")
+            header["ORDERID"]) == ("Cordon Macon", "Halpha",
+                                   "Galaxia de Andromeda, campo norte do halo, segunda noite",
+                                   "Jose", "halpha")
+    # The long name left its card little room for a comment: shortened, not warned about.
+    assert "VerifyWarning" not in site.log("telescope")

@@ -34,7 +34,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 
-from ..fits_text import fits_text
+from ..fits_text import fits_card, fits_text
 from .classify import Kind
 from .combine import CLIP_MAXITERS, CLIP_SIGMA, METHOD, clipped_mean
 from .reading import RawFrame, read_header
@@ -238,7 +238,6 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
     """The header of a master made of *frames* (a list of :class:`~.classify.Frame`)."""
     geometry = frames[0].geometry
     exptimes = [frame.exptime for frame in frames]
-    header = fits.Header()
     cards = [
         ("IMAGETYP", MASTER_TYPES[kind], "master calibration frame"),
         ("EXPTIME", float(np.mean(exptimes)) if kind != Kind.BIAS else 0.0,
@@ -270,8 +269,7 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
     cards += layout.cards()
     cards += [("CALSOFT", software, "software that made this master"),
               ("CALDATE", when, "UTC when this master was made")]
-    for key, value, comment in cards:
-        header[key] = (fits_text(value) if isinstance(value, str) else value, comment)
+    header = fits.Header([fits_card(key, value, comment) for key, value, comment in cards])
     for number, frame in enumerate(frames, start=1):
         name = fits_text(os.path.basename(frame.path))  # a raw frame named in any language
         if number <= 999:

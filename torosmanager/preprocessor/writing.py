@@ -30,7 +30,7 @@ import threading
 import numpy as np
 from astropy.io import fits
 
-from ..fits_text import fits_text
+from ..fits_text import fits_card, fits_text
 from .reading import FITS_BLOCK, STRUCTURAL_KEYS
 
 #: Big-endian float32, the FITS ``BITPIX = -32`` pixel.
@@ -75,8 +75,7 @@ def image_header(header, shape, cards=(), history=()):
     The structural keys of *header* (``BITPIX``, ``NAXISn``, ``BZERO``...) are dropped: they
     described the raw file's pixels. *cards*, ``(key, value, comment)`` each, come after
     them and replace *header*'s cards of the same key; *history* lines come last. Their text
-    is made ASCII (:func:`~torosmanager.fits_text.fits_text`: a raw frame named in any
-    language).
+    is made ASCII (:mod:`torosmanager.fits_text`: a raw frame named in any language).
     """
     replaced = {key.upper() for key, _, _ in cards}
     result = [fits.Card("SIMPLE", True, "conforms to FITS standard"),
@@ -86,8 +85,7 @@ def image_header(header, shape, cards=(), history=()):
     result += [card for card in header.cards
                if card.keyword not in STRUCTURAL_KEYS and not card.keyword.startswith("NAXIS")
                and card.keyword not in replaced]
-    result += [fits.Card(key, fits_text(value) if isinstance(value, str) else value, comment)
-               for key, value, comment in cards]
+    result += [fits_card(key, value, comment) for key, value, comment in cards]
     result += [fits.Card("HISTORY", fits_text(line)) for line in history]
     return fits.Header(result)
 

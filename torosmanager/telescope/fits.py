@@ -14,7 +14,7 @@ from astropy.io import fits
 
 from .. import __version__
 from ..ephemeris import julian_dates
-from ..fits_text import fits_text
+from ..fits_text import fits_card
 from ..night import local_night_date
 from ..sexagesimal import format_dec, format_ra
 from ..units import DEGREES_PER_HOUR
@@ -93,7 +93,7 @@ def header(exposure, camera, site, telescope_name):
     plus the exposure time asked, and half of it); ``OBJCTRA`` and ``OBJCTDEC`` are the
     pointing again as sexagesimal text, as many observatory programs write and read them.
     Names (the site, the filter, the target...) are written as their closest ASCII
-    (:func:`~torosmanager.fits_text.fits_text`).
+    (:func:`~torosmanager.fits_text.fits_card`).
 
     Parameters
     ----------
@@ -151,10 +151,7 @@ def header(exposure, camera, site, telescope_name):
         ("FRAMENO", int(exposure.number), "frame number of this type in the order"),
         ("SOFTWARE", f"TOROS Manager {__version__}", "acquisition software"),
     ]
-    result = fits.Header()
-    for key, value, comment in cards:
-        result[key] = (fits_text(value) if isinstance(value, str) else value, comment)
-    return result
+    return fits.Header([fits_card(key, value, comment) for key, value, comment in cards])
 
 
 def write_frame(directory, exposure, data, camera, site, telescope_name):
