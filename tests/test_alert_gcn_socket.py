@@ -12,9 +12,9 @@ from astropy.time import Time
 
 from torosmanager.alerts.formats import FORMATS, AlertFormatError, gcn_socket, read
 from torosmanager.alerts.formats.gcn_socket import (BURST_DEC, BURST_ERROR, BURST_RA, BURST_SOD,
-                                                    BURST_TJD, IMALIVE, MISC, PKT_SERNUM,
-                                                    PKT_SOD, PKT_TYPE, TRIG_OBS_NUM, TRIGGER_ID,
-                                                    packet_type, tjd_to_datetime)
+                                                    BURST_TJD, IMALIVE, MAX_TJD, MISC,
+                                                    PKT_SERNUM, PKT_SOD, PKT_TYPE, TRIG_OBS_NUM,
+                                                    TRIGGER_ID, packet_type, tjd_to_datetime)
 
 #: The last field of a Swift packet: a newline (sock_pkt_def_doc: "always = \n").
 NEWLINE_TERMINATOR = 10
@@ -258,7 +258,10 @@ def test_a_notice_type_not_read_here_is_named():
     (swift(burst_error=-1), "burst_error [11] must be within [0, 180]", "-1"),
     (swift(burst_sod=8640100 + 100), "burst_sod [6] must be within", "8640200"),
     (swift(pkt_sod=-5), "pkt_sod [3] must be within", "-5"),
-    (swift(burst_tjd=0), "burst_tjd [5] must be a positive day number", "0"),
+    (swift(burst_tjd=0), f"burst_tjd [5] must be a day number from 1 to {MAX_TJD}", "0"),
+    # a corrupt packet: a day past what a date can hold (it was an OverflowError)
+    (swift(burst_tjd=2 ** 31 - 1), "burst_tjd [5] must be a day number", "2147483647"),
+    (swift(burst_tjd=MAX_TJD + 1), "burst_tjd [5] must be a day number", str(MAX_TJD + 1)),
     (swift(trig_obs_num=0), "trigger number [4] must be positive", "0"),
     (swift(pkt_sernum=-1), "pkt_sernum [1] must be >= 0", "-1"),
 ])
@@ -268,6 +271,11 @@ def test_a_broken_packet_is_refused_naming_the_field_and_value(payload, problem,
     assert refused.value.format_name == "gcn_socket"
     assert problem in refused.value.problem
     assert received in refused.value.received
+
+
+def test_the_last_day_read_holds_a_packet_made_the_day_after_its_burst():
+    alert = read("gcn_socket", swift(burst_tjd=MAX_TJD, burst_sod=8640099, pkt_sod=100))
+    assert alert.issued.year == 9999 and alert.issued > alert.properties["event_time"]
 
 
 def test_packet_type_refuses_a_packet_of_the_wrong_size():

@@ -94,7 +94,8 @@ def test_a_header_holds_a_site_a_filter_and_a_target_named_in_any_language():
     written.tostring().encode("ascii")  # what is written to the file
 
 
-@pytest.mark.parametrize("value", ["M31", "x" * 50, "x" * 58, "x" * 68, 1.5, -20.25, True])
+@pytest.mark.parametrize("value", ["M31", "x" * 50, "x" * 58, "x" * 68, "'" * 30, 1.5,
+                                   -20.25, True, 65535, 10 ** 25])
 def test_a_comment_is_cut_to_the_room_its_value_leaves_and_never_warned_about(value):
     comment = "a comment of forty-seven characters, and more " * 2
     with warnings.catch_warnings():

@@ -110,6 +110,9 @@ MAX_CENTISECONDS_OF_DAY = (SECONDS_PER_DAY + 1) * CENTISECONDS_PER_SECOND
 JD_OF_TJD_ZERO = 2440000.5
 #: The same moment as a UTC datetime: 1968-05-24 00:00 UTC (MJD 40000).
 TJD_ZERO = datetime(1968, 5, 24, tzinfo=timezone.utc)
+#: The last Truncated Julian Day a date can hold with its whole time of day and the day after
+#: it (a packet made the day after its burst), in 9999: a larger burst_tjd is a corrupt packet.
+MAX_TJD = (datetime.max.replace(tzinfo=timezone.utc) - TJD_ZERO).days - 2
 #: A packet made less than this "before" its burst is clock skew between spacecraft and GCN,
 #: not a packet of the next day.
 CLOCK_SKEW = timedelta(minutes=1)
@@ -297,9 +300,9 @@ def _notice_type(number):
 
 def _tjd(fields):
     """burst_tjd, checked to be a day number."""
-    if fields[BURST_TJD] <= 0:
-        raise AlertFormatError(FORMAT, "burst_tjd [5] must be a positive day number",
-                               fields[BURST_TJD])
+    if not 0 < fields[BURST_TJD] <= MAX_TJD:
+        raise AlertFormatError(FORMAT, f"burst_tjd [5] must be a day number from 1 to "
+                               f"{MAX_TJD}", fields[BURST_TJD])
     return fields[BURST_TJD]
 
 
