@@ -1,11 +1,14 @@
 """Whatever arrives, an alert reader gives an Alert or refuses it with AlertFormatError (which
-says what is wrong); no other exception escapes to fail the order as an internal error.
+says what is wrong), and the skymap reader a Skymap or a ValueError (or the OSError of a file
+that cannot be read); no other exception escapes to fail the order as an internal error.
 
-Real alerts, changed one field or element at a time, and random GCN socket packets of every
-type: a corrupt packet on the socket, a producer's new field type, a truncated element.
+Real alerts, changed one field or element at a time, random GCN socket packets of every type,
+and a real skymap cut or corrupted anywhere: a corrupt packet on the socket, a producer's new
+field type, a truncated element, a download cut short.
 """
 
 import copy
+import gzip
 import json
 import logging
 import random
@@ -16,6 +19,7 @@ from lxml import etree
 
 from torosmanager.alerts.formats import AlertFormatError, read
 from torosmanager.alerts.formats.gcn_socket import NOTICE_TYPES, PACKET, TYPE_NAMES
+from torosmanager.alerts.skymap import Skymap
 
 SEED = 20261204
 #: What a field or an element's text and attributes are changed to.
@@ -38,6 +42,8 @@ PACKETS_PER_TYPE = 3000
 #: burst_sod, burst_ra, burst_dec, burst_error.
 PLAUSIBLE_FIELDS = {1: 1, 3: 5074000, 4: 1123129, 5: 19829, 6: 5072576, 7: 2688700, 8: -203153,
                     11: 500}
+#: Places a real skymap is cut at, and bytes of its gzip-compressed copy changed, at random.
+SKYMAP_CUTS, SKYMAP_FLIPS = 40, 150
 FIELD_LIMITS = [0, -1, 1, 2 ** 31 - 1, -2 ** 31, 3_600_000, 3_610_000, -910_000, 900_000,
                 8_640_000, 8_640_001, 40_000, 99_999_999]
 
@@ -139,3 +145,24 @@ def test_socket_packets_of_every_type_with_random_fields():
                                  rng.randint(-2 ** 31, 2 ** 31 - 1))
             read += read_or_refuse("gcn_socket", PACKET.pack(*fields)) is not None
     assert read  # the changes of fields the reader ignores leave a notice it reads
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")  # astropy's, true here
+def test_a_real_skymap_cut_or_corrupted_anywhere():
+    rng = random.Random(SEED)
+    original = alert_file("MS220722v_bayestar.multiorder.fits").read_bytes()
+    compressed = gzip.compress(original)
+    # Cut before the last 2,880-byte block: in the data, not in the padding after them.
+    broken = [data[:rng.randrange(len(data) - 2880)] for data in (original, compressed)
+              for _ in range(SKYMAP_CUTS)]
+    for _ in range(SKYMAP_FLIPS):
+        flipped = bytearray(compressed)
+        flipped[rng.randrange(len(flipped))] ^= 0xFF
+        broken.append(bytes(flipped))
+    refused = 0
+    for data in broken:
+        try:
+            Skymap.read(data)
+        except (ValueError, OSError):
+            refused += 1
+    assert refused >= 2 * SKYMAP_CUTS  # every cut; a flip in the gzip's own header may be read

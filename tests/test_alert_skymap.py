@@ -191,6 +191,41 @@ def test_a_map_is_refused_when_it_is_not_one(tmp_path):
         Skymap.read(write(tmp_path, "half.fits", flat_hdu(prob / 2, "NESTED")))
 
 
+@pytest.fixture(scope="module")
+def real_map():
+    """A real multi-order map (MS220722v, BAYESTAR), 777,600 bytes."""
+    return alert_file("MS220722v_bayestar.multiorder.fits").read_bytes()
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")  # astropy's, true here
+@pytest.mark.parametrize("kept", [0.5, 0.9, 0.999])
+def test_a_map_cut_short_is_refused_as_truncated_as_bytes_and_as_a_file(real_map, tmp_path,
+                                                                         kept):
+    """A download cut short, or an alert's skymap truncated: the map is refused saying so,
+    where it was an error of astropy's buffers (or of gzip's) that failed the alert."""
+    whole = 8640 + 19_200 * 40  # its headers, then 19,200 rows of 40 bytes; then padding
+    assert Skymap.read(real_map[:whole]).credible_area(0.9) == pytest.approx(
+        Skymap.read(real_map).credible_area(0.9))
+    cut = real_map[:int(whole * kept)]
+    with pytest.raises(ValueError, match=f"truncated: {len(cut):,} bytes, where its table "
+                                         f"ends at byte {whole:,}"):
+        Skymap.read(cut)
+    with pytest.raises(ValueError, match="truncated"):
+        Skymap.read(write_bytes(tmp_path / "cut.fits", cut))
+    compressed = gzip.compress(real_map)
+    for broken in (compressed[:int(len(compressed) * kept)],
+                   compressed[:len(compressed) // 2] + bytes(1000)):
+        with pytest.raises(ValueError, match="cannot be decompressed"):
+            Skymap.read(broken)
+        with pytest.raises(ValueError, match="cannot be decompressed"):
+            Skymap.read(write_bytes(tmp_path / "cut.fits.gz", broken))
+
+
+def write_bytes(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
 @pytest.mark.parametrize("missing", [np.nan, -1.6375e30], ids=["NaN", "UNSEEN"])
 @pytest.mark.parametrize("column_format", ["D", "E"], ids=["float64", "float32"])
 def test_a_pixel_without_a_value_in_a_flat_map_holds_no_probability(tmp_path, missing,

@@ -23,6 +23,9 @@ Examples
 import gzip
 import io
 import math
+import os
+import zlib
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -122,23 +125,31 @@ class Skymap:
         Raises
         ------
         ValueError
-            The file is not a HEALPix map this module reads, or its probabilities do not add up
-            to 1.
+            The file is not a HEALPix map this module reads, is truncated (a download cut
+            short), or its probabilities do not add up to 1.
         """
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-            if data[:2] == GZIP_MAGIC:
-                data = gzip.decompress(data)
-            with fits.open(io.BytesIO(data)) as hdus:
-                return cls._from_hdus(hdus)
-        with fits.open(source) as hdus:
-            return cls._from_hdus(hdus)
+        if not isinstance(source, (bytes, bytearray, memoryview)):
+            with open(source, "rb") as stream:
+                compressed = stream.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+            if compressed:
+                return cls.read(Path(source).read_bytes())
+            with fits.open(source) as hdus:
+                return cls._from_hdus(hdus, os.path.getsize(source))
+        data = bytes(source)
+        if data[:2] == GZIP_MAGIC:
+            data = _gunzip(data)
+        with fits.open(io.BytesIO(data)) as hdus:
+            return cls._from_hdus(hdus, len(data))
 
     @classmethod
-    def _from_hdus(cls, hdus):
+    def _from_hdus(cls, hdus, size):
         table = next((hdu for hdu in hdus if isinstance(hdu, fits.BinTableHDU)), None)
         if table is None:
             raise ValueError("no binary table in the FITS file: not a HEALPix map")
+        needed = table.fileinfo()["datLoc"] + table.size
+        if needed > size:
+            raise ValueError(f"the FITS file is truncated: {size:,} bytes, where its table "
+                             f"ends at byte {needed:,}")
         header = table.header.copy()
         names = [name.upper() for name in table.columns.names]
         if "UNIQ" in names:
@@ -529,6 +540,15 @@ def _reordered(values, nested):
     result = np.empty_like(values)
     result[np.asarray(nested, dtype=np.int64)] = values
     return result
+
+
+def _gunzip(data):
+    """*data* decompressed, or :class:`ValueError` saying why not (a download cut short)."""
+    try:
+        return gzip.decompress(data)
+    except (EOFError, OSError, zlib.error) as error:
+        raise ValueError(f"the gzip-compressed file cannot be decompressed (truncated or "
+                         f"corrupt): {error}") from None
 
 
 def _npix_to_nside(npix):
