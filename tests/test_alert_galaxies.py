@@ -364,6 +364,14 @@ def test_a_missing_column_is_named_with_the_columns_the_file_has(tmp_path, suffi
         assert expected in message
 
 
+def test_an_empty_file_is_said_to_have_no_columns(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(CatalogError, match=r"no column 'GWGC' \(Columns → Name\); the file has "
+                                           r"no columns \(is it empty\?\)"):
+        GalaxyCatalog.load(settings(path))
+
+
 def test_no_file_configured_means_no_catalogue(tmp_path):
     assert GalaxyCatalog.load({"File": None, "Luminosity Weight": "none", "Columns": {}}) is None
     with pytest.raises(CatalogError, match="missing.csv"):

@@ -632,8 +632,10 @@ def _read_table(path, wanted):
     if missing:
         available = _column_names(path, table_format) if text else table.colnames
         key, name = missing[0]
+        has = (f"the file's columns are: {', '.join(available)}" if available else
+               "the file has no columns (is it empty?)")
         raise CatalogError(f"galaxy catalogue {path}: no column {name!r} (Columns → {key}); "
-                           f"the file's columns are: {', '.join(available)}")
+                           f"{has}")
     return table
 
 
