@@ -50,6 +50,13 @@ def julian_dates(start, seconds):
     return np.broadcast_to(day, offsets.shape).copy(), fraction + offsets
 
 
+def modified_julian_dates(start, seconds):
+    """UTC modified Julian dates of *start* plus *seconds* (see :func:`julian_dates`), as one
+    float each: the day part is reduced first, so that no digit of the fraction is lost."""
+    day, fraction = julian_dates(start, seconds)
+    return day - erfa.DJM0 + fraction
+
+
 def _terrestrial_time(utc1, utc2):
     """TT two-part Julian dates of UTC ones (leap seconds from ERFA's table)."""
     return erfa.taitt(*erfa.utctai(utc1, utc2))

@@ -57,6 +57,8 @@ MASTER_TYPES = {Kind.BIAS: "MASTER BIAS", Kind.DARK: "MASTER DARK", Kind.FLAT: "
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9.+-]")
 #: Hex digits of the digest of a master's inputs kept in its file name.
 DIGEST_LENGTH = 8
+#: Inputs named in ``IMCMB001``..``IMCMB999`` cards (three digits); more go to ``HISTORY``.
+IMCMB_CARDS = 999
 
 
 @dataclass(frozen=True)
@@ -269,13 +271,12 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
     cards += layout.cards()
     cards += [("CALSOFT", software, "software that made this master"),
               ("CALDATE", when, "UTC when this master was made")]
+    names = [os.path.basename(frame.path) for frame in frames]
+    cards += [(f"IMCMB{number:03d}", name, "input frame")
+              for number, name in enumerate(names[:IMCMB_CARDS], start=1)]
     header = fits.Header([fits_card(key, value, comment) for key, value, comment in cards])
-    for number, frame in enumerate(frames, start=1):
-        name = fits_text(os.path.basename(frame.path))  # a raw frame named in any language
-        if number <= 999:
-            header[f"IMCMB{number:03d}"] = (name, "input frame")
-        else:
-            header.add_history(f"input: {name}")
+    for name in names[IMCMB_CARDS:]:
+        header.add_history(fits_text(f"input: {name}"))  # a raw frame named in any language
     header.add_history(f"{METHOD} of {len(frames)} {kind.value} frame(s), clipped at "
                        f"{CLIP_SIGMA:g} std about the median, at most {CLIP_MAXITERS} rounds")
     return header

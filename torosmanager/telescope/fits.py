@@ -13,15 +13,13 @@ from datetime import datetime, timedelta
 from astropy.io import fits
 
 from .. import __version__
-from ..ephemeris import julian_dates
+from ..ephemeris import modified_julian_dates
 from ..fits_text import fits_card
 from ..night import local_night_date
 from ..sexagesimal import format_dec, format_ra
 from ..units import DEGREES_PER_HOUR
 from ..workorders import format_utc
 
-#: The Julian date of MJD 0 (1858-11-17 00:00).
-MJD_ZERO = 2_400_000.5
 #: Work-order keys copied into the header when the order has them: what ties a frame to its
 #: group (an alert's event) and to the kind of work it was taken for.
 ORDER_CARDS = (("GROUPID", "Group ID", "work order's group (an alert: its event)"),
@@ -103,8 +101,7 @@ def header(exposure, camera, site, telescope_name):
     telescope_name : str
     """
     seconds = float(exposure.seconds)
-    day, fraction = julian_dates(exposure.start, [0.0, seconds / 2])
-    start_mjd, middle_mjd = day - MJD_ZERO + fraction  # the day part first: no digit is lost
+    start_mjd, middle_mjd = modified_julian_dates(exposure.start, [0.0, seconds / 2])
     cards = [
         ("DATE-OBS", format_utc(exposure.start)[:-1], "UTC start of exposure"),
         ("DATE-END", format_utc(exposure.start + timedelta(seconds=seconds))[:-1],
