@@ -5,6 +5,7 @@ Also ``toros calibrate``, the same pipeline from the command line."""
 import hashlib
 import logging
 import os
+import pathlib
 import re
 import shutil
 import threading
@@ -80,6 +81,18 @@ def run_unless_it_waits_on(fifo, location, runner, **settings):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         job.join()
     assert not waited, f"the job waited on {fifo}"
+    return outcomes[0]
+
+
+def run_within(seconds, location, runner, **settings):
+    """:func:`run`, failing the test if the job has not ended after *seconds* (it is then
+    left to end on its own, in a daemon thread)."""
+    outcomes = []
+    job = threading.Thread(target=lambda: outcomes.append(run(location, runner, **settings)),
+                           daemon=True)
+    job.start()
+    job.join(timeout=seconds)
+    assert not job.is_alive(), f"the job still runs after {seconds} s"
     return outcomes[0]
 
 
@@ -336,6 +349,62 @@ class TestBadInputs:
         assert fits.getheader(product)["OBJECT"] == "M 31 without quotes"  # now quoted
         assert "exptime.fits" in caplog.text
 
+    def test_impossible_layouts_skip_their_frame_at_once(self, night, runner):
+        """A header announcing more axes than FITS allows (999) was read axis by axis for
+        hours, and the night's job with it; negative axes would lay the file out backwards;
+        an infinite binning failed the whole job."""
+        light = raw_files(night, "LIGHT")[0]
+        raw = night / "raw"
+        with_card(light, raw / "axes.fits", "NAXIS", "NAXIS   = 99999999999999999999")
+        with_card(light, raw / "backwards.fits", "NAXIS1", "NAXIS1  = -128")
+        with_card(raw / "backwards.fits", raw / "backwards.fits", "NAXIS2", "NAXIS2  = -128")
+        with_card(light, raw / "binning.fits", "XBINNING", "XBINNING= 1E400")
+        outcome = run_within(60, night, runner)
+        reasons = dict(line.split(": ", 1) for line in outcome.skipped)
+        assert reasons == {
+            str(raw / "axes.fits"): "NAXIS 99999999999999999999 is out of range (0 to 999): "
+                                    "its header does not describe its data",
+            str(raw / "backwards.fits"): "NAXIS1 -128 is out of range (0 or more): its header "
+                                         "does not describe its data",
+            str(raw / "binning.fits"): "XBINNING inf is not a binning factor"}
+        assert len(outcome.products) == 3 and outcome.succeeded
+
+    def test_pixels_beyond_float32_skip_their_frame_or_make_no_master(self, night, runner):
+        """A BSCALE that scales a frame's integers beyond float32 would make every pixel
+        infinite: that frame is skipped. Biases of infinite pixels (floats) make no master,
+        saying why, where the job failed writing the master's level."""
+        light = raw_files(night, "LIGHT")[0]
+        with_card(light, night / "raw" / "scaled.fits", "BSCALE", "BSCALE  = 1E38")
+        for path in raw_files(night, "BIAS"):
+            with fits.open(path) as hdus:
+                header, shape = hdus[0].header, hdus[0].data.shape
+                fits.PrimaryHDU(np.full(shape, np.inf, np.float32), header).writeto(
+                    path, overwrite=True)
+        outcome = run(night, runner)
+        reasons = dict(line.split(": ", 1) for line in outcome.skipped)
+        assert reasons.pop(str(night / "raw" / "scaled.fits")) == (
+            "BSCALE 1e+38 and BZERO 32768 put its pixels beyond what float32 holds (±3.4e+38)")
+        assert {reasons[str(path)] for path in raw_files(night, "BIAS")} == {
+            "the bias 128x128 bin 1x1 could not be made: its median is nan"}
+        assert reasons[str(light)] == ("no bias for 128x128 bin 1x1, in this night or the "
+                                       "master library")
+        assert not outcome.products
+
+    def test_a_card_holding_a_control_character_is_carried_spelled_in_ascii(
+            self, night, runner):
+        """astropy cannot write a card holding a control character, which some cameras'
+        software leaves in a text: the frame was not calibrated for a card no step reads.
+        A card whose keyword holds one is left out (test_preprocessor_writing)."""
+        light = raw_files(night, "LIGHT")[0]
+        raw = night / "raw"
+        with_card(light, raw / "object.fits", "OBJECT", "OBJECT  = 'M31\x7f' / Andromeda\x00")
+        with_card(raw / "object.fits", raw / "object.fits", "OBSERVER", "OBS\x01   = 'me'")
+        outcome = run(night, runner)
+        assert not outcome.skipped and len(outcome.products) == 4
+        header = fits.getheader(night / "reduced" / "object.fits")
+        assert (header["OBJECT"], header.comments["OBJECT"]) == ("M31?", "Andromeda?")
+        assert "OBS?" not in header and "OBSERVER" not in header
+
     def test_frames_of_mixed_sizes_get_masters_of_their_own_size(self, night, runner):
         make_night(night.parent, name=night.name, biases=3, darks={30.0: 2}, flats={"R": 3},
                    lights=[("R", 30.0, 2)], simulator={"Width": 96, "Height": 64},
@@ -450,6 +519,27 @@ class TestLibrary:
         warnings = [record.getMessage() for record in caplog.records if bad in record.getMessage()]
         assert warnings == [f"the master library's {bad} is not usable: not a FITS file "
                             "(EOFError)"]
+
+    @pytest.mark.parametrize("key, written, reason", [
+        ("NCOMBINE", "NCOMBINE= 5.0.0", "its NCOMBINE card cannot be parsed: 'NCOMBINE= 5.0.0'"),
+        ("XBINNING", "XBINNING= 1E400", "XBINNING inf is not a whole number of at least 1"),
+        ("EXPTIME", "EXPTIME = -1.0", "EXPTIME -1.0 is not a number of at least 0"),
+        ("RAWNX", "RAWNX   = 'wide'", "RAWNX 'wide' is not a whole number of at least 1"),
+        ("BUNIT", "BUNIT   = 1", "BUNIT 1, expected adu"),
+    ])
+    def test_a_master_damaged_in_the_library_is_skipped_saying_why(
+            self, night, runner, library, later, caplog, key, written, reason):
+        """Someone edits a master's header by hand: every job that looked at the library
+        failed (an unparsable card, an infinite or absent number)."""
+        run(night, runner, library=library)
+        (good,) = library_masters(library, "bias")
+        damaged = os.path.join(os.path.dirname(good), "20261122_deadbeef.fits")
+        with_card(pathlib.Path(good), pathlib.Path(damaged), key, written)  # a newer night
+        with caplog.at_level(logging.WARNING, logger="torosmanager.preprocessor.library"):
+            outcome = run(later, runner, library=library)
+        assert len(outcome.products) == 1 and not outcome.skipped
+        assert fits.getheader(outcome.products[0])["BIASSRC"] == "library 20261121"
+        assert f"the master library's {damaged} is not usable: {reason}" in caplog.text
 
     def test_a_fifo_in_the_library_is_skipped_not_waited_for(self, night, runner, library,
                                                              later):

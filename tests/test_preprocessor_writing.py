@@ -303,3 +303,17 @@ def test_the_configured_size_decides_which_products_go_around_the_page_cache(
     settings = Settings.from_config(load_config(str(path)))
     assert {size: calibrate.writes_direct((size, size), settings.direct_writes_from)
             for size in expected} == expected
+
+
+def test_a_raw_card_astropy_cannot_write_is_spelled_in_ascii_or_left_out(caplog):
+    """A control character in a raw card's text becomes '?'; in its keyword, the card is left
+    out, saying so; the other cards are carried as they are."""
+    raw = fits.Header([fits.Card.fromstring(image.ljust(80)) for image in (
+        "OBJECT  = 'M31\x7f' / Andromeda\x00", "OBS\x01   = 'me'", "FILTER  = 'R'")])
+    with caplog.at_level("WARNING", logger="torosmanager.preprocessor.writing"):
+        header = writing.image_header(raw, (4, 6))
+    assert [(card.keyword, card.value, card.comment) for card in header.cards][5:] == [
+        ("OBJECT", "M31?", "Andromeda?"), ("FILTER", "R", "")]
+    assert header.tostring().isascii()
+    assert caplog.messages == ["a raw header's card \"OBS\\x01   = 'me'\" is left out of the "
+                               "product: it is not a FITS card"]

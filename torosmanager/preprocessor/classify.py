@@ -18,12 +18,14 @@ the log), never fatal; so is a file that cannot be read as a frame.
 
 import enum
 import logging
+import math
 import re
 from dataclasses import dataclass
 
 from astropy.io.fits.verify import VerifyError
 
-from .reading import FrameError, as_number, pixel_scaling, read_header, unparsable
+from .reading import (FrameError, as_number, image_shape, pixel_scaling, read_header,
+                      unparsable)
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +166,8 @@ def _frame(path, header):
         raise FrameError(f"EXPTIME {exptime:g} is negative")
     if kind == Kind.DARK and exptime <= 0:
         raise FrameError("a dark frame of 0 s: it measures no dark current (call it BIAS)")
-    geometry = Geometry(int(header["NAXIS1"]), int(header["NAXIS2"]),
-                        _binning(header, "XBINNING"), _binning(header, "YBINNING"))
+    rows, columns = image_shape(header)
+    geometry = Geometry(columns, rows, _binning(header, "XBINNING"), _binning(header, "YBINNING"))
     gain = _number(header, ("GAIN", "EGAIN"))
     filter_name = header.get("FILTER", "")
     bzero, bscale = pixel_scaling(header)
@@ -213,6 +215,7 @@ def _number(header, keys):
 
 def _binning(header, key):
     value = header.get(key, 1)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 1 <= value < math.inf:
         raise FrameError(f"{key} {value!r} is not a binning factor")
     return int(value)

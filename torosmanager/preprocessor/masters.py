@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from ..fits_text import fits_card, fits_text
 from .classify import Kind
 from .combine import CLIP_MAXITERS, CLIP_SIGMA, METHOD, clipped_mean
-from .reading import RawFrame, read_header
+from .reading import RawFrame, as_number, image_shape, read_header, unparsable
 from .writing import write_hdus
 
 #: Largest stack of rows one worker combines at a time, bytes: ``Block Rows`` is lowered for
@@ -321,23 +322,56 @@ def master_from_file(path, source):
     Raises
     ------
     ValueError
-        When the file is not such a master.
+        When the file is not such a master: the message names the card.
+    FrameError
+        When it cannot be read as a frame, or a card of its header cannot be parsed.
     """
+    header = read_header(path)
+    try:
+        return _master(path, header, source)
+    except VerifyError as error:
+        raise unparsable(header, error) from None
+
+
+def _master(path, header, source):
     from .classify import Geometry
 
-    header = read_header(path)
     kinds = {value: kind for kind, value in MASTER_TYPES.items()}
-    kind = kinds.get(header.get("IMAGETYP"))
+    imagetyp = header.get("IMAGETYP")
+    kind = kinds.get(imagetyp) if isinstance(imagetyp, str) else None
     if kind is None:
-        raise ValueError(f"{path}: IMAGETYP {header.get('IMAGETYP')!r} is not a master's")
-    unit = u.Unit(header.get("BUNIT", ""), parse_strict="silent")
+        raise ValueError(f"IMAGETYP {imagetyp!r} is not a master's")
+    bunit = header.get("BUNIT", "")
+    unit = u.Unit(bunit, parse_strict="silent") if isinstance(bunit, str) else None
     if unit != UNITS[kind]:
-        raise ValueError(f"{path}: BUNIT {header.get('BUNIT')!r}, expected {UNITS[kind]}")
-    geometry = Geometry(int(header["RAWNX"]), int(header["RAWNY"]),
-                        int(header.get("XBINNING", 1)), int(header.get("YBINNING", 1)))
-    return Master(kind=kind, geometry=geometry,
-                  shape=(int(header["NAXIS2"]), int(header["NAXIS1"])), path=path,
-                  exptime=float(header.get("EXPTIME", 0.0)),
+        raise ValueError(f"BUNIT {bunit!r}, expected {UNITS[kind]}")
+    geometry = Geometry(*(_card_number(header, key, default, lowest=1, whole=True)
+                          for key, default in (("RAWNX", None), ("RAWNY", None),
+                                               ("XBINNING", 1), ("YBINNING", 1))))
+    return Master(kind=kind, geometry=geometry, shape=image_shape(header), path=path,
+                  exptime=_card_number(header, "EXPTIME", 0.0, lowest=0),
                   filter=str(header.get("FILTER", "")).strip(),
-                  ncombine=int(header.get("NCOMBINE", 1)), night=str(header.get("NIGHT", "")),
-                  source=source, level=float(header.get("BIASLEV", 0.0)))
+                  ncombine=_card_number(header, "NCOMBINE", 1, lowest=1, whole=True),
+                  night=str(header.get("NIGHT", "")), source=source,
+                  level=_card_number(header, "BIASLEV", 0.0))
+
+
+def _card_number(header, key, default, lowest=None, whole=False):
+    """The card *key* of a master's *header* as a finite number (an ``int`` if *whole*), at
+    least *lowest*; *default* when the card is absent (``None``: it must be there).
+
+    Raises
+    ------
+    ValueError
+        Naming the card and its value: the master's meaning cannot be known.
+    """
+    value = header.get(key, default)
+    if value is None and default is None:
+        raise ValueError(f"no {key} card")
+    number = as_number(value)
+    if number is None or (lowest is not None and number < lowest) \
+            or (whole and not number.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        least = "" if lowest is None else f" of at least {lowest:g}"
+        raise ValueError(f"{key} {value!r} is not {kind}{least}")
+    return int(number) if whole else number

@@ -575,13 +575,21 @@ class _Night:
             _, start, stop = blocks[index]
             data[start:stop] = block
             self._step(f"{label}: combining {len(frames)} frame(s), rows {count}/{len(blocks)}")
-        header = master_header(spec.kind, frames, layout, self.night,
-                               gains=spec.gains if spec.kind != Kind.BIAS else None,
-                               bias=bias, dark=dark, software=SOFTWARE, when=self.when)
+        try:
+            header = master_header(spec.kind, frames, layout, self.night,
+                                   gains=spec.gains if spec.kind != Kind.BIAS else None,
+                                   bias=bias, dark=dark, software=SOFTWARE, when=self.when)
+        except ValueError as error:  # a mean of the inputs' cards beyond a float (1e308 s)
+            self._skip_all(frames, f"the {label} could not be made: {error}")
+            return None
         level = 0.0
         if spec.kind == Kind.BIAS:
             step = max(1, int(np.sqrt(data.size / LEVEL_SAMPLE_PIXELS)))
             level = float(np.median(data[::step, ::step]))  # for SATURATE: a grid will do
+            if not np.isfinite(level):  # infinite pixels (a camera writing floats)
+                self._skip_all(frames, f"the {label} could not be made: its median is "
+                                       f"{level:g}")
+                return None
             header["BIASLEV"] = (level, "[ADU] median of the master bias")
         elif spec.kind == Kind.FLAT:
             try:

@@ -26,6 +26,10 @@ FITS_BLOCK = 2880
 #: The numpy type of stored FITS pixels, by BITPIX (FITS data are big-endian).
 STORED_TYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"),
                 64: np.dtype(">i8"), -32: np.dtype(">f4"), -64: np.dtype(">f8")}
+#: The largest value a pixel in physical units (float32) can have.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The most axes a FITS array may have (the standard's limit on ``NAXIS``).
+MAX_AXES = 999
 #: File name endings taken for FITS frames (compared without regard to case).
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 #: Header keys that describe how the pixels are stored, not what they show.
@@ -60,8 +64,11 @@ class RawFrame:
     def __init__(self, path):
         self.path = path
         self.header, offset, self.stored_type = _locate_image(path)
-        self.shape = (int(self.header["NAXIS2"]), int(self.header["NAXIS1"]))
-        self.bzero, self.bscale = pixel_scaling(self.header)
+        self.shape = image_shape(self.header)
+        try:
+            self.bzero, self.bscale = pixel_scaling(self.header)
+        except VerifyError as error:
+            raise unparsable(self.header, error) from None
         try:
             self.stored = np.memmap(path, dtype=self.stored_type, mode="r", offset=offset,
                                     shape=self.shape)
@@ -136,13 +143,20 @@ def read_header(path):
     return header
 
 
+def image_shape(header):
+    """``(rows, columns)`` of an image's *header* (``NAXIS2``, ``NAXIS1``), as its file's
+    layout was read (:class:`FrameError` for a value that is not a whole number)."""
+    return _whole(header, "NAXIS2", 0), _whole(header, "NAXIS1", 0)
+
+
 def pixel_scaling(header):
     """``(BZERO, BSCALE)`` of *header* (defaults 0 and 1; numeric text taken), as floats.
 
     Raises
     ------
     FrameError
-        When either is not a finite number: the pixels' values cannot be known.
+        When either is not a finite number: the pixels' values cannot be known; or when they
+        scale integer pixels beyond what float32 holds: every value would be infinite.
     """
     values = []
     for key, default in (("BZERO", 0.0), ("BSCALE", 1.0)):
@@ -151,7 +165,14 @@ def pixel_scaling(header):
         if number is None:
             raise FrameError(f"{key} {value!r} is not a number")
         values.append(number)
-    return tuple(values)
+    bzero, bscale = values
+    stored = STORED_TYPES.get(header.get("BITPIX"))
+    if stored is not None and stored.kind in "iu":
+        limits = np.iinfo(stored)
+        if max(abs(limits.min * bscale + bzero), abs(limits.max * bscale + bzero)) > FLOAT32_MAX:
+            raise FrameError(f"BSCALE {bscale:g} and BZERO {bzero:g} put its pixels beyond "
+                             f"what float32 holds (±{FLOAT32_MAX:.3g})")
+    return bzero, bscale
 
 
 def as_number(value):
@@ -237,7 +258,7 @@ def _locate_image(path):
             first = False
             if data_bytes:
                 axes = [_whole(header, f"NAXIS{axis}", 0)
-                        for axis in range(_whole(header, "NAXIS", 0), 0, -1)]
+                        for axis in range(_whole(header, "NAXIS", 0, MAX_AXES), 0, -1)]
                 others.append(f"{len(axes)}-D data of {' × '.join(map(str, axes))}")
             position = offset + _padded(data_bytes)
     if others:
@@ -257,7 +278,7 @@ def _image_in(header, offset, size, data_bytes):
     """
     if header.get("ZIMAGE") is True:
         raise FrameError("a tile-compressed image (fpack): decompress it with funpack")
-    if header.get("NAXIS", 0) == 2 and data_bytes:
+    if header.get("NAXIS", 0) == 2 and all(image_shape(header)):
         if header.get("BITPIX") not in STORED_TYPES:
             raise FrameError(f"BITPIX {header.get('BITPIX')!r} is not a FITS pixel type")
         if offset + data_bytes > size:
@@ -275,25 +296,37 @@ def _data_bytes(header):
     FrameError
         When a card it needs is not a whole number.
     """
-    axes = _whole(header, "NAXIS", 0)
+    axes = _whole(header, "NAXIS", 0, highest=MAX_AXES)
     if axes == 0:
         return 0
     count = 1
     for axis in range(1, axes + 1):
         count *= _whole(header, f"NAXIS{axis}", 0)
     count = (count + _whole(header, "PCOUNT", 0)) * _whole(header, "GCOUNT", 1)
-    return abs(_whole(header, "BITPIX", 8)) // 8 * count
+    bitpix = header.get("BITPIX", 8)
+    if bitpix not in STORED_TYPES:
+        raise FrameError(f"BITPIX {bitpix!r} is not a FITS pixel type")
+    return STORED_TYPES[bitpix].itemsize * count
 
 
-def _whole(header, key, default):
+def _whole(header, key, default, highest=None):
     """The structural card *key* of *header* as an ``int`` (*default* when absent, blank or
-    0): taken as leniently as ``int()`` takes it, or a :class:`FrameError` naming it."""
+    0): taken as leniently as ``int()`` takes it, or a :class:`FrameError` naming it.
+
+    A negative value, or one above *highest*, is refused too: the file's layout computed from
+    it would run backwards (the reading would never end) or count axes for hours.
+    """
     value = header.get(key, default)
     try:
-        return int(value or default)
-    except (TypeError, ValueError):
+        number = int(value or default)
+    except (TypeError, ValueError, OverflowError):
         raise FrameError(f"{key} {value!r} is not a whole number: its header does not "
                          "describe its data") from None
+    if number < 0 or (highest is not None and number > highest):
+        allowed = f"0 to {highest}" if highest is not None else "0 or more"
+        raise FrameError(f"{key} {value!r} is out of range ({allowed}): its header does not "
+                         "describe its data")
+    return number
 
 
 def _padded(size):

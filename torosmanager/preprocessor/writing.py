@@ -22,6 +22,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import logging
 import mmap
 import os
 import sys
@@ -29,9 +30,12 @@ import threading
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from ..fits_text import fits_card, fits_text
 from .reading import FITS_BLOCK, STRUCTURAL_KEYS
+
+log = logging.getLogger(__name__)
 
 #: Big-endian float32, the FITS ``BITPIX = -32`` pixel.
 FITS_FLOAT32 = np.dtype(">f4")
@@ -62,7 +66,6 @@ def _sync_file_range():
     return function
 
 
-
 def temporary_name(path):
     """The hidden name a file is written under before it is renamed to *path*."""
     directory, name = os.path.split(path)
@@ -82,12 +85,34 @@ def image_header(header, shape, cards=(), history=()):
               fits.Card("BITPIX", -32, "32-bit IEEE floating point"),
               fits.Card("NAXIS", 2), fits.Card("NAXIS1", shape[1]), fits.Card("NAXIS2", shape[0])]
     # One list made into a Header at once: adding cards one by one re-indexes it each time.
-    result += [card for card in header.cards
+    carried = (_carried(card) for card in header.cards
                if card.keyword not in STRUCTURAL_KEYS and not card.keyword.startswith("NAXIS")
-               and card.keyword not in replaced]
+               and card.keyword not in replaced)
+    result += [card for card in carried if card is not None]
     result += [fits_card(key, value, comment) for key, value, comment in cards]
     result += [fits.Card("HISTORY", fits_text(line)) for line in history]
     return fits.Header(result)
+
+
+def _carried(card):
+    """A raw header's *card* as a product can carry it.
+
+    A card holding a control character (``OBJECT = 'M31\\x7f'``, from some camera's software)
+    cannot be written by astropy, and the frame would go uncalibrated for a card no step
+    reads: such a card is carried as :func:`fits_text` spells it (``'M31?'``), or left out
+    (``None``, logged) when even that is not a card (its keyword holds the character).
+    """
+    written = getattr(card, "_image", None)  # as the file has it: see reading.unparsable
+    if not isinstance(written, str) or (written.isascii() and written.isprintable()):
+        return card
+    spelled = fits.Card.fromstring(fits_text(written))
+    try:
+        spelled.verify("exception")
+    except VerifyError:
+        log.warning("a raw header's card %r is left out of the product: it is not a FITS "
+                    "card", written.rstrip())
+        return None
+    return spelled
 
 
 class ImageWriter:
