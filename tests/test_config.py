@@ -90,6 +90,12 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("Alerts:\n  Alert Types: [INITAL]\n", "Alerts → Alert Types: ['INITAL'] is not allowed; "
      "allowed: a list of EARLYWARNING, PRELIMINARY, INITIAL, UPDATE"),
     ("Alerts:\n  Galaxy Catalog:\n    Luminosity Weight: V\n", "allowed: one of 'none', 'B', 'K'"),
+    # NaN compares false with any bound, so it passed every range; .inf means no number here.
+    ("Server:\n  Request Timeout: .nan\n", "Server → Request Timeout: nan is not allowed; "
+     "allowed: a number from 0.1 to 3600"),
+    ("Alerts:\n  Max Distance: .inf\n", "Alerts → Max Distance: inf is not allowed; "
+     "allowed: a number of at least 0"),
+    ("Site:\n  Latitude: 1" + "0" * 400 + "\n", "allowed: a number from -90 to 90"),
 ])
 def test_each_mistake_is_named(tmp_path, text, expected):
     message = error_for(tmp_path, text)

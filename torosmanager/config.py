@@ -12,6 +12,7 @@ variable, or :data:`DEFAULT_PATH`.
 import copy
 import ipaddress
 import logging
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -668,11 +669,17 @@ def _check(rule, value, path, where):
             raise fail()
         return value
     if kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # NaN would pass any range check (it compares false), and .inf means nothing here;
+        # an integer of 400 digits is no float.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or isinstance(value, float) and not math.isfinite(value):
             raise fail()
-        if kind == "int" and not float(value).is_integer():
+        if kind == "int" and isinstance(value, float) and not value.is_integer():
             raise fail()
-        value = int(value) if kind == "int" else float(value)
+        try:
+            value = int(value) if kind == "int" else float(value)
+        except OverflowError:
+            raise fail() from None
         if (rule.minimum is not None and value < rule.minimum) or (
                 rule.maximum is not None and value > rule.maximum):
             raise fail()
