@@ -1,6 +1,7 @@
 """The alpaca driver's failures: every one a prompt DeviceError that names device and cause."""
 
 import http.server
+import json
 import logging
 import sys
 import threading
@@ -135,6 +136,74 @@ def test_a_server_that_is_not_alpaca():
         server.server_close()
         thread.join(TIMEOUT)
     assert "setting Connected to True failed: not a valid Alpaca answer" in message
+
+
+class _OddAnswers(http.server.BaseHTTPRequestHandler):
+    """An Alpaca server whose answers are well-formed but whose values are not what the
+    standard says: ``Value`` of each property as :attr:`values` holds it (lower case)."""
+
+    values = {}
+
+    def answer(self):
+        name = self.path.split("?")[0].rsplit("/", 1)[-1]
+        body = json.dumps({"Value": self.values.get(name, True), "ErrorNumber": 0,
+                           "ErrorMessage": "", "ClientTransactionID": 0,
+                           "ServerTransactionID": 0}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer()
+
+    do_GET = answer
+
+    def log_message(self, *args):
+        """Quiet."""
+
+
+@pytest.fixture
+def odd_server():
+    """``(port, values)`` of an :class:`_OddAnswers` server on loopback, for one test."""
+    handler = type("Answers", (_OddAnswers,), {"values": {}})
+    server = http.server.ThreadingHTTPServer((HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], handler.values
+    server.shutdown()
+    server.server_close()
+    thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, None])
+def test_a_safety_verdict_that_is_not_true_or_false_is_an_error_never_safe(odd_server, value):
+    """bool("false") is True to Python: a monitor answering text would have opened the dome."""
+    port, values = odd_server
+    values.update(issafe=value, timesincelastupdate=5.0)
+    monitor = AlpacaSafetyMonitor(dead_settings(port, TIMEOUT), Clock())
+    monitor.connect()
+    message, _ = failure(monitor.state)
+    assert message == (f"safety monitor (Alpaca safetymonitor 0 at {HOST}:{port}): reading "
+                       f"IsSafe failed: it answered {value!r}, not true or false")
+
+
+@pytest.mark.parametrize("age", [float("nan"), "5", None])
+def test_weather_data_of_no_age_are_an_error(odd_server, age):
+    """The station's age dates the verdict; NaN dated it nowhere (and raised ValueError, which
+    no driver error is: the dome's guard then kept no verdict at all)."""
+    port, values = odd_server
+    values.update(issafe=True, timesincelastupdate=5.0)
+    monitor = AlpacaSafetyMonitor(dead_settings(port, TIMEOUT), Clock())
+    monitor.connect()
+    assert monitor.dated_by_weather and monitor.state().safe
+    values["timesincelastupdate"] = age
+    message, _ = failure(monitor.state)
+    assert message == (f"weather station (Alpaca observingconditions 0 at {HOST}:{port}): "
+                       f"reading TimeSinceLastUpdate failed: it answered {age!r}, not a number "
+                       "of seconds")
 
 
 def test_the_factory_builds_alpaca_devices(simulators):

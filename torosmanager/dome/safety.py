@@ -15,6 +15,8 @@ Every ``Dome → Check Interval`` it looks at five things:
   the clock;
 - the scheduler's heartbeat (none for ``Heartbeat Timeout``, or none yet, is unsafe).
 
+A check that raises (a bug, or a device's answer no driver foresaw) is unsafe as well.
+
 When anything is unsafe it closes the shutter and tells the telescope to park, and it refuses to
 open. Once everything is good it still refuses to open until conditions have stayed good for
 ``Reopen Delay`` (hysteresis: a passing gap in the clouds does not open the dome).
@@ -97,7 +99,7 @@ class SafetyGuard:
                 due = time.monotonic() + interval
                 try:
                     self.check()
-                except Exception:  # the guard must outlive any bug in one check
+                except Exception:  # the guard must outlive any bug in closing, too
                     log.exception("the safety check failed; trying again")
             if alive_every is not None:
                 tell_watchdog_alive()
@@ -105,7 +107,11 @@ class SafetyGuard:
     def check(self):
         """Evaluate the conditions once and close the dome if anything is unsafe."""
         now = self.clock.now()
-        reasons = self.evaluate(now)
+        try:
+            reasons = self.evaluate(now)
+        except Exception as error:  # a bug, or a device's answer no driver foresaw: unsafe
+            log.exception("the safety check failed")
+            reasons = [f"the safety check failed ({type(error).__name__}: {error})"]
         with self._lock:
             if reasons and not self._reasons:
                 self._unsafe_since, self._good_since = now, None

@@ -8,6 +8,7 @@ verdict is dated by the clock when it is read.
 """
 
 import logging
+import math
 from datetime import timedelta
 
 from alpaca.observingconditions import ObservingConditions
@@ -73,7 +74,10 @@ class AlpacaSafetyMonitor(SafetyMonitor):
     def state(self):
         connection = self.connection
         connection.require_connected("reading IsSafe")
-        safe = bool(connection.get("IsSafe"))
+        answer = connection.get("IsSafe")
+        if not isinstance(answer, bool):  # bool("false") is True: a verdict is never guessed
+            raise connection.error("reading IsSafe", f"it answered {answer!r}, not true or false")
+        safe = answer
         updated = self.clock.now()
         if self.dated_by_weather:
             # The station's age is in real seconds; a simulated clock runs `speed` times faster.
@@ -83,6 +87,10 @@ class AlpacaSafetyMonitor(SafetyMonitor):
 
     def _data_age(self):
         """Seconds since the weather station last updated any sensor."""
-        age = float(self.weather.call("reading TimeSinceLastUpdate",
-                                      self.weather.device.TimeSinceLastUpdate, ANY_SENSOR))
-        return max(age, 0.0)
+        age = self.weather.call("reading TimeSinceLastUpdate",
+                                self.weather.device.TimeSinceLastUpdate, ANY_SENSOR)
+        # NaN or text would date the verdict nowhere: the data's age is unknown.
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age):
+            raise self.weather.error("reading TimeSinceLastUpdate",
+                                     f"it answered {age!r}, not a number of seconds")
+        return max(float(age), 0.0)

@@ -1,0 +1,69 @@
+"""The dome's safety guard when a check itself fails: the dome closes and stays closed.
+
+A check is the safety monitor's verdict, the Sun, the clock and the heartbeat (see
+:mod:`torosmanager.dome.safety`). A driver raising what no one foresaw (a weather station's
+text where a number belongs), or a bug in the check, raised out of it: the guard logged
+"trying again" and left the dome as it was, open in the rain, and a Dome order could open it.
+"""
+
+import logging
+from types import SimpleNamespace
+
+from stepped_clock import NIGHT, SteppedClock
+from torosmanager.config import default_config
+from torosmanager.dome.safety import SafetyGuard
+from torosmanager.workorders import format_utc
+
+
+class Monitor:
+    """A safety monitor that fails as *failure* says (``None``: fresh, safe weather)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.failure = None
+
+    def state(self):
+        if self.failure is not None:
+            raise self.failure
+        return SimpleNamespace(safe=True, reason="safe", updated=self.clock.now())
+
+
+def watched():
+    """A guard on a dark night with a heartbeat, its monitor, and the reasons it closed for."""
+    clock = SteppedClock(NIGHT)
+    closed = []
+    handler = SimpleNamespace(config=default_config(), clock=clock,
+                              safety_monitor=Monitor(clock), close_for_safety=closed.append,
+                              follow_telescope=lambda: None)
+    guard = SafetyGuard(handler)
+    guard.heartbeat("scheduler")
+    return guard, handler.safety_monitor, closed
+
+
+def test_a_check_that_fails_closes_the_dome_and_refuses_to_open(caplog):
+    guard, monitor, closed = watched()
+    guard.check()
+    assert guard.report()["Safe"] and not closed
+
+    monitor.failure = ValueError("could not convert string to float: 'n/a'")
+    with caplog.at_level(logging.ERROR, logger="torosmanager.dome.safety"):
+        guard.check()
+    reason = "the safety check failed (ValueError: could not convert string to float: 'n/a')"
+    assert closed == [f"{reason} (since {format_utc(NIGHT)})"]
+    assert guard.may_open() == (False, f"unsafe since {format_utc(NIGHT)}: {reason}")
+    assert guard.report()["Reason"] == reason
+    assert "the safety check failed" in caplog.text and "Traceback" in caplog.text
+
+
+def test_the_dome_may_open_again_only_after_the_reopen_delay_once_checks_succeed():
+    guard, monitor, closed = watched()
+    monitor.failure = KeyError("Value")
+    guard.check()
+    monitor.failure = None
+    guard.clock.advance(60)
+    guard.check()
+    allowed, why_not = guard.may_open()
+    assert not allowed and "Reopen Delay" in why_not
+    guard.clock.advance(guard.settings["Reopen Delay"])
+    assert guard.may_open() == (True, "")
+    assert len(closed) == 1
