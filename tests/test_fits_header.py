@@ -1,5 +1,7 @@
 """A raw frame's FITS header: the cards an astronomer's tools look for, each as documented."""
 
+import logging
+import math
 import re
 import warnings
 from datetime import datetime, timezone
@@ -59,6 +61,23 @@ def test_the_pointing_is_also_written_as_sexagesimal_text(ra, dec, objctra, objc
 def test_the_ccd_temperature_is_written_only_when_the_camera_reports_it():
     assert cards(ccd_temperature=-20.004)["CCD-TEMP"] == -20.0
     assert "CCD-TEMP" not in cards()
+
+
+@pytest.mark.parametrize("changes, left_out", [
+    ({"ccd_temperature": math.nan}, {"CCD-TEMP": "nan"}),
+    ({"ra": math.nan}, {"RA": "nan", "OBJCTRA": "nan"}),
+    ({"dec": math.inf}, {"DEC": "inf", "OBJCTDEC": "inf"}),
+    ({"altitude": math.nan, "airmass": math.nan}, {"ALTITUDE": "nan", "AIRMASS": "nan"}),
+])
+def test_a_number_a_device_reports_as_nan_leaves_its_card_out_not_the_frame(
+        changes, left_out, caplog):
+    """FITS has no NaN: astropy refused the header, after the exposure, and the frame was
+    lost for a sensor's reading."""
+    with caplog.at_level(logging.WARNING, logger="torosmanager.telescope.fits"):
+        written = cards(**{"ccd_temperature": -20.0, **changes})
+    assert [key for key in cards(ccd_temperature=-20.0) if key not in written] == list(left_out)
+    assert caplog.messages == [f"the frame's {key} card is left out: a device reported {value}"
+                               for key, value in left_out.items()]
 
 
 def test_a_target_of_opportunity_frame_names_its_event_and_its_kind_of_work():

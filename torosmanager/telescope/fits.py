@@ -5,6 +5,8 @@ then renamed to its final name: a reader (the preprocessor, an astronomer's scri
 half-written frame under a final name, even after a power cut.
 """
 
+import logging
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from ..night import local_night_date
 from ..sexagesimal import format_dec, format_ra
 from ..units import DEGREES_PER_HOUR
 from ..workorders import format_utc
+
+log = logging.getLogger(__name__)
 
 #: Work-order keys copied into the header when the order has them: what ties a frame to its
 #: group (an alert's event) and to the kind of work it was taken for.
@@ -91,7 +95,9 @@ def header(exposure, camera, site, telescope_name):
     plus the exposure time asked, and half of it); ``OBJCTRA`` and ``OBJCTDEC`` are the
     pointing again as sexagesimal text, as many observatory programs write and read them.
     Names (the site, the filter, the target...) are written as their closest ASCII
-    (:func:`~torosmanager.fits_text.fits_card`).
+    (:func:`~torosmanager.fits_text.fits_card`). A number a device reported as NaN or infinite
+    (a mount's position, a camera's gain or temperature) leaves its card out, logged: FITS
+    has no such number, and the frame is worth more than the card.
 
     Parameters
     ----------
@@ -115,9 +121,9 @@ def header(exposure, camera, site, telescope_name):
         ("OBJECT", exposure.target, "target name"),
         ("RA", round(float(exposure.ra), 6), "[deg] pointing right ascension (ICRS)"),
         ("DEC", round(float(exposure.dec), 6), "[deg] pointing declination (ICRS)"),
-        ("OBJCTRA", format_ra(exposure.ra / DEGREES_PER_HOUR, " "),
+        ("OBJCTRA", _sexagesimal(format_ra, exposure.ra / DEGREES_PER_HOUR),
          "[h m s] RA as sexagesimal text"),
-        ("OBJCTDEC", format_dec(exposure.dec, " "), "[d m s] DEC as sexagesimal text"),
+        ("OBJCTDEC", _sexagesimal(format_dec, exposure.dec), "[d m s] DEC as sexagesimal text"),
         ("RADESYS", "ICRS", "coordinate frame of RA and DEC"),
         ("EQUINOX", 2000.0, "equinox of RA and DEC"),
         ("ALTITUDE", round(float(exposure.altitude), 4), "[deg] altitude at start"),
@@ -148,7 +154,22 @@ def header(exposure, camera, site, telescope_name):
         ("FRAMENO", int(exposure.number), "frame number of this type in the order"),
         ("SOFTWARE", f"TOROS Manager {__version__}", "acquisition software"),
     ]
-    return fits.Header([fits_card(key, value, comment) for key, value, comment in cards])
+    return fits.Header([fits_card(key, value, comment) for key, value, comment in cards
+                        if _kept(key, value)])
+
+
+def _sexagesimal(format_angle, angle):
+    """*angle* as *format_angle* writes it, with a space between fields; itself if it is not
+    finite (the card is then left out, as a number's)."""
+    return format_angle(angle, " ") if math.isfinite(angle) else angle
+
+
+def _kept(key, value):
+    """Whether the card *key* = *value* is written: not for a NaN or an infinity (logged)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        log.warning("the frame's %s card is left out: a device reported %r", key, value)
+        return False
+    return True
 
 
 def write_frame(directory, exposure, data, camera, site, telescope_name):
