@@ -46,22 +46,28 @@ def test_a_check_that_fails_closes_the_dome_and_refuses_to_open(caplog):
     assert guard.report()["Safe"] and not closed
 
     monitor.failure = ValueError("could not convert string to float: 'n/a'")
-    with caplog.at_level(logging.ERROR, logger="torosmanager.dome.safety"):
+    with caplog.at_level(logging.INFO, logger="torosmanager.dome.safety"):
         guard.check()
+        guard.check()  # failing again: closed again, not said again
     reason = "the safety check failed (ValueError: could not convert string to float: 'n/a')"
-    assert closed == [f"{reason} (since {format_utc(NIGHT)})"]
+    assert closed == [f"{reason} (since {format_utc(NIGHT)})"] * 2
     assert guard.may_open() == (False, f"unsafe since {format_utc(NIGHT)}: {reason}")
     assert guard.report()["Reason"] == reason
-    assert "the safety check failed" in caplog.text and "Traceback" in caplog.text
+    assert caplog.messages == [f"{reason}; the dome stays closed until checks succeed",
+                               f"conditions bad: {reason}"]
+    assert "Traceback" in caplog.text
 
 
-def test_the_dome_may_open_again_only_after_the_reopen_delay_once_checks_succeed():
+def test_the_dome_may_open_again_only_after_the_reopen_delay_once_checks_succeed(caplog):
     guard, monitor, closed = watched()
     monitor.failure = KeyError("Value")
     guard.check()
     monitor.failure = None
     guard.clock.advance(60)
-    guard.check()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="torosmanager.dome.safety"):
+        guard.check()
+    assert caplog.messages[0] == "the safety checks succeed again"
     allowed, why_not = guard.may_open()
     assert not allowed and "Reopen Delay" in why_not
     guard.clock.advance(guard.settings["Reopen Delay"])

@@ -56,8 +56,8 @@ class RecentLines(logging.Handler):
 
 
 class Outage:
-    """A daemon this one calls, said once when it stops answering and once when it answers
-    again, not at every poll or tick in between.
+    """A daemon this one calls (or a check that keeps failing), said once when it stops
+    answering and once when it answers again, not at every poll or tick in between.
 
     Parameters
     ----------
@@ -68,10 +68,11 @@ class Outage:
         self._logger = logger
         self._ongoing = False
 
-    def failed(self, message, *args):
-        """A call failed: *message* as a warning if the calls before it succeeded."""
+    def failed(self, message, *args, exc_info=False):
+        """A call failed: *message* as a warning if the calls before it succeeded (with the
+        exception being handled, if *exc_info*)."""
         if not self._ongoing:
-            self._logger.warning(message, *args)
+            self._logger.warning(message, *args, exc_info=exc_info)
         self._ongoing = True
 
     def answered(self, message, *args):

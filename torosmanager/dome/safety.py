@@ -33,6 +33,7 @@ from datetime import timedelta
 
 from ..clock_sync import system_clock_sync
 from ..devices import DeviceError
+from ..logs import Outage
 from ..night import sun_altitude
 from ..systemd_notify import tell_watchdog_alive, watchdog_interval
 from ..workorders import format_utc
@@ -68,6 +69,7 @@ class SafetyGuard:
         self._good_since = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dome-safety")
+        self._failing = Outage(log)  # checks that raise: said once, with the traceback
 
     def start(self):
         """Check once now, then every ``Check Interval`` in a thread of its own."""
@@ -110,8 +112,11 @@ class SafetyGuard:
         try:
             reasons = self.evaluate(now)
         except Exception as error:  # a bug, or a device's answer no driver foresaw: unsafe
-            log.exception("the safety check failed")
             reasons = [f"the safety check failed ({type(error).__name__}: {error})"]
+            self._failing.failed("%s; the dome stays closed until checks succeed", reasons[0],
+                                 exc_info=True)
+        else:
+            self._failing.answered("the safety checks succeed again")
         with self._lock:
             if reasons and not self._reasons:
                 self._unsafe_since, self._good_since = now, None
