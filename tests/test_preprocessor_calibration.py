@@ -17,6 +17,9 @@ from astropy.stats import sigma_clip
 import ccdproc
 from preprocessing_data import SIMULATOR, make_night
 from torosmanager.devices import FrameType
+from torosmanager.preprocessor.classify import Frame, Geometry, Kind
+from torosmanager.preprocessor.layout import Layout
+from torosmanager.preprocessor.masters import master_header
 from torosmanager.preprocessor.pipeline import Settings, calibrate
 from torosmanager.preprocessor.reading import RawFrame
 
@@ -222,3 +225,18 @@ def test_raw_frames_read_as_astropy_reads_them(night):
             assert frame.bzero == 32768
             np.testing.assert_array_equal(frame.image(), expected)
             np.testing.assert_array_equal(frame.rows(5, 9), expected[5:9])
+
+
+def test_a_master_of_more_than_999_frames_names_the_rest_in_history():
+    """IMCMBnnn has three digits: the inputs after the 999th are named in HISTORY lines, in
+    order, as their closest ASCII."""
+    names = [f"bias_{number:04d}.fits" for number in range(1, 1002)] + ["bias_Hα.fits"]
+    frames = [Frame(path=f"/night/raw/{name}", kind=Kind.BIAS, geometry=Geometry(8, 8),
+                    exptime=0.0) for name in names]
+    header = master_header(Kind.BIAS, frames, Layout.for_frame((8, 8)), "20261204")
+    assert header["NCOMBINE"] == 1002
+    assert [header[f"IMCMB{number:03d}"] for number in (1, 999)] == ["bias_0001.fits",
+                                                                     "bias_0999.fits"]
+    assert "IMCMB1000" not in header
+    assert [line for line in header["HISTORY"] if line.startswith("input: ")] == [
+        "input: bias_1000.fits", "input: bias_1001.fits", "input: bias_Halpha.fits"]
