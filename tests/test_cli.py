@@ -125,3 +125,29 @@ def test_a_file_that_is_not_orders(running, tmp_path):
     path.write_text("just a string\n")
     result = toros(running, "submit", str(path))
     assert result.returncode == 1 and "expected a work order" in result.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("WOType: Observation\nExposure Time: 99999999999\n",
+     "work order 1: 'Exposure Time' cannot be sent over XML-RPC: int exceeds XML-RPC limits "
+     "(received 99999999999)"),
+    ("- WOType: Status\n- {WOType: Status, 1: 2}\n", "work order 2: the key 1 is not text"),
+    ("WOType: Status\nTags: !!set {a: null}\n",
+     "work order 1: 'Tags' cannot be sent over XML-RPC: cannot marshal <class 'set'> objects"),
+])
+def test_an_order_xml_rpc_cannot_carry_is_named_before_anything_is_sent(running, tmp_path,
+                                                                        text, message):
+    """YAML can say what XML-RPC cannot carry: the client printed a traceback."""
+    path = tmp_path / "orders.yaml"
+    path.write_text(text)
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"toros: {path}: {message}")
+
+
+def test_a_wotype_that_is_not_text_goes_to_the_scheduler_which_refuses_it(running, tmp_path):
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps({"ID": "cli-list", "WOType": ["Dome"]}))
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cli-list" in result.stdout and "refused" in result.stdout

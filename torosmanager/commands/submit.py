@@ -59,7 +59,23 @@ def _read_orders(path):
     orders = data if isinstance(data, list) else [data]
     if not orders or not all(isinstance(order, dict) for order in orders):
         raise ValueError("expected a work order (a mapping) or a list of them")
-    return [_plain(order) for order in orders]
+    orders = [_plain(order) for order in orders]
+    for number, order in enumerate(orders, start=1):
+        _check_sendable(order, f"work order {number}")
+    return orders
+
+
+def _check_sendable(order, which):
+    """Raise ValueError naming the first key of *order* XML-RPC cannot carry (a key that is
+    not text, an integer beyond 32 bits, a set...), before anything is sent."""
+    for key, value in order.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{which}: the key {key!r} is not text")
+        try:
+            xmlrpc.client.dumps((value,), allow_none=True)
+        except (TypeError, OverflowError) as error:
+            raise ValueError(f"{which}: {key!r} cannot be sent over XML-RPC: {error} "
+                             f"(received {value!r})") from None
 
 
 def _plain(value):
@@ -80,6 +96,6 @@ def _destination(order):
     wotype = order.get("WOType")
     if wotype is None and order.get("Request") == "Exposure Calibration":
         wotype = "Preprocessing"
-    schema = SCHEMAS.get(wotype)
+    schema = SCHEMAS.get(wotype) if isinstance(wotype, str) else None
     # Unknown types go to the scheduler, whose refusal lists the accepted ones.
     return schema.services[0] if schema and schema.services else "scheduler"
