@@ -140,6 +140,13 @@ class TestWhereThingsGo:
         outcome = run(f"file://{light}", runner, library=library)
         assert outcome.products == [str(night / "reduced" / light.name)]
 
+    def test_a_file_url_as_urls_are_written_with_a_space_and_an_accent(self, night, runner,
+                                                                       tmp_path):
+        moved = tmp_path / "Cordón night" / night.name
+        shutil.move(night, moved)
+        outcome = run(moved.as_uri(), runner)  # file:///.../Cord%C3%B3n%20night/...
+        assert len(outcome.products) == 3 and not outcome.skipped
+
     def test_progress_goes_from_nothing_to_everything(self, night, runner):
         reports = []
         calibrate(str(night), Settings(), runner, progress=lambda *report: reports.append(report))

@@ -184,6 +184,15 @@ class TestPreprocessing:
         order = validate({"WOType": "Preprocessing", "File Location": ["/a.fits", "/b.fits"]})
         assert order["File Location"] == ["/a.fits", "/b.fits"]
 
+    def test_a_file_url_is_percent_decoded_as_urls_are_written(self):
+        """pathlib's as_uri() writes a space as %20 and an accent as UTF-8 bytes: a client
+        sending a night's URL so was refused its frames ('no such file or directory')."""
+        night = pathlib.PurePosixPath("/data/Cordón night/20261121")
+        order = validate({"WOType": "Preprocessing", "File Location": night.as_uri()})
+        assert order["File Location"] == str(night)
+        order = validate({"WOType": "Preprocessing", "File Location": "/data/a%20b"})
+        assert order["File Location"] == "/data/a%20b"  # a path is taken as it is written
+
     @pytest.mark.parametrize("location", ["relative/dir", "file://host/dir", [], 5])
     def test_only_absolute_local_paths(self, location):
         assert "'File Location'" in str(refusal({"WOType": "Preprocessing",

@@ -26,6 +26,7 @@ import enum
 import math
 import re
 import reprlib
+import urllib.parse
 import uuid
 import xmlrpc.client
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ MAX_PLAN_PAGE = 500
 MAX_ID_CHARACTERS = 128
 #: The longest text value (a name, a user, a reason).
 MAX_TEXT_CHARACTERS = 1024
+#: How a File Location written as a URL begins.
+FILE_URL = "file://"
 #: Characters of a received value quoted in a Fault or a log line; the rest is summarised.
 QUOTED_VALUE_CHARACTERS = 80
 #: Nesting quoted of a received array or struct.
@@ -410,6 +413,17 @@ def choice(*options: str) -> Callable[[object], str]:
     return parse
 
 
+def local_path(location: str) -> str:
+    """The path *location* names: itself, or a ``file://`` URL's path, percent-decoded as
+    URLs are written (``file:///data/my%20night`` is ``/data/my night``, what
+    :meth:`pathlib.Path.as_uri` makes of it). ``file://host/path`` names another machine: its
+    path is ``host/path``, not absolute."""
+    text = location.strip()
+    if text.startswith(FILE_URL):
+        return urllib.parse.unquote(text[len(FILE_URL):])
+    return text
+
+
 def file_location(value: object) -> str | list[str]:
     """A path or ``file://`` URL, or a non-empty list of them."""
     allowed = "an absolute path or file:// URL, or a list of them"
@@ -420,11 +434,7 @@ def file_location(value: object) -> str | list[str]:
     for location in locations:
         if not isinstance(location, str):
             raise InvalidValue(allowed)
-        path = location.strip()
-        if path.startswith("file://"):
-            path = path[len("file://"):]
-            if not path.startswith("/"):  # file://host/path names another machine
-                raise InvalidValue(allowed)
+        path = local_path(location)
         if not path.startswith("/"):
             raise InvalidValue(allowed)
         result.append(path)
@@ -561,7 +571,8 @@ DOME = Schema(
 PREPROCESSING = Schema(
     "Preprocessing", ("preprocessor",), COMMON + (
         Field("File Location", file_location, required=True,
-              doc="a night directory or file:// URL, or a list of FITS files"),
+              doc="a night directory or file:// URL (percent-encoded, as "
+                  "URLs are), or a list of FITS files"),
         Field("Request", choice("Exposure Calibration"), default="Exposure Calibration",
               doc="what to do; only 'Exposure Calibration' exists"),
     ),

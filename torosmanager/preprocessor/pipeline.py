@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import __version__
 from ..clock import Clock
+from ..workorders import local_path
 from .calibrate import (SHARED_MEMORY, ScienceTask, folded_bzero, task_calibrate, terms_key,
                         writes_direct)
 from .classify import Kind, classify, same_exptime
@@ -243,7 +244,7 @@ def find_frames(location):
     locations = location if isinstance(location, list) else [location]
     paths, missing = [], []
     for place in locations:
-        place = _path_of(place)
+        place = local_path(str(place))
         if os.path.isdir(place):
             raw = os.path.join(place, RAW_DIRECTORY)
             directory = raw if os.path.isdir(raw) else place
@@ -343,11 +344,6 @@ def choose_dark(darks, exptime):
     if darks:
         return max(darks, key=lambda dark: dark.exptime), "shorter"
     return None, "none"
-
-
-def _path_of(location):
-    text = str(location).strip()
-    return text[len("file://"):] if text.startswith("file://") else text
 
 
 class _Night:
