@@ -3,6 +3,7 @@
 import http.server
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -204,6 +205,21 @@ def test_weather_data_of_no_age_are_an_error(odd_server, age):
     assert message == (f"weather station (Alpaca observingconditions 0 at {HOST}:{port}): "
                        f"reading TimeSinceLastUpdate failed: it answered {age!r}, not a number "
                        "of seconds")
+
+
+@pytest.mark.parametrize("answer", ["n/a", [], True])
+def test_a_camera_temperature_that_is_no_number_is_unknown_not_an_exception(odd_server,
+                                                                            answer):
+    """float('n/a') raised ValueError at every frame's start: every frame was lost for a
+    reading the header can do without (it leaves NaN out: test_fits_header)."""
+    port, values = odd_server
+    values.update(cameraxsize=8, cameraysize=8, binx=1, biny=1, pixelsizex=9.0, maxadu=65535,
+                  camerastate=0, imageready=False, percentcompleted=0, ccdtemperature=answer)
+    camera = AlpacaCamera(dead_settings(port, TIMEOUT))
+    camera.connect()
+    assert math.isnan(camera.state().temperature)
+    values["ccdtemperature"] = -20.5
+    assert camera.state().temperature == -20.5
 
 
 def test_the_factory_builds_alpaca_devices(simulators):

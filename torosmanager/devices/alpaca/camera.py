@@ -9,6 +9,7 @@ C-contiguous unsigned integers ready for a FITS file.
 """
 
 import logging
+import math
 
 import numpy as np
 from alpaca.camera import Camera as AlpacaCameraDevice
@@ -233,4 +234,11 @@ def _raise_alpaca_error(number, message):
 
 
 def _float_or_none(value):
-    return None if value is None else float(value)
+    """An optional reading as a float: ``None`` when the camera has none, NaN when it answers
+    what is no number (``'n/a'``): the frame's header leaves such a reading out, saying so
+    (:func:`~torosmanager.telescope.fits.header`), where ``float()`` failed the frame."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
