@@ -8,6 +8,9 @@ They are aliases, not new types: mypy checks that a number is passed, not which 
 (``Hours`` where ``Degrees`` is expected is not caught). The unit is for the reader; a value
 changes unit only through a named conversion, such as :data:`DEGREES_PER_HOUR`.
 
+Whether a number received is a finite one (not a bool, text, NaN or an infinity) is
+:func:`finite_float`'s to say, wherever it arrives.
+
 Examples
 --------
 >>> from torosmanager.units import DEGREES_PER_HOUR, Degrees, Hours
@@ -17,6 +20,7 @@ Examples
 346.5
 """
 
+import math
 from typing import TypeAlias
 
 #: An angle in decimal degrees: RA (0–360), Dec (−90…+90), altitude, azimuth (from north
@@ -35,3 +39,16 @@ Micrometres: TypeAlias = float
 DEGREES_PER_HOUR = 15.0
 HOURS_PER_DAY = 24.0
 DEGREES_PER_TURN = 360.0
+
+
+def finite_float(value: object) -> float | None:
+    """*value* received at an interface (XML-RPC, a FITS card, a device's answer) as a finite
+    ``float``, or ``None`` when it is no such number: a bool, text, NaN, an infinity, an
+    integer beyond any float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an XML-RPC <int> or a card may have hundreds of digits
+        return None
+    return number if math.isfinite(number) else None

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, TypeAlias, TypeVar
 
-from .units import DEGREES_PER_HOUR, Degrees
+from .units import DEGREES_PER_HOUR, Degrees, finite_float
 
 #: A work order: key (the user's spelling) to value, as XML-RPC delivers it or as
 #: :func:`validate` normalises it.
@@ -229,13 +229,8 @@ def number(minimum: float | None = None, maximum: float | None = None, *,
 
 def _finite(value: object, description: str) -> float:
     """*value* as a finite float, or :class:`InvalidValue` (integers too large included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidValue(description)
-    try:
-        result = float(value)
-    except OverflowError:  # an XML-RPC <int> or <i8> may have hundreds of digits
-        raise InvalidValue(description) from None
-    if not math.isfinite(result):
+    result = finite_float(value)
+    if result is None:
         raise InvalidValue(description)
     return result
 

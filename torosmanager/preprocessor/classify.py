@@ -18,12 +18,12 @@ the log), never fatal; so is a file that cannot be read as a frame.
 
 import enum
 import logging
-import math
 import re
 from dataclasses import dataclass
 
 from astropy.io.fits.verify import VerifyError
 
+from ..units import finite_float
 from .reading import (FrameError, as_number, image_shape, pixel_scaling, read_header,
                       unparsable)
 
@@ -215,7 +215,7 @@ def _number(header, keys):
 
 def _binning(header, key):
     value = header.get(key, 1)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not 1 <= value < math.inf:
+    number = finite_float(value)
+    if number is None or number < 1:
         raise FrameError(f"{key} {value!r} is not a binning factor")
-    return int(value)
+    return int(number)

@@ -11,7 +11,6 @@ that block, in the same pass that converts it to ``float32``.
 The file is opened read-only: raw frames are never modified.
 """
 
-import math
 import os
 import re
 import warnings
@@ -20,6 +19,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 from astropy.utils.exceptions import AstropyUserWarning
+
+from ..units import finite_float
 
 #: FITS files are made of blocks of this many bytes.
 FITS_BLOCK = 2880
@@ -183,10 +184,7 @@ def as_number(value):
             value = float(value)
         except ValueError:
             return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
-        return None
-    return float(value)
+    return finite_float(value)
 
 
 #: How astropy names a card it cannot parse, in its error.

@@ -8,12 +8,12 @@ verdict is dated by the clock when it is read.
 """
 
 import logging
-import math
 from datetime import timedelta
 
 from alpaca.observingconditions import ObservingConditions
 from alpaca.safetymonitor import SafetyMonitor as AlpacaSafetyMonitorDevice
 
+from ...units import finite_float
 from ..base import DeviceError
 from ..safety import SafetyMonitor, SafetyState
 from .connection import AlpacaConnection
@@ -87,10 +87,10 @@ class AlpacaSafetyMonitor(SafetyMonitor):
 
     def _data_age(self):
         """Seconds since the weather station last updated any sensor."""
-        age = self.weather.call("reading TimeSinceLastUpdate",
-                                self.weather.device.TimeSinceLastUpdate, ANY_SENSOR)
-        # NaN or text would date the verdict nowhere: the data's age is unknown.
-        if isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age):
+        answer = self.weather.call("reading TimeSinceLastUpdate",
+                                   self.weather.device.TimeSinceLastUpdate, ANY_SENSOR)
+        age = finite_float(answer)
+        if age is None:  # NaN or text would date the verdict nowhere: its age is unknown
             raise self.weather.error("reading TimeSinceLastUpdate",
-                                     f"it answered {age!r}, not a number of seconds")
-        return max(float(age), 0.0)
+                                     f"it answered {answer!r}, not a number of seconds")
+        return max(age, 0.0)
