@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 
@@ -52,6 +53,27 @@ def test_an_observation_running_when_the_daemon_died_is_interrupted_with_the_rea
     status = site.proxy("telescope").front_desk({"WOType": "Status", "ID": "midway"})
     assert status["Status"] == "interrupted"  # the scheduler may try it again
     assert status["Message"] == "the telescope daemon stopped during the observation"
+
+
+def test_a_journal_row_that_cannot_be_read_fails_its_order_not_the_daemons_start(site):
+    site.start("scheduler")
+    for order_id in ("before", "edited", "after"):
+        site.proxy("scheduler").front_desk(observation(order_id))
+    site.stop()
+    with sqlite3.connect(site.directory / "scheduler.sqlite3") as db:  # by hand, or a bad disk
+        db.execute("UPDATE orders SET work_order = '{\"RA\": 346' WHERE id = 'edited'")
+    db.close()
+
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+    edited = scheduler.front_desk({"WOType": "Status", "ID": "edited"})
+    assert edited["Status"] == "failed"
+    assert edited["Message"].startswith("order 'edited': its journal row cannot be read: "
+                                        "work_order '{\"RA\": 346' is not a JSON object (")
+    for order_id in ("before", "after"):
+        assert scheduler.front_desk({"WOType": "Status", "ID": order_id})["Status"] == "queued"
+    assert ("kept as found in the journal's table damaged_orders: the order is failed"
+            in site.log("scheduler"))
 
 
 def test_sigterm_stops_cleanly_with_status_0(site):

@@ -10,9 +10,9 @@ import xmlrpc.client
 import pytest
 
 from helpers_small_disk import fill, small_disk
-from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, MESSAGES_PER_COMMIT, QUEUED,
-                                  RUNNING, SCHEMA_VERSION, STATES, Journal, JournalUnwritable,
-                                  OrderState)
+from torosmanager.journal import (ACCEPTED, CANCELLED, DONE, FAILED, MESSAGES_PER_COMMIT,
+                                  QUEUED, RUNNING, SCHEMA_VERSION, STATES, DamagedRow, Journal,
+                                  JournalUnwritable, OrderState)
 
 TIME = "2026-11-21T23:00:00.000Z"
 
@@ -184,7 +184,7 @@ def test_a_journal_of_schema_1_is_made_schema_2_keeping_every_order_and_its_hist
     check = sqlite3.connect(path)
     tables = {row[0] for row in check.execute("SELECT name FROM sqlite_master "
                                               "WHERE type = 'table'")}
-    assert tables == {"orders", "history", "state_counts", "sqlite_sequence"}
+    assert tables == {"orders", "history", "state_counts", "damaged_orders", "sqlite_sequence"}
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert check.execute("PRAGMA foreign_key_check").fetchall() == []
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -327,6 +327,97 @@ def test_unknown_states_and_ids_are_errors(journal):
         journal.transition("1", "finished", "typo", TIME)
     with pytest.raises(KeyError):
         journal.transition("nope", DONE, "x", TIME)
+
+
+def edit_by_hand(journal, order_id, **columns):
+    """Change a row of *journal* from outside the program, as the sqlite3 shell or a damaged
+    disk would."""
+    with sqlite3.connect(journal.path) as db:
+        db.execute(f"UPDATE orders SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                   (*columns.values(), order_id))
+    db.close()
+
+
+class TestARowThatCannotBeRead:
+    """A row edited by hand or damaged on the disk stops neither a start nor a plan."""
+
+    DAMAGE = {"bad-json": {"work_order": "{'ID': 'bad-json'"},
+              "a-list": {"work_order": "[1, 2]"},
+              "new-state": {"state": "paused"},
+              "text-priority": {"priority": "high"},
+              "bad-progress": {"progress": "[", "submitted": "nope"}}
+
+    def damaged(self, journal):
+        for order_id in [*self.DAMAGE, "intact"]:
+            add(journal, order_id)
+            journal.transition(order_id, QUEUED, "queued", TIME)
+        for order_id, columns in self.DAMAGE.items():
+            edit_by_hand(journal, order_id, **columns)
+        return journal
+
+    def test_a_start_fails_an_unreadable_order_saying_why_and_keeps_its_row_as_found(
+            self, tmp_path, caplog):
+        path = str(tmp_path / "journal.sqlite3")
+        self.damaged(Journal(path)).close()
+        journal = Journal(path)
+        assert journal.set_aside_damaged("2026-11-22T01:00:00.000Z") == list(self.DAMAGE)
+
+        expected = {"bad-json": "work_order \"{'ID': 'bad-json'\" is not a JSON object (",
+                    "a-list": "work_order '[1, 2]' is not a JSON object (JSON list, not an object)",
+                    "new-state": "state 'paused' is none of accepted, queued, dispatched,",
+                    "text-priority": "priority 'high' is not a finite number"}
+        for order_id, phrase in expected.items():
+            record = journal.get(order_id)
+            assert record.state == FAILED and record.updated == "2026-11-22T01:00:00.000Z"
+            assert record.message.startswith(f"order '{order_id}': its journal row cannot be read: "
+                                             + phrase)
+            assert record.message.endswith("kept as found in the journal's table damaged_orders")
+            assert journal.history(order_id)[-1]["Status"] == FAILED
+        # A work order that cannot be read is replaced by its ID and kind; one that can, kept.
+        assert journal.get("bad-json").work_order == {"ID": "bad-json", "WOType": "Dome"}
+        assert journal.get("new-state").work_order["Blink01"] is True
+        # A progress report or a copy as submitted is only a report: emptied, the order goes on.
+        goes_on = journal.get("bad-progress")
+        assert goes_on.state == QUEUED and goes_on.progress == {} and goes_on.submitted == "{}"
+        assert goes_on.work_order["Blink01"] is True
+        assert [record.id for record in journal.unfinished()] == ["bad-progress", "intact"]
+        assert journal.counts() == {QUEUED: 2, FAILED: 4}
+
+        with sqlite3.connect(path) as db:
+            kept = dict(db.execute("SELECT id, work_order FROM damaged_orders").fetchall())
+            found = db.execute("SELECT state, priority, damage FROM damaged_orders "
+                               "WHERE id = 'text-priority'").fetchone()
+        db.close()
+        assert kept["bad-json"] == "{'ID': 'bad-json'" and len(kept) == len(self.DAMAGE)
+        assert found[:2] == ("queued", "high") and "priority 'high'" in found[2]
+        assert sum("its journal row cannot be read" in r.message for r in caplog.records) == 5
+
+        # Repaired once: the next start finds nothing more.
+        assert journal.set_aside_damaged("2026-11-22T02:00:00.000Z") == []
+        journal.close()
+
+    def test_one_changed_while_the_daemon_runs_is_left_out_and_named_once(self, journal, caplog):
+        self.damaged(journal)
+        for _ in range(2):
+            assert [record.id for record in journal.unfinished()] == ["intact"]
+            assert [record.id for record in journal.in_states([QUEUED])] == ["intact"]
+        logged = [r.message for r in caplog.records if "left out until" in r.message]
+        assert len(logged) == 5 and "order 'new-state'" in " ".join(logged)
+        with pytest.raises(DamagedRow, match="order 'text-priority': its journal row cannot be "
+                                             "read: priority 'high' is not a finite number"):
+            journal.get("text-priority")
+        assert journal.counts() == {QUEUED: 5}  # ("paused" is no state: left out)
+
+    def test_a_finished_one_is_named_when_read_and_left_as_it_is(self, journal):
+        add(journal, "old")
+        journal.transition("old", DONE, "done", TIME)
+        edit_by_hand(journal, "old", work_order="")
+        assert journal.set_aside_damaged(TIME) == []  # only unfinished orders are repaired
+        with pytest.raises(DamagedRow, match="work_order '' is not a JSON object"):
+            journal.get("old")
+        assert journal.recent(10) == []
+        edit_by_hand(journal, "old", state="archived")
+        assert journal.history("old")[-1]["Status"] == DONE  # (the history is kept apart)
 
 
 def test_states_are_an_enum_stored_and_shown_as_their_values(journal):

@@ -24,6 +24,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .disk_space import free_bytes
+from .units import finite_float
+from .workorders import shorten
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,21 @@ class JournalUnwritable(sqlite3.OperationalError):
     Nothing is wrong with the order being written: the same write succeeds once there is
     room again.
     """
+
+
+class DamagedRow(ValueError):
+    """A row of the journal that cannot be read as an order: edited by hand, or damaged on
+    its disk. The message names the order and, for each column that cannot be read, its value.
+
+    A daemon's start repairs those of unfinished orders (:meth:`Journal.set_aside_damaged`);
+    meanwhile the journal's lists leave such a row out, and reading it alone raises this.
+    """
+
+    def __init__(self, order_id: str, damage: dict[str, str]) -> None:
+        super().__init__(f"order {order_id!r}: its journal row cannot be read: "
+                         + "; ".join(damage.values()))
+        self.order_id = order_id
+        self.damage = damage
 
 
 class OrderState(str, enum.Enum):
@@ -115,6 +132,15 @@ CREATE TABLE IF NOT EXISTS history (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_by_order ON history (order_key);
+-- Rows of orders that could not be read, as they were found, before they were repaired
+-- (Journal.set_aside_damaged): what a hand or a disk left is kept for whoever looks into it.
+CREATE TABLE IF NOT EXISTS damaged_orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    found TEXT NOT NULL,
+    damage TEXT NOT NULL,
+    key INTEGER, id, wotype, submitted, work_order, priority, priority_reason, state, message,
+    progress, created, updated
+);
 -- How many orders are in each state, kept by the database itself in every commit: a health
 -- report reads a few rows, not the whole journal, however long the observatory has run.
 CREATE TABLE IF NOT EXISTS state_counts (
@@ -132,6 +158,9 @@ WHEN OLD.state IS NOT NEW.state BEGIN
         ON CONFLICT (state) DO UPDATE SET n = n + 1;
 END;
 """
+#: The columns of ``orders``, which ``damaged_orders`` has too.
+ORDER_COLUMNS = ("key, id, wotype, submitted, work_order, priority, priority_reason, state, "
+                 "message, progress, created, updated")
 #: A journal of schema 1 made one of schema 2, in one transaction. Its history was indexed by
 #: order ID, so a new order's rows went to a random page of that index: a commit of ten new
 #: orders took 1.0-1.2 ms, against 0.7-0.9 ms with the integer key (rows appended at the end).
@@ -241,6 +270,8 @@ class Journal:
         # order is written once, and the dispatcher reads the whole queue at every tick
         # (decoding 11,000 took 80 ms, the front desk's threads waiting meanwhile).
         self._work_orders: dict[str, dict[str, Any]] = {}
+        # The IDs of rows found unreadable and logged (see _records).
+        self._damaged_seen: set[str] = set()
 
     def close(self) -> None:
         """Close the database (after a checkpoint, so the WAL file is folded in)."""
@@ -487,8 +518,10 @@ class Journal:
             rows = self._db.execute("SELECT time, history.state, reason FROM history "
                                     "JOIN orders ON orders.key = history.order_key "
                                     "WHERE orders.id = ? ORDER BY seq", (order_id,)).fetchall()
-        return [{"Time": row["time"], "Status": OrderState(row["state"]),
-                 "Reason": row["reason"]} for row in rows]
+        # (a state that is none of ours, edited in by hand, is shown as it is)
+        return [{"Time": row["time"], "Reason": row["reason"],
+                 "Status": OrderState(row["state"]) if row["state"] in STATES else row["state"]}
+                for row in rows]
 
     def unfinished(self) -> list[OrderRecord]:
         """Orders not in a final state, oldest first."""
@@ -497,7 +530,56 @@ class Journal:
             rows = self._reader.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks}) "
                                         "ORDER BY created, rowid",
                                         tuple(FINAL_STATES)).fetchall()
-        return [self._record(row) for row in rows]
+        return self._records(rows)
+
+    def set_aside_damaged(self, time: str) -> list[str]:
+        """Repair the rows of unfinished orders that cannot be read (:class:`DamagedRow`),
+        each first copied as found into the table ``damaged_orders``; return their IDs.
+
+        Such a row, edited by hand or damaged on its disk, would stop the daemon at every
+        start. An order whose state, work order or priority cannot be read is failed, saying
+        why; one whose progress report or order as submitted cannot be read gets an empty one
+        and goes on. Each is logged as an error.
+
+        Parameters
+        ----------
+        time : str
+            The clock's time, ISO 8601: when they were found.
+        """
+        marks = ", ".join("?" for _ in FINAL_STATES)
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks})",
+                                    tuple(FINAL_STATES)).fetchall()
+        repaired = []
+        for row in rows:
+            damage = _damage(row)
+            if damage:
+                self._repair(row, DamagedRow(row["id"], damage), time)
+                repaired.append(row["id"])
+        return repaired
+
+    def _repair(self, row: sqlite3.Row, damaged: DamagedRow, time: str) -> None:
+        """Keep *row* as found in ``damaged_orders``, then make it readable (see
+        :meth:`set_aside_damaged`)."""
+        fatal = damaged.damage.keys() & {"state", "work_order", "priority"}
+        reason = f"{damaged}; kept as found in the journal's table damaged_orders"
+        readable = {"work_order": json.dumps({"ID": row["id"], "WOType": row["wotype"]}),
+                    "priority": 0.0, "progress": "{}", "submitted": "{}"}
+        changes = {column: readable[column] for column in damaged.damage if column in readable}
+        if fatal:
+            changes.update(state=FAILED, message=reason, updated=time)
+        with self._lock, self._transaction():
+            self._db.execute(f"INSERT INTO damaged_orders (found, damage, {ORDER_COLUMNS}) "
+                             f"SELECT ?, ?, {ORDER_COLUMNS} FROM orders WHERE key = ?",
+                             (time, str(damaged), row["key"]))
+            self._db.execute(f"UPDATE orders SET {', '.join(f'{c} = ?' for c in changes)} "
+                             "WHERE key = ?", (*changes.values(), row["key"]))
+            if fatal:
+                self._db.execute("INSERT INTO history (order_key, time, state, reason) "
+                                 "VALUES (?, ?, ?, ?)", (row["key"], time, FAILED, reason))
+        self._work_orders.pop(damaged.order_id, None)
+        log.error("%s: %s", self.path, reason + (": the order is failed" if fatal else
+                                                 ": emptied, the order goes on"))
 
     def in_states(self, states: Iterable[str], wotype: str | None = None,
                   min_priority: float | None = None) -> list[OrderRecord]:
@@ -515,7 +597,7 @@ class Journal:
             values += (min_priority,)
         with self._read_lock:
             rows = self._reader.execute(query + " ORDER BY created, rowid", values).fetchall()
-        return [self._record(row) for row in rows]
+        return self._records(rows)
 
     def ids_in_state(self, state: str) -> set[str]:
         """The set of IDs of the orders in *state* (nothing decoded)."""
@@ -529,14 +611,15 @@ class Journal:
         with self._read_lock:
             rows = self._reader.execute("SELECT * FROM orders ORDER BY updated DESC, rowid DESC "
                                         "LIMIT ?", (limit,)).fetchall()
-        return [self._record(row) for row in rows]
+        return self._records(rows)
 
     def counts(self) -> dict[OrderState, int]:
         """How many orders are in each state: a dict of state to count."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT state, n FROM state_counts WHERE n > 0 ORDER BY state")
-            return {OrderState(row["state"]): row["n"] for row in rows}
+            # (orders in a state edited in by hand are left out until a start repairs them)
+            return {OrderState(row["state"]): row["n"] for row in rows if row["state"] in STATES}
 
     def free_bytes(self) -> int:
         """Bytes free on the disk that holds the journal (for the health report)."""
@@ -545,24 +628,70 @@ class Journal:
     def _transaction(self) -> "_Transaction":
         return _Transaction(self)
 
+    def _records(self, rows: list[sqlite3.Row]) -> list[OrderRecord]:
+        """The records of *rows*, leaving out (and logging once) those that cannot be read: one
+        changed while the daemon runs must not stop its every plan or report."""
+        records = []
+        for row in rows:
+            try:
+                records.append(self._record(row))
+            except DamagedRow as damaged:
+                if damaged.order_id not in self._damaged_seen:
+                    self._damaged_seen.add(damaged.order_id)
+                    log.error("%s: %s; left out until the daemon's next start repairs it",
+                              self.path, damaged)
+        return records
+
     def _record(self, row: sqlite3.Row) -> OrderRecord:
         """The :class:`OrderRecord` of *row*, its work order decoded once while the order is
-        unfinished (each record gets a copy of its own)."""
+        unfinished (each record gets a copy of its own); :class:`DamagedRow` if it cannot be
+        read."""
         order_id = row["id"]
-        if row["state"] in FINAL_STATES:
-            self._work_orders.pop(order_id, None)
-            work_order = json.loads(row["work_order"])
-        else:
-            decoded = self._work_orders.get(order_id)
-            if decoded is None:
-                decoded = self._work_orders[order_id] = json.loads(row["work_order"])
-            work_order = dict(decoded)
+        try:
+            state = OrderState(row["state"])
+            if state in FINAL_STATES:
+                self._work_orders.pop(order_id, None)
+                work_order = _json_object(row["work_order"])
+            else:
+                decoded = self._work_orders.get(order_id)
+                if decoded is None:
+                    decoded = self._work_orders[order_id] = _json_object(row["work_order"])
+                work_order = dict(decoded)
+            progress = _json_object(row["progress"])
+            priority = finite_float(row["priority"])
+            if priority is None:
+                raise ValueError("a priority that is no finite number")
+        except (TypeError, ValueError, RecursionError) as error:
+            raise DamagedRow(order_id, _damage(row)) from error
         return OrderRecord(
             id=order_id, wotype=row["wotype"], submitted=row["submitted"],
-            work_order=work_order, priority=row["priority"],
-            priority_reason=row["priority_reason"], state=OrderState(row["state"]),
+            work_order=work_order, priority=priority,
+            priority_reason=row["priority_reason"], state=state,
             message=row["message"], created=row["created"], updated=row["updated"],
-            progress=json.loads(row["progress"]))
+            progress=progress)
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    """*text* decoded as a JSON object; ``ValueError`` or ``TypeError`` if it is none."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _damage(row: sqlite3.Row) -> dict[str, str]:
+    """What cannot be read in *row* of ``orders``: by column, a phrase naming its value."""
+    damage = {}
+    if row["state"] not in STATES:
+        damage["state"] = f"state {shorten(row['state'])} is none of {', '.join(STATES)}"
+    if finite_float(row["priority"]) is None:
+        damage["priority"] = f"priority {shorten(row['priority'])} is not a finite number"
+    for column in ("work_order", "progress", "submitted"):
+        try:
+            _json_object(row[column])
+        except (TypeError, ValueError, RecursionError) as error:
+            damage[column] = f"{column} {shorten(row[column])} is not a JSON object ({error})"
+    return damage
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .passwords import has_plain_passwords
 from .pages import StatusPages
 from .server import FrontDeskServer
 from .systemd_notify import notify_systemd
+from .workorders import format_utc
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def serve(service, config, server, config_path=None):
     database = service_path(config["Database"]["File"], service)
     try:
         journal = Journal(database)
+        journal.set_aside_damaged(format_utc(clock.now()))
     except Exception as error:  # sqlite3 and OS errors alike end here, with the file named
         log.critical("cannot open the journal %s (Database → File): %s", database, error)
         server.server_close()
