@@ -191,6 +191,40 @@ def test_a_safety_verdict_that_is_not_true_or_false_is_an_error_never_safe(odd_s
                        f"IsSafe failed: it answered {value!r}, not true or false")
 
 
+#: A device whose answers are as the standard says but for one property, which is text
+#: (``bool("false")`` is true), and what reading its state must refuse.
+ODD_FLAGS = {
+    "dome's Slewing": (AlpacaDome, {"shutterstatus": 1, "slewing": "false"}, "Slewing"),
+    "dome's AtPark": (AlpacaDome, {"shutterstatus": 1, "slewing": False, "atpark": "no"},
+                      "AtPark"),
+    "camera's ImageReady": (AlpacaCamera, {"cameraxsize": 8, "cameraysize": 8, "binx": 1,
+                                           "biny": 1, "pixelsizex": 9.0, "maxadu": 65535,
+                                           "camerastate": 0, "imageready": "false",
+                                           "percentcompleted": 0, "ccdtemperature": -20.0},
+                            "ImageReady"),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_FLAGS))
+def test_a_yes_or_no_that_is_not_true_or_false_is_an_error_not_its_opposite(odd_server, case):
+    """A dome slewing for ever, an image ready before it is, read from a server's "false"."""
+    device_class, answers, name = ODD_FLAGS[case]
+    port, values = odd_server
+    values.update(answers)
+    device = device_class(dead_settings(port, TIMEOUT))
+    device.connect()
+    message, _ = failure(device.state)
+    assert message.endswith(f"reading {name} failed: it answered {answers[name.lower()]!r}, "
+                            "not true or false")
+
+
+def test_connected_answered_as_text_fails_the_connection(odd_server):
+    port, values = odd_server
+    values["connected"] = "true"
+    message, _ = failure(AlpacaDome(dead_settings(port, TIMEOUT)).connect)
+    assert message.endswith("reading Connected failed: it answered 'true', not true or false")
+
+
 @pytest.mark.parametrize("age", [float("nan"), "5", None])
 def test_weather_data_of_no_age_are_an_error(odd_server, age):
     """The station's age dates the verdict; NaN dated it nowhere (and raised ValueError, which

@@ -90,7 +90,7 @@ class AlpacaCamera(Camera):
         for name, value in (("StartX", 0), ("StartY", 0), ("NumX", width), ("NumY", height)):
             connection.set(name, value)
         self._exposure_min = float(connection.optional("ExposureMin", 0.0))
-        if not connection.optional("HasShutter", True):
+        if not connection.flag("HasShutter", default=True):
             logger.warning("%s has no shutter: dark and bias frames see whatever light reaches "
                            "the sensor", connection.label)
         self._info = CameraInfo(
@@ -110,7 +110,7 @@ class AlpacaCamera(Camera):
         def fields():
             state = CameraStates(self.connection.get("CameraState"))
             return {"Camera State": STATE_NAMES.get(state, str(int(state))),
-                    "Image Ready": bool(self.connection.get("ImageReady"))}
+                    "Image Ready": self.connection.flag("ImageReady")}
         return self.connection.describe(fields)
 
     def info(self):
@@ -126,7 +126,7 @@ class AlpacaCamera(Camera):
             raise connection.error("exposing", "the camera reports CameraState Error")
         return CameraState(
             exposing=camera_state in BUSY_STATES,
-            image_ready=bool(connection.get("ImageReady")),
+            image_ready=connection.flag("ImageReady"),
             # ASCOM allows InvalidOperationException for PercentCompleted between exposures.
             percent_complete=_float_or_none(connection.optional(
                 "PercentCompleted", also=(InvalidOperationException,))),
@@ -147,9 +147,9 @@ class AlpacaCamera(Camera):
     def abort(self):
         connection = self.connection
         connection.require_connected("aborting the exposure")
-        if connection.optional("CanAbortExposure", False):
+        if connection.flag("CanAbortExposure", default=False):
             connection.run("AbortExposure")
-        elif connection.optional("CanStopExposure", False):
+        elif connection.flag("CanStopExposure", default=False):
             # StopExposure reads the image out; the caller discards it by not reading it.
             logger.info("%s cannot abort an exposure; stopping it instead", connection.label)
             connection.run("StopExposure")
@@ -160,7 +160,7 @@ class AlpacaCamera(Camera):
     def image(self):
         connection = self.connection
         connection.require_connected("reading the image")
-        if not connection.get("ImageReady"):
+        if not connection.flag("ImageReady"):
             raise connection.error("reading the image", "no image is ready (ImageReady is false)")
         response = connection.call("downloading the image", self._download)
         pixels = connection.call("decoding the image", decode_image, response)

@@ -16,6 +16,7 @@ import logging
 import requests
 from alpaca import exceptions as alpaca_exceptions
 
+from ...workorders import shorten
 from ..base import DeviceError
 
 logger = logging.getLogger(__name__)
@@ -196,9 +197,20 @@ class AlpacaConnection:
         except REQUEST_ERRORS as error:
             raise self.error(f"reading {name}", describe_error(error, self.timeout)) from error
 
+    def flag(self, name, default=None):
+        """Read the boolean property *name*: :meth:`get`, or :meth:`optional` with a *default*.
+
+        A :class:`DeviceError` names an answer that is no boolean: ``bool("false")`` is true,
+        so a server answering text would read as the opposite of what it means.
+        """
+        value = self.get(name) if default is None else self.optional(name, default)
+        if not isinstance(value, bool):
+            raise self.error(f"reading {name}", f"it answered {shorten(value)}, not true or false")
+        return value
+
     def capable(self, name, operation):
         """Raise a :class:`DeviceError` about *operation* unless the property *name* is true."""
-        if not self.optional(name, default=False):
+        if not self.flag(name, default=False):
             raise self.error(operation, f"the device cannot do it ({name} is false)")
 
     def connect(self):
@@ -206,7 +218,7 @@ class AlpacaConnection:
         self._not_implemented.clear()
         self._attempted = True
         self.set("Connected", True)
-        if not self.get("Connected"):
+        if not self.flag("Connected"):
             raise self.error("connecting", "Connected is still false after setting it")
         self.connected = True
         logger.info("%s: connected", self.label)
@@ -242,7 +254,7 @@ class AlpacaConnection:
         if not self.connected:
             return report
         try:
-            report["Connected"] = bool(self.get("Connected"))
+            report["Connected"] = self.flag("Connected")
             if report["Connected"]:
                 report.update(fields())
         except DeviceError as error:

@@ -62,8 +62,8 @@ class AlpacaDome(Dome):
         return DomeState(
             shutter=shutter,
             azimuth=None if azimuth is None else float(azimuth),
-            slewing=bool(connection.get("Slewing")) or shutter in MOVING_SHUTTER,
-            parked=bool(connection.optional("AtPark", False)),
+            slewing=connection.flag("Slewing") or shutter in MOVING_SHUTTER,
+            parked=connection.flag("AtPark", default=False),
             outputs=dict(self._outputs),
         )
 

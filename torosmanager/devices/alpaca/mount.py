@@ -124,9 +124,9 @@ class AlpacaMount(Mount):
     def describe(self):
         def fields():
             return {
-                "Parked": bool(self.connection.get("AtPark")),
-                "Slewing": bool(self.connection.get("Slewing")),
-                "Tracking": bool(self.connection.get("Tracking")),
+                "Parked": self.connection.flag("AtPark"),
+                "Slewing": self.connection.flag("Slewing"),
+                "Tracking": self.connection.flag("Tracking"),
                 "Equatorial System": SYSTEM_NAMES.get(self.system, "unknown"),
             }
         return self.connection.describe(fields)
@@ -144,27 +144,27 @@ class AlpacaMount(Mount):
             altitude, azimuth = horizontal(ra, dec, self.location, now)
         return MountState(
             ra=ra, dec=dec, altitude=float(altitude), azimuth=float(azimuth),
-            slewing=bool(connection.get("Slewing")),
-            parked=bool(connection.get("AtPark")),
-            tracking=bool(connection.get("Tracking")),
+            slewing=connection.flag("Slewing"),
+            parked=connection.flag("AtPark"),
+            tracking=connection.flag("Tracking"),
         )
 
     def unpark(self):
         connection = self.connection
         connection.require_connected("unparking")
-        if not connection.get("AtPark"):
+        if not connection.flag("AtPark"):
             return
         connection.capable("CanUnpark", "unparking")
         connection.run("Unpark")
         # Unpark is synchronous in the ASCOM interface, but confirm it, within one timeout.
-        wait_for(lambda: not connection.get("AtPark"), connection.timeout,
+        wait_for(lambda: not connection.flag("AtPark"), connection.timeout,
                  f"{connection.label} to report it is unparked", UNPARK_POLL_INTERVAL)
 
     def start_slew(self, ra, dec):
         connection = self.connection
         operation = f"slewing to ICRS RA {ra:.5f}° Dec {dec:+.5f}°"
         connection.require_connected(operation)
-        if connection.get("AtPark"):
+        if connection.flag("AtPark"):
             raise connection.error(operation, "the mount is parked (unpark it first)")
         now = Time.now()
         refusal = below_horizon(ra, dec, self.location, now, self.site["Name"])
@@ -172,7 +172,7 @@ class AlpacaMount(Mount):
             raise connection.error(operation, refusal)
         # The synchronous SlewToCoordinates would block past the request timeout.
         connection.capable("CanSlewAsync", operation)
-        if not connection.get("Tracking"):
+        if not connection.flag("Tracking"):
             # ASCOM refuses an equatorial slew while not tracking.
             connection.capable("CanSetTracking", f"{operation}: switching tracking on")
             connection.set("Tracking", True)
@@ -185,7 +185,7 @@ class AlpacaMount(Mount):
     def start_park(self):
         connection = self.connection
         connection.require_connected("parking")
-        if connection.get("AtPark"):
+        if connection.flag("AtPark"):
             return
         connection.capable("CanPark", "parking")
         connection.start("parking", connection.device.Park)
@@ -193,7 +193,7 @@ class AlpacaMount(Mount):
     def abort(self):
         connection = self.connection
         connection.require_connected("aborting the slew")
-        if connection.get("AtPark"):
+        if connection.flag("AtPark"):
             # Nothing moves, and ASCOM mounts refuse AbortSlew while parked.
             logger.info("%s: parked, so there is no slew to abort", connection.label)
             return
