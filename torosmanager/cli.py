@@ -25,6 +25,7 @@ This module only parses the command line and dispatches: each command is a modul
 """
 
 import argparse
+import io
 import os
 import sys
 
@@ -72,6 +73,10 @@ COMMANDS = (
 
 def main(argv=None):
     """Run the ``toros`` command; return its exit status."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A file name that is no UTF-8 (a frame copied from a Latin-1 computer) is printed as
+        # the bytes it is, as Python does under the C locale, not raised on after the work.
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = _parser()
     arguments = parser.parse_args(argv)
     if arguments.command is None:

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .disk_space import free_bytes
+from .printable import printable
 from .units import finite_float
 from .workorders import shorten
 
@@ -453,6 +454,7 @@ class Journal:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         state = OrderState(state)
+        reason = printable(reason)  # (it may quote a file name that is no UTF-8)
         with self._lock, self._transaction():
             row = self._db.execute("SELECT key, state FROM orders WHERE id = ?",
                                    (order_id,)).fetchone()

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from .printable import printable
+
 FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 #: Log lines kept in memory for the daemon's status page.
 RECENT_LINES = 40
@@ -32,7 +34,7 @@ class SharedFormatter(logging.Formatter):
     def format(self, record):
         line = getattr(record, "toros_line", None)
         if line is None:
-            line = record.toros_line = super().format(record)
+            line = record.toros_line = printable(super().format(record))
         return line
 
 

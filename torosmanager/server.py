@@ -39,6 +39,7 @@ from xmlrpc.server import SimpleXMLRPCDispatcher
 from . import __version__
 from .handler import Workers
 from .passwords import Authenticator
+from .printable import printable
 from .workorders import FaultCode, clip, shorten
 from .xmlrpc_call import parse_call
 
@@ -573,8 +574,10 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         path = connection.path.split("?", 1)[0]
         found = None
         if self.pages is not None:
-            found = (("text/html; charset=utf-8", self.pages.index().encode()) if path == "/"
-                     else self.pages.asset(path))
+            if path == "/":
+                found = ("text/html; charset=utf-8", printable(self.pages.index()).encode())
+            else:
+                found = self.pages.asset(path)
         if found is None:
             return self._not_found(connection, path)
         content_type, body = found
@@ -655,7 +658,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         except Exception as error:  # noqa: BLE001 - a value XML-RPC cannot carry
             log.exception("cannot marshal the answer to %s", connection.host)
             text = dumps(self._internal_fault("front_desk", error), allow_none=True)
-        body = text.encode("utf-8", "xmlcharrefreplace")
+        body = printable(text).encode("utf-8")
         headers = [("Content-Type", "text/xml")]
         if len(body) > GZIP_ABOVE_BYTES and _accepts_gzip(connection.headers):
             body = gzip_encode(body)
