@@ -14,9 +14,19 @@ class SteppedClock(Clock):
     def __init__(self, start=NIGHT):
         super().__init__(start=start, anchor=start, speed=1.0)
         self.current = start
+        self._elapsed = 0.0
 
     def now(self):
         return self.current
 
+    def elapsed(self):
+        return self._elapsed
+
     def advance(self, seconds):
         self.current += timedelta(seconds=seconds)
+        self._elapsed += seconds
+
+    def set_to(self, instant):
+        """Set the clock, as NTP or a person sets the system clock: :meth:`elapsed` is not
+        moved."""
+        self.current = instant

@@ -7,6 +7,7 @@ text where a number belongs), or a bug in the check, raised out of it: the guard
 """
 
 import logging
+from datetime import timedelta
 from types import SimpleNamespace
 
 from stepped_clock import NIGHT, SteppedClock
@@ -73,3 +74,31 @@ def test_the_dome_may_open_again_only_after_the_reopen_delay_once_checks_succeed
     guard.clock.advance(guard.settings["Reopen Delay"])
     assert guard.may_open() == (True, "")
     assert len(closed) == 1
+
+
+def test_a_clock_set_back_keeps_no_silent_scheduler_alive():
+    """Set back an hour (NTP stepping a clock that ran fast, or a person), the clock made the
+    last heartbeat an hour younger: a dome whose scheduler had died stayed open that hour."""
+    guard, _, closed = watched()
+    guard.check()
+    guard.clock.set_to(NIGHT - timedelta(hours=1))
+    guard.clock.advance(guard.settings["Heartbeat Timeout"] + 1)
+    guard.check()
+    assert len(closed) == 1
+    assert closed[0].startswith(f"no heartbeat from the scheduler since {format_utc(NIGHT)}")
+
+
+def test_a_clock_set_forward_does_not_end_the_reopen_delay():
+    guard, monitor, _ = watched()
+    monitor.failure = KeyError("Value")
+    guard.check()
+    monitor.failure = None
+    guard.check()
+    guard.clock.set_to(NIGHT + timedelta(hours=1))
+    allowed, why_not = guard.may_open()
+    assert not allowed
+    ready = NIGHT + timedelta(hours=1, seconds=guard.settings["Reopen Delay"])
+    assert why_not == (f"conditions good only since {format_utc(NIGHT)}; the dome may open "
+                       f"from {format_utc(ready)} (Dome → Reopen Delay)")
+    guard.clock.advance(guard.settings["Reopen Delay"])
+    assert guard.may_open() == (True, "")

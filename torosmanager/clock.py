@@ -60,6 +60,16 @@ class Clock:
             return real
         return self.start + (real - self.anchor) * self.speed
 
+    def elapsed(self) -> Seconds:
+        """Seconds of clock time on a count that setting the system clock does not move
+        (:func:`time.monotonic`); only differences mean anything.
+
+        What must last a given time (a heartbeat's timeout, a delay before the dome reopens)
+        is measured so: a clock set back an hour by NTP or by hand would otherwise stretch it
+        by that hour, or set forward, end it at once.
+        """
+        return time.monotonic() * (self.speed if self.simulated else 1.0)
+
     def sleep(self, seconds: Seconds) -> None:
         """Wait *seconds* of clock time."""
         time.sleep(self.real_seconds(seconds))

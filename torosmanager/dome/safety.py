@@ -64,6 +64,10 @@ class SafetyGuard:
         self._lock = threading.Lock()
         self._last_heartbeat = None
         self._heartbeat_from = ""
+        # When the last heartbeat came and since when conditions are good, on the clock's
+        # count that setting the system clock does not move (Clock.elapsed): what decides.
+        self._heartbeat_elapsed = 0.0
+        self._good_elapsed = 0.0
         self._reasons = ["not checked yet"]
         self._unsafe_since = self.clock.now()
         self._good_since = None
@@ -86,6 +90,7 @@ class SafetyGuard:
         """Record the scheduler's dead-man signal."""
         with self._lock:
             self._last_heartbeat = self.clock.now()
+            self._heartbeat_elapsed = self.clock.elapsed()
             self._heartbeat_from = sender
 
     def _run(self):
@@ -108,7 +113,7 @@ class SafetyGuard:
 
     def check(self):
         """Evaluate the conditions once and close the dome if anything is unsafe."""
-        now = self.clock.now()
+        now, elapsed = self.clock.now(), self.clock.elapsed()
         try:
             reasons = self.evaluate(now)
         except Exception as error:  # a bug, or a device's answer no driver foresaw: unsafe
@@ -122,7 +127,7 @@ class SafetyGuard:
                 self._unsafe_since, self._good_since = now, None
                 log.warning("conditions bad: %s", "; ".join(reasons))
             elif not reasons and self._reasons:
-                self._good_since = now
+                self._good_since, self._good_elapsed = now, elapsed
                 log.info("conditions good since %s (were: %s)", format_utc(now),
                          "; ".join(self._reasons))
             self._reasons = reasons
@@ -153,11 +158,10 @@ class SafetyGuard:
         if unsynchronized:
             reasons.append(unsynchronized)
         with self._lock:
-            last = self._last_heartbeat
-        timeout = self.settings["Heartbeat Timeout"]
+            last, silent = self._last_heartbeat, self.clock.elapsed() - self._heartbeat_elapsed
         if last is None:
             reasons.append("no heartbeat from the scheduler yet")
-        elif now - last > timedelta(seconds=timeout):
+        elif silent > self.settings["Heartbeat Timeout"]:
             reasons.append(f"no heartbeat from the scheduler since {format_utc(last)}")
         return reasons
 
@@ -213,14 +217,19 @@ class SafetyGuard:
 
     def may_open(self):
         """Whether the dome may open now: ``(True, "")`` or ``(False, why not)``."""
-        now = self.clock.now()
+        now, elapsed = self.clock.now(), self.clock.elapsed()
+        delay = self.settings["Reopen Delay"]
         with self._lock:
             if self._reasons:
                 return False, (f"unsafe since {format_utc(self._unsafe_since)}: "
                                + "; ".join(self._reasons))
-            ready = self._good_since + timedelta(seconds=self.settings["Reopen Delay"])
-        if now < ready:
-            return False, (f"conditions good only since {format_utc(self._good_since)}; the "
+            good_since, good_for = self._good_since, elapsed - self._good_elapsed
+        if good_for < delay:
+            # Shown on the system clock, which may have been set since: by whole seconds (the
+            # two clocks' readings differ by microseconds otherwise).
+            setting = round((now - good_since).total_seconds() - good_for)
+            ready = good_since + timedelta(seconds=delay + setting)
+            return False, (f"conditions good only since {format_utc(good_since)}; the "
                            f"dome may open from {format_utc(ready)} (Dome → Reopen Delay)")
         return True, ""
 
