@@ -54,7 +54,8 @@ setup(
         "scipy>=1.10",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
-    # libfaketime: sets other processes' clocks years ahead, where the IERS table is stale.
+    # libfaketime: sets other processes' clocks (years ahead, where the IERS table is stale;
+    # back an hour while a night runs).
     # pytest-xdist: make test runs the test files in three processes.
     # mypy (with PyYAML's stubs): make test checks the type hints first (mypy.ini).
     extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "alpaca-simulators~=1.3.2",

@@ -83,12 +83,16 @@ class Dispatcher:
         self._arrived = threading.Event()
         self._stop = threading.Event()
         self._last_plan = None
+        # The intervals between plans, Status queries and progress are measured on the
+        # clock's monotonic count (Clock.elapsed): a system clock set back an hour would
+        # otherwise stop following the order under way, and the night, for that hour.
+        self._last_plan_elapsed = 0.0
         self._plan_line = SaidOnChange(log)  # a plan of an unchanged queue: at DEBUG
         self._gather_seconds = self.settings["Max Replan Delay"]  # see _make_plan
         self._pointing_this_tick = _NOT_ASKED  # see _pointing
         self._awaiting_start = False     # an order is dispatched and not yet running
-        self._last_progress = {}   # order ID -> (signature, clock time it last changed)
-        self._last_follow = {}     # order ID -> clock time of its last Status query
+        self._last_progress = {}   # order ID -> (signature, Clock.elapsed() it last changed)
+        self._last_follow = {}     # order ID -> Clock.elapsed() of its last Status query
         self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
         self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
         self._journal_outage = Outage(log)
@@ -204,15 +208,15 @@ class Dispatcher:
         active = self.journal.in_states(ACTIVE)
         for record in active:
             with self.handler.failing_on_error(record.id, "following it"):
-                self._follow(record, now)
+                self._follow(record)
         self._awaiting_start = any(record.state == DISPATCHED for record in active)
         queued = [record for record in self.journal.in_states([QUEUED], "Observation")
                   if not self._expired(record, now)]
-        replan_every = timedelta(seconds=self.settings["Replan Interval"])
         # The queries above may have waited on a daemon that was busy starting: read the clock
         # again, so that nothing is planned or dispatched for a moment already past.
         if (self._replan.is_set() or self._last_plan is None
-                or self.clock.now() - self._last_plan >= replan_every):
+                or (self.clock.elapsed() - self._last_plan_elapsed
+                    >= self.settings["Replan Interval"])):
             self._replan.clear()
             self._make_plan(queued)
             still_queued = self.journal.ids_in_state(QUEUED)
@@ -230,13 +234,12 @@ class Dispatcher:
 
     # --- follow-up ----------------------------------------------------------------------
 
-    def _follow(self, record, now):
-        last = self._last_follow.get(record.id)
+    def _follow(self, record):
+        last, elapsed = self._last_follow.get(record.id), self.clock.elapsed()
         if (record.state != DISPATCHED and record.id not in self._interrupting
-                and last is not None
-                and (now - last).total_seconds() < self.settings["Follow Interval"]):
+                and last is not None and elapsed - last < self.settings["Follow Interval"]):
             return
-        self._last_follow[record.id] = now
+        self._last_follow[record.id] = elapsed
         executor = EXECUTOR[record.wotype]
         try:
             status = status_of(connect(self.config, executor), record.id)
@@ -255,7 +258,7 @@ class Dispatcher:
         state, message = status["Status"], status["Message"]
         progress = dict(record.progress, **status.get("Progress", {}))
         if state == RUNNING:
-            self._running(record, message, progress, now)
+            self._running(record, message, progress)
         elif state == DONE:
             self._end(record, DONE, f"done at the {executor}: {message}", progress)
         elif state == CANCELLED:
@@ -265,16 +268,16 @@ class Dispatcher:
         elif state in (FAILED, INTERRUPTED):
             self._retry(record, state, message, progress)
 
-    def _running(self, record, message, progress, now):
+    def _running(self, record, message, progress):
         signature = json.dumps([message, progress], sort_keys=True, default=str)
-        previous = self._last_progress.get(record.id)
+        previous, elapsed = self._last_progress.get(record.id), self.clock.elapsed()
         if previous is None or previous[0] != signature:
-            self._last_progress[record.id] = (signature, now)
+            self._last_progress[record.id] = (signature, elapsed)
             if record.state != RUNNING or record.message != message:
                 self.handler.transition(record.id, RUNNING, message, only_from=ACTIVE,
                                         progress=progress)
             return
-        stalled = (now - previous[1]).total_seconds()
+        stalled = elapsed - previous[1]
         if stalled > self.settings["Stall Timeout"]:
             log.warning("[WO %s] no progress for %.0f s: stopping it", record.id, stalled)
             self._last_progress.pop(record.id, None)
@@ -330,7 +333,7 @@ class Dispatcher:
         queue takes longer, and is out of date within moments."""
         pointing = self._pointing()
         began = time.monotonic()  # (the telescope's answer is no planning)
-        now = self.clock.now()
+        now, elapsed = self.clock.now(), self.clock.elapsed()
         targets = []
         for record in queued:
             with self.handler.failing_on_error(record.id, "planning it"):
@@ -348,6 +351,7 @@ class Dispatcher:
                  if record.id in planned}
         with self._plan_lock:
             self.plan, self._last_plan, self._plan_names = plan, now, names
+            self._last_plan_elapsed = elapsed
         messages = {entry.id: f"planned for {entry.start:%H:%M} UTC "
                               f"(altitude {entry.altitude:.0f}°)" for entry in plan.entries}
         messages.update((order_id, f"not observable tonight: {reason}")
