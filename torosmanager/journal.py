@@ -554,9 +554,11 @@ class Journal:
                                     tuple(FINAL_STATES)).fetchall()
         repaired = []
         for row in rows:
-            damage = _damage(row)
-            if damage:
-                self._repair(row, DamagedRow(row["id"], damage), time)
+            try:
+                self._record(row)  # (which keeps its work order decoded for the queue's reads)
+                _json_object(row["submitted"])
+            except (DamagedRow, TypeError, ValueError, RecursionError):
+                self._repair(row, DamagedRow(row["id"], _damage(row)), time)
                 repaired.append(row["id"])
         return repaired
 
