@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -119,6 +120,22 @@ def test_an_lvk_alert_becomes_target_of_opportunity_orders_at_the_scheduler(obse
     assert (f"covering {coverage['Planned']:.1%} tonight (visible tonight "
             f"{coverage['Visible Tonight']:.1%} of the candidates' {coverage['Total']:.1%})"
             in done["Message"]), (done["Message"], coverage)
+
+
+def test_a_row_of_its_book_that_cannot_be_read_is_left_out_not_the_events_report(observatory):
+    send(observatory, lvk(), order_id="read")
+    assert finished(observatory, "read")["Status"] == "done"
+    alerts = observatory.proxy("alerts")
+    planned = alerts.front_desk({"WOType": "Events", "Event ID": "S2498"})["Orders"]
+    with sqlite3.connect(observatory.directory / "alerts.sqlite3") as db:  # by hand, or a disk
+        db.execute("UPDATE event_orders SET work_order = '{\"RA\": 3' WHERE id = ?",
+                   (planned[0]["ID"],))
+    db.close()
+    report = alerts.front_desk({"WOType": "Events", "Event ID": "S2498"})
+    assert [order["ID"] for order in report["Orders"]] == [order["ID"] for order in planned[1:]]
+    assert alerts.front_desk({"WOType": "Events"})["Events"][0]["ID"] == "S2498"
+    assert (f"the alerts book's row of {planned[0]['ID']} cannot be read (Expecting"
+            in observatory.log("alerts"))
 
 
 def test_the_same_alert_again_creates_nothing(observatory):

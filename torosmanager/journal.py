@@ -556,7 +556,7 @@ class Journal:
         for row in rows:
             try:
                 self._record(row)  # (which keeps its work order decoded for the queue's reads)
-                _json_object(row["submitted"])
+                json_object(row["submitted"])
             except (DamagedRow, TypeError, ValueError, RecursionError):
                 self._repair(row, DamagedRow(row["id"], _damage(row)), time)
                 repaired.append(row["id"])
@@ -655,13 +655,13 @@ class Journal:
             state = OrderState(row["state"])
             if state in FINAL_STATES:
                 self._work_orders.pop(order_id, None)
-                work_order = _json_object(row["work_order"])
+                work_order = json_object(row["work_order"])
             else:
                 decoded = self._work_orders.get(order_id)
                 if decoded is None:
-                    decoded = self._work_orders[order_id] = _json_object(row["work_order"])
+                    decoded = self._work_orders[order_id] = json_object(row["work_order"])
                 work_order = dict(decoded)
-            progress = _json_object(row["progress"])
+            progress = json_object(row["progress"])
             priority = finite_float(row["priority"])
             if priority is None:
                 raise ValueError("a priority that is no finite number")
@@ -675,8 +675,9 @@ class Journal:
             progress=progress)
 
 
-def _json_object(text: Any) -> dict[str, Any]:
-    """*text* decoded as a JSON object; ``ValueError`` or ``TypeError`` if it is none."""
+def json_object(text: Any) -> dict[str, Any]:
+    """*text* (a column of a daemon's SQLite file) decoded as a JSON object; ``ValueError``,
+    ``TypeError`` or ``RecursionError`` if it is none."""
     value = json.loads(text)
     if not isinstance(value, dict):
         raise TypeError(f"JSON {type(value).__name__}, not an object")
@@ -692,7 +693,7 @@ def _damage(row: sqlite3.Row) -> dict[str, str]:
         damage["priority"] = f"priority {shorten(row['priority'])} is not a finite number"
     for column in ("work_order", "progress", "submitted"):
         try:
-            _json_object(row[column])
+            json_object(row[column])
         except (TypeError, ValueError, RecursionError) as error:
             damage[column] = f"{column} {shorten(row[column])} is not a JSON object ({error})"
     return damage

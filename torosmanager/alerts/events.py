@@ -14,12 +14,22 @@ keeps what the daemon made of it, in two tables of the same SQLite file (synchro
 
 So a daemon stopped half-way through an event submits, after its restart, exactly the orders
 it had planned (the scheduler takes a resubmitted order by its ID, once).
+
+A row whose JSON cannot be read (edited by hand, or damaged on its disk) is left out of what
+the book answers, and named once in the log: it must not stop every later alert of its event,
+nor the report of every event. A retraction cancels the event's orders at the scheduler by its
+group, whatever the book holds.
 """
 
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
+
+from ..journal import json_object
+
+log = logging.getLogger(__name__)
 
 PLANNED = "planned"
 SUBMITTED = "submitted"
@@ -91,7 +101,9 @@ class EventBook:
     """
 
     def __init__(self, path):
+        self.path = path
         self._lock = threading.Lock()
+        self._unreadable = set()  # the keys of rows left out and logged (see _readable)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -101,6 +113,20 @@ class EventBook:
     def close(self):
         with self._lock:
             self._db.close()
+
+    def _readable(self, rows, key, make):
+        """*make* of each of *rows*, leaving out (and naming once in the log, by its *key*
+        column) a row whose JSON cannot be read."""
+        made = []
+        for row in rows:
+            try:
+                made.append(make(row))
+            except (TypeError, ValueError, RecursionError) as error:
+                if row[key] not in self._unreadable:
+                    self._unreadable.add(row[key])
+                    log.error("%s: the alerts book's row of %s cannot be read (%s); it is "
+                              "left out", self.path, row[key], error)
+        return made
 
     # --- alerts --------------------------------------------------------------------------
     def record_alert(self, order_id, alert, received):
@@ -148,9 +174,9 @@ class EventBook:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY received, rowid",
                                     (event_id,) if event_id else ()).fetchall()
-        return [AlertRow(row["order_id"], row["event_id"], row["alert_type"], row["serial"],
-                         row["issued"], row["kind"], bool(row["test"]), row["received"],
-                         json.loads(row["outcome"])) for row in rows]
+        return self._readable(rows, "order_id", lambda row: AlertRow(
+            row["order_id"], row["event_id"], row["alert_type"], row["serial"], row["issued"],
+            row["kind"], bool(row["test"]), row["received"], json_object(row["outcome"])))
 
     # --- the orders they planned ------------------------------------------------------------
     def plan(self, alert_order_id, event_id, work_orders):
@@ -184,9 +210,9 @@ class EventBook:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM event_orders{where} ORDER BY rowid",
                                     values).fetchall()
-        return [EventOrder(row["id"], row["event_id"], row["alert_order_id"],
-                           json.loads(row["work_order"]), row["state"], row["message"])
-                for row in rows]
+        return self._readable(rows, "id", lambda row: EventOrder(
+            row["id"], row["event_id"], row["alert_order_id"], json_object(row["work_order"]),
+            row["state"], row["message"]))
 
     def mark(self, order_ids, state, message):
         """Set the state of planned orders here (what the scheduler made of them)."""

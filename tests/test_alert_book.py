@@ -1,0 +1,39 @@
+"""The alerts daemon's book of events, on a SQLite file: a row whose JSON cannot be read (edited
+by hand, or damaged on its disk) is left out of what the book answers, named once in the log."""
+
+import logging
+import sqlite3
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+from torosmanager.alerts.events import EventBook
+
+RECEIVED = "2026-11-10T18:00:00+00:00"
+
+
+def test_a_row_that_cannot_be_read_is_left_out_and_named_once(tmp_path, caplog):
+    path = str(tmp_path / "alerts.sqlite3")
+    book = EventBook(path)
+    alert = SimpleNamespace(event_id="S1", alert_type="INITIAL", serial=1, kind="GW", test=True,
+                            issued=datetime(2026, 11, 10, 17, 59, tzinfo=timezone.utc))
+    for order_id in ("alert-1", "alert-2"):
+        book.record_alert(order_id, alert, RECEIVED)
+        book.set_outcome(order_id, {"Targets": 1})
+    book.plan("alert-1", "S1", [{"ID": "S1-01", "RA": 1.0}, {"ID": "S1-02", "RA": 2.0}])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alerts SET outcome = '[1]' WHERE order_id = 'alert-1'")
+        db.execute("UPDATE event_orders SET work_order = 'RA=1' WHERE id = 'S1-01'")
+    db.close()
+
+    with caplog.at_level(logging.ERROR, logger="torosmanager.alerts.events"):
+        for _ in range(2):
+            assert [row.order_id for row in book.alerts()] == ["alert-2"]
+            assert book.alerts("S1")[0].outcome == {"Targets": 1}
+            assert [order.work_order for order in book.orders(event_id="S1")] == [
+                {"ID": "S1-02", "RA": 2.0}]
+    assert caplog.messages == [
+        f"{path}: the alerts book's row of alert-1 cannot be read (JSON list, not an object); "
+        "it is left out",
+        f"{path}: the alerts book's row of S1-01 cannot be read (Expecting value: line 1 "
+        "column 1 (char 0)); it is left out"]
+    book.close()
