@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .disk_space import free_bytes
 from .printable import printable
@@ -29,6 +29,8 @@ from .units import finite_float
 from .workorders import shorten
 
 log = logging.getLogger(__name__)
+#: What :meth:`UnreadableRows.read` makes of each row.
+_Made = TypeVar("_Made")
 
 #: SQLite's primary result codes that mean the journal's file cannot be written now, however
 #: good the data: SQLITE_READONLY (a file system remounted read-only after errors),
@@ -271,8 +273,9 @@ class Journal:
         # order is written once, and the dispatcher reads the whole queue at every tick
         # (decoding 11,000 took 80 ms, the front desk's threads waiting meanwhile).
         self._work_orders: dict[str, dict[str, Any]] = {}
-        # The IDs of rows found unreadable and logged (see _records).
-        self._damaged_seen: set[str] = set()
+        # A row changed while the daemon runs must not stop its every plan or report.
+        self._unreadable = UnreadableRows(log, lambda order_id, damaged: (
+            f"{path}: {damaged}; left out until the daemon's next start repairs it"))
 
     def close(self) -> None:
         """Close the database (after a checkpoint, so the WAL file is folded in)."""
@@ -527,12 +530,14 @@ class Journal:
 
     def unfinished(self) -> list[OrderRecord]:
         """Orders not in a final state, oldest first."""
+        return self._records(self._unfinished_rows())
+
+    def _unfinished_rows(self) -> list[sqlite3.Row]:
         marks = ", ".join("?" for _ in FINAL_STATES)
         with self._read_lock:
-            rows = self._reader.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks}) "
+            return self._reader.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks}) "
                                         "ORDER BY created, rowid",
                                         tuple(FINAL_STATES)).fetchall()
-        return self._records(rows)
 
     def set_aside_damaged(self, time: str) -> list[str]:
         """Repair the rows of unfinished orders that cannot be read (:class:`DamagedRow`),
@@ -548,12 +553,8 @@ class Journal:
         time : str
             The clock's time, ISO 8601: when they were found.
         """
-        marks = ", ".join("?" for _ in FINAL_STATES)
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks})",
-                                    tuple(FINAL_STATES)).fetchall()
         repaired = []
-        for row in rows:
+        for row in self._unfinished_rows():
             try:
                 self._record(row)  # (which keeps its work order decoded for the queue's reads)
                 json_object(row["submitted"])
@@ -633,18 +634,8 @@ class Journal:
         return _Transaction(self)
 
     def _records(self, rows: list[sqlite3.Row]) -> list[OrderRecord]:
-        """The records of *rows*, leaving out (and logging once) those that cannot be read: one
-        changed while the daemon runs must not stop its every plan or report."""
-        records = []
-        for row in rows:
-            try:
-                records.append(self._record(row))
-            except DamagedRow as damaged:
-                if damaged.order_id not in self._damaged_seen:
-                    self._damaged_seen.add(damaged.order_id)
-                    log.error("%s: %s; left out until the daemon's next start repairs it",
-                              self.path, damaged)
-        return records
+        """The records of *rows*, but those that cannot be read (see :class:`UnreadableRows`)."""
+        return self._unreadable.read(rows, self._record, "id")
 
     def _record(self, row: sqlite3.Row) -> OrderRecord:
         """The :class:`OrderRecord` of *row*, its work order decoded once while the order is
@@ -673,6 +664,39 @@ class Journal:
             priority_reason=row["priority_reason"], state=state,
             message=row["message"], created=row["created"], updated=row["updated"],
             progress=progress)
+
+
+class UnreadableRows:
+    """Rows of a daemon's SQLite file that cannot be read (edited by hand, or damaged on its
+    disk): each is left out of what is answered, and named once in the log.
+
+    Parameters
+    ----------
+    logger : logging.Logger
+    describe : callable
+        ``describe(key, error)``: the log line for the row of *key* and what *make* raised.
+    """
+
+    def __init__(self, logger: logging.Logger,
+                 describe: Callable[[Any, Exception], str]) -> None:
+        self._logger = logger
+        self._describe = describe
+        self._named: set[Any] = set()
+
+    def read(self, rows: Iterable[sqlite3.Row], make: Callable[[sqlite3.Row], _Made],
+             key: str) -> list[_Made]:
+        """``make(row)`` of each of *rows* but those for which it raises ``ValueError``
+        (:class:`DamagedRow` is one), ``TypeError`` or ``RecursionError`` (a column's JSON,
+        :func:`json_object`); each such row named once, by its column *key*."""
+        made = []
+        for row in rows:
+            try:
+                made.append(make(row))
+            except (TypeError, ValueError, RecursionError) as error:
+                if row[key] not in self._named:
+                    self._named.add(row[key])
+                    self._logger.error("%s", self._describe(row[key], error))
+        return made
 
 
 def json_object(text: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from ..journal import json_object
+from ..journal import UnreadableRows, json_object
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ class EventBook:
     """
 
     def __init__(self, path):
-        self.path = path
         self._lock = threading.Lock()
-        self._unreadable = set()  # the keys of rows left out and logged (see _readable)
+        self._unreadable = UnreadableRows(log, lambda key, error: (
+            f"{path}: the alerts book's row of {key} cannot be read ({error}); it is left out"))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -113,20 +113,6 @@ class EventBook:
     def close(self):
         with self._lock:
             self._db.close()
-
-    def _readable(self, rows, key, make):
-        """*make* of each of *rows*, leaving out (and naming once in the log, by its *key*
-        column) a row whose JSON cannot be read."""
-        made = []
-        for row in rows:
-            try:
-                made.append(make(row))
-            except (TypeError, ValueError, RecursionError) as error:
-                if row[key] not in self._unreadable:
-                    self._unreadable.add(row[key])
-                    log.error("%s: the alerts book's row of %s cannot be read (%s); it is "
-                              "left out", self.path, row[key], error)
-        return made
 
     # --- alerts --------------------------------------------------------------------------
     def record_alert(self, order_id, alert, received):
@@ -174,9 +160,10 @@ class EventBook:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY received, rowid",
                                     (event_id,) if event_id else ()).fetchall()
-        return self._readable(rows, "order_id", lambda row: AlertRow(
+        return self._unreadable.read(rows, lambda row: AlertRow(
             row["order_id"], row["event_id"], row["alert_type"], row["serial"], row["issued"],
-            row["kind"], bool(row["test"]), row["received"], json_object(row["outcome"])))
+            row["kind"], bool(row["test"]), row["received"], json_object(row["outcome"])),
+            "order_id")
 
     # --- the orders they planned ------------------------------------------------------------
     def plan(self, alert_order_id, event_id, work_orders):
@@ -210,9 +197,9 @@ class EventBook:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM event_orders{where} ORDER BY rowid",
                                     values).fetchall()
-        return self._readable(rows, "id", lambda row: EventOrder(
+        return self._unreadable.read(rows, lambda row: EventOrder(
             row["id"], row["event_id"], row["alert_order_id"], json_object(row["work_order"]),
-            row["state"], row["message"]))
+            row["state"], row["message"]), "id")
 
     def mark(self, order_ids, state, message):
         """Set the state of planned orders here (what the scheduler made of them)."""
