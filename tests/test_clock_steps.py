@@ -8,7 +8,7 @@ stopped following the order under way for that hour: the night stood still.
 
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 from alpaca_server import FILTER_NAMES, alpaca_server, simulators  # noqa: E402
 from conftest import EVENING  # noqa: E402
 from observatory import ended, settings, step, wait_until  # noqa: E402
+from test_scheduler import instant  # noqa: E402
 
 libfaketime = pytest.importorskip("libfaketime")
 
@@ -26,10 +27,6 @@ __all__ = ["alpaca_server", "simulators"]  # fixtures, imported for pytest
 TARGET = {"RA": 30.0, "Dec": 85.0}
 #: Seconds of the observation under way when the clock is set back.
 EXPOSURE = 10.0
-
-
-def instant(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def observation(order_id, exposure):
