@@ -137,3 +137,54 @@ def test_a_3d_map_and_a_catalogue_give_galaxies_in_the_volume(tmp_path):
     assert answer["Targets"] == "galaxies"
     names = {order["Object Name"] for order in answer["Orders"]}
     assert names and names <= {f"near{i}" for i in range(5)}
+
+
+def followed(nights, **alerts):
+    """A configuration following each event for *nights* nights."""
+    extra = "".join(f"  {key.replace('_', ' ')}: {value}\n" for key, value in alerts.items())
+    return f"Alerts:\n  Accept Test Alerts: true\n  Nights: {nights}\n{extra}"
+
+
+def test_an_event_followed_for_nights_gets_a_pick_a_night_each_waiting_for_its_dusk(tmp_path):
+    """Alerts → Nights: 3 plans tonight and the two nights after it. A later night's orders
+    may not start before its dusk (else the scheduler would observe them tonight) and expire
+    at its dawn; their IDs go on from tonight's; each night's coverage is its orders'."""
+    path = alert_file("S3456/files/S3456-1-initial.json", FOLLOWUP_ADVOCATE)
+    tonight_only = json.loads(dry_run(tmp_path, path, config=followed(1)).stdout)
+    answer = json.loads(dry_run(tmp_path, path, config=followed(3)).stdout)
+    orders = answer["Orders"]
+    assert [order["ID"] for order in orders] == [f"dry-run-{n:02d}"
+                                                  for n in range(1, len(orders) + 1)]
+    tonight = [order for order in orders if "Not Before" not in order]
+    assert tonight == tonight_only["Orders"] and tonight  # the default is tonight alone
+    later = answer["Coverage"]["Later Nights"]
+    assert len(later) == 2
+    dawn = tonight[0]["Not After"]
+    for night in later:
+        theirs = [order for order in orders if order.get("Not Before") == night["Night"]]
+        assert theirs, night
+        assert night["Night"] > dawn  # after the night before has ended
+        assert {order["Not After"] for order in theirs} == {theirs[0]["Not After"]}
+        assert night["Planned"] == pytest.approx(sum(order["Probability"] for order in theirs),
+                                                 abs=1e-5)
+        for order in theirs:
+            assert validate(order)["Not Before"] < order["Not After"]
+        dawn = theirs[0]["Not After"]
+    assert len(tonight) + sum(len([o for o in orders if o.get("Not Before") == night["Night"]])
+                              for night in later) == len(orders)
+    assert "the night from 2026-12-03 " in answer["Summary"]
+
+
+def test_an_alert_after_its_target_has_set_is_observed_the_next_night(tmp_path):
+    """The Einstein Probe's source (RA 345°, Dec +33°) has set at CTMO by 07:00 UTC: tonight
+    plans nothing, and with Nights: 2 the next night observes it."""
+    path = alert_file("kafka_alert_einteinprobe.json")
+    late = ("--night-after", "2026-12-02T07:00:00")
+    answer = json.loads(dry_run(tmp_path, path, *late, config=followed(1)).stdout)
+    assert answer["Orders"] == [] and answer["Coverage"]["Planned"] == 0
+    answer = json.loads(dry_run(tmp_path, path, *late, config=followed(2)).stdout)
+    (order,) = answer["Orders"]
+    assert order["Not Before"] == answer["Coverage"]["Later Nights"][0]["Night"]
+    assert "2026-12-03T00:00" < order["Not Before"] < order["Not After"] < "2026-12-03T12:00"
+    assert answer["Coverage"]["Planned"] == 0
+    assert answer["Coverage"]["Later Nights"][0]["Planned"] == pytest.approx(0.9)

@@ -31,6 +31,7 @@ from test_alert_gcn_socket import SWIFT_BAT_1227767
 from torosmanager.alerts.handler import READING, REREAD
 from torosmanager.journal import QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
+from torosmanager.workorders import FaultCode
 
 #: Noon at CTMO (18:00 UTC): tonight is ahead, nothing is dispatched during the tests.
 NOON = datetime(2026, 11, 10, 18, 0, tzinfo=timezone.utc)
@@ -356,6 +357,36 @@ def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
     history = [entry["Reason"] for entry in status(scheduler, "long")["History"]]
     assert any(f"interrupted by target of opportunity {order_id}" in reason
                for reason in history)
+
+
+def test_an_event_followed_two_nights_is_observed_tonight_and_waits_for_the_next(make_site):
+    """Alerts → Nights: 2. Tonight's order is observed; the next night's, the same target,
+    stays queued at the scheduler, saying when its window opens, and never reaches the
+    telescope tonight, though a target of opportunity observable now."""
+    site = make_site(observatory_settings(Alerts={"Accept Test Alerts": True, "Nights": 2}))
+    site.start("preprocessor", "dome", "telescope", "scheduler", "alerts")
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    alert = json.loads(alert_file("kafka_alert_einteinprobe.json").read_text())
+    alert.update(ra=20.0, dec=60.0)  # high in the sky of the simulated evening
+    done = finished(site, send(site, json.dumps(alert), "gcn_json")["ID"])
+    assert done["Status"] == "done", done["Message"]
+    assert "the night from " in done["Message"]
+    tonight, tomorrow = sorted(event_orders(site, "01709015181"))
+    ended(scheduler, tonight, "done")
+    waiting = status(scheduler, tomorrow)
+    opens = waiting["Work Order"]["Not Before"]
+    assert waiting["Status"] == "queued"
+    assert f"its window opens at {opens[:10]} {opens[11:16]} UTC, after tonight" in \
+        waiting["Message"]
+    assert opens > status(scheduler, tonight)["Work Order"]["Not After"]
+    never_sent = refusal(telescope.front_desk, {"WOType": "Status", "ID": tomorrow})
+    assert never_sent.faultCode == FaultCode.NOT_FOUND
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "01709015181"})
+    assert [order["Not Before"] for order in report["Orders"]] == [None, opens]
+    html = urllib.request.urlopen(site.url("alerts") + "events/01709015181.html",
+                                  timeout=30).read().decode()
+    assert f"the night from {opens[:10]} {opens[11:16]} UTC: planned 90.0%" in html
+    assert f"<td>{opens[:10]} {opens[11:16]} – " in html  # the order's window
 
 
 def test_the_status_of_an_alert_order_does_not_repeat_its_payload(observatory):

@@ -420,7 +420,12 @@ SCHEMA = {
                                  0.01, 90),
         "Max Targets": Setting("int", 20, "most targets observed per alert", 1, 10_000),
         "Budget Hours": Setting("float", 4.0, "telescope time an alert may take tonight, "
-                                "hours", 0.01, 24),
+                                "hours (and as much each later night it is followed)", 0.01,
+                                24),
+        "Nights": Setting("int", 1, "nights an event's targets are planned on: tonight (the "
+                          "rest of the night in progress, or the next) and the ones after "
+                          "it, each with its own pick; a later night's orders wait for its "
+                          "dusk", 1, 14),
         "Skymap Download Timeout": Setting("float", 30.0, "seconds to fetch a skymap an "
                                            "alert only links to", 0.1, 3600),
         "Max Request Bytes": Setting("int", 64_000_000, "the alerts daemon takes requests up "

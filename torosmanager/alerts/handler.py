@@ -207,8 +207,8 @@ class AlertsHandler(Handler):
                 return
             standing = [order.id for order in
                         self.book.orders(event_id=alert.event_id, states=STANDING)]
-            # Orders are named by event, alert and target: S230518h-2-07 is the seventh
-            # target of the second alert read of S230518h.
+            # Orders are named by event, alert and number: S230518h-2-07 is the seventh
+            # order of the second alert read of S230518h (numbered on across its nights).
             number = next(position for position, row in
                           enumerate(self.book.alerts(alert.event_id), start=1)
                           if row.order_id == order_id)

@@ -40,8 +40,9 @@ Known limits
       observation goes wherever it adds the least slew.
     - Weights are added up: right for tiles (:mod:`.tiles` counts no probability twice) and
       one pointing, an approximation for galaxies in one field.
-    - Tonight only, and as if the telescope had nothing else to do: the scheduler places the
-      resulting orders among the others, and weather may take any of them away.
+    - One night, as if the telescope had nothing else to do: the scheduler places the
+      resulting orders among the others, and weather may take any of them away. Later nights
+      are each a pick of their own (:func:`~.response.nightly_picks`).
 """
 
 import logging

@@ -74,6 +74,8 @@ def event_report(handler, event_id):
         orders.append({"ID": order.id, "Object Name": order.work_order.get("Object Name"),
                        "RA": order.work_order["RA"], "Dec": order.work_order["Dec"],
                        "Probability": order.work_order.get("Probability"),
+                       "Not Before": order.work_order.get("Not Before"),
+                       "Not After": order.work_order.get("Not After"),
                        "Alert Order": order.alert_order_id, "Here": order.state,
                        "Scheduler": at_scheduler, "Message": order.message})
     standing = [order for order in planned if order.state in STANDING]
@@ -131,8 +133,13 @@ def event_html(report):
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
              f"{_e(report['Event'])}</title></head><body><h1>{_e(report['Event'])} "
              f"({_e(report['Kind'])}): {_e(report['State'])}</h1>",
-             "<p id='coverage'>" + ", ".join(f"{_e(key)}: {value:.1%}" for key, value in
-                                             coverage.items()) + "</p>",
+             "<p id='coverage'>" + ", ".join(
+                 f"{_e(key)}: {value:.1%}" for key, value in coverage.items()
+                 if key != "Later Nights") + "".join(
+                 f"; the night from {_e(night['Night'][:16].replace('T', ' '))} UTC: "
+                 f"planned {night['Planned']:.1%}, "
+                 f"visible {night['Visible']:.1%}"
+                 for night in coverage.get("Later Nights", ())) + "</p>",
              f"<img src='/events/{quoted}.png' alt='the localisation and the targets'>",
              "<h2>Alerts</h2><table id='alerts'><tr><th>Alert order</th><th>Type</th>"
              "<th>Issued</th><th>What came of it</th></tr>"]
@@ -140,15 +147,28 @@ def event_html(report):
         parts.append(f"<tr><td>{_e(alert['Alert Order'])}</td><td>{_e(alert['Alert Type'])}"
                      f"</td><td>{_e(alert['Issued'])}</td><td>{_e(alert['Summary'])}</td></tr>")
     parts.append("</table><h2>Orders</h2><table id='orders'><tr><th>ID</th><th>Target</th>"
-                 "<th>RA</th><th>Dec</th><th>Probability</th><th>Here</th><th>Scheduler</th>"
-                 "</tr>")
+                 "<th>RA</th><th>Dec</th><th>Probability</th><th>Window (UTC)</th><th>Here</th>"
+                 "<th>Scheduler</th></tr>")
     for order in report["Orders"]:
         parts.append(f"<tr><td>{_e(order['ID'])}</td><td>{_e(order['Object Name'])}</td>"
                      f"<td>{order['RA']:.4f}</td><td>{order['Dec']:.4f}</td>"
-                     f"<td>{order['Probability'] or 0:.2%}</td><td>{_e(order['Here'])}</td>"
+                     f"<td>{order['Probability'] or 0:.2%}</td><td>{_e(_window(order))}</td>"
+                     f"<td>{_e(order['Here'])}</td>"
                      f"<td>{_e(order['Scheduler'] or '')}</td></tr>")
     parts.append("</table></body></html>")
     return "".join(parts)
+
+
+def _window(order):
+    """When an order may be observed, for people: ``2026-12-06 01:10 – 10:32``."""
+    start, end = order["Not Before"], order["Not After"]
+    if end is None:
+        return "" if start is None else f"from {start[:16].replace('T', ' ')}"
+    end = end[:16].replace("T", " ")
+    if start is None:
+        return f"until {end}"
+    start = start[:16].replace("T", " ")
+    return f"{start} – {end[11:] if end[:10] == start[:10] else end}"
 
 
 def event_map(handler, event_id):

@@ -2,8 +2,13 @@
 
 :func:`respond` is the whole decision for one alert, with no side effect: the policy
 (:mod:`.policy`), the localisation and its targets (:mod:`.targets`), tonight's pick
-(:mod:`.pick`) and the work orders. The alerts daemon journals and submits what it returns;
-``toros alert FILE --dry-run`` prints it.
+(:mod:`.pick`), one more pick for each later night followed (``Alerts → Nights``), and the
+work orders. The alerts daemon journals and submits what it returns; ``toros alert FILE
+--dry-run`` prints it.
+
+A later night's orders carry that night's dusk as ``Not Before``: the scheduler keeps them
+queued until then (tonight the same fields may be observable too). Every order's ``Not After``
+is the dawn of its night, so a night clouded out leaves nothing to observe stale on the next.
 
 Examples
 --------
@@ -51,8 +56,12 @@ class Response:
     skymap : Skymap or None
     pick : Pick or None
         Tonight's choice among the candidates.
+    later : list of Pick
+        The picks of the later nights followed (``Alerts → Nights`` − 1 of them), in order;
+        they stop at a night the site has none of.
     orders : list of dict
-        The Observation work orders, in the pick's time order.
+        The Observation work orders, night after night, each night's in the pick's time
+        order.
     """
 
     alert: object
@@ -61,6 +70,7 @@ class Response:
     area: float | None = None
     skymap: object = None
     pick: object = None
+    later: list = field(default_factory=list)
     orders: list = field(default_factory=list)
 
     def event(self):
@@ -71,22 +81,34 @@ class Response:
                 "Source": alert.source, "Test": alert.test}
 
     def coverage(self):
-        """``Planned``, ``Visible Tonight`` and ``Total``: probability (or galaxy score)."""
+        """``Planned``, ``Visible Tonight`` and ``Total``: probability (or galaxy score), of
+        tonight; and ``Later Nights`` when followed longer, each night's dusk (``Night``),
+        ``Planned`` and ``Visible``."""
         if self.pick is None:
             return {"Planned": 0.0, "Visible Tonight": 0.0, "Total": 0.0}
-        return {"Planned": round(self.pick.covered, WEIGHT_DECIMALS),
-                "Visible Tonight": round(self.pick.visible_tonight, WEIGHT_DECIMALS),
-                "Total": round(self.pick.total, WEIGHT_DECIMALS)}
+        coverage = {"Planned": round(self.pick.covered, WEIGHT_DECIMALS),
+                    "Visible Tonight": round(self.pick.visible_tonight, WEIGHT_DECIMALS),
+                    "Total": round(self.pick.total, WEIGHT_DECIMALS)}
+        if self.later:
+            coverage["Later Nights"] = [
+                {"Night": format_utc(night.night_start),
+                 "Planned": round(night.covered, WEIGHT_DECIMALS),
+                 "Visible": round(night.visible_tonight, WEIGHT_DECIMALS)}
+                for night in self.later]
+        return coverage
 
     def summary(self):
         """One sentence for the journal and the log."""
         if self.ignored:
             return f"ignored: {self.ignored}"
         coverage = self.coverage()
+        later = "".join(f"; {night['Planned']:.1%} the night from "
+                        f"{night['Night'][:16].replace('T', ' ')} UTC"
+                        for night in coverage.get("Later Nights", ()))
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "
                 f"{coverage['Visible Tonight']:.1%} of the candidates' "
-                f"{coverage['Total']:.1%})")
+                f"{coverage['Total']:.1%}){later}")
 
     def outcome(self):
         """What the events book and the report keep of it."""
@@ -101,7 +123,7 @@ class Response:
 
 
 def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()):
-    """Decide what *alert* calls for tonight.
+    """Decide what *alert* calls for tonight, and on the later nights followed.
 
     Parameters
     ----------
@@ -113,7 +135,7 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
         The clock's time: tonight is the night in progress, or the next one.
     catalog : GalaxyCatalog, optional
     id_prefix : str
-        The orders' IDs are ``<id_prefix>-01``, ``-02``...
+        The orders' IDs are ``<id_prefix>-01``, ``-02``..., numbered on across the nights.
     supersedes : sequence of str
         IDs of the event's earlier orders these replace.
 
@@ -139,17 +161,35 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
     targets, offered = candidates(alert, skymap, settings, catalog)
     kind = kind_settings(alert, settings)
     duration = duration_of(kind, config["Observing"])
-    chosen = pick(offered, now, config, duration, budget_hours=settings["Budget Hours"],
-                  max_targets=settings["Max Targets"])
-    night_end = chosen.night_end
-    orders = [observation(alert, choice.candidate, kind, f"{id_prefix}-{number:02d}",
-                          night_end, supersedes)
-              for number, choice in enumerate(chosen.chosen, start=1)]
-    return Response(alert, targets=targets, area=area, skymap=skymap, pick=chosen,
-                    orders=orders)
+    picks = nightly_picks(offered, now, config, duration, settings["Nights"])
+    orders = []
+    for night, chosen in enumerate(picks):
+        # Tonight's orders may start at once; a later night's wait for its dusk.
+        not_before = chosen.night_start if night else None
+        orders += [observation(alert, choice.candidate, kind,
+                               f"{id_prefix}-{len(orders) + number:02d}", chosen.night_end,
+                               supersedes, not_before)
+                   for number, choice in enumerate(chosen.chosen, start=1)]
+    return Response(alert, targets=targets, area=area, skymap=skymap, pick=picks[0],
+                    later=picks[1:], orders=orders)
 
 
-def observation(alert, candidate, kind, order_id, not_after=None, supersedes=()):
+def nightly_picks(offered, now, config, duration, nights):
+    """Tonight's pick of *offered*, then each later night's, *nights* in all (fewer when the
+    site has no dark hours in the coming day and a half: the picks stop there)."""
+    settings = config["Alerts"]
+    picks = []
+    while len(picks) < nights and (not picks or picks[-1].night_end is not None):
+        # A night whose dark hours end at *now* is over: the pick takes the next one.
+        start = picks[-1].night_end if picks else now
+        picks.append(pick(offered, start, config, duration,
+                          budget_hours=settings["Budget Hours"],
+                          max_targets=settings["Max Targets"]))
+    return picks
+
+
+def observation(alert, candidate, kind, order_id, not_after=None, supersedes=(),
+                not_before=None):
     """The Observation work order for one target of *alert*."""
     order = {
         "ID": order_id,
@@ -169,6 +209,8 @@ def observation(alert, candidate, kind, order_id, not_after=None, supersedes=())
         "Output": OUTPUT,
         "Probability": round(min(max(candidate.weight, 0.0), 1.0), WEIGHT_DECIMALS),
     }
+    if not_before is not None:
+        order["Not Before"] = format_utc(not_before)
     if not_after is not None:
         order["Not After"] = format_utc(not_after)
     if supersedes:
