@@ -359,13 +359,17 @@ class TestBadInputs:
     def test_impossible_layouts_skip_their_frame_at_once(self, night, runner):
         """A header announcing more axes than FITS allows (999) was read axis by axis for
         hours, and the night's job with it; negative axes would lay the file out backwards;
-        an infinite binning failed the whole job."""
+        an infinite binning failed the whole job. A binning of 1.5 was taken for 1, matching
+        the frame with masters of another binning; one written as text, as some cameras'
+        software does (the masters' cards are read so), was refused."""
         light = raw_files(night, "LIGHT")[0]
         raw = night / "raw"
         with_card(light, raw / "axes.fits", "NAXIS", "NAXIS   = 99999999999999999999")
         with_card(light, raw / "backwards.fits", "NAXIS1", "NAXIS1  = -128")
         with_card(raw / "backwards.fits", raw / "backwards.fits", "NAXIS2", "NAXIS2  = -128")
         with_card(light, raw / "binning.fits", "XBINNING", "XBINNING= 1E400")
+        with_card(light, raw / "fraction.fits", "XBINNING", "XBINNING= 1.5")
+        with_card(light, raw / "text.fits", "XBINNING", "XBINNING= '1'")
         outcome = run_within(60, night, runner)
         reasons = dict(line.split(": ", 1) for line in outcome.skipped)
         assert reasons == {
@@ -373,8 +377,12 @@ class TestBadInputs:
                                     "its header does not describe its data",
             str(raw / "backwards.fits"): "NAXIS1 -128 is out of range (0 or more): its header "
                                          "does not describe its data",
-            str(raw / "binning.fits"): "XBINNING inf is not a binning factor"}
-        assert len(outcome.products) == 3 and outcome.succeeded
+            str(raw / "binning.fits"): "XBINNING inf is not a binning factor (a whole number "
+                                       "of at least 1)",
+            str(raw / "fraction.fits"): "XBINNING 1.5 is not a binning factor (a whole number "
+                                        "of at least 1)"}
+        assert len(outcome.products) == 4 and outcome.succeeded
+        assert str(night / "reduced" / "text.fits") in outcome.products
 
     def test_pixels_beyond_float32_skip_their_frame_or_make_no_master(self, night, runner):
         """A BSCALE that scales a frame's integers beyond float32 would make every pixel

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from astropy.io.fits.verify import VerifyError
 
-from ..units import finite_float
 from .reading import (FrameError, as_number, image_shape, pixel_scaling, read_header,
                       unparsable)
 
@@ -214,8 +213,12 @@ def _number(header, keys):
 
 
 def _binning(header, key):
+    """The binning factor *key* of *header* (1 when absent), as the masters' cards are read:
+    numeric text accepted (``XBINNING = '2'``), a fraction refused rather than cut to a whole
+    number, which would match the frame with masters of another binning."""
     value = header.get(key, 1)
-    number = finite_float(value)
-    if number is None or number < 1:
-        raise FrameError(f"{key} {value!r} is not a binning factor")
+    number = as_number(value)
+    if number is None or number < 1 or not number.is_integer():
+        raise FrameError(f"{key} {value!r} is not a binning factor (a whole number of at "
+                         "least 1)")
     return int(number)
