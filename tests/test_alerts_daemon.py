@@ -387,6 +387,11 @@ def test_an_event_followed_two_nights_is_observed_tonight_and_waits_for_the_next
                                   timeout=30).read().decode()
     assert f"the night from {opens[:10]} {opens[11:16]} UTC: planned 90.0%" in html
     assert f"<td>{opens[:10]} {opens[11:16]} – " in html  # the order's window
+    shown = subprocess.run([TOROS, "--config", site.config_path, "alerts", "01709015181"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert f"the night from {opens[:10]} {opens[11:16]} UTC: planned 90.0%" in shown.stdout
+    assert "Not Before" in shown.stdout and opens in shown.stdout
 
 
 def test_the_status_of_an_alert_order_does_not_repeat_its_payload(observatory):

@@ -21,6 +21,7 @@ from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
 from ..journal import DONE as ORDER_DONE
+from .coverage import coverage_text
 from .events import STANDING, SUBMITTED
 from .intake import alert_of
 
@@ -133,13 +134,7 @@ def event_html(report):
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
              f"{_e(report['Event'])}</title></head><body><h1>{_e(report['Event'])} "
              f"({_e(report['Kind'])}): {_e(report['State'])}</h1>",
-             "<p id='coverage'>" + ", ".join(
-                 f"{_e(key)}: {value:.1%}" for key, value in coverage.items()
-                 if key != "Later Nights") + "".join(
-                 f"; the night from {_e(night['Night'][:16].replace('T', ' '))} UTC: "
-                 f"planned {night['Planned']:.1%}, "
-                 f"visible {night['Visible']:.1%}"
-                 for night in coverage.get("Later Nights", ())) + "</p>",
+             f"<p id='coverage'>{_e(coverage_text(coverage))}</p>",
              f"<img src='/events/{quoted}.png' alt='the localisation and the targets'>",
              "<h2>Alerts</h2><table id='alerts'><tr><th>Alert order</th><th>Type</th>"
              "<th>Issued</th><th>What came of it</th></tr>"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ..scheduler.planner import duration_of
 from ..workorders import format_utc
+from .coverage import night_from
 from .pick import pick
 from .policy import kind_settings, reason_to_ignore
 from .targets import candidates, localisation
@@ -102,8 +103,7 @@ class Response:
         if self.ignored:
             return f"ignored: {self.ignored}"
         coverage = self.coverage()
-        later = "".join(f"; {night['Planned']:.1%} the night from "
-                        f"{night['Night'][:16].replace('T', ' ')} UTC"
+        later = "".join(f"; {night['Planned']:.1%} {night_from(night['Night'])}"
                         for night in coverage.get("Later Nights", ()))
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "

@@ -20,6 +20,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
+from ..alerts.coverage import coverage_text
 from ..alerts.formats import AlertFormatError
 from ..alerts.intake import alert_of, guess_format, payload_of
 from ..clock import Clock
@@ -29,8 +30,8 @@ from .front_desk import ask
 
 #: Columns of `toros alerts` and of the dry run's orders.
 EVENT_COLUMNS = ("ID", "Kind", "State", "Latest Alert", "Orders", "Planned", "Updated")
-ORDER_COLUMNS = ("ID", "Object Name", "RA", "Dec", "Probability", "Priority")
-REPORT_ORDER_COLUMNS = ("ID", "Object Name", "Probability", "Here", "Scheduler")
+ORDER_COLUMNS = ("ID", "Object Name", "RA", "Dec", "Probability", "Priority", "Not Before")
+REPORT_ORDER_COLUMNS = ("ID", "Object Name", "Probability", "Not Before", "Here", "Scheduler")
 
 
 def add_alert_arguments(parser):
@@ -125,8 +126,8 @@ def run_events(config, arguments):
     if arguments.json:
         print(json.dumps(answer, indent=1))
     elif arguments.event:
-        coverage = ", ".join(f"{key} {value:.1%}" for key, value in answer["Coverage"].items())
-        print(f"{answer['Event']} ({answer['Kind']}): {answer['State']}; {coverage}")
+        print(f"{answer['Event']} ({answer['Kind']}): {answer['State']}; "
+              f"{coverage_text(answer['Coverage'])}")
         for alert in answer["Alerts"]:
             print(f"  {alert['Received']}  {alert['Alert Type']:12} {alert['Summary']}")
         print(table(answer["Orders"], REPORT_ORDER_COLUMNS))

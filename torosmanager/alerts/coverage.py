@@ -1,0 +1,22 @@
+"""An event's coverage in words, for its report, its HTML page and ``toros alerts EVENT``.
+
+The coverage itself is :meth:`.response.Response.coverage`: ``Planned``, ``Visible Tonight``
+and ``Total`` (probability or galaxy score), ``Observed`` in a report, and ``Later Nights`` for
+an event followed for more than tonight (``Alerts → Nights``).
+"""
+
+
+def night_from(dusk):
+    """A later night named by its dusk (ISO 8601 UTC text): ``the night from 2026-12-03 01:00
+    UTC``."""
+    return f"the night from {dusk[:16].replace('T', ' ')} UTC"
+
+
+def coverage_text(coverage):
+    """*coverage* in a line: ``Planned: 41.0%, ...; the night from 2026-12-03 01:00 UTC:
+    planned 38.2%, visible 52.0%``."""
+    tonight = ", ".join(f"{key}: {value:.1%}" for key, value in coverage.items()
+                        if key != "Later Nights")
+    return tonight + "".join(f"; {night_from(night['Night'])}: planned {night['Planned']:.1%}, "
+                             f"visible {night['Visible']:.1%}"
+                             for night in coverage.get("Later Nights", ()))
