@@ -418,7 +418,8 @@ SCHEMA = {
                                   "volume) of the localisation", 0.01, 0.999),
         "Field of View": Setting("float", 1.0, "side of the camera's square field, degrees",
                                  0.01, 90),
-        "Max Targets": Setting("int", 20, "most targets observed per alert", 1, 10_000),
+        "Max Targets": Setting("int", 20, "most targets observed per alert (and night, when "
+                               "followed for more than one)", 1, 10_000),
         "Budget Hours": Setting("float", 4.0, "telescope time an alert may take tonight, "
                                 "hours (and as much each later night it is followed)", 0.01,
                                 24),
