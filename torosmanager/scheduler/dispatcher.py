@@ -470,7 +470,7 @@ class Dispatcher:
                 return False
             not_before = record.work_order.get("Not Before")
             if not_before and not_before > format_utc(soon):
-                continue  # a later night's (an alert followed for nights): no plan needed
+                continue  # not yet allowed to start (an alert's later night): no plan
             with self.handler.failing_on_error(record.id, "planning it as a target of "
                                                           "opportunity"):
                 # Unrefined: a target of opportunity is wanted at its earliest, not at its
