@@ -2,8 +2,9 @@
 
 The daemons run under libfaketime, their wall clock read from a file the test rewrites, their
 monotonic clock left alone, as the kernel leaves it when the clock is set; the devices are
-real Alpaca ones (alpaca-simulators), whose clock no one sets. Set back an hour, the scheduler
-stopped following the order under way for that hour: the night stood still.
+real Alpaca ones (alpaca-simulators), whose clock no one sets, or the built-in simulators inside
+the daemons. Set back an hour, the scheduler stopped following the order under way for that
+hour: the night stood still; and a built-in simulated exposure lasted that hour longer.
 """
 
 import os
@@ -14,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
-from alpaca_server import FILTER_NAMES, alpaca_server, simulators  # noqa: E402
+from alpaca_server import alpaca_server, simulators  # noqa: E402
 from conftest import EVENING  # noqa: E402
 from observatory import ended, settings, step, wait_until  # noqa: E402
 from test_scheduler import instant  # noqa: E402
@@ -25,12 +26,17 @@ __all__ = ["alpaca_server", "simulators"]  # fixtures, imported for pytest
 
 #: Always 21-31° up from the test site, whatever the real time (the Alpaca mount's sky).
 TARGET = {"RA": 30.0, "Dec": 85.0}
+#: A filter of the Alpaca wheel and of the built-in simulator's.
+BOTH_WHEELS_HAVE = "Clear"
+#: The built-in simulators' motions at a few seconds each: the test runs at speed 1.
+BRISK = {"Shutter Travel Time": 2.0, "Dome Rotation Rate": 60.0, "Slew Rate": 30.0,
+         "Settle Time": 0.5, "Readout Time": 0.5, "Filter Change Time": 0.5}
 #: Seconds of the observation under way when the clock is set back.
 EXPOSURE = 10.0
 
 
 def observation(order_id, exposure):
-    return {"ID": order_id, "WOType": "Observation", "Filter": FILTER_NAMES[0],
+    return {"ID": order_id, "WOType": "Observation", "Filter": BOTH_WHEELS_HAVE,
             "Exposure Time": exposure, "Number of Exposures": 1, "User": "test", **TARGET}
 
 
@@ -48,6 +54,24 @@ def test_a_clock_set_back_an_hour_mid_observation_does_not_stop_the_night(simula
         Observing={"Max Airmass": 3.0},  # (the target's airmass is 1.9-2.8)
         Dome={"Enclosure": device(), "Safety Monitor": device(), "Check Interval": 0.5}))
     simulators.catalogue.add_field(TARGET["RA"], TARGET["Dec"])
+    set_back_an_hour_mid_observation(site, tmp_path, monkeypatch)
+
+
+def test_the_built_in_simulators_take_their_time_when_the_clock_is_set_back(make_site,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    """The same with the simulated devices inside the daemons, under the same libfaketime:
+    they time an exposure or a slew on the monotonic clock, as hardware keeps its own time.
+    Before, the exposure under way lasted an hour longer."""
+    site = make_site(settings(speed=1, start=EVENING + timedelta(hours=1),
+                              Telescope={"Poll Interval": 0.2}, Observing={"Max Airmass": 3.0},
+                              Dome={"Check Interval": 0.5}, Simulator=BRISK))
+    set_back_an_hour_mid_observation(site, tmp_path, monkeypatch)
+
+
+def set_back_an_hour_mid_observation(site, tmp_path, monkeypatch):
+    """Start the dome, telescope and scheduler of *site* under libfaketime; set their clock
+    back an hour while an observation exposes: it, and one submitted after, end done."""
     wall_clock = tmp_path / "faketime"
     wall_clock.write_text("+0\n")
     _, preload = libfaketime.get_reload_information()

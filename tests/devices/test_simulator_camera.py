@@ -4,7 +4,7 @@ after an abort, raises; a second exposure cannot start during the first.
 """
 
 import xmlrpc.client
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -88,6 +88,19 @@ def test_an_exposure_lasts_its_time_plus_the_readout(clock, camera, readout):
     image = camera.image()
     assert image.shape == (SIZE, SIZE) and image.dtype == np.uint16
 
+
+
+@pytest.mark.parametrize("hours", [-1, 1])
+def test_an_exposure_lasts_its_time_when_the_system_clock_is_set(clock, camera, readout, hours):
+    """The system clock set back or forward an hour mid-exposure (NTP, a person): the image is
+    ready after the exposure and readout, not an hour later, nor at once."""
+    camera.start_exposure(10.0, FrameType.LIGHT)
+    clock.advance(5.0)
+    clock.set_to(clock.now() + timedelta(hours=hours))
+    assert camera.state().exposing
+    assert camera.state().percent_complete == pytest.approx(100.0 * 5.0 / (10.0 + readout))
+    clock.advance(5.0 + readout + MOMENT)
+    assert camera.state().image_ready
 
 def test_image_can_be_read_again_and_is_the_callers_to_change(clock, camera, readout):
     camera.start_exposure(1.0, FrameType.DARK)

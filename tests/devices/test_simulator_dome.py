@@ -5,6 +5,7 @@ ERROR (ASCOM's shutterError) until it is opened or closed again.
 """
 
 import xmlrpc.client
+from datetime import timedelta
 
 import pytest
 
@@ -61,6 +62,22 @@ def test_opening_takes_the_shutter_travel_time(clock, dome, travel):
     clock.advance(travel / 2 + MOMENT)
     assert dome.state().shutter == ShutterState.OPEN and not dome.state().slewing
 
+
+
+@pytest.mark.parametrize("hours", [-1, 1])
+def test_motions_last_their_time_when_the_system_clock_is_set(clock, dome, travel, rate, hours):
+    """The system clock set back or forward an hour mid-motion: the shutter and the rotation
+    take their own time, not an hour more or none."""
+    dome.start_open()
+    dome.start_slew(90.0)
+    clock.advance(travel / 2)
+    clock.set_to(clock.now() + timedelta(hours=hours))
+    state = dome.state()
+    assert state.shutter == ShutterState.OPENING and state.slewing
+    clock.advance(travel / 2 + MOMENT)
+    assert dome.state().shutter == ShutterState.OPEN
+    clock.advance(90.0 / rate)
+    assert dome.state().azimuth == pytest.approx(90.0) and not dome.state().slewing
 
 def test_closing_takes_the_shutter_travel_time(clock, dome, travel):
     dome.start_open()

@@ -3,6 +3,7 @@ any change takes ``Filter Change Time`` of clock time (position ``None`` meanwhi
 wheel does not have is refused with the names it does have.
 """
 
+from datetime import timedelta
 
 import pytest
 
@@ -49,6 +50,19 @@ def test_a_change_takes_the_filter_change_time(settings, clock, wheel):
     assert wheel.state().current == "R"
     assert wheel.state().position == settings["Filters"].index("R")
 
+
+
+@pytest.mark.parametrize("hours", [-1, 1])
+def test_a_change_lasts_its_time_when_the_system_clock_is_set(settings, clock, wheel, hours):
+    """The system clock set back or forward an hour mid-change (NTP, a person): the change
+    neither lasts an hour longer nor ends at once."""
+    change_time = settings["Filter Change Time"]
+    wheel.start_move("R")
+    clock.advance(change_time / 2)
+    clock.set_to(clock.now() + timedelta(hours=hours))
+    assert wheel.state().position is None
+    clock.advance(change_time / 2 + MOMENT)
+    assert wheel.state().current == "R"
 
 def test_asking_for_the_filter_in_the_beam_is_done_at_once(settings, wheel):
     wheel.start_move(settings["Filters"][0])

@@ -7,7 +7,7 @@ runs a real simulated clock at speed 1000 to show the mount works with it.
 """
 
 import xmlrpc.client
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from astropy import units as u
@@ -109,6 +109,27 @@ def test_a_slew_takes_distance_over_rate_then_the_settle_time(config, clock, mou
     clock.advance(settle / 2 + MOMENT)
     assert not mount.state().slewing
 
+
+
+@pytest.mark.parametrize("hours", [-1, 1])
+def test_a_slew_lasts_its_time_when_the_system_clock_is_set(config, clock, mount, hours):
+    """The system clock set back or forward an hour mid-slew: the slew takes its own time and
+    ends on its target, which the mount then tracks, placed in the sky of the clock's time."""
+    rate, settle = config["Simulator"]["Slew Rate"], config["Simulator"]["Settle Time"]
+    mount.unpark()
+    start = mount.state()
+    ra, dec = a_target_above(mount)
+    travel = separation(start.ra, start.dec, ra, dec) / rate
+    mount.start_slew(ra, dec)
+    clock.advance(travel / 2)
+    clock.set_to(clock.now() + timedelta(hours=hours))
+    assert mount.state().slewing
+    clock.advance(travel / 2 + settle + MOMENT)
+    there = mount.state()
+    assert not there.slewing and there.tracking
+    assert (there.ra, there.dec) == pytest.approx((ra, dec), abs=EXACT)
+    altitude, _ = astropy_altaz(config["Site"], ra, dec, clock.now())
+    assert there.altitude == pytest.approx(altitude, abs=EXACT)
 
 def test_a_slew_ends_on_the_target_with_astropys_altitude_and_azimuth(config, clock, mount):
     mount.unpark()

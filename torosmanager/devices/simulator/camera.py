@@ -18,13 +18,11 @@ Decisions
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 import numpy as np
 
 from ..base import DeviceError
 from ..camera import Camera, CameraInfo, CameraState, FrameType
-from .common import SimulatedDevice, finite_number, seconds_between
+from .common import SimulatedDevice, finite_number
 from .frames import MAX_ADU, FrameModel, FrameRequest
 from .sky import throughput
 
@@ -45,8 +43,8 @@ class _Exposure:
     """An exposure started, and its image once made."""
 
     request: FrameRequest
-    started: datetime
-    ready_at: datetime
+    started: float  # Clock.elapsed() counts (see SimulatedDevice)
+    ready_at: float
     image: np.ndarray | None = None
 
 
@@ -81,7 +79,7 @@ class SimulatedCamera(SimulatedDevice, Camera):
         self._mount = mount
         self._filter_wheel = filter_wheel
         self._model = FrameModel(simulator_settings)
-        self._readout = timedelta(seconds=float(simulator_settings["Readout Time"]))
+        self._readout = float(simulator_settings["Readout Time"])
         self._frames = 0          # exposures started, so each frame's noise has its own seed
         self._exposure = None
 
@@ -112,14 +110,14 @@ class SimulatedCamera(SimulatedDevice, Camera):
         """
         with self._lock:
             self._require_connected()
-            exposure, now = self._exposure, self._clock.now()
+            exposure, now = self._exposure, self._clock.elapsed()
             if exposure is None:
                 return CameraState(exposing=False, image_ready=False, percent_complete=None,
                                    temperature=CCD_TEMPERATURE)
             ready = now >= exposure.ready_at
-            total = seconds_between(exposure.started, exposure.ready_at)
+            total = exposure.ready_at - exposure.started
             percent = COMPLETE if ready or total <= 0 else \
-                COMPLETE * seconds_between(exposure.started, now) / total
+                COMPLETE * (now - exposure.started) / total
             return CameraState(exposing=not ready, image_ready=ready, percent_complete=percent,
                                temperature=CCD_TEMPERATURE)
 
@@ -154,18 +152,17 @@ class SimulatedCamera(SimulatedDevice, Camera):
         with self._lock:
             self._require_connected()
             self._refuse_if_exposing()
-            now = self._clock.now()
+            now = self._clock.elapsed()
             request = FrameRequest(self._frames, frame_type, seconds, ra, dec, filter_name)
             self._frames += 1
-            self._exposure = _Exposure(request, now,
-                                       now + timedelta(seconds=seconds) + self._readout)
+            self._exposure = _Exposure(request, now, now + seconds + self._readout)
 
     def abort(self):
         """Discard the exposure under way; no-op when none is (a ready image is kept)."""
         with self._lock:
             self._require_connected()
             exposure = self._exposure
-            if exposure is not None and self._clock.now() < exposure.ready_at:
+            if exposure is not None and self._clock.elapsed() < exposure.ready_at:
                 self._exposure = None
 
     def image(self):
@@ -179,12 +176,12 @@ class SimulatedCamera(SimulatedDevice, Camera):
         """
         with self._lock:
             self._require_connected()
-            exposure, now = self._exposure, self._clock.now()
+            exposure, now = self._exposure, self._clock.elapsed()
             if exposure is None:
                 raise DeviceError("no image: no exposure was taken since the last abort")
             if now < exposure.ready_at:
                 raise DeviceError(f"the image is not ready: the exposure ends in "
-                                  f"{seconds_between(now, exposure.ready_at):.1f} s")
+                                  f"{exposure.ready_at - now:.1f} s")
             image = exposure.image
         if image is None:
             # Rendering takes a while for a large CCD: without the lock, so state() answers.
@@ -257,7 +254,7 @@ class SimulatedCamera(SimulatedDevice, Camera):
     def _refuse_if_exposing(self):
         """Raise when an exposure is under way; call with the lock held."""
         exposure = self._exposure
-        if exposure is not None and self._clock.now() < exposure.ready_at:
+        if exposure is not None and self._clock.elapsed() < exposure.ready_at:
             raise DeviceError("an exposure is already under way")
 
     def _pointing(self):

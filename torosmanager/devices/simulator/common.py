@@ -18,7 +18,11 @@ class SimulatedDevice:
     Parameters
     ----------
     clock : torosmanager.clock.Clock
-        Every duration is counted in this clock's (possibly simulated) seconds.
+        Every duration is counted in this clock's (possibly simulated) seconds, on
+        :meth:`~torosmanager.clock.Clock.elapsed`: a system clock set back an hour (NTP, a
+        person) must not make an exposure or a slew last an hour longer, as it would not a
+        real device's. What a device reports of the sky (where the mount points, a frame's
+        stars) follows :meth:`~torosmanager.clock.Clock.now`.
 
     Notes
     -----
@@ -56,11 +60,6 @@ class SimulatedDevice:
     def _describe(self, fields):
         """``Driver`` and ``Connected``, then *fields* (plain XML-RPC types only)."""
         return {"Driver": DRIVER, "Connected": self._connected, **fields}
-
-
-def seconds_between(earlier, later):
-    """Seconds from the datetime *earlier* to *later* (negative when *later* is earlier)."""
-    return (later - earlier).total_seconds()
 
 
 def finite_number(value, what):

@@ -15,10 +15,8 @@ Decisions
 * ``slewing`` is true while the dome rotates or the shutter moves.
 """
 
-from datetime import timedelta
-
 from ..dome import Dome, DomeState, ShutterState
-from .common import SimulatedDevice, finite_number, seconds_between
+from .common import SimulatedDevice, finite_number
 
 #: The park position's azimuth, degrees: north.
 PARK_AZIMUTH = 0.0
@@ -44,7 +42,7 @@ class SimulatedDome(SimulatedDevice, Dome):
         super().__init__(clock)
         self._travel_time = float(simulator_settings["Shutter Travel Time"])
         self._rotation_rate = float(simulator_settings["Dome Rotation Rate"])
-        now = clock.now()
+        now = clock.elapsed()  # every time here is a Clock.elapsed() count (SimulatedDevice)
         # Shutter: the fraction open at _shutter_since, moving towards _shutter_target (or not).
         self._shutter_fraction = CLOSED
         self._shutter_target = None
@@ -70,7 +68,7 @@ class SimulatedDome(SimulatedDevice, Dome):
         """
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
+            now = self._clock.elapsed()
             self._update(now)
             shutter_moving = self._shutter_target is not None
             rotating = self._turn != 0.0
@@ -109,7 +107,7 @@ class SimulatedDome(SimulatedDevice, Dome):
         """Start rotating to :data:`PARK_AZIMUTH`; the dome is parked on arrival."""
         with self._lock:
             self._require_connected()
-            self._update(self._clock.now())
+            self._update(self._clock.elapsed())
             if not self._parked:
                 self._rotate_to(PARK_AZIMUTH, parking=True)
 
@@ -117,7 +115,7 @@ class SimulatedDome(SimulatedDevice, Dome):
         """Stop rotation and the shutter where they are (see the module notes)."""
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
+            now = self._clock.elapsed()
             self._update(now)
             if self._turn != 0.0:
                 self._azimuth = self._azimuth_at(now)
@@ -142,7 +140,7 @@ class SimulatedDome(SimulatedDevice, Dome):
     def _move_shutter(self, target):
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
+            now = self._clock.elapsed()
             self._update(now)
             if self._shutter_target == target or (
                     self._shutter_target is None and not self._shutter_error
@@ -154,7 +152,7 @@ class SimulatedDome(SimulatedDevice, Dome):
             self._shutter_error = False
 
     def _rotate_to(self, azimuth, parking):
-        now = self._clock.now()
+        now = self._clock.elapsed()
         self._update(now)
         current = self._azimuth_at(now)
         # The signed shortest turn, in [-180, 180).
@@ -171,8 +169,8 @@ class SimulatedDome(SimulatedDevice, Dome):
         if self._shutter_target is not None and self._fraction_at(now) == self._shutter_target:
             self._shutter_fraction = self._shutter_target
             self._shutter_target = None
-        if self._turn != 0.0 and now >= self._rotation_since + timedelta(
-                seconds=abs(self._turn) / self._rotation_rate):
+        if self._turn != 0.0 and \
+                now >= self._rotation_since + abs(self._turn) / self._rotation_rate:
             self._azimuth = (self._azimuth + self._turn) % FULL_TURN
             self._turn = 0.0
             self._parked = self._parking
@@ -184,15 +182,14 @@ class SimulatedDome(SimulatedDevice, Dome):
             return self._shutter_fraction
         if self._travel_time <= 0:
             return self._shutter_target
-        moved = seconds_between(self._shutter_since, now) / self._travel_time
+        moved = (now - self._shutter_since) / self._travel_time
         if self._shutter_target > self._shutter_fraction:
             return min(self._shutter_fraction + moved, self._shutter_target)
         return max(self._shutter_fraction - moved, self._shutter_target)
 
     def _azimuth_at(self, now):
         """The azimuth at *now*, degrees in [0, 360)."""
-        turned = min(seconds_between(self._rotation_since, now) * self._rotation_rate,
-                     abs(self._turn))
+        turned = min((now - self._rotation_since) * self._rotation_rate, abs(self._turn))
         step = turned if self._turn >= 0 else -turned
         return (self._azimuth + step) % FULL_TURN
 

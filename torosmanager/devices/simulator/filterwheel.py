@@ -10,7 +10,6 @@ Decisions
   that filter. The position is ``None`` until the last move is over.
 """
 
-from datetime import timedelta
 
 from ..base import DeviceError
 from ..filterwheel import FilterWheel, FilterWheelState
@@ -38,9 +37,9 @@ class SimulatedFilterWheel(SimulatedDevice, FilterWheel):
         self._names = [str(name) for name in simulator_settings["Filters"]]
         if not self._names:
             raise ValueError("the simulated filter wheel needs at least one filter")
-        self._change_time = timedelta(seconds=float(simulator_settings["Filter Change Time"]))
+        self._change_time = float(simulator_settings["Filter Change Time"])
         self._slot = 0            # the slot in the beam, or the one the wheel is turning to
-        self._arrives = None      # clock time the last move ends; None when still
+        self._arrives = None      # Clock.elapsed() when the last move ends; None when still
 
     def state(self):
         """The :class:`FilterWheelState` now (position ``None`` while turning).
@@ -70,7 +69,7 @@ class SimulatedFilterWheel(SimulatedDevice, FilterWheel):
             slot = self._names.index(name)
             if slot == self._slot:
                 return
-            now = self._clock.now()
+            now = self._clock.elapsed()
             begins = now if self._arrives is None or self._arrives <= now else self._arrives
             self._slot = slot
             self._arrives = begins + self._change_time
@@ -86,7 +85,7 @@ class SimulatedFilterWheel(SimulatedDevice, FilterWheel):
 
     def _position(self):
         """The slot in the beam, or ``None`` while turning; call with the lock held."""
-        if self._arrives is not None and self._clock.now() < self._arrives:
+        if self._arrives is not None and self._clock.elapsed() < self._arrives:
             return None
         self._arrives = None
         return self._slot

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..base import DeviceError
 from ..mount import Mount, MountState
-from .common import SimulatedDevice, finite_number, seconds_between
+from .common import SimulatedDevice, finite_number
 from .coords import Horizon, angle_between, great_circle_point, longitude_latitude, unit_vector
 
 #: Altitude of the park position, degrees: the zenith, above the horizon at any site.
@@ -41,6 +41,20 @@ SKY = "sky"
 HORIZONTAL = "horizontal"
 
 
+@dataclass(frozen=True)
+class _Moment:
+    """One instant of the clock, read two ways: *when* (UTC) places the sky, *count* (its
+    :meth:`~torosmanager.clock.Clock.elapsed`) times the motion (see
+    :class:`~.common.SimulatedDevice`)."""
+
+    when: datetime
+    count: float
+
+    def at(self, count):
+        """The moment of the elapsed *count*, before or after this one."""
+        return _Moment(self.when + timedelta(seconds=count - self.count), count)
+
+
 @dataclass
 class _Motion:
     """A slew or park under way: a great circle in one frame, then an optional settle.
@@ -51,8 +65,9 @@ class _Motion:
         :data:`SKY` for a slew (the path is fixed on the sky), :data:`HORIZONTAL` for a park.
     start, end : numpy.ndarray
         Unit vectors in *frame*.
-    started : datetime
-        Clock time the motion began.
+    started : float
+        When the motion began, a :meth:`~torosmanager.clock.Clock.elapsed` count (see
+        :class:`~.common.SimulatedDevice`).
     travel, settle : float
         Clock seconds moving, then settling at *end*.
     tracking_after : bool
@@ -64,7 +79,7 @@ class _Motion:
     frame: str
     start: np.ndarray
     end: np.ndarray
-    started: datetime
+    started: float
     travel: float
     settle: float
     tracking_after: bool
@@ -72,12 +87,12 @@ class _Motion:
 
     @property
     def ends(self):
-        """Clock time the motion (settle included) is over."""
-        return self.started + timedelta(seconds=self.travel + self.settle)
+        """When the motion (settle included) is over, an elapsed count as :attr:`started`."""
+        return self.started + self.travel + self.settle
 
-    def vector_at(self, now):
-        """Where the mount points at *now*, a unit vector in :attr:`frame`."""
-        elapsed = seconds_between(self.started, now)
+    def vector_at(self, count):
+        """Where the mount points at the elapsed *count*, a unit vector in :attr:`frame`."""
+        elapsed = count - self.started
         fraction = 1.0 if self.travel <= 0 else min(max(elapsed / self.travel, 0.0), 1.0)
         return great_circle_point(self.start, self.end, fraction)
 
@@ -123,15 +138,15 @@ class SimulatedMount(SimulatedDevice, Mount):
         """
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
-            self._finish_motion(now)
-            frame, vector = self._where(now)
+            moment = self._moment()
+            self._finish_motion(moment)
+            frame, vector = self._where(moment)
             if frame == SKY:
                 ra, dec = longitude_latitude(vector)
-                altitude, azimuth = self._horizon.altaz(ra, dec, now)
+                altitude, azimuth = self._horizon.altaz(ra, dec, moment.when)
             else:
                 azimuth, altitude = longitude_latitude(vector)
-                ra, dec = self._horizon.radec(altitude, azimuth, now)
+                ra, dec = self._horizon.radec(altitude, azimuth, moment.when)
             moving = self._motion is not None
             tracking = self._motion.tracking_after if moving else frame == SKY
             return MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
@@ -141,10 +156,10 @@ class SimulatedMount(SimulatedDevice, Mount):
         """Leave the park position (at once), not tracking; stops a park under way."""
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
-            self._finish_motion(now)
+            moment = self._moment()
+            self._finish_motion(moment)
             if self._motion is not None and self._motion.parks:
-                self._stop(now)
+                self._stop(moment)
             self._parked = False
 
     def start_slew(self, ra, dec):
@@ -162,30 +177,31 @@ class SimulatedMount(SimulatedDevice, Mount):
             raise DeviceError(f"Dec must be from -90 to 90 degrees, got {dec:g}")
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
-            self._finish_motion(now)
+            moment = self._moment()
+            self._finish_motion(moment)
             if self._parked:
                 raise DeviceError("the mount is parked: unpark it before slewing")
-            altitude, _ = self._horizon.altaz(ra, dec, now)
+            altitude, _ = self._horizon.altaz(ra, dec, moment.when)
             if altitude < HORIZON_ALTITUDE:
                 raise DeviceError(f"RA {ra:.4f}, Dec {dec:.4f} is below the horizon "
                                   f"(altitude {altitude:.1f} degrees)")
-            start = self._vector_in(SKY, now)
+            start = self._vector_in(SKY, moment)
             end = unit_vector(ra, dec)
-            self._motion = _Motion(SKY, start, end, now, angle_between(start, end) / self._rate,
-                                   self._settle, tracking_after=True, parks=False)
+            self._motion = _Motion(SKY, start, end, moment.count,
+                                   angle_between(start, end) / self._rate, self._settle,
+                                   tracking_after=True, parks=False)
 
     def start_park(self):
         """Start moving to the zenith, where the mount parks; no-op when already parked."""
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
-            self._finish_motion(now)
+            moment = self._moment()
+            self._finish_motion(moment)
             if self._parked:
                 return
-            start = self._vector_in(HORIZONTAL, now)
+            start = self._vector_in(HORIZONTAL, moment)
             end = unit_vector(PARK_AZIMUTH, PARK_ALTITUDE)
-            self._motion = _Motion(HORIZONTAL, start, end, now,
+            self._motion = _Motion(HORIZONTAL, start, end, moment.count,
                                    angle_between(start, end) / self._rate, 0.0,
                                    tracking_after=False, parks=True)
 
@@ -193,10 +209,10 @@ class SimulatedMount(SimulatedDevice, Mount):
         """Stop any slew or park at once, where the mount is (see the module notes)."""
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
-            self._finish_motion(now)
+            moment = self._moment()
+            self._finish_motion(moment)
             if self._motion is not None:
-                self._stop(now)
+                self._stop(moment)
 
     def set_tracking(self, enabled):
         """Switch sidereal tracking on or off.
@@ -211,8 +227,8 @@ class SimulatedMount(SimulatedDevice, Mount):
         enabled = bool(enabled)
         with self._lock:
             self._require_connected()
-            now = self._clock.now()
-            self._finish_motion(now)
+            moment = self._moment()
+            self._finish_motion(moment)
             motion = self._motion
             if enabled and (self._parked or (motion is not None and motion.parks)):
                 raise DeviceError("the mount cannot track while parked or parking")
@@ -220,7 +236,7 @@ class SimulatedMount(SimulatedDevice, Mount):
                 # A park never ends tracking (switching on was refused above).
                 motion.tracking_after = enabled
                 return
-            self._rest(self._frame, self._vector, enabled, now)
+            self._rest(self._frame, self._vector, enabled, moment)
 
     def describe(self):
         """``Driver``, ``Connected`` and, when connected, where the mount points."""
@@ -235,35 +251,39 @@ class SimulatedMount(SimulatedDevice, Mount):
 
     # -- motion bookkeeping (all with the lock held) --------------------------------------------
 
-    def _finish_motion(self, now):
-        """Bring a motion that is over at *now* to rest at its end, as of when it ended."""
+    def _moment(self):
+        """The clock read both ways: UTC for the sky, the elapsed count for the motion."""
+        return _Moment(self._clock.now(), self._clock.elapsed())
+
+    def _finish_motion(self, moment):
+        """Bring a motion that is over at *moment* to rest at its end, as of when it ended."""
         motion = self._motion
-        if motion is None or now < motion.ends:
+        if motion is None or moment.count < motion.ends:
             return
         self._motion = None
-        self._rest(motion.frame, motion.end, motion.tracking_after, motion.ends)
+        self._rest(motion.frame, motion.end, motion.tracking_after, moment.at(motion.ends))
         self._parked = motion.parks
 
-    def _stop(self, now):
-        """Stop the motion under way at *now*, where it is."""
+    def _stop(self, moment):
+        """Stop the motion under way at *moment*, where it is."""
         motion, self._motion = self._motion, None
-        self._rest(motion.frame, motion.vector_at(now), motion.tracking_after, now)
+        self._rest(motion.frame, motion.vector_at(moment.count), motion.tracking_after, moment)
 
-    def _where(self, now):
-        """The (frame, unit vector) the mount points at *now*."""
+    def _where(self, moment):
+        """The (frame, unit vector) the mount points at *moment*."""
         if self._motion is not None:
-            return self._motion.frame, self._motion.vector_at(now)
+            return self._motion.frame, self._motion.vector_at(moment.count)
         return self._frame, self._vector
 
-    def _vector_in(self, frame, now):
-        """Where the mount points at *now*, as a unit vector in *frame*."""
-        current_frame, vector = self._where(now)
-        return self._convert(vector, current_frame, frame, now)
+    def _vector_in(self, frame, moment):
+        """Where the mount points at *moment*, as a unit vector in *frame*."""
+        current_frame, vector = self._where(moment)
+        return self._convert(vector, current_frame, frame, moment.when)
 
-    def _rest(self, frame, vector, tracking, when):
-        """Hold still at *vector* (in *frame*, at *when*): fixed on the sky if *tracking*."""
+    def _rest(self, frame, vector, tracking, moment):
+        """Hold still at *vector* (in *frame*, at *moment*): fixed on the sky if *tracking*."""
         self._frame = SKY if tracking else HORIZONTAL
-        self._vector = self._convert(vector, frame, self._frame, when)
+        self._vector = self._convert(vector, frame, self._frame, moment.when)
 
     def _convert(self, vector, source, target, when):
         """*vector* from frame *source* to frame *target* at *when*."""
