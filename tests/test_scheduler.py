@@ -22,6 +22,8 @@ FOLLOW_INTERVAL = 3600.0
 #: Simulated seconds within which a quick follow-up shows the change (10 real seconds at
 #: 100×); a regular follow-up comes only at the next tick of FOLLOW_INTERVAL, later.
 QUICK_FOLLOW_UP = 1000.0
+#: Real seconds the dome daemon is down for: many of the scheduler's ticks at 100×.
+DOME_DOWN_SECONDS = 3.0
 #: The steady stream test's Replan Delay (its largest allowed value), a pause its orders never
 #: make, and how long at most the stream waits for Max Replan Delay (1 s) to plan its first.
 REPLAN_DELAY, STREAM_SECONDS = 10.0, 9.0
@@ -240,6 +242,26 @@ def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_
     assert any(reason.endswith("queued again") for reason in history)
     done = ended(scheduler, "long", "done")
     assert done["Progress"]["Attempts"] == 1  # the interruption did not count as a try
+
+
+def test_a_target_of_opportunity_waits_out_a_dome_daemon_restart(make_site):
+    """The dome daemon killed and started again (a crash, ``systemctl restart dome``): a target
+    of opportunity that arrives meanwhile is observed once the dome is back. Before, the
+    scheduler went on sending it to the telescope, which will not start without the dome's
+    word, and its tries were all spent within a second: the alert's target was lost."""
+    site = night(make_site)
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("first", *FIELDS["gal-a"], **{"Number of Exposures": 1}))
+    ended(scheduler, "first", "done")  # the dome is open, the night under way
+    site.daemons["dome"].kill()
+    scheduler.front_desk(observation("alert", *ALERT, **{
+        "Type of job": "ToO", "Type of object": "Kilonova candidate",
+        "Number of Exposures": 1}))
+    time.sleep(DOME_DOWN_SECONDS)
+    assert status(scheduler, "alert")["Status"] == "queued"
+    site.start("dome")
+    done = ended(scheduler, "alert", "done")
+    assert done["Progress"]["Attempts"] <= 2  # at most the one sent as the dome went away
 
 
 def test_after_a_target_of_opportunity_the_schedulers_status_follows_at_once(make_site):

@@ -50,7 +50,8 @@ class DomeKeeper:
         self.settings = config["Scheduler"]
         self.clock = clock
         self.night = night
-        #: Whether the dome was open at the last :meth:`keep` (``None`` before the first).
+        #: Whether the dome was open at the last :meth:`keep` (``None`` before the first, and
+        #: while the dome daemon does not answer).
         self.is_open = None
         self._request = None  # the ID of the Dome order being waited on
         self._status_outage = Outage(log)     # the dome daemon not answering Status
@@ -83,6 +84,9 @@ class DomeKeeper:
             dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
         except (OSError, xmlrpc.client.Error, KeyError) as error:
             self._status_outage.failed("cannot ask the dome daemon how the dome is: %s", error)
+            # Not known open until it answers: a target of opportunity sent meanwhile would
+            # only be refused by the telescope, which asks the dome too, each refusal a try.
+            self.is_open = None
             return False, False
         self._status_outage.answered("the dome daemon answers again")
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
