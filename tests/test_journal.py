@@ -225,6 +225,20 @@ def test_orders_in_given_states_and_of_a_kind(journal):
     assert journal.ids_in_state(QUEUED) == {"1", "obs"}
 
 
+def test_done_orders_with_something_left_to_do_are_found_by_their_progress(journal):
+    """A telescope's hand-offs still pending at start: done orders whose progress says so,
+    and not one whose progress cannot be read (which would fail SQLite's JSON reading)."""
+    for order_id, progress in (("pending", {"Hand-off": "pending", "Files": ["a.fits"]}),
+                               ("handed", {"Preprocessing ID": "p1", "Files": ["b.fits"]}),
+                               ("damaged", {"Hand-off": "pending"})):
+        add(journal, order_id)
+        journal.transition(order_id, DONE, "done", TIME, progress=progress)
+    edit_by_hand(journal, "damaged", progress="{")
+    found = journal.in_states([DONE], progress=("Hand-off", "pending"))
+    assert [record.id for record in found] == ["pending"]
+    assert found[0].progress["Files"] == ["a.fits"]
+
+
 def test_a_plans_messages_change_only_orders_still_queued_in_one_commit(journal):
     for order_id in "123":
         add(journal, order_id)

@@ -331,6 +331,10 @@ SCHEMA = {
                                    "seconds past the exposure time before a frame is late",
                                    1, 3600),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
+        "Hand-off Retry Interval": Setting("float", 10.0, "seconds between tries to hand an "
+                                           "order's frames to the preprocessor while it does "
+                                           "not answer (the order is done meanwhile)",
+                                           0.1, 3600),
         "Mount": _device(),
         "Camera": dict(_device(), **{
             "Read Noise": Setting("float", 0.0, "alpaca, indi: electrons RMS, for RDNOISE (neither "

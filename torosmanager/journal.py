@@ -587,10 +587,12 @@ class Journal:
                                                  ": emptied, the order goes on"))
 
     def in_states(self, states: Iterable[str], wotype: str | None = None,
-                  min_priority: float | None = None) -> list[OrderRecord]:
-        """Orders in one of *states* (of *wotype*, and of at least *min_priority*, if given),
-        oldest first: the few active or urgent ones without reading (and decoding) the whole
-        queue."""
+                  min_priority: float | None = None,
+                  progress: tuple[str, Any] | None = None) -> list[OrderRecord]:
+        """Orders in one of *states* (of *wotype*, of at least *min_priority*, and whose
+        progress holds the ``(key, value)`` *progress*, if given), oldest first: the few active
+        or urgent ones without reading (and decoding) the whole queue, or the few done ones
+        with something left to do."""
         values: tuple[Any, ...] = tuple(states)
         marks = ", ".join("?" for _ in values)
         query = f"SELECT * FROM orders WHERE state IN ({marks})"
@@ -600,6 +602,10 @@ class Journal:
         if min_priority is not None:
             query += " AND priority >= ?"
             values += (min_priority,)
+        if progress is not None:
+            # (CASE: a damaged progress, which json_extract would raise on, matches nothing)
+            query += " AND CASE WHEN json_valid(progress) THEN json_extract(progress, ?) END = ?"
+            values += (f'$."{progress[0]}"', progress[1])
         with self._read_lock:
             rows = self._reader.execute(query + " ORDER BY created, rowid", values).fetchall()
         return self._records(rows)

@@ -27,6 +27,7 @@ from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
 from ..order_queue import OrderQueue
 from .fits import Exposure, night_directory, write_frame
+from .hand_offs import HAND_OFF, PENDING, answers_later, hand_over
 from .room import NoRoom, describe, frame_bytes, require_room
 
 log = logging.getLogger(__name__)
@@ -363,13 +364,19 @@ class Executor:
             raise DomeNotReady(f"the dome shutter is {enclosure.get('Shutter', 'unknown')}")
 
     def _hand_off(self, order_id, files, progress):
-        order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope"}
         try:
-            receipt = connect(self.config, "preprocessor").front_desk(order)
+            receipt = hand_over(self.config, files)
         except (OSError, xmlrpc.client.Error) as error:
-            log.error("[WO %s] could not hand the frames to the preprocessor: %s", order_id,
-                      error)
-            return f"the hand-off to the preprocessor failed: {error}"
+            if not answers_later(error):
+                log.error("[WO %s] the preprocessor refused its frames: %s", order_id, error)
+                return f"the preprocessor refused them: {error}"
+            # The night goes on: the frames are handed over once the preprocessor answers.
+            log.warning("[WO %s] the preprocessor does not answer (%s): its frames are handed "
+                        "to it as soon as it does", order_id, error)
+            progress[HAND_OFF] = PENDING
+            self.handler.hand_offs.add(order_id)
+            return (f"the preprocessor does not answer ({error}): they are handed to it as "
+                    "soon as it does")
         progress["Preprocessing ID"] = receipt["ID"]
         return f"handed to the preprocessor as order {receipt['ID']}"
 

@@ -22,6 +22,7 @@ from ..journal import ACCEPTED, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
 from ..workorders import WorkOrderError
 from .executor import Executor
+from .hand_offs import PendingHandOffs
 from .limits import check as check_limits, limits_of
 from .preview import preview_png
 
@@ -47,6 +48,7 @@ class TelescopeHandler(Handler):
         self.night = Night(config["Site"])
         self.filters = None  # the wheel's names, once it has answered
         self.executor = Executor(self)
+        self.hand_offs = PendingHandOffs(self)
 
     # --- the front desk's checks -------------------------------------------------------
 
@@ -137,7 +139,8 @@ class TelescopeHandler(Handler):
         return report
 
     def health(self):
-        return {"Limits": self.limits(), "Data Disk": self.executor.data_disk()}
+        return {"Limits": self.limits(), "Data Disk": self.executor.data_disk(),
+                "Hand-offs Pending": self.hand_offs.count()}
 
     def page_sections(self):
         disk = self.executor.data_disk()
@@ -179,6 +182,7 @@ class TelescopeHandler(Handler):
         self.night.window(self.clock.now(), self.config["Observing"]["Sun Altitude Limit"])
         super().start()
         self.executor.start()
+        self.hand_offs.start()
 
     def resume(self, record):
         if record.wotype == "Park":  # parking is always safe to do again
@@ -193,5 +197,6 @@ class TelescopeHandler(Handler):
 
     def stop(self):
         self.executor.stop()
+        self.hand_offs.stop()
         for device in (self.camera, self.filter_wheel, self.mount):
             device.disconnect()

@@ -1,0 +1,135 @@
+"""Frames handed to the preprocessor, now or, if it does not answer, as soon as it does.
+
+An Observation with ``Output: Analysis`` ends by handing its frames to the preprocessor
+(:func:`hand_over`). When the preprocessor does not answer then (stopped, restarting, its
+journal's disk full), the order still ends done, so that the telescope goes on with the night,
+and its progress says ``Hand-off: pending``. :class:`PendingHandOffs` tries again every
+``Telescope → Hand-off Retry Interval`` until the preprocessor takes the frames, then journals
+the preprocessing order's ID in the telescope's order (``Preprocessing ID``). Pending hand-offs
+are found again in the journal at start: a restart of either daemon loses none. The
+scheduler's copy of the order keeps what it saw when the order ended; the telescope's Status
+has the rest.
+"""
+
+import logging
+import threading
+import xmlrpc.client
+
+from ..client import connect, unavailable
+from ..journal import DONE
+from ..logs import Outage
+
+log = logging.getLogger(__name__)
+
+#: The progress key of a hand-off still to be made, and its value.
+HAND_OFF, PENDING = "Hand-off", "pending"
+
+
+def hand_over(config, files):
+    """Hand *files* to the preprocessor as a Preprocessing order; its receipt.
+
+    Raises
+    ------
+    OSError, xmlrpc.client.Error
+        The preprocessor did not take them: see :func:`answers_later`.
+    """
+    order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope"}
+    return connect(config, "preprocessor").front_desk(order)
+
+
+def answers_later(error):
+    """Whether the hand-off that raised *error* may succeed later: the preprocessor did not
+    answer, or answered that it cannot take orders now. Any other Fault is a refusal, which
+    trying again would not change."""
+    return not isinstance(error, xmlrpc.client.Fault) or unavailable(error)
+
+
+class PendingHandOffs:
+    """The hand-offs the preprocessor could not take yet, tried again in a thread of their own.
+
+    Parameters
+    ----------
+    handler : TelescopeHandler
+        Its ``journal``, ``config``, ``settings`` and ``transition``.
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self._pending = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hand-offs")
+        self._outage = Outage(log)
+
+    def start(self):
+        """Find the hand-offs a stopped daemon left pending; start trying them again."""
+        left = self.handler.journal.in_states([DONE], "Observation",
+                                              progress=(HAND_OFF, PENDING))
+        if left:
+            log.info("%d hand-off(s) to the preprocessor pending from before the restart",
+                     len(left))
+        with self._lock:
+            self._pending.update(record.id for record in left)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def add(self, order_id):
+        """Try the hand-off of *order_id* (done, its progress ``Hand-off: pending``) later."""
+        with self._lock:
+            self._pending.add(order_id)
+
+    def count(self):
+        """How many hand-offs are pending (for the health report)."""
+        with self._lock:
+            return len(self._pending)
+
+    def _run(self):
+        while not self._stop.wait(self.handler.settings["Hand-off Retry Interval"]):
+            try:
+                self.try_again()
+            except Exception:  # noqa: BLE001 - the next pass tries again; the log says why
+                log.exception("the pending hand-offs to the preprocessor failed; trying again")
+
+    def try_again(self):
+        """One pass over the pending hand-offs, oldest ID first, until the preprocessor does
+        not answer."""
+        with self._lock:
+            pending = sorted(self._pending)
+        for order_id in pending:
+            if self._stop.is_set() or not self._hand_over(order_id):
+                return
+
+    def _hand_over(self, order_id):
+        """Hand *order_id*'s frames over; ``False`` when the preprocessor does not answer."""
+        record = self.handler.journal.get(order_id)
+        if record is not None and not record.finished:
+            return True  # its end is being journaled (added just before): the next pass
+        if record is None or record.state != DONE or record.progress.get(HAND_OFF) != PENDING:
+            with self._lock:
+                self._pending.discard(order_id)
+            return True
+        progress = dict(record.progress)
+        del progress[HAND_OFF]
+        try:
+            receipt = hand_over(self.handler.config, progress["Files"])
+        except (OSError, xmlrpc.client.Error) as error:
+            if answers_later(error):
+                self._outage.failed("the preprocessor still does not answer (%s): %d "
+                                    "hand-off(s) pending", error, self.count())
+                return False
+            log.error("[WO %s] the preprocessor refused its frames: %s", order_id, error)
+            message = f"{record.message}; the preprocessor refused them: {error}"
+        else:
+            self._outage.answered("the preprocessor answers again")
+            progress["Preprocessing ID"] = receipt["ID"]
+            message = f"{record.message}; handed to it later, as order {receipt['ID']}"
+            log.info("[WO %s] %d frame(s) handed to the preprocessor as order %s", order_id,
+                     len(progress["Files"]), receipt["ID"])
+        self.handler.transition(order_id, DONE, message, only_from={DONE}, progress=progress)
+        with self._lock:
+            self._pending.discard(order_id)
+        return True
