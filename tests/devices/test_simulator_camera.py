@@ -89,7 +89,6 @@ def test_an_exposure_lasts_its_time_plus_the_readout(clock, camera, readout):
     assert image.shape == (SIZE, SIZE) and image.dtype == np.uint16
 
 
-
 @pytest.mark.parametrize("hours", [-1, 1])
 def test_an_exposure_lasts_its_time_when_the_system_clock_is_set(clock, camera, readout, hours):
     """The system clock set back or forward an hour mid-exposure (NTP, a person): the image is

@@ -63,7 +63,6 @@ def test_opening_takes_the_shutter_travel_time(clock, dome, travel):
     assert dome.state().shutter == ShutterState.OPEN and not dome.state().slewing
 
 
-
 @pytest.mark.parametrize("hours", [-1, 1])
 def test_motions_last_their_time_when_the_system_clock_is_set(clock, dome, travel, rate, hours):
     """The system clock set back or forward an hour mid-motion: the shutter and the rotation

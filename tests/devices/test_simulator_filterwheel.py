@@ -51,7 +51,6 @@ def test_a_change_takes_the_filter_change_time(settings, clock, wheel):
     assert wheel.state().position == settings["Filters"].index("R")
 
 
-
 @pytest.mark.parametrize("hours", [-1, 1])
 def test_a_change_lasts_its_time_when_the_system_clock_is_set(settings, clock, wheel, hours):
     """The system clock set back or forward an hour mid-change (NTP, a person): the change

@@ -85,13 +85,21 @@ def test_unpark_leaves_the_mount_at_the_zenith_not_tracking(mount):
     assert state.altitude == pytest.approx(90.0)
 
 
-def test_a_slew_takes_distance_over_rate_then_the_settle_time(config, clock, mount):
+def start_a_slew(config, mount):
+    """Unpark and slew to a target above the horizon: ``(ra, dec, travel, settle)``, the
+    seconds the slew should take moving and settling."""
     rate, settle = config["Simulator"]["Slew Rate"], config["Simulator"]["Settle Time"]
     mount.unpark()
     start = mount.state()
     ra, dec = a_target_above(mount)
     travel = separation(start.ra, start.dec, ra, dec) / rate
     mount.start_slew(ra, dec)
+    return ra, dec, travel, settle
+
+
+def test_a_slew_takes_distance_over_rate_then_the_settle_time(config, clock, mount):
+    ra, dec, travel, settle = start_a_slew(config, mount)
+    rate = config["Simulator"]["Slew Rate"]
     assert mount.state().slewing
 
     clock.advance(travel / 2)
@@ -110,17 +118,11 @@ def test_a_slew_takes_distance_over_rate_then_the_settle_time(config, clock, mou
     assert not mount.state().slewing
 
 
-
 @pytest.mark.parametrize("hours", [-1, 1])
 def test_a_slew_lasts_its_time_when_the_system_clock_is_set(config, clock, mount, hours):
     """The system clock set back or forward an hour mid-slew: the slew takes its own time and
     ends on its target, which the mount then tracks, placed in the sky of the clock's time."""
-    rate, settle = config["Simulator"]["Slew Rate"], config["Simulator"]["Settle Time"]
-    mount.unpark()
-    start = mount.state()
-    ra, dec = a_target_above(mount)
-    travel = separation(start.ra, start.dec, ra, dec) / rate
-    mount.start_slew(ra, dec)
+    ra, dec, travel, settle = start_a_slew(config, mount)
     clock.advance(travel / 2)
     clock.set_to(clock.now() + timedelta(hours=hours))
     assert mount.state().slewing
