@@ -6,10 +6,16 @@ an event followed for more than tonight (``Alerts → Nights``).
 """
 
 
+def to_the_minute(instant):
+    """An ISO 8601 UTC instant as text (``2026-12-03T01:00:00.000Z``) for people:
+    ``2026-12-03 01:00``."""
+    return instant[:16].replace("T", " ")
+
+
 def night_from(dusk):
     """A later night named by its dusk (ISO 8601 UTC text): ``the night from 2026-12-03 01:00
     UTC``."""
-    return f"the night from {dusk[:16].replace('T', ' ')} UTC"
+    return f"the night from {to_the_minute(dusk)} UTC"
 
 
 def coverage_text(coverage):

@@ -21,7 +21,7 @@ from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
 from ..journal import DONE as ORDER_DONE
-from .coverage import coverage_text
+from .coverage import coverage_text, to_the_minute
 from .events import STANDING, SUBMITTED
 from .intake import alert_of
 
@@ -158,11 +158,11 @@ def _window(order):
     """When an order may be observed, for people: ``2026-12-06 01:10 – 10:32``."""
     start, end = order["Not Before"], order["Not After"]
     if end is None:
-        return "" if start is None else f"from {start[:16].replace('T', ' ')}"
-    end = end[:16].replace("T", " ")
+        return "" if start is None else f"from {to_the_minute(start)}"
+    end = to_the_minute(end)
     if start is None:
         return f"until {end}"
-    start = start[:16].replace("T", " ")
+    start = to_the_minute(start)
     return f"{start} – {end[11:] if end[:10] == start[:10] else end}"
 
 

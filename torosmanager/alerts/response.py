@@ -177,14 +177,12 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
 def nightly_picks(offered, now, config, duration, nights):
     """Tonight's pick of *offered*, then each later night's, *nights* in all (fewer when the
     site has no dark hours in the coming day and a half: the picks stop there)."""
-    settings = config["Alerts"]
     picks = []
     while len(picks) < nights and (not picks or picks[-1].night_end is not None):
-        # A night whose dark hours end at *now* is over: the pick takes the next one.
+        # A night whose dark hours end at *now* is over: the pick takes the next one. (Its
+        # budget and number of targets: Alerts → Budget Hours and Max Targets, each night.)
         start = picks[-1].night_end if picks else now
-        picks.append(pick(offered, start, config, duration,
-                          budget_hours=settings["Budget Hours"],
-                          max_targets=settings["Max Targets"]))
+        picks.append(pick(offered, start, config, duration))
     return picks
 
 

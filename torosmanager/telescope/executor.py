@@ -27,7 +27,6 @@ from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
 from ..order_queue import OrderQueue
 from .fits import Exposure, night_directory, write_frame
-from .hand_offs import HAND_OFF, PENDING, answers_later, hand_over
 from .room import NoRoom, describe, frame_bytes, require_room
 
 log = logging.getLogger(__name__)
@@ -199,7 +198,7 @@ class Executor:
             progress["Step"] = f"handing {len(files)} frame(s) to the preprocessor"
             if self._step(order_id, progress) is None:
                 return  # cancelled a moment ago: its frames are not analysed
-            message += "; " + self._hand_off(order_id, files, progress)
+            message += "; " + self.handler.hand_offs.at_end(order_id, files, progress)
         progress["Step"] = "done"
         self.handler.transition(order_id, DONE, message, only_from={RUNNING}, progress=progress)
 
@@ -362,23 +361,6 @@ class Executor:
             raise DomeNotReady(f"the dome reports unsafe conditions: {safety.get('Reason')}")
         if enclosure.get("Shutter") != "open":
             raise DomeNotReady(f"the dome shutter is {enclosure.get('Shutter', 'unknown')}")
-
-    def _hand_off(self, order_id, files, progress):
-        try:
-            receipt = hand_over(self.config, files)
-        except (OSError, xmlrpc.client.Error) as error:
-            if not answers_later(error):
-                log.error("[WO %s] the preprocessor refused its frames: %s", order_id, error)
-                return f"the preprocessor refused them: {error}"
-            # The night goes on: the frames are handed over once the preprocessor answers.
-            log.warning("[WO %s] the preprocessor does not answer (%s): its frames are handed "
-                        "to it as soon as it does", order_id, error)
-            progress[HAND_OFF] = PENDING
-            self.handler.hand_offs.add(order_id)
-            return (f"the preprocessor does not answer ({error}): they are handed to it as "
-                    "soon as it does")
-        progress["Preprocessing ID"] = receipt["ID"]
-        return f"handed to the preprocessor as order {receipt['ID']}"
 
     def _park_for(self, reason, order_id):
         """Park for a Park order (*order_id*), or for one its journal could not keep

@@ -1,7 +1,7 @@
 """Frames handed to the preprocessor, now or, if it does not answer, as soon as it does.
 
 An Observation with ``Output: Analysis`` ends by handing its frames to the preprocessor
-(:func:`hand_over`). When the preprocessor does not answer then (stopped, restarting, its
+(:meth:`PendingHandOffs.at_end`). When the preprocessor does not answer then (stopped, restarting, its
 journal's disk full), the order still ends done, so that the telescope goes on with the night,
 and its progress says ``Hand-off: pending``. :class:`PendingHandOffs` tries again every
 ``Telescope → Hand-off Retry Interval`` until the preprocessor takes the frames, then journals
@@ -25,23 +25,30 @@ log = logging.getLogger(__name__)
 HAND_OFF, PENDING = "Hand-off", "pending"
 
 
+class NotNow(Exception):
+    """The preprocessor did not answer, or answered that it cannot take orders now: it may
+    take the frames later."""
+
+
 def hand_over(config, files):
     """Hand *files* to the preprocessor as a Preprocessing order; its receipt.
 
     Raises
     ------
-    OSError, xmlrpc.client.Error
-        The preprocessor did not take them: see :func:`answers_later`.
+    NotNow
+        It may take them later.
+    xmlrpc.client.Fault
+        It refused them, which trying again would not change.
     """
     order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope"}
-    return connect(config, "preprocessor").front_desk(order)
-
-
-def answers_later(error):
-    """Whether the hand-off that raised *error* may succeed later: the preprocessor did not
-    answer, or answered that it cannot take orders now. Any other Fault is a refusal, which
-    trying again would not change."""
-    return not isinstance(error, xmlrpc.client.Fault) or unavailable(error)
+    try:
+        return connect(config, "preprocessor").front_desk(order)
+    except xmlrpc.client.Fault as fault:
+        if unavailable(fault):
+            raise NotNow(fault) from None
+        raise
+    except (OSError, xmlrpc.client.Error) as error:
+        raise NotNow(error) from None
 
 
 class PendingHandOffs:
@@ -77,10 +84,26 @@ class PendingHandOffs:
         if self._thread.is_alive():
             self._thread.join()
 
-    def add(self, order_id):
-        """Try the hand-off of *order_id* (done, its progress ``Hand-off: pending``) later."""
-        with self._lock:
-            self._pending.add(order_id)
+    def at_end(self, order_id, files, progress):
+        """Hand the frames of *order_id*, which is ending, over now, or else later; the words
+        for its message. *progress* gets the ``Preprocessing ID``, or ``Hand-off: pending``
+        (the order is added to the pending ones: journal its end with that *progress*)."""
+        try:
+            receipt = hand_over(self.handler.config, files)
+        except NotNow as error:
+            # The night goes on: the frames are handed over once the preprocessor answers.
+            log.warning("[WO %s] the preprocessor does not answer (%s): its frames are handed "
+                        "to it as soon as it does", order_id, error)
+            progress[HAND_OFF] = PENDING
+            with self._lock:
+                self._pending.add(order_id)
+            return (f"the preprocessor does not answer ({error}): they are handed to it as "
+                    "soon as it does")
+        except xmlrpc.client.Fault as refusal:
+            log.error("[WO %s] the preprocessor refused its frames: %s", order_id, refusal)
+            return f"the preprocessor refused them: {refusal}"
+        progress["Preprocessing ID"] = receipt["ID"]
+        return f"handed to the preprocessor as order {receipt['ID']}"
 
     def count(self):
         """How many hand-offs are pending (for the health report)."""
@@ -107,7 +130,7 @@ class PendingHandOffs:
         """Hand *order_id*'s frames over; ``False`` when the preprocessor does not answer."""
         record = self.handler.journal.get(order_id)
         if record is not None and not record.finished:
-            return True  # its end is being journaled (added just before): the next pass
+            return True  # its end is being journaled (see at_end): the next pass
         if record is None or record.state != DONE or record.progress.get(HAND_OFF) != PENDING:
             with self._lock:
                 self._pending.discard(order_id)
@@ -116,13 +139,13 @@ class PendingHandOffs:
         del progress[HAND_OFF]
         try:
             receipt = hand_over(self.handler.config, progress["Files"])
-        except (OSError, xmlrpc.client.Error) as error:
-            if answers_later(error):
-                self._outage.failed("the preprocessor still does not answer (%s): %d "
-                                    "hand-off(s) pending", error, self.count())
-                return False
-            log.error("[WO %s] the preprocessor refused its frames: %s", order_id, error)
-            message = f"{record.message}; the preprocessor refused them: {error}"
+        except NotNow as error:
+            self._outage.failed("the preprocessor still does not answer (%s): %d hand-off(s) "
+                                "pending", error, self.count())
+            return False
+        except xmlrpc.client.Fault as refusal:
+            log.error("[WO %s] the preprocessor refused its frames: %s", order_id, refusal)
+            message = f"{record.message}; the preprocessor refused them: {refusal}"
         else:
             self._outage.answered("the preprocessor answers again")
             progress["Preprocessing ID"] = receipt["ID"]
