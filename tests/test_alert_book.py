@@ -6,6 +6,7 @@ import sqlite3
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
+from test_journal import query_plans
 from torosmanager.alerts.events import EventBook
 
 RECEIVED = "2026-11-10T18:00:00+00:00"
@@ -37,3 +38,22 @@ def test_a_row_that_cannot_be_read_is_left_out_and_named_once(tmp_path, caplog):
         f"{path}: the alerts book's row of S1-01 cannot be read (Expecting value: line 1 "
         "column 1 (char 0)); it is left out"]
     book.close()
+
+
+def test_the_latest_events_come_first_found_without_sorting_every_alert(tmp_path):
+    book = EventBook(str(tmp_path / "alerts.sqlite3"))
+    for order_id, event_id, received in (("a1", "S1", "2026-11-10T18:00:00+00:00"),
+                                         ("a2", "S2", "2026-11-10T18:10:00+00:00"),
+                                         ("a3", "S1", "2026-11-10T18:20:00+00:00"),
+                                         ("a4", "S3", "2026-11-10T18:20:00+00:00")):
+        alert = SimpleNamespace(event_id=event_id, alert_type="INITIAL", serial=1, kind="GW",
+                                test=False, issued=datetime(2026, 11, 10, tzinfo=timezone.utc))
+        book.record_alert(order_id, alert, received)
+    # S1's update came after S2; S3 came at the same instant as it, but was read after it.
+    assert book.recent_events() == ["S3", "S1", "S2"]
+    assert book.recent_events(2) == ["S3", "S1"]
+    # Years of alerts are not read for the latest few: an index gives them in order.
+    assert query_plans(book._db, lambda: book.recent_events(1)) == [
+        "SCAN alerts USING INDEX alerts_by_received"]
+    book.close()
+

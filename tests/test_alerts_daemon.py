@@ -267,6 +267,30 @@ def test_a_neutrino_and_its_retraction(observatory):
     assert event_orders(observatory, "IceCube-230416A")[answer["ID"]]["Status"] == "cancelled"
 
 
+def test_the_events_are_listed_the_most_recent_first_as_many_as_asked(observatory):
+    # Retractions of events never announced: events all the same, and quick to read.
+    for number in range(3):
+        retraction = json.dumps({"superevent_id": f"S900{number}", "alert_type": "RETRACTION",
+                                 "time_created": later(number), "event": None, "urls": {}})
+        assert finished(observatory, send(observatory, retraction)["ID"])["Status"] == "done"
+    alerts = observatory.proxy("alerts")
+    answer = alerts.front_desk({"WOType": "Events", "Limit": 2})
+    assert [event["ID"] for event in answer["Events"]] == ["S9002", "S9001"]
+    assert answer["Total Events"] == 3
+    assert len(alerts.front_desk({"WOType": "Events"})["Events"]) == 3
+    message = refusal(alerts.front_desk, {"WOType": "Events", "Limit": 0}).faultString
+    assert "'Limit': received 0" in message and "a whole number ≥ 1" in message
+    listed = subprocess.run([TOROS, "--config", observatory.config_path, "alerts", "--limit",
+                             "1"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "S9002" in listed and "S9001" not in listed
+    assert "The 1 most recent of 3 events (--limit N or --all for more)." in listed
+    listed = subprocess.run([TOROS, "--config", observatory.config_path, "alerts", "--all"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    assert all(event in listed for event in ("S9000", "S9001", "S9002"))
+    assert "most recent" not in listed
+    page = urllib.request.urlopen(observatory.url("alerts"), timeout=30).read().decode()
+    assert page.index("S9002") < page.index("S9001") < page.index("S9000")
+
 def test_the_scheduler_cancels_a_group(site):
     site.start("scheduler")
     scheduler = site.proxy("scheduler")

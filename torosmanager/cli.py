@@ -14,7 +14,8 @@
     toros backup DIR                  # a copy of each daemon's journal, safe while they run
     toros alert FILE                  # hand an alert to the alerts daemon (--dry-run: see what
                                       # it would submit, here)
-    toros alerts [EVENT]              # the events the alerts daemon has read, or one's report
+    toros alerts [EVENT]              # the latest events the alerts daemon has read (--limit N,
+                                      # --all), or one event's report
     toros demo                        # the five daemons on this machine, with the manual's orders
 
 Exit status: 0 when everything asked for succeeded, 1 when a daemon refused or did not answer

@@ -1,10 +1,11 @@
 """What every ``toros`` command shares for talking to a terminal: exit statuses, plain-text
-tables, and the wording of a daemon's failure to answer.
+tables, the wording of a daemon's failure to answer, and a whole-number argument.
 
 A leaf: it imports nothing else of TOROS Manager, so the command modules, the demo and the
 ``toros`` parser can all use it without importing each other.
 """
 
+import argparse
 import xmlrpc.client
 
 #: Exit statuses of ``toros``: everything asked for succeeded; a daemon refused or did not
@@ -16,6 +17,17 @@ EXIT_INTERRUPTED = 130
 EXIT_CONFIG = 78
 #: The columns of a receipt (``toros submit``, ``cancel``, ``status ID``, ``alert``).
 RECEIPT_COLUMNS = ("ID", "WOType", "Status", "Priority", "Message")
+
+
+def positive_whole_number(text):
+    """An argument's value as a whole number of at least 1 (an :mod:`argparse` type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 def table(rows, columns):

@@ -127,6 +127,9 @@ CREATE TABLE IF NOT EXISTS orders (
     updated TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orders_by_state ON orders (state);
+-- The status page's orders changed most recently, without sorting the whole journal (a
+-- million orders, years of nights, took 2 s a page).
+CREATE INDEX IF NOT EXISTS orders_by_updated ON orders (updated);
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     order_key INTEGER NOT NULL REFERENCES orders (key),

@@ -656,6 +656,8 @@ EVENTS = Schema(
     "Events", ("alerts",), (
         Field("WOType", text, required=True, doc="'Events'"),
         Field("Event ID", text, doc="one event's report; without it, the list of events"),
+        Field("Limit", count(1), doc="the list: only this many events, the most recent first "
+                                     "(default: every one); `Total Events` counts them all"),
         Field("User", text, doc="who asks"),
     ),
     doc="The alerts daemon's events (`toros alerts` reads them): each one's state, or one "

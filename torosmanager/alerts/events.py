@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     outcome TEXT NOT NULL DEFAULT '{}'   -- JSON: Targets, Coverage, Ignored, ...
 );
 CREATE INDEX IF NOT EXISTS alerts_by_event ON alerts (event_id);
+-- The latest events without reading every alert of years of them (50,000 alerts took 1.5 s
+-- a status page).
+CREATE INDEX IF NOT EXISTS alerts_by_received ON alerts (received);
 CREATE TABLE IF NOT EXISTS event_orders (
     id TEXT PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -61,6 +64,7 @@ CREATE TABLE IF NOT EXISTS event_orders (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_orders_by_event ON event_orders (event_id);
+CREATE INDEX IF NOT EXISTS event_orders_by_alert ON event_orders (alert_order_id);
 """
 
 
@@ -153,6 +157,19 @@ class EventBook:
         """How many events the alerts read are about."""
         with self._lock:
             return self._db.execute("SELECT COUNT(DISTINCT event_id) FROM alerts").fetchone()[0]
+
+    def recent_events(self, limit=None):
+        """The IDs of the events, the one whose latest alert came last first; only the first
+        *limit* when given."""
+        found = {}
+        with self._lock:
+            rows = self._db.execute("SELECT event_id FROM alerts "
+                                    "ORDER BY received DESC, rowid DESC")
+            for row in rows:  # newest first, a few alerts an event: stops early
+                found.setdefault(row["event_id"], None)
+                if len(found) == limit:
+                    break
+        return list(found)
 
     def alerts(self, event_id=None):
         """The alerts read, oldest first; only *event_id*'s when given."""

@@ -110,7 +110,8 @@ class AlertsHandler(Handler):
         """Answer an Events query: every event's state, or one event's report."""
         event_id = order.get("Event ID")
         if event_id is None:
-            return {"Events": report.events(self)}
+            return {"Events": report.events(self, order.get("Limit")),
+                    "Total Events": self.book.event_count()}
         found = report.event_report(self, event_id)
         if found is None:
             raise WorkOrderError(f"'Event ID': received {event_id!r}; the alerts daemon has "

@@ -42,14 +42,14 @@ MAP_CACHE_SIZE = 8
 STATUS_TIMEOUT = 2.0
 
 
-def events(handler):
-    """Every event, the most recent first: a list of dicts (ID, Kind, State, Alerts, Latest
-    Alert, Orders, Planned, Updated)."""
-    by_event = {}
-    for row in handler.book.alerts():
-        by_event.setdefault(row.event_id, []).append(row)
+def events(handler, limit=None):
+    """The events, the most recent first (only the first *limit* when given): a list of dicts
+    (ID, Kind, State, Alerts, Latest Alert, Orders, Planned, Updated)."""
     listed = []
-    for event_id, rows in by_event.items():
+    for event_id in handler.book.recent_events(limit):
+        rows = handler.book.alerts(event_id)
+        if not rows:
+            continue  # its only alerts' rows cannot be read (the book logged them)
         latest = rows[-1]
         standing = handler.book.orders(event_id=event_id, states=STANDING)
         coverage = _latest_coverage(rows)
@@ -57,7 +57,7 @@ def events(handler):
                        "Alerts": len(rows), "Latest Alert": _alert_name(latest),
                        "Orders": len(standing), "Planned": coverage.get("Planned", 0.0),
                        "Updated": latest.received, "Test": latest.test})
-    return sorted(listed, key=lambda event: event["Updated"], reverse=True)
+    return listed
 
 
 def event_report(handler, event_id):
@@ -94,9 +94,12 @@ def event_report(handler, event_id):
 
 def page_sections(handler):
     """The status page's Events section."""
-    listed = events(handler)[:PAGE_EVENTS]
+    listed = events(handler, PAGE_EVENTS)
     if not listed:
         return [("Events", "<p>No alerts yet.</p>")]
+    total = handler.book.event_count()
+    shown = (f"<p>The {len(listed)} most recent of {total:,} events (<code>toros alerts "
+             "--all</code> lists every one).</p>" if total > len(listed) else "")
     rows = ["<table id='events'><tr><th>Event</th><th>Kind</th><th>State</th><th>Latest "
             "alert</th><th>Orders</th><th>Planned</th><th>Report</th></tr>"]
     for event in listed:
@@ -106,7 +109,7 @@ def page_sections(handler):
                     f"<td>{event['Orders']}</td><td>{event['Planned']:.1%}</td>"
                     f"<td><a href='/events/{quoted}.html'>HTML</a> "
                     f"<a href='/events/{quoted}.json'>JSON</a></td></tr>")
-    return [("Events", "".join(rows) + "</table>")]
+    return [("Events", shown + "".join(rows) + "</table>")]
 
 
 def page_asset(handler, path):

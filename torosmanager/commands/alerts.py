@@ -24,11 +24,13 @@ from ..alerts.coverage import coverage_text
 from ..alerts.formats import AlertFormatError
 from ..alerts.intake import alert_of, guess_format, payload_of
 from ..clock import Clock
-from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
+from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, positive_whole_number, table
 from ..workorders import format_utc
 from .front_desk import ask
 
 #: Columns of `toros alerts` and of the dry run's orders.
+#: Events ``toros alerts`` lists unless told otherwise (``--limit``, ``--all``).
+LISTED_EVENTS = 20
 EVENT_COLUMNS = ("ID", "Kind", "State", "Latest Alert", "Orders", "Planned", "Updated")
 ORDER_COLUMNS = ("ID", "Object Name", "RA", "Dec", "Probability", "Priority", "Not Before")
 REPORT_ORDER_COLUMNS = ("ID", "Object Name", "Probability", "Not Before", "Here", "Scheduler")
@@ -50,6 +52,10 @@ def add_alert_arguments(parser):
 def add_events_arguments(parser):
     """The arguments of ``toros alerts``."""
     parser.add_argument("event", nargs="?", metavar="EVENT", help="one event's report")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--limit", type=positive_whole_number, default=LISTED_EVENTS, metavar="N",
+                       help="list the N most recent events (default: %(default)s)")
+    shown.add_argument("--all", action="store_true", help="list every event")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -120,6 +126,8 @@ def run_events(config, arguments):
     query = {"WOType": "Events"}
     if arguments.event:
         query["Event ID"] = arguments.event
+    elif not arguments.all:
+        query["Limit"] = arguments.limit
     answer = ask(config, "alerts", query)
     if answer is None:
         return EXIT_FAILED
@@ -136,6 +144,9 @@ def run_events(config, arguments):
     else:
         rows = [dict(event, Planned=f"{event['Planned']:.1%}") for event in answer["Events"]]
         print(table(rows, EVENT_COLUMNS))
+        if answer["Total Events"] > len(rows):
+            print(f"The {len(rows)} most recent of {answer['Total Events']:,} events "
+                  "(--limit N or --all for more).")
     return EXIT_OK
 
 

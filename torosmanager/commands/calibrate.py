@@ -14,14 +14,13 @@ Exit status: 0 when light frames were calibrated, or masters made from a night w
 interrupted.
 """
 
-import argparse
 import dataclasses
 import shutil
 import sys
 import time
 
 from ..clock import Clock
-from ..console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ..console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, positive_whole_number
 from ..preprocessor.executors import RunnerError, Stopped, make_runner
 
 #: Characters of the progress bar itself.
@@ -35,7 +34,7 @@ def add_arguments(parser):
     parser.add_argument("locations", nargs="+", metavar="NIGHT_DIR",
                         help="a night directory (its raw/ is used when there is one), or FITS "
                              "files; products go to <night>/reduced/")
-    parser.add_argument("--workers", type=_positive, metavar="N",
+    parser.add_argument("--workers", type=positive_whole_number, metavar="N",
                         help="worker processes (default: Preprocessor → Workers)")
     parser.add_argument("--executor", metavar="ADDRESS",
                         help="'local', or a dask.distributed scheduler's address (default: "
@@ -154,13 +153,3 @@ def _settings(config, arguments):
     if arguments.no_library:
         changes["library"] = None
     return dataclasses.replace(settings, **changes)
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
