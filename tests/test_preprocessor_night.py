@@ -270,7 +270,8 @@ class TestBadInputs:
 
     def test_an_exposure_time_written_as_text_and_a_cube(self, night, runner):
         """``EXPTIME = '30'`` is 30 s and ``BZERO = '32768'`` 32768; ``EXPTIME = 'long'`` is
-        said to be no number, not missing; a cube is said to be one, with its shape."""
+        said to be no number, not missing; a cube of one plane (``NAXIS3 = 1``, as some cameras
+        write a frame) is that frame; a cube of several is said to be one, with its shape."""
         light = raw_files(night, "LIGHT")[0]
         with fits.open(light) as hdus:
             header, data = hdus[0].header, hdus[0].data
@@ -278,17 +279,21 @@ class TestBadInputs:
                 changed = header.copy()
                 changed["EXPTIME"] = value
                 fits.PrimaryHDU(data, changed).writeto(night / "raw" / name)
-            fits.PrimaryHDU(data[None], header).writeto(night / "raw" / "cube.fits")
+            for name, planes in (("plane.fits", data[None]),
+                                 ("cube.fits", np.stack([data, data]))):
+                fits.PrimaryHDU(planes, header).writeto(night / "raw" / name)
         with_card(light, night / "raw" / "bzero.fits", "BZERO", "BZERO   = '32768'")
         outcome = run(night, runner)
         assert str(night / "reduced" / "text.fits") in outcome.products
         assert fits.getheader(night / "reduced" / "text.fits")["DARKSCAL"] == pytest.approx(1.0)
-        np.testing.assert_array_equal(fits.getdata(night / "reduced" / "bzero.fits"),
-                                      fits.getdata(night / "reduced" / light.name))
+        for name in ("bzero.fits", "plane.fits"):
+            np.testing.assert_array_equal(fits.getdata(night / "reduced" / name),
+                                          fits.getdata(night / "reduced" / light.name))
+        assert fits.getheader(night / "reduced" / "plane.fits")["NAXIS"] == 2
         reasons = dict(line.split(": ", 1) for line in outcome.skipped)
         assert reasons == {
             str(night / "raw" / "long.fits"): "EXPTIME 'long' is not a number of seconds",
-            str(night / "raw" / "cube.fits"): "holds no 2-D image (it holds 3-D data of 1 × 128 "
+            str(night / "raw" / "cube.fits"): "holds no 2-D image (it holds 3-D data of 2 × 128 "
                                               "× 128; a 2-D frame is expected)"}
 
     def test_frames_named_in_any_language_are_calibrated_their_names_ascii_in_the_headers(

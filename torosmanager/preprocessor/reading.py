@@ -276,7 +276,7 @@ def _image_in(header, offset, size, data_bytes):
     """
     if header.get("ZIMAGE") is True:
         raise FrameError("a tile-compressed image (fpack): decompress it with funpack")
-    if header.get("NAXIS", 0) == 2 and all(image_shape(header)):
+    if _one_plane(header) and all(image_shape(header)):
         if header.get("BITPIX") not in STORED_TYPES:
             raise FrameError(f"BITPIX {header.get('BITPIX')!r} is not a FITS pixel type")
         if offset + data_bytes > size:
@@ -284,6 +284,15 @@ def _image_in(header, offset, size, data_bytes):
                              f"pixels, the file has {max(size - offset, 0)}")
         return header, offset, STORED_TYPES[header["BITPIX"]]
     return None
+
+
+def _one_plane(header):
+    """Whether *header* (whose axes :func:`_data_bytes` has read) describes one plane: 2 axes,
+    or more of which all but the first two have length 1 (some cameras write a frame as a
+    cube of one plane, ``NAXIS3 = 1``: the same pixels, in the same order)."""
+    axes = _whole(header, "NAXIS", 0, highest=MAX_AXES)
+    return axes >= 2 and all(_whole(header, f"NAXIS{axis}", 0) == 1
+                             for axis in range(3, axes + 1))
 
 
 def _data_bytes(header):
