@@ -57,3 +57,25 @@ def test_the_latest_events_come_first_found_without_sorting_every_alert(tmp_path
         "SCAN alerts USING INDEX alerts_by_received"]
     book.close()
 
+
+
+def test_an_alert_issued_later_is_found_whatever_its_offset_or_arrival(tmp_path):
+    book = EventBook(str(tmp_path / "alerts.sqlite3"))
+
+    def alert(alert_type, serial, issued):
+        return SimpleNamespace(event_id="GRB1", alert_type=alert_type, serial=serial,
+                               kind="grb", test=False, issued=datetime.fromisoformat(issued))
+
+    read = {"a1": alert("FLT_POS", 1, "2026-11-10T18:00:00+00:00"),
+            "a2": alert("GND_POS", 2, "2026-11-10T20:30:00+02:00"),  # 18:30 UTC
+            "a3": alert("RETRACTION", 0, "2026-11-10T19:00:00+00:00")}
+    for order_id, each in read.items():
+        book.record_alert(order_id, each, RECEIVED)
+    assert book.issued_later("a1", read["a1"]).order_id == "a2"  # the retraction not counted
+    assert book.issued_later("a2", read["a2"]) is None
+    # Issued at the same instant as the newest, a higher serial is the later alert.
+    tie = alert("GND_POS", 3, "2026-11-10T18:30:00+00:00")
+    book.record_alert("a4", tie, RECEIVED)
+    assert book.issued_later("a2", read["a2"]).order_id == "a4"
+    assert book.issued_later("a4", tie) is None
+    book.close()

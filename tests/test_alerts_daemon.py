@@ -164,6 +164,32 @@ def test_an_update_replaces_the_orders_not_started(observatory):
         assert sorted(answer["Work Order"]["Supersedes"]) == sorted(first)
 
 
+def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observatory):
+    """A late delivery (a Kafka message read again, the same alert from a second source, an
+    older notice held up) must not replace the newer plan with an older one."""
+    update = finished(observatory, send(observatory, lvk(alert_type="UPDATE",
+                                                         time_created=later(10)),
+                                        order_id="update")["ID"])
+    assert update["Status"] == "done", update["Message"]
+    planned = event_orders(observatory, "S2498")
+    late = finished(observatory, send(observatory, lvk(), order_id="late")["ID"])
+    assert late["Status"] == "done"
+    assert late["Message"] == (
+        "S2498 INITIAL (test) was issued at 2023-04-30 18:55:35 UTC, before UPDATE (alert "
+        "order update, issued at 2023-04-30 19:05:35 UTC), read already: the newer plan "
+        "stands; nothing submitted")
+    now = event_orders(observatory, "S2498")
+    assert set(now) == set(planned)
+    assert {answer["Status"] for answer in now.values()} == {"queued"}
+    (event,) = observatory.proxy("alerts").front_desk({"WOType": "Events"})["Events"]
+    assert event["Latest Alert"] == "UPDATE" and event["State"] == "observing"
+    # A retraction acts whenever it comes, whatever it was issued before.
+    retraction = json.dumps({"superevent_id": "S2498", "alert_type": "RETRACTION",
+                             "time_created": later(5), "event": None, "urls": {}})
+    finished(observatory, send(observatory, retraction)["ID"])
+    assert {answer["Status"] for answer in event_orders(observatory, "S2498").values()} == {
+        "cancelled"}
+
 def test_a_retraction_cancels_every_pending_order_within_two_seconds(observatory):
     finished(observatory, send(observatory, lvk(), order_id="seen")["ID"])
     orders = event_orders(observatory, "S2498")

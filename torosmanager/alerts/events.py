@@ -26,6 +26,7 @@ import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..journal import UnreadableRows, json_object
 
@@ -140,6 +141,19 @@ class EventBook:
                  order_id)).fetchone()
         return None if row is None else row["order_id"]
 
+    def issued_later(self, order_id, alert):
+        """The row of an alert of the same event read before or alongside alert order
+        *order_id*, issued after *alert* (or at the same time with a higher serial): its
+        plan is the newer one. ``None`` when there is none; a retraction is not counted (it
+        acts whenever it comes)."""
+        def issue(row):
+            return datetime.fromisoformat(row.issued), row.serial
+
+        later = [row for row in self.alerts(alert.event_id)
+                 if row.order_id != order_id and row.alert_type != "RETRACTION"
+                 and issue(row) > (alert.issued, alert.serial)]
+        return max(later, key=issue, default=None)
+
     def retracted(self, event_id):
         """Whether a retraction of *event_id* has been read."""
         with self._lock:
@@ -223,3 +237,4 @@ class EventBook:
         with self._lock:
             self._db.executemany("UPDATE event_orders SET state = ?, message = ? WHERE id = ?",
                                  [(state, message, order_id) for order_id in order_ids])
+

@@ -11,6 +11,8 @@ desk before it is answered, like every order. A worker then reads it and acts:
   afterwards. It does not wait for other work on the event (the deadline is
   ``Alerts → Retraction Deadline``); an alert of the event still being submitted checks for
   the retraction after each order and cancels again;
+- **an alert issued before one of its event already read** (delivered late, or again by
+  another source) does nothing more: the newer plan stands;
 - **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
   tonight's pick (:mod:`.response`). The orders are written to the events book
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
@@ -25,6 +27,7 @@ import logging
 import threading
 import time
 import xmlrpc.client
+from datetime import datetime, timezone
 
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
@@ -193,7 +196,11 @@ class AlertsHandler(Handler):
             self._retract(order_id, alert, received)
         else:
             with self._event_lock(alert.event_id):
-                self._respond(order_id, alert)
+                later = self.book.issued_later(order_id, alert)
+                if later is None:
+                    self._respond(order_id, alert)
+                else:
+                    self._pass_over(order_id, alert, later)
 
     def _read(self, order_id, next_step):
         """Say the alert is read: a stop from now on is not the alert's doing (the scheduler
@@ -276,6 +283,20 @@ class AlertsHandler(Handler):
         log.info("[WO %s] %s: %d earlier order(s) cancelled, %d already started left running",
                  order_id, event_id, len(replaced), len(kept))
         return True
+
+    def _pass_over(self, order_id, alert, later):
+        """*alert* came after one of its event issued later (*later*, a row of the book):
+        delivered late, or again from another source. Acting on it would replace the newer
+        plan with an older one."""
+        message = (f"{_name(alert)} was issued at {_utc(alert.issued)}, before "
+                   f"{later.alert_type}{f' #{later.serial}' if later.serial else ''} (alert order "
+                   f"{later.order_id}, issued at {_utc(datetime.fromisoformat(later.issued))}), "
+                   "read already: the newer plan stands; nothing submitted")
+        self.book.set_outcome(order_id, {"Event": {"ID": alert.event_id,
+                                                   "Alert Type": alert.alert_type},
+                                         "Summary": message, "Issued Later": later.order_id})
+        log.info("[WO %s] %s", order_id, message)
+        self._finish(order_id, message)
 
     def _retract(self, order_id, alert, received):
         cancelled = self._cancel_event(alert.event_id)
@@ -384,6 +405,10 @@ class AlertsHandler(Handler):
             return {"File": settings["File"], "Message": self.catalog_problem or "loading"}
         return {"File": settings["File"], "Galaxies": len(self.catalog),
                 "Luminosity Weight": settings["Luminosity Weight"]}
+
+
+def _utc(instant):
+    return f"{instant.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _name(alert):

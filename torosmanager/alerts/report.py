@@ -50,7 +50,7 @@ def events(handler, limit=None):
         rows = handler.book.alerts(event_id)
         if not rows:
             continue  # its only alerts' rows cannot be read (the book logged them)
-        latest = rows[-1]
+        latest = _current(rows)
         standing = handler.book.orders(event_id=event_id, states=STANDING)
         coverage = _latest_coverage(rows)
         listed.append({"ID": event_id, "Kind": latest.kind, "State": _state(rows, standing),
@@ -251,12 +251,18 @@ def _state(rows, standing):
         return "retracted"
     if standing:
         return "observing"
-    latest = rows[-1].outcome
+    latest = _current(rows).outcome
     if latest.get("Ignored"):
         return "ignored"
     if latest.get("Problem"):
         return "failed"
     return "nothing observable" if latest.get("Targets") else "received"
+
+
+def _current(rows):
+    """The alert an event's plan comes from: the last of *rows* (in the order read) that was
+    not passed over for one issued later."""
+    return next((row for row in reversed(rows) if "Issued Later" not in row.outcome), rows[-1])
 
 
 def _alert_name(row):
