@@ -6,6 +6,8 @@ none. Before, the hand-off was given up at once: the frames of an ``Output: Anal
 were never calibrated.
 """
 
+import pytest
+
 from observatory import ended, open_dome, settings, status, wait_until
 
 #: Real seconds between the telescope's tries, short for the test (the default is 10).
@@ -50,3 +52,33 @@ def test_frames_wait_for_the_preprocessor_through_a_restart_of_the_telescope(mak
         assert now["Status"] == "done" and "Hand-off" not in now["Progress"]
         assert now["Message"].endswith(f"; handed to it later, as order {handed}")
     assert telescope.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 0
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+def test_the_scheduler_says_so_too_once_the_frames_are_handed_over(make_site, restart):
+    """The scheduler's copy of the order follows the telescope's until the hand-off is made,
+    whether the scheduler ran all along or was restarted meanwhile."""
+    site = make_site(settings(Telescope={"Hand-off Retry Interval": RETRY_SECONDS},
+                              Scheduler={"Follow Interval": 30}))
+    site.start("dome", "telescope", "scheduler")  # the preprocessor is down
+    scheduler = site.proxy("scheduler")
+    for order_id in ("first", "second"):
+        scheduler.front_desk(observation(order_id))
+    for order_id in ("first", "second"):
+        done = ended(scheduler, order_id, "done")
+        assert "they are handed to it as soon as it does" in done["Message"]
+        assert done["Progress"]["Hand-off"] == "pending"
+
+    if restart:
+        site.daemons["scheduler"].stop()
+        site.start("scheduler")
+    site.start("preprocessor")
+    for order_id in ("first", "second"):
+        handed = wait_until(lambda: status(scheduler, order_id)["Progress"].get(
+            "Preprocessing ID"), f"the scheduler to learn that {order_id} was handed over")
+        now = status(scheduler, order_id)
+        assert "Hand-off" not in now["Progress"]
+        assert handed == handed_over(site.proxy("telescope"), order_id)
+        assert now["Message"] == "done at the telescope: " + status(
+            site.proxy("telescope"), order_id)["Message"]
+        assert now["Message"].endswith(f"; handed to it later, as order {handed}")

@@ -10,7 +10,9 @@ arrives or is cancelled):
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
    target of opportunity does not count); one that makes no progress for ``Stall Timeout`` is
    stopped and retried; an order dispatched and not yet running, or interrupted by a target of
-   opportunity and not yet shown so, is followed every ``Dispatched Follow Interval``;
+   opportunity and not yet shown so, is followed every ``Dispatched Follow Interval``; a done
+   observation whose frames the telescope has yet to hand to the preprocessor is followed
+   until it has;
 3. expire queued orders whose ``Not After`` has passed;
 4. plan the queued observations (when prompted, or every ``Replan Interval``; a queue of
    ``Planning Process From`` orders or more in a child process, see
@@ -35,6 +37,7 @@ from ..client import connect, status_of, unavailable
 from ..journal import (CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING,
                        JournalUnwritable)
 from ..logs import Outage, SaidOnChange
+from ..telescope.hand_offs import HAND_OFF, PENDING
 from ..workorders import format_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
@@ -94,6 +97,10 @@ class Dispatcher:
         self._last_progress = {}   # order ID -> (signature, Clock.elapsed() it last changed)
         self._last_follow = {}     # order ID -> Clock.elapsed() of its last Status query
         self._interrupting = set()  # orders a target of opportunity interrupts, until shown so
+        # Done observations whose frames the telescope has yet to hand to the preprocessor
+        # (None until read from the journal at the first tick), and when they were last asked.
+        self._hand_offs = None
+        self._hand_offs_asked = None
         self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
         self._journal_outage = Outage(log)
         self._telescope_unavailable = Outage(log)  # its data disk, or journal, full
@@ -210,6 +217,7 @@ class Dispatcher:
             with self.handler.failing_on_error(record.id, "following it"):
                 self._follow(record)
         self._awaiting_start = any(record.state == DISPATCHED for record in active)
+        self._follow_hand_offs()
         queued = [record for record in self.journal.in_states([QUEUED], "Observation")
                   if not self._expired(record, now)]
         # The queries above may have waited on a daemon that was busy starting: read the clock
@@ -261,12 +269,57 @@ class Dispatcher:
             self._running(record, message, progress)
         elif state == DONE:
             self._end(record, DONE, f"done at the {executor}: {message}", progress)
+            if progress.get(HAND_OFF) == PENDING and self._hand_offs is not None:
+                self._hand_offs.add(record.id)
         elif state == CANCELLED:
             self._end(record, CANCELLED, f"cancelled at the {executor}: {message}", progress)
         elif state in (FAILED, INTERRUPTED) and record.wotype == "Dome":
             self._end(record, FAILED, f"{state} at the dome: {message}", progress)
         elif state in (FAILED, INTERRUPTED):
             self._retry(record, state, message, progress)
+
+    def _follow_hand_offs(self):
+        """Follow the done observations whose frames the telescope has yet to hand to the
+        preprocessor (``Hand-off: pending``), so that this daemon's Status, too, says when it
+        has. One query a ``Follow Interval`` while the oldest is still pending: the telescope
+        tries them together, oldest first, and they are handed over together."""
+        if self._hand_offs is None:  # those a stop left, once
+            self._hand_offs = {record.id for record in self.journal.in_states(
+                [DONE], "Observation", progress=(HAND_OFF, PENDING))}
+        elapsed = self.clock.elapsed()
+        if not self._hand_offs or (self._hand_offs_asked is not None and elapsed
+                                   - self._hand_offs_asked < self.settings["Follow Interval"]):
+            return
+        self._hand_offs_asked = elapsed
+        for order_id in sorted(self._hand_offs):
+            try:
+                if self._hand_off_pending(order_id):
+                    return
+            except (OSError, xmlrpc.client.Error):
+                return  # asked again at the next Follow Interval (an outage is said elsewhere)
+            except JournalUnwritable:
+                raise  # its disk full: this tick stops, the order is asked again later
+            except Exception:  # noqa: BLE001 - a done order's message must not stop the night
+                log.exception("[WO %s] following its hand-off to the preprocessor failed; "
+                              "given up", order_id)
+            self._hand_offs.discard(order_id)
+
+    def _hand_off_pending(self, order_id):
+        """Whether the telescope still has *order_id*'s frames to hand over; when it has
+        handed them (or been refused), its message and progress are journaled here too."""
+        status = status_of(connect(self.config, "telescope"), order_id)
+        if status is None or status["Status"] != DONE:
+            return False  # an order the telescope no longer has as done: nothing to learn
+        progress = status.get("Progress", {})
+        if progress.get(HAND_OFF) == PENDING:
+            return True
+        record = self.journal.get(order_id)
+        if record is not None:
+            kept = {key: value for key, value in record.progress.items() if key != HAND_OFF}
+            self.handler.transition(order_id, DONE, f"done at the telescope: "
+                                    f"{status['Message']}", only_from={DONE},
+                                    progress=dict(kept, **progress))
+        return False
 
     def _running(self, record, message, progress):
         signature = json.dumps([message, progress], sort_keys=True, default=str)

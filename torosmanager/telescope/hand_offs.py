@@ -7,8 +7,8 @@ and its progress says ``Hand-off: pending``. :class:`PendingHandOffs` tries agai
 ``Telescope → Hand-off Retry Interval`` until the preprocessor takes the frames, then journals
 the preprocessing order's ID in the telescope's order (``Preprocessing ID``). Pending hand-offs
 are found again in the journal at start: a restart of either daemon loses none. The
-scheduler's copy of the order keeps what it saw when the order ended; the telescope's Status
-has the rest.
+scheduler follows such orders until they are handed over, and takes the telescope's last word
+(:meth:`~torosmanager.scheduler.dispatcher.Dispatcher._follow_hand_offs`).
 """
 
 import logging
