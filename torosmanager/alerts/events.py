@@ -237,4 +237,3 @@ class EventBook:
         with self._lock:
             self._db.executemany("UPDATE event_orders SET state = ?, message = ? WHERE id = ?",
                                  [(state, message, order_id) for order_id in order_ids])
-

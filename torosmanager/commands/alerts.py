@@ -28,9 +28,9 @@ from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, positive_whole_numb
 from ..workorders import format_utc
 from .front_desk import ask
 
-#: Columns of `toros alerts` and of the dry run's orders.
 #: Events ``toros alerts`` lists unless told otherwise (``--limit``, ``--all``).
 LISTED_EVENTS = 20
+#: Columns of `toros alerts` and of the dry run's orders.
 EVENT_COLUMNS = ("ID", "Kind", "State", "Latest Alert", "Orders", "Planned", "Updated")
 ORDER_COLUMNS = ("ID", "Object Name", "RA", "Dec", "Probability", "Priority", "Not Before")
 REPORT_ORDER_COLUMNS = ("ID", "Object Name", "Probability", "Not Before", "Here", "Scheduler")
