@@ -83,6 +83,11 @@ class AlertRow:
     received: str
     outcome: dict
 
+    @property
+    def name(self):
+        """How the alert is named in a list: ``INITIAL #3``, or ``INITIAL`` without a serial."""
+        return f"{self.alert_type} #{self.serial}" if self.serial else self.alert_type
+
 
 @dataclass(frozen=True)
 class EventOrder:

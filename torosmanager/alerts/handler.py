@@ -289,9 +289,9 @@ class AlertsHandler(Handler):
         delivered late, or again from another source. Acting on it would replace the newer
         plan with an older one."""
         message = (f"{_name(alert)} was issued at {_utc(alert.issued)}, before "
-                   f"{later.alert_type}{f' #{later.serial}' if later.serial else ''} (alert order "
-                   f"{later.order_id}, issued at {_utc(datetime.fromisoformat(later.issued))}), "
-                   "read already: the newer plan stands; nothing submitted")
+                   f"{later.name} (alert order {later.order_id}, issued at "
+                   f"{_utc(datetime.fromisoformat(later.issued))}), read already: the newer "
+                   "plan stands; nothing submitted")
         self.book.set_outcome(order_id, {"Event": {"ID": alert.event_id,
                                                    "Alert Type": alert.alert_type},
                                          "Summary": message, "Issued Later": later.order_id})

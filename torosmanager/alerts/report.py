@@ -54,7 +54,7 @@ def events(handler, limit=None):
         standing = handler.book.orders(event_id=event_id, states=STANDING)
         coverage = _latest_coverage(rows)
         listed.append({"ID": event_id, "Kind": latest.kind, "State": _state(rows, standing),
-                       "Alerts": len(rows), "Latest Alert": _alert_name(latest),
+                       "Alerts": len(rows), "Latest Alert": latest.name,
                        "Orders": len(standing), "Planned": coverage.get("Planned", 0.0),
                        "Updated": latest.received, "Test": latest.test})
     return listed
@@ -263,10 +263,6 @@ def _current(rows):
     """The alert an event's plan comes from: the last of *rows* (in the order read) that was
     not passed over for one issued later."""
     return next((row for row in reversed(rows) if "Issued Later" not in row.outcome), rows[-1])
-
-
-def _alert_name(row):
-    return f"{row.alert_type} #{row.serial}" if row.serial else row.alert_type
 
 
 def _wrap(ra):

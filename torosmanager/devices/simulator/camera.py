@@ -18,6 +18,7 @@ Decisions
 """
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from ..base import DeviceError

@@ -10,7 +10,6 @@ Decisions
   that filter. The position is ``None`` until the last move is over.
 """
 
-
 from ..base import DeviceError
 from ..filterwheel import FilterWheel, FilterWheelState
 from .common import SimulatedDevice
