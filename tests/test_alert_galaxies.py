@@ -16,6 +16,7 @@ map's own UNIQ ids (not the module's lookup).
 
 import logging
 import math
+from datetime import datetime, timezone
 
 import astropy.units as u
 import numpy as np
@@ -26,10 +27,15 @@ from astropy_healpix import healpix_to_lonlat, level_to_nside, lonlat_to_healpix
 from alert_fixtures import alert_file
 from torosmanager.alerts.galaxies import (CatalogError, GalaxyCatalog, credible_volume,
                                           volume_density)
+from torosmanager.alerts.event import Alert
 from torosmanager.alerts.skymap import Skymap
+from torosmanager.alerts.targets import candidates
+from torosmanager.alerts.tiles import in_field
 
 #: The synthetic source: direction (degrees), distance and spread (Mpc).
 RA0, DEC0, D0, S0 = 150.0, -30.0, 100.0, 8.0
+#: The camera's field, degrees: the fields observed in the tests of an update.
+FIELD = 2.0
 #: The synthetic map's order (nside 256, 0.23° pixels: 0.4 Mpc at D0, a twentieth of S0).
 ORDER = 8
 #: The synthetic map covers this cone (degrees); beyond it the blob's density is below e^-32 of
@@ -276,6 +282,33 @@ def test_the_galaxies_kept_are_those_above_the_threshold_best_first(blob):
     assert len(catalog.rank(blob, 0.5)) < len(everything)
     with pytest.raises(ValueError, match="max_targets"):
         catalog.rank(blob, 0.9, max_targets=0)
+
+
+def test_the_galaxies_in_fields_observed_already_are_left_out_the_others_keep_their_scores(
+        blob):
+    """An update in the middle of the night: what the fields observed tonight hold is not
+    offered again, and the scores of the rest stay shares of the whole volume."""
+    rng = np.random.default_rng(3)
+    count = 400
+    ra, dec = RA0 + rng.normal(0, 4, count), DEC0 + rng.normal(0, 4, count)
+    catalog = GalaxyCatalog([f"g{i}" for i in range(count)], ra, dec,
+                            rng.normal(D0, 2 * S0, count))
+    everything = catalog.rank(blob, 0.9)
+    field = (everything[0].ra, everything[0].dec)
+    inside = in_field(*field, [galaxy.ra for galaxy in everything],
+                      [galaxy.dec for galaxy in everything], FIELD)
+    assert 2 <= inside.sum() <= len(everything) - 10
+    left = catalog.rank(blob, 0.9, exclude=lambda ra, dec: in_field(*field, ra, dec, FIELD))
+    assert left == [galaxy for galaxy, seen in zip(everything, inside) if not seen]
+    # The alerts daemon's way in: the centres of the fields observed.
+    settings = {"Field of View": FIELD, "Max Targets": 20, "Credible Level": 0.9}
+    alert = Alert("S1", "gw", "UPDATE", 1, datetime(2026, 11, 10, tzinfo=timezone.utc), "test")
+    kind, offered = candidates(alert, blob, settings, catalog, observed=[field])
+    assert kind == "galaxies"
+    assert [candidate.name for candidate in offered] == [galaxy.name for galaxy in left[:100]]
+    # Every galaxy of the volume observed: nothing more to offer (not the map tiled instead).
+    everywhere = [(galaxy.ra, galaxy.dec) for galaxy in everything]
+    assert candidates(alert, blob, settings, catalog, observed=everywhere) == ("galaxies", [])
 
 
 def test_an_empty_volume_gives_no_galaxies(blob):

@@ -342,6 +342,29 @@ def test_tiles_are_ranked_and_count_no_probability_twice(two_blobs):
     assert sum(added) == pytest.approx(two_blobs.flat(nside)[covered].sum(), rel=1e-9)
 
 
+def test_fields_observed_already_count_as_covered_and_the_tiles_go_on_beyond_them(two_blobs):
+    """An update in the middle of the night: its tiles add only what the fields observed
+    tonight have not covered."""
+    first = tiles(two_blobs, fov=3.0, max_tiles=3)
+    observed = [(tile.ra, tile.dec) for tile in first]
+    after = tiles(two_blobs, fov=3.0, max_tiles=10, observed=observed)
+    nside = level_to_nside(7)
+    ra, dec = centres(7, np.arange(12 * nside ** 2))
+    seen = np.zeros(ra.size, dtype=bool)
+    for tile in first:
+        seen |= in_field(tile.ra, tile.dec, ra, dec, 3.0)
+    covered = np.zeros(ra.size, dtype=bool)
+    for tile in after:
+        covered |= in_field(tile.ra, tile.dec, ra, dec, 3.0)
+    # Each tile's probability is what it adds beyond the observed fields and the tiles before.
+    assert sum(tile.probability for tile in after) == pytest.approx(
+        two_blobs.flat(nside)[covered & ~seen].sum(), rel=1e-9)
+    assert not {(tile.ra, tile.dec) for tile in after} & set(observed)
+    # The same ten tiles as without the observed fields, less those three: the next best.
+    assert [(tile.ra, tile.dec) for tile in after[:7]] == [
+        (tile.ra, tile.dec) for tile in tiles(two_blobs, fov=3.0, max_tiles=10)[3:]]
+
+
 def test_tiling_stops_when_the_candidates_cover_everything(gaussian):
     chosen = tiles(gaussian, fov=30.0, max_tiles=50)
     assert len(chosen) < 50

@@ -38,6 +38,9 @@ NOON = datetime(2026, 11, 10, 18, 0, tzinfo=timezone.utc)
 #: The LVK alert used throughout: a 2-D map (cWB), superevent S2498 (a mock: "search": "MDC").
 S2498 = "S2469/files/S2469-1-initial.json"
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
+#: Late in the night at CTMO (11:25 UTC dawn): S2498's region is up.
+LATE_NIGHT = datetime(2026, 11, 10, 9, 0, tzinfo=timezone.utc)
+LATE_NIGHT_ISO = "2026-11-10T09:00:00Z"
 #: When the orders a test writes in a journal itself were received.
 TIME = "2026-11-10T17:59:00.000Z"
 
@@ -162,6 +165,46 @@ def test_an_update_replaces_the_orders_not_started(observatory):
     assert new and {answer["Status"] for answer in new.values()} == {"queued"}
     for answer in new.values():
         assert sorted(answer["Work Order"]["Supersedes"]) == sorted(first)
+
+
+def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_site):
+    """An update comes in the middle of the night with the same map (as an Initial alert
+    often confirms a Preliminary's): the fields the telescope has observed, or is observing,
+    are not observed again; tonight's new pick goes on to the next most probable."""
+    site = make_site(observatory_settings(start=LATE_NIGHT, Alerts={
+        "Accept Test Alerts": True, "Max Targets": 3}))
+    site.start("preprocessor", "dome", "telescope", "scheduler", "alerts")
+    scheduler = site.proxy("scheduler")
+    assert finished(site, send(site, lvk(), order_id="initial")["ID"])["Status"] == "done"
+    first = sorted(event_orders(site, "S2498"))
+    assert len(first) == 3
+    wait_until(lambda: status(scheduler, first[0])["Status"] == "done"
+               or status(scheduler, first[1])["Status"] == "done", "a field observed")
+    update = finished(site, send(site, lvk(alert_type="UPDATE", time_created=later(10)),
+                                 order_id="update")["ID"])
+    assert update["Status"] == "done", update["Message"]
+    now = event_orders(site, "S2498")
+    started = {order_id for order_id in first if now[order_id]["Status"] != "cancelled"}
+    assert started and {now[order_id]["Status"] for order_id in started} <= {
+        "dispatched", "running", "done"}
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    (row,) = [alert for alert in report["Alerts"] if alert["Alert Order"] == "update"]
+    assert set(row["Observed Tonight"]) == started
+    assert (f"the fields of {len(started)} order(s) observed tonight left out"
+            in update["Message"])
+    observed = {(now[order_id]["Work Order"]["RA"], now[order_id]["Work Order"]["Dec"])
+                for order_id in started}
+    new = [answer["Work Order"] for order_id, answer in now.items() if order_id not in first]
+    assert new and not {(order["RA"], order["Dec"]) for order in new} & observed
+    # They replace those cancelled, not those observed.
+    for order in new:
+        assert sorted(order.get("Supersedes", [])) == sorted(set(first) - started)
+    # Without them the same map's pick would be the fields already chosen.
+    dry = json.loads(subprocess.run(
+        [TOROS, "--config", site.config_path, "alert", "--night-after", LATE_NIGHT_ISO,
+         "--dry-run", "--json", str(alert_file(S2498, FOLLOWUP_ADVOCATE))],
+        capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert observed <= {(order["RA"], order["Dec"]) for order in dry["Orders"]}
 
 
 def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observatory):

@@ -258,7 +258,7 @@ class GalaxyCatalog:
         return int(self._distance.size)
 
     # ------------------------------------------------------------------------------- ranking
-    def rank(self, skymap, level=DEFAULT_LEVEL, max_targets=None):
+    def rank(self, skymap, level=DEFAULT_LEVEL, max_targets=None, exclude=None):
         """The catalogue's galaxies in the credible volume of a 3-D localisation, best first.
 
         Parameters
@@ -269,12 +269,17 @@ class GalaxyCatalog:
             The credible volume's probability, 0 < level ≤ 1.
         max_targets : int, optional
             Return at most this many (the scores keep their shares of the whole volume).
+        exclude : callable, optional
+            ``exclude(ra, dec)`` of arrays of degrees: a boolean array, true for the galaxies
+            to leave out (those in fields observed already); their scores still count in the
+            whole volume.
 
         Returns
         -------
         list of Galaxy
             By decreasing score (dP/dV × luminosity weight); the scores of all the galaxies in
-            the volume add up to 1, so those of a list cut by *max_targets* add up to less.
+            the volume add up to 1, so those of a list cut by *max_targets*, or with galaxies
+            left out, add up to less.
 
         Raises
         ------
@@ -292,6 +297,9 @@ class GalaxyCatalog:
         # Densities relative to the largest, so no product under- or overflows.
         score = np.exp(log_density - log_density.max()) * self._luminosity[inside]
         score /= score.sum()
+        if exclude is not None:
+            kept = ~np.asarray(exclude(self._ra[inside], self._dec[inside]), dtype=bool)
+            inside, score = inside[kept], score[kept]
         best = np.argsort(-score, kind="stable")[:max_targets]
         LOGGER.debug("%d galaxies in the %.0f %% credible volume", inside.size, 100 * level)
         return [self._galaxy(int(inside[one]), float(score[one])) for one in best]

@@ -16,8 +16,9 @@ desk before it is answered, like every order. A worker then reads it and acts:
 - **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
   tonight's pick (:mod:`.response`). The orders are written to the events book
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
-  yet started (their IDs go into the new orders' ``Supersedes``). Alerts of one event are
-  handled one at a time, in arrival order.
+  yet started (their IDs go into the new orders' ``Supersedes``), then asks the scheduler
+  which of the others it has observed tonight or is observing: tonight's pick leaves their
+  fields out. Alerts of one event are handled one at a time, in arrival order.
 
 After a restart, an alert that was being handled is handled again: the orders it had planned
 are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
@@ -31,14 +32,14 @@ from datetime import datetime, timezone
 
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
-from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
-from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
+from ..journal import ACCEPTED, DISPATCHED, DONE, FAILED, QUEUED, RUNNING
+from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError, format_utc
 from . import report
 from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDED, EventBook)
 from .formats import AlertFormatError
 from .galaxies import CatalogError, GalaxyCatalog
 from .intake import alert_of
-from .response import USER, respond
+from .response import USER, assess, plan_orders
 from .sources import make_sources
 from .targets import TargetError
 
@@ -53,6 +54,9 @@ ALERT_ORDER_PRIORITY = 10.0
 #: daemon stopped while reading it (see resume).
 READING = "reading the alert"
 REREAD = "to be read again after a restart"
+#: The scheduler's states of an order of the event observed, or being observed: an update
+#: leaves its field out of tonight's pick.
+OBSERVED_STATES = frozenset(state.value for state in (DISPATCHED, RUNNING, DONE))
 
 
 class AlertsHandler(Handler):
@@ -213,30 +217,8 @@ class AlertsHandler(Handler):
                 self._finish(order_id, f"{_name(alert)}: its event was retracted; nothing "
                              "submitted")
                 return
-            standing = [order.id for order in
-                        self.book.orders(event_id=alert.event_id, states=STANDING)]
-            # Orders are named by event, alert and number: S230518h-2-07 is the seventh
-            # order of the second alert read of S230518h (numbered on across its nights).
-            number = next(position for position, row in
-                          enumerate(self.book.alerts(alert.event_id), start=1)
-                          if row.order_id == order_id)
-            prefix = f"{alert.event_id}-{number}"
-            try:
-                response = respond(alert, self.config, self.clock.now(), self.catalog,
-                                   id_prefix=prefix, supersedes=standing)
-            except TargetError as error:
-                self.book.set_outcome(order_id, {"Problem": str(error)})
-                self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+            if not self._plan(order_id, alert):
                 return
-            self.book.set_outcome(order_id, response.outcome())
-            if response.ignored:
-                self._finish(order_id, f"{_name(alert)} {response.summary()}")
-                return
-            self._read(order_id, "submitting its orders to the scheduler")
-            if standing and not self._supersede(alert.event_id, standing, order_id):
-                return  # stopping: read again after the restart
-            self.book.plan(order_id, alert.event_id, response.orders)
-            log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
         else:
             self._read(order_id, "submitting its orders to the scheduler")
         accepted = self._submit(order_id, alert.event_id)
@@ -247,6 +229,65 @@ class AlertsHandler(Handler):
                        if row.order_id == order_id)
         self._finish(order_id, f"{_name(alert)}: {summary}; {accepted} accepted by the "
                      "scheduler")
+
+    def _plan(self, order_id, alert):
+        """Work out the alert's orders and keep them in the book, first stopping the event's
+        orders not yet started; whether there are orders to submit (``False``: the alert is
+        finished, or the daemon is stopping)."""
+        try:
+            assessed = assess(alert, self.config)
+        except TargetError as error:
+            self.book.set_outcome(order_id, {"Problem": str(error)})
+            self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+            return False
+        if assessed.ignored:
+            self.book.set_outcome(order_id, assessed.outcome())
+            self._finish(order_id, f"{_name(alert)} {assessed.summary()}")
+            return False
+        standing = self.book.orders(event_id=alert.event_id, states=STANDING)
+        replaced, observed = [], []
+        if standing:
+            self._read(order_id, "asking the scheduler what it has started of its event")
+            replaced = self._supersede(alert.event_id, standing, order_id)
+            if replaced is None:
+                return False  # stopping: read again after the restart
+            # Asked once nothing more of the event can start: what is observed is known.
+            observed = self._observed_tonight(alert.event_id)
+            if observed is None:
+                return False
+            self.transition(order_id, RUNNING, READING, only_from={RUNNING})
+        # Orders are named by event, alert and number: S230518h-2-07 is the seventh order of
+        # the second alert read of S230518h (numbered on across its nights).
+        number = next(position for position, row in
+                      enumerate(self.book.alerts(alert.event_id), start=1)
+                      if row.order_id == order_id)
+        response = plan_orders(assessed, self.config, self.clock.now(), self.catalog,
+                               id_prefix=f"{alert.event_id}-{number}", supersedes=replaced,
+                               observed=observed)
+        self.book.set_outcome(order_id, response.outcome())
+        self._read(order_id, "submitting its orders to the scheduler")
+        self.book.plan(order_id, alert.event_id, response.orders)
+        log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
+        return True
+
+    def _observed_tonight(self, event_id):
+        """The work orders of the event the scheduler has done tonight, or has started;
+        ``None`` if the daemon is stopping first."""
+        observed = []
+        now = format_utc(self.clock.now())
+        for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
+            if not order.work_order.get("Not After", "") > now:
+                continue  # its night is over (its Not After is that night's dawn)
+            try:
+                answer = self._ask_scheduler({"WOType": "Status", "ID": order.id})
+            except xmlrpc.client.Fault as refusal:  # not known there: not observed
+                log.info("%s: %s", order.id, refusal.faultString)
+                continue
+            if answer is None:
+                return None
+            if answer.get("Status") in OBSERVED_STATES:
+                observed.append(order.work_order)
+        return observed
 
     def _submit(self, order_id, event_id):
         """Submit the alert's planned orders; the number accepted, or ``None`` if stopping."""
@@ -271,18 +312,22 @@ class AlertsHandler(Handler):
         return accepted
 
     def _supersede(self, event_id, standing, order_id):
-        """Cancel the event's orders not yet started (the running ones finish); ``False`` if
-        the daemon is stopping first."""
+        """Cancel the event's orders not yet started (*standing*, rows of the book; the running
+        ones finish): the IDs of those replaced, or ``None`` if the daemon is stopping
+        first."""
         answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id,
                                       "Keep Running": True, "User": USER})
         if answer is None:
-            return False
-        kept = set(answer.get("Kept", []))
-        replaced = [order for order in standing if order not in kept]
+            return None
+        cancelled, kept = set(answer.get("Cancelled", [])), answer.get("Kept", [])
+        # Those left running, or ended meanwhile, stay submitted: the scheduler has their
+        # state. One planned but never submitted is replaced all the same.
+        replaced = [order.id for order in standing
+                    if order.id in cancelled or order.state == PLANNED]
         self.book.mark(replaced, SUPERSEDED, f"cancelled: superseded by alert order {order_id}")
         log.info("[WO %s] %s: %d earlier order(s) cancelled, %d already started left running",
                  order_id, event_id, len(replaced), len(kept))
-        return True
+        return replaced
 
     def _pass_over(self, order_id, alert, later):
         """*alert* came after one of its event issued later (*later*, a row of the book):

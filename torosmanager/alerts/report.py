@@ -88,7 +88,9 @@ def event_report(handler, event_id):
                         "Serial": row.serial, "Issued": row.issued, "Received": row.received,
                         "Test": row.test, "Summary": row.outcome.get("Summary"),
                         "Targets": row.outcome.get("Targets"),
-                        "Area": row.outcome.get("Area")} for row in rows],
+                        "Area": row.outcome.get("Area"),
+                        "Observed Tonight": row.outcome.get("Observed Tonight", [])}
+                       for row in rows],
             "Orders": orders}
 
 

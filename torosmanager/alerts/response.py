@@ -4,7 +4,9 @@
 (:mod:`.policy`), the localisation and its targets (:mod:`.targets`), tonight's pick
 (:mod:`.pick`), one more pick for each later night followed (``Alerts → Nights``), and the
 work orders. The alerts daemon journals and submits what it returns; ``toros alert FILE
---dry-run`` prints it.
+--dry-run`` prints it. The daemon takes its two steps apart: :func:`assess` (the policy and
+the localisation), then, once an update has stopped the event's orders not yet started,
+:func:`plan_orders` with the orders observed tonight, whose fields it leaves out.
 
 A later night's orders carry that night's dusk as ``Not Before``: the scheduler keeps them
 queued until then (tonight the same fields may be observable too). Every order's ``Not After``
@@ -63,6 +65,9 @@ class Response:
     orders : list of dict
         The Observation work orders, night after night, each night's in the pick's time
         order.
+    observed : list of str
+        The IDs of the event's orders observed tonight, or being observed, whose fields
+        tonight's pick leaves out.
     """
 
     alert: object
@@ -73,6 +78,7 @@ class Response:
     pick: object = None
     later: list = field(default_factory=list)
     orders: list = field(default_factory=list)
+    observed: list = field(default_factory=list)
 
     def event(self):
         """The alert's identity, as reports and ``--json`` show it."""
@@ -105,10 +111,12 @@ class Response:
         coverage = self.coverage()
         later = "".join(f"; {night['Planned']:.1%} {night_from(night['Night'])}"
                         for night in coverage.get("Later Nights", ()))
+        left_out = (f", the fields of {len(self.observed)} order(s) observed tonight left out"
+                    if self.observed else "")
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "
                 f"{coverage['Visible Tonight']:.1%} of the candidates' "
-                f"{coverage['Total']:.1%}){later}")
+                f"{coverage['Total']:.1%}{left_out}){later}")
 
     def outcome(self):
         """What the events book and the report keep of it."""
@@ -119,11 +127,14 @@ class Response:
             outcome.update({"Targets": self.targets, "Coverage": self.coverage(),
                             "Area": None if self.area is None else round(self.area, 1),
                             "Not Chosen": dict(list(self.pick.not_chosen.items())[:50])})
+            if self.observed:
+                outcome["Observed Tonight"] = self.observed
         return outcome
 
 
-def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()):
-    """Decide what *alert* calls for tonight, and on the later nights followed.
+def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=(), observed=()):
+    """Decide what *alert* calls for tonight, and on the later nights followed: the
+    :func:`assess`-ment, then the :func:`plan_orders` of an alert not ignored.
 
     Parameters
     ----------
@@ -138,6 +149,8 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
         The orders' IDs are ``<id_prefix>-01``, ``-02``..., numbered on across the nights.
     supersedes : sequence of str
         IDs of the event's earlier orders these replace.
+    observed : sequence of dict
+        The event's orders observed tonight or being observed (see :func:`plan_orders`).
 
     Returns
     -------
@@ -148,6 +161,22 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
     TargetError
         The localisation cannot be had (a skymap URL that cannot be reached...).
     """
+    response = assess(alert, config)
+    if response.ignored:
+        return response
+    return plan_orders(response, config, now, catalog, id_prefix, supersedes, observed)
+
+
+def assess(alert, config):
+    """The policy's word on *alert*, with its localisation: a :class:`Response` that says
+    why the alert is ignored, or that holds the skymap (``None`` for a single pointing) and
+    its credible area, for :func:`plan_orders`.
+
+    Raises
+    ------
+    TargetError
+        The localisation cannot be had.
+    """
     settings = config["Alerts"]
     reason = reason_to_ignore(alert, settings)
     if reason:
@@ -155,28 +184,60 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
     skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"])
     area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
     distance = None if skymap is None else skymap.header.get("DISTMEAN")
-    reason = reason_to_ignore(alert, settings, area, distance)
-    if reason:
-        return Response(alert, ignored=reason, area=area, skymap=skymap)
-    targets, offered = candidates(alert, skymap, settings, catalog)
+    return Response(alert, ignored=reason_to_ignore(alert, settings, area, distance),
+                    area=area, skymap=skymap)
+
+
+def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supersedes=(),
+                observed=()):
+    """The targets and orders of an alert :func:`assess` did not ignore.
+
+    Parameters
+    ----------
+    assessed : Response
+        From :func:`assess`, not ignored.
+    observed : sequence of dict
+        The event's Observation orders observed tonight, or being observed (an update comes
+        in the middle of the night): the probability and the galaxies in their fields are
+        left out of tonight's pick, which goes on to what is not observed yet. Later
+        nights' picks are made of the whole map (the same fields again, for the light
+        curve).
+    config, now, catalog, id_prefix, supersedes
+        As for :func:`respond`.
+
+    Returns
+    -------
+    Response
+    """
+    alert, settings = assessed.alert, config["Alerts"]
     kind = kind_settings(alert, settings)
     duration = duration_of(kind, config["Observing"])
-    picks = nightly_picks(offered, now, config, duration, settings["Nights"])
+    centres = [(order["RA"], order["Dec"]) for order in observed]
+    targets, offered = candidates(alert, assessed.skymap, settings, catalog, centres)
+    tonight = pick(offered, now, config, duration)
+    later = []
+    if settings["Nights"] > 1 and tonight.night_end is not None:
+        if centres:
+            offered = candidates(alert, assessed.skymap, settings, catalog)[1]
+        later = nightly_picks(offered, tonight.night_end, config, duration,
+                              settings["Nights"] - 1)
     orders = []
-    for night, chosen in enumerate(picks):
+    for night, chosen in enumerate([tonight] + later):
         # Tonight's orders may start at once; a later night's wait for its dusk.
         not_before = chosen.night_start if night else None
         orders += [observation(alert, choice.candidate, kind,
                                f"{id_prefix}-{len(orders) + number:02d}", chosen.night_end,
                                supersedes, not_before)
                    for number, choice in enumerate(chosen.chosen, start=1)]
-    return Response(alert, targets=targets, area=area, skymap=skymap, pick=picks[0],
-                    later=picks[1:], orders=orders)
+    left_out = [order["ID"] for order in observed] if targets != "pointing" else []
+    return Response(alert, targets=targets, area=assessed.area, skymap=assessed.skymap,
+                    pick=tonight, later=later, orders=orders, observed=left_out)
 
 
 def nightly_picks(offered, now, config, duration, nights):
-    """Tonight's pick of *offered*, then each later night's, *nights* in all (fewer when the
-    site has no dark hours in the coming day and a half: the picks stop there)."""
+    """The pick of *offered* for the night in progress at *now* or the next, then for each
+    night after it, *nights* in all (fewer when the site has no dark hours in the coming day
+    and a half: the picks stop there)."""
     picks = []
     while len(picks) < nights and (not picks or picks[-1].night_end is not None):
         # A night whose dark hours end at *now* is over: the pick takes the next one. (Its

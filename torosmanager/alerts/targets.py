@@ -26,7 +26,7 @@ from astropy_healpix import healpix_to_lonlat, level_to_nside, nside_to_pixel_ar
 from .formats import MAX_PAYLOAD
 from .pick import Candidate
 from .skymap import Skymap, angular_separation, order_for_resolution
-from .tiles import pointing, tiles
+from .tiles import in_field, pointing, tiles
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def localisation(alert, download_timeout, field_of_view):
     return circle_skymap(alert.ra, alert.dec, radius, containment)
 
 
-def candidates(alert, skymap, settings, catalog=None):
+def candidates(alert, skymap, settings, catalog=None, observed=()):
     """The targets to choose from, each weighted by what it covers.
 
     Parameters
@@ -99,6 +99,10 @@ def candidates(alert, skymap, settings, catalog=None):
         The configuration's ``Alerts`` section.
     catalog : GalaxyCatalog, optional
         Loaded once at start; used for 3-D maps.
+    observed : sequence of (float, float)
+        Centres (RA, Dec, degrees) of the event's fields observed already: the galaxies in
+        them are left out, and the probability they enclose counts for no field. A single
+        pointing is offered all the same (an afterglow's later frames are worth having).
 
     Returns
     -------
@@ -113,16 +117,32 @@ def candidates(alert, skymap, settings, catalog=None):
         tile = pointing(alert.ra, alert.dec, alert.error_radius or 0.0, fov)
         return "pointing", [Candidate(alert.event_id, tile.ra, tile.dec, containment)]
     if catalog is not None and skymap.has_distance:
-        galaxies = catalog.rank(skymap, level=settings["Credible Level"], max_targets=count)
-        if galaxies:
+        level = settings["Credible Level"]
+        galaxies = catalog.rank(skymap, level, count, _in_fields(observed, fov))
+        # None left but for those observed: nothing more to observe, not a map to tile.
+        if galaxies or (observed and catalog.rank(skymap, level, 1)):
             return "galaxies", [Candidate(galaxy.name, galaxy.ra, galaxy.dec, galaxy.score)
                                 for galaxy in galaxies]
         log.info("[%s] no catalogue galaxy in the %.0f %% volume: tiling the map instead",
                  alert.event_id, 100 * settings["Credible Level"])
-    fields = tiles(skymap, fov, count)
+    fields = tiles(skymap, fov, count, observed)
     return "fields", [Candidate(f"{alert.event_id} field {number}", tile.ra, tile.dec,
                                 tile.probability)
                       for number, tile in enumerate(fields, start=1)]
+
+
+def _in_fields(centres, fov):
+    """``exclude(ra, dec)`` for :meth:`GalaxyCatalog.rank`: directions in any of the fields
+    of side *fov* centred on *centres*; ``None`` without centres."""
+    if not len(centres):
+        return None
+
+    def exclude(ra, dec):
+        inside = np.zeros(np.shape(ra), dtype=bool)
+        for ra0, dec0 in centres:
+            inside |= in_field(ra0, dec0, ra, dec, fov)
+        return inside
+    return exclude
 
 
 def circle_skymap(ra, dec, radius, containment):

@@ -62,7 +62,7 @@ class Tile:
     probability: float
 
 
-def tiles(skymap, fov, max_tiles):
+def tiles(skymap, fov, max_tiles, observed=()):
     """The fields of view covering the most probability, best first (greedy).
 
     Parameters
@@ -73,16 +73,24 @@ def tiles(skymap, fov, max_tiles):
         The side of the camera's square field, degrees.
     max_tiles : int
         At most this many tiles; fewer when the candidates cover all the probability.
+    observed : sequence of (float, float)
+        Centres (RA, Dec, degrees) of fields of the same side observed already: the
+        probability they enclose counts as covered before the first tile is chosen.
 
     Returns
     -------
     list of Tile
-        Ranked by the probability each adds (non-increasing); no probability counted twice.
+        Ranked by the probability each adds (non-increasing); no probability counted twice,
+        none of the *observed* fields' counted at all.
     """
     if not fov > 0 or max_tiles < 1:
         raise ValueError(f"fov {fov}° and max_tiles {max_tiles}: both must be positive")
     order = min(MAX_TILING_ORDER, order_for_resolution(fov / PIXELS_PER_FIELD_SIDE))
     remaining = skymap.flat(int(level_to_nside(order))).copy()
+    if len(observed):
+        seen_ra, seen_dec = np.asarray(observed, dtype=float).T
+        seen, _ = _field_members(seen_ra, seen_dec, fov, order, remaining)
+        remaining[seen] = 0.0
     ra, dec = candidate_centres(skymap, fov, order)
     members, starts = _field_members(ra, dec, fov, order, remaining)
     candidate = np.repeat(np.arange(ra.size), np.diff(starts))

@@ -1,0 +1,71 @@
+"""An alert's answer when its event is already being observed: :func:`plan_orders` with the
+orders observed tonight leaves their fields out of tonight's pick, and only of tonight's.
+
+The alert is LVK S2498 (a 2-D map, ligo-followup-advocate 2.2.0), planned on the night of
+2026-12-01 at CTMO, as ``toros alert --dry-run`` would; no daemon runs here.
+"""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from torosmanager.alerts.formats import read
+from torosmanager.alerts.response import assess, plan_orders, respond
+from torosmanager.alerts.tiles import in_field
+from torosmanager.config import default_config
+
+#: Evening of 2026-12-01 at CTMO (dusk at about 01:10 UTC).
+EVENING = datetime(2026, 12, 1, 20, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def config():
+    config = default_config()
+    config["Alerts"].update({"Accept Test Alerts": True, "Nights": 2, "Max Targets": 4})
+    return config
+
+
+@pytest.fixture(scope="module")
+def alert():
+    return read("lvk_json", alert_file("S2469/files/S2469-1-initial.json",
+                                       FOLLOWUP_ADVOCATE).read_text())
+
+
+def positions(orders):
+    return [(order["RA"], order["Dec"]) for order in orders]
+
+
+def test_tonight_goes_on_beyond_the_fields_observed_and_later_nights_are_the_whole_map(
+        config, alert):
+    fov = config["Alerts"]["Field of View"]
+    first = respond(alert, config, EVENING)
+    tonight = [order for order in first.orders if "Not Before" not in order]
+    next_night = [order for order in first.orders if "Not Before" in order]
+    assert len(tonight) == 4 and next_night
+    observed = tonight[:2]
+    update = plan_orders(assess(alert, config), config, EVENING, id_prefix="S2498-2",
+                         observed=observed)
+    assert update.observed == ["dry-run-01", "dry-run-02"]
+    new_tonight = [order for order in update.orders if "Not Before" not in order]
+    # No new field of tonight is centred in one observed, and what they cover is new.
+    for ra, dec in positions(new_tonight):
+        assert not any(in_field(order["RA"], order["Dec"], ra, dec, fov) for order in observed)
+    assert update.pick.total < first.pick.total
+    assert "the fields of 2 order(s) observed tonight left out" in update.summary()
+    assert update.outcome()["Observed Tonight"] == ["dry-run-01", "dry-run-02"]
+    # The next night observes the map again, the observed fields included (the light curve).
+    assert positions(order for order in update.orders if "Not Before" in order) == \
+        positions(next_night)
+    assert update.coverage()["Later Nights"] == first.coverage()["Later Nights"]
+
+
+def test_a_single_pointing_is_observed_again(config):
+    """An afterglow's later frames are worth the time: an update of a small error circle
+    points at it again, whatever was observed of it tonight."""
+    alert = read("gcn_json", alert_file("kafka_alert_einteinprobe.json").read_text())
+    night = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+    first = respond(alert, config, night)
+    (order,) = [order for order in first.orders if "Not Before" not in order]
+    again = plan_orders(assess(alert, config), config, night, observed=[order])
+    assert positions(again.orders) == positions(first.orders) and again.observed == []
