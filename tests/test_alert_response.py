@@ -14,6 +14,7 @@ from torosmanager.alerts.formats import read
 from torosmanager.alerts.response import assess, plan_orders, respond
 from torosmanager.alerts.tiles import in_field
 from torosmanager.config import default_config
+from torosmanager.scheduler.planner import duration_of
 
 #: Evening of 2026-12-01 at CTMO (dusk at about 01:10 UTC).
 EVENING = datetime(2026, 12, 1, 20, 0, tzinfo=timezone.utc)
@@ -48,16 +49,33 @@ def test_tonight_goes_on_beyond_the_fields_observed_and_later_nights_are_the_who
                          observed=observed)
     assert update.observed == ["dry-run-01", "dry-run-02"]
     new_tonight = [order for order in update.orders if "Not Before" not in order]
+    # Max Targets is the event's for the night: two observed, two more.
+    assert len(new_tonight) == 2
     # No new field of tonight is centred in one observed, and what they cover is new.
     for ra, dec in positions(new_tonight):
         assert not any(in_field(order["RA"], order["Dec"], ra, dec, fov) for order in observed)
     assert update.pick.total < first.pick.total
-    assert "the fields of 2 order(s) observed tonight left out" in update.summary()
+    hours = 2 * duration_of(observed[0], config["Observing"]) / 3600
+    assert update.observed_hours == pytest.approx(hours)
+    assert (f"the fields of 2 order(s) observed tonight left out with their {hours:.2f} h of "
+            "the event's budget") in update.summary()
     assert update.outcome()["Observed Tonight"] == ["dry-run-01", "dry-run-02"]
     # The next night observes the map again, the observed fields included (the light curve).
     assert positions(order for order in update.orders if "Not Before" in order) == \
         positions(next_night)
     assert update.coverage()["Later Nights"] == first.coverage()["Later Nights"]
+
+
+def test_an_update_has_what_the_observed_orders_left_of_the_events_budget(config, alert):
+    """Budget Hours is the event's for the night: updates do not let it take the whole night."""
+    first = respond(alert, config, EVENING)
+    observed = first.orders[:2]
+    two = 2 * duration_of(observed[0], config["Observing"]) / 3600
+    tight = dict(config, Alerts=dict(config["Alerts"], **{"Budget Hours": two + 0.01}))
+    spent = plan_orders(assess(alert, tight), tight, EVENING, observed=observed)
+    assert spent.pick.chosen == [] and spent.pick.visible_tonight > 0
+    # The next night has its whole budget.
+    assert [order for order in spent.orders if "Not Before" in order]
 
 
 def test_a_single_pointing_is_observed_again(config):

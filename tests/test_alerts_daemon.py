@@ -196,6 +196,7 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
                 for order_id in started}
     new = [answer["Work Order"] for order_id, answer in now.items() if order_id not in first]
     assert new and not {(order["RA"], order["Dec"]) for order in new} & observed
+    assert len(new) <= 3 - len(started)  # Max Targets: the event's, for the night
     # They replace those cancelled, not those observed.
     for order in new:
         assert sorted(order.get("Supersedes", [])) == sorted(set(first) - started)

@@ -422,11 +422,13 @@ SCHEMA = {
                                   "volume) of the localisation", 0.01, 0.999),
         "Field of View": Setting("float", 1.0, "side of the camera's square field, degrees",
                                  0.01, 90),
-        "Max Targets": Setting("int", 20, "most targets observed per alert (and night, when "
-                               "followed for more than one)", 1, 10_000),
-        "Budget Hours": Setting("float", 4.0, "telescope time an alert may take tonight, "
-                                "hours (and as much each later night it is followed)", 0.01,
-                                24),
+        "Max Targets": Setting("int", 20, "most targets observed per event and night (an "
+                               "update's pick has what the event's targets observed tonight "
+                               "have left)", 1, 10_000),
+        "Budget Hours": Setting("float", 4.0, "telescope time an event may take tonight, "
+                                "hours (an update's pick has what the event's orders observed "
+                                "tonight have left; as much each later night it is "
+                                "followed)", 0.01, 24),
         "Nights": Setting("int", 1, "nights an event's targets are planned on: tonight (the "
                           "rest of the night in progress, or the next) and the ones after "
                           "it, each with its own pick; a later night's orders wait for its "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..scheduler.planner import duration_of
 from ..workorders import format_utc
 from .coverage import night_from
-from .pick import pick
+from .pick import SECONDS_PER_HOUR, pick
 from .policy import kind_settings, reason_to_ignore
 from .targets import candidates, localisation
 
@@ -68,6 +68,9 @@ class Response:
     observed : list of str
         The IDs of the event's orders observed tonight, or being observed, whose fields
         tonight's pick leaves out.
+    observed_hours : float
+        The telescope time those take (exposures and readouts): tonight's pick has the rest
+        of ``Budget Hours``.
     """
 
     alert: object
@@ -79,6 +82,7 @@ class Response:
     later: list = field(default_factory=list)
     orders: list = field(default_factory=list)
     observed: list = field(default_factory=list)
+    observed_hours: float = 0.0
 
     def event(self):
         """The alert's identity, as reports and ``--json`` show it."""
@@ -111,7 +115,8 @@ class Response:
         coverage = self.coverage()
         later = "".join(f"; {night['Planned']:.1%} {night_from(night['Night'])}"
                         for night in coverage.get("Later Nights", ()))
-        left_out = (f", the fields of {len(self.observed)} order(s) observed tonight left out"
+        left_out = (f", the fields of {len(self.observed)} order(s) observed tonight left out "
+                    f"with their {self.observed_hours:.2f} h of the event's budget"
                     if self.observed else "")
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "
@@ -199,8 +204,9 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
     observed : sequence of dict
         The event's Observation orders observed tonight, or being observed (an update comes
         in the middle of the night): the probability and the galaxies in their fields are
-        left out of tonight's pick, which goes on to what is not observed yet. Later
-        nights' picks are made of the whole map (the same fields again, for the light
+        left out of tonight's pick, which goes on to what is not observed yet, within what
+        they have left of ``Budget Hours`` and ``Max Targets`` (an event's, each night).
+        Later nights' picks are made of the whole map (the same fields again, for the light
         curve).
     config, now, catalog, id_prefix, supersedes
         As for :func:`respond`.
@@ -214,7 +220,12 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
     duration = duration_of(kind, config["Observing"])
     centres = [(order["RA"], order["Dec"]) for order in observed]
     targets, offered = candidates(alert, assessed.skymap, settings, catalog, centres)
-    tonight = pick(offered, now, config, duration)
+    left_out = [order["ID"] for order in observed] if targets != "pointing" else []
+    used = sum(duration_of(order, config["Observing"]) for order in observed) if left_out \
+        else 0.0
+    tonight = pick(offered, now, config, duration,
+                   max(settings["Budget Hours"] - used / SECONDS_PER_HOUR, 0.0),
+                   max(settings["Max Targets"] - len(left_out), 0))
     later = []
     if settings["Nights"] > 1 and tonight.night_end is not None:
         if centres:
@@ -229,9 +240,9 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
                                f"{id_prefix}-{len(orders) + number:02d}", chosen.night_end,
                                supersedes, not_before)
                    for number, choice in enumerate(chosen.chosen, start=1)]
-    left_out = [order["ID"] for order in observed] if targets != "pointing" else []
     return Response(alert, targets=targets, area=assessed.area, skymap=assessed.skymap,
-                    pick=tonight, later=later, orders=orders, observed=left_out)
+                    pick=tonight, later=later, orders=orders, observed=left_out,
+                    observed_hours=used / SECONDS_PER_HOUR)
 
 
 def nightly_picks(offered, now, config, duration, nights):
