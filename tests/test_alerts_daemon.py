@@ -40,7 +40,6 @@ S2498 = "S2469/files/S2469-1-initial.json"
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
 #: Late in the night at CTMO (11:25 UTC dawn): S2498's region is up.
 LATE_NIGHT = datetime(2026, 11, 10, 9, 0, tzinfo=timezone.utc)
-LATE_NIGHT_ISO = "2026-11-10T09:00:00Z"
 #: When the orders a test writes in a journal itself were received.
 TIME = "2026-11-10T17:59:00.000Z"
 
@@ -178,8 +177,8 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
     assert finished(site, send(site, lvk(), order_id="initial")["ID"])["Status"] == "done"
     first = sorted(event_orders(site, "S2498"))
     assert len(first) == 3
-    wait_until(lambda: status(scheduler, first[0])["Status"] == "done"
-               or status(scheduler, first[1])["Status"] == "done", "a field observed")
+    wait_until(lambda: any(status(scheduler, order_id)["Status"] == "done"
+                           for order_id in first), "a field observed")
     update = finished(site, send(site, lvk(alert_type="UPDATE", time_created=later(10)),
                                  order_id="update")["ID"])
     assert update["Status"] == "done", update["Message"]
@@ -202,7 +201,7 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
         assert sorted(order.get("Supersedes", [])) == sorted(set(first) - started)
     # Without them the same map's pick would be the fields already chosen.
     dry = json.loads(subprocess.run(
-        [TOROS, "--config", site.config_path, "alert", "--night-after", LATE_NIGHT_ISO,
+        [TOROS, "--config", site.config_path, "alert", "--night-after", LATE_NIGHT.isoformat(),
          "--dry-run", "--json", str(alert_file(S2498, FOLLOWUP_ADVOCATE))],
         capture_output=True, text=True, timeout=60, check=True).stdout)
     assert observed <= {(order["RA"], order["Dec"]) for order in dry["Orders"]}

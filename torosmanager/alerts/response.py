@@ -137,9 +137,10 @@ class Response:
         return outcome
 
 
-def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=(), observed=()):
-    """Decide what *alert* calls for tonight, and on the later nights followed: the
-    :func:`assess`-ment, then the :func:`plan_orders` of an alert not ignored.
+def respond(alert, config, now, catalog=None, id_prefix="dry-run"):
+    """Decide what *alert* calls for tonight, and on the later nights followed, as the first
+    alert of its event: the :func:`assess`-ment, then the :func:`plan_orders` of an alert
+    not ignored.
 
     Parameters
     ----------
@@ -152,10 +153,6 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
     catalog : GalaxyCatalog, optional
     id_prefix : str
         The orders' IDs are ``<id_prefix>-01``, ``-02``..., numbered on across the nights.
-    supersedes : sequence of str
-        IDs of the event's earlier orders these replace.
-    observed : sequence of dict
-        The event's orders observed tonight or being observed (see :func:`plan_orders`).
 
     Returns
     -------
@@ -169,7 +166,7 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run", supersedes=()
     response = assess(alert, config)
     if response.ignored:
         return response
-    return plan_orders(response, config, now, catalog, id_prefix, supersedes, observed)
+    return plan_orders(response, config, now, catalog, id_prefix)
 
 
 def assess(alert, config):
@@ -201,6 +198,8 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
     ----------
     assessed : Response
         From :func:`assess`, not ignored.
+    supersedes : sequence of str
+        IDs of the event's earlier orders these replace.
     observed : sequence of dict
         The event's Observation orders observed tonight, or being observed (an update comes
         in the middle of the night): the probability and the galaxies in their fields are
@@ -208,7 +207,7 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
         they have left of ``Budget Hours`` and ``Max Targets`` (an event's, each night).
         Later nights' picks are made of the whole map (the same fields again, for the light
         curve).
-    config, now, catalog, id_prefix, supersedes
+    config, now, catalog, id_prefix
         As for :func:`respond`.
 
     Returns
@@ -228,7 +227,7 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
                    max(settings["Max Targets"] - len(left_out), 0))
     later = []
     if settings["Nights"] > 1 and tonight.night_end is not None:
-        if centres:
+        if left_out:
             offered = candidates(alert, assessed.skymap, settings, catalog)[1]
         later = nightly_picks(offered, tonight.night_end, config, duration,
                               settings["Nights"] - 1)

@@ -124,7 +124,7 @@ def candidates(alert, skymap, settings, catalog=None, observed=()):
             return "galaxies", [Candidate(galaxy.name, galaxy.ra, galaxy.dec, galaxy.score)
                                 for galaxy in galaxies]
         log.info("[%s] no catalogue galaxy in the %.0f %% volume: tiling the map instead",
-                 alert.event_id, 100 * settings["Credible Level"])
+                 alert.event_id, 100 * level)
     fields = tiles(skymap, fov, count, observed)
     return "fields", [Candidate(f"{alert.event_id} field {number}", tile.ra, tile.dec,
                                 tile.probability)
