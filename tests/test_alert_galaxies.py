@@ -29,7 +29,7 @@ from torosmanager.alerts.galaxies import (CatalogError, GalaxyCatalog, credible_
                                           volume_density)
 from torosmanager.alerts.event import Alert
 from torosmanager.alerts.skymap import Skymap
-from torosmanager.alerts.targets import candidates
+from torosmanager.alerts.targets import candidates, observed_weight
 from torosmanager.alerts.tiles import in_field
 
 #: The synthetic source: direction (degrees), distance and spread (Mpc).
@@ -300,11 +300,17 @@ def test_the_galaxies_in_fields_observed_already_are_left_out_the_others_keep_th
     assert 2 <= inside.sum() <= len(everything) - 10
     left = catalog.rank(blob, 0.9, exclude=lambda ra, dec: in_field(*field, ra, dec, FIELD))
     assert left == [galaxy for galaxy, seen in zip(everything, inside) if not seen]
+    # The share of the galaxy score the field holds.
+    assert catalog.share(blob, 0.9, lambda ra, dec: in_field(*field, ra, dec, FIELD)) == \
+        pytest.approx(sum(galaxy.score for galaxy, seen in zip(everything, inside) if seen),
+                      rel=1e-12)
     # The alerts daemon's way in: the centres of the fields observed.
     settings = {"Field of View": FIELD, "Max Targets": 20, "Credible Level": 0.9}
     alert = Alert("S1", "gw", "UPDATE", 1, datetime(2026, 11, 10, tzinfo=timezone.utc), "test")
     kind, offered = candidates(alert, blob, settings, catalog, observed=[field])
     assert kind == "galaxies"
+    assert observed_weight(kind, blob, settings, catalog, [field]) == pytest.approx(
+        sum(galaxy.score for galaxy, seen in zip(everything, inside) if seen), rel=1e-12)
     assert [candidate.name for candidate in offered] == [galaxy.name for galaxy in left[:100]]
     # Every galaxy of the volume observed: nothing more to offer (not the map tiled instead).
     everywhere = [(galaxy.ra, galaxy.dec) for galaxy in everything]

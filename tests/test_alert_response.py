@@ -45,6 +45,7 @@ def test_tonight_goes_on_beyond_the_fields_observed_and_later_nights_are_the_who
     next_night = [order for order in first.orders if "Not Before" in order]
     assert len(tonight) == 4 and next_night
     observed = tonight[:2]
+    assert [order["Object Name"] for order in observed] == ["S2498 field 1", "S2498 field 2"]
     update = plan_orders(assess(alert, config), config, EVENING, id_prefix="S2498-2",
                          observed=observed)
     assert update.observed == ["dry-run-01", "dry-run-02"]
@@ -57,9 +58,12 @@ def test_tonight_goes_on_beyond_the_fields_observed_and_later_nights_are_the_who
     assert update.pick.total < first.pick.total
     hours = 2 * duration_of(observed[0], config["Observing"]) / 3600
     assert update.observed_hours == pytest.approx(hours)
-    assert (f"the fields of 2 order(s) observed tonight left out with their {hours:.2f} h of "
-            "the event's budget") in update.summary()
-    assert update.outcome()["Observed Tonight"] == ["dry-run-01", "dry-run-02"]
+    # What they cover of the map: the second tile's probability is what it adds to the first.
+    covered = update.coverage()["Observed Tonight"]
+    assert covered == pytest.approx(sum(order["Probability"] for order in observed), abs=2e-6)
+    assert (f"the fields of 2 order(s) observed tonight, {covered:.1%} of this localisation, "
+            f"left out with their {hours:.2f} h of the event's budget") in update.summary()
+    assert update.outcome()["Observed Orders"] == ["dry-run-01", "dry-run-02"]
     # The next night observes the map again, the observed fields included (the light curve).
     assert positions(order for order in update.orders if "Not Before" in order) == \
         positions(next_night)

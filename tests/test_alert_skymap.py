@@ -22,7 +22,7 @@ from astropy_healpix.core import nested_to_ring
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from torosmanager.alerts.skymap import (KEEP_LEVEL, Skymap, angular_separation, credible_count,
                                        credible_region, distance_moments)
-from torosmanager.alerts.tiles import MEMBER_LEVEL, Tile, in_field, pointing, tiles
+from torosmanager.alerts.tiles import MEMBER_LEVEL, Tile, enclosed, in_field, pointing, tiles
 
 #: The synthetic blob: centre and width, degrees.
 RA0, DEC0, SIGMA = 40.0, -20.0, 3.0
@@ -360,6 +360,11 @@ def test_fields_observed_already_count_as_covered_and_the_tiles_go_on_beyond_the
     assert sum(tile.probability for tile in after) == pytest.approx(
         two_blobs.flat(nside)[covered & ~seen].sum(), rel=1e-9)
     assert not {(tile.ra, tile.dec) for tile in after} & set(observed)
+    # What the observed fields enclose, each pixel once: the first three tiles' probability.
+    assert enclosed(two_blobs, observed, 3.0) == pytest.approx(
+        two_blobs.flat(nside)[seen].sum(), rel=1e-9)
+    assert enclosed(two_blobs, observed, 3.0) == pytest.approx(
+        sum(tile.probability for tile in first), rel=1e-9)
     # The same ten tiles as without the observed fields, less those three: the next best.
     assert [(tile.ra, tile.dec) for tile in after[:7]] == [
         (tile.ra, tile.dec) for tile in tiles(two_blobs, fov=3.0, max_tiles=10)[3:]]

@@ -188,8 +188,10 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
         "dispatched", "running", "done"}
     report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
     (row,) = [alert for alert in report["Alerts"] if alert["Alert Order"] == "update"]
-    assert set(row["Observed Tonight"]) == started
-    assert (f"the fields of {len(started)} order(s) observed tonight left out"
+    assert set(row["Observed Orders"]) == started
+    assert 0 < report["Coverage"]["Observed Tonight"] < 1
+    assert (f"the fields of {len(started)} order(s) observed tonight, "
+            f"{report['Coverage']['Observed Tonight']:.1%} of this localisation, left out"
             in update["Message"])
     observed = {(now[order_id]["Work Order"]["RA"], now[order_id]["Work Order"]["Dec"])
                 for order_id in started}

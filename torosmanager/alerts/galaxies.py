@@ -288,21 +288,38 @@ class GalaxyCatalog:
         """
         if max_targets is not None and max_targets < 1:
             raise ValueError(f"max_targets {max_targets}: at least 1 expected")
-        layers = _DistanceLayers(skymap)
-        log_threshold = _log_threshold(layers, level)
-        inside, log_density = self._inside(layers, log_threshold)
+        inside, score = self._volume_scores(skymap, level)
         if inside.size == 0:
             LOGGER.info("no catalogued galaxy in the %.0f %% credible volume", 100 * level)
             return []
-        # Densities relative to the largest, so no product under- or overflows.
-        score = np.exp(log_density - log_density.max()) * self._luminosity[inside]
-        score /= score.sum()
+        LOGGER.debug("%d galaxies in the %.0f %% credible volume", inside.size, 100 * level)
         if exclude is not None:
-            kept = ~np.asarray(exclude(self._ra[inside], self._dec[inside]), dtype=bool)
+            kept = ~self._where(exclude, inside)
             inside, score = inside[kept], score[kept]
         best = np.argsort(-score, kind="stable")[:max_targets]
-        LOGGER.debug("%d galaxies in the %.0f %% credible volume", inside.size, 100 * level)
         return [self._galaxy(int(inside[one]), float(score[one])) for one in best]
+
+    def share(self, skymap, level, where):
+        """The scores of the credible volume's galaxies for which ``where(ra, dec)`` (arrays
+        of degrees) is true, added up: the share of the galaxy score they hold (e.g. those in
+        the fields observed already). Parameters and errors as for :meth:`rank`."""
+        inside, score = self._volume_scores(skymap, level)
+        return float(score[self._where(where, inside)].sum())
+
+    def _volume_scores(self, skymap, level):
+        """The catalogue indices of the galaxies in the credible volume, and their scores
+        (adding up to 1; empty arrays for an empty volume)."""
+        layers = _DistanceLayers(skymap)
+        inside, log_density = self._inside(layers, _log_threshold(layers, level))
+        if inside.size == 0:
+            return inside, np.zeros(0)
+        # Densities relative to the largest, so no product under- or overflows.
+        score = np.exp(log_density - log_density.max()) * self._luminosity[inside]
+        return inside, score / score.sum()
+
+    def _where(self, test, indices):
+        """``test(ra, dec)`` of the galaxies at catalogue *indices*, as a boolean array."""
+        return np.asarray(test(self._ra[indices], self._dec[indices]), dtype=bool)
 
     def _inside(self, layers, log_threshold):
         """The catalogue indices of the galaxies with dP/dV ≥ the threshold, and ln dP/dV."""

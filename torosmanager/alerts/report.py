@@ -89,7 +89,7 @@ def event_report(handler, event_id):
                         "Test": row.test, "Summary": row.outcome.get("Summary"),
                         "Targets": row.outcome.get("Targets"),
                         "Area": row.outcome.get("Area"),
-                        "Observed Tonight": row.outcome.get("Observed Tonight", [])}
+                        "Observed Orders": row.outcome.get("Observed Orders", [])}
                        for row in rows],
             "Orders": orders}
 

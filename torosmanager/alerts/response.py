@@ -26,7 +26,7 @@ from ..workorders import format_utc
 from .coverage import night_from
 from .pick import SECONDS_PER_HOUR, pick
 from .policy import kind_settings, reason_to_ignore
-from .targets import candidates, localisation
+from .targets import candidates, localisation, observed_weight
 
 #: Who the orders are from, in the scheduler's journal and its User Adjustments.
 USER = "alerts"
@@ -71,6 +71,9 @@ class Response:
     observed_hours : float
         The telescope time those take (exposures and readouts): tonight's pick has the rest
         of ``Budget Hours``.
+    observed_weight : float
+        What their fields cover of this alert's localisation (probability, or galaxy
+        score): ``Observed Tonight`` in the coverage.
     """
 
     alert: object
@@ -83,6 +86,7 @@ class Response:
     orders: list = field(default_factory=list)
     observed: list = field(default_factory=list)
     observed_hours: float = 0.0
+    observed_weight: float = 0.0
 
     def event(self):
         """The alert's identity, as reports and ``--json`` show it."""
@@ -93,13 +97,16 @@ class Response:
 
     def coverage(self):
         """``Planned``, ``Visible Tonight`` and ``Total``: probability (or galaxy score), of
-        tonight; and ``Later Nights`` when followed longer, each night's dusk (``Night``),
-        ``Planned`` and ``Visible``."""
+        tonight; ``Observed Tonight`` for an update that left fields out (what they cover of
+        this localisation); and ``Later Nights`` when followed longer, each night's dusk
+        (``Night``), ``Planned`` and ``Visible``."""
         if self.pick is None:
             return {"Planned": 0.0, "Visible Tonight": 0.0, "Total": 0.0}
         coverage = {"Planned": round(self.pick.covered, WEIGHT_DECIMALS),
                     "Visible Tonight": round(self.pick.visible_tonight, WEIGHT_DECIMALS),
                     "Total": round(self.pick.total, WEIGHT_DECIMALS)}
+        if self.observed:
+            coverage["Observed Tonight"] = round(self.observed_weight, WEIGHT_DECIMALS)
         if self.later:
             coverage["Later Nights"] = [
                 {"Night": format_utc(night.night_start),
@@ -115,8 +122,9 @@ class Response:
         coverage = self.coverage()
         later = "".join(f"; {night['Planned']:.1%} {night_from(night['Night'])}"
                         for night in coverage.get("Later Nights", ()))
-        left_out = (f", the fields of {len(self.observed)} order(s) observed tonight left out "
-                    f"with their {self.observed_hours:.2f} h of the event's budget"
+        left_out = (f", the fields of {len(self.observed)} order(s) observed tonight, "
+                    f"{coverage['Observed Tonight']:.1%} of this localisation, left out with "
+                    f"their {self.observed_hours:.2f} h of the event's budget"
                     if self.observed else "")
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "
@@ -133,7 +141,7 @@ class Response:
                             "Area": None if self.area is None else round(self.area, 1),
                             "Not Chosen": dict(list(self.pick.not_chosen.items())[:50])})
             if self.observed:
-                outcome["Observed Tonight"] = self.observed
+                outcome["Observed Orders"] = self.observed
         return outcome
 
 
@@ -222,6 +230,7 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
     left_out = [order["ID"] for order in observed] if targets != "pointing" else []
     used = sum(duration_of(order, config["Observing"]) for order in observed) if left_out \
         else 0.0
+    covered = observed_weight(targets, assessed.skymap, settings, catalog, centres)
     tonight = pick(offered, now, config, duration,
                    max(settings["Budget Hours"] - used / SECONDS_PER_HOUR, 0.0),
                    max(settings["Max Targets"] - len(left_out), 0))
@@ -241,7 +250,7 @@ def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supers
                    for number, choice in enumerate(chosen.chosen, start=1)]
     return Response(alert, targets=targets, area=assessed.area, skymap=assessed.skymap,
                     pick=tonight, later=later, orders=orders, observed=left_out,
-                    observed_hours=used / SECONDS_PER_HOUR)
+                    observed_hours=used / SECONDS_PER_HOUR, observed_weight=covered)
 
 
 def nightly_picks(offered, now, config, duration, nights):

@@ -26,7 +26,7 @@ from astropy_healpix import healpix_to_lonlat, level_to_nside, nside_to_pixel_ar
 from .formats import MAX_PAYLOAD
 from .pick import Candidate
 from .skymap import Skymap, angular_separation, order_for_resolution
-from .tiles import in_field, pointing, tiles
+from .tiles import enclosed, in_field, pointing, tiles
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,26 @@ def candidates(alert, skymap, settings, catalog=None, observed=()):
     return "fields", [Candidate(f"{alert.event_id} field {number}", tile.ra, tile.dec,
                                 tile.probability)
                       for number, tile in enumerate(fields, start=1)]
+
+
+def observed_weight(targets, skymap, settings, catalog, observed):
+    """What the fields observed already cover of *skymap*: its probability in them (fields),
+    or the galaxy score of the volume's galaxies in them (galaxies), as :func:`candidates`
+    weighs its candidates; 0 for a single pointing or none observed.
+
+    Parameters
+    ----------
+    targets : str
+        The kind of targets :func:`candidates` chose.
+    skymap, settings, catalog, observed
+        As for :func:`candidates`.
+    """
+    if not len(observed) or targets == "pointing":
+        return 0.0
+    fov = settings["Field of View"]
+    if targets == "galaxies":
+        return catalog.share(skymap, settings["Credible Level"], _in_fields(observed, fov))
+    return enclosed(skymap, observed, fov)
 
 
 def _in_fields(centres, fov):

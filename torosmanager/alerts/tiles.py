@@ -85,12 +85,9 @@ def tiles(skymap, fov, max_tiles, observed=()):
     """
     if not fov > 0 or max_tiles < 1:
         raise ValueError(f"fov {fov}° and max_tiles {max_tiles}: both must be positive")
-    order = min(MAX_TILING_ORDER, order_for_resolution(fov / PIXELS_PER_FIELD_SIDE))
+    order = _tiling_order(fov)
     remaining = skymap.flat(int(level_to_nside(order))).copy()
-    if len(observed):
-        seen_ra, seen_dec = np.asarray(observed, dtype=float).T
-        seen, _ = _field_members(seen_ra, seen_dec, fov, order, remaining)
-        remaining[seen] = 0.0
+    remaining[_union(observed, fov, order, remaining)] = 0.0
     ra, dec = candidate_centres(skymap, fov, order)
     members, starts = _field_members(ra, dec, fov, order, remaining)
     candidate = np.repeat(np.arange(ra.size), np.diff(starts))
@@ -103,6 +100,14 @@ def tiles(skymap, fov, max_tiles, observed=()):
         chosen.append(Tile(float(ra[best]), float(dec[best]), float(enclosed[best])))
         remaining[members[starts[best]:starts[best + 1]]] = 0.0
     return chosen
+
+
+def enclosed(skymap, centres, fov):
+    """The probability of *skymap* in the union of the fields of side *fov* centred on
+    *centres* ((RA, Dec) degrees), each pixel counted once, as :func:`tiles` counts it."""
+    order = _tiling_order(fov)
+    probability = skymap.flat(int(level_to_nside(order)))
+    return float(probability[_union(centres, fov, order, probability)].sum())
 
 
 def pointing(ra, dec, radius, fov):
@@ -176,6 +181,19 @@ def in_field(ra0, dec0, ra, dec, fov):
     xi, eta, cos_c = _gnomonic(ra0, dec0, ra, dec)
     half = math.tan(math.radians(fov / 2))
     return (cos_c > 0) & (np.abs(xi) <= half) & (np.abs(eta) <= half)
+
+
+def _tiling_order(fov):
+    """The order of the probability pixels fields of side *fov* are tiled with."""
+    return min(MAX_TILING_ORDER, order_for_resolution(fov / PIXELS_PER_FIELD_SIDE))
+
+
+def _union(centres, fov, order, probability):
+    """The NESTED pixels of *order* in any of the fields centred on *centres*, once each."""
+    if not len(centres):
+        return np.zeros(0, dtype=np.int64)
+    ra, dec = np.asarray(centres, dtype=float).T
+    return np.unique(_field_members(ra, dec, fov, order, probability)[0])
 
 
 def _gnomonic(ra0, dec0, ra, dec):
