@@ -152,8 +152,9 @@ def observed_weight(targets, skymap, settings, catalog, observed):
 
 
 def _in_fields(centres, fov):
-    """``exclude(ra, dec)`` for :meth:`GalaxyCatalog.rank`: directions in any of the fields
-    of side *fov* centred on *centres*; ``None`` without centres."""
+    """A test of directions for :meth:`GalaxyCatalog.rank` (``exclude``) and
+    :meth:`GalaxyCatalog.share` (``where``): ``test(ra, dec)``, whether each is in any of the
+    fields of side *fov* centred on *centres*; ``None`` without centres."""
     if not len(centres):
         return None
 
