@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 from test_journal import query_plans
-from torosmanager.alerts.events import EventBook
+from torosmanager.alerts import report
+from torosmanager.alerts.events import SUBMITTED, EventBook
 
 RECEIVED = "2026-11-10T18:00:00+00:00"
 
@@ -78,4 +79,24 @@ def test_an_alert_issued_later_is_found_whatever_its_offset_or_arrival(tmp_path)
     book.record_alert("a4", tie, RECEIVED)
     assert book.issued_later("a2", read["a2"]).order_id == "a4"
     assert book.issued_later("a4", tie) is None
+    book.close()
+
+
+def test_an_event_is_observing_until_the_last_of_its_orders_nights_has_ended(tmp_path):
+    """`toros alerts` a week later does not call every past event "observing"."""
+    book = EventBook(str(tmp_path / "alerts.sqlite3"))
+    alert = SimpleNamespace(event_id="S1", alert_type="INITIAL", serial=1, kind="GW",
+                            test=False, issued=datetime(2026, 11, 10, tzinfo=timezone.utc))
+    book.record_alert("a1", alert, RECEIVED)
+    book.plan("a1", "S1", [{"ID": "S1-1-01", "Not After": "2026-11-10T11:25:00.000Z"},
+                           {"ID": "S1-1-02", "Not After": "2026-11-11T11:25:00.000Z"}])
+    book.mark(["S1-1-01", "S1-1-02"], SUBMITTED, "queued")
+
+    def state(now):
+        handler = SimpleNamespace(book=book, clock=SimpleNamespace(now=lambda: now))
+        (event,) = report.events(handler)
+        return event["State"]
+
+    assert state(datetime(2026, 11, 11, 11, 24, tzinfo=timezone.utc)) == "observing"
+    assert state(datetime(2026, 11, 11, 11, 26, tzinfo=timezone.utc)) == "nights over"
     book.close()

@@ -21,6 +21,7 @@ from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
 from ..journal import DONE as ORDER_DONE
+from ..workorders import format_utc
 from .coverage import coverage_text, to_the_minute
 from .events import STANDING, SUBMITTED
 from .intake import alert_of
@@ -53,7 +54,8 @@ def events(handler, limit=None):
         latest = _current(rows)
         standing = handler.book.orders(event_id=event_id, states=STANDING)
         coverage = _latest_coverage(rows)
-        listed.append({"ID": event_id, "Kind": latest.kind, "State": _state(rows, standing),
+        listed.append({"ID": event_id, "Kind": latest.kind,
+                       "State": _state(rows, standing, handler.clock.now()),
                        "Alerts": len(rows), "Latest Alert": latest.name,
                        "Orders": len(standing), "Planned": coverage.get("Planned", 0.0),
                        "Updated": latest.received, "Test": latest.test})
@@ -82,7 +84,8 @@ def event_report(handler, event_id):
     standing = [order for order in planned if order.state in STANDING]
     coverage = dict(_latest_coverage(rows))
     coverage["Observed"] = round(observed, 6)
-    return {"Event": event_id, "Kind": rows[-1].kind, "State": _state(rows, standing),
+    return {"Event": event_id, "Kind": rows[-1].kind,
+            "State": _state(rows, standing, handler.clock.now()),
             "Coverage": coverage,
             "Alerts": [{"Alert Order": row.order_id, "Alert Type": row.alert_type,
                         "Serial": row.serial, "Issued": row.issued, "Received": row.received,
@@ -247,12 +250,16 @@ def _latest_coverage(rows):
     return {}
 
 
-def _state(rows, standing):
-    """An event's state in a word: retracted, ignored, observing or failed."""
+def _state(rows, standing, now):
+    """An event's state in a few words: retracted, observing, nights over (its orders' last
+    window, to the dawn of their night, closed before *now*), ignored, failed..."""
     if any(row.alert_type == "RETRACTION" for row in rows):
         return "retracted"
     if standing:
-        return "observing"
+        ends = [order.work_order.get("Not After") for order in standing]
+        if None in ends or max(ends) > format_utc(now):
+            return "observing"
+        return "nights over"
     latest = _current(rows).outcome
     if latest.get("Ignored"):
         return "ignored"
