@@ -13,6 +13,12 @@ from datetime import datetime
 ALERT_TYPES = ("EARLYWARNING", "PRELIMINARY", "INITIAL", "UPDATE", "RETRACTION")
 
 
+def alert_label(alert_type, serial):
+    """How an alert is named among its event's: ``INITIAL #3``, or ``INITIAL`` without a
+    serial (0)."""
+    return f"{alert_type} #{serial}" if serial else alert_type
+
+
 @dataclass(frozen=True)
 class Alert:
     """An alert as it arrived: what happened, where to look and how sure the sender is.

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..journal import UnreadableRows, json_object
+from ..workorders import format_utc
+from .event import alert_label
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,8 @@ class AlertRow:
 
     @property
     def name(self):
-        """How the alert is named in a list: ``INITIAL #3``, or ``INITIAL`` without a serial."""
-        return f"{self.alert_type} #{self.serial}" if self.serial else self.alert_type
+        """How the alert is named in a list (:func:`~.event.alert_label`)."""
+        return alert_label(self.alert_type, self.serial)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,12 @@ class EventOrder:
     work_order: dict
     state: str
     message: str
+
+    def night_over(self, now):
+        """Whether the night it is for has ended by *now*: its ``Not After``, that night's
+        dawn, has passed (an order without one has no end)."""
+        not_after = self.work_order.get("Not After")
+        return not_after is not None and not_after <= format_utc(now)
 
 
 class EventBook:

@@ -33,8 +33,9 @@ from datetime import datetime, timezone
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, DONE, FAILED, QUEUED, RUNNING
-from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError, format_utc
+from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
+from .event import alert_label
 from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDED, EventBook)
 from .formats import AlertFormatError
 from .galaxies import CatalogError, GalaxyCatalog
@@ -274,10 +275,10 @@ class AlertsHandler(Handler):
         """The work orders of the event the scheduler has done tonight, or has started;
         ``None`` if the daemon is stopping first."""
         observed = []
-        now = format_utc(self.clock.now())
+        now = self.clock.now()
         for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
-            if not order.work_order.get("Not After", "") > now:
-                continue  # its night is over (its Not After is that night's dawn)
+            if order.night_over(now):
+                continue
             try:
                 answer = self._ask_scheduler({"WOType": "Status", "ID": order.id})
             except xmlrpc.client.Fault as refusal:  # not known there: not observed
@@ -458,6 +459,5 @@ def _utc(instant):
 
 def _name(alert):
     """How an alert is named in messages: ``S230518h INITIAL #1``."""
-    serial = f" #{alert.serial}" if alert.serial else ""
     test = " (test)" if alert.test else ""
-    return f"{alert.event_id} {alert.alert_type}{serial}{test}"
+    return f"{alert.event_id} {alert_label(alert.alert_type, alert.serial)}{test}"

@@ -21,7 +21,6 @@ from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
 from ..journal import DONE as ORDER_DONE
-from ..workorders import format_utc
 from .coverage import coverage_text, to_the_minute
 from .events import STANDING, SUBMITTED
 from .intake import alert_of
@@ -256,10 +255,9 @@ def _state(rows, standing, now):
     if any(row.alert_type == "RETRACTION" for row in rows):
         return "retracted"
     if standing:
-        ends = [order.work_order.get("Not After") for order in standing]
-        if None in ends or max(ends) > format_utc(now):
-            return "observing"
-        return "nights over"
+        if all(order.night_over(now) for order in standing):
+            return "nights over"
+        return "observing"
     latest = _current(rows).outcome
     if latest.get("Ignored"):
         return "ignored"
