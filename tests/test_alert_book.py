@@ -100,3 +100,45 @@ def test_an_event_is_observing_until_the_last_of_its_orders_nights_has_ended(tmp
     assert state(datetime(2026, 11, 11, 11, 24, tzinfo=timezone.utc)) == "observing"
     assert state(datetime(2026, 11, 11, 11, 26, tzinfo=timezone.utc)) == "nights over"
     book.close()
+
+
+def test_an_alert_that_says_what_one_read_before_said_is_found_while_its_plan_stands(
+        tmp_path):
+    """The LVK alert from ``igwn.gwalert`` (no serial) and the same one as a VOEvent (serial 2):
+    the same event, type and skymap are the same alert, whatever their issue times."""
+    book = EventBook(str(tmp_path / "alerts.sqlite3"))
+
+    def read(order_id, alert_type, serial, outcome, minute=0):
+        alert = SimpleNamespace(event_id="S1", alert_type=alert_type, serial=serial, kind="gw",
+                                test=False, issued=datetime(2026, 11, 10, 18, minute,
+                                                            tzinfo=timezone.utc))
+        book.record_alert(order_id, alert, RECEIVED)
+        book.set_outcome(order_id, outcome)
+        return alert
+
+    acted = {"Targets": "fields", "Skymap SHA-256": "aa",
+             "Plan Ends": "2026-11-11T11:25:00.000Z"}
+    read("json", "INITIAL", 0, acted)
+    voevent = read("voevent", "INITIAL", 2, {}, minute=1)
+    tonight = datetime(2026, 11, 11, 3, 0, tzinfo=timezone.utc)
+    assert book.same_alert_read("voevent", voevent, "aa", tonight).order_id == "json"
+    # Another map, another type, or another serial where both have one: another alert.
+    assert book.same_alert_read("voevent", voevent, "bb", tonight) is None
+    update = read("update", "UPDATE", 0, {}, minute=2)
+    assert book.same_alert_read("update", update, "aa", tonight) is None
+    read("voevent-1", "INITIAL", 1, acted)
+    serial_3 = read("serial-3", "INITIAL", 3, {}, minute=3)
+    assert book.same_alert_read("serial-3", serial_3, "aa", tonight).order_id == "json"
+    # Its plan no longer stands once the last night it planned is over.
+    dawn_after = datetime(2026, 11, 11, 11, 26, tzinfo=timezone.utc)
+    assert book.same_alert_read("voevent", voevent, "aa", dawn_after) is None
+    book.set_outcome("json", dict(acted, **{"Plan Ends": "2026-11-10T11:25:00.000Z"}))
+    assert book.same_alert_read("voevent", voevent, "aa", tonight) is None
+    assert book.same_alert_read("serial-3", serial_3, "aa", tonight) is None
+    # Only alerts read before it count, and only those acted on (not ignored).
+    book.set_outcome("json", acted)
+    assert book.same_alert_read("json", SimpleNamespace(event_id="S1", alert_type="INITIAL",
+                                                        serial=2), "aa", tonight) is None
+    book.set_outcome("json", {"Ignored": "FAR", "Skymap SHA-256": "aa"})
+    assert book.same_alert_read("voevent", voevent, "aa", tonight) is None
+    book.close()

@@ -68,6 +68,9 @@ def test_tonight_goes_on_beyond_the_fields_observed_and_later_nights_are_the_who
     assert positions(order for order in update.orders if "Not Before" in order) == \
         positions(next_night)
     assert update.coverage()["Later Nights"] == first.coverage()["Later Nights"]
+    # Its plan ends with the dawn of its last night: the Not After of that night's orders.
+    assert update.outcome()["Plan Ends"] == next_night[-1]["Not After"] > tonight[0]["Not After"]
+    assert update.outcome()["Skymap SHA-256"] == update.skymap.digest
 
 
 def test_an_update_has_what_the_observed_orders_left_of_the_events_budget(config, alert):

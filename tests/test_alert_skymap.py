@@ -16,7 +16,8 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy_healpix import healpix_to_lonlat, level_to_nside, nside_to_pixel_area
+from astropy_healpix import (healpix_to_lonlat, level_to_nside, nside_to_pixel_area,
+                             uniq_to_level_ipix)
 from astropy_healpix.core import nested_to_ring
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
@@ -435,6 +436,35 @@ def test_the_skymap_of_an_lvk_json_alert_is_read_from_its_bytes(tmp_path):
     for other in (from_file, from_gzip):
         np.testing.assert_array_equal(other.uniq, skymap.uniq)
         assert other.credible_area(0.9) == skymap.credible_area(0.9)
+
+
+def test_a_map_has_one_digest_whatever_file_encoding_or_row_order_it_came_in(real_map,
+                                                                            tmp_path):
+    """The digest tells the same map in an LVK JSON alert (bytes) and at its VOEvent's URL (a
+    file, maybe gzipped, maybe written again), and tells a map changed in one pixel."""
+    skymap = Skymap.read(real_map)
+    assert len(skymap.digest) == 64 and int(skymap.digest, 16) >= 0
+    (tmp_path / "map.fits").write_bytes(real_map)
+    with fits.open(io.BytesIO(real_map)) as hdus:
+        table = hdus[1]
+        header = table.header
+        shuffled = table.data[np.random.default_rng(1).permutation(len(table.data))]
+        rewritten = fits.BinTableHDU(shuffled, header=header)
+        changed = table.data.copy()
+        # The densest pixel swaps its density with a pixel of its order: the total is the same.
+        levels = uniq_to_level_ipix(np.asarray(changed["UNIQ"], dtype=np.int64))[0]
+        density = changed["PROBDENSITY"]
+        first = int(np.argmax(density))
+        second = int(np.flatnonzero((levels == levels[first]) & (density < density[first]))[0])
+        density[[first, second]] = density[[second, first]]
+        swapped = fits.BinTableHDU(changed, header=header)
+        plain = fits.BinTableHDU.from_columns([table.columns["UNIQ"],
+                                               table.columns["PROBDENSITY"]])
+    same = [Skymap.read(tmp_path / "map.fits"), Skymap.read(gzip.compress(real_map)),
+            Skymap.read(to_bytes(rewritten))]
+    assert [other.digest for other in same] == [skymap.digest] * 3
+    different = [Skymap.read(to_bytes(swapped)), Skymap.read(to_bytes(plain))]
+    assert len({skymap.digest} | {other.digest for other in different}) == 3
 
 
 def test_a_flat_map_is_coarsened_on_arrival_outside_its_credible_region(bayestar, tmp_path):

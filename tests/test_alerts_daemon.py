@@ -8,6 +8,7 @@ wait for tonight at the scheduler and nothing is dispatched while the tests look
 """
 
 import base64
+import http.server
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -297,6 +299,132 @@ def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make
     assert given_up["Message"].startswith(
         "the alerts daemon stopped 2 times while reading this alert (Alerts → Max Stops While "
         "Reading: 2); not read again")
+
+
+#: An LVK alert as a VOEvent (the O4 Params, as gwcelery writes them), made of the JSON alert
+#: of the same event: GCN sends both, on ``igwn.gwalert`` and on ``gcn.classic.voevent.LVC_*``.
+LVK_VOEVENT = """<?xml version='1.0' encoding='UTF-8'?>
+<voe:VOEvent xmlns:voe="http://www.ivoa.net/xml/VOEvent/v2.0" version="2.0" role="{role}"
+ ivorn="ivo://gwnet/LVC#{event}-{serial}-{type}">
+  <Who><Date>{issued}</Date></Who>
+  <What>
+    <Param name="Packet_Type" dataType="int" value="151"/>
+    <Param name="Pkt_Ser_Num" dataType="int" value="{serial}"/>
+    <Param name="GraceID" dataType="string" value="{event}"/>
+    <Param name="AlertType" dataType="string" value="{type}"/>
+    <Param name="Instruments" dataType="string" value="{instruments}"/>
+    <Param name="FAR" dataType="float" value="{far!r}" unit="Hz"/>
+    <Param name="Search" dataType="string" value="{search}"/>
+    <Group type="GW_SKYMAP" name="cwb">
+      <Param name="skymap_fits" dataType="string" value="{skymap_url}"/>
+    </Group>
+    <Group type="Classification">{classification}</Group>
+    <Group type="Properties">{properties}</Group>
+  </What>
+  <WhereWhen><ObsDataLocation><ObservationLocation><AstroCoords coord_system_id="UTC-FK5-GEO">
+    <Time><TimeInstant><ISOTime>{time}</ISOTime></TimeInstant></Time>
+  </AstroCoords></ObservationLocation></ObsDataLocation></WhereWhen>
+</voe:VOEvent>
+"""
+
+
+def lvk_voevent(alert, serial, skymap_url, seconds_later):
+    """The VOEvent of LVK JSON *alert* (text), issued *seconds_later* than it."""
+    data = json.loads(alert)
+    event = data["event"]
+
+    def params(values):
+        return "".join(f'<Param name="{name}" dataType="float" value="{value!r}"/>'
+                       for name, value in values.items())
+
+    issued = datetime.fromisoformat(data["time_created"]) + timedelta(seconds=seconds_later)
+    return LVK_VOEVENT.format(
+        role="test" if event["search"] == "MDC" else "observation", event=data["superevent_id"],
+        serial=serial, type=data["alert_type"].capitalize(),
+        issued=issued.strftime("%Y-%m-%dT%H:%M:%S"), instruments=",".join(event["instruments"]),
+        far=event["far"], search=event["search"], skymap_url=skymap_url, time=event["time"],
+        classification=params(event["classification"]), properties=params(event["properties"]))
+
+
+@pytest.fixture
+def skymap_server():
+    """An HTTP server on 127.0.0.1 serving S2498's skymap file, as GraceDB serves the file an
+    LVK VOEvent links to: its URL and the paths asked for."""
+    data = base64.b64decode(json.loads(lvk())["event"]["skymap"])
+    asked = []
+
+    class Files(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/cwb.multiorder.fits", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_an_lvk_alert_from_kafka_and_as_a_voevent_is_acted_on_once(observatory, skymap_server):
+    """The JSON alert carries its skymap, the VOEvent links it; they share no serial nor issue
+    time. Whichever comes first is planned; the other, its map fetched and found the same,
+    changes nothing. A VOEvent first is planned from the map it links."""
+    url, asked = skymap_server
+    json_first = lvk()
+    done = finished(observatory, send(observatory, json_first, order_id="kafka")["ID"])
+    assert done["Status"] == "done", done["Message"]
+    planned = event_orders(observatory, "S2498")
+    assert planned
+    again = finished(observatory, send(observatory, lvk_voevent(json_first, 2, url, 2),
+                                       "voevent", order_id="vtp")["ID"])
+    assert asked == ["/cwb.multiorder.fits"]
+    assert again["Status"] == "done"
+    assert again["Message"] == ("S2498 INITIAL #2 (test) repeats INITIAL (alert order kafka): "
+                                "the same type and skymap, whose plan stands; nothing submitted")
+    now = event_orders(observatory, "S2498")
+    assert now.keys() == planned.keys()
+    assert {answer["Status"] for answer in now.values()} == {"queued"}
+    (event,) = observatory.proxy("alerts").front_desk({"WOType": "Events"})["Events"]
+    assert event["Latest Alert"] == "INITIAL" and event["State"] == "observing"
+    alerts = observatory.proxy("alerts").front_desk({"WOType": "Events",
+                                                     "Event ID": "S2498"})["Alerts"]
+    assert [(alert["Alert Order"], alert["Same As"]) for alert in alerts] == [
+        ("kafka", None), ("vtp", "kafka")]
+    assert alerts[0]["Skymap SHA-256"] == alerts[1]["Skymap SHA-256"]
+    dawn = {answer["Work Order"]["Not After"] for answer in now.values()}
+    assert [alert["Plan Ends"] for alert in alerts] == [dawn.pop(), None] and not dawn
+
+    # The other way round, for another event: the VOEvent is planned from the map it links.
+    json_second = lvk(superevent_id="S2499")
+    first = finished(observatory, send(observatory, lvk_voevent(json_second, 1, url, -3),
+                                       "voevent", order_id="vtp-2")["ID"])
+    assert first["Status"] == "done", first["Message"]
+    assert "S2499 INITIAL #1 (test): " in first["Message"]
+    planned = event_orders(observatory, "S2499")
+    assert [order["Work Order"]["RA"] for order in planned.values()] == [
+        order["Work Order"]["RA"] for order in now.values()]
+    second = finished(observatory, send(observatory, json_second, order_id="kafka-2")["ID"])
+    assert "repeats INITIAL #1 (alert order vtp-2)" in second["Message"]
+    unchanged = event_orders(observatory, "S2499")
+    assert unchanged.keys() == planned.keys()
+    assert {answer["Status"] for answer in unchanged.values()} == {"queued"}
+    # A VOEvent of the same alert that says another thing is another alert: an UPDATE with
+    # the same map replaces the orders.
+    update = finished(observatory, send(observatory, lvk_voevent(
+        lvk(superevent_id="S2499", alert_type="UPDATE"), 3, url, 60), "voevent")["ID"])
+    assert "repeats" not in update["Message"] and update["Status"] == "done"
+    assert {event_orders(observatory, "S2499")[order_id]["Status"] for order_id in planned} == {
+        "cancelled"}
 
 
 def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):

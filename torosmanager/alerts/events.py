@@ -154,6 +154,27 @@ class EventBook:
                  order_id)).fetchone()
         return None if row is None else row["order_id"]
 
+    def same_alert_read(self, order_id, alert, skymap_digest, now):
+        """The row of an alert read before alert order *order_id* that was the same alert by
+        what it says, and whose plan still stands; ``None`` when there is none.
+
+        The same alert: the same event and type, the same skymap (its
+        :attr:`~.skymap.Skymap.digest`), and the same serial or one of the two without a
+        serial (0: an LVK JSON alert carries none). So an LVK alert from ``igwn.gwalert`` and
+        as a VOEvent, which share no serial nor issue time, are one alert. Its plan stands
+        until the dawn of the last night it planned (its outcome's ``Plan Ends``), *now* or
+        later: a skymap given again once its nights are over is planned again.
+        """
+        for row in self.alerts(alert.event_id):
+            if row.order_id == order_id:
+                return None
+            if (row.alert_type == alert.alert_type
+                    and row.outcome.get("Skymap SHA-256") == skymap_digest
+                    and (row.serial == alert.serial or 0 in (row.serial, alert.serial))
+                    and row.outcome.get("Plan Ends", "") > format_utc(now)):
+                return row
+        return None
+
     def issued_later(self, order_id, alert):
         """The row of an alert of the same event read before or alongside alert order
         *order_id*, issued after *alert* (or at the same time with a higher serial): its

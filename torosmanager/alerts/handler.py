@@ -13,6 +13,9 @@ desk before it is answered, like every order. A worker then reads it and acts:
   the retraction after each order and cancels again;
 - **an alert issued before one of its event already read** (delivered late, or again by
   another source) does nothing more: the newer plan stands;
+- **an alert that repeats one read before**, once its skymap is had (the same event, type and
+  skymap, and the same serial or none: an LVK alert from ``igwn.gwalert`` and as a VOEvent)
+  does nothing more until the dawn of the last night the first planned;
 - **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
   tonight's pick (:mod:`.response`). The orders are written to the events book
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
@@ -245,6 +248,8 @@ class AlertsHandler(Handler):
             self.book.set_outcome(order_id, assessed.outcome())
             self._finish(order_id, f"{_name(alert)} {assessed.summary()}")
             return False
+        if assessed.skymap is not None and self._same_as_before(order_id, assessed):
+            return False
         standing = self.book.orders(event_id=alert.event_id, states=STANDING)
         replaced, observed = [], []
         if standing:
@@ -269,6 +274,21 @@ class AlertsHandler(Handler):
         self._read(order_id, "submitting its orders to the scheduler")
         self.book.plan(order_id, alert.event_id, response.orders)
         log.info("[WO %s] %s: %s", order_id, _name(alert), response.summary())
+        return True
+
+    def _same_as_before(self, order_id, assessed):
+        """Whether the alert repeats one read before whose plan stands (the same LVK alert
+        from another source, see :meth:`.EventBook.same_alert_read`); if so it is finished,
+        leaving that plan as it is."""
+        alert, digest = assessed.alert, assessed.skymap.digest
+        same = self.book.same_alert_read(order_id, alert, digest, self.clock.now())
+        if same is None:
+            return False
+        message = (f"{_name(alert)} repeats {same.name} (alert order {same.order_id}): the "
+                   "same type and skymap, whose plan stands; nothing submitted")
+        self.book.set_outcome(order_id, {"Event": assessed.event(), "Summary": message,
+                                         "Skymap SHA-256": digest, "Same As": same.order_id})
+        self._finish(order_id, message)
         return True
 
     def _observed_tonight(self, event_id):

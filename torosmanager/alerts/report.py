@@ -91,7 +91,10 @@ def event_report(handler, event_id):
                         "Test": row.test, "Summary": row.outcome.get("Summary"),
                         "Targets": row.outcome.get("Targets"),
                         "Area": row.outcome.get("Area"),
-                        "Observed Orders": row.outcome.get("Observed Orders", [])}
+                        "Observed Orders": row.outcome.get("Observed Orders", []),
+                        "Skymap SHA-256": row.outcome.get("Skymap SHA-256"),
+                        "Plan Ends": row.outcome.get("Plan Ends"),
+                        "Same As": row.outcome.get("Same As")}
                        for row in rows],
             "Orders": orders}
 
@@ -268,8 +271,10 @@ def _state(rows, standing, now):
 
 def _current(rows):
     """The alert an event's plan comes from: the last of *rows* (in the order read) that was
-    not passed over for one issued later."""
-    return next((row for row in reversed(rows) if "Issued Later" not in row.outcome), rows[-1])
+    not passed over for one issued later, nor repeated one read before."""
+    return next((row for row in reversed(rows)
+                 if "Issued Later" not in row.outcome and "Same As" not in row.outcome),
+                rows[-1])
 
 
 def _wrap(ra):

@@ -134,6 +134,8 @@ class Response:
     def outcome(self):
         """What the events book and the report keep of it."""
         outcome = {"Event": self.event(), "Summary": self.summary()}
+        if self.skymap is not None:
+            outcome["Skymap SHA-256"] = self.skymap.digest
         if self.ignored:
             outcome["Ignored"] = self.ignored
         else:
@@ -142,6 +144,9 @@ class Response:
                             "Not Chosen": dict(list(self.pick.not_chosen.items())[:50])})
             if self.observed:
                 outcome["Observed Orders"] = self.observed
+            last_night = (self.later or [self.pick])[-1]
+            if last_night.night_end is not None:
+                outcome["Plan Ends"] = format_utc(last_night.night_end)
         return outcome
 
 

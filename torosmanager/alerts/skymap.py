@@ -21,10 +21,12 @@ Examples
 """
 
 import gzip
+import hashlib
 import io
 import math
 import os
 import zlib
+from functools import cached_property
 from pathlib import Path
 
 import astropy.units as u
@@ -204,6 +206,16 @@ class Skymap:
     def has_distance(self):
         """bool: whether the map carries the distance layers DISTMU, DISTSIGMA, DISTNORM."""
         return self.distance_layers is not None
+
+    @cached_property
+    def digest(self):
+        """str: the SHA-256 of the map's pixels and values, in hex: the same map has the same
+        digest whichever file, encoding or byte order it came in (an LVK alert's JSON holds
+        the file its VOEvent links to)."""
+        digest = hashlib.sha256()
+        for values in (self.uniq, self.probdensity) + (self.distance_layers or ()):
+            digest.update(np.ascontiguousarray(values).tobytes())
+        return digest.hexdigest()
 
     @property
     def max_nside(self):
