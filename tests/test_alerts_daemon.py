@@ -27,7 +27,7 @@ from astropy.io import fits
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from conftest import simulated_clock
-from observatory import ended, refusal, status, step, wait_until
+from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
 from test_alert_gcn_socket import SWIFT_BAT_1227767
 from torosmanager.alerts.handler import READING, REREAD
@@ -349,13 +349,16 @@ def lvk_voevent(alert, serial, skymap_url, seconds_later):
 @pytest.fixture
 def skymap_server():
     """An HTTP server on 127.0.0.1 serving S2498's skymap file, as GraceDB serves the file an
-    LVK VOEvent links to: its URL and the paths asked for."""
+    LVK VOEvent links to: its URL, the paths asked for, and an Event that, cleared, holds
+    every answer until it is set (GraceDB slow)."""
     data = base64.b64decode(json.loads(lvk())["event"]["skymap"])
-    asked = []
+    asked, answering = [], threading.Event()
+    answering.set()
 
     class Files(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             asked.append(self.path)
+            answering.wait(timeout=PATIENCE)
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -368,8 +371,9 @@ def skymap_server():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/cwb.multiorder.fits", asked
+        yield f"http://127.0.0.1:{server.server_port}/cwb.multiorder.fits", asked, answering
     finally:
+        answering.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
@@ -379,7 +383,7 @@ def test_an_lvk_alert_from_kafka_and_as_a_voevent_is_acted_on_once(observatory, 
     """The JSON alert carries its skymap, the VOEvent links it; they share no serial nor issue
     time. Whichever comes first is planned; the other, its map fetched and found the same,
     changes nothing. A VOEvent first is planned from the map it links."""
-    url, asked = skymap_server
+    url, asked, _ = skymap_server
     json_first = lvk()
     done = finished(observatory, send(observatory, json_first, order_id="kafka")["ID"])
     assert done["Status"] == "done", done["Message"]
@@ -425,6 +429,33 @@ def test_an_lvk_alert_from_kafka_and_as_a_voevent_is_acted_on_once(observatory, 
     assert "repeats" not in update["Message"] and update["Status"] == "done"
     assert {event_orders(observatory, "S2499")[order_id]["Status"] for order_id in planned} == {
         "cancelled"}
+
+
+def test_a_retraction_waits_for_no_skymap_being_fetched(make_site, skymap_server):
+    """GraceDB slow: four VOEvents of the event wait for their skymap, the first fetching it,
+    the others for their turn, every worker taken. The retraction is done while they all
+    wait, and none of them submits anything afterwards."""
+    url, asked, answering = skymap_server
+    site = make_site(settings(**{"Skymap Download Timeout": PATIENCE})).start("scheduler",
+                                                                              "alerts")
+    assert finished(site, send(site, lvk(), order_id="initial")["ID"])["Status"] == "done"
+    answering.clear()
+    for number in range(4):
+        send(site, lvk_voevent(lvk(alert_type="UPDATE", time_created=later(number + 1)),
+                               number + 2, url, 0), "voevent", order_id=f"update-{number}")
+    wait_until(lambda: asked, "the first update to ask for its skymap")
+    retraction = json.dumps({"superevent_id": "S2498", "alert_type": "RETRACTION",
+                             "time_created": later(30), "event": None, "urls": {}})
+    done = finished(site, send(site, retraction, order_id="retraction")["ID"])
+    assert done["Status"] == "done" and len(asked) == 1, (done, asked)
+    orders = event_orders(site, "S2498")
+    assert {answer["Status"] for answer in orders.values()} == {"cancelled"}
+    answering.set()
+    # Each is then found retracted, or passed over for one issued later that was.
+    messages = [finished(site, f"update-{number}")["Message"] for number in range(4)]
+    assert all(message.endswith("nothing submitted") for message in messages), messages
+    assert any("its event was retracted" in message for message in messages), messages
+    assert event_orders(site, "S2498").keys() == orders.keys()
 
 
 def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):

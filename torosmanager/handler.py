@@ -273,10 +273,13 @@ class Workers:
         Used in thread names, for the logs.
     count : int
         Threads in the pool.
+    stopping : threading.Event, optional
+        The flag to share with another pool whose work waits on the same things: stopping
+        either tells both pools' work to stop. A new one by default.
     """
 
-    def __init__(self, name, count):
-        self.stopping = threading.Event()
+    def __init__(self, name, count, stopping=None):
+        self.stopping = stopping if stopping is not None else threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
 
     def submit(self, function, *args):

@@ -2,7 +2,9 @@
 
 An Alert order (from any program, ``toros alert``, or one of the daemon's own sources: GCN
 Kafka, the VOEvent Transport Protocol, GCN Classic socket notices) is journaled by the front
-desk before it is answered, like every order. A worker then reads it and acts:
+desk before it is answered, like every order. A reader then reads it (milliseconds) and acts
+on a duplicate or a retraction itself, so that a retraction waits for no skymap being fetched
+or tiled; a worker localises and plans any other alert:
 
 - **a duplicate** (an alert of the same event, type, serial and issue time already read) does
   nothing more;
@@ -21,7 +23,7 @@ desk before it is answered, like every order. A worker then reads it and acts:
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
   yet started (their IDs go into the new orders' ``Supersedes``), then asks the scheduler
   which of the others it has observed tonight or is observing: tonight's pick leaves their
-  fields out. Alerts of one event are handled one at a time, in arrival order.
+  fields out. Alerts of one event are handled one at a time.
 
 After a restart, an alert that was being handled is handled again: the orders it had planned
 are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
@@ -49,14 +51,20 @@ from .targets import TargetError
 
 log = logging.getLogger(__name__)
 
-#: Alerts handled at once: a retraction must not wait behind a large skymap being tiled.
+#: Alerts read at once. Reading an alert takes milliseconds (5 ms for a 2 MB LVK alert), and a
+#: retraction is acted on where it is read: it waits for no skymap being fetched or tiled. Two,
+#: so that a retraction waiting for a scheduler that does not answer leaves one to read on.
+ALERT_READERS = 2
+#: Alerts localised and planned at once (a skymap fetched, a large map tiled).
 ALERT_WORKERS = 4
 #: The priority journaled with an Alert order: alerts are read as they arrive, so it only
 #: orders them in the journal's reports.
 ALERT_ORDER_PRIORITY = 10.0
-#: An Alert order's message while it is read, and after a restart: how its history tells a
-#: daemon stopped while reading it (see resume).
+#: An Alert order's message while it is read, localised and planned, and after a restart: how
+#: its history tells a daemon stopped while reading it (see resume).
 READING = "reading the alert"
+#: Its message once read, until a worker plans it.
+TO_PLAN = "localising it and planning its orders"
 REREAD = "to be read again after a restart"
 #: The scheduler's states of an order of the event observed, or being observed: an update
 #: leaves its field out of tonight's pick.
@@ -83,6 +91,7 @@ class AlertsHandler(Handler):
         self.settings = config["Alerts"]
         self.book = EventBook(journal.path)
         self.workers = Workers("alert", ALERT_WORKERS)
+        self.readers = Workers("alert-read", ALERT_READERS, self.workers.stopping)
         self.catalog = None
         self.catalog_problem = None
         self.sources = {}  # title of its section under Alerts → source
@@ -105,7 +114,7 @@ class AlertsHandler(Handler):
 
     def accepted(self, record):
         self._received[record.id] = time.monotonic()
-        self.workers.submit(self.process, record.id)
+        self.readers.submit(self.process, record.id)
 
     def cancelled(self, record, previous_state):
         # Cancelling an alert withdraws what it asked for.
@@ -163,7 +172,7 @@ class AlertsHandler(Handler):
                 return
         if record.state in (ACCEPTED, QUEUED, RUNNING):
             self.transition(record.id, QUEUED, REREAD)
-            self.workers.submit(self.process, record.id)
+            self.readers.submit(self.process, record.id)
 
     def _stops_while_reading(self, order_id):
         """How many times the daemon stopped before while reading *order_id* (its history: a
@@ -175,12 +184,14 @@ class AlertsHandler(Handler):
     def stop(self):
         for source in self.sources.values():
             source.stop()
+        self.readers.stop()
         self.workers.stop()
         self.book.close()
 
     # --- one alert ----------------------------------------------------------------------------
     def process(self, order_id):
-        """Read and act on one queued alert order (in a worker)."""
+        """Read one queued alert order (in a reader): a duplicate or a retraction is done with
+        here, any other alert handed to a worker (:meth:`act`)."""
         with self.failing_on_error(order_id, "handling the alert"):
             self._process(order_id)
 
@@ -203,12 +214,24 @@ class AlertsHandler(Handler):
             self._read(order_id, "cancelling its event's orders")
             self._retract(order_id, alert, received)
         else:
-            with self._event_lock(alert.event_id):
-                later = self.book.issued_later(order_id, alert)
-                if later is None:
-                    self._respond(order_id, alert)
-                else:
-                    self._pass_over(order_id, alert, later)
+            self._read(order_id, TO_PLAN)
+            self.workers.submit(self.act, order_id, alert)
+
+    def act(self, order_id, alert):
+        """Localise *alert*, read from alert order *order_id*, and submit its orders (in a
+        worker), one alert of its event at a time."""
+        with self.failing_on_error(order_id, "handling the alert"), \
+                self._event_lock(alert.event_id):
+            if self.workers.stopping.is_set():
+                return  # read again after the restart; waiting, it did not stop the daemon
+            # Reading again: a daemon stopped by the skymap (its memory) counts it.
+            if self.transition(order_id, RUNNING, READING, only_from={RUNNING}) is None:
+                return  # cancelled meanwhile
+            later = self.book.issued_later(order_id, alert)
+            if later is None:
+                self._respond(order_id, alert)
+            else:
+                self._pass_over(order_id, alert, later)
 
     def _read(self, order_id, next_step):
         """Say the alert is read: a stop from now on is not the alert's doing (the scheduler
@@ -217,10 +240,6 @@ class AlertsHandler(Handler):
 
     def _respond(self, order_id, alert):
         if not self.book.orders(alert_order_id=order_id):  # not planned before a restart
-            if self.book.retracted(alert.event_id):
-                self._finish(order_id, f"{_name(alert)}: its event was retracted; nothing "
-                             "submitted")
-                return
             if not self._plan(order_id, alert):
                 return
         else:
@@ -243,6 +262,10 @@ class AlertsHandler(Handler):
         except TargetError as error:
             self.book.set_outcome(order_id, {"Problem": str(error)})
             self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+            return False
+        if self.book.retracted(alert.event_id):  # before, or while its skymap was fetched
+            self._finish(order_id, f"{_name(alert)}: its event was retracted; nothing "
+                         "submitted")
             return False
         if assessed.ignored:
             self.book.set_outcome(order_id, assessed.outcome())
