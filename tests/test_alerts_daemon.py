@@ -31,7 +31,7 @@ from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
 from test_alert_gcn_socket import SWIFT_BAT_1227767
 from torosmanager.alerts.handler import READING, REREAD
-from torosmanager.journal import QUEUED, RUNNING, Journal
+from torosmanager.journal import DONE, QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
 from torosmanager.workorders import FaultCode
 
@@ -646,6 +646,40 @@ def test_an_event_followed_two_nights_is_observed_tonight_and_waits_for_the_next
     assert shown.returncode == 0, shown.stderr
     assert f"the night from {opens[:10]} {opens[11:16]} UTC: planned 90.0%" in shown.stdout
     assert "Not Before" in shown.stdout and opens in shown.stdout
+
+
+def test_what_an_event_has_observed_counts_each_field_and_its_pointing_once(make_site):
+    """A field taken again on the next night, or an afterglow's pointing taken again, covers no
+    more of its localisation: the report's Observed counts each once. (The scheduler is
+    stopped, and its journal says which orders are done, as after the two nights.)"""
+    site = make_site(settings(Nights=2)).start("scheduler", "alerts")
+    pointing = alert_file("kafka_alert_einteinprobe.json").read_text()
+    for payload, format_name in ((lvk(), "lvk_json"), (pointing, "gcn_json")):
+        done = finished(site, send(site, payload, format_name)["ID"])
+        assert done["Status"] == "done", done["Message"]
+    fields = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    places = {}
+    for order in fields["Orders"]:  # in the order planned: tonight's, then the next night's
+        places.setdefault((order["RA"], order["Dec"]), []).append(order)
+    first, second = [orders for orders in places.values() if len(orders) == 2][:2]
+    taken = first + second[:1]  # the first field on both nights, the second tonight
+    afterglow = site.proxy("alerts").front_desk({"WOType": "Events",
+                                                 "Event ID": "01709015181"})["Orders"]
+    assert len(afterglow) == 2 and afterglow[0]["Probability"] == 0.9
+    site.daemons.pop("scheduler").stop()
+    journal = Journal(str(site.directory / "scheduler.sqlite3"))
+    for order in taken + afterglow:
+        journal.transition(order["ID"], DONE, "observed", TIME)
+    journal.close()
+    site.start("scheduler")
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    assert {order["ID"] for order in report["Orders"] if order["Scheduler"] == "done"} == {
+        order["ID"] for order in taken}
+    # The field taken twice, at the probability the later night's pick gave it.
+    assert report["Coverage"]["Observed"] == pytest.approx(
+        first[1]["Probability"] + second[0]["Probability"], abs=1e-6)
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "01709015181"})
+    assert report["Coverage"]["Observed"] == 0.9
 
 
 def test_the_status_of_an_alert_order_does_not_repeat_its_payload(observatory):

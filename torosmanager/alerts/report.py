@@ -67,12 +67,14 @@ def event_report(handler, event_id):
     if not rows:
         return None
     planned = handler.book.orders(event_id=event_id)
-    orders, observed = [], 0.0
-    for order in planned:
+    targets = {row.order_id: row.outcome.get("Targets") for row in rows}
+    orders, observed = [], {}
+    for order in planned:  # in the order planned: a later alert's after an earlier's
         at_scheduler = _scheduler_status(handler.config, order) if order.state == SUBMITTED \
             else None
         if at_scheduler == ORDER_DONE:
-            observed += order.work_order.get("Probability", 0.0)
+            observed[_observed_place(order, targets)] = order.work_order.get("Probability",
+                                                                             0.0)
         orders.append({"ID": order.id, "Object Name": order.work_order.get("Object Name"),
                        "RA": order.work_order["RA"], "Dec": order.work_order["Dec"],
                        "Probability": order.work_order.get("Probability"),
@@ -82,7 +84,7 @@ def event_report(handler, event_id):
                        "Scheduler": at_scheduler, "Message": order.message})
     standing = [order for order in planned if order.state in STANDING]
     coverage = dict(_latest_coverage(rows))
-    coverage["Observed"] = round(observed, 6)
+    coverage["Observed"] = round(sum(observed.values()), 6)
     return {"Event": event_id, "Kind": rows[-1].kind,
             "State": _state(rows, standing, handler.clock.now()),
             "Coverage": coverage,
@@ -97,6 +99,17 @@ def event_report(handler, event_id):
                         "Same As": row.outcome.get("Same As")}
                        for row in rows],
             "Orders": orders}
+
+
+def _observed_place(order, targets):
+    """Where an order done observed, so that an event's Observed counts it once: its field or
+    galaxy (taken again on a later night, or by an update, it counts once, at the probability
+    the latest of its alerts gave it), or the event's single pointing (an afterglow's later
+    frames, maybe at a refined position, cover nothing more). *targets*: each alert order's
+    kind of targets."""
+    if targets.get(order.alert_order_id) == "pointing":
+        return "pointing"
+    return order.work_order["RA"], order.work_order["Dec"]
 
 
 def page_sections(handler):
