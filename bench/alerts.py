@@ -456,16 +456,16 @@ SPY_SECONDS = 8
 SPY_PARTS = {
     "alerts": (
         ("worker: submitting, XML-RPC calls to the scheduler", ("_ask_scheduler",)),
-        ("worker: events book (SQLite)", ("/alerts/events.py",)),
+        ("reader and worker: events book (SQLite)", ("/alerts/events.py",)),
         ("worker: candidates, galaxies ranked", ("/alerts/galaxies.py",)),
         ("worker: candidates, tiles", ("/alerts/tiles.py",)),
         ("worker: pick (the planner's visibility and plan)", ("/alerts/pick.py",)),
         ("worker: localise (the skymap read)", ("/alerts/targets.py",)),
-        ("worker: parse (alert_of)", ("/alerts/intake.py",)),
+        ("reader: parse (alert_of)", ("/alerts/intake.py",)),
         ("journal (SQLite, commits)", ("/torosmanager/journal.py",)),
         ("server and its workers: HTTP, XML-RPC (the 2 MB order in, health polls)",
          ("/torosmanager/server.py",)),
-        ("worker: the rest of handler.py", ("/alerts/handler.py",)),
+        ("reader and worker: the rest of handler.py", ("/alerts/handler.py",)),
     ),
     "scheduler": (
         ("dispatcher thread: planning (the planner: Sun, Moon, altitudes, search)",
