@@ -72,13 +72,40 @@ def test_an_alert_issued_later_is_found_whatever_its_offset_or_arrival(tmp_path)
             "a3": alert("RETRACTION", 0, "2026-11-10T19:00:00+00:00")}
     for order_id, each in read.items():
         book.record_alert(order_id, each, RECEIVED)
+        book.set_outcome(order_id, {"Targets": "pointing"})
     assert book.issued_later("a1", read["a1"]).order_id == "a2"  # the retraction not counted
     assert book.issued_later("a2", read["a2"]) is None
     # Issued at the same instant as the newest, a higher serial is the later alert.
     tie = alert("GND_POS", 3, "2026-11-10T18:30:00+00:00")
     book.record_alert("a4", tie, RECEIVED)
+    book.set_outcome("a4", {"Ignored": "FAR"})  # ignored by the policy: the newer word
     assert book.issued_later("a2", read["a2"]).order_id == "a4"
     assert book.issued_later("a4", tie) is None
+    book.close()
+
+
+def test_an_alert_is_never_passed_over_for_one_that_has_no_plan(tmp_path):
+    """The same LVK alert as a VOEvent, issued two seconds after its JSON, read first: its
+    skymap cannot be fetched (or is still being fetched), and the JSON, which carries it, must
+    still be acted on."""
+    book = EventBook(str(tmp_path / "alerts.sqlite3"))
+
+    def alert(serial, second):
+        return SimpleNamespace(event_id="S1", alert_type="INITIAL", serial=serial, kind="gw",
+                               test=False, issued=datetime(2026, 11, 10, 18, 0, second,
+                                                           tzinfo=timezone.utc))
+
+    voevent, kafka = alert(1, 2), alert(0, 0)
+    book.record_alert("voevent", voevent, RECEIVED)
+    book.record_alert("kafka", kafka, RECEIVED)
+    assert book.issued_later("kafka", kafka) is None  # still being localised
+    for outcome in ({"Problem": "the skymap at ... cannot be reached"},
+                    {"Summary": "passed over", "Issued Later": "other"},
+                    {"Summary": "repeats", "Same As": "other"}):
+        book.set_outcome("voevent", outcome)
+        assert book.issued_later("kafka", kafka) is None, outcome
+    book.set_outcome("voevent", {"Targets": "fields"})
+    assert book.issued_later("kafka", kafka).order_id == "voevent"
     book.close()
 
 
@@ -102,7 +129,7 @@ def test_an_event_is_observing_until_the_last_of_its_orders_nights_has_ended(tmp
     book.close()
 
 
-def test_an_alert_that_says_what_one_read_before_said_is_found_while_its_plan_stands(
+def test_an_alert_that_says_what_another_acted_on_said_is_found_while_its_plan_stands(
         tmp_path):
     """The LVK alert from ``igwn.gwalert`` (no serial) and the same one as a VOEvent (serial 2):
     the same event, type and skymap are the same alert, whatever their issue times."""
@@ -135,10 +162,12 @@ def test_an_alert_that_says_what_one_read_before_said_is_found_while_its_plan_st
     book.set_outcome("json", dict(acted, **{"Plan Ends": "2026-11-10T11:25:00.000Z"}))
     assert book.same_alert_read("voevent", voevent, "aa", tonight) is None
     assert book.same_alert_read("serial-3", serial_3, "aa", tonight) is None
-    # Only alerts read before it count, and only those acted on (not ignored).
-    book.set_outcome("json", acted)
-    assert book.same_alert_read("json", SimpleNamespace(event_id="S1", alert_type="INITIAL",
-                                                        serial=2), "aa", tonight) is None
+    # An alert read after it counts once acted on (the other planned first); one ignored not.
+    book.set_outcome("json", {})
+    book.set_outcome("voevent", acted)
+    assert book.same_alert_read("json", read("json", "INITIAL", 0, {}), "aa",
+                                tonight).order_id == "voevent"
+    book.set_outcome("voevent", {})
     book.set_outcome("json", {"Ignored": "FAR", "Skymap SHA-256": "aa"})
     assert book.same_alert_read("voevent", voevent, "aa", tonight) is None
     book.close()

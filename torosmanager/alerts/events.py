@@ -155,8 +155,10 @@ class EventBook:
         return None if row is None else row["order_id"]
 
     def same_alert_read(self, order_id, alert, skymap_digest, now):
-        """The row of an alert read before alert order *order_id* that was the same alert by
-        what it says, and whose plan still stands; ``None`` when there is none.
+        """The row of another alert acted on (read before alert order *order_id*, or after it
+        but planned first: alerts are localised side by side, planned one at a time) that was
+        the same alert by what it says, and whose plan still stands; ``None`` when there is
+        none.
 
         The same alert: the same event and type, the same skymap (its
         :attr:`~.skymap.Skymap.digest`), and the same serial or one of the two without a
@@ -166,9 +168,7 @@ class EventBook:
         later: a skymap given again once its nights are over is planned again.
         """
         for row in self.alerts(alert.event_id):
-            if row.order_id == order_id:
-                return None
-            if (row.alert_type == alert.alert_type
+            if (row.order_id != order_id and row.alert_type == alert.alert_type
                     and row.outcome.get("Skymap SHA-256") == skymap_digest
                     and (row.serial == alert.serial or 0 in (row.serial, alert.serial))
                     and row.outcome.get("Plan Ends", "") > format_utc(now)):
@@ -176,15 +176,18 @@ class EventBook:
         return None
 
     def issued_later(self, order_id, alert):
-        """The row of an alert of the same event read before or alongside alert order
-        *order_id*, issued after *alert* (or at the same time with a higher serial): its
-        plan is the newer one. ``None`` when there is none; a retraction is not counted (it
-        acts whenever it comes)."""
+        """The row of an alert of the same event, issued after *alert* (or at the same time
+        with a higher serial), that was acted on or ignored by the policy: its plan is the
+        newer one. ``None`` when there is none. Not counted: a retraction (it acts whenever it
+        comes), and an alert that came to nothing of its own (one that failed, a skymap that
+        could not be fetched, or is still being localised; one passed over, or repeating
+        another): an alert is never passed over for one that has no plan."""
         def issue(row):
             return datetime.fromisoformat(row.issued), row.serial
 
         later = [row for row in self.alerts(alert.event_id)
                  if row.order_id != order_id and row.alert_type != "RETRACTION"
+                 and ("Targets" in row.outcome or "Ignored" in row.outcome)
                  and issue(row) > (alert.issued, alert.serial)]
         return max(later, key=issue, default=None)
 

@@ -13,17 +13,18 @@ or tiled; a worker localises and plans any other alert:
   afterwards. It does not wait for other work on the event (the deadline is
   ``Alerts → Retraction Deadline``); an alert of the event still being submitted checks for
   the retraction after each order and cancels again;
-- **an alert issued before one of its event already read** (delivered late, or again by
-  another source) does nothing more: the newer plan stands;
-- **an alert that repeats one read before**, once its skymap is had (the same event, type and
+- **an alert issued before one of its event already acted on or ignored** (delivered late,
+  or again by another source) does nothing more: the newer plan stands;
+- **an alert that repeats one acted on**, once its skymap is had (the same event, type and
   skymap, and the same serial or none: an LVK alert from ``igwn.gwalert`` and as a VOEvent)
-  does nothing more until the dawn of the last night the first planned;
+  does nothing more until the dawn of the last night the other planned;
 - **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
   tonight's pick (:mod:`.response`). The orders are written to the events book
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
   yet started (their IDs go into the new orders' ``Supersedes``), then asks the scheduler
   which of the others it has observed tonight or is observing: tonight's pick leaves their
-  fields out. Alerts of one event are handled one at a time.
+  fields out. Alerts are localised side by side (a skymap fetched slowly holds up no other
+  alert), then planned one at a time for each event.
 
 After a restart, an alert that was being handled is handled again: the orders it had planned
 are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
@@ -219,31 +220,43 @@ class AlertsHandler(Handler):
 
     def act(self, order_id, alert):
         """Localise *alert*, read from alert order *order_id*, and submit its orders (in a
-        worker), one alert of its event at a time."""
-        with self.failing_on_error(order_id, "handling the alert"), \
-                self._event_lock(alert.event_id):
+        worker). The policy and the skymap come first, then the event's alerts are handled
+        one at a time: a skymap fetched slowly (a VOEvent's) holds up no other alert of its
+        event, such as the same alert from igwn.gwalert, which carries its map."""
+        with self.failing_on_error(order_id, "handling the alert"):
             if self.workers.stopping.is_set():
                 return  # read again after the restart; waiting, it did not stop the daemon
             # Reading again: a daemon stopped by the skymap (its memory) counts it.
             if self.transition(order_id, RUNNING, READING, only_from={RUNNING}) is None:
                 return  # cancelled meanwhile
-            later = self.book.issued_later(order_id, alert)
-            if later is None:
-                self._respond(order_id, alert)
-            else:
-                self._pass_over(order_id, alert, later)
+            assessed = None
+            if not self.book.orders(alert_order_id=order_id):  # not planned before a restart
+                try:
+                    assessed = assess(alert, self.config)
+                except TargetError as error:
+                    self.book.set_outcome(order_id, {"Problem": str(error)})
+                    self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+                    return
+            with self._event_lock(alert.event_id):
+                if self.workers.stopping.is_set():
+                    self._read(order_id, TO_PLAN)  # waiting, it did not stop the daemon
+                    return
+                later = self.book.issued_later(order_id, alert)
+                if later is not None:
+                    self._pass_over(order_id, alert, later)
+                elif assessed is None:
+                    self._read(order_id, "submitting its orders to the scheduler")
+                    self._submit_all(order_id, alert)
+                elif self._plan(order_id, assessed):
+                    self._submit_all(order_id, alert)
 
     def _read(self, order_id, next_step):
         """Say the alert is read: a stop from now on is not the alert's doing (the scheduler
         may be away), and does not count against it (see :meth:`resume`)."""
         self.transition(order_id, RUNNING, f"read; {next_step}", only_from={RUNNING})
 
-    def _respond(self, order_id, alert):
-        if not self.book.orders(alert_order_id=order_id):  # not planned before a restart
-            if not self._plan(order_id, alert):
-                return
-        else:
-            self._read(order_id, "submitting its orders to the scheduler")
+    def _submit_all(self, order_id, alert):
+        """Submit the orders planned for *alert*, then finish its alert order."""
         accepted = self._submit(order_id, alert.event_id)
         if accepted is None:
             return  # stopping: still running in the journal, resumed after the restart
@@ -253,16 +266,11 @@ class AlertsHandler(Handler):
         self._finish(order_id, f"{_name(alert)}: {summary}; {accepted} accepted by the "
                      "scheduler")
 
-    def _plan(self, order_id, alert):
-        """Work out the alert's orders and keep them in the book, first stopping the event's
-        orders not yet started; whether there are orders to submit (``False``: the alert is
-        finished, or the daemon is stopping)."""
-        try:
-            assessed = assess(alert, self.config)
-        except TargetError as error:
-            self.book.set_outcome(order_id, {"Problem": str(error)})
-            self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
-            return False
+    def _plan(self, order_id, assessed):
+        """Work out the orders of an :func:`assess`-ed alert and keep them in the book, first
+        stopping the event's orders not yet started; whether there are orders to submit
+        (``False``: the alert is finished, or the daemon is stopping)."""
+        alert = assessed.alert
         if self.book.retracted(alert.event_id):  # before, or while its skymap was fetched
             self._finish(order_id, f"{_name(alert)}: its event was retracted; nothing "
                          "submitted")
@@ -300,7 +308,7 @@ class AlertsHandler(Handler):
         return True
 
     def _same_as_before(self, order_id, assessed):
-        """Whether the alert repeats one read before whose plan stands (the same LVK alert
+        """Whether the alert repeats one acted on whose plan stands (the same LVK alert
         from another source, see :meth:`.EventBook.same_alert_read`); if so it is finished,
         leaving that plan as it is."""
         alert, digest = assessed.alert, assessed.skymap.digest
