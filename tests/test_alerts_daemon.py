@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -458,6 +459,49 @@ def test_an_lvk_alert_is_acted_on_while_its_voevent_waits_for_its_map_or_fails(
     acted = finished(observatory, send(observatory, second, order_id="kafka-2")["ID"])
     assert "accepted by the scheduler" in acted["Message"], acted
     assert event_orders(observatory, "S2499")
+
+
+def test_an_alert_cancelled_while_it_is_handled_leaves_nothing_at_the_scheduler(
+        make_site, skymap_server):
+    """Cancelling an Alert order withdraws what it asked for, also when the Cancel comes while
+    its skymap is fetched (nothing is planned) or while the scheduler is away and its orders
+    wait to be submitted (those submitted once it is back are cancelled there)."""
+    url, asked, answering = skymap_server
+    site = make_site(settings(**{"Scheduler Retry Interval": 0.2})).start("alerts")
+    alerts = site.proxy("alerts")
+    answering.clear()
+    send(site, lvk_voevent(lvk(), 1, url, 2), "voevent", order_id="fetching")
+    wait_until(lambda: asked, "the VOEvent to ask for its skymap")
+    assert alerts.front_desk({"WOType": "Cancel", "ID": "fetching"})["Status"] == "cancelled"
+    answering.set()
+    send(site, lvk(superevent_id="S2499"), order_id="submitting")
+    wait_until(lambda: "the scheduler does not answer (attempt 2" in site.log("alerts"),
+               "the alert to wait for the scheduler")
+    assert alerts.front_desk({"WOType": "Cancel", "ID": "submitting"})["Status"] == "cancelled"
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+
+    def withdrawn():
+        """S2499's orders once the one being submitted when the Cancel came has reached the
+        scheduler, and every one there is cancelled; ``None`` before."""
+        orders = alerts.front_desk({"WOType": "Events", "Event ID": "S2499"})["Orders"]
+        at_scheduler = {}
+        for order in orders:
+            try:
+                at_scheduler[order["ID"]] = status(scheduler, order["ID"])["Status"]
+            except xmlrpc.client.Fault as fault:
+                assert fault.faultCode == FaultCode.NOT_FOUND  # never submitted
+        if at_scheduler and set(at_scheduler.values()) == {"cancelled"} and all(
+                order["Here"] == "cancelled" for order in orders):
+            return orders, at_scheduler
+        return None
+
+    orders, at_scheduler = wait_until(withdrawn, "S2499's orders withdrawn")
+    assert len(at_scheduler) < len(orders)  # those after the Cancel never submitted
+    # The alert cancelled while its map was fetched (had seconds ago) planned nothing.
+    assert alerts.front_desk({"WOType": "Events", "Event ID": "S2498"})["Orders"] == []
+    for order_id in ("fetching", "submitting"):
+        assert alerts.front_desk({"WOType": "Status", "ID": order_id})["Status"] == "cancelled"
 
 
 def test_a_retraction_waits_for_no_skymap_being_fetched(make_site, skymap_server):

@@ -26,6 +26,10 @@ or tiled; a worker localises and plans any other alert:
   fields out. Alerts are localised side by side (a skymap fetched slowly holds up no other
   alert), then planned one at a time for each event.
 
+Cancelling an Alert order withdraws what it asked for: the orders it submitted are cancelled
+at the scheduler, also those submitted after the Cancel came (it is checked before each), and
+an alert cancelled while it is localised plans nothing.
+
 After a restart, an alert that was being handled is handled again: the orders it had planned
 are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
 """
@@ -39,6 +43,7 @@ from datetime import datetime, timezone
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, DONE, FAILED, QUEUED, RUNNING
+from ..journal import CANCELLED as ORDER_CANCELLED
 from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
 from .event import alert_label
@@ -241,6 +246,8 @@ class AlertsHandler(Handler):
                 if self.workers.stopping.is_set():
                     self._read(order_id, TO_PLAN)  # waiting, it did not stop the daemon
                     return
+                if self._withdrawn(order_id):
+                    return  # cancelled while its skymap was fetched: nothing planned
                 later = self.book.issued_later(order_id, alert)
                 if later is not None:
                     self._pass_over(order_id, alert, later)
@@ -345,7 +352,7 @@ class AlertsHandler(Handler):
         """Submit the alert's planned orders; the number accepted, or ``None`` if stopping."""
         accepted = 0
         for planned in self.book.orders(alert_order_id=order_id, states=(PLANNED,)):
-            if self.book.retracted(event_id):
+            if self.book.retracted(event_id) or self._withdrawn(order_id):
                 break
             try:
                 receipt = self._ask_scheduler(planned.work_order)
@@ -361,7 +368,14 @@ class AlertsHandler(Handler):
             accepted += 1
         if self.book.retracted(event_id):
             self._cancel_event(event_id)  # retracted while these were being submitted
+        elif self._withdrawn(order_id):
+            self._withdraw(order_id)  # cancelled while these were being submitted
         return accepted
+
+    def _withdrawn(self, order_id):
+        """Whether alert order *order_id* has been cancelled (a Cancel withdraws what it
+        asked for, :meth:`_withdraw`)."""
+        return self.journal.get(order_id).state == ORDER_CANCELLED
 
     def _supersede(self, event_id, standing, order_id):
         """Cancel the event's orders not yet started (*standing*, rows of the book; the running
