@@ -43,7 +43,6 @@ from datetime import datetime, timezone
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, DONE, FAILED, QUEUED, RUNNING
-from ..journal import CANCELLED as ORDER_CANCELLED
 from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
 from .event import alert_label
@@ -104,6 +103,7 @@ class AlertsHandler(Handler):
         self._event_locks = {}
         self._event_locks_lock = threading.Lock()
         self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
+        self._cancelled = set()  # alert orders cancelled while this process runs
         self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
 
     # --- front desk ------------------------------------------------------------------------
@@ -123,7 +123,10 @@ class AlertsHandler(Handler):
         self.readers.submit(self.process, record.id)
 
     def cancelled(self, record, previous_state):
-        # Cancelling an alert withdraws what it asked for.
+        # Cancelling an alert withdraws what it asked for, also what a worker is still
+        # submitting (it asks _withdrawn before each order). One cancelled before a restart
+        # is not read again.
+        self._cancelled.add(record.id)
         self.workers.submit(self._withdraw, record.id)
 
     def shown(self, work_order):
@@ -374,8 +377,9 @@ class AlertsHandler(Handler):
 
     def _withdrawn(self, order_id):
         """Whether alert order *order_id* has been cancelled (a Cancel withdraws what it
-        asked for, :meth:`_withdraw`)."""
-        return self.journal.get(order_id).state == ORDER_CANCELLED
+        asked for, :meth:`_withdraw`); asked before each order submitted, so kept in memory,
+        not read from the journal with the alert's payload."""
+        return order_id in self._cancelled
 
     def _supersede(self, event_id, standing, order_id):
         """Cancel the event's orders not yet started (*standing*, rows of the book; the running
