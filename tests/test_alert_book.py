@@ -148,26 +148,26 @@ def test_an_alert_that_says_what_another_acted_on_said_is_found_while_its_plan_s
     read("json", "INITIAL", 0, acted)
     voevent = read("voevent", "INITIAL", 2, {}, minute=1)
     tonight = datetime(2026, 11, 11, 3, 0, tzinfo=timezone.utc)
-    assert book.same_alert_read("voevent", voevent, "aa", tonight).order_id == "json"
+    assert book.same_alert_acted_on("voevent", voevent, "aa", tonight).order_id == "json"
     # Another map, another type, or another serial where both have one: another alert.
-    assert book.same_alert_read("voevent", voevent, "bb", tonight) is None
+    assert book.same_alert_acted_on("voevent", voevent, "bb", tonight) is None
     update = read("update", "UPDATE", 0, {}, minute=2)
-    assert book.same_alert_read("update", update, "aa", tonight) is None
+    assert book.same_alert_acted_on("update", update, "aa", tonight) is None
     read("voevent-1", "INITIAL", 1, acted)
     serial_3 = read("serial-3", "INITIAL", 3, {}, minute=3)
-    assert book.same_alert_read("serial-3", serial_3, "aa", tonight).order_id == "json"
+    assert book.same_alert_acted_on("serial-3", serial_3, "aa", tonight).order_id == "json"
     # Its plan no longer stands once the last night it planned is over.
     dawn_after = datetime(2026, 11, 11, 11, 26, tzinfo=timezone.utc)
-    assert book.same_alert_read("voevent", voevent, "aa", dawn_after) is None
+    assert book.same_alert_acted_on("voevent", voevent, "aa", dawn_after) is None
     book.set_outcome("json", dict(acted, **{"Plan Ends": "2026-11-10T11:25:00.000Z"}))
-    assert book.same_alert_read("voevent", voevent, "aa", tonight) is None
-    assert book.same_alert_read("serial-3", serial_3, "aa", tonight) is None
+    assert book.same_alert_acted_on("voevent", voevent, "aa", tonight) is None
+    assert book.same_alert_acted_on("serial-3", serial_3, "aa", tonight) is None
     # An alert read after it counts once acted on (the other planned first); one ignored not.
     book.set_outcome("json", {})
     book.set_outcome("voevent", acted)
-    assert book.same_alert_read("json", read("json", "INITIAL", 0, {}), "aa",
+    assert book.same_alert_acted_on("json", read("json", "INITIAL", 0, {}), "aa",
                                 tonight).order_id == "voevent"
     book.set_outcome("voevent", {})
     book.set_outcome("json", {"Ignored": "FAR", "Skymap SHA-256": "aa"})
-    assert book.same_alert_read("voevent", voevent, "aa", tonight) is None
+    assert book.same_alert_acted_on("voevent", voevent, "aa", tonight) is None
     book.close()

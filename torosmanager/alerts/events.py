@@ -154,7 +154,7 @@ class EventBook:
                  order_id)).fetchone()
         return None if row is None else row["order_id"]
 
-    def same_alert_read(self, order_id, alert, skymap_digest, now):
+    def same_alert_acted_on(self, order_id, alert, skymap_digest, now):
         """The row of another alert acted on (read before alert order *order_id*, or after it
         but planned first: alerts are localised side by side, planned one at a time) that was
         the same alert by what it says, and whose plan still stands; ``None`` when there is

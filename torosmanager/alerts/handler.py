@@ -319,10 +319,10 @@ class AlertsHandler(Handler):
 
     def _same_as_before(self, order_id, assessed):
         """Whether the alert repeats one acted on whose plan stands (the same LVK alert
-        from another source, see :meth:`.EventBook.same_alert_read`); if so it is finished,
+        from another source, see :meth:`.EventBook.same_alert_acted_on`); if so it is finished,
         leaving that plan as it is."""
         alert, digest = assessed.alert, assessed.skymap.digest
-        same = self.book.same_alert_read(order_id, alert, digest, self.clock.now())
+        same = self.book.same_alert_acted_on(order_id, alert, digest, self.clock.now())
         if same is None:
             return False
         message = (f"{_name(alert)} repeats {same.name} (alert order {same.order_id}): the "
