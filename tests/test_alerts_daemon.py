@@ -31,7 +31,7 @@ from conftest import simulated_clock
 from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
 from test_alert_gcn_socket import SWIFT_BAT_1227767
-from torosmanager.alerts.handler import READING, REREAD
+from torosmanager.alerts.handler import READING, REREAD, TO_PLAN
 from torosmanager.journal import DONE, QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
 from torosmanager.workorders import FaultCode
@@ -212,9 +212,11 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
     assert observed <= {(order["RA"], order["Dec"]) for order in dry["Orders"]}
 
 
-def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observatory):
+def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observatory,
+                                                                        skymap_server):
     """A late delivery (a Kafka message read again, the same alert from a second source, an
-    older notice held up) must not replace the newer plan with an older one."""
+    older notice held up) must not replace the newer plan with an older one. Its skymap, if
+    it links one, is not fetched."""
     update = finished(observatory, send(observatory, lvk(alert_type="UPDATE",
                                                          time_created=later(10)),
                                         order_id="update")["ID"])
@@ -226,6 +228,10 @@ def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observato
         "S2498 INITIAL (test) was issued at 2023-04-30 18:55:35 UTC, before UPDATE (alert "
         "order update, issued at 2023-04-30 19:05:35 UTC), read already: the newer plan "
         "stands; nothing submitted")
+    url, asked, _ = skymap_server
+    voevent = finished(observatory, send(observatory, lvk_voevent(lvk(), 1, url, 60),
+                                         "voevent")["ID"])
+    assert "read already: the newer plan stands" in voevent["Message"] and asked == []
     now = event_orders(observatory, "S2498")
     assert set(now) == set(planned)
     assert {answer["Status"] for answer in now.values()} == {"queued"}
@@ -363,7 +369,10 @@ def skymap_server():
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except ConnectionError:
+                pass  # the daemon stopped waiting for it
 
         def log_message(self, *args):
             pass
@@ -430,6 +439,11 @@ def test_an_lvk_alert_from_kafka_and_as_a_voevent_is_acted_on_once(observatory, 
     assert "repeats" not in update["Message"] and update["Status"] == "done"
     assert {event_orders(observatory, "S2499")[order_id]["Status"] for order_id in planned} == {
         "cancelled"}
+    # The report's picture is drawn from the map fetched for the update, not fetched again.
+    assert len(asked) == 3
+    picture = urllib.request.urlopen(observatory.url("alerts") + "events/S2499.png",
+                                     timeout=PATIENCE).read()
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n") and len(asked) == 3
 
 
 def test_an_lvk_alert_is_acted_on_while_its_voevent_waits_for_its_map_or_fails(
@@ -528,6 +542,28 @@ def test_a_retraction_waits_for_no_skymap_being_fetched(make_site, skymap_server
     assert all(message.endswith("nothing submitted") for message in messages), messages
     assert any("its event was retracted" in message for message in messages), messages
     assert event_orders(site, "S2498").keys() == orders.keys()
+
+
+def test_a_stop_waits_for_no_skymap_being_fetched(make_site, skymap_server):
+    """GraceDB holds the skymap a VOEvent links to: the daemon stops at once all the same
+    (systemd and launchd kill a daemon slow to stop), and after the restart the alert is read
+    again and acted on, the stop not counted against it (Max Stops While Reading)."""
+    url, asked, answering = skymap_server
+    site = make_site(settings(**{"Skymap Download Timeout": PATIENCE})).start("scheduler",
+                                                                              "alerts")
+    answering.clear()  # for PATIENCE seconds, or until set
+    send(site, lvk_voevent(lvk(), 1, url, 0), "voevent", order_id="fetching")
+    wait_until(lambda: asked, "the VOEvent to ask for its skymap")
+    # Given half the time the map is held: waiting for it, the daemon would be killed.
+    assert site.daemons.pop("alerts").stop(timeout=PATIENCE / 2) == 0
+    answering.set()
+    site.start("alerts")
+    done = finished(site, "fetching")
+    assert done["Status"] == "done" and "accepted by the scheduler" in done["Message"], done
+    assert len(asked) == 2 and event_orders(site, "S2498")
+    history = [entry["Reason"] for entry in done["History"]]
+    stopped = history.index(REREAD)
+    assert history[stopped - 1] == f"read; {TO_PLAN}", history
 
 
 def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):

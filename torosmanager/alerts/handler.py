@@ -52,7 +52,7 @@ from .galaxies import CatalogError, GalaxyCatalog
 from .intake import alert_of
 from .response import USER, assess, plan_orders
 from .sources import make_sources
-from .targets import TargetError
+from .targets import Stopping, TargetError
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class AlertsHandler(Handler):
         self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
         self._cancelled = set()  # alert orders cancelled while this process runs
         self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
+        self.fetched_maps = {}  # skymaps fetched from the URL an alert gave, by alert order
 
     # --- front desk ------------------------------------------------------------------------
     def check(self, order):
@@ -237,14 +238,21 @@ class AlertsHandler(Handler):
             # Reading again: a daemon stopped by the skymap (its memory) counts it.
             if self.transition(order_id, RUNNING, READING, only_from={RUNNING}) is None:
                 return  # cancelled meanwhile
+            planned_before = bool(self.book.orders(alert_order_id=order_id))  # a restart
             assessed = None
-            if not self.book.orders(alert_order_id=order_id):  # not planned before a restart
+            # One passed over for an alert issued later (which stays so) needs no skymap.
+            if not planned_before and self.book.issued_later(order_id, alert) is None:
                 try:
-                    assessed = assess(alert, self.config)
+                    assessed = assess(alert, self.config, self.workers.stopping)
+                except Stopping:
+                    self._read(order_id, TO_PLAN)  # waiting, it did not stop the daemon
+                    return
                 except TargetError as error:
                     self.book.set_outcome(order_id, {"Problem": str(error)})
                     self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
                     return
+                if alert.skymap_url is not None and assessed.skymap is not None:
+                    report.keep_recent(self.fetched_maps, order_id, assessed.skymap)
             with self._event_lock(alert.event_id):
                 if self.workers.stopping.is_set():
                     self._read(order_id, TO_PLAN)  # waiting, it did not stop the daemon
@@ -254,7 +262,7 @@ class AlertsHandler(Handler):
                 later = self.book.issued_later(order_id, alert)
                 if later is not None:
                     self._pass_over(order_id, alert, later)
-                elif assessed is None:
+                elif planned_before:
                     self._read(order_id, "submitting its orders to the scheduler")
                     self._submit_all(order_id, alert)
                 elif self._plan(order_id, assessed):

@@ -36,7 +36,8 @@ MAP_NSIDE = 64
 #: The map's figure size (inches) and resolution (dots per inch).
 MAP_FIGURE_SIZE = (9.0, 5.0)
 MAP_DPI = 90
-#: Maps kept drawn, by event and latest alert (drawing one reads its skymap again).
+#: Maps kept drawn, by event and latest alert (drawing one reads its skymap again), and
+#: skymaps kept as fetched for alerts that only link theirs, by alert order.
 MAP_CACHE_SIZE = 8
 #: Seconds to wait for the scheduler's answer about one order on a report.
 STATUS_TIMEOUT = 2.0
@@ -195,20 +196,30 @@ def event_map(handler, event_id):
     if not rows:
         return None
     key = (event_id, rows[-1].order_id)
-    cache = handler.drawn_maps
-    if key not in cache:
+    picture = handler.drawn_maps.get(key)
+    if picture is None:
         record = handler.journal.get(rows[-1].order_id)
         alert = alert_of(record.work_order, handler.clock.now())
         targets = [order.work_order for order in
                    handler.book.orders(event_id=event_id, states=STANDING)]
-        cache[key] = draw_map(alert, targets, handler.settings)
-        while len(cache) > MAP_CACHE_SIZE:
-            cache.pop(next(iter(cache)))
-    return cache[key]
+        picture = draw_map(alert, targets, handler.settings,
+                           handler.fetched_maps.get(rows[-1].order_id))
+        keep_recent(handler.drawn_maps, key, picture)
+    return picture
 
 
-def draw_map(alert, orders, settings):
-    """The localisation (a skymap, or the error circle) and the orders' fields, as PNG bytes.
+def keep_recent(maps, key, value):
+    """``maps[key] = value``, keeping only the latest :data:`MAP_CACHE_SIZE` entries: the
+    maps drawn, and the skymaps fetched for alerts that only link theirs (so that a report's
+    picture need not fetch its map again). Safe from several threads at once."""
+    maps[key] = value
+    for oldest in list(maps)[:-MAP_CACHE_SIZE]:
+        maps.pop(oldest, None)
+
+
+def draw_map(alert, orders, settings, skymap=None):
+    """The localisation (*skymap* if given, else the alert's skymap or error circle) and the
+    orders' fields, as PNG bytes.
 
     matplotlib's object interface with the Agg renderer: no display, no global state.
     """
@@ -218,12 +229,12 @@ def draw_map(alert, orders, settings):
     from .targets import TargetError, localisation
     figure = Figure(figsize=MAP_FIGURE_SIZE, dpi=MAP_DPI)
     axes = figure.add_subplot(projection="mollweide")
-    try:
-        skymap = localisation(alert, settings["Skymap Download Timeout"],
-                              settings["Field of View"])
-    except TargetError as error:
-        skymap = None
-        log.warning("%s: no map for the report: %s", alert.event_id, error)
+    if skymap is None:
+        try:
+            skymap = localisation(alert, settings["Skymap Download Timeout"],
+                                  settings["Field of View"])
+        except TargetError as error:
+            log.warning("%s: no map for the report: %s", alert.event_id, error)
     if skymap is not None:
         ra = np.arange(-180, 180, MAP_CELL_DEGREES) + MAP_CELL_DEGREES / 2
         dec = np.arange(-90, 90, MAP_CELL_DEGREES) + MAP_CELL_DEGREES / 2

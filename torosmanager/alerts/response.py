@@ -182,21 +182,29 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run"):
     return plan_orders(response, config, now, catalog, id_prefix)
 
 
-def assess(alert, config):
+def assess(alert, config, stopping=None):
     """The policy's word on *alert*, with its localisation: a :class:`Response` that says
     why the alert is ignored, or that holds the skymap (``None`` for a single pointing) and
     its credible area, for :func:`plan_orders`.
+
+    Parameters
+    ----------
+    stopping : threading.Event, optional
+        The daemon's stop flag (see :func:`.targets.localisation`).
 
     Raises
     ------
     TargetError
         The localisation cannot be had.
+    Stopping
+        *stopping* was set while the skymap was fetched.
     """
     settings = config["Alerts"]
     reason = reason_to_ignore(alert, settings)
     if reason:
         return Response(alert, ignored=reason)
-    skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"])
+    skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"],
+                          stopping)
     area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
     distance = None if skymap is None else skymap.header.get("DISTMEAN")
     return Response(alert, ignored=reason_to_ignore(alert, settings, area, distance),

@@ -14,8 +14,12 @@ Each candidate's weight is the probability (or galaxy score) it covers; :mod:`.p
 chooses those observable tonight within the budget.
 """
 
+import concurrent.futures
+import http.client
 import logging
 import math
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -44,6 +48,9 @@ PIXELS_PER_SIGMA = 4
 MAX_CIRCLE_ORDER = 9
 #: The map extends to this many σ (beyond, the Gaussian holds under 1e-11).
 CIRCLE_EXTENT_SIGMAS = 7
+#: Seconds between looks at the daemon's stop flag while a skymap is fetched: how soon a
+#: daemon stops while a server is slow to send a map.
+STOP_LOOK_INTERVAL = 0.1
 
 
 class TargetError(Exception):
@@ -51,7 +58,11 @@ class TargetError(Exception):
     message says why."""
 
 
-def localisation(alert, download_timeout, field_of_view):
+class Stopping(Exception):
+    """The daemon is stopping: the skymap being fetched was not waited for."""
+
+
+def localisation(alert, download_timeout, field_of_view, stopping=None):
     """The skymap of *alert*, or ``None`` when a single pointing covers it.
 
     Parameters
@@ -61,17 +72,21 @@ def localisation(alert, download_timeout, field_of_view):
         Seconds allowed to fetch a skymap the alert only links to.
     field_of_view : float
         The camera field's side, degrees: an error circle fitting in it needs no map.
+    stopping : threading.Event, optional
+        The daemon's stop flag: once set, a skymap being fetched is not waited for.
 
     Raises
     ------
     TargetError
         The map cannot be fetched or read.
+    Stopping
+        *stopping* was set while the map was fetched.
     """
     if alert.skymap is not None:
         return _read(alert.skymap, "the alert's skymap")
     if alert.skymap_url is not None:
         try:
-            return _read(_download(alert.skymap_url, download_timeout),
+            return _read(_download(alert.skymap_url, download_timeout, stopping),
                          f"the skymap at {alert.skymap_url}")
         except TargetError as error:
             if alert.ra is None:
@@ -192,14 +207,44 @@ def _read(data, what):
         raise TargetError(f"{what} cannot be read: {error}") from None
 
 
-def _download(url, timeout):
-    """The bytes at *url* (at most :data:`~.formats.MAX_PAYLOAD`), or :class:`TargetError`."""
+def _download(url, timeout, stopping=None):
+    """The bytes at *url* (at most :data:`~.formats.MAX_PAYLOAD`) fetched within *timeout*
+    seconds, or :class:`TargetError`; :class:`Stopping` as soon as *stopping* is set.
+
+    The download runs in a thread of its own: a server sending a byte now and then is given
+    *timeout* in all, not for each byte, and a daemon asked to stop need not wait for it
+    (systemd and launchd kill a daemon slow to stop). A download given up on ends by itself
+    (the socket's own *timeout*), its bytes dropped.
+    """
     if not url.startswith(("https://", "http://")):
         raise TargetError(f"the skymap URL {url!r} is not http(s)")
+    fetched = concurrent.futures.Future()
+
+    def fetch():
+        try:
+            fetched.set_result(_fetch(url, timeout))
+        except Exception as error:  # raised in the waiting thread, as without this one
+            fetched.set_exception(error)
+
+    threading.Thread(target=fetch, name="skymap-download", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while stopping is None or not stopping.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TargetError(f"the skymap at {url} was not fetched within {timeout:g} s "
+                              "(Alerts → Skymap Download Timeout)")
+        try:
+            return fetched.result(timeout=min(left, STOP_LOOK_INTERVAL))
+        except concurrent.futures.TimeoutError:
+            pass
+    raise Stopping(f"stopping: the skymap at {url} was not waited for")
+
+
+def _fetch(url, timeout):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read(MAX_PAYLOAD + 1)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise TargetError(f"the skymap at {url} cannot be reached: {reason}") from None
     if len(data) > MAX_PAYLOAD:
