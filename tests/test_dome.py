@@ -24,6 +24,8 @@ LISTEN_SECONDS = 1.0
 #: Real seconds a daemon is left without another it asks, in the tests of outages said once:
 #: some ten of its checks at 100× (Check Interval and Follow Interval are 10 s of the clock).
 DAEMON_ABSENT_SECONDS = 1.0
+#: Real seconds for some five of the dome guard's checks at 100× (Check Interval 10 s).
+SOME_CHECKS_SECONDS = 0.5
 
 
 def heartbeat(site):
@@ -122,6 +124,29 @@ def test_it_reopens_only_after_conditions_have_been_good_for_the_reopen_delay(ma
     opened = open_dome(site)  # waits for May Open, then opens
     # By the dome's own clock, whenever this test got to ask: not before the delay was over.
     assert instant(opened["History"][0]["Time"]) >= ready
+
+
+def test_a_restart_of_the_dome_daemon_keeps_what_it_knew_of_the_conditions(make_site):
+    """Stopped and started again on a clear night, the dome starts closed and waits for the
+    scheduler's heartbeat, but not for Reopen Delay all over again: conditions found good for
+    longer than that before the restart still count. The scheduler then opens it."""
+    site = make_site(settings(Dome={"Reopen Delay": REOPEN_DELAY, "Heartbeat Timeout": 3600,
+                                    # the restart's seconds at 100×, whatever the machine
+                                    "Weather Max Age": 3600})).start("scheduler", "dome")
+    good_since = instant(wait_until(lambda: dome_safety(site).get("Good Since"),
+                                    "safe conditions"))
+    wait_until(lambda: dome_safety(site)["May Open"], "the Reopen Delay to pass")
+    time.sleep(SOME_CHECKS_SECONDS)  # the last check written down is past the delay too
+    assert site.daemons.pop("dome").stop() == 0
+    site.start("dome")
+    safety = wait_until(lambda: (lambda answer: answer if answer["Safe"] else None)(
+        dome_safety(site)), "the heartbeat after the restart")
+    # At once: a new REOPEN_DELAY would take REOPEN_DELAY / 100 real seconds.
+    assert safety["May Open"], (safety, site.log("dome"))
+    # The time the daemon was down does not count: good since a little later than before.
+    assert instant(safety["Good Since"]) > good_since
+    assert "before the restart, the time it took not counted" in site.log("dome")
+    wait_until(lambda: enclosure(site)["Shutter"] == "open", "the scheduler to open the dome")
 
 
 def test_daylight_is_unsafe(make_site):

@@ -19,6 +19,7 @@ from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
 from ..logs import Outage
 from ..workorders import FaultCode, WorkOrderError, format_utc, refuse
 from .safety import SafetyGuard
+from .safety_memory import SafetyMemory
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class DomeHandler(Handler):
         super().__init__(config, journal, clock)
         self.settings = config["Dome"]
         self.enclosure, self.safety_monitor = dome_devices(config, clock)
-        self.guard = SafetyGuard(self)
+        self.guard = SafetyGuard(self, memory=SafetyMemory(journal.path))
         self.workers = Workers("dome", DOME_WORKERS)
         self.following = False
         self._follow_outage = Outage(log)  # the telescope daemon not saying where it points

@@ -21,12 +21,20 @@ When anything is unsafe it closes the shutter and tells the telescope to park, a
 open. Once everything is good it still refuses to open until conditions have stayed good for
 ``Reopen Delay`` (hysteresis: a passing gap in the clouds does not open the dome).
 
+The dome daemon starts with the dome closed, and its guard waits for the scheduler's next
+heartbeat. Conditions found good before a restart (:mod:`.safety_memory`) count towards
+``Reopen Delay`` once they are good again, provided the guard's last check before the restart
+is no older than ``Weather Max Age`` (the oldest weather data it trusts) and nothing but the
+heartbeat was missing since: a restart on a clear night costs the heartbeat and the shutter's
+travel, not the whole delay. The time the daemon was down is not counted.
+
 Under systemd the guard's own thread tells the watchdog (``WatchdogSec=`` in the dome's unit)
 that it is alive: if it ever hangs (a device call that never returns, a bug), systemd kills the
 daemon and starts it again, and the new guard, hearing no heartbeat yet, closes the dome.
 """
 
 import logging
+import sqlite3
 import threading
 import time
 from datetime import timedelta
@@ -40,6 +48,12 @@ from ..workorders import format_utc
 
 log = logging.getLogger(__name__)
 
+NOT_CHECKED = "not checked yet"
+NO_HEARTBEAT_YET = "no heartbeat from the scheduler yet"
+#: What a guard just started lacks only because it has just started: conditions good before
+#: the restart are carried over these, and over nothing else.
+STARTING = frozenset((NOT_CHECKED, NO_HEARTBEAT_YET))
+
 
 class SafetyGuard:
     """Decides whether the dome may be open, and closes it when it may not.
@@ -51,11 +65,17 @@ class SafetyGuard:
     clock_sync : callable, optional
         Returns the system clock's :class:`~torosmanager.clock_sync.ClockSync` (the kernel's
         word, by default).
+    memory : SafetyMemory, optional
+        Where each check is written down, and read back at the start; none by default
+        (conditions then count as good only from the first good check).
     """
 
-    def __init__(self, handler, clock_sync=system_clock_sync):
+    def __init__(self, handler, clock_sync=system_clock_sync, memory=None):
         self.handler = handler
         self._clock_sync = clock_sync
+        self._memory = memory
+        self._memory_outage = Outage(log)  # checks that cannot be written down
+        self._carried = None  # the last check before the restart, while it may be carried
         self._sync = None  # the last reading, for the report
         self._unknown_said = False
         self.settings = handler.config["Dome"]
@@ -68,7 +88,7 @@ class SafetyGuard:
         # count that setting the system clock does not move (Clock.elapsed): what decides.
         self._heartbeat_elapsed = 0.0
         self._good_elapsed = 0.0
-        self._reasons = ["not checked yet"]
+        self._reasons = [NOT_CHECKED]
         self._unsafe_since = self.clock.now()
         self._good_since = None
         self._stop = threading.Event()
@@ -76,15 +96,37 @@ class SafetyGuard:
         self._failing = Outage(log)  # checks that raise: said once, with the traceback
 
     def start(self):
-        """Check once now, then every ``Check Interval`` in a thread of its own."""
+        """Read the last check before the restart, check once now, then every ``Check
+        Interval`` in a thread of its own."""
+        self._carried = self._recall()
         self.check()
         self._thread.start()
+
+    def _recall(self):
+        """The last check before the restart, if conditions were good then and it is recent
+        enough to carry on (see the module's description); else ``None``."""
+        last = None if self._memory is None else self._memory.recall()
+        if last is None or last.good_for is None:
+            return None
+        ago = (self.clock.now() - last.checked).total_seconds()
+        limit = self.settings["Weather Max Age"]
+        if not 0 <= ago <= limit:
+            log.info("conditions were good at the last check before this start, %s, but that "
+                     "is not within Dome → Weather Max Age (%g s) of now: they count as good "
+                     "only from the next good check", format_utc(last.checked), limit)
+            return None
+        log.info("conditions had been good for %.0f s at the last check before this start, "
+                 "%.0f s ago (within Dome → Weather Max Age, %g s): once they are good again, "
+                 "that counts towards Dome → Reopen Delay", last.good_for, ago, limit)
+        return last
 
     def stop(self):
         """Stop checking."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._memory is not None:
+            self._memory.close()
 
     def heartbeat(self, sender):
         """Record the scheduler's dead-man signal."""
@@ -123,19 +165,41 @@ class SafetyGuard:
         else:
             self._failing.answered("the safety checks succeed again")
         with self._lock:
+            if not STARTING.issuperset(reasons):
+                self._carried = None  # something more than a start was wrong
             if reasons and not self._reasons:
                 self._unsafe_since, self._good_since = now, None
                 log.warning("conditions bad: %s", "; ".join(reasons))
             elif not reasons and self._reasons:
-                self._good_since, self._good_elapsed = now, elapsed
-                log.info("conditions good since %s (were: %s)", format_utc(now),
-                         "; ".join(self._reasons))
+                carried, self._carried = self._carried, None
+                good_for = 0.0 if carried is None else carried.good_for
+                self._good_since = now - timedelta(seconds=good_for)
+                self._good_elapsed = elapsed - good_for
+                log.info("conditions good since %s (were: %s)%s", format_utc(self._good_since),
+                         "; ".join(self._reasons), "" if carried is None else
+                         f"; good for {good_for:.0f} s before the restart, the time it took "
+                         "not counted")
             self._reasons = reasons
+            good_for = None if reasons else elapsed - self._good_elapsed
         if reasons:
             self.handler.close_for_safety(f"{'; '.join(reasons)} (since "
                                           f"{format_utc(self._unsafe_since)})")
         else:
             self.handler.follow_telescope()
+        self._remember(now, good_for)
+
+    def _remember(self, now, good_for):
+        """Write the check down for the next start (see :mod:`.safety_memory`)."""
+        if self._memory is None:
+            return
+        try:
+            self._memory.remember(now, good_for)
+        except sqlite3.Error as error:
+            self._memory_outage.failed("cannot write the safety check down in %s (%s): a "
+                                       "restart of the dome daemon would wait Dome → Reopen "
+                                       "Delay in full", self._memory.path, error)
+        else:
+            self._memory_outage.answered("the safety checks are written down again")
 
     def evaluate(self, now):
         """The reasons it is unsafe at *now*: an empty list when all is well."""
@@ -160,7 +224,7 @@ class SafetyGuard:
         with self._lock:
             last, silent = self._last_heartbeat, self.clock.elapsed() - self._heartbeat_elapsed
         if last is None:
-            reasons.append("no heartbeat from the scheduler yet")
+            reasons.append(NO_HEARTBEAT_YET)
         elif silent > self.settings["Heartbeat Timeout"]:
             reasons.append(f"no heartbeat from the scheduler since {format_utc(last)}")
         return reasons
