@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from conftest import EVENING
-from observatory import (dome_safety, ended, open_dome, refusal, settings, status, wait_until)
+from observatory import (PATIENCE, dome_safety, ended, open_dome, refusal, settings, status,
+                         wait_until)
 from torosmanager.client import status_of
 from torosmanager.examples import MANUAL_DOME
 from torosmanager.workorders import FaultCode, format_utc
@@ -147,6 +148,28 @@ def test_a_restart_of_the_dome_daemon_keeps_what_it_knew_of_the_conditions(make_
     assert instant(safety["Good Since"]) > good_since
     assert "before the restart, the time it took not counted" in site.log("dome")
     wait_until(lambda: enclosure(site)["Shutter"] == "open", "the scheduler to open the dome")
+
+
+def test_a_dome_daemon_that_has_heard_no_heartbeat_yet_is_sent_one_at_once(make_site):
+    """Started after the scheduler, or again, the dome daemon keeps the dome closed until
+    the scheduler's first heartbeat: the scheduler, seeing it has heard none, sends one rather
+    than waiting for its Heartbeat Interval (here longer than this test waits)."""
+    # Ten times PATIENCE at 100×.
+    site = make_site(settings(Scheduler={"Heartbeat Interval": 1000 * PATIENCE}))
+    site.start("scheduler")
+
+    def heard():
+        safety = dome_safety(site)
+        return safety if safety["Last Heartbeat"] != "never" else None
+
+    site.start("dome")
+    assert wait_until(heard, "a heartbeat to the dome started after the scheduler")[
+        "Last Heartbeat"].endswith(" from scheduler")
+    site.daemons.pop("dome").stop()
+    site.start("dome")
+    wait_until(heard, "a heartbeat to the dome started again")
+    assert site.log("scheduler").count("the dome daemon has heard no heartbeat yet: sending "
+                                       "one now") >= 2
 
 
 def test_daylight_is_unsafe(make_site):

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 NOT_CHECKED = "not checked yet"
 NO_HEARTBEAT_YET = "no heartbeat from the scheduler yet"
+#: The health report's ``Last Heartbeat`` before the first (the scheduler then sends one).
+NEVER_HEARD = "never"
 #: What a guard just started lacks only because it has just started: conditions good before
 #: the restart are carried over these, and over nothing else.
 STARTING = frozenset((NOT_CHECKED, NO_HEARTBEAT_YET))
@@ -309,7 +311,7 @@ class SafetyGuard:
                 "Clock": clock,
                 "Last Heartbeat": (f"{format_utc(self._last_heartbeat)} from "
                                    f"{self._heartbeat_from}" if self._last_heartbeat
-                                   else "never"),
+                                   else NEVER_HEARD),
             }
             if self._reasons:
                 report["Unsafe Since"] = format_utc(self._unsafe_since)

@@ -7,7 +7,9 @@ begins and ends, and proves it is alive (a dome that stops hearing the heartbeat
   the dome is; when it is dark (Sun below ``Sun Altitude``), closed and safe, send it a Dome
   order to open; when it is not dark and the dome is open, one to close, and park the telescope.
   One such order at a time: the next waits until the dome daemon has ended it.
-* a thread sends a Heartbeat every ``Heartbeat Interval``.
+* a thread sends a Heartbeat every ``Heartbeat Interval``, and at once when the dome daemon
+  says it has heard none yet (it has just started, after the scheduler or again): its guard
+  keeps the dome closed until the first one.
 """
 
 import logging
@@ -15,6 +17,7 @@ import threading
 import xmlrpc.client
 
 from ..client import connect
+from ..dome.safety import NEVER_HEARD
 from ..journal import CANCELLED, DONE, FAILED
 from ..logs import Outage
 from ..workorders import new_id
@@ -56,7 +59,8 @@ class DomeKeeper:
         self._request = None  # the ID of the Dome order being waited on
         self._status_outage = Outage(log)     # the dome daemon not answering Status
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
-        self._heartbeat_stop = threading.Event()
+        self._stopping = False
+        self._heartbeat_due = threading.Event()  # set: send one now (or stop)
         self._heartbeat = threading.Thread(target=self._send_heartbeats, name="heartbeat")
 
     # --- life cycle ---------------------------------------------------------------------
@@ -66,7 +70,8 @@ class DomeKeeper:
         self._heartbeat.start()
 
     def stop(self):
-        self._heartbeat_stop.set()
+        self._stopping = True
+        self._heartbeat_due.set()
         if self._heartbeat.is_alive():
             self._heartbeat.join()
 
@@ -89,6 +94,9 @@ class DomeKeeper:
             self.is_open = None
             return False, False
         self._status_outage.answered("the dome daemon answers again")
+        if dome.get("Safety", {}).get("Last Heartbeat") == NEVER_HEARD:
+            log.info("the dome daemon has heard no heartbeat yet: sending one now")
+            self._heartbeat_due.set()
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
         is_open = shutter == "open"
         changed = self.is_open is not None and is_open != self.is_open
@@ -141,8 +149,9 @@ class DomeKeeper:
     # --- heartbeat ----------------------------------------------------------------------
 
     def _send_heartbeats(self):
-        """Tell the dome daemon, every Heartbeat Interval, that the scheduler is alive."""
-        while True:
+        """Tell the dome daemon, every Heartbeat Interval and when :meth:`keep` finds it has
+        heard none yet, that the scheduler is alive."""
+        while not self._stopping:
             try:
                 connect(self.config, "dome").front_desk({"WOType": "Heartbeat",
                                                          "User": "scheduler"})
@@ -150,6 +159,5 @@ class DomeKeeper:
             except (OSError, xmlrpc.client.Error) as error:
                 self._heartbeat_outage.failed("cannot send the heartbeat to the dome daemon: "
                                               "%s", error)
-            if self._heartbeat_stop.wait(
-                    self.clock.real_seconds(self.settings["Heartbeat Interval"])):
-                return
+            self._heartbeat_due.wait(self.clock.real_seconds(self.settings["Heartbeat Interval"]))
+            self._heartbeat_due.clear()
