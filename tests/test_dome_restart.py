@@ -180,3 +180,32 @@ def test_a_first_start_has_nothing_to_carry(dome):
     allowed, why_not = heard(dome.start())
     assert not allowed and why_not.startswith(
         f"conditions good only since {format_utc(NIGHT)};")
+
+
+def test_a_journal_file_that_fails_the_guard_costs_only_the_wait(dome, caplog):
+    """The table gone (an old backup put back): the guard starts, checks and keeps the dome
+    safe as ever, saying once that its checks cannot be written down."""
+    good_for(dome, dome.delay + 60)
+    memory = SafetyMemory(str(dome.file))
+    with sqlite3.connect(dome.file) as db:
+        db.execute("DROP TABLE safety_memory")
+    handler = SimpleNamespace(config=default_config(), clock=dome.clock,
+                              safety_monitor=dome.monitor, close_for_safety=lambda reason: None,
+                              follow_telescope=lambda: None)
+    guard = SafetyGuard(handler, memory=memory)
+    with caplog.at_level(logging.WARNING, logger="torosmanager.dome.safety"):
+        guard.start()
+        try:
+            allowed, why_not = heard(guard)
+            guard.check()
+        finally:
+            guard.stop()
+    assert not allowed and why_not.startswith(
+        f"conditions good only since {format_utc(dome.clock.now())};")
+    read, written = caplog.messages  # each said once
+    assert read == (f"cannot read the safety guard's last check in {dome.file} (no such "
+                    "table: safety_memory): conditions count as good only from the next good "
+                    "check")
+    assert written == (f"cannot write the safety check down in {dome.file} (no such table: "
+                       "safety_memory): a restart of the dome daemon would wait Dome → Reopen "
+                       "Delay in full")

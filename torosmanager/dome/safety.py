@@ -107,7 +107,13 @@ class SafetyGuard:
     def _recall(self):
         """The last check before the restart, if conditions were good then and it is recent
         enough to carry on (see the module's description); else ``None``."""
-        last = None if self._memory is None else self._memory.recall()
+        try:
+            last = None if self._memory is None else self._memory.recall()
+        except sqlite3.Error as error:
+            log.warning("cannot read the safety guard's last check in %s (%s): conditions "
+                        "count as good only from the next good check", self._memory.path,
+                        error)
+            return None
         if last is None or last.good_for is None:
             return None
         ago = (self.clock.now() - last.checked).total_seconds()
