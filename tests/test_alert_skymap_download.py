@@ -1,5 +1,6 @@
 """A skymap an alert only links to (an LVK VOEvent's, on GraceDB) is fetched within
-``Alerts → Skymap Download Timeout`` in all, and not waited for once the daemon stops.
+``Alerts → Skymap Download Timeout`` in all, tried again while a failure may pass, and not
+waited for once the daemon stops.
 
 An HTTP server on 127.0.0.1, started by each test, serves the map of LVK alert S2498
 (ligo-followup-advocate 2.2.0) as GraceDB would, or slowly.
@@ -8,6 +9,8 @@ An HTTP server on 127.0.0.1, started by each test, serves the map of LVK alert S
 import base64
 import http.server
 import json
+import logging
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,7 +21,8 @@ from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from observatory import PATIENCE, wait_until
 from torosmanager.alerts.event import Alert
 from torosmanager.alerts.skymap import Skymap
-from torosmanager.alerts.targets import Stopping, TargetError, localisation
+from torosmanager.alerts.targets import (RETRY_FIRST_WAIT, Stopping, TargetError,
+                                        localisation)
 from torosmanager.launcher import free_port
 
 #: A camera field (degrees): a skymap is needed whatever it is.
@@ -38,13 +42,18 @@ def skymap_bytes():
 @pytest.fixture
 def gracedb(skymap_bytes):
     """Serve the map: ``serve(how)`` gives its URL, *how* being ``"at once"``,
-    ``"trickling"`` (a byte every :data:`TRICKLE_INTERVAL`) or ``"held"`` (nothing until the
-    test ends); the requests come to ``asked``."""
+    ``"trickling"`` (a byte every :data:`TRICKLE_INTERVAL`), ``"held"`` (nothing until the
+    test ends), ``"not there yet"`` (404 twice, then the map) or ``"forbidden"`` (403); the
+    requests come to ``asked``."""
     asked, ended = [], threading.Event()
 
     class Files(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             asked.append(self.path)
+            if self.path == "/forbidden.fits" or (self.path == "/not-there-yet.fits"
+                                                  and asked.count(self.path) <= 2):
+                self.send_error(403 if self.path == "/forbidden.fits" else 404)
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(skymap_bytes)))
             self.end_headers()
@@ -125,11 +134,57 @@ def test_a_map_being_fetched_is_not_waited_for_once_the_daemon_stops(gracedb):
     assert str(stopped) == f"stopping: the skymap at {serve('held')} was not waited for"
 
 
-def test_a_server_that_cannot_be_reached_is_named_with_the_reason():
+def test_a_map_not_there_yet_is_asked_for_again_until_it_is(gracedb, skymap_bytes, caplog):
+    """GraceDB may announce a file a moment before it serves it: 404 is tried again, after
+    RETRY_FIRST_WAIT seconds, then twice as long."""
+    serve, asked = gracedb
+    with caplog.at_level(logging.INFO, logger="torosmanager.alerts.targets"):
+        skymap = localisation(linking(serve("not there yet")), PATIENCE, FIELD_OF_VIEW)
+    assert skymap.digest == Skymap.read(skymap_bytes).digest
+    assert asked == ["/not-there-yet.fits"] * 3
+    assert caplog.messages == [
+        f"the skymap at {serve('not there yet')} cannot be reached yet (HTTP Error 404: Not "
+        f"Found): trying again in {wait:g} s" for wait in (RETRY_FIRST_WAIT,
+                                                          2 * RETRY_FIRST_WAIT)]
+
+
+def test_a_refusal_is_not_asked_again(gracedb):
+    serve, asked = gracedb
+    with pytest.raises(TargetError, match=rf"^the skymap at {serve('forbidden')} cannot be "
+                       r"reached: HTTP Error 403: Forbidden$"):
+        localisation(linking(serve("forbidden")), PATIENCE, FIELD_OF_VIEW)
+    assert asked == ["/forbidden.fits"]
+
+
+def test_a_server_that_cannot_be_reached_is_tried_while_the_timeout_lasts():
     url = f"http://127.0.0.1:{free_port()}/cwb.fits"  # nothing listens
-    with pytest.raises(TargetError, match=rf"the skymap at {url} cannot be reached: "
-                       r"\[Errno \d+\] Connection refused"):
-        localisation(linking(url), PATIENCE, FIELD_OF_VIEW)
+    timeout = 2.5 * RETRY_FIRST_WAIT  # a try at once, one after the first wait: no time left
+    with pytest.raises(TargetError, match=rf"^the skymap at {url} cannot be reached: "
+                       rf"\[Errno \d+\] Connection refused \(2 tries in {timeout:g} s\)$"):
+        localisation(linking(url), timeout, FIELD_OF_VIEW)
+
+
+def test_a_stop_ends_the_wait_between_tries():
+    stopping = threading.Event()
+    url = f"http://127.0.0.1:{free_port()}/cwb.fits"
+    stopper = threading.Timer(RETRY_FIRST_WAIT / 2, stopping.set)  # in the first wait
+    stopper.start()
+    try:
+        with pytest.raises(Stopping):
+            localisation(linking(url), PATIENCE, FIELD_OF_VIEW, stopping)
+    finally:
+        stopper.cancel()
+
+
+def test_an_alert_with_an_error_region_tries_its_map_once_then_uses_the_region(gracedb):
+    """A neutrino or a GRB: its error region is there to fall back on, with no waiting."""
+    serve, asked = gracedb
+    alert = Alert("IceCube-230416A", "neutrino", "INITIAL", 1,
+                  datetime(2023, 4, 16, 8, 0, tzinfo=timezone.utc), "IceCube", ra=120.0,
+                  dec=-30.0, error_radius=3.0, skymap_url=serve("not there yet"))
+    skymap = localisation(alert, PATIENCE, FIELD_OF_VIEW)
+    assert asked == ["/not-there-yet.fits"]
+    assert skymap.credible_area(0.9) == pytest.approx(math.pi * 3.0 ** 2, rel=0.05)
 
 
 def test_only_http_and_https_urls_are_fetched():

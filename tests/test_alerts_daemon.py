@@ -566,7 +566,10 @@ def test_a_stop_waits_for_no_skymap_being_fetched(make_site, skymap_server):
     assert history[stopped - 1] == f"read; {TO_PLAN}", history
 
 
-def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):
+def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(make_site):
+    # GraceDB is tried again while the timeout lasts: here a try, and one a second later.
+    observatory = make_site(settings(**{"Skymap Download Timeout": 2.5})).start("scheduler",
+                                                                                "alerts")
     bad = finished(observatory, send(observatory, '{"alert_type": "INITIAL"}')["ID"])
     assert bad["Status"] == "failed"
     assert "not a valid alert: lvk_json: missing 'superevent_id'" in bad["Message"]
@@ -574,7 +577,10 @@ def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(observatory):
     voevent = alert_file("G298048-1-Initial.xml").read_text()
     unreachable = finished(observatory, send(observatory, voevent, "voevent")["ID"])
     assert unreachable["Status"] == "failed"
-    assert "G298048" in unreachable["Message"] and "cannot be reached" in unreachable["Message"]
+    assert unreachable["Message"].startswith(
+        "G298048 INITIAL #1: the skymap at https://gracedb.ligo.org/apibasic/events/G298048/"
+        "files/bayestar.fits.gz cannot be reached: ")
+    assert unreachable["Message"].endswith(" (2 tries in 2.5 s)")
     # A skymap without its event is refused at the front desk, naming the key.
     message = refusal(observatory.proxy("alerts").front_desk,
                       {"WOType": "Alert", "Format": "skymap", "Payload": "AAAA"}).faultString

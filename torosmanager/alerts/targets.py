@@ -51,6 +51,12 @@ CIRCLE_EXTENT_SIGMAS = 7
 #: Seconds between looks at the daemon's stop flag while a skymap is fetched: how soon a
 #: daemon stops while a server is slow to send a map.
 STOP_LOOK_INTERVAL = 0.1
+#: Seconds before a skymap that could not be fetched is tried again, and the longest such
+#: wait (doubling from the first), all within ``Alerts → Skymap Download Timeout``.
+RETRY_FIRST_WAIT = 1.0
+RETRY_LONGEST_WAIT = 8.0
+#: HTTP answers below 500 that may pass: the file not there yet, too many requests.
+RETRIED_HTTP_CODES = frozenset((404, 429))
 
 
 class TargetError(Exception):
@@ -86,7 +92,9 @@ def localisation(alert, download_timeout, field_of_view, stopping=None):
         return _read(alert.skymap, "the alert's skymap")
     if alert.skymap_url is not None:
         try:
-            return _read(_download(alert.skymap_url, download_timeout, stopping),
+            # With an error region to fall back on (a neutrino, a GRB), one try: no waiting.
+            return _read(_download(alert.skymap_url, download_timeout, stopping,
+                                   retry=alert.ra is None),
                          f"the skymap at {alert.skymap_url}")
         except TargetError as error:
             if alert.ra is None:
@@ -207,27 +215,51 @@ def _read(data, what):
         raise TargetError(f"{what} cannot be read: {error}") from None
 
 
-def _download(url, timeout, stopping=None):
+def _download(url, timeout, stopping=None, retry=True):
     """The bytes at *url* (at most :data:`~.formats.MAX_PAYLOAD`) fetched within *timeout*
     seconds, or :class:`TargetError`; :class:`Stopping` as soon as *stopping* is set.
 
-    The download runs in a thread of its own: a server sending a byte now and then is given
+    Each try runs in a thread of its own: a server sending a byte now and then is given
     *timeout* in all, not for each byte, and a daemon asked to stop need not wait for it
-    (systemd and launchd kill a daemon slow to stop). A download given up on ends by itself
-    (the socket's own *timeout*), its bytes dropped.
+    (systemd and launchd kill a daemon slow to stop). A try given up on ends by itself (the
+    socket's own timeout), its bytes dropped. With *retry*, a failure that may pass (no
+    connection, no answer, HTTP 404, 429 or 5xx: GraceDB may announce a file a moment before
+    it serves it) is tried again, after :data:`RETRY_FIRST_WAIT` seconds, then twice as long
+    each time up to :data:`RETRY_LONGEST_WAIT`, while *timeout* lasts.
     """
     if not url.startswith(("https://", "http://")):
         raise TargetError(f"the skymap URL {url!r} is not http(s)")
+    deadline = time.monotonic() + timeout
+    wait, tries = RETRY_FIRST_WAIT, 0
+    while True:
+        tries += 1
+        try:
+            return _try(url, timeout, deadline, stopping)
+        except _Unreachable as error:
+            if not (retry and error.may_pass) or time.monotonic() + wait >= deadline:
+                said = "" if tries == 1 else f" ({tries} tries in {timeout:g} s)"
+                raise TargetError(f"the skymap at {url} cannot be reached: {error}{said}") \
+                    from None
+            log.info("the skymap at %s cannot be reached yet (%s): trying again in %g s", url,
+                     error, wait)
+        if _stopped_within(stopping, wait):
+            raise Stopping(f"stopping: the skymap at {url} was not waited for")
+        wait = min(2 * wait, RETRY_LONGEST_WAIT)
+
+
+def _try(url, timeout, deadline, stopping):
+    """One try at fetching *url*, in a thread, by *deadline* (:func:`time.monotonic`): its
+    bytes, or :class:`_Unreachable`, :class:`TargetError` (too large, or not fetched by the
+    deadline), :class:`Stopping`."""
     fetched = concurrent.futures.Future()
 
     def fetch():
         try:
-            fetched.set_result(_fetch(url, timeout))
+            fetched.set_result(_fetch(url, max(deadline - time.monotonic(), 0.001)))
         except Exception as error:  # raised in the waiting thread, as without this one
             fetched.set_exception(error)
 
     threading.Thread(target=fetch, name="skymap-download", daemon=True).start()
-    deadline = time.monotonic() + timeout
     while stopping is None or not stopping.is_set():
         left = deadline - time.monotonic()
         if left <= 0:
@@ -240,13 +272,33 @@ def _download(url, timeout, stopping=None):
     raise Stopping(f"stopping: the skymap at {url} was not waited for")
 
 
+def _stopped_within(stopping, seconds):
+    """Wait *seconds*; whether *stopping* (if any) was set meanwhile."""
+    if stopping is None:
+        time.sleep(seconds)
+        return False
+    return stopping.wait(seconds)
+
+
+class _Unreachable(Exception):
+    """A try that failed; *may_pass*: whether trying again may succeed."""
+
+    def __init__(self, reason, may_pass):
+        super().__init__(reason)
+        self.may_pass = may_pass
+
+
 def _fetch(url, timeout):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read(MAX_PAYLOAD + 1)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise TargetError(f"the skymap at {url} cannot be reached: {reason}") from None
+    except urllib.error.HTTPError as error:
+        raise _Unreachable(error, error.code in RETRIED_HTTP_CODES or error.code >= 500) \
+            from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        raise _Unreachable(getattr(error, "reason", error), True) from None
+    except ValueError as error:  # a URL urllib cannot use
+        raise _Unreachable(error, False) from None
     if len(data) > MAX_PAYLOAD:
         raise TargetError(f"the skymap at {url} is larger than {MAX_PAYLOAD:,} bytes")
     return data
