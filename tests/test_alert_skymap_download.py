@@ -20,9 +20,11 @@ import pytest
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from observatory import PATIENCE, wait_until
 from torosmanager.alerts.event import Alert
+from torosmanager.alerts.report import draw_map
 from torosmanager.alerts.skymap import Skymap
 from torosmanager.alerts.targets import (RETRY_FIRST_WAIT, Stopping, TargetError,
                                         localisation)
+from torosmanager.config import default_config
 from torosmanager.launcher import free_port
 
 #: A camera field (degrees): a skymap is needed whatever it is.
@@ -191,3 +193,12 @@ def test_only_http_and_https_urls_are_fetched():
     with pytest.raises(TargetError, match=r"the skymap URL 'file:///etc/passwd' is not "
                        r"http\(s\)"):
         localisation(linking("file:///etc/passwd"), PATIENCE, FIELD_OF_VIEW)
+
+
+def test_a_reports_picture_tries_a_linked_map_once(gracedb):
+    """A person waits for the page: the picture is drawn without the map rather than after
+    the tries an alert's planning makes."""
+    serve, asked = gracedb
+    picture = draw_map(linking(serve("not there yet")), [], default_config()["Alerts"])
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+    assert asked == ["/not-there-yet.fits"]

@@ -229,10 +229,10 @@ def draw_map(alert, orders, settings, skymap=None):
     from .targets import TargetError, localisation
     figure = Figure(figsize=MAP_FIGURE_SIZE, dpi=MAP_DPI)
     axes = figure.add_subplot(projection="mollweide")
-    if skymap is None:
+    if skymap is None:  # one try at a linked map: a person waits for the page
         try:
             skymap = localisation(alert, settings["Skymap Download Timeout"],
-                                  settings["Field of View"])
+                                  settings["Field of View"], retry=False)
         except TargetError as error:
             log.warning("%s: no map for the report: %s", alert.event_id, error)
     if skymap is not None:

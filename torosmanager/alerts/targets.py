@@ -68,7 +68,7 @@ class Stopping(Exception):
     """The daemon is stopping: the skymap being fetched was not waited for."""
 
 
-def localisation(alert, download_timeout, field_of_view, stopping=None):
+def localisation(alert, download_timeout, field_of_view, stopping=None, retry=True):
     """The skymap of *alert*, or ``None`` when a single pointing covers it.
 
     Parameters
@@ -80,6 +80,10 @@ def localisation(alert, download_timeout, field_of_view, stopping=None):
         The camera field's side, degrees: an error circle fitting in it needs no map.
     stopping : threading.Event, optional
         The daemon's stop flag: once set, a skymap being fetched is not waited for.
+    retry : bool, optional
+        Whether a linked skymap that cannot be fetched yet is tried again while
+        *download_timeout* lasts (``False``: one try, for a page that a person waits for).
+        An alert with an error region to fall back on tries once in any case.
 
     Raises
     ------
@@ -94,7 +98,7 @@ def localisation(alert, download_timeout, field_of_view, stopping=None):
         try:
             # With an error region to fall back on (a neutrino, a GRB), one try: no waiting.
             return _read(_download(alert.skymap_url, download_timeout, stopping,
-                                   retry=alert.ra is None),
+                                   retry=retry and alert.ra is None),
                          f"the skymap at {alert.skymap_url}")
         except TargetError as error:
             if alert.ra is None:
