@@ -7,17 +7,16 @@ An HTTP server on 127.0.0.1, started by each test, serves the map of LVK alert S
 """
 
 import base64
-import http.server
 import json
 import logging
 import math
 import threading
-import time
 from datetime import datetime, timezone
 
 import pytest
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from helpers_gracedb import TRICKLE_INTERVAL, gracedb
 from observatory import PATIENCE, wait_until
 from torosmanager.alerts.event import Alert
 from torosmanager.alerts.report import draw_map
@@ -29,11 +28,6 @@ from torosmanager.launcher import free_port
 
 #: A camera field (degrees): a skymap is needed whatever it is.
 FIELD_OF_VIEW = 1.0
-#: Seconds between the bytes of a server that trickles them: well within any socket timeout
-#: below, so only a limit on the whole download ends it.
-TRICKLE_INTERVAL = 0.05
-
-
 @pytest.fixture(scope="module")
 def skymap_bytes():
     alert = json.loads(alert_file("S2469/files/S2469-1-initial.json", FOLLOWUP_ADVOCATE)
@@ -42,52 +36,9 @@ def skymap_bytes():
 
 
 @pytest.fixture
-def gracedb(skymap_bytes):
-    """Serve the map: ``serve(how)`` gives its URL, *how* being ``"at once"``,
-    ``"trickling"`` (a byte every :data:`TRICKLE_INTERVAL`), ``"held"`` (nothing until the
-    test ends), ``"not there yet"`` (404 twice, then the map) or ``"forbidden"`` (403); the
-    requests come to ``asked``."""
-    asked, ended = [], threading.Event()
-
-    class Files(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            if self.path == "/forbidden.fits" or (self.path == "/not-there-yet.fits"
-                                                  and asked.count(self.path) <= 2):
-                self.send_error(403 if self.path == "/forbidden.fits" else 404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(skymap_bytes)))
-            self.end_headers()
-            try:
-                if self.path == "/held.fits":
-                    ended.wait(PATIENCE)
-                elif self.path == "/trickling.fits":
-                    given_up = time.monotonic() + PATIENCE  # then the map is cut short
-                    for byte in skymap_bytes:
-                        if ended.wait(TRICKLE_INTERVAL) or time.monotonic() > given_up:
-                            return
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                self.wfile.write(skymap_bytes)
-            except ConnectionError:
-                pass  # the client stopped waiting
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield lambda how: (f"http://127.0.0.1:{server.server_port}/"
-                           f"{how.replace(' ', '-')}.fits"), asked
-    finally:
-        ended.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=PATIENCE)
+def server(skymap_bytes):
+    with gracedb(skymap_bytes) as serving:
+        yield serving
 
 
 def linking(url):
@@ -96,66 +47,62 @@ def linking(url):
                  "cwb", test=True, skymap_url=url)
 
 
-def test_a_linked_skymap_is_the_map_at_its_url(gracedb, skymap_bytes):
-    serve, asked = gracedb
-    skymap = localisation(linking(serve("at once")), PATIENCE, FIELD_OF_VIEW)
+def test_a_linked_skymap_is_the_map_at_its_url(server, skymap_bytes):
+    skymap = localisation(linking(server.url("at-once")), PATIENCE, FIELD_OF_VIEW)
     assert skymap.digest == Skymap.read(skymap_bytes).digest
-    assert asked == ["/at-once.fits"]
+    assert server.asked == ["/at-once.fits"]
 
 
-def test_a_server_sending_a_byte_now_and_then_is_given_the_timeout_in_all(gracedb):
+def test_a_server_sending_a_byte_now_and_then_is_given_the_timeout_in_all(server):
     """Each byte comes well within the socket's timeout: only the limit on the whole download
     ends it, and says which setting that is."""
-    serve, _ = gracedb
     timeout = 20 * TRICKLE_INTERVAL
-    with pytest.raises(TargetError, match=rf"the skymap at {serve('trickling')} was not "
+    with pytest.raises(TargetError, match=rf"the skymap at {server.url('trickling')} was not "
                        rf"fetched within {timeout:g} s \(Alerts → Skymap Download Timeout\)"):
-        localisation(linking(serve("trickling")), timeout, FIELD_OF_VIEW)
+        localisation(linking(server.url("trickling")), timeout, FIELD_OF_VIEW)
 
 
-def test_a_map_being_fetched_is_not_waited_for_once_the_daemon_stops(gracedb):
-    serve, asked = gracedb
+def test_a_map_being_fetched_is_not_waited_for_once_the_daemon_stops(server):
     stopping = threading.Event()
     outcome = []
+    server.answering.clear()  # for PATIENCE, or until the test ends
 
     def fetch():
         try:
-            outcome.append(localisation(linking(serve("held")), PATIENCE, FIELD_OF_VIEW,
+            outcome.append(localisation(linking(server.url("held")), PATIENCE, FIELD_OF_VIEW,
                                         stopping))
         except Stopping as stopped:
             outcome.append(stopped)
 
     worker = threading.Thread(target=fetch)
     worker.start()
-    wait_until(lambda: asked, "the map to be asked for")
+    wait_until(lambda: server.asked, "the map to be asked for")
     stopping.set()
-    worker.join(timeout=PATIENCE / 2)  # the server holds the map for PATIENCE
+    worker.join(timeout=PATIENCE / 2)  # the server holds the map longer
     assert not worker.is_alive()
     (stopped,) = outcome
     assert isinstance(stopped, Stopping)
-    assert str(stopped) == f"stopping: the skymap at {serve('held')} was not waited for"
+    assert str(stopped) == f"stopping: the skymap at {server.url('held')} was not waited for"
 
 
-def test_a_map_not_there_yet_is_asked_for_again_until_it_is(gracedb, skymap_bytes, caplog):
+def test_a_map_not_there_yet_is_asked_for_again_until_it_is(server, skymap_bytes, caplog):
     """GraceDB may announce a file a moment before it serves it: 404 is tried again, after
     RETRY_FIRST_WAIT seconds, then twice as long."""
-    serve, asked = gracedb
     with caplog.at_level(logging.INFO, logger="torosmanager.alerts.targets"):
-        skymap = localisation(linking(serve("not there yet")), PATIENCE, FIELD_OF_VIEW)
+        skymap = localisation(linking(server.url("not-there-yet")), PATIENCE, FIELD_OF_VIEW)
     assert skymap.digest == Skymap.read(skymap_bytes).digest
-    assert asked == ["/not-there-yet.fits"] * 3
+    assert server.asked == ["/not-there-yet.fits"] * 3
     assert caplog.messages == [
-        f"the skymap at {serve('not there yet')} cannot be reached yet (HTTP Error 404: Not "
+        f"the skymap at {server.url('not-there-yet')} cannot be reached yet (HTTP Error 404: Not "
         f"Found): trying again in {wait:g} s" for wait in (RETRY_FIRST_WAIT,
                                                           2 * RETRY_FIRST_WAIT)]
 
 
-def test_a_refusal_is_not_asked_again(gracedb):
-    serve, asked = gracedb
-    with pytest.raises(TargetError, match=rf"^the skymap at {serve('forbidden')} cannot be "
+def test_a_refusal_is_not_asked_again(server):
+    with pytest.raises(TargetError, match=rf"^the skymap at {server.url('forbidden')} cannot be "
                        r"reached: HTTP Error 403: Forbidden$"):
-        localisation(linking(serve("forbidden")), PATIENCE, FIELD_OF_VIEW)
-    assert asked == ["/forbidden.fits"]
+        localisation(linking(server.url("forbidden")), PATIENCE, FIELD_OF_VIEW)
+    assert server.asked == ["/forbidden.fits"]
 
 
 def test_a_server_that_cannot_be_reached_is_tried_while_the_timeout_lasts():
@@ -178,14 +125,13 @@ def test_a_stop_ends_the_wait_between_tries():
         stopper.cancel()
 
 
-def test_an_alert_with_an_error_region_tries_its_map_once_then_uses_the_region(gracedb):
+def test_an_alert_with_an_error_region_tries_its_map_once_then_uses_the_region(server):
     """A neutrino or a GRB: its error region is there to fall back on, with no waiting."""
-    serve, asked = gracedb
     alert = Alert("IceCube-230416A", "neutrino", "INITIAL", 1,
                   datetime(2023, 4, 16, 8, 0, tzinfo=timezone.utc), "IceCube", ra=120.0,
-                  dec=-30.0, error_radius=3.0, skymap_url=serve("not there yet"))
+                  dec=-30.0, error_radius=3.0, skymap_url=server.url("not-there-yet"))
     skymap = localisation(alert, PATIENCE, FIELD_OF_VIEW)
-    assert asked == ["/not-there-yet.fits"]
+    assert server.asked == ["/not-there-yet.fits"]
     assert skymap.credible_area(0.9) == pytest.approx(math.pi * 3.0 ** 2, rel=0.05)
 
 
@@ -195,10 +141,9 @@ def test_only_http_and_https_urls_are_fetched():
         localisation(linking("file:///etc/passwd"), PATIENCE, FIELD_OF_VIEW)
 
 
-def test_a_reports_picture_tries_a_linked_map_once(gracedb):
+def test_a_reports_picture_tries_a_linked_map_once(server):
     """A person waits for the page: the picture is drawn without the map rather than after
     the tries an alert's planning makes."""
-    serve, asked = gracedb
-    picture = draw_map(linking(serve("not there yet")), [], default_config()["Alerts"])
+    picture = draw_map(linking(server.url("not-there-yet")), [], default_config()["Alerts"])
     assert picture.startswith(b"\x89PNG\r\n\x1a\n")
-    assert asked == ["/not-there-yet.fits"]
+    assert server.asked == ["/not-there-yet.fits"]

@@ -8,7 +8,6 @@ wait for tonight at the scheduler and nothing is dispatched while the tests look
 """
 
 import base64
-import http.server
 import json
 import os
 import socket
@@ -16,7 +15,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +25,7 @@ import pytest
 from astropy.io import fits
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from helpers_gracedb import gracedb
 from conftest import simulated_clock
 from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
@@ -355,38 +354,11 @@ def lvk_voevent(alert, serial, skymap_url, seconds_later):
 
 @pytest.fixture
 def skymap_server():
-    """An HTTP server on 127.0.0.1 serving S2498's skymap file, as GraceDB serves the file an
-    LVK VOEvent links to: its URL, the paths asked for, and an Event that, cleared, holds
-    every answer until it is set (GraceDB slow)."""
-    data = base64.b64decode(json.loads(lvk())["event"]["skymap"])
-    asked, answering = [], threading.Event()
-    answering.set()
-
-    class Files(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            answering.wait(timeout=PATIENCE)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            try:
-                self.wfile.write(data)
-            except ConnectionError:
-                pass  # the daemon stopped waiting for it
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/cwb.multiorder.fits", asked, answering
-    finally:
-        answering.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    """S2498's skymap file served on 127.0.0.1 as GraceDB serves the file an LVK VOEvent links
+    to (:class:`helpers_gracedb.GraceDB`): its URL, the paths asked for, and an Event that,
+    cleared, holds every answer until it is set (GraceDB slow)."""
+    with gracedb(base64.b64decode(json.loads(lvk())["event"]["skymap"])) as server:
+        yield server.url("cwb.multiorder"), server.asked, server.answering
 
 
 def test_an_lvk_alert_from_kafka_and_as_a_voevent_is_acted_on_once(observatory, skymap_server):

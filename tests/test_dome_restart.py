@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers_guard import Weather, guard_with
 from stepped_clock import NIGHT, SteppedClock
 from torosmanager.config import default_config
-from torosmanager.dome.safety import SafetyGuard
 from torosmanager.dome.safety_memory import SafetyMemory
 from torosmanager.workorders import format_utc
 
@@ -24,32 +24,19 @@ from torosmanager.workorders import format_utc
 RESTART = 5.0
 
 
-class Monitor:
-    """A safety monitor reporting fresh weather, safe unless *unsafe* says why not."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.unsafe = ""
-
-    def state(self):
-        return SimpleNamespace(safe=not self.unsafe, reason=self.unsafe or "safe",
-                               updated=self.clock.now())
-
-
 @pytest.fixture
 def dome(tmp_path):
     """``start()`` builds and starts a guard (a dome daemon starting) on one clock, weather
     monitor and journal file; every guard is stopped at the end."""
     clock = SteppedClock(NIGHT)
-    monitor = Monitor(clock)
+    monitor = Weather(clock)
     config = default_config()
     guards = []
 
-    def start():
-        handler = SimpleNamespace(config=config, clock=clock, safety_monitor=monitor,
-                                  close_for_safety=lambda reason: None,
-                                  follow_telescope=lambda: None)
-        guard = SafetyGuard(handler, memory=SafetyMemory(str(tmp_path / "dome.sqlite3")))
+    def start(memory=None):
+        """*memory*: the journal file's, opened here by default."""
+        guard = guard_with(config, clock, monitor,
+                           memory=memory or SafetyMemory(str(tmp_path / "dome.sqlite3")))
         guard.start()
         guards.append(guard)
         return guard
@@ -189,17 +176,10 @@ def test_a_journal_file_that_fails_the_guard_costs_only_the_wait(dome, caplog):
     memory = SafetyMemory(str(dome.file))
     with sqlite3.connect(dome.file) as db:
         db.execute("DROP TABLE safety_memory")
-    handler = SimpleNamespace(config=default_config(), clock=dome.clock,
-                              safety_monitor=dome.monitor, close_for_safety=lambda reason: None,
-                              follow_telescope=lambda: None)
-    guard = SafetyGuard(handler, memory=memory)
     with caplog.at_level(logging.WARNING, logger="torosmanager.dome.safety"):
-        guard.start()
-        try:
-            allowed, why_not = heard(guard)
-            guard.check()
-        finally:
-            guard.stop()
+        guard = dome.start(memory)
+        allowed, why_not = heard(guard)
+        guard.check()
     assert not allowed and why_not.startswith(
         f"conditions good only since {format_utc(dome.clock.now())};")
     read, written = caplog.messages  # each said once

@@ -257,23 +257,25 @@ def _try(url, timeout, deadline, stopping):
     deadline), :class:`Stopping`."""
     fetched = concurrent.futures.Future()
 
-    def fetch():
+    def fetch(seconds):
         try:
-            fetched.set_result(_fetch(url, max(deadline - time.monotonic(), 0.001)))
+            fetched.set_result(_fetch(url, seconds))
         except Exception as error:  # raised in the waiting thread, as without this one
             fetched.set_exception(error)
 
-    threading.Thread(target=fetch, name="skymap-download", daemon=True).start()
-    while stopping is None or not stopping.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TargetError(f"the skymap at {url} was not fetched within {timeout:g} s "
-                              "(Alerts → Skymap Download Timeout)")
+    left = deadline - time.monotonic()
+    if left > 0:
+        threading.Thread(target=fetch, args=(left,), name="skymap-download",
+                         daemon=True).start()
+    while left > 0:
+        if stopping is not None and stopping.is_set():
+            raise Stopping(f"stopping: the skymap at {url} was not waited for")
         try:
             return fetched.result(timeout=min(left, STOP_LOOK_INTERVAL))
         except concurrent.futures.TimeoutError:
-            pass
-    raise Stopping(f"stopping: the skymap at {url} was not waited for")
+            left = deadline - time.monotonic()
+    raise TargetError(f"the skymap at {url} was not fetched within {timeout:g} s "
+                      "(Alerts → Skymap Download Timeout)")
 
 
 def _stopped_within(stopping, seconds):
