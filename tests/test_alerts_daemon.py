@@ -8,6 +8,7 @@ wait for tonight at the scheduler and nothing is dispatched while the tests look
 """
 
 import base64
+import io
 import json
 import os
 import socket
@@ -21,8 +22,10 @@ import urllib.request
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from astropy.io import fits
+from astropy_healpix import healpix_to_lonlat, nside_to_pixel_area, uniq_to_level_ipix
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from helpers_gracedb import gracedb
@@ -423,7 +426,8 @@ def test_an_lvk_alert_is_acted_on_while_its_voevent_waits_for_its_map_or_fails(
     """The VOEvent comes first, issued two seconds after the JSON. While GraceDB holds its
     skymap, the JSON, which carries it, is acted on at once; the VOEvent, its map had,
     repeats it. A VOEvent whose map cannot be reached at all does not keep its JSON from
-    being acted on either."""
+    being acted on either; one whose map cannot be had once its JSON was acted on is the JSON's
+    twin, not a failure."""
     url, asked, answering = skymap_server
     answering.clear()
     send(observatory, lvk_voevent(lvk(), 1, url, 2), "voevent", order_id="vtp")
@@ -444,7 +448,25 @@ def test_an_lvk_alert_is_acted_on_while_its_voevent_waits_for_its_map_or_fails(
     assert failed["Status"] == "failed" and "cannot be reached" in failed["Message"]
     acted = finished(observatory, send(observatory, second, order_id="kafka-2")["ID"])
     assert "accepted by the scheduler" in acted["Message"], acted
-    assert event_orders(observatory, "S2499")
+    planned = event_orders(observatory, "S2499")
+    assert planned
+    # A VOEvent whose map is not there yet (GraceDB's 404) after its JSON was acted on: the
+    # map is tried once, and the VOEvent is done as the JSON's twin.
+    not_there = url.rsplit("/", 1)[0] + "/not-there-yet.fits"
+    twin = finished(observatory, send(observatory, lvk_voevent(second, 1, not_there, 3),
+                                      "voevent", order_id="vtp-3")["ID"])
+    assert twin["Status"] == "done", twin
+    assert twin["Message"].startswith(f"S2499 INITIAL #1 (test): the skymap at {not_there} "
+                                      "cannot be reached: HTTP Error 404"), twin
+    assert twin["Message"].endswith("; INITIAL (alert order kafka-2), of the same event, type "
+                                    "and serial, was acted on and its plan stands; nothing "
+                                    "submitted"), twin
+    assert asked.count("/not-there-yet.fits") == 1
+    assert event_orders(observatory, "S2499") == planned
+    report = observatory.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2499"})
+    assert report["State"] == "observing"
+    assert [(alert["Alert Order"], alert["Same As"]) for alert in report["Alerts"]] == [
+        ("vtp-2", None), ("kafka-2", None), ("vtp-3", "kafka-2")]
 
 
 def test_an_alert_cancelled_while_it_is_handled_leaves_nothing_at_the_scheduler(
@@ -766,6 +788,93 @@ def test_what_an_event_has_observed_counts_each_field_and_its_pointing_once(make
         first[1]["Probability"] + second[0]["Probability"], abs=1e-6)
     report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "01709015181"})
     assert report["Coverage"]["Observed"] == 0.9
+
+
+def southward(skymap, north_of=32.0, kept=0.2):
+    """A multi-order skymap (base64, as an LVK alert carries it) with the probability north
+    of Dec *north_of* cut to *kept* of what it was, the map normalised again: an update that
+    moves the localisation."""
+    table = fits.open(io.BytesIO(base64.b64decode(skymap)))[1].data
+    level, ipix = uniq_to_level_ipix(table["UNIQ"].astype(np.int64))
+    dec = np.array([healpix_to_lonlat(pixel, 2 ** int(order), order="nested")[1].deg
+                    for order, pixel in zip(level, ipix)])
+    density = np.where(dec > north_of, kept, 1.0) * table["PROBDENSITY"]
+    area = np.array([nside_to_pixel_area(2 ** int(order)).value for order in level])
+    moved = fits.BinTableHDU.from_columns([
+        fits.Column("UNIQ", "K", array=table["UNIQ"]),
+        fits.Column("PROBDENSITY", "D", array=density / np.sum(density * area))])
+    moved.header.update(PIXTYPE="HEALPIX", ORDERING="NUNIQ", INDXSCHM="EXPLICIT", MOC=True)
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), moved]).writeto(buffer)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_what_an_event_has_observed_is_measured_on_its_latest_map(make_site):
+    """An update moves the localisation: the fields observed for the earlier alert count at
+    what they cover of the update's map (as the update's pick counted them: its Observed
+    Tonight), not at the probability the earlier map gave them."""
+    site = make_site(settings()).start("scheduler", "alerts")
+    first = finished(site, send(site, lvk())["ID"])
+    assert first["Status"] == "done", first["Message"]
+    planned = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    taken = planned["Orders"][:2]
+    site.daemons.pop("scheduler").stop()
+    journal = Journal(str(site.directory / "scheduler.sqlite3"))
+    for order in taken:
+        journal.transition(order["ID"], DONE, "observed", TIME)
+    journal.close()
+    site.start("scheduler")
+    event = json.loads(lvk())["event"]
+    update = finished(site, send(site, lvk(
+        alert_type="UPDATE", time_created=later(10),
+        event=dict(event, skymap=southward(event["skymap"]))))["ID"])
+    assert update["Status"] == "done", update["Message"]
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    coverage = report["Coverage"]
+    assert coverage["Observed"] == pytest.approx(coverage["Observed Tonight"], abs=1e-6)
+    under_the_first_map = sum(order["Probability"] for order in taken)
+    assert coverage["Observed"] < under_the_first_map / 2, (coverage, under_the_first_map)
+
+
+def test_what_an_event_planned_from_a_linked_map_has_observed_needs_the_map_once(make_site):
+    """A VOEvent links its map. A report measures what was observed on the map its planning
+    fetched; after a restart it fetches the map once, for the report and its picture; with
+    GraceDB out of reach, the report still answers, each field counted at the probability it
+    was planned with."""
+    map_bytes = base64.b64decode(json.loads(lvk())["event"]["skymap"])
+    with gracedb(map_bytes) as server:
+        site = make_site(settings()).start("scheduler", "alerts")
+        voevent = lvk_voevent(lvk(), 1, server.url("cwb.multiorder"), 0)
+        done = finished(site, send(site, voevent, "voevent")["ID"])
+        assert done["Status"] == "done", done["Message"]
+        planned = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+        taken = planned["Orders"][:2]
+        site.daemons.pop("scheduler").stop()
+        journal = Journal(str(site.directory / "scheduler.sqlite3"))
+        for order in taken:
+            journal.transition(order["ID"], DONE, "observed", TIME)
+        journal.close()
+        site.start("scheduler")
+        # The same map: the fields' union holds what each was planned with.
+        planned_with = sum(order["Probability"] for order in taken)
+
+        def observed():
+            return site.proxy("alerts").front_desk(
+                {"WOType": "Events", "Event ID": "S2498"})["Coverage"]["Observed"]
+
+        assert observed() == pytest.approx(planned_with, abs=1e-6)
+        assert server.asked == ["/cwb.multiorder.fits"]
+        site.daemons.pop("alerts").stop()
+        site.start("alerts")
+        assert observed() == pytest.approx(planned_with, abs=1e-6)
+        picture = urllib.request.urlopen(site.url("alerts") + "events/S2498.png",
+                                         timeout=PATIENCE).read()
+        assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+        assert server.asked == ["/cwb.multiorder.fits"] * 2
+        site.daemons.pop("alerts").stop()
+    site.start("alerts")
+    assert observed() == pytest.approx(planned_with, abs=1e-6)
+    assert "S2498: no map for the report: " in site.log("alerts")
 
 
 def test_the_status_of_an_alert_order_does_not_repeat_its_payload(observatory):

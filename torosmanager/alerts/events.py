@@ -161,15 +161,17 @@ class EventBook:
         none.
 
         The same alert: the same event and type, the same skymap (its
-        :attr:`~.skymap.Skymap.digest`), and the same serial or one of the two without a
-        serial (0: an LVK JSON alert carries none). So an LVK alert from ``igwn.gwalert`` and
-        as a VOEvent, which share no serial nor issue time, are one alert. Its plan stands
-        until the dawn of the last night it planned (its outcome's ``Plan Ends``), *now* or
-        later: a skymap given again once its nights are over is planned again.
+        :attr:`~.skymap.Skymap.digest`; ``None``: a map that could not be had, taken for
+        the same), and the same serial or one of the two without a serial (0: an LVK JSON
+        alert carries none). So an LVK alert from ``igwn.gwalert`` and as a VOEvent, which
+        share no serial nor issue time, are one alert. Its plan stands until the dawn of the
+        last night it planned (its outcome's ``Plan Ends``), *now* or later: a skymap given
+        again once its nights are over is planned again.
         """
         for row in self.alerts(alert.event_id):
             if (row.order_id != order_id and row.alert_type == alert.alert_type
-                    and row.outcome.get("Skymap SHA-256") == skymap_digest
+                    and "Skymap SHA-256" in row.outcome
+                    and skymap_digest in (None, row.outcome["Skymap SHA-256"])
                     and (row.serial == alert.serial or 0 in (row.serial, alert.serial))
                     and row.outcome.get("Plan Ends", "") > format_utc(now)):
                 return row

@@ -17,7 +17,9 @@ or tiled; a worker localises and plans any other alert:
   or again by another source) does nothing more: the newer plan stands;
 - **an alert that repeats one acted on**, once its skymap is had (the same event, type and
   skymap, and the same serial or none: an LVK alert from ``igwn.gwalert`` and as a VOEvent)
-  does nothing more until the dawn of the last night the other planned;
+  does nothing more until the dawn of the last night the other planned; one whose linked
+  skymap cannot be had is taken for such a repeat if an alert of the same event, type and
+  serial (or none) was acted on (its map tried once, the alert done, not failed);
 - **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
   tonight's pick (:mod:`.response`). The orders are written to the events book
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
@@ -106,6 +108,7 @@ class AlertsHandler(Handler):
         self._cancelled = set()  # alert orders cancelled while this process runs
         self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
         self.fetched_maps = {}  # skymaps fetched from the URL an alert gave, by alert order
+        self.observed_weights = {}  # the reports' Observed, by (latest alert, fields taken)
 
     # --- front desk ------------------------------------------------------------------------
     def check(self, order):
@@ -242,14 +245,16 @@ class AlertsHandler(Handler):
             assessed = None
             # One passed over for an alert issued later (which stays so) needs no skymap.
             if not planned_before and self.book.issued_later(order_id, alert) is None:
+                # A linked map is tried again while it cannot be had (announced a moment
+                # before GraceDB serves it), unless the alert has a twin acted on already.
+                retry = self._twin(order_id, alert) is None
                 try:
-                    assessed = assess(alert, self.config, self.workers.stopping)
+                    assessed = assess(alert, self.config, self.workers.stopping, retry)
                 except Stopping:
                     self._read(order_id, TO_PLAN)  # waiting, it did not stop the daemon
                     return
                 except TargetError as error:
-                    self.book.set_outcome(order_id, {"Problem": str(error)})
-                    self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+                    self._not_localised(order_id, alert, error)
                     return
                 if alert.skymap_url is not None and assessed.skymap is not None:
                     report.keep_recent(self.fetched_maps, order_id, assessed.skymap)
@@ -267,6 +272,34 @@ class AlertsHandler(Handler):
                     self._submit_all(order_id, alert)
                 elif self._plan(order_id, assessed):
                     self._submit_all(order_id, alert)
+
+    def _twin(self, order_id, alert):
+        """The row of an alert acted on, whose plan stands, that *alert* (which links its
+        skymap) may be the twin of: the same event, type and serial or none, as an LVK
+        alert from ``igwn.gwalert`` is to its VOEvent; ``None`` when there is none."""
+        if alert.skymap_url is None:
+            return None
+        return self.book.same_alert_acted_on(order_id, alert, None, self.clock.now())
+
+    def _not_localised(self, order_id, alert, error):
+        """*alert*'s localisation cannot be had (*error*): it fails, unless its twin (as
+        :meth:`_twin` finds it once the event's alerts being planned are) was acted on: then
+        the event is followed all the same, and the alert repeats its twin."""
+        with self._event_lock(alert.event_id):
+            twin = self._twin(order_id, alert)
+        if twin is None:
+            self.book.set_outcome(order_id, {"Problem": str(error)})
+            self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
+            return
+        message = (f"{_name(alert)}: {error}; {twin.name} (alert order {twin.order_id}), of "
+                   "the same event, type and serial, was acted on and its plan stands; "
+                   "nothing submitted")
+        self.book.set_outcome(order_id, {"Event": {"ID": alert.event_id,
+                                                   "Alert Type": alert.alert_type},
+                                         "Summary": message, "Problem": str(error),
+                                         "Same As": twin.order_id})
+        log.warning("[WO %s] %s", order_id, message)
+        self._finish(order_id, message)
 
     def _read(self, order_id, next_step):
         """Say the alert is read: a stop from now on is not the alert's doing (the scheduler

@@ -24,6 +24,7 @@ from ..journal import DONE as ORDER_DONE
 from .coverage import coverage_text, to_the_minute
 from .events import STANDING, SUBMITTED
 from .intake import alert_of
+from .targets import TargetError, localisation, observed_weight
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ MAP_NSIDE = 64
 #: The map's figure size (inches) and resolution (dots per inch).
 MAP_FIGURE_SIZE = (9.0, 5.0)
 MAP_DPI = 90
-#: Maps kept drawn, by event and latest alert (drawing one reads its skymap again), and
-#: skymaps kept as fetched for alerts that only link theirs, by alert order.
+#: Maps kept drawn, by event and latest alert (drawing one reads its skymap again), skymaps
+#: kept as fetched for alerts that only link theirs, by alert order, and events' Observed.
 MAP_CACHE_SIZE = 8
 #: Seconds to wait for the scheduler's answer about one order on a report.
 STATUS_TIMEOUT = 2.0
@@ -68,14 +69,12 @@ def event_report(handler, event_id):
     if not rows:
         return None
     planned = handler.book.orders(event_id=event_id)
-    targets = {row.order_id: row.outcome.get("Targets") for row in rows}
-    orders, observed = [], {}
+    orders, done = [], []
     for order in planned:  # in the order planned: a later alert's after an earlier's
         at_scheduler = _scheduler_status(handler.config, order) if order.state == SUBMITTED \
             else None
         if at_scheduler == ORDER_DONE:
-            observed[_observed_place(order, targets)] = order.work_order.get("Probability",
-                                                                             0.0)
+            done.append(order)
         orders.append({"ID": order.id, "Object Name": order.work_order.get("Object Name"),
                        "RA": order.work_order["RA"], "Dec": order.work_order["Dec"],
                        "Probability": order.work_order.get("Probability"),
@@ -85,7 +84,7 @@ def event_report(handler, event_id):
                        "Scheduler": at_scheduler, "Message": order.message})
     standing = [order for order in planned if order.state in STANDING]
     coverage = dict(_latest_coverage(rows))
-    coverage["Observed"] = round(sum(observed.values()), 6)
+    coverage["Observed"] = round(_observed(handler, rows, done), 6)
     return {"Event": event_id, "Kind": rows[-1].kind,
             "State": _state(rows, standing, handler.clock.now()),
             "Coverage": coverage,
@@ -102,15 +101,42 @@ def event_report(handler, event_id):
             "Orders": orders}
 
 
-def _observed_place(order, targets):
-    """Where an order done observed, so that an event's Observed counts it once: its field or
-    galaxy (taken again on a later night, or by an update, it counts once, at the probability
-    the latest of its alerts gave it), or the event's single pointing (an afterglow's later
-    frames, maybe at a refined position, cover nothing more). *targets*: each alert order's
-    kind of targets."""
-    if targets.get(order.alert_order_id) == "pointing":
-        return "pointing"
-    return order.work_order["RA"], order.work_order["Dec"]
+def _observed(handler, rows, done):
+    """What the event's orders *done* (at the scheduler) have covered of its localisation.
+
+    Of the latest map (the alert the event's plan comes from): its probability, or galaxy
+    score, in the union of the fields taken (each pixel counted once however many nights or
+    alerts took its field), as an update's pick counts the fields observed tonight. Fields
+    taken for an earlier alert count at what they cover of the latest map, not of theirs.
+    The event's single pointing (an afterglow's later frames, maybe at a refined position,
+    cover nothing more) counts once, at its ``Probability``; so does each field should the
+    latest map be out of reach now (a linked map, its server down).
+    """
+    if not done:
+        return 0.0
+    latest = _planning(rows)
+    targets = latest.outcome["Targets"] if latest is not None else None
+    if targets == "fields" or (targets == "galaxies" and handler.catalog is not None):
+        centres = tuple(sorted({(order.work_order["RA"], order.work_order["Dec"])
+                                for order in done}))
+        # Kept: reading the map again for every report of an event is 70 ms of a 1.4 MB alert.
+        key = (latest.order_id, centres)
+        weight = handler.observed_weights.get(key)
+        if weight is None:
+            skymap = event_skymap(handler, latest.order_id)
+            if skymap is not None:
+                weight = observed_weight(targets, skymap, handler.settings, handler.catalog,
+                                         centres)
+                keep_recent(handler.observed_weights, key, weight)
+        if weight is not None:
+            return weight
+    kinds = {row.order_id: row.outcome.get("Targets") for row in rows}
+    taken = {}
+    for order in done:  # in the order planned: the latest alert's probability stays
+        place = "pointing" if kinds.get(order.alert_order_id) == "pointing" else \
+            (order.work_order["RA"], order.work_order["Dec"])
+        taken[place] = order.work_order.get("Probability", 0.0)
+    return sum(taken.values())
 
 
 def page_sections(handler):
@@ -192,49 +218,71 @@ def _window(order):
 
 def event_map(handler, event_id):
     """A PNG of the event's latest localisation with its standing targets, or ``None``."""
-    rows = [row for row in handler.book.alerts(event_id) if row.outcome.get("Targets")]
-    if not rows:
+    latest = _planning(handler.book.alerts(event_id))
+    if latest is None:
         return None
-    key = (event_id, rows[-1].order_id)
+    key = (event_id, latest.order_id)
     picture = handler.drawn_maps.get(key)
     if picture is None:
-        record = handler.journal.get(rows[-1].order_id)
-        alert = alert_of(record.work_order, handler.clock.now())
         targets = [order.work_order for order in
                    handler.book.orders(event_id=event_id, states=STANDING)]
-        picture = draw_map(alert, targets, handler.settings,
-                           handler.fetched_maps.get(rows[-1].order_id))
+        picture = draw_map(_alert(handler, latest.order_id), targets,
+                           event_skymap(handler, latest.order_id))
         keep_recent(handler.drawn_maps, key, picture)
     return picture
 
 
+def event_skymap(handler, order_id):
+    """The skymap of alert order *order_id* for a report: the one its planning fetched if the
+    alert only links it and it is still kept (:attr:`.AlertsHandler.fetched_maps`), else
+    :func:`report_skymap` of the alert; ``None`` for a single pointing's error circle or a map
+    out of reach."""
+    skymap = handler.fetched_maps.get(order_id)
+    if skymap is None:
+        alert = _alert(handler, order_id)
+        skymap = report_skymap(alert, handler.settings)
+        if alert.skymap_url is not None and skymap is not None:
+            keep_recent(handler.fetched_maps, order_id, skymap)
+    return skymap
+
+
+def report_skymap(alert, settings):
+    """*alert*'s skymap for a report, ``None`` for a single pointing's error circle or a map
+    out of reach (logged): one try at a linked map, since a person waits for the page."""
+    try:
+        return localisation(alert, settings["Skymap Download Timeout"],
+                            settings["Field of View"], retry=False)
+    except TargetError as error:
+        log.warning("%s: no map for the report: %s", alert.event_id, error)
+        return None
+
+
 def keep_recent(maps, key, value):
     """``maps[key] = value``, keeping only the latest :data:`MAP_CACHE_SIZE` entries: the
-    maps drawn, and the skymaps fetched for alerts that only link theirs (so that a report's
-    picture need not fetch its map again). Safe from several threads at once."""
+    maps drawn, the skymaps fetched for alerts that only link theirs (so that a report need
+    not fetch its map again), and what the events' fields observed cover of them. Safe from
+    several threads at once."""
     maps[key] = value
     for oldest in list(maps)[:-MAP_CACHE_SIZE]:
         maps.pop(oldest, None)
 
 
-def draw_map(alert, orders, settings, skymap=None):
-    """The localisation (*skymap* if given, else the alert's skymap or error circle) and the
-    orders' fields, as PNG bytes.
+def _alert(handler, order_id):
+    """The alert of alert order *order_id*, read again from the journal."""
+    return alert_of(handler.journal.get(order_id).work_order, handler.clock.now())
+
+
+def draw_map(alert, orders, skymap):
+    """The localisation (*skymap*, else the alert's error circle, if any) and the orders'
+    fields, as PNG bytes.
 
     matplotlib's object interface with the Agg renderer: no display, no global state.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle
 
-    from .targets import TargetError, localisation
     figure = Figure(figsize=MAP_FIGURE_SIZE, dpi=MAP_DPI)
     axes = figure.add_subplot(projection="mollweide")
-    if skymap is None:  # one try at a linked map: a person waits for the page
-        try:
-            skymap = localisation(alert, settings["Skymap Download Timeout"],
-                                  settings["Field of View"], retry=False)
-        except TargetError as error:
-            log.warning("%s: no map for the report: %s", alert.event_id, error)
     if skymap is not None:
         ra = np.arange(-180, 180, MAP_CELL_DEGREES) + MAP_CELL_DEGREES / 2
         dec = np.arange(-90, 90, MAP_CELL_DEGREES) + MAP_CELL_DEGREES / 2
@@ -291,6 +339,12 @@ def _state(rows, standing, now):
     if latest.get("Problem"):
         return "failed"
     return "nothing observable" if latest.get("Targets") else "received"
+
+
+def _planning(rows):
+    """The alert an event's targets come from: the last of *rows* that planned some (one
+    passed over, repeating another, ignored or a retraction planned none), or ``None``."""
+    return next((row for row in reversed(rows) if row.outcome.get("Targets")), None)
 
 
 def _current(rows):

@@ -182,7 +182,7 @@ def respond(alert, config, now, catalog=None, id_prefix="dry-run"):
     return plan_orders(response, config, now, catalog, id_prefix)
 
 
-def assess(alert, config, stopping=None):
+def assess(alert, config, stopping=None, retry=True):
     """The policy's word on *alert*, with its localisation: a :class:`Response` that says
     why the alert is ignored, or that holds the skymap (``None`` for a single pointing) and
     its credible area, for :func:`plan_orders`.
@@ -191,6 +191,9 @@ def assess(alert, config, stopping=None):
     ----------
     stopping : threading.Event, optional
         The daemon's stop flag (see :func:`.targets.localisation`).
+    retry : bool, optional
+        Whether a linked skymap is tried again while it cannot be had (see
+        :func:`.targets.localisation`).
 
     Raises
     ------
@@ -204,7 +207,7 @@ def assess(alert, config, stopping=None):
     if reason:
         return Response(alert, ignored=reason)
     skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"],
-                          stopping)
+                          stopping, retry)
     area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
     distance = None if skymap is None else skymap.header.get("DISTMEAN")
     return Response(alert, ignored=reason_to_ignore(alert, settings, area, distance),
