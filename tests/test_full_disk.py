@@ -13,6 +13,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from helpers_small_disk import failing_disk, fill, small_disk
 from observatory import (dome_safety, ended, open_dome, refusal, settings, status, step,
                          wait_until)
@@ -115,6 +117,33 @@ def test_a_full_journal_refuses_orders_saying_so_and_takes_them_once_there_is_ro
         assert log.count("refusing work orders: the journal") == 1  # said once, not each time
         assert f"the journal {journal} takes work orders again" in log
         assert "Traceback" not in log
+
+
+def test_a_daemon_stopped_while_its_journal_is_full_stops_cleanly_and_keeps_every_order(
+        make_site, tmp_path):
+    """At the stop, the journal's WAL file cannot be folded in: it is left for the next
+    opening, which reads what it holds. A start while the disk is full fails saying why (the
+    service manager starts the daemon again: systemd every RestartSec); once there is room,
+    it starts with every order it had."""
+    with small_disk(tmp_path / "disk", JOURNAL_DISK_MB) as disk:
+        site = make_site({"Database": {"File": str(disk / "{service}.sqlite3")}})
+        site.start("scheduler")
+        assert site.proxy("scheduler").front_desk(observation("kept"))["Status"] == "queued"
+        filler = fill(disk)
+        assert site.daemons["scheduler"].stop() == 0
+        journal = disk / "scheduler.sqlite3"
+        log = site.log("scheduler")
+        assert (f"{journal}: its WAL file is left for the next opening to fold in: database "
+                "or disk is full") in log
+        assert "Traceback" not in log
+        with pytest.raises(RuntimeError) as not_started:
+            site.start("scheduler")
+        assert (f"cannot open the journal {journal} (Database → File): database or disk is "
+                "full (0.0 MB free on its disk)") in str(not_started.value)
+
+        os.remove(filler)
+        site.start("scheduler")
+        assert status(site.proxy("scheduler"), "kept")["Status"] == "queued"
 
 
 def test_the_dome_closing_parks_the_telescope_though_its_journal_is_full(make_site, tmp_path):

@@ -9,6 +9,15 @@ def free_bytes(directory: str) -> int:
     return shutil.disk_usage(existing_ancestor(directory)).free
 
 
+def free_space_text(directory: str) -> str:
+    """The free space on the disk that holds (or will hold) *directory*, in words:
+    ``"3.2 MB free on its disk"``, or why it is unknown."""
+    try:
+        return f"{free_bytes(directory) / 1e6:,.1f} MB free on its disk"
+    except OSError as error:
+        return f"its disk's free space unknown: {error}"
+
+
 def existing_ancestor(directory: str) -> str:
     """*directory*, or its nearest ancestor that exists (the disk it will be made on)."""
     path = os.path.abspath(directory)

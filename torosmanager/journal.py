@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from .disk_space import free_bytes
+from .disk_space import free_bytes, free_space_text
 from .printable import printable
 from .units import finite_float
 from .workorders import shorten
@@ -281,10 +281,16 @@ class Journal:
             f"{path}: {damaged}; left out until the daemon's next start repairs it"))
 
     def close(self) -> None:
-        """Close the database (after a checkpoint, so the WAL file is folded in)."""
+        """Close the database, after a checkpoint that folds the WAL file in. One that cannot
+        be made (the disk full) leaves the WAL file as it is: what it holds is committed, and
+        the next opening reads it."""
         with self._lock, self._read_lock:
             self._reader.close()
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                log.warning("%s: its WAL file is left for the next opening to fold in: %s",
+                            self.path, error)
             self._db.close()
 
     def add(self, work_order: dict[str, Any], submitted: str, priority: float,
@@ -791,9 +797,6 @@ class _Transaction:
         code = getattr(error, "sqlite_errorcode", 0)  # (typeshed here does not know it)
         if isinstance(error, JournalUnwritable) or code & 0xFF not in UNWRITABLE_CODES:
             return error
-        try:
-            free = f"{self._journal.free_bytes() / 1e6:,.1f} MB free on its disk"
-        except OSError as failure:
-            free = f"its disk's free space unknown: {failure}"
+        free = free_space_text(os.path.dirname(os.path.abspath(self._journal.path)))
         return JournalUnwritable(f"the journal {self._journal.path} cannot be written "
                                  f"({error}; {free})")

@@ -21,6 +21,7 @@ from . import __version__
 from .clock import Clock
 from .config import (DEFAULT_PATH, ConfigError, address_key, load_config, resolve_path,
                      service_path)
+from .disk_space import free_space_text
 from .earth_rotation import EarthRotationTable, use_astropy_offline
 from .frontdesk import FrontDesk
 from .journal import Journal
@@ -145,7 +146,8 @@ def serve(service, config, server, config_path=None):
         journal = Journal(database)
         journal.set_aside_damaged(format_utc(clock.now()))
     except Exception as error:  # sqlite3 and OS errors alike end here, with the file named
-        log.critical("cannot open the journal %s (Database → File): %s", database, error)
+        log.critical("cannot open the journal %s (Database → File): %s (%s)", database, error,
+                     free_space_text(os.path.dirname(os.path.abspath(database))))
         server.server_close()
         return EXIT_FAILURE
     handler = handler_class(service)(config, journal, clock)
