@@ -458,15 +458,23 @@ def test_an_lvk_alert_is_acted_on_while_its_voevent_waits_for_its_map_or_fails(
     assert twin["Status"] == "done", twin
     assert twin["Message"].startswith(f"S2499 INITIAL #1 (test): the skymap at {not_there} "
                                       "cannot be reached: HTTP Error 404"), twin
-    assert twin["Message"].endswith("; INITIAL (alert order kafka-2), of the same event, type "
-                                    "and serial, was acted on and its plan stands; nothing "
-                                    "submitted"), twin
+    assert twin["Message"].endswith("; INITIAL (alert order kafka-2), of the same event and "
+                                    "type, its serial the same or none, was acted on and its "
+                                    "plan stands; nothing submitted"), twin
     assert asked.count("/not-there-yet.fits") == 1
     assert event_orders(observatory, "S2499") == planned
     report = observatory.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2499"})
     assert report["State"] == "observing"
     assert [(alert["Alert Order"], alert["Same As"]) for alert in report["Alerts"]] == [
         ("vtp-2", None), ("kafka-2", None), ("vtp-3", "kafka-2")]
+    # Once the event is retracted no plan of it stands: such a VOEvent fails, saying why.
+    finished(observatory, send(observatory, json.dumps(
+        {"superevent_id": "S2499", "alert_type": "RETRACTION", "time_created": later(5),
+         "event": None, "urls": {}}))["ID"])
+    forbidden = url.rsplit("/", 1)[0] + "/forbidden.fits"  # a refusal: not tried again
+    late = finished(observatory, send(observatory, lvk_voevent(second, 1, forbidden, 4),
+                                      "voevent")["ID"])
+    assert late["Status"] == "failed" and "HTTP Error 403" in late["Message"], late
 
 
 def test_an_alert_cancelled_while_it_is_handled_leaves_nothing_at_the_scheduler(

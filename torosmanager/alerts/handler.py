@@ -18,8 +18,9 @@ or tiled; a worker localises and plans any other alert:
 - **an alert that repeats one acted on**, once its skymap is had (the same event, type and
   skymap, and the same serial or none: an LVK alert from ``igwn.gwalert`` and as a VOEvent)
   does nothing more until the dawn of the last night the other planned; one whose linked
-  skymap cannot be had is taken for such a repeat if an alert of the same event, type and
-  serial (or none) was acted on (its map tried once, the alert done, not failed);
+  skymap cannot be had is taken for such a repeat if an alert of the same event and type,
+  its serial the same or none, was acted on (its map tried once, the alert done, not
+  failed);
 - **any other alert** is weighed by the policy (:mod:`.policy`), localised and turned into
   tonight's pick (:mod:`.response`). The orders are written to the events book
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
@@ -274,10 +275,11 @@ class AlertsHandler(Handler):
                     self._submit_all(order_id, alert)
 
     def _twin(self, order_id, alert):
-        """The row of an alert acted on, whose plan stands, that *alert* (which links its
-        skymap) may be the twin of: the same event, type and serial or none, as an LVK
-        alert from ``igwn.gwalert`` is to its VOEvent; ``None`` when there is none."""
-        if alert.skymap_url is None:
+        """The row of an alert acted on, whose plan stands (its event not retracted), that
+        *alert* (which links its skymap) may be the twin of: the same event and type, and
+        the same serial or none, as an LVK alert from ``igwn.gwalert`` is to its VOEvent;
+        ``None`` when there is none."""
+        if alert.skymap_url is None or self.book.retracted(alert.event_id):
             return None
         return self.book.same_alert_acted_on(order_id, alert, None, self.clock.now())
 
@@ -292,8 +294,8 @@ class AlertsHandler(Handler):
             self.transition(order_id, FAILED, f"{_name(alert)}: {error}")
             return
         message = (f"{_name(alert)}: {error}; {twin.name} (alert order {twin.order_id}), of "
-                   "the same event, type and serial, was acted on and its plan stands; "
-                   "nothing submitted")
+                   "the same event and type, its serial the same or none, was acted on and "
+                   "its plan stands; nothing submitted")
         self.book.set_outcome(order_id, {"Event": {"ID": alert.event_id,
                                                    "Alert Type": alert.alert_type},
                                          "Summary": message, "Problem": str(error),
