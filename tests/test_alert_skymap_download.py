@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -19,7 +20,7 @@ from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from helpers_gracedb import TRICKLE_INTERVAL, gracedb
 from observatory import PATIENCE, wait_until
 from torosmanager.alerts.event import Alert
-from torosmanager.alerts.report import draw_map, report_skymap
+from torosmanager.alerts.report import REPORT_DOWNLOAD_TIMEOUT, draw_map, report_skymap
 from torosmanager.alerts.skymap import Skymap
 from torosmanager.alerts.targets import (RETRY_FIRST_WAIT, Stopping, TargetError,
                                         localisation)
@@ -139,6 +140,18 @@ def test_only_http_and_https_urls_are_fetched():
     with pytest.raises(TargetError, match=r"the skymap URL 'file:///etc/passwd' is not "
                        r"http\(s\)"):
         localisation(linking("file:///etc/passwd"), PATIENCE, FIELD_OF_VIEW)
+
+
+def test_a_report_waits_for_a_linked_map_a_few_seconds_at_most(server, caplog):
+    """A person, or ``toros alerts``, waits for a report: not the whole time an alert's
+    planning gives its map (30 s by default)."""
+    settings = default_config()["Alerts"]
+    assert settings["Skymap Download Timeout"] > REPORT_DOWNLOAD_TIMEOUT
+    started = time.monotonic()
+    assert report_skymap(linking(server.url("trickling")), settings) is None
+    assert time.monotonic() - started < settings["Skymap Download Timeout"]
+    assert (f"no map for the report: the skymap at {server.url('trickling')} was not fetched "
+            f"within {REPORT_DOWNLOAD_TIMEOUT:g} s (a report's limit)") in caplog.text
 
 
 def test_a_report_tries_a_linked_map_once(server):

@@ -24,7 +24,7 @@ from ..journal import DONE as ORDER_DONE
 from .coverage import coverage_text, to_the_minute
 from .events import STANDING, SUBMITTED
 from .intake import alert_of
-from .targets import TargetError, localisation, observed_weight
+from .targets import DOWNLOAD_LIMIT, TargetError, localisation, observed_weight
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ MAP_DPI = 90
 MAP_CACHE_SIZE = 8
 #: Seconds to wait for the scheduler's answer about one order on a report.
 STATUS_TIMEOUT = 2.0
+#: Seconds a report waits, at most, for a map its alert links to (after a restart): a person,
+#: or ``toros alerts``, waits for it. GraceDB sends a 2 MB map in well under that.
+REPORT_DOWNLOAD_TIMEOUT = 5.0
 
 
 def events(handler, limit=None):
@@ -248,10 +251,14 @@ def event_skymap(handler, order_id):
 
 def report_skymap(alert, settings):
     """*alert*'s skymap for a report, ``None`` for a single pointing's error circle or a map
-    out of reach (logged): one try at a linked map, since a person waits for the page."""
+    out of reach (logged): one try at a linked map, of :data:`REPORT_DOWNLOAD_TIMEOUT` at
+    most, since a person waits for the page."""
+    timeout, limit = settings["Skymap Download Timeout"], DOWNLOAD_LIMIT
+    if timeout > REPORT_DOWNLOAD_TIMEOUT:
+        timeout, limit = REPORT_DOWNLOAD_TIMEOUT, "a report's limit"
     try:
-        return localisation(alert, settings["Skymap Download Timeout"],
-                            settings["Field of View"], retry=False)
+        return localisation(alert, timeout, settings["Field of View"], retry=False,
+                            limit=limit)
     except TargetError as error:
         log.warning("%s: no map for the report: %s", alert.event_id, error)
         return None

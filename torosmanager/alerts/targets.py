@@ -55,6 +55,8 @@ STOP_LOOK_INTERVAL = 0.1
 #: wait (doubling from the first), all within ``Alerts → Skymap Download Timeout``.
 RETRY_FIRST_WAIT = 1.0
 RETRY_LONGEST_WAIT = 8.0
+#: What limits a skymap's download, as a message names it.
+DOWNLOAD_LIMIT = "Alerts → Skymap Download Timeout"
 #: HTTP answers below 500 that may pass: the file not there yet, too many requests.
 RETRIED_HTTP_CODES = frozenset((404, 429))
 
@@ -68,7 +70,8 @@ class Stopping(Exception):
     """The daemon is stopping: the skymap being fetched was not waited for."""
 
 
-def localisation(alert, download_timeout, field_of_view, stopping=None, retry=True):
+def localisation(alert, download_timeout, field_of_view, stopping=None, retry=True,
+                 limit=DOWNLOAD_LIMIT):
     """The skymap of *alert*, or ``None`` when a single pointing covers it.
 
     Parameters
@@ -84,6 +87,8 @@ def localisation(alert, download_timeout, field_of_view, stopping=None, retry=Tr
         Whether a linked skymap that cannot be fetched yet is tried again while
         *download_timeout* lasts (``False``: one try, for a page that a person waits for).
         An alert with an error region to fall back on tries once in any case.
+    limit : str, optional
+        What sets *download_timeout*, for the message of a map not fetched in time.
 
     Raises
     ------
@@ -98,7 +103,7 @@ def localisation(alert, download_timeout, field_of_view, stopping=None, retry=Tr
         try:
             # With an error region to fall back on (a neutrino, a GRB), one try: no waiting.
             return _read(_download(alert.skymap_url, download_timeout, stopping,
-                                   retry=retry and alert.ra is None),
+                                   retry=retry and alert.ra is None, limit=limit),
                          f"the skymap at {alert.skymap_url}")
         except TargetError as error:
             if alert.ra is None:
@@ -219,7 +224,7 @@ def _read(data, what):
         raise TargetError(f"{what} cannot be read: {error}") from None
 
 
-def _download(url, timeout, stopping=None, retry=True):
+def _download(url, timeout, stopping=None, retry=True, limit=DOWNLOAD_LIMIT):
     """The bytes at *url* (at most :data:`~.formats.MAX_PAYLOAD`) fetched within *timeout*
     seconds, or :class:`TargetError`; :class:`Stopping` as soon as *stopping* is set.
 
@@ -229,7 +234,8 @@ def _download(url, timeout, stopping=None, retry=True):
     socket's own timeout), its bytes dropped. With *retry*, a failure that may pass (no
     connection, no answer, HTTP 404, 429 or 5xx: GraceDB may announce a file a moment before
     it serves it) is tried again, after :data:`RETRY_FIRST_WAIT` seconds, then twice as long
-    each time up to :data:`RETRY_LONGEST_WAIT`, while *timeout* lasts.
+    each time up to :data:`RETRY_LONGEST_WAIT`, while *timeout* lasts. *limit* names what
+    sets *timeout*.
     """
     if not url.startswith(("https://", "http://")):
         raise TargetError(f"the skymap URL {url!r} is not http(s)")
@@ -238,7 +244,7 @@ def _download(url, timeout, stopping=None, retry=True):
     while True:
         tries += 1
         try:
-            return _try(url, timeout, deadline, stopping)
+            return _try(url, timeout, deadline, stopping, limit)
         except _Unreachable as error:
             if not (retry and error.may_pass) or time.monotonic() + wait >= deadline:
                 said = "" if tries == 1 else f" ({tries} tries in {timeout:g} s)"
@@ -251,10 +257,10 @@ def _download(url, timeout, stopping=None, retry=True):
         wait = min(2 * wait, RETRY_LONGEST_WAIT)
 
 
-def _try(url, timeout, deadline, stopping):
+def _try(url, timeout, deadline, stopping, limit):
     """One try at fetching *url*, in a thread, by *deadline* (:func:`time.monotonic`): its
     bytes, or :class:`_Unreachable`, :class:`TargetError` (too large, or not fetched by the
-    deadline), :class:`Stopping`."""
+    deadline, *timeout* set by *limit*), :class:`Stopping`."""
     fetched = concurrent.futures.Future()
 
     def fetch(seconds):
@@ -274,8 +280,7 @@ def _try(url, timeout, deadline, stopping):
             return fetched.result(timeout=min(left, STOP_LOOK_INTERVAL))
         except concurrent.futures.TimeoutError:
             left = deadline - time.monotonic()
-    raise TargetError(f"the skymap at {url} was not fetched within {timeout:g} s "
-                      "(Alerts → Skymap Download Timeout)")
+    raise TargetError(f"the skymap at {url} was not fetched within {timeout:g} s ({limit})")
 
 
 def _stopped_within(stopping, seconds):
