@@ -132,7 +132,13 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     assert files_below(temporary) == []
     kept = checkout / workspace.REPORT_DIRECTORY
     assert f"Night report: {kept / 'index.html'}" in stdout
-    assert {"index.html", "plan.png", "scheduler.log"} <= set(files_below(kept))
+    assert {"index.html", "plan.png", "event.png", "scheduler.log"} <= set(files_below(kept))
+    # The alert's fields, once observed, cover what was planned of its localisation.
+    observed = re.search(r"S3456 +observed +([\d.]+)% of its localisation observed \(planned "
+                         r"([\d.]+)%\); its report: http://127\.0\.0\.1:\d+/events/S3456"
+                         r"\.html", stdout)
+    assert observed and float(observed[1]) == float(observed[2]) > 0, stdout[-3000:]
+    assert "<img src='event.png'" in (kept / "index.html").read_text()
     # Started after the daemons it calls and stopped before them, the scheduler never finds
     # the dome daemon gone.
     scheduler_log = (kept / "scheduler.log").read_text()

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
 
@@ -44,6 +45,8 @@ FIRST_PLAN_PATIENCE = 30
 #: from the zenith; the one farthest from the Moon is chosen.
 TOO_HOUR_ANGLES = (-30.0, -15.0, 0.0, 15.0, 30.0)
 TOO_DEC_OFFSETS = (-20.0, 0.0, 20.0)
+#: Real seconds to wait for the event's map from the alerts daemon, for the report.
+PICTURE_TIMEOUT = 30
 
 
 def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
@@ -169,6 +172,7 @@ def _night(config, clock, night, directory, galaxies):
         if alert.order_id is None and now >= night.at(scenario.TOO_AT) and running:
             alert.send(*_overhead(config["Site"], now), now)
         alert.follow()
+        alert.tell_observed()
         if storm_ends is None and alert.over() and now >= night.at(
                 scenario.STORM_FROM) and (running or now >= night.at(scenario.STORM_LATEST)):
             with open(weather, "w", encoding="utf-8") as stream:
@@ -193,7 +197,7 @@ def _night(config, clock, night, directory, galaxies):
                        for path in status.get("Progress", {}).get("Products", [])), None)
     report.write(os.path.join(directory, workspace.REPORT),
                  _title(night, config["Site"]), summary,
-                 watcher.events, plan, config["Site"], calibrated)
+                 watcher.events, plan, config["Site"], calibrated, alert.picture())
     return 0
 
 
@@ -204,6 +208,7 @@ class Alert:
         self.config, self.watcher = config, watcher
         self.order_id = None
         self.orders = None  # the Observation orders it made, once the alerts daemon is done
+        self.told = False  # whether what they observed has been said
 
     def send(self, ra, dec, now):
         payload = demo_alert.overhead_alert(ra, dec, now, demo_alert.CACHE)
@@ -233,6 +238,37 @@ class Alert:
         """Whether the alert's orders have all ended (or it made none)."""
         return self.orders is not None and all(self.watcher.ended(order_id)
                                                for order_id in self.orders)
+
+    def tell_observed(self):
+        """Once its orders have all ended, say what they observed of the localisation, as
+        the event's report at the alerts daemon counts it."""
+        if self.told or not self.orders or not self.over():
+            return
+        self.told = True
+        event = connect(self.config, "alerts").front_desk({"WOType": "Events",
+                                                          "Event ID": demo_alert.EVENT})
+        coverage = event["Coverage"]
+        self.watcher.event(None, f"{demo_alert.EVENT:10} {'observed':11} "
+                                 f"{coverage['Observed']:.1%} of its localisation observed "
+                                 f"(planned {coverage['Planned']:.1%}); its report: "
+                                 f"{self._page()}.html")
+
+    def picture(self):
+        """The event's map with its targets, as the alerts daemon draws it (PNG bytes), or
+        ``None`` when no alert was sent or the daemon does not answer."""
+        if self.order_id is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"{self._page()}.png",
+                                        timeout=PICTURE_TIMEOUT) as answer:
+                return answer.read()
+        except OSError as error:  # (urllib's errors are OSErrors)
+            print(f"The event's map could not be had from the alerts daemon: {error}")
+            return None
+
+    def _page(self):
+        """The event's report at the alerts daemon, without its suffix."""
+        return f"{self.config[address_key('alerts')]['HTTP']}events/{demo_alert.EVENT}"
 
 
 def _first_plan(scheduler):

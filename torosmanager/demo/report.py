@@ -9,11 +9,12 @@ STYLE = """body { font-family: sans-serif; margin: 2em; max-width: 70em; color: 
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px;
 text-align: left; font-size: 0.9em; vertical-align: top; }
 pre { background: #f4f4f4; padding: 0.5em; font-size: 0.8em; }"""
-#: The report's page, in its directory.
+#: The report's page, in its directory, and the alert's map beside it.
 PAGE = "index.html"
+EVENT_MAP = "event.png"
 
 
-def write(directory, title, summary, events, plan, site, calibrated_frame):
+def write(directory, title, summary, events, plan, site, calibrated_frame, event_map=None):
     """Write :data:`PAGE` (and its pictures) into *directory*; return its path.
 
     Parameters
@@ -28,6 +29,9 @@ def write(directory, title, summary, events, plan, site, calibrated_frame):
         The configuration's ``Site``.
     calibrated_frame : str or None
         A calibrated FITS frame to show.
+    event_map : bytes or None
+        The night's alert's localisation with its targets (PNG), as the alerts daemon draws
+        it.
     """
     os.makedirs(directory, exist_ok=True)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -45,6 +49,13 @@ def write(directory, title, summary, events, plan, site, calibrated_frame):
         parts += ["<h2>A calibrated frame</h2>",
                   f"<p>{html.escape(calibrated_frame)}</p>",
                   "<img src='calibrated.png' alt='a calibrated frame'>"]
+    if event_map:
+        with open(os.path.join(directory, EVENT_MAP), "wb") as stream:
+            stream.write(event_map)
+        parts += ["<h2>The alert</h2>", "<p>The localisation of the night's gravitational-wave "
+                  "event and the fields its orders took, as the alerts daemon's report of the "
+                  "event draws them.</p>",
+                  f"<img src='{EVENT_MAP}' alt='the event and its targets'>"]
     parts += ["<h2>The night</h2>", f"<pre>{html.escape(chr(10).join(events))}</pre>",
               "</body></html>"]
     path = os.path.join(directory, PAGE)
