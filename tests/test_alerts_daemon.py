@@ -764,6 +764,17 @@ def test_an_event_followed_two_nights_is_observed_tonight_and_waits_for_the_next
     assert "Not Before" in shown.stdout and opens in shown.stdout
 
 
+def observed_at_the_scheduler(site, orders):
+    """Journal *orders* (rows of an event's report) done at the scheduler, as after their
+    night: the scheduler is stopped, its journal written, and the scheduler started again."""
+    site.daemons.pop("scheduler").stop()
+    journal = Journal(str(site.directory / "scheduler.sqlite3"))
+    for order in orders:
+        journal.transition(order["ID"], DONE, "observed", TIME)
+    journal.close()
+    site.start("scheduler")
+
+
 def test_what_an_event_has_observed_counts_each_field_and_its_pointing_once(make_site):
     """A field taken again on the next night, or an afterglow's pointing taken again, covers no
     more of its localisation: the report's Observed counts each once. (The scheduler is
@@ -782,12 +793,7 @@ def test_what_an_event_has_observed_counts_each_field_and_its_pointing_once(make
     afterglow = site.proxy("alerts").front_desk({"WOType": "Events",
                                                  "Event ID": "01709015181"})["Orders"]
     assert len(afterglow) == 2 and afterglow[0]["Probability"] == 0.9
-    site.daemons.pop("scheduler").stop()
-    journal = Journal(str(site.directory / "scheduler.sqlite3"))
-    for order in taken + afterglow:
-        journal.transition(order["ID"], DONE, "observed", TIME)
-    journal.close()
-    site.start("scheduler")
+    observed_at_the_scheduler(site, taken + afterglow)
     report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
     assert {order["ID"] for order in report["Orders"] if order["Scheduler"] == "done"} == {
         order["ID"] for order in taken}
@@ -826,12 +832,7 @@ def test_what_an_event_has_observed_is_measured_on_its_latest_map(make_site):
     assert first["Status"] == "done", first["Message"]
     planned = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
     taken = planned["Orders"][:2]
-    site.daemons.pop("scheduler").stop()
-    journal = Journal(str(site.directory / "scheduler.sqlite3"))
-    for order in taken:
-        journal.transition(order["ID"], DONE, "observed", TIME)
-    journal.close()
-    site.start("scheduler")
+    observed_at_the_scheduler(site, taken)
     event = json.loads(lvk())["event"]
     update = finished(site, send(site, lvk(
         alert_type="UPDATE", time_created=later(10),
@@ -857,12 +858,7 @@ def test_what_an_event_planned_from_a_linked_map_has_observed_needs_the_map_once
         assert done["Status"] == "done", done["Message"]
         planned = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
         taken = planned["Orders"][:2]
-        site.daemons.pop("scheduler").stop()
-        journal = Journal(str(site.directory / "scheduler.sqlite3"))
-        for order in taken:
-            journal.transition(order["ID"], DONE, "observed", TIME)
-        journal.close()
-        site.start("scheduler")
+        observed_at_the_scheduler(site, taken)
         # The same map: the fields' union holds what each was planned with.
         planned_with = sum(order["Probability"] for order in taken)
 
