@@ -110,7 +110,8 @@ def test_a_server_that_cannot_be_reached_is_tried_while_the_timeout_lasts():
     url = f"http://127.0.0.1:{free_port()}/cwb.fits"  # nothing listens
     timeout = 2.5 * RETRY_FIRST_WAIT  # a try at once, one after the first wait: no time left
     with pytest.raises(TargetError, match=rf"^the skymap at {url} cannot be reached: "
-                       rf"\[Errno \d+\] Connection refused \(2 tries in {timeout:g} s\)$"):
+                       rf"\[Errno \d+\] Connection refused \(2 tries in 1\.\d s; Alerts → "
+                       rf"Skymap Download Timeout: {timeout:g} s\)$"):
         localisation(linking(url), timeout, FIELD_OF_VIEW)
 
 

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import re
 import socket
 import sqlite3
 import struct
@@ -582,7 +583,8 @@ def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(make_site):
     assert unreachable["Message"].startswith(
         "G298048 INITIAL #1: the skymap at https://gracedb.ligo.org/apibasic/events/G298048/"
         "files/bayestar.fits.gz cannot be reached: ")
-    assert unreachable["Message"].endswith(" (2 tries in 2.5 s)")
+    assert re.search(r" \(2 tries in 1\.\d s; Alerts → Skymap Download Timeout: 2\.5 s\)$",
+                     unreachable["Message"]), unreachable["Message"]
     # A skymap without its event is refused at the front desk, naming the key.
     message = refusal(observatory.proxy("alerts").front_desk,
                       {"WOType": "Alert", "Format": "skymap", "Payload": "AAAA"}).faultString

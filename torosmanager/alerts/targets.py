@@ -239,7 +239,8 @@ def _download(url, timeout, stopping=None, retry=True, limit=DOWNLOAD_LIMIT):
     """
     if not url.startswith(("https://", "http://")):
         raise TargetError(f"the skymap URL {url!r} is not http(s)")
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     wait, tries = RETRY_FIRST_WAIT, 0
     while True:
         tries += 1
@@ -247,7 +248,9 @@ def _download(url, timeout, stopping=None, retry=True, limit=DOWNLOAD_LIMIT):
             return _try(url, timeout, deadline, stopping, limit)
         except _Unreachable as error:
             if not (retry and error.may_pass) or time.monotonic() + wait >= deadline:
-                said = "" if tries == 1 else f" ({tries} tries in {timeout:g} s)"
+                elapsed = time.monotonic() - started
+                said = "" if tries == 1 else \
+                    f" ({tries} tries in {elapsed:.1f} s; {limit}: {timeout:g} s)"
                 raise TargetError(f"the skymap at {url} cannot be reached: {error}{said}") \
                     from None
             log.info("the skymap at %s cannot be reached yet (%s): trying again in %g s", url,
