@@ -147,6 +147,29 @@ def test_a_row_of_its_book_that_cannot_be_read_is_left_out_not_the_events_report
             in observatory.log("alerts"))
 
 
+def test_an_alert_order_that_cannot_be_read_again_leaves_its_events_report(make_site):
+    """After a restart, the report reads the latest alert again for its map: a journal row
+    that cannot be read (edited by hand, or a disk) leaves the report, Observed counted as
+    the fields were planned, and the picture out."""
+    site = make_site(settings()).start("scheduler", "alerts")
+    assert finished(site, send(site, lvk(), order_id="read")["ID"])["Status"] == "done"
+    planned = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    observed_at_the_scheduler(site, planned["Orders"][:2])
+    site.daemons.pop("alerts").stop()
+    with sqlite3.connect(site.directory / "alerts.sqlite3") as db:
+        db.execute("UPDATE orders SET work_order = '{\"Format\": 3' WHERE id = 'read'")
+    db.close()
+    site.start("alerts")
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    assert report["Coverage"]["Observed"] == pytest.approx(
+        sum(order["Probability"] for order in planned["Orders"][:2]), abs=1e-6)
+    assert "alert order read cannot be read again for its event's report: " in \
+        site.log("alerts")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(site.url("alerts") + "events/S2498.png", timeout=PATIENCE)
+    assert missing.value.code == 404
+
+
 def test_the_same_alert_again_creates_nothing(observatory):
     finished(observatory, send(observatory, lvk(), order_id="once")["ID"])
     before = event_orders(observatory, "S2498")

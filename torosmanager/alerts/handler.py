@@ -108,7 +108,7 @@ class AlertsHandler(Handler):
         self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
         self._cancelled = set()  # alert orders cancelled while this process runs
         self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
-        self.fetched_maps = {}  # skymaps fetched from the URL an alert gave, by alert order
+        self.fetched_maps = {}  # skymaps of the alerts that link theirs, by alert order
         self.observed_weights = {}  # the reports' Observed, by (latest alert, fields taken)
 
     # --- front desk ------------------------------------------------------------------------

@@ -20,9 +20,10 @@ import numpy as np
 from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
-from ..journal import DONE as ORDER_DONE
+from ..journal import DONE as ORDER_DONE, DamagedRow
 from .coverage import coverage_text, to_the_minute
 from .events import STANDING, SUBMITTED
+from .formats import AlertFormatError
 from .intake import alert_of
 from .targets import DOWNLOAD_LIMIT, TargetError, localisation, observed_weight
 
@@ -227,22 +228,26 @@ def event_map(handler, event_id):
     key = (event_id, latest.order_id)
     picture = handler.drawn_maps.get(key)
     if picture is None:
+        alert = _alert(handler, latest.order_id)
+        if alert is None:
+            return None
         targets = [order.work_order for order in
                    handler.book.orders(event_id=event_id, states=STANDING)]
-        picture = draw_map(_alert(handler, latest.order_id), targets,
-                           event_skymap(handler, latest.order_id))
+        picture = draw_map(alert, targets, event_skymap(handler, latest.order_id))
         keep_recent(handler.drawn_maps, key, picture)
     return picture
 
 
 def event_skymap(handler, order_id):
-    """The skymap of alert order *order_id* for a report: the one its planning fetched if the
-    alert only links it and it is still kept (:attr:`.AlertsHandler.fetched_maps`), else
+    """The skymap of alert order *order_id* for a report: the one its planning had if the
+    alert links it and it is still kept (:attr:`.AlertsHandler.fetched_maps`), else
     :func:`report_skymap` of the alert; ``None`` for a single pointing's error circle or a map
     out of reach."""
     skymap = handler.fetched_maps.get(order_id)
     if skymap is None:
         alert = _alert(handler, order_id)
+        if alert is None:
+            return None
         skymap = report_skymap(alert, handler.settings)
         if alert.skymap_url is not None and skymap is not None:
             keep_recent(handler.fetched_maps, order_id, skymap)
@@ -275,8 +280,15 @@ def keep_recent(maps, key, value):
 
 
 def _alert(handler, order_id):
-    """The alert of alert order *order_id*, read again from the journal."""
-    return alert_of(handler.journal.get(order_id).work_order, handler.clock.now())
+    """The alert of alert order *order_id*, read again from the journal; ``None`` when its
+    row cannot be read (edited by hand, or damaged on its disk: logged), lest it stop the
+    event's report."""
+    try:
+        return alert_of(handler.journal.get(order_id).work_order, handler.clock.now())
+    except (DamagedRow, AlertFormatError) as error:
+        log.warning("alert order %s cannot be read again for its event's report: %s",
+                    order_id, error)
+        return None
 
 
 def draw_map(alert, orders, skymap):
