@@ -119,12 +119,13 @@ def test_a_full_journal_refuses_orders_saying_so_and_takes_them_once_there_is_ro
         assert "Traceback" not in log
 
 
-def test_a_daemon_stopped_while_its_journal_is_full_stops_cleanly_and_keeps_every_order(
+def test_a_daemon_stopped_while_its_journal_is_full_stops_cleanly_and_starts_all_the_same(
         make_site, tmp_path):
     """At the stop, the journal's WAL file cannot be folded in: it is left for the next
-    opening, which reads what it holds. A start while the disk is full fails saying why (the
-    service manager starts the daemon again: systemd every RestartSec); once there is room,
-    it starts with every order it had."""
+    opening, which reads what it holds. The daemon starts again on the full disk with every
+    order it had, refusing new ones until there is room. Only a journal that does not exist
+    yet cannot be made there: that daemon exits saying why (the service manager starts it
+    again: systemd every RestartSec)."""
     with small_disk(tmp_path / "disk", JOURNAL_DISK_MB) as disk:
         site = make_site({"Database": {"File": str(disk / "{service}.sqlite3")}})
         site.start("scheduler")
@@ -136,14 +137,69 @@ def test_a_daemon_stopped_while_its_journal_is_full_stops_cleanly_and_keeps_ever
         assert (f"{journal}: its WAL file is left for the next opening to fold in: database "
                 "or disk is full") in log
         assert "Traceback" not in log
+
+        site.start("scheduler")
+        scheduler = site.proxy("scheduler")
+        assert status(scheduler, "kept")["Status"] == "queued"
+        refused = refusal(scheduler.front_desk, observation("new"))
+        assert refused.faultCode == FaultCode.UNAVAILABLE
         with pytest.raises(RuntimeError) as not_started:
-            site.start("scheduler")
-        assert (f"cannot open the journal {journal} (Database → File): database or disk is "
-                "full (0.0 MB free on its disk)") in str(not_started.value)
+            site.start("dome")
+        assert (f"cannot open the journal {disk / 'dome.sqlite3'} (Database → File): "
+                "database or disk is full (0.0 MB free on its disk)") in str(not_started.value)
 
         os.remove(filler)
-        site.start("scheduler")
-        assert status(site.proxy("scheduler"), "kept")["Status"] == "queued"
+        assert scheduler.front_desk(observation("new"))["Status"] == "queued"
+        site.start("dome")
+
+
+def test_daemons_killed_while_their_journals_are_full_start_and_resume_once_there_is_room(
+        make_site, tmp_path):
+    """A crash (an out-of-memory kill, a power cut of the computer alone) while the journals'
+    disk is full: every daemon starts all the same, opening its journal as it is. The dome's
+    guard watches the weather; orders are refused, saying why; the observation the crash cut
+    short is resumed once there is room, and goes on from the frames it had."""
+    weather = tmp_path / "weather"
+    services = ("dome", "telescope", "scheduler")
+    with small_disk(tmp_path / "disk", JOURNAL_DISK_MB) as disk:
+        site = make_site(settings(Simulator={"Weather File": str(weather)},
+                                  Database={"File": str(disk / "{service}.sqlite3")}))
+        site.start(*services)
+        open_dome(site)
+        scheduler = site.proxy("scheduler")
+        scheduler.front_desk(observation("long", **{"Number of Exposures": EXPOSURES}))
+        wait_until(lambda: step(site.proxy("telescope"), "long").startswith("exposing"),
+                   "the observation to expose")
+        filler = fill(disk)
+        for service in services:
+            site.daemons.pop(service).kill()
+        site.start(*services)
+
+        telescope_log = site.log("telescope")
+        journal = disk / "telescope.sqlite3"
+        assert (f"{journal}: opened as it is, since it cannot be written now (database or disk "
+                "is full; 0.0 MB free on its disk): orders are refused until it can"
+                in telescope_log)
+        assert "unfinished orders are resumed once the journal takes changes again" in \
+            telescope_log
+        refused = refusal(scheduler.front_desk, observation("new"))
+        assert refused.faultCode == FaultCode.UNAVAILABLE
+        assert "cannot be written (database or disk is full" in refused.faultString
+        weather.write_text("unsafe: rain on the weather station")
+        wait_until(lambda: "weather unsafe" in dome_safety(site)["Reason"],
+                   "the dome's guard to see the rain")
+        weather.unlink()
+        taken = status(site.proxy("telescope"), "long")["Progress"]["Frames Done"]
+
+        os.remove(filler)
+        resumed = wait_until(lambda: (lambda answer: answer if answer["Progress"].get(
+            "Frames Done", 0) > taken else None)(status(site.proxy("telescope"), "long")),
+            "the observation to go on")
+        assert resumed["Status"] == "running", resumed
+        assert status(scheduler, "long")["Status"] in ("dispatched", "running"), \
+            status(scheduler, "long")
+        for service in services:
+            assert "Traceback" not in site.log(service), service
 
 
 def test_the_dome_closing_parks_the_telescope_though_its_journal_is_full(make_site, tmp_path):

@@ -189,6 +189,9 @@ SCHEMA = {
     "Database": {
         "File": Setting("path", "/var/lib/toros/{service}.sqlite3",
                         "SQLite journal of each daemon's work orders"),
+        "Retry Interval": Setting("float", 10.0, "seconds between tries to resume, after a "
+                                  "start, the unfinished orders whose change the journal could "
+                                  "not take then (its disk full)", 0.01, 3600),
     },
     "Site": {
         "Name": Setting("str", "CTMO", "observatory name, written to FITS headers"),

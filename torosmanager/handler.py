@@ -72,6 +72,7 @@ class Handler:
         # A journal that cannot be written fails every worker's step until there is room:
         # said once, and when it takes changes again.
         self._journal_outage = Outage(log)
+        self._stopping = threading.Event()  # set by stop(): no order is resumed afterwards
 
     # --- called by the front desk ---------------------------------------------------------
 
@@ -143,9 +144,35 @@ class Handler:
     # --- life cycle ----------------------------------------------------------------------
 
     def start(self):
-        """Resume the orders that had not ended when the daemon last stopped."""
-        for record in self.journal.unfinished():
+        """Resume the orders that had not ended when the daemon last stopped.
+
+        One whose change the journal cannot take now (its disk full, or failing: the daemon
+        starts all the same, refusing new orders) is resumed once it can, tried again every
+        ``Database → Retry Interval`` in a thread of its own.
+        """
+        unresumed = [record.id for record in self.journal.unfinished()
+                     if not self._resumed(record)]
+        if unresumed:
+            threading.Thread(target=self._resume_later, args=(unresumed,), name="resume",
+                             daemon=True).start()
+
+    def _resumed(self, record):
+        """Resume *record*; ``False`` when the journal cannot take its change now."""
+        try:
             self.resume(record)
+        except JournalUnwritable as error:
+            self._journal_outage.failed("unfinished orders are resumed once the journal takes "
+                                        "changes again: %s", error)
+            return False
+        return True
+
+    def _resume_later(self, order_ids):
+        """Resume *order_ids* (see :meth:`start`) once the journal takes their changes."""
+        interval = self.clock.real_seconds(self.config["Database"]["Retry Interval"])
+        while order_ids and not self._stopping.wait(interval):
+            order_ids = [order_id for order_id in order_ids
+                         if (record := self.journal.get(order_id)) is not None
+                         and record.state not in FINAL_STATES and not self._resumed(record)]
 
     def resume(self, record):
         """Pick up one unfinished order after a restart.
@@ -161,7 +188,9 @@ class Handler:
                             f"the {self.service} daemon stopped while this order was running")
 
     def stop(self):
-        """Stop taking new work; let work in progress finish or leave it journaled."""
+        """Stop taking new work; let work in progress finish or leave it journaled.
+        Subclasses call this first."""
+        self._stopping.set()
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import enum
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -36,6 +37,12 @@ _Made = TypeVar("_Made")
 #: good the data: SQLITE_READONLY (a file system remounted read-only after errors),
 #: SQLITE_IOERR, SQLITE_FULL (its disk is full). Extended codes carry them in the low byte.
 UNWRITABLE_CODES = frozenset({8, 10, 13})
+
+
+def _unwritable(error: sqlite3.Error) -> bool:
+    """Whether SQLite's *error* means the file cannot be written (:data:`UNWRITABLE_CODES`)."""
+    code = getattr(error, "sqlite_errorcode", 0)  # (typeshed here does not know it)
+    return code & 0xFF in UNWRITABLE_CODES
 
 
 class JournalUnwritable(sqlite3.OperationalError):
@@ -250,20 +257,33 @@ class Journal:
         try:  # in one transaction (the daemon's lock keeps any other writer away meanwhile)
             self._db.executescript(f"BEGIN IMMEDIATE; {schema}; "
                                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-        except sqlite3.Error:
+        except sqlite3.Error as error:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise
+            # A journal that has everything already opens all the same when it cannot be
+            # written (its disk full): the daemon starts, refusing orders until there is
+            # room (a dome daemon restarted after a crash must watch the weather).
+            if not (_unwritable(error) and version == SCHEMA_VERSION
+                    and self._has_tables(_SCHEMA)):
+                raise
+            log.warning("%s: opened as it is, since it cannot be written now (%s; %s): "
+                        "orders are refused until it can", path, error,
+                        free_space_text(directory))
         if schema is _FROM_SCHEMA_1:
             log.info("%s: the journal of schema %d converted to schema %d", path, version,
                      SCHEMA_VERSION)
         # Counted afresh at each opening, once (an index scan, about 0.1 ms per 1,000 orders):
         # a journal made before the counts starts right, and any drift ends with a restart.
-        # The triggers keep them from then on, whichever program writes.
-        with self._transaction():
-            self._db.execute("DELETE FROM state_counts")
-            self._db.execute("INSERT INTO state_counts (state, n) "
-                             "SELECT state, COUNT(*) FROM orders GROUP BY state")
+        # The triggers keep them from then on, whichever program writes (so a journal that
+        # cannot be written now keeps those they made).
+        try:
+            with self._transaction():
+                self._db.execute("DELETE FROM state_counts")
+                self._db.execute("INSERT INTO state_counts (state, n) "
+                                 "SELECT state, COUNT(*) FROM orders GROUP BY state")
+        except JournalUnwritable as error:
+            log.warning("%s: the counts of orders by state are kept as they were: %s", path,
+                        error)
         # The reads of many orders (a queue of thousands, read at each plan) go through a
         # connection of their own: in WAL mode a reader neither waits for the writer nor makes
         # it wait, so the front desk's commits go on meanwhile. It sees what has been
@@ -279,6 +299,12 @@ class Journal:
         # A row changed while the daemon runs must not stop its every plan or report.
         self._unreadable = UnreadableRows(log, lambda order_id, damaged: (
             f"{path}: {damaged}; left out until the daemon's next start repairs it"))
+
+    def _has_tables(self, schema: str) -> bool:
+        """Whether every table, index and trigger *schema* creates is in the file."""
+        wanted = set(re.findall(r"CREATE (?:TABLE|INDEX|TRIGGER) IF NOT EXISTS (\w+)", schema))
+        found = {row["name"] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        return wanted <= found
 
     def close(self) -> None:
         """Close the database, after a checkpoint that folds the WAL file in. One that cannot
@@ -794,8 +820,7 @@ class _Transaction:
 
     def _named(self, error: sqlite3.OperationalError) -> sqlite3.OperationalError:
         """*error* as a :class:`JournalUnwritable` when it means the file cannot be written."""
-        code = getattr(error, "sqlite_errorcode", 0)  # (typeshed here does not know it)
-        if isinstance(error, JournalUnwritable) or code & 0xFF not in UNWRITABLE_CODES:
+        if isinstance(error, JournalUnwritable) or not _unwritable(error):
             return error
         free = free_space_text(os.path.dirname(os.path.abspath(self._journal.path)))
         return JournalUnwritable(f"the journal {self._journal.path} cannot be written "

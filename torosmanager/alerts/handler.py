@@ -196,6 +196,7 @@ class AlertsHandler(Handler):
                    if before["Reason"] == READING and after["Reason"] == REREAD)
 
     def stop(self):
+        super().stop()
         for source in self.sources.values():
             source.stop()
         self.readers.stop()

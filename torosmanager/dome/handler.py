@@ -253,6 +253,7 @@ class DomeHandler(Handler):
                             "it starts closed")
 
     def stop(self):
+        super().stop()
         self.guard.stop()
         self.workers.stop()
         self.close_for_safety("the dome daemon is stopping")

@@ -118,6 +118,7 @@ class PreprocessorHandler(Handler):
         self.jobs.enqueue(self.journal.get(record.id))
 
     def stop(self):
+        super().stop()
         self.jobs.stop()
 
 

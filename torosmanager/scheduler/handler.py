@@ -100,6 +100,7 @@ class SchedulerHandler(Handler):
             self.workers.submit(self.forward, record.id)
 
     def stop(self):
+        super().stop()
         self.dispatcher.stop()
         self.workers.stop()
 

@@ -196,6 +196,7 @@ class TelescopeHandler(Handler):
             self._run(self.journal.get(record.id))
 
     def stop(self):
+        super().stop()
         self.executor.stop()
         self.hand_offs.stop()
         for device in (self.camera, self.filter_wheel, self.mount):
