@@ -169,10 +169,15 @@ class Handler:
     def _resume_later(self, order_ids):
         """Resume *order_ids* (see :meth:`start`) once the journal takes their changes."""
         interval = self.clock.real_seconds(self.config["Database"]["Retry Interval"])
-        while order_ids and not self._stopping.wait(interval):
-            order_ids = [order_id for order_id in order_ids
-                         if (record := self.journal.get(order_id)) is not None
-                         and record.state not in FINAL_STATES and not self._resumed(record)]
+        try:
+            while order_ids and not self._stopping.wait(interval):
+                order_ids = [order_id for order_id in order_ids
+                             if (record := self.journal.get(order_id)) is not None
+                             and record.state not in FINAL_STATES
+                             and not self._resumed(record)]
+        except Exception:  # noqa: BLE001 - as a failure at the start would be: said, in the log
+            log.exception("the unfinished orders %s could not be resumed",
+                          ", ".join(order_ids))
 
     def resume(self, record):
         """Pick up one unfinished order after a restart.
