@@ -160,7 +160,7 @@ def test_daemons_killed_while_their_journals_are_full_start_and_resume_once_ther
     guard watches the weather; orders are refused, saying why; the observation the crash cut
     short is resumed once there is room, and goes on from the frames it had."""
     weather = tmp_path / "weather"
-    services = ("dome", "telescope", "scheduler")
+    services = ("preprocessor", "dome", "telescope", "scheduler", "alerts")
     with small_disk(tmp_path / "disk", JOURNAL_DISK_MB) as disk:
         site = make_site(settings(Simulator={"Weather File": str(weather)},
                                   Database={"File": str(disk / "{service}.sqlite3")}))
