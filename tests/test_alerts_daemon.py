@@ -692,8 +692,9 @@ def test_the_status_page_shows_each_event_with_its_report_and_map(observatory):
     picture = urllib.request.urlopen(observatory.url("alerts") + "events/S2498.png",
                                      timeout=60).read()
     assert picture.startswith(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(urllib.error.HTTPError, match="404"):
-        urllib.request.urlopen(observatory.url("alerts") + "events/S0000.json", timeout=30)
+    for unknown in ("S0000.json", "S0000.png", "S2498.txt"):
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(observatory.url("alerts") + "events/" + unknown, timeout=30)
 
 
 def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):

@@ -9,11 +9,11 @@ def free_bytes(directory: str) -> int:
     return shutil.disk_usage(existing_ancestor(directory)).free
 
 
-def free_space_text(directory: str) -> str:
-    """The free space on the disk that holds (or will hold) *directory*, in words:
-    ``"3.2 MB free on its disk"``, or why it is unknown."""
+def free_space_text(path: str) -> str:
+    """The free space on the disk that holds (or will hold) *path*, a file or a directory, in
+    words: ``"3.2 MB free on its disk"``, or why it is unknown."""
     try:
-        return f"{free_bytes(directory) / 1e6:,.1f} MB free on its disk"
+        return f"{free_bytes(path) / 1e6:,.1f} MB free on its disk"
     except OSError as error:
         return f"its disk's free space unknown: {error}"
 

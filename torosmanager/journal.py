@@ -268,7 +268,7 @@ class Journal:
                 raise
             log.warning("%s: opened as it is, since it cannot be written now (%s; %s): "
                         "orders are refused until it can", path, error,
-                        free_space_text(directory))
+                        free_space_text(path))
         if schema is _FROM_SCHEMA_1:
             log.info("%s: the journal of schema %d converted to schema %d", path, version,
                      SCHEMA_VERSION)
@@ -822,6 +822,6 @@ class _Transaction:
         """*error* as a :class:`JournalUnwritable` when it means the file cannot be written."""
         if isinstance(error, JournalUnwritable) or not _unwritable(error):
             return error
-        free = free_space_text(os.path.dirname(os.path.abspath(self._journal.path)))
+        free = free_space_text(self._journal.path)
         return JournalUnwritable(f"the journal {self._journal.path} cannot be written "
                                  f"({error}; {free})")

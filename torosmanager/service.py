@@ -147,7 +147,7 @@ def serve(service, config, server, config_path=None):
         journal.set_aside_damaged(format_utc(clock.now()))
     except Exception as error:  # sqlite3 and OS errors alike end here, with the file named
         log.critical("cannot open the journal %s (Database → File): %s (%s)", database, error,
-                     free_space_text(os.path.dirname(os.path.abspath(database))))
+                     free_space_text(database))
         server.server_close()
         return EXIT_FAILURE
     handler = handler_class(service)(config, journal, clock)

@@ -168,17 +168,17 @@ def page_asset(handler, path):
     if not path.startswith("/events/"):
         return None
     name, _, suffix = urllib.parse.unquote(path[len("/events/"):]).rpartition(".")
+    if suffix == "png":  # the map alone: not each order's state at the scheduler
+        picture = event_map(handler, name)
+        return None if picture is None else ("image/png", picture)
+    if suffix not in ("json", "html"):
+        return None
     report = event_report(handler, name)
     if report is None:
         return None
     if suffix == "json":
         return "application/json", json.dumps(report, indent=1, default=str).encode()
-    if suffix == "html":
-        return "text/html; charset=utf-8", event_html(report).encode()
-    if suffix == "png":
-        picture = event_map(handler, name)
-        return None if picture is None else ("image/png", picture)
-    return None
+    return "text/html; charset=utf-8", event_html(report).encode()
 
 
 def event_html(report):
