@@ -100,12 +100,15 @@ class IndiServer:
         Which simulators to run (keys of :data:`DRIVERS`).
     port : int
         Where it listens.
+    drivers : iterable of str
+        Other drivers to run (executables), whose devices the test waits for itself.
     """
 
-    def __init__(self, directory, kinds=tuple(DRIVERS), port=PORT):
+    def __init__(self, directory, kinds=tuple(DRIVERS), port=PORT, drivers=()):
         self.directory = directory
         self.kinds = tuple(kinds)
         self.port = port
+        self.drivers = tuple(drivers)
         self.log_path = directory / f"indiserver-{port}.log"
         self.process = None
 
@@ -115,7 +118,7 @@ class IndiServer:
             pytest.skip("indiserver is not installed (apt-get install indi-bin)")
         # Its local socket is abstract, so per namespace: one per port lets two servers coexist.
         command = ["indiserver", "-v", "-p", str(self.port), "-u", f"/tmp/indiserver-{self.port}"]
-        command += [DRIVERS[kind][0] for kind in self.kinds]
+        command += [DRIVERS[kind][0] for kind in self.kinds] + list(self.drivers)
         # The drivers keep their configuration in $HOME/.indi and load it when connected: a home
         # of the test's own makes every run start from the drivers' defaults, and leaves no trace.
         environment = dict(os.environ, HOME=str(self.directory))

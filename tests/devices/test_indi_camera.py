@@ -1,5 +1,6 @@
 """The indi driver's camera against INDI's CCD simulator: exposures arrive as FITS BLOBs."""
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,12 @@ from indi_server import (  # noqa: E402,F401
     CAMERA_WIDTH,
     SENSOR_HEIGHT,
     SENSOR_WIDTH,
+    IndiServer,
     indi_server,
     make_device,
+    unused_port,
 )
+import odd_indi_camera  # noqa: E402
 
 POLL_INTERVAL = 0.05
 #: Seconds of the test exposures, and what a readout may add on the simulator.
@@ -109,3 +113,33 @@ def test_a_subframe_left_by_another_client_is_reset_to_the_full_frame(make_devic
     camera = make_device(IndiCamera, "camera")
     assert expose(camera, SHORTEST_EXPOSURE, FrameType.LIGHT).shape == (CAMERA_HEIGHT,
                                                                         CAMERA_WIDTH)
+
+
+@pytest.fixture
+def odd_camera(indi_server, tmp_path):
+    """The camera of tests/devices/odd_indi_camera.py, whose temperature is ``n/a``, on a server
+    of its own beside the simulators' (in their namespace)."""
+    driver = tmp_path / "odd_indi_camera"
+    driver.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} "
+                      f"{shlex.quote(odd_indi_camera.__file__)}\n")
+    driver.chmod(0o755)
+    server = IndiServer(tmp_path, kinds=(), port=unused_port(), drivers=[str(driver)])
+    camera = IndiCamera(server.settings("camera", Device=odd_indi_camera.DEVICE))
+    try:
+        server.start()
+        camera.connect()
+        yield camera
+    finally:
+        camera.disconnect()
+        server.stop()
+
+
+def test_a_temperature_that_is_no_number_is_unknown_and_the_frame_is_taken(odd_camera):
+    """indipyclient drops a property defined with a number that is none (``n/a``): the
+    temperature is unknown, the frame's header goes without it, and the frame is taken."""
+    assert odd_camera.state().temperature is None
+    assert "Temperature" not in odd_camera.describe()
+    pixels = expose(odd_camera, EXPOSURE, FrameType.LIGHT)
+    assert pixels.shape == (odd_indi_camera.HEIGHT, odd_indi_camera.WIDTH)
+    assert (pixels == odd_indi_camera.PIXEL).all()
+    assert odd_camera.state().temperature is None
