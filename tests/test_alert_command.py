@@ -72,6 +72,14 @@ def test_the_dry_run_prints_the_event_its_orders_and_their_coverage(tmp_path, na
         assert order["Group ID"] == event_id and order["Object Name"]
         assert order["Type of job"] == "ToO" and 0 <= order["Priority"] <= 10
     assert len({order["ID"] for order in orders}) == len(orders)
+    # What of an LVK alert does not fit the LVK's schema is said, once, beside the answer.
+    said = [line for line in result.stderr.splitlines() if "does not fit" in line]
+    if name.startswith("lvk"):      # their event times have no zone
+        [line] = said
+        assert line.startswith(f"toros: {path}: LVK alert {event_id} INITIAL does not fit "
+                               "igwn-gwalert-schema 1.3.0, read all the same: event.time: ")
+    else:
+        assert said == []
 
 
 def test_orders_lie_in_their_localisation(tmp_path):

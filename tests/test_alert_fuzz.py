@@ -10,7 +10,6 @@ field type, a truncated element, a download cut short.
 import copy
 import gzip
 import json
-import logging
 import random
 
 import pytest
@@ -46,14 +45,6 @@ PLAUSIBLE_FIELDS = {1: 1, 3: 5074000, 4: 1123129, 5: 19829, 6: 5072576, 7: 26887
 SKYMAP_CUTS, SKYMAP_FLIPS = 40, 150
 FIELD_LIMITS = [0, -1, 1, 2 ** 31 - 1, -2 ** 31, 3_600_000, 3_610_000, -910_000, 900_000,
                 8_640_000, 8_640_001, 40_000, 99_999_999]
-
-
-@pytest.fixture(autouse=True)
-def quiet():
-    """The LVK reader logs every alert that does not fit its schema: thousands here."""
-    logging.disable(logging.WARNING)
-    yield
-    logging.disable(logging.NOTSET)
 
 
 def read_or_refuse(format_name, payload):

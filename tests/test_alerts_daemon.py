@@ -170,6 +170,23 @@ def test_an_alert_order_that_cannot_be_read_again_leaves_its_events_report(make_
     assert missing.value.code == 404
 
 
+def test_an_alert_that_does_not_fit_the_lvk_schema_is_logged_so_once(make_site):
+    """The reader logged it each time it read the alert: again for the event's report, as if
+    a second alert had come."""
+    site = make_site(settings()).start("scheduler", "alerts")
+    assert finished(site, send(site, lvk(), order_id="misfit")["ID"])["Status"] == "done"
+    planned = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    observed_at_the_scheduler(site, planned["Orders"][:1])
+    site.daemons.pop("alerts").stop()
+    site.start("alerts")        # its maps forgotten: the report reads the alert again
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    assert report["Coverage"]["Observed"] > 0
+    lines = [line for line in site.log("alerts").splitlines() if "does not fit" in line]
+    assert len(lines) == 1, lines
+    assert "WARNING [WO misfit] LVK alert S2498 INITIAL does not fit igwn-gwalert-schema" \
+        in lines[0] and lines[0].endswith("(a date, a time and a zone such as Z)")
+
+
 def test_the_same_alert_again_creates_nothing(observatory):
     finished(observatory, send(observatory, lvk(), order_id="once")["ID"])
     before = event_orders(observatory, "S2498")

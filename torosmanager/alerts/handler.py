@@ -51,6 +51,7 @@ from . import report
 from .event import alert_label
 from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDED, EventBook)
 from .formats import AlertFormatError
+from .formats.lvk_json import schema_warning
 from .galaxies import CatalogError, GalaxyCatalog
 from .intake import alert_of
 from .response import USER, assess, plan_orders
@@ -220,6 +221,9 @@ class AlertsHandler(Handler):
         except AlertFormatError as error:
             self.transition(order_id, FAILED, f"not a valid alert: {error}")
             return
+        misfit = schema_warning(alert)
+        if misfit:
+            log.warning("[WO %s] %s", order_id, misfit)
         self.book.record_alert(order_id, alert, record.created)
         duplicate = self.book.duplicate_of(order_id, alert)
         if duplicate is not None:

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 
 from ..alerts.coverage import coverage_text
 from ..alerts.formats import AlertFormatError
+from ..alerts.formats.lvk_json import schema_warning
 from ..alerts.intake import alert_of, guess_format, payload_of
 from ..clock import Clock
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, positive_whole_number, table
@@ -94,6 +95,9 @@ def _dry_run(config, arguments, order):
         now = _instant(arguments.night_after) if arguments.night_after else \
             Clock.from_config(config).now()
         alert = alert_of(order, now)
+        misfit = schema_warning(alert)
+        if misfit:
+            print(f"toros: {arguments.file}: {misfit}", file=sys.stderr)
         if alert.is_retraction:
             response = Response(alert, ignored="a retraction: it cancels the event's orders")
         else:

@@ -14,17 +14,15 @@ Mock and test superevents are flagged ``test``: an id starting with ``M`` (``MS2
 The alert is also checked against the LVK's schema, ``igwn-gwalert-schema``
 (:mod:`.lvk_schema`), which real alerts do not always pass: what does not fit but does not stop
 the reading is kept as ``properties["schema_problems"]`` (short lines, ``"path: what is
-wrong"``) and logged once at WARNING; only what the reader needs refuses the alert.
+wrong"``), for the alerts daemon to log once, when it reads the alert (:func:`schema_warning`);
+only what the reader needs refuses the alert.
 """
 
 import base64
 import binascii
-import logging
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
 from torosmanager.alerts.formats import AlertFormatError, load_json, lvk_schema, number, parse_time
-
-log = logging.getLogger(__name__)
 
 FORMAT = "lvk_json"
 #: Search names that mark a mock event.
@@ -84,9 +82,6 @@ def read(payload):
     schema_problems = lvk_schema.problems(data)
     if schema_problems:
         properties["schema_problems"] = schema_problems
-        log.warning("LVK alert %s %s does not fit %s %s, read all the same: %s", event_id,
-                    alert_type, lvk_schema.SCHEMA_DISTRIBUTION, lvk_schema.schema_version(),
-                    "; ".join(schema_problems))
 
     test = (event_id[:1] in ("M", "T")
             or str(event.get("group", "")).upper() in TEST_GROUPS
@@ -94,6 +89,18 @@ def read(payload):
     return Alert(event_id=event_id, kind="gw", alert_type=alert_type, serial=0, issued=issued,
                  source=str(event.get("pipeline") or "LVK"), test=test, skymap=skymap,
                  skymap_url=skymap_url, properties=properties)
+
+
+def schema_warning(alert):
+    """What to say of *alert* not fitting the LVK's schema, or ``None`` when it fits (or is no
+    LVK JSON alert). Not logged by :func:`read`: an alert is read again (for its event's
+    report, or after a restart), and one warning is enough."""
+    problems = alert.properties.get("schema_problems")
+    if not problems:
+        return None
+    return (f"LVK alert {alert.event_id} {alert.alert_type} does not fit "
+            f"{lvk_schema.SCHEMA_DISTRIBUTION} {lvk_schema.schema_version()}, read all the same: "
+            + "; ".join(problems))
 
 
 def _text(data, key):
