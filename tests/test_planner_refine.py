@@ -174,6 +174,32 @@ def test_a_rising_target_is_observed_nearer_its_transit():
     assert sum(after.values()) < sum(before.values())
 
 
+def test_targets_of_opportunity_are_kept_at_their_earliest_not_moved_toward_transit():
+    """Three targets of opportunity up now, that transit three hours later, and a routine
+    order: the refined plan keeps them first, one after the other, as the scheduler dispatches
+    them (it showed them planned an hour later, toward their transit, and routine work before
+    them)."""
+    site = SITES["CTMO"]
+    planner = Planner(site, Constraints.from_settings(dict(SETTINGS, **{"Moon Separation": 0})))
+    now = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+    # RA 60°-62°: at 03:00 UTC about 45° up at CTMO, transiting near 06:00.
+    toos = [Target(f"too-{n}", 60.0 + n, 25.0, 10.0, 600.0, urgent=True) for n in range(3)]
+    routine = Target("routine", 30.0, 20.0, 5.0, 600.0)
+    greedy = {entry.id: entry.start for entry in planner.plan(toos + [routine], now,
+                                                                refine=False).entries}
+    refined = planner.plan(toos + [routine], now)
+    assert {entry.id for entry in refined.entries[:3]} == {"too-0", "too-1", "too-2"}
+    assert refined.entries[0].start - now < timedelta(minutes=1)
+    for entry in refined.entries[:3]:      # later by a grid step at most
+        assert entry.start - greedy[entry.id] <= timedelta(seconds=60), entry
+    # Routine work is still moved toward its best airmass, and so were these before.
+    assert refined.entries[3].start - greedy["routine"] > timedelta(minutes=30)
+    as_routine = planner.plan([Target(t.id, t.ra, t.dec, t.priority, t.duration)
+                               for t in toos] + [routine], now)
+    assert min(entry.start for entry in as_routine.entries
+               if entry.id.startswith("too")) - now > timedelta(minutes=30)
+
+
 def test_a_budget_and_a_number_of_entries_hold_after_refining():
     site = SITES["CTMO"]
     targets = random_targets(site)

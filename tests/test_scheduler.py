@@ -244,6 +244,32 @@ def test_a_target_of_opportunity_interrupts_and_the_other_order_comes_back(make_
     assert done["Progress"]["Attempts"] == 1  # the interruption did not count as a try
 
 
+def test_targets_of_opportunity_waiting_their_turn_are_planned_at_once_not_at_transit(
+        make_site):
+    """Three targets of opportunity at once, up now and transiting four hours later: those
+    waiting for the telescope are shown planned right after the one under way, as they are
+    dispatched. The plan moved them toward their transit, and said so ("planned for 06:10")."""
+    site = night(make_site)
+    scheduler = site.proxy("scheduler")
+    toos = [f"too-{n}" for n in range(3)]
+    for n, order_id in enumerate(toos):
+        # RA 40°-42°, Dec +25°: about 40° up at CTMO at 02:00 UTC on the test's evening.
+        scheduler.front_desk(observation(order_id, 40.0 + n, 25.0, **{
+            "Type of job": "ToO", "Type of object": "Kilonova candidate",
+            "Exposure Time": 300.0, "Number of Exposures": 1}))
+    planned = []
+    for order_id in toos:
+        for entry in ended(scheduler, order_id, "done")["History"]:
+            shown = re.match(r"planned for (\d\d):(\d\d) UTC", entry["Reason"])
+            if shown:
+                when = instant(entry["Time"])
+                at = when.replace(hour=int(shown.group(1)), minute=int(shown.group(2)))
+                planned.append((order_id, when, at))
+    assert planned, "no target of opportunity was shown planned"
+    for order_id, when, at in planned:
+        assert at - when < timedelta(minutes=30), (order_id, when, at)
+
+
 def test_a_target_of_opportunity_waits_out_a_dome_daemon_restart(make_site):
     """The dome daemon killed and started again (a crash, ``systemctl restart dome``): a target
     of opportunity that arrives meanwhile is observed once the dome is back. Before, the

@@ -245,7 +245,8 @@ SCHEMA = {
                                       "added to the priority by Type of object", -10, 10),
         "User Adjustments": Setting("mapping", {}, "added to the priority by User", -10, 10),
         "ToO Threshold": Setting("float", 9.0, "orders at or above this priority interrupt the "
-                                 "observation under way when observable now", 0, 10),
+                                 "observation under way when observable now, and are planned "
+                                 "at their earliest, not later at a lower airmass", 0, 10),
     },
     "Observing": {
         "Sun Altitude": Setting("float", -18.0, "observe while the Sun is below this, degrees "

@@ -421,7 +421,8 @@ class Dispatcher:
                             plan.total_priority, self._gather_seconds)
 
     def _target(self, record):
-        return target_of(record.work_order, record.priority, self.observing)
+        return target_of(record.work_order, record.priority, self.observing,
+                         urgent=record.priority >= self.config["Priorities"]["ToO Threshold"])
 
     def _plan_each_failing_alone(self, targets, now, pointing, free_from):
         """The plan of *targets*. When planning them raises, each target is planned alone: an

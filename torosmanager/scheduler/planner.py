@@ -74,6 +74,10 @@ class Target:
         Seconds, all frames and readouts included (see :func:`duration_of`).
     not_before, not_after : datetime or None
         The order's own window.
+    urgent : bool
+        A target of opportunity (``Priorities → ToO Threshold``): wanted at its earliest, so
+        the refined plan never moves it later than the greedy plan put it (to within a grid
+        step), toward a lower airmass; the scheduler dispatches it at once in any case.
     """
 
     id: str
@@ -83,6 +87,7 @@ class Target:
     duration: Seconds
     not_before: datetime | None = None
     not_after: datetime | None = None
+    urgent: bool = False
 
 
 @dataclass
@@ -180,15 +185,15 @@ def duration_of(order: Mapping[str, Any], observing: Mapping[str, Any]) -> Secon
 
 
 def target_of(order: Mapping[str, Any], priority: float,
-              observing: Mapping[str, Any]) -> Target:
-    """The :class:`Target` of a validated Observation order."""
+              observing: Mapping[str, Any], urgent: bool = False) -> Target:
+    """The :class:`Target` of a validated Observation order (*urgent*: see :class:`Target`)."""
     def instant(key):
         text = order.get(key)
         return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
     return Target(order["ID"], order["RA"], order["Dec"], priority,
                   duration_of(order, observing),
-                  instant("Not Before"), instant("Not After"))
+                  instant("Not Before"), instant("Not After"), urgent)
 
 
 @dataclass
@@ -373,6 +378,14 @@ class Planner:
         with the refined plan's (orders added, orders exchanged for others)."""
         placed = [row[target.id] for _, _, target, _ in timeline.entries]
         left_out = [row[order_id] for order_id in unscheduled if order_id in row]
+        urgent = [(row[target.id], end) for _, end, target, _ in timeline.entries
+                  if target.urgent]
+        if urgent:
+            # A target of opportunity may end no later than the greedy plan has it end: the
+            # grid points after that count as out of sight, for the search alone.
+            visible = visible.copy()
+            for index, end in urgent:
+                visible[index, math.ceil(end / GRID_SECONDS) + 1:] = False
         refiner = Refiner(targets, visible, altitude, GRID_SECONDS,
                           self.constraints.slew_between, [_unit(t.ra, t.dec) for t in targets],
                           timeline.begin, timeline.end, timeline.start_position, budget,

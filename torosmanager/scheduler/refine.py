@@ -23,6 +23,8 @@ Airmass
     orders in the order of their best instants, when they all still fit. *Relocation*: the
     orders farthest above their best airmass are moved, one at a time, into the gap nearest
     their best instant. The set of orders is unchanged, so the sum of priorities is too.
+    A target of opportunity is never moved later than the greedy plan put it (the planner
+    hides the grid points after its greedy end from the search): it is wanted at once.
 
 Every position is judged by the planner's own rule (the target visible at every grid point
 around the observation, :func:`.planner.grid_span`), every gap holds the slew and settle
