@@ -7,8 +7,10 @@ front desk. Targets are precessed from ICRS to the equinox
 of the night with astropy; what is left out (refraction, nutation, aberration) moves a target by
 well under 0.1°, which is negligible against altitude limits of degrees.
 
-The night is the stretch of the grid during which the Sun is below the given altitude: the one
-in progress, or else the next one.
+The night is the stretch of time during which the Sun is below the given altitude: the one in
+progress, or else the next one. Its edges are where the Sun's altitude crosses the limit
+between two grid points (interpolated), rounded inward to the whole minute, not the grid
+points themselves, which lost up to a grid step of dark time at each end.
 """
 
 import functools
@@ -75,9 +77,8 @@ class Night:
         """The night in progress at *now*, or else the next one (``None`` if none is found).
 
         A night with less than one grid step left counts as over: there is no time left in it
-        to plan, and the next night is returned. So the dark of dawn ends up to two grid steps
-        early, which errs on the safe side for planning. The dome's daylight verdict does not
-        use this grid: it computes the Sun at each instant (:mod:`torosmanager.dome.safety`).
+        to plan, and the next night is returned. The dome's daylight verdict does not use this
+        grid: it computes the Sun at each instant (:mod:`torosmanager.dome.safety`).
 
         Parameters
         ----------
@@ -161,9 +162,12 @@ class Night:
         last = first + (int(after[0]) - 1 if after.size else dark.size - first - 1)
         grid = (np.datetime64(start.replace(tzinfo=None), "s")
                 + (steps[first:last + 1] * 60).astype("timedelta64[s]"))
-        night_start = now if first == 0 else _to_datetime(grid[0])
+        night_start = now if first == 0 else _crossing(start, steps, altitude, first - 1,
+                                                      sun_limit, later=True)
+        night_end = (_to_datetime(grid[-1]) if last == dark.size - 1
+                     else _crossing(start, steps, altitude, last, sun_limit, later=False))
         equinox = float(ephemeris.julian_year(*ephemeris.julian_dates(start, steps[first] * 60)))
-        return NightWindow(start=night_start, end=_to_datetime(grid[-1]), sun_limit=sun_limit,
+        return NightWindow(start=night_start, end=night_end, sun_limit=sun_limit,
                            times=grid, lst_radians=np.mod(lst[first:last + 1], 2 * np.pi),
                            equinox_jyear=equinox)
 
@@ -284,6 +288,17 @@ def local_night_date(instant, longitude):
     """
     local = instant.astimezone(timezone.utc) + timedelta(hours=longitude / 15.0 - 12.0)
     return local.strftime("%Y%m%d")
+
+
+def _crossing(start, steps, altitude, before, limit, later):
+    """The instant the Sun's *altitude* crosses *limit* between grid points *before* and
+    *before* + 1 (*steps* minutes after *start*), interpolated, as a whole minute: the next one
+    at dusk (*later*), the one before at dawn, lest the night take in a moment of twilight."""
+    low, high = altitude[before], altitude[before + 1]
+    fraction = (limit - low) / (high - low) if high != low else 0.0
+    minutes = steps[before] + fraction * (steps[before + 1] - steps[before])
+    whole = np.ceil(minutes) if later else np.floor(minutes)
+    return start + timedelta(minutes=float(whole))
 
 
 def _to_datetime(value):
