@@ -447,6 +447,10 @@ class TestBadInputs:
         outcome = run(night, runner)
         assert len(outcome.products) == 5 and not outcome.skipped
         assert any("filter V" in note and "not flat-fielded" in note for note in outcome.notes)
+        # Said in the job's one line too, which a receipt shows: not only in its notes.
+        summary = outcome.summary()
+        assert "; frames in filter V not flat-fielded; " in summary
+        assert summary.endswith(f"; {len(outcome.notes)} note(s) (see Notes)")
         for path in outcome.products:
             header = fits.getheader(path)
             flattened = header["FILTER"] == "R"
@@ -464,6 +468,15 @@ class TestBadInputs:
 
 
 class TestDarks:
+    def test_a_light_without_any_dark_is_calibrated_and_said_so_in_the_summary(self, tmp_path,
+                                                                                runner):
+        made = make_night(tmp_path, darks={}, lights=[("R", 30.0, 2)])
+        outcome = run(made.directory, runner)
+        assert len(outcome.products) == 2 and outcome.succeeded
+        assert fits.getheader(outcome.products[0])["DARKCOR"] == "none"
+        assert "; frames of 30 s not dark-subtracted; " in outcome.summary()
+        assert "flat-fielded" not in outcome.summary()
+
     def test_the_closest_longer_dark_is_scaled(self, tmp_path, runner):
         made = make_night(tmp_path, darks={20.0: 3, 60.0: 3}, lights=[("R", 30.0, 2)])
         outcome = run(made.directory, runner)
@@ -509,6 +522,7 @@ class TestLibrary:
                        in note for note in outcome.notes), outcome.notes
         assert any(line.startswith("flat-fielded") and "library 20261121" in line
                    for line in header["HISTORY"])
+        assert outcome.lacking == []      # nothing lacking: the library's masters
 
     def test_the_newest_master_not_after_the_night_is_used(self, night, runner, library,
                                                           tmp_path):

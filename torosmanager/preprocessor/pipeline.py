@@ -123,6 +123,9 @@ class Outcome:
         ``"file: reason"`` for each file not calibrated.
     notes : list of str
         What a person should know: masters from the library, missing flats or darks.
+    lacking : list of str
+        What calibrated science frames go without, in short ("frames in filter V not
+        flat-fielded"): said in :meth:`summary`, as a receipt of the job is read first.
     total, done : int
         FITS files found, and files dealt with.
     lights : int
@@ -135,6 +138,7 @@ class Outcome:
     masters: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    lacking: list = field(default_factory=list)
     total: int = 0
     done: int = 0
     lights: int = 0
@@ -178,10 +182,11 @@ class Outcome:
         parts = [f"{len(self.products)} frame(s) calibrated"
                  + (f" into {', '.join(places)}" if places else "")]
         parts.append(f"{len(self.masters)} master(s) made")
+        parts += self.lacking
         if self.skipped:
-            parts.append(f"{len(self.skipped)} file(s) skipped")
+            parts.append(f"{len(self.skipped)} file(s) skipped (see Skipped)")
         if self.notes:
-            parts.append(f"{len(self.notes)} note(s)")
+            parts.append(f"{len(self.notes)} note(s) (see Notes)")
         return "; ".join(parts)
 
 
@@ -693,10 +698,12 @@ class _Night:
             self._note(f"light frame(s) in filter {frame.filter or 'none'} ({geometry.label}): "
                        "no flat in this night or the master library; bias- and dark-corrected "
                        "only, not flat-fielded (FLATCOR = 'none')")
+            self._lack(f"frames in filter {frame.filter or 'none'} not flat-fielded")
         if dark is None:
             self._note(f"light frame(s) of {frame.exptime:g} s ({geometry.label}): no dark in "
                        "this night or the master library; dark current not subtracted "
                        "(DARKCOR = 'none')")
+            self._lack(f"frames of {frame.exptime:g} s not dark-subtracted")
         elif how == "shorter":
             self._note(f"light frame(s) of {frame.exptime:g} s ({geometry.label}): no dark as "
                        f"long; the {dark.exptime:g} s dark is scaled up")
@@ -722,6 +729,10 @@ class _Night:
     def _skip_all(self, frames, reason):
         for frame in frames:
             self._skip(frame.path, reason)
+
+    def _lack(self, text):
+        if text not in self.outcome.lacking:
+            self.outcome.lacking.append(text)
 
     def _note(self, text):
         if text not in self._notes:
