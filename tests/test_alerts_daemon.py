@@ -587,6 +587,33 @@ def test_a_retraction_waits_for_no_skymap_being_fetched(make_site, skymap_server
     assert event_orders(site, "S2498").keys() == orders.keys()
 
 
+def test_alerts_that_carry_their_localisation_wait_for_no_linked_skymap(make_site,
+                                                                        skymap_server):
+    """GraceDB slow: four VOEvents of four events wait for the maps they link. They held the
+    four alert workers, and a neutrino alert behind them waited until their downloads were
+    given up on (Skymap Download Timeout, 30 s by default); it is acted on while they wait."""
+    url, asked, answering = skymap_server
+    site = make_site(settings(**{"Skymap Download Timeout": PATIENCE})).start("scheduler",
+                                                                              "alerts")
+    answering.clear()
+    try:
+        for number in range(4):
+            send(site, lvk_voevent(lvk(superevent_id=f"S25{number:02d}"), 1, url, 0),
+                 "voevent", order_id=f"waiting-{number}")
+        wait_until(lambda: len(asked) == 4, "the four VOEvents to ask for their skymap")
+        gold = alert_file("kafka_alert_icecube_gold.json").read_text()
+        done = finished(site, send(site, gold, "gcn_json", order_id="neutrino")["ID"])
+        assert done["Status"] == "done", done["Message"]
+        assert len(event_orders(site, "IceCube-230416A")) == 1
+        assert not answering.is_set() and all(
+            status(site.proxy("alerts"), f"waiting-{number}")["Status"] == "running"
+            for number in range(4))
+    finally:
+        answering.set()
+    for number in range(4):
+        assert finished(site, f"waiting-{number}")["Status"] == "done"
+
+
 def test_a_stop_waits_for_no_skymap_being_fetched(make_site, skymap_server):
     """GraceDB holds the skymap a VOEvent links to: the daemon stops at once all the same
     (systemd and launchd kill a daemon slow to stop), and after the restart the alert is read

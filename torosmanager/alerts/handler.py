@@ -64,8 +64,13 @@ log = logging.getLogger(__name__)
 #: retraction is acted on where it is read: it waits for no skymap being fetched or tiled. Two,
 #: so that a retraction waiting for a scheduler that does not answer leaves one to read on.
 ALERT_READERS = 2
-#: Alerts localised and planned at once (a skymap fetched, a large map tiled).
+#: Alerts localised and planned at once (a large map read and tiled).
 ALERT_WORKERS = 4
+#: Alerts that only link their skymap (an LVK VOEvent's), with no position to fall back on,
+#: localised and planned at once, apart from the others: each may wait for GraceDB up to
+#: Alerts → Skymap Download Timeout, and while it waits, an alert that carries its map or its
+#: position (a JSON LVK alert, a GRB, a neutrino) is not queued behind it.
+ALERT_FETCHERS = 4
 #: The priority journaled with an Alert order: alerts are read as they arrive, so it only
 #: orders them in the journal's reports.
 ALERT_ORDER_PRIORITY = 10.0
@@ -101,6 +106,7 @@ class AlertsHandler(Handler):
         self.book = EventBook(journal.path)
         self.workers = Workers("alert", ALERT_WORKERS)
         self.readers = Workers("alert-read", ALERT_READERS, self.workers.stopping)
+        self.fetchers = Workers("alert-fetch", ALERT_FETCHERS, self.workers.stopping)
         self.catalog = None
         self.catalog_problem = None
         self.sources = {}  # title of its section under Alerts → source
@@ -202,12 +208,14 @@ class AlertsHandler(Handler):
             source.stop()
         self.readers.stop()
         self.workers.stop()
+        self.fetchers.stop()
         self.book.close()
 
     # --- one alert ----------------------------------------------------------------------------
     def process(self, order_id):
         """Read one queued alert order (in a reader): a duplicate or a retraction is done with
-        here, any other alert handed to a worker (:meth:`act`)."""
+        here, any other alert handed to a worker (:meth:`act`), or to a fetcher if it only
+        links its skymap."""
         with self.failing_on_error(order_id, "handling the alert"):
             self._process(order_id)
 
@@ -234,7 +242,8 @@ class AlertsHandler(Handler):
             self._retract(order_id, alert, received)
         else:
             self._read(order_id, TO_PLAN)
-            self.workers.submit(self.act, order_id, alert)
+            waits = alert.skymap is None and alert.skymap_url is not None and alert.ra is None
+            (self.fetchers if waits else self.workers).submit(self.act, order_id, alert)
 
     def act(self, order_id, alert):
         """Localise *alert*, read from alert order *order_id*, and submit its orders (in a
