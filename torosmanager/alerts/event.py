@@ -106,6 +106,12 @@ class Alert:
         return self.alert_type == "RETRACTION"
 
     @property
+    def waits_for_its_map(self):
+        """True if its localisation must be fetched, with nothing to fall back on: it links
+        its skymap (an LVK VOEvent), carries none, and gives no position."""
+        return self.skymap is None and self.skymap_url is not None and self.ra is None
+
+    @property
     def has_location(self):
         """True if the alert says where to look: a position, a skymap or a skymap URL."""
         return self.ra is not None or self.skymap is not None or self.skymap_url is not None

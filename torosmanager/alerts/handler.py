@@ -242,8 +242,8 @@ class AlertsHandler(Handler):
             self._retract(order_id, alert, received)
         else:
             self._read(order_id, TO_PLAN)
-            waits = alert.skymap is None and alert.skymap_url is not None and alert.ra is None
-            (self.fetchers if waits else self.workers).submit(self.act, order_id, alert)
+            pool = self.fetchers if alert.waits_for_its_map else self.workers
+            pool.submit(self.act, order_id, alert)
 
     def act(self, order_id, alert):
         """Localise *alert*, read from alert order *order_id*, and submit its orders (in a

@@ -103,7 +103,7 @@ def localisation(alert, download_timeout, field_of_view, stopping=None, retry=Tr
         try:
             # With an error region to fall back on (a neutrino, a GRB), one try: no waiting.
             return _read(_download(alert.skymap_url, download_timeout, stopping,
-                                   retry=retry and alert.ra is None, limit=limit),
+                                   retry=retry and alert.waits_for_its_map, limit=limit),
                          f"the skymap at {alert.skymap_url}")
         except TargetError as error:
             if alert.ra is None:

@@ -365,7 +365,6 @@ class _Night:
         self.outcome = Outcome()
         self._light_paths = set()  # to tell skipped light frames from other skipped files
         self.made = []          # masters made from this job's frames, for the library
-        self._notes = set()
         self.terms = terms_store
 
     # --- the steps ----------------------------------------------------------------------
@@ -735,8 +734,7 @@ class _Night:
             self.outcome.lacking.append(text)
 
     def _note(self, text):
-        if text not in self._notes:
-            self._notes.add(text)
+        if text not in self.outcome.notes:
             self.outcome.notes.append(text)
             log.info("%s", text)
 
