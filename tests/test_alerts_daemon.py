@@ -34,7 +34,7 @@ from conftest import simulated_clock
 from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
 from test_alert_gcn_socket import SWIFT_BAT_1227767
-from torosmanager.alerts.handler import READING, REREAD, TO_PLAN
+from torosmanager.alerts.handler import LOCALISING, READING, REREAD, TO_PLAN
 from torosmanager.journal import DONE, QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
 from torosmanager.workorders import FaultCode
@@ -103,6 +103,10 @@ def test_an_lvk_alert_becomes_target_of_opportunity_orders_at_the_scheduler(obse
     assert done["Status"] == "done", done["Message"]
     assert "S2498 INITIAL (test)" in done["Message"] and "accepted by the scheduler" in \
         done["Message"]
+    # Its history tells each step once, in order.
+    steps = [entry["Reason"] for entry in done["History"] if entry["Status"] == "running"]
+    assert steps == [READING, f"read; {TO_PLAN}", LOCALISING,
+                     "read; submitting its orders to the scheduler"], steps
     orders = event_orders(observatory, "S2498")
     assert 1 <= len(orders) <= 5
     for answer in orders.values():
@@ -328,8 +332,8 @@ def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
 
 
 def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make_site):
-    """An alert read when the daemon died (an out-of-memory kill, a power cut) is read again,
-    but one it died on Max Stops While Reading times is not: no crash loop."""
+    """An alert read or localised when the daemon died (an out-of-memory kill, a power cut) is
+    read again, but one it died on Max Stops While Reading times is not: no crash loop."""
     site = make_site(settings(**{"Max Stops While Reading": 2}), name="stops")
     journal = Journal(str(site.directory / "alerts.sqlite3"))
     for order_id, earlier_stops in (("stopped-once", 0), ("stopped-twice", 1)):
@@ -337,8 +341,8 @@ def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make
                  "User": "test"}
         journal.add(order, json.dumps(order), 10.0, "requested: 10", TIME, "received",
                     "queued to be read")
-        for _ in range(earlier_stops):
-            journal.transition(order_id, RUNNING, READING, TIME)
+        for _ in range(earlier_stops):  # while its skymap was read, say
+            journal.transition(order_id, RUNNING, LOCALISING, TIME)
             journal.transition(order_id, QUEUED, REREAD, TIME)
         journal.transition(order_id, RUNNING, READING, TIME)  # when the daemon died
     journal.close()

@@ -270,6 +270,36 @@ def test_targets_of_opportunity_waiting_their_turn_are_planned_at_once_not_at_tr
         assert at - when < timedelta(minutes=30), (order_id, when, at)
 
 
+def test_targets_of_opportunity_of_equal_priority_go_in_the_order_of_the_plan_shown(
+        make_site):
+    """Two targets of opportunity waiting behind a third: the one setting first is planned
+    first, and is dispatched first, as the plan showed. Before, the first received went
+    first, whatever the plan had shown (the demo's S3456-1-04 was "planned for 03:33", and
+    observed at 03:41, after 1-02 and 1-03)."""
+    site = night(make_site)
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    too = {"Type of job": "ToO", "Type of object": "Kilonova candidate",
+           "Number of Exposures": 1}
+    scheduler.front_desk(observation("under-way", 0.0, 25.0, **too, **{"Exposure Time": 600.0}))
+    wait_until(lambda: step(telescope, "under-way").startswith("exposing"),
+               "the first target of opportunity to expose")
+    # Both high enough now; at Dec +25°, the one at RA 330° sets hours before the one at 30°.
+    scheduler.front_desk(observation("sets-late", 30.0, 25.0, **too))
+    scheduler.front_desk(observation("sets-early", 330.0, 25.0, **too))
+
+    def planned():
+        entries = scheduler.front_desk({"WOType": "Status"})["Plan"]["Entries"]
+        return [entry["ID"] for entry in entries if entry["ID"].startswith("sets-")]
+
+    wait_until(lambda: len(planned()) == 2, "both to be planned")
+    assert planned() == ["sets-early", "sets-late"]
+    assert status(scheduler, "under-way")["Status"] == "running"  # planned before it ended
+    for order_id in ("sets-late", "sets-early"):
+        ended(scheduler, order_id, "done")
+    assert (first_entered(scheduler, "sets-early", "dispatched")
+            < first_entered(scheduler, "sets-late", "dispatched"))
+
+
 def test_a_target_of_opportunity_waits_out_a_dome_daemon_restart(make_site):
     """The dome daemon killed and started again (a crash, ``systemctl restart dome``): a target
     of opportunity that arrives meanwhile is observed once the dome is back. Before, the

@@ -246,7 +246,8 @@ SCHEMA = {
         "User Adjustments": Setting("mapping", {}, "added to the priority by User", -10, 10),
         "ToO Threshold": Setting("float", 9.0, "orders at or above this priority interrupt the "
                                  "observation under way when observable now, and are planned "
-                                 "at their earliest, not later at a lower airmass", 0, 10),
+                                 "at their earliest, not later at a lower airmass; of equal "
+                                 "priority, they go in the plan's order", 0, 10),
     },
     "Observing": {
         "Sun Altitude": Setting("float", -18.0, "observe while the Sun is below this, degrees "
@@ -451,9 +452,10 @@ SCHEMA = {
                                            "journal cannot (its disk full): the source waits, "
                                            "and the alert is not lost", 0.01, 3600),
         "Max Stops While Reading": Setting("int", 3, "times the daemon may stop (killed: out "
-                                           "of memory, a power cut) while reading one alert "
-                                           "before that alert is given up, so that one alert "
-                                           "cannot keep the daemon restarting", 1, 100),
+                                           "of memory, a power cut) while reading or "
+                                           "localising one alert before that alert is given "
+                                           "up, so that one alert cannot keep the daemon "
+                                           "restarting", 1, 100),
         "Retraction Deadline": Setting("float", 2.0, "seconds within which a retraction "
                                        "must have cancelled its event's orders (logged as an "
                                        "error when missed)", 0.1, 3600),

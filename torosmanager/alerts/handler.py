@@ -74,11 +74,14 @@ ALERT_FETCHERS = 4
 #: The priority journaled with an Alert order: alerts are read as they arrive, so it only
 #: orders them in the journal's reports.
 ALERT_ORDER_PRIORITY = 10.0
-#: An Alert order's message while it is read, localised and planned, and after a restart: how
-#: its history tells a daemon stopped while reading it (see resume).
+#: An Alert order's messages while it is read, and while it is localised and planned (its
+#: skymap read, its fields or galaxies chosen), and after a restart: how its history tells a
+#: daemon stopped by the alert (its memory) from one stopped while it waited (see resume).
 READING = "reading the alert"
-#: Its message once read, until a worker plans it.
-TO_PLAN = "localising it and planning its orders"
+LOCALISING = "localising it and planning its orders"
+ALERTS_OWN_WORK = frozenset({READING, LOCALISING})
+#: Its message once read, until a worker localises it.
+TO_PLAN = "waiting for a worker to localise it"
 REREAD = "to be read again after a restart"
 #: The scheduler's states of an order of the event observed, or being observed: an update
 #: leaves its field out of tonight's pick.
@@ -181,7 +184,7 @@ class AlertsHandler(Handler):
             log.info("listening for alerts: %s", title)
 
     def resume(self, record):
-        if record.state == RUNNING and record.message == READING:
+        if record.state == RUNNING and record.message in ALERTS_OWN_WORK:
             stops = 1 + self._stops_while_reading(record.id)
             limit = self.settings["Max Stops While Reading"]
             if stops >= limit:  # the alert itself may stop the daemon (memory): not again
@@ -196,11 +199,11 @@ class AlertsHandler(Handler):
             self.readers.submit(self.process, record.id)
 
     def _stops_while_reading(self, order_id):
-        """How many times the daemon stopped before while reading *order_id* (its history: a
-        :data:`READING` state followed by :data:`REREAD`)."""
+        """How many times the daemon stopped before while reading *order_id* (its history:
+        :data:`READING` or :data:`LOCALISING` followed by :data:`REREAD`)."""
         history = self.journal.history(order_id)
         return sum(1 for before, after in zip(history, history[1:])
-                   if before["Reason"] == READING and after["Reason"] == REREAD)
+                   if before["Reason"] in ALERTS_OWN_WORK and after["Reason"] == REREAD)
 
     def stop(self):
         super().stop()
@@ -253,8 +256,8 @@ class AlertsHandler(Handler):
         with self.failing_on_error(order_id, "handling the alert"):
             if self.workers.stopping.is_set():
                 return  # read again after the restart; waiting, it did not stop the daemon
-            # Reading again: a daemon stopped by the skymap (its memory) counts it.
-            if self.transition(order_id, RUNNING, READING, only_from={RUNNING}) is None:
+            # The alert's own work again: a daemon stopped by the skymap (its memory) counts it.
+            if self.transition(order_id, RUNNING, LOCALISING, only_from={RUNNING}) is None:
                 return  # cancelled meanwhile
             planned_before = bool(self.book.orders(alert_order_id=order_id))  # a restart
             assessed = None
@@ -359,7 +362,7 @@ class AlertsHandler(Handler):
             observed = self._observed_tonight(alert.event_id)
             if observed is None:
                 return False
-            self.transition(order_id, RUNNING, READING, only_from={RUNNING})
+            self.transition(order_id, RUNNING, LOCALISING, only_from={RUNNING})
         # Orders are named by event, alert and number: S230518h-2-07 is the seventh order of
         # the second alert read of S230518h (numbered on across its nights).
         number = next(position for position, row in

@@ -393,11 +393,13 @@ class Dispatcher:
                 targets.append(self._target(record))
         active = self.journal.in_states(ACTIVE, "Observation")
         free_from = now
-        for record in active:  # the order under way keeps the telescope until it ends
+        # The order under way keeps the telescope until it ends, and leaves it on its field.
+        for record in active:
             with self.handler.failing_on_error(record.id, "planning around it"):
                 started = _parse(record.progress.get("Dispatched At", format_utc(now)))
-                free_from = max(free_from,
-                                started + timedelta(seconds=self._target(record).duration))
+                under_way = self._target(record)
+                free_from = max(free_from, started + timedelta(seconds=under_way.duration))
+                pointing = under_way.ra, under_way.dec
         plan = self._plan_each_failing_alone(targets, now, pointing, free_from)
         planned = {entry.id for entry in plan.entries}
         names = {record.id: record.work_order.get("Object Name") for record in queued
@@ -517,7 +519,7 @@ class Dispatcher:
         running order of lower priority; return whether one was sent."""
         threshold = self.config["Priorities"]["ToO Threshold"]
         soon = now + timedelta(seconds=self.settings["Follow Interval"])
-        for record in sorted(queued, key=lambda each: -each.priority):
+        for record in sorted(queued, key=self._urgency()):
             if record.priority < threshold:
                 return False
             if any(other.priority >= record.priority for other in active):
@@ -542,6 +544,15 @@ class Dispatcher:
                         self._interrupting.update(other.id for other in active)
                     return True
         return False
+
+    def _urgency(self):
+        """The sort key of targets of opportunity, the most urgent first: the highest
+        priority, then, among equals, the earliest in the plan (the field setting first, the
+        shortest slew; the times their orders show), then the first received."""
+        with self._plan_lock:
+            plan = self.plan
+        planned = {} if plan is None else {entry.id: n for n, entry in enumerate(plan.entries)}
+        return lambda record: (-record.priority, planned.get(record.id, len(planned)))
 
     def _send(self, record, now, why):
         """Hand ``record`` to the telescope; return whether it took it."""
