@@ -300,6 +300,36 @@ def test_targets_of_opportunity_of_equal_priority_go_in_the_order_of_the_plan_sh
             < first_entered(scheduler, "sets-late", "dispatched"))
 
 
+def test_a_plan_made_while_an_order_slews_counts_the_next_slew_from_that_orders_field(
+        make_site):
+    """An order arriving while the one under way slews, at 0.1°/s, 54° across the sky: it is
+    planned to start one short slew after that order ends, the slew from that order's field.
+    Before, the plan measured it from where the telescope pointed then, half-way there."""
+    slow = {"Slew Rate": 0.1}
+    site = night(make_site, Simulator=slow, Observing=slow)
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    one = {"Number of Exposures": 1}
+    scheduler.front_desk(observation("before", 330.0, 25.0, **one))
+    ended(scheduler, "before", "done")
+    scheduler.front_desk(observation("under-way", 30.0, 25.0, **one))
+    wait_until(lambda: step(telescope, "under-way").startswith("slewing"),
+               "the order under way to slew")
+    scheduler.front_desk(observation("next", 31.0, 25.0, **one))
+
+    def planned_start():
+        entries = scheduler.front_desk({"WOType": "Status"})["Plan"]["Entries"]
+        return next((instant(entry["Start"]) for entry in entries if entry["ID"] == "next"),
+                    None)
+
+    wait_until(lambda: planned_start() is not None, "the next order to be planned")
+    start = planned_start()
+    assert step(telescope, "under-way").startswith("slewing")  # planned during the slew
+    dispatched = instant(status(scheduler, "under-way")["Progress"]["Dispatched At"])
+    # 60 s and a readout, a 1° slew and settling, the plan's one-minute grid: under three
+    # minutes; a slew from half-way (27° at 0.1°/s) alone is four and a half.
+    assert start - dispatched < timedelta(minutes=3), (dispatched, start)
+
+
 def test_a_target_of_opportunity_waits_out_a_dome_daemon_restart(make_site):
     """The dome daemon killed and started again (a crash, ``systemctl restart dome``): a target
     of opportunity that arrives meanwhile is observed once the dome is back. Before, the
