@@ -128,6 +128,11 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     # Each line comes as it is printed, into a pipe too: the first, long before the night.
     heading = stdout.splitlines().index("The night (simulated UTC):")
     assert read_at[heading] - read_at[0] > DAEMONS_START_SECONDS, stdout[:2000]
+    # Every line of the night says when: the dome's and the weather's too.
+    the_night = stdout.split("The night (simulated UTC):\n", 1)[1].split("\nThe night's", 1)[0]
+    untimed = [line for line in the_night.splitlines()
+               if line and not re.match(r"\d\d:\d\d  \S", line)]
+    assert not untimed and "  dome       open" in the_night, untimed or the_night[-2000:]
     assert files_below(home) == []
     assert files_below(temporary) == []
     kept = checkout / workspace.REPORT_DIRECTORY

@@ -144,7 +144,7 @@ def _title(night, site):
 
 def _night(config, clock, night, directory, galaxies):
     scheduler = connect(config, "scheduler")
-    watcher = Watcher(config, print)
+    watcher = Watcher(config, print, clock)
     refused = {}
     print("\nThe evening's orders arrive at the scheduler:")
     rows = []
@@ -227,8 +227,8 @@ class Alert:
         status = alerts.front_desk({"WOType": "Status", "ID": self.order_id})
         if status["Status"] not in FINAL:
             return
-        self.watcher.event(None, f"{demo_alert.EVENT:10} {status['Status']:11} "
-                                 f"{status['Message']}")
+        self.watcher.event(status["Updated"], f"{demo_alert.EVENT:10} "
+                                              f"{status['Status']:11} {status['Message']}")
         event = alerts.front_desk({"WOType": "Events", "Event ID": demo_alert.EVENT})
         self.orders = [order["ID"] for order in event["Orders"] if order["Here"] == "submitted"]
         for order_id in self.orders:

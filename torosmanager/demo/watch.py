@@ -23,11 +23,15 @@ class Watcher:
         The demo's configuration (addresses).
     say : callable
         Prints one line.
+    clock : Clock
+        The demo's simulated clock: the time of a line that comes with none (the dome's
+        shutter, the weather), as the line is printed.
     """
 
-    def __init__(self, config, say):
+    def __init__(self, config, say, clock):
         self.config = config
         self.say = say
+        self.clock = clock
         self.orders = {}          # ID -> the scheduler's last Status answer
         self.preprocessing = {}   # preprocessor order ID -> (observation ID, last Status)
         self._shown = {}          # ID -> history entries shown
@@ -88,7 +92,8 @@ class Watcher:
                                               f"{status['Status']}: {status['Message']}")
 
     def event(self, when, text):
-        stamp = (when or "")[11:16] or "     "
+        """Print *text* at *when* (an ISO time, ``None`` for now)."""
+        stamp = when[11:16] if when else f"{self.clock.now():%H:%M}"
         line = f"{stamp}  {text}"
         self.events.append(line)
         self.say(line)
