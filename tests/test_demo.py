@@ -14,6 +14,7 @@ import pytest
 
 from torosmanager.config import SERVICES, default_config
 from torosmanager.demo import run_demo, scenario, workspace
+from torosmanager.demo.watch import SUMMARY_COLUMNS
 from torosmanager.night import Night
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -149,11 +150,15 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     scheduler_log = (kept / "scheduler.log").read_text()
     assert "cannot ask the dome daemon" not in scheduler_log
     assert "cannot send the heartbeat" not in scheduler_log
-    # Every order done has frames calibrated (with the demo's TMPDIR, inside this test's, the
-    # fork server's socket path was once too long: every job failed).
-    table = stdout.split("The night's orders:", 1)[1].splitlines()[3:]
-    rows = [re.split(r"\s{2,}", line, maxsplit=5) for line in table if "  done  " in line]
-    assert rows and all(int(row[4]) >= 1 for row in rows), "\n".join(table)
+    # Every order done has all its exposures taken and calibrated (with the demo's TMPDIR,
+    # inside this test's, the fork server's socket path was once too long: every job failed).
+    table = stdout.split("The night's orders:\n", 1)[1].splitlines()
+    assert re.split(r"\s{2,}", table[0]) == list(SUMMARY_COLUMNS), table[0]
+    rows = [re.split(r"\s{2,}", line, maxsplit=6) for line in table[2:] if "  done  " in line]
+    assert rows, "\n".join(table)
+    for row in rows:
+        taken, asked = row[3].split(" of ")
+        assert taken == asked and row[5] == f"{taken} of {taken}", "\n".join(table)
     # The report names the night as its frames' directory does: by the evening's local date.
     night = re.search(r"/data/(\d{4})(\d{2})(\d{2})/raw", stdout)
     assert night, stdout[-2000:]

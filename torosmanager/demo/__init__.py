@@ -31,7 +31,7 @@ from ..launcher import DaemonProcess, local_config
 from ..night import Night, local_night_date
 from ..scheduler import plan_command
 from . import alert as demo_alert, report, scenario, workspace
-from .watch import FINAL, Watcher
+from .watch import FINAL, SUMMARY_COLUMNS, Watcher
 
 #: Real seconds between two looks at the daemons.
 POLL_SECONDS = 0.25
@@ -192,7 +192,7 @@ def _night(config, clock, night, directory, galaxies):
         time.sleep(POLL_SECONDS)
     summary = watcher.summary(refused)
     print("\nThe night's orders:")
-    print(table(summary, ("ID", "Priority", "State", "Frames", "Calibrated", "Why")))
+    print(table(summary, SUMMARY_COLUMNS))
     calibrated = next((path for _, status in watcher.preprocessing.values() if status
                        for path in status.get("Progress", {}).get("Products", [])), None)
     report.write(os.path.join(directory, workspace.REPORT),

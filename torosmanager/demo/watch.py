@@ -12,6 +12,9 @@ FINAL = ("done", "failed", "cancelled")
 ACTIVE = ("dispatched", "running")
 #: How a planned order's repeated "planned for ..." lines are recognised (shown once).
 PLANNED = "planned for "
+#: The columns of the night's summary (:meth:`Watcher.summary`), in order.
+SUMMARY_COLUMNS = ("ID", "Priority", "State", "Exposures", "Calibration Frames", "Calibrated",
+                   "Why")
 
 
 class Watcher:
@@ -117,7 +120,9 @@ class Watcher:
                        for _, last in self.preprocessing.values()))
 
     def summary(self, refused):
-        """Rows for the summary table: every order, its priority, how it ended and why."""
+        """Rows for the summary table (:data:`SUMMARY_COLUMNS`): every order, its priority,
+        how it ended and why, its exposures taken (of those asked for), the calibration
+        frames taken with them, and how many of its exposures were calibrated."""
         calibrated = {}
         for order_id, last in self.preprocessing.values():
             if last is not None:
@@ -127,13 +132,17 @@ class Watcher:
             if status is None:
                 continue
             progress = status.get("Progress", {})
+            taken = progress.get("Frames Done", 0)
+            asked = progress.get("Frames Total",
+                                 status["Work Order"].get("Number of Exposures", 1))
             rows.append({"ID": order_id, "Priority": status["Priority"],
-                         "State": status["Status"], "Why": status["Message"],
-                         "Frames": len(progress.get("Files", [])),
-                         "Calibrated": calibrated.get(order_id, 0)})
+                         "State": status["Status"], "Exposures": f"{taken} of {asked}",
+                         "Calibration Frames": len(progress.get("Files", [])) - taken,
+                         "Calibrated": f"{calibrated.get(order_id, 0)} of {taken}",
+                         "Why": status["Message"]})
         for order_id, message in refused.items():
-            rows.append({"ID": order_id, "Priority": "", "State": "refused", "Why": message,
-                         "Frames": 0, "Calibrated": 0})
+            rows.append({"ID": order_id, "Priority": "", "State": "refused", "Exposures": "",
+                         "Calibration Frames": "", "Calibrated": "", "Why": message})
         return rows
 
 
