@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from torosmanager.alerts.coverage import to_the_second
 from torosmanager.alerts.formats import read
 from torosmanager.alerts.response import assess, plan_orders, respond
 from torosmanager.alerts.tiles import in_field
@@ -94,3 +95,9 @@ def test_a_single_pointing_is_observed_again(config):
     (order,) = [order for order in first.orders if "Not Before" not in order]
     again = plan_orders(assess(alert, config), config, night, observed=[order])
     assert positions(again.orders) == positions(first.orders) and again.observed == []
+
+
+def test_times_on_an_events_page_are_to_the_second_in_utc():
+    assert to_the_second("2026-12-03T01:00:05.250000+00:00") == "2026-12-03 01:00:05"
+    assert to_the_second("2026-12-03T01:00:05.250Z") == "2026-12-03 01:00:05"
+    assert to_the_second("2026-12-02T23:00:05-02:00") == "2026-12-03 01:00:05"

@@ -737,6 +737,13 @@ def test_the_status_page_shows_each_event_with_its_report_and_map(observatory):
                                   timeout=30).read().decode()
     assert all(order["ID"] in html for order in report["Orders"])
     assert "<img src='/events/S2498.png'" in html
+    # Styled and refreshed as the status page is, a way back to it, times for people.
+    assert "<style>" in html and "http-equiv='refresh'" in html and "<a href='/'>" in html
+    alert = report["Alerts"][0]
+    issued, received = (datetime.fromisoformat(alert[key].replace("Z", "+00:00"))
+                        for key in ("Issued", "Received"))
+    assert (f"<td>{issued:%Y-%m-%d %H:%M:%S}</td><td>{received:%Y-%m-%d %H:%M:%S}</td>"
+            in html), html
     picture = urllib.request.urlopen(observatory.url("alerts") + "events/S2498.png",
                                      timeout=60).read()
     assert picture.startswith(b"\x89PNG\r\n\x1a\n")

@@ -5,11 +5,22 @@ and ``Total`` (probability or galaxy score), ``Observed`` in a report, and ``Lat
 an event followed for more than tonight (``Alerts → Nights``).
 """
 
+from datetime import datetime, timezone
+
 
 def to_the_minute(instant):
     """An ISO 8601 UTC instant as text (``2026-12-03T01:00:00.000Z``) for people:
     ``2026-12-03 01:00``."""
     return instant[:16].replace("T", " ")
+
+
+def to_the_second(instant):
+    """An ISO 8601 instant as text (``2026-12-03T01:00:05.250000+00:00``, or ending in ``Z``)
+    for people, in UTC: ``2026-12-03 01:00:05``."""
+    when = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    return f"{when:%Y-%m-%d %H:%M:%S}"
 
 
 def night_from(dusk):

@@ -21,7 +21,8 @@ from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
 from ..journal import DONE as ORDER_DONE, DamagedRow
-from .coverage import coverage_text, to_the_minute
+from ..pages import REFRESH_SECONDS, STYLE
+from .coverage import coverage_text, to_the_minute, to_the_second
 from .events import STANDING, SUBMITTED
 from .formats import AlertFormatError
 from .intake import alert_of
@@ -182,22 +183,27 @@ def page_asset(handler, path):
 
 
 def event_html(report):
-    """A report (from :func:`event_report`) as a self-contained HTML page."""
+    """A report (from :func:`event_report`) as a self-contained HTML page, styled and
+    refreshed as the daemon's status page is, with a link back to it."""
     quoted = urllib.parse.quote(report["Event"], safe="")
     coverage = report["Coverage"]
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
-             f"{_e(report['Event'])}</title></head><body><h1>{_e(report['Event'])} "
-             f"({_e(report['Kind'])}): {_e(report['State'])}</h1>",
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>"
+             f"<title>{_e(report['Event'])}</title><style>{STYLE}</style></head><body>"
+             "<p><a href='/'>← the alerts daemon</a></p>"
+             f"<h1>{_e(report['Event'])} ({_e(report['Kind'])}): {_e(report['State'])}</h1>",
              f"<p id='coverage'>{_e(coverage_text(coverage))}</p>",
              f"<img src='/events/{quoted}.png' alt='the localisation and the targets'>",
              "<h2>Alerts</h2><table id='alerts'><tr><th>Alert order</th><th>Type</th>"
-             "<th>Issued</th><th>What came of it</th></tr>"]
+             "<th>Issued (UTC)</th><th>Received (UTC)</th><th>What came of it</th></tr>"]
     for alert in report["Alerts"]:
         parts.append(f"<tr><td>{_e(alert['Alert Order'])}</td><td>{_e(alert['Alert Type'])}"
-                     f"</td><td>{_e(alert['Issued'])}</td><td>{_e(alert['Summary'])}</td></tr>")
+                     f"</td><td>{to_the_second(alert['Issued'])}</td>"
+                     f"<td>{to_the_second(alert['Received'])}</td>"
+                     f"<td>{_e(alert['Summary'] or '')}</td></tr>")
     parts.append("</table><h2>Orders</h2><table id='orders'><tr><th>ID</th><th>Target</th>"
-                 "<th>RA</th><th>Dec</th><th>Probability</th><th>Window (UTC)</th><th>Here</th>"
-                 "<th>Scheduler</th></tr>")
+                 "<th>RA (°)</th><th>Dec (°)</th><th>Probability</th><th>Window (UTC)</th>"
+                 "<th>Here</th><th>Scheduler</th></tr>")
     for order in report["Orders"]:
         parts.append(f"<tr><td>{_e(order['ID'])}</td><td>{_e(order['Object Name'])}</td>"
                      f"<td>{order['RA']:.4f}</td><td>{order['Dec']:.4f}</td>"
