@@ -56,6 +56,14 @@ def test_two_clocks_from_the_same_settings_agree():
         assert earliest <= reading <= latest
 
 
+def test_a_simulated_clock_describes_itself_as_every_time_is_shown():
+    start = datetime(2026, 11, 22, 0, 30, tzinfo=timezone.utc)
+    anchor = datetime(2026, 11, 21, 18, 0, 5, 123456, tzinfo=timezone.utc)
+    clock = Clock(start=start, anchor=anchor, speed=200)
+    assert clock.describe() == ("simulated, 200× real time, from 2026-11-22T00:30:00.000Z at "
+                                "real 2026-11-21T18:00:05.123Z")
+
+
 #: Simulated seconds waited at :data:`WAIT_SPEED`: 0.2 real seconds, against 20 in real time.
 WAITED_SECONDS = 20
 WAIT_SPEED = 100

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .units import Seconds
+from .workorders import format_utc
 
 
 class Clock:
@@ -86,5 +87,5 @@ class Clock:
         """A short description for health reports and logs."""
         if self.start is None or self.anchor is None:
             return "real UTC"
-        return (f"simulated, {self.speed:g}× from {self.start.isoformat()} "
-                f"at real {self.anchor.isoformat()}")
+        return (f"simulated, {self.speed:g}× real time, from {format_utc(self.start)} at "
+                f"real {format_utc(self.anchor)}")
