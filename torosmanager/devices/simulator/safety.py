@@ -16,6 +16,7 @@ forcing).
 
 from datetime import timezone
 
+from ...workorders import format_utc
 from ..safety import SafetyMonitor, SafetyState
 from .common import SimulatedDevice
 
@@ -82,7 +83,7 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
             ends = [end for start, end in self._periods if start <= now < end]
             if ends:
                 return SafetyState(safe=False, updated=updated,
-                                   reason=f"simulated bad weather until {max(ends).isoformat()}")
+                                   reason=f"simulated bad weather until {format_utc(max(ends))}")
             return SafetyState(safe=True, updated=updated, reason=SAFE_REASON)
 
     def _weather_from_file(self):
@@ -108,7 +109,7 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
             if self._connected:
                 state = self.state()
                 fields.update({"Safe": state.safe, "Reason": state.reason,
-                               "Updated": state.updated.isoformat()})
+                               "Updated": format_utc(state.updated)})
             return self._describe(fields)
 
     # -- simulator controls --------------------------------------------------------------------
