@@ -97,6 +97,18 @@ def test_the_table_lists_the_entries_in_time_order(plan):
     assert "never-up" in unscheduled and "never below airmass 2" in unscheduled
 
 
+def test_the_status_pages_section_says_how_much_of_the_plan_it_shows(plan):
+    first = plan_command.html(dict(plan, Entries=plan["Entries"][:2],
+                                   Unscheduled=plan["Unscheduled"][:1]))
+    assert f"Planned: the first 2 of {plan['Planned']} (<code>toros plan</code>" in first
+    assert f"Not planned: the first 1 of {plan['Not Planned']} (" in first
+    whole = plan_command.html(plan)
+    assert f"Planned: {plan['Planned']}.</p>" in whole
+    assert f"Not planned: {plan['Not Planned']}.</p>" in whole
+    assert whole.count("<tr>") == plan["Planned"] + plan["Not Planned"] + 2  # and headers
+    assert "<td>Orion Nebula</td>" in whole and "<td>never-up</td>" in whole
+
+
 def test_before_the_first_plan():
     text = toros_plan.text(plan_command.as_dict(None, {}, None, -18.0))
     assert "not planned yet" in text and "Nothing planned" in text

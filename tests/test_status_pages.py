@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from observatory import ended, open_dome, settings
+from observatory import ended, open_dome, settings, wait_until
 
 #: Seconds Chromium may take to render a page.
 BROWSER_TIMEOUT = 90
@@ -56,6 +56,27 @@ def test_the_telescope_page_shows_its_latest_frame_and_header(observed):
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (256, 256)  # the simulated CCD of these tests
+
+
+def test_the_scheduler_page_shows_its_plan_and_what_it_left_out(make_site):
+    site = make_site(settings()).start("scheduler")
+    scheduler = site.proxy("scheduler")
+    for order_id, dec in (("high", 13.2), ("never-up", -80.0)):
+        scheduler.front_desk({"ID": order_id, "WOType": "Observation", "RA": 23.1, "Dec": dec,
+                              "Filter": "V", "Exposure Time": 30.0, "User": "page test"})
+
+    def plan_shown():
+        page = get(site, "scheduler", "/")[2].decode()
+        return page.split("<h2>Plan</h2>", 1)[1].split("<h2>", 1)[0]
+
+    wait_until(lambda: "high" in plan_shown() and "never-up" in plan_shown(),
+               "the plan to be shown")
+    plan = plan_shown()
+    assert "(Sun below -18°); plan made" in plan
+    planned = plan.split("<table id='plan'>", 1)[1].split("</table>", 1)[0]
+    assert "<td>high</td>" in planned and "never-up" not in planned
+    left_out = plan.split("<table id='not-planned'>", 1)[1].split("</table>", 1)[0]
+    assert "<td>never-up</td><td>never below airmass" in left_out, left_out
 
 
 def test_other_paths_are_not_found(observed):

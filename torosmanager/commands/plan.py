@@ -12,17 +12,8 @@ pages' contents are described there). numpy and matplotlib are imported only for
 import sys
 
 from ..console import EXIT_FAILED, EXIT_OK, table
-from ..scheduler.plan_command import NEVER, fetch
+from ..scheduler.plan_command import PLAN_COLUMNS, UNSCHEDULED_COLUMNS, fetch, heading, row
 from .front_desk import call
-
-#: The columns of the plan's table.
-PLAN_COLUMNS = ("Start", "End", "ID", "Target", "Priority", "Altitude", "Airmass")
-#: The columns of the table of orders left out.
-UNSCHEDULED_COLUMNS = ("ID", "Reason")
-#: Decimals of the altitude and airmass shown.
-SHOWN_ALTITUDE_DECIMALS = 1
-SHOWN_AIRMASS_DECIMALS = 2
-
 
 def add_arguments(parser):
     """The options of ``toros plan``."""
@@ -61,9 +52,9 @@ def text(plan):
     """The plan as a few lines and tables, for people."""
     entries = sorted(plan.get("Entries", []), key=lambda entry: entry["Start"])
     unscheduled = plan.get("Unscheduled", [])
-    lines = [_heading(plan), ""]
+    lines = [heading(plan), ""]
     if entries:
-        lines.append(table([_row(entry) for entry in entries], PLAN_COLUMNS))
+        lines.append(table([row(entry) for entry in entries], PLAN_COLUMNS))
         total = sum(entry["Priority"] for entry in entries)
         lines.append(f"\n{len(entries)} planned, sum of priorities {total:g}.")
     else:
@@ -74,29 +65,3 @@ def text(plan):
     return "\n".join(lines)
 
 
-def _heading(plan):
-    made = plan.get("Made", NEVER)
-    if made == NEVER:
-        return "The scheduler has not planned yet."
-    sun = plan.get("Sun Altitude")
-    if not plan.get("Night Start"):
-        return f"Plan made {made}: no dark hours (Sun below {sun:g}°) in the coming day."
-    return (f"Night {_short(plan['Night Start'])} to {_short(plan['Night End'])} UTC "
-            f"(Sun below {sun:g}°); plan made {made}. Times are UTC.")
-
-
-def _row(entry):
-    return {"Start": _clock(entry["Start"]), "End": _clock(entry["End"]), "ID": entry["ID"],
-            "Target": entry.get("Target", ""), "Priority": f"{entry['Priority']:g}",
-            "Altitude": f"{entry['Altitude']:.{SHOWN_ALTITUDE_DECIMALS}f}",
-            "Airmass": f"{entry['Airmass']:.{SHOWN_AIRMASS_DECIMALS}f}"}
-
-
-def _clock(text_):
-    """``HH:MM:SS`` of an ISO 8601 instant."""
-    return text_[11:19]
-
-
-def _short(text_):
-    """``YYYY-MM-DD HH:MM`` of an ISO 8601 instant."""
-    return f"{text_[:10]} {text_[11:16]}"

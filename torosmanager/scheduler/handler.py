@@ -18,6 +18,7 @@ from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
+from .plan_command import html as plan_html
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 DISPATCH_THREADS = 4
 #: Plan entries (and unscheduled orders) in the health report; the rest by Plan queries.
 HEALTH_PLAN_ENTRIES = 10
+#: The plan's entries (and orders left out) shown on the status page.
+PAGE_PLAN_ENTRIES = 25
 
 
 class SchedulerHandler(Handler):
@@ -80,6 +83,10 @@ class SchedulerHandler(Handler):
         # query pages through the rest).
         return {"Plan": self.dispatcher.plan_report(limit=HEALTH_PLAN_ENTRIES),
                 "Telescope Limits": self.dispatcher.telescope_limits or {}}
+
+    def page_sections(self):
+        """The status page's Plan: its first entries and orders left out, with why."""
+        return [("Plan", plan_html(self.dispatcher.plan_report(limit=PAGE_PLAN_ENTRIES)))]
 
     def signal(self, order):
         """Answer a Plan query: a page of tonight's plan."""

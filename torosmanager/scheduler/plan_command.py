@@ -1,6 +1,7 @@
 """The scheduler's plan as its front desk gives it, page by page: :func:`as_dict` makes a page
 (the daemon), :func:`fetch` reads them all (``toros plan``, :mod:`torosmanager.commands.plan`;
-the demo).
+the demo); :func:`heading` and :func:`row` say a page for people, as ``toros plan`` prints
+it and the scheduler's status page shows it (:func:`html`).
 
 The scheduler answers ``front_desk({"WOType": "Plan", "Offset": 0, "Limit": 500})`` with a
 page of its plan::
@@ -18,6 +19,7 @@ imports numpy (through :mod:`~torosmanager.night`) only when a page is made, so 
 command can import it quickly.
 """
 
+import html as html_text
 from itertools import islice
 
 from ..workorders import MAX_PLAN_PAGE, format_utc
@@ -26,6 +28,13 @@ from ..workorders import MAX_PLAN_PAGE, format_utc
 ALTITUDE_DECIMALS = 3
 #: What ``Made`` says before the scheduler has planned.
 NEVER = "never"
+#: The columns of the plan's table, for people (:func:`row`).
+PLAN_COLUMNS = ("Start", "End", "ID", "Target", "Priority", "Altitude", "Airmass")
+#: The columns of the table of orders left out.
+UNSCHEDULED_COLUMNS = ("ID", "Reason")
+#: Decimals of the altitude and airmass shown.
+SHOWN_ALTITUDE_DECIMALS = 1
+SHOWN_AIRMASS_DECIMALS = 2
 
 
 def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
@@ -92,3 +101,55 @@ def fetch(scheduler):
         plan["Entries"] += page["Entries"]
         plan["Unscheduled"] += page["Unscheduled"]
     return plan
+
+
+def heading(plan):
+    """One line on a plan (a page of it): its night, when it was made, or why there is none."""
+    made = plan.get("Made", NEVER)
+    if made == NEVER:
+        return "The scheduler has not planned yet."
+    sun = plan.get("Sun Altitude")
+    if not plan.get("Night Start"):
+        return f"Plan made {made}: no dark hours (Sun below {sun:g}°) in the coming day."
+    return (f"Night {_short(plan['Night Start'])} to {_short(plan['Night End'])} UTC "
+            f"(Sun below {sun:g}°); plan made {made}. Times are UTC.")
+
+
+def row(entry):
+    """A planned entry (of a page), its values as text, by :data:`PLAN_COLUMNS`."""
+    return {"Start": _clock(entry["Start"]), "End": _clock(entry["End"]), "ID": entry["ID"],
+            "Target": entry.get("Target", ""), "Priority": f"{entry['Priority']:g}",
+            "Altitude": f"{entry['Altitude']:.{SHOWN_ALTITUDE_DECIMALS}f}",
+            "Airmass": f"{entry['Airmass']:.{SHOWN_AIRMASS_DECIMALS}f}"}
+
+
+def html(plan):
+    """A page of the plan as HTML, for the scheduler's status page: its heading, the entries
+    in it, and the orders left out with why; how many of each the whole plan has."""
+    parts = [f"<p id='plan-heading'>{html_text.escape(heading(plan))}</p>"]
+    for title, rows, count, columns, table_id in (
+            ("Planned", [row(entry) for entry in plan["Entries"]], plan["Planned"],
+             PLAN_COLUMNS, "plan"),
+            ("Not planned", plan["Unscheduled"], plan["Not Planned"], UNSCHEDULED_COLUMNS,
+             "not-planned")):
+        if not count:
+            continue
+        shown = (f"the first {len(rows)} of {count:,} (<code>toros plan</code> lists every "
+                 "one)" if count > len(rows) else f"{count:,}")
+        parts.append(f"<p>{title}: {shown}.</p>"
+                     f"<table id='{table_id}'><tr>"
+                     + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"
+                     + "".join("<tr>" + "".join(f"<td>{html_text.escape(str(each[column]))}</td>"
+                                                for column in columns) + "</tr>"
+                               for each in rows) + "</table>")
+    return "".join(parts)
+
+
+def _clock(text_):
+    """``HH:MM:SS`` of an ISO 8601 instant."""
+    return text_[11:19]
+
+
+def _short(text_):
+    """``YYYY-MM-DD HH:MM`` of an ISO 8601 instant."""
+    return f"{text_[:10]} {text_[11:16]}"
