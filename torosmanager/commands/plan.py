@@ -15,6 +15,7 @@ from ..console import EXIT_FAILED, EXIT_OK, table
 from ..scheduler.plan_command import PLAN_COLUMNS, UNSCHEDULED_COLUMNS, fetch, heading, row
 from .front_desk import call
 
+
 def add_arguments(parser):
     """The options of ``toros plan``."""
     parser.add_argument("--plot", metavar="FILE.png",
@@ -63,5 +64,3 @@ def text(plan):
         lines += ["", f"Not planned ({len(unscheduled)}):",
                   table(unscheduled, UNSCHEDULED_COLUMNS)]
     return "\n".join(lines)
-
-
