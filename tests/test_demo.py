@@ -4,6 +4,7 @@ import inspect
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -163,6 +164,55 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
     night = re.search(r"/data/(\d{4})(\d{2})(\d{2})/raw", stdout)
     assert night, stdout[-2000:]
     assert f"The night of {'-'.join(night.groups())} at " in (kept / "index.html").read_text()
+
+
+def demo_daemon(pid, temporary):
+    """Whether *pid* is a daemon of a demo whose workspace is in *temporary*, still running."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            return str(temporary).encode() in stream.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_a_demo_ended_by_sigterm_stops_its_daemons_and_removes_its_workspace(tmp_path):
+    """``kill``, ``timeout`` or a service manager end the demo as Ctrl-C does. Before, SIGTERM
+    ended the demo alone: its five daemons ran on, and its workspace stayed in /tmp."""
+    temporary, checkout = tmp_path / "tmp", tmp_path / "checkout"
+    for directory in (temporary, checkout):
+        directory.mkdir()
+    environment = dict(os.environ, TMPDIR=str(temporary))
+    program = (f"import sys, torosmanager.cli; from torosmanager.demo import run_demo; "
+               f"sys.exit(run_demo(speed={FAST}))")
+    with subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True,
+                          cwd=checkout, env=environment) as demo:
+        timer = threading.Timer(FAST_TIMEOUT, demo.kill)
+        timer.start()
+        try:
+            lines = []
+            for line in demo.stdout:
+                lines.append(line)
+                if line.startswith("The night (simulated UTC):"):
+                    demo.send_signal(signal.SIGTERM)
+                    break
+            output = "".join(lines) + demo.stdout.read()
+            status = demo.wait()
+        finally:
+            timer.cancel()
+    pids = [int(pid) for pid in re.findall(r"^started \w+ +pid (\d+)", output, re.M)]
+    try:
+        assert status == 128 + signal.SIGTERM, output[-2000:]
+        assert len(pids) == len(SERVICES), output[:2000]
+        assert output.count(" exit status 0") == len(SERVICES), output[-2000:]
+        assert not [pid for pid in pids if demo_daemon(pid, temporary)], output[-2000:]
+        assert files_below(temporary) == []
+    finally:  # left running (the code before): stopped by their own PIDs
+        for pid in pids:
+            if demo_daemon(pid, temporary):
+                os.kill(pid, signal.SIGKILL)
+    kept = checkout / workspace.REPORT_DIRECTORY
+    assert f"The daemons' logs are in {kept}." in output
+    assert "scheduler.log" in files_below(kept)
 
 
 def test_the_demo_starts_every_daemon():

@@ -12,8 +12,10 @@ stopped. The report and the daemons' logs are kept in :data:`~.workspace.REPORT_
 temporary directory, with the journals and the FITS frames, is removed (:mod:`.workspace`).
 """
 
+import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +49,8 @@ TOO_HOUR_ANGLES = (-30.0, -15.0, 0.0, 15.0, 30.0)
 TOO_DEC_OFFSETS = (-20.0, 0.0, 20.0)
 #: Real seconds to wait for the event's map from the alerts daemon, for the report.
 PICTURE_TIMEOUT = 30
+#: The exit status of a process ended by a signal, less the signal's number (as shells say).
+SIGNAL_EXIT_BASE = 128
 
 
 def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
@@ -82,7 +86,7 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
         print(f"The demo needs the LVK alert it replays, from PyPI (ligo-followup-advocate "
               f"{FOLLOWUP_ADVOCATE.version}), once: {error}")
         return 1
-    with workspace.workspace() as directory:
+    with _stopping_on_sigterm(), workspace.workspace() as directory:
         overrides = scenario.settings(night, directory)
         # The simulated night begins once the daemons are up, not while they start.
         overrides["Clock"]["Anchor"] = (now + timedelta(seconds=scenario.STARTUP_SECONDS)
@@ -95,6 +99,8 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
               f"minutes.\nEverything is in {directory} until the demo ends.\n")
         try:
             result = _run(config, night, directory, galaxies)
+        except SystemExit as stopped:  # by SIGTERM, its daemons stopped: the rest as usual
+            result = stopped.code
         finally:
             # Even when the demo failed or was interrupted: the logs then say why.
             try:
@@ -109,6 +115,23 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
         print(f"The daemons' logs are in {kept}.")
     print(f"The journals and FITS files were removed with {directory}.")
     return result
+
+
+@contextlib.contextmanager
+def _stopping_on_sigterm():
+    """Within: SIGTERM (``kill``, ``timeout``, a service manager) ends the demo as Ctrl-C
+    does, its daemons stopped, its report kept and its workspace removed, where it ended the
+    demo alone and left them running. A second SIGTERM is ignored while it cleans up."""
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("\nThe demo was asked to stop (SIGTERM): stopping its daemons.")
+        raise SystemExit(SIGNAL_EXIT_BASE + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(config, night, directory, galaxies):
