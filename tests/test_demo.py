@@ -175,17 +175,26 @@ def demo_daemon(pid, temporary):
         return False
 
 
-def test_a_demo_ended_by_sigterm_stops_its_daemons_and_removes_its_workspace(tmp_path):
-    """``kill``, ``timeout`` or a service manager end the demo as Ctrl-C does. Before, SIGTERM
-    ended the demo alone: its five daemons ran on, and its workspace stayed in /tmp."""
+@pytest.mark.parametrize("stop, to_its_group", [(signal.SIGINT, True), (signal.SIGTERM, False),
+                                                (signal.SIGHUP, False)],
+                         ids=["Ctrl-C", "SIGTERM", "SIGHUP"])
+def test_a_demo_ended_by_a_signal_stops_its_daemons_and_removes_its_workspace(
+        tmp_path, stop, to_its_group):
+    """Ctrl-C (SIGINT to the demo and its daemons, the terminal's foreground group), ``kill``,
+    ``timeout``, a service manager (SIGTERM) or a terminal closed (SIGHUP) end the demo with
+    its daemons stopped (each exiting 0) and its workspace removed. Before, SIGTERM and SIGHUP
+    ended the demo alone: its five daemons ran on, and its workspace stayed in /tmp; Ctrl-C
+    ended it with a traceback, and a daemon could be killed by the demo's SIGTERM as it
+    ended on its own."""
     temporary, checkout = tmp_path / "tmp", tmp_path / "checkout"
     for directory in (temporary, checkout):
         directory.mkdir()
     environment = dict(os.environ, TMPDIR=str(temporary))
     program = (f"import sys, torosmanager.cli; from torosmanager.demo import run_demo; "
                f"sys.exit(run_demo(speed={FAST}))")
-    with subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True,
-                          cwd=checkout, env=environment) as demo:
+    with subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=checkout, env=environment,
+                          start_new_session=True) as demo:
         timer = threading.Timer(FAST_TIMEOUT, demo.kill)
         timer.start()
         try:
@@ -193,7 +202,10 @@ def test_a_demo_ended_by_sigterm_stops_its_daemons_and_removes_its_workspace(tmp
             for line in demo.stdout:
                 lines.append(line)
                 if line.startswith("The night (simulated UTC):"):
-                    demo.send_signal(signal.SIGTERM)
+                    if to_its_group:
+                        os.killpg(demo.pid, stop)
+                    else:
+                        demo.send_signal(stop)
                     break
             output = "".join(lines) + demo.stdout.read()
             status = demo.wait()
@@ -201,7 +213,7 @@ def test_a_demo_ended_by_sigterm_stops_its_daemons_and_removes_its_workspace(tmp
             timer.cancel()
     pids = [int(pid) for pid in re.findall(r"^started \w+ +pid (\d+)", output, re.M)]
     try:
-        assert status == 128 + signal.SIGTERM, output[-2000:]
+        assert status == 128 + stop and "Traceback" not in output, output[-2000:]
         assert len(pids) == len(SERVICES), output[:2000]
         assert output.count(" exit status 0") == len(SERVICES), output[-2000:]
         assert not [pid for pid in pids if demo_daemon(pid, temporary)], output[-2000:]

@@ -159,6 +159,11 @@ def serve(service, config, server, config_path=None):
 
     def stop(signum, frame):
         log.info("received %s; stopping", signal.Signals(signum).name)
+        # Stopping already: another (Ctrl-C reaches a foreground daemon and whatever started
+        # it, which stops it too) changes nothing, and in the interpreter's last moments,
+        # its handler gone, it would kill the daemon as it ends.
+        for each in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(each, signal.SIG_IGN)
         # shutdown() waits for serve_forever(), which runs in this very thread: ask from another.
         threading.Thread(target=server.shutdown, name="shutdown").start()
 

@@ -49,8 +49,10 @@ TOO_HOUR_ANGLES = (-30.0, -15.0, 0.0, 15.0, 30.0)
 TOO_DEC_OFFSETS = (-20.0, 0.0, 20.0)
 #: Real seconds to wait for the event's map from the alerts daemon, for the report.
 PICTURE_TIMEOUT = 30
-#: The exit status of a process ended by a signal, less the signal's number (as shells say).
+#: The exit status of a process ended by a signal, less the signal's number (as shells say),
+#: and the signals that end the demo cleanly (see _stopping_on_signals).
 SIGNAL_EXIT_BASE = 128
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
@@ -86,7 +88,7 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
         print(f"The demo needs the LVK alert it replays, from PyPI (ligo-followup-advocate "
               f"{FOLLOWUP_ADVOCATE.version}), once: {error}")
         return 1
-    with _stopping_on_sigterm(), workspace.workspace() as directory:
+    with _stopping_on_signals(), workspace.workspace() as directory:
         overrides = scenario.settings(night, directory)
         # The simulated night begins once the daemons are up, not while they start.
         overrides["Clock"]["Anchor"] = (now + timedelta(seconds=scenario.STARTUP_SECONDS)
@@ -99,7 +101,7 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
               f"minutes.\nEverything is in {directory} until the demo ends.\n")
         try:
             result = _run(config, night, directory, galaxies)
-        except SystemExit as stopped:  # by SIGTERM, its daemons stopped: the rest as usual
+        except SystemExit as stopped:  # by a signal, its daemons stopped: the rest as usual
             result = stopped.code
         finally:
             # Even when the demo failed or was interrupted: the logs then say why.
@@ -118,20 +120,26 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
 
 
 @contextlib.contextmanager
-def _stopping_on_sigterm():
-    """Within: SIGTERM (``kill``, ``timeout``, a service manager) ends the demo as Ctrl-C
-    does, its daemons stopped, its report kept and its workspace removed, where it ended the
-    demo alone and left them running. A second SIGTERM is ignored while it cleans up."""
+def _stopping_on_signals():
+    """Within: Ctrl-C (SIGINT), SIGTERM (``kill``, ``timeout``, a service manager) or SIGHUP
+    (its terminal closed) ends the demo with its daemons stopped, its report kept and its
+    workspace removed, and says so. SIGTERM and SIGHUP ended the demo alone and left its
+    daemons running (a daemon takes SIGHUP as a cue to reopen its log); Ctrl-C ended it with
+    a traceback. Each is ignored from then on, while it cleans up."""
     def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("\nThe demo was asked to stop (SIGTERM): stopping its daemons.")
+        for each in STOP_SIGNALS:
+            signal.signal(each, signal.SIG_IGN)
+        with contextlib.suppress(OSError):  # its terminal may be gone: it stops all the same
+            print(f"\nThe demo was asked to stop ({signal.Signals(signum).name}): stopping "
+                  "its daemons.")
         raise SystemExit(SIGNAL_EXIT_BASE + signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {each: signal.signal(each, stop) for each in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for each, handler in previous.items():
+            signal.signal(each, handler)
 
 
 def _run(config, night, directory, galaxies):
@@ -152,8 +160,11 @@ def _run(config, night, directory, galaxies):
     except (OSError, RuntimeError, xmlrpc.client.Error) as error:
         print(f"\nThe demo failed: {error}")
     finally:
-        for daemon in reversed(daemons):
-            print(f"stopped {daemon.service:12} exit status {daemon.stop()}")
+        # Every daemon stopped before any is reported: a terminal gone (SIGHUP) fails the
+        # printing, not the stopping.
+        stopped = [(daemon.service, daemon.stop()) for daemon in reversed(daemons)]
+        for service, status in stopped:
+            print(f"stopped {service:12} exit status {status}")
     return result
 
 
