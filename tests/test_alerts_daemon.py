@@ -656,6 +656,9 @@ def test_bad_and_unreachable_alerts_are_recorded_with_the_reason(make_site):
         "files/bayestar.fits.gz cannot be reached: ")
     assert re.search(r" \(2 tries in 1\.\d s; Alerts → Skymap Download Timeout: 2\.5 s\)$",
                      unreachable["Message"]), unreachable["Message"]
+    # The event's report says so too (it said None: the alert left no summary in the book).
+    report = observatory.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "G298048"})
+    assert [alert["Summary"] for alert in report["Alerts"]] == [unreachable["Message"]]
     # A skymap without its event is refused at the front desk, naming the key.
     message = refusal(observatory.proxy("alerts").front_desk,
                       {"WOType": "Alert", "Format": "skymap", "Payload": "AAAA"}).faultString

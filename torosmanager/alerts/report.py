@@ -95,7 +95,8 @@ def event_report(handler, event_id):
             "Coverage": coverage,
             "Alerts": [{"Alert Order": row.order_id, "Alert Type": row.alert_type,
                         "Serial": row.serial, "Issued": row.issued, "Received": row.received,
-                        "Test": row.test, "Summary": row.outcome.get("Summary"),
+                        "Test": row.test,
+                        "Summary": row.outcome.get("Summary") or _message(handler, row),
                         "Targets": row.outcome.get("Targets"),
                         "Area": row.outcome.get("Area"),
                         "Observed Orders": row.outcome.get("Observed Orders", []),
@@ -104,6 +105,16 @@ def event_report(handler, event_id):
                         "Same As": row.outcome.get("Same As")}
                        for row in rows],
             "Orders": orders}
+
+
+def _message(handler, row):
+    """What came of an alert that left no summary in the book (being read, failed, read
+    before, cancelled): its alert order's message."""
+    try:
+        record = handler.journal.get(row.order_id)
+    except DamagedRow:  # (its journal row damaged: the report goes on without it)
+        return None
+    return None if record is None else record.message
 
 
 def _observed(handler, rows, done):
