@@ -96,6 +96,15 @@ def _table(pairs, table_id=None):
                                            for key, value in pairs) + "</table>")
 
 
+def rows_table(rows, columns, table_id=None):
+    """Dicts as an HTML table: a header of *columns*, a row of their values per dict."""
+    identity = f" id='{table_id}'" if table_id else ""
+    head = "".join(f"<th>{_e(column)}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_e(row[column])}</td>" for column in columns)
+                   + "</tr>" for row in rows)
+    return f"<table{identity}><tr>{head}</tr>{body}</table>"
+
+
 def _nested(mapping):
     """A dict of dicts as nested tables."""
     rows = []

@@ -3,6 +3,7 @@
 import html
 import os
 
+from ..pages import rows_table
 from ..telescope.preview import preview_png
 
 STYLE = """body { font-family: sans-serif; margin: 2em; max-width: 70em; color: #222; }
@@ -65,10 +66,4 @@ def write(directory, title, summary, events, plan, site, calibrated_frame, event
 
 
 def _table(rows):
-    if not rows:
-        return "<p>none</p>"
-    columns = list(rows[0])
-    head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[column]))}</td>"
-                                    for column in columns) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return rows_table(rows, list(rows[0])) if rows else "<p>none</p>"

@@ -22,6 +22,7 @@ command can import it quickly.
 import html as html_text
 from itertools import islice
 
+from ..pages import rows_table
 from ..workorders import MAX_PLAN_PAGE, format_utc
 
 #: Decimals of the altitude and airmass sent.
@@ -136,12 +137,7 @@ def html(plan):
             continue
         shown = (f"the first {len(rows)} of {count:,} (<code>toros plan</code> lists every "
                  "one)" if count > len(rows) else f"{count:,}")
-        parts.append(f"<p>{title}: {shown}.</p>"
-                     f"<table id='{table_id}'><tr>"
-                     + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"
-                     + "".join("<tr>" + "".join(f"<td>{html_text.escape(str(each[column]))}</td>"
-                                                for column in columns) + "</tr>"
-                               for each in rows) + "</table>")
+        parts.append(f"<p>{title}: {shown}.</p>{rows_table(rows, columns, table_id)}")
     return "".join(parts)
 
 
