@@ -20,9 +20,8 @@ class Weather:
 
 def guard_with(config, clock, monitor=None, **options):
     """A :class:`SafetyGuard` for *config* and *clock* under *monitor*'s weather (fine, by
-    default), closing and following nothing (*options* go to it), not started."""
+    default), closing nothing (*options* go to it), not started."""
     handler = SimpleNamespace(config=config, clock=clock,
                               safety_monitor=monitor or Weather(clock),
-                              close_for_safety=lambda reason: None,
-                              follow_telescope=lambda: None)
+                              close_for_safety=lambda reason: None)
     return SafetyGuard(handler, **options)

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES,  # noqa: E402
                            alpaca_server, simulators)
 from observatory import ended, open_dome, settings, status, wait_until  # noqa: E402
+from torosmanager.devices.dome import azimuth_separation  # noqa: E402
 
 __all__ = ["alpaca_server", "simulators"]  # fixtures, imported for pytest
 
@@ -63,6 +64,28 @@ def test_an_observation_slews_exposes_and_writes_fits(observatory):
     pointing = observatory.proxy("telescope").front_desk({"WOType": "Status"})["Devices"][
         "Pointing"]
     assert pointing["Dec"] == pytest.approx(TARGET["Dec"], abs=0.05)
+
+
+#: An azimuth the dome is turned to by hand, opposite the target (near north).
+AWAY = 180.0
+
+
+def test_no_frame_is_taken_before_the_dome_turns_its_slit_to_the_telescope(observatory):
+    dome = observatory.proxy("dome")
+    for number, change in enumerate(({"Follow Telescope": False}, {"Azimuth": AWAY},
+                                     {"Follow Telescope": True})):
+        dome.front_desk({"ID": f"by-hand-{number}", "WOType": "Dome", **change})
+        ended(dome, f"by-hand-{number}", "done")
+    observe(observatory, "alpaca-slit", **{"Calibration Frames": "No"})
+    result = ended(observatory.proxy("telescope"), "alpaca-slit", "done")
+    (waited,) = [entry["Reason"] for entry in result["History"]
+                 if entry["Reason"].startswith("exposing 1/1: waiting for the dome's slit, ")]
+    assert float(waited.split(", ")[-1].removesuffix("° away")) > 90
+    pointing = observatory.proxy("telescope").front_desk({"WOType": "Status"})["Devices"][
+        "Pointing"]
+    devices = dome.front_desk({"WOType": "Status"})["Devices"]
+    assert azimuth_separation(devices["Enclosure"]["Azimuth"], pointing["Azimuth"]) <= \
+        devices["Follow Tolerance"]
 
 
 def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observatory,

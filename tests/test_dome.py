@@ -23,7 +23,8 @@ WATCHDOG_USEC = 400_000
 #: Real seconds the watchdog's test listens: at least five Check Intervals.
 LISTEN_SECONDS = 1.0
 #: Real seconds a daemon is left without another it asks, in the tests of outages said once:
-#: some ten of its checks at 100× (Check Interval and Follow Interval are 10 s of the clock).
+#: some ten of its checks at 100× (Check Interval is 10 s of the clock; the slit follower looks
+#: every 0.05 real second, its shortest).
 DAEMON_ABSENT_SECONDS = 1.0
 #: Real seconds for some five of the dome guard's checks at 100× (Check Interval 10 s).
 SOME_CHECKS_SECONDS = 0.5
@@ -74,13 +75,12 @@ def test_orders_move_the_dome(make_site):
     assert enclosure(site)["Shutter"] == "closed" and enclosure(site)["Parked"]
 
 
-def test_following_keeps_the_slit_on_the_telescope(make_site):
+def test_an_open_dome_keeps_the_slit_on_the_telescope(make_site):
+    """Nobody asks: following is the default (Dome → Follow Telescope)."""
     site = make_site(settings(Dome={"Follow Tolerance": 2.0})).start("dome", "telescope",
                                                                         "scheduler")
     open_dome(site)
-    dome = site.proxy("dome")
-    dome.front_desk({"ID": "follow", "WOType": "Dome", "Follow Telescope": True})
-    ended(dome, "follow", "done")
+    assert site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]["Following Telescope"]
     site.proxy("telescope").front_desk({"ID": "point", "WOType": "Observation", "RA": 23.1,
                                         "Dec": 13.2, "Filter": "V", "Exposure Time": 600})
     telescope = site.proxy("telescope")
@@ -101,6 +101,43 @@ def test_following_keeps_the_slit_on_the_telescope(make_site):
     site.start("telescope")
     wait_until(lambda: "following the telescope again" in site.log("dome"),
                "the dome to follow the telescope again")
+
+
+def test_a_closed_dome_is_not_turned_to_the_telescope(make_site):
+    """The slit follows only while the shutter is open: a dome closed by hand stays where it
+    was when the telescope parks."""
+    site = make_site(settings(Scheduler={"Manage Dome": False})).start("dome", "telescope",
+                                                                      "scheduler")
+    open_dome(site)
+    telescope, dome = site.proxy("telescope"), site.proxy("dome")
+    telescope.front_desk({"ID": "point", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
+                          "Filter": "V", "Exposure Time": 30})
+    ended(telescope, "point", "done")
+    dome.front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close"})
+    ended(dome, "close", "done")
+    turned_to = enclosure(site)["Azimuth"]
+    assert turned_to > 10  # followed the telescope away from north, where both park
+    telescope.front_desk({"ID": "park", "WOType": "Park"})
+    ended(telescope, "park", "done")
+    time.sleep(SOME_CHECKS_SECONDS)  # some ten of the slit follower's looks
+    assert enclosure(site)["Azimuth"] == turned_to
+    assert telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Azimuth"] == 0
+
+
+def test_a_dome_told_not_to_follow_stays_where_it_is(make_site):
+    """``Dome → Follow Telescope: false`` (a dome someone else steers): the slit stays, and
+    the telescope does not wait for it."""
+    site = make_site(settings(Dome={"Follow Telescope": False})).start("dome", "telescope",
+                                                                        "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk({"ID": "point", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
+                          "Filter": "V", "Exposure Time": 30, "Calibration Frames": "No"})
+    result = ended(telescope, "point", "done")
+    assert not any("slit" in entry["Reason"] for entry in result["History"])
+    assert enclosure(site)["Azimuth"] == 0 and enclosure(site)["Parked"]
+    assert site.proxy("dome").front_desk({"WOType": "Status"})["Devices"][
+        "Following Telescope"] is False
 
 
 def test_an_output_the_dome_does_not_have(make_site):

@@ -34,8 +34,7 @@ def watched():
     clock = SteppedClock(NIGHT)
     closed = []
     handler = SimpleNamespace(config=default_config(), clock=clock,
-                              safety_monitor=Monitor(clock), close_for_safety=closed.append,
-                              follow_telescope=lambda: None)
+                              safety_monitor=Monitor(clock), close_for_safety=closed.append)
     guard = SafetyGuard(handler)
     guard.heartbeat("scheduler")
     return guard, handler.safety_monitor, closed

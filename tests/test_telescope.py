@@ -1,6 +1,7 @@
 """The telescope daemon executes Observation orders end to end on the simulated observatory."""
 
 import os
+import re
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -149,6 +150,46 @@ def test_a_closed_dome_interrupts_instead_of_exposing(make_site):
     result = ended(site.proxy("telescope"), "blind", "interrupted")
     assert result["Message"].startswith("not started: the dome reports unsafe conditions")
     assert "no heartbeat from the scheduler yet" in result["Message"]
+
+
+#: Degrees per simulated second a slow dome turns in the tests below (the simulator's default
+#: is 5): the turn of some 100° to the target takes minutes of the clock, seconds of the test.
+SLOW_DOME_RATE = 0.5
+
+
+def test_no_light_frame_is_taken_before_the_slit_reaches_the_telescope(make_site):
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Dome Rotation Rate": SLOW_DOME_RATE})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("slit", **{"Calibration Frames": "No"}))
+    result = ended(telescope, "slit", "done")
+    history = [(entry["Reason"], datetime.fromisoformat(entry["Time"].replace("Z", "+00:00")))
+               for entry in result["History"]]
+    ((waiting, since),) = [(reason, time) for reason, time in history if "slit" in reason]
+    lag = float(waiting.split(", ")[-1].removesuffix("° away"))
+    assert waiting.startswith("exposing 1/1: waiting for the dome's slit, ") and lag > 3
+    exposing = [time for reason, time in history if reason == "exposing 1/1" and time > since]
+    # The dome turns the lag, less the tolerance it may lag by, before the frame starts.
+    assert (exposing[0] - since).total_seconds() >= (lag - 3 - 1) / SLOW_DOME_RATE
+    with fits.open(result["Progress"]["Files"][0]) as frame:
+        assert Time(frame[0].header["DATE-OBS"]).datetime >= exposing[0].replace(tzinfo=None)
+
+
+def test_a_slit_that_does_not_come_interrupts_the_order(make_site):
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Dome Rotation Rate": SLOW_DOME_RATE},
+                              Telescope={"Slit Timeout": 20})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("no-slit"))
+    result = ended(telescope, "no-slit", "interrupted")
+    assert re.fullmatch(r"not started: the dome's slit did not come within 3° of the telescope "
+                        r"in 20 s \(Telescope → Slit Timeout\): still \d+\.\d° away",
+                        result["Message"]), result["Message"]
+    assert result["Progress"]["Files"] == []
 
 
 #: Degrees per simulated second the mount slews in the test below: slow enough that the

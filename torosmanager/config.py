@@ -260,8 +260,10 @@ SCHEMA = {
         "Moon Separation": Setting("float", 30.0, "least distance from the Moon, degrees", 0,
                                    180),
         "Slew Rate": Setting("float", 2.0, "mount slew speed the plan assumes, degrees per "
-                             "second", 0.01, 100),
-        "Settle Time": Setting("float", 10.0, "seconds the plan adds after each slew", 0, 3600),
+                             "second (a dome that turns slower than the mount: its speed)",
+                             0.01, 100),
+        "Settle Time": Setting("float", 10.0, "seconds the plan adds after each slew (for the "
+                               "mount to settle and the dome's slit to reach it)", 0, 3600),
         "Readout Time": Setting("float", 10.0, "seconds the plan adds per frame", 0, 3600),
         "Bias Frames": Setting("int", 5, "bias frames the telescope takes (and the plan "
                                "counts) when an order's Calibration Frames is Yes",
@@ -336,6 +338,10 @@ SCHEMA = {
                                    "seconds past the exposure time before a frame is late",
                                    1, 3600),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
+        "Slit Timeout": Setting("float", 300.0, "seconds to wait, before a light frame, for a "
+                                "dome that follows the telescope to bring its slit within Dome "
+                                "→ Follow Tolerance; after it the order is interrupted, to be "
+                                "tried again", 1, 3600),
         "Hand-off Retry Interval": Setting("float", 10.0, "seconds between tries to hand an "
                                            "order's frames to the preprocessor while it does "
                                            "not answer (the order is done meanwhile)",
@@ -366,6 +372,12 @@ SCHEMA = {
             "comes from it. Off only where the clock is kept some other way"),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of the enclosure "
                                  "while it moves", 0.01, 60),
+        "Follow Telescope": Setting(
+            "bool", True, "keep the slit on the telescope while the shutter is open (a Dome "
+            "order's Follow Telescope changes it until the daemon restarts); a dome that reports "
+            "no azimuth, such as a roll-off roof, is never turned"),
+        "Follow Interval": Setting("float", 2.0, "seconds between looks at where the telescope "
+                                   "points, while following", 0.01, 600),
         "Follow Tolerance": Setting("float", 3.0,
                                     "degrees the slit may lag the telescope when following",
                                     0.1, 180),

@@ -9,6 +9,21 @@ from ..units import Degrees
 from .base import Device
 
 
+#: Degrees in a full turn of the dome.
+FULL_TURN = 360.0
+
+
+def azimuth_separation(first: Degrees, second: Degrees) -> Degrees:
+    """The smaller angle between two azimuths, 0° to 180° (359° and 1° are 2° apart).
+
+    Examples
+    --------
+    >>> azimuth_separation(359.0, 1.0)
+    2.0
+    """
+    return abs((first - second + FULL_TURN / 2) % FULL_TURN - FULL_TURN / 2)
+
+
 class ShutterState(str, enum.Enum):
     """The shutter's state (the ASCOM ``ShutterStatus`` values)."""
 

@@ -4,7 +4,9 @@ Dome orders run one at a time in a worker: shutter, azimuth, park, following the
 and the auxiliary outputs (``Blink01`` is the warning light; the outputs are kept as state and
 logged). Safety (:class:`~torosmanager.dome.safety.SafetyGuard`) beats every order: an order to
 open is refused while it is unsafe, and the dome closes by itself when conditions turn.
-The dome starts closed after a restart, and closes when its daemon stops.
+While the shutter is open, the slit follows the telescope
+(:class:`~torosmanager.dome.follower.SlitFollower`). The dome starts closed after a restart, and
+closes when its daemon stops.
 """
 
 import logging
@@ -16,8 +18,8 @@ from ..devices import DeviceError, ShutterState, wait_for
 from ..devices.factory import dome_devices
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
-from ..logs import Outage
 from ..workorders import FaultCode, WorkOrderError, format_utc, refuse
+from .follower import SlitFollower
 from .safety import SafetyGuard
 from .safety_memory import SafetyMemory
 
@@ -42,11 +44,11 @@ class DomeHandler(Handler):
         self.enclosure, self.safety_monitor = dome_devices(config, clock)
         self.guard = SafetyGuard(self, memory=SafetyMemory(journal.path))
         self.workers = Workers("dome", DOME_WORKERS)
-        self.following = False
-        self._follow_outage = Outage(log)  # the telescope daemon not saying where it points
         self.closed_by = ""
-        # The guard and the orders both move the shutter: one at a time.
+        # The guard and the orders both move the shutter, the follower turns an open dome:
+        # one at a time.
         self._motion = threading.Lock()
+        self.follower = SlitFollower(config, clock, self.enclosure, self._motion)
 
     # --- the front desk ----------------------------------------------------------------
 
@@ -84,7 +86,8 @@ class DomeHandler(Handler):
         return "the dome is closing"
 
     def devices(self):
-        report = {"Safety": self.guard.report(), "Following Telescope": self.following}
+        report = {"Safety": self.guard.report(), "Following Telescope": self.follower.following,
+                  "Follow Tolerance": self.settings["Follow Tolerance"]}
         try:
             state = self.enclosure.state()
             report["Enclosure"] = {"Shutter": state.shutter.value, "Slewing": state.slewing,
@@ -124,8 +127,8 @@ class DomeHandler(Handler):
             if order.get("Park"):
                 done.append(self._park())
             if "Follow Telescope" in order:
-                self.following = order["Follow Telescope"]
-                done.append("following the telescope" if self.following
+                self.follower.following = order["Follow Telescope"]
+                done.append("following the telescope" if self.follower.following
                             else "no longer following the telescope")
             for key in sorted(k for k in order if k.startswith(BLINK_PREFIX)):
                 done.append(self._output(key[len(BLINK_PREFIX):], order[key], order_id))
@@ -202,29 +205,6 @@ class DomeHandler(Handler):
             self.closed_by = f"{reason}, at {format_utc(self.clock.now())}"
         self._park_telescope(reason)
 
-    def follow_telescope(self):
-        """When following, turn the slit to the telescope's azimuth if it lags too far."""
-        if not self.following:
-            return
-        try:
-            self._turn_to_the_telescope()
-        except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
-            self._follow_outage.failed("cannot follow the telescope: %s", error)
-            return
-        self._follow_outage.answered("following the telescope again")
-
-    def _turn_to_the_telescope(self):
-        """Ask the telescope daemon where it points; start a slew if the slit lags too far."""
-        pointing = connect(self.config, "telescope").front_desk(
-            {"WOType": "Status"})["Devices"]["Pointing"]
-        azimuth = pointing["Azimuth"]
-        state = self.enclosure.state()
-        if state.slewing or state.azimuth is None:
-            return
-        lag = abs((azimuth - state.azimuth + 180) % 360 - 180)
-        if lag > self.settings["Follow Tolerance"]:
-            self.enclosure.start_slew(azimuth)
-
     def _park_telescope(self, reason):
         try:
             connect(self.config, "telescope").front_desk(
@@ -243,6 +223,7 @@ class DomeHandler(Handler):
         self.close_for_safety("the dome daemon started; it starts closed")
         super().start()
         self.guard.start()
+        self.follower.start()
 
     def resume(self, record):
         if record.state in (ACCEPTED, QUEUED):
@@ -254,6 +235,7 @@ class DomeHandler(Handler):
 
     def stop(self):
         super().stop()
+        self.follower.stop()
         self.guard.stop()
         self.workers.stop()
         self.close_for_safety("the dome daemon is stopping")

@@ -192,8 +192,6 @@ class SafetyGuard:
         if reasons:
             self.handler.close_for_safety(f"{'; '.join(reasons)} (since "
                                           f"{format_utc(self._unsafe_since)})")
-        else:
-            self.handler.follow_telescope()
         self._remember(now, good_for)
 
     def _remember(self, now, good_for):

@@ -1,8 +1,8 @@
 """The telescope's executor: Observation orders one at a time, and parking on demand.
 
 For each order, in a worker thread: ask the dome daemon whether the dome is open and safe,
-unpark, slew, set the filter, take the exposures (and, when asked, bias, dark and flat frames
-in the numbers configured), write
+unpark, slew, set the filter, take the exposures, each once a dome that follows the telescope
+has its slit on it (and, when asked, bias, dark and flat frames in the numbers configured), write
 each frame as a FITS file, and with ``Output: Analysis`` hand the frames to the preprocessor.
 Every step is journaled as the order's progress, so ``Status`` shows it.
 
@@ -23,6 +23,7 @@ import xmlrpc.client
 from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
 from ..devices.base import Interrupted
+from ..devices.dome import azimuth_separation
 from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
 from ..order_queue import OrderQueue
@@ -156,6 +157,7 @@ class Executor:
         record, order = job.record, job.record.work_order
         order_id = record.id
         progress = self._progress_so_far(record)
+        files_before = len(progress["Files"])
         if self._step(order_id, progress, only_from={QUEUED}) is None:
             return  # cancelled a moment ago
         try:
@@ -177,7 +179,9 @@ class Executor:
             self._park_if_idle(job.reason)
             return
         except DomeNotReady as reason:
-            self.handler.transition(order_id, INTERRUPTED, f"not started: {reason}",
+            where = ("not started" if len(progress["Files"]) == files_before
+                     else f"stopped at {progress['Step']}")
+            self.handler.transition(order_id, INTERRUPTED, f"{where}: {reason}",
                                     only_from={RUNNING}, progress=progress)
             return
         except NoRoom as reason:
@@ -237,8 +241,7 @@ class Executor:
             # for the dome keeps that frame in the order.
             progress["Step"] = f"exposing {number}/{total}"
             self._step(job.record.id, progress)
-            if number > first:  # the first was checked with the slew
-                self._check_dome()
+            self._wait_for_the_slit(job, progress)
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
@@ -349,8 +352,53 @@ class Executor:
                  max(self.clock.real_seconds(self.settings["Poll Interval"]),
                      MIN_REAL_POLL_SECONDS), stop=job.stop)
 
+    def _wait_for_the_slit(self, job, progress):
+        """Return once the dome says open and safe and, if it turns its slit to the telescope,
+        the slit is within the dome's ``Follow Tolerance`` of the telescope's azimuth.
+
+        Raises
+        ------
+        DomeNotReady
+            When the dome is not open and safe, or the slit does not come within the
+            tolerance in ``Telescope → Slit Timeout``.
+        """
+        lag, tolerance = self._slit_lag()
+        if lag is None or lag <= tolerance:
+            return
+        exposing = progress["Step"]
+        progress["Step"] = f"{exposing}: waiting for the dome's slit, {lag:.1f}° away"
+        self._step(job.record.id, progress)
+
+        def on_the_telescope():
+            nonlocal lag, tolerance
+            lag, tolerance = self._slit_lag()
+            return lag is None or lag <= tolerance
+
+        timeout = self.settings["Slit Timeout"]
+        try:
+            self._wait(job, on_the_telescope, timeout, "the dome's slit")
+        except DeviceError:
+            raise DomeNotReady(f"the dome's slit did not come within {tolerance:g}° of the "
+                               f"telescope in {timeout:g} s (Telescope → Slit Timeout): still "
+                               f"{lag:.1f}° away") from None
+        progress["Step"] = exposing
+        self._step(job.record.id, progress)
+
+    def _slit_lag(self):
+        """Degrees between the dome's slit and the telescope's azimuth, and the dome's
+        tolerance, once the dome daemon says open and safe (:meth:`_check_dome`); the lag is
+        ``None`` when the dome does not turn to the telescope (it is told not to follow it,
+        or reports no azimuth)."""
+        devices = self._check_dome()
+        azimuth = devices.get("Enclosure", {}).get("Azimuth")
+        if not devices.get("Following Telescope") or azimuth is None:
+            return None, None
+        return (azimuth_separation(azimuth, self.mount.state().azimuth),
+                devices["Follow Tolerance"])
+
     def _check_dome(self):
-        """Raise :class:`DomeNotReady` unless the dome daemon says open and safe."""
+        """The dome daemon's devices report; raise :class:`DomeNotReady` unless it says open
+        and safe."""
         try:
             health = connect(self.config, "dome").front_desk({"WOType": "Status"})
         except (OSError, xmlrpc.client.Error) as error:
@@ -361,6 +409,7 @@ class Executor:
             raise DomeNotReady(f"the dome reports unsafe conditions: {safety.get('Reason')}")
         if enclosure.get("Shutter") != "open":
             raise DomeNotReady(f"the dome shutter is {enclosure.get('Shutter', 'unknown')}")
+        return health["Devices"]
 
     def _park_for(self, reason, order_id):
         """Park for a Park order (*order_id*), or for one its journal could not keep

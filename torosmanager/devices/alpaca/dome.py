@@ -5,12 +5,10 @@ import logging
 from alpaca.dome import Dome as AlpacaDomeDevice
 from alpaca.dome import ShutterState as AlpacaShutterState
 
-from ..dome import Dome, DomeState, ShutterState
+from ..dome import FULL_TURN, Dome, DomeState, ShutterState
 from .connection import AlpacaConnection
 
 logger = logging.getLogger(__name__)
-
-DEGREES_PER_TURN = 360.0
 
 #: ASCOM ``ShutterStatus`` → :class:`ShutterState`.
 SHUTTER_STATES = {
@@ -84,7 +82,7 @@ class AlpacaDome(Dome):
     def start_slew(self, azimuth):
         connection = self.connection
         # ASCOM accepts [0, 360): 360 is north again.
-        azimuth = float(azimuth) % DEGREES_PER_TURN
+        azimuth = float(azimuth) % FULL_TURN
         operation = f"slewing to azimuth {azimuth:.2f}°"
         connection.require_connected(operation)
         connection.capable("CanSetAzimuth", operation)

@@ -8,12 +8,10 @@ rotating), ``DOME_MOTION`` (``Busy`` while rotating by hand) and ``DOME_ABORT_MO
 
 import logging
 
-from ..dome import Dome, DomeState, ShutterState
+from ..dome import FULL_TURN, Dome, DomeState, ShutterState
 from .connection import ALERT, BUSY, OK, ON, IndiConnection
 
 logger = logging.getLogger(__name__)
-
-DEGREES_PER_TURN = 360.0
 
 #: Standard property and member names (INDI dome standard properties).
 SHUTTER = "DOME_SHUTTER"
@@ -122,7 +120,7 @@ class IndiDome(Dome):
     def start_slew(self, azimuth):
         connection = self.connection
         # INDI accepts [0, 360): 360 is north again.
-        azimuth = float(azimuth) % DEGREES_PER_TURN
+        azimuth = float(azimuth) % FULL_TURN
         operation = f"slewing to azimuth {azimuth:.2f}°"
         connection.require_connected(operation)
         self._require(POSITION, operation)

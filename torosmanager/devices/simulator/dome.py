@@ -15,15 +15,13 @@ Decisions
 * ``slewing`` is true while the dome rotates or the shutter moves.
 """
 
-from ..dome import Dome, DomeState, ShutterState
+from ..dome import FULL_TURN, Dome, DomeState, ShutterState
 from .common import SimulatedDevice, finite_number
 
 #: The park position's azimuth, degrees: north.
 PARK_AZIMUTH = 0.0
 #: Shutter fractions.
 CLOSED, OPEN = 0.0, 1.0
-#: Degrees in a full turn.
-FULL_TURN = 360.0
 
 
 class SimulatedDome(SimulatedDevice, Dome):

@@ -1,0 +1,97 @@
+"""The slit follower: keeps a rotating dome's slit on the telescope while the shutter is open.
+
+Every ``Dome → Follow Interval`` it asks the telescope daemon where the telescope points and,
+when the slit lags it by more than ``Dome → Follow Tolerance``, starts the dome turning there
+(the shortest way). It does so only while following (``Dome → Follow Telescope``, or a Dome
+order's ``Follow Telescope`` until the daemon restarts) and while the shutter is open: a closed
+dome stays where it was parked. A dome that reports no azimuth (a roll-off roof) is left alone.
+
+The telescope daemon waits, before each light frame, until the slit is within the tolerance
+(``Telescope → Slit Timeout``), so a frame is never taken of the inside of the dome.
+"""
+
+import logging
+import threading
+import xmlrpc.client
+
+from ..client import connect
+from ..devices import DeviceError, ShutterState
+from ..devices.dome import azimuth_separation
+from ..logs import Outage
+
+log = logging.getLogger(__name__)
+
+#: Shortest real pause between two looks at the telescope: a simulated clock fast enough to
+#: ask more often than this would only load the telescope daemon.
+MIN_REAL_FOLLOW_SECONDS = 0.05
+
+
+class SlitFollower:
+    """Turns the dome to the telescope's azimuth, in a thread of its own.
+
+    Parameters
+    ----------
+    config : dict
+        The configuration (its ``Dome`` section, and the telescope daemon's address).
+    clock : Clock
+        The shared clock.
+    enclosure : Dome
+        The dome's driver.
+    motion : threading.Lock
+        Held while the shutter is told to move (by an order or the safety guard), so that the
+        follower never turns a dome that is starting to close.
+    """
+
+    def __init__(self, config, clock, enclosure, motion):
+        self.config = config
+        self.settings = config["Dome"]
+        self.clock = clock
+        self.enclosure = enclosure
+        self._motion = motion
+        #: Whether the slit is kept on the telescope (a Dome order may change it).
+        self.following = self.settings["Follow Telescope"]
+        self._outage = Outage(log)  # the telescope daemon not saying where it points
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dome-follower")
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self):
+        interval = max(self.clock.real_seconds(self.settings["Follow Interval"]),
+                       MIN_REAL_FOLLOW_SECONDS)
+        while not self._stop.wait(interval):
+            try:
+                self.follow()
+            except Exception:  # the follower must outlive a bug; the guard keeps the dome safe
+                log.exception("following the telescope failed; trying again")
+
+    def follow(self):
+        """When following and open, turn the slit to the telescope if it lags too far."""
+        if not self.following:
+            return
+        try:
+            self._turn_to_the_telescope()
+        except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
+            self._outage.failed("cannot follow the telescope: %s", error)
+            return
+        self._outage.answered("following the telescope again")
+
+    def _turn_to_the_telescope(self):
+        state = self.enclosure.state()
+        if state.shutter != ShutterState.OPEN or state.azimuth is None:
+            return
+        pointing = connect(self.config, "telescope").front_desk(
+            {"WOType": "Status"})["Devices"]["Pointing"]
+        with self._motion:
+            state = self.enclosure.state()
+            if state.shutter != ShutterState.OPEN or state.slewing:
+                return
+            if azimuth_separation(pointing["Azimuth"], state.azimuth) > \
+                    self.settings["Follow Tolerance"]:
+                self.enclosure.start_slew(pointing["Azimuth"])
