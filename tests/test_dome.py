@@ -65,8 +65,14 @@ def test_orders_move_the_dome(make_site):
     assert enclosure(site)["Shutter"] == "open"
     dome = site.proxy("dome")
     dome.front_desk({"ID": "turn", "WOType": "Dome", "Azimuth": 120})
-    assert ended(dome, "turn", "done")["Message"] == "at azimuth 120°"
+    assert ended(dome, "turn", "done")["Message"] == (
+        "at azimuth 120°; the dome follows the telescope and turns back to it while the "
+        "shutter is open ('Follow Telescope': false keeps it here)")
     assert enclosure(site)["Azimuth"] == pytest.approx(120, abs=0.5)
+    dome.front_desk({"ID": "stay", "WOType": "Dome", "Azimuth": 200, "Follow Telescope": False})
+    assert ended(dome, "stay", "done")["Message"] == ("no longer following the telescope; at "
+                                                      "azimuth 200°")
+    assert enclosure(site)["Azimuth"] == pytest.approx(200, abs=0.5)
     dome.front_desk(dict(MANUAL_DOME, ID="blink"))
     assert ended(dome, "blink", "done")["Message"] == "warning light blinking"
     assert dome.front_desk({"WOType": "Status"})["Devices"]["Outputs"] == {"01": True}
@@ -92,12 +98,25 @@ def test_an_open_dome_keeps_the_slit_on_the_telescope(make_site):
         return pointing["Tracking"] and not state["Slewing"] and lag <= 2.0 + 1.0
 
     wait_until(aligned, "the slit to follow the telescope")
-    # The telescope daemon goes away a while: said once, not at every safety check.
+    # Turned away by hand, told to stay: it stays, until told to follow again.
+    away = (enclosure(site)["Azimuth"] + 90) % 360
+    dome = site.proxy("dome")
+    dome.front_desk({"ID": "away", "WOType": "Dome", "Azimuth": away, "Follow Telescope": False})
+    ended(dome, "away", "done")
+    time.sleep(SOME_CHECKS_SECONDS)  # some ten of the slit follower's looks
+    assert enclosure(site)["Azimuth"] == pytest.approx(away, abs=0.5)
+    dome.front_desk({"ID": "back", "WOType": "Dome", "Follow Telescope": True})
+    ended(dome, "back", "done")
+    wait_until(aligned, "the slit to follow the telescope again")
+    # The telescope daemon goes away a while: said once, not at every look. (The scheduler
+    # may have opened the dome before the telescope daemon listened: said once then too.)
+    said_before = site.log("dome").count("cannot follow the telescope")
     assert site.daemons["telescope"].stop() == 0
-    wait_until(lambda: "cannot follow the telescope" in site.log("dome"),
+    wait_until(lambda: site.log("dome").count("cannot follow the telescope") > said_before,
                "the dome to find the telescope daemon gone")
     time.sleep(DAEMON_ABSENT_SECONDS)
-    assert site.log("dome").count("cannot follow the telescope") == 1, site.log("dome")
+    assert site.log("dome").count("cannot follow the telescope") == said_before + 1, \
+        site.log("dome")
     site.start("telescope")
     wait_until(lambda: "following the telescope again" in site.log("dome"),
                "the dome to follow the telescope again")

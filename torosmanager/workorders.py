@@ -554,8 +554,13 @@ DOME = Schema(
     "Dome", ("scheduler", "dome"), COMMON + (
         Field("Shutter", choice("Open", "Close"), doc="open or close the shutter"),
         Field("Park", yes_no, doc="true to park the dome"),
-        Field("Azimuth", number(0, below=360, unit="degrees"), doc="rotate to this azimuth"),
-        Field("Follow Telescope", yes_no, doc="true to keep the slit on the telescope"),
+        Field("Azimuth", number(0, below=360, unit="degrees"),
+              doc="rotate to this azimuth (a dome that follows the telescope turns back to it "
+                  "while the shutter is open: add Follow Telescope false to keep it here)"),
+        Field("Follow Telescope", yes_no,
+              doc="true to keep the slit on the telescope while the shutter is open (Dome → "
+                  "Follow Telescope, the default, until the daemon restarts), false to stop; "
+                  "carried out before Azimuth and Park"),
         Field(r"Blink\d\d", yes_no, pattern=True,
               doc="BlinkNN: true to blink auxiliary output NN (01 is the warning light)"),
     ),

@@ -106,8 +106,9 @@ class DomeHandler(Handler):
     # --- executing orders ---------------------------------------------------------------
 
     def execute(self, order_id):
-        """Carry out one Dome order's actions, in the order shutter, azimuth, park, follow,
-        outputs (in a worker)."""
+        """Carry out one Dome order's actions, in the order shutter, follow, azimuth, park,
+        outputs (in a worker): an order that turns the dome and stops following stops
+        following first, so that the follower does not turn it back."""
         with self.failing_on_error(order_id, "moving the dome"):
             self._execute(order_id)
 
@@ -122,14 +123,17 @@ class DomeHandler(Handler):
         try:
             if "Shutter" in order:
                 done.append(self._shutter(order["Shutter"]))
-            if "Azimuth" in order:
-                done.append(self._rotate(order["Azimuth"]))
-            if order.get("Park"):
-                done.append(self._park())
             if "Follow Telescope" in order:
                 self.follower.following = order["Follow Telescope"]
                 done.append("following the telescope" if self.follower.following
                             else "no longer following the telescope")
+            if "Azimuth" in order:
+                done.append(self._rotate(order["Azimuth"]))
+            if order.get("Park"):
+                done.append(self._park())
+            if ("Azimuth" in order or order.get("Park")) and self._turned_back():
+                done.append("the dome follows the telescope and turns back to it while the "
+                            "shutter is open ('Follow Telescope': false keeps it here)")
             for key in sorted(k for k in order if k.startswith(BLINK_PREFIX)):
                 done.append(self._output(key[len(BLINK_PREFIX):], order[key], order_id))
         except DeviceError as error:
@@ -163,15 +167,22 @@ class DomeHandler(Handler):
                  "the shutter to close", self._poll())
         return "shutter closed"
 
+    def _turned_back(self):
+        """Whether the slit follower will turn the dome back to the telescope."""
+        return self.follower.following and \
+            self.enclosure.state().shutter == ShutterState.OPEN
+
     def _rotate(self, azimuth):
-        self.enclosure.start_slew(azimuth)
+        with self._motion:  # not while the follower starts a turn of its own
+            self.enclosure.start_slew(azimuth)
         wait_for(lambda: not self.enclosure.state().slewing,
                  self.clock.real_seconds(self.settings["Shutter Timeout"]),
                  f"the dome to reach azimuth {azimuth:g}°", self._poll())
         return f"at azimuth {azimuth:g}°"
 
     def _park(self):
-        self.enclosure.start_park()
+        with self._motion:
+            self.enclosure.start_park()
         wait_for(lambda: self.enclosure.state().parked,
                  self.clock.real_seconds(self.settings["Shutter Timeout"]), "the dome to park",
                  self._poll())

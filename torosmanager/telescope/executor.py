@@ -241,7 +241,8 @@ class Executor:
             # for the dome keeps that frame in the order.
             progress["Step"] = f"exposing {number}/{total}"
             self._step(job.record.id, progress)
-            self._wait_for_the_slit(job, progress)
+            if number > first:  # the first was checked once pointed
+                self._wait_for_the_slit(job, progress, resume=progress["Step"])
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
@@ -251,7 +252,8 @@ class Executor:
                                        progress=dict(progress))
 
     def _point(self, job, order, progress):
-        """Slew to the target once the dome says open and safe.
+        """Slew to the target once the dome says open and safe, set the filter, and wait for
+        the dome's slit.
 
         A parked mount leaves park only after the dome's answer. A mount already out of park
         (observing a moment ago, under a dome found open before its last frame) starts the slew
@@ -277,6 +279,7 @@ class Executor:
         progress["Step"] = f"filter {order['Filter']}"
         self._step(job.record.id, progress)
         self._set_filter(job, order["Filter"])
+        self._wait_for_the_slit(job, progress)
 
     def _set_filter(self, job, name):
         if self.filter_wheel.state().current == name:
@@ -352,9 +355,12 @@ class Executor:
                  max(self.clock.real_seconds(self.settings["Poll Interval"]),
                      MIN_REAL_POLL_SECONDS), stop=job.stop)
 
-    def _wait_for_the_slit(self, job, progress):
+    def _wait_for_the_slit(self, job, progress, resume=None):
         """Return once the dome says open and safe and, if it turns its slit to the telescope,
         the slit is within the dome's ``Follow Tolerance`` of the telescope's azimuth.
+
+        A wait is a step of its own; *resume* is the step journaled again after it (that of
+        the frame waiting for the slit), if any.
 
         Raises
         ------
@@ -365,8 +371,7 @@ class Executor:
         lag, tolerance = self._slit_lag()
         if lag is None or lag <= tolerance:
             return
-        exposing = progress["Step"]
-        progress["Step"] = f"{exposing}: waiting for the dome's slit, {lag:.1f}° away"
+        progress["Step"] = f"waiting for the dome's slit, {lag:.1f}° away"
         self._step(job.record.id, progress)
 
         def on_the_telescope():
@@ -381,8 +386,9 @@ class Executor:
             raise DomeNotReady(f"the dome's slit did not come within {tolerance:g}° of the "
                                f"telescope in {timeout:g} s (Telescope → Slit Timeout): still "
                                f"{lag:.1f}° away") from None
-        progress["Step"] = exposing
-        self._step(job.record.id, progress)
+        if resume is not None:
+            progress["Step"] = resume
+            self._step(job.record.id, progress)
 
     def _slit_lag(self):
         """Degrees between the dome's slit and the telescope's azimuth, and the dome's
