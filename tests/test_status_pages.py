@@ -1,6 +1,7 @@
 """Each daemon's status page: GET / on its port, read by plain HTTP and by headless Chromium."""
 
 import http.client
+import json
 import shutil
 import struct
 import subprocess
@@ -77,6 +78,37 @@ def test_the_scheduler_page_shows_its_plan_and_what_it_left_out(make_site):
     assert "<td>high</td>" in planned and "never-up" not in planned
     left_out = plan.split("<table id='not-planned'>", 1)[1].split("</table>", 1)[0]
     assert "<td>never-up</td><td>never below airmass" in left_out, left_out
+
+
+def test_each_order_has_a_page_of_its_own(observed):
+    """Linked from the orders table: the order's state, work order, progress and history, and
+    its Status as JSON."""
+    assert "<td><a href='/orders/paged.html'>paged</a></td>" in get(observed, "telescope",
+                                                                     "/")[2].decode()
+    status, content_type, body = get(observed, "telescope", "/orders/paged.html")
+    assert status == 200 and content_type.startswith("text/html")
+    page = body.decode()
+    assert "<h1>Observation paged: <span class='state-done'>done</span></h1>" in page
+    answer = observed.proxy("telescope").front_desk({"WOType": "Status", "ID": "paged"})
+    (frame,) = answer["Progress"]["Files"]
+    assert frame in page.split("<h2>Progress</h2>", 1)[1]
+    history = page.split("<table id='history'>", 1)[1].split("</table>", 1)[0]
+    assert "<td>running</td><td>exposing 1/1</td>" in history
+    status, content_type, body = get(observed, "telescope", "/orders/paged.json")
+    assert status == 200 and content_type == "application/json"
+    assert json.loads(body) == answer
+
+
+def test_an_order_page_for_any_id_and_none_for_an_unknown_one(observed):
+    dome = observed.proxy("dome")
+    dome.front_desk({"ID": "blink 1/2?", "WOType": "Dome", "Blink02": True})
+    ended(dome, "blink 1/2?", "done")
+    link = "<a href='/orders/blink%201%2F2%3F.html'>blink 1/2?</a>"
+    assert link in get(observed, "dome", "/")[2].decode()
+    status, _, body = get(observed, "dome", "/orders/blink%201%2F2%3F.html")
+    assert status == 200 and "<h1>Dome blink 1/2?: " in body.decode()
+    assert get(observed, "dome", "/orders/nobody.html")[0] == 404
+    assert get(observed, "dome", "/orders/blink%201%2F2%3F.txt")[0] == 404
 
 
 def test_other_paths_are_not_found(observed):

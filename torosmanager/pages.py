@@ -2,16 +2,26 @@
 
 A small HTML page, refreshed every :data:`REFRESH_SECONDS`, with the daemon's health, the orders
 it is working on or has just finished, its devices, anything of its own (the telescope shows its
-latest frame and that frame's FITS header), and its last log lines. Self-contained: no scripts,
-no outside resources, so it works on an observatory's offline network.
+latest frame and that frame's FITS header), and its last log lines. Each order has a page of
+its own, ``/orders/<ID>.html`` (its state, the work order, its progress and history: what
+``toros status ID`` prints), and its Status as JSON at ``/orders/<ID>.json``. Self-contained: no
+scripts, no outside resources, so it works on an observatory's offline network.
 """
 
 import html
+import json
+import urllib.parse
+
+from .workorders import WorkOrderError
 
 #: Seconds between automatic reloads of the page.
 REFRESH_SECONDS = 10
 #: Orders shown, the most recently changed first.
 RECENT_ORDERS = 25
+#: Where each order has a page of its own (``<ID>.html``) and its Status as JSON (``.json``).
+ORDERS_PATH = "/orders/"
+#: The columns of an order's history.
+HISTORY_COLUMNS = ("Time", "Status", "Reason")
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -42,9 +52,7 @@ class StatusPages:
         """The page, as HTML text."""
         health = self.desk.health()
         service = health["Service"]
-        parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-                 f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>"
-                 f"<title>TOROS {_e(service)}</title><style>{STYLE}</style></head><body>",
+        parts = [page_head(f"TOROS {service}"),
                  f"<h1>TOROS Manager — {_e(service)} daemon</h1>",
                  f"<p id='summary'>{_e(health['Message'])}</p>",
                  "<h2>Health</h2>",
@@ -68,9 +76,24 @@ class StatusPages:
         return "".join(parts)
 
     def asset(self, path):
-        """``(content type, bytes)`` for another path of the page (the telescope's preview), or
-        ``None``."""
+        """``(content type, bytes)`` for another path of the page (an order's own page, the
+        telescope's preview), or ``None``."""
+        if path.startswith(ORDERS_PATH):
+            return self._order(urllib.parse.unquote(path[len(ORDERS_PATH):]))
         return self.desk.handler.page_asset(path)
+
+    def _order(self, name):
+        """An order's page (``<ID>.html``) or its Status (``<ID>.json``), or ``None``."""
+        order_id, _, suffix = name.rpartition(".")
+        if suffix not in ("html", "json"):
+            return None
+        try:
+            status = self.desk.status(order_id)
+        except WorkOrderError:
+            return None  # no such order: not found
+        if suffix == "json":
+            return "application/json", json.dumps(status, indent=1, default=str).encode()
+        return "text/html; charset=utf-8", order_html(status).encode()
 
     def _orders(self):
         records = self.desk.journal.recent(RECENT_ORDERS)
@@ -79,11 +102,46 @@ class StatusPages:
         rows = ["<table id='orders'><tr><th>ID</th><th>WOType</th><th>Status</th>"
                 "<th>Priority</th><th>Message</th><th>Updated</th></tr>"]
         for record in records:
-            rows.append(f"<tr><td>{_e(record.id)}</td><td>{_e(record.wotype)}</td>"
+            rows.append(f"<tr><td>{order_link(record.id)}</td><td>{_e(record.wotype)}</td>"
                         f"<td class='state-{_e(record.state)}'>{_e(record.state)}</td>"
                         f"<td>{record.priority:g}</td><td>{_e(record.message)}</td>"
                         f"<td>{_e(record.updated)}</td></tr>")
         return "".join(rows) + "</table>"
+
+
+def page_head(title, refresh=True):
+    """The start of a page, to its ``<body>``: *title*, the shared style and, if *refresh*,
+    a reload every :data:`REFRESH_SECONDS`."""
+    reload = f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>" if refresh else ""
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{reload}"
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>")
+
+
+def order_link(order_id):
+    """*order_id* as a link to its page."""
+    quoted = urllib.parse.quote(order_id, safe="")
+    return f"<a href='{ORDERS_PATH}{quoted}.html'>{_e(order_id)}</a>"
+
+
+def order_html(status):
+    """An order's page, from its Status answer: its state, the work order, its progress (an
+    observation's frames, a calibration's notes and skipped files) and its history."""
+    quoted = urllib.parse.quote(status["ID"], safe="")
+    service = status["Service"]
+    return "".join([
+        page_head(f"{status['ID']} — TOROS {service}"),
+        f"<p><a href='/'>← the {_e(service)} daemon</a> · "
+        f"<a href='{ORDERS_PATH}{quoted}.json'>this order's Status as JSON</a></p>",
+        f"<h1>{_e(status['WOType'])} {_e(status['ID'])}: "
+        f"<span class='state-{_e(status['Status'])}'>{_e(status['Status'])}</span></h1>",
+        f"<p id='message'>{_e(status['Message'])}</p>",
+        _table([("Priority", f"{status['Priority']:g} ({status['Priority Reason']})"),
+                ("Created", status["Created"]), ("Updated", status["Updated"])],
+               table_id="order"),
+        "<h2>Work order</h2>", _nested(status["Work Order"]),
+        "<h2>Progress</h2>", _nested(status["Progress"]),
+        "<h2>History</h2>", rows_table(status["History"], HISTORY_COLUMNS, table_id="history"),
+        "</body></html>"])
 
 
 def _e(value):

@@ -21,7 +21,7 @@ from astropy_healpix import lonlat_to_healpix
 
 from ..client import connect
 from ..journal import DONE as ORDER_DONE, DamagedRow
-from ..pages import REFRESH_SECONDS, STYLE
+from ..pages import page_head
 from .coverage import coverage_text, to_the_minute, to_the_second
 from .events import STANDING, SUBMITTED
 from .formats import AlertFormatError
@@ -198,10 +198,7 @@ def event_html(report):
     refreshed as the daemon's status page is, with a link back to it."""
     quoted = urllib.parse.quote(report["Event"], safe="")
     coverage = report["Coverage"]
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>"
-             f"<title>{_e(report['Event'])}</title><style>{STYLE}</style></head><body>"
-             "<p><a href='/'>← the alerts daemon</a></p>"
+    parts = [page_head(report["Event"]) + "<p><a href='/'>← the alerts daemon</a></p>"
              f"<h1>{_e(report['Event'])} ({_e(report['Kind'])}): {_e(report['State'])}</h1>",
              f"<p id='coverage'>{_e(coverage_text(coverage))}</p>",
              f"<img src='/events/{quoted}.png' alt='the localisation and the targets'>",

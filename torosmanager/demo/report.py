@@ -3,13 +3,9 @@
 import html
 import os
 
-from ..pages import rows_table
+from ..pages import page_head, rows_table
 from ..telescope.preview import preview_png
 
-STYLE = """body { font-family: sans-serif; margin: 2em; max-width: 70em; color: #222; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px;
-text-align: left; font-size: 0.9em; vertical-align: top; }
-pre { background: #f4f4f4; padding: 0.5em; font-size: 0.8em; }"""
 #: The report's page, in its directory, and the alert's map beside it.
 PAGE = "index.html"
 EVENT_MAP = "event.png"
@@ -35,9 +31,8 @@ def write(directory, title, summary, events, plan, site, calibrated_frame, event
         it.
     """
     os.makedirs(directory, exist_ok=True)
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", "<h2>Orders</h2>", _table(summary)]
+    parts = [page_head(title, refresh=False), f"<h1>{html.escape(title)}</h1>",
+             "<h2>Orders</h2>", _table(summary)]
     if plan and plan.get("Entries"):
         from ..scheduler.chart import draw
         draw(plan, site, os.path.join(directory, "plan.png"))
