@@ -13,7 +13,7 @@ from astropy.io import fits
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
-from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES,  # noqa: E402
+from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
                            alpaca_server, simulators)
 from observatory import ended, open_dome, settings, status, wait_until  # noqa: E402
 from torosmanager.devices.dome import azimuth_separation  # noqa: E402
@@ -24,21 +24,25 @@ TARGET = {"RA": 30.0, "Dec": 85.0}
 FILTER = FILTER_NAMES[0]
 
 
-@pytest.fixture
-def observatory(simulators, make_site):
-    def device(number=0):
-        return simulators.settings(number)
-
+def open_site(simulators, make_site, enclosure=0):
+    """The daemons on the Alpaca devices (the dome *enclosure*), the dome open."""
+    device = simulators.settings
     site = make_site(settings(
         speed=1,
-        Telescope={"Mount": device(), "Camera": device(), "Filter Wheel": device(),
+        Telescope={"Mount": device(0), "Camera": device(0), "Filter Wheel": device(0),
                    "Poll Interval": 0.2},
         Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1},
-        Dome={"Enclosure": device(), "Safety Monitor": device(), "Check Interval": 0.5}))
+        Dome={"Enclosure": device(enclosure), "Safety Monitor": device(0),
+              "Check Interval": 0.5}))
     simulators.catalogue.add_field(TARGET["RA"], TARGET["Dec"])
     site.start("preprocessor", "dome", "telescope", "scheduler")
     open_dome(site)
-    yield site
+    return site
+
+
+@pytest.fixture
+def observatory(simulators, make_site):
+    yield open_site(simulators, make_site)
     simulators.set_safe(True)
 
 
@@ -86,6 +90,21 @@ def test_no_frame_is_taken_before_the_dome_turns_its_slit_to_the_telescope(obser
     devices = dome.front_desk({"WOType": "Status"})["Devices"]
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], pointing["Azimuth"]) <= \
         devices["Follow Tolerance"]
+
+
+def test_a_dome_that_cannot_be_turned_is_no_longer_followed(simulators, make_site):
+    """A dome that reports its azimuth but cannot be turned (CanSetAzimuth false): the dome
+    daemon says so once and stops following it, and the telescope does not wait for a slit
+    that will not come."""
+    site = open_site(simulators, make_site, enclosure=FIXED_DOME)
+    observe(site, "fixed", **{"Calibration Frames": "No"})
+    result = ended(site.proxy("telescope"), "fixed", "done")
+    assert len(result["Progress"]["Files"]) == 1
+    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    assert devices["Following Telescope"] is False
+    assert devices["Enclosure"]["Azimuth"] == pytest.approx(180)
+    assert site.log("dome").count("cannot turn the dome to the telescope") == 1
+    assert "CanSetAzimuth is false" in site.log("dome")
 
 
 def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observatory,

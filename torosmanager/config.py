@@ -375,7 +375,8 @@ SCHEMA = {
         "Follow Telescope": Setting(
             "bool", True, "keep the slit on the telescope while the shutter is open (a Dome "
             "order's Follow Telescope changes it until the daemon restarts); a dome that reports "
-            "no azimuth, such as a roll-off roof, is never turned"),
+            "no azimuth, such as a roll-off roof, is never turned, and one that says it cannot "
+            "be turned stops being followed"),
         "Follow Interval": Setting("float", 2.0, "seconds between looks at where the telescope "
                                    "points, while following", 0.01, 600),
         "Follow Tolerance": Setting("float", 3.0,

@@ -67,6 +67,8 @@ EQUATORIAL_SYSTEMS = {J2000_TELESCOPE: 2, TOPOCENTRIC_TELESCOPE: 1}
 
 #: A safety monitor with no observing conditions device of the same number beside it.
 LONE_SAFETY_MONITOR = 1
+#: A dome that reports its azimuth but cannot be turned (CanSetAzimuth false), facing south.
+FIXED_DOME = 1
 
 #: The simulated camera: small and non-square, so frames are fast and a transposition shows.
 CAMERA_WIDTH = 320
@@ -162,6 +164,7 @@ def simulator_config(catalogue_path):
                             for number, system in EQUATORIAL_SYSTEMS.items()}
     devices["filterwheel"][0]["names"] = list(FILTER_NAMES)
     devices["safetymonitor"][LONE_SAFETY_MONITOR] = dict(devices["safetymonitor"][0])
+    devices["dome"][FIXED_DOME] = dict(devices["dome"][0], cansetazimuth=False, azimuth=180.0)
     config["tap_source"] = str(catalogue_path)
     config["gaia_query_timeout"] = CATALOGUE_QUERY_TIMEOUT
     return config

@@ -15,6 +15,11 @@ class DeviceError(Exception):
     """A device failed, refused, or did not finish in time; the message says which and why."""
 
 
+class NotCapable(DeviceError):
+    """The device says it cannot do what was asked (an ASCOM ``Can...`` property is false):
+    asking again will not help."""
+
+
 class Device(ABC):
     """The base of every device interface.
 

@@ -4,7 +4,9 @@ Every ``Dome → Follow Interval`` it asks the telescope daemon where the telesc
 when the slit lags it by more than ``Dome → Follow Tolerance``, starts the dome turning there
 (the shortest way). It does so only while following (``Dome → Follow Telescope``, or a Dome
 order's ``Follow Telescope`` until the daemon restarts) and while the shutter is open: a closed
-dome stays where it was parked. A dome that reports no azimuth (a roll-off roof) is left alone.
+dome stays where it was parked. A dome that reports no azimuth (a roll-off roof) is left alone;
+one that says it cannot be turned (ASCOM's ``CanSetAzimuth`` false) stops being followed, with
+an error in the log.
 
 The telescope daemon waits, before each light frame, until the slit is within the tolerance
 (``Telescope → Slit Timeout``), so a frame is never taken of the inside of the dome.
@@ -16,6 +18,7 @@ import xmlrpc.client
 
 from ..client import connect
 from ..devices import DeviceError, ShutterState
+from ..devices.base import NotCapable
 from ..devices.dome import azimuth_separation
 from ..logs import Outage
 
@@ -77,6 +80,13 @@ class SlitFollower:
             return
         try:
             self._turn_to_the_telescope()
+        except NotCapable as error:
+            # Waiting for a slit that never comes would stop every observation.
+            self.following = False
+            log.error("cannot turn the dome to the telescope (%s): no longer following it, and "
+                      "the telescope no longer waits for the slit. Set Dome → Follow "
+                      "Telescope: false for a dome turned some other way", error)
+            return
         except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
             self._outage.failed("cannot follow the telescope: %s", error)
             return

@@ -17,7 +17,7 @@ import requests
 from alpaca import exceptions as alpaca_exceptions
 
 from ...workorders import shorten
-from ..base import DeviceError
+from ..base import DeviceError, NotCapable
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +209,10 @@ class AlpacaConnection:
         return value
 
     def capable(self, name, operation):
-        """Raise a :class:`DeviceError` about *operation* unless the property *name* is true."""
+        """Raise :class:`NotCapable` about *operation* unless the property *name* is true."""
         if not self.flag(name, default=False):
-            raise self.error(operation, f"the device cannot do it ({name} is false)")
+            raise NotCapable(f"{self.label}: {operation} failed: the device cannot do it ({name} "
+                             "is false)")
 
     def connect(self):
         """Set ``Connected`` and check that the device says it is connected."""
