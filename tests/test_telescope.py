@@ -152,6 +152,22 @@ def test_a_closed_dome_interrupts_instead_of_exposing(make_site):
     assert "no heartbeat from the scheduler yet" in result["Message"]
 
 
+def test_a_dome_closed_between_frames_stops_the_order_after_the_frames_taken(make_site):
+    site = make_site(settings(Scheduler={"Manage Dome": False})).start(
+        "dome", "telescope", "scheduler")  # the scheduler's heartbeat keeps the dome safe
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("closed", **{"Exposure Time": 600,
+                                                  "Number of Exposures": 3}))
+    wait_until(lambda: status(telescope, "closed")["Progress"].get("Step") == "exposing 1/3",
+               "the first exposure")
+    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close"})
+    ended(site.proxy("dome"), "close", "done")  # closed by hand: the telescope is not parked
+    result = ended(telescope, "closed", "interrupted")
+    assert result["Message"] == "stopped after 1 frame(s): the dome shutter is closed"
+    assert len(result["Progress"]["Files"]) == 1
+
+
 #: Degrees per simulated second a slow dome turns in the tests below (the simulator's default
 #: is 5): the turn of some 100° to the target takes minutes of the clock, seconds of the test.
 SLOW_DOME_RATE = 0.5

@@ -8,8 +8,9 @@ dome stays where it was parked. A dome that reports no azimuth (a roll-off roof)
 one that says it cannot be turned (ASCOM's ``CanSetAzimuth`` false) stops being followed, with
 an error in the log.
 
-The telescope daemon waits, before each light frame, until the slit is within the tolerance
-(``Telescope → Slit Timeout``), so a frame is never taken of the inside of the dome.
+The telescope daemon, once pointed and before each later light frame, waits until the slit is
+within the tolerance (for at most ``Telescope → Slit Timeout``), so that no frame is taken of
+the inside of the dome.
 """
 
 import logging
@@ -41,8 +42,8 @@ class SlitFollower:
     enclosure : Dome
         The dome's driver.
     motion : threading.Lock
-        Held while the shutter is told to move (by an order or the safety guard), so that the
-        follower never turns a dome that is starting to close.
+        Held while the dome is told to move (by an order or the safety guard), so that the
+        follower neither turns a dome starting to close nor overrides an order's turn.
     """
 
     def __init__(self, config, clock, enclosure, motion):

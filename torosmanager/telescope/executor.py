@@ -179,8 +179,8 @@ class Executor:
             self._park_if_idle(job.reason)
             return
         except DomeNotReady as reason:
-            where = ("not started" if len(progress["Files"]) == files_before
-                     else f"stopped at {progress['Step']}")
+            taken = len(progress["Files"]) - files_before
+            where = f"stopped after {taken} frame(s)" if taken else "not started"
             self.handler.transition(order_id, INTERRUPTED, f"{where}: {reason}",
                                     only_from={RUNNING}, progress=progress)
             return
