@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .passwords import has_plain_passwords
-from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES
+from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -720,7 +720,7 @@ def _check(rule, value, path, where):
             parsed = value
         else:
             try:
-                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                parsed = parse_utc(str(value))
             except ValueError:
                 raise fail() from None
         return _utc(parsed)
@@ -757,8 +757,7 @@ def _check(rule, value, path, where):
         for interval in value:
             start, _, end = str(interval).partition("/")
             try:
-                pair = tuple(_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
-                             for text in (start, end))
+                pair = tuple(_utc(parse_utc(text.strip())) for text in (start, end))
             except ValueError:
                 raise fail() from None
             if pair[0] >= pair[1]:

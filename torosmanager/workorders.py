@@ -333,7 +333,7 @@ def utc_datetime(value: object) -> str:
         instant = value
     elif isinstance(value, str):
         try:
-            instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            instant = parse_utc(value.strip())
         except ValueError:
             raise InvalidValue(allowed) from None
     else:
@@ -342,6 +342,19 @@ def utc_datetime(value: object) -> str:
         return format_utc(instant)
     except (OverflowError, ValueError):  # year 1 or 9999 with an offset: not a UTC instant
         raise InvalidValue(allowed) from None
+
+
+def parse_utc(text: str) -> datetime:
+    """The aware datetime of ISO 8601 *text* (``...Z``, as :func:`format_utc` writes it, or
+    with an offset); without an offset it is read as UTC.
+
+    Raises
+    ------
+    ValueError
+        When *text* is no ISO 8601 instant.
+    """
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
 def format_utc(instant: datetime) -> str:
@@ -780,17 +793,12 @@ def _check_time_window(received: Mapping[str, Any], result: Mapping[str, Any]) -
     not_before, not_after = result.get("Not Before"), result.get("Not After")
     if not_before is None or not_after is None:
         return
-    if _instant(not_before) < _instant(not_after):
+    if parse_utc(not_before) < parse_utc(not_after):
         return
     raise WorkOrderError(
         f"'Not Before' and 'Not After': received {shorten(received['Not Before'])} and "
         f"{shorten(received['Not After'])}; allowed: 'Not Before' must be earlier than "
         "'Not After'")
-
-
-def _instant(normalised: str) -> datetime:
-    """The datetime of an instant :func:`utc_datetime` returned."""
-    return datetime.fromisoformat(normalised.replace("Z", "+00:00"))
 
 
 def _unknown_key_message(schema: Schema, key: str, value: object) -> str:

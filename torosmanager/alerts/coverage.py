@@ -5,7 +5,9 @@ and ``Total`` (probability or galaxy score), ``Observed`` in a report, and ``Lat
 an event followed for more than tonight (``Alerts → Nights``).
 """
 
-from datetime import datetime, timezone
+from datetime import timezone
+
+from ..workorders import parse_utc
 
 
 def to_the_minute(instant):
@@ -17,10 +19,7 @@ def to_the_minute(instant):
 def to_the_second(instant):
     """An ISO 8601 instant as text (``2026-12-03T01:00:05.250000+00:00``, or ending in ``Z``)
     for people, in UTC: ``2026-12-03 01:00:05``."""
-    when = datetime.fromisoformat(instant.replace("Z", "+00:00"))
-    if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
-    return f"{when:%Y-%m-%d %H:%M:%S}"
+    return f"{parse_utc(instant).astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}"
 
 
 def night_from(dusk):

@@ -18,7 +18,6 @@ with ``Event``, ``Orders`` and ``Coverage``).
 
 import json
 import sys
-from datetime import datetime, timezone
 
 from ..alerts.coverage import coverage_text
 from ..alerts.formats import AlertFormatError
@@ -26,7 +25,7 @@ from ..alerts.formats.lvk_json import schema_warning
 from ..alerts.intake import alert_of, guess_format, payload_of
 from ..clock import Clock
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, positive_whole_number, table
-from ..workorders import format_utc
+from ..workorders import format_utc, parse_utc
 from .front_desk import ask
 
 #: Events ``toros alerts`` lists unless told otherwise (``--limit``, ``--all``).
@@ -92,7 +91,7 @@ def _dry_run(config, arguments, order):
     from ..alerts.targets import TargetError
 
     try:
-        now = _instant(arguments.night_after) if arguments.night_after else \
+        now = parse_utc(arguments.night_after) if arguments.night_after else \
             Clock.from_config(config).now()
         alert = alert_of(order, now)
         misfit = schema_warning(alert)
@@ -152,12 +151,6 @@ def run_events(config, arguments):
             print(f"The {len(rows)} most recent of {answer['Total Events']:,} events "
                   "(--limit N or --all for more).")
     return EXIT_OK
-
-
-def _instant(text):
-    """An ISO 8601 instant, UTC when it names no zone."""
-    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
 def _time(instant):

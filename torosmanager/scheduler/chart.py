@@ -11,13 +11,14 @@ through its object interface with the Agg renderer, so no display is needed and 
 """
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
 from ..earth_rotation import iers_table
 from ..night import Night, NightWindow
 from ..units import DEGREES_PER_HOUR, HOURS_PER_DAY
+from ..workorders import parse_utc
 
 #: Hours shown before the night starts and after it ends, so the twilights are in the chart.
 MARGIN_HOURS = 2.0
@@ -44,9 +45,6 @@ LABEL_OFFSET = 4
 LEGEND_ROWS = 28
 
 
-def parse_utc(text):
-    """A timezone-aware datetime from the plan's ISO 8601 text (``...Z``)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def curves(plan, site, times):

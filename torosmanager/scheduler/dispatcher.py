@@ -31,14 +31,14 @@ import re
 import threading
 import time
 import xmlrpc.client
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from ..client import connect, status_of, unavailable
 from ..journal import (CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING,
                        JournalUnwritable)
 from ..logs import Outage, SaidOnChange
 from ..telescope.hand_offs import HAND_OFF, PENDING
-from ..workorders import format_utc
+from ..workorders import format_utc, parse_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
@@ -396,7 +396,7 @@ class Dispatcher:
         # The order under way keeps the telescope until it ends, and leaves it on its field.
         for record in active:
             with self.handler.failing_on_error(record.id, "planning around it"):
-                started = _parse(record.progress.get("Dispatched At", format_utc(now)))
+                started = parse_utc(record.progress.get("Dispatched At", format_utc(now)))
                 under_way = self._target(record)
                 free_from = max(free_from, started + timedelta(seconds=under_way.duration))
                 pointing = under_way.ra, under_way.dec
@@ -591,5 +591,3 @@ def _kind(message):
     return _NUMBERS.sub("#", message)
 
 
-def _parse(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -37,6 +37,7 @@ import numpy as np
 from .. import ephemeris
 from ..night import Night, altitude_grid, dot_products, precess, unit_vectors
 from ..units import Degrees, Seconds
+from ..workorders import parse_utc
 from .refine import Refiner
 
 #: The visibility grid's spacing, seconds.
@@ -189,7 +190,7 @@ def target_of(order: Mapping[str, Any], priority: float,
     """The :class:`Target` of a validated Observation order (*urgent*: see :class:`Target`)."""
     def instant(key):
         text = order.get(key)
-        return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return None if text is None else parse_utc(text)
 
     return Target(order["ID"], order["RA"], order["Dec"], priority,
                   duration_of(order, observing),
