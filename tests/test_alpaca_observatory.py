@@ -5,18 +5,26 @@ these tests hold whatever the real time of day (the Alpaca mount follows the rea
 the simulated evening the daemons' clock shows.
 """
 
+import math
 import os
 import sys
+from datetime import datetime, timezone
 
 import pytest
 from astropy.io import fits
 
+pytest.importorskip("alpaca", reason="alpyca is not installed (pip install alpyca)")
+
+from alpaca.telescope import PierSide, Telescope  # noqa: E402
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
-                           alpaca_server, simulators)
+                           HOST, SITE, alpaca_server, simulators)
 from observatory import ended, open_dome, settings, status, wait_until  # noqa: E402
+from torosmanager.ephemeris import apparent_sidereal_time, julian_dates  # noqa: E402
 from torosmanager.devices.dome import azimuth_separation  # noqa: E402
+from torosmanager.dome.geometry import DomeGeometry  # noqa: E402
 
 __all__ = ["alpaca_server", "simulators"]  # fixtures, imported for pytest
 
@@ -24,8 +32,9 @@ TARGET = {"RA": 30.0, "Dec": 85.0}
 FILTER = FILTER_NAMES[0]
 
 
-def open_site(simulators, make_site, enclosure=0):
-    """The daemons on the Alpaca devices (the dome *enclosure*), the dome open."""
+def open_site(simulators, make_site, enclosure=0, **dome):
+    """The daemons on the Alpaca devices (the dome *enclosure*, and *dome* settings), the dome
+    open."""
     device = simulators.settings
     site = make_site(settings(
         speed=1,
@@ -33,7 +42,7 @@ def open_site(simulators, make_site, enclosure=0):
                    "Poll Interval": 0.2},
         Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1},
         Dome={"Enclosure": device(enclosure), "Safety Monitor": device(0),
-              "Check Interval": 0.5}))
+              "Check Interval": 0.5, **dome}))
     simulators.catalogue.add_field(TARGET["RA"], TARGET["Dec"])
     site.start("preprocessor", "dome", "telescope", "scheduler")
     open_dome(site)
@@ -90,6 +99,40 @@ def test_no_frame_is_taken_before_the_dome_turns_its_slit_to_the_telescope(obser
     devices = dome.front_desk({"WOType": "Status"})["Devices"]
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], pointing["Azimuth"]) <= \
         devices["Follow Tolerance"]
+
+
+#: A German equatorial mount off the centre of a small dome (see tests/test_dome.py).
+OFF_CENTRE = {"Radius": 2.0, "Mount Offset North": 0.4, "Axis Offset": 0.8}
+#: Degrees of hour angle of the target of the side-of-pier test: 11 h.
+BELOW_THE_POLE_HOUR_ANGLE = 165.0
+
+
+def test_the_slit_goes_to_the_side_of_the_pier_the_mount_reports(simulators, make_site):
+    """An ASCOM mount that says which side of its pier it is on has its tube there, whatever
+    the hour angle: the dome turns its slit there, and the frame is taken. The target is
+    west of north, below the pole (hour angle 11 h, where the two sides need slits some 45°
+    apart), and the mount says it is on the west side, looking east: its counterweight up,
+    not the side the hour angle would give."""
+    utc1, utc2 = julian_dates(datetime.now(timezone.utc), 0.0)
+    sidereal = math.degrees(apparent_sidereal_time(utc1, utc2, SITE["Longitude"]))
+    target = {"RA": (sidereal - BELOW_THE_POLE_HOUR_ANGLE) % 360, "Dec": TARGET["Dec"]}
+    simulators.catalogue.add_field(target["RA"], target["Dec"])
+    Telescope(f"{HOST}:{simulators.port}", 0).SideOfPier = PierSide.pierWest
+    site = open_site(simulators, make_site, **OFF_CENTRE)
+    observe(site, "alpaca-gem", **target, **{"Calibration Frames": "No"})
+    result = ended(site.proxy("telescope"), "alpaca-gem", "done")
+    assert len(result["Progress"]["Files"]) == 1
+    pointing = site.proxy("telescope").front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    assert pointing["Pier Side"] == "west"
+    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    geometry = DomeGeometry.from_settings(devices["Geometry"])
+    latitude = site.config["Site"]["Latitude"]
+    reported, by_hour_angle = (
+        geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"], latitude, pier_side)
+        for pier_side in ("west", None))
+    tolerance = devices["Follow Tolerance"]
+    assert azimuth_separation(devices["Enclosure"]["Azimuth"], reported) <= tolerance
+    assert azimuth_separation(reported, by_hour_angle) > 10 * tolerance
 
 
 def test_a_dome_that_cannot_be_turned_is_no_longer_followed(simulators, make_site):

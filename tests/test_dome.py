@@ -10,6 +10,8 @@ from conftest import EVENING
 from observatory import (PATIENCE, dome_safety, ended, open_dome, refusal, settings, status,
                          wait_until)
 from torosmanager.client import status_of
+from torosmanager.devices.dome import azimuth_separation
+from torosmanager.dome.geometry import DomeGeometry
 from torosmanager.examples import MANUAL_DOME
 from torosmanager.workorders import FaultCode, format_utc
 
@@ -120,6 +122,33 @@ def test_an_open_dome_keeps_the_slit_on_the_telescope(make_site):
     site.start("telescope")
     wait_until(lambda: "following the telescope again" in site.log("dome"),
                "the dome to follow the telescope again")
+
+
+#: A German equatorial mount in a small dome: the tube 0.8 m off the mount's axes, which stand
+#: 0.4 m north of the centre of a dome of radius 2 m. Its slit is tens of degrees from the
+#: telescope's own azimuth.
+OFF_CENTRE = {"Radius": 2.0, "Mount Offset North": 0.4, "Axis Offset": 0.8}
+
+
+def test_an_off_centre_telescope_is_followed_where_it_looks_out(make_site):
+    """The slit goes where the line of sight from the tube meets the dome (Dome → Radius,
+    Mount Offset, Axis Offset), not to the telescope's azimuth, and the telescope waits for
+    it there. The target is near the meridian, where the tube is off the axes sideways."""
+    site = make_site(settings(Dome={"Follow Tolerance": 2.0, **OFF_CENTRE})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk({"ID": "gem", "WOType": "Observation", "RA": 345.0, "Dec": -10.0,
+                          "Filter": "V", "Exposure Time": 30, "Calibration Frames": "No"})
+    result = ended(telescope, "gem", "done")
+    assert len(result["Progress"]["Files"]) == 1
+    pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    assert devices["Geometry"] == {**devices["Geometry"], **OFF_CENTRE}
+    slit = DomeGeometry.from_settings(devices["Geometry"]).slit_azimuth(
+        pointing["Altitude"], pointing["Azimuth"], site.config["Site"]["Latitude"])
+    assert azimuth_separation(devices["Enclosure"]["Azimuth"], slit) <= 2.0
+    assert azimuth_separation(slit, pointing["Azimuth"]) > 10 * 2.0
 
 
 def test_a_closed_dome_is_not_turned_to_the_telescope(make_site):

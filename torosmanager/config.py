@@ -382,6 +382,22 @@ SCHEMA = {
         "Follow Tolerance": Setting("float", 3.0,
                                     "degrees the slit may lag the telescope when following",
                                     0.1, 180),
+        "Radius": Setting("float", 2.5, "the dome's radius, metres (matters only when the "
+                          "telescope is off its centre: the offsets below)", 0.1, 100),
+        "Mount Offset North": Setting("float", 0.0, "metres north of the dome's centre where "
+                                      "the mount's axes cross", -100, 100),
+        "Mount Offset East": Setting("float", 0.0, "metres east of the dome's centre where the "
+                                     "mount's axes cross", -100, 100),
+        "Mount Offset Up": Setting("float", 0.0, "metres above the dome's centre (the "
+                                   "sphere's centre) where the mount's axes cross", -100, 100),
+        "Axis Offset": Setting("float", 0.0, "German equatorial mount: metres from the mount's "
+                               "axes to the tube's optical axis, along the declination axis; 0 "
+                               "for a fork or alt-az mount", 0, 100),
+        "Pier Side": Setting("str", "mount", "German equatorial mount: which side of the pier "
+                             "the tube is on, as the mount reports it (by the hour angle when "
+                             "it does not say), or always by the hour angle (counterweight "
+                             "down), for a mount that reports it wrongly",
+                             choices=("mount", "hour angle")),
         "Enclosure": _device(),
         "Safety Monitor": _device(),
     },
@@ -822,6 +838,14 @@ def _finish(config, path):
                           "a list of " + ", ".join(ALERT_TYPES_ACTED_ON) + " (a RETRACTION is "
                           "always acted on)")
     _finish_devices(config, path)
+    dome = config["Dome"]
+    farthest = math.hypot(dome["Mount Offset North"], dome["Mount Offset East"],
+                          dome["Mount Offset Up"]) + dome["Axis Offset"]
+    if farthest >= dome["Radius"]:
+        raise ConfigError(f"{path}: Dome → Radius: {dome['Radius']!r} m is not allowed with "
+                          f"these offsets; allowed: more than {farthest:g} m, how far from the "
+                          "dome's centre the tube can be (Mount Offset North, East, Up and "
+                          "Axis Offset)")
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "

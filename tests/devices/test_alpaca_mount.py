@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("alpaca", reason="alpyca is not installed (pip install alpyca)")
 
 import astropy.units as u  # noqa: E402
-from alpaca.telescope import EquatorialCoordinateType, Telescope  # noqa: E402
+from alpaca.telescope import EquatorialCoordinateType, PierSide, Telescope  # noqa: E402
 from astropy.coordinates import TETE, EarthLocation, SkyCoord  # noqa: E402
 from astropy.time import Time  # noqa: E402
 
@@ -166,6 +166,17 @@ def test_tracking_can_be_switched(make_mount):
     assert mount.state().tracking
     mount.set_tracking(False)
     assert not mount.state().tracking
+
+
+def test_the_side_of_the_pier_is_reported_when_the_mount_knows_it(simulators, make_mount):
+    """ASCOM's ``SideOfPier``: pierWest (the tube on the west side, looking east) is "west";
+    pierUnknown, or a mount that does not implement it, is ``None``."""
+    mount = make_mount()
+    telescope = Telescope(f"{HOST}:{simulators.port}", J2000_TELESCOPE)
+    for side, name in ((PierSide.pierWest, "west"), (PierSide.pierEast, "east"),
+                       (PierSide.pierUnknown, None)):
+        telescope.SideOfPier = side
+        assert mount.state().pier_side == name
 
 
 def test_a_parked_mount_refuses_to_slew(simulators, make_mount):

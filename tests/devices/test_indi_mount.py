@@ -89,6 +89,15 @@ def test_a_slew_goes_to_the_icrs_target_and_tracks_there(mount, indi_server):
     assert separation(expected_ra, expected_dec, state.ra, state.dec) < 0.01
 
 
+def test_the_side_of_the_pier_is_the_one_the_mount_reports(mount, indi_server):
+    """``TELESCOPE_PIER_SIDE``: PIER_WEST (the tube on the west side, looking east) is "west",
+    PIER_EAST "east" (the simulator is a German equatorial mount)."""
+    reported = {switch: indi_server.get("mount", "TELESCOPE_PIER_SIDE", switch)
+                for switch in ("PIER_WEST", "PIER_EAST")}
+    assert sorted(reported.values()) == ["Off", "On"]
+    assert mount.state().pier_side == ("west" if reported["PIER_WEST"] == "On" else "east")
+
+
 def test_a_target_below_the_horizon_is_refused_before_the_mount_moves(mount):
     below = sky_position(-20.0, 180.0)
     with pytest.raises(DeviceError, match=r"mount \(INDI device 'Telescope Simulator' at .*"

@@ -19,6 +19,10 @@ class MountState:
         The same, horizontal, degrees (azimuth from north through east).
     slewing, parked, tracking : bool
         What it is doing.
+    pier_side : {"east", "west", None}
+        A German equatorial mount's side of the pier, as ASCOM's ``SideOfPier`` and INDI's
+        ``TELESCOPE_PIER_SIDE`` name it (``"west"``: the tube on the west side, looking east);
+        ``None`` when the mount does not say.
     """
 
     ra: Degrees
@@ -28,6 +32,7 @@ class MountState:
     slewing: bool
     parked: bool
     tracking: bool
+    pier_side: str | None = None
 
 
 class Mount(Device):

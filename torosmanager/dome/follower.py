@@ -1,8 +1,9 @@
 """The slit follower: keeps a rotating dome's slit on the telescope while the shutter is open.
 
 Every ``Dome → Follow Interval`` it asks the telescope daemon where the telescope points and,
-when the slit lags it by more than ``Dome → Follow Tolerance``, starts the dome turning there
-(the shortest way). It does so only while following (``Dome → Follow Telescope``, or a Dome
+when the slit lags by more than ``Dome → Follow Tolerance`` behind where the telescope looks out
+of the dome (:mod:`.geometry`: the telescope's own azimuth when it stands at the dome's centre),
+starts the dome turning there (the shortest way). It does so only while following (``Dome → Follow Telescope``, or a Dome
 order's ``Follow Telescope`` until the daemon restarts) and while the shutter is open: a closed
 dome stays where it was parked. A dome that reports no azimuth (a roll-off roof) is left alone;
 one that says it cannot be turned (ASCOM's ``CanSetAzimuth`` false) stops being followed, with
@@ -22,6 +23,7 @@ from ..devices import DeviceError, ShutterState
 from ..devices.base import NotCapable
 from ..devices.dome import azimuth_separation
 from ..logs import Outage
+from .geometry import DomeGeometry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ class SlitFollower:
         self.config = config
         self.settings = config["Dome"]
         self.clock = clock
+        self.latitude = config["Site"]["Latitude"]
+        #: Where the telescope stands in the dome.
+        self.geometry = DomeGeometry.from_settings(self.settings)
         self.enclosure = enclosure
         self._motion = motion
         #: Whether the slit is kept on the telescope (a Dome order may change it).
@@ -103,6 +108,7 @@ class SlitFollower:
             state = self.enclosure.state()
             if state.shutter != ShutterState.OPEN or state.slewing:
                 return
-            if azimuth_separation(pointing["Azimuth"], state.azimuth) > \
-                    self.settings["Follow Tolerance"]:
-                self.enclosure.start_slew(pointing["Azimuth"])
+            slit = self.geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"],
+                                              self.latitude, pointing.get("Pier Side"))
+            if azimuth_separation(slit, state.azimuth) > self.settings["Follow Tolerance"]:
+                self.enclosure.start_slew(slit)

@@ -87,7 +87,8 @@ class DomeHandler(Handler):
 
     def devices(self):
         report = {"Safety": self.guard.report(), "Following Telescope": self.follower.following,
-                  "Follow Tolerance": self.settings["Follow Tolerance"]}
+                  "Follow Tolerance": self.settings["Follow Tolerance"],
+                  "Geometry": self.follower.geometry.report()}
         try:
             state = self.enclosure.state()
             report["Enclosure"] = {"Shutter": state.shutter.value, "Slewing": state.slewing,

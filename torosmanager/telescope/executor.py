@@ -24,6 +24,7 @@ from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
 from ..devices.base import Interrupted
 from ..devices.dome import azimuth_separation
+from ..dome.geometry import DomeGeometry
 from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
 from ..order_queue import OrderQueue
@@ -391,16 +392,20 @@ class Executor:
             self._step(job.record.id, progress)
 
     def _slit_lag(self):
-        """Degrees between the dome's slit and the telescope's azimuth, and the dome's
-        tolerance, once the dome daemon says open and safe (:meth:`_check_dome`); the lag is
-        ``None`` when the dome does not turn to the telescope (it is told not to follow it,
-        or reports no azimuth)."""
+        """Degrees between the dome's slit and where the telescope looks out of the dome (the
+        dome daemon's geometry: :mod:`~torosmanager.dome.geometry`), and the dome's tolerance,
+        once the dome daemon says open and safe (:meth:`_check_dome`); the lag is ``None``
+        when the dome does not turn to the telescope (it is told not to follow it, or reports
+        no azimuth)."""
         devices = self._check_dome()
         azimuth = devices.get("Enclosure", {}).get("Azimuth")
         if not devices.get("Following Telescope") or azimuth is None:
             return None, None
-        return (azimuth_separation(azimuth, self.mount.state().azimuth),
-                devices["Follow Tolerance"])
+        pointing = self.mount.state()
+        slit = DomeGeometry.from_settings(devices["Geometry"]).slit_azimuth(
+            pointing.altitude, pointing.azimuth, self.config["Site"]["Latitude"],
+            pointing.pier_side)
+        return azimuth_separation(azimuth, slit), devices["Follow Tolerance"]
 
     def _check_dome(self):
         """The dome daemon's devices report; raise :class:`DomeNotReady` unless it says open

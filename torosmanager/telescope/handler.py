@@ -133,6 +133,8 @@ class TelescopeHandler(Handler):
                                   "Azimuth": round(pointing.azimuth, 4),
                                   "Slewing": pointing.slewing, "Parked": pointing.parked,
                                   "Tracking": pointing.tracking}
+            if pointing.pier_side is not None:
+                report["Pointing"]["Pier Side"] = pointing.pier_side
         except DeviceError as error:
             report["Pointing"] = {"Error": str(error)}
         report["Executor"] = self.executor.current()

@@ -24,7 +24,7 @@ on a simulated clock.
 import logging
 
 import astropy.units as u
-from alpaca.telescope import EquatorialCoordinateType, Telescope
+from alpaca.telescope import EquatorialCoordinateType, PierSide, Telescope
 from astropy.coordinates import FK4, FK5, ICRS, SkyCoord
 from astropy.time import Time
 
@@ -49,6 +49,8 @@ SYSTEM_NAMES = {
     EquatorialCoordinateType.equJ2050: "J2050",
     EquatorialCoordinateType.equB1950: "B1950",
 }
+#: ``SideOfPier`` as :class:`~..mount.MountState` names it (unknown: ``None``).
+PIER_SIDES = {PierSide.pierEast: "east", PierSide.pierWest: "west"}
 
 
 def mount_frame(system, location, obstime):
@@ -147,6 +149,7 @@ class AlpacaMount(Mount):
             slewing=connection.flag("Slewing"),
             parked=connection.flag("AtPark"),
             tracking=connection.flag("Tracking"),
+            pier_side=PIER_SIDES.get(connection.optional("SideOfPier")),
         )
 
     def unpark(self):

@@ -35,6 +35,9 @@ ABORT_MOTION = "TELESCOPE_ABORT_MOTION"
 PARK = "TELESCOPE_PARK"
 TRACK_STATE = "TELESCOPE_TRACK_STATE"
 GEOGRAPHIC = "GEOGRAPHIC_COORD"
+PIER_SIDE = "TELESCOPE_PIER_SIDE"
+#: ``TELESCOPE_PIER_SIDE``'s switches as :class:`~..mount.MountState` names them.
+PIER_SIDES = {"PIER_WEST": "west", "PIER_EAST": "east"}
 
 
 class IndiMount(Mount):
@@ -95,12 +98,16 @@ class IndiMount(Mount):
             altitude, azimuth = horizontal(ra, dec, self.location, now)
         parked = self._parked()
         tracking = connection.optional(TRACK_STATE, operation)
+        side = connection.optional(PIER_SIDE, operation)
         return MountState(
             ra=ra, dec=dec, altitude=float(altitude), azimuth=float(azimuth),
             slewing=slewing, parked=parked,
             # A mount without the property tracks whenever it is not parked (ON_COORD_SET TRACK);
             # a parked one never does, though INDI may announce TRACK_OFF a moment after PARK.
             tracking=not parked and (tracking is None or tracking.values.get("TRACK_ON") == ON),
+            pier_side=None if side is None else next(
+                (name for switch, name in PIER_SIDES.items() if side.values.get(switch) == ON),
+                None),
         )
 
     def _parked(self):
