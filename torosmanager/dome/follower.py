@@ -1,13 +1,13 @@
 """The slit follower: keeps a rotating dome's slit on the telescope while the shutter is open.
 
 Every ``Dome → Follow Interval`` it asks the telescope daemon where the telescope points and,
-when the slit lags by more than ``Dome → Follow Tolerance`` behind where the telescope looks out
-of the dome (:mod:`.geometry`: the telescope's own azimuth when it stands at the dome's centre),
-starts the dome turning there (the shortest way). It does so only while following (``Dome → Follow Telescope``, or a Dome
-order's ``Follow Telescope`` until the daemon restarts) and while the shutter is open: a closed
-dome stays where it was parked. A dome that reports no azimuth (a roll-off roof) is left alone;
-one that says it cannot be turned (ASCOM's ``CanSetAzimuth`` false) stops being followed, with
-an error in the log.
+when the slit lags by more than ``Dome → Follow Tolerance`` behind where the telescope looks
+out of the dome (:mod:`.geometry`: the telescope's own azimuth when it stands at the dome's
+centre), starts the dome turning there (the shortest way). It does so only while following
+(``Dome → Follow Telescope``, or a Dome order's ``Follow Telescope`` until the daemon
+restarts) and while the shutter is open: a closed dome stays where it was parked. A dome that
+reports no azimuth (a roll-off roof) is left alone; one that says it cannot be turned (ASCOM's
+``CanSetAzimuth`` false) stops being followed, with an error in the log.
 
 The telescope daemon, once pointed and before each later light frame, waits until the slit is
 within the tolerance (for at most ``Telescope → Slit Timeout``), so that no frame is taken of
@@ -33,7 +33,7 @@ MIN_REAL_FOLLOW_SECONDS = 0.05
 
 
 class SlitFollower:
-    """Turns the dome to the telescope's azimuth, in a thread of its own.
+    """Turns the dome's slit to where the telescope looks out, in a thread of its own.
 
     Parameters
     ----------

@@ -37,8 +37,6 @@ POLE_CROSS_NORM = 1e-9
 #: Where the telescope looks (its pier side), as the mount reports it.
 LOOKING_EAST = "west"  # on the west side of the pier
 LOOKING_WEST = "east"
-#: ``Dome → Pier Side`` values.
-PIER_SIDE_SOURCES = ("mount", "hour angle")
 
 
 @dataclass(frozen=True)
