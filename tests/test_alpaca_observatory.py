@@ -135,6 +135,31 @@ def test_the_slit_goes_to_the_side_of_the_pier_the_mount_reports(simulators, mak
     assert azimuth_separation(reported, by_hour_angle) > 10 * tolerance
 
 
+#: Degrees of hour angle of the target of the meridian flip's test: 2 h west.
+WEST_HOUR_ANGLE = 30.0
+
+
+def test_a_mount_that_does_not_flip_is_asked_once(simulators, make_site):
+    """The mount says it is on the west side of its pier, tracking a target 2 h past the
+    meridian. Before the second frame the telescope slews to it again; the simulator stays
+    on its side (it has no meridian limits), and the telescope says so once in its log and
+    takes the other frames without asking again."""
+    utc1, utc2 = julian_dates(datetime.now(timezone.utc), 0.0)
+    sidereal = math.degrees(apparent_sidereal_time(utc1, utc2, SITE["Longitude"]))
+    target = {"RA": (sidereal - WEST_HOUR_ANGLE) % 360, "Dec": TARGET["Dec"]}
+    simulators.catalogue.add_field(target["RA"], target["Dec"])
+    Telescope(f"{HOST}:{simulators.port}", 0).SideOfPier = PierSide.pierWest
+    site = open_site(simulators, make_site)
+    observe(site, "alpaca-flip", **target,
+            **{"Calibration Frames": "No", "Number of Exposures": 3})
+    result = ended(site.proxy("telescope"), "alpaca-flip", "done")
+    assert len(result["Progress"]["Files"]) == 3
+    steps = [entry["Reason"] for entry in result["History"]]
+    (flip,) = [step for step in steps if step.startswith("meridian flip: ")]
+    assert steps[steps.index(flip) - 1] == "exposing 2/3"
+    assert site.log("telescope").count("the mount did not flip") == 1
+
+
 def test_a_dome_that_cannot_be_turned_is_no_longer_followed(simulators, make_site):
     """A dome that reports its azimuth but cannot be turned (CanSetAzimuth false): the dome
     daemon says so once and stops following it, and the telescope does not wait for a slit

@@ -2,11 +2,13 @@
 
 from datetime import datetime, timedelta, timezone
 
+import erfa
 import numpy as np
 import pytest
 
 from torosmanager.config import default_config
-from torosmanager.night import GRID_MINUTES, Night, airmass, local_night_date, sun_altitude
+from torosmanager.night import (GRID_MINUTES, Night, airmass, hour_angle_of, local_night_date,
+                                sun_altitude)
 
 SITE = default_config()["Site"]  # CTMO, Brownsville
 AFTERNOON = datetime(2026, 11, 21, 20, 0, tzinfo=timezone.utc)  # 14:00 local
@@ -164,3 +166,16 @@ def test_precession_is_astropys_fk5():
             FK5(equinox=Time(jyear, format="jyear")))
         separation = ours.separation(SkyCoord(theirs.ra, theirs.dec)).to(u.arcsec).value
         assert separation.max() < 1e-6
+
+
+@pytest.mark.parametrize("latitude", [25.9958, -24.62])
+def test_the_hour_angle_is_read_back_from_altitude_and_azimuth(latitude):
+    """``hour_angle_of`` undoes ERFA's hour angle → horizon (``hd2ae``), west positive."""
+    rng = np.random.default_rng(7)
+    hour_angles = rng.uniform(-np.pi, np.pi, 200)
+    declinations = rng.uniform(-np.pi / 2, np.pi / 2, 200)
+    azimuths, altitudes = erfa.hd2ae(hour_angles, declinations, np.radians(latitude))
+    for hour_angle, azimuth, altitude in zip(hour_angles, azimuths, altitudes):
+        found = hour_angle_of(latitude, np.degrees(altitude), np.degrees(azimuth))
+        difference = (found - np.degrees(hour_angle) + 180) % 360 - 180
+        assert abs(difference) < 1e-9

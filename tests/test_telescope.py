@@ -12,7 +12,9 @@ from astropy.time import Time
 
 from observatory import ended, open_dome, refusal, settings, status, wait_until
 from conftest import EVENING
+from torosmanager.devices.dome import azimuth_separation
 from torosmanager.devices.simulator.camera import CCD_TEMPERATURE
+from torosmanager.dome.geometry import DomeGeometry
 from torosmanager.examples import MANUAL_OBSERVATION
 from torosmanager.workorders import FaultCode
 
@@ -208,6 +210,50 @@ def test_a_slit_that_does_not_come_interrupts_the_order(make_site):
                         r"in 20 s \(Telescope → Slit Timeout\): still \d+\.\d° away",
                         result["Message"]), result["Message"]
     assert result["Progress"]["Files"] == []
+
+
+#: A German equatorial mount off the centre of a small dome (as in tests/test_dome.py): the
+#: two sides of the pier need slits tens of degrees apart near the meridian.
+OFF_CENTRE = {"Radius": 2.0, "Mount Offset North": 0.4, "Axis Offset": 0.8}
+
+
+def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
+    """The target 1° (4 min) east of the meridian, six 2-minute frames, a flip due 2 min past
+    it: once, between two frames, the telescope slews to the target again, the mount goes
+    over to the east side of its pier, the dome turns its slit there, and every frame is
+    taken."""
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"German Equatorial": True},
+                              Telescope={"Meridian Flip After": 2.0},
+                              Dome=OFF_CENTRE)).start("dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    zenith = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]  # parked
+    telescope.front_desk(observation("flip", RA=(zenith["RA"] + 1.0) % 360, Dec=-10.0,
+                                     **{"Exposure Time": 120, "Number of Exposures": 6,
+                                        "Calibration Frames": "No"}))
+    result = ended(telescope, "flip", "done")
+    assert len(result["Progress"]["Files"]) == 6
+    steps = [entry["Reason"] for entry in result["History"]]
+    (flip,) = [step for step in steps if step.startswith("meridian flip: ")]
+    assert flip.endswith(" min past the meridian, the tube on the west side of the pier")
+    assert float(flip.split()[2]) >= 2.0
+    # Between two frames: after the first, and the next frame's step journaled again after.
+    at = steps.index(flip)
+    assert steps[at - 1].startswith("exposing ") and steps[at - 1] != "exposing 1/6"
+    assert steps[at - 1] in steps[at + 1:]
+    assert "now on the east side of the pier" in site.log("telescope")
+    pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    assert pointing["Pier Side"] == "east"
+    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    geometry = DomeGeometry.from_settings(devices["Geometry"])
+    latitude = site.config["Site"]["Latitude"]
+    looking_west, looking_east = (
+        geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"], latitude, side)
+        for side in ("east", "west"))
+    assert azimuth_separation(devices["Enclosure"]["Azimuth"], looking_west) <= \
+        devices["Follow Tolerance"]
+    assert azimuth_separation(looking_west, looking_east) > 10 * devices["Follow Tolerance"]
 
 
 #: Degrees per simulated second the mount slews in the test below: slow enough that the

@@ -342,6 +342,14 @@ SCHEMA = {
                                 "dome that follows the telescope to bring its slit within Dome "
                                 "→ Follow Tolerance; after it the order is interrupted, to be "
                                 "tried again", 1, 3600),
+        "Meridian Flip": Setting("bool", True, "German equatorial mount that says its side of "
+                                 "the pier: between two light frames, slew to the target again "
+                                 "once it is Meridian Flip After minutes past the meridian with "
+                                 "the tube still on the west side, for the mount to flip before "
+                                 "its limit stops it"),
+        "Meridian Flip After": Setting("float", 5.0, "minutes past the meridian the target "
+                                       "must be for a meridian flip (no sooner than the mount "
+                                       "itself would choose the other side)", 0, 720),
         "Hand-off Retry Interval": Setting("float", 10.0, "seconds between tries to hand an "
                                            "order's frames to the preprocessor while it does "
                                            "not answer (the order is done meanwhile)",
@@ -404,6 +412,9 @@ SCHEMA = {
     "Simulator": {
         "Seed": Setting("int", 1, "random seed: the same seed gives the same frames", 0, None),
         "Slew Rate": Setting("float", 3.0, "mount slew speed, degrees per second", 0.01, 100),
+        "German Equatorial": Setting("bool", False, "the mount says its side of the pier, as a "
+                                     "German equatorial mount: looking east at a target east "
+                                     "of the meridian when it slewed there, west otherwise"),
         "Settle Time": Setting("float", 2.0, "seconds the mount settles after a slew", 0, 600),
         "Filters": Setting("names", ["U", "B", "V", "R", "I", "Clear"],
                            "the simulated filter wheel's filters, by slot"),

@@ -237,6 +237,25 @@ def hour_angle_altitude(latitude, declination, hour_angle):
     return np.degrees(np.arcsin(np.clip(sine, -1.0, 1.0)))
 
 
+def hour_angle_of(latitude, altitude, azimuth):
+    """Hour angle (degrees, −180 to 180: west of the meridian positive) of the place at
+    *altitude*, *azimuth* (degrees, from north through east) seen from *latitude* (degrees).
+
+    From the horizontal coordinates alone, with no clock: those a mount reports, in the time
+    it keeps itself.
+
+    Examples
+    --------
+    >>> round(hour_angle_of(26.0, 0.0, 270.0), 6)  # due west on the horizon, on the equator
+    90.0
+    """
+    latitude, altitude, azimuth = np.radians([latitude, altitude, azimuth])
+    return float(np.degrees(np.arctan2(
+        -np.sin(azimuth) * np.cos(altitude),
+        np.sin(altitude) * np.cos(latitude) - np.cos(altitude) * np.cos(azimuth) *
+        np.sin(latitude))))
+
+
 def altitude_grid(latitude, ra, dec, lst):
     """Altitudes (degrees), targets × times, of places at *ra*, *dec* (arrays, degrees, on the
     equator of date) at local sidereal times *lst* (an array, radians), from a site at

@@ -158,6 +158,29 @@ def test_after_a_slew_the_mount_tracks_its_target(clock, mount):
     assert abs(after.azimuth - before.azimuth) > 1.0, "the sky turned under it"
 
 
+def test_a_german_equatorial_mount_says_its_side_of_the_pier(config, clock, mount):
+    """Looking east (the west side of the pier) at a target east of the meridian when it
+    slewed there, and still so once it has tracked it across; slewed there again, looking
+    west. A mount that is not one (the default) says no side."""
+    config["Simulator"]["German Equatorial"] = True
+    german = SimulatedMount(config["Simulator"], config["Site"], clock)
+    german.connect()
+    for each in (german, mount):
+        each.unpark()
+    assert german.state().pier_side is None  # no slew yet
+    east = a_target_above(german, offset_ra=10.0)  # 10° of hour angle east of the meridian
+    for each in (german, mount):
+        each.start_slew(*east)
+    clock.advance(600)
+    assert german.state().pier_side == "west"
+    clock.advance(3600)  # 15° of sidereal turn later: 5° west of the meridian
+    assert german.state().pier_side == "west"
+    german.start_slew(*east)
+    clock.advance(600)
+    assert german.state().pier_side == "east"
+    assert mount.state().pier_side is None
+
+
 def test_without_tracking_the_mount_holds_altitude_and_azimuth(clock, mount):
     mount.unpark()
     mount.start_slew(*a_target_above(mount))

@@ -7,6 +7,12 @@ from ..units import Degrees
 from .base import Device
 
 
+#: :attr:`MountState.pier_side` of a German equatorial mount looking east (the tube on the west
+#: side of the pier: ASCOM's and INDI's "pier west"), and looking west.
+LOOKING_EAST = "west"
+LOOKING_WEST = "east"
+
+
 @dataclass
 class MountState:
     """Where the mount points and what it is doing.

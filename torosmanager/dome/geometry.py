@@ -29,14 +29,11 @@ import math
 from dataclasses import dataclass
 
 from ..devices.dome import FULL_TURN
+from ..devices.mount import LOOKING_EAST, LOOKING_WEST
 
 #: The declination axis is undefined for a line of sight this close to the polar axis (the
 #: norm of their cross product): the tube is then taken to be at the mount's axes.
 POLE_CROSS_NORM = 1e-9
-
-#: Where the telescope looks (its pier side), as the mount reports it.
-LOOKING_EAST = "west"  # on the west side of the pier
-LOOKING_WEST = "east"
 
 
 @dataclass(frozen=True)

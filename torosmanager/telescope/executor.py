@@ -24,10 +24,12 @@ from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
 from ..devices.base import Interrupted
 from ..devices.dome import azimuth_separation
+from ..devices.mount import LOOKING_EAST
 from ..dome.geometry import DomeGeometry
 from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import airmass
 from ..order_queue import OrderQueue
+from . import meridian
 from .fits import Exposure, night_directory, write_frame
 from .room import NoRoom, describe, frame_bytes, require_room
 
@@ -237,13 +239,16 @@ class Executor:
     def _take_lights(self, job, order, progress):
         """Take the light frames still missing, numbered on from those taken before."""
         total, first = progress["Frames Total"], progress["Frames Done"] + 1
+        flip_tried = False  # a mount that did not flip is not asked again (see .meridian)
         for number in range(first, total + 1):
             # Journaled first, with the frame just written: a daemon killed while it waits
             # for the dome keeps that frame in the order.
-            progress["Step"] = f"exposing {number}/{total}"
+            progress["Step"] = step = f"exposing {number}/{total}"
             self._step(job.record.id, progress)
             if number > first:  # the first was checked once pointed
-                self._wait_for_the_slit(job, progress, resume=progress["Step"])
+                if not flip_tried:
+                    flip_tried = self._flip_if_due(job, order, progress, resume=step)
+                self._wait_for_the_slit(job, progress, resume=step)
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
@@ -281,6 +286,36 @@ class Executor:
         self._step(job.record.id, progress)
         self._set_filter(job, order["Filter"])
         self._wait_for_the_slit(job, progress)
+
+    def _flip_if_due(self, job, order, progress, resume):
+        """Slew to the target again if a German equatorial mount should flip
+        (:mod:`.meridian`); whether it did so. *resume* is the step journaled again after."""
+        if not self.settings["Meridian Flip"]:
+            return False
+        state, latitude = self.mount.state(), self.config["Site"]["Latitude"]
+        if not meridian.flip_due(state, latitude, self.settings["Meridian Flip After"]):
+            return False
+        past = meridian.minutes_past_the_meridian(state, latitude)
+        progress["Step"] = (f"meridian flip: {past:.1f} min past the meridian, the tube on the "
+                            "west side of the pier")
+        self._step(job.record.id, progress)
+        self.mount.start_slew(order["RA"], order["Dec"])
+        self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
+                   "the mount to flip")
+        side = self.mount.state().pier_side
+        if side == LOOKING_EAST:
+            log.warning("[WO %s] the mount did not flip: slewed to the target again %.1f min "
+                        "past the meridian, it still says it is on the west side of the pier "
+                        "(its own limits may let it track on; set Telescope → Meridian Flip "
+                        "After to where it changes sides). Not tried again in this attempt at "
+                        "the order",
+                        job.record.id, past)
+        else:
+            log.info("[WO %s] meridian flip: %.1f min past the meridian, now on the %s side of "
+                     "the pier", job.record.id, past, side)
+        progress["Step"] = resume
+        self._step(job.record.id, progress)
+        return True
 
     def _set_filter(self, job, name):
         if self.filter_wheel.state().current == name:

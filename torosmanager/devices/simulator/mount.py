@@ -16,6 +16,10 @@ Decisions
   have; an aborted park leaves the mount unparked and not tracking. :meth:`unpark` during a park
   stops it in the same way.
 * A new slew or park during a slew starts from wherever the mount is at that instant.
+* With ``Simulator → German Equatorial``, it says its side of the pier as a German equatorial
+  mount would: at each slew, the west side (looking east) for a target east of the meridian
+  then, the east side otherwise, kept while it tracks on (the meridian flip is the
+  telescope's to ask for). Its motion is still the great circle.
 """
 
 from dataclasses import dataclass
@@ -23,8 +27,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from ...night import hour_angle_of
 from ..base import DeviceError
-from ..mount import Mount, MountState
+from ..mount import LOOKING_EAST, LOOKING_WEST, Mount, MountState
 from .common import SimulatedDevice, finite_number
 from .coords import Horizon, angle_between, great_circle_point, longitude_latitude, unit_vector
 
@@ -119,6 +124,9 @@ class SimulatedMount(SimulatedDevice, Mount):
     def __init__(self, simulator_settings, site, clock):
         super().__init__(clock)
         self._rate = float(simulator_settings["Slew Rate"])
+        self._german = simulator_settings["German Equatorial"]
+        self._latitude = site["Latitude"]
+        self._pier_side = None  # a German equatorial mount's, once it has slewed
         self._settle = float(simulator_settings["Settle Time"])
         self._horizon = Horizon(site)
         self._frame = HORIZONTAL
@@ -150,7 +158,8 @@ class SimulatedMount(SimulatedDevice, Mount):
             moving = self._motion is not None
             tracking = self._motion.tracking_after if moving else frame == SKY
             return MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
-                              slewing=moving, parked=self._parked, tracking=tracking)
+                              slewing=moving, parked=self._parked, tracking=tracking,
+                              pier_side=self._pier_side)
 
     def unpark(self):
         """Leave the park position (at once), not tracking; stops a park under way."""
@@ -181,10 +190,13 @@ class SimulatedMount(SimulatedDevice, Mount):
             self._finish_motion(moment)
             if self._parked:
                 raise DeviceError("the mount is parked: unpark it before slewing")
-            altitude, _ = self._horizon.altaz(ra, dec, moment.when)
+            altitude, azimuth = self._horizon.altaz(ra, dec, moment.when)
             if altitude < HORIZON_ALTITUDE:
                 raise DeviceError(f"RA {ra:.4f}, Dec {dec:.4f} is below the horizon "
                                   f"(altitude {altitude:.1f} degrees)")
+            if self._german:
+                east = hour_angle_of(self._latitude, altitude, azimuth) < 0
+                self._pier_side = LOOKING_EAST if east else LOOKING_WEST
             start = self._vector_in(SKY, moment)
             end = unit_vector(ra, dec)
             self._motion = _Motion(SKY, start, end, moment.count,
