@@ -98,12 +98,14 @@ def settings(night, directory):
     return {
         "Clock": {"Mode": "simulated", "Start": night.start.isoformat(), "Speed": night.speed},
         # 512 pixels of 7″: the camera's field is 1°, the alerts daemon's Field of View.
+        # A German equatorial mount, its tube 0.4 m off its axes in a dome of radius 2.5 m:
+        # the slit goes where the tube looks out, and a target past the meridian flips it.
         "Simulator": {"Width": 512, "Height": 512, "Pixel Scale": 7.0,
-                      "Weather File": weather_file(directory)},
+                      "Weather File": weather_file(directory), "German Equatorial": True},
         # The replayed alert is a mock (its search is "MDC"): accepted here, as in a rehearsal.
         "Alerts": {"Accept Test Alerts": True, "Max Targets": 4, "Field of View": 1.0},
         "Observing": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
-        "Dome": {"Reopen Delay": 600.0},
+        "Dome": {"Reopen Delay": 600.0, "Radius": 2.5, "Axis Offset": 0.4},
         "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
     }
 
