@@ -31,10 +31,15 @@ degrees (or above ``--overhead-limit``) at ``--latitude``/``--longitude`` are re
 the meridian at the equator, not tracking. Parking moves to the celestial pole (hour angle 0)
 and stops tracking. ``:Gr#``/``:Gd#`` answer the target last set.
 
+A 10micron mount (always a German equatorial one) says its side of the pier (``:pS#``), and so
+does OnStep with ``--german`` (``:Gm#``; ``E`` in ``:GU#``): at each goto the west side
+(looking east) for a target east of the meridian, the east side otherwise; kept while it
+tracks. It starts on the east side.
+
 In the OnStep dialect it also answers what INDI's ``indi_lx200_OnStep`` asks when it connects
 and polls (firmware, site, date and time on its clock, tracking rate, status, alignment, ambient
 conditions; see :data:`ONSTEP_FIXED_REPLIES`), as OnStep 4.24 on a fork mount (``K`` in
-``:GU#``) without rotator, focusers or sensors.
+``:GU#``; a German equatorial one with ``--german``) without rotator, focusers or sensors.
 
 It uses only the standard library and shares no code with the driver it tests.
 """
@@ -78,7 +83,7 @@ TICK = 0.05
 #: What OnStep (firmware 4.24) says of itself and of what it does not have, with the replies
 #: of its command reference: product, version, firmware date and time, the clock's format
 #: (24 h), no rotator (``N``), no focusers (a bare ``0``), backlash (arc seconds), the pulse
-#: guide rate (× sidereal), the pier side (``N``: none, as on a fork mount), the ambient
+#: guide rate (× sidereal), the ambient
 #: conditions it assumes without sensors (°C, mbar, %, and the dew point they give, °C), the
 #: alignment status (at most 6 stars, none under way) and polar alignment error (none, arc
 #: seconds), and ``0``, OnStep's answer to a command it does not know, to OnStepX's queries
@@ -86,7 +91,7 @@ TICK = 0.05
 ONSTEP_FIXED_REPLIES = {
     "GVP": "On-Step#", "GVN": "4.24s#", "GVD": "Nov 30 2022#", "GVT": "12:00:00#",
     "Gc": "24#", "GX98": "N#", "FA": "0", "fA": "0", "%BD": "0#", "%BR": "0#",
-    "GX90": "0.50#", "Gm": "N#", "GX9A": "10.0#", "GX9B": "1010.0#", "GX9C": "70.0#",
+    "GX90": "0.50#", "GX9A": "10.0#", "GX9B": "1010.0#", "GX9C": "70.0#",
     "GX9E": "4.8#", "A?": "600#", "GX02": "0.0#",
     "GXY0": "0", "GXU1": "0", "GXU2": "0", "GX9F": "0",
 }
@@ -196,9 +201,11 @@ class Mount:
     (a :class:`SimulatedTime`)."""
 
     def __init__(self, dialect, latitude, longitude, slew_rate, horizon_limit, overhead_limit,
-                 high_precision, parked, clock=REAL_TIME):
+                 high_precision, parked, clock=REAL_TIME, german=False):
         self.clock = clock
         self.dialect = dialect
+        self.german = german or dialect == "10micron"
+        self.pier_side = "East"  # looking west, at the meridian where it starts
         self.latitude, self.longitude = latitude, longitude
         self.slew_rate = slew_rate
         self.horizon_limit, self.overhead_limit = horizon_limit, overhead_limit
@@ -329,6 +336,8 @@ class Mount:
         if altitude > self.overhead_limit:
             return "2Object Above Higher#" if with_message else "2"
         self.goto = (self.target_ra, self.target_dec)
+        hour_angle = wrap180(self.sidereal_degrees() - self.target_ra)
+        self.pier_side = "West" if hour_angle < 0 else "East"
         logger.info("goto %s %s", write_ra(self.target_ra, True), write_dec(self.target_dec, True))
         return "0"
 
@@ -349,8 +358,10 @@ class Mount:
         if command == "GU":
             letters = ("n" if not self.tracking else "") + ("N" if self.goto is None else "")
             letters += "P" if self.parked else "I" if self.parking else "p"
-            # K: a fork mount (no meridian flip, no pier side).
-            return letters + "K#"
+            # E: a German equatorial mount; K: a fork mount (no meridian flip, no pier side).
+            return letters + ("E#" if self.german else "K#")
+        if command == "Gm":
+            return f"{self.pier_side[0]}#" if self.german else "N#"
         if command == "hR":
             self.parked = False
             return "1"
@@ -365,6 +376,8 @@ class Mount:
         return self._unknown(command)
 
     def _ten_micron(self, command):
+        if command == "pS":
+            return f"{self.pier_side}#"
         if command == "Gstat":
             if self.parked:
                 code = GSTAT_PARKED
@@ -522,6 +535,8 @@ def main(argv=None):
     parser.add_argument("--overhead-limit", type=float, default=90.0, help="degrees")
     parser.add_argument("--precision", choices=("low", "high"), default="low")
     parser.add_argument("--parked", action="store_true", help="start parked")
+    parser.add_argument("--german", action="store_true",
+                        help="onstep: a German equatorial mount, saying its side of the pier")
     parser.add_argument("--clock-start", type=utc_instant,
                         help="the simulated UTC instant at --clock-anchor (ISO 8601)")
     parser.add_argument("--clock-anchor", type=utc_instant,
@@ -536,7 +551,8 @@ def main(argv=None):
     mount = Mount(options.dialect, options.latitude, options.longitude, options.slew_rate,
                   options.horizon_limit, options.overhead_limit, options.precision == "high",
                   options.parked,
-                  SimulatedTime(options.clock_start, options.clock_anchor, options.clock_speed))
+                  SimulatedTime(options.clock_start, options.clock_anchor, options.clock_speed),
+                  options.german)
     with Server((options.host, options.port), Handler) as server:
         server.mount = mount
         print(f"PORT {server.server_address[1]}", flush=True)

@@ -193,6 +193,30 @@ def test_a_slew_is_reported_while_under_way_and_ends_tracking_on_the_target(moun
     assert separation(mount.state(), ra, dec) < POINTING_TOLERANCE
 
 
+@pytest.mark.parametrize("own_simulator", [("onstep", "--german"), ("10micron",)],
+                         indirect=True, ids=["onstep", "10micron"])
+def test_a_german_mount_says_its_side_of_the_pier(own_simulator):
+    """OnStep's ``:Gm#`` and 10micron's ``:pS#``: the west side (looking east) after a goto
+    east of the meridian, the east side after one west of it."""
+    mount = Lx200Mount(settings(own_simulator.url, own_simulator.dialect), SITE)
+    mount.connect()
+    try:
+        for azimuth, side in ((90, "west"), (270, "east")):
+            mount.start_slew(*target_at(60, azimuth))
+            wait_until(lambda: not mount.state().slewing, "the slew to end")
+            assert mount.state().pier_side == side
+    finally:
+        mount.disconnect()
+
+
+@in_each_dialect("meade", "onstep")
+def test_a_mount_that_does_not_say_its_side_of_the_pier_has_none(mount):
+    """A Meade mount is not asked; OnStep on a fork mount answers ``N``."""
+    mount.start_slew(*target_at(60, 90))
+    wait_until(lambda: not mount.state().slewing, "the slew to end")
+    assert mount.state().pier_side is None
+
+
 @in_each_dialect()
 def test_abort_stops_a_slew_short_of_the_target(mount):
     ra, dec = target_at(30, 200)

@@ -1,4 +1,5 @@
-"""What differs between the LX200 dialects: status, park, unpark, tracking, ``:MS#`` replies.
+"""What differs between the LX200 dialects: status, park, unpark, tracking, ``:MS#`` replies,
+the side of the pier.
 
 =========  ====================  ==========  ==========  =====================  ===========
 dialect    slewing / parked /    park        unpark      tracking on / off      ``:MS#``
@@ -14,6 +15,10 @@ onstep     ``:GU#`` letters      ``:hP#``    ``:hR#``    ``:Te#`` / ``:Td#``,   
                                  (no reply)  (no reply)  no reply               ``msg#``
 =========  ====================  ==========  ==========  =====================  ===========
 
+The side of the pier (a German equatorial mount's): OnStep's ``:Gm#`` (``E``, ``W``, or ``N``
+on a fork or alt-az mount), 10micron's ``:pS#`` (``East``, ``West``); a Meade mount does not
+say. ``West`` is the tube on the west side of the pier, looking east, as in ASCOM and INDI.
+
 Classic Meade mounts have no park status and no unpark: after ``:hP#`` an Autostar or LX200GPS
 stops and asks to be switched off. This driver remembers that it parked the mount (until the
 next connect), reports it parked once the slew there has ended, and refuses to unpark with a
@@ -23,6 +28,7 @@ message saying what to do. The Meade tracking commands are the alignment-mode co
 
 import logging
 
+from ..mount import LOOKING_EAST, LOOKING_WEST
 from .protocol import (ACK, BOOLEAN, NO_REPLY, ONE_BYTE, TERMINATED, OnStepStatus,
                        ProtocolError, Reply, ReplyKind, TenMicronStatus,
                        meade_distance_bars_slewing, parse_boolean)
@@ -39,6 +45,10 @@ ALT_AZ_MODE_COMMAND = ":AA#"
 POLAR_MODE_COMMAND = ":AP#"
 LAND_MODE_COMMAND = ":AL#"
 PARK_COMMAND = ":hP#"
+#: OnStep's ``:Gm#`` and 10micron's ``:pS#`` answers → :attr:`~..mount.MountState.pier_side`
+#: (any other answer, such as OnStep's ``N``: none).
+ONSTEP_PIER_SIDES = {"W": LOOKING_EAST, "E": LOOKING_WEST}
+TEN_MICRON_PIER_SIDES = {"West": LOOKING_EAST, "East": LOOKING_WEST}
 
 
 class Status:
@@ -98,6 +108,10 @@ class MeadeDialect:
         self.connection.request(command, NO_REPLY,
                                 f"switching tracking {'on' if enabled else 'off'}")
 
+    def pier_side(self):
+        """``None``: a Meade mount does not say."""
+        return None
+
     def _alignment(self):
         def parse(letter):
             if letter not in ALIGNMENT_MODES:
@@ -133,6 +147,10 @@ class OnStepDialect:
         self._expect_accepted(":Te#" if enabled else ":Td#",
                               f"switching tracking {'on' if enabled else 'off'}")
 
+    def pier_side(self):
+        return self.connection.ask(":Gm#", TERMINATED, ONSTEP_PIER_SIDES.get,
+                                   "reading the side of the pier")
+
     def _expect_accepted(self, command, operation):
         if not self.connection.ask(command, BOOLEAN, parse_boolean, operation):
             raise self.connection.error(operation, f"the mount refused {command!r} (answered 0)")
@@ -165,6 +183,10 @@ class TenMicronDialect:
     def set_tracking(self, enabled):
         self.connection.request(POLAR_MODE_COMMAND if enabled else LAND_MODE_COMMAND, NO_REPLY,
                                 f"switching tracking {'on' if enabled else 'off'}")
+
+    def pier_side(self):
+        return self.connection.ask(":pS#", TERMINATED, TEN_MICRON_PIER_SIDES.get,
+                                   "reading the side of the pier")
 
 
 #: The ``Dialect`` setting → its class.

@@ -117,7 +117,7 @@ class Lx200Mount(Mount):
         altitude, azimuth = horizontal(ra, dec, self.location, now)
         return MountState(ra=ra, dec=dec, altitude=altitude, azimuth=azimuth,
                           slewing=status.slewing, parked=status.parked,
-                          tracking=status.tracking)
+                          tracking=status.tracking, pier_side=self.dialect.pier_side())
 
     def unpark(self):
         connection = self.connection
