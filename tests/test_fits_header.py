@@ -63,6 +63,12 @@ def test_the_ccd_temperature_is_written_only_when_the_camera_reports_it():
     assert "CCD-TEMP" not in cards()
 
 
+def test_the_side_of_the_pier_is_written_only_when_the_mount_says_it():
+    assert cards(pier_side="west")["PIERSIDE"] == "WEST"
+    assert cards(pier_side="east")["PIERSIDE"] == "EAST"
+    assert "PIERSIDE" not in cards()
+
+
 @pytest.mark.parametrize("changes, left_out", [
     ({"ccd_temperature": math.nan}, {"CCD-TEMP": "nan"}),
     ({"ra": math.nan}, {"RA": "nan", "OBJCTRA": "nan"}),
@@ -132,7 +138,7 @@ def test_a_value_longer_than_a_card_keeps_its_whole_comment_on_continue_cards():
 
 
 def test_every_card_written_is_documented_and_every_card_documented_is_written():
-    written = set(cards(ccd_temperature=-20.0,
+    written = set(cards(ccd_temperature=-20.0, pier_side="west",
                         order={"ID": "7", "User": "test", "Group ID": "S1",
                                "Type of job": "ToO"}))
     section = DOCS.read_text().split("## The frames and their headers")[1].split("\n## ")[0]

@@ -221,7 +221,7 @@ def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
     """The target 1° (4 min) east of the meridian, six 2-minute frames, a flip due 2 min past
     it: once, between two frames, the telescope slews to the target again, the mount goes
     over to the east side of its pier, the dome turns its slit there, and every frame is
-    taken."""
+    taken, its PIERSIDE saying which side it was taken from."""
     site = make_site(settings(Scheduler={"Manage Dome": False},
                               Simulator={"German Equatorial": True},
                               Telescope={"Meridian Flip After": 2.0},
@@ -243,6 +243,9 @@ def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
     assert steps[at - 1].startswith("exposing ") and steps[at - 1] != "exposing 1/6"
     assert steps[at - 1] in steps[at + 1:]
     assert "now on the east side of the pier" in site.log("telescope")
+    sides = [fits.getheader(path)["PIERSIDE"] for path in result["Progress"]["Files"]]
+    flipped_at = sides.index("EAST")
+    assert 0 < flipped_at and sides == ["WEST"] * flipped_at + ["EAST"] * (6 - flipped_at)
     pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
     assert pointing["Pier Side"] == "east"
     devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]

@@ -358,7 +358,7 @@ class Executor:
             target=order.get("Object Name", f"RA{order['RA']:.3f}_Dec{order['Dec']:+.3f}"),
             ra=pointing.ra, dec=pointing.dec, altitude=pointing.altitude,
             airmass=float(airmass(pointing.altitude)), order=order, number=number,
-            ccd_temperature=temperature)
+            ccd_temperature=temperature, pier_side=pointing.pier_side)
         path = write_frame(self._directory(start), exposure, data, self.camera.info(),
                            self.config["Site"], self.settings["Name"])
         log.info("[WO %s] wrote %s", job.record.id, path)

@@ -59,6 +59,9 @@ class Exposure:
         The frame's number within its kind in the order (1, 2, ...).
     ccd_temperature : float or None
         The CCD's temperature at the start, °C, when the camera reports it.
+    pier_side : str or None
+        A German equatorial mount's side of the pier at the start (``"west"``: looking east),
+        when it says: ``PIERSIDE``. After a meridian flip the frame is turned 180° on the sky.
     """
 
     start: datetime
@@ -73,6 +76,7 @@ class Exposure:
     order: dict
     number: int
     ccd_temperature: float | None = None
+    pier_side: str | None = None
 
 
 def night_directory(data_directory, instant, longitude):
@@ -144,6 +148,9 @@ def header(exposure, camera, site, telescope_name):
     if exposure.ccd_temperature is not None:
         cards.append(("CCD-TEMP", round(float(exposure.ccd_temperature), 2),
                       "[C] CCD temperature at start"))
+    if exposure.pier_side is not None:
+        cards.append(("PIERSIDE", exposure.pier_side.upper(),
+                      "side of the pier the tube is on (WEST: looking east)"))
     cards += [
         ("ORDERID", str(exposure.order["ID"]), "TOROS work order ID"),
         ("OBSERVER", str(exposure.order.get("User", "unknown")), "who submitted the order"),
