@@ -20,7 +20,7 @@ from alpaca.telescope import PierSide, Telescope  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
-                           HOST, SITE, alpaca_server, simulators)
+                           HOST, SITE, UNCOOLED_CAMERA, alpaca_server, simulators)
 from observatory import ended, open_dome, settings, status, wait_until  # noqa: E402
 from torosmanager.ephemeris import apparent_sidereal_time, julian_dates  # noqa: E402
 from torosmanager.devices.dome import azimuth_separation  # noqa: E402
@@ -32,13 +32,13 @@ TARGET = {"RA": 30.0, "Dec": 85.0}
 FILTER = FILTER_NAMES[0]
 
 
-def open_site(simulators, make_site, enclosure=0, **dome):
-    """The daemons on the Alpaca devices (the dome *enclosure*, and *dome* settings), the dome
-    open."""
+def open_site(simulators, make_site, enclosure=0, camera=None, **dome):
+    """The daemons on the Alpaca devices (the dome *enclosure*, *camera* settings, *dome*
+    settings), the dome open."""
     device = simulators.settings
     site = make_site(settings(
         speed=1,
-        Telescope={"Mount": device(0), "Camera": device(0), "Filter Wheel": device(0),
+        Telescope={"Mount": device(0), "Camera": camera or device(0), "Filter Wheel": device(0),
                    "Poll Interval": 0.2},
         Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1},
         Dome={"Enclosure": device(enclosure), "Safety Monitor": device(0),
@@ -158,6 +158,21 @@ def test_a_mount_that_does_not_flip_is_asked_once(simulators, make_site):
     (flip,) = [step for step in steps if step.startswith("meridian flip: ")]
     assert steps[steps.index(flip) - 1] == "exposing 2/3"
     assert site.log("telescope").count("the mount did not flip") == 1
+
+
+def test_a_camera_that_cannot_set_its_temperature_is_not_waited_for(simulators, make_site):
+    """A Cooling Setpoint for a camera whose CanSetCCDTemperature is false: said once, at the
+    daemon's start, and the frames are taken at once."""
+    camera = dict(simulators.settings(UNCOOLED_CAMERA), **{"Cooling Setpoint": -30.0})
+    site = open_site(simulators, make_site, camera=camera)
+    observe(site, "uncooled", **{"Calibration Frames": "No", "Number of Exposures": 2})
+    result = ended(site.proxy("telescope"), "uncooled", "done")
+    assert len(result["Progress"]["Files"]) == 2
+    assert not [entry for entry in result["History"]
+                if entry["Reason"].startswith("cooling the CCD")]
+    log = site.log("telescope")
+    assert log.count("cannot cool the CCD") == 1
+    assert "CanSetCCDTemperature is false" in log
 
 
 def test_a_dome_that_cannot_be_turned_is_no_longer_followed(simulators, make_site):

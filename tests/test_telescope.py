@@ -212,6 +212,54 @@ def test_a_slit_that_does_not_come_interrupts_the_order(make_site):
     assert result["Progress"]["Files"] == []
 
 
+#: °C the CCD is cooled to in the tests below, from the simulated camera's −20 °C.
+SETPOINT = -30.0
+
+
+def test_frames_wait_for_the_ccd_to_reach_its_setpoint(make_site):
+    """The telescope daemon starts the cooler at its start; the first frame waits until the
+    CCD is within Cooling Tolerance of the setpoint (10 °C at 1 °C per minute: some ten
+    minutes of the clock, from the daemon's start)."""
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Cooling Rate": 1.0},
+                              Telescope={"Camera": {"Cooling Setpoint": SETPOINT}})).start(
+        "dome", "telescope", "scheduler")
+    assert "cooling the CCD to -30 °C (Telescope → Camera → Cooling Setpoint)" in \
+        site.log("telescope")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("cold", **{"Calibration Frames": "No"}))
+    result = ended(telescope, "cold", "done")
+    steps = [entry["Reason"] for entry in result["History"]]
+    (cooling,) = [step for step in steps if step.startswith("cooling the CCD")]
+    assert re.fullmatch(r"cooling the CCD to -30 °C, now -2\d\.\d °C", cooling), cooling
+    assert steps[steps.index(cooling) + 1] == "exposing 1/1"
+    header = fits.getheader(result["Progress"]["Files"][0])
+    assert abs(header["CCD-TEMP"] - SETPOINT) <= 1.0
+
+
+def test_a_ccd_that_does_not_cool_in_time_is_said_once_and_the_frames_are_taken(make_site):
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Cooling Rate": 0.1},
+                              Telescope={"Camera": {"Cooling Setpoint": SETPOINT,
+                                                    "Cooling Timeout": 60.0}})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("warm", **{"Calibration Frames": "Yes",
+                                                "Number of Exposures": 2}))
+    result = ended(telescope, "warm", "done")
+    assert len(result["Progress"]["Files"]) == 2 + 2 + 2 + 1  # lights, bias, dark, flat
+    steps = [entry["Reason"] for entry in result["History"]]
+    assert len([step for step in steps if step.startswith("cooling the CCD")]) == 1
+    log = site.log("telescope")
+    assert log.count("taking the frames anyway") == 1
+    assert re.search(r"the CCD is at -2\d\.\d °C, not within 1 °C of its setpoint -30 °C after "
+                     r"60 s \(Telescope → Camera → Cooling Timeout\)", log)
+    temperatures = [fits.getheader(path)["CCD-TEMP"] for path in result["Progress"]["Files"]]
+    assert all(-30 < temperature < -20 for temperature in temperatures)
+
+
 #: A German equatorial mount off the centre of a small dome (as in tests/test_dome.py): the
 #: two sides of the pier need slits tens of degrees apart near the meridian.
 OFF_CENTRE = {"Radius": 2.0, "Mount Offset North": 0.4, "Axis Offset": 0.8}

@@ -357,7 +357,17 @@ SCHEMA = {
         "Mount": _device(),
         "Camera": dict(_device(), **{
             "Read Noise": Setting("float", 0.0, "alpaca, indi: electrons RMS, for RDNOISE (neither "
-                                  "reports it); 0 means unknown", 0, 1000)}),
+                                  "reports it); 0 means unknown", 0, 1000),
+            "Cooling Setpoint": Setting("float", None, "°C the CCD is cooled to and kept at from "
+                                        "the telescope daemon's start (and again at each "
+                                        "order); not set: the camera's cooler is left as it "
+                                        "is", -150, 50),
+            "Cooling Tolerance": Setting("float", 1.0, "°C the CCD may be from the setpoint "
+                                         "when a frame starts", 0.1, 50),
+            "Cooling Timeout": Setting("float", 1800.0, "seconds a frame waits for the CCD to "
+                                       "come within the tolerance; after it the order's "
+                                       "frames are taken anyway, with a warning (CCD-TEMP says "
+                                       "how warm)", 0, 86400)}),
         "Filter Wheel": _device(),
     },
     "Dome": {
@@ -423,6 +433,8 @@ SCHEMA = {
         "Height": Setting("int", 1024, "simulated CCD rows", 8, 20_000),
         "Pixel Scale": Setting("float", 1.0, "arcseconds per pixel", 0.01, 100),
         "Readout Time": Setting("float", 2.0, "seconds to read a frame out", 0, 600),
+        "Cooling Rate": Setting("float", 5.0, "degrees Celsius per minute the CCD cools or "
+                                "warms towards a setpoint (it starts at -20 °C)", 0.01, 1000),
         "Gain": Setting("float", 1.5, "electrons per ADU", 0.01, 100),
         "Read Noise": Setting("float", 8.0, "electrons RMS", 0, 1000),
         "Bias Level": Setting("float", 1000.0, "ADU", 0, 60000),

@@ -69,6 +69,12 @@ EQUATORIAL_SYSTEMS = {J2000_TELESCOPE: 2, TOPOCENTRIC_TELESCOPE: 1}
 LONE_SAFETY_MONITOR = 1
 #: A dome that reports its azimuth but cannot be turned (CanSetAzimuth false), facing south.
 FIXED_DOME = 1
+#: A camera whose CCD is warm (WARM_CCD °C, the cooler off) and takes COOLING_TIME real
+#: seconds to reach a setpoint; one that cannot set its temperature (CanSetCCDTemperature false).
+WARM_CAMERA = 1
+UNCOOLED_CAMERA = 2
+WARM_CCD = 15.0
+COOLING_TIME = 3.0
 
 #: The simulated camera: small and non-square, so frames are fast and a transposition shows.
 CAMERA_WIDTH = 320
@@ -162,6 +168,9 @@ def simulator_config(catalogue_path):
                      siteelevation=SITE["Elevation"])
     devices["telescope"] = {number: dict(telescope, equatorialsystem=system)
                             for number, system in EQUATORIAL_SYSTEMS.items()}
+    devices["camera"][WARM_CAMERA] = dict(devices["camera"][0], ccdtemperature=WARM_CCD,
+                                          cooleron=False, cooling_time=COOLING_TIME)
+    devices["camera"][UNCOOLED_CAMERA] = dict(devices["camera"][0], cansetccdtemperature=False)
     devices["filterwheel"][0]["names"] = list(FILTER_NAMES)
     devices["safetymonitor"][LONE_SAFETY_MONITOR] = dict(devices["safetymonitor"][0])
     devices["dome"][FIXED_DOME] = dict(devices["dome"][0], cansetazimuth=False, azimuth=180.0)

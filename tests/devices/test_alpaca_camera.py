@@ -14,6 +14,7 @@ from alpaca.exceptions import InvalidOperationException  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
 from torosmanager.devices import CameraInfo, DeviceError, FrameType, wait_for  # noqa: E402
+from torosmanager.devices.base import NotCapable  # noqa: E402
 from torosmanager.devices.alpaca import AlpacaCamera, AlpacaMount  # noqa: E402
 from torosmanager.devices.alpaca.camera import (  # noqa: E402
     IMAGEBYTES_HEADER, decode_image, to_unsigned,
@@ -22,8 +23,8 @@ from torosmanager.devices.alpaca.camera import (  # noqa: E402
 # The helpers sit beside this file; make them importable however pytest was started.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alpaca_server import (  # noqa: E402,F401
-    CAMERA_HEIGHT, CAMERA_WIDTH, HOST, J2000_TELESCOPE, SITE, alpaca_server, simulators,
-    sky_position,
+    CAMERA_HEIGHT, CAMERA_WIDTH, COOLING_TIME, HOST, J2000_TELESCOPE, SITE, UNCOOLED_CAMERA,
+    WARM_CAMERA, WARM_CCD, alpaca_server, simulators, sky_position,
 )
 
 POLL_INTERVAL = 0.1
@@ -118,6 +119,32 @@ def test_info_and_describe(simulators, camera):
                       "Address": f"{HOST}:{simulators.port}/0",
                       "Camera State": "idle", "Image Ready": False}
     xmlrpc.client.dumps((report,))
+
+
+def test_the_ccd_is_cooled_to_its_setpoint(simulators):
+    """SetCCDTemperature and CoolerOn: the simulator's warm CCD then cools there in its own
+    time."""
+    camera = AlpacaCamera(simulators.settings(WARM_CAMERA))
+    camera.connect()
+    try:
+        assert camera.state().temperature == pytest.approx(WARM_CCD)
+        camera.set_cooling(-10.0)
+        cooled = wait_for(lambda: (t := camera.state().temperature) <= -9.5 and t,
+                          4 * COOLING_TIME, "the CCD to cool", POLL_INTERVAL)
+        assert cooled == pytest.approx(-10.0, abs=0.5)
+    finally:
+        camera.disconnect()
+
+
+def test_a_camera_that_cannot_set_its_temperature_says_so(simulators):
+    camera = AlpacaCamera(simulators.settings(UNCOOLED_CAMERA))
+    camera.connect()
+    try:
+        with pytest.raises(NotCapable, match=r"cooling the CCD to -10 °C failed: the device "
+                                             r"cannot do it \(CanSetCCDTemperature is false\)"):
+            camera.set_cooling(-10.0)
+    finally:
+        camera.disconnect()
 
 
 def test_read_noise_comes_from_the_settings(simulators):

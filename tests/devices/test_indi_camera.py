@@ -38,6 +38,9 @@ PIXEL_SIZE = 5.2
 SHORTEST_EXPOSURE = 0.01
 #: An exposure long enough to be aborted mid-way.
 LONG_EXPOSURE = 30.0
+#: °C below where it is that the CCD is cooled to, and the seconds the simulator may take.
+COOLING_STEP = 2.0
+COOLING_PATIENCE = 30.0
 
 
 @pytest.fixture
@@ -50,6 +53,17 @@ def expose(camera, seconds, frame_type):
     wait_for(lambda: camera.state().image_ready, seconds + READOUT_TIMEOUT,
              f"the {frame_type.value} frame", POLL_INTERVAL)
     return camera.image()
+
+
+def test_the_ccd_is_cooled_to_its_setpoint(camera):
+    """CCD_TEMPERATURE set: the simulator's CCD cools there in its own time."""
+    start = camera.state().temperature
+    setpoint = start - COOLING_STEP
+    camera.set_cooling(setpoint)
+    cooled = wait_for(lambda: (t := camera.state().temperature) is not None
+                      and abs(t - setpoint) <= 0.5 and t, COOLING_PATIENCE, "the CCD to cool",
+                      0.1)
+    assert cooled == pytest.approx(setpoint, abs=0.5)
 
 
 def test_the_description_comes_from_ccd_info_and_the_binning(camera):

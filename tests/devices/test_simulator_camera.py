@@ -67,6 +67,20 @@ def test_info_comes_from_the_settings(config, camera):
     assert info.pixel_size > 0
 
 
+def test_the_ccd_cools_and_warms_to_its_setpoint_at_the_cooling_rate(config, clock, camera):
+    """From −20 °C at ``Cooling Rate`` (5 °C per minute by default), in the clock's time."""
+    rate = config["Simulator"]["Cooling Rate"]
+    assert camera.state().temperature == -20.0
+    camera.set_cooling(-30.0)
+    clock.advance(60)
+    assert camera.state().temperature == pytest.approx(-20.0 - rate)
+    clock.advance(3600)
+    assert camera.state().temperature == -30.0  # and kept there
+    camera.set_cooling(-25.0)
+    clock.advance(30)
+    assert camera.state().temperature == pytest.approx(-30.0 + rate / 2)
+
+
 def test_an_idle_camera_has_no_image(camera):
     state = camera.state()
     assert not state.exposing and not state.image_ready

@@ -108,3 +108,11 @@ class Camera(Device):
     @abstractmethod
     def image(self) -> "Image":
         """The last image: a 2-D :class:`numpy.ndarray` indexed ``[y, x]`` of unsigned ADU."""
+
+    @abstractmethod
+    def set_cooling(self, setpoint: Celsius) -> None:
+        """Switch the cooler on and regulate the CCD at *setpoint* °C; returns at once (the
+        CCD then takes its time: :attr:`CameraState.temperature`).
+
+        Raises :class:`~.base.NotCapable` for a camera that cannot set its temperature.
+        """

@@ -22,7 +22,7 @@ import xmlrpc.client
 
 from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
-from ..devices.base import Interrupted
+from ..devices.base import Interrupted, NotCapable
 from ..devices.dome import azimuth_separation
 from ..devices.mount import LOOKING_EAST
 from ..dome.geometry import DomeGeometry
@@ -55,6 +55,8 @@ class Job:
         self.reason = None
         self.final_state = INTERRUPTED
         self.interrupted_by = None
+        #: The CCD did not reach its setpoint within Cooling Timeout: not waited for again.
+        self.ccd_waited_out = False
 
     def interrupt(self, reason, final_state=INTERRUPTED, by=None):
         """Stop the job; it ends in *final_state* with *reason* (*by*: the order that took
@@ -84,6 +86,7 @@ class Executor:
         self._park_requests = []
         #: The path of the last frame written, for the status page.
         self.latest_frame = None
+        self._cannot_cool = False  # the camera said it cannot set its temperature
         self._thread = threading.Thread(target=self._run, name="telescope-executor")
 
     # --- called from the front desk ------------------------------------------------------
@@ -163,6 +166,7 @@ class Executor:
         files_before = len(progress["Files"])
         if self._step(order_id, progress, only_from={QUEUED}) is None:
             return  # cancelled a moment ago
+        self.cool()  # again: a camera switched off and on has forgotten its setpoint
         try:
             # Calibration frames need neither the sky nor the target: an attempt that has
             # only those left neither waits for the dome nor slews.
@@ -249,6 +253,7 @@ class Executor:
                 if not flip_tried:
                     flip_tried = self._flip_if_due(job, order, progress, resume=step)
                 self._wait_for_the_slit(job, progress, resume=step)
+            self._wait_for_the_ccd(job, progress, resume=step)
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
@@ -338,6 +343,7 @@ class Executor:
                 self._step(job.record.id, progress)
                 if frame_type.shutter_open:  # an attempt that did not point set no filter
                     self._set_filter(job, order["Filter"])
+                self._wait_for_the_ccd(job, progress, resume=progress["Step"])
                 progress["Files"].append(self._expose(job, frame_type, seconds, number))
                 taken[frame_type.value] = number
 
@@ -390,6 +396,57 @@ class Executor:
         wait_for(condition, self.clock.real_seconds(clock_seconds), what,
                  max(self.clock.real_seconds(self.settings["Poll Interval"]),
                      MIN_REAL_POLL_SECONDS), stop=job.stop)
+
+    def cool(self):
+        """Ask the camera to cool the CCD to ``Telescope → Camera → Cooling Setpoint``, if one
+        is set; whether it was asked. A camera that cannot is said so once, in the log, and
+        not waited for."""
+        setpoint = self.settings["Camera"]["Cooling Setpoint"]
+        if setpoint is None or self._cannot_cool:
+            return False
+        try:
+            self.camera.set_cooling(setpoint)
+        except NotCapable as error:
+            self._cannot_cool = True
+            log.error("cannot cool the CCD (%s): frames do not wait for it. Unset Telescope → "
+                      "Camera → Cooling Setpoint for a camera cooled some other way", error)
+            return False
+        except DeviceError as error:  # asked again at the next order
+            log.warning("cannot set the CCD's cooling: %s", error)
+            return False
+        return True
+
+    def _wait_for_the_ccd(self, job, progress, resume):
+        """Return once the CCD is within ``Cooling Tolerance`` of its setpoint, or once it has
+        been waited for ``Cooling Timeout`` in this attempt at the order (then said once, and
+        the frames are taken anyway: their CCD-TEMP says how warm). *resume* is the step
+        journaled again after a wait."""
+        camera = self.settings["Camera"]
+        setpoint, tolerance = camera["Cooling Setpoint"], camera["Cooling Tolerance"]
+        if setpoint is None or self._cannot_cool or job.ccd_waited_out:
+            return
+        now = self.camera.state().temperature
+
+        def settled():
+            nonlocal now
+            now = self.camera.state().temperature
+            return now is None or abs(now - setpoint) <= tolerance
+
+        if now is None or abs(now - setpoint) <= tolerance:
+            return
+        progress["Step"] = f"cooling the CCD to {setpoint:g} °C, now {now:.1f} °C"
+        self._step(job.record.id, progress)
+        timeout = camera["Cooling Timeout"]
+        try:
+            self._wait(job, settled, timeout, "the CCD to reach its setpoint")
+        except DeviceError:
+            self.camera.state()  # a camera that no longer answers fails the order here
+            job.ccd_waited_out = True
+            log.warning("[WO %s] the CCD is at %.1f °C, not within %g °C of its setpoint %g °C "
+                        "after %g s (Telescope → Camera → Cooling Timeout): taking the frames "
+                        "anyway", job.record.id, now, tolerance, setpoint, timeout)
+        progress["Step"] = resume
+        self._step(job.record.id, progress)
 
     def _wait_for_the_slit(self, job, progress, resume=None):
         """Return once the dome says open and safe and, if it turns its slit to the telescope,

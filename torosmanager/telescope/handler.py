@@ -176,6 +176,9 @@ class TelescopeHandler(Handler):
             except DeviceError as error:
                 log.error("cannot connect the %s: %s (orders will fail until it answers)",
                           device.name, error)
+        if self.executor.cool():
+            log.info("cooling the CCD to %g °C (Telescope → Camera → Cooling Setpoint)",
+                     self.config["Telescope"]["Camera"]["Cooling Setpoint"])
         try:
             self.filters = list(self.filter_wheel.state().names)
         except DeviceError as error:

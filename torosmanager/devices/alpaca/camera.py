@@ -157,6 +157,14 @@ class AlpacaCamera(Camera):
             raise connection.error("aborting the exposure",
                                    "the camera can neither abort nor stop an exposure")
 
+    def set_cooling(self, setpoint):
+        connection = self.connection
+        operation = f"cooling the CCD to {setpoint:g} °C"
+        connection.require_connected(operation)
+        connection.capable("CanSetCCDTemperature", operation)
+        connection.set("SetCCDTemperature", float(setpoint))
+        connection.set("CoolerOn", True)
+
     def image(self):
         connection = self.connection
         connection.require_connected("reading the image")

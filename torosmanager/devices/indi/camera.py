@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 from astropy.io import fits
 
-from ..base import DeviceError
+from ..base import DeviceError, NotCapable
 from ..camera import Camera, CameraInfo, CameraState, FrameType
 from .connection import ALERT, BUSY, ON, IndiConnection
 
@@ -55,6 +55,7 @@ FRAME_TYPE = "CCD_FRAME_TYPE"
 BINNING = "CCD_BINNING"
 FRAME = "CCD_FRAME"
 TEMPERATURE = "CCD_TEMPERATURE"
+COOLER = "CCD_COOLER"
 TRANSFER_FORMAT = "CCD_TRANSFER_FORMAT"
 UPLOAD_MODE = "UPLOAD_MODE"
 
@@ -190,6 +191,19 @@ class IndiCamera(Camera):
         except DeviceError:
             self._blobs_before = None
             raise
+
+    def set_cooling(self, setpoint):
+        """Switch ``CCD_COOLER`` on (when the camera has one) and set ``CCD_TEMPERATURE``: INDI
+        drivers then cool to it."""
+        connection = self.connection
+        operation = f"cooling the CCD to {setpoint:g} °C"
+        connection.require_connected(operation)
+        if connection.optional(TEMPERATURE, operation) is None:
+            raise NotCapable(f"{connection.label}: {operation} failed: the device defines no "
+                             f"{connection.property_name(TEMPERATURE)}")
+        if connection.optional(COOLER, operation) is not None:
+            connection.switch(COOLER, "COOLER_ON", operation)
+        connection.send(TEMPERATURE, {"CCD_TEMPERATURE_VALUE": float(setpoint)}, operation)
 
     def abort(self):
         connection = self.connection

@@ -17,10 +17,12 @@ Decisions
 * The CCD is held at :data:`CCD_TEMPERATURE`.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ...units import SECONDS_PER_MINUTE
 from ..base import DeviceError
 from ..camera import Camera, CameraInfo, CameraState, FrameType
 from .common import SimulatedDevice, finite_number
@@ -31,7 +33,7 @@ from .sky import throughput
 CAMERA_NAME = "TOROS simulated CCD"
 #: Pixel size, micrometres (a typical large-format CCD).
 PIXEL_SIZE = 9.0
-#: The simulated CCD's regulated temperature, °C.
+#: The simulated CCD's temperature, °C, until a setpoint is set (regulated there already).
 CCD_TEMPERATURE = -20.0
 #: Binning: the simulated camera reads every pixel.
 BINNING = 1
@@ -83,6 +85,9 @@ class SimulatedCamera(SimulatedDevice, Camera):
         self._readout = float(simulator_settings["Readout Time"])
         self._frames = 0          # exposures started, so each frame's noise has its own seed
         self._exposure = None
+        self._cooling_rate = float(simulator_settings["Cooling Rate"])
+        # The CCD's temperature since the clock's elapsed count, and where the cooler takes it.
+        self._temperature, self._since, self._setpoint = CCD_TEMPERATURE, 0.0, CCD_TEMPERATURE
 
     # -- the interface -------------------------------------------------------------------------
 
@@ -112,15 +117,39 @@ class SimulatedCamera(SimulatedDevice, Camera):
         with self._lock:
             self._require_connected()
             exposure, now = self._exposure, self._clock.elapsed()
+            temperature = self._temperature_at(now)
             if exposure is None:
                 return CameraState(exposing=False, image_ready=False, percent_complete=None,
-                                   temperature=CCD_TEMPERATURE)
+                                   temperature=temperature)
             ready = now >= exposure.ready_at
             total = exposure.ready_at - exposure.started
             percent = COMPLETE if ready or total <= 0 else \
                 COMPLETE * (now - exposure.started) / total
             return CameraState(exposing=not ready, image_ready=ready, percent_complete=percent,
-                               temperature=CCD_TEMPERATURE)
+                               temperature=temperature)
+
+    def set_cooling(self, setpoint):
+        """Take the CCD to *setpoint* °C at ``Simulator → Cooling Rate`` (°C per minute of
+        the clock), from where it is now.
+
+        Raises
+        ------
+        DeviceError
+            When not connected.
+        """
+        setpoint = finite_number(setpoint, "the CCD's setpoint")
+        with self._lock:
+            self._require_connected()
+            now = self._clock.elapsed()
+            self._temperature, self._since = self._temperature_at(now), now
+            self._setpoint = setpoint
+
+    def _temperature_at(self, count):
+        """The CCD's temperature at the clock's elapsed *count* (with the lock held)."""
+        change = self._cooling_rate * (count - self._since) / SECONDS_PER_MINUTE
+        gap = self._setpoint - self._temperature
+        return self._setpoint if abs(gap) <= change else self._temperature + math.copysign(
+            change, gap)
 
     def start_exposure(self, seconds, frame_type):
         """Start an exposure of *seconds* of *frame_type*; returns at once.
