@@ -219,7 +219,7 @@ SETPOINT = -30.0
 def test_frames_wait_for_the_ccd_to_reach_its_setpoint(make_site):
     """The telescope daemon starts the cooler at its start; the first frame waits until the
     CCD is within Cooling Tolerance of the setpoint (10 °C at 1 °C per minute: some ten
-    minutes of the clock, from the daemon's start)."""
+    minutes of the clock, from the daemon's start), the wait shown again at each degree."""
     site = make_site(settings(Scheduler={"Manage Dome": False},
                               Simulator={"Cooling Rate": 1.0},
                               Telescope={"Camera": {"Cooling Setpoint": SETPOINT}})).start(
@@ -231,9 +231,12 @@ def test_frames_wait_for_the_ccd_to_reach_its_setpoint(make_site):
     telescope.front_desk(observation("cold", **{"Calibration Frames": "No"}))
     result = ended(telescope, "cold", "done")
     steps = [entry["Reason"] for entry in result["History"]]
-    (cooling,) = [step for step in steps if step.startswith("cooling the CCD")]
-    assert re.fullmatch(r"cooling the CCD to -30 °C, now -2\d\.\d °C", cooling), cooling
-    assert steps[steps.index(cooling) + 1] == "exposing 1/1"
+    cooling = [step for step in steps if step.startswith("cooling the CCD")]
+    shown = [float(re.fullmatch(r"cooling the CCD to -30 °C, now (-2\d\.\d) °C", step)[1])
+             for step in cooling]
+    # Shown again at each degree, colder each time, then the frame.
+    assert shown == sorted(shown, reverse=True) and shown[0] - shown[-1] >= len(shown) - 1
+    assert steps[steps.index(cooling[-1]) + 1] == "exposing 1/1"
     header = fits.getheader(result["Progress"]["Files"][0])
     assert abs(header["CCD-TEMP"] - SETPOINT) <= 1.0
 

@@ -364,10 +364,12 @@ SCHEMA = {
                                         "is", -150, 50),
             "Cooling Tolerance": Setting("float", 1.0, "°C the CCD may be from the setpoint "
                                          "when a frame starts", 0.1, 50),
-            "Cooling Timeout": Setting("float", 1800.0, "seconds a frame waits for the CCD to "
+            "Cooling Timeout": Setting("float", 600.0, "seconds a frame waits for the CCD to "
                                        "come within the tolerance; after it the order's "
                                        "frames are taken anyway, with a warning (CCD-TEMP says "
-                                       "how warm)", 0, 86400)}),
+                                       "how warm). Below Scheduler → Stall Timeout, which "
+                                       "stops an order whose CCD stays at one degree", 0,
+                                       86400)}),
         "Filter Wheel": _device(),
     },
     "Dome": {

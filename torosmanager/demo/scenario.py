@@ -106,6 +106,8 @@ def settings(night, directory):
         "Alerts": {"Accept Test Alerts": True, "Max Targets": 4, "Field of View": 1.0},
         "Observing": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
         "Dome": {"Reopen Delay": 600.0, "Radius": 2.5, "Axis Offset": 0.4},
+        # The CCD cooled from the simulator's -20 °C before dusk (5 °C a minute).
+        "Telescope": {"Camera": {"Cooling Setpoint": -25.0}},
         "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
     }
 

@@ -42,6 +42,10 @@ MIN_REAL_POLL_SECONDS = 0.005
 CALIBRATION_DONE = "Calibration Done"
 
 
+#: °C the CCD's temperature moves before a wait for it is journaled again.
+COOLING_STEP_SHOWN = 1.0
+
+
 class DomeNotReady(Exception):
     """The dome is closed, unsafe, or its daemon does not answer."""
 
@@ -426,16 +430,27 @@ class Executor:
         if setpoint is None or self._cannot_cool or job.ccd_waited_out:
             return
         now = self.camera.state().temperature
+        if now is None or abs(now - setpoint) <= tolerance:
+            return
+        shown = None
+
+        def show():
+            # Journaled again at each degree: the scheduler sees progress (Stall Timeout).
+            nonlocal shown
+            if shown is None or abs(now - shown) >= COOLING_STEP_SHOWN:
+                shown = now
+                progress["Step"] = f"cooling the CCD to {setpoint:g} °C, now {now:.1f} °C"
+                self._step(job.record.id, progress)
 
         def settled():
             nonlocal now
             now = self.camera.state().temperature
-            return now is None or abs(now - setpoint) <= tolerance
+            if now is None or abs(now - setpoint) <= tolerance:
+                return True
+            show()
+            return False
 
-        if now is None or abs(now - setpoint) <= tolerance:
-            return
-        progress["Step"] = f"cooling the CCD to {setpoint:g} °C, now {now:.1f} °C"
-        self._step(job.record.id, progress)
+        show()
         timeout = camera["Cooling Timeout"]
         try:
             self._wait(job, settled, timeout, "the CCD to reach its setpoint")
