@@ -6,6 +6,7 @@ import xmlrpc.client
 
 from conftest import EVENING, simulated_clock
 from torosmanager.client import status_of
+from torosmanager.dome.geometry import DomeGeometry
 
 #: Simulated seconds per real second in these tests: a 30 s exposure takes 0.3 s.
 SPEED = 100
@@ -76,6 +77,19 @@ def open_dome(site, order_id="open"):
     wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
     site.proxy("dome").front_desk({"ID": order_id, "WOType": "Dome", "Shutter": "Open"})
     return ended(site.proxy("dome"), order_id, "done")
+
+
+def slit_and_wanted(site, *pier_sides):
+    """The dome daemon's Status devices, the telescope's pointing, and the azimuths the dome's
+    geometry wants the slit at for that pointing, the mount on each of *pier_sides*
+    (``"west"``, ``"east"``, or ``None``: by the hour angle)."""
+    pointing = site.proxy("telescope").front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    geometry = DomeGeometry.from_settings(devices["Geometry"])
+    latitude = site.config["Site"]["Latitude"]
+    return devices, pointing, [
+        geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"], latitude, side)
+        for side in pier_sides]
 
 
 def refusal(call, order):

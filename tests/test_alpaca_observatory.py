@@ -21,10 +21,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
                            HOST, SITE, UNCOOLED_CAMERA, alpaca_server, simulators)
-from observatory import ended, open_dome, settings, status, wait_until  # noqa: E402
+from observatory import (ended, open_dome, settings, slit_and_wanted, status,  # noqa: E402
+                         wait_until)
 from torosmanager.ephemeris import apparent_sidereal_time, julian_dates  # noqa: E402
 from torosmanager.devices.dome import azimuth_separation  # noqa: E402
-from torosmanager.dome.geometry import DomeGeometry  # noqa: E402
 
 __all__ = ["alpaca_server", "simulators"]  # fixtures, imported for pytest
 
@@ -122,14 +122,8 @@ def test_the_slit_goes_to_the_side_of_the_pier_the_mount_reports(simulators, mak
     observe(site, "alpaca-gem", **target, **{"Calibration Frames": "No"})
     result = ended(site.proxy("telescope"), "alpaca-gem", "done")
     assert len(result["Progress"]["Files"]) == 1
-    pointing = site.proxy("telescope").front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    devices, pointing, (reported, by_hour_angle) = slit_and_wanted(site, "west", None)
     assert pointing["Pier Side"] == "west"
-    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
-    geometry = DomeGeometry.from_settings(devices["Geometry"])
-    latitude = site.config["Site"]["Latitude"]
-    reported, by_hour_angle = (
-        geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"], latitude, pier_side)
-        for pier_side in ("west", None))
     tolerance = devices["Follow Tolerance"]
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], reported) <= tolerance
     assert azimuth_separation(reported, by_hour_angle) > 10 * tolerance

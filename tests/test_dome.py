@@ -7,11 +7,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from conftest import EVENING
-from observatory import (PATIENCE, dome_safety, ended, open_dome, refusal, settings, status,
-                         wait_until)
+from observatory import (PATIENCE, dome_safety, ended, open_dome, refusal, settings,
+                         slit_and_wanted, status, wait_until)
 from torosmanager.client import status_of
 from torosmanager.devices.dome import azimuth_separation
-from torosmanager.dome.geometry import DomeGeometry
 from torosmanager.examples import MANUAL_DOME
 from torosmanager.workorders import FaultCode, format_utc
 
@@ -142,11 +141,8 @@ def test_an_off_centre_telescope_is_followed_where_it_looks_out(make_site):
                           "Filter": "V", "Exposure Time": 30, "Calibration Frames": "No"})
     result = ended(telescope, "gem", "done")
     assert len(result["Progress"]["Files"]) == 1
-    pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
-    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    devices, pointing, (slit,) = slit_and_wanted(site, None)
     assert devices["Geometry"] == {**devices["Geometry"], **OFF_CENTRE}
-    slit = DomeGeometry.from_settings(devices["Geometry"]).slit_azimuth(
-        pointing["Altitude"], pointing["Azimuth"], site.config["Site"]["Latitude"])
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], slit) <= 2.0
     assert azimuth_separation(slit, pointing["Azimuth"]) > 10 * 2.0
 

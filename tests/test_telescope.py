@@ -10,11 +10,11 @@ from astropy.coordinates import Angle
 from astropy.io import fits
 from astropy.time import Time
 
-from observatory import ended, open_dome, refusal, settings, status, wait_until
+from observatory import (ended, open_dome, refusal, settings, slit_and_wanted, status,
+                         wait_until)
 from conftest import EVENING
 from torosmanager.devices.dome import azimuth_separation
 from torosmanager.devices.simulator.camera import CCD_TEMPERATURE
-from torosmanager.dome.geometry import DomeGeometry
 from torosmanager.examples import MANUAL_OBSERVATION
 from torosmanager.workorders import FaultCode
 
@@ -297,14 +297,8 @@ def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
     sides = [fits.getheader(path)["PIERSIDE"] for path in result["Progress"]["Files"]]
     flipped_at = sides.index("EAST")
     assert 0 < flipped_at and sides == ["WEST"] * flipped_at + ["EAST"] * (6 - flipped_at)
-    pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    devices, pointing, (looking_west, looking_east) = slit_and_wanted(site, "east", "west")
     assert pointing["Pier Side"] == "east"
-    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
-    geometry = DomeGeometry.from_settings(devices["Geometry"])
-    latitude = site.config["Site"]["Latitude"]
-    looking_west, looking_east = (
-        geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"], latitude, side)
-        for side in ("east", "west"))
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], looking_west) <= \
         devices["Follow Tolerance"]
     assert azimuth_separation(looking_west, looking_east) > 10 * devices["Follow Tolerance"]
