@@ -317,8 +317,7 @@ class Executor:
                         "past the meridian, it still says it is on the west side of the pier "
                         "(its own limits may let it track on; set Telescope → Meridian Flip "
                         "After to where it changes sides). Not tried again in this attempt at "
-                        "the order",
-                        job.record.id, past)
+                        "the order", job.record.id, past)
         else:
             log.info("[WO %s] meridian flip: %.1f min past the meridian, now on the %s side of "
                      "the pier", job.record.id, past, side)

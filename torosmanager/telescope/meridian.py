@@ -11,7 +11,8 @@ the hour angle). The dome turns its slit to the tube's new place, and the next f
 for it.
 
 Only a mount that says which side of its pier it is on (ASCOM's ``SideOfPier``, INDI's
-``TELESCOPE_PIER_SIDE``) is flipped; a fork, an alt-az mount, or one that does not say, never.
+``TELESCOPE_PIER_SIDE``, OnStep's ``:Gm#``, 10micron's ``:pS#``) is flipped; a fork, an alt-az
+mount, or one that does not say, never.
 A mount that is still on the west side after the slew (its own limits let it track on) is
 told once, in the log, and not asked again during that attempt at the order.
 """

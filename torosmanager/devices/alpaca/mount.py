@@ -33,7 +33,7 @@ from ..base import wait_for
 from ...units import DEGREES_PER_HOUR, DEGREES_PER_TURN, HOURS_PER_DAY
 from ..coordinates import (apparent_frame, below_horizon, differs_from_site, horizontal,
                            site_location)
-from ..mount import Mount, MountState
+from ..mount import LOOKING_EAST, LOOKING_WEST, Mount, MountState
 from .connection import AlpacaConnection
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ SYSTEM_NAMES = {
     EquatorialCoordinateType.equB1950: "B1950",
 }
 #: ``SideOfPier`` as :class:`~..mount.MountState` names it (unknown: ``None``).
-PIER_SIDES = {PierSide.pierEast: "east", PierSide.pierWest: "west"}
+PIER_SIDES = {PierSide.pierEast: LOOKING_WEST, PierSide.pierWest: LOOKING_EAST}
 
 
 def mount_frame(system, location, obstime):

@@ -22,7 +22,7 @@ from ...earth_rotation import use_astropy_offline
 from ..base import DeviceError
 from ..coordinates import (apparent_to_icrs, below_horizon, differs_from_site, horizontal,
                            icrs_to_apparent, site_location)
-from ..mount import Mount, MountState
+from ..mount import LOOKING_EAST, LOOKING_WEST, Mount, MountState
 from .connection import ALERT, BUSY, OK, ON, IndiConnection
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ TRACK_STATE = "TELESCOPE_TRACK_STATE"
 GEOGRAPHIC = "GEOGRAPHIC_COORD"
 PIER_SIDE = "TELESCOPE_PIER_SIDE"
 #: ``TELESCOPE_PIER_SIDE``'s switches as :class:`~..mount.MountState` names them.
-PIER_SIDES = {"PIER_WEST": "west", "PIER_EAST": "east"}
+PIER_SIDES = {"PIER_WEST": LOOKING_EAST, "PIER_EAST": LOOKING_WEST}
 
 
 class IndiMount(Mount):
