@@ -55,6 +55,16 @@ def observatory(simulators, make_site):
     simulators.set_safe(True)
 
 
+def at_hour_angle(simulators, hour_angle):
+    """The target's declination at *hour_angle* degrees (west positive) from the test site
+    now, in the real time the Alpaca mount follows, with stars around it."""
+    utc1, utc2 = julian_dates(datetime.now(timezone.utc), 0.0)
+    sidereal = math.degrees(apparent_sidereal_time(utc1, utc2, SITE["Longitude"]))
+    target = {"RA": (sidereal - hour_angle) % 360, "Dec": TARGET["Dec"]}
+    simulators.catalogue.add_field(target["RA"], target["Dec"])
+    return target
+
+
 def observe(site, order_id, **changes):
     order = {"ID": order_id, "WOType": "Observation", "Filter": FILTER, "Exposure Time": 1.0,
              "User": "test", **TARGET, **changes}
@@ -113,10 +123,7 @@ def test_the_slit_goes_to_the_side_of_the_pier_the_mount_reports(simulators, mak
     west of north, below the pole (hour angle 11 h, where the two sides need slits some 45°
     apart), and the mount says it is on the west side, looking east: its counterweight up,
     not the side the hour angle would give."""
-    utc1, utc2 = julian_dates(datetime.now(timezone.utc), 0.0)
-    sidereal = math.degrees(apparent_sidereal_time(utc1, utc2, SITE["Longitude"]))
-    target = {"RA": (sidereal - BELOW_THE_POLE_HOUR_ANGLE) % 360, "Dec": TARGET["Dec"]}
-    simulators.catalogue.add_field(target["RA"], target["Dec"])
+    target = at_hour_angle(simulators, BELOW_THE_POLE_HOUR_ANGLE)
     Telescope(f"{HOST}:{simulators.port}", 0).SideOfPier = PierSide.pierWest
     site = open_site(simulators, make_site, **OFF_CENTRE)
     observe(site, "alpaca-gem", **target, **{"Calibration Frames": "No"})
@@ -138,10 +145,7 @@ def test_a_mount_that_does_not_flip_is_asked_once(simulators, make_site):
     meridian. Before the second frame the telescope slews to it again; the simulator stays
     on its side (it has no meridian limits), and the telescope says so once in its log and
     takes the other frames without asking again."""
-    utc1, utc2 = julian_dates(datetime.now(timezone.utc), 0.0)
-    sidereal = math.degrees(apparent_sidereal_time(utc1, utc2, SITE["Longitude"]))
-    target = {"RA": (sidereal - WEST_HOUR_ANGLE) % 360, "Dec": TARGET["Dec"]}
-    simulators.catalogue.add_field(target["RA"], target["Dec"])
+    target = at_hour_angle(simulators, WEST_HOUR_ANGLE)
     Telescope(f"{HOST}:{simulators.port}", 0).SideOfPier = PierSide.pierWest
     site = open_site(simulators, make_site)
     observe(site, "alpaca-flip", **target,

@@ -117,21 +117,24 @@ def page_head(title, refresh=True):
             f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>")
 
 
+def order_path(order_id, suffix="html"):
+    """Where *order_id*'s page (``html``) or Status (``json``) is, its ID percent-encoded."""
+    return f"{ORDERS_PATH}{urllib.parse.quote(order_id, safe='')}.{suffix}"
+
+
 def order_link(order_id):
     """*order_id* as a link to its page."""
-    quoted = urllib.parse.quote(order_id, safe="")
-    return f"<a href='{ORDERS_PATH}{quoted}.html'>{_e(order_id)}</a>"
+    return f"<a href='{order_path(order_id)}'>{_e(order_id)}</a>"
 
 
 def order_html(status):
     """An order's page, from its Status answer: its state, the work order, its progress (an
     observation's frames, a calibration's notes and skipped files) and its history."""
-    quoted = urllib.parse.quote(status["ID"], safe="")
     service = status["Service"]
     return "".join([
         page_head(f"{status['ID']} — TOROS {service}"),
         f"<p><a href='/'>← the {_e(service)} daemon</a> · "
-        f"<a href='{ORDERS_PATH}{quoted}.json'>this order's Status as JSON</a></p>",
+        f"<a href='{order_path(status['ID'], 'json')}'>this order's Status as JSON</a></p>",
         f"<h1>{_e(status['WOType'])} {_e(status['ID'])}: "
         f"<span class='state-{_e(status['Status'])}'>{_e(status['Status'])}</span></h1>",
         f"<p id='message'>{_e(status['Message'])}</p>",

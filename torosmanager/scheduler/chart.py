@@ -45,8 +45,6 @@ LABEL_OFFSET = 4
 LEGEND_ROWS = 28
 
 
-
-
 def curves(plan, site, times):
     """The Sun's altitude and each entry's altitude (degrees) at *times*.
 

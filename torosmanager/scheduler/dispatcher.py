@@ -589,5 +589,3 @@ class Dispatcher:
 def _kind(message):
     """A message without its numbers."""
     return _NUMBERS.sub("#", message)
-
-

@@ -14,7 +14,9 @@ Decisions
   unfiltered. A parked mount still sees the sky, at the zenith.
 * :meth:`abort` discards the exposure under way (and is a no-op otherwise); :meth:`image` then
   raises until the next exposure is ready.
-* The CCD is held at :data:`CCD_TEMPERATURE`.
+* The CCD starts at :data:`CCD_TEMPERATURE` and stays there until :meth:`set_cooling` gives
+  it another setpoint, which it reaches at ``Simulator → Cooling Rate`` in clock time; the dark
+  current in the frames does not follow it.
 """
 
 import math
