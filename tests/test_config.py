@@ -60,6 +60,12 @@ def test_defaults_are_safe():
     assert config["Clock"]["Mode"] == "real"
 
 
+def test_the_slit_is_turned_at_half_the_lag_a_frame_waits_for(tmp_path):
+    assert default_config()["Dome"]["Turn Lag"] == 1.5
+    config = load_config(write(tmp_path, "Dome: {Follow Tolerance: 5}\n"))
+    assert config["Dome"]["Turn Lag"] == 2.5
+
+
 def test_http_is_derived_from_ip_and_port(tmp_path):
     config = load_config(write(tmp_path, "Dome Address: {Port: 9000}\n"))
     assert config["Dome Address"]["HTTP"] == "http://127.0.0.1:9000/"
@@ -96,6 +102,8 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("Alerts:\n  Max Distance: .inf\n", "Alerts → Max Distance: inf is not allowed; "
      "allowed: a number of at least 0"),
     ("Site:\n  Latitude: 1" + "0" * 400 + "\n", "allowed: a number from -90 to 90"),
+    ("Dome:\n  Follow Tolerance: 2\n  Turn Lag: 2.5\n", "Dome → Turn Lag: 2.5 is not allowed; "
+     "allowed: at most Dome → Follow Tolerance (2), or the telescope would wait"),
 ])
 def test_each_mistake_is_named(tmp_path, text, expected):
     message = error_for(tmp_path, text)

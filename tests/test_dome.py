@@ -8,7 +8,7 @@ import pytest
 
 from conftest import EVENING
 from observatory import (PATIENCE, dome_safety, ended, open_dome, refusal, settings,
-                         slit_and_wanted, status, wait_until)
+                         slit_and_wanted, status, step, wait_until)
 from torosmanager.client import status_of
 from torosmanager.devices.dome import azimuth_separation
 from torosmanager.examples import MANUAL_DOME
@@ -145,6 +145,48 @@ def test_an_off_centre_telescope_is_followed_where_it_looks_out(make_site):
     assert devices["Geometry"] == {**devices["Geometry"], **OFF_CENTRE}
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], slit) <= 2.0
     assert azimuth_separation(slit, pointing["Azimuth"]) > 10 * 2.0
+
+
+#: A target two hours east of the meridian when the tests' night starts: the off-centre tube's
+#: slit moves there some 0.02° a second as the telescope tracks, four times the telescope's own
+#: azimuth.
+FAST_SLIT_TARGET = {"RA": 12.0, "Dec": 20.0}
+#: Slower than the other tests', so that the follower looks every few simulated seconds.
+TRACKING_SPEED = 50
+#: A light frame waits for a slit lagging more than the Follow Tolerance (3°, the default).
+TURN_LAG = 0.5
+#: Real seconds between two looks at the slit's lag while the telescope tracks.
+SAMPLE_SECONDS = 0.05
+
+
+def test_a_tracking_telescope_does_not_wait_for_the_slit(make_site):
+    """The follower turns the slit once it lags by ``Dome → Turn Lag``, less than the
+    ``Follow Tolerance`` a frame waits for: as the telescope tracks, its slit moves on and is
+    turned again long before a frame would have to wait for it."""
+    site = make_site(settings(speed=TRACKING_SPEED,
+                              Dome={"Turn Lag": TURN_LAG, **OFF_CENTRE})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk({"ID": "track", "WOType": "Observation", **FAST_SLIT_TARGET,
+                          "Filter": "V", "Exposure Time": 30, "Number of Exposures": 12,
+                          "Calibration Frames": "No"})
+    wait_until(lambda: step(telescope, "track").startswith("exposing"), "the first frame")
+    lags, slits = [], []
+    while status(telescope, "track")["Status"] == "running":
+        devices, pointing, (slit,) = slit_and_wanted(site, None)
+        if not devices["Enclosure"]["Slewing"]:
+            lags.append(azimuth_separation(devices["Enclosure"]["Azimuth"], slit))
+        slits.append(slit)
+        time.sleep(SAMPLE_SECONDS)
+    result = ended(telescope, "track", "done")
+    assert azimuth_separation(slits[0], slits[-1]) > 2 * devices["Follow Tolerance"]
+    assert max(lags) < (TURN_LAG + devices["Follow Tolerance"]) / 2, lags
+    steps = [entry["Reason"] for entry in result["History"]]
+    first_frame = steps.index("exposing 1/12")
+    waits = [reason for reason in steps[first_frame:]
+             if reason.startswith("waiting for the dome's slit")]
+    assert waits == [], steps
 
 
 def test_a_closed_dome_is_not_turned_to_the_telescope(make_site):

@@ -399,9 +399,13 @@ SCHEMA = {
             "be turned stops being followed"),
         "Follow Interval": Setting("float", 2.0, "seconds between looks at where the telescope "
                                    "points, while following", 0.01, 600),
-        "Follow Tolerance": Setting("float", 3.0,
-                                    "degrees the slit may lag the telescope when following",
-                                    0.1, 180),
+        "Follow Tolerance": Setting("float", 3.0, "degrees the slit may lag the telescope "
+                                    "when following; a light frame waits for a slit farther "
+                                    "away", 0.1, 180),
+        "Turn Lag": Setting("float", None, "degrees the slit may lag the telescope before the "
+                            "follower turns it, at most the Follow Tolerance; not set: half "
+                            "of it, so that a tracking telescope's slit is turned before a "
+                            "frame has to wait for it", 0.1, 180),
         "Radius": Setting("float", 2.5, "the dome's radius, metres (matters only when the "
                           "telescope is off its centre: the offsets below)", 0.1, 100),
         "Mount Offset North": Setting("float", 0.0, "metres north of the dome's centre where "
@@ -871,6 +875,12 @@ def _finish(config, path):
                           f"these offsets; allowed: more than {farthest:g} m, how far from the "
                           "dome's centre the tube can be (Mount Offset North, East, Up and "
                           "Axis Offset)")
+    if dome["Turn Lag"] is None:
+        dome["Turn Lag"] = dome["Follow Tolerance"] / 2
+    elif dome["Turn Lag"] > dome["Follow Tolerance"]:
+        raise ConfigError(f"{path}: Dome → Turn Lag: {dome['Turn Lag']!r} is not allowed; "
+                          f"allowed: at most Dome → Follow Tolerance ({dome['Follow Tolerance']:g}"
+                          "), or the telescope would wait for the slit at every frame")
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "

@@ -1,17 +1,18 @@
 """The slit follower: keeps a rotating dome's slit on the telescope while the shutter is open.
 
 Every ``Dome → Follow Interval`` it asks the telescope daemon where the telescope points and,
-when the slit lags by more than ``Dome → Follow Tolerance`` behind where the telescope looks
-out of the dome (:mod:`.geometry`: the telescope's own azimuth when it stands at the dome's
-centre), starts the dome turning there (the shortest way). It does so only while following
+when the slit lags by more than ``Dome → Turn Lag`` behind where the telescope looks out of
+the dome (:mod:`.geometry`: the telescope's own azimuth when it stands at the dome's centre),
+starts the dome turning there (the shortest way). It does so only while following
 (``Dome → Follow Telescope``, or a Dome order's ``Follow Telescope`` until the daemon
 restarts) and while the shutter is open: a closed dome stays where it was parked. A dome that
 reports no azimuth (a roll-off roof) is left alone; one that says it cannot be turned (ASCOM's
 ``CanSetAzimuth`` false) stops being followed, with an error in the log.
 
 The telescope daemon, once pointed and before each later light frame, waits until the slit is
-within the tolerance (for at most ``Telescope → Slit Timeout``), so that no frame is taken of
-the inside of the dome.
+within ``Dome → Follow Tolerance`` (for at most ``Telescope → Slit Timeout``), so that no frame
+is taken of the inside of the dome. The turn lag is smaller (by default half the tolerance):
+as the telescope tracks, the slit is turned before a frame has to wait for it.
 """
 
 import logging
@@ -110,5 +111,5 @@ class SlitFollower:
                 return
             slit = self.geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"],
                                               self.latitude, pointing.get("Pier Side"))
-            if azimuth_separation(slit, state.azimuth) > self.settings["Follow Tolerance"]:
+            if azimuth_separation(slit, state.azimuth) > self.settings["Turn Lag"]:
                 self.enclosure.start_slew(slit)

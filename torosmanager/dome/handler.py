@@ -88,6 +88,7 @@ class DomeHandler(Handler):
     def devices(self):
         report = {"Safety": self.guard.report(), "Following Telescope": self.follower.following,
                   "Follow Tolerance": self.settings["Follow Tolerance"],
+                  "Turn Lag": self.settings["Turn Lag"],
                   "Geometry": self.follower.geometry.report()}
         try:
             state = self.enclosure.state()
