@@ -52,6 +52,9 @@ setup(
         # k-d trees: the pixels in each candidate field of an alert's map, found at once
         # (already installed with ccdproc, named here because the alerts use it directly).
         "scipy>=1.10",
+        # Autofocus: the stars of a focus frame and each one's half-flux radius, detected and
+        # measured by astropy's own source-detection package rather than by hand (3.x names).
+        "photutils>=3.0,<4",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
     # libfaketime: sets other processes' clocks (years ahead, where the IERS table is stale;

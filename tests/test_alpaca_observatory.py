@@ -15,12 +15,14 @@ from astropy.io import fits
 
 pytest.importorskip("alpaca", reason="alpyca is not installed (pip install alpyca)")
 
+from alpaca.focuser import Focuser  # noqa: E402
 from alpaca.telescope import PierSide, Telescope  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
-                           HOST, SITE, UNCOOLED_CAMERA, alpaca_server, simulators)
+                           FOCUSER_POSITION, FOCUSER_TEMPERATURE, HOST, SITE, UNCOOLED_CAMERA,
+                           alpaca_server, simulators)
 from observatory import (ended, open_dome, settings, slit_and_wanted, status,  # noqa: E402
                          wait_until)
 from torosmanager.ephemeris import apparent_sidereal_time, julian_dates  # noqa: E402
@@ -32,14 +34,14 @@ TARGET = {"RA": 30.0, "Dec": 85.0}
 FILTER = FILTER_NAMES[0]
 
 
-def open_site(simulators, make_site, enclosure=0, camera=None, **dome):
-    """The daemons on the Alpaca devices (the dome *enclosure*, *camera* settings, *dome*
-    settings), the dome open."""
+def open_site(simulators, make_site, enclosure=0, camera=None, focuser=None, **dome):
+    """The daemons on the Alpaca devices (the dome *enclosure*, *camera* and *focuser*
+    settings, *dome* settings), the dome open."""
     device = simulators.settings
     site = make_site(settings(
         speed=1,
         Telescope={"Mount": device(0), "Camera": camera or device(0), "Filter Wheel": device(0),
-                   "Poll Interval": 0.2},
+                   "Focuser": focuser or {"Driver": "none"}, "Poll Interval": 0.2},
         Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1},
         Dome={"Enclosure": device(enclosure), "Safety Monitor": device(0),
               "Check Interval": 0.5, **dome}))
@@ -207,3 +209,24 @@ def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observa
     assert "weather unsafe" in dome["Enclosure"]["Closed By"]
     wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Parked"],
                "the mount to park")
+
+
+#: A focus model for the Alpaca focuser: 150 steps outward through the test's filter, and 20
+#: steps per °C, with the focuser's sensor 2 °C colder than when Best Position was found.
+FOCUS_MODEL = {"Best Position": FOCUSER_POSITION, "Filter Offsets": {FILTER: 150},
+               "Reference Temperature": FOCUSER_TEMPERATURE + 2.0,
+               "Temperature Coefficient": -20.0}
+
+
+def test_an_alpaca_focuser_is_moved_where_the_focus_model_wants_it(simulators, make_site):
+    focuser = dict(simulators.settings(0), **FOCUS_MODEL)
+    site = open_site(simulators, make_site, focuser=focuser)
+    observe(site, "alpaca-focus", **{"Calibration Frames": "No"})
+    result = ended(site.proxy("telescope"), "alpaca-focus", "done")
+    wanted = FOCUSER_POSITION + 150 + 40
+    assert f"focusing: {FOCUSER_POSITION} → {wanted} (best {FOCUSER_POSITION}, filter " \
+           f"{FILTER} +150, {FOCUSER_TEMPERATURE:g} °C: +40)" in [
+               entry["Reason"] for entry in result["History"]]
+    header = fits.getheader(result["Progress"]["Files"][0])
+    assert (header["FOCUSPOS"], header["FOCUSTEM"]) == (wanted, FOCUSER_TEMPERATURE)
+    assert Focuser(f"{HOST}:{simulators.port}", 0).Position == wanted

@@ -128,6 +128,13 @@ def test_off_loopback_is_allowed_with_credentials_or_explicit_consent(tmp_path):
      "Telescope → Mount → Device is required with Driver: indi"),
     ("Telescope: {Mount: {Driver: lx200}}",
      "Telescope → Mount → URL is required with Driver: lx200"),
+    ("Telescope: {Mount: {Driver: none}}",
+     "Telescope → Mount → Driver: 'none' is not allowed for a mount"),
+    ("Telescope: {Focuser: {Driver: lx200}}",
+     "Telescope → Focuser → Driver: 'lx200' is not allowed for a focuser; allowed: one of "
+     "'none', 'simulator', 'alpaca', 'indi'"),
+    ("Telescope: {Focuser: {Best Position: 50000}}",
+     "Telescope → Focuser → Best Position is set, but Driver is 'none'"),
 ])
 def test_a_driver_must_drive_its_device_and_have_what_it_needs(tmp_path, text, expected):
     assert expected in error_for(tmp_path, text)

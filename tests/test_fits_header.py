@@ -69,8 +69,20 @@ def test_the_side_of_the_pier_is_written_only_when_the_mount_says_it():
     assert "PIERSIDE" not in cards()
 
 
+def test_the_focus_is_written_only_when_there_is_a_focuser():
+    written = cards(focus_position=50_085, focus_temperature=7.504)
+    assert (written["FOCUSPOS"], written["FOCUSTEM"]) == (50_085, 7.5)
+    assert "FOCUSTEM" not in cards(focus_position=50_085)
+    assert "FOCUSPOS" not in cards() and "FOCUSTEM" not in cards()
+
+
+#: What the devices' sensors read, for the cards that depend on them.
+SENSORS = {"ccd_temperature": -20.0, "focus_position": 50_000, "focus_temperature": 8.0}
+
+
 @pytest.mark.parametrize("changes, left_out", [
     ({"ccd_temperature": math.nan}, {"CCD-TEMP": "nan"}),
+    ({"focus_temperature": math.nan}, {"FOCUSTEM": "nan"}),
     ({"ra": math.nan}, {"RA": "nan", "OBJCTRA": "nan"}),
     ({"dec": math.inf}, {"DEC": "inf", "OBJCTDEC": "inf"}),
     ({"altitude": math.nan, "airmass": math.nan}, {"ALTITUDE": "nan", "AIRMASS": "nan"}),
@@ -80,8 +92,8 @@ def test_a_number_a_device_reports_as_nan_leaves_its_card_out_not_the_frame(
     """FITS has no NaN: astropy refused the header, after the exposure, and the frame was
     lost for a sensor's reading."""
     with caplog.at_level(logging.WARNING, logger="torosmanager.telescope.fits"):
-        written = cards(**{"ccd_temperature": -20.0, **changes})
-    assert [key for key in cards(ccd_temperature=-20.0) if key not in written] == list(left_out)
+        written = cards(**{**SENSORS, **changes})
+    assert [key for key in cards(**SENSORS) if key not in written] == list(left_out)
     assert caplog.messages == [f"the frame's {key} card is left out: a device reported {value}"
                                for key, value in left_out.items()]
 
@@ -138,7 +150,7 @@ def test_a_value_longer_than_a_card_keeps_its_whole_comment_on_continue_cards():
 
 
 def test_every_card_written_is_documented_and_every_card_documented_is_written():
-    written = set(cards(ccd_temperature=-20.0, pier_side="west",
+    written = set(cards(**SENSORS, pier_side="west",
                         order={"ID": "7", "User": "test", "Group ID": "S1",
                                "Type of job": "ToO"}))
     section = DOCS.read_text().split("## The frames and their headers")[1].split("\n## ")[0]

@@ -91,6 +91,7 @@ class TestTheManualsObservation:
                 header["DEC"], abs=1e-4)
             assert header["CCD-TEMP"] == CCD_TEMPERATURE
             assert header["JOBTYPE"] == "Research" and "GROUPID" not in header
+            assert "FOCUSPOS" not in header  # no focuser by default
             kinds.append((header["IMAGETYP"], header["EXPTIME"]))
         assert sorted(kinds) == sorted([("LIGHT", 30.0), ("BIAS", 0.0), ("BIAS", 0.0),
                                         ("DARK", 30.0), ("DARK", 30.0), ("FLAT", 2.0)])
@@ -302,6 +303,146 @@ def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], looking_west) <= \
         devices["Follow Tolerance"]
     assert azimuth_separation(looking_west, looking_east) > 10 * devices["Follow Tolerance"]
+
+
+#: The focus model of the test below: the focus moves 20 steps outward per °C the tube cools,
+#: and 40 steps outward through V.
+FOCUS_MODEL = {"Driver": "simulator", "Best Position": 50_000, "Reference Temperature": 12.0,
+               "Temperature Coefficient": -20.0, "Filter Offsets": {"V": 40, "B": 70},
+               "Tolerance": 5}
+#: °C an hour the simulated tube cools: 2 °C over the test's night of 12 minutes.
+FAST_COOLING = 10.0
+
+
+def test_the_focus_follows_the_filter_and_the_tube_s_temperature(make_site):
+    """The focuser goes where the focus model wants it once the filter is set, and again
+    between frames as the tube cools; every frame's header says where it was and how warm."""
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Tube Temperature": 12.0,
+                                         "Tube Cooling Rate": FAST_COOLING},
+                              Telescope={"Focuser": FOCUS_MODEL})).start(
+        "dome", "telescope", "scheduler")
+    assert "focus model: Best Position 50000, the focuser at 50000 of 0–100000" in \
+        site.log("telescope")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("focus", **{"Exposure Time": 120, "Number of Exposures": 6,
+                                                 "Calibration Frames": "No"}))
+    result = ended(telescope, "focus", "done")
+    steps = [entry["Reason"] for entry in result["History"]]
+    focusing = [step for step in steps if step.startswith("focusing: ")]
+    first = re.fullmatch(r"focusing: 50000 → (\d+) \(best 50000, filter V \+40, ([\d.]+) °C: "
+                         r"\+(\d+)\)", focusing[0])
+    assert first, focusing[0]
+    drift = round(-20.0 * (float(first[2]) - 12.0))
+    assert (int(first[1]), int(first[3])) == (50_000 + 40 + drift, drift)
+    assert steps.index(focusing[0]) == steps.index("filter V") + 1
+    assert len(focusing) >= 3  # again between frames, as the tube cooled
+    positions, temperatures = [], []
+    for path in result["Progress"]["Files"]:
+        header = fits.getheader(path)
+        positions.append(header["FOCUSPOS"])
+        temperatures.append(header["FOCUSTEM"])
+        wanted = 50_000 + 40 - 20.0 * (header["FOCUSTEM"] - 12.0)
+        assert abs(header["FOCUSPOS"] - wanted) <= FOCUS_MODEL["Tolerance"] + 1
+    assert temperatures[0] - temperatures[-1] > 1.0
+    assert positions == sorted(positions) and positions[-1] - positions[0] > 20
+    focuser = telescope.front_desk({"WOType": "Status"})["Devices"]["Focuser"]
+    assert (focuser["Driver"], focuser["Position"]) == ("simulator", positions[-1])
+
+
+#: A focus model 1,500 steps from the simulator's focus (its Best Focus, 50,000 at the Tube
+#: Temperature, 12 °C): stars 3" wide instead of 2", which an autofocus must find and correct.
+WRONG_FOCUS_MODEL = dict(FOCUS_MODEL, **{"Best Position": 48_500, "Filter Offsets": {},
+                                         "Autofocus": True, "Autofocus Exposure": 30.0})
+
+
+def test_autofocus_finds_the_focus_the_model_missed(make_site):
+    """A focus run on the target's field before the night's first light frame (but a target
+    of opportunity's): nine frames 500 steps apart around where the model puts focus, each
+    frame's stars measured, the V-curve fitted. The frames are then taken at the focus
+    found, which the model follows on."""
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Tube Temperature": 12.0, "Tube Cooling Rate": 0.0,
+                                         "Width": 512, "Height": 512,
+                                         "Focus Temperature Coefficient": -20.0},
+                              Telescope={"Focuser": WRONG_FOCUS_MODEL})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    # A target of opportunity does not wait for the run: the next order makes it.
+    telescope.front_desk(observation("too", Priority=10.0, **{"Calibration Frames": "No"}))
+    too = ended(telescope, "too", "done")
+    assert not [entry for entry in too["History"] if entry["Reason"].startswith("autofocus")]
+    assert "[WO too] autofocus is due, but a target of opportunity does not wait for it" in \
+        site.log("telescope")
+    telescope.front_desk(observation("autofocus", **{"Number of Exposures": 2,
+                                                     "Calibration Frames": "No"}))
+    result = ended(telescope, "autofocus", "done")
+    steps = [entry["Reason"] for entry in result["History"]]
+    runs = [step for step in steps if step.startswith("autofocus: frame ")]
+    assert runs == [f"autofocus: frame {number}/9 at {48_500 + 500 * (number - 5)}"
+                    for number in range(1, 10)]
+    found = re.search(r"autofocus: best focus at (\d+) through V at 12 °C \(46500: ([\d.]+) px",
+                      site.log("telescope"))
+    assert found, site.log("telescope")
+    assert abs(int(found[1]) - 50_000) <= 150
+    positions = {fits.getheader(path)["FOCUSPOS"] for path in result["Progress"]["Files"]}
+    assert positions == {int(found[1])}
+    # Once a night: the next order goes to the focus found, without a run.
+    telescope.front_desk(observation("after", **{"Calibration Frames": "No"}))
+    after = ended(telescope, "after", "done")
+    assert not [entry for entry in after["History"]
+                if entry["Reason"].startswith("autofocus")]
+
+
+def test_a_focus_run_that_finds_no_focus_keeps_the_model_and_the_order_goes_on(make_site):
+    """The model 10,000 steps off: the whole run is far out of focus, its stars too wide to
+    tell where focus is. Said in the log; the frames are taken where the model says."""
+    lost = dict(FOCUS_MODEL, **{"Best Position": 40_000, "Autofocus": True})
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Tube Temperature": 12.0, "Tube Cooling Rate": 0.0},
+                              Telescope={"Focuser": lost})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("lost", **{"Calibration Frames": "No"}))
+    result = ended(telescope, "lost", "done")
+    assert "[WO lost] autofocus found no focus, the focus model is kept: no best focus from " \
+           "the run (position: HFD) 38040: " in site.log("telescope")
+    assert fits.getheader(result["Progress"]["Files"][0])["FOCUSPOS"] == 40_040
+
+
+def test_without_a_model_a_run_that_finds_no_focus_puts_the_focuser_back(make_site):
+    """No Best Position: the run is centred where the focuser stands (half-way, 50,000); the
+    simulator's focus is 30,000 steps away, so the run finds none, and the focuser goes back
+    to where it stood rather than staying at the run's last frame."""
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Best Focus": 80_000},
+                              Telescope={"Focuser": {"Driver": "simulator",
+                                                     "Autofocus": True}})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("unfocused", **{"Calibration Frames": "No"}))
+    result = ended(telescope, "unfocused", "done")
+    assert "autofocus: frame 9/9 at 52000" in [entry["Reason"] for entry in result["History"]]
+    assert "[WO unfocused] autofocus found no focus" in site.log("telescope")
+    assert fits.getheader(result["Progress"]["Files"][0])["FOCUSPOS"] == 50_000
+
+
+def test_a_focus_model_beyond_the_focuser_s_range_fails_the_order_saying_so(make_site):
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Telescope={"Focuser": dict(FOCUS_MODEL,
+                                                         **{"Best Position": 99_990})})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("too-far", **{"Calibration Frames": "No"}))
+    message = ended(telescope, "too-far", "failed")["Message"]
+    assert message.startswith("filter V: the focus model wants the focuser at 100030 (best "
+                              "99990, filter V +40")
+    assert "allowed: 0 to 100000, the focuser's range. Check Telescope → Focuser → " in message
 
 
 #: Degrees per simulated second the mount slews in the test below: slow enough that the

@@ -107,11 +107,13 @@ DEVICE_DRIVERS = {
     "filter wheel": ("simulator", "alpaca", "indi"),
     "dome": ("simulator", "alpaca", "indi"),
     "safety monitor": ("simulator", "alpaca", "indi"),
+    "focuser": ("none", "simulator", "alpaca", "indi"),
 }
 DEVICE_SECTIONS = {
     ("Telescope", "Mount"): "mount",
     ("Telescope", "Camera"): "camera",
     ("Telescope", "Filter Wheel"): "filter wheel",
+    ("Telescope", "Focuser"): "focuser",
     ("Dome", "Enclosure"): "dome",
     ("Dome", "Safety Monitor"): "safety monitor",
 }
@@ -122,11 +124,13 @@ DEFAULT_DEVICE_PORTS = {"alpaca": 11111, "indi": 7624, "text-tcp": 5240}
 REQUIRED_DEVICE_SETTINGS = {"indi": ("Device",), "lx200": ("URL",)}
 
 
-def _device():
+def _device(driver="simulator",
+            about="the built-in simulator, an ASCOM Alpaca device, an INDI device, an LX200 "
+                  "mount or a plain-text TCP mount"):
     return {
-        "Driver": Setting("str", "simulator", "the built-in simulator, an ASCOM Alpaca device, "
-                          "an INDI device, an LX200 mount or a plain-text TCP mount",
-                          choices=DEVICE_DRIVERS["mount"]),
+        "Driver": Setting("str", driver, about,
+                          choices=tuple(dict.fromkeys(DEVICE_DRIVERS["mount"]
+                                                      + DEVICE_DRIVERS["focuser"]))),
         "Host": Setting("str", "127.0.0.1", "alpaca, indi, text-tcp: the server's host name or "
                         "address"),
         "Port": Setting("int", None, "alpaca, indi, text-tcp: the server's port; default 11111 "
@@ -371,6 +375,46 @@ SCHEMA = {
                                        "stops an order whose CCD stays at one degree", 0,
                                        86400)}),
         "Filter Wheel": _device(),
+        "Focuser": dict(_device("none", "none (no motorised focuser: nothing is moved), the "
+                                "built-in simulator, an ASCOM Alpaca device or an INDI device"), **{
+            "Best Position": Setting("int", None, "steps at which focus is best, at the "
+                                     "Reference Temperature through a filter without an "
+                                     "offset; not set: the focuser is not moved (its position "
+                                     "and temperature still go into each frame's header)", 0),
+            "Reference Temperature": Setting("float", None, "°C at the focuser's sensor when "
+                                             "Best Position was found; not set: no temperature "
+                                             "compensation", -100, 100),
+            "Temperature Coefficient": Setting("float", 0.0, "steps the best focus moves per "
+                                               "°C the tube warms (negative: outward as it "
+                                               "cools); from focus positions measured at two "
+                                               "temperatures", -100_000, 100_000),
+            "Filter Offsets": Setting("mapping", {}, "steps added to Best Position through "
+                                      "each filter (by name; a filter not named: 0)",
+                                      -1_000_000, 1_000_000),
+            "Tolerance": Setting("int", 10, "steps the focuser may be from where the model "
+                                 "wants it before it is moved (smaller moves only wear it)", 0),
+            "Move Timeout": Setting("float", 120.0, "seconds a focus move may take", 1, 3600),
+            "Autofocus": Setting("bool", False, "make a focus run (a V-curve on the target's "
+                                 "field) before an order's first light frame when none was made "
+                                 "this night, or the temperature moved Autofocus Temperature "
+                                 "Change since the last; its best position becomes Best "
+                                 "Position (and its temperature Reference Temperature) until "
+                                 "the daemon restarts"),
+            "Autofocus Temperature Change": Setting("float", 2.0, "°C the focuser's temperature "
+                                                    "may move before another focus run",
+                                                    0.1, 100),
+            "Autofocus Points": Setting("int", 9, "frames in a focus run", 3, 99),
+            "Autofocus Minimum Points": Setting("int", 5, "frames with stars a run needs to "
+                                                "find focus", 3, 99),
+            "Autofocus Step": Setting("int", 500, "steps between two frames of a focus run", 1),
+            "Autofocus Exposure": Setting("float", 10.0, "seconds per frame of a focus run",
+                                          0.001, 600),
+            "Star Threshold": Setting("float", 5.0, "sky standard deviations above the sky a "
+                                      "star's pixels must be, in a focus run's frames", 1, 1000),
+            "Star Minimum Pixels": Setting("int", 5, "connected pixels a star needs (fewer: a "
+                                           "cosmic ray or a hot pixel)", 1, 10_000),
+            "Star Count": Setting("int", 100, "brightest stars measured in each frame of a "
+                                  "focus run", 1, 100_000)}),
     },
     "Dome": {
         "Auxiliary Outputs": Setting("int", 8, "auxiliary outputs (BlinkNN keys) the dome has",
@@ -435,6 +479,19 @@ SCHEMA = {
         "Filters": Setting("names", ["U", "B", "V", "R", "I", "Clear"],
                            "the simulated filter wheel's filters, by slot"),
         "Filter Change Time": Setting("float", 1.0, "seconds to change filter", 0, 600),
+        "Focuser Maximum": Setting("int", 100_000, "the focuser's last step (it starts "
+                                   "half-way)", 1, 10_000_000),
+        "Focuser Speed": Setting("float", 1000.0, "focuser steps per second", 1, 1_000_000),
+        "Tube Temperature": Setting("float", 12.0, "°C the focuser's sensor reads when the "
+                                    "telescope daemon starts", -50, 50),
+        "Tube Cooling Rate": Setting("float", 0.5, "°C per hour the tube cools after that",
+                                     -10, 10),
+        "Best Focus": Setting("int", 50_000, "the focuser's position of best focus at the "
+                              "Tube Temperature", 0, 10_000_000),
+        "Focus Temperature Coefficient": Setting("float", -15.0, "steps best focus moves per "
+                                                 "°C the tube warms", -100_000, 100_000),
+        "Defocus Blur": Setting("float", 2.0, "arcseconds of FWHM added (in quadrature) to "
+                                "the stars per 1000 steps from best focus", 0, 1000),
         "Width": Setting("int", 1024, "simulated CCD columns", 8, 20_000),
         "Height": Setting("int", 1024, "simulated CCD rows", 8, 20_000),
         "Pixel Scale": Setting("float", 1.0, "arcseconds per pixel", 0.01, 100),
@@ -867,6 +924,15 @@ def _finish(config, path):
                           "a list of " + ", ".join(ALERT_TYPES_ACTED_ON) + " (a RETRACTION is "
                           "always acted on)")
     _finish_devices(config, path)
+    focuser = config["Telescope"]["Focuser"]
+    for key in ("Best Position", "Autofocus"):
+        if focuser[key] and focuser["Driver"] == "none":
+            raise ConfigError(f"{path}: Telescope → Focuser → {key} is set, but Driver is "
+                              f"'none': name the focuser's driver, or unset {key}")
+    if focuser["Autofocus Minimum Points"] > focuser["Autofocus Points"]:
+        raise ConfigError(f"{path}: Telescope → Focuser → Autofocus Minimum Points: "
+                          f"{focuser['Autofocus Minimum Points']} is not allowed; allowed: at "
+                          f"most Autofocus Points ({focuser['Autofocus Points']})")
     dome = config["Dome"]
     farthest = math.hypot(dome["Mount Offset North"], dome["Mount Offset East"],
                           dome["Mount Offset Up"]) + dome["Axis Offset"]

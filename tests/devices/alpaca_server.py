@@ -2,9 +2,10 @@
 
 The server runs as its own process, bound to 127.0.0.1 on a free port, with a configuration
 written for the tests: a small sensor, a short focal length, two telescopes (J2000 and
-topocentric) at the TOROS test site, a second safety monitor without a weather station, and the
-camera's star catalogue (``tap_source``) pointed at a local SQLite file, since there is no network
-for Gaia. Tests add stars where they point.
+topocentric) at the TOROS test site, a second safety monitor without a weather station, focusers
+that compensate for temperature, are relative or are on their way, and the camera's star
+catalogue (``tap_source``) pointed at a local SQLite file, since there is no network for Gaia.
+Tests add stars where they point.
 
 Fixtures (import them into a test module):
 
@@ -85,6 +86,18 @@ FOCAL_LENGTH = 0.5
 SLEW_RATE = 60.0
 #: Seconds the camera may spend querying the catalogue for a light frame.
 CATALOGUE_QUERY_TIMEOUT = 10
+
+#: The simulated focuser: its last step, where it starts (the template's: the simulated camera's
+#: stars are sharpest there), and what its sensor reads, °C.
+FOCUSER_MAXIMUM = 60000
+FOCUSER_POSITION = 10000
+FOCUSER_TEMPERATURE = 8.5
+#: A focuser with its temperature compensation on (TempComp true); a relative one (Absolute
+#: false); one that reports IsMoving true until it is told to move (the simulator's moves are
+#: instantaneous, so this is how a test sees a focuser on its way).
+COMPENSATING_FOCUSER = 1
+RELATIVE_FOCUSER = 2
+MOVING_FOCUSER = 3
 
 #: The simulated filter wheel's filters (the template's).
 FILTER_NAMES = ["Red", "Green", "Blue", "Clear", "Luminance"]
@@ -172,6 +185,11 @@ def simulator_config(catalogue_path):
                                           cooleron=False, cooling_time=COOLING_TIME)
     devices["camera"][UNCOOLED_CAMERA] = dict(devices["camera"][0], cansetccdtemperature=False)
     devices["filterwheel"][0]["names"] = list(FILTER_NAMES)
+    devices["focuser"][0].update(maxstep=FOCUSER_MAXIMUM, position=FOCUSER_POSITION,
+                                 temperature=FOCUSER_TEMPERATURE)
+    devices["focuser"][COMPENSATING_FOCUSER] = dict(devices["focuser"][0], tempcomp=True)
+    devices["focuser"][RELATIVE_FOCUSER] = dict(devices["focuser"][0], absolute=False)
+    devices["focuser"][MOVING_FOCUSER] = dict(devices["focuser"][0], ismoving=True)
     devices["safetymonitor"][LONE_SAFETY_MONITOR] = dict(devices["safetymonitor"][0])
     devices["dome"][FIXED_DOME] = dict(devices["dome"][0], cansetazimuth=False, azimuth=180.0)
     config["tap_source"] = str(catalogue_path)

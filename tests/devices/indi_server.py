@@ -14,7 +14,7 @@ clients. The server gets a home directory of its own (the drivers keep their con
 Fixtures (import them into a test module):
 
 ``indi_server``
-    module-scoped: a network namespace and a server with the five simulators, connected and set
+    module-scoped: a network namespace and a server with the six simulators, connected and set
     up; stopped by its PID at the end of the module.
 ``make_device``
     per test: builds drivers of the server's devices, connects them, and disconnects them at the
@@ -63,6 +63,7 @@ DRIVERS = {
     "filter wheel": ("indi_simulator_wheel", "Filter Simulator"),
     "dome": ("indi_simulator_dome", "Dome Simulator"),
     "safety monitor": ("indi_simulator_weather", "Weather Simulator"),
+    "focuser": ("indi_simulator_focus", "Focuser Simulator"),
 }
 DEVICES = {kind: device for kind, (_, device) in DRIVERS.items()}
 
@@ -81,6 +82,9 @@ TARGET = (30.0, 85.0)
 
 #: The simulated filter wheel's filters (the simulator's own).
 FILTER_NAMES = ["Red", "Green", "Blue", "H_Alpha", "SII", "OIII", "LPR", "Luminance"]
+#: The simulated focuser's range and where it starts (the simulator's own: half-way).
+FOCUSER_MAXIMUM = 100000
+FOCUSER_START = FOCUSER_MAXIMUM // 2
 #: Seconds between the weather simulator's updates (its default is a minute).
 WEATHER_PERIOD = 1
 

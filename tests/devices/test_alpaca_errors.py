@@ -18,7 +18,7 @@ from torosmanager.clock import Clock  # noqa: E402
 from torosmanager.config import default_config  # noqa: E402
 from torosmanager.devices import DeviceError  # noqa: E402
 from torosmanager.devices.alpaca import (  # noqa: E402
-    AlpacaCamera, AlpacaDome, AlpacaFilterWheel, AlpacaMount, AlpacaSafetyMonitor,
+    AlpacaCamera, AlpacaDome, AlpacaFilterWheel, AlpacaFocuser, AlpacaMount, AlpacaSafetyMonitor,
 )
 from torosmanager.devices.factory import dome_devices, telescope_devices  # noqa: E402
 
@@ -42,6 +42,7 @@ DRIVERS = {
     "mount": (lambda settings: AlpacaMount(settings, SITE), "telescope"),
     "camera": (AlpacaCamera, "camera"),
     "filter wheel": (AlpacaFilterWheel, "filterwheel"),
+    "focuser": (AlpacaFocuser, "focuser"),
     "dome": (AlpacaDome, "dome"),
     "safety monitor": (lambda settings: AlpacaSafetyMonitor(settings, Clock()), "safetymonitor"),
 }
@@ -260,13 +261,14 @@ def test_the_factory_builds_alpaca_devices(simulators):
     config = default_config()
     config["Site"] = dict(SITE)
     for section, device in (("Telescope", "Mount"), ("Telescope", "Camera"),
-                            ("Telescope", "Filter Wheel"), ("Dome", "Enclosure"),
-                            ("Dome", "Safety Monitor")):
-        config[section][device] = simulators.settings()
-    mount, camera, wheel = telescope_devices(config, Clock())
+                            ("Telescope", "Filter Wheel"), ("Telescope", "Focuser"),
+                            ("Dome", "Enclosure"), ("Dome", "Safety Monitor")):
+        config[section][device] = dict(config[section][device], **simulators.settings())
+    mount, camera, wheel, focuser = telescope_devices(config, Clock())
     dome, monitor = dome_devices(config, Clock())
-    expected = (AlpacaMount, AlpacaCamera, AlpacaFilterWheel, AlpacaDome, AlpacaSafetyMonitor)
-    for device, kind in zip((mount, camera, wheel, dome, monitor), expected):
+    expected = (AlpacaMount, AlpacaCamera, AlpacaFilterWheel, AlpacaFocuser, AlpacaDome,
+                AlpacaSafetyMonitor)
+    for device, kind in zip((mount, camera, wheel, focuser, dome, monitor), expected):
         assert isinstance(device, kind)
         device.connect()
         assert device.describe()["Connected"] is True

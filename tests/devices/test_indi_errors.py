@@ -13,6 +13,7 @@ from torosmanager.devices.indi import (
     IndiCamera,
     IndiDome,
     IndiFilterWheel,
+    IndiFocuser,
     IndiMount,
     IndiSafetyMonitor,
 )
@@ -46,6 +47,7 @@ DRIVERS = {
     "mount": lambda settings: IndiMount(settings, SITE),
     "camera": IndiCamera,
     "filter wheel": IndiFilterWheel,
+    "focuser": IndiFocuser,
     "dome": IndiDome,
     "safety monitor": lambda settings: IndiSafetyMonitor(settings, Clock()),
 }

@@ -268,9 +268,13 @@ def test_describe_holds_only_xml_rpc_types(mount):
 
 
 def test_the_factory_builds_simulated_devices_sharing_the_mount(config, clock):
-    mount, camera, filter_wheel = telescope_devices(config, clock)
+    mount, camera, filter_wheel, focuser = telescope_devices(config, clock)
     assert isinstance(mount, SimulatedMount)
     assert camera._mount is mount and camera._filter_wheel is filter_wheel
+    assert focuser is None and camera._focuser is None  # Driver: none, the default
+    config["Telescope"]["Focuser"]["Driver"] = "simulator"
+    _, camera, _, focuser = telescope_devices(config, clock)
+    assert camera._focuser is focuser  # its frames are as far out of focus as the focuser
 
 
 def test_with_a_fast_real_clock_a_slew_is_over_in_a_fraction_of_a_second(config):

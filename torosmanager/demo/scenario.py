@@ -100,14 +100,21 @@ def settings(night, directory):
         # 512 pixels of 7″: the camera's field is 1°, the alerts daemon's Field of View.
         # A German equatorial mount, its tube 0.4 m off its axes in a dome of radius 2.5 m:
         # the slit goes where the tube looks out, and a target past the meridian flips it.
-        "Simulator": {"Width": 512, "Height": 512, "Pixel Scale": 7.0,
+        "Simulator": {"Width": 512, "Height": 512, "Pixel Scale": 7.0, "Defocus Blur": 20.0,
                       "Weather File": weather_file(directory), "German Equatorial": True},
         # The replayed alert is a mock (its search is "MDC"): accepted here, as in a rehearsal.
         "Alerts": {"Accept Test Alerts": True, "Max Targets": 4, "Field of View": 1.0},
         "Observing": {"Bias Frames": 3, "Dark Frames": 3, "Flat Frames": 3},
         "Dome": {"Reopen Delay": 600.0, "Radius": 2.5, "Axis Offset": 0.4},
-        # The CCD cooled from the simulator's -20 °C before dusk (5 °C a minute).
-        "Telescope": {"Camera": {"Cooling Setpoint": -25.0}},
+        # The CCD cooled from the simulator's -20 °C before dusk (5 °C a minute). The tube
+        # cools half a degree an hour (the simulator's default) and the focuser follows it;
+        # the focus model is 600 steps off the simulator's focus (50,000), 12" of blur at 20"
+        # per 1000 steps, until the first order's autofocus finds it.
+        "Telescope": {"Camera": {"Cooling Setpoint": -25.0},
+                      "Focuser": {"Driver": "simulator", "Best Position": 49_400,
+                                  "Reference Temperature": 12.0,
+                                  "Temperature Coefficient": -15.0,
+                                  "Filter Offsets": {"B": 40, "I": -25}, "Autofocus": True}},
         "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
     }
 

@@ -6,11 +6,12 @@ kind               interface              state
 mount              :class:`Mount`         :class:`MountState`
 camera             :class:`Camera`        :class:`CameraState`, :class:`CameraInfo`
 filter wheel       :class:`FilterWheel`   :class:`FilterWheelState`
+focuser            :class:`Focuser`       :class:`FocuserState`
 dome (enclosure)   :class:`Dome`          :class:`DomeState`
 safety monitor     :class:`SafetyMonitor` :class:`SafetyState`
 =================  =====================  ==========================================
 
-Long operations (slew, park, shutter, filter change, exposure) are *started* by a method that
+Long operations (slew, park, shutter, filter change, focus move, exposure) are *started* by a method that
 returns at once and then followed through the device's ``state()``; :func:`wait_for` does the
 polling with a timeout, so a device that stops answering fails the work order instead of
 hanging it. Every device failure is a :class:`DeviceError`.
@@ -26,6 +27,7 @@ from .base import Device, DeviceError, wait_for
 from .camera import Camera, CameraInfo, CameraState, FrameType
 from .dome import Dome, DomeState, ShutterState
 from .filterwheel import FilterWheel, FilterWheelState
+from .focuser import Focuser, FocuserState
 from .mount import Mount, MountState
 from .safety import SafetyMonitor, SafetyState
 
@@ -34,6 +36,7 @@ __all__ = [
     "Mount", "MountState",
     "Camera", "CameraInfo", "CameraState", "FrameType",
     "FilterWheel", "FilterWheelState",
+    "Focuser", "FocuserState",
     "Dome", "DomeState", "ShutterState",
     "SafetyMonitor", "SafetyState",
 ]

@@ -5,6 +5,7 @@ pyserial, and each driver nothing of the others. Which driver may drive which ki
 checked when the configuration is loaded (:data:`torosmanager.config.DEVICE_DRIVERS`).
 """
 
+NONE = "none"
 SIMULATOR = "simulator"
 ALPACA = "alpaca"
 INDI = "indi"
@@ -13,7 +14,8 @@ TEXT_TCP = "text-tcp"
 
 
 def telescope_devices(config, clock):
-    """The telescope daemon's ``(mount, camera, filter_wheel)``, not yet connected.
+    """The telescope daemon's ``(mount, camera, filter_wheel, focuser)``, not yet connected;
+    the focuser is ``None`` with ``Driver: none``.
 
     Parameters
     ----------
@@ -25,8 +27,25 @@ def telescope_devices(config, clock):
     settings = config["Telescope"]
     mount = _mount(settings["Mount"], config, clock)
     filter_wheel = _filter_wheel(settings["Filter Wheel"], config, clock)
-    camera = _camera(settings["Camera"], config, clock, mount, filter_wheel)
-    return mount, camera, filter_wheel
+    focuser = _focuser(settings["Focuser"], config, clock)
+    camera = _camera(settings["Camera"], config, clock, mount, filter_wheel, focuser)
+    return mount, camera, filter_wheel, focuser
+
+
+def _focuser(settings, config, clock):
+    driver = settings["Driver"]
+    if driver == NONE:
+        return None
+    if driver == SIMULATOR:
+        from .simulator import SimulatedFocuser
+        return SimulatedFocuser(config["Simulator"], clock)
+    if driver == ALPACA:
+        from .alpaca import AlpacaFocuser
+        return AlpacaFocuser(settings)
+    if driver == INDI:
+        from .indi import IndiFocuser
+        return IndiFocuser(settings)
+    raise ValueError(f"no focuser driver {driver!r}")
 
 
 def dome_devices(config, clock):
@@ -56,13 +75,15 @@ def _mount(settings, config, clock):
     raise ValueError(f"no mount driver {driver!r}")
 
 
-def _camera(settings, config, clock, mount, filter_wheel):
+def _camera(settings, config, clock, mount, filter_wheel, focuser):
     driver = settings["Driver"]
     if driver == SIMULATOR:
-        from .simulator import SimulatedCamera
-        # The simulated sky is seen through whichever mount and filter wheel are in use.
+        from .simulator import SimulatedCamera, SimulatedFocuser
+        # The simulated sky is seen through whichever mount and filter wheel are in use, and
+        # out of focus only by a simulated focuser: a real one has no simulated focus.
         return SimulatedCamera(config["Simulator"], config["Site"], clock, mount=mount,
-                               filter_wheel=filter_wheel)
+                               filter_wheel=filter_wheel,
+                               focuser=focuser if isinstance(focuser, SimulatedFocuser) else None)
     if driver == ALPACA:
         from .alpaca import AlpacaCamera
         return AlpacaCamera(settings)

@@ -1,9 +1,11 @@
 """The telescope's executor: Observation orders one at a time, and parking on demand.
 
 For each order, in a worker thread: ask the dome daemon whether the dome is open and safe,
-unpark, slew, set the filter, take the exposures, each once a dome that follows the telescope
-has its slit on it (and, when asked, bias, dark and flat frames in the numbers configured), write
-each frame as a FITS file, and with ``Output: Analysis`` hand the frames to the preprocessor.
+unpark, slew, set the filter and the focus (:mod:`.focus`), take the exposures, each once a
+dome that follows the telescope has its slit on it and the focus is where the tube's
+temperature wants it (and, when asked, bias, dark and flat frames in the numbers configured),
+write each frame as a FITS file, and with ``Output: Analysis`` hand the frames to the
+preprocessor.
 Every step is journaled as the order's progress, so ``Status`` shows it.
 
 An order run again (the scheduler resubmits it after an interruption or a failure, or this
@@ -27,10 +29,13 @@ from ..devices.dome import azimuth_separation
 from ..devices.mount import LOOKING_EAST
 from ..dome.geometry import DomeGeometry
 from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
-from ..night import airmass
+from ..logs import Outage
+from ..night import airmass, local_night_date
 from ..order_queue import OrderQueue
 from . import meridian
+from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, write_frame
+from .focus import FocusModel
 from .room import NoRoom, describe, frame_bytes, require_room
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,10 @@ class Executor:
         self.clock = handler.clock
         self.mount, self.camera, self.filter_wheel = (handler.mount, handler.camera,
                                                       handler.filter_wheel)
+        self.focuser = handler.focuser  # None: no motorised focuser
+        self.focus_model = FocusModel.from_settings(self.settings["Focuser"])
+        self.autofocus = Autofocus(self.settings["Focuser"])
+        self._focuser_outage = Outage(log)  # a focuser not answering for a frame's header
         self.orders = OrderQueue(handler.journal, Job)
         self._park_requests = []
         #: The path of the last frame written, for the status page.
@@ -257,6 +266,7 @@ class Executor:
                 if not flip_tried:
                     flip_tried = self._flip_if_due(job, order, progress, resume=step)
                 self._wait_for_the_slit(job, progress, resume=step)
+                self._focus(job, order["Filter"], progress, resume=step)
             self._wait_for_the_ccd(job, progress, resume=step)
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
@@ -294,7 +304,9 @@ class Executor:
         progress["Step"] = f"filter {order['Filter']}"
         self._step(job.record.id, progress)
         self._set_filter(job, order["Filter"])
+        self._focus(job, order["Filter"], progress)
         self._wait_for_the_slit(job, progress)
+        self._autofocus_if_due(job, order["Filter"], progress)
 
     def _flip_if_due(self, job, order, progress, resume):
         """Slew to the target again if a German equatorial mount should flip
@@ -332,6 +344,97 @@ class Executor:
         self._wait(job, lambda: self.filter_wheel.state().current == name,
                    self.settings["Slew Timeout"], f"the filter wheel to reach {name}")
 
+    def _focus(self, job, filter_name, progress, resume=None):
+        """Move the focuser where the focus model (:mod:`.focus`) wants it for *filter_name*
+        at the tube's temperature now, when it is more than ``Tolerance`` steps from there.
+        *resume* is the step journaled again after a move."""
+        if self.focuser is None or self.focus_model.best_position is None:
+            return
+        state = self.focuser.state()
+        wanted, why = self.focus_model.position(filter_name, state.temperature)
+        if not 0 <= wanted <= state.maximum:
+            raise DeviceError(f"the focus model wants the focuser at {wanted} ({why}); allowed: "
+                              f"0 to {state.maximum}, the focuser's range. Check Telescope → "
+                              "Focuser → Best Position, Filter Offsets and Temperature "
+                              "Coefficient")
+        tolerance = self.focus_model.tolerance
+        if abs(wanted - state.position) <= tolerance:
+            return
+        progress["Step"] = f"focusing: {state.position} → {wanted} ({why})"
+        self._step(job.record.id, progress)
+        self._move_focuser(job, wanted, tolerance)
+        log.info("[WO %s] focused at %d (%s)", job.record.id, wanted, why)
+        if resume is not None:
+            progress["Step"] = resume
+            self._step(job.record.id, progress)
+
+    def _move_focuser(self, job, position, tolerance):
+        """Move the focuser to *position* and wait until it is still within *tolerance*
+        steps of it (a focuser compensating its backlash may stop a step or two away)."""
+        self.focuser.start_move(position)
+
+        def arrived():
+            now = self.focuser.state()
+            return not now.moving and abs(now.position - position) <= tolerance
+
+        self._wait(job, arrived, self.settings["Focuser"]["Move Timeout"],
+                   f"the focuser to reach {position}")
+
+    def _autofocus_if_due(self, job, filter_name, progress):
+        """Make a focus run (:mod:`.autofocus`) on the field pointed at, if one is due, and
+        go to the focus it finds; a run that finds none keeps the model, said in the log. A
+        target of opportunity does not wait for a run: it is made at the next order."""
+        if self.focuser is None:
+            return
+        state = self.focuser.state()
+        night = local_night_date(self.clock.now(), self.config["Site"]["Longitude"])
+        if not self.autofocus.due(night, state.temperature):
+            return
+        if job.record.priority >= self.config["Priorities"]["ToO Threshold"]:
+            log.info("[WO %s] autofocus is due, but a target of opportunity does not wait for "
+                     "it: its frames are focused by the focus model", job.record.id)
+            return
+        wanted, _ = self.focus_model.position(filter_name, state.temperature)
+        positions = self.autofocus.positions(state.position if wanted is None else wanted,
+                                             state.maximum)
+        seconds = self.settings["Focuser"]["Autofocus Exposure"]
+
+        def take_frame(number, position):
+            progress["Step"] = f"autofocus: frame {number}/{len(positions)} at {position}"
+            self._step(job.record.id, progress)
+            self._move_focuser(job, position, self.focus_model.tolerance)
+            return self._image(job, FrameType.LIGHT, seconds)
+
+        try:
+            run = self.autofocus.run(positions, take_frame, night, state.temperature)
+        except AutofocusFailed as error:
+            log.warning("[WO %s] autofocus found no focus, the focus model is kept: %s",
+                        job.record.id, error)
+        else:
+            self.focus_model = model_after(self.focus_model, run, filter_name)
+            log.info("[WO %s] autofocus: best focus at %d through %s at %s (%s)",
+                     job.record.id, run.position, filter_name,
+                     "an unknown temperature" if run.temperature is None
+                     else f"{run.temperature:g} °C", run.table())
+        if self.focus_model.best_position is None:  # no model, no focus found: as it was
+            self._move_focuser(job, state.position, self.focus_model.tolerance)
+        self._focus(job, filter_name, progress)
+
+    def _focuser_reading(self):
+        """The focuser's position and temperature for a frame's header; ``(None, None)``
+        without a focuser, or while it does not answer (said once in the log): the frame is
+        worth more than two cards."""
+        if self.focuser is None:
+            return None, None
+        try:
+            state = self.focuser.state()
+        except DeviceError as error:
+            self._focuser_outage.failed("the focuser does not answer (%s): frames are written "
+                                        "without FOCUSPOS and FOCUSTEM", error)
+            return None, None
+        self._focuser_outage.answered("the focuser answers again")
+        return state.position, state.temperature
+
     def _calibrate(self, job, order, progress):
         """Take the bias, dark and flat frames still missing, numbered on from those taken
         before."""
@@ -356,23 +459,29 @@ class Executor:
         self.require_room()
         pointing = self.mount.state()
         temperature = self.camera.state().temperature
+        focus_position, focus_temperature = self._focuser_reading()
         start = self.clock.now()
-        self.camera.start_exposure(seconds, frame_type)
-        self._wait(job, lambda: self.camera.state().image_ready,
-                   seconds + self.settings["Readout Timeout"], f"the {frame_type.value} frame")
-        data = self.camera.image()
+        data = self._image(job, frame_type, seconds)
         exposure = Exposure(
             start=start, seconds=seconds, frame_type=frame_type.value,
             filter_name=self.filter_wheel.state().current or "unknown",
             target=order.get("Object Name", f"RA{order['RA']:.3f}_Dec{order['Dec']:+.3f}"),
             ra=pointing.ra, dec=pointing.dec, altitude=pointing.altitude,
             airmass=float(airmass(pointing.altitude)), order=order, number=number,
-            ccd_temperature=temperature, pier_side=pointing.pier_side)
+            ccd_temperature=temperature, pier_side=pointing.pier_side,
+            focus_position=focus_position, focus_temperature=focus_temperature)
         path = write_frame(self._directory(start), exposure, data, self.camera.info(),
                            self.config["Site"], self.settings["Name"])
         log.info("[WO %s] wrote %s", job.record.id, path)
         self.latest_frame = path
         return path
+
+    def _image(self, job, frame_type, seconds):
+        """Expose one frame and return its image, not written anywhere."""
+        self.camera.start_exposure(seconds, frame_type)
+        self._wait(job, lambda: self.camera.state().image_ready,
+                   seconds + self.settings["Readout Timeout"], f"the {frame_type.value} frame")
+        return self.camera.image()
 
     def require_room(self):
         """Raise :class:`~.room.NoRoom` unless the data disk has room for the next frame."""

@@ -62,6 +62,10 @@ class Exposure:
     pier_side : str or None
         A German equatorial mount's side of the pier at the start (``"west"``: looking east),
         when it says: ``PIERSIDE``. After a meridian flip the frame is turned 180° on the sky.
+    focus_position : int or None
+        The focuser's position at the start, steps, when there is one: ``FOCUSPOS``.
+    focus_temperature : float or None
+        The focuser's temperature at the start, °C, when it reads one: ``FOCUSTEM``.
     """
 
     start: datetime
@@ -77,6 +81,8 @@ class Exposure:
     number: int
     ccd_temperature: float | None = None
     pier_side: str | None = None
+    focus_position: int | None = None
+    focus_temperature: float | None = None
 
 
 def night_directory(data_directory, instant, longitude):
@@ -151,6 +157,11 @@ def header(exposure, camera, site, telescope_name):
     if exposure.pier_side is not None:
         cards.append(("PIERSIDE", exposure.pier_side.upper(),
                       "side of the pier the tube is on (WEST: looking east)"))
+    if exposure.focus_position is not None:
+        cards.append(("FOCUSPOS", int(exposure.focus_position), "[step] focuser position"))
+    if exposure.focus_temperature is not None:
+        cards.append(("FOCUSTEM", round(float(exposure.focus_temperature), 2),
+                      "[C] focuser temperature"))
     cards += [
         ("ORDERID", str(exposure.order["ID"]), "TOROS work order ID"),
         ("OBSERVER", str(exposure.order.get("User", "unknown")), "who submitted the order"),

@@ -44,7 +44,9 @@ class TelescopeHandler(Handler):
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)
         self.settings = config["Telescope"]
-        self.mount, self.camera, self.filter_wheel = telescope_devices(config, clock)
+        # The focuser is None without a motorised one.
+        self.mount, self.camera, self.filter_wheel, self.focuser = telescope_devices(config,
+                                                                                   clock)
         self.night = Night(config["Site"])
         self.filters = None  # the wheel's names, once it has answered
         self.executor = Executor(self)
@@ -120,8 +122,7 @@ class TelescopeHandler(Handler):
 
     def devices(self):
         report = {}
-        for label, device in (("Mount", self.mount), ("Camera", self.camera),
-                              ("Filter Wheel", self.filter_wheel)):
+        for label, device in self._devices_by_label():
             try:
                 report[label] = device.describe()
             except DeviceError as error:
@@ -139,6 +140,11 @@ class TelescopeHandler(Handler):
             report["Pointing"] = {"Error": str(error)}
         report["Executor"] = self.executor.current()
         return report
+
+    def _devices_by_label(self):
+        labelled = [("Mount", self.mount), ("Camera", self.camera),
+                    ("Filter Wheel", self.filter_wheel)]
+        return labelled + ([("Focuser", self.focuser)] if self.focuser is not None else [])
 
     def health(self):
         return {"Limits": self.limits(), "Data Disk": self.executor.data_disk(),
@@ -170,12 +176,13 @@ class TelescopeHandler(Handler):
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self):
-        for device in (self.mount, self.camera, self.filter_wheel):
+        for _, device in self._devices_by_label():
             try:
                 device.connect()
             except DeviceError as error:
                 log.error("cannot connect the %s: %s (orders will fail until it answers)",
                           device.name, error)
+        self._check_the_focuser()
         if self.executor.cool():
             log.info("cooling the CCD to %g °C (Telescope → Camera → Cooling Setpoint)",
                      self.config["Telescope"]["Camera"]["Cooling Setpoint"])
@@ -188,6 +195,22 @@ class TelescopeHandler(Handler):
         super().start()
         self.executor.start()
         self.hand_offs.start()
+
+    def _check_the_focuser(self):
+        """Say in the log what the focus model cannot do with this focuser."""
+        model = self.executor.focus_model
+        if self.focuser is None or model.best_position is None:
+            return
+        try:
+            state = self.focuser.state()
+        except DeviceError:
+            return  # said when it did not connect
+        if model.reference_temperature is not None and state.temperature is None:
+            log.warning("the focuser reads no temperature: Telescope → Focuser → Temperature "
+                        "Coefficient is not applied")
+        log.info("focus model: Best Position %d, the focuser at %d of 0–%d, %s",
+                 model.best_position, state.position, state.maximum,
+                 "no temperature" if state.temperature is None else f"{state.temperature:g} °C")
 
     def resume(self, record):
         if record.wotype == "Park":  # parking is always safe to do again
@@ -204,5 +227,5 @@ class TelescopeHandler(Handler):
         super().stop()
         self.executor.stop()
         self.hand_offs.stop()
-        for device in (self.camera, self.filter_wheel, self.mount):
+        for _, device in reversed(self._devices_by_label()):
             device.disconnect()

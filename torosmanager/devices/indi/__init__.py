@@ -10,14 +10,16 @@ are :class:`~torosmanager.devices.DeviceError`\\ s naming the device, the operat
 Standard INDI property names are used; ``Properties`` in a device's configuration renames any of
 them where a driver departs from the standard.
 
-Long operations (slew, park, shutter, filter change, exposure) are started and return once the
-server has acknowledged them; callers follow them through ``state()``.
+Long operations (slew, park, shutter, filter change, focus move, exposure) are started and
+return once the server has acknowledged them; callers follow them through ``state()``.
 """
 
 from .camera import IndiCamera
 from .dome import IndiDome
 from .filterwheel import IndiFilterWheel
+from .focuser import IndiFocuser
 from .mount import IndiMount
 from .safety import IndiSafetyMonitor
 
-__all__ = ["IndiCamera", "IndiDome", "IndiFilterWheel", "IndiMount", "IndiSafetyMonitor"]
+__all__ = ["IndiCamera", "IndiDome", "IndiFilterWheel", "IndiFocuser", "IndiMount",
+           "IndiSafetyMonitor"]

@@ -8,6 +8,7 @@ tests can check calibration against the known truth (the camera's ``truth_*`` me
 * :class:`SimulatedMount` (:mod:`.mount`): slews, settle, tracking; parks at the zenith.
 * :class:`SimulatedCamera` (:mod:`.camera`; frames from :mod:`.frames` and :mod:`.sky`).
 * :class:`SimulatedFilterWheel` (:mod:`.filterwheel`).
+* :class:`SimulatedFocuser` (:mod:`.focuser`): on a tube that cools through the night.
 * :class:`SimulatedDome` (:mod:`.dome`): shutter and rotation; parks at azimuth 0.
 * :class:`SimulatedSafetyMonitor` (:mod:`.safety`): unsafe periods, and test controls.
 """
@@ -17,7 +18,8 @@ import importlib
 #: Each device's class and its module, imported on first use: the dome daemon, which needs
 #: only the dome and the safety monitor, does not load the mount's astropy or the camera's sky.
 _MODULES = {"SimulatedMount": "mount", "SimulatedCamera": "camera",
-            "SimulatedFilterWheel": "filterwheel", "SimulatedDome": "dome",
+            "SimulatedFilterWheel": "filterwheel", "SimulatedFocuser": "focuser",
+            "SimulatedDome": "dome",
             "SimulatedSafetyMonitor": "safety"}
 
 __all__ = list(_MODULES)

@@ -54,7 +54,7 @@ class _Exposure:
 
 
 class SimulatedCamera(SimulatedDevice, Camera):
-    """A CCD that images the simulated sky through the given mount and filter wheel.
+    """A CCD that images the simulated sky through the given mount, filter wheel and focuser.
 
     Parameters
     ----------
@@ -71,6 +71,9 @@ class SimulatedCamera(SimulatedDevice, Camera):
         Where LIGHT frames point: ``mount.state().ra`` and ``.dec``.
     filter_wheel : FilterWheel, optional
         The filter for LIGHT and FLAT frames: ``filter_wheel.state().current``.
+    focuser : SimulatedFocuser, optional
+        How far out of focus LIGHT frames are (:meth:`~.focuser.SimulatedFocuser.blur`);
+        without one they are in focus.
 
     Notes
     -----
@@ -78,11 +81,13 @@ class SimulatedCamera(SimulatedDevice, Camera):
     against it; a real camera has no such thing.
     """
 
-    def __init__(self, simulator_settings, site, clock, mount=None, filter_wheel=None):
+    def __init__(self, simulator_settings, site, clock, mount=None, filter_wheel=None,
+                 focuser=None):
         super().__init__(clock)
         self.site = site
         self._mount = mount
         self._filter_wheel = filter_wheel
+        self._focuser = focuser
         self._model = FrameModel(simulator_settings)
         self._readout = float(simulator_settings["Readout Time"])
         self._frames = 0          # exposures started, so each frame's noise has its own seed
@@ -181,11 +186,14 @@ class SimulatedCamera(SimulatedDevice, Camera):
         # Outside the lock: the mount and filter wheel take their own, and may take a while.
         ra, dec = self._pointing() if frame_type == FrameType.LIGHT else (None, None)
         filter_name = self._filter() if frame_type.shutter_open else None
+        defocus = (self._focuser.blur() if self._focuser is not None
+                   and frame_type == FrameType.LIGHT else 0.0)
         with self._lock:
             self._require_connected()
             self._refuse_if_exposing()
             now = self._clock.elapsed()
-            request = FrameRequest(self._frames, frame_type, seconds, ra, dec, filter_name)
+            request = FrameRequest(self._frames, frame_type, seconds, ra, dec, filter_name,
+                                   defocus)
             self._frames += 1
             self._exposure = _Exposure(request, now, now + seconds + self._readout)
 

@@ -18,6 +18,9 @@ time (as if its brightness were matched to the time); only its dark current grow
 
 Stars are Gaussians of FWHM ``Seeing`` (arcseconds), integrated over each pixel, projected
 (tangent plane) with north up (+y) and east left (-x), the pointing at the centre of the frame.
+Out of focus they are wider: the request's ``defocus`` FWHM is added in quadrature (a real
+defocused star is a ring; its half-flux diameter grows the same way, which is what autofocus
+measures).
 
 Noise is drawn from a generator seeded with the simulator seed and the frame's index, so frames
 differ from one another but a sequence of frames is the same for the same seed.
@@ -72,6 +75,8 @@ class FrameRequest:
         Where the telescope pointed (LIGHT frames only).
     filter_name : str or None
         The filter in the beam (LIGHT and FLAT frames; ``None`` for no filter wheel).
+    defocus : float
+        Arcseconds of FWHM the focus adds to the seeing, in quadrature (0: in focus).
     """
 
     index: int
@@ -80,6 +85,7 @@ class FrameRequest:
     ra: float | None = None
     dec: float | None = None
     filter_name: str | None = None
+    defocus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,9 +131,8 @@ class FrameModel:
         self.sky_background = float(settings["Sky Background"])
         self.flat_level = float(settings["Flat Level"])
         self.vignetting = float(settings["Vignetting"])
-        self.sigma = float(settings["Seeing"]) / self.pixel_scale / FWHM_PER_SIGMA
+        self.seeing = float(settings["Seeing"])
         self.star_field = StarField(self.seed, float(settings["Star Density"]))
-        self._stamp_half = max(1, math.ceil(STAMP_SIGMAS * self.sigma))
         self._flats = OrderedDict()
         # The camera renders outside its own lock, while tests or health may ask for the truth.
         self._flats_lock = threading.Lock()
@@ -164,9 +169,18 @@ class FrameModel:
         response.flags.writeable = False
         return response
 
-    def field_stars(self, ra, dec):
-        """The :class:`FieldStars` whose light reaches a frame pointed at ICRS *ra*, *dec*."""
-        margin = self._stamp_half + 1
+    def sigma(self, defocus=0.0):
+        """The stars' Gaussian standard deviation, pixels, *defocus* arcseconds of FWHM out of
+        focus."""
+        return math.hypot(self.seeing, defocus) / self.pixel_scale / FWHM_PER_SIGMA
+
+    def _stamp_half(self, sigma):
+        return max(1, math.ceil(STAMP_SIGMAS * sigma))
+
+    def field_stars(self, ra, dec, defocus=0.0):
+        """The :class:`FieldStars` whose light reaches a frame pointed at ICRS *ra*, *dec*
+        (*defocus* arcseconds of FWHM out of focus)."""
+        margin = self._stamp_half(self.sigma(defocus)) + 1
         half_diagonal = math.hypot(self.width / 2.0 + margin, self.height / 2.0 + margin)
         radius = half_diagonal * self.pixel_scale / ARCSEC_PER_DEGREE
         stars = self.star_field.around(ra, dec, radius)
@@ -189,7 +203,7 @@ class FrameModel:
         seconds = request.seconds
         expected = np.full((self.height, self.width), self.dark_current * seconds)
         if request.frame_type == FrameType.LIGHT:
-            light = self.star_image(request.ra, request.dec)
+            light = self.star_image(request.ra, request.dec, request.defocus)
             light += self.sky_background
             light *= throughput(request.filter_name) * seconds
             light *= self.flat_response(request.filter_name)
@@ -220,34 +234,42 @@ class FrameModel:
         np.clip(adu, 0, MAX_ADU, out=adu)
         return adu.astype(np.uint16)
 
-    def star_image(self, ra, dec):
-        """Star electrons per second (clear filter, before the flat field) per pixel, float64."""
+    def star_image(self, ra, dec, defocus=0.0):
+        """Star electrons per second (clear filter, before the flat field) per pixel, float64,
+        *defocus* arcseconds of FWHM out of focus."""
         image = np.zeros((self.height, self.width))
-        stars = self.field_stars(ra, dec)
-        side = 2 * self._stamp_half + 1
+        stars = self.field_stars(ra, dec, defocus)
+        sigma = self.sigma(defocus)
+        half = self._stamp_half(sigma)
+        side = 2 * half + 1
         batch = max(1, MAX_STAMP_PIXELS // (side * side))
         for first in range(0, len(stars.x), batch):
             chosen = slice(first, first + batch)
-            self._add_stamps(image, stars.x[chosen], stars.y[chosen], stars.rate[chosen])
+            self._add_stamps(image, stars.x[chosen], stars.y[chosen], stars.rate[chosen],
+                             sigma, half)
         return image
 
-    def _add_stamps(self, image, x, y, rate):
-        """Add each star's pixel-integrated Gaussian, a small stamp around it, to *image*."""
-        offsets = np.arange(-self._stamp_half, self._stamp_half + 1)
+    def _add_stamps(self, image, x, y, rate, sigma, half):
+        """Add each star's pixel-integrated Gaussian of *sigma* pixels, a stamp *half* pixels
+        each side of it, to *image*."""
+        offsets = np.arange(-half, half + 1)
         columns = np.rint(x).astype(np.int64)[:, None] + offsets      # (stars, side)
         rows = np.rint(y).astype(np.int64)[:, None] + offsets
-        profile_x = self._pixel_gaussian(columns - x[:, None])
-        profile_y = self._pixel_gaussian(rows - y[:, None])
+        profile_x = _pixel_gaussian(columns - x[:, None], sigma)
+        profile_y = _pixel_gaussian(rows - y[:, None], sigma)
         stamps = rate[:, None, None] * profile_y[:, :, None] * profile_x[:, None, :]
         rows = np.broadcast_to(rows[:, :, None], stamps.shape)
         columns = np.broadcast_to(columns[:, None, :], stamps.shape)
         inside = (rows >= 0) & (rows < self.height) & (columns >= 0) & (columns < self.width)
         np.add.at(image.reshape(-1), rows[inside] * self.width + columns[inside], stamps[inside])
 
-    def _pixel_gaussian(self, offset):
-        """The fraction of a unit 1-D Gaussian falling in the pixel centred *offset* away."""
-        scale = 1.0 / (math.sqrt(2.0) * self.sigma)
-        return 0.5 * (_erf((offset + 0.5) * scale) - _erf((offset - 0.5) * scale))
+
+
+def _pixel_gaussian(offset, sigma):
+    """The fraction of a unit 1-D Gaussian of *sigma* pixels falling in the pixel centred
+    *offset* away."""
+    scale = 1.0 / (math.sqrt(2.0) * sigma)
+    return 0.5 * (_erf((offset + 0.5) * scale) - _erf((offset - 0.5) * scale))
 
 
 def _erf(values):
