@@ -7,6 +7,7 @@ the simulated evening the daemons' clock shows.
 
 import math
 import os
+import re
 import sys
 from datetime import datetime, timezone
 
@@ -211,22 +212,27 @@ def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observa
                "the mount to park")
 
 
-#: A focus model for the Alpaca focuser: 150 steps outward through the test's filter, and 20
-#: steps per °C, with the focuser's sensor 2 °C colder than when Best Position was found.
-FOCUS_MODEL = {"Best Position": FOCUSER_POSITION, "Filter Offsets": {FILTER: 150},
-               "Reference Temperature": FOCUSER_TEMPERATURE + 2.0,
-               "Temperature Coefficient": -20.0}
+#: A focus model 100 steps from the simulated camera's focus (the focuser at 10,000, where its
+#: stars are sharpest), and a short focus run around it.
+AUTOFOCUS = {"Best Position": FOCUSER_POSITION - 100, "Autofocus": True, "Autofocus Step": 100,
+             "Autofocus Points": 5, "Autofocus Minimum Points": 4, "Autofocus Exposure": 0.2}
 
 
-def test_an_alpaca_focuser_is_moved_where_the_focus_model_wants_it(simulators, make_site):
-    focuser = dict(simulators.settings(0), **FOCUS_MODEL)
+def test_autofocus_finds_the_focus_of_the_alpaca_camera_s_stars(simulators, make_site):
+    """alpaca-simulators renders its camera's stars wider the farther its focuser 0 is from
+    10,000 steps: a focus run around the model's 9,900 finds it, and the frame is taken
+    there, the focuser moved through Alpaca."""
+    focuser = dict(simulators.settings(0), **AUTOFOCUS)
     site = open_site(simulators, make_site, focuser=focuser)
-    observe(site, "alpaca-focus", **{"Calibration Frames": "No"})
-    result = ended(site.proxy("telescope"), "alpaca-focus", "done")
-    wanted = FOCUSER_POSITION + 150 + 40
-    assert f"focusing: {FOCUSER_POSITION} → {wanted} (best {FOCUSER_POSITION}, filter " \
-           f"{FILTER} +150, {FOCUSER_TEMPERATURE:g} °C: +40)" in [
-               entry["Reason"] for entry in result["History"]]
+    observe(site, "alpaca-autofocus", **{"Calibration Frames": "No"})
+    result = ended(site.proxy("telescope"), "alpaca-autofocus", "done")
+    assert [entry["Reason"] for entry in result["History"]
+            if entry["Reason"].startswith("autofocus")] == [
+        f"autofocus: frame {number}/5 at {position}"
+        for number, position in enumerate(range(9_700, 10_101, 100), start=1)]
+    found = re.search(r"autofocus: best focus at (\d+) through "
+                      rf"{FILTER} at {FOCUSER_TEMPERATURE:g} °C", site.log("telescope"))
+    assert found and abs(int(found[1]) - FOCUSER_POSITION) <= 30
     header = fits.getheader(result["Progress"]["Files"][0])
-    assert (header["FOCUSPOS"], header["FOCUSTEM"]) == (wanted, FOCUSER_TEMPERATURE)
-    assert Focuser(f"{HOST}:{simulators.port}", 0).Position == wanted
+    assert (header["FOCUSPOS"], header["FOCUSTEM"]) == (int(found[1]), FOCUSER_TEMPERATURE)
+    assert Focuser(f"{HOST}:{simulators.port}", 0).Position == int(found[1])
