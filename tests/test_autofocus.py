@@ -1,9 +1,10 @@
 """When a focus run is due, where its frames go, and what it changes in the focus model."""
 
+import numpy as np
 import pytest
 
 from torosmanager.config import default_config
-from torosmanager.telescope.autofocus import Autofocus, FocusRun, model_after
+from torosmanager.telescope.autofocus import Autofocus, AutofocusFailed, FocusRun, model_after
 from torosmanager.telescope.focus import FocusModel
 
 SETTINGS = dict(default_config()["Telescope"]["Focuser"], **{
@@ -45,3 +46,23 @@ def test_the_run_s_focus_becomes_the_model_s_best_position_less_the_filter_s_off
     assert after.position("V", 8.0)[0] == 50_015
     unknown = FocusRun(positions=[], hfds=[], position=50_000, temperature=None)
     assert model_after(model, unknown, "V").reference_temperature == 12.0
+
+
+class Interrupted(Exception):
+    """What stops a run half-way in the telescope daemon (a target of opportunity)."""
+
+
+def test_a_run_interrupted_half_way_is_made_again_and_one_that_failed_is_not():
+    autofocus = Autofocus(SETTINGS)
+
+    def interrupted(number, position):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        autofocus.run([4_900, 5_000, 5_100, 5_200, 5_300], interrupted, "20261109", 10.0)
+    assert autofocus.due("20261109", 10.0)
+    blank = np.zeros((64, 64))  # no star anywhere: no focus to find
+    with pytest.raises(AutofocusFailed, match="no best focus from the run"):
+        autofocus.run([4_900, 5_000, 5_100, 5_200, 5_300], lambda number, position: blank,
+                      "20261109", 10.0)
+    assert not autofocus.due("20261109", 10.0)

@@ -101,14 +101,14 @@ class Autofocus:
         Raises
         ------
         AutofocusFailed
-            When the curve gives no best position (the run is still counted: see the module).
+            When the curve gives no best position (the run is still counted: see the module;
+            one whose frames were not all taken is not).
         """
         # Imported here: scipy's fitting and photutils take the telescope daemon's start-up
         # half a second for what only a focus run needs.
         from .star_size import NoStars, measure_stars
         from .vcurve import FocusCurveError, fit_focus
 
-        self.last_night, self.last_temperature = night, temperature
         settings = self.settings
         measured = FocusRun(positions=list(positions), hfds=[], temperature=temperature)
         for number, position in enumerate(positions, start=1):
@@ -120,6 +120,9 @@ class Autofocus:
             except NoStars as error:
                 log.info("autofocus: no star measured at %d: %s", position, error)
                 measured.hfds.append(float("nan"))
+        # Counted once its frames are taken, whatever the curve: a run interrupted (a target
+        # of opportunity, the dome closing) is made again at the next order.
+        self.last_night, self.last_temperature = night, temperature
         try:
             fit = fit_focus(measured.positions, measured.hfds, settings["Autofocus Minimum Points"])
         except FocusCurveError as error:
