@@ -389,6 +389,9 @@ def test_autofocus_finds_the_focus_the_model_missed(make_site):
     assert abs(int(found[1]) - 50_000) <= 150
     positions = {fits.getheader(path)["FOCUSPOS"] for path in result["Progress"]["Files"]}
     assert positions == {int(found[1])}
+    assert telescope.front_desk({"WOType": "Status"})["Focus"] == {
+        "Best Position": int(found[1]), "Reference Temperature": 12.0,
+        "Last Autofocus": f"20261109: {found[1]} at 12 °C"}
     # Once a night: the next order goes to the focus found, without a run.
     telescope.front_desk(observation("after", **{"Calibration Frames": "No"}))
     after = ended(telescope, "after", "done")
@@ -410,6 +413,9 @@ def test_a_focus_run_that_finds_no_focus_keeps_the_model_and_the_order_goes_on(m
     result = ended(telescope, "lost", "done")
     assert "[WO lost] autofocus found no focus, the focus model is kept: no best focus from " \
            "the run (position: HFD) 38040: " in site.log("telescope")
+    assert telescope.front_desk({"WOType": "Status"})["Focus"] == {
+        "Best Position": 40_000, "Reference Temperature": 12.0,
+        "Last Autofocus": "20261109: no focus found"}
     assert fits.getheader(result["Progress"]["Files"][0])["FOCUSPOS"] == 40_040
 
 

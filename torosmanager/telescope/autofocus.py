@@ -67,6 +67,8 @@ class Autofocus:
         #: The night (local evening's date) and the temperature of the last run, if any.
         self.last_night = None
         self.last_temperature = None
+        #: The last run's outcome, for the health report: its focus, or why it found none.
+        self.last_run = None
 
     def due(self, night, temperature):
         """Whether a run is due on *night* (the local evening's date) at the focuser's
@@ -126,8 +128,11 @@ class Autofocus:
         try:
             fit = fit_focus(measured.positions, measured.hfds, settings["Autofocus Minimum Points"])
         except FocusCurveError as error:
+            self.last_run = f"{night}: no focus found"
             raise AutofocusFailed(f"{error} ({measured.table()})") from None
         measured.position = fit.position
+        self.last_run = f"{night}: {fit.position}" + (
+            "" if temperature is None else f" at {temperature:g} °C")
         return measured
 
 

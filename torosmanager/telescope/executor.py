@@ -420,6 +420,15 @@ class Executor:
             self._move_focuser(job, state.position, self.focus_model.tolerance)
         self._focus(job, filter_name, progress)
 
+    def focus_report(self):
+        """The focus model in use (after the last focus run, if any), for the health
+        report: ``"not set"`` where it has no value."""
+        model, autofocus = self.focus_model, self.autofocus
+        report = {"Best Position": model.best_position,
+                  "Reference Temperature": model.reference_temperature,
+                  "Last Autofocus": autofocus.last_run}
+        return {key: "not set" if value is None else value for key, value in report.items()}
+
     def _focuser_reading(self):
         """The focuser's position and temperature for a frame's header; ``(None, None)``
         without a focuser, or while it does not answer (said once in the log): the frame is

@@ -147,8 +147,11 @@ class TelescopeHandler(Handler):
         return labelled + ([("Focuser", self.focuser)] if self.focuser is not None else [])
 
     def health(self):
-        return {"Limits": self.limits(), "Data Disk": self.executor.data_disk(),
-                "Hand-offs Pending": self.hand_offs.count()}
+        report = {"Limits": self.limits(), "Data Disk": self.executor.data_disk(),
+                  "Hand-offs Pending": self.hand_offs.count()}
+        if self.focuser is not None:
+            report["Focus"] = self.executor.focus_report()
+        return report
 
     def page_sections(self):
         disk = self.executor.data_disk()
