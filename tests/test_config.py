@@ -120,18 +120,19 @@ def test_off_loopback_is_allowed_with_credentials_or_explicit_consent(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("Telescope: {Camera: {Driver: lx200, URL: /dev/ttyUSB0}}",
-     "Telescope → Camera → Driver: 'lx200' is not allowed for a camera; allowed: one of "
+     "Telescope → Camera → Driver: 'lx200' is not allowed; allowed: one of "
      "'simulator', 'alpaca', 'indi'"),
     ("Dome: {Enclosure: {Driver: text-tcp}}",
-     "Dome → Enclosure → Driver: 'text-tcp' is not allowed for a dome"),
+     "Dome → Enclosure → Driver: 'text-tcp' is not allowed"),
     ("Telescope: {Mount: {Driver: indi}}",
      "Telescope → Mount → Device is required with Driver: indi"),
     ("Telescope: {Mount: {Driver: lx200}}",
      "Telescope → Mount → URL is required with Driver: lx200"),
     ("Telescope: {Mount: {Driver: none}}",
-     "Telescope → Mount → Driver: 'none' is not allowed for a mount"),
+     "Telescope → Mount → Driver: 'none' is not allowed; allowed: one of 'simulator', "
+     "'alpaca', 'indi', 'lx200', 'text-tcp'"),
     ("Telescope: {Focuser: {Driver: lx200}}",
-     "Telescope → Focuser → Driver: 'lx200' is not allowed for a focuser; allowed: one of "
+     "Telescope → Focuser → Driver: 'lx200' is not allowed; allowed: one of "
      "'none', 'simulator', 'alpaca', 'indi'"),
     ("Telescope: {Focuser: {Best Position: 50000}}",
      "Telescope → Focuser → Best Position is set, but Driver is 'none'"),

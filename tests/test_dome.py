@@ -351,8 +351,6 @@ def test_bad_weather_interrupts_the_observation_and_the_dome_closes_itself(make_
     wait_until(lambda: dome_safety(site)["May Open"], "the end of the storm")
 
 
-
-
 def test_a_dome_daemon_not_answering_is_said_once_and_its_return_too(make_site):
     site = make_site(settings())
     site.start("scheduler")  # and no dome daemon: the scheduler asks it every tick

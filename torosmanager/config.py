@@ -100,7 +100,7 @@ class Setting:
         }[self.kind]
 
 
-#: The drivers of each device kind, and the section that configures it.
+#: The drivers of each device kind (the first is its default).
 DEVICE_DRIVERS = {
     "mount": ("simulator", "alpaca", "indi", "lx200", "text-tcp"),
     "camera": ("simulator", "alpaca", "indi"),
@@ -109,14 +109,10 @@ DEVICE_DRIVERS = {
     "safety monitor": ("simulator", "alpaca", "indi"),
     "focuser": ("none", "simulator", "alpaca", "indi"),
 }
-DEVICE_SECTIONS = {
-    ("Telescope", "Mount"): "mount",
-    ("Telescope", "Camera"): "camera",
-    ("Telescope", "Filter Wheel"): "filter wheel",
-    ("Telescope", "Focuser"): "focuser",
-    ("Dome", "Enclosure"): "dome",
-    ("Dome", "Safety Monitor"): "safety monitor",
-}
+#: The sections that configure a device.
+DEVICE_SECTIONS = (("Telescope", "Mount"), ("Telescope", "Camera"),
+                   ("Telescope", "Filter Wheel"), ("Telescope", "Focuser"),
+                   ("Dome", "Enclosure"), ("Dome", "Safety Monitor"))
 #: The server port each networked driver uses when ``Port`` is not set: Alpaca's and INDI's
 #: registered ports, and the mount computer's (the user's mount-tcp-protocol document).
 DEFAULT_DEVICE_PORTS = {"alpaca": 11111, "indi": 7624, "text-tcp": 5240}
@@ -124,13 +120,21 @@ DEFAULT_DEVICE_PORTS = {"alpaca": 11111, "indi": 7624, "text-tcp": 5240}
 REQUIRED_DEVICE_SETTINGS = {"indi": ("Device",), "lx200": ("URL",)}
 
 
-def _device(driver="simulator",
-            about="the built-in simulator, an ASCOM Alpaca device, an INDI device, an LX200 "
-                  "mount or a plain-text TCP mount"):
+#: What each driver is, for the configuration reference.
+DRIVER_NAMES = {"none": "none (no such device: nothing is moved)",
+                "simulator": "the built-in simulator", "alpaca": "an ASCOM Alpaca device",
+                "indi": "an INDI device", "lx200": "an LX200 mount",
+                "text-tcp": "a plain-text TCP mount"}
+
+
+def _device(kind):
+    """The settings of a device of *kind*: its driver (the simulator by default; no device,
+    when a kind may be absent) and how to reach it."""
+    drivers = DEVICE_DRIVERS[kind]
     return {
-        "Driver": Setting("str", driver, about,
-                          choices=tuple(dict.fromkeys(DEVICE_DRIVERS["mount"]
-                                                      + DEVICE_DRIVERS["focuser"]))),
+        "Driver": Setting("str", drivers[0], ", ".join(DRIVER_NAMES[driver]
+                                                       for driver in drivers),
+                          choices=drivers),
         "Host": Setting("str", "127.0.0.1", "alpaca, indi, text-tcp: the server's host name or "
                         "address"),
         "Port": Setting("int", None, "alpaca, indi, text-tcp: the server's port; default 11111 "
@@ -358,8 +362,8 @@ SCHEMA = {
                                            "order's frames to the preprocessor while it does "
                                            "not answer (the order is done meanwhile)",
                                            0.1, 3600),
-        "Mount": _device(),
-        "Camera": dict(_device(), **{
+        "Mount": _device("mount"),
+        "Camera": dict(_device("camera"), **{
             "Read Noise": Setting("float", 0.0, "alpaca, indi: electrons RMS, for RDNOISE (neither "
                                   "reports it); 0 means unknown", 0, 1000),
             "Cooling Setpoint": Setting("float", None, "°C the CCD is cooled to and kept at from "
@@ -374,9 +378,8 @@ SCHEMA = {
                                        "how warm). Below Scheduler → Stall Timeout, which "
                                        "stops an order whose CCD stays at one degree", 0,
                                        86400)}),
-        "Filter Wheel": _device(),
-        "Focuser": dict(_device("none", "none (no motorised focuser: nothing is moved), the "
-                                "built-in simulator, an ASCOM Alpaca device or an INDI device"), **{
+        "Filter Wheel": _device("filter wheel"),
+        "Focuser": dict(_device("focuser"), **{
             "Best Position": Setting("int", None, "steps at which focus is best, at the "
                                      "Reference Temperature through a filter without an "
                                      "offset; not set: the focuser is not moved (its position "
@@ -466,8 +469,8 @@ SCHEMA = {
                              "it does not say), or always by the hour angle (counterweight "
                              "down), for a mount that reports it wrongly",
                              choices=("mount", "hour angle")),
-        "Enclosure": _device(),
-        "Safety Monitor": _device(),
+        "Enclosure": _device("dome"),
+        "Safety Monitor": _device("safety monitor"),
     },
     "Simulator": {
         "Seed": Setting("int", 1, "random seed: the same seed gives the same frames", 0, None),
@@ -944,9 +947,10 @@ def _finish(config, path):
     if dome["Turn Lag"] is None:
         dome["Turn Lag"] = dome["Follow Tolerance"] / 2
     elif dome["Turn Lag"] > dome["Follow Tolerance"]:
+        tolerance = dome["Follow Tolerance"]
         raise ConfigError(f"{path}: Dome → Turn Lag: {dome['Turn Lag']!r} is not allowed; "
-                          f"allowed: at most Dome → Follow Tolerance ({dome['Follow Tolerance']:g}"
-                          "), or the telescope would wait for the slit at every frame")
+                          f"allowed: at most Dome → Follow Tolerance ({tolerance:g}), or the "
+                          "telescope would wait for the slit at every frame")
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "
@@ -956,14 +960,11 @@ def _finish(config, path):
 
 
 def _finish_devices(config, path):
-    """Check each device's driver drives its kind and has what it needs; fill in its port."""
-    for (section, name), kind in DEVICE_SECTIONS.items():
+    """Check each device's driver has what it needs; fill in its port."""
+    for section, name in DEVICE_SECTIONS:
         device = config[section][name]
         driver = device["Driver"]
         where = f"{path}: {section} → {name}"
-        if driver not in DEVICE_DRIVERS[kind]:
-            raise ConfigError(f"{where} → Driver: {driver!r} is not allowed for a {kind}; "
-                              "allowed: one of " + ", ".join(map(repr, DEVICE_DRIVERS[kind])))
         for key in REQUIRED_DEVICE_SETTINGS.get(driver, ()):
             if device[key] is None:
                 raise ConfigError(f"{where} → {key} is required with Driver: {driver} "

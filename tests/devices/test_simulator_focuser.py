@@ -57,8 +57,8 @@ def test_a_move_asked_on_the_way_starts_from_where_it_is(focuser, clock):
 
 @pytest.mark.parametrize("position", [-1, 10_001, 2.5, "5000", True])
 def test_a_position_outside_its_range_is_refused(focuser, position):
-    with pytest.raises(DeviceError, match="cannot move to .*: the focuser takes a whole number of steps "
-                                          "from 0 to 10000"):
+    with pytest.raises(DeviceError, match="cannot move to .*: the focuser takes a whole "
+                                          "number of steps from 0 to 10000"):
         focuser.start_move(position)
     assert focuser.state().position == 5_000
 

@@ -11,10 +11,10 @@ dome (enclosure)   :class:`Dome`          :class:`DomeState`
 safety monitor     :class:`SafetyMonitor` :class:`SafetyState`
 =================  =====================  ==========================================
 
-Long operations (slew, park, shutter, filter change, focus move, exposure) are *started* by a method that
-returns at once and then followed through the device's ``state()``; :func:`wait_for` does the
-polling with a timeout, so a device that stops answering fails the work order instead of
-hanging it. Every device failure is a :class:`DeviceError`.
+Long operations (slew, park, shutter, filter change, focus move, exposure) are *started* by a
+method that returns at once and then followed through the device's ``state()``;
+:func:`wait_for` does the polling with a timeout, so a device that stops answering fails the
+work order instead of hanging it. Every device failure is a :class:`DeviceError`.
 
 Drivers, chosen per device in the configuration (``Driver``; see the README's table and
 docs/devices/): ``simulator`` (in-process, the default), ``alpaca`` (ASCOM Alpaca devices

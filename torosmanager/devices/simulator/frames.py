@@ -264,7 +264,6 @@ class FrameModel:
         np.add.at(image.reshape(-1), rows[inside] * self.width + columns[inside], stamps[inside])
 
 
-
 def _pixel_gaussian(offset, sigma):
     """The fraction of a unit 1-D Gaussian of *sigma* pixels falling in the pixel centred
     *offset* away."""
