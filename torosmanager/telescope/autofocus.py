@@ -15,6 +15,7 @@ until it is next due.
 """
 
 import dataclasses
+import importlib
 import logging
 from dataclasses import dataclass
 
@@ -69,6 +70,14 @@ class Autofocus:
         self.last_temperature = None
         #: The last run's outcome, for the health report: its focus, or why it found none.
         self.last_run = None
+
+    def prepare(self):
+        """With autofocus on, load what a run measures and fits with (photutils, scipy's
+        fitting: some two seconds) now, at the daemon's start, rather than during the night's
+        first run, where two seconds are also an hour of a fast simulated night."""
+        if self.enabled:
+            importlib.import_module(".vcurve", __package__)
+            importlib.import_module(".star_size", __package__).load()
 
     def due(self, night, temperature):
         """Whether a run is due on *night* (the local evening's date) at the focuser's

@@ -186,6 +186,7 @@ class TelescopeHandler(Handler):
                 log.error("cannot connect the %s: %s (orders will fail until it answers)",
                           device.name, error)
         self._check_the_focuser()
+        self.executor.autofocus.prepare()
         if self.executor.cool():
             log.info("cooling the CCD to %g °C (Telescope → Camera → Cooling Setpoint)",
                      self.config["Telescope"]["Camera"]["Cooling Setpoint"])

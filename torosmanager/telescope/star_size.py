@@ -43,6 +43,16 @@ class StarSize:
     stars: int
 
 
+def load():
+    """photutils' source detection and catalogue, imported on first use: it imports
+    scipy.signal and astropy.table, two seconds that only a daemon making focus runs should
+    spend (at its start, rather than in the night's first run)."""
+    # photutils has no type information (no py.typed): its imports are not analysed.
+    from photutils.segmentation import SourceCatalog, detect_sources  # type: ignore[import-untyped]
+    from photutils.utils.exceptions import NoDetectionsWarning  # type: ignore[import-untyped]
+    return SourceCatalog, detect_sources, NoDetectionsWarning
+
+
 def measure_stars(image, detection_sigma: float, minimum_pixels: int,
                   maximum_stars: int) -> StarSize:
     """The median half-flux diameter of the brightest stars in *image*.
@@ -58,8 +68,8 @@ def measure_stars(image, detection_sigma: float, minimum_pixels: int,
         How many connected pixels (8-connected) above that threshold make a star: more than one
         keeps hot pixels and cosmic rays, a single pixel each, from being measured as stars.
     maximum_stars : int
-        How many of the brightest stars (by their Kron flux) the median is of: faint stars'
-        diameters are the noisiest.
+        How many of the brightest stars (by the flux in their pixels) the median is of: faint
+        stars' diameters are the noisiest.
 
     Returns
     -------
@@ -73,12 +83,7 @@ def measure_stars(image, detection_sigma: float, minimum_pixels: int,
     ValueError
         When ``maximum_stars`` is less than 1.
     """
-    # Imported here: photutils.segmentation imports scipy.signal and astropy.table, seconds of
-    # every telescope daemon's start-up, for a measurement only a focus run makes. photutils has
-    # no type information (no py.typed): its imports are not analysed.
-    from photutils.segmentation import SourceCatalog, detect_sources  # type: ignore[import-untyped]
-    from photutils.utils.exceptions import NoDetectionsWarning  # type: ignore[import-untyped]
-
+    SourceCatalog, detect_sources, NoDetectionsWarning = load()
     if maximum_stars < 1:
         raise ValueError(f"maximum_stars must be at least 1, not {maximum_stars}")
     data = np.asarray(image, dtype=float)
@@ -108,14 +113,16 @@ def measure_stars(image, detection_sigma: float, minimum_pixels: int,
         raise no_stars(", all of them on the edge of the frame")
 
     catalog = SourceCatalog(data, segments)
+    # The brightest by the flux in their own pixels, which is cheap, before the Kron apertures
+    # and the half-flux radii, which are not: a degree-wide field holds thousands of stars.
+    brightest = np.argsort(np.atleast_1d(catalog.segment_flux))[::-1][:maximum_stars]
+    catalog = catalog[brightest]
     diameters = 2 * np.atleast_1d(catalog.flux_radius(HALF).value)
     fluxes = np.atleast_1d(catalog.kron_flux)
     # The half-flux radius is a fraction of the Kron flux: without a positive flux (a knot in a
     # dark patch of a badly calibrated frame) it means nothing.
     measured = np.isfinite(diameters) & (fluxes > 0)
     if not measured.any():
-        raise no_stars(f", none of the {segments.n_labels} off the edge with a positive flux and "
-                       "a finite half-flux diameter")
-    diameters, fluxes = diameters[measured], fluxes[measured]
-    brightest = np.argsort(fluxes)[::-1][:maximum_stars]
-    return StarSize(hfd=float(np.median(diameters[brightest])), stars=len(brightest))
+        raise no_stars(f", none of the {len(brightest)} brightest off the edge with a positive "
+                       "flux and a finite half-flux diameter")
+    return StarSize(hfd=float(np.median(diameters[measured])), stars=int(measured.sum()))
