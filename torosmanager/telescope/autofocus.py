@@ -148,7 +148,7 @@ class Autofocus:
 def model_after(model, run, filter_name):
     """*model* (a :class:`~.focus.FocusModel`) with the best position *run* found through
     *filter_name* (less its offset), at the run's temperature."""
-    offset = (model.filter_offsets or {}).get(filter_name, 0)
+    offset = model.filter_offsets.get(filter_name, 0)
     return dataclasses.replace(
         model, best_position=round(run.position - offset),
         reference_temperature=(run.temperature if run.temperature is not None

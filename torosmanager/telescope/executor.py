@@ -384,8 +384,8 @@ class Executor:
         """Make a focus run (:mod:`.autofocus`) on the field pointed at, if one is due, and
         go to the focus it finds; a run that finds none keeps the model, said in the log. A
         target of opportunity does not wait for a run: it is made at the next order."""
-        if self.focuser is None:
-            return
+        if self.focuser is None or not self.autofocus.enabled:
+            return  # without asking the focuser, at every order
         state = self.focuser.state()
         night = local_night_date(self.clock.now(), self.config["Site"]["Longitude"])
         if not self.autofocus.due(night, state.temperature):

@@ -13,7 +13,7 @@ all. The telescope daemon moves the focuser there after the filter is set and be
 frame, when it is more than ``Tolerance`` steps away.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FocusModel:
     best_position: int | None
     reference_temperature: float | None = None
     coefficient: float = 0.0
-    filter_offsets: dict[str, float] | None = None
+    filter_offsets: dict[str, float] = field(default_factory=dict)
     tolerance: int = 0
 
     @classmethod
@@ -65,7 +65,7 @@ class FocusModel:
         """
         if self.best_position is None:
             return None, ""
-        offset = (self.filter_offsets or {}).get(filter_name, 0)
+        offset = self.filter_offsets.get(filter_name, 0)
         parts = [f"best {self.best_position}"]
         if offset:
             parts.append(f"filter {filter_name} {offset:+g}")

@@ -59,9 +59,7 @@ class SimulatedFocuser(SimulatedDevice, Focuser):
         """
         with self._lock:
             self._require_connected()
-            position = self._position()
-            return FocuserState(position=position, moving=position != self._to,
-                                maximum=self._maximum, temperature=self._temperature())
+            return self._state()
 
     def start_move(self, position):
         """Start moving to *position* steps; returns at once.
@@ -85,9 +83,13 @@ class SimulatedFocuser(SimulatedDevice, Focuser):
     def describe(self):
         """``Driver``, ``Connected``, and the focuser's state."""
         with self._lock:
-            return self._describe(FocuserState(
-                position=self._position(), moving=self._position() != self._to,
-                maximum=self._maximum, temperature=self._temperature()).report())
+            return self._describe(self._state().report())
+
+    def _state(self):
+        """The :class:`FocuserState` now; call with the lock held."""
+        position = self._position()
+        return FocuserState(position=position, moving=position != self._to,
+                            maximum=self._maximum, temperature=self._temperature())
 
     def truth_best_focus(self):
         """Where focus is best now, steps (what an autofocus should find)."""
