@@ -8,10 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from astropy.coordinates import SkyCoord
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 from torosmanager.devices.camera import CameraInfo
 from torosmanager.fits_text import fits_card, fits_text
 from torosmanager.telescope.fits import Exposure, header
+from torosmanager.telescope.wcs import SkyOrientation
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 CAMERA = CameraInfo(name="a CCD", width=64, height=64, binning=1, gain=1.5, read_noise=8.0,
@@ -27,8 +31,8 @@ def exposure(**changes):
     return Exposure(**fields)
 
 
-def cards(**changes):
-    return header(exposure(**changes), CAMERA, SITE, "CTMO")
+def cards(orientation=None, **changes):
+    return header(exposure(**changes), CAMERA, SITE, "CTMO", orientation)
 
 
 def test_times_are_the_fits_standards_start_end_and_middle():
@@ -39,6 +43,8 @@ def test_times_are_the_fits_standards_start_end_and_middle():
     # 2026-11-09 is MJD 61353; 03:00 is an eighth of its day; 15 s more in the middle.
     assert written["MJD-OBS"] == 61353.125
     assert written["MJD-AVG"] == pytest.approx(61353.125 + 15 / 86400, abs=1e-8)
+    assert written["DATE-AVG"] == "2026-11-09T03:00:15.000"
+    assert written["MJD-END"] == pytest.approx(61353.125 + 30 / 86400, abs=1e-8)
 
 
 def test_a_bias_starts_and_ends_at_once():
@@ -74,6 +80,66 @@ def test_the_focus_is_written_only_when_there_is_a_focuser():
     assert (written["FOCUSPOS"], written["FOCUSTEM"]) == (50_085, 7.5)
     assert "FOCUSTEM" not in cards(focus_position=50_085)
     assert "FOCUSPOS" not in cards() and "FOCUSTEM" not in cards()
+
+
+def sky_of(written):
+    """Where a header's WCS, as astropy reads it, puts the frame's centre, and which way its
+    +y and +x axes point on the sky: ``(centre, PA of +y, PA of +x)``, degrees. Read
+    without a warning: a header astropy must mend (its ``datfix``) says so to every user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wcs = WCS(written)
+    middle = ((CAMERA.width - 1) / 2.0, (CAMERA.height - 1) / 2.0)  # 0-based pixels
+    centre = wcs.pixel_to_world(*middle)
+    up = wcs.pixel_to_world(middle[0], middle[1] + 1)
+    right = wcs.pixel_to_world(middle[0] + 1, middle[1])
+    return (centre, centre.position_angle(up).deg % 360,
+            centre.position_angle(right).deg % 360)
+
+
+@pytest.mark.parametrize("position_angle, mirrored, pier_side, up, right", [
+    (0.0, False, None, 0.0, 270.0),        # north up, east left
+    (0.0, False, "west", 0.0, 270.0),      # looking east: as configured
+    (0.0, False, "east", 180.0, 90.0),     # looking west: turned 180°
+    (30.0, False, "west", 30.0, 300.0),
+    (30.0, False, "east", 210.0, 120.0),
+    (-100.0, False, None, 260.0, 170.0),
+    (0.0, True, None, 0.0, 90.0),          # through a diagonal: east right
+    (30.0, True, "east", 210.0, 300.0),
+])
+def test_a_light_frame_has_a_wcs_centred_on_the_pointing_at_the_cameras_angle(
+        position_angle, mirrored, pier_side, up, right):
+    orientation = SkyOrientation(pixel_scale=1.2, position_angle=position_angle,
+                                 mirrored=mirrored)
+    written = cards(orientation, pier_side=pier_side)
+    centre, up_angle, right_angle = sky_of(written)
+    pointing = SkyCoord(10.6847, 41.2687, unit="deg", frame="icrs")
+    assert centre.separation(pointing).arcsec < 1e-6
+    assert (up_angle, right_angle) == (pytest.approx(up, abs=1e-6),
+                                        pytest.approx(right, abs=1e-6))
+    assert proj_plane_pixel_scales(WCS(written)) * 3600 == pytest.approx([1.2, 1.2])
+
+
+def test_a_binned_frame_s_pixels_are_binning_times_as_large():
+    binned = CameraInfo(**{**vars(CAMERA), "width": 32, "height": 32, "binning": 2})
+    written = header(exposure(), binned, SITE, "CTMO", SkyOrientation(pixel_scale=1.2))
+    assert proj_plane_pixel_scales(WCS(written)) * 3600 == pytest.approx([2.4, 2.4])
+    assert (written["CRPIX1"], written["CRPIX2"]) == (16.5, 16.5)
+
+
+@pytest.mark.parametrize("frame_type", ["BIAS", "DARK", "FLAT"])
+def test_calibration_frames_and_cameras_without_a_pixel_scale_have_no_wcs(frame_type):
+    assert "CTYPE1" not in cards(SkyOrientation(pixel_scale=1.2), frame_type=frame_type)
+    assert "CTYPE1" not in cards()
+    assert SkyOrientation.from_config({"Pixel Scale": None, "Position Angle": 0.0,
+                                       "Mirrored": False}) is None
+
+
+def test_a_mount_position_that_is_not_a_number_leaves_the_wcs_out_not_the_frame(caplog):
+    with caplog.at_level(logging.WARNING, logger="torosmanager.telescope.fits"):
+        written = cards(SkyOrientation(pixel_scale=1.2), ra=math.nan)
+    assert not [key for key in written if key.startswith(("CTYPE", "CRVAL", "CD"))]
+    assert "the frame has no WCS: the mount reported RA nan, Dec 41.2687" in caplog.messages
 
 
 #: What the devices' sensors read, for the cards that depend on them.
@@ -150,11 +216,11 @@ def test_a_value_longer_than_a_card_keeps_its_whole_comment_on_continue_cards():
 
 
 def test_every_card_written_is_documented_and_every_card_documented_is_written():
-    written = set(cards(**SENSORS, pier_side="west",
+    written = set(cards(SkyOrientation(pixel_scale=1.2), **SENSORS, pier_side="west",
                         order={"ID": "7", "User": "test", "Group ID": "S1",
                                "Type of job": "ToO"}))
     section = DOCS.read_text().split("## The frames and their headers")[1].split("\n## ")[0]
     table = [line for line in section.splitlines() if line.startswith("| `")]
-    documented = {name for line in table for name in re.findall(r"`([A-Z][A-Z0-9-]*)`",
+    documented = {name for line in table for name in re.findall(r"`([A-Z][A-Z0-9_-]*)`",
                                                                  line.split("|")[1])}
     assert documented == written

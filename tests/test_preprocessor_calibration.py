@@ -13,6 +13,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
+from astropy.wcs import WCS
 
 import ccdproc
 from preprocessing_data import SIMULATOR, make_night
@@ -22,6 +23,7 @@ from torosmanager.preprocessor.layout import Layout
 from torosmanager.preprocessor.masters import master_header
 from torosmanager.preprocessor.pipeline import Settings, calibrate
 from torosmanager.preprocessor.reading import RawFrame
+from torosmanager.telescope.wcs import SkyOrientation
 
 # CCDData.read fills MJD-OBS from DATE-OBS and says so.
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
@@ -158,12 +160,12 @@ def overscan_night(tmp_path_factory, runner):
     rng = np.random.default_rng(5)
     flat = 1.0 + 0.05 * rng.standard_normal((48, 64))
 
-    def write(name, kind, seconds, electrons):
+    def write(name, kind, seconds, electrons, sky=()):
         adu = OVERSCAN_BIAS + rng.normal(0, 4, (48, 72))
         adu[:, :64] += rng.poisson(electrons) / OVERSCAN_GAIN
         adu += rng.normal(0, 30, (48, 1))              # the drift the overscan removes
         header = fits.Header({"IMAGETYP": kind, "EXPTIME": seconds, "FILTER": "V",
-                              "GAIN": OVERSCAN_GAIN})
+                              "GAIN": OVERSCAN_GAIN, **{key: value for key, value, _ in sky}})
         fits.PrimaryHDU(np.clip(np.rint(adu), 0, 65535).astype(np.uint16),
                         header).writeto(raw / name)
         return raw / name
@@ -174,7 +176,8 @@ def overscan_night(tmp_path_factory, runner):
         write(f"d{number}.fits", "DARK", 40.0, np.full((48, 64), DARK_RATE * 40))
     for number in range(4):
         write(f"f{number}.fits", "SKYFLAT", 5.0, 30000 * flat + DARK_RATE * 5)
-    light = write("light.fits", "OBJECT", OBJECT_TIME, 500 * flat + DARK_RATE * OBJECT_TIME)
+    light = write("light.fits", "OBJECT", OBJECT_TIME, 500 * flat + DARK_RATE * OBJECT_TIME,
+                  sky=SkyOrientation(2.0, 40.0).cards(150.0, -30.0, 72, 48, 1, None))
     outcome = calibrate(str(night), Settings(library=None, overscan=OVERSCAN, trim=TRIM),
                         runner)
     return night, light, outcome
@@ -215,6 +218,17 @@ class TestLikeCcdproc:
         header = fits.getheader(outcome.products[0])
         assert header["OVERSCAN"] == OVERSCAN and header["OVSCAXIS"] == "row"
         assert header["TRIMSEC"] == TRIM
+
+    def test_the_science_frames_wcs_names_the_same_sky_as_ccdprocs_trimmed_one(
+            self, overscan_night):
+        _, light, outcome = overscan_night
+        expected = through_ccdproc(light).wcs
+        product = WCS(fits.getheader(outcome.products[0]))
+        corners = ([0, 59, 0, 59], [0, 0, 45, 45])
+        np.testing.assert_allclose(product.pixel_to_world_values(*corners),
+                                   expected.pixel_to_world_values(*corners), rtol=0, atol=1e-9)
+        assert product.wcs.crpix == pytest.approx(WCS(fits.getheader(light)).wcs.crpix
+                                                  - [2, 1])
 
 
 def test_raw_frames_read_as_astropy_reads_them(night):

@@ -9,12 +9,14 @@ import pytest
 from astropy.coordinates import Angle
 from astropy.io import fits
 from astropy.time import Time
+from astropy.wcs import WCS
 
 from observatory import (ended, open_dome, refusal, settings, slit_and_wanted, status,
                          wait_until)
 from conftest import EVENING
 from torosmanager.devices.dome import azimuth_separation
 from torosmanager.devices.simulator.camera import CCD_TEMPERATURE
+from torosmanager.devices.simulator.frames import FrameModel
 from torosmanager.examples import MANUAL_OBSERVATION
 from torosmanager.workorders import FaultCode
 
@@ -269,14 +271,44 @@ def test_a_ccd_that_does_not_cool_in_time_is_said_once_and_the_frames_are_taken(
 OFF_CENTRE = {"Radius": 2.0, "Mount Offset North": 0.4, "Axis Offset": 0.8}
 
 
+def assert_the_wcs_finds_the_stars(path, simulator):
+    """The five brightest unsaturated stars well inside the frame at *path* are where its
+    WCS puts them (their centroids within 0.3 pixel), the sky's stars being those the
+    *simulator* settings make."""
+    header, image = fits.getheader(path), fits.getdata(path).astype(float)
+    stars = FrameModel(simulator).field_stars(header["RA"], header["DEC"])
+    x, y = WCS(header).world_to_pixel_values(stars.ra, stars.dec)
+    margin, half = 20, 4
+    height, width = image.shape
+    inside = np.flatnonzero((x > margin) & (x < width - margin) & (y > margin)
+                            & (y < height - margin))
+    checked = 0
+    for star in inside[np.argsort(stars.rate[inside])[::-1]]:
+        row, column = int(round(y[star])), int(round(x[star]))
+        box = np.s_[row - half:row + half + 1, column - half:column + half + 1]
+        if image[box].max() >= header["SATURATE"] * 0.9:
+            continue
+        signal = image[box] - np.median(image[row - 3 * half:row + 3 * half,
+                                              column - 3 * half:column + 3 * half])
+        rows, columns = np.mgrid[box]
+        assert (signal * columns).sum() / signal.sum() == pytest.approx(x[star], abs=0.3)
+        assert (signal * rows).sum() / signal.sum() == pytest.approx(y[star], abs=0.3)
+        checked += 1
+        if checked == 5:
+            return
+    raise AssertionError(f"fewer than 5 unsaturated stars to check on {path}")
+
+
 def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
     """The target 1° (4 min) east of the meridian, six 2-minute frames, a flip due 2 min past
     it: once, between two frames, the telescope slews to the target again, the mount goes
     over to the east side of its pier, the dome turns its slit there, and every frame is
-    taken, its PIERSIDE saying which side it was taken from."""
+    taken, its PIERSIDE saying which side it was taken from and its WCS, turned 180° after
+    the flip, where the stars are."""
+    orientation = {"Pixel Scale": 1.0, "Position Angle": 30.0}
     site = make_site(settings(Scheduler={"Manage Dome": False},
-                              Simulator={"German Equatorial": True},
-                              Telescope={"Meridian Flip After": 2.0},
+                              Simulator=dict(orientation, **{"German Equatorial": True}),
+                              Telescope={"Meridian Flip After": 2.0, "Camera": orientation},
                               Dome=OFF_CENTRE)).start("dome", "telescope", "scheduler")
     open_dome(site)
     telescope = site.proxy("telescope")
@@ -298,6 +330,8 @@ def test_a_german_mount_flips_between_frames_once_past_the_meridian(make_site):
     sides = [fits.getheader(path)["PIERSIDE"] for path in result["Progress"]["Files"]]
     flipped_at = sides.index("EAST")
     assert 0 < flipped_at and sides == ["WEST"] * flipped_at + ["EAST"] * (6 - flipped_at)
+    for path in (result["Progress"]["Files"][0], result["Progress"]["Files"][flipped_at]):
+        assert_the_wcs_finds_the_stars(path, site.config["Simulator"])
     devices, pointing, (looking_west, looking_east) = slit_and_wanted(site, "east", "west")
     assert pointing["Pier Side"] == "east"
     assert azimuth_separation(devices["Enclosure"]["Azimuth"], looking_west) <= \

@@ -366,6 +366,15 @@ SCHEMA = {
         "Camera": dict(_device("camera"), **{
             "Read Noise": Setting("float", 0.0, "alpaca, indi: electrons RMS, for RDNOISE (neither "
                                   "reports it); 0 means unknown", 0, 1000),
+            "Pixel Scale": Setting("float", None, "arcseconds per unbinned pixel on the sky: "
+                                   "each light frame then gets a WCS centred where the mount "
+                                   "points; not set: no WCS", 0.001, 1000),
+            "Position Angle": Setting("float", 0.0, "degrees from north through east of the "
+                                      "frame's +y axis with the tube looking east (or on a mount "
+                                      "that does not say its side of the pier); 180° more "
+                                      "looking west", -360, 360),
+            "Mirrored": Setting("bool", False, "east is right of north on the frame (an odd "
+                                "number of reflections, such as a diagonal) rather than left"),
             "Cooling Setpoint": Setting("float", None, "°C the CCD is cooled to and kept at from "
                                         "the telescope daemon's start (and again at each "
                                         "order); not set: the camera's cooler is left as it "
@@ -498,6 +507,9 @@ SCHEMA = {
         "Width": Setting("int", 1024, "simulated CCD columns", 8, 20_000),
         "Height": Setting("int", 1024, "simulated CCD rows", 8, 20_000),
         "Pixel Scale": Setting("float", 1.0, "arcseconds per pixel", 0.01, 100),
+        "Position Angle": Setting("float", 0.0, "degrees from north through east of the "
+                                  "simulated frames' +y axis looking east (German Equatorial: "
+                                  "180° more looking west)", -360, 360),
         "Readout Time": Setting("float", 2.0, "seconds to read a frame out", 0, 600),
         "Cooling Rate": Setting("float", 5.0, "degrees Celsius per minute the CCD cools or "
                                 "warms towards a setpoint (it starts at -20 °C)", 0.01, 1000),

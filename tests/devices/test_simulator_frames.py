@@ -14,10 +14,14 @@ deterministic anyway.
 
 import numpy as np
 import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
 
 from torosmanager.config import default_config
 from torosmanager.devices import FilterWheelState, FrameType, MountState
+from torosmanager.devices.mount import LOOKING_EAST, LOOKING_WEST
 from torosmanager.devices.simulator import SimulatedCamera
+from torosmanager.telescope.wcs import SkyOrientation
 
 from stepped_clock import SteppedClock
 
@@ -34,12 +38,12 @@ MAD_TO_SIGMA = 1.4826
 class FixedMount:
     """A mount that points where the test says: the camera only needs ``state()``."""
 
-    def __init__(self, ra, dec):
-        self.ra, self.dec = ra, dec
+    def __init__(self, ra, dec, pier_side=None):
+        self.ra, self.dec, self.pier_side = ra, dec, pier_side
 
     def state(self):
         return MountState(ra=self.ra, dec=self.dec, altitude=60.0, azimuth=180.0,
-                          slewing=False, parked=False, tracking=True)
+                          slewing=False, parked=False, tracking=True, pier_side=self.pier_side)
 
 
 class FixedWheel:
@@ -52,12 +56,13 @@ class FixedWheel:
         return FilterWheelState(names=[self.name], position=0)
 
 
-def make_camera(size=SIZE, filter_name="V", pointing=TARGET, **settings):
+def make_camera(size=SIZE, filter_name="V", pointing=TARGET, pier_side=None, **settings):
     simulator = default_config()["Simulator"]
     simulator.update({"Width": size, "Height": size, **settings})
     clock = SteppedClock()
     camera = SimulatedCamera(simulator, default_config()["Site"], clock,
-                             mount=FixedMount(*pointing), filter_wheel=FixedWheel(filter_name))
+                             mount=FixedMount(*pointing, pier_side),
+                             filter_wheel=FixedWheel(filter_name))
     camera.connect()
     return camera, clock, simulator
 
@@ -200,6 +205,38 @@ def test_frames_show_north_up_and_east_left():
     stars = camera.truth_stars(*TARGET)
     assert np.corrcoef(stars.x, stars.ra)[0, 1] < -0.99
     assert np.corrcoef(stars.y, stars.dec)[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("position_angle, pier_side", [
+    (30.0, None), (30.0, LOOKING_EAST), (30.0, LOOKING_WEST), (-75.0, LOOKING_WEST)])
+def test_the_stars_lie_where_a_wcs_of_the_cameras_angle_and_side_of_the_pier_puts_them(
+        position_angle, pier_side):
+    """The frame is turned by Position Angle, and 180° more with the tube looking west (a
+    German equatorial mount after its flip): the telescope's WCS of that angle finds each
+    star where the image shows it."""
+    camera, clock, simulator = make_camera(pier_side=pier_side,
+                                           **{"Position Angle": position_angle})
+    seconds = 30.0
+    image, sky = light_frame(camera, clock, seconds, camera.truth_bias_level_adu())
+    image -= sky
+    orientation = SkyOrientation(simulator["Pixel Scale"], position_angle)
+    wcs = WCS(fits.Header([fits.Card(key, value) for key, value, _ in orientation.cards(
+        *TARGET, SIZE, SIZE, 1, pier_side)]))
+    stars = camera.truth_stars(*TARGET)  # where they are on the sky
+    x, y = wcs.world_to_pixel_values(stars.ra, stars.dec)
+    margin, half = 20, 4
+    electrons = stars.rate * camera.truth_throughput("V") * seconds
+    inside = np.flatnonzero((x > margin) & (x < SIZE - margin) & (y > margin)
+                            & (y < SIZE - margin) & (electrons < 100_000))
+    brightest = inside[np.argsort(electrons[inside])[-5:]]
+    assert len(brightest) == 5
+    for star in brightest:
+        row, column = int(round(y[star])), int(round(x[star]))
+        box = np.s_[row - half:row + half + 1, column - half:column + half + 1]
+        rows, columns = np.mgrid[box]
+        signal = image[box]
+        assert (signal * columns).sum() / signal.sum() == pytest.approx(x[star], abs=0.2)
+        assert (signal * rows).sum() / signal.sum() == pytest.approx(y[star], abs=0.2)
 
 
 def take_sequence(camera, clock):

@@ -34,6 +34,9 @@ STORM_FROM, STORM_LATEST, STORM_LENGTH = 0.28, 0.6, 0.07
 STORM_WEATHER = "unsafe: thunderstorm over the site"
 #: Real seconds the daemons may take to start: the simulated clock begins after them.
 STARTUP_SECONDS = 15
+#: The simulated camera's arcseconds per pixel and position angle (degrees, north through east),
+#: which the telescope daemon is told for the frames' WCS.
+PIXEL_SCALE, POSITION_ANGLE = 7.0, 20.0
 #: The daemons started wave after wave, as their units are ordered (``After=``): the scheduler
 #: and the alerts daemon call the others, so those are ready first. They stop in the reverse
 #: order, so that none is left calling a daemon already gone.
@@ -101,8 +104,10 @@ def settings(night, directory):
         "Clock": {"Mode": "simulated", "Start": night.start.isoformat(), "Speed": night.speed},
         # 512 pixels of 7″: the camera's field is 1°, the alerts daemon's Field of View.
         # A German equatorial mount, its tube 0.4 m off its axes in a dome of radius 2.5 m:
-        # the slit goes where the tube looks out, and a target past the meridian flips it.
-        "Simulator": {"Width": 512, "Height": 512, "Pixel Scale": 7.0, "Defocus Blur": 20.0,
+        # the slit goes where the tube looks out, and a target past the meridian flips it
+        # (and turns the frames 180°, as their WCS says).
+        "Simulator": {"Width": 512, "Height": 512, "Pixel Scale": PIXEL_SCALE,
+                      "Position Angle": POSITION_ANGLE, "Defocus Blur": 20.0,
                       "Weather File": weather_file(directory), "German Equatorial": True},
         # The replayed alert is a mock (its search is "MDC"): accepted here, as in a rehearsal.
         "Alerts": {"Accept Test Alerts": True, "Max Targets": 4, "Field of View": 1.0},
@@ -112,7 +117,8 @@ def settings(night, directory):
         # cools half a degree an hour (the simulator's default) and the focuser follows it;
         # the focus model is 600 steps off the simulator's focus (50,000), 12" of blur at 20"
         # per 1000 steps, until the first order's autofocus finds it.
-        "Telescope": {"Camera": {"Cooling Setpoint": -25.0},
+        "Telescope": {"Camera": {"Cooling Setpoint": -25.0, "Pixel Scale": PIXEL_SCALE,
+                                 "Position Angle": POSITION_ANGLE},
                       "Focuser": {"Driver": "simulator", "Best Position": 49_400,
                                   "Reference Temperature": 12.0,
                                   "Temperature Coefficient": -15.0,

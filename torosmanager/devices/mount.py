@@ -11,6 +11,8 @@ from .base import Device
 #: side of the pier: ASCOM's and INDI's "pier west"), and looking west.
 LOOKING_EAST = "west"
 LOOKING_WEST = "east"
+#: Degrees the camera's frames turn on the sky between the two sides of the pier.
+PIER_SIDE_TURN = 180.0
 
 
 @dataclass

@@ -119,9 +119,10 @@ def task_calibrate(task):
             raise FrameError(f"a {frame.shape[1]}x{frame.shape[0]} frame, while its masters "
                              f"are for {task.layout.raw_shape[1]}x{task.layout.raw_shape[0]}")
         blocks = _calibrated_blocks(frame, task, rows)
+        cards = task.cards + tuple(task.layout.reference_pixel_cards(frame.header))
         if not task.cosmic_rays:
             with ImageWriter(task.output, frame.header, (height, width), durable=False,
-                             cards=task.cards, history=task.history,
+                             cards=cards, history=task.history,
                              direct=task.direct) as writer:
                 for _, block in blocks:
                     writer.write(block)
@@ -130,7 +131,7 @@ def task_calibrate(task):
         for start, block in blocks:
             image[start:start + len(block)] = block
     cleaned = _clean_cosmic_rays(image, task)
-    cards = task.cards + (("CRCLEAN", True, "cosmic rays cleaned (astroscrappy, L.A.Cosmic)"),
+    cards += (("CRCLEAN", True, "cosmic rays cleaned (astroscrappy, L.A.Cosmic)"),
                           ("NCOSMIC", cleaned, "pixels cleaned of cosmic rays"))
     with ImageWriter(task.output, frame.header, (height, width), durable=False, cards=cards,
                      history=task.history, direct=task.direct) as writer:

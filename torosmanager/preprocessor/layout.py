@@ -108,6 +108,16 @@ class Layout:
             cards.append(("TRIMSEC", self.trim_text, "raw section kept (FITS convention)"))
         return cards
 
+    def reference_pixel_cards(self, header):
+        """The ``CRPIX1``/``CRPIX2`` cards of a product whose raw *header* has them, counted
+        from the trimmed frame's first pixel: its WCS still names the same sky."""
+        cards = []
+        for key, start in (("CRPIX1", self.columns.start), ("CRPIX2", self.rows.start)):
+            if start and key in header:
+                cards.append((key, float(header[key]) - start,
+                              "reference pixel, in the trimmed frame"))
+        return cards
+
 
 class LayoutReader:
     """Reads a frame's levelled, trimmed rows, one block at a time."""

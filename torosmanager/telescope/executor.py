@@ -37,6 +37,7 @@ from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, write_frame
 from .focus import FocusModel
 from .room import NoRoom, describe, frame_bytes, require_room
+from .wcs import SkyOrientation
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Executor:
         self.focuser = handler.focuser  # None: no motorised focuser
         self.focus_model = FocusModel.from_settings(self.settings["Focuser"])
         self.autofocus = Autofocus(self.settings["Focuser"])
+        self.orientation = SkyOrientation.from_config(self.settings["Camera"])
         self._focuser_outage = Outage(log)  # a focuser not answering for a frame's header
         self.orders = OrderQueue(handler.journal, Job)
         self._park_requests = []
@@ -480,7 +482,7 @@ class Executor:
             ccd_temperature=temperature, pier_side=pointing.pier_side,
             focus_position=focus_position, focus_temperature=focus_temperature)
         path = write_frame(self._directory(start), exposure, data, self.camera.info(),
-                           self.config["Site"], self.settings["Name"])
+                           self.config["Site"], self.settings["Name"], self.orientation)
         log.info("[WO %s] wrote %s", job.record.id, path)
         self.latest_frame = path
         return path

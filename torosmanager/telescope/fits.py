@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from astropy.io import fits
 
 from .. import __version__
+from ..devices.camera import FrameType
 from ..ephemeris import modified_julian_dates
 from ..fits_text import fits_card
 from ..night import local_night_date
@@ -98,7 +99,7 @@ def file_name(exposure):
     return "_".join(_UNSAFE_CHARACTERS.sub("-", part) for part in parts) + ".fits"
 
 
-def header(exposure, camera, site, telescope_name):
+def header(exposure, camera, site, telescope_name, orientation=None):
     """The FITS header of *exposure*.
 
     Times follow the FITS standard's time keywords (UTC; the end and the middle are the start
@@ -115,16 +116,23 @@ def header(exposure, camera, site, telescope_name):
     site : dict
         The configuration's ``Site`` section.
     telescope_name : str
+    orientation : SkyOrientation or None
+        How the camera lies on the sky: a light frame gets a WCS (:mod:`.wcs`) centred where
+        the mount points. ``None``: no WCS.
     """
     seconds = float(exposure.seconds)
-    start_mjd, middle_mjd = modified_julian_dates(exposure.start, [0.0, seconds / 2])
+    start_mjd, middle_mjd, end_mjd = modified_julian_dates(exposure.start,
+                                                           [0.0, seconds / 2, seconds])
     cards = [
         ("DATE-OBS", format_utc(exposure.start)[:-1], "UTC start of exposure"),
+        ("DATE-AVG", format_utc(exposure.start + timedelta(seconds=seconds / 2))[:-1],
+         "UTC middle of exposure"),
         ("DATE-END", format_utc(exposure.start + timedelta(seconds=seconds))[:-1],
          "UTC end of exposure"),
         ("TIMESYS", "UTC", "time scale of the DATE and MJD cards"),
         ("MJD-OBS", round(float(start_mjd), 8), "[d] MJD at start of exposure"),
         ("MJD-AVG", round(float(middle_mjd), 8), "[d] MJD at middle of exposure"),
+        ("MJD-END", round(float(end_mjd), 8), "[d] MJD at end of exposure"),
         ("EXPTIME", seconds, "[s] exposure time"),
         ("IMAGETYP", exposure.frame_type, "LIGHT, BIAS, DARK or FLAT"),
         ("FILTER", exposure.filter_name, "filter in the beam"),
@@ -151,6 +159,8 @@ def header(exposure, camera, site, telescope_name):
         ("XPIXSZ", float(camera.pixel_size) * camera.binning, "[um] pixel size, binned"),
         ("SATURATE", int(camera.max_adu), "[ADU] saturation level"),
     ]
+    if orientation is not None and exposure.frame_type == FrameType.LIGHT.value:
+        cards += _wcs_cards(exposure, camera, orientation)
     if exposure.ccd_temperature is not None:
         cards.append(("CCD-TEMP", round(float(exposure.ccd_temperature), 2),
                       "[C] CCD temperature at start"))
@@ -176,6 +186,16 @@ def header(exposure, camera, site, telescope_name):
                         if _kept(key, value)])
 
 
+def _wcs_cards(exposure, camera, orientation):
+    """*exposure*'s WCS cards; none, logged, when the mount gave no finite position."""
+    if not (math.isfinite(exposure.ra) and math.isfinite(exposure.dec)):
+        log.warning("the frame has no WCS: the mount reported RA %r, Dec %r", exposure.ra,
+                    exposure.dec)
+        return []
+    return orientation.cards(exposure.ra, exposure.dec, camera.width, camera.height,
+                             camera.binning, exposure.pier_side)
+
+
 def _sexagesimal(format_angle, angle):
     """*angle* as *format_angle* writes it, with a space between fields; itself if it is not
     finite (the card is then left out, as a number's)."""
@@ -190,7 +210,7 @@ def _kept(key, value):
     return True
 
 
-def write_frame(directory, exposure, data, camera, site, telescope_name):
+def write_frame(directory, exposure, data, camera, site, telescope_name, orientation=None):
     """Write one frame atomically; return its path.
 
     Parameters
@@ -204,7 +224,8 @@ def write_frame(directory, exposure, data, camera, site, telescope_name):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, file_name(exposure))
     temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")
-    hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name))
+    hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name,
+                                                   orientation))
     with open(temporary, "wb") as stream:
         hdu.writeto(stream)
         stream.flush()

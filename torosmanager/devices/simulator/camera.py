@@ -12,6 +12,9 @@ Decisions
   read when the exposure starts; a filter wheel still turning is refused (:class:`DeviceError`)
   rather than giving a frame through no known filter. Without a filter wheel the beam is
   unfiltered. A parked mount still sees the sky, at the zenith.
+* The frames' +y axis lies at ``Simulator → Position Angle`` from north through east, east
+  left of north; with the tube looking west (a German equatorial mount after its meridian
+  flip) the frame is turned 180° more, as a real camera on such a mount is.
 * :meth:`abort` discards the exposure under way (and is a no-op otherwise); :meth:`image` then
   raises until the next exposure is ready.
 * The CCD starts at :data:`CCD_TEMPERATURE` and stays there until :meth:`set_cooling` gives
@@ -27,6 +30,7 @@ import numpy as np
 from ...units import SECONDS_PER_MINUTE
 from ..base import DeviceError
 from ..camera import Camera, CameraInfo, CameraState, FrameType
+from ..mount import LOOKING_WEST, PIER_SIDE_TURN
 from .common import SimulatedDevice, finite_number
 from .frames import MAX_ADU, FrameModel, FrameRequest
 from .sky import throughput
@@ -89,6 +93,7 @@ class SimulatedCamera(SimulatedDevice, Camera):
         self._filter_wheel = filter_wheel
         self._focuser = focuser
         self._model = FrameModel(simulator_settings)
+        self._position_angle = float(simulator_settings["Position Angle"])
         self._readout = float(simulator_settings["Readout Time"])
         self._frames = 0          # exposures started, so each frame's noise has its own seed
         self._exposure = None
@@ -184,7 +189,8 @@ class SimulatedCamera(SimulatedDevice, Camera):
             self._require_connected()
             self._refuse_if_exposing()
         # Outside the lock: the mount and filter wheel take their own, and may take a while.
-        ra, dec = self._pointing() if frame_type == FrameType.LIGHT else (None, None)
+        ra, dec, angle = (self._pointing() if frame_type == FrameType.LIGHT
+                          else (None, None, 0.0))
         filter_name = self._filter() if frame_type.shutter_open else None
         defocus = (self._focuser.blur() if self._focuser is not None
                    and frame_type == FrameType.LIGHT else 0.0)
@@ -193,7 +199,7 @@ class SimulatedCamera(SimulatedDevice, Camera):
             self._refuse_if_exposing()
             now = self._clock.elapsed()
             request = FrameRequest(self._frames, frame_type, seconds, ra, dec, filter_name,
-                                   defocus)
+                                   defocus, angle)
             self._frames += 1
             self._exposure = _Exposure(request, now, now + seconds + self._readout)
 
@@ -278,9 +284,10 @@ class SimulatedCamera(SimulatedDevice, Camera):
         """
         return self._model.flat_response(filter_name).astype(np.float64)
 
-    def truth_stars(self, ra, dec):
-        """The stars on a frame pointed at ICRS *ra*, *dec* (a :class:`~.frames.FieldStars`)."""
-        return self._model.field_stars(ra, dec)
+    def truth_stars(self, ra, dec, angle=0.0):
+        """The stars on a frame pointed at ICRS *ra*, *dec*, its +y axis *angle* degrees from
+        north through east (a :class:`~.frames.FieldStars`)."""
+        return self._model.field_stars(ra, dec, angle=angle)
 
     def truth_expected_electrons(self, seconds, frame_type, ra=None, dec=None, filter_name=None):
         """The noise-free electrons per pixel of such a frame (float64 ``[y, x]``)."""
@@ -298,14 +305,15 @@ class SimulatedCamera(SimulatedDevice, Camera):
             raise DeviceError("an exposure is already under way")
 
     def _pointing(self):
-        """The mount's ICRS (RA, Dec) now."""
+        """The mount's ICRS (RA, Dec) now, and the frame's position angle there."""
         if self._mount is None:
             raise DeviceError("the simulated camera has no mount to point with")
         try:
             state = self._mount.state()
         except DeviceError as error:
             raise DeviceError(f"cannot tell where the camera points: {error}") from error
-        return state.ra, state.dec
+        flipped = PIER_SIDE_TURN if state.pier_side == LOOKING_WEST else 0.0
+        return state.ra, state.dec, (self._position_angle + flipped) % 360.0
 
     def _filter(self):
         """The filter in the beam now (``None`` without a filter wheel)."""

@@ -77,6 +77,8 @@ class FrameRequest:
         The filter in the beam (LIGHT and FLAT frames; ``None`` for no filter wheel).
     defocus : float
         Arcseconds of FWHM the focus adds to the seeing, in quadrature (0: in focus).
+    angle : float
+        Degrees from north through east of the frame's +y axis (east is left of north).
     """
 
     index: int
@@ -86,6 +88,7 @@ class FrameRequest:
     dec: float | None = None
     filter_name: str | None = None
     defocus: float = 0.0
+    angle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,18 +180,21 @@ class FrameModel:
     def _stamp_half(self, sigma):
         return max(1, math.ceil(STAMP_SIGMAS * sigma))
 
-    def field_stars(self, ra, dec, defocus=0.0):
+    def field_stars(self, ra, dec, defocus=0.0, angle=0.0):
         """The :class:`FieldStars` whose light reaches a frame pointed at ICRS *ra*, *dec*
-        (*defocus* arcseconds of FWHM out of focus)."""
+        (*defocus* arcseconds of FWHM out of focus), its +y axis *angle* degrees from north
+        through east."""
         margin = self._stamp_half(self.sigma(defocus)) + 1
         half_diagonal = math.hypot(self.width / 2.0 + margin, self.height / 2.0 + margin)
         radius = half_diagonal * self.pixel_scale / ARCSEC_PER_DEGREE
         stars = self.star_field.around(ra, dec, radius)
         xi, eta, in_front = gnomonic(stars.ra, stars.dec, ra, dec)
         pixels_per_degree = ARCSEC_PER_DEGREE / self.pixel_scale
-        # North up, east left: x falls as RA (xi) grows.
-        x = (self.width - 1) / 2.0 - xi * pixels_per_degree
-        y = (self.height - 1) / 2.0 + eta * pixels_per_degree
+        # At angle 0 north is up and east left: x falls as RA (xi) grows. The frame's axes
+        # are turned by *angle*, as a FITS CD matrix of that position angle says.
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        x = (self.width - 1) / 2.0 + (sin * eta - cos * xi) * pixels_per_degree
+        y = (self.height - 1) / 2.0 + (sin * xi + cos * eta) * pixels_per_degree
         on_frame = (in_front & (x > -margin) & (x < self.width - 1 + margin)
                     & (y > -margin) & (y < self.height - 1 + margin))
         return FieldStars(x[on_frame], y[on_frame], stars.ra[on_frame], stars.dec[on_frame],
@@ -203,7 +209,7 @@ class FrameModel:
         seconds = request.seconds
         expected = np.full((self.height, self.width), self.dark_current * seconds)
         if request.frame_type == FrameType.LIGHT:
-            light = self.star_image(request.ra, request.dec, request.defocus)
+            light = self.star_image(request.ra, request.dec, request.defocus, request.angle)
             light += self.sky_background
             light *= throughput(request.filter_name) * seconds
             light *= self.flat_response(request.filter_name)
@@ -234,11 +240,11 @@ class FrameModel:
         np.clip(adu, 0, MAX_ADU, out=adu)
         return adu.astype(np.uint16)
 
-    def star_image(self, ra, dec, defocus=0.0):
+    def star_image(self, ra, dec, defocus=0.0, angle=0.0):
         """Star electrons per second (clear filter, before the flat field) per pixel, float64,
-        *defocus* arcseconds of FWHM out of focus."""
+        *defocus* arcseconds of FWHM out of focus, the frame at position *angle*."""
         image = np.zeros((self.height, self.width))
-        stars = self.field_stars(ra, dec, defocus)
+        stars = self.field_stars(ra, dec, defocus, angle)
         sigma = self.sigma(defocus)
         half = self._stamp_half(sigma)
         side = 2 * half + 1

@@ -1,0 +1,97 @@
+"""A light frame's world coordinate system, from where the mount points and how the camera sits.
+
+Every light frame gets a tangent-plane (``TAN``) WCS when the camera's pixel scale is configured
+(``Telescope → Camera → Pixel Scale``): its reference point is the frame's centre, at the
+mount's ICRS position, and its ``CD`` matrix turns the pixel scale (times the binning) by the
+camera's ``Position Angle``. Tools that solve a field (astrometry.net, SCAMP) start from it, and
+a person can tell what is where before any solution: it is as good as the mount's pointing.
+
+The position angle is the angle from north, through east, of the frame's +y axis (rows
+upwards) with the tube on the west side of the pier, looking east, or on a mount that does not
+report its side; on the other side the frame is turned 180° (a German equatorial mount's
+meridian flip). ``Mirrored`` is for optics with an odd number of reflections (a diagonal),
+which show east right of north instead of left.
+
+Examples
+--------
+>>> orientation = SkyOrientation(pixel_scale=1.2)
+>>> cards = orientation.cards(ra=10.68, dec=41.27, width=2048, height=2048, binning=2,
+...                           pier_side=None)
+>>> {key: value for key, value, _ in cards}["CD1_1"] * 3600
+-2.4
+"""
+
+import math
+from dataclasses import dataclass
+
+from ..devices.mount import LOOKING_WEST, PIER_SIDE_TURN
+
+#: Arcseconds per degree.
+ARCSEC_PER_DEGREE = 3600.0
+
+
+@dataclass(frozen=True)
+class SkyOrientation:
+    """How the camera's pixels lie on the sky.
+
+    Attributes
+    ----------
+    pixel_scale : float
+        Arcseconds per unbinned pixel.
+    position_angle : float
+        Degrees from north through east of the frame's +y axis, with the tube looking east.
+    mirrored : bool
+        East is right of north (an odd number of reflections) rather than left.
+    """
+
+    pixel_scale: float
+    position_angle: float = 0.0
+    mirrored: bool = False
+
+    @classmethod
+    def from_config(cls, camera_section):
+        """The orientation ``Telescope → Camera`` describes, or ``None`` without a ``Pixel
+        Scale`` (frames are then written without a WCS)."""
+        if camera_section["Pixel Scale"] is None:
+            return None
+        return cls(camera_section["Pixel Scale"], camera_section["Position Angle"],
+                   camera_section["Mirrored"])
+
+    def angle(self, pier_side):
+        """The frame's position angle, degrees in [0, 360), with the tube on *pier_side*
+        (``None``: the mount does not say, taken as looking east)."""
+        turn = PIER_SIDE_TURN if pier_side == LOOKING_WEST else 0.0
+        return (self.position_angle + turn) % 360.0
+
+    def cd_matrix(self, binning, pier_side):
+        """The ``CD`` matrix, degrees per pixel: rows are (RA-ward, Dec-ward), columns (x, y).
+
+        ``x`` grows west (east left) unless mirrored; ``y`` points at :meth:`angle` from north.
+        """
+        scale = self.pixel_scale * binning / ARCSEC_PER_DEGREE
+        theta = math.radians(self.angle(pier_side))
+        cos, sin = math.cos(theta), math.sin(theta)
+        handed = 1.0 if self.mirrored else -1.0
+        return [[handed * scale * cos, scale * sin],
+                [-handed * scale * sin, scale * cos]]
+
+    def cards(self, ra, dec, width, height, binning, pier_side):
+        """The WCS cards of a *width* × *height* frame centred on ICRS *ra*, *dec* (degrees):
+        ``(key, value, comment)``, in the ``CD`` form astrometry.net and SCAMP write."""
+        cd = self.cd_matrix(binning, pier_side)
+        # FITS pixels count from 1 at the first pixel's centre: the middle is (n + 1) / 2.
+        return [
+            ("WCSAXES", 2, "number of WCS axes"),
+            ("CTYPE1", "RA---TAN", "right ascension, gnomonic projection"),
+            ("CTYPE2", "DEC--TAN", "declination, gnomonic projection"),
+            ("CUNIT1", "deg", "unit of CRVAL1 and CD1_j"),
+            ("CUNIT2", "deg", "unit of CRVAL2 and CD2_j"),
+            ("CRPIX1", (width + 1) / 2.0, "reference pixel: the frame's centre"),
+            ("CRPIX2", (height + 1) / 2.0, "reference pixel: the frame's centre"),
+            ("CRVAL1", round(ra % 360.0, 6), "[deg] RA at the reference pixel (the mount's)"),
+            ("CRVAL2", round(dec, 6), "[deg] Dec at the reference pixel (the mount's)"),
+            ("CD1_1", cd[0][0], "[deg/pixel] RA-ward change along x"),
+            ("CD1_2", cd[0][1], "[deg/pixel] RA-ward change along y"),
+            ("CD2_1", cd[1][0], "[deg/pixel] Dec-ward change along x"),
+            ("CD2_2", cd[1][1], "[deg/pixel] Dec-ward change along y"),
+        ]
