@@ -169,21 +169,90 @@ class TestRefusals:
         assert len(skipped) == 1 and skipped[0].startswith(f"{raw / 'zeros.fits'}: not a FITS")
 
 
-    def test_a_night_whose_light_frames_were_all_skipped_fails_naming_each(self, site, data):
+class TestWaitingForMasters:
+    def test_light_frames_without_a_bias_wait_for_one_and_are_calibrated_once_it_is_made(
+            self, site, data):
+        """A target of opportunity's frames, taken without calibration frames before the
+        camera's first masters: their order waits, then runs again once a job makes a master
+        bias of their geometry (and only such a job: a bias of another size leaves it
+        waiting)."""
+        proxy = site.proxy("preprocessor")
         night = make_night(data, name="20261124", biases=3, darks={}, flats={}, lights=[])
         lights = make_night(data, name="20261124", biases=0, darks={}, flats={},
-                            lights=[("R", 10.0, 2)], simulator={"Width": 96, "Height": 64},
-                            order_id="small").files["LIGHT"]
-        submit(site, {"ID": "p-no-lights", "WOType": "Preprocessing",
-                      "File Location": str(night.directory)})
-        failed = ended(site.proxy("preprocessor"), "p-no-lights", "failed")
-        message = failed["Message"]
-        assert message.startswith("nothing could be calibrated: all 2 light frame(s) were "
-                                  "skipped")
-        for light in lights:
+                            lights=[("R", 10.0, 2)], simulator=SMALL, order_id="small")
+        for order_id in ("p-no-bias", "p-cancelled"):
+            submit(site, {"ID": order_id, "WOType": "Preprocessing",
+                          "File Location": str(night.directory)})
+            waiting = wait_until(lambda: waiting_for_masters(proxy, order_id),
+                                 f"{order_id} to wait for masters")
+        assert waiting["Message"] == (
+            "waiting for masters: no bias for 96x64 bin 1x1 in this night or the master "
+            "library; run again once a job makes one (the night's bias frames), or at the "
+            "next start")
+        assert waiting["Progress"]["Step"] == "waiting for masters"
+        assert list(waiting["Progress"]["Masters"]) == ["bias 128x128 bin 1x1"]
+        for light in lights.files["LIGHT"]:
             assert f"{light}: no bias for 96x64 bin 1x1, in this night or the master library" \
-                in message
-        assert list(failed["Progress"]["Masters"]) == ["bias 128x128 bin 1x1"]
+                in waiting["Progress"]["Skipped"]
+        assert calibration(proxy)["Waiting for Masters"] == ["p-cancelled", "p-no-bias"]
+        assert proxy.front_desk({"WOType": "Cancel", "ID": "p-cancelled"})["Status"] == \
+            "cancelled"
+        assert calibration(proxy)["Waiting for Masters"] == ["p-no-bias"]
+        # The night's bias frames come, in an order of their own.
+        biases = make_night(data, name="20261124", biases=3, darks={}, flats={}, lights=[],
+                            simulator=SMALL, order_id="biases").files["BIAS"]
+        submit(site, {"ID": "p-biases", "WOType": "Preprocessing", "File Location": biases})
+        ended(proxy, "p-biases", "done")
+        done = ended(proxy, "p-no-bias", "done")
+        assert sorted(os.path.basename(path) for path in done["Progress"]["Products"]) == \
+            sorted(os.path.basename(path) for path in lights.files["LIGHT"])
+        assert "p-no-bias queued again for calibration" in site.log("preprocessor")
+        assert "Waiting for Masters" not in calibration(proxy)
+        assert status(proxy, "p-cancelled")["Status"] == "cancelled"
+
+
+#: A detector of another size than the nights' (for frames no master bias of theirs fits).
+SMALL = {"Width": 96, "Height": 64}
+
+
+def calibration(proxy):
+    """The preprocessor's health report on its jobs."""
+    return proxy.front_desk({"WOType": "Status"})["Devices"]["Calibration"]
+
+
+def waiting_for_masters(proxy, order_id):
+    """*order_id*'s Status once it waits for masters, else ``None``."""
+    found = status(proxy, order_id)
+    if found["Progress"].get("Step") == "waiting for masters" and found["Status"] == "queued":
+        return found
+    return None
+
+
+def test_an_order_waiting_for_masters_waits_again_after_a_restart(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("waiting-restart")
+    site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters")}})
+    try:
+        site.start("preprocessor")
+        lights = make_night(directory / "data", name="20261124", biases=0, darks={}, flats={},
+                            lights=[("R", 10.0, 2)])
+        submit(site, {"ID": "w-1", "WOType": "Preprocessing",
+                      "File Location": str(lights.directory)})
+        wait_until(lambda: waiting_for_masters(site.proxy("preprocessor"), "w-1"),
+                   "w-1 to wait for masters")
+        assert site.stop() == {"preprocessor": 0}, site.log("preprocessor")[-3000:]
+        site.start("preprocessor")
+        proxy = site.proxy("preprocessor")
+        wait_until(lambda: calibration(proxy).get("Waiting for Masters") == ["w-1"],
+                   "w-1 to wait for masters again")
+        biases = make_night(directory / "data", name="20261124", biases=3, darks={}, flats={},
+                            lights=[], order_id="biases").files["BIAS"]
+        submit(site, {"ID": "w-biases", "WOType": "Preprocessing", "File Location": biases})
+        done = ended(proxy, "w-1", "done")
+        reasons = [entry["Reason"] for entry in done["History"]]
+        assert "queued after a restart" in reasons
+        assert len(done["Progress"]["Products"]) == 2
+    finally:
+        site.stop()
 
 
 class TestHealth:

@@ -203,8 +203,7 @@ def _night(config, clock, night, directory, galaxies):
         watcher.poll()
         plan = _fullest(plan, plan_command.fetch(scheduler))
         now, running = clock.now(), watcher.running()
-        if (alert.order_id is None and now >= night.at(scenario.TOO_AT) and running
-                and watcher.masters_made()):
+        if alert.order_id is None and now >= night.at(scenario.TOO_AT) and running:
             alert.send(*_overhead(config["Site"], now), now)
         alert.follow()
         alert.tell_observed()

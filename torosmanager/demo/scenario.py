@@ -23,9 +23,9 @@ BEFORE_DUSK = timedelta(minutes=20)
 #: The clock stops this long after dawn (the dome closes, the last frames are calibrated).
 AFTER_DAWN = timedelta(minutes=20)
 #: From when the LVK alert may arrive, as a fraction of the night: the first moment after it
-#: that an observation is under way (for its targets to interrupt) and the night's first masters
-#: are made (for its frames, taken without calibration frames, to be calibrated; on a fast
-#: clock the first observation may end later in the night than it does at the demo's speed).
+#: that an observation is under way (for its targets to interrupt). Its frames come without
+#: calibration frames: made before the night's first masters (on a fast clock the first
+#: observation may end later in the night), they wait for them in the preprocessor.
 TOO_AT = 0.22
 #: From when the storm may come (the first moment after it that an observation is under way, or
 #: at :data:`STORM_LATEST` at the latest), and how long it lasts, as fractions of the night.

@@ -106,13 +106,6 @@ class Watcher:
         return next((order_id for order_id, status in self.orders.items()
                      if status is not None and status["Status"] == "running"), None)
 
-    def masters_made(self):
-        """Whether a calibration job is done: the night's first masters are made, and a
-        target of opportunity's frames, which come without calibration frames, can be
-        calibrated."""
-        return any(last is not None and last["Status"] == "done"
-                   for _, last in self.preprocessing.values())
-
     def ended(self, order_id):
         """Whether *order_id* is followed and has ended."""
         status = self.orders.get(order_id)

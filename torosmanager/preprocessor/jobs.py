@@ -22,6 +22,12 @@ again saying so, and the job thread looks again every ``Preprocessor → Room Re
 (reading the frames' headers, writing nothing, journaling nothing) and takes no other order
 meanwhile (it would most likely write to the same disk). Once there is room the order runs
 again from the beginning.
+
+A job whose light frames find no master bias, neither among its own frames nor in the master
+library (a target of opportunity's frames, taken without calibration frames before the night's
+first masters, on a camera's first night), is not failed: its order is queued again, waiting
+for masters, and runs again as soon as another job makes a master bias (which goes to the
+library), or at the daemon's next start.
 """
 
 import logging
@@ -80,6 +86,11 @@ class JobQueue:
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
         self._stopping = threading.Event()  # ends a wait for room
         self._waiting = None  # the order waiting for room
+        # Order ID → (record, geometries) of the orders waiting for a master bias of those
+        # detector geometries, queued again once a job makes one; read by Status and a Cancel
+        # from other threads.
+        self._without_masters = {}
+        self._without_masters_lock = threading.Lock()
 
     # --- called from the front desk and the service -------------------------------------
 
@@ -96,6 +107,8 @@ class JobQueue:
         job = self.orders.current_if(order_id)
         if job is not None:
             job.cancel()
+        with self._without_masters_lock:
+            self._without_masters.pop(order_id, None)
 
     def stop(self):
         """Stop the job under way (it stays journaled as running), then the workers."""
@@ -126,6 +139,9 @@ class JobQueue:
             described["Kept Terms"] = self._terms.describe()
         if self._waiting is not None:
             described["Waiting for Room"] = self._waiting
+        with self._without_masters_lock:
+            if self._without_masters:
+                described["Waiting for Masters"] = sorted(self._without_masters)
         return described
 
     # --- the job thread ------------------------------------------------------------------
@@ -189,13 +205,46 @@ class JobQueue:
             "Step": "done", "Frames Done": outcome.done, "Frames Total": outcome.total,
             "Products": outcome.products, "Masters": outcome.masters,
             "Skipped": outcome.skipped, "Notes": outcome.notes})
+        if outcome.bias_made:
+            self._bias_made(order_id, outcome.bias_made)
         if outcome.succeeded:
             self.handler.transition(order_id, DONE, outcome.summary(), only_from={RUNNING},
                                     progress=progress)
+        elif outcome.without_bias:
+            self._wait_for_masters(job, outcome, progress)
         else:
             self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
         return False
+
+    def _wait_for_masters(self, job, outcome, progress):
+        """Queue *job*'s order again, to run once a job makes a master bias."""
+        geometries = ", ".join(outcome.without_bias)
+        waiting = (f"waiting for masters: no bias for {geometries} in this night or the master "
+                   "library; run again once a job makes one (the night's bias frames), or at "
+                   "the next start")
+        changed = self.handler.transition(job.record.id, QUEUED, waiting, only_from={RUNNING},
+                                          progress=dict(progress, Step="waiting for masters"))
+        if changed is not None:
+            log.warning("[WO %s] its %d light frame(s) wait for a master bias for %s",
+                        job.record.id, outcome.lights, geometries)
+            with self._without_masters_lock:
+                self._without_masters[job.record.id] = (job.record, set(outcome.without_bias))
+
+    def _bias_made(self, order_id, geometries):
+        """*order_id*'s job made a master bias of each of *geometries*: queue again the orders
+        waiting for one of them. (Only those: an order waiting for another geometry would make
+        its own frames' bias again, and queue this one again, for ever.)"""
+        made = set(geometries)
+        with self._without_masters_lock:
+            ready = [waiting_id for waiting_id, (_, wanted) in self._without_masters.items()
+                     if wanted & made]
+            records = [self._without_masters.pop(waiting_id)[0] for waiting_id in ready]
+        if ready:
+            log.info("[WO %s] made a master bias for %s: %s queued again for calibration",
+                     order_id, ", ".join(sorted(made)), ", ".join(sorted(ready)))
+        for record in records:
+            self.orders.put(record)  # taken only if still queued then (not cancelled)
 
     def _queue_for_room(self, job, error, progress):
         """Queue *job*'s order again, saying why; return whether it now waits for room."""

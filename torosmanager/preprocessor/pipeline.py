@@ -132,6 +132,12 @@ class Outcome:
         Light (science) frames found.
     skipped_lights : list of str
         The lines of *skipped* that are about light frames.
+    without_bias : list of str
+        The detector geometries (``"512x512 bin 1x1"``) whose light frames were skipped for
+        want of a master bias, in this night and in the master library.
+    bias_made : list of str
+        The detector geometries of the master biases made from this job's frames (kept in the
+        master library, when there is one).
     """
 
     products: list = field(default_factory=list)
@@ -143,6 +149,8 @@ class Outcome:
     done: int = 0
     lights: int = 0
     skipped_lights: list = field(default_factory=list)
+    without_bias: list = field(default_factory=list)
+    bias_made: list = field(default_factory=list)
 
     @property
     def succeeded(self):
@@ -428,6 +436,7 @@ class _Night:
             label = f"bias {geometry.label}"
             made = self._master(spec, frames, label, layout)
             if made is not None:
+                self.outcome.bias_made.append(geometry.label)
                 return made
         return self._from_library(Kind.BIAS, geometry, layout, f"bias {geometry.label}")
 
@@ -498,6 +507,7 @@ class _Night:
         if bias is None:
             self._skip_all(frames, f"no bias for {geometry.label}, in this night or the master "
                                    "library")
+            self.outcome.without_bias.append(geometry.label)
             return
         tasks = []
         for frame in sorted(frames, key=lambda f: (f.filter, f.exptime, self._gain(f)[0],
