@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import Site
-from observatory import ended
+from observatory import ended, status, wait_until
 from preprocessing_data import make_night
 from torosmanager.printable import printable
 
@@ -71,21 +71,26 @@ def test_a_night_with_such_names_is_calibrated_and_its_status_read(preprocessor)
         preprocessor.log("preprocessor")
 
 
-def test_a_failure_naming_such_a_file_is_journaled_and_read(preprocessor):
+def test_a_skipped_frame_of_such_a_name_is_journaled_and_read(preprocessor):
+    """A light frame without a bias of its size: the order waits for one, its progress
+    naming the frame (and its escape)."""
     data = preprocessor.directory / "data"
     night = make_night(data, name="20261122", biases=3, darks={}, flats={}, lights=[])
     light = make_night(data, name="20261122", biases=0, darks={}, flats={},
                        lights=[("R", 10.0, 1)], simulator={"Width": 96, "Height": 64},
                        order_id="small").files["LIGHT"][0]
     named(light, LATIN_1_NAME)
-    preprocessor.proxy("preprocessor").front_desk({
-        "ID": "nothing", "WOType": "Preprocessing", "File Location": str(night.directory)})
+    proxy = preprocessor.proxy("preprocessor")
+    proxy.front_desk({"ID": "nothing", "WOType": "Preprocessing",
+                      "File Location": str(night.directory)})
 
-    failed = ended(preprocessor.proxy("preprocessor"), "nothing", "failed")
-    assert failed["Message"] == ("nothing could be calibrated: all 1 light frame(s) were "
-                                 f"skipped: {night.raw}/\\xe9toile.fits: no bias for 96x64 bin "
-                                 "1x1, in this night or the master library; 1 master(s) made "
-                                 "(see Skipped)")
+    waiting = wait_until(lambda: status(proxy, "nothing")["Progress"].get("Skipped"),
+                         "the order's skipped frames")
+    assert waiting == [f"{night.raw}/\\xe9toile.fits: no bias for 96x64 bin 1x1, in this night "
+                       "or the master library"]
+    assert status(proxy, "nothing")["Message"].startswith("waiting for masters: no bias for "
+                                                          "96x64 bin 1x1")
+    proxy.front_desk({"WOType": "Cancel", "ID": "nothing"})
 
 
 def test_toros_calibrate_prints_such_a_name_as_its_bytes_in_any_locale(tmp_path):
