@@ -410,8 +410,8 @@ SCHEMA = {
                                  "field) before an order's first light frame when none was made "
                                  "this night, or the temperature moved Autofocus Temperature "
                                  "Change since the last; its best position becomes Best "
-                                 "Position (and its temperature Reference Temperature) until "
-                                 "the daemon restarts"),
+                                 "Position (and its temperature Reference Temperature), kept "
+                                 "over a restart until the configured focus model changes"),
             "Autofocus Temperature Change": Setting("float", 2.0, "°C the focuser's temperature "
                                                     "may move before another focus run",
                                                     0.1, 100),

@@ -4,8 +4,9 @@ A run takes ``Autofocus Points`` short frames (``Autofocus Exposure``) of the fi
 telescope points at, ``Autofocus Step`` steps apart and centred on where the focus model puts
 focus now, measures the stars' half-flux diameter in each (:mod:`.star_size`), and fits the
 V-curve (:mod:`.vcurve`). Its best position, less the filter's offset, becomes the model's
-``Best Position``, and the focuser's temperature then its ``Reference Temperature``, until the
-telescope daemon restarts: the temperature coefficient carries the focus on from there.
+``Best Position``, and the focuser's temperature then its ``Reference Temperature``: the
+temperature coefficient carries the focus on from there. The last run is kept across a restart
+of the telescope daemon (:mod:`.focus_memory`).
 
 A run is due before an order's first light frame when none has been made this night (the
 local evening's date), or when the focuser's temperature has moved ``Autofocus Temperature
@@ -90,6 +91,12 @@ class Autofocus:
             return False
         change = self.settings["Autofocus Temperature Change"]
         return abs(temperature - self.last_temperature) >= change
+
+    def recall(self, run):
+        """Count *run* (a :class:`~.focus_memory.LastRun` kept over a restart) as the last
+        run made."""
+        self.last_night, self.last_temperature, self.last_run = (run.night, run.temperature,
+                                                                 run.outcome)
 
     def positions(self, centre, maximum):
         """The run's positions: ``Autofocus Points`` of them ``Autofocus Step`` apart, centred

@@ -18,6 +18,7 @@ dome closing for safety, or by the daemon stopping (it ends ``interrupted``, to 
 Either way the slew or exposure is aborted at once, and the mount parks if nothing else waits.
 """
 
+import dataclasses
 import logging
 import threading
 import xmlrpc.client
@@ -36,6 +37,7 @@ from . import meridian
 from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, write_frame
 from .focus import FocusModel
+from .focus_memory import FocusMemory, LastRun
 from .room import NoRoom, describe, frame_bytes, require_room
 from .wcs import SkyOrientation
 
@@ -95,6 +97,11 @@ class Executor:
         self.focuser = handler.focuser  # None: no motorised focuser
         self.focus_model = FocusModel.from_settings(self.settings["Focuser"])
         self.autofocus = Autofocus(self.settings["Focuser"])
+        # The last focus run, kept over a restart; whether the model's focus came from a run.
+        self.focus_memory = (FocusMemory(handler.journal.path, self.focus_model)
+                             if self.focuser is not None and self.autofocus.enabled else None)
+        self._focus_found = False
+        self._recall_focus()
         self.orientation = SkyOrientation.from_config(self.settings["Camera"])
         self._focuser_outage = Outage(log)  # a focuser not answering for a frame's header
         self.orders = OrderQueue(handler.journal, Job)
@@ -146,6 +153,8 @@ class Executor:
             job.interrupt("the telescope daemon stopped during the observation")
         if self._thread.is_alive():
             self._thread.join()
+        if self.focus_memory is not None:
+            self.focus_memory.close()
 
     def current(self):
         """What the executor is doing, for the health report."""
@@ -414,13 +423,39 @@ class Executor:
                         job.record.id, error)
         else:
             self.focus_model = model_after(self.focus_model, run, filter_name)
+            self._focus_found = True
             log.info("[WO %s] autofocus: best focus at %d through %s at %s (%s)",
                      job.record.id, run.position, filter_name,
                      "an unknown temperature" if run.temperature is None
                      else f"{run.temperature:g} °C", run.table())
+        self._remember_focus()
         if self.focus_model.best_position is None:  # no model, no focus found: as it was
             self._move_focuser(job, state.position, self.focus_model.tolerance)
         self._focus(job, filter_name, progress)
+
+    def _recall_focus(self):
+        """Carry the last focus run over the daemon's restart (:mod:`.focus_memory`): it
+        counts as made, and the focus it left becomes the model's."""
+        run = self.focus_memory.recall() if self.focus_memory is not None else None
+        if run is None:
+            return
+        self.autofocus.recall(run)
+        if run.best_position is not None:
+            self.focus_model = dataclasses.replace(
+                self.focus_model, best_position=run.best_position,
+                reference_temperature=run.reference_temperature)
+            self._focus_found = True
+        log.info("the last focus run (%s) is carried over the restart: Best Position %s, "
+                 "Reference Temperature %s", run.outcome, self.focus_model.best_position,
+                 self.focus_model.reference_temperature)
+
+    def _remember_focus(self):
+        """Write down the last focus run, and the focus the model has since a run found it."""
+        model = self.focus_model
+        self.focus_memory.remember(LastRun(
+            self.autofocus.last_night, self.autofocus.last_temperature, self.autofocus.last_run,
+            model.best_position if self._focus_found else None,
+            model.reference_temperature if self._focus_found else None))
 
     def focus_report(self):
         """The focus model in use (after the last focus run, if any), for the health
