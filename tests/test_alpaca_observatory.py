@@ -22,8 +22,8 @@ from alpaca.telescope import PierSide, Telescope  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
-                           FOCUSER_POSITION, FOCUSER_TEMPERATURE, HOST, SITE, UNCOOLED_CAMERA,
-                           alpaca_server, simulators)
+                           FOCUS_OFFSETS, FOCUSER_POSITION, FOCUSER_TEMPERATURE, HOST, SITE,
+                           UNCOOLED_CAMERA, alpaca_server, simulators)
 from observatory import (ended, open_dome, settings, slit_and_wanted, status,  # noqa: E402
                          wait_until)
 from torosmanager.ephemeris import apparent_sidereal_time, julian_dates  # noqa: E402
@@ -212,18 +212,23 @@ def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observa
                "the mount to park")
 
 
-#: A focus model 100 steps from the simulated camera's focus (the focuser at 10,000, where its
-#: stars are sharpest), and a short focus run around it.
-AUTOFOCUS = {"Best Position": FOCUSER_POSITION - 100, "Autofocus": True, "Autofocus Step": 100,
+#: A focus model 100 steps from the simulated camera's focus through Red (the focuser at
+#: 10,000, where its stars are sharpest; the wheel's driver keeps Red's focus 100 steps lower,
+#: and the configuration gives no Filter Offsets of its own), and a short run around it.
+AUTOFOCUS = {"Best Position": FOCUSER_POSITION, "Autofocus": True, "Autofocus Step": 100,
              "Autofocus Points": 5, "Autofocus Minimum Points": 4, "Autofocus Exposure": 0.2}
 
 
 def test_autofocus_finds_the_focus_of_the_alpaca_camera_s_stars(simulators, make_site):
     """alpaca-simulators renders its camera's stars wider the farther its focuser 0 is from
-    10,000 steps: a focus run around the model's 9,900 finds it, and the frame is taken
-    there, the focuser moved through Alpaca."""
+    10,000 steps: a focus run around the model's 9,900 through Red (its Best Position less
+    the wheel's offset for Red) finds it, and the frame is taken there, the focuser moved
+    through Alpaca."""
     focuser = dict(simulators.settings(0), **AUTOFOCUS)
     site = open_site(simulators, make_site, focuser=focuser)
+    assert "focus offsets from the filter wheel (Telescope → Focuser → Filter Offsets gives " \
+           "none): Red -100, Green -100, Blue +50, Clear +0, Luminance +100" in \
+        site.log("telescope")
     observe(site, "alpaca-autofocus", **{"Calibration Frames": "No"})
     result = ended(site.proxy("telescope"), "alpaca-autofocus", "done")
     assert [entry["Reason"] for entry in result["History"]
@@ -236,3 +241,6 @@ def test_autofocus_finds_the_focus_of_the_alpaca_camera_s_stars(simulators, make
     header = fits.getheader(result["Progress"]["Files"][0])
     assert (header["FOCUSPOS"], header["FOCUSTEM"]) == (int(found[1]), FOCUSER_TEMPERATURE)
     assert Focuser(f"{HOST}:{simulators.port}", 0).Position == int(found[1])
+    focus = site.proxy("telescope").front_desk({"WOType": "Status"})["Focus"]
+    assert focus["Best Position"] == int(found[1]) + 100  # through a filter of offset 0
+    assert focus["Filter Offsets"] == dict(zip(FILTER_NAMES, FOCUS_OFFSETS))

@@ -429,7 +429,7 @@ def test_autofocus_finds_the_focus_the_model_missed(make_site):
     assert positions == {int(found[1])}
     assert telescope.front_desk({"WOType": "Status"})["Focus"] == {
         "Best Position": int(found[1]), "Reference Temperature": 12.0,
-        "Last Autofocus": f"20261109: {found[1]} at 12 °C"}
+        "Last Autofocus": f"20261109: {found[1]} at 12 °C", "Filter Offsets": {}}
     # Once a night: the next order goes to the focus found, without a run, and so does the
     # next after a restart of the telescope daemon.
     telescope.front_desk(observation("after", **{"Calibration Frames": "No"}))
@@ -466,7 +466,7 @@ def test_a_focus_run_that_finds_no_focus_keeps_the_model_and_the_order_goes_on(m
            "the run (position: HFD) 38040: " in site.log("telescope")
     assert telescope.front_desk({"WOType": "Status"})["Focus"] == {
         "Best Position": 40_000, "Reference Temperature": 12.0,
-        "Last Autofocus": "20261109: no focus found"}
+        "Last Autofocus": "20261109: no focus found", "Filter Offsets": {"V": 40, "B": 70}}
     assert fits.getheader(result["Progress"]["Files"][0])["FOCUSPOS"] == 40_040
 
 

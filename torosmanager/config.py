@@ -401,8 +401,9 @@ SCHEMA = {
                                                "cools); from focus positions measured at two "
                                                "temperatures", -100_000, 100_000),
             "Filter Offsets": Setting("mapping", {}, "steps added to Best Position through "
-                                      "each filter (by name; a filter not named: 0)",
-                                      -1_000_000, 1_000_000),
+                                      "each filter (by name; a filter not named: 0); none "
+                                      "given: those the filter wheel's driver keeps (ASCOM "
+                                      "FocusOffsets), if any", -1_000_000, 1_000_000),
             "Tolerance": Setting("int", 10, "steps the focuser may be from where the model "
                                  "wants it before it is moved (smaller moves only wear it)", 0),
             "Move Timeout": Setting("float", 120.0, "seconds a focus move may take", 1, 3600),

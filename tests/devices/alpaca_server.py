@@ -99,8 +99,12 @@ COMPENSATING_FOCUSER = 1
 RELATIVE_FOCUSER = 2
 MOVING_FOCUSER = 3
 
-#: The simulated filter wheel's filters (the template's).
+#: The simulated filter wheel's filters and the focus offsets its driver keeps (the
+#: template's); a wheel whose offsets are all 0, and one with fewer offsets than filters.
 FILTER_NAMES = ["Red", "Green", "Blue", "Clear", "Luminance"]
+FOCUS_OFFSETS = [-100, -100, 50, 0, 100]
+ZERO_OFFSETS_WHEEL = 1
+SHORT_OFFSETS_WHEEL = 2
 
 #: A field of stars added to the catalogue: radius (degrees), count, G magnitudes.
 FIELD_RADIUS = 0.3
@@ -184,7 +188,11 @@ def simulator_config(catalogue_path):
     devices["camera"][WARM_CAMERA] = dict(devices["camera"][0], ccdtemperature=WARM_CCD,
                                           cooleron=False, cooling_time=COOLING_TIME)
     devices["camera"][UNCOOLED_CAMERA] = dict(devices["camera"][0], cansetccdtemperature=False)
-    devices["filterwheel"][0]["names"] = list(FILTER_NAMES)
+    devices["filterwheel"][0].update(names=list(FILTER_NAMES), focusoffsets=list(FOCUS_OFFSETS))
+    devices["filterwheel"][ZERO_OFFSETS_WHEEL] = dict(devices["filterwheel"][0],
+                                                      focusoffsets=[0] * len(FILTER_NAMES))
+    devices["filterwheel"][SHORT_OFFSETS_WHEEL] = dict(devices["filterwheel"][0],
+                                                       focusoffsets=FOCUS_OFFSETS[:2])
     devices["focuser"][0].update(maxstep=FOCUSER_MAXIMUM, position=FOCUSER_POSITION,
                                  temperature=FOCUSER_TEMPERATURE)
     devices["focuser"][COMPENSATING_FOCUSER] = dict(devices["focuser"][0], tempcomp=True)

@@ -1,5 +1,6 @@
 """The alpaca driver's filter wheel against alpaca-simulators' filter wheel."""
 
+import logging
 import sys
 import xmlrpc.client
 from pathlib import Path
@@ -13,7 +14,8 @@ from torosmanager.devices.alpaca import AlpacaFilterWheel  # noqa: E402
 
 # The helpers sit beside this file; make them importable however pytest was started.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alpaca_server import FILTER_NAMES, HOST, alpaca_server, simulators  # noqa: E402,F401
+from alpaca_server import (FILTER_NAMES, FOCUS_OFFSETS, HOST, SHORT_OFFSETS_WHEEL,  # noqa: E402
+                           ZERO_OFFSETS_WHEEL, alpaca_server, simulators)  # noqa: F401
 
 POLL_INTERVAL = 0.1
 MOVE_TIMEOUT = 10.0
@@ -47,3 +49,28 @@ def test_an_unknown_filter_is_refused_with_the_names_it_has(wheel):
     assert "moving to filter 'H-alpha' failed: no such filter; the wheel has 'Red', 'Green'" in \
         str(refused.value)
     assert wheel.state().current == FILTER_NAMES[0]
+
+
+def test_the_focus_offsets_its_driver_keeps_are_read_by_filter_name(wheel):
+    assert wheel.focus_offsets() == dict(zip(FILTER_NAMES, FOCUS_OFFSETS))
+
+
+def test_offsets_that_are_all_zero_are_none(simulators):
+    made = AlpacaFilterWheel(simulators.settings(ZERO_OFFSETS_WHEEL))
+    made.connect()
+    try:
+        assert made.focus_offsets() == {}
+    finally:
+        made.disconnect()
+
+
+def test_offsets_that_do_not_match_the_filters_are_said_and_not_used(simulators, caplog):
+    made = AlpacaFilterWheel(simulators.settings(SHORT_OFFSETS_WHEEL))
+    with caplog.at_level(logging.WARNING, logger="torosmanager.devices.alpaca.filterwheel"):
+        made.connect()
+    try:
+        assert made.focus_offsets() == {}
+        assert f"focus offsets {FOCUS_OFFSETS[:2]!r} are not one whole number per filter " \
+               f"({', '.join(FILTER_NAMES)}): not used" in caplog.text
+    finally:
+        made.disconnect()

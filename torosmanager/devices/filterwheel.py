@@ -46,3 +46,8 @@ class FilterWheel(Device):
 
         Raises :class:`DeviceError` for a name the wheel does not have.
         """
+
+    def focus_offsets(self) -> dict[str, int]:
+        """Focuser steps the wheel's driver keeps for each filter, by name (ASCOM's
+        ``FocusOffsets``), read at connect; empty when it keeps none (this default)."""
+        return {}

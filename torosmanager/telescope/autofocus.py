@@ -73,12 +73,11 @@ class Autofocus:
         self.last_run = None
 
     def prepare(self):
-        """With autofocus on, load what a run measures and fits with (photutils, scipy's
-        fitting: some two seconds) now, at the daemon's start, rather than during the night's
-        first run, where two seconds are also an hour of a fast simulated night."""
-        if self.enabled:
-            importlib.import_module(".vcurve", __package__)
-            importlib.import_module(".star_size", __package__).load()
+        """Load what a run measures and fits with (photutils, scipy's fitting: some two
+        seconds) now, at the daemon's start, rather than during the night's first run, where
+        two seconds are also an hour of a fast simulated night."""
+        importlib.import_module(".vcurve", __package__)
+        importlib.import_module(".star_size", __package__).load()
 
     def due(self, night, temperature):
         """Whether a run is due on *night* (the local evening's date) at the focuser's

@@ -97,11 +97,10 @@ class Executor:
         self.focuser = handler.focuser  # None: no motorised focuser
         self.focus_model = FocusModel.from_settings(self.settings["Focuser"])
         self.autofocus = Autofocus(self.settings["Focuser"])
-        # The last focus run, kept over a restart; whether the model's focus came from a run.
-        self.focus_memory = (FocusMemory(handler.journal.path, self.focus_model)
-                             if self.focuser is not None and self.autofocus.enabled else None)
+        # The last focus run, kept over a restart (once the devices are connected:
+        # prepare_focus); whether the model's focus came from a run.
+        self.focus_memory = None
         self._focus_found = False
-        self._recall_focus()
         self.orientation = SkyOrientation.from_config(self.settings["Camera"])
         self._focuser_outage = Outage(log)  # a focuser not answering for a frame's header
         self.orders = OrderQueue(handler.journal, Job)
@@ -433,10 +432,27 @@ class Executor:
             self._move_focuser(job, state.position, self.focus_model.tolerance)
         self._focus(job, filter_name, progress)
 
+    def prepare_focus(self):
+        """Once the devices are connected: the filter wheel's own focus offsets when the
+        configuration gives none, the last focus run kept over a restart, and what a run
+        measures with, loaded."""
+        if self.focuser is None:
+            return
+        model = self.focus_model.with_wheel_offsets(self.filter_wheel.focus_offsets())
+        if model is not self.focus_model:
+            log.info("focus offsets from the filter wheel (Telescope → Focuser → Filter "
+                     "Offsets gives none): %s", ", ".join(
+                         f"{name} {offset:+d}" for name, offset in model.filter_offsets.items()))
+            self.focus_model = model
+        if self.autofocus.enabled:
+            self.focus_memory = FocusMemory(self.handler.journal.path, self.focus_model)
+            self._recall_focus()
+            self.autofocus.prepare()
+
     def _recall_focus(self):
         """Carry the last focus run over the daemon's restart (:mod:`.focus_memory`): it
         counts as made, and the focus it left becomes the model's."""
-        run = self.focus_memory.recall() if self.focus_memory is not None else None
+        run = self.focus_memory.recall()
         if run is None:
             return
         self.autofocus.recall(run)
@@ -464,7 +480,8 @@ class Executor:
         report = {"Best Position": model.best_position,
                   "Reference Temperature": model.reference_temperature,
                   "Last Autofocus": autofocus.last_run}
-        return {key: "not set" if value is None else value for key, value in report.items()}
+        report = {key: "not set" if value is None else value for key, value in report.items()}
+        return dict(report, **{"Filter Offsets": dict(model.filter_offsets)})
 
     def _focuser_reading(self):
         """The focuser's position and temperature for a frame's header; ``(None, None)``

@@ -7,12 +7,14 @@ hand (and autofocus runs refine):
     position = Best Position + Filter Offsets[filter]
                + Temperature Coefficient × (temperature − Reference Temperature)
 
-with the temperature the focuser's own sensor reads. Without a Reference Temperature, or a
-sensor, the temperature term is left out; without a Best Position the focuser is not moved at
-all. The telescope daemon moves the focuser there after the filter is set and before each light
-frame, when it is more than ``Tolerance`` steps away.
+with the temperature the focuser's own sensor reads, and, without Filter Offsets in the
+configuration, those the filter wheel's driver keeps (ASCOM's ``FocusOffsets``). Without a
+Reference Temperature, or a sensor, the temperature term is left out; without a Best Position
+the focuser is not moved at all. The telescope daemon moves the focuser there after the filter
+is set and before each light frame, when it is more than ``Tolerance`` steps away.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -49,6 +51,13 @@ class FocusModel:
                    coefficient=focuser["Temperature Coefficient"],
                    filter_offsets=dict(focuser["Filter Offsets"]),
                    tolerance=focuser["Tolerance"])
+
+    def with_wheel_offsets(self, offsets):
+        """This model, or, when it has no Filter Offsets of its own, the filter wheel's
+        *offsets* (by filter name) in their place."""
+        if self.filter_offsets or not offsets:
+            return self
+        return dataclasses.replace(self, filter_offsets=dict(offsets))
 
     def position(self, filter_name, temperature):
         """The position, steps, for *filter_name* at *temperature* (°C, or ``None`` when the

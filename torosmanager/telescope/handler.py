@@ -185,8 +185,8 @@ class TelescopeHandler(Handler):
             except DeviceError as error:
                 log.error("cannot connect the %s: %s (orders will fail until it answers)",
                           device.name, error)
+        self.executor.prepare_focus()
         self._check_the_focuser()
-        self.executor.autofocus.prepare()
         if self.executor.cool():
             log.info("cooling the CCD to %g °C (Telescope → Camera → Cooling Setpoint)",
                      self.config["Telescope"]["Camera"]["Cooling Setpoint"])

@@ -4,6 +4,7 @@ import logging
 
 from alpaca.filterwheel import FilterWheel as AlpacaFilterWheelDevice
 
+from ..base import DeviceError
 from ..filterwheel import FilterWheel, FilterWheelState
 from .connection import AlpacaConnection
 
@@ -14,7 +15,8 @@ MOVING = -1
 
 
 class AlpacaFilterWheel(FilterWheel):
-    """An ASCOM Alpaca filter wheel; its filter names are read once, at :meth:`connect`.
+    """An ASCOM Alpaca filter wheel; its filter names and focus offsets are read once, at
+    :meth:`connect`.
 
     Parameters
     ----------
@@ -26,6 +28,7 @@ class AlpacaFilterWheel(FilterWheel):
         super().__init__()
         self.connection = AlpacaConnection(self.kind, AlpacaFilterWheelDevice, device_settings)
         self.names = []
+        self._offsets = {}
 
     def connect(self):
         connection = self.connection
@@ -34,7 +37,27 @@ class AlpacaFilterWheel(FilterWheel):
         if not names:
             raise connection.error("reading Names", "the wheel reports no filters")
         self.names = names
+        self._offsets = self._read_offsets()
         logger.info("%s: filters %s", connection.label, ", ".join(names))
+
+    def focus_offsets(self):
+        return dict(self._offsets)
+
+    def _read_offsets(self):
+        """``FocusOffsets`` by filter name; empty when all are 0 or they cannot be read as one
+        whole number per filter (said in the log: the focus goes without them)."""
+        connection = self.connection
+        try:
+            offsets = list(connection.get("FocusOffsets"))
+        except DeviceError as error:
+            logger.warning("%s: no focus offsets: %s", connection.label, error)
+            return {}
+        if len(offsets) != len(self.names) or not all(
+                isinstance(offset, int) and not isinstance(offset, bool) for offset in offsets):
+            logger.warning("%s: focus offsets %r are not one whole number per filter (%s): "
+                           "not used", connection.label, offsets, ", ".join(self.names))
+            return {}
+        return dict(zip(self.names, offsets)) if any(offsets) else {}
 
     def disconnect(self):
         self.connection.disconnect()
