@@ -57,3 +57,13 @@ def test_a_row_edited_into_nonsense_is_said_and_forgotten(path, caplog):
     with caplog.at_level(logging.WARNING, logger="torosmanager.telescope.focus_memory"):
         assert FocusMemory(path, CONFIGURED).recall() is None
     assert "the last focus run cannot be read" in caplog.text
+
+
+def test_a_file_that_cannot_take_the_run_is_said_and_the_run_goes_on(path, caplog):
+    memory = FocusMemory(path, CONFIGURED)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE focus_memory")  # as good as a full disk for the write
+    with caplog.at_level(logging.WARNING, logger="torosmanager.telescope.focus_memory"):
+        memory.remember(RUN)
+    assert f"cannot write the focus run down in {path} (no such table: focus_memory)" in \
+        caplog.text

@@ -76,12 +76,17 @@ class FocusMemory:
         self._db.executescript(_SCHEMA)
 
     def remember(self, run):
-        """Write down *run*, a :class:`LastRun`."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO focus_memory (only_row, configured, night, temperature, "
-            "outcome, best_position, reference) VALUES (1, ?, ?, ?, ?, ?, ?)",
-            (self._configured, run.night, run.temperature, run.outcome, run.best_position,
-             run.reference_temperature))
+        """Write down *run*, a :class:`LastRun`; when the file cannot take it (its disk full),
+        say so in the log and go on: the order does not fail for it."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO focus_memory (only_row, configured, night, temperature, "
+                "outcome, best_position, reference) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                (self._configured, run.night, run.temperature, run.outcome, run.best_position,
+                 run.reference_temperature))
+        except sqlite3.Error as error:
+            log.warning("cannot write the focus run down in %s (%s): a restart of the telescope "
+                        "daemon would start from the configured focus model", self.path, error)
 
     def recall(self):
         """The last run written down for this configuration, as a :class:`LastRun`; ``None``

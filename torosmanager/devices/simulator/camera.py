@@ -284,10 +284,10 @@ class SimulatedCamera(SimulatedDevice, Camera):
         """
         return self._model.flat_response(filter_name).astype(np.float64)
 
-    def truth_stars(self, ra, dec, angle=0.0):
-        """The stars on a frame pointed at ICRS *ra*, *dec*, its +y axis *angle* degrees from
-        north through east (a :class:`~.frames.FieldStars`)."""
-        return self._model.field_stars(ra, dec, angle=angle)
+    def truth_stars(self, ra, dec):
+        """The stars on a frame pointed at ICRS *ra*, *dec*, at position angle 0 (a
+        :class:`~.frames.FieldStars`)."""
+        return self._model.field_stars(ra, dec)
 
     def truth_expected_electrons(self, seconds, frame_type, ra=None, dec=None, filter_name=None):
         """The noise-free electrons per pixel of such a frame (float64 ``[y, x]``)."""
