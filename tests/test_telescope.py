@@ -117,6 +117,8 @@ class TestTheManualsObservation:
         order = status(observatory.proxy("preprocessor"), handed)
         assert order["Work Order"]["File Location"] == result["Progress"]["Files"]
         assert "handed to the preprocessor" in result["Message"]
+        # At the observation's priority: a target of opportunity's frames go first.
+        assert order["Priority"] == result["Priority"] == MANUAL_OBSERVATION["Priority"]
 
 
 class TestRefusals:

@@ -548,7 +548,8 @@ OBSERVATION = Schema(
         Field("Calibration Frames", yes_no, default=False,
               doc="'Yes' to also take bias frames and matching darks"),
         Field("Output", choice("Raw", "Analysis"), default="Raw",
-              doc="'Analysis' hands the frames to the preprocessor when done"),
+              doc="'Analysis' hands the frames to the preprocessor when done, as a "
+                  "Preprocessing order of the observation's priority"),
         Field("Not Before", utc_datetime, doc="do not start before this instant, ISO 8601 UTC"),
         Field("Not After", utc_datetime,
               doc="finish by this instant, ISO 8601 UTC; after it the order expires"),

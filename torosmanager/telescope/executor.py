@@ -232,7 +232,8 @@ class Executor:
             progress["Step"] = f"handing {len(files)} frame(s) to the preprocessor"
             if self._step(order_id, progress) is None:
                 return  # cancelled a moment ago: its frames are not analysed
-            message += "; " + self.handler.hand_offs.at_end(order_id, files, progress)
+            message += "; " + self.handler.hand_offs.at_end(order_id, files, progress,
+                                                            record.priority)
         progress["Step"] = "done"
         self.handler.transition(order_id, DONE, message, only_from={RUNNING}, progress=progress)
 

@@ -30,8 +30,10 @@ class NotNow(Exception):
     take the frames later."""
 
 
-def hand_over(config, files):
-    """Hand *files* to the preprocessor as a Preprocessing order; its receipt.
+def hand_over(config, files, priority):
+    """Hand *files* to the preprocessor as a Preprocessing order of the observation's
+    *priority* (a target of opportunity's frames are calibrated before the night's other
+    frames waiting); its receipt.
 
     Raises
     ------
@@ -40,7 +42,8 @@ def hand_over(config, files):
     xmlrpc.client.Fault
         It refused them, which trying again would not change.
     """
-    order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope"}
+    order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope",
+             "Priority": priority}
     try:
         return connect(config, "preprocessor").front_desk(order)
     except xmlrpc.client.Fault as fault:
@@ -84,12 +87,13 @@ class PendingHandOffs:
         if self._thread.is_alive():
             self._thread.join()
 
-    def at_end(self, order_id, files, progress):
-        """Hand the frames of *order_id*, which is ending, over now, or else later; the words
-        for its message. *progress* gets the ``Preprocessing ID``, or ``Hand-off: pending``
-        (the order is added to the pending ones: journal its end with that *progress*)."""
+    def at_end(self, order_id, files, progress, priority):
+        """Hand the frames of *order_id* (of *priority*), which is ending, over now, or else
+        later; the words for its message. *progress* gets the ``Preprocessing ID``, or
+        ``Hand-off: pending`` (the order is added to the pending ones: journal its end with
+        that *progress*)."""
         try:
-            receipt = hand_over(self.handler.config, files)
+            receipt = hand_over(self.handler.config, files, priority)
         except NotNow as error:
             # The night goes on: the frames are handed over once the preprocessor answers.
             log.warning("[WO %s] the preprocessor does not answer (%s): its frames are handed "
@@ -138,7 +142,7 @@ class PendingHandOffs:
         progress = dict(record.progress)
         del progress[HAND_OFF]
         try:
-            receipt = hand_over(self.handler.config, progress["Files"])
+            receipt = hand_over(self.handler.config, progress["Files"], record.priority)
         except NotNow as error:
             self._outage.failed("the preprocessor still does not answer (%s): %d hand-off(s) "
                                 "pending", error, self.count())
