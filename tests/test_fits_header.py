@@ -127,6 +127,14 @@ def test_a_binned_frame_s_pixels_are_binning_times_as_large():
     assert (written["CRPIX1"], written["CRPIX2"]) == (16.5, 16.5)
 
 
+def test_the_wcs_is_centred_on_the_image_written_whatever_the_camera_said():
+    """A camera whose image is not the size its info gives (a subframe, a driver's slip):
+    the reference pixel is the image's middle."""
+    written = header(exposure(), CAMERA, SITE, "CTMO", SkyOrientation(pixel_scale=1.2),
+                     shape=(40, 50))
+    assert (written["CRPIX1"], written["CRPIX2"]) == (25.5, 20.5)
+
+
 @pytest.mark.parametrize("frame_type", ["BIAS", "DARK", "FLAT"])
 def test_calibration_frames_and_cameras_without_a_pixel_scale_have_no_wcs(frame_type):
     assert "CTYPE1" not in cards(SkyOrientation(pixel_scale=1.2), frame_type=frame_type)

@@ -99,7 +99,7 @@ def file_name(exposure):
     return "_".join(_UNSAFE_CHARACTERS.sub("-", part) for part in parts) + ".fits"
 
 
-def header(exposure, camera, site, telescope_name, orientation=None):
+def header(exposure, camera, site, telescope_name, orientation=None, shape=None):
     """The FITS header of *exposure*.
 
     Times follow the FITS standard's time keywords (UTC; the end and the middle are the start
@@ -119,6 +119,9 @@ def header(exposure, camera, site, telescope_name, orientation=None):
     orientation : SkyOrientation or None
         How the camera lies on the sky: a light frame gets a WCS (:mod:`.wcs`) centred where
         the mount points. ``None``: no WCS.
+    shape : tuple of int, optional
+        The image's ``(rows, columns)``, whose middle the WCS is centred on; default the
+        camera's frame.
     """
     seconds = float(exposure.seconds)
     start_mjd, middle_mjd, end_mjd = modified_julian_dates(exposure.start,
@@ -160,7 +163,8 @@ def header(exposure, camera, site, telescope_name, orientation=None):
         ("SATURATE", int(camera.max_adu), "[ADU] saturation level"),
     ]
     if orientation is not None and exposure.frame_type == FrameType.LIGHT.value:
-        cards += _wcs_cards(exposure, camera, orientation)
+        cards += _wcs_cards(exposure, camera, orientation,
+                            shape or (camera.height, camera.width))
     if exposure.ccd_temperature is not None:
         cards.append(("CCD-TEMP", round(float(exposure.ccd_temperature), 2),
                       "[C] CCD temperature at start"))
@@ -186,14 +190,16 @@ def header(exposure, camera, site, telescope_name, orientation=None):
                         if _kept(key, value)])
 
 
-def _wcs_cards(exposure, camera, orientation):
-    """*exposure*'s WCS cards; none, logged, when the mount gave no finite position."""
+def _wcs_cards(exposure, camera, orientation, shape):
+    """*exposure*'s WCS cards for an image of *shape*; none, logged, when the mount gave no
+    finite position."""
     if not (math.isfinite(exposure.ra) and math.isfinite(exposure.dec)):
         log.warning("the frame has no WCS: the mount reported RA %r, Dec %r", exposure.ra,
                     exposure.dec)
         return []
-    return orientation.cards(exposure.ra, exposure.dec, camera.width, camera.height,
-                             camera.binning, exposure.pier_side)
+    height, width = shape
+    return orientation.cards(exposure.ra, exposure.dec, width, height, camera.binning,
+                             exposure.pier_side)
 
 
 def _sexagesimal(format_angle, angle):
@@ -225,7 +231,7 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     path = os.path.join(directory, file_name(exposure))
     temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")
     hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name,
-                                                   orientation))
+                                                   orientation, data.shape))
     with open(temporary, "wb") as stream:
         hdu.writeto(stream)
         stream.flush()
