@@ -40,6 +40,7 @@ DEGREES_PER_HOUR = 15.0
 HOURS_PER_DAY = 24.0
 DEGREES_PER_TURN = 360.0
 SECONDS_PER_MINUTE = 60.0
+ARCSEC_PER_DEGREE = 3600.0
 
 
 def finite_float(value: object) -> float | None:

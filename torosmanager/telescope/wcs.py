@@ -25,9 +25,7 @@ import math
 from dataclasses import dataclass
 
 from ..devices.mount import LOOKING_WEST, PIER_SIDE_TURN
-
-#: Arcseconds per degree.
-ARCSEC_PER_DEGREE = 3600.0
+from ..units import ARCSEC_PER_DEGREE
 
 
 @dataclass(frozen=True)

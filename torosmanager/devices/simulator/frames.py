@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...units import ARCSEC_PER_DEGREE
 from ..camera import FrameType
 from .sky import StarField, gnomonic, throughput
 
@@ -52,8 +53,6 @@ STAMP_SIGMAS = 5.0
 MAX_STAMP_PIXELS = 4_000_000
 #: How many filters' flat-field responses are kept (each is a float32 frame).
 FLAT_CACHE_SIZE = 2
-#: Arcseconds per degree.
-ARCSEC_PER_DEGREE = 3600.0
 #: Abramowitz & Stegun 7.1.26: erf(x) ≈ 1 - t (a1 + t (a2 + ...)) exp(-x²), t = 1/(1 + p x),
 #: for x ≥ 0, with an error below 1.5e-7; numpy has no erf and scipy is not a dependency.
 ERF_P = 0.3275911
