@@ -10,6 +10,8 @@
     toros plan                        # tonight's plan from the scheduler (--plot FILE.png)
     toros calibrate NIGHT_DIR         # calibrate a night offline, with a progress bar
     toros iers                        # the Earth-rotation table's age (--update: a newer one)
+    toros orientation SOLVED.fits     # the camera's Pixel Scale and Position Angle, for the
+                                      # frames' WCS
     toros passwd                      # a password hash for Server → Users
     toros backup DIR                  # a copy of each daemon's journal, safe while they run
     toros alert FILE                  # hand an alert to the alerts daemon (--dry-run: see what
@@ -31,8 +33,8 @@ import os
 import sys
 
 from . import __version__
-from .commands import (alerts, backup, calibrate, cancel, demo, iers, passwd, plan, services,
-                       status, submit)
+from .commands import (alerts, backup, calibrate, cancel, demo, iers, orientation, passwd,
+                       plan, services, status, submit)
 from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, ConfigError, default_config,
                      load_config)
 from .console import EXIT_CONFIG, EXIT_FAILED
@@ -58,6 +60,9 @@ COMMANDS = (
      calibrate.add_arguments, calibrate.run, (USES_ASTROPY,)),
     ("iers", "how old the Earth-rotation table is, and the pointing error that implies "
              "(--update: a newer one)", iers.add_arguments, iers.run, (USES_ASTROPY,)),
+    ("orientation", "the camera's Pixel Scale, Position Angle and Mirrored, from a frame a "
+                    "tool has solved (astrometry.net's solve-field)", orientation.add_arguments,
+     orientation.run, (WITHOUT_CONFIG,)),
     ("passwd", "make a salted hash of a password, for Server → Users", passwd.add_arguments,
      passwd.run, (WITHOUT_CONFIG,)),
     ("backup", "copy each daemon's journal into DIR with a time-stamped name, safely while "

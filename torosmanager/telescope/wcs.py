@@ -12,6 +12,9 @@ report its side; on the other side the frame is turned 180° (a German equatoria
 meridian flip). ``Mirrored`` is for optics with an odd number of reflections (a diagonal),
 which show east right of north instead of left.
 
+:func:`measured_orientation` reads them back from a frame a tool has solved (``toros
+orientation FILE``), for the configuration.
+
 Examples
 --------
 >>> orientation = SkyOrientation(pixel_scale=1.2)
@@ -22,6 +25,7 @@ Examples
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 from ..devices.mount import LOOKING_WEST, PIER_SIDE_TURN
@@ -93,3 +97,43 @@ class SkyOrientation:
             ("CD2_1", cd[1][0], "[deg/pixel] Dec-ward change along x"),
             ("CD2_2", cd[1][1], "[deg/pixel] Dec-ward change along y"),
         ]
+
+
+class NoCelestialWCS(ValueError):
+    """A header without a celestial WCS to read an orientation from; the message says why."""
+
+
+def measured_orientation(header):
+    """The :class:`SkyOrientation` of the camera that took a frame whose *header* has a solved
+    WCS (astrometry.net's, SCAMP's...), at the frame's middle: the pixel scale per unbinned
+    pixel (``XBINNING``), and the position angle with the tube looking east (180° less for a
+    frame whose ``PIERSIDE`` is ``EAST``).
+
+    Raises
+    ------
+    NoCelestialWCS
+        When the header has no celestial WCS astropy can read.
+    """
+    # Imported here: only this reading of a solved frame needs astropy's WCS.
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)  # a solver's dates, mended or not
+        try:
+            wcs = WCS(header).celestial
+        except (ValueError, KeyError, MemoryError) as error:
+            raise NoCelestialWCS(f"its WCS cannot be read: {error}") from None
+    if not wcs.has_celestial or wcs.naxis != 2:
+        raise NoCelestialWCS("it has no celestial WCS (CTYPE1/CTYPE2 such as RA---TAN, "
+                             "DEC--TAN): solve it first, e.g. with astrometry.net's solve-field")
+    middle = ((header.get("NAXIS1", 1) - 1) / 2.0, (header.get("NAXIS2", 1) - 1) / 2.0)
+    centre, up, right = wcs.pixel_to_world([middle[0], middle[0], middle[0] + 1],
+                                           [middle[1], middle[1] + 1, middle[1]])
+    up_angle = float(centre.position_angle(up).deg)
+    # East left of north, +x lies 270° on from +y (from north through east); mirrored, 90°.
+    mirrored = bool((float(centre.position_angle(right).deg) - up_angle) % 360.0 < 180.0)
+    binning = header.get("XBINNING", 1) or 1
+    turn = PIER_SIDE_TURN if str(header.get("PIERSIDE", "")).lower() == LOOKING_WEST else 0.0
+    scale = float(centre.separation(up).arcsec)
+    return SkyOrientation(pixel_scale=scale / binning,
+                          position_angle=(up_angle - turn) % 360.0, mirrored=mirrored)
