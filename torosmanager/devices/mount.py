@@ -15,6 +15,14 @@ LOOKING_WEST = "east"
 PIER_SIDE_TURN = 180.0
 
 
+def frame_angle(position_angle, pier_side):
+    """A frame's position angle, degrees in [0, 360), for a camera at *position_angle* with
+    the tube looking east, the tube on *pier_side* (``None``: the mount does not say, taken
+    as looking east)."""
+    turn = PIER_SIDE_TURN if pier_side == LOOKING_WEST else 0.0
+    return (position_angle + turn) % 360.0
+
+
 @dataclass
 class MountState:
     """Where the mount points and what it is doing.

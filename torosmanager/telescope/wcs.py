@@ -28,7 +28,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
-from ..devices.mount import LOOKING_WEST, PIER_SIDE_TURN
+from ..devices.mount import frame_angle
 from ..units import ARCSEC_PER_DEGREE
 
 
@@ -59,19 +59,14 @@ class SkyOrientation:
         return cls(camera_section["Pixel Scale"], camera_section["Position Angle"],
                    camera_section["Mirrored"])
 
-    def angle(self, pier_side):
-        """The frame's position angle, degrees in [0, 360), with the tube on *pier_side*
-        (``None``: the mount does not say, taken as looking east)."""
-        turn = PIER_SIDE_TURN if pier_side == LOOKING_WEST else 0.0
-        return (self.position_angle + turn) % 360.0
-
     def cd_matrix(self, binning, pier_side):
         """The ``CD`` matrix, degrees per pixel: rows are (RA-ward, Dec-ward), columns (x, y).
 
-        ``x`` grows west (east left) unless mirrored; ``y`` points at :meth:`angle` from north.
+        ``x`` grows west (east left) unless mirrored; ``y`` points at the frame's position
+        angle from north (:func:`~torosmanager.devices.mount.frame_angle`).
         """
         scale = self.pixel_scale * binning / ARCSEC_PER_DEGREE
-        theta = math.radians(self.angle(pier_side))
+        theta = math.radians(frame_angle(self.position_angle, pier_side))
         cos, sin = math.cos(theta), math.sin(theta)
         handed = 1.0 if self.mirrored else -1.0
         return [[handed * scale * cos, scale * sin],
@@ -133,7 +128,8 @@ def measured_orientation(header):
     # East left of north, +x lies 270° on from +y (from north through east); mirrored, 90°.
     mirrored = bool((float(centre.position_angle(right).deg) - up_angle) % 360.0 < 180.0)
     binning = header.get("XBINNING", 1) or 1
-    turn = PIER_SIDE_TURN if str(header.get("PIERSIDE", "")).lower() == LOOKING_WEST else 0.0
+    # The frame's angle less the turn of its side of the pier (a half turn: its own inverse).
+    looking_east = frame_angle(up_angle, str(header.get("PIERSIDE", "")).lower())
     scale = float(centre.separation(up).arcsec)
-    return SkyOrientation(pixel_scale=scale / binning,
-                          position_angle=(up_angle - turn) % 360.0, mirrored=mirrored)
+    return SkyOrientation(pixel_scale=scale / binning, position_angle=looking_east,
+                          mirrored=mirrored)

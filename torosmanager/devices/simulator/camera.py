@@ -30,7 +30,7 @@ import numpy as np
 from ...units import SECONDS_PER_MINUTE
 from ..base import DeviceError
 from ..camera import Camera, CameraInfo, CameraState, FrameType
-from ..mount import LOOKING_WEST, PIER_SIDE_TURN
+from ..mount import frame_angle
 from .common import SimulatedDevice, finite_number
 from .frames import MAX_ADU, FrameModel, FrameRequest
 from .sky import throughput
@@ -312,8 +312,7 @@ class SimulatedCamera(SimulatedDevice, Camera):
             state = self._mount.state()
         except DeviceError as error:
             raise DeviceError(f"cannot tell where the camera points: {error}") from error
-        flipped = PIER_SIDE_TURN if state.pier_side == LOOKING_WEST else 0.0
-        return state.ra, state.dec, (self._position_angle + flipped) % 360.0
+        return state.ra, state.dec, frame_angle(self._position_angle, state.pier_side)
 
     def _filter(self):
         """The filter in the beam now (``None`` without a filter wheel)."""
