@@ -1,6 +1,7 @@
 """The ports the demo's and the tests' daemons get: free, distinct, and never ones an outgoing
 connection can take before the daemon binds them; and the daemons start whatever TMPDIR is."""
 
+import collections
 import itertools
 import os
 import shutil
@@ -21,6 +22,8 @@ from torosmanager.unix_sockets import UNIX_SOCKET_PATH_MAX
 REPO = Path(__file__).resolve().parent.parent
 #: Seconds for a pip install into a new venv, from a copy of the package's sources.
 PIP_INSTALL_TIMEOUT_S = 120
+#: Seconds for a small Python process to end once told.
+PROCESS_EXIT_TIMEOUT_S = 30
 
 
 def test_ports_lie_below_the_kernels_ephemeral_range():
@@ -34,6 +37,9 @@ def test_ports_handed_out_are_distinct():
 
 
 def test_a_port_something_listens_on_is_passed_over(monkeypatch):
+    # Ports not held once handed out: free_port may give this one again.
+    monkeypatch.setattr(launcher, "_reservations", collections.deque())
+    monkeypatch.setattr(launcher, "PORT_RESERVATION_SECONDS", 0)
     with socket.socket() as busy:
         busy.bind((LOOPBACK, free_port()))
         busy.listen()
@@ -41,6 +47,41 @@ def test_a_port_something_listens_on_is_passed_over(monkeypatch):
         free = free_port()
         monkeypatch.setattr(launcher, "_port_walk", lambda: (2, itertools.cycle([taken, free])))
         assert free_port() == free
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="ports are held in Linux's abstract socket namespace")
+def test_a_port_another_process_handed_out_is_passed_over_though_nothing_listens_yet(
+        monkeypatch):
+    # Two test processes each start daemons: a port one has handed out, whose daemon has not
+    # bound it yet, is not handed out by the other.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from torosmanager.launcher import free_port\n"
+         "print(free_port(), flush=True)\n"
+         "sys.stdin.read()"],   # until the test closes its stdin
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held = int(holder.stdout.readline())
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, held))  # nothing listens on it: only the hold keeps it
+        monkeypatch.setattr(launcher, "_port_walk",
+                            lambda: (2, itertools.cycle([held, held + 1])))
+        assert free_port() == held + 1
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=PROCESS_EXIT_TIMEOUT_S)
+    # The kernel lets go of the hold with the process.
+    monkeypatch.setattr(launcher, "_port_walk", lambda: (1, itertools.cycle([held])))
+    assert free_port() == held
+
+
+def test_a_process_holds_a_bounded_number_of_ports(monkeypatch):
+    monkeypatch.setattr(launcher, "_reservations", collections.deque())
+    monkeypatch.setattr(launcher, "PORT_RESERVATIONS_HELD", 3)
+    for _ in range(10):
+        free_port()
+    assert len(launcher._reservations) <= 3
 
 
 def test_no_free_port_is_an_error_not_a_hang(monkeypatch):

@@ -5,6 +5,7 @@
 :func:`local_config` writes a configuration for a set of daemons on free loopback ports.
 """
 
+import collections
 import functools
 import itertools
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import yaml
@@ -41,6 +43,16 @@ NOTIFY_SOCKET_NAME = "notify"
 #: The longest notification read (sd_notify's are a few short lines).
 NOTIFICATION_BYTES = 4096
 NOTIFY_SOCKET_SUFFIX = len(f"/{NOTIFY_DIRECTORY_PREFIX}XXXXXXXX/{NOTIFY_SOCKET_NAME}")
+#: The name, in Linux's abstract socket namespace, by which a process holds a port it handed
+#: out against :func:`free_port` in the other processes on the machine (``{}``: the port).
+PORT_RESERVATION_NAME = "\0toros-port-{}"
+#: Seconds a port handed out stays held: longer than a daemon takes to start and bind it.
+PORT_RESERVATION_SECONDS = 2 * START_TIMEOUT
+#: The most ports a process holds at once (a file descriptor each); the oldest goes first.
+PORT_RESERVATIONS_HELD = 256
+
+_reservations = collections.deque()   # (monotonic deadline, socket), the oldest first
+_reservations_lock = threading.Lock()
 
 
 def ephemeral_ports_start():
@@ -74,19 +86,58 @@ def free_port():
     port 0 gives) can be taken as the source port of any outgoing connection between this call
     and the daemon's own ``bind``, which then fails with "Address already in use". Below the
     range, only an explicit ``bind`` takes a port.
+
+    Another process calling this function between the two (another test process) could find
+    the same port free. On Linux, the port is therefore held for a while by a socket in the
+    abstract namespace, which other processes' calls pass over and the kernel releases when the
+    process ends, however it ends.
     """
     count, walk = _port_walk()
-    for port in itertools.islice(walk, count):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # As the daemons bind: a port left in TIME_WAIT by an earlier daemon is free.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
+    with _reservations_lock:
+        _release_lapsed_reservations()
+        for port in itertools.islice(walk, count):
+            if _bindable(port) and _reserve(port):
+                return port
     raise RuntimeError(f"no free TCP port on {LOOPBACK} from {LOWEST_PORT} up to the "
                        "ephemeral range")
+
+
+def _bindable(port):
+    """Whether nothing listens on *port* of the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the daemons bind: a port left in TIME_WAIT by an earlier daemon is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def _reserve(port):
+    """Hold *port* against other processes' :func:`free_port`; False if one holds it already.
+
+    Elsewhere than on Linux (no abstract namespace) nothing is held, as before.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.bind(PORT_RESERVATION_NAME.format(port))
+    except OSError:
+        holder.close()
+        return False
+    _reservations.append((time.monotonic() + PORT_RESERVATION_SECONDS, holder))
+    return True
+
+
+def _release_lapsed_reservations():
+    """Let go of the ports held past PORT_RESERVATION_SECONDS, and of the oldest beyond
+    PORT_RESERVATIONS_HELD − 1 (one more is about to be held)."""
+    now = time.monotonic()
+    while _reservations and (_reservations[0][0] <= now
+                             or len(_reservations) >= PORT_RESERVATIONS_HELD):
+        _reservations.popleft()[1].close()
 
 
 def local_config(directory, overrides=None):
