@@ -49,6 +49,18 @@ def test_submit_a_yaml_list_prints_a_receipt_table(running, orders_file):
     assert status["Work Order"]["Datetime"] == "2026-11-21T23:00:00.500Z"
 
 
+def test_unquoted_sexagesimal_coordinates_and_ids_in_yaml_mean_what_they_say(running, tmp_path):
+    # YAML 1.1 reads 5:00 as 300 (base 60) and 007 as 7 (octal): the telescope once slewed
+    # to RA 300°, Dec +60° for this order.
+    path = tmp_path / "short.yaml"
+    path.write_text("WOType: Observation\nID: 007\nRA: 5:00\nDec: 1:00\nFilter: I\n"
+                    "Exposure Time: 5\nNot Before: 2026-11-21T23:00:00\n")
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    order = running.proxy("scheduler").front_desk({"WOType": "Status", "ID": "007"})["Work Order"]
+    assert (order["RA"], order["Dec"], order["Not Before"]) == (75.0, 1.0, "2026-11-21T23:00:00.000Z")
+
+
 def test_submit_json_from_stdin_to_a_chosen_daemon(running):
     order = {"ID": "cli-3", "WOType": "Dome", "Park": True}
     result = toros(running, "submit", "-", "--to", "dome", stdin=json.dumps(order))

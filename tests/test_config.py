@@ -91,6 +91,11 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("- a list\n", "the top level must be a mapping"),
     ("Site: {Name: [unclosed\n", "not valid YAML"),
     ("Clock:\n  Mode: simulated\n", "Clock → Start and Clock → Anchor are required"),
+    # YAML 1.1 makes a datetime of it, and Python's "month must be in 1..12" named no key.
+    ("Clock:\n  Start: 2026-13-01T00:00:00\n", "Clock → Start: '2026-13-01T00:00:00' is not "
+     "allowed; allowed: an ISO 8601 UTC date and time"),
+    # YAML 1.1 reads -97:30 as base 60, -5850, and 0644 as octal.
+    ("Site:\n  Longitude: -97:30\n", "Site → Longitude: '-97:30' is not allowed"),
     ("Dome Address:\n  IP: 0.0.0.0\n", "is not a loopback address, so the daemon needs credentials"),
     ("Dome Address:\n  HTTP: dome-pc:8012\n", "a URL starting with http://"),
     ("Alerts:\n  Alert Types: [INITAL]\n", "Alerts → Alert Types: ['INITAL'] is not allowed; "

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from . import plain_yaml
 from .passwords import has_plain_passwords
 from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, parse_utc
 
@@ -747,7 +748,7 @@ def load_config(path=None):
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = plain_yaml.load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if data is None:

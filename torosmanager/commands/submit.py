@@ -3,14 +3,14 @@
 import json
 import sys
 import xmlrpc.client
-from datetime import date, datetime
 
 import yaml
 
+from .. import plain_yaml
 from ..client import connect
 from ..config import SERVICES
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
-from ..workorders import SCHEMAS, format_utc
+from ..workorders import SCHEMAS
 from .front_desk import unreachable
 
 
@@ -53,13 +53,12 @@ def _read_orders(path):
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
     try:
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        data = json.loads(text) if path.endswith(".json") else plain_yaml.load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {error}")
     orders = data if isinstance(data, list) else [data]
     if not orders or not all(isinstance(order, dict) for order in orders):
         raise ValueError("expected a work order (a mapping) or a list of them")
-    orders = [_plain(order) for order in orders]
     for number, order in enumerate(orders, start=1):
         _check_sendable(order, f"work order {number}")
     return orders
@@ -76,20 +75,6 @@ def _check_sendable(order, which):
         except (TypeError, OverflowError) as error:
             raise ValueError(f"{which}: {key!r} cannot be sent over XML-RPC: {error} "
                              f"(received {value!r})") from None
-
-
-def _plain(value):
-    """YAML reads unquoted timestamps as datetimes; send them as ISO 8601 text (XML-RPC's own
-    date type has no fractions of a second)."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def _destination(order):
