@@ -231,8 +231,33 @@ class TestQueries:
             results[1]
 
     def test_only_front_desk_is_published(self, running):
-        with pytest.raises(xmlrpc.client.Fault, match="not supported"):
+        with pytest.raises(xmlrpc.client.Fault) as refusal:
             running.proxy("dome").accept({"WOType": "Dome"})
+        assert refusal.value.faultCode == FaultCode.INVALID  # the caller's mistake, no bug
+        assert refusal.value.faultString == (
+            "no method 'accept'; this daemon serves front_desk, system.listMethods, "
+            "system.methodHelp, system.methodSignature, system.multicall")
+
+    @pytest.mark.parametrize("params, received", [((), "0 parameters"),
+                                                  (({"WOType": "Status"}, 2), "2 parameters")])
+    def test_front_desk_with_the_wrong_number_of_parameters_is_refused(self, running, params,
+                                                                       received):
+        with pytest.raises(xmlrpc.client.Fault) as refusal:
+            running.proxy("dome").front_desk(*params)
+        assert refusal.value.faultCode == FaultCode.INVALID
+        assert refusal.value.faultString == f"front_desk takes (work_order); received {received}"
+
+    def test_a_multicall_entry_that_is_no_call_gets_its_own_refusal(self, running):
+        answers = running.proxy("dome").system.multicall([
+            {"methodName": "front_desk"},                      # no params
+            "front_desk",                                      # no struct
+            {"methodName": "front_desk", "params": [{"WOType": "Status"}]}])
+        for answer, number in zip(answers[:2], (1, 2)):
+            assert answer["faultCode"] == FaultCode.INVALID
+            assert answer["faultString"].startswith(
+                f"system.multicall: call {number} is no struct of methodName (text) and params")
+        assert answers[2][0]["Service"] == "dome"
+        assert "Traceback" not in running.log("dome")
 
 
 @pytest.mark.parametrize("key, value", [("Telescope Name", "Macon"), ("Filter", "Z"),

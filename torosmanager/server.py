@@ -25,6 +25,7 @@ HTTP Basic authentication (401).
 import base64
 import binascii
 import collections
+import inspect
 import logging
 import math
 import re
@@ -170,6 +171,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         # Made in serve_forever: a daemon detaching closes every descriptor but the socket's.
         self._selector = None
         self._wake_reader = self._wake_writer = None  # the workers wake the loop through them
+        self._signatures = {}  # each method's, read once
 
     def publish(self, front_desk, pages=None, orders_at_once=None):
         """Serve *front_desk* as ``front_desk``, with the ``system.*`` methods, and *pages*
@@ -563,6 +565,56 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             log.exception("internal error in %s", shorten(method))
             result = self._internal_fault(method, error)
         return self._xml_answer(connection, result)
+
+    def _dispatch(self, method, params):
+        """Call *method* with *params*, as the stdlib does; a call no method here can take (an
+        unknown method, the wrong number of parameters) is the client's mistake, a Fault
+        INVALID that says what is served, not an internal error."""
+        function = self.funcs.get(method)
+        if function is None:
+            raise Fault(int(FaultCode.INVALID),
+                        f"no method {shorten(method)}; this daemon serves "
+                        f"{', '.join(sorted(self.funcs))}")
+        try:
+            self._signature(method).bind(*params)
+        except TypeError:
+            raise Fault(int(FaultCode.INVALID),
+                        f"{method} takes {self._parameters(method)}; received "
+                        f"{len(params)} parameter{'' if len(params) == 1 else 's'}") from None
+        return function(*params)
+
+    def _signature(self, method):
+        if method not in self._signatures:
+            self._signatures[method] = inspect.signature(self.funcs[method])
+        return self._signatures[method]
+
+    def _parameters(self, method):
+        names = list(self._signature(method).parameters)
+        return f"({', '.join(names)})" if names else "no parameters"
+
+    def system_multicall(self, call_list):
+        """``system.multicall``: the answer to each call of *call_list*, in order, a
+        ``[result]`` or a fault struct. A call that is not a struct of ``methodName`` (text)
+        and ``params`` (an array) gets its own Fault INVALID; the others are made."""
+        if not isinstance(call_list, list):
+            raise Fault(int(FaultCode.INVALID), "system.multicall takes an array of calls; "
+                                                f"received {shorten(call_list)}")
+        results = []
+        for number, call in enumerate(call_list, start=1):
+            try:
+                if not (isinstance(call, dict) and isinstance(call.get("methodName"), str)
+                        and isinstance(call.get("params"), list)):
+                    raise Fault(int(FaultCode.INVALID),
+                                f"system.multicall: call {number} is no struct of methodName "
+                                f"(text) and params (an array); received {shorten(call)}")
+                results.append([self._dispatch(call["methodName"], call["params"])])
+            except Fault as fault:
+                results.append({"faultCode": fault.faultCode, "faultString": fault.faultString})
+            except Exception as error:  # noqa: BLE001 - answered as its Fault, and logged
+                log.exception("internal error in %s", shorten(call["methodName"]))
+                fault = self._internal_fault(call["methodName"], error)
+                results.append({"faultCode": fault.faultCode, "faultString": fault.faultString})
+        return results
 
     def _internal_fault(self, method, error):
         return Fault(int(FaultCode.INTERNAL), f"internal error in the {self.service} daemon "

@@ -82,7 +82,8 @@ class FaultCode(enum.IntEnum):
 
 #: When each Fault is raised, for the documentation.
 FAULT_MEANINGS = {
-    FaultCode.INVALID: "a key is missing or unknown, or its value is not allowed",
+    FaultCode.INVALID: "a key is missing or unknown, or its value is not allowed; or the call "
+                       "is: a method not served, or the wrong number of parameters",
     FaultCode.UNKNOWN_WOTYPE: "the WOType is not one this project knows (the message lists them)",
     FaultCode.WRONG_DAEMON: "the WOType belongs to another daemon (the message says which, and "
                             "where)",
