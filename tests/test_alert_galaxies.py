@@ -359,6 +359,15 @@ def test_a_galaxy_without_a_magnitude_weighs_the_median_luminosity(tmp_path, blo
     assert scores["unknown"] == pytest.approx(scores["m12"], rel=1e-9)
 
 
+def test_a_galaxy_without_a_name_or_with_a_tab_in_it_gets_one_an_order_can_carry(tmp_path,
+                                                                                  blob):
+    # An order's Object Name is one line of text: the scheduler would refuse these.
+    path = write_table(tmp_path / "names.ecsv", ["NGC\t4993", "  "], [RA0, RA0 + 0.5],
+                       [DEC0] * 2, [D0] * 2)
+    names = {galaxy.name for galaxy in GalaxyCatalog.load(settings(path, "none")).rank(blob)}
+    assert names == {"NGC 4993", f"galaxy at RA {RA0 + 0.5:.4f}° Dec {DEC0:+.4f}°"}
+
+
 def test_a_luminosity_weight_needs_its_magnitude_column(tmp_path):
     path = write_table(tmp_path / "some.csv", ["a"], [1.0], [2.0], [50.0])
     with pytest.raises(CatalogError, match="B Magnitude"):

@@ -56,7 +56,8 @@ class TestTheManualsExamples:
 class TestCoordinates:
     # A number is degrees, a sexagesimal string is hours: "23:06:00" is 23.1 h, 346.5°.
     @pytest.mark.parametrize("ra, degrees", [(0, 0.0), (359.999, 359.999), ("23:06:00", 346.5),
-                                             ("00:00:36", 0.15), ("12 30 00", 187.5)])
+                                             ("00:00:36", 0.15), ("12 30 00", 187.5),
+                                             ("23:59:59.99999999", 0.0)])  # not 360, refused later
     def test_ra_in_degrees_or_hours(self, ra, degrees):
         assert validate(observation(RA=ra))["RA"] == pytest.approx(degrees)
 
@@ -97,6 +98,19 @@ class TestCoordinates:
 
 
 class TestRefusals:
+    @pytest.mark.parametrize("key, value", [("ID", "a\nINFO a line of the client's making"),
+                                            ("User", "ops\rroot"), ("Object Name", "M31\x1b[31m"),
+                                            ("Filter", "I\tR")])
+    def test_a_name_or_an_id_on_more_than_one_line_is_refused(self, key, value):
+        # A log line quotes it: a line break would start a line the client wrote.
+        message = str(refusal(observation(**{key: value})))
+        assert f"{key!r}: received {value!r}" in message
+        assert "on one line (no control characters)" in message
+
+    def test_white_space_around_a_name_is_left_out(self):
+        order = validate(observation(ID=" a-1\n", Filter="I "))
+        assert (order["ID"], order["Filter"]) == ("a-1", "I")
+
     def test_unknown_wotype_lists_the_accepted_ones(self):
         error = refusal({"WOType": "Observe"})
         assert error.code == FaultCode.UNKNOWN_WOTYPE

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, TypeAlias, TypeVar
 
-from .units import DEGREES_PER_HOUR, Degrees, finite_float
+from .units import DEGREES_PER_HOUR, DEGREES_PER_TURN, Degrees, finite_float
 
 #: A work order: key (the user's spelling) to value, as XML-RPC delivers it or as
 #: :func:`validate` normalises it.
@@ -168,32 +168,40 @@ def allowing(description: str) -> Callable[[_Parser], _Parser]:
     return describe
 
 
-_TEXT = f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters"
+#: Control characters (C0, DEL, C1): none belongs in a name or an ID, which log lines quote;
+#: a line break there would start a line of the client's making in the daemon's log.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_TEXT = (f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters, on one line "
+         "(no control characters)")
 
 
 @allowing(_TEXT)
 def text(value: object) -> str:
-    """A non-empty string of at most :data:`MAX_TEXT_CHARACTERS`."""
-    if (not isinstance(value, str) or not value.strip()
-            or len(value.strip()) > MAX_TEXT_CHARACTERS):
+    """A non-empty string of at most :data:`MAX_TEXT_CHARACTERS`, without control characters
+    but in the white space around it, which is left out."""
+    if not isinstance(value, str):
         raise InvalidValue(_TEXT)
-    return value.strip()
+    result = value.strip()
+    if not result or len(result) > MAX_TEXT_CHARACTERS or CONTROL_CHARACTERS.search(result):
+        raise InvalidValue(_TEXT)
+    return result
 
 
-_IDENTIFIER = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, or an integer "
-               "(kept as a string)")
+_IDENTIFIER = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, on one line "
+               "(no control characters), or an integer (kept as a string)")
 
 
 @allowing(_IDENTIFIER)
 def identifier(value: object) -> str:
-    """An order ID: a non-empty string of at most :data:`MAX_ID_CHARACTERS`, or an integer
-    (kept as a string)."""
+    """An order ID: a non-empty string of at most :data:`MAX_ID_CHARACTERS` without control
+    characters (but in the white space around it, which is left out), or an integer (kept as
+    a string)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidValue(_IDENTIFIER)
     if isinstance(value, int) and value.bit_length() > MAX_ID_CHARACTERS:
         raise InvalidValue(_IDENTIFIER)  # str() of it would be longer anyway
     result = str(value).strip()
-    if not result or len(result) > MAX_ID_CHARACTERS:
+    if not result or len(result) > MAX_ID_CHARACTERS or CONTROL_CHARACTERS.search(result):
         raise InvalidValue(_IDENTIFIER)
     return result
 
@@ -285,7 +293,8 @@ def right_ascension(value: object) -> Degrees:
         hours = _sexagesimal(value)
         if hours is None or not 0 <= hours < 24:
             raise InvalidValue(_RIGHT_ASCENSION)
-        return round(hours * DEGREES_PER_HOUR, 9)
+        # 23:59:59.99999999 rounds to 360°, which is 0°.
+        return round(hours * DEGREES_PER_HOUR, 9) % DEGREES_PER_TURN
     degrees = _finite(value, _RIGHT_ASCENSION)
     if not 0 <= degrees < 360:
         raise InvalidValue(_RIGHT_ASCENSION)

@@ -74,6 +74,8 @@ import numpy as np
 from astropy.table import Table
 from astropy_healpix import lonlat_to_healpix
 
+from ..workorders import CONTROL_CHARACTERS
+
 LOGGER = logging.getLogger(__name__)
 
 #: The credible level used when none is given (the LVK's usual 90 % region).
@@ -335,8 +337,11 @@ class GalaxyCatalog:
         """The :class:`Galaxy` of catalogue row *index*, with its *score*."""
         name = self._names[index]
         name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-        return Galaxy(name.strip(), float(self._ra[index]), float(self._dec[index]),
-                      float(self._distance[index]), score)
+        ra, dec = float(self._ra[index]), float(self._dec[index])
+        # An order's Object Name is one line of text: a catalogue's tab or missing name
+        # would have the scheduler refuse the order.
+        name = " ".join(CONTROL_CHARACTERS.sub(" ", name).split()) or f"galaxy at RA {ra:.4f}° Dec {dec:+.4f}°"
+        return Galaxy(name, ra, dec, float(self._distance[index]), score)
 
 
 # ----------------------------------------------------------------------------------- the volume
