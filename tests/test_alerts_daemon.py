@@ -259,6 +259,33 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
     assert observed <= {(order["RA"], order["Dec"]) for order in dry["Orders"]}
 
 
+def test_a_retraction_leaves_the_fields_observed_observed(make_site):
+    """A retraction cancels what has not ended; the frames taken stay taken, and the event's
+    report still counts them (it once marked every order cancelled: Observed 0 %)."""
+    site = make_site(observatory_settings(start=LATE_NIGHT, Alerts={
+        "Accept Test Alerts": True, "Max Targets": 3}))
+    site.start("preprocessor", "dome", "telescope", "scheduler", "alerts")
+    scheduler = site.proxy("scheduler")
+    assert finished(site, send(site, lvk(), order_id="initial")["ID"])["Status"] == "done"
+    first = sorted(event_orders(site, "S2498"))
+    wait_until(lambda: any(status(scheduler, order_id)["Status"] == "done"
+                           for order_id in first), "a field observed")
+    retraction = json.dumps({"superevent_id": "S2498", "alert_type": "RETRACTION",
+                             "time_created": later(10), "event": None, "urls": {}})
+    finished(site, send(site, retraction)["ID"])
+    at_scheduler = {order_id: answer["Status"]
+                    for order_id, answer in event_orders(site, "S2498").items()}
+    done = {order_id for order_id, state in at_scheduler.items() if state == "done"}
+    assert done and set(at_scheduler.values()) <= {"done", "cancelled"}
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    here = {order["ID"]: order["Here"] for order in report["Orders"]}
+    assert {here[order_id] for order_id in done} == {"submitted"}
+    assert {here[order_id] for order_id in set(first) - done} == {"cancelled"}
+    observed = sum(order["Probability"] for order in report["Orders"] if order["ID"] in done)
+    assert report["Coverage"]["Observed"] == pytest.approx(observed, abs=1e-5) and observed > 0
+    assert report["State"] == "retracted"
+
+
 def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observatory,
                                                                         skymap_server):
     """A late delivery (a Kafka message read again, the same alert from a second source, an

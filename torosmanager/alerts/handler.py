@@ -496,9 +496,13 @@ class AlertsHandler(Handler):
         answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id, "User": USER})
         if answer is None:
             return None
-        standing = [order.id for order in self.book.orders(event_id=event_id, states=STANDING)]
+        cancelled = set(answer.get("Cancelled", []))
+        # Those the scheduler had finished (observed, or failed) keep their state there: a
+        # retraction does not unobserve a field. One planned but never submitted is cancelled.
+        standing = [order.id for order in self.book.orders(event_id=event_id, states=STANDING)
+                    if order.id in cancelled or order.state == PLANNED]
         self.book.mark(standing, CANCELLED, "cancelled: the event was retracted")
-        return len(answer.get("Cancelled", []))
+        return len(cancelled)
 
     def _withdraw(self, order_id):
         """An Alert order was cancelled: cancel the orders it had submitted."""
@@ -507,7 +511,9 @@ class AlertsHandler(Handler):
                 try:
                     self._ask_scheduler({"WOType": "Cancel", "ID": planned.id, "User": USER})
                 except xmlrpc.client.Fault as refusal:
+                    # Ended already (observed, failed): its state stays the scheduler's.
                     log.info("[WO %s] %s: %s", order_id, planned.id, refusal.faultString)
+                    continue
             self.book.mark([planned.id], CANCELLED, "cancelled with its alert order")
 
     def _ask_scheduler(self, order):
