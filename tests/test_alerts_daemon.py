@@ -34,7 +34,9 @@ from conftest import simulated_clock
 from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
 from test_alert_gcn_socket import SWIFT_BAT_1227767
+from torosmanager.alerts.events import EventBook
 from torosmanager.alerts.handler import LOCALISING, READING, REREAD, TO_PLAN
+from torosmanager.alerts.intake import alert_of
 from torosmanager.journal import DONE, QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
 from torosmanager.workorders import FaultCode
@@ -363,8 +365,10 @@ def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make
     read again, but one it died on Max Stops While Reading times is not: no crash loop."""
     site = make_site(settings(**{"Max Stops While Reading": 2}), name="stops")
     journal = Journal(str(site.directory / "alerts.sqlite3"))
-    for order_id, earlier_stops in (("stopped-once", 0), ("stopped-twice", 1)):
-        order = {"ID": order_id, "WOType": "Alert", "Format": "lvk_json", "Payload": lvk(),
+    stopped_twice = lvk(superevent_id="S2499")
+    for order_id, earlier_stops, payload in (("stopped-once", 0, lvk()),
+                                             ("stopped-twice", 1, stopped_twice)):
+        order = {"ID": order_id, "WOType": "Alert", "Format": "lvk_json", "Payload": payload,
                  "User": "test"}
         journal.add(order, json.dumps(order), 10.0, "requested: 10", TIME, "received",
                     "queued to be read")
@@ -373,6 +377,10 @@ def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make
             journal.transition(order_id, QUEUED, REREAD, TIME)
         journal.transition(order_id, RUNNING, READING, TIME)  # when the daemon died
     journal.close()
+    book = EventBook(str(site.directory / "alerts.sqlite3"))
+    book.record_alert("stopped-twice", alert_of({"Format": "lvk_json", "Payload": stopped_twice},
+                                                NOON), TIME)   # read once, as before it died
+    book.close()
     site.start("scheduler", "alerts")
     assert finished(site, "stopped-once")["Status"] == "done"
     given_up = finished(site, "stopped-twice")
@@ -380,6 +388,10 @@ def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make
     assert given_up["Message"].startswith(
         "the alerts daemon stopped 2 times while reading this alert (Alerts → Max Stops While "
         "Reading: 2); not read again")
+    # Its event says so (it said "received", as if it were still to be read).
+    (event,) = [event for event in site.proxy("alerts").front_desk({"WOType": "Events"})[
+        "Events"] if event["ID"] == "S2499"]
+    assert event["State"] == "failed"
 
 
 #: An LVK alert as a VOEvent (the O4 Params, as gwcelery writes them), made of the JSON alert

@@ -206,6 +206,14 @@ class EventBook:
             self._db.execute("UPDATE alerts SET outcome = ? WHERE order_id = ?",
                              (json.dumps(outcome, default=str), order_id))
 
+    def note_problem(self, order_id, problem):
+        """Add *problem* to what came of an alert that failed, unless it says one already:
+        the event's report then says it failed."""
+        with self._lock:
+            self._db.execute("UPDATE alerts SET outcome = json_set(outcome, '$.Problem', ?) "
+                             "WHERE order_id = ? AND json_type(outcome, '$.Problem') IS NULL",
+                             (problem, order_id))
+
     def event_count(self):
         """How many events the alerts read are about."""
         with self._lock:

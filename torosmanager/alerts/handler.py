@@ -214,6 +214,14 @@ class AlertsHandler(Handler):
         self.fetchers.stop()
         self.book.close()
 
+    def transition(self, order_id, state, reason, **options):
+        """As :meth:`.Handler.transition`; an alert order that fails (an internal error too)
+        also leaves its reason in the event's book, whose report then says failed."""
+        changed = super().transition(order_id, state, reason, **options)
+        if changed is not None and state == FAILED:
+            self.book.note_problem(order_id, reason)
+        return changed
+
     # --- one alert ----------------------------------------------------------------------------
     def process(self, order_id):
         """Read one queued alert order (in a reader): a duplicate or a retraction is done with
