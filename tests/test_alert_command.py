@@ -196,3 +196,20 @@ def test_an_alert_after_its_target_has_set_is_observed_the_next_night(tmp_path):
     assert "2026-12-03T00:00" < order["Not Before"] < order["Not After"] < "2026-12-03T12:00"
     assert answer["Coverage"]["Planned"] == 0
     assert answer["Coverage"]["Later Nights"][0]["Planned"] == pytest.approx(0.9)
+
+
+def test_a_voevent_in_latin_1_or_a_json_alert_after_a_byte_order_mark_is_read(tmp_path):
+    # Valid XML in the encoding its declaration names, and JSON as some editors save it.
+    xml = alert_file("swift_grb_gcn.xml").read_bytes().decode("utf-8")
+    declared = xml.replace("encoding = 'UTF-8'", "encoding = 'ISO-8859-1'", 1)
+    assert "ISO-8859-1" in declared
+    latin = tmp_path / "swift_latin1.xml"
+    latin.write_bytes(declared.replace("</Description>", " Étoile</Description>", 1)
+                      .encode("latin-1"))
+    with_bom = tmp_path / "icecube_bom.json"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + alert_file("kafka_alert_icecube_gold.json")
+                         .read_bytes())
+    for path, event_id in ((latin, "1123129"), (with_bom, "IceCube-230416A")):
+        result = dry_run(tmp_path, path)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["Event"]["ID"] == event_id

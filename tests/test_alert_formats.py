@@ -4,13 +4,16 @@ Einstein Probe, and broken ones refused with a message that says what is wrong."
 import base64
 import json
 import math
+import struct
 from datetime import datetime, timezone
 
 import pytest
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 
 from torosmanager.alerts.event import Alert
+from test_alert_gcn_socket import SWIFT_BAT_1227767
 from torosmanager.alerts.formats import AlertFormatError, read
+from torosmanager.alerts.intake import alert_of, alert_text
 
 
 def utc(*parts):
@@ -266,3 +269,22 @@ def test_an_alert_refuses_a_position_out_of_range_or_half_given():
     with pytest.raises(ValueError, match="timezone"):
         Alert(**{**fields, "issued": datetime(2024, 1, 1)})
     assert hash(Alert(**fields, ra=10.0, dec=5.0, properties={"far": 1.0}))
+
+
+# --- what arrives, as bytes or base64 ------------------------------------------------------------
+
+def test_a_line_wrapped_base64_payload_is_base64_too():
+    # As the base64 command, Python's encodebytes and MIME write it.
+    notice = struct.pack(">40i", *SWIFT_BAT_1227767)
+    wrapped = base64.encodebytes(notice).decode("ascii")
+    assert "\n" in wrapped.strip()
+    alert = alert_of({"Format": "gcn_socket", "Payload": wrapped}, utc(2024, 5, 12))
+    assert alert.event_id == "1227767"
+    with pytest.raises(AlertFormatError, match="must be base64"):
+        alert_of({"Format": "gcn_socket", "Payload": wrapped.replace("A", "*")}, utc(2024, 5, 12))
+
+
+def test_text_that_is_no_utf_8_loses_a_character_not_the_alert(caplog):
+    # A source (GCN Kafka, VOEvent transport) hands over bytes: they are journaled all the same.
+    assert alert_text(b"<a>caf\xe9</a>") == "<a>caf\ufffd</a>"
+    assert "no UTF-8 text" in caplog.text

@@ -53,7 +53,7 @@ from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDE
 from .formats import AlertFormatError
 from .formats.lvk_json import schema_warning
 from .galaxies import CatalogError, GalaxyCatalog
-from .intake import alert_of
+from .intake import alert_of, alert_text
 from .response import USER, assess, plan_orders
 from .sources import make_sources
 from .targets import Stopping, TargetError
@@ -555,7 +555,7 @@ class AlertsHandler(Handler):
     def _deliver(self, format_name, payload, origin):
         """Hand an alert from a source to the front desk, as any client would."""
         if isinstance(payload, bytes) and format_name not in BINARY_ALERT_FORMATS:
-            payload = payload.decode("utf-8")
+            payload = alert_text(payload)
         order = {"WOType": "Alert", "Format": format_name, "Payload": payload,
                  "Origin": origin, "User": origin.split(":")[0]}
         while True:

@@ -11,15 +11,25 @@ Examples
 import base64
 import binascii
 import json
+import logging
+import re
 
 from ..workorders import BINARY_ALERT_FORMATS
 from . import formats
 from .event import Alert
 from .formats import AlertFormatError
 
+log = logging.getLogger(__name__)
+
 #: The first bytes of a FITS file (a bare skymap), and of a gzipped one.
 FITS_MAGIC = b"SIMPLE"
 GZIP_MAGIC = b"\x1f\x8b"
+#: A UTF-8 byte-order mark, which some editors put first in a file.
+UTF8_BOM = b"\xef\xbb\xbf"
+#: The encoding an XML declaration names (``<?xml version="1.0" encoding="ISO-8859-1"?>``),
+#: in the document's bytes and in its text.
+XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*(["'])([A-Za-z][\w.-]*)\1""")
+XML_ENCODING_TEXT = re.compile(r"""^(\s*<\?xml[^>]*?\sencoding\s*=\s*["'])([\w.-]+)(["'])""")
 #: The size of a GCN Classic socket notice: 40 four-byte integers.
 GCN_SOCKET_PACKET_BYTES = 160
 #: A bare skymap is taken as this alert type: it locates an event, as an INITIAL alert does.
@@ -47,7 +57,8 @@ def alert_of(order, now):
     payload = order["Payload"]
     if format_name in BINARY_ALERT_FORMATS:
         try:
-            payload = base64.b64decode(payload, validate=True)
+            # Line breaks are base64 too, as the base64 command and MIME write it.
+            payload = base64.b64decode("".join(payload.split()), validate=True)
         except (binascii.Error, ValueError):
             raise AlertFormatError(format_name, "the Payload of a binary format must be base64",
                                    payload) from None
@@ -76,12 +87,12 @@ def guess_format(data):
     """
     if data.startswith(FITS_MAGIC) or data.startswith(GZIP_MAGIC):
         return "skymap"
-    text = data.lstrip()
+    text = data.removeprefix(UTF8_BOM).lstrip()
     if text.startswith(b"<"):
         return "voevent"
     if text.startswith(b"{"):
         try:
-            parsed = json.loads(data)
+            parsed = json.loads(text)
         except (UnicodeDecodeError, ValueError):
             raise AlertFormatError("alert file", "it begins like JSON but is not valid JSON",
                                    data[:80]) from None
@@ -93,8 +104,30 @@ def guess_format(data):
 
 
 def payload_of(data, format_name):
-    """*data* (a file's bytes) as an Alert order's Payload: text, or base64 for a binary
-    format."""
+    """*data* (a file's or a message's bytes) as an Alert order's Payload: base64 for a binary
+    format, else text (:func:`alert_text`)."""
     if format_name in BINARY_ALERT_FORMATS:
         return base64.b64encode(data).decode("ascii")
-    return data.decode("utf-8")
+    return alert_text(data)
+
+
+def alert_text(data):
+    """The text of an alert's bytes: UTF-8 (a byte-order mark left out); an XML document in
+    the encoding its declaration names (a VOEvent in ISO-8859-1), its declaration then saying
+    UTF-8, as the text is read again; else UTF-8 with each byte that is none replaced by
+    U+FFFD, which loses a character of a description rather than the alert."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        pass
+    declared = XML_ENCODING.search(data)
+    if declared is not None:
+        try:
+            text = data.decode(declared.group(2).decode("ascii"))
+        except (LookupError, UnicodeDecodeError):
+            pass
+        else:
+            return XML_ENCODING_TEXT.sub(r"\1UTF-8\3", text, count=1)
+    log.warning("an alert of %d bytes is no UTF-8 text: each byte that is none is read as "
+                "U+FFFD", len(data))
+    return data.decode("utf-8", errors="replace")
