@@ -24,6 +24,8 @@ FOLLOW_INTERVAL = 3600.0
 QUICK_FOLLOW_UP = 1000.0
 #: Real seconds the dome daemon is down for: many of the scheduler's ticks at 100×.
 DOME_DOWN_SECONDS = 3.0
+#: Real seconds the telescope daemon is down for: several plans at 100×.
+TELESCOPE_DOWN_SECONDS = 10.0
 #: The steady stream test's Replan Delay (its largest allowed value), a pause its orders never
 #: make, and how long at most the stream waits for Max Replan Delay (1 s) to plan its first.
 REPLAN_DELAY, STREAM_SECONDS = 10.0, 9.0
@@ -348,6 +350,28 @@ def test_a_target_of_opportunity_waits_out_a_dome_daemon_restart(make_site):
     site.start("dome")
     done = ended(scheduler, "alert", "done")
     assert done["Progress"]["Attempts"] <= 2  # at most the one sent as the dome went away
+
+
+def test_while_the_telescope_daemon_is_down_the_order_due_says_so_once(make_site):
+    """The telescope daemon stopped (``systemctl stop telescope``): the order due says why it
+    waits, the scheduler's log says it once (not at each tick, several a second), and the
+    order goes once the telescope is back."""
+    site = night(make_site)
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("first", *FIELDS["gal-a"], **{"Number of Exposures": 1}))
+    ended(scheduler, "first", "done")  # the dome is open, the night under way
+    site.daemons.pop("telescope").stop()
+    scheduler.front_desk(observation("waits", *FIELDS["gal-b"], **{"Number of Exposures": 1}))
+    waiting = "waiting: the telescope daemon does not answer: [Errno 111] Connection refused"
+    wait_until(lambda: status(scheduler, "waits")["Message"] == waiting, "the order to say why")
+    time.sleep(TELESCOPE_DOWN_SECONDS)   # plans and ticks: the message stays
+    answer = status(scheduler, "waits")
+    assert answer["Message"] == waiting
+    assert [entry["Reason"] for entry in answer["History"]].count(waiting) == 1
+    assert site.log("scheduler").count("the telescope daemon does not answer") == 1
+    site.start("telescope")
+    ended(scheduler, "waits", "done")
+    assert "[WO waits] the telescope daemon answers again" in site.log("scheduler")
 
 
 def test_after_a_target_of_opportunity_the_schedulers_status_follows_at_once(make_site):

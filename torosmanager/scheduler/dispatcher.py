@@ -104,6 +104,8 @@ class Dispatcher:
         self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
         self._journal_outage = Outage(log)
         self._telescope_unavailable = Outage(log)  # its data disk, or journal, full
+        self._telescope_silent = Outage(log)       # not running, or out of reach
+        self._dispatch_blocked = None  # why the order due cannot be handed over, if it cannot
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -407,8 +409,10 @@ class Dispatcher:
         with self._plan_lock:
             self.plan, self._last_plan, self._plan_names = plan, now, names
             self._last_plan_elapsed = elapsed
-        messages = {entry.id: f"planned for {entry.start:%H:%M} UTC "
-                              f"(altitude {entry.altitude:.0f}°)" for entry in plan.entries}
+        blocked = self._dispatch_blocked
+        messages = {entry.id: blocked if blocked and _due(entry, now) else
+                    f"planned for {entry.start:%H:%M} UTC (altitude {entry.altitude:.0f}°)"
+                    for entry in plan.entries}
         messages.update((order_id, f"not observable tonight: {reason}")
                         for order_id, reason in plan.unscheduled.items())
         self._tell(queued, messages)
@@ -498,7 +502,7 @@ class Dispatcher:
         for entry in plan.entries:  # in time order
             if entry.id not in by_id or self.journal.get(entry.id).state != QUEUED:
                 continue
-            if entry.start - timedelta(seconds=entry.slew) <= now:
+            if _due(entry, now):
                 with self.handler.failing_on_error(entry.id, "dispatching it"):
                     self._send(by_id[entry.id], now,
                                f"its planned time, {entry.start:%H:%M:%S} UTC")
@@ -560,20 +564,29 @@ class Dispatcher:
         try:
             receipt = connect(self.config, "telescope").front_desk(record.work_order)
         except xmlrpc.client.Fault as refusal:
+            self._telescope_silent.answered("[WO %s] the telescope daemon answers again",
+                                            record.id)
             if unavailable(refusal):  # not now: tried again next tick
                 self._telescope_unavailable.failed("[WO %s] the telescope cannot take orders "
                                                    "now: %s", record.id, refusal.faultString)
-                waiting = f"waiting: the telescope cannot take it now: {refusal.faultString}"
-                if _kind(record.message) != _kind(waiting):  # (not each MB freed or used)
-                    self.handler.transition(record.id, QUEUED, waiting, only_from={QUEUED})
+                self._wait_for_telescope(record, "waiting: the telescope cannot take it now: "
+                                                 f"{refusal.faultString}")
                 return False
+            self._dispatch_blocked = None
             self.handler.transition(record.id, FAILED, f"the telescope daemon refused it: "
                                     f"{refusal.faultString}", only_from={QUEUED})
             self.wake()
             return False
         except (OSError, xmlrpc.client.Error) as error:
-            log.warning("[WO %s] the telescope daemon did not answer: %s", record.id, error)
+            # Tried again at each tick (a fraction of a second): said once, and on the order.
+            self._telescope_silent.failed("[WO %s] the telescope daemon does not answer: %s "
+                                          "(tried again until it does)", record.id, error)
+            self._wait_for_telescope(record, "waiting: the telescope daemon does not answer: "
+                                             f"{error}")
             return False
+        self._dispatch_blocked = None
+        self._telescope_silent.answered("[WO %s] the telescope daemon answers again",
+                                        record.id)
         self._telescope_unavailable.answered("[WO %s] the telescope takes orders again",
                                              record.id)
         self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the telescope "
@@ -584,6 +597,18 @@ class Dispatcher:
         self._awaiting_start = True
         self._replan.set()
         return True
+
+    def _wait_for_telescope(self, record, waiting):
+        """*record* is due, but the telescope cannot take it (*waiting* says why): the order
+        says so, and so do the plans made until one is handed over (their "planned for" would
+        hide it), its history once (as any queued order's message, see :meth:`_tell`)."""
+        self._dispatch_blocked = waiting
+        self._tell([record], {record.id: waiting})
+
+
+def _due(entry, now):
+    """Whether the slew to plan entry *entry* should have begun by *now*."""
+    return entry.start - timedelta(seconds=entry.slew) <= now
 
 
 def _kind(message):
