@@ -122,6 +122,24 @@ def test_an_unreachable_daemon_is_explained(site):
     result = toros(site, "status")
     assert result.returncode == 1
     assert "the scheduler daemon does not answer at" in result.stderr
+    # The file it read, not the default one.
+    assert result.stderr.rstrip().endswith(f"; configuration: {site.config_path})")
+
+
+def test_no_command_is_a_wrong_command_line_exit_2_with_the_usage_on_stderr():
+    result = subprocess.run([TOROS], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: toros")
+
+
+def test_a_reader_that_goes_away_ends_the_output_without_a_traceback(running):
+    # `toros services | head -1`: the pipe is closed after the first line.
+    command = subprocess.Popen([TOROS, "--config", running.config_path, "services"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command.stdout.close()
+    assert command.wait(timeout=60) == 1
+    assert b"Traceback" not in command.stderr.read()
+    command.stderr.close()
 
 
 def test_a_bad_config_is_exit_78(tmp_path):

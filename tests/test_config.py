@@ -1,6 +1,7 @@
 """Configuration: defaults in one place, and one clear message for anything wrong."""
 
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -187,6 +188,18 @@ def test_a_daemon_with_a_bad_config_stops_with_status_78_and_one_message(tmp_pat
     assert result.stderr.strip() == (
         f"toros-{service}: {path}: Site → Elevation: 'high' is not allowed; "
         "allowed: a number from -500 to 9000")
+
+
+def test_a_daemon_that_cannot_write_its_log_file_stops_with_status_78_and_one_message(
+        tmp_path):
+    # A traceback and status 1 before: systemd restarted it every few seconds, to no end.
+    (tmp_path / "not-a-directory").write_text("")
+    path = write(tmp_path, f"Logging:\n  File: {tmp_path}/not-a-directory/{{service}}.log\n")
+    result = subprocess.run([*daemon_command("dome"), "--config", path], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 78
+    assert re.fullmatch(r"toros-dome: cannot write its log file \(Logging → File\): \[Errno "
+                        r"\d+\] .*not-a-directory.*", result.stderr.strip())
 
 
 def test_a_daemon_reads_toros_config_from_the_environment(tmp_path):

@@ -45,6 +45,14 @@ def test_toros_passwd_makes_a_hash():
     assert RIGHT not in made.stdout + made.stderr
 
 
+def test_toros_passwd_without_a_password_typed_says_so_without_a_traceback():
+    made = toros(None, "passwd", stdin="")   # no terminal, standard input at its end: Ctrl-D
+    assert made.returncode == 1
+    assert made.stderr.rstrip().endswith(
+        "toros: no password typed (--stdin reads one from standard input); nothing made")
+    assert "Traceback" not in made.stderr
+
+
 def test_only_hashes_need_a_credentials_file(tmp_path):
     path = tmp_path / "toros.conf.yaml"
     path.write_text(yaml.safe_dump({"Server": {"Users": {"toros": hash_password(RIGHT)}}}))

@@ -37,7 +37,7 @@ from .commands import (alerts, backup, calibrate, cancel, demo, iers, orientatio
                        plan, services, status, submit)
 from .config import (DEFAULT_PATH, ENVIRONMENT_VARIABLE, ConfigError, default_config,
                      load_config)
-from .console import EXIT_CONFIG, EXIT_FAILED
+from .console import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from .earth_rotation import use_astropy_offline
 
 #: What a subcommand may need before it runs: astropy set up offline; no configuration (its
@@ -86,19 +86,31 @@ def main(argv=None):
     parser = _parser()
     arguments = parser.parse_args(argv)
     if arguments.command is None:
-        parser.print_help()
-        return EXIT_FAILED
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     if arguments.uses_astropy:
         # Imported only by the commands that need it (it takes a third of a second).
         use_astropy_offline()
-    if not arguments.needs_config:
-        return arguments.action(None, arguments)
+    config = None
+    if arguments.needs_config:
+        try:
+            config = _load(arguments.config)
+        except ConfigError as error:
+            print(f"toros: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        if arguments.config is not None:
+            # The file this command read, as messages name it (resolve_path): as the daemons do.
+            os.environ[ENVIRONMENT_VARIABLE] = arguments.config
     try:
-        config = _load(arguments.config)
-    except ConfigError as error:
-        print(f"toros: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    return arguments.action(config, arguments)
+        return arguments.action(config, arguments)
+    except KeyboardInterrupt:  # Ctrl-C: no traceback
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # What it printed to was closed (`toros alerts | head`). As the signal module's
+        # documentation advises, stdout goes to /dev/null, lest Python's flush at exit fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _parser():

@@ -10,9 +10,10 @@ import xmlrpc.client
 
 #: Exit statuses of ``toros``: everything asked for succeeded; a daemon refused or did not
 #: answer (its message printed); a command that was interrupted (``toros calibrate``); an
-#: unusable configuration file (sysexits' EX_CONFIG). A wrong command line is argparse's 2.
+#: unusable configuration file (sysexits' EX_CONFIG); a wrong command line (argparse's).
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_CONFIG = 78
 #: The columns of a receipt (``toros submit``, ``cancel``, ``status ID``, ``alert``).

@@ -152,6 +152,21 @@ class ReopenableFileHandler(logging.handlers.RotatingFileHandler):
             self.release()
 
 
+def open_log_file(config, service):
+    """The handler of *service*'s log file (``Logging → File``), its directory made if need be.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be opened for writing.
+    """
+    settings = config["Logging"]
+    path = settings["File"].replace("{service}", service)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return ReopenableFileHandler(path, maxBytes=settings["Max Bytes"],
+                                 backupCount=settings["Backup Count"], encoding="utf-8")
+
+
 def setup_logging(config, service):
     """Send the root logger's records to stderr and to *service*'s log file.
 
@@ -168,11 +183,8 @@ def setup_logging(config, service):
         The file handler, to reopen on SIGHUP, and the recent lines, for the status page.
     """
     settings = config["Logging"]
-    path = settings["File"].replace("{service}", service)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    file_handler = open_log_file(config, service)
     formatter = SharedFormatter(FORMAT)
-    file_handler = ReopenableFileHandler(path, maxBytes=settings["Max Bytes"],
-                                         backupCount=settings["Backup Count"], encoding="utf-8")
     console = logging.StreamHandler(sys.stderr)
     recent = RecentLines()
     root = logging.getLogger()

@@ -25,7 +25,7 @@ from .disk_space import free_space_text
 from .earth_rotation import EarthRotationTable, use_astropy_offline
 from .frontdesk import FrontDesk
 from .journal import Journal
-from .logs import setup_logging
+from .logs import open_log_file, setup_logging
 from .passwords import has_plain_passwords
 from .pages import StatusPages
 from .server import FrontDeskServer
@@ -81,6 +81,13 @@ def run(service, argv):
         config = load_config(arguments.config)
     except ConfigError as error:
         print(f"toros-{service}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        # Before detaching, where the operator looks; a restart would not help.
+        open_log_file(config, service).close()
+    except OSError as error:
+        print(f"toros-{service}: cannot write its log file (Logging → File): {error}",
+              file=sys.stderr)
         return EXIT_CONFIG
     address = config[address_key(service)]
     server_settings = config["Server"]

@@ -16,6 +16,7 @@ policy, catalogue and site, and prints the orders it would submit (``--json``: o
 with ``Event``, ``Orders`` and ``Coverage``).
 """
 
+import argparse
 import json
 import sys
 
@@ -43,10 +44,19 @@ def add_alert_arguments(parser):
     parser.add_argument("--event-id", metavar="ID", help="the event a bare skymap belongs to")
     parser.add_argument("--dry-run", action="store_true",
                         help="submit nothing; print the orders the alert would make")
-    parser.add_argument("--night-after", metavar="ISO-TIME",
+    parser.add_argument("--night-after", metavar="ISO-TIME", type=instant,
                         help="with --dry-run: plan the night after this UTC instant (default: "
                              "now, by the configured clock)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def instant(text):
+    """An ISO 8601 instant on the command line (an :mod:`argparse` type), UTC unless it says."""
+    try:
+        return parse_utc(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is no ISO 8601 instant, such as "
+                                         "2026-12-01T20:00:00") from None
 
 
 def add_events_arguments(parser):
@@ -91,8 +101,7 @@ def _dry_run(config, arguments, order):
     from ..alerts.targets import TargetError
 
     try:
-        now = parse_utc(arguments.night_after) if arguments.night_after else \
-            Clock.from_config(config).now()
+        now = arguments.night_after or Clock.from_config(config).now()
         alert = alert_of(order, now)
         misfit = schema_warning(alert)
         if misfit:

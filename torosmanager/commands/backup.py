@@ -27,8 +27,8 @@ def add_arguments(parser):
     parser.add_argument("directory", metavar="DIR",
                         help="where the copies go (made if missing)")
     parser.add_argument("--service", choices=SERVICES, action="append",
-                        help="back up only this daemon's journal (repeatable; default: all "
-                             "four)")
+                        help="back up only this daemon's journal (repeatable; default: "
+                             "every daemon's)")
 
 
 def run(config, arguments):

@@ -1,6 +1,7 @@
 """A daemon's front desk, asked from the ``toros`` command: its answer, or why there is none
 said on stderr."""
 
+import os
 import sys
 import xmlrpc.client
 
@@ -28,7 +29,8 @@ def call(config, service, conversation):
 
 def unreachable(config, service, error):
     """The message for a *service* daemon that did not answer (*error*), with what to check."""
+    path = resolve_path(None)
+    source = path if os.path.exists(path) else "none, the built-in defaults"
     return (f"toros: the {service} daemon does not answer at "
             f"{config[address_key(service)]['HTTP']}: {reason(error)} "
-            f"(is it running? `systemctl status {service}`; configuration: "
-            f"{resolve_path(None)})")
+            f"(is it running? `systemctl status {service}`; configuration: {source})")

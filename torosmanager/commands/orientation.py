@@ -38,7 +38,12 @@ def run(config, arguments):
         header = fits.getheader(path)
         orientation = measured_orientation(header)
     except (OSError, ValueError) as error:
-        reason = str(error) if isinstance(error, NoCelestialWCS) else f"not a FITS file: {error}"
+        if isinstance(error, NoCelestialWCS):
+            reason = str(error)
+        elif isinstance(error, OSError) and error.strerror:  # missing, unreadable
+            reason = f"cannot read it: {error.strerror}"
+        else:
+            reason = f"not a FITS file: {error}"
         print(f"toros: {path}: {reason}", file=sys.stderr)
         return EXIT_FAILED
     side = str(header.get("PIERSIDE", "")).upper()

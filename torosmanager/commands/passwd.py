@@ -18,8 +18,14 @@ def run(config, arguments):
     if arguments.stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("The same again: ") != password:
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("The same again: ")
+        except EOFError:  # Ctrl-D, or no terminal and stdin at its end
+            print("\ntoros: no password typed (--stdin reads one from standard input); "
+                  "nothing made", file=sys.stderr)
+            return EXIT_FAILED
+        if again != password:
             print("toros: the two passwords differ; nothing made", file=sys.stderr)
             return EXIT_FAILED
     if not password:
