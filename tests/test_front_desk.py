@@ -111,6 +111,15 @@ class TestReceipts:
         status = telescope.front_desk({"WOType": "Status", "ID": "same-1"})
         assert [step["Status"] for step in status["History"]].count("accepted") == 1
 
+    def test_the_same_order_sent_as_another_client_writes_it_is_the_same_order(self, running):
+        # A whole number as a double, a key set to None (nil) rather than left out: as a
+        # client in another language may send the same order again.
+        telescope = running.proxy("telescope")
+        telescope.front_desk(observation("same-2", **{"Exposure Time": 30}))
+        again = telescope.front_desk(observation("same-2", Priority=None,
+                                                 **{"Exposure Time": 30.0}))
+        assert again["ID"] == "same-2" and "already received" in again["Message"]
+
     def test_reusing_an_id_for_a_different_order_is_refused(self, running):
         telescope = running.proxy("telescope")
         telescope.front_desk(observation("conflict-1"))

@@ -146,7 +146,9 @@ class FrontDesk:
 
     def _resubmitted(self, record, submitted, received):
         if record.submitted != submitted:
-            raise WorkOrderError(_conflict(record, received), FaultCode.CONFLICT)
+            differing = _differing(record, received)
+            if differing:
+                raise WorkOrderError(_conflict(record, differing), FaultCode.CONFLICT)
         log.info("[WO %s] resubmitted unchanged", record.id)
         self.handler.resubmitted(record)
         record = self.journal.get(record.id)
@@ -324,10 +326,16 @@ def _canonical(order):
     return json.dumps(content, sort_keys=True, default=str)
 
 
-def _conflict(record, received):
+def _differing(record, received):
+    """The keys whose values differ between the order *record* received and *received*: the
+    same text apart, a key set to None is one left out, and 30 is 30.0, as every language's
+    XML-RPC client may send it."""
     before = json.loads(record.submitted)
     now = json.loads(_canonical(received))
-    differing = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    return sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+
+
+def _conflict(record, differing):
     return (f"'ID': received {shorten(record.id)}, already used on {record.created} for a different "
             f"work order (differing keys: {', '.join(repr(key) for key in differing)}); "
             "resubmit it unchanged, or use a new ID")
