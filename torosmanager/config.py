@@ -553,10 +553,12 @@ SCHEMA = {
                                               "HasRemnant", 0, 1),
         "Max Distance": Setting("float", 1000.0, "gravitational waves farther than this "
                                 "(mean distance), Mpc, are ignored", 0, None),
-        "Max Area": Setting("float", 10_000.0, "localisations whose 90 % area is larger, "
-                            "square degrees, are ignored", 0, 41_253),
-        "Credible Level": Setting("float", 0.9, "targets lie in this credible region (or "
-                                  "volume) of the localisation", 0.01, 0.999),
+        "Max Area": Setting("float", 10_000.0, "localisations whose area at Credible Level is "
+                            "larger, square degrees, are ignored", 0, 41_253),
+        "Credible Level": Setting("float", 0.9, "the credible region whose area is compared "
+                                  "with Max Area, and the volume galaxies are chosen in (camera "
+                                  "fields are centred in the map's 99 % region, whatever this "
+                                  "is)", 0.01, 0.999),
         "Field of View": Setting("float", 1.0, "side of the camera's square field, degrees",
                                  0.01, 90),
         "Max Targets": Setting("int", 20, "most targets observed per event and night (an "

@@ -51,7 +51,7 @@ PORT_RESERVATION_SECONDS = 2 * START_TIMEOUT
 #: The most ports a process holds at once (a file descriptor each); the oldest goes first.
 PORT_RESERVATIONS_HELD = 256
 
-_reservations = collections.deque()   # (monotonic deadline, socket), the oldest first
+_reservations: collections.deque[tuple[float, socket.socket]] = collections.deque()  # oldest first
 _reservations_lock = threading.Lock()
 
 

@@ -612,8 +612,9 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                 results.append({"faultCode": fault.faultCode, "faultString": fault.faultString})
             except Exception as error:  # noqa: BLE001 - answered as its Fault, and logged
                 log.exception("internal error in %s", shorten(call["methodName"]))
-                fault = self._internal_fault(call["methodName"], error)
-                results.append({"faultCode": fault.faultCode, "faultString": fault.faultString})
+                internal = self._internal_fault(call["methodName"], error)
+                results.append({"faultCode": internal.faultCode,
+                                "faultString": internal.faultString})
         return results
 
     def _internal_fault(self, method, error):

@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 import re
+import string
 
 from ..workorders import BINARY_ALERT_FORMATS
 from . import formats
@@ -30,6 +31,10 @@ UTF8_BOM = b"\xef\xbb\xbf"
 #: in the document's bytes and in its text.
 XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*(["'])([A-Za-z][\w.-]*)\1""")
 XML_ENCODING_TEXT = re.compile(r"""^(\s*<\?xml[^>]*?\sencoding\s*=\s*["'])([\w.-]+)(["'])""")
+#: What a base64 Payload may have between its characters and is dropped: ASCII whitespace
+#: (line breaks, as the base64 command and MIME write it), as a str.translate table; other
+#: whitespace (U+00A0, U+2028) is no base64.
+ASCII_WHITESPACE = dict.fromkeys(map(ord, string.whitespace))
 #: The size of a GCN Classic socket notice: 40 four-byte integers.
 GCN_SOCKET_PACKET_BYTES = 160
 #: A bare skymap is taken as this alert type: it locates an event, as an INITIAL alert does.
@@ -58,7 +63,7 @@ def alert_of(order, now):
     if format_name in BINARY_ALERT_FORMATS:
         try:
             # Line breaks are base64 too, as the base64 command and MIME write it.
-            payload = base64.b64decode("".join(payload.split()), validate=True)
+            payload = base64.b64decode(payload.translate(ASCII_WHITESPACE), validate=True)
         except (binascii.Error, ValueError):
             raise AlertFormatError(format_name, "the Payload of a binary format must be base64",
                                    payload) from None

@@ -23,6 +23,7 @@ Examples
 import gzip
 import hashlib
 import io
+import logging
 import math
 import os
 import zlib
@@ -38,6 +39,8 @@ from astropy_healpix import (healpix_to_lonlat, level_to_nside, lonlat_to_healpi
 from astropy_healpix.core import ring_to_nested
 
 from .intake import GZIP_MAGIC  # a gzipped map (bayestar.fits.gz)
+
+log = logging.getLogger(__name__)
 
 #: The distance layers of a map, in the order of the FITS columns.
 DISTANCE_COLUMNS = ("DISTMU", "DISTSIGMA", "DISTNORM")
@@ -57,8 +60,14 @@ MIN_RESOLUTION = 1e-6
 #: A flat map keeps its resolution in this credible region; beyond it, pixels are merged
 #: (:func:`coarsened`).
 KEEP_LEVEL = 0.9999
-#: Pixel areas by order (0 to 29, HEALPix's deepest), steradians.
-PIXEL_AREAS_SR = 4 * math.pi / (12 * 4.0 ** np.arange(30))
+#: HEALPix's deepest order (nside 2**29): its 12 × 4**29 nested indices fit a signed 64-bit
+#: integer, order 30's would not.
+MAX_ORDER = 29
+#: The NUNIQ ids of pixels, ``4 * 4**order + index``: from order 0's first to order
+#: :data:`MAX_ORDER`'s last (an id below 4 has no order; one from 2**62 on is of order 30).
+UNIQ_RANGE = (4, 4 * 4 ** (MAX_ORDER + 1) - 1)
+#: Pixel areas by order (0 to :data:`MAX_ORDER`), steradians.
+PIXEL_AREAS_SR = 4 * math.pi / (12 * 4.0 ** np.arange(MAX_ORDER + 1))
 #: HEALPix's mark of a pixel without a value (healpy.UNSEEN), and how near a value must be to
 #: it to be that mark (a float32 column holds it as -1.6374999963e30; healpy allows 1e-5).
 HEALPIX_UNSEEN, UNSEEN_TOLERANCE = -1.6375e30, 1e-5
@@ -66,6 +75,13 @@ HEALPIX_UNSEEN, UNSEEN_TOLERANCE = -1.6375e30, 1e-5
 FLOAT64_MANTISSA_BITS, FLOAT64_EXPONENT_BIAS = 52, 1023
 #: Square degrees in a steradian.
 DEG2_PER_SR = (180 / math.pi) ** 2
+#: The column of a flat map that holds the probability per pixel (LVK's flat maps name it
+#: PROB, Fermi GBM's PROBABILITY), the first found of these; a map with none is refused,
+#: not read from whatever column comes first (a DISTMU would be read as probabilities).
+FLAT_PROBABILITY_COLUMNS = ("PROB", "PROBABILITY")
+#: The header cards that the alerts daemon reads as a number: the mean distance, Mpc, which
+#: ``Alerts → Max Distance`` is compared with.
+DISTANCE_CARDS = ("DISTMEAN",)
 
 
 class Skymap:
@@ -153,6 +169,7 @@ class Skymap:
             raise ValueError(f"the FITS file is truncated: {size:,} bytes, where its table "
                              f"ends at byte {needed:,}")
         header = table.header.copy()
+        _check_distance_cards(header)
         names = [name.upper() for name in table.columns.names]
         if "UNIQ" in names:
             skymap = cls._multi_order(table.data, names, header)
@@ -168,7 +185,9 @@ class Skymap:
         if "PROBDENSITY" not in names:
             raise ValueError(f"multi-order map without a PROBDENSITY column (columns: {names})")
         uniq = np.asarray(data["UNIQ"]).astype(np.int64)   # native int64, whatever the file
+        _check_uniq(uniq)
         density = _column(data, "PROBDENSITY")
+        _zero_blank_pixels(density)
         _refuse_negative(density, "PROBDENSITY")
         return cls(uniq, density, _distance_columns(data, names), header)
 
@@ -176,15 +195,15 @@ class Skymap:
     def _flat_map(cls, data, names, header):
         if str(header.get("INDXSCHM", "IMPLICIT")).upper() == "EXPLICIT":
             raise ValueError("partial-sky flat maps (INDXSCHM = EXPLICIT) are not supported")
-        column = "PROB" if "PROB" in names else names[0]
+        column = next((name for name in FLAT_PROBABILITY_COLUMNS if name in names), None)
+        if column is None:
+            wanted = " or ".join(FLAT_PROBABILITY_COLUMNS)
+            raise ValueError(f"flat map without a probability column ({wanted}); its columns: "
+                             + ", ".join(names))
         prob = _column(data, column)
-        # Pixels without a value (NaN, or HEALPix's UNSEEN) hold no probability.
-        prob[np.isnan(prob)] = 0.0
-        negative = np.flatnonzero(prob < 0)
-        prob[negative[np.isclose(prob[negative], HEALPIX_UNSEEN, rtol=UNSEEN_TOLERANCE,
-                                 atol=0)]] = 0.0
+        _zero_blank_pixels(prob)
         _refuse_negative(prob, column)
-        nside = int(header.get("NSIDE", 0)) or _npix_to_nside(prob.size)
+        nside = _nside(header) or _npix_to_nside(prob.size)
         if prob.size != 12 * nside ** 2 or nside & (nside - 1):
             raise ValueError(f"flat map of {prob.size} pixels with NSIDE {nside}: NSIDE must be "
                              "a power of 2 and the map cover the whole sky")
@@ -571,6 +590,69 @@ def _column(data, name):
     """A column as a flat float64 array of its own (old flat maps store rows of 1024
     pixels)."""
     return np.array(data[name], dtype=np.float64).ravel()
+
+
+def _zero_blank_pixels(values):
+    """Pixels without a value (NaN, or HEALPix's UNSEEN) hold no probability: set to 0, in
+    place, in flat and multi-order maps alike."""
+    values[np.isnan(values)] = 0.0
+    negative = np.flatnonzero(values < 0)
+    values[negative[np.isclose(values[negative], HEALPIX_UNSEEN, rtol=UNSEEN_TOLERANCE,
+                               atol=0)]] = 0.0
+
+
+def _check_uniq(uniq):
+    """Refuse NUNIQ ids out of :data:`UNIQ_RANGE`, and pixels given twice or inside another:
+    their probability would count twice (a 90 % area larger than the sky)."""
+    low, high = UNIQ_RANGE
+    wrong = np.flatnonzero((uniq < low) | (uniq > high))
+    if wrong.size:
+        raise ValueError(f"UNIQ: {wrong.size} pixel id(s) out of range, the first "
+                         f"{uniq[wrong[0]]}; a NUNIQ id is 4 × 4**order + index, from {low} to "
+                         f"{high} (orders 0 to {MAX_ORDER})")
+    ordered = np.sort(uniq)
+    repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if repeated.size:
+        raise ValueError(f"UNIQ: {repeated.size} pixel id(s) given more than once, the first "
+                         f"{ordered[repeated[0]]}; each pixel is given once")
+    level, ipix = (np.asarray(part, dtype=np.int64) for part in uniq_to_level_ipix(ordered))
+    # Each pixel as the range of the finest pixels it holds: ranges of pixels that do not
+    # overlap, sorted by their start, each end before the next start.
+    shift = 2 * (int(level.max()) - level)
+    start, end = ipix << shift, (ipix + 1) << shift
+    by_start = np.argsort(start, kind="stable")
+    inside = np.flatnonzero(start[by_start][1:] < end[by_start][:-1])
+    if inside.size:
+        outer, inner = ordered[by_start[inside[0]]], ordered[by_start[inside[0] + 1]]
+        raise ValueError(f"UNIQ: {inside.size} pixel(s) inside another, the first {inner} inside "
+                         f"{outer}; the pixels of a multi-order map do not overlap")
+
+
+def _nside(header):
+    """The NSIDE card as a whole number, 0 when absent, or :class:`ValueError` naming it."""
+    value = header.get("NSIDE", 0)
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(value)
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"NSIDE header card is {value!r}, not a whole number (a power of 2)"
+                         ) from None
+
+
+def _check_distance_cards(header):
+    """Leave out of *header* a :data:`DISTANCE_CARDS` card that is not a number of Mpc (0 or
+    more), saying so: the distance is then unknown, as in a map without it; the map itself
+    is good."""
+    for card in DISTANCE_CARDS:
+        value = header.get(card)
+        if value is None:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or value < 0):
+            log.warning("skymap: %s header card is %r, not a distance (a number of Mpc, 0 or "
+                        "more): the source's distance is taken as unknown", card, value)
+            del header[card]
 
 
 def _refuse_negative(values, column):

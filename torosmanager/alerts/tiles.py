@@ -33,7 +33,10 @@ from .skymap import credible_region, order_for_resolution
 PIXELS_PER_FIELD_SIDE = 6
 #: Candidate centres across a field's side (their spacing is the field's side over this).
 CANDIDATES_PER_FIELD_SIDE = 2
-#: Candidate centres lie in this credible region of the map.
+#: Candidate centres lie in this credible region of the map, whatever ``Alerts → Credible
+#: Level``: fields are chosen for the probability they enclose, and one centred just outside a
+#: smaller region may enclose more of it than any centred inside (a 0.5 region would also leave
+#: few centres to choose from).
 CANDIDATE_LEVEL = 0.99
 #: At most this many candidate centres, the most probable (bounds the time taken).
 MAX_CANDIDATES = 3000

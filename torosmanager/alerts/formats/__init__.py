@@ -23,6 +23,9 @@ FORMATS = ("lvk_json", "voevent", "gcn_json", "gcn_socket")
 MAX_PAYLOAD = 64 * 1024 * 1024
 #: How long the received value may be in an error message.
 SHOWN = 80
+#: The largest serial of an alert: the events book keeps it in an SQLite INTEGER, a signed
+#: 64-bit number.
+MAX_SERIAL = 2 ** 63 - 1
 
 
 class AlertFormatError(ValueError):
@@ -103,6 +106,8 @@ def load_json(format_name, payload):
 
 _ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
                   r"\s*(Z|[+-]\d\d:?\d\d)?")
+#: The largest time-zone offset's hours and minutes (ISO 8601 and RFC 3339: -23:59 to +23:59).
+MAX_ZONE_HOURS, MAX_ZONE_MINUTES = 23, 59
 
 
 def parse_time(format_name, what, value):
@@ -121,7 +126,16 @@ def parse_time(format_name, what, value):
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
-        moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > MAX_ZONE_HOURS or minutes > MAX_ZONE_MINUTES:
+            raise AlertFormatError(format_name, f"{what} has a time-zone offset out of range "
+                                   f"(-23:59 to +23:59)", value)
+        try:
+            moment -= sign * timedelta(hours=hours, minutes=minutes)
+        except OverflowError:
+            # A valid local time whose UTC moment is before year 1 or after 9999.
+            raise AlertFormatError(format_name, f"{what} is out of range in UTC (years 1 to "
+                                   f"9999)", value) from None
     return moment
 
 

@@ -16,6 +16,13 @@ The alert is also checked against the LVK's schema, ``igwn-gwalert-schema``
 the reading is kept as ``properties["schema_problems"]`` (short lines, ``"path: what is
 wrong"``), for the alerts daemon to log once, when it reads the alert (:func:`schema_warning`);
 only what the reader needs refuses the alert.
+
+What the alerts daemon decides with is checked all the same, whatever the schema says:
+``event.far`` and the skymap URL (a string) refuse the alert, naming the field, when they are
+not what they should be. A probability of ``event.classification`` or ``event.properties``
+(a number, or numeric text, from 0 to 1) that is none is left out, as unknown (as a null one
+is), and said with the schema's problems: the policy then takes the alert as it takes one
+without it.
 """
 
 import base64
@@ -29,12 +36,14 @@ FORMAT = "lvk_json"
 TEST_SEARCHES = {"MDC"}
 #: Group names that mark a test event.
 TEST_GROUPS = {"TEST"}
+#: What a superevent ID is, as a refusal says it.
+SUPEREVENT_ID = "the GraceDB superevent ID, a non-empty string (e.g. 'S230518h')"
 
 
 def read(payload):
     """The Alert in an LVK JSON alert (bytes, str or parsed dict); see the module docstring."""
     data = load_json(FORMAT, payload)
-    event_id = _text(data, "superevent_id")
+    event_id = _text(data, "superevent_id", SUPEREVENT_ID)
     alert_type = _text(data, "alert_type").upper()
     if alert_type not in ALERT_TYPES:
         raise AlertFormatError(FORMAT, f"alert_type must be one of {', '.join(ALERT_TYPES)}",
@@ -49,11 +58,12 @@ def read(payload):
     elif not isinstance(event, dict):
         raise AlertFormatError(FORMAT, "'event' must be an object or null", event)
 
-    properties = {}
+    properties, left_out = {}, []
     if isinstance(event.get("properties"), dict):
-        properties.update(event["properties"])
+        properties.update(_probabilities(event["properties"], "event.properties", left_out))
     if isinstance(event.get("classification"), dict):
-        properties["classification"] = dict(event["classification"])
+        properties["classification"] = _probabilities(event["classification"],
+                                                      "event.classification", left_out)
     if event.get("far") is not None:
         properties["far"] = number(FORMAT, "event.far", event["far"], 0)
     if event.get("time"):
@@ -74,12 +84,12 @@ def read(payload):
             skymap = base64.b64decode(event["skymap"], validate=True)
         except (binascii.Error, TypeError, ValueError):
             raise AlertFormatError(FORMAT, "event.skymap is not base64", event["skymap"]) from None
-    skymap_url = urls.get("skymap") or None
+    skymap_url = _url(urls, "skymap")
     if alert_type != "RETRACTION" and skymap is None and skymap_url is None:
         raise AlertFormatError(FORMAT, f"{alert_type} alert without a skymap (event.skymap)",
                                sorted(event))
 
-    schema_problems = lvk_schema.problems(data)
+    schema_problems = lvk_schema.problems(data) + left_out
     if schema_problems:
         properties["schema_problems"] = schema_problems
 
@@ -103,11 +113,40 @@ def schema_warning(alert):
             + "; ".join(problems))
 
 
-def _text(data, key):
-    """The non-empty string *data[key]*, or AlertFormatError naming what is missing."""
-    if key not in data or data[key] is None:
+def _text(data, key, allowed="a non-empty string"):
+    """The non-empty string *data[key]*, or AlertFormatError naming what is missing or wrong
+    and what is *allowed*."""
+    if key not in data:
         raise AlertFormatError(FORMAT, f"missing {key!r}", sorted(data))
     value = data[key]
+    if value is None:
+        # The keys received would show the key itself: say what its value is instead.
+        raise AlertFormatError(FORMAT, f"{key!r} is null; it must be {allowed}", value)
     if not isinstance(value, str) or not value.strip():
-        raise AlertFormatError(FORMAT, f"{key!r} must be a non-empty string", value)
+        raise AlertFormatError(FORMAT, f"{key!r} must be {allowed}", value)
     return value.strip()
+
+
+def _probabilities(values, where, left_out):
+    """The dict *values* (``event.classification`` or ``event.properties``) with each value a
+    probability (a float from 0 to 1); one that is null, or none, is left out (unknown), the
+    latter said in *left_out*."""
+    probabilities = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            probabilities[name] = number(FORMAT, f"{where}.{name}", value, 0, 1)
+        except AlertFormatError as error:
+            left_out.append(f"{error.problem} (received {error.received}), left out")
+    return probabilities
+
+
+def _url(urls, key):
+    """``urls[key]``, a non-empty string, or None when absent, null or empty."""
+    value = urls.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise AlertFormatError(FORMAT, f"urls.{key} must be a URL (a string) or null", value)
+    return value

@@ -28,8 +28,8 @@ import xml.etree.ElementTree as ElementTree
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
 from torosmanager.alerts.formats import gcn_socket
-from torosmanager.alerts.formats import (AlertFormatError, check_size, number, parse_time,
-                                         position)
+from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, check_size, number,
+                                         parse_time, position)
 
 FORMAT = "voevent"
 #: The skymap URL Params of LVK VOEvents, the preferred first.
@@ -90,8 +90,9 @@ def read(payload):
         if ra == 360:
             ra = 0.0
 
-    if params.get("Packet_Type", "").isdigit():
-        properties["Packet_Type"] = int(params["Packet_Type"])
+    packet_type = _whole(params.get("Packet_Type", ""))
+    if packet_type is not None:
+        properties["Packet_Type"] = packet_type
     if "FAR" in params:
         properties["far"] = number(FORMAT, "Param FAR", params["FAR"], 0)
     for name, key in PROPERTY_NAMES.items():
@@ -120,15 +121,29 @@ def read(payload):
             radius, error_properties = gcn_socket.position_error(properties["Packet_Type"],
                                                                  radius)
             properties.update(error_properties)
-    serial = params.get("Pkt_Ser_Num", "0")
-    if not serial.isdigit():
-        raise AlertFormatError(FORMAT, "Param Pkt_Ser_Num is not a whole number", serial)
+    serial = _whole(params.get("Pkt_Ser_Num", "0"))
+    if serial is None:
+        raise AlertFormatError(FORMAT, f"Param Pkt_Ser_Num must be a whole number from 0 to "
+                               f"{MAX_SERIAL}", params["Pkt_Ser_Num"])
     test = (role in TEST_ROLES or params.get("Test_Submission", "").lower() == "true"
             or (notice is not None and notice.test))
     return Alert(event_id=_event_id(params, ivorn), kind="gw" if is_gw else _kind(root, ivorn),
-                 alert_type=alert_type, serial=int(serial), issued=issued,
+                 alert_type=alert_type, serial=serial, issued=issued,
                  source=_source(root, params, ivorn), test=test, ra=ra, dec=dec,
                  error_radius=radius, skymap_url=skymap_url, properties=properties)
+
+
+def _whole(text):
+    """*text* as a whole number from 0 to :data:`MAX_SERIAL`, or None when it is not one.
+
+    ASCII digits only: ``str.isdigit`` alone takes "²", which ``int`` refuses; and the length
+    is looked at first, since ``int`` refuses text of thousands of digits.
+    """
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(MAX_SERIAL)):
+        return None
+    value = int(digits)
+    return value if value <= MAX_SERIAL else None
 
 
 def _local(tag):
