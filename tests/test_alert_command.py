@@ -213,3 +213,13 @@ def test_a_voevent_in_latin_1_or_a_json_alert_after_a_byte_order_mark_is_read(tm
         result = dry_run(tmp_path, path)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["Event"]["ID"] == event_id
+
+
+def test_an_alert_issued_after_the_night_asked_for_is_not_acted_on(tmp_path):
+    data = json.loads(alert_file(*FIXTURES["lvk 2-D"][:2]).read_text())
+    data["time_created"] = "2030-01-01T00:00:00Z"
+    path = tmp_path / "ahead.json"
+    path.write_text(json.dumps(data))
+    result = dry_run(tmp_path, path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "more than Alerts → Max Issued Ahead (3600 s)" in result.stderr

@@ -261,6 +261,21 @@ def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_
     assert observed <= {(order["RA"], order["Dec"]) for order in dry["Orders"]}
 
 
+def test_an_alert_issued_ahead_of_the_clock_is_not_acted_on_and_blocks_nothing(observatory):
+    # Kept, it would pass over its event's real alerts as issued before it.
+    ahead = finished(observatory, send(observatory, lvk(time_created="2030-01-01T00:00:00Z"),
+                                       order_id="ahead")["ID"])
+    assert ahead["Status"] == "failed"
+    assert re.fullmatch(
+        r"S2498 INITIAL \(test\): issued at 2030-01-01 00:00:00 UTC, [\d,]+ s after this "
+        r"daemon's clock \(2026-11-10 18:0\d:\d\d UTC\), more than Alerts → Max Issued Ahead "
+        r"\(3600 s\): a sender's clock off, or a date made up; not acted on", ahead["Message"])
+    update = finished(observatory, send(observatory, lvk(alert_type="UPDATE",
+                                                         time_created=later(10)))["ID"])
+    assert update["Status"] == "done" and "accepted by the scheduler" in update["Message"]
+    assert event_orders(observatory, "S2498")
+
+
 def test_a_retraction_leaves_the_fields_observed_observed(make_site):
     """A retraction cancels what has not ended; the frames taken stay taken, and the event's
     report still counts them (it once marked every order cancelled: Observed 0 %)."""

@@ -590,6 +590,11 @@ SCHEMA = {
                                            "localising one alert before that alert is given "
                                            "up, so that one alert cannot keep the daemon "
                                            "restarting", 1, 100),
+        "Max Issued Ahead": Setting("float", 3600.0, "seconds an alert's issue time may be "
+                                    "ahead of this daemon's clock; an alert issued later is "
+                                    "not acted on (a sender's clock off, or a date made up: "
+                                    "it would pass over its event's real alerts as issued "
+                                    "before it)", 0, None),
         "Retraction Deadline": Setting("float", 2.0, "seconds within which a retraction "
                                        "must have cancelled its event's orders (logged as an "
                                        "error when missed)", 0.1, 3600),

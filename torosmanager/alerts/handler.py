@@ -54,6 +54,7 @@ from .formats import AlertFormatError
 from .formats.lvk_json import schema_warning
 from .galaxies import CatalogError, GalaxyCatalog
 from .intake import alert_of, alert_text
+from .policy import issued_too_late
 from .response import USER, assess, plan_orders
 from .sources import make_sources
 from .targets import Stopping, TargetError
@@ -235,10 +236,15 @@ class AlertsHandler(Handler):
         record = self.journal.get(order_id)
         if self.transition(order_id, RUNNING, READING, only_from={QUEUED}) is None:
             return  # cancelled meanwhile
+        now = self.clock.now()
         try:
-            alert = alert_of(record.work_order, self.clock.now())
+            alert = alert_of(record.work_order, now)
         except AlertFormatError as error:
             self.transition(order_id, FAILED, f"not a valid alert: {error}")
+            return
+        too_late = issued_too_late(alert, now, self.settings)
+        if too_late:  # not in the event's book, where it would stand for its event
+            self.transition(order_id, FAILED, f"{_name(alert)}: {too_late}")
             return
         misfit = schema_warning(alert)
         if misfit:

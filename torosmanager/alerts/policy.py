@@ -23,6 +23,20 @@ def kind_settings(alert, settings):
     return None if title is None else settings[title]
 
 
+def issued_too_late(alert, now, settings):
+    """Why *alert* cannot be taken as issued when it says, or ``None``: an issue time more
+    than ``Max Issued Ahead`` after *now* (the clock's). Such an alert, kept, would have its
+    event's real alerts passed over as issued before it; a retraction is checked too, as it
+    would be kept as the event's latest word."""
+    ahead = (alert.issued - now).total_seconds()
+    limit = settings["Max Issued Ahead"]
+    if ahead <= limit:
+        return None
+    return (f"issued at {alert.issued:%Y-%m-%d %H:%M:%S} UTC, {ahead:,.0f} s after this "
+            f"daemon's clock ({now:%Y-%m-%d %H:%M:%S} UTC), more than Alerts → Max Issued "
+            f"Ahead ({limit:g} s): a sender's clock off, or a date made up; not acted on")
+
+
 def reason_to_ignore(alert, settings, area=None, distance=None):
     """Why *alert* is not to be observed, or ``None`` to observe it.
 

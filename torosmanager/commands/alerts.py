@@ -24,6 +24,7 @@ from ..alerts.coverage import coverage_text
 from ..alerts.formats import AlertFormatError
 from ..alerts.formats.lvk_json import schema_warning
 from ..alerts.intake import alert_of, guess_format, payload_of
+from ..alerts.policy import issued_too_late
 from ..clock import Clock
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, positive_whole_number, table
 from ..workorders import format_utc, parse_utc
@@ -106,6 +107,10 @@ def _dry_run(config, arguments, order):
         misfit = schema_warning(alert)
         if misfit:
             print(f"toros: {arguments.file}: {misfit}", file=sys.stderr)
+        too_late = issued_too_late(alert, now, config["Alerts"])
+        if too_late:
+            print(f"toros: {arguments.file}: {too_late}", file=sys.stderr)
+            return EXIT_FAILED
         if alert.is_retraction:
             response = Response(alert, ignored="a retraction: it cancels the event's orders")
         else:
