@@ -2,7 +2,7 @@
 
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -35,6 +35,10 @@ def observatory(tmp_path_factory):
     open_dome(site)
     yield site
     site.stop()
+
+
+#: Simulated minutes ahead of the clock an order's Not Before is sent: 12 real seconds at 100×.
+NOT_BEFORE_AHEAD_MINUTES = 20
 
 
 def observation(order_id, **changes):
@@ -149,6 +153,49 @@ def test_progress_is_visible_and_cancel_aborts_and_parks(observatory):
     final = status(telescope, "long")
     assert final["Status"] == "cancelled" and final["Progress"]["Frames Done"] == 0
     assert final["Progress"]["Files"] == []
+
+
+def simulated_now(site):
+    """The site's simulated clock's time now, as its daemons read it."""
+    clock = site.config["Clock"]
+    return clock["Start"] + (datetime.now(timezone.utc) - clock["Anchor"]) * clock["Speed"]
+
+
+def test_a_window_ended_or_a_later_night_is_refused_and_a_not_before_tonight_waited_for(
+        observatory):
+    telescope = observatory.proxy("telescope")
+    now = simulated_now(observatory)
+    ended_at = (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    late = refusal(telescope.front_desk, observation("late", **{"Not After": ended_at}))
+    assert late.faultCode == FaultCode.INVALID
+    assert late.faultString.startswith(f"'Not After': received '{ended_at}.000Z'; allowed: an "
+                                       "instant still to come")
+    tomorrow = (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    early = refusal(telescope.front_desk, observation("tomorrow", **{"Not Before": tomorrow}))
+    assert "allowed: an instant before tonight's end" in early.faultString
+    # Sent a little ahead, as the scheduler sends an order a slew ahead of its start.
+    start = now + timedelta(minutes=NOT_BEFORE_AHEAD_MINUTES)
+    telescope.front_desk(observation("waits", **{
+        "Not Before": start.strftime("%Y-%m-%dT%H:%M:%S"), "Exposure Time": 1.0}))
+    done = ended(telescope, "waits", "done")
+    steps = [entry["Reason"] for entry in done["History"]]
+    assert f"waiting for its Not Before, {start:%Y-%m-%dT%H:%M:%S}.000Z" in steps
+    header = fits.getheader(done["Progress"]["Files"][0])
+    assert Time(header["DATE-OBS"], scale="utc") >= Time(start)
+
+
+def test_an_order_whose_window_ends_while_it_waits_its_turn_expires(observatory):
+    telescope = observatory.proxy("telescope")
+    telescope.front_desk(observation("before-it", **{"Exposure Time": 1200.0}))
+    deadline = simulated_now(observatory) + timedelta(minutes=5)
+    telescope.front_desk(observation("expires", **{
+        "Not After": deadline.strftime("%Y-%m-%dT%H:%M:%S")}))
+    expired = ended(telescope, "expires", "failed")
+    assert expired["Message"] == (f"expired: its window ended at "
+                                  f"{deadline:%Y-%m-%dT%H:%M:%S}.000Z")
+    assert expired["Progress"].get("Files", []) == []
+    # It was found expired at its turn, once the order before it had ended.
+    assert status(telescope, "before-it")["Status"] == "done"
 
 
 def test_a_closed_dome_interrupts_instead_of_exposing(make_site):

@@ -560,9 +560,12 @@ OBSERVATION = Schema(
         Field("Output", choice("Raw", "Analysis"), default="Raw",
               doc="'Analysis' hands the frames to the preprocessor when done, as a "
                   "Preprocessing order of the observation's priority"),
-        Field("Not Before", utc_datetime, doc="do not start before this instant, ISO 8601 UTC"),
+        Field("Not Before", utc_datetime,
+              doc="do not start before this instant, ISO 8601 UTC (the telescope daemon, sent "
+                  "the order itself, waits for it tonight, pointed; a later night is refused)"),
         Field("Not After", utc_datetime,
-              doc="finish by this instant, ISO 8601 UTC; after it the order expires"),
+              doc="finish by this instant, ISO 8601 UTC; after it the order expires (at the "
+                  "telescope daemon too, refused when sent, failed if still queued then)"),
         Field("Group ID", text, doc="the group the order belongs to (the alerts daemon: the "
                                     "event); a Cancel may name the group"),
         Field("Probability", probability,

@@ -33,6 +33,7 @@ from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..logs import Outage
 from ..night import airmass, local_night_date
 from ..order_queue import OrderQueue
+from ..workorders import parse_utc
 from . import meridian
 from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, write_frame
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 MIN_REAL_POLL_SECONDS = 0.005
 #: The Progress key of the calibration frames an order has taken: a count by ``IMAGETYP``.
 CALIBRATION_DONE = "Calibration Done"
+#: Poll intervals past an order's Not Before within which the wait for it must have seen it.
+NOT_BEFORE_SLACK = 4
 
 
 #: °C the CCD's temperature moves before a wait for it is journaled again.
@@ -187,6 +190,12 @@ class Executor:
         order_id = record.id
         progress = self._progress_so_far(record)
         files_before = len(progress["Files"])
+        deadline = order.get("Not After")
+        if deadline is not None and parse_utc(deadline) <= self.clock.now():
+            # Waited in the queue past its window (another order ran long).
+            self.handler.transition(order_id, FAILED, f"expired: its window ended at "
+                                    f"{deadline}", only_from={QUEUED})
+            return
         if self._step(order_id, progress, only_from={QUEUED}) is None:
             return  # cancelled a moment ago
         self.cool()  # again: a camera switched off and on has forgotten its setpoint
@@ -267,6 +276,7 @@ class Executor:
     def _take_lights(self, job, order, progress):
         """Take the light frames still missing, numbered on from those taken before."""
         total, first = progress["Frames Total"], progress["Frames Done"] + 1
+        self._wait_for_not_before(job, order, progress)
         flip_tried = False  # a mount that did not flip is not asked again (see .meridian)
         for number in range(first, total + 1):
             # Journaled first, with the frame just written: a daemon killed while it waits
@@ -282,6 +292,22 @@ class Executor:
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
+
+    def _wait_for_not_before(self, job, order, progress):
+        """Wait, pointed, for the order's ``Not Before``: the scheduler sends an order a slew
+        ahead of its planned start, and a client may send one early tonight."""
+        start = order.get("Not Before")
+        if start is None:
+            return
+        instant = parse_utc(start)
+        seconds = (instant - self.clock.now()).total_seconds()
+        if seconds <= 0:
+            return
+        progress["Step"] = f"waiting for its Not Before, {start}"
+        self._step(job.record.id, progress)
+        self._wait(job, lambda: self.clock.now() >= instant,
+                   seconds + NOT_BEFORE_SLACK * self.settings["Poll Interval"],
+                   "its Not Before")
 
     def _step(self, order_id, progress, only_from=frozenset({RUNNING})):
         return self.handler.transition(order_id, RUNNING, progress["Step"], only_from=only_from,

@@ -6,9 +6,12 @@ scheduler to try again. An interrupted or failed order sent again unchanged (the
 retry) is queued again, and continues where it stopped: it takes only the frames still missing.
 
 Refused at the front desk, with the reason: another ``Telescope Name``, a filter the wheel does
-not have, an exposure time or count beyond the configured limits, and a target that never rises
+not have, an exposure time or count beyond the configured limits, a target that never rises
 above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun below
-``Observing → Sun Altitude Limit``, when the dome may be open).
+``Observing → Sun Altitude Limit``, when the dome may be open), a ``Not After`` passed and a
+``Not Before`` after tonight. An order waits, pointed, for a ``Not Before`` later tonight (the
+scheduler sends one a slew ahead of its start), and one whose ``Not After`` passes while it
+waits in the queue ends failed, expired.
 """
 
 import html
@@ -20,7 +23,7 @@ from ..devices.factory import telescope_devices
 from ..handler import Handler
 from ..journal import ACCEPTED, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
-from ..workorders import WorkOrderError
+from ..workorders import WorkOrderError, format_utc, parse_utc, refuse
 from .executor import Executor
 from .hand_offs import PendingHandOffs
 from .limits import check as check_limits, limits_of
@@ -72,6 +75,7 @@ class TelescopeHandler(Handler):
         if night is None:
             raise WorkOrderError(f"no night (Sun below {sun_limit:g}°) at the site in the "
                                  "coming day and a half; nothing can be observed")
+        self._check_window(order, night)
         highest, when = self.night.max_altitude(night, order["RA"], order["Dec"])
         limit = self.settings["Minimum Altitude"]
         if highest < limit:
@@ -80,6 +84,21 @@ class TelescopeHandler(Handler):
                 f"that rises above {limit:g}° (Telescope → Minimum Altitude) tonight, "
                 f"{night.start:%Y-%m-%d %H:%M}–{night.end:%H:%M} UTC; this one reaches at most "
                 f"{highest:.1f}° (at {when:%H:%M} UTC)")
+
+    def _check_window(self, order, night):
+        """Refuse an order whose ``Not After`` has passed, or whose ``Not Before`` is after
+        tonight: the telescope runs what it is sent tonight (it waits for a Not Before later
+        tonight); the scheduler keeps orders for later nights."""
+        now = self.clock.now()
+        not_after = order.get("Not After")
+        if not_after is not None and parse_utc(not_after) <= now:
+            raise refuse("Not After", not_after, f"an instant still to come (it is "
+                         f"{format_utc(now)}): its window has ended")
+        not_before = order.get("Not Before")
+        if not_before is not None and parse_utc(not_before) >= night.end:
+            raise refuse("Not Before", not_before, f"an instant before tonight's end, "
+                         f"{format_utc(night.end)}: the telescope observes tonight; send "
+                         "orders for a later night to the scheduler")
 
     # --- work ---------------------------------------------------------------------------
 
