@@ -80,6 +80,8 @@ def test_orders_move_the_dome(make_site):
     dome.front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close", "Park": True})
     assert ended(dome, "close", "done")["Message"] == "shutter closed; parked"
     assert enclosure(site)["Shutter"] == "closed" and enclosure(site)["Parked"]
+    dome.front_desk({"ID": "nothing", "WOType": "Dome", "Park": False})
+    assert ended(dome, "nothing", "done")["Message"] == "nothing asked: 'Park' is false"
 
 
 def test_an_open_dome_keeps_the_slit_on_the_telescope(make_site):

@@ -141,7 +141,9 @@ class DomeHandler(Handler):
         except DeviceError as error:
             self.transition(order_id, FAILED, f"{error}", only_from={RUNNING})
             return
-        self.transition(order_id, DONE, "; ".join(done), only_from={RUNNING})
+        # ('Park': false, alone, asks for nothing.)
+        self.transition(order_id, DONE, "; ".join(done) or "nothing asked: 'Park' is false",
+                        only_from={RUNNING})
 
     def _shutter(self, action):
         timeout = self.clock.real_seconds(self.settings["Shutter Timeout"])
