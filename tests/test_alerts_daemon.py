@@ -797,6 +797,7 @@ def test_the_status_page_shows_each_event_with_its_report_and_map(observatory):
     # Styled and refreshed as the status page is, a way back to it, times for people.
     assert "<style>" in html and "http-equiv='refresh'" in html and "<a href='/'>" in html
     alert = report["Alerts"][0]
+    assert alert["Issued"].endswith("Z") and alert["Received"].endswith("Z")  # as every time
     issued, received = (datetime.fromisoformat(alert[key].replace("Z", "+00:00"))
                         for key in ("Issued", "Received"))
     assert (f"<td>{issued:%Y-%m-%d %H:%M:%S}</td><td>{received:%Y-%m-%d %H:%M:%S}</td>"

@@ -14,6 +14,7 @@ import json
 import logging
 import urllib.parse
 import xmlrpc.client
+from datetime import datetime
 
 import astropy.units as u
 import numpy as np
@@ -22,6 +23,7 @@ from astropy_healpix import lonlat_to_healpix
 from ..client import connect
 from ..journal import DONE as ORDER_DONE, DamagedRow
 from ..pages import page_head
+from ..workorders import format_utc
 from .coverage import coverage_text, to_the_minute, to_the_second
 from .events import STANDING, SUBMITTED
 from .formats import AlertFormatError
@@ -94,7 +96,7 @@ def event_report(handler, event_id):
             "State": _state(rows, standing, handler.clock.now()),
             "Coverage": coverage,
             "Alerts": [{"Alert Order": row.order_id, "Alert Type": row.alert_type,
-                        "Serial": row.serial, "Issued": row.issued, "Received": row.received,
+                        "Serial": row.serial, "Issued": format_utc(datetime.fromisoformat(row.issued)), "Received": row.received,
                         "Test": row.test,
                         "Summary": row.outcome.get("Summary") or _message(handler, row),
                         "Targets": row.outcome.get("Targets"),
