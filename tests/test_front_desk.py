@@ -304,8 +304,11 @@ def test_an_observation_waits_while_the_telescope_daemon_is_away(make_site):
     site.start("scheduler")  # no telescope daemon
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(observation("patient"))
-    wait_until(lambda: "did not answer" in site.log("scheduler"), "a failed dispatch")
-    assert status_of(scheduler, "patient")["Status"] == "queued"  # kept, tried again later
+    wait_until(lambda: "the telescope daemon does not answer" in site.log("scheduler"),
+               "a failed dispatch")
+    patient = status_of(scheduler, "patient")   # kept, tried again later, saying why
+    assert patient["Status"] == "queued"
+    assert patient["Message"].startswith("waiting: the telescope daemon does not answer")
 
 
 def test_every_line_about_an_order_carries_its_id(running):

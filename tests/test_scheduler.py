@@ -15,6 +15,8 @@ from torosmanager.workorders import FaultCode
 
 #: Research targets high in the sky on the simulated evening, far from that night's Moon.
 FIELDS = {"gal-a": (330.0, 35.0), "gal-b": (340.0, 50.0), "gal-c": (355.0, 60.0)}
+#: A field up in daylight only, in November (the Sun's RA and Dec): not observable tonight.
+DAYTIME = (224.0, -17.0)
 #: A target of opportunity's field, also clear of the Moon.
 ALERT = (20.0, 60.0)
 #: The Scheduler → Follow Interval of the quick follow-up test: an hour, 36 real seconds at 100×.
@@ -93,10 +95,20 @@ def test_a_night_from_orders_to_frames(make_site, planned_apart):
     assert ("starting the planning process" in site.log("scheduler")) == planned_apart
 
 
+def test_a_declination_that_never_rises_at_the_site_is_refused_saying_which_do(make_site):
+    # Queued, it would wait for ever: a sign typed wrong, or a southern target.
+    site = make_site(settings()).start("scheduler")
+    refused = refusal(site.proxy("scheduler").front_desk, observation("south", 0.0, -80.0))
+    assert refused.faultCode == FaultCode.INVALID
+    assert refused.faultString == (
+        "'Dec': received -80.0; allowed: from -34.0° to +86.0°, the declinations that rise "
+        "above airmass 2 (Observing → Max Airmass) at CTMO (latitude +26.00°)")
+
+
 def test_plan_and_reasons_are_shown(make_site):
     site = night(make_site, Scheduler={"Manage Dome": False})  # keep the dome shut: just plan
     scheduler = site.proxy("scheduler")
-    scheduler.front_desk(observation("south", 0.0, -85.0))
+    scheduler.front_desk(observation("south", *DAYTIME))
     later = (EVENING + timedelta(hours=3)).isoformat()  # planned, and waiting for its time
     scheduler.front_desk(observation("fine", *FIELDS["gal-a"], **{"Not Before": later,
                                                                "Object Name": "NGC 7331"}))
@@ -148,8 +160,8 @@ def test_the_plans_of_an_unchanged_queue_are_logged_once(make_site):
                               Logging={"Log Level": "DEBUG"}))
     site.start("scheduler")
     scheduler = site.proxy("scheduler")
-    # Never above airmass 2 from the site (latitude 26° N): planned 0 of 1, again and again.
-    scheduler.front_desk(observation("south", 0.0, -80.0))
+    # Not above airmass 2 in the site's dark hours: planned 0 of 1, again and again.
+    scheduler.front_desk(observation("south", *DAYTIME))
 
     def plan_lines():
         return [line for line in site.log("scheduler").splitlines()

@@ -62,8 +62,9 @@ def test_the_telescope_page_shows_its_latest_frame_and_header(observed):
 def test_the_scheduler_page_shows_its_plan_and_what_it_left_out(make_site):
     site = make_site(settings()).start("scheduler")
     scheduler = site.proxy("scheduler")
-    for order_id, dec in (("high", 13.2), ("never-up", -80.0)):
-        scheduler.front_desk({"ID": order_id, "WOType": "Observation", "RA": 23.1, "Dec": dec,
+    # "never-up": in November, up in daylight only.
+    for order_id, ra, dec in (("high", 23.1, 13.2), ("never-up", 224.0, -17.0)):
+        scheduler.front_desk({"ID": order_id, "WOType": "Observation", "RA": ra, "Dec": dec,
                               "Filter": "V", "Exposure Time": 30.0, "User": "page test"})
 
     def plan_shown():

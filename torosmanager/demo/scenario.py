@@ -3,8 +3,8 @@
 Tonight at CTMO, from shortly before astronomical dusk to dawn, on a simulated clock
 :data:`SPEED` times faster than real time: the night passes in a few minutes. The orders: the manual's Observation example, real
 galaxies of different priorities, an LVK alert arriving in the middle of the night (its targets
-interrupt), one target that never rises high enough (the Large Magellanic Cloud), and
-one malformed order. The galaxies are chosen among bright ones for being high tonight and far
+interrupt), one target that never rises high enough (the Large Magellanic Cloud: refused at
+once, naming the declinations that do), and one malformed order. The galaxies are chosen among bright ones for being high tonight and far
 from tonight's Moon; the manual's target is asked for as written, Moon or not. The weather turns bad for a while in the middle of the night.
 """
 

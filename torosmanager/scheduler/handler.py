@@ -16,6 +16,7 @@ from ..config import address_key
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
+from ..workorders import refuse
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
 from .plan_command import html as plan_html
@@ -28,6 +29,11 @@ DISPATCH_THREADS = 4
 HEALTH_PLAN_ENTRIES = 10
 #: The plan's entries (and orders left out) shown on the status page.
 PAGE_PLAN_ENTRIES = 25
+#: The zenith's altitude, degrees: a declination δ culminates at ZENITH_ALTITUDE − |δ − latitude|.
+ZENITH_ALTITUDE = 90.0
+#: Degrees of declination beyond the limit still accepted (and left to the planner): the
+#: equinox of the date moves a J2000 declination by up to 0.3° in 50 years.
+NEVER_RISES_MARGIN = 1.0
 
 
 class SchedulerHandler(Handler):
@@ -48,10 +54,26 @@ class SchedulerHandler(Handler):
         self.dispatcher = Dispatcher(self)
 
     def check(self, order):
+        if order["WOType"] != "Observation":
+            return
         # Refused here, at once, what the telescope would refuse at dispatch, in its words.
         limits = self.dispatcher.telescope_limits
-        if order["WOType"] == "Observation" and limits is not None:
+        if limits is not None:
             telescope_limits.check(order, limits)
+        self._check_rises(order)
+
+    def _check_rises(self, order):
+        """Refuse a declination that never rises above the airmass limit at the site, on any
+        night: queued, it would wait for ever (a sign typed wrong, a southern target)."""
+        latitude = self.config["Site"]["Latitude"]
+        reach = ZENITH_ALTITUDE - self.dispatcher.planner.constraints.min_altitude
+        if abs(order["Dec"] - latitude) <= reach + NEVER_RISES_MARGIN:
+            return
+        low, high = max(latitude - reach, -90.0), min(latitude + reach, 90.0)
+        raise refuse("Dec", order["Dec"], f"from {low:+.1f}° to {high:+.1f}°, the "
+                     f"declinations that rise above airmass "
+                     f"{self.config['Observing']['Max Airmass']:g} (Observing → Max Airmass) "
+                     f"at {self.config['Site']['Name']} (latitude {latitude:+.2f}°)")
 
     def assign_priority(self, order):
         return priority.assign(order, self.config["Priorities"])
