@@ -169,8 +169,9 @@ def test_an_lvk_initial_alert_keeps_its_external_coincidence():
     assert alert.skymap.startswith(b"SIMPLE")
 
 
-def lvk_alert(**changes):
-    """A minimal real-event LVK alert, as in the igwn-gwalert schema."""
+def lvk_alert(event_changes=(), **changes):
+    """A minimal real-event LVK alert, as in the igwn-gwalert schema, with *changes* and
+    *event_changes* (to its ``event``)."""
     alert = {"superevent_id": "S230518h", "time_created": "2023-05-18T12:59:08Z",
              "alert_type": "PRELIMINARY", "urls": {"gracedb": "https://example.org/S230518h"},
              "event": {"time": "2023-05-18T12:59:08.167Z", "far": 1.1e-10,
@@ -178,6 +179,7 @@ def lvk_alert(**changes):
                        "pipeline": "gstlal", "search": "AllSky",
                        "skymap": base64.b64encode(b"SIMPLE  =  T").decode()},
              "external_coinc": None}
+    alert["event"].update(dict(event_changes))
     alert.update(changes)
     return json.dumps(alert)
 

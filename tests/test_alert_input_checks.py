@@ -18,6 +18,7 @@ import pytest
 from astropy.io import fits
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
+from test_alert_formats import lvk_alert
 from torosmanager import config
 from torosmanager.alerts.formats import AlertFormatError, gcn_socket, read
 from torosmanager.alerts.formats.lvk_json import schema_warning
@@ -44,21 +45,6 @@ def refusal(format_name, payload):
 
 
 # --- LVK JSON ------------------------------------------------------------------------------------
-
-def lvk_alert(event_changes=(), **changes):
-    """A minimal real-event LVK alert, as the schema has it, with *changes* and
-    *event_changes* (to its ``event``)."""
-    alert = {"superevent_id": "S230518h", "time_created": "2023-05-18T12:59:08Z",
-             "alert_type": "PRELIMINARY", "urls": {"gracedb": "https://example.org/S230518h"},
-             "event": {"time": "2023-05-18T12:59:08.167Z", "far": 1.1e-10,
-                       "significant": True, "instruments": ["H1", "L1"], "group": "CBC",
-                       "pipeline": "gstlal", "search": "AllSky",
-                       "skymap": base64.b64encode(b"SIMPLE  =  T").decode()},
-             "external_coinc": None}
-    alert["event"].update(dict(event_changes))
-    alert.update(changes)
-    return json.dumps(alert)
-
 
 @pytest.mark.parametrize("section, name, value", [
     ("classification", "BNS", "abc"),

@@ -218,19 +218,26 @@ def test_an_update_replaces_the_orders_not_started(observatory):
         assert sorted(answer["Work Order"]["Supersedes"]) == sorted(first)
 
 
-def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_site):
-    """An update comes in the middle of the night with the same map (as an Initial alert
-    often confirms a Preliminary's): the fields the telescope has observed, or is observing,
-    are not observed again; tonight's new pick goes on to the next most probable."""
+def a_field_of_s2498_observed(make_site):
+    """Every daemon late in the night, S2498's INITIAL acted on (at most 3 fields), and one
+    of its fields observed: the site, and the IDs of the event's orders."""
     site = make_site(observatory_settings(start=LATE_NIGHT, Alerts={
         "Accept Test Alerts": True, "Max Targets": 3}))
     site.start("preprocessor", "dome", "telescope", "scheduler", "alerts")
     scheduler = site.proxy("scheduler")
     assert finished(site, send(site, lvk(), order_id="initial")["ID"])["Status"] == "done"
     first = sorted(event_orders(site, "S2498"))
-    assert len(first) == 3
     wait_until(lambda: any(status(scheduler, order_id)["Status"] == "done"
                            for order_id in first), "a field observed")
+    return site, first
+
+
+def test_an_update_in_the_night_leaves_out_the_fields_observed_and_goes_on(make_site):
+    """An update comes in the middle of the night with the same map (as an Initial alert
+    often confirms a Preliminary's): the fields the telescope has observed, or is observing,
+    are not observed again; tonight's new pick goes on to the next most probable."""
+    site, first = a_field_of_s2498_observed(make_site)
+    assert len(first) == 3
     update = finished(site, send(site, lvk(alert_type="UPDATE", time_created=later(10)),
                                  order_id="update")["ID"])
     assert update["Status"] == "done", update["Message"]
@@ -279,14 +286,7 @@ def test_an_alert_issued_ahead_of_the_clock_is_not_acted_on_and_blocks_nothing(o
 def test_a_retraction_leaves_the_fields_observed_observed(make_site):
     """A retraction cancels what has not ended; the frames taken stay taken, and the event's
     report still counts them (it once marked every order cancelled: Observed 0 %)."""
-    site = make_site(observatory_settings(start=LATE_NIGHT, Alerts={
-        "Accept Test Alerts": True, "Max Targets": 3}))
-    site.start("preprocessor", "dome", "telescope", "scheduler", "alerts")
-    scheduler = site.proxy("scheduler")
-    assert finished(site, send(site, lvk(), order_id="initial")["ID"])["Status"] == "done"
-    first = sorted(event_orders(site, "S2498"))
-    wait_until(lambda: any(status(scheduler, order_id)["Status"] == "done"
-                           for order_id in first), "a field observed")
+    site, first = a_field_of_s2498_observed(make_site)
     retraction = json.dumps({"superevent_id": "S2498", "alert_type": "RETRACTION",
                              "time_created": later(10), "event": None, "urls": {}})
     finished(site, send(site, retraction)["ID"])
