@@ -137,6 +137,22 @@ def test_an_lvk_alert_becomes_target_of_opportunity_orders_at_the_scheduler(obse
             in done["Message"]), (done["Message"], coverage)
 
 
+def test_toros_alert_hands_a_file_over_and_says_how_to_follow_it(observatory, tmp_path):
+    path = tmp_path / "S2498-1-initial.json"
+    path.write_text(lvk())
+    command = [TOROS, "--config", observatory.config_path, "alert", str(path)]
+    handed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert handed.returncode == 0, handed.stderr
+    order_id = handed.stdout.splitlines()[2].split()[0]
+    assert handed.stdout.splitlines()[-1] == (f"Follow it: toros status {order_id} --to alerts; "
+                                              "its event: toros alerts")
+    assert finished(observatory, order_id)["Status"] == "done"
+    # The night to plan goes with --dry-run only: the daemon plans by its clock.
+    wrong = subprocess.run(command + ["--night-after", "2026-11-10T20:00:00"],
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "--night-after goes with --dry-run" in wrong.stderr
+
+
 def test_a_row_of_its_book_that_cannot_be_read_is_left_out_not_the_events_report(observatory):
     send(observatory, lvk(), order_id="read")
     assert finished(observatory, "read")["Status"] == "done"

@@ -302,6 +302,12 @@ def test_toros_iers_says_the_age():
     assert "IERS-A table" in shown.stdout and "pointing ±" in shown.stdout
 
 
+def test_toros_iers_dry_run_without_update_is_a_wrong_command_line():
+    shown = subprocess.run([TOROS, "iers", "--dry-run"], capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 2 and shown.stderr == "toros: --dry-run goes with --update\n"
+
+
 def test_an_update_without_a_network_leaves_the_table_and_says_why(tmp_path):
     if not _can_cut_network():
         pytest.skip("needs root and unshare(1) to cut the network")

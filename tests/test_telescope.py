@@ -174,7 +174,7 @@ def test_a_window_ended_or_a_later_night_is_refused_and_a_not_before_tonight_wai
     early = refusal(telescope.front_desk, observation("tomorrow", **{"Not Before": tomorrow}))
     assert "allowed: an instant before tonight's end" in early.faultString
     # Sent a little ahead, as the scheduler sends an order a slew ahead of its start.
-    start = now + timedelta(minutes=NOT_BEFORE_AHEAD_MINUTES)
+    start = (now + timedelta(minutes=NOT_BEFORE_AHEAD_MINUTES)).replace(microsecond=0)
     telescope.front_desk(observation("waits", **{
         "Not Before": start.strftime("%Y-%m-%dT%H:%M:%S"), "Exposure Time": 1.0}))
     done = ended(telescope, "waits", "done")

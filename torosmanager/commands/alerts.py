@@ -26,7 +26,8 @@ from ..alerts.formats.lvk_json import schema_warning
 from ..alerts.intake import alert_of, guess_format, payload_of
 from ..alerts.policy import issued_too_late
 from ..clock import Clock
-from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, positive_whole_number, table
+from ..console import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, RECEIPT_COLUMNS, positive_whole_number,
+                       table)
 from ..workorders import format_utc, parse_utc
 from .front_desk import ask
 
@@ -88,11 +89,16 @@ def run_alert(config, arguments):
     if arguments.night_after:
         print("toros: --night-after goes with --dry-run (the daemon plans by its clock)",
               file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE
     receipt = ask(config, "alerts", order)
     if receipt is None:
         return EXIT_FAILED
-    print(json.dumps(receipt, indent=1) if arguments.json else table([receipt], RECEIPT_COLUMNS))
+    if arguments.json:
+        print(json.dumps(receipt, indent=1))
+        return EXIT_OK
+    print(table([receipt], RECEIPT_COLUMNS))
+    # Read and acted on in the background: the receipt only says it is kept.
+    print(f"Follow it: toros status {receipt['ID']} --to alerts; its event: toros alerts")
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from ..clock import Clock
-from ..console import EXIT_FAILED, EXIT_OK
+from ..console import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..earth_rotation import IERS_DATA_PACKAGE, EarthRotationTable
 
 #: Lines of pip's output quoted when it fails.
@@ -41,6 +41,9 @@ def run(config, arguments):
     int
         0 when the status was shown (and the update, if asked, succeeded); 1 otherwise.
     """
+    if arguments.dry_run and not arguments.update:
+        print("toros: --dry-run goes with --update", file=sys.stderr)
+        return EXIT_USAGE
     if arguments.update:
         if not _update(arguments.dry_run):
             return EXIT_FAILED
