@@ -58,7 +58,8 @@ def test_unquoted_sexagesimal_coordinates_and_ids_in_yaml_mean_what_they_say(run
     result = toros(running, "submit", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     order = running.proxy("scheduler").front_desk({"WOType": "Status", "ID": "007"})["Work Order"]
-    assert (order["RA"], order["Dec"], order["Not Before"]) == (75.0, 1.0, "2026-11-21T23:00:00.000Z")
+    assert (order["RA"], order["Dec"], order["Not Before"]) == (
+        75.0, 1.0, "2026-11-21T23:00:00.000Z")
 
 
 def test_submit_json_from_stdin_to_a_chosen_daemon(running):

@@ -340,7 +340,8 @@ class GalaxyCatalog:
         ra, dec = float(self._ra[index]), float(self._dec[index])
         # An order's Object Name is one line of text: a catalogue's tab or missing name
         # would have the scheduler refuse the order.
-        name = " ".join(CONTROL_CHARACTERS.sub(" ", name).split()) or f"galaxy at RA {ra:.4f}° Dec {dec:+.4f}°"
+        name = (" ".join(CONTROL_CHARACTERS.sub(" ", name).split())
+                or f"galaxy at RA {ra:.4f}° Dec {dec:+.4f}°")
         return Galaxy(name, ra, dec, float(self._distance[index]), score)
 
 

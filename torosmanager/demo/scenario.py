@@ -1,11 +1,13 @@
 """The demo's night: the site's settings and the orders an observatory would receive.
 
 Tonight at CTMO, from shortly before astronomical dusk to dawn, on a simulated clock
-:data:`SPEED` times faster than real time: the night passes in a few minutes. The orders: the manual's Observation example, real
-galaxies of different priorities, an LVK alert arriving in the middle of the night (its targets
-interrupt), one target that never rises high enough (the Large Magellanic Cloud: refused at
-once, naming the declinations that do), and one malformed order. The galaxies are chosen among bright ones for being high tonight and far
-from tonight's Moon; the manual's target is asked for as written, Moon or not. The weather turns bad for a while in the middle of the night.
+:data:`SPEED` times faster than real time: the night passes in a few minutes. The orders: the
+manual's Observation example, real galaxies of different priorities, an LVK alert arriving in
+the middle of the night (its targets interrupt), one target that never rises high enough (the
+Large Magellanic Cloud: refused at once, naming the declinations that do), and one malformed
+order. The galaxies are chosen among bright ones for being high tonight and far from tonight's
+Moon; the manual's target is asked for as written, Moon or not. The weather turns bad for a
+while in the middle of the night.
 """
 
 from dataclasses import dataclass
@@ -61,7 +63,7 @@ PRIORITIES = (6.5, 6.0, 5.5, 5.0, 4.5, 4.0, 3.5)
 HIGH_ENOUGH = 40.0
 #: ... and stays this far from the Moon (degrees).
 MOON_CLEARANCE = 40.0
-#: Never above airmass 2 from Brownsville.
+#: Never above airmass 2 from Brownsville: the scheduler refuses it.
 NEVER = ("LMC", 80.8942, -69.7561)
 
 

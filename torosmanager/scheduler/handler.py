@@ -29,7 +29,8 @@ DISPATCH_THREADS = 4
 HEALTH_PLAN_ENTRIES = 10
 #: The plan's entries (and orders left out) shown on the status page.
 PAGE_PLAN_ENTRIES = 25
-#: The zenith's altitude, degrees: a declination δ culminates at ZENITH_ALTITUDE − |δ − latitude|.
+#: The zenith's altitude, degrees: a declination δ culminates at
+#: ZENITH_ALTITUDE − |δ − latitude|.
 ZENITH_ALTITUDE = 90.0
 #: Degrees of declination beyond the limit still accepted (and left to the planner): the
 #: equinox of the date moves a J2000 declination by up to 0.3° in 50 years.
