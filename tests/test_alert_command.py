@@ -223,3 +223,10 @@ def test_an_alert_issued_after_the_night_asked_for_is_not_acted_on(tmp_path):
     result = dry_run(tmp_path, path)
     assert result.returncode == 1 and result.stdout == ""
     assert "more than Alerts → Max Issued Ahead (3600 s)" in result.stderr
+
+
+def test_an_empty_event_id_is_said_to_be_empty(tmp_path):
+    result = dry_run(tmp_path, alert_file("MS220722v_bayestar.multiorder.fits"), "--event-id", "")
+    assert result.returncode == 1
+    assert "a bare skymap needs its event's ID ('Event ID', or --event-id); received ''" in \
+        result.stderr

@@ -105,6 +105,17 @@ def test_a_declination_that_never_rises_at_the_site_is_refused_saying_which_do(m
         "above airmass 2 (Observing → Max Airmass) at CTMO (latitude +26.00°)")
 
 
+def test_exposures_longer_than_a_day_are_refused(make_site):
+    # Never split across nights: queued, they would wait for ever.
+    site = make_site(settings()).start("scheduler")
+    refused = refusal(site.proxy("scheduler").front_desk, observation(
+        "endless", *FIELDS["gal-a"], **{"Exposure Time": 3600.0, "Number of Exposures": 500}))
+    assert refused.faultCode == FaultCode.INVALID
+    assert refused.faultString.startswith(
+        "'Number of Exposures': received 500; allowed: exposures that fit in a night: these "
+        "take 21 days with their readouts")
+
+
 def test_plan_and_reasons_are_shown(make_site):
     site = night(make_site, Scheduler={"Manage Dome": False})  # keep the dome shut: just plan
     scheduler = site.proxy("scheduler")

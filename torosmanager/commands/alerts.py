@@ -82,7 +82,7 @@ def run_alert(config, arguments):
         return EXIT_FAILED
     order = {"WOType": "Alert", "Format": format_name, "Payload": payload_of(data, format_name),
              "Origin": f"file:{arguments.file}", "User": "toros alert"}
-    if arguments.event_id:
+    if arguments.event_id is not None:  # an empty one is refused, naming it
         order["Event ID"] = arguments.event_id
     if arguments.dry_run:
         return _dry_run(config, arguments, order)

@@ -13,12 +13,14 @@ import xmlrpc.client
 
 from ..client import connect, unavailable
 from ..config import address_key
+from ..ephemeris import SECONDS_PER_DAY
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
 from ..workorders import refuse
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
+from .planner import duration_of, span_text
 from .plan_command import html as plan_html
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,17 @@ class SchedulerHandler(Handler):
         if limits is not None:
             telescope_limits.check(order, limits)
         self._check_rises(order)
+        self._check_fits_a_night(order)
+
+    def _check_fits_a_night(self, order):
+        """Refuse an order longer than a day (no night is longer): exposures are never split
+        across nights, so it could never be observed."""
+        seconds = duration_of(order, self.config["Observing"])
+        if seconds > SECONDS_PER_DAY:
+            raise refuse("Number of Exposures", order.get("Number of Exposures", 1),
+                         f"exposures that fit in a night: these take {span_text(seconds)} with "
+                         "their readouts (and calibration frames, if asked), more than a day; "
+                         "send them as several orders")
 
     def _check_rises(self, order):
         """Refuse a declination that never rises above the airmass limit at the site, on any

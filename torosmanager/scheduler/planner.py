@@ -453,12 +453,12 @@ class Planner:
                     "whenever it is high enough")
         longest = longest_run * GRID_SECONDS
         if longest < target.duration + GRID_SECONDS:
-            return (f"needs {_span(target.duration)} without a break but is observable "
-                    f"for at most {_span(longest)} at a stretch tonight")
+            return (f"needs {span_text(target.duration)} without a break but is observable "
+                    f"for at most {span_text(longest)} at a stretch tonight")
         return ""
 
 
-def _span(seconds):
+def span_text(seconds):
     """A duration for people: minutes, hours or days, never a number of many digits."""
     minutes = seconds / 60
     if minutes < SPAN_MINUTES_UP_TO:
@@ -480,7 +480,7 @@ def _refusal(timeline, budget, max_entries):
 
 def _over_budget(budget):
     """The reason an order is left out of a plan whose *budget* (seconds) it would exceed."""
-    return f"over the budget of {_span(budget)} of telescope time"
+    return f"over the budget of {span_text(budget)} of telescope time"
 
 
 class _Grid:
