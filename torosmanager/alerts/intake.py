@@ -28,9 +28,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: A UTF-8 byte-order mark, which some editors put first in a file.
 UTF8_BOM = b"\xef\xbb\xbf"
 #: The encoding an XML declaration names (``<?xml version="1.0" encoding="ISO-8859-1"?>``),
-#: in the document's bytes and in its text.
+#: in ASCII bytes at the start of the document.
 XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*(["'])([A-Za-z][\w.-]*)\1""")
-XML_ENCODING_TEXT = re.compile(r"""^(\s*<\?xml[^>]*?\sencoding\s*=\s*["'])([\w.-]+)(["'])""")
 #: What a base64 Payload may have between its characters and is dropped: ASCII whitespace
 #: (line breaks, as the base64 command and MIME write it), as a str.translate table; other
 #: whitespace (U+00A0, U+2028) is no base64.
@@ -132,7 +131,9 @@ def alert_text(data):
         except (LookupError, UnicodeDecodeError):
             pass
         else:
-            return XML_ENCODING_TEXT.sub(r"\1UTF-8\3", text, count=1)
+            # The declaration is ASCII, one character a byte: its name is where the bytes say.
+            start, end = declared.span(2)
+            return text[:start] + "UTF-8" + text[end:]
     log.warning("an alert of %d bytes is no UTF-8 text: each byte that is none is read as "
                 "U+FFFD", len(data))
     return data.decode("utf-8", errors="replace")

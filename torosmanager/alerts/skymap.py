@@ -79,9 +79,8 @@ DEG2_PER_SR = (180 / math.pi) ** 2
 #: PROB, Fermi GBM's PROBABILITY), the first found of these; a map with none is refused,
 #: not read from whatever column comes first (a DISTMU would be read as probabilities).
 FLAT_PROBABILITY_COLUMNS = ("PROB", "PROBABILITY")
-#: The header cards that the alerts daemon reads as a number: the mean distance, Mpc, which
-#: ``Alerts → Max Distance`` is compared with.
-DISTANCE_CARDS = ("DISTMEAN",)
+#: The header card of the mean distance, Mpc, which ``Alerts → Max Distance`` is compared with.
+DISTANCE_CARD = "DISTMEAN"
 
 
 class Skymap:
@@ -169,7 +168,7 @@ class Skymap:
             raise ValueError(f"the FITS file is truncated: {size:,} bytes, where its table "
                              f"ends at byte {needed:,}")
         header = table.header.copy()
-        _check_distance_cards(header)
+        _check_distance_card(header)
         names = [name.upper() for name in table.columns.names]
         if "UNIQ" in names:
             skymap = cls._multi_order(table.data, names, header)
@@ -640,19 +639,17 @@ def _nside(header):
                          ) from None
 
 
-def _check_distance_cards(header):
-    """Leave out of *header* a :data:`DISTANCE_CARDS` card that is not a number of Mpc (0 or
+def _check_distance_card(header):
+    """Leave the :data:`DISTANCE_CARD` out of *header* when it is not a number of Mpc (0 or
     more), saying so: the distance is then unknown, as in a map without it; the map itself
     is good."""
-    for card in DISTANCE_CARDS:
-        value = header.get(card)
-        if value is None:
-            continue
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value) or value < 0):
-            log.warning("skymap: %s header card is %r, not a distance (a number of Mpc, 0 or "
-                        "more): the source's distance is taken as unknown", card, value)
-            del header[card]
+    value = header.get(DISTANCE_CARD)
+    if value is None or (not isinstance(value, bool) and isinstance(value, int | float)
+                         and math.isfinite(value) and value >= 0):
+        return
+    log.warning("skymap: %s header card is %r, not a distance (a number of Mpc, 0 or more): "
+                "the source's distance is taken as unknown", DISTANCE_CARD, value)
+    del header[DISTANCE_CARD]
 
 
 def _refuse_negative(values, column):

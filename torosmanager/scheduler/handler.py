@@ -34,6 +34,8 @@ PAGE_PLAN_ENTRIES = 25
 #: The zenith's altitude, degrees: a declination δ culminates at
 #: ZENITH_ALTITUDE − |δ − latitude|.
 ZENITH_ALTITUDE = 90.0
+#: The celestial poles' declination, degrees (north; the south's is its negative).
+POLE_DECLINATION = 90.0
 #: Degrees of declination beyond the limit still accepted (and left to the planner): the
 #: equinox of the date moves a J2000 declination by up to 0.3° in 50 years.
 NEVER_RISES_MARGIN = 1.0
@@ -55,6 +57,11 @@ class SchedulerHandler(Handler):
         self.settings = config["Scheduler"]
         self.workers = Workers("dispatch", DISPATCH_THREADS)
         self.dispatcher = Dispatcher(self)
+        # The declinations that rise above the airmass limit at the site, once.
+        latitude = config["Site"]["Latitude"]
+        reach = ZENITH_ALTITUDE - self.dispatcher.planner.constraints.min_altitude
+        self._rising = (max(latitude - reach, -POLE_DECLINATION),
+                        min(latitude + reach, POLE_DECLINATION))
 
     def check(self, order):
         if order["WOType"] != "Observation":
@@ -79,15 +86,14 @@ class SchedulerHandler(Handler):
     def _check_rises(self, order):
         """Refuse a declination that never rises above the airmass limit at the site, on any
         night: queued, it would wait for ever (a sign typed wrong, a southern target)."""
-        latitude = self.config["Site"]["Latitude"]
-        reach = ZENITH_ALTITUDE - self.dispatcher.planner.constraints.min_altitude
-        if abs(order["Dec"] - latitude) <= reach + NEVER_RISES_MARGIN:
+        low, high = self._rising
+        if low - NEVER_RISES_MARGIN <= order["Dec"] <= high + NEVER_RISES_MARGIN:
             return
-        low, high = max(latitude - reach, -90.0), min(latitude + reach, 90.0)
+        site = self.config["Site"]
         raise refuse("Dec", order["Dec"], f"from {low:+.1f}° to {high:+.1f}°, the "
                      f"declinations that rise above airmass "
                      f"{self.config['Observing']['Max Airmass']:g} (Observing → Max Airmass) "
-                     f"at {self.config['Site']['Name']} (latitude {latitude:+.2f}°)")
+                     f"at {site['Name']} (latitude {site['Latitude']:+.2f}°)")
 
     def assign_priority(self, order):
         return priority.assign(order, self.config["Priorities"])

@@ -154,6 +154,15 @@ def number(format_name, what, value, low=None, high=None):
     return result
 
 
+def optional_url(format_name, what, value):
+    """*value*, a URL as a non-empty string, or ``None`` when it is null or empty."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise AlertFormatError(format_name, f"{what} must be a URL (a string) or null", value)
+    return value
+
+
 def position(format_name, ra, dec, radius):
     """(ra, dec, error_radius) checked, in degrees; *radius* may be None."""
     ra = number(format_name, "ra", ra, 0, 360)

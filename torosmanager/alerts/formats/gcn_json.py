@@ -24,7 +24,7 @@ import binascii
 
 from torosmanager.alerts.event import Alert
 from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, load_json, number,
-                                         parse_time, position)
+                                         optional_url, parse_time, position)
 
 FORMAT = "gcn_json"
 #: Missions (lower case, as in ``$schema`` paths) by the kind of event they report.
@@ -96,7 +96,7 @@ def read(payload):
         except (binascii.Error, TypeError, ValueError):
             raise AlertFormatError(FORMAT, "healpix_file is not base64",
                                    data["healpix_file"]) from None
-    skymap_url = _url(data)
+    skymap_url = optional_url(FORMAT, "healpix_url", data.get("healpix_url"))
     if alert_type != "RETRACTION" and ra is None and skymap is None and skymap_url is None:
         raise AlertFormatError(FORMAT, f"{alert_type} notice without ra/dec or a HEALPix map",
                                sorted(data))
@@ -106,16 +106,6 @@ def read(payload):
                  issued=issued, source=source or "GCN", test=test, ra=ra, dec=dec,
                  error_radius=radius, skymap=skymap, skymap_url=skymap_url,
                  properties=properties)
-
-
-def _url(data):
-    """``healpix_url``, a non-empty string, or None when absent, null or empty."""
-    value = data.get("healpix_url")
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise AlertFormatError(FORMAT, "healpix_url must be a URL (a string) or null", value)
-    return value
 
 
 def _schema_mission(schema):

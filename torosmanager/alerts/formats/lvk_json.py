@@ -29,7 +29,8 @@ import base64
 import binascii
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
-from torosmanager.alerts.formats import AlertFormatError, load_json, lvk_schema, number, parse_time
+from torosmanager.alerts.formats import (AlertFormatError, load_json, lvk_schema, number,
+                                         optional_url, parse_time)
 
 FORMAT = "lvk_json"
 #: Search names that mark a mock event.
@@ -84,7 +85,7 @@ def read(payload):
             skymap = base64.b64decode(event["skymap"], validate=True)
         except (binascii.Error, TypeError, ValueError):
             raise AlertFormatError(FORMAT, "event.skymap is not base64", event["skymap"]) from None
-    skymap_url = _url(urls, "skymap")
+    skymap_url = optional_url(FORMAT, "urls.skymap", urls.get("skymap"))
     if alert_type != "RETRACTION" and skymap is None and skymap_url is None:
         raise AlertFormatError(FORMAT, f"{alert_type} alert without a skymap (event.skymap)",
                                sorted(event))
@@ -140,13 +141,3 @@ def _probabilities(values, where, left_out):
         except AlertFormatError as error:
             left_out.append(f"{error.problem} (received {error.received}), left out")
     return probabilities
-
-
-def _url(urls, key):
-    """``urls[key]``, a non-empty string, or None when absent, null or empty."""
-    value = urls.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise AlertFormatError(FORMAT, f"urls.{key} must be a URL (a string) or null", value)
-    return value
