@@ -90,3 +90,39 @@ def test_julian_dates_keep_the_fraction_of_a_second():
                                                     tzinfo=timezone.utc), np.array([0.0, 1.5]))
     assert day[0] + fraction[0] == pytest.approx(2461365.5 + 0.5 / 86400, abs=1e-10)
     assert (fraction[1] - fraction[0]) * 86400 == pytest.approx(1.5, abs=1e-6)
+
+
+#: Latitudes whose longest night is checked: the two sites, the equator (longest at the
+#: equinoxes) and 60° north (long twilights).
+NIGHT_LATITUDES = [25.9958, -24.62, 0.0, 60.0]
+
+
+@pytest.mark.parametrize("latitude", NIGHT_LATITUDES)
+def test_the_longest_night_is_the_longest_dark_spell_of_a_year(latitude):
+    # A year of the Sun's altitude every 2 minutes, from ERFA's Sun of date and sidereal time
+    # every hour (interpolated: the Sun moves 0.04° an hour); the longest run below -18° is
+    # the longest night.
+    from torosmanager.night import hour_angle_altitude
+
+    hours = np.arange(0.0, 367 * ephemeris.SECONDS_PER_DAY, 3600.0)
+    utc1, utc2 = ephemeris.julian_dates(datetime(2027, 1, 1, tzinfo=timezone.utc), hours)
+    sun_ra, sun_dec = ephemeris.sun_of_date(utc1, utc2)
+    hour_angle = np.unwrap(ephemeris.apparent_sidereal_time(utc1, utc2, 0.0) - sun_ra)
+    step = 120.0
+    seconds = np.arange(0.0, hours[-1], step)
+    altitude = hour_angle_altitude(latitude, np.interp(seconds, hours, sun_dec),
+                                   np.interp(seconds, hours, hour_angle))
+    dark = altitude < -18.0
+    edges = np.flatnonzero(np.diff(dark.astype(np.int8)))
+    starts, ends = edges[dark[edges + 1]], edges[~dark[edges + 1]]
+    ends = ends[ends > starts[0]]
+    longest = step * np.max(ends[:len(starts)] - starts[:len(ends)])
+    assert ephemeris.longest_night(latitude, -18.0) == pytest.approx(longest, abs=300)
+
+
+def test_where_the_sun_stays_below_the_limit_the_longest_night_is_a_day():
+    # At the winter solstice the Sun culminates at 90° - |latitude| - 23.44°: -13.4° at 80° S,
+    # -8.4° at 75° N, below the civil twilight's -6°.
+    assert ephemeris.longest_night(-80.0, -6.0) == ephemeris.SECONDS_PER_DAY
+    assert ephemeris.longest_night(75.0, -6.0) == ephemeris.SECONDS_PER_DAY
+    assert ephemeris.longest_night(75.0, -18.0) < ephemeris.SECONDS_PER_DAY

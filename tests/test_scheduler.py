@@ -105,15 +105,22 @@ def test_a_declination_that_never_rises_at_the_site_is_refused_saying_which_do(m
         "above airmass 2 (Observing → Max Airmass) at CTMO (latitude +26.00°)")
 
 
-def test_exposures_longer_than_a_day_are_refused(make_site):
-    # Never split across nights: queued, they would wait for ever.
+def test_exposures_longer_than_the_longest_night_are_refused(make_site):
+    # Never split across nights: queued, they would wait for ever. CTMO's longest night (the
+    # Sun below -18°) lasts 10.7 h, at the winter solstice.
     site = make_site(settings()).start("scheduler")
-    refused = refusal(site.proxy("scheduler").front_desk, observation(
-        "endless", *FIELDS["gal-a"], **{"Exposure Time": 3600.0, "Number of Exposures": 500}))
+    front_desk = site.proxy("scheduler").front_desk
+    refused = refusal(front_desk, observation(
+        "endless", *FIELDS["gal-a"], **{"Exposure Time": 3600.0, "Number of Exposures": 11}))
     assert refused.faultCode == FaultCode.INVALID
-    assert refused.faultString.startswith(
-        "'Number of Exposures': received 500; allowed: exposures that fit in a night: these "
-        "take 21 days with their readouts")
+    assert refused.faultString == (
+        "'Number of Exposures': received 11; allowed: exposures that fit in a night: these "
+        "take 11.0 h with their readouts (and calibration frames, if asked), while the longest "
+        "night at CTMO (the Sun below -18°, Observing → Sun Altitude) lasts 10.7 h; send them "
+        "as several orders")
+    long_night = front_desk(observation(
+        "long", *FIELDS["gal-a"], **{"Exposure Time": 3600.0, "Number of Exposures": 10}))
+    assert long_night["Status"] == "queued"
 
 
 def test_plan_and_reasons_are_shown(make_site):

@@ -23,6 +23,9 @@ import erfa
 import numpy as np
 
 SECONDS_PER_DAY = 86_400.0
+#: The Sun's greatest declination, degrees (the obliquity of the ecliptic, within 0.01° of it
+#: for centuries).
+SUN_GREATEST_DECLINATION = 23.44
 #: ERFA's reference ellipsoid number for WGS84 (``erfa.gd2gc``).
 WGS84 = 1
 
@@ -104,3 +107,22 @@ def moon_from_site(utc1, utc2, latitude, longitude, elevation):
 def julian_year(utc1, utc2):
     """The Julian epoch (e.g. 2026.9) of UTC Julian dates, as astropy's ``Time.jyear``."""
     return erfa.epj(utc1, utc2)
+
+
+def longest_night(latitude, sun_altitude):
+    """Seconds of the longest night of the year at *latitude* (degrees): the Sun below
+    *sun_altitude* (degrees); 24 hours where it stays below it for a whole day.
+
+    The night is worked out for each declination the Sun takes in a year (every 0.1°), the
+    Sun taken as fixed for the day and refraction left out: good to a few minutes, enough to
+    tell an order that can never fit a night. (The longest is at the winter solstice, except
+    near the equator, where twilight is shortest at the equinoxes.)
+    """
+    phi = np.radians(latitude)
+    delta = np.radians(np.linspace(-SUN_GREATEST_DECLINATION, SUN_GREATEST_DECLINATION,
+                                   int(20 * SUN_GREATEST_DECLINATION) + 1))
+    # The hour angle at which the Sun crosses the altitude (triangle pole–zenith–Sun).
+    cosine = ((np.sin(np.radians(sun_altitude)) - np.sin(phi) * np.sin(delta))
+              / (np.cos(phi) * np.cos(delta)))
+    above = np.arccos(np.clip(cosine, -1.0, 1.0))  # half the Sun's time above it, radians
+    return float(SECONDS_PER_DAY * (1.0 - above.min() / np.pi))

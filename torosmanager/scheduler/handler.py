@@ -13,7 +13,7 @@ import xmlrpc.client
 
 from ..client import connect, unavailable
 from ..config import address_key
-from ..ephemeris import SECONDS_PER_DAY
+from ..ephemeris import longest_night
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
@@ -39,6 +39,9 @@ POLE_DECLINATION = 90.0
 #: Degrees of declination beyond the limit still accepted (and left to the planner): the
 #: equinox of the date moves a J2000 declination by up to 0.3° in 50 years.
 NEVER_RISES_MARGIN = 1.0
+#: Seconds beyond the longest night still accepted (and left to the planner): the night's
+#: length is worked out to a few minutes (:func:`~torosmanager.ephemeris.longest_night`).
+LONGEST_NIGHT_MARGIN = 600.0
 
 
 class SchedulerHandler(Handler):
@@ -62,6 +65,7 @@ class SchedulerHandler(Handler):
         reach = ZENITH_ALTITUDE - self.dispatcher.planner.constraints.min_altitude
         self._rising = (max(latitude - reach, -POLE_DECLINATION),
                         min(latitude + reach, POLE_DECLINATION))
+        self._longest_night = longest_night(latitude, config["Observing"]["Sun Altitude"])
 
     def check(self, order):
         if order["WOType"] != "Observation":
@@ -74,14 +78,19 @@ class SchedulerHandler(Handler):
         self._check_fits_a_night(order)
 
     def _check_fits_a_night(self, order):
-        """Refuse an order longer than a day (no night is longer): exposures are never split
+        """Refuse an order longer than the site's longest night: exposures are never split
         across nights, so it could never be observed."""
         seconds = duration_of(order, self.config["Observing"])
-        if seconds > SECONDS_PER_DAY:
-            raise refuse("Number of Exposures", order.get("Number of Exposures", 1),
-                         f"exposures that fit in a night: these take {span_text(seconds)} with "
-                         "their readouts (and calibration frames, if asked), more than a day; "
-                         "send them as several orders")
+        if seconds <= self._longest_night + LONGEST_NIGHT_MARGIN:
+            return
+        site = self.config["Site"]
+        raise refuse("Number of Exposures", order.get("Number of Exposures", 1),
+                     f"exposures that fit in a night: these take {span_text(seconds)} with "
+                     "their readouts (and calibration frames, if asked), while the longest "
+                     f"night at {site['Name']} (the Sun below "
+                     f"{self.config['Observing']['Sun Altitude']:g}°, Observing → Sun "
+                     f"Altitude) lasts {span_text(self._longest_night)}; send them as "
+                     "several orders")
 
     def _check_rises(self, order):
         """Refuse a declination that never rises above the airmass limit at the site, on any
