@@ -84,6 +84,15 @@ class TestRequestLimits:
         assert status == 413 and b"the limit is 2000 bytes" in body
         assert post(small, "dome", status_body())[0] == 200
 
+    def test_a_python_client_sending_a_large_body_gets_the_413_not_a_broken_pipe(self, small):
+        # xmlrpc.client sends the whole body before it reads: the server reads it to its end
+        # (dropping it), then answers.
+        dome = xmlrpc.client.ServerProxy(small.url("dome"), allow_none=True)
+        with pytest.raises(xmlrpc.client.ProtocolError) as refused:
+            dome.front_desk({"WOType": "Dome", "Park": True, "User": "x" * 30_000_000})
+        assert refused.value.errcode == 413 and refused.value.errmsg == "Payload Too Large"
+        assert dome.front_desk({"WOType": "Status"})["Service"] == "dome"
+
     def test_a_request_without_a_length_is_refused(self, small):
         port = small.config["Dome Address"]["Port"]
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:

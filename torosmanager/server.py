@@ -57,6 +57,11 @@ RECEIVE_BYTES = 65536
 MAX_HEAD_BYTES = 65536
 #: Header lines in a request, at most (the stdlib's ``http.client._MAXHEADERS``).
 MAX_HEADERS = 100
+#: A body refused for its size (413) is still read, and dropped, up to this many bytes: a
+#: client that sends its whole body before it reads the answer (Python's ``xmlrpc.client``)
+#: would otherwise meet a closed connection (a broken pipe) instead of the 413. A larger one
+#: is cut off at once.
+MAX_DROPPED_BYTES = 64 * 2 ** 20
 #: Answers larger than this are compressed for a client that accepts gzip: the stdlib
 #: server's threshold (``SimpleXMLRPCRequestHandler.encode_threshold``, a common MTU).
 GZIP_ABOVE_BYTES = 1400
@@ -78,7 +83,7 @@ class _Connection:
 
     __slots__ = ("socket", "host", "state", "watched", "received", "head_end", "body_length",
                  "method", "path", "version", "headers", "keep_alive", "served", "deadline",
-                 "unsent")
+                 "unsent", "refused", "dropping")
 
     def __init__(self, sock, host, deadline):
         self.socket = sock
@@ -94,6 +99,8 @@ class _Connection:
         self.served = 0  # requests answered on this connection
         self.deadline = deadline  # monotonic seconds; None while the request is served
         self.unsent = None  # the rest of the answer, while the client takes it
+        self.refused = None  # the answer refusing a body too large, sent once it has come
+        self.dropping = 0  # bytes of that body still to come (and be dropped)
 
     def next_request(self, deadline):
         """Forget the request answered; the bytes after it (a request sent before the answer
@@ -303,9 +310,9 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             elif _idle(connection):
                 self._close(connection)  # kept alive, and idle since: closed without a word
             elif connection.state == _READING:
-                answer = self._refusal(connection, 408, "Request Timeout",
-                                       f"the request did not arrive within "
-                                       f"{self.request_timeout:g} s (Server → Request Timeout)")
+                answer = connection.refused or self._refusal(
+                    connection, 408, "Request Timeout", f"the request did not arrive within "
+                    f"{self.request_timeout:g} s (Server → Request Timeout)")
                 try:
                     connection.socket.send(answer)  # all it takes at once; then closed
                 except OSError:
@@ -368,6 +375,11 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if not data:  # the client has closed its side: no request will come whole
             self._close(connection)
             return
+        if connection.refused is not None:
+            connection.dropping -= len(data)
+            if connection.dropping <= 0:
+                self._answer(connection, connection.refused)
+            return
         connection.received += data
         self._parse_received(connection)
 
@@ -384,6 +396,8 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             refusal = self._read_head(connection, end.end())
             if refusal is not None:
                 self._answer(connection, refusal)
+                return
+            if connection.refused is not None:
                 return
             if (connection.headers.get("expect", "").lower() == "100-continue"
                     and connection.version == "HTTP/1.1"
@@ -446,9 +460,16 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             return self._refusal(connection, 411, "Length Required",
                                  "send a Content-Length header")
         if int(length) > self.max_request_bytes:
-            return self._refusal(connection, 413, "Payload Too Large",
-                                 f"request body of {int(length)} bytes; the limit is "
-                                 f"{self.max_request_bytes} bytes ({self.limit_setting})")
+            refusal = self._refusal(connection, 413, "Payload Too Large",
+                                    f"request body of {int(length)} bytes; the limit is "
+                                    f"{self.max_request_bytes} bytes ({self.limit_setting})")
+            still_to_come = int(length) - (len(connection.received) - end)
+            if (still_to_come <= 0 or still_to_come > MAX_DROPPED_BYTES
+                    or connection.headers.get("expect", "").lower() == "100-continue"):
+                return refusal  # a client that waits for 100 Continue sends no body
+            connection.refused, connection.dropping = refusal, still_to_come
+            del connection.received[end:]
+            return None
         connection.body_length = int(length)
         return None
 
