@@ -62,6 +62,10 @@ def test_a_frequent_false_alarm_is_ignored_and_the_message_gives_its_rate():
     ({"classification": {"BNS": 0.3, "NSBH": 0.1, "BBH": 0.6}}, 0.4),
     ({"HasNS": 0.9, "classification": {"BBH": 1.0}}, 0.9),   # HasNS first
     ({}, None),
+    # A class left out (a value that was no probability): what the others leave of 1 is its.
+    ({"classification": {"NSBH": 0.1, "BBH": 0.05, "Terrestrial": 0.05}}, 0.9),
+    ({"classification": {"NSBH": 0.1, "BBH": 0.9}}, 0.1),      # nothing left for BNS
+    ({"classification": {"NSBH": 0.1, "BBH": 0.1}}, None),     # BNS or Terrestrial: unknown
 ])
 def test_the_probability_of_a_neutron_star_is_has_ns_or_else_bns_plus_nsbh(properties, expected):
     assert neutron_star_probability(properties) == (pytest.approx(expected) if expected

@@ -548,7 +548,9 @@ SCHEMA = {
                                         "about one per month)", 0, None),
         "Min Probability of Neutron Star": Setting(
             "float", 0.0, "gravitational waves: least HasNS, or else least non-BBH astrophysical "
-            "probability (BNS + NSBH) from the classification", 0, 1),
+            "probability (BNS + NSBH) from the classification (a class not given: what the "
+            "given ones leave of 1, if BBH and Terrestrial are given; else unknown, ignored)",
+            0, 1),
         "Min Probability of Remnant": Setting("float", 0.0, "gravitational waves: least "
                                               "HasRemnant", 0, 1),
         "Max Distance": Setting("float", 1000.0, "gravitational waves farther than this "

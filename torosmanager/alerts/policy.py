@@ -14,6 +14,11 @@ from ..config import ALERT_KINDS
 
 #: The classification keys of the astrophysical sources that contain a neutron star.
 NEUTRON_STAR_CLASSES = ("BNS", "NSBH")
+#: The classification's other keys (its probabilities add up to 1 over all of them).
+OTHER_CLASSES = ("BBH", "Terrestrial")
+#: A classification's probabilities are given to two or three decimals: what they leave of 1
+#: below this is rounding, not a class.
+CLASSIFICATION_ROUNDING = 0.01
 
 
 def kind_settings(alert, settings):
@@ -103,12 +108,26 @@ def _gravitational_wave_reason(properties, settings, distance):
 
 def neutron_star_probability(properties):
     """HasNS, or else the BNS + NSBH share of the classification; ``None`` when neither is
-    given."""
+    given, or when a class left out of the classification (unknown: not given, or not a
+    probability) may hold any of it.
+
+    The classes' probabilities add up to 1: what the given ones leave is the missing classes'
+    share. It goes to the neutron-star share when the other classes are all given, and is
+    nothing when it is below :data:`CLASSIFICATION_ROUNDING`.
+    """
     if properties.get("HasNS") is not None:
         return float(properties["HasNS"])
     classification = properties.get("classification")
-    if isinstance(classification, dict):
-        return float(sum(classification.get(name, 0.0) for name in NEUTRON_STAR_CLASSES))
+    if not isinstance(classification, dict):
+        return None
+    given = float(sum(classification.get(name, 0.0) for name in NEUTRON_STAR_CLASSES))
+    if all(name in classification for name in NEUTRON_STAR_CLASSES):
+        return given
+    left = 1.0 - float(sum(classification.values()))
+    if left < CLASSIFICATION_ROUNDING:
+        return given
+    if all(name in classification for name in OTHER_CLASSES):
+        return given + left
     return None
 
 
