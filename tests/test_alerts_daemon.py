@@ -317,6 +317,10 @@ def test_a_retraction_leaves_the_fields_observed_observed(make_site):
     observed = sum(order["Probability"] for order in report["Orders"] if order["ID"] in done)
     assert report["Coverage"]["Observed"] == pytest.approx(observed, abs=1e-5) and observed > 0
     assert report["State"] == "retracted"
+    # Nothing is planned any more, here nor in the list of events.
+    assert report["Coverage"]["Planned"] == 0.0 and report["Coverage"]["Total"] > 0
+    listed = site.proxy("alerts").front_desk({"WOType": "Events"})["Events"]
+    assert [event["Planned"] for event in listed if event["ID"] == "S2498"] == [0.0]
 
 
 def test_an_alert_issued_before_one_already_read_leaves_the_newer_plan(observatory,

@@ -90,7 +90,7 @@ def event_report(handler, event_id):
                        "Alert Order": order.alert_order_id, "Here": order.state,
                        "Scheduler": at_scheduler, "Message": order.message})
     standing = [order for order in planned if order.state in STANDING]
-    coverage = dict(_latest_coverage(rows))
+    coverage = _latest_coverage(rows)
     coverage["Observed"] = round(_observed(handler, rows, done), 6)
     return {"Event": event_id, "Kind": rows[-1].kind,
             "State": _state(rows, standing, handler.clock.now()),
@@ -355,16 +355,24 @@ def _scheduler_status(config, order):
 
 
 def _latest_coverage(rows):
-    for row in reversed(rows):
-        if "Coverage" in row.outcome:
-            return row.outcome["Coverage"]
-    return {}
+    """The coverage of the event's latest plan; once retracted, nothing is planned any more
+    (what was observed is counted apart, as ``Observed``)."""
+    coverage = next((dict(row.outcome["Coverage"]) for row in reversed(rows)
+                     if "Coverage" in row.outcome), {})
+    if coverage and _retracted(rows):
+        coverage["Planned"] = 0.0
+        coverage.pop("Later Nights", None)
+    return coverage
+
+
+def _retracted(rows):
+    return any(row.alert_type == "RETRACTION" for row in rows)
 
 
 def _state(rows, standing, now):
     """An event's state in a few words: retracted, observing, nights over (its orders' last
     window, to the dawn of their night, closed before *now*), ignored, failed..."""
-    if any(row.alert_type == "RETRACTION" for row in rows):
+    if _retracted(rows):
         return "retracted"
     if standing:
         if all(order.night_over(now) for order in standing):
