@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import math
+import re
 
 import astropy.units as u
 import numpy as np
@@ -190,6 +191,20 @@ def test_a_map_is_refused_when_it_is_not_one(tmp_path):
         Skymap.read(write(tmp_path, "bad.fits", flat_hdu(prob, "SIDEWAYS")))
     with pytest.raises(ValueError, match="add up to"):
         Skymap.read(write(tmp_path, "half.fits", flat_hdu(prob / 2, "NESTED")))
+
+
+@pytest.mark.parametrize("content", [b"<html><body>502 Bad Gateway</body></html>",
+                                     gzip.compress(b"<?xml version='1.0'?><voe:VOEvent/>")],
+                         ids=["an HTML page", "a gzipped VOEvent"])
+def test_a_file_that_is_not_fits_is_refused_quoting_its_first_bytes(tmp_path, content):
+    # (astropy's own message would suggest ignore_missing_simple=True, which cannot help.)
+    path = tmp_path / "map.fits"
+    path.write_bytes(content)
+    for source in (content, path):
+        with pytest.raises(ValueError) as refused:
+            Skymap.read(source)
+        assert re.match(r"not a FITS file: it begins with b['\"]<", str(refused.value))
+        assert "ignore_missing_simple" not in str(refused.value)
 
 
 @pytest.fixture(scope="module")

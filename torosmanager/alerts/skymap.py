@@ -38,7 +38,7 @@ from astropy_healpix import (healpix_to_lonlat, level_to_nside, lonlat_to_healpi
                              uniq_to_level_ipix)
 from astropy_healpix.core import ring_to_nested
 
-from .intake import GZIP_MAGIC  # a gzipped map (bayestar.fits.gz)
+from .intake import FITS_MAGIC, GZIP_MAGIC  # a gzipped map (bayestar.fits.gz)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 DISTANCE_COLUMNS = ("DISTMU", "DISTSIGMA", "DISTNORM")
 #: How far the probabilities in a file may add up from 1 before the map is refused.
 TOTAL_TOLERANCE = 1e-3
+#: The first bytes of a file that is not FITS, quoted in the message that refuses it.
+FIRST_BYTES_SHOWN = 32
 #: The finest order (nside 2**order) at which cones are integrated: nside 8192, 0.4′ pixels.
 MAX_CONE_ORDER = 13
 #: Pixels across a cone's radius when it is integrated (the map's own resolution if finer).
@@ -147,14 +149,16 @@ class Skymap:
         """
         if not isinstance(source, (bytes, bytearray, memoryview)):
             with open(source, "rb") as stream:
-                compressed = stream.read(len(GZIP_MAGIC)) == GZIP_MAGIC
-            if compressed:
+                start = stream.read(FIRST_BYTES_SHOWN)
+            if start.startswith(GZIP_MAGIC):
                 return cls.read(Path(source).read_bytes())
+            _check_fits(start)
             with fits.open(source) as hdus:
                 return cls._from_hdus(hdus, os.path.getsize(source))
         data = bytes(source)
-        if data[:2] == GZIP_MAGIC:
+        if data.startswith(GZIP_MAGIC):
             data = _gunzip(data)
+        _check_fits(data[:FIRST_BYTES_SHOWN])
         with fits.open(io.BytesIO(data)) as hdus:
             return cls._from_hdus(hdus, len(data))
 
@@ -570,6 +574,13 @@ def _reordered(values, nested):
     result = np.empty_like(values)
     result[np.asarray(nested, dtype=np.int64)] = values
     return result
+
+
+def _check_fits(start):
+    """Refuse a file whose first bytes *start* are not a FITS file's (an HTML error page, a
+    VOEvent): astropy's own message suggests an option that does not apply."""
+    if not start.startswith(FITS_MAGIC):
+        raise ValueError(f"not a FITS file: it begins with {start!r}")
 
 
 def _gunzip(data):
