@@ -54,8 +54,9 @@ def instant(text):
 def test_it_starts_closed_and_refuses_to_open_without_the_schedulers_heartbeat(make_site):
     site = make_site(settings()).start("dome")
     assert enclosure(site)["Shutter"] == "closed"
-    fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Shutter": "Open"})
+    fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Shutter": "open"})
     assert fault.faultCode == FaultCode.UNSAFE
+    assert fault.faultString.startswith("'Shutter': the dome refuses to open now: ")
     assert "no heartbeat from the scheduler yet" in fault.faultString
 
 

@@ -63,8 +63,8 @@ class DomeHandler(Handler):
         if order.get("Shutter") == "Open":
             may_open, why_not = self.guard.may_open()
             if not may_open:
-                raise WorkOrderError(f"'Shutter': received 'Open'; the dome refuses to open: "
-                                     f"{why_not}", FaultCode.UNSAFE)
+                raise WorkOrderError(f"'Shutter': the dome refuses to open now: {why_not}",
+                                     FaultCode.UNSAFE)
 
     def signal(self, order):
         self.guard.heartbeat(order.get("User", "unknown"))
