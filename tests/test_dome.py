@@ -1,7 +1,9 @@
 """The dome daemon executes Dome orders, and keeps the instrument safe by itself."""
 
+import itertools
 import os
 import time
+import xmlrpc.client
 from datetime import datetime, timedelta
 
 import pytest
@@ -229,10 +231,28 @@ def test_a_dome_told_not_to_follow_stays_where_it_is(make_site):
         "Following Telescope"] is False
 
 
-def test_an_output_the_dome_does_not_have(make_site):
-    site = make_site(settings(Dome={"Auxiliary Outputs": 2})).start("dome")
+def test_an_output_the_dome_does_not_have_is_refused_by_the_dome_and_the_scheduler(make_site):
+    # The scheduler learns the count from the dome's Status, which it asks as it keeps the
+    # dome: it refuses the order on arrival, rather than accept it and see it fail there.
+    site = make_site(settings(Dome={"Auxiliary Outputs": 2})).start("dome", "scheduler")
+    expected = ("'Blink03': received True; allowed: Blink01 to Blink02: this dome has 2 "
+                "auxiliary outputs (Dome → Auxiliary Outputs)")
     fault = refusal(site.proxy("dome").front_desk, {"WOType": "Dome", "Blink03": True})
-    assert "'Blink03': received True; allowed: Blink01 to Blink02" in fault.faultString
+    assert (fault.faultCode, fault.faultString) == (FaultCode.INVALID, expected)
+    tries = itertools.count()
+
+    def refused_by_the_scheduler():
+        try:  # (one sent before the scheduler has asked is accepted, and fails at the dome)
+            site.proxy("scheduler").front_desk({"ID": f"blink-{next(tries)}", "WOType": "Dome",
+                                                "Blink03": True})
+        except xmlrpc.client.Fault as fault:
+            return fault
+        return None
+
+    fault = wait_until(refused_by_the_scheduler, "the scheduler to know the dome's outputs")
+    assert (fault.faultCode, fault.faultString) == (FaultCode.INVALID, expected)
+    assert site.proxy("scheduler").front_desk({"ID": "second", "WOType": "Dome",
+                                               "Blink02": True})["Status"] == "queued"
 
 
 def test_it_reopens_only_after_conditions_have_been_good_for_the_reopen_delay(make_site):

@@ -18,14 +18,14 @@ from ..devices import DeviceError, ShutterState, wait_for
 from ..devices.factory import dome_devices
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
-from ..workorders import FaultCode, WorkOrderError, format_utc, refuse
+from ..workorders import FaultCode, WorkOrderError, format_utc
 from .follower import SlitFollower
+from .outputs import BLINK_PREFIX, check_outputs, output_keys
 from .safety import SafetyGuard
 from .safety_memory import SafetyMemory
 
 log = logging.getLogger(__name__)
 
-BLINK_PREFIX = "Blink"
 #: Dome orders run one after another: the shutter and the rotation are one machine.
 DOME_WORKERS = 1
 #: Shortest real pause between two polls of the dome (see the telescope's executor).
@@ -55,11 +55,7 @@ class DomeHandler(Handler):
     def check(self, order):
         if order["WOType"] != "Dome":
             return
-        outputs = self.settings["Auxiliary Outputs"]
-        for key, value in order.items():
-            if key.startswith(BLINK_PREFIX) and not 1 <= int(key[len(BLINK_PREFIX):]) <= outputs:
-                raise refuse(key, value, f"Blink01 to Blink{outputs:02d}: this dome has "
-                                         f"{outputs} auxiliary outputs (Dome → Auxiliary Outputs)")
+        check_outputs(order, self.settings["Auxiliary Outputs"])
         if order.get("Shutter") == "Open":
             may_open, why_not = self.guard.may_open()
             if not may_open:
@@ -87,6 +83,7 @@ class DomeHandler(Handler):
 
     def devices(self):
         report = {"Safety": self.guard.report(), "Following Telescope": self.follower.following,
+                  "Auxiliary Outputs": self.settings["Auxiliary Outputs"],
                   "Follow Tolerance": self.settings["Follow Tolerance"],
                   "Turn Lag": self.settings["Turn Lag"],
                   "Geometry": self.follower.geometry.report()}
@@ -136,7 +133,7 @@ class DomeHandler(Handler):
             if ("Azimuth" in order or order.get("Park")) and self._turned_back():
                 done.append("the dome follows the telescope and turns back to it while the "
                             "shutter is open ('Follow Telescope': false keeps it here)")
-            for key in sorted(k for k in order if k.startswith(BLINK_PREFIX)):
+            for key in output_keys(order):
                 done.append(self._output(key[len(BLINK_PREFIX):], order[key], order_id))
         except DeviceError as error:
             self.transition(order_id, FAILED, f"{error}", only_from={RUNNING})

@@ -56,6 +56,8 @@ class DomeKeeper:
         #: Whether the dome was open at the last :meth:`keep` (``None`` before the first, and
         #: while the dome daemon does not answer).
         self.is_open = None
+        #: How many auxiliary outputs the dome has, as its daemon last said (``None`` before).
+        self.outputs = None
         self._request = None  # the ID of the Dome order being waited on
         self._status_outage = Outage(log)     # the dome daemon not answering Status
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
@@ -94,6 +96,7 @@ class DomeKeeper:
             self.is_open = None
             return False, False
         self._status_outage.answered("the dome daemon answers again")
+        self.outputs = dome.get("Auxiliary Outputs", self.outputs)
         if dome.get("Safety", {}).get("Last Heartbeat") == NEVER_HEARD:
             log.info("the dome daemon has heard no heartbeat yet: sending one now")
             self._heartbeat_due.set()

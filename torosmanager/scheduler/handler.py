@@ -13,6 +13,7 @@ import xmlrpc.client
 
 from ..client import connect, unavailable
 from ..config import address_key
+from ..dome.outputs import check_outputs
 from ..ephemeris import longest_night
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
@@ -68,6 +69,10 @@ class SchedulerHandler(Handler):
         self._longest_night = longest_night(latitude, config["Observing"]["Sun Altitude"])
 
     def check(self, order):
+        outputs = self.dispatcher.dome.outputs
+        if order["WOType"] == "Dome" and outputs is not None:
+            # Refused here, as the dome would a moment later (the order then failed).
+            check_outputs(order, outputs)
         if order["WOType"] != "Observation":
             return
         # Refused here, at once, what the telescope would refuse at dispatch, in its words.
