@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from torosmanager.examples import MANUAL_DOME, MANUAL_OBSERVATION
-from torosmanager.workorders import FaultCode, WorkOrderError, clip_priority, validate
+from torosmanager.workorders import FaultCode, WorkOrderError, clip, clip_priority, validate
 
 MANUAL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / \
     "toros-manager-docs.txt"
@@ -217,3 +217,16 @@ def test_queries_get_no_id_assigned():
     assert validate({"WOType": "Status"}) == {"WOType": "Status"}
     assert "need what to cancel; allowed keys: 'ID', 'Group ID'" in str(
         refusal({"WOType": "Cancel"}))
+
+
+@pytest.mark.parametrize("text, clipped", [
+    ("short enough", "short enough"),
+    # Cut where a word ends, its trailing comma dropped, and the length given.
+    ("the frame's header is damaged, " * 4,
+     "the frame's header is damaged, the frame's header is damaged, the frame's header… "
+     "(124 characters)"),
+    # One long word: cut where the limit falls.
+    ("x" * 100, "x" * 80 + "… (100 characters)"),
+])
+def test_a_long_message_is_clipped_at_the_end_of_a_word(text, clipped):
+    assert clip(text) == clipped

@@ -132,10 +132,14 @@ _QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = QUOTED_VALUE_CHARACTERS
 
 
 def clip(text: str) -> str:
-    """*text* cut to :data:`QUOTED_VALUE_CHARACTERS`, with its length when it was longer."""
+    """*text* (a message) cut to :data:`QUOTED_VALUE_CHARACTERS`, at the end of a word if
+    one ends in its second half, with its length when it was longer."""
     if len(text) <= QUOTED_VALUE_CHARACTERS:
         return text
-    return f"{text[:QUOTED_VALUE_CHARACTERS]}… ({len(text):,} characters)"
+    cut = text[:QUOTED_VALUE_CHARACTERS + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space >= QUOTED_VALUE_CHARACTERS // 2 else cut[:-1]
+    return f"{cut.rstrip(' ,;:')}… ({len(text):,} characters)"
 
 
 def shorten(value: object) -> str:
