@@ -211,8 +211,37 @@ class TestWaitingForMasters:
         assert status(proxy, "p-cancelled")["Status"] == "cancelled"
 
 
-#: A detector of another size than the nights' (for frames no master bias of theirs fits).
+    def test_a_night_whose_other_frames_calibrate_still_waits_for_the_missing_bias(
+            self, site, data):
+        """Frames of another camera mode (a target of opportunity binned 2×2) in a night whose
+        other frames have their bias: the order is not done while they wait."""
+        proxy = site.proxy("preprocessor")
+        night = make_night(data, name="20261126", biases=3, darks={}, flats={},
+                           lights=[("R", 10.0, 1)])
+        # (A size of its own: the library keeps the masters of the module's other tests.)
+        small = make_night(data, name="20261126", biases=0, darks={}, flats={},
+                           lights=[("R", 10.0, 1)], simulator=SMALLER, order_id="small")
+        submit(site, {"ID": "p-mixed", "WOType": "Preprocessing",
+                      "File Location": str(night.directory)})
+        waiting = wait_until(lambda: waiting_for_masters(proxy, "p-mixed"),
+                             "p-mixed to wait for masters")
+        assert waiting["Message"].startswith("waiting for masters: no bias for 80x48 bin 1x1")
+        assert "; meanwhile 1 frame(s) calibrated into" in waiting["Message"]
+        assert [os.path.basename(path) for path in waiting["Progress"]["Products"]] == \
+            [os.path.basename(path) for path in night.files["LIGHT"]]
+        biases = make_night(data, name="20261126", biases=3, darks={}, flats={}, lights=[],
+                            simulator=SMALLER, order_id="biases").files["BIAS"]
+        submit(site, {"ID": "p-small-biases", "WOType": "Preprocessing",
+                      "File Location": biases})
+        done = ended(proxy, "p-mixed", "done")
+        assert sorted(os.path.basename(path) for path in done["Progress"]["Products"]) == \
+            sorted(os.path.basename(path)
+                   for path in night.files["LIGHT"] + small.files["LIGHT"])
+
+
+#: Detectors of other sizes than the nights' (for frames no master bias of theirs fits).
 SMALL = {"Width": 96, "Height": 64}
+SMALLER = {"Width": 80, "Height": 48}
 
 
 def calibration(proxy):

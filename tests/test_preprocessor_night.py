@@ -333,6 +333,19 @@ class TestBadInputs:
         assert len(outcome.products) == 3
         assert "focus.fits" in caplog.text
 
+    def test_products_sent_again_are_skipped_not_calibrated_twice(self, night, runner):
+        # A File Location pointing at the reduced directory by mistake: its products (and its
+        # masters) would have the masters subtracted a second time.
+        run(night, runner)
+        reduced = night / "reduced"
+        products = sorted(str(path) for path in reduced.glob("*.fits"))
+        before = digest(products)
+        outcome = run(reduced, runner)
+        assert not outcome.products and len(outcome.skipped) == len(products) == 3
+        assert all("already calibrated (CALSOFT = 'TOROS Manager" in reason and
+                   "calibrate the raw frames instead" in reason for reason in outcome.skipped)
+        assert digest(products) == before and not list((reduced / "reduced").glob("*.fits"))
+
     def test_cards_astropy_cannot_parse_skip_their_frame_alone_naming_the_card(
             self, night, runner, caplog):
         """Other cameras' software writes cards astropy cannot parse (a number with two

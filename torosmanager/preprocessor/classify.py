@@ -50,6 +50,9 @@ _DECORATIONS = ("FRAME", "FIELD")
 _SEPARATORS = re.compile(r"[\s_\-]+")
 #: What the messages list as accepted.
 ACCEPTED_TYPES = "LIGHT/OBJECT/SCIENCE, BIAS/ZERO, DARK, FLAT/SKYFLAT/DOMEFLAT"
+#: Cards this software writes into what it makes (products and masters): a frame holding one
+#: is not raw, and calibrating it again would subtract the masters twice.
+CALIBRATED_KEYS = ("CALSOFT", "BIASCOR")
 #: Keys giving the exposure time, in order of preference.
 EXPTIME_KEYS = ("EXPTIME", "EXPOSURE")
 #: Exposure times closer than this are the same (seconds): headers round them differently.
@@ -147,6 +150,10 @@ def describe(path):
 
 
 def _frame(path, header):
+    for key in CALIBRATED_KEYS:
+        if key in header:
+            raise FrameError(f"already calibrated ({key} = {header[key]!r}): a product or a "
+                             "master, not a raw frame; calibrate the raw frames instead")
     imagetyp = header.get("IMAGETYP")
     kind = kind_of(imagetyp)
     if kind is None:

@@ -207,11 +207,12 @@ class JobQueue:
             "Skipped": outcome.skipped, "Notes": outcome.notes})
         if outcome.bias_made:
             self._bias_made(order_id, outcome.bias_made)
-        if outcome.succeeded:
+        if outcome.without_bias:
+            # Even when the other frames were calibrated: done, these would be left for good.
+            self._wait_for_masters(job, outcome, progress)
+        elif outcome.succeeded:
             self.handler.transition(order_id, DONE, outcome.summary(), only_from={RUNNING},
                                     progress=progress)
-        elif outcome.without_bias:
-            self._wait_for_masters(job, outcome, progress)
         else:
             self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
@@ -223,6 +224,9 @@ class JobQueue:
         waiting = (f"waiting for masters: no bias for {geometries} in this night or the master "
                    "library; run again once a job makes one (the night's bias frames), or at "
                    "the next start")
+        if outcome.products:
+            waiting += (f"; meanwhile {outcome.summary()} (made again, with the others, when "
+                        "it runs again)")
         changed = self.handler.transition(job.record.id, QUEUED, waiting, only_from={RUNNING},
                                           progress=dict(progress, Step="waiting for masters"))
         if changed is not None:
