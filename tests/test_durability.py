@@ -3,11 +3,15 @@
 import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 
+import yaml
+
 from test_front_desk import observation, wait_for_state
 from torosmanager.journal import Journal, RUNNING
+from torosmanager.launcher import daemon_command, free_port
 
 ORDERS = 60
 CLIENT_THREADS = 6
@@ -113,3 +117,25 @@ def test_sighup_reopens_the_log_file(site):
     site.proxy("dome").front_desk({"ID": "after-hup", "WOType": "Dome", "Blink02": True})
     assert "[WO after-hup]" in site.log("dome")
     assert "[WO after-hup]" not in rotated.read_text()
+
+
+def test_a_second_daemon_on_the_same_journal_does_not_start(site, tmp_path):
+    """Two daemons on one journal would each run the other's running orders again (the
+    scheduler dispatching twice): the second refuses to start, naming the first."""
+    site.start("scheduler")
+    first = site.daemons["scheduler"]
+    config = yaml.safe_load(open(site.config_path))
+    config["Scheduler Address"]["Port"] = free_port()
+    twin = tmp_path / "twin.conf.yaml"
+    twin.write_text(yaml.safe_dump(config))
+    started = subprocess.run([*daemon_command("scheduler"), "--config", str(twin)],
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 78
+    journal = site.directory / "scheduler.sqlite3"
+    assert (f"the journal {journal} is in use by another daemon (pid {first.pid}): one daemon "
+            f"per journal ({journal}.lock is locked); not starting") in site.log("scheduler")
+    # The first goes on; stopped, it lets go: another may start on the journal.
+    assert site.proxy("scheduler").front_desk({"WOType": "Status"})["Service"] == "scheduler"
+    assert first.stop() == 0
+    site.start("scheduler")
+

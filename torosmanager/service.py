@@ -25,6 +25,7 @@ from .disk_space import free_space_text
 from .earth_rotation import EarthRotationTable, use_astropy_offline
 from .frontdesk import FrontDesk
 from .journal import Journal
+from .journal_lock import JournalInUse, lock_journal
 from .logs import open_log_file, setup_logging
 from .passwords import has_plain_passwords
 from .pages import StatusPages
@@ -150,6 +151,14 @@ def serve(service, config, server, config_path=None):
     clock = Clock.from_config(config)
     database = service_path(config["Database"]["File"], service)
     try:
+        held = lock_journal(database)
+    except JournalInUse as error:
+        log.critical("%s; not starting", error)
+        server.server_close()
+        return EXIT_CONFIG
+    except OSError:
+        held = None  # the journal's own opening, next, says what is wrong with its directory
+    try:
         journal = Journal(database)
         journal.set_aside_damaged(format_utc(clock.now()))
     except Exception as error:  # sqlite3 and OS errors alike end here, with the file named
@@ -197,6 +206,8 @@ def serve(service, config, server, config_path=None):
         server.server_close()  # waits for requests in progress
         handler.stop()
         journal.close()
+        if held is not None:
+            os.close(held)
         log.info("%s daemon stopped", service)
     return EXIT_OK
 
