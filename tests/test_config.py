@@ -110,6 +110,14 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("Site:\n  Latitude: 1" + "0" * 400 + "\n", "allowed: a number from -90 to 90"),
     ("Dome:\n  Follow Tolerance: 2\n  Turn Lag: 2.5\n", "Dome → Turn Lag: 2.5 is not allowed; "
      "allowed: at most Dome → Follow Tolerance (2), or the telescope would wait"),
+    # The dome would close between two heartbeats, all night.
+    ("Dome:\n  Heartbeat Timeout: 30\n", "Dome → Heartbeat Timeout: 30 s is not allowed; "
+     "allowed: more than Scheduler → Heartbeat Interval + Dome → Check Interval (70 s)"),
+    # Found at start, not at the first night's every frame.
+    ("Preprocessor:\n  Overscan: '[1025:1056,1:1024'\n", "Preprocessor → Overscan: "
+     "'[1025:1056,1:1024' is not allowed; allowed: a FITS section"),
+    ("Preprocessor:\n  Trim: '[0:100,1:100]'\n", "Preprocessor → Trim: '[0:100,1:100]' is "
+     "not allowed"),
 ])
 def test_each_mistake_is_named(tmp_path, text, expected):
     message = error_for(tmp_path, text)

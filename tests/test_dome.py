@@ -300,8 +300,9 @@ def test_a_dome_daemon_that_has_heard_no_heartbeat_yet_is_sent_one_at_once(make_
     """Started after the scheduler, or again, the dome daemon keeps the dome closed until
     the scheduler's first heartbeat: the scheduler, seeing it has heard none, sends one rather
     than waiting for its Heartbeat Interval (here longer than this test waits)."""
-    # Ten times PATIENCE at 100×.
-    site = make_site(settings(Scheduler={"Heartbeat Interval": 1000 * PATIENCE}))
+    # Ten times PATIENCE at 100× (and a timeout longer still, as the configuration requires).
+    site = make_site(settings(Scheduler={"Heartbeat Interval": 1000 * PATIENCE},
+                              Dome={"Heartbeat Timeout": 86400}))
     site.start("scheduler")
 
     def heard():

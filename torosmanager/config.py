@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -439,8 +440,9 @@ SCHEMA = {
                                    "seconds after which weather data count as missing", 1,
                                    86400),
         "Heartbeat Timeout": Setting("float", 900.0,
-                                     "seconds without word from the scheduler before closing",
-                                     1, 86400),
+                                     "seconds without word from the scheduler before closing "
+                                     "(more than Scheduler → Heartbeat Interval + Check "
+                                     "Interval)", 1, 86400),
         "Reopen Delay": Setting("float", 1200.0,
                                 "seconds conditions must stay good before reopening", 0, 86400),
         "Check Interval": Setting("float", 10.0, "seconds between safety checks", 0.01, 3600),
@@ -714,6 +716,10 @@ MOVED_SETTINGS = {
 }
 
 
+#: A FITS section: ``[a:b,c:d]``, either axis ``*``.
+_FITS_SECTION = re.compile(r"\[\s*(?:\*|(\d+)\s*:\s*(\d+))\s*,\s*(?:\*|(\d+)\s*:\s*(\d+))\s*\]")
+
+
 def _defaults(schema):
     return {
         key: _defaults(value) if isinstance(value, dict) else copy.deepcopy(value.default)
@@ -974,12 +980,38 @@ def _finish(config, path):
         raise ConfigError(f"{path}: Dome → Turn Lag: {dome['Turn Lag']!r} is not allowed; "
                           f"allowed: at most Dome → Follow Tolerance ({tolerance:g}), or the "
                           "telescope would wait for the slit at every frame")
+    heartbeats, checks = config["Scheduler"]["Heartbeat Interval"], dome["Check Interval"]
+    if dome["Heartbeat Timeout"] <= heartbeats + checks:
+        raise ConfigError(f"{path}: Dome → Heartbeat Timeout: {dome['Heartbeat Timeout']:g} s "
+                          f"is not allowed; allowed: more than Scheduler → Heartbeat Interval "
+                          f"+ Dome → Check Interval ({heartbeats + checks:g} s), or the dome "
+                          "would close between two heartbeats and never stay open (twice the "
+                          "interval or more rides out a heartbeat lost)")
+    for key in ("Overscan", "Trim"):
+        section = config["Preprocessor"][key]
+        if section is not None and not _is_fits_section(section):
+            raise ConfigError(f"{path}: Preprocessor → {key}: {section!r} is not allowed; "
+                              "allowed: a FITS section, [first column:last column,first "
+                              "row:last row] counted from 1, such as '[1025:1056,1:1024]' "
+                              "('*' for a whole axis)")
     clock = config["Clock"]
     if clock["Mode"] == "simulated" and (clock["Start"] is None or clock["Anchor"] is None):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "
                           "Clock → Anchor are required (ISO 8601 UTC instants) so that every "
                           "daemon agrees on the simulated time")
     return config
+
+
+def _is_fits_section(text):
+    """Whether *text* is a FITS section of a 2-D image (what ccdproc reads, at job time,
+    in a forward order: its parser is too heavy to load with the configuration)."""
+    match = _FITS_SECTION.fullmatch(text.strip())
+    if match is None:
+        return False
+    for first, last in (match.group(1, 2), match.group(3, 4)):
+        if first is not None and not 1 <= int(first) <= int(last):
+            return False
+    return True
 
 
 def _finish_devices(config, path):
