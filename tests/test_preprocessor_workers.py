@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from observatory import children, wait_until
 from torosmanager.preprocessor.calibrate import ScienceTask, task_calibrate
 from torosmanager.preprocessor.classify import Kind
 from torosmanager.preprocessor.executors import (TASK_MODULES, WORKER_DIED, LocalRunner,
@@ -87,3 +88,49 @@ def test_a_dead_worker_is_said_so_whether_a_result_or_the_next_task_finds_it():
         runner.close()
     assert str(from_result.value) == str(from_submission.value) == WORKER_DIED
     assert runner.broken
+
+
+#: Starts a pool of two local workers, each on a long task, says so, and waits to be killed.
+OWNER = """
+import sys, time
+from torosmanager.preprocessor.executors import LocalRunner
+runner = LocalRunner(2)
+futures = [runner._pool.submit(time.sleep, 600) for _ in range(2)]
+while len(runner._pool._processes) < 2:
+    time.sleep(0.05)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def descendants(pid):
+    """Every process started by *pid* or by one of them, on Linux's /proc."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def ended(pid):
+    """Whether *pid* has ended: gone, or a zombie its new parent has not reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_and_their_fork_server_end_when_their_owner_is_killed():
+    # A daemon killed (kill -9, out of memory) does not shut its pool down: its workers, on
+    # a task or waiting for one, and the fork server, would live on, outliving restarts.
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline() == "ready\n"
+        left = descendants(owner.pid)
+        assert len(left) >= 3  # the fork server, its two workers (and a resource tracker)
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_until(lambda: all(ended(pid) for pid in left), "the workers to end", patience=30)

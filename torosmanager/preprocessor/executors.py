@@ -16,8 +16,11 @@ come, and stops early when told to.
 import concurrent.futures
 import multiprocessing
 import multiprocessing.util
+import os
+import select
 import signal
 import tempfile
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
@@ -42,6 +45,8 @@ FORKSERVER_SOCKET_SUFFIX = 32
 #: Why a job failed when one of its local workers ended abruptly (the pool is then unusable),
 #: whether its tasks' results or the next task's submission found it.
 WORKER_DIED = "a worker process died (killed, or out of memory?) while calibrating"
+#: A worker's exit status once the process that started it has ended without stopping it.
+WORKER_ORPHANED = 3
 
 
 class Stopped(Exception):
@@ -141,7 +146,8 @@ class LocalRunner(TaskRunner):
         else:
             context = multiprocessing.get_context("spawn")
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=_ignore_interrupts)
+            max_workers=self.workers, mp_context=context, initializer=_start_worker,
+            initargs=(os.getpid(),))
         self.broken = False
 
     def close(self):
@@ -247,7 +253,51 @@ def _socket_directory_short_enough():
         tempfile.tempdir = saved
 
 
-def _ignore_interrupts():
+def _start_worker(owner):
+    """Set up a worker process of the process *owner* (its PID)."""
     # Ctrl-C in a terminal reaches the whole process group: the command that started the
     # workers decides what to do, not each worker with a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(owner,), name="owner-watch", daemon=True).start()
+
+
+def _end_with(owner):
+    """(In a worker's thread.) End the worker, and the fork server it came from, once the
+    process *owner* that started them has ended: killed (kill -9, out of memory), it did not
+    shut its pool down, and its workers would wait for tasks for ever (each holds both ends of
+    the pool's queue), the fork server for them."""
+    if not _wait_for_the_end_of(owner):
+        return
+    parent = os.getppid()
+    if parent not in (owner, 1):  # the fork server, idle once its workers are gone
+        try:
+            os.kill(parent, signal.SIGTERM)
+        except OSError:
+            pass  # ended already
+    os._exit(WORKER_ORPHANED)
+
+
+def _wait_for_the_end_of(pid):
+    """Block until the process *pid* ends (a zombie not yet reaped counts as ended); return
+    ``False`` where the system cannot tell (neither pidfd nor kqueue)."""
+    if hasattr(os, "pidfd_open"):  # Linux 5.3 and later
+        try:
+            descriptor = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        select.select([descriptor], [], [])
+        return True
+    if hasattr(select, "kqueue"):  # macOS, the BSDs
+        queue = select.kqueue()
+        try:
+            queue.control([select.kevent(pid, select.KQ_FILTER_PROC, select.KQ_EV_ADD,
+                                         select.KQ_NOTE_EXIT)], 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        queue.control(None, 1)
+        return True
+    return False
