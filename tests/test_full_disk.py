@@ -231,7 +231,7 @@ def test_the_dome_closing_parks_the_telescope_though_its_journal_is_full(make_si
         telescope.front_desk({"ID": "park", "WOType": "Park", "Reason": "test"})
         storm = ended(telescope, "storm", "interrupted")
         assert storm["Message"].startswith(
-            "interrupted: dome closing: weather unsafe: rain on the weather station"), storm
+            "dome closing: weather unsafe: rain on the weather station"), storm
 
 
 def test_an_alert_received_while_the_disks_are_full_reaches_the_scheduler_once_there_is_room(

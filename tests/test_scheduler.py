@@ -479,3 +479,31 @@ def test_an_order_past_its_deadline_expires(make_site):
         "Not After": EVENING.replace(hour=1).isoformat()}))
     result = ended(scheduler, "late", "failed")
     assert result["Message"].startswith("expired: its window ended at")
+
+
+def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_site):
+    """Someone inside, a storm the safety monitor does not see: the scheduler does not open
+    again, as it does at dusk, a dome an operator closed; the dome parks the telescope, as
+    when it closes for safety, and an operator's Open ends the hold."""
+    site = night(make_site)
+    scheduler, dome = site.proxy("scheduler"), site.proxy("dome")
+
+    def shutter():
+        return dome.front_desk({"WOType": "Status"})["Devices"]["Enclosure"]["Shutter"]
+
+    wait_until(lambda: shutter() == "open", "the scheduler to open the dome at dusk")
+    scheduler.front_desk({"ID": "close-op", "WOType": "Dome", "Shutter": "Close",
+                          "User": "operator"})
+    ended(scheduler, "close-op", "done")
+    wait_until(lambda: "the dome was closed by Dome order close-op from operator at "
+               in site.log("scheduler"), "the scheduler to say it keeps the dome closed")
+    time.sleep(DOME_DOWN_SECONDS)  # many of the scheduler's ticks at 100×
+    assert shutter() == "closed"
+    assert "dome closing: Dome order close-op from operator" in site.log("telescope")
+    wait_until(lambda: site.proxy("telescope").front_desk({"WOType": "Status"})[
+        "Devices"]["Pointing"]["Parked"], "the telescope to park")
+    scheduler.front_desk({"ID": "open-op", "WOType": "Dome", "Shutter": "Open",
+                          "User": "operator"})
+    ended(scheduler, "open-op", "done")
+    time.sleep(DOME_DOWN_SECONDS)
+    assert shutter() == "open"

@@ -4,6 +4,7 @@ import os
 import re
 from datetime import datetime, timedelta, timezone
 
+import astropy.units as u
 import numpy as np
 import pytest
 from astropy.coordinates import Angle
@@ -184,6 +185,22 @@ def test_a_window_ended_or_a_later_night_is_refused_and_a_not_before_tonight_wai
     assert Time(header["DATE-OBS"], scale="utc") >= Time(start)
 
 
+def test_no_frame_starts_that_would_end_after_the_orders_not_after(observatory):
+    # 600 s frames (and 10 s readouts), a window of 25 min: two frames, then done, saying so.
+    telescope = observatory.proxy("telescope")
+    deadline = (simulated_now(observatory) + timedelta(minutes=25)).replace(microsecond=0)
+    telescope.front_desk(observation("window", **{
+        "Exposure Time": 600.0, "Number of Exposures": 5,
+        "Not After": deadline.strftime("%Y-%m-%dT%H:%M:%S")}))
+    done = ended(telescope, "window", "done")
+    assert done["Progress"]["Frames Done"] == 2 and len(done["Progress"]["Files"]) == 2
+    assert done["Message"].endswith(f"; 2 of 5 light frame(s), and no calibration frame: its "
+                                    f"window ended at {deadline:%Y-%m-%dT%H:%M:%S}.000Z "
+                                    "(Not After)")
+    last = fits.getheader(done["Progress"]["Files"][-1])
+    assert Time(last["DATE-OBS"]) + 600 * u.s <= Time(deadline)
+
+
 def test_an_order_whose_window_ends_while_it_waits_its_turn_expires(observatory):
     telescope = observatory.proxy("telescope")
     telescope.front_desk(observation("before-it", **{"Exposure Time": 1200.0}))
@@ -215,10 +232,16 @@ def test_a_dome_closed_between_frames_stops_the_order_after_the_frames_taken(mak
                                                   "Number of Exposures": 3}))
     wait_until(lambda: status(telescope, "closed")["Progress"].get("Step") == "exposing 1/3",
                "the first exposure")
-    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close"})
-    ended(site.proxy("dome"), "close", "done")  # closed by hand: the telescope is not parked
+    wait_until(lambda: status(telescope, "closed")["Progress"]["Frames Done"] == 1,
+               "the first frame")
+    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close",
+                                   "User": "operator"})
+    ended(site.proxy("dome"), "close", "done")
+    # Closed by hand as for safety: the telescope is told to park, and the frame under way is
+    # aborted, not written as if the shutter had stayed open.
     result = ended(telescope, "closed", "interrupted")
-    assert result["Message"] == "stopped after 1 frame(s): the dome shutter is closed"
+    assert result["Message"].startswith("dome closing: Dome order close from operator (Park "
+                                        "order ")
     assert len(result["Progress"]["Files"]) == 1
 
 
@@ -560,7 +583,8 @@ SLOW_SLEW_TIMEOUT = 3600
 
 def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
     """A telescope already observing starts the slew to a target of opportunity before the
-    dome daemon answers; a dome found closed then stops the slew, and no frame is taken."""
+    dome daemon answers; a dome found not ready (here its daemon gone, killed: it parked
+    nothing) then stops the slew, and no frame is taken."""
     site = make_site(settings(Scheduler={"Manage Dome": False},
                               Simulator={"Slew Rate": SLOW_SLEW_RATE},
                               Telescope={"Slew Timeout": SLOW_SLEW_TIMEOUT})).start(
@@ -570,14 +594,13 @@ def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
     telescope.front_desk(observation("long", **{"Exposure Time": 600}))
     wait_until(lambda: status(telescope, "long")["Progress"].get("Step") == "exposing 1/1",
                "the long exposure")
-    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close"})
-    ended(site.proxy("dome"), "close", "done")  # closed by hand: the telescope is not parked
+    site.daemons.pop("dome").kill()
 
     telescope.front_desk(observation("too", RA=60.0, **{"Type of job": "ToO"}))
     result = ended(telescope, "too", "interrupted")
     steps = [entry["Reason"] for entry in result["History"]]
     assert "slewing to RA 60.0000° Dec +13.2000°" in steps
-    assert result["Message"] == "not started: the dome shutter is closed"
+    assert result["Message"].startswith("not started: the dome daemon does not answer: ")
     assert result["Progress"]["Files"] == []
     pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
     assert not pointing["Slewing"] and not pointing["Parked"]

@@ -45,6 +45,9 @@ class DomeHandler(Handler):
         self.guard = SafetyGuard(self, memory=SafetyMemory(journal.path))
         self.workers = Workers("dome", DOME_WORKERS)
         self.closed_by = ""
+        #: The Dome order that closed the shutter last (``ID``, ``User``, ``At``), until an
+        #: order opens it: the scheduler keeps a dome closed so closed for the night.
+        self.closed_by_order = None
         # The guard and the orders both move the shutter, the follower turns an open dome:
         # one at a time.
         self._motion = threading.Lock()
@@ -91,6 +94,8 @@ class DomeHandler(Handler):
             state = self.enclosure.state()
             report["Enclosure"] = {"Shutter": state.shutter.value, "Slewing": state.slewing,
                                    "Parked": state.parked, "Closed By": self.closed_by}
+            if self.closed_by_order is not None:
+                report["Enclosure"]["Closed By Order"] = dict(self.closed_by_order)
             report["Outputs"] = {f"{number:02d}": on for number, on in state.outputs.items()}
             if state.azimuth is not None:
                 report["Enclosure"]["Azimuth"] = round(state.azimuth, 3)
@@ -121,7 +126,7 @@ class DomeHandler(Handler):
         done = []
         try:
             if "Shutter" in order:
-                done.append(self._shutter(order["Shutter"]))
+                done.append(self._shutter(order["Shutter"], order_id, order["User"]))
             if "Follow Telescope" in order:
                 self.follower.following = order["Follow Telescope"]
                 done.append("following the telescope" if self.follower.following
@@ -142,7 +147,7 @@ class DomeHandler(Handler):
         self.transition(order_id, DONE, "; ".join(done) or "nothing asked: 'Park' is false",
                         only_from={RUNNING})
 
-    def _shutter(self, action):
+    def _shutter(self, action, order_id, user):
         timeout = self.clock.real_seconds(self.settings["Shutter Timeout"])
         if action == "Open":
             with self._motion:
@@ -150,7 +155,7 @@ class DomeHandler(Handler):
                 if not may_open:
                     raise DeviceError(f"refused to open: {why_not}")
                 self.enclosure.start_open()
-                self.closed_by = ""
+                self.closed_by, self.closed_by_order = "", None
 
             def opened():
                 if not self.guard.may_open()[0]:
@@ -162,8 +167,16 @@ class DomeHandler(Handler):
 
             wait_for(opened, timeout, "the shutter to open", self._poll())
             return "shutter open"
+        now = format_utc(self.clock.now())
         with self._motion:
+            was = self.enclosure.state().shutter
             self.enclosure.start_close()
+            self.closed_by_order = {"ID": order_id, "User": user, "At": now}
+            if was != ShutterState.CLOSED:
+                self.closed_by = f"Dome order {order_id} from {user}, at {now}"
+        if was != ShutterState.CLOSED:
+            # As when it closes for safety: no frame is taken behind a closing shutter.
+            self._park_telescope(f"Dome order {order_id} from {user}")
         wait_for(lambda: self.enclosure.state().shutter == ShutterState.CLOSED, timeout,
                  "the shutter to close", self._poll())
         return "shutter closed"

@@ -5,8 +5,10 @@ begins and ends, and proves it is alive (a dome that stops hearing the heartbeat
 
 * :meth:`DomeKeeper.keep`, once per dispatcher tick (``Manage Dome``): ask the dome daemon how
   the dome is; when it is dark (Sun below ``Sun Altitude``), closed and safe, send it a Dome
-  order to open; when it is not dark and the dome is open, one to close, and park the telescope.
-  One such order at a time: the next waits until the dome daemon has ended it.
+  order to open, unless someone's Dome order closed it during this night (it then stays closed
+  until a Dome order opens it, or the next night); when it is not dark and the dome is open,
+  one to close, and park the telescope. One such order at a time: the next waits until the
+  dome daemon has ended it.
 * a thread sends a Heartbeat every ``Heartbeat Interval``, and at once when the dome daemon
   says it has heard none yet (it has just started, after the scheduler or again): its guard
   keeps the dome closed until the first one.
@@ -20,7 +22,7 @@ from ..client import connect
 from ..dome.safety import NEVER_HEARD
 from ..journal import CANCELLED, DONE, FAILED
 from ..logs import Outage
-from ..workorders import new_id
+from ..workorders import new_id, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class DomeKeeper:
         #: How many auxiliary outputs the dome has, as its daemon last said (``None`` before).
         self.outputs = None
         self._request = None  # the ID of the Dome order being waited on
+        self._held_by = None  # the ID of the Dome order keeping the dome closed, once said
         self._status_outage = Outage(log)     # the dome daemon not answering Status
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
         self._stopping = False
@@ -113,13 +116,31 @@ class DomeKeeper:
         night = self.night.window(now, self.config["Observing"]["Sun Altitude"])
         dark = night is not None and night.contains(now)
         if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
-            self._request = self._send({"Shutter": "Open"}, now,
-                                       "dark and safe: opening the dome")
+            if not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
+                self._request = self._send({"Shutter": "Open"}, now,
+                                           "dark and safe: opening the dome")
         elif not dark and shutter in ("open", "opening"):
             self._request = self._send({"Shutter": "Close", "Park": True}, now,
                                        "dawn: closing the dome")
             self._park_telescope("dawn")
         return is_open, changed
+
+    def _held_closed(self, closed_by_order, now):
+        """Whether a Dome order closed the dome during tonight's night (*closed_by_order*, as
+        the dome daemon reports it): someone inside, a storm the safety monitor does not see.
+        It stays closed until a Dome order opens it, or the next night (this keeper closes it
+        only at dawn, so a close in the dark is someone else's)."""
+        if closed_by_order is None:
+            return False
+        tonight = self.night.window(now, self.config["Observing"]["Sun Altitude"], whole=True)
+        if tonight is None or parse_utc(closed_by_order["At"]) < tonight.start:
+            return False
+        if self._held_by != closed_by_order["ID"]:
+            self._held_by = closed_by_order["ID"]
+            log.warning("the dome was closed by Dome order %s from %s at %s: it stays closed "
+                        "tonight; a Dome order with 'Shutter': 'Open' opens it again",
+                        closed_by_order["ID"], closed_by_order["User"], closed_by_order["At"])
+        return True
 
     def _send(self, actions, now, why):
         order = dict(actions, WOType="Dome", User="scheduler", ID=dome_order_id(now))

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import threading
 import xmlrpc.client
+from datetime import timedelta
 
 from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
@@ -72,6 +73,8 @@ class Job:
         self.interrupted_by = None
         #: The CCD did not reach its setpoint within Cooling Timeout: not waited for again.
         self.ccd_waited_out = False
+        #: The order's Not After came before its next frame could end: no more frames.
+        self.window_ended = False
 
     def interrupt(self, reason, final_state=INTERRUPTED, by=None):
         """Stop the job; it ends in *final_state* with *reason* (*by*: the order that took
@@ -144,7 +147,7 @@ class Executor:
         with self.orders.condition:
             job = self.orders.current
             if job is not None:
-                job.interrupt(f"interrupted: {reason}{by}")
+                job.interrupt(f"{reason}{by}")
             self._park_requests.append((reason, order_id))
             self.orders.condition.notify()
 
@@ -206,7 +209,7 @@ class Executor:
                 self.require_room()  # before the slew, which would be for nothing
                 self._point(job, order, progress)
                 self._take_lights(job, order, progress)
-            if order["Calibration Frames"]:
+            if order["Calibration Frames"] and not job.window_ended:
                 self._calibrate(job, order, progress)
         except Interrupted:
             self._abort()
@@ -235,7 +238,18 @@ class Executor:
             self._park_if_idle("the observation failed")
             return
         files = progress["Files"]
+        if job.window_ended and not progress["Frames Done"]:
+            self._park_if_idle("the observation's window ended")
+            self.handler.transition(order_id, FAILED, f"expired: its window ended at "
+                                    f"{deadline} before its first frame (Not After)",
+                                    only_from={RUNNING}, progress=progress)
+            return
         message = f"{len(files)} frame(s) written to {self._directory()}"
+        if job.window_ended:
+            message += (f"; {progress['Frames Done']} of {progress['Frames Total']} light "
+                        f"frame(s), and no calibration frame: its window ended at {deadline} "
+                        "(Not After)")
+            log.info("[WO %s] its window ends at %s: no more frames", order_id, deadline)
         if order["Output"] == "Analysis":
             # The last frame is journaled before the wait for the preprocessor.
             progress["Step"] = f"handing {len(files)} frame(s) to the preprocessor"
@@ -283,15 +297,27 @@ class Executor:
             # for the dome keeps that frame in the order.
             progress["Step"] = step = f"exposing {number}/{total}"
             self._step(job.record.id, progress)
-            if number > first:  # the first was checked once pointed
-                if not flip_tried:
-                    flip_tried = self._flip_if_due(job, order, progress, resume=step)
-                self._wait_for_the_slit(job, progress, resume=step)
+            if self._window_ends_before(order, order["Exposure Time"]):
+                job.window_ended = True
+                return
+            if number > first and not flip_tried:
+                flip_tried = self._flip_if_due(job, order, progress, resume=step)
+            # Before every frame, the first too: a wait for Not Before or an autofocus run
+            # may have lasted while the dome closed.
+            self._wait_for_the_slit(job, progress, resume=step)
+            if number > first:  # the first was focused once pointed
                 self._focus(job, order["Filter"], progress, resume=step)
             self._wait_for_the_ccd(job, progress, resume=step)
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
+
+    def _window_ends_before(self, order, seconds):
+        """Whether the order's ``Not After`` comes before a frame of *seconds* started now
+        would end: no frame starts, or runs, past it."""
+        deadline = order.get("Not After")
+        return deadline is not None and \
+            self.clock.now() + timedelta(seconds=seconds) > parse_utc(deadline)
 
     def _wait_for_not_before(self, job, order, progress):
         """Wait, pointed, for the order's ``Not Before``: the scheduler sends an order a slew
