@@ -569,7 +569,9 @@ OBSERVATION = Schema(
                   "the order itself, waits for it tonight, pointed; a later night is refused)"),
         Field("Not After", utc_datetime,
               doc="finish by this instant, ISO 8601 UTC; after it the order expires (at the "
-                  "telescope daemon too, refused when sent, failed if still queued then)"),
+                  "telescope daemon too, refused when sent, failed if still queued then; "
+                  "running, it starts no frame that would end after it, and ends done with "
+                  "the frames taken)"),
         Field("Group ID", text, doc="the group the order belongs to (the alerts daemon: the "
                                     "event); a Cancel may name the group"),
         Field("Probability", probability,
