@@ -801,6 +801,21 @@ def test_the_scheduler_cancels_a_group(site):
     assert scheduler.front_desk({"WOType": "Status", "ID": "other"})["Status"] != "cancelled"
     message = refusal(scheduler.front_desk, {"WOType": "Cancel"}).faultString
     assert "need what to cancel" in message and "'Group ID'" in message
+    # A group matching nothing (mistyped: compared exactly) says so, rather than "0 cancelled".
+    nothing = scheduler.front_desk({"WOType": "Cancel", "Group ID": "s2", "User": "test"})
+    assert nothing["Cancelled"] == [] and nothing["Message"] == (
+        "nothing to cancel: no order of this daemon that has not ended has Group ID 's2' "
+        "(compared exactly, case included)")
+    # One or the other: an ID and a group together were read as the ID alone.
+    both = refusal(scheduler.front_desk, {"WOType": "Cancel", "ID": "other", "Group ID": "S2"})
+    assert both.faultString == ("'ID' and 'Group ID': received both, 'other' and 'S2'; allowed: "
+                                "one of them ('ID' cancels one order, 'Group ID' every order "
+                                "of a group)")
+    kept = refusal(scheduler.front_desk, {"WOType": "Cancel", "ID": "other",
+                                          "Keep Running": True})
+    assert kept.faultString.startswith("'Keep Running': received True; allowed: only with "
+                                       "'Group ID'")
+    assert scheduler.front_desk({"WOType": "Status", "ID": "other"})["Status"] != "cancelled"
 
 
 def test_the_status_page_shows_each_event_with_its_report_and_map(observatory):

@@ -16,7 +16,7 @@ from .config import address_key
 from .journal import CANCELLED, FINAL_STATES, QUEUED, UNFINISHED_STATES, JournalUnwritable
 from .logs import Outage
 from .workorders import (QUERIES, SCHEMAS, FaultCode, WorkOrderError, clip, format_utc,
-                         shorten, validate, wotype_of)
+                         refuse, shorten, validate, wotype_of)
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,17 @@ class FrontDesk:
         if wotype == "Status":
             return self.status(order.get("ID"))
         if wotype == "Cancel":
+            if "ID" in order and "Group ID" in order:
+                raise WorkOrderError(f"'ID' and 'Group ID': received both, "
+                                     f"{shorten(order['ID'])} and {shorten(order['Group ID'])}; "
+                                     "allowed: one of them ('ID' cancels one order, 'Group ID' "
+                                     "every order of a group)")
             if "ID" not in order:
                 return self.cancel_group(order["Group ID"], order.get("User", "unknown"),
                                          order["Keep Running"])
+            if order["Keep Running"]:
+                raise refuse("Keep Running", True, "only with 'Group ID' (an order named by "
+                             "its 'ID' is cancelled whether it has started or not)")
             return self.cancel(order["ID"], order.get("User", "unknown"))
         if not SCHEMAS[wotype].journaled:
             return self.handler.signal(order)
@@ -247,8 +255,12 @@ class FrontDesk:
                 continue
             if self._cancel(record, f"cancelled by {user} with its group {group_id}"):
                 cancelled.append(record.id)  # (one that ended meanwhile is left as it ended)
-        message = (f"{len(cancelled)} order(s) of group {group_id} cancelled"
-                   + (f"; {len(kept)} already started left running" if kept else ""))
+        if cancelled or kept:
+            message = (f"{len(cancelled)} order(s) of group {group_id} cancelled"
+                       + (f"; {len(kept)} already started left running" if kept else ""))
+        else:
+            message = (f"nothing to cancel: no order of this daemon that has not ended has "
+                       f"Group ID {group_id!r} (compared exactly, case included)")
         log.info("%s by %s", message, user)
         return {"WOType": "Cancel", "Group ID": group_id, "Status": "cancelled",
                 "Cancelled": cancelled, "Kept": kept, "Message": message,
