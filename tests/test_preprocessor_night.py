@@ -2,6 +2,7 @@
 what is said about what is missing, and how bad inputs are reported without losing the night.
 Also ``toros calibrate``, the same pipeline from the command line."""
 
+import gzip
 import hashlib
 import logging
 import os
@@ -332,6 +333,19 @@ class TestBadInputs:
                                    "FLAT/SKYFLAT/DOMEFLAT)"]
         assert len(outcome.products) == 3
         assert "focus.fits" in caplog.text
+
+    def test_compressed_frames_are_listed_as_skipped_saying_how_to_decompress_them(
+            self, night, runner):
+        light = raw_files(night, "LIGHT")[0]
+        (night / "raw" / "packed.fits.fz").write_bytes(b"fpack'd")
+        (night / "raw" / "zipped.fit.gz").write_bytes(gzip.compress(light.read_bytes()))
+        (night / "raw" / "notes.txt.gz").write_bytes(gzip.compress(b"not a frame"))
+        outcome = run(night, runner)
+        assert len(outcome.products) == 3
+        assert sorted(outcome.skipped) == [
+            f"{night / 'raw' / 'packed.fits.fz'}: a tile-compressed image (fpack): decompress "
+            "it with funpack",
+            f"{night / 'raw' / 'zipped.fit.gz'}: gzip-compressed: decompress it with gunzip"]
 
     def test_products_sent_again_are_skipped_not_calibrated_twice(self, night, runner):
         # A File Location pointing at the reduced directory by mistake: its products (and its

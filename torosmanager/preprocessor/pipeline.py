@@ -42,7 +42,7 @@ from .library import MasterLibrary
 from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, master_header,
                       master_name, normalise_flat, stack_rows, task_combine_rows,
                       task_flat_level, write_master)
-from .reading import FrameError, is_fits_name
+from .reading import FrameError, compressed_fits, is_fits_name
 from .room import NoRoom, image_bytes, is_full_disk, require_room
 from .terms_store import TermsStore
 from .writing import sync_files
@@ -261,9 +261,11 @@ def find_frames(location):
         if os.path.isdir(place):
             raw = os.path.join(place, RAW_DIRECTORY)
             directory = raw if os.path.isdir(raw) else place
-            names = sorted(name for name in os.listdir(directory)
-                           if is_fits_name(name) and not name.startswith("."))
-            if not names and len(locations) == 1:
+            listed = sorted(name for name in os.listdir(directory) if not name.startswith("."))
+            names = [name for name in listed if is_fits_name(name)]
+            missing += [(os.path.join(directory, name), compressed_fits(name))
+                        for name in listed if compressed_fits(name)]
+            if not names and not missing and len(locations) == 1:
                 raise PreprocessingError(f"no FITS files (.fits, .fit, .fts) in {directory}")
             for name in names:
                 path = os.path.join(directory, name)

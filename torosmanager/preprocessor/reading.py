@@ -33,6 +33,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_AXES = 999
 #: File name endings taken for FITS frames (compared without regard to case).
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
+#: Compressed FITS files' endings, and what decompresses them: listed as skipped, saying so.
+COMPRESSED_SUFFIXES = {".fz": "a tile-compressed image (fpack): decompress it with funpack",
+                       ".gz": "gzip-compressed: decompress it with gunzip",
+                       ".bz2": "bzip2-compressed: decompress it with bunzip2"}
 #: Header keys that describe how the pixels are stored, not what they show.
 STRUCTURAL_KEYS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND",
                    "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM",
@@ -46,6 +50,15 @@ class FrameError(Exception):
 def is_fits_name(name):
     """Whether *name* ends like a FITS file (``.fits``, ``.fit``, ``.fts``)."""
     return name.lower().endswith(FITS_SUFFIXES)
+
+
+def compressed_fits(name):
+    """Why *name*, a compressed FITS file (``x.fits.fz``, ``x.fit.gz``...), is not read;
+    ``None`` for any other name."""
+    stem, suffix = os.path.splitext(name.lower())
+    if suffix in COMPRESSED_SUFFIXES and (suffix == ".fz" or is_fits_name(stem)):
+        return COMPRESSED_SUFFIXES[suffix]
+    return None
 
 
 class RawFrame:
