@@ -361,3 +361,22 @@ def test_a_worker_killed_fails_its_job_and_the_next_job_gets_new_workers(tmp_pat
         assert len(said) == 2 and all(" INFO " in line for line in said), said
     finally:
         site.stop()
+
+
+def test_a_cancel_ends_the_wait_for_room_and_the_next_order_waits_in_its_place(make_site):
+    # A look for room once an hour: the next order must not wait that long behind one
+    # cancelled.
+    site = make_site({"Preprocessor": {"Minimum Free Bytes": 10 ** 15,
+                                       "Room Retry Interval": 3600}}).start("preprocessor")
+    proxy = site.proxy("preprocessor")
+    night = make_night(site.directory / "data", biases=3, darks={}, flats={},
+                       lights=[("R", 10.0, 1)])
+    for order_id in ("first", "second"):
+        proxy.front_desk({"ID": order_id, "WOType": "Preprocessing",
+                          "File Location": str(night.directory)})
+    wait_until(lambda: calibration(proxy).get("Waiting for Room") == "first",
+               "the first order to wait for room")
+    proxy.front_desk({"WOType": "Cancel", "ID": "first"})
+    wait_until(lambda: calibration(proxy).get("Waiting for Room") == "second",
+               "the second order to wait for room in its place", patience=10)
+    assert status(proxy, "first")["Status"] == "cancelled"

@@ -84,8 +84,9 @@ class JobQueue:
         self._terms = (TermsStore(self.settings.kept_terms * 2 ** 20)
                        if shares_terms(self.settings) else None)
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
-        self._stopping = threading.Event()  # ends a wait for room
+        self._stopping = threading.Event()
         self._waiting = None  # the order waiting for room
+        self._look_again = threading.Event()  # ends a wait for room: stopping, or a Cancel
         # Order ID → (record, geometries) of the orders waiting for a master bias of those
         # detector geometries, queued again once a job makes one; read by Status and a Cancel
         # from other threads.
@@ -107,6 +108,8 @@ class JobQueue:
         job = self.orders.current_if(order_id)
         if job is not None:
             job.cancel()
+        if self._waiting == order_id:
+            self._look_again.set()  # the next order need not wait for the room it waited for
         with self._without_masters_lock:
             self._without_masters.pop(order_id, None)
 
@@ -116,6 +119,7 @@ class JobQueue:
         if job is not None:
             job.stop.set()
         self._stopping.set()
+        self._look_again.set()
         if self._thread.is_alive():
             self._thread.join()
         if self._runner is not None:
@@ -261,7 +265,11 @@ class JobQueue:
 
     def _wait_for_room(self, job):
         """Wait until the disks have room for *job*, it is cancelled or the daemon stops."""
-        while not self._stopping.wait(self.settings.room_retry_interval):
+        while True:
+            self._look_again.wait(self.settings.room_retry_interval)
+            self._look_again.clear()
+            if self._stopping.is_set():
+                return
             record = self.handler.journal.get(job.record.id)
             if record is None or record.state != QUEUED:
                 return  # cancelled meanwhile
