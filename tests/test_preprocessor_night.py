@@ -334,6 +334,27 @@ class TestBadInputs:
         assert len(outcome.products) == 3
         assert "focus.fits" in caplog.text
 
+    @pytest.mark.parametrize("overscan", [False, True], ids=["fast path", "with an overscan"])
+    def test_pixels_marked_blank_are_calibrated_as_nan(self, night, runner, overscan):
+        # An integer frame's BLANK marks pixels with no value: read as a value (here the
+        # stored -32768, 0 ADU), it gave a pixel thousands of electrons below the sky.
+        light = raw_files(night, "LIGHT")[0]
+        with fits.open(light) as hdus:
+            header, data = hdus[0].header, hdus[0].data.copy()
+        assert data.dtype == np.uint16  # stored as int16, BZERO 32768
+        data[20, 20] = 0
+        header["BLANK"] = -32768
+        fits.PrimaryHDU(data, header).writeto(light, overwrite=True)
+        layout = {"overscan": "[1:8,1:128]", "trim": "[9:128,1:128]"} if overscan else {}
+        outcome = run(night, runner, **layout)
+        assert outcome.products, outcome.skipped
+        product = next(path for path in outcome.products
+                       if os.path.basename(path).endswith(light.name[-8:]))
+        calibrated = fits.getdata(product)
+        column = 20 - (8 if overscan else 0)  # (the trim leaves out 8 columns)
+        assert np.isnan(calibrated[20, column])
+        assert np.isfinite(calibrated[19:22, column - 1:column + 2]).sum() == 8
+
     def test_compressed_frames_are_listed_as_skipped_saying_how_to_decompress_them(
             self, night, runner):
         light = raw_files(night, "LIGHT")[0]

@@ -177,8 +177,10 @@ def read_block(frame, reader, start, stop, out, scratch=None):
         native = scratch[:stop - start]
         native[...] = frame.stored[start:stop]
         out[...] = native
+        frame.blank_out(native, out)
     else:
         out[...] = frame.stored[start:stop]
+        frame.blank_out(frame.stored[start:stop], out)
 
 
 def native_scratch(frame, shape):

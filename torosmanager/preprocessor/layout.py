@@ -128,7 +128,7 @@ class LayoutReader:
         self._column_levels = None
         if layout.overscan_axis == PER_COLUMN:
             strip = frame.region(*layout.overscan)
-            self._column_levels = np.median(strip, axis=0)[layout.columns]
+            self._column_levels = _median(frame)(strip, axis=0)[layout.columns]
 
     def rows(self, start, stop, out=None):
         """Trimmed rows ``[start, stop)`` in ADU, overscan subtracted, float32.
@@ -144,7 +144,7 @@ class LayoutReader:
         # Read straight into *out* when no column is trimmed away.
         block = self.frame.rows(first, first + (stop - start), out=out if whole_rows else None)
         if layout.overscan_axis == PER_ROW:
-            levels = np.median(block[:, layout.overscan[1]], axis=1)
+            levels = _median(self.frame)(block[:, layout.overscan[1]], axis=1)
             block -= levels[:, np.newaxis]
         if not whole_rows:
             if out is None:
@@ -154,6 +154,12 @@ class LayoutReader:
         if self._column_levels is not None:
             block -= self._column_levels
         return block
+
+
+def _median(frame):
+    """The median for *frame*'s overscan: one that leaves out its pixels with no value
+    (``BLANK``), when it has such pixels."""
+    return np.median if frame.blank is None else np.nanmedian
 
 
 def _section(text, raw_shape, key):

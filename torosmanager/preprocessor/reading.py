@@ -83,6 +83,9 @@ class RawFrame:
             self.bzero, self.bscale = pixel_scaling(self.header)
         except VerifyError as error:
             raise unparsable(self.header, error) from None
+        #: The stored integer that marks a pixel with no value (``BLANK``), or ``None``: such
+        #: pixels are read as NaN, as a float frame's NaN pixels are.
+        self.blank = _blank(self.header, self.stored_type)
         try:
             self.stored = np.memmap(path, dtype=self.stored_type, mode="r", offset=offset,
                                     shape=self.shape)
@@ -125,6 +128,7 @@ class RawFrame:
         if out is None:
             out = np.empty(block.shape, dtype=np.float32)
         out[...] = block
+        self.blank_out(block, out)
         if self.bscale != 1.0:
             out *= np.float32(self.bscale)
         if self.bzero:
@@ -133,16 +137,34 @@ class RawFrame:
 
     def region(self, rows, columns):
         """A rectangle of the frame in physical units, float32 (a new array)."""
-        block = self.stored[rows, columns].astype(np.float32)
+        stored = self.stored[rows, columns]
+        block = stored.astype(np.float32)
+        self.blank_out(stored, block)
         if self.bscale != 1.0:
             block *= np.float32(self.bscale)
         if self.bzero:
             block += np.float32(self.bzero)
         return block
 
+    def blank_out(self, stored, values):
+        """Set to NaN the *values* whose *stored* integers are the frame's ``BLANK``."""
+        if self.blank is not None:
+            values[stored == self.blank] = np.nan
+
     def image(self):
         """The whole frame in physical units, float32 (a new array)."""
         return self.rows(0, self.shape[0])
+
+
+def _blank(header, stored_type):
+    """*header*'s ``BLANK`` for an integer image, or ``None`` (FITS gives it no meaning for
+    floats, whose undefined pixels are NaN)."""
+    if stored_type.kind not in "iu":
+        return None
+    value = header.get("BLANK")
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
 
 
 def read_header(path):
