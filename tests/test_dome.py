@@ -319,6 +319,16 @@ def test_a_dome_daemon_that_has_heard_no_heartbeat_yet_is_sent_one_at_once(make_
                                        "one now") >= 2
 
 
+def test_a_heartbeat_clears_the_verdict_at_once_not_at_the_next_check(make_site):
+    # Checks an hour apart (36 real seconds): the heartbeat's own arrival has them check.
+    site = make_site(settings(Dome={"Check Interval": 3600, "Heartbeat Timeout": 7200}))
+    site.start("dome")
+    assert "no heartbeat from the scheduler yet" in dome_safety(site)["Reason"]
+    heartbeat(site)
+    wait_until(lambda: "heartbeat" not in dome_safety(site)["Reason"],
+               "the verdict to forget the heartbeat it waited for", patience=5)
+
+
 def test_daylight_is_unsafe(make_site):
     noon = EVENING.replace(hour=18)  # local noon at CTMO
     site = make_site(settings(start=noon)).start("dome")

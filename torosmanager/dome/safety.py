@@ -49,7 +49,9 @@ from ..workorders import format_utc
 log = logging.getLogger(__name__)
 
 NOT_CHECKED = "not checked yet"
-NO_HEARTBEAT_YET = "no heartbeat from the scheduler yet"
+#: How the verdict's reasons about the scheduler's heartbeat begin.
+HEARTBEAT_REASON = "no heartbeat from the scheduler"
+NO_HEARTBEAT_YET = f"{HEARTBEAT_REASON} yet"
 #: The health report's ``Last Heartbeat`` before the first (the scheduler then sends one).
 NEVER_HEARD = "never"
 #: What a guard just started lacks only because it has just started: conditions good before
@@ -94,6 +96,7 @@ class SafetyGuard:
         self._unsafe_since = self.clock.now()
         self._good_since = None
         self._stop = threading.Event()
+        self._check_now = threading.Event()  # a heartbeat that may end an unsafe verdict
         self._thread = threading.Thread(target=self._run, name="dome-safety")
         self._failing = Outage(log)  # checks that raise: said once, with the traceback
 
@@ -131,6 +134,7 @@ class SafetyGuard:
     def stop(self):
         """Stop checking."""
         self._stop.set()
+        self._check_now.set()
         if self._thread.is_alive():
             self._thread.join()
         if self._memory is not None:
@@ -142,6 +146,11 @@ class SafetyGuard:
             self._last_heartbeat = self.clock.now()
             self._heartbeat_elapsed = self.clock.elapsed()
             self._heartbeat_from = sender
+            missed = any(reason.startswith(HEARTBEAT_REASON) for reason in self._reasons)
+        if missed:
+            # Checked again now, not up to a Check Interval later: the verdict, which the
+            # telescope asks before each frame, would name a heartbeat that has come.
+            self._check_now.set()
 
     def _run(self):
         interval = self.clock.real_seconds(self.settings["Check Interval"])
@@ -151,8 +160,12 @@ class SafetyGuard:
         alive_every = watchdog_interval()
         wake = interval if alive_every is None else min(interval, alive_every)
         due = time.monotonic() + interval
-        while not self._stop.wait(wake):
-            if time.monotonic() >= due:
+        while True:
+            asked = self._check_now.wait(wake)
+            if self._stop.is_set():
+                return
+            self._check_now.clear()
+            if asked or time.monotonic() >= due:
                 due = time.monotonic() + interval
                 try:
                     self.check()
@@ -232,7 +245,7 @@ class SafetyGuard:
         if last is None:
             reasons.append(NO_HEARTBEAT_YET)
         elif silent > self.settings["Heartbeat Timeout"]:
-            reasons.append(f"no heartbeat from the scheduler since {format_utc(last)}")
+            reasons.append(f"{HEARTBEAT_REASON} since {format_utc(last)}")
         return reasons
 
     def _daylight(self, now):
