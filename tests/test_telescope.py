@@ -12,13 +12,14 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from observatory import (ended, open_dome, refusal, settings, slit_and_wanted, status,
+from observatory import (ended, open_dome, refusal, settings, slit_and_wanted, status, step,
                          wait_until)
 from conftest import EVENING
 from torosmanager.devices.dome import azimuth_separation
 from torosmanager.devices.simulator.camera import CCD_TEMPERATURE
 from torosmanager.devices.simulator.frames import FrameModel
 from torosmanager.examples import MANUAL_OBSERVATION
+from torosmanager.night import Night
 from torosmanager.workorders import FaultCode
 
 REQUIRED_HEADERS = ("DATE-OBS", "DATE-END", "TIMESYS", "MJD-OBS", "MJD-AVG", "EXPTIME",
@@ -199,6 +200,45 @@ def test_no_frame_starts_that_would_end_after_the_orders_not_after(observatory):
                                     "(Not After)")
     last = fits.getheader(done["Progress"]["Files"][-1])
     assert Time(last["DATE-OBS"]) + 600 * u.s <= Time(deadline)
+
+
+def rising_target(site, low, high):
+    """The RA of a target on the equator rising through *low*–*high* degrees of altitude
+    now."""
+    night, now = Night(site.config["Site"]), simulated_now(site)
+    for ra in np.arange(0.0, 360.0, 0.25):
+        altitude = night.altitude_at(now, ra, 0.0)
+        if low <= altitude <= high and night.altitude_at(now + timedelta(minutes=10), ra,
+                                                         0.0) > altitude:
+            return float(ra)
+    raise AssertionError(f"no target rising through {low}–{high}°")
+
+
+def test_a_target_below_the_minimum_altitude_is_not_slewed_to(observatory):
+    # Rising, and up later tonight (so accepted): the slew waits, and the order is
+    # interrupted for the scheduler to try later, saying when.
+    telescope = observatory.proxy("telescope")
+    telescope.front_desk(observation("low", RA=rising_target(observatory, 5.0, 10.0),
+                                     Dec=0.0))
+    result = ended(telescope, "low", "interrupted")
+    assert re.fullmatch(r"not started: the target is at \d+\.\d° of altitude, below Telescope "
+                        r"→ Minimum Altitude \(20°\); it is above it from \d\d:\d\d UTC",
+                        result["Message"]), result["Message"]
+    assert not any(entry["Reason"].startswith("slewing") for entry in result["History"])
+
+
+def test_a_target_not_up_yet_waits_for_its_not_before_before_the_slew(observatory):
+    telescope = observatory.proxy("telescope")
+    start = (simulated_now(observatory) + timedelta(minutes=30)).replace(microsecond=0)
+    telescope.front_desk(observation("rises", RA=rising_target(observatory, 15.0, 17.0),
+                                     Dec=0.0, **{"Calibration Frames": "No",
+                                                 "Not Before": f"{start:%Y-%m-%dT%H:%M:%S}"}))
+    done = ended(telescope, "rises", "done")
+    steps = [entry["Reason"] for entry in done["History"]]
+    waited = steps.index(f"waiting for its Not Before, {start:%Y-%m-%dT%H:%M:%S}.000Z")
+    assert waited < next(index for index, step in enumerate(steps)
+                         if step.startswith("slewing"))
+    assert fits.getheader(done["Progress"]["Files"][0])["ALTITUDE"] >= 20.0
 
 
 def test_an_order_whose_window_ends_while_it_waits_its_turn_expires(observatory):
@@ -629,3 +669,23 @@ def test_names_in_any_language_reach_the_header_as_their_closest_ascii(make_site
                                    "Jose", "halpha")
     # The long name left its card little room for a comment: shortened, not warned about.
     assert "VerifyWarning" not in site.log("telescope")
+
+
+def test_a_park_under_way_cannot_be_cancelled_and_ends_parked(make_site):
+    # Cancelled, it was said cancelled while the mount went on parking, unsaid.
+    site = make_site(settings(Scheduler={"Manage Dome": False},
+                              Simulator={"Slew Rate": SLOW_SLEW_RATE},
+                              Telescope={"Slew Timeout": SLOW_SLEW_TIMEOUT})).start(
+        "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("pointed", **{"Exposure Time": 600}))
+    wait_until(lambda: step(telescope, "pointed") == "exposing 1/1", "the exposure")
+    telescope.front_desk({"ID": "park", "WOType": "Park", "Reason": "operator"})
+    refused = refusal(telescope.front_desk, {"WOType": "Cancel", "ID": "park"})
+    assert refused.faultCode == FaultCode.NOT_CANCELLABLE
+    assert refused.faultString == (
+        "'ID': received 'park', a Park order running, which cannot be cancelled: a mount is "
+        "not stopped halfway to its park position (the Park ends in a moment; then send an "
+        "Observation to point it elsewhere)")
+    assert ended(telescope, "park", "done")["Message"] == "parked (operator)"

@@ -235,6 +235,11 @@ class FrontDesk:
             raise WorkOrderError(f"'ID': received {shorten(order_id)}, an order that is already "
                                  f"{record.state} ({record.message}); only orders that have not "
                                  "ended can be cancelled", FaultCode.NOT_CANCELLABLE)
+        refusal = self.handler.cancel_refusal(record)
+        if refusal is not None:
+            raise WorkOrderError(f"'ID': received {shorten(order_id)}, a {record.wotype} order "
+                                 f"{record.state}, which cannot be cancelled: {refusal}",
+                                 FaultCode.NOT_CANCELLABLE)
         reason = f"cancelled by {user}"
         if not self._cancel(record, reason):  # it ended while we looked
             record = self.journal.get(record.id)
@@ -250,7 +255,8 @@ class FrontDesk:
         for record in self.journal.unfinished():
             if record.work_order.get("Group ID") != group_id:
                 continue
-            if keep_running and record.state in started:
+            if (keep_running and record.state in started
+                    or self.handler.cancel_refusal(record) is not None):
                 kept.append(record.id)
                 continue
             if self._cancel(record, f"cancelled by {user} with its group {group_id}"):

@@ -118,6 +118,10 @@ class Handler:
         """The same order arrived again, unchanged. The default does nothing (idempotent);
         a daemon may take it as a request to try an interrupted order again."""
 
+    def cancel_refusal(self, record):
+        """Why *record*, not ended, cannot be cancelled, or ``None`` (the default: it can)."""
+        return None
+
     def cancelled(self, record, previous_state):
         """Stop work on an order the front desk has just marked cancelled."""
 

@@ -190,6 +190,22 @@ class Night:
         altitude = altitude_grid(self.latitude, ra_now, dec_now, night.lst_radians)
         return altitude[0] if np.ndim(ra) == 0 else altitude
 
+    def altitude_at(self, instant, ra, dec):
+        """The altitude (degrees, without refraction) of a target (ICRS degrees) at
+        *instant* (UTC datetime), as :meth:`altitudes` computes it on the night's grid."""
+        utc1, utc2 = ephemeris.julian_dates(instant, 0.0)
+        ra_now, dec_now = precess(np.atleast_1d(ra), np.atleast_1d(dec),
+                                  ephemeris.julian_year(utc1, utc2))
+        lst = ephemeris.apparent_sidereal_time(utc1, utc2, self.longitude)
+        return float(hour_angle_altitude(self.latitude, np.radians(dec_now[0]),
+                                         lst - np.radians(ra_now[0])))
+
+    def rises_above(self, night, ra, dec, altitude):
+        """The first instant of *night*'s grid at which a target is above *altitude*
+        (degrees), or ``None``."""
+        above = np.flatnonzero(self.altitudes(night, ra, dec) >= altitude)
+        return _to_datetime(night.times[above[0]]) if len(above) else None
+
     def max_altitude(self, night, ra, dec):
         """The highest altitude a target reaches during *night*, and when (UTC datetime)."""
         altitude = self.altitudes(night, ra, dec)

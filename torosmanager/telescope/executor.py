@@ -62,6 +62,10 @@ class DomeNotReady(Exception):
     """The dome is closed, unsafe, or its daemon does not answer."""
 
 
+class TargetLow(Exception):
+    """The target is below ``Telescope → Minimum Altitude`` now."""
+
+
 class Job:
     """One order under way, and how to stop it."""
 
@@ -220,11 +224,13 @@ class Executor:
                                         progress=progress)
             self._park_if_idle(job.reason)
             return
-        except DomeNotReady as reason:
+        except (DomeNotReady, TargetLow) as reason:
             taken = len(progress["Files"]) - files_before
             where = f"stopped after {taken} frame(s)" if taken else "not started"
             self.handler.transition(order_id, INTERRUPTED, f"{where}: {reason}",
                                     only_from={RUNNING}, progress=progress)
+            if isinstance(reason, TargetLow):
+                self._park_if_idle("the target is too low")
             return
         except NoRoom as reason:
             self.handler.transition(order_id, INTERRUPTED, f"stopped at {progress['Step']}: "
@@ -300,6 +306,7 @@ class Executor:
             if self._window_ends_before(order, order["Exposure Time"]):
                 job.window_ended = True
                 return
+            self._check_altitude(order)
             if number > first and not flip_tried:
                 flip_tried = self._flip_if_due(job, order, progress, resume=step)
             # Before every frame, the first too: a wait for Not Before or an autofocus run
@@ -349,6 +356,10 @@ class Executor:
         and a target of opportunity does not wait for the dome daemon's answer. A dome that
         is not ready stops that slew, and no frame is taken.
         """
+        if order.get("Not Before") is not None and not self._is_up(order):
+            # Not up yet: wait for its Not Before before the slew, not pointed.
+            self._wait_for_not_before(job, order, progress)
+        self._check_altitude(order)
         parked = self.mount.state().parked
         if parked:
             self._check_dome()
@@ -370,6 +381,26 @@ class Executor:
         self._focus(job, order["Filter"], progress)
         self._wait_for_the_slit(job, progress)
         self._autofocus_if_due(job, order["Filter"], progress)
+
+    def _is_up(self, order):
+        """Whether the order's target is above ``Telescope → Minimum Altitude`` now."""
+        altitude = self.handler.night.altitude_at(self.clock.now(), order["RA"], order["Dec"])
+        return altitude >= self.settings["Minimum Altitude"]
+
+    def _check_altitude(self, order):
+        """Raise :class:`TargetLow` when the order's target is below ``Telescope → Minimum
+        Altitude`` now (not risen yet, or set since), saying when it is up tonight."""
+        now, limit = self.clock.now(), self.settings["Minimum Altitude"]
+        ra, dec = order["RA"], order["Dec"]
+        altitude = self.handler.night.altitude_at(now, ra, dec)
+        if altitude >= limit:
+            return
+        night = self.handler.night.window(now, self.config["Observing"]["Sun Altitude Limit"])
+        rises = None if night is None else self.handler.night.rises_above(night, ra, dec, limit)
+        when = (f"it is above it from {rises:%H:%M} UTC" if rises is not None else
+                "it is not above it again tonight")
+        raise TargetLow(f"the target is at {altitude:.1f}° of altitude, below Telescope → "
+                        f"Minimum Altitude ({limit:g}°); {when}")
 
     def _flip_if_due(self, job, order, progress, resume):
         """Slew to the target again if a German equatorial mount should flip

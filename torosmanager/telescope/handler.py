@@ -136,6 +136,12 @@ class TelescopeHandler(Handler):
         if record.priority >= self.config["Priorities"]["ToO Threshold"]:
             self.executor.preempt(record)
 
+    def cancel_refusal(self, record):
+        if record.wotype == "Park":
+            return ("a mount is not stopped halfway to its park position (the Park ends in a "
+                    "moment; then send an Observation to point it elsewhere)")
+        return None
+
     def cancelled(self, record, previous_state):
         self.executor.cancel(record.id, f"cancelled (was {previous_state})")
 
