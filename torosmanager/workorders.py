@@ -566,7 +566,8 @@ OBSERVATION = Schema(
                   "Preprocessing order of the observation's priority"),
         Field("Not Before", utc_datetime,
               doc="do not start before this instant, ISO 8601 UTC (the telescope daemon, sent "
-                  "the order itself, waits for it tonight, pointed; a later night is refused)"),
+                  "the order itself, waits for it tonight, pointed if its target is up; a "
+                  "later night is refused)"),
         Field("Not After", utc_datetime,
               doc="finish by this instant, ISO 8601 UTC; after it the order expires (at the "
                   "telescope daemon too, refused when sent, failed if still queued then; "
