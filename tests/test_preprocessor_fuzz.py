@@ -38,7 +38,8 @@ ODD_VALUES = ["'", "''", "1.0.0", "-1", "0", "1e400", "-1E400", "NaN", "T", "F",
               "'LIGHT'", "'DARK'", "'BIAS'", "'FLAT'", "'MASTER BIAS'", "'adu'", "'R'"]
 RAW_KEYS = ["SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "PCOUNT",
             "GCOUNT", "BZERO", "BSCALE", "BLANK", "IMAGETYP", "EXPTIME", "EXPOSURE", "FILTER",
-            "GAIN", "EGAIN", "RDNOISE", "DATE-OBS", "SATURATE", "XBINNING", "YBINNING",
+            "GAIN", "EGAIN", "RDNOISE", "DATE-OBS", "SATURATE", "DATAMIN", "DATAMAX",
+            "XBINNING", "YBINNING", "CALSOFT", "BIASCOR",
             "OBJECT", "OBSERVER"]
 MASTER_KEYS = ["BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "BZERO", "BSCALE", "IMAGETYP", "BUNIT",
                "EXPTIME", "FILTER", "NCOMBINE", "NIGHT", "RAWNX", "RAWNY", "XBINNING",

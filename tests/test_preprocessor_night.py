@@ -334,6 +334,29 @@ class TestBadInputs:
         assert len(outcome.products) == 3
         assert "focus.fits" in caplog.text
 
+    def test_a_products_gain_and_levels_are_in_electrons_naming_where_the_gain_came_from(
+            self, night, runner):
+        first, second = raw_files(night, "LIGHT")[:2]
+        with fits.open(first, mode="update") as hdus:
+            header = hdus[0].header
+            del header["GAIN"]
+            header["EGAIN"], header["SATURATE"] = 2.0, 65535
+            header["DATAMIN"], header["DATAMAX"] = 0, 65535
+        with fits.open(second, mode="update") as hdus:
+            hdus[0].header["GAIN"] = 0.0
+        outcome = run(night, runner)
+        products = {os.path.basename(fits.getval(path, "RAWFILE")): fits.getheader(path)
+                    for path in outcome.products}
+        egain = products[first.name]
+        assert (egain["GAIN"], egain["EGAIN"], egain["GAINCOR"]) == (1.0, 1.0, 2.0)
+        assert egain["DATAMAX"] == egain["SATURATE"] > 100_000  # (65535 - bias) x 2
+        assert egain["DATAMIN"] < 0
+        # (HISTORY cards wrap long lines across cards.)
+        assert "converted to electrons with gain 2 e-/ADU (from the header's EGAIN)" in \
+            "".join(egain["HISTORY"])
+        assert "(from Preprocessor -> Gain (the header's GAIN, 0, is no gain))" in \
+            "".join(products[second.name]["HISTORY"])
+
     @pytest.mark.parametrize("overscan", [False, True], ids=["fast path", "with an overscan"])
     def test_pixels_marked_blank_are_calibrated_as_nan(self, night, runner, overscan):
         # An integer frame's BLANK marks pixels with no value: read as a value (here the

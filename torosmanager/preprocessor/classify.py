@@ -53,6 +53,10 @@ ACCEPTED_TYPES = "LIGHT/OBJECT/SCIENCE, BIAS/ZERO, DARK, FLAT/SKYFLAT/DOMEFLAT"
 #: Cards this software writes into what it makes (products and masters): a frame holding one
 #: is not raw, and calibrating it again would subtract the masters twice.
 CALIBRATED_KEYS = ("CALSOFT", "BIASCOR")
+#: Keys giving the gain (electrons per ADU), in order of preference.
+GAIN_KEYS = ("GAIN", "EGAIN")
+#: Keys giving levels of the raw data in ADU, which a product gives in electrons.
+LEVEL_KEYS = ("DATAMIN", "DATAMAX")
 #: Keys giving the exposure time, in order of preference.
 EXPTIME_KEYS = ("EXPTIME", "EXPOSURE")
 #: Exposure times closer than this are the same (seconds): headers round them differently.
@@ -109,13 +113,22 @@ class Frame:
     filter : str
         ``FILTER``, stripped; ``""`` when there is none.
     gain : float or None
-        ``GAIN`` (electrons per ADU) when the header gives a positive one.
+        ``GAIN``, or else ``EGAIN`` (electrons per ADU), when the header gives a positive one.
+    gain_source : str
+        Where *gain* comes from (``"the header's EGAIN"``), or why the header gives none
+        (``"the header's GAIN, 0, is no gain"``, ``"no GAIN or EGAIN in the header"``).
     rdnoise : float or None
         ``RDNOISE`` (electrons) when the header gives one.
     date_obs : str
         ``DATE-OBS`` as written, or ``""``.
     saturate : float or None
         ``SATURATE`` (ADU).
+    levels : tuple of (str, float)
+        ``DATAMIN`` and ``DATAMAX`` (ADU), those the header gives: a product gives them in
+        electrons.
+    egain : bool
+        Whether the header has an ``EGAIN`` card (a product's says 1: its data are
+        electrons).
     bzero, bscale : float
         How the pixels are stored (``physical = stored × BSCALE + BZERO``).
     """
@@ -126,9 +139,12 @@ class Frame:
     exptime: float
     filter: str = ""
     gain: float | None = None
+    gain_source: str = ""
     rdnoise: float | None = None
     date_obs: str = ""
     saturate: float | None = None
+    levels: tuple = ()
+    egain: bool = False
     bzero: float = 0.0
     bscale: float = 1.0
 
@@ -174,16 +190,32 @@ def _frame(path, header):
         raise FrameError("a dark frame of 0 s: it measures no dark current (call it BIAS)")
     rows, columns = image_shape(header)
     geometry = Geometry(columns, rows, _binning(header, "XBINNING"), _binning(header, "YBINNING"))
-    gain = _number(header, ("GAIN", "EGAIN"))
+    gain, gain_source = _gain(header)
     filter_name = header.get("FILTER", "")
     bzero, bscale = pixel_scaling(header)
+    levels = tuple((key, _number(header, (key,))) for key in LEVEL_KEYS
+                   if _number(header, (key,)) is not None)
     return Frame(path=path, kind=kind, geometry=geometry, exptime=exptime,
                  filter=str(filter_name).strip() if filter_name is not None else "",
-                 gain=gain if gain is not None and gain > 0 else None,
+                 gain=gain, gain_source=gain_source,
                  rdnoise=_number(header, ("RDNOISE",)),
                  date_obs=str(header.get("DATE-OBS", "") or ""),
                  saturate=_number(header, ("SATURATE",)),
+                 levels=levels, egain="EGAIN" in header,
                  bzero=bzero, bscale=bscale)
+
+
+def _gain(header):
+    """The header's gain (``GAIN``, or else ``EGAIN``), if positive, and where it comes from;
+    or ``None`` and why there is none."""
+    for key in GAIN_KEYS:
+        value = as_number(header.get(key))
+        if value is None:
+            continue
+        if value > 0:
+            return value, f"the header's {key}"
+        return None, f"the header's {key}, {value:g}, is no gain"
+    return None, "no GAIN or EGAIN in the header"
 
 
 def classify(paths):

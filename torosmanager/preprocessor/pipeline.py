@@ -682,11 +682,15 @@ class _Night:
         history.append(f"flat-fielded: {flat.name} ({_source(flat)})" if flat else
                        f"no master flat for filter {frame.filter or 'none'}: not flat-fielded")
         history.append(f"converted to electrons with gain {gain:g} e-/ADU ({gain_source})")
+        if frame.egain:
+            cards.append(("EGAIN", 1.0, "[e-/e-] data are in electrons: see GAINCOR"))
         saturation = None
         if frame.saturate is not None:
             saturation = (frame.saturate - bias.level) * gain
             cards.append(("SATURATE", round(saturation, 1),
                           "[e-] (raw SATURATE - bias) x gain"))
+        cards += [(key, round((level - bias.level) * gain, 1),
+                   f"[e-] (raw {key} - bias) x gain") for key, level in frame.levels]
         cards += layout.cards()
         cards += [("RAWFILE", os.path.basename(frame.path), "raw frame calibrated"),
                   ("CALSOFT", SOFTWARE, "calibration software"),
@@ -721,8 +725,8 @@ class _Night:
 
     def _gain(self, frame):
         if frame.gain is not None:
-            return frame.gain, "from the header's GAIN"
-        return self.settings.gain, "from Preprocessor -> Gain (no GAIN in the header)"
+            return frame.gain, f"from {frame.gain_source}"
+        return self.settings.gain, f"from Preprocessor -> Gain ({frame.gain_source})"
 
     def _gains(self, frames):
         return tuple(self._gain(frame)[0] for frame in frames)

@@ -81,11 +81,11 @@ class RawFrame:
         self.shape = image_shape(self.header)
         try:
             self.bzero, self.bscale = pixel_scaling(self.header)
+            #: The stored integer that marks a pixel with no value (``BLANK``), or ``None``:
+            #: such pixels are read as NaN, as a float frame's NaN pixels are.
+            self.blank = _blank(self.header, self.stored_type)
         except VerifyError as error:
             raise unparsable(self.header, error) from None
-        #: The stored integer that marks a pixel with no value (``BLANK``), or ``None``: such
-        #: pixels are read as NaN, as a float frame's NaN pixels are.
-        self.blank = _blank(self.header, self.stored_type)
         try:
             self.stored = np.memmap(path, dtype=self.stored_type, mode="r", offset=offset,
                                     shape=self.shape)
