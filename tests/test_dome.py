@@ -79,7 +79,9 @@ def test_orders_move_the_dome(make_site):
     assert enclosure(site)["Azimuth"] == pytest.approx(200, abs=0.5)
     dome.front_desk(dict(MANUAL_DOME, ID="blink"))
     assert ended(dome, "blink", "done")["Message"] == "warning light blinking"
-    assert dome.front_desk({"WOType": "Status"})["Devices"]["Outputs"] == {"01": True}
+    # Every output the dome has (Dome → Auxiliary Outputs, 8), those never switched off.
+    assert dome.front_desk({"WOType": "Status"})["Devices"]["Outputs"] == {
+        "01": True, **{f"{number:02d}": False for number in range(2, 9)}}
     dome.front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close", "Park": True})
     assert ended(dome, "close", "done")["Message"] == "shutter closed; parked"
     assert enclosure(site)["Shutter"] == "closed" and enclosure(site)["Parked"]

@@ -96,7 +96,8 @@ class DomeHandler(Handler):
                                    "Parked": state.parked, "Closed By": self.closed_by}
             if self.closed_by_order is not None:
                 report["Enclosure"]["Closed By Order"] = dict(self.closed_by_order)
-            report["Outputs"] = {f"{number:02d}": on for number, on in state.outputs.items()}
+            report["Outputs"] = {f"{number:02d}": state.outputs.get(number, False)
+                                 for number in range(1, self.settings["Auxiliary Outputs"] + 1)}
             if state.azimuth is not None:
                 report["Enclosure"]["Azimuth"] = round(state.azimuth, 3)
         except DeviceError as error:

@@ -97,6 +97,7 @@ class SafetyGuard:
         self._good_since = None
         self._stop = threading.Event()
         self._check_now = threading.Event()  # a heartbeat that may end an unsafe verdict
+        self._checking = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="dome-safety")
         self._failing = Outage(log)  # checks that raise: said once, with the traceback
 
@@ -176,6 +177,10 @@ class SafetyGuard:
 
     def check(self):
         """Evaluate the conditions once and close the dome if anything is unsafe."""
+        with self._checking:  # one at a time: the guard's thread, and its start
+            self._check()
+
+    def _check(self):
         now, elapsed = self.clock.now(), self.clock.elapsed()
         try:
             reasons = self.evaluate(now)
