@@ -39,6 +39,8 @@ NO_NIGHT_RETRY_HOURS = 1
 LOOKBACK_HOURS = (6, 12, 18, 24)
 #: Precession matrices kept (one per equinox, that is per night; see :func:`precess`).
 PRECESSION_MATRICES = 16
+#: Days in a Julian year.
+DAYS_PER_YEAR = 365.25
 
 
 @dataclass(frozen=True)
@@ -194,8 +196,10 @@ class Night:
         """The altitude (degrees, without refraction) of a target (ICRS degrees) at
         *instant* (UTC datetime), as :meth:`altitudes` computes it on the night's grid."""
         utc1, utc2 = ephemeris.julian_dates(instant, 0.0)
-        ra_now, dec_now = precess(np.atleast_1d(ra), np.atleast_1d(dec),
-                                  ephemeris.julian_year(utc1, utc2))
+        # The equinox of the day (one precession matrix a day, not one per instant: the
+        # equinox moves 0.14″ in a day).
+        equinox = round(float(ephemeris.julian_year(utc1, utc2)) * DAYS_PER_YEAR) / DAYS_PER_YEAR
+        ra_now, dec_now = precess(np.atleast_1d(ra), np.atleast_1d(dec), equinox)
         lst = ephemeris.apparent_sidereal_time(utc1, utc2, self.longitude)
         return float(hour_angle_altitude(self.latitude, np.radians(dec_now[0]),
                                          lst - np.radians(ra_now[0])))
