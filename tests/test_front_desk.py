@@ -73,7 +73,7 @@ def test_a_hand_written_xml_request_as_any_language_would_send_it(running):
 <methodCall><methodName>front_desk</methodName><params><param><value><struct>
 <member><name>WOType</name><value><string>Dome</string></value></member>
 <member><name>ID</name><value><int>77</int></value></member>
-<member><name>Shutter</name><value><string>Close</string></value></member>
+<member><name>Blink02</name><value><boolean>1</boolean></value></member>
 </struct></value></param></params></methodCall>"""
     connection = http.client.HTTPConnection("127.0.0.1", running.config["Dome Address"]["Port"],
                                             timeout=10)
