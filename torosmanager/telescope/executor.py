@@ -384,19 +384,21 @@ class Executor:
 
     def _is_up(self, order):
         """Whether the order's target is above ``Telescope → Minimum Altitude`` now."""
-        altitude = self.handler.night.altitude_at(self.clock.now(), order["RA"], order["Dec"])
-        return altitude >= self.settings["Minimum Altitude"]
+        return self._altitude_now(order) >= self.settings["Minimum Altitude"]
+
+    def _altitude_now(self, order):
+        return self.handler.night.altitude_at(self.clock.now(), order["RA"], order["Dec"])
 
     def _check_altitude(self, order):
         """Raise :class:`TargetLow` when the order's target is below ``Telescope → Minimum
         Altitude`` now (not risen yet, or set since), saying when it is up tonight."""
-        now, limit = self.clock.now(), self.settings["Minimum Altitude"]
-        ra, dec = order["RA"], order["Dec"]
-        altitude = self.handler.night.altitude_at(now, ra, dec)
+        altitude, limit = self._altitude_now(order), self.settings["Minimum Altitude"]
         if altitude >= limit:
             return
-        night = self.handler.night.window(now, self.config["Observing"]["Sun Altitude Limit"])
-        rises = None if night is None else self.handler.night.rises_above(night, ra, dec, limit)
+        night = self.handler.night.window(self.clock.now(),
+                                          self.config["Observing"]["Sun Altitude Limit"])
+        rises = None if night is None else self.handler.night.rises_above(
+            night, order["RA"], order["Dec"], limit)
         when = (f"it is above it from {rises:%H:%M} UTC" if rises is not None else
                 "it is not above it again tonight")
         raise TargetLow(f"the target is at {altitude:.1f}° of altitude, below Telescope → "
