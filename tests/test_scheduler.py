@@ -502,6 +502,12 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
     assert "dome closing: Dome order close-op from operator" in site.log("telescope")
     wait_until(lambda: site.proxy("telescope").front_desk({"WOType": "Status"})[
         "Devices"]["Pointing"]["Parked"], "the telescope to park")
+    # A restart of the dome daemon, which forgets the order that closed it, ends no hold.
+    site.daemons.pop("dome").stop()
+    site.start("dome")
+    dome = site.proxy("dome")
+    time.sleep(DOME_DOWN_SECONDS)
+    assert shutter() == "closed"
     scheduler.front_desk({"ID": "open-op", "WOType": "Dome", "Shutter": "Open",
                           "User": "operator"})
     ended(scheduler, "open-op", "done")

@@ -61,7 +61,10 @@ class DomeKeeper:
         #: How many auxiliary outputs the dome has, as its daemon last said (``None`` before).
         self.outputs = None
         self._request = None  # the ID of the Dome order being waited on
-        self._held_by = None  # the ID of the Dome order keeping the dome closed, once said
+        #: The Dome order keeping the dome closed tonight, as the dome daemon reported it:
+        #: kept here too, so that a restart of the dome daemon, which forgets it, does not
+        #: end the hold.
+        self._hold = None
         self._status_outage = Outage(log)     # the dome daemon not answering Status
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
         self._stopping = False
@@ -104,6 +107,8 @@ class DomeKeeper:
             log.info("the dome daemon has heard no heartbeat yet: sending one now")
             self._heartbeat_due.set()
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
+        if shutter in ("open", "opening"):
+            self._hold = None  # opened since: by a Dome order, which ends a hold
         is_open = shutter == "open"
         changed = self.is_open is not None and is_open != self.is_open
         if changed:
@@ -116,7 +121,8 @@ class DomeKeeper:
         night = self.night.window(now, self.config["Observing"]["Sun Altitude"])
         dark = night is not None and night.contains(now)
         if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
-            if not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
+            closed_by_order = dome.get("Enclosure", {}).get("Closed By Order") or self._hold
+            if not self._held_closed(closed_by_order, now):
                 self._request = self._send({"Shutter": "Open"}, now,
                                            "dark and safe: opening the dome")
         elif not dark and shutter in ("open", "opening"):
@@ -134,9 +140,10 @@ class DomeKeeper:
             return False
         tonight = self.night.window(now, self.config["Observing"]["Sun Altitude"], whole=True)
         if tonight is None or parse_utc(closed_by_order["At"]) < tonight.start:
+            self._hold = None
             return False
-        if self._held_by != closed_by_order["ID"]:
-            self._held_by = closed_by_order["ID"]
+        if self._hold is None or self._hold["ID"] != closed_by_order["ID"]:
+            self._hold = closed_by_order
             log.warning("the dome was closed by Dome order %s from %s at %s: it stays closed "
                         "tonight; a Dome order with 'Shutter': 'Open' opens it again",
                         closed_by_order["ID"], closed_by_order["User"], closed_by_order["At"])
