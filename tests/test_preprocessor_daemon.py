@@ -4,6 +4,7 @@ the front desk or reported in Status; Cancel stops a job; a job under way when t
 runs again from the beginning at the next start."""
 
 import os
+import re
 import shutil
 import signal
 import xmlrpc.client
@@ -157,6 +158,20 @@ class TestRefusals:
                          "File Location": [night.files["LIGHT"][0], "/etc/passwd"]})
         assert "'File Location': received '/etc/passwd'; allowed: a path inside" in \
             refusal.faultString
+
+    def test_products_that_cannot_be_written_fail_saying_what_the_job_was_doing(self, site,
+                                                                             data):
+        # (Root writes anywhere: a file where the products' directory should be stops it.)
+        night = make_night(data, name="20261127", biases=3, darks={}, flats={},
+                           lights=[("R", 10.0, 1)])
+        (night.directory / "reduced").write_text("not a directory")
+        submit(site, {"ID": "p-unwritable", "WOType": "Preprocessing",
+                      "File Location": str(night.directory)})
+        failed = ended(site.proxy("preprocessor"), "p-unwritable", "failed")
+        assert re.fullmatch(r"[^:]+: \[Errno \d+\] .*: '" + re.escape(str(night.directory)) +
+                            r"/reduced.*'", failed["Message"]), failed["Message"]
+        assert not failed["Message"].startswith("[Errno")
+        assert failed["Progress"]["Step"] == "failed"
 
     def test_a_night_of_nothing_usable_fails_with_the_reasons(self, site, data):
         raw = data / "20261129" / "raw"

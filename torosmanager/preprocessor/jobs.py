@@ -202,8 +202,11 @@ class JobQueue:
                                             reporter.progress)
             if isinstance(error, RunnerError):
                 self._drop_runner(broken=True)
-            self.handler.transition(order_id, FAILED, str(error), only_from={RUNNING},
-                                    progress=reporter.progress)
+            # A system's error names a file but not what the job was doing with it.
+            message = f"{reporter.progress['Step']}: {error}" if isinstance(error, OSError) \
+                else str(error)
+            self.handler.transition(order_id, FAILED, message, only_from={RUNNING},
+                                    progress=dict(reporter.progress, Step="failed"))
             return False
         progress = dict(reporter.progress, **{
             "Step": "done", "Frames Done": outcome.done, "Frames Total": outcome.total,
