@@ -162,7 +162,7 @@ class TestRefusals:
     def test_products_that_cannot_be_written_fail_saying_what_the_job_was_doing(self, site,
                                                                              data):
         # (Root writes anywhere: a file where the products' directory should be stops it.)
-        night = make_night(data, name="20261127", biases=3, darks={}, flats={},
+        night = make_night(data, name="20261130", biases=3, darks={}, flats={},
                            lights=[("R", 10.0, 1)])
         (night.directory / "reduced").write_text("not a directory")
         submit(site, {"ID": "p-unwritable", "WOType": "Preprocessing",
