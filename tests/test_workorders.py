@@ -221,7 +221,9 @@ def test_queries_get_no_id_assigned():
 
 @pytest.mark.parametrize("text, clipped", [
     ("short enough", "short enough"),
-    # Cut where a word ends, its trailing comma dropped, and the length given.
+    # Cut where a word ends (the limit falls inside the seventh), and the length given.
+    ("calibration " * 10, "calibration " * 5 + "calibration… (120 characters)"),
+    # ... its trailing comma dropped.
     ("the frame's header is damaged, " * 4,
      "the frame's header is damaged, the frame's header is damaged, the frame's header… "
      "(124 characters)"),
