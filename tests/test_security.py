@@ -4,6 +4,7 @@ import base64
 import http.client
 import socket
 import subprocess
+import time
 import xmlrpc.client
 
 import pytest
@@ -92,6 +93,23 @@ class TestRequestLimits:
             dome.front_desk({"WOType": "Dome", "Park": True, "User": "x" * 30_000_000})
         assert refused.value.errcode == 413 and refused.value.errmsg == "Payload Too Large"
         assert dome.front_desk({"WOType": "Status"})["Service"] == "dome"
+
+    def test_a_kept_connections_next_request_has_its_own_time_to_arrive(self, small):
+        # Sent at the edge of the idle connection's deadline (Request Timeout, 1 s here) in two
+        # parts, the second after it: served, not answered 408 half-read.
+        port = small.config["Dome Address"]["Port"]
+        body = status_body().encode()
+        request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(request)
+            first = raw.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200")
+            time.sleep(0.8)
+            raw.sendall(request[:40])
+            time.sleep(0.5)
+            raw.sendall(request[40:])
+            assert raw.recv(65536).startswith(b"HTTP/1.1 200")
 
     def test_a_request_without_a_length_is_refused(self, small):
         port = small.config["Dome Address"]["Port"]

@@ -380,6 +380,10 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             if connection.dropping <= 0:
                 self._answer(connection, connection.refused)
             return
+        if connection.served and not connection.received:
+            # A kept connection's next request: it has its own Request Timeout, from its first
+            # byte (its first bytes at the idle deadline were answered 408, the rest to come).
+            connection.deadline = self._deadline()
         connection.received += data
         self._parse_received(connection)
 
