@@ -100,6 +100,16 @@ def refusal(call, order):
     raise AssertionError(f"{order} was accepted")
 
 
+def process_ended(pid):
+    """Whether the process *pid* has ended: gone, or a zombie its parent has not reaped
+    (Linux's ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def children(pid):
     """The PIDs of the processes *pid* started (Linux's ``/proc``), by any of its threads."""
     found = []

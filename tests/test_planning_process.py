@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from conftest import EVENING
-from observatory import children
+from observatory import children, process_ended
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import Constraints, Planner, Target
 from torosmanager.scheduler.planning_process import PlanningProcess, PlanningStopped
@@ -159,16 +159,9 @@ def test_the_planning_process_ends_when_its_daemon_is_killed(make_site):
     child = planning_process_of(daemon)
     daemon.kill()  # as a power cut, or the OOM killer, would: it cannot stop its child
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{child}") and not _zombie(child):
+    while not process_ended(child):
         assert time.monotonic() < deadline, "the planning process outlived its daemon by 10 s"
         time.sleep(0.1)
-
-
-def _zombie(pid):
-    try:
-        return _stat_fields(f"/proc/{pid}")[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def _stat_fields(directory):

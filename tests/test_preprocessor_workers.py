@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from observatory import children, wait_until
+from observatory import children, process_ended, wait_until
 from torosmanager.preprocessor.calibrate import ScienceTask, task_calibrate
 from torosmanager.preprocessor.classify import Kind
 from torosmanager.preprocessor.executors import (TASK_MODULES, WORKER_DIED, LocalRunner,
@@ -113,15 +113,6 @@ def descendants(pid):
     return found
 
 
-def ended(pid):
-    """Whether *pid* has ended: gone, or a zombie its new parent has not reaped."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
-            return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def test_workers_and_their_fork_server_end_when_their_owner_is_killed():
     # A daemon killed (kill -9, out of memory) does not shut its pool down: its workers, on
     # a task or waiting for one, and the fork server, would live on, outliving restarts.
@@ -133,4 +124,4 @@ def test_workers_and_their_fork_server_end_when_their_owner_is_killed():
     finally:
         owner.kill()
         owner.wait()
-    wait_until(lambda: all(ended(pid) for pid in left), "the workers to end", patience=30)
+    wait_until(lambda: all(process_ended(pid) for pid in left), "the workers to end", patience=30)

@@ -200,9 +200,8 @@ class Night:
         # equinox moves 0.14″ in a day).
         equinox = round(float(ephemeris.julian_year(utc1, utc2)) * DAYS_PER_YEAR) / DAYS_PER_YEAR
         ra_now, dec_now = precess(np.atleast_1d(ra), np.atleast_1d(dec), equinox)
-        lst = ephemeris.apparent_sidereal_time(utc1, utc2, self.longitude)
-        return float(hour_angle_altitude(self.latitude, np.radians(dec_now[0]),
-                                         lst - np.radians(ra_now[0])))
+        return _altitude_at(self.latitude, self.longitude, utc1, utc2, np.radians(ra_now[0]),
+                            np.radians(dec_now[0]))
 
     def rises_above(self, night, ra, dec, altitude):
         """The first instant of *night*'s grid at which a target is above *altitude*
@@ -316,8 +315,14 @@ def sun_altitude(site, instant):
     """
     utc1, utc2 = ephemeris.julian_dates(instant, 0.0)
     sun_ra, sun_dec = ephemeris.sun_of_date(utc1, utc2)
-    lst = ephemeris.apparent_sidereal_time(utc1, utc2, site["Longitude"])
-    return float(hour_angle_altitude(site["Latitude"], sun_dec, lst - sun_ra))
+    return _altitude_at(site["Latitude"], site["Longitude"], utc1, utc2, sun_ra, sun_dec)
+
+
+def _altitude_at(latitude, longitude, utc1, utc2, ra, dec):
+    """The altitude (degrees) at the site of a place on the equator of date (radians), at
+    the UTC Julian date ``utc1 + utc2``."""
+    lst = ephemeris.apparent_sidereal_time(utc1, utc2, longitude)
+    return float(hour_angle_altitude(latitude, dec, lst - ra))
 
 
 def local_night_date(instant, longitude):

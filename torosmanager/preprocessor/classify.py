@@ -193,8 +193,8 @@ def _frame(path, header):
     gain, gain_source = _gain(header)
     filter_name = header.get("FILTER", "")
     bzero, bscale = pixel_scaling(header)
-    levels = tuple((key, _number(header, (key,))) for key in LEVEL_KEYS
-                   if _number(header, (key,)) is not None)
+    levels = tuple((key, level) for key in LEVEL_KEYS
+                   if (level := _number(header, (key,))) is not None)
     return Frame(path=path, kind=kind, geometry=geometry, exptime=exptime,
                  filter=str(filter_name).strip() if filter_name is not None else "",
                  gain=gain, gain_source=gain_source,

@@ -263,8 +263,8 @@ def find_frames(location):
             directory = raw if os.path.isdir(raw) else place
             listed = sorted(name for name in os.listdir(directory) if not name.startswith("."))
             names = [name for name in listed if is_fits_name(name)]
-            missing += [(os.path.join(directory, name), compressed_fits(name))
-                        for name in listed if compressed_fits(name)]
+            missing += [(os.path.join(directory, name), why) for name in listed
+                        if (why := compressed_fits(name))]
             if not names and not missing and len(locations) == 1:
                 raise PreprocessingError(f"no FITS files (.fits, .fit, .fts) in {directory}")
             for name in names:

@@ -356,7 +356,8 @@ class Executor:
         and a target of opportunity does not wait for the dome daemon's answer. A dome that
         is not ready stops that slew, and no frame is taken.
         """
-        if order.get("Not Before") is not None and not self._is_up(order):
+        if (order.get("Not Before") is not None
+                and self._altitude_now(order) < self.settings["Minimum Altitude"]):
             # Not up yet: wait for its Not Before before the slew, not pointed.
             self._wait_for_not_before(job, order, progress)
         self._check_altitude(order)
@@ -382,11 +383,8 @@ class Executor:
         self._wait_for_the_slit(job, progress)
         self._autofocus_if_due(job, order["Filter"], progress)
 
-    def _is_up(self, order):
-        """Whether the order's target is above ``Telescope → Minimum Altitude`` now."""
-        return self._altitude_now(order) >= self.settings["Minimum Altitude"]
-
     def _altitude_now(self, order):
+        """The order's target's altitude now, degrees."""
         return self.handler.night.altitude_at(self.clock.now(), order["RA"], order["Dec"])
 
     def _check_altitude(self, order):
