@@ -267,6 +267,19 @@ def test_done_orders_with_something_left_to_do_are_found_by_their_progress(journ
     assert found[0].progress["Files"] == ["a.fits"]
 
 
+def test_the_newest_orders_of_a_kind_holding_a_key_come_first(journal):
+    """The dome's last Shutter orders, newest received first, without the others."""
+    for order_id, order in (("close", {"Shutter": "Close"}), ("blink", {"Blink01": True}),
+                            ("open", {"Shutter": "Open"}), ("close-2", {"Shutter": "Close"})):
+        journal.add(dict(order, ID=order_id, WOType="Dome"), "{}", 2.0, "r", TIME, "received")
+    journal.add({"ID": "obs", "WOType": "Observation", "Shutter": 1}, "{}", 5.0, "r", TIME,
+                "received")
+    assert [record.id for record in journal.newest_with("Dome", "Shutter", 10)] \
+        == ["close-2", "open", "close"]
+    assert [record.id for record in journal.newest_with("Dome", "Shutter", 2)] \
+        == ["close-2", "open"]
+
+
 def test_a_plans_messages_change_only_orders_still_queued_in_one_commit(journal):
     for order_id in "123":
         add(journal, order_id)

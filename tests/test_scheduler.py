@@ -502,10 +502,15 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
     assert "dome closing: Dome order close-op from operator" in site.log("telescope")
     wait_until(lambda: site.proxy("telescope").front_desk({"WOType": "Status"})[
         "Devices"]["Pointing"]["Parked"], "the telescope to park")
-    # A restart of the dome daemon, which forgets the order that closed it, ends no hold.
+    # A restart of both daemons (a power cut) ends no hold: the dome reads it back from its
+    # journal.
+    site.daemons.pop("scheduler").stop()
     site.daemons.pop("dome").stop()
     site.start("dome")
-    dome = site.proxy("dome")
+    site.start("scheduler")
+    scheduler, dome = site.proxy("scheduler"), site.proxy("dome")
+    assert dome.front_desk({"WOType": "Status"})["Devices"]["Enclosure"][
+        "Closed By Order"]["ID"] == "close-op"
     time.sleep(DOME_DOWN_SECONDS)
     assert shutter() == "closed"
     scheduler.front_desk({"ID": "open-op", "WOType": "Dome", "Shutter": "Open",

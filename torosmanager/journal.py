@@ -659,6 +659,17 @@ class Journal:
                                         "LIMIT ?", (limit,)).fetchall()
         return self._records(rows)
 
+    def newest_with(self, wotype: str, key: str, limit: int) -> list[OrderRecord]:
+        """The *limit* orders of *wotype* whose work order holds *key*, the newest received
+        first: what a daemon last did of one kind (the dome's last Shutter order), without
+        reading its whole history."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT * FROM orders WHERE wotype = ? AND CASE WHEN json_valid(work_order) "
+                "THEN json_type(work_order, ?) IS NOT NULL END ORDER BY key DESC LIMIT ?",
+                (wotype, f'$."{key}"', limit)).fetchall()
+        return self._records(rows)
+
     def counts(self) -> dict[OrderState, int]:
         """How many orders are in each state: a dict of state to count."""
         with self._lock:

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Dome orders run one after another: the shutter and the rotation are one machine.
 DOME_WORKERS = 1
+#: How many of the newest Shutter orders are looked through, at the start, for the last that
+#: ran (the few before it may have been refused as unsafe, or cancelled).
+RECALLED_SHUTTER_ORDERS = 50
 #: Shortest real pause between two polls of the dome (see the telescope's executor).
 MIN_REAL_POLL_SECONDS = 0.005
 
@@ -46,8 +49,9 @@ class DomeHandler(Handler):
         self.workers = Workers("dome", DOME_WORKERS)
         self.closed_by = ""
         #: The Dome order that closed the shutter last (``ID``, ``User``, ``At``), until an
-        #: order opens it: the scheduler keeps a dome closed so closed for the night.
-        self.closed_by_order = None
+        #: order opens it: the scheduler keeps a dome closed so closed for the night. Read
+        #: back from the journal, so that a restart (a power cut) does not end that hold.
+        self.closed_by_order = self._last_close_order()
         # The guard and the orders both move the shutter, the follower turns an open dome:
         # one at a time.
         self._motion = threading.Lock()
@@ -181,6 +185,23 @@ class DomeHandler(Handler):
         wait_for(lambda: self.enclosure.state().shutter == ShutterState.CLOSED, timeout,
                  "the shutter to close", self._poll())
         return "shutter closed"
+
+    def _last_close_order(self):
+        """The Dome order that closed the shutter and that no order opened since, from the
+        journal: the newest Shutter order that ran (done, or cut short: what someone asked
+        for all the same), if it was a Close, else ``None``. Orders still queued run after
+        the restart and change it then."""
+        for record in self.journal.newest_with("Dome", "Shutter", RECALLED_SHUTTER_ORDERS):
+            if record.state not in (DONE, RUNNING, FAILED):
+                continue
+            order = record.work_order
+            if order["Shutter"] != "Close":
+                return None
+            started = [entry["Time"] for entry in self.journal.history(record.id)
+                       if entry["Status"] == RUNNING]
+            return {"ID": record.id, "User": order["User"],
+                    "At": started[0] if started else record.updated}
+        return None
 
     def _turned_back(self):
         """Whether the slit follower will turn the dome back to the telescope."""

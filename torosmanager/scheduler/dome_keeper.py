@@ -61,10 +61,7 @@ class DomeKeeper:
         #: How many auxiliary outputs the dome has, as its daemon last said (``None`` before).
         self.outputs = None
         self._request = None  # the ID of the Dome order being waited on
-        #: The Dome order keeping the dome closed tonight, as the dome daemon reported it:
-        #: kept here too, so that a restart of the dome daemon, which forgets it, does not
-        #: end the hold.
-        self._hold = None
+        self._hold_said = None  # the ID of the Dome order last said to keep the dome closed
         self._status_outage = Outage(log)     # the dome daemon not answering Status
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
         self._stopping = False
@@ -107,8 +104,6 @@ class DomeKeeper:
             log.info("the dome daemon has heard no heartbeat yet: sending one now")
             self._heartbeat_due.set()
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
-        if shutter in ("open", "opening"):
-            self._hold = None  # opened since: by a Dome order, which ends a hold
         is_open = shutter == "open"
         changed = self.is_open is not None and is_open != self.is_open
         if changed:
@@ -121,8 +116,7 @@ class DomeKeeper:
         night = self.night.window(now, self.config["Observing"]["Sun Altitude"])
         dark = night is not None and night.contains(now)
         if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
-            closed_by_order = dome.get("Enclosure", {}).get("Closed By Order") or self._hold
-            if not self._held_closed(closed_by_order, now):
+            if not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
                 self._request = self._send({"Shutter": "Open"}, now,
                                            "dark and safe: opening the dome")
         elif not dark and shutter in ("open", "opening"):
@@ -135,15 +129,15 @@ class DomeKeeper:
         """Whether a Dome order closed the dome during tonight's night (*closed_by_order*, as
         the dome daemon reports it): someone inside, a storm the safety monitor does not see.
         It stays closed until a Dome order opens it, or the next night (this keeper closes it
-        only at dawn, so a close in the dark is someone else's)."""
+        only at dawn, so a close in the dark is someone else's). The dome daemon keeps that
+        order through its restarts (in its journal)."""
         if closed_by_order is None:
             return False
         tonight = self.night.window(now, self.config["Observing"]["Sun Altitude"], whole=True)
         if tonight is None or parse_utc(closed_by_order["At"]) < tonight.start:
-            self._hold = None
             return False
-        if self._hold is None or self._hold["ID"] != closed_by_order["ID"]:
-            self._hold = closed_by_order
+        if self._hold_said != closed_by_order["ID"]:
+            self._hold_said = closed_by_order["ID"]
             log.warning("the dome was closed by Dome order %s from %s at %s: it stays closed "
                         "tonight; a Dome order with 'Shutter': 'Open' opens it again",
                         closed_by_order["ID"], closed_by_order["User"], closed_by_order["At"])
