@@ -94,3 +94,29 @@ def test_take_waits_for_an_order_and_stop_releases_it(journal):
     assert not thread.is_alive() and taken[-1] is None
     orders.put(queued(journal, "b", 1.0))
     assert orders.take() is None  # stopped for good
+
+
+def test_an_order_not_ready_is_set_aside_and_the_ready_ones_taken_meanwhile(journal):
+    """The telescope's order with a later Not Before does not hold up those ready now; it is
+    taken once its time comes, and counts as waiting, though not as ready."""
+    orders = OrderQueue(journal, Job)
+    orders.put(queued(journal, "later", 9.0))
+    orders.put(queued(journal, "now", 1.0))
+    due = {"later": 1.0, "now": 0.0}
+
+    def not_yet(record):
+        return due[record.id]
+
+    assert orders.take(not_yet=not_yet).record.id == "now"
+    assert orders.describe() == {"Current": "now", "Queued": 1}
+    assert orders.waiting() == 1 and orders.waiting(ready=True) == 0
+    assert orders.finished() is False  # one waits, though not ready
+    due["later"] = 0.0
+    started = threading.Event()
+    thread = threading.Thread(target=lambda: started.set() or orders.take(not_yet=not_yet))
+    thread.start()
+    started.wait(10)
+    thread.join(0.1)
+    assert thread.is_alive()  # set aside 1 s
+    thread.join(10)
+    assert orders.current.record.id == "later"

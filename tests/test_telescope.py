@@ -2,6 +2,7 @@
 
 import os
 import re
+import time
 from datetime import datetime, timedelta, timezone
 
 import astropy.units as u
@@ -175,15 +176,41 @@ def test_a_window_ended_or_a_later_night_is_refused_and_a_not_before_tonight_wai
     tomorrow = (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
     early = refusal(telescope.front_desk, observation("tomorrow", **{"Not Before": tomorrow}))
     assert "allowed: an instant before tonight's end" in early.faultString
-    # Sent a little ahead, as the scheduler sends an order a slew ahead of its start.
+    # Sent ahead of its start: it waits in the queue until Not Before Lead (5 min) before it,
+    # and an order ready now, sent after it, runs meanwhile.
     start = (now + timedelta(minutes=NOT_BEFORE_AHEAD_MINUTES)).replace(microsecond=0)
     telescope.front_desk(observation("waits", **{
         "Not Before": start.strftime("%Y-%m-%dT%H:%M:%S"), "Exposure Time": 1.0}))
+    telescope.front_desk(observation("ready", **{"Exposure Time": 1.0,
+                                                 "Calibration Frames": "No"}))
+    ended(telescope, "ready", "done")
+    assert telescope.front_desk({"WOType": "Status", "ID": "waits"})["Status"] == "queued"
     done = ended(telescope, "waits", "done")
     steps = [entry["Reason"] for entry in done["History"]]
     assert f"waiting for its Not Before, {start:%Y-%m-%dT%H:%M:%S}.000Z" in steps
     header = fits.getheader(done["Progress"]["Files"][0])
     assert Time(header["DATE-OBS"], scale="utc") >= Time(start)
+
+
+def test_a_target_of_opportunity_with_a_later_not_before_interrupts_once_taken_up(
+        observatory):
+    """Not at its arrival: the order under way runs until the target of opportunity is taken
+    up, Not Before Lead (5 min) before its Not Before."""
+    telescope = observatory.proxy("telescope")
+    telescope.front_desk(observation("lesser", **{"Exposure Time": 1200.0,
+                                                  "Calibration Frames": "No"}))
+    wait_until(lambda: status(telescope, "lesser")["Progress"].get("Step") == "exposing 1/1",
+               "the long exposure")
+    start = (simulated_now(observatory) + timedelta(minutes=11)).replace(microsecond=0)
+    telescope.front_desk(observation("too-later", **{
+        "Priority": 10.0, "Exposure Time": 1.0, "Calibration Frames": "No",
+        "Not Before": f"{start:%Y-%m-%dT%H:%M:%S}"}))
+    time.sleep(1.0)  # 100 simulated seconds, of the 360 before it is taken up
+    assert status(telescope, "lesser")["Status"] == "running"
+    interrupted = ended(telescope, "lesser", "interrupted")
+    assert interrupted["Message"].startswith("interrupted by target of opportunity too-later")
+    done = ended(telescope, "too-later", "done")
+    assert Time(fits.getheader(done["Progress"]["Files"][0])["DATE-OBS"]) >= Time(start)
 
 
 def test_no_frame_starts_that_would_end_after_the_orders_not_after(observatory):
@@ -202,13 +229,13 @@ def test_no_frame_starts_that_would_end_after_the_orders_not_after(observatory):
     assert Time(last["DATE-OBS"]) + 600 * u.s <= Time(deadline)
 
 
-def rising_target(site, low, high):
+def rising_target(site, low, high, at=None):
     """The RA of a target on the equator rising through *low*–*high* degrees of altitude
-    now."""
-    night, now = Night(site.config["Site"]), simulated_now(site)
-    for ra in np.arange(0.0, 360.0, 0.25):
-        altitude = night.altitude_at(now, ra, 0.0)
-        if low <= altitude <= high and night.altitude_at(now + timedelta(minutes=10), ra,
+    now (or *at*)."""
+    night, at = Night(site.config["Site"]), at or simulated_now(site)
+    for ra in np.arange(0.0, 360.0, 0.05):
+        altitude = night.altitude_at(at, ra, 0.0)
+        if low <= altitude <= high and night.altitude_at(at + timedelta(minutes=10), ra,
                                                          0.0) > altitude:
             return float(ra)
     raise AssertionError(f"no target rising through {low}–{high}°")
@@ -228,11 +255,14 @@ def test_a_target_below_the_minimum_altitude_is_not_slewed_to(observatory):
 
 
 def test_a_target_not_up_yet_waits_for_its_not_before_before_the_slew(observatory):
+    # Taken up Not Before Lead (5 min) ahead, when the target is still below the Minimum
+    # Altitude (20°), which it passes, rising some 0.2° a minute, before its Not Before.
     telescope = observatory.proxy("telescope")
     start = (simulated_now(observatory) + timedelta(minutes=30)).replace(microsecond=0)
-    telescope.front_desk(observation("rises", RA=rising_target(observatory, 15.0, 17.0),
-                                     Dec=0.0, **{"Calibration Frames": "No",
-                                                 "Not Before": f"{start:%Y-%m-%dT%H:%M:%S}"}))
+    ra = rising_target(observatory, 19.0, 19.5, at=start - timedelta(minutes=5))
+    assert Night(observatory.config["Site"]).altitude_at(start, ra, 0.0) >= 20.2
+    telescope.front_desk(observation("rises", RA=ra, Dec=0.0, **{
+        "Calibration Frames": "No", "Not Before": f"{start:%Y-%m-%dT%H:%M:%S}"}))
     done = ended(telescope, "rises", "done")
     steps = [entry["Reason"] for entry in done["History"]]
     waited = steps.index(f"waiting for its Not Before, {start:%Y-%m-%dT%H:%M:%S}.000Z")

@@ -348,6 +348,10 @@ SCHEMA = {
                                    "seconds past the exposure time before a frame is late",
                                    1, 3600),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
+        "Not Before Lead": Setting("float", 300.0, "seconds before an order's Not Before that "
+                                   "the telescope takes it up (slews, then waits for it "
+                                   "pointed); until then it waits in the queue, and orders "
+                                   "ready now run meanwhile", 0, 86400),
         "Slit Timeout": Setting("float", 300.0, "seconds to wait, before a light frame, for a "
                                 "dome that follows the telescope to bring its slit within Dome "
                                 "→ Follow Tolerance; after it the order is interrupted, to be "

@@ -566,8 +566,9 @@ OBSERVATION = Schema(
                   "Preprocessing order of the observation's priority"),
         Field("Not Before", utc_datetime,
               doc="do not start before this instant, ISO 8601 UTC (the telescope daemon, sent "
-                  "the order itself, waits for it tonight, pointed if its target is up; a "
-                  "later night is refused)"),
+                  "the order itself, takes it up Telescope → Not Before Lead ahead of it, "
+                  "running the orders ready now meanwhile, then waits for it, pointed if its "
+                  "target is up; a later night is refused)"),
         Field("Not After", utc_datetime,
               doc="finish by this instant, ISO 8601 UTC; after it the order expires (at the "
                   "telescope daemon too, refused when sent, failed if still queued then; "

@@ -115,6 +115,7 @@ class Executor:
         self._focuser_outage = Outage(log)  # a focuser not answering for a frame's header
         self.orders = OrderQueue(handler.journal, Job)
         self._park_requests = []
+        self._preemptions = []  # timers of targets of opportunity with a later Not Before
         #: The path of the last frame written, for the status page.
         self.latest_frame = None
         self._cannot_cool = False  # the camera said it cannot set its temperature
@@ -138,11 +139,24 @@ class Executor:
 
     def preempt(self, record):
         """Interrupt the observation under way if *record* (a target of opportunity) outranks
-        it; *record* is next, being first in the queue."""
+        it; *record* is next, being first in the queue. One with a later ``Not Before`` does
+        so when it is taken up (see :meth:`_not_yet`), not before."""
+        wait = self._not_yet(record)
+        if wait > 0:
+            timer = threading.Timer(wait, self._preempt_if_queued, (record.id,))
+            timer.daemon = True
+            self._preemptions.append(timer)
+            timer.start()
+            return
         job = self.orders.current
         if job is not None and job.record.priority < record.priority:
             job.interrupt(f"interrupted by target of opportunity {record.id} "
                           f"(priority {record.priority:g})", by=record.id)
+
+    def _preempt_if_queued(self, order_id):
+        record = self.handler.journal.get(order_id)
+        if record is not None and record.state == QUEUED:
+            self.preempt(record)
 
     def park(self, reason, order_id=None):
         """Interrupt the observation under way and park: a ``Park`` order (*order_id*), or
@@ -157,6 +171,8 @@ class Executor:
 
     def stop(self):
         """Interrupt the order under way, stop the worker, and start parking the mount."""
+        for timer in self._preemptions:
+            timer.cancel()
         job = self.orders.stop()
         if job is not None:
             job.interrupt("the telescope daemon stopped during the observation")
@@ -173,7 +189,7 @@ class Executor:
 
     def _run(self):
         while True:
-            work = self.orders.take(first=self._next_park)
+            work = self.orders.take(first=self._next_park, not_yet=self._not_yet)
             if work is None:
                 break
             try:
@@ -191,6 +207,17 @@ class Executor:
     def _next_park(self):
         # Called by the queue with its lock held: a Park goes before any observation.
         return self._park_requests.pop(0) if self._park_requests else None
+
+    def _not_yet(self, record):
+        """Real seconds before *record* is taken up: ``Not Before Lead`` before its ``Not
+        Before`` (then it slews, and waits pointed). Until then the orders ready now run, and
+        an idle mount parks."""
+        start = record.work_order.get("Not Before")
+        if start is None:
+            return 0
+        seconds = (parse_utc(start) - self.clock.now()).total_seconds() \
+            - self.settings["Not Before Lead"]
+        return self.clock.real_seconds(seconds) if seconds > 0 else 0
 
     def _observe(self, job):
         record, order = job.record, job.record.work_order
@@ -829,7 +856,7 @@ class Executor:
 
     def _park_if_idle(self, reason):
         with self.orders.condition:
-            idle = not self.orders.waiting() and not self._park_requests
+            idle = not self.orders.waiting(ready=True) and not self._park_requests
         if idle:
             self._start_park_quietly(reason)
 

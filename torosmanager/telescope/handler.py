@@ -9,9 +9,11 @@ Refused at the front desk, with the reason: another ``Telescope Name``, a filter
 not have, an exposure time or count beyond the configured limits, a target that never rises
 above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun below
 ``Observing → Sun Altitude Limit``, when the dome may be open), a ``Not After`` passed and a
-``Not Before`` after tonight. An order waits, pointed, for a ``Not Before`` later tonight (the
-scheduler sends one a slew ahead of its start), and one whose ``Not After`` passes while it
-waits in the queue ends failed, expired.
+``Not Before`` after tonight. An order with a ``Not Before`` later tonight is taken up
+``Telescope → Not Before Lead`` ahead of it (the scheduler sends one a slew ahead of its
+start), and waits pointed; until then it waits in the queue, letting the orders ready now run
+(a target of opportunity interrupts a lesser one once taken up). One whose ``Not After``
+passes while it waits in the queue ends failed, expired.
 """
 
 import html
