@@ -331,8 +331,15 @@ class TestStopping:
         submit(site, {"ID": "after", "WOType": "Preprocessing",
                       "File Location": str(small.directory)})
         ended(proxy, "after", "done")
-        assert status(proxy, "long")["Status"] == "cancelled"
-        assert "Products" not in status(proxy, "long")["Progress"]
+        cancelled = status(proxy, "long")
+        assert cancelled["Status"] == "cancelled"
+        # What it wrote before it stopped (its masters, made first, some products) is kept,
+        # and listed.
+        written, masters = cancelled["Progress"]["Products"], cancelled["Progress"]["Masters"]
+        assert len(masters) == 3
+        assert all(os.path.isfile(path) for path in written + list(masters.values()))
+        assert re.search(rf"; it had written {len(written)} product\(s\) and 3 master\(s\), "
+                         "kept", cancelled["Message"]), cancelled["Message"]
         assert status(proxy, "waiting")["History"][-1]["Status"] == "cancelled"
 
 

@@ -52,6 +52,10 @@ WORKER_ORPHANED = 3
 class Stopped(Exception):
     """The job was told to stop (cancelled, or the daemon is stopping)."""
 
+    #: What the job had written when it stopped (a :class:`~.pipeline.Outcome`), once the
+    #: pipeline has said.
+    outcome = None
+
 
 class RunnerError(Exception):
     """The executor cannot run tasks (a worker died, the cluster is unreachable...)."""

@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 
-from ..journal import DONE, FAILED, QUEUED, RUNNING, JournalUnwritable
+from ..journal import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JournalUnwritable
 from ..logs import SaidOnChange
 from ..order_queue import OrderQueue
 from ..workorders import WorkOrderError
@@ -189,8 +189,10 @@ class JobQueue:
             outcome = calibrate(location, self.settings, runner, progress=reporter,
                                 stop=job.stop, clock=self.handler.clock,
                                 terms_store=self._terms)
-        except Stopped:
-            if not job.cancelled:
+        except Stopped as stopped:
+            if job.cancelled:
+                self._note_written(order_id, stopped.outcome, reporter.progress)
+            else:
                 log.info("[WO %s] stopped with the daemon; it will run again from the "
                          "beginning at the next start", order_id)
             return False
@@ -224,6 +226,21 @@ class JobQueue:
             self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
         return False
+
+    def _note_written(self, order_id, outcome, progress):
+        """Add to a cancelled order's Status what its job wrote before it stopped: those
+        files stay, for whoever cancelled it to keep or delete."""
+        if outcome is None or not (outcome.products or outcome.masters):
+            return
+        record = self.handler.journal.get(order_id)
+        written = f"{len(outcome.products)} product(s)" + (
+            f" and {len(outcome.masters)} master(s)" if outcome.masters else "")
+        self.handler.transition(
+            order_id, CANCELLED, f"{record.message}; it had written {written}, kept (Progress "
+            "lists them; a frame under way as it stopped may be written too)",
+            only_from={CANCELLED}, progress=dict(progress, Step="cancelled",
+                                                 Products=sorted(outcome.products),
+                                                 Masters=dict(outcome.masters)))
 
     def _wait_for_masters(self, job, outcome, progress):
         """Queue *job*'s order again, to run once a job makes a master bias."""

@@ -385,6 +385,9 @@ class _Night:
             own = self.terms = TermsStore(0)
         try:
             return self._run()
+        except Stopped as stopped:
+            stopped.outcome = self.outcome  # what it wrote, for a cancelled order's Status
+            raise
         finally:
             if own is not None:
                 own.close()
