@@ -317,6 +317,28 @@ def test_the_galaxies_in_fields_observed_already_are_left_out_the_others_keep_th
     assert candidates(alert, blob, settings, catalog, observed=everywhere) == ("galaxies", [])
 
 
+@pytest.mark.parametrize("unknown", ["all", "peak"])
+def test_a_map_without_distance_where_its_probability_is_gets_tiled(blob, unknown):
+    """LVK maps give DISTMU = inf where they know no distance: when the pixels with a distance
+    hold less than the credible level, the galaxies would be ranked in the map's tail (or,
+    with none, not at all); the map is tiled instead."""
+    mu, sigma, norm = blob.distance_layers
+    lost = np.ones(mu.size, dtype=bool) if unknown == "all" else \
+        blob.probdensity >= np.quantile(blob.probdensity, 0.8)
+    partial = Skymap(blob.uniq, blob.probdensity, (np.where(lost, np.inf, mu), sigma, norm))
+    assert partial.probability[partial.distance_known].sum() < 0.9
+    # One galaxy at the peak, one in the densest pixel that has a distance.
+    tail = int(np.argmax(np.where(lost, 0.0, blob.probdensity))) if unknown == "peak" else 0
+    ra, dec = pixel_centres(blob, [tail])
+    catalog = GalaxyCatalog(["at the peak", "in the tail"], [RA0, float(ra[0])],
+                            [DEC0, float(dec[0])], [D0, float(mu[tail])])
+    settings = {"Field of View": FIELD, "Max Targets": 5, "Credible Level": 0.9}
+    alert = Alert("S1", "gw", "INITIAL", 1, datetime(2026, 11, 10, tzinfo=timezone.utc), "test")
+    kind, offered = candidates(alert, partial, settings, catalog)
+    assert kind == "fields" and offered
+    assert angle_from(RA0, DEC0, offered[0].ra, offered[0].dec) < math.radians(FIELD)
+
+
 def test_an_empty_volume_gives_no_galaxies(blob):
     catalog = GalaxyCatalog(["far side", "too far"], [RA0 + 180, RA0], [-DEC0, DEC0],
                             [D0, 10 * D0])

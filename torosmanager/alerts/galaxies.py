@@ -468,8 +468,7 @@ class _DistanceLayers:
             raise ValueError(f"a map of order {int(skymap.level.max())}: at most "
                              f"{FINEST_ORDER} is supported")
         mu, sigma, norm = skymap.distance_layers
-        valid = (np.isfinite(mu) & np.isfinite(sigma) & (sigma > 0) & np.isfinite(norm)
-                 & (norm > 0) & (skymap.probdensity > 0))
+        valid = skymap.distance_known & (skymap.probdensity > 0)
         shift = 2 * (FINEST_ORDER - skymap.level[valid])
         start = skymap.ipix[valid] << shift
         order = np.argsort(start, kind="stable")

@@ -230,6 +230,18 @@ class Skymap:
         return self.distance_layers is not None
 
     @cached_property
+    def distance_known(self):
+        """ndarray of bool: the pixels whose distance layers can be used (a finite DISTMU, a
+        finite positive DISTSIGMA and DISTNORM); none in a map without them. LVK maps give
+        ``inf`` (or NaN) where they know no distance."""
+        if not self.has_distance:
+            return np.zeros(self.uniq.size, dtype=bool)
+        mu, sigma, norm = self.distance_layers
+        with np.errstate(invalid="ignore"):
+            return (np.isfinite(mu) & np.isfinite(sigma) & (sigma > 0) & np.isfinite(norm)
+                    & (norm > 0))
+
+    @cached_property
     def digest(self):
         """str: the SHA-256 of the map's pixels and values, in hex: the same map has the same
         digest whichever file, encoding or byte order it came in (an LVK alert's JSON holds

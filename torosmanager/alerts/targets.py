@@ -148,15 +148,23 @@ def candidates(alert, skymap, settings, catalog=None, observed=()):
         containment = alert.properties.get("containment_probability") or DEFAULT_CONTAINMENT
         tile = pointing(alert.ra, alert.dec, alert.error_radius or 0.0, fov)
         return "pointing", [Candidate(alert.event_id, tile.ra, tile.dec, containment)]
+    level = settings["Credible Level"]
     if catalog is not None and skymap.has_distance:
-        level = settings["Credible Level"]
-        galaxies = catalog.rank(skymap, level, count, _in_fields(observed, fov))
-        # None left but for those observed: nothing more to observe, not a map to tile.
-        if galaxies or (observed and catalog.rank(skymap, level, 1)):
-            return "galaxies", [Candidate(galaxy.name, galaxy.ra, galaxy.dec, galaxy.score)
-                                for galaxy in galaxies]
-        log.info("[%s] no catalogue galaxy in the %.0f %% volume: tiling the map instead",
-                 alert.event_id, 100 * level)
+        # Galaxies are ranked in the pixels whose distance is known: those must hold the
+        # credible level, or the volume would be made of the map's tail.
+        known = float(skymap.probability[skymap.distance_known].sum())
+        if known < level:
+            log.info("[%s] the pixels whose distance the map gives hold %.1f %% of its "
+                     "probability, less than the %.0f %% credible level: tiling the map "
+                     "instead of ranking galaxies", alert.event_id, 100 * known, 100 * level)
+        else:
+            galaxies = catalog.rank(skymap, level, count, _in_fields(observed, fov))
+            # None left but for those observed: nothing more to observe, not a map to tile.
+            if galaxies or (observed and catalog.rank(skymap, level, 1)):
+                return "galaxies", [Candidate(galaxy.name, galaxy.ra, galaxy.dec,
+                                              galaxy.score) for galaxy in galaxies]
+            log.info("[%s] no catalogue galaxy in the %.0f %% volume: tiling the map instead",
+                     alert.event_id, 100 * level)
     fields = tiles(skymap, fov, count, observed)
     return "fields", [Candidate(f"{alert.event_id} field {number}", tile.ra, tile.dec,
                                 tile.probability)
