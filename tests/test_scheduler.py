@@ -481,6 +481,19 @@ def test_an_order_past_its_deadline_expires(make_site):
     assert result["Message"].startswith("expired: its window ended at")
 
 
+def test_an_exposure_longer_than_the_stall_timeout_is_no_stall(make_site):
+    """A frame being exposed reports nothing until it is read out: a 20-minute exposure
+    under the default 15-minute Stall Timeout (here 5 minutes under 1 minute) ends done at
+    the first try, not stopped as stalled."""
+    site = night(make_site, Scheduler={"Stall Timeout": 60.0})
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{
+        "Exposure Time": 300.0, "Number of Exposures": 1, "Calibration Frames": "No"}))
+    result = ended(scheduler, "long", "done")
+    assert result["Progress"]["Attempts"] == 1
+    assert "no progress" not in site.log("scheduler")
+
+
 def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_site):
     """Someone inside, a storm the safety monitor does not see: the scheduler does not open
     again, as it does at dusk, a dome an operator closed; the dome parks the telescope, as

@@ -320,7 +320,8 @@ SCHEMA = {
         "Max Retries": Setting("int", 3, "times an interrupted or failed order is tried again",
                                0, 100),
         "Stall Timeout": Setting("float", 900.0, "seconds a running order may go without "
-                                 "progress before it is given up", 1, 86400),
+                                 "progress, beyond one of its exposures, before it is given "
+                                 "up", 1, 86400),
         "Manage Dome": Setting("bool", True, "open the dome at dusk when safe, close it at dawn"),
         "Dispatch Attempts": Setting("int", 5,
                                      "tries to hand an order to the telescope or dome daemon",

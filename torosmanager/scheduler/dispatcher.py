@@ -8,7 +8,8 @@ arrives or is cancelled):
    park, with the telescope, when it is not;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
-   target of opportunity does not count); one that makes no progress for ``Stall Timeout`` is
+   target of opportunity does not count); one that makes no progress for ``Stall Timeout`` (and
+   one exposure's time: a frame being exposed reports nothing until it is read out) is
    stopped and retried; an order dispatched and not yet running, or interrupted by a target of
    opportunity and not yet shown so, is followed every ``Dispatched Follow Interval``; a done
    observation whose frames the telescope has yet to hand to the preprocessor is followed
@@ -333,7 +334,8 @@ class Dispatcher:
                                         progress=progress)
             return
         stalled = elapsed - previous[1]
-        if stalled > self.settings["Stall Timeout"]:
+        # A frame being exposed reports nothing until it is read out.
+        if stalled > self.settings["Stall Timeout"] + record.work_order.get("Exposure Time", 0.0):
             log.warning("[WO %s] no progress for %.0f s: stopping it", record.id, stalled)
             self._last_progress.pop(record.id, None)
             try:
