@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import xmlrpc.client
 
 import pytest
 
@@ -155,7 +156,25 @@ def test_a_file_that_is_not_orders(running, tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text("just a string\n")
     result = toros(running, "submit", str(path))
-    assert result.returncode == 1 and "expected a work order" in result.stderr
+    assert result.returncode == 1 and "work order 1: expected a mapping of keys to values; " \
+        "got 'just a string'" in result.stderr
+
+
+def test_a_key_given_twice_in_an_order_is_refused_before_anything_is_sent(running, tmp_path):
+    # JSON and YAML keep the last: another order would go than the one the file shows first.
+    path = tmp_path / "twice.json"
+    path.write_text('{"ID": "twice-1", "WOType": "Dome", "Park": true, "ID": "twice-2"}')
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 1
+    assert "the key 'ID' is given twice in one work order" in result.stderr
+    path = tmp_path / "twice.yaml"
+    path.write_text("ID: twice-1\nWOType: Dome\nPark: true\nID: twice-2\n")
+    result = toros(running, "submit", str(path))
+    assert result.returncode == 1 and "the key 'ID' is given twice, on lines 1 and 4" \
+        in result.stderr
+    for order_id in ("twice-1", "twice-2"):
+        with pytest.raises(xmlrpc.client.Fault, match="has no work order with this ID"):
+            running.proxy("dome").front_desk({"WOType": "Status", "ID": order_id})
 
 
 @pytest.mark.parametrize("text, message", [

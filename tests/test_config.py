@@ -49,8 +49,50 @@ class TestTheShippedConfiguration:
         assert "Database" in config
 
 
-def test_an_empty_file_means_all_defaults(tmp_path):
-    assert load_config(write(tmp_path, "")) == default_config()
+def test_an_empty_file_means_all_defaults_and_says_so(tmp_path, caplog):
+    assert load_config(write(tmp_path, "# nothing but a comment\n")) == default_config()
+    assert "holds no settings: every setting is its default" in caplog.text
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    # YAML keeps the last: the second Site put back the default latitude without a word.
+    message = error_for(tmp_path, "Site:\n  Name: El Leoncito\n  Latitude: -31.8\n"
+                                  "Dome: {}\nSite:\n  Name: El Leoncito\n")
+    assert "the key 'Site' is given twice, on lines 1 and 5" in message
+    assert "the key 'Port' is given twice" in error_for(
+        tmp_path, "Dome Address:\n  Port: 8012\n  Port: 8013\n")
+
+
+def test_a_file_not_in_utf8_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "toros.conf.yaml"
+    path.write_bytes("Site:\n  Name: C\u00f4te\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert str(caught.value) == (f"{path}: line 2: byte 0xf4 is not UTF-8; allowed: a file in "
+                                 "UTF-8 (save it so from the editor, or iconv -f latin1 -t utf-8)")
+
+
+@pytest.mark.parametrize("text", ["Server:\n  Users: {toros: [HunterPass99]}\n",
+                                  "Alerts:\n  Kafka:\n    Client Secret: [HunterPass99]\n"])
+def test_a_secret_is_never_shown_in_a_message(tmp_path, text):
+    message = error_for(tmp_path, text)
+    assert "HunterPass99" not in message
+    assert "a dict (not shown: it holds a secret) is not allowed" in message or \
+        "a list (not shown: it holds a secret) is not allowed" in message
+
+
+def test_a_damaged_password_hash_is_refused_not_taken_for_a_password(tmp_path):
+    message = error_for(tmp_path, "Server:\n  Users: {toros: 'scrypt$16384$8$1$garbage'}\n")
+    assert "Server → Users: the entry of toros begins as a password hash but is not one" \
+        in message and "garbage" not in message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/", "http://:18212/",
+                                 "http://127.0.0.1:abc/", "http://exa mple/", "https://",
+                                 "http://127.0.0.1:0/"])
+def test_an_address_url_needs_a_host_and_a_port_in_range(tmp_path, url):
+    assert "a URL starting with http:// or https://, then a host and, if any, a port from 1 " \
+        "to 65535" in error_for(tmp_path, f"Dome Address:\n  HTTP: '{url}'\n")
 
 
 def test_defaults_are_safe():

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 from . import plain_yaml
-from .passwords import has_plain_passwords
+from .passwords import damaged_hash, has_plain_passwords
 from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, parse_utc
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple | None = None
+    #: A value never shown, not even in an error message (a password, a client secret).
+    secret: bool = False
 
     def allowed(self):
         """Describe the accepted values, for error messages."""
@@ -237,7 +240,7 @@ SCHEMA = {
                                 "seconds a daemon waits for another daemon's answer", 0.1, 3600),
         "Users": Setting("credentials", None,
                          "HTTP Basic credentials, user name: password or a hash from `toros "
-                         "passwd`; required off loopback"),
+                         "passwd`; required off loopback", secret=True),
         "Credentials File": Setting("path", None,
                                     "file with one line 'user:password' that the daemons and "
                                     "toros send to each other; needed when Users holds hashes"),
@@ -636,7 +639,7 @@ SCHEMA = {
                                "install includes)"),
             "Client ID": Setting("str", None, "GCN client id; else $GCN_KAFKA_CLIENT_ID"),
             "Client Secret": Setting("str", None, "GCN client secret; else "
-                                     "$GCN_KAFKA_CLIENT_SECRET (never logged)"),
+                                     "$GCN_KAFKA_CLIENT_SECRET (never logged)", secret=True),
             "Domain": Setting("str", "gcn.nasa.gov", "the GCN Kafka domain"),
             "Consumer Group": Setting("str", None, "Kafka consumer group: a restarted daemon "
                                       "resumes where it stopped reading; default "
@@ -767,11 +770,19 @@ def load_config(path=None):
             text = stream.read()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        line = _line_of(error.object, error.start)
+        raise ConfigError(f"{path}: line {line}: byte {error.object[error.start]:#04x} is not "
+                          "UTF-8; allowed: a file in UTF-8 (save it so from the editor, or "
+                          "iconv -f latin1 -t utf-8)") from None
     try:
         data = plain_yaml.load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if data is None:
+        # Every default; said, in case the file was emptied by mistake (the daemon would
+        # listen on other ports and write in other directories than meant).
+        log.warning("%s holds no settings: every setting is its default", path)
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, "
@@ -830,7 +841,9 @@ def _check(rule, value, path, where):
     received = value
 
     def fail():
-        return ConfigError(f"{path}: {' → '.join(where)}: {received!r} is not allowed; "
+        shown = (f"a {type(received).__name__} (not shown: it holds a secret)"
+                 if rule.secret else repr(received))
+        return ConfigError(f"{path}: {' → '.join(where)}: {shown} is not allowed; "
                            f"allowed: {rule.allowed()}")
 
     kind = rule.kind
@@ -868,6 +881,13 @@ def _check(rule, value, path, where):
                 isinstance(user, str) and isinstance(password, (str, int))
                 for user, password in value.items()):
             raise fail()
+        damaged = sorted(user for user, password in value.items()
+                         if damaged_hash(str(password)))
+        if damaged:
+            raise ConfigError(f"{path}: {' → '.join(where)}: the entry of {', '.join(damaged)} "
+                              "begins as a password hash but is not one (cut short, or "
+                              "edited?); allowed: a hash as `toros passwd` prints it, whole, "
+                              "or a password")
         return {user: str(password) for user, password in value.items()}
     if kind == "mapping":
         if not isinstance(value, dict) or not all(
@@ -921,6 +941,23 @@ def _check(rule, value, path, where):
     return value
 
 
+def _is_http_url(text):
+    """Whether *text* is an http(s) URL with a host, and a port (if any) from 1 to 65535."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port  # (raises ValueError for one out of range or not a number)
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    return (parts.scheme in ("http", "https") and bool(host) and port != 0
+            and not any(character.isspace() for character in host))
+
+
+def _line_of(data, offset):
+    """The line number (from 1) of byte *offset* in *data*."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def _utc(instant):
     """A datetime in UTC; one without a time zone is taken to be UTC."""
     if instant.tzinfo is None:
@@ -939,9 +976,10 @@ def _finish(config, path):
             elif ":" in host:
                 host = f"[{host}]"
             address["HTTP"] = f"http://{host}:{address['Port']}/"
-        elif not address["HTTP"].startswith(("http://", "https://")):
+        elif not _is_http_url(address["HTTP"]):
             raise ConfigError(f"{path}: {address_key(service)} → HTTP: {address['HTTP']!r} is "
-                              "not allowed; allowed: a URL starting with http:// or https://")
+                              "not allowed; allowed: a URL starting with http:// or https://, "
+                              "then a host and, if any, a port from 1 to 65535")
         server = config["Server"]
         if (not is_loopback(address["IP"]) and not server["Users"]
                 and not server["Allow Unauthenticated"]):

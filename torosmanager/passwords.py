@@ -52,6 +52,22 @@ def is_hash(stored):
     return len(parts) == _FIELDS and parts[0] == SCHEME
 
 
+def damaged_hash(stored):
+    """Whether a ``Users`` entry begins as a hash does but is not one (cut short, edited): it
+    must not be taken for a password typed as it is."""
+    if not stored.startswith(SCHEME + "$"):
+        return False
+    if not is_hash(stored):
+        return True
+    _, n, r, p, salt, key = stored.split("$")
+    try:
+        int(n), int(r), int(p)
+        base64.b64decode(salt, validate=True), base64.b64decode(key, validate=True)
+    except ValueError:  # (binascii.Error is one)
+        return True
+    return False
+
+
 def verify(password, stored):
     """Whether *password* matches *stored* (a hash or a plain password), in constant time."""
     if not is_hash(stored):

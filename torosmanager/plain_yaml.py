@@ -16,6 +16,7 @@ import yaml
 INT_TAG = "tag:yaml.org,2002:int"
 FLOAT_TAG = "tag:yaml.org,2002:float"
 TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 #: Decimal integers without leading zeros (JSON's integers).
 DECIMAL_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
 #: Decimal fractions, with or without an exponent, and YAML's infinities and NaN.
@@ -26,7 +27,29 @@ DECIMAL_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[
 
 
 class PlainLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with numbers only in decimal notation and no implicit dates."""
+    """PyYAML's safe loader with numbers only in decimal notation and no implicit dates, that
+    refuses a key given twice in one mapping (PyYAML keeps the last: a second ``Site:`` in a
+    configuration would put back the default latitude without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines = {}
+            for key_node, _ in node.value:
+                if key_node.tag == MERGE_TAG:
+                    continue  # (keys merged in may be overridden: that is what merging is)
+                key, line = self.construct_object(key_node, deep=True), \
+                    key_node.start_mark.line + 1
+                try:
+                    first = lines.get(key)
+                except TypeError:
+                    continue  # an unhashable key: the constructor says so itself
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"the key {key!r} is given twice, on lines {first} and {line}; "
+                        "allowed: each key once", key_node.start_mark)
+                lines[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 PlainLoader.yaml_implicit_resolvers = {

@@ -53,15 +53,33 @@ def _read_orders(path):
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
     try:
-        data = json.loads(text) if path.endswith(".json") else plain_yaml.load(text)
+        data = json.loads(text, object_pairs_hook=_once_each) if path.endswith(".json") \
+            else plain_yaml.load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {error}")
     orders = data if isinstance(data, list) else [data]
-    if not orders or not all(isinstance(order, dict) for order in orders):
-        raise ValueError("expected a work order (a mapping) or a list of them")
+    if not orders:
+        raise ValueError("expected a work order (a mapping) or a list of them; got an empty "
+                         "list")
+    for number, order in enumerate(orders, start=1):
+        if not isinstance(order, dict):
+            raise ValueError(f"work order {number}: expected a mapping of keys to values; "
+                             f"got {order!r}")
     for number, order in enumerate(orders, start=1):
         _check_sendable(order, f"work order {number}")
     return orders
+
+
+def _once_each(pairs):
+    """A JSON object's pairs as a dict, refusing a key given twice (``json`` keeps the last:
+    a second ``"ID"`` would submit another order than the one read first)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} is given twice in one work order; allowed: "
+                             "each key once")
+        seen[key] = value
+    return seen
 
 
 def _check_sendable(order, which):
