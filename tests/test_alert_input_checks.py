@@ -10,6 +10,7 @@ import io
 import json
 import math
 import re
+import xmlrpc.client
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from astropy.io import fits
 
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from test_alert_formats import lvk_alert
-from torosmanager import config
+from torosmanager import config, workorders
 from torosmanager.alerts.formats import AlertFormatError, gcn_socket, read
 from torosmanager.alerts.formats.lvk_json import schema_warning
 from torosmanager.alerts.intake import alert_of
@@ -208,6 +209,22 @@ def test_a_binary_payload_with_anything_else_than_base64_and_ascii_whitespace_is
     now = datetime(2024, 1, 1, tzinfo=timezone.utc)
     with pytest.raises(AlertFormatError, match="must be base64"):
         alert_of({"Format": "skymap", "Payload": junk, "Event ID": "S1"}, now)
+
+
+@pytest.mark.parametrize("format_name, name", [("voevent", "fermi_grb_gcn.xml"),
+                                               ("gcn_json", "kafka_alert_icecube_gold.json")])
+def test_a_text_format_sent_as_an_xmlrpc_binary_is_read_as_its_text(format_name, name):
+    """XML-RPC clients send bytes as base64: the front desk keeps them so, and JSON and XML
+    begin with characters no base64 has."""
+    data = alert_file(name).read_bytes()
+    payload = workorders.alert_payload(xmlrpc.client.Binary(data))
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert alert_of({"Format": format_name, "Payload": payload}, now) == \
+        alert_of({"Format": format_name, "Payload": data.decode()}, now)
+    with pytest.raises(AlertFormatError, match="a binary Payload for a text format must be its "
+                                               "UTF-8 text"):
+        alert_of({"Format": format_name, "Payload": base64.b64encode(b"\xff\xfe").decode()},
+                 now)
 
 
 # --- skymaps -------------------------------------------------------------------------------------

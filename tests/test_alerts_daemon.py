@@ -840,7 +840,7 @@ def test_the_status_page_shows_each_event_with_its_report_and_map(observatory):
     picture = urllib.request.urlopen(observatory.url("alerts") + "events/S2498.png",
                                      timeout=60).read()
     assert picture.startswith(b"\x89PNG\r\n\x1a\n")
-    for unknown in ("S0000.json", "S0000.png", "S2498.txt"):
+    for unknown in ("S0000.json", "S0000.png", "S2498.txt", ".json", ".html", ".png"):
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(observatory.url("alerts") + "events/" + unknown, timeout=30)
 

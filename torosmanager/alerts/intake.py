@@ -66,9 +66,27 @@ def alert_of(order, now):
         except (binascii.Error, ValueError):
             raise AlertFormatError(format_name, "the Payload of a binary format must be base64",
                                    payload) from None
+    elif _is_base64(payload):
+        # A text format sent as an XML-RPC binary (its bytes, base64): JSON and XML begin with
+        # characters no base64 has, so the two cannot be mistaken.
+        try:
+            payload = base64.b64decode(payload).decode("utf-8")
+        except UnicodeDecodeError:
+            raise AlertFormatError(format_name, "a binary Payload for a text format must be "
+                                   "its UTF-8 text", payload) from None
     if format_name == "skymap":
         return skymap_alert(payload, order.get("Event ID"), now)
     return formats.read(format_name, payload)
+
+
+def _is_base64(text):
+    """Whether *text* is base64 (ASCII whitespace aside), as the front desk keeps a binary
+    Payload."""
+    try:
+        base64.b64decode(text.translate(ASCII_WHITESPACE), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 def skymap_alert(data, event_id, now):

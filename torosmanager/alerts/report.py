@@ -184,6 +184,8 @@ def page_asset(handler, path):
     if not path.startswith("/events/"):
         return None
     name, _, suffix = urllib.parse.unquote(path[len("/events/"):]).rpartition(".")
+    if not name:
+        return None  # (no event has an empty ID: the book would read it as every event)
     if suffix == "png":  # the map alone: not each order's state at the scheduler
         picture = event_map(handler, name)
         return None if picture is None else ("image/png", picture)
