@@ -237,6 +237,21 @@ def test_a_map_cut_short_is_refused_as_truncated_as_bytes_and_as_a_file(real_map
             Skymap.read(write_bytes(tmp_path / "cut.fits.gz", broken))
 
 
+def test_a_map_that_decompresses_beyond_the_limit_is_refused_before_it_fills_the_memory(
+        real_map, tmp_path):
+    """A gzip bomb: a FITS header and then zeros, 100 MB in 100 kB. It was decompressed
+    whole (a 1.5 GB one took 40 s and failed with an empty MemoryError)."""
+    bomb = gzip.compress(real_map[:2880] + bytes(100_000_000), compresslevel=1)
+    assert len(bomb) < 1_000_000
+    for source in (bomb, write_bytes(tmp_path / "bomb.fits.gz", bomb)):
+        with pytest.raises(ValueError, match=r"decompresses to more than 10,000,000 bytes "
+                                             r"\(Alerts → Max Skymap Bytes\)"):
+            Skymap.read(source, max_bytes=10_000_000)
+    # Within the limit, and in two gzip members: read as before.
+    halves = gzip.compress(real_map[:400_000]) + gzip.compress(real_map[400_000:])
+    assert Skymap.read(halves, max_bytes=len(real_map)).digest == Skymap.read(real_map).digest
+
+
 def write_bytes(path, data):
     path.write_bytes(data)
     return str(path)

@@ -586,6 +586,11 @@ SCHEMA = {
                           "dusk", 1, 14),
         "Skymap Download Timeout": Setting("float", 30.0, "seconds to fetch a skymap an "
                                            "alert only links to", 0.1, 3600),
+        "Max Skymap Bytes": Setting("int", 2_000_000_000, "largest skymap read, once "
+                                    "decompressed (a flat NSIDE-2048 map with distance layers "
+                                    "is 1.6 GB); a larger one, a gzip bomb among them, is "
+                                    "refused before it fills the memory", 1_000_000,
+                                    1_000_000_000_000),
         "Max Request Bytes": Setting("int", 64_000_000, "the alerts daemon takes requests up "
                                      "to this size (an LVK alert's skymap, base64, is a few "
                                      "MB) or Server → Max Request Bytes if larger", 1_000,

@@ -283,7 +283,7 @@ def report_skymap(alert, settings):
         timeout, limit = REPORT_DOWNLOAD_TIMEOUT, "a report's limit"
     try:
         return localisation(alert, timeout, settings["Field of View"], retry=False,
-                            limit=limit)
+                            limit=limit, max_bytes=settings["Max Skymap Bytes"])
     except TargetError as error:
         log.warning("%s: no map for the report: %s", alert.event_id, error)
         return None

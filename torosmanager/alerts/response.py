@@ -207,7 +207,7 @@ def assess(alert, config, stopping=None, retry=True):
     if reason:
         return Response(alert, ignored=reason)
     skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"],
-                          stopping, retry)
+                          stopping, retry, max_bytes=settings["Max Skymap Bytes"])
     area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
     distance = None if skymap is None else skymap.header.get("DISTMEAN")
     return Response(alert, ignored=reason_to_ignore(alert, settings, area, distance),

@@ -20,7 +20,6 @@ Examples
 1.0
 """
 
-import gzip
 import hashlib
 import io
 import logging
@@ -65,6 +64,8 @@ KEEP_LEVEL = 0.9999
 #: HEALPix's deepest order (nside 2**29): its 12 × 4**29 nested indices fit a signed 64-bit
 #: integer, order 30's would not.
 MAX_ORDER = 29
+#: zlib's window bits for the gzip format (16 + the largest window).
+GZIP_WBITS = 16 + zlib.MAX_WBITS
 #: The NUNIQ ids of pixels, ``4 * 4**order + index``: from order 0's first to order
 #: :data:`MAX_ORDER`'s last (an id below 4 has no order; one from 2**62 on is of order 30).
 UNIQ_RANGE = (4, 4 * 4 ** (MAX_ORDER + 1) - 1)
@@ -128,7 +129,7 @@ class Skymap:
 
     # ----------------------------------------------------------------------------- reading
     @classmethod
-    def read(cls, source):
+    def read(cls, source, max_bytes=None):
         """Read a skymap from a FITS file (a path) or from its bytes (plain or gzip).
 
         Parameters
@@ -136,6 +137,9 @@ class Skymap:
         source : str, os.PathLike or bytes
             A path, or the content of the file, e.g. ``base64.b64decode(alert["event"]
             ["skymap"])`` for an LVK JSON alert.
+        max_bytes : int, optional
+            The most a gzipped map may decompress to (``Alerts → Max Skymap Bytes``); no
+            limit by default.
 
         Returns
         -------
@@ -151,13 +155,13 @@ class Skymap:
             with open(source, "rb") as stream:
                 start = stream.read(FIRST_BYTES_SHOWN)
             if start.startswith(GZIP_MAGIC):
-                return cls.read(Path(source).read_bytes())
+                return cls.read(Path(source).read_bytes(), max_bytes)
             _check_fits(start)
             with fits.open(source) as hdus:
                 return cls._from_hdus(hdus, os.path.getsize(source))
         data = bytes(source)
         if data.startswith(GZIP_MAGIC):
-            data = _gunzip(data)
+            data = _gunzip(data, max_bytes)
         _check_fits(data[:FIRST_BYTES_SHOWN])
         with fits.open(io.BytesIO(data)) as hdus:
             return cls._from_hdus(hdus, len(data))
@@ -595,13 +599,31 @@ def _check_fits(start):
         raise ValueError(f"not a FITS file: it begins with {start!r}")
 
 
-def _gunzip(data):
-    """*data* decompressed, or :class:`ValueError` saying why not (a download cut short)."""
+def _gunzip(data, max_bytes=None):
+    """*data* (gzip, one member or more) decompressed, or :class:`ValueError` saying why not
+    (a download cut short, more than *max_bytes* once decompressed)."""
+    parts, total, rest = [], 0, data
     try:
-        return gzip.decompress(data)
-    except (EOFError, OSError, zlib.error) as error:
+        while rest:
+            member = zlib.decompressobj(wbits=GZIP_WBITS)
+            pending = rest
+            while pending:
+                room = 0 if max_bytes is None else max_bytes + 1 - total  # (0: no limit)
+                part = member.decompress(pending, room)
+                parts.append(part)
+                total += len(part)
+                if max_bytes is not None and total > max_bytes:
+                    raise ValueError(f"it decompresses to more than {max_bytes:,} bytes "
+                                     "(Alerts → Max Skymap Bytes): a gzip bomb, or a map "
+                                     "finer than any follow-up needs")
+                pending = member.unconsumed_tail
+            if not member.eof:
+                raise EOFError("the compressed data ends before its end-of-stream marker")
+            rest = member.unused_data
+    except (EOFError, zlib.error) as error:
         raise ValueError(f"the gzip-compressed file cannot be decompressed (truncated or "
                          f"corrupt): {error}") from None
+    return b"".join(parts)
 
 
 def _npix_to_nside(npix):

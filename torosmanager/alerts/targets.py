@@ -71,7 +71,7 @@ class Stopping(Exception):
 
 
 def localisation(alert, download_timeout, field_of_view, stopping=None, retry=True,
-                 limit=DOWNLOAD_LIMIT):
+                 limit=DOWNLOAD_LIMIT, max_bytes=None):
     """The skymap of *alert*, or ``None`` when a single pointing covers it.
 
     Parameters
@@ -89,6 +89,8 @@ def localisation(alert, download_timeout, field_of_view, stopping=None, retry=Tr
         An alert with an error region to fall back on tries once in any case.
     limit : str, optional
         What sets *download_timeout*, for the message of a map not fetched in time.
+    max_bytes : int, optional
+        The most a gzipped map may decompress to (``Alerts → Max Skymap Bytes``).
 
     Raises
     ------
@@ -98,13 +100,13 @@ def localisation(alert, download_timeout, field_of_view, stopping=None, retry=Tr
         *stopping* was set while the map was fetched.
     """
     if alert.skymap is not None:
-        return _read(alert.skymap, "the alert's skymap")
+        return _read(alert.skymap, "the alert's skymap", max_bytes)
     if alert.skymap_url is not None:
         try:
             # With an error region to fall back on (a neutrino, a GRB), one try: no waiting.
             return _read(_download(alert.skymap_url, download_timeout, stopping,
                                    retry=retry and alert.waits_for_its_map, limit=limit),
-                         f"the skymap at {alert.skymap_url}")
+                         f"the skymap at {alert.skymap_url}", max_bytes)
         except TargetError as error:
             if alert.ra is None:
                 raise
@@ -225,9 +227,9 @@ def circle_skymap(ra, dec, radius, containment):
     return Skymap(4 * nside ** 2 + ipix, density)
 
 
-def _read(data, what):
+def _read(data, what, max_bytes):
     try:
-        return Skymap.read(data)
+        return Skymap.read(data, max_bytes)
     except (ValueError, OSError) as error:
         raise TargetError(f"{what} cannot be read: {error}") from None
 
