@@ -1,5 +1,6 @@
 """`--daemon --pidfile`: a classic Unix daemon, through python-daemon."""
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -55,3 +56,32 @@ def test_daemon_and_pidfile_go_together(arguments):
     result = subprocess.run([*daemon_command("dome"), *arguments], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2 and "--daemon and --pidfile PATH go together" in result.stderr
+
+
+def test_a_pidfile_it_cannot_take_is_said_and_the_command_fails(site):
+    """The daemon takes its pidfile after it detaches: the command used to exit 0 with
+    nothing running, and nothing said."""
+    pidfile = site.directory / "no-such-directory" / "dome.pid"
+    result = subprocess.run([*daemon_command("dome"), "--config", site.config_path, "--daemon",
+                             "--pidfile", str(pidfile)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert f"toros-dome: cannot detach with pidfile {pidfile}: " in result.stderr
+
+
+def test_a_journal_in_use_is_said_and_the_command_exits_78(site):
+    journal = site.config["Database"]["File"].replace("{service}", "dome")
+    lock = os.open(f"{journal}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = subprocess.run([*daemon_command("dome"), "--config", site.config_path,
+                                 "--daemon", "--pidfile", str(site.directory / "dome.pid")],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(lock)
+        pidfile = site.directory / "dome.pid"
+        if pidfile.exists() and pidfile.read_text().strip():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)  # it started: leave none
+    assert result.returncode == 78
+    assert f"CRITICAL the journal {journal} is in use by another daemon" in result.stderr
+    assert not pidfile.exists()

@@ -110,22 +110,96 @@ def run(service, argv):
 
 
 def _run_detached(service, config, server, pidfile, config_path):
+    """Detach, and serve; the command run waits until the daemon serves (exit status 0) or
+    has ended, then prints the errors it logged and exits with its status: without it, a
+    daemon that could not take its pidfile or its journal ended unseen, and the command said
+    0."""
     import daemon
     import daemon.pidfile
 
     _remove_stale_pidfile(pidfile)
+    reading, writing = os.pipe()
+    detaching = os.fork()
+    if detaching:
+        os.close(writing)
+        server.server_close()  # the daemon holds the port
+        return _wait_for_start(service, reading, detaching)
+    os.close(reading)
+    report = StartReport(writing)
     context = daemon.DaemonContext(
         pidfile=daemon.pidfile.TimeoutPIDLockFile(os.path.abspath(pidfile), acquire_timeout=0),
-        files_preserve=[server.fileno()], umask=0o027)
+        files_preserve=[server.fileno(), writing], umask=0o027)
     try:
         context.open()
     except Exception as error:  # lockfile raises its own classes; report any, then give up
-        print(f"toros-{service}: cannot detach with pidfile {pidfile}: {error}", file=sys.stderr)
+        report.ended(EXIT_FAILURE, f"toros-{service}: cannot detach with pidfile {pidfile}: "
+                                   f"{error}")
         return EXIT_FAILURE
+    status = EXIT_FAILURE
     try:
-        return serve(service, config, server, config_path)
+        status = serve(service, config, server, config_path, report)
+        return status
     finally:
+        report.ended(status)
         context.close()
+
+
+def _wait_for_start(service, reading, detaching):
+    """In the command run: what the detached daemon said of its start (see
+    :class:`StartReport`), and its exit status."""
+    os.waitpid(detaching, 0)  # the first child, gone as the daemon detached
+    with os.fdopen(reading, encoding="utf-8", errors="replace") as stream:
+        lines = stream.read().splitlines()
+    last = lines.pop() if lines else ""
+    if last == StartReport.READY:
+        return EXIT_OK
+    for line in lines:
+        print(line, file=sys.stderr)
+    if last.startswith(StartReport.ENDED):
+        return int(last[len(StartReport.ENDED):])
+    print(f"toros-{service}: the daemon ended before it served (killed?); see its log "
+          "(Logging → File)", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+class StartReport(logging.Handler):
+    """What a detached daemon tells the command that started it, through a pipe, until it
+    serves: the errors it logs, then :data:`READY`, or :data:`ENDED` and its exit status."""
+
+    READY, ENDED = "ready", "ended with status "
+
+    def __init__(self, descriptor):
+        super().__init__(logging.ERROR)
+        self.setFormatter(logging.Formatter("%(name)s: %(levelname)s %(message)s"))
+        self._descriptor = descriptor
+
+    def emit(self, record):
+        self._say(self.format(record))
+
+    def ready(self):
+        """The daemon serves: the command exits 0."""
+        self._say(self.READY)
+        self._close()
+
+    def ended(self, status, message=None):
+        """The daemon ends (before serving: the command says why, and exits *status*)."""
+        if message is not None:
+            self._say(message)
+        self._say(f"{self.ENDED}{status}")
+        self._close()
+
+    def _say(self, line):
+        if self._descriptor is None:
+            return
+        try:
+            os.write(self._descriptor, (line.replace("\n", " ") + "\n").encode())
+        except OSError:
+            self._close()  # the command is gone (interrupted): the daemon goes on
+
+    def _close(self):
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
 
 
 def _remove_stale_pidfile(path):
@@ -143,9 +217,12 @@ def _remove_stale_pidfile(path):
         pass  # alive, under another user: the lock will refuse to start a second daemon
 
 
-def serve(service, config, server, config_path=None):
-    """Open the journal, build the daemon, and serve on *server* until SIGTERM or SIGINT."""
+def serve(service, config, server, config_path=None, report=None):
+    """Open the journal, build the daemon, and serve on *server* until SIGTERM or SIGINT;
+    *report* (a :class:`StartReport`) hears the errors logged until it serves."""
     log_file, recent_lines = setup_logging(config, service)
+    if report is not None:
+        logging.getLogger().addHandler(report)
     _warn_if_passwords_are_readable(resolve_path(config_path), config["Server"])
     use_astropy_offline()
     clock = Clock.from_config(config)
@@ -199,6 +276,9 @@ def serve(service, config, server, config_path=None):
     log.info("%s daemon %s listening on %s (clock: %s; journal: %s)", service, __version__,
              config[address_key(service)]["HTTP"], clock.describe(), database)
     notify_systemd("READY=1\nSTATUS=accepting work orders")
+    if report is not None:
+        logging.getLogger().removeHandler(report)
+        report.ready()
     try:
         server.serve_forever()
     finally:
