@@ -160,6 +160,12 @@ def test_values_are_merged_over_defaults(tmp_path):
      "'[1025:1056,1:1024' is not allowed; allowed: a FITS section"),
     ("Preprocessor:\n  Trim: '[0:100,1:100]'\n", "Preprocessor → Trim: '[0:100,1:100]' is "
      "not allowed"),
+    # Found at start, not as the failure of every job.
+    ("Preprocessor:\n  Executor: lcoal\n", "Preprocessor → Executor: 'lcoal' is not allowed; "
+     "allowed: 'local', or a Dask scheduler's address such as tcp://10.0.0.5:8786"),
+    # Relative to what? A service's working directory is /.
+    ("Telescope:\n  Data Directory: relative/data\n", "Telescope → Data Directory: "
+     "'relative/data' is not allowed; allowed: an absolute path"),
 ])
 def test_each_mistake_is_named(tmp_path, text, expected):
     message = error_for(tmp_path, text)

@@ -677,6 +677,19 @@ def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
     assert abs(pointing["RA"] - 60.0) > 1.0  # stopped on the way
 
 
+def test_a_data_directory_that_cannot_be_written_is_said_at_start_and_in_each_refusal(
+        make_site):
+    """Not 'no room: 0.0 MB free' (the free space of /proc): the directory cannot be
+    written, and why."""
+    site = make_site(settings(Telescope={"Data Directory": "/proc/toros-data"})).start(
+        "telescope")
+    refused = refusal(site.proxy("telescope").front_desk, observation("nowhere"))
+    assert refused.faultCode == FaultCode.UNAVAILABLE
+    assert refused.faultString.startswith("the data directory /proc/toros-data (Telescope → "
+                                          "Data Directory) cannot be written: ")
+    assert "observations are refused until it can" in site.log("telescope")
+
+
 def test_names_in_any_language_reach_the_header_as_their_closest_ascii(make_site):
     """FITS cards hold printable ASCII only; a site, a filter and a target named in Spanish,
     Greek or Portuguese still give frames, their names spelled without accents."""

@@ -93,7 +93,7 @@ class Setting:
             "bool": "true or false",
             "ip": "an IPv4 or IPv6 address such as 127.0.0.1",
             "datetime": "an ISO 8601 UTC date and time such as 2026-11-21T00:30:00",
-            "path": "a file path ({service} is replaced by the daemon's name)",
+            "path": "an absolute path ({service} is replaced by the daemon's name)",
             "paths": "a list of absolute paths",
             "names": "a list of names",
             "intervals": "a list of 'START/END' ISO 8601 UTC intervals",
@@ -943,6 +943,8 @@ def _check(rule, value, path, where):
             ipaddress.ip_address(value)
         except ValueError:
             raise fail() from None
+    if kind == "path" and not value.startswith("/"):
+        raise fail()  # relative to what? (a service's working directory is /)
     return value
 
 
@@ -956,6 +958,16 @@ def _is_http_url(text):
     host = parts.hostname or ""
     return (parts.scheme in ("http", "https") and bool(host) and port != 0
             and not any(character.isspace() for character in host))
+
+
+def _is_dask_address(text):
+    """Whether *text* is a Dask scheduler's address: ``[PROTOCOL://]HOST:PORT``."""
+    try:
+        parts = urllib.parse.urlsplit(text if "://" in text else f"tcp://{text}")
+        port = parts.port
+    except ValueError:
+        return False
+    return bool(parts.hostname) and port is not None and port != 0
 
 
 def _line_of(data, offset):
@@ -1004,6 +1016,11 @@ def _finish(config, path):
                           "a list of " + ", ".join(ALERT_TYPES_ACTED_ON) + " (a RETRACTION is "
                           "always acted on)")
     _finish_devices(config, path)
+    executor = config["Preprocessor"]["Executor"]
+    if executor != "local" and not _is_dask_address(executor):
+        raise ConfigError(f"{path}: Preprocessor → Executor: {executor!r} is not allowed; "
+                          "allowed: 'local', or a Dask scheduler's address such as "
+                          "tcp://10.0.0.5:8786")
     focuser = config["Telescope"]["Focuser"]
     for key in ("Best Position", "Autofocus"):
         if focuser[key] and focuser["Driver"] == "none":

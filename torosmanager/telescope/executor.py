@@ -40,7 +40,7 @@ from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, write_frame
 from .focus import FocusModel
 from .focus_memory import FocusMemory, LastRun
-from .room import NoRoom, describe, frame_bytes, require_room
+from .room import NoRoom, describe, frame_bytes, require_room, unwritable
 from .wcs import SkyOrientation
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ class Executor:
         #: The path of the last frame written, for the status page.
         self.latest_frame = None
         self._cannot_cool = False  # the camera said it cannot set its temperature
+        self._unwritable = None  # why the data directory cannot be written, if it cannot
         self._thread = threading.Thread(target=self._run, name="telescope-executor")
 
     # --- called from the front desk ------------------------------------------------------
@@ -657,8 +658,21 @@ class Executor:
                    seconds + self.settings["Readout Timeout"], f"the {frame_type.value} frame")
         return self.camera.image()
 
+    def check_data_directory(self):
+        """Whether frames can be written in the data directory; said in the log when not
+        (the daemon runs on: it parks the mount when the dome closes)."""
+        self._unwritable = unwritable(self.settings["Data Directory"])
+        if self._unwritable is not None:
+            log.error("%s: observations are refused until it can", self._unwritable)
+        return self._unwritable is None
+
     def require_room(self):
-        """Raise :class:`~.room.NoRoom` unless the data disk has room for the next frame."""
+        """Raise :class:`~.room.NoRoom` unless the data directory can be written (looked at
+        again only while it could not) and its disk has room for the next frame."""
+        if self._unwritable is not None:
+            self._unwritable = unwritable(self.settings["Data Directory"])
+            if self._unwritable is not None:
+                raise NoRoom(self._unwritable)
         require_room(self.settings["Data Directory"], self._frame_bytes(),
                      self.settings["Minimum Free Bytes"])
 

@@ -212,6 +212,7 @@ class TelescopeHandler(Handler):
             except DeviceError as error:
                 log.error("cannot connect the %s: %s (orders will fail until it answers)",
                           device.name, error)
+        self.executor.check_data_directory()
         self.executor.prepare_focus()
         self._check_the_focuser()
         if self.executor.cool():

@@ -8,6 +8,8 @@ there is room.
 """
 
 import math
+import os
+import tempfile
 
 from ..disk_space import free_bytes
 from ..workorders import FaultCode, WorkOrderError
@@ -43,6 +45,19 @@ def require_room(directory, needed, minimum):
         raise NoRoom(f"no room for a frame: the data directory {directory} has "
                      f"{free / 1e6:,.1f} MB free; a frame needs {needed / 1e6:,.1f} MB and "
                      f"Telescope → Minimum Free Bytes keeps {minimum / 1e6:,.1f} MB free")
+
+
+def unwritable(directory):
+    """Why no frame can be written in *directory* (made if missing), or ``None``: tried with
+    a file, since root passes every permission check that a read-only disk or /proc fails."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        return f"the data directory {directory} (Telescope → Data Directory) cannot be " \
+               f"written: {error.strerror or error}"
+    return None
 
 
 def describe(directory, needed, minimum):
