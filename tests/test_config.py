@@ -258,6 +258,20 @@ def test_a_daemon_that_cannot_write_its_log_file_stops_with_status_78_and_one_me
                         r"\d+\] .*not-a-directory.*", result.stderr.strip())
 
 
+def test_a_daemon_whose_credentials_file_cannot_be_read_stops_with_status_78(tmp_path):
+    # It started, and every call to another daemon failed: the scheduler's heartbeats too,
+    # and the dome closed.
+    path = write(tmp_path, f"Logging:\n  File: {tmp_path}/{{service}}.log\n"
+                           f"Server:\n  Users: {{toros: pw1}}\n"
+                           f"  Credentials File: {tmp_path}/missing\n")
+    result = subprocess.run([*daemon_command("scheduler"), "--config", path],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
+    assert result.stderr.strip() == (f"toros-scheduler: {tmp_path}/missing (Server → "
+                                     "Credentials File): cannot read it: No such file or "
+                                     "directory")
+
+
 def test_a_daemon_reads_toros_config_from_the_environment(tmp_path):
     path = write(tmp_path, "Unknown: 1\n")
     result = subprocess.run([*daemon_command("dome")], capture_output=True, text=True, timeout=60,

@@ -27,7 +27,7 @@ from .frontdesk import FrontDesk
 from .journal import Journal
 from .journal_lock import JournalInUse, lock_journal
 from .logs import open_log_file, setup_logging
-from .passwords import has_plain_passwords
+from .passwords import CredentialsError, client_credentials, has_plain_passwords
 from .pages import StatusPages
 from .server import FrontDeskServer
 from .systemd_notify import notify_systemd
@@ -89,6 +89,13 @@ def run(service, argv):
     except OSError as error:
         print(f"toros-{service}: cannot write its log file (Logging → File): {error}",
               file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        # Read at every call to another daemon: one that cannot be read would fail each
+        # (the scheduler's heartbeats, and the dome closes).
+        client_credentials(config["Server"])
+    except CredentialsError as error:
+        print(f"toros-{service}: {error}", file=sys.stderr)
         return EXIT_CONFIG
     address = config[address_key(service)]
     server_settings = config["Server"]
