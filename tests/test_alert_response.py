@@ -5,6 +5,7 @@ The alert is LVK S2498 (a 2-D map, ligo-followup-advocate 2.2.0), planned on the
 2026-12-01 at CTMO, as ``toros alert --dry-run`` would; no daemon runs here.
 """
 
+import dataclasses
 from datetime import datetime, timezone
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
 from torosmanager.alerts.coverage import to_the_second
 from torosmanager.alerts.formats import read
-from torosmanager.alerts.response import assess, plan_orders, respond
+from torosmanager.alerts.response import assess, plan_orders, respond, type_of_object
 from torosmanager.alerts.tiles import in_field
 from torosmanager.config import default_config
 from torosmanager.scheduler.planner import duration_of
@@ -101,3 +102,20 @@ def test_times_on_an_events_page_are_to_the_second_in_utc():
     assert to_the_second("2026-12-03T01:00:05.250000+00:00") == "2026-12-03 01:00:05"
     assert to_the_second("2026-12-03T01:00:05.250Z") == "2026-12-03 01:00:05"
     assert to_the_second("2026-12-02T23:00:05-02:00") == "2026-12-03 01:00:05"
+
+
+@pytest.mark.parametrize("properties, expected", [
+    ({"HasNS": 0.0, "classification": {"BBH": 0.995, "Terrestrial": 0.005}},
+     "Gravitational-wave counterpart"),
+    ({"classification": {"BBH": 0.995, "BNS": 0.0, "NSBH": 0.0, "Terrestrial": 0.005}},
+     "Gravitational-wave counterpart"),
+    ({"HasNS": 0.3}, "Kilonova candidate"),
+    ({"classification": {"NSBH": 0.9, "BBH": 0.1}}, "Kilonova candidate"),
+    ({}, "Kilonova candidate"),  # unknown: a neutron star may be in it
+])
+def test_a_binary_black_hole_is_no_kilonova_candidate(alert, properties, expected):
+    """A kilonova needs a neutron star: a binary black hole's orders do not get the
+    scheduler's kilonova adjustment (+1 by default)."""
+    gw = dataclasses.replace(alert, properties=properties)
+    assert type_of_object(gw) == expected
+

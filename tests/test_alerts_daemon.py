@@ -115,9 +115,11 @@ def test_an_lvk_alert_becomes_target_of_opportunity_orders_at_the_scheduler(obse
         order = answer["Work Order"]
         assert answer["Status"] == "queued"
         assert order["Group ID"] == "S2498" and order["Type of job"] == "ToO"
-        assert order["Type of object"] == "Kilonova candidate" and order["User"] == "alerts"
+        # A binary black hole (HasNS 0): no kilonova, so no +1 on the 9.5 requested.
+        assert order["Type of object"] == "Gravitational-wave counterpart"
+        assert order["User"] == "alerts"
         assert 0 < order["Probability"] <= 1
-        assert answer["Priority"] == 10.0  # 9.5 requested, +1 for a kilonova candidate
+        assert answer["Priority"] == 9.5
     # The event's report, as `toros alerts` shows it.
     listed = subprocess.run([TOROS, "--config", observatory.config_path, "alerts"],
                             capture_output=True, text=True, timeout=60)

@@ -25,7 +25,8 @@ from ..scheduler.planner import duration_of
 from ..workorders import format_utc
 from .coverage import night_from
 from .pick import SECONDS_PER_HOUR, pick
-from .policy import kind_settings, reason_to_ignore
+from .policy import (CLASSIFICATION_ROUNDING, kind_settings, neutron_star_probability,
+                     reason_to_ignore)
 from .targets import candidates, localisation, observed_weight
 
 #: Who the orders are from, in the scheduler's journal and its User Adjustments.
@@ -35,12 +36,25 @@ TYPE_OF_JOB = "ToO"
 #: Type of object by alert kind: the names the scheduler's Object Adjustments know.
 TYPE_OF_OBJECT = {"gw": "Kilonova candidate", "grb": "GRB afterglow",
                   "neutrino": "Neutrino counterpart", "x-ray": "X-ray transient"}
+#: The Type of object of a gravitational-wave event without a neutron star (a binary black
+#: hole: no kilonova, and no Object Adjustment by default).
+NO_NEUTRON_STAR_OBJECT = "Gravitational-wave counterpart"
 #: Where the frames go once taken: the preprocessor (calibrated with the night's or the
 #: library's masters).
 OUTPUT = "Analysis"
 #: Decimal places kept of a target's coordinates (0.0036″) and weight.
 COORDINATE_DECIMALS = 6
 WEIGHT_DECIMALS = 6
+
+
+def type_of_object(alert):
+    """An order's ``Type of object`` for *alert*: by its kind, but a kilonova only where a
+    neutron star may be (its share unknown, or at least :data:`~.policy.CLASSIFICATION_ROUNDING`)."""
+    if alert.kind == "gw":
+        share = neutron_star_probability(alert.properties)
+        if share is not None and share < CLASSIFICATION_ROUNDING:
+            return NO_NEUTRON_STAR_OBJECT
+    return TYPE_OF_OBJECT[alert.kind]
 
 
 @dataclass
@@ -295,7 +309,7 @@ def observation(alert, candidate, kind, order_id, not_after=None, supersedes=(),
         "Exposure Time": kind["Exposure Time"],
         "Number of Exposures": kind["Number of Exposures"],
         "Type of job": TYPE_OF_JOB,
-        "Type of object": TYPE_OF_OBJECT[alert.kind],
+        "Type of object": type_of_object(alert),
         "Priority": kind["Priority"],
         "User": USER,
         "Group ID": alert.event_id,
