@@ -765,6 +765,31 @@ def test_a_neutrino_and_its_retraction(observatory):
     assert event_orders(observatory, "IceCube-230416A")[answer["ID"]]["Status"] == "cancelled"
 
 
+def test_an_operator_stands_down_from_an_event_its_senders_have_not_retracted(observatory):
+    """A glitch seen by eye: a retraction by hand cancels the event's orders, and its later
+    alerts submit nothing (cancelling its orders at the scheduler, an update put them back)."""
+    finished(observatory, send(observatory, lvk(superevent_id="S7777"))["ID"])
+    orders = event_orders(observatory, "S7777")
+    assert orders
+    refused = refusal(observatory.proxy("alerts").front_desk, {
+        "WOType": "Alert", "Format": "retraction", "Payload": "a glitch in L1"})
+    assert "'Event ID' is required with Format 'retraction'" in refused.faultString
+    done = finished(observatory, send(observatory, "a glitch in L1, by eye", "retraction",
+                                      **{"Event ID": "S7777"})["ID"])
+    assert done["Status"] == "done", done["Message"]
+    assert done["Message"].startswith(f"S7777 RETRACTION by test (a glitch in L1, by eye): "
+                                      f"{len(orders)} order(s) of the event cancelled at the "
+                                      "scheduler")
+    assert {answer["Status"] for answer in event_orders(observatory, "S7777").values()} == \
+        {"cancelled"}
+    late = finished(observatory, send(observatory, lvk(superevent_id="S7777",
+                                                       alert_type="UPDATE",
+                                                       time_created=later(40)))["ID"])
+    assert "retracted; nothing submitted" in late["Message"]
+    report = observatory.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S7777"})
+    assert report["Kind"] == "gw" and report["State"] == "retracted"
+
+
 def test_the_events_are_listed_the_most_recent_first_as_many_as_asked(observatory):
     # Retractions of events never announced: events all the same, and quick to read.
     for number in range(3):

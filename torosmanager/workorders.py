@@ -674,7 +674,7 @@ CANCEL = Schema(
 )
 
 #: The formats an Alert order's Payload may be in; the last two are binary (sent as base64).
-ALERT_FORMATS = ("lvk_json", "voevent", "gcn_json", "gcn_socket", "skymap")
+ALERT_FORMATS = ("lvk_json", "voevent", "gcn_json", "gcn_socket", "skymap", "retraction")
 #: Of :data:`ALERT_FORMATS`, those whose Payload is base64.
 BINARY_ALERT_FORMATS = ("gcn_socket", "skymap")
 
@@ -682,10 +682,13 @@ ALERT = Schema(
     "Alert", ("alerts",), COMMON + (
         Field("Format", choice(*ALERT_FORMATS), required=True,
               doc="lvk_json (igwn.gwalert), voevent (VOEvent 2.0), gcn_json (GCN JSON notice), "
-                  "gcn_socket (160-byte GCN notice, base64) or skymap (HEALPix FITS, base64)"),
+                  "gcn_socket (160-byte GCN notice, base64), skymap (HEALPix FITS, base64), or "
+                  "retraction: an operator standing down from an event its senders have not "
+                  "retracted (a glitch seen by eye), acted on as theirs would be"),
         Field("Payload", alert_payload, required=True,
-              doc="the alert: text, or base64 for gcn_socket and skymap"),
-        Field("Event ID", text, doc="skymap: the event the map belongs to (required)"),
+              doc="the alert: text, or base64 for gcn_socket and skymap; for a retraction, why"),
+        Field("Event ID", text, doc="skymap: the event the map belongs to; retraction: the "
+                                    "event stood down from (required with either)"),
         Field("Origin", text, doc="where the alert came from, e.g. 'kafka:igwn.gwalert'"),
     ),
     doc="An alert for the alerts daemon to turn into target-of-opportunity orders (or to "

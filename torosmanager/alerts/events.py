@@ -193,6 +193,13 @@ class EventBook:
                  and issue(row) > (alert.issued, alert.serial)]
         return max(later, key=issue, default=None)
 
+    def kind_of(self, event_id):
+        """The kind of *event_id*, as its first alert read said; ``None`` for none read."""
+        with self._lock:
+            row = self._db.execute("SELECT kind FROM alerts WHERE event_id = ? ORDER BY "
+                                   "received, rowid LIMIT 1", (event_id,)).fetchone()
+        return None if row is None else row["kind"]
+
     def retracted(self, event_id):
         """Whether a retraction of *event_id* has been read."""
         with self._lock:

@@ -37,6 +37,7 @@ After a restart, an alert that was being handled is handled again: the orders it
 are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
 """
 
+import dataclasses
 import logging
 import threading
 import time
@@ -127,6 +128,9 @@ class AlertsHandler(Handler):
         if order["Format"] == "skymap" and not order.get("Event ID"):
             raise WorkOrderError("'Event ID' is required with Format 'skymap': a bare skymap "
                                  "does not say which event it locates")
+        if order["Format"] == "retraction" and not order.get("Event ID"):
+            raise WorkOrderError("'Event ID' is required with Format 'retraction': the event "
+                                 "to stand down from")
 
     def assign_priority(self, order):
         return ALERT_ORDER_PRIORITY, "alerts are read in the order they arrive"
@@ -242,6 +246,9 @@ class AlertsHandler(Handler):
         except AlertFormatError as error:
             self.transition(order_id, FAILED, f"not a valid alert: {error}")
             return
+        if record.work_order["Format"] == "retraction":  # an operator's: the event's kind
+            alert = dataclasses.replace(alert, kind=self.book.kind_of(alert.event_id)
+                                        or alert.kind)
         too_late = issued_too_late(alert, now, self.settings)
         if too_late:  # not in the event's book, where it would stand for its event
             self.transition(order_id, FAILED, f"{_name(alert)}: {too_late}")
@@ -493,7 +500,9 @@ class AlertsHandler(Handler):
             return  # stopping: read again after the restart
         elapsed = None if received is None else time.monotonic() - received
         took = "" if elapsed is None else f" {elapsed:.2f} s after it arrived"
-        message = (f"{_name(alert)}: {cancelled} order(s) of the event cancelled at the "
+        by = alert.properties.get("stood_down_by")
+        by = "" if by is None else f" by {by} ({alert.properties['reason']})"
+        message = (f"{_name(alert)}{by}: {cancelled} order(s) of the event cancelled at the "
                    f"scheduler{took}")
         deadline = self.settings["Retraction Deadline"]
         if elapsed is not None and elapsed > deadline:

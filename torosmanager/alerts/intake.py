@@ -41,6 +41,8 @@ SKYMAP_ALERT_TYPE = "INITIAL"
 #: A bare skymap is a gravitational-wave localisation (the formats of other kinds carry
 #: positions of their own).
 SKYMAP_KIND = "gw"
+#: An operator's retraction names no kind: the event's alerts read before tell it.
+OPERATOR_RETRACTION_KIND = "other"
 
 
 def alert_of(order, now):
@@ -76,7 +78,22 @@ def alert_of(order, now):
                                    "its UTF-8 text", payload) from None
     if format_name == "skymap":
         return skymap_alert(payload, order.get("Event ID"), now)
+    if format_name == "retraction":
+        return operator_retraction(order.get("Event ID"), payload, order.get("User"), now)
     return formats.read(format_name, payload)
+
+
+def operator_retraction(event_id, why, user, now):
+    """An operator's retraction of event *event_id*, issued *now*: it cancels the event's
+    orders, and its later alerts plan nothing, as a retraction from its senders would. Its
+    kind is the event's, which the alerts daemon fills in from what it has read
+    (:data:`OPERATOR_RETRACTION_KIND` until then)."""
+    if not event_id:
+        raise AlertFormatError("retraction", "a retraction needs the ID of the event it stands "
+                               "down from ('Event ID')", event_id)
+    return Alert(event_id=event_id, kind=OPERATOR_RETRACTION_KIND, alert_type="RETRACTION",
+                 serial=0, issued=now, source="an operator",
+                 properties={"stood_down_by": user or "an operator", "reason": why.strip()})
 
 
 def _is_base64(text):
