@@ -119,3 +119,13 @@ def test_a_binary_black_hole_is_no_kilonova_candidate(alert, properties, expecte
     gw = dataclasses.replace(alert, properties=properties)
     assert type_of_object(gw) == expected
 
+
+
+def test_no_order_chosen_says_why_not_the_heaviest_candidate(alert):
+    """'0 order(s)' alone left the operator guessing: a budget too small for one target."""
+    config = default_config()
+    config["Alerts"].update({"Accept Test Alerts": True, "Budget Hours": 0.01})
+    summary = respond(alert, config, EVENING).summary()
+    assert summary.startswith("0 order(s) on fields covering 0.0% tonight")
+    assert summary.endswith("; the heaviest candidate, S2498 field 1: over the budget of 1 min "
+                            "of telescope time")

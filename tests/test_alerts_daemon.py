@@ -790,6 +790,22 @@ def test_an_operator_stands_down_from_an_event_its_senders_have_not_retracted(ob
     assert report["Kind"] == "gw" and report["State"] == "retracted"
 
 
+def test_an_event_whose_orders_the_scheduler_refuses_says_so(make_site):
+    """A filter the telescope lacks: not 'nothing observable', which sends the operator
+    looking at the sky instead of at the configuration."""
+    site = make_site(settings(Neutrinos={"Act": True, "Filter": "Q", "Exposure Time": 120.0,
+                                         "Number of Exposures": 3, "Priority": 9.0}))
+    site.start("telescope", "scheduler", "alerts")
+    wait_until(lambda: site.proxy("scheduler").front_desk({"WOType": "Status"}).get(
+        "Telescope Limits"), "the scheduler to learn the telescope's filters")
+    gold = alert_file("kafka_alert_icecube_gold.json").read_text()
+    finished(site, send(site, gold, "gcn_json")["ID"])
+    report = site.proxy("alerts").front_desk({"WOType": "Events",
+                                              "Event ID": "IceCube-230416A"})
+    assert report["State"] == "refused by the scheduler"
+    assert "'Filter': received 'Q'" in report["Orders"][0]["Message"]
+
+
 def test_the_events_are_listed_the_most_recent_first_as_many_as_asked(observatory):
     # Retractions of events never announced: events all the same, and quick to read.
     for number in range(3):

@@ -25,7 +25,7 @@ from ..journal import DONE as ORDER_DONE, DamagedRow
 from ..pages import page_head
 from ..workorders import format_utc
 from .coverage import coverage_text, to_the_minute, to_the_second
-from .events import STANDING, SUBMITTED
+from .events import REFUSED, STANDING, SUBMITTED
 from .formats import AlertFormatError
 from .intake import alert_of
 from .targets import DOWNLOAD_LIMIT, TargetError, localisation, observed_weight
@@ -61,9 +61,10 @@ def events(handler, limit=None):
             continue  # its only alerts' rows cannot be read (the book logged them)
         latest = _current(rows)
         standing = handler.book.orders(event_id=event_id, states=STANDING)
+        refused = handler.book.orders(event_id=event_id, states=(REFUSED,))
         coverage = _latest_coverage(rows)
         listed.append({"ID": event_id, "Kind": latest.kind,
-                       "State": _state(rows, standing, handler.clock.now()),
+                       "State": _state(rows, standing, handler.clock.now(), refused),
                        "Alerts": len(rows), "Latest Alert": latest.name,
                        "Orders": len(standing), "Planned": coverage.get("Planned", 0.0),
                        "Updated": latest.received, "Test": latest.test})
@@ -90,10 +91,11 @@ def event_report(handler, event_id):
                        "Alert Order": order.alert_order_id, "Here": order.state,
                        "Scheduler": at_scheduler, "Message": order.message})
     standing = [order for order in planned if order.state in STANDING]
+    refused = [order for order in planned if order.state == REFUSED]
     coverage = _latest_coverage(rows)
     coverage["Observed"] = round(_observed(handler, rows, done), 6)
     return {"Event": event_id, "Kind": rows[-1].kind,
-            "State": _state(rows, standing, handler.clock.now()),
+            "State": _state(rows, standing, handler.clock.now(), refused),
             "Coverage": coverage,
             "Alerts": [{"Alert Order": row.order_id, "Alert Type": row.alert_type,
                         "Serial": row.serial,
@@ -371,9 +373,10 @@ def _retracted(rows):
     return any(row.alert_type == "RETRACTION" for row in rows)
 
 
-def _state(rows, standing, now):
+def _state(rows, standing, now, refused=()):
     """An event's state in a few words: retracted, observing, nights over (its orders' last
-    window, to the dawn of their night, closed before *now*), ignored, failed..."""
+    window, to the dawn of their night, closed before *now*), ignored, failed, refused by
+    the scheduler (the latest plan's orders, *refused*: a filter the telescope lacks)..."""
     if _retracted(rows):
         return "retracted"
     if standing:
@@ -385,6 +388,8 @@ def _state(rows, standing, now):
         return "ignored"
     if latest.get("Problem"):
         return "failed"
+    if any(order.alert_order_id == _current(rows).order_id for order in refused):
+        return "refused by the scheduler"
     return "nothing observable" if latest.get("Targets") else "received"
 
 

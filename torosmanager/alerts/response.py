@@ -140,10 +140,15 @@ class Response:
                     f"{coverage['Observed Tonight']:.1%} of this localisation, left out with "
                     f"their {self.observed_hours:.2f} h of the event's budget"
                     if self.observed else "")
+        # None chosen: why not the heaviest (not up tonight, a budget too small for one...).
+        why_none = ""
+        if not self.orders and self.pick is not None and self.pick.not_chosen:
+            name, reason = next(iter(self.pick.not_chosen.items()))
+            why_none = f"; the heaviest candidate, {name}: {reason}"
         return (f"{len(self.orders)} order(s) on {self.targets} covering "
                 f"{coverage['Planned']:.1%} tonight (visible tonight "
                 f"{coverage['Visible Tonight']:.1%} of the candidates' "
-                f"{coverage['Total']:.1%}{left_out}){later}")
+                f"{coverage['Total']:.1%}{left_out}){later}{why_none}")
 
     def outcome(self):
         """What the events book and the report keep of it."""

@@ -221,6 +221,10 @@ class Dispatcher:
                 self._follow(record)
         self._awaiting_start = any(record.state == DISPATCHED for record in active)
         self._follow_hand_offs()
+        if self.telescope_limits is None:
+            # Learned at once, not with the first plan: until then, an order the telescope
+            # cannot take (a filter it lacks) is accepted here, and refused only when sent.
+            self._pointing()
         queued = [record for record in self.journal.in_states([QUEUED], "Observation")
                   if not self._expired(record, now)]
         # The queries above may have waited on a daemon that was busy starting: read the clock
