@@ -120,6 +120,18 @@ class TestReceipts:
                                                  **{"Exposure Time": 30.0}))
         assert again["ID"] == "same-2" and "already received" in again["Message"]
 
+    def test_the_same_order_in_other_spellings_of_its_values_is_the_same_order(self, running):
+        # A time without its Z, sexagesimal RA, Yes as true: the scheduler sends the telescope
+        # the order as it normalised it, which the client may send again as first written.
+        telescope = running.proxy("telescope")
+        telescope.front_desk(observation("same-3", RA="01:32:24", **{
+            "Datetime": "2026-11-21T23:00:00", "Calibration Frames": "Yes"}))
+        again = telescope.front_desk(observation("same-3", RA=23.1, **{
+            "Datetime": "2026-11-21T23:00:00Z", "Calibration Frames": True}))
+        assert again["ID"] == "same-3" and "already received" in again["Message"]
+        refusal = fault(telescope.front_desk, observation("same-3", RA=23.2))
+        assert refusal.faultCode == FaultCode.CONFLICT and "'RA'" in refusal.faultString
+
     def test_reusing_an_id_for_a_different_order_is_refused(self, running):
         telescope = running.proxy("telescope")
         telescope.front_desk(observation("conflict-1"))

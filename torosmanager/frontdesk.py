@@ -152,9 +152,9 @@ class FrontDesk:
             return self.handler.signal(order)
         return (yield from self._accept(order, work_order))
 
-    def _resubmitted(self, record, submitted, received):
+    def _resubmitted(self, record, submitted, received, order):
         if record.submitted != submitted:
-            differing = _differing(record, received)
+            differing = _differing(record, received, order)
             if differing:
                 raise WorkOrderError(_conflict(record, differing), FaultCode.CONFLICT)
         log.info("[WO %s] resubmitted unchanged", record.id)
@@ -183,7 +183,7 @@ class FrontDesk:
             existing = self.journal.get(order["ID"])
             if existing is None:
                 raise
-            return self._resubmitted(existing, submitted, received)
+            return self._resubmitted(existing, submitted, received, order)
         priority, reason = self.handler.assign_priority(order)
         order["Priority"] = priority
         now = format_utc(self.clock.now())
@@ -202,7 +202,7 @@ class FrontDesk:
                                       self.journal.path)
         self.handler.journal_waiting_ends()
         if not created:  # the same ID arrived meanwhile, or in the same commit
-            return self._resubmitted(record, submitted, received)
+            return self._resubmitted(record, submitted, received, order)
         log.info("[WO %s] accepted %s from %s, priority %.2f (%s)%s", record.id, record.wotype,
                  order["User"], priority, reason, f" → {QUEUED}: {queued}" if queued else "")
         self.handler.accepted(record)
@@ -344,13 +344,21 @@ def _canonical(order):
     return json.dumps(content, sort_keys=True, default=str)
 
 
-def _differing(record, received):
-    """The keys whose values differ between the order *record* received and *received*: the
-    same text apart, a key set to None is one left out, and 30 is 30.0, as every language's
-    XML-RPC client may send it."""
+def _differing(record, received, order):
+    """The keys whose values differ between the order *record* received and *received*
+    (validated: *order*): the same text apart, a key set to None is one left out, 30 is 30.0,
+    as every language's XML-RPC client may send it, and two spellings of one value are the
+    same (``RA`` 23.1 and ``"01:32:24"``, a time with and without its ``Z``, ``Yes`` and
+    true): the scheduler sends the telescope the order as it normalised it."""
     before = json.loads(record.submitted)
     now = json.loads(_canonical(received))
-    return sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    return sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key)
+                  and _normalised(record.work_order.get(key)) != _normalised(order.get(key)))
+
+
+def _normalised(value):
+    """A validated value as comparable text (a datetime and its ISO text alike)."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _conflict(record, differing):
