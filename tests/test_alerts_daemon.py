@@ -213,11 +213,17 @@ def test_an_alert_that_does_not_fit_the_lvk_schema_is_logged_so_once(make_site):
 
 def test_the_same_alert_again_creates_nothing(observatory):
     finished(observatory, send(observatory, lvk(), order_id="once")["ID"])
+    finished(observatory, send(observatory, lvk(alert_type="UPDATE", time_created=later(5)),
+                               order_id="update")["ID"])
     before = event_orders(observatory, "S2498")
+    # The INITIAL delivered again (a Kafka redelivery), after the UPDATE.
     again = finished(observatory, send(observatory, lvk(), order_id="twice")["ID"])
     assert again["Status"] == "done"
     assert "was read before (alert order once)" in again["Message"]
     assert event_orders(observatory, "S2498").keys() == before.keys()
+    # The event's latest alert is still the UPDATE, whose plan stands.
+    (event,) = observatory.proxy("alerts").front_desk({"WOType": "Events"})["Events"]
+    assert event["Latest Alert"] == "UPDATE"
 
 
 def test_an_update_replaces_the_orders_not_started(observatory):

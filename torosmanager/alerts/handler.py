@@ -259,8 +259,10 @@ class AlertsHandler(Handler):
         self.book.record_alert(order_id, alert, record.created)
         duplicate = self.book.duplicate_of(order_id, alert)
         if duplicate is not None:
-            self._finish(order_id, f"{_name(alert)} was read before (alert order {duplicate}): "
-                         "nothing more to do")
+            message = (f"{_name(alert)} was read before (alert order {duplicate}): nothing "
+                       "more to do")
+            self.book.set_outcome(order_id, {"Summary": message, "Same As": duplicate})
+            self._finish(order_id, message)
         elif alert.is_retraction:
             self._read(order_id, "cancelling its event's orders")
             self._retract(order_id, alert, received)
