@@ -473,10 +473,16 @@ def test_a_restart_mid_night_loses_nothing(make_site):
 
 
 def test_an_order_past_its_deadline_expires(make_site):
+    # Up only by day: queued, it is never observed before its window ends.
     site = night(make_site, Scheduler={"Manage Dome": False})
     scheduler = site.proxy("scheduler")
-    scheduler.front_desk(observation("late", *FIELDS["gal-a"], **{
+    ended_already = refusal(scheduler.front_desk, observation("ended", *FIELDS["gal-a"], **{
         "Not After": EVENING.replace(hour=1).isoformat()}))
+    assert ended_already.faultString.startswith("'Not After': received "
+                                                "'2026-11-10T01:00:00.000Z'; allowed: an "
+                                                "instant still to come")
+    scheduler.front_desk(observation("late", *DAYTIME, **{
+        "Not After": (EVENING + timedelta(minutes=10)).isoformat()}))
     result = ended(scheduler, "late", "failed")
     assert result["Message"].startswith("expired: its window ended at")
 
