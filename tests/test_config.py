@@ -272,6 +272,19 @@ def test_a_daemon_whose_credentials_file_cannot_be_read_stops_with_status_78(tmp
                                      "directory")
 
 
+def test_a_daemon_whose_journal_is_a_directory_stops_with_status_78(tmp_path):
+    # It ended with status 1 (restarted by systemd), and left a lock file beside /tmp.
+    (tmp_path / "journal").mkdir()
+    path = write(tmp_path, f"Logging:\n  File: {tmp_path}/{{service}}.log\n"
+                           f"Database:\n  File: {tmp_path}/journal\n")
+    result = subprocess.run([*daemon_command("dome"), "--config", path], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 78
+    assert f"the journal {tmp_path}/journal (Database → File) is a directory" in \
+        (tmp_path / "dome.log").read_text()
+    assert not (tmp_path / "journal.lock").exists()
+
+
 def test_a_daemon_reads_toros_config_from_the_environment(tmp_path):
     path = write(tmp_path, "Unknown: 1\n")
     result = subprocess.run([*daemon_command("dome")], capture_output=True, text=True, timeout=60,

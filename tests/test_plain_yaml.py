@@ -33,10 +33,17 @@ def test_decimal_numbers_are_numbers(text, number):
     assert value == number and type(value) is type(number)
 
 
-def test_booleans_null_quoted_text_and_explicit_tags_read_as_pyyaml_reads_them():
-    data = plain_yaml.load("a: true\nb: no\nc: null\nd: '5:00'\ne: !!int '10'\nf: .nan")
+def test_null_quoted_text_and_explicit_tags_read_as_pyyaml_reads_them():
+    data = plain_yaml.load("a: true\nb: False\nc: null\nd: '5:00'\ne: !!int '10'\nf: .nan")
     assert data["a"] is True and data["b"] is False and data["c"] is None
     assert data["d"] == "5:00" and data["e"] == 10 and math.isnan(data["f"])
+
+
+def test_only_true_and_false_are_booleans_as_in_yaml_1_2():
+    # YAML 1.1 made a target named NO (Norway) false, and refused it as no Object Name.
+    data = plain_yaml.load("Object Name: NO\nb: yes\nc: On\nd: off\ne: TRUE\nf: !!bool yes")
+    assert data == {"Object Name": "NO", "b": "yes", "c": "On", "d": "off", "e": True,
+                    "f": True}
 
 
 def test_pyyamls_own_safe_loader_is_left_as_it_was():

@@ -5,8 +5,9 @@ PyYAML follows YAML 1.1, which reads plain scalars that look like base-60 number
 ``datetime`` objects (raising Python's own error, which names no key, for ``2026-13-01``). In a
 work order or a configuration these are coordinates, IDs and instants: the fields' own checks
 read them, and say what is wrong with the key's name. So here a plain scalar is a number only in
-plain decimal notation (``42``, ``-7``, ``0.5``, ``1e-3``, ``.inf``); booleans and null are read
-as PyYAML reads them, and everything else is text.
+plain decimal notation (``42``, ``-7``, ``0.5``, ``1e-3``, ``.inf``), a boolean only when it is
+``true`` or ``false`` (YAML 1.2's; YAML 1.1 made ``Object Name: NO`` false), null as PyYAML
+reads it, and everything else is text.
 """
 
 import re
@@ -17,6 +18,9 @@ INT_TAG = "tag:yaml.org,2002:int"
 FLOAT_TAG = "tag:yaml.org,2002:float"
 TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 MERGE_TAG = "tag:yaml.org,2002:merge"
+BOOL_TAG = "tag:yaml.org,2002:bool"
+#: YAML 1.2's booleans: yes, no, on and off are text (``Object Name: NO``, Norway).
+BOOLEAN = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 #: Decimal integers without leading zeros (JSON's integers).
 DECIMAL_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
 #: Decimal fractions, with or without an exponent, and YAML's infinities and NaN.
@@ -54,10 +58,11 @@ class PlainLoader(yaml.SafeLoader):
 
 PlainLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers
-            if tag not in (INT_TAG, FLOAT_TAG, TIMESTAMP_TAG)]
+            if tag not in (INT_TAG, FLOAT_TAG, TIMESTAMP_TAG, BOOL_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 PlainLoader.add_implicit_resolver(INT_TAG, DECIMAL_INT, list("-+0123456789"))
 PlainLoader.add_implicit_resolver(FLOAT_TAG, DECIMAL_FLOAT, list("-+.0123456789"))
+PlainLoader.add_implicit_resolver(BOOL_TAG, BOOLEAN, list("tTfF"))
 
 
 def load(text):

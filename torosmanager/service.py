@@ -234,6 +234,12 @@ def serve(service, config, server, config_path=None, report=None):
     use_astropy_offline()
     clock = Clock.from_config(config)
     database = service_path(config["Database"]["File"], service)
+    if os.path.isdir(database):
+        # (Its lock file would be made beside it, and SQLite's error names no setting.)
+        log.critical("the journal %s (Database → File) is a directory; allowed: a file, made "
+                     "if missing; not starting", database)
+        server.server_close()
+        return EXIT_CONFIG
     try:
         held = lock_journal(database)
     except JournalInUse as error:
