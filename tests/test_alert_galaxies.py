@@ -423,6 +423,34 @@ def test_every_table_format_reads_the_same_catalogue_under_renamed_columns(tmp_p
     assert same_ranking(ranked, expected)
 
 
+@pytest.mark.parametrize("suffix", [".ecsv", ".fits"])
+def test_columns_with_units_are_converted_to_degrees_and_mpc(tmp_path, blob, suffix):
+    """A FITS TUNIT or an ECSV unit of kpc, or radians, was read as Mpc and degrees: no
+    galaxy fell in the volume, and the map was tiled without a word."""
+    rng = np.random.default_rng(9)
+    count = 200
+    ra, dec = RA0 + rng.normal(0, 4, count), DEC0 + rng.normal(0, 4, count)
+    distance = rng.normal(D0, 2 * S0, count)
+    names = [f"galaxy {i}" for i in range(count)]
+    table = Table({"GWGC": names, "RAJ2000": np.radians(ra) * u.rad,
+                   "DEJ2000": np.radians(dec) * u.rad, "d_L": distance * 1000 * u.kpc})
+    path = tmp_path / f"units{suffix}"
+    table.write(path)
+    ranked = GalaxyCatalog.load(settings(path)).rank(blob)
+    expected = GalaxyCatalog(names, ra, dec, distance).rank(blob)
+    assert len(ranked) > 10
+    assert [galaxy.name for galaxy in ranked] == [galaxy.name for galaxy in expected]
+    # (radians to degrees and back: the last bits differ)
+    assert np.allclose([(galaxy.ra, galaxy.dec, galaxy.distance, galaxy.score)
+                        for galaxy in ranked],
+                       [(galaxy.ra, galaxy.dec, galaxy.distance, galaxy.score)
+                        for galaxy in expected], rtol=1e-9, atol=0)
+    table["d_L"] = distance * u.deg
+    table.write(path, overwrite=True)
+    with pytest.raises(CatalogError, match=r"column 'd_L' is in deg, which is no Mpc"):
+        GalaxyCatalog.load(settings(path))
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".ecsv", ".fits"])
 def test_a_missing_column_is_named_with_the_columns_the_file_has(tmp_path, suffix):
     path = write_table(tmp_path / f"catalogue{suffix}", ["a"], [1.0], [2.0], [50.0])

@@ -242,7 +242,7 @@ class GalaxyCatalog:
         if magnitude_column is not None:
             wanted["Magnitude"] = magnitude_column
         table = _read_table(path, wanted)
-        ra, dec, distance = (_numbers(table, wanted[key], path)
+        ra, dec, distance = (_numbers(table, wanted[key], path, COLUMN_UNITS[key])
                              for key in ("RA", "Dec", "Distance"))
         usable = _usable_rows(ra, dec, distance)
         _log_dropped(path, usable, wanted)
@@ -640,6 +640,10 @@ def _table_format(path):
     return SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
 
 
+#: The units the catalogue's columns are read in (converted from the file's own, if any).
+COLUMN_UNITS = {"RA": u.deg, "Dec": u.deg, "Distance": u.Mpc}
+
+
 def _read_table(path, wanted):
     """The file's table; for text formats only the *wanted* columns are parsed.
 
@@ -674,14 +678,22 @@ def _column_names(path, table_format):
     return Table.read(path, format=table_format, data_end=1).colnames
 
 
-def _numbers(table, name, path):
-    """A column as float64, NaN where a value is missing."""
+def _numbers(table, name, path, unit=None):
+    """A column as float64, NaN where a value is missing; in *unit* when the file gives the
+    column a unit (a FITS TUNIT, an ECSV unit: kpc, radians), which must convert to it."""
     column = table[name]
     try:
         values = np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise CatalogError(f"galaxy catalogue {path}: column {name!r} is not numeric "
                            f"({column.dtype}; degrees and Mpc as numbers expected)") from error
+    given = getattr(column, "unit", None)
+    if unit is not None and given is not None and given != unit:
+        try:
+            values = (values * given).to_value(unit)
+        except (u.UnitConversionError, TypeError, ValueError) as error:
+            raise CatalogError(f"galaxy catalogue {path}: column {name!r} is in {given}, which "
+                               f"is no {unit} ({error})") from None
     mask = np.ma.getmaskarray(column) if hasattr(column, "mask") else None
     if mask is not None and mask.any():
         values = np.where(mask, np.nan, values)
