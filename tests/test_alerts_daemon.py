@@ -399,6 +399,7 @@ def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
     report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
     assert report["Orders"] and {order["Here"] for order in report["Orders"]} == {"submitted"}
     assert {order["Scheduler"] for order in report["Orders"]} == {"queued"}
+    assert done["Message"].endswith(f"; {len(report['Orders'])} accepted by the scheduler")
     history = [entry["Reason"] for entry in done["History"]]
     assert "to be read again after a restart" in history
 

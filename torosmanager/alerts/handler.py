@@ -435,8 +435,8 @@ class AlertsHandler(Handler):
         return observed
 
     def _submit(self, order_id, event_id):
-        """Submit the alert's planned orders; the number accepted, or ``None`` if stopping."""
-        accepted = 0
+        """Submit the alert's planned orders; the number the scheduler has (those submitted
+        before a restart too), or ``None`` if stopping."""
         for planned in self.book.orders(alert_order_id=order_id, states=(PLANNED,)):
             if self.book.retracted(event_id) or self._withdrawn(order_id):
                 break
@@ -451,12 +451,11 @@ class AlertsHandler(Handler):
                 return None
             self.book.mark([planned.id], SUBMITTED,
                            f"{receipt.get('Status')}: {receipt.get('Message')}")
-            accepted += 1
         if self.book.retracted(event_id):
             self._cancel_event(event_id)  # retracted while these were being submitted
         elif self._withdrawn(order_id):
             self._withdraw(order_id)  # cancelled while these were being submitted
-        return accepted
+        return len(self.book.orders(alert_order_id=order_id, states=(SUBMITTED,)))
 
     def _withdrawn(self, order_id):
         """Whether alert order *order_id* has been cancelled (a Cancel withdraws what it
