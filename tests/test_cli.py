@@ -10,6 +10,7 @@ import pytest
 
 from observatory import ended
 from torosmanager.config import SERVICES
+from torosmanager.console import table
 
 TOROS = os.path.join(os.path.dirname(sys.executable), "toros")
 
@@ -201,3 +202,11 @@ def test_a_wotype_that_is_not_text_goes_to_the_scheduler_which_refuses_it(runnin
     result = toros(running, "submit", str(path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cli-list" in result.stdout and "refused" in result.stdout
+
+
+def test_a_value_not_set_is_an_empty_cell_not_the_word_none():
+    # `toros alerts EVENT` showed an order without a Not Before as "None".
+    lines = table([{"ID": "S1-1-01", "Not Before": None, "Probability": 0.25}],
+                  ("ID", "Not Before", "Probability")).splitlines()
+    assert "None" not in lines[2]
+    assert lines[2].split() == ["S1-1-01", "0.25"]

@@ -44,6 +44,8 @@ def table(rows, columns):
 
 
 def _cell(value):
+    if value is None:
+        return ""  # not set (an order without a Not Before), not the word None
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
