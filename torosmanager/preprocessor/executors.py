@@ -50,11 +50,21 @@ WORKER_ORPHANED = 3
 
 
 class Stopped(Exception):
-    """The job was told to stop (cancelled, or the daemon is stopping)."""
+    """The job was told to stop (cancelled, or the daemon is stopping).
 
-    #: What the job had written when it stopped (a :class:`~.pipeline.Outcome`), once the
-    #: pipeline has said.
-    outcome = None
+    Attributes
+    ----------
+    finished : list of (int, object, Exception or None)
+        The tasks under way when it stopped, finished since, as :meth:`TaskRunner.run`
+        yields them (their products are whole).
+    outcome : Outcome or None
+        What the job had written when it stopped, once the pipeline has said.
+    """
+
+    def __init__(self, finished=()):
+        super().__init__()
+        self.finished = list(finished)
+        self.outcome = None
 
 
 class RunnerError(Exception):
@@ -100,7 +110,7 @@ class TaskRunner:
         try:
             while True:
                 if stop is not None and stop.is_set():
-                    raise Stopped()
+                    raise Stopped(self._finish_under_way(pending))
                 while not exhausted and len(pending) < window:
                     try:
                         index, args = next(waiting)
@@ -117,6 +127,23 @@ class TaskRunner:
         finally:
             for future in pending:
                 future.cancel()
+
+    def _finish_under_way(self, pending):
+        """On a stop: drop the tasks of *pending* (future → index) not started yet, wait for
+        those under way (a frame half written would not be said) and return them as
+        :meth:`run` yields tasks."""
+        under_way = {future: index for future, index in pending.items() if not future.cancel()}
+        pending.clear()
+        finished = []
+        while under_way:
+            for future in self._wait(list(under_way), POLL_SECONDS):
+                index = under_way.pop(future)
+                try:
+                    error = self._exception(future)
+                except RunnerError as lost:
+                    error = lost
+                finished.append((index, None if error else future.result(), error))
+        return finished
 
     def close(self):
         """Stop the workers (tasks under way are finished first)."""

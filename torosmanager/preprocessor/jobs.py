@@ -237,7 +237,7 @@ class JobQueue:
             f" and {len(outcome.masters)} master(s)" if outcome.masters else "")
         self.handler.transition(
             order_id, CANCELLED, f"{record.message}; it had written {written}, kept (Progress "
-            "lists them; a frame under way as it stopped may be written too)",
+            "lists them)",
             only_from={CANCELLED}, progress=dict(progress, Step="cancelled",
                                                  Products=sorted(outcome.products),
                                                  Masters=dict(outcome.masters)))

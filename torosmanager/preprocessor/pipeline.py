@@ -552,19 +552,28 @@ class _Night:
 
     def _calibrate(self, tasks, geometry, total):
         """Run the science *tasks* on the workers; count and report them."""
-        for index, _, error in self.runner.run(task_calibrate, [(task,) for task in tasks],
-                                               self.stop):
-            task = tasks[index]
-            self._calibrated += 1
-            if is_full_disk(error):  # so would every frame after it: the job waits
-                raise NoRoom(f"the disk filled while {task.output} was written: {error}")
-            if error is not None:
-                self._skip(task.path, _reason(error))
-            else:
-                self.outcome.products.append(task.output)
-                self.outcome.done += 1
-            self._step(f"calibrating {geometry.label}: {self._calibrated}/{total}")
-        self.outcome.products.sort()
+        try:
+            for index, _, error in self.runner.run(task_calibrate, [(task,) for task in tasks],
+                                                   self.stop):
+                task = tasks[index]
+                self._calibrated += 1
+                if is_full_disk(error):  # so would every frame after it: the job waits
+                    raise NoRoom(f"the disk filled while {task.output} was written: {error}")
+                if error is not None:
+                    self._skip(task.path, _reason(error))
+                else:
+                    self.outcome.products.append(task.output)
+                    self.outcome.done += 1
+                # (Not _step: a stop is the runner's to raise, with the frames under way.)
+                self.report(f"calibrating {geometry.label}: {self._calibrated}/{total}",
+                            self.outcome.done, self.outcome.total)
+        except Stopped as stopped:
+            # The frames under way as it stopped were finished: theirs are written too.
+            self.outcome.products.extend(tasks[index].output for index, _, error
+                                         in stopped.finished if error is None)
+            raise
+        finally:
+            self.outcome.products.sort()
 
     def _flush(self):
         """Put every product on the disk before the job says it is done."""
