@@ -201,11 +201,11 @@ def test_a_target_of_opportunity_with_a_later_not_before_interrupts_once_taken_u
                                                   "Calibration Frames": "No"}))
     wait_until(lambda: status(telescope, "lesser")["Progress"].get("Step") == "exposing 1/1",
                "the long exposure")
-    start = (simulated_now(observatory) + timedelta(minutes=11)).replace(microsecond=0)
+    start = (simulated_now(observatory) + timedelta(minutes=8)).replace(microsecond=0)
     telescope.front_desk(observation("too-later", **{
         "Priority": 10.0, "Exposure Time": 1.0, "Calibration Frames": "No",
         "Not Before": f"{start:%Y-%m-%dT%H:%M:%S}"}))
-    time.sleep(1.0)  # 100 simulated seconds, of the 360 before it is taken up
+    time.sleep(0.6)  # 60 simulated seconds, of the 180 before it is taken up
     assert status(telescope, "lesser")["Status"] == "running"
     interrupted = ended(telescope, "lesser", "interrupted")
     assert interrupted["Message"].startswith("interrupted by target of opportunity too-later")
