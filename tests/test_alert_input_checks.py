@@ -227,6 +227,13 @@ def test_a_text_format_sent_as_an_xmlrpc_binary_is_read_as_its_text(format_name,
                  now)
 
 
+def test_an_operators_reason_that_looks_like_base64_is_kept_as_written():
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    alert = alert_of({"Format": "retraction", "Event ID": "S1", "Payload": "LIGO",
+                      "User": "alice"}, now)
+    assert alert.properties == {"stood_down_by": "alice", "reason": "LIGO"}
+
+
 # --- skymaps -------------------------------------------------------------------------------------
 
 def multi_order_fits(uniq, density, **cards):

@@ -61,18 +61,18 @@ def alert_of(order, now):
     """
     format_name = order["Format"]
     payload = order["Payload"]
+    decoded = _from_base64(payload)
     if format_name in BINARY_ALERT_FORMATS:
-        try:
-            # Line breaks are base64 too, as the base64 command and MIME write it.
-            payload = base64.b64decode(payload.translate(ASCII_WHITESPACE), validate=True)
-        except (binascii.Error, ValueError):
+        if decoded is None:
             raise AlertFormatError(format_name, "the Payload of a binary format must be base64",
-                                   payload) from None
-    elif _is_base64(payload):
-        # A text format sent as an XML-RPC binary (its bytes, base64): JSON and XML begin with
-        # characters no base64 has, so the two cannot be mistaken.
+                                   payload)
+        payload = decoded
+    elif decoded is not None and format_name in formats.FORMATS:
+        # A JSON or XML alert sent as an XML-RPC binary (its bytes, base64): JSON and XML
+        # begin with characters no base64 has, so the two cannot be mistaken. (Not a
+        # retraction's reason: "test" is base64 too.)
         try:
-            payload = base64.b64decode(payload).decode("utf-8")
+            payload = decoded.decode("utf-8")
         except UnicodeDecodeError:
             raise AlertFormatError(format_name, "a binary Payload for a text format must be "
                                    "its UTF-8 text", payload) from None
@@ -96,14 +96,14 @@ def operator_retraction(event_id, why, user, now):
                  properties={"stood_down_by": user or "an operator", "reason": why.strip()})
 
 
-def _is_base64(text):
-    """Whether *text* is base64 (ASCII whitespace aside), as the front desk keeps a binary
-    Payload."""
+def _from_base64(text):
+    """The bytes *text* encodes in base64, as the front desk keeps a binary Payload (line
+    breaks are base64 too, as the base64 command and MIME write it); ``None`` when it is no
+    base64."""
     try:
-        base64.b64decode(text.translate(ASCII_WHITESPACE), validate=True)
+        return base64.b64decode(text.translate(ASCII_WHITESPACE), validate=True)
     except (binascii.Error, ValueError):
-        return False
-    return True
+        return None
 
 
 def skymap_alert(data, event_id, now):
