@@ -948,26 +948,30 @@ def _check(rule, value, path, where):
     return value
 
 
-def _is_http_url(text):
-    """Whether *text* is an http(s) URL with a host, and a port (if any) from 1 to 65535."""
+def _url_parts(text):
+    """The scheme, host and port (``None`` if none) of the URL *text*; ``None`` when it has
+    no host (or one with a space in it) or a port that is no number from 1 to 65535."""
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port  # (raises ValueError for one out of range or not a number)
     except ValueError:
-        return False
+        return None
     host = parts.hostname or ""
-    return (parts.scheme in ("http", "https") and bool(host) and port != 0
-            and not any(character.isspace() for character in host))
+    if not host or port == 0 or any(character.isspace() for character in host):
+        return None
+    return parts.scheme, host, port
+
+
+def _is_http_url(text):
+    """Whether *text* is an http(s) URL with a host, and a port (if any) from 1 to 65535."""
+    parts = _url_parts(text)
+    return parts is not None and parts[0] in ("http", "https")
 
 
 def _is_dask_address(text):
     """Whether *text* is a Dask scheduler's address: ``[PROTOCOL://]HOST:PORT``."""
-    try:
-        parts = urllib.parse.urlsplit(text if "://" in text else f"tcp://{text}")
-        port = parts.port
-    except ValueError:
-        return False
-    return bool(parts.hostname) and port is not None and port != 0
+    parts = _url_parts(text if "://" in text else f"tcp://{text}")
+    return parts is not None and parts[2] is not None
 
 
 def _line_of(data, offset):

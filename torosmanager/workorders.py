@@ -126,6 +126,15 @@ def refuse(key: str, value: object, allowed: str) -> WorkOrderError:
     return WorkOrderError(f"{shorten(key)}: received {shorten(value)}; allowed: {allowed}")
 
 
+def check_not_ended(order: dict[str, Any], now: datetime) -> None:
+    """Refuse an order whose ``Not After`` has passed at *now*: accepted, it could only
+    expire (the scheduler's front desk and the telescope's say it in the same words)."""
+    not_after = order.get("Not After")
+    if not_after is not None and parse_utc(not_after) <= now:
+        raise refuse("Not After", not_after, f"an instant still to come (it is "
+                     f"{format_utc(now)}): its window has ended")
+
+
 _QUOTE = reprlib.Repr()  # its settings are attributes (keyword arguments only from 3.12)
 _QUOTE.maxlevel = QUOTED_VALUE_DEPTH
 _QUOTE.maxstring = _QUOTE.maxother = _QUOTE.maxlong = QUOTED_VALUE_CHARACTERS

@@ -60,8 +60,9 @@ def events(handler, limit=None):
         if not rows:
             continue  # its only alerts' rows cannot be read (the book logged them)
         latest = _current(rows)
-        standing = handler.book.orders(event_id=event_id, states=STANDING)
-        refused = handler.book.orders(event_id=event_id, states=(REFUSED,))
+        orders = handler.book.orders(event_id=event_id, states=STANDING + (REFUSED,))
+        standing = [order for order in orders if order.state in STANDING]
+        refused = [order for order in orders if order.state == REFUSED]
         coverage = _latest_coverage(rows)
         listed.append({"ID": event_id, "Kind": latest.kind,
                        "State": _state(rows, standing, handler.clock.now(), refused),
@@ -383,12 +384,13 @@ def _state(rows, standing, now, refused=()):
         if all(order.night_over(now) for order in standing):
             return "nights over"
         return "observing"
-    latest = _current(rows).outcome
+    current = _current(rows)
+    latest = current.outcome
     if latest.get("Ignored"):
         return "ignored"
     if latest.get("Problem"):
         return "failed"
-    if any(order.alert_order_id == _current(rows).order_id for order in refused):
+    if any(order.alert_order_id == current.order_id for order in refused):
         return "refused by the scheduler"
     return "nothing observable" if latest.get("Targets") else "received"
 

@@ -18,7 +18,7 @@ from ..ephemeris import longest_night
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..telescope import limits as telescope_limits
-from ..workorders import format_utc, parse_utc, refuse
+from ..workorders import check_not_ended, refuse
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
 from .planner import duration_of, span_text
@@ -79,11 +79,7 @@ class SchedulerHandler(Handler):
         limits = self.dispatcher.telescope_limits
         if limits is not None:
             telescope_limits.check(order, limits)
-        not_after, now = order.get("Not After"), self.clock.now()
-        if not_after is not None and parse_utc(not_after) <= now:
-            # Accepted, it would only expire at the next tick.
-            raise refuse("Not After", not_after, f"an instant still to come (it is "
-                         f"{format_utc(now)}): its window has ended")
+        check_not_ended(order, self.clock.now())
         self._check_rises(order)
         self._check_fits_a_night(order)
 

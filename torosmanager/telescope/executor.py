@@ -659,12 +659,11 @@ class Executor:
         return self.camera.image()
 
     def check_data_directory(self):
-        """Whether frames can be written in the data directory; said in the log when not
-        (the daemon runs on: it parks the mount when the dome closes)."""
+        """Say in the log when frames cannot be written in the data directory (the daemon
+        runs on: it parks the mount when the dome closes)."""
         self._unwritable = unwritable(self.settings["Data Directory"])
         if self._unwritable is not None:
             log.error("%s: observations are refused until it can", self._unwritable)
-        return self._unwritable is None
 
     def require_room(self):
         """Raise :class:`~.room.NoRoom` unless the data directory can be written (looked at

@@ -25,7 +25,7 @@ from ..devices.factory import telescope_devices
 from ..handler import Handler
 from ..journal import ACCEPTED, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
-from ..workorders import WorkOrderError, format_utc, parse_utc, refuse
+from ..workorders import WorkOrderError, check_not_ended, format_utc, parse_utc, refuse
 from .executor import Executor
 from .hand_offs import PendingHandOffs
 from .limits import check as check_limits, limits_of
@@ -91,11 +91,7 @@ class TelescopeHandler(Handler):
         """Refuse an order whose ``Not After`` has passed, or whose ``Not Before`` is after
         tonight: the telescope runs what it is sent tonight (it waits for a Not Before later
         tonight); the scheduler keeps orders for later nights."""
-        now = self.clock.now()
-        not_after = order.get("Not After")
-        if not_after is not None and parse_utc(not_after) <= now:
-            raise refuse("Not After", not_after, f"an instant still to come (it is "
-                         f"{format_utc(now)}): its window has ended")
+        check_not_ended(order, self.clock.now())
         not_before = order.get("Not Before")
         if not_before is not None and parse_utc(not_before) >= night.end:
             raise refuse("Not Before", not_before, f"an instant before tonight's end, "
