@@ -140,7 +140,8 @@ def test_a_3d_map_and_a_catalogue_give_galaxies_in_the_volume(tmp_path):
     config = ("Alerts:\n  Accept Test Alerts: true\n  Budget Hours: 24\n"
               "  Galaxy Catalog:\n    File: " + str(catalogue) + "\n    Columns: {Name: Galaxy, "
               "RA: RAJ2000, Dec: DEJ2000, Distance: dL}\n"
-              "Observing:\n  Max Airmass: 10\n  Moon Separation: 0\n  Sun Altitude: -0.5\n")
+              "Observing:\n  Max Airmass: 10\n  Moon Separation: 0\n  Sun Altitude: -0.5\n"
+              "  Sun Altitude Limit: 0\n")
     answer = json.loads(dry_run(tmp_path, path, config=config).stdout)
     assert answer["Targets"] == "galaxies"
     names = {order["Object Name"] for order in answer["Orders"]}

@@ -163,6 +163,9 @@ def test_values_are_merged_over_defaults(tmp_path):
     # Found at start, not as the failure of every job.
     ("Preprocessor:\n  Executor: lcoal\n", "Preprocessor → Executor: 'lcoal' is not allowed; "
      "allowed: 'local', or a Dask scheduler's address such as tcp://10.0.0.5:8786"),
+    # Orders sent while the Sun is up far enough for the dome to keep itself closed.
+    ("Observing:\n  Sun Altitude: -3\n", "Observing → Sun Altitude: -3 is not allowed; "
+     "allowed: at most Observing → Sun Altitude Limit (-6°), above which the dome closes"),
     # Relative to what? A service's working directory is /.
     ("Telescope:\n  Data Directory: relative/data\n", "Telescope → Data Directory: "
      "'relative/data' is not allowed; allowed: an absolute path"),
@@ -336,7 +339,7 @@ class TestEachDaemonReadsItsOwnSection:
         ("Dome", "Sun Altitude Limit", "Observing")])
     def test_a_moved_key_in_its_old_place_is_read_with_a_warning(self, tmp_path, caplog,
                                                                  old, key, new):
-        value = -3 if "Sun" in key else 7
+        value = -9 if "Sun" in key else 7  # (between the two Sun altitudes' defaults)
         config = load_config(write(tmp_path, f"{old}:\n  {key}: {value}\n"))
         assert config[new][key] == value
         assert key not in config[old]

@@ -264,7 +264,7 @@ SCHEMA = {
     },
     "Observing": {
         "Sun Altitude": Setting("float", -18.0, "observe while the Sun is below this, degrees "
-                                "(astronomical twilight)", -30, 0),
+                                "(astronomical twilight); at most Sun Altitude Limit", -30, 0),
         "Sun Altitude Limit": Setting("float", -6.0,
                                       "the dome closes when the Sun is above this, degrees; "
                                       "the telescope takes only targets that rise above its "
@@ -1034,6 +1034,12 @@ def _finish(config, path):
         raise ConfigError(f"{path}: Telescope → Focuser → Autofocus Minimum Points: "
                           f"{focuser['Autofocus Minimum Points']} is not allowed; allowed: at "
                           f"most Autofocus Points ({focuser['Autofocus Points']})")
+    observing = config["Observing"]
+    if observing["Sun Altitude"] > observing["Sun Altitude Limit"]:
+        # The scheduler would send orders while the dome keeps itself closed against the Sun.
+        raise ConfigError(f"{path}: Observing → Sun Altitude: {observing['Sun Altitude']:g} is "
+                          "not allowed; allowed: at most Observing → Sun Altitude Limit "
+                          f"({observing['Sun Altitude Limit']:g}°), above which the dome closes")
     dome = config["Dome"]
     farthest = math.hypot(dome["Mount Offset North"], dome["Mount Offset East"],
                           dome["Mount Offset Up"]) + dome["Axis Offset"]
