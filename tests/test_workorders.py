@@ -81,7 +81,9 @@ class TestCoordinates:
             assert all(form in message for form in forms), message
 
     @pytest.mark.parametrize("dec, degrees", [(-90, -90.0), (90, 90.0), ("+13:12:00", 13.2),
-                                              ("-00:30:00", -0.5), ("-05:15:36", -5.26)])
+                                              ("-00:30:00", -0.5), ("-05:15:36", -5.26),
+                                              # the Unicode minus that web pages print
+                                              ("\u221205:15:36", -5.26)])
     def test_dec_in_degrees_or_sexagesimal(self, dec, degrees):
         assert validate(observation(Dec=dec))["Dec"] == pytest.approx(degrees)
 
@@ -207,7 +209,15 @@ class TestPreprocessing:
         order = validate({"WOType": "Preprocessing", "File Location": "/data/a%20b"})
         assert order["File Location"] == "/data/a%20b"  # a path is taken as it is written
 
-    @pytest.mark.parametrize("location", ["relative/dir", "file://host/dir", [], 5])
+    @pytest.mark.parametrize("location", ["file://localhost/data/20261121",
+                                          "file://LOCALHOST/data/20261121"])
+    def test_a_file_url_naming_localhost_is_this_machines_path(self, location):
+        """RFC 8089's other form of a local file (``file:/`` is refused as before)."""
+        order = validate({"WOType": "Preprocessing", "File Location": location})
+        assert order["File Location"] == "/data/20261121"
+
+    @pytest.mark.parametrize("location", ["relative/dir", "file://host/dir",
+                                          "file://localhostile/dir", [], 5])
     def test_only_absolute_local_paths(self, location):
         assert "'File Location'" in str(refusal({"WOType": "Preprocessing",
                                                   "File Location": location}))

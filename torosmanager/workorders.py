@@ -60,6 +60,8 @@ MAX_ID_CHARACTERS = 128
 MAX_TEXT_CHARACTERS = 1024
 #: How a File Location written as a URL begins.
 FILE_URL = "file://"
+#: The host of a ``file://`` URL that names this machine.
+LOCALHOST = "localhost"
 #: Characters of a received value quoted in a Fault or a log line; the rest is summarised.
 QUOTED_VALUE_CHARACTERS = 80
 #: Nesting quoted of a received array or struct.
@@ -272,7 +274,9 @@ def count(minimum: int = 1, maximum: int | None = None) -> Callable[[object], in
     return parse
 
 
-_SEXAGESIMAL = re.compile(r"^\s*([+-])?\s*(\d{1,3})[:\s](\d{1,2})(?:[:\s](\d{1,2}(?:\.\d*)?))?\s*$")
+#: A sign, then degrees or hours, minutes and seconds; the sign may be the Unicode minus
+#: (U+2212) that catalogues and web pages print.
+_SEXAGESIMAL = re.compile(r"^\s*([+\-\u2212])?\s*(\d{1,3})[:\s](\d{1,2})(?:[:\s](\d{1,2}(?:\.\d*)?))?\s*$")
 
 
 def _sexagesimal(value: str) -> float | None:
@@ -286,7 +290,7 @@ def _sexagesimal(value: str) -> float | None:
     if minutes >= 60 or seconds >= 60:
         return None
     magnitude = int(first) + minutes / 60 + seconds / 3600
-    return -magnitude if sign == "-" else magnitude
+    return magnitude if sign in (None, "+") else -magnitude
 
 
 #: What RA allows: each form names its unit, because the same digits mean different angles
@@ -447,11 +451,15 @@ def choice(*options: str) -> Callable[[object], str]:
 def local_path(location: str) -> str:
     """The path *location* names: itself, or a ``file://`` URL's path, percent-decoded as
     URLs are written (``file:///data/my%20night`` is ``/data/my night``, what
-    :meth:`pathlib.Path.as_uri` makes of it). ``file://host/path`` names another machine: its
-    path is ``host/path``, not absolute."""
+    :meth:`pathlib.Path.as_uri` makes of it). ``file://localhost/path`` is this machine's
+    ``/path`` (RFC 8089); ``file://host/path`` names another machine: its path is
+    ``host/path``, not absolute."""
     text = location.strip()
     if text.startswith(FILE_URL):
-        return urllib.parse.unquote(text[len(FILE_URL):])
+        path = text[len(FILE_URL):]
+        if path.lower().startswith(LOCALHOST + "/"):
+            path = path[len(LOCALHOST):]
+        return urllib.parse.unquote(path)
     return text
 
 
