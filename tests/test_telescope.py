@@ -258,7 +258,7 @@ def test_a_target_not_up_yet_waits_for_its_not_before_before_the_slew(observator
     # Taken up Not Before Lead (5 min) ahead, when the target is still below the Minimum
     # Altitude (20°), which it passes, rising some 0.2° a minute, before its Not Before.
     telescope = observatory.proxy("telescope")
-    start = (simulated_now(observatory) + timedelta(minutes=30)).replace(microsecond=0)
+    start = (simulated_now(observatory) + timedelta(minutes=8)).replace(microsecond=0)
     ra = rising_target(observatory, 19.0, 19.5, at=start - timedelta(minutes=5))
     assert Night(observatory.config["Site"]).altitude_at(start, ra, 0.0) >= 20.2
     telescope.front_desk(observation("rises", RA=ra, Dec=0.0, **{
