@@ -168,3 +168,32 @@ def _stat_fields(directory):
     """The fields of *directory*'s ``stat`` after the command's name: the state first."""
     with open(f"{directory}/stat", encoding="ascii") as stream:
         return stream.read().rsplit(")", 1)[1].split()
+
+
+def test_ctrl_c_stops_the_scheduler_and_its_planning_process_without_a_traceback(make_site):
+    """Ctrl-C in the terminal of a scheduler started by hand reaches its whole process group:
+    the planning process too. It ended with a traceback of its own ("Process
+    SpawnProcess-1:", KeyboardInterrupt) below the scheduler's clean stop."""
+    site = make_site(name="ctrl-c").start("scheduler")
+    daemon = site.daemons.pop("scheduler")
+    child = planning_process_of(daemon)
+    deadline = time.monotonic() + 30
+    while not _ignores(child, signal.SIGINT):  # once it is set up: it starts with Python's
+        assert time.monotonic() < deadline, "the planning process still takes Ctrl-C after 30 s"
+        time.sleep(0.1)
+    for pid in (child, daemon.pid):  # as the terminal does to its foreground group
+        os.kill(pid, signal.SIGINT)
+    assert daemon.process.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while not process_ended(child):
+        assert time.monotonic() < deadline, "the planning process outlived its daemon by 10 s"
+        time.sleep(0.1)
+    stderr = (site.directory / "scheduler.stderr").read_text()
+    assert "Traceback" not in stderr and "SpawnProcess" not in stderr, stderr
+
+
+def _ignores(pid, number):
+    """Whether process *pid* ignores signal *number* (its SigIgn mask, in /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as stream:
+        mask = next(line.split()[1] for line in stream if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) >> (number - 1) & 1)

@@ -17,6 +17,7 @@ answered. A small queue is planned in the daemon, where it takes a few milliseco
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -120,6 +121,9 @@ class PlanningProcess:
 
 def _start(site, constraints, niceness, daemon):
     global _planner
+    # Ctrl-C in a terminal reaches the whole process group: the daemon stops this process,
+    # which would otherwise end with a traceback of its own ("Process SpawnProcess-1:").
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _lower_priority(niceness)
     threading.Thread(target=_end_with, args=(daemon,), name="end-with-the-daemon",
                      daemon=True).start()
