@@ -645,10 +645,12 @@ def test_a_focus_model_beyond_the_focuser_s_range_fails_the_order_saying_so(make
 
 
 #: Degrees per simulated second the mount slews in the test below: slow enough that the
-#: 37° slew (370 s simulated, 3.7 s real) outlasts the dome's answer on a loaded machine;
+#: 22° slew (220 s simulated, 2.2 s real) outlasts the dome's answer on a loaded machine;
 #: and the simulated seconds a slew may then take.
 SLOW_SLEW_RATE = 0.1
 SLOW_SLEW_TIMEOUT = 3600
+#: Where its target of opportunity is.
+TOO_RA = 45.0
 
 
 def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
@@ -666,15 +668,17 @@ def test_a_mount_out_of_park_slews_while_it_asks_the_dome(make_site):
                "the long exposure")
     site.daemons.pop("dome").kill()
 
-    telescope.front_desk(observation("too", RA=60.0, **{"Type of job": "ToO"}))
+    # Up from the test's evening on (29° at 02:00 UTC): RA 60° rose through the Minimum
+    # Altitude at 02:19, which a fast machine reached first, and the order was not started.
+    telescope.front_desk(observation("too", RA=TOO_RA, **{"Type of job": "ToO"}))
     result = ended(telescope, "too", "interrupted")
     steps = [entry["Reason"] for entry in result["History"]]
-    assert "slewing to RA 60.0000° Dec +13.2000°" in steps
+    assert f"slewing to RA {TOO_RA:.4f}° Dec +13.2000°" in steps
     assert result["Message"].startswith("not started: the dome daemon does not answer: ")
     assert result["Progress"]["Files"] == []
     pointing = telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
     assert not pointing["Slewing"] and not pointing["Parked"]
-    assert abs(pointing["RA"] - 60.0) > 1.0  # stopped on the way
+    assert abs(pointing["RA"] - TOO_RA) > 1.0  # stopped on the way
 
 
 def test_a_data_directory_that_cannot_be_written_is_said_at_start_and_in_each_refusal(
