@@ -175,10 +175,10 @@ def test_ctrl_c_stops_the_scheduler_and_its_planning_process_without_a_traceback
     the planning process too. It ended with a traceback of its own ("Process
     SpawnProcess-1:", KeyboardInterrupt) below the scheduler's clean stop."""
     site = make_site(name="ctrl-c").start("scheduler")
-    daemon = site.daemons.pop("scheduler")
+    daemon = site.daemons["scheduler"]  # (stopped by the site if the test fails before)
     child = planning_process_of(daemon)
     deadline = time.monotonic() + 30
-    while not _ignores(child, signal.SIGINT):  # once it is set up: it starts with Python's
+    while not _ignores(child, signal.SIGINT):  # as it starts, it takes Ctrl-C as Python does
         assert time.monotonic() < deadline, "the planning process still takes Ctrl-C after 30 s"
         time.sleep(0.1)
     for pid in (child, daemon.pid):  # as the terminal does to its foreground group

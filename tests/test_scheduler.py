@@ -244,8 +244,8 @@ def test_a_plan_that_took_long_waits_longer_for_a_stream_of_orders(make_site):
     # planned Replan Delay after it came; the flood starts after the second's plan.
     for order_id in ("first", "second"):
         scheduler.front_desk(observation(order_id, *FIELDS["gal-a"], **{"Not Before": later}))
-        wait_until(lambda: "waiting for the next plan" not in status(scheduler, order_id)["Message"],
-                   f"the {order_id} order to be planned")
+        wait_until(lambda: "waiting for the next plan" not in
+                   status(scheduler, order_id)["Message"], f"the {order_id} order's plan")
     before_flood = len(logged_plans()) - 1
     began = time.monotonic()
     number, deadline, plans = 0, began + FLOOD_SECONDS, []
