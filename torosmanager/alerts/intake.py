@@ -61,16 +61,18 @@ def alert_of(order, now):
     """
     format_name = order["Format"]
     payload = order["Payload"]
-    decoded = _from_base64(payload)
+    # Not decoded for a retraction: its reason is text ("test" is base64 too).
+    decoded = (_from_base64(payload)
+               if format_name in BINARY_ALERT_FORMATS or format_name in formats.FORMATS
+               else None)
     if format_name in BINARY_ALERT_FORMATS:
         if decoded is None:
             raise AlertFormatError(format_name, "the Payload of a binary format must be base64",
                                    payload)
         payload = decoded
-    elif decoded is not None and format_name in formats.FORMATS:
+    elif decoded is not None:
         # A JSON or XML alert sent as an XML-RPC binary (its bytes, base64): JSON and XML
-        # begin with characters no base64 has, so the two cannot be mistaken. (Not a
-        # retraction's reason: "test" is base64 too.)
+        # begin with characters no base64 has, so the two cannot be mistaken.
         try:
             payload = decoded.decode("utf-8")
         except UnicodeDecodeError:
