@@ -1,8 +1,12 @@
-"""Helpers for the install tests: run the Makefile, and stage one install per test session.
+"""Helpers for the install tests: run the Makefile, and stage one install per test run.
 
-A staged install (`make install DESTDIR=<tmp>`) runs pip, so it is made once and shared by
-tests/test_units.py and tests/test_systemd_container.py.
+A staged install (`make install DESTDIR=<tmp>`) runs pip for most of a minute, so it is made
+once and shared by tests/test_units.py, tests/test_systemd_container.py and tests/test_lock.py,
+across the workers of `make test` too: the first worker that needs it makes it, the others wait
+for it and read what it left. The tests only read it; one that installs again works on a copy.
 """
+import fcntl
+import json
 import os
 import pwd
 import re
@@ -113,19 +117,42 @@ _staged = {}
 
 
 def staged_install(tmp_path_factory):
-    """Stage `make install DESTDIR=<tmp> PREFIX=/usr/local` once per session, with
+    """Stage `make install DESTDIR=<tmp> PREFIX=/usr/local` once per test run, with
     :data:`STRICT_UMASK`; fail with its output."""
     if "install" not in _staged:
-        root = tmp_path_factory.mktemp("destdir")
-        build = tmp_path_factory.mktemp("build")
-        args = ("install", f"DESTDIR={root}", f"PREFIX={PREFIX}", f"BUILD={build}")
-        before = host_snapshot()
-        result = make(*args, timeout=INSTALL_TIMEOUT_S, umask=STRICT_UMASK)
-        _staged["install"] = (StagedInstall(root, build, result.stdout + result.stderr, before), result)
-    staged, result = _staged["install"]
-    if result.returncode != 0:
-        pytest.fail("the staged install failed:\n" + describe(result))
+        _staged["install"] = _shared_staged_install(tmp_path_factory)
+    staged, failure = _staged["install"]
+    if failure:
+        pytest.fail("the staged install failed:\n" + failure)
     return staged
+
+
+def _shared_staged_install(tmp_path_factory):
+    """The run's staged install and, if it failed, its description: made by the first worker
+    that asks (under a lock), read by the others from the outcome it wrote."""
+    directory = _run_directory(tmp_path_factory) / "staged-install"
+    directory.mkdir(exist_ok=True)
+    staged = StagedInstall(directory / "root", directory / "build", "", {})
+    outcome = directory / "outcome.json"
+    with open(directory / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when the worker dies
+        if not outcome.exists():
+            before = host_snapshot()
+            result = make(*staged.install_args(), timeout=INSTALL_TIMEOUT_S,
+                          umask=STRICT_UMASK)
+            outcome.write_text(json.dumps({
+                "install log": result.stdout + result.stderr, "host before": before,
+                "failure": describe(result) if result.returncode != 0 else ""}))
+        made = json.loads(outcome.read_text())
+    return (StagedInstall(staged.root, staged.build, made["install log"], made["host before"]),
+            made["failure"])
+
+
+def _run_directory(tmp_path_factory):
+    """The temporary directory of this test run, which every worker of pytest-xdist shares
+    (each has a directory of its own inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def normalized(name):

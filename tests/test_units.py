@@ -23,8 +23,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_install import (  # noqa: E402
     CONFIG_FILE, DATA_DIR, INSTALL_TIMEOUT_S, INSTALL_VENV, LOG_DIR, PREFIX, PRIVATE_PATHS, PROGRAMS,
-    REPO, SERVICES, STATE_DIR, STRICT_UMASK, SYSTEMD_UNIT_DIR, describe, host_snapshot, make,
-    not_as_umask_022_makes_it, staged_install,
+    REPO, SERVICES, STATE_DIR, STRICT_UMASK, SYSTEMD_UNIT_DIR, StagedInstall, describe,
+    host_snapshot, make, not_as_umask_022_makes_it, staged_install,
 )
 
 VERIFY_TIMEOUT_S = 60
@@ -647,18 +647,17 @@ def test_staged_install_changes_nothing_outside_destdir(staged):
     assert host_snapshot() == staged.host_before
 
 
-def test_a_second_install_keeps_an_edited_config(staged):
-    config = staged.path(CONFIG_FILE)
-    shipped = config.read_text()
-    edited = shipped + "# edited by the operator\n"
+def test_a_second_install_keeps_an_edited_config(staged, tmp_path):
+    # On a copy: other tests, in other workers, read the staged install meanwhile.
+    again = StagedInstall(tmp_path / "root", tmp_path / "build", "", {})
+    shutil.copytree(staged.root, again.root, symlinks=True)
+    config = again.path(CONFIG_FILE)
+    edited = config.read_text() + "# edited by the operator\n"
     config.write_text(edited)
-    try:
-        result = make(*staged.install_args(), timeout=INSTALL_TIMEOUT_S)
-        assert result.returncode == 0, describe(result)
-        assert config.read_text() == edited
-        assert "not overwritten" in result.stdout
-    finally:
-        config.write_text(shipped)
+    result = make(*again.install_args(), timeout=INSTALL_TIMEOUT_S)
+    assert result.returncode == 0, describe(result)
+    assert config.read_text() == edited
+    assert "not overwritten" in result.stdout
 
 
 def test_uninstall_removes_the_program_and_keeps_config_and_data_unless_purged(tmp_path):
