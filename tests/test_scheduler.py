@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from conftest import EVENING
+from conftest import EVENING, simulated_clock
 from observatory import ended, refusal, settings, status, step, wait_until
 from torosmanager.workorders import FaultCode
 
@@ -541,3 +541,26 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
     ended(scheduler, "open-op", "done")
     time.sleep(DOME_DOWN_SECONDS)
     assert shutter() == "open"
+
+
+#: The dawn test's clock: started this long before the night's end (the plan's last instant),
+#: at this speed.
+BEFORE_DAWN, DAWN_SPEED = timedelta(minutes=8), 30
+
+
+def test_at_dawn_the_dome_closes_once_the_planned_night_is_over_not_a_grid_step_before(
+        make_site):
+    """The plan runs to the night's last dark sample; the dome closed a grid step (5 minutes)
+    before it, and interrupted the frames planned there."""
+    from torosmanager.config import default_config
+    from torosmanager.night import Night
+
+    defaults = default_config()
+    dawn = Night(defaults["Site"]).window(EVENING, defaults["Observing"]["Sun Altitude"]).end
+    site = night(make_site, Clock=simulated_clock(dawn - BEFORE_DAWN, DAWN_SPEED))
+    closing = wait_until(lambda: re.search(r"dawn: closing the dome \(dome order "
+                                           r"scheduler-(\d{8}T\d{6})-", site.log("scheduler")),
+                         "the scheduler to close the dome at dawn")
+    closed_at = datetime.strptime(closing.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dawn.tzinfo)
+    assert dawn <= closed_at < dawn + timedelta(minutes=1)
+    assert "dark and safe: opening the dome" in site.log("scheduler")

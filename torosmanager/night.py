@@ -107,6 +107,21 @@ class Night:
                                 equinox_jyear=night.equinox_jyear)
         return night
 
+    def is_dark(self, now, sun_limit):
+        """Whether *now* lies in a night, to its last dark sample: unlike :meth:`window`, also
+        in its last grid step, which has no time left to plan in but may end an observation
+        planned before it.
+
+        Parameters
+        ----------
+        now : datetime
+            Timezone-aware UTC.
+        sun_limit : float
+            The Sun's altitude below which it counts as night, degrees.
+        """
+        night = self._cached(now, sun_limit)
+        return night is not None and night.contains(now)
+
     def _cached(self, now, sun_limit):
         """The whole night in progress at *now*, or else the next one.
 

@@ -113,13 +113,16 @@ class DomeKeeper:
             self._request = None
         if self._request is not None:
             return is_open, changed
-        night = self.night.window(now, self.config["Observing"]["Sun Altitude"])
-        dark = night is not None and night.contains(now)
-        if dark and shutter == "closed" and dome.get("Safety", {}).get("May Open"):
+        sun_limit = self.config["Observing"]["Sun Altitude"]
+        # Opened while some of the night is left to plan in (a grid step); closed only once it
+        # is over: the plan may end an observation in its last step.
+        night = self.night.window(now, sun_limit)
+        if (night is not None and night.contains(now) and shutter == "closed"
+                and dome.get("Safety", {}).get("May Open")):
             if not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
                 self._request = self._send({"Shutter": "Open"}, now,
                                            "dark and safe: opening the dome")
-        elif not dark and shutter in ("open", "opening"):
+        elif shutter in ("open", "opening") and not self.night.is_dark(now, sun_limit):
             self._request = self._send({"Shutter": "Close", "Park": True}, now,
                                        "dawn: closing the dome")
             self._park_telescope("dawn")
