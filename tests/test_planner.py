@@ -100,6 +100,9 @@ def test_an_order_stays_inside_its_own_window(planner):
      "its window ended at 2026-11-21 22:00 UTC"),
     ({"not_before": datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)},
      "its window opens at 2026-11-23 00:00 UTC, after tonight"),
+    # 34° high at 08:26, under 30° from 09:54: too low in its window, wherever the Moon is.
+    ({"ra": 90.0, "dec": -30.0, "not_before": datetime(2026, 11, 22, 11, 5, tzinfo=timezone.utc)},
+     "never below airmass 2 (altitude 30°) in its window's dark hours tonight (11:05–11:3"),
 ])
 def test_what_cannot_be_observed_is_explained(planner, changes, reason):
     duration = changes.pop("duration", 600.0)

@@ -331,7 +331,6 @@ class Planner:
             return plan
         grid = _Grid(window, self)
         visible, altitude = grid.visibility(targets)
-        highest = altitude.max(axis=1)
         longest = _longest_runs(visible)
         begin = max(free_from or now, window.start)
         timeline = _Timeline(grid.seconds(begin), grid.seconds(window.end), start_position,
@@ -347,8 +346,8 @@ class Planner:
             target = targets[i]
             steps = math.ceil(target.duration / GRID_SECONDS)
             if not seen[i] or steps >= visible.shape[1]:
-                plan.unscheduled[target.id] = self._why_not(target, visible[i], highest[i],
-                                                            longest[i], window)
+                plan.unscheduled[target.id] = self._why_not(target, visible[i], altitude[i],
+                                                            longest[i], grid)
                 continue
             refusal = _refusal(timeline, budget, max_entries)
             before = list(timeline.entries)
@@ -359,7 +358,7 @@ class Planner:
                 placed, refusal = None, _over_budget(budget)
             if placed is None:
                 plan.unscheduled[target.id] = (
-                    self._why_not(target, visible[i], highest[i], longest[i], window)
+                    self._why_not(target, visible[i], altitude[i], longest[i], grid)
                     or refusal or "no room left tonight after orders of higher priority")
         row = {target.id: i for i, target in enumerate(targets)}
         if refine is None:
@@ -428,26 +427,36 @@ class Planner:
             empty = np.zeros((0, len(grid.offsets)))
             return Visibility(window.start, window.end, grid.offsets, empty.astype(bool), empty)
         visible, altitude = grid.visibility(targets)
-        highest = altitude.max(axis=1)
         longest = _longest_runs(visible)
         reasons = {}
         for i, target in enumerate(targets):
-            reason = self._why_not(target, visible[i], highest[i], longest[i], window)
+            reason = self._why_not(target, visible[i], altitude[i], longest[i], grid)
             if reason:
                 reasons[target.id] = reason
         return Visibility(window.start, window.end, grid.offsets, visible, altitude, reasons)
 
-    def _why_not(self, target, visible, highest, longest_run, window):
+    def _why_not(self, target, visible, altitude, longest_run, grid):
         """Why *target* cannot be observed tonight, or ``""`` when it could be but for others
-        (*longest_run*: grid points in its longest observable stretch)."""
-        limit = self.constraints.min_altitude
+        (*altitude*: its altitudes on *grid*; *longest_run*: grid points in its longest
+        observable stretch)."""
+        limit, window = self.constraints.min_altitude, grid.window
         if target.not_after is not None and target.not_after <= window.start:
             return f"its window ended at {target.not_after:%Y-%m-%d %H:%M} UTC"
         if target.not_before is not None and target.not_before >= window.end:
             return f"its window opens at {target.not_before:%Y-%m-%d %H:%M} UTC, after tonight"
+        # Only the dark hours of its own window count: high outside it is no use.
+        in_window = grid.in_window(target)
+        if not in_window.any():
+            return (f"its window, {target.not_before:%H:%M:%S}–{target.not_after:%H:%M:%S} "
+                    f"UTC, holds no point of the plan's {GRID_SECONDS:g}-second grid")
+        highest = float(altitude[in_window].max())
         if highest < limit + ALTITUDE_MARGIN:
+            points = grid.offsets[in_window]
+            hours = ("tonight's dark hours" if in_window.all() else
+                     f"its window's dark hours tonight ({grid.instant(points[0]):%H:%M}–"
+                     f"{grid.instant(points[-1]):%H:%M} UTC)")
             return (f"never below airmass {self.constraints.max_airmass:g} (altitude "
-                    f"{limit:.0f}°) in tonight's dark hours; it reaches {highest:.1f}°")
+                    f"{limit:.0f}°) in {hours}; it reaches {highest:.1f}°")
         if not visible.any():
             return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
                     "whenever it is high enough")
@@ -520,13 +529,20 @@ class _Grid:
         visible = altitude >= constraints.min_altitude + ALTITUDE_MARGIN
         if constraints.moon_separation > 0:
             visible &= self._far_from_moon(ra, dec, constraints.moon_separation + MOON_MARGIN)
-        instants = self.offsets
         for i, target in enumerate(targets):
-            if target.not_before is not None:
-                visible[i] &= instants >= self.seconds(target.not_before)
-            if target.not_after is not None:
-                visible[i] &= instants <= self.seconds(target.not_after)
+            if target.not_before is not None or target.not_after is not None:
+                visible[i] &= self.in_window(target)
         return visible, altitude
+
+    def in_window(self, target):
+        """A boolean array over the grid: whether each point lies in *target*'s window (its
+        Not Before and Not After)."""
+        inside = np.ones(len(self.offsets), dtype=bool)
+        if target.not_before is not None:
+            inside &= self.offsets >= self.seconds(target.not_before)
+        if target.not_after is not None:
+            inside &= self.offsets <= self.seconds(target.not_after)
+        return inside
 
     def _far_from_moon(self, ra, dec, limit):
         """A boolean array (targets × grid): whether each target (ICRS degrees) is at least
