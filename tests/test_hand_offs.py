@@ -9,6 +9,7 @@ were never calibrated.
 import pytest
 
 from observatory import ended, open_dome, settings, status, wait_until
+from torosmanager.telescope.hand_offs import hand_over
 
 #: Real seconds between the telescope's tries, short for the test (the default is 10).
 RETRY_SECONDS = 0.5
@@ -82,3 +83,23 @@ def test_the_scheduler_says_so_too_once_the_frames_are_handed_over(make_site, re
         assert now["Message"] == "done at the telescope: " + status(
             site.proxy("telescope"), order_id)["Message"]
         assert now["Message"].endswith(f"; handed to it later, as order {handed}")
+
+
+def test_frames_handed_over_again_are_the_order_the_preprocessor_has_not_a_second_one(make_site):
+    """Either daemon stopped after the preprocessor took the frames but before the telescope
+    had its answer: the telescope hands them over again, and they were calibrated twice, as two
+    orders. Sent again, the same frames are now the same order; more frames, another one."""
+    site = make_site(settings())
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope, preprocessor = site.proxy("telescope"), site.proxy("preprocessor")
+    telescope.front_desk(dict(observation("once"), **{"Number of Exposures": 2}))
+    done = ended(telescope, "once", "done")
+    first, files = done["Progress"]["Preprocessing ID"], done["Progress"]["Files"]
+    priority = status(preprocessor, first)["Priority"]
+    again = hand_over(site.config, "once", files, priority)  # as the telescope would send it
+    assert again["ID"] == first and again["Message"].startswith("already received")
+    assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 1
+    fewer = hand_over(site.config, "once", files[:1], priority)
+    assert fewer["ID"] != first
+    assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 2

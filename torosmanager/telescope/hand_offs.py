@@ -6,11 +6,16 @@ journal's disk full), the order still ends done, so that the telescope goes on w
 and its progress says ``Hand-off: pending``. :class:`PendingHandOffs` tries again every
 ``Telescope → Hand-off Retry Interval`` until the preprocessor takes the frames, then journals
 the preprocessing order's ID in the telescope's order (``Preprocessing ID``). Pending hand-offs
-are found again in the journal at start: a restart of either daemon loses none. The
+are found again in the journal at start: a restart of either daemon loses none. A hand-off's
+order has an ID made from the observation's and its files (:func:`hand_off_id`): sent again
+after the preprocessor took it but before its answer came back (either daemon stopped in
+between), it is the same order, received once, not a second calibration of the frames. The
 scheduler follows such orders until they are handed over, and takes the telescope's last word
 (:meth:`~torosmanager.scheduler.dispatcher.Dispatcher._follow_hand_offs`).
 """
 
+import hashlib
+import json
 import logging
 import threading
 import xmlrpc.client
@@ -18,9 +23,12 @@ import xmlrpc.client
 from ..client import connect, unavailable
 from ..journal import DONE
 from ..logs import Outage
+from ..workorders import MAX_ID_CHARACTERS
 
 log = logging.getLogger(__name__)
 
+#: Hex digits of the hash of an observation's ID and files in its hand-off's ID.
+HAND_OFF_HASH_DIGITS = 12
 #: The progress key of a hand-off still to be made, and its value.
 HAND_OFF, PENDING = "Hand-off", "pending"
 
@@ -30,10 +38,18 @@ class NotNow(Exception):
     take the frames later."""
 
 
-def hand_over(config, files, priority):
-    """Hand *files* to the preprocessor as a Preprocessing order of the observation's
-    *priority* (a target of opportunity's frames are calibrated before the night's other
-    frames waiting); its receipt.
+def hand_off_id(order_id, files):
+    """The ID of the Preprocessing order handing *files* of observation *order_id* over: the
+    same for the same frames, another when a retried observation hands over more."""
+    digest = hashlib.sha256(json.dumps([order_id, files]).encode()).hexdigest()
+    suffix = f"-frames-{digest[:HAND_OFF_HASH_DIGITS]}"
+    return order_id[:MAX_ID_CHARACTERS - len(suffix)] + suffix
+
+
+def hand_over(config, order_id, files, priority):
+    """Hand *files* of observation *order_id* to the preprocessor as a Preprocessing order
+    (:func:`hand_off_id`) of the observation's *priority* (a target of opportunity's frames
+    are calibrated before the night's other frames waiting); its receipt.
 
     Raises
     ------
@@ -42,8 +58,8 @@ def hand_over(config, files, priority):
     xmlrpc.client.Fault
         It refused them, which trying again would not change.
     """
-    order = {"WOType": "Preprocessing", "File Location": files, "User": "telescope",
-             "Priority": priority}
+    order = {"ID": hand_off_id(order_id, files), "WOType": "Preprocessing",
+             "File Location": files, "User": "telescope", "Priority": priority}
     try:
         return connect(config, "preprocessor").front_desk(order)
     except xmlrpc.client.Fault as fault:
@@ -93,7 +109,7 @@ class PendingHandOffs:
         ``Hand-off: pending`` (the order is added to the pending ones: journal its end with
         that *progress*)."""
         try:
-            receipt = hand_over(self.handler.config, files, priority)
+            receipt = hand_over(self.handler.config, order_id, files, priority)
         except NotNow as error:
             # The night goes on: the frames are handed over once the preprocessor answers.
             log.warning("[WO %s] the preprocessor does not answer (%s): its frames are handed "
@@ -142,7 +158,8 @@ class PendingHandOffs:
         progress = dict(record.progress)
         del progress[HAND_OFF]
         try:
-            receipt = hand_over(self.handler.config, progress["Files"], record.priority)
+            receipt = hand_over(self.handler.config, order_id, progress["Files"],
+                                record.priority)
         except NotNow as error:
             self._outage.failed("the preprocessor still does not answer (%s): %d hand-off(s) "
                                 "pending", error, self.count())
