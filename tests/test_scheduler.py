@@ -564,3 +564,31 @@ def test_at_dawn_the_dome_closes_once_the_planned_night_is_over_not_a_grid_step_
     closed_at = datetime.strptime(closing.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dawn.tzinfo)
     assert dawn <= closed_at < dawn + timedelta(minutes=1)
     assert "dark and safe: opening the dome" in site.log("scheduler")
+
+
+def test_a_cancel_the_telescope_did_not_hear_is_told_when_it_answers_even_after_a_restart(
+        make_site):
+    """A Cancel of a dispatched order was sent to the telescope once: one it did not hear (the
+    daemon down, or the scheduler stopped before telling it) was never sent again, and the
+    telescope could go on with an order the scheduler reported cancelled."""
+    site = night(make_site)
+    scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Exposure Time": 300.0,
+                                                            "Number of Exposures": 5}))
+    wait_until(lambda: step(telescope, "long").startswith("exposing"), "the order to expose")
+    site.daemons.pop("telescope").stop()
+    scheduler.front_desk({"WOType": "Cancel", "ID": "long", "User": "operator"})
+    assert status(scheduler, "long")["Message"] == ("cancelled by operator; telling the "
+                                                    "telescope daemon")
+    wait_until(lambda: "could not tell the telescope daemon to cancel it" in
+               site.log("scheduler"), "the scheduler to find the telescope down")
+    site.daemons.pop("scheduler").stop()  # before the telescope is back
+    site.start("telescope")
+    telescope = site.proxy("telescope")
+    assert status(telescope, "long")["Status"] == "interrupted"
+    site.start("scheduler")
+    wait_until(lambda: status(telescope, "long")["Status"] == "cancelled",
+               "the telescope to cancel it")
+    wait_until(lambda: status(site.proxy("scheduler"), "long")["Message"] ==
+               "cancelled by operator; the telescope daemon was told",
+               "the scheduler to say the telescope was told")

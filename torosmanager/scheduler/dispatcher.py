@@ -595,11 +595,13 @@ class Dispatcher:
                                         record.id)
         self._telescope_unavailable.answered("[WO %s] the telescope takes orders again",
                                              record.id)
-        self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the telescope "
-                                f"answered {receipt['Status']}: {receipt['Message']}",
-                                only_from={QUEUED},
-                                progress=dict(record.progress, Attempts=attempts,
-                                              **{"Dispatched At": format_utc(now)}))
+        if self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the "
+                                   f"telescope answered {receipt['Status']}: "
+                                   f"{receipt['Message']}", only_from={QUEUED},
+                                   progress=dict(record.progress, Attempts=attempts,
+                                                 **{"Dispatched At": format_utc(now)})) is None:
+            self.handler.cancel_at_executor(record.id)  # cancelled while it was handed over
+            return False
         self._awaiting_start = True
         self._replan.set()
         return True

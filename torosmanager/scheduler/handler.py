@@ -16,7 +16,8 @@ from ..config import address_key
 from ..dome.outputs import check_outputs
 from ..ephemeris import longest_night
 from ..handler import Handler, Workers
-from ..journal import ACCEPTED, DISPATCHED, FAILED, QUEUED, RUNNING
+from ..journal import ACCEPTED, CANCELLED, DISPATCHED, FAILED, QUEUED, RUNNING
+from ..logs import Outage
 from ..telescope import limits as telescope_limits
 from ..workorders import check_not_ended, refuse
 from . import priority
@@ -26,6 +27,9 @@ from .plan_command import html as plan_html
 
 log = logging.getLogger(__name__)
 
+#: The progress key of an order cancelled here that its executor (the telescope or dome
+#: daemon) has not yet been told to cancel, and its value.
+EXECUTOR_CANCEL, PENDING = "Cancel at Executor", "pending"
 #: Dome orders handed over at once; forwarding is quick, so a few threads are plenty.
 DISPATCH_THREADS = 4
 #: Plan entries (and unscheduled orders) in the health report; the rest by Plan queries.
@@ -128,7 +132,7 @@ class SchedulerHandler(Handler):
 
     def cancelled(self, record, previous_state):
         if previous_state not in (ACCEPTED, QUEUED):
-            self.workers.submit(self._cancel_at_executor, record)
+            self.cancel_at_executor(record.id)
         self.dispatcher.wake()
 
     def devices(self):
@@ -153,6 +157,11 @@ class SchedulerHandler(Handler):
 
     def start(self):
         super().start()
+        # Cancels journaled here that the telescope or dome daemon had not yet heard of when
+        # this daemon stopped: told now.
+        for record in self.journal.in_states([CANCELLED], progress=(EXECUTOR_CANCEL, PENDING)):
+            reason = record.message.removesuffix(_telling(record.wotype))
+            self.workers.submit(self._tell_executor, record.id, reason)
         self.dispatcher.start()
 
     def resume(self, record):
@@ -202,21 +211,54 @@ class SchedulerHandler(Handler):
             reason = (f"dispatched to the dome daemon, which answered "
                       f"{receipt.get('Status')}: {receipt.get('Message')}")
             if self.transition(order_id, DISPATCHED, reason, only_from={QUEUED}) is None:
-                self._cancel_at_executor(self.journal.get(order_id))  # cancelled meanwhile
+                self.cancel_at_executor(order_id)  # cancelled meanwhile
             self.dispatcher.wake(replan=False)
             return
         outcome = "did not take it" if unavailable(last_error) else "did not answer"
         self.transition(order_id, FAILED, f"the dome daemon {outcome} after {attempts} "
                         f"attempts: {last_error}", only_from={QUEUED})
 
-    def _cancel_at_executor(self, record):
-        executor = EXECUTOR[record.wotype]
-        try:
-            connect(self.config, executor).front_desk(
-                {"WOType": "Cancel", "ID": record.id, "User": "scheduler"})
-        except xmlrpc.client.Fault as refusal:
-            log.warning("[WO %s] the %s daemon did not cancel it: %s", record.id, executor,
-                        refusal.faultString)
-        except (OSError, xmlrpc.client.ProtocolError) as error:
-            log.error("[WO %s] could not tell the %s daemon to cancel it: %s", record.id,
-                      executor, error)
+    def cancel_at_executor(self, order_id):
+        """Have the telescope or dome daemon cancel *order_id*, cancelled here after it was
+        handed over. Journaled as pending first, so that a restart of this daemon before
+        the executor is told tells it then; told in a worker, tried again until it answers."""
+        record = self.journal.get(order_id)
+        self.transition(order_id, CANCELLED, record.message + _telling(record.wotype),
+                        only_from={CANCELLED},
+                        progress=dict(record.progress, **{EXECUTOR_CANCEL: PENDING}))
+        self.workers.submit(self._tell_executor, order_id, record.message)
+
+    def _tell_executor(self, order_id, reason):
+        """Send *order_id*'s Cancel to its executor until it answers (in a worker); journal
+        that it was told, after the Cancel's *reason*."""
+        executor = EXECUTOR[self.journal.get(order_id).wotype]
+        outage = Outage(log)
+        while True:
+            try:
+                connect(self.config, executor).front_desk(
+                    {"WOType": "Cancel", "ID": order_id, "User": "scheduler"})
+            except xmlrpc.client.Fault as refusal:
+                if not unavailable(refusal):  # it has ended there, or never had it
+                    log.warning("[WO %s] the %s daemon did not cancel it: %s", order_id,
+                                executor, refusal.faultString)
+                    break
+                outage.failed("[WO %s] the %s daemon cannot take its Cancel now (%s): tried "
+                              "again until it can", order_id, executor, refusal.faultString)
+            except (OSError, xmlrpc.client.ProtocolError) as error:
+                outage.failed("[WO %s] could not tell the %s daemon to cancel it (%s): tried "
+                              "again until it answers", order_id, executor, error)
+            else:
+                break
+            if self.workers.stopping.wait(
+                    self.clock.real_seconds(self.settings["Dispatch Retry Interval"])):
+                return  # still pending in the journal: told at the next start
+        outage.answered("[WO %s] the %s daemon has its Cancel", order_id, executor)
+        progress = dict(self.journal.get(order_id).progress)
+        progress.pop(EXECUTOR_CANCEL, None)
+        self.transition(order_id, CANCELLED, f"{reason}; the {executor} daemon was told",
+                        only_from={CANCELLED}, progress=progress)
+
+
+def _telling(wotype):
+    """What an order's message says while its executor is being told of its Cancel."""
+    return f"; telling the {EXECUTOR[wotype]} daemon"
