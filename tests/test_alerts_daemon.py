@@ -1113,3 +1113,20 @@ def test_the_status_of_an_alert_order_does_not_repeat_its_payload(observatory):
     done = finished(observatory, send(observatory, payload, order_id="big")["ID"])
     shown = done["Work Order"]["Payload"]
     assert shown == f"({len(payload):,} characters: the alert as received, kept in the journal)"
+
+
+def test_a_retraction_counts_the_orders_its_cancel_before_a_restart_cancelled(observatory):
+    """The alerts daemon stopped after the scheduler cancelled the event's orders but before
+    its answer came back: sent again, the Cancel finds nothing left to cancel, and the
+    retraction said 0 orders cancelled and left them submitted in its book."""
+    finished(observatory, send(observatory, lvk(superevent_id="S8181"))["ID"])
+    orders = event_orders(observatory, "S8181")
+    assert orders
+    observatory.proxy("scheduler").front_desk({"WOType": "Cancel", "Group ID": "S8181",
+                                               "User": "alerts"})  # the answer it did not get
+    retraction = json.dumps({"superevent_id": "S8181", "alert_type": "RETRACTION",
+                             "time_created": later(30), "event": None, "urls": {}})
+    withdrawn = finished(observatory, send(observatory, retraction)["ID"])
+    assert f"{len(orders)} order(s) of the event cancelled" in withdrawn["Message"]
+    report = observatory.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S8181"})
+    assert {order["Here"] for order in report["Orders"]} == {"cancelled"}

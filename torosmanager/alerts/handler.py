@@ -521,6 +521,10 @@ class AlertsHandler(Handler):
         if answer is None:
             return None
         cancelled = set(answer.get("Cancelled", []))
+        # Cancelled already by this Cancel sent before a restart, its answer lost then.
+        for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
+            if order.id not in cancelled and self._state_at_scheduler(order.id) == CANCELLED:
+                cancelled.add(order.id)
         # Those the scheduler had finished (observed, or failed) keep their state there: a
         # retraction does not unobserve a field. One planned but never submitted is cancelled.
         standing = [order.id for order in self.book.orders(event_id=event_id, states=STANDING)
@@ -539,6 +543,15 @@ class AlertsHandler(Handler):
                     log.info("[WO %s] %s: %s", order_id, planned.id, refusal.faultString)
                     continue
             self.book.mark([planned.id], CANCELLED, "cancelled with its alert order")
+
+    def _state_at_scheduler(self, order_id):
+        """The state of *order_id* at the scheduler, or ``None`` (unknown to it, or this
+        daemon stopping first)."""
+        try:
+            answer = self._ask_scheduler({"WOType": "Status", "ID": order_id})
+        except xmlrpc.client.Fault:
+            return None
+        return None if answer is None else answer.get("Status")
 
     def _ask_scheduler(self, order):
         """The scheduler's answer to *order*, trying again while it does not answer; ``None``
