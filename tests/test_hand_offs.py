@@ -6,9 +6,12 @@ none. Before, the hand-off was given up at once: the frames of an ``Output: Anal
 were never calibrated.
 """
 
+import os
+import signal
+
 import pytest
 
-from observatory import ended, open_dome, settings, status, wait_until
+from observatory import ended, open_dome, settings, status, step, wait_until
 from torosmanager.telescope.hand_offs import hand_over
 
 #: Real seconds between the telescope's tries, short for the test (the default is 10).
@@ -103,3 +106,34 @@ def test_frames_handed_over_again_are_the_order_the_preprocessor_has_not_a_secon
     fewer = hand_over(site.config, "once", files[:1], priority)
     assert fewer["ID"] != first
     assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 2
+
+
+def test_an_observation_whose_telescope_stopped_while_handing_its_frames_over_is_done(make_site):
+    """Every frame was taken, and the telescope daemon was killed while the preprocessor kept
+    it waiting: the order was left interrupted, and its frames were handed over only if the
+    scheduler tried it again (with no try left, never). It is done, its frames handed over at
+    the restart; and the preprocessor, which took them meanwhile, has them once."""
+    site = make_site(settings(Telescope={"Hand-off Retry Interval": RETRY_SECONDS}))
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    preprocessor = site.daemons["preprocessor"].pid
+    os.kill(preprocessor, signal.SIGSTOP)  # it takes the hand-off once it goes on
+    try:
+        telescope.front_desk(observation("handing"))
+        wait_until(lambda: step(telescope, "handing").startswith("handing 1 frame(s)"),
+                   "the telescope to hand the frames over")
+        site.daemons.pop("telescope").kill()
+    finally:
+        os.kill(preprocessor, signal.SIGCONT)
+    site.start("telescope")
+    telescope = site.proxy("telescope")
+    handed = wait_until(lambda: handed_over(telescope, "handing"), "the frames to be handed over")
+    done = status(telescope, "handing")
+    assert done["Status"] == "done", done["Message"]
+    assert "the telescope daemon stopped while handing them to the preprocessor" in \
+        done["Message"]
+    health = site.proxy("preprocessor").front_desk({"WOType": "Status"})
+    assert sum(health["Queue"].values()) == 1
+    assert status(site.proxy("preprocessor"), handed)["Work Order"]["File Location"] == \
+        done["Progress"]["Files"]

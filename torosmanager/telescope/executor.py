@@ -37,9 +37,10 @@ from ..order_queue import OrderQueue
 from ..workorders import parse_utc
 from . import meridian
 from .autofocus import Autofocus, AutofocusFailed, model_after
-from .fits import Exposure, night_directory, write_frame
+from .fits import Exposure, night_directory, remove_partial_frames, write_frame
 from .focus import FocusModel
 from .focus_memory import FocusMemory, LastRun
+from .hand_offs import HANDING
 from .room import NoRoom, describe, frame_bytes, require_room, unwritable
 from .wcs import SkyOrientation
 
@@ -286,7 +287,7 @@ class Executor:
             log.info("[WO %s] its window ends at %s: no more frames", order_id, deadline)
         if order["Output"] == "Analysis":
             # The last frame is journaled before the wait for the preprocessor.
-            progress["Step"] = f"handing {len(files)} frame(s) to the preprocessor"
+            progress["Step"] = f"{HANDING}{len(files)} frame(s) to the preprocessor"
             if self._step(order_id, progress) is None:
                 return  # cancelled a moment ago: its frames are not analysed
             message += "; " + self.handler.hand_offs.at_end(order_id, files, progress,
@@ -660,10 +661,13 @@ class Executor:
 
     def check_data_directory(self):
         """Say in the log when frames cannot be written in the data directory (the daemon
-        runs on: it parks the mount when the dome closes)."""
+        runs on: it parks the mount when the dome closes); else delete the frames left half
+        written when the daemon last stopped."""
         self._unwritable = unwritable(self.settings["Data Directory"])
         if self._unwritable is not None:
             log.error("%s: observations are refused until it can", self._unwritable)
+            return
+        remove_partial_frames(self.settings["Data Directory"])
 
     def require_room(self):
         """Raise :class:`~.room.NoRoom` unless the data directory can be written (looked at

@@ -25,6 +25,11 @@ from ..workorders import format_utc
 
 log = logging.getLogger(__name__)
 
+#: A night's directory (the local evening's date), and a frame's temporary name in it
+#: (:func:`write_frame`).
+_NIGHT = re.compile(r"\d{8}")
+_PARTIAL = re.compile(r"\..+\.fits\.part")
+
 #: Work-order keys copied into the header when the order has them: what ties a frame to its
 #: group (an alert's event) and to the kind of work it was taken for.
 ORDER_CARDS = (("GROUPID", "Group ID", "work order's group (an alert: its event)"),
@@ -89,6 +94,28 @@ class Exposure:
 def night_directory(data_directory, instant, longitude):
     """``<data>/<YYYYMMDD of the local evening>/raw``."""
     return os.path.join(data_directory, local_night_date(instant, longitude), "raw")
+
+
+def remove_partial_frames(data_directory):
+    """Delete the frames a daemon stopped while writing left under their temporary names in
+    the latest night's directory (the only one written to when it stopped); the number
+    deleted. Only one telescope daemon writes to a data directory (its journal is locked)."""
+    try:
+        nights = [name for name in os.listdir(data_directory) if _NIGHT.fullmatch(name)]
+    except FileNotFoundError:
+        return 0
+    if not nights:
+        return 0
+    raw = os.path.join(data_directory, max(nights), "raw")
+    try:
+        partial = [name for name in os.listdir(raw) if _PARTIAL.fullmatch(name)]
+    except FileNotFoundError:
+        return 0
+    for name in partial:
+        os.unlink(os.path.join(raw, name))
+        log.warning("deleted %s, a frame left half written in %s when the daemon stopped",
+                    name, raw)
+    return len(partial)
 
 
 def file_name(exposure):
@@ -229,7 +256,7 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, file_name(exposure))
-    temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")
+    temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")  # _PARTIAL
     hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name,
                                                    orientation, data.shape))
     with open(temporary, "wb") as stream:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Hex digits of the hash of an observation's ID and files in its hand-off's ID.
 HAND_OFF_HASH_DIGITS = 12
+#: How the step of an order handing its frames over begins (they are all taken then).
+HANDING = "handing "
 #: The progress key of a hand-off still to be made, and its value.
 HAND_OFF, PENDING = "Hand-off", "pending"
 

@@ -23,11 +23,11 @@ import os
 from ..devices import DeviceError
 from ..devices.factory import telescope_devices
 from ..handler import Handler
-from ..journal import ACCEPTED, FAILED, INTERRUPTED, QUEUED, RUNNING
+from ..journal import ACCEPTED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
 from ..workorders import WorkOrderError, check_not_ended, format_utc, parse_utc, refuse
 from .executor import Executor
-from .hand_offs import PendingHandOffs
+from .hand_offs import HAND_OFF, HANDING, PENDING, PendingHandOffs
 from .limits import check as check_limits, limits_of
 from .preview import preview_png
 
@@ -244,6 +244,13 @@ class TelescopeHandler(Handler):
         if record.wotype == "Park":  # parking is always safe to do again
             self.transition(record.id, RUNNING, "parking again after a restart")
             self.executor.park(record.work_order.get("Reason", "requested"), record.id)
+        elif record.state == RUNNING and record.progress.get("Step", "").startswith(HANDING):
+            # Every frame was taken: the order is done, its frames handed over from now on.
+            files = record.progress["Files"]
+            self.transition(record.id, DONE, f"{len(files)} frame(s) written; the telescope "
+                            "daemon stopped while handing them to the preprocessor: they are "
+                            "handed to it as soon as it takes them", only_from={RUNNING},
+                            progress=dict(record.progress, Step="done", **{HAND_OFF: PENDING}))
         elif record.state == RUNNING:
             self.transition(record.id, INTERRUPTED,
                             "the telescope daemon stopped during the observation")
