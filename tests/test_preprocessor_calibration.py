@@ -7,6 +7,10 @@ path must also give what ccdproc's own functions give, step by step, overscan an
 included.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -254,3 +258,23 @@ def test_a_master_of_more_than_999_frames_names_the_rest_in_history():
     assert "IMCMB1000" not in header
     assert [line for line in header["HISTORY"] if line.startswith("input: ")] == [
         "input: bias_1000.fits", "input: bias_1001.fits", "input: bias_Halpha.fits"]
+
+
+def test_files_half_written_by_a_process_that_is_gone_are_deleted_where_a_job_writes(
+        tmp_path, runner):
+    """A worker or the daemon killed while writing a product or a master left it under its
+    hidden temporary name, for good; a living process's, and other files, are left alone."""
+    made = make_night(tmp_path, biases=3, lights=[("R", LIGHT_TIME, 1)], simulator=SIZE)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    reduced = made.directory / "reduced"
+    (reduced / "masters").mkdir(parents=True)
+    left = [reduced / f".x_LIGHT_R_001.fits.{dead}.part",
+            reduced / "masters" / f".bias_x.fits.{dead}.part"]
+    kept = [reduced / f".y_LIGHT_R_001.fits.{os.getpid()}.part", reduced / "notes.part"]
+    for path in left + kept:
+        path.write_bytes(b"half")
+    outcome = calibrate(str(made.directory), Settings(library=None), runner)
+    assert len(outcome.products) == 1
+    assert [path for path in left if path.exists()] == []
+    assert all(path.exists() for path in kept)

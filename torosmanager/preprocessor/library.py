@@ -28,7 +28,7 @@ import threading
 from .classify import Kind, same_exptime
 from .masters import master_from_file, safe_name
 from .reading import FrameError
-from .writing import sync_directory, temporary_name
+from .writing import remove_orphans, sync_directory, temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class MasterLibrary:
         """
         directory = self._directory(master.kind, master.geometry, master.exptime, master.filter)
         os.makedirs(directory, exist_ok=True)
+        remove_orphans(directory)
         digest = os.path.splitext(master.name)[0].rsplit("_", 1)[-1]
         path = os.path.join(directory, f"{master.night}_{digest}.fits")
         temporary = temporary_name(path)

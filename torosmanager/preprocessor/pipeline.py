@@ -45,7 +45,7 @@ from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, mas
 from .reading import FrameError, compressed_fits, is_fits_name
 from .room import NoRoom, image_bytes, is_full_disk, require_room
 from .terms_store import TermsStore
-from .writing import sync_files
+from .writing import remove_orphans, sync_files
 
 log = logging.getLogger(__name__)
 
@@ -529,6 +529,7 @@ class _Night:
             tasks.append(self._science_task(frame, layout, bias, dark, flat))
         for directory in {os.path.dirname(task.output) for task in tasks}:
             os.makedirs(directory, exist_ok=True)
+            remove_orphans(directory)
         self._calibrated, total = 0, len(tasks)
         self._step(f"calibrating {geometry.label}: 0/{total}")
         if self.terms is None:
@@ -628,6 +629,7 @@ class _Night:
         directory = os.path.join(night_directory(frames[0].path), REDUCED_DIRECTORY,
                                  MASTERS_DIRECTORY)
         os.makedirs(directory, exist_ok=True)
+        remove_orphans(directory)
         path = os.path.join(directory, master_name(spec.kind, geometry, digest, exptime,
                                                    frames[0].filter))
         write_master(path, spec.kind, data, header)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .calibrate import (BAND_DONE, BANDS_SUFFIX, SHARED_MEMORY, band_count, remove_terms,
                         share_terms)
+from .writing import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +121,9 @@ def _remove_orphans(parent):
     """Delete the stores' directories in *parent* whose process is gone."""
     for name in os.listdir(parent):
         match = _DIRECTORY.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             log.info("deleting %s, left in shared memory by a process that is gone", name)
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def _complete(kept):

@@ -25,6 +25,7 @@ import functools
 import logging
 import mmap
 import os
+import re
 import sys
 import threading
 
@@ -49,6 +50,8 @@ DIRECT_ALIGNMENT = mmap.PAGESIZE
 #: Linux's ``sync_file_range`` flag that starts writing a file's dirty pages and returns at
 #: once (``<linux/fs.h>``).
 SYNC_FILE_RANGE_WRITE = 2
+#: A file's temporary name (:func:`temporary_name`), with the ID of the process writing it.
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.part")
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +72,36 @@ def _sync_file_range():
 def temporary_name(path):
     """The hidden name a file is written under before it is renamed to *path*."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.{os.getpid()}.part")
+    return os.path.join(directory, f".{name}.{os.getpid()}.part")  # _TEMPORARY
+
+
+def remove_orphans(directory):
+    """Delete the files in *directory* left under their temporary names
+    (:func:`temporary_name`) by a process that is gone (a worker or the daemon killed while
+    writing them); the number deleted."""
+    removed = 0
+    for name in os.listdir(directory):
+        match = _TEMPORARY.fullmatch(name)
+        if match and not process_alive(int(match.group(1))):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                continue
+            log.warning("deleted %s, left half written in %s by a process that is gone",
+                        name, directory)
+            removed += 1
+    return removed
+
+
+def process_alive(pid):
+    """Whether process *pid* exists (another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def image_header(header, shape, cards=(), history=()):
