@@ -175,6 +175,21 @@ def test_duration_counts_frames_readouts_and_calibration():
     assert duration_of(order, observing) == expected
 
 
+def test_an_order_tried_again_is_planned_for_the_frames_still_missing():
+    """The telescope takes only the frames an earlier attempt did not: an order interrupted
+    after most of its frames was planned for all of them again (found by an audit: 25 minutes
+    reserved for the last of five 300 s frames)."""
+    observing = dict(CONFIG["Observing"], **{"Flat Frames": 2})
+    order = {"Exposure Time": 300.0, "Number of Exposures": 5, "Calibration Frames": True}
+    readout = observing["Readout Time"]
+    done = {"Frames Done": 4, "Calibration Done": {"BIAS": observing["Bias Frames"], "FLAT": 1}}
+    expected = (300 + readout + observing["Dark Frames"] * (300 + readout)
+                + observing["Flat Exposure Time"] + readout)
+    assert duration_of(order, observing, done) == expected
+    everything = {"Frames Done": 5, "Calibration Done": {"BIAS": 9, "DARK": 9, "FLAT": 9}}
+    assert duration_of(order, observing, everything) == readout  # never nothing
+
+
 OFFLINE_PLAN = """
 import socket
 def refuse(*args, **kwargs):

@@ -398,7 +398,8 @@ class Dispatcher:
         targets = []
         for record in queued:
             with self.handler.failing_on_error(record.id, "planning it"):
-                targets.append(self._target(record))
+                # Tried before: only the frames still missing are planned.
+                targets.append(self._target(record, done=record.progress))
         active = self.journal.in_states(ACTIVE, "Observation")
         free_from = now
         # The order under way keeps the telescope until it ends, and leaves it on its field.
@@ -435,9 +436,10 @@ class Dispatcher:
                             "within %.1f s", len(plan.entries), len(queued), took,
                             plan.total_priority, self._gather_seconds)
 
-    def _target(self, record):
+    def _target(self, record, done=None):
         return target_of(record.work_order, record.priority, self.observing,
-                         urgent=record.priority >= self.config["Priorities"]["ToO Threshold"])
+                         urgent=record.priority >= self.config["Priorities"]["ToO Threshold"],
+                         done=done)
 
     def _plan_each_failing_alone(self, targets, now, pointing, free_from, shown):
         """The plan of *targets* (*shown*: the last plan's starts, see
@@ -546,7 +548,7 @@ class Dispatcher:
                                                           "opportunity"):
                 # Unrefined: a target of opportunity is wanted at its earliest, not at its
                 # lowest airmass.
-                alone = self.planner.plan([self._target(record)], now,
+                alone = self.planner.plan([self._target(record, done=record.progress)], now,
                                           self._pointing_for_interruption(active), now,
                                           refine=False)
                 if alone.entries and alone.entries[0].start - timedelta(

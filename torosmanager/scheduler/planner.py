@@ -164,7 +164,8 @@ class Constraints:
         return angle / self.slew_rate + self.settle_time
 
 
-def duration_of(order: Mapping[str, Any], observing: Mapping[str, Any]) -> Seconds:
+def duration_of(order: Mapping[str, Any], observing: Mapping[str, Any],
+                done: Mapping[str, Any] | None = None) -> Seconds:
     """Seconds an Observation order occupies the telescope, slews excluded.
 
     Parameters
@@ -174,26 +175,40 @@ def duration_of(order: Mapping[str, Any], observing: Mapping[str, Any]) -> Secon
     observing : dict
         The ``Observing`` section: ``Readout Time`` per frame, and the calibration frames the
         telescope takes when the order asks for them.
+    done : dict, optional
+        The progress of its earlier attempts, as the telescope reports it (``Frames Done``,
+        ``Calibration Done`` by ``IMAGETYP``): an order tried again takes only the frames
+        still missing (at least a readout's time is counted).
     """
+    done = done or {}
+    taken = done.get("Calibration Done", {})
     readout = observing["Readout Time"]
     seconds = order["Exposure Time"]
-    total = order.get("Number of Exposures", 1) * (seconds + readout)
+
+    def missing(wanted, key):
+        return max(wanted - int(taken.get(key, 0)), 0)
+
+    lights = max(order.get("Number of Exposures", 1) - int(done.get("Frames Done", 0)), 0)
+    total = lights * (seconds + readout)
     if order.get("Calibration Frames"):
-        total += observing["Bias Frames"] * readout
-        total += observing["Dark Frames"] * (seconds + readout)
-        total += observing["Flat Frames"] * (observing["Flat Exposure Time"] + readout)
-    return total
+        total += missing(observing["Bias Frames"], "BIAS") * readout
+        total += missing(observing["Dark Frames"], "DARK") * (seconds + readout)
+        total += (missing(observing["Flat Frames"], "FLAT")
+                  * (observing["Flat Exposure Time"] + readout))
+    return max(total, readout)
 
 
 def target_of(order: Mapping[str, Any], priority: float,
-              observing: Mapping[str, Any], urgent: bool = False) -> Target:
-    """The :class:`Target` of a validated Observation order (*urgent*: see :class:`Target`)."""
+              observing: Mapping[str, Any], urgent: bool = False,
+              done: Mapping[str, Any] | None = None) -> Target:
+    """The :class:`Target` of a validated Observation order (*urgent*: see :class:`Target`;
+    *done*: see :func:`duration_of`)."""
     def instant(key):
         text = order.get(key)
         return None if text is None else parse_utc(text)
 
     return Target(order["ID"], order["RA"], order["Dec"], priority,
-                  duration_of(order, observing),
+                  duration_of(order, observing, done),
                   instant("Not Before"), instant("Not After"), urgent)
 
 
