@@ -135,6 +135,30 @@ def test_the_moon_is_kept_at_a_distance():
         assert "too close to the Moon" in plan.unscheduled["near"]
 
 
+def test_the_moon_is_kept_at_a_distance_only_while_it_is_up():
+    """Once the Moon has set its light is gone: a target within Moon Separation of it is
+    observed then. (With the default settings it cannot matter: 30° from a Moon below the
+    horizon is below airmass 2. A wider separation, here 60°, or a higher Max Airmass can.)"""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord, get_body
+    from astropy.time import Time
+
+    site = CONFIG["Site"]
+    location = EarthLocation(lat=site["Latitude"] * u.deg, lon=site["Longitude"] * u.deg,
+                             height=site["Elevation"] * u.m)
+    planner = Planner(site, Constraints.from_settings(dict(CONFIG["Observing"],
+                                                           **{"Moon Separation": 60.0})))
+    # 46° from the Moon all night; the Moon sets about 10:37 UTC, dawn is at 11:33.
+    near = target("near", ra=70.0, dec=40.0, duration=1200.0)
+    plan = planner.plan([near], datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
+    entry, = plan.entries
+    for instant in (entry.start, entry.end):
+        moon = get_body("moon", Time(instant), location)
+        assert moon.transform_to(AltAz(obstime=Time(instant), location=location)).alt.deg < 0
+        assert moon.separation(SkyCoord(70.0, 40.0, unit="deg").transform_to(
+            moon.frame)).deg < 60.0
+
+
 def test_a_planner_replanning_the_night_plans_as_a_fresh_one_would():
     """The Moon's track is computed once a night and reused by later plans of that night (the
     scheduler's re-plans): a later plan is the one a new planner makes, and a new night gets a

@@ -270,8 +270,8 @@ SCHEMA = {
                                       "the telescope takes only targets that rise above its "
                                       "Minimum Altitude while the Sun is below it", -30, 10),
         "Max Airmass": Setting("float", 2.0, "observe only below this airmass (sec z)", 1.01, 10),
-        "Moon Separation": Setting("float", 30.0, "least distance from the Moon, degrees", 0,
-                                   180),
+        "Moon Separation": Setting("float", 30.0, "least distance from the Moon while it is "
+                                   "above the horizon, degrees", 0, 180),
         "Slew Rate": Setting("float", 2.0, "mount slew speed the plan assumes, degrees per "
                              "second (a dome that turns slower than the mount: its speed)",
                              0.01, 100),

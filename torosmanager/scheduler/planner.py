@@ -4,7 +4,8 @@ Visibility
     For every order, on a one-minute grid over tonight's dark hours (the Sun below
     ``Sun Altitude``): the target is below ``Max Airmass`` (with a small altitude margin, so no
     instant between grid points breaks the limit), farther than ``Moon Separation`` from the
-    Moon, and inside the order's own ``Not Before`` / ``Not After``. Altitudes come from
+    Moon while the Moon is above the horizon (:data:`MOON_HORIZON`: once it has set, its light
+    is gone), and inside the order's own ``Not Before`` / ``Not After``. Altitudes come from
     :class:`~torosmanager.night.Night` (astropy for the Sun and sidereal time, numpy per target).
 
 Plan
@@ -47,6 +48,9 @@ GRID_SECONDS = 60.0
 ALTITUDE_MARGIN = 0.3
 #: Degrees added to the Moon limit (the Moon moves 0.5° an hour; it is sampled coarsely).
 MOON_MARGIN = 0.5
+#: The Moon's altitude, degrees, below which it is not kept away from: set, with a margin for
+#: its coarse sampling and its half-degree disc.
+MOON_HORIZON = -1.0
 #: Moon positions computed over a night; in between they are interpolated.
 MOON_SAMPLES = 13
 #: Seconds of added slew below which two places for an order count as equal.
@@ -572,15 +576,26 @@ class _Grid:
 
     def _far_from_moon(self, ra, dec, limit):
         """A boolean array (targets × grid): whether each target (ICRS degrees) is at least
-        *limit* degrees from the Moon. The cosine of the distance is the dot product of the
+        *limit* degrees from the Moon, or the Moon is down. The cosine of the distance is the dot product of the
         two unit vectors, compared with the cosine of the limit (a distance grows as its
         cosine falls): no trigonometry on the whole grid, which took a flood's plan of
         thousands of orders 50 ms (as :func:`~torosmanager.night.altitude_grid`)."""
         start, seconds, track_ra, track_dec = self.planner.moon_track(self.window)
         instants = self.offsets + (self.start - start).total_seconds()
-        moon = unit_vectors(np.degrees(np.interp(instants, seconds, track_ra)),
-                            np.degrees(np.interp(instants, seconds, track_dec)))
-        return dot_products(unit_vectors(ra, dec), moon) <= math.cos(math.radians(limit))
+        moon_ra = np.interp(instants, seconds, track_ra)
+        moon_dec = np.interp(instants, seconds, track_dec)
+        moon = unit_vectors(np.degrees(moon_ra), np.degrees(moon_dec))
+        far = dot_products(unit_vectors(ra, dec), moon) <= math.cos(math.radians(limit))
+        return far | ~self._moon_up(moon_ra, moon_dec)
+
+    def _moon_up(self, ra, dec):
+        """Whether the Moon, at *ra*, *dec* (radians, one place per grid point), stands above
+        :data:`MOON_HORIZON` at each grid point (the hour angle from the grid's sidereal time;
+        precession, a fraction of a degree, left out)."""
+        latitude = math.radians(self.latitude)
+        sine = (math.sin(latitude) * np.sin(dec)
+                + math.cos(latitude) * np.cos(dec) * np.cos(self.lst - ra))
+        return sine > math.sin(math.radians(MOON_HORIZON))
 
 
 class _Timeline:
