@@ -47,6 +47,19 @@ def test_times_are_the_fits_standards_start_end_and_middle():
     assert written["MJD-END"] == pytest.approx(61353.125 + 30 / 86400, abs=1e-8)
 
 
+def test_the_sidereal_time_and_the_hour_angle_are_astropys():
+    """Astronomers read them from the header (what the audit asked for, beside AZIMUTH)."""
+    import astropy.units as u
+    from astropy.time import Time
+
+    start = datetime(2026, 11, 9, 3, 0, tzinfo=timezone.utc)
+    written = cards(start=start, ra=10.6847)
+    lst = Time(start).sidereal_time("apparent", longitude=SITE["Longitude"] * u.deg).hour
+    hours, minutes, seconds = (float(part) for part in written["LST"].split())
+    assert hours + minutes / 60 + seconds / 3600 == pytest.approx(lst, abs=0.1 / 3600)
+    assert written["HA"] == pytest.approx((lst - 10.6847 / 15 + 12) % 24 - 12, abs=1e-4)
+
+
 def test_a_bias_starts_and_ends_at_once():
     written = cards(seconds=0.0, frame_type="BIAS")
     assert written["DATE-END"] == written["DATE-OBS"]
@@ -151,13 +164,15 @@ def test_a_mount_position_that_is_not_a_number_leaves_the_wcs_out_not_the_frame(
 
 
 #: What the devices' sensors read, for the cards that depend on them.
-SENSORS = {"ccd_temperature": -20.0, "focus_position": 50_000, "focus_temperature": 8.0}
+SENSORS = {"ccd_temperature": -20.0, "focus_position": 50_000, "focus_temperature": 8.0,
+           "azimuth": 123.4}
 
 
 @pytest.mark.parametrize("changes, left_out", [
     ({"ccd_temperature": math.nan}, {"CCD-TEMP": "nan"}),
     ({"focus_temperature": math.nan}, {"FOCUSTEM": "nan"}),
-    ({"ra": math.nan}, {"RA": "nan", "OBJCTRA": "nan"}),
+    ({"ra": math.nan}, {"RA": "nan", "OBJCTRA": "nan", "HA": "nan"}),
+    ({"azimuth": math.nan}, {"AZIMUTH": "nan"}),
     ({"dec": math.inf}, {"DEC": "inf", "OBJCTDEC": "inf"}),
     ({"altitude": math.nan, "airmass": math.nan}, {"ALTITUDE": "nan", "AIRMASS": "nan"}),
 ])

@@ -645,7 +645,8 @@ class Executor:
             ra=pointing.ra, dec=pointing.dec, altitude=pointing.altitude,
             airmass=float(airmass(pointing.altitude)), order=order, number=number,
             ccd_temperature=temperature, pier_side=pointing.pier_side,
-            focus_position=focus_position, focus_temperature=focus_temperature)
+            focus_position=focus_position, focus_temperature=focus_temperature,
+            azimuth=pointing.azimuth)
         path = write_frame(self._directory(start), exposure, data, self.camera.info(),
                            self.config["Site"], self.settings["Name"], self.orientation)
         log.info("[WO %s] wrote %s", job.record.id, path)

@@ -16,11 +16,11 @@ from astropy.io import fits
 
 from .. import __version__
 from ..devices.camera import FrameType
-from ..ephemeris import modified_julian_dates
+from ..ephemeris import apparent_sidereal_time, julian_dates, modified_julian_dates
 from ..fits_text import fits_card
 from ..night import local_night_date
 from ..sexagesimal import format_dec, format_ra
-from ..units import DEGREES_PER_HOUR
+from ..units import DEGREES_PER_HOUR, HOURS_PER_DAY
 from ..workorders import format_utc
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ class Exposure:
         The focuser's position at the start, steps, when there is one: ``FOCUSPOS``.
     focus_temperature : float or None
         The focuser's temperature at the start, °C, when it reads one: ``FOCUSTEM``.
+    azimuth : float or None
+        The mount's azimuth at the start, degrees from north through east: ``AZIMUTH``.
     """
 
     start: datetime
@@ -89,6 +91,7 @@ class Exposure:
     pier_side: str | None = None
     focus_position: int | None = None
     focus_temperature: float | None = None
+    azimuth: float | None = None
 
 
 def night_directory(data_directory, instant, longitude):
@@ -153,6 +156,10 @@ def header(exposure, camera, site, telescope_name, orientation=None, shape=None)
     seconds = float(exposure.seconds)
     start_mjd, middle_mjd, end_mjd = modified_julian_dates(exposure.start,
                                                            [0.0, seconds / 2, seconds])
+    lst = math.degrees(float(apparent_sidereal_time(*julian_dates(exposure.start, 0.0),
+                                                    float(site["Longitude"])))) / DEGREES_PER_HOUR
+    hour_angle = (lst - float(exposure.ra) / DEGREES_PER_HOUR + HOURS_PER_DAY / 2) \
+        % HOURS_PER_DAY - HOURS_PER_DAY / 2
     cards = [
         ("DATE-OBS", format_utc(exposure.start)[:-1], "UTC start of exposure"),
         ("DATE-AVG", format_utc(exposure.start + timedelta(seconds=seconds / 2))[:-1],
@@ -176,6 +183,8 @@ def header(exposure, camera, site, telescope_name, orientation=None, shape=None)
         ("EQUINOX", 2000.0, "equinox of RA and DEC"),
         ("ALTITUDE", round(float(exposure.altitude), 4), "[deg] altitude at start"),
         ("AIRMASS", round(float(exposure.airmass), 4), "airmass at start"),
+        ("LST", _sexagesimal(format_ra, lst), "[h m s] local apparent sidereal time at start"),
+        ("HA", round(hour_angle, 5), "[h] hour angle at start, LST - RA"),
         ("TELESCOP", telescope_name, "telescope"),
         ("INSTRUME", camera.name, "camera"),
         ("OBSERVAT", site["Name"], "observatory"),
@@ -192,6 +201,9 @@ def header(exposure, camera, site, telescope_name, orientation=None, shape=None)
     if orientation is not None and exposure.frame_type == FrameType.LIGHT.value:
         cards += _wcs_cards(exposure, camera, orientation,
                             shape or (camera.height, camera.width))
+    if exposure.azimuth is not None:
+        cards.append(("AZIMUTH", round(float(exposure.azimuth), 4),
+                      "[deg] azimuth at start, north through east"))
     if exposure.ccd_temperature is not None:
         cards.append(("CCD-TEMP", round(float(exposure.ccd_temperature), 2),
                       "[C] CCD temperature at start"))
