@@ -72,14 +72,13 @@ def _sync_file_range():
 def temporary_name(path):
     """The hidden name a file is written under before it is renamed to *path*."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.{os.getpid()}.part")  # _TEMPORARY
+    return os.path.join(directory, f".{name}.{os.getpid()}.part")  # (as _TEMPORARY reads it)
 
 
 def remove_orphans(directory):
     """Delete the files in *directory* left under their temporary names
     (:func:`temporary_name`) by a process that is gone (a worker or the daemon killed while
-    writing them); the number deleted."""
-    removed = 0
+    writing them)."""
     for name in os.listdir(directory):
         match = _TEMPORARY.fullmatch(name)
         if match and not process_alive(int(match.group(1))):
@@ -89,8 +88,6 @@ def remove_orphans(directory):
                 continue
             log.warning("deleted %s, left half written in %s by a process that is gone",
                         name, directory)
-            removed += 1
-    return removed
 
 
 def process_alive(pid):

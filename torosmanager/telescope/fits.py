@@ -101,24 +101,18 @@ def night_directory(data_directory, instant, longitude):
 
 def remove_partial_frames(data_directory):
     """Delete the frames a daemon stopped while writing left under their temporary names in
-    the latest night's directory (the only one written to when it stopped); the number
-    deleted. Only one telescope daemon writes to a data directory (its journal is locked)."""
+    the latest night's directory (the only one written to when it stopped). Only one
+    telescope daemon writes to a data directory (its journal is locked)."""
     try:
         nights = [name for name in os.listdir(data_directory) if _NIGHT.fullmatch(name)]
-    except FileNotFoundError:
-        return 0
-    if not nights:
-        return 0
-    raw = os.path.join(data_directory, max(nights), "raw")
-    try:
+        raw = os.path.join(data_directory, max(nights), "raw")
         partial = [name for name in os.listdir(raw) if _PARTIAL.fullmatch(name)]
-    except FileNotFoundError:
-        return 0
+    except (FileNotFoundError, ValueError):  # no night yet, or none with frames
+        return
     for name in partial:
         os.unlink(os.path.join(raw, name))
         log.warning("deleted %s, a frame left half written in %s when the daemon stopped",
                     name, raw)
-    return len(partial)
 
 
 def file_name(exposure):
@@ -268,7 +262,7 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, file_name(exposure))
-    temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")  # _PARTIAL
+    temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")  # (_PARTIAL)
     hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name,
                                                    orientation, data.shape))
     with open(temporary, "wb") as stream:
