@@ -174,30 +174,6 @@ def test_a_rising_target_is_observed_nearer_its_transit():
     assert sum(after.values()) < sum(before.values())
 
 
-def test_an_order_comes_first_at_the_start_the_plan_shown_gave_it_not_at_once():
-    """The scheduler plans again when an order ends. An order planned at its transit, after
-    another, then came first, and was observed at once, low, not when the plan shown said
-    (found by an audit: shown at 08:16, airmass 1.79, observed at 07:00, airmass 1.97)."""
-    site = SITES["CTMO"]
-    planner = Planner(site, Constraints.from_settings(dict(SETTINGS, **{"Moon Separation": 0})))
-    # RA 90°, Dec -30°: at CTMO on 2026-11-22 up from about 06:00, transiting at 08:26, 34°.
-    low = Target("low", 90.0, -30.0, 5.0, 1200.0)
-    now = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)
-    shown_start = datetime(2026, 11, 22, 8, 16, tzinfo=timezone.utc)
-    (at_once,) = planner.plan([low], now).entries
-    assert at_once.start - now < timedelta(minutes=2)
-    (as_shown,) = planner.plan([low], now, shown={"low": shown_start}).entries
-    assert abs(as_shown.start - shown_start) <= timedelta(minutes=1)
-    assert secz_at_middle(as_shown, site) < secz_at_middle(at_once, site) - 0.1
-    # A start shown that has passed, or one shown for a target of opportunity, holds nothing.
-    (passed,) = planner.plan([low], shown_start + timedelta(minutes=5),
-                             shown={"low": shown_start}).entries
-    assert passed.start - shown_start < timedelta(minutes=7)
-    urgent = Target("low", 90.0, -30.0, 5.0, 1200.0, urgent=True)
-    (too,) = planner.plan([urgent], now, shown={"low": shown_start}).entries
-    assert too.start - now < timedelta(minutes=2)
-
-
 def test_targets_of_opportunity_are_kept_at_their_earliest_not_moved_toward_transit():
     """Three targets of opportunity up now, that transit three hours later, and a routine
     order: the refined plan keeps them first, one after the other, as the scheduler dispatches

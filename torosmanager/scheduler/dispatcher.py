@@ -409,10 +409,7 @@ class Dispatcher:
                 under_way = self._target(record)
                 free_from = max(free_from, started + timedelta(seconds=under_way.duration))
                 pointing = under_way.ra, under_way.dec
-        with self._plan_lock:
-            shown = {} if self.plan is None else {entry.id: entry.start
-                                                  for entry in self.plan.entries}
-        plan = self._plan_each_failing_alone(targets, now, pointing, free_from, shown)
+        plan = self._plan_each_failing_alone(targets, now, pointing, free_from)
         planned = {entry.id for entry in plan.entries}
         names = {record.id: record.work_order.get("Object Name") for record in queued
                  if record.id in planned}
@@ -441,16 +438,14 @@ class Dispatcher:
                          urgent=record.priority >= self.config["Priorities"]["ToO Threshold"],
                          done=done)
 
-    def _plan_each_failing_alone(self, targets, now, pointing, free_from, shown):
-        """The plan of *targets* (*shown*: the last plan's starts, see
-        :meth:`.planner.Planner.plan`). When planning them raises, each target is planned
-        alone: an order whose planning raises alone ends failed (saying why), the rest are
-        planned."""
+    def _plan_each_failing_alone(self, targets, now, pointing, free_from):
+        """The plan of *targets*. When planning them raises, each target is planned alone: an
+        order whose planning raises alone ends failed (saying why), the rest are planned."""
         apart_from = self.settings["Planning Process From"]
         try:
             if apart_from and len(targets) >= apart_from:
-                return self.planning_process.plan(targets, now, pointing, free_from, shown)
-            return self.planner.plan(targets, now, pointing, free_from, shown=shown)
+                return self.planning_process.plan(targets, now, pointing, free_from)
+            return self.planner.plan(targets, now, pointing, free_from)
         except PlanningStopped:
             raise
         except Exception:  # noqa: BLE001 - the culprit is found below, and its error logged
@@ -460,7 +455,7 @@ class Dispatcher:
             with self.handler.failing_on_error(target.id, "planning it"):
                 self.planner.plan([target], now, pointing, free_from)
                 planned.append(target)
-        return self.planner.plan(planned, now, pointing, free_from, shown=shown)
+        return self.planner.plan(planned, now, pointing, free_from)
 
     def _tell(self, queued, messages):
         """Show each queued order its message from *messages* (order ID to message), all in

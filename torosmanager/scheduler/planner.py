@@ -312,8 +312,7 @@ class Planner:
     def plan(self, targets: Sequence[Target], now: datetime,
              start_position: tuple[Degrees, Degrees] | None = None,
              free_from: datetime | None = None, budget: Seconds | None = None,
-             max_entries: int | None = None, refine: bool | None = None,
-             shown: Mapping[str, datetime] | None = None) -> Plan:
+             max_entries: int | None = None, refine: bool | None = None) -> Plan:
         """Plan the rest of tonight (or the next night) for *targets*.
 
         Parameters
@@ -336,11 +335,6 @@ class Planner:
             orders can be exchanged or slipped in, then lower airmass; the first observation
             still starts when the greedy plan's would. Default: yes, but for a plan held to a
             *budget* or *max_entries* (the alerts' pick, which is the greedy plan by design).
-        shown : dict, optional
-            ``{order ID: start}`` of the plan shown before this one (the scheduler's last).
-            An order it planned later than now may still start then, first or not: the
-            telescope waits as that plan said, rather than observe the order as early as it
-            can once it comes first. Not for targets of opportunity, wanted at once.
 
         Returns
         -------
@@ -389,12 +383,8 @@ class Planner:
         if refine is None:
             refine = budget is None and max_entries is None
         if refine and timeline.entries:
-            shown_starts = {row[order_id]: grid.seconds(start)
-                            for order_id, start in (shown or {}).items()
-                            if order_id in row and not targets[row[order_id]].urgent
-                            and start > now}
             self._refine(timeline, targets, visible, altitude, row, plan.unscheduled, budget,
-                         max_entries, shown_starts)
+                         max_entries)
         for start, end, target, slew in timeline.entries:
             at_start = float(np.interp(start, grid.offsets, altitude[row[target.id]]))
             plan.entries.append(PlanEntry(target.id, grid.instant(start), grid.instant(end),
@@ -402,10 +392,9 @@ class Planner:
         return plan
 
     def _refine(self, timeline, targets, visible, altitude, row, unscheduled, budget,
-                max_entries, shown):
+                max_entries):
         """Replace *timeline*'s entries with the refined plan's, and *unscheduled*'s reasons
-        with the refined plan's (orders added, orders exchanged for others); *shown*: see
-        :class:`~.refine.Refiner`."""
+        with the refined plan's (orders added, orders exchanged for others)."""
         placed = [row[target.id] for _, _, target, _ in timeline.entries]
         left_out = [row[order_id] for order_id in unscheduled if order_id in row]
         urgent = [(row[target.id], end) for _, end, target, _ in timeline.entries
@@ -419,7 +408,7 @@ class Planner:
         refiner = Refiner(targets, visible, altitude, GRID_SECONDS,
                           self.constraints.slew_between, [_unit(t.ra, t.dec) for t in targets],
                           timeline.begin, timeline.end, timeline.start_position, budget,
-                          max_entries, first_start=timeline.entries[0][0], shown=shown)
+                          max_entries, first_start=timeline.entries[0][0])
         rows, starts = refiner.run(placed, [start for start, _, _, _ in timeline.entries],
                                    left_out)
         entries, before = [], timeline.start_position

@@ -60,7 +60,7 @@ class PlanningProcess:
         self._stopped = False
         self._lock = threading.Lock()
 
-    def plan(self, targets, now, start_position=None, free_from=None, shown=None):
+    def plan(self, targets, now, start_position=None, free_from=None):
         """:meth:`Planner.plan <torosmanager.scheduler.planner.Planner.plan>` in the child
         process; its exceptions are raised here. A child that died (killed, out of memory) is
         replaced by a new one for this plan, which is tried once more.
@@ -73,8 +73,7 @@ class PlanningProcess:
         for attempt in (1, 2):
             pool = self._started()
             try:
-                return pool.submit(_plan, targets, now, start_position, free_from,
-                                   shown).result()
+                return pool.submit(_plan, targets, now, start_position, free_from).result()
             except Exception as error:
                 # Stopped meanwhile, the pool says so in several ways: broken (its child
                 # terminated), the plan cancelled, or shut down before the plan was submitted.
@@ -157,5 +156,5 @@ def _ready():
     return True
 
 
-def _plan(targets, now, start_position, free_from, shown):
-    return _planner.plan(targets, now, start_position, free_from, shown=shown)
+def _plan(targets, now, start_position, free_from):
+    return _planner.plan(targets, now, start_position, free_from)

@@ -31,10 +31,7 @@ around the observation, :func:`.planner.grid_span`), every gap holds the slew an
 between its two orders, observations keep their full length, and a budget of telescope time
 or of entries is kept. The plan's first observation never starts later than the greedy
 plan's: the telescope is not left idle, waiting for a lower airmass, while something can be
-observed (the scheduler dispatches what the plan puts first). Unless the plan shown before put
-that order later: the scheduler plans again whenever an order ends, and would otherwise
-observe each order as early as it can once it comes first, not when the plan it showed said.
-The work is bounded by counts
+observed (the scheduler dispatches what the plan puts first). The work is bounded by counts
 (the module constants below), not by the clock, so a plan is the same whatever the machine's
 load: the search is deterministic. Should it ever produce a plan that breaks a constraint (a
 defect), the greedy plan is kept and the error logged.
@@ -111,18 +108,12 @@ class Refiner:
         The latest start the plan's first entry may have (the greedy plan's first start): a
         telescope that could be observing is not left idle waiting for a lower airmass, and
         the daemon dispatches what the plan puts first.
-    shown : dict, optional
-        ``{row: start}``, seconds: where the plan shown before put orders it did not start
-        first. Such an order may start as late as that as the first entry: the telescope
-        waits as the plan shown said it would, rather than observe the order, once it comes
-        first, as early as it can.
     """
 
     def __init__(self, targets, visible, altitude, grid_seconds, slew, vectors, begin, end,
-                 start_vector, budget=None, max_entries=None, first_start=None, shown=None):
+                 start_vector, budget=None, max_entries=None, first_start=None):
         self.targets, self.altitude, self.grid = targets, altitude, grid_seconds
         self.first_limit = end if first_start is None else first_start
-        self.shown = shown or {}
         self.slew_between, self.vectors = slew, vectors
         self.begin, self.end, self.start_vector = begin, end, start_vector
         self.budget, self.max_entries = budget, max_entries
@@ -347,8 +338,8 @@ class Refiner:
             end, before = start + self.duration[row], row
         if end > self.end + TIME_EPSILON:
             problems.append("the last entry ends after the night")
-        if starts and not self._keeps_start(rows, starts):
-            problems.append("the first entry starts later than it may")
+        if starts and not self._keeps_start(starts):
+            problems.append("the first entry starts later than the greedy plan's")
         if len(set(rows)) != len(rows):
             problems.append("an order is planned twice")
         if not self._room_for(rows):
@@ -363,16 +354,10 @@ class Refiner:
             before = row
         return total
 
-    def _keeps_start(self, rows=None, starts=None):
-        """Whether the plan's first entry starts no later than it may
-        (:meth:`_latest_first`)."""
-        rows, starts = (self.rows, self.starts) if starts is None else (rows, starts)
-        return not starts or starts[0] <= self._latest_first(rows[0]) + TIME_EPSILON
-
-    def _latest_first(self, row):
-        """The latest start *row* may have as the plan's first entry: the greedy plan's
-        first start, or the later one the plan shown before gave it."""
-        return max(self.first_limit, self.shown.get(row, self.first_limit))
+    def _keeps_start(self, starts=None):
+        """Whether the plan's first entry starts no later than ``first_limit``."""
+        starts = self.starts if starts is None else starts
+        return not starts or starts[0] <= self.first_limit + TIME_EPSILON
 
     def _snapshot(self):
         return list(self.rows), list(self.starts), set(self.left_out)
@@ -725,7 +710,7 @@ class Refiner:
                                      + self.slew(early[0][-1], late[0][0])
                                      > late[1][0] + TIME_EPSILON):
             return False
-        if not self._room_for(order) or not self._keeps_start(order, starts):
+        if not self._room_for(order) or not self._keeps_start(starts):
             return False
         kept = self.rows, self.starts, self.total_airmass(self.rows, self.starts)
         self.rows, self.starts = order, starts
@@ -784,7 +769,7 @@ class Refiner:
             high = self.starts[j + 1] - self.slew(row, rows[j + 1]) - self.duration[row]
         else:
             high = self.end - self.duration[row]
-        return low, (min(high, self._latest_first(row)) if j == 0 else high)
+        return low, (min(high, self.first_limit) if j == 0 else high)
 
     def _shift_sweep(self, order):
         """Move each entry to where its target stands highest between its neighbours."""
@@ -818,7 +803,7 @@ class Refiner:
             between = self.slew(two, one)
             latest_first = end - self.duration[one] - between - self.duration[two]
             if j == 0:
-                latest_first = min(latest_first, self._latest_first(two))
+                latest_first = min(latest_first, self.first_limit)
             first, first_airmass = self.best(two, low, latest_first)
             if first is None:
                 continue
