@@ -46,7 +46,8 @@ from datetime import datetime, timezone
 
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
-from ..journal import ACCEPTED, DISPATCHED, DONE, FAILED, QUEUED, RUNNING
+from ..journal import (ACCEPTED, CANCELLED as SCHEDULER_CANCELLED, DISPATCHED, DONE, FAILED,
+                       QUEUED, RUNNING)
 from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
 from .event import alert_label
@@ -423,14 +424,10 @@ class AlertsHandler(Handler):
         for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
             if order.night_over(now):
                 continue
-            try:
-                answer = self._ask_scheduler({"WOType": "Status", "ID": order.id})
-            except xmlrpc.client.Fault as refusal:  # not known there: not observed
-                log.info("%s: %s", order.id, refusal.faultString)
-                continue
-            if answer is None:
+            state = self._state_at_scheduler(order.id)
+            if state is None:
                 return None
-            if answer.get("Status") in OBSERVED_STATES:
+            if state in OBSERVED_STATES:
                 observed.append(order.work_order)
         return observed
 
@@ -523,7 +520,8 @@ class AlertsHandler(Handler):
         cancelled = set(answer.get("Cancelled", []))
         # Cancelled already by this Cancel sent before a restart, its answer lost then.
         for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
-            if order.id not in cancelled and self._state_at_scheduler(order.id) == CANCELLED:
+            if (order.id not in cancelled
+                    and self._state_at_scheduler(order.id) == SCHEDULER_CANCELLED.value):
                 cancelled.add(order.id)
         # Those the scheduler had finished (observed, or failed) keep their state there: a
         # retraction does not unobserve a field. One planned but never submitted is cancelled.
@@ -545,13 +543,14 @@ class AlertsHandler(Handler):
             self.book.mark([planned.id], CANCELLED, "cancelled with its alert order")
 
     def _state_at_scheduler(self, order_id):
-        """The state of *order_id* at the scheduler, or ``None`` (unknown to it, or this
-        daemon stopping first)."""
+        """The state of *order_id* at the scheduler (its Status), ``""`` when the scheduler
+        does not know it, or ``None`` when this daemon is stopping first."""
         try:
             answer = self._ask_scheduler({"WOType": "Status", "ID": order_id})
-        except xmlrpc.client.Fault:
-            return None
-        return None if answer is None else answer.get("Status")
+        except xmlrpc.client.Fault as refusal:  # not known there
+            log.info("%s: %s", order_id, refusal.faultString)
+            return ""
+        return None if answer is None else answer.get("Status", "")
 
     def _ask_scheduler(self, order):
         """The scheduler's answer to *order*, trying again while it does not answer; ``None``

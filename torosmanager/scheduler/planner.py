@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .. import ephemeris
+from ..devices.camera import FrameType
 from ..night import Night, altitude_grid, dot_products, precess, unit_vectors
 from ..units import Degrees, Seconds
 from ..workorders import parse_utc
@@ -189,15 +190,15 @@ def duration_of(order: Mapping[str, Any], observing: Mapping[str, Any],
     readout = observing["Readout Time"]
     seconds = order["Exposure Time"]
 
-    def missing(wanted, key):
-        return max(wanted - int(taken.get(key, 0)), 0)
+    def missing(wanted, frame_type):
+        return max(wanted - int(taken.get(frame_type.value, 0)), 0)
 
     lights = max(order.get("Number of Exposures", 1) - int(done.get("Frames Done", 0)), 0)
     total = lights * (seconds + readout)
     if order.get("Calibration Frames"):
-        total += missing(observing["Bias Frames"], "BIAS") * readout
-        total += missing(observing["Dark Frames"], "DARK") * (seconds + readout)
-        total += (missing(observing["Flat Frames"], "FLAT")
+        total += missing(observing["Bias Frames"], FrameType.BIAS) * readout
+        total += missing(observing["Dark Frames"], FrameType.DARK) * (seconds + readout)
+        total += (missing(observing["Flat Frames"], FrameType.FLAT)
                   * (observing["Flat Exposure Time"] + readout))
     return max(total, readout)
 
