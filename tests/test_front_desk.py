@@ -310,10 +310,11 @@ def test_the_scheduler_retries_an_absent_dome_daemon_then_says_why(make_site):
 
 
 def test_an_observation_waits_while_the_telescope_daemon_is_away(make_site):
-    from observatory import settings
+    from observatory import open_dome, settings
 
     site = make_site(settings(Scheduler={"Manage Dome": False}))
-    site.start("scheduler")  # no telescope daemon
+    site.start("dome", "scheduler")  # no telescope daemon
+    open_dome(site)
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(observation("patient"))
     wait_until(lambda: "the telescope daemon does not answer" in site.log("scheduler"),

@@ -8,11 +8,15 @@ were never calibrated.
 
 import os
 import signal
+from datetime import timedelta
 
 import pytest
 
+from conftest import EVENING
 from observatory import ended, open_dome, settings, status, step, wait_until
-from torosmanager.telescope.hand_offs import hand_over
+from torosmanager.client import status_of
+from torosmanager.hand_offs import hand_over
+from torosmanager.workorders import format_utc
 
 #: Real seconds between the telescope's tries, short for the test (the default is 10).
 RETRY_SECONDS = 0.5
@@ -137,3 +141,82 @@ def test_an_observation_whose_telescope_stopped_while_handing_its_frames_over_is
     assert sum(health["Queue"].values()) == 1
     assert status(site.proxy("preprocessor"), handed)["Work Order"]["File Location"] == \
         done["Progress"]["Files"]
+
+
+def close_dome_after_the_first_frame(site, order_id, close_id="close"):
+    """Wait for *order_id*'s first frame at the telescope, then close the dome by hand (Dome
+    order *close_id*)."""
+    telescope = site.proxy("telescope")
+    wait_until(lambda: (status_of(telescope, order_id) or {}).get("Progress", {}).get(
+        "Frames Done") == 1, f"the first frame of {order_id}")
+    site.proxy("dome").front_desk({"ID": close_id, "WOType": "Dome", "Shutter": "Close",
+                                   "User": "operator"})
+    ended(site.proxy("dome"), close_id, "done")
+
+
+def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(make_site):
+    """An observation that fails for good after taking frames (here its one try ends as the
+    dome closes) kept them on disk, never calibrated: a target of opportunity's first frames
+    were lost to the analysis. The scheduler hands them to the preprocessor itself, once it
+    answers, and a restart of the scheduler meanwhile loses none. An observation whose output
+    is raw frames hands nothing over."""
+    site = make_site(settings(Telescope={"Hand-off Retry Interval": RETRY_SECONDS},
+                              Scheduler={"Manage Dome": False, "Max Retries": 0}))
+    site.start("dome", "telescope", "scheduler")  # the preprocessor is down
+    open_dome(site)
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(dict(observation("short"), **{"Exposure Time": 600,
+                                                       "Number of Exposures": 3}))
+    close_dome_after_the_first_frame(site, "short")
+    failed = ended(scheduler, "short", "failed")
+    assert "at the telescope after 1 tries" in failed["Message"]
+    assert failed["Message"].endswith("; its 1 frame(s) wait for the preprocessor")
+    assert failed["Progress"]["Hand-off"] == "pending"
+    assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 1
+
+    site.daemons["scheduler"].stop()
+    site.start("scheduler")
+    assert "1 hand-off(s) to the preprocessor pending" in site.log("scheduler")
+    assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 1
+    site.start("preprocessor")
+    handed = wait_until(lambda: status(scheduler, "short")["Progress"].get("Preprocessing ID"),
+                        "the scheduler to hand the frames over")
+    now = status(scheduler, "short")
+    assert now["Status"] == "failed" and "Hand-off" not in now["Progress"]
+    assert now["Message"] == f"{failed['Message']}; handed to it later, as order {handed}"
+    taken = status(site.proxy("preprocessor"), handed)["Work Order"]
+    assert taken["File Location"] == failed["Progress"]["Files"]
+    assert len(taken["File Location"]) == 1
+    assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 0
+
+    open_dome(site, "open again")
+    scheduler.front_desk(dict(observation("raw"), **{"Exposure Time": 600,
+                                                     "Number of Exposures": 3, "Output": "Raw"}))
+    close_dome_after_the_first_frame(site, "raw", "close again")
+    raw = ended(scheduler, "raw", "failed")
+    assert "at the telescope after 1 tries" in raw["Message"]
+    assert "preprocessor" not in raw["Message"] and "Hand-off" not in raw["Progress"]
+    assert len(raw["Progress"]["Files"]) == 1
+
+
+def test_the_frames_of_an_observation_whose_window_ends_in_the_queue_are_calibrated(make_site):
+    """Interrupted after a frame (the dome closed), an observation waits in the queue to be
+    tried again, and its window ends there: it fails, and its frame goes to the preprocessor."""
+    site = make_site(settings(Telescope={"Hand-off Retry Interval": RETRY_SECONDS},
+                              Scheduler={"Manage Dome": False}))
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    scheduler = site.proxy("scheduler")
+    deadline = format_utc(EVENING + timedelta(hours=1))
+    scheduler.front_desk(dict(observation("expiring"), **{
+        "Exposure Time": 600, "Number of Exposures": 3, "Not After": deadline}))
+    close_dome_after_the_first_frame(site, "expiring")
+    ended(scheduler, "expiring", "failed")
+    handed = wait_until(lambda: status(scheduler, "expiring")["Progress"].get(
+        "Preprocessing ID"), "the scheduler to hand the frames over")
+    failed = status(scheduler, "expiring")
+    assert failed["Message"] == (f"expired: its window ended at {deadline}; its 1 frame(s) "
+                                 f"wait for the preprocessor; handed to it later, as order "
+                                 f"{handed}")
+    assert status(site.proxy("preprocessor"), handed)["Work Order"]["File Location"] == \
+        failed["Progress"]["Files"]

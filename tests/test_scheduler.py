@@ -543,6 +543,25 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
     assert shutter() == "open"
 
 
+def test_an_order_waits_for_a_dome_someone_else_keeps_closed_without_spending_its_tries(
+        make_site):
+    """The scheduler that does not manage the dome sent observations into a closed one: the
+    telescope refused each (not started, the shutter closed), a try each, and the order failed
+    after its four tries within seconds. It waits until the dome is open."""
+    site = night(make_site, Scheduler={"Manage Dome": False})
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("waits", *FIELDS["gal-a"]))
+    wait_until(lambda: "waits" in [entry["ID"] for entry in scheduler.front_desk(
+        {"WOType": "Status"})["Plan"]["Entries"]], "the order to be planned")
+    time.sleep(DOME_DOWN_SECONDS)  # many of the scheduler's ticks at 100×, the order due
+    waiting = status(scheduler, "waits")
+    assert waiting["Status"] == "queued", waiting["Message"]
+    assert "Attempts" not in waiting["Progress"]
+    assert "not started" not in site.log("telescope")
+    site.proxy("dome").front_desk({"ID": "open", "WOType": "Dome", "Shutter": "Open"})
+    assert ended(scheduler, "waits", "done")["Progress"]["Attempts"] == 1
+
+
 #: The dawn test's clock: started this long before the night's end (the plan's last instant),
 #: at this speed.
 BEFORE_DAWN, DAWN_SPEED = timedelta(minutes=8), 30

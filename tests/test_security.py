@@ -9,7 +9,7 @@ import xmlrpc.client
 
 import pytest
 
-from observatory import settings, wait_until
+from observatory import ended, settings, wait_until
 from test_front_desk import observation
 from torosmanager.client import status_of
 from torosmanager.launcher import daemon_command
@@ -52,14 +52,22 @@ class TestCredentials:
 
     def test_right_credentials_work_and_daemons_use_them_between_themselves(self, guarded):
         assert post(guarded, "telescope", status_body(), basic("observer", "other"))[0] == 200
-        url = guarded.url("scheduler").replace("http://", "http://toros:s3cret-pass@")
-        scheduler = xmlrpc.client.ServerProxy(url, allow_none=True)
-        scheduler.front_desk(observation("with-auth"))
-        # Handed over with the credentials: the telescope has it (and, its dome being shut,
-        # has interrupted it).
-        telescope = xmlrpc.client.ServerProxy(
-            guarded.url("telescope").replace("http://", "http://toros:s3cret-pass@"))
-        wait_until(lambda: status_of(telescope, "with-auth"),
+
+        def signed_in(service):
+            return xmlrpc.client.ServerProxy(
+                guarded.url(service).replace("http://", "http://toros:s3cret-pass@"),
+                allow_none=True)
+
+        guarded.start("dome")
+        dome = signed_in("dome")
+        # The scheduler's heartbeat reaches the dome with the credentials: it may open.
+        wait_until(lambda: dome.front_desk({"WOType": "Status"})["Devices"]["Safety"][
+            "May Open"], "the scheduler's heartbeat to reach the dome")
+        dome.front_desk({"ID": "open", "WOType": "Dome", "Shutter": "Open"})
+        ended(dome, "open", "done")
+        signed_in("scheduler").front_desk(observation("with-auth"))
+        # The scheduler saw the dome open and handed the order over with the credentials.
+        wait_until(lambda: status_of(signed_in("telescope"), "with-auth"),
                    "the order to reach the telescope")
 
 

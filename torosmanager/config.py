@@ -370,7 +370,8 @@ SCHEMA = {
                                        "itself would choose the other side)", 0, 720),
         "Hand-off Retry Interval": Setting("float", 10.0, "seconds between tries to hand an "
                                            "order's frames to the preprocessor while it does "
-                                           "not answer (the order is done meanwhile)",
+                                           "not answer (the order has ended meanwhile); the "
+                                           "scheduler's too, for an order that failed",
                                            0.1, 3600),
         "Mount": _device("mount"),
         "Camera": dict(_device("camera"), **{

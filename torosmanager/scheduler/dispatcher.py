@@ -3,18 +3,21 @@
 One thread does it all, a tick at a time (every ``Follow Interval``, or at once when an order
 arrives or is cancelled):
 
-1. the dome (``Manage Dome``): the :class:`~torosmanager.scheduler.dome_keeper.DomeKeeper` asks
-   it to open when it is dark (Sun below ``Sun Altitude``) and the dome allows it, to close and
-   park, with the telescope, when it is not;
+1. the dome: the :class:`~torosmanager.scheduler.dome_keeper.DomeKeeper` asks how it is, and
+   (``Manage Dome``) asks it to open when it is dark (Sun below ``Sun Altitude``) and the dome
+   allows it, to close and park, with the telescope, when it is not; observations are sent
+   only while it is open;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
-   target of opportunity does not count); one that makes no progress for ``Stall Timeout`` (and
+   target of opportunity does not count), then fails, its frames to analyse (``Output:
+   Analysis``) handed to the preprocessor all the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall Timeout`` (and
    one exposure's time: a frame being exposed reports nothing until it is read out) is
    stopped and retried; an order dispatched and not yet running, or interrupted by a target of
    opportunity and not yet shown so, is followed every ``Dispatched Follow Interval``; a done
    observation whose frames the telescope has yet to hand to the preprocessor is followed
    until it has;
-3. expire queued orders whose ``Not After`` has passed;
+3. expire queued orders whose ``Not After`` has passed (the frames of one tried before are
+   handed to the preprocessor as those of a failed one);
 4. plan the queued observations (when prompted, or every ``Replan Interval``; a queue of
    ``Planning Process From`` orders or more in a child process, see
    :mod:`.planning_process`), and show each its planned time or the reason it cannot be
@@ -38,7 +41,7 @@ from ..client import connect, status_of, unavailable
 from ..journal import (CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING,
                        JournalUnwritable)
 from ..logs import Outage, SaidOnChange
-from ..telescope.hand_offs import HAND_OFF, PENDING
+from ..hand_offs import HAND_OFF, PENDING, PendingHandOffs
 from ..workorders import format_utc, parse_utc
 from .dome_keeper import DomeKeeper
 from .plan_command import as_dict
@@ -102,6 +105,8 @@ class Dispatcher:
         # (None until read from the journal at the first tick), and when they were last asked.
         self._hand_offs = None
         self._hand_offs_asked = None
+        # Failed observations whose frames this daemon hands to the preprocessor itself.
+        self.failed_frames = PendingHandOffs(handler, FAILED)
         self._outages = collections.defaultdict(lambda: Outage(log))  # executor -> Outage
         self._journal_outage = Outage(log)
         self._telescope_unavailable = Outage(log)  # its data disk, or journal, full
@@ -114,6 +119,7 @@ class Dispatcher:
     # --- called from other threads ------------------------------------------------------
 
     def start(self):
+        self.failed_frames.start()
         self.dome.start()
         if self.settings["Planning Process From"]:
             self.planning_process.start()
@@ -127,6 +133,7 @@ class Dispatcher:
         if self._thread.is_alive():
             self._thread.join()
         self.dome.stop()
+        self.failed_frames.stop()
 
     def wake(self, replan=True, gather=False):
         """Run a tick now (an order arrived, ended or was cancelled).
@@ -203,14 +210,12 @@ class Dispatcher:
         """One pass: dome, targets of opportunity, follow-up, expiry, plan, dispatch."""
         now = self.clock.now()
         self._pointing_this_tick = _NOT_ASKED
-        manage_dome = self.settings["Manage Dome"]
         # Before anything else, a target of opportunity is planned alone and sent: following
         # the other orders or planning the queue would only delay it. So is asking the dome,
         # when it was open at the last tick (a Follow Interval ago at most): the telescope
         # asks the dome itself before it exposes, so a dome closed since is still respected.
-        sent_early = (not manage_dome or self.dome.is_open) and \
-            self._dispatch_target_of_opportunity(now)
-        dome_open = self._keep_dome(now) if manage_dome else True
+        sent_early = self.dome.is_open and self._dispatch_target_of_opportunity(now)
+        dome_open = self._keep_dome(now)
         if dome_open and not sent_early:
             self._dispatch_target_of_opportunity(now)
         # What goes wrong with one order (a bug, an order journaled by an older release that
@@ -241,8 +246,9 @@ class Dispatcher:
 
     def _keep_dome(self, now):
         """Whether the dome is open, after the :class:`DomeKeeper` has done what dusk or dawn
-        asks; a dome that opened or closed since the last tick needs a new plan."""
-        is_open, changed = self.dome.keep(now)
+        asks (``Manage Dome``); a dome that opened or closed since the last tick needs a new
+        plan."""
+        is_open, changed = self.dome.keep(now, manage=self.settings["Manage Dome"])
         if changed:
             self._replan.set()
         return is_open
@@ -361,11 +367,23 @@ class Dispatcher:
                                     f"{self.settings['Max Retries'] + 1})", only_from=ACTIVE,
                                     progress=progress)
         else:
-            self._end(record, FAILED, f"{state} at the telescope after {attempts} tries: "
-                                      f"{message}", progress)
-            return
+            self._fail(record, f"{state} at the telescope after {attempts} tries: {message}",
+                       progress, only_from=ACTIVE)
         self._forget(record.id)
         self.wake()
+
+    def _fail(self, record, message, progress, only_from):
+        """End observation *record* failed for good, handing the frames it took to the
+        preprocessor when its ``Output`` is ``Analysis``: they are calibrated all the same."""
+        files = progress.get("Files", [])
+        handing = bool(files) and record.work_order.get("Output") == "Analysis"
+        if handing:
+            progress = dict(progress, **{HAND_OFF: PENDING})
+            message += f"; its {len(files)} frame(s) wait for the preprocessor"
+        self.handler.transition(record.id, FAILED, message, only_from=only_from,
+                                progress=progress)
+        if handing:
+            self.failed_frames.add(record.id)
 
     def _end(self, record, state, message, progress):
         self.handler.transition(record.id, state, message, only_from=ACTIVE, progress=progress)
@@ -382,8 +400,8 @@ class Dispatcher:
     def _expired(self, record, now):
         deadline = record.work_order.get("Not After")
         if deadline and format_utc(now) > deadline:
-            self.handler.transition(record.id, FAILED, f"expired: its window ended at "
-                                    f"{deadline}", only_from={QUEUED})
+            self._fail(record, f"expired: its window ended at {deadline}", record.progress,
+                       only_from={QUEUED})
             return True
         return False
 

@@ -3,12 +3,13 @@
 The dome daemon keeps the instrument safe by itself; the scheduler only tells it when the night
 begins and ends, and proves it is alive (a dome that stops hearing the heartbeat closes):
 
-* :meth:`DomeKeeper.keep`, once per dispatcher tick (``Manage Dome``): ask the dome daemon how
-  the dome is; when it is dark (Sun below ``Sun Altitude``), closed and safe, send it a Dome
-  order to open, unless someone's Dome order closed it during this night (it then stays closed
-  until a Dome order opens it, or the next night); when it is not dark and the dome is open,
-  one to close, and park the telescope. One such order at a time: the next waits until the
-  dome daemon has ended it.
+* :meth:`DomeKeeper.keep`, once per dispatcher tick: ask the dome daemon how the dome is (the
+  dispatcher sends observations only while it is open: the telescope would refuse them, each
+  refusal a try spent); with ``Manage Dome``, when it is dark (Sun below ``Sun Altitude``),
+  closed and safe, send it a Dome order to open, unless someone's Dome order closed it during
+  this night (it then stays closed until a Dome order opens it, or the next night); when it is
+  not dark and the dome is open, one to close, and park the telescope. One such order at a
+  time: the next waits until the dome daemon has ended it.
 * a thread sends a Heartbeat every ``Heartbeat Interval``, and at once when the dome daemon
   says it has heard none yet (it has just started, after the scheduler or again): its guard
   keeps the dome closed until the first one.
@@ -87,9 +88,10 @@ class DomeKeeper:
         """Whether a Dome order of this keeper's has been sent and not yet seen ended."""
         return self._request is not None
 
-    def keep(self, now):
-        """Open at dusk, close at dawn; return ``(open, changed)``: whether the dome is open
-        now, and whether that differs from the last call (the plan then needs redoing)."""
+    def keep(self, now, manage=True):
+        """Ask the dome daemon how the dome is and, if *manage*, open it at dusk, close it at
+        dawn; return ``(open, changed)``: whether the dome is open now, and whether that
+        differs from the last call (the plan then needs redoing)."""
         try:
             dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
         except (OSError, xmlrpc.client.Error, KeyError) as error:
@@ -109,6 +111,8 @@ class DomeKeeper:
         if changed:
             log.info("the dome is now %s: re-planning", shutter)
         self.is_open = is_open
+        if not manage:  # someone else opens and closes it
+            return is_open, changed
         if self._request is not None and not self._request_pending():
             self._request = None
         if self._request is not None:

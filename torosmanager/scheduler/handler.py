@@ -143,7 +143,8 @@ class SchedulerHandler(Handler):
         # The first few entries: the health stays small whatever the queue holds (a Plan
         # query pages through the rest).
         return {"Plan": self.dispatcher.plan_report(limit=HEALTH_PLAN_ENTRIES),
-                "Telescope Limits": self.dispatcher.telescope_limits or {}}
+                "Telescope Limits": self.dispatcher.telescope_limits or {},
+                "Hand-offs Pending": self.dispatcher.failed_frames.count()}
 
     def page_sections(self):
         """The status page's Plan: its first entries and orders left out, with why."""

@@ -40,7 +40,7 @@ from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, remove_partial_frames, write_frame
 from .focus import FocusModel
 from .focus_memory import FocusMemory, LastRun
-from .hand_offs import HANDING
+from ..hand_offs import HANDING
 from .room import NoRoom, describe, frame_bytes, require_room, unwritable
 from .wcs import SkyOrientation
 

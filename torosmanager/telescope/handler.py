@@ -27,7 +27,7 @@ from ..journal import ACCEPTED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
 from ..workorders import WorkOrderError, check_not_ended, format_utc, parse_utc, refuse
 from .executor import Executor
-from .hand_offs import HAND_OFF, HANDING, PENDING, PendingHandOffs
+from ..hand_offs import HAND_OFF, HANDING, PENDING, PendingHandOffs
 from .limits import check as check_limits, limits_of
 from .preview import preview_png
 

@@ -1,17 +1,19 @@
 """Frames handed to the preprocessor, now or, if it does not answer, as soon as it does.
 
-An Observation with ``Output: Analysis`` ends by handing its frames to the preprocessor
-(:meth:`PendingHandOffs.at_end`). When the preprocessor does not answer then (stopped, restarting, its
-journal's disk full), the order still ends done, so that the telescope goes on with the night,
-and its progress says ``Hand-off: pending``. :class:`PendingHandOffs` tries again every
-``Telescope → Hand-off Retry Interval`` until the preprocessor takes the frames, then journals
-the preprocessing order's ID in the telescope's order (``Preprocessing ID``). Pending hand-offs
-are found again in the journal at start: a restart of either daemon loses none. A hand-off's
-order has an ID made from the observation's and its files (:func:`hand_off_id`): sent again
-after the preprocessor took it but before its answer came back (either daemon stopped in
-between), it is the same order, received once, not a second calibration of the frames. The
-scheduler follows such orders until they are handed over, and takes the telescope's last word
-(:meth:`~torosmanager.scheduler.dispatcher.Dispatcher._follow_hand_offs`).
+An Observation with ``Output: Analysis`` ends by handing its frames to the preprocessor: the
+telescope's when it ends done (:meth:`PendingHandOffs.at_end`), the scheduler's when it ends
+failed for good with frames taken (tries spent, or its window ended while it waited to be tried
+again: the frames taken are calibrated all the same). When the preprocessor does not answer
+(stopped, restarting, its journal's disk full), the order ends all the same, so that the
+night goes on, and its progress says ``Hand-off: pending``. :class:`PendingHandOffs` tries
+again every ``Telescope → Hand-off Retry Interval`` until the preprocessor takes the frames,
+then journals the preprocessing order's ID in the order (``Preprocessing ID``). Pending
+hand-offs are found again in the journal at start: a restart of either daemon loses none. A
+hand-off's order has an ID made from the observation's and its files (:func:`hand_off_id`):
+sent again after the preprocessor took it but before its answer came back (either daemon
+stopped in between), it is the same order, received once, not a second calibration of the
+frames. The scheduler follows the telescope's until they are handed over, and takes the
+telescope's last word (:meth:`~torosmanager.scheduler.dispatcher.Dispatcher._follow_hand_offs`).
 """
 
 import hashlib
@@ -20,10 +22,10 @@ import logging
 import threading
 import xmlrpc.client
 
-from ..client import connect, unavailable
-from ..journal import DONE
-from ..logs import Outage
-from ..workorders import MAX_ID_CHARACTERS
+from .client import connect, unavailable
+from .journal import DONE
+from .logs import Outage
+from .workorders import MAX_ID_CHARACTERS
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +79,26 @@ class PendingHandOffs:
 
     Parameters
     ----------
-    handler : TelescopeHandler
-        Its ``journal``, ``config``, ``settings`` and ``transition``.
+    handler : Handler
+        Its ``journal``, ``config`` and ``transition``.
+    state : OrderState
+        The state of the orders whose frames wait: ``done`` at the telescope, ``failed`` at
+        the scheduler.
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, state=DONE):
         self.handler = handler
+        self.state = state
         self._pending = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hand-offs")
         self._outage = Outage(log)
 
     def start(self):
         """Find the hand-offs a stopped daemon left pending; start trying them again."""
-        left = self.handler.journal.in_states([DONE], "Observation",
+        left = self.handler.journal.in_states([self.state], "Observation",
                                               progress=(HAND_OFF, PENDING))
         if left:
             log.info("%d hand-off(s) to the preprocessor pending from before the restart",
@@ -102,6 +109,7 @@ class PendingHandOffs:
 
     def stop(self):
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -127,13 +135,24 @@ class PendingHandOffs:
         progress["Preprocessing ID"] = receipt["ID"]
         return f"handed to the preprocessor as order {receipt['ID']}"
 
+    def add(self, order_id):
+        """Hand *order_id*'s frames over now, in this thread: its end, ``Hand-off: pending``
+        in its progress, is journaled."""
+        with self._lock:
+            self._pending.add(order_id)
+        self._wake.set()
+
     def count(self):
         """How many hand-offs are pending (for the health report)."""
         with self._lock:
             return len(self._pending)
 
     def _run(self):
-        while not self._stop.wait(self.handler.settings["Hand-off Retry Interval"]):
+        while True:
+            self._wake.wait(self.handler.config["Telescope"]["Hand-off Retry Interval"])
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.try_again()
             except Exception:  # noqa: BLE001 - the next pass tries again; the log says why
@@ -153,7 +172,8 @@ class PendingHandOffs:
         record = self.handler.journal.get(order_id)
         if record is not None and not record.finished:
             return True  # its end is being journaled (see at_end): the next pass
-        if record is None or record.state != DONE or record.progress.get(HAND_OFF) != PENDING:
+        if (record is None or record.state != self.state
+                or record.progress.get(HAND_OFF) != PENDING):
             with self._lock:
                 self._pending.discard(order_id)
             return True
@@ -175,7 +195,8 @@ class PendingHandOffs:
             message = f"{record.message}; handed to it later, as order {receipt['ID']}"
             log.info("[WO %s] %d frame(s) handed to the preprocessor as order %s", order_id,
                      len(progress["Files"]), receipt["ID"])
-        self.handler.transition(order_id, DONE, message, only_from={DONE}, progress=progress)
+        self.handler.transition(order_id, self.state, message, only_from={self.state},
+                                progress=progress)
         with self._lock:
             self._pending.discard(order_id)
         return True
