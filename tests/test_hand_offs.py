@@ -143,34 +143,43 @@ def test_an_observation_whose_telescope_stopped_while_handing_its_frames_over_is
         done["Progress"]["Files"]
 
 
-def close_dome_after_the_first_frame(site, order_id, close_id="close"):
-    """Wait for *order_id*'s first frame at the telescope, then close the dome by hand (Dome
-    order *close_id*)."""
+def close_dome_after_the_first_frame(site, order_id):
+    """Wait for *order_id*'s first frame at the telescope, then close the dome by hand: the
+    order is interrupted, and that is no try."""
     telescope = site.proxy("telescope")
     wait_until(lambda: (status_of(telescope, order_id) or {}).get("Progress", {}).get(
         "Frames Done") == 1, f"the first frame of {order_id}")
-    site.proxy("dome").front_desk({"ID": close_id, "WOType": "Dome", "Shutter": "Close",
+    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close",
                                    "User": "operator"})
-    ended(site.proxy("dome"), close_id, "done")
+    ended(site.proxy("dome"), "close", "done")
+
+
+def stop_the_telescope_after_the_first_frame(site, order_id):
+    """Wait for *order_id*'s first frame, then stop the telescope daemon and start it again:
+    the order is interrupted, and that counts as a try."""
+    wait_until(lambda: (status_of(site.proxy("telescope"), order_id) or {}).get(
+        "Progress", {}).get("Frames Done") == 1, f"the first frame of {order_id}")
+    site.daemons.pop("telescope").stop()
+    site.start("telescope")
 
 
 def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(make_site):
     """An observation that fails for good after taking frames (here its one try ends as the
-    dome closes) kept them on disk, never calibrated: a target of opportunity's first frames
-    were lost to the analysis. The scheduler hands them to the preprocessor itself, once it
-    answers, and a restart of the scheduler meanwhile loses none. An observation whose output
-    is raw frames hands nothing over."""
+    telescope daemon stops) kept them on disk, never calibrated: a target of opportunity's
+    first frames were lost to the analysis. The scheduler hands them to the preprocessor
+    itself, once it answers, and a restart of the scheduler meanwhile loses none. An
+    observation whose output is raw frames hands nothing over."""
     site = make_site(settings(Telescope={"Hand-off Retry Interval": RETRY_SECONDS},
-                              Scheduler={"Manage Dome": False, "Max Retries": 0}))
+                              Scheduler={"Max Retries": 0}))
     site.start("dome", "telescope", "scheduler")  # the preprocessor is down
-    open_dome(site)
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(dict(observation("short"), **{"Exposure Time": 600,
                                                        "Number of Exposures": 3}))
-    close_dome_after_the_first_frame(site, "short")
+    stop_the_telescope_after_the_first_frame(site, "short")
     failed = ended(scheduler, "short", "failed")
-    assert "at the telescope after 1 tries" in failed["Message"]
-    assert failed["Message"].endswith("; its 1 frame(s) wait for the preprocessor")
+    assert failed["Message"] == ("interrupted at the telescope after 1 tries: the telescope "
+                                 "daemon stopped during the observation; its 1 frame(s) wait "
+                                 "for the preprocessor")
     assert failed["Progress"]["Hand-off"] == "pending"
     assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 1
 
@@ -189,10 +198,9 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
     assert len(taken["File Location"]) == 1
     assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 0
 
-    open_dome(site, "open again")
     scheduler.front_desk(dict(observation("raw"), **{"Exposure Time": 600,
                                                      "Number of Exposures": 3, "Output": "Raw"}))
-    close_dome_after_the_first_frame(site, "raw", "close again")
+    stop_the_telescope_after_the_first_frame(site, "raw")
     raw = ended(scheduler, "raw", "failed")
     assert "at the telescope after 1 tries" in raw["Message"]
     assert "preprocessor" not in raw["Message"] and "Hand-off" not in raw["Progress"]
@@ -200,8 +208,8 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
 
 
 def test_the_frames_of_an_observation_whose_window_ends_in_the_queue_are_calibrated(make_site):
-    """Interrupted after a frame (the dome closed), an observation waits in the queue to be
-    tried again, and its window ends there: it fails, and its frame goes to the preprocessor."""
+    """Stopped after a frame (the dome closed), an observation waits in the queue to be tried
+    again, and its window ends there: it fails, and its frame goes to the preprocessor."""
     site = make_site(settings(Telescope={"Hand-off Retry Interval": RETRY_SECONDS},
                               Scheduler={"Manage Dome": False}))
     site.start("preprocessor", "dome", "telescope", "scheduler")

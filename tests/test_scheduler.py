@@ -562,6 +562,30 @@ def test_an_order_waits_for_a_dome_someone_else_keeps_closed_without_spending_it
     assert ended(scheduler, "waits", "done")["Progress"]["Attempts"] == 1
 
 
+def test_an_observation_the_dome_stops_does_not_spend_a_try(make_site):
+    """The dome closing (for the weather, or, here, an operator's order) interrupts the
+    observation under way: that is no fault of the order's, and no try, as for a target of
+    opportunity's turn. Before, with no try left (``Max Retries: 0``), it failed; it is queued
+    again, and ends with all its frames once the dome opens."""
+    site = night(make_site, Scheduler={"Manage Dome": False, "Max Retries": 0})
+    scheduler, dome = site.proxy("scheduler"), site.proxy("dome")
+    dome.front_desk({"ID": "open", "WOType": "Dome", "Shutter": "Open"})
+    scheduler.front_desk(observation("clouded", *FIELDS["gal-a"], **{
+        "Exposure Time": 600, "Number of Exposures": 3}))
+    wait_until(lambda: status(scheduler, "clouded")["Progress"].get("Frames Done") == 1,
+               "the first frame")
+    dome.front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close", "User": "operator"})
+    wait_until(lambda: status(scheduler, "clouded")["Status"] == "queued",
+               "the order to be queued again")
+    assert status(scheduler, "clouded")["Progress"]["Attempts"] == 0
+    assert "[WO clouded] running → queued: interrupted (dome closing: Dome order close from " \
+        "operator" in site.log("scheduler")
+    dome.front_desk({"ID": "open again", "WOType": "Dome", "Shutter": "Open"})
+    done = ended(scheduler, "clouded", "done")
+    assert done["Progress"]["Frames Done"] == 3 and len(done["Progress"]["Files"]) == 3
+    assert done["Progress"]["Attempts"] == 1
+
+
 #: The dawn test's clock: started this long before the night's end (the plan's last instant),
 #: at this speed.
 BEFORE_DAWN, DAWN_SPEED = timedelta(minutes=8), 30

@@ -9,7 +9,7 @@ arrives or is cancelled):
    only while it is open;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
-   target of opportunity does not count), then fails, its frames to analyse (``Output:
+   target of opportunity or by the dome, closing or closed, does not count), then fails, its frames to analyse (``Output:
    Analysis``) handed to the preprocessor all the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall Timeout`` (and
    one exposure's time: a frame being exposed reports nothing until it is read out) is
    stopped and retried; an order dispatched and not yet running, or interrupted by a target of
@@ -358,7 +358,9 @@ class Dispatcher:
     def _retry(self, record, state, message, progress):
         attempts = progress.get("Attempts", 1)
         if state == INTERRUPTED and progress.pop("Interrupted By", None):
-            progress["Attempts"] = attempts - 1  # a target of opportunity's turn is not a try
+            # A target of opportunity's turn, or the dome closing, is not a try: the telescope
+            # says who stopped the order.
+            progress["Attempts"] = attempts - 1
             self.handler.transition(record.id, QUEUED, f"interrupted ({message}); queued "
                                     "again", only_from=ACTIVE, progress=progress)
         elif attempts <= self.settings["Max Retries"]:

@@ -63,6 +63,13 @@ class DomeNotReady(Exception):
     """The dome is closed, unsafe, or its daemon does not answer."""
 
 
+#: ``Interrupted By`` of an order the dome stopped (closing, closed, unsafe): no fault of the
+#: order's, so the scheduler does not count it as a try, as for a target of opportunity's turn.
+BY_THE_DOME = "the dome"
+#: The ``User`` of the Park orders the dome daemon sends as it closes.
+DOME_USER = "dome"
+
+
 class TargetLow(Exception):
     """The target is below ``Telescope → Minimum Altitude`` now."""
 
@@ -83,7 +90,7 @@ class Job:
 
     def interrupt(self, reason, final_state=INTERRUPTED, by=None):
         """Stop the job; it ends in *final_state* with *reason* (*by*: the order that took
-        its place)."""
+        its place, or :data:`BY_THE_DOME`)."""
         if not self.stop.is_set():
             self.reason, self.final_state, self.interrupted_by = reason, final_state, by
             self.stop.set()
@@ -160,14 +167,15 @@ class Executor:
         if record is not None and record.state == QUEUED:
             self.preempt(record)
 
-    def park(self, reason, order_id=None):
-        """Interrupt the observation under way and park: a ``Park`` order (*order_id*), or
-        one its journal could not keep (``None``: the parking is only logged)."""
-        by = f" (Park order {order_id})" if order_id else ""
+    def park(self, reason, order_id=None, user=None):
+        """Interrupt the observation under way and park: a ``Park`` order (*order_id*, from
+        *user*), or one its journal could not keep (``None``: the parking is only logged)."""
+        which = f" (Park order {order_id})" if order_id else ""
         with self.orders.condition:
             job = self.orders.current
             if job is not None:
-                job.interrupt(f"{reason}{by}")
+                job.interrupt(f"{reason}{which}",
+                              by=BY_THE_DOME if user == DOME_USER else None)
             self._park_requests.append((reason, order_id))
             self.orders.condition.notify()
 
@@ -256,6 +264,8 @@ class Executor:
         except (DomeNotReady, TargetLow) as reason:
             taken = len(progress["Files"]) - files_before
             where = f"stopped after {taken} frame(s)" if taken else "not started"
+            if isinstance(reason, DomeNotReady):
+                progress["Interrupted By"] = BY_THE_DOME
             self.handler.transition(order_id, INTERRUPTED, f"{where}: {reason}",
                                     only_from={RUNNING}, progress=progress)
             if isinstance(reason, TargetLow):

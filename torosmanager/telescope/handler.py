@@ -106,7 +106,8 @@ class TelescopeHandler(Handler):
     def accepted(self, record):
         if record.wotype == "Park":
             self.transition(record.id, RUNNING, "parking: " + record.work_order["Reason"])
-            self.executor.park(record.work_order["Reason"], record.id)
+            self.executor.park(record.work_order["Reason"], record.id,
+                               record.work_order.get("User"))
             return
         self._run(record)
 
@@ -116,7 +117,7 @@ class TelescopeHandler(Handler):
             return None
         log.error("parking though the journal cannot keep the Park order: %s",
                   order["Reason"])
-        self.executor.park(order["Reason"])
+        self.executor.park(order["Reason"], user=order.get("User"))
         return "the telescope is parking"
 
     def resubmitted(self, record):
