@@ -8,11 +8,10 @@ were never calibrated.
 
 import os
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from conftest import EVENING
 from observatory import ended, open_dome, settings, status, step, wait_until
 from torosmanager.client import status_of
 from torosmanager.hand_offs import hand_over
@@ -173,7 +172,7 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
                               Scheduler={"Max Retries": 0}))
     site.start("dome", "telescope", "scheduler")  # the preprocessor is down
     scheduler = site.proxy("scheduler")
-    scheduler.front_desk(dict(observation("short"), **{"Exposure Time": 600,
+    scheduler.front_desk(dict(observation("short"), **{"Exposure Time": 300,
                                                        "Number of Exposures": 3}))
     stop_the_telescope_after_the_first_frame(site, "short")
     failed = ended(scheduler, "short", "failed")
@@ -198,7 +197,7 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
     assert len(taken["File Location"]) == 1
     assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 0
 
-    scheduler.front_desk(dict(observation("raw"), **{"Exposure Time": 600,
+    scheduler.front_desk(dict(observation("raw"), **{"Exposure Time": 300,
                                                      "Number of Exposures": 3, "Output": "Raw"}))
     stop_the_telescope_after_the_first_frame(site, "raw")
     raw = ended(scheduler, "raw", "failed")
@@ -215,9 +214,12 @@ def test_the_frames_of_an_observation_whose_window_ends_in_the_queue_are_calibra
     site.start("preprocessor", "dome", "telescope", "scheduler")
     open_dome(site)
     scheduler = site.proxy("scheduler")
-    deadline = format_utc(EVENING + timedelta(hours=1))
+    # Time for the whole order (the planner plans none that cannot end in its window), from
+    # the scheduler's clock: the daemons may take seconds to start.
+    now = datetime.fromisoformat(scheduler.front_desk({"WOType": "Status"})["Now"])
+    deadline = format_utc(now + timedelta(minutes=25))
     scheduler.front_desk(dict(observation("expiring"), **{
-        "Exposure Time": 600, "Number of Exposures": 3, "Not After": deadline}))
+        "Exposure Time": 300, "Number of Exposures": 3, "Not After": deadline}))
     close_dome_after_the_first_frame(site, "expiring")
     ended(scheduler, "expiring", "failed")
     handed = wait_until(lambda: status(scheduler, "expiring")["Progress"].get(

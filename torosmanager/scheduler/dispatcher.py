@@ -9,9 +9,11 @@ arrives or is cancelled):
    only while it is open;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
-   target of opportunity or by the dome, closing or closed, does not count), then fails, its frames to analyse (``Output:
-   Analysis``) handed to the preprocessor all the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall Timeout`` (and
-   one exposure's time: a frame being exposed reports nothing until it is read out) is
+   target of opportunity, or by the dome closing after frames were taken, does not count),
+   then fails, its frames to analyse (``Output: Analysis``) handed to the preprocessor all
+   the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall
+   Timeout`` (and one exposure's time: a frame being exposed reports nothing until it is read
+   out) is
    stopped and retried; an order dispatched and not yet running, or interrupted by a target of
    opportunity and not yet shown so, is followed every ``Dispatched Follow Interval``; a done
    observation whose frames the telescope has yet to hand to the preprocessor is followed

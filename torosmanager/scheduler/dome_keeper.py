@@ -4,8 +4,8 @@ The dome daemon keeps the instrument safe by itself; the scheduler only tells it
 begins and ends, and proves it is alive (a dome that stops hearing the heartbeat closes):
 
 * :meth:`DomeKeeper.keep`, once per dispatcher tick: ask the dome daemon how the dome is (the
-  dispatcher sends observations only while it is open: the telescope would refuse them, each
-  refusal a try spent); with ``Manage Dome``, when it is dark (Sun below ``Sun Altitude``),
+  dispatcher sends observations only while it is open and safe: the telescope would refuse
+  them, each refusal a try spent); with ``Manage Dome``, when it is dark (Sun below ``Sun Altitude``),
   closed and safe, send it a Dome order to open, unless someone's Dome order closed it during
   this night (it then stays closed until a Dome order opens it, or the next night); when it is
   not dark and the dome is open, one to close, and park the telescope. One such order at a
@@ -106,7 +106,9 @@ class DomeKeeper:
             log.info("the dome daemon has heard no heartbeat yet: sending one now")
             self._heartbeat_due.set()
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
-        is_open = shutter == "open"
+        # Open as the telescope sees it before it exposes: open and safe (a shutter that
+        # could not close in the rain is open, and no place to observe).
+        is_open = shutter == "open" and dome.get("Safety", {}).get("Safe", False)
         changed = self.is_open is not None and is_open != self.is_open
         if changed:
             log.info("the dome is now %s: re-planning", shutter)

@@ -63,8 +63,9 @@ class DomeNotReady(Exception):
     """The dome is closed, unsafe, or its daemon does not answer."""
 
 
-#: ``Interrupted By`` of an order the dome stopped (closing, closed, unsafe): no fault of the
-#: order's, so the scheduler does not count it as a try, as for a target of opportunity's turn.
+#: ``Interrupted By`` of an order the dome stopped (its Park as it closes; closed or unsafe
+#: between frames): no fault of the order's, so the scheduler does not count it as a try, as
+#: for a target of opportunity's turn.
 BY_THE_DOME = "the dome"
 #: The ``User`` of the Park orders the dome daemon sends as it closes.
 DOME_USER = "dome"
@@ -264,7 +265,10 @@ class Executor:
         except (DomeNotReady, TargetLow) as reason:
             taken = len(progress["Files"]) - files_before
             where = f"stopped after {taken} frame(s)" if taken else "not started"
-            if isinstance(reason, DomeNotReady):
+            if isinstance(reason, DomeNotReady) and taken:
+                # Not started is a try: the scheduler sent it as the dome said it was open,
+                # and a telescope that keeps finding otherwise (a dome daemon it cannot reach)
+                # must not be sent the order for ever.
                 progress["Interrupted By"] = BY_THE_DOME
             self.handler.transition(order_id, INTERRUPTED, f"{where}: {reason}",
                                     only_from={RUNNING}, progress=progress)
