@@ -21,8 +21,8 @@ from alpaca.telescope import PierSide, Telescope  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
-from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, FILTER_NAMES, FIXED_DOME,  # noqa: E402
-                           FOCUS_OFFSETS, FOCUSER_POSITION, FOCUSER_TEMPERATURE, HOST, SITE,
+from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, DEVICE_TIMEOUT,  # noqa: E402
+                           FILTER_NAMES, FIXED_DOME, FOCUS_OFFSETS, FOCUSER_POSITION, FOCUSER_TEMPERATURE, HOST, SITE,
                            UNCOOLED_CAMERA, alpaca_server, simulators)
 from observatory import (ended, open_dome, settings, slit_and_wanted, status,  # noqa: E402
                          wait_until)
@@ -35,10 +35,13 @@ TARGET = {"RA": 30.0, "Dec": 85.0}
 FILTER = FILTER_NAMES[0]
 
 
-def open_site(simulators, make_site, enclosure=0, camera=None, focuser=None, **dome):
+def open_site(simulators, make_site, enclosure=0, camera=None, focuser=None,
+              timeout=DEVICE_TIMEOUT, **dome):
     """The daemons on the Alpaca devices (the dome *enclosure*, *camera* and *focuser*
-    settings, *dome* settings), the dome open."""
-    device = simulators.settings
+    settings, the devices' ``Timeout``, *dome* settings), the dome open."""
+    def device(number):
+        return simulators.settings(number, timeout=timeout)
+
     site = make_site(settings(
         speed=1,
         Telescope={"Mount": device(0), "Camera": camera or device(0), "Filter Wheel": device(0),
@@ -159,6 +162,49 @@ def test_a_mount_that_does_not_flip_is_asked_once(simulators, make_site):
     (flip,) = [step for step in steps if step.startswith("meridian flip: ")]
     assert steps[steps.index(flip) - 1] == "exposing 2/3"
     assert site.log("telescope").count("the mount did not flip") == 1
+
+
+#: The devices' ``Timeout`` in the test below: each waits that long at its daemon's start.
+SHORT_TIMEOUT = 2.0
+
+
+def test_devices_that_did_not_answer_at_the_start_are_connected_once_they_do(simulators,
+                                                                                make_site):
+    """The device server did not answer when the telescope and dome daemons started
+    (switched on later): every order failed, "not connected (connect() first)", and the dome
+    stayed closed, its safety monitor unread, until the daemons were restarted. The
+    telescope's devices are connected again before each order, the dome's every Check
+    Interval, and until then the health Status says why each is not."""
+    site = open_site(simulators, make_site, timeout=SHORT_TIMEOUT)
+    site.daemons.pop("telescope").stop()
+    site.daemons.pop("dome").stop()
+    with simulators.paused():
+        site.start("dome", "telescope")
+        camera = site.proxy("telescope").front_desk({"WOType": "Status"})["Devices"]["Camera"]
+        monitor = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"][
+            "Safety Monitor"]
+    for report, name, kind in ((camera, "camera", "camera"),
+                               (monitor, "safety monitor", "safetymonitor")):
+        assert report["Connected"] is False
+        assert report["Error"].startswith(f"cannot connect: {name} (Alpaca {kind} 0 at ")
+        assert f"no answer within {SHORT_TIMEOUT:g} s" in report["Error"]
+    telescope = site.proxy("telescope")
+
+    # The scheduler opens the dome once its safety monitor answers.
+    def dome_ready():
+        devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+        return devices["Safety"]["Safe"] and devices["Enclosure"]["Shutter"] == "open"
+
+    wait_until(dome_ready, "the dome to be safe and open again")
+    observe(site, "switched-on", **{"Calibration Frames": "No"})
+    result = ended(telescope, "switched-on", "done")
+    assert len(result["Progress"]["Files"]) == 1
+    for service, devices in (("telescope", ("mount", "camera", "filter wheel")),
+                             ("dome", ("dome", "safety monitor"))):
+        for device in devices:
+            assert f"the {device} answers now: connected" in site.log(service)
+    camera = telescope.front_desk({"WOType": "Status"})["Devices"]["Camera"]
+    assert camera["Connected"] is True and "Error" not in camera
 
 
 def test_a_camera_that_cannot_set_its_temperature_is_not_waited_for(simulators, make_site):

@@ -99,6 +99,34 @@ def test_a_server_that_stops_answering_mid_night(simulators):
     mount.disconnect()
 
 
+#: The hung camera's ``Timeout`` in the test below: long beside one request to a healthy device.
+HUNG_TIMEOUT = 3.0
+
+
+def test_a_device_that_never_answers_delays_no_other_device(simulators):
+    """alpyca holds one lock for the whole process across each request: a camera that no
+    longer answered held every other device's requests back by its whole timeout (the mount's
+    park by 26 s in a telescope daemon). Each device waits only for its own requests now."""
+    mount = AlpacaMount(simulators.settings(timeout=TIMEOUT), SITE)
+    mount.connect()
+    with silent_server() as port:
+        camera = AlpacaCamera(dead_settings(port, HUNG_TIMEOUT))
+        failed = []
+        waiting = threading.Thread(target=lambda: failed.append(failure(camera.connect)))
+        waiting.start()
+        try:
+            time.sleep(TIMEOUT / 2)  # the camera's request is sent, and waits for its answer
+            started = time.monotonic()
+            assert mount.state().parked
+            assert time.monotonic() - started < TIMEOUT
+        finally:
+            waiting.join()
+    message, seconds = failed[0]
+    assert f"no answer within {HUNG_TIMEOUT:g} s" in message
+    assert seconds >= HUNG_TIMEOUT * (1 - EARLY)
+    mount.disconnect()
+
+
 @EVERY_DRIVER
 def test_an_unknown_device_number(simulators, kind):
     make, device_type = DRIVERS[kind]

@@ -15,6 +15,7 @@ import xmlrpc.client
 
 from ..client import connect
 from ..devices import DeviceError, ShutterState, wait_for
+from ..devices.connections import Connections
 from ..devices.factory import dome_devices
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
@@ -45,6 +46,12 @@ class DomeHandler(Handler):
         super().__init__(config, journal, clock)
         self.settings = config["Dome"]
         self.enclosure, self.safety_monitor = dome_devices(config, clock)
+        # Connected at start; those whose server did not answer, again every Check Interval
+        # in a thread of their own (the guard's checks must not wait for them).
+        self.connections = Connections([("Enclosure", self.enclosure),
+                                        ("Safety Monitor", self.safety_monitor)])
+        self._stopping = threading.Event()
+        self._connector = threading.Thread(target=self._connect_later, name="connections")
         self.guard = SafetyGuard(self, memory=SafetyMemory(journal.path))
         self.workers = Workers("dome", DOME_WORKERS)
         self.closed_by = ""
@@ -110,6 +117,7 @@ class DomeHandler(Handler):
             report["Safety Monitor"] = self.safety_monitor.describe()
         except DeviceError as error:
             report["Safety Monitor"] = {"Connected": False, "Error": str(error)}
+        self.connections.add_errors(report)
         return report
 
     # --- executing orders ---------------------------------------------------------------
@@ -262,15 +270,20 @@ class DomeHandler(Handler):
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self):
-        for device in (self.enclosure, self.safety_monitor):
-            try:
-                device.connect()
-            except DeviceError as error:
-                log.error("cannot connect the %s: %s", device.name, error)
+        if self.connections.connect_missing():
+            self._connector.start()
         self.close_for_safety("the dome daemon started; it starts closed")
         super().start()
         self.guard.start()
         self.follower.start()
+
+    def _connect_later(self):
+        """Connect, every Check Interval, the devices that did not answer at start, until
+        every one has (the guard's next check reads the safety monitor then)."""
+        interval = self.clock.real_seconds(self.settings["Check Interval"])
+        while not self._stopping.wait(interval):
+            if not self.connections.connect_missing():
+                return
 
     def resume(self, record):
         if record.state in (ACCEPTED, QUEUED):
@@ -282,6 +295,9 @@ class DomeHandler(Handler):
 
     def stop(self):
         super().stop()
+        self._stopping.set()
+        if self._connector.is_alive():
+            self._connector.join()
         self.follower.stop()
         self.guard.stop()
         self.workers.stop()

@@ -245,6 +245,9 @@ class Executor:
             return  # cancelled a moment ago
         self.cool()  # again: a camera switched off and on has forgotten its setpoint
         try:
+            unconnected = self.handler.connect_devices()
+            if unconnected:
+                raise DeviceError("; ".join(unconnected))
             # Calibration frames need neither the sky nor the target: an attempt that has
             # only those left neither waits for the dome nor slews.
             if progress["Frames Done"] < progress["Frames Total"]:
@@ -869,6 +872,7 @@ class Executor:
     def _park_mount(self):
         """Stop whatever moves, park, and wait; the DeviceError that stopped it, or ``None``."""
         try:
+            self.handler.connect_devices()  # a mount switched on since: parked all the same
             self._abort()
             self.mount.start_park()
             wait_for(lambda: self.mount.state().parked,

@@ -21,13 +21,14 @@ import logging
 import os
 
 from ..devices import DeviceError
+from ..devices.connections import Connections
 from ..devices.factory import telescope_devices
+from ..hand_offs import HAND_OFF, HANDING, PENDING, PendingHandOffs
 from ..handler import Handler
 from ..journal import ACCEPTED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..night import Night
 from ..workorders import WorkOrderError, check_not_ended, format_utc, parse_utc, refuse
 from .executor import Executor
-from ..hand_offs import HAND_OFF, HANDING, PENDING, PendingHandOffs
 from .limits import check as check_limits, limits_of
 from .preview import preview_png
 
@@ -54,6 +55,8 @@ class TelescopeHandler(Handler):
                                                                                    clock)
         self.night = Night(config["Site"])
         self.filters = None  # the wheel's names, once it has answered
+        # Connected at start; those whose server did not answer, again before each order.
+        self.connections = Connections(self._devices_by_label())
         self.executor = Executor(self)
         self.hand_offs = PendingHandOffs(self)
 
@@ -151,6 +154,7 @@ class TelescopeHandler(Handler):
                 report[label] = device.describe()
             except DeviceError as error:
                 report[label] = {"Connected": False, "Error": str(error)}
+        self.connections.add_errors(report)
         try:
             pointing = self.mount.state()
             report["Pointing"] = {"RA": round(pointing.ra, 6), "Dec": round(pointing.dec, 6),
@@ -202,23 +206,26 @@ class TelescopeHandler(Handler):
 
     # --- life cycle ---------------------------------------------------------------------
 
-    def start(self):
-        for _, device in self._devices_by_label():
+    def connect_devices(self):
+        """Connect the devices not connected yet (see :class:`Connections`); read the filter
+        names once the wheel has answered. What keeps each device still unconnected from
+        connecting, naming it."""
+        failures = self.connections.connect_missing()
+        if self.filters is None and self.connections.connected("Filter Wheel"):
             try:
-                device.connect()
+                self.filters = list(self.filter_wheel.state().names)
             except DeviceError as error:
-                log.error("cannot connect the %s: %s (orders will fail until it answers)",
-                          device.name, error)
+                log.error("cannot read the filter names: %s (filters are not checked)", error)
+        return failures
+
+    def start(self):
+        self.connect_devices()
         self.executor.check_data_directory()
         self.executor.prepare_focus()
         self._check_the_focuser()
         if self.executor.cool():
             log.info("cooling the CCD to %g °C (Telescope → Camera → Cooling Setpoint)",
                      self.config["Telescope"]["Camera"]["Cooling Setpoint"])
-        try:
-            self.filters = list(self.filter_wheel.state().names)
-        except DeviceError as error:
-            log.error("cannot read the filter names: %s (filters are not checked)", error)
         # Tonight's ephemeris takes about a second to compute: do it now, not on the front desk.
         self.night.window(self.clock.now(), self.config["Observing"]["Sun Altitude Limit"])
         super().start()

@@ -8,12 +8,19 @@ wraps one alpyca device object so that
   :class:`requests.adapters.HTTPAdapter` mounted on the device's session that replaces alpyca's
   timeout with ours;
 * every failure becomes a :class:`DeviceError` whose message names the device (kind, Alpaca
-  device type and number, ``host:port``), the operation and the cause.
+  device type and number, ``host:port``), the operation and the cause;
+* a device that does not answer delays only its own requests. alpyca (3.1.3) holds one lock,
+  shared by every device of the process (``alpaca.device.Device._ctid_lock``), across each
+  HTTP request, though it guards only the count of client transaction IDs: a hung camera held
+  the mount's park back by 26 s, and the telescope daemon's Status by a minute.
+  :func:`_requests_per_device` puts in its place a lock per device, around its session.
 """
 
 import logging
+import threading
 
 import requests
+from alpaca import device as alpaca_device
 from alpaca import exceptions as alpaca_exceptions
 
 from ...workorders import shorten
@@ -52,7 +59,8 @@ REQUEST_ERRORS = ALPACA_ERRORS + NETWORK_ERRORS + MALFORMED_ANSWER_ERRORS
 
 
 class _TimeoutAdapter(requests.adapters.HTTPAdapter):
-    """An adapter that sends every request with one timeout, whatever the caller asked for.
+    """An adapter that sends every request with one timeout, whatever the caller asked for,
+    one request at a time (a device's threads share its session).
 
     Parameters
     ----------
@@ -64,10 +72,30 @@ class _TimeoutAdapter(requests.adapters.HTTPAdapter):
         # No retries: a retry would multiply the time a dead server takes to report.
         super().__init__(max_retries=0)
         self.timeout = timeout
+        self._lock = threading.Lock()
 
     def send(self, request, **kwargs):
         kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
+        with self._lock:
+            return super().send(request, **kwargs)
+
+
+class _TransactionCount:
+    """Stands in for alpyca's process-wide request lock: takes nothing, so that devices'
+    requests do not wait for one another. Two requests may then carry the same client
+    transaction ID, which Alpaca servers only log."""
+
+    def acquire(self, *args, **kwargs):
+        return True
+
+    def release(self):
+        pass
+
+
+def _requests_per_device():
+    """Let each device's requests wait only for that device's (see the module's docstring)."""
+    if not isinstance(alpaca_device.Device._ctid_lock, _TransactionCount):
+        alpaca_device.Device._ctid_lock = _TransactionCount()
 
 
 class AlpacaConnection:
@@ -95,6 +123,7 @@ class AlpacaConnection:
         self.device = device_class(self.address, self.number)
         #: The Alpaca device type, e.g. ``"telescope"``.
         self.device_type = self.device.device_type
+        _requests_per_device()
         session = self.device.rqs
         # Device traffic goes straight to the device: a proxy from the environment would only add
         # a place for requests to hang or be refused.
