@@ -21,6 +21,7 @@ from torosmanager.devices.indi import (
 # The helpers sit beside this file; make them importable however pytest was started.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from indi_server import (  # noqa: E402,F401
+    CAMERA_BINNING,
     DEVICES,
     PORT,
     SITE,
@@ -142,6 +143,36 @@ def test_a_lost_connection_fails_the_next_read_until_the_server_is_back(indi_ser
         assert server.get("filter wheel", "CONNECTION", "CONNECT") == "On"
     finally:
         wheel.disconnect()
+        server.stop()
+
+
+#: The short exposure, and the seconds its frame may take to come, of the test below.
+EXPOSURE, READOUT_TIMEOUT = 0.2, 10.0
+
+
+def test_a_camera_connected_again_by_a_restarted_server_is_set_up_again(indi_server, tmp_path):
+    """A restarted INDI server forgets the camera's binning (4×4 here; its default is 1×1):
+    the driver connected the device again, and its frames came full size while the driver,
+    and so the FITS headers, still said 4×4. The camera is set up again before its first
+    exposure after the device was connected again."""
+    server = IndiServer(tmp_path, kinds=("camera",), port=PORT + 2).start().prepare()
+    camera = IndiCamera(server.settings("camera", Timeout=TIMEOUT))
+    try:
+        camera.connect()
+        assert camera.info().binning == CAMERA_BINNING
+        server.stop()
+        server.start()
+        server.wait_for("camera", "CONNECTION", "CONNECT", "On", timeout=RECONNECT_TIMEOUT)
+        server.wait_for("camera", "CCD_INFO", "CCD_MAX_X")
+        camera.start_exposure(EXPOSURE, FrameType.LIGHT)
+        info = camera.info()
+        assert info.binning == int(server.get("camera", "CCD_BINNING", "HOR_BIN")) == 1
+        assert info.width == int(server.get("camera", "CCD_INFO", "CCD_MAX_X"))
+        wait_for(lambda: camera.state().image_ready, EXPOSURE + READOUT_TIMEOUT, "the frame",
+                 POLL_INTERVAL)
+        assert camera.image().shape == (info.height, info.width)
+    finally:
+        camera.disconnect()
         server.stop()
 
 

@@ -152,8 +152,8 @@ def test_connect_switches_a_low_precision_mount_to_high_precision(simulator, mou
     assert report["Driver"] == "lx200" and report["Connected"] is True
     assert report["URL"] == simulator.url and report["Dialect"] == simulator.dialect
     assert report["Precision"] == "high"
-    # The mount itself now answers in high precision (HH:MM:SS#).
-    assert raw_request(simulator.port, b":GR#", 9)[2:3] == b":"
+    # The mount itself now answers in high precision (HH:MM:SS#, not HH:MM.T#).
+    assert raw_request(simulator.port, b":GR#", 9)[5:6] == b":"
 
 
 @pytest.mark.parametrize("own_simulator", [("onstep", "--precision", "high")], indirect=True)
@@ -176,6 +176,22 @@ def test_a_disconnected_mount_reports_not_connected_and_refuses_requests(simulat
 
 
 # --- Slewing ------------------------------------------------------------------------------
+
+@in_each_dialect()
+def test_a_mount_back_in_low_precision_is_switched_to_high_again_before_a_slew(simulator,
+                                                                             mount):
+    """A mount switched off and on answers in low precision again (here :U# sent behind the
+    driver's back does the same): its targets went out rounded to 0.1 minute of RA and 1' of
+    Dec, and no warning said so, until the daemon was restarted. Each slew checks first."""
+    raw_request(simulator.port, b":U#", 0)
+    assert raw_request(simulator.port, b":GR#", 8)[5:6] == b"."  # HH:MM.T#: low precision
+    ra, dec = target_at(60, 120)
+    mount.start_slew(ra, dec)
+    assert mount.describe()["Precision"] == "high"
+    assert raw_request(simulator.port, b":GR#", 9)[5:6] == b":"  # HH:MM:SS#
+    wait_until(lambda: not mount.state().slewing, "the slew to end")
+    assert separation(mount.state(), ra, dec) < POINTING_TOLERANCE
+
 
 @in_each_dialect()
 def test_a_slew_is_reported_while_under_way_and_ends_tracking_on_the_target(mount):

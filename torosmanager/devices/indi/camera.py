@@ -81,14 +81,23 @@ class IndiCamera(Camera):
         self.connection = IndiConnection(self.kind, device_settings, blobs=True)
         self.read_noise = float(device_settings.get(READ_NOISE_SETTING) or UNKNOWN_READ_NOISE)
         self._info = None
+        # The connection's reconnections when the camera was last set up (see _set_up).
+        self._set_up_at = None
         # The BLOB count before the exposure under way, and its length; None before any.
         self._blobs_before = None
         self._duration = 0.0
 
     def connect(self):
+        self.connection.connect(required=(EXPOSURE, INFO, IMAGE))
+        self._set_up("connecting")
+
+    def _set_up(self, operation):
+        """Read the camera's description and binning; ask for full frames, FITS, and images
+        sent to this client. Done again before the first exposure after the device was
+        connected again (a restarted server forgets its binning and frame): the frames and
+        their headers then say what the camera does, not what it did."""
         connection = self.connection
-        connection.connect(required=(EXPOSURE, INFO, IMAGE))
-        operation = "connecting"
+        reconnections = connection.reconnections
         info_reading = connection.read(INFO, operation)
         info = info_reading.values
         binning = connection.optional(BINNING, operation)
@@ -119,6 +128,7 @@ class IndiCamera(Camera):
             max_adu=int(2 ** bits - 1),
         )
         self._blobs_before = None
+        self._set_up_at = reconnections
         logger.info("%s: %s", connection.label, self._info)
 
     def _prefer(self, standard, member, operation):
@@ -174,6 +184,10 @@ class IndiCamera(Camera):
         duration = float(seconds)
         operation = f"starting a {duration:g} s {frame_type.value} exposure"
         connection.require_connected(operation)
+        if connection.reconnections != self._set_up_at:
+            logger.info("%s was connected again since its set-up: reading its binning and "
+                        "frame again", connection.label)
+            self._set_up(operation)
         exposure = connection.read(EXPOSURE, operation)
         shortest = exposure.limits.get("CCD_EXPOSURE_VALUE", (0.0, 0.0))[0]
         # A camera that cannot expose for 0 s (a bias) takes its shortest exposure.

@@ -186,6 +186,9 @@ class IndiConnection:
         self.blobs = blobs
         #: Whether :meth:`connect` succeeded (and :meth:`disconnect` has not been called since).
         self.connected = False
+        #: How many times the device came back disconnected (a restarted server) and was
+        #: connected again: a driver whose set-up the device forgot then does it again.
+        self.reconnections = 0
         # True while connect() runs: its own requests are allowed before `connected`.
         self._connecting = False
         self._connected_at = float("-inf")  # time.monotonic() when connect() succeeded
@@ -370,6 +373,8 @@ class IndiConnection:
             # The device came back disconnected (a restarted server): connect it again.
             logger.warning("%s: the device is disconnected on the server; connecting it again",
                            self.label)
+            with self._changed:
+                self.reconnections += 1
             await self._client.send_newVector(self.device_name, event.vectorname,
                                               members={CONNECT: ON})
 

@@ -68,19 +68,26 @@ class Lx200Mount(Mount):
         connection = self.connection
         connection.open()
         try:
-            self.precision = self._read_ra()[1]
-            if self.precision is Precision.LOW:
-                connection.request(":U#", NO_REPLY, "switching to high precision (:U#)")
-                self.precision = self._read_ra()[1]
-                if self.precision is Precision.LOW:
-                    logger.warning("%s stays in low precision after :U#; pointing is to 0.1 "
-                                   "minute of RA and 1' of Dec", connection.label)
+            self._high_precision()
             self._read_dec()
             self.dialect.on_connect()
         except DeviceError:
             connection.close()
             raise
         logger.info("%s: connected, %s precision", connection.label, self.precision.value)
+
+    def _high_precision(self):
+        """Ask for high precision if the mount answers in low (``:U#`` toggles it); learn the
+        precision it answers in. Done at connect and before each slew: a mount switched off
+        and on (its port reopened) is back in low precision."""
+        connection = self.connection
+        self.precision = self._read_ra()[1]
+        if self.precision is Precision.LOW:
+            connection.request(":U#", NO_REPLY, "switching to high precision (:U#)")
+            self.precision = self._read_ra()[1]
+            if self.precision is Precision.LOW:
+                logger.warning("%s stays in low precision after :U#; pointing is to 0.1 "
+                               "minute of RA and 1' of Dec", connection.label)
 
     def disconnect(self):
         self.connection.close()
@@ -142,8 +149,9 @@ class Lx200Mount(Mount):
         if not status.tracking:
             # OnStep refuses a goto in standby; every mount should track at the target.
             self.dialect.set_tracking(True)
+        self._high_precision()
         ra_hours, mount_dec = icrs_to_apparent(ra, dec, self.location, now)
-        precision = self.precision or Precision.HIGH
+        precision = self.precision
         for command in (set_ra_command(ra_hours, precision),
                         set_dec_command(mount_dec, precision)):
             if not connection.ask(command, BOOLEAN, parse_boolean, operation):
