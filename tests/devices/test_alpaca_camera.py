@@ -1,5 +1,6 @@
 """The alpaca driver's camera against alpaca-simulators' camera (images rendered by cabaret)."""
 
+import logging
 import sys
 import xmlrpc.client
 from pathlib import Path
@@ -202,6 +203,19 @@ def test_abort_discards_the_exposure(camera):
     # alpaca-simulators' AbortExposure leaves its exposure task running, which then marks an
     # image ready; let it finish so that it cannot do that during the next test.
     wait_for_image(camera, DARK_SECONDS)
+
+
+def test_an_exposure_left_under_way_is_aborted_before_the_next(camera, caplog):
+    """An exposure left under way (an order stopped while the camera did not answer its
+    abort): the next order failed at once, the camera refusing to start while not idle. It
+    is aborted first, saying so."""
+    camera.start_exposure(DARK_SECONDS, FrameType.DARK)
+    with caplog.at_level(logging.WARNING):
+        camera.start_exposure(DARK_SECONDS, FrameType.DARK)
+    assert "an exposure was left under way; aborting it first" in caplog.text
+    assert camera.state().exposing
+    wait_for_image(camera, DARK_SECONDS)
+    assert camera.image().shape == (camera.info().height, camera.info().width)
 
 
 def test_an_exposure_the_camera_refuses(simulators, camera):

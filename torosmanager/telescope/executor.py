@@ -873,8 +873,10 @@ class Executor:
         """Stop whatever moves, park, and wait; the DeviceError that stopped it, or ``None``."""
         try:
             self.handler.connect_devices()  # a mount switched on since: parked all the same
-            self._abort()
+            self._abort(self.mount)
             self.mount.start_park()
+            # Once the mount is on its way: a camera that does not answer holds nothing back.
+            self._abort(self.camera)
             wait_for(lambda: self.mount.state().parked,
                      self.clock.real_seconds(self.settings["Slew Timeout"]), "the mount to park",
                      max(self.clock.real_seconds(self.settings["Poll Interval"]),
@@ -883,8 +885,9 @@ class Executor:
             return error
         return None
 
-    def _abort(self):
-        for device in (self.camera, self.mount):
+    def _abort(self, *devices):
+        """Stop *devices* (the mount's slew, the camera's exposure; default both)."""
+        for device in devices or (self.mount, self.camera):
             try:
                 device.abort()
             except DeviceError as error:

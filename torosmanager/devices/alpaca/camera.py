@@ -16,10 +16,14 @@ from alpaca.camera import Camera as AlpacaCameraDevice
 from alpaca.camera import CameraStates, raise_alpaca_if
 from alpaca.exceptions import AlpacaRequestException, DriverException, InvalidOperationException
 
+from ..base import wait_for
 from ..camera import Camera, CameraInfo, CameraState, FrameType
 from .connection import AlpacaConnection
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between looks at a camera being aborted, until it is idle.
+IDLE_POLL_INTERVAL = 0.1
 
 #: Electrons per ADU when the camera does not report ``ElectronsPerADU``.
 DEFAULT_GAIN = 1.0
@@ -142,6 +146,14 @@ class AlpacaCamera(Camera):
             duration = max(duration, self._exposure_min)
         operation = f"starting a {duration:g} s {frame_type.value} exposure"
         connection.require_connected(operation)
+        if CameraStates(connection.get("CameraState")) in BUSY_STATES:
+            # Left under way by an order stopped while the camera did not answer its abort:
+            # the camera refuses a new exposure until it is idle.
+            logger.warning("%s: an exposure was left under way; aborting it first",
+                           connection.label)
+            self.abort()
+            wait_for(lambda: CameraStates(connection.get("CameraState")) not in BUSY_STATES,
+                     connection.timeout, f"{connection.label} to be idle", IDLE_POLL_INTERVAL)
         connection.run("StartExposure", duration, frame_type.shutter_open, operation=operation)
 
     def abort(self):
