@@ -153,18 +153,18 @@ def close_dome_after_the_first_frame(site, order_id):
     ended(site.proxy("dome"), "close", "done")
 
 
-def stop_the_telescope_after_the_first_frame(site, order_id):
-    """Wait for *order_id*'s first frame, then stop the telescope daemon and start it again:
-    the order is interrupted, and that counts as a try."""
+def kill_the_telescope_after_the_first_frame(site, order_id):
+    """Wait for *order_id*'s first frame, then kill the telescope daemon (kill -9) and start it
+    again: the order is interrupted, and that counts as a try (a stop would not)."""
     wait_until(lambda: (status_of(site.proxy("telescope"), order_id) or {}).get(
         "Progress", {}).get("Frames Done") == 1, f"the first frame of {order_id}")
-    site.daemons.pop("telescope").stop()
+    site.daemons.pop("telescope").kill()
     site.start("telescope")
 
 
 def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(make_site):
     """An observation that fails for good after taking frames (here its one try ends as the
-    telescope daemon stops) kept them on disk, never calibrated: a target of opportunity's
+    telescope daemon dies) kept them on disk, never calibrated: a target of opportunity's
     first frames were lost to the analysis. The scheduler hands them to the preprocessor
     itself, once it answers, and a restart of the scheduler meanwhile loses none. An
     observation whose output is raw frames hands nothing over."""
@@ -174,7 +174,7 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(dict(observation("short"), **{"Exposure Time": 300,
                                                        "Number of Exposures": 3}))
-    stop_the_telescope_after_the_first_frame(site, "short")
+    kill_the_telescope_after_the_first_frame(site, "short")
     failed = ended(scheduler, "short", "failed")
     assert failed["Message"] == ("interrupted at the telescope after 1 tries: the telescope "
                                  "daemon stopped during the observation; its 1 frame(s) wait "
@@ -199,7 +199,7 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
 
     scheduler.front_desk(dict(observation("raw"), **{"Exposure Time": 300,
                                                      "Number of Exposures": 3, "Output": "Raw"}))
-    stop_the_telescope_after_the_first_frame(site, "raw")
+    kill_the_telescope_after_the_first_frame(site, "raw")
     raw = ended(scheduler, "raw", "failed")
     assert "at the telescope after 1 tries" in raw["Message"]
     assert "preprocessor" not in raw["Message"] and "Hand-off" not in raw["Progress"]

@@ -590,6 +590,24 @@ def test_an_observation_the_dome_stops_does_not_spend_a_try(make_site):
     assert done["Progress"]["Attempts"] == 1
 
 
+def test_an_observation_under_way_when_the_telescope_daemon_is_stopped_spends_no_try(
+        make_site):
+    """``systemctl restart telescope`` (an upgrade) mid-observation: the order was interrupted,
+    a try spent, and with ``Max Retries: 0`` it failed. A stop is no fault of the order's; a
+    kill -9 still counts (tests/test_hand_offs.py), so that an order that crashes the daemon is
+    not tried for ever."""
+    site = night(make_site, Scheduler={"Max Retries": 0})
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("upgraded", *FIELDS["gal-a"], **{
+        "Exposure Time": 300, "Number of Exposures": 2}))
+    wait_until(lambda: (status_of(site.proxy("telescope"), "upgraded") or {}).get(
+        "Progress", {}).get("Frames Done") == 1, "the first frame")
+    site.daemons.pop("telescope").stop()
+    site.start("telescope")
+    done = ended(scheduler, "upgraded", "done")
+    assert done["Progress"]["Attempts"] == 1 and len(done["Progress"]["Files"]) == 2
+
+
 #: The dawn test's clock: started this long before the night's end (the plan's last instant),
 #: at this speed.
 BEFORE_DAWN, DAWN_SPEED = timedelta(minutes=8), 30

@@ -8,8 +8,9 @@ arrives or is cancelled):
    allows it, to close and park, with the telescope, when it is not; observations are sent
    only while it is open;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
-   observation goes back into the queue until ``Max Retries`` is spent (an interruption by a
-   target of opportunity, or by the dome closing after frames were taken, does not count),
+   observation goes back into the queue until ``Max Retries`` is spent (an interruption the
+   telescope says was not the order's doing, ``Interrupted By``, does not count: a target of
+   opportunity, the dome closing, a stop of the telescope daemon),
    then fails, its frames to analyse (``Output: Analysis``) handed to the preprocessor all
    the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall
    Timeout`` (and one exposure's time: a frame being exposed reports nothing until it is read
@@ -360,8 +361,8 @@ class Dispatcher:
     def _retry(self, record, state, message, progress):
         attempts = progress.get("Attempts", 1)
         if state == INTERRUPTED and progress.pop("Interrupted By", None):
-            # A target of opportunity's turn, or the dome closing, is not a try: the telescope
-            # says who stopped the order.
+            # A target of opportunity's turn, the dome closing or the telescope daemon's stop
+            # is not a try: the telescope says who stopped the order.
             progress["Attempts"] = attempts - 1
             self.handler.transition(record.id, QUEUED, f"interrupted ({message}); queued "
                                     "again", only_from=ACTIVE, progress=progress)

@@ -69,6 +69,11 @@ class DomeNotReady(Exception):
 BY_THE_DOME = "the dome"
 #: The ``User`` of the Park orders the dome daemon sends as it closes.
 DOME_USER = "dome"
+#: ``Interrupted By`` of an order under way when this daemon was stopped (systemctl stop or
+#: restart, an upgrade): no try either. One under way when it died (kill -9, a crash) is left
+#: running and found so at the next start: that is a try, so that an order that crashes the
+#: daemon is not tried for ever.
+BY_A_STOP = "a stop of the telescope daemon"
 
 
 class TargetLow(Exception):
@@ -186,7 +191,8 @@ class Executor:
             timer.cancel()
         job = self.orders.stop()
         if job is not None:
-            job.interrupt("the telescope daemon stopped during the observation")
+            job.interrupt("the telescope daemon stopped during the observation",
+                          by=BY_A_STOP)
         if self._thread.is_alive():
             self._thread.join()
         if self.focus_memory is not None:
