@@ -631,6 +631,36 @@ def test_at_dawn_the_dome_closes_once_the_planned_night_is_over_not_a_grid_step_
     assert "dark and safe: opening the dome" in site.log("scheduler")
 
 
+#: A field near the meridian at dawn on the simulated night (LST about 8.8 h at CTMO).
+AT_DAWN = (130.0, 30.0)
+
+
+def test_an_observation_the_night_s_end_stops_spends_no_try(make_site):
+    """At dawn the scheduler closes the dome and parks the telescope, and the observation
+    under way (here still waiting for its CCD to cool) is interrupted. Whose Park reached the
+    telescope first, the closing dome's or the scheduler's, decided whether that was a try:
+    with ``Max Retries: 0`` the order failed. It is none; the order waits for the next night."""
+    from torosmanager.config import default_config
+    from torosmanager.night import Night
+
+    defaults = default_config()
+    dawn = Night(defaults["Site"]).window(EVENING, defaults["Observing"]["Sun Altitude"]).end
+    site = night(make_site, Clock=simulated_clock(dawn - BEFORE_DAWN, DAWN_SPEED),
+                 Scheduler={"Max Retries": 0},
+                 Telescope={"Camera": {"Cooling Setpoint": -40.0, "Cooling Timeout": 3600.0}},
+                 Simulator={"Cooling Rate": 0.1})
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("at-dawn", *AT_DAWN, **{"Number of Exposures": 1}))
+    wait_until(lambda: step(site.proxy("telescope"), "at-dawn").startswith("cooling the CCD"),
+               "the order to wait for its CCD")
+    stopped = wait_until(lambda: [entry for entry in status(site.proxy("telescope"), "at-dawn")[
+        "History"] if entry["Status"] == "interrupted"], "dawn to stop the order")
+    assert stopped[0]["Reason"].startswith(("dawn", "dome closing: dawn")), stopped
+    wait_until(lambda: status(scheduler, "at-dawn")["Status"] == "queued",
+               "the order to wait for the next night")
+    assert status(scheduler, "at-dawn")["Progress"]["Attempts"] == 0
+
+
 def test_a_cancel_the_telescope_did_not_hear_is_told_when_it_answers_even_after_a_restart(
         make_site):
     """A Cancel of a dispatched order was sent to the telescope once: one it did not hear (the

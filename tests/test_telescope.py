@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -20,6 +21,7 @@ from torosmanager.devices.dome import azimuth_separation
 from torosmanager.devices.simulator.camera import CCD_TEMPERATURE
 from torosmanager.devices.simulator.frames import FrameModel
 from torosmanager.examples import MANUAL_OBSERVATION
+from torosmanager.launcher import free_port
 from torosmanager.night import Night
 from torosmanager.workorders import FaultCode
 
@@ -291,6 +293,47 @@ def test_a_closed_dome_interrupts_instead_of_exposing(make_site):
     result = ended(site.proxy("telescope"), "blind", "interrupted")
     assert result["Message"].startswith("not started: the dome reports unsafe conditions")
     assert "no heartbeat from the scheduler yet" in result["Message"]
+
+
+def test_a_focuser_that_does_not_answer_does_not_fail_the_observations(make_site):
+    """An optional focuser whose server is off (no focus model uses it): the devices not
+    connected at start are tried again before each order, and every observation failed
+    "cannot connect the focuser". Only the mount, camera and filter wheel are needed."""
+    focuser = {"Driver": "alpaca", "Host": "127.0.0.1", "Port": free_port(),
+               "Device Number": 0, "Timeout": 1.0}
+    site = make_site(settings(Telescope={"Focuser": focuser}))
+    site.start("dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(observation("unfocused"))
+    assert len(ended(telescope, "unfocused", "done")["Progress"]["Files"]) == 1
+    report = telescope.front_desk({"WOType": "Status"})["Devices"]["Focuser"]
+    assert report["Connected"] is False
+    assert report["Error"].startswith("cannot connect: focuser (Alpaca focuser 0 at ")
+
+
+#: The ``Timeout`` of a camera that never answers, in the test below: long beside a park.
+HUNG_CAMERA_TIMEOUT = 5.0
+
+
+def test_a_park_does_not_wait_for_a_camera_that_never_answered(make_site):
+    """The camera's server accepts connections and never answers: every Park first tried to
+    connect it again, and waited its whole Timeout before the mount moved (the dome's Park as
+    it closes for rain). A Park tries the mount alone, and aborts no device that never
+    connected."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        camera = {"Driver": "alpaca", "Host": "127.0.0.1", "Port": hung.getsockname()[1],
+                  "Device Number": 0, "Timeout": HUNG_CAMERA_TIMEOUT}
+        site = make_site(settings(Telescope={"Camera": camera})).start("telescope")
+        telescope = site.proxy("telescope")
+        started = time.monotonic()
+        telescope.front_desk({"ID": "stow", "WOType": "Park", "Reason": "test", "User": "test"})
+        ended(telescope, "stow", "done")
+        assert time.monotonic() - started < HUNG_CAMERA_TIMEOUT / 2
+        assert "could not abort the camera" not in site.log("telescope")
+        site.stop()
 
 
 def test_a_dome_closed_between_frames_stops_the_order_after_the_frames_taken(make_site):

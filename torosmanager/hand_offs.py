@@ -50,10 +50,11 @@ def hand_off_id(order_id, files):
     return order_id[:MAX_ID_CHARACTERS - len(suffix)] + suffix
 
 
-def hand_over(config, order_id, files, priority):
+def hand_over(config, order_id, files, priority, user="telescope"):
     """Hand *files* of observation *order_id* to the preprocessor as a Preprocessing order
     (:func:`hand_off_id`) of the observation's *priority* (a target of opportunity's frames
-    are calibrated before the night's other frames waiting); its receipt.
+    are calibrated before the night's other frames waiting), from *user* (the daemon that
+    sends it); its receipt.
 
     Raises
     ------
@@ -63,7 +64,7 @@ def hand_over(config, order_id, files, priority):
         It refused them, which trying again would not change.
     """
     order = {"ID": hand_off_id(order_id, files), "WOType": "Preprocessing",
-             "File Location": files, "User": "telescope", "Priority": priority}
+             "File Location": files, "User": user, "Priority": priority}
     try:
         return connect(config, "preprocessor").front_desk(order)
     except xmlrpc.client.Fault as fault:
@@ -119,7 +120,8 @@ class PendingHandOffs:
         ``Hand-off: pending`` (the order is added to the pending ones: journal its end with
         that *progress*)."""
         try:
-            receipt = hand_over(self.handler.config, order_id, files, priority)
+            receipt = hand_over(self.handler.config, order_id, files, priority,
+                                self.handler.service)
         except NotNow as error:
             # The night goes on: the frames are handed over once the preprocessor answers.
             log.warning("[WO %s] the preprocessor does not answer (%s): its frames are handed "
@@ -181,7 +183,7 @@ class PendingHandOffs:
         del progress[HAND_OFF]
         try:
             receipt = hand_over(self.handler.config, order_id, progress["Files"],
-                                record.priority)
+                                record.priority, self.handler.service)
         except NotNow as error:
             self._outage.failed("the preprocessor still does not answer (%s): %d hand-off(s) "
                                 "pending", error, self.count())

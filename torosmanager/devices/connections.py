@@ -33,27 +33,34 @@ class Connections:
         self._connecting = threading.Lock()  # one connect_missing at a time
         self._lock = threading.Lock()        # the lists, never held while a device is asked
 
-    def connect_missing(self):
+    def connect_missing(self, only=None):
         """Connect each device not connected yet; said once when one cannot be, and once
         when it is.
 
+        Parameters
+        ----------
+        only : Device, optional
+            Connect that device alone, if it is not connected (a mount to park: the others
+            may take their whole Timeout).
+
         Returns
         -------
-        list of str
-            What keeps each device still unconnected from connecting, naming it, e.g.
+        dict
+            For each device still unconnected, what keeps it from connecting, naming it, e.g.
             ``"cannot connect the camera: …"``.
         """
-        failures = []
+        failures = {}
         with self._connecting:
             with self._lock:
-                pending = list(self._unconnected)
+                pending = [(label, device) for label, device in self._unconnected
+                           if only is None or device is only]
             for label, device in pending:
                 try:
                     device.connect()
                 except DeviceError as error:
                     with self._lock:
                         self._errors[label] = f"cannot connect: {error}"
-                    failures.append(f"cannot connect the {device.name}: {error}")
+                    failures[device] = f"cannot connect the {device.name}: {error}"
                     self._outages[label].failed("cannot connect the %s: %s (tried again until "
                                                 "it answers)", device.name, error)
                 else:
@@ -63,10 +70,10 @@ class Connections:
                     self._outages[label].answered("the %s answers now: connected", device.name)
         return failures
 
-    def connected(self, label):
-        """Whether the device of *label* has connected."""
+    def connected(self, device):
+        """Whether *device* has connected."""
         with self._lock:
-            return all(each != label for each, _ in self._unconnected)
+            return all(each is not device for _, each in self._unconnected)
 
     def add_errors(self, report):
         """Give each device of *report* (label -> its health report) not connected yet the

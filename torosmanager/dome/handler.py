@@ -51,7 +51,10 @@ class DomeHandler(Handler):
         self.connections = Connections([("Enclosure", self.enclosure),
                                         ("Safety Monitor", self.safety_monitor)])
         self._stopping = threading.Event()
-        self._connector = threading.Thread(target=self._connect_later, name="connections")
+        # Not joined at stop: a connect under way may take the device's whole Timeout, and the
+        # daemon must close the dome and exit within systemd's stop timeout.
+        self._connector = threading.Thread(target=self._connect_later, name="connections",
+                                           daemon=True)
         self.guard = SafetyGuard(self, memory=SafetyMemory(journal.path))
         self.workers = Workers("dome", DOME_WORKERS)
         self.closed_by = ""
@@ -296,8 +299,6 @@ class DomeHandler(Handler):
     def stop(self):
         super().stop()
         self._stopping.set()
-        if self._connector.is_alive():
-            self._connector.join()
         self.follower.stop()
         self.guard.stop()
         self.workers.stop()

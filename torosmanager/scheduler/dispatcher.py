@@ -10,7 +10,7 @@ arrives or is cancelled):
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent (an interruption the
    telescope says was not the order's doing, ``Interrupted By``, does not count: a target of
-   opportunity, the dome closing, a stop of the telescope daemon),
+   opportunity, the dome closing, a stop of the telescope daemon; nor does one at dawn),
    then fails, its frames to analyse (``Output: Analysis``) handed to the preprocessor all
    the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall
    Timeout`` (and one exposure's time: a frame being exposed reports nothing until it is read
@@ -360,9 +360,11 @@ class Dispatcher:
 
     def _retry(self, record, state, message, progress):
         attempts = progress.get("Attempts", 1)
-        if state == INTERRUPTED and progress.pop("Interrupted By", None):
-            # A target of opportunity's turn, the dome closing or the telescope daemon's stop
-            # is not a try: the telescope says who stopped the order.
+        stopped_by = progress.pop("Interrupted By", None) if state == INTERRUPTED else None
+        if state == INTERRUPTED and (stopped_by or self._night_over()):
+            # Not a try: a target of opportunity's turn, the dome closing, the telescope
+            # daemon's stop (the telescope says who stopped the order), or dawn (this
+            # daemon's own Park may reach the telescope before the closing dome's).
             progress["Attempts"] = attempts - 1
             self.handler.transition(record.id, QUEUED, f"interrupted ({message}); queued "
                                     "again", only_from=ACTIVE, progress=progress)
@@ -376,6 +378,11 @@ class Dispatcher:
                        progress, only_from=ACTIVE)
         self._forget(record.id)
         self.wake()
+
+    def _night_over(self):
+        """Whether this daemon closes the dome for the night's end now (``Manage Dome``)."""
+        return self.settings["Manage Dome"] and not self.planner.night.is_dark(
+            self.clock.now(), self.observing["Sun Altitude"])
 
     def _fail(self, record, message, progress, only_from):
         """End observation *record* failed for good, handing the frames it took to the

@@ -108,10 +108,11 @@ class DomeKeeper:
         shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
         # Open as the telescope sees it before it exposes: open and safe (a shutter that
         # could not close in the rain is open, and no place to observe).
-        is_open = shutter == "open" and dome.get("Safety", {}).get("Safe", False)
+        safe = dome.get("Safety", {}).get("Safe", False)
+        is_open = shutter == "open" and safe
         changed = self.is_open is not None and is_open != self.is_open
         if changed:
-            log.info("the dome is now %s: re-planning", shutter)
+            log.info("the dome is now %s%s: re-planning", shutter, "" if safe else ", unsafe")
         self.is_open = is_open
         if not manage:  # someone else opens and closes it
             return is_open, changed

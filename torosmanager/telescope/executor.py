@@ -251,9 +251,12 @@ class Executor:
             return  # cancelled a moment ago
         self.cool()  # again: a camera switched off and on has forgotten its setpoint
         try:
+            # Those an observation needs: a focuser that does not answer only leaves the
+            # focus where it is.
             unconnected = self.handler.connect_devices()
-            if unconnected:
-                raise DeviceError("; ".join(unconnected))
+            needed = [why for device, why in unconnected.items() if device is not self.focuser]
+            if needed:
+                raise DeviceError("; ".join(needed))
             # Calibration frames need neither the sky nor the target: an attempt that has
             # only those left neither waits for the dome nor slews.
             if progress["Frames Done"] < progress["Frames Total"]:
@@ -878,7 +881,9 @@ class Executor:
     def _park_mount(self):
         """Stop whatever moves, park, and wait; the DeviceError that stopped it, or ``None``."""
         try:
-            self.handler.connect_devices()  # a mount switched on since: parked all the same
+            # A mount switched on since is parked all the same (the other devices are not
+            # waited for: one that does not answer takes its whole Timeout).
+            self.handler.connect_devices(only=self.mount)
             self._abort(self.mount)
             self.mount.start_park()
             # Once the mount is on its way: a camera that does not answer holds nothing back.
@@ -892,8 +897,11 @@ class Executor:
         return None
 
     def _abort(self, *devices):
-        """Stop *devices* (the mount's slew, the camera's exposure; default both)."""
+        """Stop *devices* (the mount's slew, the camera's exposure; default both); one that
+        never connected has nothing under way."""
         for device in devices or (self.mount, self.camera):
+            if not self.handler.connections.connected(device):
+                continue
             try:
                 device.abort()
             except DeviceError as error:

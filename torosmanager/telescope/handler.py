@@ -206,12 +206,12 @@ class TelescopeHandler(Handler):
 
     # --- life cycle ---------------------------------------------------------------------
 
-    def connect_devices(self):
-        """Connect the devices not connected yet (see :class:`Connections`); read the filter
-        names once the wheel has answered. What keeps each device still unconnected from
-        connecting, naming it."""
-        failures = self.connections.connect_missing()
-        if self.filters is None and self.connections.connected("Filter Wheel"):
+    def connect_devices(self, only=None):
+        """Connect the devices not connected yet, or *only* that one (see
+        :meth:`Connections.connect_missing`); read the filter names once the wheel has
+        answered. For each device still unconnected, what keeps it from connecting."""
+        failures = self.connections.connect_missing(only)
+        if self.filters is None and self.connections.connected(self.filter_wheel):
             try:
                 self.filters = list(self.filter_wheel.state().names)
             except DeviceError as error:
