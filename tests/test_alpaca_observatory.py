@@ -22,8 +22,9 @@ from alpaca.telescope import PierSide, Telescope  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from alpaca_server import (CAMERA_HEIGHT, CAMERA_WIDTH, DEVICE_TIMEOUT,  # noqa: E402
-                           FILTER_NAMES, FIXED_DOME, FOCUS_OFFSETS, FOCUSER_POSITION, FOCUSER_TEMPERATURE, HOST, SITE,
-                           UNCOOLED_CAMERA, alpaca_server, simulators)
+                           FILTER_NAMES, FIXED_DOME, FOCUS_OFFSETS, FOCUSER_POSITION,
+                           FOCUSER_TEMPERATURE, HOST, SITE, UNCOOLED_CAMERA, alpaca_server,
+                           simulators)
 from observatory import (ended, open_dome, settings, slit_and_wanted, status,  # noqa: E402
                          wait_until)
 from torosmanager.ephemeris import apparent_sidereal_time, julian_dates  # noqa: E402

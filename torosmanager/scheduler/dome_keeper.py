@@ -5,11 +5,11 @@ begins and ends, and proves it is alive (a dome that stops hearing the heartbeat
 
 * :meth:`DomeKeeper.keep`, once per dispatcher tick: ask the dome daemon how the dome is (the
   dispatcher sends observations only while it is open and safe: the telescope would refuse
-  them, each refusal a try spent); with ``Manage Dome``, when it is dark (Sun below ``Sun Altitude``),
-  closed and safe, send it a Dome order to open, unless someone's Dome order closed it during
-  this night (it then stays closed until a Dome order opens it, or the next night); when it is
-  not dark and the dome is open, one to close, and park the telescope. One such order at a
-  time: the next waits until the dome daemon has ended it.
+  them, each refusal a try spent); with ``Manage Dome``, when it is dark (Sun below ``Sun
+  Altitude``), closed and safe, send it a Dome order to open, unless someone's Dome order
+  closed it during this night (it then stays closed until a Dome order opens it, or the next
+  night); when it is not dark and the dome is open, one to close, and park the telescope. One
+  such order at a time: the next waits until the dome daemon has ended it.
 * a thread sends a Heartbeat every ``Heartbeat Interval``, and at once when the dome daemon
   says it has heard none yet (it has just started, after the scheduler or again): its guard
   keeps the dome closed until the first one.

@@ -96,7 +96,7 @@ class Job:
 
     def interrupt(self, reason, final_state=INTERRUPTED, by=None):
         """Stop the job; it ends in *final_state* with *reason* (*by*: the order that took
-        its place, or :data:`BY_THE_DOME`)."""
+        its place, :data:`BY_THE_DOME` or :data:`BY_A_STOP`)."""
         if not self.stop.is_set():
             self.reason, self.final_state, self.interrupted_by = reason, final_state, by
             self.stop.set()
