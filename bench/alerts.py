@@ -152,8 +152,9 @@ def timed_steps(steps):
 
 def latency_overrides(clock, catalogue):
     """Scheduler + alerts: the night's clock, test alerts acted on, the catalogue configured;
-    no dome daemon (``Manage Dome: False``) and no telescope: the scheduler's dispatch of
-    these orders fails at once (connection refused), and they stay queued."""
+    no dome daemon (``Manage Dome: False``) and no telescope: the scheduler, which sends
+    observations only while the dome answers open, sends none of these orders, and they stay
+    queued."""
     return {"Clock": clock.settings(), "Scheduler": {"Manage Dome": False},
             "Alerts": {"Accept Test Alerts": True,
                        "Galaxy Catalog": alert_data.catalogue_settings(catalogue)}}
