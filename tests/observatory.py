@@ -50,6 +50,12 @@ def step(proxy, order_id):
     return answer["Progress"].get("Step", "") if answer is not None else ""
 
 
+def frames_done(proxy, order_id):
+    """Light frames *order_id* has taken so far (0 while the daemon does not know it yet)."""
+    answer = status_of(proxy, order_id)
+    return answer["Progress"].get("Frames Done", 0) if answer is not None else 0
+
+
 def ended(proxy, order_id, state):
     """Wait for *order_id* to reach *state*; fail early if it ends in another final state.
 

@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from observatory import ended, open_dome, settings, status, step, wait_until
-from torosmanager.client import status_of
+from observatory import ended, frames_done, open_dome, settings, status, step, wait_until
 from torosmanager.hand_offs import hand_over
 from torosmanager.workorders import format_utc
 
@@ -146,8 +145,7 @@ def close_dome_after_the_first_frame(site, order_id):
     """Wait for *order_id*'s first frame at the telescope, then close the dome by hand: the
     order is interrupted, and that is no try."""
     telescope = site.proxy("telescope")
-    wait_until(lambda: (status_of(telescope, order_id) or {}).get("Progress", {}).get(
-        "Frames Done") == 1, f"the first frame of {order_id}")
+    wait_until(lambda: frames_done(telescope, order_id) == 1, f"the first frame of {order_id}")
     site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close",
                                    "User": "operator"})
     ended(site.proxy("dome"), "close", "done")
@@ -156,8 +154,8 @@ def close_dome_after_the_first_frame(site, order_id):
 def kill_the_telescope_after_the_first_frame(site, order_id):
     """Wait for *order_id*'s first frame, then kill the telescope daemon (kill -9) and start it
     again: the order is interrupted, and that counts as a try (a stop would not)."""
-    wait_until(lambda: (status_of(site.proxy("telescope"), order_id) or {}).get(
-        "Progress", {}).get("Frames Done") == 1, f"the first frame of {order_id}")
+    wait_until(lambda: frames_done(site.proxy("telescope"), order_id) == 1,
+               f"the first frame of {order_id}")
     site.daemons.pop("telescope").kill()
     site.start("telescope")
 

@@ -11,8 +11,7 @@ from collections import Counter
 
 from astropy.io import fits
 
-from observatory import ended, settings, status, step, wait_until
-from torosmanager.client import status_of
+from observatory import ended, frames_done, settings, status, step, wait_until
 
 #: Simulated seconds per exposure: 3 s real at the tests' 100×, long enough to interrupt one.
 LONG_EXPOSURE = 300.0
@@ -72,12 +71,6 @@ def steps_after(history, marker):
     """The frame steps ``(kind, number)`` journaled after the last entry containing *marker*."""
     return [(match[1], int(match[2]))
             for match in map(FRAME_STEP.match, reasons_after(history, marker)) if match]
-
-
-def frames_done(proxy, order_id):
-    """Light frames *order_id* has taken so far (0 while the daemon does not know it yet)."""
-    answer = status_of(proxy, order_id)
-    return answer["Progress"].get("Frames Done", 0) if answer is not None else 0
 
 
 def assert_complete(site, done, expected):

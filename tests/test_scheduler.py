@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from conftest import EVENING, simulated_clock
-from observatory import ended, refusal, settings, status, step, wait_until
-from torosmanager.client import status_of
+from observatory import ended, frames_done, refusal, settings, status, step, wait_until
 from torosmanager.workorders import FaultCode
 
 #: Research targets high in the sky on the simulated evening, far from that night's Moon.
@@ -576,8 +575,7 @@ def test_an_observation_the_dome_stops_does_not_spend_a_try(make_site):
     dome.front_desk({"ID": "open", "WOType": "Dome", "Shutter": "Open"})
     scheduler.front_desk(observation("clouded", *FIELDS["gal-a"], **{
         "Exposure Time": 300, "Number of Exposures": 3}))
-    wait_until(lambda: (status_of(site.proxy("telescope"), "clouded") or {}).get(
-        "Progress", {}).get("Frames Done") == 1, "the first frame")
+    wait_until(lambda: frames_done(site.proxy("telescope"), "clouded") == 1, "the first frame")
     dome.front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close", "User": "operator"})
     wait_until(lambda: status(scheduler, "clouded")["Status"] == "queued",
                "the order to be queued again")
@@ -600,8 +598,7 @@ def test_an_observation_under_way_when_the_telescope_daemon_is_stopped_spends_no
     scheduler = site.proxy("scheduler")
     scheduler.front_desk(observation("upgraded", *FIELDS["gal-a"], **{
         "Exposure Time": 300, "Number of Exposures": 2}))
-    wait_until(lambda: (status_of(site.proxy("telescope"), "upgraded") or {}).get(
-        "Progress", {}).get("Frames Done") == 1, "the first frame")
+    wait_until(lambda: frames_done(site.proxy("telescope"), "upgraded") == 1, "the first frame")
     site.daemons.pop("telescope").stop()
     site.start("telescope")
     done = ended(scheduler, "upgraded", "done")
