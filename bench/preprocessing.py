@@ -112,9 +112,15 @@ GIGABYTE = 1e9
 #: The rows' names.
 FLOOR = "I/O floor: read raw, write float32,"
 OURS_BIAS = "ours: master bias (sigma-clipped mean), {workers} workers"
-OURS = "ours: calibrate, {workers} workers{writes}"
+OURS = ("ours: calibrate, a first job, its terms not prepared (a restart during the "
+        "observation), {workers} workers{writes}")
+OURS_PREPARED = ("ours: calibrate, a first job, its terms prepared at the observation's first "
+                 "frame (Prepare Calibration), {workers} workers{writes}")
 OURS_LATER = ("ours: calibrate, a later job of the night (the terms kept from the job before), "
               "{workers} workers{writes}")
+#: The timed stages of ours, and the short name of each in the round-by-round table.
+OURS_JOBS = {"pipeline": "first job, not prepared", "pipeline-prepared": "first job, prepared",
+             "pipeline-later": "later job"}
 
 
 # --- the parent: runs the stages, samples memory, prints the table ----------------------------
@@ -177,6 +183,7 @@ def bench_size(arguments, size):
                  "floor-n-direct": f"{FLOOR} around the page cache (O_DIRECT), {workers} "
                                    "processes",
                  "pipeline": OURS.format(workers=workers, writes=writes),
+                 "pipeline-prepared": OURS_PREPARED.format(workers=workers, writes=writes),
                  "pipeline-later": OURS_LATER.format(workers=workers, writes=writes)}
         runs = {name: [] for name in names}
         for _ in range(arguments.repeat):
@@ -185,7 +192,9 @@ def bench_size(arguments, size):
         # The owned memory in one more run of each, untimed: reading it perturbs the stage.
         memory = {name: stage_in_child(arguments, name, size) for name in names}
         for name, what in names.items():
-            timed.append(row(size, what, runs[name], frames, memory=memory[name]))
+            timed.append(dict(row(size, what, runs[name], frames, memory=memory[name]),
+                              job=OURS_JOBS.get(name),
+                              prepare=[run.get("prepare_seconds") for run in runs[name]]))
         # The naive stages come after the timed runs: at 10560² the round right after
         # ccdproc.combine (4-7 GB) was slower (bench/README.md).
         if not arguments.skip_naive:
@@ -301,17 +310,15 @@ def rounds_table(rows):
     """Ours beside the faster floor, round by round. A round runs the floors and ours one after
     the other, seconds apart, so its ratio compares them in the same state of the machine;
     the medians' ratio above pairs runs minutes apart."""
-    def kind(each):
-        return "later" if "later job" in each["what"] else "first"
-
-    ours = sorted((each for each in rows if each["what"].startswith("ours: calibrate")),
-                  key=kind)
-    kinds = sorted({kind(each) for each in ours})
+    order = list(OURS_JOBS.values())
+    ours = sorted((each for each in rows if each.get("job")),
+                  key=lambda each: order.index(each["job"]))
+    kinds = [job for job in order if any(each["job"] == job for each in ours)]
     lines = ["Round by round (each stage's runs in the order they ran; a round runs the floors, "
              "then ours, seconds apart): the faster floor's s/frame divided by ours in the same "
              "round, both as shown.", "",
              "| frames | round | the faster floor (s/frame) | "
-             + " | ".join(f"ours, a {kind} job (s/frame) | floor ÷ ours" for kind in kinds)
+             + " | ".join(f"ours, a {kind} (s/frame) | floor ÷ ours" for kind in kinds)
              + " |", "|---|---:|---:|" + "---:|---:|" * len(kinds)]
     for size in sorted({each["size"] for each in ours}):
         at_size = [each for each in ours if each["size"] == size]
@@ -341,7 +348,7 @@ def verdicts(arguments, rows):
                      f"**{each['ratio']:.2f}×** (round by round {min(ratios):.3f}–"
                      f"{max(ratios):.3f}×, ≥ {GOAL_RATIO}× in "
                      f"{sum(ratio >= GOAL_RATIO for ratio in ratios)} of {len(ratios)} rounds). "
-                     f"Goal ≥ {GOAL_RATIO}×: {verdict}.")
+                     f"Goal ≥ {GOAL_RATIO}×: {verdict}." + _preparation(each))
     for each in rows:
         if each["what"].startswith("ours: master bias") and each["size"] == max(
                 row_["size"] for row_ in rows):
@@ -349,6 +356,16 @@ def verdicts(arguments, rows):
                          f"{each['median'] * each['frames']:.2f} s, peak RSS {each['rss']:.2f} "
                          f"GB, peak owned memory {each['owned']:.2f} GB.")
     return "\n".join(lines)
+
+
+def _preparation(each):
+    """What the Prepare Calibration of a prepared row took, not counted in its s/frame."""
+    seconds = [value for value in each.get("prepare", ()) if value is not None]
+    if not seconds:
+        return ""
+    return (f" The preparation, untimed above (it runs while the telescope takes the other "
+            f"frames): {statistics.median(seconds):.3g} s, {min(seconds):.3g}–"
+            f"{max(seconds):.3g} s over the runs.")
 
 
 def header(arguments, command, elapsed, conditions):
@@ -761,6 +778,34 @@ def stage_pipeline_later(arguments):
     return {"seconds": ended - started}
 
 
+def stage_pipeline_prepared(arguments):
+    """The pipeline on the lights as the first job of a night whose terms the daemon prepared
+    at the observation's first frame (the telescope's ``Prepare Calibration``,
+    :func:`~torosmanager.preprocessor.pipeline.prepare`, into a store as the daemon's): the
+    preparation is not timed, as it runs while the telescope takes the other frames (its
+    seconds are returned); the job is, with workers started for it."""
+    from torosmanager.config import default_config
+    from torosmanager.preprocessor.pipeline import Settings, prepare
+    from torosmanager.preprocessor.terms_store import TermsStore
+
+    places = paths(arguments)
+    store = TermsStore(default_config()["Preprocessor"]["Kept Terms"] * 2 ** 20)
+    try:
+        inputs = _lights(arguments) + _library(arguments)
+        warm(inputs)
+        began = time.monotonic()
+        said = prepare(_lights(arguments)[:1], Settings(library=places["library"]), store)
+        preparing = time.monotonic() - began
+        assert said.startswith("calibration terms prepared for 1 group"), said
+        outcome, _, started, ended = timed_calibrate(arguments, places["lights"], inputs,
+                                                     terms_store=store)
+    finally:
+        store.close()
+    assert len(outcome.products) == arguments.frames and not outcome.skipped, outcome.skipped
+    shutil.rmtree(os.path.join(places["lights"], "reduced"))
+    return {"seconds": ended - started, "prepare_seconds": preparing}
+
+
 def stage_naive_process(arguments):
     """``ccd_process`` frame after frame, as a first try would: with an uncertainty frame and
     a bad-pixel mask, or without them."""
@@ -912,7 +957,7 @@ def warmed_runner(workers):
 
 STAGES = {"generate": stage_generate, "masters": stage_masters,
           "naive-combine": stage_naive_combine, "pipeline": stage_pipeline,
-          "pipeline-later": stage_pipeline_later,
+          "pipeline-prepared": stage_pipeline_prepared, "pipeline-later": stage_pipeline_later,
           "naive-process": stage_naive_process, "profile": stage_profile,
           "floor-1-cache": floor_stage(1, False), "floor-n-cache": floor_stage("n", False),
           "floor-1-direct": floor_stage(1, True), "floor-n-direct": floor_stage("n", True)}

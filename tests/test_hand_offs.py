@@ -7,13 +7,14 @@ were never calibrated.
 """
 
 import os
+import re
 import signal
 from datetime import datetime, timedelta
 
 import pytest
 
 from observatory import ended, frames_done, open_dome, settings, status, step, wait_until
-from torosmanager.hand_offs import hand_over
+from torosmanager.hand_offs import hand_off_id, hand_over
 from torosmanager.workorders import format_utc
 
 #: Real seconds between the telescope's tries, short for the test (the default is 10).
@@ -104,10 +105,12 @@ def test_frames_handed_over_again_are_the_order_the_preprocessor_has_not_a_secon
     priority = status(preprocessor, first)["Priority"]
     again = hand_over(site.config, "once", files, priority)  # as the telescope would send it
     assert again["ID"] == first and again["Message"].startswith("already received")
-    assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 1
+    # The frames' order, and the Prepare Calibration sent at the first frame:
+    ended(preprocessor, hand_off_id("once", files[:1], "prepare"), "done")
+    assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 2
     fewer = hand_over(site.config, "once", files[:1], priority)
     assert fewer["ID"] != first
-    assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 2
+    assert sum(preprocessor.front_desk({"WOType": "Status"})["Queue"].values()) == 3
 
 
 def test_an_observation_whose_telescope_stopped_while_handing_its_frames_over_is_done(make_site):
@@ -139,6 +142,42 @@ def test_an_observation_whose_telescope_stopped_while_handing_its_frames_over_is
     assert sum(health["Queue"].values()) == 1
     assert status(site.proxy("preprocessor"), handed)["Work Order"]["File Location"] == \
         done["Progress"]["Files"]
+
+
+def test_the_preprocessor_prepares_an_observations_calibration_at_its_first_frame(make_site):
+    """At an observation's first frame, the telescope asks the preprocessor to make the terms
+    of its frames' calibration (``Request: Prepare Calibration``) from the master library,
+    while it takes the others: the job it hands them to at the end does not make them. An
+    observation taking calibration frames of its own (its job makes masters, and terms, from
+    them) or of a single frame asks for nothing."""
+    site = make_site(settings())
+    site.start("preprocessor", "dome", "telescope", "scheduler")
+    open_dome(site)
+    telescope, preprocessor = site.proxy("telescope"), site.proxy("preprocessor")
+    telescope.front_desk(dict(observation("masters"), **{"Calibration Frames": True,
+                                                         "Number of Exposures": 2}))
+    made = ended(telescope, "masters", "done")
+    ended(preprocessor, made["Progress"]["Preprocessing ID"], "done")  # its masters: the library's
+    telescope.front_desk(dict(observation("single")))
+    ended(telescope, "single", "done")
+
+    telescope.front_desk(dict(observation("prepared"), **{"Exposure Time": 300,
+                                                          "Number of Exposures": 3}))
+    done = ended(telescope, "prepared", "done")
+    calibrated = ended(preprocessor, done["Progress"]["Preprocessing ID"], "done")
+    assert calibrated["Message"].startswith("3 frame(s) calibrated")
+    prepare_id = hand_off_id("prepared", done["Progress"]["Files"][:1], "prepare")
+    prepared = status(preprocessor, prepare_id)
+    assert prepared["Status"] == "done", prepared["Message"]
+    assert prepared["Message"] == ("calibration terms prepared for 1 group(s) of frames, kept "
+                                   "for their job")
+    assert prepared["Work Order"]["Request"] == "Prepare Calibration"
+    assert prepared["Work Order"]["File Location"] == done["Progress"]["Files"][:1]
+    reused = re.findall(r"calibration terms of (\S+) kept from an earlier job or prepared ahead",
+                        site.log("preprocessor"))
+    assert reused == [done["Progress"]["Files"][0]]  # the prepared job's first frame: the group
+    # Three jobs and that one Prepare: "masters" and "single" asked for none.
+    assert preprocessor.front_desk({"WOType": "Status"})["Queue"] == {"done": 4}
 
 
 def close_dome_after_the_first_frame(site, order_id):

@@ -22,7 +22,7 @@ from torosmanager.config import default_config
 from torosmanager.preprocessor.classify import Kind, kind_of
 from torosmanager.preprocessor.masters import master_from_file
 from torosmanager.preprocessor.calibrate import OFFSET_SUFFIX
-from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate
+from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate, prepare
 from torosmanager.preprocessor.terms_store import TermsStore
 
 
@@ -217,6 +217,63 @@ class TestTermsKeptBetweenJobs:
             assert after == alone and after != before
         finally:
             store.close()
+
+
+    def test_terms_prepared_from_the_first_frame_are_those_the_job_maps(self, night, runner,
+                                                                         library):
+        """The telescope's Prepare Calibration at an observation's first frame: its job, on
+        every frame, makes no terms and the very pixels it makes alone."""
+        settings = Settings(library=library)
+        calibrate(str(night), settings, runner)
+        alone = self.products(calibrate(self.lights(night), settings, runner))
+        store = TermsStore(2 ** 20)
+        try:
+            said = prepare(self.lights(night)[:1], settings, store)
+            assert said == ("calibration terms prepared for 1 group(s) of frames, kept for "
+                            "their job")
+            made = self.kept_offsets(store)
+            assert len(made) == 1
+            prepared = self.products(calibrate(self.lights(night), settings, runner,
+                                               terms_store=store))
+            assert self.kept_offsets(store) == made  # mapped, not made again
+            assert prepared == alone and len(alone) == 3
+        finally:
+            store.close()
+
+    def test_nothing_is_prepared_without_masters_in_the_library(self, night, library):
+        store = TermsStore(2 ** 20)
+        try:
+            said = prepare(self.lights(night)[:1], Settings(library=library), store)
+            assert said == ("calibration terms prepared for 0 group(s) of frames, kept for "
+                            "their job; not prepared: no master bias for 128x128 bin 1x1 in "
+                            "the master library")
+            assert prepare(self.lights(night)[:1], Settings(), store).startswith(
+                "nothing prepared: terms are prepared from the master library, and there is "
+                "none")
+            assert prepare(self.lights(night)[:1], Settings(library=library), None).startswith(
+                "nothing prepared: the workers are not local processes")
+            assert not store._kept
+        finally:
+            store.close()
+
+    def test_terms_beyond_the_budget_are_not_kept(self, night, runner, library):
+        settings = Settings(library=library)
+        calibrate(str(night), settings, runner)
+        store = TermsStore(2 * 128 * 128 * 4 - 1)  # a byte short of the two 128x128 terms
+        try:
+            said = prepare(self.lights(night)[:1], settings, store)
+            assert said.endswith("not prepared: the terms of "
+                                 f"{os.path.basename(self.lights(night)[0])} exceed "
+                                 "Preprocessor → Kept Terms")
+            assert not store._kept and os.listdir(store._directory) == []
+        finally:
+            store.close()
+
+    def test_a_location_without_light_frames_is_refused(self, night, library):
+        with pytest.raises(PreprocessingError, match=r"no light frame to prepare the "
+                                                     r"calibration terms of, in 5 FITS file"):
+            prepare([str(path) for path in raw_files(night, "BIAS")],
+                    Settings(library=library), TermsStore(2 ** 20))
 
 
 class TestRerunning:

@@ -14,6 +14,10 @@ sent again after the preprocessor took it but before its answer came back (eithe
 stopped in between), it is the same order, received once, not a second calibration of the
 frames. The scheduler follows the telescope's until they are handed over, and takes the
 telescope's last word (:meth:`~torosmanager.scheduler.dispatcher.Dispatcher._follow_hand_offs`).
+
+At an observation's first frame, the telescope also asks the preprocessor to prepare the
+frames' calibration (:func:`prepare_calibration`), so that their job, at the end, finds its
+terms made.
 """
 
 import hashlib
@@ -25,7 +29,7 @@ import xmlrpc.client
 from .client import connect, unavailable
 from .journal import DONE
 from .logs import Outage
-from .workorders import MAX_ID_CHARACTERS
+from .workorders import MAX_ID_CHARACTERS, PREPARE_CALIBRATION
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,12 @@ class NotNow(Exception):
     take the frames later."""
 
 
-def hand_off_id(order_id, files):
+def hand_off_id(order_id, files, kind="frames"):
     """The ID of the Preprocessing order handing *files* of observation *order_id* over: the
-    same for the same frames, another when a retried observation hands over more."""
+    same for the same frames, another when a retried observation hands over more. (*kind*
+    "prepare": the ID of the order preparing their calibration, :func:`prepare_calibration`.)"""
     digest = hashlib.sha256(json.dumps([order_id, files]).encode()).hexdigest()
-    suffix = f"-frames-{digest[:HAND_OFF_HASH_DIGITS]}"
+    suffix = f"-{kind}-{digest[:HAND_OFF_HASH_DIGITS]}"
     return order_id[:MAX_ID_CHARACTERS - len(suffix)] + suffix
 
 
@@ -73,6 +78,25 @@ def hand_over(config, order_id, files, priority, user="telescope"):
         raise
     except (OSError, xmlrpc.client.Error) as error:
         raise NotNow(error) from None
+
+
+def prepare_calibration(config, order_id, first_frame, priority):
+    """Ask the preprocessor to make the calibration terms of observation *order_id*'s frames
+    now, from its *first_frame*, while the telescope takes the others (``Request: Prepare
+    Calibration``): the job it is handed at the end then does not make them. Only a help to
+    that job: a preprocessor that does not take it is logged, and nothing is tried again.
+    Sent from a thread of its own: *first_frame*'s exposures go on meanwhile."""
+    order = {"ID": hand_off_id(order_id, [first_frame], "prepare"), "WOType": "Preprocessing",
+             "Request": PREPARE_CALIBRATION, "File Location": [first_frame],
+             "User": "telescope", "Priority": priority}
+    try:
+        receipt = connect(config, "preprocessor").front_desk(order)
+    except (OSError, xmlrpc.client.Error) as error:
+        log.info("[WO %s] the preprocessor was not asked to prepare the calibration of its "
+                 "frames (%s): their job will make its terms", order_id, error)
+        return
+    log.debug("[WO %s] the preprocessor prepares the calibration of its frames: order %s",
+              order_id, receipt["ID"])
 
 
 class PendingHandOffs:

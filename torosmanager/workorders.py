@@ -620,13 +620,20 @@ DOME = Schema(
     at_least_one_of=("Shutter", "Park", "Azimuth", "Follow Telescope", r"Blink\d\d"),
 )
 
+#: A Preprocessing order's Requests: calibrate the frames; only make their calibration terms.
+EXPOSURE_CALIBRATION, PREPARE_CALIBRATION = "Exposure Calibration", "Prepare Calibration"
+
 PREPROCESSING = Schema(
     "Preprocessing", ("preprocessor",), COMMON + (
         Field("File Location", file_location, required=True,
               doc="a night directory or file:// URL (percent-encoded, as "
                   "URLs are), or a list of FITS files"),
-        Field("Request", choice("Exposure Calibration"), default="Exposure Calibration",
-              doc="what to do; only 'Exposure Calibration' exists"),
+        Field("Request", choice(EXPOSURE_CALIBRATION, PREPARE_CALIBRATION),
+              default=EXPOSURE_CALIBRATION,
+              doc="what to do: 'Exposure Calibration' calibrates the frames; 'Prepare "
+                  "Calibration' only makes the calibration terms of these light frames from "
+                  "the master library, kept for the job that will calibrate them (the "
+                  "telescope sends one at an observation's first frame)"),
     ),
     doc="Calibrate raw CCD frames (preprocessor daemon).",
 )
@@ -733,7 +740,7 @@ SCHEMAS = {schema.wotype: schema for schema in (OBSERVATION, DOME, PREPROCESSING
 QUERIES = ("Status", "Cancel")
 
 #: The original TOROS Manager's preprocessing request, without a WOType.
-LEGACY_REQUEST = "Exposure Calibration"
+LEGACY_REQUEST = EXPOSURE_CALIBRATION
 
 
 def wotype_of(order: Mapping[str, Any]) -> str:

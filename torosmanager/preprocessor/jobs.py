@@ -28,6 +28,10 @@ library (a target of opportunity's frames, taken without calibration frames befo
 first masters, on a camera's first night), is not failed: its order is queued again, waiting
 for masters, and runs again as soon as another job makes a master bias (which goes to the
 library), or at the daemon's next start.
+
+An order with ``Request: Prepare Calibration`` (the telescope's, at an observation's first
+frame) runs in the job thread too, without workers: it only makes its frames' calibration terms
+and keeps them for the job that calibrates them (:func:`.pipeline.prepare`).
 """
 
 import logging
@@ -37,9 +41,10 @@ import time
 from ..journal import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JournalUnwritable
 from ..logs import SaidOnChange
 from ..order_queue import OrderQueue
-from ..workorders import WorkOrderError
+from ..workorders import PREPARE_CALIBRATION, WorkOrderError
 from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
-from .pipeline import PreprocessingError, calibrate, check_room, shares_terms
+from .pipeline import PreprocessingError, calibrate, check_room, prepare, shares_terms
+from .reading import FrameError
 from .room import NoRoom, is_full_disk
 from .terms_store import TermsStore
 
@@ -184,6 +189,9 @@ class JobQueue:
                                     only_from={RUNNING}, progress=reporter.progress)
             return False
         job.location = location
+        if job.record.work_order["Request"] == PREPARE_CALIBRATION:
+            self._prepare(job, reporter.progress)
+            return False
         try:
             runner = self._runner_for_job()
             outcome = calibrate(location, self.settings, runner, progress=reporter,
@@ -226,6 +234,18 @@ class JobQueue:
             self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
         return False
+
+    def _prepare(self, job, progress):
+        """Make the terms of *job*'s frames for the job that will calibrate them (in this
+        thread: the workers are not needed, and any other job waits)."""
+        try:
+            said = prepare(job.location, self.settings, self._terms, self.handler.clock)
+        except (PreprocessingError, FrameError, OSError) as error:
+            self.handler.transition(job.record.id, FAILED, f"nothing prepared: {error}",
+                                    only_from={RUNNING}, progress=dict(progress, Step="failed"))
+            return
+        self.handler.transition(job.record.id, DONE, said, only_from={RUNNING},
+                                progress=dict(progress, Step="done"))
 
     def _note_written(self, order_id, outcome, progress):
         """Add to a cancelled order's Status what its job wrote before it stopped: those

@@ -74,7 +74,8 @@ class TermsStore:
         kept = self._kept.pop(key, None)
         if kept is not None:
             if _complete(kept):
-                log.debug("calibration terms of %s kept from an earlier job", task.path)
+                log.info("calibration terms of %s kept from an earlier job or prepared "
+                         "ahead: not made again", task.path)
                 return kept.prefix
             remove_terms(kept.prefix)
         if self._directory is None:
@@ -90,23 +91,25 @@ class TermsStore:
 
     def release(self, key, prefix, shape):
         """The group *key*'s frames are done: keep its terms at *prefix* (of frames of
-        *shape*) if every band was made and the budget allows, else delete them. The least
-        recently used are deleted to make room."""
+        *shape*) if every band was made and the budget allows, else delete them; whether they
+        are kept. The least recently used are deleted to make room."""
         kept = _Kept(prefix, 2 * shape[0] * shape[1] * np.dtype(np.float32).itemsize,
                      band_count(shape))
         if kept.size > self.budget or not _complete(kept):
             remove_terms(prefix)
-            return
+            return False
         self._kept[key] = kept
         while sum(each.size for each in self._kept.values()) > self.budget:
             _, oldest = self._kept.popitem(last=False)
             remove_terms(oldest.prefix)
+        return True
 
     def describe(self):
         """For the health report: the sets of terms kept, the megabytes they hold, and the
         budget."""
-        held = sum(kept.size for kept in self._kept.values())
-        return {"Sets": len(self._kept), "Megabytes": round(held / 2 ** 20, 1),
+        kept = list(self._kept.values())  # at once: the job thread changes them meanwhile
+        held = sum(each.size for each in kept)
+        return {"Sets": len(kept), "Megabytes": round(held / 2 ** 20, 1),
                 "Budget Megabytes": round(self.budget / 2 ** 20, 1)}
 
     def close(self):

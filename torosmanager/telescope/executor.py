@@ -40,7 +40,7 @@ from .autofocus import Autofocus, AutofocusFailed, model_after
 from .fits import Exposure, night_directory, remove_partial_frames, write_frame
 from .focus import FocusModel
 from .focus_memory import FocusMemory, LastRun
-from ..hand_offs import HANDING
+from ..hand_offs import HANDING, prepare_calibration
 from .room import NoRoom, describe, frame_bytes, require_room, unwritable
 from .wcs import SkyOrientation
 
@@ -373,6 +373,18 @@ class Executor:
             progress["Files"].append(self._expose(job, FrameType.LIGHT, order["Exposure Time"],
                                                   number))
             progress["Frames Done"] = number
+            if number == first and number < total and self._prepares_calibration(order):
+                threading.Thread(target=prepare_calibration, name="prepare-calibration",
+                                 args=(self.handler.config, job.record.id,
+                                       progress["Files"][-1], job.record.priority),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _prepares_calibration(order):
+        """Whether the preprocessor is asked to prepare an observation's calibration at its
+        first frame: its frames go to the preprocessor, and it takes no calibration frames
+        (from which its job would make masters, and terms, of its own)."""
+        return order["Output"] == "Analysis" and not order["Calibration Frames"]
 
     def _window_ends_before(self, order, seconds):
         """Whether the order's ``Not After`` comes before a frame of *seconds* started now
