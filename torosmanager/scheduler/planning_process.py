@@ -73,7 +73,7 @@ class PlanningProcess:
         for attempt in (1, 2):
             pool = self._started()
             try:
-                return pool.submit(_plan, targets, now, start_position, free_from).result()
+                return _submit(pool, _plan, targets, now, start_position, free_from).result()
             except Exception as error:
                 # Stopped meanwhile, the pool says so in several ways: broken (its child
                 # terminated), the plan cancelled, or shut down before the plan was submitted.
@@ -92,7 +92,7 @@ class PlanningProcess:
     def start(self):
         """Start the child process now, without waiting for it to be ready (it plans once it
         is); :meth:`plan` starts it too if it is not."""
-        self._started().submit(_ready)
+        _submit(self._started(), _ready)
 
     def stop(self):
         """End the child process, if started, at once: neither its start (seconds of imports
@@ -119,10 +119,23 @@ class PlanningProcess:
             return self._pool
 
 
+def _submit(pool, function, *arguments):
+    """*pool*'s submit, with SIGINT blocked in this thread: the child the pool may spawn for
+    it inherits the block (through exec), so that a Ctrl-C before :func:`_start` ignores it
+    does not end the child with a traceback of its own. (A Ctrl-C meant for this process,
+    arriving meanwhile, is only delayed until the block ends: a few milliseconds.)"""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(function, *arguments)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _start(site, constraints, niceness, daemon):
     global _planner
     # Ctrl-C in a terminal reaches the whole process group: the daemon stops this process,
     # which would otherwise end with a traceback of its own ("Process SpawnProcess-1:").
+    # (Blocked from its start, see _submit; ignored from now on.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _lower_priority(niceness)
     threading.Thread(target=_end_with, args=(daemon,), name="end-with-the-daemon",
