@@ -474,15 +474,15 @@ class _Night:
             except LayoutError as error:
                 unprepared.append(f"{geometry.label}: {error}")
                 continue
-            bias = self._from_library(Kind.BIAS, geometry, layout, f"bias {geometry.label}")
+            bias = self._from_library(Kind.BIAS, geometry, layout)
             if bias is None:
                 unprepared.append(f"no master bias for {geometry.label} in the master library")
                 continue
             darks = self.library.darks(geometry, layout.shape, self.night)
             tasks = [self._science_task(
                 frame, layout, bias, choose_dark(darks, frame.exptime)[0],
-                self._from_library(Kind.FLAT, geometry, layout, f"flat {frame.filter}",
-                                   frame.filter)) for frame in by_geometry[geometry]]
+                self._from_library(Kind.FLAT, geometry, layout, frame.filter))
+                for frame in by_geometry[geometry]]
             groups = _group(tasks, lambda task: terms_key(task, task.terms_bzero))
             for key, group in groups.items():
                 prefix = self.terms.place(key, group[0], group[0].terms_bzero)
@@ -532,7 +532,7 @@ class _Night:
             if made is not None:
                 self.outcome.bias_made.append(geometry.label)
                 return made
-        return self._from_library(Kind.BIAS, geometry, layout, f"bias {geometry.label}")
+        return self._from_library(Kind.BIAS, geometry, layout)
 
     def _darks(self, geometry, layout, frames, bias):
         groups = _group(frames, lambda frame: round(frame.exptime, 3))
@@ -609,9 +609,7 @@ class _Night:
             dark, how = choose_dark(darks, frame.exptime)
             flat = flats.get(frame.filter)
             if flat is None and self.library is not None:
-                flat = self._from_library(Kind.FLAT, geometry, layout,
-                                          f"flat {frame.filter or 'no filter'} {geometry.label}",
-                                          frame.filter)
+                flat = self._from_library(Kind.FLAT, geometry, layout, frame.filter)
                 if flat is not None:
                     flats[frame.filter] = flat
             self._explain(geometry, frame, dark, how, flat)
@@ -732,7 +730,7 @@ class _Night:
         self._step(f"{label}: written")
         return master
 
-    def _from_library(self, kind, geometry, layout, label, filter_name=""):
+    def _from_library(self, kind, geometry, layout, filter_name=""):
         if self.library is None:
             return None
         master = self.library.find(kind, geometry, layout.shape, self.night, filter_name)
