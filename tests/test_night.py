@@ -90,6 +90,19 @@ def test_the_whole_night_in_progress_is_given_from_its_start_when_asked(night, h
     assert nights.window(asked + timedelta(minutes=20), -18.0, whole=True).start == window.start
 
 
+def test_a_night_says_whether_it_began_at_dusk_or_only_when_it_was_looked_for(night):
+    """A polar night has no dusk: its start is only where the search began (a close of the
+    dome "tonight" cannot be told from one before it by that start)."""
+    _, window = night
+    asked = window.start + timedelta(hours=4)
+    assert Night(SITE).window(asked, -18.0, whole=True).starts_at_dusk
+    assert Night(SITE).window(asked, -18.0).starts_at_dusk  # the rest of a night that did
+    pole = Night({"Latitude": -89.99, "Longitude": 0.0, "Elevation": 2835.0})
+    june = datetime(2026, 6, 10, 6, 0, tzinfo=timezone.utc)
+    polar = pole.window(june, -18.0, whole=True)
+    assert polar.start == june and not polar.starts_at_dusk
+
+
 @pytest.mark.parametrize("asked", [
     [timedelta(minutes=-1), timedelta(minutes=1)],    # a daemon asking through dawn
     [timedelta(minutes=1), timedelta(minutes=3)],     # first asked just after dawn

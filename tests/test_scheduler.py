@@ -546,6 +546,34 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
     assert shutter() == "open"
 
 
+def test_in_a_polar_night_a_dome_closed_by_an_operator_stays_closed_through_a_restart(
+        make_site):
+    """At the South Pole in June the Sun never rises: "tonight" had no dusk, and began
+    wherever the scheduler looked for it. Restarted, it found a night beginning after the
+    operator's close, and opened the dome again (as every 36 hours, when it looked anew)."""
+    site = make_site(settings(start=EVENING.replace(month=6, day=10, hour=6),
+                              Site={"Latitude": -89.99, "Longitude": 0.0, "Elevation": 2835}))
+    site.start("dome", "telescope", "scheduler")
+    dome = site.proxy("dome")
+
+    def shutter():
+        return dome.front_desk({"WOType": "Status"})["Devices"]["Enclosure"]["Shutter"]
+
+    wait_until(lambda: shutter() == "open", "the scheduler to open the dome in the dark")
+    dome.front_desk({"ID": "close-op", "WOType": "Dome", "Shutter": "Close", "User": "operator"})
+    ended(dome, "close-op", "done")
+    wait_until(lambda: "the dome was closed by Dome order close-op" in site.log("scheduler"),
+               "the scheduler to say it keeps the dome closed")
+    site.daemons.pop("scheduler").stop()
+    site.start("scheduler")
+    wait_until(lambda: site.log("scheduler").count("the dome was closed by Dome order "
+                                                   "close-op") == 2,
+               "the restarted scheduler to say it keeps the dome closed")
+    time.sleep(DOME_DOWN_SECONDS)  # many of the scheduler's ticks at 100×
+    assert shutter() == "closed"
+    assert "opening the dome" not in site.log("scheduler").rsplit("listening on", 1)[1]
+
+
 def test_an_order_waits_for_a_dome_someone_else_keeps_closed_without_spending_its_tries(
         make_site):
     """The scheduler that does not manage the dome sent observations into a closed one: the

@@ -13,6 +13,7 @@ between two grid points (interpolated), rounded inward to the whole minute, not 
 points themselves, which lost up to a grid step of dark time at each end.
 """
 
+import dataclasses
 import functools
 import threading
 from dataclasses import dataclass
@@ -45,7 +46,12 @@ DAYS_PER_YEAR = 365.25
 
 @dataclass(frozen=True)
 class NightWindow:
-    """One night: from *start* to *end* (UTC), the Sun below *sun_limit* degrees."""
+    """One night: from *start* to *end* (UTC), the Sun below *sun_limit* degrees.
+
+    *starts_at_dusk* is false in a polar night, when the Sun stayed below *sun_limit* as far
+    back as the search looked: *start* is then only the instant the night was looked for,
+    not a dusk.
+    """
 
     start: datetime
     end: datetime
@@ -53,6 +59,7 @@ class NightWindow:
     times: np.ndarray        # the grid's instants, as datetime64[s] (UTC)
     lst_radians: np.ndarray  # local apparent sidereal time on the grid
     equinox_jyear: float     # the equinox targets are precessed to
+    starts_at_dusk: bool = True
 
     def contains(self, instant):
         """Whether *instant* falls inside this night."""
@@ -102,9 +109,8 @@ class Night:
             return None
         if night.start < now and not whole:  # the rest of the night in progress
             keep = night.times >= np.datetime64(now.replace(tzinfo=None), "s")
-            night = NightWindow(start=now, end=night.end, sun_limit=sun_limit,
-                                times=night.times[keep], lst_radians=night.lst_radians[keep],
-                                equinox_jyear=night.equinox_jyear)
+            night = dataclasses.replace(night, start=now, times=night.times[keep],
+                                        lst_radians=night.lst_radians[keep])
         return night
 
     def is_dark(self, now, sun_limit):
@@ -186,7 +192,7 @@ class Night:
         equinox = float(ephemeris.julian_year(*ephemeris.julian_dates(start, steps[first] * 60)))
         return NightWindow(start=night_start, end=night_end, sun_limit=sun_limit,
                            times=grid, lst_radians=np.mod(lst[first:last + 1], 2 * np.pi),
-                           equinox_jyear=equinox)
+                           equinox_jyear=equinox, starts_at_dusk=first != 0)
 
     def altitudes(self, night, ra, dec):
         """Altitudes (degrees) of targets over the night's grid.

@@ -140,11 +140,13 @@ class DomeKeeper:
         the dome daemon reports it): someone inside, a storm the safety monitor does not see.
         It stays closed until a Dome order opens it, or the next night (this keeper closes it
         only at dawn, so a close in the dark is someone else's). The dome daemon keeps that
-        order through its restarts (in its journal)."""
+        order through its restarts (in its journal). In a polar night, which has no dusk to
+        begin the next night, only a Dome order opens it."""
         if closed_by_order is None:
             return False
         tonight = self.night.window(now, self.config["Observing"]["Sun Altitude"], whole=True)
-        if tonight is None or parse_utc(closed_by_order["At"]) < tonight.start:
+        if tonight is None or (tonight.starts_at_dusk
+                               and parse_utc(closed_by_order["At"]) < tonight.start):
             return False
         if self._hold_said != closed_by_order["ID"]:
             self._hold_said = closed_by_order["ID"]
