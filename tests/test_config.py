@@ -336,6 +336,7 @@ class TestEachDaemonReadsItsOwnSection:
         ("Scheduler", "ToO Threshold", "Priorities"),
         ("Scheduler", "Sun Altitude", "Observing"),
         ("Telescope", "Bias Frames", "Observing"),
+        ("Telescope", "Minimum Altitude", "Observing"),
         ("Dome", "Sun Altitude Limit", "Observing")])
     def test_a_moved_key_in_its_old_place_is_read_with_a_warning(self, tmp_path, caplog,
                                                                  old, key, new):

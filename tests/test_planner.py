@@ -58,7 +58,8 @@ def test_higher_priority_wins_when_both_cannot_fit(planner):
     low, high = target("low", 3.0, 900, **window), target("high", 8.0, 900, **window)
     plan = planner.plan([low, high], AFTERNOON)
     assert [entry.id for entry in plan.entries] == ["high"]
-    assert plan.unscheduled == {"low": "no room left tonight after orders of higher priority"}
+    assert plan.unscheduled == {"low": "no room left tonight after orders of higher or equal "
+                                        "priority"}
 
 
 def test_an_order_goes_into_a_gap_it_fits_and_one_too_long_for_every_gap_is_left_out(planner):
@@ -71,7 +72,68 @@ def test_an_order_goes_into_a_gap_it_fits_and_one_too_long_for_every_gap_is_left
     assert list(starts) == ["first", "short", "second"]
     assert starts["first"].end <= starts["short"].start
     assert starts["short"].end <= starts["second"].start
-    assert plan.unscheduled == {"long": "no room left tonight after orders of higher priority"}
+    assert plan.unscheduled == {"long": "no room left tonight after orders of higher or equal "
+                                        "priority"}
+
+
+def test_of_equal_priority_the_order_left_out_is_told_so(planner):
+    window = between((4, 0), (4, 20))
+    plan = planner.plan([target("a", 5.0, 900, **window), target("b", 5.0, 900, **window)],
+                        AFTERNOON)
+    (left_out,) = plan.unscheduled
+    assert plan.unscheduled[left_out] == ("no room left tonight after orders of higher or equal "
+                                          "priority")
+
+
+def test_an_order_alone_that_fits_only_without_its_settling_says_so():
+    """As long as the night but for five seconds, high all night: the settling after its
+    slew does not fit. It was said to have no room "after orders of higher priority", with no
+    other order."""
+    planner = Planner(CONFIG["Site"], Constraints.from_settings(dict(
+        CONFIG["Observing"], **{"Moon Separation": 0.0, "Max Airmass": 10.0,
+                                "Minimum Altitude": 0.0})))
+    night = planner.plan([], AFTERNOON)
+    length = (night.night_end - night.night_start).total_seconds() - 5
+    plan = planner.plan([target("alone", 5.0, length, ra=60.0, dec=60.0)], AFTERNOON)
+    assert plan.unscheduled == {"alone": (
+        f"does not fit in the dark hours left tonight, {night.night_start:%H:%M}–"
+        f"{night.night_end:%H:%M} UTC, with its slew and settling (Observing → Settle Time, "
+        f"10 s): it needs {length / 3600:.1f} h without a break")}
+
+
+def test_a_window_that_closes_before_dusk_is_not_said_to_have_ended(planner):
+    """Asked in the afternoon, an order whose window closes before tonight's dark hours was
+    said to have "ended" hours before its end."""
+    closes = AFTERNOON + timedelta(hours=2)
+    plan = planner.plan([target("dusk", not_before=AFTERNOON, not_after=closes)], AFTERNOON)
+    assert plan.unscheduled == {"dusk": (
+        f"its window closes at {closes:%Y-%m-%d %H:%M} UTC, before tonight's dark hours begin "
+        f"({plan.night_start:%H:%M} UTC)")}
+    later = planner.plan([target("dusk", not_before=AFTERNOON, not_after=closes)],
+                         closes + timedelta(minutes=1))
+    assert later.unscheduled == {"dusk": f"its window ended at {closes:%Y-%m-%d %H:%M} UTC"}
+
+
+@pytest.mark.parametrize("airmass", [3.0, 10.0])
+def test_the_telescopes_minimum_altitude_is_kept_where_the_airmass_limit_is_lower(airmass):
+    """A Max Airmass of 3 is 19.5° of altitude: orders were planned from 19.8°, below the
+    telescope's Minimum Altitude of 20°, which refused them at dispatch (and they failed)."""
+    settings = dict(CONFIG["Observing"], **{"Max Airmass": airmass, "Moon Separation": 0.0})
+    planner = Planner(CONFIG["Site"], Constraints.from_settings(settings))
+    assert planner.constraints.min_altitude == 20.0
+    # Rising at dusk from the east: planned at its earliest, now at 20° and above.
+    plan = planner.plan([target("rising", 9.5, 600, ra=120.0, dec=20.0)], AFTERNOON)
+    (entry,) = plan.entries
+    assert 20.0 <= entry.altitude < 21.0
+    # Culminating just below the telescope's limit, though above airmass 3's altitude (said
+    # rounded down: not "reaches 20.0°"); and just above it, within the plan's margin:
+    low = planner.plan([target("low", 5.0, 600, ra=60.0, dec=-44.1),
+                        target("on", 5.0, 600, ra=60.0, dec=-43.9)], AFTERNOON)
+    assert low.unscheduled == {
+        "low": "never above 20° (Observing → Minimum Altitude) in tonight's dark hours; it "
+               "reaches 19.9°",
+        "on": "never above 20° (Observing → Minimum Altitude) in tonight's dark hours; it "
+              "reaches 20.1°, within the plan's margin of 0.3°"}
 
 
 def test_refining_slips_in_an_order_for_which_placed_ones_make_room(planner):
@@ -96,8 +158,8 @@ def test_an_order_stays_inside_its_own_window(planner):
 @pytest.mark.parametrize("changes, reason", [
     ({"dec": -85.0}, "never below airmass 2 (altitude 30°) in tonight's dark hours; it reaches"),
     ({"duration": 15 * 3600.0}, "needs 15.0 h without a break but is observable for at most"),
-    ({"not_after": datetime(2026, 11, 21, 22, 0, tzinfo=timezone.utc)},
-     "its window ended at 2026-11-21 22:00 UTC"),
+    ({"not_after": datetime(2026, 11, 21, 19, 0, tzinfo=timezone.utc)},
+     "its window ended at 2026-11-21 19:00 UTC"),
     ({"not_before": datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)},
      "its window opens at 2026-11-23 00:00 UTC, after tonight"),
     # 34° high at 08:26, under 30° from 09:54: too low in its window, wherever the Moon is.

@@ -105,6 +105,17 @@ def test_a_declination_that_never_rises_at_the_site_is_refused_saying_which_do(m
         "above airmass 2 (Observing → Max Airmass) at CTMO (latitude +26.00°)")
 
 
+def test_where_the_telescopes_limit_is_higher_than_the_airmass_its_declinations_are_said(
+        make_site):
+    """A Max Airmass of 3 is 19.5° of altitude; the telescope takes nothing below its 20°.
+    A declination that rises above 19.5° only was taken, planned, and refused at dispatch."""
+    site = make_site(settings(Observing={"Max Airmass": 3.0})).start("scheduler")
+    refused = refusal(site.proxy("scheduler").front_desk, observation("low", 60.0, -46.0))
+    assert refused.faultString == (
+        "'Dec': received -46.0; allowed: from -44.0° to +90.0°, the declinations that rise "
+        "above 20° (Observing → Minimum Altitude) at CTMO (latitude +26.00°)")
+
+
 def test_exposures_longer_than_the_longest_night_are_refused(make_site):
     # Never split across nights: queued, they would wait for ever. CTMO's longest night (the
     # Sun below -18°) lasts 10.7 h, at the winter solstice.

@@ -136,7 +136,7 @@ class TestRefusals:
         ({"Filter": "Z"}, "'Filter': received 'Z'; allowed: one of 'U', 'B', 'V', 'R', 'I'"),
         ({"Exposure Time": 3601}, "'Exposure Time': received 3601.0; allowed: at most 3600 seconds"),
         ({"Number of Exposures": 501}, "'Number of Exposures': received 501; allowed: at most 500"),
-        ({"Dec": -85.0}, "allowed: a target that rises above 20° (Telescope → Minimum Altitude)"),
+        ({"Dec": -85.0}, "allowed: a target that rises above 20° (Observing → Minimum Altitude)"),
     ])
     def test_at_the_front_desk(self, observatory, changes, message):
         fault = refusal(observatory.proxy("telescope").front_desk,
@@ -250,7 +250,7 @@ def test_a_target_below_the_minimum_altitude_is_not_slewed_to(observatory):
     telescope.front_desk(observation("low", RA=rising_target(observatory, 5.0, 10.0),
                                      Dec=0.0))
     result = ended(telescope, "low", "interrupted")
-    assert re.fullmatch(r"not started: the target is at \d+\.\d° of altitude, below Telescope "
+    assert re.fullmatch(r"not started: the target is at \d+\.\d° of altitude, below Observing "
                         r"→ Minimum Altitude \(20°\); it is above it from \d\d:\d\d UTC",
                         result["Message"]), result["Message"]
     assert not any(entry["Reason"].startswith("slewing") for entry in result["History"])

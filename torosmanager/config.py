@@ -270,6 +270,10 @@ SCHEMA = {
                                       "the telescope takes only targets that rise above its "
                                       "Minimum Altitude while the Sun is below it", -30, 10),
         "Max Airmass": Setting("float", 2.0, "observe only below this airmass (sec z)", 1.01, 10),
+        "Minimum Altitude": Setting("float", 20.0, "lowest altitude observed, degrees, whatever "
+                                    "the airmass: the telescope's limit (the scheduler plans "
+                                    "above it, the telescope refuses a target that never "
+                                    "rises above it tonight)", 0, 89),
         "Moon Separation": Setting("float", 30.0, "least distance from the Moon while it is "
                                    "above the horizon, degrees", 0, 180),
         "Slew Rate": Setting("float", 2.0, "mount slew speed the plan assumes, degrees per "
@@ -342,7 +346,6 @@ SCHEMA = {
                                       "bytes left free on the data directory's disk: a frame "
                                       "that would leave less is not taken (room for the "
                                       "journals, logs and calibrated frames)", 0),
-        "Minimum Altitude": Setting("float", 20.0, "lowest altitude observed, degrees", 0, 89),
         "Max Exposure Time": Setting("float", 3600.0, "longest exposure accepted, seconds",
                                      0.001, MAX_EXPOSURE_TIME),
         "Max Number of Exposures": Setting("int", 500, "most frames one order may ask for",
@@ -726,7 +729,7 @@ MOVED_SETTINGS = {
         "Sun Altitude", "Max Airmass", "Moon Separation", "Slew Rate", "Settle Time",
         "Readout Time")},
     **{("Telescope", key): "Observing" for key in (
-        "Bias Frames", "Dark Frames", "Flat Frames", "Flat Exposure Time")},
+        "Bias Frames", "Dark Frames", "Flat Frames", "Flat Exposure Time", "Minimum Altitude")},
     ("Dome", "Sun Altitude Limit"): "Observing",
 }
 

@@ -65,7 +65,7 @@ class SchedulerHandler(Handler):
         self.settings = config["Scheduler"]
         self.workers = Workers("dispatch", DISPATCH_THREADS)
         self.dispatcher = Dispatcher(self)
-        # The declinations that rise above the airmass limit at the site, once.
+        # The declinations that rise above the altitude limit at the site, once.
         latitude = config["Site"]["Latitude"]
         reach = ZENITH_ALTITUDE - self.dispatcher.planner.constraints.min_altitude
         self._rising = (max(latitude - reach, -POLE_DECLINATION),
@@ -103,16 +103,18 @@ class SchedulerHandler(Handler):
                      "several orders")
 
     def _check_rises(self, order):
-        """Refuse a declination that never rises above the airmass limit at the site, on any
+        """Refuse a declination that never rises above the altitude limit at the site, on any
         night: queued, it would wait for ever (a sign typed wrong, a southern target)."""
         low, high = self._rising
         if low - NEVER_RISES_MARGIN <= order["Dec"] <= high + NEVER_RISES_MARGIN:
             return
-        site = self.config["Site"]
+        site, constraints = self.config["Site"], self.dispatcher.planner.constraints
+        limit = (f"{constraints.minimum_altitude:g}° (Observing → Minimum Altitude)"
+                 if constraints.minimum_altitude > constraints.airmass_altitude else
+                 f"airmass {constraints.max_airmass:g} (Observing → Max Airmass)")
         raise refuse("Dec", order["Dec"], f"from {low:+.1f}° to {high:+.1f}°, the "
-                     f"declinations that rise above airmass "
-                     f"{self.config['Observing']['Max Airmass']:g} (Observing → Max Airmass) "
-                     f"at {site['Name']} (latitude {site['Latitude']:+.2f}°)")
+                     f"declinations that rise above {limit} at {site['Name']} (latitude "
+                     f"{site['Latitude']:+.2f}°)")
 
     def assign_priority(self, order):
         return priority.assign(order, self.config["Priorities"])

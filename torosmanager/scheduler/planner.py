@@ -61,6 +61,8 @@ SPAN_MINUTES_UP_TO = 120
 SPAN_HOURS_UP_TO = 48
 #: Why an order the greedy plan held is left out of the refined one.
 EXCHANGED = "no room left tonight: orders of more priority together take its time"
+#: Why an order observable tonight is not in the plan when others are.
+NO_ROOM = "no room left tonight after orders of higher or equal priority"
 #: Sidereal time advances 2π radians per sidereal day (86164.0905 s).
 SIDEREAL_RADIANS_PER_SECOND = 2 * math.pi / 86164.0905
 
@@ -135,16 +137,31 @@ class Constraints:
     moon_separation: Degrees
     slew_rate: float    #: degrees per second
     settle_time: Seconds
+    #: ``Observing → Minimum Altitude``, the telescope's limit whatever the airmass.
+    minimum_altitude: Degrees = 0.0
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "Constraints":
         return cls(settings["Sun Altitude"], settings["Max Airmass"], settings["Moon Separation"],
-                   settings["Slew Rate"], settings["Settle Time"])
+                   settings["Slew Rate"], settings["Settle Time"], settings["Minimum Altitude"])
+
+    @property
+    def airmass_altitude(self) -> Degrees:
+        """The altitude at which sec z equals the airmass limit, degrees."""
+        return math.degrees(math.asin(1.0 / self.max_airmass))
 
     @property
     def min_altitude(self) -> Degrees:
-        """The altitude at which sec z equals the airmass limit, degrees."""
-        return math.degrees(math.asin(1.0 / self.max_airmass))
+        """The lowest altitude a plan observes at, degrees: the airmass limit's, or
+        ``Minimum Altitude`` where that is higher (a Max Airmass of 3 is 19.5°, below the
+        telescope's 20°: planned there, an order was refused at dispatch, and failed)."""
+        return max(self.airmass_altitude, self.minimum_altitude)
+
+    def limit_text(self) -> str:
+        """The altitude limit as a reason says it, naming its setting."""
+        if self.minimum_altitude > self.airmass_altitude:
+            return f"above {self.minimum_altitude:g}° (Observing → Minimum Altitude)"
+        return f"below airmass {self.max_airmass:g} (altitude {self.airmass_altitude:.0f}°)"
 
     def slew_seconds(self, before: tuple[Degrees, Degrees] | None,
                      after: tuple[Degrees, Degrees] | None) -> Seconds:
@@ -349,7 +366,7 @@ class Planner:
         plan = Plan(window.start, window.end)
         if not targets:
             return plan
-        grid = _Grid(window, self)
+        grid = _Grid(window, self, now)
         visible, altitude = grid.visibility(targets)
         longest = _longest_runs(visible)
         begin = max(free_from or now, window.start)
@@ -379,7 +396,7 @@ class Planner:
             if placed is None:
                 plan.unscheduled[target.id] = (
                     self._why_not(target, visible[i], altitude[i], longest[i], grid)
-                    or refusal or "no room left tonight after orders of higher priority")
+                    or refusal or self._no_room(target, timeline, grid))
         row = {target.id: i for i, target in enumerate(targets)}
         if refine is None:
             refine = budget is None and max_entries is None
@@ -442,7 +459,7 @@ class Planner:
         window = self.night.window(now, self.constraints.sun_altitude)
         if window is None:
             return None
-        grid = _Grid(window, self)
+        grid = _Grid(window, self, now)
         if not targets:
             empty = np.zeros((0, len(grid.offsets)))
             return Visibility(window.start, window.end, grid.offsets, empty.astype(bool), empty)
@@ -455,12 +472,26 @@ class Planner:
                 reasons[target.id] = reason
         return Visibility(window.start, window.end, grid.offsets, visible, altitude, reasons)
 
+    def _no_room(self, target, timeline, grid):
+        """Why *target*, observable tonight, was not placed in *timeline*."""
+        if timeline.entries:
+            return NO_ROOM
+        # Alone, it does not fit with the slew and settling before it.
+        begin = grid.instant(timeline.begin)
+        return (f"does not fit in the dark hours left tonight, {begin:%H:%M}–"
+                f"{grid.window.end:%H:%M} UTC, with its slew and settling (Observing → Settle "
+                f"Time, {self.constraints.settle_time:g} s): it needs "
+                f"{span_text(target.duration)} without a break")
+
     def _why_not(self, target, visible, altitude, longest_run, grid):
         """Why *target* cannot be observed tonight, or ``""`` when it could be but for others
         (*altitude*: its altitudes on *grid*; *longest_run*: grid points in its longest
         observable stretch)."""
         limit, window = self.constraints.min_altitude, grid.window
         if target.not_after is not None and target.not_after <= window.start:
+            if target.not_after > grid.now:  # later today, in daylight
+                return (f"its window closes at {target.not_after:%Y-%m-%d %H:%M} UTC, before "
+                        f"tonight's dark hours begin ({window.start:%H:%M} UTC)")
             return f"its window ended at {target.not_after:%Y-%m-%d %H:%M} UTC"
         if target.not_before is not None and target.not_before >= window.end:
             return f"its window opens at {target.not_before:%Y-%m-%d %H:%M} UTC, after tonight"
@@ -475,8 +506,11 @@ class Planner:
             hours = ("tonight's dark hours" if in_window.all() else
                      f"its window's dark hours tonight ({grid.instant(points[0]):%H:%M}–"
                      f"{grid.instant(points[-1]):%H:%M} UTC)")
-            return (f"never below airmass {self.constraints.max_airmass:g} (altitude "
-                    f"{limit:.0f}°) in {hours}; it reaches {highest:.1f}°")
+            margin = (f", within the plan's margin of {ALTITUDE_MARGIN:g}°" if highest >= limit
+                      else "")
+            # Rounded down: 19.96° is not said to reach a limit of 20°.
+            return (f"never {self.constraints.limit_text()} in {hours}; it reaches "
+                    f"{math.floor(highest * 10) / 10:.1f}°{margin}")
         if not visible.any():
             return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
                     "whenever it is high enough")
@@ -513,10 +547,11 @@ def _over_budget(budget):
 
 
 class _Grid:
-    """The one-minute grid over a night, and each target's visibility on it."""
+    """The one-minute grid over a night, and each target's visibility on it (planned at
+    *now*)."""
 
-    def __init__(self, window, planner):
-        self.window, self.planner = window, planner
+    def __init__(self, window, planner, now):
+        self.window, self.planner, self.now = window, planner, now
         self.start = window.start
         span = (window.end - window.start).total_seconds()
         self.offsets = np.arange(0.0, span + 1e-9, GRID_SECONDS)

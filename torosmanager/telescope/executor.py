@@ -77,7 +77,7 @@ BY_A_STOP = "a stop of the telescope daemon"
 
 
 class TargetLow(Exception):
-    """The target is below ``Telescope → Minimum Altitude`` now."""
+    """The target is below ``Observing → Minimum Altitude`` now."""
 
 
 class Job:
@@ -424,7 +424,7 @@ class Executor:
         is not ready stops that slew, and no frame is taken.
         """
         if (order.get("Not Before") is not None
-                and self._altitude_now(order) < self.settings["Minimum Altitude"]):
+                and self._altitude_now(order) < self.config["Observing"]["Minimum Altitude"]):
             # Not up yet: wait for its Not Before before the slew, not pointed.
             self._wait_for_not_before(job, order, progress)
         self._check_altitude(order)
@@ -455,9 +455,10 @@ class Executor:
         return self.handler.night.altitude_at(self.clock.now(), order["RA"], order["Dec"])
 
     def _check_altitude(self, order):
-        """Raise :class:`TargetLow` when the order's target is below ``Telescope → Minimum
+        """Raise :class:`TargetLow` when the order's target is below ``Observing → Minimum
         Altitude`` now (not risen yet, or set since), saying when it is up tonight."""
-        altitude, limit = self._altitude_now(order), self.settings["Minimum Altitude"]
+        altitude, limit = (self._altitude_now(order),
+                           self.config["Observing"]["Minimum Altitude"])
         if altitude >= limit:
             return
         night = self.handler.night.window(self.clock.now(),
@@ -466,7 +467,7 @@ class Executor:
             night, order["RA"], order["Dec"], limit)
         when = (f"it is above it from {rises:%H:%M} UTC" if rises is not None else
                 "it is not above it again tonight")
-        raise TargetLow(f"the target is at {altitude:.1f}° of altitude, below Telescope → "
+        raise TargetLow(f"the target is at {altitude:.1f}° of altitude, below Observing → "
                         f"Minimum Altitude ({limit:g}°); {when}")
 
     def _flip_if_due(self, job, order, progress, resume):

@@ -7,7 +7,7 @@ retry) is queued again, and continues where it stopped: it takes only the frames
 
 Refused at the front desk, with the reason: another ``Telescope Name``, a filter the wheel does
 not have, an exposure time or count beyond the configured limits, a target that never rises
-above ``Telescope → Minimum Altitude`` during tonight's dark hours (the Sun below
+above ``Observing → Minimum Altitude`` during tonight's dark hours (the Sun below
 ``Observing → Sun Altitude Limit``, when the dome may be open), a ``Not After`` passed and a
 ``Not Before`` after tonight. An order with a ``Not Before`` later tonight is taken up
 ``Telescope → Not Before Lead`` ahead of it (the scheduler sends one a slew ahead of its
@@ -82,11 +82,11 @@ class TelescopeHandler(Handler):
                                  "coming day and a half; nothing can be observed")
         self._check_window(order, night)
         highest, when = self.night.max_altitude(night, order["RA"], order["Dec"])
-        limit = self.settings["Minimum Altitude"]
+        limit = self.config["Observing"]["Minimum Altitude"]
         if highest < limit:
             raise WorkOrderError(
                 f"'RA', 'Dec': received {order['RA']:.4f}, {order['Dec']:+.4f}; allowed: a target "
-                f"that rises above {limit:g}° (Telescope → Minimum Altitude) tonight, "
+                f"that rises above {limit:g}° (Observing → Minimum Altitude) tonight, "
                 f"{night.start:%Y-%m-%d %H:%M}–{night.end:%H:%M} UTC; this one reaches at most "
                 f"{highest:.1f}° (at {when:%H:%M} UTC)")
 
