@@ -41,7 +41,8 @@ def run(config, arguments):
 
         try:
             chart.draw(plan, config["Site"], arguments.plot,
-                       max_airmass=config["Observing"]["Max Airmass"])
+                       max_airmass=config["Observing"]["Max Airmass"],
+                       minimum_altitude=config["Observing"]["Minimum Altitude"])
         except (OSError, ValueError) as error:
             print(f"toros: no chart: {error}", file=sys.stderr)
             return EXIT_FAILED

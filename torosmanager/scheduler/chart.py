@@ -88,7 +88,7 @@ def curves(plan, site, times):
     return np.asarray(sun), Night(site).altitudes(window, ra, dec)
 
 
-def draw(plan, site, path, max_airmass=DEFAULT_MAX_AIRMASS):
+def draw(plan, site, path, max_airmass=DEFAULT_MAX_AIRMASS, minimum_altitude=0.0):
     """Draw the altitude chart of *plan* at *site* into the PNG file *path*.
 
     Parameters
@@ -102,6 +102,8 @@ def draw(plan, site, path, max_airmass=DEFAULT_MAX_AIRMASS):
         The PNG file to write.
     max_airmass : float
         The airmass limit drawn (``Observing → Max Airmass``).
+    minimum_altitude : float
+        ``Observing → Minimum Altitude``: drawn instead where it is higher, as the plan keeps.
 
     Raises
     ------
@@ -124,8 +126,10 @@ def draw(plan, site, path, max_airmass=DEFAULT_MAX_AIRMASS):
     axes = figure.add_subplot()
     _shade_twilights(axes, times, sun, plan.get("Sun Altitude"), night_start, night_end)
     limit = math.degrees(math.asin(1.0 / max_airmass))
-    axes.axhline(limit, color="firebrick", linestyle="--", linewidth=1.0,
-                 label=f"airmass {max_airmass:g} (altitude {limit:.1f}°)")
+    label = f"airmass {max_airmass:g} (altitude {limit:.1f}°)"
+    if minimum_altitude > limit:
+        limit, label = minimum_altitude, f"Minimum Altitude {minimum_altitude:g}°"
+    axes.axhline(limit, color="firebrick", linestyle="--", linewidth=1.0, label=label)
     _draw_targets(axes, plan.get("Entries", []), times, altitudes)
 
     axes.set_xlim(times[0], times[-1])
