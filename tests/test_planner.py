@@ -85,20 +85,15 @@ def test_of_equal_priority_the_order_left_out_is_told_so(planner):
                                           "priority")
 
 
-def test_an_order_alone_that_fits_only_without_its_settling_says_so():
-    """As long as the night but for five seconds, high all night: the settling after its
-    slew does not fit. It was said to have no room "after orders of higher priority", with no
-    other order."""
-    planner = Planner(CONFIG["Site"], Constraints.from_settings(dict(
-        CONFIG["Observing"], **{"Moon Separation": 0.0, "Max Airmass": 10.0,
-                                "Minimum Altitude": 0.0})))
-    night = planner.plan([], AFTERNOON)
-    length = (night.night_end - night.night_start).total_seconds() - 5
-    plan = planner.plan([target("alone", 5.0, length, ra=60.0, dec=60.0)], AFTERNOON)
+def test_an_order_alone_that_fits_only_without_its_slew_says_so(planner):
+    """Its window is eleven minutes, the mount 100 s of slew and settling away: it was said to
+    have no room "after orders of higher priority", with no other order."""
+    window = between((4, 0), (4, 11))
+    plan = planner.plan([target("alone", 5.0, 600, **window)], window["not_before"],
+                        start_position=(210.0, -20.0), free_from=window["not_before"])
     assert plan.unscheduled == {"alone": (
-        f"does not fit in the dark hours left tonight, {night.night_start:%H:%M}–"
-        f"{night.night_end:%H:%M} UTC, with its slew and settling (Observing → Settle Time, "
-        f"10 s): it needs {length / 3600:.1f} h without a break")}
+        "needs 10 min without a break after 100 s of slew and settling, and is observable for "
+        "at most 11 min at a stretch from 04:00 UTC tonight")}
 
 
 def test_a_window_that_closes_before_dusk_is_not_said_to_have_ended(planner):

@@ -244,9 +244,8 @@ class TestTermsKeptBetweenJobs:
         store = TermsStore(2 ** 20)
         try:
             said = prepare(self.lights(night)[:1], Settings(library=library), store)
-            assert said == ("calibration terms prepared for 0 group(s) of frames, kept for "
-                            "their job; not prepared: no master bias for 128x128 bin 1x1 in "
-                            "the master library")
+            assert said == ("nothing prepared: no master bias for 128x128 bin 1x1 in the master "
+                            "library")
             assert prepare(self.lights(night)[:1], Settings(), store).startswith(
                 "nothing prepared: terms are prepared from the master library, and there is "
                 "none")
@@ -256,16 +255,19 @@ class TestTermsKeptBetweenJobs:
         finally:
             store.close()
 
-    def test_terms_beyond_the_budget_are_not_kept(self, night, runner, library):
+    @pytest.mark.parametrize("budget", [0, 2 * 128 * 128 * 4 - 1],
+                             ids=["none kept", "a byte short"])
+    def test_terms_beyond_the_budget_are_not_made(self, night, runner, library, budget):
+        """Made, then thrown away: with Kept Terms 0 (memory short), every observation's
+        Prepare read three masters and wrote two frames for nothing, holding up the jobs."""
         settings = Settings(library=library)
         calibrate(str(night), settings, runner)
-        store = TermsStore(2 * 128 * 128 * 4 - 1)  # a byte short of the two 128x128 terms
+        store = TermsStore(budget)
         try:
             said = prepare(self.lights(night)[:1], settings, store)
-            assert said.endswith("not prepared: the terms of "
-                                 f"{os.path.basename(self.lights(night)[0])} exceed "
-                                 "Preprocessor → Kept Terms")
-            assert not store._kept and os.listdir(store._directory) == []
+            assert said == (f"nothing prepared: the terms of 128x128 bin 1x1 frames, 0.125 MB, "
+                            f"exceed Preprocessor → Kept Terms ({budget / 2**20:g} MB)")
+            assert not store._kept and store._directory is None  # nothing was placed
         finally:
             store.close()
 

@@ -44,7 +44,7 @@ from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, mas
                       task_flat_level, write_master)
 from .reading import FrameError, compressed_fits, is_fits_name
 from .room import NoRoom, image_bytes, is_full_disk, require_room
-from .terms_store import TermsStore
+from .terms_store import TermsStore, terms_bytes
 from .writing import remove_orphans, sync_files
 
 log = logging.getLogger(__name__)
@@ -474,6 +474,11 @@ class _Night:
             except LayoutError as error:
                 unprepared.append(f"{geometry.label}: {error}")
                 continue
+            if not self.terms.keeps(layout.shape):
+                unprepared.append(
+                    f"the terms of {geometry.label} frames, {terms_bytes(layout.shape) / 2**20:g}"
+                    f" MB, exceed Preprocessor → Kept Terms ({self.terms.budget / 2**20:g} MB)")
+                continue
             bias = self._from_library(Kind.BIAS, geometry, layout)
             if bias is None:
                 unprepared.append(f"no master bias for {geometry.label} in the master library")
@@ -494,15 +499,15 @@ class _Night:
                     finally:
                         terms.close()
                 finally:
-                    kept = self.terms.release(key, prefix, tuple(layout.shape))
-                if kept:
-                    prepared += 1
-                else:
-                    unprepared.append(f"the terms of {os.path.basename(group[0].path)} exceed "
-                                      "Preprocessor → Kept Terms")
-        said = f"calibration terms prepared for {prepared} group(s) of frames, kept for their job"
-        if unprepared:
-            said += "; not prepared: " + "; ".join(unprepared)
+                    self.terms.release(key, prefix, tuple(layout.shape))
+                prepared += 1
+        if not prepared:
+            said = "nothing prepared: " + "; ".join(unprepared)
+        else:
+            said = (f"calibration terms prepared for {prepared} group(s) of frames, kept for "
+                    "their job")
+            if unprepared:
+                said += "; not prepared: " + "; ".join(unprepared)
         log.info("%s", said)
         return said
 

@@ -91,18 +91,20 @@ class TermsStore:
 
     def release(self, key, prefix, shape):
         """The group *key*'s frames are done: keep its terms at *prefix* (of frames of
-        *shape*) if every band was made and the budget allows, else delete them; whether they
-        are kept. The least recently used are deleted to make room."""
-        kept = _Kept(prefix, 2 * shape[0] * shape[1] * np.dtype(np.float32).itemsize,
-                     band_count(shape))
+        *shape*) if every band was made and the budget allows, else delete them. The least
+        recently used are deleted to make room."""
+        kept = _Kept(prefix, terms_bytes(shape), band_count(shape))
         if kept.size > self.budget or not _complete(kept):
             remove_terms(prefix)
-            return False
+            return
         self._kept[key] = kept
         while sum(each.size for each in self._kept.values()) > self.budget:
             _, oldest = self._kept.popitem(last=False)
             remove_terms(oldest.prefix)
-        return True
+
+    def keeps(self, shape):
+        """Whether the terms of frames of *shape* fit in the budget, to be kept."""
+        return terms_bytes(shape) <= self.budget
 
     def describe(self):
         """For the health report: the sets of terms kept, the megabytes they hold, and the
@@ -118,6 +120,11 @@ class TermsStore:
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
+
+
+def terms_bytes(shape):
+    """Bytes of shared memory the two terms of frames of *shape* (rows, columns) hold."""
+    return 2 * shape[0] * shape[1] * np.dtype(np.float32).itemsize
 
 
 def _remove_orphans(parent):

@@ -396,7 +396,7 @@ class Planner:
             if placed is None:
                 plan.unscheduled[target.id] = (
                     self._why_not(target, visible[i], altitude[i], longest[i], grid)
-                    or refusal or self._no_room(target, timeline, grid))
+                    or refusal or self._no_room(target, visible[i], timeline, grid))
         row = {target.id: i for i, target in enumerate(targets)}
         if refine is None:
             refine = budget is None and max_entries is None
@@ -472,16 +472,19 @@ class Planner:
                 reasons[target.id] = reason
         return Visibility(window.start, window.end, grid.offsets, visible, altitude, reasons)
 
-    def _no_room(self, target, timeline, grid):
-        """Why *target*, observable tonight, was not placed in *timeline*."""
+    def _no_room(self, target, visible, timeline, grid):
+        """Why *target*, observable tonight (*visible* on *grid*), was not placed in
+        *timeline*."""
         if timeline.entries:
             return NO_ROOM
         # Alone, it does not fit with the slew and settling before it.
         begin = grid.instant(timeline.begin)
-        return (f"does not fit in the dark hours left tonight, {begin:%H:%M}–"
-                f"{grid.window.end:%H:%M} UTC, with its slew and settling (Observing → Settle "
-                f"Time, {self.constraints.settle_time:g} s): it needs "
-                f"{span_text(target.duration)} without a break")
+        first = int(np.searchsorted(grid.offsets, timeline.begin))
+        stretch = _span(int(_longest_runs(visible[None, first:])[0]))
+        slew = timeline.slew(timeline.start_position, timeline.vector(target))
+        return (f"needs {span_text(target.duration)} without a break after {slew:.0f} s of "
+                f"slew and settling, and is observable for at most {span_text(stretch)} at a "
+                f"stretch from {begin:%H:%M} UTC tonight")
 
     def _why_not(self, target, visible, altitude, longest_run, grid):
         """Why *target* cannot be observed tonight, or ``""`` when it could be but for others
@@ -514,10 +517,9 @@ class Planner:
         if not visible.any():
             return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
                     "whenever it is high enough")
-        longest = longest_run * GRID_SECONDS
-        if longest < target.duration + GRID_SECONDS:
+        if _span(longest_run) < target.duration:
             return (f"needs {span_text(target.duration)} without a break but is observable "
-                    f"for at most {span_text(longest)} at a stretch tonight")
+                    f"for at most {span_text(_span(longest_run))} at a stretch tonight")
         return ""
 
 
@@ -760,6 +762,11 @@ def _unit(ra, dec):
     """The unit vector of an ICRS position (degrees)."""
     ra, dec = math.radians(ra), math.radians(dec)
     return (math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec))
+
+
+def _span(points):
+    """Seconds from the first to the last of *points* consecutive grid points."""
+    return max(points - 1, 0) * GRID_SECONDS
 
 
 def _longest_runs(mask):
