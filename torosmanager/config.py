@@ -267,7 +267,7 @@ SCHEMA = {
                                 "(astronomical twilight); at most Sun Altitude Limit", -30, 0),
         "Sun Altitude Limit": Setting("float", -6.0,
                                       "the dome closes when the Sun is above this, degrees; "
-                                      "the telescope takes only targets that rise above its "
+                                      "the telescope takes only targets that rise above "
                                       "Minimum Altitude while the Sun is below it", -30, 10),
         "Max Airmass": Setting("float", 2.0, "observe only below this airmass (sec z)", 1.01, 10),
         "Minimum Altitude": Setting("float", 20.0, "lowest altitude observed, degrees, whatever "

@@ -18,6 +18,7 @@ passes while it waits in the queue ends failed, expired.
 
 import html
 import logging
+import math
 import os
 
 from ..devices import DeviceError
@@ -82,13 +83,14 @@ class TelescopeHandler(Handler):
                                  "coming day and a half; nothing can be observed")
         self._check_window(order, night)
         highest, when = self.night.max_altitude(night, order["RA"], order["Dec"])
+        reaches = math.floor(highest * 10) / 10  # rounded down: 19.96° is not "20.0°"
         limit = self.config["Observing"]["Minimum Altitude"]
         if highest < limit:
             raise WorkOrderError(
                 f"'RA', 'Dec': received {order['RA']:.4f}, {order['Dec']:+.4f}; allowed: a target "
                 f"that rises above {limit:g}° (Observing → Minimum Altitude) tonight, "
                 f"{night.start:%Y-%m-%d %H:%M}–{night.end:%H:%M} UTC; this one reaches at most "
-                f"{highest:.1f}° (at {when:%H:%M} UTC)")
+                f"{reaches:.1f}° (at {when:%H:%M} UTC)")
 
     def _check_window(self, order, night):
         """Refuse an order whose ``Not After`` has passed, or whose ``Not Before`` is after
