@@ -433,9 +433,12 @@ install-links: install-check install-umask ## symlink the five programs into BIN
 
 # The units' Documentation= points here.
 install-docs: install-check install-umask
-	@mkdir -p "$(DEST)$(DOCDIR)"
+	@mkdir -p "$(DEST)$(DOCDIR)/devices"
 	@for f in README.md docs/*.md; do \
 	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/"; fi; \
+	done
+	@for f in docs/devices/*.md; do \
+	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/devices/"; fi; \
 	done
 
 install-init: install-check install-umask units ## install the units and toros.target (Linux) or the plists (macOS)
@@ -452,22 +455,37 @@ endif
 
 # The loopback-only drop-in (Linux): the services may then exchange packets with
 # this machine only. Opt-in, since the addresses are the configuration's: it is
-# refused while the installed configuration names an address, an Alpaca Host or
-# a Dask Executor that is not loopback (the dome could not reach its devices).
-# Lines without a comment, then each "IP:", "Host:" or "Executor:" value, also
-# in flow style ({IP: ..., Port: ...}); what remains after the loopback ones is
-# an error.
+# refused while the installed configuration names an address, a daemon's HTTP
+# URL, a device's Host or URL, or a Dask Executor that is not loopback (the
+# daemons could not reach one another or their devices), or turns on the alerts
+# daemon's Kafka or VOEvent Transport, which reach GCN over the internet.
+# Lines without a comment, then each "IP:", "Host:", "Executor:", "HTTP:" or
+# "URL:" value, also in flow style ({IP: ..., Port: ...}); what remains after the
+# loopback ones (and serial ports, /dev/...) is an error; then "Enabled: true"
+# (yes, on) inside a "Kafka:" or "VOEvent Transport:" block or flow mapping.
 define refuse_non_loopback_config
 cfg="$(DEST)$(CONFIG_FILE)"; \
 if [ ! -f "$$cfg" ]; then \
   echo "note: no $$cfg: the daemons' defaults are all loopback"; \
 else \
+  loopback='(127\.[0-9.]+|::1|\[::1\]|localhost)'; \
   others=`sed -e 's/#.*//' "$$cfg" \
-    | grep -oE '(^|[{,[:space:]])(IP|Host|Executor):[[:space:]]*[^],}[:space:]]+' \
+    | grep -oE '(^|[{,[:space:]])(IP|Host|Executor|HTTP|URL):[[:space:]]*[^],}[:space:]]+' \
     | sed -E 's/^[{,[:space:]]+//' | tr -d "\"'" \
-    | grep -vE ':[[:space:]]*(127\.[0-9.]+|::1|\[::1\]|localhost|local|tcp://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?/?)$$'`; \
+    | grep -vE ":[[:space:]]*($$loopback|local|null|~|/dev/[^[:space:]]+|[a-z]+://$$loopback(:[0-9]+)?(/[^[:space:]]*)?)$$"`; \
+  internet=`sed -e 's/#.*//' -e 's/[[:space:]]*$$//' "$$cfg" | awk ' \
+    /^[[:space:]]*(Kafka|VOEvent Transport):[[:space:]]*\{/ { \
+      if ($$0 ~ /Enabled:[[:space:]]*(true|True|yes|Yes|on|On)/) { \
+        sub(/^[[:space:]]*/, ""); print $$0 " (GCN, over the internet)" } next } \
+    /^[[:space:]]*(Kafka|VOEvent Transport):$$/ { \
+      match($$0, /^[[:space:]]*/); depth = RLENGTH; block = substr($$0, RLENGTH + 1); next } \
+    block != "" { match($$0, /^[[:space:]]*/); \
+      if (NF && RLENGTH <= depth) block = ""; \
+      else if ($$0 ~ /^[[:space:]]*Enabled:[[:space:]]*(true|True|yes|Yes|on|On)$$/) \
+        print block " Enabled: true (GCN, over the internet)" }'`; \
+  others=`printf '%s\n%s\n' "$$others" "$$internet" | sed '/^$$/d'`; \
   if [ -n "$$others" ]; then \
-    echo "error: $$cfg names addresses that are not loopback:" >&2; \
+    echo "error: $$cfg names addresses that are not loopback (or GCN, on the internet):" >&2; \
     echo "$$others" | sed 's/^/         /' >&2; \
     echo "       the loopback-only drop-in would cut the daemons off from them; allow them" >&2; \
     echo "       in a drop-in of your own instead (sudo systemctl edit <service>: IPAddressAllow=...)" >&2; \
@@ -649,7 +667,8 @@ endif
 	  echo "warning: $(STAGED_VENV) is not a venv (no pyvenv.cfg): left in place" >&2; fi
 	@rmdir "`dirname $(STAGED_VENV)`" 2>/dev/null || true
 	@for f in README.md docs/*.md; do rm -f "$(DEST)$(DOCDIR)/`basename $$f`"; done
-	@rmdir "$(DEST)$(DOCDIR)" 2>/dev/null || true
+	@for f in docs/devices/*.md; do rm -f "$(DEST)$(DOCDIR)/devices/`basename $$f`"; done
+	@rmdir "$(DEST)$(DOCDIR)/devices" "$(DEST)$(DOCDIR)" 2>/dev/null || true
 	@for p in $(PROGRAMS); do rm -f "$(DEST)$(BINDIR)/$$p"; done
 ifeq ($(PURGE),1)
 	rm -rf "$(DEST)$(CONFIG_FILE)" "$(DEST)$(CONFIG_DIR)" "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xmlrpc.client
@@ -92,6 +93,14 @@ def test_status_of_an_order_shows_its_history(running, orders_file):
 def test_status_without_id_is_the_daemons_health(running):
     result = toros(running, "status", "--to", "telescope")
     assert result.returncode == 0 and "Service:   telescope" in result.stdout
+    # What the operations guide says it shows: the Earth-rotation table's age, each daemon's
+    # own fields; the scheduler's plan, in short.
+    assert re.search(r"^Earth Rotation: IERS-A table .* measured until ", result.stdout, re.M), \
+        result.stdout
+    assert re.search(r"^Hand-offs Pending: 0$", result.stdout, re.M), result.stdout
+    scheduler = toros(running, "status")
+    assert re.search(r"^Plan: +(Night .* UTC|The scheduler has not planned yet\.) .*\d+ planned, "
+                     r"\d+ not \(toros plan\)$", scheduler.stdout, re.M), scheduler.stdout
 
 
 def test_cancel(running):

@@ -557,6 +557,24 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
     assert shutter() == "open"
 
 
+def test_a_scheduler_says_once_why_the_dome_may_not_open_in_the_dark(make_site, tmp_path):
+    """Orders planned for minutes ago, nothing dispatched, and no word in the scheduler's log:
+    only the dome daemon's Status said why (here rain; on a real machine, a system clock no
+    time service keeps)."""
+    weather = tmp_path / "weather"
+    weather.write_text("unsafe: rain on the weather station")
+    site = make_site(settings(Simulator={"Weather File": str(weather)}))
+    site.start("dome", "telescope", "scheduler")
+    said = "dark, but the dome may not open: unsafe since "
+    wait_until(lambda: said in site.log("scheduler"), "the scheduler to say why it waits")
+    time.sleep(DOME_DOWN_SECONDS)  # many of the scheduler's ticks at 100×
+    log = site.log("scheduler")
+    assert log.count(said) == 1 and "rain on the weather station" in log
+    weather.unlink()  # it clears: the dome opens after its Reopen Delay (0 here)
+    wait_until(lambda: "dark and safe: opening the dome" in site.log("scheduler"),
+               "the scheduler to open the dome")
+
+
 def test_in_a_polar_night_a_dome_closed_by_an_operator_stays_closed_through_a_restart(
         make_site):
     """At the South Pole in June the Sun never rises: "tonight" had no dusk, and began

@@ -383,6 +383,17 @@ def test_install_loopback_only_keeps_an_operators_own_drop_ins(tmp_path):
     (("  IP: 127.0.0.1", '  IP: "0.0.0.0"'), "IP: 0.0.0.0"),
     (("    Host: 127.0.0.1", "    Host: alpaca.example.org"), "Host: alpaca.example.org"),
     (("  Executor: local", "  Executor: tcp://10.0.0.5:8786"), "Executor: tcp://10.0.0.5:8786"),
+    # The shipped file's own examples of a daemon on another machine and a mount over TCP:
+    (("  # HTTP: http://127.0.0.1:8010/", "  HTTP: http://dome-pc.local:8012/"),
+     "HTTP: http://dome-pc.local:8012/"),
+    (("    # URL: socket://192.168.1.30:9999", "    URL: socket://192.168.1.30:9999"),
+     "URL: socket://192.168.1.30:9999"),
+    # GCN over the internet, in block and in flow style:
+    (("    Enabled: false\n    # Client ID:", "    Enabled: true\n    # Client ID:"),
+     "Kafka: Enabled: true (GCN, over the internet)"),
+    (("  VOEvent Transport:                  # VTP (pygcn: every install has it)\n"
+      "    Enabled: false\n", "  VOEvent Transport: {Enabled: yes, Port: 8099}\n"),
+     "VOEvent Transport: {Enabled: yes, Port: 8099} (GCN, over the internet)"),
 ])
 def test_install_loopback_only_refuses_a_config_naming_another_address(tmp_path, edit, named):
     root = tmp_path / "root"
@@ -404,7 +415,11 @@ def test_install_loopback_only_accepts_loopback_addresses_in_any_spelling(tmp_pa
     config.parent.mkdir(parents=True)
     config.write_text("Dome Address: {IP: '::1', Port: 8012}\n"
                       "Telescope Address:\n  IP: 127.0.0.2   # another loopback address\n"
+                      "  HTTP: http://localhost:8011/\n"
                       "Preprocessor:\n  Executor: tcp://localhost:8786\n"
+                      "Telescope:\n  Mount:\n    Driver: lx200\n    URL: /dev/ttyUSB0\n"
+                      "Alerts:\n  Kafka:\n    Enabled: false\n  GCN Socket:\n"
+                      "    Enabled: true\n    IP: 127.0.0.1\n"
                       "# Scheduler Address: {IP: 10.0.0.1}   (a comment)\n")
     result = make("install-loopback-only", f"DESTDIR={root}")
     assert result.returncode == 0, describe(result)

@@ -4,12 +4,16 @@ import json
 
 from ..config import SERVICES
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, queue_text, table
+from ..scheduler.plan_command import heading
 from .front_desk import ask
 
 #: The lines of an order's status, after the receipt's columns.
 ORDER_DETAILS = ("Priority Reason", "Created", "Updated")
 #: The lines of a daemon's health, before its uptime and queue.
 HEALTH_DETAILS = ("Service", "Version", "Status", "Address", "Started", "Clock", "Now")
+#: The keys of a health report said in lines of their own (the rest, each daemon's own, follow
+#: as they come).
+SHOWN_APART = HEALTH_DETAILS + ("Uptime", "Queue", "Devices", "Plan", "Earth Rotation")
 
 
 def add_arguments(parser):
@@ -51,6 +55,13 @@ def _health_text(health):
     lines = [f"{key + ':':10} {health.get(key, '')}" for key in HEALTH_DETAILS]
     lines.append(f"{'Uptime:':10} {health['Uptime']:.0f} s")
     lines.append(f"{'Queue:':10} {queue_text(health['Queue'])}")
+    if "Plan" in health:  # the scheduler's: in short (`toros plan` lists it)
+        plan = health["Plan"]
+        lines.append(f"{'Plan:':10} {heading(plan)} {plan.get('Planned', 0)} planned, "
+                     f"{plan.get('Not Planned', 0)} not (toros plan)")
+    if "Earth Rotation" in health:
+        lines.append(f"Earth Rotation: {health['Earth Rotation'].get('Message', '')}")
     for name, value in health.get("Devices", {}).items():
         lines.append(f"{'Device:':10} {name}: {value}")
+    lines += [f"{key}: {value}" for key, value in health.items() if key not in SHOWN_APART]
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import xmlrpc.client
 from ..client import connect
 from ..dome.safety import NEVER_HEARD
 from ..journal import CANCELLED, DONE, FAILED
-from ..logs import Outage
+from ..logs import Outage, SaidOnChange
 from ..workorders import new_id, parse_utc
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class DomeKeeper:
         self.outputs = None
         self._request = None  # the ID of the Dome order being waited on
         self._hold_said = None  # the ID of the Dome order last said to keep the dome closed
+        self._may_not_open = SaidOnChange(log)  # why the dome daemon will not open, in the dark
         self._status_outage = Outage(log)     # the dome daemon not answering Status
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
         self._stopping = False
@@ -124,9 +125,14 @@ class DomeKeeper:
         # Opened while some of the night is left to plan in (a grid step); closed only once it
         # is over: the plan may end an observation in its last step.
         night = self.night.window(now, sun_limit)
-        if (night is not None and night.contains(now) and shutter == "closed"
-                and dome.get("Safety", {}).get("May Open")):
-            if not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
+        if night is not None and night.contains(now) and shutter == "closed":
+            safety = dome.get("Safety", {})
+            if not safety.get("May Open"):
+                # Said once per reason: the orders due wait, and the log says for what.
+                why = safety.get("Why Not") or safety.get("Reason", "no reason given")
+                self._may_not_open.log(why, "dark, but the dome may not open: %s", why)
+            elif not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
+                self._may_not_open.forget()
                 self._request = self._send({"Shutter": "Open"}, now,
                                            "dark and safe: opening the dome")
         elif shutter in ("open", "opening") and not self.night.is_dark(now, sun_limit):
