@@ -1,5 +1,6 @@
 """The `toros` command, run as a user runs it."""
 
+import getpass
 import json
 import os
 import re
@@ -109,6 +110,9 @@ def test_cancel(running):
                             "Filter": "V", "Exposure Time": 3600}))
     result = toros(running, "cancel", "cli-4", "--to", "telescope")
     assert result.returncode == 0 and "cancelled" in result.stdout
+    # In the name of whoever ran it (it was "cancelled by unknown"):
+    history = toros(running, "status", "cli-4", "--to", "telescope").stdout
+    assert f"cancelled by {getpass.getuser()}" in history, history
     again = toros(running, "cancel", "cli-4", "--to", "telescope")
     assert again.returncode == 1 and "already cancelled" in again.stderr
 
@@ -128,6 +132,14 @@ def test_services_says_which_daemon_does_not_answer(site):
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
     assert "no: Connection refused" in lines["telescope"]
     assert " yes " in lines["dome"]
+
+
+def test_the_configuration_may_be_named_after_the_command_too(site):
+    """`toros backup DIR --config FILE` was "unrecognized arguments"."""
+    result = subprocess.run([TOROS, "status", "--config", str(site.config_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "the scheduler daemon does not answer at" in result.stderr
+    assert result.stderr.rstrip().endswith(f"; configuration: {site.config_path})")
 
 
 def test_an_unreachable_daemon_is_explained(site):

@@ -75,6 +75,20 @@ def test_the_command_prints_the_settings_as_yaml_the_configuration_takes(tmp_pat
                         "Position Angle": pytest.approx(70.0, abs=0.01), "Mirrored": False}
 
 
+def test_a_north_up_frame_is_said_at_0_degrees_not_360(tmp_path):
+    """A CD of diag(-s, s) measures 359.9999...°: it was printed "360.00"."""
+    header = fits.Header({"NAXIS": 2, "NAXIS1": 100, "NAXIS2": 100, "CTYPE1": "RA---TAN",
+                          "CTYPE2": "DEC--TAN", "CRPIX1": 50.5, "CRPIX2": 50.5,
+                          "CRVAL1": 150.0, "CRVAL2": -30.0, "CD1_1": -0.0004, "CD1_2": 0.0,
+                          "CD2_1": 0.0, "CD2_2": 0.0004, "XBINNING": 2, "PIERSIDE": "WEST"})
+    path = tmp_path / "north.fits"
+    fits.PrimaryHDU(np.zeros((100, 100), np.int16), header).writeto(path)
+    result = subprocess.run([TOROS, "orientation", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "    Position Angle: 0.00\n" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("content, reason", [
     ("a frame without a WCS", "it has no celestial WCS (CTYPE1/CTYPE2 such as RA---TAN, "
                               "DEC--TAN): solve it first"),

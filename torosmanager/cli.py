@@ -115,13 +115,17 @@ def main(argv=None):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="toros", description="Talk to the TOROS Manager daemons.")
-    parser.add_argument("--config", metavar="PATH",
-                        help=f"configuration file (default: ${ENVIRONMENT_VARIABLE}, else "
-                             f"{DEFAULT_PATH}, else built-in defaults)")
+    config_help = (f"configuration file (default: ${ENVIRONMENT_VARIABLE}, else {DEFAULT_PATH}, "
+                   "else built-in defaults)")
+    parser.add_argument("--config", metavar="PATH", help=config_help)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text, add_arguments, run, needs in COMMANDS:
         command = commands.add_parser(name, help=help_text)
+        # After the command too (toros backup DIR --config FILE); not given, the one before it
+        # stands (SUPPRESS: no default of its own).
+        command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                             help=config_help)
         add_arguments(command)
         command.set_defaults(action=run, uses_astropy=USES_ASTROPY in needs,
                              needs_config=WITHOUT_CONFIG not in needs)

@@ -1,4 +1,6 @@
-"""``toros cancel ID``: cancel an order."""
+"""``toros cancel ID``: cancel an order, in the name of the user who runs the command."""
+
+import getpass
 
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
 from .front_desk import ask
@@ -13,7 +15,9 @@ def add_arguments(parser):
 
 def run(config, arguments):
     """``toros cancel ID``."""
-    answer = ask(config, arguments.to, {"WOType": "Cancel", "ID": arguments.id})
+    # Named in the order's history ("cancelled by ..."), not "unknown".
+    answer = ask(config, arguments.to, {"WOType": "Cancel", "ID": arguments.id,
+                                        "User": getpass.getuser()})
     if answer is None:
         return EXIT_FAILED
     print(table([answer], RECEIPT_COLUMNS))

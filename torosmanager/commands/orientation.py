@@ -53,6 +53,8 @@ def run(config, arguments):
              else "no PIERSIDE (taken as looking east)"))
     print("Telescope:\n  Camera:")
     print(f"    Pixel Scale: {orientation.pixel_scale:.{SCALE_DECIMALS}f}")
-    print(f"    Position Angle: {orientation.position_angle:.{ANGLE_DECIMALS}f}")
+    # 359.9999° is 0.00, not 360.00:
+    angle = round(orientation.position_angle, ANGLE_DECIMALS) % 360.0
+    print(f"    Position Angle: {angle:.{ANGLE_DECIMALS}f}")
     print(f"    Mirrored: {'true' if orientation.mirrored else 'false'}")
     return EXIT_OK
