@@ -215,7 +215,7 @@ def test_in_the_middle_of_the_night_only_the_rest_of_it_is_used():
 
 
 def test_visible_tonight_and_total_by_hand():
-    """90-minute targets: one up for hours, one up for only 74 minutes before dawn, one never."""
+    """90-minute targets: one up for hours, one up for only 73 minutes before dawn, one never."""
     candidates = [Candidate("high", 30.0, 20.0, 0.5), Candidate("brief", 200.0, 40.0, 0.3),
                   Candidate("never", 40.0, -80.0, 0.2)]
     result = pick(candidates, EVENING, CONFIG, 5400.0)
@@ -223,7 +223,7 @@ def test_visible_tonight_and_total_by_hand():
     assert result.visible_tonight == pytest.approx(0.5)
     assert result.covered == pytest.approx(0.5) and names(result) == ["high"]
     assert result.not_chosen["brief"] == ("needs 90 min without a break but is observable for "
-                                          "at most 74 min at a stretch tonight")
+                                          "at most 73 min at a stretch tonight")
 
 
 def test_the_baseline_is_returned_when_it_covers_more(monkeypatch):
