@@ -758,24 +758,13 @@ def stage_pipeline_later(arguments):
     lights and masters, untimed, left its terms in the store, as in the daemon
     (``Preprocessor → Kept Terms``, its default); only the second job is timed, with workers
     started for it."""
-    from torosmanager.config import default_config
-    from torosmanager.preprocessor.terms_store import TermsStore
-
-    places = paths(arguments)
-    reduced = os.path.join(places["lights"], "reduced")
-    store = TermsStore(default_config()["Preprocessor"]["Kept Terms"] * 2 ** 20)
-    try:
-        inputs = _lights(arguments) + _library(arguments)
-        timed_calibrate(arguments, places["lights"], inputs, terms_store=store)
-        shutil.rmtree(reduced)
+    def job_before(store, inputs):
+        timed_calibrate(arguments, paths(arguments)["lights"], inputs, terms_store=store)
+        shutil.rmtree(os.path.join(paths(arguments)["lights"], "reduced"))
         os.sync()  # the timed job does not pay for the write-back of the one before
-        outcome, _, started, ended = timed_calibrate(arguments, places["lights"], inputs,
-                                                     terms_store=store)
-    finally:
-        store.close()
-    assert len(outcome.products) == arguments.frames and not outcome.skipped, outcome.skipped
-    shutil.rmtree(reduced)
-    return {"seconds": ended - started}
+        return {}
+
+    return _timed_after(arguments, job_before)
 
 
 def stage_pipeline_prepared(arguments):
@@ -784,26 +773,38 @@ def stage_pipeline_prepared(arguments):
     :func:`~torosmanager.preprocessor.pipeline.prepare`, into a store as the daemon's): the
     preparation is not timed, as it runs while the telescope takes the other frames (its
     seconds are returned); the job is, with workers started for it."""
-    from torosmanager.config import default_config
     from torosmanager.preprocessor.pipeline import Settings, prepare
+
+    def preparation(store, inputs):
+        warm(inputs)
+        began = time.monotonic()
+        said = prepare(_lights(arguments)[:1], Settings(library=paths(arguments)["library"]),
+                       store)
+        assert said.startswith("calibration terms prepared for 1 group"), said
+        return {"prepare_seconds": time.monotonic() - began}
+
+    return _timed_after(arguments, preparation)
+
+
+def _timed_after(arguments, untimed):
+    """The pipeline on the lights, timed, with the daemon's store of terms (``Preprocessor →
+    Kept Terms``, its default) after ``untimed(store, inputs)`` filled it; the stage's result,
+    with what *untimed* returned."""
+    from torosmanager.config import default_config
     from torosmanager.preprocessor.terms_store import TermsStore
 
     places = paths(arguments)
     store = TermsStore(default_config()["Preprocessor"]["Kept Terms"] * 2 ** 20)
     try:
         inputs = _lights(arguments) + _library(arguments)
-        warm(inputs)
-        began = time.monotonic()
-        said = prepare(_lights(arguments)[:1], Settings(library=places["library"]), store)
-        preparing = time.monotonic() - began
-        assert said.startswith("calibration terms prepared for 1 group"), said
+        result = untimed(store, inputs)
         outcome, _, started, ended = timed_calibrate(arguments, places["lights"], inputs,
                                                      terms_store=store)
     finally:
         store.close()
     assert len(outcome.products) == arguments.frames and not outcome.skipped, outcome.skipped
     shutil.rmtree(os.path.join(places["lights"], "reduced"))
-    return {"seconds": ended - started, "prepare_seconds": preparing}
+    return dict(result, seconds=ended - started)
 
 
 def stage_naive_process(arguments):

@@ -15,6 +15,7 @@ points themselves, which lost up to a grid step of dark time at each end.
 
 import dataclasses
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -260,6 +261,12 @@ def _precession_matrix(jyear):
     axes = SkyCoord(ra=[0.0, 90.0, 0.0] * u.deg, dec=[0.0, 0.0, 90.0] * u.deg,
                     frame="icrs").transform_to(FK5(equinox=Time(jyear, format="jyear")))
     return axes.cartesian.xyz.value
+
+
+def reached_text(altitude):
+    """The highest altitude a target reaches, for a reason it is refused: to 0.1°, rounded
+    down (19.96° against a limit of 20° is not "20.0°")."""
+    return f"{math.floor(altitude * 10) / 10:.1f}°"
 
 
 def airmass(altitude):

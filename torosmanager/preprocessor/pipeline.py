@@ -483,11 +483,10 @@ class _Night:
             if bias is None:
                 unprepared.append(f"no master bias for {geometry.label} in the master library")
                 continue
-            darks = self.library.darks(geometry, layout.shape, self.night)
-            tasks = [self._science_task(
-                frame, layout, bias, choose_dark(darks, frame.exptime)[0],
-                self._from_library(Kind.FLAT, geometry, layout, frame.filter))
-                for frame in by_geometry[geometry]]
+            darks, flats, tasks = self.library.darks(geometry, layout.shape, self.night), {}, []
+            for frame in by_geometry[geometry]:
+                dark, _, flat = self._masters_of(frame, geometry, layout, darks, flats)
+                tasks.append(self._science_task(frame, layout, bias, dark, flat))
             groups = _group(tasks, lambda task: terms_key(task, task.terms_bzero))
             for key, group in groups.items():
                 prefix = self.terms.place(key, group[0], group[0].terms_bzero)
@@ -611,12 +610,7 @@ class _Night:
         tasks = []
         for frame in sorted(frames, key=lambda f: (f.filter, f.exptime, self._gain(f)[0],
                                                    f.bzero, f.path)):
-            dark, how = choose_dark(darks, frame.exptime)
-            flat = flats.get(frame.filter)
-            if flat is None and self.library is not None:
-                flat = self._from_library(Kind.FLAT, geometry, layout, frame.filter)
-                if flat is not None:
-                    flats[frame.filter] = flat
+            dark, how, flat = self._masters_of(frame, geometry, layout, darks, flats)
             self._explain(geometry, frame, dark, how, flat)
             tasks.append(self._science_task(frame, layout, bias, dark, flat))
         for directory in {os.path.dirname(task.output) for task in tasks}:
@@ -762,6 +756,19 @@ class _Night:
                 return
 
     # --- science frames ------------------------------------------------------------------
+
+    def _masters_of(self, frame, geometry, layout, darks, flats):
+        """The dark (and how it was chosen, see :func:`choose_dark`) and the flat a light
+        frame is calibrated with: the night's flat of its filter (*flats*, by filter), else the
+        library's, added to *flats*. The same for a job and for :meth:`prepare`, whose terms
+        the job must find under the same key."""
+        dark, how = choose_dark(darks, frame.exptime)
+        flat = flats.get(frame.filter)
+        if flat is None and self.library is not None:
+            flat = self._from_library(Kind.FLAT, geometry, layout, frame.filter)
+            if flat is not None:
+                flats[frame.filter] = flat
+        return dark, how, flat
 
     def _science_task(self, frame, layout, bias, dark, flat):
         gain, gain_source = self._gain(frame)

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import ephemeris
 from ..devices.camera import FrameType
-from ..night import Night, altitude_grid, dot_products, precess, unit_vectors
+from ..night import Night, altitude_grid, dot_products, precess, reached_text, unit_vectors
 from ..units import Degrees, Seconds
 from ..workorders import parse_utc
 from .refine import Refiner
@@ -511,9 +511,8 @@ class Planner:
                      f"{grid.instant(points[-1]):%H:%M} UTC)")
             margin = (f", within the plan's margin of {ALTITUDE_MARGIN:g}°" if highest >= limit
                       else "")
-            # Rounded down: 19.96° is not said to reach a limit of 20°.
             return (f"never {self.constraints.limit_text()} in {hours}; it reaches "
-                    f"{math.floor(highest * 10) / 10:.1f}°{margin}")
+                    f"{reached_text(highest)}{margin}")
         if not visible.any():
             return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
                     "whenever it is high enough")

@@ -18,7 +18,6 @@ passes while it waits in the queue ends failed, expired.
 
 import html
 import logging
-import math
 import os
 
 from ..devices import DeviceError
@@ -27,7 +26,7 @@ from ..devices.factory import telescope_devices
 from ..hand_offs import HAND_OFF, HANDING, PENDING, PendingHandOffs
 from ..handler import Handler
 from ..journal import ACCEPTED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
-from ..night import Night
+from ..night import Night, reached_text
 from ..workorders import WorkOrderError, check_not_ended, format_utc, parse_utc, refuse
 from .executor import Executor
 from .limits import check as check_limits, limits_of
@@ -83,14 +82,13 @@ class TelescopeHandler(Handler):
                                  "coming day and a half; nothing can be observed")
         self._check_window(order, night)
         highest, when = self.night.max_altitude(night, order["RA"], order["Dec"])
-        reaches = math.floor(highest * 10) / 10  # rounded down: 19.96° is not "20.0°"
         limit = self.config["Observing"]["Minimum Altitude"]
         if highest < limit:
             raise WorkOrderError(
                 f"'RA', 'Dec': received {order['RA']:.4f}, {order['Dec']:+.4f}; allowed: a target "
                 f"that rises above {limit:g}° (Observing → Minimum Altitude) tonight, "
                 f"{night.start:%Y-%m-%d %H:%M}–{night.end:%H:%M} UTC; this one reaches at most "
-                f"{reaches:.1f}° (at {when:%H:%M} UTC)")
+                f"{reached_text(highest)} (at {when:%H:%M} UTC)")
 
     def _check_window(self, order, night):
         """Refuse an order whose ``Not After`` has passed, or whose ``Not Before`` is after
