@@ -432,14 +432,17 @@ install-links: install-check install-umask ## symlink the five programs into BIN
 	done
 
 # The units' Documentation= points here.
+# The README and docs/ keep the tree they have here, so that the README's links (docs/...) and
+# the docs' own (devices/...) lead to the installed files. Installs before 2026-12 put the docs
+# beside the README: those copies are removed, so that an upgraded install has one of each.
 install-docs: install-check install-umask
-	@mkdir -p "$(DEST)$(DOCDIR)/devices"
-	@for f in README.md docs/*.md; do \
-	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/"; fi; \
+	@mkdir -p "$(DEST)$(DOCDIR)/docs/devices"
+	@cp README.md "$(DEST)$(DOCDIR)/"
+	@for f in docs/*.md docs/devices/*.md; do \
+	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/$$f"; fi; \
+	  rm -f "$(DEST)$(DOCDIR)/`echo $$f | sed 's|^docs/||'`"; \
 	done
-	@for f in docs/devices/*.md; do \
-	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/devices/"; fi; \
-	done
+	@rmdir "$(DEST)$(DOCDIR)/devices" 2>/dev/null || true
 
 install-init: install-check install-umask units ## install the units and toros.target (Linux) or the plists (macOS)
 ifeq ($(INIT_SYSTEM),launchd)
@@ -666,9 +669,8 @@ endif
 	elif [ -e "$(STAGED_VENV)" ]; then \
 	  echo "warning: $(STAGED_VENV) is not a venv (no pyvenv.cfg): left in place" >&2; fi
 	@rmdir "`dirname $(STAGED_VENV)`" 2>/dev/null || true
-	@for f in README.md docs/*.md; do rm -f "$(DEST)$(DOCDIR)/`basename $$f`"; done
-	@for f in docs/devices/*.md; do rm -f "$(DEST)$(DOCDIR)/devices/`basename $$f`"; done
-	@rmdir "$(DEST)$(DOCDIR)/devices" "$(DEST)$(DOCDIR)" 2>/dev/null || true
+	@for f in README.md docs/*.md docs/devices/*.md; do rm -f "$(DEST)$(DOCDIR)/$$f"; done
+	@rmdir "$(DEST)$(DOCDIR)/docs/devices" "$(DEST)$(DOCDIR)/docs" "$(DEST)$(DOCDIR)" 2>/dev/null || true
 	@for p in $(PROGRAMS); do rm -f "$(DEST)$(BINDIR)/$$p"; done
 ifeq ($(PURGE),1)
 	rm -rf "$(DEST)$(CONFIG_FILE)" "$(DEST)$(CONFIG_DIR)" "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)"

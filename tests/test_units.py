@@ -549,6 +549,46 @@ def test_install_venv_with_an_old_python_stops_naming_its_version(tmp_path, pyth
     assert not (tmp_path / "root").exists()
 
 
+#: A relative link of Markdown, ``[text](target)``: not a web address, not an anchor alone.
+MARKDOWN_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s#]+)(?:#[^)]*)?\)")
+
+
+def test_installed_readme_and_docs_links_lead_to_the_installed_docs(tmp_path):
+    root = tmp_path / "root"
+    result = make("install-docs", f"DESTDIR={root}")
+    assert result.returncode == 0, describe(result)
+    doc_dir = root / f"{PREFIX}/share/doc/toros-manager".lstrip("/")
+    sources = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    installed = sorted(path.relative_to(doc_dir) for path in doc_dir.rglob("*.md"))
+    assert installed == sorted(path.relative_to(REPO) for path in sources)
+    followed = 0
+    for source in sources:
+        for target in MARKDOWN_LINK.findall(source.read_text()):
+            linked = (source.parent / target).resolve()
+            if linked.suffix != ".md" or linked not in sources:
+                continue  # bench/, etc/: not installed
+            copy = doc_dir / source.relative_to(REPO)
+            assert (copy.parent / target).is_file(), f"{copy.relative_to(root)}: {target}"
+            followed += 1
+    assert followed >= 10  # the README's links to docs/ and the docs' links to each other
+
+
+def test_install_docs_replaces_the_copies_an_older_install_put_beside_the_readme(tmp_path):
+    root = tmp_path / "root"
+    doc_dir = root / f"{PREFIX}/share/doc/toros-manager".lstrip("/")
+    (doc_dir / "devices").mkdir(parents=True)
+    for older in ("operations.md", "devices/indi.md"):
+        (doc_dir / older).write_text("an older install's copy\n")
+    result = make("install-docs", f"DESTDIR={root}")
+    assert result.returncode == 0, describe(result)
+    assert not (doc_dir / "operations.md").exists() and not (doc_dir / "devices").exists()
+    assert (doc_dir / "docs/devices/indi.md").read_bytes() == (REPO / "docs/devices/indi.md").read_bytes()
+
+    result = make("uninstall", f"DESTDIR={root}")
+    assert result.returncode == 0, describe(result)
+    assert not doc_dir.exists()
+
+
 def test_the_readme_wants_the_python_setup_py_wants():
     assert f"Python ≥ {min_python()}," in (REPO / "README.md").read_text()
 
