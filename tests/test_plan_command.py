@@ -109,6 +109,19 @@ def test_the_status_pages_section_says_how_much_of_the_plan_it_shows(plan):
     assert "<td>Orion Nebula</td>" in whole and "<td>never-up</td>" in whole
 
 
+def test_while_nothing_is_sent_the_heading_says_why_in_the_table_and_on_the_page(plan):
+    waiting = "the dome is closed and may not open: unsafe since 2026-11-22T01:00:00Z: rain."
+    said = plan_command.as_dict(None, {}, None, -18.0, waiting=waiting)
+    assert said["Waiting"] == waiting
+    expected = ("Nothing is sent to the telescope: the dome is closed and may not open: unsafe "
+                "since 2026-11-22T01:00:00Z: rain.")
+    assert plan_command.heading(said).endswith("not planned yet. " + expected)
+    assert toros_plan.text(dict(plan, Waiting=waiting)).splitlines()[0].endswith(
+        "Times are UTC. " + expected)
+    assert expected in plan_command.html(dict(plan, Waiting=waiting))
+    assert "Nothing is sent" not in plan_command.heading(plan)
+
+
 def test_before_the_first_plan():
     text = toros_plan.text(plan_command.as_dict(None, {}, None, -18.0))
     assert "not planned yet" in text and "Nothing planned" in text

@@ -536,6 +536,8 @@ def test_a_dome_closed_by_an_operator_at_night_stays_closed_until_opened(make_si
                in site.log("scheduler"), "the scheduler to say it keeps the dome closed")
     time.sleep(DOME_DOWN_SECONDS)  # many of the scheduler's ticks at 100×
     assert shutter() == "closed"
+    assert scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"].startswith(
+        "the dome was closed by Dome order close-op from operator at ")
     assert "dome closing: Dome order close-op from operator" in site.log("telescope")
     wait_until(lambda: site.proxy("telescope").front_desk({"WOType": "Status"})[
         "Devices"]["Pointing"]["Parked"], "the telescope to park")
@@ -570,9 +572,16 @@ def test_a_scheduler_says_once_why_the_dome_may_not_open_in_the_dark(make_site, 
     time.sleep(DOME_DOWN_SECONDS)  # many of the scheduler's ticks at 100×
     log = site.log("scheduler")
     assert log.count(said) == 1 and "rain on the weather station" in log
+    # The plan shows it too (toros status, toros plan, the status page): its times pass.
+    scheduler = site.proxy("scheduler")
+    waiting = scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"]
+    assert waiting.startswith("the dome is closed and may not open: unsafe since "), waiting
+    assert "rain on the weather station" in waiting
     weather.unlink()  # it clears: the dome opens after its Reopen Delay (0 here)
     wait_until(lambda: "dark and safe: opening the dome" in site.log("scheduler"),
                "the scheduler to open the dome")
+    wait_until(lambda: "Waiting" not in scheduler.front_desk({"WOType": "Status"})["Plan"],
+               "the plan to stop saying it waits, the dome open")
 
 
 def test_in_a_polar_night_a_dome_closed_by_an_operator_stays_closed_through_a_restart(
@@ -618,6 +627,8 @@ def test_an_order_waits_for_a_dome_someone_else_keeps_closed_without_spending_it
     assert waiting["Status"] == "queued", waiting["Message"]
     assert "Attempts" not in waiting["Progress"]
     assert "not started" not in site.log("telescope")
+    assert scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"] == (
+        "the dome is closed (Scheduler → Manage Dome is off: someone else opens it)")
     site.proxy("dome").front_desk({"ID": "open", "WOType": "Dome", "Shutter": "Open"})
     assert ended(scheduler, "waits", "done")["Progress"]["Attempts"] == 1
 

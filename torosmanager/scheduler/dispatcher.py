@@ -164,7 +164,7 @@ class Dispatcher:
         with self._plan_lock:
             plan, made, names = self.plan, self._last_plan, self._plan_names
         return as_dict(plan, names, made, self.observing["Sun Altitude"],
-                       offset, limit)
+                       offset, limit, waiting=self.dome.waiting)
 
     # --- the loop -----------------------------------------------------------------------
 

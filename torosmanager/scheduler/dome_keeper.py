@@ -61,6 +61,9 @@ class DomeKeeper:
         self.is_open = None
         #: How many auxiliary outputs the dome has, as its daemon last said (``None`` before).
         self.outputs = None
+        #: Why nothing is sent to the telescope in the dark, in words for the plan's readers
+        #: (``None`` while the dome is open and safe, and by day).
+        self.waiting = None
         self._request = None  # the ID of the Dome order being waited on
         self._hold_said = None  # the ID of the Dome order last said to keep the dome closed
         self._may_not_open = SaidOnChange(log)  # why the dome daemon will not open, in the dark
@@ -100,6 +103,7 @@ class DomeKeeper:
             # Not known open until it answers: a target of opportunity sent meanwhile would
             # only be refused by the telescope, which asks the dome too, each refusal a try.
             self.is_open = None
+            self.waiting = f"the dome daemon does not answer ({error})"
             return False, False
         self._status_outage.answered("the dome daemon answers again")
         self.outputs = dome.get("Auxiliary Outputs", self.outputs)
@@ -115,13 +119,16 @@ class DomeKeeper:
         if changed:
             log.info("the dome is now %s%s: re-planning", shutter, "" if safe else ", unsafe")
         self.is_open = is_open
+        sun_limit = self.config["Observing"]["Sun Altitude"]
+        self.waiting = _waiting(dome, is_open, self.night.is_dark(now, sun_limit))
         if not manage:  # someone else opens and closes it
+            if self.waiting is not None:
+                self.waiting += " (Scheduler → Manage Dome is off: someone else opens it)"
             return is_open, changed
         if self._request is not None and not self._request_pending():
             self._request = None
         if self._request is not None:
             return is_open, changed
-        sun_limit = self.config["Observing"]["Sun Altitude"]
         # Opened while some of the night is left to plan in (a grid step); closed only once it
         # is over: the plan may end an observation in its last step.
         night = self.night.window(now, sun_limit)
@@ -131,6 +138,7 @@ class DomeKeeper:
                 # Said once per reason: the orders due wait, and the log says for what.
                 why = safety.get("Why Not") or safety.get("Reason", "no reason given")
                 self._may_not_open.log(why, "dark, but the dome may not open: %s", why)
+                self.waiting = f"the dome is closed and may not open: {why}"
             elif not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
                 self._may_not_open.forget()
                 self._request = self._send({"Shutter": "Open"}, now,
@@ -154,11 +162,13 @@ class DomeKeeper:
         if tonight is None or (tonight.starts_at_dusk
                                and parse_utc(closed_by_order["At"]) < tonight.start):
             return False
+        held = (f"the dome was closed by Dome order {closed_by_order['ID']} from "
+                f"{closed_by_order['User']} at {closed_by_order['At']}: it stays closed "
+                "tonight; a Dome order with 'Shutter': 'Open' opens it again")
+        self.waiting = held
         if self._hold_said != closed_by_order["ID"]:
             self._hold_said = closed_by_order["ID"]
-            log.warning("the dome was closed by Dome order %s from %s at %s: it stays closed "
-                        "tonight; a Dome order with 'Shutter': 'Open' opens it again",
-                        closed_by_order["ID"], closed_by_order["User"], closed_by_order["At"])
+            log.warning("%s", held)
         return True
 
     def _send(self, actions, now, why):
@@ -204,3 +214,15 @@ class DomeKeeper:
                                               "%s", error)
             self._heartbeat_due.wait(self.clock.real_seconds(self.settings["Heartbeat Interval"]))
             self._heartbeat_due.clear()
+
+
+def _waiting(dome, is_open, dark):
+    """Why nothing is sent to the telescope, from the dome daemon's Status *dome*: ``None``
+    when it is open and safe (*is_open*) or not *dark* (the plan waits for the night then)."""
+    if is_open or not dark:
+        return None
+    shutter = dome.get("Enclosure", {}).get("Shutter", "unknown")
+    safety = dome.get("Safety", {})
+    if safety.get("Safe", False):
+        return f"the dome is {shutter}"
+    return f"the dome is {shutter}, unsafe: {safety.get('Reason') or 'no reason given'}"

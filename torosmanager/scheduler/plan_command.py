@@ -11,7 +11,8 @@ page of its plan::
                   "Target"}, ...],                       # in time order; Altitude at the start
      "Unscheduled": [{"ID", "Reason"}, ...],
      "Planned": 812, "Not Planned": 4587,                # all of them, not just this page
-     "Made": "2026-11-22T00:55:00.000Z"}                 # or "never"
+     "Made": "2026-11-22T00:55:00.000Z",                 # or "never"
+     "Waiting": "the dome is closed and may not open: ..."}  # only while nothing is sent
 
 Its health report carries the first page of a few entries (``Plan``), whatever the queue holds.
 :func:`as_dict` makes a page from a :class:`~torosmanager.scheduler.planner.Plan`. This module
@@ -38,7 +39,7 @@ SHOWN_ALTITUDE_DECIMALS = 1
 SHOWN_AIRMASS_DECIMALS = 2
 
 
-def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
+def as_dict(plan, names, made, sun_altitude, offset=0, limit=None, waiting=None):
     """The ``Plan`` of the scheduler's health report, or a page of it (XML-RPC types only).
 
     Parameters
@@ -55,10 +56,16 @@ def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
     offset, limit : int
         The page: entries (in time order) and unscheduled orders from *offset*, at most
         *limit* of each (all when ``None``). ``Planned`` and ``Not Planned`` count them all.
+    waiting : str or None
+        Why nothing is sent to the telescope in the dark (the dome: see
+        :attr:`~torosmanager.scheduler.dome_keeper.DomeKeeper.waiting`), as ``Waiting``.
     """
     if plan is None:
-        return {"Entries": [], "Unscheduled": [], "Planned": 0, "Not Planned": 0, "Made": NEVER,
-                "Sun Altitude": sun_altitude}
+        report = {"Entries": [], "Unscheduled": [], "Planned": 0, "Not Planned": 0,
+                  "Made": NEVER, "Sun Altitude": sun_altitude}
+        if waiting is not None:
+            report["Waiting"] = waiting
+        return report
     from ..night import airmass
 
     end = None if limit is None else offset + limit
@@ -80,6 +87,8 @@ def as_dict(plan, names, made, sun_altitude, offset=0, limit=None):
     if plan.night_start is not None:
         report["Night Start"] = format_utc(plan.night_start)
         report["Night End"] = format_utc(plan.night_end)
+    if waiting is not None:
+        report["Waiting"] = waiting
     return report
 
 
@@ -105,15 +114,20 @@ def fetch(scheduler):
 
 
 def heading(plan):
-    """One line on a plan (a page of it): its night, when it was made, or why there is none."""
+    """One line on a plan (a page of it): its night, when it was made, or why there is none;
+    and why nothing is sent to the telescope, while that is so."""
     made = plan.get("Made", NEVER)
-    if made == NEVER:
-        return "The scheduler has not planned yet."
     sun = plan.get("Sun Altitude")
-    if not plan.get("Night Start"):
-        return f"Plan made {made}: no dark hours (Sun below {sun:g}°) in the coming day."
-    return (f"Night {_short(plan['Night Start'])} to {_short(plan['Night End'])} UTC "
-            f"(Sun below {sun:g}°); plan made {made}. Times are UTC.")
+    if made == NEVER:
+        said = "The scheduler has not planned yet."
+    elif not plan.get("Night Start"):
+        said = f"Plan made {made}: no dark hours (Sun below {sun:g}°) in the coming day."
+    else:
+        said = (f"Night {_short(plan['Night Start'])} to {_short(plan['Night End'])} UTC "
+                f"(Sun below {sun:g}°); plan made {made}. Times are UTC.")
+    if plan.get("Waiting"):
+        said += f" Nothing is sent to the telescope: {plan['Waiting'].rstrip('.')}."
+    return said
 
 
 def row(entry):
