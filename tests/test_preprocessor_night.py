@@ -135,6 +135,21 @@ class TestWhereThingsGo:
         assert len(outcome.products) == 3 and len(outcome.masters) == 3
         assert all(path.startswith(str(night / "reduced")) for path in outcome.products)
 
+    def test_frames_of_two_nights_are_refused_not_combined_into_one_nights_masters(
+            self, night, runner, tmp_path):
+        other = make_night(tmp_path / "other", name="20261122").directory
+        with pytest.raises(PreprocessingError, match=rf"the frames are of 2 nights \({night}, "
+                                                     rf"{other}\): a job calibrates one night"):
+            run([str(night), str(other)], runner)
+        assert not (night / "reduced").exists() and not (other / "reduced").exists()
+
+    def test_a_night_named_twice_is_read_once(self, night, runner, tmp_path):
+        (tmp_path / "link").symlink_to(night)
+        outcome = run([str(night), str(tmp_path / "link" / "raw")], runner)
+        assert outcome.total == 16 and len(outcome.products) == 3
+        bias = outcome.masters["bias 128x128 bin 1x1"]
+        assert fits.getheader(bias)["NCOMBINE"] == len(raw_files(night, "BIAS"))
+
     def test_one_file_and_a_file_url(self, night, runner, library):
         run(night, runner, library=library)      # its masters go to the library
         light = raw_files(night, "LIGHT")[0]
@@ -744,6 +759,35 @@ class TestLibrary:
         outcome = run(later, runner, library=library)
         assert outcome.products == [] and "no bias" in outcome.skipped[0]
 
+    @pytest.mark.parametrize("blocked", ["reduced", "reduced/masters"])
+    def test_a_products_directory_that_cannot_be_made_fails_the_job_at_once_saying_so(
+            self, night, runner, blocked):
+        # (Root writes anywhere: a file where the directory should be stops it.)
+        (night / blocked).parent.mkdir(exist_ok=True)
+        (night / blocked).write_text("not a directory")
+        with pytest.raises(PreprocessingError) as refused:
+            run(night, runner)
+        assert str(refused.value) == (f"cannot make {night / blocked}, where this job's "
+                                      f"products go: {night / blocked} is there, and not a "
+                                      "directory")
+
+    def test_a_directory_where_nothing_can_be_written_fails_the_job_at_once_saying_so(
+            self, night, runner, monkeypatch):
+        def refused(*arguments, **options):
+            raise PermissionError(13, "Permission denied")
+        (night / "reduced").mkdir()
+        monkeypatch.setattr("tempfile.mkstemp", refused)
+        with pytest.raises(PreprocessingError, match=rf"^cannot write in {night}/reduced, "
+                           "where this job's products go: Permission denied$"):
+            run(night, runner)
+        (night / "reduced").rmdir()
+        with pytest.raises(PreprocessingError, match=rf"^cannot make {night}/reduced, where "
+                           rf"this job's products go: cannot write in {night}: Permission "
+                           "denied$"):
+            run(night, runner)
+        (night / "reduced").mkdir()
+        assert os.listdir(night / "reduced") == []
+
     def test_an_unwritable_library_is_a_note_not_a_failure(self, night, runner, tmp_path):
         blocker = tmp_path / "file-not-directory"
         blocker.write_text("")
@@ -834,3 +878,87 @@ class TestCommand:
         assert parsed.locations == ["/data/20261121"] and parsed.workers == 3
         with pytest.raises(SystemExit):
             parser.parse_args(["/data", "--workers", "0"])
+
+    def test_several_nights_are_calibrated_one_after_the_other_each_with_its_own_masters(
+            self, night, tmp_path, capsys):
+        other = make_night(tmp_path / "other", name="20261122", biases=3).directory
+        status = command.run(default_config(), self.arguments(night, other, quiet=True))
+        out, _ = capsys.readouterr()
+        assert status == command.EXIT_OK
+        assert f"night {night}:" in out and f"\nnight {other}:" in out
+        assert out.count("3 frame(s) calibrated") == 2
+        for directory, biases in ((night, 5), (other, 3)):
+            [bias] = (directory / "reduced" / "masters").glob("bias_*.fits")
+            assert fits.getheader(bias)["NCOMBINE"] == biases
+            assert all(fits.getheader(product)["BIASCOR"] == bias.name
+                       for product in (directory / "reduced").glob("*.fits"))
+
+    def test_a_night_that_fails_among_several_fails_the_command_after_the_others(
+            self, night, tmp_path, capsys):
+        empty = tmp_path / "20261122"
+        (empty / "raw").mkdir(parents=True)
+        status = command.run(default_config(), self.arguments(empty, night, quiet=True))
+        out, err = capsys.readouterr()
+        assert status == command.EXIT_FAILED
+        assert f"toros calibrate: no FITS files (.fits, .fit, .fts) in {empty}/raw" in err
+        assert "3 frame(s) calibrated" in out
+
+    def test_a_run_again_without_a_bad_frame_replaces_the_nights_master_here_and_in_the_library(
+            self, night, tmp_path, capsys, later):
+        library = str(tmp_path / "masters")
+        assert command.run(default_config(), self.arguments(
+            night, no_library=False, library=library, quiet=True)) == command.EXIT_OK
+        [first] = (night / "reduced" / "masters").glob("bias_*.fits")
+        raw_files(night, "BIAS")[-1].unlink()  # a bad frame, found after the first run
+        assert command.run(default_config(), self.arguments(
+            night, no_library=False, library=library, quiet=True)) == command.EXIT_OK
+        out, _ = capsys.readouterr()
+        [second] = (night / "reduced" / "masters").glob("bias_*.fits")
+        assert second != first and fits.getheader(second)["NCOMBINE"] == 4
+        assert (f"bias 128x128 bin 1x1: replaces {first.name}, made by an earlier run from 4 "
+                "of the same frame(s)") in out
+        [kept] = library_masters(library, "bias")
+        assert kept.endswith(second.name.rsplit("_", 1)[1])
+        # A later night without biases takes the new one.
+        assert command.run(default_config(), self.arguments(
+            later, no_library=False, library=library, quiet=True)) == command.EXIT_OK
+        [product] = (later / "reduced").glob("*.fits")
+        assert fits.getheader(product)["BIASCOR"] == os.path.basename(kept)
+
+    def test_masters_of_other_frames_of_the_night_are_kept(self, night, tmp_path, runner):
+        first = run([str(path) for path in raw_files(night) if "_BIAS_" not in path.name
+                     or path.name < raw_files(night, "BIAS")[2].name], runner)
+        second = run([str(path) for path in raw_files(night, "BIAS")[2:]], runner)
+        assert {os.path.basename(first.masters["bias 128x128 bin 1x1"]),
+                os.path.basename(second.masters["bias 128x128 bin 1x1"])} == {
+            path.name for path in (night / "reduced" / "masters").glob("bias_*.fits")}
+
+    def test_bad_options_are_refused_saying_what_is_allowed(self, capsys):
+        import argparse
+        parser = argparse.ArgumentParser(prog="toros calibrate")
+        command.add_arguments(parser)
+        for option, value, said in (
+                ("--executor", "foo", "argument --executor: 'foo' is not allowed; allowed: "
+                                      "'local', or a Dask scheduler's address such as "
+                                      "tcp://10.0.0.5:8786"),
+                ("--workers", "300", "argument --workers: 300 is not allowed; allowed: an "
+                                     "integer from 1 to 256")):
+            with pytest.raises(SystemExit) as exited:
+                parser.parse_args(["/data/20261121", option, value])
+            assert exited.value.code == 2 and said in capsys.readouterr().err
+
+    def test_a_warning_is_said_once_above_the_bar_and_skipped_files_only_in_the_list(
+            self, night, later, tmp_path, capsys):
+        library = tmp_path / "masters"
+        assert command.run(default_config(), self.arguments(
+            night, no_library=False, library=str(library), quiet=True)) == command.EXIT_OK
+        (library / "bias" / "128x128_1x1" / "20261120_0.fits").write_bytes(b"not a master")
+        (later / "raw" / "broken.fits").write_bytes(b"\0" * 100)
+        capsys.readouterr()
+        status = command.run(default_config(), self.arguments(
+            later, no_library=False, library=str(library)))
+        out, err = capsys.readouterr()
+        assert status == command.EXIT_OK
+        assert "broken.fits" not in err and out.count("broken.fits: not a FITS file") == 1
+        assert err.count("toros calibrate: the master library's ") == 1, err
+        assert "20261120_0.fits is not usable" in err

@@ -973,6 +973,15 @@ def _is_http_url(text):
     return parts is not None and parts[0] in ("http", "https")
 
 
+#: What ``Preprocessor → Executor`` allows, in words.
+EXECUTOR_ALLOWED = "'local', or a Dask scheduler's address such as tcp://10.0.0.5:8786"
+
+
+def is_executor(text):
+    """Whether *text* is a value ``Preprocessor → Executor`` allows (:data:`EXECUTOR_ALLOWED`)."""
+    return text == "local" or _is_dask_address(text)
+
+
 def _is_dask_address(text):
     """Whether *text* is a Dask scheduler's address: ``[PROTOCOL://]HOST:PORT``."""
     parts = _url_parts(text if "://" in text else f"tcp://{text}")
@@ -1026,10 +1035,9 @@ def _finish(config, path):
                           "always acted on)")
     _finish_devices(config, path)
     executor = config["Preprocessor"]["Executor"]
-    if executor != "local" and not _is_dask_address(executor):
+    if not is_executor(executor):
         raise ConfigError(f"{path}: Preprocessor → Executor: {executor!r} is not allowed; "
-                          "allowed: 'local', or a Dask scheduler's address such as "
-                          "tcp://10.0.0.5:8786")
+                          f"allowed: {EXECUTOR_ALLOWED}")
     focuser = config["Telescope"]["Focuser"]
     for key in ("Best Position", "Autofocus"):
         if focuser[key] and focuser["Driver"] == "none":

@@ -8,18 +8,25 @@ stdout::
     toros calibrate /var/lib/toros/data/20261121
     toros calibrate /data/20261121 --workers 2 --no-library
     toros calibrate /data/20261121 --executor tcp://10.0.0.5:8786    # on a Dask cluster
+    toros calibrate /data/202611*                                     # night after night
+
+Several nights are calibrated one after the other, each with its own calibration frames.
 
 Exit status: 0 when light frames were calibrated, or masters made from a night without any
-(skipped files are listed), 1 when nothing could be (the reason on stderr), 130 when
-interrupted.
+(skipped files are listed), in every night given; 1 when nothing could be in one of them (the
+reason on stderr); 130 when interrupted.
 """
 
+import argparse
 import dataclasses
+import logging
+import os
 import shutil
 import sys
 import time
 
 from ..clock import Clock
+from ..config import EXECUTOR_ALLOWED, SCHEMA, is_executor
 from ..console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, positive_whole_number
 from ..preprocessor.executors import RunnerError, Stopped, make_runner
 
@@ -33,10 +40,11 @@ def add_arguments(parser):
     """Add ``calibrate``'s arguments to *parser* (an :class:`argparse.ArgumentParser`)."""
     parser.add_argument("locations", nargs="+", metavar="NIGHT_DIR",
                         help="a night directory (its raw/ is used when there is one), or FITS "
-                             "files; products go to <night>/reduced/")
-    parser.add_argument("--workers", type=positive_whole_number, metavar="N",
+                             "files; products go to <night>/reduced/; several nights are "
+                             "calibrated one after the other")
+    parser.add_argument("--workers", type=workers, metavar="N",
                         help="worker processes (default: Preprocessor → Workers)")
-    parser.add_argument("--executor", metavar="ADDRESS",
+    parser.add_argument("--executor", type=executor, metavar="ADDRESS",
                         help="'local', or a dask.distributed scheduler's address (default: "
                              "Preprocessor → Executor)")
     library = parser.add_mutually_exclusive_group()
@@ -47,16 +55,67 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def workers(text):
+    """``--workers``: what ``Preprocessor → Workers`` allows (an :mod:`argparse` type)."""
+    value = positive_whole_number(text)
+    setting = SCHEMA["Preprocessor"]["Workers"]
+    if value > setting.maximum:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; allowed: "
+                                         f"{setting.allowed()}")
+    return value
+
+
+def executor(text):
+    """``--executor``: what ``Preprocessor → Executor`` allows (an :mod:`argparse` type)."""
+    if not is_executor(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: {EXECUTOR_ALLOWED}")
+    return text
+
+
 def run(config, arguments):
     """Run ``toros calibrate``; return the exit status."""
+    settings = _settings(config, arguments)
+    nights = nights_of(arguments.locations)
+    status = EXIT_OK
+    for number, (night, locations) in enumerate(nights.items()):
+        if len(nights) > 1:
+            if number:
+                print()
+            print(f"night {night}:", flush=True)
+        said = _calibrate(config, settings, locations if len(locations) > 1 else locations[0],
+                          arguments.quiet)
+        if said == EXIT_INTERRUPTED:
+            return said
+        status = max(status, said)
+    return status
+
+
+def nights_of(locations):
+    """*locations* (night directories, their ``raw/``, FITS files), by the night directory
+    they are of (:func:`~torosmanager.preprocessor.pipeline.night_directory`), in the order
+    given: ``{night: [location, ...]}``."""
+    from ..preprocessor.pipeline import night_directory
+    from ..workorders import local_path
+
+    nights: dict = {}
+    for place in locations:
+        path = os.path.realpath(local_path(place))
+        # A directory's frames are in it or in its raw/: either way, of the night it names.
+        night = night_directory(os.path.join(path, "frame") if os.path.isdir(path) else path)
+        nights.setdefault(night, []).append(place)
+    return nights
+
+
+def _calibrate(config, settings, location, quiet):
+    """Calibrate one night's *location*; print what was made; return the exit status."""
     # Here, not above: the pipeline brings astropy and ccdproc, which `toros` need not load
     # for its other commands.
     from ..preprocessor.pipeline import PreprocessingError, calibrate
     from ..preprocessor.room import NoRoom
 
-    settings = _settings(config, arguments)
-    location = arguments.locations if len(arguments.locations) > 1 else arguments.locations[0]
-    bar = None if arguments.quiet else ProgressBar(sys.stderr)
+    bar = None if quiet else ProgressBar(sys.stderr)
+    warnings = Warnings(bar)
+    logging.getLogger().addHandler(warnings)
     runner = None
     try:
         try:
@@ -64,6 +123,7 @@ def run(config, arguments):
             outcome = calibrate(location, settings, runner, progress=bar,
                                 clock=Clock.from_config(config))
         finally:
+            logging.getLogger().removeHandler(warnings)
             _finish(bar)  # end the bar's line before anything else is printed
             if runner is not None:
                 runner.close()
@@ -112,12 +172,40 @@ class ProgressBar:
             self.stream.write(f"{done}/{total} frames  {step}\n")
         self.stream.flush()
 
+    def say(self, text):
+        """Write *text* on a line of its own, and the bar again below it."""
+        if self.terminal and self._line:
+            self.stream.write(f"\r{' ' * len(self._line)}\r{text}\n{self._line}")
+        else:
+            self.stream.write(f"{text}\n")
+        self.stream.flush()
+
     def finish(self):
         """End the bar's line."""
         if self.terminal and self._line:
             self.stream.write("\n")
             self.stream.flush()
             self._line = ""
+
+
+class Warnings(logging.Handler):
+    """The job's warnings (a master in the library that cannot be read, ...) on stderr, each
+    on a line of its own above the progress *bar* (or without one, ``None``). The files
+    skipped are not said here: the summary lists them, each with its reason."""
+
+    def __init__(self, bar):
+        super().__init__(logging.WARNING)
+        self.bar = bar
+        from ..preprocessor.pipeline import skipped_log
+
+        self.addFilter(lambda record: record.name != skipped_log.name)
+
+    def emit(self, record):
+        text = f"toros calibrate: {record.getMessage()}"
+        if self.bar is None:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            self.bar.say(text)
 
 
 def _finish(bar):

@@ -12,12 +12,11 @@ dark     DARK
 flat     FLAT, SKYFLAT, DOMEFLAT, TWILIGHTFLAT
 =======  =====================================================================
 
-A frame of any other type, or without ``IMAGETYP``, is skipped with the reason (a warning in
-the log), never fatal; so is a file that cannot be read as a frame.
+A frame of any other type, or without ``IMAGETYP``, is skipped with the reason (the job's
+Status and log say it), never fatal; so is a file that cannot be read as a frame.
 """
 
 import enum
-import logging
 import re
 from dataclasses import dataclass
 
@@ -25,8 +24,6 @@ from astropy.io.fits.verify import VerifyError
 
 from .reading import (FrameError, as_number, image_shape, pixel_scaling, read_header,
                       unparsable)
-
-log = logging.getLogger(__name__)
 
 
 class Kind(str, enum.Enum):
@@ -230,8 +227,7 @@ def classify(paths):
     for path in paths:
         try:
             frames.append(describe(path))
-        except FrameError as error:
-            log.warning("skipping %s: %s", path, error)
+        except FrameError as error:  # the caller says so (once)
             skipped.append((path, str(error)))
     return frames, skipped
 

@@ -39,8 +39,9 @@ class MasterLibrary:
     def __init__(self, root):
         self.root = root
 
-    def store(self, master):
-        """Copy *master* (a :class:`~.masters.Master`) into the library; return its path there.
+    def store(self, master, replacing=()):
+        """Copy *master* (a :class:`~.masters.Master`) into the library, in place of the same
+        night's masters of its set-up whose digests are *replacing*; return its path there.
 
         Raises
         ------
@@ -62,6 +63,11 @@ class MasterLibrary:
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
+        for earlier in replacing:
+            try:
+                os.unlink(os.path.join(directory, f"{master.night}_{earlier}.fits"))
+            except FileNotFoundError:
+                pass
         sync_directory(directory)
         return path
 

@@ -60,6 +60,9 @@ _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9.+-]")
 DIGEST_LENGTH = 8
 #: Inputs named in ``IMCMB001``..``IMCMB999`` cards (three digits); more go to ``HISTORY``.
 IMCMB_CARDS = 999
+#: The ``HISTORY`` lines naming the inputs beyond :data:`IMCMB_CARDS` begin so.
+INPUT_HISTORY = "input: "
+_IMCMB_KEY = re.compile(r"IMCMB\d{3}$")
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ def master_header(kind, frames, layout, night, *, gains=None, bias=None, dark=No
               for number, name in enumerate(names[:IMCMB_CARDS], start=1)]
     header = fits.Header([fits_card(key, value, comment) for key, value, comment in cards])
     for name in names[IMCMB_CARDS:]:
-        header.add_history(fits_text(f"input: {name}"))  # a raw frame named in any language
+        header.add_history(fits_text(INPUT_HISTORY + name))  # a raw frame named in any language
     header.add_history(f"{METHOD} of {len(frames)} {kind.value} frame(s), clipped at "
                        f"{CLIP_SIGMA:g} std about the median, at most {CLIP_MAXITERS} rounds")
     return header
@@ -314,6 +317,22 @@ def normalise_flat(data):
     dead = ~(data >= MIN_FLAT_RESPONSE)  # NaN counts as dead too
     data[dead] = np.nan
     return median, int(np.count_nonzero(dead))
+
+
+def master_inputs(path):
+    """The names of the frames the master in *path* was made of, as its header gives them
+    (``IMCMBnnn`` cards, then ``HISTORY`` lines).
+
+    Raises
+    ------
+    FrameError
+        When the file cannot be read as a frame.
+    """
+    header = read_header(path)
+    names = {str(value) for key, value in header.items() if _IMCMB_KEY.match(key)}
+    names.update(str(line)[len(INPUT_HISTORY):] for line in header.get("HISTORY", [])
+                 if str(line).startswith(INPUT_HISTORY))
+    return names
 
 
 def master_from_file(path, source):

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -40,14 +41,17 @@ from .executors import LOCAL, Stopped
 from .layout import Layout, LayoutError
 from .library import MasterLibrary
 from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, master_header,
-                      master_name, normalise_flat, stack_rows, task_combine_rows,
-                      task_flat_level, write_master)
+                      master_inputs, master_name, normalise_flat, stack_rows,
+                      task_combine_rows, task_flat_level, write_master)
 from .reading import FrameError, compressed_fits, is_fits_name
 from .room import NoRoom, image_bytes, is_full_disk, require_room
 from .terms_store import TermsStore, terms_bytes
 from .writing import remove_orphans, sync_files
 
 log = logging.getLogger(__name__)
+#: Each file a job skips is logged here, with the reason (``toros calibrate`` lists them at
+#: the end instead).
+skipped_log = logging.getLogger(__name__ + ".skipped")
 
 #: The subdirectory of a night holding the raw frames.
 RAW_DIRECTORY = "raw"
@@ -288,10 +292,15 @@ def find_frames(location):
         The regular files; and the paths that do not exist or are not regular files (a FIFO
         would block its reader until something writes to it), each with the reason.
 
+    A file named twice (two spellings of one path, a link) is read once.
+
     Raises
     ------
     PreprocessingError
-        When nothing at all is there.
+        When nothing at all is there, or when the files are of several nights (see
+        :func:`night_directory`): a job combines the calibration frames it is given into one
+        night's masters, so frames of two nights would make masters of both, kept under one
+        night's name.
     """
     locations = location if isinstance(location, list) else [location]
     paths, missing = [], []
@@ -321,7 +330,17 @@ def find_frames(location):
             raise PreprocessingError("nothing to calibrate: "
                                      + "; ".join(f"{path}: {why}" for path, why in missing))
         raise PreprocessingError(f"no FITS files in {', '.join(map(str, locations))}")
-    return list(dict.fromkeys(paths)), missing
+    first = {}
+    for path in paths:
+        first.setdefault(os.path.realpath(path), path)
+    paths = list(first.values())
+    nights = sorted({night_directory(os.path.realpath(path)) for path in paths})
+    if len(nights) > 1:
+        raise PreprocessingError(
+            f"the frames are of {len(nights)} nights ({', '.join(nights)}): a job calibrates "
+            "one night, with that night's own calibration frames; give each night on its own "
+            "(toros calibrate, given several, calibrates them one after the other)")
+    return paths, missing
 
 
 def _not_a_file(path):
@@ -365,6 +384,33 @@ def _outputs(frames):
             outputs.append((os.path.join(night_directory(frame.path), REDUCED_DIRECTORY,
                                          MASTERS_DIRECTORY), size, None))
     return outputs
+
+
+def require_writable(directories):
+    """Raise :class:`PreprocessingError` unless a file can be made in each of *directories*
+    (or, for one not there yet, in the nearest directory above it, where it would be made):
+    one message before any work, rather than one for each product and master. Nothing is
+    left behind; a full disk is left to :func:`~.room.require_room` and the job."""
+    for directory in directories:
+        existing = directory
+        while not os.path.isdir(existing):
+            if os.path.lexists(existing):
+                raise PreprocessingError(f"cannot make {directory}, where this job's products "
+                                         f"go: {existing} is there, and not a directory")
+            existing = os.path.dirname(existing)
+        try:
+            descriptor, probe = tempfile.mkstemp(prefix=".toros-write-check-", dir=existing)
+        except OSError as error:
+            if is_full_disk(error):
+                continue
+            reason = error.strerror or str(error)
+            if existing == directory:
+                raise PreprocessingError(f"cannot write in {directory}, where this job's "
+                                         f"products go: {reason}") from None
+            raise PreprocessingError(f"cannot make {directory}, where this job's products "
+                                     f"go: cannot write in {existing}: {reason}") from None
+        os.close(descriptor)
+        os.unlink(probe)
 
 
 def night_directory(path):
@@ -414,6 +460,7 @@ class _Night:
         self.outcome = Outcome()
         self._light_paths = set()  # to tell skipped light frames from other skipped files
         self.made = []          # masters made from this job's frames, for the library
+        self.replaced = {}      # a master made → the digests of the earlier ones it replaces
         self.terms = terms_store
 
     # --- the steps ----------------------------------------------------------------------
@@ -444,8 +491,9 @@ class _Night:
         self._light_paths = {frame.path for frame in frames if frame.kind == Kind.LIGHT}
         outcome.lights = len(self._light_paths)
         self.night = _night_name(frames, paths)
-        require_room(_outputs(frames), self.settings.minimum_free_bytes,
-                     in_flight=self.settings.workers)
+        outputs = _outputs(frames)
+        require_writable(sorted({directory for directory, _, _ in outputs}))
+        require_room(outputs, self.settings.minimum_free_bytes, in_flight=self.settings.workers)
         by_geometry = defaultdict(list)
         for frame in frames:
             by_geometry[frame.geometry].append(frame)
@@ -725,9 +773,42 @@ class _Night:
         log.info("made the %s from %d frame(s): %s", label, len(frames), path)
         self.outcome.masters[label] = path
         self.made.append(master)
+        self.replaced[path] = self._retire_earlier(path, label)
         self.outcome.done += len(frames)
         self._step(f"{label}: written")
         return master
+
+    def _retire_earlier(self, path, label):
+        """Remove the masters of *path*'s kind and set-up (geometry, exposure time, filter)
+        that an earlier run made, in this night's directory, from some of the same frames:
+        a run again after a bad frame was removed, or with frames added. Kept, the earlier one
+        would go on being used (the library prefers a night's master of most frames). Return
+        their digests, for the library (:meth:`_keep_in_library`)."""
+        directory, name = os.path.split(path)
+        stem = name.rsplit("_", 1)[0] + "_"
+        inputs = master_inputs(path)
+        digests = []
+        for other in sorted(os.listdir(directory)):
+            digest = other[len(stem):-len(".fits")]
+            if (other == name or not other.startswith(stem) or not other.endswith(".fits")
+                    or "_" in digest):
+                continue
+            earlier = os.path.join(directory, other)
+            try:
+                shared = inputs & master_inputs(earlier)
+            except FrameError as error:
+                log.warning("cannot read the earlier master %s: %s", earlier, error)
+                continue
+            if shared:
+                try:
+                    os.unlink(earlier)
+                except OSError as error:
+                    log.warning("cannot remove the earlier master %s: %s", earlier, error)
+                    continue
+                digests.append(digest)
+                self._note(f"{label}: replaces {other}, made by an earlier run from "
+                           f"{len(shared)} of the same frame(s)")
+        return digests
 
     def _from_library(self, kind, geometry, layout, filter_name=""):
         if self.library is None:
@@ -748,7 +829,7 @@ class _Night:
         self._step("keeping the masters in the library")
         for master in self.made:
             try:
-                self.library.store(master)
+                self.library.store(master, replacing=self.replaced.get(master.path, ()))
             except OSError as error:
                 self._note(f"the masters could not be kept in the master library "
                            f"{self.library.root}: {error}")
@@ -852,7 +933,7 @@ class _Night:
         if path in self._light_paths:
             self.outcome.skipped_lights.append(line)
         self.outcome.done += 1
-        log.warning("skipped %s: %s", path, reason)
+        skipped_log.warning("skipped %s: %s", path, reason)
 
     def _skip_all(self, frames, reason):
         for frame in frames:
