@@ -88,6 +88,11 @@ DEFAULT_REPEAT = 5
 DEFAULT_PROFILE_SIZE = 4096
 #: Frames timed by ``--profile`` (the median of each phase is shown).
 PROFILE_FRAMES = 5
+#: The profile's phase of the shared terms, and its two parts, timed apart
+#: (:func:`_terms_parts`): the part that a job whose terms were prepared or kept does not pay.
+TERMS_PHASE = "shared terms (once per group)"
+TERMS_PARTS = ("… of which computed from the masters (reading them, O and S)",
+               "… of which written into shared memory (its pages new)")
 #: Seconds between two samples of the stages' memory.
 SAMPLE_SECONDS = 0.05
 #: The detector of the generated frames.
@@ -425,19 +430,19 @@ def _read(path):
 def profile_table(arguments, profile):
     phases = profile["phases"]
     total = sum(statistics.median(values) for name, values in phases.items()
-                if name != "shared terms (once per group)")
+                if name not in (TERMS_PHASE, *TERMS_PARTS))
     lines = [f"**Profile of one {arguments.profile_size}² frame** (`--profile`: one process, "
              f"the pipeline's own functions, {PROFILE_FRAMES} frames, median and spread of each "
              "phase; the first frame maps the terms' pages). The shared terms (read the master "
              "bias, dark and flat, compute O and S, write them to shared memory) are made once "
              "per group of frames, here by one process, in the pipeline by the workers together, "
-             "a band of rows each:", "",
+             "a band of rows each; they are timed whole, then in their two parts apart (what a "
+             "job whose terms were prepared or kept does not pay):", "",
              "| phase | ms, median | spread (min–max) | share of a frame |",
              "|---|---:|---:|---:|"]
     for name, values in phases.items():
         median = statistics.median(values) * 1000
-        share = ("" if name == "shared terms (once per group)"
-                 else f"{median / 1000 / total:.0%}")
+        share = "" if name in (TERMS_PHASE, *TERMS_PARTS) else f"{median / 1000 / total:.0%}"
         lines.append(f"| {name} | {median:.1f} | {min(values) * 1000:.1f}–"
                      f"{max(values) * 1000:.1f} | {share} |")
     lines.append(f"| **a frame, without the shared terms** | {total * 1000:.1f} | | 100% |")
@@ -869,7 +874,7 @@ def stage_profile(arguments):
     output = os.path.join(paths(arguments)["lights"], "profile")
     os.makedirs(output, exist_ok=True)
     phases = {name: [] for name in (
-        "shared terms (once per group)", "open, parse the header", "read (raw → float32)",
+        TERMS_PHASE, *TERMS_PARTS, "open, parse the header", "read (raw → float32)",
         "arithmetic (− O, × S)", "write (big-endian float32, handed to the disk)",
         "finish, start write-back, close, rename", "fsync")}
     clock = time.perf_counter
@@ -892,7 +897,10 @@ def stage_profile(arguments):
             group = calibrate.terms(dataclasses.replace(task, terms=prefix, terms_bzero=bzero),
                                     bzero)
             group.fill_all()
-            phases["shared terms (once per group)"].append(clock() - begin)
+            phases[TERMS_PHASE].append(clock() - begin)
+        for computed, written in _terms_parts(task, bzero, prefix, len(lights)):
+            phases[TERMS_PARTS[0]].append(computed)
+            phases[TERMS_PARTS[1]].append(written)
     finally:
         calibrate.remove_terms(prefix)  # the maps keep their pages meanwhile
         os.rmdir(directory)
@@ -903,7 +911,8 @@ def stage_profile(arguments):
         task = dataclasses.replace(task, path=path,
                                    output=os.path.join(output, os.path.basename(path)))
         times = dict.fromkeys(phases, 0.0)
-        del times["shared terms (once per group)"]
+        for name in (TERMS_PHASE, *TERMS_PARTS):
+            del times[name]
         begin = clock()
         frame = RawFrame(path)
         scratch = calibrate.native_scratch(frame, (rows, width))
@@ -938,6 +947,40 @@ def stage_profile(arguments):
             phases[name].append(value)
     shutil.rmtree(output)
     return {"phases": phases}
+
+
+def _terms_parts(task, bzero, prefix, runs):
+    """The two parts of making a group's shared terms, timed apart *runs* times: computing
+    every band from the masters into the same two buffers, and writing the bands into new
+    files in shared memory (pages the system must give); ``[(computed, written), ...]``."""
+    from torosmanager.preprocessor import calibrate
+
+    height, width = task.layout.shape
+    maker = calibrate._TermMaker(task, bzero)
+    buffers = [np.empty((maker.rows, width), dtype=np.float32) for _ in range(2)]
+    bands = [(start, min(height, start + maker.rows)) for start in range(0, height, maker.rows)]
+    row_bytes = width * np.dtype(np.float32).itemsize
+    parts = []
+    try:
+        for _ in range(runs):
+            begin = time.perf_counter()
+            for start, stop in bands:
+                maker.compute(start, stop, *(buffer[:stop - start] for buffer in buffers))
+            computed = time.perf_counter() - begin
+            calibrate.remove_terms(prefix)
+            calibrate.share_terms(task, bzero, prefix)
+            begin = time.perf_counter()
+            descriptors = [os.open(prefix + suffix, os.O_RDWR)
+                           for suffix in (calibrate.OFFSET_SUFFIX, calibrate.SCALE_SUFFIX)]
+            for start, stop in bands:
+                for descriptor, buffer in zip(descriptors, buffers):
+                    calibrate._write_at(descriptor, buffer[:stop - start], start * row_bytes)
+            for descriptor in descriptors:
+                os.close(descriptor)
+            parts.append((computed, time.perf_counter() - begin))
+    finally:
+        maker.close()
+    return parts
 
 
 def floor_stage(processes, direct):
