@@ -350,7 +350,8 @@ class TestBadInputs:
         light = raw_files(night, "LIGHT")[0]
         with fits.open(light) as hdus:
             header, data = hdus[0].header, hdus[0].data
-            for name, value in (("text.fits", "30"), ("long.fits", "long")):
+            for name, value in (("text.fits", "30"), ("long.fits", "long"),
+                                ("negative.fits", -5.0)):
                 changed = header.copy()
                 changed["EXPTIME"] = value
                 fits.PrimaryHDU(data, changed).writeto(night / "raw" / name)
@@ -368,6 +369,8 @@ class TestBadInputs:
         reasons = dict(line.split(": ", 1) for line in outcome.skipped)
         assert reasons == {
             str(night / "raw" / "long.fits"): "EXPTIME 'long' is not a number of seconds",
+            str(night / "raw" / "negative.fits"): "EXPTIME -5 is not allowed; allowed: "
+                                                  "seconds, 0 or more",
             str(night / "raw" / "cube.fits"): "holds no 2-D image (it holds 3-D data of 2 × 128 "
                                               "× 128; a 2-D frame is expected)"}
 
@@ -430,6 +433,9 @@ class TestBadInputs:
             "".join(egain["HISTORY"])
         assert "(from Preprocessor -> Gain (the header's GAIN, 0, is no gain))" in \
             "".join(products[second.name]["HISTORY"])
+        assert outcome.notes.count("frames of 128x128 bin 1x1 without a gain of their own "
+                                   "(the header's GAIN, 0, is no gain): converted with "
+                                   "Preprocessor → Gain, 1 e-/ADU") == 1
 
     @pytest.mark.parametrize("overscan", [False, True], ids=["fast path", "with an overscan"])
     def test_pixels_marked_blank_are_calibrated_as_nan(self, night, runner, overscan):

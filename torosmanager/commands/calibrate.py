@@ -53,6 +53,11 @@ def add_arguments(parser):
     library.add_argument("--no-library", action="store_true",
                          help="neither use nor fill a master library")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.epilog = (
+        "The masters made are also kept in the master library (Preprocessor → Master Library, "
+        f"{SCHEMA['Preprocessor']['Master Library'].default} by default) unless --library or "
+        "--no-library says otherwise. Exit status: 0 done, 1 nothing could be calibrated in a "
+        "night (the reason on stderr), 2 a wrong option, 130 interrupted.")
 
 
 def workers(text):

@@ -182,7 +182,7 @@ def _frame(path, header):
             raise FrameError(f"a {kind.value} frame without EXPTIME")
         exptime = 0.0
     if exptime < 0:
-        raise FrameError(f"EXPTIME {exptime:g} is negative")
+        raise FrameError(f"EXPTIME {exptime:g} is not allowed; allowed: seconds, 0 or more")
     if kind == Kind.DARK and exptime <= 0:
         raise FrameError("a dark frame of 0 s: it measures no dark current (call it BIAS)")
     rows, columns = image_shape(header)

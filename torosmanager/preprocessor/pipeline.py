@@ -920,6 +920,10 @@ class _Night:
     def _gain(self, frame):
         if frame.gain is not None:
             return frame.gain, f"from {frame.gain_source}"
+        # Said once a job: a wrong gain scales every electron count, and only the cards say it.
+        self._note(f"frames of {frame.geometry.label} without a gain of their own "
+                   f"({frame.gain_source}): converted with Preprocessor → Gain, "
+                   f"{self.settings.gain:g} e-/ADU")
         return self.settings.gain, f"from Preprocessor -> Gain ({frame.gain_source})"
 
     def _gains(self, frames):
