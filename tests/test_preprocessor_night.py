@@ -135,13 +135,35 @@ class TestWhereThingsGo:
         assert len(outcome.products) == 3 and len(outcome.masters) == 3
         assert all(path.startswith(str(night / "reduced")) for path in outcome.products)
 
-    def test_frames_of_two_nights_are_refused_not_combined_into_one_nights_masters(
+    def test_frames_of_two_nights_are_calibrated_each_night_with_its_own_masters(
             self, night, runner, tmp_path):
-        other = make_night(tmp_path / "other", name="20261122").directory
-        with pytest.raises(PreprocessingError, match=rf"the frames are of 2 nights \({night}, "
-                                                     rf"{other}\): a job calibrates one night"):
-            run([str(night), str(other)], runner)
-        assert not (night / "reduced").exists() and not (other / "reduced").exists()
+        """An observation resumed on a later night is handed over as one list of files."""
+        other = make_night(tmp_path / "other", name="20261122", biases=3).directory
+        outcome = run([str(path) for path in raw_files(night) + raw_files(other)], runner)
+        assert len(outcome.products) == 6 and not outcome.skipped
+        for directory, biases in ((night, 5), (other, 3)):
+            [bias] = (directory / "reduced" / "masters").glob("bias_*.fits")
+            assert fits.getheader(bias)["NCOMBINE"] == biases
+            assert fits.getheader(bias)["NIGHT"] == directory.name
+            assert outcome.masters[f"bias 128x128 bin 1x1, night {directory.name}"] == str(bias)
+            products = [path for path in outcome.products
+                        if path.startswith(str(directory / "reduced"))]
+            assert len(products) == 3
+            assert all(fits.getheader(path)["BIASCOR"] == bias.name for path in products)
+
+    def test_a_frame_linked_from_another_night_is_of_the_night_it_is_linked_into(
+            self, night, runner, tmp_path):
+        other = make_night(tmp_path / "other", name="20261120", biases=0, darks={},
+                           lights=[]).directory
+        for flat in raw_files(night, "FLAT"):
+            flat.unlink()
+        for flat in raw_files(other, "FLAT"):
+            (night / "raw" / flat.name).symlink_to(flat)
+        outcome = run(night, runner)
+        assert len(outcome.products) == 3 and not outcome.skipped
+        [flat] = (night / "reduced" / "masters").glob("flat_*.fits")
+        assert fits.getheader(flat)["NIGHT"] == night.name
+        assert not (other / "reduced").exists()
 
     def test_a_night_named_twice_is_read_once(self, night, runner, tmp_path):
         (tmp_path / "link").symlink_to(night)
@@ -888,48 +910,66 @@ class TestCommand:
     def test_several_nights_are_calibrated_one_after_the_other_each_with_its_own_masters(
             self, night, tmp_path, capsys):
         other = make_night(tmp_path / "other", name="20261122", biases=3).directory
-        status = command.run(default_config(), self.arguments(night, other, quiet=True))
-        out, _ = capsys.readouterr()
+        status = command.run(default_config(), self.arguments(night, other))
+        out, err = capsys.readouterr()
         assert status == command.EXIT_OK
-        assert f"night {night}:" in out and f"\nnight {other}:" in out
-        assert out.count("3 frame(s) calibrated") == 2
+        assert "6 frame(s) calibrated" in out and "6 master(s) made" in out
+        assert "calibrating 128x128 bin 1x1: 0/3 (night 20261121)" in err
+        assert "calibrating 128x128 bin 1x1: 0/3 (night 20261122)" in err
+        assert err.endswith("30/30 frames  done\n")
         for directory, biases in ((night, 5), (other, 3)):
             [bias] = (directory / "reduced" / "masters").glob("bias_*.fits")
+            assert f"master bias 128x128 bin 1x1, night {directory.name}: {bias}" in out
             assert fits.getheader(bias)["NCOMBINE"] == biases
-            assert all(fits.getheader(product)["BIASCOR"] == bias.name
-                       for product in (directory / "reduced").glob("*.fits"))
 
-    def test_a_night_that_fails_among_several_fails_the_command_after_the_others(
+    def test_a_night_without_frames_among_several_is_listed_as_skipped(
             self, night, tmp_path, capsys):
         empty = tmp_path / "20261122"
         (empty / "raw").mkdir(parents=True)
         status = command.run(default_config(), self.arguments(empty, night, quiet=True))
-        out, err = capsys.readouterr()
-        assert status == command.EXIT_FAILED
-        assert f"toros calibrate: no FITS files (.fits, .fit, .fts) in {empty}/raw" in err
-        assert "3 frame(s) calibrated" in out
+        out, _ = capsys.readouterr()
+        assert status == command.EXIT_OK and "3 frame(s) calibrated" in out
+        assert f"skipped (1):\n  {empty}/raw: no FITS files (.fits, .fit, .fts) in it" in out
 
-    def test_a_run_again_without_a_bad_frame_replaces_the_nights_master_here_and_in_the_library(
-            self, night, tmp_path, capsys, later):
+    @pytest.mark.parametrize("reduced", ["kept", "removed"])
+    def test_a_run_again_without_a_bad_frame_replaces_the_nights_master_in_the_library(
+            self, night, tmp_path, capsys, later, reduced):
         library = str(tmp_path / "masters")
         assert command.run(default_config(), self.arguments(
             night, no_library=False, library=library, quiet=True)) == command.EXIT_OK
-        [first] = (night / "reduced" / "masters").glob("bias_*.fits")
+        [first] = library_masters(library, "bias")
+        if reduced == "removed":
+            shutil.rmtree(night / "reduced")
         raw_files(night, "BIAS")[-1].unlink()  # a bad frame, found after the first run
         assert command.run(default_config(), self.arguments(
             night, no_library=False, library=library, quiet=True)) == command.EXIT_OK
         out, _ = capsys.readouterr()
-        [second] = (night / "reduced" / "masters").glob("bias_*.fits")
+        [second] = library_masters(library, "bias")
         assert second != first and fits.getheader(second)["NCOMBINE"] == 4
-        assert (f"bias 128x128 bin 1x1: replaces {first.name}, made by an earlier run from 4 "
-                "of the same frame(s)") in out
-        [kept] = library_masters(library, "bias")
-        assert kept.endswith(second.name.rsplit("_", 1)[1])
+        assert (f"bias 128x128 bin 1x1: replaces the master library's "
+                f"{os.path.basename(first)}, made by an earlier run of this night from frames "
+                "since removed, or from fewer") in out
+        # The night's own copy stays beside the new one: the first run's products name it.
+        assert len(list((night / "reduced" / "masters").glob("bias_*.fits"))) == (
+            2 if reduced == "kept" else 1)
         # A later night without biases takes the new one.
         assert command.run(default_config(), self.arguments(
             later, no_library=False, library=library, quiet=True)) == command.EXIT_OK
         [product] = (later / "reduced").glob("*.fits")
-        assert fits.getheader(product)["BIASCOR"] == os.path.basename(kept)
+        assert fits.getheader(product)["BIASCOR"] == os.path.basename(second)
+
+    def test_a_run_on_some_of_a_nights_frames_keeps_the_library_master_of_them_all(
+            self, night, runner, tmp_path, later):
+        library = str(tmp_path / "masters")
+        run(night, runner, library=library)
+        [whole] = library_masters(library, "bias")
+        some = raw_files(night, "BIAS")[:2] + raw_files(night, "LIGHT")[:1]
+        outcome = run([str(path) for path in some], runner, library=library)
+        assert not any("replaces" in note for note in outcome.notes)
+        assert len(library_masters(library, "bias")) == 2 and whole in library_masters(
+            library, "bias")
+        product = run(later, runner, library=library).products[0]
+        assert fits.getheader(product)["BIASCOR"] == os.path.basename(whole)
 
     def test_masters_of_other_frames_of_the_night_are_kept(self, night, tmp_path, runner):
         first = run([str(path) for path in raw_files(night) if "_BIAS_" not in path.name

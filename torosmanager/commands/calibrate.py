@@ -10,17 +10,17 @@ stdout::
     toros calibrate /data/20261121 --executor tcp://10.0.0.5:8786    # on a Dask cluster
     toros calibrate /data/202611*                                     # night after night
 
-Several nights are calibrated one after the other, each with its own calibration frames.
+Several nights are calibrated one after the other, each with its own calibration frames
+(:func:`~torosmanager.preprocessor.pipeline.calibrate`).
 
-Exit status: 0 when light frames were calibrated, or masters made from a night without any
-(skipped files are listed), in every night given; 1 when nothing could be in one of them (the
-reason on stderr); 130 when interrupted.
+Exit status: 0 when light frames were calibrated, or masters made from nights without any
+(skipped files are listed), 1 when nothing could be (the reason on stderr), 130 when
+interrupted.
 """
 
 import argparse
 import dataclasses
 import logging
-import os
 import shutil
 import sys
 import time
@@ -79,46 +79,14 @@ def executor(text):
 
 def run(config, arguments):
     """Run ``toros calibrate``; return the exit status."""
-    settings = _settings(config, arguments)
-    nights = nights_of(arguments.locations)
-    status = EXIT_OK
-    for number, (night, locations) in enumerate(nights.items()):
-        if len(nights) > 1:
-            if number:
-                print()
-            print(f"night {night}:", flush=True)
-        said = _calibrate(config, settings, locations if len(locations) > 1 else locations[0],
-                          arguments.quiet)
-        if said == EXIT_INTERRUPTED:
-            return said
-        status = max(status, said)
-    return status
-
-
-def nights_of(locations):
-    """*locations* (night directories, their ``raw/``, FITS files), by the night directory
-    they are of (:func:`~torosmanager.preprocessor.pipeline.night_directory`), in the order
-    given: ``{night: [location, ...]}``."""
-    from ..preprocessor.pipeline import night_directory
-    from ..workorders import local_path
-
-    nights: dict = {}
-    for place in locations:
-        path = os.path.realpath(local_path(place))
-        # A directory's frames are in it or in its raw/: either way, of the night it names.
-        night = night_directory(os.path.join(path, "frame") if os.path.isdir(path) else path)
-        nights.setdefault(night, []).append(place)
-    return nights
-
-
-def _calibrate(config, settings, location, quiet):
-    """Calibrate one night's *location*; print what was made; return the exit status."""
     # Here, not above: the pipeline brings astropy and ccdproc, which `toros` need not load
     # for its other commands.
     from ..preprocessor.pipeline import PreprocessingError, calibrate
     from ..preprocessor.room import NoRoom
 
-    bar = None if quiet else ProgressBar(sys.stderr)
+    settings = _settings(config, arguments)
+    location = arguments.locations if len(arguments.locations) > 1 else arguments.locations[0]
+    bar = None if arguments.quiet else ProgressBar(sys.stderr)
     warnings = Warnings(bar)
     logging.getLogger().addHandler(warnings)
     runner = None

@@ -26,7 +26,7 @@ import stat
 import threading
 
 from .classify import Kind, same_exptime
-from .masters import master_from_file, safe_name
+from .masters import master_from_file, master_inputs, safe_name
 from .reading import FrameError
 from .writing import remove_orphans, sync_directory, temporary_name
 
@@ -39,9 +39,16 @@ class MasterLibrary:
     def __init__(self, root):
         self.root = root
 
-    def store(self, master, replacing=()):
-        """Copy *master* (a :class:`~.masters.Master`) into the library, in place of the same
-        night's masters of its set-up whose digests are *replacing*; return its path there.
+    def store(self, master, present=frozenset()):
+        """Copy *master* (a :class:`~.masters.Master`) into the library; return the names of
+        the earlier masters it replaces there.
+
+        It replaces a master of the same night and set-up made from some of the same frames
+        whose other frames are none of *present* (the names of the files in the frames'
+        directories now, as masters name their inputs): an earlier run of the night before a
+        bad frame was removed, or before more were added. Kept, it would go on being given
+        to later nights, as the master of most frames. A master of other frames of the night
+        (another observation's), or of frames that are all still there, is kept.
 
         Raises
         ------
@@ -63,13 +70,28 @@ class MasterLibrary:
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
-        for earlier in replacing:
-            try:
-                os.unlink(os.path.join(directory, f"{master.night}_{earlier}.fits"))
-            except FileNotFoundError:
-                pass
+        replaced = self._replace_earlier(directory, path, master.night, present)
         sync_directory(directory)
-        return path
+        return replaced
+
+    def _replace_earlier(self, directory, path, night, present):
+        """Remove the masters :meth:`store` replaces with the one at *path*; their names."""
+        inputs = master_inputs(path)
+        replaced = []
+        for name in _listdir(directory):
+            earlier = os.path.join(directory, name)
+            if (earlier == path or not name.startswith(f"{night}_")
+                    or not name.endswith(".fits")):
+                continue
+            try:
+                theirs = master_inputs(earlier)
+            except FrameError as error:
+                log.warning("the master library's %s cannot be read: %s", earlier, error)
+                continue
+            if theirs & inputs and not (theirs - inputs) & present:
+                os.unlink(earlier)
+                replaced.append(name)
+        return replaced
 
     def find(self, kind, geometry, shape, night, filter_name=""):
         """The library's master of *kind* for *geometry* and trimmed *shape* (and the filter,

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..clock import Clock
+from ..fits_text import fits_text
 from ..workorders import local_path
 from .calibrate import (SHARED_MEMORY, ScienceTask, SharedTerms, folded_bzero, task_calibrate,
                         terms_key, writes_direct)
@@ -41,8 +42,8 @@ from .executors import LOCAL, Stopped
 from .layout import Layout, LayoutError
 from .library import MasterLibrary
 from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, master_header,
-                      master_inputs, master_name, normalise_flat, stack_rows,
-                      task_combine_rows, task_flat_level, write_master)
+                      master_name, normalise_flat, stack_rows, task_combine_rows,
+                      task_flat_level, write_master)
 from .reading import FrameError, compressed_fits, is_fits_name
 from .room import NoRoom, image_bytes, is_full_disk, require_room
 from .terms_store import TermsStore, terms_bytes
@@ -201,6 +202,22 @@ class Outcome:
             parts.append(f"{len(self.notes)} note(s) (see Notes)")
         return "; ".join(parts)
 
+    def add(self, other, night):
+        """Add *other*, what one night of a job of several made; its masters' labels name
+        the *night*."""
+        self.products += other.products
+        self.masters.update({f"{label}, night {night}": path
+                             for label, path in other.masters.items()})
+        self.skipped += other.skipped
+        self.skipped_lights += other.skipped_lights
+        for mine, theirs in ((self.notes, other.notes), (self.lacking, other.lacking),
+                             (self.without_bias, other.without_bias),
+                             (self.bias_made, other.bias_made)):
+            mine += [each for each in theirs if each not in mine]
+        self.total += other.total
+        self.done += other.done
+        self.lights += other.lights
+
 
 def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
               terms_store=None):
@@ -240,8 +257,32 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
     RunnerError
         When the workers failed.
     """
-    return _Night(location, settings, runner, progress, stop, clock or Clock(),
-                  terms_store).run()
+    nights = by_night(location)
+    if len(nights) == 1:
+        return _Night(*nights.values(), settings, runner, progress, stop, clock or Clock(),
+                      terms_store).run()
+    # Frames of several nights (an observation resumed on a later night, whose frames are
+    # handed over together): each night with its own calibration frames and masters, as a
+    # job of its own; the progress counts them all.
+    outcome = Outcome()
+    total = sum(len(paths) + len(missing) for paths, missing in nights.values())
+    for night, found in nights.items():
+        name = os.path.basename(night)
+
+        def counted(step, done, _, name=name, before=outcome.total):
+            if progress is not None:
+                progress(step if step == "done" else f"{step} (night {name})", before + done,
+                         total)
+
+        try:
+            outcome.add(_Night(found, settings, runner, counted, stop, clock or Clock(),
+                               terms_store).run(), name)
+        except Stopped as stopped:
+            if stopped.outcome is not None:
+                outcome.add(stopped.outcome, name)
+            stopped.outcome = outcome
+            raise
+    return outcome
 
 
 def prepare(location, settings, terms_store, clock=None):
@@ -280,7 +321,9 @@ def prepare(location, settings, terms_store, clock=None):
     if not settings.library:
         return ("nothing prepared: terms are prepared from the master library, and there is "
                 "none (Preprocessor → Master Library)")
-    return _Night(location, settings, None, None, None, clock or Clock(), terms_store).prepare()
+    return "; ".join(_Night(found, settings, None, None, None, clock or Clock(),
+                            terms_store).prepare()
+                     for found in by_night(location).values())
 
 
 def find_frames(location):
@@ -292,15 +335,13 @@ def find_frames(location):
         The regular files; and the paths that do not exist or are not regular files (a FIFO
         would block its reader until something writes to it), each with the reason.
 
-    A file named twice (two spellings of one path, a link) is read once.
+    A file named twice (two spellings of one path, a link) is read once. A directory
+    without FITS files among several locations is one of those not read.
 
     Raises
     ------
     PreprocessingError
-        When nothing at all is there, or when the files are of several nights (see
-        :func:`night_directory`): a job combines the calibration frames it is given into one
-        night's masters, so frames of two nights would make masters of both, kept under one
-        night's name.
+        When nothing at all is there.
     """
     locations = location if isinstance(location, list) else [location]
     paths, missing = [], []
@@ -313,8 +354,10 @@ def find_frames(location):
             names = [name for name in listed if is_fits_name(name)]
             missing += [(os.path.join(directory, name), why) for name in listed
                         if (why := compressed_fits(name))]
-            if not names and not missing and len(locations) == 1:
-                raise PreprocessingError(f"no FITS files (.fits, .fit, .fts) in {directory}")
+            if not names and not missing:
+                if len(locations) == 1:
+                    raise PreprocessingError(f"no FITS files (.fits, .fit, .fts) in {directory}")
+                missing.append((directory, "no FITS files (.fits, .fit, .fts) in it"))
             for name in names:
                 path = os.path.join(directory, name)
                 if os.path.isfile(path):
@@ -333,14 +376,26 @@ def find_frames(location):
     first = {}
     for path in paths:
         first.setdefault(os.path.realpath(path), path)
-    paths = list(first.values())
-    nights = sorted({night_directory(os.path.realpath(path)) for path in paths})
-    if len(nights) > 1:
-        raise PreprocessingError(
-            f"the frames are of {len(nights)} nights ({', '.join(nights)}): a job calibrates "
-            "one night, with that night's own calibration frames; give each night on its own "
-            "(toros calibrate, given several, calibrates them one after the other)")
-    return paths, missing
+    return list(first.values()), missing
+
+
+def by_night(location):
+    """What :func:`find_frames` finds at *location*, by the night directory each file is in
+    (:func:`night_directory`, of the path as given: a frame linked into a night is of that
+    night), in the order of the nights' first files: ``{night: (paths, not read)}``. The
+    paths not read go with the first night, which says why it skips them.
+
+    Raises
+    ------
+    PreprocessingError
+        When nothing at all is there.
+    """
+    paths, missing = find_frames(location)
+    nights: dict = {}
+    for path in paths:
+        nights.setdefault(night_directory(path), ([], []))[0].append(path)
+    nights[next(iter(nights))][1].extend(missing)
+    return nights
 
 
 def _not_a_file(path):
@@ -447,10 +502,11 @@ def choose_dark(darks, exptime):
 
 
 class _Night:
-    """One run of :func:`calibrate`."""
+    """One run of :func:`calibrate` on one night's files, *found* by :func:`by_night`:
+    ``(paths, [(path not read, why), ...])``."""
 
-    def __init__(self, location, settings, runner, progress, stop, clock, terms_store):
-        self.location = location
+    def __init__(self, found, settings, runner, progress, stop, clock, terms_store):
+        self.found = found
         self.settings = settings
         self.runner = runner
         self.report = progress or (lambda step, done, total: None)
@@ -459,8 +515,8 @@ class _Night:
         self.when = clock.now().strftime(CALDATE_FORMAT)
         self.outcome = Outcome()
         self._light_paths = set()  # to tell skipped light frames from other skipped files
+        self._frame_paths = []     # every FITS file of the job
         self.made = []          # masters made from this job's frames, for the library
-        self.replaced = {}      # a master made → the digests of the earlier ones it replaces
         self.terms = terms_store
 
     # --- the steps ----------------------------------------------------------------------
@@ -479,7 +535,7 @@ class _Night:
                 own.close()
 
     def _run(self):
-        paths, missing = find_frames(self.location)
+        paths, missing = self.found
         outcome = self.outcome
         outcome.total = len(paths) + len(missing)
         for path, reason in missing:
@@ -489,6 +545,7 @@ class _Night:
         for path, reason in unusable:
             self._skip(path, reason)
         self._light_paths = {frame.path for frame in frames if frame.kind == Kind.LIGHT}
+        self._frame_paths = paths
         outcome.lights = len(self._light_paths)
         self.night = _night_name(frames, paths)
         outputs = _outputs(frames)
@@ -506,7 +563,7 @@ class _Night:
 
     def prepare(self):
         """:func:`prepare`'s work: the terms of each group of light frames, kept."""
-        paths, _ = find_frames(self.location)
+        paths, _ = self.found
         frames, _ = classify(paths)
         lights = [frame for frame in frames if frame.kind == Kind.LIGHT]
         if not lights:
@@ -773,42 +830,9 @@ class _Night:
         log.info("made the %s from %d frame(s): %s", label, len(frames), path)
         self.outcome.masters[label] = path
         self.made.append(master)
-        self.replaced[path] = self._retire_earlier(path, label)
         self.outcome.done += len(frames)
         self._step(f"{label}: written")
         return master
-
-    def _retire_earlier(self, path, label):
-        """Remove the masters of *path*'s kind and set-up (geometry, exposure time, filter)
-        that an earlier run made, in this night's directory, from some of the same frames:
-        a run again after a bad frame was removed, or with frames added. Kept, the earlier one
-        would go on being used (the library prefers a night's master of most frames). Return
-        their digests, for the library (:meth:`_keep_in_library`)."""
-        directory, name = os.path.split(path)
-        stem = name.rsplit("_", 1)[0] + "_"
-        inputs = master_inputs(path)
-        digests = []
-        for other in sorted(os.listdir(directory)):
-            digest = other[len(stem):-len(".fits")]
-            if (other == name or not other.startswith(stem) or not other.endswith(".fits")
-                    or "_" in digest):
-                continue
-            earlier = os.path.join(directory, other)
-            try:
-                shared = inputs & master_inputs(earlier)
-            except FrameError as error:
-                log.warning("cannot read the earlier master %s: %s", earlier, error)
-                continue
-            if shared:
-                try:
-                    os.unlink(earlier)
-                except OSError as error:
-                    log.warning("cannot remove the earlier master %s: %s", earlier, error)
-                    continue
-                digests.append(digest)
-                self._note(f"{label}: replaces {other}, made by an earlier run from "
-                           f"{len(shared)} of the same frame(s)")
-        return digests
 
     def _from_library(self, kind, geometry, layout, filter_name=""):
         if self.library is None:
@@ -827,9 +851,17 @@ class _Night:
         if self.library is None or not self.made:
             return
         self._step("keeping the masters in the library")
+        # The files in the frames' directories now, by the names masters give their inputs:
+        # an earlier master of this night made from frames since removed is replaced.
+        present = {fits_text(name) for directory in {os.path.dirname(path)
+                                                      for path in self._frame_paths}
+                   for name in os.listdir(directory)}
         for master in self.made:
             try:
-                self.library.store(master, replacing=self.replaced.get(master.path, ()))
+                for replaced in self.library.store(master, present):
+                    self._note(f"{master.label}: replaces the master library's {replaced}, made "
+                               "by an earlier run of this night from frames since removed, or "
+                               "from fewer")
             except OSError as error:
                 self._note(f"the masters could not be kept in the master library "
                            f"{self.library.root}: {error}")
