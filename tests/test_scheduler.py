@@ -402,6 +402,8 @@ def test_a_target_of_opportunity_waits_out_a_dome_daemon_restart(make_site):
         "Number of Exposures": 1}))
     time.sleep(DOME_DOWN_SECONDS)
     assert status(scheduler, "alert")["Status"] == "queued"
+    assert scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"].startswith(
+        "the dome daemon does not answer (")
     site.start("dome")
     done = ended(scheduler, "alert", "done")
     assert done["Progress"]["Attempts"] <= 2  # at most the one sent as the dome went away
@@ -582,6 +584,29 @@ def test_a_scheduler_says_once_why_the_dome_may_not_open_in_the_dark(make_site, 
                "the scheduler to open the dome")
     wait_until(lambda: "Waiting" not in scheduler.front_desk({"WOType": "Status"})["Plan"],
                "the plan to stop saying it waits, the dome open")
+
+
+@pytest.mark.parametrize("hour, dark", [(18, False), (4, True)])
+def test_a_dome_daemon_that_does_not_answer_holds_the_plan_only_in_the_dark(hour, dark):
+    """By day nothing is sent anyway: the plan then says nothing of the dome."""
+    import socket
+
+    from torosmanager.clock import Clock
+    from torosmanager.config import default_config
+    from torosmanager.night import Night
+    from torosmanager.scheduler.dome_keeper import DomeKeeper
+
+    config = default_config()
+    with socket.socket() as unused:  # a loopback port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        config["Dome Address"]["Port"] = unused.getsockname()[1]
+    keeper = DomeKeeper(config, Clock(), Night(config["Site"]))
+    now = EVENING.replace(hour=hour)
+    assert keeper.keep(now) == (False, False)
+    if dark:
+        assert keeper.waiting.startswith("the dome daemon does not answer ([Errno 111]")
+    else:
+        assert keeper.waiting is None
 
 
 def test_in_a_polar_night_a_dome_closed_by_an_operator_stays_closed_through_a_restart(

@@ -96,6 +96,13 @@ class DomeKeeper:
         """Ask the dome daemon how the dome is and, if *manage*, open it at dusk, close it at
         dawn; return ``(open, changed)``: whether the dome is open now, and whether that
         differs from the last call (the plan then needs redoing)."""
+        # :attr:`waiting` is set once, whole: the front desk's threads read it meanwhile.
+        is_open, changed, self.waiting = self._keep(now, manage)
+        return is_open, changed
+
+    def _keep(self, now, manage):
+        """:meth:`keep`'s work; also return :attr:`waiting`'s new value."""
+        sun_limit = self.config["Observing"]["Sun Altitude"]
         try:
             dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
         except (OSError, xmlrpc.client.Error, KeyError) as error:
@@ -103,8 +110,8 @@ class DomeKeeper:
             # Not known open until it answers: a target of opportunity sent meanwhile would
             # only be refused by the telescope, which asks the dome too, each refusal a try.
             self.is_open = None
-            self.waiting = f"the dome daemon does not answer ({error})"
-            return False, False
+            return False, False, (f"the dome daemon does not answer ({error})"
+                                  if self.night.is_dark(now, sun_limit) else None)
         self._status_outage.answered("the dome daemon answers again")
         self.outputs = dome.get("Auxiliary Outputs", self.outputs)
         if dome.get("Safety", {}).get("Last Heartbeat") == NEVER_HEARD:
@@ -119,16 +126,15 @@ class DomeKeeper:
         if changed:
             log.info("the dome is now %s%s: re-planning", shutter, "" if safe else ", unsafe")
         self.is_open = is_open
-        sun_limit = self.config["Observing"]["Sun Altitude"]
-        self.waiting = _waiting(dome, is_open, self.night.is_dark(now, sun_limit))
+        waiting = _waiting(dome, is_open, self.night.is_dark(now, sun_limit))
         if not manage:  # someone else opens and closes it
-            if self.waiting is not None:
-                self.waiting += " (Scheduler → Manage Dome is off: someone else opens it)"
-            return is_open, changed
+            if waiting is not None:
+                waiting += " (Scheduler → Manage Dome is off: someone else opens it)"
+            return is_open, changed, waiting
         if self._request is not None and not self._request_pending():
             self._request = None
         if self._request is not None:
-            return is_open, changed
+            return is_open, changed, waiting
         # Opened while some of the night is left to plan in (a grid step); closed only once it
         # is over: the plan may end an observation in its last step.
         night = self.night.window(now, sun_limit)
@@ -138,38 +144,41 @@ class DomeKeeper:
                 # Said once per reason: the orders due wait, and the log says for what.
                 why = safety.get("Why Not") or safety.get("Reason", "no reason given")
                 self._may_not_open.log(why, "dark, but the dome may not open: %s", why)
-                self.waiting = f"the dome is closed and may not open: {why}"
-            elif not self._held_closed(dome.get("Enclosure", {}).get("Closed By Order"), now):
-                self._may_not_open.forget()
-                self._request = self._send({"Shutter": "Open"}, now,
-                                           "dark and safe: opening the dome")
+                waiting = f"the dome is closed and may not open: {why}"
+            else:
+                held = self._hold(dome.get("Enclosure", {}).get("Closed By Order"), now)
+                if held is not None:
+                    waiting = held
+                else:
+                    self._may_not_open.forget()
+                    self._request = self._send({"Shutter": "Open"}, now,
+                                               "dark and safe: opening the dome")
         elif shutter in ("open", "opening") and not self.night.is_dark(now, sun_limit):
             self._request = self._send({"Shutter": "Close", "Park": True}, now,
                                        "dawn: closing the dome")
             self._park_telescope("dawn")
-        return is_open, changed
+        return is_open, changed, waiting
 
-    def _held_closed(self, closed_by_order, now):
-        """Whether a Dome order closed the dome during tonight's night (*closed_by_order*, as
-        the dome daemon reports it): someone inside, a storm the safety monitor does not see.
-        It stays closed until a Dome order opens it, or the next night (this keeper closes it
-        only at dawn, so a close in the dark is someone else's). The dome daemon keeps that
-        order through its restarts (in its journal). In a polar night, which has no dusk to
-        begin the next night, only a Dome order opens it."""
+    def _hold(self, closed_by_order, now):
+        """Why the dome stays closed, if a Dome order closed it during tonight's night
+        (*closed_by_order*, as the dome daemon reports it): someone inside, a storm the safety
+        monitor does not see; else ``None``. It stays closed until a Dome order opens it, or
+        the next night (this keeper closes it only at dawn, so a close in the dark is someone
+        else's). The dome daemon keeps that order through its restarts (in its journal). In a
+        polar night, which has no dusk to begin the next night, only a Dome order opens it."""
         if closed_by_order is None:
-            return False
+            return None
         tonight = self.night.window(now, self.config["Observing"]["Sun Altitude"], whole=True)
         if tonight is None or (tonight.starts_at_dusk
                                and parse_utc(closed_by_order["At"]) < tonight.start):
-            return False
+            return None
         held = (f"the dome was closed by Dome order {closed_by_order['ID']} from "
                 f"{closed_by_order['User']} at {closed_by_order['At']}: it stays closed "
                 "tonight; a Dome order with 'Shutter': 'Open' opens it again")
-        self.waiting = held
         if self._hold_said != closed_by_order["ID"]:
             self._hold_said = closed_by_order["ID"]
             log.warning("%s", held)
-        return True
+        return held
 
     def _send(self, actions, now, why):
         order = dict(actions, WOType="Dome", User="scheduler", ID=dome_order_id(now))
