@@ -401,6 +401,9 @@ install-venv: install-check install-umask
 	  PIP_ROOT_USER_ACTION=ignore "$(STAGED_VENV)/bin/python" -m pip install $(PIP_SOURCE) \
 	    --disable-pip-version-check --no-compile --use-pep517 --upgrade "$$src[$(OPTIONAL_EXTRAS)]"; \
 	fi
+	@# pip recorded where it installed the package from (PEP 610's direct_url.json): the copy
+	@# above, gone now; without the record, the package is the release its metadata names.
+	@rm -f "$(STAGED_VENV)"/lib/python*/site-packages/torosmanager-*.dist-info/direct_url.json
 	@# Staged, the bytecode pip and setuptools wrote of themselves while they ran names the
 	@# staged path: removed, and compiled again below with the final one. (Forcing every
 	@# file instead, -f, took 25 s of each staged install: 7,000 files.) Both run with -B:
@@ -605,15 +608,20 @@ DEB_COMPRESSION ?= xz
 DEB_COMPRESSION_LEVEL ?=
 DEB_BUILD := $(BUILD)/deb
 DEB_ROOT := $(DEB_BUILD)/root
+# The Debian Python the package's venv is made from, by its versioned name: the venv then runs
+# the python3.X the package depends on, whatever /usr/bin/python3 becomes (python3-minimal,
+# which the package does not need, may be absent or of a newer release). Read only by `deb`.
+DEB_PYTHON = /usr/bin/python$(shell /usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' torosmanager/__init__.py)
 
 deb: ## build dist/toros-manager_<version>_<arch>.deb (Debian/Ubuntu, dpkg-deb): the locked venv, units, config
 	@command -v dpkg-deb >/dev/null || { echo "error: make deb needs dpkg-deb (Debian or Ubuntu)" >&2; exit 1; }
 	@$(call require_lock)
+	@test -x "$(DEB_PYTHON)" || { echo "error: make deb needs Debian's python3 (/usr/bin/python3 and its versioned name, here $(DEB_PYTHON))" >&2; exit 1; }
 	rm -rf "$(DEB_BUILD)"
 	$(MAKE) --no-print-directory install-venv install-links install-docs install-init \
 	  DESTDIR="$(abspath $(DEB_ROOT))" PREFIX=/usr SYSTEMD_UNIT_DIR=/lib/systemd/system \
-	  INSTALL_PYTHON=/usr/bin/python3 INIT_SYSTEM=systemd BUILD="$(DEB_BUILD)/units" \
+	  INSTALL_PYTHON=$(DEB_PYTHON) INIT_SYSTEM=systemd BUILD="$(DEB_BUILD)/units" \
 	  LOCK="$(LOCK)" WHEELHOUSE="$(WHEELHOUSE)"
 	install -D -m 0640 $(SHIPPED_CONFIG) "$(DEB_ROOT)$(CONFIG_FILE)"
 	install -m 0644 packaging/deb/copyright "$(DEB_ROOT)/usr/share/doc/toros-manager/copyright"
@@ -669,8 +677,11 @@ endif
 	elif [ -e "$(STAGED_VENV)" ]; then \
 	  echo "warning: $(STAGED_VENV) is not a venv (no pyvenv.cfg): left in place" >&2; fi
 	@rmdir "`dirname $(STAGED_VENV)`" 2>/dev/null || true
-	@for f in README.md docs/*.md docs/devices/*.md; do rm -f "$(DEST)$(DOCDIR)/$$f"; done
-	@rmdir "$(DEST)$(DOCDIR)/docs/devices" "$(DEST)$(DOCDIR)/docs" "$(DEST)$(DOCDIR)" 2>/dev/null || true
+	@# An older install's flat copies (see install-docs) too.
+	@for f in README.md docs/*.md docs/devices/*.md; do \
+	  rm -f "$(DEST)$(DOCDIR)/$$f" "$(DEST)$(DOCDIR)/`echo $$f | sed 's|^docs/||'`"; done
+	@rmdir "$(DEST)$(DOCDIR)/docs/devices" "$(DEST)$(DOCDIR)/docs" "$(DEST)$(DOCDIR)/devices" \
+	  "$(DEST)$(DOCDIR)" 2>/dev/null || true
 	@for p in $(PROGRAMS); do rm -f "$(DEST)$(BINDIR)/$$p"; done
 ifeq ($(PURGE),1)
 	rm -rf "$(DEST)$(CONFIG_FILE)" "$(DEST)$(CONFIG_DIR)" "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)"

@@ -94,6 +94,12 @@ def test_it_depends_on_the_debian_python_its_venv_was_made_from(deb):
     minor = re.search(r"^version = (\d+\.\d+)", cfg, re.MULTILINE).group(1)
     depends = [part.strip() for part in control_fields(deb["path"])["Depends"].split(",")]
     assert f"python{minor}" in depends
+    # It runs that very Python, not whatever /usr/bin/python3 is (python3-minimal, which the
+    # package does not depend on, may be absent, or of a newer release after an upgrade).
+    links = {path.name: os.readlink(path)
+             for path in (deb["root"] / VENV.lstrip("/") / "bin").glob("python*")}
+    assert {target for target in links.values() if target.startswith("/")} == {
+        f"/usr/bin/python{minor}"}, links
 
 
 def test_the_configuration_is_a_conffile_and_the_units_are_systemds(deb):
@@ -158,6 +164,9 @@ def test_no_path_of_the_build_leaks_into_the_package(deb):
     leaked = subprocess.run(["grep", "-rlF", "--exclude-dir=DEBIAN", staged, str(deb["root"])],
                             capture_output=True, text=True, timeout=300)
     assert leaked.returncode == 1, f"files naming {staged}:\n{leaked.stdout[:3000]}"
+    # Nor the temporary copy of the source pip installed from (PEP 610's record).
+    assert not list(deb["root"].glob(VENV.lstrip("/") + "/lib/python3*/site-packages/"
+                                     "torosmanager-*.dist-info/direct_url.json"))
 
 
 def test_lintian_finds_nothing_but_what_the_overrides_explain(deb, tmp_path):
@@ -286,10 +295,36 @@ def test_an_upgrade_keeps_the_edited_configuration_and_restarts_the_daemons(inst
                "the five daemons to answer after the upgrade", START_TIMEOUT_S, container)
 
 
+def test_an_upgrade_whose_daemon_does_not_start_again_leaves_the_package_configured(
+        installed, deb):
+    """deb-systemd-invoke fails when a restart does: the upgrade failed in apt, the package
+    (and every one upgraded with it) left unconfigured."""
+    container = installed["container"]
+    assert container.run("sed", "-i", "s/^  Log Level: INFO/  Log Level: LOUD/",
+                         CONFIG).returncode == 0
+    result = container.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "-q",
+                           "install", "--reinstall", f"{DIST_IN_CONTAINER}/{deb['path'].name}",
+                           timeout=APT_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # (apt shows what the maintainer scripts write to stderr on its stdout.)
+    assert "warning: a TOROS daemon did not start again after the upgrade" in \
+        result.stdout + result.stderr, result.stdout + result.stderr
+    assert container.output("dpkg-query", "-W", "-f", "${Status}", "toros-manager") == \
+        "install ok installed"
+    assert container.run("sed", "-i", "s/^  Log Level: LOUD/  Log Level: INFO/",
+                         CONFIG).returncode == 0
+    result = container.run("systemctl", "restart", "toros.target", timeout=START_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr + container.diagnostics(*SERVICES)
+
+
 def test_remove_stops_the_daemons_and_keeps_configuration_data_and_user(installed):
     container = installed["container"]
     container.run("touch", "/var/lib/toros/data/frame.fits")
+    # A service enabled on its own: its link must not be left pointing at nothing.
+    assert container.run("systemctl", "enable", "dome.service").returncode == 0
     apt(container, "remove", "toros-manager")
+    assert container.run("test", "-L", "/etc/systemd/system/multi-user.target.wants/"
+                                       "dome.service").returncode == 1
     states = {service: container.output("systemctl", "is-active", f"{service}.service")
               for service in SERVICES}
     assert set(states.values()) <= {"inactive", "failed"}, states
@@ -299,6 +334,13 @@ def test_remove_stops_the_daemons_and_keeps_configuration_data_and_user(installe
     assert container.run("test", "-f", CONFIG).returncode == 0
     assert container.run("test", "-f", "/var/lib/toros/data/frame.fits").returncode == 0
     assert container.run("getent", "passwd", "toros").returncode == 0
+
+
+def test_installed_again_after_a_removal_it_says_how_to_start_the_daemons(installed, deb):
+    """After a removal (which took toros.target out of the boot) dpkg calls it an upgrade."""
+    container = installed["container"]
+    output = apt(container, "install", f"{DIST_IN_CONTAINER}/{deb['path'].name}")
+    assert "sudo systemctl enable --now toros.target" in output
 
 
 def test_purge_removes_configuration_data_logs_and_the_user(installed):

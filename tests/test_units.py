@@ -589,6 +589,17 @@ def test_install_docs_replaces_the_copies_an_older_install_put_beside_the_readme
     assert not doc_dir.exists()
 
 
+def test_uninstall_removes_the_docs_an_older_install_put_beside_the_readme(tmp_path):
+    root = tmp_path / "root"
+    doc_dir = root / f"{PREFIX}/share/doc/toros-manager".lstrip("/")
+    (doc_dir / "devices").mkdir(parents=True)
+    for older in ("README.md", "operations.md", "devices/indi.md"):
+        (doc_dir / older).write_text("an older install's copy\n")
+    result = make("uninstall", f"DESTDIR={root}")
+    assert result.returncode == 0, describe(result)
+    assert not doc_dir.exists()
+
+
 def test_the_readme_wants_the_python_setup_py_wants():
     assert f"Python ≥ {min_python()}," in (REPO / "README.md").read_text()
 
