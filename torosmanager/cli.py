@@ -62,7 +62,7 @@ COMMANDS = (
              "(--update: a newer one)", iers.add_arguments, iers.run, (USES_ASTROPY,)),
     ("orientation", "the camera's Pixel Scale, Position Angle and Mirrored, from a frame a "
                     "tool has solved (astrometry.net's solve-field)", orientation.add_arguments,
-     orientation.run, (WITHOUT_CONFIG,)),
+     orientation.run, (WITHOUT_CONFIG, USES_ASTROPY)),
     ("passwd", "make a salted hash of a password, for Server → Users", passwd.add_arguments,
      passwd.run, (WITHOUT_CONFIG,)),
     ("backup", "copy each daemon's journal into DIR with a time-stamped name, safely while "

@@ -15,8 +15,6 @@ pixel, and the angle is the one with the tube looking east.
 import os
 import sys
 
-from astropy.io import fits
-
 from ..console import EXIT_FAILED, EXIT_OK
 from ..telescope.wcs import NoCelestialWCS, measured_orientation
 
@@ -33,6 +31,10 @@ def add_arguments(parser):
 
 def run(config, arguments):
     """Print the settings for the frame *arguments.file*; 1 if it has no WCS to read."""
+    # Here, not above: astropy takes most of a second to import, and `toros` imports every
+    # command to list them (`toros status` waited for it).
+    from astropy.io import fits
+
     path = arguments.file
     try:
         header = fits.getheader(path)
