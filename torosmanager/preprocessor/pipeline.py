@@ -257,9 +257,9 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
     RunnerError
         When the workers failed.
     """
-    nights = by_night(location)
+    nights, clock = by_night(location), clock or Clock()
     if len(nights) == 1:
-        return _Night(*nights.values(), settings, runner, progress, stop, clock or Clock(),
+        return _Night(*nights.values(), settings, runner, progress, stop, clock,
                       terms_store).run()
     # Frames of several nights (an observation resumed on a later night, whose frames are
     # handed over together): each night with its own calibration frames and masters, as a
@@ -275,7 +275,7 @@ def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
                          total)
 
         try:
-            outcome.add(_Night(found, settings, runner, counted, stop, clock or Clock(),
+            outcome.add(_Night(found, settings, runner, counted, stop, clock,
                                terms_store).run(), name)
         except Stopped as stopped:
             if stopped.outcome is not None:
@@ -321,8 +321,8 @@ def prepare(location, settings, terms_store, clock=None):
     if not settings.library:
         return ("nothing prepared: terms are prepared from the master library, and there is "
                 "none (Preprocessor → Master Library)")
-    return "; ".join(_Night(found, settings, None, None, None, clock or Clock(),
-                            terms_store).prepare()
+    clock = clock or Clock()
+    return "; ".join(_Night(found, settings, None, None, None, clock, terms_store).prepare()
                      for found in by_night(location).values())
 
 

@@ -110,7 +110,7 @@ class SchedulerHandler(Handler):
             return
         site, constraints = self.config["Site"], self.dispatcher.planner.constraints
         limit = (f"{constraints.minimum_altitude:g}° (Observing → Minimum Altitude)"
-                 if constraints.minimum_altitude > constraints.airmass_altitude else
+                 if constraints.by_minimum_altitude else
                  f"airmass {constraints.max_airmass:g} (Observing → Max Airmass)")
         raise refuse("Dec", order["Dec"], f"from {low:+.1f}° to {high:+.1f}°, the "
                      f"declinations that rise above {limit} at {site['Name']} (latitude "

@@ -157,9 +157,14 @@ class Constraints:
         telescope's 20°: planned there, an order was refused at dispatch, and failed)."""
         return max(self.airmass_altitude, self.minimum_altitude)
 
+    @property
+    def by_minimum_altitude(self) -> bool:
+        """Whether ``Minimum Altitude``, not the airmass limit, sets :attr:`min_altitude`."""
+        return self.minimum_altitude > self.airmass_altitude
+
     def limit_text(self) -> str:
         """The altitude limit as a reason says it, naming its setting."""
-        if self.minimum_altitude > self.airmass_altitude:
+        if self.by_minimum_altitude:
             return f"above {self.minimum_altitude:g}° (Observing → Minimum Altitude)"
         return f"below airmass {self.max_airmass:g} (altitude {self.airmass_altitude:.0f}°)"
 
