@@ -163,7 +163,8 @@ def test_a_camera_connected_again_by_a_restarted_server_is_set_up_again(indi_ser
         server.stop()
         server.start()
         server.wait_for("camera", "CONNECTION", "CONNECT", "On", timeout=RECONNECT_TIMEOUT)
-        server.wait_for("camera", "CCD_INFO", "CCD_MAX_X")
+        # Asked at once, while the camera is defining its properties again: the driver waits
+        # for those it knew (it failed here "the device does not define CCD_INFO").
         camera.start_exposure(EXPOSURE, FrameType.LIGHT)
         info = camera.info()
         assert info.binning == int(server.get("camera", "CCD_BINNING", "HOR_BIN")) == 1

@@ -503,13 +503,23 @@ class IndiConnection:
         grace = self._connected_at + DEFINITION_GRACE_SECONDS - time.monotonic()
         if grace > 0:
             self.wait(lambda: self._defined(standard), grace)
+        self._await_redefinition(standard)
         return self._in_loop(lambda: self._copy(standard), operation)
+
+    def _await_redefinition(self, standard):
+        """Wait up to ``Timeout`` for *standard* if the device defined it before and lacks it
+        now: its server restarted or it was connected again, and it defines its properties
+        anew once connected. (The first exposure asked after a restart failed with "the
+        device does not define CCD_INFO" a moment before the camera defined it again.)"""
+        if self._definitions.get(self.property_name(standard)) and not self._defined(standard):
+            self.wait(lambda: self._defined(standard))
 
     def read(self, standard, operation=None):
         """A :class:`Reading` of the property *standard*; raises if the device lacks it."""
         name = self.property_name(standard)
         operation = operation or f"reading {name}"
         self._check_reachable(operation)
+        self._await_redefinition(standard)
         reading = self._in_loop(lambda: self._copy(standard), operation)
         if reading is None:
             if not self._server_connected:
