@@ -33,11 +33,11 @@ FIXTURES = {
                 "fields"),
     "bare skymap": ("MS220722v_bayestar.multiorder.fits", None, "MS220722v", "gw", "INITIAL",
                     "fields"),
-    "einstein probe": ("kafka_alert_einteinprobe.json", None, "01709015181", "x-ray",
+    "einstein probe": ("kafka_alert_einteinprobe.json", None, "EP-01709015181", "x-ray",
                        "INITIAL", "pointing"),
     "icecube": ("kafka_alert_icecube_gold.json", None, "IceCube-230416A", "neutrino",
                 "INITIAL", "pointing"),
-    "fermi gbm": ("fermi_grb_gcn.xml", None, "548848711", "grb", "PRELIMINARY", "fields"),
+    "fermi gbm": ("fermi_grb_gcn.xml", None, "Fermi-548848711", "grb", "PRELIMINARY", "fields"),
 }
 
 
@@ -210,7 +210,7 @@ def test_a_voevent_in_latin_1_or_a_json_alert_after_a_byte_order_mark_is_read(tm
     with_bom = tmp_path / "icecube_bom.json"
     with_bom.write_bytes(b"\xef\xbb\xbf" + alert_file("kafka_alert_icecube_gold.json")
                          .read_bytes())
-    for path, event_id in ((latin, "1123129"), (with_bom, "IceCube-230416A")):
+    for path, event_id in ((latin, "Swift-1123129"), (with_bom, "IceCube-230416A")):
         result = dry_run(tmp_path, path)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["Event"]["ID"] == event_id

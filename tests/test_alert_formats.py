@@ -46,7 +46,7 @@ def test_the_gw170817_initial_voevent_names_its_superevent_and_points_to_its_sky
 
 def test_the_fermi_gbm_position_of_grb_170817a_is_a_circle_and_an_update():
     alert = read("voevent", fixture("externaltrigger_original_data.xml"))
-    assert (alert.event_id, alert.kind, alert.serial) == ("524666471", "grb", 1)
+    assert (alert.event_id, alert.kind, alert.serial) == ("Fermi-524666471", "grb", 1)
     # A ground position (Packet_Type 112): its 17.45° is statistical, GBM's 3.7° systematic is
     # added as for the same notice from GCN's socket.
     assert (alert.ra, alert.dec) == (186.62, -48.84)
@@ -63,7 +63,7 @@ def test_a_swift_bat_grb_position():
     alert = read("voevent", fixture("swift_grb_gcn.xml"))
     # Packet_Type 61, read as GCN's socket notice of that type is.
     assert (alert.event_id, alert.kind, alert.alert_type, alert.serial) == (
-        "1123129", "grb", "PRELIMINARY", 1)
+        "Swift-1123129", "grb", "PRELIMINARY", 1)
     assert (alert.ra, alert.dec, alert.error_radius) == (268.87, -20.3153, 0.05)
     assert alert.issued == utc(2022, 9, 7, 14, 5, 40)
     assert alert.properties["event_time"] == utc(2022, 9, 7, 14, 5, 25, 760000)
@@ -74,7 +74,7 @@ def test_a_swift_bat_grb_position():
 def test_a_fermi_gbm_flight_position():
     alert = read("voevent", fixture("fermi_grb_gcn.xml"))
     assert (alert.event_id, alert.kind, alert.alert_type, alert.serial) == (
-        "548848711", "grb", "PRELIMINARY", 15)    # Packet_Type 111, as from the socket
+        "Fermi-548848711", "grb", "PRELIMINARY", 15)    # Packet_Type 111, as from the socket
     assert (alert.ra, alert.dec, alert.error_radius) == (140.05, -39.0499, 5.6)
     assert alert.issued == utc(2018, 5, 24, 18, 35, 45)
     assert alert.properties["params"]["Most_Likely_Prob"] == "98"
@@ -124,7 +124,7 @@ def test_an_icecube_retraction_retracts_the_same_event():
 def test_an_einstein_probe_wxt_alert_is_an_x_ray_position_issued_at_its_trigger():
     alert = read("gcn_json", fixture("kafka_alert_einteinprobe.json"))
     assert (alert.event_id, alert.kind, alert.alert_type, alert.serial) == (
-        "01709015181", "x-ray", "INITIAL", 0)
+        "EP-01709015181", "x-ray", "INITIAL", 0)
     assert (alert.ra, alert.dec) == pytest.approx((345.134, 32.608))
     assert alert.error_radius == pytest.approx(0.05071889)
     assert alert.issued == alert.properties["event_time"] == utc(2024, 8, 1, 9, 7, 13, 799000)
@@ -138,7 +138,7 @@ def test_a_swift_guano_style_notice_with_a_test_alert_type_and_a_dict_payload():
               "trigger_time": "2024-01-02T03:00:00.5+00:00", "ra": 10.5, "dec": -20.25,
               "ra_dec_error": 0.1, "containment_probability": 0.68}
     alert = read("gcn_json", notice)
-    assert (alert.event_id, alert.kind, alert.test) == ("1234567", "grb", True)
+    assert (alert.event_id, alert.kind, alert.test) == ("Swift-1234567", "grb", True)
     assert alert.properties["containment_probability"] == 0.68
     assert alert.properties["event_time"] == utc(2024, 1, 2, 3, 0, 0, 500000)
 
@@ -281,7 +281,7 @@ def test_a_line_wrapped_base64_payload_is_base64_too():
     wrapped = base64.encodebytes(notice).decode("ascii")
     assert "\n" in wrapped.strip()
     alert = alert_of({"Format": "gcn_socket", "Payload": wrapped}, utc(2024, 5, 12))
-    assert alert.event_id == "1227767"
+    assert alert.event_id == "Swift-1227767"
     with pytest.raises(AlertFormatError, match="must be base64"):
         alert_of({"Format": "gcn_socket", "Payload": wrapped.replace("A", "*")}, utc(2024, 5, 12))
 

@@ -109,7 +109,7 @@ def assert_same_event(binary, voevent):
 def test_a_real_swift_bat_position_reads_as_gcn_itself_converts_it():
     alert = read("gcn_socket", pack(SWIFT_BAT_1227767))
     assert (alert.event_id, alert.kind, alert.source, alert.test) == (
-        "1227767", "grb", "Swift BAT", False)
+        "Swift-1227767", "grb", "Swift BAT", False)
     assert (alert.alert_type, alert.serial) == ("PRELIMINARY", 7)
     assert alert.properties["event_time"] == utc(2024, 5, 11, 18, 6, 53, 220000)
     assert (alert.ra, alert.dec, alert.error_radius) == (336.6645, 8.5135, 0.05)
@@ -118,6 +118,23 @@ def test_a_real_swift_bat_position_reads_as_gcn_itself_converts_it():
     assert alert.properties["segment"] == 0
     assert alert.properties["trigger_flags"] == 0x20000003
     assert alert.properties["systematic_included"] is False
+
+
+def test_a_trigger_number_is_its_missions_whatever_the_format():
+    """Swift and Fermi number their triggers each on its own: a Fermi trigger with a Swift
+    trigger's number is another event (before, both were event "1227767", and a retraction of
+    one cancelled the other's orders); a GCN JSON notice of the Swift trigger is the same event
+    as its socket packet."""
+    swift = read("gcn_socket", pack(SWIFT_BAT_1227767))
+    fermi_values = list(GBM_FLT_737238260)
+    fermi_values[TRIG_OBS_NUM] = SWIFT_BAT_1227767[TRIG_OBS_NUM]
+    fermi = read("gcn_socket", pack(fermi_values))
+    as_json = read("gcn_json", {
+        "$schema": "https://gcn.nasa.gov/schema/v4.4.0/gcn/notices/swift/bat/guano.schema.json",
+        "mission": "SWIFT", "trigger_id": 1227767, "trigger_time": "2024-05-11T18:06:53.220Z",
+        "ra": 336.6645, "dec": 8.5135, "ra_dec_error": 0.05})
+    assert (swift.event_id, fermi.event_id, as_json.event_id) == (
+        "Swift-1227767", "Fermi-1227767", "Swift-1227767")
 
 
 def test_real_fermi_gbm_errors_are_in_ten_thousandths_of_a_degree():
@@ -130,7 +147,7 @@ def test_real_fermi_gbm_errors_are_in_ten_thousandths_of_a_degree():
     assert (final.ra, final.dec) == (164.84, 24.13)
     assert (flight.ra, flight.dec) == (238.4, -45.5667)
     assert [alert.event_id for alert in (flight, ground, final)] == [
-        "737238260", "736967879", "737374806"]
+        "Fermi-737238260", "Fermi-736967879", "Fermi-737374806"]
     assert [alert.alert_type for alert in (flight, ground, final)] == [
         "PRELIMINARY", "UPDATE", "UPDATE"]
     assert {alert.source for alert in (flight, ground, final)} == {"Fermi GBM"}
@@ -168,7 +185,7 @@ def test_a_fermi_flight_position_and_its_voevent_agree():
     binary = read("gcn_socket", binary_packet)
     assert_same_event(binary, voevent)
     assert binary.error_radius == voevent.error_radius == 5.6
-    assert (binary.event_id, binary.serial) == ("548848711", 15)
+    assert (binary.event_id, binary.serial) == ("Fermi-548848711", 15)
     assert binary.issued == utc(2018, 5, 24, 18, 35, 45)
 
 
@@ -203,7 +220,7 @@ def test_a_definitely_not_a_grb_packet_retracts_its_event():
 
 def test_the_swift_observation_segment_is_not_part_of_the_trigger_number():
     alert = read("gcn_socket", swift(trig_obs_num=(2 << 24) | 1123129))
-    assert alert.event_id == "1123129" and alert.properties["segment"] == 2
+    assert alert.event_id == "Swift-1123129" and alert.properties["segment"] == 2
 
 
 def test_a_packet_made_after_midnight_is_issued_the_next_day():

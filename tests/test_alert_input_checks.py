@@ -201,7 +201,7 @@ def test_a_binary_payload_in_base64_with_line_breaks_is_read(wrap):
     alert = alert_of({"Format": "skymap", "Payload": wrap(skymap), "Event ID": "S1"}, now)
     assert alert.skymap == skymap
     alert = alert_of({"Format": "gcn_socket", "Payload": wrap(gcn_socket_packet())}, now)
-    assert (alert.event_id, alert.ra) == ("1123129", 268.87)
+    assert (alert.event_id, alert.ra) == ("Swift-1123129", 268.87)
 
 
 @pytest.mark.parametrize("junk", ["not base64!", "QUJD\u00a0REVG", "QUJD\u2028REVG", "QUJD*REVG"])

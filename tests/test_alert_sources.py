@@ -376,7 +376,7 @@ def test_gcn_socket_echoes_every_packet_and_hands_over_alerts(gcn_socket_source)
                                    ("gcn_socket", FERMI_PACKET, origin)]
     assert (health["Connected"], health["Messages"], health["Imalive Packets"]) == (True, 2, 1)
     assert health["Last Imalive"] is not None
-    assert read(*deliveries.received[0][:2]).event_id == "1123129"
+    assert read(*deliveries.received[0][:2]).event_id == "Swift-1123129"
 
 
 def test_two_packets_in_one_read_are_both_handed_over(gcn_socket_source):

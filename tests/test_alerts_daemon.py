@@ -915,18 +915,24 @@ def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):
         # The event's orders are journaled as planned before they are sent: wait for the
         # scheduler's acceptance, not for the plan.
         report = site.proxy("alerts").front_desk({"WOType": "Events"})
-        if not any(event["ID"] == "1227767" for event in report["Events"]):
+        if not any(event["ID"] == "Swift-1227767" for event in report["Events"]):
             return None
         planned = site.proxy("alerts").front_desk({"WOType": "Events",
-                                                   "Event ID": "1227767"})["Orders"]
+                                                   "Event ID": "Swift-1227767"})["Orders"]
         return planned and all(order["Here"] == "submitted" for order in planned) and \
-            event_orders(site, "1227767")
+            event_orders(site, "Swift-1227767")
     (answer,) = wait_until(orders, "the Swift notice's order at the scheduler").values()
     order = answer["Work Order"]
     assert (order["RA"], order["Dec"]) == pytest.approx((336.6645, 8.5135))
-    assert order["Type of object"] == "GRB afterglow" and order["Group ID"] == "1227767"
+    assert order["Type of object"] == "GRB afterglow" and order["Group ID"] == "Swift-1227767"
     health = site.proxy("alerts").front_desk({"WOType": "Status"})
     assert health["Sources"]["GCN Socket"]["Messages"] == 1
+    # The trigger number alone names the Swift event to an operator, not another event.
+    hint = "a trigger number is named after its mission: Swift-1227767"
+    for order in ({"WOType": "Events", "Event ID": "1227767"},
+                  {"WOType": "Alert", "Format": "retraction", "Event ID": "1227767",
+                   "Payload": "a satellite glint"}):
+        assert hint in refusal(site.proxy("alerts").front_desk, order).faultString
 
 
 def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
@@ -943,14 +949,14 @@ def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
     alert.update(ra=20.0, dec=60.0)  # high in the sky of the simulated evening
     done = finished(site, send(site, json.dumps(alert), "gcn_json")["ID"])
     assert done["Status"] == "done", done["Message"]
-    (order_id,) = event_orders(site, "01709015181")
+    (order_id,) = event_orders(site, "EP-01709015181")
     result = ended(scheduler, order_id, "done")
     assert len(result["Progress"]["Files"]) == 3  # X-Rays → Number of Exposures
     with fits.open(result["Progress"]["Files"][0]) as frames:
         header = frames[0].header
     # The frames name the event they were taken for, and the kind of work.
     assert (header["OBJECT"], header["GROUPID"], header["JOBTYPE"]) == (
-        "01709015181", "01709015181", "ToO")
+        "EP-01709015181", "EP-01709015181", "ToO")
     history = [entry["Reason"] for entry in status(scheduler, "long")["History"]]
     assert any(f"interrupted by target of opportunity {order_id}" in reason
                for reason in history)
@@ -968,7 +974,7 @@ def test_an_event_followed_two_nights_is_observed_tonight_and_waits_for_the_next
     done = finished(site, send(site, json.dumps(alert), "gcn_json")["ID"])
     assert done["Status"] == "done", done["Message"]
     assert "the night from " in done["Message"]
-    tonight, tomorrow = sorted(event_orders(site, "01709015181"))
+    tonight, tomorrow = sorted(event_orders(site, "EP-01709015181"))
     ended(scheduler, tonight, "done")
     waiting = status(scheduler, tomorrow)
     opens = waiting["Work Order"]["Not Before"]
@@ -978,13 +984,13 @@ def test_an_event_followed_two_nights_is_observed_tonight_and_waits_for_the_next
     assert opens > status(scheduler, tonight)["Work Order"]["Not After"]
     never_sent = refusal(telescope.front_desk, {"WOType": "Status", "ID": tomorrow})
     assert never_sent.faultCode == FaultCode.NOT_FOUND
-    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "01709015181"})
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "EP-01709015181"})
     assert [order["Not Before"] for order in report["Orders"]] == [None, opens]
-    html = urllib.request.urlopen(site.url("alerts") + "events/01709015181.html",
+    html = urllib.request.urlopen(site.url("alerts") + "events/EP-01709015181.html",
                                   timeout=30).read().decode()
     assert f"the night from {opens[:10]} {opens[11:16]} UTC: planned 90.0%" in html
     assert f"<td>{opens[:10]} {opens[11:16]} – " in html  # the order's window
-    shown = subprocess.run([TOROS, "--config", site.config_path, "alerts", "01709015181"],
+    shown = subprocess.run([TOROS, "--config", site.config_path, "alerts", "EP-01709015181"],
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert f"the night from {opens[:10]} {opens[11:16]} UTC: planned 90.0%" in shown.stdout
@@ -1018,7 +1024,7 @@ def test_what_an_event_has_observed_counts_each_field_and_its_pointing_once(make
     first, second = [orders for orders in places.values() if len(orders) == 2][:2]
     taken = first + second[:1]  # the first field on both nights, the second tonight
     afterglow = site.proxy("alerts").front_desk({"WOType": "Events",
-                                                 "Event ID": "01709015181"})["Orders"]
+                                                 "Event ID": "EP-01709015181"})["Orders"]
     assert len(afterglow) == 2 and afterglow[0]["Probability"] == 0.9
     observed_at_the_scheduler(site, taken + afterglow)
     report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
@@ -1027,7 +1033,7 @@ def test_what_an_event_has_observed_counts_each_field_and_its_pointing_once(make
     # The field taken twice, at the probability the later night's pick gave it.
     assert report["Coverage"]["Observed"] == pytest.approx(
         first[1]["Probability"] + second[0]["Probability"], abs=1e-6)
-    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "01709015181"})
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "EP-01709015181"})
     assert report["Coverage"]["Observed"] == 0.9
 
 

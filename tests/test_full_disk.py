@@ -258,13 +258,13 @@ def test_an_alert_received_while_the_disks_are_full_reaches_the_scheduler_once_t
             wait_until(lambda: alerts.front_desk({"WOType": "Events"})["Events"],
                        "the alert to be kept")
             time.sleep(RETRIES * RETRY_SECONDS)
-            (planned,) = alerts.front_desk({"WOType": "Events", "Event ID": "1227767"})["Orders"]
+            (planned,) = alerts.front_desk({"WOType": "Events", "Event ID": "Swift-1227767"})["Orders"]
             assert planned["Here"] == "planned"
 
             os.remove(fillers[1])
-            wait_until(lambda: alerts.front_desk({"WOType": "Events", "Event ID": "1227767"})
+            wait_until(lambda: alerts.front_desk({"WOType": "Events", "Event ID": "Swift-1227767"})
                        ["Orders"][0]["Here"] == "submitted", "the order at the scheduler")
-        (answer,) = event_orders(site, "1227767").values()
+        (answer,) = event_orders(site, "Swift-1227767").values()
         assert answer["Status"] == "queued"
         assert answer["Work Order"]["Type of object"] == "GRB afterglow"
         health = alerts.front_desk({"WOType": "Status"})

@@ -27,7 +27,8 @@ class Alert:
     ----------
     event_id : str
         The event the alert is about, the same in all its alerts: an LVK superevent
-        (``"S230518h"``, ``"G298048"``), a GRB trigger number (``"524666471"``), an IceCube
+        (``"S230518h"``, ``"G298048"``), a GRB trigger number after its mission
+        (``"Fermi-524666471"``, see :func:`~torosmanager.alerts.formats.event_id`), an IceCube
         event name (``"IceCube-230416A"``), an Einstein Probe id.
     kind : str
         What was seen: ``"gw"``, ``"grb"``, ``"neutrino"``, ``"x-ray"`` or ``"other"``.

@@ -200,6 +200,15 @@ class EventBook:
                                    "received, rowid LIMIT 1", (event_id,)).fetchone()
         return None if row is None else row["kind"]
 
+    def named_after_missions(self, trigger):
+        """The events whose id is the bare trigger number *trigger* after a mission's name
+        (``["Swift-1227767"]`` for ``"1227767"``): what an operator who gave the number alone
+        may have meant."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT event_id FROM alerts WHERE event_id LIKE ? "
+                                    "ORDER BY event_id", (f"%-{trigger}",)).fetchall()
+        return [row["event_id"] for row in rows]
+
     def retracted(self, event_id):
         """Whether a retraction of *event_id* has been read."""
         with self._lock:

@@ -132,6 +132,20 @@ class AlertsHandler(Handler):
         if order["Format"] == "retraction" and not order.get("Event ID"):
             raise WorkOrderError("'Event ID' is required with Format 'retraction': the event "
                                  "to stand down from")
+        if order["Format"] == "retraction" and self.book.kind_of(order["Event ID"]) is None:
+            hint = self._mission_hint(order["Event ID"])
+            if hint:  # a retraction of an event never read stands; of a mistyped one, never
+                raise WorkOrderError(f"'Event ID': received {order['Event ID']!r}, an event "
+                                     f"the alerts daemon has not read{hint}")
+
+    def _mission_hint(self, event_id):
+        """For a bare trigger number naming no event: the events it may mean, which carry
+        their mission's name (see :func:`~torosmanager.alerts.formats.event_id`)."""
+        if not str(event_id).isdigit():
+            return ""
+        named = self.book.named_after_missions(str(event_id))
+        return (f"; a trigger number is named after its mission: {', '.join(named)}"
+                if named else "")
 
     def assign_priority(self, order):
         return ALERT_ORDER_PRIORITY, "alerts are read in the order they arrive"
@@ -165,7 +179,8 @@ class AlertsHandler(Handler):
         found = report.event_report(self, event_id)
         if found is None:
             raise WorkOrderError(f"'Event ID': received {event_id!r}; the alerts daemon has "
-                                 "read no alert of this event", FaultCode.NOT_FOUND)
+                                 f"read no alert of this event{self._mission_hint(event_id)}",
+                                 FaultCode.NOT_FOUND)
         return found
 
     def health(self):

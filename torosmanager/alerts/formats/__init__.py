@@ -28,6 +28,31 @@ SHOWN = 80
 MAX_SERIAL = 2 ** 63 - 1
 
 
+#: Missions' names in event ids, by the lower-case name the feeds give them (VOEvent ivorn
+#: paths, gcn-schema ``$schema`` paths and ``mission`` fields, socket notice types).
+MISSION_NAMES = {"swift": "Swift", "fermi": "Fermi", "integral": "INTEGRAL", "agile": "AGILE",
+                 "maxi": "MAXI", "svom": "SVOM", "gecam": "GECAM", "konus": "Konus",
+                 "glowbug": "Glowbug", "einstein_probe": "EP", "einstein probe": "EP",
+                 "icecube": "IceCube", "amon": "AMON", "kamland": "KamLAND", "super-k": "Super-K",
+                 "superk": "Super-K"}
+
+
+def event_id(mission, identifier):
+    """The event id of *identifier*, a trigger number or an event's name, from *mission*.
+
+    A bare number is prefixed with its mission (``"Fermi-524666471"``): every mission numbers
+    its triggers on its own, so a Swift and an INTEGRAL trigger may share a number, and a
+    retraction of one must not cancel the other. A name (``"S230518h"``, ``"IceCube-230416A"``)
+    is kept as it is, and so is a number whose mission is unknown (*mission* empty). The same
+    trigger gets the same id whichever format brings it.
+    """
+    identifier = str(identifier).strip()
+    mission = str(mission or "").strip()
+    if not identifier.isdigit() or not mission:
+        return identifier
+    return f"{MISSION_NAMES.get(mission.lower(), mission)}-{identifier}"
+
+
 class AlertFormatError(ValueError):
     """A payload that cannot be read as an alert of its format.
 

@@ -5,7 +5,9 @@ Fermi, SVOM and others:
 
 - ``$schema`` (``.../gcn/notices/<mission>/<instrument>/...``), ``mission``, ``instrument``,
   ``messenger``: what saw the event (the mission from ``$schema`` when the field is absent);
-- ``event_name`` (first entry), else ``id`` or ``trigger_id``: the event id;
+- ``event_name`` (first entry), else ``id`` or ``trigger_id``: the event id, a bare trigger
+  number prefixed with its mission (``"Swift-1227767"``, see
+  :func:`torosmanager.alerts.formats.event_id`);
 - ``alert_datetime``: when the notice was issued (``trigger_time`` when absent), ``trigger_time``
   kept as ``properties["event_time"]``; ``record_number`` is the serial (0 when absent);
 - ``alert_type``: ``initial``/``update``/``retraction`` (an IceCube retraction notice becomes
@@ -23,8 +25,8 @@ import base64
 import binascii
 
 from torosmanager.alerts.event import Alert
-from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, load_json, number,
-                                         optional_url, parse_time, position)
+from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, event_id, load_json,
+                                         number, optional_url, parse_time, position)
 
 FORMAT = "gcn_json"
 #: Missions (lower case, as in ``$schema`` paths) by the kind of event they report.
@@ -102,8 +104,9 @@ def read(payload):
                                sorted(data))
 
     source = " ".join(part for part in (mission, str(data.get("instrument") or "")) if part)
-    return Alert(event_id=_event_id(data), kind=kind, alert_type=alert_type, serial=serial,
-                 issued=issued, source=source or "GCN", test=test, ra=ra, dec=dec,
+    return Alert(event_id=event_id(mission, _identifier(data)), kind=kind,
+                 alert_type=alert_type, serial=serial, issued=issued, source=source or "GCN",
+                 test=test, ra=ra, dec=dec,
                  error_radius=radius, skymap=skymap, skymap_url=skymap_url,
                  properties=properties)
 
@@ -118,7 +121,7 @@ def _schema_mission(schema):
     return ""
 
 
-def _event_id(data):
+def _identifier(data):
     for key in ("event_name", "id", "trigger_id"):
         value = data.get(key)
         if isinstance(value, list):

@@ -30,7 +30,8 @@ shows how each is unpacked). The fields read are the same in every position noti
 
 What the Alert says:
 
-- *event_id*: the trigger number as text; *kind* ``"grb"``; *source* ``"Swift BAT"`` or
+- *event_id*: the trigger number after its mission, ``"Swift-1227767"`` or
+  ``"Fermi-524666471"`` (as the other formats name it); *kind* ``"grb"``; *source* ``"Swift BAT"`` or
   ``"Fermi GBM"``; *serial*: ``pkt_sernum``; ``properties["event_time"]`` from TJD and SOD;
 - *alert_type*: 61 and 111 (the automated first positions) are PRELIMINARY, as the LVK calls
   an automated first alert; 112 (ground-refined) and 115 (final) refine them: UPDATE. A packet
@@ -58,7 +59,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from torosmanager.alerts.event import Alert
-from torosmanager.alerts.formats import AlertFormatError
+from torosmanager.alerts.formats import AlertFormatError, event_id
 
 FORMAT = "gcn_socket"
 #: The notice: 40 big-endian ("network order") signed 32-bit integers.
@@ -176,9 +177,14 @@ class NoticeType:
     systematic_included: bool = False
 
     @property
+    def mission(self):
+        """``"Swift"`` or ``"Fermi"``: the first word of *source*."""
+        return self.source.split()[0]
+
+    @property
     def is_swift(self):
         """Swift packs an observation segment above the trigger number."""
-        return self.source.startswith("Swift")
+        return self.mission == "Swift"
 
 
 #: The notice types read into Alerts.
@@ -339,7 +345,8 @@ def _serial(fields):
 
 
 def _event_id(fields, notice, properties):
-    """The trigger number as text; a Swift packet's observation segment goes to properties."""
+    """The trigger number after its mission (see :func:`event_id`); a Swift packet's
+    observation segment goes to properties."""
     trigger = fields[TRIG_OBS_NUM]
     if notice.is_swift:
         properties["segment"] = (trigger >> SWIFT_SEGMENT_SHIFT) & SWIFT_SEGMENT_MASK
@@ -347,7 +354,7 @@ def _event_id(fields, notice, properties):
     if trigger <= 0:
         raise AlertFormatError(FORMAT, "the trigger number [4] must be positive",
                                fields[TRIG_OBS_NUM])
-    return str(trigger)
+    return event_id(notice.mission, trigger)
 
 
 def _issued(fields, event_time):

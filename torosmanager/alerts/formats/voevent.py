@@ -9,7 +9,8 @@ What is read:
 - ``WhereWhen``: the event time (``ISOTime``) and the position, ``Position2D`` with ``C1`` (RA),
   ``C2`` (Dec) and ``Error2Radius`` in degrees;
 - every ``What/Param``, also inside ``Group``, kept by name in ``properties["params"]`` (text);
-  ``GraceID`` (LVK) or ``TrigID`` (GCN) is the event id, ``Pkt_Ser_Num`` the serial,
+  ``GraceID`` (LVK) or ``TrigID`` (GCN, after its mission: ``"Swift-1227767"``) is the event
+  id, ``Pkt_Ser_Num`` the serial,
   ``Packet_Type`` is kept as an int, ``FAR``, ``ProbHasNS``/``HasNS``, ``ProbHasRemnant``/
   ``HasRemnant``, ``HasMassGap`` and the ``BNS``/``NSBH``/``BBH``/``Terrestrial`` probabilities
   become the same properties as in LVK JSON;
@@ -28,8 +29,8 @@ import xml.etree.ElementTree as ElementTree
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
 from torosmanager.alerts.formats import gcn_socket
-from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, check_size, number,
-                                         parse_time, position)
+from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, check_size, event_id,
+                                         number, parse_time, position)
 
 FORMAT = "voevent"
 #: The skymap URL Params of LVK VOEvents, the preferred first.
@@ -170,9 +171,12 @@ def _alert_type(root, params, ivorn):
 
 
 def _event_id(params, ivorn):
+    """The event's name or trigger number, the latter after its mission (the ivorn's stream,
+    ``ivo://nasa.gsfc.gcn/SWIFT#...``: ``"Swift-1227767"``, see :func:`event_id`)."""
     for name in ("GraceID", "TrigID", "AMON_ID", "Event_ID"):
         if params.get(name):
-            return params[name]
+            stream = ivorn.removeprefix("ivo://").partition("#")[0]
+            return event_id(stream.rpartition("/")[2] if "/" in stream else "", params[name])
     fragment = ivorn.partition("#")[2]
     if not fragment:
         raise AlertFormatError(FORMAT, "no GraceID or TrigID Param, nor an ivorn #fragment",
