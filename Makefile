@@ -439,8 +439,10 @@ install-links: install-check install-umask ## symlink the five programs into BIN
 # the docs' own (devices/...) lead to the installed files. Installs before 2026-12 put the docs
 # beside the README: those copies are removed, so that an upgraded install has one of each.
 install-docs: install-check install-umask
-	@mkdir -p "$(DEST)$(DOCDIR)/docs/devices"
+	@mkdir -p "$(DEST)$(DOCDIR)/docs/devices" "$(DEST)$(DOCDIR)/etc/toros"
 	@cp README.md "$(DEST)$(DOCDIR)/"
+	@# The annotated defaults, where the README's and configuration.md's links lead.
+	@cp etc/toros/toros.conf.yaml "$(DEST)$(DOCDIR)/etc/toros/"
 	@for f in docs/*.md docs/devices/*.md; do \
 	  if [ -f "$$f" ]; then cp "$$f" "$(DEST)$(DOCDIR)/$$f"; fi; \
 	  rm -f "$(DEST)$(DOCDIR)/`echo $$f | sed 's|^docs/||'`"; \
@@ -680,8 +682,9 @@ endif
 	@# An older install's flat copies (see install-docs) too.
 	@for f in README.md docs/*.md docs/devices/*.md; do \
 	  rm -f "$(DEST)$(DOCDIR)/$$f" "$(DEST)$(DOCDIR)/`echo $$f | sed 's|^docs/||'`"; done
+	@rm -f "$(DEST)$(DOCDIR)/etc/toros/toros.conf.yaml"
 	@rmdir "$(DEST)$(DOCDIR)/docs/devices" "$(DEST)$(DOCDIR)/docs" "$(DEST)$(DOCDIR)/devices" \
-	  "$(DEST)$(DOCDIR)" 2>/dev/null || true
+	  "$(DEST)$(DOCDIR)/etc/toros" "$(DEST)$(DOCDIR)/etc" "$(DEST)$(DOCDIR)" 2>/dev/null || true
 	@for p in $(PROGRAMS); do rm -f "$(DEST)$(BINDIR)/$$p"; done
 ifeq ($(PURGE),1)
 	rm -rf "$(DEST)$(CONFIG_FILE)" "$(DEST)$(CONFIG_DIR)" "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)"
