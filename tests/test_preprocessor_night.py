@@ -667,6 +667,15 @@ class TestDarks:
         assert header["DARKSCAL"] == pytest.approx(1.5)
         assert any("the 20 s dark is scaled up" in note for note in outcome.notes)
 
+    def test_a_light_of_0_s_is_calibrated_and_said_so(self, tmp_path, runner):
+        """A light frame of 0 s saw no sky (a bias filed as LIGHT, or a camera that wrote 0):
+        it is calibrated, the dark scaled to nothing, and the notes ask about it."""
+        made = make_night(tmp_path, darks={20.0: 3}, lights=[("R", 0.0, 1)])
+        outcome = run(made.directory, runner)
+        assert fits.getheader(outcome.products[0])["DARKSCAL"] == 0
+        assert any("light frame(s) of 0 s" in note and "are they biases?" in note
+                   for note in outcome.notes), outcome.notes
+
     def test_the_dark_current_is_removed_whatever_the_dark_used(self, tmp_path, runner):
         made = make_night(tmp_path, darks={60.0: 4}, lights=[("R", 30.0, 2)])
         outcome = run(made.directory, runner)

@@ -935,6 +935,10 @@ class _Night:
     def _explain(self, geometry, frame, dark, how, flat):
         """Notes on what a science frame lacks, and on masters from the library."""
         self._note_library(dark, geometry)
+        if frame.exptime == 0 and dark is not None:
+            # A light of 0 s saw no sky: a bias filed as LIGHT, or a camera that wrote 0.
+            self._note(f"light frame(s) of 0 s ({geometry.label}): no dark current subtracted "
+                       "(DARKSCAL = 0); is EXPTIME right, or are they biases?")
         if flat is None:
             self._note(f"light frame(s) in filter {frame.filter or 'none'} ({geometry.label}): "
                        "no flat in this night or the master library; bias- and dark-corrected "
