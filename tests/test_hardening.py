@@ -138,6 +138,10 @@ def test_every_numeric_key_has_a_finite_documented_range():
      b"<value><boolean>2</boolean></value></param></params></methodCall>", "bad boolean"),
     (b"<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params><param>"
      b"<value><int>" + b"7" * 4400 + b"</int></value></param></params></methodCall>", "digits"),
+    (b"<?xml version='1.0'?><methodCall><methodName>front_desk</methodName><params><param>"
+     b"<value><struct><member><name>WOType</name><value>Status</value></member><member>"
+     b"<name>WOType</name><value>Cancel</value></member></struct></value></param></params>"
+     b"</methodCall>", "names the member 'WOType' twice"),
 ])
 def test_a_malformed_request_is_said_plainly(refusing_scheduler, body, expected):
     status, text = post(refusing_scheduler.url("scheduler"), body)

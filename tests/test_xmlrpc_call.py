@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from torosmanager.xmlrpc_call import TREE_MAX_BYTES, parse_call
+from torosmanager.xmlrpc_call import TREE_MAX_BYTES, DuplicateMember, parse_call
 
 
 def stdlib(body):
@@ -45,8 +45,6 @@ def test_what_the_stdlib_client_sends_is_read_as_the_stdlib_reads_it(values):
     "<value><string><![CDATA[<not a tag>]]></string></value>",
     "<value><string>a<!-- a comment -->b</string></value>",
     "<value><string>&#x2604; &lt;&gt;</string></value>",
-    "<value><struct><member><name>a</name><value><int>1</int></value></member>"
-    "<member><name>a</name><value><int>2</int></value></member></struct></value>",  # last wins
     "<value><struct><member><name/><value/></member></struct></value>",
     "<value><array><data/></array></value>",
     "<value><nil/></value>",
@@ -106,6 +104,27 @@ def test_what_the_stdlib_refuses_is_refused_with_its_exception(body):
     assert str(raised.value) == str(expected.value)
 
 
+TWICE = ("<value><struct><member><name>Priority</name><value><int>1</int></value></member>"
+         "<member><name>Priority</name><value><int>9</int></value></member>{}</struct></value>")
+
+
+@pytest.mark.parametrize("text", [
+    TWICE.format(""),
+    # read by the stdlib's reader: a form the walk leaves to it, and a body too large for it
+    TWICE.format("<member><name>Datetime</name><value><dateTime.iso8601>20261201T21:00:00"
+                 "</dateTime.iso8601></value></member>"),
+    TWICE.format("<member><name>Comment</name><value>" + "x" * TREE_MAX_BYTES
+                 + "</value></member>"),
+    "<value><array><data>" + TWICE.format("") + "</data></array></value>",
+], ids=["walked", "dateTime", "large", "nested"])
+def test_a_struct_naming_a_member_twice_is_refused(text):
+    """Unlike the stdlib, which keeps the last: an order with two Priority members, sent by a
+    hand-written client, was accepted with one of them silently dropped."""
+    assert stdlib(call(None, text))  # read by the stdlib, one Priority dropped
+    with pytest.raises(DuplicateMember, match="names the member 'Priority' twice"):
+        parse_call(call(None, text))
+
+
 def test_deep_nesting_is_read_as_the_stdlib_reads_it():
     deep = 1200  # deeper than Python's recursion limit allows a recursive walk
     text = "<value><array><data>" * deep + "<value><int>1</int></value>" + \
@@ -125,14 +144,14 @@ def test_a_plain_call_is_read_without_the_stdlibs_slower_reader(monkeypatch):
     def refuse(*_):
         raise AssertionError("read by xmlrpc.client.loads")
 
-    monkeypatch.setattr("torosmanager.xmlrpc_call.loads", refuse)
+    monkeypatch.setattr("torosmanager.xmlrpc_call._loads", refuse)
     assert parse_call(call(ORDER)) == stdlib(call(ORDER))
 
 
 def test_a_large_body_is_read_by_the_stdlib_whose_values_take_less_memory(monkeypatch):
     read = []
-    monkeypatch.setattr("torosmanager.xmlrpc_call.loads",
-                        lambda body, **options: read.append(body) or stdlib(body))
+    monkeypatch.setattr("torosmanager.xmlrpc_call._loads",
+                        lambda body: read.append(body) or stdlib(body))
     small = call(["x"] * 100)
     large = call(["x"] * (TREE_MAX_BYTES // 20))  # ~30 bytes a value
     assert len(small) <= TREE_MAX_BYTES < len(large)

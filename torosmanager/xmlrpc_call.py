@@ -11,10 +11,15 @@ clients send: string, int, double, boolean, nil, struct, array). Anything else, 
 so that every call is read, or refused, exactly as the stdlib does. So is a large body: a tree
 of tiny elements takes about twelve bytes of memory for each byte of the body, the stdlib's
 values two.
+
+One difference from the stdlib, in both ways of reading: a struct that names a member twice is
+refused (:class:`DuplicateMember`). The stdlib keeps the last, so a work order with two
+``Priority`` members, which no dict can send but a hand-written client can, would be accepted
+with one of them silently dropped.
 """
 
 from xml.etree.ElementTree import ParseError, XMLParser
-from xmlrpc.client import loads
+from xmlrpc.client import ExpatParser, Unmarshaller
 
 #: Bodies larger than this are read by :func:`xmlrpc.client.loads` (the memory of a tree); a
 #: work order's call is about 1.5 kB.
@@ -26,6 +31,37 @@ _INTEGERS = frozenset(("int", "i4", "i8", "i1", "i2", "biginteger"))
 
 class _NotPlain(Exception):
     """The call has a form the walk leaves to :func:`xmlrpc.client.loads`."""
+
+
+class DuplicateMember(Exception):
+    """A struct names a member twice."""
+
+    def __init__(self, name):
+        super().__init__(f"a struct names the member {name!r} twice; each may appear once")
+
+
+class _Unmarshaller(Unmarshaller):
+    """The stdlib's unmarshaller, refusing a struct that names a member twice."""
+
+    dispatch = dict(Unmarshaller.dispatch)
+
+    def end_struct(self, data):
+        mark = self._marks[-1]
+        names = self._stack[mark::2]
+        if len(set(names)) != len(names):
+            raise DuplicateMember(next(name for name in names if names.count(name) > 1))
+        super().end_struct(data)
+
+    dispatch["struct"] = end_struct
+
+
+def _loads(body):
+    """:func:`xmlrpc.client.loads` with ``use_builtin_types=True``, by :class:`_Unmarshaller`."""
+    unmarshaller = _Unmarshaller(use_builtin_types=True)
+    parser = ExpatParser(unmarshaller)
+    parser.feed(body)
+    parser.close()
+    return unmarshaller.close(), unmarshaller.getmethodname()
 
 
 def parse_call(body):
@@ -40,7 +76,7 @@ def parse_call(body):
     -------
     (tuple, str)
         As :func:`xmlrpc.client.loads` with ``use_builtin_types=True`` returns them, and with
-        the same exceptions for a body it cannot read.
+        the same exceptions for a body it cannot read, and :class:`DuplicateMember`.
     """
     if len(body) <= TREE_MAX_BYTES:
         try:
@@ -49,7 +85,7 @@ def parse_call(body):
             return _call(parser.close())
         except (ParseError, _NotPlain, ValueError, TypeError, RecursionError):
             pass  # read again below, as the stdlib reads it, or refused as it refuses it
-    return loads(body, use_builtin_types=True)
+    return _loads(body)
 
 
 def _call(call):
@@ -77,7 +113,13 @@ def _value(element):
     typed = element[0]
     kind, text = typed.tag, typed.text
     if kind == "struct":
-        return {_name(member): _value(member[1]) for member in typed}
+        members = {}
+        for member in typed:
+            name = _name(member)
+            if name in members:
+                raise DuplicateMember(name)
+            members[name] = _value(member[1])
+        return members
     if kind == "array":
         if len(typed) != 1 or typed[0].tag != "data":
             raise _NotPlain
