@@ -40,19 +40,18 @@ class DuplicateMember(Exception):
         super().__init__(f"a struct names the member {name!r} twice; each may appear once")
 
 
+def _end_struct(unmarshaller: Unmarshaller, data: str) -> None:
+    """The stdlib's end of a struct, refusing one that names a member twice."""
+    names = unmarshaller._stack[unmarshaller._marks[-1]::2]  # name, value, name, value, ...
+    if len(set(names)) != len(names):
+        raise DuplicateMember(next(name for name in names if names.count(name) > 1))
+    Unmarshaller.end_struct(unmarshaller, data)
+
+
 class _Unmarshaller(Unmarshaller):
     """The stdlib's unmarshaller, refusing a struct that names a member twice."""
 
-    dispatch = dict(Unmarshaller.dispatch)
-
-    def end_struct(self, data):
-        mark = self._marks[-1]
-        names = self._stack[mark::2]
-        if len(set(names)) != len(names):
-            raise DuplicateMember(next(name for name in names if names.count(name) > 1))
-        super().end_struct(data)
-
-    dispatch["struct"] = end_struct
+    dispatch = dict(Unmarshaller.dispatch, struct=_end_struct)
 
 
 def _loads(body):
