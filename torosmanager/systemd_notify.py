@@ -29,7 +29,9 @@ def notify_systemd(message):
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as connection:
+        # (Not inherited by child processes, as every Python socket (PEP 446); SOCK_CLOEXEC,
+        # which macOS lacks, would only say so again.)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as connection:
             connection.settimeout(NOTIFY_TIMEOUT_SECONDS)
             connection.connect(address)
             connection.sendall(message.encode())
