@@ -31,7 +31,9 @@ BINDIR ?= $(PREFIX)/bin
 DOCDIR ?= $(PREFIX)/share/doc/toros-manager
 CONFIG_FILE ?= $(CONFIG_DIR)/toros.conf.yaml
 SYSTEMD_UNIT_DIR ?= /etc/systemd/system
-LAUNCHD_DIR ?= /Library/LaunchAgents
+LAUNCHD_DIR ?= /Library/LaunchDaemons
+# Where installs before the LaunchDaemons put their plists (LaunchAgents).
+OLD_LAUNCHD_DIR := /Library/LaunchAgents
 # Where `make` renders the units and plists.
 BUILD ?= build
 # `make uninstall PURGE=1` also removes config, data, logs and the user.
@@ -195,6 +197,10 @@ endef
 
 # Only root can chown, and only to a user that exists.
 CAN_CHOWN = [ "`id -u`" = 0 ] && id $(TOROS_USER) >/dev/null 2>&1
+# macOS: the service user's ID is the first free one from here, below 500, where the login
+# window shows no user (the system's own accounts are below 300).
+DARWIN_FIRST_UID := 300
+DARWIN_LAST_UID := 499
 
 # The groups an operator joins to use `toros` (the config is 0640 root:toros)
 # and `journalctl -u <service>` without sudo, and how.
@@ -337,7 +343,7 @@ units: ## render build/systemd/*.service, build/systemd/toros.target and build/l
 install: install-venv install-links install-docs install-init install-user install-operators install-dirs install-config ## install the locked venv (LOCK, WHEELHOUSE), links, units, user, dirs, config, OPERATORS (root, or DESTDIR=)
 	@echo "installed TOROS Manager into $(DEST)$(INSTALL_VENV)"
 ifeq ($(INIT_SYSTEM),launchd)
-	@echo "start each daemon (and at every boot): sudo launchctl load $(LAUNCHD_DIR)/org.toros.<service>.plist"
+	@echo "start each daemon (and at every boot): sudo launchctl bootstrap system $(LAUNCHD_DIR)/org.toros.<service>.plist"
 	@echo "  for <service> in: $(SERVICES)"
 else
 	@echo "start the five daemons in order (and at every boot): sudo systemctl enable --now $(TARGET)"
@@ -453,6 +459,14 @@ install-init: install-check install-umask units ## install the units and toros.t
 ifeq ($(INIT_SYSTEM),launchd)
 	@mkdir -p "$(DEST)$(LAUNCHD_DIR)"
 	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/launchd/org.toros.$(s).plist) "$(DEST)$(LAUNCHD_DIR)/"
+	@# Older installs put LaunchAgents there, which ran as whoever loaded them and only
+	@# after a login: unloaded and removed, the LaunchDaemons above replace them.
+	@for s in $(SERVICES); do \
+	  agent="$(DEST)$(OLD_LAUNCHD_DIR)/org.toros.$$s.plist"; \
+	  if [ -f "$$agent" ]; then \
+	    if [ -z "$(DEST)" ]; then launchctl unload "$$agent" 2>/dev/null || true; fi; \
+	    rm -f "$$agent"; echo "removed the older $$agent (now $(LAUNCHD_DIR))"; fi; \
+	done
 else
 	@mkdir -p "$(DEST)$(SYSTEMD_UNIT_DIR)"
 	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/systemd/$(s).service) $(BUILD)/systemd/$(TARGET) "$(DEST)$(SYSTEMD_UNIT_DIR)/"
@@ -524,16 +538,31 @@ uninstall-loopback-only: install-check ## Linux: remove that drop-in
 	  echo "systemctl daemon-reload"; systemctl daemon-reload; fi
 	@echo "removed the loopback-only drop-in; restart the services for it to apply: sudo systemctl restart $(TARGET)"
 
-# Linux: a system user and group. macOS: LaunchAgents run as the logged-in
-# user, so only a group `toros` is made and the installing user (SUDO_USER)
-# joins it; the directories and config are then group-writable/readable.
+# A system user and group, which the units (User=) and plists (UserName) run the
+# daemons as. macOS has no useradd: a hidden user with no shell is made with dscl.
 install-user: install-check
 	@if [ -n "$(DEST)" ]; then \
 	  echo "DESTDIR is set: not creating user $(TOROS_USER) (the target system must)"; \
 	elif [ "$(UNAME)" = Darwin ]; then \
 	  dseditgroup -o read $(TOROS_USER) >/dev/null 2>&1 \
-	    || dseditgroup -o create -r "TOROS Manager" $(TOROS_USER); \
-	  if [ -n "$$SUDO_USER" ]; then dseditgroup -o edit -a "$$SUDO_USER" -t user $(TOROS_USER); fi; \
+	    || dseditgroup -o create -r "TOROS Manager" $(TOROS_USER) || exit 1; \
+	  if id $(TOROS_USER) >/dev/null 2>&1; then echo "user $(TOROS_USER) exists"; else \
+	    uid=`dscl . -list /Users UniqueID | awk '{used[$$2] = 1} END { \
+	      for (id = $(DARWIN_FIRST_UID); id <= $(DARWIN_LAST_UID); id++) if (!(id in used)) { print id; exit } }'`; \
+	    if [ -z "$$uid" ]; then \
+	      echo "error: no free user ID from $(DARWIN_FIRST_UID) to $(DARWIN_LAST_UID) for user $(TOROS_USER)" >&2; exit 1; fi; \
+	    gid=`dscl . -read /Groups/$(TOROS_USER) PrimaryGroupID | awk '{print $$2}'`; \
+	    echo "creating hidden system user $(TOROS_USER) (ID $$uid)"; \
+	    dscl . -create /Users/$(TOROS_USER) \
+	      && dscl . -create /Users/$(TOROS_USER) UniqueID "$$uid" \
+	      && dscl . -create /Users/$(TOROS_USER) PrimaryGroupID "$$gid" \
+	      && dscl . -create /Users/$(TOROS_USER) UserShell /usr/bin/false \
+	      && dscl . -create /Users/$(TOROS_USER) NFSHomeDirectory $(STATE_DIR) \
+	      && dscl . -create /Users/$(TOROS_USER) RealName "TOROS Manager" \
+	      && dscl . -create /Users/$(TOROS_USER) Password '*' \
+	      && dscl . -create /Users/$(TOROS_USER) IsHidden 1 || exit 1; \
+	    dseditgroup -o edit -a $(TOROS_USER) -t user $(TOROS_USER) || exit 1; \
+	  fi; \
 	elif id $(TOROS_USER) >/dev/null 2>&1; then \
 	  echo "user $(TOROS_USER) exists"; \
 	else \
@@ -566,16 +595,13 @@ install-operators: install-check install-user ## add OPERATORS="alice bob" to th
 
 install-dirs: install-check install-umask install-user
 	@mkdir -p "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"
-	@if [ "$(UNAME)" = Darwin ]; then \
-	  chmod 0770 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
-	  if [ "`id -u`" = 0 ] && dseditgroup -o read $(TOROS_USER) >/dev/null 2>&1; then \
-	    chown root:$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; fi; \
-	else \
-	  chmod 0750 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
-	  if $(CAN_CHOWN); then \
-	    chown $(TOROS_USER):$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
-	  else echo "not root or no user $(TOROS_USER): left $(DEST)$(STATE_DIR) and $(DEST)$(LOG_DIR) unowned"; fi; \
-	fi
+	@chmod 0750 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"
+	@# macOS: what older installs' daemons wrote as another user (they ran as whoever loaded
+	@# them) is handed to the service user, as systemd's StateDirectory= does on Linux.
+	@if $(CAN_CHOWN); then \
+	  if [ "$(UNAME)" = Darwin ]; then recursive=-R; else recursive=; fi; \
+	  chown $$recursive $(TOROS_USER):$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
+	else echo "not root or no user $(TOROS_USER): left $(DEST)$(STATE_DIR) and $(DEST)$(LOG_DIR) unowned"; fi
 
 # Never overwrites: the config is the operator's once installed. It may hold
 # HTTP credentials, hence 0640 root:toros.
@@ -654,9 +680,11 @@ deb: ## build dist/toros-manager_<version>_<arch>.deb (Debian/Ubuntu, dpkg-deb):
 uninstall: install-check ## stop and remove services, toros.target, venv, links (PURGE=1: also config, data, user)
 ifeq ($(INIT_SYSTEM),launchd)
 	@for s in $(SERVICES); do \
-	  plist="$(DEST)$(LAUNCHD_DIR)/org.toros.$$s.plist"; \
-	  if [ -z "$(DEST)" ] && [ -f "$$plist" ]; then launchctl unload "$$plist" 2>/dev/null || true; fi; \
-	  rm -f "$$plist"; \
+	  plist="$(DEST)$(LAUNCHD_DIR)/org.toros.$$s.plist"; agent="$(DEST)$(OLD_LAUNCHD_DIR)/org.toros.$$s.plist"; \
+	  if [ -z "$(DEST)" ] && [ -f "$$plist" ]; then \
+	    launchctl bootout system/org.toros.$$s 2>/dev/null || launchctl unload "$$plist" 2>/dev/null || true; fi; \
+	  if [ -z "$(DEST)" ] && [ -f "$$agent" ]; then launchctl unload "$$agent" 2>/dev/null || true; fi; \
+	  rm -f "$$plist" "$$agent"; \
 	done
 else
 	@if [ -z "$(DEST)" ] && [ -d /run/systemd/system ]; then \
@@ -689,7 +717,9 @@ endif
 ifeq ($(PURGE),1)
 	rm -rf "$(DEST)$(CONFIG_FILE)" "$(DEST)$(CONFIG_DIR)" "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)"
 	@if [ -z "$(DEST)" ]; then \
-	  if [ "$(UNAME)" = Darwin ]; then dseditgroup -o delete $(TOROS_USER) 2>/dev/null || true; \
+	  if [ "$(UNAME)" = Darwin ]; then \
+	    if id $(TOROS_USER) >/dev/null 2>&1; then dscl . -delete /Users/$(TOROS_USER); fi; \
+	    dseditgroup -o delete $(TOROS_USER) 2>/dev/null || true; \
 	  else \
 	    if id $(TOROS_USER) >/dev/null 2>&1; then userdel $(TOROS_USER); fi; \
 	    if getent group $(TOROS_USER) >/dev/null 2>&1; then groupdel $(TOROS_USER); fi; \

@@ -146,6 +146,7 @@ def test_an_unreachable_daemon_is_explained(site):
     result = toros(site, "status")
     assert result.returncode == 1
     assert "the scheduler daemon does not answer at" in result.stderr
+    assert "(is it running? `systemctl status scheduler`;" in result.stderr
     # The file it read, not the default one.
     assert result.stderr.rstrip().endswith(f"; configuration: {site.config_path})")
 
@@ -231,3 +232,17 @@ def test_a_value_not_set_is_an_empty_cell_not_the_word_none():
                   ("ID", "Not Before", "Probability")).splitlines()
     assert "None" not in lines[2]
     assert lines[2].split() == ["S1-1-01", "0.25"]
+
+
+@pytest.mark.parametrize("platform, status, restart", [
+    ("linux", "systemctl status dome", "sudo systemctl restart toros.target"),
+    ("darwin", "sudo launchctl print system/org.toros.dome",
+     "sudo launchctl kickstart -k system/org.toros.<service>, for each"),
+])
+def test_the_commands_suggested_are_the_service_managers_of_the_system(monkeypatch, platform,
+                                                                       status, restart):
+    """On macOS the daemons are launchd's: `systemctl` there is "command not found"."""
+    from torosmanager.commands.service_manager import restart_command, status_command
+
+    monkeypatch.setattr(sys, "platform", platform)
+    assert (status_command("dome"), restart_command()) == (status, restart)

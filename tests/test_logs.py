@@ -6,8 +6,10 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from torosmanager.logs import (FORMAT, Outage, ReopenableFileHandler, SaidOnChange,
-                               SharedFormatter)
+from torosmanager import launcher
+from torosmanager.launcher import DaemonProcess
+from torosmanager.logs import (FORMAT, STDERR_LEVEL_VARIABLE, Outage, ReopenableFileHandler,
+                               SaidOnChange, SharedFormatter)
 
 
 def file_handler(path, max_bytes, backups):
@@ -126,3 +128,15 @@ def test_a_line_that_repeats_is_at_info_only_when_what_it_says_changed(caplog):
         line.log("a", "it is %s", "a")
     assert [record.levelname for record in caplog.records] == [
         "INFO", "DEBUG", "INFO", "INFO", "INFO"]
+
+
+def test_a_daemon_under_launchd_keeps_stderr_for_warnings_and_its_file_for_everything(
+        tmp_path, monkeypatch):
+    """launchd's StandardErrorPath is a plain file nobody rotates: the plists set
+    $TOROS_STDERR_LEVEL to WARNING (it had every line of the log, and grew for ever)."""
+    monkeypatch.setenv(STDERR_LEVEL_VARIABLE, "warning")
+    daemon = DaemonProcess("dome", launcher.local_config(str(tmp_path))).start()
+    assert daemon.stop() == 0, daemon.stderr_tail()
+    logged = (tmp_path / "dome.log").read_text()
+    assert " INFO " in logged and "stopped" in logged
+    assert " INFO " not in daemon.stderr_tail(lines=1000)

@@ -440,16 +440,29 @@ def test_plist_runs_the_installed_daemon_at_load_and_keeps_it_alive(staged, serv
     assert arguments == ["--config", CONFIG_FILE]
     assert plist["RunAtLoad"] is True
     assert plist["KeepAlive"]
+    # As the systemd unit: the service user, and files not readable by others.
+    assert (plist["UserName"], plist["GroupName"], plist["Umask"]) == ("toros", "toros", 0o027)
     for key in ("StandardOutPath", "StandardErrorPath"):
         assert plist[key].startswith(LOG_DIR + "/"), f"{key}={plist[key]}"
+    # launchd's stderr file is never rotated: only warnings and errors go there.
+    assert plist["EnvironmentVariables"] == {"TOROS_STDERR_LEVEL": "WARNING"}
 
 
-def test_launchd_install_puts_the_plists_in_library_launchagents(tmp_path):
+def test_launchd_install_puts_the_plists_in_library_launchdaemons_and_removes_older_agents(
+        tmp_path):
+    """LaunchDaemons start at boot, before anyone logs in; the LaunchAgents of older installs
+    started only at a login, and once more for every user who logged in."""
+    agents = tmp_path / "root/Library/LaunchAgents"
+    agents.mkdir(parents=True)
+    (agents / "org.toros.dome.plist").write_text("an older install's agent\n")
+    (agents / "org.example.other.plist").write_text("not ours\n")
     result = make("install-init", "INIT_SYSTEM=launchd", f"DESTDIR={tmp_path / 'root'}",
                   f"BUILD={tmp_path / 'build'}")
     assert result.returncode == 0, describe(result)
-    installed = sorted(p.name for p in (tmp_path / "root/Library/LaunchAgents").iterdir())
+    installed = sorted(p.name for p in (tmp_path / "root/Library/LaunchDaemons").iterdir())
     assert installed == sorted(f"org.toros.{service}.plist" for service in SERVICES)
+    assert sorted(p.name for p in agents.iterdir()) == ["org.example.other.plist"]
+    assert "removed the older" in result.stdout
 
 
 # --- rendering refuses broken paths ------------------------------------------------------------

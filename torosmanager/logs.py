@@ -1,6 +1,9 @@
 """Logging for the daemons: to the configured file (rotated by size) and to stderr.
 
 stderr is what journald (systemd) and launchd capture; the file is for operators without them.
+Where stderr goes to a plain file nobody rotates (launchd's ``StandardErrorPath``), the plists
+set ``$TOROS_STDERR_LEVEL`` to ``WARNING``: stderr then keeps the warnings and errors only,
+and the log file everything.
 Every line about a work order carries ``[WO <ID>]``, so ``grep '\\[WO 42\\]'`` traces its life.
 """
 
@@ -16,6 +19,9 @@ from .printable import printable
 FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 #: Log lines kept in memory for the daemon's status page.
 RECENT_LINES = 40
+#: The environment variable naming the lowest level written to stderr (a level name, such as
+#: ``WARNING``); the configured ``Log Level`` when it is not set.
+STDERR_LEVEL_VARIABLE = "TOROS_STDERR_LEVEL"
 
 
 class SharedFormatter(logging.Formatter):
@@ -194,6 +200,14 @@ def setup_logging(config, service):
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(settings["Log Level"])
+    stderr_level = os.environ.get(STDERR_LEVEL_VARIABLE, "").strip().upper()
+    if stderr_level:
+        if isinstance(logging.getLevelName(stderr_level), int):
+            console.setLevel(stderr_level)
+        else:
+            logging.getLogger(__name__).warning(
+                "$%s: received %r; allowed: DEBUG, INFO, WARNING, ERROR or CRITICAL; stderr "
+                "keeps every line logged", STDERR_LEVEL_VARIABLE, stderr_level)
     # FORMAT names neither the caller's file or line nor the thread or process name: not
     # looked up for every line (the stdlib's logging HOWTO, "Optimization").
     logging._srcfile = None

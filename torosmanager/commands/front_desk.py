@@ -8,6 +8,7 @@ import xmlrpc.client
 from ..client import connect
 from ..config import address_key, resolve_path
 from ..console import reason
+from .service_manager import status_command
 
 
 def ask(config, service, query):
@@ -33,4 +34,4 @@ def unreachable(config, service, error):
     source = path if os.path.exists(path) else "none, the built-in defaults"
     return (f"toros: the {service} daemon does not answer at "
             f"{config[address_key(service)]['HTTP']}: {reason(error)} "
-            f"(is it running? `systemctl status {service}`; configuration: {source})")
+            f"(is it running? `{status_command(service)}`; configuration: {source})")

@@ -15,13 +15,12 @@ import sys
 from ..clock import Clock
 from ..console import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..earth_rotation import IERS_DATA_PACKAGE, EarthRotationTable
+from .service_manager import restart_command
 
 #: Lines of pip's output quoted when it fails.
 PIP_OUTPUT_LINES = 5
 #: Seconds pip may take to upgrade the package.
 PIP_TIMEOUT = 600
-#: The daemons to restart after an update (in the README's `systemctl` spelling).
-RESTART_HINT = "sudo systemctl restart toros.target"
 
 
 def add_arguments(parser):
@@ -89,7 +88,7 @@ def _update(dry_run):
               f"installed:\n{installed}")
     else:
         print(f"{IERS_DATA_PACKAGE} {before or '(not installed)'} → {_installed_version()}. "
-              f"Restart the daemons to use it ({RESTART_HINT}).")
+              f"Restart the daemons to use it ({restart_command()}).")
     return True
 
 
