@@ -171,3 +171,13 @@ def test_an_alert_that_says_what_another_acted_on_said_is_found_while_its_plan_s
     book.set_outcome("json", {"Ignored": "FAR", "Skymap SHA-256": "aa"})
     assert book.same_alert_acted_on("voevent", voevent, "aa", tonight) is None
     book.close()
+
+
+def test_the_book_commits_to_the_disk_itself(tmp_path):
+    """As the journal: synchronous commits, and on macOS past the drive's cache (F_FULLFSYNC)."""
+    book = EventBook(str(tmp_path / "alerts.sqlite3"))
+    try:
+        assert [book._db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("synchronous", "fullfsync", "checkpoint_fullfsync")] == [2, 1, 1]
+    finally:
+        book.close()

@@ -63,6 +63,9 @@ def test_it_is_on_disk_in_wal_mode_with_synchronous_writes(tmp_path):
     add(journal)
     assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    # ... to the disk itself on macOS too (F_FULLFSYNC; fsync there leaves the drive's cache).
+    assert journal._db.execute("PRAGMA fullfsync").fetchone()[0] == 1
+    assert journal._db.execute("PRAGMA checkpoint_fullfsync").fetchone()[0] == 1
     # Another connection (another process would do the same) sees the committed order at once.
     other = sqlite3.connect(path)
     assert other.execute("SELECT state FROM orders WHERE id = '1'").fetchone() == (ACCEPTED,)

@@ -25,6 +25,7 @@ import shutil
 import stat
 import threading
 
+from ..disk_sync import flush_to_disk
 from .classify import Kind, same_exptime
 from .masters import master_from_file, master_inputs, safe_name
 from .reading import FrameError
@@ -64,7 +65,7 @@ class MasterLibrary:
         try:
             shutil.copyfile(master.path, temporary)
             with open(temporary, "rb+") as stream:
-                os.fsync(stream.fileno())
+                flush_to_disk(stream.fileno())
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):

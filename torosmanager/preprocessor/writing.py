@@ -33,6 +33,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
+from ..disk_sync import flush_to_disk
 from ..fits_text import fits_card, fits_text
 from .reading import FITS_BLOCK, STRUCTURAL_KEYS
 
@@ -203,7 +204,7 @@ class ImageWriter:
                 output.write_bytes(b"\0" * (-output.tell() % FITS_BLOCK))
                 output.finish()
                 if self.durable:
-                    os.fsync(output.fileno())
+                    flush_to_disk(output.fileno())
                 else:
                     start_writeback(output.fileno())
         except BaseException:
@@ -422,7 +423,7 @@ def write_hdus(path, hdus):
         with open(temporary, "wb") as stream:
             hdus.writeto(stream)
             stream.flush()
-            os.fsync(stream.fileno())
+            flush_to_disk(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         _remove(temporary)
@@ -504,7 +505,7 @@ def sync_files(paths):
     for path in paths:
         descriptor = os.open(path, os.O_RDONLY)
         try:
-            os.fsync(descriptor)
+            flush_to_disk(descriptor)
         finally:
             os.close(descriptor)
     for directory in sorted({os.path.dirname(path) for path in paths}):
@@ -515,7 +516,7 @@ def sync_directory(directory):
     """Flush *directory*'s entries, so that a rename in it is durable."""
     descriptor = os.open(directory or ".", os.O_RDONLY)
     try:
-        os.fsync(descriptor)
+        flush_to_disk(descriptor)
     finally:
         os.close(descriptor)
 

@@ -16,6 +16,7 @@ from astropy.io import fits
 
 from .. import __version__
 from ..devices.camera import FrameType
+from ..disk_sync import flush_to_disk
 from ..ephemeris import apparent_sidereal_time, julian_dates, modified_julian_dates
 from ..fits_text import fits_card
 from ..night import local_night_date
@@ -268,12 +269,12 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     with open(temporary, "wb") as stream:
         hdu.writeto(stream)
         stream.flush()
-        os.fsync(stream.fileno())
+        flush_to_disk(stream.fileno())
     os.replace(temporary, path)
     # The rename itself is durable only once the directory is flushed.
     descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(descriptor)
+        flush_to_disk(descriptor)
     finally:
         os.close(descriptor)
     return path
