@@ -55,6 +55,9 @@ setup(
         # Autofocus: the stars of a focus frame and each one's half-flux radius, detected and
         # measured by astropy's own source-detection package rather than by hand (3.x names).
         "photutils>=3.0,<4",
+        # Mozilla's certificates, for the skymaps downloaded over HTTPS where Python finds no
+        # system ones (python.org's Python on macOS, before its "Install Certificates" step).
+        "certifi>=2023.7.22",
     ],
     # alpaca-simulators: a real third-party Alpaca server the device tests drive.
     # libfaketime: sets other processes' clocks (years ahead, where the IERS table is stale;

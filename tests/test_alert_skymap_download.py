@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import math
+import ssl
 import threading
 import time
 from datetime import datetime, timezone
@@ -162,3 +163,16 @@ def test_a_report_tries_a_linked_map_once(server):
     assert report_skymap(alert, default_config()["Alerts"]) is None
     assert draw_map(alert, [], None).startswith(b"\x89PNG\r\n\x1a\n")
     assert server.asked == ["/not-there-yet.fits"]
+
+
+def test_without_system_certificates_https_is_checked_against_certifis(monkeypatch, tmp_path):
+    """python.org's Python on macOS finds no certificates until its "Install Certificates"
+    step: every HTTPS skymap download failed there with CERTIFICATE_VERIFY_FAILED."""
+    from torosmanager.alerts.targets import tls_context
+
+    assert tls_context() is None  # this system's own: urllib's default context
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-file.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))  # empty
+    context = tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 100  # Mozilla's, as certifi ships them

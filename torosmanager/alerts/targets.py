@@ -18,12 +18,15 @@ import concurrent.futures
 import http.client
 import logging
 import math
+import os
+import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import astropy.units as u
+import certifi
 import numpy as np
 from astropy_healpix import healpix_to_lonlat, level_to_nside, nside_to_pixel_area
 
@@ -312,9 +315,20 @@ class _Unreachable(Exception):
         self.may_pass = may_pass
 
 
+def tls_context():
+    """The certificates an HTTPS skymap server is checked against: the system's (``None``,
+    urllib's default), or certifi's where Python finds none. python.org's Python on macOS has
+    none until its "Install Certificates" step: every download failed there with
+    CERTIFICATE_VERIFY_FAILED, and alerts with only a skymap URL planned nothing."""
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile or (paths.capath and os.listdir(paths.capath)):
+        return None
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _fetch(url, timeout):
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=tls_context()) as response:
             data = response.read(MAX_PAYLOAD + 1)
     except urllib.error.HTTPError as error:
         raise _Unreachable(error, error.code in RETRIED_HTTP_CODES or error.code >= 500) \
