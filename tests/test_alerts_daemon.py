@@ -935,6 +935,42 @@ def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):
         assert hint in refusal(site.proxy("alerts").front_desk, order).faultString
 
 
+def test_a_grb_followed_across_the_upgrade_that_named_it_after_its_mission_is_retracted(
+        make_site):
+    """Versions before b25f9dd kept a Swift trigger as event "1227767", its orders in Group ID
+    "1227767". After the upgrade its retraction, read as "Swift-1227767", found no such
+    event's orders, cancelled nothing, and the telescope went on observing a burst declared
+    not real. The event is renamed at the daemon's start; the retraction cancels its orders by
+    the Group ID they carry."""
+    site = make_site(settings(), name="upgrade").start("scheduler", "alerts")
+    packet = list(SWIFT_BAT_1227767)
+    done = finished(site, send(site, base64.b64encode(struct.pack(">40i", *packet)).decode(),
+                               "gcn_socket", order_id="swift-first")["ID"])
+    assert done["Status"] == "done", done["Message"]
+    (order_id,) = event_orders(site, "Swift-1227767")
+    site.stop()
+    # The state the earlier version left: its name for the event and the orders' group.
+    with sqlite3.connect(site.directory / "alerts.sqlite3") as book:
+        book.execute("UPDATE alerts SET event_id = '1227767'")
+        book.execute("UPDATE event_orders SET event_id = '1227767', "
+                     "work_order = json_set(work_order, '$.\"Group ID\"', '1227767')")
+    with sqlite3.connect(site.directory / "scheduler.sqlite3") as journal:
+        journal.execute("UPDATE orders SET work_order = json_set(work_order, "
+                        "'$.\"Group ID\"', '1227767') WHERE id = ?", (order_id,))
+    site.start("scheduler", "alerts")
+    assert "event 1227767 is now named Swift-1227767" in site.log("alerts")
+    packet[1] += 1  # the next packet of the trigger: "definitely not a GRB"
+    packet[18] |= 1 << 5
+    done = finished(site, send(site, base64.b64encode(struct.pack(">40i", *packet)).decode(),
+                               "gcn_socket", order_id="swift-retraction")["ID"])
+    assert "1 order(s) of the event cancelled at the scheduler" in done["Message"], \
+        done["Message"]
+    answer = site.proxy("scheduler").front_desk({"WOType": "Status", "ID": order_id})
+    assert answer["Status"] == "cancelled"
+    events = site.proxy("alerts").front_desk({"WOType": "Events"})["Events"]
+    assert [event["ID"] for event in events] == ["Swift-1227767"]
+
+
 def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):
     """Alert to photons: an Einstein Probe alert, its position moved high in the sky of the
     simulated evening, interrupts a long exposure and ends in FITS frames of its own."""

@@ -213,6 +213,29 @@ class EventBook:
                                     "ORDER BY event_id", (f"%-{trigger}",)).fetchall()
         return [row["event_id"] for row in rows]
 
+    def numbered_events(self):
+        """The events whose id is a bare number: trigger numbers read before they were named
+        after their missions (see :func:`~torosmanager.alerts.formats.event_id`), or an
+        operator's retraction of a number."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT event_id FROM alerts "
+                                    "WHERE event_id NOT GLOB '*[^0-9]*'").fetchall()
+        return [row["event_id"] for row in rows]
+
+    def rename_event(self, event_id, new_id):
+        """Name *event_id*'s alerts and orders *new_id*, in one transaction (with those
+        already named so, if any: one event)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("alerts", "event_orders"):
+                    self._db.execute(f"UPDATE {table} SET event_id = ? WHERE event_id = ?",
+                                     (new_id, event_id))
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def retracted(self, event_id):
         """Whether a retraction of *event_id* has been read."""
         with self._lock:

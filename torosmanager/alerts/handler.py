@@ -123,6 +123,29 @@ class AlertsHandler(Handler):
         self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
         self.fetched_maps = {}  # skymaps of the alerts that link theirs, by alert order
         self.observed_weights = {}  # the reports' Observed, by (latest alert, fields taken)
+        self._name_numbered_events()
+
+    def _name_numbered_events(self):
+        """Name the events an earlier version kept under a bare trigger number after their
+        mission, as their alerts are read now (``1227767`` → ``Swift-1227767``): else the
+        update or retraction of an event followed across an upgrade would be another event,
+        and a retraction would cancel nothing. Their orders keep their ``Group ID``, which a
+        retraction cancels too (:meth:`_cancel_event`)."""
+        now = self.clock.now()
+        for event_id in self.book.numbered_events():
+            for row in self.book.alerts(event_id):
+                record = self.journal.get(row.order_id)
+                if record is None or record.work_order["Format"] in ("retraction", "skymap"):
+                    continue  # named by whoever sent it, as it is
+                try:
+                    named = alert_of(record.work_order, now).event_id
+                except AlertFormatError:
+                    continue
+                if named != event_id:
+                    self.book.rename_event(event_id, named)
+                    log.warning("event %s is now named %s, as its alerts are read now: a trigger "
+                                "number is named after its mission", event_id, named)
+                break
 
     # --- front desk ------------------------------------------------------------------------
     def check(self, order):
@@ -479,11 +502,10 @@ class AlertsHandler(Handler):
         """Cancel the event's orders not yet started (*standing*, rows of the book; the running
         ones finish): the IDs of those replaced, or ``None`` if the daemon is stopping
         first."""
-        answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id,
-                                      "Keep Running": True, "User": USER})
+        answer = self._cancel_groups(event_id, keep_running=True)
         if answer is None:
             return None
-        cancelled, kept = set(answer.get("Cancelled", [])), answer.get("Kept", [])
+        cancelled, kept = answer
         # Those left running, or ended meanwhile, stay submitted: the scheduler has their
         # state. One planned but never submitted is replaced all the same.
         replaced = [order.id for order in standing
@@ -529,10 +551,10 @@ class AlertsHandler(Handler):
     def _cancel_event(self, event_id):
         """Cancel every order of *event_id* at the scheduler; the number cancelled there, or
         ``None`` if the daemon is stopping first."""
-        answer = self._ask_scheduler({"WOType": "Cancel", "Group ID": event_id, "User": USER})
+        answer = self._cancel_groups(event_id)
         if answer is None:
             return None
-        cancelled = set(answer.get("Cancelled", []))
+        cancelled = answer[0]
         # Cancelled already by this Cancel sent before a restart, its answer lost then.
         for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
             if (order.id not in cancelled
@@ -544,6 +566,25 @@ class AlertsHandler(Handler):
                     if order.id in cancelled or order.state == PLANNED]
         self.book.mark(standing, CANCELLED, "cancelled: the event was retracted")
         return len(cancelled)
+
+    def _cancel_groups(self, event_id, keep_running=False):
+        """Cancel the event's orders at the scheduler by ``Group ID``: the event's name, and
+        any other its orders carry (submitted before the event was renamed, see
+        :meth:`_name_numbered_events`). ``(cancelled IDs, IDs left running)``, or ``None`` if
+        the daemon is stopping first."""
+        groups = {event_id} | {order.work_order.get("Group ID", event_id)
+                               for order in self.book.orders(event_id=event_id, states=STANDING)}
+        cancelled, kept = set(), []
+        for group in sorted(groups):
+            order = {"WOType": "Cancel", "Group ID": group, "User": USER}
+            if keep_running:
+                order["Keep Running"] = True
+            answer = self._ask_scheduler(order)
+            if answer is None:
+                return None
+            cancelled.update(answer.get("Cancelled", []))
+            kept += answer.get("Kept", [])
+        return cancelled, kept
 
     def _withdraw(self, order_id):
         """An Alert order was cancelled: cancel the orders it had submitted."""
