@@ -54,6 +54,18 @@ def test_an_empty_file_means_all_defaults_and_says_so(tmp_path, caplog):
     assert "holds no settings: every setting is its default" in caplog.text
 
 
+@pytest.mark.parametrize("word, meant", [("yes", True), ("No", False), ("on", True),
+                                         ("OFF", False)])
+def test_a_yaml_1_1_boolean_in_a_boolean_setting_is_read_with_a_warning(tmp_path, caplog, word,
+                                                                       meant):
+    """Configurations written for PyYAML's YAML 1.1 (before 5a44226) said `Manage Dome: no`:
+    read as the text 'no' since, every daemon refused to start after an upgrade."""
+    config = load_config(write(tmp_path, f"Scheduler:\n  Manage Dome: {word}\n"))
+    assert config["Scheduler"]["Manage Dome"] is meant
+    assert (f"Scheduler → Manage Dome: {word!r} is read as {str(meant).lower()} for now; "
+            f"write {str(meant).lower()}") in caplog.text
+
+
 def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
     # YAML keeps the last: the second Site put back the default latitude without a word.
     message = error_for(tmp_path, "Site:\n  Name: El Leoncito\n  Latitude: -31.8\n"
@@ -129,7 +141,7 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("Dome Address:\n  Port: '8012'\n", "Dome Address → Port: '8012' is not allowed"),
     ("Dome Address:\n  IP: localhost\n", "allowed: an IPv4 or IPv6 address"),
     ("Logging:\n  Log Level: LOUD\n", "allowed: one of 'DEBUG', 'INFO', 'WARNING', 'ERROR'"),
-    ("Server:\n  Allow Unauthenticated: 'yes'\n", "allowed: true or false"),
+    ("Server:\n  Allow Unauthenticated: 'sometimes'\n", "allowed: true or false"),
     ("Site: 5\n", "Site must be a mapping of settings"),
     ("- a list\n", "the top level must be a mapping"),
     ("Site: {Name: [unclosed\n", "not valid YAML"),

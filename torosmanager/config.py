@@ -800,6 +800,11 @@ def load_config(path=None):
     return _finish(_merge(SCHEMA, _move_settings(data, path), path, ()), path)
 
 
+#: YAML 1.1's words for true and false, which PyYAML read and the configuration is now read
+#: without (see :mod:`.plain_yaml`), still taken in a boolean setting, with a warning.
+YAML_1_1_BOOLEANS = {"yes": True, "on": True, "no": False, "off": False}
+
+
 def _move_settings(data, path):
     """*data* with the keys of :data:`MOVED_SETTINGS` taken from their old place to their
     shared section, each with a warning; a key set in both places is refused."""
@@ -858,6 +863,13 @@ def _check(rule, value, path, where):
 
     kind = rule.kind
     if kind == "bool":
+        if isinstance(value, str) and value.lower() in YAML_1_1_BOOLEANS:
+            # Booleans of YAML 1.1, which PyYAML read, and configurations before 5a44226 used.
+            meant = YAML_1_1_BOOLEANS[value.lower()]
+            log.warning("%s: %s: %r is read as %s for now; write %s (YAML 1.2's booleans: "
+                        "yes, no, on and off are text)", path, " → ".join(where), value,
+                        str(meant).lower(), str(meant).lower())
+            return meant
         if not isinstance(value, bool):
             raise fail()
         return value

@@ -19,8 +19,10 @@ def configuration_reference():
              "The daemons read `/etc/toros/toros.conf.yaml` (or the file named by `--config` or "
              "`$TOROS_CONFIG`). Every key is optional; the default applies when it is absent. An "
              "unknown key, a wrong type or a value out of range stops a daemon at start-up with "
-             "one message naming the file and the key, and exit status 78. The annotated default "
-             "file is [`etc/toros/toros.conf.yaml`](../etc/toros/toros.conf.yaml).", ""]
+             "one message naming the file and the key, and exit status 78. A boolean is `true` or "
+             "`false`; YAML 1.1's `yes`, `no`, `on` and `off` are read too, with a warning. The "
+             "annotated default file is [`etc/toros/toros.conf.yaml`](../etc/toros/toros.conf.yaml)"
+             ".", ""]
     for section, settings in SCHEMA.items():
         lines += _section([section], settings)
     return "\n".join(lines)
@@ -84,7 +86,8 @@ def work_order_reference():
               "language's equivalent) whose message names the key, the value received and what "
               f"is allowed. A long value is quoted by its first {QUOTED_VALUE_CHARACTERS} "
               "characters and its size. A request the XML-RPC parser cannot read (invalid "
-              "characters, an integer of thousands of digits) is refused with `INVALID` and "
+              "characters, an integer of thousands of digits, a struct naming a key twice, which "
+              "the stdlib would read keeping the last) is refused with `INVALID` and "
               "\"malformed XML-RPC request: ...\". `INTERNAL` is a bug: please report it with "
               "the daemon's log.", "", "| faultCode | name | when |", "|---|---|---|"]
     for code in FaultCode:
