@@ -164,7 +164,7 @@ class AlertsHandler(Handler):
     def _mission_hint(self, event_id):
         """For a bare trigger number naming no event: the events it may mean, which carry
         their mission's name (see :func:`~torosmanager.alerts.formats.event_id`)."""
-        if not str(event_id).isdigit():
+        if not (str(event_id).isascii() and str(event_id).isdigit()):
             return ""
         named = self.book.named_after_missions(str(event_id))
         return (f"; a trigger number is named after its mission: {', '.join(named)}"

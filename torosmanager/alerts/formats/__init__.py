@@ -48,7 +48,7 @@ def event_id(mission, identifier):
     """
     identifier = str(identifier).strip()
     mission = str(mission or "").strip()
-    if not identifier.isdigit() or not mission:
+    if not (identifier.isascii() and identifier.isdigit()) or not mission:
         return identifier
     return f"{MISSION_NAMES.get(mission.lower(), mission)}-{identifier}"
 

@@ -31,8 +31,9 @@ shows how each is unpacked). The fields read are the same in every position noti
 What the Alert says:
 
 - *event_id*: the trigger number after its mission, ``"Swift-1227767"`` or
-  ``"Fermi-524666471"`` (as the other formats name it); *kind* ``"grb"``; *source* ``"Swift BAT"`` or
-  ``"Fermi GBM"``; *serial*: ``pkt_sernum``; ``properties["event_time"]`` from TJD and SOD;
+  ``"Fermi-524666471"`` (as the other formats name it); *kind* ``"grb"``; *source*
+  ``"Swift BAT"`` or ``"Fermi GBM"``; *serial*: ``pkt_sernum``; ``properties["event_time"]``
+  from TJD and SOD;
 - *alert_type*: 61 and 111 (the automated first positions) are PRELIMINARY, as the LVK calls
   an automated first alert; 112 (ground-refined) and 115 (final) refine them: UPDATE. A packet
   whose bit 5 says "definitely not a GRB" withdraws the event: RETRACTION. (The VOEvent reader
