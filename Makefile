@@ -34,6 +34,11 @@ SYSTEMD_UNIT_DIR ?= /etc/systemd/system
 LAUNCHD_DIR ?= /Library/LaunchDaemons
 # Where installs before the LaunchDaemons put their plists (LaunchAgents).
 OLD_LAUNCHD_DIR := /Library/LaunchAgents
+# Unload such an agent, $(1) the service and $(2) its plist: from the system domain (sudo
+# launchctl load put it there) and from each user's session (a login loads it there).
+unload_agent = launchctl unload "$(2)" 2>/dev/null || true; \
+  for uid in `dscl . -list /Users UniqueID | awk '$$2 >= 500 {print $$2}'`; do \
+    launchctl bootout gui/$$uid/org.toros.$(1) 2>/dev/null || true; done
 # Where `make` renders the units and plists.
 BUILD ?= build
 # `make uninstall PURGE=1` also removes config, data, logs and the user.
@@ -460,11 +465,12 @@ ifeq ($(INIT_SYSTEM),launchd)
 	@mkdir -p "$(DEST)$(LAUNCHD_DIR)"
 	install -m 0644 $(foreach s,$(SERVICES),$(BUILD)/launchd/org.toros.$(s).plist) "$(DEST)$(LAUNCHD_DIR)/"
 	@# Older installs put LaunchAgents there, which ran as whoever loaded them and only
-	@# after a login: unloaded and removed, the LaunchDaemons above replace them.
+	@# after a login: unloaded (from the system and from every user's session, where
+	@# launchd started them at each login) and removed, the LaunchDaemons above replace them.
 	@for s in $(SERVICES); do \
 	  agent="$(DEST)$(OLD_LAUNCHD_DIR)/org.toros.$$s.plist"; \
 	  if [ -f "$$agent" ]; then \
-	    if [ -z "$(DEST)" ]; then launchctl unload "$$agent" 2>/dev/null || true; fi; \
+	    if [ -z "$(DEST)" ]; then $(call unload_agent,$$s,$$agent); fi; \
 	    rm -f "$$agent"; echo "removed the older $$agent (now $(LAUNCHD_DIR))"; fi; \
 	done
 else
@@ -597,10 +603,14 @@ install-dirs: install-check install-umask install-user
 	@mkdir -p "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"
 	@chmod 0750 "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"
 	@# macOS: what older installs' daemons wrote as another user (they ran as whoever loaded
-	@# them) is handed to the service user, as systemd's StateDirectory= does on Linux.
+	@# them) is handed to the service user, as systemd's StateDirectory= does on Linux: its
+	@# directories and files, not a file with other links (an operator in group toros could
+	@# have linked a system file there), nor across file systems or symbolic links.
 	@if $(CAN_CHOWN); then \
-	  if [ "$(UNAME)" = Darwin ]; then recursive=-R; else recursive=; fi; \
-	  chown $$recursive $(TOROS_USER):$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
+	  chown $(TOROS_USER):$(TOROS_USER) "$(DEST)$(STATE_DIR)" "$(DEST)$(DATA_DIR)" "$(DEST)$(LOG_DIR)"; \
+	  if [ "$(UNAME)" = Darwin ]; then \
+	    find "$(DEST)$(STATE_DIR)" "$(DEST)$(LOG_DIR)" -xdev ! -user $(TOROS_USER) \
+	      \( -type d -o \( -type f -links 1 \) \) -exec chown $(TOROS_USER):$(TOROS_USER) {} +; fi; \
 	else echo "not root or no user $(TOROS_USER): left $(DEST)$(STATE_DIR) and $(DEST)$(LOG_DIR) unowned"; fi
 
 # Never overwrites: the config is the operator's once installed. It may hold
@@ -683,7 +693,7 @@ ifeq ($(INIT_SYSTEM),launchd)
 	  plist="$(DEST)$(LAUNCHD_DIR)/org.toros.$$s.plist"; agent="$(DEST)$(OLD_LAUNCHD_DIR)/org.toros.$$s.plist"; \
 	  if [ -z "$(DEST)" ] && [ -f "$$plist" ]; then \
 	    launchctl bootout system/org.toros.$$s 2>/dev/null || launchctl unload "$$plist" 2>/dev/null || true; fi; \
-	  if [ -z "$(DEST)" ] && [ -f "$$agent" ]; then launchctl unload "$$agent" 2>/dev/null || true; fi; \
+	  if [ -z "$(DEST)" ] && [ -f "$$agent" ]; then $(call unload_agent,$$s,$$agent); fi; \
 	  rm -f "$$plist" "$$agent"; \
 	done
 else

@@ -33,8 +33,11 @@ from helpers_gracedb import gracedb
 from conftest import simulated_clock
 from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
-from test_alert_gcn_socket import SWIFT_BAT_1227767
+from test_alert_gcn_socket import GBM_FLT_737238260, SWIFT_BAT_1227767
 from torosmanager.alerts.events import EventBook
+from torosmanager.alerts.formats.gcn_socket import (BURST_DEC, BURST_RA, BURST_SOD, BURST_TJD,
+                                                    NOT_A_GRB_BIT, PKT_SERNUM, PKT_SOD,
+                                                    TRIG_OBS_NUM, TRIGGER_ID)
 from torosmanager.alerts.handler import LOCALISING, READING, REREAD, TO_PLAN
 from torosmanager.alerts.intake import alert_of
 from torosmanager.journal import DONE, QUEUED, RUNNING, Journal
@@ -933,42 +936,55 @@ def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):
                   {"WOType": "Alert", "Format": "retraction", "Event ID": "1227767",
                    "Payload": "a satellite glint"}):
         assert hint in refusal(site.proxy("alerts").front_desk, order).faultString
+    # A retraction of a number no alert carries would stand for an event no alert is named.
+    refused = refusal(site.proxy("alerts").front_desk,
+                      {"WOType": "Alert", "Format": "retraction", "Event ID": "7654321",
+                       "Payload": "a satellite glint"}).faultString
+    assert "named after its mission, as toros alerts lists events (Swift-1227767)" in refused
 
 
-def test_a_grb_followed_across_the_upgrade_that_named_it_after_its_mission_is_retracted(
+def test_grbs_followed_across_the_upgrade_that_named_them_after_their_missions_are_apart(
         make_site):
-    """Versions before b25f9dd kept a Swift trigger as event "1227767", its orders in Group ID
-    "1227767". After the upgrade its retraction, read as "Swift-1227767", found no such
-    event's orders, cancelled nothing, and the telescope went on observing a burst declared
-    not real. The event is renamed at the daemon's start; the retraction cancels its orders by
-    the Group ID they carry."""
+    """Versions before b25f9dd kept a Swift trigger and a Fermi trigger of one number as one
+    event, "1227767", their orders in Group ID "1227767". After the upgrade a retraction, read
+    as "Swift-1227767", found no such event's orders, cancelled nothing, and the telescope went
+    on observing a burst declared not real. At the daemon's start each alert goes to its own
+    event; the Swift retraction cancels the Swift order by its ID, and leaves Fermi's."""
     site = make_site(settings(), name="upgrade").start("scheduler", "alerts")
-    packet = list(SWIFT_BAT_1227767)
-    done = finished(site, send(site, base64.b64encode(struct.pack(">40i", *packet)).decode(),
-                               "gcn_socket", order_id="swift-first")["ID"])
-    assert done["Status"] == "done", done["Message"]
-    (order_id,) = event_orders(site, "Swift-1227767")
+    swift = list(SWIFT_BAT_1227767)
+    fermi = list(GBM_FLT_737238260)  # the same trigger number, time and place
+    for field in (PKT_SOD, TRIG_OBS_NUM, BURST_TJD, BURST_SOD, BURST_RA, BURST_DEC):
+        fermi[field] = swift[field]
+    for name, packet in (("swift", swift), ("fermi", fermi)):
+        done = finished(site, send(site, base64.b64encode(struct.pack(">40i", *packet)).decode(),
+                                   "gcn_socket", order_id=name)["ID"])
+        assert done["Status"] == "done", done["Message"]
+    (swift_order,) = event_orders(site, "Swift-1227767")
+    fermi_orders = list(event_orders(site, "Fermi-1227767"))
+    assert fermi_orders
     site.stop()
-    # The state the earlier version left: its name for the event and the orders' group.
+    # The state the earlier version left: one name for both, and the orders' group.
     with sqlite3.connect(site.directory / "alerts.sqlite3") as book:
         book.execute("UPDATE alerts SET event_id = '1227767'")
         book.execute("UPDATE event_orders SET event_id = '1227767', "
                      "work_order = json_set(work_order, '$.\"Group ID\"', '1227767')")
     with sqlite3.connect(site.directory / "scheduler.sqlite3") as journal:
         journal.execute("UPDATE orders SET work_order = json_set(work_order, "
-                        "'$.\"Group ID\"', '1227767') WHERE id = ?", (order_id,))
+                        "'$.\"Group ID\"', '1227767') WHERE wotype = 'Observation'")
     site.start("scheduler", "alerts")
-    assert "event 1227767 is now named Swift-1227767" in site.log("alerts")
-    packet[1] += 1  # the next packet of the trigger: "definitely not a GRB"
-    packet[18] |= 1 << 5
-    done = finished(site, send(site, base64.b64encode(struct.pack(">40i", *packet)).decode(),
+    assert "event 1227767 is now named Fermi-1227767 and Swift-1227767" in site.log("alerts")
+    swift[PKT_SERNUM] += 1  # the next packet of the Swift trigger: "definitely not a GRB"
+    swift[TRIGGER_ID] |= NOT_A_GRB_BIT
+    done = finished(site, send(site, base64.b64encode(struct.pack(">40i", *swift)).decode(),
                                "gcn_socket", order_id="swift-retraction")["ID"])
     assert "1 order(s) of the event cancelled at the scheduler" in done["Message"], \
         done["Message"]
-    answer = site.proxy("scheduler").front_desk({"WOType": "Status", "ID": order_id})
-    assert answer["Status"] == "cancelled"
+    scheduler = site.proxy("scheduler")
+    assert scheduler.front_desk({"WOType": "Status", "ID": swift_order})["Status"] == "cancelled"
+    assert all(scheduler.front_desk({"WOType": "Status", "ID": order_id})["Status"]
+               != "cancelled" for order_id in fermi_orders)
     events = site.proxy("alerts").front_desk({"WOType": "Events"})["Events"]
-    assert [event["ID"] for event in events] == ["Swift-1227767"]
+    assert sorted(event["ID"] for event in events) == ["Fermi-1227767", "Swift-1227767"]
 
 
 def test_an_alert_interrupts_the_night_and_its_target_is_observed(make_site):

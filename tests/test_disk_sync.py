@@ -1,8 +1,10 @@
 """A file is flushed to the disk itself: fsync on Linux; on macOS, where fsync leaves the data
 in the drive's cache, F_FULLFSYNC, and fsync where a file system refuses that."""
 
+import errno
 import fcntl
 import os
+import sys
 
 import pytest
 
@@ -20,14 +22,15 @@ def written(tmp_path):
     os.close(descriptor)
 
 
-def calls(monkeypatch, refuse_full_sync):
-    """Record what flush_to_disk asks of the system, as macOS would answer."""
+def calls(monkeypatch, full_sync_error=None):
+    """Record what flush_to_disk asks of the system, as macOS would answer (F_FULLFSYNC
+    failing with *full_sync_error*, an errno, when given)."""
     asked = []
 
     def fcntl_call(descriptor, command, *_):
         asked.append(("fcntl", command))
-        if refuse_full_sync:
-            raise OSError(45, "Operation not supported")  # ENOTSUP, as a file system may say
+        if full_sync_error is not None:
+            raise OSError(full_sync_error, os.strerror(full_sync_error))
         return 0
 
     monkeypatch.setattr(fcntl, "F_FULLFSYNC", MACOS_F_FULLFSYNC, raising=False)
@@ -38,6 +41,7 @@ def calls(monkeypatch, refuse_full_sync):
     return asked
 
 
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS has F_FULLFSYNC: the tests below")
 def test_on_linux_it_is_fsync(written, tmp_path):
     assert not hasattr(fcntl, "F_FULLFSYNC")
     flush_to_disk(written)  # a real fsync of a real file
@@ -48,12 +52,20 @@ def test_on_linux_it_is_fsync(written, tmp_path):
 
 
 def test_on_macos_it_is_f_fullfsync(written, monkeypatch):
-    asked = calls(monkeypatch, refuse_full_sync=False)
+    asked = calls(monkeypatch)
     flush_to_disk(written)
     assert asked == [("fcntl", MACOS_F_FULLFSYNC)]
 
 
 def test_where_f_fullfsync_is_refused_it_is_fsync(written, monkeypatch):
-    asked = calls(monkeypatch, refuse_full_sync=True)
+    asked = calls(monkeypatch, errno.ENOTSUP)  # a file system without it
     flush_to_disk(written)
     assert asked == [("fcntl", MACOS_F_FULLFSYNC), ("fsync",)]
+
+
+def test_a_disk_error_of_f_fullfsync_is_raised_not_hidden_by_fsync(written, monkeypatch):
+    """fsync after an EIO could succeed, leaving the data in the drive's cache unsaid."""
+    asked = calls(monkeypatch, errno.EIO)
+    with pytest.raises(OSError, match="Input/output error"):
+        flush_to_disk(written)
+    assert asked == [("fcntl", MACOS_F_FULLFSYNC)]

@@ -1,7 +1,12 @@
 """Flushing a file to the disk itself, whatever the system: :func:`flush_to_disk`."""
 
+import errno
 import fcntl
 import os
+
+#: What a file system that has no F_FULLFSYNC answers (then fsync is all there is); any other
+#: error, such as EIO, is the disk's and is raised.
+NO_FULL_SYNC = frozenset((errno.ENOTSUP, errno.EINVAL, errno.ENOTTY))
 
 
 def flush_to_disk(descriptor):
@@ -10,6 +15,11 @@ def flush_to_disk(descriptor):
     On macOS ``fsync`` only hands them to the drive, which may keep them in its cache through
     a power cut; ``F_FULLFSYNC`` asks the drive to write them (macOS's ``fsync(2)`` says so).
     Where it is refused (a file system without it, such as some network ones), ``fsync``.
+
+    Raises
+    ------
+    OSError
+        When the data could not be written (EIO, say), or *descriptor* is not open.
 
     Parameters
     ----------
@@ -21,6 +31,7 @@ def flush_to_disk(descriptor):
         try:
             fcntl.fcntl(descriptor, full_sync)
             return
-        except OSError:
-            pass  # refused by this file system: fsync below, which raises if it fails too
+        except OSError as error:
+            if error.errno not in NO_FULL_SYNC:
+                raise
     os.fsync(descriptor)

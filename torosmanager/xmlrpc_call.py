@@ -42,9 +42,11 @@ class DuplicateMember(Exception):
 
 def _end_struct(unmarshaller: Unmarshaller, data: str) -> None:
     """The stdlib's end of a struct, refusing one that names a member twice."""
-    names = unmarshaller._stack[unmarshaller._marks[-1]::2]  # name, value, name, value, ...
-    if len(set(names)) != len(names):
-        raise DuplicateMember(next(name for name in names if names.count(name) > 1))
+    seen = set()
+    for name in unmarshaller._stack[unmarshaller._marks[-1]::2]:  # name, value, name, ...
+        if name in seen:
+            raise DuplicateMember(name)
+        seen.add(name)
     Unmarshaller.end_struct(unmarshaller, data)
 
 

@@ -222,15 +222,24 @@ class EventBook:
                                     "WHERE event_id NOT GLOB '*[^0-9]*'").fetchall()
         return [row["event_id"] for row in rows]
 
-    def rename_event(self, event_id, new_id):
-        """Name *event_id*'s alerts and orders *new_id*, in one transaction (with those
-        already named so, if any: one event)."""
+    def rename_alert(self, order_id, event_id):
+        """File the alert of *order_id*, and the orders it planned, under *event_id*, in one
+        transaction.
+
+        Parameters
+        ----------
+        order_id : str
+            The Alert work order's ID.
+        event_id : str
+            The event's new name.
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("alerts", "event_orders"):
-                    self._db.execute(f"UPDATE {table} SET event_id = ? WHERE event_id = ?",
-                                     (new_id, event_id))
+                self._db.execute("UPDATE alerts SET event_id = ? WHERE order_id = ?",
+                                 (event_id, order_id))
+                self._db.execute("UPDATE event_orders SET event_id = ? WHERE alert_order_id = ?",
+                                 (event_id, order_id))
             except sqlite3.Error:
                 self._db.execute("ROLLBACK")
                 raise

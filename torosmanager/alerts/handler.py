@@ -39,6 +39,7 @@ are submitted as planned (the scheduler takes each ID once), so nothing is lost 
 
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 import xmlrpc.client
@@ -129,23 +130,49 @@ class AlertsHandler(Handler):
         """Name the events an earlier version kept under a bare trigger number after their
         mission, as their alerts are read now (``1227767`` → ``Swift-1227767``): else the
         update or retraction of an event followed across an upgrade would be another event,
-        and a retraction would cancel nothing. Their orders keep their ``Group ID``, which a
-        retraction cancels too (:meth:`_cancel_event`)."""
+        and a retraction would cancel nothing. Each alert goes to its own name (a Swift and a
+        Fermi trigger of one number were one event); an operator's retraction or skymap, or an
+        alert that cannot be read again, follows them when they all went to one. Their orders
+        keep their ``Group ID``, which a retraction cancels too (:meth:`_cancel_groups`)."""
         now = self.clock.now()
         for event_id in self.book.numbered_events():
+            names, left = {}, []
             for row in self.book.alerts(event_id):
-                record = self.journal.get(row.order_id)
-                if record is None or record.work_order["Format"] in ("retraction", "skymap"):
-                    continue  # named by whoever sent it, as it is
-                try:
-                    named = alert_of(record.work_order, now).event_id
-                except AlertFormatError:
-                    continue
-                if named != event_id:
-                    self.book.rename_event(event_id, named)
-                    log.warning("event %s is now named %s, as its alerts are read now: a trigger "
-                                "number is named after its mission", event_id, named)
-                break
+                named = self._name_now(row.order_id, now)
+                if named is None or named == event_id:
+                    left.append(row.order_id)
+                else:
+                    names[row.order_id] = named
+            if not names:
+                log.info("event %s keeps its bare number: none of its alerts is a mission's "
+                         "(an operator's retraction or skymap, or one not read again)", event_id)
+                continue
+            if len(set(names.values())) == 1:
+                names.update(dict.fromkeys(left, next(iter(names.values()))))
+            elif left:
+                log.warning("event %s: %d alert(s) keep the bare number: they name neither of "
+                            "%s", event_id, len(left), " and ".join(sorted(set(names.values()))))
+            try:
+                for order_id, named in names.items():
+                    self.book.rename_alert(order_id, named)
+            except sqlite3.Error as error:  # a full disk, say: the daemon serves all the same
+                log.warning("event %s could not be renamed now (%s); tried again at the next "
+                            "start", event_id, error)
+                return
+            log.warning("event %s is now named %s, as its alerts are read now: a trigger number "
+                        "is named after its mission", event_id,
+                        " and ".join(sorted(set(names.values()))))
+
+    def _name_now(self, order_id, now):
+        """The event the alert of *order_id* is about, as it is read now; ``None`` for one named
+        by whoever sent it (an operator's retraction or skymap) or not read again."""
+        record = self.journal.get(order_id)
+        if record is None or record.work_order["Format"] in ("retraction", "skymap"):
+            return None
+        try:
+            return alert_of(record.work_order, now).event_id
+        except AlertFormatError:
+            return None
 
     # --- front desk ------------------------------------------------------------------------
     def check(self, order):
@@ -155,20 +182,21 @@ class AlertsHandler(Handler):
         if order["Format"] == "retraction" and not order.get("Event ID"):
             raise WorkOrderError("'Event ID' is required with Format 'retraction': the event "
                                  "to stand down from")
-        if order["Format"] == "retraction" and self.book.kind_of(order["Event ID"]) is None:
-            hint = self._mission_hint(order["Event ID"])
-            if hint:  # a retraction of an event never read stands; of a mistyped one, never
-                raise WorkOrderError(f"'Event ID': received {order['Event ID']!r}, an event "
-                                     f"the alerts daemon has not read{hint}")
+        if (order["Format"] == "retraction" and _bare_number(order["Event ID"])
+                and self.book.kind_of(order["Event ID"]) is None):
+            # It would stand for an event no alert is named after: they carry their mission's.
+            raise WorkOrderError(f"'Event ID': received {order['Event ID']!r}, a bare number "
+                                 f"the alerts daemon has read no alert of"
+                                 f"{self._mission_hint(order['Event ID'])}")
 
     def _mission_hint(self, event_id):
         """For a bare trigger number naming no event: the events it may mean, which carry
         their mission's name (see :func:`~torosmanager.alerts.formats.event_id`)."""
-        if not (str(event_id).isascii() and str(event_id).isdigit()):
+        if not _bare_number(event_id):
             return ""
         named = self.book.named_after_missions(str(event_id))
-        return (f"; a trigger number is named after its mission: {', '.join(named)}"
-                if named else "")
+        return ("; a trigger number is named after its mission" + (
+            f": {', '.join(named)}" if named else ", as toros alerts lists events (Swift-1227767)"))
 
     def assign_priority(self, order):
         return ALERT_ORDER_PRIORITY, "alerts are read in the order they arrive"
@@ -568,22 +596,34 @@ class AlertsHandler(Handler):
         return len(cancelled)
 
     def _cancel_groups(self, event_id, keep_running=False):
-        """Cancel the event's orders at the scheduler by ``Group ID``: the event's name, and
-        any other its orders carry (submitted before the event was renamed, see
-        :meth:`_name_numbered_events`). ``(cancelled IDs, IDs left running)``, or ``None`` if
-        the daemon is stopping first."""
-        groups = {event_id} | {order.work_order.get("Group ID", event_id)
-                               for order in self.book.orders(event_id=event_id, states=STANDING)}
-        cancelled, kept = set(), []
-        for group in sorted(groups):
-            order = {"WOType": "Cancel", "Group ID": group, "User": USER}
-            if keep_running:
-                order["Keep Running"] = True
-            answer = self._ask_scheduler(order)
-            if answer is None:
+        """Cancel the event's orders at the scheduler (with *keep_running*, those not yet
+        started): by its ``Group ID``, and one by one those submitted under another, before
+        the event was renamed (see :meth:`_name_numbered_events`; another event's orders may
+        share that old group). ``(cancelled IDs, IDs left running)``, or ``None`` if the daemon
+        is stopping first."""
+        by_group = {"WOType": "Cancel", "Group ID": event_id, "User": USER}
+        if keep_running:
+            by_group["Keep Running"] = True
+        answer = self._ask_scheduler(by_group)
+        if answer is None:
+            return None
+        cancelled, kept = set(answer.get("Cancelled", [])), list(answer.get("Kept", []))
+        for order in self.book.orders(event_id=event_id, states=(SUBMITTED,)):
+            if order.work_order.get("Group ID", event_id) == event_id:
+                continue
+            state = self._state_at_scheduler(order.id)
+            if state is None:
                 return None
-            cancelled.update(answer.get("Cancelled", []))
-            kept += answer.get("Kept", [])
+            if keep_running and state in (DISPATCHED, RUNNING):
+                kept.append(order.id)
+            elif state in (ACCEPTED, QUEUED, DISPATCHED, RUNNING):
+                try:
+                    if self._ask_scheduler({"WOType": "Cancel", "ID": order.id,
+                                            "User": USER}) is None:
+                        return None
+                    cancelled.add(order.id)
+                except xmlrpc.client.Fault as refusal:  # it ended meanwhile
+                    log.info("%s: %s", order.id, refusal.faultString)
         return cancelled, kept
 
     def _withdraw(self, order_id):
@@ -678,6 +718,11 @@ class AlertsHandler(Handler):
             return {"File": settings["File"], "Message": self.catalog_problem or "loading"}
         return {"File": settings["File"], "Galaxies": len(self.catalog),
                 "Luminosity Weight": settings["Luminosity Weight"]}
+
+
+def _bare_number(event_id):
+    """Whether *event_id* is a bare trigger number (ASCII digits only)."""
+    return str(event_id).isascii() and str(event_id).isdigit()
 
 
 def _utc(instant):

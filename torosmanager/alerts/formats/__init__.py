@@ -45,6 +45,18 @@ def event_id(mission, identifier):
     retraction of one must not cancel the other. A name (``"S230518h"``, ``"IceCube-230416A"``)
     is kept as it is, and so is a number whose mission is unknown (*mission* empty). The same
     trigger gets the same id whichever format brings it.
+
+    Parameters
+    ----------
+    mission : str
+        The mission as the feed names it (``"SWIFT"``, ``"einstein_probe"``), or ``""``.
+    identifier : str or int
+        The event's name or trigger number as the alert gives it.
+
+    Returns
+    -------
+    str
+        The event id: ``"Swift-1227767"``, ``"S230518h"``.
     """
     identifier = str(identifier).strip()
     mission = str(mission or "").strip()

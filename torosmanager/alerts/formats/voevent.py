@@ -29,8 +29,8 @@ import xml.etree.ElementTree as ElementTree
 
 from torosmanager.alerts.event import ALERT_TYPES, Alert
 from torosmanager.alerts.formats import gcn_socket
-from torosmanager.alerts.formats import (MAX_SERIAL, AlertFormatError, check_size, event_id,
-                                         number, parse_time, position)
+from torosmanager.alerts.formats import (MAX_SERIAL, MISSION_NAMES, AlertFormatError,
+                                         check_size, event_id, number, parse_time, position)
 
 FORMAT = "voevent"
 #: The skymap URL Params of LVK VOEvents, the preferred first.
@@ -171,12 +171,13 @@ def _alert_type(root, params, ivorn):
 
 
 def _event_id(params, ivorn):
-    """The event's name or trigger number, the latter after its mission (the ivorn's stream,
-    ``ivo://nasa.gsfc.gcn/SWIFT#...``: ``"Swift-1227767"``, see :func:`event_id`)."""
+    """The event's name or trigger number, the latter after its mission when the ivorn's
+    stream is a mission's (``ivo://nasa.gsfc.gcn/SWIFT#...``: ``"Swift-1227767"``, see
+    :func:`event_id`; another stream's name, ``ivo://org.example/fsc``, names no mission)."""
     for name in ("GraceID", "TrigID", "AMON_ID", "Event_ID"):
         if params.get(name):
-            stream = ivorn.removeprefix("ivo://").partition("#")[0]
-            return event_id(stream.rpartition("/")[2] if "/" in stream else "", params[name])
+            stream = ivorn.removeprefix("ivo://").partition("#")[0].rpartition("/")[2]
+            return event_id(stream if stream.lower() in MISSION_NAMES else "", params[name])
     fragment = ivorn.partition("#")[2]
     if not fragment:
         raise AlertFormatError(FORMAT, "no GraceID or TrigID Param, nor an ivorn #fragment",

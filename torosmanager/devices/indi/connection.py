@@ -191,7 +191,10 @@ class IndiConnection:
         self.reconnections = 0
         # True while connect() runs: its own requests are allowed before `connected`.
         self._connecting = False
-        self._connected_at = float("-inf")  # time.monotonic() when connect() succeeded
+        # time.monotonic() when connect() succeeded, or the device was connected again.
+        self._connected_at = float("-inf")
+        # Set from connecting the device again (a restarted server) until it says it is.
+        self._reconnecting = False
         self._loop = None
         self._main_task = None
         self._thread = None
@@ -365,6 +368,11 @@ class IndiConnection:
                     self._received_at[name] = time.monotonic()
                     if kind == "SetBLOB":
                         self._record_blob(event)
+                    elif (self._reconnecting and name == self.property_name(CONNECTION)
+                          and event.vector.get(CONNECT) == ON and event.vector.state == OK):
+                        # Connected again: it defines its properties anew from now on.
+                        self._reconnecting = False
+                        self._connected_at = time.monotonic()
             self._generation += 1
             self._changed.notify_all()
         if (kind == "Define" and event.devicename == self.device_name
@@ -375,6 +383,7 @@ class IndiConnection:
                            self.label)
             with self._changed:
                 self.reconnections += 1
+                self._reconnecting = True
             await self._client.send_newVector(self.device_name, event.vectorname,
                                               members={CONNECT: ON})
 
@@ -500,26 +509,30 @@ class IndiConnection:
         :data:`DEFINITION_GRACE_SECONDS`)."""
         operation = operation or f"reading {self.property_name(standard)}"
         self._check_reachable(operation)
+        self._await_definition(standard)
+        return self._in_loop(lambda: self._copy(standard), operation)
+
+    def _await_definition(self, standard):
+        """Wait while the device may still be defining *standard*: while it is being connected
+        again after its server restarted (up to ``Timeout``), then for
+        :data:`DEFINITION_GRACE_SECONDS` after it connected. (The first exposure asked after
+        a restart failed with "the device does not define CCD_INFO" a moment before the
+        camera defined it again.) A property the device deleted while connected is not waited
+        for."""
+        if self._defined(standard):
+            return
+        if self._reconnecting:
+            self.wait(lambda: not self._reconnecting or self._defined(standard))
         grace = self._connected_at + DEFINITION_GRACE_SECONDS - time.monotonic()
         if grace > 0:
             self.wait(lambda: self._defined(standard), grace)
-        self._await_redefinition(standard)
-        return self._in_loop(lambda: self._copy(standard), operation)
-
-    def _await_redefinition(self, standard):
-        """Wait up to ``Timeout`` for *standard* if the device defined it before and lacks it
-        now: its server restarted or it was connected again, and it defines its properties
-        anew once connected. (The first exposure asked after a restart failed with "the
-        device does not define CCD_INFO" a moment before the camera defined it again.)"""
-        if self._definitions.get(self.property_name(standard)) and not self._defined(standard):
-            self.wait(lambda: self._defined(standard))
 
     def read(self, standard, operation=None):
         """A :class:`Reading` of the property *standard*; raises if the device lacks it."""
         name = self.property_name(standard)
         operation = operation or f"reading {name}"
         self._check_reachable(operation)
-        self._await_redefinition(standard)
+        self._await_definition(standard)
         reading = self._in_loop(lambda: self._copy(standard), operation)
         if reading is None:
             if not self._server_connected:
