@@ -13,6 +13,7 @@ while in the middle of the night.
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ..config import SCHEMA
 from ..examples import MANUAL_OBSERVATION
 
 #: How many times faster than real time the simulated clock runs (the README says so, and
@@ -36,6 +37,11 @@ STORM_FROM, STORM_LATEST, STORM_LENGTH = 0.28, 0.6, 0.07
 STORM_WEATHER = "unsafe: thunderstorm over the site"
 #: Real seconds the daemons may take to start: the simulated clock begins after them.
 STARTUP_SECONDS = 15
+#: Real seconds an order may go without progress before the scheduler gives it up (its Stall
+#: Timeout, at least the configured default). Work such as measuring an autofocus frame's stars
+#: takes real time, which a fast clock multiplies: at the tests' 2000×, the default 900 s was
+#: 0.45 s real, and on a loaded machine every autofocus frame was stopped as stalled.
+STALL_REAL_SECONDS = 5.0
 #: The simulated camera's arcseconds per pixel and position angle (degrees, north through east),
 #: which the telescope daemon is told for the frames' WCS.
 PIXEL_SCALE, POSITION_ANGLE = 7.0, 20.0
@@ -125,7 +131,9 @@ def settings(night, directory):
                                   "Reference Temperature": 12.0,
                                   "Temperature Coefficient": -15.0,
                                   "Filter Offsets": {"B": 40, "I": -25}, "Autofocus": True}},
-        "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0},
+        "Scheduler": {"Follow Interval": 30.0, "Replan Interval": 900.0,
+                      "Stall Timeout": max(SCHEMA["Scheduler"]["Stall Timeout"].default,
+                                           STALL_REAL_SECONDS * night.speed)},
     }
 
 
