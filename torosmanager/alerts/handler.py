@@ -53,7 +53,7 @@ from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
 from .event import alert_label
 from .events import (CANCELLED, PLANNED, REFUSED, STANDING, SUBMITTED, SUPERSEDED, EventBook)
-from .formats import AlertFormatError
+from .formats import AlertFormatError, is_trigger_number
 from .formats.lvk_json import schema_warning
 from .galaxies import CatalogError, GalaxyCatalog
 from .intake import alert_of, alert_text
@@ -182,7 +182,7 @@ class AlertsHandler(Handler):
         if order["Format"] == "retraction" and not order.get("Event ID"):
             raise WorkOrderError("'Event ID' is required with Format 'retraction': the event "
                                  "to stand down from")
-        if (order["Format"] == "retraction" and _bare_number(order["Event ID"])
+        if (order["Format"] == "retraction" and is_trigger_number(order["Event ID"])
                 and self.book.kind_of(order["Event ID"]) is None):
             # It would stand for an event no alert is named after: they carry their mission's.
             raise WorkOrderError(f"'Event ID': received {order['Event ID']!r}, a bare number "
@@ -192,7 +192,7 @@ class AlertsHandler(Handler):
     def _mission_hint(self, event_id):
         """For a bare trigger number naming no event: the events it may mean, which carry
         their mission's name (see :func:`~torosmanager.alerts.formats.event_id`)."""
-        if not _bare_number(event_id):
+        if not is_trigger_number(event_id):
             return ""
         named = self.book.named_after_missions(str(event_id))
         return ("; a trigger number is named after its mission" + (
@@ -718,11 +718,6 @@ class AlertsHandler(Handler):
             return {"File": settings["File"], "Message": self.catalog_problem or "loading"}
         return {"File": settings["File"], "Galaxies": len(self.catalog),
                 "Luminosity Weight": settings["Luminosity Weight"]}
-
-
-def _bare_number(event_id):
-    """Whether *event_id* is a bare trigger number (ASCII digits only)."""
-    return str(event_id).isascii() and str(event_id).isdigit()
 
 
 def _utc(instant):

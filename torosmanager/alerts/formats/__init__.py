@@ -37,6 +37,14 @@ MISSION_NAMES = {"swift": "Swift", "fermi": "Fermi", "integral": "INTEGRAL", "ag
                  "superk": "Super-K"}
 
 
+def is_trigger_number(identifier):
+    """Whether *identifier* is a bare trigger number: ASCII digits only (``str.isdigit`` alone
+    would take superscripts and other scripts' digits, which SQLite's ``GLOB '[0-9]'`` does
+    not)."""
+    identifier = str(identifier)
+    return identifier.isascii() and identifier.isdigit()
+
+
 def event_id(mission, identifier):
     """The event id of *identifier*, a trigger number or an event's name, from *mission*.
 
@@ -60,7 +68,7 @@ def event_id(mission, identifier):
     """
     identifier = str(identifier).strip()
     mission = str(mission or "").strip()
-    if not (identifier.isascii() and identifier.isdigit()) or not mission:
+    if not is_trigger_number(identifier) or not mission:
         return identifier
     return f"{MISSION_NAMES.get(mission.lower(), mission)}-{identifier}"
 
