@@ -325,7 +325,7 @@ units: ## render build/systemd/*.service, build/systemd/toros.target and build/l
 	  unit=$(BUILD)/systemd/$$s.service; plist=$(BUILD)/launchd/org.toros.$$s.plist; \
 	  rm -f $$unit $$plist; \
 	  $(RENDER) systemd/$$s.service.in > $$unit; \
-	  $(RENDER) launchd/org.toros.$$s.plist.in > $$plist; \
+	  $(RENDER) -e "s|@SERVICE@|$$s|g" launchd/org.toros.service.plist.in > $$plist; \
 	  if ! grep -Eq "^ExecStart=/[^ ]+/bin/toros-$$s --config /" $$unit; then \
 	    echo "error: $$unit: ExecStart is missing, empty or not an absolute path to toros-$$s" >&2; \
 	    rm -f $$unit $$plist; exit 1; fi; \
