@@ -1,4 +1,5 @@
-"""`--daemon --pidfile`: a classic Unix daemon, through python-daemon."""
+"""The daemon programs' command line: `--daemon --pidfile` (a classic Unix daemon, through
+python-daemon), and `--check-config`."""
 
 import fcntl
 import os
@@ -6,8 +7,10 @@ import signal
 import subprocess
 import time
 import xmlrpc.client
+from pathlib import Path
 
 import pytest
+import yaml
 
 from torosmanager.launcher import daemon_command
 
@@ -85,3 +88,30 @@ def test_a_journal_in_use_is_said_and_the_command_exits_78(site):
     assert result.returncode == 78
     assert f"CRITICAL the journal {journal} is in use by another daemon" in result.stderr
     assert not pidfile.exists()
+
+
+def test_check_config_says_whether_the_daemon_would_accept_the_file_and_starts_nothing(site):
+    """What an operator runs before a restart, and the package's postinst before it restarts
+    the daemons after an upgrade."""
+    command = [*daemon_command("dome"), "--check-config", "--config", site.config_path]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"toros-dome: {site.config_path} is accepted\n"
+    # Nothing started: no log file (made by root, the daemon could not write it), no journal.
+    log_file = site.config["Logging"]["File"].replace("{service}", "dome")
+    journal = site.config["Database"]["File"].replace("{service}", "dome")
+    assert not os.path.exists(log_file) and not os.path.exists(journal)
+
+    config = yaml.safe_load(Path(site.config_path).read_text())
+    config["Logging"]["Log Level"] = "LOUD"
+    Path(site.config_path).write_text(yaml.safe_dump(config))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78 and result.stdout == ""
+    assert f"toros-dome: {site.config_path}: Logging → Log Level: 'LOUD' is not allowed" \
+        in result.stderr
+
+
+def test_check_config_does_not_go_with_daemon():
+    result = subprocess.run([*daemon_command("dome"), "--check-config", "--daemon", "--pidfile",
+                             "/tmp/x.pid"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--check-config starts nothing" in result.stderr

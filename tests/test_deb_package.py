@@ -223,6 +223,16 @@ def apt(container, *args):
     return result.stdout
 
 
+def reinstall(container, deb):
+    """``apt install --reinstall`` of the package (the upgrade path); what apt and the
+    maintainer scripts said (apt shows the scripts' stderr on its stdout)."""
+    result = container.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "-q",
+                           "install", "--reinstall", f"{DIST_IN_CONTAINER}/{deb['path'].name}",
+                           timeout=APT_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module")
 def installed(container, deb):
     """`apt install ./toros-manager_*.deb`, with no network (the container has none)."""
@@ -286,7 +296,8 @@ def test_an_upgrade_keeps_the_edited_configuration_and_restarts_the_daemons(inst
     edited = container.output("cat", CONFIG)
     assert "(edited at this site)" in edited
     # Installing the package again runs the upgrade path: prerm upgrade, postinst configure 0.2.0.
-    apt(container, "install", "--reinstall", f"{DIST_IN_CONTAINER}/{deb['path'].name}")
+    said = reinstall(container, deb)
+    assert "refuses the configuration" not in said and "did not start again" not in said, said
     assert container.output("cat", CONFIG) == edited
     assert stat(container, CONFIG) == ("root", "toros", "640")
     after = main_pids(container)
@@ -295,24 +306,52 @@ def test_an_upgrade_keeps_the_edited_configuration_and_restarts_the_daemons(inst
                "the five daemons to answer after the upgrade", START_TIMEOUT_S, container)
 
 
+def test_an_upgrade_whose_configuration_the_new_version_refuses_leaves_the_daemons_running(
+        installed, deb):
+    """postinst asks the new code first (``toros-scheduler --check-config``): restarted with a
+    configuration it refuses, the daemons would stop for good, the dome's closing it, for the
+    night. They go on with the version before, and the operator is told why and what to do."""
+    container = installed["container"]
+    wait_until(lambda: answering_services(container) == set(SERVICES),
+               "the five daemons to answer before the upgrade", START_TIMEOUT_S, container)
+    before = main_pids(container)
+    assert container.run("sed", "-i", "s/^  Log Level: INFO/  Log Level: LOUD/",
+                         CONFIG).returncode == 0
+    try:
+        said = reinstall(container, deb)
+        assert "warning: the new version refuses the configuration" in said, said
+        assert "Logging → Log Level: 'LOUD' is not allowed" in said, said
+        assert "then: sudo systemctl restart toros.target" in said, said
+        assert container.output("dpkg-query", "-W", "-f", "${Status}", "toros-manager") == \
+            "install ok installed"
+        assert main_pids(container) == before
+    finally:
+        assert container.run("sed", "-i", "s/^  Log Level: LOUD/  Log Level: INFO/",
+                             CONFIG).returncode == 0
+    # (`toros services` reads the configuration too: asked once it is accepted again.)
+    assert answering_services(container) == set(SERVICES)
+    checked = container.run("toros-scheduler", "--check-config", "--config", CONFIG)
+    assert checked.returncode == 0 and f"{CONFIG} is accepted" in checked.stdout, checked.stderr
+
+
 def test_an_upgrade_whose_daemon_does_not_start_again_leaves_the_package_configured(
         installed, deb):
     """deb-systemd-invoke fails when a restart does: the upgrade failed in apt, the package
-    (and every one upgraded with it) left unconfigured."""
+    (and every one upgraded with it) left unconfigured. Here the configuration is accepted,
+    and a drop-in makes the scheduler's start fail."""
     container = installed["container"]
-    assert container.run("sed", "-i", "s/^  Log Level: INFO/  Log Level: LOUD/",
-                         CONFIG).returncode == 0
-    result = container.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "-q",
-                           "install", "--reinstall", f"{DIST_IN_CONTAINER}/{deb['path'].name}",
-                           timeout=APT_TIMEOUT_S)
-    assert result.returncode == 0, result.stdout + result.stderr
-    # (apt shows what the maintainer scripts write to stderr on its stdout.)
-    assert "warning: a TOROS daemon did not start again after the upgrade" in \
-        result.stdout + result.stderr, result.stdout + result.stderr
-    assert container.output("dpkg-query", "-W", "-f", "${Status}", "toros-manager") == \
-        "install ok installed"
-    assert container.run("sed", "-i", "s/^  Log Level: LOUD/  Log Level: INFO/",
-                         CONFIG).returncode == 0
+    drop_in = "/etc/systemd/system/scheduler.service.d/fail-to-start.conf"
+    assert container.run("sh", "-c", f"mkdir -p {os.path.dirname(drop_in)} && "
+                         f"printf '[Service]\\nExecStartPre=/bin/false\\n' > {drop_in}"
+                         ).returncode == 0
+    try:
+        said = reinstall(container, deb)
+        assert "warning: a TOROS daemon did not start again after the upgrade" in said, said
+        assert container.output("dpkg-query", "-W", "-f", "${Status}", "toros-manager") == \
+            "install ok installed"
+    finally:
+        assert container.run("rm", "-f", drop_in).returncode == 0
+        assert container.run("systemctl", "daemon-reload").returncode == 0
     result = container.run("systemctl", "restart", "toros.target", timeout=START_TIMEOUT_S)
     assert result.returncode == 0, result.stderr + container.diagnostics(*SERVICES)
 

@@ -68,10 +68,16 @@ def parse_arguments(service, argv):
                         help="detach from the terminal as a classic Unix daemon (needs --pidfile)")
     parser.add_argument("--pidfile", metavar="PATH",
                         help="with --daemon, the file that holds the daemon's process ID")
+    parser.add_argument("--check-config", action="store_true",
+                        help="check the configuration as the daemon does at its start, say "
+                             "whether it is accepted, and exit (0: accepted, 78: refused), "
+                             "starting nothing: before a restart")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     arguments = parser.parse_args(argv)
     if arguments.daemon != bool(arguments.pidfile):
         parser.error("--daemon and --pidfile PATH go together")
+    if arguments.check_config and arguments.daemon:
+        parser.error("--check-config starts nothing: it does not go with --daemon")
     return arguments
 
 
@@ -80,22 +86,23 @@ def run(service, argv):
     arguments = parse_arguments(service, argv)
     try:
         config = load_config(arguments.config)
-    except ConfigError as error:
+        # Read at every call to another daemon: one that cannot be read would fail each
+        # (the scheduler's heartbeats, and the dome closes).
+        client_credentials(config["Server"])
+    except (ConfigError, CredentialsError) as error:
         print(f"toros-{service}: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    if arguments.check_config:
+        # The log file is not opened: made by root (a package's postinst), the daemon's own
+        # user could not write it.
+        print(f"toros-{service}: {resolve_path(arguments.config)} is accepted")
+        return EXIT_OK
     try:
         # Before detaching, where the operator looks; a restart would not help.
         open_log_file(config, service).close()
     except OSError as error:
         print(f"toros-{service}: cannot write its log file (Logging → File): {error}",
               file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        # Read at every call to another daemon: one that cannot be read would fail each
-        # (the scheduler's heartbeats, and the dome closes).
-        client_credentials(config["Server"])
-    except CredentialsError as error:
-        print(f"toros-{service}: {error}", file=sys.stderr)
         return EXIT_CONFIG
     address = config[address_key(service)]
     server_settings = config["Server"]
