@@ -238,9 +238,14 @@ def test_a_dome_that_cannot_be_turned_is_no_longer_followed(simulators, make_sit
     assert "CanSetAzimuth is false" in site.log("dome")
 
 
+#: Long enough for the unsafe signal to interrupt the first frame.
+INTERRUPTED_EXPOSURE = 5.0
+
+
 def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observatory,
                                                                             simulators):
-    observe(observatory, "alpaca-2", **{"Exposure Time": 5.0, "Number of Exposures": 20})
+    observe(observatory, "alpaca-2", **{"Exposure Time": INTERRUPTED_EXPOSURE,
+                                        "Number of Exposures": 20})
     telescope = observatory.proxy("telescope")
     wait_until(lambda: status(telescope, "alpaca-2")["Progress"].get("Step", "").startswith(
         "exposing"), "the first exposure")
@@ -257,6 +262,8 @@ def test_an_unsafe_signal_closes_the_dome_and_interrupts_the_observation(observa
     assert "weather unsafe" in dome["Enclosure"]["Closed By"]
     wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]["Parked"],
                "the mount to park")
+    # The exposure the daemon aborted goes on in the server until its time is up.
+    simulators.wait_for_aborted_exposure(INTERRUPTED_EXPOSURE + DEVICE_TIMEOUT)
 
 
 #: A focus model 100 steps from the simulated camera's focus through Red (the focuser at

@@ -302,6 +302,22 @@ class AlpacaServer:
         """Reset every simulated device to its configuration (``GET /reload``)."""
         self.http.get(f"{self.url}/reload", timeout=RELOAD_TIMEOUT).raise_for_status()
 
+    def wait_for_aborted_exposure(self, seconds, device_number=0):
+        """Wait, at most *seconds*, until an exposure aborted on camera *device_number* has
+        ended in the server.
+
+        alpaca-simulators runs each exposure as a background task that ``AbortExposure``
+        does not stop: it ends when its time is up, and then reports ``ImageReady`` true with
+        an image made of the devices' state at that moment. Left running, it ended in the
+        next test, replacing the frame that test's camera was taking (an autofocus run
+        measured its 5 s frame's stars instead of a 0.2 s one's, and found no focus)."""
+        deadline = time.monotonic() + seconds
+        url = f"{self.url}/api/v1/camera/{device_number}/imageready"
+        while not self.http.get(url, timeout=HARNESS_REQUEST_TIMEOUT).json()["Value"]:
+            assert time.monotonic() < deadline, \
+                f"the exposure aborted on camera {device_number} did not end within {seconds} s"
+            time.sleep(STARTUP_POLL_INTERVAL)
+
     def set_safe(self, safe, device_number=0):
         """Set the safety monitor's verdict (``PUT /api/v1/safetymonitor/N/issafe``)."""
         response = self.http.put(f"{self.url}/api/v1/safetymonitor/{device_number}/issafe",
