@@ -685,6 +685,10 @@ deb: ## build dist/toros-manager_<version>_<arch>.deb (Debian/Ubuntu, dpkg-deb):
 	install -d "$(DEB_ROOT)/DEBIAN"
 	install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$(DEB_ROOT)/DEBIAN/"
 	echo "$(CONFIG_FILE)" > "$(DEB_ROOT)/DEBIAN/conffiles"
+	@# What `dpkg --verify toros-manager` checks the installed files against (a disk's or a
+	@# person's change to the venv); conffiles are not listed, dpkg keeps theirs itself.
+	cd "$(DEB_ROOT)" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' \
+	  | LC_ALL=C sort -z | xargs -0r md5sum > DEBIAN/md5sums
 	@set -e; python=`sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/python\1/p' "$(DEB_ROOT)/usr/lib/toros-manager/venv/pyvenv.cfg"`; \
 	arch=`dpkg --print-architecture`; size=`du -sk --exclude=DEBIAN "$(DEB_ROOT)" | cut -f1`; \
 	sed -e 's|@VERSION@|$(VERSION)|' -e "s|@ARCH@|$$arch|" -e "s|@INSTALLED_SIZE@|$$size|" \

@@ -158,6 +158,46 @@ def test_the_venv_holds_exactly_the_locked_versions(deb):
     assert installed == {name: version for name, (version, _) in locked_pins().items()}
 
 
+def test_every_library_its_programs_load_is_in_it_or_in_a_package_it_depends_on(deb):
+    """The wheels' compiled modules link to the system's C and C++ run-time and zlib (what the
+    manylinux policy lets them leave out): each such library belongs to a package the
+    package depends on, so that apt installs it; none is missing."""
+    depends = {part.split()[0] for part in control_fields(deb["path"])["Depends"].split(",")}
+    root = deb["root"].resolve()
+    libraries = [path for path in root.rglob("*.so*") if path.is_file()
+                 and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF"]
+    # A wheel's library may name another of the wheel's without a path to it (scipy's
+    # libgfortran its libquadmath): the modules that load them load both from the wheel.
+    in_package = {path.name for path in libraries}
+    needed, missing = {}, []
+    for path in libraries:
+        shown = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=60)
+        for line in shown.stdout.splitlines():
+            if "not found" in line:
+                if line.split()[0] not in in_package:
+                    missing.append(f"{path.relative_to(root)}: {line.strip()}")
+            elif "=> /" in line:
+                library = os.path.realpath(line.split("=> ")[1].split(" (")[0])
+                if not Path(library).is_relative_to(root):
+                    needed.setdefault(library, path.relative_to(root))
+    assert missing == []
+    assert needed, "no library of the system found: is ldd reading the venv's modules?"
+    owners = {library: dpkg_owner(library) for library in needed}
+    undeclared = {library: owner for library, owner in owners.items() if owner not in depends}
+    assert undeclared == {}, f"Depends: {sorted(depends)}; needed by e.g. {needed}"
+
+
+def dpkg_owner(path):
+    """The package (without its architecture) that installed *path*, under its /usr-merged
+    name or the other."""
+    for name in dict.fromkeys([path, path.removeprefix("/usr"), "/usr" + path]):
+        found = subprocess.run(["dpkg-query", "-S", name], capture_output=True, text=True,
+                               timeout=60)
+        if found.returncode == 0:
+            return found.stdout.split(":")[0]
+    return f"no package owns {path}"
+
+
 def test_no_path_of_the_build_leaks_into_the_package(deb):
     """The venv's scripts and bytecode name /usr/lib/toros-manager/venv, not the staging tree."""
     staged = str(deb["root"].resolve())
@@ -275,6 +315,20 @@ def test_install_makes_the_user_directories_and_a_private_configuration(installe
     for directory in ("/var/lib/toros", "/var/lib/toros/data", "/var/log/toros"):
         assert stat(container, directory) == ("toros", "toros", "750"), directory
     assert container.run("systemctl", "cat", "toros.target").returncode == 0
+
+
+def test_dpkg_verify_finds_the_files_as_packaged_and_names_one_changed(installed):
+    container = installed["container"]
+    verified = container.run("dpkg", "--verify", "toros-manager")
+    assert verified.returncode == 0 and verified.stdout == "", verified.stdout + verified.stderr
+    changed = "/usr/share/doc/toros-manager/copyright"
+    assert container.run("cp", "-p", changed, "/root/copyright").returncode == 0
+    try:
+        assert container.run("sh", "-c", f"echo changed >> {changed}").returncode == 0
+        verified = container.run("dpkg", "--verify", "toros-manager")
+        assert re.fullmatch(rf"\?\?5\?{{6}} +{changed}\n", verified.stdout), verified.stdout
+    finally:
+        assert container.run("cp", "-p", "/root/copyright", changed).returncode == 0
 
 
 def test_the_target_starts_the_five_installed_daemons(installed):
