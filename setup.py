@@ -67,7 +67,10 @@ setup(
     extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "alpaca-simulators~=1.3.2",
                              "dask[distributed]>=2024.1", "astroscrappy>=1.1",
                              "libfaketime>=3.0", "pygcn>=1.1.3", "mypy>=1.8",
-                             "types-PyYAML>=6.0"],
+                             "types-PyYAML>=6.0",
+                             # The tests' look at processes (children, state, command line)
+                             # on Linux and macOS alike, not through Linux's /proc.
+                             "psutil>=5.9"],
                     # Alerts → Kafka: GCN's own Kafka client (OAuth, topics, its broker's
                     # settings), rather than confluent-kafka configured by hand.
                     "kafka": ["gcn-kafka>=0.3"],

@@ -1,8 +1,9 @@
 """Helpers for tests that run a whole simulated observatory on a fast clock."""
 
-import os
 import time
 import xmlrpc.client
+
+import psutil
 
 from conftest import EVENING, simulated_clock
 from torosmanager.client import status_of
@@ -107,19 +108,21 @@ def refusal(call, order):
 
 
 def process_ended(pid):
-    """Whether the process *pid* has ended: gone, or a zombie its parent has not reaped
-    (Linux's ``/proc``)."""
+    """Whether the process *pid* has ended: gone, or a zombie its parent has not reaped."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
-            return stream.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return True
 
 
 def children(pid):
-    """The PIDs of the processes *pid* started (Linux's ``/proc``), by any of its threads."""
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as stream:
-            found += [int(child) for child in stream.read().split()]
-    return found
+    """The PIDs of the processes *pid* started, by any of its threads."""
+    return [child.pid for child in psutil.Process(pid).children()]
+
+
+def command_line(pid):
+    """The arguments process *pid* was started with; ``[]`` once it has ended."""
+    try:
+        return psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from observatory import command_line
 from torosmanager.config import SERVICES, default_config
 from torosmanager.demo import run_demo, scenario, workspace
 from torosmanager.demo.watch import SUMMARY_COLUMNS
@@ -168,11 +169,7 @@ def test_the_demo_leaves_nothing_in_home_or_tmp_and_keeps_its_report(tmp_path):
 
 def demo_daemon(pid, temporary):
     """Whether *pid* is a daemon of a demo whose workspace is in *temporary*, still running."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as stream:
-            return str(temporary).encode() in stream.read()
-    except FileNotFoundError:
-        return False
+    return any(str(temporary) in argument for argument in command_line(pid))
 
 
 @pytest.mark.parametrize("stop, to_its_group", [(signal.SIGINT, True), (signal.SIGTERM, False),

@@ -363,7 +363,6 @@ def test_a_job_under_way_when_the_daemon_stops_runs_again_at_the_next_start(tmp_
         site.stop()
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers in /proc")
 def test_a_worker_killed_fails_its_job_and_the_next_job_gets_new_workers(tmp_path_factory):
     directory = tmp_path_factory.mktemp("killed")
     site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters"),

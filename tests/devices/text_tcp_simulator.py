@@ -37,6 +37,8 @@ import sys
 import threading
 import time
 
+import psutil
+
 logger = logging.getLogger("text_tcp_simulator")
 
 HOST = "127.0.0.1"
@@ -345,14 +347,12 @@ class SimulatorProcess:
         os.kill(self.process.pid, number)
 
     def pause(self):
-        """Stop it with SIGSTOP (it falls silent), and wait until it is stopped (Linux)."""
+        """Stop it with SIGSTOP (it falls silent), and wait until it is stopped."""
         self.signal(signal.SIGSTOP)
         deadline = time.monotonic() + self.START_TIMEOUT
         while time.monotonic() < deadline:
-            with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
-                # The state follows the command name, which is in parentheses.
-                if stat.read().rsplit(")", 1)[1].split()[0] == "T":
-                    return
+            if psutil.Process(self.process.pid).status() == psutil.STATUS_STOPPED:
+                return
             time.sleep(PAUSE_POLL_INTERVAL)
         raise RuntimeError("the simulator did not stop on SIGSTOP")
 
