@@ -263,17 +263,13 @@ def apt(container, *args):
     result = container.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "-q", *args,
                            timeout=APT_TIMEOUT_S)
     assert result.returncode == 0, f"apt-get {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def reinstall(container, deb):
     """``apt install --reinstall`` of the package (the upgrade path); what apt and the
     maintainer scripts said (apt shows the scripts' stderr on its stdout)."""
-    result = container.run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "-q",
-                           "install", "--reinstall", f"{DIST_IN_CONTAINER}/{deb['path'].name}",
-                           timeout=APT_TIMEOUT_S)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
+    return apt(container, "install", "--reinstall", f"{DIST_IN_CONTAINER}/{deb['path'].name}")
 
 
 @pytest.fixture(scope="module")
