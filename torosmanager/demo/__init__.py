@@ -88,7 +88,7 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
         print(f"The demo needs the LVK alert it replays, from PyPI (ligo-followup-advocate "
               f"{FOLLOWUP_ADVOCATE.version}), once: {error}")
         return 1
-    with _stopping_on_signals(), workspace.workspace() as directory:
+    with _stopping_on_signals() as stop, workspace.workspace() as directory:
         overrides = scenario.settings(night, directory)
         # The simulated night begins once the daemons are up, not while they start.
         overrides["Clock"]["Anchor"] = (now + timedelta(seconds=scenario.STARTUP_SECONDS)
@@ -100,7 +100,7 @@ def run_demo(speed=scenario.SPEED, report_directory=workspace.REPORT_DIRECTORY):
               f"{night.speed:g}× real time: about {scenario.real_seconds(night) / 60:.0f} "
               f"minutes.\nEverything is in {directory} until the demo ends.\n")
         try:
-            result = _run(config, night, directory, galaxies)
+            result = _run(config, night, directory, galaxies, stop)
         except SystemExit as stopped:  # by a signal, its daemons stopped: the rest as usual
             result = stopped.code
         finally:
@@ -125,10 +125,15 @@ def _stopping_on_signals():
     (its terminal closed) ends the demo with its daemons stopped, its report kept and its
     workspace removed, and says so. SIGTERM and SIGHUP ended the demo alone and left its
     daemons running (a daemon takes SIGHUP as a cue to reopen its log); Ctrl-C ended it with
-    a traceback. Each is ignored from then on, while it cleans up."""
+    a traceback. Each is ignored from then on, while it cleans up.
+
+    Yields the :class:`StopRequest` that says which signal came, if one did."""
+    request = StopRequest()
+
     def stop(signum, frame):
         for each in STOP_SIGNALS:
             signal.signal(each, signal.SIG_IGN)
+        request.signum = signum
         with contextlib.suppress(OSError):  # its terminal may be gone: it stops all the same
             print(f"\nThe demo was asked to stop ({signal.Signals(signum).name}): stopping "
                   "its daemons.")
@@ -136,14 +141,22 @@ def _stopping_on_signals():
 
     previous = {each: signal.signal(each, stop) for each in STOP_SIGNALS}
     try:
-        yield
+        yield request
     finally:
         for each, handler in previous.items():
             signal.signal(each, handler)
 
 
-def _run(config, night, directory, galaxies):
-    """Start the daemons, run the night, stop them; return the demo's exit status."""
+class StopRequest:
+    """The signal that asked the demo to stop (:attr:`signum`), ``None`` while none has."""
+
+    def __init__(self):
+        self.signum = None
+
+
+def _run(config, night, directory, galaxies, stop):
+    """Start the daemons, run the night, stop them; return the demo's exit status (*stop*: a
+    :class:`StopRequest`)."""
     daemons = []
     result = 1
     try:
@@ -158,7 +171,14 @@ def _run(config, night, directory, galaxies):
                       "in a browser)")
         result = _night(config, Clock.from_config(config), night, directory, galaxies)
     except (OSError, RuntimeError, xmlrpc.client.Error) as error:
-        print(f"\nThe demo failed: {error}")
+        if stop.signum is None:
+            print(f"\nThe demo failed: {error}")
+        else:
+            # Asked to stop, and a daemon stopped by the same Ctrl-C (its process group's)
+            # refused a call the night made: a stop, not a failure. (Once, after "asked to
+            # stop", the handler's SystemExit did not end the night, and the next call's
+            # "Connection refused" made the demo say it failed and exit 1.)
+            result = SIGNAL_EXIT_BASE + stop.signum
     finally:
         # Every daemon stopped before any is reported: a terminal gone (SIGHUP) fails the
         # printing, not the stopping.
