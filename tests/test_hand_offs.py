@@ -217,7 +217,9 @@ def test_the_frames_of_an_observation_out_of_tries_are_calibrated_all_the_same(m
                                  "daemon stopped during the observation; its 1 frame(s) wait "
                                  "for the preprocessor")
     assert failed["Progress"]["Hand-off"] == "pending"
-    assert scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 1
+    # Counted a moment after the order's end is journaled (a CI run read 0 in between).
+    wait_until(lambda: scheduler.front_desk({"WOType": "Status"})["Hand-offs Pending"] == 1,
+               "the health Status to count the hand-off")
 
     site.daemons["scheduler"].stop()
     site.start("scheduler")
