@@ -162,10 +162,14 @@ class PendingHandOffs:
         return f"handed to the preprocessor as order {receipt['ID']}"
 
     def add(self, order_id):
-        """Hand *order_id*'s frames over now, in this thread: its end, ``Hand-off: pending``
-        in its progress, is journaled."""
+        """Count *order_id*'s frames as pending, before its end (``Hand-off: pending`` in its
+        progress) is journaled, so that no health report shows the end without them; they
+        are handed over once the end is journaled (:meth:`wake`)."""
         with self._lock:
             self._pending.add(order_id)
+
+    def wake(self):
+        """Try the pending hand-offs now, in this thread."""
         self._wake.set()
 
     def count(self):

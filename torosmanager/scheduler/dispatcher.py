@@ -392,10 +392,13 @@ class Dispatcher:
         if handing:
             progress = dict(progress, **{HAND_OFF: PENDING})
             message += f"; its {len(files)} frame(s) wait for the preprocessor"
+            # Counted first: the health report never shows the end without its hand-off.
+            # Should the end not be journaled, the retry thread drops the order.
+            self.failed_frames.add(record.id)
         self.handler.transition(record.id, FAILED, message, only_from=only_from,
                                 progress=progress)
         if handing:
-            self.failed_frames.add(record.id)
+            self.failed_frames.wake()
 
     def _end(self, record, state, message, progress):
         self.handler.transition(record.id, state, message, only_from=ACTIVE, progress=progress)
