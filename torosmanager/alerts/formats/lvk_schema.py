@@ -36,16 +36,14 @@ import re
 from importlib import metadata, resources
 from urllib.parse import urlsplit
 
-import jsonschema
-
 from torosmanager.alerts.formats import shorten
 
 #: The PyPI distribution holding the schema, and the file of it read here.
 SCHEMA_DISTRIBUTION = "igwn-gwalert-schema"
 SCHEMA_PACKAGE = "igwn_gwalert_schema"
 SCHEMA_FILE = "igwn.alerts.Alert.schema.json"
-#: The draft used when the schema names none.
-DEFAULT_DRAFT = jsonschema.Draft202012Validator
+#: The draft used when the schema names none: jsonschema's validator class of that name.
+DEFAULT_DRAFT = "Draft202012Validator"
 #: The base64 skymaps, as (section, field): checked as strings only (see the module docstring).
 BASE64_FIELDS = (("event", "skymap"), ("external_coinc", "combined_skymap"))
 #: What stands in for a skymap during validation: a string, and valid base64 at that.
@@ -90,8 +88,12 @@ def schema_version():
 @functools.cache
 def _validator():
     """A validator of the schema, built once: loading and checking it takes tens of ms."""
+    # Imported here: 45 ms that every `toros` command would pay otherwise.
+    import jsonschema
+
     schema = json.loads(resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_FILE).read_text("utf-8"))
-    validator_class = jsonschema.validators.validator_for(schema, default=DEFAULT_DRAFT)
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=getattr(jsonschema, DEFAULT_DRAFT))
     validator_class.check_schema(schema)
     format_checker = jsonschema.FormatChecker(formats=())
     format_checker.checks("date-time")(_is_rfc3339_date_time)
