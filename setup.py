@@ -96,5 +96,5 @@ setup(
         "services/toros-preprocessor",
         "services/toros-alerts",
     ],
-    entry_points={"console_scripts": ["toros = torosmanager.cli:main"]},
+    entry_points={"console_scripts": ["toros = torosmanager.__main__:main"]},
 )

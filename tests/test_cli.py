@@ -167,6 +167,34 @@ def test_a_reader_that_goes_away_ends_the_output_without_a_traceback(running):
     command.stderr.close()
 
 
+#: A ``sitecustomize`` that makes the import of the module named in ``$INTERRUPT_AT`` raise
+#: KeyboardInterrupt, as a Ctrl-C while that module loads would.
+CTRL_C_AT_IMPORT = """\
+import os, sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["INTERRUPT_AT"]:
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+@pytest.mark.parametrize("module, command", [
+    ("torosmanager.commands", "services"),  # the command's own modules, before main() runs
+    ("astropy.config", "iers"),             # astropy, set up by main() before the command
+])
+def test_ctrl_c_while_the_command_loads_ends_it_quietly_exit_130(tmp_path, module, command):
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT)
+    environment = dict(os.environ, PYTHONPATH=str(tmp_path), INTERRUPT_AT=module)
+    result = subprocess.run([sys.executable, TOROS, command], capture_output=True, text=True,
+                            timeout=60, env=environment)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "\n" and result.stdout == ""
+
+
 def test_a_bad_config_is_exit_78(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("Nonsense: 1\n")

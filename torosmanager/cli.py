@@ -79,6 +79,19 @@ COMMANDS = (
 
 def main(argv=None):
     """Run the ``toros`` command; return its exit status."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C, whenever it comes: no traceback
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # What it printed to was closed (`toros alerts | head`). As the signal module's
+        # documentation advises, stdout goes to /dev/null, lest Python's flush at exit fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _run(argv):
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A file name that is no UTF-8 (a frame copied from a Latin-1 computer) is printed as
         # the bytes it is, as Python does under the C locale, not raised on after the work.
@@ -101,16 +114,7 @@ def main(argv=None):
         if arguments.config is not None:
             # The file this command read, as messages name it (resolve_path): as the daemons do.
             os.environ[ENVIRONMENT_VARIABLE] = arguments.config
-    try:
-        return arguments.action(config, arguments)
-    except KeyboardInterrupt:  # Ctrl-C: no traceback
-        print(file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # What it printed to was closed (`toros alerts | head`). As the signal module's
-        # documentation advises, stdout goes to /dev/null, lest Python's flush at exit fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+    return arguments.action(config, arguments)
 
 
 def _parser():
