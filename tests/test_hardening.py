@@ -234,22 +234,25 @@ class CountingServer:
     """A FrontDeskServer whose front desk holds each request for *hold* seconds and counts
     how many were inside it at once (``peak``)."""
 
-    def __init__(self, hold=HOLD_SECONDS, request_timeout=10.0, orders_at_once=None):
+    def __init__(self, hold=HOLD_SECONDS, request_timeout=10.0, orders_at_once=None,
+                 request_limit=100_000):
         from torosmanager.server import FrontDeskServer
 
         self.server = FrontDeskServer("test", "127.0.0.1", 0,
-                                      request_limit=(100_000, "Server → Max Request Bytes"),
+                                      request_limit=(request_limit, "Server → Max Request Bytes"),
                                       request_timeout=request_timeout,
                                       max_connections=SIMULTANEOUS * 2,
                                       concurrent_requests=CONCURRENT)
         self.hold = hold
         self.peak = 0
+        self.entered = {}  # each order's N → when its front desk call began
         self._inside = 0
         self._lock = threading.Lock()
         self.server.publish(self.front_desk, orders_at_once=orders_at_once)
 
     def front_desk(self, order):
         with self._lock:
+            self.entered[order.get("N")] = time.monotonic()
             self._inside += 1
             self.peak = max(self.peak, self._inside)
         time.sleep(self.hold)
@@ -346,6 +349,42 @@ def test_slow_clients_beyond_the_concurrent_requests_hold_up_no_one():
         finally:
             for connection in slow:
                 connection.close()
+
+
+def test_a_large_call_is_read_while_other_clients_are_answered():
+    """A call of megabytes (an alert's skymap) takes the reader a second or more: read in a
+    worker, not in the thread that answers every client."""
+    large = xmlrpc.client.dumps(({"N": 1, "Items": ["x" * 20] * 600_000},), "front_desk")
+    with CountingServer(hold=0, request_limit=64_000_000) as counting:
+        url = f"http://127.0.0.1:{counting.server.port}/"
+        sending = threading.Thread(target=post, args=(url, large.encode()))
+        sending.start()
+        time.sleep(0.3)  # its 32 MB are sent, and being read (for about a second)
+        assert xmlrpc.client.ServerProxy(url).front_desk({"N": 2}) == {"Answered": 2}
+        answered = time.monotonic()
+        sending.join(timeout=60)
+    assert counting.entered[1] > answered  # the large call was still being read
+
+
+def test_a_document_type_declaration_is_refused_at_once(make_site):
+    """Its entities let a call of under a megabyte expand to tens of megabytes: the scheduler
+    answered no one for 5 to 7 s, the telescope 12 s (long enough for the dome to lose it)."""
+    entities = "<!ENTITY a0 '<value/><value/><value/><value/><value/>'>" + "".join(
+        f"<!ENTITY a{level} '" + f"&a{level - 1};" * 10 + "'>" for level in range(1, 7))
+    body = (f"<?xml version='1.0'?><!DOCTYPE m [{entities}]><methodCall><methodName>front_desk"
+            "</methodName><params><param><value><array><data>&a6;</data></array></value>"
+            "</param></params></methodCall>")
+    site = make_site().start("scheduler")
+    started = time.monotonic()
+    status, text = post(site.url("scheduler"), body.encode())
+    assert time.monotonic() - started < 1.0  # (the expansion took seconds)
+    assert status == 200
+    with pytest.raises(xmlrpc.client.Fault) as refused:
+        xmlrpc.client.loads(text.encode())
+    assert refused.value.faultCode == FaultCode.INVALID
+    assert refused.value.faultString == (
+        "malformed XML-RPC request: a document type declaration (<!DOCTYPE>) is not allowed in "
+        "an XML-RPC call")
 
 
 def test_the_listen_backlog_is_at_least_128(make_site):

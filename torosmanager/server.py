@@ -42,7 +42,7 @@ from .handler import Workers
 from .passwords import Authenticator
 from .printable import printable
 from .workorders import FaultCode, clip, shorten
-from .xmlrpc_call import parse_call
+from .xmlrpc_call import TREE_MAX_BYTES, parse_call
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +495,12 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if connection.method == "GET":
             self._workers.submit(self._work, connection, self._page, connection)
             return
+        if (len(connection.body) > TREE_MAX_BYTES
+                or connection.headers.get("content-encoding", "identity").lower() != "identity"):
+            # Reading a large body (an alert's skymap, megabytes) takes up to seconds: not in
+            # this thread, which answers everyone.
+            self._workers.submit(self._work, connection, self._serve_call, connection)
+            return
         call, answer = self._rpc_call(connection)
         if answer is not None:  # refused, or not XML-RPC
             self._answer(connection, answer)
@@ -577,6 +583,10 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             return self._unauthorized(connection)
         if connection.method == "GET":
             return self._page(connection)
+        return self._serve_call(connection)
+
+    def _serve_call(self, connection):
+        """(In a worker.) Read the XML-RPC call in the request's body and answer it."""
         call, answer = self._rpc_call(connection)
         return answer if answer is not None else self._call(connection, *call)
 
