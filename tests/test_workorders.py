@@ -102,12 +102,21 @@ class TestCoordinates:
 class TestRefusals:
     @pytest.mark.parametrize("key, value", [("ID", "a\nINFO a line of the client's making"),
                                             ("User", "ops\rroot"), ("Object Name", "M31\x1b[31m"),
-                                            ("Filter", "I\tR")])
-    def test_a_name_or_an_id_on_more_than_one_line_is_refused(self, key, value):
-        # A log line quotes it: a line break would start a line the client wrote.
+                                            ("Filter", "I\tR"),
+                                            ("ID", "a\u2028INFO a line for readers of Unicode"),
+                                            ("User", "ops\u202eroot"),  # shown as "opstoor"
+                                            ("ID", "a-1\u200b"), ("Object Name", "\ufeffM31")])
+    def test_a_name_or_an_id_on_more_than_one_line_or_disguised_is_refused(self, key, value):
+        # A log line quotes it: a line break would start a line the client wrote, and an
+        # invisible character would make it look like another.
         message = str(refusal(observation(**{key: value})))
         assert f"{key!r}: received {value!r}" in message
-        assert "on one line (no control characters)" in message
+        assert "on one line (no control characters or invisible ones)" in message
+
+    @pytest.mark.parametrize("value", ["M31 \u0645\u062c\u0631\u0629", "Andr\u00f3meda \u2604",
+                                       "\u0645\u06cc\u200c\u0631\u0648\u062f"])  # ZWNJ
+    def test_names_in_any_script_are_taken(self, value):
+        assert validate(observation(**{"Object Name": value}))["Object Name"] == value
 
     def test_white_space_around_a_name_is_left_out(self):
         order = validate(observation(ID=" a-1\n", Filter="I "))
@@ -150,8 +159,15 @@ class TestRefusals:
     def test_a_dome_order_needs_an_action(self):
         assert "at least one action" in str(refusal({"WOType": "Dome", "User": "x"}))
 
-    def test_blink_keys_are_two_digits(self):
-        assert "'Blink1'" in str(refusal({"WOType": "Dome", "Blink1": True}))
+    @pytest.mark.parametrize("key", ["Blink1", "Blink\u0660\u0661"])  # Arabic-Indic 01
+    def test_blink_keys_are_two_digits(self, key):
+        assert repr(key) in str(refusal({"WOType": "Dome", key: True}))
+
+    @pytest.mark.parametrize("offset", [10 ** 19, 1e300])
+    def test_a_plan_offset_beyond_any_queue_is_refused(self, offset):
+        message = str(refusal({"WOType": "Plan", "Offset": offset}))
+        assert message == (f"'Offset': received {offset!r}; allowed: a whole number ≥ 0 and "
+                           "≤ 1,000,000,000")
 
 
 class TestNormalisation:
@@ -217,10 +233,22 @@ class TestPreprocessing:
         assert order["File Location"] == "/data/20261121"
 
     @pytest.mark.parametrize("location", ["relative/dir", "file://host/dir",
-                                          "file://localhostile/dir", [], 5])
-    def test_only_absolute_local_paths(self, location):
-        assert "'File Location'" in str(refusal({"WOType": "Preprocessing",
-                                                  "File Location": location}))
+                                          "file://localhostile/dir", [], 5, "/data/a\0b",
+                                          "file:///data/a%00b", ["/data/a", "/data/\0"],
+                                          "/" + "a/" * 2048])
+    def test_only_absolute_local_paths_without_nul_and_of_at_most_4096_bytes(self, location):
+        # (A NUL was an internal error at the preprocessor; a path of hundreds of thousands of
+        # parts held its front desk for seconds.)
+        message = str(refusal({"WOType": "Preprocessing", "File Location": location}))
+        assert message.startswith(f"'File Location': received {location!r}"[:60])
+        assert message.endswith("allowed: an absolute path or file:// URL (a path of at most "
+                                "4,096 bytes, without NUL), or a list of them")
+
+    def test_a_path_of_4096_bytes_is_taken(self):
+        longest = "/" + "a/" * 2047 + "b"
+        assert len(longest) == 4096
+        assert validate({"WOType": "Preprocessing", "File Location": longest})[
+            "File Location"] == longest
 
 
 def test_queries_get_no_id_assigned():

@@ -24,6 +24,7 @@ import base64
 import difflib
 import enum
 import math
+import os
 import re
 import reprlib
 import urllib.parse
@@ -54,10 +55,15 @@ MAX_EXPOSURE_TIME = 86400.0
 MAX_NUMBER_OF_EXPOSURES = 100_000
 #: The most plan entries (and unscheduled orders) in one answer to a Plan query.
 MAX_PLAN_PAGE = 500
+#: The most a Plan query may skip: more orders than any night's queue holds.
+MAX_PLAN_OFFSET = 1_000_000_000
 #: The longest ID: it is in every log line about the order.
 MAX_ID_CHARACTERS = 128
 #: The longest text value (a name, a user, a reason).
 MAX_TEXT_CHARACTERS = 1024
+#: The longest File Location, in bytes of the path: Linux's PATH_MAX. (Resolving a path of
+#: hundreds of thousands of parts held the preprocessor's front desk for seconds.)
+MAX_PATH_BYTES = 4096
 #: How a File Location written as a URL begins.
 FILE_URL = "file://"
 #: The host of a ``file://`` URL that names this machine.
@@ -183,11 +189,16 @@ def allowing(description: str) -> Callable[[_Parser], _Parser]:
     return describe
 
 
-#: Control characters (C0, DEL, C1): none belongs in a name or an ID, which log lines quote;
-#: a line break there would start a line of the client's making in the daemon's log.
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
-_TEXT = (f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters, on one line "
-         "(no control characters)")
+#: Control characters (C0, DEL, C1) and the invisible ones that act like them: none belongs
+#: in a name or an ID, which log lines quote. A line break there (U+2028 and U+2029 for
+#: readers that split on them) would start a line of the client's making in the daemon's
+#: log; a direction override (U+202A-U+202E, U+2066-U+2069) shows it in another order than
+#: it is; a zero-width space or a byte-order mark (U+200B, U+FEFF) makes two IDs that look
+#: the same.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2028\u2029\u202a-\u202e"
+                                "\u2066-\u2069\ufeff]")
+_ON_ONE_LINE = "on one line (no control characters or invisible ones)"
+_TEXT = f"a non-empty string of at most {MAX_TEXT_CHARACTERS:,} characters, {_ON_ONE_LINE}"
 
 
 @allowing(_TEXT)
@@ -202,8 +213,8 @@ def text(value: object) -> str:
     return result
 
 
-_IDENTIFIER = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, on one line "
-               "(no control characters), or an integer (kept as a string)")
+_IDENTIFIER = (f"a non-empty string of at most {MAX_ID_CHARACTERS} characters, {_ON_ONE_LINE}, "
+               "or an integer (kept as a string)")
 
 
 @allowing(_IDENTIFIER)
@@ -465,7 +476,8 @@ def local_path(location: str) -> str:
 
 def file_location(value: object) -> str | list[str]:
     """A path or ``file://`` URL, or a non-empty list of them."""
-    allowed = "an absolute path or file:// URL, or a list of them"
+    allowed = (f"an absolute path or file:// URL (a path of at most {MAX_PATH_BYTES:,} bytes, "
+               "without NUL), or a list of them")
     locations = value if isinstance(value, list) else [value]
     if not locations:
         raise InvalidValue(allowed)
@@ -474,7 +486,8 @@ def file_location(value: object) -> str | list[str]:
         if not isinstance(location, str):
             raise InvalidValue(allowed)
         path = local_path(location)
-        if not path.startswith("/"):
+        if (not path.startswith("/") or "\0" in path
+                or len(os.fsencode(path)) > MAX_PATH_BYTES):
             raise InvalidValue(allowed)
         result.append(path)
     return result if isinstance(value, list) else result[0]
@@ -613,11 +626,11 @@ DOME = Schema(
               doc="true to keep the slit on the telescope while the shutter is open (Dome → "
                   "Follow Telescope, the default, until the daemon restarts), false to stop; "
                   "carried out before Azimuth and Park"),
-        Field(r"Blink\d\d", yes_no, pattern=True,
+        Field(r"Blink[0-9][0-9]", yes_no, pattern=True,
               doc="BlinkNN: true to blink auxiliary output NN (01 is the warning light)"),
     ),
     doc="Move the dome or switch its auxiliary outputs (dome daemon, through the scheduler).",
-    at_least_one_of=("Shutter", "Park", "Azimuth", "Follow Telescope", r"Blink\d\d"),
+    at_least_one_of=("Shutter", "Park", "Azimuth", "Follow Telescope", r"Blink[0-9][0-9]"),
 )
 
 #: A Preprocessing order's Requests: calibrate the frames; only make their calibration terms.
@@ -661,7 +674,7 @@ HEARTBEAT = Schema(
 PLAN = Schema(
     "Plan", ("scheduler",), (
         Field("WOType", text, required=True, doc="'Plan'"),
-        Field("Offset", count(0), default=0,
+        Field("Offset", count(0, MAX_PLAN_OFFSET), default=0,
               doc="planned entries (in time order) and unscheduled orders to skip"),
         Field("Limit", count(1, MAX_PLAN_PAGE), default=MAX_PLAN_PAGE,
               doc="at most this many entries, and as many unscheduled orders"),
