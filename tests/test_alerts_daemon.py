@@ -611,6 +611,27 @@ def test_an_lvk_alert_is_acted_on_while_its_voevent_waits_for_its_map_or_fails(
     assert late["Status"] == "failed" and "HTTP Error 403" in late["Message"], late
 
 
+def test_an_alert_that_failed_is_acted_on_when_it_comes_again(make_site, skymap_server):
+    """GraceDB slow once: the VOEvent fails, its map not fetched in time. The same VOEvent
+    sent again once GraceDB answers (redelivered, or an operator's `toros alert FILE`) was
+    taken for a duplicate of the failed one, and the event was never observed."""
+    url, _, answering = skymap_server
+    site = make_site(settings(**{"Skymap Download Timeout": 2.0})).start("scheduler", "alerts")
+    voevent = lvk_voevent(lvk(), 1, url, 2)
+    answering.clear()
+    first = finished(site, send(site, voevent, "voevent", order_id="first")["ID"])
+    assert first["Status"] == "failed" and "was not fetched within 2 s" in first["Message"]
+    assert not event_orders(site, "S2498")
+    answering.set()
+    again = finished(site, send(site, voevent, "voevent", order_id="again")["ID"])
+    assert again["Status"] == "done", again["Message"]
+    assert "read before" not in again["Message"]
+    assert event_orders(site, "S2498")
+    third = finished(site, send(site, voevent, "voevent", order_id="third")["ID"])
+    assert third["Message"] == ("S2498 INITIAL #1 (test) was read before (alert order again): "
+                                "nothing more to do")
+
+
 def test_an_alert_cancelled_while_it_is_handled_leaves_nothing_at_the_scheduler(
         make_site, skymap_server):
     """Cancelling an Alert order withdraws what it asked for, also when the Cancel comes while

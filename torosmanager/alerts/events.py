@@ -146,17 +146,17 @@ class EventBook:
                 (order_id, alert.event_id, alert.alert_type, alert.serial,
                  alert.issued.isoformat(), alert.kind, int(alert.test), received))
 
-    def duplicate_of(self, order_id, alert):
-        """The ID of an earlier alert order that carried the same alert (event, type, serial
-        and issue time), or ``None``."""
+    def copies_before(self, order_id, alert):
+        """The IDs of the alert orders before *order_id* that carried the same alert (event,
+        type, serial and issue time), the first first."""
         with self._lock:
-            row = self._db.execute(
+            rows = self._db.execute(
                 "SELECT order_id FROM alerts WHERE event_id = ? AND alert_type = ? AND serial = ?"
                 " AND issued = ? AND rowid < (SELECT rowid FROM alerts WHERE order_id = ?) "
-                "ORDER BY rowid LIMIT 1",
+                "ORDER BY rowid",
                 (alert.event_id, alert.alert_type, alert.serial, alert.issued.isoformat(),
-                 order_id)).fetchone()
-        return None if row is None else row["order_id"]
+                 order_id)).fetchall()
+        return [row["order_id"] for row in rows]
 
     def same_alert_acted_on(self, order_id, alert, skymap_digest, now):
         """The row of another alert acted on (read before alert order *order_id*, or after it

@@ -324,7 +324,7 @@ class AlertsHandler(Handler):
         if misfit:
             log.warning("[WO %s] %s", order_id, misfit)
         self.book.record_alert(order_id, alert, record.created)
-        duplicate = self.book.duplicate_of(order_id, alert)
+        duplicate = self._copy_before(order_id, alert)
         if duplicate is not None:
             message = (f"{_name(alert)} was read before (alert order {duplicate}): nothing "
                        "more to do")
@@ -337,6 +337,16 @@ class AlertsHandler(Handler):
             self._read(order_id, TO_PLAN)
             pool = self.fetchers if alert.waits_for_its_map else self.workers
             pool.submit(self.act, order_id, alert)
+
+    def _copy_before(self, order_id, alert):
+        """An earlier alert order that carried the same *alert* and has not failed (under way
+        or done), or ``None``. One that failed (its skymap not fetched in time, say) does not
+        count: the same alert sent again, by its broker or an operator, is acted on."""
+        for earlier in self.book.copies_before(order_id, alert):
+            record = self.journal.get(earlier)
+            if record is None or record.state != FAILED:
+                return earlier
+        return None
 
     def act(self, order_id, alert):
         """Localise *alert*, read from alert order *order_id*, and submit its orders (in a
