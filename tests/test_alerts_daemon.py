@@ -40,7 +40,7 @@ from torosmanager.alerts.formats.gcn_socket import (BURST_DEC, BURST_RA, BURST_S
                                                     TRIG_OBS_NUM, TRIGGER_ID)
 from torosmanager.alerts.handler import LOCALISING, READING, REREAD, TO_PLAN
 from torosmanager.alerts.intake import alert_of
-from torosmanager.journal import DONE, QUEUED, RUNNING, Journal
+from torosmanager.journal import CANCELLED, DONE, QUEUED, RUNNING, Journal
 from torosmanager.launcher import free_port
 from torosmanager.workorders import FaultCode
 
@@ -405,6 +405,43 @@ def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
     assert done["Message"].endswith(f"; {len(report['Orders'])} accepted by the scheduler")
     history = [entry["Reason"] for entry in done["History"]]
     assert "to be read again after a restart" in history
+
+
+def test_what_a_cancelled_alert_left_at_the_scheduler_is_withdrawn_at_the_next_start(
+        make_site):
+    """Cancelling an alert order withdraws its orders at the scheduler. A daemon stopped
+    before it was done (the scheduler not answering meanwhile), or killed, left them there,
+    to be observed; when stopped, it also wrote them down as cancelled. What is left is
+    withdrawn at the next start, once the scheduler answers."""
+    site = make_site(settings(**{"Scheduler Retry Interval": 0.2}))
+    site.start("scheduler", "alerts")
+    assert finished(site, send(site, lvk(), order_id="withdrawn")["ID"])["Status"] == "done"
+    submitted = event_orders(site, "S2498")
+    assert submitted and {order["Status"] for order in submitted.values()} == {"queued"}
+    site.daemons.pop("alerts").kill()
+    journal = Journal(str(site.directory / "alerts.sqlite3"))  # as a Cancel just before
+    journal.transition("withdrawn", CANCELLED, "cancelled by the operator", TIME)
+    journal.close()
+
+    site.daemons.pop("scheduler").stop()
+    site.start("alerts")  # the scheduler away: it tries, and is stopped before it can
+    wait_until(lambda: "[WO withdrawn] withdrawing what the cancelled alert order still has "
+               "standing at the scheduler" in site.log("alerts")
+               and "the scheduler does not answer" in site.log("alerts"),
+               "the alerts daemon to try to withdraw the orders")
+    site.daemons.pop("alerts").stop()
+    book = EventBook(str(site.directory / "alerts.sqlite3"))
+    assert {order.state for order in book.orders(event_id="S2498")} == {"submitted"}
+    book.close()
+
+    site.start("scheduler", "alerts")
+    wait_until(lambda: {order["Status"] for order in event_orders(site, "S2498").values()}
+               == {"cancelled"}, "the orders to be cancelled at the scheduler")
+    assert event_orders(site, "S2498").keys() == submitted.keys()
+    book = EventBook(str(site.directory / "alerts.sqlite3"))
+    assert {(order.state, order.message) for order in book.orders(event_id="S2498")} == {
+        ("cancelled", "cancelled with its alert order")}
+    book.close()
 
 
 def test_an_alert_the_daemon_keeps_stopping_on_while_reading_it_is_given_up(make_site):

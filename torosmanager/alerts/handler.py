@@ -31,7 +31,8 @@ or tiled; a worker localises and plans any other alert:
 
 Cancelling an Alert order withdraws what it asked for: the orders it submitted are cancelled
 at the scheduler, also those submitted after the Cancel came (it is checked before each), and
-an alert cancelled while it is localised plans nothing.
+an alert cancelled while it is localised plans nothing. What a stop (or a kill) leaves
+standing at the scheduler is withdrawn at the next start.
 
 After a restart, an alert that was being handled is handled again: the orders it had planned
 are submitted as planned (the scheduler takes each ID once), so nothing is lost or doubled.
@@ -250,6 +251,7 @@ class AlertsHandler(Handler):
     def start(self):
         self._load_catalog()
         super().start()
+        self._withdraw_cancelled()
         self.sources = make_sources(self.settings, self._deliver)
         for title, source in self.sources.items():
             source.start()
@@ -342,11 +344,9 @@ class AlertsHandler(Handler):
         """An earlier alert order that carried the same *alert* and has not failed (under way
         or done), or ``None``. One that failed (its skymap not fetched in time, say) does not
         count: the same alert sent again, by its broker or an operator, is acted on."""
-        for earlier in self.book.copies_before(order_id, alert):
-            record = self.journal.get(earlier)
-            if record is None or record.state != FAILED:
-                return earlier
-        return None
+        copies = self.book.copies_before(order_id, alert)
+        failed = self.journal.ids_in_state(FAILED) if copies else set()
+        return next((earlier for earlier in copies if earlier not in failed), None)
 
     def act(self, order_id, alert):
         """Localise *alert*, read from alert order *order_id*, and submit its orders (in a
@@ -637,16 +637,35 @@ class AlertsHandler(Handler):
         return cancelled, kept
 
     def _withdraw(self, order_id):
-        """An Alert order was cancelled: cancel the orders it had submitted."""
+        """An Alert order was cancelled: cancel the orders it had submitted, and those only
+        planned (one may have reached the scheduler as the daemon was killed). When the
+        daemon stops first, what is left is withdrawn at its next start
+        (:meth:`_withdraw_cancelled`)."""
         for planned in self.book.orders(alert_order_id=order_id, states=STANDING):
-            if planned.state == SUBMITTED:
-                try:
-                    self._ask_scheduler({"WOType": "Cancel", "ID": planned.id, "User": USER})
-                except xmlrpc.client.Fault as refusal:
+            try:
+                answer = self._ask_scheduler({"WOType": "Cancel", "ID": planned.id,
+                                              "User": USER})
+            except xmlrpc.client.Fault as refusal:
+                if planned.state == SUBMITTED or refusal.faultCode != FaultCode.NOT_FOUND:
                     # Ended already (observed, failed): its state stays the scheduler's.
                     log.info("[WO %s] %s: %s", order_id, planned.id, refusal.faultString)
                     continue
+                answer = {}  # planned only: it never reached the scheduler
+            if answer is None:
+                return  # stopping
             self.book.mark([planned.id], CANCELLED, "cancelled with its alert order")
+
+    def _withdraw_cancelled(self):
+        """Withdraw, in a worker, what alert orders cancelled before the last stop still have
+        standing at the scheduler: the daemon stopped (or was killed) before it was done."""
+        cancelled = self.journal.ids_in_state(SCHEDULER_CANCELLED)
+        for alert_order_id in dict.fromkeys(order.alert_order_id for order
+                                            in self.book.orders(states=STANDING)):
+            if alert_order_id in cancelled:
+                log.info("[WO %s] withdrawing what the cancelled alert order still has "
+                         "standing at the scheduler", alert_order_id)
+                self._cancelled.add(alert_order_id)
+                self.workers.submit(self._withdraw, alert_order_id)
 
     def _state_at_scheduler(self, order_id):
         """The state of *order_id* at the scheduler (its Status), ``""`` when the scheduler
