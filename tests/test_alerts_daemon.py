@@ -407,6 +407,46 @@ def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
     assert "to be read again after a restart" in history
 
 
+def with_neutron_star(probability, **changes):
+    """:func:`lvk` with the event's HasNS set to *probability*."""
+    data = json.loads(lvk(**changes))
+    data["event"]["properties"]["HasNS"] = probability
+    return json.dumps(data)
+
+
+def test_an_update_that_rules_its_event_out_stands_it_down(make_site):
+    """An INITIAL alert with a neutron star likely, then an UPDATE that makes it unlikely,
+    under Min Probability of Neutron Star: the update was ignored and the INITIAL's plan
+    went on being observed. An update ignored for what it is, not for what it says of its
+    event (here a type not acted on), leaves the plan as it was."""
+    site = make_site(settings(**{"Min Probability of Neutron Star": 0.5,
+                                 "Alert Types": ["PRELIMINARY", "INITIAL", "UPDATE"]}))
+    site.start("scheduler", "alerts")
+    assert finished(site, send(site, with_neutron_star(0.9), order_id="likely")["ID"])[
+        "Status"] == "done"
+    planned = event_orders(site, "S2498")
+    assert planned and {order["Status"] for order in planned.values()} == {"queued"}
+    update = finished(site, send(site, with_neutron_star(0.0, alert_type="UPDATE",
+                                                         time_created=later(10)),
+                                 order_id="unlikely")["ID"])
+    assert update["Status"] == "done"
+    assert update["Message"] == (
+        f"S2498 UPDATE (test) ignored: probability of a neutron star 0.00 is under Alerts → "
+        f"Min Probability of Neutron Star (0.5); its event's {len(planned)} earlier order(s) "
+        "not yet started are cancelled")
+    assert {order["Status"] for order in event_orders(site, "S2498").values()} == {"cancelled"}
+
+    other = "S2499"
+    assert finished(site, send(site, with_neutron_star(0.9, superevent_id=other))["ID"])[
+        "Status"] == "done"
+    early = finished(site, send(site, with_neutron_star(0.0, superevent_id=other,
+                                                        alert_type="EARLYWARNING",
+                                                        time_created=later(10)))["ID"])
+    assert "ignored: alert type EARLYWARNING is not in Alerts → Alert Types" in early["Message"]
+    assert "cancelled" not in early["Message"]
+    assert {order["Status"] for order in event_orders(site, other).values()} == {"queued"}
+
+
 def test_what_a_cancelled_alert_left_at_the_scheduler_is_withdrawn_at_the_next_start(
         make_site):
     """Cancelling an alert order withdraws its orders at the scheduler. A daemon stopped

@@ -6,8 +6,8 @@ desk before it is answered, like every order. A reader then reads it (millisecon
 on a duplicate or a retraction itself, so that a retraction waits for no skymap being fetched
 or tiled; a worker localises and plans any other alert:
 
-- **a duplicate** (an alert of the same event, type, serial and issue time already read) does
-  nothing more;
+- **a duplicate** (an alert of the same event, type, serial and issue time already read, its
+  order not failed) does nothing more;
 - **a retraction** marks its event retracted, then cancels every order of the event at the
   scheduler (``Cancel`` by ``Group ID``, running ones included): no exposure of it starts
   afterwards. It does not wait for other work on the event (the deadline is
@@ -26,7 +26,8 @@ or tiled; a worker localises and plans any other alert:
   (:mod:`.events`) *before* they are submitted; an update first cancels its event's orders not
   yet started (their IDs go into the new orders' ``Supersedes``), then asks the scheduler
   which of the others it has observed tonight or is observing: tonight's pick leaves their
-  fields out. Alerts are localised side by side (a skymap fetched slowly holds up no other
+  fields out. An update the policy ignores for what it says of its event
+  (:func:`.policy.rules_out`) cancels those orders and submits none. Alerts are localised side by side (a skymap fetched slowly holds up no other
   alert), then planned one at a time for each event.
 
 Cancelling an Alert order withdraws what it asked for: the orders it submitted are cancelled
@@ -446,8 +447,19 @@ class AlertsHandler(Handler):
                          "submitted")
             return False
         if assessed.ignored:
-            self.book.set_outcome(order_id, assessed.outcome())
-            self._finish(order_id, f"{_name(alert)} {assessed.summary()}")
+            summary = assessed.summary()
+            standing = self.book.orders(event_id=alert.event_id, states=STANDING)
+            if assessed.event_ruled_out and standing:
+                # What the event's newest alert says rules it out: the plan of the earlier
+                # ones is stood down (those already started finish).
+                self._read(order_id, "cancelling its event's orders not yet started")
+                replaced = self._supersede(alert.event_id, standing, order_id)
+                if replaced is None:
+                    return False  # stopping: read again after the restart
+                summary += (f"; its event's {len(replaced)} earlier order(s) not yet started "
+                            "are cancelled")
+            self.book.set_outcome(order_id, dict(assessed.outcome(), Summary=summary))
+            self._finish(order_id, f"{_name(alert)} {summary}")
             return False
         if assessed.skymap is not None and self._same_as_before(order_id, assessed):
             return False

@@ -2,7 +2,10 @@
 
 :func:`reason_to_ignore` returns ``None`` for an alert to observe, or the sentence that says
 why not (it is journaled with the alert and shown on the event's report). A retraction is
-never ignored: it cancels what its event started.
+never ignored: it cancels what its event started. Of those reasons, the ones that
+:func:`rules_out` gives come from what the alert says of its event (its false-alarm rate, its
+chance of a neutron star or a remnant, its distance, its area): an update that says so stands
+its event down.
 
 Examples
 --------
@@ -73,6 +76,14 @@ def reason_to_ignore(alert, settings, area=None, distance=None):
                 + ", ".join(settings["Alert Types"]) + ")")
     if not alert.has_location:
         return "the alert says nothing of where to look"
+    return rules_out(alert, settings, area, distance)
+
+
+def rules_out(alert, settings, area=None, distance=None):
+    """Why what *alert* says of its event rules the event out under the ``Alerts`` settings
+    (its false-alarm rate, its chance of a neutron star or a remnant, its distance, its
+    *area*), or ``None``. The other reasons to ignore an alert (a test, a kind or type not
+    acted on, no location) say nothing of the event: an earlier alert's plan stands."""
     if alert.kind == "gw":
         reason = _gravitational_wave_reason(alert.properties, settings, distance)
         if reason:

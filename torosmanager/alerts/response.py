@@ -26,7 +26,7 @@ from ..workorders import format_utc
 from .coverage import night_from
 from .pick import SECONDS_PER_HOUR, pick
 from .policy import (CLASSIFICATION_ROUNDING, kind_settings, neutron_star_probability,
-                     reason_to_ignore)
+                     reason_to_ignore, rules_out)
 from .targets import candidates, localisation, observed_weight
 
 #: Who the orders are from, in the scheduler's journal and its User Adjustments.
@@ -66,6 +66,9 @@ class Response:
     alert : Alert
     ignored : str or None
         Why nothing is to be observed (the policy), or ``None``.
+    event_ruled_out : bool
+        Whether *ignored* is what the alert says of its event (:func:`.policy.rules_out`):
+        its earlier alerts' orders are to be stood down.
     targets : str or None
         ``"galaxies"``, ``"fields"`` or ``"pointing"``.
     area : float or None
@@ -92,6 +95,7 @@ class Response:
 
     alert: object
     ignored: str | None = None
+    event_ruled_out: bool = False
     targets: str | None = None
     area: float | None = None
     skymap: object = None
@@ -224,13 +228,16 @@ def assess(alert, config, stopping=None, retry=True):
     settings = config["Alerts"]
     reason = reason_to_ignore(alert, settings)
     if reason:
-        return Response(alert, ignored=reason)
+        # (Ignored by rules_out when the reason is its own.)
+        return Response(alert, ignored=reason,
+                        event_ruled_out=reason == rules_out(alert, settings))
     skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"],
                           stopping, retry, max_bytes=settings["Max Skymap Bytes"])
     area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
     distance = None if skymap is None else skymap.header.get("DISTMEAN")
-    return Response(alert, ignored=reason_to_ignore(alert, settings, area, distance),
-                    area=area, skymap=skymap)
+    reason = rules_out(alert, settings, area, distance)
+    return Response(alert, ignored=reason, event_ruled_out=reason is not None, area=area,
+                    skymap=skymap)
 
 
 def plan_orders(assessed, config, now, catalog=None, id_prefix="dry-run", supersedes=(),
