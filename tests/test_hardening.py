@@ -201,6 +201,8 @@ def test_connections_beyond_the_limit_get_503_and_retry_after(make_site):
     port = site.config["Dome Address"]["Port"]
     idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
     try:
+        for connection in idle:  # requests begun (silent ones would make room)
+            connection.sendall(b"POST /RPC2 HTTP/1.1\r\n")
         time.sleep(0.2)  # the server has accepted them
         with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
             extra.sendall(b"POST /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
@@ -761,6 +763,38 @@ def test_kept_connections_idle_make_room_for_new_ones_before_any_503():
         assert newcomer.front_desk({"N": 99}) == {"Answered": 99}
         assert [proxy.front_desk({"N": 7})["Answered"] for proxy in proxies] == \
             [7] * len(proxies)
+
+
+def test_connections_that_send_nothing_make_room_for_new_ones_before_any_503():
+    """Connections opened and left silent, as many as Server → Max Connections, turned every
+    other client away (503) until the Request Timeout closed them: a dome would lose its
+    scheduler's heartbeat for as long as someone kept them open. The one silent longest is
+    closed for a newcomer; a client that has begun its request keeps its place."""
+    body = xmlrpc.client.dumps(({"N": 5},), "front_desk").encode()
+    with CountingServer(hold=0, request_timeout=30.0) as counting:
+        port = counting.server.port
+        begun = socket.create_connection(("127.0.0.1", port), timeout=30)
+        begun.sendall(f"POST /RPC2 HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=30)
+                  for _ in range(counting.server.max_connections - 1)]
+        try:
+            time.sleep(0.3)  # every one accepted
+            for number in range(3):
+                proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
+                assert proxy.front_desk({"N": number}) == {"Answered": number}
+            # (Each proxy keeps its connection, idle once answered: the next newcomer's room.)
+            assert silent[0].recv(100) == b""  # closed, without a word
+            silent[1].setblocking(False)
+            with pytest.raises(BlockingIOError):  # still open
+                silent[1].recv(100)
+            begun.sendall(body)
+            answer = b""
+            while chunk := begun.recv(10_000):  # until the server closes it
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.0 200") and b"<int>5</int>" in answer
+        finally:
+            for connection in silent + [begun]:
+                connection.close()
 
 
 def test_a_client_that_expects_100_continue_is_told_to_send_its_body():

@@ -229,8 +229,9 @@ SCHEMA = {
                                    "(408 after it), and to take its answer; a connection kept "
                                    "alive (HTTP/1.1) and idle this long is closed", 0.1, 3600),
         "Max Connections": Setting("int", 64, "connections open at once; beyond it an idle "
-                                   "kept-alive one is closed to make room, else the new one "
-                                   "is answered 503 with Retry-After", 1, 100_000),
+                                   "kept-alive one, or else the one silent longest since it "
+                                   "was opened, is closed to make room, else the new one is "
+                                   "answered 503 with Retry-After", 1, 100_000),
         "Concurrent Requests": Setting("int", 4, "worker threads: queries (Status, Cancel, "
                                        "the status page, system.* calls) answered at once, in "
                                        "the order they came; new work orders are served by "

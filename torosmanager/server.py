@@ -134,8 +134,9 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         Seconds a client may take to send its whole request, and to take its answer; a kept
         connection idle this long is closed.
     max_connections : int
-        Connections open at once; beyond it, a kept connection idle since its last answer is
-        closed to make room, or else the new one is answered 503.
+        Connections open at once; beyond it, a kept connection idle since its last answer, or
+        else the one silent longest since it was opened, is closed to make room, or else the
+        new one is answered 503.
     concurrent_requests : int
         Worker threads: requests other than new work orders served at once, in the order
         they came; the others wait.
@@ -273,7 +274,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             except OSError as error:  # out of file descriptors, say: tried again next turn
                 log.warning("cannot accept a connection: %s", error)
                 return
-            if len(self._connections) >= self.max_connections and not self._close_an_idle():
+            if len(self._connections) >= self.max_connections and not self._make_room():
                 self._refuse_busy(sock, address[0])
                 continue
             if self._busy_since is not None:
@@ -285,10 +286,17 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             self._connections.add(connection)
             self._watch(connection, selectors.EVENT_READ)
 
-    def _close_an_idle(self):
-        """Close a connection kept alive and idle since its last answer, to make room; whether
-        there was one."""
+    def _make_room(self):
+        """Close a connection to make room for a new one, without a word: one kept alive and
+        idle since its last answer, else the one silent longest since it was opened (a client
+        sends its request at once: connections that send nothing, opened until every place
+        was taken, turned away every other client, the scheduler's heartbeat included, for as
+        long as they were kept open); whether there was one."""
         idle = next((connection for connection in self._connections if _idle(connection)), None)
+        if idle is None:
+            idle = min((connection for connection in self._connections
+                        if connection.state == _READING and not connection.received),
+                       key=lambda connection: connection.deadline, default=None)
         if idle is not None:
             self._close(idle)
         return idle is not None
