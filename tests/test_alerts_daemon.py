@@ -885,6 +885,13 @@ def test_an_operator_stands_down_from_an_event_its_senders_have_not_retracted(ob
     refused = refusal(observatory.proxy("alerts").front_desk, {
         "WOType": "Alert", "Format": "retraction", "Payload": "a glitch in L1"})
     assert "'Event ID' is required with Format 'retraction'" in refused.faultString
+    # A typo stood down an event of its own and said done, the real one observed all along.
+    for typed, meant in (("s7777", "'S7777'"), ("S7778", "'S7777'")):
+        refused = refusal(observatory.proxy("alerts").front_desk, {
+            "WOType": "Alert", "Format": "retraction", "Event ID": typed, "Payload": "glitch"})
+        assert refused.faultString == (
+            f"'Event ID': received {typed!r}; the alerts daemon has read no alert of this "
+            f"event, to stand down from; did you mean {meant}?")
     done = finished(observatory, send(observatory, "a glitch in L1, by eye", "retraction",
                                       **{"Event ID": "S7777"})["ID"])
     assert done["Status"] == "done", done["Message"]

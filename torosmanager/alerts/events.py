@@ -21,6 +21,7 @@ nor the report of every event. A retraction cancels the event's orders at the sc
 group, whatever the book holds.
 """
 
+import difflib
 import json
 import logging
 import sqlite3
@@ -41,6 +42,10 @@ SUPERSEDED = "superseded"
 CANCELLED = "cancelled"
 #: Orders that still stand for their event (their fate is the scheduler's).
 STANDING = (PLANNED, SUBMITTED)
+#: An event ID that names no event is compared with this many of the latest events, and the
+#: closest names, at most this many, are offered (an operator's typo).
+SIMILAR_AMONG = 1000
+SIMILAR_SHOWN = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -212,6 +217,17 @@ class EventBook:
             rows = self._db.execute("SELECT DISTINCT event_id FROM alerts WHERE event_id LIKE ? "
                                     "ORDER BY event_id", (f"%-{trigger}",)).fetchall()
         return [row["event_id"] for row in rows]
+
+    def similar_events(self, event_id):
+        """The events *event_id* may have been meant for: the same name in another case, else
+        the closest names among the recent events (a letter or two off)."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT event_id FROM alerts WHERE "
+                                    "lower(event_id) = lower(?)", (event_id,)).fetchall()
+        if rows:
+            return sorted(row["event_id"] for row in rows)
+        return difflib.get_close_matches(event_id, self.recent_events(SIMILAR_AMONG),
+                                         n=SIMILAR_SHOWN)
 
     def numbered_events(self):
         """The events whose id is a bare number: trigger numbers read before they were named

@@ -184,18 +184,20 @@ class AlertsHandler(Handler):
         if order["Format"] == "retraction" and not order.get("Event ID"):
             raise WorkOrderError("'Event ID' is required with Format 'retraction': the event "
                                  "to stand down from")
-        if (order["Format"] == "retraction" and is_trigger_number(order["Event ID"])
-                and self.book.kind_of(order["Event ID"]) is None):
-            # It would stand for an event no alert is named after: they carry their mission's.
-            raise WorkOrderError(f"'Event ID': received {order['Event ID']!r}, a bare number "
-                                 f"the alerts daemon has read no alert of"
-                                 f"{self._mission_hint(order['Event ID'])}")
+        if order["Format"] == "retraction" and self.book.kind_of(order["Event ID"]) is None:
+            # A mistyped name ("s2498") stood down an event of its own, while the real one
+            # went on being observed: the operator was told it was done.
+            raise WorkOrderError(f"'Event ID': received {order['Event ID']!r}; the alerts "
+                                 "daemon has read no alert of this event, to stand down from"
+                                 f"{self._event_hint(order['Event ID'])}")
 
-    def _mission_hint(self, event_id):
-        """For a bare trigger number naming no event: the events it may mean, which carry
-        their mission's name (see :func:`~torosmanager.alerts.formats.event_id`)."""
+    def _event_hint(self, event_id):
+        """For an event ID naming no event: the events it may mean. A bare trigger number's
+        carry their mission's name (see :func:`~torosmanager.alerts.formats.event_id`);
+        another's, the same letters in another case, or a name close to it."""
         if not is_trigger_number(event_id):
-            return ""
+            named = self.book.similar_events(str(event_id))
+            return f"; did you mean {' or '.join(map(repr, named))}?" if named else ""
         named = self.book.named_after_missions(str(event_id))
         return ("; a trigger number is named after its mission" + (
             f": {', '.join(named)}" if named else ", as toros alerts lists events (Swift-1227767)"))
@@ -232,7 +234,7 @@ class AlertsHandler(Handler):
         found = report.event_report(self, event_id)
         if found is None:
             raise WorkOrderError(f"'Event ID': received {event_id!r}; the alerts daemon has "
-                                 f"read no alert of this event{self._mission_hint(event_id)}",
+                                 f"read no alert of this event{self._event_hint(event_id)}",
                                  FaultCode.NOT_FOUND)
         return found
 
