@@ -66,14 +66,15 @@ def swift(**fields):
     return packet(**{**values, **fields})
 
 
-def voevent_packet(voevent_name):
-    """A binary notice carrying the numbers of a real VOEvent of GCN, and the VOEvent's Alert.
+def voevent_packet(voevent_name, payload=None):
+    """A binary notice carrying the numbers of a real VOEvent of GCN (or of *payload*, that
+    VOEvent changed), and the VOEvent's Alert.
 
     The numbers are taken from the VOEvent's own Params (Packet_Type, Pkt_Ser_Num, TrigID,
     Burst_TJD, Burst_SOD, Trigger_ID or Soln_Status, Misc_flags), its position and its Who/Date,
     scaled as sock_pkt_def_doc says.
     """
-    alert = read("voevent", alert_file(voevent_name).read_bytes())
+    alert = read("voevent", payload or alert_file(voevent_name).read_bytes())
     params = alert.properties["params"]
     flags = params.get("Soln_Status", params.get("Trigger_ID"))
     issued_sod = alert.issued - alert.issued.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -33,7 +33,7 @@ from helpers_gracedb import gracedb
 from conftest import simulated_clock
 from observatory import PATIENCE, ended, refusal, status, step, wait_until
 from observatory import settings as observatory_settings
-from test_alert_gcn_socket import GBM_FLT_737238260, SWIFT_BAT_1227767
+from test_alert_gcn_socket import GBM_FLT_737238260, SWIFT_BAT_1227767, voevent_packet
 from torosmanager.alerts.events import EventBook
 from torosmanager.alerts.formats.gcn_socket import (BURST_DEC, BURST_RA, BURST_SOD, BURST_TJD,
                                                     NOT_A_GRB_BIT, PKT_SERNUM, PKT_SOD,
@@ -1046,6 +1046,29 @@ def test_a_gcn_socket_notice_becomes_an_order_at_the_scheduler(make_site):
                       {"WOType": "Alert", "Format": "retraction", "Event ID": "7654321",
                        "Payload": "a satellite glint"}).faultString
     assert "named after its mission, as toros alerts lists events (Swift-1227767)" in refused
+
+
+def test_a_swift_notice_from_the_socket_and_as_a_voevent_is_acted_on_once(observatory):
+    """The same Swift BAT notice, as a VOEvent (its Date in whole seconds) and on the GCN
+    socket (its time in centiseconds): the second was taken as issued later, and planned
+    again, cancelling the first's order for one of its own."""
+    text = alert_file("swift_grb_gcn.xml").read_text()
+    text = text.replace("<C1>268.8700</C1>", "<C1>45.0000</C1>").replace(  # up tonight
+        "<C2>-20.3153</C2>", "<C2>-25.0000</C2>")
+    binary, voevent = voevent_packet("swift_grb_gcn.xml", text.encode())
+    notice = list(struct.unpack(">40i", binary))
+    notice[PKT_SOD] += 37  # 14:05:40.37 on the socket, 14:05:40 in the VOEvent
+    first = finished(observatory, send(observatory, text, "voevent", order_id="vtp")["ID"])
+    assert first["Status"] == "done", first["Message"]
+    planned = event_orders(observatory, voevent.event_id)
+    assert planned
+    again = finished(observatory, send(observatory, base64.b64encode(
+        struct.pack(">40i", *notice)).decode(), "gcn_socket", order_id="socket")["ID"])
+    assert again["Message"] == (f"{voevent.event_id} PRELIMINARY #{voevent.serial} was read "
+                                "before (alert order vtp): nothing more to do")
+    now = event_orders(observatory, voevent.event_id)
+    assert now.keys() == planned.keys()
+    assert {order["Status"] for order in now.values()} == {"queued"}
 
 
 def test_grbs_followed_across_the_upgrade_that_named_them_after_their_missions_are_apart(

@@ -42,6 +42,9 @@ SUPERSEDED = "superseded"
 CANCELLED = "cancelled"
 #: Orders that still stand for their event (their fate is the scheduler's).
 STANDING = (PLANNED, SUBMITTED)
+#: Issue times this close are one alert's: a GCN notice's time has centiseconds on the
+#: socket, whole seconds in its VOEvent (14:05:40.37 and 14:05:40).
+SAME_ISSUE_SECONDS = 1.0
 #: An event ID that names no event is compared with this many of the latest events, and the
 #: closest names, at most this many, are offered (an operator's typo).
 SIMILAR_AMONG = 1000
@@ -153,15 +156,16 @@ class EventBook:
 
     def copies_before(self, order_id, alert):
         """The IDs of the alert orders before *order_id* that carried the same alert (event,
-        type, serial and issue time), the first first."""
+        type, serial, and issue time within :data:`SAME_ISSUE_SECONDS`), the first first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT order_id FROM alerts WHERE event_id = ? AND alert_type = ? AND serial = ?"
-                " AND issued = ? AND rowid < (SELECT rowid FROM alerts WHERE order_id = ?) "
+                "SELECT order_id, issued FROM alerts WHERE event_id = ? AND alert_type = ? AND "
+                "serial = ? AND rowid < (SELECT rowid FROM alerts WHERE order_id = ?) "
                 "ORDER BY rowid",
-                (alert.event_id, alert.alert_type, alert.serial, alert.issued.isoformat(),
-                 order_id)).fetchall()
-        return [row["order_id"] for row in rows]
+                (alert.event_id, alert.alert_type, alert.serial, order_id)).fetchall()
+        return [row["order_id"] for row in rows
+                if abs((datetime.fromisoformat(row["issued"]) - alert.issued).total_seconds())
+                < SAME_ISSUE_SECONDS]
 
     def same_alert_acted_on(self, order_id, alert, skymap_digest, now):
         """The row of another alert acted on (read before alert order *order_id*, or after it
