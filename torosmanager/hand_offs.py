@@ -169,7 +169,7 @@ class PendingHandOffs:
             self._pending.add(order_id)
 
     def wake(self):
-        """Try the pending hand-offs now, in this thread."""
+        """Try the pending hand-offs now (in their own thread)."""
         self._wake.set()
 
     def count(self):

@@ -27,8 +27,9 @@ or tiled; a worker localises and plans any other alert:
   yet started (their IDs go into the new orders' ``Supersedes``), then asks the scheduler
   which of the others it has observed tonight or is observing: tonight's pick leaves their
   fields out. An update the policy ignores for what it says of its event
-  (:func:`.policy.rules_out`) cancels those orders and submits none. Alerts are localised side by side (a skymap fetched slowly holds up no other
-  alert), then planned one at a time for each event.
+  (:func:`.policy.rules_out`) cancels those orders and submits none. Alerts are localised
+  side by side (a skymap fetched slowly holds up no other alert), then planned one at a time
+  for each event.
 
 Cancelling an Alert order withdraws what it asked for: the orders it submitted are cancelled
 at the scheduler, also those submitted after the Cancel came (it is checked before each), and
