@@ -272,6 +272,38 @@ def waiting_for_masters(proxy, order_id):
     return None
 
 
+def test_a_master_library_that_cannot_be_written_is_in_the_health_report(tmp_path_factory):
+    """A night's masters that cannot be kept in the library were only a note in their order
+    and a line in the log: later nights, which would take them from the library, lacked them
+    with nothing in the health report to say why. The report says so until a job keeps its
+    masters again."""
+    directory = tmp_path_factory.mktemp("unwritable-library")
+    blocker = directory / "not-a-directory"
+    blocker.write_text("")
+    made = Site(directory, {"Preprocessor": {"Master Library": str(blocker / "masters")}})
+    made.start("preprocessor")
+    try:
+        proxy = made.proxy("preprocessor")
+        first = make_night(directory / "data", name="20261125")
+        submit(made, {"ID": "unkept", "WOType": "Preprocessing",
+                      "File Location": str(first.directory)})
+        assert ended(proxy, "unkept", "done")["Progress"]["Masters"]
+        problem = calibration(proxy)["Master Library Problem"]
+        assert problem.startswith(f"the masters could not be kept in the master library "
+                                  f"{blocker / 'masters'}: ")
+        assert problem.endswith(" (order unkept)")
+        blocker.unlink()
+        blocker.mkdir()  # mended
+        second = make_night(directory / "data", name="20261126")
+        submit(made, {"ID": "kept", "WOType": "Preprocessing",
+                      "File Location": str(second.directory)})
+        ended(proxy, "kept", "done")
+        assert "Master Library Problem" not in calibration(proxy)
+        assert os.listdir(blocker / "masters")
+    finally:
+        made.stop()
+
+
 def test_an_order_waiting_for_masters_waits_again_after_a_restart(tmp_path_factory):
     directory = tmp_path_factory.mktemp("waiting-restart")
     site = Site(directory, {"Preprocessor": {"Master Library": str(directory / "masters")}})

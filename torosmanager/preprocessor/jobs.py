@@ -97,6 +97,9 @@ class JobQueue:
         # from other threads.
         self._without_masters = {}
         self._without_masters_lock = threading.Lock()
+        # Why the last job could not keep its masters in the library (a disk full, read-only,
+        # a path that cannot be made), said by Status until a later job keeps some.
+        self._library_problem = ""
 
     # --- called from the front desk and the service -------------------------------------
 
@@ -146,6 +149,8 @@ class JobQueue:
                          **self.orders.describe())
         if self._terms is not None:
             described["Kept Terms"] = self._terms.describe()
+        if self._library_problem:
+            described["Master Library Problem"] = self._library_problem
         if self._waiting is not None:
             described["Waiting for Room"] = self._waiting
         with self._without_masters_lock:
@@ -218,6 +223,10 @@ class JobQueue:
             self.handler.transition(order_id, FAILED, message, only_from={RUNNING},
                                     progress=dict(reporter.progress, Step="failed"))
             return False
+        if outcome.library_problem:
+            self._library_problem = f"{outcome.library_problem} (order {order_id})"
+        elif outcome.library_kept:
+            self._library_problem = ""
         progress = dict(reporter.progress, **{
             "Step": "done", "Frames Done": outcome.done, "Frames Total": outcome.total,
             "Products": outcome.products, "Masters": outcome.masters,

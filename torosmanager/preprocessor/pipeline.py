@@ -143,6 +143,11 @@ class Outcome:
     bias_made : list of str
         The detector geometries of the master biases made from this job's frames (kept in the
         master library, when there is one).
+    library_kept : bool
+        Whether masters made by the job were kept in the master library.
+    library_problem : str
+        Why masters made by the job could not be kept there (``""``: none), for the health
+        report until a later job keeps some.
     """
 
     products: list = field(default_factory=list)
@@ -156,6 +161,8 @@ class Outcome:
     skipped_lights: list = field(default_factory=list)
     without_bias: list = field(default_factory=list)
     bias_made: list = field(default_factory=list)
+    library_kept: bool = False
+    library_problem: str = ""
 
     @property
     def succeeded(self):
@@ -217,6 +224,8 @@ class Outcome:
         self.total += other.total
         self.done += other.done
         self.lights += other.lights
+        self.library_kept = self.library_kept or other.library_kept
+        self.library_problem = other.library_problem or self.library_problem
 
 
 def calibrate(location, settings, runner, progress=None, stop=None, clock=None,
@@ -863,10 +872,12 @@ class _Night:
                                "by an earlier run of this night from frames since removed, or "
                                "from fewer")
             except OSError as error:
-                self._note(f"the masters could not be kept in the master library "
-                           f"{self.library.root}: {error}")
+                self.outcome.library_problem = (f"the masters could not be kept in the master "
+                                                f"library {self.library.root}: {error}")
+                self._note(self.outcome.library_problem)
                 log.error("cannot write the master library %s: %s", self.library.root, error)
                 return
+            self.outcome.library_kept = True
 
     # --- science frames ------------------------------------------------------------------
 
