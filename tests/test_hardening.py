@@ -797,6 +797,34 @@ def test_connections_that_send_nothing_make_room_for_new_ones_before_any_503():
                 connection.close()
 
 
+def test_requests_sent_while_the_server_was_busy_are_not_taken_for_silent_ones():
+    """Connections accepted together after a busy turn (a journal commit) have their requests
+    in, not read yet: none is closed to make room for another; the one beyond Max
+    Connections is answered 503, as before."""
+    batches = Batches()  # holds the server's thread in the first batch of orders
+    with CountingServer(hold=0, orders_at_once=batches) as counting:
+        port = counting.server.port
+        first = threading.Thread(target=counting.ask_all, args=([0],))
+        first.start()
+        wait_until(lambda: batches.sizes == [1], "the first order to hold the server")
+        clients = []
+        for number in range(counting.server.max_connections + 1):
+            client = socket.create_connection(("127.0.0.1", port), timeout=30)
+            body = xmlrpc.client.dumps(({"N": 100 + number},), "front_desk").encode()
+            client.sendall(f"POST /RPC2 HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n"
+                           .encode() + body)
+            clients.append(client)
+        first.join(timeout=30)
+        statuses = []
+        for client in clients:
+            answer = b""
+            while chunk := client.recv(10_000):  # until the server closes it
+                answer += chunk
+            statuses.append(answer.split(b" ", 2)[1] if answer else b"closed without answer")
+            client.close()
+    assert statuses == [b"200"] * counting.server.max_connections + [b"503"]
+
+
 def test_a_client_that_expects_100_continue_is_told_to_send_its_body():
     """curl asks before sending a body over 1 KB, and waits a second for the answer."""
     body = xmlrpc.client.dumps(({"N": 8},), "front_desk").encode()

@@ -294,9 +294,11 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         long as they were kept open); whether there was one."""
         idle = next((connection for connection in self._connections if _idle(connection)), None)
         if idle is None:
-            idle = min((connection for connection in self._connections
-                        if connection.state == _READING and not connection.received),
-                       key=lambda connection: connection.deadline, default=None)
+            unread = sorted((connection for connection in self._connections
+                             if connection.state == _READING and not connection.received),
+                            key=lambda connection: connection.deadline)
+            # (Not one whose request is in, not read yet: accepted with others in one turn.)
+            idle = next((connection for connection in unread if _silent(connection)), None)
         if idle is not None:
             self._close(idle)
         return idle is not None
@@ -503,7 +505,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         if connection.method == "GET":
             self._workers.submit(self._work, connection, self._page, connection)
             return
-        if (len(connection.body) > TREE_MAX_BYTES
+        if (connection.body_length > TREE_MAX_BYTES
                 or connection.headers.get("content-encoding", "identity").lower() != "identity"):
             # Reading a large body (an alert's skymap, megabytes) takes up to seconds: not in
             # this thread, which answers everyone.
@@ -782,6 +784,16 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         # Not logged: browsers ask for /favicon.ico and the like.
         return self._http(connection, 404, "Not Found", [("Content-Type", "text/plain; charset=utf-8")],
                             f"404 Not Found: nothing at {shorten(path)}\n".encode())
+
+
+def _silent(connection):
+    """Whether *connection*'s client has sent nothing this server has not read yet."""
+    try:
+        return not connection.socket.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:  # (reset by the client: nothing to answer)
+        return True
 
 
 def _idle(connection):
