@@ -649,6 +649,14 @@ class Journal:
             rows = self._reader.execute(query + " ORDER BY created, rowid", values).fetchall()
         return self._records(rows)
 
+    def state_of(self, order_id: str) -> OrderState | None:
+        """The state of *order_id*, or ``None`` (nothing else decoded: an alert's payload may
+        be megabytes)."""
+        with self._read_lock:
+            row = self._reader.execute("SELECT state FROM orders WHERE id = ?",
+                                       (order_id,)).fetchone()
+        return None if row is None else OrderState(row["state"])
+
     def ids_in_state(self, state: str) -> set[str]:
         """The set of IDs of the orders in *state* (nothing decoded)."""
         with self._read_lock:

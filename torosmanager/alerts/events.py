@@ -286,6 +286,24 @@ class EventBook:
                              "WHERE order_id = ? AND json_type(outcome, '$.Problem') IS NULL",
                              (problem, order_id))
 
+    def note_withdrawn(self, order_id):
+        """Note that alert order *order_id*, cancelled, has withdrawn its orders (cancelled
+        at the scheduler, or found ended there, whose rows stay as they were)."""
+        with self._lock:
+            self._db.execute("UPDATE alerts SET outcome = json_set(outcome, '$.Withdrawn', "
+                             "json('true')) WHERE order_id = ?", (order_id,))
+
+    def not_withdrawn(self):
+        """The alert orders with orders still standing here, not noted withdrawn
+        (:meth:`note_withdrawn`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT event_orders.alert_order_id FROM event_orders JOIN alerts ON "
+                "alerts.order_id = event_orders.alert_order_id WHERE event_orders.state IN "
+                f"({', '.join('?' for _ in STANDING)}) AND "
+                "json_extract(alerts.outcome, '$.Withdrawn') IS NULL", STANDING).fetchall()
+        return [row["alert_order_id"] for row in rows]
+
     def event_count(self):
         """How many events the alerts read are about."""
         with self._lock:

@@ -348,9 +348,8 @@ class AlertsHandler(Handler):
         """An earlier alert order that carried the same *alert* and has not failed (under way
         or done), or ``None``. One that failed (its skymap not fetched in time, say) does not
         count: the same alert sent again, by its broker or an operator, is acted on."""
-        copies = self.book.copies_before(order_id, alert)
-        failed = self.journal.ids_in_state(FAILED) if copies else set()
-        return next((earlier for earlier in copies if earlier not in failed), None)
+        return next((earlier for earlier in self.book.copies_before(order_id, alert)
+                     if self.journal.state_of(earlier) != FAILED), None)
 
     def act(self, order_id, alert):
         """Localise *alert*, read from alert order *order_id*, and submit its orders (in a
@@ -669,13 +668,13 @@ class AlertsHandler(Handler):
             if answer is None:
                 return  # stopping
             self.book.mark([planned.id], CANCELLED, "cancelled with its alert order")
+        self.book.note_withdrawn(order_id)
 
     def _withdraw_cancelled(self):
         """Withdraw, in a worker, what alert orders cancelled before the last stop still have
         standing at the scheduler: the daemon stopped (or was killed) before it was done."""
         cancelled = self.journal.ids_in_state(SCHEDULER_CANCELLED)
-        for alert_order_id in dict.fromkeys(order.alert_order_id for order
-                                            in self.book.orders(states=STANDING)):
+        for alert_order_id in self.book.not_withdrawn():
             if alert_order_id in cancelled:
                 log.info("[WO %s] withdrawing what the cancelled alert order still has "
                          "standing at the scheduler", alert_order_id)
