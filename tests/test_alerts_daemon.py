@@ -722,6 +722,30 @@ def test_an_alert_that_failed_is_acted_on_when_it_comes_again(make_site, skymap_
                                 "nothing more to do")
 
 
+def test_a_copy_that_comes_while_the_first_is_handled_waits_for_it_and_acts_if_it_fails(
+        make_site, skymap_server):
+    """Two brokers deliver one VOEvent milliseconds apart while GraceDB is slow: the second
+    was a duplicate of the first, and when the first failed, its map not fetched in time,
+    the event was never observed. The second waits for the first to end, then acts."""
+    url, _, answering = skymap_server
+    site = make_site(settings(**{"Skymap Download Timeout": 2.0})).start("scheduler", "alerts")
+    voevent = lvk_voevent(lvk(), 1, url, 2)
+    answering.clear()
+    send(site, voevent, "voevent", order_id="first")
+    send(site, voevent, "voevent", order_id="second")
+    waiting = wait_until(lambda: (found := status(site.proxy("alerts"), "second"))[
+        "Message"] == "waiting for alert order first, the same alert, to end" and found,
+        "the second copy to wait")
+    assert waiting["Status"] == "queued"
+    first = finished(site, "first")
+    answering.set()
+    assert first["Status"] == "failed" and "was not fetched within 2 s" in first["Message"]
+    second = finished(site, "second")
+    assert second["Status"] == "done", second["Message"]
+    assert "read before" not in second["Message"]
+    assert event_orders(site, "S2498")
+
+
 def test_an_alert_cancelled_while_it_is_handled_leaves_nothing_at_the_scheduler(
         make_site, skymap_server):
     """Cancelling an Alert order withdraws what it asked for, also when the Cancel comes while

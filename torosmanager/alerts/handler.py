@@ -7,7 +7,8 @@ on a duplicate or a retraction itself, so that a retraction waits for no skymap 
 or tiled; a worker localises and plans any other alert:
 
 - **a duplicate** (an alert of the same event, type, serial and issue time already read, its
-  order not failed) does nothing more;
+  order not failed) does nothing more; one that comes while the first is still handled waits
+  for it to end, and is acted on if it failed;
 - **a retraction** marks its event retracted, then cancels every order of the event at the
   scheduler (``Cancel`` by ``Group ID``, running ones included): no exposure of it starts
   afterwards. It does not wait for other work on the event (the deadline is
@@ -51,7 +52,7 @@ from datetime import datetime, timezone
 from ..client import connect, unavailable
 from ..handler import Handler, Workers
 from ..journal import (ACCEPTED, CANCELLED as SCHEDULER_CANCELLED, DISPATCHED, DONE, FAILED,
-                       QUEUED, RUNNING)
+                       FINAL_STATES, QUEUED, RUNNING)
 from ..workorders import BINARY_ALERT_FORMATS, FaultCode, WorkOrderError
 from . import report
 from .event import alert_label
@@ -124,6 +125,10 @@ class AlertsHandler(Handler):
         self._event_locks_lock = threading.Lock()
         self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
         self._cancelled = set()  # alert orders cancelled while this process runs
+        # Alert order ID → the orders of the same alert waiting for it to end (read again
+        # then: acted on if it failed), and the lock that orders their waits and its end.
+        self._waiting_copies = {}
+        self._waiting_copies_lock = threading.Lock()
         self.drawn_maps = {}  # the reports' PNG maps, by (event, latest alert order)
         self.fetched_maps = {}  # skymaps of the alerts that link theirs, by alert order
         self.observed_weights = {}  # the reports' Observed, by (latest alert, fields taken)
@@ -298,6 +303,11 @@ class AlertsHandler(Handler):
         changed = super().transition(order_id, state, reason, **options)
         if changed is not None and state == FAILED:
             self.book.note_problem(order_id, reason)
+        if changed is not None and state in FINAL_STATES:
+            with self._waiting_copies_lock:
+                copies = self._waiting_copies.pop(order_id, [])
+            for copy in copies:
+                self.readers.submit(self.process, copy)
         return changed
 
     # --- one alert ----------------------------------------------------------------------------
@@ -331,6 +341,8 @@ class AlertsHandler(Handler):
             log.warning("[WO %s] %s", order_id, misfit)
         self.book.record_alert(order_id, alert, record.created)
         duplicate = self._copy_before(order_id, alert)
+        if duplicate is not None and self._waits_for(order_id, duplicate):
+            return
         if duplicate is not None:
             message = (f"{_name(alert)} was read before (alert order {duplicate}): nothing "
                        "more to do")
@@ -343,6 +355,19 @@ class AlertsHandler(Handler):
             self._read(order_id, TO_PLAN)
             pool = self.fetchers if alert.waits_for_its_map else self.workers
             pool.submit(self.act, order_id, alert)
+
+    def _waits_for(self, order_id, earlier):
+        """Whether alert order *order_id* waits for *earlier*, which carried the same alert
+        and is still being handled: it is read again once *earlier* ends, and acted on if
+        that failed. (Two brokers deliver an alert milliseconds apart; if the first's skymap
+        could not be had, the second, taken for a duplicate, was lost with it.)"""
+        with self._waiting_copies_lock:
+            if self.journal.state_of(earlier) in FINAL_STATES:
+                return False  # ended meanwhile: its outcome stands
+            self.transition(order_id, QUEUED, f"waiting for alert order {earlier}, the same "
+                            "alert, to end", only_from={RUNNING})
+            self._waiting_copies.setdefault(earlier, []).append(order_id)
+        return True
 
     def _copy_before(self, order_id, alert):
         """An earlier alert order that carried the same *alert* and has not failed (under way
