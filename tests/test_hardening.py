@@ -22,6 +22,7 @@ import pytest
 from conftest import Site
 from observatory import ended, settings, wait_until
 from observatory import status as status_of
+from test_xmlrpc_call import entity_expansion
 from torosmanager.config import service_path
 from torosmanager.journal import FAILED, QUEUED, Journal
 from torosmanager.workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, FaultCode
@@ -371,14 +372,9 @@ def test_a_large_call_is_read_while_other_clients_are_answered():
 def test_a_document_type_declaration_is_refused_at_once(make_site):
     """Its entities let a call of under a megabyte expand to tens of megabytes: the scheduler
     answered no one for 5 to 7 s, the telescope 12 s (long enough for the dome to lose it)."""
-    entities = "<!ENTITY a0 '<value/><value/><value/><value/><value/>'>" + "".join(
-        f"<!ENTITY a{level} '" + f"&a{level - 1};" * 10 + "'>" for level in range(1, 7))
-    body = (f"<?xml version='1.0'?><!DOCTYPE m [{entities}]><methodCall><methodName>front_desk"
-            "</methodName><params><param><value><array><data>&a6;</data></array></value>"
-            "</param></params></methodCall>")
     site = make_site().start("scheduler")
     started = time.monotonic()
-    status, text = post(site.url("scheduler"), body.encode())
+    status, text = post(site.url("scheduler"), entity_expansion(7).encode())
     assert time.monotonic() - started < 1.0  # (the expansion took seconds)
     assert status == 200
     with pytest.raises(xmlrpc.client.Fault) as refused:

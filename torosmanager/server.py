@@ -790,9 +790,7 @@ def _silent(connection):
     """Whether *connection*'s client has sent nothing this server has not read yet."""
     try:
         return not connection.socket.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return True
-    except OSError:  # (reset by the client: nothing to answer)
+    except OSError:  # nothing to read now (BlockingIOError), or reset by the client
         return True
 
 

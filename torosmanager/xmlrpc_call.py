@@ -60,7 +60,7 @@ def _end_struct(unmarshaller: Unmarshaller, data: str) -> None:
 class DoctypeRefused(Exception):
     """The body declares a document type."""
 
-    def __init__(self, *_):
+    def __init__(self):
         super().__init__("a document type declaration (<!DOCTYPE>) is not allowed in an "
                          "XML-RPC call")
 

@@ -475,8 +475,9 @@ class AlertsHandler(Handler):
             return False
         if assessed.ignored:
             summary = assessed.summary()
-            standing = self.book.orders(event_id=alert.event_id, states=STANDING)
-            if assessed.event_ruled_out and standing:
+            standing = (self.book.orders(event_id=alert.event_id, states=STANDING)
+                        if assessed.event_ruled_out else [])
+            if standing:
                 # What the event's newest alert says rules it out: the plan of the earlier
                 # ones is stood down (those already started finish).
                 self._read(order_id, "cancelling its event's orders not yet started")
@@ -699,7 +700,7 @@ class AlertsHandler(Handler):
         """Withdraw, in a worker, what alert orders cancelled before the last stop still have
         standing at the scheduler: the daemon stopped (or was killed) before it was done."""
         cancelled = self.journal.ids_in_state(SCHEDULER_CANCELLED)
-        for alert_order_id in self.book.not_withdrawn():
+        for alert_order_id in self.book.not_withdrawn() if cancelled else ():
             if alert_order_id in cancelled:
                 log.info("[WO %s] withdrawing what the cancelled alert order still has "
                          "standing at the scheduler", alert_order_id)

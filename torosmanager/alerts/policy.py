@@ -62,21 +62,28 @@ def reason_to_ignore(alert, settings, area=None, distance=None):
     -------
     str or None
     """
+    return verdict(alert, settings, area, distance)[0]
+
+
+def verdict(alert, settings, area=None, distance=None):
+    """:func:`reason_to_ignore`'s reason, and whether it is what the alert says of its event
+    (:func:`rules_out`): ``(str or None, bool)``."""
     if alert.is_retraction:
-        return None
+        return None, False
     if alert.test and not settings["Accept Test Alerts"]:
-        return "a test alert (Alerts → Accept Test Alerts is false)"
+        return "a test alert (Alerts → Accept Test Alerts is false)", False
     kind = kind_settings(alert, settings)
     if kind is None:
-        return f"kind {alert.kind!r}: no section of Alerts covers it"
+        return f"kind {alert.kind!r}: no section of Alerts covers it", False
     if not kind["Act"]:
-        return f"{ALERT_KINDS[alert.kind]} → Act is false"
+        return f"{ALERT_KINDS[alert.kind]} → Act is false", False
     if alert.alert_type not in settings["Alert Types"]:
         return (f"alert type {alert.alert_type} is not in Alerts → Alert Types ("
-                + ", ".join(settings["Alert Types"]) + ")")
+                + ", ".join(settings["Alert Types"]) + ")"), False
     if not alert.has_location:
-        return "the alert says nothing of where to look"
-    return rules_out(alert, settings, area, distance)
+        return "the alert says nothing of where to look", False
+    reason = rules_out(alert, settings, area, distance)
+    return reason, reason is not None
 
 
 def rules_out(alert, settings, area=None, distance=None):

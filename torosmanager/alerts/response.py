@@ -26,7 +26,7 @@ from ..workorders import format_utc
 from .coverage import night_from
 from .pick import SECONDS_PER_HOUR, pick
 from .policy import (CLASSIFICATION_ROUNDING, kind_settings, neutron_star_probability,
-                     reason_to_ignore, rules_out)
+                     verdict)
 from .targets import candidates, localisation, observed_weight
 
 #: Who the orders are from, in the scheduler's journal and its User Adjustments.
@@ -226,17 +226,15 @@ def assess(alert, config, stopping=None, retry=True):
         *stopping* was set while the skymap was fetched.
     """
     settings = config["Alerts"]
-    reason = reason_to_ignore(alert, settings)
+    reason, on_the_event = verdict(alert, settings)
     if reason:
-        # (Ignored by rules_out when the reason is its own.)
-        return Response(alert, ignored=reason,
-                        event_ruled_out=reason == rules_out(alert, settings))
+        return Response(alert, ignored=reason, event_ruled_out=on_the_event)
     skymap = localisation(alert, settings["Skymap Download Timeout"], settings["Field of View"],
                           stopping, retry, max_bytes=settings["Max Skymap Bytes"])
     area = None if skymap is None else skymap.credible_area(settings["Credible Level"])
     distance = None if skymap is None else skymap.header.get("DISTMEAN")
-    reason = rules_out(alert, settings, area, distance)
-    return Response(alert, ignored=reason, event_ruled_out=reason is not None, area=area,
+    reason, on_the_event = verdict(alert, settings, area, distance)
+    return Response(alert, ignored=reason, event_ruled_out=on_the_event, area=area,
                     skymap=skymap)
 
 
