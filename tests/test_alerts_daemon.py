@@ -184,7 +184,8 @@ def test_an_alert_order_that_cannot_be_read_again_leaves_its_events_report(make_
     observed_at_the_scheduler(site, planned["Orders"][:2])
     site.daemons.pop("alerts").stop()
     with sqlite3.connect(site.directory / "alerts.sqlite3") as db:
-        db.execute("UPDATE orders SET work_order = '{\"Format\": 3' WHERE id = 'read'")
+        db.execute("UPDATE order_texts SET work_order = '{\"Format\": 3' "
+                   "WHERE order_key = (SELECT key FROM orders WHERE id = 'read')")
     db.close()
     site.start("alerts")
     report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
@@ -388,6 +389,36 @@ def test_a_retraction_cancels_every_pending_order_within_two_seconds(observatory
                                                        time_created=later(40)))["ID"])
     assert "retracted; nothing submitted" in late["Message"]
     assert event_orders(observatory, "S2498").keys() == orders.keys()
+
+
+def test_a_retraction_while_an_alert_s_orders_are_submitted_leaves_none_standing(make_site):
+    """The retraction is read while the scheduler is away and the first of the alert's orders
+    waits to be submitted: that one reaches the scheduler once it is back and is cancelled
+    there, the others are never sent, and the alert says why."""
+    site = make_site(settings(**{"Scheduler Retry Interval": 0.2})).start("alerts")
+    send(site, lvk(), order_id="submitting")
+    wait_until(lambda: "the scheduler does not answer (attempt 2" in site.log("alerts"),
+               "the alert to wait for the scheduler")
+    retraction = json.dumps({"superevent_id": "S2498", "alert_type": "RETRACTION",
+                             "time_created": later(30), "event": None, "urls": {}})
+    send(site, retraction, order_id="withdrawn")
+    wait_until(lambda: "[WO withdrawn] running → running: read; cancelling its event's orders"
+               in site.log("alerts"), "the retraction to be read")
+    site.start("scheduler")
+    assert finished(site, "withdrawn")["Status"] == "done"
+    done = finished(site, "submitting")
+    assert done["Status"] == "done"
+    assert done["Message"].endswith("; its event was retracted meanwhile: its orders are "
+                                    "cancelled"), done["Message"]
+    report = site.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S2498"})
+    assert len(report["Orders"]) > 1
+    assert {order["Here"] for order in report["Orders"]} == {"cancelled"}
+    first, *others = [order["ID"] for order in report["Orders"]]
+    assert status(site.proxy("scheduler"), first)["Status"] == "cancelled"
+    for order_id in others:
+        with pytest.raises(xmlrpc.client.Fault) as unknown:
+            status(site.proxy("scheduler"), order_id)
+        assert unknown.value.faultCode == FaultCode.NOT_FOUND
 
 
 def test_a_restart_in_the_middle_of_an_event_loses_nothing(make_site):
@@ -1134,8 +1165,9 @@ def test_grbs_followed_across_the_upgrade_that_named_them_after_their_missions_a
         book.execute("UPDATE event_orders SET event_id = '1227767', "
                      "work_order = json_set(work_order, '$.\"Group ID\"', '1227767')")
     with sqlite3.connect(site.directory / "scheduler.sqlite3") as journal:
-        journal.execute("UPDATE orders SET work_order = json_set(work_order, "
-                        "'$.\"Group ID\"', '1227767') WHERE wotype = 'Observation'")
+        journal.execute("UPDATE order_texts SET work_order = json_set(work_order, "
+                        "'$.\"Group ID\"', '1227767') WHERE order_key IN "
+                        "(SELECT key FROM orders WHERE wotype = 'Observation')")
     site.start("scheduler", "alerts")
     assert "event 1227767 is now named Fermi-1227767 and Swift-1227767" in site.log("alerts")
     swift[PKT_SERNUM] += 1  # the next packet of the Swift trigger: "definitely not a GRB"

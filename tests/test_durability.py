@@ -65,7 +65,8 @@ def test_a_journal_row_that_cannot_be_read_fails_its_order_not_the_daemons_start
         site.proxy("scheduler").front_desk(observation(order_id))
     site.stop()
     with sqlite3.connect(site.directory / "scheduler.sqlite3") as db:  # by hand, or a bad disk
-        db.execute("UPDATE orders SET work_order = '{\"RA\": 346' WHERE id = 'edited'")
+        db.execute("UPDATE order_texts SET work_order = '{\"RA\": 346' "
+                   "WHERE order_key = (SELECT key FROM orders WHERE id = 'edited')")
     db.close()
 
     site.start("scheduler")

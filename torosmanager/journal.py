@@ -111,20 +111,29 @@ STATES = tuple(OrderState)
 #: States of an order that has not ended.
 UNFINISHED_STATES = tuple(state for state in STATES if state not in FINAL_STATES)
 
-#: 2: each order has an integer key, which its history refers to (1: the order's ID).
-SCHEMA_VERSION = 2
+#: 3: an order's texts (as received, and validated) are kept apart from its state, so that a
+#: change of state does not rewrite them (2: each order has an integer key, which its history
+#: refers to; 1: the order's ID).
+SCHEMA_VERSION = 3
 #: Orders whose messages :meth:`Journal.set_messages` changes in one commit. A flood's plan
 #: tells thousands of orders why they wait (about 20 µs each): in one commit, every order
 #: arriving meanwhile would wait for it (0.1 s for 5,000). A few milliseconds at a time, the
 #: front desk's commits go in between.
 MESSAGES_PER_COMMIT = 200
+_ORDER_TEXTS = """
+-- Each order's texts, written once. In the row of its state, every change of state rewrote
+-- them: 0.7 s a change for an alert of 60 MB, the journal's lock held meanwhile.
+CREATE TABLE IF NOT EXISTS order_texts (
+    order_key INTEGER PRIMARY KEY REFERENCES orders (key),
+    submitted TEXT NOT NULL,        -- the order as received, to recognise a resubmission
+    work_order TEXT NOT NULL        -- the validated, normalised order (JSON)
+);
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     key INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     wotype TEXT NOT NULL,
-    submitted TEXT NOT NULL,        -- the order as received, to recognise a resubmission
-    work_order TEXT NOT NULL,       -- the validated, normalised order (JSON)
     priority REAL NOT NULL,
     priority_reason TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -137,6 +146,10 @@ CREATE INDEX IF NOT EXISTS orders_by_state ON orders (state);
 -- The status page's orders changed most recently, without sorting the whole journal (a
 -- million orders, years of nights, took 2 s a page).
 CREATE INDEX IF NOT EXISTS orders_by_updated ON orders (updated);
+""" + _ORDER_TEXTS + """-- An order as one row, as read.
+CREATE VIEW IF NOT EXISTS order_rows AS
+    SELECT orders.*, submitted, work_order FROM orders
+    JOIN order_texts ON order_texts.order_key = orders.key;
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     order_key INTEGER NOT NULL REFERENCES orders (key),
@@ -171,10 +184,12 @@ WHEN OLD.state IS NOT NEW.state BEGIN
         ON CONFLICT (state) DO UPDATE SET n = n + 1;
 END;
 """
-#: The columns of ``orders``, which ``damaged_orders`` has too.
+#: The columns of ``order_rows``, which ``damaged_orders`` has too.
 ORDER_COLUMNS = ("key, id, wotype, submitted, work_order, priority, priority_reason, state, "
                  "message, progress, created, updated")
-#: A journal of schema 1 made one of schema 2, in one transaction. Its history was indexed by
+#: The columns of ``order_texts`` (the others of ``order_rows`` are in ``orders``).
+TEXT_COLUMNS = frozenset({"submitted", "work_order"})
+#: A journal of schema 1 made one of schema 3, in one transaction. Its history was indexed by
 #: order ID, so a new order's rows went to a random page of that index: a commit of ten new
 #: orders took 1.0-1.2 ms, against 0.7-0.9 ms with the integer key (rows appended at the end).
 _FROM_SCHEMA_1 = """
@@ -185,16 +200,27 @@ DROP INDEX IF EXISTS history_by_order;
 ALTER TABLE history RENAME TO history_1;
 ALTER TABLE orders RENAME TO orders_1;
 """ + _SCHEMA + """
-INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason, state, message,
-                    progress, created, updated)
-    SELECT id, wotype, submitted, work_order, priority, priority_reason, state, message,
-           progress, created, updated FROM orders_1 ORDER BY rowid;
+INSERT INTO orders (id, wotype, priority, priority_reason, state, message, progress, created,
+                    updated)
+    SELECT id, wotype, priority, priority_reason, state, message, progress, created, updated
+    FROM orders_1 ORDER BY rowid;
+INSERT INTO order_texts (order_key, submitted, work_order)
+    SELECT orders.key, orders_1.submitted, orders_1.work_order
+    FROM orders_1 JOIN orders ON orders.id = orders_1.id;
 INSERT INTO history (seq, order_key, time, state, reason)
     SELECT history_1.seq, orders.key, history_1.time, history_1.state, history_1.reason
     FROM history_1 JOIN orders ON orders.id = history_1.order_id ORDER BY history_1.seq;
 DROP TABLE history_1;
 DROP TABLE orders_1;
 """
+#: A journal of schema 2 made one of schema 3, in one transaction: its orders' texts moved
+#: out of their rows.
+_FROM_SCHEMA_2 = _ORDER_TEXTS + """
+INSERT INTO order_texts (order_key, submitted, work_order)
+    SELECT key, submitted, work_order FROM orders ORDER BY key;
+ALTER TABLE orders DROP COLUMN submitted;
+ALTER TABLE orders DROP COLUMN work_order;
+""" + _SCHEMA
 
 
 @dataclass
@@ -257,7 +283,8 @@ class Journal:
             raise RuntimeError(f"{path}: journal schema version {version} is newer than this "
                                f"software's ({SCHEMA_VERSION}); upgrade TOROS Manager")
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(orders)")}
-        schema = _FROM_SCHEMA_1 if columns and "key" not in columns else _SCHEMA
+        schema = (_SCHEMA if not columns or "work_order" not in columns
+                  else _FROM_SCHEMA_2 if "key" in columns else _FROM_SCHEMA_1)
         try:  # in one transaction (the daemon's lock keeps any other writer away meanwhile)
             self._db.executescript(f"BEGIN IMMEDIATE; {schema}; "
                                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
@@ -273,7 +300,7 @@ class Journal:
             log.warning("%s: opened as it is, since it cannot be written now (%s; %s): "
                         "orders are refused until it can", path, error,
                         free_space_text(path))
-        if schema is _FROM_SCHEMA_1:
+        if schema is not _SCHEMA:
             log.info("%s: the journal of schema %d converted to schema %d", path, version,
                      SCHEMA_VERSION)
         # Counted afresh at each opening, once (an index scan, about 0.1 ms per 1,000 orders):
@@ -449,16 +476,17 @@ class Journal:
         # A known ID is found by the insert itself: a new order, nearly every one, costs no
         # separate lookup.
         cursor = self._db.execute(
-            "INSERT INTO orders (id, wotype, submitted, work_order, priority, priority_reason,"
-            " state, message, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO NOTHING",
-            (record.id, record.wotype, record.submitted, addition.encoded, record.priority,
-             record.priority_reason, record.state, record.message, record.created,
-             record.updated))
+            "INSERT INTO orders (id, wotype, priority, priority_reason, state, message, created,"
+            " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (record.id, record.wotype, record.priority, record.priority_reason, record.state,
+             record.message, record.created, record.updated))
         if not cursor.rowcount:
             existing = self.get(record.id)
             assert existing is not None  # (the conflict was on its ID)
             return existing, False
+        self._db.execute("INSERT INTO order_texts (order_key, submitted, work_order) "
+                         "VALUES (?, ?, ?)", (cursor.lastrowid, record.submitted,
+                                              addition.encoded))
         self._db.executemany("INSERT INTO history (order_key, time, state, reason) "
                              "VALUES (?, ?, ?, ?)",
                              [(cursor.lastrowid, *entry) for entry in addition.history])
@@ -552,7 +580,7 @@ class Journal:
     def get(self, order_id: str) -> OrderRecord | None:
         """The :class:`OrderRecord` of *order_id*, or ``None``."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+            row = self._db.execute("SELECT * FROM order_rows WHERE id = ?", (order_id,)).fetchone()
         return None if row is None else self._record(row)
 
     def history(self, order_id: str) -> list[dict[str, Any]]:
@@ -574,8 +602,8 @@ class Journal:
     def _unfinished_rows(self) -> list[sqlite3.Row]:
         marks = ", ".join("?" for _ in FINAL_STATES)
         with self._read_lock:
-            return self._reader.execute(f"SELECT * FROM orders WHERE state NOT IN ({marks}) "
-                                        "ORDER BY created, rowid",
+            return self._reader.execute(f"SELECT * FROM order_rows WHERE state NOT IN ({marks}) "
+                                        "ORDER BY created, key",
                                         tuple(FINAL_STATES)).fetchall()
 
     def set_aside_damaged(self, time: str) -> list[str]:
@@ -614,10 +642,14 @@ class Journal:
             changes.update(state=FAILED, message=reason, updated=time)
         with self._lock, self._transaction():
             self._db.execute(f"INSERT INTO damaged_orders (found, damage, {ORDER_COLUMNS}) "
-                             f"SELECT ?, ?, {ORDER_COLUMNS} FROM orders WHERE key = ?",
+                             f"SELECT ?, ?, {ORDER_COLUMNS} FROM order_rows WHERE key = ?",
                              (time, str(damaged), row["key"]))
-            self._db.execute(f"UPDATE orders SET {', '.join(f'{c} = ?' for c in changes)} "
-                             "WHERE key = ?", (*changes.values(), row["key"]))
+            for table, key in (("orders", "key"), ("order_texts", "order_key")):
+                columns = {column: value for column, value in changes.items()
+                           if (column in TEXT_COLUMNS) == (table == "order_texts")}
+                if columns:
+                    self._db.execute(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)}"
+                                     f" WHERE {key} = ?", (*columns.values(), row["key"]))
             if fatal:
                 self._db.execute("INSERT INTO history (order_key, time, state, reason) "
                                  "VALUES (?, ?, ?, ?)", (row["key"], time, FAILED, reason))
@@ -634,7 +666,7 @@ class Journal:
         with something left to do."""
         values: tuple[Any, ...] = tuple(states)
         marks = ", ".join("?" for _ in values)
-        query = f"SELECT * FROM orders WHERE state IN ({marks})"
+        query = f"SELECT * FROM order_rows WHERE state IN ({marks})"
         if wotype is not None:
             query += " AND wotype = ?"
             values += (wotype,)
@@ -646,7 +678,7 @@ class Journal:
             query += " AND CASE WHEN json_valid(progress) THEN json_extract(progress, ?) END = ?"
             values += (f'$."{progress[0]}"', progress[1])
         with self._read_lock:
-            rows = self._reader.execute(query + " ORDER BY created, rowid", values).fetchall()
+            rows = self._reader.execute(query + " ORDER BY created, key", values).fetchall()
         return self._records(rows)
 
     def state_of(self, order_id: str) -> OrderState | None:
@@ -667,7 +699,7 @@ class Journal:
     def recent(self, limit: int) -> list[OrderRecord]:
         """The *limit* orders changed most recently, newest first."""
         with self._read_lock:
-            rows = self._reader.execute("SELECT * FROM orders ORDER BY updated DESC, rowid DESC "
+            rows = self._reader.execute("SELECT * FROM order_rows ORDER BY updated DESC, key DESC "
                                         "LIMIT ?", (limit,)).fetchall()
         return self._records(rows)
 
@@ -677,7 +709,7 @@ class Journal:
         reading its whole history."""
         with self._read_lock:
             rows = self._reader.execute(
-                "SELECT * FROM orders WHERE wotype = ? AND CASE WHEN json_valid(work_order) "
+                "SELECT * FROM order_rows WHERE wotype = ? AND CASE WHEN json_valid(work_order) "
                 "THEN json_type(work_order, ?) IS NOT NULL END ORDER BY key DESC LIMIT ?",
                 (wotype, f'$."{key}"', limit)).fetchall()
         return self._records(rows)

@@ -461,6 +461,10 @@ class AlertsHandler(Handler):
         outcome = self.book.alerts(alert.event_id)
         summary = next(row.outcome.get("Summary", "") for row in outcome
                        if row.order_id == order_id)
+        if self.book.retracted(alert.event_id):  # while they were submitted (see _submit)
+            self._finish(order_id, f"{_name(alert)}: {summary}; its event was retracted "
+                         "meanwhile: its orders are cancelled")
+            return
         self._finish(order_id, f"{_name(alert)}: {summary}; {accepted} accepted by the "
                      "scheduler")
 
