@@ -98,6 +98,17 @@ def test_a_test_alert_is_ignored_unless_configured(tmp_path):
     assert answer["Ignored"] == "a test alert (Alerts → Accept Test Alerts is false)"
 
 
+def test_a_retraction_says_what_it_would_cancel_not_that_it_is_ignored(tmp_path):
+    retraction = alert_file("kafka_alert_icecube_retraction.json")
+    result = dry_run(tmp_path, retraction)
+    answer = json.loads(result.stdout)
+    assert answer["Event"]["Alert Type"] == "RETRACTION" and answer["Orders"] == []
+    assert "Ignored" not in answer
+    assert answer["Summary"] == (
+        f"a retraction: the alerts daemon would cancel every order of {answer['Event']['ID']} "
+        "not ended yet, and act on none of its later alerts")
+
+
 def test_policy_thresholds_are_applied(tmp_path):
     s1234 = alert_file("S1234/files/S1234-2-initial.json", FOLLOWUP_ADVOCATE)
     answer = json.loads(dry_run(tmp_path, s1234).stdout)

@@ -51,10 +51,13 @@ def test_test_alerts_are_ignored_unless_accepted():
     assert reason_to_ignore(alert, settings(**{"Accept Test Alerts": True})) is None
 
 
-def test_a_frequent_false_alarm_is_ignored_and_the_message_gives_its_rate():
-    reason = reason_to_ignore(gw(far=1e-5), SETTINGS)
-    assert reason == ("false-alarm rate 1e-05 Hz (one per 1.2 days) is over Alerts → Max False "
-                      "Alarm Rate (3.9e-07 Hz)")
+@pytest.mark.parametrize("far, period", [(1e-5, "1.2 days"), (1e-4, "2.8 hours"),
+                                         (0.01, "1.7 minutes"), (0.1, "10 s"),
+                                         (1e-6, "11.6 days")])
+def test_a_frequent_false_alarm_is_ignored_and_the_message_gives_its_rate(far, period):
+    reason = reason_to_ignore(gw(far=far), SETTINGS)
+    assert reason == (f"false-alarm rate {far:.3g} Hz (one per {period}) is over Alerts → Max "
+                      "False Alarm Rate (3.9e-07 Hz)")
 
 
 @pytest.mark.parametrize("properties, expected", [

@@ -153,8 +153,14 @@ def _fraction(value):
     return "unknown" if value is None else f"{value:.2f}"
 
 
+#: Units a false alarm's period is given in, each from where it reads best: (seconds, name).
+_PERIOD_UNITS = ((365.25 * 86400, "years"), (86400, "days"), (3600, "hours"), (60, "minutes"))
+
+
 def _period(rate):
-    """A false-alarm rate as 'N days/years'."""
-    seconds = 1 / rate if rate > 0 else float("inf")
-    days = seconds / 86400
-    return f"{days / 365.25:,.1f} years" if days >= 365.25 else f"{days:,.1f} days"
+    """The mean time between false alarms at *rate* (Hz, > 0), e.g. '1.2 days', '10 s'."""
+    seconds = 1 / rate
+    for length, name in _PERIOD_UNITS:
+        if seconds >= length:
+            return f"{seconds / length:,.1f} {name}"
+    return f"{seconds:.2g} s"

@@ -118,16 +118,19 @@ def _dry_run(config, arguments, order):
             print(f"toros: {arguments.file}: {too_late}", file=sys.stderr)
             return EXIT_FAILED
         if alert.is_retraction:
-            response = Response(alert, ignored="a retraction: it cancels the event's orders")
+            response = Response(alert)
+            summary = (f"a retraction: the alerts daemon would cancel every order of "
+                       f"{alert.event_id} not ended yet, and act on none of its later alerts")
         else:
             catalog = GalaxyCatalog.load(config["Alerts"]["Galaxy Catalog"])
             response = respond(alert, config, now, catalog)
+            summary = response.summary()
     except (ValueError, AlertFormatError, CatalogError, TargetError) as error:
         print(f"toros: {arguments.file}: {error}", file=sys.stderr)
         return EXIT_FAILED
     result = {"Event": response.event(), "Orders": response.orders,
               "Coverage": response.coverage(), "Targets": response.targets,
-              "Summary": response.summary()}
+              "Summary": summary}
     if response.ignored:
         result["Ignored"] = response.ignored
     if response.pick is not None:
@@ -138,7 +141,7 @@ def _dry_run(config, arguments, order):
         return EXIT_OK
     event = result["Event"]
     print(f"{event['ID']} {event['Alert Type']} ({event['Kind']}, {event['Source']}): "
-          f"{response.summary()}")
+          f"{summary}")
     if response.orders:
         print(table(response.orders, ORDER_COLUMNS))
     return EXIT_OK
