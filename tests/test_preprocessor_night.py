@@ -706,6 +706,34 @@ class TestLibrary:
                    for line in header["HISTORY"])
         assert outcome.lacking == []      # nothing lacking: the library's masters
 
+    def test_a_master_the_library_replaces_while_a_job_uses_it_stays_the_jobs(
+            self, night, runner, library, later):
+        """Two jobs at once (the daemon's and a ``toros calibrate``, or two hosts sharing the
+        library): one keeps a master that replaces the library's while the other uses it. The
+        other's frames were skipped ('cannot read it: No such file'), or it failed."""
+        run(night, runner, library=library)
+        [first] = library_masters(library, "bias")
+        bias = raw_files(night, "BIAS")[0]
+        shutil.copy(bias, bias.with_name(bias.name.replace("_001.", "_006.")))  # one more
+        again = []
+
+        def night_run_again(step, done, total):
+            if step != "reading headers" and not again:  # the later night's masters chosen
+                again.append(run(night, runner, library=library))
+        outcome = calibrate(str(later), Settings(library=library), runner,
+                            progress=night_run_again)
+        assert f"replaces the master library's {os.path.basename(first)}" in " ".join(
+            again[0].notes)
+        assert not os.path.exists(first)
+        assert len(outcome.products) == 1 and not outcome.skipped, outcome.skipped
+        header = fits.getheader(outcome.products[0])
+        assert header["BIASCOR"] == os.path.basename(first)
+        assert header["BIASSRC"] == "library 20261121"
+        pinned = later / "reduced" / "masters" / "library" / os.path.basename(first)
+        assert fits.getheader(pinned)["NCOMBINE"] == 5
+        assert any(f"using the master library's {first} (night 20261121)" in note
+                   for note in outcome.notes), outcome.notes
+
     def test_the_newest_master_not_after_the_night_is_used(self, night, runner, library,
                                                           tmp_path):
         run(night, runner, library=library)

@@ -541,9 +541,10 @@ def _open_master(path, shape):
 
 
 def _identity(path):
-    """A master file's identity: its name, and its time and size, so that a master rewritten
-    by a re-run is read again."""
+    """A master file's identity: its file (device and inode, whatever its name: a library
+    master is each night's own link to it), and its time and size, so that a master
+    rewritten by a re-run is read again."""
     if path is None:
         return None
     status = os.stat(path)
-    return (path, status.st_mtime_ns, status.st_size)
+    return (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)

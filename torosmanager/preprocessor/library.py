@@ -10,7 +10,10 @@ where ``<geometry>`` is the raw frames' ``<width>x<height>_<xbin>x<ybin>``. Afte
 masters are made they are copied here. A night without its own master of a kind uses the
 library's *newest* matching one (same raw geometry and trimmed size; same filter for a flat)
 taken on or before that night, or, for a night older than every master, the oldest after it:
-re-running an old night then keeps using the same masters as more nights are added.
+re-running an old night then keeps using the same masters as more nights are added. A job
+links each library master it uses into its night's ``reduced/masters/library/``
+(:meth:`MasterLibrary.pinned`) and reads it there: another job, keeping a master of its own
+night, may remove one from the library meanwhile.
 
 Every job looks at all the library's masters of its geometry: after a year of nights, a
 thousand files or more. Their headers are read once and kept while the files are unchanged
@@ -19,6 +22,7 @@ job for 365 nights of a bias, a dark and a flat, docs/benchmarks.md), and the da
 once that a file is unusable, not at every job.
 """
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -94,6 +98,30 @@ class MasterLibrary:
                 replaced.append(name)
         return replaced
 
+    def pinned(self, master, directory):
+        """*master*, one of the library's, as a file of the job that uses it: a hard link to it
+        in *directory* (the night's), under its name. Another job storing a master may remove
+        the library's file at any moment (:meth:`store`); the job goes on reading its own.
+
+        Where no link can be made (the library on another file system), a copy. A file of
+        that name already in *directory* is the same master (a master's name holds the digest
+        of its inputs): kept as it is.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the library's file has been removed since it was found.
+        OSError
+            When *directory* cannot be written.
+        """
+        path = os.path.join(directory, master.name)
+        with _pinning:
+            if not os.path.isfile(path):
+                before = os.stat(master.path)
+                _link_or_copy(master.path, path)
+                _linked(master.path, before)
+        return dataclasses.replace(master, path=path, library_file=master.path)
+
     def find(self, kind, geometry, shape, night, filter_name=""):
         """The library's master of *kind* for *geometry* and trimmed *shape* (and the filter,
         for a flat) to use on *night*, or ``None``."""
@@ -136,6 +164,9 @@ class MasterLibrary:
 #: longer there are dropped at the next listing.
 _known: dict = {}
 _known_lock = threading.Lock()  # calibrate() may run in several threads of a program
+#: Held while a master is pinned: a job and the preparation of the next one, in two threads
+#: of the daemon, may pin the same master (under the same temporary name).
+_pinning = threading.Lock()
 
 
 def _described(directory):
@@ -164,6 +195,20 @@ def _described(directory):
     return [master for _, master in now.values() if master is not None]
 
 
+def _linked(path, before):
+    """Keep what is known of the master in *path* (of *before*, ``os.stat``) now that a link
+    to it changed its change time, and nothing else: its header is not read again."""
+    after = os.stat(path)
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size,
+                                                             before.st_mtime_ns):
+        return  # replaced meanwhile: read at the next listing
+    directory, name = os.path.split(path)
+    with _known_lock:
+        known = _known.get(directory, {}).get(name)
+        if known is not None and known[0] == _identity(before):
+            _known[directory][name] = (_identity(after), known[1])
+
+
 def _identity(status):
     """What changes when a file of *status* (``os.stat``) is rewritten or replaced: its
     inode, size, and times (the change time too, which a copy keeping the modification time
@@ -183,6 +228,28 @@ def _describe(path, status):
     except (FrameError, ValueError, KeyError) as error:
         log.warning("the master library's %s is not usable: %s", path, error)
         return None
+
+
+def _link_or_copy(source, path):
+    """Make *path* a hard link to *source*, else a copy of it, whole or not at all."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    remove_orphans(directory)
+    temporary = temporary_name(path)
+    try:
+        try:
+            os.link(source, temporary)
+        except FileNotFoundError:
+            raise
+        except OSError:  # another file system (EXDEV), or one without links
+            shutil.copyfile(source, temporary)
+            with open(temporary, "rb+") as stream:
+                flush_to_disk(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def _by_night(masters, night):

@@ -87,6 +87,9 @@ class Master:
         ``"night"`` (made from this job's frames) or ``"library"``.
     level : float
         A bias's median (ADU), used to convert ``SATURATE``; 0 otherwise.
+    library_file : str
+        For a library master a job uses: the library's file, which *path* is the job's own
+        link to (:meth:`.MasterLibrary.pinned`); ``""`` otherwise.
     """
 
     kind: Kind
@@ -99,6 +102,7 @@ class Master:
     night: str
     source: str = "night"
     level: float = 0.0
+    library_file: str = ""
 
     @property
     def label(self):

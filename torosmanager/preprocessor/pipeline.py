@@ -60,6 +60,9 @@ RAW_DIRECTORY = "raw"
 REDUCED_DIRECTORY = "reduced"
 #: The subdirectory of ``reduced/`` receiving the masters.
 MASTERS_DIRECTORY = "masters"
+#: The subdirectory of the masters' receiving the library's masters a night's jobs use, each a
+#: link to the library's file (:meth:`.MasterLibrary.pinned`).
+LIBRARY_MASTERS_DIRECTORY = "library"
 #: A night directory's name: the date of its evening.
 NIGHT_NAME = re.compile(r"^\d{8}$")
 #: The software, for the products' headers.
@@ -597,7 +600,7 @@ class _Night:
             if bias is None:
                 unprepared.append(f"no master bias for {geometry.label} in the master library")
                 continue
-            darks, flats, tasks = self.library.darks(geometry, layout.shape, self.night), {}, []
+            darks, flats, tasks = self._library_darks(geometry, layout), {}, []
             for frame in by_geometry[geometry]:
                 dark, _, flat = self._masters_of(frame, geometry, layout, darks, flats)
                 tasks.append(self._science_task(frame, layout, bias, dark, flat))
@@ -670,7 +673,7 @@ class _Night:
                 darks.append(made)
         if darks or self.library is None:
             return darks
-        return self.library.darks(geometry, layout.shape, self.night)  # noted when used
+        return self._library_darks(geometry, layout)  # noted when used
 
     def _flats(self, geometry, layout, frames, bias, darks):
         groups = _group(frames, lambda frame: frame.filter)
@@ -846,15 +849,36 @@ class _Night:
     def _from_library(self, kind, geometry, layout, filter_name=""):
         if self.library is None:
             return None
-        master = self.library.find(kind, geometry, layout.shape, self.night, filter_name)
+        [master] = self._pinned(lambda: [self.library.find(kind, geometry, layout.shape,
+                                                          self.night, filter_name)])
         self._note_library(master, geometry)
         return master
+
+    def _library_darks(self, geometry, layout):
+        """The library's darks for this night, one per exposure time, pinned."""
+        return self._pinned(lambda: self.library.darks(geometry, layout.shape, self.night))
+
+    def _pinned(self, find):
+        """The library's masters *find* returns (``None`` for none), each pinned for this job
+        in the night's ``reduced/masters/library/`` (:meth:`.MasterLibrary.pinned`): another
+        job storing its masters may remove one from the library meanwhile. One removed
+        between *find* and its pinning is found again: its successor."""
+        directory = os.path.join(night_directory(self.found[0][0]), REDUCED_DIRECTORY,
+                                 MASTERS_DIRECTORY, LIBRARY_MASTERS_DIRECTORY)
+
+        def pin(masters):
+            return [None if master is None else self.library.pinned(master, directory)
+                    for master in masters]
+        try:
+            return pin(find())
+        except FileNotFoundError:  # removed since found: its successor, found again
+            return pin(find())
 
     def _note_library(self, master, geometry):
         """Say that a master from the library is used (once per master)."""
         if master is not None and master.source == "library":
             self._note(f"{master.label}: none in this night; using the master library's "
-                       f"{master.path} (night {master.night})")
+                       f"{master.library_file or master.path} (night {master.night})")
 
     def _keep_in_library(self):
         if self.library is None or not self.made:
