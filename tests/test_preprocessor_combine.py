@@ -3,6 +3,7 @@ astropy's ``sigma_clip`` (median centre, standard deviation, 3 sigma, 5 rounds) 
 mean gives, for any number of frames, outliers included."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -27,6 +28,29 @@ def test_equals_astropys_sigma_clipped_mean(count):
     result = clipped_mean(stack.copy())
     assert result.dtype == np.float32 and result.shape == (40, 70)
     np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 10, 16])
+def test_values_that_are_not_finite_are_left_out_as_astropy_leaves_them(count):
+    """A NaN pixel (a camera's BLANK) or an infinite one in one frame: the sort spread it over
+    the pixel's other values, and the master had NaN there, in every product after it."""
+    rng = np.random.default_rng(count)
+    stack = (rng.standard_normal((count, 40, 70)) * 10 + 1000).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.03] = 60000.0
+    stack[rng.random(stack.shape) < 0.05] = np.nan
+    stack[rng.random(stack.shape) < 0.02] = np.inf
+    stack[rng.random(stack.shape) < 0.02] = -np.inf
+    stack[:, 5, 5] = np.nan                             # a pixel dead in every frame
+    stack[0, :, 9] = np.nan                             # a bad column in one frame
+    with np.errstate(all="raise"):
+        result = clipped_mean(stack.copy())
+    with warnings.catch_warnings():  # astropy says it clips them; numpy, 'Mean of empty slice'
+        warnings.simplefilter("ignore")
+        expected = astropy_clipped_mean(stack)
+    np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e-3)
+    # NaN only where no frame has a value: the dead pixel, and those the dice made so.
+    np.testing.assert_array_equal(np.isnan(result), ~np.isfinite(stack).any(axis=0))
+    assert np.isnan(result[5, 5])
 
 
 def test_a_cosmic_ray_in_one_of_ten_frames_is_rejected():

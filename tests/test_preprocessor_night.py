@@ -480,6 +480,23 @@ class TestBadInputs:
         assert np.isnan(calibrated[20, column])
         assert np.isfinite(calibrated[19:22, column - 1:column + 2]).sum() == 8
 
+    def test_a_pixel_one_bias_has_no_value_of_is_made_of_the_other_biases(self, night, runner):
+        """One bias with a BLANK pixel: its master had NaN there, in every product after it,
+        or was not made at all (its median NaN): the whole night left uncalibrated."""
+        biases = raw_files(night, "BIAS")
+        with fits.open(biases[0]) as hdus:
+            header, data = hdus[0].header, hdus[0].data.copy()
+        data[10, 10] = 0
+        header["BLANK"] = -32768
+        fits.PrimaryHDU(data, header).writeto(biases[0], overwrite=True)
+        outcome = run(night, runner)
+        assert not outcome.skipped and len(outcome.products) == 3
+        master = fits.getdata(outcome.masters["bias 128x128 bin 1x1"])
+        others = np.stack([fits.getdata(path)[10, 10] for path in biases[1:]])
+        assert master[10, 10] == pytest.approx(others.mean(), abs=0.01)
+        for product in outcome.products:
+            assert np.isfinite(fits.getdata(product)[10, 10])
+
     def test_compressed_frames_are_listed_as_skipped_saying_how_to_decompress_them(
             self, night, runner):
         light = raw_files(night, "LIGHT")[0]

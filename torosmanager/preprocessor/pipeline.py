@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -813,8 +814,11 @@ class _Night:
         level = 0.0
         if spec.kind == Kind.BIAS:
             step = max(1, int(np.sqrt(data.size / LEVEL_SAMPLE_PIXELS)))
-            level = float(np.median(data[::step, ::step]))  # for SATURATE: a grid will do
-            if not np.isfinite(level):  # infinite pixels (a camera writing floats)
+            # For SATURATE, a grid will do; a pixel no bias frame had a value of is NaN.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: said below
+                level = float(np.nanmedian(data[::step, ::step]))
+            if not np.isfinite(level):
                 self._skip_all(frames, f"the {label} could not be made: its median is "
                                        f"{level:g}")
                 return None
