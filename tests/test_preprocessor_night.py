@@ -497,6 +497,30 @@ class TestBadInputs:
         for product in outcome.products:
             assert np.isfinite(fits.getdata(product)[10, 10])
 
+    def test_a_saturated_flat_is_left_out_saying_so_and_a_saturated_star_is_not(
+            self, night, runner):
+        """A twilight flat taken too early was combined with the others without a word: the
+        master flat off by up to 10 % (found by a helper's audit)."""
+        flats = raw_files(night, "FLAT")
+        saturated = {}
+        for path, change in ((flats[0], lambda data: data * 6.0),     # the sky too bright
+                             (flats[1], lambda data: np.where(         # a star: 9 pixels
+                                 np.abs(np.indices(data.shape) - 60).max(axis=0) <= 1, 65535,
+                                 data))):
+            with fits.open(path) as hdus:
+                header, data = hdus[0].header, hdus[0].data.astype(np.float64)
+            data = np.clip(change(data), 0, 65535).astype(np.uint16)
+            fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
+            saturated[path] = np.count_nonzero(data == 65535) / data.size
+        assert saturated[flats[0]] > 0.3 and saturated[flats[1]] == 9 / 128 ** 2
+        outcome = run(night, runner)
+        assert outcome.skipped == [
+            f"{flats[0]}: not usable as a flat: {saturated[flats[0]]:.1%} of its pixels are "
+            "saturated (at or above 65535 ADU), more than Preprocessor → Max Saturated Flat "
+            "Pixels (0.001)"]
+        assert fits.getheader(outcome.masters["flat R 128x128 bin 1x1"])["NCOMBINE"] == 4
+        assert len(outcome.products) == 3
+
     def test_compressed_frames_are_listed_as_skipped_saying_how_to_decompress_them(
             self, night, runner):
         light = raw_files(night, "LIGHT")[0]

@@ -697,6 +697,11 @@ SCHEMA = {
                         "'[1:1024,1:1024]'; not set: the whole frame"),
         "Cosmic Rays": Setting("bool", False, "clean cosmic rays (astroscrappy) in science "
                                "frames"),
+        "Max Saturated Flat Pixels": Setting("float", 0.001, "fraction of a flat's pixels "
+                                             "(sampled) at or above its SATURATE, else the "
+                                             "largest value its file holds, beyond which it is "
+                                             "not used (a twilight flat taken too early)",
+                                             0.0, 1.0),
         "Block Rows": Setting("int", 512, "rows combined at a time when making masters (bounds "
                               "memory)", 1, 100_000),
         "Kept Terms": Setting("int", 1024, "megabytes of shared memory keeping the "

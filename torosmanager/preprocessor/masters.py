@@ -162,18 +162,39 @@ def task_combine_rows(spec, start, stop):
 
 
 def task_flat_level(spec, index):
-    """The median of flat *index* of *spec* after its bias and dark, on a grid of pixels."""
-    height, width = spec.layout.shape
+    """What flat *index* of *spec* is like, on a grid of pixels: ``(level, saturated,
+    full)``, its median after its bias and dark, and the fraction of those pixels saturated
+    in the raw frame, at or above *full* (:func:`saturation_level`; ``None``: not known, none
+    counted)."""
+    layout = spec.layout
+    height, width = layout.shape
     step = max(1, int(np.sqrt(height * width / LEVEL_SAMPLE_PIXELS)))
-    samples = []
+    samples, saturated = [], 0
     with _Masters(spec) as masters, RawFrame(spec.paths[index]) as frame:
-        reader = spec.layout.reader(frame)
+        reader = layout.reader(frame)
+        full = saturation_level(frame)
         for row in range(step // 2, height, step):
+            if full is not None:  # (before the overscan is subtracted)
+                raw = frame.rows(layout.rows.start + row, layout.rows.start + row + 1)
+                saturated += np.count_nonzero(raw[0, layout.columns][step // 2::step] >= full)
             plane = reader.rows(row, row + 1)
             bias, dark = masters.rows(row, row + 1)
             _correct(spec, index, plane, bias, dark, scale=False)
             samples.append(plane[0, step // 2::step].copy())
-    return float(np.nanmedian(np.concatenate(samples)))
+    sampled = np.concatenate(samples)
+    return float(np.nanmedian(sampled)), saturated / sampled.size, full
+
+
+def saturation_level(frame):
+    """The value (ADU) from which a pixel of the raw *frame* (a :class:`~.reading.RawFrame`) is
+    saturated: its ``SATURATE``, else the largest its file's integers can hold; ``None`` for a
+    file of floats without one."""
+    level = as_number(frame.header.get("SATURATE"))
+    if level is not None:
+        return level
+    if np.issubdtype(frame.stored_type, np.integer):
+        return float(np.iinfo(frame.stored_type).max) * frame.bscale + frame.bzero
+    return None
 
 
 def _correct(spec, index, plane, bias, dark, scale=True):

@@ -103,6 +103,8 @@ class Settings:
     minimum_free_bytes: int = 0
     #: Seconds between two looks for room by a job waiting for it (the daemon's).
     room_retry_interval: float = 60.0
+    #: Fraction of a flat's pixels saturated beyond which it is not used.
+    max_saturated_flat: float = 0.001
 
     @classmethod
     def from_config(cls, config):
@@ -115,7 +117,8 @@ class Settings:
                    kept_terms=section["Kept Terms"],
                    direct_writes_from=section["Direct Writes From"],
                    minimum_free_bytes=section["Minimum Free Bytes"],
-                   room_retry_interval=section["Room Retry Interval"])
+                   room_retry_interval=section["Room Retry Interval"],
+                   max_saturated_flat=section["Max Saturated Flat Pixels"])
 
 
 @dataclass
@@ -700,12 +703,18 @@ class _Night:
                          dark=dark.path if dark else None)
         self._step(f"{label}: measuring {len(group)} flat(s)")
         levels = {}
-        for index, level, error in self.runner.run(task_flat_level,
-                                                   [(base, i) for i in range(len(group))],
-                                                   self.stop):
+        limit = self.settings.max_saturated_flat
+        for index, measured, error in self.runner.run(task_flat_level,
+                                                      [(base, i) for i in range(len(group))],
+                                                      self.stop):
+            level, saturated, full = measured if error is None else (None, None, None)
             if error is not None or not np.isfinite(level) or level <= 0:
                 why = str(error) if error else f"its level after bias and dark is {level:g}"
                 self._skip(group[index].path, f"not usable as a flat: {why}")
+            elif saturated > limit:  # (a twilight flat taken too early)
+                self._skip(group[index].path, f"not usable as a flat: {saturated:.1%} of its "
+                           f"pixels are saturated (at or above {full:g} ADU), more than "
+                           f"Preprocessor → Max Saturated Flat Pixels ({limit:g})")
             else:
                 levels[index] = level
         if not levels:
