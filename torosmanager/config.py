@@ -24,7 +24,7 @@ import yaml
 
 from . import plain_yaml
 from .passwords import damaged_hash, has_plain_passwords
-from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, parse_utc
+from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, parse_utc, shorten
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Setting:
         if self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
             if self.minimum is not None and self.maximum is not None:
-                return f"{noun} from {self.minimum:g} to {self.maximum:g}"
+                return f"{noun} from {self.minimum:g} to {_bound(self.maximum)}"
             if self.minimum is not None:
                 return f"{noun} of at least {self.minimum:g}"
             return noun
@@ -103,6 +103,12 @@ class Setting:
             "labels": "a mapping of names to strings",
             "credentials": "a mapping of user name to password",
         }[self.kind]
+
+
+def _bound(number):
+    """*number* as the limit of a range: in full when a whole number (2147483647, not
+    2.14748e+09), else as short as it reads."""
+    return f"{number:,}" if float(number).is_integer() and abs(number) >= 1e6 else f"{number:g}"
 
 
 #: The drivers of each device kind (the first is its default).
@@ -500,7 +506,9 @@ SCHEMA = {
         "Safety Monitor": _device("safety monitor"),
     },
     "Simulator": {
-        "Seed": Setting("int", 1, "random seed: the same seed gives the same frames", 0, None),
+        # (at most what XML-RPC carries: a Status shows it)
+        "Seed": Setting("int", 1, "random seed: the same seed gives the same frames", 0,
+                        2**31 - 1),
         "Slew Rate": Setting("float", 3.0, "mount slew speed, degrees per second", 0.01, 100),
         "German Equatorial": Setting("bool", False, "the mount says its side of the pier, as a "
                                      "German equatorial mount: looking east at a target east "
@@ -862,8 +870,9 @@ def _check(rule, value, path, where):
     received = value
 
     def fail():
+        # (shortened: a few lines of aliases make a value of gigabytes when written out)
         shown = (f"a {type(received).__name__} (not shown: it holds a secret)"
-                 if rule.secret else repr(received))
+                 if rule.secret else shorten(received))
         return ConfigError(f"{path}: {' → '.join(where)}: {shown} is not allowed; "
                            f"allowed: {rule.allowed()}")
 
@@ -1105,7 +1114,81 @@ def _finish(config, path):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "
                           "Clock → Anchor are required (ISO 8601 UTC instants) so that every "
                           "daemon agrees on the simulated time")
+    _check_ports_apart(config, path)
+    _check_files_apart(config, path)
+    _check_alert_orders_fit(config, path)
+    _check_frames_reach_the_preprocessor(config, path)
     return config
+
+
+def _check_ports_apart(config, path):
+    """Refuse two servers given one port: the second daemon cannot start (its unit restarted
+    every few seconds), and the first answers what was meant for it (a scheduler dispatched
+    Observations to itself)."""
+    listeners = [(f"{address_key(service)} → Port", config[address_key(service)])
+                 for service in SERVICES]
+    socket = config["Alerts"]["GCN Socket"]
+    if socket["Enabled"]:
+        listeners.append(("Alerts → GCN Socket → Port", socket))
+    taken = {}
+    for key, address in listeners:
+        for earlier_key, earlier in taken.get(address["Port"], ()):
+            if _same_host(address["IP"], earlier["IP"]):
+                raise ConfigError(f"{path}: {key}: {address['Port']} is not allowed; allowed: "
+                                  f"a port none of the others has ({earlier_key} has it, on "
+                                  f"{earlier['IP']})")
+        taken.setdefault(address["Port"], []).append((key, address))
+
+
+def _same_host(first, second):
+    """Whether servers bound to IP addresses *first* and *second* share their ports (one of
+    them a wildcard of the same family, or the same address)."""
+    first, second = ipaddress.ip_address(first), ipaddress.ip_address(second)
+    return (first == second or (first.version == second.version
+                                and (first.is_unspecified or second.is_unspecified)))
+
+
+def _check_files_apart(config, path):
+    """Refuse a daemon's log file that is its journal: log lines written into the SQLite file,
+    then the log's rotation renaming the journal away."""
+    for service in SERVICES:
+        log_file = service_path(config["Logging"]["File"], service)
+        if os.path.abspath(log_file) == os.path.abspath(
+                service_path(config["Database"]["File"], service)):
+            raise ConfigError(f"{path}: Logging → File: {config['Logging']['File']!r} is not "
+                              "allowed; allowed: a file other than Database → File (the "
+                              f"{service} daemon's journal would be written over)")
+
+
+def _check_alert_orders_fit(config, path):
+    """Refuse an alert kind whose orders the telescope's limits refuse: every order of the
+    first such alert would be refused by the scheduler, the event never observed."""
+    telescope = config["Telescope"]
+    for kind in ALERT_KINDS.values():
+        settings = config["Alerts"][kind]
+        if not settings["Act"]:
+            continue
+        for key, limit_key in (("Exposure Time", "Max Exposure Time"),
+                               ("Number of Exposures", "Max Number of Exposures")):
+            if settings[key] > telescope[limit_key]:
+                raise ConfigError(f"{path}: Alerts → {kind} → {key}: {settings[key]:g} is not "
+                                  f"allowed; allowed: at most Telescope → {limit_key} "
+                                  f"({telescope[limit_key]:g}), or the telescope refuses "
+                                  "every order of such an alert")
+
+
+def _check_frames_reach_the_preprocessor(config, path):
+    """Refuse a Data Directory the preprocessor may not read: every frame handed to it for
+    calibration would be refused, a whole night left uncalibrated."""
+    data = os.path.realpath(config["Telescope"]["Data Directory"])
+    allowed = config["Preprocessor"]["Allowed Directories"]
+    if not any(os.path.commonpath([data, os.path.realpath(directory)])
+               == os.path.realpath(directory) for directory in allowed):
+        raise ConfigError(f"{path}: Telescope → Data Directory: "
+                          f"{config['Telescope']['Data Directory']!r} is not allowed; allowed: a "
+                          "directory inside one of Preprocessor → Allowed Directories ("
+                          + ", ".join(allowed) + "), which the telescope's frames are "
+                          "calibrated from")
 
 
 def _is_fits_section(text):
