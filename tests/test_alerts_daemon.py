@@ -985,11 +985,15 @@ def test_an_event_whose_orders_the_scheduler_refuses_says_so(make_site):
     wait_until(lambda: site.proxy("scheduler").front_desk({"WOType": "Status"}).get(
         "Telescope Limits"), "the scheduler to learn the telescope's filters")
     gold = alert_file("kafka_alert_icecube_gold.json").read_text()
-    finished(site, send(site, gold, "gcn_json")["ID"])
+    failed = finished(site, send(site, gold, "gcn_json")["ID"])
     report = site.proxy("alerts").front_desk({"WOType": "Events",
                                               "Event ID": "IceCube-230416A"})
     assert report["State"] == "refused by the scheduler"
     assert "'Filter': received 'Q'" in report["Orders"][0]["Message"]
+    # A failure, which the health report counts, not an alert 'done'.
+    assert failed["Status"] == "failed"
+    assert f"; the scheduler refused all 1: {report['Orders'][0]['Message']}" in \
+        failed["Message"]
 
 
 def test_the_events_are_listed_the_most_recent_first_as_many_as_asked(observatory):

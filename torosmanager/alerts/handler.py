@@ -465,6 +465,12 @@ class AlertsHandler(Handler):
             self._finish(order_id, f"{_name(alert)}: {summary}; its event was retracted "
                          "meanwhile: its orders are cancelled")
             return
+        refused = self.book.orders(alert_order_id=order_id, states=(REFUSED,))
+        if refused and not accepted:  # a setting the telescope cannot follow: said as a failure
+            self.transition(order_id, FAILED, f"{_name(alert)}: {summary}; the scheduler "
+                            f"refused all {len(refused)}: {refused[0].message}",
+                            only_from={RUNNING})
+            return
         self._finish(order_id, f"{_name(alert)}: {summary}; {accepted} accepted by the "
                      "scheduler")
 

@@ -388,10 +388,10 @@ def _state(rows, standing, now, refused=()):
     latest = current.outcome
     if latest.get("Ignored"):
         return "ignored"
+    if any(order.alert_order_id == current.order_id for order in refused):
+        return "refused by the scheduler"  # (its alert order failed, saying so)
     if latest.get("Problem"):
         return "failed"
-    if any(order.alert_order_id == current.order_id for order in refused):
-        return "refused by the scheduler"
     return "nothing observable" if latest.get("Targets") else "received"
 
 
