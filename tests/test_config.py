@@ -1,5 +1,6 @@
 """Configuration: defaults in one place, and one clear message for anything wrong."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -289,6 +290,26 @@ def test_a_daemon_with_a_bad_config_stops_with_status_78_and_one_message(tmp_pat
     assert result.stderr.strip() == (
         f"toros-{service}: {path}: Site → Elevation: 'high' is not allowed; "
         "allowed: a number from -500 to 9000")
+
+
+def test_an_alerts_daemon_told_to_read_gcn_kafka_without_credentials_stops_with_status_78(
+        tmp_path):
+    """The variables set in a shell, not in the unit: it started, and said at every
+    reconnection 'No provider for SASL mechanism GSSAPI'; no alert ever came."""
+    path = write(tmp_path, "Alerts:\n  Kafka: {Enabled: true}\n")
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("GCN_KAFKA_")}
+    result = subprocess.run([*daemon_command("alerts"), "--config", path], capture_output=True,
+                            text=True, timeout=60, env=environment)
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        "toros-alerts: Alerts → Kafka → Enabled is true, but no client ID and secret are given: "
+        "set Alerts → Kafka → Client ID and Client Secret, or GCN_KAFKA_CLIENT_ID and "
+        "GCN_KAFKA_CLIENT_SECRET in the daemon's own environment (its systemd unit's or "
+        "launchd plist's, not a shell's)")
+    checked = subprocess.run([*daemon_command("alerts"), "--config", path, "--check-config"],
+                             capture_output=True, text=True, timeout=60, env=environment)
+    assert checked.returncode == 0  # (a package's check runs in another environment)
 
 
 def test_a_daemon_that_cannot_write_its_log_file_stops_with_status_78_and_one_message(

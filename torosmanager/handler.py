@@ -57,6 +57,12 @@ class Handler:
     transforms_coordinates = False
 
     @classmethod
+    def check_environment(cls, config):
+        """Refuse (raise :class:`~torosmanager.config.ConfigError`) settings this daemon cannot
+        run with in the environment it starts in, which a restart would not change. The
+        default refuses nothing."""
+
+    @classmethod
     def request_limit(cls, config):
         """The largest request this daemon takes, bytes, and the setting that says so."""
         return config["Server"]["Max Request Bytes"], "Server → Max Request Bytes"

@@ -94,9 +94,14 @@ def run(service, argv):
         return EXIT_CONFIG
     if arguments.check_config:
         # The log file is not opened: made by root (a package's postinst), the daemon's own
-        # user could not write it.
+        # user could not write it. Nor is the daemon's environment checked: it is not this one.
         print(f"toros-{service}: {resolve_path(arguments.config)} is accepted")
         return EXIT_OK
+    try:
+        handler_class(service).check_environment(config)
+    except ConfigError as error:
+        print(f"toros-{service}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         # Before detaching, where the operator looks; a restart would not help.
         open_log_file(config, service).close()

@@ -50,6 +50,7 @@ import xmlrpc.client
 from datetime import datetime, timezone
 
 from ..client import connect, unavailable
+from ..config import ConfigError
 from ..handler import Handler, Workers
 from ..journal import (ACCEPTED, CANCELLED as SCHEDULER_CANCELLED, DISPATCHED, DONE, FAILED,
                        FINAL_STATES, QUEUED, RUNNING)
@@ -64,6 +65,8 @@ from .intake import alert_of, alert_text
 from .policy import issued_too_late
 from .response import USER, assess, plan_orders
 from .sources import make_sources
+from .sources.kafka import CLIENT_ID_VARIABLE, CLIENT_SECRET_VARIABLE
+from .sources.kafka import credentials as kafka_credentials
 from .targets import Stopping, TargetError
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,18 @@ class AlertsHandler(Handler):
 
     service = "alerts"
     wotypes = ("Alert", "Events")
+
+    @classmethod
+    def check_environment(cls, config):
+        # Not found at the first connection: every reconnection would fail until restarted,
+        # saying 'No provider for SASL mechanism GSSAPI', and no alert would ever come.
+        kafka = config["Alerts"]["Kafka"]
+        if kafka["Enabled"] and None in kafka_credentials(kafka):
+            raise ConfigError(
+                f"Alerts → Kafka → Enabled is true, but no client ID and secret are given: set "
+                f"Alerts → Kafka → Client ID and Client Secret, or {CLIENT_ID_VARIABLE} and "
+                f"{CLIENT_SECRET_VARIABLE} in the daemon's own environment (its systemd unit's "
+                "or launchd plist's, not a shell's)")
 
     @classmethod
     def request_limit(cls, config):

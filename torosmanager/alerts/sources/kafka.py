@@ -38,6 +38,14 @@ logger = logging.getLogger(__name__)
 #: Environment variables read when the settings leave the credentials out.
 CLIENT_ID_VARIABLE = "GCN_KAFKA_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "GCN_KAFKA_CLIENT_SECRET"
+
+
+def credentials(settings):
+    """(client id, client secret) of the ``Alerts → Kafka`` *settings*, else the
+    environment's; ``None`` for one given by neither."""
+    client_id = settings.get("Client ID") or os.environ.get(CLIENT_ID_VARIABLE)
+    secret = settings.get("Client Secret") or os.environ.get(CLIENT_SECRET_VARIABLE)
+    return client_id, secret
 #: GCN's production domain (gcn-kafka's default).
 DEFAULT_DOMAIN = "gcn.nasa.gov"
 #: Seconds one poll of the broker may wait: how long :meth:`KafkaSource.stop` may take to notice.
@@ -148,10 +156,7 @@ class KafkaSource(Source):
                 "Skipped Topics": sorted(self._skipped_topics)}
 
     def _credentials(self):
-        """(client id, client secret): the settings', else the environment's."""
-        client_id = self.settings.get("Client ID") or os.environ.get(CLIENT_ID_VARIABLE)
-        secret = self.settings.get("Client Secret") or os.environ.get(CLIENT_SECRET_VARIABLE)
-        return client_id, secret
+        return credentials(self.settings)
 
     def _masked(self, text):
         """*text* with the client secret replaced by :data:`MASK`."""
