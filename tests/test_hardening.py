@@ -8,6 +8,7 @@ hand and posted over a plain HTTP connection.
 import gzip
 import http.client
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import xmlrpc.client
 import zlib
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 from conftest import Site
@@ -24,6 +26,7 @@ from observatory import ended, settings, wait_until
 from observatory import status as status_of
 from test_xmlrpc_call import entity_expansion
 from torosmanager.config import service_path
+from torosmanager.launcher import daemon_command
 from torosmanager.journal import FAILED, QUEUED, Journal
 from torosmanager.workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, FaultCode
 
@@ -217,6 +220,47 @@ def test_connections_beyond_the_limit_get_503_and_retry_after(make_site):
     proxy = site.proxy("dome")
     assert wait_until(lambda: _answers(proxy), "the dome to serve again")
     assert site.log("dome").count("answering 503") == 1
+
+
+def test_a_daemon_out_of_file_descriptors_waits_for_room_without_spinning(make_site):
+    """Its files' limit lowered under it (or Max Connections above it): each connection it
+    could not accept left the listening socket readable, and the loop spun: 40,000 warnings
+    in 10 s, a Status answered in 17 s, the dome's safety checks starved."""
+    site = make_site({"Server": {"Request Timeout": 3.0}}).start("dome")
+    port = site.config["Dome Address"]["Port"]
+    daemon = psutil.Process(site.daemons["dome"].pid)
+    resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, (daemon.num_fds() + 5,) * 2)
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(30)]
+    try:
+        for connection in idle:  # requests begun: none is taken for a silent one
+            connection.sendall(b"POST /RPC2 HTTP/1.1\r\n")
+        before = sum(daemon.cpu_times()[:2])
+        time.sleep(2.0)
+        busy = sum(daemon.cpu_times()[:2]) - before
+    finally:
+        for connection in idle:
+            connection.close()
+    assert busy < 0.5, f"{busy:.2f} s of CPU in 2 s"
+    assert site.log("dome").count("cannot accept connections: [Errno 24] Too many open "
+                                  "files") == 1
+    # Once they are gone (or cut off at the Request Timeout), it serves again.
+    assert wait_until(lambda: _answers(site.proxy("dome")), "the dome to serve again")
+    assert "accepting connections again" in site.log("dome")
+
+
+def test_a_daemon_whose_files_cannot_hold_max_connections_stops_with_status_78(tmp_path):
+    config = tmp_path / "toros.conf.yaml"
+    config.write_text(f"Server:\n  Max Connections: 5000\nLogging:\n  File: {tmp_path}/x.log\n"
+                      f"Database:\n  File: {tmp_path}/x.sqlite3\n")
+    result = subprocess.run([*daemon_command("dome"), "--config", str(config)],
+                            capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                  (1024, 1024)))
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        "toros-dome: Server → Max Connections: 5000 is not allowed here; allowed: at most 896, "
+        "since this daemon may open 1024 files (its unit's LimitNOFILE, ulimit -n) and needs "
+        "128 for its journal, log, devices and workers")
 
 
 def _answers(proxy):

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 LISTEN_BACKLOG = 128
 #: Seconds a client refused for too many connections is asked to wait (Retry-After).
 RETRY_AFTER_SECONDS = 1
+#: Seconds new connections wait while the process has no file descriptor left for them: the
+#: listening socket, still readable, made the loop spin (40,000 warnings in 10 s, a Status
+#: answered in 17 s, the dome's safety checks starved).
+ACCEPT_PAUSE_SECONDS = 0.1
 #: Bytes read from a connection at a time.
 RECEIVE_BYTES = 65536
 #: The request line and headers, at most: the stdlib's limit for one line
@@ -163,6 +167,8 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
         self._finished = collections.deque()  # (connection, answer) from the workers
         self._next_deadline = math.inf
         self._busy_since = None  # when the connection limit was last reached, for the log
+        self._accept_again_at = math.inf  # while out of file descriptors (see _accept)
+        self._out_of_descriptors = False  # said once until a connection is accepted again
         self._stopping = False
         self._stopped = threading.Event()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -222,8 +228,9 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                     if not self._connections:
                         break
                 timeout = None
-                if self._next_deadline < math.inf:
-                    timeout = max(0.0, self._next_deadline - time.monotonic())
+                wake_at = min(self._next_deadline, self._accept_again_at)
+                if wake_at < math.inf:
+                    timeout = max(0.0, wake_at - time.monotonic())
                 for key, events in self._selector.select(timeout):
                     if key.fileobj is self.socket:
                         self._accept()
@@ -237,6 +244,9 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                     self._serve_orders()
                 if time.monotonic() >= self._next_deadline:
                     self._expire()
+                if time.monotonic() >= self._accept_again_at and not self._stopping:
+                    self._accept_again_at = math.inf
+                    self._selector.register(self.socket, selectors.EVENT_READ)
         finally:
             self._stopped.set()
 
@@ -258,8 +268,8 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
     def _stop_accepting(self):
         if self.socket.fileno() < 0:
             return
-        if self._selector is not None:  # (serve_forever ran)
-            self._selector.unregister(self.socket)
+        if self._selector is not None and self._accept_again_at == math.inf:
+            self._selector.unregister(self.socket)  # (serve_forever ran, accepting)
         self.socket.close()
         # Requests not all come yet are owed nothing: nothing of them was accepted.
         for connection in [c for c in self._connections if c.state == _READING]:
@@ -271,9 +281,12 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                 sock, address = self.socket.accept()
             except BlockingIOError:
                 return
-            except OSError as error:  # out of file descriptors, say: tried again next turn
-                log.warning("cannot accept a connection: %s", error)
+            except OSError as error:  # out of file descriptors, say
+                self._pause_accepting(error)
                 return
+            if self._out_of_descriptors:
+                log.info("accepting connections again")
+                self._out_of_descriptors = False
             if len(self._connections) >= self.max_connections and not self._make_room():
                 self._refuse_busy(sock, address[0])
                 continue
@@ -285,6 +298,16 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             connection = _Connection(sock, address[0], self._deadline())
             self._connections.add(connection)
             self._watch(connection, selectors.EVENT_READ)
+
+    def _pause_accepting(self, error):
+        """Leave new connections waiting in the backlog for :data:`ACCEPT_PAUSE_SECONDS`: a
+        connection that cannot be accepted now (no file descriptor left) stays readable."""
+        if not self._out_of_descriptors:
+            self._out_of_descriptors = True
+            log.warning("cannot accept connections: %s (%d open); new ones wait until there is "
+                        "room", error, len(self._connections))
+        self._selector.unregister(self.socket)
+        self._accept_again_at = time.monotonic() + ACCEPT_PAUSE_SECONDS
 
     def _make_room(self):
         """Close a connection to make room for a new one, without a word: one kept alive and

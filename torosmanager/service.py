@@ -12,6 +12,7 @@ import gc
 import importlib
 import logging
 import os
+import resource
 import signal
 import stat
 import sys
@@ -54,6 +55,9 @@ def handler_class(service):
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a restart cannot help
+#: Files a daemon may have open besides its connections: its journal (two connections, their
+#: WAL and shared memory), log, lock, devices' sockets, workers' pipes, with room to spare.
+FILES_BESIDES_CONNECTIONS = 128
 
 
 def parse_arguments(service, argv):
@@ -99,6 +103,7 @@ def run(service, argv):
         return EXIT_OK
     try:
         handler_class(service).check_environment(config)
+        _allow_open_files(config["Server"]["Max Connections"])
     except ConfigError as error:
         print(f"toros-{service}: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -126,6 +131,24 @@ def run(service, argv):
     if arguments.daemon:
         return _run_detached(service, config, server, arguments.pidfile, arguments.config)
     return serve(service, config, server, arguments.config)
+
+
+def _allow_open_files(connections):
+    """Make sure this process may open files for *connections* and its own
+    (:data:`FILES_BESIDES_CONNECTIONS`), raising its soft limit up to the hard one if it must;
+    else raise :class:`ConfigError`. Short of them, a connection that cannot be accepted is left
+    waiting, and so is each one after it until one closes."""
+    needed = connections + FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise ConfigError(f"Server → Max Connections: {connections} is not allowed here; allowed: "
+                      f"at most {hard - FILES_BESIDES_CONNECTIONS}, since this daemon may open "
+                      f"{hard} files (its unit's LimitNOFILE, ulimit -n) and needs "
+                      f"{FILES_BESIDES_CONNECTIONS} for its journal, log, devices and workers")
 
 
 def _run_detached(service, config, server, pidfile, config_path):
