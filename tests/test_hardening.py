@@ -222,6 +222,8 @@ def test_connections_beyond_the_limit_get_503_and_retry_after(make_site):
     assert site.log("dome").count("answering 503") == 1
 
 
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="lowers a running daemon's "
+                    "limit with prlimit(2), which only Linux has")
 def test_a_daemon_out_of_file_descriptors_waits_for_room_without_spinning(make_site):
     """Its files' limit lowered under it (or Max Connections above it): each connection it
     could not accept left the listening socket readable, and the loop spun: 40,000 warnings
