@@ -195,6 +195,32 @@ class TestWhereThingsGo:
         assert "reading headers" in steps and any(s.startswith("calibrating") for s in steps)
 
 
+    def test_a_link_leading_out_of_the_daemons_directories_is_not_followed(
+            self, night, runner, tmp_path):
+        """The daemon checked only File Location: a raw frame linked from elsewhere was read,
+        and a night whose reduced/ was a link had its products written elsewhere, its Status
+        saying 'calibrated into .../reduced' (found by a helper's audit)."""
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        elsewhere = outside / "frame.fits"
+        shutil.copy(raw_files(night, "LIGHT")[0], elsewhere)
+        (night / "raw" / "linked.fits").symlink_to(elsewhere)
+        confined = (os.path.realpath(night),)
+        outcome = run(night, runner, confined_to=confined)
+        assert outcome.skipped == [
+            f"{night}/raw/linked.fits: it is {elsewhere}: outside Preprocessor → Allowed "
+            "Directories, where a link has led it"]
+        assert len(outcome.products) == 3
+        shutil.rmtree(night / "reduced")
+        (night / "reduced").symlink_to(outside)
+        with pytest.raises(PreprocessingError, match=re.escape(
+                f"{night}/reduced, where this job's products go, is {outside}: outside "
+                f"Preprocessor → Allowed Directories, where a link has led it ({night})")):
+            run(night, runner, confined_to=confined)
+        assert os.listdir(outside) == ["frame.fits"]
+        assert len(run(night, runner).products) == 4  # toros calibrate: where the links lead
+
+
 class TestTermsKeptBetweenJobs:
     """A night's observations reach the preprocessor as jobs of their own, mostly with the
     same masters, exposure time and gain: a later job maps the terms an earlier one made

@@ -691,7 +691,9 @@ SCHEMA = {
     },
     "Preprocessor": {
         "Allowed Directories": Setting("paths", ["/var/lib/toros/data"],
-                                       "directories a File Location may point into"),
+                                       "directories a File Location may point into, and a "
+                                       "job reads frames and writes products in, links "
+                                       "followed"),
         "Workers": Setting("int", 2, "processes calibrating frames in parallel", 1, 256),
         "Executor": Setting("str", "local", "'local' worker processes, or the address of a "
                             "dask.distributed scheduler such as tcp://10.0.0.5:8786"),

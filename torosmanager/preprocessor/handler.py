@@ -16,13 +16,14 @@ run again from the beginning at the next start (re-running a night is safe and g
 products), rather than marked failed.
 """
 
+import dataclasses
 import os
 
 from ..handler import Handler
 from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
 from ..workorders import refuse
 from .jobs import JobQueue
-from .pipeline import RAW_DIRECTORY, Settings
+from .pipeline import RAW_DIRECTORY, Settings, inside
 from .reading import is_fits_name
 
 
@@ -34,10 +35,12 @@ class PreprocessorHandler(Handler):
 
     def __init__(self, config, journal, clock):
         super().__init__(config, journal, clock)
-        self.settings = Settings.from_config(config)
-        # Resolved once: the front desk compares every File Location with them.
+        # Resolved once: the front desk compares every File Location with them, and each job
+        # every frame and output directory (a link in a night may lead anywhere).
         self.allowed_roots = [os.path.realpath(root)
                               for root in config["Preprocessor"]["Allowed Directories"]]
+        self.settings = dataclasses.replace(Settings.from_config(config),
+                                            confined_to=tuple(self.allowed_roots))
         self.jobs = JobQueue(self)
 
     # --- the front desk's checks -------------------------------------------------------
@@ -78,8 +81,7 @@ class PreprocessorHandler(Handler):
         resolved = []
         for path in _as_list(location):
             real = os.path.realpath(path)
-            if not any(real == root or real.startswith(root + os.sep)
-                       for root in self.allowed_roots):
+            if not inside(real, self.allowed_roots):
                 raise refuse("File Location", path, "a path inside "
                              + " or ".join(self.allowed_roots)
                              + " (Preprocessor → Allowed Directories)")

@@ -59,6 +59,8 @@ skipped_log = logging.getLogger(__name__ + ".skipped")
 RAW_DIRECTORY = "raw"
 #: The subdirectory of a night receiving the products.
 REDUCED_DIRECTORY = "reduced"
+#: Why a file a link leads away is not read or written, for the daemon's jobs.
+_OUTSIDE = "outside Preprocessor → Allowed Directories, where a link has led it"
 #: The subdirectory of ``reduced/`` receiving the masters.
 MASTERS_DIRECTORY = "masters"
 #: The subdirectory of the masters' receiving the library's masters a night's jobs use, each a
@@ -105,6 +107,9 @@ class Settings:
     room_retry_interval: float = 60.0
     #: Fraction of a flat's pixels saturated beyond which it is not used.
     max_saturated_flat: float = 0.001
+    #: Resolved directories (the daemon's Allowed Directories) a job reads and writes only
+    #: inside, links followed; empty: anywhere (``toros calibrate``).
+    confined_to: tuple = ()
 
     @classmethod
     def from_config(cls, config):
@@ -457,6 +462,11 @@ def _outputs(frames):
     return outputs
 
 
+def inside(path, roots):
+    """Whether the resolved *path* is one of the resolved directories *roots* or lies in one."""
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 def require_writable(directories):
     """Raise :class:`PreprocessingError` unless a file can be made in each of *directories*
     (or, for one not there yet, in the nearest directory above it, where it would be made):
@@ -556,6 +566,7 @@ class _Night:
         outcome.total = len(paths) + len(missing)
         for path, reason in missing:
             self._skip(path, reason)
+        paths = self._confined(paths)
         self._step("reading headers")
         frames, unusable = classify(paths)
         for path, reason in unusable:
@@ -565,7 +576,14 @@ class _Night:
         outcome.lights = len(self._light_paths)
         self.night = _night_name(frames, paths)
         outputs = _outputs(frames)
-        require_writable(sorted({directory for directory, _, _ in outputs}))
+        directories = sorted({directory for directory, _, _ in outputs})
+        for directory in directories:
+            real = os.path.realpath(directory)
+            if self.settings.confined_to and not inside(real, self.settings.confined_to):
+                raise PreprocessingError(f"{directory}, where this job's products go, is "
+                                         f"{real}: {_OUTSIDE} ("
+                                         + ", ".join(self.settings.confined_to) + ")")
+        require_writable(directories)
         require_room(outputs, self.settings.minimum_free_bytes, in_flight=self.settings.workers)
         by_geometry = defaultdict(list)
         for frame in frames:
@@ -577,10 +595,24 @@ class _Night:
         self._step("done")
         return outcome
 
+    def _confined(self, paths):
+        """*paths* but those leading, links followed, outside the directories the job is
+        confined to (skipped, saying where they lead)."""
+        if not self.settings.confined_to:
+            return paths
+        kept = []
+        for path in paths:
+            real = os.path.realpath(path)
+            if inside(real, self.settings.confined_to):
+                kept.append(path)
+            else:
+                self._skip(path, f"it is {real}: {_OUTSIDE}")
+        return kept
+
     def prepare(self):
         """:func:`prepare`'s work: the terms of each group of light frames, kept."""
         paths, _ = self.found
-        frames, _ = classify(paths)
+        frames, _ = classify(self._confined(paths))
         lights = [frame for frame in frames if frame.kind == Kind.LIGHT]
         if not lights:
             raise PreprocessingError("no light frame to prepare the calibration terms of, in "
