@@ -44,7 +44,7 @@ def open_site(simulators, make_site, enclosure=0, camera=None, focuser=None,
         return simulators.settings(number, timeout=timeout)
 
     site = make_site(settings(
-        speed=1,
+        speed=1, Clock={"Simulated With Devices": True},
         Telescope={"Mount": device(0), "Camera": camera or device(0), "Filter Wheel": device(0),
                    "Focuser": focuser or {"Driver": "none"}, "Poll Interval": 0.2},
         Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1},

@@ -48,7 +48,7 @@ def test_a_clock_set_back_an_hour_mid_observation_does_not_stop_the_night(simula
 
     # An hour after EVENING at 1×: set back an hour, the daemons' night is still dark.
     site = make_site(settings(
-        speed=1, start=EVENING + timedelta(hours=1),
+        speed=1, start=EVENING + timedelta(hours=1), Clock={"Simulated With Devices": True},
         Telescope={"Mount": device(), "Camera": device(), "Filter Wheel": device(),
                    "Poll Interval": 0.2},
         Observing={"Max Airmass": 3.0},  # (the target's airmass is 1.9-2.8)

@@ -198,6 +198,11 @@ def test_values_are_merged_over_defaults(tmp_path):
     ("Telescope:\n  Max Exposure Time: 30\n", "Alerts → Gravitational Waves → Exposure Time: "
      "60 is not allowed; allowed: at most Telescope → Max Exposure Time (30), or the telescope "
      "refuses every order of such an alert"),
+    # The dome's daylight check follows the clock: a real dome would open in the Sun.
+    ("Clock: {Mode: simulated, Start: 2026-11-22T00:30:00, Anchor: 2026-11-21T18:00:00}\n"
+     "Dome:\n  Enclosure: {Driver: alpaca}\n", "Clock → Mode: 'simulated' is not allowed with "
+     "Dome → Enclosure → Driver: alpaca; allowed: 'real', or, for a rehearsal against a device "
+     "simulator, Clock → Simulated With Devices: true"),
     # Frames moved to a bigger disk, the preprocessor not told: a night never calibrated.
     ("Telescope:\n  Data Directory: /data/toros\n", "Telescope → Data Directory: '/data/toros' "
      "is not allowed; allowed: a directory inside one of Preprocessor → Allowed Directories "

@@ -40,7 +40,7 @@ def observatory(indi_server, tmp_path_factory):
         return indi_server.settings(kind)
 
     site = Site(tmp_path_factory.mktemp("indi-site"), settings(
-        speed=1,
+        speed=1, Clock={"Simulated With Devices": True},
         Telescope={"Mount": device("mount"), "Camera": device("camera"),
                    "Filter Wheel": device("filter wheel"), "Poll Interval": 0.2},
         Observing={"Bias Frames": 1, "Dark Frames": 1, "Flat Frames": 1,

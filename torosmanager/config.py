@@ -226,6 +226,12 @@ SCHEMA = {
                           "simulated: the real UTC instant the simulated start corresponds to"),
         "Speed": Setting("float", 1.0, "simulated: simulated seconds per real second",
                          0.001, 100_000),
+        "Simulated With Devices": Setting("bool", False, "true: a simulated clock is allowed "
+                                          "with a dome driver other than the simulator (a "
+                                          "rehearsal against device simulators, such as "
+                                          "alpaca-simulators): the dome then opens by the "
+                                          "simulated time, whatever the Sun; never with a real "
+                                          "dome"),
     },
     "Server": {
         "Max Request Bytes": Setting("int", 1_000_000, "larger request bodies are refused",
@@ -1116,6 +1122,15 @@ def _finish(config, path):
         raise ConfigError(f"{path}: Clock → Mode is 'simulated', so Clock → Start and "
                           "Clock → Anchor are required (ISO 8601 UTC instants) so that every "
                           "daemon agrees on the simulated time")
+    enclosure = config["Dome"]["Enclosure"]["Driver"]
+    if (clock["Mode"] == "simulated" and enclosure != "simulator"
+            and not clock["Simulated With Devices"]):
+        # The dome's daylight check follows the clock: a real dome would open in the Sun.
+        raise ConfigError(f"{path}: Clock → Mode: 'simulated' is not allowed with Dome → "
+                          f"Enclosure → Driver: {enclosure}; allowed: 'real', or, for a "
+                          "rehearsal against a device simulator, Clock → Simulated With "
+                          "Devices: true (the dome would open by the simulated time, "
+                          "whatever the Sun)")
     _check_ports_apart(config, path)
     _check_files_apart(config, path)
     _check_alert_orders_fit(config, path)
