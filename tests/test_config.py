@@ -343,6 +343,28 @@ def test_a_daemon_whose_credentials_file_cannot_be_read_stops_with_status_78(tmp
                                      "directory")
 
 
+@pytest.mark.parametrize("line, refused", [("toros:pw2", True), ("toros:pw1", False),
+                                           ("elsewhere:pw3", False)],
+                         ids=["a wrong password", "the right one", "another computer's user"])
+def test_a_daemon_whose_credentials_users_refuses_stops_with_status_78(tmp_path, line,
+                                                                        refused):
+    # It started, and every call between the daemons was answered 401: nothing observed.
+    (tmp_path / "credentials").write_text(line + "\n")
+    path = write(tmp_path, f"Logging:\n  File: {tmp_path}/{{service}}.log\n"
+                           "Server:\n  Users: {toros: pw1}\n"
+                           f"  Credentials File: {tmp_path}/credentials\n")
+    result = subprocess.run([*daemon_command("scheduler"), "--config", path, "--check-config"],
+                            capture_output=True, text=True, timeout=60)
+    if not refused:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 78
+    assert result.stderr.strip() == (f"toros-scheduler: {tmp_path}/credentials (Server → "
+                                     "Credentials File): the password of 'toros' is not the "
+                                     "one Server → Users holds for it: every call between the "
+                                     "daemons would be refused (HTTP 401)")
+
+
 def test_a_daemon_whose_journal_is_a_directory_stops_with_status_78(tmp_path):
     # It ended with status 1 (restarted by systemd), and left a lock file beside /tmp.
     (tmp_path / "journal").mkdir()

@@ -160,6 +160,23 @@ def client_credentials(server_settings):
     return None
 
 
+def check_client_credentials(server_settings):
+    """Refuse (:class:`CredentialsError`) a ``Credentials File`` whose user ``Server → Users``
+    holds with another password: every call between the daemons would be answered 401 (the
+    dome hearing no heartbeat, nothing observed). One scrypt: at a daemon's start, not at each
+    call. A user ``Users`` does not hold may be another computer's (its daemons' own
+    ``Users``), and passes."""
+    path, users = server_settings["Credentials File"], server_settings["Users"] or {}
+    credentials = client_credentials(server_settings)
+    if not path or credentials is None or credentials[0] not in users:
+        return
+    user, password = credentials
+    if not verify(password, users[user]):
+        raise CredentialsError(f"{path} (Server → Credentials File): the password of {user!r} "
+                               "is not the one Server → Users holds for it: every call between "
+                               "the daemons would be refused (HTTP 401)")
+
+
 def has_plain_passwords(server_settings):
     """Whether ``Server → Users`` holds a password as it is typed (not hashed)."""
     return any(not is_hash(stored) for stored in (server_settings["Users"] or {}).values())

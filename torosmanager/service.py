@@ -28,7 +28,7 @@ from .frontdesk import FrontDesk
 from .journal import Journal
 from .journal_lock import JournalInUse, lock_journal
 from .logs import open_log_file, setup_logging
-from .passwords import CredentialsError, client_credentials, has_plain_passwords
+from .passwords import CredentialsError, check_client_credentials, has_plain_passwords
 from .pages import StatusPages
 from .server import FrontDeskServer
 from .systemd_notify import notify_systemd
@@ -90,9 +90,9 @@ def run(service, argv):
     arguments = parse_arguments(service, argv)
     try:
         config = load_config(arguments.config)
-        # Read at every call to another daemon: one that cannot be read would fail each
-        # (the scheduler's heartbeats, and the dome closes).
-        client_credentials(config["Server"])
+        # Read at every call to another daemon: one that cannot be read, or that Users does
+        # not take, would fail each (the scheduler's heartbeats, and the dome closes).
+        check_client_credentials(config["Server"])
     except (ConfigError, CredentialsError) as error:
         print(f"toros-{service}: {error}", file=sys.stderr)
         return EXIT_CONFIG
