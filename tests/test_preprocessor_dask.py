@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from observatory import status, wait_until
 from preprocessing_data import make_night
 from torosmanager.launcher import free_port
 from torosmanager.preprocessor.executors import (DaskRunner, LocalRunner, RunnerError,
@@ -57,3 +58,35 @@ def test_an_unreachable_scheduler_is_a_clear_error():
     address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(RunnerError, match=f"cannot reach the Dask scheduler at {address}"):
         DaskRunner(address, timeout=1.0)
+
+
+def test_a_job_waits_for_its_dask_scheduler_and_runs_once_it_answers(make_site, tmp_path):
+    """The scheduler restarted, or its computer down: each job failed for good, its night
+    left uncalibrated until someone sent it again (found by a helper's audit)."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    site = make_site({"Preprocessor": {"Executor": address, "Room Retry Interval": 0.5}})
+    site.start("preprocessor")
+    proxy = site.proxy("preprocessor")
+    night = make_night(site.directory / "data", biases=3, darks={}, flats={},
+                       lights=[("R", 10.0, 1)])
+    proxy.front_desk({"ID": "night", "WOType": "Preprocessing",
+                      "File Location": str(night.directory)})
+
+    def waiting():
+        answer = status(proxy, "night")
+        return answer if answer["Message"].startswith("waiting: cannot reach") else None
+    answer = wait_until(waiting, "the order to wait for its Dask scheduler")
+    assert answer["Status"] == "queued"
+    assert answer["Message"].startswith(f"waiting: cannot reach the Dask scheduler at {address} "
+                                        "(Preprocessor → Executor): ")
+    health = proxy.front_desk({"WOType": "Status"})["Devices"]["Calibration"]
+    assert health["Waiting for Executor"] == "night"
+    scratch = str(tmp_path / "dask")
+    with dask.config.set({"temporary-directory": scratch}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                     protocol="tcp://", host="127.0.0.1", scheduler_port=port,
+                                     dashboard_address=None):
+        done = wait_until(lambda: status(proxy, "night")["Status"] == "done" and
+                          status(proxy, "night"), "the order to run on the cluster")
+    assert done["Progress"]["Frames Done"] == 4 and not done["Progress"]["Skipped"]

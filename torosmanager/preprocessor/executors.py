@@ -71,6 +71,11 @@ class RunnerError(Exception):
     """The executor cannot run tasks (a worker died, the cluster is unreachable...)."""
 
 
+class ExecutorUnreachable(RunnerError):
+    """The Dask scheduler does not answer: a job may run once it is back (restarted, its
+    computer up again)."""
+
+
 class TaskRunner:
     """Runs task functions on workers; see :class:`LocalRunner` and :class:`DaskRunner`."""
 
@@ -226,7 +231,10 @@ class DaskRunner(TaskRunner):
                               "'dask[distributed]')") from None
         try:
             self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as error:
+        except (OSError, TimeoutError) as error:
+            raise ExecutorUnreachable(f"cannot reach the Dask scheduler at {address} "
+                                      f"(Preprocessor → Executor): {error}") from None
+        except ValueError as error:
             raise RunnerError(f"cannot reach the Dask scheduler at {address} "
                               f"(Preprocessor → Executor): {error}") from None
         threads = sum(self._client.nthreads().values())

@@ -23,6 +23,10 @@ again saying so, and the job thread looks again every ``Preprocessor → Room Re
 meanwhile (it would most likely write to the same disk). Once there is room the order runs
 again from the beginning.
 
+A job that cannot reach its Dask scheduler (``Preprocessor → Executor``: restarted, its
+computer down) is queued again the same way, and tried again every ``Room Retry Interval``
+until the scheduler answers.
+
 A job whose light frames find no master bias, neither among its own frames nor in the master
 library (a target of opportunity's frames, taken without calibration frames before the night's
 first masters, on a camera's first night), is not failed: its order is queued again, waiting
@@ -42,7 +46,8 @@ from ..journal import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JournalUnwritabl
 from ..logs import SaidOnChange
 from ..order_queue import OrderQueue
 from ..workorders import PREPARE_CALIBRATION, WorkOrderError
-from .executors import LOCAL, LocalRunner, RunnerError, Stopped, make_runner
+from .executors import (LOCAL, ExecutorUnreachable, LocalRunner, RunnerError, Stopped,
+                        make_runner)
 from .pipeline import PreprocessingError, calibrate, check_room, prepare, shares_terms
 from .reading import FrameError
 from .room import NoRoom, is_full_disk
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Least real seconds between two journaled progress reports within one step.
 PROGRESS_INTERVAL = 1.0
+#: What an order queued again waits for, as the health report says it.
+WAITING_FOR_ROOM, WAITING_FOR_EXECUTOR = "Waiting for Room", "Waiting for Executor"
 
 
 class Job:
@@ -90,8 +97,10 @@ class JobQueue:
                        if shares_terms(self.settings) else None)
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
         self._stopping = threading.Event()
-        self._waiting = None  # the order waiting for room
-        self._look_again = threading.Event()  # ends a wait for room: stopping, or a Cancel
+        # The order waiting for room, or for the Dask scheduler, and the health report's key
+        # that says which.
+        self._waiting = self._waiting_for = None
+        self._look_again = threading.Event()  # ends such a wait: stopping, or a Cancel
         # Order ID → (record, geometries) of the orders waiting for a master bias of those
         # detector geometries, queued again once a job makes one; read by Status and a Cancel
         # from other threads.
@@ -152,7 +161,7 @@ class JobQueue:
         if self._library_problem:
             described["Master Library Problem"] = self._library_problem
         if self._waiting is not None:
-            described["Waiting for Room"] = self._waiting
+            described[self._waiting_for] = self._waiting
         with self._without_masters_lock:
             if self._without_masters:
                 described["Waiting for Masters"] = sorted(self._without_masters)
@@ -165,38 +174,39 @@ class JobQueue:
             job = self.orders.take()
             if job is None:
                 return
-            waits = False
+            waits_for = None
             try:
                 with self.handler.failing_on_error(job.record.id, "calibrating"):
-                    waits = self._execute(job)
+                    waits_for = self._execute(job)
             finally:
                 idle = self.orders.finished()
-                if (idle or waits) and isinstance(self._runner, LocalRunner):
+                if (idle or waits_for) and isinstance(self._runner, LocalRunner):
                     # Local workers hold a group's terms (up to two frames); let them go while
                     # nothing waits. New ones fork from the fork server in a moment.
                     self._drop_runner()
-            if waits:
-                self._waiting = job.record.id
-                self._wait_for_room(job)
+            if waits_for:
+                self._waiting, self._waiting_for = job.record.id, waits_for
+                self._wait_to_run_again(job, for_room=waits_for == WAITING_FOR_ROOM)
                 self._waiting = None
                 self.orders.put(job.record)  # taken again only if still queued then
 
     def _execute(self, job):
-        """Run *job*; return whether it waits for room."""
+        """Run *job*; return what it waits for (:data:`WAITING_FOR_ROOM`,
+        :data:`WAITING_FOR_EXECUTOR`) or ``None``."""
         order_id = job.record.id
         reporter = _Reporter(self.handler, job)
         if not reporter.start():
-            return False  # cancelled a moment ago
+            return None  # cancelled a moment ago
         try:
             location = self.handler.resolve(job.record.work_order["File Location"])
         except WorkOrderError as error:
             self.handler.transition(order_id, FAILED, f"refused when the job started: {error}",
                                     only_from={RUNNING}, progress=reporter.progress)
-            return False
+            return None
         job.location = location
         if job.record.work_order["Request"] == PREPARE_CALIBRATION:
             self._prepare(job, reporter.progress)
-            return False
+            return None
         try:
             runner = self._runner_for_job()
             outcome = calibrate(location, self.settings, runner, progress=reporter,
@@ -208,21 +218,26 @@ class JobQueue:
             else:
                 log.info("[WO %s] stopped with the daemon; it will run again from the "
                          "beginning at the next start", order_id)
-            return False
+            return None
         except (NoRoom, PreprocessingError, RunnerError, OSError) as error:
             if isinstance(error, NoRoom):
-                return self._queue_for_room(job, error, reporter.progress)
+                return self._queue_again(job, WAITING_FOR_ROOM, f"waiting for room: {error}",
+                                         reporter.progress)
             if is_full_disk(error):
-                return self._queue_for_room(job, f"a disk filled while the job wrote: {error}",
-                                            reporter.progress)
+                return self._queue_again(job, WAITING_FOR_ROOM, "waiting for room: a disk "
+                                         f"filled while the job wrote: {error}",
+                                         reporter.progress)
             if isinstance(error, RunnerError):
                 self._drop_runner(broken=True)
+            if isinstance(error, ExecutorUnreachable):
+                return self._queue_again(job, WAITING_FOR_EXECUTOR, f"waiting: {error}",
+                                         reporter.progress)
             # A system's error names a file but not what the job was doing with it.
             message = f"{reporter.progress['Step']}: {error}" if isinstance(error, OSError) \
                 else str(error)
             self.handler.transition(order_id, FAILED, message, only_from={RUNNING},
                                     progress=dict(reporter.progress, Step="failed"))
-            return False
+            return None
         if outcome.library_problem:
             self._library_problem = f"{outcome.library_problem} (order {order_id})"
         elif outcome.library_kept:
@@ -242,7 +257,7 @@ class JobQueue:
         else:
             self.handler.transition(order_id, FAILED, outcome.failure(), only_from={RUNNING},
                                     progress=progress)
-        return False
+        return None
 
     def _prepare(self, job, progress):
         """Make the terms of *job*'s frames for the job that will calibrate them (in this
@@ -303,17 +318,20 @@ class JobQueue:
         for record in records:
             self.orders.put(record)  # taken only if still queued then (not cancelled)
 
-    def _queue_for_room(self, job, error, progress):
-        """Queue *job*'s order again, saying why; return whether it now waits for room."""
-        waiting = (f"waiting for room: {error}; looked at again every "
-                   f"{self.settings.room_retry_interval:g} s, then run from the beginning "
-                   "(Preprocessor → Room Retry Interval)")
+    def _queue_again(self, job, waits_for, why, progress):
+        """Queue *job*'s order again, saying *why*; return *waits_for* (the health report's
+        key), or ``None`` if it was cancelled meanwhile."""
+        waiting = (f"{why}; looked at again every {self.settings.room_retry_interval:g} s, "
+                   "then run from the beginning (Preprocessor → Room Retry Interval)")
+        step = "waiting for room" if waits_for == WAITING_FOR_ROOM else "waiting for executor"
         changed = self.handler.transition(job.record.id, QUEUED, waiting, only_from={RUNNING},
-                                          progress=dict(progress, Step="waiting for room"))
-        return changed is not None
+                                          progress=dict(progress, Step=step))
+        return None if changed is None else waits_for
 
-    def _wait_for_room(self, job):
-        """Wait until the disks have room for *job*, it is cancelled or the daemon stops."""
+    def _wait_to_run_again(self, job, for_room):
+        """Wait until *job* may run again, or it is cancelled, or the daemon stops: one
+        retry interval (the executor is tried again then), and until the disks have room
+        *for_room*."""
         while True:
             self._look_again.wait(self.settings.room_retry_interval)
             self._look_again.clear()
@@ -322,6 +340,8 @@ class JobQueue:
             record = self.handler.journal.get(job.record.id)
             if record is None or record.state != QUEUED:
                 return  # cancelled meanwhile
+            if not for_room:
+                return
             try:
                 check_room(job.location, self.settings)
             except NoRoom:
