@@ -137,7 +137,7 @@ def test_the_orders_changed_last_are_found_without_sorting_the_journal(tmp_path)
     assert [record.id for record in reopened.recent(2)] == ["1", "3"]
     assert query_plans(reopened._reader, lambda: reopened.recent(2)) == [
         "SCAN orders USING INDEX orders_by_updated / "
-        "SEARCH order_texts USING INTEGER PRIMARY KEY (rowid=?)"]
+        "SEARCH order_texts USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN"]
     reopened.close()
 
 
@@ -511,6 +511,27 @@ class TestARowThatCannotBeRead:
 
         # Repaired once: the next start finds nothing more.
         assert journal.set_aside_damaged("2026-11-22T02:00:00.000Z") == []
+        journal.close()
+
+    def test_an_order_whose_texts_are_lost_is_failed_at_the_start_not_lost(self, tmp_path):
+        """Its texts' row deleted (a hand, a disk): the order was in no list, counted all the
+        same, and its resubmission raised a bare AssertionError."""
+        path = str(tmp_path / "journal.sqlite3")
+        journal = Journal(path)
+        add(journal, "lost")
+        journal.close()
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM order_texts")
+        db.close()
+        journal = Journal(path)
+        assert [record.id for record in journal.unfinished()] == []  # (damaged: left out)
+        assert journal.set_aside_damaged("2026-11-22T01:00:00.000Z") == ["lost"]
+        record = journal.get("lost")
+        assert record.state == FAILED and record.message.startswith(
+            "order 'lost': its journal row cannot be read: work_order None is not a JSON object")
+        assert record.work_order == {"ID": "lost", "WOType": "Dome"} and record.submitted == "{}"
+        assert journal.counts() == {FAILED: 1}
+        assert add(journal, "lost")[1] is False  # a resubmission: the order there, failed
         journal.close()
 
     def test_one_changed_while_the_daemon_runs_is_left_out_and_named_once(self, journal, caplog):

@@ -146,10 +146,11 @@ CREATE INDEX IF NOT EXISTS orders_by_state ON orders (state);
 -- The status page's orders changed most recently, without sorting the whole journal (a
 -- million orders, years of nights, took 2 s a page).
 CREATE INDEX IF NOT EXISTS orders_by_updated ON orders (updated);
-""" + _ORDER_TEXTS + """-- An order as one row, as read.
+""" + _ORDER_TEXTS + """-- An order as one row, as read; one whose texts are missing (a hand, a disk) reads them as
+-- NULL, which Journal.set_aside_damaged repairs.
 CREATE VIEW IF NOT EXISTS order_rows AS
     SELECT orders.*, submitted, work_order FROM orders
-    JOIN order_texts ON order_texts.order_key = orders.key;
+    LEFT JOIN order_texts ON order_texts.order_key = orders.key;
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     order_key INTEGER NOT NULL REFERENCES orders (key),
@@ -644,12 +645,19 @@ class Journal:
             self._db.execute(f"INSERT INTO damaged_orders (found, damage, {ORDER_COLUMNS}) "
                              f"SELECT ?, ?, {ORDER_COLUMNS} FROM order_rows WHERE key = ?",
                              (time, str(damaged), row["key"]))
-            for table, key in (("orders", "key"), ("order_texts", "order_key")):
-                columns = {column: value for column, value in changes.items()
-                           if (column in TEXT_COLUMNS) == (table == "order_texts")}
-                if columns:
-                    self._db.execute(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)}"
-                                     f" WHERE {key} = ?", (*columns.values(), row["key"]))
+            columns = {column: value for column, value in changes.items()
+                       if column not in TEXT_COLUMNS}
+            if columns:
+                self._db.execute(f"UPDATE orders SET {', '.join(f'{c} = ?' for c in columns)} "
+                                 "WHERE key = ?", (*columns.values(), row["key"]))
+            texts = {column: changes.get(column, row[column]) for column in TEXT_COLUMNS}
+            if texts != {column: row[column] for column in TEXT_COLUMNS}:
+                # (an upsert: a row whose texts were lost has none to update)
+                self._db.execute("INSERT INTO order_texts (order_key, submitted, work_order) "
+                                 "VALUES (?, ?, ?) ON CONFLICT (order_key) DO UPDATE SET "
+                                 "submitted = excluded.submitted, "
+                                 "work_order = excluded.work_order",
+                                 (row["key"], texts["submitted"], texts["work_order"]))
             if fatal:
                 self._db.execute("INSERT INTO history (order_key, time, state, reason) "
                                  "VALUES (?, ?, ?, ?)", (row["key"], time, FAILED, reason))
