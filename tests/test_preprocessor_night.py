@@ -801,6 +801,51 @@ class TestLibrary:
         assert any(f"using the master library's {first} (night 20261121)" in note
                    for note in outcome.notes), outcome.notes
 
+    def test_a_library_master_made_again_under_its_name_is_linked_anew(
+            self, night, runner, library, later):
+        """Its name holds its inputs' digest, not its pixels: a night that had linked it went
+        on reading the old one after the library's was made again (another version of this
+        software, a bias frame's pixels changed)."""
+        run(night, runner, library=library)
+        run(later, runner, library=library)
+        [bias] = library_masters(library, "bias")
+        pinned = later / "reduced" / "masters" / "library" / os.path.basename(bias)
+        assert os.path.samefile(pinned, bias)
+        frame = raw_files(night, "BIAS")[0]
+        with fits.open(frame) as hdus:
+            header, data = hdus[0].header, hdus[0].data + np.uint16(7)
+        fits.PrimaryHDU(data, header).writeto(frame, overwrite=True)
+        run(night, runner, library=library)
+        assert library_masters(library, "bias") == [bias]  # the same name, other pixels
+        run(later, runner, library=library)
+        assert os.path.samefile(pinned, bias)
+
+    def test_only_the_library_darks_a_night_uses_are_linked_into_it(self, night, runner,
+                                                                   library, later, tmp_path):
+        run(night, runner, library=library)
+        other = make_night(tmp_path / "other", name="20261120", biases=0, flats={},
+                           darks={120.0: 2}, lights=[])
+        run(other.directory, runner, library=library)
+        assert len(library_masters(library, "dark")) == 2
+        run(later, runner, library=library)  # one light of 30 s
+        linked = sorted(os.listdir(later / "reduced" / "masters" / "library"))
+        assert len(linked) == 3 and [name for name in linked if name in {
+            os.path.basename(path) for path in library_masters(library, "dark")}] == [
+            os.path.basename(path) for path in library_masters(library, "dark/128x128_1x1/30s")]
+
+    def test_a_link_taking_the_library_masters_out_of_the_daemons_directories_is_refused(
+            self, night, runner, library, later, tmp_path):
+        run(night, runner, library=library)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (later / "reduced").mkdir()
+        (later / "reduced" / "masters").symlink_to(outside)
+        with pytest.raises(PreprocessingError, match=re.escape(
+                f"{later}/reduced/masters/library, where the library's masters it uses are "
+                f"linked, is {outside}/library: outside Preprocessor → Allowed Directories")):
+            run(later, runner, library=library, confined_to=(os.path.realpath(later),))
+        assert os.listdir(outside) == []
+
     def test_the_newest_master_not_after_the_night_is_used(self, night, runner, library,
                                                           tmp_path):
         run(night, runner, library=library)

@@ -103,9 +103,10 @@ class MasterLibrary:
         in *directory* (the night's), under its name. Another job storing a master may remove
         the library's file at any moment (:meth:`store`); the job goes on reading its own.
 
-        Where no link can be made (the library on another file system), a copy. A file of
-        that name already in *directory* is the same master (a master's name holds the digest
-        of its inputs): kept as it is.
+        Where no link can be made (the library on another file system), a copy, with the
+        library file's modification time. One already in *directory* is kept while it is the
+        library's file (or a copy of its size and time): a master made again under the same
+        name (its inputs') by a later run, or another version of this software, is linked anew.
 
         Raises
         ------
@@ -116,10 +117,10 @@ class MasterLibrary:
         """
         path = os.path.join(directory, master.name)
         with _pinning:
-            if not os.path.isfile(path):
-                before = os.stat(master.path)
+            library = os.stat(master.path)
+            if not _same_file(path, library):
                 _link_or_copy(master.path, path)
-                _linked(master.path, before)
+                _linked(master.path, library)
         return dataclasses.replace(master, path=path, library_file=master.path)
 
     def find(self, kind, geometry, shape, night, filter_name=""):
@@ -230,12 +231,26 @@ def _describe(path, status):
         return None
 
 
+def _same_file(path, status):
+    """Whether *path* is the file of *status* (``os.stat``), or a copy of its size and
+    modification time."""
+    try:
+        pinned = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return ((pinned.st_dev, pinned.st_ino) == (status.st_dev, status.st_ino)
+            or (pinned.st_size, pinned.st_mtime_ns) == (status.st_size, status.st_mtime_ns))
+
+
 def _link_or_copy(source, path):
-    """Make *path* a hard link to *source*, else a copy of it, whole or not at all."""
+    """Make *path* a hard link to *source*, else a copy of it (its modification time too),
+    whole or not at all."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     remove_orphans(directory)
     temporary = temporary_name(path)
+    if os.path.lexists(temporary):  # left by an earlier process of this PID: not written into
+        os.unlink(temporary)
     try:
         try:
             os.link(source, temporary)
@@ -243,6 +258,7 @@ def _link_or_copy(source, path):
             raise
         except OSError:  # another file system (EXDEV), or one without links
             shutil.copyfile(source, temporary)
+            shutil.copystat(source, temporary)
             with open(temporary, "rb+") as stream:
                 flush_to_disk(stream.fileno())
         os.replace(temporary, path)

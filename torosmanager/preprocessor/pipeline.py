@@ -543,6 +543,7 @@ class _Night:
         self._light_paths = set()  # to tell skipped light frames from other skipped files
         self._frame_paths = []     # every FITS file of the job
         self.made = []          # masters made from this job's frames, for the library
+        self._pins = {}         # library master's path → the job's own link (_pinned)
         self.terms = terms_store
 
     # --- the steps ----------------------------------------------------------------------
@@ -578,11 +579,7 @@ class _Night:
         outputs = _outputs(frames)
         directories = sorted({directory for directory, _, _ in outputs})
         for directory in directories:
-            real = os.path.realpath(directory)
-            if self.settings.confined_to and not inside(real, self.settings.confined_to):
-                raise PreprocessingError(f"{directory}, where this job's products go, is "
-                                         f"{real}: {_OUTSIDE} ("
-                                         + ", ".join(self.settings.confined_to) + ")")
+            self._require_inside(directory, "where this job's products go")
         require_writable(directories)
         require_room(outputs, self.settings.minimum_free_bytes, in_flight=self.settings.workers)
         by_geometry = defaultdict(list)
@@ -721,7 +718,8 @@ class _Night:
                 self._skip_all(group, f"no bias for {geometry.label}, in this night or the "
                                       "master library, to subtract from the flat")
                 continue
-            dark, _ = choose_dark(darks, float(np.median([f.exptime for f in group])))
+            dark, _ = self._chosen_dark(darks, float(np.median([f.exptime for f in group])),
+                                        geometry, layout)
             self._note_library(dark, geometry)
             made = self._flat(geometry, layout, group, label, bias, dark)
             if made is not None:
@@ -894,30 +892,56 @@ class _Night:
     def _from_library(self, kind, geometry, layout, filter_name=""):
         if self.library is None:
             return None
-        [master] = self._pinned(lambda: [self.library.find(kind, geometry, layout.shape,
-                                                          self.night, filter_name)])
+
+        def find():
+            return self.library.find(kind, geometry, layout.shape, self.night, filter_name)
+        master = self._pinned(find(), find)
         self._note_library(master, geometry)
         return master
 
     def _library_darks(self, geometry, layout):
-        """The library's darks for this night, one per exposure time, pinned."""
-        return self._pinned(lambda: self.library.darks(geometry, layout.shape, self.night))
+        """The library's darks for this night, one per exposure time (each pinned once
+        chosen: :meth:`_chosen_dark`)."""
+        return self.library.darks(geometry, layout.shape, self.night)
 
-    def _pinned(self, find):
-        """The library's masters *find* returns (``None`` for none), each pinned for this job
-        in the night's ``reduced/masters/library/`` (:meth:`.MasterLibrary.pinned`): another
-        job storing its masters may remove one from the library meanwhile. One removed
-        between *find* and its pinning is found again: its successor."""
-        directory = os.path.join(night_directory(self.found[0][0]), REDUCED_DIRECTORY,
-                                 MASTERS_DIRECTORY, LIBRARY_MASTERS_DIRECTORY)
+    def _chosen_dark(self, darks, exptime, geometry, layout):
+        """:func:`choose_dark`'s dark of *darks* for *exptime*, and how it was chosen; one of
+        the library's pinned (:meth:`_pinned`)."""
+        dark, how = choose_dark(darks, exptime)
+        if dark is not None and dark.source == "library":
+            def find_again():
+                return next((each for each in self._library_darks(geometry, layout)
+                             if same_exptime(each.exptime, dark.exptime)), None)
+            dark = self._pinned(dark, find_again)
+        return dark, how
 
-        def pin(masters):
-            return [None if master is None else self.library.pinned(master, directory)
-                    for master in masters]
-        try:
-            return pin(find())
-        except FileNotFoundError:  # removed since found: its successor, found again
-            return pin(find())
+    def _pinned(self, master, find_again):
+        """*master*, one of the library's (or ``None``), pinned for this job in the night's
+        ``reduced/masters/library/`` (:meth:`.MasterLibrary.pinned`), once: another job storing
+        its masters may remove it from the library meanwhile. One removed between being found
+        and pinned is replaced by its successor, ``find_again()``."""
+        if master is None or master.library_file:
+            return master
+        if master.path not in self._pins:
+            directory = os.path.join(night_directory(self.found[0][0]), REDUCED_DIRECTORY,
+                                     MASTERS_DIRECTORY, LIBRARY_MASTERS_DIRECTORY)
+            self._require_inside(directory, "where the library's masters it uses are linked")
+            try:
+                pinned = self.library.pinned(master, directory)
+            except FileNotFoundError:  # removed since found
+                successor = find_again()
+                pinned = None if successor is None else self.library.pinned(successor,
+                                                                             directory)
+            self._pins[master.path] = pinned
+        return self._pins[master.path]
+
+    def _require_inside(self, directory, what):
+        """Raise :class:`PreprocessingError` if *directory*, links followed, leads outside the
+        directories the job is confined to."""
+        real = os.path.realpath(directory)
+        if self.settings.confined_to and not inside(real, self.settings.confined_to):
+            raise PreprocessingError(f"{directory}, {what}, is {real}: {_OUTSIDE} ("
+                                     + ", ".join(self.settings.confined_to) + ")")
 
     def _note_library(self, master, geometry):
         """Say that a master from the library is used (once per master)."""
@@ -955,7 +979,7 @@ class _Night:
         frame is calibrated with: the night's flat of its filter (*flats*, by filter), else the
         library's, added to *flats*. The same for a job and for :meth:`prepare`, whose terms
         the job must find under the same key."""
-        dark, how = choose_dark(darks, frame.exptime)
+        dark, how = self._chosen_dark(darks, frame.exptime, geometry, layout)
         flat = flats.get(frame.filter)
         if flat is None and self.library is not None:
             flat = self._from_library(Kind.FLAT, geometry, layout, frame.filter)
