@@ -184,12 +184,17 @@ def test_values_are_merged_over_defaults(tmp_path):
      "'relative/data' is not allowed; allowed: an absolute path"),
     # The telescope could not start, and the scheduler dispatched Observations to itself.
     ("Telescope Address:\n  Port: 8010\n", "Telescope Address → Port: 8010 is not allowed; "
-     "allowed: a port none of the others has (Scheduler Address → Port has it, on 127.0.0.1)"),
+     "allowed: a port none of the others on 127.0.0.1 has (Scheduler Address → Port has it, on "
+     "127.0.0.1)"),
     ("Dome Address:\n  IP: 0.0.0.0\n  Port: 8010\nServer:\n  Allow Unauthenticated: true\n",
-     "Dome Address → Port: 8010 is not allowed; allowed: a port none of the others has "
-     "(Scheduler Address → Port has it, on 127.0.0.1)"),
+     "Dome Address → Port: 8010 is not allowed; allowed: a port none of the others on "
+     "127.0.0.1 has (Scheduler Address → Port has it, on 127.0.0.1)"),
+    # A socket bound to :: takes IPv4's port too.
+    ("Dome Address:\n  IP: '::'\n  Port: 8010\nScheduler Address:\n  IP: 0.0.0.0\n"
+     "Server:\n  Allow Unauthenticated: true\n", "Dome Address → Port: 8010 is not allowed"),
     ("Alerts:\n  GCN Socket: {Enabled: true, Port: 8014}\n", "Alerts → GCN Socket → Port: "
-     "8014 is not allowed; allowed: a port none of the others has (Alerts Address → Port"),
+     "8014 is not allowed; allowed: a port none of the others on 127.0.0.1 has (Alerts Address "
+     "→ Port"),
     # Log lines in the journal, then the journal renamed away by the log's rotation.
     ("Logging:\n  File: /x/{service}.db\nDatabase:\n  File: /x/{service}.db\n",
      "Logging → File: '/x/{service}.db' is not allowed; allowed: a file other than Database "
@@ -203,10 +208,6 @@ def test_values_are_merged_over_defaults(tmp_path):
      "Dome:\n  Enclosure: {Driver: alpaca}\n", "Clock → Mode: 'simulated' is not allowed with "
      "Dome → Enclosure → Driver: alpaca; allowed: 'real', or, for a rehearsal against a device "
      "simulator, Clock → Simulated With Devices: true"),
-    # Frames moved to a bigger disk, the preprocessor not told: a night never calibrated.
-    ("Telescope:\n  Data Directory: /data/toros\n", "Telescope → Data Directory: '/data/toros' "
-     "is not allowed; allowed: a directory inside one of Preprocessor → Allowed Directories "
-     "(/var/lib/toros/data)"),
 ])
 def test_each_mistake_is_named(tmp_path, text, expected):
     message = error_for(tmp_path, text)
@@ -222,6 +223,25 @@ def test_a_value_of_aliases_is_quoted_short(tmp_path):
     message = error_for(tmp_path, "Site:\n  Name: [" + ", ".join(levels) + "]\n")
     assert "Site → Name: [[" in message and "is not allowed; allowed: a string" in message
     assert len(message) < 1000
+
+
+def test_a_data_directory_the_preprocessor_may_not_read_is_warned_of(tmp_path, caplog):
+    # Frames moved to a bigger disk, the preprocessor not told: a night never calibrated.
+    load_config(write(tmp_path, "Telescope:\n  Data Directory: /data/toros\n"))
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path}/toros.conf.yaml: Telescope → Data Directory (/data/toros) is outside "
+        "Preprocessor → Allowed Directories (/var/lib/toros/data): the frames of Observations "
+        "with Output: Analysis would be refused by the preprocessor; add it there"]
+
+
+def test_daemons_on_other_computers_may_share_a_port(tmp_path):
+    # Each on its own computer, listening on every interface, reached by its host's name.
+    config = load_config(write(tmp_path, "".join(
+        f"{service.capitalize()} Address: {{IP: 0.0.0.0, Port: 9000, "
+        f"HTTP: 'http://{service}-pc:9000/'}}\n"
+        for service in ("scheduler", "telescope", "dome", "preprocessor", "alerts"))
+        + "Server:\n  Allow Unauthenticated: true\n"))
+    assert config["Dome Address"]["Port"] == config["Telescope Address"]["Port"] == 9000
 
 
 def test_off_loopback_is_allowed_with_credentials_or_explicit_consent(tmp_path):

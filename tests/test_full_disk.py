@@ -61,8 +61,7 @@ def test_frames_stop_short_of_the_minimum_free_and_the_order_goes_on_once_there_
         site = make_site(settings(
             Simulator={"Width": FRAME_SIDE, "Height": FRAME_SIDE},
             Telescope={"Data Directory": str(disk / "data"),
-                       "Minimum Free Bytes": MINIMUM_FREE_BYTES},
-            Preprocessor={"Allowed Directories": [str(disk / "data")]}))
+                       "Minimum Free Bytes": MINIMUM_FREE_BYTES}))
         site.start("dome", "telescope", "scheduler")
         scheduler, telescope = site.proxy("scheduler"), site.proxy("telescope")
         scheduler.front_desk(observation("long", **{"Number of Exposures": EXPOSURES}))
@@ -360,12 +359,11 @@ def test_a_calibration_without_room_waits_queued_and_runs_once_there_is_room(mak
                                                                              tmp_path):
     with small_disk(tmp_path / "disk", PREPROCESSING_DISK_MB) as disk:
         night = make_night(disk / "data", simulator=PREPROCESSING_FRAME)
-        site = make_site({
-            "Telescope": {"Data Directory": str(disk / "data")},
-            "Preprocessor": {"Allowed Directories": [str(disk / "data")],
-                             "Master Library": str(tmp_path / "masters"),
-                             "Minimum Free Bytes": PREPROCESSING_MINIMUM_FREE_BYTES,
-                             "Room Retry Interval": RETRY_SECONDS}})
+        site = make_site({"Preprocessor": {
+            "Allowed Directories": [str(disk / "data")],
+            "Master Library": str(tmp_path / "masters"),
+            "Minimum Free Bytes": PREPROCESSING_MINIMUM_FREE_BYTES,
+            "Room Retry Interval": RETRY_SECONDS}})
         site.start("preprocessor")
         filler = fill(disk)
         proxy = site.proxy("preprocessor")
@@ -429,10 +427,9 @@ def test_a_calibration_that_ends_while_its_journal_is_full_is_journaled_done_aft
     journals = tmp_path / "journals"
     with small_disk(journals / "preprocessor", JOURNAL_DISK_MB) as journal_disk:
         night = big_night(tmp_path / "data", NIGHT)
-        site = make_site({"Database": journals_apart(journals),
-                          "Telescope": {"Data Directory": str(tmp_path / "data")},
-                          "Preprocessor": {"Allowed Directories": [str(tmp_path / "data")],
-                                           "Master Library": str(tmp_path / "masters")}})
+        site = make_site({"Database": journals_apart(journals), "Preprocessor": {
+            "Allowed Directories": [str(tmp_path / "data")],
+            "Master Library": str(tmp_path / "masters")}})
         site.start("preprocessor")
         proxy = site.proxy("preprocessor")
         proxy.front_desk({"ID": "long", "WOType": "Preprocessing",

@@ -730,8 +730,7 @@ def test_a_data_directory_that_cannot_be_written_is_said_at_start_and_in_each_re
         make_site):
     """Not 'no room: 0.0 MB free' (the free space of /proc): the directory cannot be
     written, and why."""
-    site = make_site(settings(Telescope={"Data Directory": "/proc/toros-data"},
-                              Preprocessor={"Allowed Directories": ["/proc/toros-data"]})).start(
+    site = make_site(settings(Telescope={"Data Directory": "/proc/toros-data"})).start(
         "telescope")
     refused = refusal(site.proxy("telescope").front_desk, observation("nowhere"))
     assert refused.faultCode == FaultCode.UNAVAILABLE

@@ -84,7 +84,7 @@ class Setting:
         if self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
             if self.minimum is not None and self.maximum is not None:
-                return f"{noun} from {self.minimum:g} to {_bound(self.maximum)}"
+                return f"{noun} from {_bound(self.minimum)} to {_bound(self.maximum)}"
             if self.minimum is not None:
                 return f"{noun} of at least {self.minimum:g}"
             return noun
@@ -1135,35 +1135,49 @@ def _finish(config, path):
     _check_ports_apart(config, path)
     _check_files_apart(config, path)
     _check_alert_orders_fit(config, path)
-    _check_frames_reach_the_preprocessor(config, path)
+    _warn_if_frames_cannot_be_calibrated(config, path)
     return config
 
 
 def _check_ports_apart(config, path):
-    """Refuse two servers given one port: the second daemon cannot start (its unit restarted
-    every few seconds), and the first answers what was meant for it (a scheduler dispatched
-    Observations to itself)."""
-    listeners = [(f"{address_key(service)} → Port", config[address_key(service)])
-                 for service in SERVICES]
+    """Refuse two servers given one port on one computer: the second daemon cannot start (its
+    unit restarted every few seconds), and the first answers what was meant for it (a
+    scheduler dispatched Observations to itself). Daemons whose addresses name different
+    hosts (``HTTP``) are on different computers."""
+    listeners = [(f"{address_key(service)} → Port", config[address_key(service)],
+                  _http_host(config[address_key(service)])) for service in SERVICES]
     socket = config["Alerts"]["GCN Socket"]
     if socket["Enabled"]:
-        listeners.append(("Alerts → GCN Socket → Port", socket))
-    taken = {}
-    for key, address in listeners:
-        for earlier_key, earlier in taken.get(address["Port"], ()):
-            if _same_host(address["IP"], earlier["IP"]):
+        listeners.append(("Alerts → GCN Socket → Port", socket,
+                          _http_host(config[address_key("alerts")])))
+    for number, (key, address, host) in enumerate(listeners):
+        for earlier_key, earlier, earlier_host in listeners[:number]:
+            if (address["Port"] == earlier["Port"] and host == earlier_host
+                    and _binds_overlap(address["IP"], earlier["IP"])):
                 raise ConfigError(f"{path}: {key}: {address['Port']} is not allowed; allowed: "
-                                  f"a port none of the others has ({earlier_key} has it, on "
-                                  f"{earlier['IP']})")
-        taken.setdefault(address["Port"], []).append((key, address))
+                                  f"a port none of the others on {host} has ({earlier_key} "
+                                  f"has it, on {earlier['IP']})")
 
 
-def _same_host(first, second):
-    """Whether servers bound to IP addresses *first* and *second* share their ports (one of
-    them a wildcard of the same family, or the same address)."""
-    first, second = ipaddress.ip_address(first), ipaddress.ip_address(second)
-    return (first == second or (first.version == second.version
-                                and (first.is_unspecified or second.is_unspecified)))
+def _http_host(address):
+    """The host a daemon's address names (its ``HTTP``, derived from its IP when not set)."""
+    return (urllib.parse.urlsplit(address["HTTP"]).hostname or "").lower()
+
+
+def _binds_overlap(first, second):
+    """Whether servers bound to IP addresses *first* and *second* on one computer share their
+    ports: the same address, or a wildcard that covers the other (``::`` takes IPv4 too, a
+    socket's default on Linux and macOS)."""
+    first, second = (_unmapped(ipaddress.ip_address(ip)) for ip in (first, second))
+
+    def covers(wildcard, other):
+        return wildcard.is_unspecified and wildcard.version in (other.version, 6)
+    return first == second or covers(first, second) or covers(second, first)
+
+
+def _unmapped(address):
+    """An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) as the IPv4 address it maps."""
+    return getattr(address, "ipv4_mapped", None) or address
 
 
 def _check_files_apart(config, path):
@@ -1195,18 +1209,18 @@ def _check_alert_orders_fit(config, path):
                                   "every order of such an alert")
 
 
-def _check_frames_reach_the_preprocessor(config, path):
-    """Refuse a Data Directory the preprocessor may not read: every frame handed to it for
-    calibration would be refused, a whole night left uncalibrated."""
+def _warn_if_frames_cannot_be_calibrated(config, path):
+    """Warn of a Data Directory the preprocessor may not read (frames moved to a bigger disk,
+    the preprocessor not told): every frame handed to it would be refused, a night left
+    uncalibrated. A warning: a site that never hands frames over needs neither."""
     data = os.path.realpath(config["Telescope"]["Data Directory"])
     allowed = config["Preprocessor"]["Allowed Directories"]
     if not any(os.path.commonpath([data, os.path.realpath(directory)])
                == os.path.realpath(directory) for directory in allowed):
-        raise ConfigError(f"{path}: Telescope → Data Directory: "
-                          f"{config['Telescope']['Data Directory']!r} is not allowed; allowed: a "
-                          "directory inside one of Preprocessor → Allowed Directories ("
-                          + ", ".join(allowed) + "), which the telescope's frames are "
-                          "calibrated from")
+        log.warning("%s: Telescope → Data Directory (%s) is outside Preprocessor → Allowed "
+                    "Directories (%s): the frames of Observations with Output: Analysis "
+                    "would be refused by the preprocessor; add it there", path, data,
+                    ", ".join(allowed))
 
 
 def _is_fits_section(text):
