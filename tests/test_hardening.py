@@ -5,6 +5,7 @@ send (integers of hundreds of digits, arrays nested thousands deep, broken XML) 
 hand and posted over a plain HTTP connection.
 """
 
+import errno
 import gzip
 import http.client
 import random
@@ -904,6 +905,44 @@ def test_a_body_left_unread_ends_the_kept_connection():
                         "\r\n\r\n".encode() + body)
             status, _ = _read_answer(stream)
             assert status.startswith(b"HTTP/1.1 404") and stream.read() == b""
+
+
+class OutOfDescriptors:
+    """A listening socket that accepts its first connection, then finds no file descriptor
+    left for any other (EMFILE)."""
+
+    def __init__(self, listening):
+        self._listening = listening
+        self._accepted = False
+
+    def fileno(self):
+        return self._listening.fileno()
+
+    def accept(self):
+        if self._accepted:
+            raise OSError(errno.EMFILE, "Too many open files")
+        self._accepted = True
+        return self._listening.accept()
+
+    def close(self):
+        self._listening.close()
+
+
+def test_a_server_stopped_while_it_waits_for_file_descriptors_does_not_spin():
+    """Stopped while a request was still answered, it went round its loop without waiting
+    until the answer was sent (found by a review: 2.49 s of CPU in 2.65 s)."""
+    counting = CountingServer(hold=1.5)
+    counting.server.socket = OutOfDescriptors(counting.server.socket)
+    with counting:
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{counting.server.port}/")
+        answered = []
+        threading.Thread(target=lambda: answered.append(proxy.front_desk({"N": 1})),
+                         daemon=True).start()
+        wait_until(lambda: 1 in counting.entered, "the request to be answered")
+        started, cpu = time.monotonic(), time.process_time()
+        counting.server.shutdown()
+        assert time.process_time() - cpu < 0.5 * (time.monotonic() - started) + 0.1
+    assert answered == [{"Answered": 1}]
 
 
 def test_shutdown_does_not_wait_for_a_kept_connection_to_idle_out():

@@ -25,6 +25,7 @@ HTTP Basic authentication (401).
 import base64
 import binascii
 import collections
+import errno
 import inspect
 import logging
 import math
@@ -54,6 +55,8 @@ RETRY_AFTER_SECONDS = 1
 #: listening socket, still readable, made the loop spin (40,000 warnings in 10 s, a Status
 #: answered in 17 s, the dome's safety checks starved).
 ACCEPT_PAUSE_SECONDS = 0.1
+#: accept(2)'s errors that mean the process or the system is out of what a connection takes.
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: Bytes read from a connection at a time.
 RECEIVE_BYTES = 65536
 #: The request line and headers, at most: the stdlib's limit for one line
@@ -270,6 +273,7 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
             return
         if self._selector is not None and self._accept_again_at == math.inf:
             self._selector.unregister(self.socket)  # (serve_forever ran, accepting)
+        self._accept_again_at = math.inf  # (no wake-up left set to accept again)
         self.socket.close()
         # Requests not all come yet are owed nothing: nothing of them was accepted.
         for connection in [c for c in self._connections if c.state == _READING]:
@@ -281,8 +285,11 @@ class FrontDeskServer(SimpleXMLRPCDispatcher):
                 sock, address = self.socket.accept()
             except BlockingIOError:
                 return
-            except OSError as error:  # out of file descriptors, say
-                self._pause_accepting(error)
+            except OSError as error:
+                if error.errno in OUT_OF_RESOURCES:
+                    self._pause_accepting(error)
+                else:  # (a client gone before it was accepted: ECONNABORTED)
+                    log.warning("cannot accept a connection: %s", error)
                 return
             if self._out_of_descriptors:
                 log.info("accepting connections again")

@@ -143,12 +143,16 @@ def _allow_open_files(connections):
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard == resource.RLIM_INFINITY or hard >= needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-        return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+            return
+        except (ValueError, OSError):  # macOS: beyond kern.maxfilesperproc, though unlimited
+            hard = soft
+    most = max(0, hard - FILES_BESIDES_CONNECTIONS)
     raise ConfigError(f"Server → Max Connections: {connections} is not allowed here; allowed: "
-                      f"at most {hard - FILES_BESIDES_CONNECTIONS}, since this daemon may open "
-                      f"{hard} files (its unit's LimitNOFILE, ulimit -n) and needs "
-                      f"{FILES_BESIDES_CONNECTIONS} for its journal, log, devices and workers")
+                      f"at most {most}, since this daemon may open {hard} files (its unit's "
+                      f"LimitNOFILE, ulimit -n) and needs {FILES_BESIDES_CONNECTIONS} for its "
+                      "journal, log, devices and workers")
 
 
 def _run_detached(service, config, server, pidfile, config_path):
