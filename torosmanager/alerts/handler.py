@@ -110,7 +110,7 @@ class AlertsHandler(Handler):
         # Not found at the first connection: every reconnection would fail until restarted,
         # saying 'No provider for SASL mechanism GSSAPI', and no alert would ever come.
         kafka = config["Alerts"]["Kafka"]
-        if kafka["Enabled"] and None in kafka_credentials(kafka):
+        if kafka["Enabled"] and not all(kafka_credentials(kafka)):  # (unset, or set empty)
             raise ConfigError(
                 f"Alerts → Kafka → Enabled is true, but no client ID and secret are given: set "
                 f"Alerts → Kafka → Client ID and Client Secret, or {CLIENT_ID_VARIABLE} and "
@@ -589,8 +589,9 @@ class AlertsHandler(Handler):
                 return None
             self.book.mark([planned.id], SUBMITTED,
                            f"{receipt.get('Status')}: {receipt.get('Message')}")
-        if self.book.retracted(event_id):
-            self._cancel_event(event_id)  # retracted while these were being submitted
+        if self.book.retracted(event_id):  # retracted while these were being submitted
+            if self._cancel_event(event_id) is None:
+                return None  # stopping: submitted again, and cancelled, after the restart
         elif self._withdrawn(order_id):
             self._withdraw(order_id)  # cancelled while these were being submitted
         return len(self.book.orders(alert_order_id=order_id, states=(SUBMITTED,)))
