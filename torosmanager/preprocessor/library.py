@@ -61,20 +61,10 @@ class MasterLibrary:
             When the library cannot be written.
         """
         directory = self._directory(master.kind, master.geometry, master.exptime, master.filter)
-        os.makedirs(directory, exist_ok=True)
-        remove_orphans(directory)
         digest = os.path.splitext(master.name)[0].rsplit("_", 1)[-1]
         path = os.path.join(directory, f"{master.night}_{digest}.fits")
-        temporary = temporary_name(path)
-        try:
-            shutil.copyfile(master.path, temporary)
-            with open(temporary, "rb+") as stream:
-                flush_to_disk(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        # A copy: the library's master is its own, whatever becomes of the night's.
+        _link_or_copy(master.path, path, link=False)
         replaced = self._replace_earlier(directory, path, master.night, present)
         sync_directory(directory)
         return replaced
@@ -120,7 +110,7 @@ class MasterLibrary:
             library = os.stat(master.path)
             if not _same_file(path, library):
                 _link_or_copy(master.path, path)
-                _linked(master.path, library)
+                _still_known(master.path, library)
         return dataclasses.replace(master, path=path, library_file=master.path)
 
     def find(self, kind, geometry, shape, night, filter_name=""):
@@ -196,7 +186,7 @@ def _described(directory):
     return [master for _, master in now.values() if master is not None]
 
 
-def _linked(path, before):
+def _still_known(path, before):
     """Keep what is known of the master in *path* (of *before*, ``os.stat``) now that a link
     to it changed its change time, and nothing else: its header is not read again."""
     after = os.stat(path)
@@ -242,9 +232,9 @@ def _same_file(path, status):
             or (pinned.st_size, pinned.st_mtime_ns) == (status.st_size, status.st_mtime_ns))
 
 
-def _link_or_copy(source, path):
-    """Make *path* a hard link to *source*, else a copy of it (its modification time too),
-    whole or not at all."""
+def _link_or_copy(source, path, link=True):
+    """Make *path* a hard link to *source* (if *link*), else a copy of it (its modification
+    time too) flushed to the disk; whole or not at all."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     remove_orphans(directory)
@@ -252,11 +242,7 @@ def _link_or_copy(source, path):
     if os.path.lexists(temporary):  # left by an earlier process of this PID: not written into
         os.unlink(temporary)
     try:
-        try:
-            os.link(source, temporary)
-        except FileNotFoundError:
-            raise
-        except OSError:  # another file system (EXDEV), or one without links
+        if not (link and _linked(source, temporary)):
             shutil.copyfile(source, temporary)
             shutil.copystat(source, temporary)
             with open(temporary, "rb+") as stream:
@@ -266,6 +252,18 @@ def _link_or_copy(source, path):
         if os.path.lexists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _linked(source, path):
+    """Whether *path* could be made a hard link to *source* (``FileNotFoundError`` when
+    *source* is gone)."""
+    try:
+        os.link(source, path)
+    except FileNotFoundError:
+        raise
+    except OSError:  # another file system (EXDEV), or one without links
+        return False
+    return True
 
 
 def _by_night(masters, night):
