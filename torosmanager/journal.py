@@ -581,7 +581,8 @@ class Journal:
     def get(self, order_id: str) -> OrderRecord | None:
         """The :class:`OrderRecord` of *order_id*, or ``None``."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM order_rows WHERE id = ?", (order_id,)).fetchone()
+            row = self._db.execute("SELECT * FROM order_rows WHERE id = ?",
+                                   (order_id,)).fetchone()
         return None if row is None else self._record(row)
 
     def history(self, order_id: str) -> list[dict[str, Any]]:

@@ -110,7 +110,7 @@ class AlertsHandler(Handler):
         # Not found at the first connection: every reconnection would fail until restarted,
         # saying 'No provider for SASL mechanism GSSAPI', and no alert would ever come.
         kafka = config["Alerts"]["Kafka"]
-        if kafka["Enabled"] and not all(kafka_credentials(kafka)):  # (unset, or set empty)
+        if kafka["Enabled"] and not all(kafka_credentials(kafka)):  # (unset, or empty)
             raise ConfigError(
                 f"Alerts → Kafka → Enabled is true, but no client ID and secret are given: set "
                 f"Alerts → Kafka → Client ID and Client Secret, or {CLIENT_ID_VARIABLE} and "
