@@ -45,6 +45,15 @@ def status(proxy, order_id):
     return proxy.front_desk({"WOType": "Status", "ID": order_id})
 
 
+def said(proxy, order_id, prefix, what):
+    """Wait for *order_id*'s message to begin with *prefix* (*what* names the wait); its
+    Status answer."""
+    def check():
+        answer = status(proxy, order_id)
+        return answer if answer["Message"].startswith(prefix) else None
+    return wait_until(check, what)
+
+
 def step(proxy, order_id):
     """The current step of an order, or "" while the daemon does not know it yet."""
     answer = status_of(proxy, order_id)

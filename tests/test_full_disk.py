@@ -16,8 +16,8 @@ import time
 import pytest
 
 from helpers_small_disk import failing_disk, fill, small_disk
-from observatory import (dome_safety, ended, open_dome, refusal, settings, status, step,
-                         wait_until)
+from observatory import (dome_safety, ended, open_dome, refusal, said, settings, status,
+                         step, wait_until)
 from preprocessing_data import NIGHT, make_night
 from test_alert_gcn_socket import SWIFT_BAT_1227767
 from test_alerts_daemon import event_orders, settings as alert_settings
@@ -369,12 +369,7 @@ def test_a_calibration_without_room_waits_queued_and_runs_once_there_is_room(mak
         proxy = site.proxy("preprocessor")
         proxy.front_desk({"ID": "night", "WOType": "Preprocessing",
                           "File Location": str(night.directory)})
-
-        def waiting():
-            answer = status(proxy, "night")
-            return answer if answer["Message"].startswith("waiting for room") else None
-
-        waited = wait_until(waiting, "the job to wait for room")
+        waited = said(proxy, "night", "waiting for room", "the job to wait for room")
         assert waited["Status"] == "queued"
         # 3 products and 3 masters (bias, dark, flat), before any is written.
         assert re.fullmatch(

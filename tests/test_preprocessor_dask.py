@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from observatory import status, wait_until
+from observatory import said, status, wait_until
 from preprocessing_data import make_night
 from torosmanager.launcher import free_port
 from torosmanager.preprocessor.executors import (DaskRunner, LocalRunner, RunnerError,
@@ -72,11 +72,8 @@ def test_a_job_waits_for_its_dask_scheduler_and_runs_once_it_answers(make_site, 
                        lights=[("R", 10.0, 1)])
     proxy.front_desk({"ID": "night", "WOType": "Preprocessing",
                       "File Location": str(night.directory)})
-
-    def waiting():
-        answer = status(proxy, "night")
-        return answer if answer["Message"].startswith("waiting: cannot reach") else None
-    answer = wait_until(waiting, "the order to wait for its Dask scheduler")
+    answer = said(proxy, "night", "waiting: cannot reach", "the order to wait for its Dask "
+                                                           "scheduler")
     assert answer["Status"] == "queued"
     assert answer["Message"].startswith(f"waiting: cannot reach the Dask scheduler at {address} "
                                         "(Preprocessor → Executor): ")

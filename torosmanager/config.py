@@ -24,7 +24,8 @@ import yaml
 
 from . import plain_yaml
 from .passwords import damaged_hash, has_plain_passwords
-from .workorders import MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, parse_utc, shorten
+from .workorders import (MAX_EXPOSURE_TIME, MAX_NUMBER_OF_EXPOSURES, inside, parse_utc,
+                         shorten)
 
 log = logging.getLogger(__name__)
 
@@ -1215,8 +1216,7 @@ def _warn_if_frames_cannot_be_calibrated(config, path):
     uncalibrated. A warning: a site that never hands frames over needs neither."""
     data = os.path.realpath(config["Telescope"]["Data Directory"])
     allowed = config["Preprocessor"]["Allowed Directories"]
-    if not any(os.path.commonpath([data, os.path.realpath(directory)])
-               == os.path.realpath(directory) for directory in allowed):
+    if not inside(data, [os.path.realpath(directory) for directory in allowed]):
         log.warning("%s: Telescope → Data Directory (%s) is outside Preprocessor → Allowed "
                     "Directories (%s): the frames of Observations with Output: Analysis "
                     "would be refused by the preprocessor; add it there", path, data,

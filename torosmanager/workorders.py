@@ -474,6 +474,12 @@ def local_path(location: str) -> str:
     return text
 
 
+def inside(path: str, roots: "tuple[str, ...] | list[str]") -> bool:
+    """Whether the resolved *path* is one of the resolved directories *roots* or lies in one
+    (a File Location and ``Preprocessor → Allowed Directories``)."""
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 def file_location(value: object) -> str | list[str]:
     """A path or ``file://`` URL, or a non-empty list of them."""
     allowed = (f"an absolute path or file:// URL (a path of at most {MAX_PATH_BYTES:,} bytes, "

@@ -21,9 +21,9 @@ import os
 
 from ..handler import Handler
 from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
-from ..workorders import refuse
+from ..workorders import inside, refuse
 from .jobs import JobQueue
-from .pipeline import RAW_DIRECTORY, Settings, inside
+from .pipeline import RAW_DIRECTORY, Settings
 from .reading import is_fits_name
 
 
@@ -37,10 +37,8 @@ class PreprocessorHandler(Handler):
         super().__init__(config, journal, clock)
         # Resolved once: the front desk compares every File Location with them, and each job
         # every frame and output directory (a link in a night may lead anywhere).
-        self.allowed_roots = [os.path.realpath(root)
-                              for root in config["Preprocessor"]["Allowed Directories"]]
-        self.settings = dataclasses.replace(Settings.from_config(config),
-                                            confined_to=tuple(self.allowed_roots))
+        self.settings = dataclasses.replace(Settings.from_config(config), confined_to=tuple(
+            os.path.realpath(root) for root in config["Preprocessor"]["Allowed Directories"]))
         self.jobs = JobQueue(self)
 
     # --- the front desk's checks -------------------------------------------------------
@@ -81,9 +79,9 @@ class PreprocessorHandler(Handler):
         resolved = []
         for path in _as_list(location):
             real = os.path.realpath(path)
-            if not inside(real, self.allowed_roots):
+            if not inside(real, self.settings.confined_to):
                 raise refuse("File Location", path, "a path inside "
-                             + " or ".join(self.allowed_roots)
+                             + " or ".join(self.settings.confined_to)
                              + " (Preprocessor → Allowed Directories)")
             resolved.append(real)
         return resolved if isinstance(location, list) else resolved[0]

@@ -97,9 +97,9 @@ class JobQueue:
                        if shares_terms(self.settings) else None)
         self._thread = threading.Thread(target=self._run, name="preprocessor-jobs")
         self._stopping = threading.Event()
-        # The order waiting for room, or for the Dask scheduler, and the health report's key
-        # that says which.
-        self._waiting = self._waiting_for = None
+        # (order ID, the health report's key: what it waits for) of the order waiting for
+        # room, or for the Dask scheduler; None.
+        self._waiting = None
         self._look_again = threading.Event()  # ends such a wait: stopping, or a Cancel
         # Order ID → (record, geometries) of the orders waiting for a master bias of those
         # detector geometries, queued again once a job makes one; read by Status and a Cancel
@@ -125,7 +125,7 @@ class JobQueue:
         job = self.orders.current_if(order_id)
         if job is not None:
             job.cancel()
-        if self._waiting == order_id:
+        if self._waiting is not None and self._waiting[0] == order_id:
             self._look_again.set()  # the next order need not wait for the room it waited for
         with self._without_masters_lock:
             self._without_masters.pop(order_id, None)
@@ -161,7 +161,8 @@ class JobQueue:
         if self._library_problem:
             described["Master Library Problem"] = self._library_problem
         if self._waiting is not None:
-            described[self._waiting_for] = self._waiting
+            order_id, waits_for = self._waiting
+            described[waits_for] = order_id
         with self._without_masters_lock:
             if self._without_masters:
                 described["Waiting for Masters"] = sorted(self._without_masters)
@@ -185,7 +186,7 @@ class JobQueue:
                     # nothing waits. New ones fork from the fork server in a moment.
                     self._drop_runner()
             if waits_for:
-                self._waiting, self._waiting_for = job.record.id, waits_for
+                self._waiting = (job.record.id, waits_for)
                 self._wait_to_run_again(job, for_room=waits_for == WAITING_FOR_ROOM)
                 self._waiting = None
                 self.orders.put(job.record)  # taken again only if still queued then

@@ -35,7 +35,7 @@ import numpy as np
 from .. import __version__
 from ..clock import Clock
 from ..fits_text import fits_text
-from ..workorders import local_path
+from ..workorders import inside, local_path
 from .calibrate import (SHARED_MEMORY, ScienceTask, SharedTerms, folded_bzero, task_calibrate,
                         terms_key, writes_direct)
 from .classify import Kind, classify, same_exptime
@@ -460,11 +460,6 @@ def _outputs(frames):
             outputs.append((os.path.join(night_directory(frame.path), REDUCED_DIRECTORY,
                                          MASTERS_DIRECTORY), size, None))
     return outputs
-
-
-def inside(path, roots):
-    """Whether the resolved *path* is one of the resolved directories *roots* or lies in one."""
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 def require_writable(directories):
