@@ -184,6 +184,31 @@ class TestRefusals:
         assert len(skipped) == 1 and skipped[0].startswith(f"{raw / 'zeros.fits'}: not a FITS")
 
 
+class TestFramesStillBeingCopied:
+    def test_a_frame_copied_in_while_the_job_reads_the_night_is_waited_for(self, site, data):
+        """A night submitted while its last frame is still being copied in (the file there,
+        cut short): the job says it waits for it, and calibrates it once it is whole,
+        instead of skipping it for good."""
+        proxy = site.proxy("preprocessor")
+        night = make_night(data, name="20261201")
+        light = night.files["LIGHT"][-1]
+        content = open(light, "rb").read()
+        with open(light, "wb") as stream:
+            stream.write(content[:len(content) // 3])
+        submit(site, {"ID": "p-copied", "WOType": "Preprocessing",
+                      "File Location": str(night.directory)})
+        waiting = wait_until(lambda: (step := status(proxy, "p-copied")["Progress"]
+                                      .get("Step", "")).startswith("waiting") and step,
+                             "the job to wait for the frame")
+        assert waiting == f"waiting for 1 file(s) still being written: {light}"
+        with open(light, "wb") as stream:
+            stream.write(content)
+        done = ended(proxy, "p-copied", "done")
+        assert done["Progress"]["Skipped"] == []
+        assert len(done["Progress"]["Products"]) == len(night.files["LIGHT"])
+        assert f"{light} is whole now" in site.log("preprocessor")
+
+
 class TestWaitingForMasters:
     def test_light_frames_without_a_bias_wait_for_one_and_are_calibrated_once_it_is_made(
             self, site, data):
@@ -433,6 +458,14 @@ def test_a_cancel_ends_the_wait_for_room_and_the_next_order_waits_in_its_place(m
                           "File Location": str(night.directory)})
     wait_until(lambda: calibration(proxy).get("Waiting for Room") == "first",
                "the first order to wait for room")
+    # A petabyte free on this machine's disks: the job is told it will never run as it is.
+    assert ("so it never will have room: lower Minimum Free Bytes (and restart), or cancel "
+            "this job and calibrate its frames on a larger disk; looked at again every 3600 s"
+            in status(proxy, "first")["Message"])
+    assert re.search(r"WARNING .*Preprocessor → Minimum Free Bytes, 1,000,000,000,000,000, is "
+                     r"as much as the disk of \S+ holds in all \([\d,]+ bytes\): every job "
+                     r"writing there would wait for room for good; lower it",
+                     site.log("preprocessor"))
     proxy.front_desk({"WOType": "Cancel", "ID": "first"})
     wait_until(lambda: calibration(proxy).get("Waiting for Room") == "second",
                "the second order to wait for room in its place", patience=10)

@@ -10,6 +10,7 @@ import pathlib
 import re
 import shutil
 import threading
+import time
 import types
 
 import numpy as np
@@ -22,6 +23,7 @@ from torosmanager.config import default_config
 from torosmanager.preprocessor.classify import Kind, kind_of
 from torosmanager.preprocessor.masters import master_from_file
 from torosmanager.preprocessor.calibrate import OFFSET_SUFFIX
+from torosmanager.preprocessor.executors import Stopped
 from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate, prepare
 from torosmanager.preprocessor.terms_store import TermsStore
 
@@ -341,6 +343,100 @@ class TestTermsKeptBetweenJobs:
                     Settings(library=library), TermsStore(2 ** 20))
 
 
+class TestFramesStillBeingWritten:
+    """A frame copied into the night while the job reads it is read again until it is whole
+    (Preprocessor → Incomplete File Wait and Check), instead of being skipped for good."""
+
+    @staticmethod
+    def copy_slowly(content, target, pieces, pause):
+        """Write *content* to *target* in *pieces*, *pause* seconds apart, as a slow copy
+        does (the file is there from the start, empty, then cut short)."""
+        def copy():
+            with open(target, "wb") as stream:
+                for index in range(pieces):
+                    time.sleep(pause)
+                    stream.write(content[index * len(content) // pieces:
+                                         (index + 1) * len(content) // pieces])
+                    stream.flush()
+        target.write_bytes(b"")
+        writer = threading.Thread(target=copy)
+        writer.start()
+        return writer
+
+    @pytest.mark.parametrize("start", [0, 100, 2880 * 2 + 10], ids=["empty", "in its header",
+                                                                       "in its pixels"])
+    def test_a_frame_being_copied_is_waited_for_and_calibrated(self, night, runner, start):
+        light = raw_files(night, "LIGHT")[0]
+        content = light.read_bytes()
+        copied = night / "raw" / "copied.fits"
+        copied.write_bytes(content[:start])
+        steps = []
+        finish = threading.Timer(1.0, lambda: copied.write_bytes(content))
+        finish.start()
+        try:
+            outcome = calibrate(str(night), Settings(incomplete_file_wait=30,
+                                                     incomplete_file_check=0.1), runner,
+                                progress=lambda step, done, total: steps.append(step))
+        finally:
+            finish.join()
+        assert f"waiting for 1 file(s) still being written: {copied}" in steps
+        assert outcome.skipped == []
+        assert len(outcome.products) == 4
+        assert str(night / "reduced" / "copied.fits") in outcome.products
+
+    def test_a_copy_that_goes_on_growing_is_waited_for_longer_than_the_wait(self, night,
+                                                                            runner):
+        """The wait counts from the file's last change: a slow copy taking several times
+        Incomplete File Wait is waited for while it grows."""
+        content = raw_files(night, "LIGHT")[0].read_bytes()
+        copied = night / "raw" / "copied.fits"
+        writer = self.copy_slowly(content, copied, pieces=8, pause=0.3)
+        try:
+            outcome = calibrate(str(night), Settings(incomplete_file_wait=1.0,
+                                                     incomplete_file_check=0.1), runner)
+        finally:
+            writer.join()
+        assert outcome.skipped == []
+        assert str(night / "reduced" / "copied.fits") in outcome.products
+
+    def test_a_copy_that_stopped_is_skipped_once_unchanged_for_the_wait(self, night, runner,
+                                                                        caplog):
+        content = raw_files(night, "LIGHT")[0].read_bytes()
+        stopped = night / "raw" / "stopped.fits"
+        stopped.write_bytes(content[:len(content) // 2])
+        caplog.set_level(logging.INFO, logger="torosmanager.preprocessor")
+        outcome = calibrate(str(night), Settings(incomplete_file_wait=0.5,
+                                                 incomplete_file_check=0.1), runner)
+        reasons = dict(line.split(": ", 1) for line in outcome.skipped)
+        assert re.fullmatch(r"truncated: its header announces \d+ bytes of pixels, the file "
+                            r"has \d+ \(unchanged for 0.5 s: Preprocessor → Incomplete File "
+                            r"Wait\)", reasons[str(stopped)])
+        assert len(outcome.products) == 3
+        assert "waiting for 1 file(s) still being written" in caplog.text
+
+    def test_a_file_that_turns_out_no_frame_is_skipped_for_what_it_is(self, night, runner):
+        stopped = night / "raw" / "notes.fits"
+        stopped.write_bytes(b"")
+        threading.Timer(0.5, lambda: stopped.write_bytes(b"observing log, not a frame\n"
+                                                         * 200)).start()
+        outcome = calibrate(str(night), Settings(incomplete_file_wait=30,
+                                                 incomplete_file_check=0.1), runner)
+        assert outcome.skipped == [f"{stopped}: not a FITS file (Header size is not multiple "
+                                   "of 2880: 5400)"]
+
+    def test_a_job_stopped_while_it_waits_stops(self, night, runner):
+        (night / "raw" / "empty.fits").write_bytes(b"")
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        with pytest.raises(Stopped):
+            calibrate(str(night), Settings(incomplete_file_wait=600), runner, stop=stop)
+
+    def test_without_a_wait_a_frame_being_copied_is_skipped_at_once(self, night, runner):
+        (night / "raw" / "empty.fits").write_bytes(b"")
+        outcome = calibrate(str(night), Settings(incomplete_file_wait=0), runner)
+        assert outcome.skipped == [f"{night / 'raw' / 'empty.fits'}: an empty file"]
+
+
 class TestRerunning:
     def test_gives_the_same_products_and_never_touches_the_raw_frames(self, night, runner,
                                                                        library):
@@ -390,6 +486,22 @@ class TestBadInputs:
         assert reasons[str(night / "raw" / "garbage.fits")].startswith("not a FITS file")
         assert reasons[str(night / "raw" / "truncated.fits")].startswith("truncated")
         assert outcome.done == outcome.total == 18
+
+    def test_a_file_cut_short_long_ago_is_skipped_at_once_not_waited_for(self, night, runner):
+        """An archive's truncated frame has not changed for longer than Incomplete File Wait:
+        no copy is under way, nothing to wait for."""
+        light = raw_files(night, "LIGHT")[0]
+        content = light.read_bytes()
+        cut = night / "raw" / "cut.fits"
+        cut.write_bytes(content[:len(content) // 2])
+        an_hour_ago = os.stat(cut).st_mtime - 3600
+        os.utime(cut, (an_hour_ago, an_hour_ago))
+        steps = []
+        outcome = calibrate(str(night), Settings(incomplete_file_wait=600), runner,
+                            progress=lambda step, done, total: steps.append(step))
+        assert not [step for step in steps if step.startswith("waiting")]
+        assert f"{cut}: truncated: its header announces" in "\n".join(outcome.skipped)
+        assert len(outcome.products) == 3
 
     def test_an_exposure_time_written_as_text_and_a_cube(self, night, runner):
         """``EXPTIME = '30'`` is 30 s and ``BZERO = '32768'`` 32768; ``EXPTIME = 'long'`` is
@@ -1044,7 +1156,10 @@ class TestCommand:
         assert re.fullmatch(rf"toros calibrate: no room for this job's 6 file\(s\): the disk "
                             rf"of {night} has [\d,.]+ MB free; they need [\d.]+ MB and "
                             r"Preprocessor → Minimum Free Bytes keeps 1,000,000,000,000\.0 MB "
-                            r"free\n", capsys.readouterr().err)
+                            r"free; the disk holds [\d,.]+ MB in all, so it never will have "
+                            r"room: lower Minimum Free Bytes \(and restart\), or cancel this job "
+                            r"and calibrate its frames on a larger disk\n",
+                            capsys.readouterr().err)
         assert not (night / "reduced").exists()
 
     def test_its_options(self):

@@ -738,6 +738,13 @@ SCHEMA = {
                                       "frames)", 0),
         "Room Retry Interval": Setting("float", 60.0, "seconds between two looks for room by a "
                                        "job waiting for it", 0.01, 86400),
+        "Incomplete File Wait": Setting("float", 60.0, "seconds a job waits for a frame still "
+                                        "being written (empty, cut short, or not readable for "
+                                        "now, as over NFS) to be whole, after its file last "
+                                        "changed; then it is skipped. 0: skipped at once",
+                                        0, 86400),
+        "Incomplete File Check": Setting("float", 1.0, "seconds between two readings of a "
+                                         "frame still being written", 0.01, 3600),
     },
 }
 

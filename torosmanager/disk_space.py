@@ -9,6 +9,11 @@ def free_bytes(directory: str) -> int:
     return shutil.disk_usage(existing_ancestor(directory)).free
 
 
+def total_bytes(directory: str) -> int:
+    """Bytes the disk that holds (or will hold) *directory* holds in all, used or free."""
+    return shutil.disk_usage(existing_ancestor(directory)).total
+
+
 def free_space_text(path: str) -> str:
     """The free space on the disk that holds (or will hold) *path*, a file or a directory, in
     words: ``"3.2 MB free on its disk"``, or why it is unknown."""

@@ -220,16 +220,17 @@ def classify(paths):
 
     Returns
     -------
-    (list of Frame, list of (str, str))
-        The usable frames, and the skipped files with the reason for each.
+    (list of Frame, list of (str, FrameError))
+        The usable frames, and the files that are not, with the reason for each (an
+        :class:`~.reading.IncompleteFrame` for a file that may be whole later).
     """
-    frames, skipped = [], []
+    frames, unusable = [], []
     for path in paths:
         try:
             frames.append(describe(path))
         except FrameError as error:  # the caller says so (once)
-            skipped.append((path, str(error)))
-    return frames, skipped
+            unusable.append((path, error))
+    return frames, unusable
 
 
 def same_exptime(first, second):

@@ -17,14 +17,18 @@ products), rather than marked failed.
 """
 
 import dataclasses
+import logging
 import os
 
+from ..disk_space import total_bytes
 from ..handler import Handler
 from ..journal import ACCEPTED, INTERRUPTED, QUEUED, RUNNING
 from ..workorders import inside, refuse
 from .jobs import JobQueue
 from .pipeline import RAW_DIRECTORY, Settings
 from .reading import is_fits_name
+
+log = logging.getLogger(__name__)
 
 
 class PreprocessorHandler(Handler):
@@ -104,7 +108,23 @@ class PreprocessorHandler(Handler):
 
     def start(self):
         super().start()
+        self._warn_if_no_disk_is_large_enough()
         self.jobs.start()
+
+    def _warn_if_no_disk_is_large_enough(self):
+        """Say so when Minimum Free Bytes is more than a data disk holds: every job there
+        would wait for room for good."""
+        minimum = self.settings.minimum_free_bytes
+        for directory in self.settings.confined_to:
+            try:
+                total = total_bytes(directory)
+            except OSError:  # each job says what is wrong with its own directories
+                continue
+            if minimum >= total:
+                log.warning("Preprocessor → Minimum Free Bytes, %s, is as much as the disk of "
+                            "%s holds in all (%s bytes): every job writing there would wait "
+                            "for room for good; lower it", f"{minimum:,}", directory,
+                            f"{total:,}")
 
     def resume(self, record):
         if record.state == RUNNING:

@@ -6,8 +6,9 @@ Steps
 1. Find the frames: a night directory (its ``raw/`` subdirectory when there is one), a FITS
    file, or a list of files; products go to ``<night>/reduced/``, where ``<night>`` is the
    parent of ``raw/`` (or the frames' own directory), masters to ``<night>/reduced/masters/``.
-2. Read every header and classify (:mod:`.classify`); unreadable files and unknown types are
-   skipped with the reason, the rest goes on.
+2. Read every header and classify (:mod:`.classify`), having waited for the files still being
+   written (:mod:`.incomplete`); unreadable files and unknown types are skipped with the
+   reason, the rest goes on.
 3. Per detector geometry: the master bias, a master dark per exposure time, a master flat per
    filter (:mod:`.masters`), each combined by the workers in blocks of rows. A geometry without
    its own master of a kind takes the master library's (:mod:`.library`), said in the headers
@@ -25,6 +26,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from .calibrate import (SHARED_MEMORY, ScienceTask, SharedTerms, folded_bzero, t
                         terms_key, writes_direct)
 from .classify import Kind, classify, same_exptime
 from .executors import LOCAL, Stopped
+from .incomplete import classify_whole
 from .layout import Layout, LayoutError
 from .library import MasterLibrary
 from .masters import (LEVEL_SAMPLE_PIXELS, Master, StackSpec, master_digest, master_header,
@@ -107,6 +110,11 @@ class Settings:
     room_retry_interval: float = 60.0
     #: Fraction of a flat's pixels saturated beyond which it is not used.
     max_saturated_flat: float = 0.001
+    #: Seconds after its last change beyond which a file still being written is not waited
+    #: for (:mod:`.incomplete`); 0: skipped at once.
+    incomplete_file_wait: float = 0.0
+    #: Seconds between two readings of a file still being written.
+    incomplete_file_check: float = 1.0
     #: Resolved directories (the daemon's Allowed Directories) a job reads and writes only
     #: inside, links followed; empty: anywhere (``toros calibrate``).
     confined_to: tuple = ()
@@ -123,7 +131,9 @@ class Settings:
                    direct_writes_from=section["Direct Writes From"],
                    minimum_free_bytes=section["Minimum Free Bytes"],
                    room_retry_interval=section["Room Retry Interval"],
-                   max_saturated_flat=section["Max Saturated Flat Pixels"])
+                   max_saturated_flat=section["Max Saturated Flat Pixels"],
+                   incomplete_file_wait=section["Incomplete File Wait"],
+                   incomplete_file_check=section["Incomplete File Check"])
 
 
 @dataclass
@@ -564,9 +574,11 @@ class _Night:
             self._skip(path, reason)
         paths = self._confined(paths)
         self._step("reading headers")
-        frames, unusable = classify(paths)
-        for path, reason in unusable:
-            self._skip(path, reason)
+        frames, unusable = classify_whole(paths, self.settings.incomplete_file_wait,
+                                          self.settings.incomplete_file_check, self._pause,
+                                          self._step)
+        for path, error in unusable:
+            self._skip(path, str(error))
         self._light_paths = {frame.path for frame in frames if frame.kind == Kind.LIGHT}
         self._frame_paths = paths
         outcome.lights = len(self._light_paths)
@@ -1091,6 +1103,13 @@ class _Night:
         if self.stop is not None and self.stop.is_set():
             raise Stopped()
         self.report(text, self.outcome.done, self.outcome.total)
+
+    def _pause(self, seconds):
+        """Wait *seconds*; raise :class:`Stopped` if the job is stopped meanwhile."""
+        if self.stop is None:
+            time.sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise Stopped()
 
 
 def shares_terms(settings):

@@ -11,6 +11,7 @@ that block, in the same pass that converts it to ``float32``.
 The file is opened read-only: raw frames are never modified.
 """
 
+import errno
 import os
 import re
 import warnings
@@ -43,8 +44,22 @@ STRUCTURAL_KEYS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", 
                    "ZIMAGE")
 
 
+#: Errors reading a file that may pass by themselves: a network file system's (a lost
+#: server's EIO, a handle made stale by a copy that replaced the file) or a busy device's.
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ESTALE, errno.EAGAIN, errno.EBUSY,
+                              errno.ETIMEDOUT})
+#: How every FITS file begins (its first card's key and value indicator).
+FITS_START = b"SIMPLE  ="
+
+
 class FrameError(Exception):
     """A file that cannot be used as a frame; the message says why, for the Status report."""
+
+
+class IncompleteFrame(FrameError):
+    """A FITS file not whole yet (empty, its header or its pixels cut short: still being
+    written or copied), or not readable for now (:data:`TRANSIENT_ERRNOS`): reading it again
+    later may succeed (:mod:`.incomplete`)."""
 
 
 def is_fits_name(name):
@@ -258,10 +273,10 @@ def _locate_image(path):
         size = os.path.getsize(path)
         stream = open(path, "rb")
     except OSError as error:
-        raise FrameError(f"cannot read it: {error.strerror or error}") from None
+        raise _read_error(error) from None
     with stream:
         if size == 0:
-            raise FrameError("an empty file")
+            raise IncompleteFrame("an empty file")
         position = 0
         first = True
         others = []  # what the file holds instead, for the message
@@ -273,8 +288,12 @@ def _locate_image(path):
                     warnings.simplefilter("ignore", AstropyUserWarning)
                     header = fits.Header.fromfile(stream)
             except (OSError, ValueError, EOFError, UnicodeDecodeError) as error:
-                if first:
-                    raise FrameError(f"not a FITS file ({_short(error)})") from None
+                # (astropy says what it cannot read with an OSError of no errno.)
+                if isinstance(error, OSError) and error.errno is not None:
+                    if first or error.errno in TRANSIENT_ERRNOS:
+                        raise _read_error(error) from None
+                elif first:
+                    raise _not_fits(stream, size, error) from None
                 break
             offset = stream.tell()
             if offset % FITS_BLOCK:  # fromfile stops at the END card; data start on a block
@@ -300,6 +319,23 @@ def _locate_image(path):
     raise FrameError("holds no 2-D image")
 
 
+def _read_error(error):
+    """The :class:`FrameError` for an :class:`OSError` reading a file: an
+    :class:`IncompleteFrame` for one that may pass (:data:`TRANSIENT_ERRNOS`)."""
+    kind = IncompleteFrame if error.errno in TRANSIENT_ERRNOS else FrameError
+    return kind(f"cannot read it: {error.strerror or error}")
+
+
+def _not_fits(stream, size, error):
+    """The :class:`FrameError` for a first header that astropy cannot read (*error*) in a
+    file of *size* bytes: an :class:`IncompleteFrame` when the file begins as FITS does (its
+    header is still being written)."""
+    stream.seek(0)
+    if stream.read(len(FITS_START)) == FITS_START[:min(size, len(FITS_START))]:
+        return IncompleteFrame(f"its header is cut short at {size} bytes ({_short(error)})")
+    return FrameError(f"not a FITS file ({_short(error)})")
+
+
 def _image_in(header, offset, size, data_bytes):
     """``(header, data offset, stored dtype)`` if *header* (of the HDU whose *data_bytes*
     start at *offset*, in a file of *size* bytes) describes a 2-D image, else ``None``.
@@ -315,8 +351,8 @@ def _image_in(header, offset, size, data_bytes):
         if header.get("BITPIX") not in STORED_TYPES:
             raise FrameError(f"BITPIX {header.get('BITPIX')!r} is not a FITS pixel type")
         if offset + data_bytes > size:
-            raise FrameError(f"truncated: its header announces {data_bytes} bytes of "
-                             f"pixels, the file has {max(size - offset, 0)}")
+            raise IncompleteFrame(f"truncated: its header announces {data_bytes} bytes of "
+                                  f"pixels, the file has {max(size - offset, 0)}")
         return header, offset, STORED_TYPES[header["BITPIX"]]
     return None
 

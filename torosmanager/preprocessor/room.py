@@ -12,7 +12,7 @@ import errno
 import math
 import os
 
-from ..disk_space import existing_ancestor, free_bytes
+from ..disk_space import existing_ancestor, free_bytes, total_bytes
 from .reading import FITS_BLOCK
 
 #: FITS blocks counted for a product's header: the raw frame's header, the provenance cards
@@ -64,10 +64,16 @@ def require_room(outputs, minimum, in_flight):
         needed = disk["needed"] + in_flight * disk["largest"]
         free = free_bytes(disk["directory"])
         if free - needed < minimum:
-            raise NoRoom(f"no room for this job's {disk['files']} file(s): the disk of "
-                         f"{disk['directory']} has {free / 1e6:,.1f} MB free; they need "
-                         f"{needed / 1e6:,.1f} MB and Preprocessor → Minimum Free Bytes keeps "
-                         f"{minimum / 1e6:,.1f} MB free")
+            said = (f"no room for this job's {disk['files']} file(s): the disk of "
+                    f"{disk['directory']} has {free / 1e6:,.1f} MB free; they need "
+                    f"{needed / 1e6:,.1f} MB and Preprocessor → Minimum Free Bytes keeps "
+                    f"{minimum / 1e6:,.1f} MB free")
+            total = total_bytes(disk["directory"])
+            if needed + minimum > total:  # not even on the empty disk: waiting cannot help
+                said += (f"; the disk holds {total / 1e6:,.1f} MB in all, so it never will "
+                         "have room: lower Minimum Free Bytes (and restart), or cancel this "
+                         "job and calibrate its frames on a larger disk")
+            raise NoRoom(said)
 
 
 def _size(path):
