@@ -1389,3 +1389,36 @@ def test_a_retraction_counts_the_orders_its_cancel_before_a_restart_cancelled(ob
     assert f"{len(orders)} order(s) of the event cancelled" in withdrawn["Message"]
     report = observatory.proxy("alerts").front_desk({"WOType": "Events", "Event ID": "S8181"})
     assert {order["Here"] for order in report["Orders"]} == {"cancelled"}
+
+
+def test_a_kind_whose_filter_the_telescope_lacks_is_warned_of_before_any_alert(make_site):
+    """Gravitational waves observed in "Luminance", a filter the telescope's wheel lacks: the
+    daemon says so in its log and its health Status as soon as the scheduler has heard the
+    telescope's filters, not at the first alert, whose every order would be refused; put
+    right (the configuration changed, the daemon restarted), it says the telescope takes
+    every kind's orders."""
+    alerts = {"Telescope Check Interval": 0.2,
+              "Gravitational Waves": {"Filter": "Luminance"}}
+    site = make_site(settings(**alerts)).start("scheduler", "telescope", "alerts")
+
+    def check():
+        found = site.proxy("alerts").front_desk({"WOType": "Status"})["Telescope Check"]
+        return found if "Refused" in found else None
+    found = wait_until(check, "the telescope check to find the filter missing")
+    assert found["Result"] == "the telescope would refuse some kinds' orders"
+    assert found["Refused"] == [
+        "Alerts → Gravitational Waves → 'Filter': received 'Luminance'; allowed: one of 'U', "
+        "'B', 'V', 'R', 'I', 'Clear' (the filter wheel's filters): the telescope would refuse "
+        "the orders of every such alert"]
+    assert re.search(r"WARNING .*Alerts → Gravitational Waves → 'Filter': received "
+                     r"'Luminance'", site.log("alerts"))
+    assert site.log("alerts").count("received 'Luminance'") == 1  # said once, not every look
+    assert site.daemons["alerts"].stop() == 0
+    with open(site.config_path, encoding="utf-8") as stream:
+        written = stream.read()
+    with open(site.config_path, "w", encoding="utf-8") as stream:
+        stream.write(written.replace("Luminance", "Clear"))
+    site.start("alerts")
+    wait_until(lambda: site.proxy("alerts").front_desk({"WOType": "Status"})[
+        "Telescope Check"]["Result"] == "the telescope takes every kind's orders",
+        "the telescope check to find every kind's orders taken")

@@ -619,6 +619,11 @@ SCHEMA = {
         "Scheduler Retry Interval": Setting("float", 5.0, "seconds between tries to hand an "
                                             "order to the scheduler while it does not answer "
                                             "(orders are kept until it does)", 0.01, 3600),
+        "Telescope Check Interval": Setting("float", 300.0, "seconds between two looks at "
+                                            "what the telescope takes (its filters, longest "
+                                            "exposure, most frames, as the scheduler last heard "
+                                            "them), to warn when a kind's orders would be "
+                                            "refused", 0.1, 86400),
         "Delivery Retry Interval": Setting("float", 5.0, "seconds between tries to keep an "
                                            "alert a source received while this daemon's "
                                            "journal cannot (its disk full): the source waits, "

@@ -68,6 +68,7 @@ from .sources import make_sources
 from .sources.kafka import CLIENT_ID_VARIABLE, CLIENT_SECRET_VARIABLE
 from .sources.kafka import credentials as kafka_credentials
 from .targets import Stopping, TargetError
+from .telescope_check import TelescopeCheck
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class AlertsHandler(Handler):
         self.catalog = None
         self.catalog_problem = None
         self.sources = {}  # title of its section under Alerts → source
+        self.telescope_check = TelescopeCheck(config, clock)
         self._event_locks = {}
         self._event_locks_lock = threading.Lock()
         self._received = {}  # alert order ID → monotonic time of arrival (retraction deadline)
@@ -263,7 +265,8 @@ class AlertsHandler(Handler):
         # Every Status without an ID asks: a count, not every alert read.
         return {"Events": self.book.event_count(),
                 "Galaxy Catalog": self._catalog_health(),
-                "Sources": {title: source.health() for title, source in self.sources.items()}}
+                "Sources": {title: source.health() for title, source in self.sources.items()},
+                "Telescope Check": self.telescope_check.describe()}
 
     def page_sections(self):
         return report.page_sections(self)
@@ -280,6 +283,7 @@ class AlertsHandler(Handler):
         for title, source in self.sources.items():
             source.start()
             log.info("listening for alerts: %s", title)
+        self.telescope_check.start()
 
     def resume(self, record):
         if record.state == RUNNING and record.message in ALERTS_OWN_WORK:
@@ -305,6 +309,7 @@ class AlertsHandler(Handler):
 
     def stop(self):
         super().stop()
+        self.telescope_check.stop()
         for source in self.sources.values():
             source.stop()
         self.readers.stop()
