@@ -70,17 +70,20 @@ class Outage:
     Parameters
     ----------
     logger : logging.Logger
+    level : int, optional
+        The level the failure is said at (default: a warning).
     """
 
-    def __init__(self, logger):
+    def __init__(self, logger, level=logging.WARNING):
         self._logger = logger
+        self._level = level
         self._ongoing = False
 
     def failed(self, message, *args, exc_info=False):
-        """A call failed: *message* as a warning if the calls before it succeeded (with the
-        exception being handled, if *exc_info*)."""
+        """A call failed: *message* at the outage's level if the calls before it succeeded
+        (with the exception being handled, if *exc_info*)."""
         if not self._ongoing:
-            self._logger.warning(message, *args, exc_info=exc_info)
+            self._logger.log(self._level, message, *args, exc_info=exc_info)
         self._ongoing = True
 
     def answered(self, message, *args):

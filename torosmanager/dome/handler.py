@@ -11,14 +11,17 @@ closes when its daemon stops.
 
 import logging
 import threading
+import time
 import xmlrpc.client
 
 from ..client import connect
 from ..devices import DeviceError, ShutterState, wait_for
+from ..devices.base import Interrupted
 from ..devices.connections import Connections
 from ..devices.factory import dome_devices
 from ..handler import Handler, Workers
 from ..journal import ACCEPTED, DONE, FAILED, QUEUED, RUNNING
+from ..logs import Outage
 from ..workorders import FaultCode, WorkOrderError, format_utc
 from .follower import SlitFollower
 from .outputs import BLINK_PREFIX, check_outputs, output_keys
@@ -66,6 +69,11 @@ class DomeHandler(Handler):
         # one at a time.
         self._motion = threading.Lock()
         self.follower = SlitFollower(config, clock, self.enclosure, self._motion)
+        #: When (time.monotonic) the shutter was last told to close and has not closed since
+        #: (``None``: closed, or not told), for a close that stalls (see close_for_safety).
+        self._closing_since = None
+        self._close_failing = Outage(log, logging.CRITICAL)  # said once, not at every check
+        self._cancelled_opening = set()  # running Open orders cancelled: they stop waiting
 
     # --- the front desk ----------------------------------------------------------------
 
@@ -86,6 +94,17 @@ class DomeHandler(Handler):
 
     def queued_reason(self, order):
         return "queued for the dome"
+
+    def cancel_refusal(self, record):
+        if record.state == RUNNING and record.work_order.get("Shutter") == "Close":
+            return ("the shutter is closing, which is always safe and is not stopped; once it "
+                    "is closed, a Dome order with 'Shutter': 'Open' opens it")
+        return None
+
+    def cancelled(self, record, previous_state):
+        # An Open cancelled while the shutter moves: its worker closes the shutter again.
+        if previous_state == RUNNING and record.work_order.get("Shutter") == "Open":
+            self._cancelled_opening.add(record.id)
 
     def accepted(self, record):
         self.workers.submit(self.execute, record.id)
@@ -156,9 +175,11 @@ class DomeHandler(Handler):
                             "shutter is open ('Follow Telescope': false keeps it here)")
             for key in output_keys(order):
                 done.append(self._output(key[len(BLINK_PREFIX):], order[key], order_id))
-        except DeviceError as error:
+        except (DeviceError, Interrupted) as error:
             self.transition(order_id, FAILED, f"{error}", only_from={RUNNING})
             return
+        finally:
+            self._cancelled_opening.discard(order_id)
         # ('Park': false, alone, asks for nothing.)
         self.transition(order_id, DONE, "; ".join(done) or "nothing asked: 'Park' is false",
                         only_from={RUNNING})
@@ -172,8 +193,11 @@ class DomeHandler(Handler):
                     raise DeviceError(f"refused to open: {why_not}")
                 self.enclosure.start_open()
                 self.closed_by, self.closed_by_order = "", None
+                self._closing_since = None
 
             def opened():
+                if order_id in self._cancelled_opening:
+                    raise Interrupted("cancelled while the shutter opened: it closes again")
                 if not self.guard.may_open()[0]:
                     raise DeviceError(f"closed for safety while opening: {self.closed_by}")
                 shutter = self.enclosure.state().shutter
@@ -181,12 +205,20 @@ class DomeHandler(Handler):
                     raise DeviceError("the shutter reports an error while opening")
                 return shutter == ShutterState.OPEN
 
-            wait_for(opened, timeout, "the shutter to open", self._poll())
+            try:
+                wait_for(opened, timeout, "the shutter to open", self._poll(),
+                         stop=self.workers.stopping)
+            except Interrupted:
+                if order_id in self._cancelled_opening:
+                    self.close_for_safety(f"Dome order {order_id} cancelled while the shutter "
+                                          "opened")
+                raise
             return "shutter open"
         now = format_utc(self.clock.now())
         with self._motion:
             was = self.enclosure.state().shutter
             self.enclosure.start_close()
+            self._closing_since = self._closing_since or time.monotonic()
             self.closed_by_order = {"ID": order_id, "User": user, "At": now}
             if was != ShutterState.CLOSED:
                 self.closed_by = f"Dome order {order_id} from {user}, at {now}"
@@ -194,7 +226,9 @@ class DomeHandler(Handler):
             # As when it closes for safety: no frame is taken behind a closing shutter.
             self._park_telescope(f"Dome order {order_id} from {user}")
         wait_for(lambda: self.enclosure.state().shutter == ShutterState.CLOSED, timeout,
-                 "the shutter to close", self._poll())
+                 "the shutter to close", self._poll(), stop=self.workers.stopping)
+        with self._motion:
+            self._closing_since = None
         return "shutter closed"
 
     def _last_close_order(self):
@@ -224,7 +258,8 @@ class DomeHandler(Handler):
             self.enclosure.start_slew(azimuth)
         wait_for(lambda: not self.enclosure.state().slewing,
                  self.clock.real_seconds(self.settings["Shutter Timeout"]),
-                 f"the dome to reach azimuth {azimuth:g}°", self._poll())
+                 f"the dome to reach azimuth {azimuth:g}°", self._poll(),
+                 stop=self.workers.stopping)
         return f"at azimuth {azimuth:g}°"
 
     def _park(self):
@@ -232,7 +267,7 @@ class DomeHandler(Handler):
             self.enclosure.start_park()
         wait_for(lambda: self.enclosure.state().parked,
                  self.clock.real_seconds(self.settings["Shutter Timeout"]), "the dome to park",
-                 self._poll())
+                 self._poll(), stop=self.workers.stopping)
         return "parked"
 
     def _output(self, number, on, order_id):
@@ -249,19 +284,51 @@ class DomeHandler(Handler):
     # --- safety -------------------------------------------------------------------------
 
     def close_for_safety(self, reason):
-        """Close the shutter (unless closed or closing) and tell the telescope to park."""
+        """Close the shutter (unless closed, or closing for less than Shutter Timeout) and tell
+        the telescope to park.
+
+        A shutter whose state cannot be read is told to close all the same: closing is always
+        safe. One still closing Shutter Timeout after it was told to is told again, said as
+        critical: a close that stalls must not leave the dome open unsaid.
+        """
         with self._motion:
             try:
                 shutter = self.enclosure.state().shutter
-                if shutter in (ShutterState.CLOSED, ShutterState.CLOSING):
-                    return
+            except DeviceError as error:
+                shutter = None
+                log.error("cannot read the shutter (%s); closing it all the same: %s", reason,
+                          error)
+            if shutter == ShutterState.CLOSED:
+                self._closing_since = None
+                return
+            if shutter == ShutterState.CLOSING and not self._close_stalled(reason):
+                return
+            if shutter != ShutterState.CLOSING:
                 log.warning("closing the dome: %s", reason)
+            try:
                 self.enclosure.start_close()
             except DeviceError as error:
-                log.critical("cannot close the dome (%s): %s", reason, error)
+                self._close_failing.failed("cannot close the dome (%s): %s (tried again at "
+                                           "every check)", reason, error)
                 return
+            self._close_failing.answered("the dome was told to close: %s", reason)
+            self._closing_since = time.monotonic()
             self.closed_by = f"{reason}, at {format_utc(self.clock.now())}"
         self._park_telescope(reason)
+
+    def _close_stalled(self, reason):
+        """Whether the shutter, closing, has been for longer than Shutter Timeout (said as
+        critical); it is timed from now if this daemon did not start the close."""
+        now = time.monotonic()
+        if self._closing_since is None:
+            self._closing_since = now
+        waited = now - self._closing_since
+        if waited < self.clock.real_seconds(self.settings["Shutter Timeout"]):
+            return False
+        log.critical("the shutter is still closing %.0f s after it was told to close "
+                     "(Dome → Shutter Timeout: %g s): telling it to close again (%s)", waited,
+                     self.settings["Shutter Timeout"], reason)
+        return True
 
     def _park_telescope(self, reason):
         try:
@@ -299,9 +366,12 @@ class DomeHandler(Handler):
     def stop(self):
         super().stop()
         self._stopping.set()
+        self.workers.stopping.set()  # an order waiting on the dome ends its wait now
         self.follower.stop()
         self.guard.stop()
-        self.workers.stop()
+        # Before waiting for the workers: a slow Open must not keep the dome open until
+        # systemd's stop timeout kills the daemon.
         self.close_for_safety("the dome daemon is stopping")
+        self.workers.stop()
         for device in (self.enclosure, self.safety_monitor):
             device.disconnect()

@@ -135,6 +135,8 @@ class AlpacaConnection:
         self.connected = False
         self._attempted = False
         self._not_implemented = set()
+        self._reconnecting = threading.Lock()  # one thread connects again, the others fail
+        self._reconnecting_now = False
 
     @property
     def label(self):
@@ -156,9 +158,40 @@ class AlpacaConnection:
             Usually a bound method or property access of :attr:`device`.
         """
         try:
-            return function(*args)
+            return self._asked(function, args)
         except REQUEST_ERRORS as error:
             raise self.error(operation, describe_error(error, self.timeout)) from error
+
+    def _asked(self, function, args):
+        """``function(*args)``; once more after connecting the device again if its server
+        says it is not connected although it was (the server, or its driver, restarted)."""
+        try:
+            return function(*args)
+        except alpaca_exceptions.NotConnectedException:
+            if not self._connect_again():
+                raise
+        return function(*args)
+
+    def _connect_again(self):
+        """Set ``Connected`` again on a device connected before that its server says is not;
+        whether that was done. Without it, a server restarted in the night would refuse every
+        request until the daemon was restarted: a dome left open."""
+        with self._reconnecting:
+            if not self.connected or self._reconnecting_now:
+                return False
+            self._reconnecting_now = True
+        try:
+            logger.warning("%s: its server says it is not connected (the server or its driver "
+                           "restarted?): connecting it again", self.label)
+            self.device.Connected = True
+        except REQUEST_ERRORS as error:
+            logger.warning("%s: connecting it again failed: %s", self.label,
+                           describe_error(error, self.timeout))
+            return False
+        finally:
+            with self._reconnecting:
+                self._reconnecting_now = False
+        return True
 
     def get(self, name):
         """Read the Alpaca property *name*."""
@@ -184,7 +217,7 @@ class AlpacaConnection:
         and reports a device that is really gone.
         """
         try:
-            return function(*args)
+            return self._asked(function, args)
         except requests.exceptions.ReadTimeout:
             logger.warning("%s: %s: no answer within %g s; assuming the device is doing it "
                            "before answering, and following it by polling",
@@ -216,7 +249,7 @@ class AlpacaConnection:
         if name in self._not_implemented:
             return default
         try:
-            return getattr(self.device, name)
+            return self._asked(getattr, (self.device, name))
         except alpaca_exceptions.NotImplementedException:
             logger.info("%s does not implement %s; using %r", self.label, name, default)
             self._not_implemented.add(name)

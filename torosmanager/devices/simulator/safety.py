@@ -17,6 +17,7 @@ forcing).
 from datetime import timezone
 
 from ...workorders import format_utc
+from ..base import DeviceError
 from ..safety import SafetyMonitor, SafetyState
 from .common import SimulatedDevice
 
@@ -92,10 +93,14 @@ class SimulatedSafetyMonitor(SimulatedDevice, SafetyMonitor):
         if not self._weather_file:
             return None
         try:
-            with open(self._weather_file, encoding="utf-8") as stream:
+            # (utf-8-sig: a byte-order mark, as some editors write, before "unsafe".)
+            with open(self._weather_file, encoding="utf-8-sig") as stream:
                 text = stream.read(WEATHER_FILE_MAX_CHARACTERS).strip()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeError) as error:  # no verdict: the guard takes it as unsafe
+            raise DeviceError(f"{self.name}: cannot read the weather file "
+                              f"{self._weather_file}: {error}") from None
         if not text.lower().startswith(UNSAFE_WORD):
             return None
         # The word is the flag, not part of the reason: the dome says "weather unsafe: rain".

@@ -1,0 +1,165 @@
+"""The dome daemon keeps the dome safe when its devices, its orders or its own stop go wrong.
+
+Each test runs the dome daemon as a real process. Those about an Alpaca dome run it on
+:mod:`fake_alpaca_dome`, an Alpaca server of its own process that holds its devices to being
+connected, as real drivers do, and fails as the test says: restarted in the night, its shutter
+jammed while it closes, its ``ShutterStatus`` unreadable.
+"""
+
+import os
+import re
+import sys
+import time
+
+import pytest
+
+from observatory import dome_safety, ended, open_dome, refusal, settings, status, wait_until
+from torosmanager.launcher import free_port
+from torosmanager.workorders import FaultCode
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
+from fake_alpaca_dome import CLOSED, OPEN, FakeAlpacaDome  # noqa: E402
+
+#: Seconds per request to the fake server.
+DEVICE_TIMEOUT = 2.0
+#: Real seconds between two of the guard's checks (the clock runs at 1×).
+CHECK_INTERVAL = 0.3
+#: Simulated seconds the simulator's shutter takes to move, and the dome's Shutter Timeout,
+#: in the tests of a slow shutter (at the tests' 100×: 20 and 30 real seconds).
+SLOW_SHUTTER = 2000
+SLOW_SHUTTER_TIMEOUT = 3000
+#: Simulated seconds the shutter takes to move in the test of Cancel (3 real seconds at 100×).
+SHUTTER = 300
+
+
+def heartbeat(site):
+    site.proxy("dome").front_desk({"WOType": "Heartbeat", "User": "scheduler"})
+
+
+def enclosure(site):
+    return site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]["Enclosure"]
+
+
+@pytest.fixture
+def fake_dome():
+    server = FakeAlpacaDome(free_port()).start()
+    yield server
+    server.stop()
+
+
+def on_fake_dome(make_site, server, **dome):
+    """The dome daemon on *server*'s dome and safety monitor, the dome open."""
+    site = make_site(settings(
+        speed=1, Clock={"Simulated With Devices": True},
+        Dome={"Enclosure": server.settings(DEVICE_TIMEOUT),
+              "Safety Monitor": server.settings(DEVICE_TIMEOUT),
+              "Check Interval": CHECK_INTERVAL, **dome}))
+    site.start("dome")
+    heartbeat(site)
+    open_dome(site)
+    return site
+
+
+def close_calls(server):
+    return server.state()["calls"].count("dome.closeshutter")
+
+
+def test_a_server_restarted_in_the_night_is_connected_again_and_the_dome_closes(make_site,
+                                                                                fake_dome):
+    """The server restarts, the shutter still open, and forgets that the daemon connected its
+    devices: every request answers NotConnected. The dome is connected again at the next
+    request, and closes when the weather turns, as before."""
+    site = on_fake_dome(make_site, fake_dome)
+    fake_dome.stop()
+    fake_dome.start(shutter=OPEN)
+    fake_dome.control(is_safe=False)
+    wait_until(lambda: close_calls(fake_dome), "the dome to be told to close")
+    wait_until(lambda: enclosure(site)["Shutter"] == "closed", "the dome to close")
+    log = site.log("dome")
+    assert re.search(r"WARNING .*safety monitor \(Alpaca safetymonitor 0 at 127\.0\.0\.1:\d+\): "
+                     r"its server says it is not connected \(the server or its driver "
+                     r"restarted\?\): connecting it again", log)
+    assert re.search(r"WARNING .*closing the dome: weather unsafe: IsSafe false reported by",
+                     log)
+
+
+def test_a_close_that_stalls_is_sent_again_and_said(make_site, fake_dome):
+    site = on_fake_dome(make_site, fake_dome, **{"Shutter Timeout": 1.0})
+    fake_dome.control(jammed=True, is_safe=False)
+    wait_until(lambda: close_calls(fake_dome) >= 2, "the close to be sent again")
+    assert enclosure(site)["Shutter"] == "closing"
+    assert re.search(r"CRITICAL .*the shutter is still closing \d+ s after it was told to close "
+                     r"\(Dome → Shutter Timeout: 1 s\): telling it to close again \(weather "
+                     r"unsafe: IsSafe false reported by", site.log("dome"))
+    fake_dome.control(jammed=False)  # freed: the next close closes it
+    wait_until(lambda: enclosure(site)["Shutter"] == "closed", "the dome to close")
+
+
+def test_a_shutter_whose_state_cannot_be_read_is_closed_all_the_same(make_site, fake_dome):
+    site = on_fake_dome(make_site, fake_dome)
+    fake_dome.control(shutter_status=5, is_safe=False)  # ASCOM has no ShutterStatus 5
+    wait_until(lambda: close_calls(fake_dome), "the dome to be told to close")
+    assert fake_dome.state()["shutter_status"] == CLOSED
+    assert re.search(r"ERROR .*cannot read the shutter \(weather unsafe: IsSafe false reported by .*\); "
+                     r"closing it all the same: ", site.log("dome"))
+
+
+def test_a_daemon_stopped_while_the_shutter_opens_slowly_closes_it_at_once(make_site):
+    site = make_site(settings(Simulator={"Shutter Travel Time": SLOW_SHUTTER},
+                              Dome={"Shutter Timeout": SLOW_SHUTTER_TIMEOUT}))
+    site.start("dome")
+    heartbeat(site)
+    wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
+    dome = site.proxy("dome")
+    dome.front_desk({"ID": "slow", "WOType": "Dome", "Shutter": "Open"})
+    wait_until(lambda: enclosure(site)["Shutter"] == "opening", "the shutter to open")
+    started = time.monotonic()
+    assert site.daemons["dome"].stop() == 0
+    # Not the shutter's 30 real seconds, nor its timeout's 60: systemd would kill it first.
+    assert time.monotonic() - started < SLOW_SHUTTER / 100 / 2
+    log = site.log("dome")
+    assert "closing the dome: the dome daemon is stopping" in log
+    assert "stopped while waiting for the shutter to open" in log
+
+
+def test_an_open_cancelled_while_the_shutter_opens_closes_it_and_a_close_is_not_cancelled(
+        make_site):
+    site = make_site(settings(Simulator={"Shutter Travel Time": SHUTTER},
+                              Dome={"Shutter Timeout": 2 * SHUTTER}))
+    site.start("dome")
+    heartbeat(site)
+    wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
+    dome = site.proxy("dome")
+    dome.front_desk({"ID": "opening", "WOType": "Dome", "Shutter": "Open"})
+    wait_until(lambda: enclosure(site)["Shutter"] == "opening", "the shutter to open")
+    time.sleep(SHUTTER / 100 / 3)  # a third of the way
+    assert dome.front_desk({"WOType": "Cancel", "ID": "opening"})["Status"] == "cancelled"
+    wait_until(lambda: enclosure(site)["Shutter"] == "closing", "the shutter to close again")
+    assert "Dome order opening cancelled while the shutter opened" in enclosure(site)["Closed By"]
+    wait_until(lambda: enclosure(site)["Shutter"] == "closed", "the shutter to close")
+    assert status(dome, "opening")["Status"] == "cancelled"
+    open_dome(site)
+    dome.front_desk({"ID": "closing", "WOType": "Dome", "Shutter": "Close"})
+    wait_until(lambda: status(dome, "closing")["Status"] == "running", "the Close to run")
+    fault = refusal(dome.front_desk, {"WOType": "Cancel", "ID": "closing"})
+    assert fault.faultCode == FaultCode.NOT_CANCELLABLE
+    assert "the shutter is closing, which is always safe and is not stopped" in fault.faultString
+    ended(dome, "closing", "done")
+
+
+def test_a_weather_file_that_cannot_be_read_is_unsafe_and_the_status_still_answers(make_site,
+                                                                                  tmp_path):
+    weather = tmp_path / "weather"
+    site = make_site(settings(Simulator={"Weather File": str(weather)}))
+    site.start("dome")
+    heartbeat(site)
+    open_dome(site)
+    weather.write_bytes(b"\xff\xfe not text")
+    wait_until(lambda: not dome_safety(site)["Safe"], "the guard to find it unsafe")
+    devices = site.proxy("dome").front_desk({"WOType": "Status"})["Devices"]
+    assert "cannot read the weather file" in devices["Safety"]["Reason"]
+    assert "cannot read the weather file" in devices["Safety Monitor"]["Error"]
+    wait_until(lambda: enclosure(site)["Shutter"] in ("closing", "closed"), "the dome to close")
+    weather.write_text("\ufeffunsafe: rain", encoding="utf-8")  # a byte-order mark first
+    wait_until(lambda: dome_safety(site)["Reason"] == "weather unsafe: rain",
+               "the weather file's reason")
