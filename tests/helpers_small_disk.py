@@ -11,11 +11,14 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
 #: Bytes written at a time when filling a disk.
 FILL_CHUNK = 1 << 16
+#: Seconds a remount is tried for while a file is open for writing on the disk.
+REMOUNT_PATIENCE = 10
 
 
 @contextlib.contextmanager
@@ -64,6 +67,22 @@ def failing_disk(path, image, megabytes):
     finally:
         # The loop device goes once the file system is unmounted and its files closed.
         subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+def remount(path, mode):
+    """Remount the small disk at *path* read-only (*mode* ``"ro"``, as the kernel does a
+    failing disk's, or an NFS server its export) or read-write again (``"rw"``). A tmpfs
+    is not made read-only under a file open for writing ("mount point is busy"): tried again
+    until it is."""
+    deadline = time.monotonic() + REMOUNT_PATIENCE
+    while True:
+        done = subprocess.run(["mount", "-o", f"remount,{mode}", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cannot remount {path} {mode}: {done.stderr.strip()}")
+        time.sleep(0.01)
 
 
 def fill(directory):

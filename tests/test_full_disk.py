@@ -1,7 +1,8 @@
 """A full disk stops no night: no frame is taken that could not be written, a journal that
 cannot be written refuses orders saying so (and why) without losing any, but still closes the
 dome and parks the telescope when asked, and everything goes on once there is room. A disk
-whose file system fails (remounted read-only) is refused the same way.
+whose file system fails (remounted read-only) is refused the same way; a data disk that fills
+or turns read-only while a frame is written stops the observation, keeping its frames.
 
 Each test fills (or breaks) a small disk of its own: see helpers_small_disk.py.
 """
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from helpers_small_disk import failing_disk, fill, small_disk
+from helpers_small_disk import failing_disk, fill, remount, small_disk
 from observatory import (dome_safety, ended, open_dome, refusal, said, settings, status,
                          step, wait_until)
 from preprocessing_data import NIGHT, make_night
@@ -47,6 +48,14 @@ FULL_SECONDS = 3
 PREPROCESSING_FRAME = {"Width": 256, "Height": 256}
 PREPROCESSING_DISK_MB = 16
 PREPROCESSING_MINIMUM_FREE_BYTES = 1_000_000
+#: A data disk that fills or fails while a frame is written, and what the telescope leaves
+#: free there: room for some 20 frames of the tests' 256 × 256 (0.14 MB); their exposures,
+#: 0.6 s at the tests' 100×, the time to fill it or make it read-only meanwhile.
+FAILING_DATA_DISK_MB = 4
+FAILING_MINIMUM_FREE_BYTES = 1_000_000
+EXPOSURE_SECONDS = 60.0
+#: The frames of the order the disk stops: the first is written, the second is not.
+STOPPED_EXPOSURES = 3
 
 
 def journals_apart(directory):
@@ -91,6 +100,91 @@ def test_frames_stop_short_of_the_minimum_free_and_the_order_goes_on_once_there_
         frames = (list((tmp_path / "moved").rglob("*.fits"))
                   + list((disk / "data").rglob("*.fits")))
         assert len(frames) == EXPOSURES
+
+
+def exposing_frame(telescope, order_id, number, total):
+    """Wait until the camera exposes the order's frame *number* of *total*: it had room for
+    it, and the frame before it is written."""
+    wait_until(lambda: step(telescope, order_id) == f"exposing {number}/{total}"
+               and telescope.front_desk({"WOType": "Status"})["Devices"]["Camera"]["Exposing"],
+               f"frame {number} of {order_id} to be exposed")
+
+
+def failing_data_disk_site(make_site, disk):
+    site = make_site(settings(Telescope={"Data Directory": str(disk / "data"),
+                                         "Minimum Free Bytes": FAILING_MINIMUM_FREE_BYTES}))
+    site.start("dome", "telescope", "scheduler")  # (the scheduler's heartbeat: the dome opens)
+    open_dome(site)
+    return site
+
+
+def stopped_observation(order_id):
+    return observation(order_id, **{"Number of Exposures": STOPPED_EXPOSURES,
+                                    "Exposure Time": EXPOSURE_SECONDS,
+                                    "Calibration Frames": "No"})
+
+
+def test_a_data_disk_remounted_read_only_mid_order_refuses_orders_until_it_can_be_written(
+        make_site, tmp_path):
+    """Not 'failed: [Errno 30] Read-only file system' with every next order accepted, slewed
+    and exposed for nothing: the order is interrupted keeping its frames, and orders are
+    refused (Fault 9) as for a full disk until the disk takes writes again."""
+    with small_disk(tmp_path / "disk", FAILING_DATA_DISK_MB) as disk:
+        site = failing_data_disk_site(make_site, disk)
+        telescope = site.proxy("telescope")
+        telescope.front_desk(stopped_observation("night"))
+        exposing_frame(telescope, "night", 2, STOPPED_EXPOSURES)
+        remount(disk, "ro")  # as the kernel does a failing disk's, or an NFS server
+        stopped = ended(telescope, "night", "interrupted")
+        reason = (f"the data directory {disk / 'data'} (Telescope → Data Directory) cannot be "
+                  "written: Read-only file system")
+        assert stopped["Message"] == f"stopped at exposing 2/{STOPPED_EXPOSURES}: {reason}"
+        (kept,) = stopped["Progress"]["Files"]
+        assert os.path.isfile(kept)
+
+        refused = refusal(telescope.front_desk, observation("next"))
+        assert (refused.faultCode, refused.faultString) == (FaultCode.UNAVAILABLE, reason)
+        data_disk = telescope.front_desk({"WOType": "Status"})["Data Disk"]
+        assert (data_disk["Unwritable"], data_disk["Frames Left"]) == (reason, 0)
+        assert f"{reason} (writing " in site.log("telescope")
+
+        remount(disk, "rw")
+        telescope.front_desk(stopped_observation("night"))  # sent again, as the scheduler does
+        done = ended(telescope, "night", "done")
+        assert done["Progress"]["Frames Done"] == STOPPED_EXPOSURES
+        assert done["Progress"]["Files"][0] == kept
+        assert telescope.front_desk(observation("next"))["Status"] == "queued"
+        assert "Unwritable" not in telescope.front_desk({"WOType": "Status"})["Data Disk"]
+        assert not list(disk.rglob("*.part"))
+        log = site.log("telescope")
+        assert f"the data directory {disk / 'data'} can be written again" in log
+        assert "Traceback" not in log
+
+
+def test_a_data_disk_that_fills_while_a_frame_is_written_stops_the_order_for_want_of_room(
+        make_site, tmp_path):
+    """Not 'failed', astropy's 'Not enough space on disk' said twice, and the frame's
+    temporary file left on the full disk: interrupted, no room, as before a frame."""
+    with small_disk(tmp_path / "disk", FAILING_DATA_DISK_MB) as disk:
+        site = failing_data_disk_site(make_site, disk)
+        telescope = site.proxy("telescope")
+        telescope.front_desk(stopped_observation("night"))
+        exposing_frame(telescope, "night", 2, STOPPED_EXPOSURES)
+        filler = fill(disk)  # as another program would, while the frame is exposed
+        stopped = ended(telescope, "night", "interrupted")
+        assert re.fullmatch(rf"stopped at exposing 2/{STOPPED_EXPOSURES}: no room for a frame: "
+                            rf"the disk filled while {disk}/data/\d{{8}}/raw/\S+_002\.fits was "
+                            r"written: \[Errno 28\] No space left on device",
+                            stopped["Message"]), stopped["Message"]
+        assert len(stopped["Progress"]["Files"]) == 1
+        assert not list(disk.rglob("*.part"))
+        refused = refusal(telescope.front_desk, observation("next"))
+        assert refused.faultCode == FaultCode.UNAVAILABLE
+        assert refused.faultString.startswith("no room for a frame: the data directory")
+
+        os.remove(filler)
+        assert telescope.front_desk(observation("next"))["Status"] == "queued"
+        assert "Traceback" not in site.log("telescope")
 
 
 def test_a_full_journal_refuses_orders_saying_so_and_takes_them_once_there_is_room(

@@ -104,8 +104,8 @@ FAULT_MEANINGS = {
                       "conditions have been good for Dome → Reopen Delay",
     FaultCode.UNAVAILABLE: "the daemon cannot take the order now, for a reason that passes "
                            "(its journal's disk is full or read-only; the telescope's data "
-                           "disk has no room for a frame); nothing was accepted: send it "
-                           "again later",
+                           "disk has no room for a frame, or cannot be written); nothing was "
+                           "accepted: send it again later",
 }
 
 

@@ -41,7 +41,8 @@ from .fits import Exposure, night_directory, remove_partial_frames, write_frame
 from .focus import FocusModel
 from .focus_memory import FocusMemory, LastRun
 from ..hand_offs import HANDING, prepare_calibration
-from .room import NoRoom, describe, frame_bytes, require_room, unwritable
+from .room import (NoRoom, Unwritable, describe, frame_bytes, not_written, require_room,
+                   unwritable)
 from .wcs import SkyOrientation
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Executor:
         self.latest_frame = None
         self._cannot_cool = False  # the camera said it cannot set its temperature
         self._unwritable = None  # why the data directory cannot be written, if it cannot
+        self._unwritable_lock = threading.Lock()  # (looked at again by the front desk too)
         self._thread = threading.Thread(target=self._run, name="telescope-executor")
 
     # --- called from the front desk ------------------------------------------------------
@@ -290,7 +292,8 @@ class Executor:
         except NoRoom as reason:
             self.handler.transition(order_id, INTERRUPTED, f"stopped at {progress['Step']}: "
                                     f"{reason}", only_from={RUNNING}, progress=progress)
-            self._park_if_idle("no room for frames")
+            self._park_if_idle("the data directory cannot be written"
+                               if isinstance(reason, Unwritable) else "no room for frames")
             return
         except (DeviceError, OSError) as error:
             self._abort()
@@ -686,8 +689,12 @@ class Executor:
             ccd_temperature=temperature, pier_side=pointing.pier_side,
             focus_position=focus_position, focus_temperature=focus_temperature,
             azimuth=pointing.azimuth)
-        path = write_frame(self._directory(start), exposure, data, self.camera.info(),
-                           self.config["Site"], self.settings["Name"], self.orientation)
+        try:
+            path = write_frame(self._directory(start), exposure, data, self.camera.info(),
+                               self.config["Site"], self.settings["Name"], self.orientation)
+        except OSError as error:
+            self._not_written(job, error)
+            raise
         log.info("[WO %s] wrote %s", job.record.id, path)
         self.latest_frame = path
         return path
@@ -711,18 +718,55 @@ class Executor:
 
     def require_room(self):
         """Raise :class:`~.room.NoRoom` unless the data directory can be written (looked at
-        again only while it could not) and its disk has room for the next frame."""
-        if self._unwritable is not None:
-            self._unwritable = unwritable(self.settings["Data Directory"])
-            if self._unwritable is not None:
-                raise NoRoom(self._unwritable)
+        again only while it could not: :class:`~.room.Unwritable`) and its disk has room for
+        the next frame."""
+        reason = self._still_unwritable()
+        if reason is not None:
+            raise Unwritable(reason)
         require_room(self.settings["Data Directory"], self._frame_bytes(),
                      self.settings["Minimum Free Bytes"])
 
+    def _not_written(self, job, error):
+        """Raise :class:`~.room.NoRoom` for a frame whose write (*error*) found the data disk
+        full, as if there had been no room before it; and :class:`~.room.Unwritable` for one
+        that found the disk refusing writes (remounted read-only, as a failing disk or an NFS
+        server does), which marks the directory unwritable, as at the start: observations are
+        refused until a look finds it can be written again. Another error is the caller's."""
+        refusal = not_written(self.settings["Data Directory"], error)
+        if refusal is None:
+            return
+        if isinstance(refusal, Unwritable):
+            with self._unwritable_lock:
+                self._unwritable = str(refusal)
+            log.error("[WO %s] %s (writing %s): observations are refused until it can",
+                      job.record.id, refusal, error.filename)
+        raise refusal from error
+
+    def _still_unwritable(self):
+        """Why the data directory cannot be written, or ``None``: looked at again while it
+        could not (as room is: at each order, each frame and each health Status). Once it
+        can, said in the log, and the frames left half written meanwhile are deleted."""
+        with self._unwritable_lock:
+            if self._unwritable is None:
+                return None
+            directory = self.settings["Data Directory"]
+            self._unwritable = unwritable(directory)
+            if self._unwritable is None:
+                log.warning("the data directory %s can be written again: observations are "
+                            "taken again", directory)
+                try:
+                    remove_partial_frames(directory)
+                except OSError as error:
+                    log.warning("could not delete the frames left half written in %s: %s",
+                                directory, error)
+            return self._unwritable
+
     def data_disk(self):
-        """The data disk's free space and the frames it has room for (the health report)."""
+        """The data disk's free space and the frames it has room for (the health report);
+        ``Unwritable``: why no frame can be written there, while it cannot."""
+        reason = self._still_unwritable()
         return describe(self.settings["Data Directory"], self._frame_bytes(),
-                        self.settings["Minimum Free Bytes"])
+                        self.settings["Minimum Free Bytes"], reason)
 
     def _frame_bytes(self):
         """Bytes of the camera's next frame; 0 while the camera does not answer."""

@@ -116,6 +116,20 @@ def remove_partial_frames(data_directory):
                     name, raw)
 
 
+def system_error(error):
+    """The system's own error (an :class:`OSError` with an ``errno``) behind *error*, or
+    ``None``. astropy rewords a failed write as an OSError of its own, without the errno
+    ("Not enough space on disk: requested …, available …. " and the text of the error it
+    caught), at each level that catches it: the errno says what happened, once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def file_name(exposure):
     """A unique, sortable name: ``<UTC start>_<ID>_<IMAGETYP>_<filter>_<NNN>.fits``."""
     stamp = exposure.start.strftime("%Y%m%dT%H%M%S")
@@ -253,6 +267,11 @@ def _kept(key, value):
 def write_frame(directory, exposure, data, camera, site, telescope_name, orientation=None):
     """Write one frame atomically; return its path.
 
+    A write that fails leaves no temporary file behind (unless the disk cannot even delete
+    it: read-only, see :func:`remove_partial_frames`) and raises an :class:`OSError` with the
+    system's errno and strerror (``ENOSPC``: "No space left on device") and the frame's
+    path as its filename.
+
     Parameters
     ----------
     directory : str
@@ -266,11 +285,21 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")  # (_PARTIAL)
     hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name,
                                                    orientation, data.shape))
-    with open(temporary, "wb") as stream:
-        hdu.writeto(stream)
-        stream.flush()
-        flush_to_disk(stream.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as stream:
+            hdu.writeto(stream)
+            stream.flush()
+            flush_to_disk(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        try:
+            os.unlink(temporary)
+        except OSError:  # never made; or a disk now read-only (deleted once it is not)
+            pass
+        system = system_error(error) if isinstance(error, OSError) else None
+        if system is None:
+            raise
+        raise OSError(system.errno, system.strerror, path) from error
     # The rename itself is durable only once the directory is flushed.
     descriptor = os.open(directory, os.O_RDONLY)
     try:

@@ -183,10 +183,14 @@ class TelescopeHandler(Handler):
 
     def page_sections(self):
         disk = self.executor.data_disk()
-        room = ("" if disk["Frames Left"] is None else
-                f", room for {disk['Frames Left']:,} frame(s) of {disk['Frame MB']:,.1f} MB")
+        if "Unwritable" in disk:
+            room = f"; {disk['Unwritable']}"
+        elif disk["Frames Left"] is None:
+            room = ""
+        else:
+            room = f", room for {disk['Frames Left']:,} frame(s) of {disk['Frame MB']:,.1f} MB"
         sections = [("Data disk", f"<p id='data-disk'>{html.escape(disk['Directory'])}: "
-                                  f"{disk['Free MB']:,.1f} MB free{room}</p>")]
+                                  f"{disk['Free MB']:,.1f} MB free{html.escape(room)}</p>")]
         path = self.executor.latest_frame
         if path is None:
             return sections + [("Latest frame", "<p>No frame yet.</p>")]
