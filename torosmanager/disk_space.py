@@ -1,7 +1,11 @@
 """Free space on the disk that holds (or will hold) a directory."""
 
+import errno
 import os
 import shutil
+
+#: The errors of a write that found its disk full (or its owner's quota used up).
+FULL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def free_bytes(directory: str) -> int:

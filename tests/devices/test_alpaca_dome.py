@@ -1,5 +1,6 @@
 """The alpaca driver's dome and safety monitor against alpaca-simulators' devices."""
 
+import logging
 import sys
 import xmlrpc.client
 from datetime import datetime, timedelta, timezone
@@ -107,11 +108,15 @@ def test_verdicts_are_dated_by_the_daemons_clock(simulators):
     monitor.disconnect()
 
 
-def test_without_a_weather_station_the_clock_dates_the_verdict(simulators):
+def test_without_a_weather_station_the_clock_dates_the_verdict(simulators, caplog):
     clock = Clock(SIMULATED_START, datetime.now(timezone.utc), SIMULATED_SPEED)
     monitor = AlpacaSafetyMonitor(simulators.settings(LONE_SAFETY_MONITOR), clock)
-    monitor.connect()
+    with caplog.at_level(logging.INFO, logger="torosmanager.devices.alpaca.safety"):
+        monitor.connect()
     assert not monitor.dated_by_weather
+    # The server has none (HTTP 400): not asked again at every verdict.
+    assert "no usable observing conditions beside it" in caplog.text
+    assert "asked again" not in caplog.text
     expected = clock.now()
     assert abs((monitor.state().updated - expected).total_seconds()) \
         < CLOCK_TOLERANCE * SIMULATED_SPEED

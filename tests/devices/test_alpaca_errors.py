@@ -301,3 +301,24 @@ def test_the_factory_builds_alpaca_devices(simulators):
         device.connect()
         assert device.describe()["Connected"] is True
         device.disconnect()
+
+
+def test_a_weather_station_that_did_not_answer_at_the_start_dates_the_verdicts_once_it_does(
+        odd_server, caplog):
+    """Down while the daemon started (the server restarting), the station used to be left
+    out for good: its data could stop updating for a day and the verdicts, dated by the
+    clock, still read as fresh."""
+    port, values = odd_server
+    values.update(issafe=True, timesincelastupdate="restarting")
+    clock = Clock()
+    monitor = AlpacaSafetyMonitor(dead_settings(port, TIMEOUT), clock)
+    with caplog.at_level(logging.INFO, logger="torosmanager.devices.alpaca.safety"):
+        monitor.connect()
+    assert not monitor.dated_by_weather
+    assert "; asked again at each verdict" in caplog.text
+    updated = monitor.state().updated
+    assert abs((clock.now() - updated).total_seconds()) < MARGIN
+    values["timesincelastupdate"] = 86400.0  # back, with data a day old
+    updated = monitor.state().updated
+    assert monitor.dated_by_weather
+    assert abs((clock.now() - updated).total_seconds() - 86400) < MARGIN

@@ -8,18 +8,15 @@ each disk keeps ``Preprocessor → Minimum Free Bytes`` free afterwards. One tha
 waits, queued, and is tried again (:mod:`.jobs`); so does one that meets a full disk on the way.
 """
 
-import errno
 import math
 import os
 
-from ..disk_space import existing_ancestor, free_bytes, total_bytes
+from ..disk_space import FULL_DISK_ERRORS, existing_ancestor, free_bytes, total_bytes
 from .reading import FITS_BLOCK
 
 #: FITS blocks counted for a product's header: the raw frame's header, the provenance cards
 #: and the ``HISTORY`` lines, with a wide margin (100 kB, against 64 MB for a 4096² product).
 HEADER_BLOCKS = 36
-#: The errors of a write that found its disk full (or its owner's quota used up).
-FULL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class NoRoom(Exception):

@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 
-from ..disk_space import free_bytes
+from ..disk_space import FULL_DISK_ERRORS, free_bytes
 from ..workorders import FaultCode, WorkOrderError
 
 #: Bytes of a FITS block: a file is a whole number of them.
@@ -22,8 +22,6 @@ FITS_BLOCK = 2880
 HEADER_BLOCKS = 4
 #: The largest ADU a 16-bit frame holds; a camera that counts higher writes 32-bit pixels.
 MAX_16_BIT_ADU = 65535
-#: The errors of a frame's write that found the disk full (or its owner's quota used up).
-FULL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 #: The errors of a frame's write that found the disk refusing writes: remounted read-only,
 #: permissions changed, I/O errors, an NFS directory gone: no frame is taken until a file
 #: can be made there again (:func:`unwritable`).

@@ -2,14 +2,16 @@
 
 An Alpaca ``SafetyMonitor`` says only whether it is safe, not how old its data are. Weather
 stations usually publish an ``ObservingConditions`` device with the same number on the same
-server; when one answers at :meth:`~AlpacaSafetyMonitor.connect`, its ``TimeSinceLastUpdate``
-dates the verdict, so that a station that stopped updating shows up as stale data. Otherwise the
-verdict is dated by the clock when it is read.
+server; when one answers, its ``TimeSinceLastUpdate`` dates the verdict, so that a station that
+stopped updating shows up as stale data. Otherwise the verdict is dated by the clock when it is
+read. A server that has no such device says so at :meth:`~AlpacaSafetyMonitor.connect`; one
+whose station does not answer then (restarting) is asked again at each verdict, until it does.
 """
 
 import logging
 from datetime import timedelta
 
+from alpaca.exceptions import AlpacaRequestException, NotImplementedException
 from alpaca.observingconditions import ObservingConditions
 from alpaca.safetymonitor import SafetyMonitor as AlpacaSafetyMonitorDevice
 
@@ -40,11 +42,19 @@ class AlpacaSafetyMonitor(SafetyMonitor):
         self.clock = clock
         self.connection = AlpacaConnection(self.kind, AlpacaSafetyMonitorDevice, device_settings)
         self.weather = AlpacaConnection("weather station", ObservingConditions, device_settings)
-        #: Whether :attr:`weather` answered at :meth:`connect` and dates the verdicts.
+        #: Whether :attr:`weather` answered and dates the verdicts.
         self.dated_by_weather = False
+        #: Whether the server has no observing conditions to ask again (it said so).
+        self._no_weather = False
 
     def connect(self):
         self.connection.connect()
+        self._no_weather = False
+        self._connect_weather(say=True)
+
+    def _connect_weather(self, say):
+        """Date the verdicts by the observing conditions beside the monitor if they answer;
+        the failure is said (*say*) at :meth:`connect` only, not at each verdict."""
         try:
             self.weather.connect()
             self._data_age()
@@ -52,8 +62,14 @@ class AlpacaSafetyMonitor(SafetyMonitor):
             self.dated_by_weather = False
             if self.weather.connected:
                 self.weather.disconnect()
-            logger.info("%s: no usable observing conditions beside it, so its verdicts are dated "
-                        "when read (%s)", self.connection.label, error)
+            # The server has no such device (HTTP 400, or Alpaca's not implemented, 0x400):
+            # nothing to ask again.
+            self._no_weather = isinstance(error.__cause__, (AlpacaRequestException,
+                                                            NotImplementedException))
+            if say:
+                logger.info("%s: no usable observing conditions beside it, so its verdicts are "
+                            "dated when read (%s)%s", self.connection.label, error,
+                            "" if self._no_weather else "; asked again at each verdict")
         else:
             self.dated_by_weather = True
             logger.info("%s: verdicts dated by %s", self.connection.label, self.weather.label)
@@ -75,6 +91,8 @@ class AlpacaSafetyMonitor(SafetyMonitor):
         connection = self.connection
         connection.require_connected("reading IsSafe")
         safe = connection.flag("IsSafe")  # (a verdict is never guessed from text)
+        if not self.dated_by_weather and not self._no_weather:
+            self._connect_weather(say=False)
         updated = self.clock.now()
         if self.dated_by_weather:
             # The station's age is in real seconds; a simulated clock runs `speed` times faster.
