@@ -14,7 +14,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from torosmanager.devices.camera import CameraInfo
 from torosmanager.fits_text import fits_card, fits_text
-from torosmanager.telescope.fits import Exposure, header
+from torosmanager.telescope.fits import Exposure, file_name, header
 from torosmanager.telescope.wcs import SkyOrientation
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
@@ -247,3 +247,13 @@ def test_every_card_written_is_documented_and_every_card_documented_is_written()
     documented = {name for line in table for name in re.findall(r"`([A-Z][A-Z0-9_-]*)`",
                                                                  line.split("|")[1])}
     assert documented == written
+
+
+def test_frames_of_ids_that_differ_by_characters_a_file_name_does_not_take_never_share_a_name():
+    """'M31/1', 'M31:1' and 'M31-1' all read M31-1 in a file name: started in the same second,
+    the second frame replaced the first, silently. An ID a file name takes is kept as it is."""
+    names = {order_id: file_name(exposure(order={"ID": order_id, "User": "test"}))
+             for order_id in ("M31/1", "M31:1", "M31_1", "M31-1")}
+    assert len(set(names.values())) == 4
+    assert names["M31-1"] == "20261109T030000_M31-1_LIGHT_V_001.fits"
+    assert re.fullmatch(r"20261109T030000_M31-1-[0-9a-f]{12}_LIGHT_V_001\.fits", names["M31/1"])

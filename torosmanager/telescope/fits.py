@@ -5,6 +5,7 @@ then renamed to its final name: a reader (the preprocessor, an astronomer's scri
 half-written frame under a final name, even after a power cut.
 """
 
+import hashlib
 import logging
 import math
 import os
@@ -38,6 +39,9 @@ ORDER_CARDS = (("GROUPID", "Group ID", "work order's group (an alert: its event)
 
 #: Characters allowed in file names made from work-order IDs and filter names.
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
+#: Hexadecimal digits of the digest that follows a name part whose characters were replaced
+#: (:func:`_name_part`): 48 bits, so that two IDs of one second never share a name.
+NAME_DIGEST_DIGITS = 12
 
 
 @dataclass
@@ -135,7 +139,18 @@ def file_name(exposure):
     stamp = exposure.start.strftime("%Y%m%dT%H%M%S")
     parts = (stamp, str(exposure.order["ID"]), exposure.frame_type, exposure.filter_name,
              f"{exposure.number:03d}")
-    return "_".join(_UNSAFE_CHARACTERS.sub("-", part) for part in parts) + ".fits"
+    return "_".join(_name_part(part) for part in parts) + ".fits"
+
+
+def _name_part(text):
+    """*text* with each character a file name does not take made ``-``; if any was, a digest
+    of *text* follows: the IDs ``M31/1``, ``M31:1`` and ``M31-1`` would otherwise name their
+    frames alike, and the second frame replace the first."""
+    safe = _UNSAFE_CHARACTERS.sub("-", text)
+    if safe == text:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{safe}-{digest[:NAME_DIGEST_DIGITS]}"
 
 
 def header(exposure, camera, site, telescope_name, orientation=None, shape=None):
