@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from observatory import ended, frames_done, open_dome, settings, status, step, wait_until
+from observatory import (ended, frames_done, open_dome, refusal, settings, status, step,
+                         wait_until)
 from torosmanager.hand_offs import hand_off_id, hand_over
-from torosmanager.workorders import format_utc
+from torosmanager.workorders import FaultCode, format_utc
 
 #: Real seconds between the telescope's tries, short for the test (the default is 10).
 RETRY_SECONDS = 0.5
@@ -128,6 +129,12 @@ def test_an_observation_whose_telescope_stopped_while_handing_its_frames_over_is
         telescope.front_desk(observation("handing"))
         wait_until(lambda: step(telescope, "handing").startswith("handing 1 frame(s)"),
                    "the telescope to hand the frames over")
+        # Every frame taken, maybe at the preprocessor already: a Cancel here was answered
+        # "cancelled", and the frames were calibrated all the same.
+        fault = refusal(telescope.front_desk, {"WOType": "Cancel", "ID": "handing"})
+        assert fault.faultCode == FaultCode.NOT_CANCELLABLE
+        assert "every frame is taken and being handed to the preprocessor; to stop their " \
+            "calibration, cancel its Preprocessing order there" in fault.faultString
         site.daemons.pop("telescope").kill()
     finally:
         os.kill(preprocessor, signal.SIGCONT)

@@ -142,6 +142,11 @@ class TelescopeHandler(Handler):
         if record.wotype == "Park":
             return ("a mount is not stopped halfway to its park position (the Park ends in a "
                     "moment; then send an Observation to point it elsewhere)")
+        if record.state == RUNNING and record.progress.get("Step", "").startswith(HANDING):
+            # Its frames are all taken, and may be at the preprocessor already.
+            return ("every frame is taken and being handed to the preprocessor; to stop their "
+                    "calibration, cancel its Preprocessing order there (this order's "
+                    "Preprocessing ID, once it is done)")
         return None
 
     def cancelled(self, record, previous_state):
