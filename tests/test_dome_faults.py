@@ -104,15 +104,21 @@ def test_a_shutter_whose_state_cannot_be_read_is_closed_all_the_same(make_site, 
                      r"closing it all the same: ", site.log("dome"))
 
 
-def test_a_daemon_stopped_while_the_shutter_opens_slowly_closes_it_at_once(make_site):
-    site = make_site(settings(Simulator={"Shutter Travel Time": SLOW_SHUTTER},
-                              Dome={"Shutter Timeout": SLOW_SHUTTER_TIMEOUT}))
+def opening(make_site, order_id, travel, timeout):
+    """The dome daemon on the simulator, its shutter taking *travel* simulated seconds to move
+    (*timeout*: Dome → Shutter Timeout), told to open by Dome order *order_id*, opening."""
+    site = make_site(settings(Simulator={"Shutter Travel Time": travel},
+                              Dome={"Shutter Timeout": timeout}))
     site.start("dome")
     heartbeat(site)
     wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
-    dome = site.proxy("dome")
-    dome.front_desk({"ID": "slow", "WOType": "Dome", "Shutter": "Open"})
+    site.proxy("dome").front_desk({"ID": order_id, "WOType": "Dome", "Shutter": "Open"})
     wait_until(lambda: enclosure(site)["Shutter"] == "opening", "the shutter to open")
+    return site
+
+
+def test_a_daemon_stopped_while_the_shutter_opens_slowly_closes_it_at_once(make_site):
+    site = opening(make_site, "slow", SLOW_SHUTTER, SLOW_SHUTTER_TIMEOUT)
     started = time.monotonic()
     assert site.daemons["dome"].stop() == 0
     # Not the shutter's 30 real seconds, nor its timeout's 60: systemd would kill it first.
@@ -124,14 +130,8 @@ def test_a_daemon_stopped_while_the_shutter_opens_slowly_closes_it_at_once(make_
 
 def test_an_open_cancelled_while_the_shutter_opens_closes_it_and_a_close_is_not_cancelled(
         make_site):
-    site = make_site(settings(Simulator={"Shutter Travel Time": SHUTTER},
-                              Dome={"Shutter Timeout": 2 * SHUTTER}))
-    site.start("dome")
-    heartbeat(site)
-    wait_until(lambda: dome_safety(site)["May Open"], "the dome to be allowed to open")
+    site = opening(make_site, "opening", SHUTTER, 2 * SHUTTER)
     dome = site.proxy("dome")
-    dome.front_desk({"ID": "opening", "WOType": "Dome", "Shutter": "Open"})
-    wait_until(lambda: enclosure(site)["Shutter"] == "opening", "the shutter to open")
     time.sleep(SHUTTER / 100 / 3)  # a third of the way
     assert dome.front_desk({"WOType": "Cancel", "ID": "opening"})["Status"] == "cancelled"
     wait_until(lambda: enclosure(site)["Shutter"] == "closing", "the shutter to close again")

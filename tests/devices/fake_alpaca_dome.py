@@ -81,11 +81,21 @@ class _Handler(BaseHTTPRequestHandler):
                                 "ClientTransactionID": 0, "ServerTransactionID": 0}))
 
     def _target(self):
+        """``(device, member)`` of an Alpaca request; ``None`` once answered: no such device."""
         parts = self.path.split("?")[0].strip("/").split("/")
         if len(parts) != 5 or parts[:2] != ["api", "v1"] or parts[3] != "0" \
                 or parts[2] not in DEVICES:
+            self._reply("no such device", 400, "text/plain")
             return None
         return parts[2], parts[4].lower()
+
+    def _refused(self, device):
+        """Whether the request was answered NotConnected, as real drivers answer a call to a
+        device not connected (with the state's lock held)."""
+        if self.state.connected[device]:
+            return False
+        self._alpaca(error=NOT_CONNECTED, message=f"the {device} is not connected")
+        return True
 
     def do_GET(self):
         if self.path.startswith("/control"):
@@ -95,13 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "shutter_status": self.state.shutter_status}))
         target = self._target()
         if target is None:
-            return self._reply("no such device", 400, "text/plain")
+            return None
         device, name = target
         with self.state.lock:
             if name == "connected":
                 return self._alpaca(self.state.connected[device])
-            if not self.state.connected[device]:
-                return self._alpaca(error=NOT_CONNECTED, message=f"the {device} is not connected")
+            if self._refused(device):
+                return None
             try:
                 return self._alpaca(self.state.value(device, name))
             except KeyError:
@@ -119,15 +129,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply("{}")
         target = self._target()
         if target is None:
-            return self._reply("no such device", 400, "text/plain")
+            return None
         device, name = target
         with self.state.lock:
             if name == "connected":
                 form = {key.lower(): value for key, value in parse_qs(body).items()}
                 self.state.connected[device] = form["connected"][0].lower() == "true"
                 return self._alpaca()
-            if not self.state.connected[device]:
-                return self._alpaca(error=NOT_CONNECTED, message=f"the {device} is not connected")
+            if self._refused(device):
+                return None
             self.state.run(device, name)
             return self._alpaca()
 
