@@ -30,6 +30,8 @@ SLOW_SHUTTER = 2000
 SLOW_SHUTTER_TIMEOUT = 3000
 #: Simulated seconds the shutter takes to move in the test of Cancel (3 real seconds at 100×).
 SHUTTER = 300
+#: Real seconds for some ten of the slit follower's looks (Dome → Follow Interval at 100×).
+FOLLOWER_LOOKS_SECONDS = 1.0
 
 
 def heartbeat(site):
@@ -163,3 +165,18 @@ def test_a_weather_file_that_cannot_be_read_is_unsafe_and_the_status_still_answe
     weather.write_text("\ufeffunsafe: rain", encoding="utf-8")  # a byte-order mark first
     wait_until(lambda: dome_safety(site)["Reason"] == "weather unsafe: rain",
                "the weather file's reason")
+
+
+def test_a_dome_closed_while_the_telescope_is_away_does_not_say_it_follows_it_again(make_site):
+    """The slit follower asks a closed dome's telescope nothing: the end of its silence is
+    said when the telescope answers, not when the shutter closes."""
+    site = make_site(settings()).start("telescope", "dome")
+    heartbeat(site)
+    open_dome(site)
+    assert site.daemons["telescope"].stop() == 0
+    wait_until(lambda: "cannot follow the telescope" in site.log("dome"),
+               "the dome to find the telescope daemon gone")
+    site.proxy("dome").front_desk({"ID": "close", "WOType": "Dome", "Shutter": "Close"})
+    ended(site.proxy("dome"), "close", "done")
+    time.sleep(FOLLOWER_LOOKS_SECONDS)
+    assert "following the telescope again" not in site.log("dome")

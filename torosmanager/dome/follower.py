@@ -87,7 +87,7 @@ class SlitFollower:
         if not self.following:
             return
         try:
-            self._turn_to_the_telescope()
+            asked = self._turn_to_the_telescope()
         except NotCapable as error:
             # Waiting for a slit that never comes would stop every observation.
             self.following = False
@@ -98,19 +98,23 @@ class SlitFollower:
         except (OSError, KeyError, xmlrpc.client.Error, DeviceError) as error:
             self._outage.failed("cannot follow the telescope: %s", error)
             return
-        self._outage.answered("following the telescope again")
+        if asked:  # (a closed dome asks the telescope nothing: its silence is not over)
+            self._outage.answered("following the telescope again")
 
     def _turn_to_the_telescope(self):
+        """Turn the slit to the telescope if it lags; whether the telescope was asked where
+        it points (not while the shutter is not open)."""
         state = self.enclosure.state()
         if state.shutter != ShutterState.OPEN or state.azimuth is None:
-            return
+            return False
         pointing = connect(self.config, "telescope").front_desk(
             {"WOType": "Status"})["Devices"]["Pointing"]
         with self._motion:
             state = self.enclosure.state()
             if state.shutter != ShutterState.OPEN or state.slewing:
-                return
+                return True
             slit = self.geometry.slit_azimuth(pointing["Altitude"], pointing["Azimuth"],
                                               self.latitude, pointing.get("Pier Side"))
             if azimuth_separation(slit, state.azimuth) > self.settings["Turn Lag"]:
                 self.enclosure.start_slew(slit)
+        return True
