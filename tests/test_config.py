@@ -1,5 +1,6 @@
 """Configuration: defaults in one place, and one clear message for anything wrong."""
 
+import contextlib
 import os
 import pathlib
 import re
@@ -10,6 +11,7 @@ import yaml
 
 from torosmanager.config import (SCHEMA, ConfigError, default_config, load_config,
                                  resolve_path, service_path)
+from helpers_small_disk import remount, small_disk
 from torosmanager.launcher import daemon_command
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "etc" / "toros" / "toros.conf.yaml"
@@ -396,6 +398,28 @@ def test_a_daemon_whose_journal_is_a_directory_stops_with_status_78(tmp_path):
     assert f"the journal {tmp_path}/journal (Database → File) is a directory" in \
         (tmp_path / "dome.log").read_text()
     assert not (tmp_path / "journal.lock").exists()
+
+
+@pytest.mark.parametrize("where", ["under a file", "on a read-only disk"])
+def test_a_journal_that_cannot_be_made_where_it_is_set_stops_the_daemon_with_status_78(
+        tmp_path, where):
+    """No restart mends it: the daemon ended with status 1, and systemd restarted it every
+    5 s for ever. (A full disk, which room mends, still ends with 1: test_full_disk.)"""
+    with contextlib.ExitStack() as stack:
+        if where == "under a file":
+            (tmp_path / "file").write_text("")
+            directory = tmp_path / "file"
+        else:
+            directory = stack.enter_context(small_disk(tmp_path / "disk", 1))
+            remount(directory, "ro")
+        path = write(tmp_path, f"Logging:\n  File: {tmp_path}/{{service}}.log\n"
+                               f"Database:\n  File: {directory}/{{service}}.sqlite3\n")
+        result = subprocess.run([*daemon_command("dome"), "--config", path],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
+    assert re.search(rf"CRITICAL cannot open the journal {directory}/dome\.sqlite3 \(Database "
+                     r"→ File\): .*; not starting again until that is mended",
+                     (tmp_path / "dome.log").read_text())
 
 
 def test_a_daemon_reads_toros_config_from_the_environment(tmp_path):

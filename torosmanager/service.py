@@ -8,6 +8,7 @@ SIGHUP reopens the log file.
 """
 
 import argparse
+import errno
 import gc
 import importlib
 import logging
@@ -22,7 +23,7 @@ from . import __version__
 from .clock import Clock
 from .config import (DEFAULT_PATH, ConfigError, address_key, load_config, resolve_path,
                      service_path)
-from .disk_space import free_space_text
+from .disk_space import existing_ancestor, free_space_text
 from .earth_rotation import EarthRotationTable, use_astropy_offline
 from .frontdesk import FrontDesk
 from .journal import Journal
@@ -55,6 +56,12 @@ def handler_class(service):
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a restart cannot help
+#: Errors opening the journal that no restart mends (its permissions, a read-only file system,
+#: a file where a directory belongs: EEXIST from makedirs, ENOTDIR): the daemon exits
+#: :data:`EXIT_CONFIG`. Others (a full disk, an I/O error, a disk not mounted yet) exit
+#: :data:`EXIT_FAILURE`: systemd tries again.
+JOURNAL_SETUP_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                                  errno.EEXIST})
 #: Files a daemon may have open besides its connections: its journal (two connections, their
 #: WAL and shared memory), log, lock, devices' sockets, workers' pipes, with room to spare.
 FILES_BESIDES_CONNECTIONS = 128
@@ -291,10 +298,12 @@ def serve(service, config, server, config_path=None, report=None):
         journal = Journal(database)
         journal.set_aside_damaged(format_utc(clock.now()))
     except Exception as error:  # sqlite3 and OS errors alike end here, with the file named
-        log.critical("cannot open the journal %s (Database → File): %s (%s)", database, error,
-                     free_space_text(database))
+        setup = _journal_setup_error(database, error)
+        log.critical("cannot open the journal %s (Database → File): %s (%s)%s", database, error,
+                     free_space_text(database), "; not starting again until that is mended"
+                     if setup else "")
         server.server_close()
-        return EXIT_FAILURE
+        return EXIT_CONFIG if setup else EXIT_FAILURE
     handler = handler_class(service)(config, journal, clock)
     earth_rotation = EarthRotationTable(with_table=handler.transforms_coordinates)
     threading.Thread(target=_report_earth_rotation, args=(earth_rotation, clock),
@@ -342,6 +351,18 @@ def serve(service, config, server, config_path=None, report=None):
             os.close(held)
         log.info("%s daemon stopped", service)
     return EXIT_OK
+
+
+def _journal_setup_error(database, error):
+    """Whether *error*, opening the journal *database*, is one no restart mends
+    (:data:`JOURNAL_SETUP_ERRNOS`): SQLite's own errors name no errno, so its directory's
+    permissions are looked at too."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno in JOURNAL_SETUP_ERRNOS
+    if os.path.exists(database):
+        return not os.access(database, os.W_OK)
+    directory = existing_ancestor(os.path.dirname(os.path.abspath(database)))
+    return os.path.isdir(directory) and not os.access(directory, os.W_OK)
 
 
 def _warn_if_passwords_are_readable(path, server_settings):
