@@ -24,6 +24,8 @@ from fake_alpaca_dome import CLOSED, OPEN, FakeAlpacaDome  # noqa: E402
 DEVICE_TIMEOUT = 2.0
 #: Real seconds between two of the guard's checks (the clock runs at 1×).
 CHECK_INTERVAL = 0.3
+#: Checks a test lets pass to see that something is not done again at each.
+SOME_CHECKS = 5
 #: Simulated seconds the simulator's shutter takes to move, and the dome's Shutter Timeout,
 #: in the tests of a slow shutter (at the tests' 100×: 20 and 30 real seconds).
 SLOW_SHUTTER = 2000
@@ -90,20 +92,28 @@ def test_a_close_that_stalls_is_sent_again_and_said(make_site, fake_dome):
     fake_dome.control(jammed=True, is_safe=False)
     wait_until(lambda: close_calls(fake_dome) >= 2, "the close to be sent again")
     assert enclosure(site)["Shutter"] == "closing"
-    assert re.search(r"CRITICAL .*the shutter is still closing \d+ s after it was told to close "
+    assert re.search(r"CRITICAL .*the shutter is still not closed \d+ s after it was told to close "
                      r"\(Dome → Shutter Timeout: 1 s\): telling it to close again \(weather "
                      r"unsafe: IsSafe false reported by", site.log("dome"))
     fake_dome.control(jammed=False)  # freed: the next close closes it
     wait_until(lambda: enclosure(site)["Shutter"] == "closed", "the dome to close")
 
 
-def test_a_shutter_whose_state_cannot_be_read_is_closed_all_the_same(make_site, fake_dome):
+def test_a_shutter_whose_state_cannot_be_read_is_closed_all_the_same_once(make_site,
+                                                                          fake_dome):
+    """Told to close, and not again at every check (nor the telescope told to park), until
+    Shutter Timeout has passed: as a shutter that says it is closing."""
     site = on_fake_dome(make_site, fake_dome)
-    fake_dome.control(shutter_status=5, is_safe=False)  # ASCOM has no ShutterStatus 5
+    fake_dome.control(unreadable=5, is_safe=False)  # ASCOM has no ShutterStatus 5
     wait_until(lambda: close_calls(fake_dome), "the dome to be told to close")
     assert fake_dome.state()["shutter_status"] == CLOSED
-    assert re.search(r"ERROR .*cannot read the shutter \(weather unsafe: IsSafe false reported by .*\); "
-                     r"closing it all the same: ", site.log("dome"))
+    time.sleep(SOME_CHECKS * CHECK_INTERVAL)
+    assert close_calls(fake_dome) == 1
+    log = site.log("dome")
+    assert re.search(r"ERROR .*cannot read the shutter \(weather unsafe: IsSafe false reported "
+                     r"by .*\); closing it all the same: ", log)
+    assert log.count("cannot read the shutter") == 1
+    assert log.count("could not tell the telescope to park") == 1
 
 
 def opening(make_site, order_id, travel, timeout):

@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -159,6 +160,31 @@ def test_a_data_disk_remounted_read_only_mid_order_refuses_orders_until_it_can_b
         log = site.log("telescope")
         assert f"the data directory {disk / 'data'} can be written again" in log
         assert "Traceback" not in log
+
+
+def test_a_nights_directory_that_refuses_writes_is_looked_at_again_not_the_data_directory(
+        make_site, tmp_path):
+    """The Data Directory takes a file while the night's raw/ (another disk mounted there,
+    read-only) does not: orders are refused until raw/ can be written, not let in again by a
+    look at the Data Directory, each to be slewed and exposed for nothing."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    site = failing_data_disk_site(make_site, tmp_path)
+    telescope = site.proxy("telescope")
+    telescope.front_desk(stopped_observation("night"))
+    exposing_frame(telescope, "night", 2, STOPPED_EXPOSURES)
+    raw = os.path.dirname(status(telescope, "night")["Progress"]["Files"][0])
+    subprocess.run(["mount", "--bind", raw, raw], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", raw], check=True)
+        ended(telescope, "night", "interrupted")
+        refused = refusal(telescope.front_desk, observation("next"))
+        assert (refused.faultCode, refused.faultString) == (
+            FaultCode.UNAVAILABLE, f"the data directory {raw} (Telescope → Data Directory) "
+                                   "cannot be written: Read-only file system")
+    finally:
+        subprocess.run(["umount", raw], check=True)
+    assert telescope.front_desk(observation("next"))["Status"] == "queued"
 
 
 def test_a_data_disk_that_fills_while_a_frame_is_written_stops_the_order_for_want_of_room(

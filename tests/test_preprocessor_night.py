@@ -2,6 +2,7 @@
 what is said about what is missing, and how bad inputs are reported without losing the night.
 Also ``toros calibrate``, the same pipeline from the command line."""
 
+import errno
 import gzip
 import hashlib
 import logging
@@ -23,6 +24,7 @@ from torosmanager.config import default_config
 from torosmanager.preprocessor.classify import Kind, kind_of
 from torosmanager.preprocessor.masters import master_from_file
 from torosmanager.preprocessor.calibrate import OFFSET_SUFFIX
+from torosmanager.preprocessor import reading
 from torosmanager.preprocessor.executors import Stopped
 from torosmanager.preprocessor.pipeline import PreprocessingError, Settings, calibrate, prepare
 from torosmanager.preprocessor.terms_store import TermsStore
@@ -423,6 +425,26 @@ class TestFramesStillBeingWritten:
                                                  incomplete_file_check=0.1), runner)
         assert outcome.skipped == [f"{stopped}: not a FITS file (Header size is not multiple "
                                    "of 2880: 5400)"]
+
+    def test_an_old_frame_not_readable_for_a_moment_is_read_again(self, night, runner,
+                                                                  monkeypatch):
+        """An NFS server's EIO on a frame taken hours ago: waited for from the first reading,
+        not skipped at once for its age (which counts only for a file cut short)."""
+        light = str(raw_files(night, "LIGHT")[0])
+        an_hour_ago = os.stat(light).st_mtime - 3600
+        os.utime(light, (an_hour_ago, an_hour_ago))
+        failures = iter(range(3))  # its first three readings fail
+        getsize = reading.os.path.getsize
+
+        def flaky(path):
+            if path == light and next(failures, None) is not None:
+                raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+            return getsize(path)
+        monkeypatch.setattr(reading.os.path, "getsize", flaky)
+        outcome = calibrate(str(night), Settings(incomplete_file_wait=30,
+                                                 incomplete_file_check=0.05), runner)
+        assert outcome.skipped == []
+        assert len(outcome.products) == 3
 
     def test_a_job_stopped_while_it_waits_stops(self, night, runner):
         (night / "raw" / "empty.fits").write_bytes(b"")

@@ -10,8 +10,9 @@ Controls (JSON over HTTP, beside the Alpaca API):
 
 ``PUT /control`` with a JSON object
     ``is_safe`` (bool), ``jammed`` (the shutter stays closing once told to close),
-    ``shutter_status`` (the number ``ShutterStatus`` answers), ``forget`` (true: every device
-    is no longer connected).
+    ``shutter_status`` (the number ``ShutterStatus`` answers), ``unreadable`` (a number
+    ``ShutterStatus`` answers whatever the shutter does), ``forget`` (true: every device is
+    no longer connected).
 ``GET /control``
     The state, and ``calls``: every method the devices were asked to run, in order.
 
@@ -46,6 +47,7 @@ class _State:
         self.connected = {device: False for device in DEVICES}
         self.shutter_status = shutter
         self.jammed = False
+        self.unreadable = None
         self.is_safe = True
         self.calls = []
 
@@ -53,7 +55,8 @@ class _State:
         """The value of property *name* of *device*."""
         if device == "safetymonitor":
             return {"issafe": self.is_safe}[name]
-        return {"shutterstatus": self.shutter_status, "slewing": False, "atpark": False,
+        shutter = self.shutter_status if self.unreadable is None else self.unreadable
+        return {"shutterstatus": shutter, "slewing": False, "atpark": False,
                 "azimuth": 0.0, "cansetshutter": True, "canpark": False,
                 "cansetazimuth": False}[name]
 

@@ -319,6 +319,50 @@ def test_a_weather_station_that_did_not_answer_at_the_start_dates_the_verdicts_o
     updated = monitor.state().updated
     assert abs((clock.now() - updated).total_seconds()) < MARGIN
     values["timesincelastupdate"] = 86400.0  # back, with data a day old
-    updated = monitor.state().updated
+    deadline = time.monotonic() + MARGIN
+    while not monitor.dated_by_weather and time.monotonic() < deadline:
+        monitor.state()  # each verdict looks for the station, in a thread of its own
+        time.sleep(TIMEOUT / 10)
     assert monitor.dated_by_weather
+    updated = monitor.state().updated
     assert abs((clock.now() - updated).total_seconds() - 86400) < MARGIN
+
+
+class _HangingStation(_OddAnswers):
+    """The answers of :class:`_OddAnswers`, but its weather station never answers in time."""
+
+    def answer(self):
+        if "/observingconditions/" in self.path:
+            time.sleep(3 * TIMEOUT)
+        super().answer()
+
+    do_GET = answer
+
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer()
+
+
+def test_a_weather_station_that_hangs_does_not_hold_the_verdicts_back():
+    """Looked for again at each verdict, it took the device's Timeout out of every one (10 s
+    by default: every check of the dome's guard, every Status): it is looked for aside."""
+    handler = type("Answers", (_HangingStation,), {"values": {"issafe": True}})
+    server = http.server.ThreadingHTTPServer((HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monitor = AlpacaSafetyMonitor(dead_settings(server.server_address[1], TIMEOUT), Clock())
+        monitor.connect()  # (the station's Timeout, once, at the start)
+        assert not monitor.dated_by_weather
+        for _ in range(3):
+            _, took = timed(monitor.state)
+            assert took < TIMEOUT
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)
+
+
+def timed(action):
+    started = time.monotonic()
+    return action(), time.monotonic() - started

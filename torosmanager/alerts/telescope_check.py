@@ -47,10 +47,9 @@ class TelescopeCheck:
         self.config = config
         self.settings = config["Alerts"]
         self.clock = clock
-        #: The last look: its time, and what it found (``None``: not known then).
-        self.checked = None
-        self.refused = None
-        self.unknown = "not looked at yet"
+        #: The last look, as one tuple (read by the health Status's thread): when it found
+        #: what (``None``: never known), and why it is not known now (``None``: it is).
+        self._found = (None, None, "not looked at yet")
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="telescope-check", daemon=True)
 
@@ -64,20 +63,26 @@ class TelescopeCheck:
 
     def describe(self):
         """The ``Telescope Check`` of the daemon's health Status."""
-        if self.refused is None:
-            return {"Result": f"not known: {self.unknown}"}
-        described = {"Checked": self.checked,
+        checked, refused, unknown = self._found
+        if refused is None:
+            return {"Result": f"not known: {unknown}"}
+        described = {"Checked": checked,
                      "Result": ("the telescope would refuse some kinds' orders"
-                                if self.refused else "the telescope takes every kind's orders")}
-        if self.refused:
-            described["Refused"] = list(self.refused)
-        if self.unknown:
-            described["Now"] = f"not known: {self.unknown}"
+                                if refused else "the telescope takes every kind's orders")}
+        if refused:
+            described["Refused"] = list(refused)
+        if unknown:
+            described["Now"] = f"not known: {unknown}"
         return described
 
     def _run(self):
         while not self._stopping.is_set():
-            self.look()
+            try:
+                self.look()
+            except Exception as error:  # noqa: BLE001 - the check must outlive a bug, said
+                log.exception("the look at what the telescope takes failed; tried again in "
+                              "%g s", self.settings["Telescope Check Interval"])
+                self._not_known(f"the last look failed ({type(error).__name__}: {error})")
             self._stopping.wait(self.settings["Telescope Check Interval"])
 
     def look(self):
@@ -85,19 +90,21 @@ class TelescopeCheck:
         try:
             health = connect(self.config, "scheduler").front_desk({"WOType": "Status"})
         except (OSError, xmlrpc.client.Error) as error:
-            self.unknown = f"the scheduler does not answer ({error})"
+            self._not_known(f"the scheduler does not answer ({error})")
             return
         limits = health.get("Telescope Limits") if isinstance(health, dict) else None
         if not limits or "Filters" not in limits:
-            self.unknown = "the scheduler has not heard the telescope's filters yet"
+            self._not_known("the scheduler has not heard the telescope's filters yet")
             return
         refused = refusals(self.settings, limits)
-        if refused != self.refused:
+        if refused != self._found[1]:
             for line in refused:
                 log.warning("%s", line)
             if not refused:
                 log.info("the telescope takes the orders of every kind of alert acted on "
                          "(filter, exposure time, number of exposures)")
-        self.refused = refused
-        self.checked = format_utc(self.clock.now())
-        self.unknown = None
+        self._found = (format_utc(self.clock.now()), refused, None)
+
+    def _not_known(self, why):
+        checked, refused, _ = self._found
+        self._found = (checked, refused, why)

@@ -73,6 +73,7 @@ class DomeHandler(Handler):
         #: (``None``: closed, or not told), for a close that stalls (see close_for_safety).
         self._closing_since = None
         self._close_failing = Outage(log, logging.CRITICAL)  # said once, not at every check
+        self._shutter_unread = Outage(log, logging.ERROR)
         self._cancelled_opening = set()  # running Open orders cancelled: they stop waiting
 
     # --- the front desk ----------------------------------------------------------------
@@ -113,8 +114,10 @@ class DomeHandler(Handler):
         # Closing is always safe: it must not wait for a disk to have room again.
         if order["WOType"] != "Dome" or order.get("Shutter") != "Close":
             return None
-        self.close_for_safety(f"a Dome order from {order['User']} that the journal cannot "
-                              "keep")
+        # In a thread of its own: the front desk does not wait for the devices.
+        threading.Thread(target=self.close_for_safety, name="close",
+                         args=(f"a Dome order from {order['User']} that the journal cannot "
+                               "keep",)).start()
         return "the dome is closing"
 
     def devices(self):
@@ -188,6 +191,8 @@ class DomeHandler(Handler):
         timeout = self.clock.real_seconds(self.settings["Shutter Timeout"])
         if action == "Open":
             with self._motion:
+                if order_id in self._cancelled_opening:
+                    raise Interrupted("cancelled before the shutter opened")
                 may_open, why_not = self.guard.may_open()
                 if not may_open:
                     raise DeviceError(f"refused to open: {why_not}")
@@ -287,23 +292,28 @@ class DomeHandler(Handler):
         """Close the shutter (unless closed, or closing for less than Shutter Timeout) and tell
         the telescope to park.
 
-        A shutter whose state cannot be read is told to close all the same: closing is always
-        safe. One still closing Shutter Timeout after it was told to is told again, said as
-        critical: a close that stalls must not leave the dome open unsaid.
+        A shutter whose state cannot be read is told to close all the same (closing is always
+        safe), once, as one closing is. One still closing, or unread, Shutter Timeout after it
+        was told to is told again, said as critical: a close that stalls must not leave the
+        dome open unsaid.
         """
         with self._motion:
             try:
                 shutter = self.enclosure.state().shutter
             except DeviceError as error:
                 shutter = None
-                log.error("cannot read the shutter (%s); closing it all the same: %s", reason,
-                          error)
+                self._shutter_unread.failed("cannot read the shutter (%s); closing it all the "
+                                            "same: %s", reason, error)
+            else:
+                self._shutter_unread.answered("the shutter is read again: %s", shutter.value)
             if shutter == ShutterState.CLOSED:
                 self._closing_since = None
                 return
-            if shutter == ShutterState.CLOSING and not self._close_stalled(reason):
+            told = shutter == ShutterState.CLOSING or (shutter is None
+                                                       and self._closing_since is not None)
+            if told and not self._close_stalled(reason):
                 return
-            if shutter != ShutterState.CLOSING:
+            if not told:
                 log.warning("closing the dome: %s", reason)
             try:
                 self.enclosure.start_close()
@@ -317,15 +327,16 @@ class DomeHandler(Handler):
         self._park_telescope(reason)
 
     def _close_stalled(self, reason):
-        """Whether the shutter, closing, has been for longer than Shutter Timeout (said as
-        critical); it is timed from now if this daemon did not start the close."""
+        """Whether the shutter, closing (or unread since it was told to), has been for longer
+        than Shutter Timeout (said as critical); timed from now if this daemon did not start
+        the close."""
         now = time.monotonic()
         if self._closing_since is None:
             self._closing_since = now
         waited = now - self._closing_since
         if waited < self.clock.real_seconds(self.settings["Shutter Timeout"]):
             return False
-        log.critical("the shutter is still closing %.0f s after it was told to close "
+        log.critical("the shutter is still not closed %.0f s after it was told to close "
                      "(Dome → Shutter Timeout: %g s): telling it to close again (%s)", waited,
                      self.settings["Shutter Timeout"], reason)
         return True

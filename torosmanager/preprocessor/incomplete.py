@@ -6,7 +6,8 @@ header or pixels are cut short; over NFS a read may fail for a moment (EIO, ESTA
 :class:`~.reading.IncompleteFrame`. Rather than skipping it for good, a job reads it again every
 ``Preprocessor → Incomplete File Check`` seconds, and skips it (saying so) once the file has not
 changed for ``Preprocessor → Incomplete File Wait`` seconds: a copy that stopped. A file cut
-short long ago (an archive's) is skipped at once: its last change is its file's time.
+short long ago (an archive's) is skipped at once: its last change is its file's time; one not
+readable for now is waited for from the first reading, whatever its age.
 """
 
 import logging
@@ -14,7 +15,7 @@ import os
 import time
 
 from .classify import classify, describe
-from .reading import FrameError, IncompleteFrame
+from .reading import FrameError, IncompleteFrame, UnreadableForNow
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def classify_whole(paths, wait, interval, pause, report):
 
 def _still_changing(unusable, wait):
     """``{path: (state, time of its last change)}`` of the incomplete files of *unusable*
-    changed less than *wait* seconds ago (:func:`_state`; the time as :func:`time.time`)."""
+    changed less than *wait* seconds ago (:func:`_state`; the time as :func:`time.time`),
+    and of those not readable for now, whatever their age (waited for from now)."""
     now = time.time()
     waiting = {}
     for path, error in unusable:
@@ -85,7 +87,8 @@ def _still_changing(unusable, wait):
             continue
         state = _state(path)
         # A time of change ahead of this machine's clock (another computer's) counts as now.
-        changed = now if state is None else min(state[1] / 1e9, now)
+        fresh = state is None or isinstance(error, UnreadableForNow)
+        changed = now if fresh else min(state[1] / 1e9, now)
         if now - changed < wait:
             waiting[path] = (state, changed)
     return waiting

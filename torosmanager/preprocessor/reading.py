@@ -58,8 +58,13 @@ class FrameError(Exception):
 
 class IncompleteFrame(FrameError):
     """A FITS file not whole yet (empty, its header or its pixels cut short: still being
-    written or copied), or not readable for now (:data:`TRANSIENT_ERRNOS`): reading it again
+    written or copied), or not readable for now (:class:`UnreadableForNow`): reading it again
     later may succeed (:mod:`.incomplete`)."""
+
+
+class UnreadableForNow(IncompleteFrame):
+    """A file whose reading failed with an error that may pass (:data:`TRANSIENT_ERRNOS`),
+    whatever its age."""
 
 
 def is_fits_name(name):
@@ -322,7 +327,7 @@ def _locate_image(path):
 def _read_error(error):
     """The :class:`FrameError` for an :class:`OSError` reading a file: an
     :class:`IncompleteFrame` for one that may pass (:data:`TRANSIENT_ERRNOS`)."""
-    kind = IncompleteFrame if error.errno in TRANSIENT_ERRNOS else FrameError
+    kind = UnreadableForNow if error.errno in TRANSIENT_ERRNOS else FrameError
     return kind(f"cannot read it: {error.strerror or error}")
 
 
@@ -332,7 +337,8 @@ def _not_fits(stream, size, error):
     header is still being written)."""
     stream.seek(0)
     if stream.read(len(FITS_START)) == FITS_START[:min(size, len(FITS_START))]:
-        return IncompleteFrame(f"its header is cut short at {size} bytes ({_short(error)})")
+        return IncompleteFrame(f"its header ends at byte {size}, before its END card (still "
+                               f"being written?): {_short(error)}")
     return FrameError(f"not a FITS file ({_short(error)})")
 
 

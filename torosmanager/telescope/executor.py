@@ -20,6 +20,7 @@ Either way the slew or exposure is aborted at once, and the mount parks if nothi
 
 import dataclasses
 import logging
+import os
 import threading
 import xmlrpc.client
 from datetime import timedelta
@@ -135,6 +136,7 @@ class Executor:
         self.latest_frame = None
         self._cannot_cool = False  # the camera said it cannot set its temperature
         self._unwritable = None  # why the data directory cannot be written, if it cannot
+        self._refused_in = None  # the directory whose write failed, looked at again (raw/)
         self._unwritable_lock = threading.Lock()  # (looked at again by the front desk too)
         self._thread = threading.Thread(target=self._run, name="telescope-executor")
 
@@ -738,6 +740,9 @@ class Executor:
         if isinstance(refusal, Unwritable):
             with self._unwritable_lock:
                 self._unwritable = str(refusal)
+                # Looked at again where the frame was refused: the Data Directory may take a
+                # file while its night's raw/ (another disk mounted there) does not.
+                self._refused_in = os.path.dirname(error.filename) if error.filename else None
             log.error("[WO %s] %s (writing %s): observations are refused until it can",
                       job.record.id, refusal, error.filename)
         raise refusal from error
@@ -750,8 +755,13 @@ class Executor:
             if self._unwritable is None:
                 return None
             directory = self.settings["Data Directory"]
-            self._unwritable = unwritable(directory)
+            refused_in = self._refused_in
+            if refused_in is None or not os.path.isdir(refused_in):
+                refused_in = directory  # (a night's directory removed meanwhile is made again)
+            self._unwritable = unwritable(directory) or (
+                unwritable(refused_in) if refused_in != directory else None)
             if self._unwritable is None:
+                self._refused_in = None
                 log.warning("the data directory %s can be written again: observations are "
                             "taken again", directory)
                 try:

@@ -105,9 +105,9 @@ def night_directory(data_directory, instant, longitude):
 
 
 def remove_partial_frames(data_directory):
-    """Delete the frames a daemon stopped while writing left under their temporary names in
-    the latest night's directory (the only one written to when it stopped). Only one
-    telescope daemon writes to a data directory (its journal is locked)."""
+    """Delete the frames left under their temporary names in the latest night's directory (the
+    only one written to) by a daemon stopped while writing them, or by writes a read-only disk
+    refused. Only one telescope daemon writes to a data directory (its journal is locked)."""
     try:
         nights = [name for name in os.listdir(data_directory) if _NIGHT.fullmatch(name)]
         raw = os.path.join(data_directory, max(nights), "raw")
@@ -116,8 +116,7 @@ def remove_partial_frames(data_directory):
         return
     for name in partial:
         os.unlink(os.path.join(raw, name))
-        log.warning("deleted %s, a frame left half written in %s when the daemon stopped",
-                    name, raw)
+        log.warning("deleted %s, a frame left half written in %s", name, raw)
 
 
 def system_error(error):

@@ -5,10 +5,12 @@ stations usually publish an ``ObservingConditions`` device with the same number 
 server; when one answers, its ``TimeSinceLastUpdate`` dates the verdict, so that a station that
 stopped updating shows up as stale data. Otherwise the verdict is dated by the clock when it is
 read. A server that has no such device says so at :meth:`~AlpacaSafetyMonitor.connect`; one
-whose station does not answer then (restarting) is asked again at each verdict, until it does.
+whose station does not answer then (restarting) is looked for again at each verdict, in a
+thread of its own (a station that hangs must not hold the verdict back), until it answers.
 """
 
 import logging
+import threading
 from datetime import timedelta
 
 from alpaca.exceptions import AlpacaRequestException, NotImplementedException
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: ``TimeSinceLastUpdate`` of this sensor name is that of the most recently updated sensor.
 ANY_SENSOR = ""
+#: The HTTP statuses an Alpaca server answers for a device it does not have.
+NO_SUCH_DEVICE_STATUSES = (400, 404)
 
 
 class AlpacaSafetyMonitor(SafetyMonitor):
@@ -46,6 +50,7 @@ class AlpacaSafetyMonitor(SafetyMonitor):
         self.dated_by_weather = False
         #: Whether the server has no observing conditions to ask again (it said so).
         self._no_weather = False
+        self._looking = threading.Lock()  # held by the one look for the station under way
 
     def connect(self):
         self.connection.connect()
@@ -62,10 +67,11 @@ class AlpacaSafetyMonitor(SafetyMonitor):
             self.dated_by_weather = False
             if self.weather.connected:
                 self.weather.disconnect()
-            # The server has no such device (HTTP 400, or Alpaca's not implemented, 0x400):
-            # nothing to ask again.
-            self._no_weather = isinstance(error.__cause__, (AlpacaRequestException,
-                                                            NotImplementedException))
+            # The server has no such device: nothing to ask again.
+            cause = error.__cause__
+            self._no_weather = isinstance(cause, NotImplementedException) or (
+                isinstance(cause, AlpacaRequestException)
+                and cause.number in NO_SUCH_DEVICE_STATUSES)
             if say:
                 logger.info("%s: no usable observing conditions beside it, so its verdicts are "
                             "dated when read (%s)%s", self.connection.label, error,
@@ -73,6 +79,17 @@ class AlpacaSafetyMonitor(SafetyMonitor):
         else:
             self.dated_by_weather = True
             logger.info("%s: verdicts dated by %s", self.connection.label, self.weather.label)
+
+    def _look_for_weather(self):
+        """Look for the station again in a thread of its own, unless a look is under way."""
+        if self._looking.acquire(blocking=False):
+            threading.Thread(target=self._look, name="weather-station", daemon=True).start()
+
+    def _look(self):
+        try:
+            self._connect_weather(say=False)
+        finally:
+            self._looking.release()
 
     def disconnect(self):
         if self.dated_by_weather:
@@ -92,7 +109,7 @@ class AlpacaSafetyMonitor(SafetyMonitor):
         connection.require_connected("reading IsSafe")
         safe = connection.flag("IsSafe")  # (a verdict is never guessed from text)
         if not self.dated_by_weather and not self._no_weather:
-            self._connect_weather(say=False)
+            self._look_for_weather()
         updated = self.clock.now()
         if self.dated_by_weather:
             # The station's age is in real seconds; a simulated clock runs `speed` times faster.
