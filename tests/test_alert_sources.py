@@ -11,6 +11,7 @@ import threading
 import time
 import types
 import xml.etree.ElementTree as ElementTree
+import xmlrpc.client
 
 import pytest
 from alert_fixtures import FOLLOWUP_ADVOCATE, alert_file
@@ -21,6 +22,7 @@ from torosmanager.alerts.sources.gcn_socket import GcnSocketSource
 from torosmanager.alerts.sources.kafka import (MASK, KafkaSource, default_consumer_factory,
                                                format_for_topic)
 from torosmanager.alerts.sources.vtp import VoeventTransportSource
+from torosmanager.workorders import FaultCode
 
 #: Longest wait for something a source's thread does.
 PATIENCE = 5.0
@@ -597,3 +599,64 @@ def test_kafka_marks_each_message_read_once_the_daemon_has_it_in_a_stable_group(
     finally:
         other.stop()
     assert named.factory_options[0]["config"]["group.id"] == "toros-cordon-macon"
+
+
+def test_kafka_does_not_mark_read_a_message_the_daemon_did_not_take():
+    """The daemon stopped while its journal's disk was full, the alert held: its offset was
+    stored all the same, and the restarted daemon never read it again."""
+    records = [("igwn.gwalert", b"kept", None), ("igwn.gwalert", b"held", None)]
+    broker = FakeBroker(records)
+
+    def deliver(format_name, payload, origin):
+        if payload == b"held":  # as the daemon's deliver raises when it stops meanwhile
+            raise xmlrpc.client.Fault(FaultCode.UNAVAILABLE, "the journal cannot keep it")
+    source = KafkaSource({"Enabled": True, "Topics": ["igwn.gwalert"]}, deliver,
+                         consumer_factory=broker.factory)
+    source.start()
+    try:
+        eventually(lambda: source.health()["Delivery Errors"] == 1)
+    finally:
+        source.stop()
+    assert broker.stored == [0]
+
+
+def test_packets_whose_echo_cannot_be_sent_are_handed_over_all_the_same(gcn_socket_source):
+    """GCN sends three notices and closes without reading the echoes: the second echo found
+    the connection gone (Broken pipe), and that notice and the one after it were lost."""
+    source, deliveries = gcn_socket_source
+    second = SWIFT_PACKET[:4] + struct.pack(">i", 1) + SWIFT_PACKET[8:]  # another serial
+    gcn = connect_as_gcn(source)
+    gcn.sendall(SWIFT_PACKET + FERMI_PACKET + second)
+    gcn.close()
+    eventually(lambda: len(deliveries.received) == 3)
+    assert [payload for _, payload, _ in deliveries.received] == [SWIFT_PACKET, FERMI_PACKET,
+                                                                   second]
+
+
+def test_idle_connections_are_closed_and_the_newest_served_beyond_the_most(caplog):
+    """Connections that send nothing (half open after a network fault, or anyone's) each took
+    a thread for good: at the unit's TasksMax the listener died, silently. At most Max
+    Connections are served, the oldest closed for a new one; one idle for Idle Timeout is
+    closed."""
+    caplog.set_level(logging.INFO, logger="torosmanager.alerts.sources.gcn_socket")
+    deliveries = Deliveries()
+    source = GcnSocketSource({"IP": LOOPBACK, "Port": 0, "Max Connections": 2,
+                              "Idle Timeout": 1.0}, deliveries)
+    source.start()
+    try:
+        idle = [connect_as_gcn(source) for _ in range(3)]
+        assert idle[0].recv(160) == b""  # the oldest, closed for the third
+        eventually(lambda: source.health()["Connections"] == 2)
+        for connection in idle[1:]:      # idle for a second: closed
+            assert connection.recv(160) == b""
+        eventually(lambda: source.health()["Connections"] == 0)
+        with connect_as_gcn(source) as gcn:  # GCN is served as ever
+            gcn.sendall(SWIFT_PACKET)
+            assert receive_exactly(gcn, 160) == SWIFT_PACKET
+        eventually(lambda: deliveries.received)
+    finally:
+        source.stop()
+        for connection in idle:
+            connection.close()
+    assert "(Alerts → GCN Socket → Max Connections: 2): a new one came" in caplog.text
+    assert "no packet for 1 s (Alerts → GCN Socket → Idle Timeout)" in caplog.text

@@ -699,6 +699,12 @@ SCHEMA = {
             "IP": Setting("ip", "127.0.0.1", "address the socket listens on (GCN connects to "
                           "it; register it with GCN)"),
             "Port": Setting("int", 5134, "the port registered with GCN", 1, 65535),
+            "Max Connections": Setting("int", 4, "connections served at once (GCN opens one); "
+                                       "a new one beyond them closes the oldest, which a "
+                                       "network fault may have left half open", 1, 100),
+            "Idle Timeout": Setting("float", 180.0, "seconds without a packet (GCN sends an "
+                                    "imalive about every 60) after which a connection is "
+                                    "closed: GCN connects again", 1, 86400),
         },
     },
     "Preprocessor": {

@@ -16,7 +16,10 @@ Every source follows one contract::
 and for each message received calls ``deliver(format_name, payload, origin)``: *format_name*
 one of :data:`torosmanager.alerts.formats.FORMATS`, *payload* the bytes as received, *origin*
 where they came from (``"kafka:igwn.gwalert"``, ``"gcn-socket:127.0.0.1:40000"``). An exception
-raised by *deliver* is logged with its traceback and the source goes on.
+raised by *deliver* (the daemon stopping while its journal's disk is full, a refusal) is logged
+with its traceback and the source goes on; :meth:`Source.hand_over` says whether the message
+was delivered, so that a source that can have it sent again (Kafka, its offset) does not mark
+it read.
 
 The sources, by the title of their section under ``Alerts``:
 
@@ -118,7 +121,8 @@ class Source:
         return report
 
     def hand_over(self, format_name, payload, origin):
-        """Give one message to the daemon; what *deliver* raises is logged, not propagated."""
+        """Give one message to the daemon; whether it took it. What *deliver* raises is
+        logged, not propagated."""
         with self._lock:
             self._messages += 1
             self._last_message = utc_now_iso()
@@ -129,14 +133,20 @@ class Source:
                 self._delivery_errors += 1
             logger.exception("%s: delivering a %s message from %s failed", self.label,
                              format_name, origin)
+            return False
+        return True
 
     def _spawn(self, target, *args, name=None):
         """Start a daemon thread running *target*, kept for :meth:`stop` to join."""
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         thread = threading.Thread(target=target, args=args, daemon=True,
                                   name=name or f"{self.label}-{target.__name__.strip('_')}")
-        self._threads.append(thread)
-        thread.start()
+        self._threads.append(thread)  # before it runs: stop() joins it whenever it comes
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: not one to join (join() would raise)
+            self._threads.remove(thread)
+            raise
         return thread
 
     def _interrupt(self):

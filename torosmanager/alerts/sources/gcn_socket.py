@@ -16,16 +16,22 @@ The protocol, as GCN's socket_demo.c implements it:
   health report), not handed over: it is not an alert.
 
 Every other packet is handed over as ``("gcn_socket", packet, "gcn-socket:<GCN's IP>:<port>")``;
-the daemon reads it with :mod:`torosmanager.alerts.formats.gcn_socket`. Connections are served
-each in its own thread, so a new connection from GCN is answered even while a dead one times out.
+the daemon reads it with :mod:`torosmanager.alerts.formats.gcn_socket`, even when its echo
+cannot be sent (GCN closed the connection right after sending). Connections are served each in
+its own thread, so a new connection from GCN is answered even while a dead one times out; at
+most ``Max Connections`` of them (a new one closes the oldest, which a network fault may have
+left half open), each closed after ``Idle Timeout`` seconds without a packet, so that idle
+connections cannot take the daemon's threads and files.
 """
 
 import logging
 import socket
+import time
 
 from torosmanager.alerts.formats.gcn_socket import (IMALIVE, KILL_SOCKET, PACKET_BYTES,
                                                     packet_type, type_name)
 from torosmanager.alerts.sources import Source, utc_now_iso
+from torosmanager.logs import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,9 @@ POLL_SECONDS = 0.2
 BIND_RETRY_SECONDS = 5.0
 #: Connections waiting to be accepted: GCN opens one at a time.
 BACKLOG = 4
+#: The settings' defaults (the configuration's), when they say nothing.
+DEFAULT_MAX_CONNECTIONS = 4
+DEFAULT_IDLE_TIMEOUT = 180.0
 
 
 class ConnectionEnded(Exception):
@@ -64,11 +73,14 @@ class GcnSocketSource(Source):
         self.ip = settings.get("IP") or DEFAULT_IP
         port = settings.get("Port")
         self.port = DEFAULT_PORT if port is None else int(port)
+        self.max_connections = int(settings.get("Max Connections") or DEFAULT_MAX_CONNECTIONS)
+        self.idle_timeout = float(settings.get("Idle Timeout") or DEFAULT_IDLE_TIMEOUT)
         self.address = None
         self._server = None
-        self._connections = set()
+        self._connections = {}  # open connection → None, oldest first
         self._imalives = 0
         self._last_imalive = None
+        self._accept_failing = Outage(logger, logging.ERROR)  # said once, not every 0.2 s
 
     def start(self):
         """Listen (at once, so that :attr:`address` is known) and accept in a daemon thread."""
@@ -126,23 +138,50 @@ class GcnSocketSource(Source):
             return
         except OSError as error:        # e.g. too many open files: note it and go on
             self._record_error(f"accept failed: {error}")
-            logger.error("gcn-socket: accept failed: %s", error)
+            self._accept_failing.failed("gcn-socket: accept failed: %s (tried again)", error)
             self._stopping.wait(POLL_SECONDS)
             return
-        self._spawn(self._serve, connection, peer, name=f"gcn-socket-{peer[0]}:{peer[1]}")
+        self._accept_failing.answered("gcn-socket: connections are accepted again")
+        self._close_oldest_beyond(self.max_connections - 1)
+        # A connection that stops answering (a peer gone without a word) is found by TCP.
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self._register(connection, True)  # here, not in its thread: counted at the next accept
+        try:
+            self._spawn(self._serve, connection, peer, name=f"gcn-socket-{peer[0]}:{peer[1]}")
+        except RuntimeError as error:   # no thread to be had (the unit's TasksMax)
+            self._register(connection, False)
+            connection.close()
+            self._record_error(f"cannot serve {peer[0]}:{peer[1]}: {error}")
+            logger.error("gcn-socket: cannot serve the connection from %s:%d: %s", *peer[:2],
+                         error)
+
+    def _close_oldest_beyond(self, kept):
+        """Shut the oldest connections down until *kept* are left (their threads end)."""
+        with self._lock:
+            oldest = list(self._connections)[:max(0, len(self._connections) - kept)]
+        for connection in oldest:
+            logger.info("gcn-socket: closing the oldest connection, %s (Alerts → GCN Socket → "
+                        "Max Connections: %d): a new one came", _peer(connection),
+                        self.max_connections)
+            _shut(connection)
 
     def _serve(self, connection, peer):
         """Read, echo and hand over the packets of one connection until it ends."""
         origin = f"gcn-socket:{peer[0]}:{peer[1]}"
         connection.settimeout(POLL_SECONDS)
-        self._register(connection, True)
         logger.info("gcn-socket: GCN connected from %s:%d", *peer[:2])
         pending = bytearray()
+        echoing, last = True, time.monotonic()
         try:
             while not self._stopping.is_set():
                 packet = _receive_packet(connection, pending)
                 if packet is not None:
-                    self._on_packet(connection, packet, origin)
+                    echoing, last = self._on_packet(connection, packet, origin, echoing), \
+                        time.monotonic()
+                elif time.monotonic() - last > self.idle_timeout:
+                    raise ConnectionEnded(f"no packet for {self.idle_timeout:g} s (Alerts → GCN "
+                                          "Socket → Idle Timeout): closed, for GCN to connect "
+                                          "again")
         except ConnectionEnded as reason:
             if not self._stopping.is_set():     # else it is stop() that shut it down
                 logger.info("gcn-socket: connection from %s:%d ended: %s", *peer[:2], reason)
@@ -155,26 +194,35 @@ class GcnSocketSource(Source):
             self._register(connection, False)
             connection.close()
 
-    def _on_packet(self, connection, packet, origin):
-        """Echo the packet (not a KILL_SOCKET), count an imalive, hand over anything else."""
+    def _on_packet(self, connection, packet, origin, echoing):
+        """Echo the packet (not a KILL_SOCKET) while *echoing*, count an imalive, hand over
+        anything else; whether echoes can still be sent. A packet received is handed over even
+        when its echo cannot be sent: GCN closed the connection right after sending it."""
         number = packet_type(packet)
         if number == KILL_SOCKET:
             raise ConnectionEnded(f"GCN sent {type_name(number)}")
-        connection.sendall(packet)
+        if echoing:
+            try:
+                connection.sendall(packet)
+            except OSError as error:
+                echoing = False
+                logger.info("gcn-socket: %s: cannot echo (%s); what it sent is read all the "
+                            "same", origin, error)
         if number == IMALIVE:
             with self._lock:
                 self._imalives += 1
                 self._last_imalive = utc_now_iso()
-            return
+            return echoing
         self.hand_over("gcn_socket", packet, origin)
+        return echoing
 
     def _register(self, connection, active):
         """Keep the set of open connections (for stop and for Connected)."""
         with self._lock:
             if active:
-                self._connections.add(connection)
+                self._connections[connection] = None
             else:
-                self._connections.discard(connection)
+                self._connections.pop(connection, None)
             self._connected = bool(self._connections)
 
 
@@ -202,6 +250,14 @@ def _receive_packet(connection, pending):
     packet = bytes(pending[:PACKET_BYTES])
     del pending[:PACKET_BYTES]
     return packet
+
+
+def _peer(connection):
+    """``host:port`` of *connection*'s peer, or why it is not known."""
+    try:
+        return "{}:{}".format(*connection.getpeername()[:2])
+    except OSError as error:
+        return f"a peer no longer known ({error.strerror or error})"
 
 
 def _shut(connection):

@@ -238,8 +238,10 @@ class KafkaSource(Source):
             return
         self._delay = self._first_delay     # the connection works: start the back-off afresh
         self._set_connected(True)
-        self.hand_over(format_name, message.value(), f"kafka:{topic}")
-        self._store(consumer, message)
+        # Not marked read unless the daemon took it (kept in its journal, or refused): one
+        # held while the journal's disk was full when the daemon stopped is read again.
+        if self.hand_over(format_name, message.value(), f"kafka:{topic}"):
+            self._store(consumer, message)
 
     def _store(self, consumer, message):
         """Mark *message* read for the group (committed with the next automatic commit)."""
