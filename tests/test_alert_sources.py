@@ -560,9 +560,17 @@ def test_kafka_client_errors_in_the_background_show_in_the_health_report(caplog)
         assert health["Last Error"] == ("GCN Kafka: OIDC token refused for client id, secret "
                                         + MASK)
         assert config["logger"].name == "torosmanager.alerts.sources.kafka"
+        # librdkafka says so again at each of its reconnections, and logs a line: said once.
+        for attempt in range(3):
+            config["error_cb"](f"all brokers down ({attempt})")
+            config["logger"].log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1",
+                                 f"Connect to 127.0.0.1:9092 failed ({attempt})")
+        assert source.health()["Last Error"] == "GCN Kafka: all brokers down (2)"
     finally:
         source.stop()
     assert SECRET not in caplog.text
+    assert caplog.text.count("kafka: GCN Kafka:") == 1
+    assert "Connect to 127.0.0.1:9092 failed" not in caplog.text
 
 
 def test_kafka_marks_each_message_read_once_the_daemon_has_it_in_a_stable_group(monkeypatch):

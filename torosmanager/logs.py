@@ -86,6 +86,11 @@ class Outage:
             self._logger.log(self._level, message, *args, exc_info=exc_info)
         self._ongoing = True
 
+    @property
+    def ongoing(self):
+        """Whether the calls fail now (the last said so)."""
+        return self._ongoing
+
     def answered(self, message, *args):
         """A call succeeded: *message* at INFO if the calls before it failed."""
         if self._ongoing:

@@ -32,6 +32,7 @@ import os
 import socket
 
 from torosmanager.alerts.sources import MissingExtraError, Source
+from torosmanager.logs import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,19 @@ def format_for_topic(topic):
     return None
 
 
+class _ClientLog(logging.LoggerAdapter):
+    """librdkafka's log lines, in this module's log; silent while its errors are an outage
+    said once (each of its reconnections to a broker down logs a line: 1,187 in 30 s)."""
+
+    def __init__(self, outage):
+        super().__init__(logger, {})
+        self._outage = outage
+
+    def log(self, level, msg, *args, **kwargs):
+        if not self._outage.ongoing:
+            super().log(level, msg, *args, **kwargs)
+
+
 def default_consumer_factory(**options):
     """A ``gcn_kafka.Consumer`` made with *options* (``client_id``, ``client_secret``,
     ``domain``, ``config``).
@@ -138,6 +152,9 @@ class KafkaSource(Source):
                           or f"{GROUP_PREFIX}-{socket.gethostname()}")
         self._skipped_topics = set()
         self._reconnections = 0
+        # librdkafka reports a broker down at each of its own reconnections: said once.
+        self._client_failing = Outage(logger)
+        self._client_log = _ClientLog(self._client_failing)
 
     def start(self):
         """Connect and consume in a daemon thread; return at once (nothing without topics)."""
@@ -191,7 +208,7 @@ class KafkaSource(Source):
                                              # every broker unreachable) and log lines, into
                                              # the health report and the daemon's log.
                                              "error_cb": self._client_error,
-                                             "logger": logger})
+                                             "logger": self._client_log})
             consumer.subscribe(self.topics)
         except MissingExtraError:
             raise
@@ -220,7 +237,8 @@ class KafkaSource(Source):
         text = self._masked(f"GCN Kafka: {error}")
         self._set_connected(False)
         self._record_error(text)
-        logger.warning("kafka: %s", text)
+        self._client_failing.failed("kafka: %s (its next errors are in the health Status, "
+                                    "until a message comes)", text)
 
     def _take(self, consumer, message):
         """One message: an error is logged, an unknown topic skipped, an alert handed over."""
@@ -238,6 +256,7 @@ class KafkaSource(Source):
             return
         self._delay = self._first_delay     # the connection works: start the back-off afresh
         self._set_connected(True)
+        self._client_failing.answered("kafka: messages come again")
         # Not marked read unless the daemon took it (kept in its journal, or refused): one
         # held while the journal's disk was full when the daemon stopped is read again.
         if self.hand_over(format_name, message.value(), f"kafka:{topic}"):
