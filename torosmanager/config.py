@@ -693,6 +693,17 @@ SCHEMA = {
                                "includes)"),
             "Host": Setting("str", "45.58.43.186", "the VTP broker (GCN Classic's)"),
             "Port": Setting("int", 8099, "the broker's port", 1, 65535),
+            "Reconnect Delay": Setting("float", 1.0, "seconds between a connection that ended "
+                                       "and the next; doubled after each connection that "
+                                       "carried no message, back to this after one that did",
+                                       0.01, 3600),
+            "Max Reconnect Delay": Setting("float", 300.0, "longest wait between connections "
+                                           "while they fail, seconds", 0.01, 86400),
+            "Max Frame Bytes": Setting("int", 10_000_000, "longest message taken from the "
+                                       "broker (a VOEvent is a few kB; an LVK one links its "
+                                       "skymap): a longer one announced closes the connection, "
+                                       "before anything is read into memory", 1_000,
+                                       1_000_000_000),
         },
         "GCN Socket": {
             "Enabled": Setting("bool", False, "listen for GCN Classic 160-byte socket notices"),
