@@ -1,4 +1,5 @@
-"""Flushing a file to the disk itself, whatever the system: :func:`flush_to_disk`."""
+"""Flushing a file to the disk itself, whatever the system (:func:`flush_to_disk`), and writing
+one whole or not at all (:func:`write_durably`)."""
 
 import errno
 import fcntl
@@ -35,3 +36,53 @@ def flush_to_disk(descriptor):
             if error.errno not in NO_FULL_SYNC:
                 raise
     os.fsync(descriptor)
+
+
+def sync_directory(directory):
+    """Flush *directory*'s entries, so that a rename in it is durable."""
+    descriptor = os.open(directory or ".", os.O_RDONLY)
+    try:
+        flush_to_disk(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_durably(path, temporary, write):
+    """Write *path* whole or not at all: ``write(stream)`` into *temporary* (beside it), flushed
+    to the disk, renamed over *path*, and the rename flushed.
+
+    A write that fails leaves no temporary file (unless the disk cannot delete it any more:
+    read-only) and raises an :class:`OSError` with the system's errno and strerror and *path*
+    as its filename (:func:`system_error`): astropy rewords a full disk as an OSError of its
+    own, without the errno that tells a full disk from another failure.
+    """
+    try:
+        with open(temporary, "wb") as stream:
+            write(stream)
+            stream.flush()
+            flush_to_disk(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        try:
+            os.unlink(temporary)
+        except OSError:  # never made; or a disk now read-only
+            pass
+        system = system_error(error) if isinstance(error, OSError) else None
+        if system is None or system is error:
+            raise
+        raise OSError(system.errno, system.strerror, path) from error
+    sync_directory(os.path.dirname(path))
+
+
+def system_error(error):
+    """The system's own error (an :class:`OSError` with an ``errno``) behind *error*, or
+    ``None``. astropy rewords a failed write as an OSError of its own, without the errno
+    ("Not enough space on disk: requested …, available …. " and the text of the error it
+    caught), at each level that catches it: the errno says what happened, once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -29,11 +29,11 @@ import shutil
 import stat
 import threading
 
-from ..disk_sync import flush_to_disk
+from ..disk_sync import flush_to_disk, sync_directory
 from .classify import Kind, same_exptime
 from .masters import master_from_file, master_inputs, safe_name
 from .reading import FrameError
-from .writing import remove_orphans, sync_directory, temporary_name
+from .writing import remove_orphans, temporary_name
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from ..disk_sync import flush_to_disk
+from ..disk_sync import flush_to_disk, sync_directory, write_durably
 from ..fits_text import fits_card, fits_text
 from .reading import FITS_BLOCK, STRUCTURAL_KEYS
 
@@ -417,18 +417,9 @@ class DirectFile:
 
 
 def write_hdus(path, hdus):
-    """Write an :class:`~astropy.io.fits.HDUList` to *path* atomically."""
-    temporary = temporary_name(path)
-    try:
-        with open(temporary, "wb") as stream:
-            hdus.writeto(stream)
-            stream.flush()
-            flush_to_disk(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        _remove(temporary)
-        raise
-    sync_directory(os.path.dirname(path))
+    """Write an :class:`~astropy.io.fits.HDUList` to *path* atomically (a full disk raised
+    with its errno: :func:`~torosmanager.disk_sync.write_durably`)."""
+    write_durably(path, temporary_name(path), hdus.writeto)
 
 
 def start_writeback(descriptor):
@@ -510,15 +501,6 @@ def sync_files(paths):
             os.close(descriptor)
     for directory in sorted({os.path.dirname(path) for path in paths}):
         sync_directory(directory)
-
-
-def sync_directory(directory):
-    """Flush *directory*'s entries, so that a rename in it is durable."""
-    descriptor = os.open(directory or ".", os.O_RDONLY)
-    try:
-        flush_to_disk(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _remove(path):

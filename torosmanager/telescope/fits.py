@@ -17,7 +17,7 @@ from astropy.io import fits
 
 from .. import __version__
 from ..devices.camera import FrameType
-from ..disk_sync import flush_to_disk
+from ..disk_sync import write_durably
 from ..ephemeris import apparent_sidereal_time, julian_dates, modified_julian_dates
 from ..fits_text import fits_card
 from ..night import local_night_date
@@ -117,20 +117,6 @@ def remove_partial_frames(data_directory):
     for name in partial:
         os.unlink(os.path.join(raw, name))
         log.warning("deleted %s, a frame left half written in %s", name, raw)
-
-
-def system_error(error):
-    """The system's own error (an :class:`OSError` with an ``errno``) behind *error*, or
-    ``None``. astropy rewords a failed write as an OSError of its own, without the errno
-    ("Not enough space on disk: requested …, available …. " and the text of the error it
-    caught), at each level that catches it: the errno says what happened, once."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno is not None:
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def file_name(exposure):
@@ -284,7 +270,7 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     A write that fails leaves no temporary file behind (unless the disk cannot even delete
     it: read-only, see :func:`remove_partial_frames`) and raises an :class:`OSError` with the
     system's errno and strerror (``ENOSPC``: "No space left on device") and the frame's
-    path as its filename.
+    path as its filename (:func:`~torosmanager.disk_sync.write_durably`).
 
     Parameters
     ----------
@@ -299,25 +285,5 @@ def write_frame(directory, exposure, data, camera, site, telescope_name, orienta
     temporary = os.path.join(directory, "." + os.path.basename(path) + ".part")  # (_PARTIAL)
     hdu = fits.PrimaryHDU(data=data, header=header(exposure, camera, site, telescope_name,
                                                    orientation, data.shape))
-    try:
-        with open(temporary, "wb") as stream:
-            hdu.writeto(stream)
-            stream.flush()
-            flush_to_disk(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        try:
-            os.unlink(temporary)
-        except OSError:  # never made; or a disk now read-only (deleted once it is not)
-            pass
-        system = system_error(error) if isinstance(error, OSError) else None
-        if system is None:
-            raise
-        raise OSError(system.errno, system.strerror, path) from error
-    # The rename itself is durable only once the directory is flushed.
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        flush_to_disk(descriptor)
-    finally:
-        os.close(descriptor)
+    write_durably(path, temporary, hdu.writeto)
     return path

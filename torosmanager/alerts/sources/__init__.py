@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 #: Seconds :meth:`Source.stop` waits for each of a source's threads.
 JOIN_SECONDS = 3.0
+#: ``Reconnect Delay`` and ``Max Reconnect Delay`` when a source's settings leave them out
+#: (the configuration's defaults).
+DEFAULT_RECONNECT_DELAY = 1.0
+DEFAULT_MAX_RECONNECT_DELAY = 300.0
 #: Section title under ``Alerts`` → (module of this package, class): see :func:`make_sources`.
 SOURCE_CLASSES = {"Kafka": ("kafka", "KafkaSource"),
                   "GCN Socket": ("gcn_socket", "GcnSocketSource"),
@@ -165,6 +169,33 @@ class Source:
         """Keep *text* as the last error shown by :meth:`health`."""
         with self._lock:
             self._last_error = text
+
+
+class Backoff:
+    """The wait before a source connects again: ``Reconnect Delay`` first, doubled after each
+    connection that failed, up to ``Max Reconnect Delay``; the first again once one works.
+
+    Parameters
+    ----------
+    settings : dict
+        The source's section of ``config["Alerts"]``.
+    """
+
+    def __init__(self, settings):
+        self.first = float(settings.get("Reconnect Delay") or DEFAULT_RECONNECT_DELAY)
+        self.most = max(self.first, float(settings.get("Max Reconnect Delay")
+                                          or DEFAULT_MAX_RECONNECT_DELAY))
+        self._delay = self.first
+
+    def next(self):
+        """The wait now; the next one doubled."""
+        delay = self._delay
+        self._delay = min(delay * 2, self.most)
+        return delay
+
+    def reset(self):
+        """A connection works: the next wait is the first."""
+        self._delay = self.first
 
 
 def utc_now_iso():

@@ -31,7 +31,7 @@ import logging
 import os
 import socket
 
-from torosmanager.alerts.sources import MissingExtraError, Source
+from torosmanager.alerts.sources import Backoff, MissingExtraError, Source
 from torosmanager.logs import Outage
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ POLL_SECONDS = 0.5
 #: Most messages taken from the client per poll.
 BATCH_MESSAGES = 100
 #: Reconnection delays when the settings leave them out (the configuration's defaults).
-DEFAULT_RECONNECT_DELAY = 1.0
-DEFAULT_MAX_RECONNECT_DELAY = 300.0
 #: The consumer group's name starts with this; a random part makes it unique per source.
 GROUP_PREFIX = "toros-manager"
 #: What replaces the client secret in any text the source logs or keeps.
@@ -144,10 +142,7 @@ class KafkaSource(Source):
         self.topics = list(settings.get("Topics") or [])
         self._factory = consumer_factory or default_consumer_factory
         self._wait = wait or self._stopping.wait
-        self._first_delay = float(settings.get("Reconnect Delay") or DEFAULT_RECONNECT_DELAY)
-        self._max_delay = float(settings.get("Max Reconnect Delay")
-                                or DEFAULT_MAX_RECONNECT_DELAY)
-        self._delay = self._first_delay
+        self._backoff = Backoff(settings)
         self._group_id = (settings.get("Consumer Group")
                           or f"{GROUP_PREFIX}-{socket.gethostname()}")
         self._skipped_topics = set()
@@ -254,7 +249,7 @@ class KafkaSource(Source):
             self._skip(topic)
             self._store(consumer, message)
             return
-        self._delay = self._first_delay     # the connection works: start the back-off afresh
+        self._backoff.reset()     # the connection works: start the back-off afresh
         self._set_connected(True)
         self._client_failing.answered("kafka: messages come again")
         # Not marked read unless the daemon took it (kept in its journal, or refused): one
@@ -280,11 +275,9 @@ class KafkaSource(Source):
     def _back_off(self):
         """Wait before reconnecting; True if the source is stopping."""
         self._reconnections += 1
-        logger.info("kafka: reconnecting in %.3g s", self._delay)
-        if self._wait(self._delay):
-            return True
-        self._delay = min(self._delay * 2, self._max_delay)
-        return False
+        delay = self._backoff.next()
+        logger.info("kafka: reconnecting in %.3g s", delay)
+        return self._wait(delay)
 
     def _fail(self, text):
         """Note a failure: disconnected, *text* (secret masked) kept and logged."""

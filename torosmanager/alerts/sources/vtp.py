@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 
-from torosmanager.alerts.sources import MissingExtraError, Source
+from torosmanager.alerts.sources import Backoff, MissingExtraError, Source
 from torosmanager.printable import printable
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "45.58.43.186"
 DEFAULT_PORT = 8099
 #: The configuration's defaults, for settings that leave them out.
-DEFAULT_RECONNECT_DELAY = 1.0
-DEFAULT_MAX_RECONNECT_DELAY = 300.0
 DEFAULT_MAX_FRAME_BYTES = 10_000_000
 #: pygcn's log messages (pygcn 1.1.3, gcn/voeventclient.py): once connected, once its socket is
 #: closed (after a failed connection too), a connection that failed...
@@ -269,10 +267,7 @@ class VoeventTransportSource(Source):
         self.port = int(settings.get("Port") or DEFAULT_PORT)
         self.origin = f"vtp:{self.host}:{self.port}"
         self.max_frame_bytes = int(settings.get("Max Frame Bytes") or DEFAULT_MAX_FRAME_BYTES)
-        self._first_delay = float(settings.get("Reconnect Delay") or DEFAULT_RECONNECT_DELAY)
-        self._max_delay = max(self._first_delay, float(settings.get("Max Reconnect Delay")
-                                                       or DEFAULT_MAX_RECONNECT_DELAY))
-        self._delay = self._first_delay
+        self._backoff = Backoff(settings)
         self._listen = listen
         self._client_log = logging.getLogger(f"{__name__}.pygcn.{next(_instances)}")
         # pygcn says "connected" and "closed socket" at INFO: records the watch must see
@@ -354,11 +349,11 @@ class VoeventTransportSource(Source):
         """Say a connection ended, once per outage, and wait; True if the source is stopping."""
         with self._lock:
             if self._worked:        # a connection that worked: a new outage, if any, begins
-                self._failures, self._delay, self._logged_end = 0, self._first_delay, None
+                self._failures, self._logged_end = 0, None
+                self._backoff.reset()
             self._failures += 1
             self._reconnections += 1
-            delay, failures = self._delay, self._failures
-            self._delay = min(self._delay * 2, self._max_delay)
+            delay, failures = self._backoff.next(), self._failures
             news = ended != self._logged_end
             self._logged_end = ended
             self._last_error = f"{ended}; connecting again in {delay:.3g} s"
@@ -367,7 +362,7 @@ class VoeventTransportSource(Source):
         if news:
             logger.warning("vtp: the connection to %s:%d ended: %s; connecting again in %.3g s, "
                            "then less often while it fails (at most every %.3g s; said again "
-                           "once it works)", self.host, self.port, ended, delay, self._max_delay,
+                           "once it works)", self.host, self.port, ended, delay, self._backoff.most,
                            exc_info=error if unexpected else None)
         else:
             logger.debug("vtp: %s:%d, attempt %d failed: %s; next in %.3g s", self.host,
@@ -392,7 +387,7 @@ class VoeventTransportSource(Source):
                 return
             self._worked = True
             failures, self._failures, self._logged_end = self._failures, 0, None
-            self._delay = self._first_delay
+            self._backoff.reset()
         self._set_connected(True)
         if failures:
             logger.info("vtp: connected to %s:%d again, after %d failed attempt(s)", self.host,
