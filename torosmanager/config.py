@@ -686,6 +686,9 @@ SCHEMA = {
                                        "doubled after each failure", 0.01, 3600),
             "Max Reconnect Delay": Setting("float", 300.0, "longest wait between reconnections, "
                                            "seconds", 0.01, 86400),
+            "Connection Check Interval": Setting("float", 15.0, "seconds between two readings "
+                                                 "of the brokers' states, for Connected in the "
+                                                 "health Status", 1, 3600),
         },
         "VOEvent Transport": {
             "Enabled": Setting("bool", False, "receive VOEvents over the VOEvent Transport "

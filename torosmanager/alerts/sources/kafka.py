@@ -14,9 +14,15 @@ A topic's format comes from its name (:func:`format_for_topic`): ``igwn.gwalert*
 ``gcn.notices.*`` GCN JSON (but ``gcn.notices.*.voevent.*``, as SVOM's, VOEvent). A message of any
 other topic (``gcn.classic.text.*``, ``gcn.heartbeat``, ...) is skipped, logged once per topic.
 
+``Connected`` in the health report is what librdkafka says of the brokers: true while one is
+up (connected and, with GCN, authenticated), read from its statistics every ``Connection Check
+Interval`` seconds; an error it reports in the background (a broker lost, a token refused) makes
+it false until the next reading says a broker is up again, or a message comes. GCN Kafka is
+quiet for hours between alerts: a flag that waited for a message would stay false all that time.
+
 When the consumer fails (broker lost, authentication refused), it is closed and the source
 waits, then connects again: ``Reconnect Delay`` seconds at first, doubled after each failure up
-to ``Max Reconnect Delay``, back to the first delay once a message arrives. The wait ends at once
+to ``Max Reconnect Delay``, back to the first delay once a broker is up. The wait ends at once
 on :meth:`KafkaSource.stop`, as does the consumer's poll (:data:`POLL_SECONDS`). The consumer
 group (``Consumer Group``, by default ``toros-manager-<host name>``) is the same across
 reconnections and restarts, and a message's offset is stored only once the daemon has it
@@ -27,6 +33,7 @@ crash; the daemon recognises the duplicate. A new group starts from the newest m
 The client secret is never logged: it is masked in every error message the source keeps or logs.
 """
 
+import json
 import logging
 import os
 import socket
@@ -53,7 +60,10 @@ DEFAULT_DOMAIN = "gcn.nasa.gov"
 POLL_SECONDS = 0.5
 #: Most messages taken from the client per poll.
 BATCH_MESSAGES = 100
-#: Reconnection delays when the settings leave them out (the configuration's defaults).
+#: ``Connection Check Interval`` when the settings leave it out (the configuration's default).
+DEFAULT_CHECK_SECONDS = 15.0
+#: librdkafka's state of a broker it is connected to (and authenticated with).
+BROKER_UP = "UP"
 #: The consumer group's name starts with this; a random part makes it unique per source.
 GROUP_PREFIX = "toros-manager"
 #: What replaces the client secret in any text the source logs or keeps.
@@ -122,7 +132,8 @@ class KafkaSource(Source):
     ----------
     settings : dict
         ``config["Alerts"]["Kafka"]``: ``Client ID``, ``Client Secret``, ``Domain``,
-        ``Topics``, ``Reconnect Delay``, ``Max Reconnect Delay``.
+        ``Topics``, ``Reconnect Delay``, ``Max Reconnect Delay``, ``Connection Check
+        Interval``.
     deliver : callable
         ``deliver(format_name, payload, origin)``; *origin* is ``"kafka:<topic>"``.
     consumer_factory : callable, optional
@@ -147,6 +158,7 @@ class KafkaSource(Source):
                           or f"{GROUP_PREFIX}-{socket.gethostname()}")
         self._skipped_topics = set()
         self._reconnections = 0
+        self._brokers_up = 0
         # librdkafka reports a broker down at each of its own reconnections: said once.
         self._client_failing = Outage(logger)
         self._client_log = _ClientLog(self._client_failing)
@@ -163,8 +175,11 @@ class KafkaSource(Source):
         self._spawn(self._run)
 
     def _more_health(self):
-        """The topics, how often the source reconnected, the topics it skips."""
-        return {"Topics": list(self.topics), "Reconnections": self._reconnections,
+        """The topics, the brokers up, how often the source reconnected, the topics it skips."""
+        with self._lock:
+            brokers_up = self._brokers_up
+        return {"Topics": list(self.topics), "Brokers Up": brokers_up,
+                "Reconnections": self._reconnections,
                 "Skipped Topics": sorted(self._skipped_topics)}
 
     def _credentials(self):
@@ -192,6 +207,8 @@ class KafkaSource(Source):
     def _connect(self):
         """A subscribed consumer, or None after a failure (recorded and logged)."""
         client_id, secret = self._credentials()
+        check_seconds = float(self.settings.get("Connection Check Interval")
+                              or DEFAULT_CHECK_SECONDS)
         consumer = None
         try:
             consumer = self._factory(client_id=client_id, client_secret=secret,
@@ -203,7 +220,11 @@ class KafkaSource(Source):
                                              # every broker unreachable) and log lines, into
                                              # the health report and the daemon's log.
                                              "error_cb": self._client_error,
-                                             "logger": self._client_log})
+                                             "logger": self._client_log,
+                                             # the brokers' states, for Connected
+                                             "statistics.interval.ms":
+                                                 round(check_seconds * 1000),
+                                             "stats_cb": self._client_statistics})
             consumer.subscribe(self.topics)
         except MissingExtraError:
             raise
@@ -228,12 +249,30 @@ class KafkaSource(Source):
                 self._take(consumer, message)
 
     def _client_error(self, error):
-        """An error librdkafka reports in the background: not connected until a message comes."""
+        """An error librdkafka reports in the background: not connected until its statistics
+        say a broker is up, or a message comes."""
         text = self._masked(f"GCN Kafka: {error}")
+        with self._lock:
+            self._brokers_up = 0        # until the next statistics say which are up
         self._set_connected(False)
         self._record_error(text)
         self._client_failing.failed("kafka: %s (its next errors are in the health Status, "
-                                    "until a message comes)", text)
+                                    "until a broker is up again)", text)
+
+    def _client_statistics(self, text):
+        """librdkafka's statistics (JSON): connected while one of its brokers is up."""
+        try:
+            brokers = json.loads(text).get("brokers") or {}
+            up = sum(1 for broker in brokers.values() if broker.get("state") == BROKER_UP)
+        except (ValueError, AttributeError) as error:    # not the JSON librdkafka documents
+            logger.warning("kafka: unreadable statistics from librdkafka: %s", error)
+            return
+        with self._lock:
+            self._brokers_up = up
+        if up:
+            self._working()
+        else:
+            self._set_connected(False)
 
     def _take(self, consumer, message):
         """One message: an error is logged, an unknown topic skipped, an alert handed over."""
@@ -243,19 +282,23 @@ class KafkaSource(Source):
             self._record_error(text)
             logger.warning("kafka: %s", text)
             return
+        self._working()
         topic = message.topic()
         format_name = format_for_topic(topic)
         if format_name is None:
             self._skip(topic)
             self._store(consumer, message)
             return
-        self._backoff.reset()     # the connection works: start the back-off afresh
-        self._set_connected(True)
-        self._client_failing.answered("kafka: messages come again")
         # Not marked read unless the daemon took it (kept in its journal, or refused): one
         # held while the journal's disk was full when the daemon stopped is read again.
         if self.hand_over(format_name, message.value(), f"kafka:{topic}"):
             self._store(consumer, message)
+
+    def _working(self):
+        """A broker is up or a message came: connected, and the back-off starts afresh."""
+        self._backoff.reset()
+        self._set_connected(True)
+        self._client_failing.answered("kafka: a broker answers again")
 
     def _store(self, consumer, message):
         """Mark *message* read for the group (committed with the next automatic commit)."""
@@ -292,4 +335,6 @@ class KafkaSource(Source):
             consumer.close()
         except Exception as error:      # a broken client may fail to close: it is dropped
             logger.warning("kafka: closing the consumer failed: %s", self._masked(str(error)))
+        with self._lock:
+            self._brokers_up = 0
         self._set_connected(False)
