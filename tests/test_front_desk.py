@@ -9,7 +9,7 @@ import pytest
 from observatory import ended, step, wait_until
 from observatory import status as status_of
 from torosmanager.examples import MANUAL_DOME, MANUAL_OBSERVATION
-from torosmanager.workorders import FaultCode
+from torosmanager.workorders import FaultCode, WorkOrderError
 
 RECEIPT_KEYS = {"ID", "WOType", "Status", "Priority", "Message"}
 
@@ -369,4 +369,48 @@ def test_orders_served_together_share_one_commit_and_each_gets_its_answer(tmp_pa
     assert isinstance(refused, xmlrpc.client.Fault) and "'Exposure Time'" in refused.faultString
     assert again["ID"] == "a" and again["Message"].startswith("already received at")
     assert health["Queue"] == {"queued": 2}
+    journal.close()
+
+
+def test_a_cancel_is_decided_on_the_step_the_order_is_at_when_it_is_cancelled(tmp_path):
+    """The telescope does not cancel an observation whose frames are being handed to the
+    preprocessor. A Cancel read the order a moment before its worker journaled that step: it is
+    refused all the same, on the order as it is, and the order goes on (it was marked
+    cancelled while its frames went to be calibrated)."""
+    from torosmanager.clock import Clock
+    from torosmanager.config import load_config
+    from torosmanager.earth_rotation import EarthRotationTable
+    from torosmanager.frontdesk import FrontDesk
+    from torosmanager.hand_offs import HANDING
+    from torosmanager.journal import CANCELLED, RUNNING, Journal
+    from torosmanager.launcher import local_config
+    from torosmanager.service import handler_class
+
+    config = load_config(local_config(str(tmp_path)))
+    clock = Clock.from_config(config)
+    journal = Journal(str(tmp_path / "journal.sqlite"))
+    desk = FrontDesk(handler_class("telescope")(config, journal, clock), journal, clock,
+                     config, EarthRotationTable())
+    journal.add(observation("obs"), "{}", 5.0, "requested: 5", "2026-11-10T02:00:00.000Z",
+                "queued")
+    journal.transition("obs", RUNNING, "exposing 1/1", "2026-11-10T02:00:01.000Z",
+                       progress={"Step": "exposing 1/1"})
+    read_before_the_step = journal.get
+
+    def get_then_worker_steps(order_id):
+        record = read_before_the_step(order_id)
+        journal.transition(order_id, RUNNING, "handing", "2026-11-10T02:01:00.000Z",
+                           only_from={RUNNING},
+                           progress={"Step": f"{HANDING}1 frame(s) to the preprocessor"})
+        return record
+
+    journal.get = get_then_worker_steps
+    with pytest.raises(WorkOrderError) as refused:
+        desk.cancel("obs", "test")
+    journal.get = read_before_the_step
+    assert refused.value.code == FaultCode.NOT_CANCELLABLE
+    assert "being handed to the preprocessor" in str(refused.value)
+    record = journal.get("obs")
+    assert record.state == RUNNING and record.progress["Step"].startswith(HANDING)
+    assert CANCELLED not in [entry["Status"] for entry in journal.history("obs")]
     journal.close()

@@ -235,11 +235,6 @@ class FrontDesk:
             raise WorkOrderError(f"'ID': received {shorten(order_id)}, an order that is already "
                                  f"{record.state} ({record.message}); only orders that have not "
                                  "ended can be cancelled", FaultCode.NOT_CANCELLABLE)
-        refusal = self.handler.cancel_refusal(record)
-        if refusal is not None:
-            raise WorkOrderError(f"'ID': received {shorten(order_id)}, a {record.wotype} order "
-                                 f"{record.state}, which cannot be cancelled: {refusal}",
-                                 FaultCode.NOT_CANCELLABLE)
         reason = f"cancelled by {user}"
         if not self._cancel(record, reason):  # it ended while we looked
             record = self.journal.get(record.id)
@@ -255,12 +250,14 @@ class FrontDesk:
         for record in self.journal.unfinished():
             if record.work_order.get("Group ID") != group_id:
                 continue
-            if (keep_running and record.state in started
-                    or self.handler.cancel_refusal(record) is not None):
+            if keep_running and record.state in started:
                 kept.append(record.id)
                 continue
-            if self._cancel(record, f"cancelled by {user} with its group {group_id}"):
-                cancelled.append(record.id)  # (one that ended meanwhile is left as it ended)
+            try:
+                if self._cancel(record, f"cancelled by {user} with its group {group_id}"):
+                    cancelled.append(record.id)  # (one that ended meanwhile is left as it ended)
+            except WorkOrderError:              # at a step that cannot be stopped
+                kept.append(record.id)
         if cancelled or kept:
             message = (f"{len(cancelled)} order(s) of group {group_id} cancelled"
                        + (f"; {len(kept)} already started left running" if kept else ""))
@@ -273,15 +270,31 @@ class FrontDesk:
                 "Service": self.handler.service}
 
     def _cancel(self, record, reason):
-        """Mark *record* cancelled unless it has ended, and tell the handler; whether it was."""
+        """Mark *record* cancelled unless it has ended, and tell the handler; whether it was.
+
+        Raises
+        ------
+        WorkOrderError
+            The order is, as it is now, at a step its daemon does not stop
+            (``handler.cancel_refusal``).
+        """
         previous = self.journal.transition(record.id, CANCELLED, reason,
                                            format_utc(self.clock.now()),
-                                           only_from=UNFINISHED_STATES)
+                                           only_from=UNFINISHED_STATES,
+                                           check=self._refuse_if_not_cancellable)
         if previous is None:
             return False
         log.info("[WO %s] %s (was %s)", record.id, reason, previous)
         self.handler.cancelled(record, previous)
         return True
+
+    def _refuse_if_not_cancellable(self, record):
+        """Raise the refusal of a Cancel of *record*, as it is now, if its daemon gives one."""
+        refusal = self.handler.cancel_refusal(record)
+        if refusal is not None:
+            raise WorkOrderError(f"'ID': received {shorten(record.id)}, a {record.wotype} order "
+                                 f"{record.state}, which cannot be cancelled: {refusal}",
+                                 FaultCode.NOT_CANCELLABLE)
 
     def health(self):
         """The daemon's health: version, uptime, clock, Earth-rotation table, queue, devices."""

@@ -495,7 +495,8 @@ class Journal:
 
     def transition(self, order_id: str, state: OrderState | str, reason: str, time: str, *,
                    only_from: Iterable[str] | None = None,
-                   progress: dict[str, Any] | None = None) -> OrderState | None:
+                   progress: dict[str, Any] | None = None,
+                   check: Callable[[OrderRecord], None] | None = None) -> OrderState | None:
         """Move an order to *state*, recording *reason* in its history.
 
         Parameters
@@ -509,6 +510,11 @@ class Journal:
             threads (a worker and a Cancel) avoid overwriting each other.
         progress : dict, optional
             Replaces the order's progress report (frames done, current step...).
+        check : callable, optional
+            Called with the order's :class:`OrderRecord` as it is at the change, in the same
+            transaction (a worker's progress cannot come between): what it raises leaves the
+            order as it was and propagates. How a Cancel is refused at a step that cannot be
+            stopped, decided on the step the order is at, not at an earlier reading.
 
         Returns
         -------
@@ -534,6 +540,9 @@ class Journal:
             previous = OrderState(row["state"])
             if only_from is not None and previous not in only_from:
                 return None
+            if check is not None:
+                check(self._record(self._db.execute("SELECT * FROM order_rows WHERE id = ?",
+                                                    (order_id,)).fetchone()))
             if progress is None:
                 self._db.execute("UPDATE orders SET state = ?, message = ?, updated = ? "
                                  "WHERE id = ?", (state, reason, time, order_id))
