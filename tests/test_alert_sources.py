@@ -518,7 +518,10 @@ def test_vtp_through_pygcn_acknowledges_and_hands_over_a_voevent():
         source.start()
         eventually(lambda: len(broker.answers) == 2)
         eventually(lambda: deliveries.received)
-        assert source.health()["Connected"] is True
+        eventually(lambda: source.health()["Frames"] == 2)     # the VOEvent and the iamalive
+        health = source.health()
+        assert health["Connected"] is True and health["Messages"] == 1
+        assert health["Last Frame"] is not None
     finally:
         source.stop()
         broker.close()

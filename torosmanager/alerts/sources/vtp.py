@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 
-from torosmanager.alerts.sources import Backoff, MissingExtraError, Source
+from torosmanager.alerts.sources import Backoff, MissingExtraError, Source, utc_now_iso
 from torosmanager.printable import printable
 
 logger = logging.getLogger(__name__)
@@ -284,6 +284,9 @@ class VoeventTransportSource(Source):
         self._reconnections = 0
         self._logged_end = None
         self._waiting = False
+        # Every frame the broker sent (iamalives too: about one a minute from GCN).
+        self._frames = 0
+        self._last_frame = None
 
     def start(self):
         """Run pygcn's listen in a daemon thread and return at once (nothing without pygcn)."""
@@ -311,11 +314,14 @@ class VoeventTransportSource(Source):
             logger.info("vtp: detached from %s:%d", self.host, self.port)
 
     def _more_health(self):
-        """The broker, whether the source is detached, and how its reconnections go."""
+        """The broker, whether the source is detached, how its reconnections go, and the
+        frames it sent (its iamalives too: the link's heartbeat, where ``Messages`` counts the
+        VOEvents only)."""
         with self._lock:
             return {"Broker": f"{self.host}:{self.port}", "Detached": self._stopping.is_set(),
                     "Reconnecting": self._failures > 0 and not self._stopping.is_set(),
                     "Failed Attempts": self._failures, "Reconnections": self._reconnections,
+                    "Frames": self._frames, "Last Frame": self._last_frame,
                     "Max Frame Bytes": self.max_frame_bytes}
 
     # --- pygcn's thread ------------------------------------------------------------------
@@ -402,7 +408,11 @@ class VoeventTransportSource(Source):
         if self._stopping.is_set():
             raise OSError("the source is stopping")
         self._reads += 1
-        if self._reads == 3:       # a length, a frame, and pygcn wants the next: it took one
+        if self._reads >= 3 and self._reads % 2:    # a length, a frame, and pygcn wants the next
+            with self._lock:
+                self._frames += 1
+                self._last_frame = utc_now_iso()
+        if self._reads == 3:
             self._worked_now()
         if n > self.max_frame_bytes:
             raise FrameTooLarge(f"the broker announced a frame of {n} bytes, more than VOEvent "
