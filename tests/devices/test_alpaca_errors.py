@@ -270,6 +270,20 @@ def test_weather_data_of_no_age_are_an_error(odd_server, age):
                        "of seconds")
 
 
+def test_weather_data_of_a_negative_age_are_an_error_not_fresh(odd_server):
+    """A negative age (some drivers' answer for a sensor never read) was taken as 0 s: data
+    of no known time dated now, the dome kept open on them."""
+    port, values = odd_server
+    values.update(issafe=True, timesincelastupdate=5.0)
+    monitor = AlpacaSafetyMonitor(dead_settings(port, TIMEOUT), Clock())
+    monitor.connect()
+    assert monitor.state().safe
+    values["timesincelastupdate"] = -1.0
+    message, _ = failure(monitor.state)
+    assert message.endswith("reading TimeSinceLastUpdate failed: it answered -1.0: a negative "
+                            "age, data of no known time")
+
+
 @pytest.mark.parametrize("answer", ["n/a", [], True])
 def test_a_camera_temperature_that_is_no_number_is_unknown_not_an_exception(odd_server,
                                                                             answer):

@@ -125,4 +125,8 @@ class AlpacaSafetyMonitor(SafetyMonitor):
         if age is None:  # NaN or text would date the verdict nowhere: its age is unknown
             raise self.weather.error("reading TimeSinceLastUpdate",
                                      f"it answered {answer!r}, not a number of seconds")
-        return max(age, 0.0)
+        if age < 0:     # what some drivers say of a sensor never read: not fresh data
+            raise self.weather.error("reading TimeSinceLastUpdate",
+                                     f"it answered {answer!r}: a negative age, data of no "
+                                     "known time")
+        return age
