@@ -190,3 +190,43 @@ def test_a_dome_closed_while_the_telescope_is_away_does_not_say_it_follows_it_ag
     ended(site.proxy("dome"), "close", "done")
     time.sleep(FOLLOWER_LOOKS_SECONDS)
     assert "following the telescope again" not in site.log("dome")
+
+
+def test_a_telescope_daemon_away_when_the_dome_closes_is_told_to_park_once_it_is_back(
+        make_site, fake_dome):
+    """The Park went with the close only: a telescope daemon restarting at that moment was
+    never told, and its mount stayed pointed at the sky under a closed dome."""
+    site = make_site(settings(
+        speed=1, Clock={"Simulated With Devices": True},
+        Dome={"Enclosure": fake_dome.settings(DEVICE_TIMEOUT),
+              "Safety Monitor": fake_dome.settings(DEVICE_TIMEOUT),
+              "Check Interval": CHECK_INTERVAL})).start("telescope", "dome")
+    heartbeat(site)
+    open_dome(site)
+    assert site.daemons["telescope"].stop() == 0
+    fake_dome.control(is_safe=False)
+    wait_until(lambda: "could not tell the telescope to park" in site.log("dome"),
+               "the dome to find the telescope daemon away")
+    assert fake_dome.state()["shutter_status"] == CLOSED
+    site.start("telescope")
+    wait_until(lambda: "parked (dome closing: weather unsafe" in site.log("telescope"),
+               "the telescope's Park order to be done")
+    time.sleep(SOME_CHECKS * CHECK_INTERVAL)
+    log = site.log("dome")
+    assert log.count("could not tell the telescope to park") == 1
+    assert log.count("the telescope daemon answers again: told to park") == 1
+    assert site.log("telescope").count("parked (dome closing:") == 1
+
+
+def test_a_dome_that_cannot_be_told_to_close_is_said_once_not_at_every_check(make_site,
+                                                                             fake_dome):
+    """Its server gone, the dome is told to close at every check: "closing the dome" was
+    logged each time (some 360 lines an hour), beside the critical line said once."""
+    site = on_fake_dome(make_site, fake_dome)
+    fake_dome.stop()
+    wait_until(lambda: "cannot close the dome" in site.log("dome"),
+               "the dome to find its server gone")
+    time.sleep(SOME_CHECKS * CHECK_INTERVAL)
+    log = site.log("dome")
+    assert log.count("WARNING closing the dome:") == 1
+    assert log.count("cannot close the dome") == 1

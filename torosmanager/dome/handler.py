@@ -74,6 +74,10 @@ class DomeHandler(Handler):
         self._closing_since = None
         self._close_failing = Outage(log, logging.CRITICAL)  # said once, not at every check
         self._shutter_unread = Outage(log, logging.ERROR)
+        # A Park the telescope daemon did not take (away, restarting): told again at every
+        # check while the dome is kept closed, said once.
+        self._park_owed = False
+        self._park_failing = Outage(log, logging.ERROR)
         self._cancelled_opening = set()  # running Open orders cancelled: they stop waiting
 
     # --- the front desk ----------------------------------------------------------------
@@ -295,8 +299,14 @@ class DomeHandler(Handler):
         A shutter whose state cannot be read is told to close all the same (closing is always
         safe), once, as one closing is. One still closing, or unread, Shutter Timeout after it
         was told to is told again, said as critical: a close that stalls must not leave the
-        dome open unsaid.
+        dome open unsaid. A telescope daemon that did not take its Park (away, restarting) is
+        told again at each call, until it answers.
         """
+        if self._start_closing(reason) or self._park_owed:
+            self._park_telescope(reason)
+
+    def _start_closing(self, reason):
+        """Tell the shutter to close, as :meth:`close_for_safety` says; whether it was told."""
         with self._motion:
             try:
                 shutter = self.enclosure.state().shutter
@@ -308,23 +318,23 @@ class DomeHandler(Handler):
                 self._shutter_unread.answered("the shutter is read again: %s", shutter.value)
             if shutter == ShutterState.CLOSED:
                 self._closing_since = None
-                return
+                return False
             told = shutter == ShutterState.CLOSING or (shutter is None
                                                        and self._closing_since is not None)
             if told and not self._close_stalled(reason):
-                return
-            if not told:
+                return False
+            if not told and not self._close_failing.ongoing:   # (a failing close: said once)
                 log.warning("closing the dome: %s", reason)
             try:
                 self.enclosure.start_close()
             except DeviceError as error:
                 self._close_failing.failed("cannot close the dome (%s): %s (tried again at "
                                            "every check)", reason, error)
-                return
+                return False
             self._close_failing.answered("the dome was told to close: %s", reason)
             self._closing_since = time.monotonic()
             self.closed_by = f"{reason}, at {format_utc(self.clock.now())}"
-        self._park_telescope(reason)
+            return True
 
     def _close_stalled(self, reason):
         """Whether the shutter, closing (or unread since it was told to), has been for longer
@@ -342,11 +352,20 @@ class DomeHandler(Handler):
         return True
 
     def _park_telescope(self, reason):
+        """Send the telescope daemon a Park; owed again if it did not answer (a refusal is an
+        answer: said, not sent again)."""
         try:
             connect(self.config, "telescope").front_desk(
                 {"WOType": "Park", "User": "dome", "Reason": f"dome closing: {reason}"})
+        except xmlrpc.client.Fault as refusal:
+            log.error("the telescope refused to park: %s", refusal.faultString)
         except (OSError, xmlrpc.client.Error) as error:
-            log.error("could not tell the telescope to park: %s", error)
+            self._park_owed = True
+            self._park_failing.failed("could not tell the telescope to park: %s (told again "
+                                      "at every check while the dome is kept closed)", error)
+            return
+        self._park_owed = False
+        self._park_failing.answered("the telescope daemon answers again: told to park")
 
     # --- life cycle ---------------------------------------------------------------------
 
