@@ -9,7 +9,10 @@ jammed while it closes, its ``ShutterStatus`` unreadable.
 import os
 import re
 import sys
+import threading
 import time
+from urllib.parse import urlsplit
+from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
 
@@ -83,8 +86,9 @@ def test_a_server_restarted_in_the_night_is_connected_again_and_the_dome_closes(
     assert re.search(r"WARNING .*safety monitor \(Alpaca safetymonitor 0 at 127\.0\.0\.1:\d+\): "
                      r"its server says it is not connected \(the server or its driver "
                      r"restarted\?\): connecting it again", log)
-    assert re.search(r"WARNING .*closing the dome: weather unsafe: IsSafe false reported by",
-                     log)
+    # (said as the close that failed while the server was away ending: once, not twice)
+    assert re.search(r"(WARNING .*closing the dome|INFO .*the dome was told to close): weather "
+                     r"unsafe: IsSafe false reported by", log)
 
 
 def test_a_close_that_stalls_is_sent_again_and_said(make_site, fake_dome):
@@ -230,3 +234,28 @@ def test_a_dome_that_cannot_be_told_to_close_is_said_once_not_at_every_check(mak
     log = site.log("dome")
     assert log.count("WARNING closing the dome:") == 1
     assert log.count("cannot close the dome") == 1
+
+
+def test_a_telescope_that_cannot_read_its_mount_is_said_so_by_the_slit_follower(make_site):
+    """The telescope daemon's Status says ``Pointing: {"Error": ...}`` when its mount does not
+    answer: the follower logged a bare Python key, "cannot follow the telescope: 'Altitude'".
+    Here the telescope daemon is a stand-in on its address that answers only that."""
+    site = make_site(settings()).start("dome")
+    mount_error = "mount (LX200 at 127.0.0.1:1): reading the right ascension failed: timed out"
+    stand_in = SimpleXMLRPCServer(("127.0.0.1", urlsplit(site.url("telescope")).port),
+                                  logRequests=False, allow_none=True)
+    stand_in.register_function(
+        lambda order: {"Devices": {"Pointing": {"Error": mount_error}}}, "front_desk")
+    serving = threading.Thread(target=stand_in.serve_forever, daemon=True)
+    serving.start()
+    try:
+        heartbeat(site)
+        open_dome(site)
+        wait_until(lambda: "cannot follow the telescope" in site.log("dome"),
+                   "the follower to ask the telescope")
+    finally:
+        stand_in.shutdown()
+        stand_in.server_close()
+        serving.join()
+    assert (f"cannot follow the telescope: the telescope does not know where it points: "
+            f"{mount_error}") in site.log("dome")

@@ -6,7 +6,10 @@ real time), as the driver does: both see the same sky, and a slew takes simulate
 """
 
 import os
+import re
+import signal
 import sys
+import time
 import urllib.request
 from datetime import datetime, timezone
 
@@ -86,3 +89,33 @@ def test_an_observation_through_an_lx200_mount_slews_exposes_and_writes_fits(obs
         page = answer.read().decode()
     assert "lx200" in page and "onstep" in page and "simulator" in page
     assert "goto" in simulator.stop()  # the simulator itself was sent the goto
+
+
+def test_a_mount_gone_silent_is_said_once_and_not_asked_again_at_every_status(clock, simulator,
+                                                                              make_site):
+    """The mount stops answering, its connection still open (a hung controller). The health
+    Status, which the scheduler and the dome read every few seconds, asked it each time, for a
+    Timeout per request (36 s for one Status): now the first Status after the failure says it,
+    and the next ones within Timeout answer from it without asking; the log says it once."""
+    timeout = 2.0
+    mount = {"Driver": "lx200", "URL": simulator.url, "Dialect": "onstep", "Timeout": timeout}
+    site = make_site(settings(Telescope={"Mount": mount}, Clock={
+        "Mode": "simulated", "Start": clock.start.isoformat(),
+        "Anchor": clock.anchor.isoformat(), "Speed": clock.speed})).start("telescope")
+    telescope = site.proxy("telescope")
+    assert "Error" not in telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    os.kill(simulator.process.pid, signal.SIGSTOP)
+    try:
+        first = telescope.front_desk({"WOType": "Status"})["Devices"]
+        again = telescope.front_desk({"WOType": "Status"})["Devices"]
+    finally:
+        os.kill(simulator.process.pid, signal.SIGCONT)
+    assert "no complete answer within 2 s" in first["Mount"]["Error"]
+    assert first["Pointing"] == {"Error": first["Mount"]["Error"]}
+    assert re.search(r"not answering \([0-9.]+ s ago, .*no complete answer within 2 s.*\); "
+                     r"asked again at most every 2 s", again["Mount"]["Error"])
+    assert site.log("telescope").count("no complete answer within 2 s") == 1
+    # The mount answers again: so does the Status, once Timeout has passed, and the log says so.
+    time.sleep(timeout)
+    assert "Error" not in telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"]
+    assert "answers again" in site.log("telescope")

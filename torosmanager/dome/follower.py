@@ -109,6 +109,9 @@ class SlitFollower:
             return False
         pointing = connect(self.config, "telescope").front_desk(
             {"WOType": "Status"})["Devices"]["Pointing"]
+        if "Error" in pointing:     # the telescope daemon cannot read its mount
+            raise DeviceError(f"the telescope does not know where it points: "
+                              f"{pointing['Error']}")
         with self._motion:
             state = self.enclosure.state()
             if state.shutter != ShutterState.OPEN or state.slewing:

@@ -160,18 +160,24 @@ class TelescopeHandler(Handler):
             except DeviceError as error:
                 report[label] = {"Connected": False, "Error": str(error)}
         self.connections.add_errors(report)
+        # A mount that just failed is not asked again in the same Status (another Timeout).
+        mount_error = report["Mount"].get("Error")
+        report["Pointing"] = {"Error": mount_error} if mount_error else self._pointing()
+        report["Executor"] = self.executor.current()
+        return report
+
+    def _pointing(self):
+        """Where the mount points, for the health Status (``Error`` if it cannot say)."""
         try:
             pointing = self.mount.state()
-            report["Pointing"] = {"RA": round(pointing.ra, 6), "Dec": round(pointing.dec, 6),
-                                  "Altitude": round(pointing.altitude, 4),
-                                  "Azimuth": round(pointing.azimuth, 4),
-                                  "Slewing": pointing.slewing, "Parked": pointing.parked,
-                                  "Tracking": pointing.tracking}
-            if pointing.pier_side is not None:
-                report["Pointing"]["Pier Side"] = pointing.pier_side
         except DeviceError as error:
-            report["Pointing"] = {"Error": str(error)}
-        report["Executor"] = self.executor.current()
+            return {"Error": str(error)}
+        report = {"RA": round(pointing.ra, 6), "Dec": round(pointing.dec, 6),
+                  "Altitude": round(pointing.altitude, 4), "Azimuth": round(pointing.azimuth, 4),
+                  "Slewing": pointing.slewing, "Parked": pointing.parked,
+                  "Tracking": pointing.tracking}
+        if pointing.pier_side is not None:
+            report["Pier Side"] = pointing.pier_side
         return report
 
     def _devices_by_label(self):

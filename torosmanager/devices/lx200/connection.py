@@ -10,8 +10,13 @@ bridge, reached over TCP). :class:`Lx200Connection`
   of bytes for the replies that have no terminator, or nothing;
 * bounds each request, and the opening of the port, by the ``Timeout`` setting;
 * turns silence, a closed connection and garbage into :class:`DeviceError` naming the device,
-  the command and the cause. After a failure the port is closed and the next request opens it
-  again, so a mount that comes back is used again without a reconnect from outside.
+  the command and the cause. After a failure the port is closed and a request opens it again,
+  so a mount that comes back is used again without a reconnect from outside;
+* while the mount does not answer, asks it again at most once per ``Timeout``: the requests
+  in between (a health Status, which other daemons read every few seconds, a poll) fail at
+  once with the last error, rather than each waiting ``Timeout`` in turn (36 s for one Status
+  of a silent mount). A request waits at most ``Timeout`` for another's to end. The failure
+  is logged once, and the mount's answering again.
 """
 
 import logging
@@ -20,6 +25,7 @@ import time
 
 import serial
 
+from ...logs import Outage
 from ..base import DeviceError
 from .protocol import SLEW_STARTED, TERMINATOR, ProtocolError, ReplyKind
 
@@ -64,6 +70,10 @@ class Lx200Connection:
         self.connected = False
         self._port = None
         self._lock = threading.Lock()
+        # The last failure, and when (monotonic): requests until Timeout after it fail with it.
+        self._failure = None
+        self._failed_at = None
+        self._failing = Outage(logger)
 
     @property
     def label(self):
@@ -85,6 +95,7 @@ class Lx200Connection:
             if self._port is None:
                 self._port = self._open_port("connecting")
             self.connected = True
+            self._failure = None
         logger.info("%s: port open", self.label)
 
     def close(self):
@@ -118,24 +129,53 @@ class Lx200Connection:
             the reply's shape.
         """
         operation = operation or f"sending {command!r}"
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout):
+            raise self.error(operation, f"busy: another request has not ended within "
+                                        f"{self.timeout:g} s")
+        try:
             if not self.connected:
                 raise self.error(operation, "not connected (connect() first)")
-            if self._port is None:
-                logger.info("%s: reopening the port", self.label)
-                self._port = self._open_port(operation)
-            deadline = time.monotonic() + self.timeout
+            self._fail_fast(operation)
             try:
-                # Bytes left over from an earlier request that timed out are not this reply.
-                self._port.reset_input_buffer()
-                self._port.write(command.encode(ENCODING))
-                return self._read_reply(reply, deadline)
-            except PORT_ERRORS as error:
-                self._drop_port()
-                raise self.error(operation, f"the connection failed ({error})") from error
-            except _BadReply as cause:
-                self._drop_port()
-                raise self.error(operation, f"{cause} (command {command!r})") from None
+                answer = self._exchange(command, reply, operation)
+            except DeviceError as error:
+                self._failure, self._failed_at = error, time.monotonic()
+                self._failing.failed("%s (asked again at most every %g s; said once it "
+                                     "answers)", error, self.timeout)
+                raise
+            if self._failure is not None:
+                self._failure = None
+                self._failing.answered("%s: answers again", self.label)
+            return answer
+        finally:
+            self._lock.release()
+
+    def _fail_fast(self, operation):
+        """Raise the last failure again if it is less than ``Timeout`` old."""
+        if self._failure is None or time.monotonic() - self._failed_at >= self.timeout:
+            return
+        last = str(self._failure).removeprefix(f"{self.label}: ")
+        raise self.error(operation, f"not answering ({time.monotonic() - self._failed_at:.1f} s "
+                                    f"ago, {last}); asked again at most every "
+                                    f"{self.timeout:g} s")
+
+    def _exchange(self, command, reply, operation):
+        """Send *command* and read its *reply* (the port opened first if it is closed)."""
+        if self._port is None:
+            logger.debug("%s: opening the port again", self.label)
+            self._port = self._open_port(operation)
+        deadline = time.monotonic() + self.timeout
+        try:
+            # Bytes left over from an earlier request that timed out are not this reply.
+            self._port.reset_input_buffer()
+            self._port.write(command.encode(ENCODING))
+            return self._read_reply(reply, deadline)
+        except PORT_ERRORS as error:
+            self._drop_port()
+            raise self.error(operation, f"the connection failed ({error})") from error
+        except _BadReply as cause:
+            self._drop_port()
+            raise self.error(operation, f"{cause} (command {command!r})") from None
 
     def ask(self, command, reply, parse, operation=None):
         """:meth:`request`, then ``parse(text)``; a :class:`ProtocolError` becomes a
