@@ -790,3 +790,41 @@ def test_a_cancel_the_telescope_did_not_hear_is_told_when_it_answers_even_after_
     wait_until(lambda: status(site.proxy("scheduler"), "long")["Message"] ==
                "cancelled by operator; the telescope daemon was told",
                "the scheduler to say the telescope was told")
+
+
+def test_a_dome_closed_by_an_operator_in_the_afternoon_is_not_opened_at_dusk(make_site):
+    """Closed before going in, before dusk: the scheduler held only a close made after tonight's
+    dusk, and opened the dome at dusk with someone inside."""
+    before_dusk = EVENING - timedelta(hours=1, minutes=20)   # dusk at 01:05 UTC
+    site = make_site(settings(speed=600, start=before_dusk))
+    site.start("dome", "telescope", "scheduler")
+    scheduler, dome = site.proxy("scheduler"), site.proxy("dome")
+    scheduler.front_desk({"ID": "close-day", "WOType": "Dome", "Shutter": "Close",
+                          "User": "alice"})
+    ended(scheduler, "close-day", "done")
+    closed_at = dome.front_desk({"WOType": "Status"})["Devices"]["Enclosure"][
+        "Closed By Order"]["At"]
+    assert closed_at < "2026-11-10T01:05"
+    wait_until(lambda: "the dome was closed by Dome order close-day from alice at "
+               in site.log("scheduler"), "the scheduler to say at dusk that it stays closed")
+    time.sleep(DOME_DOWN_SECONDS)
+    assert dome.front_desk({"WOType": "Status"})["Devices"]["Enclosure"]["Shutter"] == "closed"
+    assert "opening the dome" not in site.log("scheduler")
+
+
+@pytest.mark.parametrize("user, closed_at, holds", [
+    ("alice", "2026-11-10T01:30:00.000Z", True),     # tonight, after dusk
+    ("alice", "2026-11-09T23:40:00.000Z", True),     # the afternoon before
+    ("alice", "2026-11-09T03:00:00.000Z", False),    # during last night
+    ("scheduler", "2026-11-09T11:30:00.000Z", False),  # the keeper's own close at dawn
+])
+def test_a_close_holds_the_dome_for_the_night_it_was_made_in_or_before(user, closed_at, holds):
+    from torosmanager.clock import Clock
+    from torosmanager.config import default_config
+    from torosmanager.night import Night
+    from torosmanager.scheduler.dome_keeper import DomeKeeper
+
+    config = default_config()
+    keeper = DomeKeeper(config, Clock(), Night(config["Site"]))
+    held = keeper._hold({"ID": "close", "User": user, "At": closed_at}, EVENING)
+    assert (held is not None) == holds

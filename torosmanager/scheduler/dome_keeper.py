@@ -7,8 +7,8 @@ begins and ends, and proves it is alive (a dome that stops hearing the heartbeat
   dispatcher sends observations only while it is open and safe: the telescope would refuse
   them, each refusal a try spent); with ``Manage Dome``, when it is dark (Sun below ``Sun
   Altitude``), closed and safe, send it a Dome order to open, unless someone's Dome order
-  closed it during this night (it then stays closed until a Dome order opens it, or the next
-  night); when it is not dark and the dome is open, one to close, and park the telescope. One
+  closed it for this night, during it or in the day before (it then stays closed until a Dome
+  order opens it, or the next night); when it is not dark and the dome is open, one to close, and park the telescope. One
   such order at a time: the next waits until the dome daemon has ended it.
 * a thread sends a Heartbeat every ``Heartbeat Interval``, and at once when the dome daemon
   says it has heard none yet (it has just started, after the scheduler or again): its guard
@@ -26,6 +26,9 @@ from ..logs import Outage, SaidOnChange
 from ..workorders import new_id, parse_utc
 
 log = logging.getLogger(__name__)
+
+#: The ``User`` of this keeper's own Dome orders (its close at dawn holds nothing).
+KEEPER = "scheduler"
 
 
 def dome_order_id(now):
@@ -160,18 +163,27 @@ class DomeKeeper:
         return is_open, changed, waiting
 
     def _hold(self, closed_by_order, now):
-        """Why the dome stays closed, if a Dome order closed it during tonight's night
+        """Why the dome stays closed, if someone's Dome order closed it for tonight
         (*closed_by_order*, as the dome daemon reports it): someone inside, a storm the safety
-        monitor does not see; else ``None``. It stays closed until a Dome order opens it, or
-        the next night (this keeper closes it only at dawn, so a close in the dark is someone
-        else's). The dome daemon keeps that order through its restarts (in its journal). In a
-        polar night, which has no dusk to begin the next night, only a Dome order opens it."""
-        if closed_by_order is None:
+        monitor does not see; else ``None``.
+
+        A close is for the night in progress when it was made, or for the next one when made by
+        day: an operator who closes the dome in the afternoon before going in must not find it
+        opened at dusk. It holds until a Dome order opens it, or the night after (the close
+        this keeper sends itself, at dawn, holds nothing). The dome daemon keeps that order
+        through its restarts (in its journal). In a polar night, which has no dusk to begin
+        the next night, only a Dome order opens it."""
+        if closed_by_order is None or closed_by_order["User"] == KEEPER:
             return None
-        tonight = self.night.window(now, self.config["Observing"]["Sun Altitude"], whole=True)
-        if tonight is None or (tonight.starts_at_dusk
-                               and parse_utc(closed_by_order["At"]) < tonight.start):
+        sun_limit = self.config["Observing"]["Sun Altitude"]
+        tonight = self.night.window(now, sun_limit, whole=True)
+        if tonight is None:
             return None
+        closed_at = parse_utc(closed_by_order["At"])
+        if tonight.starts_at_dusk and closed_at < tonight.start:
+            its_night = self.night.window(closed_at, sun_limit, whole=True)
+            if its_night is None or its_night.start != tonight.start:
+                return None     # a close for an earlier night
         held = (f"the dome was closed by Dome order {closed_by_order['ID']} from "
                 f"{closed_by_order['User']} at {closed_by_order['At']}: it stays closed "
                 "tonight; a Dome order with 'Shutter': 'Open' opens it again")
@@ -181,7 +193,7 @@ class DomeKeeper:
         return held
 
     def _send(self, actions, now, why):
-        order = dict(actions, WOType="Dome", User="scheduler", ID=dome_order_id(now))
+        order = dict(actions, WOType="Dome", User=KEEPER, ID=dome_order_id(now))
         try:
             connect(self.config, "dome").front_desk(order)
         except xmlrpc.client.Fault as refusal:
@@ -204,7 +216,7 @@ class DomeKeeper:
     def _park_telescope(self, reason):
         try:
             connect(self.config, "telescope").front_desk(
-                {"WOType": "Park", "User": "scheduler", "Reason": reason})
+                {"WOType": "Park", "User": KEEPER, "Reason": reason})
         except (OSError, xmlrpc.client.Error) as error:
             log.warning("cannot tell the telescope to park: %s", error)
 
@@ -216,7 +228,7 @@ class DomeKeeper:
         while not self._stopping:
             try:
                 connect(self.config, "dome").front_desk({"WOType": "Heartbeat",
-                                                         "User": "scheduler"})
+                                                         "User": KEEPER})
                 self._heartbeat_outage.answered("the dome daemon hears the heartbeat again")
             except (OSError, xmlrpc.client.Error) as error:
                 self._heartbeat_outage.failed("cannot send the heartbeat to the dome daemon: "
