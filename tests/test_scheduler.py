@@ -11,7 +11,7 @@ import pytest
 
 from conftest import EVENING, simulated_clock
 from observatory import ended, frames_done, refusal, settings, status, step, wait_until
-from torosmanager.workorders import FaultCode
+from torosmanager.workorders import FaultCode, parse_utc
 
 #: Research targets high in the sky on the simulated evening, far from that night's Moon.
 FIELDS = {"gal-a": (330.0, 35.0), "gal-b": (340.0, 50.0), "gal-c": (355.0, 60.0)}
@@ -828,3 +828,47 @@ def test_a_close_holds_the_dome_for_the_night_it_was_made_in_or_before(user, clo
     keeper = DomeKeeper(config, Clock(), Night(config["Site"]))
     held = keeper._hold({"ID": "close", "User": user, "At": closed_at}, EVENING)
     assert (held is not None) == holds
+
+
+def test_a_telescope_on_another_clock_is_said_and_its_refusals_are_tried_again_later(
+        make_site, tmp_path):
+    """The scheduler's clock two hours ahead of the telescope's (daemons on machines whose
+    clocks drifted apart, a Clock changed and only the scheduler restarted): a target high for
+    the scheduler is too low for the telescope. Every try was re-sent at once, all four spent
+    within 0.1 s; each now waits Retry Delay, doubled at each try, and the scheduler says the
+    clocks differ."""
+    import yaml
+    from astropy.coordinates import Longitude
+    from astropy.time import Time
+
+    from torosmanager.launcher import DaemonProcess
+
+    site = make_site(settings())
+    site.start("dome", "telescope")
+    config = yaml.safe_load(open(site.config_path, encoding="utf-8"))
+    config["Clock"]["Start"] = (EVENING + timedelta(hours=2)).isoformat()
+    ahead = tmp_path / "scheduler-ahead.yaml"
+    ahead.write_text(yaml.safe_dump(config), encoding="utf-8")
+    site.daemons["scheduler"] = DaemonProcess("scheduler", str(ahead)).launch()
+    site.daemons["scheduler"].wait_ready()
+    scheduler = site.proxy("scheduler")
+    # Six hours east of the meridian for the telescope, at the site's latitude: about 11° up
+    # (under the 20° it takes), some 36° for the scheduler's clock, two hours later.
+    latitude, longitude = site.config["Site"]["Latitude"], site.config["Site"]["Longitude"]
+    sidereal = Time(EVENING).sidereal_time("mean", longitude=Longitude(longitude, "deg"))
+    scheduler.front_desk(observation("rising", float(sidereal.deg + 90.0) % 360.0, latitude,
+                                     **{"Exposure Time": 10.0, "Number of Exposures": 1}))
+    failed = ended(scheduler, "rising", "failed")
+    assert "after 4 tries" in failed["Message"]
+    history = failed["History"]
+    assert [entry["Status"] for entry in history].count("dispatched") == 4
+    retried = [n for n, entry in enumerate(history) if "will try again" in entry["Reason"]]
+    for n, delay in zip(retried, (60, 120, 240), strict=True):
+        sent_again = next(entry for entry in history[n:] if entry["Status"] == "dispatched")
+        waited = parse_utc(sent_again["Time"]) - parse_utc(history[n]["Time"])
+        assert waited >= timedelta(seconds=delay), (delay, history)
+    log = site.log("scheduler")
+    assert re.search(r"the telescope daemon's clock reads \S+, -7\d\d\d s from the "
+                     r"scheduler's", log)
+    assert log.count("the telescope daemon's clock reads") == 1
+    assert "the dome daemon's clock reads" in log

@@ -340,6 +340,15 @@ SCHEMA = {
                                    "dispatched order", 0.01, 3600),
         "Max Retries": Setting("int", 3, "times an interrupted or failed order is tried again",
                                0, 100),
+        "Max Clock Difference": Setting("float", 60.0, "seconds the telescope's or the dome's "
+                                        "clock (their Status's Now) may differ from the "
+                                        "scheduler's before the scheduler says so in its log",
+                                        0.001, 86400),
+        "Retry Delay": Setting("float", 60.0, "seconds an order that failed or was interrupted "
+                               "at the telescope waits before it is tried again, doubled at "
+                               "each further try (a device or a link coming back); none after "
+                               "an interruption not of its doing (a target of opportunity, "
+                               "the dome closing)", 0, 86400),
         "Stall Timeout": Setting("float", 900.0, "seconds a running order may go without "
                                  "progress, beyond one of its exposures, before it is given "
                                  "up", 1, 86400),

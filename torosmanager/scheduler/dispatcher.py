@@ -8,8 +8,9 @@ arrives or is cancelled):
    allows it, to close and park, with the telescope, when it is not; observations are sent
    only while it is open;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
-   observation goes back into the queue until ``Max Retries`` is spent (an interruption the
-   telescope says was not the order's doing, ``Interrupted By``, does not count: a target of
+   observation goes back into the queue until ``Max Retries`` is spent, tried again after
+   ``Retry Delay``, doubled at each try (an interruption the telescope says was not the
+   order's doing, ``Interrupted By``, does not count and waits for nothing: a target of
    opportunity, the dome closing, a stop of the telescope daemon; nor does one at dawn),
    then fails, its frames to analyse (``Output: Analysis``) handed to the preprocessor all
    the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall
@@ -47,6 +48,7 @@ from ..logs import Outage, SaidOnChange
 from ..hand_offs import HAND_OFF, PENDING, PendingHandOffs
 from ..workorders import format_utc, parse_utc
 from .dome_keeper import DomeKeeper
+from .peer_clocks import PeerClocks
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
 from .planning_process import PlanningProcess, PlanningStopped
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 
 _NUMBERS = re.compile(r"[-+]?\d+(?:[.:]\d+)*")
 
+#: The progress entry of an order tried again after a failure: not before then (ISO 8601).
+RETRY_AFTER = "Retry After"
 #: The executor of each WOType the scheduler takes.
 EXECUTOR = {"Observation": "telescope", "Dome": "dome"}
 #: States of an order handed to its executor.
@@ -81,6 +85,7 @@ class Dispatcher:
         self.planning_process = PlanningProcess(handler.config["Site"], constraints,
                                                 self.settings["Planning Process Niceness"])
         self.dome = DomeKeeper(self.config, self.clock, self.planner.night)
+        self.peer_clocks = PeerClocks(self.config, self.clock)
         self.plan = None
         # Each planned order's Object Name, read with the queue when the plan was made: the
         # health report, asked hundreds of times a second, reads nothing from the journal.
@@ -369,9 +374,14 @@ class Dispatcher:
             self.handler.transition(record.id, QUEUED, f"interrupted ({message}); queued "
                                     "again", only_from=ACTIVE, progress=progress)
         elif attempts <= self.settings["Max Retries"]:
+            # Not at once: a device or a link coming back needs a moment, and the tries left
+            # were spent within 0.1 s on a refusal that lasts (a mount not answering).
+            delay = self.settings["Retry Delay"] * 2 ** (attempts - 1)
+            progress[RETRY_AFTER] = format_utc(self.clock.now() + timedelta(seconds=delay))
             self.handler.transition(record.id, QUEUED, f"{state} at the telescope ({message}); "
                                     f"will try again (try {attempts + 1} of "
-                                    f"{self.settings['Max Retries'] + 1})", only_from=ACTIVE,
+                                    f"{self.settings['Max Retries'] + 1}) from "
+                                    f"{progress[RETRY_AFTER]}", only_from=ACTIVE,
                                     progress=progress)
         else:
             self._fail(record, f"{state} at the telescope after {attempts} tries: {message}",
@@ -523,7 +533,8 @@ class Dispatcher:
             return self._pointing_this_tick
         self._pointing_this_tick = None
         try:
-            health = connect(self.config, "telescope").front_desk({"WOType": "Status"})
+            health = self.peer_clocks.status("telescope", lambda: connect(
+                self.config, "telescope").front_desk({"WOType": "Status"}))
             self.telescope_limits = health.get("Limits", self.telescope_limits)
             pointing = health["Devices"]["Pointing"]
             self._pointing_this_tick = pointing["RA"], pointing["Dec"]
@@ -543,7 +554,7 @@ class Dispatcher:
         for entry in plan.entries:  # in time order
             if entry.id not in by_id or self.journal.get(entry.id).state != QUEUED:
                 continue
-            if _due(entry, now):
+            if _due(entry, now) and not _retry_waits(by_id[entry.id], now):
                 with self.handler.failing_on_error(entry.id, "dispatching it"):
                     self._send(by_id[entry.id], now,
                                f"its planned time, {entry.start:%H:%M:%S} UTC")
@@ -570,7 +581,7 @@ class Dispatcher:
             if any(other.priority >= record.priority for other in active):
                 return False
             not_before = record.work_order.get("Not Before")
-            if not_before and not_before > format_utc(soon):
+            if not_before and not_before > format_utc(soon) or _retry_waits(record, now):
                 continue  # not yet allowed to start (an alert's later night): no plan
             with self.handler.failing_on_error(record.id, "planning it as a target of "
                                                           "opportunity"):
@@ -652,6 +663,13 @@ class Dispatcher:
 def _due(entry, now):
     """Whether the slew to plan entry *entry* should have begun by *now*."""
     return entry.start - timedelta(seconds=entry.slew) <= now
+
+
+def _retry_waits(record, now):
+    """Whether *record*, tried before, waits for its ``Retry After`` still (the plan starts it
+    then: its slew would begin before)."""
+    retry_after = record.progress.get(RETRY_AFTER)
+    return retry_after is not None and parse_utc(retry_after) > now
 
 
 def _kind(message):

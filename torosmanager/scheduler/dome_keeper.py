@@ -24,6 +24,7 @@ from ..dome.safety import NEVER_HEARD
 from ..journal import CANCELLED, DONE, FAILED
 from ..logs import Outage, SaidOnChange
 from ..workorders import new_id, parse_utc
+from .peer_clocks import PeerClocks
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class DomeKeeper:
         self._hold_said = None  # the ID of the Dome order last said to keep the dome closed
         self._may_not_open = SaidOnChange(log)  # why the dome daemon will not open, in the dark
         self._status_outage = Outage(log)     # the dome daemon not answering Status
+        self._peer_clocks = PeerClocks(config, clock)
         self._heartbeat_outage = Outage(log)  # ... nor the heartbeat
         self._stopping = False
         self._heartbeat_due = threading.Event()  # set: send one now (or stop)
@@ -107,7 +109,8 @@ class DomeKeeper:
         """:meth:`keep`'s work; also return :attr:`waiting`'s new value."""
         sun_limit = self.config["Observing"]["Sun Altitude"]
         try:
-            dome = connect(self.config, "dome").front_desk({"WOType": "Status"})["Devices"]
+            dome = self._peer_clocks.status("dome", lambda: connect(
+                self.config, "dome").front_desk({"WOType": "Status"}))["Devices"]
         except (OSError, xmlrpc.client.Error, KeyError) as error:
             self._status_outage.failed("cannot ask the dome daemon how the dome is: %s", error)
             # Not known open until it answers: a target of opportunity sent meanwhile would

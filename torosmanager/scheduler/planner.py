@@ -229,14 +229,17 @@ def target_of(order: Mapping[str, Any], priority: float,
               observing: Mapping[str, Any], urgent: bool = False,
               done: Mapping[str, Any] | None = None) -> Target:
     """The :class:`Target` of a validated Observation order (*urgent*: see :class:`Target`;
-    *done*: see :func:`duration_of`)."""
-    def instant(key):
-        text = order.get(key)
+    *done*: see :func:`duration_of`; its ``Retry After``, the scheduler's wait before a
+    failed order's next try, starts the order no earlier than its ``Not Before`` does)."""
+    def instant(mapping, key):
+        text = mapping.get(key)
         return None if text is None else parse_utc(text)
 
+    starts = [instant(order, "Not Before"), instant(done or {}, "Retry After")]
+    not_before = max((start for start in starts if start is not None), default=None)
     return Target(order["ID"], order["RA"], order["Dec"], priority,
-                  duration_of(order, observing, done),
-                  instant("Not Before"), instant("Not After"), urgent)
+                  duration_of(order, observing, done), not_before,
+                  instant(order, "Not After"), urgent)
 
 
 @dataclass
