@@ -872,3 +872,32 @@ def test_a_telescope_on_another_clock_is_said_and_its_refusals_are_tried_again_l
                      r"scheduler's", log)
     assert log.count("the telescope daemon's clock reads") == 1
     assert "the dome daemon's clock reads" in log
+
+
+def test_an_order_under_way_when_the_telescope_daemon_dies_says_so_and_the_plan_too(
+        make_site):
+    """The telescope daemon killed mid-observation and not back for hours: the order still
+    said "running: exposing 1/20" all that time, the plan said nothing of it, and the queued
+    orders behind it read "not observable tonight". It stays running (the camera may expose
+    still), its message and the plan's heading say the telescope daemon does not answer
+    since when, and once it is back the order is followed again."""
+    site = night(make_site)
+    scheduler = site.proxy("scheduler")
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Number of Exposures": 20}))
+    wait_until(lambda: frames_done(scheduler, "long") >= 1, "the first frame")
+    site.daemons["telescope"].kill()
+    silent = wait_until(lambda: status(scheduler, "long")["Message"].startswith(
+        "the telescope daemon does not answer since ") and status(scheduler, "long"),
+        "the order to say the telescope daemon does not answer")
+    assert silent["Status"] == "running"
+    assert "it said: exposing" in silent["Message"]
+    assert scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"].startswith(
+        "the telescope daemon does not answer since ")
+    time.sleep(DOME_DOWN_SECONDS)  # many ticks: said once
+    history = status(scheduler, "long")["History"]
+    assert sum("does not answer since" in entry["Reason"] for entry in history) == 1
+    site.start("telescope")
+    wait_until(lambda: not status(scheduler, "long")["Message"].startswith(
+        "the telescope daemon does not answer"), "the order to be followed again")
+    wait_until(lambda: "Waiting" not in scheduler.front_desk({"WOType": "Status"})["Plan"],
+               "the plan to stop saying it waits")

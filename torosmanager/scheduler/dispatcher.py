@@ -120,6 +120,8 @@ class Dispatcher:
         self._telescope_unavailable = Outage(log)  # its data disk, or journal, full
         self._telescope_silent = Outage(log)       # not running, or out of reach
         self._dispatch_blocked = None  # why the order due cannot be handed over, if it cannot
+        #: Executor -> since when (ISO 8601) it has not answered about the order under way.
+        self.executor_silent = {}
         #: What the telescope takes, from its last health Status (``None`` until it answers).
         self.telescope_limits = None
         self._thread = threading.Thread(target=self._run, name="dispatcher")
@@ -168,8 +170,11 @@ class Dispatcher:
         :func:`~torosmanager.scheduler.plan_command.as_dict`), in XML-RPC types."""
         with self._plan_lock:
             plan, made, names = self.plan, self._last_plan, self._plan_names
+        silent = self.executor_silent.get("telescope")
+        waiting = self.dome.waiting or (silent and f"the telescope daemon does not answer "
+                                                   f"since {silent}")
         return as_dict(plan, names, made, self.observing["Sun Altitude"],
-                       offset, limit, waiting=self.dome.waiting)
+                       offset, limit, waiting=waiting)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -275,9 +280,11 @@ class Dispatcher:
         except (OSError, xmlrpc.client.Error) as error:
             self._outages[executor].failed("[WO %s] cannot follow it at the %s daemon: %s",
                                            record.id, executor, error)
+            self._unfollowed(record, executor, error)
             return
         self._outages[executor].answered("[WO %s] the %s daemon answers again", record.id,
                                          executor)
+        self.executor_silent.pop(executor, None)
         if status is None:  # it never arrived: hand it over again
             self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
                                     "know it; queued again", only_from=ACTIVE)
@@ -298,6 +305,18 @@ class Dispatcher:
             self._end(record, FAILED, f"{state} at the dome: {message}", progress)
         elif state in (FAILED, INTERRUPTED):
             self._retry(record, state, message, progress)
+
+    def _unfollowed(self, record, executor, error):
+        """*executor* does not answer about *record*: the order keeps its state (the
+        telescope may expose still) and says so in its message, once; the plan's heading says
+        why nothing more is sent (:attr:`executor_silent`). Its Status, once it answers,
+        gives the order its own message again."""
+        since = self.executor_silent.setdefault(executor, format_utc(self.clock.now()))
+        said = f"the {executor} daemon does not answer since {since}"
+        if not record.message.startswith(said):
+            self.handler.transition(record.id, record.state, f"{said} ({error}): followed "
+                                    f"again when it does; it said: {record.message}",
+                                    only_from={record.state})
 
     def _follow_hand_offs(self):
         """Follow the done observations whose frames the telescope has yet to hand to the
