@@ -140,3 +140,20 @@ def test_the_telescope_page_in_headless_chromium(observed, tmp_path):
                                    url], capture_output=True, text=True,
                           timeout=BROWSER_TIMEOUT)
     assert shot.returncode == 0 and screenshot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_telescope_page_is_served_once_its_latest_frame_is_moved(make_site):
+    """An operator archives the night: the whole telescope page, and its preview, answered
+    500 (an error reading the frame) until the next frame was written."""
+    site = make_site(settings()).start("dome", "telescope")
+    site.proxy("dome").front_desk({"WOType": "Heartbeat", "User": "scheduler"})
+    open_dome(site)
+    telescope = site.proxy("telescope")
+    telescope.front_desk({"ID": "moved", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
+                          "Filter": "V", "Exposure Time": 30.0, "User": "page test"})
+    [frame] = ended(telescope, "moved", "done")["Progress"]["Files"]
+    shutil.move(frame, site.directory / "archived.fits")
+    status, content_type, body = get(site, "telescope", "/")
+    assert status == 200
+    assert "no longer readable" in body.decode() and "/latest.png" not in body.decode()
+    assert get(site, "telescope", "/latest.png")[0] == 404

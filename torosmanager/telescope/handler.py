@@ -209,14 +209,22 @@ class TelescopeHandler(Handler):
 
         from ..pages import header_table
         name = html.escape(os.path.basename(path))
+        try:
+            header = fits.getheader(path)
+        except OSError as error:    # moved, archived or cut short since: the page is served
+            return sections + [("Latest frame", f"<p id='latest-frame'>{name}: no longer "
+                                                f"readable ({html.escape(str(error))})</p>")]
         return sections + [("Latest frame", f"<p id='latest-frame'>{name}</p>"
                                             f"<img id='preview' src='/latest.png' alt='{name}' "
                                             f"width='{PREVIEW_WIDTH}'>"
-                                            + header_table(fits.getheader(path)))]
+                                            + header_table(header))]
 
     def page_asset(self, path):
         if path == "/latest.png" and self.executor.latest_frame is not None:
-            return "image/png", preview_png(self.executor.latest_frame)
+            try:
+                return "image/png", preview_png(self.executor.latest_frame)
+            except OSError:         # no longer readable (see page_sections): not found
+                return None
         return None
 
     # --- life cycle ---------------------------------------------------------------------
