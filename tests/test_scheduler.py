@@ -901,3 +901,20 @@ def test_an_order_under_way_when_the_telescope_daemon_dies_says_so_and_the_plan_
         "the telescope daemon does not answer"), "the order to be followed again")
     wait_until(lambda: "Waiting" not in scheduler.front_desk({"WOType": "Status"})["Plan"],
                "the plan to stop saying it waits")
+
+
+def test_an_order_whose_window_closes_before_the_next_dark_hours_is_refused(make_site):
+    """Sent at noon with a Not After at 20:00 UTC, before dusk (01:05 UTC): it was accepted,
+    said "not observable tonight", and failed "expired" eight hours later."""
+    site = make_site(settings(start=EVENING.replace(hour=12) - timedelta(days=1)))
+    site.start("scheduler")
+    scheduler = site.proxy("scheduler")
+    fault = refusal(scheduler.front_desk, observation(
+        "too-soon", *FIELDS["gal-a"], **{"Not After": "2026-11-09T20:00:00Z"}))
+    assert fault.faultCode == FaultCode.INVALID
+    assert fault.faultString.startswith("'Not After': received '2026-11-09T20:00:00.000Z'; "
+                                        "allowed: an instant after the next dark hours begin "
+                                        "(2026-11-10T01:0")
+    scheduler.front_desk(observation("tonight", *FIELDS["gal-a"],
+                                     **{"Not After": "2026-11-10T03:00:00Z"}))
+    assert status(scheduler, "tonight")["Status"] == "queued"

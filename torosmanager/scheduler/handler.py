@@ -19,7 +19,7 @@ from ..handler import Handler, Workers
 from ..journal import ACCEPTED, CANCELLED, DISPATCHED, FAILED, QUEUED, RUNNING
 from ..logs import Outage
 from ..telescope import limits as telescope_limits
-from ..workorders import check_not_ended, refuse
+from ..workorders import check_not_ended, format_utc, parse_utc, refuse
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
 from .planner import duration_of, span_text
@@ -84,8 +84,22 @@ class SchedulerHandler(Handler):
         if limits is not None:
             telescope_limits.check(order, limits)
         check_not_ended(order, self.clock.now())
+        self._check_window_meets_a_night(order)
         self._check_rises(order)
         self._check_fits_a_night(order)
+
+    def _check_window_meets_a_night(self, order):
+        """Refuse an order whose ``Not After`` comes before the next dark hours begin: queued,
+        it could only expire (hours later, at its Not After)."""
+        not_after = order.get("Not After")
+        if not_after is None:
+            return
+        sun_altitude = self.config["Observing"]["Sun Altitude"]
+        night = self.dispatcher.planner.night.window(self.clock.now(), sun_altitude)
+        if night is not None and parse_utc(not_after) <= night.start:
+            raise refuse("Not After", not_after, f"an instant after the next dark hours begin "
+                         f"({format_utc(night.start)}, the Sun below {sun_altitude:g}°, "
+                         "Observing → Sun Altitude): before then the order cannot be observed")
 
     def _check_fits_a_night(self, order):
         """Refuse an order longer than the site's longest night: exposures are never split
