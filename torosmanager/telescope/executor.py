@@ -257,6 +257,7 @@ class Executor:
         try:
             # Those an observation needs: a focuser that does not answer only leaves the
             # focus where it is.
+            self._now_at(job, progress, "connecting the devices")
             unconnected = self.handler.connect_devices()
             needed = [why for device, why in unconnected.items() if device is not self.focuser]
             if needed:
@@ -433,12 +434,15 @@ class Executor:
             # Not up yet: wait for its Not Before before the slew, not pointed.
             self._wait_for_not_before(job, order, progress)
         self._check_altitude(order)
+        # Each device step journaled before it: a failure is said under its own step.
+        self._now_at(job, progress, "reading the mount")
         parked = self.mount.state().parked
         if parked:
+            self._now_at(job, progress, "checking the dome")
             self._check_dome()
+            self._now_at(job, progress, "unparking")
             self.mount.unpark()
-        progress["Step"] = f"slewing to RA {order['RA']:.4f}° Dec {order['Dec']:+.4f}°"
-        self._step(job.record.id, progress)
+        self._now_at(job, progress, self._slewing_to(order))
         self.mount.start_slew(order["RA"], order["Dec"])
         if not parked:
             try:
@@ -454,6 +458,16 @@ class Executor:
         self._focus(job, order["Filter"], progress)
         self._wait_for_the_slit(job, progress)
         self._autofocus_if_due(job, order["Filter"], progress)
+
+    def _now_at(self, job, progress, step):
+        """Journal *step* as the order's progress: what it does now, and what a failure's
+        message is prefixed with."""
+        progress["Step"] = step
+        self._step(job.record.id, progress)
+
+    @staticmethod
+    def _slewing_to(order):
+        return f"slewing to RA {order['RA']:.4f}° Dec {order['Dec']:+.4f}°"
 
     def _altitude_now(self, order):
         """The order's target's altitude now, degrees."""
