@@ -10,6 +10,8 @@ import os
 import re
 import socket
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -130,6 +132,58 @@ def observe(site, order_id):
 def frame_position(path):
     with fits.open(path) as hdus:
         return hdus[0].header["RA"], hdus[0].header["DEC"]
+
+
+def test_a_slew_stopped_short_by_another_client_is_made_again(observatory, simulators):
+    """Another client stops the slew half-way (``:Q#``): the mount stops far from the target,
+    not slewing. The daemon took that for arrival, and the order ended done with a frame of
+    the wrong field (Dec ~20° for a target at +85°). Now it compares where the mount is with
+    the target, slews again, and the frame is of the target."""
+    other = OtherClient(simulators.port)
+    try:
+        telescope = observe(observatory, "short-1")
+        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
+        other.stop_the_slew()
+    finally:
+        other.close()
+    result = ended(telescope, "short-1", "done")
+    [path] = result["Progress"]["Files"]
+    ra, dec = frame_position(path)
+    assert dec == pytest.approx(TARGET["Dec"], abs=ON_TARGET)
+    log = observatory.log("telescope")
+    assert re.search(r"the slew ended [\d.]+° from the target RA 30\.0000° Dec \+85\.0000°, "
+                     r"beyond Telescope → Pointing Tolerance \(0\.1°\)", log)
+    assert "the second slew reached the target" in log
+
+
+def test_a_slew_stopped_short_twice_fails_the_order_saying_where_the_mount_is(observatory,
+                                                                            simulators):
+    """Another client stops every slew: the slew made again stops short too. The order fails
+    (it was done, with frames of the wrong field), its message naming how far the mount is,
+    the target and where the mount is; no frame is taken."""
+    other = OtherClient(simulators.port)
+    stopping = threading.Event()
+
+    def stop_every_slew():
+        while not stopping.is_set():
+            other.stop_the_slew()
+            time.sleep(CLIENT_POLL)
+
+    stopper = threading.Thread(target=stop_every_slew, daemon=True)
+    stopper.start()
+    try:
+        telescope = observe(observatory, "short-2")
+        result = ended(telescope, "short-2", "failed")
+    finally:
+        stopping.set()
+        stopper.join()
+        other.close()
+    assert re.fullmatch(
+        r"slewing again to RA 30\.0000° Dec \+85\.0000°: the slew ended [\d.]+° away: mount "
+        r"\(LX200 onstep at socket://127\.0\.0\.1:\d+\): the slew ended [\d.]+° from the target "
+        r"RA 30\.0000° Dec \+85\.0000° twice \(Telescope → Pointing Tolerance 0\.1°\): the "
+        r"mount is at RA [\d.]+° Dec [+-][\d.]+° \(ICRS\)", result["Message"]), result["Message"]
+    assert result["Progress"]["Files"] == []
 
 
 def test_an_order_failing_on_an_unreachable_mount_names_the_step_that_read_it(

@@ -379,6 +379,11 @@ SCHEMA = {
                                    "seconds past the exposure time before a frame is late",
                                    1, 3600),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
+        "Pointing Tolerance": Setting("float", 0.1, "degrees on the sky the mount may be from "
+                                      "the target once its slew has ended, both as ICRS (the "
+                                      "mount's JNow converted); farther (a slew stopped short: "
+                                      "another client aborted it, a limit) it slews again once, "
+                                      "then the order fails", 0.0001, 180),
         "Not Before Lead": Setting("float", 300.0, "seconds before an order's Not Before that "
                                    "the telescope takes it up (slews, then waits for it "
                                    "pointed); until then it waits in the queue, and orders "

@@ -35,6 +35,14 @@ class Device(ABC):
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind
 
+    @property
+    def label(self) -> str:
+        """How messages name this device, as its errors do: its connection's label (``camera
+        (INDI device 'CCD Simulator' at 127.0.0.1:7624)``) when it has one, else its name."""
+        connection = getattr(self, "connection", None)
+        label = getattr(connection, "label", None)
+        return label if isinstance(label, str) and label else self.name
+
     @abstractmethod
     def connect(self) -> None:
         """Open the connection to the device (idempotent). Raises :class:`DeviceError`."""

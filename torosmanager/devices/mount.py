@@ -1,5 +1,6 @@
 """The telescope mount."""
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 
@@ -82,3 +83,26 @@ class Mount(Device):
     @abstractmethod
     def set_tracking(self, enabled: bool) -> None:
         """Switch sidereal tracking on or off."""
+
+
+def separation(ra1: Degrees, dec1: Degrees, ra2: Degrees, dec2: Degrees) -> Degrees:
+    """The angle on the sky between two points, degrees.
+
+    Parameters
+    ----------
+    ra1, dec1, ra2, dec2 : float
+        The two points' right ascensions and declinations, degrees, in the same frame.
+
+    Returns
+    -------
+    float
+        Degrees in [0, 180]: Vincenty's formula, exact near 0 and 180° alike (a mount a few
+        arcseconds from its target, or on the far side of the sky).
+    """
+    lon = math.radians(ra2 - ra1)
+    lat1, lat2 = math.radians(dec1), math.radians(dec2)
+    across = math.hypot(math.cos(lat2) * math.sin(lon),
+                        math.cos(lat1) * math.sin(lat2)
+                        - math.sin(lat1) * math.cos(lat2) * math.cos(lon))
+    along = math.sin(lat1) * math.sin(lat2) + math.cos(lat1) * math.cos(lat2) * math.cos(lon)
+    return math.degrees(math.atan2(across, along))

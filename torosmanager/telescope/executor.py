@@ -29,7 +29,7 @@ from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
 from ..devices.base import Interrupted, NotCapable
 from ..devices.dome import azimuth_separation
-from ..devices.mount import LOOKING_EAST
+from ..devices.mount import LOOKING_EAST, separation
 from ..dome.geometry import DomeGeometry
 from ..journal import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RUNNING
 from ..logs import Outage
@@ -452,6 +452,7 @@ class Executor:
                 raise
         self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
                    "the mount to finish its slew")
+        self._arrive(job, order, progress)
         progress["Step"] = f"filter {order['Filter']}"
         self._step(job.record.id, progress)
         self._set_filter(job, order["Filter"])
@@ -468,6 +469,44 @@ class Executor:
     @staticmethod
     def _slewing_to(order):
         return f"slewing to RA {order['RA']:.4f}° Dec {order['Dec']:+.4f}°"
+
+    def _arrive(self, job, order, progress):
+        """Check that the slew just ended where it was sent: within ``Telescope → Pointing
+        Tolerance`` of the order's target (both ICRS: every driver converts the mount's own
+        coordinates, JNow or J2000, before :class:`~..devices.mount.MountState`). A mount
+        farther (a slew stopped short: aborted by another client, by a limit of its own) is
+        sent once more; *progress*'s step is journaled again after.
+
+        Raises
+        ------
+        DeviceError
+            When the second slew ends out of the tolerance too, naming how far, the target
+            and where the mount is.
+        """
+        ra, dec, tolerance = order["RA"], order["Dec"], self.settings["Pointing Tolerance"]
+        state = self.mount.state()
+        away = separation(state.ra, state.dec, ra, dec)
+        if away <= tolerance:
+            return
+        resume = progress["Step"]
+        log.warning("[WO %s] the slew ended %.3f° from the target RA %.4f° Dec %+.4f°, beyond "
+                    "Telescope → Pointing Tolerance (%g°): the mount is at RA %.4f° Dec %+.4f°; "
+                    "slewing again", job.record.id, away, ra, dec, tolerance, state.ra,
+                    state.dec)
+        self._now_at(job, progress, f"slewing again to RA {ra:.4f}° Dec {dec:+.4f}°: the slew "
+                                    f"ended {away:.3f}° away")
+        self.mount.start_slew(ra, dec)
+        self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
+                   "the mount to finish its second slew")
+        state = self.mount.state()
+        away = separation(state.ra, state.dec, ra, dec)
+        if away > tolerance:
+            raise DeviceError(f"{self.mount.label}: the slew ended {away:.3f}° from the target "
+                              f"RA {ra:.4f}° Dec {dec:+.4f}° twice (Telescope → Pointing "
+                              f"Tolerance {tolerance:g}°): the mount is at RA {state.ra:.4f}° "
+                              f"Dec {state.dec:+.4f}° (ICRS)")
+        log.info("[WO %s] the second slew reached the target", job.record.id)
+        self._now_at(job, progress, resume)
 
     def _altitude_now(self, order):
         """The order's target's altitude now, degrees."""
@@ -504,6 +543,7 @@ class Executor:
         self.mount.start_slew(order["RA"], order["Dec"])
         self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
                    "the mount to flip")
+        self._arrive(job, order, progress)
         side = self.mount.state().pier_side
         if side == LOOKING_EAST:
             log.warning("[WO %s] the mount did not flip: slewed to the target again %.1f min "
