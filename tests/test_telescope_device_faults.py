@@ -186,6 +186,29 @@ def test_a_slew_stopped_short_twice_fails_the_order_saying_where_the_mount_is(ob
     assert result["Progress"]["Files"] == []
 
 
+def test_a_mount_gone_during_the_slew_and_back_within_the_grace_is_waited_for(
+        clock, simulators, make_site):
+    """The mount stops answering during the slew (its server restarting) and answers again
+    within ``Telescope → Device Error Grace``: one failed reading failed the whole order at
+    once. Now the wait asks again at each poll, and the order goes on: the mount, switched
+    off and on, is no longer slewing to the target, so it is sent there again."""
+    site = make_observatory(clock, simulators, make_site, **{"Device Error Grace": 3000})
+    other = OtherClient(simulators.port)
+    try:
+        telescope = observe(site, "grace-1")
+        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
+    finally:
+        other.close()
+    simulators.kill()
+    wait_until(lambda: "waiting for the mount to finish its slew: mount (LX200" in
+               site.log("telescope"), "the daemon to find the mount gone")
+    simulators.restart()
+    result = ended(telescope, "grace-1", "done")
+    [path] = result["Progress"]["Files"]
+    assert frame_position(path)[1] == pytest.approx(TARGET["Dec"], abs=ON_TARGET)
+    assert "the device answers again after" in site.log("telescope")
+
+
 def test_an_order_failing_on_an_unreachable_mount_names_the_step_that_read_it(
         observatory, simulators):
     """The mount does not answer when an order starts: the order failed as "checking the

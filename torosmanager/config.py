@@ -379,6 +379,12 @@ SCHEMA = {
                                    "seconds past the exposure time before a frame is late",
                                    1, 3600),
         "Poll Interval": Setting("float", 0.5, "seconds between polls of a device", 0.01, 60),
+        "Device Error Grace": Setting("float", 30.0, "seconds a device may keep failing to "
+                                      "answer during a wait (a slew, a park, a frame's "
+                                      "readout), asked again every Poll Interval, before the "
+                                      "order fails naming the last error: a server restarting "
+                                      "or a connection made again does not end the order. "
+                                      "Keep it below Slew Timeout and Readout Timeout", 0, 3600),
         "Pointing Tolerance": Setting("float", 0.1, "degrees on the sky the mount may be from "
                                       "the target once its slew has ended, both as ICRS (the "
                                       "mount's JNow converted); farther (a slew stopped short: "

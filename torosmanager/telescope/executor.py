@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from ..client import connect
 from ..devices import DeviceError, FrameType, wait_for
-from ..devices.base import Interrupted, NotCapable
+from ..devices.base import Interrupted, NotCapable, TimedOut
 from ..devices.dome import azimuth_separation
 from ..devices.mount import LOOKING_EAST, separation
 from ..dome.geometry import DomeGeometry
@@ -844,9 +844,18 @@ class Executor:
                                self.config["Site"]["Longitude"])
 
     def _wait(self, job, condition, clock_seconds, what):
-        wait_for(condition, self.clock.real_seconds(clock_seconds), what,
-                 max(self.clock.real_seconds(self.settings["Poll Interval"]),
-                     MIN_REAL_POLL_SECONDS), stop=job.stop)
+        wait_for(condition, self.clock.real_seconds(clock_seconds), what, self._poll_interval(),
+                 stop=job.stop, error_grace=self._error_grace())
+
+    def _poll_interval(self):
+        """Real seconds between two polls of a device."""
+        return max(self.clock.real_seconds(self.settings["Poll Interval"]),
+                   MIN_REAL_POLL_SECONDS)
+
+    def _error_grace(self):
+        """Real seconds a device's errors are waited out during a wait (``Telescope → Device
+        Error Grace``), asked again at each poll."""
+        return self.clock.real_seconds(self.settings["Device Error Grace"])
 
     def cool(self):
         """Ask the camera to cool the CCD to ``Telescope → Camera → Cooling Setpoint``, if one
@@ -901,8 +910,7 @@ class Executor:
         timeout = camera["Cooling Timeout"]
         try:
             self._wait(job, settled, timeout, "the CCD to reach its setpoint")
-        except DeviceError:
-            self.camera.state()  # a camera that no longer answers fails the order here
+        except TimedOut:  # (a camera that no longer answers fails the order in the wait)
             job.ccd_waited_out = True
             log.warning("[WO %s] the CCD is at %.1f °C, not within %g °C of its setpoint %g °C "
                         "after %g s (Telescope → Camera → Cooling Timeout): taking the frames "
@@ -937,7 +945,7 @@ class Executor:
         timeout = self.settings["Slit Timeout"]
         try:
             self._wait(job, on_the_telescope, timeout, "the dome's slit")
-        except DeviceError:
+        except TimedOut:  # (a mount that no longer answers fails the order in the wait)
             raise DomeNotReady(f"the dome's slit did not come within {tolerance:g}° of the "
                                f"telescope in {timeout:g} s (Telescope → Slit Timeout): still "
                                f"{lag:.1f}° away") from None
@@ -1011,8 +1019,7 @@ class Executor:
             self._abort(self.camera)
             wait_for(lambda: self.mount.state().parked,
                      self.clock.real_seconds(self.settings["Slew Timeout"]), "the mount to park",
-                     max(self.clock.real_seconds(self.settings["Poll Interval"]),
-                         MIN_REAL_POLL_SECONDS))
+                     self._poll_interval(), error_grace=self._error_grace())
         except DeviceError as error:
             return error
         return None

@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 from astropy.io import fits
 
-from ..base import DeviceError, NotCapable
+from ..base import DeviceError, DeviceFault, NotCapable
 from ..camera import Camera, CameraInfo, CameraState, FrameType
 from .connection import ALERT, BUSY, ON, IndiConnection
 
@@ -160,8 +160,10 @@ class IndiCamera(Camera):
         image_ready = self._image_ready()
         if exposure.state == ALERT and self._blobs_before is not None and not image_ready:
             # Waiting on a failed exposure would only end at the caller's timeout.
-            raise connection.error("exposing", f"the camera reports {exposure.name} Alert"
-                                   + (f": {exposure.message}" if exposure.message else ""))
+            # The camera's own verdict: not asked again (see wait_for's error_grace).
+            raise DeviceFault(str(connection.error(
+                "exposing", f"the camera reports {exposure.name} Alert"
+                + (f": {exposure.message}" if exposure.message else ""))))
         exposing = exposure.state == BUSY or (self._blobs_before is not None and not image_ready)
         percent = None
         if exposing and self._duration > 0:

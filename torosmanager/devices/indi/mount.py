@@ -19,7 +19,7 @@ import logging
 from astropy.time import Time
 
 from ...earth_rotation import use_astropy_offline
-from ..base import DeviceError
+from ..base import DeviceError, DeviceFault
 from ..coordinates import (apparent_to_icrs, below_horizon, differs_from_site, horizontal,
                            icrs_to_apparent, site_location)
 from ..mount import LOOKING_EAST, LOOKING_WEST, Mount, MountState
@@ -81,8 +81,9 @@ class IndiMount(Mount):
         if coordinates.state == ALERT and self._slewing_to is not None:
             target, self._slewing_to = self._slewing_to, None
             why = f": {coordinates.message}" if coordinates.message else ""
-            raise connection.error(f"slewing to {target}",
-                                   f"the mount reports {coordinates.name} Alert{why}")
+            # The mount's own verdict: not asked again (see wait_for's error_grace).
+            raise DeviceFault(str(connection.error(
+                f"slewing to {target}", f"the mount reports {coordinates.name} Alert{why}")))
         slewing = coordinates.state == BUSY
         if not slewing:
             self._slewing_to = None
