@@ -209,6 +209,41 @@ def test_a_mount_gone_during_the_slew_and_back_within_the_grace_is_waited_for(
     assert "the device answers again after" in site.log("telescope")
 
 
+def test_a_mount_gone_longer_than_the_grace_fails_the_order_and_is_parked_once_back(
+        clock, simulators, make_site):
+    """The mount stops answering during the slew for longer than the grace: the order fails
+    naming the last error and how long the errors lasted. The mount could not be parked then,
+    and was never tried again: it stayed pointed at the sky. Now the park stays pending (said
+    in the health Status, Executor → Park Pending), tried every Park Retry Interval, and the
+    mount parks once it answers again."""
+    site = make_observatory(clock, simulators, make_site,
+                            **{"Device Error Grace": 100, "Park Retry Interval": 100})
+    other = OtherClient(simulators.port)
+    try:
+        telescope = observe(site, "gone-1")
+        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
+    finally:
+        other.close()
+    simulators.kill()
+    result = ended(telescope, "gone-1", "failed")
+    assert re.fullmatch(r"slewing to RA 30\.0000° Dec \+85\.0000°: mount \(LX200 onstep at "
+                        r"socket://127\.0\.0\.1:\d+\): .+ \(failing for [\d.]+ s while waiting "
+                        r"for the mount to finish its slew\)", result["Message"]), \
+        result["Message"]
+
+    def executor():
+        return telescope.front_desk({"WOType": "Status"})["Devices"]["Executor"]
+
+    pending = wait_until(lambda: executor().get("Park Pending"), "the park to be pending")
+    assert pending.startswith("the observation failed (last try: mount (LX200 onstep")
+    simulators.restart()
+    wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Pointing"].get(
+        "Parked"), "the mount to be parked once it answers")
+    assert "Park Pending" not in executor()
+    assert "the pending park (the observation failed) is over: the mount parks" in \
+        site.log("telescope")
+
+
 def test_an_order_failing_on_an_unreachable_mount_names_the_step_that_read_it(
         observatory, simulators):
     """The mount does not answer when an order starts: the order failed as "checking the

@@ -390,6 +390,11 @@ SCHEMA = {
                                       "mount's JNow converted); farther (a slew stopped short: "
                                       "another client aborted it, a limit) it slews again once, "
                                       "then the order fails", 0.0001, 180),
+        "Park Retry Interval": Setting("float", 30.0, "seconds between tries to park a mount "
+                                       "that could not be parked after an order stopped (it "
+                                       "did not answer): tried again until it parks or an "
+                                       "order takes the mount; the health Status's Executor "
+                                       "says Park Pending meanwhile", 1, 3600),
         "Not Before Lead": Setting("float", 300.0, "seconds before an order's Not Before that "
                                    "the telescope takes it up (slews, then waits for it "
                                    "pointed); until then it waits in the queue, and orders "

@@ -82,6 +82,14 @@ class TargetLow(Exception):
     """The target is below ``Observing → Minimum Altitude`` now."""
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingPark:
+    """The worker's turn to try again to park a mount that could not be parked (see
+    :meth:`Executor._keep_park_pending`)."""
+
+    reason: str
+
+
 class Job:
     """One order under way, and how to stop it."""
 
@@ -131,6 +139,12 @@ class Executor:
         self._focuser_outage = Outage(log)  # a focuser not answering for a frame's header
         self.orders = OrderQueue(handler.journal, Job)
         self._park_requests = []
+        # Why the mount is to be parked, while it could not be (it did not answer), and the
+        # last try's error; tried again every Park Retry Interval (under the queue's lock).
+        self._park_pending = None
+        self._park_error = None
+        self._park_retry_due = False
+        self._park_timer = None
         self._preemptions = []  # timers of targets of opportunity with a later Not Before
         #: The path of the last frame written, for the status page.
         self.latest_frame = None
@@ -193,6 +207,9 @@ class Executor:
         """Interrupt the order under way, stop the worker, and start parking the mount."""
         for timer in self._preemptions:
             timer.cancel()
+        with self.orders.condition:
+            if self._park_timer is not None:
+                self._park_timer.cancel()
         job = self.orders.stop()
         if job is not None:
             job.interrupt("the telescope daemon stopped during the observation",
@@ -203,8 +220,21 @@ class Executor:
             self.focus_memory.close()
 
     def current(self):
-        """What the executor is doing, for the health report."""
-        return self.orders.describe()
+        """What the executor is doing, for the health report; ``Park Pending``: why the
+        mount is to be parked and the last try's error, while it could not be parked."""
+        report = self.orders.describe()
+        pending = self.park_pending()
+        if pending is not None:
+            report["Park Pending"] = pending
+        return report
+
+    def park_pending(self):
+        """Why the mount is still to be parked, with the last try's error (tried again every
+        ``Telescope → Park Retry Interval``); ``None`` when no park is pending."""
+        with self.orders.condition:
+            if self._park_pending is None:
+                return None
+            return f"{self._park_pending} (last try: {self._park_error})"
 
     # --- the worker ---------------------------------------------------------------------
 
@@ -218,16 +248,25 @@ class Executor:
                     with self.handler.failing_on_error(work.record.id, "observing",
                                                        unjournaled=INTERRUPTED):
                         self._observe(work)
+                elif isinstance(work, PendingPark):
+                    self._retry_park(work.reason)
                 else:
                     self._park_for(*work)
             finally:
                 if isinstance(work, Job):
                     self.orders.finished()
-        self._start_park_quietly("the telescope daemon is stopping")
+        self._start_park_quietly("the telescope daemon is stopping", retry=False)
 
     def _next_park(self):
-        # Called by the queue with its lock held: a Park goes before any observation.
-        return self._park_requests.pop(0) if self._park_requests else None
+        # Called by the queue with its lock held: a Park goes before any observation; a
+        # pending park's try, when due, before an observation ready now would take the mount.
+        if self._park_requests:
+            return self._park_requests.pop(0)
+        if self._park_retry_due and self._park_pending is not None \
+                and not self.orders.waiting(ready=True):
+            self._park_retry_due = False
+            return PendingPark(self._park_pending)
+        return None
 
     def _not_yet(self, record):
         """Real seconds before *record* is taken up: ``Not Before Lead`` before its ``Not
@@ -253,6 +292,7 @@ class Executor:
             return
         if self._step(order_id, progress, only_from={QUEUED}) is None:
             return  # cancelled a moment ago
+        self._drop_pending_park(f"order {order_id} takes the mount")
         self.cool()  # again: a camera switched off and on has forgotten its setpoint
         try:
             # Those an observation needs: a focuser that does not answer only leaves the
@@ -990,6 +1030,7 @@ class Executor:
         if order_id is not None:
             with self.handler.failing_on_error(order_id, "parking"):
                 error = self._park_mount()
+                self._after_park(reason, error)
                 if error is None:
                     self.handler.transition(order_id, DONE, f"parked ({reason})",
                                             only_from={RUNNING})
@@ -1002,6 +1043,7 @@ class Executor:
         except Exception:  # noqa: BLE001 - the worker goes on with the next order
             log.exception("could not park (%s)", reason)
             return
+        self._after_park(reason, error)
         if error is None:
             log.info("parked (%s)", reason)
         else:
@@ -1041,11 +1083,71 @@ class Executor:
         if idle:
             self._start_park_quietly(reason)
 
-    def _start_park_quietly(self, reason):
-        """Start parking without waiting; a failure is logged (there is no order to fail)."""
+    def _start_park_quietly(self, reason, retry=True):
+        """Start parking without waiting. A mount that does not answer is to be parked still
+        (with *retry*: tried again every ``Park Retry Interval``, :meth:`_keep_park_pending`);
+        there is no order to fail."""
         try:
             if not self.mount.state().parked:
                 log.info("parking the mount: %s", reason)
                 self.mount.start_park()
         except DeviceError as error:
-            log.error("could not park the mount (%s): %s", reason, error)
+            if retry:
+                self._keep_park_pending(reason, error)
+            else:
+                log.error("could not park the mount (%s): %s", reason, error)
+            return
+        self._drop_pending_park("the mount parks")
+
+    def _after_park(self, reason, error):
+        """After a park waited for (a Park order's): still pending if it failed with *error*,
+        else no longer."""
+        if error is None:
+            self._drop_pending_park("the mount parked")
+        else:
+            self._keep_park_pending(reason, error)
+
+    def _keep_park_pending(self, reason, error):
+        """The mount could not be parked (*error*): try again in ``Telescope → Park Retry
+        Interval``, and at each interval after, until it parks or an order takes the mount
+        (a mount left pointed at the sky after a fault, under a dome that may close). Said
+        once in the log, and in the health Status (``Executor → Park Pending``)."""
+        interval = self.settings["Park Retry Interval"]
+        with self.orders.condition:
+            first = self._park_pending is None
+            self._park_pending, self._park_error = reason, str(error)
+            if self._park_timer is not None:
+                self._park_timer.cancel()
+            self._park_timer = threading.Timer(self.clock.real_seconds(interval),
+                                               self._park_retry_is_due)
+            self._park_timer.daemon = True
+            self._park_timer.start()
+        if first:
+            log.error("could not park the mount (%s): %s; tried again every %g s (Telescope → "
+                      "Park Retry Interval) until it parks or an order takes the mount",
+                      reason, error, interval)
+        else:
+            log.debug("could not park the mount yet (%s): %s", reason, error)
+
+    def _park_retry_is_due(self):
+        # The timer's thread: the worker makes the try (it alone moves the mount).
+        with self.orders.condition:
+            self._park_retry_due = True
+            self.orders.condition.notify()
+
+    def _drop_pending_park(self, why):
+        """No park is pending any more: *why* (the mount parks, an order takes it)."""
+        with self.orders.condition:
+            reason, self._park_pending, self._park_error = self._park_pending, None, None
+            self._park_retry_due = False
+            if self._park_timer is not None:
+                self._park_timer.cancel()
+                self._park_timer = None
+        if reason is not None:
+            log.info("the pending park (%s) is over: %s", reason, why)
+
+    def _retry_park(self, reason):
+        """Try again to park the mount (a pending park's turn): its connection made again
+        first, if it was lost."""
+        self.handler.connect_devices(only=self.mount)
+        self._start_park_quietly(reason)
