@@ -7,7 +7,9 @@ answer on. The slew stopped short: another client (KStars' Abort) sets TELESCOPE
 during the slew.
 """
 
+import contextlib
 import os
+import signal
 import sys
 
 import pytest
@@ -16,7 +18,7 @@ from astropy.io import fits
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "devices"))
 
 from conftest import Site  # noqa: E402
-from indi_server import TARGET, indi_server, sky_position  # noqa: E402
+from indi_server import DRIVERS, TARGET, indi_server, sky_position  # noqa: E402
 from observatory import ended, open_dome, settings, wait_until  # noqa: E402
 from torosmanager.devices.mount import separation  # noqa: E402
 
@@ -58,6 +60,54 @@ def observatory(indi_server, tmp_path_factory):
     finally:
         site.stop()
 
+
+def driver_pid(server, kind):
+    """The PID of the simulator playing *kind*, a child of the server."""
+    program = DRIVERS[kind][0]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().split(b"\0")[0].decode()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if parent == server.process.pid and os.path.basename(command) == program:
+            return int(entry)
+    raise AssertionError(f"no {program} under the INDI server")
+
+
+@contextlib.contextmanager
+def stopped(pid):
+    """While inside, process *pid* is stopped (SIGSTOP); continued at the end."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_frame_that_never_comes_fails_naming_the_camera_and_the_wait(observatory,
+                                                                        indi_server):
+    """The CCD driver stops during the exposure: no image ever comes. The order failed with
+    "timed out after 3.5 s waiting for the LIGHT frame", naming neither the camera nor how
+    long after the exposure's end; now the message names the camera as its errors do, and
+    the Readout Timeout waited past the end of the exposure."""
+    telescope = observatory.proxy("telescope")
+    ccd = driver_pid(indi_server, "camera")
+    telescope.front_desk({"ID": "no-frame-1", "WOType": "Observation", "Filter": "Blue",
+                          "Exposure Time": EXPOSURE, "Number of Exposures": 1,
+                          "User": "test", "RA": RA, "Dec": DEC})
+    wait_until(lambda: telescope.front_desk({"WOType": "Status"})["Devices"]["Camera"].get(
+        "Exposing"), "the exposure")
+    with stopped(ccd):
+        result = ended(telescope, "no-frame-1", "failed")
+    assert result["Message"] == (
+        "exposing 1/1: camera (INDI device 'CCD Simulator' at 127.0.0.1:7624): no image came "
+        f"in the {READOUT_TIMEOUT:g} s after the end of the {EXPOSURE:g} s LIGHT exposure "
+        "(Telescope → Readout Timeout)")
 
 
 def test_a_slew_aborted_by_another_client_is_made_again(observatory, indi_server):

@@ -798,8 +798,14 @@ class Executor:
     def _image(self, job, frame_type, seconds):
         """Expose one frame and return its image, not written anywhere."""
         self.camera.start_exposure(seconds, frame_type)
-        self._wait(job, lambda: self.camera.state().image_ready,
-                   seconds + self.settings["Readout Timeout"], f"the {frame_type.value} frame")
+        readout = self.settings["Readout Timeout"]
+        try:
+            self._wait(job, lambda: self.camera.state().image_ready, seconds + readout,
+                       f"the {frame_type.value} frame")
+        except TimedOut:
+            raise TimedOut(f"{self.camera.label}: no image came in the {readout:g} s after "
+                           f"the end of the {seconds:g} s {frame_type.value} exposure "
+                           "(Telescope → Readout Timeout)") from None
         return self.camera.image()
 
     def check_data_directory(self):
