@@ -535,6 +535,11 @@ class Executor:
                     state.dec)
         self._now_at(job, progress, f"slewing again to RA {ra:.4f}° Dec {dec:+.4f}°: the slew "
                                     f"ended {away:.3f}° away")
+        if state.parked:
+            # A park under way when the slew was sent (the last order's end) won it. Left
+            # again only with the dome's word: one closing has parked it (DomeNotReady).
+            self._check_dome()
+            self.mount.unpark()
         self.mount.start_slew(ra, dec)
         self._wait(job, lambda: not self.mount.state().slewing, self.settings["Slew Timeout"],
                    "the mount to finish its second slew")
