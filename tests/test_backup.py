@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 
+from helpers_small_disk import fill, remount, small_disk
 from observatory import settings, wait_until
 from torosmanager.config import service_path
 from torosmanager.launcher import local_config
@@ -18,8 +19,13 @@ FIRST_ORDERS = 20
 BACKUPS = 3
 #: What `toros backup` prints for each copy: its path first.
 WROTE = re.compile(r"^wrote (?P<path>\S+) \(\d+ bytes\), a copy of (?P<journal>\S+)$", re.M)
-#: A copy's name: the daemon, then the UTC time.
-COPY_NAME = re.compile(r"^dome-\d{8}T\d{6}Z\.sqlite3$")
+#: A copy's name: the daemon, then the UTC time to the millisecond.
+COPY_NAME = re.compile(r"^dome-\d{8}T\d{6}\.\d{3}Z\.sqlite3$")
+#: `toros backup` runs started at once into one directory: more than fit in the distinct
+#: seconds they span, so that names stamped to the second would collide.
+AT_ONCE = 6
+#: The small disk's size, MB: a journal of a few orders does not fit once it is filled.
+DISK_MB = 1
 
 
 def toros(config_path, *arguments):
@@ -123,3 +129,90 @@ def test_a_directory_that_cannot_be_written_is_named_and_the_exit_status_is_1(ma
     assert result.returncode == 1
     assert f"cannot write to {target}: Not a directory" in result.stderr
     assert result.stdout == ""
+
+
+def started_dome(make_site, orders=3):
+    """A dome daemon that has taken *orders* orders."""
+    site = make_site(settings()).start("dome")
+    for number in range(orders):
+        site.proxy("dome").front_desk(dome_order(number))
+    return site
+
+
+def test_backups_run_at_once_into_one_directory_each_keep_a_whole_copy(make_site, tmp_path):
+    """Every run wrote its copy into the same temporary name, `.<target>.partial`, and named
+    it to the second: one run removed another's copy under way, or found its name taken, and
+    "an existing file is never overwritten" hung on a check and a rename that raced. Each run
+    now writes a temporary file of its own and names the copy with a hard link, which fails
+    rather than replace a file; names are stamped to the millisecond, the next free one taken."""
+    site = started_dome(make_site)
+    copies = tmp_path / "copies"
+    command = [TOROS, "--config", str(site.config_path), "backup", str(copies), "--service",
+               "dome"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(AT_ONCE)]
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0] * AT_ONCE, outputs
+    written = [WROTE.search(stdout)["path"] for stdout, _ in outputs]
+    assert len(set(written)) == AT_ONCE
+    # Nothing else is left: no temporary file, no rollback journal.
+    assert sorted(os.listdir(copies)) == sorted(os.path.basename(path) for path in written)
+    for path in written:
+        assert COPY_NAME.match(os.path.basename(path))
+        ids, _, verdict = journal_ids(path)
+        assert verdict == ["ok"] and {"backup-0", "backup-1", "backup-2"} <= ids
+
+
+def test_a_read_only_directory_is_named_with_its_cause_without_a_traceback(make_site,
+                                                                           tmp_path):
+    """The temporary copy could not be made there, and removing it, in the handler of that
+    failure, raised again: a traceback ("OSError: [Errno 30] Read-only file system")."""
+    site = started_dome(make_site)
+    with small_disk(tmp_path / "disk", DISK_MB) as disk:
+        remount(disk, "ro")
+        try:
+            result = toros(site.config_path, "backup", str(disk), "--service", "dome")
+        finally:
+            remount(disk, "rw")
+        assert os.listdir(disk) == []
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr == (f"toros: the dome journal: cannot write to {disk}: Read-only file "
+                             "system\n")
+
+
+def test_a_full_disk_is_said_as_the_directorys_not_the_journals_and_nothing_is_left(
+        make_site, tmp_path):
+    """A full backup disk was said as "the journal cannot be read: database or disk is
+    full", and the copy's rollback journal (`.…partial-journal`) was left in DIR."""
+    site = started_dome(make_site)
+    with small_disk(tmp_path / "disk", DISK_MB) as disk:
+        fill(disk)
+        result = toros(site.config_path, "backup", str(disk), "--service", "dome")
+        left = os.listdir(disk)
+    assert result.returncode == 1 and result.stdout == "", result.stderr
+    assert result.stderr.startswith(f"toros: the dome journal: cannot write to {disk}: its "
+                                     "disk is full (No space left on device"), result.stderr
+    assert "cannot be read" not in result.stderr, result.stderr
+    assert left == ["filler"]
+
+
+def test_a_file_that_is_not_a_daemons_journal_is_not_backed_up(tmp_path):
+    """An empty file, or another program's SQLite database, at a journal's place passed the
+    integrity check and was "backed up", exit 0: a backup that holds no order."""
+    config_path = local_config(str(tmp_path / "site"))
+    (tmp_path / "site" / "dome.sqlite3").write_bytes(b"")
+    with sqlite3.connect(tmp_path / "site" / "telescope.sqlite3") as other:
+        other.execute("CREATE TABLE photos (name TEXT)")
+    other.close()
+    result = toros(config_path, "backup", str(tmp_path / "copies"), "--service", "dome",
+                   "--service", "telescope")
+    assert result.returncode == 1 and result.stdout == ""
+    assert (f"toros: the dome journal: {tmp_path / 'site' / 'dome.sqlite3'} is not a TOROS "
+            "daemon's journal: it is an empty file, without the table(s) orders, history every "
+            "journal has; nothing copied") in result.stderr
+    assert (f"{tmp_path / 'site' / 'telescope.sqlite3'} is not a TOROS daemon's journal: it is "
+            "a database with the tables photos, without the table(s) orders, history"
+            ) in result.stderr
+    assert os.listdir(tmp_path / "copies") == []
+

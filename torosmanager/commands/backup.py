@@ -6,20 +6,25 @@
     toros backup /backup --service scheduler   # only some (a machine that runs only those)
 
 Each journal is copied (:func:`torosmanager.backup.copy_journal`) into
-``DIR/<service>-<UTC time>.sqlite3``.
+``DIR/<service>-<UTC time to the millisecond>.sqlite3``.
 """
 
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ..backup import BackupError, copy_journal
 from ..config import SERVICES, service_path
 from ..console import EXIT_FAILED, EXIT_OK
 
-#: The UTC time in the copies' names: sortable, and free of characters that file systems or
-#: shells mind.
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+#: The UTC time in the copies' names, to the millisecond (:func:`stamp`): sortable, and free
+#: of characters that file systems or shells mind.
+STAMP_FORMAT = "%Y%m%dT%H%M%S"
+#: The smallest step between two names: a name is a millisecond later than the one taken.
+NAME_STEP = timedelta(milliseconds=1)
+#: Names tried for one copy, each a millisecond on from the last, when others are taken by
+#: backups running at the same moment.
+NAMES_TRIED = 1000
 
 
 def add_arguments(parser):
@@ -39,21 +44,36 @@ def run(config, arguments):
     int
         0 when every journal asked for was copied; 1 otherwise.
     """
+    directory = arguments.directory
     try:
-        os.makedirs(arguments.directory, exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
     except OSError as error:
-        print(f"toros: cannot write to {arguments.directory}: {error.strerror}", file=sys.stderr)
+        print(f"toros: cannot write to {directory}: {error.strerror}", file=sys.stderr)
         return EXIT_FAILED
-    stamp = datetime.now(timezone.utc).strftime(STAMP_FORMAT)
+    started = datetime.now(timezone.utc)
     failed = False
     for service in arguments.service or SERVICES:
         journal = service_path(config["Database"]["File"], service)
-        target = os.path.join(arguments.directory, f"{service}-{stamp}.sqlite3")
         try:
-            size = copy_journal(journal, target)
+            target, size = copy_journal(journal, names(directory, service, started))
         except BackupError as error:
             print(f"toros: the {service} journal: {error}", file=sys.stderr)
             failed = True
             continue
         print(f"wrote {target} ({size} bytes), a copy of {journal}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def stamp(moment):
+    """*moment* (UTC) as in the copies' names: ``20261121T031204.250Z``."""
+    return f"{moment.strftime(STAMP_FORMAT)}.{moment.microsecond // 1000:03d}Z"
+
+
+def names(directory, service, started):
+    """The names a copy of *service*'s journal may take, in turn: stamped with *started*
+    (the copy holds every order acknowledged before it), then, if another backup running at
+    the same moment took it, with the time now, each a millisecond later than the last."""
+    moment = started
+    for _ in range(NAMES_TRIED):
+        yield os.path.join(directory, f"{service}-{stamp(moment)}.sqlite3")
+        moment = max(datetime.now(timezone.utc), moment + NAME_STEP)
