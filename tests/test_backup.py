@@ -216,3 +216,23 @@ def test_a_file_that_is_not_a_daemons_journal_is_not_backed_up(tmp_path):
             ) in result.stderr
     assert os.listdir(tmp_path / "copies") == []
 
+
+def test_a_directory_that_is_a_file_is_said_to_be_one(tmp_path):
+    """DIR naming a file was said as "cannot write to afile: File exists"."""
+    config_path = local_config(str(tmp_path / "site"))
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    result = toros(config_path, "backup", str(blocker))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (f"toros: cannot write to {blocker}: it is not a directory (a file "
+                             "of that name exists); name a directory, or one to be made\n")
+
+
+def test_a_service_named_twice_is_copied_once(make_site, tmp_path):
+    """`--service dome --service dome` copied the journal, then failed on the name it had
+    just taken ("exists already"), exit 1."""
+    site = started_dome(make_site)
+    result = toros(site.config_path, "backup", str(tmp_path / "copies"), "--service", "dome",
+                   "--service", "dome")
+    assert result.returncode == 0, result.stderr
+    assert len(WROTE.findall(result.stdout)) == 1 and len(os.listdir(tmp_path / "copies")) == 1

@@ -47,12 +47,17 @@ def run(config, arguments):
     directory = arguments.directory
     try:
         os.makedirs(directory, exist_ok=True)
+    except FileExistsError:  # a file (or a link to one) by that name
+        print(f"toros: cannot write to {directory}: it is not a directory (a file of that name "
+              "exists); name a directory, or one to be made", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as error:
         print(f"toros: cannot write to {directory}: {error.strerror}", file=sys.stderr)
         return EXIT_FAILED
     started = datetime.now(timezone.utc)
     failed = False
-    for service in arguments.service or SERVICES:
+    # A service named twice is copied once.
+    for service in dict.fromkeys(arguments.service or SERVICES):
         journal = service_path(config["Database"]["File"], service)
         try:
             target, size = copy_journal(journal, names(directory, service, started))
