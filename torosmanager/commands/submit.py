@@ -11,7 +11,12 @@ from ..client import connect
 from ..config import SERVICES
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
 from ..workorders import SCHEMAS
-from .front_desk import unreachable
+from .front_desk import NO_ANSWER, failure, sent_before, short_failure
+
+#: The Status of a row for an order that was not sent, and of one sent whose answer did not
+#: come.
+NOT_SENT = "not sent"
+NO_RECEIPT = "no answer"
 
 
 def add_arguments(parser):
@@ -22,28 +27,64 @@ def add_arguments(parser):
 
 
 def run(config, arguments):
-    """``toros submit FILE``: send each order, print a receipt table."""
+    """``toros submit FILE``: send each order, print a row for each: its receipt, or why it
+    was not taken.
+
+    Each order goes to its own daemon: one that does not answer stops only the orders for it
+    (the first is tried, the rest are not sent), not those for the others. Exit status 1 when
+    any order was refused or not sent."""
     try:
         orders = _read_orders(arguments.file)
     except (OSError, ValueError) as error:
         print(f"toros: {arguments.file}: {error}", file=sys.stderr)
         return EXIT_FAILED
     rows, failed = [], False
+    # Daemons that brought no answer, and why, in a few words: the orders after it for them
+    # are not sent (each would wait out the same timeout).
+    silent = {}
     for order in orders:
         service = arguments.to or _destination(order)
+        row = {"ID": order.get("ID", ""), "WOType": order.get("WOType", "")}
+        if service in silent:
+            failed = True
+            rows.append(dict(row, Status=NOT_SENT,
+                             Message=f"not sent: the {service} daemon brought no answer to an "
+                                     f"order before ({silent[service]})"))
+            continue
         try:
             receipt = connect(config, service).front_desk(order)
         except xmlrpc.client.Fault as refusal:
             failed = True
-            rows.append({"ID": order.get("ID", ""), "WOType": order.get("WOType", ""),
-                         "Status": "refused", "Message": refusal.faultString})
+            rows.append(dict(row, Status="refused", Message=refusal.faultString))
             continue
-        except (OSError, xmlrpc.client.ProtocolError) as error:
-            print(unreachable(config, service, error), file=sys.stderr)
-            return EXIT_FAILED
+        except NO_ANSWER as error:
+            failed = True
+            silent[service] = short_failure(error)
+            if sent_before(error):
+                rows.append(dict(row, Status=NO_RECEIPT,
+                                 Message=_maybe_received(config, service, order, error)))
+            else:
+                rows.append(dict(row, Status=NOT_SENT, Message=f"not sent: {silent[service]}"))
+            print(failure(config, service, error), file=sys.stderr)
+            continue
         rows.append(receipt)
     print(table(rows, RECEIPT_COLUMNS))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _maybe_received(config, service, order, error):
+    """The row's message for an *order* sent whole to the *service* daemon, whose answer did
+    not come (*error*): the daemon may have taken it."""
+    timeout = config["Server"]["Peer Timeout"]
+    why = (f"no answer within {timeout:g} s (Server → Peer Timeout)"
+           if isinstance(error, TimeoutError) else f"no answer: {short_failure(error)}")
+    to = "" if service == "scheduler" else f" --to {service}"
+    if "ID" in order:
+        return (f"sent, {why}: it may have been received; check with `toros status "
+                f"{order['ID']}{to}`; submitting it again is safe (the daemon takes an order "
+                "resubmitted unchanged, with its ID, as the one it has)")
+    return (f"sent, {why}: it may have been received; it has no ID, so submitting it again "
+            f"may make a second order: look for it first (`toros status{to}`, the status page)")
 
 
 def _read_orders(path):
