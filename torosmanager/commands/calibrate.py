@@ -14,13 +14,14 @@ Several nights are calibrated one after the other, each with its own calibration
 (:func:`~torosmanager.preprocessor.pipeline.calibrate`).
 
 Exit status: 0 when light frames were calibrated, or masters made from nights without any
-(skipped files are listed), 1 when nothing could be (the reason on stderr), 130 when
-interrupted.
+(skipped files are listed), in every night given; 1 when nothing could be in a night (of
+several: which, on stderr, after what the others made), 130 when interrupted.
 """
 
 import argparse
 import dataclasses
 import logging
+import os
 import shutil
 import sys
 import time
@@ -92,6 +93,7 @@ def run(config, arguments):
     runner = None
     try:
         try:
+            nights = _nights_given(arguments.locations)
             runner = make_runner(settings)
             outcome = calibrate(location, settings, runner, progress=bar,
                                 clock=Clock.from_config(config))
@@ -111,7 +113,46 @@ def run(config, arguments):
     if not outcome.succeeded:
         print(f"toros calibrate: {outcome.failure()}", file=sys.stderr)
         return EXIT_FAILED
+    barren = {night: why for night, why in nights.items()
+              if why or not _made_something(night, outcome)}
+    if len(nights) > 1 and barren:
+        # What the other nights made is above; the exit status says that one was not done.
+        print(f"toros calibrate: nothing could be calibrated in {len(barren)} of the "
+              f"{len(nights)} nights given: "
+              + "; ".join(f"{night} ({why or 'see skipped above'})"
+                          for night, why in barren.items()), file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _nights_given(locations):
+    """The nights *locations* name (as the pipeline groups its frames, :func:`by_night`), each
+    with why it has nothing to calibrate (a directory without FITS files), else ``""``."""
+    from ..preprocessor.pipeline import RAW_DIRECTORY, by_night
+
+    found = by_night(locations if len(locations) > 1 else locations[0])
+    nights = dict.fromkeys(found, "")
+    for path, why in next(iter(found.values()))[1]:  # the paths not read go with the first
+        if os.path.isdir(path):
+            night = os.path.dirname(path) if os.path.basename(path) == RAW_DIRECTORY else path
+            nights[os.path.abspath(night)] = why
+    return nights
+
+
+def _made_something(night, outcome):
+    """Whether the job did in *night* what it was for (:attr:`Outcome.succeeded`, for one
+    night of several): light frames calibrated or, when none was skipped there, masters
+    made. Products and masters made go to ``<night>/reduced/``."""
+    from ..preprocessor.pipeline import REDUCED_DIRECTORY
+
+    def inside(path):
+        return os.path.abspath(path).startswith(os.path.join(night, REDUCED_DIRECTORY) + os.sep)
+
+    if any(inside(path) for path in outcome.products):
+        return True
+    skipped_light = any(os.path.abspath(line).startswith(night + os.sep)
+                        for line in outcome.skipped_lights)
+    return not skipped_light and any(inside(path) for path in outcome.masters.values())
 
 
 class ProgressBar:
