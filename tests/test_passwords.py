@@ -114,3 +114,36 @@ def test_plain_passwords_readable_by_all_are_warned_about(make_site):
     os.chmod(private.config_path, 0o640)
     private.start("dome")
     assert "holds plain passwords" not in private.log("dome")
+
+
+def test_a_password_hashed_from_a_crlf_line_matches_the_same_credentials_file(tmp_path):
+    """`toros passwd --stdin` kept the CR of a CRLF line (a file written on Windows) in the
+    password, while the credentials file's line is read without it: the hash never matched,
+    and every daemon refused to start (status 78)."""
+    made = toros(None, "passwd", "--stdin", stdin=RIGHT + "\r\n")
+    assert made.returncode == 0, made.stderr
+    assert verify(RIGHT, made.stdout.strip())
+    credentials = tmp_path / "credentials"
+    credentials.write_bytes(f"toros:{RIGHT}\r\n".encode())
+    credentials.chmod(0o600)
+    config = tmp_path / "toros.conf.yaml"
+    config.write_text(yaml.safe_dump({"Server": {"Users": {"toros": made.stdout.strip()},
+                                                 "Credentials File": str(credentials)},
+                                      "Database": {"File": str(tmp_path / "{service}.sqlite3")},
+                                      "Logging": {"File": str(tmp_path / "{service}.log")}}))
+    checked = subprocess.run([os.path.join(os.path.dirname(sys.executable), "toros-scheduler"),
+                              "--config", str(config), "--check-config"], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize("password", [RIGHT + " ", " " + RIGHT, RIGHT + "\t"])
+def test_a_password_with_whitespace_at_either_end_is_refused_saying_why(password):
+    """A password ending in a space was hashed as it was, while the credentials file's line is
+    read without its surrounding whitespace: the hash never matched that file."""
+    made = toros(None, "passwd", "--stdin", stdin=password + "\n")
+    assert made.returncode == 1 and made.stdout == ""
+    assert made.stderr == ("toros: the password is not allowed: it begins or ends with "
+                           "whitespace (a space, a tab), which Server → Credentials File's line "
+                           "is read without: it would never match; allowed: a password without "
+                           "whitespace at either end; nothing made\n")

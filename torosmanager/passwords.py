@@ -33,6 +33,28 @@ SCHEME = "scrypt"
 _FIELDS = 6
 
 
+#: A line's ending as a file or a pipe gives it, LF or CRLF (a file written on Windows).
+LINE_ENDING = "\r\n"
+
+
+def password_of_line(line):
+    """The password a line of standard input holds (``toros passwd --stdin``): the line
+    without its ending, LF or CRLF."""
+    return line.rstrip(LINE_ENDING)
+
+
+def padding_refused(password):
+    """Why *password* cannot be used, or ``None``: one that begins or ends with whitespace (a
+    space, a tab) never matches, since :func:`client_credentials` reads the credentials file's
+    line without its surrounding whitespace (as it always has: a file written with a space
+    after the password, or CRLF endings, keeps working)."""
+    if password != password.strip():
+        return ("it begins or ends with whitespace (a space, a tab), which Server → Credentials "
+                "File's line is read without: it would never match; allowed: a password "
+                "without whitespace at either end")
+    return None
+
+
 class CredentialsError(OSError):
     """The credentials file cannot be used (the message says why). An OSError, so that every
     caller that handles a daemon it cannot reach handles this too."""
@@ -144,6 +166,8 @@ def client_credentials(server_settings):
     if path:
         try:
             with open(path, encoding="utf-8") as stream:
+                # Without surrounding whitespace, the line's ending (CRLF too) with it: the
+                # rule toros passwd holds a password to (padding_refused).
                 lines = [line.strip() for line in stream if line.strip()
                          and not line.lstrip().startswith("#")]
         except OSError as error:

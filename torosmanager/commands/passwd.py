@@ -4,7 +4,7 @@ import getpass
 import sys
 
 from ..console import EXIT_FAILED, EXIT_OK
-from ..passwords import hash_password
+from ..passwords import hash_password, padding_refused, password_of_line
 
 
 def add_arguments(parser):
@@ -16,7 +16,7 @@ def add_arguments(parser):
 def run(config, arguments):
     """``toros passwd``: print a hash of a password typed twice (or read from stdin)."""
     if arguments.stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        password = password_of_line(sys.stdin.readline())
     else:
         try:
             password = getpass.getpass("Password: ")
@@ -30,6 +30,10 @@ def run(config, arguments):
             return EXIT_FAILED
     if not password:
         print("toros: an empty password; nothing made", file=sys.stderr)
+        return EXIT_FAILED
+    refusal = padding_refused(password)
+    if refusal is not None:
+        print(f"toros: the password is not allowed: {refusal}; nothing made", file=sys.stderr)
         return EXIT_FAILED
     print(hash_password(password))
     return EXIT_OK
