@@ -12,6 +12,8 @@ The daemons read the table once, at start-up: restart them after an update.
 import subprocess
 import sys
 
+from packaging.version import InvalidVersion, Version
+
 from ..clock import Clock
 from ..console import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..earth_rotation import IERS_DATA_PACKAGE, EarthRotationTable
@@ -76,9 +78,18 @@ def _update(dry_run):
         print(f"toros: the package index did not say which {IERS_DATA_PACKAGE} is the newest",
               file=sys.stderr)
         return False
-    if newest == before:
+    order = _compare(newest, before)
+    if order == 0:
         print(f"{IERS_DATA_PACKAGE} {before} is already the newest on the package index.")
         return True
+    if order is not None and order < 0:
+        # pip answers with what the index it reached holds: a stale mirror, or an extra index,
+        # when the main one cannot be reached. Installing it would put an older table in.
+        print(f"toros: the newest {IERS_DATA_PACKAGE} on the package index is {newest}, older "
+              f"than the {before} installed (a stale mirror or extra index: `pip config list` "
+              "shows which pip asks); nothing installed, the table is unchanged",
+              file=sys.stderr)
+        return False
     installed = _pip(["install", f"{IERS_DATA_PACKAGE}=={newest}"]
                      + (["--dry-run"] if dry_run else []), f"install {IERS_DATA_PACKAGE} {newest}")
     if installed is None:
@@ -90,6 +101,20 @@ def _update(dry_run):
         print(f"{IERS_DATA_PACKAGE} {before or '(not installed)'} → {_installed_version()}. "
               f"Restart the daemons to use it ({restart_command()}).")
     return True
+
+
+def _compare(offered, installed):
+    """-1, 0 or 1 as the version *offered* is older than, the same as or newer than the one
+    *installed* (:mod:`packaging`'s ordering, where '0.2024.10.7' comes after '0.2024.9.30');
+    1 when none is installed; ``None`` when either cannot be read as a version (then pip
+    decides)."""
+    if not installed:
+        return 1
+    try:
+        offered_version, installed_version = Version(offered), Version(installed)
+    except InvalidVersion:
+        return None
+    return (offered_version > installed_version) - (offered_version < installed_version)
 
 
 def _pip(arguments, what):
