@@ -180,3 +180,18 @@ def test_credentials_refused_are_said_as_such_naming_where_they_come_from(make_s
     services = toros(site.config_path, "services")
     line = next(line for line in services.stdout.splitlines() if line.startswith("dome"))
     assert "no: the credentials sent were refused (HTTP 401 Unauthorized)" in line
+
+
+def test_a_json_file_that_begins_with_a_byte_order_mark_is_read(make_site, tmp_path):
+    """A JSON order saved by Windows' Notepad (UTF-8 with a byte order mark) was refused as
+    "not valid JSON: Unexpected UTF-8 BOM", while the same bytes named .yaml were taken."""
+    site = make_site(settings()).start("dome")
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(dome_order("bom-1")).encode())
+    result = toros(site.config_path, "submit", str(path), "--to", "dome")
+    assert result.returncode == 0, result.stderr
+    piped = toros(site.config_path, "submit", "-", "--to", "dome",
+                  stdin="\ufeff" + json.dumps(dome_order("bom-2")))
+    assert piped.returncode == 0, piped.stderr
+    for order_id in ("bom-1", "bom-2"):
+        assert site.proxy("dome").front_desk({"WOType": "Status", "ID": order_id})

@@ -17,6 +17,8 @@ from .front_desk import NO_ANSWER, failure, sent_before, short_failure
 #: come.
 NOT_SENT = "not sent"
 NO_RECEIPT = "no answer"
+#: What a UTF-8 text may begin with (U+FEFF), read as text.
+BYTE_ORDER_MARK = "\ufeff"
 
 
 def add_arguments(parser):
@@ -88,10 +90,12 @@ def _maybe_received(config, service, order, error):
 
 
 def _read_orders(path):
+    # A byte order mark (as Windows' Notepad begins a UTF-8 file) is no part of the orders:
+    # YAML's reader skips it, JSON's does not.
     if path == "-":
-        text = sys.stdin.read()
+        text = sys.stdin.read().removeprefix(BYTE_ORDER_MARK)
     else:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:
             text = stream.read()
     try:
         data = json.loads(text, object_pairs_hook=_once_each) if path.endswith(".json") \
