@@ -104,3 +104,27 @@ def test_a_frame_without_a_wcs_is_refused_saying_what_to_do(tmp_path, content, r
                             text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.startswith(f"toros: {path}: {reason}"), result.stderr
+
+
+@pytest.mark.parametrize("scale, reason", [
+    ({}, "its WCS has no pixel scale (no CD1_1…CD2_2, nor CDELT1 and CDELT2: only where it "
+         "points)"),
+    ({"CD1_1": 0.0, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 0.0},
+     "its WCS has no pixel scale: the CD matrix (CD1_1 = 0.0, CD1_2 = 0.0, CD2_1 = 0.0, "
+     "CD2_2 = 0.0) is singular"),
+])
+def test_a_wcs_without_a_scale_is_refused_not_measured_at_a_degree_a_pixel(tmp_path, scale,
+                                                                           reason):
+    """A WCS that says where the frame points but not its scale (CTYPE and CRVAL only, or an
+    all-zero CD) was read as astropy's default, 1° a pixel: `Pixel Scale: 3598.6756`, exit 0,
+    to be copied into the configuration."""
+    header = fits.Header({"NAXIS": 2, "NAXIS1": 100, "NAXIS2": 100, "CTYPE1": "RA---TAN",
+                          "CTYPE2": "DEC--TAN", "CRPIX1": 50.5, "CRPIX2": 50.5,
+                          "CRVAL1": 30.0, "CRVAL2": -25.0, **scale})
+    path = tmp_path / "unscaled.fits"
+    fits.PrimaryHDU(np.zeros((100, 100), np.int16), header).writeto(path)
+    result = subprocess.run([TOROS, "orientation", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"toros: {path}: {reason}"), result.stderr
+    assert "solve it first" in result.stderr

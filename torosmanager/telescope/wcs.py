@@ -94,8 +94,44 @@ class SkyOrientation:
         ]
 
 
+#: The cards of a WCS's scale, of celestial axes 1 and 2: the CD matrix (row-major), or the
+#: increments of the PC form.
+CD_KEYS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2")
+CDELT_KEYS = ("CDELT1", "CDELT2")
+
+
 class NoCelestialWCS(ValueError):
     """A header without a celestial WCS to read an orientation from; the message says why."""
+
+
+def _check_scale(header):
+    """Refuse (:class:`NoCelestialWCS`) a WCS that says no pixel scale: without ``CDi_j`` or
+    ``CDELTi`` astropy takes 1° a pixel (and an all-zero CD as none), and the frame would give
+    a Pixel Scale of some 3600″ as if measured. The celestial axes are taken as 1 and 2, as
+    in every frame the telescope and the solvers write."""
+    cd = {key: header[key] for key in CD_KEYS if key in header}
+    if cd:
+        values = [float(cd.get(key, 0.0)) for key in CD_KEYS]
+        if not all(math.isfinite(value) for value in values) or \
+                values[0] * values[3] - values[1] * values[2] == 0.0:
+            raise NoCelestialWCS(
+                "its WCS has no pixel scale: the CD matrix ("
+                + ", ".join(f"{key} = {cd.get(key, 0.0)!r}" for key in CD_KEYS)
+                + ") is singular; allowed: a solved WCS, whose CD matrix turns pixels into "
+                "degrees on the sky: solve it first, e.g. with astrometry.net's solve-field")
+        return
+    deltas = {key: header.get(key) for key in CDELT_KEYS}
+    if any(value is None for value in deltas.values()):
+        raise NoCelestialWCS(
+            "its WCS has no pixel scale (no CD1_1…CD2_2, nor CDELT1 and CDELT2: only where it "
+            "points); solve it first, e.g. with astrometry.net's solve-field")
+    if not all(isinstance(value, (int, float)) and math.isfinite(value) and value != 0
+               for value in deltas.values()):
+        raise NoCelestialWCS(
+            "its WCS has no pixel scale: "
+            + ", ".join(f"{key} = {value!r}" for key, value in deltas.items())
+            + "; allowed: degrees per pixel, not zero; solve it first, e.g. with "
+            "astrometry.net's solve-field")
 
 
 def measured_orientation(header):
@@ -121,6 +157,7 @@ def measured_orientation(header):
     if not wcs.has_celestial or wcs.naxis != 2:
         raise NoCelestialWCS("it has no celestial WCS (CTYPE1/CTYPE2 such as RA---TAN, "
                              "DEC--TAN): solve it first, e.g. with astrometry.net's solve-field")
+    _check_scale(header)
     middle = ((header.get("NAXIS1", 1) - 1) / 2.0, (header.get("NAXIS2", 1) - 1) / 2.0)
     centre, up, right = wcs.pixel_to_world([middle[0], middle[0], middle[0] + 1],
                                            [middle[1], middle[1] + 1, middle[1]])
