@@ -104,6 +104,19 @@ def test_status_without_id_is_the_daemons_health(running):
                      r"\d+ not \(toros plan\)$", scheduler.stdout, re.M), scheduler.stdout
 
 
+def test_status_shows_nested_values_as_indented_lines_not_python_dicts(running):
+    """A device's state, the journal, a daemon's limits were printed as Python's repr of a
+    dict ("Journal: {'File': '/var/lib/toros/dome.sqlite3', 'Free MB': 83994.2}") and lists
+    as "['Dome', 'Heartbeat']"."""
+    result = toros(running, "status", "--to", "dome")
+    assert result.returncode == 0, result.stderr
+    assert "{'" not in result.stdout and "['" not in result.stdout, result.stdout
+    assert re.search(r"^Journal:\n  File: .*dome\.sqlite3\n  Free MB: [\d.]+$", result.stdout,
+                     re.M), result.stdout
+    assert re.search(r"^Device: +Enclosure:\n    Shutter: \w+$", result.stdout, re.M)
+    assert re.search(r"^Takes: Dome, Heartbeat$", result.stdout, re.M)
+
+
 def test_cancel(running):
     toros(running, "submit", "-", "--to", "telescope",
           stdin=json.dumps({"ID": "cli-4", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,
