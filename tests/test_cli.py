@@ -117,6 +117,17 @@ def test_status_shows_nested_values_as_indented_lines_not_python_dicts(running):
     assert re.search(r"^Takes: Dome, Heartbeat$", result.stdout, re.M)
 
 
+@pytest.mark.parametrize("command", ["demo", "passwd", "orientation"])
+def test_a_command_that_reads_no_configuration_says_config_is_not_read(command):
+    """`toros demo --help` offered `--config PATH  configuration file (default: ...)`, which
+    the demo, making its own, never reads."""
+    result = subprocess.run([TOROS, command, "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert re.search(r"--config PATH +not read: this command reads no configuration file$",
+                     result.stdout, re.M), result.stdout
+
+
 def test_cancel(running):
     toros(running, "submit", "-", "--to", "telescope",
           stdin=json.dumps({"ID": "cli-4", "WOType": "Observation", "RA": 23.1, "Dec": 13.2,

@@ -44,6 +44,8 @@ from .earth_rotation import use_astropy_offline
 #: ``run`` gets ``None``).
 USES_ASTROPY = "uses astropy"
 WITHOUT_CONFIG = "without configuration"
+#: ``--config`` of a command that reads no configuration (the demo makes its own).
+UNREAD_CONFIG_HELP = "not read: this command reads no configuration file"
 #: The subcommands, in the order of ``toros --help``: name, help, the functions of its module
 #: in :mod:`torosmanager.commands` that add its arguments and run it, and what it needs.
 COMMANDS = (
@@ -127,9 +129,11 @@ def _parser():
     for name, help_text, add_arguments, run, needs in COMMANDS:
         command = commands.add_parser(name, help=help_text)
         # After the command too (toros backup DIR --config FILE); not given, the one before it
-        # stands (SUPPRESS: no default of its own).
+        # stands (SUPPRESS: no default of its own). Taken by the commands that read none too,
+        # so that a script that names it everywhere still works, but said to be unread.
         command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                             help=config_help)
+                             help=config_help if WITHOUT_CONFIG not in needs
+                             else UNREAD_CONFIG_HELP)
         add_arguments(command)
         command.set_defaults(action=run, uses_astropy=USES_ASTROPY in needs,
                              needs_config=WITHOUT_CONFIG not in needs)
