@@ -92,6 +92,11 @@ def test_an_order_sent_to_a_daemon_too_slow_to_answer_may_have_been_taken(make_s
             "may have been received; check with `toros status slow-1 --to dome`; submitting "
             "it again is safe") in row, result.stdout
     assert "not sent" not in row
+    assert "is it running" not in result.stderr
+    assert result.stderr.startswith(f"toros: the dome daemon at {site.url('dome')} was sent the "
+                                    "request whole, but brought no answer: no answer within "
+                                    f"{PEER_TIMEOUT} s (Server → Peer Timeout); it may have "
+                                    "carried it out"), result.stderr
     shown = toros(site.config_path, "status", "slow-1", "--to", "dome")
     assert shown.returncode == 0 and "slow-1" in shown.stdout, shown.stderr
     again = toros(site.config_path, "submit", str(path), "--to", "dome")

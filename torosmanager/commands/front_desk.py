@@ -62,6 +62,14 @@ def failure(config, service, error):
         return (f"toros: what answers at {address} is not a TOROS daemon's answer (not "
                 f"XML-RPC: {_not_xml_rpc(error)}): is {address_key(service)} → HTTP the "
                 f"{service} daemon's address? (configuration: {configuration_source()})")
+    if sent_before(error):
+        timeout = config["Server"]["Peer Timeout"]
+        why = (f"no answer within {timeout:g} s (Server → Peer Timeout)"
+               if isinstance(error, TimeoutError) else reason(error))
+        return (f"toros: the {service} daemon at {address} was sent the request whole, but "
+                f"brought no answer: {why}; it may have carried it out (busy, or stopped "
+                f"meanwhile? `{status_command(service)}`; configuration: "
+                f"{configuration_source()})")
     return unreachable(config, service, error)
 
 
