@@ -107,6 +107,9 @@ def copy_journal(journal, targets):
             os.chmod(partial, FILE_MODE & ~_umask())
             _write_copy(source, journal, partial, directory)
             return _publish(partial, first, targets, directory)
+        except OSError as error:  # flushing the copy (EIO), or a disk without modes
+            raise TargetError(f"cannot write to {directory}: {error.strerror or error}"
+                              ) from None
         finally:
             _remove_copy(partial)
     finally:
