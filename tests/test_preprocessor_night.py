@@ -1208,14 +1208,18 @@ class TestCommand:
             assert f"master bias 128x128 bin 1x1, night {directory.name}: {bias}" in out
             assert fits.getheader(bias)["NCOMBINE"] == biases
 
-    def test_a_night_without_frames_among_several_is_listed_as_skipped(
+    def test_a_night_without_frames_among_several_is_listed_as_skipped_and_fails(
             self, night, tmp_path, capsys):
+        """The other nights are calibrated; the exit status says one could not be (a script
+        from cron went on without it, exit 0)."""
         empty = tmp_path / "20261122"
         (empty / "raw").mkdir(parents=True)
         status = command.run(default_config(), self.arguments(empty, night, quiet=True))
-        out, _ = capsys.readouterr()
-        assert status == command.EXIT_OK and "3 frame(s) calibrated" in out
+        out, err = capsys.readouterr()
+        assert status == command.EXIT_FAILED and "3 frame(s) calibrated" in out
         assert f"skipped (1):\n  {empty}/raw: no FITS files (.fits, .fit, .fts) in it" in out
+        assert err == ("toros calibrate: nothing could be calibrated in 1 of the 2 nights "
+                       f"given: {empty} (no FITS files (.fits, .fit, .fts) in it)\n")
 
     @pytest.mark.parametrize("reduced", ["kept", "removed"])
     def test_a_run_again_without_a_bad_frame_replaces_the_nights_master_in_the_library(
