@@ -177,6 +177,30 @@ def test_a_camera_connected_again_by_a_restarted_server_is_set_up_again(indi_ser
         server.stop()
 
 
+def test_a_device_another_client_disconnects_is_connected_again_at_once(indi_server, tmp_path,
+                                                                       caplog):
+    """KStars or indi_setprop disconnects the mount on the server: its properties are deleted,
+    and the next reading failed "the device does not define EQUATORIAL_EOD_COORD" until the
+    driver happened to see the CONNECTION property defined again (8 s later). It is connected
+    again as soon as the server says it was disconnected."""
+    server = IndiServer(tmp_path, kinds=("mount",), port=PORT + 3).start().prepare()
+    mount = DRIVERS["mount"](server.settings("mount", Timeout=RECONNECT_TIMEOUT))
+    try:
+        mount.connect()
+        assert mount.state() is not None
+        server.set("mount", "CONNECTION", CONNECT="Off", DISCONNECT="On")
+        wait_for(lambda: "by another client?" in caplog.text, TIMEOUT + MARGIN,
+                 "the driver to see the device disconnected", POLL_INTERVAL)
+        assert mount.state() is not None        # read once connected again, not failed
+        assert server.get("mount", "CONNECTION", "CONNECT") == "On"
+        assert re.search(r"WARNING .*mount \(INDI device 'Telescope Simulator' at 127\.0\.0\.1:"
+                         r"\d+\): the device is disconnected on the server \(by another "
+                         r"client\?\); connecting it again", caplog.text)
+    finally:
+        mount.disconnect()
+        server.stop()
+
+
 def _answers(device):
     try:
         return device.state() is not None

@@ -375,12 +375,17 @@ class IndiConnection:
                         self._connected_at = time.monotonic()
             self._generation += 1
             self._changed.notify_all()
-        if (kind == "Define" and event.devicename == self.device_name
+        if (kind in ("Define", "Set") and event.devicename == self.device_name
                 and event.vectorname == self.property_name(CONNECTION) and self.connected
-                and event.vector.get(CONNECT) != ON):
-            # The device came back disconnected (a restarted server): connect it again.
-            logger.warning("%s: the device is disconnected on the server; connecting it again",
-                           self.label)
+                and event.vector.get(CONNECT) != ON
+                and (kind == "Define" or not self._reconnecting)):
+            # The device came back disconnected (a restarted server: Define), or another
+            # client disconnected it (KStars, indi_setprop: Set), its properties deleted (this
+            # client never does: see disconnect): connect it again. A Set that follows, the
+            # driver's refusal, is not answered again (each answer would bring another).
+            logger.warning("%s: the device is disconnected on the server%s; connecting it "
+                           "again", self.label,
+                           "" if kind == "Define" else " (by another client?)")
             with self._changed:
                 self.reconnections += 1
                 self._reconnecting = True
