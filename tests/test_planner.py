@@ -297,3 +297,15 @@ def test_planning_works_with_the_network_off():
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0
+
+
+def test_a_need_is_rounded_up_and_what_is_available_down():
+    """"needs 103 min without a break but is observable for at most 103 min" was said of
+    102.6 and 102.8 minutes, both rounded to 103."""
+    import math
+
+    from torosmanager.scheduler.planner import span_text
+    assert span_text(102.6 * 60, math.ceil) == "103 min"
+    assert span_text(102.8 * 60, math.floor) == "102 min"
+    assert span_text(5.04 * 3600, math.ceil) == "5.1 h"
+    assert span_text(102.6 * 60) == "103 min"

@@ -490,8 +490,9 @@ class Planner:
         first = int(np.searchsorted(grid.offsets, timeline.begin))
         stretch = _span(int(_longest_runs(visible[None, first:])[0]))
         slew = timeline.slew(timeline.start_position, timeline.vector(target))
-        return (f"needs {span_text(target.duration)} without a break after {slew:.0f} s of "
-                f"slew and settling, and is observable for at most {span_text(stretch)} at a "
+        return (f"needs {span_text(target.duration, math.ceil)} without a break after "
+                f"{slew:.0f} s of slew and settling, and is observable for at most "
+                f"{span_text(stretch, math.floor)} at a "
                 f"stretch from {begin:%H:%M} UTC tonight")
 
     def _why_not(self, target, visible, altitude, longest_run, grid):
@@ -525,20 +526,26 @@ class Planner:
             return (f"too close to the Moon (under {self.constraints.moon_separation:g}°) "
                     "whenever it is high enough")
         if _span(longest_run) < target.duration:
-            return (f"needs {span_text(target.duration)} without a break but is observable "
-                    f"for at most {span_text(_span(longest_run))} at a stretch tonight")
+            return (f"needs {span_text(target.duration, math.ceil)} without a break but is "
+                    f"observable for at most {span_text(_span(longest_run), math.floor)} at a "
+                    "stretch tonight")
         return ""
 
 
-def span_text(seconds):
-    """A duration for people: minutes, hours or days, never a number of many digits."""
+def span_text(seconds, rounded=round):
+    """A duration for people: minutes, hours or days, never a number of many digits.
+
+    *rounded* (:func:`round`, :func:`math.ceil` or :func:`math.floor`) rounds it to what is
+    shown: a need beside what is available is rounded up and the other down, so that "needs
+    103 min … at most 103 min" is never said of 102.6 and 102.8.
+    """
     minutes = seconds / 60
     if minutes < SPAN_MINUTES_UP_TO:
-        return f"{minutes:.0f} min"
+        return f"{rounded(minutes):.0f} min"
     hours = minutes / 60
     if hours < SPAN_HOURS_UP_TO:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:,.0f} days"
+        return f"{rounded(hours * 10) / 10:.1f} h"
+    return f"{rounded(hours / 24):,.0f} days"
 
 
 def _refusal(timeline, budget, max_entries):
