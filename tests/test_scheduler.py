@@ -860,6 +860,7 @@ def test_a_telescope_on_another_clock_is_said_and_its_refusals_are_tried_again_l
                                      **{"Exposure Time": 10.0, "Number of Exposures": 1}))
     failed = ended(scheduler, "rising", "failed")
     assert "after 4 tries" in failed["Message"]
+    assert "Retry After" not in failed["Progress"]   # over once it was sent again
     history = failed["History"]
     assert [entry["Status"] for entry in history].count("dispatched") == 4
     retried = [n for n, entry in enumerate(history) if "will try again" in entry["Reason"]]

@@ -663,8 +663,7 @@ class Dispatcher:
         if self.handler.transition(record.id, DISPATCHED, f"dispatched at {why}; the "
                                    f"telescope answered {receipt['Status']}: "
                                    f"{receipt['Message']}", only_from={QUEUED},
-                                   progress=dict(record.progress, Attempts=attempts,
-                                                 **{"Dispatched At": format_utc(now)})) is None:
+                                   progress=_dispatched(record.progress, attempts, now)) is None:
             self.handler.cancel_at_executor(record.id)  # cancelled while it was handed over
             return False
         self._awaiting_start = True
@@ -682,6 +681,13 @@ class Dispatcher:
 def _due(entry, now):
     """Whether the slew to plan entry *entry* should have begun by *now*."""
     return entry.start - timedelta(seconds=entry.slew) <= now
+
+
+def _dispatched(progress, attempts, now):
+    """*progress* of an order dispatched at *now*, its *attempts*-th try: its wait to be tried
+    again is over."""
+    progress = {key: value for key, value in progress.items() if key != RETRY_AFTER}
+    return dict(progress, Attempts=attempts, **{"Dispatched At": format_utc(now)})
 
 
 def _retry_waits(record, now):
