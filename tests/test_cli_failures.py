@@ -200,3 +200,38 @@ def test_a_json_file_that_begins_with_a_byte_order_mark_is_read(make_site, tmp_p
     assert piped.returncode == 0, piped.stderr
     for order_id in ("bom-1", "bom-2"):
         assert site.proxy("dome").front_desk({"WOType": "Status", "ID": order_id})
+
+
+def test_an_order_read_whole_by_a_daemon_that_then_stopped_may_have_been_taken(make_site,
+                                                                              tmp_path):
+    """The daemon read the whole order, then stopped before it answered (its listening socket
+    closed, the connection dropped). Python's XML-RPC client tries once more on a dropped
+    connection; that try, refused, hid the first, and the row said "not sent" of an order the
+    daemon may have journaled."""
+    import socket
+
+    site = make_site(settings())
+    port = site.config[address_key("dome")]["Port"]
+    listener = socket.create_server(("127.0.0.1", port))
+    received = []
+
+    def read_then_stop():
+        connection, _ = listener.accept()
+        with connection:
+            data = b""
+            while b"</methodCall>" not in data:
+                data += connection.recv(65536)
+            received.append(data)
+            listener.close()        # stopped: the client's second try is refused
+        # (the connection closes here, no answer sent)
+
+    thread = threading.Thread(target=read_then_stop)
+    thread.start()
+    path = tmp_path / "dropped.json"
+    path.write_text(json.dumps(dome_order("dropped-1")))
+    result = toros(site.config_path, "submit", str(path), "--to", "dome")
+    thread.join()
+    assert received and b"dropped-1" in received[0]
+    row = rows_by_id(result.stdout)["dropped-1"]
+    assert "not sent" not in row and "may have been received" in row, result.stdout
+    assert result.returncode == 1 and "Traceback" not in result.stderr

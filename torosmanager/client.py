@@ -19,17 +19,40 @@ from .units import Seconds
 from .workorders import FaultCode
 
 
+#: The attribute set on a failure of a call whose request had been sent whole (see
+#: :func:`sent_whole`).
+_SENT_WHOLE = "toros_sent_whole"
+
+
 class _SocketTimeout:
-    """Gives a stdlib transport a socket timeout, so a dead peer cannot hang the caller."""
+    """Gives a stdlib transport a socket timeout, so a dead peer cannot hang the caller, and
+    marks a failure that came after the request was sent whole (:func:`sent_whole`)."""
 
     # Not annotated: a mixin of either transport, whose signatures differ in their types.
     def __init__(self, timeout, headers=()):
         super().__init__(use_builtin_types=True, headers=headers)
         self._timeout = timeout
+        self._sent = False
 
     def make_connection(self, host):
         connection = super().make_connection(host)
         connection.timeout = self._timeout
+        return connection
+
+    def request(self, host, handler, request_body, verbose=False):
+        # The stdlib tries once more on a connection dropped (a kept connection the server
+        # closed): the failure of that second try (refused) no longer shows the first's.
+        self._sent = False
+        try:
+            return super().request(host, handler, request_body, verbose)
+        except OSError as error:
+            if self._sent:
+                setattr(error, _SENT_WHOLE, True)
+            raise
+
+    def send_request(self, host, handler, request_body, debug):
+        connection = super().send_request(host, handler, request_body, debug)
+        self._sent = True
         return connection
 
 
@@ -74,6 +97,13 @@ def connect(config: Mapping[str, Any], service: str,
     transport_class = _SafeTimeoutTransport if url.startswith("https://") else _TimeoutTransport
     return xmlrpc.client.ServerProxy(url, transport=transport_class(timeout, headers),
                                      allow_none=True, use_builtin_types=True)
+
+
+def sent_whole(error: BaseException) -> bool:
+    """Whether *error*, a call's failure, came after its request had been sent whole: the
+    daemon may have received it and acted (too slow to answer within ``Server → Peer
+    Timeout``, or stopped while it answered)."""
+    return bool(getattr(error, _SENT_WHOLE, False))
 
 
 def status_of(proxy: xmlrpc.client.ServerProxy, order_id: str) -> dict[str, Any] | None:

@@ -4,18 +4,17 @@ said on stderr.
 A call that brings no answer is told apart by what came back: nothing (the daemon is down, or
 too slow: :func:`unreachable`), a refusal of the credentials sent (HTTP 401), or an answer
 that is not XML-RPC (another web server at that port); and, for an order, whether the request
-had been sent whole before the answer failed to come (:func:`sent_before`): then the daemon
+had been sent whole before the answer failed to come (:func:`~torosmanager.client.sent_whole`): then the daemon
 may have taken it.
 """
 
 import http
 import os
 import sys
-import traceback
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
-from ..client import connect, describe
+from ..client import connect, describe, sent_whole
 from ..config import address_key, resolve_path
 from ..console import reason
 from ..passwords import CredentialsError, is_hash
@@ -26,9 +25,6 @@ NOT_XML_RPC = (xmlrpc.client.ResponseError, ExpatError)
 #: Every failure of a call that brings no answer of the daemon's: none came (OSError, its
 #: timeouts too), an HTTP error, or an answer that is not XML-RPC.
 NO_ANSWER = (OSError, xmlrpc.client.ProtocolError) + NOT_XML_RPC
-#: The function of :mod:`http.client` that reads an answer: a failure raised inside it came
-#: after the whole request was sent.
-READING_THE_ANSWER = "getresponse"
 
 
 def ask(config, service, query):
@@ -62,7 +58,7 @@ def failure(config, service, error):
         return (f"toros: what answers at {address} is not a TOROS daemon's answer (not "
                 f"XML-RPC: {_not_xml_rpc(error)}): is {address_key(service)} → HTTP the "
                 f"{service} daemon's address? (configuration: {configuration_source()})")
-    if sent_before(error):
+    if sent_whole(error):
         timeout = config["Server"]["Peer Timeout"]
         why = (f"no answer within {timeout:g} s (Server → Peer Timeout)"
                if isinstance(error, TimeoutError) else reason(error))
@@ -91,14 +87,6 @@ def short_failure(error):
     if isinstance(error, CredentialsError):
         return str(error)
     return reason(error)
-
-
-def sent_before(error):
-    """Whether *error* came while the answer was awaited, the request sent whole: the daemon
-    may have received it (a daemon too slow to answer within ``Server → Peer Timeout``, or one
-    that stopped while it answered)."""
-    return any(frame.f_code.co_name == READING_THE_ANSWER
-               for frame, _ in traceback.walk_tb(error.__traceback__))
 
 
 def configuration_source():

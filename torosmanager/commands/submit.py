@@ -7,11 +7,11 @@ import xmlrpc.client
 import yaml
 
 from .. import plain_yaml
-from ..client import connect
+from ..client import connect, sent_whole
 from ..config import SERVICES
 from ..console import EXIT_FAILED, EXIT_OK, RECEIPT_COLUMNS, table
 from ..workorders import SCHEMAS
-from .front_desk import NO_ANSWER, failure, sent_before, short_failure
+from .front_desk import NO_ANSWER, failure, short_failure
 
 #: The Status of a row for an order that was not sent, and of one sent whose answer did not
 #: come.
@@ -62,7 +62,7 @@ def run(config, arguments):
         except NO_ANSWER as error:
             failed = True
             silent[service] = short_failure(error)
-            if sent_before(error):
+            if sent_whole(error):
                 rows.append(dict(row, Status=NO_RECEIPT,
                                  Message=_maybe_received(config, service, order, error)))
             else:
