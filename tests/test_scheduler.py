@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,9 @@ FOLLOW_INTERVAL = 3600.0
 QUICK_FOLLOW_UP = 1000.0
 #: Real seconds the dome daemon is down for: many of the scheduler's ticks at 100×.
 DOME_DOWN_SECONDS = 3.0
+#: Real seconds within which an order's own message is back once its executor answers, well
+#: before its step changes (an hour's exposure: 36 real seconds).
+SAME_STEP_SECONDS = 10.0
 #: Real seconds the telescope daemon is down for: several plans at 100×.
 TELESCOPE_DOWN_SECONDS = 10.0
 #: The steady stream test's Replan Delay (its largest allowed value), a pause its orders never
@@ -875,31 +879,40 @@ def test_a_telescope_on_another_clock_is_said_and_its_refusals_are_tried_again_l
     assert "the dome daemon's clock reads" in log
 
 
-def test_an_order_under_way_when_the_telescope_daemon_dies_says_so_and_the_plan_too(
+def test_an_order_under_way_when_the_telescope_daemon_is_silent_says_so_and_the_plan_too(
         make_site):
-    """The telescope daemon killed mid-observation and not back for hours: the order still
-    said "running: exposing 1/20" all that time, the plan said nothing of it, and the queued
-    orders behind it read "not observable tonight". It stays running (the camera may expose
-    still), its message and the plan's heading say the telescope daemon does not answer
-    since when, and once it is back the order is followed again."""
-    site = night(make_site)
+    """The telescope daemon silent mid-observation (hung, out of reach; here stopped with
+    SIGSTOP) and not back for hours: the order still said "running: exposing 1/2" all that
+    time, the plan said nothing of it, and the queued orders behind it read "not observable
+    tonight". It stays running (the camera may expose still), its message and the plan's
+    heading say the telescope daemon does not answer since when, and once it answers again
+    the order has the telescope's own message back, the same step as before too."""
+    site = night(make_site, Server={"Peer Timeout": 1.0})
     scheduler = site.proxy("scheduler")
-    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{"Number of Exposures": 20}))
-    wait_until(lambda: frames_done(scheduler, "long") >= 1, "the first frame")
-    site.daemons["telescope"].kill()
-    silent = wait_until(lambda: status(scheduler, "long")["Message"].startswith(
-        "the telescope daemon does not answer since ") and status(scheduler, "long"),
-        "the order to say the telescope daemon does not answer")
-    assert silent["Status"] == "running"
-    assert "it said: exposing" in silent["Message"]
-    assert scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"].startswith(
-        "the telescope daemon does not answer since ")
-    time.sleep(DOME_DOWN_SECONDS)  # many ticks: said once
+    # An hour's exposure: 36 real seconds at 100×, the same step before and after.
+    scheduler.front_desk(observation("long", *FIELDS["gal-a"], **{
+        "Number of Exposures": 2, "Exposure Time": 3600.0}))
+    wait_until(lambda: step(scheduler, "long").startswith("exposing 1/2"),
+               "the first frame's exposure")
+    telescope = site.daemons["telescope"].pid
+    os.kill(telescope, signal.SIGSTOP)
+    try:
+        silent = wait_until(lambda: status(scheduler, "long")["Message"].startswith(
+            "the telescope daemon does not answer since ") and status(scheduler, "long"),
+            "the order to say the telescope daemon does not answer")
+        assert silent["Status"] == "running"
+        assert "it said: exposing" in silent["Message"]
+        assert scheduler.front_desk({"WOType": "Status"})["Plan"]["Waiting"].startswith(
+            "the telescope daemon does not answer since ")
+        time.sleep(DOME_DOWN_SECONDS)  # many ticks: said once
+    finally:
+        os.kill(telescope, signal.SIGCONT)
     history = status(scheduler, "long")["History"]
     assert sum("does not answer since" in entry["Reason"] for entry in history) == 1
-    site.start("telescope")
+    assert step(scheduler, "long").startswith("exposing 1/2")
     wait_until(lambda: not status(scheduler, "long")["Message"].startswith(
-        "the telescope daemon does not answer"), "the order to be followed again")
+        "the telescope daemon does not answer"), "the order to have its own message again",
+               patience=SAME_STEP_SECONDS)
     wait_until(lambda: "Waiting" not in scheduler.front_desk({"WOType": "Status"})["Plan"],
                "the plan to stop saying it waits")
 

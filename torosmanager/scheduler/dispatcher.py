@@ -285,6 +285,8 @@ class Dispatcher:
         self._outages[executor].answered("[WO %s] the %s daemon answers again", record.id,
                                          executor)
         self.executor_silent.pop(executor, None)
+        if record.message.startswith(f"the {executor} daemon does not answer since "):
+            self._last_progress.pop(record.id, None)  # its own message, even if unchanged
         if status is None:  # it never arrived: hand it over again
             self.handler.transition(record.id, QUEUED, f"the {executor} daemon does not "
                                     "know it; queued again", only_from=ACTIVE)
@@ -554,6 +556,7 @@ class Dispatcher:
         try:
             health = self.peer_clocks.status("telescope", lambda: connect(
                 self.config, "telescope").front_desk({"WOType": "Status"}))
+            self.executor_silent.pop("telescope", None)   # it answers (its order ended?)
             self.telescope_limits = health.get("Limits", self.telescope_limits)
             pointing = health["Devices"]["Pointing"]
             self._pointing_this_tick = pointing["RA"], pointing["Dec"]
