@@ -23,5 +23,6 @@ def guard_with(config, clock, monitor=None, **options):
     default), closing nothing (*options* go to it), not started."""
     handler = SimpleNamespace(config=config, clock=clock,
                               safety_monitor=monitor or Weather(clock),
-                              close_for_safety=lambda reason: None)
+                              close_for_safety=lambda reason: None,
+                              keep_telescope_parked=lambda: None)
     return SafetyGuard(handler, **options)

@@ -10,7 +10,7 @@ import time
 import pytest
 from kafka_broker import TinyKafkaBroker
 
-from torosmanager.alerts.sources.kafka import KafkaSource
+from torosmanager.alerts.sources.kafka import KafkaSource, brokers_up
 
 confluent_kafka = pytest.importorskip("confluent_kafka",
                                       reason="confluent-kafka (the kafka extra) is not installed")
@@ -40,7 +40,7 @@ def test_connected_follows_the_broker_without_any_message(caplog):
                          consumer_factory=consumer_factory)
     source.start()
     try:
-        eventually(lambda: source.health()["Brokers Up"] >= 1)
+        eventually(lambda: source.health()["Brokers Up"] == 1)
         assert source.health()["Connected"]
 
         broker.close()
@@ -56,3 +56,17 @@ def test_connected_follows_the_broker_without_any_message(caplog):
         source.stop()
         broker.close()
     assert not source.health()["Connected"]
+
+
+def test_each_broker_is_counted_once_and_up_while_it_learns_the_cluster():
+    """librdkafka lists a broker under its bootstrap address, its node ID and the logical
+    GroupCoordinator: counted as three, one broker read as "Brokers Up: 3"; and a broker
+    learning the cluster anew (UPDATE) read as down."""
+    statistics = {
+        "gcn:9092/bootstrap": {"nodeid": -1, "source": "configured", "state": "UP"},
+        "b-1.gcn:9092/1": {"nodeid": 1, "source": "learned", "state": "UPDATE"},
+        "b-2.gcn:9092/2": {"nodeid": 2, "source": "learned", "state": "DOWN"},
+        "GroupCoordinator": {"nodeid": 1, "source": "logical", "state": "UP"}}
+    assert brokers_up(statistics) == 1
+    del statistics["b-1.gcn:9092/1"], statistics["b-2.gcn:9092/2"]
+    assert brokers_up(statistics) == 1      # before it has learned the cluster's brokers

@@ -36,3 +36,14 @@ def test_a_night_that_yields_nothing_among_several_is_named_and_the_exit_status_
     again = make_night(tmp_path / "other", name="20261124").directory
     both = calibrate(good, again)
     assert both.returncode == 0 and both.stderr == "", both.stderr
+
+
+def test_a_night_mistyped_among_several_makes_the_exit_status_1(tmp_path):
+    """A path that does not exist was listed as skipped, and the exit status stayed 0."""
+    good = make_night(tmp_path / "good").directory
+    typo = tmp_path / "20261122-typo"
+    result = calibrate(good, typo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "3 frame(s) calibrated" in result.stdout
+    assert result.stderr.startswith("toros calibrate: nothing could be calibrated in 1 of the 2 "
+                                    f"nights given: {typo} ("), result.stderr

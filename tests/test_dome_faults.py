@@ -196,10 +196,12 @@ def test_a_dome_closed_while_the_telescope_is_away_does_not_say_it_follows_it_ag
     assert "following the telescope again" not in site.log("dome")
 
 
+@pytest.mark.parametrize("closed_by", ["weather", "order"])
 def test_a_telescope_daemon_away_when_the_dome_closes_is_told_to_park_once_it_is_back(
-        make_site, fake_dome):
+        make_site, fake_dome, closed_by):
     """The Park went with the close only: a telescope daemon restarting at that moment was
-    never told, and its mount stayed pointed at the sky under a closed dome."""
+    never told, and its mount stayed pointed at the sky under a closed dome; whether the
+    weather closed it, or an operator's Dome order in good weather."""
     site = make_site(settings(
         speed=1, Clock={"Simulated With Devices": True},
         Dome={"Enclosure": fake_dome.settings(DEVICE_TIMEOUT),
@@ -208,12 +210,17 @@ def test_a_telescope_daemon_away_when_the_dome_closes_is_told_to_park_once_it_is
     heartbeat(site)
     open_dome(site)
     assert site.daemons["telescope"].stop() == 0
-    fake_dome.control(is_safe=False)
+    if closed_by == "weather":
+        fake_dome.control(is_safe=False)
+    else:
+        site.proxy("dome").front_desk({"ID": "close-op", "WOType": "Dome", "Shutter": "Close",
+                                       "User": "alice"})
     wait_until(lambda: "could not tell the telescope to park" in site.log("dome"),
                "the dome to find the telescope daemon away")
-    assert fake_dome.state()["shutter_status"] == CLOSED
+    wait_until(lambda: fake_dome.state()["shutter_status"] == CLOSED, "the shutter to close")
     site.start("telescope")
-    wait_until(lambda: "parked (dome closing: weather unsafe" in site.log("telescope"),
+    why = "weather unsafe" if closed_by == "weather" else "Dome order close-op from alice"
+    wait_until(lambda: f"parked (dome closing: {why}" in site.log("telescope"),
                "the telescope's Park order to be done")
     time.sleep(SOME_CHECKS * CHECK_INTERVAL)
     log = site.log("dome")

@@ -34,7 +34,8 @@ def watched():
     clock = SteppedClock(NIGHT)
     closed = []
     handler = SimpleNamespace(config=default_config(), clock=clock,
-                              safety_monitor=Monitor(clock), close_for_safety=closed.append)
+                              safety_monitor=Monitor(clock), close_for_safety=closed.append,
+                              keep_telescope_parked=lambda: None)
     guard = SafetyGuard(handler)
     guard.heartbeat("scheduler")
     return guard, handler.safety_monitor, closed

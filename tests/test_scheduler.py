@@ -932,3 +932,14 @@ def test_an_order_whose_window_closes_before_the_next_dark_hours_is_refused(make
     scheduler.front_desk(observation("tonight", *FIELDS["gal-a"],
                                      **{"Not After": "2026-11-10T03:00:00Z"}))
     assert status(scheduler, "tonight")["Status"] == "queued"
+
+
+def test_the_wait_before_a_try_again_doubles_up_to_its_longest():
+    """Doubled without end, the 33rd try's wait overflowed a date (Max Retries allows 100),
+    and the tenth waited eight and a half hours."""
+    from torosmanager.config import default_config
+    from torosmanager.scheduler.dispatcher import retry_delay
+
+    settings = default_config()["Scheduler"]
+    assert [retry_delay(settings, n) for n in (1, 2, 3, 7, 33, 100)] == [
+        60.0, 120.0, 240.0, 3600.0, 3600.0, 3600.0]

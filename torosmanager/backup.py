@@ -206,7 +206,7 @@ def _refuses_writes(directory):
     """Why *directory* does not take a small file now (its disk full, read-only, failing), or
     ``None`` when it does."""
     try:
-        descriptor, probe = tempfile.mkstemp(dir=directory, suffix=PARTIAL_SUFFIX)
+        descriptor, probe = tempfile.mkstemp(dir=directory, prefix=".", suffix=PARTIAL_SUFFIX)
     except OSError as error:
         return error.strerror
     try:

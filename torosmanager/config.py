@@ -349,6 +349,8 @@ SCHEMA = {
                                "each further try (a device or a link coming back); none after "
                                "an interruption not of its doing (a target of opportunity, "
                                "the dome closing)", 0, 86400),
+        "Max Retry Delay": Setting("float", 3600.0, "the longest wait before an order is tried "
+                                   "again: Retry Delay doubles up to this, seconds", 0, 86400),
         "Stall Timeout": Setting("float", 900.0, "seconds a running order may go without "
                                  "progress, beyond one of its exposures, before it is given "
                                  "up", 1, 86400),

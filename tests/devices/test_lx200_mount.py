@@ -412,14 +412,12 @@ def test_a_mount_that_dies_is_a_device_error(own_simulator):
                                           r"ascension failed"):
         mount.state()
     # Asked again within the Timeout, it fails at once with the failure it had...
-    started = time.monotonic()
     with pytest.raises(DeviceError, match=r"reading the right ascension failed: not answering "
                                           r"\([0-9.]+ s ago, reading the right ascension "
                                           r"failed: the connection failed .*\); asked again at "
                                           rf"most every {TIMEOUT:g} s"):
         mount.state()
     assert mount.describe()["Connected"] is False
-    assert time.monotonic() - started < TIMEOUT / 2
     # ...and is asked again once the Timeout has passed.
     time.sleep(TIMEOUT)
     with pytest.raises(DeviceError, match="cannot open"):

@@ -127,13 +127,14 @@ def run(config, arguments):
 
 def _nights_given(locations):
     """The nights *locations* name (as the pipeline groups its frames, :func:`by_night`), each
-    with why it has nothing to calibrate (a directory without FITS files), else ``""``."""
+    with why it has nothing to calibrate (a directory without FITS files, a path that does not
+    exist: a name mistyped), else ``""``."""
     from ..preprocessor.pipeline import RAW_DIRECTORY, by_night
 
     found = by_night(locations if len(locations) > 1 else locations[0])
     nights = dict.fromkeys(found, "")
     for path, why in next(iter(found.values()))[1]:  # the paths not read go with the first
-        if os.path.isdir(path):
+        if os.path.isdir(path) or not os.path.exists(path):
             night = os.path.dirname(path) if os.path.basename(path) == RAW_DIRECTORY else path
             nights[os.path.abspath(night)] = why
     return nights

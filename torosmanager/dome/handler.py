@@ -74,9 +74,11 @@ class DomeHandler(Handler):
         self._closing_since = None
         self._close_failing = Outage(log, logging.CRITICAL)  # said once, not at every check
         self._shutter_unread = Outage(log, logging.ERROR)
-        # A Park the telescope daemon did not take (away, restarting): told again at every
-        # check while the dome is kept closed, said once.
-        self._park_owed = False
+        # A Park the telescope daemon did not take (away, restarting): its reason, told again
+        # at every check while the shutter is closed, in a thread of its own (set while one
+        # runs), said once.
+        self._park_owed = None
+        self._park_resending = threading.Event()
         self._park_failing = Outage(log, logging.ERROR)
         self._cancelled_opening = set()  # running Open orders cancelled: they stop waiting
 
@@ -300,10 +302,33 @@ class DomeHandler(Handler):
         safe), once, as one closing is. One still closing, or unread, Shutter Timeout after it
         was told to is told again, said as critical: a close that stalls must not leave the
         dome open unsaid. A telescope daemon that did not take its Park (away, restarting) is
-        told again at each call, until it answers.
+        told again (:meth:`keep_telescope_parked`).
         """
-        if self._start_closing(reason) or self._park_owed:
+        if self._start_closing(reason):
             self._park_telescope(reason)
+
+    def keep_telescope_parked(self):
+        """At each safety check: a Park the telescope daemon did not take, after a close for
+        safety or by a Dome order, is sent again while the shutter is closed, in a thread of
+        its own (the check does not wait for a daemon away: Peer Timeout), until it answers."""
+        reason = self._park_owed
+        if reason is None or self._park_resending.is_set():
+            return
+        try:
+            closed = self.enclosure.state().shutter == ShutterState.CLOSED
+        except DeviceError:     # unread: asked again at the next check
+            return
+        if not closed:
+            return
+        self._park_resending.set()
+
+        def resend():
+            try:
+                self._park_telescope(reason)
+            finally:
+                self._park_resending.clear()
+
+        threading.Thread(target=resend, name="park-telescope", daemon=True).start()
 
     def _start_closing(self, reason):
         """Tell the shutter to close, as :meth:`close_for_safety` says; whether it was told."""
@@ -358,13 +383,16 @@ class DomeHandler(Handler):
             connect(self.config, "telescope").front_desk(
                 {"WOType": "Park", "User": "dome", "Reason": f"dome closing: {reason}"})
         except xmlrpc.client.Fault as refusal:
+            self._park_owed = None
+            self._park_failing.answered("the telescope daemon answers again")
             log.error("the telescope refused to park: %s", refusal.faultString)
-        except (OSError, xmlrpc.client.Error) as error:
-            self._park_owed = True
-            self._park_failing.failed("could not tell the telescope to park: %s (told again "
-                                      "at every check while the dome is kept closed)", error)
             return
-        self._park_owed = False
+        except (OSError, xmlrpc.client.Error) as error:
+            self._park_owed = reason
+            self._park_failing.failed("could not tell the telescope to park: %s (told again "
+                                      "at every check while the dome is closed)", error)
+            return
+        self._park_owed = None
         self._park_failing.answered("the telescope daemon answers again: told to park")
 
     # --- life cycle ---------------------------------------------------------------------

@@ -210,6 +210,7 @@ class SafetyGuard:
         if reasons:
             self.handler.close_for_safety(f"{'; '.join(reasons)} (since "
                                           f"{format_utc(self._unsafe_since)})")
+        self.handler.keep_telescope_parked()
         self._remember(now, good_for)
 
     def _remember(self, now, good_for):

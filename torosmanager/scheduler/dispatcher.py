@@ -9,9 +9,10 @@ arrives or is cancelled):
    only while it is open;
 2. follow every dispatched order with Status queries until it ends; an interrupted or failed
    observation goes back into the queue until ``Max Retries`` is spent, tried again after
-   ``Retry Delay``, doubled at each try (an interruption the telescope says was not the
-   order's doing, ``Interrupted By``, does not count and waits for nothing: a target of
-   opportunity, the dome closing, a stop of the telescope daemon; nor does one at dawn),
+   ``Retry Delay``, doubled at each try up to ``Max Retry Delay`` (an interruption the
+   telescope says was not the order's doing, ``Interrupted By``, does not count and waits for
+   nothing: a target of opportunity, the dome closing, a stop of the telescope daemon; nor
+   does one at dawn),
    then fails, its frames to analyse (``Output: Analysis``) handed to the preprocessor all
    the same (:mod:`torosmanager.hand_offs`); one that makes no progress for ``Stall
    Timeout`` (and one exposure's time: a frame being exposed reports nothing until it is read
@@ -47,7 +48,7 @@ from ..journal import (CANCELLED, DISPATCHED, DONE, FAILED, INTERRUPTED, QUEUED,
 from ..logs import Outage, SaidOnChange
 from ..hand_offs import HAND_OFF, PENDING, PendingHandOffs
 from ..workorders import format_utc, parse_utc
-from .dome_keeper import DomeKeeper
+from .dome_keeper import KEEPER, DomeKeeper
 from .peer_clocks import PeerClocks
 from .plan_command import as_dict
 from .planner import Constraints, Planner, target_of
@@ -379,7 +380,7 @@ class Dispatcher:
             self._last_progress.pop(record.id, None)
             try:
                 connect(self.config, "telescope").front_desk(
-                    {"WOType": "Park", "User": "scheduler",
+                    {"WOType": "Park", "User": KEEPER,
                      "Reason": f"order {record.id} made no progress for {stalled:.0f} s"})
             except (OSError, xmlrpc.client.Error) as error:
                 log.error("[WO %s] cannot stop the stalled order: %s", record.id, error)
@@ -397,8 +398,8 @@ class Dispatcher:
         elif attempts <= self.settings["Max Retries"]:
             # Not at once: a device or a link coming back needs a moment, and the tries left
             # were spent within 0.1 s on a refusal that lasts (a mount not answering).
-            delay = self.settings["Retry Delay"] * 2 ** (attempts - 1)
-            progress[RETRY_AFTER] = format_utc(self.clock.now() + timedelta(seconds=delay))
+            progress[RETRY_AFTER] = format_utc(self.clock.now() + timedelta(
+                seconds=retry_delay(self.settings, attempts)))
             self.handler.transition(record.id, QUEUED, f"{state} at the telescope ({message}); "
                                     f"will try again (try {attempts + 1} of "
                                     f"{self.settings['Max Retries'] + 1}) from "
@@ -684,6 +685,18 @@ class Dispatcher:
 def _due(entry, now):
     """Whether the slew to plan entry *entry* should have begun by *now*."""
     return entry.start - timedelta(seconds=entry.slew) <= now
+
+
+def retry_delay(settings, attempts):
+    """Seconds an order waits after its *attempts*-th try failed: ``Retry Delay``, doubled at
+    each try, at most ``Max Retry Delay`` (*settings*: the ``Scheduler`` section).
+
+    Examples
+    --------
+    >>> [retry_delay({"Retry Delay": 60.0, "Max Retry Delay": 3600.0}, n) for n in (1, 2, 3, 99)]
+    [60.0, 120.0, 240.0, 3600.0]
+    """
+    return min(settings["Retry Delay"] * 2.0 ** (attempts - 1), settings["Max Retry Delay"])
 
 
 def _dispatched(progress, attempts, now):

@@ -28,7 +28,7 @@ from .peer_clocks import PeerClocks
 
 log = logging.getLogger(__name__)
 
-#: The ``User`` of this keeper's own Dome orders (its close at dawn holds nothing).
+#: The ``User`` of the scheduler's own orders (its close at dawn holds nothing).
 KEEPER = "scheduler"
 
 

@@ -22,6 +22,7 @@ from ..telescope import limits as telescope_limits
 from ..workorders import check_not_ended, format_utc, parse_utc, refuse
 from . import priority
 from .dispatcher import EXECUTOR, Dispatcher
+from .dome_keeper import KEEPER
 from .planner import duration_of, span_text
 from .plan_command import html as plan_html
 
@@ -253,7 +254,7 @@ class SchedulerHandler(Handler):
         while True:
             try:
                 connect(self.config, executor).front_desk(
-                    {"WOType": "Cancel", "ID": order_id, "User": "scheduler"})
+                    {"WOType": "Cancel", "ID": order_id, "User": KEEPER})
             except xmlrpc.client.Fault as refusal:
                 if not unavailable(refusal):  # it has ended there, or never had it
                     log.warning("[WO %s] the %s daemon did not cancel it: %s", order_id,

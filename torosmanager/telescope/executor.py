@@ -292,7 +292,6 @@ class Executor:
             return
         if self._step(order_id, progress, only_from={QUEUED}) is None:
             return  # cancelled a moment ago
-        self._drop_pending_park(f"order {order_id} takes the mount")
         self.cool()  # again: a camera switched off and on has forgotten its setpoint
         try:
             # Those an observation needs: a focuser that does not answer only leaves the
@@ -484,6 +483,9 @@ class Executor:
             self.mount.unpark()
         self._now_at(job, progress, self._slewing_to(order))
         self.mount.start_slew(order["RA"], order["Dec"])
+        # Not before: an order that ends without moving the mount (its lights taken before,
+        # the dome not ready) leaves it to be parked still.
+        self._drop_pending_park(f"order {job.record.id} takes the mount")
         if not parked:
             try:
                 self._check_dome()

@@ -223,7 +223,7 @@ class TelescopeHandler(Handler):
         if path == "/latest.png" and self.executor.latest_frame is not None:
             try:
                 return "image/png", preview_png(self.executor.latest_frame)
-            except OSError:         # no longer readable (see page_sections): not found
+            except (OSError, ValueError):   # gone, or its data cut short: not found
                 return None
         return None
 

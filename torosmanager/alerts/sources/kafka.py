@@ -62,8 +62,9 @@ POLL_SECONDS = 0.5
 BATCH_MESSAGES = 100
 #: ``Connection Check Interval`` when the settings leave it out (the configuration's default).
 DEFAULT_CHECK_SECONDS = 15.0
-#: librdkafka's state of a broker it is connected to (and authenticated with).
-BROKER_UP = "UP"
+#: librdkafka's states of a broker it is connected to (and authenticated with): UPDATE is UP
+#: while it learns the cluster's brokers anew.
+BROKER_UP = ("UP", "UPDATE")
 #: The consumer group's name starts with this; a random part makes it unique per source.
 GROUP_PREFIX = "toros-manager"
 #: What replaces the client secret in any text the source logs or keeps.
@@ -107,6 +108,23 @@ class _ClientLog(logging.LoggerAdapter):
     def log(self, level, msg, *args, **kwargs):
         if not self._outage.ongoing:
             super().log(level, msg, *args, **kwargs)
+
+
+def brokers_up(brokers):
+    """How many of librdkafka's *brokers* (its statistics' ``brokers``) are up: the cluster's
+    own (``nodeid`` 0 and more), once it has learned them, else those it was given to begin
+    with; not its logical ones (``GroupCoordinator``), which are a broker counted again.
+
+    Examples
+    --------
+    >>> brokers_up({"b:9092/bootstrap": {"nodeid": -1, "source": "configured", "state": "UP"},
+    ...             "b1:9092/1": {"nodeid": 1, "source": "learned", "state": "UP"},
+    ...             "GroupCoordinator": {"nodeid": 1, "source": "logical", "state": "UP"}})
+    1
+    """
+    real = [broker for broker in brokers.values() if broker.get("source") != "logical"]
+    learned = [broker for broker in real if broker.get("nodeid", -1) >= 0]
+    return sum(1 for broker in learned or real if broker.get("state") in BROKER_UP)
 
 
 def default_consumer_factory(**options):
@@ -262,8 +280,7 @@ class KafkaSource(Source):
     def _client_statistics(self, text):
         """librdkafka's statistics (JSON): connected while one of its brokers is up."""
         try:
-            brokers = json.loads(text).get("brokers") or {}
-            up = sum(1 for broker in brokers.values() if broker.get("state") == BROKER_UP)
+            up = brokers_up(json.loads(text).get("brokers") or {})
         except (ValueError, AttributeError) as error:    # not the JSON librdkafka documents
             logger.warning("kafka: unreadable statistics from librdkafka: %s", error)
             return

@@ -15,7 +15,7 @@ bridge, reached over TCP). :class:`Lx200Connection`
 * while the mount does not answer, asks it again at most once per ``Timeout``: the requests
   in between (a health Status, which other daemons read every few seconds, a poll) fail at
   once with the last error, rather than each waiting ``Timeout`` in turn (36 s for one Status
-  of a silent mount). A request waits at most ``Timeout`` for another's to end. The failure
+  of a silent mount). A request waits at most twice ``Timeout`` for another's to end. The failure
   is logged once, and the mount's answering again.
 """
 
@@ -129,9 +129,10 @@ class Lx200Connection:
             the reply's shape.
         """
         operation = operation or f"sending {command!r}"
-        if not self._lock.acquire(timeout=self.timeout):
+        # The request under way may take two Timeouts (opening the port again, its reply).
+        if not self._lock.acquire(timeout=2 * self.timeout):
             raise self.error(operation, f"busy: another request has not ended within "
-                                        f"{self.timeout:g} s")
+                                        f"{2 * self.timeout:g} s")
         try:
             if not self.connected:
                 raise self.error(operation, "not connected (connect() first)")
