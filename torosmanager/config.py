@@ -756,7 +756,8 @@ SCHEMA = {
         "Workers": Setting("int", 2, "processes calibrating frames in parallel", 1, 256),
         "Executor": Setting("str", "local", "'local' worker processes, or the address of a "
                             "dask.distributed scheduler such as tcp://10.0.0.5:8786 (while it "
-                            "does not answer, a job waits for it, queued)"),
+                            "does not answer, or once it is lost during a job, a job waits for "
+                            "it, queued)"),
         "Master Library": Setting("path", "/var/lib/toros/masters",
                                   "where masters are kept for nights that lack their own"),
         "Gain": Setting("float", 1.0, "electrons per ADU when a frame's header has no GAIN",

@@ -34,6 +34,11 @@ POLL_SECONDS = 0.2
 DASK_POLL_SECONDS = 0.01
 #: Seconds to wait for a Dask scheduler to answer when connecting.
 DASK_CONNECT_TIMEOUT = 10.0
+#: A Dask client's status while its scheduler answers (else "connecting", "closed"...).
+DASK_RUNNING = "running"
+#: How the reasons distributed gives for the tasks a lost or restarted scheduler cancelled
+#: begin ("scheduler-connection-lost", "scheduler-restart").
+SCHEDULER_LOST = "scheduler"
 #: The modules holding the task functions, imported once by the fork server.
 TASK_MODULES = ("torosmanager.preprocessor.masters", "torosmanager.preprocessor.calibrate",
                 "torosmanager.preprocessor.layout")
@@ -128,7 +133,7 @@ class TaskRunner:
                 for future in self._wait(list(pending), POLL_SECONDS):
                     index = pending.pop(future)
                     error = self._exception(future)
-                    yield index, None if error else future.result(), error
+                    yield index, None if error else self._result(future, stop), error
         finally:
             for future in pending:
                 future.cancel()
@@ -147,7 +152,8 @@ class TaskRunner:
                     error = self._exception(future)
                 except RunnerError as lost:
                     error = lost
-                finished.append((index, None if error else future.result(), error))
+                finished.append((index, None if error else self._result(future, None),
+                                 error))
         return finished
 
     def close(self):
@@ -161,6 +167,10 @@ class TaskRunner:
 
     def _exception(self, future):
         raise NotImplementedError
+
+    def _result(self, future, stop):
+        """The result of *future*, done."""
+        return future.result()
 
 
 class LocalRunner(TaskRunner):
@@ -229,25 +239,45 @@ class DaskRunner(TaskRunner):
             raise RunnerError(f"Preprocessor → Executor is {address!r}, a Dask scheduler, but "
                               "dask.distributed is not installed here (pip install "
                               "'dask[distributed]')") from None
-        try:
-            self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as error:
-            raise ExecutorUnreachable(f"cannot reach the Dask scheduler at {address} "
-                                      f"(Preprocessor → Executor): {error}") from None
-        except ValueError as error:
-            raise RunnerError(f"cannot reach the Dask scheduler at {address} "
-                              f"(Preprocessor → Executor): {error}") from None
+        self.address = address
+        self._client = _bounded_client(distributed, address, timeout)
         threads = sum(self._client.nthreads().values())
         self.workers = max(1, threads)
-        self.address = address
         self.description = f"Dask scheduler {address} ({threads} worker thread(s))"
         self.broken = False
 
     def close(self):
         self._client.close()
 
+    def _lost(self, doing):
+        """The scheduler is gone (the client closed, or connecting again): an
+        :class:`ExecutorUnreachable`, the runner marked broken (the next job makes a new
+        client, which waits for the scheduler as at the start)."""
+        self.broken = True
+        return ExecutorUnreachable(f"lost the Dask scheduler at {self.address} (Preprocessor "
+                                   f"→ Executor) {doing}: its client is {self._client.status}")
+
     def _submit(self, function, args):
-        return self._client.submit(function, *args, pure=False)
+        if self._client.status != DASK_RUNNING:
+            raise self._lost("before a task was sent")
+        try:
+            return self._client.submit(function, *args, pure=False)
+        except Exception:   # noqa: BLE001 - the client's (ClosedClientError...): said if lost
+            if self._client.status != DASK_RUNNING:
+                raise self._lost("as a task was sent") from None
+            raise
+
+    def _result(self, future, stop):
+        """The result of *future*, fetched from its worker: a hung worker (SIGSTOP) holds
+        it, and a stop must not wait for it for ever."""
+        while True:
+            try:
+                return future.result(timeout=POLL_SECONDS)
+            except TimeoutError:
+                if stop is not None and stop.is_set():
+                    raise Stopped() from None
+                if self._client.status != DASK_RUNNING:
+                    raise self._lost("while a result was fetched") from None
 
     def _wait(self, futures, timeout):
         # distributed.wait() needs a default client, which this one is not (the daemon must
@@ -261,9 +291,58 @@ class DaskRunner(TaskRunner):
 
     def _exception(self, future):
         if future.status == "cancelled":
-            raise RunnerError("the Dask cluster dropped a task (a worker or the scheduler "
+            # Why, as distributed keeps it (FutureCancelledError.reason): a scheduler lost or
+            # restarted cancels every task, whether or not the client is back already.
+            why = getattr(getattr(getattr(future, "_state", None), "exception", None), "reason",
+                          None)
+            if str(why).startswith(SCHEDULER_LOST) or self._client.status != DASK_RUNNING:
+                raise self._lost("while calibrating")
+            raise RunnerError(f"the Dask cluster at {self.address} dropped a task (a worker "
                               "was lost)")
         return future.exception()
+
+
+def _bounded_client(distributed, address, timeout):
+    """A ``distributed.Client`` of the scheduler at *address*, made within *timeout* seconds.
+
+    ``Client(address, timeout=...)`` bounds the connection, not the handshake after it: at an
+    address where something else listens (the dashboard's port, 8787, for the scheduler's,
+    8786) it waited for ever, and the daemon with it. Made in a thread, waited for at most
+    *timeout* (and the connection's own timeout) seconds.
+
+    Raises
+    ------
+    ExecutorUnreachable
+        Nothing answers, or not as a Dask scheduler within the time.
+    RunnerError
+        The address cannot be a scheduler's.
+    """
+    outcome = {}
+
+    def make():
+        try:
+            outcome["client"] = distributed.Client(address, timeout=timeout,
+                                                   set_as_default=False)
+        except Exception as error:  # noqa: BLE001 - told apart below, in the caller's thread
+            outcome["error"] = error
+
+    maker = threading.Thread(target=make, name="dask-connect", daemon=True)
+    maker.start()
+    maker.join(2 * timeout)
+    if maker.is_alive():    # left to end by itself: a client made too late is never used
+        raise ExecutorUnreachable(f"cannot reach the Dask scheduler at {address} (Preprocessor "
+                                  f"→ Executor): no answer as a Dask scheduler within "
+                                  f"{2 * timeout:g} s (another server at that port?)")
+    error = outcome.get("error")
+    if isinstance(error, (OSError, TimeoutError)):
+        raise ExecutorUnreachable(f"cannot reach the Dask scheduler at {address} "
+                                  f"(Preprocessor → Executor): {error}") from None
+    if isinstance(error, ValueError):
+        raise RunnerError(f"cannot reach the Dask scheduler at {address} "
+                          f"(Preprocessor → Executor): {error}") from None
+    if error is not None:
+        raise error
+    return outcome["client"]
 
 
 def make_runner(settings):
