@@ -194,3 +194,14 @@ def test_a_scheduler_lost_during_a_job_makes_it_wait_not_fail(tmp_path):
     assert raised and isinstance(raised[0], ExecutorUnreachable), raised
     assert str(raised[0]).startswith("lost the Dask scheduler at ")
     assert runner.broken
+
+
+def test_a_task_whose_dask_workers_died_is_said_so_in_words_not_dasks():
+    """"KilledWorker: Attempted to run task 'task_calibrate-…' on 4 different workers, but
+    all those workers died while running it. …https://distributed.dask.org/…", once per
+    frame, and not a word of memory."""
+    from torosmanager.preprocessor.pipeline import _reason
+
+    killed = distributed.KilledWorker("task_calibrate-1", None, allowed_failures=3)
+    assert _reason(killed) == ("the Dask workers that ran it died each time (out of memory? "
+                               "their own logs say)")

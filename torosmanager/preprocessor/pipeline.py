@@ -71,6 +71,11 @@ MASTERS_DIRECTORY = "masters"
 LIBRARY_MASTERS_DIRECTORY = "library"
 #: A night directory's name: the date of its evening.
 NIGHT_NAME = re.compile(r"^\d{8}$")
+#: What dask.distributed raises for a task whose workers died each time it ran (named, not
+#: imported: Dask is optional), and how a Status says it.
+KILLED_WORKER = "KilledWorker"
+KILLED_WORKER_REASON = ("the Dask workers that ran it died each time (out of memory? their "
+                        "own logs say)")
 #: The software, for the products' headers.
 SOFTWARE = f"TOROS Manager {__version__}"
 #: The libraries whose conventions the products follow, by their installed versions (read
@@ -1135,6 +1140,8 @@ def _reason(error):
     """The message of a task's exception, for Status."""
     if isinstance(error, (FrameError, OSError, ValueError)):
         return str(error)
+    if type(error).__name__ == KILLED_WORKER:
+        return KILLED_WORKER_REASON
     return f"{type(error).__name__}: {error}"
 
 
