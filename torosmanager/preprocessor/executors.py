@@ -303,12 +303,12 @@ class DaskRunner(TaskRunner):
 
 
 def _bounded_client(distributed, address, timeout):
-    """A ``distributed.Client`` of the scheduler at *address*, made within *timeout* seconds.
+    """A ``distributed.Client`` of the scheduler at *address*, made within twice *timeout*.
 
     ``Client(address, timeout=...)`` bounds the connection, not the handshake after it: at an
     address where something else listens (the dashboard's port, 8787, for the scheduler's,
     8786) it waited for ever, and the daemon with it. Made in a thread, waited for at most
-    *timeout* (and the connection's own timeout) seconds.
+    twice *timeout* seconds (the connection's own, and as long for the handshake).
 
     Raises
     ------
