@@ -25,7 +25,9 @@ LONGEST_FILES = ("tests/test_scheduler.py", "tests/test_telescope.py",
                  "tests/test_alerts_daemon.py", "tests/test_deb_package.py",
                  "tests/test_alpaca_observatory.py", "tests/test_demo.py",
                  "tests/test_systemd_container.py", "tests/test_clock_steps.py",
-                 "tests/test_units.py", "tests/test_full_disk.py", "tests/test_retry_frames.py",
+                 "tests/test_units.py", "tests/test_indi_telescope_faults.py",
+                 "tests/test_telescope_device_faults.py", "tests/test_full_disk.py",
+                 "tests/test_retry_frames.py",
                  "tests/test_lock.py", "tests/test_dome.py", "tests/test_earth_rotation.py")
 
 
