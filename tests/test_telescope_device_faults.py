@@ -129,6 +129,20 @@ def observe(site, order_id):
     return telescope
 
 
+def observe_until_slewing(site, simulators, order_id, stop=False):
+    """Send *order_id* and wait until its slew is under way, seen by another client (which
+    stops it there, with *stop*)."""
+    other = OtherClient(simulators.port)
+    try:
+        telescope = observe(site, order_id)
+        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
+        if stop:
+            other.stop_the_slew()
+    finally:
+        other.close()
+    return telescope
+
+
 def frame_position(path):
     with fits.open(path) as hdus:
         return hdus[0].header["RA"], hdus[0].header["DEC"]
@@ -139,13 +153,7 @@ def test_a_slew_stopped_short_by_another_client_is_made_again(observatory, simul
     not slewing. The daemon took that for arrival, and the order ended done with a frame of
     the wrong field (Dec ~20° for a target at +85°). Now it compares where the mount is with
     the target, slews again, and the frame is of the target."""
-    other = OtherClient(simulators.port)
-    try:
-        telescope = observe(observatory, "short-1")
-        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
-        other.stop_the_slew()
-    finally:
-        other.close()
+    telescope = observe_until_slewing(observatory, simulators, "short-1", stop=True)
     result = ended(telescope, "short-1", "done")
     [path] = result["Progress"]["Files"]
     ra, dec = frame_position(path)
@@ -193,12 +201,7 @@ def test_a_mount_gone_during_the_slew_and_back_within_the_grace_is_waited_for(
     once. Now the wait asks again at each poll, and the order goes on: the mount, switched
     off and on, is no longer slewing to the target, so it is sent there again."""
     site = make_observatory(clock, simulators, make_site, **{"Device Error Grace": 3000})
-    other = OtherClient(simulators.port)
-    try:
-        telescope = observe(site, "grace-1")
-        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
-    finally:
-        other.close()
+    telescope = observe_until_slewing(site, simulators, "grace-1")
     simulators.kill()
     wait_until(lambda: "waiting for the mount to finish its slew: mount (LX200" in
                site.log("telescope"), "the daemon to find the mount gone")
@@ -218,12 +221,7 @@ def test_a_mount_gone_longer_than_the_grace_fails_the_order_and_is_parked_once_b
     mount parks once it answers again."""
     site = make_observatory(clock, simulators, make_site,
                             **{"Device Error Grace": 100, "Park Retry Interval": 100})
-    other = OtherClient(simulators.port)
-    try:
-        telescope = observe(site, "gone-1")
-        wait_until(lambda: other.declination() > STOP_AT_DEC, "the slew to be under way")
-    finally:
-        other.close()
+    telescope = observe_until_slewing(site, simulators, "gone-1")
     simulators.kill()
     result = ended(telescope, "gone-1", "failed")
     assert re.fullmatch(r"slewing to RA 30\.0000° Dec \+85\.0000°: mount \(LX200 onstep at "

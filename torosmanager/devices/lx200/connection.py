@@ -144,9 +144,8 @@ class Lx200Connection:
                 self._failing.failed("%s (asked again at most every %g s; said once it "
                                      "answers)", error, self.timeout)
                 raise
-            if self._failure is not None:
-                self._failure = None
-                self._failing.answered("%s: answers again", self.label)
+            self._failure = None
+            self._failing.answered("%s: answers again", self.label)
             return answer
         finally:
             self._lock.release()
