@@ -383,12 +383,12 @@ class IndiConnection:
             # client disconnected it (KStars, indi_setprop: Set), its properties deleted (this
             # client never does: see disconnect): connect it again. A Set that follows, the
             # driver's refusal, is not answered again (each answer would bring another).
+            with self._changed:     # first: a reading from now on waits for the connection
+                self.reconnections += 1
+                self._reconnecting = True
             logger.warning("%s: the device is disconnected on the server%s; connecting it "
                            "again", self.label,
                            "" if kind == "Define" else " (by another client?)")
-            with self._changed:
-                self.reconnections += 1
-                self._reconnecting = True
             await self._client.send_newVector(self.device_name, event.vectorname,
                                               members={CONNECT: ON})
 
